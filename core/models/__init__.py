@@ -1,0 +1,20 @@
+"""All tables. Import models from here; ``Base.metadata`` is the whole schema."""
+
+from core.models.alerts import Alert, AlertRule, AlertTransition, Notification
+from core.models.base import Base
+from core.models.billing import Dispute, Invoice, InvoiceLine, Payment, PaymentMethod, Refund
+from core.models.catalogue import Price, Tier
+from core.models.changes import ChangeRequest
+from core.models.config import FxRate, Setting
+from core.models.members import Member, StaffNote
+from core.models.staff import AuditEntry, LoginAttempt, StaffAccount
+from core.models.stripe_sync import RunLock, StripeEvent, SyncRun, SyncState
+from core.models.subscriptions import MembershipChange, Subscription, SubscriptionItem
+
+__all__ = [
+    "Alert", "AlertRule", "AlertTransition", "AuditEntry", "Base", "ChangeRequest", "Dispute",
+    "FxRate", "Invoice", "InvoiceLine", "LoginAttempt", "MembershipChange", "Member",
+    "Notification", "Payment", "PaymentMethod", "Price", "Refund", "RunLock", "Setting",
+    "StaffAccount", "StaffNote", "StripeEvent", "Subscription", "SubscriptionItem", "SyncRun",
+    "SyncState", "Tier",
+]

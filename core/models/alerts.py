@@ -1,0 +1,79 @@
+"""Alerts on payment trouble: rules, alerts with their lifecycle, and notifications."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models.base import Base, BigIntPK, created_column
+
+
+class AlertRule(Base):
+    __tablename__ = "alert_rules"
+
+    slug: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    params: Mapped[Any] = mapped_column(JSON, default=dict)  # thresholds, baseline window, minimum volume
+    notify: Mapped[Any] = mapped_column(JSON, default=dict)  # {"email": [...], "webhook": "https://..."}
+    updated_at: Mapped[datetime] = created_column()
+    updated_by: Mapped[str] = mapped_column(String(64), default="system")
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # One open alert per rule and scope: a repeat updates it instead of opening another.
+        Index(
+            "uq_alerts_open_rule_scope", "rule", "scope", unique=True,
+            postgresql_where=text("status <> 'resolved'"), sqlite_where=text("status <> 'resolved'"),
+        ),
+        Index("ix_alerts_status_severity", "status", "severity"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(120), default="all")  # e.g. decline_code=insufficient_funds
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, acknowledged, snoozed, resolved
+    severity: Mapped[str] = mapped_column(String(16))  # low, medium, high, critical
+    value: Mapped[float | None] = mapped_column(Float)
+    baseline: Mapped[float | None] = mapped_column(Float)
+    hint: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[Any] = mapped_column(JSON, default=dict)
+    opened_at: Mapped[datetime] = created_column()
+    last_fired_at: Mapped[datetime | None]
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    cleared_since: Mapped[datetime | None]
+    snoozed_until: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+
+
+class AlertTransition(Base):
+    __tablename__ = "alert_transitions"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    at: Mapped[datetime] = created_column()
+    actor: Mapped[str] = mapped_column(String(64))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # email, webhook
+    target: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_column()
+    next_attempt_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]

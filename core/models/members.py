@@ -1,0 +1,43 @@
+"""Members (the app's users, free ones included) and what staff write about them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db.types import EncryptedText
+from core.models.base import Base, BigIntPK, created_column, stripe_id_column
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200), default="", index=True)
+    country: Mapped[str | None] = mapped_column(String(2))  # ISO 3166-1 alpha-2
+    # Encrypted at rest: search never needs them.
+    phone: Mapped[str | None] = mapped_column(EncryptedText())
+    address: Mapped[str | None] = mapped_column(EncryptedText())  # JSON text of the postal address
+    stripe_customer_id: Mapped[str | None] = stripe_id_column()
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime | None]
+    deleted_in_stripe_at: Mapped[datetime | None]
+    # When the Stripe state this row reflects was produced (event ``created`` or retrieval time);
+    # the sync refuses to apply anything older.
+    stripe_state_at: Mapped[datetime | None]
+    # Bumped by every change to the member or their subscriptions, payments and notes: a staff
+    # form submitted against an older version is refused (optimistic concurrency).
+    version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
+
+
+class StaffNote(Base):
+    __tablename__ = "staff_notes"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    author: Mapped[str] = mapped_column(String(120))
+    body: Mapped[str] = mapped_column(EncryptedText())
+    created_at: Mapped[datetime] = created_column()

@@ -1,0 +1,76 @@
+"""Staff accounts, sign-in attempts, and the append-only audit log.
+
+The audit log is append-only twice over: no code path updates or deletes it, and database
+triggers (created in the migrations) refuse UPDATE and DELETE on both SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db.types import EncryptedJSON
+from core.models.base import Base, BigIntPK, created_column
+
+
+class StaffAccount(Base):
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str] = mapped_column(String(320))
+    password_hash: Mapped[str] = mapped_column(String(100))  # bcrypt
+    roles: Mapped[str] = mapped_column(String(100))  # comma-separated Role values, sorted
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = created_column()
+    updated_at: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]
+    password_changed_at: Mapped[datetime | None]
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(r for r in self.roles.split(",") if r)
+
+
+class LoginAttempt(Base):
+    """Every sign-in attempt, so lockouts are shared by all sessions and replicas."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = created_column()
+    success: Mapped[bool] = mapped_column(Boolean)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_member_at", "member_id", "at"),
+        Index("ix_audit_log_actor_at", "actor", "at"),
+        Index("ix_audit_log_action_at", "action", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    at: Mapped[datetime] = created_column()
+    actor: Mapped[str] = mapped_column(String(64))  # staff username, or "system" / "sync" / "cli:<user>"
+    action: Mapped[str] = mapped_column(String(64))  # e.g. member.refund, auth.login_failed, settings.update
+    member_id: Mapped[int | None]  # no foreign key: the log outlives whatever it mentions
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    # before/after may hold contact details: encrypted like the fields they copy.
+    before: Mapped[Any] = mapped_column(EncryptedJSON(), nullable=True)
+    after: Mapped[Any] = mapped_column(EncryptedJSON(), nullable=True)
+    stripe_ids: Mapped[Any] = mapped_column(JSON, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(80))  # the action id / idempotency key
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")  # ok, refused, failed

@@ -1,0 +1,114 @@
+"""Money: integer minor units beside an ISO 4217 currency code.
+
+Amounts never become floats until a chart draws them. Zero-decimal currencies (JPY, KRW, ...)
+have no minor unit: 1200 JPY is stored as 1200, not 120000. The list follows Stripe's
+"zero-decimal currencies" page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+ZERO_DECIMAL = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+     "XAF", "XOF", "XPF"}
+)
+SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$"}
+SUPPORTED_CURRENCIES = ("USD", "EUR", "GBP", "JPY")
+
+
+class MoneyError(ValueError):
+    """An amount or currency a person typed that we cannot accept; the message is a sentence."""
+
+
+def normalise_currency(code: str) -> str:
+    code = (code or "").strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise MoneyError(f"“{code}” is not a currency code; use three letters such as USD or JPY.")
+    return code
+
+
+def decimals(currency: str) -> int:
+    return 0 if normalise_currency(currency) in ZERO_DECIMAL else 2
+
+
+def to_major(amount_minor: int, currency: str) -> Decimal:
+    return Decimal(amount_minor).scaleb(-decimals(currency))
+
+
+def parse_major(text: str | int | float | Decimal, currency: str) -> int:
+    """Turn what a person typed ("12.50", "1,200") into minor units, refusing extra decimals."""
+    currency = normalise_currency(currency)
+    raw = str(text).strip().replace(",", "").replace("_", "")
+    for symbol in SYMBOLS.values():
+        raw = raw.removeprefix(symbol)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise MoneyError(f"“{text}” is not an amount.") from None
+    if not value.is_finite():
+        raise MoneyError(f"“{text}” is not an amount.")
+    places = decimals(currency)
+    minor = value.scaleb(places)
+    if minor != minor.to_integral_value():
+        unit = "whole units" if places == 0 else f"{places} decimal places"
+        raise MoneyError(f"{currency} amounts take {unit}; “{text}” has more.")
+    return int(minor)
+
+
+def format_money(amount_minor: int | None, currency: str, *, signed: bool = False) -> str:
+    """Format for people: ``$1,234.50``, ``¥1,200``, ``-€3.00``; None is an em dash."""
+    if amount_minor is None:
+        return "—"
+    currency = normalise_currency(currency)
+    places = decimals(currency)
+    value = to_major(abs(int(amount_minor)), currency)
+    number = f"{value:,.{places}f}"
+    symbol = SYMBOLS.get(currency)
+    body = f"{symbol}{number}" if symbol else f"{number} {currency}"
+    if amount_minor < 0:
+        return f"-{body}"
+    return f"+{body}" if signed and amount_minor > 0 else body
+
+
+def convert(amount_minor: int, from_currency: str, to_currency: str, usd_per_from: Decimal,
+            usd_per_to: Decimal) -> int:
+    """Convert minor units through USD rates (value in USD of one major unit of each currency).
+
+    Rounds half to even once, at the end, so summing converted amounts stays within one minor unit
+    per row of converting the sum.
+    """
+    if normalise_currency(from_currency) == normalise_currency(to_currency):
+        return int(amount_minor)
+    major = to_major(amount_minor, from_currency) * Decimal(usd_per_from) / Decimal(usd_per_to)
+    return int(major.scaleb(decimals(to_currency)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    amount: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "currency", normalise_currency(self.currency))
+        if isinstance(self.amount, bool) or not isinstance(self.amount, int):
+            raise MoneyError("Money amounts are whole minor units.")
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.amount, self.currency)
+
+    def _same(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise MoneyError(f"Cannot add {other.currency} to {self.currency} without converting.")
+
+    def __str__(self) -> str:
+        return format_money(self.amount, self.currency)

@@ -1,0 +1,204 @@
+"""Staff accounts: create, disable, roles, passwords, and the shared sign-in lockout.
+
+Passwords are bcrypt hashes. bcrypt refuses passwords over 72 bytes, so forms cap the length and
+this module says so in a sentence. Lockout is counted in the database so every session and every
+replica sees the same count: 5 failures within 15 minutes lock the account for 15 minutes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import bcrypt
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.models import LoginAttempt, StaffAccount
+from core.models.enums import Role
+from core.permissions import parse_roles
+from core.timeutil import utc_now
+
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=15)
+LOCK_DURATION = timedelta(minutes=15)
+MIN_PASSWORD = 10
+MAX_PASSWORD_BYTES = 72
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+
+
+class StaffError(ValueError):
+    """Invalid staff input; str(error) is the sentence to show."""
+
+
+@dataclass(frozen=True)
+class StaffView:
+    username: str
+    name: str
+    email: str
+    roles: tuple[str, ...]
+    active: bool
+    locked_until: datetime | None
+    last_login_at: datetime | None
+
+
+def hash_password(password: str, *, rounds: int = 12) -> str:
+    check_password_rules(password)
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds)).decode("ascii")
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    data = password.encode("utf-8")
+    if len(data) > MAX_PASSWORD_BYTES:
+        return False
+    try:
+        return bcrypt.checkpw(data, password_hash.encode("ascii"))
+    except ValueError:
+        return False
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise StaffError(f"The password must have at least {MIN_PASSWORD} characters.")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise StaffError(f"The password must be at most {MAX_PASSWORD_BYTES} bytes long.")
+    if password != password.strip():
+        raise StaffError("The password must not start or end with a space.")
+
+
+def normalise_username(username: str) -> str:
+    username = (username or "").strip().lower()
+    if not USERNAME_RE.match(username):
+        raise StaffError(
+            "A username has 2 to 64 characters: lower-case letters, digits, dots, dashes or underscores."
+        )
+    return username
+
+
+def normalise_roles(roles: Iterable[str] | str) -> str:
+    raw = roles.split(",") if isinstance(roles, str) else list(roles)
+    raw = [r.strip().lower() for r in raw if r.strip()]
+    unknown = sorted(set(raw) - {r.value for r in Role})
+    if unknown:
+        raise StaffError(f"Unknown role {', '.join(unknown)}; roles are support, finance, manager, admin.")
+    parsed = parse_roles(raw)
+    if not parsed:
+        raise StaffError("Give at least one role: support, finance, manager or admin.")
+    return ",".join(sorted(r.value for r in parsed))
+
+
+def get(session: Session, username: str) -> StaffAccount | None:
+    return session.scalar(select(StaffAccount).where(StaffAccount.username == username.strip().lower()))
+
+
+def _require(session: Session, username: str) -> StaffAccount:
+    account = get(session, username)
+    if account is None:
+        raise StaffError(f"There is no staff account “{username}”.")
+    return account
+
+
+def create(session: Session, *, actor: str, username: str, name: str, email: str, roles: Iterable[str] | str,
+           password: str, bcrypt_rounds: int = 12) -> StaffAccount:
+    username = normalise_username(username)
+    if get(session, username) is not None:
+        raise StaffError(f"A staff account “{username}” already exists.")
+    if not name.strip():
+        raise StaffError("Give the person's name.")
+    if "@" not in email:
+        raise StaffError(f"“{email}” is not an e-mail address.")
+    now = utc_now()
+    account = StaffAccount(
+        username=username, name=name.strip(), email=email.strip().lower(), roles=normalise_roles(roles),
+        password_hash=hash_password(password, rounds=bcrypt_rounds), active=True, created_at=now,
+        password_changed_at=now,
+    )
+    session.add(account)
+    audit.record(session, actor=actor, action="staff.create", target_type="staff", target_id=username,
+                 after={"username": username, "roles": account.roles, "active": True})
+    return account
+
+
+def set_roles(session: Session, *, actor: str, username: str, roles: Iterable[str] | str) -> StaffAccount:
+    account = _require(session, username)
+    before = account.roles
+    account.roles = normalise_roles(roles)
+    account.updated_at = utc_now()
+    audit.record(session, actor=actor, action="staff.set_roles", target_type="staff", target_id=account.username,
+                 before={"roles": before}, after={"roles": account.roles})
+    return account
+
+
+def set_active(session: Session, *, actor: str, username: str, active: bool) -> StaffAccount:
+    account = _require(session, username)
+    if not active and account.username == actor:
+        raise StaffError("You cannot disable your own account.")
+    before = account.active
+    account.active = active
+    account.updated_at = utc_now()
+    audit.record(session, actor=actor, action="staff.enable" if active else "staff.disable", target_type="staff",
+                 target_id=account.username, before={"active": before}, after={"active": active})
+    return account
+
+
+def reset_password(session: Session, *, actor: str, username: str, password: str,
+                   bcrypt_rounds: int = 12) -> StaffAccount:
+    account = _require(session, username)
+    account.password_hash = hash_password(password, rounds=bcrypt_rounds)
+    account.password_changed_at = account.updated_at = utc_now()
+    account.locked_until = None
+    audit.record(session, actor=actor, action="staff.reset_password", target_type="staff", target_id=account.username)
+    return account
+
+
+def unlock(session: Session, *, actor: str, username: str) -> StaffAccount:
+    account = _require(session, username)
+    account.locked_until = None
+    audit.record(session, actor=actor, action="staff.unlock", target_type="staff", target_id=account.username)
+    return account
+
+
+def list_staff(session: Session) -> list[StaffView]:
+    rows = session.scalars(select(StaffAccount).order_by(StaffAccount.username))
+    return [StaffView(a.username, a.name, a.email, tuple(sorted(a.role_set)), a.active, a.locked_until,
+                      a.last_login_at) for a in rows]
+
+
+def is_locked(account: StaffAccount, now: datetime | None = None) -> bool:
+    now = now or utc_now()
+    return account.locked_until is not None and account.locked_until > now
+
+
+def recent_failures(session: Session, username: str, now: datetime | None = None) -> int:
+    now = now or utc_now()
+    return session.scalar(
+        select(func.count()).select_from(LoginAttempt).where(
+            LoginAttempt.username == username, LoginAttempt.success.is_(False),
+            LoginAttempt.at > now - FAILURE_WINDOW,
+        )
+    ) or 0
+
+
+def record_login_attempt(session: Session, username: str, success: bool, now: datetime | None = None) -> bool:
+    """Count one attempt; returns True when this failure locked the account."""
+    now = now or utc_now()
+    username = (username or "").strip().lower()[:64]
+    session.add(LoginAttempt(username=username, at=now, success=success))
+    account = get(session, username) if username else None
+    if success:
+        if account is not None:
+            account.last_login_at = now
+        audit.record(session, actor=username, action="auth.login", target_type="staff", target_id=username)
+        return False
+    audit.record(session, actor=username or "?", action="auth.login_failed", target_type="staff",
+                 target_id=username, outcome="refused")
+    session.flush()
+    if account is not None and not is_locked(account, now) and recent_failures(session, username, now) >= MAX_FAILURES:
+        account.locked_until = now + LOCK_DURATION
+        audit.record(session, actor="system", action="auth.lockout", target_type="staff", target_id=username,
+                     after={"locked_until": account.locked_until.isoformat()})
+        return True
+    return False

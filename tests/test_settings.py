@@ -1,0 +1,37 @@
+import pytest
+
+from core.settings import SettingsError, load_settings
+
+
+def test_env_beats_secrets_file():
+    s = load_settings(env={"DATABASE_URL": "sqlite:///x.db"},
+                      secrets={"memberdesk": {"database_url": "sqlite:///y.db", "encryption_keys": ["a", "b"]}})
+    assert s.database_url == "sqlite:///x.db"
+    assert s.encryption_keys == ("a", "b")
+
+
+def test_postgres_url_gets_psycopg3_driver():
+    assert load_settings(env={"DATABASE_URL": "postgresql://u@h/db"}, secrets={}).database_url == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with"),
+        ({"STRIPE_API_BASE": "ftp://x"}, "STRIPE_API_BASE must be"),
+        ({"MEMBERDESK_SESSION_IDLE_MINUTES": "soon"}, "whole number of minutes"),
+    ],
+)
+def test_bad_settings_are_one_sentence(env, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env=env, secrets={})
+
+
+def test_short_cookie_key_refused():
+    with pytest.raises(SettingsError, match="48 characters"):
+        load_settings(env={"MEMBERDESK_COOKIE_KEY": "short"}, secrets={}).require_cookie_key()
+
+
+def test_repr_hides_password():
+    s = load_settings(env={"DATABASE_URL": "postgresql://user:hunter2@db/x"}, secrets={})
+    assert "hunter2" not in repr(s)
