@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: entrypoint ``app.py`` and the UI helpers pages share."""

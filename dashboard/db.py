@@ -1,0 +1,56 @@
+"""The dashboard's one engine and its settings.
+
+``engine()`` is cached per process (``st.cache_resource``) and comes from ``load_settings()`` and
+``core.db.connect``, which also installs the encryption key ring. A bad setting stops the page
+with the sentence from ``SettingsError`` instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+from sqlalchemy import Engine
+
+from core.crypto import EncryptionKeyError
+from core.db import connect
+from core.settings import Settings, SettingsError, load_settings, read_secrets_file
+
+
+def _secrets() -> dict[str, Any]:
+    """Streamlit's secrets (``.streamlit/secrets.toml`` or ``--secrets.files``), else the file."""
+    try:
+        data = st.secrets.to_dict()
+    except Exception:  # no secrets file at all: Streamlit raises; fall back to our own reader
+        data = {}
+    return data or read_secrets_file()
+
+
+def settings() -> Settings:
+    """The deployment settings: environment first, then the secrets. Read on each call (cheap), so
+    a changed secrets file or test secrets apply without a restart."""
+    try:
+        return load_settings(secrets=_secrets())
+    except SettingsError as exc:
+        st.error(str(exc))
+        st.stop()
+        raise  # unreachable: st.stop() raises
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str) -> Engine:
+    return connect(settings())
+
+
+def engine() -> Engine:
+    """The SQLAlchemy engine for the configured database (one per process)."""
+    s = settings()
+    try:
+        eng = _engine(s.database_url)
+        # connect() installs the key ring; re-install it even when the engine came from the cache,
+        # so encrypted columns always read with this deployment's keys.
+        connect(s)
+    except EncryptionKeyError as exc:
+        st.error(str(exc))
+        st.stop()
+    return eng

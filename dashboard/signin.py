@@ -1,0 +1,280 @@
+"""Sign-in, sign-out and idle expiry on streamlit-authenticator 0.4.2, with accounts in the database.
+
+What this module guarantees (each point is a trap verified on this stack, see docs/dashboard.md):
+- The ``Authenticate`` object is built once per run from a deep copy of a plain dict of the
+  accounts that may sign in now (active and not locked); ``login_sleep_time=0`` so a deep link
+  survives the cookie component's reruns.
+- Locked or disabled accounts never sign in, even with the right password: the database is asked
+  before the password is checked and again after it matched.
+- Failed attempts are counted in the database (``core.staff.record_login_attempt``), so the
+  lockout (5 failures in 15 minutes -> 15 minutes) is shared by every session and replica.
+- The sign-in cookie expires after ``session_idle_minutes`` without activity (it is re-issued
+  while the person keeps working), and an open session idle that long is signed out.
+- After a sign-out the cookie delete keeps rendering under one stable key until the browser
+  confirms it ran, so a quick click cannot leave the cookie behind.
+- Sign-ins, failures, lockouts, sign-outs and idle expiries go to the audit log.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+import streamlit as st
+import streamlit_authenticator as stauth
+from sqlalchemy import select
+from streamlit_authenticator.utilities import LoginError
+
+from core import audit, staff
+from core.db import session_scope
+from core.models import StaffAccount
+from core.settings import SettingsError
+from core.timeutil import utc_now
+from dashboard.auth import StaffContext
+from dashboard.db import engine, settings
+
+log = logging.getLogger(__name__)
+
+_AUTH_KEY = "_md_authenticator"
+_LAST_SEEN = "_md_last_seen"
+_COOKIE_PENDING = "_md_cookie_pending"  # a token to write into the browser
+_COOKIE_ISSUED = "_md_cookie_issued"  # epoch seconds the current token was issued
+_DELETE_PENDING = "_md_cookie_delete_pending"
+_NOTICE = "_md_signin_notice"
+_CHECKED = "_md_account_checked"
+_HIDE_EMPTY_FRAMES = "<style>.element-container:has(iframe[height='0']){display:none;}</style>"
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _signable_accounts(_engine: Any, url: str) -> dict[str, dict[str, Any]]:
+    """Active, unlocked accounts as the plain dict streamlit-authenticator wants (cached briefly:
+    the cookie component adds reruns; the database is asked again at every attempt anyway)."""
+    now = utc_now()
+    out: dict[str, dict[str, Any]] = {}
+    with session_scope(_engine) as s:
+        for a in s.scalars(select(StaffAccount).where(StaffAccount.active.is_(True))):
+            if staff.is_locked(a, now):
+                continue
+            out[a.username] = {"name": a.name, "email": a.email, "password": a.password_hash,
+                               "roles": sorted(a.role_set)}
+    return out
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _account_state(_engine: Any, url: str, username: str) -> tuple[bool, tuple[str, ...], str] | None:
+    """(active, roles, name) of one account, or None when it no longer exists."""
+    with session_scope(_engine) as s:
+        a = staff.get(s, username)
+        return None if a is None else (a.active, tuple(sorted(a.role_set)), a.name)
+
+
+def clear_account_cache() -> None:
+    """Call after changing staff accounts so sign-in sees the change at once in this process."""
+    _signable_accounts.clear()
+    _account_state.clear()
+
+
+def _idle_seconds() -> int:
+    return settings().session_idle_minutes * 60
+
+
+def _authenticator() -> stauth.Authenticate:
+    s = settings()
+    try:
+        cookie_key = s.require_cookie_key()
+    except SettingsError as exc:
+        st.error(str(exc))
+        st.stop()
+    eng = engine()
+    credentials = {"usernames": copy.deepcopy(_signable_accounts(eng, s.database_url))}
+    return stauth.Authenticate(credentials, cookie_name=s.cookie_name, cookie_key=cookie_key,
+                               cookie_expiry_days=s.session_idle_minutes / 1440, auto_hash=False,
+                               login_sleep_time=0)
+
+
+def _issue_cookie(username: str) -> None:
+    """Queue a fresh sign-in cookie (same JWT shape streamlit-authenticator reads back)."""
+    now = time.time()
+    token = jwt.encode({"username": username, "exp_date": now + _idle_seconds()},
+                       settings().require_cookie_key(), algorithm="HS256")
+    st.session_state[_COOKIE_PENDING] = (token, now + _idle_seconds())
+    st.session_state[_COOKIE_ISSUED] = now
+
+
+def _cookie_component(auth: stauth.Authenticate, key: str, **args: Any) -> Any:
+    # The raw cookie component: its value turns True once the browser has run the operation,
+    # which is how we know when it is safe to stop rendering it.
+    st.markdown(_HIDE_EMPTY_FRAMES, unsafe_allow_html=True)
+    manager = auth.cookie_controller.cookie_model.cookie_manager
+    return manager.cookie_manager(key=key, default=False, **args)
+
+
+def _audit(actor: str, action: str, *, outcome: str = "ok", comment: str | None = None) -> None:
+    try:
+        with session_scope(engine()) as s:
+            audit.record(s, actor=actor, action=action, target_type="staff", target_id=actor,
+                         comment=comment, outcome=outcome)
+    except Exception:
+        log.exception("could not record %s for %s", action, actor)
+
+
+def _sign_out(auth: stauth.Authenticate, *, reason: str, notice: str | None = None) -> None:
+    username = st.session_state.get("username") or "?"
+    _audit(str(username), "auth.logout", comment=reason)
+    auth.authentication_controller.logout()
+    for key in (_LAST_SEEN, _COOKIE_PENDING, _COOKIE_ISSUED, _CHECKED):
+        st.session_state.pop(key, None)
+    st.session_state[_DELETE_PENDING] = True
+    if notice:
+        st.session_state[_NOTICE] = notice
+    log.info("sign-out user=%s reason=%s", username, reason)
+
+
+def _try_cookie_login(auth: stauth.Authenticate) -> None:
+    token = auth.cookie_controller.get_cookie()
+    if not token:
+        return
+    username = str(token.get("username", ""))
+    try:
+        auth.authentication_controller.login(token=token)
+    except LoginError:  # the account is disabled, locked or gone: the cookie no longer signs in
+        st.session_state[_DELETE_PENDING] = True
+        return
+    st.session_state[_LAST_SEEN] = time.time()
+    st.session_state[_COOKIE_ISSUED] = float(token["exp_date"]) - _idle_seconds()
+    log.info("sign-in from cookie user=%s", username)
+
+
+def run_authentication() -> stauth.Authenticate:
+    """Build the authenticator for this run, restore a signed-in session from its cookie, expire
+    idle sessions and sign out disabled accounts. Call once at the top of every run."""
+    state = st.session_state
+    auth = _authenticator()
+    state[_AUTH_KEY] = auth
+    now = time.time()
+    if not state.get("authentication_status") and not state.get("logout"):
+        _try_cookie_login(auth)
+    if state.get("authentication_status"):
+        last = state.get(_LAST_SEEN)
+        if last is not None and now - last > _idle_seconds():
+            _sign_out(auth, reason="idle", notice=(
+                f"You were signed out after {settings().session_idle_minutes} minutes without activity."))
+        else:
+            state[_LAST_SEEN] = now
+            _recheck_account(auth)
+    if state.get("authentication_status"):
+        issued = state.get(_COOKIE_ISSUED)
+        if issued is None or now - issued > _idle_seconds() / 2:  # keep the cookie sliding
+            _issue_cookie(str(state["username"]))
+        pending = state.get(_COOKIE_PENDING)
+        if pending:
+            token, expires = pending
+            done = _cookie_component(auth, "md_cookie_set", method="set", cookie=auth.cookie_controller
+                                     .cookie_model.cookie_name, value=token,
+                                     options={"path": "/", "sameSite": "strict",
+                                              "expires": datetime.fromtimestamp(expires, UTC).isoformat()})
+            if done:
+                state.pop(_COOKIE_PENDING, None)
+    elif state.get(_DELETE_PENDING):
+        done = _cookie_component(auth, "md_cookie_delete", method="delete",
+                                 cookie=auth.cookie_controller.cookie_model.cookie_name)
+        if done:
+            state.pop(_DELETE_PENDING, None)
+    return auth
+
+
+def _recheck_account(auth: stauth.Authenticate) -> None:
+    """A disabled or deleted account is signed out; changed roles apply on the next run."""
+    state = st.session_state
+    s = settings()
+    found = _account_state(engine(), s.database_url, str(state["username"]))
+    if found is None or not found[0]:
+        _sign_out(auth, reason="account disabled", notice="Your account is disabled; ask an admin.")
+        return
+    state["roles"] = list(found[1])
+
+
+def _attempt_login() -> None:
+    """Form callback (runs before the script, so the page the URL names renders right after)."""
+    state = st.session_state
+    auth: stauth.Authenticate = state[_AUTH_KEY]
+    username = str(state.get("login_username") or "").strip().lower()
+    password = str(state.get("login_password") or "").strip()
+    state["login_password"] = ""
+    if not username or not password:
+        state[_NOTICE] = "Enter your username and password."
+        return
+    now = utc_now()
+    with session_scope(engine()) as s:
+        account = staff.get(s, username)
+        if account is not None and staff.is_locked(account, now):  # before: locked never signs in
+            staff.record_login_attempt(s, username, False, now)
+            state[_NOTICE] = _locked_sentence(account.locked_until)
+            return
+        matched = False
+        if account is not None and account.active:
+            try:
+                matched = bool(auth.authentication_controller.login(username, password))
+            except LoginError:
+                matched = False
+        if matched:
+            # after: the account may have been disabled or locked since the form was drawn
+            s.refresh(account)
+            if account.active and not staff.is_locked(account, now):
+                staff.record_login_attempt(s, username, True, now)
+                state["roles"] = sorted(account.role_set)
+                state["name"] = account.name
+                state[_LAST_SEEN] = time.time()
+                state.pop(_DELETE_PENDING, None)
+                state.pop(_NOTICE, None)
+                state["logout"] = None
+                _issue_cookie(username)
+                log.info("sign-in user=%s", username)
+                return
+            auth.authentication_controller.logout()
+        locked_now = staff.record_login_attempt(s, username, False, now)
+        if locked_now:
+            state[_NOTICE] = _locked_sentence(account.locked_until if account else None)
+            log.warning("lockout user=%s", username)
+        else:
+            state[_NOTICE] = "The username or password is incorrect."
+        state["authentication_status"] = False
+
+
+def _locked_sentence(until: datetime | None) -> str:
+    when = f" until {until.astimezone(UTC):%H:%M} UTC" if until else ""
+    return (f"This account is locked{when} after too many failed sign-ins; "
+            "try again later or ask an admin to unlock it.")
+
+
+def render_login() -> None:
+    """The sign-in form, with the last attempt's sentence above it."""
+    state = st.session_state
+    left, mid, right = st.columns([1, 2, 1])
+    with mid:
+        st.title("🗂️ Memberdesk")
+        notice = state.get(_NOTICE)
+        if notice:
+            st.warning(notice)
+        with st.form("login_form"):
+            st.subheader("Sign in")
+            st.text_input("Username", key="login_username", max_chars=64, autocomplete="username")
+            st.text_input("Password", type="password", key="login_password",
+                          max_chars=staff.MAX_PASSWORD_BYTES, autocomplete="current-password")
+            st.form_submit_button("Sign in", on_click=_attempt_login, type="primary")
+
+
+def _logout_clicked() -> None:
+    auth: stauth.Authenticate = st.session_state[_AUTH_KEY]
+    _sign_out(auth, reason="sign-out", notice="You are signed out.")
+
+
+def render_sidebar(ctx: StaffContext) -> None:
+    """Who is signed in, and the sign-out button."""
+    with st.sidebar:
+        st.caption(f"Signed in as **{ctx.name}** ({ctx.username}) · {', '.join(ctx.roles) or 'no role'}")
+        st.button("Sign out", key="logout_button", on_click=_logout_clicked)
