@@ -1,0 +1,210 @@
+"""Business settings that shape every number: time zone, reporting currency, grace days, week
+start, and the FX table behind the reporting currency.
+
+Guarantees:
+- ``load(session_or_engine)`` always answers: keys missing from the ``settings`` table take their
+  defaults (UTC, USD, no grace days, Monday).
+- ``update`` and ``set_rate`` validate first (a refusal is a ``BusinessSettingsError`` whose text
+  is one sentence), then write the row and an audit entry (before/after) in the caller's session:
+  both commit together or not at all.
+- Default FX rates for USD, EUR, GBP and JPY (36 months back from the migration date plus the
+  current year) are seeded by migration 0002, so conversion works out of the box; an admin edits
+  them here. A month without its own rate uses the latest earlier month of that currency.
+- A change to a definition setting (time zone, grace days, week start) marks the metric rollups
+  stale; ``core.metrics.rollups`` rebuilds them before the next answer, so it takes effect
+  everywhere at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.models import FxRate, Setting
+from core.money import SUPPORTED_CURRENCIES, MoneyError, normalise_currency
+from core.timeutil import WEEKDAYS, utc_now, zone
+
+KEYS = ("business_timezone", "reporting_currency", "past_due_grace_days", "week_start")
+# Settings whose change alters what a rollup row means; rollups are rebuilt when one changes.
+DEFINITION_KEYS = ("business_timezone", "past_due_grace_days", "week_start")
+
+
+class BusinessSettingsError(ValueError):
+    """A setting or rate we cannot accept; str(error) is the sentence to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessSettings:
+    business_timezone: str = "UTC"
+    reporting_currency: str = "USD"
+    past_due_grace_days: int | None = None
+    week_start: str = "monday"
+
+    @property
+    def week_start_index(self) -> int:
+        return WEEKDAYS.index(self.week_start)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _validate(key: str, value: Any) -> Any:
+    if key == "business_timezone":
+        try:
+            zone(str(value))
+        except ValueError as exc:
+            raise BusinessSettingsError(str(exc)) from None
+        return str(value)
+    if key == "reporting_currency":
+        try:
+            code = normalise_currency(str(value))
+        except MoneyError as exc:
+            raise BusinessSettingsError(str(exc)) from None
+        if code not in SUPPORTED_CURRENCIES:
+            raise BusinessSettingsError(
+                f"{code} is not one of the currencies we sell in ({', '.join(SUPPORTED_CURRENCIES)}).")
+        return code
+    if key == "past_due_grace_days":
+        if value is None or value == "":
+            return None
+        try:
+            days = int(str(value).strip())
+        except ValueError:
+            raise BusinessSettingsError(f"“{value}” is not a whole number of days.") from None
+        if not 0 <= days <= 365:
+            raise BusinessSettingsError("Grace days must be between 0 and 365, or empty for none.")
+        return days
+    if key == "week_start":
+        day = str(value).strip().lower()
+        if day not in WEEKDAYS:
+            raise BusinessSettingsError(f"“{value}” is not a weekday; use a name such as monday.")
+        return day
+    raise BusinessSettingsError(f"“{key}” is not a business setting; use one of {', '.join(KEYS)}.")
+
+
+def _session_of(source: Session | Engine) -> tuple[Session, bool]:
+    if isinstance(source, Session):
+        return source, False
+    return Session(source), True
+
+
+def load(source: Session | Engine) -> BusinessSettings:
+    """The settings in force now (defaults for keys never set)."""
+    session, own = _session_of(source)
+    try:
+        rows = session.execute(select(Setting.key, Setting.value).where(Setting.key.in_(KEYS))).all()
+    finally:
+        if own:
+            session.close()
+    values: dict[str, Any] = {}
+    for key, value in rows:
+        try:
+            values[key] = _validate(key, value)
+        except BusinessSettingsError:
+            continue  # a corrupt row falls back to the default rather than breaking every page
+    return BusinessSettings(**values)
+
+
+def update(session: Session, *, actor: str, reason: str | None = None, **changes: Any) -> BusinessSettings:
+    """Validate and write ``changes``; one audit entry with before/after. The caller commits."""
+    if not changes:
+        raise BusinessSettingsError("Nothing to change.")
+    clean = {key: _validate(key, value) for key, value in changes.items()}
+    before = load(session)
+    after = dataclasses.replace(before, **clean)
+    now = utc_now()
+    for key, value in clean.items():
+        row = session.get(Setting, key)
+        if row is None:
+            session.add(Setting(key=key, value=value, updated_at=now, updated_by=actor))
+        else:
+            row.value, row.updated_at, row.updated_by = value, now, actor
+    changed = {k: v for k, v in clean.items() if getattr(before, k) != v}
+    audit.record(session, actor=actor, action="settings.update", target_type="settings",
+                 target_id=",".join(sorted(clean)), reason=reason,
+                 before={k: getattr(before, k) for k in clean}, after=clean)
+    if any(k in DEFINITION_KEYS for k in changed):
+        _mark_rollups_stale(session)
+    session.flush()
+    return after
+
+
+def _mark_rollups_stale(session: Session) -> None:
+    # Imported here: the metrics package imports this module.
+    from core.metrics.rollups import mark_stale
+
+    mark_stale(session)
+
+
+# ---------------------------------------------------------------- FX rates
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    currency: str
+    month: date
+    usd_per_unit: Decimal
+    updated_by: str
+
+
+def list_rates(source: Session | Engine, currency: str | None = None) -> list[Rate]:
+    session, own = _session_of(source)
+    try:
+        stmt = select(FxRate).order_by(FxRate.currency, FxRate.month)
+        if currency:
+            stmt = stmt.where(FxRate.currency == normalise_currency(currency))
+        return [Rate(r.currency, r.month, Decimal(r.usd_per_unit), r.updated_by) for r in session.scalars(stmt)]
+    finally:
+        if own:
+            session.close()
+
+
+def _month(value: date | str) -> date:
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = date.fromisoformat(text + "-01" if len(text) == 7 else text)
+        except ValueError:
+            raise BusinessSettingsError(f"“{value}” is not a month; use YYYY-MM.") from None
+        return parsed.replace(day=1)
+    return value.replace(day=1)
+
+
+def set_rate(session: Session, *, actor: str, currency: str, month: date | str,
+             usd_per_unit: Decimal | str | float, reason: str | None = None) -> Rate:
+    """Insert or replace the rate of ``currency`` for ``month``; audited. The caller commits."""
+    try:
+        code = normalise_currency(currency)
+    except MoneyError as exc:
+        raise BusinessSettingsError(str(exc)) from None
+    if code == "USD":
+        raise BusinessSettingsError("USD is the base of the rate table; its rate is always 1.")
+    first = _month(month)
+    try:
+        rate = Decimal(str(usd_per_unit).strip())
+    except InvalidOperation:
+        raise BusinessSettingsError(f"“{usd_per_unit}” is not a number.") from None
+    if not rate.is_finite() or rate <= 0:
+        raise BusinessSettingsError("A rate must be a positive number (US dollars per one unit).")
+    if rate > Decimal(100000):
+        raise BusinessSettingsError("That rate is implausibly large; enter US dollars per one unit.")
+    row = session.scalar(select(FxRate).where(FxRate.currency == code, FxRate.month == first))
+    before = None if row is None else str(row.usd_per_unit)
+    now = utc_now()
+    if row is None:
+        row = FxRate(currency=code, month=first, usd_per_unit=rate, updated_at=now, updated_by=actor)
+        session.add(row)
+    else:
+        row.usd_per_unit, row.updated_at, row.updated_by = rate, now, actor
+    audit.record(session, actor=actor, action="settings.fx_rate", target_type="fx_rate",
+                 target_id=f"{code}:{first:%Y-%m}", reason=reason,
+                 before=None if before is None else {"usd_per_unit": before},
+                 after={"usd_per_unit": str(rate)})
+    session.flush()
+    return Rate(code, first, rate, actor)

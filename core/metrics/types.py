@@ -1,0 +1,150 @@
+"""The vocabulary of the metrics API: ``Query`` (what is asked), ``MetricResult`` (the answer),
+``Metric`` (one registered number) and ``MetricError`` (a sentence for people)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from core.business_settings import BusinessSettings
+from core.money import SUPPORTED_CURRENCIES, normalise_currency
+from core.timeutil import GRANULARITIES, Period, ensure_aware, periods, zone
+
+Unit = Literal["money", "count", "percent"]
+
+
+class MetricError(ValueError):
+    """A question we cannot answer as asked; str(error) is one sentence for people."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Restrict to one tier code, billing interval, original currency and/or member country."""
+
+    tier: str | None = None
+    interval: str | None = None
+    currency: str | None = None
+    country: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("tier", self.tier), ("interval", self.interval),
+                                  ("currency", self.currency), ("country", self.country)) if v}
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One question. ``start``/``end`` are local dates in ``tz``, half-open ``[start, end)``.
+
+    ``currency`` is the reporting currency (money converted through ``fx_rates``); ``None`` keeps
+    every original currency apart (then money results carry a ``currency`` column and
+    ``MetricResult.value`` is None while ``by_currency`` holds the figures).
+    """
+
+    start: date
+    end: date
+    granularity: str = "month"
+    tz: str = "UTC"
+    now: datetime | None = None
+    filters: Filters = field(default_factory=Filters)
+    currency: str | None = "USD"
+    settings: BusinessSettings = field(default_factory=BusinessSettings)
+
+    def __post_init__(self) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise MetricError(f"“{self.granularity}” is not a granularity; use day, week or month.")
+        if not self.end > self.start:
+            raise MetricError("The end date must come after the start date.")
+        try:
+            zone(self.tz)
+        except ValueError as exc:
+            raise MetricError(str(exc)) from None
+        if self.now is None:
+            raise MetricError("A query needs `now` (pass the current time explicitly).")
+        object.__setattr__(self, "now", ensure_aware(self.now))
+        if self.currency is not None:
+            code = normalise_currency(self.currency)
+            if code not in SUPPORTED_CURRENCIES:
+                raise MetricError(f"{code} is not a reporting currency; use one of {', '.join(SUPPORTED_CURRENCIES)}.")
+            object.__setattr__(self, "currency", code)
+
+    @classmethod
+    def make(cls, source: Engine | BusinessSettings, *, start: date, end: date, now: datetime,
+             granularity: str = "month", tz: str | None = None, currency: str | None | Literal["reporting"] = "reporting",
+             filters: Filters | None = None, **filter_values: str | None) -> Query:
+        """Build a query with the business settings in force (tz and currency default to them)."""
+        from core.business_settings import load
+
+        bs = source if isinstance(source, BusinessSettings) else load(source)
+        return cls(start=start, end=end, granularity=granularity, tz=tz or bs.business_timezone, now=now,
+                   filters=filters or Filters(**filter_values),
+                   currency=bs.reporting_currency if currency == "reporting" else currency, settings=bs)
+
+    def buckets(self) -> list[Period]:
+        """The granularity buckets covering ``[start, end)`` (the first/last may stick out)."""
+        return periods(self.start, self.end, self.granularity, zone(self.tz), self.settings.week_start_index)
+
+    def settings_used(self) -> dict[str, Any]:
+        return {"business_timezone": self.tz, "reporting_currency": self.currency or "per original currency",
+                "past_due_grace_days": self.settings.past_due_grace_days,
+                "week_start": self.settings.week_start, "granularity": self.granularity,
+                "filters": self.filters.as_dict(), "now": self.now.isoformat() if self.now else None}
+
+
+@dataclass(slots=True)
+class MetricResult:
+    """The answer for one metric.
+
+    ``value``: the whole period (money: int minor units of ``currency``; count: int; percent: a
+    fraction 0..1 as float, or None when undefined, e.g. a zero denominator).
+    ``series``: one row per bucket: ``period`` (local label date), ``period_start``/``period_end``
+    (UTC), ``value``, plus ``currency`` when per original currency.
+    ``breakdown``: optional DataFrame (e.g. by decline code) with a ``value`` column.
+    ``by_currency``: money figures per original currency (always filled for money metrics).
+    """
+
+    slug: str
+    unit: Unit
+    value: int | float | None
+    currency: str | None
+    series: pd.DataFrame
+    breakdown: pd.DataFrame | None = None
+    by_currency: dict[str, int | float | None] = field(default_factory=dict)
+    settings_used: dict[str, Any] = field(default_factory=dict)
+    definition: str = ""
+    note: str | None = None  # e.g. "LTV is undefined: no churn in the 6 months before"
+
+
+ComputeFn = Callable[[Engine, Query], MetricResult]
+DrillFn = Callable[..., pd.DataFrame]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One registered number: what the UI shows beside it and how it is computed."""
+
+    slug: str
+    title: str
+    unit: Unit
+    definition: str
+    compute_fn: ComputeFn
+    drill_fn: DrillFn
+    group: str = ""  # recurring, churn, cash, health
+    granularities: tuple[str, ...] = GRANULARITIES
+
+    def compute(self, engine: Engine, query: Query) -> MetricResult:
+        result = self.compute_fn(engine, query)
+        result.definition = self.definition
+        if not result.settings_used:
+            result.settings_used = query.settings_used()
+        return result
+
+    def drill(self, engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
+              limit: int | None = 10_000) -> pd.DataFrame:
+        """The rows behind the number: optionally one bucket (its label date) and one key (a
+        movement kind, a decline code, a brand, ...)."""
+        return self.drill_fn(engine, query, period=period, key=key, limit=limit)
