@@ -1,0 +1,87 @@
+"""The shape of one manual action, and the registry the service looks actions up in.
+
+An action does three things, each small and testable:
+- ``plan``: validate the raw form values against the member's current state and return the
+  normalised parameters (stored in ``change_requests.params``) with a preview. Read-only;
+  it may ask Stripe for a preview (never for a write). Raises ``ChangeRefused``.
+- ``call_stripe``: the one Stripe write, carrying the request's idempotency key; and
+  ``find_applied``: after an ambiguous failure or a crash, look in Stripe for proof that the
+  write already happened, so a retry completes exactly once.
+- ``write``: record the outcome in our database (inside the service's transaction) and return
+  the "after" state for the audit log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy.orm import Session
+
+from core.changes.errors import ChangeRefused
+from core.changes.limits import Limits
+from core.changes.model import Actor, Preview
+from core.models import Member
+from core.permissions import Permission
+
+
+@dataclass
+class Ctx:
+    session: Session
+    member: Member
+    actor: Actor
+    now: datetime
+    limits: Limits
+    stripe: Any = None  # a stripe.StripeClient built by core.stripe_gateway, or None
+    reason: str = ""
+    comment: str = ""
+
+
+@dataclass
+class Plan:
+    params: dict[str, Any]
+    preview: Preview
+    stripe_ids: dict[str, Any] = field(default_factory=dict)
+
+
+class Action:
+    name: ClassVar[str]
+    title: ClassVar[str]
+    permission: ClassVar[Permission]
+    uses_stripe: ClassVar[bool] = True
+
+    def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
+        raise NotImplementedError
+
+    def needs_stripe(self, ctx: Ctx, plan: Plan) -> bool:
+        return self.uses_stripe
+
+    def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
+        """Make the Stripe write; return the Stripe objects as dicts keyed by kind."""
+        raise NotImplementedError
+
+    def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
+        """The Stripe objects proving the write already happened, or None."""
+        return None
+
+    def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def require_customer(ctx: Ctx) -> str:
+    if ctx.member.deleted_in_stripe_at is not None:
+        raise ChangeRefused("This member's customer was deleted in Stripe, so Stripe cannot change it.")
+    if not ctx.member.stripe_customer_id:
+        raise ChangeRefused("This member has no Stripe customer, so there is nothing to change in Stripe.")
+    if ctx.stripe is None:
+        raise ChangeRefused("Stripe is not configured here, so changes that go through Stripe are unavailable.")
+    return ctx.member.stripe_customer_id
+
+
+ACTIONS: dict[str, Action] = {}
+
+
+def register(action_cls: type[Action]) -> type[Action]:
+    ACTIONS[action_cls.name] = action_cls()
+    return action_cls

@@ -1,0 +1,146 @@
+"""Per-role limits on manual changes, configured by admins, kept in the ``settings`` table.
+
+The effective limit of a person is the most generous of their roles. A role missing from a
+limit may not do that action beyond zero (for amounts) or at all (for days). ``None`` means
+"no limit". Refunds above ``approval_refund_above`` (per currency) always wait for a second
+person, whoever asks.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.changes.errors import ChangeRefused
+from core.models import Setting
+from core.money import SUPPORTED_CURRENCIES, format_money
+from core.permissions import Permission, require
+from core.timeutil import utc_now
+
+SETTING_KEY = "changes.limits"
+
+DEFAULTS: dict[str, Any] = {
+    # days of free time one person may add in one change (extend and complimentary grants)
+    "extend_max_days": {"support": 30, "manager": 365, "admin": 365},
+    # largest single refund per role and currency (minor units); None = no limit
+    "refund_max": {
+        "support": {"USD": 5000, "EUR": 5000, "GBP": 4000, "JPY": 7500},
+        "finance": None,
+        "manager": None,
+        "admin": None,
+    },
+    # refunds above this amount wait for a second person (four-eyes), whoever asks
+    "approval_refund_above": {"USD": 20000, "EUR": 20000, "GBP": 16000, "JPY": 30000},
+}
+
+
+@dataclass
+class Limits:
+    extend_max_days: dict[str, int | None] = field(default_factory=dict)
+    refund_max: dict[str, dict[str, int] | None] = field(default_factory=dict)
+    approval_refund_above: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_value(cls, value: dict[str, Any] | None) -> Limits:
+        merged = copy.deepcopy(DEFAULTS)
+        if isinstance(value, dict):
+            merged.update({k: v for k, v in value.items() if k in DEFAULTS})
+        return cls(**merged)
+
+    def to_value(self) -> dict[str, Any]:
+        return {"extend_max_days": self.extend_max_days, "refund_max": self.refund_max,
+                "approval_refund_above": self.approval_refund_above}
+
+    def max_extend_days(self, roles: Iterable[str]) -> int | None:
+        """Most days any of ``roles`` may add; None = unlimited, 0 = not allowed."""
+        best: int | None = 0
+        for role in roles:
+            if role not in self.extend_max_days:
+                continue
+            days = self.extend_max_days[role]
+            if days is None:
+                return None
+            best = max(best or 0, int(days))
+        return best
+
+    def max_refund(self, roles: Iterable[str], currency: str) -> int | None:
+        """Largest refund any of ``roles`` may make in ``currency``; None = unlimited."""
+        best: int | None = 0
+        for role in roles:
+            if role not in self.refund_max:
+                continue
+            per_currency = self.refund_max[role]
+            if per_currency is None:
+                return None
+            if currency in per_currency:
+                best = max(best or 0, int(per_currency[currency]))
+        return best
+
+    def needs_approval(self, amount_minor: int, currency: str) -> bool:
+        threshold = self.approval_refund_above.get(currency)
+        return threshold is not None and amount_minor > int(threshold)
+
+    def describe(self) -> list[str]:
+        lines = []
+        for role, days in sorted(self.extend_max_days.items()):
+            lines.append(f"{role}: extend up to {'any number of' if days is None else days} days")
+        for role, caps in sorted(self.refund_max.items()):
+            if caps is None:
+                lines.append(f"{role}: refund any amount")
+            else:
+                amounts = ", ".join(format_money(v, c) for c, v in sorted(caps.items()))
+                lines.append(f"{role}: refund up to {amounts}")
+        amounts = ", ".join(format_money(v, c) for c, v in sorted(self.approval_refund_above.items()))
+        lines.append(f"refunds above {amounts} need a second person's approval")
+        return lines
+
+
+def load_limits(session: Session) -> Limits:
+    value = session.scalar(select(Setting.value).where(Setting.key == SETTING_KEY))
+    return Limits.from_value(value)
+
+
+def _check(limits: Limits) -> None:
+    roles = {"support", "finance", "manager", "admin"}
+    for role, days in limits.extend_max_days.items():
+        if role not in roles:
+            raise ChangeRefused(f"“{role}” is not a role.")
+        if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= 3650):
+            raise ChangeRefused("Day limits are whole numbers between 0 and 3650.")
+    for role, caps in limits.refund_max.items():
+        if role not in roles:
+            raise ChangeRefused(f"“{role}” is not a role.")
+        for currency, amount in (caps or {}).items():
+            _check_amount(currency, amount)
+    for currency, amount in limits.approval_refund_above.items():
+        _check_amount(currency, amount)
+
+
+def _check_amount(currency: str, amount: Any) -> None:
+    if currency not in SUPPORTED_CURRENCIES:
+        raise ChangeRefused(f"“{currency}” is not a currency we sell in.")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        raise ChangeRefused("Amount limits are zero or more, in minor units.")
+
+
+def save_limits(session: Session, *, actor: str, roles: Iterable[str], limits: Limits,
+                now: datetime | None = None) -> None:
+    """Replace the limits (admins only); audited with before and after. Caller commits."""
+    require(roles, Permission.EDIT_SETTINGS)
+    _check(limits)
+    before = load_limits(session).to_value()
+    row = session.get(Setting, SETTING_KEY)
+    now = now or utc_now()
+    if row is None:
+        session.add(Setting(key=SETTING_KEY, value=limits.to_value(), updated_at=now, updated_by=actor))
+    else:
+        row.value, row.updated_at, row.updated_by = limits.to_value(), now, actor
+    audit.record(session, actor=actor, action="settings.change_limits", target_type="setting",
+                 target_id=SETTING_KEY, before=before, after=limits.to_value())

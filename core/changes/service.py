@@ -1,0 +1,404 @@
+"""The one service every membership-change form calls. What it guarantees:
+
+- **Permission** is checked here (``core.permissions`` plus the admin-set limits), never only by
+  hiding a button; a refusal is audited.
+- **Reason and comment** are required; the reason comes from ``core.changes.reasons``.
+- **Nothing is written for bad input**: ``plan`` validates everything against the current state
+  before the first write; a refusal is a ``ChangeRefused`` sentence.
+- **Idempotency**: the key is derived from the action, the member, the form's version and the
+  values typed, so a double click or a retried request finds the same ``change_requests`` row
+  and never acts twice. The Stripe write carries a Stripe idempotency key derived from it.
+- **Concurrency**: the request is claimed with ``UPDATE members SET version = v + 1 WHERE
+  version = v``; a form loaded at an older version is refused with the fresh state
+  (``StaleMember``), and of two agents at the same moment exactly one wins.
+- **Stripe first, then our database in one transaction.** The claim commits (status
+  ``applying``) before Stripe is called; the result is written with the audit entry and the
+  status ``applied`` in one transaction whose first statement moves ``applying -> applied``
+  conditionally, so two finishers never both write. A crash or an ambiguous Stripe failure
+  (timeout, 5xx) leaves ``applying``: resubmitting the same form, or ``resume``, first asks
+  Stripe whether the write already happened (``find_applied``) and only then writes again with
+  the same idempotency key. While a member has an ``applying`` request, new changes wait.
+- **Four-eyes**: a request that needs approval waits as ``pending_approval``; someone else with
+  ``APPROVE_CHANGES`` (and the limits for the amount) approves or rejects it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.changes import parse
+from core.changes.actions import ACTIONS, Action, Ctx, Plan
+from core.changes.errors import ChangeRefused, StaleMember
+from core.changes.limits import load_limits
+from core.changes.model import Actor, ChangeInput, Outcome, Preview
+from core.changes.reasons import REASONS
+from core.changes.state import member_snapshot
+from core.db import session_scope
+from core.models import ChangeRequest, Member
+from core.permissions import Permission, PermissionDenied, allowed, require
+from core.timeutil import utc_now
+
+log = logging.getLogger(__name__)
+
+PENDING, APPROVED, REJECTED, APPLYING, APPLIED, FAILED = (
+    "pending_approval", "approved", "rejected", "applying", "applied", "failed")
+
+
+def derive_key(change: ChangeInput) -> str:
+    """Same action, member, form version and typed values -> same key (reason/comment excluded,
+    so fixing a typo in the comment cannot turn a retry into a second refund)."""
+    raw = json.dumps([change.action, change.member_id, change.member_version, change.params],
+                     sort_keys=True, default=str)
+    return "chg-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def _action(name: Any) -> Action:
+    action = ACTIONS.get(name) if isinstance(name, str) else None
+    if action is None:
+        raise ChangeRefused("This action does not exist.")
+    return action
+
+
+def _check_basics(change: ChangeInput, actor: Actor, action: Action) -> tuple[str, str]:
+    require(actor.roles, action.permission)
+    reason = parse.choice(change.reason, REASONS[action.name], "reason")
+    comment = parse.text(change.comment, "comment", max_len=2000)
+    if isinstance(change.member_id, bool) or not isinstance(change.member_id, int):
+        raise ChangeRefused("No member is selected.")
+    if isinstance(change.member_version, bool) or not isinstance(change.member_version, int):
+        raise ChangeRefused("The form is missing the member's version; reload the page.")
+    if not isinstance(change.params, dict):
+        raise ChangeRefused("The form sent values we cannot read; reload the page.")
+    return reason, comment
+
+
+def _audit_refusal(engine: Engine, actor: Actor, change: ChangeInput, sentence: str) -> None:
+    member_id = change.member_id if isinstance(change.member_id, int) else None
+    with session_scope(engine) as s:
+        audit.record(s, actor=actor.username, action=f"change.{change.action}"[:64], member_id=member_id,
+                     comment=sentence, outcome="refused")
+
+
+def _load(session: Session, member_id: int) -> Member:
+    member = session.get(Member, member_id)
+    if member is None:
+        raise ChangeRefused("This member does not exist (any more).")
+    return member
+
+
+def _blocking(session: Session, member_id: int, key: str) -> ChangeRequest | None:
+    return session.scalar(select(ChangeRequest).where(
+        ChangeRequest.member_id == member_id, ChangeRequest.status == APPLYING,
+        ChangeRequest.idempotency_key != key).limit(1))
+
+
+def preview(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = None,
+            now: datetime | None = None) -> Preview:
+    """What ``submit`` would do, without writing anything. Raises ``ChangeRefused``."""
+    now = now or utc_now()
+    action = _action(change.action)
+    try:
+        reason, comment = _check_basics(change, actor, action)
+    except PermissionDenied as exc:
+        raise ChangeRefused(str(exc), code="permission") from None
+    with session_scope(engine) as s:
+        member = _load(s, change.member_id)
+        ctx = Ctx(s, member, actor, now, load_limits(s), stripe, reason, comment)
+        plan = action.plan(ctx, dict(change.params))
+        if member.version != change.member_version:
+            raise StaleMember(member_snapshot(s, member), member.version)
+        s.rollback()
+        return plan.preview
+
+
+def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = None,
+           now: datetime | None = None) -> Outcome:
+    """Validate, claim, and apply (or queue for approval) one change. Raises ``ChangeRefused``."""
+    now = now or utc_now()
+    action = _action(change.action)
+    try:
+        reason, comment = _check_basics(change, actor, action)
+    except PermissionDenied as exc:
+        _audit_refusal(engine, actor, change, str(exc))
+        raise ChangeRefused(str(exc), code="permission") from None
+    key = derive_key(change)
+
+    with session_scope(engine) as s:
+        existing = s.scalar(select(ChangeRequest).where(ChangeRequest.idempotency_key == key))
+        if existing is not None:
+            request_id = existing.id
+        else:
+            request_id = None
+            member = _load(s, change.member_id)
+            if _blocking(s, member.id, key) is not None:
+                raise ChangeRefused("An earlier change for this member is still being applied; finish it on the "
+                                    "Membership changes page (Resume) before making another.", code="busy")
+            ctx = Ctx(s, member, actor, now, load_limits(s), stripe, reason, comment)
+            plan = action.plan(ctx, dict(change.params))
+            if member.version != change.member_version:
+                raise StaleMember(member_snapshot(s, member), member.version)
+    if request_id is not None:
+        return _replay(engine, request_id, stripe=stripe, now=now)
+
+    status = PENDING if plan.preview.needs_approval else APPLYING
+    try:
+        with session_scope(engine) as s:
+            claimed = s.execute(
+                update(Member).where(Member.id == change.member_id, Member.version == change.member_version)
+                .values(version=change.member_version + 1)
+            ).rowcount
+            if not claimed:
+                raise _Lost()
+            req = ChangeRequest(
+                idempotency_key=key, action=action.name, member_id=change.member_id, params=plan.params,
+                reason=reason, comment=comment, member_version=change.member_version, status=status,
+                requested_by=actor.username, requested_at=now, stripe_ids=plan.stripe_ids or None,
+                result={"preview": _preview_json(plan.preview)},
+            )
+            s.add(req)
+            s.flush()
+            request_id = req.id
+            if status == PENDING:
+                audit.record(s, actor=actor.username, action=f"change.{action.name}.requested",
+                             member_id=change.member_id, reason=reason, comment=comment,
+                             before=member_snapshot(s, _load(s, change.member_id)),
+                             after={"params": plan.params, "approval_reason": plan.preview.approval_reason},
+                             request_id=key, outcome="pending")
+    except (_Lost, IntegrityError):
+        # Either the same request was claimed a moment ago (a double click) or another change won.
+        with session_scope(engine) as s:
+            existing = s.scalar(select(ChangeRequest).where(ChangeRequest.idempotency_key == key))
+            if existing is not None:
+                request_id = existing.id
+            else:
+                member = _load(s, change.member_id)
+                raise StaleMember(member_snapshot(s, member), member.version) from None
+        return _replay(engine, request_id, stripe=stripe, now=now)
+
+    if status == PENDING:
+        return Outcome(PENDING, request_id, "The change waits for a second person's approval "
+                       f"({plan.preview.approval_reason}).", key)
+    return execute(engine, request_id, stripe=stripe, now=now)
+
+
+class _Lost(Exception):
+    """The conditional version bump matched no row."""
+
+
+def _preview_json(p: Preview) -> dict[str, Any]:
+    data = asdict(p)
+    data["new_period_end"] = p.new_period_end.isoformat() if p.new_period_end else None
+    return data
+
+
+def _outcome_of(req: ChangeRequest, *, replayed: bool) -> Outcome:
+    messages = {
+        APPLIED: "Done." if not replayed else "This change was already made; it was not made twice.",
+        PENDING: "The change waits for a second person's approval.",
+        REJECTED: f"The change was rejected by {req.decided_by}.",
+        FAILED: f"The change failed: {req.error}",
+        APPLYING: "The change is being applied.",
+    }
+    return Outcome(req.status, req.id, messages.get(req.status, req.status), req.idempotency_key,
+                   replayed=replayed, result=req.result)
+
+
+def _replay(engine: Engine, request_id: int, *, stripe: Any, now: datetime) -> Outcome:
+    """The same request again: answer what happened, or finish it if it was interrupted."""
+    with session_scope(engine) as s:
+        req = s.get(ChangeRequest, request_id)
+        assert req is not None
+        if req.status != APPLYING:
+            return _outcome_of(req, replayed=True)
+    outcome = execute(engine, request_id, stripe=stripe, now=now, resuming=True)
+    outcome.replayed = True
+    return outcome
+
+
+def execute(engine: Engine, request_id: int, *, stripe: Any = None, now: datetime | None = None,
+            resuming: bool = False, approved_by: str | None = None) -> Outcome:
+    """Apply a request in status ``applying``: Stripe first, then our rows, audit and status."""
+    from core.stripe_gateway import GatewayError
+
+    now = now or utc_now()
+    with session_scope(engine) as s:
+        req = s.get(ChangeRequest, request_id)
+        if req is None:
+            raise ChangeRefused("This change request does not exist.")
+        if req.status != APPLYING:
+            return _outcome_of(req, replayed=True)
+        action = _action(req.action)
+        member = _load(s, req.member_id)
+        actor = Actor(req.requested_by, frozenset())
+        ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, req.comment)
+        plan = Plan(params=dict(req.params or {}), preview=Preview(action.name, []),
+                    stripe_ids=dict(req.stripe_ids or {}))
+        key = req.idempotency_key
+        uses_stripe = action.needs_stripe(ctx, plan)
+        stripe_result: dict[str, Any] = {}
+        if uses_stripe:
+            try:
+                if stripe is None:
+                    raise ChangeRefused("Stripe is not configured here, so this change cannot be made now.")
+                found = action.find_applied(ctx, plan, key) if resuming else None
+                stripe_result = found if found is not None else action.call_stripe(ctx, plan, key)
+            except GatewayError as exc:
+                ambiguous = exc.kind in {"unreachable", "idempotency"} or (exc.http_status or 0) >= 500
+                if ambiguous:
+                    found = _safe_find(action, ctx, plan, key)
+                    if found is None:
+                        s.rollback()
+                        _note_error(engine, request_id, exc.sentence)
+                        raise ChangeRefused(
+                            f"{exc.sentence} The change is kept as “being applied”; submitting it again (or "
+                            "Resume on the Membership changes page) finishes it without doing it twice.",
+                            code="stripe_unavailable") from None
+                    stripe_result = found
+                else:
+                    s.rollback()
+                    _fail(engine, request_id, exc.sentence, approved_by)
+                    raise ChangeRefused(exc.sentence, code="stripe_refused") from None
+            except ChangeRefused as exc:
+                s.rollback()
+                _fail(engine, request_id, exc.sentence, approved_by)
+                raise
+        s.rollback()  # end the read transaction before writing
+
+    with session_scope(engine) as s:
+        moved = s.execute(
+            update(ChangeRequest).where(ChangeRequest.id == request_id, ChangeRequest.status == APPLYING)
+            .values(status=APPLIED, applied_at=now)
+        ).rowcount
+        if not moved:  # someone else finished it a moment ago
+            s.rollback()
+            req = s.get(ChangeRequest, request_id)
+            assert req is not None
+            return _outcome_of(req, replayed=True)
+        req = s.get(ChangeRequest, request_id)
+        assert req is not None
+        member = _load(s, req.member_id)
+        before = member_snapshot(s, member)
+        ctx = Ctx(s, member, Actor(req.requested_by, frozenset()), now, load_limits(s), stripe, req.reason,
+                  req.comment)
+        after_detail = action.write(ctx, plan, stripe_result)
+        s.flush()
+        s.execute(update(Member).where(Member.id == member.id).values(version=Member.version + 1))
+        s.refresh(member)
+        ids = _stripe_ids(stripe_result) | dict(req.stripe_ids or {})
+        result = dict(req.result or {}) | {"detail": after_detail}
+        req.result, req.stripe_ids, req.error = result, ids or None, None
+        audit.record(s, actor=req.requested_by, action=f"change.{action.name}", member_id=member.id,
+                     reason=req.reason, comment=req.comment if action.name != "add_note" else "(note added)",
+                     before=before, after=member_snapshot(s, member) | {"detail": after_detail},
+                     stripe_ids=ids or None, request_id=req.idempotency_key,
+                     approved_by=approved_by or req.decided_by)
+        log.info("change applied: action=%s member=%s request=%s", action.name, member.id, request_id)
+        return _outcome_of(req, replayed=False) if not resuming else Outcome(
+            APPLIED, req.id, "Done (an interrupted attempt was finished; nothing was done twice).",
+            req.idempotency_key, result=req.result)
+
+
+def _safe_find(action: Action, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
+    from core.stripe_gateway import GatewayError
+
+    try:
+        return action.find_applied(ctx, plan, key)
+    except GatewayError:
+        return None
+
+
+def _stripe_ids(result: dict[str, Any]) -> dict[str, Any]:
+    ids = {}
+    for kind, obj in result.items():
+        oid = obj.get("id") if isinstance(obj, dict) else getattr(obj, "id", None)
+        if oid:
+            ids[kind] = oid
+    return ids
+
+
+def _note_error(engine: Engine, request_id: int, sentence: str) -> None:
+    with session_scope(engine) as s:
+        s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id, ChangeRequest.status == APPLYING)
+                  .values(error=sentence))
+
+
+def _fail(engine: Engine, request_id: int, sentence: str, approved_by: str | None) -> None:
+    """Stripe said no (or the state no longer allows it): nothing changed; record why."""
+    with session_scope(engine) as s:
+        req = s.get(ChangeRequest, request_id)
+        assert req is not None
+        moved = s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id,
+                                                      ChangeRequest.status == APPLYING)
+                          .values(status=FAILED, error=sentence)).rowcount
+        if moved:
+            audit.record(s, actor=req.requested_by, action=f"change.{req.action}", member_id=req.member_id,
+                         reason=req.reason, comment=req.comment, after={"params": req.params, "error": sentence},
+                         request_id=req.idempotency_key, approved_by=approved_by, outcome="failed")
+
+
+# ----------------------------------------------------------------------------- approvals
+
+def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note: str, stripe: Any = None,
+           now: datetime | None = None) -> Outcome:
+    """Approve (and apply) or reject a pending request. The requester cannot decide their own."""
+    now = now or utc_now()
+    try:
+        require(actor.roles, Permission.APPROVE_CHANGES)
+    except PermissionDenied as exc:
+        raise ChangeRefused(str(exc), code="permission") from None
+    note = parse.text(note, "note for your decision", max_len=2000)
+    with session_scope(engine) as s:
+        req = s.get(ChangeRequest, request_id) if isinstance(request_id, int) else None
+        if req is None:
+            raise ChangeRefused("This change request does not exist.")
+        if req.status != PENDING:
+            raise ChangeRefused(f"This request is no longer waiting (it is {req.status.replace('_', ' ')}).")
+        if req.requested_by == actor.username:
+            raise ChangeRefused("You asked for this change; a second person must approve or reject it.")
+        action = _action(req.action)
+        if approve:
+            if not allowed(actor.roles, action.permission):
+                raise ChangeRefused("Your role may not make this change, so it cannot approve it either.")
+            member = _load(s, req.member_id)
+            ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, req.comment)
+            plan = action.plan(ctx, dict(req.params or {}))
+            params = plan.params
+            ids = plan.stripe_ids or None
+    with session_scope(engine) as s:
+        values: dict[str, Any] = {"status": APPLYING if approve else REJECTED, "decided_by": actor.username,
+                                  "decided_at": now, "decision_note": note}
+        if approve:
+            values |= {"params": params, "stripe_ids": ids}
+        moved = s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id,
+                                                      ChangeRequest.status == PENDING).values(**values)).rowcount
+        if not moved:
+            raise ChangeRefused("Someone else decided this request a moment ago.")
+        req = s.get(ChangeRequest, request_id)
+        assert req is not None
+        audit.record(s, actor=actor.username, action=f"change.{req.action}.{'approved' if approve else 'rejected'}",
+                     member_id=req.member_id, reason=req.reason, comment=note,
+                     after={"params": req.params, "requested_by": req.requested_by},
+                     request_id=req.idempotency_key, approved_by=actor.username if approve else None)
+        if not approve:
+            return _outcome_of(req, replayed=False)
+    return execute(engine, request_id, stripe=stripe, now=now, approved_by=actor.username)
+
+
+def resume(engine: Engine, request_id: int, actor: Actor, *, stripe: Any = None,
+           now: datetime | None = None) -> Outcome:
+    """Finish a request left ``applying`` by a crash or an outage (exactly once)."""
+    try:
+        require(actor.roles, Permission.CHANGE_MEMBERSHIP)
+    except PermissionDenied as exc:
+        raise ChangeRefused(str(exc), code="permission") from None
+    return execute(engine, request_id, stripe=stripe, now=now or utc_now(), resuming=True)
