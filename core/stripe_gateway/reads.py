@@ -1,0 +1,221 @@
+"""Read calls the sync and reconciliation make, as plain dicts in today's API shapes.
+
+Guarantees:
+- every call goes through ``translate_errors()``: callers see ``GatewayError`` only;
+- lists are paged by ``starting_after`` one page at a time (``list_page``), so a caller can
+  commit after each page and resume from the last id after a crash;
+- subscriptions are listed with ``status="all"`` (Stripe's default silently omits canceled ones);
+- invoices come back with *all* their lines: Stripe embeds only the first 10, the rest are paged
+  from ``/v1/invoices/{id}/lines`` and merged in (``lines.has_more`` is then false);
+- objects are returned as plain ``dict`` (``StripeObject.to_dict()``), the shape the mapping layer
+  reads and the shape stored in the event ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+from core.stripe_gateway.errors import translate_errors
+
+PAGE_SIZE = 100
+
+# Object types we mirror, parents first: a row can only point at a parent already stored.
+BACKFILL_ORDER: tuple[str, ...] = (
+    "product",
+    "price",
+    "customer",
+    "payment_method",
+    "subscription",
+    "invoice",
+    "charge",
+    "refund",
+    "dispute",
+)
+
+# Extra list parameters per type.
+_LIST_PARAMS: dict[str, dict[str, Any]] = {
+    "subscription": {"status": "all"},
+}
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: the objects (dicts), and whether more follow after ``last_id``."""
+
+    objects: list[dict[str, Any]]
+    has_more: bool
+
+    @property
+    def last_id(self) -> str | None:
+        return self.objects[-1]["id"] if self.objects else None
+
+
+def _service(client: stripe.StripeClient, object_type: str) -> Any:
+    v1 = client.v1
+    services = {
+        "product": v1.products,
+        "price": v1.prices,
+        "customer": v1.customers,
+        "subscription": v1.subscriptions,
+        "invoice": v1.invoices,
+        "charge": v1.charges,
+        "refund": v1.refunds,
+        "dispute": v1.disputes,
+        "payment_method": v1.payment_methods,
+        "payment_intent": v1.payment_intents,
+        "event": v1.events,
+        "test_helpers.test_clock": v1.test_helpers.test_clocks,
+    }
+    try:
+        return services[object_type]
+    except KeyError:
+        raise ValueError(f"Unknown Stripe object type {object_type!r}.") from None
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+def list_page(
+    client: stripe.StripeClient,
+    object_type: str,
+    *,
+    starting_after: str | None = None,
+    limit: int = PAGE_SIZE,
+    params: dict[str, Any] | None = None,
+) -> Page:
+    """One page of ``object_type`` after ``starting_after`` (Stripe's order: newest first)."""
+    query: dict[str, Any] = {"limit": limit, **_LIST_PARAMS.get(object_type, {}), **(params or {})}
+    if starting_after:
+        query["starting_after"] = starting_after
+    with translate_errors():
+        result = _service(client, object_type).list(params=query)
+        objects = [_plain(o) for o in result.data]
+        if object_type == "invoice":
+            objects = [_complete_lines(client, inv) for inv in objects]
+    return Page(objects=objects, has_more=bool(result.has_more))
+
+
+def iter_all(
+    client: stripe.StripeClient, object_type: str, *, params: dict[str, Any] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every object of a type, page after page (reconciliation walks whole lists this way)."""
+    after: str | None = None
+    while True:
+        page = list_page(client, object_type, starting_after=after, params=params)
+        yield from page.objects
+        if not page.has_more or not page.objects:
+            return
+        after = page.last_id
+
+
+def customer_payment_methods(client: stripe.StripeClient, customer_id: str) -> list[dict[str, Any]]:
+    """All payment methods attached to one customer (Stripe lists them per customer)."""
+    out: list[dict[str, Any]] = []
+    after: str | None = None
+    with translate_errors():
+        while True:
+            query: dict[str, Any] = {"limit": PAGE_SIZE}
+            if after:
+                query["starting_after"] = after
+            result = client.v1.customers.payment_methods.list(customer_id, params=query)
+            out.extend(_plain(o) for o in result.data)
+            if not result.has_more or not result.data:
+                return out
+            after = result.data[-1].id
+
+
+def _complete_lines(client: stripe.StripeClient, invoice: dict[str, Any]) -> dict[str, Any]:
+    """Page an invoice's lines beyond the embedded first 10 and merge them in."""
+    lines = invoice.get("lines") or {}
+    data = list(lines.get("data") or [])
+    if not lines.get("has_more") or not invoice.get("id"):
+        return invoice
+    after = data[-1]["id"] if data else None
+    while True:
+        query: dict[str, Any] = {"limit": PAGE_SIZE}
+        if after:
+            query["starting_after"] = after
+        result = client.v1.invoices.line_items.list(invoice["id"], params=query)
+        data.extend(_plain(o) for o in result.data)
+        if not result.has_more or not result.data:
+            break
+        after = result.data[-1].id
+    invoice = dict(invoice)
+    invoice["lines"] = {**lines, "data": data, "has_more": False, "total_count": len(data)}
+    return invoice
+
+
+# Which expands make a retrieved object self-contained enough for the mapping layer.
+_RETRIEVE_EXPAND: dict[str, list[str]] = {
+    "charge": ["balance_transaction"],
+}
+
+
+def retrieve(
+    client: stripe.StripeClient, object_type: str, object_id: str, *, expand: list[str] | None = None
+) -> dict[str, Any]:
+    """One object by id (with its invoice lines complete); ``GatewayError(kind="not_found")`` if gone."""
+    params: dict[str, Any] = {}
+    wanted = expand if expand is not None else _RETRIEVE_EXPAND.get(object_type, [])
+    if wanted:
+        params["expand"] = wanted
+    with translate_errors():
+        obj = _plain(_service(client, object_type).retrieve(object_id, params=params or None))
+        if object_type == "invoice":
+            obj = _complete_lines(client, obj)
+    return obj
+
+
+def events_page(
+    client: stripe.StripeClient,
+    *,
+    created_gte: int | None,
+    starting_after: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> Page:
+    """One page of events created at or after ``created_gte`` (epoch seconds), newest first.
+
+    ``gte`` rather than ``gt``: events created in the same second as the cursor are fetched again
+    and the ledger drops the duplicates, so none created later in that second is missed.
+    """
+    query: dict[str, Any] = {"limit": limit}
+    if created_gte is not None:
+        query["created"] = {"gte": int(created_gte)}
+    if starting_after:
+        query["starting_after"] = starting_after
+    with translate_errors():
+        result = client.v1.events.list(params=query)
+        objects = [_plain(o) for o in result.data]
+    return Page(objects=objects, has_more=bool(result.has_more))
+
+
+# The object type a Stripe id belongs to, by its prefix: used to fetch a missing parent.
+ID_PREFIXES: dict[str, str] = {
+    "prod_": "product",
+    "price_": "price",
+    "cus_": "customer",
+    "pm_": "payment_method",
+    "card_": "payment_method",
+    "sub_": "subscription",
+    "in_": "invoice",
+    "ch_": "charge",
+    "py_": "charge",
+    "re_": "refund",
+    "pyr_": "refund",
+    "dp_": "dispute",
+    "du_": "dispute",
+    "pi_": "payment_intent",
+}
+
+
+def type_of_id(stripe_id: str) -> str | None:
+    """``"cus_123"`` -> ``"customer"``; None for an unknown prefix."""
+    for prefix, object_type in ID_PREFIXES.items():
+        if stripe_id.startswith(prefix):
+            return object_type
+    return None

@@ -1,0 +1,206 @@
+"""Backfill: every object type we mirror, listed from Stripe, parents first, resumable.
+
+A backfill is one *generation* (``sync_state`` row ``backfill``: started, completed). Per object
+type, ``sync_state.backfill_cursor`` holds the last id whose page was committed; a crash or an
+outage mid-way leaves the generation open, and the next run resumes it at that cursor instead of
+starting over. Objects are applied with ``state_at`` = the time their page was fetched, so an event
+older than the listed state is refused by the store, and a newer one still applies.
+
+Objects created while a backfill walks a list land at the head of Stripe's newest-first list,
+behind the cursor: they are picked up by the events fetched from the generation's start time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from core.models.members import Member
+from core.models.stripe_sync import SyncState
+from core.stripe_gateway import GatewayError, reads
+from core.sync.apply import Applier
+from core.timeutil import utc_now
+
+log = logging.getLogger(__name__)
+
+GENERATION = "backfill"
+EVENTS = "events"
+CUSTOMERS_PER_BATCH = 50
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BackfillResult:
+    objects: int = 0
+    errors: list[str] = field(default_factory=list)
+    resumed_from: datetime | None = None
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+def state(session: Session, object_type: str) -> SyncState:
+    row = session.get(SyncState, object_type)
+    if row is None:
+        row = SyncState(object_type=object_type)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def in_progress(engine: Engine) -> datetime | None:
+    """Start time of an unfinished backfill generation, or None."""
+    with Session(engine) as s:
+        row = s.get(SyncState, GENERATION)
+        if row is not None and row.backfill_started_at and not row.backfill_completed_at:
+            return row.backfill_started_at
+    return None
+
+
+def start_or_resume(engine: Engine, *, now: datetime) -> tuple[datetime, bool]:
+    """(generation start, resumed?)."""
+    with Session(engine, expire_on_commit=False) as s:
+        gen = state(s, GENERATION)
+        if gen.backfill_started_at and not gen.backfill_completed_at:
+            return gen.backfill_started_at, True
+        gen.backfill_started_at = now
+        gen.backfill_completed_at = None
+        for object_type in reads.BACKFILL_ORDER:
+            row = state(s, object_type)
+            row.backfill_cursor = None
+            row.backfill_started_at = now
+            row.backfill_completed_at = None
+        s.commit()
+        return now, False
+
+
+def run_backfill(
+    engine: Engine,
+    applier: Applier,
+    *,
+    now: datetime,
+    progress: Progress,
+    heartbeat: Callable[[], None],
+) -> BackfillResult:
+    """Walk every type from its cursor; raises ``GatewayError`` on an outage (cursor kept)."""
+    started, resumed = start_or_resume(engine, now=now)
+    result = BackfillResult(resumed_from=started if resumed else None)
+    if resumed:
+        progress(f"Resuming the backfill started {started:%Y-%m-%d %H:%M} UTC.")
+    for object_type in reads.BACKFILL_ORDER:
+        with Session(engine) as s:
+            row = state(s, object_type)
+            done = row.backfill_completed_at is not None and row.backfill_completed_at >= started
+            cursor = row.backfill_cursor
+            s.commit()
+        if done:
+            continue
+        walk = _walk_payment_methods if object_type == "payment_method" else _walk_list
+        count = walk(engine, applier, object_type, cursor, result, progress, heartbeat)
+        result.by_type[object_type] = count
+        with Session(engine) as s:
+            row = state(s, object_type)
+            row.backfill_cursor = None
+            row.backfill_completed_at = utc_now()
+            row.last_synced_at = row.last_synced_at or row.backfill_completed_at
+            s.commit()
+    with Session(engine) as s:
+        gen = state(s, GENERATION)
+        gen.backfill_completed_at = utc_now()
+        gen.last_synced_at = gen.backfill_completed_at
+        events = state(s, EVENTS)
+        # Events from the generation's start on cover whatever changed while we listed.
+        if events.last_synced_at is None or events.last_synced_at < started:
+            events.last_synced_at = started
+        s.commit()
+    return result
+
+
+def _apply_page(
+    engine: Engine,
+    applier: Applier,
+    object_type: str,
+    objects: list[dict],
+    cursor: str | None,
+    fetched_at: datetime,
+    result: BackfillResult,
+) -> None:
+    with Session(engine) as s:
+        for obj in objects:
+            try:
+                applier.apply(s, obj, state_at=fetched_at)
+                result.objects += 1
+            except GatewayError as exc:
+                if exc.retryable:
+                    s.commit()  # keep what this page already wrote; the cursor stays before it
+                    raise
+                result.errors.append(f"{obj.get('id')}: {exc.sentence}")
+            except Exception as exc:  # one bad object must not stop the others
+                log.warning("backfill of %s %s failed: %s", object_type, obj.get("id"), exc)
+                result.errors.append(f"{obj.get('id')}: {type(exc).__name__}: {exc}"[:500])
+        row = state(s, object_type)
+        row.backfill_cursor = cursor
+        row.last_synced_at = fetched_at
+        s.commit()
+
+
+def _walk_list(
+    engine: Engine,
+    applier: Applier,
+    object_type: str,
+    cursor: str | None,
+    result: BackfillResult,
+    progress: Progress,
+    heartbeat: Callable[[], None],
+) -> int:
+    count = 0
+    while True:
+        fetched_at = utc_now()
+        page = reads.list_page(applier.client, object_type, starting_after=cursor)
+        if page.objects:
+            cursor = page.last_id
+            _apply_page(engine, applier, object_type, page.objects, cursor, fetched_at, result)
+            count += len(page.objects)
+            heartbeat()
+            progress(f"Backfill: {count} {object_type}s ...")
+        if not page.has_more or not page.objects:
+            return count
+
+
+def _walk_payment_methods(
+    engine: Engine,
+    applier: Applier,
+    object_type: str,
+    cursor: str | None,
+    result: BackfillResult,
+    progress: Progress,
+    heartbeat: Callable[[], None],
+) -> int:
+    """Stripe lists card payment methods per customer; walk our customers in id order."""
+    count = 0
+    while True:
+        with Session(engine) as s:
+            stmt = select(Member.stripe_customer_id).where(Member.stripe_customer_id.is_not(None))
+            if cursor:
+                stmt = stmt.where(Member.stripe_customer_id > cursor)
+            customers = [c for c in s.scalars(stmt.order_by(Member.stripe_customer_id).limit(CUSTOMERS_PER_BATCH)) if c]
+        if not customers:
+            return count
+        fetched_at = utc_now()
+        objects: list[dict] = []
+        for customer_id in customers:
+            try:
+                objects.extend(reads.customer_payment_methods(applier.client, customer_id))
+            except GatewayError as exc:
+                if exc.retryable:
+                    raise
+                result.errors.append(f"{customer_id}: {exc.sentence}")
+        cursor = customers[-1]
+        _apply_page(engine, applier, object_type, objects, cursor, fetched_at, result)
+        count += len(objects)
+        heartbeat()
+        progress(f"Backfill: {count} payment methods ...")
