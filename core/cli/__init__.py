@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "core.cli.staff",
     "core.cli.keys",
     "core.cli.run",
+    "core.cli.sync",
+    "core.cli.reconcile",
 ]
 
 
