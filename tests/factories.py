@@ -64,3 +64,78 @@ def make_payment(session: Session, *, member: Member, amount: int = 999, currenc
     session.add(payment)
     session.flush()
     return payment
+
+
+# --- alerts (appended by the alerts area) ----------------------------------------------------------
+
+def make_payment_batch(session: Session, *, member: Member, start: datetime, end: datetime, count: int,
+                       failed: int = 0, **fields: object) -> None:
+    """``count`` payment attempts spread evenly over ``[start, end)``, ``failed`` of them failed
+    (spread evenly too); extra ``fields`` (decline_code, card_brand, currency, ...) apply to all."""
+    from sqlalchemy import insert
+
+    if count <= 0:
+        return
+    step = (end - start) / count
+    fail_every = count / failed if failed else 0
+    fail_at = {int(i * fail_every) for i in range(failed)} if failed else set()
+    rows = []
+    for i in range(count):
+        is_failed = i in fail_at
+        row = {"member_id": member.id, "amount": 999, "currency": "USD", "stripe_charge_id": f"ch_b{next(_seq)}",
+               "status": "failed" if is_failed else "succeeded", "created_at": start + step * i,
+               "attempt_number": 1, "is_renewal": True, "amount_refunded": 0, "disputed": False}
+        row.update(fields)
+        if not is_failed:
+            for key in ("decline_code", "failure_code", "failure_message"):
+                row.pop(key, None)
+        elif "decline_code" not in fields:
+            row.setdefault("failure_code", "card_declined")
+            row["decline_code"] = "generic_decline"
+        rows.append(row)
+    session.execute(insert(Payment), rows)
+    session.flush()
+
+
+def make_refund(session: Session, *, payment: Payment, amount: int | None = None, status: str = "succeeded",
+                created_at: datetime | None = None, reason: str | None = "requested_by_customer"):  # type: ignore[no-untyped-def]
+    from core.models import Refund
+
+    refund = Refund(payment_id=payment.id, member_id=payment.member_id, amount=amount or payment.amount,
+                    currency=payment.currency, status=status, reason=reason, stripe_refund_id=f"re_{next(_seq)}",
+                    created_at=created_at or payment.created_at)
+    session.add(refund)
+    session.flush()
+    return refund
+
+
+def make_dispute(session: Session, *, payment: Payment, status: str = "needs_response",
+                 created_at: datetime | None = None, reason: str | None = "fraudulent"):  # type: ignore[no-untyped-def]
+    from core.models import Dispute
+
+    dispute = Dispute(payment_id=payment.id, member_id=payment.member_id, amount=payment.amount,
+                      currency=payment.currency, status=status, reason=reason, stripe_dispute_id=f"dp_{next(_seq)}",
+                      created_at=created_at or payment.created_at)
+    session.add(dispute)
+    session.flush()
+    return dispute
+
+
+def make_sync_run(session: Session, *, started_at: datetime, finished_at: datetime | None = None,
+                  status: str = "succeeded", error: str | None = None, kind: str = "incremental"):  # type: ignore[no-untyped-def]
+    from core.models import SyncRun
+
+    run = SyncRun(kind=kind, started_at=started_at, finished_at=finished_at, status=status, error=error, counts={})
+    session.add(run)
+    session.flush()
+    return run
+
+
+def make_stripe_event(session: Session, *, created_at: datetime, type: str = "invoice.paid"):  # type: ignore[no-untyped-def]
+    from core.models import StripeEvent
+
+    event = StripeEvent(id=f"evt_{next(_seq)}", type=type, created_at=created_at, payload={}, source="pull",
+                        received_at=created_at)
+    session.add(event)
+    session.flush()
+    return event

@@ -1,0 +1,234 @@
+"""Evaluation: run every enabled rule at ``now`` and bring the alerts table in line.
+
+Guarantees:
+- Idempotent: evaluating twice at the same ``now`` leaves one alert per firing rule and scope,
+  updated in place, and writes no second "open" transition or notification.
+- Safe in parallel: the partial unique index (one non-resolved alert per rule and scope) decides
+  which of two concurrent evaluators opens an alert; the loser's insert fails, its transaction
+  rolls back and it updates the winner's alert instead. Status changes are compare-and-set.
+- One rule that fails (a bad threshold, a query error) is logged and reported; the others still
+  run, and notification delivery never blocks or fails the evaluation.
+- Reads only data created before ``now``, so a replay over history sees what cron would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+
+from core import audit
+from core.alerts import lifecycle, notify, rules
+from core.alerts.lifecycle import ACTIVE, OPEN, RESOLVED, SNOOZED, SYSTEM
+from core.alerts.rules import Finding, Rule
+from core.db import session_scope
+from core.models import Alert, AlertRule, Setting
+from core.timeutil import ensure_aware, utc_now
+
+log = logging.getLogger(__name__)
+LAST_EVALUATED_KEY = "alerts.last_evaluated_at"
+
+
+@dataclass
+class EvaluationResult:
+    now: datetime
+    opened: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    resolved: list[int] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # rule slug -> sentence
+    notifications: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        text = (f"evaluated at {self.now:%Y-%m-%d %H:%M} UTC: {len(self.opened)} opened, {len(self.updated)} "
+                f"still firing, {len(self.resolved)} resolved")
+        if self.errors:
+            text += f"; {len(self.errors)} rule(s) failed: " + "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class RuleConfig:
+    rule: Rule
+    enabled: bool
+    params: dict[str, Any]  # effective: defaults merged with the stored values
+    stored: dict[str, Any]
+    notify: dict[str, Any]
+    updated_at: datetime | None
+    updated_by: str | None
+
+
+# --- rule configuration --------------------------------------------------------------------------
+
+def ensure_rules(engine: Engine) -> None:
+    """Insert a row (enabled, default thresholds) for every rule that has none yet."""
+    with engine.connect() as conn:
+        have = set(conn.execute(select(AlertRule.slug)).scalars())
+    for rule in rules.all_rules():
+        if rule.slug in have:
+            continue
+        try:
+            with session_scope(engine) as session:
+                session.add(AlertRule(slug=rule.slug, enabled=True, params={}, notify={}, updated_by="system"))
+        except IntegrityError:
+            pass  # a concurrent evaluator inserted it
+
+
+def rule_configs(engine: Engine) -> dict[str, RuleConfig]:
+    ensure_rules(engine)
+    with session_scope(engine) as session:
+        rows = {r.slug: r for r in session.execute(select(AlertRule)).scalars()}
+        out = {}
+        for rule in rules.all_rules():
+            row = rows[rule.slug]
+            stored = dict(row.params or {})
+            out[rule.slug] = RuleConfig(rule, bool(row.enabled), rules.effective_params(rule, stored), stored,
+                                        dict(row.notify or {}), row.updated_at, row.updated_by)
+        return out
+
+
+def configure_rule(engine: Engine, slug: str, *, actor: str, roles: Any, enabled: bool | None = None,
+                   params: dict[str, Any] | None = None, notify_to: dict[str, Any] | None = None,
+                   reset: bool = False) -> RuleConfig:
+    """Change a rule's switch, thresholds or notification targets (admins and managers); audited."""
+    from core.permissions import Permission, require
+
+    require(roles, Permission.MANAGE_ALERTS)
+    rule = rules.get(slug)
+    clean = rules.validate_params(rule, params or {})
+    targets = notify.validate_notify(notify_to) if notify_to is not None else None
+    ensure_rules(engine)
+    with session_scope(engine) as session:
+        row = session.get(AlertRule, slug, with_for_update=True)
+        before = {"enabled": row.enabled, "params": row.params, "notify": row.notify}
+        if enabled is not None:
+            row.enabled = enabled
+        if reset:
+            row.params = {}
+        if clean:
+            row.params = {**(row.params or {}), **clean}
+        if targets is not None:
+            row.notify = targets
+        row.updated_at, row.updated_by = utc_now(), actor
+        audit.record(session, actor=actor, action="alert_rule.update", target_type="alert_rule", target_id=slug,
+                     before=before, after={"enabled": row.enabled, "params": row.params, "notify": row.notify})
+    return rule_configs(engine)[slug]
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+def evaluate(engine: Engine, now: datetime | None = None, *, smtp_url: str = "", deliver: bool = True,
+             only: list[str] | None = None) -> EvaluationResult:
+    """Run the rules at ``now`` (default: the clock) and open, update or resolve alerts."""
+    now = ensure_aware(now or utc_now())
+    result = EvaluationResult(now)
+    for slug, cfg in rule_configs(engine).items():
+        if only and slug not in only:
+            continue
+        if not cfg.enabled:
+            _clear(engine, cfg, set(), now, result, note="The rule was switched off.", immediately=True)
+            continue
+        try:
+            with engine.connect() as conn:
+                findings = cfg.rule.check(conn, now, cfg.params)
+        except Exception as exc:  # one broken rule must not stop the others; reported, exit code 1
+            log.exception("alert rule %s failed", slug)
+            result.errors[slug] = f"{type(exc).__name__}: {exc}"[:300]
+            continue
+        for finding in findings:
+            _fire(engine, cfg, finding, now, result)
+        _clear(engine, cfg, {f.scope for f in findings}, now, result)
+    _set_last_evaluated(engine, now)
+    if deliver:
+        try:
+            result.notifications = notify.deliver_pending(engine, now, smtp_url)
+        except Exception:  # the database hiccuped mid-delivery: the rows stay pending for next time
+            log.exception("alert notification delivery stopped early")
+    log.info("alerts %s", result.summary())
+    return result
+
+
+def _fire(engine: Engine, cfg: RuleConfig, f: Finding, now: datetime, result: EvaluationResult) -> None:
+    fields = {"severity": f.severity, "value": f.value, "baseline": f.baseline, "hint": f.hint,
+              "details": {**f.details, "rule_title": cfg.rule.title}, "last_fired_at": now,
+              "window_start": f.window_start, "window_end": f.window_end, "cleared_since": None}
+    for _ in range(3):
+        try:
+            with session_scope(engine) as session:
+                alert = session.execute(
+                    select(Alert).where(Alert.rule == cfg.rule.slug, Alert.scope == f.scope,
+                                        Alert.status != RESOLVED).with_for_update()).scalar_one_or_none()
+                if alert is not None:
+                    for key, value in fields.items():
+                        setattr(alert, key, value)
+                    if alert.status == SNOOZED and alert.snoozed_until and alert.snoozed_until <= now:
+                        lifecycle.transition(session, alert, OPEN, actor=SYSTEM, at=now, values={"snoozed_until": None},
+                                             note="The snooze ended and the condition still holds.")
+                    result.updated.append(alert.id)
+                    return
+                alert = Alert(rule=cfg.rule.slug, scope=f.scope, status=OPEN, opened_at=now, **fields)
+                session.add(alert)
+                session.flush()  # the unique index refuses a second open alert for this rule and scope
+                lifecycle.record_opened(session, alert, at=now)
+                notify.enqueue(session, alert, cfg.notify, now)
+                result.opened.append(alert.id)
+                return
+        except IntegrityError:
+            continue  # a concurrent evaluator opened it first: go round again and update theirs
+    raise RuntimeError(f"could not record alert {cfg.rule.slug} {f.scope}")  # pragma: no cover
+
+
+def _clear(engine: Engine, cfg: RuleConfig, firing: set[str], now: datetime, result: EvaluationResult,
+           note: str | None = None, immediately: bool = False) -> None:
+    """Mark alerts whose condition no longer holds; resolve those clear for ``auto_resolve_hours``."""
+    wait = timedelta(hours=float(cfg.params.get("auto_resolve_hours", 6)))
+    with session_scope(engine) as session:
+        alerts = session.execute(select(Alert).where(Alert.rule == cfg.rule.slug, Alert.status.in_(ACTIVE))
+                                 ).scalars().all()
+        for alert in alerts:
+            if alert.scope in firing:
+                continue
+            if alert.cleared_since is None and not immediately:
+                session.execute(update(Alert).where(Alert.id == alert.id, Alert.cleared_since.is_(None))
+                                .values(cleared_since=now).execution_options(synchronize_session=False))
+                if wait > timedelta(0):
+                    continue
+                alert.cleared_since = now
+            if immediately or now - alert.cleared_since >= wait:
+                text = note or f"The condition has been clear since {alert.cleared_since:%Y-%m-%d %H:%M} UTC."
+                if lifecycle.transition(session, alert, RESOLVED, actor=SYSTEM, note=text, at=now,
+                                        values={"resolved_at": now, "snoozed_until": None}):
+                    result.resolved.append(alert.id)
+
+
+def _set_last_evaluated(engine: Engine, now: datetime) -> None:
+    for _ in range(3):
+        try:
+            with session_scope(engine) as session:
+                row = session.get(Setting, LAST_EVALUATED_KEY, with_for_update=True)
+                if row is None:
+                    session.add(Setting(key=LAST_EVALUATED_KEY, value=now.isoformat(), updated_by=SYSTEM))
+                elif str(row.value) < now.isoformat():  # ISO UTC strings sort in time order
+                    row.value, row.updated_at = now.isoformat(), utc_now()
+            return
+        except IntegrityError:
+            continue
+
+
+def last_evaluated_at(engine: Engine) -> datetime | None:
+    with session_scope(engine) as session:
+        row = session.get(Setting, LAST_EVALUATED_KEY)
+        return datetime.fromisoformat(row.value) if row and row.value else None
+
+
+def evaluate_if_stale(engine: Engine, now: datetime | None = None, *, max_age_minutes: float = 5,
+                      smtp_url: str = "") -> EvaluationResult | None:
+    """Evaluate when the last run is older than ``max_age_minutes`` (the alerts page calls this)."""
+    now = ensure_aware(now or utc_now())
+    last = last_evaluated_at(engine)
+    if last is not None and now - last < timedelta(minutes=max_age_minutes):
+        return None
+    return evaluate(engine, now, smtp_url=smtp_url)
