@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "core.cli.run",
     "core.cli.sync",
     "core.cli.reconcile",
+    "core.cli.alerts",
 ]
 
 
