@@ -1,0 +1,102 @@
+"""Stripe sync (admins): freshness, recent runs, "Sync now" with progress, failing events,
+reconciliation per month or per member, and resyncing one member."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.permissions import Permission
+from core.settings import SettingsError
+from core.stripe_gateway import GatewayError, build_client
+from core.sync import actions, status
+from core.timeutil import utc_now
+from dashboard.auth import guard
+from dashboard.db import engine, settings
+
+ctx = guard(Permission.RUN_SYNC)
+eng = engine()
+st.title("Stripe sync")
+
+snapshot = status(eng, now=utc_now())
+st.caption(actions.data_through_sentence(snapshot, utc_now()))
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Last run", snapshot.last_run.status if snapshot.last_run else "never")
+c2.metric("Newest event", f"{snapshot.newest_event_at:%Y-%m-%d %H:%M}" if snapshot.newest_event_at else "none")
+c3.metric("Events waiting", snapshot.events.get("pending", 0))
+c4.metric("Events failing", snapshot.events.get("failing", 0))
+if snapshot.running_holder:
+    st.info(f"A sync is running now ({snapshot.running_holder}).")
+if snapshot.backfill_in_progress:
+    st.warning("A backfill was interrupted; the next run resumes it.")
+if snapshot.last_run and snapshot.last_run.status == "failed" and snapshot.last_run.error:
+    st.error(snapshot.last_run.error)
+
+
+def _client():  # type: ignore[no-untyped-def]
+    try:
+        return build_client(settings())
+    except SettingsError as exc:
+        st.error(str(exc))
+        return None
+
+
+st.subheader("Sync now")
+with st.form("sync_now"):
+    full = st.checkbox("Full backfill (every object, slower)", value=False)
+    start = st.form_submit_button("Sync now")
+if start and (client := _client()) is not None:
+    with st.status("Syncing with Stripe ...", expanded=True) as box:
+        result = actions.sync_now(eng, client, actor=ctx.username, full=full, progress=box.write)
+        box.update(label=result.message, state="complete" if result.ok else "error")
+    (st.success if result.ok else st.error)(result.message)
+
+st.subheader("Freshness by object type")
+st.dataframe(pd.DataFrame(actions.freshness_table(snapshot)), hide_index=True, width="stretch")
+
+st.subheader("Recent runs")
+st.dataframe(pd.DataFrame(actions.runs_table(snapshot)), hide_index=True, width="stretch")
+
+failing = actions.failing_events_table(eng)
+if failing:
+    st.subheader("Events that failed (retried on the next run)")
+    st.dataframe(pd.DataFrame(failing), hide_index=True, width="stretch")
+
+st.subheader("Reconciliation")
+with st.form("reconcile"):
+    month = st.text_input("Month (YYYY-MM, empty for all)", value="")
+    go = st.form_submit_button("Compare with Stripe")
+if go and (client := _client()) is not None:
+    try:
+        rows = actions.reconcile_table(eng, client, month=month.strip() or None)
+    except (ValueError, GatewayError) as exc:
+        st.error(getattr(exc, "sentence", None) or str(exc))
+    else:
+        bad = sum(1 for r in rows if not r["agrees"])
+        (st.success if not bad else st.warning)(
+            f"{len(rows) - bad} of {len(rows)} groups agree with Stripe." if rows else "Nothing to compare."
+        )
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+st.subheader("One member")
+with st.form("member"):
+    member_id = st.number_input("Member id", min_value=1, step=1, value=None)
+    compare = st.form_submit_button("Compare with Stripe")
+    resync = st.form_submit_button("Resync from Stripe")
+if (compare or resync) and member_id is None:
+    st.error("Enter a member id.")
+elif (compare or resync) and (client := _client()) is not None:
+    try:
+        if resync:
+            result = actions.resync_member_now(eng, client, actor=ctx.username, member_id=int(member_id))
+            (st.success if result.ok else st.error)(result.message)
+        diffs = actions.member_diff_table(eng, client, int(member_id))
+    except (ValueError, GatewayError) as exc:
+        st.error(getattr(exc, "sentence", None) or str(exc))
+    else:
+        if diffs:
+            st.warning(f"{len(diffs)} difference(s) between our rows and Stripe.")
+            st.dataframe(pd.DataFrame(diffs), hide_index=True, width="stretch")
+        else:
+            st.success("This member agrees with Stripe.")
