@@ -4,7 +4,7 @@ Only this package (and the local sandbox server) imports ``stripe``; everything 
 names. ``writes.py`` (membership changes) builds on the same client, errors and idempotency keys.
 """
 
-from core.stripe_gateway.client import API_VERSION, ClientOptions, build_client, make_client
+from core.stripe_gateway.client import API_VERSION, ClientOptions, StripeClient, build_client, make_client
 from core.stripe_gateway.errors import (
     DECLINE_SENTENCES,
     GatewayError,
@@ -20,6 +20,7 @@ __all__ = [
     "DECLINE_SENTENCES",
     "ClientOptions",
     "GatewayError",
+    "StripeClient",
     "build_client",
     "decline_sentence",
     "from_stripe_error",

@@ -21,6 +21,9 @@ import stripe
 
 from core.settings import Settings, SettingsError
 
+#: The client type, re-exported so callers can annotate without importing stripe themselves.
+StripeClient = stripe.StripeClient
+
 #: API version every request carries: the one the installed library was generated for.
 API_VERSION: str = stripe.api_version
 

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import stripe
 from sqlalchemy import Engine
 
 from core import audit
 from core.db import session_scope
+from core.stripe_gateway import StripeClient
 from core.sync import ledger
 from core.sync.reconcile import MemberDiff, ReconRow, reconcile_member, reconcile_totals, resync_member
 from core.sync.run import RunResult, run_sync
@@ -32,7 +32,7 @@ def _audit(engine: Engine, actor: str, action: str, result: RunResult, member_id
 
 def sync_now(
     engine: Engine,
-    client: stripe.StripeClient,
+    client: StripeClient,
     *,
     actor: str,
     full: bool = False,
@@ -44,7 +44,7 @@ def sync_now(
     return result
 
 
-def resync_member_now(engine: Engine, client: stripe.StripeClient, *, actor: str, member_id: int) -> RunResult:
+def resync_member_now(engine: Engine, client: StripeClient, *, actor: str, member_id: int) -> RunResult:
     result = resync_member(engine, client, member_id, holder=f"dashboard:{actor}")
     _audit(engine, actor, "stripe.resync_member", result, member_id=member_id)
     return result
@@ -95,11 +95,11 @@ def reconciliation_table(rows: list[ReconRow]) -> list[dict[str, Any]]:
     ]
 
 
-def reconcile_table(engine: Engine, client: stripe.StripeClient, *, month: str | None) -> list[dict[str, Any]]:
+def reconcile_table(engine: Engine, client: StripeClient, *, month: str | None) -> list[dict[str, Any]]:
     return reconciliation_table(reconcile_totals(engine, client, month=month))
 
 
-def member_diff_table(engine: Engine, client: stripe.StripeClient, member_id: int) -> list[dict[str, Any]]:
+def member_diff_table(engine: Engine, client: StripeClient, member_id: int) -> list[dict[str, Any]]:
     diffs: list[MemberDiff] = reconcile_member(engine, client, member_id)
     return [{"object type": d.object_type, "Stripe id": d.stripe_id, "problem": d.problem,
              "ours": d.ours, "Stripe": d.theirs} for d in diffs]

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import stripe
 from sqlalchemy.orm import Session
 
-from core.stripe_gateway import reads
+from core.stripe_gateway import StripeClient, reads
 from core.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ def missing_parent_class() -> type[BaseException]:
 class Applier:
     """Applies objects for one run; counts what it wrote and which parents it had to fetch."""
 
-    client: stripe.StripeClient
+    client: StripeClient
     now: datetime | None = None
     applied: int = 0
     parents_fetched: int = 0

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import stripe
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -23,7 +22,7 @@ from core.models.billing import Dispute, Invoice, Payment, PaymentMethod, Refund
 from core.models.catalogue import Price, Tier
 from core.models.members import Member
 from core.models.subscriptions import Subscription
-from core.stripe_gateway import GatewayError, reads
+from core.stripe_gateway import GatewayError, StripeClient, reads
 from core.sync import locks
 from core.sync.apply import Applier
 from core.sync.run import LOCK_NAME, RunResult, _record_end, _record_start
@@ -87,7 +86,7 @@ def _month(moment: datetime | None) -> str:
 
 def reconcile_totals(
     engine: Engine,
-    client: stripe.StripeClient,
+    client: StripeClient,
     *,
     month: str | None = None,
     types: Iterable[str] = TOTALS_TYPES,
@@ -164,7 +163,7 @@ def _member_customer(engine: Engine, member_id: int) -> str:
         return member.stripe_customer_id
 
 
-def fetch_member_objects(client: stripe.StripeClient, customer_id: str) -> dict[str, list[dict[str, Any]]]:
+def fetch_member_objects(client: StripeClient, customer_id: str) -> dict[str, list[dict[str, Any]]]:
     """Everything Stripe holds for one customer, by type, parents first."""
     by_customer = {"customer": customer_id}
     out: dict[str, list[dict[str, Any]]] = {
@@ -184,7 +183,7 @@ def fetch_member_objects(client: stripe.StripeClient, customer_id: str) -> dict[
     return out
 
 
-def reconcile_member(engine: Engine, client: stripe.StripeClient, member_id: int) -> list[MemberDiff]:
+def reconcile_member(engine: Engine, client: StripeClient, member_id: int) -> list[MemberDiff]:
     """Differences between our rows for one member and Stripe's objects (empty: in agreement)."""
     customer_id = _member_customer(engine, member_id)
     theirs = fetch_member_objects(client, customer_id)
@@ -216,7 +215,7 @@ def reconcile_member(engine: Engine, client: stripe.StripeClient, member_id: int
 
 def resync_member(
     engine: Engine,
-    client: stripe.StripeClient,
+    client: StripeClient,
     member_id: int,
     *,
     holder: str | None = None,

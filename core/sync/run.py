@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import stripe
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from core.models.stripe_sync import SyncRun, SyncState
-from core.stripe_gateway import GatewayError, reads
+from core.stripe_gateway import GatewayError, StripeClient, reads
 from core.sync import backfill, events, locks
 from core.sync.apply import Applier
 from core.sync.process import process_pending
@@ -91,7 +90,7 @@ def _touch_types(engine: Engine, at: datetime) -> None:
 
 def run_sync(
     engine: Engine,
-    client: stripe.StripeClient,
+    client: StripeClient,
     *,
     full: bool = False,
     progress: Callable[[str], None] | None = None,
