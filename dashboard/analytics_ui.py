@@ -1,0 +1,357 @@
+"""Streamlit pieces the finance pages share: a number card with its definition, a chart whose
+points drill to their rows, and the drill table with its CSV download.
+
+Guarantees:
+- A card shows the registry's value formatted by its unit kind, and on hover the metric's
+  definition plus the settings that shaped it; a missing or undefined value is an em dash and a
+  sentence, never an exception.
+- Every drillable chart has a keyboard-friendly select box ("Show rows behind ...") under it;
+  clicking a point on the chart selects the same entry, so mouse and keyboard reach the same rows.
+- Every drill table goes through ``dashboard.widgets.table`` (CSV download, empty-state sentence).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from sqlalchemy import Engine
+
+from core.metrics import MetricError, MetricResult
+from dashboard import charts, metrics_data
+from dashboard import format as fmt
+from dashboard.widgets import csv_download, empty
+
+log = logging.getLogger(__name__)
+NONE = "—"
+
+
+@dataclass(frozen=True)
+class DrillTarget:
+    """One drillable thing: shown as ``label``, answered by ``drill(slug, period=, key=)``."""
+
+    slug: str
+    label: str
+    period: date | None = None
+    key: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.slug}|{self.period.isoformat() if self.period else ''}|{self.key or ''}"
+
+
+def value_text(result: MetricResult | None, currency: str | None = None) -> str:
+    if result is None:
+        return fmt.DASH
+    if result.unit == "money":
+        if result.value is None and result.by_currency and len(result.by_currency) == 1:
+            (code, amount), = result.by_currency.items()
+            return fmt.money(amount, code)
+        return fmt.money(result.value, result.currency or currency)
+    if result.unit == "percent":
+        return fmt.percent(result.value)
+    return fmt.count(result.value)
+
+
+def help_text(result: MetricResult | None, slug: str, settings_line: str) -> str:
+    definition = (result.definition if result is not None else "") or metrics_data.definition(slug)
+    parts = [definition or "Not available from the metrics registry yet."]
+    if result is not None and result.note:
+        parts.append(result.note)
+    parts.append(settings_line)
+    return "\n\n".join(parts)
+
+
+def card(column: Any, result: MetricResult | None, slug: str, title: str, settings_line: str) -> None:
+    column.metric(title, value_text(result), help=help_text(result, slug, settings_line), border=True)
+
+
+def series_points(result: MetricResult | None, slug: str, *, series: str = "") -> list[charts.Point]:
+    """One point per bucket; per original currency gives one series per currency."""
+    if result is None or result.series is None or result.series.empty:
+        return []
+    frame = result.series
+    out = []
+    for row in frame.itertuples(index=False):
+        period = row.period
+        name = series or (str(row.currency) if "currency" in frame.columns else "")
+        value = row.value
+        out.append(charts.Point(key=DrillTarget(slug, "", period=_as_date(period)).id, label=_label(period),
+                                value=None if pd.isna(value) else value, series=name))
+    return out
+
+
+def breakdown_points(result: MetricResult | None, slug: str, *, label_column: str = "key") -> list[charts.Point]:
+    if result is None or result.breakdown is None or result.breakdown.empty:
+        return []
+    frame = result.breakdown
+    col = label_column if label_column in frame.columns else "key"
+    return [charts.Point(key=DrillTarget(slug, "", key=str(k)).id, label=str(lbl) if lbl is not None else "unknown",
+                         value=None if pd.isna(v) else v)
+            for k, lbl, v in zip(frame["key"], frame[col], frame["value"], strict=True)]
+
+
+def _as_date(value: Any) -> date | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def _label(period: Any) -> str:
+    d = _as_date(period)
+    return d.isoformat() if d else str(period)
+
+
+def targets_from_points(points: Sequence[charts.Point], title: str) -> list[DrillTarget]:
+    out: list[DrillTarget] = []
+    seen: set[str] = set()
+    for p in points:
+        if p.key in seen:
+            continue
+        seen.add(p.key)
+        slug, period, key = (p.key.split("|") + ["", ""])[:3]
+        label = f"{title}: {p.label}" + (f" ({p.series})" if p.series else "")
+        out.append(DrillTarget(slug, label, period=date.fromisoformat(period) if period else None, key=key or None))
+    return out
+
+
+def chart(fig: go.Figure, key: str) -> list[str]:
+    """Draw a clickable chart; return the drill ids of the selected points."""
+    event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points", config=charts.CONFIG,
+                            width="stretch")
+    return charts.selected_keys(event)
+
+
+def drill_picker(engine: Engine, q: metrics_data.Question, targets: Sequence[DrillTarget], clicked: Sequence[str],
+                 *, key: str, noun: str = "rows") -> None:
+    """A select box of the chart's cells; the chosen cell's rows below it, with CSV download."""
+    if not targets:
+        return
+    ids = [NONE, *[t.id for t in targets]]
+    by_id = {t.id: t for t in targets}
+    box = f"{key}_drill"
+    last = f"{key}_drill_click"
+    click = next((c for c in clicked if c in by_id), None)
+    if click and st.session_state.get(last) != click:
+        st.session_state[box] = click  # a new click on the chart selects the same entry
+    st.session_state[last] = click
+    chosen = st.selectbox(f"Show {noun} behind …", ids, key=box,
+                          format_func=lambda i: "— pick a point, or click one on the chart —" if i == NONE else by_id[i].label,
+                          help="Opens the members, subscriptions or payments behind that point, with a CSV download.")
+    if chosen in (None, NONE):
+        return
+    target = by_id[chosen]
+    with st.spinner(f"Loading the rows behind {target.label} …"):
+        try:
+            rows = metrics_data.drill_rows(engine, q, target.slug, target.period, target.key)
+        except MetricError as exc:
+            st.warning(str(exc))
+            return
+        except Exception:
+            log.exception("drill failed for %s", target.id)
+            st.error(f"The rows behind {target.label} could not be loaded; try again, and tell an admin if it persists.")
+            return
+    st.caption(f"{len(rows):,} row(s) behind {target.label}"
+               + (f" (the first {metrics_data.DRILL_LIMIT:,})" if len(rows) >= metrics_data.DRILL_LIMIT else ""))
+    show_rows(rows, f"{target.label} rows", key=f"{key}_csv", empty_sentence=f"No rows sit behind {target.label}.")
+
+
+def show_rows(rows: pd.DataFrame | None, name: str, *, key: str, empty_sentence: str,
+              height: int | str = "auto") -> None:
+    """A table in words (money formatted, member ids linked to the member page) with a CSV
+    download of the same rows as the command line gives them (minor units beside the currency)."""
+    if rows is None or rows.empty:
+        empty(empty_sentence)
+        return
+    shown = fmt.display_frame(rows)
+    config: dict[str, Any] = {}
+    if "member_id" in rows.columns:
+        shown.insert(0, "Member page", [f"members?member={m}" for m in rows["member_id"]])
+        config["Member page"] = st.column_config.LinkColumn("Member page", display_text=r"members\?member=(\d+)",
+                                                            help="Opens the member page")
+    st.dataframe(shown, hide_index=True, width="stretch", height=height, column_config=config or None)
+    csv_download(rows, name, key=key)
+
+
+def load_bundle(engine: Engine, q: metrics_data.Question, page: str) -> Any:
+    """The page's numbers, or None after showing a sentence (never a traceback)."""
+    try:
+        return metrics_data.bundle(engine, q, page)
+    except MetricError as exc:
+        st.warning(str(exc))
+    except Exception:
+        log.exception("page bundle failed for %s", page)
+        st.error("The numbers for this page could not be computed; try again in a minute, and tell an admin "
+                 "if it keeps happening.")
+    return None
+
+
+def slug_of(result: MetricResult | None, fallback: str) -> str:
+    return result.slug if result is not None else fallback
+
+
+def caption_definition(result: MetricResult | None, slug: str) -> None:
+    text = (result.definition if result is not None else "") or metrics_data.definition(slug)
+    if text:
+        st.caption(f"ℹ️ {text}" + (f" {result.note}" if result is not None and result.note else ""))
+
+
+def missing(result: MetricResult | None, what: str) -> None:
+    """The empty state of a chart: why there is nothing to draw, in one sentence."""
+    if result is None:
+        st.info(f"{what} is not available from the metrics registry yet.")
+    elif result.note:
+        st.info(result.note)
+    else:
+        st.info(f"{what}: no data in the chosen range and filters.")
+
+
+def by_currency_table(b: Any, roles: Sequence[Sequence[str]], *, key: str) -> None:
+    """Money figures per original currency (unconverted), one row per currency."""
+    rows: dict[str, dict[str, str]] = {}
+    for slugs in roles:
+        result = metrics_data.find(b, *slugs)
+        if result is None or result.unit != "money" or not result.by_currency:
+            continue
+        name = metrics_data.title(result.slug)
+        for code, amount in sorted(result.by_currency.items()):
+            rows.setdefault(code, {"Currency": code})[name] = fmt.money(amount, code)
+    if not rows:
+        return
+    with st.expander("The same figures in each original currency (unconverted)"):
+        frame = pd.DataFrame(list(rows.values()))
+        st.dataframe(frame, hide_index=True, width="stretch")
+        csv_download(frame, "figures by original currency", key=key)
+
+
+@dataclass
+class Movements:
+    result: MetricResult | None
+    slug: str
+    start: int
+    end: int
+    amounts: dict[str, int]
+    targets: list[DrillTarget]
+
+
+def movements(b: Any) -> Movements | None:
+    """Starting MRR, the five movements and ending MRR from the registry's movements metric
+    (its breakdown has one row per ``key``), or from one metric per movement."""
+    result = metrics_data.find(b, *metrics_data.REVENUE["movements"])
+    values: dict[str, int] = {}
+    slug = result.slug if result is not None else ""
+    if result is not None and result.breakdown is not None and not result.breakdown.empty:
+        for k, v in zip(result.breakdown["key"], result.breakdown["value"], strict=True):
+            if v is not None and not pd.isna(v):
+                values[str(k)] = int(v)
+    slugs: dict[str, str] = {}
+    for kind, candidates in metrics_data.MOVEMENT_SLUGS.items():
+        if kind in values:
+            slugs[kind] = slug
+            continue
+        one = metrics_data.find(b, *candidates)
+        if one is not None and one.value is not None:
+            values[kind], slugs[kind] = int(one.value), one.slug
+    start = values.get("start", values.get("mrr_start"))
+    end = values.get("end", values.get("mrr_end"))
+    kinds = [k for k in charts.MOVEMENT_ORDER if k in values]
+    if start is None or end is None or not kinds:
+        return None
+    targets = [DrillTarget(slugs[k], f"Movement: {charts.MOVEMENT_LABELS[k]}", key=k) for k in kinds]
+    return Movements(result, slug or slugs[kinds[0]], start, end, {k: values[k] for k in kinds}, targets)
+
+
+def chain(b: Any, steps: Sequence[tuple[str, Sequence[str]]]) -> list[charts.Point]:
+    """One bar per step whose metric the bundle carries (money, whole range)."""
+    out = []
+    for title, slugs in steps:
+        result = metrics_data.find(b, *slugs)
+        if result is None:
+            continue
+        out.append(charts.Point(key=DrillTarget(result.slug, "").id, label=title, value=result.value))
+    return out
+
+
+def segment(b: Any, dim: str) -> tuple[MetricResult | None, str]:
+    candidates = metrics_data.SEGMENT_SLUGS[dim]
+    result = metrics_data.find(b, *candidates)
+    return result, slug_of(result, candidates[0])
+
+
+@dataclass
+class CohortGrid:
+    rows: list[str]
+    cols: list[str]
+    cells: dict[tuple[str, str], Any]
+    keys: dict[tuple[str, str], str]
+    targets: list[DrillTarget]
+
+
+COHORT_COLUMNS = ("cohort", "cohort_month", "period")
+OFFSET_COLUMNS = ("k", "month", "months_since", "age", "offset")
+
+
+def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
+    """Rows = cohorts (first paid month), columns = months since (0, 1, 2 ...), from the
+    registry's cohort breakdown (one row per cohort and month)."""
+    if result is None or result.breakdown is None or result.breakdown.empty:
+        return None
+    frame = result.breakdown
+    cohort_col = next((c for c in COHORT_COLUMNS if c in frame.columns), None)
+    offset_col = next((c for c in OFFSET_COLUMNS if c in frame.columns), None)
+    if cohort_col is None or offset_col is None:
+        return None
+    rows: list[str] = []
+    cols: list[str] = []
+    cells: dict[tuple[str, str], Any] = {}
+    keys: dict[tuple[str, str], str] = {}
+    targets: list[DrillTarget] = []
+    for cohort, k, value in zip(frame[cohort_col], frame[offset_col], frame["value"], strict=True):
+        period = _as_date(cohort)
+        r = f"{period:%Y-%m}" if period else str(cohort)
+        c = f"M{int(k)}" if not pd.isna(k) else "?"
+        if r not in rows:
+            rows.append(r)
+        if c not in cols:
+            cols.append(c)
+        cells[(r, c)] = None if value is None or pd.isna(value) else value
+        target = DrillTarget(slug, f"Cohort {r}, month {c[1:]}", period=period, key=str(int(k)))
+        keys[(r, c)] = target.id
+        targets.append(target)
+    cols.sort(key=lambda c: int(c[1:]) if c[1:].isdigit() else 10**6)
+    return CohortGrid(rows, cols, cells, keys, targets)
+
+
+def worklist(rows: pd.DataFrame | None, *, key: str) -> None:
+    """The past-due worklist, one expander per decline code (most members first), each with its
+    member links and its own CSV; plus one CSV of the whole list."""
+    if rows is None:
+        st.info("The past-due worklist is not available from the metrics registry yet.")
+        return
+    if rows.empty:
+        st.success("No member is past due right now.")
+        return
+    code_col = next((c for c in ("decline_code", "code", "failure_code") if c in rows.columns), None)
+    if code_col is None:
+        show_rows(rows, "past-due worklist", key=f"{key}_all", empty_sentence="No member is past due right now.")
+        return
+    codes = rows[code_col].fillna("unknown").astype(str)
+    order = codes.value_counts(sort=True).index.tolist()  # group order only; no figure is shown from it
+    for code in order:
+        group = rows[codes == code]
+        with st.expander(f"{code} — {len(group):,} member(s)", expanded=len(order) <= 3):
+            show_rows(group, f"past-due {code}", key=f"{key}_{code}", empty_sentence="Nobody in this group.")
+    csv_download(rows, "past-due worklist", key=f"{key}_all", label="Download the whole worklist (CSV)")

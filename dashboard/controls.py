@@ -1,0 +1,181 @@
+"""The shared controls of the finance pages: date range, granularity, money view and filters.
+
+Guarantees:
+- Every control's state lives in the URL's query parameters (``from``, ``to``, ``grain``,
+  ``money``, ``tier``, ``interval``, ``country``), so a view can be bookmarked or
+  pasted to a colleague and opens exactly as it was.
+- A query parameter that does not parse is ignored (the default is used) and the page says so
+  in one sentence; it never raises.
+- The controls hold choices only. They do no arithmetic on amounts and read nothing from the
+  database: the pages pass in the filter options and today's date in the business time zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import streamlit as st
+
+from core.timeutil import GRANULARITIES
+
+REPORTING = "reporting"  # the money-view value meaning "convert to the reporting currency"
+GRANULARITY_LABELS = {"day": "Day", "week": "Week", "month": "Month"}
+FILTERS = ("tier", "interval", "country")  # the original currency is the "Money" control
+ALL = "__all__"
+FILTER_PLURALS = {"tier": "tiers", "interval": "intervals", "currency": "currencies", "country": "countries"}
+FILTER_LABELS = {"tier": "Tier", "interval": "Billing interval", "currency": "Currency", "country": "Country"}
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the person chose. ``end`` is the last local day included (the registry's query gets
+    the half-open bound)."""
+
+    start: date
+    end: date
+    granularity: str = "month"
+    money: str = REPORTING  # REPORTING or one original currency code ("USD", "JPY", ...)
+    filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+    @property
+    def per_currency(self) -> str | None:
+        return None if self.money == REPORTING else self.money
+
+    def describe(self, reporting_currency: str) -> str:
+        """One line naming the view, for captions and CSV file names."""
+        money = f"in {reporting_currency} (converted)" if self.money == REPORTING else f"{self.money} amounts only"
+        chosen = [f"{FILTER_LABELS[k].lower()} {', '.join(v)}" for k, v in self.filters.items() if v]
+        where = f"; {'; '.join(chosen)}" if chosen else ""
+        return f"{self.start:%d %b %Y} – {self.end:%d %b %Y} by {self.granularity}, {money}{where}"
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    tier: Sequence[str] = ()
+    interval: Sequence[str] = ()
+    currency: Sequence[str] = ()
+    country: Sequence[str] = ()
+
+
+def _param(name: str) -> str | None:
+    values = st.query_params.get_all(name)
+    return values[-1] if values else None
+
+
+def _parse_date(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _init(key: str, value: object) -> None:
+    # Seed a widget's state once (first run of this page in this session); afterwards the widget
+    # owns it. Seeding through session_state instead of `value=` avoids Streamlit's warning about
+    # setting both.
+    if key not in st.session_state:
+        st.session_state[key] = value
+
+
+def render(page: str, *, today: date, default_start: date, options: FilterOptions,
+           reporting_currency: str, with_granularity: bool = True, with_money: bool = True,
+           with_filters: Sequence[str] = FILTERS) -> Controls:
+    """Draw the controls in one row (plus an expander for filters) and return the choices.
+
+    ``page`` prefixes the widget keys so two pages never share widget state.
+    """
+    problems: list[str] = []
+    q_from, q_to = _param("from"), _param("to")
+    start, end = _parse_date(q_from), _parse_date(q_to)
+    if (q_from and start is None) or (q_to and end is None):
+        problems.append("A date in the link was not a date (use YYYY-MM-DD); the default range is shown.")
+    if start is None or end is None or start > end:
+        if start and end and start > end:
+            problems.append("The link's start date was after its end date; the default range is shown.")
+        start, end = default_start, today
+    grain = _param("grain") or "month"
+    if grain not in GRANULARITIES:
+        problems.append(f"“{grain}” is not a granularity (use day, week or month); month is shown.")
+        grain = "month"
+    currencies = list(options.currency)
+    money = (_param("money") or REPORTING).upper()
+    money = REPORTING if money == REPORTING.upper() else money
+    if money != REPORTING and money not in currencies:
+        problems.append(f"“{money}” is not one of the currencies in the data; the reporting currency is shown.")
+        money = REPORTING
+
+    k = f"{page}_ctl_"
+    _init(k + "range", (start, end))
+    _init(k + "grain", grain)
+    _init(k + "money", money)
+    cols = st.columns([2.2, 1.6, 1.8] if with_granularity and with_money else [2.2, 1.8, 1.6])
+    with cols[0]:
+        picked = st.date_input("Date range", key=k + "range", format="YYYY-MM-DD",
+                               help="Local calendar days in the business time zone, both ends included.")
+    if isinstance(picked, tuple | list) and len(picked) == 2:
+        start, end = picked[0], picked[1]
+    elif isinstance(picked, tuple | list) and len(picked) == 1:
+        problems.append("Pick an end date too; until then the range ends on the start date.")
+        start = end = picked[0]
+    i = 1
+    if with_granularity:
+        with cols[i]:
+            grain = st.radio("Granularity", list(GRANULARITIES), key=k + "grain", horizontal=True,
+                             format_func=GRANULARITY_LABELS.__getitem__,
+                             help="Size of each bucket on the charts over time.")
+        i += 1
+    if with_money:
+        with cols[i]:
+            money = st.selectbox(
+                "Money", [REPORTING, *currencies], key=k + "money",
+                format_func=lambda v: f"Converted to {reporting_currency}" if v == REPORTING else f"{v} only",
+                help=("Converted: every amount in the reporting currency at that month's rate. "
+                      "A single currency: only amounts charged in it, unconverted."),
+            )
+
+    chosen: dict[str, tuple[str, ...]] = {}
+    active = [f for f in with_filters if getattr(options, f)]
+    if active:
+        for f in active:
+            wanted = [v for v in st.query_params.get_all(f) if v in getattr(options, f)]
+            _init(k + f, wanted[0] if wanted else ALL)
+        count = sum(1 for f in active if st.session_state.get(k + f) not in (None, ALL))
+        with st.expander(f"Filters ({count} active)" if count else "Filters", expanded=bool(count)):
+            fcols = st.columns(len(active))
+            for col, f in zip(fcols, active, strict=True):
+                with col:
+                    picked_value = st.selectbox(FILTER_LABELS[f], [ALL, *getattr(options, f)], key=k + f,
+                                                format_func=lambda v, f=f: f"All {FILTER_PLURALS[f]}" if v == ALL else v)
+                    chosen[f] = () if picked_value in (None, ALL) else (str(picked_value),)
+
+    _write_params(start, end, grain if with_granularity else None, money if with_money else None, chosen)
+    for p in problems:
+        st.warning(p)
+    return Controls(start=start, end=end, granularity=grain, money=money,
+                    filters={f: v for f, v in chosen.items() if v}, problems=tuple(problems))
+
+
+def _write_params(start: date, end: date, grain: str | None, money: str | None,
+                  chosen: dict[str, tuple[str, ...]]) -> None:
+    wanted: dict[str, str | list[str]] = {"from": start.isoformat(), "to": end.isoformat()}
+    if grain:
+        wanted["grain"] = grain
+    if money and money != REPORTING:
+        wanted["money"] = money
+    for f, values in chosen.items():
+        if values:
+            wanted[f] = list(values)
+    # Keep parameters the controls do not own (e.g. a selected drill) untouched.
+    for name in ("from", "to", "grain", "money", *FILTERS):
+        if name not in wanted and name in st.query_params:
+            del st.query_params[name]
+    for name, value in wanted.items():
+        current = st.query_params.get_all(name)
+        target = value if isinstance(value, list) else [value]
+        if current != target:
+            st.query_params[name] = value

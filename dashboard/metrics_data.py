@@ -1,0 +1,201 @@
+"""Cached reads of the metrics registry for the finance pages.
+
+Guarantees:
+- Every number comes from ``core.metrics`` (``page_bundle``, ``compute``, ``drill``); nothing here
+  adds, divides or converts. Results are returned as the registry gives them (dataclasses of plain
+  values and DataFrames, never ORM objects).
+- Results are cached with ``st.cache_data`` for ``TTL`` seconds. The cache key is the database URL,
+  the question (dates, granularity, money view, filters), the business settings in force and
+  ``now`` rounded down to the minute; the engine itself is passed as ``_engine`` and not hashed.
+  The business settings are read on every run (one small query), so a changed setting takes
+  effect on the next run instead of after the TTL.
+- Errors from the registry reach the page as ``MetricError`` sentences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from core import business_settings
+from core.business_settings import BusinessSettings
+from core.metrics import Filters, MetricError, MetricResult, Query, compute, drill, get, page_bundle
+from core.money import SUPPORTED_CURRENCIES
+from core.timeutil import utc_now, zone
+from dashboard.controls import REPORTING, Controls, FilterOptions
+
+TTL = 300  # seconds; the rollups behind the numbers refresh after a sync, not continuously
+DRILL_LIMIT = 10_000
+
+# The product's catalogue (core/models/catalogue.py comments, the demo world): the filter choices.
+TIERS = ("free", "premium", "platinum")
+INTERVALS = ("month", "year")
+
+
+@dataclass(frozen=True)
+class Question:
+    """The hashable form of a page's question (what the cache keys on)."""
+
+    db: str
+    start: date
+    end_exclusive: date
+    granularity: str
+    currency: str | None  # reporting currency code, or None for per original currency
+    tier: str | None
+    interval: str | None
+    money_filter: str | None  # original currency filter
+    country: str | None
+    now_minute: datetime
+    settings: tuple[tuple[str, Any], ...]
+
+    def query(self) -> Query:
+        bs = BusinessSettings(**dict(self.settings))
+        return Query(start=self.start, end=self.end_exclusive, granularity=self.granularity, tz=bs.business_timezone,
+                     now=self.now_minute, currency=self.currency, settings=bs,
+                     filters=Filters(tier=self.tier, interval=self.interval, currency=self.money_filter,
+                                     country=self.country))
+
+
+def settings(engine: Engine) -> BusinessSettings:
+    """The business settings in force (read every run: changes apply at once)."""
+    return business_settings.load(engine)
+
+
+def today(bs: BusinessSettings, now: datetime | None = None) -> date:
+    """Today's date in the business time zone."""
+    return (now or utc_now()).astimezone(zone(bs.business_timezone)).date()
+
+
+def question(engine: Engine, controls: Controls, bs: BusinessSettings, *, now: datetime | None = None) -> Question:
+    """Turn the controls into the registry's question. The last chosen day is included, so the
+    half-open end is the day after it."""
+    now = (now or utc_now()).replace(second=0, microsecond=0)
+    one = controls.filters
+    money = controls.per_currency
+    return Question(
+        db=engine.url.render_as_string(hide_password=True),
+        start=controls.start, end_exclusive=controls.end + timedelta(days=1),
+        granularity=controls.granularity,
+        # A single original currency is shown unconverted: filter to it and report in it.
+        currency=money or bs.reporting_currency,
+        tier=(one.get("tier") or (None,))[0], interval=(one.get("interval") or (None,))[0],
+        money_filter=money, country=(one.get("country") or (None,))[0],
+        now_minute=now, settings=tuple(sorted(bs.as_dict().items())),
+    )
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
+def bundle(_engine: Engine, q: Question, page: str) -> Any:
+    """Every number of ``page`` for the question (``core.metrics.page_bundle``)."""
+    return page_bundle(_engine, page, q.query())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=256)
+def metric(_engine: Engine, q: Question, slug: str) -> MetricResult:
+    """One metric, when a page needs one the page bundle does not carry."""
+    return compute(_engine, slug, q.query())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=128)
+def drill_rows(_engine: Engine, q: Question, slug: str, period: date | None, key: str | None) -> pd.DataFrame:
+    """The rows behind one number, one chart bucket (``period``) and/or one key (movement kind,
+    decline code, brand, country, tier, ...)."""
+    return drill(_engine, slug, q.query(), period=period, key=key, limit=DRILL_LIMIT)
+
+
+def definition(slug: str) -> str:
+    try:
+        return get(slug).definition
+    except (MetricError, ImportError):  # unknown slug, or the registry's modules not all there
+        return ""
+
+
+def title(slug: str) -> str:
+    try:
+        return get(slug).title
+    except (MetricError, ImportError):
+        return slug.replace("_", " ").capitalize()
+
+
+def find(b: Any, *slugs: str) -> MetricResult | None:
+    """The first of ``slugs`` present in the bundle (the registry's names may be any of them)."""
+    metrics = getattr(b, "metrics", b) or {}
+    for slug in slugs:
+        if slug in metrics:
+            return metrics[slug]
+    return None
+
+
+def table(b: Any, name: str) -> pd.DataFrame | None:
+    tables = getattr(b, "tables", None) or {}
+    return tables.get(name)
+
+
+def currencies() -> tuple[str, ...]:
+    return SUPPORTED_CURRENCIES
+
+
+def settings_line(bs: BusinessSettings, q: Question) -> str:
+    """The settings that shaped every number on the page, as one caption line."""
+    grace = "none (past-due counts until Stripe ends it)" if bs.past_due_grace_days is None else f"{bs.past_due_grace_days} days"
+    money = f"converted to {q.currency}" if q.money_filter is None else f"{q.money_filter} only, unconverted"
+    return (f"Time zone {bs.business_timezone} · money {money} · past-due grace {grace} · weeks start "
+            f"{bs.week_start.title()} · data as of {q.now_minute:%Y-%m-%d %H:%M} UTC")
+
+
+__all__ = ["INTERVALS", "REPORTING", "TIERS", "Question", "bundle", "currencies", "definition", "drill_rows",
+           "find", "metric", "question", "settings", "settings_line", "table", "title", "today"]
+
+
+# Candidate registry slugs for each number a page shows, first choice first. The pages name
+# roles ("mrr", "billed"); ``find`` takes the first slug the page bundle carries.
+REVENUE: dict[str, tuple[str, ...]] = {
+    "mrr": ("mrr",), "arr": ("arr",), "paying_members": ("paying_members",), "arpu": ("arpu",), "ltv": ("ltv",),
+    "net_revenue": ("net_revenue",), "gross_revenue": ("gross_revenue", "collected"),
+    "billed": ("billed", "invoiced", "billed_revenue"), "refunds": ("refunds",),
+    "disputes_lost": ("disputes_lost", "disputes"),
+    "movements": ("mrr_movements", "movements"),
+}
+MOVEMENT_SLUGS = {k: (f"mrr_{k}", f"{k}_mrr") for k in ("new", "expansion", "contraction", "churn", "reactivation")}
+SEGMENT_SLUGS = {dim: (f"mrr_by_{dim}", f"revenue_by_{dim}", f"net_revenue_by_{dim}") for dim in
+                 ("tier", "interval", "currency", "country")}
+CHURN: dict[str, tuple[str, ...]] = {
+    "member_churn": ("member_churn_rate", "member_churn"),
+    "voluntary": ("voluntary_churn_rate", "member_churn_voluntary", "churn_voluntary"),
+    "involuntary": ("involuntary_churn_rate", "member_churn_involuntary", "churn_involuntary"),
+    "gross_mrr_churn": ("gross_mrr_churn", "gross_mrr_churn_rate"),
+    "net_mrr_churn": ("net_mrr_churn", "net_mrr_churn_rate"),
+    "nrr": ("nrr",), "grr": ("grr",),
+    "cohort_members": ("cohort_retention_members", "cohort_members", "cohort_retention"),
+    "cohort_mrr": ("cohort_retention_mrr", "cohort_net_mrr", "cohort_mrr"),
+    "trial_conversion": ("trial_conversion", "trial_conversion_rate"),
+    "cancellation_reasons": ("cancellation_reasons", "churn_reasons"),
+}
+FAILED: dict[str, tuple[str, ...]] = {
+    "failure_rate": ("failure_rate", "first_attempt_failure_rate"),
+    "recovery_rate": ("recovery_rate",),
+    "revenue_at_risk": ("revenue_at_risk",),
+    "decline_codes": ("decline_codes", "failures_by_decline_code"),
+    "brands": ("failures_by_brand", "decline_brands", "card_brands"),
+    "countries": ("failures_by_country", "decline_countries", "card_countries"),
+}
+
+
+def default_start(today_: date) -> date:
+    """The first day of the month a year before ``today_``'s month: twelve full months plus this one."""
+    return date(today_.year - 1, today_.month, 1)
+
+
+def filter_options() -> FilterOptions:
+    """Filter choices: the catalogue's tiers and intervals, the currencies we sell in, and countries
+    from ``COUNTRIES`` (ISO codes of the markets the app sells in)."""
+    return FilterOptions(tier=TIERS, interval=INTERVALS, currency=SUPPORTED_CURRENCIES, country=COUNTRIES)
+
+
+COUNTRIES = ("AT", "AU", "BE", "BR", "CA", "CH", "DE", "DK", "ES", "FI", "FR", "GB", "IE", "IN", "IT", "JP", "MX",
+             "NL", "NO", "NZ", "PL", "PT", "SE", "SG", "US")

@@ -1,0 +1,95 @@
+"""Revenue (finance, manager, admin): MRR and ARR over time, the MRR movements as a waterfall,
+the cash chain, revenue by tier / interval / currency / country, ARPU and LTV.
+
+Thin by rule: every number comes from the metrics registry through ``dashboard.metrics_data``;
+this page only lays them out. Every chart point drills to its rows (click it, or pick it in the
+select box under the chart), and every table exports to CSV.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.permissions import Permission
+from dashboard import analytics_ui as ui
+from dashboard import charts, controls
+from dashboard import metrics_data as md
+from dashboard.auth import guard
+from dashboard.db import engine
+
+ctx = guard(Permission.VIEW_REVENUE)
+
+st.title("Revenue")
+eng = engine()
+bs = md.settings(eng)
+today = md.today(bs)
+chosen = controls.render("revenue", today=today, default_start=md.default_start(today),
+                         options=md.filter_options(), reporting_currency=bs.reporting_currency)
+q = md.question(eng, chosen, bs)
+st.caption(md.settings_line(bs, q))
+
+with st.spinner("Computing revenue …"):
+    b = ui.load_bundle(eng, q, "revenue")
+if b is None:
+    st.stop()
+
+S = md.REVENUE
+mrr, arr = md.find(b, *S["mrr"]), md.find(b, *S["arr"])
+cols = st.columns(6)
+for col, role, title in zip(cols, ("mrr", "arr", "paying_members", "arpu", "ltv", "net_revenue"),
+                            ("MRR", "ARR", "Paying members", "ARPU", "LTV", "Net revenue"), strict=True):
+    ui.card(col, md.find(b, *S[role]), S[role][0], title, md.settings_line(bs, q))
+ui.by_currency_table(b, [S[r] for r in ("mrr", "arr", "arpu", "net_revenue")], key="revenue_by_currency")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("MRR over time")
+    which = st.radio("Show", ["MRR", "ARR"], horizontal=True, key="revenue_mrr_or_arr", label_visibility="collapsed")
+    shown = arr if which == "ARR" else mrr
+    slug = S["arr"][0] if which == "ARR" else S["mrr"][0]
+    pts = ui.series_points(shown, ui.slug_of(shown, slug))
+    if pts:
+        clicked = ui.chart(charts.line(pts, unit="money", currency=q.currency, title=f"{which} at the end of each {q.granularity}"),
+                           key="revenue_mrr_chart")
+        ui.caption_definition(shown, slug)
+        ui.drill_picker(eng, q, ui.targets_from_points(pts, which), clicked, key="revenue_mrr", noun="subscriptions")
+    else:
+        ui.missing(shown, f"{which} over time")
+with right:
+    st.subheader("MRR movements")
+    wf = ui.movements(b)
+    if wf is not None:
+        clicked = ui.chart(charts.waterfall(wf.start, wf.amounts, wf.end, currency=q.currency,
+                                            title=f"From {chosen.start:%d %b %Y} to {chosen.end:%d %b %Y}"),
+                           key="revenue_waterfall")
+        ui.caption_definition(wf.result, wf.slug)
+        ui.drill_picker(eng, q, wf.targets, clicked, key="revenue_movements", noun="members")
+    else:
+        ui.missing(None, "The MRR movements")
+
+st.subheader("From MRR to cash")
+chain = ui.chain(b, [("MRR", S["mrr"]), ("Billed", S["billed"]), ("Collected", S["gross_revenue"]),
+                     ("Refunded", S["refunds"]), ("Disputed (lost)", S["disputes_lost"])])
+if chain:
+    clicked = ui.chart(charts.bars(chain, unit="money", currency=q.currency, title="MRR → billed → collected → refunded → disputed"),
+                       key="revenue_cash_chart")
+    st.caption("MRR is the recurring run rate at the end of the range; billed, collected, refunded and disputed are "
+               "amounts dated inside the range (invoices finalised, payments succeeded, refunds made, disputes lost). "
+               "Stripe fees are not deducted.")
+    ui.drill_picker(eng, q, ui.targets_from_points(chain, "Cash"), clicked, key="revenue_cash", noun="rows")
+else:
+    ui.missing(None, "The cash chain")
+
+st.subheader("Revenue by segment")
+tabs = st.tabs(["By tier", "By interval", "By currency", "By country"])
+for tab, dim in zip(tabs, ("tier", "interval", "currency", "country"), strict=True):
+    with tab:
+        result, slug = ui.segment(b, dim)
+        pts = ui.breakdown_points(result, slug, label_column="label")
+        if pts:
+            clicked = ui.chart(charts.bars(pts, unit="money", currency=q.currency, horizontal=dim == "country",
+                                           title=f"{md.title(slug)} by {dim}"), key=f"revenue_by_{dim}_chart")
+            ui.caption_definition(result, slug)
+            ui.drill_picker(eng, q, ui.targets_from_points(pts, f"By {dim}"), clicked, key=f"revenue_by_{dim}")
+        else:
+            ui.missing(result, f"Revenue by {dim}")
