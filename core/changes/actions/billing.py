@@ -1,0 +1,167 @@
+"""Refund a payment (fully or partly) and retry a failed invoice now.
+
+The refundable rest comes from Stripe (the charge's ``amount_refunded``) when Stripe can be
+asked, so a refund made in Stripe's dashboard a minute ago is counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.changes import mirror, parse
+from core.changes.actions.base import Action, Ctx, Plan, register, require_customer
+from core.changes.errors import ChangeRefused
+from core.changes.model import Preview
+from core.models import Invoice, Payment
+from core.models.enums import InvoiceStatus, PaymentStatus
+from core.money import format_money
+from core.permissions import Permission
+
+
+def _payment(ctx: Ctx, raw: Any) -> Payment:
+    pid = parse.whole_number(raw, "payment", low=1, high=2**62)
+    payment = ctx.session.get(Payment, pid)
+    if payment is None or payment.member_id != ctx.member.id:
+        raise ChangeRefused("This payment does not belong to this member.")
+    return payment
+
+
+@register
+class RefundPayment(Action):
+    name = "refund"
+    title = "Refund a payment"
+    permission = Permission.REFUND
+
+    def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
+        payment = _payment(ctx, raw.get("payment_id"))
+        if payment.status == PaymentStatus.FAILED:
+            raise ChangeRefused("This payment failed, so there is nothing to refund.")
+        if payment.status != PaymentStatus.SUCCEEDED:
+            raise ChangeRefused("This payment has not succeeded yet, so it cannot be refunded.")
+        if payment.disputed:
+            raise ChangeRefused("This payment is disputed; the dispute decides the money, so it cannot be refunded.")
+        if not payment.stripe_charge_id:
+            raise ChangeRefused("This payment has no Stripe charge to refund.")
+        if "currency" in raw and raw["currency"] not in (None, ""):
+            currency = parse.currency(raw["currency"])
+            if currency != payment.currency:
+                raise ChangeRefused(f"This payment was made in {payment.currency}, not {currency}.")
+        require_customer(ctx)
+        refunded = payment.amount_refunded
+        if ctx.stripe is not None:
+            from core.stripe_gateway import GatewayError, writes
+
+            try:
+                charge = writes.retrieve_charge(ctx.stripe, payment.stripe_charge_id)
+            except GatewayError as exc:
+                raise ChangeRefused(exc.sentence) from None
+            refunded = int(charge.get("amount_refunded") or 0)
+            if charge.get("disputed"):
+                raise ChangeRefused("This payment is disputed in Stripe, so it cannot be refunded.")
+        remaining = payment.amount - refunded
+        if remaining <= 0:
+            raise ChangeRefused("This payment is already fully refunded.")
+        if parse.flag(raw.get("full")):
+            amount = remaining
+        else:
+            amount = parse.amount(raw.get("amount"), payment.currency, "refund amount")
+        if amount > remaining:
+            raise ChangeRefused(f"At most {format_money(remaining, payment.currency)} of this payment can still be "
+                                f"refunded; {format_money(amount, payment.currency)} is too much.")
+        cap = ctx.limits.max_refund(ctx.actor.roles, payment.currency)
+        if cap is not None and amount > cap:
+            raise ChangeRefused(f"Your role may refund at most {format_money(cap, payment.currency)} at once; "
+                                "a manager or finance must make larger refunds.")
+        needs = ctx.limits.needs_approval(amount, payment.currency)
+        threshold = ctx.limits.approval_refund_above.get(payment.currency)
+        full = amount == remaining
+        preview = Preview(
+            self.name,
+            [f"Refunds {format_money(amount, payment.currency)} of the {format_money(payment.amount, payment.currency)}"
+             f" payment{' (everything left)' if full else ''} to the member's card.",
+             "The membership itself does not change."],
+            amount_minor=amount, amount_kind="refund", currency=payment.currency,
+            mrr_before_minor=None, mrr_after_minor=None, needs_approval=needs,
+            approval_reason=(f"refunds above {format_money(threshold, payment.currency)} need a second person"
+                             if needs and threshold is not None else None))
+        return Plan(params={"payment_id": payment.id, "amount": amount, "currency": payment.currency},
+                    preview=preview, stripe_ids={"charge": payment.stripe_charge_id})
+
+    def _charge(self, ctx: Ctx, plan: Plan) -> str:
+        payment = ctx.session.get(Payment, plan.params["payment_id"])
+        assert payment is not None and payment.stripe_charge_id
+        return payment.stripe_charge_id
+
+    def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
+        from core.stripe_gateway import writes
+
+        charge_id = self._charge(ctx, plan)
+        refund = writes.refund(ctx.stripe, charge_id=charge_id, amount=plan.params["amount"], reason=ctx.reason,
+                               key=key)
+        return {"refund": refund, "charge": writes.retrieve_charge(ctx.stripe, charge_id)}
+
+    def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
+        from core.stripe_gateway import writes
+
+        charge_id = self._charge(ctx, plan)
+        refund = writes.find_refund(ctx.stripe, charge_id=charge_id, key=key)
+        if refund is None:
+            return None
+        return {"refund": refund, "charge": writes.retrieve_charge(ctx.stripe, charge_id)}
+
+    def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:
+        payment = ctx.session.get(Payment, plan.params["payment_id"])
+        assert payment is not None
+        mirror.apply(ctx.session, stripe_result["charge"], state_at=ctx.now)
+        mirror.apply(ctx.session, stripe_result["refund"], state_at=ctx.now)
+        ctx.session.refresh(payment)
+        refund = stripe_result["refund"]
+        return {"stripe_refund_id": refund["id"], "amount": refund["amount"],
+                "currency": str(refund["currency"]).upper(), "payment_amount_refunded": payment.amount_refunded}
+
+
+@register
+class RetryInvoice(Action):
+    name = "retry_invoice"
+    title = "Retry a failed invoice now"
+    permission = Permission.CHANGE_MEMBERSHIP
+
+    def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
+        iid = parse.whole_number(raw.get("invoice_id"), "invoice", low=1, high=2**62)
+        inv = ctx.session.get(Invoice, iid)
+        if inv is None or inv.member_id != ctx.member.id:
+            raise ChangeRefused("This invoice does not belong to this member.")
+        if inv.status == InvoiceStatus.PAID:
+            raise ChangeRefused("This invoice is already paid; there is nothing to retry.")
+        if inv.status != InvoiceStatus.OPEN:
+            raise ChangeRefused(f"This invoice is {inv.status}; only an open invoice can be charged again.")
+        if not inv.stripe_invoice_id:
+            raise ChangeRefused("This invoice is not in Stripe, so Stripe cannot charge it.")
+        require_customer(ctx)
+        preview = Preview(self.name, [f"Charges the member's default card {format_money(inv.amount_remaining, inv.currency)}"
+                                      " now for this invoice.", "If the card is declined, nothing changes here."],
+                          amount_minor=inv.amount_remaining, amount_kind="charge", currency=inv.currency)
+        return Plan(params={"invoice_id": inv.id}, preview=preview, stripe_ids={"invoice": inv.stripe_invoice_id})
+
+    def _stripe_invoice(self, ctx: Ctx, plan: Plan) -> str:
+        inv = ctx.session.get(Invoice, plan.params["invoice_id"])
+        assert inv is not None and inv.stripe_invoice_id
+        return inv.stripe_invoice_id
+
+    def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
+        from core.stripe_gateway import writes
+
+        return {"invoice": writes.pay_invoice(ctx.stripe, self._stripe_invoice(ctx, plan), key=key)}
+
+    def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
+        from core.stripe_gateway import writes
+
+        inv = writes.retrieve_invoice(ctx.stripe, self._stripe_invoice(ctx, plan))
+        return {"invoice": inv} if inv.get("status") == "paid" else None
+
+    def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:
+        mirror.apply(ctx.session, stripe_result["invoice"], state_at=ctx.now)
+        inv = ctx.session.get(Invoice, plan.params["invoice_id"])
+        assert inv is not None
+        ctx.session.refresh(inv)
+        return {"invoice_status": inv.status, "amount_paid": inv.amount_paid}

@@ -1,0 +1,116 @@
+"""Change tier or price: now with proration (the amount comes from Stripe's invoice preview and is
+invoiced at once) or from the next renewal (no proration, nothing charged now).
+
+The preview pins ``proration_date`` and the change uses the same one, so the amount charged is
+the amount shown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.changes import parse
+from core.changes.actions.base import Ctx, Plan, register
+from core.changes.actions.lifecycle import _date, _stripe_sub, _sub, _SubscriptionAction
+from core.changes.errors import ChangeRefused
+from core.changes.model import Preview
+from core.changes.state import mrr_of
+from core.models import Price, SubscriptionItem, Tier
+from core.models.enums import SubscriptionStatus
+from core.money import format_money
+from core.permissions import Permission
+from core.timeutil import to_epoch
+
+S = SubscriptionStatus
+
+
+@register
+class ChangePrice(_SubscriptionAction):
+    name = "change_price"
+    title = "Change tier or price"
+    permission = Permission.CHANGE_TIER
+
+    def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
+        sub = _sub(ctx)
+        if sub.status not in {S.ACTIVE, S.TRIALING, S.PAST_DUE}:
+            raise ChangeRefused(f"A {sub.status.replace('_', ' ')} membership cannot change tier; "
+                                "reactivate it on the new price instead.")
+        if sub.pause_behavior:
+            raise ChangeRefused("Collection is paused; resume it before changing the tier.")
+        sid = _stripe_sub(ctx, sub)
+        price = ctx.session.get(Price, parse.whole_number(raw.get("price_id"), "new price", low=1, high=2**62))
+        if price is None or not price.stripe_price_id:
+            raise ChangeRefused("This price is not in Stripe.")
+        if not price.active:
+            raise ChangeRefused("This price is no longer sold; choose a current one.")
+        if price.id == sub.price_id:
+            raise ChangeRefused("The member is already on this price.")
+        if price.currency != sub.currency:
+            raise ChangeRefused(f"The membership is billed in {sub.currency}; choose a {sub.currency} price "
+                                f"(Stripe cannot switch a subscription to {price.currency}).")
+        when = parse.choice(raw.get("when"), ["now", "period_end"], "when the change applies")
+        item = ctx.session.query(SubscriptionItem).filter_by(subscription_id=sub.id).order_by(SubscriptionItem.id).first()
+        if item is None or not item.stripe_item_id:
+            raise ChangeRefused("This membership's items are not synced yet; sync the member first.")
+        proration_date = raw.get("proration_date") or to_epoch(ctx.now)
+        proration_date = parse.whole_number(proration_date, "proration date", low=0, high=2**40)
+        behavior = "always_invoice" if when == "now" else "none"
+        from core.stripe_gateway import GatewayError, writes
+
+        try:
+            inv = writes.preview_price_change(
+                ctx.stripe, customer_id=ctx.member.stripe_customer_id or "", subscription_id=sid,
+                item_id=item.stripe_item_id, price_id=price.stripe_price_id, proration_behavior=behavior,
+                proration_date=proration_date)
+        except GatewayError as exc:
+            raise ChangeRefused(exc.sentence) from None
+        tier = ctx.session.get(Tier, price.tier_id)
+        amount = _proration_total(inv) if when == "now" else 0
+        label = f"{tier.name if tier else 'tier'} at {format_money(price.unit_amount, price.currency)}/{price.interval}"
+        if when == "now":
+            kind = "charge" if amount >= 0 else "credit"
+            summary = [f"Switches to {label} now.",
+                       f"Stripe prorates the rest of this period: {format_money(abs(amount), price.currency)} "
+                       f"{'charged now' if amount >= 0 else 'credited to the next invoice'}."]
+        else:
+            kind = "charge"
+            summary = [f"Switches to {label}; nothing is charged now.",
+                       f"The new price is billed from the renewal on {_date(sub.current_period_end)}."]
+        return Plan(
+            params={"price_id": price.id, "when": when, "proration_date": proration_date},
+            stripe_ids={"subscription": sid, "item": item.stripe_item_id, "price": price.stripe_price_id},
+            preview=Preview(self.name, summary, amount_minor=abs(amount), amount_kind=kind, currency=price.currency,
+                            new_period_end=sub.current_period_end, mrr_before_minor=mrr_of(ctx.session, sub, at=ctx.now),
+                            mrr_after_minor=mrr_of(ctx.session, sub, price=price, at=ctx.now)))
+
+    def target(self, plan: Plan) -> dict[str, Any]:
+        now = plan.params["when"] == "now"
+        params: dict[str, Any] = {
+            "items": [{"id": plan.stripe_ids["item"], "price": plan.stripe_ids["price"]}],
+            "proration_behavior": "always_invoice" if now else "none",
+        }
+        if now:
+            params["proration_date"] = plan.params["proration_date"]
+            params["payment_behavior"] = "error_if_incomplete"  # a declined card leaves nothing changed
+        return params
+
+    def matches(self, obj: dict[str, Any], plan: Plan) -> bool:
+        for item in (obj.get("items") or {}).get("data") or []:
+            price = item.get("price") or {}
+            if item.get("id") == plan.stripe_ids["item"]:
+                return (price.get("id") if isinstance(price, dict) else price) == plan.stripe_ids["price"]
+        return False
+
+
+def _proration_total(invoice: dict[str, Any]) -> int:
+    """What the switch costs now: the preview's proration lines (today's or the older shape)."""
+    lines = (invoice.get("lines") or {}).get("data") or []
+    total, seen = 0, False
+    for line in lines:
+        parent = line.get("parent") or {}
+        proration = ((parent.get("subscription_item_details") or {}).get("proration")
+                     if parent.get("subscription_item_details") else line.get("proration"))
+        if proration:
+            total += int(line.get("amount") or 0)
+            seen = True
+    return total if seen else int(invoice.get("amount_due") or invoice.get("total") or 0)

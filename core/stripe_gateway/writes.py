@@ -1,0 +1,149 @@
+"""Stripe writes for manual membership changes (and the reads that prove a write happened).
+
+Guarantees:
+- every write carries ``options={"idempotency_key": idempotency_key(request_key)}`` derived from
+  our ``change_requests.idempotency_key``, and ``metadata.memberdesk_request`` = that key where
+  the object takes metadata, so a retry is answered with the first result and a lost answer can
+  be found again (``find_*``);
+- every call runs inside ``translate_errors()``: callers only ever see ``GatewayError``;
+- results are plain dicts (``to_dict()``), ready for the mapping layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.stripe_gateway.errors import idempotency_key, translate_errors
+
+META_KEY = "memberdesk_request"
+# Stripe's own refund reasons; anything else we record ourselves and send as requested_by_customer.
+STRIPE_REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+
+
+def _opts(key: str) -> dict[str, Any]:
+    return {"idempotency_key": idempotency_key(key)}
+
+
+def _dict(obj: Any) -> dict[str, Any]:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+# ----------------------------------------------------------------- reads used by previews and recovery
+
+def retrieve_customer(client: Any, customer_id: str) -> dict[str, Any]:
+    with translate_errors():
+        return _dict(client.v1.customers.retrieve(customer_id))
+
+
+def retrieve_subscription(client: Any, subscription_id: str) -> dict[str, Any]:
+    with translate_errors():
+        return _dict(client.v1.subscriptions.retrieve(subscription_id))
+
+
+def retrieve_charge(client: Any, charge_id: str) -> dict[str, Any]:
+    with translate_errors():
+        return _dict(client.v1.charges.retrieve(charge_id))
+
+
+def retrieve_invoice(client: Any, invoice_id: str) -> dict[str, Any]:
+    with translate_errors():
+        return _dict(client.v1.invoices.retrieve(invoice_id))
+
+
+def preview_price_change(client: Any, *, customer_id: str, subscription_id: str, item_id: str, price_id: str,
+                         proration_behavior: str, proration_date: int) -> dict[str, Any]:
+    """Stripe's invoice preview of switching ``item_id`` to ``price_id`` (nothing is changed)."""
+    params: dict[str, Any] = {
+        "customer": customer_id,
+        "subscription": subscription_id,
+        "subscription_details": {
+            "items": [{"id": item_id, "price": price_id}],
+            "proration_behavior": proration_behavior,
+            "proration_date": proration_date,
+        },
+    }
+    with translate_errors():
+        return _dict(client.v1.invoices.create_preview(params))
+
+
+def preview_new_subscription(client: Any, *, customer_id: str, price_id: str) -> dict[str, Any]:
+    with translate_errors():
+        return _dict(client.v1.invoices.create_preview(
+            {"customer": customer_id, "subscription_details": {"items": [{"price": price_id}]}}))
+
+
+# ----------------------------------------------------------------- writes
+
+def update_customer(client: Any, customer_id: str, fields: dict[str, Any], *, key: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name in ("email", "name", "phone"):
+        if name in fields:
+            params[name] = fields[name] or ""
+    if "address" in fields:
+        params["address"] = fields["address"] or ""
+    with translate_errors():
+        return _dict(client.v1.customers.update(customer_id, params, options=_opts(key)))
+
+
+def customer_matches(customer: dict[str, Any], fields: dict[str, Any]) -> bool:
+    for name in ("email", "name", "phone"):
+        if name in fields and (customer.get(name) or None) != (fields[name] or None):
+            return False
+    if "address" in fields:
+        theirs = {k: v for k, v in (customer.get("address") or {}).items() if v}
+        if theirs != (fields["address"] or {}):
+            return False
+    return True
+
+
+def refund(client: Any, *, charge_id: str, amount: int, reason: str | None, key: str) -> dict[str, Any]:
+    params: dict[str, Any] = {"charge": charge_id, "amount": amount, "metadata": {META_KEY: key}}
+    if reason in STRIPE_REFUND_REASONS:
+        params["reason"] = reason
+    with translate_errors():
+        return _dict(client.v1.refunds.create(params, options=_opts(key)))
+
+
+def find_refund(client: Any, *, charge_id: str, key: str) -> dict[str, Any] | None:
+    with translate_errors():
+        for r in client.v1.refunds.list({"charge": charge_id, "limit": 100}).auto_paging_iter():
+            if (r.get("metadata") or {}).get(META_KEY) == key:
+                return _dict(r)
+    return None
+
+
+def update_subscription(client: Any, subscription_id: str, params: dict[str, Any], *, key: str) -> dict[str, Any]:
+    with translate_errors():
+        return _dict(client.v1.subscriptions.update(subscription_id, params, options=_opts(key)))
+
+
+def cancel_subscription(client: Any, subscription_id: str, *, comment: str, feedback: str | None,
+                        key: str) -> dict[str, Any]:
+    details: dict[str, Any] = {"comment": comment[:500]}
+    if feedback:
+        details["feedback"] = feedback
+    with translate_errors():
+        return _dict(client.v1.subscriptions.cancel(subscription_id, {"cancellation_details": details},
+                                                    options=_opts(key)))
+
+
+def create_subscription(client: Any, *, customer_id: str, price_id: str, key: str) -> dict[str, Any]:
+    """A new subscription, paid now or not created at all (``error_if_incomplete``)."""
+    params = {"customer": customer_id, "items": [{"price": price_id}], "metadata": {META_KEY: key},
+              "payment_behavior": "error_if_incomplete"}
+    with translate_errors():
+        return _dict(client.v1.subscriptions.create(params, options=_opts(key)))
+
+
+def find_subscription(client: Any, *, customer_id: str, key: str) -> dict[str, Any] | None:
+    with translate_errors():
+        subs = client.v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": 100})
+        for s in subs.auto_paging_iter():
+            if (s.get("metadata") or {}).get(META_KEY) == key:
+                return _dict(s)
+    return None
+
+
+def pay_invoice(client: Any, invoice_id: str, *, key: str) -> dict[str, Any]:
+    with translate_errors():
+        return _dict(client.v1.invoices.pay(invoice_id, options=_opts(key)))

@@ -1,0 +1,290 @@
+"""Membership-change forms on the member page, and the Membership changes page (queue, history).
+
+Every form calls ``core.changes`` (which checks the role, the limits and the member's version, and
+talks to Stripe): this module only collects what the agent typed, shows the preview, and shows
+the answer as a sentence. The form carries the member's version from when it was loaded; a
+change refused because the member changed meanwhile shows the fresh state.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import streamlit as st
+
+from core import changes
+from core.changes import queries
+from core.db import session_scope
+from core.permissions import Permission
+from core.settings import SettingsError
+from dashboard import format as fmt
+from dashboard import reads
+from dashboard.auth import StaffContext
+from dashboard.db import engine, settings
+from dashboard.widgets import error_box, table
+
+log = logging.getLogger(__name__)
+CONTROL_FLOW = {"StopException", "RerunException"}
+
+
+@st.cache_resource(show_spinner=False)
+def _stripe_client(api_key: str, api_base: str) -> Any:
+    from core.stripe_gateway import make_client
+
+    return make_client(api_key, api_base=api_base)
+
+
+def stripe_client() -> Any:
+    """The injected Stripe client, or None when no key is configured (Stripe actions then refuse)."""
+    s = settings()
+    if not s.stripe_api_key:
+        return None
+    try:
+        return _stripe_client(s.stripe_api_key, s.stripe_api_base)
+    except SettingsError:
+        return None
+
+
+def _actor(ctx: StaffContext) -> changes.Actor:
+    return changes.Actor.of(ctx.username, ctx.roles)
+
+
+def _form_data(member_id: int, roles: tuple[str, ...]) -> dict[str, Any] | None:
+    with session_scope(engine()) as s:
+        return queries.form_data(s, member_id, roles)
+
+
+def _state_key(member_id: int) -> str:
+    return f"_chg_{member_id}"
+
+
+def _show_state(snapshot: dict[str, Any]) -> None:
+    sub = snapshot.get("subscription") or {}
+    st.markdown(
+        f"**Current state** · version {snapshot.get('version')} · status **{fmt.status_label(sub.get('status'))}**"
+        f" · tier {sub.get('tier') or 'free'} · period end {str(sub.get('current_period_end') or '—')[:10]}"
+        f" · cancel at period end {'yes' if sub.get('cancel_at_period_end') else 'no'}"
+        f" · collection {'paused' if sub.get('pause_behavior') else 'on'}")
+
+
+def _inputs(action: str, data: dict[str, Any], key: str) -> dict[str, Any]:
+    """The widgets of one action; returns the raw values (the service validates them)."""
+    p: dict[str, Any] = {}
+    if action == "change_price":
+        options = {f"{r['name']} · {fmt.money(r['unit_amount'], r['currency'])}/{r['interval']}": r["id"]
+                   for r in data["prices"]}
+        choice = st.selectbox("New price", list(options) or ["(no other price)"], key=f"{key}-price")
+        p["price_id"] = options.get(choice)
+        p["when"] = st.radio("When", ["now", "period_end"], key=f"{key}-when", horizontal=True,
+                             format_func=lambda w: "Now, prorated" if w == "now" else "From the next renewal")
+    elif action in ("extend", "grant_comp"):
+        p["days"] = st.number_input("Days", min_value=1, max_value=3650, value=7, step=1, key=f"{key}-days")
+        if action == "grant_comp":
+            tiers = {t["name"]: t["code"] for t in data["tiers"]}
+            p["tier"] = tiers.get(st.selectbox("Tier", list(tiers) or ["(none)"], key=f"{key}-tier"))
+    elif action == "pause":
+        p["behavior"] = st.selectbox("While paused, invoices are", ["void", "keep_as_draft", "mark_uncollectible"],
+                                     key=f"{key}-behavior", format_func=lambda b: b.replace("_", " "))
+        resumes = st.date_input("Resume on (optional)", value=None, key=f"{key}-resumes")
+        p["resumes_at"] = resumes.isoformat() if resumes else None
+    elif action == "cancel":
+        p["when"] = st.radio("When", ["period_end", "now"], key=f"{key}-when", horizontal=True,
+                             format_func=lambda w: "At the end of the period" if w == "period_end" else "Now")
+    elif action == "reactivate":
+        options = {f"{r['name']} · {fmt.money(r['unit_amount'], r['currency'])}/{r['interval']}": r["id"]
+                   for r in data["prices"]}
+        p["price_id"] = options.get(st.selectbox("Price", list(options) or ["(none)"], key=f"{key}-price"))
+    elif action == "refund":
+        options = {f"#{r['id']} · {fmt.money(r['amount'], r['currency'])} on {fmt.day(r['created_at'])}"
+                   f" (refunded {fmt.money(r['amount_refunded'], r['currency'])})": r for r in data["payments"]}
+        chosen = options.get(st.selectbox("Payment", list(options) or ["(no refundable payment)"],
+                                          key=f"{key}-payment"))
+        p["payment_id"] = chosen["id"] if chosen else None
+        p["full"] = st.checkbox("Refund everything that is left", key=f"{key}-full")
+        if not p["full"]:
+            p["amount"] = st.text_input(f"Amount ({chosen['currency'] if chosen else ''})", key=f"{key}-amount",
+                                        placeholder="e.g. 4.99")
+        if chosen:
+            p["currency"] = chosen["currency"]
+    elif action == "retry_invoice":
+        options = {f"#{r['id']} · {fmt.money(r['amount_remaining'], r['currency'])} due since "
+                   f"{fmt.day(r['created_at'])}": r["id"] for r in data["invoices"]}
+        p["invoice_id"] = options.get(st.selectbox("Open invoice", list(options) or ["(no open invoice)"],
+                                                   key=f"{key}-invoice"))
+    elif action == "edit_contact":
+        c = data["contact"]
+        p["email"] = st.text_input("Email", value=c["email"], key=f"{key}-email")
+        p["name"] = st.text_input("Name", value=c["name"] or "", key=f"{key}-name")
+        p["phone"] = st.text_input("Phone", value=c["phone"] or "", key=f"{key}-phone")
+        line1 = st.text_input("Address line 1 (leave empty to keep the address)", key=f"{key}-line1")
+        if line1.strip():
+            cols = st.columns(3)
+            p["address"] = {"line1": line1, "city": cols[0].text_input("City", key=f"{key}-city"),
+                            "postal_code": cols[1].text_input("Postal code", key=f"{key}-zip"),
+                            "country": cols[2].text_input("Country (2 letters)", key=f"{key}-country")}
+    return p
+
+
+def _show_preview(preview: changes.Preview) -> None:
+    lines = list(preview.summary)
+    if preview.amount_minor is not None and preview.currency:
+        word = {"refund": "Refunded", "credit": "Credited", "charge": "Charged now"}.get(preview.amount_kind or "",
+                                                                                        "Amount")
+        lines.append(f"{word}: **{fmt.money(preview.amount_minor, preview.currency)}**")
+    if preview.new_period_end is not None:
+        lines.append(f"New period end: **{fmt.day(preview.new_period_end)}**")
+    if preview.mrr_change_minor is not None and preview.currency:
+        lines.append(f"MRR: {fmt.money(preview.mrr_before_minor, preview.currency)} → "
+                     f"{fmt.money(preview.mrr_after_minor, preview.currency)} "
+                     f"({fmt.money(preview.mrr_change_minor, preview.currency, signed=True)})")
+    if preview.needs_approval:
+        lines.append(f"⚠️ Needs a second person's approval: {preview.approval_reason}.")
+    st.info("\n\n".join(lines))
+
+
+def render_member_actions(ctx: StaffContext, member_id: int) -> None:
+    """The "Make a change" section of the member page."""
+    data = _form_data(member_id, ctx.roles)
+    if data is None:
+        return
+    state = st.session_state.setdefault(_state_key(member_id), {"version": data["version"]})
+    st.subheader("Make a change")
+    if not data["actions"]:
+        st.caption("Your role cannot change this membership.")
+        return
+    if state.get("message"):
+        st.success(state.pop("message"))
+    if state.get("stale"):
+        st.warning(state.pop("stale"))
+        _show_state(data["snapshot"])
+    titles = {a: changes.ACTIONS[a].title for a in data["actions"]}
+    action = st.selectbox("Action", list(titles), format_func=titles.get, key=f"chg-{member_id}-action")
+    key = f"chg-{member_id}-{action}"
+    with st.form(key):
+        params = _inputs(action, data, key)
+        reasons = queries.reasons_for(action)
+        reason = st.selectbox("Reason", [r for r, _ in reasons], format_func=dict(reasons).get, key=f"{key}-reason")
+        comment = st.text_area("Comment (required)", key=f"{key}-comment", max_chars=2000)
+        asked = st.form_submit_button("Preview")
+    change = changes.ChangeInput(action=action, member_id=member_id, member_version=int(state["version"]),
+                                 reason=reason, comment=comment, params=params)
+    if asked:
+        try:
+            preview = changes.preview(engine(), change, _actor(ctx), stripe=stripe_client())
+        except changes.StaleMember as exc:
+            _stale(member_id, exc)
+            return
+        except changes.ChangeRefused as exc:
+            error_box(str(exc))
+            return
+        state["pending"] = change
+        state["preview"] = preview
+    pending, preview = state.get("pending"), state.get("preview")
+    if pending is None or pending.action != action:
+        return
+    _show_preview(preview)
+    cols = st.columns(2)
+    confirm = cols[0].button("Confirm change", type="primary", key=f"{key}-confirm")
+    if cols[1].button("Cancel", key=f"{key}-discard"):
+        state.pop("pending", None)
+        st.rerun()
+    if confirm:
+        _confirm(ctx, member_id, pending)
+
+
+def _stale(member_id: int, exc: changes.StaleMember) -> None:
+    state = st.session_state[_state_key(member_id)]
+    state["version"] = exc.fresh_version
+    state.pop("pending", None)
+    state["stale"] = str(exc)
+    reads.clear_member(member_id)
+    st.rerun()
+
+
+def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> None:
+    state = st.session_state[_state_key(member_id)]
+    try:
+        with st.spinner("Applying the change (Stripe first, then our records)…"):
+            outcome = changes.submit(engine(), change, _actor(ctx), stripe=stripe_client())
+    except changes.StaleMember as exc:
+        _stale(member_id, exc)
+        return
+    except changes.ChangeRefused as exc:
+        error_box(str(exc))
+        return
+    with session_scope(engine()) as s:
+        data = queries.form_data(s, member_id, ctx.roles)
+    state.pop("pending", None)
+    state["version"] = data["version"] if data else change.member_version
+    state["message"] = outcome.message
+    reads.clear_member(member_id)
+    st.rerun()
+
+
+# ----------------------------------------------------------------------------- the changes page
+
+def render_changes_page(ctx: StaffContext) -> None:
+    st.title("Membership changes")
+    st.caption("Every manual change made from a member page: waiting for approval, interrupted, and done. "
+               "Refunds above the approval amount wait here until a second person approves or rejects them.")
+    with session_scope(engine()) as s:
+        pending = queries.requests_frame(s, statuses=("pending_approval",))
+        stuck = queries.requests_frame(s, statuses=("applying",))
+        history = queries.requests_frame(s)
+        limits = changes.load_limits(s).describe()
+    st.subheader("Waiting for approval")
+    table(_display(pending), "changes-pending", empty_sentence="Nothing waits for approval.", key="csv-pending")
+    if not pending.empty and ctx.can(Permission.APPROVE_CHANGES):
+        _decide_form(ctx, pending)
+    elif not pending.empty:
+        st.caption("Your role cannot approve changes; a finance, manager or admin colleague will.")
+    if not stuck.empty:
+        st.subheader("Interrupted (being applied)")
+        st.caption("Stripe did not answer or the app stopped between Stripe and our records. Resume asks Stripe "
+                   "what happened and finishes the change exactly once.")
+        table(_display(stuck), "changes-interrupted", empty_sentence="", key="csv-stuck")
+        if ctx.can(Permission.CHANGE_MEMBERSHIP):
+            rid = st.selectbox("Request", stuck["request_id"].tolist(), key="chg-resume-id")
+            if st.button("Resume", key="chg-resume"):
+                _run(lambda: changes.resume(engine(), int(rid), _actor(ctx), stripe=stripe_client()))
+    st.subheader("History")
+    table(_display(history), "membership-changes", empty_sentence="No manual change has been made yet.",
+          key="csv-history")
+    with st.expander("Limits per role (set by admins)"):
+        for line in limits:
+            st.write(f"- {line}")
+
+
+def _display(frame: Any) -> Any:
+    if frame.empty:
+        return frame
+    out = frame.copy()
+    out["amount"] = [fmt.money(a, c) if c else "—" for a, c in zip(out["amount_minor"], out["currency"], strict=True)]
+    out = out.drop(columns=["amount_minor", "currency"])
+    for col in ("requested_at", "decided_at", "applied_at"):
+        out[col] = [fmt.when(v) if v is not None else "—" for v in out[col]]
+    out["status"] = [fmt.status_label(v) for v in out["status"]]
+    return out.rename(columns={c: fmt.label(c) for c in out.columns})
+
+
+def _decide_form(ctx: StaffContext, pending: Any) -> None:
+    with st.form("chg-decide"):
+        rid = st.selectbox("Request", pending["request_id"].tolist(), key="chg-decide-id")
+        note = st.text_area("Note for your decision (required)", key="chg-decide-note", max_chars=2000)
+        cols = st.columns(2)
+        approve = cols[0].form_submit_button("Approve and apply", type="primary")
+        reject = cols[1].form_submit_button("Reject")
+    if approve or reject:
+        _run(lambda: changes.decide(engine(), int(rid), _actor(ctx), approve=bool(approve), note=note,
+                                    stripe=stripe_client()))
+
+
+def _run(fn: Any) -> None:
+    try:
+        outcome = fn()
+    except changes.ChangeRefused as exc:
+        error_box(str(exc))
+        return
+    reads.clear_all()
+    st.success(outcome.message)

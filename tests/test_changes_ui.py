@@ -1,0 +1,93 @@
+"""The change forms and the Membership changes page, run by Streamlit's AppTest on a real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from core.changes import Actor, ChangeInput, submit
+from core.models import ChangeRequest, Subscription
+from tests.conftest import TEST_KEY
+from tests.factories import make_member, make_tier
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MEMBER_SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+from dashboard.auth import StaffContext
+from dashboard.change_forms import render_member_actions
+render_member_actions(StaffContext("sam", "Sam", ("support",)), {member_id})
+"""
+
+
+def _app(at: AppTest, database_url: str, username: str, roles: list[str]) -> AppTest:
+    at.secrets["memberdesk"] = {"database_url": database_url, "encryption_keys": TEST_KEY}
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = username
+    at.session_state["name"] = username.title()
+    at.session_state["roles"] = roles
+    return at
+
+
+@pytest.fixture
+def world(session):
+    member = make_member(session, email="ann@example.com", name="Ann")
+    make_tier(session, code="premium", rank=1)
+    session.commit()
+    return member
+
+
+def test_changes_page_shows_queue_and_history(database_url, engine, world, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    submit(engine, ChangeInput("grant_comp", world.id, world.version, "goodwill", "outage last week",
+                               {"days": 3, "tier": "premium"}), Actor.of("sam", ["support"]))
+    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "mia",
+              ["manager"])
+    at.run()
+    assert not at.exception
+    assert any("Membership changes" in t.value for t in at.title)
+    assert "Nothing waits for approval." in [i.value for i in at.info]
+    history = at.dataframe[0].value
+    assert list(history["Status"]) == ["Applied"] or "applied" in str(history["Status"].iloc[0]).lower()
+
+
+def test_member_form_previews_then_grants(database_url, engine, session, world, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    script = MEMBER_SCRIPT.format(root=str(ROOT), member_id=world.id)
+    at = _app(AppTest.from_string(script, default_timeout=30), database_url, "sam", ["support"])
+    at.run()
+    assert not at.exception
+    key = f"chg-{world.id}"
+    at.selectbox(key=f"{key}-action").set_value("grant_comp").run()
+    at.number_input(key=f"{key}-grant_comp-days").set_value(10)
+    at.text_area(key=f"{key}-grant_comp-comment").input("Apology for the outage")
+    at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
+    assert not at.exception
+    assert any("10 days" in i.value for i in at.info), [i.value for i in at.info]
+    assert session.scalars(select(Subscription)).all() == []
+    at.button(key=f"{key}-grant_comp-confirm").click().run()
+    assert not at.exception
+    session.expire_all()
+    sub = session.scalars(select(Subscription)).one()
+    assert sub.complimentary
+    assert session.scalars(select(ChangeRequest)).one().requested_by == "sam"
+    assert any("Done" in s.value for s in at.success)
+
+
+def test_member_form_refuses_bad_input_with_a_sentence(database_url, session, world, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    script = MEMBER_SCRIPT.format(root=str(ROOT), member_id=world.id)
+    at = _app(AppTest.from_string(script, default_timeout=30), database_url, "sam", ["support"])
+    at.run()
+    key = f"chg-{world.id}"
+    at.selectbox(key=f"{key}-action").set_value("grant_comp").run()
+    at.number_input(key=f"{key}-grant_comp-days").set_value(90)
+    at.text_area(key=f"{key}-grant_comp-comment").input("long one")
+    at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
+    assert not at.exception
+    assert any("at most 30 days" in e.value for e in at.error)
+    assert session.scalars(select(Subscription)).all() == []
