@@ -59,9 +59,8 @@ def record(session: Session, events: Iterable[dict[str, Any]], *, source: str = 
     new = 0
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
-        stmt = insert(table).values(chunk).on_conflict_do_nothing(index_elements=["id"])
-        result = session.execute(stmt)
-        new += max(result.rowcount or 0, 0)
+        stmt = insert(table).values(chunk).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+        new += len(session.execute(stmt).all())
     return new
 
 
