@@ -1,12 +1,12 @@
-"""Overview: the business at a glance (every role)."""
+"""Overview (every role): KPI cards with their change against the previous period, when the data
+was last synced, and the plain counts (members by tier and status, MRR, payments this month).
+Support sees counts only, no money."""
 
 from __future__ import annotations
 
-import streamlit as st
-
 from core.permissions import Permission
+from dashboard import overview_view
 from dashboard.auth import guard
 
 ctx = guard(Permission.VIEW_OVERVIEW)
-st.title("Overview")
-st.write(f"Welcome, {ctx.name}.")
+overview_view.render(ctx)

@@ -1,0 +1,357 @@
+"""Members for staff: one search box, the member page's read model, and staff notes.
+
+Guarantees:
+- ``search`` never raises on any text: an empty or odd query returns an empty frame. It finds by
+  email (prefix, then contains), name (contains), our member / invoice / payment id, Stripe ids
+  (customer, invoice, charge, payment intent, subscription, refund, dispute, payment method),
+  invoice number and card last four; each row says what matched (``matched_on``).
+- ``member_view`` returns plain data (a dataclass of values and DataFrames, never ORM objects),
+  every timestamp converted to the business time zone; money stays integer minor units beside
+  its currency.
+- ``add_note`` checks the ADD_NOTE permission in core, validates, writes the encrypted note,
+  bumps ``members.version`` and writes the audit entry, all in the caller's one transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, aliased
+
+from core import audit
+from core.models import (
+    AuditEntry,
+    Dispute,
+    Invoice,
+    Member,
+    MembershipChange,
+    Payment,
+    PaymentMethod,
+    Price,
+    Refund,
+    StaffNote,
+    Subscription,
+    Tier,
+)
+from core.permissions import Permission, require
+from core.timeutil import utc_now, zone
+
+SEARCH_LIMIT = 50
+NOTE_MAX_CHARS = 4000
+_DIGITS = re.compile(r"^\d{1,18}$")
+_OUR_ID = re.compile(r"^(member|mem|m|invoice|inv|payment|pay)\s*[#:]?\s*(\d{1,18})$", re.I)
+
+SEARCH_COLUMNS = ["member_id", "email", "name", "country", "stripe_customer_id", "status", "tier", "matched_on"]
+
+
+class MemberError(ValueError):
+    """Bad input for a member operation; str(error) is the sentence to show."""
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _stripe_id_hits(s: Session, text: str) -> list[tuple[int, str]]:
+    """(member_id, what matched) for an exact Stripe id in any table that carries one."""
+    probes: list[tuple[Any, Any, str]] = [
+        (Member.id, Member.stripe_customer_id, "Stripe customer id"),
+        (Invoice.member_id, Invoice.stripe_invoice_id, "Stripe invoice id"),
+        (Payment.member_id, Payment.stripe_charge_id, "Stripe charge id"),
+        (Payment.member_id, Payment.stripe_payment_intent_id, "Stripe payment intent id"),
+        (Subscription.member_id, Subscription.stripe_subscription_id, "Stripe subscription id"),
+        (Refund.member_id, Refund.stripe_refund_id, "Stripe refund id"),
+        (Dispute.member_id, Dispute.stripe_dispute_id, "Stripe dispute id"),
+        (PaymentMethod.member_id, PaymentMethod.stripe_payment_method_id, "Stripe payment method id"),
+    ]
+    hits: list[tuple[int, str]] = []
+    for member_col, id_col, label in probes:
+        for (mid,) in s.execute(select(member_col).where(id_col == text).limit(SEARCH_LIMIT)):
+            hits.append((mid, label))
+    return hits
+
+
+def _candidates(s: Session, raw: str) -> list[tuple[int, str]]:
+    text = raw.strip()
+    hits: list[tuple[int, str]] = []
+    ours = _OUR_ID.match(text)
+    if ours:
+        kind, number = ours.group(1).lower(), int(ours.group(2))
+        if kind.startswith("m"):
+            hits += [(mid, "member id") for (mid,) in s.execute(select(Member.id).where(Member.id == number))]
+        elif kind.startswith("i"):
+            hits += [(mid, "invoice id") for (mid,) in s.execute(select(Invoice.member_id).where(Invoice.id == number))]
+        else:
+            hits += [(mid, "payment id") for (mid,) in s.execute(select(Payment.member_id).where(Payment.id == number))]
+        return hits
+    if _DIGITS.match(text):
+        number = int(text)
+        hits += [(mid, "member id") for (mid,) in s.execute(select(Member.id).where(Member.id == number))]
+        if len(text) == 4:
+            hits += [(mid, "card last four") for (mid,) in s.execute(
+                select(PaymentMethod.member_id).where(PaymentMethod.last4 == text).distinct().limit(SEARCH_LIMIT))]
+            hits += [(mid, "card last four (payment)") for (mid,) in s.execute(
+                select(Payment.member_id).where(Payment.card_last4 == text).distinct().limit(SEARCH_LIMIT))]
+        hits += [(mid, "invoice id") for (mid,) in s.execute(select(Invoice.member_id).where(Invoice.id == number))]
+        hits += [(mid, "payment id") for (mid,) in s.execute(select(Payment.member_id).where(Payment.id == number))]
+        return hits
+    if "_" in text and " " not in text:
+        hits += _stripe_id_hits(s, text)
+    hits += [(mid, "invoice number") for (mid,) in s.execute(
+        select(Invoice.member_id).where(Invoice.number == text).limit(SEARCH_LIMIT))]
+    lowered = text.lower()
+    pattern = _like_escape(lowered)
+    hits += [(mid, "email") for (mid,) in s.execute(select(Member.id).where(Member.email == lowered))]
+    hits += [(mid, "email starts with") for (mid,) in s.execute(
+        select(Member.id).where(Member.email.like(f"{pattern}%", escape="\\")).order_by(Member.email)
+        .limit(SEARCH_LIMIT))]
+    if len(lowered) >= 2:
+        hits += [(mid, "email contains") for (mid,) in s.execute(
+            select(Member.id).where(Member.email.like(f"%{pattern}%", escape="\\")).order_by(Member.email)
+            .limit(SEARCH_LIMIT))]
+        hits += [(mid, "name") for (mid,) in s.execute(
+            select(Member.id).where(func.lower(Member.name).like(f"%{pattern}%", escape="\\"))
+            .order_by(Member.name).limit(SEARCH_LIMIT))]
+    return hits
+
+
+def search(engine: Engine, text: str | None, *, limit: int = SEARCH_LIMIT) -> pd.DataFrame:
+    """Members matching ``text`` (best matches first, at most ``limit``)."""
+    text = (text or "").strip()[:200]
+    if not text:
+        return pd.DataFrame(columns=SEARCH_COLUMNS)
+    with Session(engine) as s:
+        order: dict[int, str] = {}
+        for mid, label in _candidates(s, text):
+            order.setdefault(mid, label)
+            if len(order) >= limit:
+                break
+        if not order:
+            return pd.DataFrame(columns=SEARCH_COLUMNS)
+        latest = _latest_subscriptions(s, list(order))
+        rows = []
+        for m in s.scalars(select(Member).where(Member.id.in_(list(order)))):
+            sub = latest.get(m.id)
+            rows.append({"member_id": m.id, "email": m.email, "name": m.name, "country": m.country,
+                         "stripe_customer_id": m.stripe_customer_id,
+                         "status": sub["status"] if sub else "no membership",
+                         "tier": sub["tier"] if sub else "free", "matched_on": order[m.id]})
+    rank = {mid: i for i, mid in enumerate(order)}
+    rows.sort(key=lambda r: rank[r["member_id"]])
+    return pd.DataFrame(rows, columns=SEARCH_COLUMNS)
+
+
+def _latest_subscriptions(s: Session, member_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per member, the subscription that describes them now: a live one first, else the newest."""
+    live_rank = {"active": 0, "trialing": 0, "past_due": 0, "paused": 1, "unpaid": 2}
+    out: dict[int, tuple[tuple[int, float], dict[str, Any]]] = {}
+    q = (select(Subscription, Tier.code, Tier.name).join(Tier, Tier.id == Subscription.tier_id)
+         .where(Subscription.member_id.in_(member_ids)))
+    for sub, code, name in s.execute(q):
+        key = (live_rank.get(sub.status, 3), -(sub.created_at.timestamp() if sub.created_at else 0))
+        data = {"status": sub.status, "tier": code, "tier_name": name, "subscription_id": sub.id}
+        if sub.member_id not in out or key < out[sub.member_id][0]:
+            out[sub.member_id] = (key, data)
+    return {mid: v[1] for mid, v in out.items()}
+
+
+@dataclass
+class MemberView:
+    """Everything the member page shows, as plain values and DataFrames."""
+
+    member_id: int
+    email: str
+    name: str
+    country: str | None
+    phone: str | None
+    stripe_customer_id: str | None
+    created_at: datetime
+    version: int
+    status: str
+    tier: str
+    interval: str | None
+    price_minor: int | None
+    currency: str | None
+    mrr_minor: int | None
+    period_start: datetime | None
+    period_end: datetime | None
+    cancel_at_period_end: bool
+    tz: str
+    subscriptions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    payment_methods: pd.DataFrame = field(default_factory=pd.DataFrame)
+    changes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    invoices: pd.DataFrame = field(default_factory=pd.DataFrame)
+    payments: pd.DataFrame = field(default_factory=pd.DataFrame)
+    refunds: pd.DataFrame = field(default_factory=pd.DataFrame)
+    disputes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    audit: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _local(value: datetime | None, tz: Any) -> datetime | None:
+    return None if value is None else value.astimezone(tz)
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)
+
+
+def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberView | None:
+    """The member page's data, or None when there is no such member."""
+    z = zone(tz)
+    with Session(engine) as s:
+        m = s.get(Member, member_id)
+        if m is None:
+            return None
+        tiers = {t.id: t.code for t in s.scalars(select(Tier))}
+        subs = list(s.scalars(select(Subscription).where(Subscription.member_id == member_id)
+                              .order_by(Subscription.created_at.desc())))
+        prices = {p.id: p for p in s.scalars(select(Price).where(
+            Price.id.in_([x.price_id for x in subs if x.price_id] or [0])))}
+        current = _latest_subscriptions(s, [member_id]).get(member_id)
+        cur = next((x for x in subs if current and x.id == current["subscription_id"]), None)
+        price = prices.get(cur.price_id) if cur and cur.price_id else None
+        view = MemberView(
+            member_id=m.id, email=m.email, name=m.name, country=m.country, phone=m.phone,
+            stripe_customer_id=m.stripe_customer_id, created_at=m.created_at.astimezone(z), version=m.version,
+            status=cur.status if cur else "no membership", tier=tiers.get(cur.tier_id, "?") if cur else "free",
+            interval=price.interval if price else None, price_minor=price.unit_amount if price else None,
+            currency=cur.currency if cur else None, mrr_minor=cur.mrr_minor if cur else None,
+            period_start=_local(cur.current_period_start, z) if cur else None,
+            period_end=_local(cur.current_period_end, z) if cur else None,
+            cancel_at_period_end=bool(cur.cancel_at_period_end) if cur else False, tz=tz,
+        )
+        view.subscriptions = _frame([{
+            "subscription_id": x.id, "stripe_subscription_id": x.stripe_subscription_id, "status": x.status,
+            "tier": tiers.get(x.tier_id), "interval": prices[x.price_id].interval if x.price_id in prices else None,
+            "currency": x.currency, "mrr_minor": x.mrr_minor, "created_at": _local(x.created_at, z),
+            "current_period_end": _local(x.current_period_end, z), "cancel_at_period_end": x.cancel_at_period_end,
+            "canceled_at": _local(x.canceled_at, z), "cancellation_reason": x.cancellation_reason,
+            "complimentary": x.complimentary,
+        } for x in subs], ["subscription_id", "stripe_subscription_id", "status", "tier", "interval", "currency",
+                           "mrr_minor", "created_at", "current_period_end", "cancel_at_period_end", "canceled_at",
+                           "cancellation_reason", "complimentary"])
+        view.payment_methods = _frame([{
+            "brand": p.brand, "last4": p.last4,
+            "expiry": f"{p.exp_month:02d}/{p.exp_year}" if p.exp_month and p.exp_year else None,
+            "type": p.type, "wallet": p.wallet, "country": p.country, "funding": p.funding,
+            "default": p.is_default, "detached_at": _local(p.detached_at, z),
+            "stripe_payment_method_id": p.stripe_payment_method_id,
+        } for p in s.scalars(select(PaymentMethod).where(PaymentMethod.member_id == member_id)
+                             .order_by(PaymentMethod.is_default.desc(), PaymentMethod.created_at.desc()))],
+            ["brand", "last4", "expiry", "type", "wallet", "country", "funding", "default", "detached_at",
+             "stripe_payment_method_id"])
+        from_tier, to_tier = aliased(Tier), aliased(Tier)
+        view.changes = _frame([{
+            "effective_at": _local(c.effective_at, z), "kind": c.kind, "from_status": c.from_status,
+            "to_status": c.to_status, "from_tier": ft, "to_tier": tt, "currency": c.currency,
+            "mrr_before_minor": c.mrr_before_minor, "mrr_after_minor": c.mrr_after_minor, "reason": c.reason,
+            "churn_kind": c.churn_kind, "source": c.source, "actor": c.actor,
+        } for c, ft, tt in s.execute(
+            select(MembershipChange, from_tier.code, to_tier.code)
+            .outerjoin(from_tier, from_tier.id == MembershipChange.from_tier_id)
+            .outerjoin(to_tier, to_tier.id == MembershipChange.to_tier_id)
+            .where(MembershipChange.member_id == member_id)
+            .order_by(MembershipChange.effective_at.desc(), MembershipChange.id.desc()))],
+            ["effective_at", "kind", "from_status", "to_status", "from_tier", "to_tier", "currency",
+             "mrr_before_minor", "mrr_after_minor", "reason", "churn_kind", "source", "actor"])
+        view.invoices = _frame([{
+            "invoice_id": i.id, "stripe_invoice_id": i.stripe_invoice_id, "number": i.number, "status": i.status,
+            "billing_reason": i.billing_reason, "currency": i.currency, "total_minor": i.total,
+            "amount_paid_minor": i.amount_paid, "amount_remaining_minor": i.amount_remaining,
+            "created_at": _local(i.created_at, z), "paid_at": _local(i.paid_at, z),
+            "attempt_count": i.attempt_count, "next_payment_attempt_at": _local(i.next_payment_attempt_at, z),
+        } for i in s.scalars(select(Invoice).where(Invoice.member_id == member_id)
+                             .order_by(Invoice.created_at.desc()))],
+            ["invoice_id", "stripe_invoice_id", "number", "status", "billing_reason", "currency", "total_minor",
+             "amount_paid_minor", "amount_remaining_minor", "created_at", "paid_at", "attempt_count",
+             "next_payment_attempt_at"])
+        view.payments = _frame([{
+            "payment_id": p.id, "stripe_charge_id": p.stripe_charge_id, "invoice_id": p.invoice_id,
+            "created_at": _local(p.created_at, z), "status": p.status, "currency": p.currency,
+            "amount_minor": p.amount, "amount_refunded_minor": p.amount_refunded, "attempt_number": p.attempt_number,
+            "failure_code": p.failure_code, "decline_code": p.decline_code, "failure_message": p.failure_message,
+            "card_brand": p.card_brand, "card_last4": p.card_last4, "disputed": p.disputed,
+        } for p in s.scalars(select(Payment).where(Payment.member_id == member_id)
+                             .order_by(Payment.created_at.desc(), Payment.id.desc()))],
+            ["payment_id", "stripe_charge_id", "invoice_id", "created_at", "status", "currency", "amount_minor",
+             "amount_refunded_minor", "attempt_number", "failure_code", "decline_code", "failure_message",
+             "card_brand", "card_last4", "disputed"])
+        view.refunds = _frame([{
+            "refund_id": r.id, "stripe_refund_id": r.stripe_refund_id, "payment_id": r.payment_id,
+            "created_at": _local(r.created_at, z), "status": r.status, "currency": r.currency,
+            "amount_minor": r.amount, "reason": r.reason,
+        } for r in s.scalars(select(Refund).where(Refund.member_id == member_id).order_by(Refund.created_at.desc()))],
+            ["refund_id", "stripe_refund_id", "payment_id", "created_at", "status", "currency", "amount_minor",
+             "reason"])
+        view.disputes = _frame([{
+            "dispute_id": d.id, "stripe_dispute_id": d.stripe_dispute_id, "payment_id": d.payment_id,
+            "created_at": _local(d.created_at, z), "status": d.status, "currency": d.currency,
+            "amount_minor": d.amount, "reason": d.reason, "closed_at": _local(d.closed_at, z),
+        } for d in s.scalars(select(Dispute).where(Dispute.member_id == member_id)
+                             .order_by(Dispute.created_at.desc()))],
+            ["dispute_id", "stripe_dispute_id", "payment_id", "created_at", "status", "currency", "amount_minor",
+             "reason", "closed_at"])
+        view.notes = _frame([{"created_at": _local(n.created_at, z), "author": n.author, "note": n.body}
+                             for n in s.scalars(select(StaffNote).where(StaffNote.member_id == member_id)
+                                                .order_by(StaffNote.created_at.desc(), StaffNote.id.desc()))],
+                            ["created_at", "author", "note"])
+        view.audit = _frame([{
+            "at": _local(a.at, z), "actor": a.actor, "action": a.action, "reason": a.reason, "comment": a.comment,
+            "outcome": a.outcome, "approved_by": a.approved_by,
+        } for a in s.scalars(select(AuditEntry).where(AuditEntry.member_id == member_id)
+                             .order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(500))],
+            ["at", "actor", "action", "reason", "comment", "outcome", "approved_by"])
+        return view
+
+
+def add_note(session: Session, *, actor: str, roles: Any, member_id: int, body: str,
+             expected_version: int | None = None) -> StaffNote:
+    """Add a staff note (encrypted at rest), bump the member's version, audit it."""
+    require(roles, Permission.ADD_NOTE)
+    text = (body or "").strip()
+    if not text:
+        raise MemberError("Write the note before saving it.")
+    if len(text) > NOTE_MAX_CHARS:
+        raise MemberError(f"A note can have at most {NOTE_MAX_CHARS} characters; this one has {len(text)}.")
+    member = session.get(Member, member_id, with_for_update=True)
+    if member is None:
+        raise MemberError(f"There is no member {member_id}.")
+    if expected_version is not None and member.version != expected_version:
+        raise MemberError("This member changed while you were writing; reload the page and add the note again.")
+    now = utc_now()
+    note = StaffNote(member_id=member_id, author=actor, body=text, created_at=now)
+    session.add(note)
+    before = member.version
+    member.version = before + 1
+    member.updated_at = now
+    session.flush()
+    audit.record(session, actor=actor, action="member.note_added", member_id=member_id, target_type="note",
+                 target_id=note.id, before={"version": before}, after={"version": member.version, "note": text})
+    return note
+
+
+def stripe_dashboard_url(object_id: str | None, *, test_mode: bool) -> str | None:
+    """A link to a Stripe object in Stripe's dashboard (customers, invoices, charges...)."""
+    if not object_id:
+        return None
+    base = "https://dashboard.stripe.com/test" if test_mode else "https://dashboard.stripe.com"
+    kinds = {"cus_": "customers", "in_": "invoices", "ch_": "payments", "py_": "payments", "pi_": "payments",
+             "sub_": "subscriptions", "re_": "refunds", "dp_": "disputes", "du_": "disputes"}
+    for prefix, path in kinds.items():
+        if object_id.startswith(prefix):
+            return f"{base}/{path}/{object_id}"
+    return None
+
+
+def is_test_mode(api_key: str, api_base: str) -> bool:
+    """True for a test-mode key or a local sandbox (links then point at Stripe's test dashboard)."""
+    return not api_key.startswith(("sk_live_", "rk_live_")) or api_base.startswith(("http://127.0.0.1", "http://localhost"))
+
+
+__all__ = ["MemberError", "MemberView", "add_note", "is_test_mode", "member_view", "search", "stripe_dashboard_url"]

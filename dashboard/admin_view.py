@@ -1,0 +1,165 @@
+"""The Admin page: staff accounts (create, roles, disable/enable, reset password, unlock, with the
+lockouts shown), business settings (time zone, reporting currency, FX rates, grace days, week
+start) and the way to the Stripe sync page.
+
+Every action re-checks its permission in core (MANAGE_STAFF, EDIT_SETTINGS), runs in one
+transaction with its audit entry, and answers with one sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from sqlalchemy.orm import Session
+
+from core import business_settings, staff
+from core.business_settings import BusinessSettingsError
+from core.db import session_scope
+from core.models.enums import Role
+from core.money import SUPPORTED_CURRENCIES
+from core.permissions import Permission, PermissionDenied
+from core.timeutil import WEEKDAYS
+from dashboard import format as fmt
+from dashboard import reads, signin
+from dashboard.auth import StaffContext, check
+from dashboard.db import engine
+from dashboard.widgets import definition, error_box, safely, table
+
+log = logging.getLogger(__name__)
+ROLES = [r.value for r in Role]
+_FLASH = "_md_admin_flash"
+COMMON_ZONES = ["UTC", "Europe/London", "Europe/Berlin", "Europe/Paris", "America/New_York", "America/Chicago",
+                "America/Los_Angeles", "Asia/Tokyo", "Australia/Sydney"]
+
+
+def _run(ctx: StaffContext, permission: Permission, where: str, done: str, fn: Callable[[Session], Any]) -> None:
+    """One admin action: permission in core, one transaction, a sentence either way."""
+    if not check(ctx, permission, where=where):
+        return
+    try:
+        with session_scope(engine()) as s:
+            fn(s)
+    except (staff.StaffError, BusinessSettingsError, PermissionDenied) as exc:
+        error_box(str(exc))
+        return
+    except Exception:
+        log.exception("admin action failed: %s", where)
+        error_box("That change could not be saved; nothing was changed. Try again in a moment.")
+        return
+    signin.clear_account_cache()
+    reads.clear_all()
+    st.session_state[_FLASH] = done
+    st.rerun()
+
+
+def _staff_section(ctx: StaffContext) -> None:
+    st.subheader("Staff accounts")
+    definition("An account locks for 15 minutes after 5 failed sign-ins within 15 minutes; the count is shared by "
+               "every session. Disabled accounts cannot sign in and are signed out within seconds.")
+    accounts = safely("The staff accounts could not be read.", reads.staff_accounts)
+    if accounts is None:
+        return
+    table(fmt.display_frame(accounts), "staff-accounts", key="csv-staff", empty_sentence="No staff accounts yet.")
+    usernames = list(accounts["username"])
+    create, change = st.columns(2)
+    with create, st.form("staff_create", clear_on_submit=True):
+        st.markdown("**Create an account**")
+        username = st.text_input("Username", max_chars=64)
+        name = st.text_input("Full name", max_chars=120)
+        email = st.text_input("E-mail", max_chars=320)
+        roles = st.multiselect("Roles", ROLES)
+        password = st.text_input("First password", type="password", max_chars=staff.MAX_PASSWORD_BYTES,
+                                 help=f"At least {staff.MIN_PASSWORD} characters; the person should change it.")
+        if st.form_submit_button("Create account"):
+            _run(ctx, Permission.MANAGE_STAFF, "admin: create staff", f"Account {username.strip().lower()} created.",
+                 lambda s: staff.create(s, actor=ctx.username, username=username, name=name, email=email,
+                                        roles=roles, password=password))
+    with change:
+        if not usernames:
+            return
+        who = st.selectbox("Account", usernames, key="staff_pick")
+        row = accounts[accounts["username"] == who].iloc[0]
+        with st.form("staff_roles"):
+            current = [r.strip() for r in str(row["roles"]).split(",") if r.strip()]
+            new_roles = st.multiselect("Roles", ROLES, default=[r for r in current if r in ROLES])
+            if st.form_submit_button("Save roles"):
+                _run(ctx, Permission.MANAGE_STAFF, f"admin: roles of {who}", f"Roles of {who} saved.",
+                     lambda s: staff.set_roles(s, actor=ctx.username, username=who, roles=new_roles))
+        with st.form("staff_password", clear_on_submit=True):
+            new_password = st.text_input("New password", type="password", max_chars=staff.MAX_PASSWORD_BYTES)
+            if st.form_submit_button("Reset password (also unlocks)"):
+                _run(ctx, Permission.MANAGE_STAFF, f"admin: reset password of {who}", f"Password of {who} reset.",
+                     lambda s: staff.reset_password(s, actor=ctx.username, username=who, password=new_password))
+        b1, b2 = st.columns(2)
+        if bool(row["active"]):
+            if b1.button("Disable account", key="staff_disable"):
+                _run(ctx, Permission.MANAGE_STAFF, f"admin: disable {who}", f"{who} is disabled.",
+                     lambda s: staff.set_active(s, actor=ctx.username, username=who, active=False))
+        elif b1.button("Enable account", key="staff_enable"):
+            _run(ctx, Permission.MANAGE_STAFF, f"admin: enable {who}", f"{who} is enabled.",
+                 lambda s: staff.set_active(s, actor=ctx.username, username=who, active=True))
+        if row["locked_until"] is not None and b2.button("Unlock", key="staff_unlock"):
+            _run(ctx, Permission.MANAGE_STAFF, f"admin: unlock {who}", f"{who} is unlocked.",
+                 lambda s: staff.unlock(s, actor=ctx.username, username=who))
+
+
+def _settings_section(ctx: StaffContext) -> None:
+    st.subheader("Business settings")
+    definition("These shape every number: periods and dates follow the time zone and week start; money in the "
+               "reporting currency converts through the monthly FX table; past-due members keep counting in MRR "
+               "for the grace days. Changes are audited and apply everywhere at once.")
+    bs = reads.business()
+    zones = COMMON_ZONES if bs.business_timezone in COMMON_ZONES else [bs.business_timezone, *COMMON_ZONES]
+    with st.form("business_settings"):
+        c1, c2, c3, c4 = st.columns(4)
+        tz = c1.selectbox("Time zone", zones, index=zones.index(bs.business_timezone), accept_new_options=True,
+                          help="An IANA name such as Europe/Berlin.")
+        currency = c2.selectbox("Reporting currency", list(SUPPORTED_CURRENCIES),
+                                index=list(SUPPORTED_CURRENCIES).index(bs.reporting_currency)
+                                if bs.reporting_currency in SUPPORTED_CURRENCIES else 0)
+        grace = c3.number_input("Past-due grace days", min_value=0, max_value=90,
+                                value=int(bs.past_due_grace_days or 0),
+                                help="0 = a past-due subscription counts in MRR until it is canceled.")
+        week = c4.selectbox("Week starts on", list(WEEKDAYS), index=list(WEEKDAYS).index(bs.week_start))
+        reason = st.text_input("Why (kept in the audit log)", max_chars=200)
+        if st.form_submit_button("Save settings"):
+            changes = {"business_timezone": tz, "reporting_currency": currency,
+                       "past_due_grace_days": int(grace) or None, "week_start": week}
+            _run(ctx, Permission.EDIT_SETTINGS, "admin: business settings", "Business settings saved.",
+                 lambda s: business_settings.update(s, actor=ctx.username, reason=reason.strip() or None, **changes))
+    st.markdown("**FX rates** (US dollars per one unit, per month)")
+    rates = safely("The FX rates could not be read.", reads.fx_rates)
+    if rates is not None:
+        table(fmt.display_frame(rates), "fx-rates", key="csv-fx", height=240,
+              empty_sentence="No FX rates yet: reporting in one currency needs a rate per month.")
+    with st.form("fx_rate", clear_on_submit=True):
+        c1, c2, c3 = st.columns(3)
+        code = c1.selectbox("Currency", [c for c in SUPPORTED_CURRENCIES if c != "USD"])
+        month = c2.date_input("Month", value=date.today().replace(day=1), format="YYYY-MM-DD",
+                              help="Any day of the month; the rate applies to the whole month.")
+        rate = c3.text_input("USD per unit", placeholder="1.0850")
+        if st.form_submit_button("Save rate"):
+            _run(ctx, Permission.EDIT_SETTINGS, "admin: FX rate", f"Rate for {code} saved.",
+                 lambda s: business_settings.set_rate(s, actor=ctx.username, currency=code, month=month,
+                                                      usd_per_unit=rate))
+
+
+def render(ctx: StaffContext) -> None:
+    st.title("Admin")
+    flash = st.session_state.pop(_FLASH, None)
+    if flash:
+        st.success(flash)
+    if (Path(__file__).resolve().parent.parent / "pages" / "stripe_sync.py").exists():
+        st.page_link("../pages/stripe_sync.py", label="Stripe sync: status and Sync now", icon="🔄")
+    else:
+        st.caption("The Stripe sync page is not installed yet; `python -m core sync` runs a sync from the shell.")
+    staff_tab, settings_tab = st.tabs(["Staff accounts", "Business settings"])
+    with staff_tab:
+        _staff_section(ctx)
+    with settings_tab:
+        _settings_section(ctx)

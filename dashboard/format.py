@@ -1,0 +1,92 @@
+"""Formatting for people: money, percentages, counts, times and whole tables.
+
+Pages never do arithmetic or formatting themselves; they hand values and DataFrames to these
+functions. Money comes in as integer minor units beside a currency (``core.money``); times come in
+already converted to the business time zone by ``core``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+
+import pandas as pd
+
+from core.money import format_money
+
+DASH = "—"
+
+
+def money(amount_minor: int | float | None, currency: str | None, *, signed: bool = False) -> str:
+    if amount_minor is None or currency is None or (isinstance(amount_minor, float) and pd.isna(amount_minor)):
+        return DASH
+    return format_money(int(amount_minor), currency, signed=signed)
+
+
+def percent(fraction: float | None, *, digits: int = 1, signed: bool = False) -> str:
+    if fraction is None or pd.isna(fraction):
+        return DASH
+    text = f"{fraction * 100:+.{digits}f}%" if signed else f"{fraction * 100:.{digits}f}%"
+    return text
+
+
+def count(value: int | float | None) -> str:
+    if value is None or pd.isna(value):
+        return DASH
+    return f"{int(value):,}"
+
+
+def when(value: datetime | pd.Timestamp | None, *, with_zone: bool = False) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return DASH
+    text = f"{value:%Y-%m-%d %H:%M}"
+    if with_zone and getattr(value, "tzinfo", None) is not None:
+        text += f" {value:%Z}"
+    return text
+
+
+def day(value: date | datetime | None) -> str:
+    return DASH if value is None or value is pd.NaT else f"{value:%Y-%m-%d}"
+
+
+def label(column: str) -> str:
+    """``amount_paid_minor`` -> ``Amount paid``; ``stripe_charge_id`` -> ``Stripe charge id``."""
+    text = column.removesuffix("_minor").replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = None,
+                  currency_column: str = "currency", drop: Iterable[str] = (),
+                  rename: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """A copy ready to show and export: ``*_minor`` money columns formatted in their row's
+    currency, timestamps as ``YYYY-MM-DD HH:MM``, headers in words."""
+    out = frame.drop(columns=[c for c in drop if c in frame.columns]).copy()
+    minor = list(money_columns) if money_columns is not None else [c for c in out.columns if c.endswith("_minor")]
+    if minor and currency_column in out.columns:
+        for col in minor:
+            out[col] = [money(v, c) for v, c in zip(out[col], out[currency_column], strict=True)]
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].map(lambda v: DASH if pd.isna(v) else f"{v:%Y-%m-%d %H:%M}")
+        elif out[col].dtype == object and len(out) and any(isinstance(v, datetime) for v in out[col]):
+            out[col] = out[col].map(lambda v: when(v) if isinstance(v, datetime) else (DASH if v is None else v))
+    names = {c: label(c) for c in out.columns}
+    names.update(rename or {})
+    return out.rename(columns=names)
+
+
+def when_in(value: datetime | None, tz: str) -> str:
+    """A UTC time shown in the business time zone, with the zone's abbreviation."""
+    if value is None:
+        return DASH
+    from core.timeutil import zone
+
+    return when(value.astimezone(zone(tz)), with_zone=True)
+
+
+def status_label(status: str | None) -> str:
+    icons = {"active": "🟢", "trialing": "🔵", "past_due": "🟠", "unpaid": "🔴", "canceled": "⚫",
+             "paused": "⏸️", "incomplete": "🟡", "incomplete_expired": "⚫", "no membership": "⚪"}
+    if not status:
+        return DASH
+    return f"{icons.get(status, '')} {status.replace('_', ' ')}".strip()

@@ -1,0 +1,123 @@
+"""KPI cards for the Overview: each number from the metrics registry with its change against the
+same-length period just before, and its definition on hover.
+
+``core.metrics.page_bundle(engine, "overview", query)`` supplies the cards. Until that part of
+the metrics engine is installed (or when it cannot answer) the cards fall back to the plain
+counts this shell reads itself (paying subscriptions, open alerts), without a trend, and say so.
+Money cards are shown only to roles with VIEW_REVENUE_FIGURES.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import streamlit as st
+
+from core.permissions import Permission
+from core.timeutil import utc_now, zone
+from dashboard import format as fmt
+from dashboard import reads
+from dashboard.auth import StaffContext
+from dashboard.db import engine, settings
+from dashboard.widgets import definition, kpi
+
+log = logging.getLogger(__name__)
+
+PERIODS = {"Month to date": "mtd", "Last 30 days": "30d", "Last 90 days": "90d", "Year to date": "ytd"}
+
+
+def period_bounds(choice: str, now: datetime, tz: str) -> tuple[date, date, str]:
+    """Local dates [start, end) and a granularity for one of ``PERIODS``."""
+    today = now.astimezone(zone(tz)).date()
+    end = today + timedelta(days=1)
+    if choice == "30d":
+        return end - timedelta(days=30), end, "day"
+    if choice == "90d":
+        return end - timedelta(days=90), end, "week"
+    if choice == "ytd":
+        return today.replace(month=1, day=1), end, "month"
+    return today.replace(day=1), end, "day"
+
+
+def metrics_available() -> bool:
+    return importlib.util.find_spec("core.metrics.bundles") is not None
+
+
+@st.cache_data(ttl=60, show_spinner="Computing the overview numbers…")
+def _bundle(_engine: Any, url: str, start: date, end: date, granularity: str, now_key: datetime) -> Any:
+    from core.metrics import Query, page_bundle
+
+    query = Query.make(_engine, start=start, end=end, now=now_key, granularity=granularity)
+    return page_bundle(_engine, "overview", query)
+
+
+def _delta(card: Any) -> str | None:
+    change = getattr(card, "change", None)
+    if change is None:
+        return None
+    if card.unit == "percent":
+        return f"{change * 100:+.1f} pts"
+    return fmt.percent(change, signed=True)
+
+
+def _value(card: Any) -> str:
+    if card.unit == "money":
+        return fmt.money(card.value, card.currency)
+    if card.unit == "percent":
+        return fmt.percent(card.value)
+    return fmt.count(card.value)
+
+
+# For these a rise is bad news: the delta is drawn red when it goes up.
+_INVERSE = {"member_churn", "churn", "member_churn_rate", "failure_rate", "payment_failure_rate", "open_alerts",
+            "mrr_churn", "revenue_churn"}
+
+
+def _fallback_cards(ctx: StaffContext) -> None:
+    mrr = reads.mrr_by_currency()
+    cols = st.columns(3)
+    kpi(cols[0], "Paying subscriptions", fmt.count(int(mrr["paying_subscriptions"].sum()) if not mrr.empty else 0),
+        help_text="Active or past-due subscriptions with a price above zero, now.")
+    if ctx.can(Permission.VIEW_REVENUE_FIGURES):
+        currencies = ", ".join(fmt.money(v, c) for v, c in zip(mrr["mrr_minor"], mrr["currency"], strict=True))
+        kpi(cols[1], "MRR (per currency)", currencies or fmt.money(0, "USD"),
+            help_text="Sum of current subscriptions' MRR in each original currency.")
+    kpi(cols[2], "Open alerts", fmt.count(reads.open_alerts()),
+        help_text="Alerts open or acknowledged, not yet resolved (snoozed ones are not counted).",
+        delta_color="inverse")
+
+
+def render_overview_kpis(ctx: StaffContext) -> None:
+    choice = st.segmented_control("Period", list(PERIODS), default="Month to date", key="overview_period")
+    code = PERIODS.get(choice or "Month to date", "mtd")
+    tz = reads.business_tz()
+    now = utc_now().replace(second=0, microsecond=0)
+    start, end, granularity = period_bounds(code, now, tz)
+    bundle = None
+    if metrics_available():
+        try:
+            bundle = _bundle(engine(), settings().database_url, start, end, granularity,
+                             now - timedelta(minutes=now.minute % 5))
+        except Exception as exc:  # the counts below still render; the sentence says why no trend
+            log.exception("overview bundle failed")
+            st.warning(str(exc) if str(exc).endswith(".") else "The trend numbers could not be computed just now.")
+    if bundle is None:
+        _fallback_cards(ctx)
+        return
+    cards = [c for c in getattr(bundle, "kpis", []) if ctx.can(Permission.VIEW_REVENUE_FIGURES) or c.unit != "money"]
+    slugs = {c.slug for c in cards}
+    per_row = 4
+    rows = [cards[i:i + per_row] for i in range(0, len(cards), per_row)]
+    for row in rows:
+        cols = st.columns(per_row)
+        for col, card in zip(cols, row, strict=False):
+            kpi(col, card.title, _value(card), delta=_delta(card), help_text=card.definition,
+                delta_color="inverse" if card.slug in _INVERSE else "normal")
+    if "open_alerts" not in slugs:
+        kpi(st.columns(per_row)[0], "Open alerts", fmt.count(reads.open_alerts()),
+            help_text="Alerts open or acknowledged, not yet resolved (snoozed ones are not counted).")
+    definition(f"{fmt.day(start)} to {fmt.day(end - timedelta(days=1))} in {tz}; each change compares with the "
+               "same number of days just before. Hover a card for its definition.")

@@ -1,0 +1,181 @@
+"""The Members page's two views: the search with its result list, and one member's page.
+
+The member page is selected by the query parameter ``?member=<id>`` so it deep-links (through the
+sign-in too). Every time shown is in the business time zone; every table exports to CSV. The
+action forms belong to the membership-change service (``dashboard.change_forms``); they appear
+here when that module is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+
+import streamlit as st
+
+from core import members as core_members
+from core.db import session_scope
+from core.permissions import Permission, PermissionDenied
+from dashboard import format as fmt
+from dashboard import reads
+from dashboard.auth import StaffContext, check
+from dashboard.db import engine
+from dashboard.widgets import definition, empty, error_box, safely, table
+
+log = logging.getLogger(__name__)
+MEMBERS_PAGE = "../pages/members.py"
+SEARCH_HELP = ("Email (start or any part), name, member id, Stripe customer id (cus_…), card last four, "
+               "invoice or payment id (ours, or Stripe's in_… / ch_… / pi_…), invoice number.")
+
+
+def render_search(ctx: StaffContext) -> None:
+    st.title("Members")
+    initial = st.query_params.get("q", "")
+    if "member_search" not in st.session_state and initial:
+        st.session_state["member_search"] = initial
+    text = st.text_input("Find a member", key="member_search", placeholder="email, name, id, cus_…, last four, in_…",
+                         help=SEARCH_HELP, max_chars=200)
+    st.caption(SEARCH_HELP)
+    if not text.strip():
+        empty("Type an email, a name or an id above to find a member.")
+        return
+    results = safely("The search could not run; try again in a moment.", reads.search_members, text)
+    if results is None:
+        return
+    if results.empty:
+        empty(f"No member matches “{text.strip()}”. Check the spelling, or search by email or Stripe id.")
+        return
+    st.write(f"{fmt.count(len(results))} member(s) found" + (" (showing the first 50)." if len(results) >= 50 else "."))
+    for row in results.head(15).itertuples(index=False):
+        st.page_link(MEMBERS_PAGE, label=f"{row.name or '(no name)'} · {row.email} · #{row.member_id} · "
+                     f"{row.tier} / {row.status.replace('_', ' ')}", icon="👤",
+                     query_params={"member": str(row.member_id)})
+    table(fmt.display_frame(results), "member-search", empty_sentence="No member matches.", key="csv-search")
+
+
+def _header(view: core_members.MemberView) -> None:
+    st.title(f"👤 {view.name or view.email}")
+    st.caption(f"Member #{view.member_id} · {view.email} · country {view.country or '—'} · phone "
+               f"{view.phone or '—'} · member since {fmt.day(view.created_at)} · times in {view.tz}")
+    cols = st.columns(4)
+    cols[0].metric("Status", fmt.status_label(view.status), border=True,
+                   help="The Stripe status of the subscription that describes the member now.")
+    plan = view.tier + (f" · {view.interval}ly" if view.interval else "")
+    cols[1].metric("Tier", plan, border=True,
+                   help="Tier and billing interval of the current subscription; free = no paid subscription.")
+    period = (f"{fmt.day(view.period_start)} → {fmt.day(view.period_end)}" if view.period_end else "—")
+    cols[2].metric("Current period", period, border=True,
+                   help="Start and end of the period paid for; the subscription renews at its end.")
+    cols[3].metric("MRR", fmt.money(view.mrr_minor, view.currency), border=True,
+                   help="Monthly recurring revenue of this subscription in its own currency "
+                        "(yearly plans divided by 12, discounts applied; 0 while trialing or paused).")
+    if view.cancel_at_period_end:
+        st.warning(f"This membership is set to cancel at the end of the period ({fmt.day(view.period_end)}).")
+
+
+def _stripe_link(view: core_members.MemberView) -> None:
+    url = core_members.stripe_dashboard_url(view.stripe_customer_id, test_mode=reads.stripe_test_mode())
+    if url:
+        st.link_button("Open the customer in Stripe ↗", url)
+    else:
+        st.caption("This member has no Stripe customer (a free member Stripe never saw).")
+
+
+def _actions(ctx: StaffContext, member_id: int) -> None:
+    if importlib.util.find_spec("dashboard.change_forms") is None:
+        return
+    try:
+        forms = importlib.import_module("dashboard.change_forms")
+        render = getattr(forms, "render_member_actions", None)
+    except Exception:
+        log.exception("the membership-change forms failed to load")
+        error_box("The membership-change forms could not load; the rest of the page still works.")
+        return
+    if render is None:
+        return
+    try:
+        render(ctx, member_id)
+    except Exception as exc:
+        if type(exc).__name__ in {"StopException", "RerunException"}:  # Streamlit control flow
+            raise
+        log.exception("the membership-change forms failed for member %s", member_id)
+        error_box("The membership-change forms hit an error; nothing was changed. Reload the page and try again.")
+
+
+def _notes(ctx: StaffContext, view: core_members.MemberView) -> None:
+    table(fmt.display_frame(view.notes), f"member-{view.member_id}-notes", key="csv-notes",
+          empty_sentence="No staff notes yet.")
+    if not ctx.can(Permission.ADD_NOTE):
+        st.caption("Your role can read notes but not add them.")
+        return
+    with st.form("add_note", clear_on_submit=True):
+        body = st.text_area("Add a note", max_chars=core_members.NOTE_MAX_CHARS,
+                            help="Visible to staff only, stored encrypted, recorded in the audit log.")
+        submitted = st.form_submit_button("Save note")
+    if submitted and check(ctx, Permission.ADD_NOTE, where=f"member {view.member_id}: add note"):
+        try:
+            with session_scope(engine()) as s:
+                core_members.add_note(s, actor=ctx.username, roles=ctx.roles, member_id=view.member_id, body=body)
+        except (core_members.MemberError, PermissionDenied) as exc:
+            error_box(str(exc))
+            return
+        reads.clear_member(view.member_id)
+        st.session_state["_md_note_saved"] = True
+        st.rerun()
+
+
+def render_member(ctx: StaffContext, raw_id: str) -> None:
+    st.page_link(MEMBERS_PAGE, label="Back to the search", icon="⬅️", query_params={})
+    try:
+        member_id = int(str(raw_id).strip())
+    except ValueError:
+        error_box(f"“{raw_id}” is not a member id; member ids are whole numbers.")
+        return
+    try:
+        view = reads.member(member_id)
+    except Exception:
+        log.exception("member %s could not be loaded", member_id)
+        error_box("The member could not be loaded; try again in a moment.")
+        return
+    if view is None:
+        empty(f"There is no member #{member_id}. Search for them by email or Stripe id instead.")
+        return
+    if st.session_state.pop("_md_note_saved", False):
+        st.success("Note saved.")
+    _header(view)
+    _stripe_link(view)
+    _actions(ctx, member_id)
+    tabs = st.tabs(["Payments", "Invoices", "Timeline", "Payment methods", "Refunds and disputes", "Notes",
+                    "Audit", "Subscriptions"])
+    prefix = f"member-{member_id}"
+    with tabs[0]:
+        definition("One row per payment attempt (a Stripe charge); a renewal retried three times shows three rows. "
+                   "Decline codes come from the card issuer.")
+        table(fmt.display_frame(view.payments), f"{prefix}-payments", key="csv-payments",
+              empty_sentence="No payment attempts yet.")
+    with tabs[1]:
+        table(fmt.display_frame(view.invoices), f"{prefix}-invoices", key="csv-invoices",
+              empty_sentence="No invoices yet.")
+    with tabs[2]:
+        definition("Every membership change, newest first, with the subscription's MRR before and after.")
+        table(fmt.display_frame(view.changes), f"{prefix}-timeline", key="csv-timeline",
+              empty_sentence="No membership changes recorded.")
+    with tabs[3]:
+        definition("Only brand, last four and expiry are stored; card numbers never reach Memberdesk.")
+        table(fmt.display_frame(view.payment_methods), f"{prefix}-payment-methods", key="csv-pm",
+              empty_sentence="No payment methods on file.")
+    with tabs[4]:
+        st.subheader("Refunds")
+        table(fmt.display_frame(view.refunds), f"{prefix}-refunds", key="csv-refunds", empty_sentence="No refunds.")
+        st.subheader("Disputes")
+        table(fmt.display_frame(view.disputes), f"{prefix}-disputes", key="csv-disputes",
+              empty_sentence="No disputes.")
+    with tabs[5]:
+        _notes(ctx, view)
+    with tabs[6]:
+        table(fmt.display_frame(view.audit), f"{prefix}-audit", key="csv-member-audit",
+              empty_sentence="No audit entries for this member.")
+    with tabs[7]:
+        table(fmt.display_frame(view.subscriptions), f"{prefix}-subscriptions", key="csv-subs",
+              empty_sentence="No subscriptions: a free member.")

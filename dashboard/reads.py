@@ -1,0 +1,185 @@
+"""Cached read helpers for the shell's pages (Overview, Members, Audit log, Admin).
+
+Each helper takes no engine argument from pages: it uses ``dashboard.db.engine()`` and passes it
+on as ``_engine`` (not hashed) beside the database URL (hashed), so two databases never share a
+cache entry. They return DataFrames, dataclasses of plain values, or numbers; never ORM objects.
+Time-to-live is short because the cookie component alone reruns each page two or three times.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core import audit_query, business_settings, overview_counts
+from core import members as core_members
+from core.timeutil import utc_now
+from dashboard.db import engine, settings
+
+TTL = 30
+
+
+def _key() -> tuple[Any, str]:
+    return engine(), settings().database_url
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _business(_engine: Any, url: str) -> business_settings.BusinessSettings:
+    return business_settings.load(_engine)
+
+
+def business() -> business_settings.BusinessSettings:
+    """The business settings in force (time zone, reporting currency, grace days, week start)."""
+    return _business(*_key())
+
+
+def business_tz() -> str:
+    return business().business_timezone
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _members_by_tier_status(_engine: Any, url: str) -> pd.DataFrame:
+    return overview_counts.members_by_tier_status(_engine)
+
+
+def members_by_tier_status() -> pd.DataFrame:
+    return _members_by_tier_status(*_key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _mrr_by_currency(_engine: Any, url: str) -> pd.DataFrame:
+    return overview_counts.mrr_by_currency(_engine)
+
+
+def mrr_by_currency() -> pd.DataFrame:
+    return _mrr_by_currency(*_key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _payments_in_month(_engine: Any, url: str, now_minute: datetime, tz: str) -> pd.DataFrame:
+    return overview_counts.payments_in_month(_engine, now=now_minute, tz=tz)
+
+
+def payments_this_month(now: datetime | None = None) -> tuple[date, pd.DataFrame]:
+    now = (now or utc_now()).replace(second=0, microsecond=0)
+    tz = business_tz()
+    first, _start, _end = overview_counts.month_bounds(now, tz)
+    return first, _payments_in_month(*_key(), now, tz)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _data_through(_engine: Any, url: str) -> tuple[datetime | None, str]:
+    return overview_counts.data_through(_engine)
+
+
+def data_through() -> tuple[datetime | None, str]:
+    return _data_through(*_key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _open_alerts(_engine: Any, url: str) -> int:
+    return overview_counts.open_alerts(_engine)
+
+
+def open_alerts() -> int:
+    return _open_alerts(*_key())
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def _search(_engine: Any, url: str, text: str) -> pd.DataFrame:
+    return core_members.search(_engine, text)
+
+
+def search_members(text: str) -> pd.DataFrame:
+    return _search(*_key(), (text or "").strip())
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _member(_engine: Any, url: str, member_id: int, tz: str, version_hint: int) -> core_members.MemberView | None:
+    return core_members.member_view(_engine, member_id, tz=tz)
+
+
+def member(member_id: int) -> core_members.MemberView | None:
+    """The member page's data; pass through ``clear_member`` after a write so it shows at once."""
+    return _member(*_key(), int(member_id), business_tz(), st.session_state.get(f"_md_member_v_{member_id}", 0))
+
+
+def clear_member(member_id: int) -> None:
+    """Make the next ``member(member_id)`` read fresh data (after a note or an action)."""
+    key = f"_md_member_v_{member_id}"
+    st.session_state[key] = st.session_state.get(key, 0) + 1
+    _search.clear()
+
+
+def stripe_test_mode() -> bool:
+    s = settings()
+    return core_members.is_test_mode(s.stripe_api_key, s.stripe_api_base)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _audit(_engine: Any, url: str, actor: str | None, member_id: int | None, action: str | None,
+           start: date | None, end: date | None, tz: str) -> audit_query.AuditPage:
+    return audit_query.entries(_engine, actor=actor, member_id=member_id, action=action, start=start, end=end, tz=tz)
+
+
+def audit_entries(*, actor: str | None = None, member_id: int | None = None, action: str | None = None,
+                  start: date | None = None, end: date | None = None) -> audit_query.AuditPage:
+    return _audit(*_key(), actor or None, member_id, action or None, start, end, business_tz())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _audit_facets(_engine: Any, url: str) -> tuple[list[str], list[str]]:
+    return audit_query.facets(_engine)
+
+
+def audit_facets() -> tuple[list[str], list[str]]:
+    return _audit_facets(*_key())
+
+
+def clear_all() -> None:
+    """After an admin change: every cached read of this module starts fresh."""
+    for fn in (_business, _members_by_tier_status, _mrr_by_currency, _payments_in_month, _data_through,
+               _open_alerts, _search, _member, _audit, _audit_facets, _staff, _fx_rates):
+        fn.clear()
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _staff(_engine: Any, url: str, tz: str) -> pd.DataFrame:
+    from sqlalchemy.orm import Session
+
+    from core import staff
+    from core.timeutil import zone
+
+    z, now = zone(tz), utc_now()
+    with Session(_engine) as s:
+        rows = [{
+            "username": v.username, "name": v.name, "email": v.email, "roles": ", ".join(v.roles),
+            "active": v.active, "locked_until": v.locked_until.astimezone(z) if v.locked_until and
+            v.locked_until > now else None,
+            "failed_sign_ins_15_min": staff.recent_failures(s, v.username, now),
+            "last_sign_in": v.last_login_at.astimezone(z) if v.last_login_at else None,
+        } for v in staff.list_staff(s)]
+    return pd.DataFrame(rows, columns=["username", "name", "email", "roles", "active", "locked_until",
+                                       "failed_sign_ins_15_min", "last_sign_in"])
+
+
+def staff_accounts() -> pd.DataFrame:
+    """Every staff account with its lockout state (times in the business time zone)."""
+    return _staff(*_key(), business_tz())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _fx_rates(_engine: Any, url: str) -> pd.DataFrame:
+    rates = business_settings.list_rates(_engine)
+    return pd.DataFrame([{"currency": r.currency, "month": r.month, "usd_per_unit": str(r.usd_per_unit),
+                          "updated_by": r.updated_by} for r in rates],
+                        columns=["currency", "month", "usd_per_unit", "updated_by"])
+
+
+def fx_rates() -> pd.DataFrame:
+    """The FX table behind the reporting currency, newest month first."""
+    frame = _fx_rates(*_key())
+    return frame.sort_values(["month", "currency"], ascending=[False, True], ignore_index=True)

@@ -1,0 +1,75 @@
+"""Shared UI pieces: definitions beside numbers, tables with a CSV download, empty states and
+error boxes as sentences. Every table on every page goes through ``table`` so each one exports."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pandas as pd
+import streamlit as st
+
+from core.permissions import Permission, allowed
+from dashboard.auth import current
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def definition(text: str) -> None:
+    """The definition of the number(s) just above, in small type."""
+    st.caption(f"ℹ️ {text}")
+
+
+def empty(sentence: str) -> None:
+    st.info(sentence)
+
+
+def error_box(sentence: str) -> None:
+    st.error(sentence)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "table"
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+def csv_download(frame: pd.DataFrame, name: str, *, key: str | None = None, label: str = "Download CSV") -> None:
+    """A download button for ``frame`` as ``<name>.csv`` (only for roles that may export)."""
+    ctx = current()
+    if ctx is None or not allowed(ctx.roles, Permission.EXPORT):
+        return
+    st.download_button(label, data=csv_bytes(frame), file_name=f"{_slug(name)}.csv", mime="text/csv",
+                       key=key or f"csv-{_slug(name)}", on_click="ignore")
+
+
+def table(frame: pd.DataFrame, name: str, *, empty_sentence: str, key: str | None = None,
+          height: int | str = "auto", column_config: dict[str, Any] | None = None) -> None:
+    """Show ``frame`` with its CSV download, or the empty-state sentence when it has no rows."""
+    if frame is None or frame.empty:
+        empty(empty_sentence)
+        return
+    st.dataframe(frame, hide_index=True, width="stretch", height=height, column_config=column_config)
+    csv_download(frame, name, key=key)
+
+
+def safely(sentence: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Run a read; on any error show ``sentence`` (never a traceback) and return None."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # a page must degrade to a sentence, and the log keeps the detail
+        message = str(exc) if isinstance(exc, ValueError) and str(exc).endswith(".") else sentence
+        log.exception("page read failed: %s", sentence)
+        error_box(message)
+        return None
+
+
+def kpi(column: Any, title: str, value: str, *, delta: str | None = None, help_text: str | None = None,
+        delta_color: str = "normal") -> None:
+    """One KPI card: the number, its change against the previous period, its definition on hover."""
+    column.metric(title, value, delta=delta, help=help_text, delta_color=delta_color, border=True)
