@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "core.cli.migrate",
     "core.cli.staff",
     "core.cli.keys",
+    "core.cli.sandbox",
     "core.cli.run",
     "core.cli.sync",
     "core.cli.reconcile",

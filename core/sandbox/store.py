@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 def _customer_of(obj: dict[str, Any]) -> str | None:
     if obj.get("object") == "customer":
         return obj.get("id")
-    cus = obj.get("customer")
+    cus = obj.get("customer") or (obj.get("_sandbox") or {}).get("customer")
     if isinstance(cus, dict):
         return cus.get("id")
     if cus is None and obj.get("object") == "event":
@@ -129,6 +129,10 @@ class SandboxStore:
     def transaction(self) -> _Tx:
         """``with store.transaction():`` groups writes; nested uses join the outer one."""
         return _Tx(self)
+
+    def scratch(self) -> _Scratch:
+        """``with store.scratch():`` runs writes inside the current transaction and then undoes them."""
+        return _Scratch(self)
 
     def close(self) -> None:
         with self.lock:
@@ -287,5 +291,22 @@ class _Tx:
         try:
             if self.store._depth == 0:
                 self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.store.lock.release()
+
+
+class _Scratch:
+    def __init__(self, store: SandboxStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> _Scratch:
+        self.store.lock.acquire()
+        self.store._conn.execute("SAVEPOINT scratch")
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self.store._conn.execute("ROLLBACK TO scratch")
+            self.store._conn.execute("RELEASE scratch")
         finally:
             self.store.lock.release()

@@ -1,0 +1,223 @@
+"""The sandbox's request core: routing, time, ids, events, lists and expansion.
+
+``Api.handle(method, path, params)`` answers one Stripe request as ``(status, body)``; it knows
+nothing about HTTP. Resource modules register their routes with ``Api.route``. Internal fields live
+under the ``_sandbox`` key of a stored object and are stripped from every answer.
+
+Time: objects of a customer on a test clock live at the clock's ``frozen_time`` (events included);
+everything else at the real time.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import secrets
+import string
+import time
+from collections.abc import Callable
+from typing import Any
+
+from core.sandbox.errors import StripeError, invalid, no_such
+from core.sandbox.forms import as_list, to_int
+from core.sandbox.store import SandboxStore
+
+API_VERSION = "2026-10-28.endive"
+_ALPHABET = string.ascii_letters + string.digits
+
+Handler = Callable[..., Any]
+
+# id prefix -> (object type, the noun Stripe uses in "No such ..." messages)
+PREFIXES: dict[str, tuple[str, str]] = {
+    "cus": ("customer", "customer"), "prod": ("product", "product"), "price": ("price", "price"),
+    "pm": ("payment_method", "PaymentMethod"), "sub": ("subscription", "subscription"),
+    "in": ("invoice", "invoice"), "pi": ("payment_intent", "payment_intent"), "ch": ("charge", "charge"),
+    "re": ("refund", "refund"), "dp": ("dispute", "dispute"), "evt": ("event", "event"),
+    "clock": ("test_helpers.test_clock", "test clock"), "we": ("webhook_endpoint", "webhook endpoint"),
+    "ii": ("invoiceitem", "invoiceitem"), "inpay": ("invoice_payment", "invoice payment"),
+}
+
+
+class KeepAndFail(Exception):
+    """Raised by a handler whose writes must be kept although the answer is an error (a declined charge)."""
+
+    def __init__(self, error: StripeError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(16))}"
+
+
+def public(obj: Any) -> Any:
+    """A deep copy without internal ``_sandbox`` fields."""
+    if isinstance(obj, dict):
+        return {k: public(v) for k, v in obj.items() if k != "_sandbox"}
+    if isinstance(obj, list):
+        return [public(v) for v in obj]
+    return obj
+
+
+def id_of(value: Any) -> str | None:
+    return value.get("id") if isinstance(value, dict) else value
+
+
+class Api:
+    def __init__(self, store: SandboxStore) -> None:
+        self.store = store
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self.forced_now: int | None = None  # set while a test clock advances
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # webhook delivery
+        self.request_ctx: dict[str, Any] = {}
+        self.pending_events: list[dict[str, Any]] = []
+        self.dry_run = False  # invoice previews: build invoices, never charge
+        from core.sandbox.resources import register_all
+        register_all(self)
+
+    # -- routing ------------------------------------------------------------------------------
+    def route(self, method: str, pattern: str, handler: Handler) -> None:
+        rx = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$")
+        self._routes.append((method, rx, handler))
+
+    def handle(self, method: str, path: str, params: dict[str, Any],
+               idempotency_key: str | None = None) -> tuple[int, Any]:
+        self.request_ctx = {"id": new_id("req"), "idempotency_key": idempotency_key}
+        path_known = False
+        for m, rx, handler in self._routes:
+            match = rx.match(path)
+            if not match:
+                continue
+            path_known = True
+            if m != method:
+                continue
+            self.pending_events = []
+            kept: StripeError | None = None
+            try:
+                with self.store.transaction():
+                    try:
+                        result = handler(params, **match.groupdict())
+                    except KeepAndFail as exc:
+                        kept = exc.error
+            except StripeError as exc:
+                self.pending_events = []
+                return exc.status, exc.payload()
+            events, self.pending_events = self.pending_events, []
+            for event in events:
+                for listener in self.listeners:
+                    listener(event)
+            if kept is not None:
+                return kept.status, kept.payload()
+            expand = [str(p) for p in as_list(params.get("expand"))]
+            result = self.expand(public(result), expand) if expand else public(result)
+            return 200, result
+        if path_known:
+            return 405, StripeError(405, "invalid_request_error",
+                                    f"Unrecognized request URL ({method}: {path}).").payload()
+        return 404, StripeError(404, "invalid_request_error",
+                                f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs "
+                                "or we can help at https://support.stripe.com/.").payload()
+
+    # -- time ---------------------------------------------------------------------------------
+    def now(self, customer: Any = None) -> int:
+        if self.forced_now is not None:
+            return self.forced_now
+        cus_id = id_of(customer)
+        if cus_id:
+            cus = self.store.get(cus_id)
+            if cus and cus.get("test_clock"):
+                clock = self.store.get(cus["test_clock"])
+                if clock:
+                    return int(clock["frozen_time"])
+        return int(time.time())
+
+    # -- objects ------------------------------------------------------------------------------
+    def load(self, obj_id: Any, kind: str, param: str = "id", *, allow_deleted: bool = False) -> dict[str, Any]:
+        obj = self.store.get(obj_id) if isinstance(obj_id, str) and obj_id else None
+        if obj is None or obj.get("object") != kind or (obj.get("deleted") and not allow_deleted):
+            noun = next((n for t, n in PREFIXES.values() if t == kind), kind)
+            raise no_such(noun, str(obj_id), param)
+        return obj
+
+    def save(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.store.put(obj)
+        return obj
+
+    # -- events -------------------------------------------------------------------------------
+    def emit(self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None = None,
+             customer: Any = None) -> dict[str, Any]:
+        cus = customer if customer is not None else (obj["id"] if obj.get("object") == "customer" else obj.get("customer"))
+        event = {
+            "id": new_id("evt"), "object": "event", "api_version": API_VERSION,
+            "created": self.now(cus), "livemode": False, "pending_webhooks": 0, "type": type_,
+            "data": {"object": public(self.render(obj))},
+            "request": {"id": self.request_ctx.get("id") if self.forced_now is None else None,
+                        "idempotency_key": self.request_ctx.get("idempotency_key") if self.forced_now is None else None},
+        }
+        if previous is not None:
+            event["data"]["previous_attributes"] = public(previous)
+        self.store.put(event)
+        self.pending_events.append(event)  # delivered to webhooks after the request commits
+        return event
+
+    def render(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The answer shape of a stored object (invoices embed only their first 10 lines)."""
+        if obj.get("object") == "invoice":
+            from core.sandbox.resources.invoices import render_invoice
+            return render_invoice(obj)
+        return obj
+
+    # -- lists --------------------------------------------------------------------------------
+    def list(self, kind: str, params: dict[str, Any], url: str,
+             where: list[tuple[str, list[Any]]] | None = None) -> dict[str, Any]:
+        where = list(where or [])
+        limit = to_int(params.get("limit", 10), "limit")
+        if not 1 <= limit <= 100:
+            raise invalid("Invalid limit: must be between 1 and 100", param="limit")
+        created = params.get("created")
+        if isinstance(created, dict):
+            ops = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+            for op, value in created.items():
+                if op not in ops:
+                    raise invalid(f"Invalid created filter: {op}", param=f"created[{op}]")
+                where.append((f"created {ops[op]} ?", [to_int(value, f"created[{op}]")]))
+        elif created not in (None, ""):
+            where.append(("created = ?", [to_int(created, "created")]))
+        try:
+            data, more = self.store.query(kind, where=where, limit=limit,
+                                          starting_after=params.get("starting_after") or None,
+                                          ending_before=params.get("ending_before") or None)
+        except KeyError as exc:
+            param = "starting_after" if params.get("starting_after") else "ending_before"
+            raise no_such("object", str(exc.args[0]), param) from None
+        return {"object": "list", "data": [self.render(o) for o in data], "has_more": more, "url": url}
+
+    # -- expansion ----------------------------------------------------------------------------
+    def expand(self, obj: Any, paths: list[str]) -> Any:
+        for path in paths:
+            obj = self._expand_one(obj, path.split("."))
+        return obj
+
+    def _expand_one(self, node: Any, parts: list[str]) -> Any:
+        if not parts or node is None:
+            return node
+        if isinstance(node, list):
+            return [self._expand_one(n, parts) for n in node]
+        if not isinstance(node, dict):
+            return node
+        head, rest = parts[0], parts[1:]
+        if head not in node:
+            return node
+        value = node[head]
+        if isinstance(value, str):
+            target = self.store.get(value)
+            if target is not None:
+                value = public(self.render(target))
+        elif isinstance(value, list):
+            value = [public(self.render(self.store.get(v) or {"id": v})) if isinstance(v, str) else v for v in value]
+        node = dict(node)
+        node[head] = self._expand_one(value, rest)
+        return node
+
+    def deep(self, obj: Any) -> Any:
+        return copy.deepcopy(obj)

@@ -1,0 +1,423 @@
+"""Subscriptions: create (trials, first invoice), update (prices with prorations, pause, cancel at
+period end, trial end, metadata), cancel, and the status changes a payment causes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.sandbox import billing
+from core.sandbox.api import Api, id_of, new_id
+from core.sandbox.errors import StripeError, invalid, missing_param
+from core.sandbox.forms import as_list, metadata_update, to_bool, to_int
+from core.sandbox.resources.payments import card_error
+
+ENDED = ("canceled", "incomplete_expired")
+PRORATION = ("create_prorations", "always_invoice", "none")
+PAUSE = ("keep_as_draft", "mark_uncollectible", "void")
+
+
+def register(api: Api) -> None:
+    s = Subscriptions(api)
+    api.route("POST", "/v1/subscriptions", s.create)
+    api.route("GET", "/v1/subscriptions", s.list)
+    api.route("GET", "/v1/subscriptions/{id}", lambda p, id: api.load(id, "subscription"))
+    api.route("POST", "/v1/subscriptions/{id}", s.update)
+    api.route("DELETE", "/v1/subscriptions/{id}", s.cancel)
+    api.route("POST", "/v1/subscriptions/{id}/cancel", s.cancel)
+
+
+def end_subscription(api: Api, sub: dict[str, Any], *, reason: str, comment: str | None = None,
+                     feedback: str | None = None) -> dict[str, Any]:
+    """Cancel now: status canceled, open invoices stop collecting, customer.subscription.deleted."""
+    now = api.now(sub["customer"])
+    sub.update(status="canceled", ended_at=now, canceled_at=sub.get("canceled_at") or now)
+    details = sub["cancellation_details"]
+    details["reason"] = reason
+    if comment is not None:
+        details["comment"] = comment or None
+    if feedback is not None:
+        details["feedback"] = feedback or None
+    api.save(sub)
+    for inv in api.store.select("invoice", [("ref = ?", [sub["id"]]), ("status = 'open'", [])]):
+        inv.update(auto_advance=False, next_payment_attempt=None)
+        inv["_sandbox"]["dunning_ends_at"] = None
+        api.save(inv)
+    api.emit("customer.subscription.deleted", sub)
+    return sub
+
+
+def after_payment(api: Api, sub: dict[str, Any] | None, ok: bool) -> None:
+    """The subscription status a paid (or failed) invoice leads to."""
+    if sub is None or sub["status"] in ENDED:
+        return
+    if ok and sub["status"] in ("past_due", "unpaid", "incomplete"):
+        billing.set_status(api, sub, "active")
+    elif not ok and sub["status"] in ("active", "trialing"):
+        billing.set_status(api, sub, "past_due")
+
+
+class Subscriptions:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _price(self, ref: Any, param: str) -> dict[str, Any]:
+        price = self.api.load(id_of(ref), "price", param)
+        if not price.get("recurring"):
+            raise invalid(f"The price specified ({price['id']}) is not recurring; subscriptions need a recurring price.",
+                          param=param)
+        if not price.get("active", True):
+            raise invalid(f"The price specified ({price['id']}) is inactive. This field only accepts active prices.",
+                          param=param)
+        return price
+
+    def _item(self, sub_id: str, price: dict[str, Any], qty: int, at: int, meta: Any = None) -> dict[str, Any]:
+        if qty < 0:
+            raise invalid("Invalid quantity: must be at least 0", param="quantity")
+        return {"id": new_id("si"), "object": "subscription_item", "billing_thresholds": None, "created": at,
+                "current_period_end": 0, "current_period_start": 0, "discounts": [],
+                "metadata": metadata_update({}, meta or {}), "price": price, "quantity": qty,
+                "subscription": sub_id, "tax_rates": []}
+
+    def _pm(self, ref: Any, cus: dict[str, Any], param: str) -> str:
+        from core.sandbox.resources.catalog import Catalog
+        pm = Catalog(self.api).resolve_pm(ref, param=param)
+        if pm.get("customer") and pm["customer"] != cus["id"]:
+            raise invalid(f"The payment method {pm['id']} does not belong to this customer.", param=param)
+        if not pm.get("customer"):
+            pm["customer"] = cus["id"]
+            self.api.save(pm)
+            self.api.emit("payment_method.attached", pm)
+        return pm["id"]
+
+    @staticmethod
+    def _check_items(items: list[dict[str, Any]]) -> None:
+        currencies = {i["price"]["currency"] for i in items}
+        intervals = {(i["price"]["recurring"]["interval"], i["price"]["recurring"].get("interval_count", 1))
+                     for i in items}
+        if len(currencies) > 1:
+            raise invalid("All prices on a subscription must have the same currency.", param="items")
+        if len(intervals) > 1:
+            raise invalid("All prices on a subscription must have the same recurring interval.", param="items")
+        prices = [i["price"]["id"] for i in items]
+        if len(prices) != len(set(prices)):
+            raise invalid("Cannot add multiple subscription items with the same price.", param="items")
+
+    # -- create -------------------------------------------------------------------------------
+    def create(self, p: dict[str, Any]) -> dict[str, Any]:
+        api = self.api
+        if not p.get("customer"):
+            raise missing_param("customer")
+        cus = api.load(p["customer"], "customer", "customer")
+        raw_items = as_list(p.get("items"))
+        if not raw_items:
+            raise missing_param("items")
+        now = api.now(cus["id"])
+        sub_id = new_id("sub")
+        items = []
+        for n, it in enumerate(raw_items):
+            if not isinstance(it, dict) or not it.get("price"):
+                raise missing_param(f"items[{n}][price]")
+            items.append(self._item(sub_id, self._price(it["price"], f"items[{n}][price]"),
+                                    to_int(it.get("quantity", 1), f"items[{n}][quantity]"), now, it.get("metadata")))
+        self._check_items(items)
+        if p.get("collection_method", "charge_automatically") != "charge_automatically":
+            raise invalid("The sandbox only supports collection_method=charge_automatically.",
+                          param="collection_method")
+        behavior = p.get("payment_behavior") or "allow_incomplete"
+        if behavior not in ("allow_incomplete", "error_if_incomplete", "default_incomplete", "pending_if_incomplete"):
+            raise invalid(f"Invalid payment_behavior: {behavior}", param="payment_behavior")
+        trial_end = None
+        if p.get("trial_end") not in (None, "", "now"):
+            trial_end = to_int(p["trial_end"], "trial_end")
+            if trial_end <= now:
+                raise invalid("Invalid timestamp: must be an integer Unix timestamp in the future.", param="trial_end")
+        elif p.get("trial_period_days") not in (None, ""):
+            days = to_int(p["trial_period_days"], "trial_period_days")
+            if days < 0 or days > 730:
+                raise invalid("trial_period_days must be between 0 and 730.", param="trial_period_days")
+            trial_end = now + days * billing.DAY if days else None
+        default_pm = self._pm(p["default_payment_method"], cus, "default_payment_method") \
+            if p.get("default_payment_method") else None
+        price0 = items[0]["price"]
+        sub = {
+            "id": sub_id, "object": "subscription", "application": None, "application_fee_percent": None,
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+            "billing_cycle_anchor": trial_end or now, "billing_cycle_anchor_config": None,
+            "billing_mode": {"flexible": None, "type": "classic", "updated_at": None},
+            "billing_thresholds": None, "cancel_at": None, "cancel_at_period_end": False, "canceled_at": None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+            "collection_method": "charge_automatically", "created": now, "currency": price0["currency"],
+            "customer": cus["id"], "days_until_due": None, "default_payment_method": default_pm,
+            "default_source": None, "default_tax_rates": [], "description": p.get("description") or None,
+            "discounts": [], "ended_at": None,
+            "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+            "items": {"object": "list", "data": items, "has_more": False, "total_count": len(items),
+                      "url": f"/v1/subscription_items?subscription={sub_id}"},
+            "latest_invoice": None, "livemode": False, "metadata": metadata_update({}, p.get("metadata") or {}),
+            "next_pending_invoice_item_invoice": None, "on_behalf_of": None, "pause_collection": None,
+            "payment_settings": {"payment_method_options": None, "payment_method_types": None,
+                                 "save_default_payment_method": "off"},
+            "pending_invoice_item_interval": None, "pending_setup_intent": None, "pending_update": None,
+            "schedule": None, "start_date": now, "status": "incomplete", "test_clock": cus.get("test_clock"),
+            "transfer_data": None, "trial_end": trial_end,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+            "trial_start": now if trial_end else None,
+        }
+        period_end = trial_end or billing.next_period_end(now, price0["recurring"], now)
+        billing.set_period(sub, now, period_end)
+        if p.get("metadata") is not None:
+            sub["metadata"] = metadata_update({}, p["metadata"])
+        if to_bool(p.get("cancel_at_period_end", False), "cancel_at_period_end"):
+            sub.update(cancel_at_period_end=True, cancel_at=period_end)
+        api.save(sub)
+        inv = billing.new_invoice(api, sub, billing_reason="subscription_create", at=now, period=(now, now))
+        billing.add_lines(api, inv, sub, [], (now, period_end), trial=bool(trial_end))
+        inv["_sandbox"]["subscription"] = sub["id"]
+        api.save(inv)
+        api.emit("invoice.created", inv)
+        billing.finalize(api, inv, now)
+        sub["latest_invoice"] = inv["id"]
+        status = "trialing" if trial_end else "active"
+        if inv["amount_due"] > 0 and behavior == "default_incomplete":
+            status = "incomplete"
+        elif inv["amount_due"] > 0:
+            pm = default_pm or (cus.get("invoice_settings") or {}).get("default_payment_method")
+            if not pm:
+                raise invalid("This customer has no attached payment source or default payment method. Please "
+                              "consider adding a default payment method.", code="resource_missing")
+            if not api.dry_run:
+                result = billing.attempt(api, inv, sub, at=now)
+                if result is not None and not result.ok:
+                    if behavior == "error_if_incomplete":
+                        raise card_error(result)
+                    status = "incomplete"
+        else:
+            billing.attempt(api, inv, sub, at=now)
+        sub["status"] = status
+        api.save(sub)
+        api.emit("customer.subscription.created", sub)
+        return sub
+
+    # -- list ---------------------------------------------------------------------------------
+    def list(self, p: dict[str, Any]) -> dict[str, Any]:
+        where: list[tuple[str, list[Any]]] = []
+        if p.get("customer"):
+            where.append(("customer = ?", [p["customer"]]))
+        status = p.get("status")
+        if status == "all":
+            pass
+        elif status:
+            where.append(("status = ?", [status]))
+        else:
+            where.append(("status NOT IN ('canceled', 'incomplete_expired')", []))
+        if p.get("price"):
+            where.append(("EXISTS (SELECT 1 FROM json_each(data, '$.items.data') "
+                          "WHERE json_extract(value, '$.price.id') = ?)", [p["price"]]))
+        if p.get("test_clock"):
+            where.append(("json_extract(data, '$.test_clock') = ?", [p["test_clock"]]))
+        return self.api.list("subscription", p, "/v1/subscriptions", where)
+
+    # -- update -------------------------------------------------------------------------------
+    def update(self, p: dict[str, Any], id: str) -> dict[str, Any]:
+        api = self.api
+        sub = api.load(id, "subscription")
+        before = api.deep(sub)
+        cus = api.load(sub["customer"], "customer", "customer")
+        now = api.now(cus["id"])
+        if sub["status"] in ENDED:
+            allowed = {"metadata", "cancellation_details", "expand"}
+            if set(p) - allowed:
+                raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
+        behavior = p.get("proration_behavior") or "create_prorations"
+        if behavior not in PRORATION:
+            raise invalid(f"Invalid proration_behavior: must be one of {', '.join(PRORATION)}",
+                          param="proration_behavior")
+        pay_behavior = p.get("payment_behavior") or "allow_incomplete"
+        if "metadata" in p:
+            sub["metadata"] = metadata_update(sub.get("metadata"), p["metadata"])
+        if "description" in p:
+            sub["description"] = p["description"] or None
+        if isinstance(p.get("cancellation_details"), dict):
+            for k in ("comment", "feedback"):
+                if k in p["cancellation_details"]:
+                    sub["cancellation_details"][k] = p["cancellation_details"][k] or None
+        if p.get("default_payment_method") not in (None,):
+            ref = p["default_payment_method"]
+            sub["default_payment_method"] = self._pm(ref, cus, "default_payment_method") if ref else None
+        if "pause_collection" in p:
+            pc = p["pause_collection"]
+            if pc in ("", None):
+                sub["pause_collection"] = None
+            elif isinstance(pc, dict):
+                if pc.get("behavior") not in PAUSE:
+                    raise invalid(f"Invalid pause_collection[behavior]: must be one of {', '.join(PAUSE)}",
+                                  param="pause_collection[behavior]")
+                resumes = to_int(pc["resumes_at"], "pause_collection[resumes_at]") if pc.get("resumes_at") else None
+                if resumes is not None and resumes <= now:
+                    raise invalid("pause_collection[resumes_at] must be in the future.",
+                                  param="pause_collection[resumes_at]")
+                sub["pause_collection"] = {"behavior": pc["behavior"], "resumes_at": resumes}
+            else:
+                raise invalid("Invalid pause_collection: must be a hash or an empty string.", param="pause_collection")
+        if "cancel_at_period_end" in p:
+            flag = to_bool(p["cancel_at_period_end"], "cancel_at_period_end")
+            sub["cancel_at_period_end"] = flag
+            sub["cancel_at"] = billing.period_of(sub)[1] if flag else None
+            sub["canceled_at"] = now if flag else None
+            if not flag:
+                sub["cancellation_details"] = {"comment": None, "feedback": None, "reason": None}
+            else:
+                sub["cancellation_details"]["reason"] = "cancellation_requested"
+        if "cancel_at" in p:
+            value = p["cancel_at"]
+            if value in ("", None):
+                sub.update(cancel_at=None, cancel_at_period_end=False, canceled_at=None)
+            else:
+                at = to_int(value, "cancel_at")
+                if at <= now:
+                    raise invalid("cancel_at must be in the future.", param="cancel_at")
+                sub.update(cancel_at=at, cancel_at_period_end=at == billing.period_of(sub)[1], canceled_at=now)
+                sub["cancellation_details"]["reason"] = "cancellation_requested"
+        invoice: dict[str, Any] | None = None
+        if "items" in p:
+            invoice = self._change_items(sub, as_list(p["items"]), behavior, now,
+                                         p.get("proration_date"), p.get("billing_cycle_anchor"))
+        elif p.get("billing_cycle_anchor") == "now":
+            invoice = self._change_items(sub, [], behavior, now, None, "now")
+        if "trial_end" in p:
+            invoice = self._trial_end(sub, p["trial_end"], now) or invoice
+        api.save(sub)
+        if invoice is not None and not api.dry_run:
+            result = billing.attempt(api, invoice, sub, at=now)
+            if result is not None and not result.ok:
+                if pay_behavior == "error_if_incomplete":
+                    raise card_error(result)
+                billing.schedule_retry(api, invoice, result, now)
+                if sub["status"] in ("active", "trialing"):
+                    sub["status"] = "past_due"
+            elif sub["status"] in ("past_due", "unpaid", "incomplete"):
+                sub["status"] = "active"
+            api.save(sub)
+        previous = {k: before[k] for k in before if k != "_sandbox" and before[k] != sub.get(k)}
+        if previous:
+            api.emit("customer.subscription.updated", sub, previous)
+        return sub
+
+    def _change_items(self, sub: dict[str, Any], raw: list[Any], behavior: str, now: int,
+                      proration_date: Any, anchor: Any) -> dict[str, Any] | None:
+        api = self.api
+        old_items = api.deep(sub["items"]["data"])
+        items = api.deep(old_items)
+        by_id = {i["id"]: i for i in items}
+        for n, it in enumerate(raw):
+            if not isinstance(it, dict):
+                raise invalid(f"Invalid items[{n}]", param=f"items[{n}]")
+            if it.get("id"):
+                item = by_id.get(it["id"])
+                if item is None:
+                    raise invalid(f"Subscription item {it['id']} does not belong to {sub['id']}.", param=f"items[{n}][id]")
+                if to_bool(it.get("deleted", False), f"items[{n}][deleted]"):
+                    items.remove(item)
+                    continue
+                if it.get("price"):
+                    item["price"] = self._price(it["price"], f"items[{n}][price]")
+                if it.get("quantity") not in (None, ""):
+                    item["quantity"] = to_int(it["quantity"], f"items[{n}][quantity]")
+                if "metadata" in it:
+                    item["metadata"] = metadata_update(item.get("metadata"), it["metadata"])
+            else:
+                if not it.get("price"):
+                    raise missing_param(f"items[{n}][price]")
+                item = self._item(sub["id"], self._price(it["price"], f"items[{n}][price]"),
+                                  to_int(it.get("quantity", 1), f"items[{n}][quantity]"), now, it.get("metadata"))
+                start, end = billing.period_of(sub)
+                item["current_period_start"], item["current_period_end"] = start, end
+                items.append(item)
+        if not items:
+            raise invalid("A subscription must have at least one item.", param="items")
+        self._check_items(items)
+        if items[0]["price"]["currency"] != sub["currency"]:
+            raise invalid(f"The price's currency ({items[0]['price']['currency']}) does not match the "
+                          f"subscription's currency ({sub['currency']}).", param="items")
+        old_rec, new_rec = old_items[0]["price"]["recurring"], items[0]["price"]["recurring"]
+        interval_changed = (old_rec["interval"], old_rec.get("interval_count", 1)) != \
+                           (new_rec["interval"], new_rec.get("interval_count", 1))
+        at = to_int(proration_date, "proration_date") if proration_date not in (None, "") else now
+        trialing = sub["status"] == "trialing"
+        prorate = behavior != "none" and not trialing
+        if interval_changed or anchor == "now":
+            # Stripe resets the billing cycle and invoices at once on an interval change.
+            credits = [i for i in billing.proration_items(api, sub, old_items, [], at) if i["amount"] < 0] \
+                if prorate else []
+            sub["items"]["data"] = items
+            sub["billing_cycle_anchor"] = now
+            end = billing.next_period_end(now, new_rec, now)
+            billing.set_period(sub, now, end)
+            sub["items"]["total_count"] = len(items)
+            if trialing:
+                return None
+            for ii in credits:
+                api.save(ii)
+            inv = billing.new_invoice(api, sub, billing_reason="subscription_update", at=now, period=(now, now))
+            billing.add_lines(api, inv, sub, billing.pending_items(api, sub), (now, end))
+            return self._open(inv, sub, now)
+        extra = billing.proration_items(api, sub, old_items, items, at) if prorate else []
+        sub["items"]["data"] = items
+        sub["items"]["total_count"] = len(items)
+        for ii in extra:
+            api.save(ii)
+            api.emit("invoiceitem.created", ii)
+        if behavior == "always_invoice" and extra:
+            inv = billing.new_invoice(api, sub, billing_reason="subscription_update", at=now, period=(now, now))
+            billing.add_lines(api, inv, sub, billing.pending_items(api, sub), None)
+            return self._open(inv, sub, now)
+        return None
+
+    def _open(self, inv: dict[str, Any], sub: dict[str, Any], now: int) -> dict[str, Any]:
+        self.api.save(inv)
+        self.api.emit("invoice.created", inv)
+        billing.finalize(self.api, inv, now)
+        sub["latest_invoice"] = inv["id"]
+        return inv
+
+    def _trial_end(self, sub: dict[str, Any], value: Any, now: int) -> dict[str, Any] | None:
+        if value == "now":
+            if sub["status"] != "trialing":
+                return None
+            rec = sub["items"]["data"][0]["price"]["recurring"]
+            end = billing.next_period_end(now, rec, now)
+            sub.update(trial_end=now, billing_cycle_anchor=now)
+            billing.set_period(sub, now, end)
+            inv = billing.new_invoice(self.api, sub, billing_reason="subscription_update", at=now, period=(now, now))
+            billing.add_lines(self.api, inv, sub, billing.pending_items(self.api, sub), (now, end))
+            if sub["status"] == "trialing":
+                sub["status"] = "active"
+            return self._open(inv, sub, now)
+        at = to_int(value, "trial_end")
+        if at <= now:
+            raise invalid("Invalid timestamp: must be an integer Unix timestamp in the future.", param="trial_end")
+        if sub["status"] not in ("trialing", "active"):
+            raise invalid(f"Cannot set a trial on a subscription whose status is {sub['status']}.", param="trial_end")
+        start = billing.period_of(sub)[0]
+        sub.update(trial_end=at, trial_start=sub.get("trial_start") or now, status="trialing", billing_cycle_anchor=at)
+        billing.set_period(sub, start, at)
+        if sub.get("cancel_at_period_end"):
+            sub["cancel_at"] = at
+        return None
+
+    # -- cancel -------------------------------------------------------------------------------
+    def cancel(self, p: dict[str, Any], id: str) -> dict[str, Any]:
+        api = self.api
+        sub = api.load(id, "subscription")
+        if sub["status"] in ENDED:
+            raise StripeError(400, "invalid_request_error", f"The subscription {id} is already canceled.")
+        details = p.get("cancellation_details") if isinstance(p.get("cancellation_details"), dict) else {}
+        if details.get("feedback") not in (None, "", "customer_service", "low_quality", "missing_features", "other",
+                                           "switched_service", "too_complex", "too_expensive", "unused"):
+            raise invalid("Invalid cancellation_details[feedback]", param="cancellation_details[feedback]")
+        sub["canceled_at"] = None
+        end_subscription(api, sub, reason="cancellation_requested", comment=details.get("comment"),
+                         feedback=details.get("feedback"))
+        return sub
+
