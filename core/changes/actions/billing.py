@@ -151,15 +151,29 @@ class RetryInvoice(Action):
     def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
         from core.stripe_gateway import writes
 
-        return {"invoice": writes.pay_invoice(ctx.stripe, self._stripe_invoice(ctx, plan), key=key)}
+        return self._with_subscription(ctx, writes.pay_invoice(ctx.stripe, self._stripe_invoice(ctx, plan), key=key))
+
+    def _with_subscription(self, ctx: Ctx, inv: dict[str, Any]) -> dict[str, Any]:
+        """Paying an invoice can move its subscription (past_due -> active): bring that along."""
+        from core.stripe_gateway import writes
+        from core.stripe_mapping import invoice_subscription_id
+
+        out = {"invoice": inv}
+        sub_id = invoice_subscription_id(inv)
+        if sub_id:
+            out["subscription"] = writes.retrieve_subscription(ctx.stripe, sub_id)
+        return out
 
     def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
         from core.stripe_gateway import writes
 
         inv = writes.retrieve_invoice(ctx.stripe, self._stripe_invoice(ctx, plan))
-        return {"invoice": inv} if inv.get("status") == "paid" else None
+        return self._with_subscription(ctx, inv) if inv.get("status") == "paid" else None
 
     def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:
+        if "subscription" in stripe_result:
+            mirror.subscription(ctx.session, stripe_result["subscription"], state_at=ctx.now,
+                                actor=ctx.actor.username, reason=ctx.reason)
         mirror.apply(ctx.session, stripe_result["invoice"], state_at=ctx.now)
         inv = ctx.session.get(Invoice, plan.params["invoice_id"])
         assert inv is not None

@@ -1,0 +1,112 @@
+"""A small Stripe world for the membership-change tests: built in the sandbox through the real
+client, then mirrored into our database through the shared store (as the sync would)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import Engine, select
+
+from core import stripe_store
+from core.db import session_scope
+from core.models import Member, Payment, Price
+from core.sandbox.server import make_server
+from core.sandbox.store import SandboxStore
+from core.stripe_gateway import ClientOptions, make_client
+from core.timeutil import utc_now
+
+API_KEY = "sk_test_changes"
+
+
+@dataclass
+class Sandbox:
+    url: str
+    client: Any  # retries like production
+    bare: Any  # no network retries: lets a test see a fault once
+
+    def fault(self, **spec: Any) -> None:
+        r = requests.post(f"{self.url}/_sandbox/faults", json=spec,
+                          headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5)
+        r.raise_for_status()
+
+    def clear_faults(self) -> None:
+        requests.delete(f"{self.url}/_sandbox/faults", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    server, _ = make_server(SandboxStore(tmp_path / "sandbox.db"), API_KEY, 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield Sandbox(url, make_client(API_KEY, api_base=url, options=ClientOptions(read_timeout=10)),
+                  make_client(API_KEY, api_base=url, options=ClientOptions(read_timeout=3, max_network_retries=0)))
+    server.shutdown()
+    server.server_close()
+
+
+def d(obj: Any) -> dict[str, Any]:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+@dataclass
+class World:
+    member_id: int
+    customer: str
+    subscription: str
+    prices: dict[str, int]  # name -> our price id
+    stripe_prices: dict[str, str]
+    payment_id: int
+    charge: str
+
+
+def mirror(engine: Engine, client: Any, customer: str) -> None:
+    """Pull one customer's objects into our database, parents first (what a sync does)."""
+    objs: list[dict[str, Any]] = []
+    for prod in client.v1.products.list({"limit": 100}).auto_paging_iter():
+        objs.append(d(prod))
+    for price in client.v1.prices.list({"limit": 100}).auto_paging_iter():
+        objs.append(d(price))
+    objs.append(d(client.v1.customers.retrieve(customer)))
+    objs += [d(pm) for pm in client.v1.customers.payment_methods.list(customer).auto_paging_iter()]
+    objs += [d(s) for s in client.v1.subscriptions.list({"customer": customer, "status": "all"}).auto_paging_iter()]
+    objs += [d(c) for c in client.v1.charges.list({"customer": customer}).auto_paging_iter()]
+    objs += [d(i) for i in client.v1.invoices.list({"customer": customer}).auto_paging_iter()]
+    with session_scope(engine) as s:
+        for obj in objs:
+            stripe_store.apply(s, obj, state_at=utc_now())
+
+
+def build(engine: Engine, client: Any, *, card: str = "pm_card_visa", currency: str = "usd",
+          email: str = "ann@example.com") -> World:
+    premium = client.v1.products.create({"name": "Premium", "metadata": {"tier": "premium"}})
+    platinum = client.v1.products.create({"name": "Platinum", "metadata": {"tier": "platinum"}})
+    stripe_prices = {
+        "premium_monthly": client.v1.prices.create({"product": premium.id, "currency": currency, "unit_amount": 1000,
+                                                    "recurring": {"interval": "month"}}).id,
+        "platinum_monthly": client.v1.prices.create({"product": platinum.id, "currency": currency,
+                                                     "unit_amount": 3000, "recurring": {"interval": "month"}}).id,
+        "premium_eur": client.v1.prices.create({"product": premium.id, "currency": "eur", "unit_amount": 900,
+                                                "recurring": {"interval": "month"}}).id,
+    }
+    cus = client.v1.customers.create({"email": email, "name": "Ann Lee", "payment_method": card,
+                                      "invoice_settings": {"default_payment_method": card}})
+    sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": stripe_prices["premium_monthly"]}]})
+    mirror(engine, client, cus.id)
+    with session_scope(engine) as s:
+        member = s.scalar(select(Member).where(Member.stripe_customer_id == cus.id))
+        prices = {name: s.scalar(select(Price.id).where(Price.stripe_price_id == sid))
+                  for name, sid in stripe_prices.items()}
+        payment = s.scalar(select(Payment).where(Payment.member_id == member.id))
+        return World(member.id, cus.id, sub.id, prices, stripe_prices, payment.id, payment.stripe_charge_id)
+
+
+def version(engine: Engine, member_id: int) -> int:
+    with session_scope(engine) as s:
+        return s.get(Member, member_id).version
