@@ -16,6 +16,7 @@ from core.alerts import rules
 from core.alerts.lifecycle import ACTIVE, OPEN, STATUSES
 from core.alerts.stats import SEVERITY_RANK
 from core.models import Alert, AlertTransition, Dispute, Member, Notification, Payment, Refund, Subscription
+from core.money import format_money
 
 DRILL_LIMIT = 200
 
@@ -27,9 +28,24 @@ def open_alert_count(engine: Engine) -> int:
             Alert.status.in_((OPEN, "acknowledged")))).scalar_one())
 
 
+def value_text(value: float | None, unit: str, currency: str | None = None) -> str:
+    """A rule's value for people, by its unit (money arrives in minor units)."""
+    if value is None:
+        return "—"
+    if unit == "percent":
+        return f"{value:.1%}"
+    if unit == "money":
+        return format_money(round(value), currency or "USD")
+    if unit == "hours":
+        return f"{value:.1f} hours"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
 def _row(a: Alert) -> dict[str, Any]:
     details = a.details or {}
-    return {"id": a.id, "rule": a.rule, "title": details.get("rule_title", a.rule), "scope": a.scope,
+    unit, currency = details.get("unit", ""), details.get("currency")
+    return {"value_text": value_text(a.value, unit, currency), "baseline_text": value_text(a.baseline, unit, currency),
+            "id": a.id, "rule": a.rule, "title": details.get("rule_title", a.rule), "scope": a.scope,
             "status": a.status, "severity": a.severity, "value": a.value, "baseline": a.baseline,
             "unit": details.get("unit", ""), "currency": details.get("currency"), "hint": a.hint,
             "opened_at": a.opened_at, "last_fired_at": a.last_fired_at, "window_start": a.window_start,

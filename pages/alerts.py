@@ -1,0 +1,174 @@
+"""Alerts (managers, admins): open alerts first, by severity, each with its value against the
+baseline, a small chart of the recent history, the hint, and the payments and members behind it;
+acknowledge, snooze or resolve with a note (MANAGE_ALERTS); the searchable history; the rules.
+
+Opening the page evaluates the rules when the last evaluation is older than five minutes.
+Thin by rule: data and every number come from ``core.alerts``; formatting from ``dashboard``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core import alerts
+from core.permissions import Permission
+from dashboard import charts, widgets
+from dashboard import format as fmt
+from dashboard.auth import guard
+from dashboard.db import engine, settings
+
+ctx = guard(Permission.VIEW_ALERTS)
+can_manage = ctx.can(Permission.MANAGE_ALERTS)
+eng = engine()
+SEVERITY_BADGE = {"critical": "🟥 critical", "high": "🟧 high", "medium": "🟨 medium", "low": "⬜ low"}
+STATUS_BADGE = {"open": "open", "acknowledged": "acknowledged", "snoozed": "snoozed", "resolved": "resolved"}
+
+st.title("Alerts")
+with st.spinner("Checking the alert rules …"):
+    ran = widgets.safely("The alert rules could not be evaluated just now; the list shows the last results.",
+                         alerts.evaluate_if_stale, eng, smtp_url=settings().smtp_url)
+last = alerts.last_evaluated_at(eng)
+st.caption(f"Rules last evaluated {fmt.when(last)} UTC" + (" (just now)." if ran else ".")
+           + " Cron runs `python -m core alerts evaluate`; this page re-evaluates when that is over five minutes old.")
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _series(_engine: Any, alert_id: int, fired: datetime | None) -> list[dict[str, Any]]:
+    return alerts.history_series(_engine, alert_id)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _rows(_engine: Any, alert_id: int, fired: datetime | None) -> dict[str, list[dict[str, Any]]]:
+    return alerts.affected_rows(_engine, alert_id)
+
+
+def _chart(a: dict[str, Any]) -> None:
+    series = _series(eng, a["id"], a["last_fired_at"])
+    if not series or a["unit"] not in ("percent", "money", "count"):
+        return
+    points = [charts.Point(key=p["window_end"].isoformat(), label=fmt.when(p["window_end"]), value=p["value"],
+                           series="Value") for p in series]
+    if a["baseline"] is not None:
+        points += [charts.Point(key=p["window_end"].isoformat(), label=fmt.when(p["window_end"]),
+                                value=a["baseline"], series="Baseline now") for p in series]
+    st.plotly_chart(charts.line(points, unit=a["unit"], currency=a["currency"], height=220,
+                                title="Recent history (one point per window)"), key=f"alert-chart-{a['id']}",
+                    width="stretch")
+
+
+def _affected(a: dict[str, Any]) -> None:
+    rows = _rows(eng, a["id"], a["last_fired_at"])
+    if not rows:
+        return
+    tabs = st.tabs([name.capitalize() for name in rows])
+    for tab, (name, items) in zip(tabs, rows.items(), strict=True):
+        with tab:
+            if not items:
+                widgets.empty(f"No {name} behind this alert in its window.")
+                continue
+            raw = pd.DataFrame(items)
+            money = [c for c in ("amount", "mrr_minor") if c in raw.columns]
+            shown = fmt.display_frame(raw, money_columns=money)
+            member_ids = raw["id"] if name == "members" else raw.get("member_id")
+            config: dict[str, Any] = {}
+            if member_ids is not None:
+                shown.insert(0, "Member page", [f"members?member={m}" for m in member_ids])
+                config["Member page"] = st.column_config.LinkColumn(
+                    "Member page", display_text=r"members\?member=(\d+)", help="Opens the member page")
+            st.dataframe(shown, hide_index=True, width="stretch", column_config=config or None, height=220)
+            widgets.csv_download(raw, f"alert-{a['id']}-{name}", key=f"csv-alert-{a['id']}-{name}")
+
+
+def _actions(a: dict[str, Any]) -> None:
+    if not can_manage:
+        return
+    with st.form(key=f"alert-form-{a['id']}", clear_on_submit=True):
+        note = st.text_input("Note (required to snooze or resolve)", key=f"alert-note-{a['id']}", max_chars=2000)
+        hours = st.number_input("Snooze for hours", min_value=1, max_value=720, value=4, step=1,
+                                key=f"alert-hours-{a['id']}")
+        left, mid, right = st.columns(3)
+        ack = left.form_submit_button("Acknowledge", disabled=a["status"] == "acknowledged")
+        snz = mid.form_submit_button("Snooze")
+        res = right.form_submit_button("Resolve", type="primary")
+    if not (ack or snz or res):
+        return
+    try:
+        if ack:
+            alerts.acknowledge(eng, a["id"], actor=ctx.username, roles=ctx.roles, note=note)
+        elif snz:
+            alerts.snooze(eng, a["id"], actor=ctx.username, roles=ctx.roles, hours=hours, note=note)
+        else:
+            alerts.resolve(eng, a["id"], actor=ctx.username, roles=ctx.roles, note=note)
+    except (alerts.AlertError, PermissionError) as exc:
+        st.error(str(exc))
+        return
+    st.session_state["alerts_flash"] = f"Alert {a['id']} {'acknowledged' if ack else 'snoozed' if snz else 'resolved'}."
+    st.rerun()
+
+
+if flash := st.session_state.pop("alerts_flash", None):
+    st.success(flash)
+
+tab_active, tab_history, tab_rules = st.tabs(["Open alerts", "History", "Rules"])
+
+with tab_active:
+    active = alerts.list_alerts(eng, status=["open", "acknowledged", "snoozed"], limit=50)
+    if not active:
+        widgets.empty("No open alerts: every rule is within its baseline.")
+    for i, a in enumerate(active):
+        title = (f"{SEVERITY_BADGE.get(a['severity'], a['severity'])} · {a['title']} · {a['scope']} · "
+                 f"{STATUS_BADGE.get(a['status'], a['status'])}")
+        with st.expander(title, expanded=i < 3):
+            c1, c2, c3, c4 = st.columns(4)
+            c1.metric("Value", a["value_text"])
+            c2.metric("Baseline", a["baseline_text"])
+            c3.metric("Opened", fmt.when(a["opened_at"]))
+            c4.metric("Last fired", fmt.when(a["last_fired_at"]))
+            st.markdown(f"**Why:** {a['hint']}")
+            if a["status"] == "snoozed":
+                st.caption(f"Snoozed until {fmt.when(a['snoozed_until'])} UTC.")
+            if a["cleared_since"]:
+                st.caption(f"Clear since {fmt.when(a['cleared_since'])} UTC; it resolves itself if it stays clear.")
+            _chart(a)
+            _affected(a)
+            _actions(a)
+
+with tab_history:
+    left, right = st.columns([3, 1])
+    text = left.text_input("Search rule, scope, hint or notes", key="alerts_search")
+    status = right.selectbox("Status", ["all", *alerts.STATUSES], key="alerts_status")
+    history = alerts.list_alerts(eng, search=text or None, status=None if status == "all" else status, limit=500)
+    frame = pd.DataFrame([{k: r[k] for k in ("id", "status", "severity", "rule", "scope", "value_text",
+                                             "baseline_text", "opened_at", "last_fired_at", "resolved_at", "hint")}
+                          for r in history])
+    widgets.table(fmt.display_frame(frame, rename={"Value text": "Value", "Baseline text": "Baseline"})
+                  if not frame.empty else frame, "alerts-history", empty_sentence="No alert matches.",
+                  key="csv-alerts-history")
+    picked = st.number_input("Show the story of alert number", min_value=0, value=0, step=1, key="alerts_story")
+    if picked:
+        detail = alerts.alert_detail(eng, int(picked))
+        if detail is None:
+            widgets.empty(f"There is no alert number {int(picked)}.")
+        else:
+            st.markdown(f"**{detail['title']} · {detail['scope']}** — {detail['hint']}")
+            widgets.table(fmt.display_frame(pd.DataFrame(detail["transitions"])), f"alert-{int(picked)}-transitions",
+                          empty_sentence="No transitions recorded.", key="csv-alert-transitions")
+            if detail["notifications"]:
+                st.caption("Notifications")
+                widgets.table(fmt.display_frame(pd.DataFrame(detail["notifications"])),
+                              f"alert-{int(picked)}-notifications", empty_sentence="", key="csv-alert-notifications")
+
+with tab_rules:
+    rules = alerts.rule_table(eng)
+    frame = pd.DataFrame([{"rule": r["slug"], "on": "on" if r["enabled"] else "off", "title": r["title"],
+                           "what it checks": r["description"], "thresholds": r["params"], "notify": r["notify"],
+                           "changed by": r["updated_by"]} for r in rules])
+    frame["thresholds"] = frame["thresholds"].astype(str)
+    frame["notify"] = frame["notify"].astype(str)
+    widgets.table(frame, "alert-rules", empty_sentence="No rules.", key="csv-alert-rules")
+    st.caption("Change a rule with `python -m core alerts configure RULE --set key=value`, `--disable`, "
+               "`--email ADDRESS` or `--webhook URL`; every change is audited.")

@@ -1,0 +1,61 @@
+"""The alerts page (AppTest): opening it evaluates the rules, shows the open alert with its value,
+baseline, hint, chart and the payments behind it linked to member pages; a manager resolves it
+with a note; a note is required."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from core.models import Alert, AlertTransition
+from core.timeutil import utc_now
+from tests.browser_helpers import page_app_test, texts
+from tests.factories import make_member, make_payment_batch
+
+HOUR, WEEK = timedelta(hours=1), timedelta(weeks=1)
+
+
+def spike_world(session) -> None:
+    now = utc_now()
+    m = make_member(session)
+    for w in range(1, 5):
+        end = now - WEEK * w
+        make_payment_batch(session, member=m, start=end - 23 * HOUR, end=end - HOUR, count=120, failed=6)
+    # inside the window however long the page takes to open
+    make_payment_batch(session, member=m, start=now - 23 * HOUR, end=now - HOUR, count=150, failed=40,
+                       decline_code="insufficient_funds")
+    session.commit()
+
+
+def test_manager_sees_the_alert_and_resolves_it(database_url, engine, session):
+    spike_world(session)
+    at = page_app_test(database_url, "alerts.py", role="manager")
+    at.run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "Payment failure rate, last 24 hours" in " ".join(e.label for e in at.expander)
+    assert "40 of 150 payment attempts failed" in shown and "26.7%" in shown and "5.0%" in shown
+    assert at.get("plotly_chart"), "a small chart of the recent history"
+    links = [df.value for df in at.dataframe if "Member page" in df.value.columns]
+    assert links and links[0]["Member page"].iloc[0].startswith("members?member=")
+
+    alert_id = session.scalar(select(Alert.id).where(Alert.rule == "failure_rate_day"))
+    button = f"FormSubmitter:alert-form-{alert_id}-Resolve"
+    at.button(key=button).click().run()
+    assert "Please write a note saying why." in texts(at)
+    at.text_input(key=f"alert-note-{alert_id}").input("bank outage, over")
+    at.button(key=button).click().run()
+    assert not at.exception, at.exception
+    session.expire_all()
+    assert session.scalar(select(Alert.status).where(Alert.id == alert_id)) == "resolved"
+    note = session.scalar(select(AlertTransition.note).where(AlertTransition.alert_id == alert_id,
+                                                             AlertTransition.to_status == "resolved"))
+    assert note == "bank outage, over"
+
+
+def test_empty_state_is_a_sentence(database_url):
+    at = page_app_test(database_url, "alerts.py", role="admin")
+    at.run()
+    assert not at.exception
+    assert "No open alerts: every rule is within its baseline." in texts(at)
