@@ -139,3 +139,50 @@ def make_stripe_event(session: Session, *, created_at: datetime, type: str = "in
     session.add(event)
     session.flush()
     return event
+
+
+# --- metrics (appended by the metrics area) --------------------------------------------------------
+
+def make_change(session: Session, *, subscription: Subscription, effective_at: datetime, mrr_after: int,
+                mrr_before: int | None = None, kind: str = "status_changed", from_status: str | None = None,
+                to_status: str | None = "active", churn_kind: str | None = None, reason: str | None = None,
+                to_price: Price | None = None, recorded_at: datetime | None = None):  # type: ignore[no-untyped-def]
+    """One membership change of ``subscription``: its MRR becomes ``mrr_after`` at ``effective_at``."""
+    from core.models import MembershipChange
+
+    change = MembershipChange(
+        member_id=subscription.member_id, subscription_id=subscription.id, effective_at=effective_at, kind=kind,
+        from_status=from_status, to_status=to_status, currency=subscription.currency,
+        mrr_before_minor=mrr_before or 0, mrr_after_minor=mrr_after, churn_kind=churn_kind, reason=reason,
+        to_price_id=to_price.id if to_price else subscription.price_id,
+        to_tier_id=to_price.tier_id if to_price else subscription.tier_id, source="demo",
+        stripe_event_id=f"evt_m{next(_seq)}", recorded_at=recorded_at or effective_at)
+    session.add(change)
+    session.flush()
+    return change
+
+
+def make_invoice(session: Session, *, member: Member, subscription: Subscription | None = None, amount: int = 999,
+                 currency: str = "USD", status: str = "paid", billing_reason: str = "subscription_cycle",
+                 created_at: datetime | None = None, **fields: object):  # type: ignore[no-untyped-def]
+    from core.models import Invoice
+
+    invoice = Invoice(member_id=member.id, subscription_id=subscription.id if subscription else None,
+                      stripe_invoice_id=f"in_{next(_seq)}", status=status, billing_reason=billing_reason,
+                      currency=currency, subtotal=amount, total=amount, amount_due=amount,
+                      amount_paid=amount if status == "paid" else 0, created_at=created_at or at("2025-01-01 00:00"),
+                      **fields)
+    session.add(invoice)
+    session.flush()
+    return invoice
+
+
+def make_card(session: Session, *, member: Member, brand: str = "visa", exp_month: int = 12, exp_year: int = 2030,
+              last4: str = "4242", country: str | None = "US"):  # type: ignore[no-untyped-def]
+    from core.models import PaymentMethod
+
+    card = PaymentMethod(member_id=member.id, stripe_payment_method_id=f"pm_{next(_seq)}", brand=brand, last4=last4,
+                         exp_month=exp_month, exp_year=exp_year, country=country, is_default=True)
+    session.add(card)
+    session.flush()
+    return card

@@ -7,6 +7,7 @@ from core.models.catalogue import Price, Tier
 from core.models.changes import ChangeRequest
 from core.models.config import FxRate, Setting
 from core.models.members import Member, StaffNote
+from core.models.rollups import DailyCash, DailyDeclines, DailyPayments, MrrPeriod, MrrSegment  # noqa: F401
 from core.models.staff import AuditEntry, LoginAttempt, StaffAccount
 from core.models.stripe_sync import RunLock, StripeEvent, SyncRun, SyncState
 from core.models.subscriptions import MembershipChange, Subscription, SubscriptionItem

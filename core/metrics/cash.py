@@ -1,0 +1,77 @@
+"""Cash metrics: gross revenue, refunds, disputes lost, net revenue, Stripe fees."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from core.metrics import drills, source
+from core.metrics.common import flow_result
+from core.metrics.registry import register
+from core.metrics.types import Metric, MetricResult, Query
+
+GROUP = "cash"
+
+
+def _daily(engine: Engine, query: Query) -> pd.DataFrame:
+    _, first, last = source.span(query)
+    return source.daily(engine, query, "cash", first, last)
+
+
+def _flow(slug: str, measure: str):  # type: ignore[no-untyped-def]
+    def compute(engine: Engine, query: Query) -> MetricResult:
+        return flow_result(engine, query, slug, _daily(engine, query), measure)
+    return compute
+
+
+def _net(engine: Engine, query: Query) -> MetricResult:
+    df = _daily(engine, query)
+    if not df.empty:
+        df = df.assign(net=df["gross"] - df["refunds"] - df["disputes_lost"])
+    else:
+        df = pd.DataFrame(columns=["day", "currency", "net"])
+    return flow_result(engine, query, "net_revenue", df, "net")
+
+
+def _drill(kind: str):  # type: ignore[no-untyped-def]
+    def drill(engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
+              limit: int | None = 10_000) -> pd.DataFrame:
+        if kind == "gross":
+            return drills.rows(engine, query, period=period, limit=limit, source="payments",
+                               where="AND p.status = 'succeeded'")
+        if kind == "fees":
+            return drills.rows(engine, query, period=period, limit=limit, source="payments",
+                               where="AND p.status = 'succeeded' AND p.fee IS NOT NULL")
+        if kind == "refunds":
+            return drills.rows(engine, query, period=period, limit=limit, source="refunds",
+                               where="AND r.status NOT IN ('failed', 'canceled')")
+        if kind == "disputes":
+            return drills.rows(engine, query, period=period, limit=limit, source="disputes",
+                               where="AND d.status = 'lost'")
+        parts = [_drill(k)(engine, query, period=period, limit=limit).assign(entry=k)
+                 for k in ("gross", "refunds", "disputes")]
+        for part in parts[1:]:
+            if not part.empty:
+                part["amount_minor"] = -part["amount_minor"]
+        parts = [p for p in parts if not p.empty]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return drill
+
+
+register(Metric("gross_revenue", "Gross revenue", "money",
+                "Succeeded payments, counted at the time of payment, tax included, before refunds, disputes "
+                "and Stripe fees.", _flow("gross_revenue", "gross"), _drill("gross"), GROUP))
+register(Metric("refunds", "Refunds", "money",
+                "Refunds counted at the time of the refund (pending and succeeded; failed and canceled "
+                "refunds excluded).", _flow("refunds", "refunds"), _drill("refunds"), GROUP))
+register(Metric("disputes_lost", "Disputes lost", "money",
+                "Amount of disputes lost, counted at the time the dispute closed.",
+                _flow("disputes_lost", "disputes_lost"), _drill("disputes"), GROUP))
+register(Metric("net_revenue", "Net revenue", "money",
+                "Gross revenue minus refunds minus disputes lost, each by its own date; Stripe fees are shown "
+                "separately.", _net, _drill("net"), GROUP))
+register(Metric("stripe_fees", "Stripe fees", "money",
+                "Stripe's fees on succeeded payments, where Stripe reported them (payments without a known fee "
+                "count as zero).", _flow("stripe_fees", "fees"), _drill("fees"), GROUP))

@@ -1,0 +1,246 @@
+"""Churn and retention: member churn (voluntary, involuntary), gross and net MRR churn, NRR,
+GRR, cohort retention (members and net MRR), trial conversion, cancellations by reason.
+
+Rates over a range of several periods are the base-weighted average of the per-period rates
+(sum of numerators / sum of denominators), so they stay in [0, 1] (net MRR churn may be < 0).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+from sqlalchemy import Engine, bindparam, text
+
+from core.db.types import UTCDateTime
+from core.metrics import source
+from core.metrics.common import attach, buckets_before_now, convert_movements, label_of, ratio, result
+from core.metrics.fx import RateTable
+from core.metrics.recurring import GRACE, _drill, unit_rows
+from core.metrics.registry import register
+from core.metrics.types import Metric, MetricResult, Query
+from core.timeutil import periods, zone
+
+GROUP = "churn"
+WEIGHTED = " Over several periods: the sum of numerators over the sum of denominators."
+
+
+def _frame(engine: Engine, query: Query, money: bool) -> pd.DataFrame:
+    mv = source.movements(engine, query)
+    if not money:
+        return mv
+    # MRR-weighted rates need one currency: the reporting one (or the setting when per currency).
+    target = query.currency or query.settings.reporting_currency
+    from dataclasses import replace
+
+    return convert_movements(engine, replace(query, currency=target), mv)
+
+
+def _rate(slug: str, money: bool, num, den):  # type: ignore[no-untyped-def]
+    def compute(engine: Engine, query: Query) -> MetricResult:
+        buckets = buckets_before_now(query) or query.buckets()[:1]
+        mv = _frame(engine, query, money)
+        values: dict[date, float | None] = {}
+        tn = td = 0
+        if not mv.empty:
+            g = mv.groupby("period").sum(numeric_only=True)
+            for p, r in g.iterrows():
+                n, d = num(r), den(r)
+                values[p] = ratio(n, d)
+                tn, td = tn + n, td + d
+        out = result(slug, "percent", ratio(tn, td), query, attach(buckets, values, None))
+        out.breakdown = pd.DataFrame({"key": ["numerator", "denominator"], "value": [int(tn), int(td)]})
+        return out
+    return compute
+
+
+def _cohorts(money: bool):  # type: ignore[no-untyped-def]
+    def compute(engine: Engine, query: Query) -> MetricResult:
+        tz = zone(query.tz)
+        first = query.start.replace(day=1)
+        cells = source.cohorts(engine, query, first, query.end)
+        cols = ["cohort", "month", "k", "base", "value", "share"]
+        if cells.empty:
+            return result(f"cohort_{'mrr_' if money else ''}retention", "percent", None, query,
+                          attach([], {}), breakdown=pd.DataFrame(columns=cols))
+        if money:
+            rates = RateTable.load(engine)
+            target = query.currency or query.settings.reporting_currency
+            # One rate per cohort (its first month), so exchange rates never look like retention.
+            cells["value"] = [rates.convert(int(v), c, target, co) for v, c, co in
+                              zip(cells["mrr"], cells["currency"], cells["cohort"], strict=True)]
+        else:
+            cells["value"] = cells["members"]
+        g = cells.groupby(["cohort", "month"], as_index=False)[["value", "size", "members"]].sum()
+        base = {}
+        for co, part in g.groupby("cohort"):
+            if money:
+                first_month = part[part["month"] == co]
+                base[co] = int(first_month["value"].sum())
+            else:
+                base[co] = int(part["size"].sum())
+        g = g[g["month"] >= g["cohort"]]
+        g["k"] = [(m.year - c.year) * 12 + m.month - c.month for c, m in zip(g["cohort"], g["month"], strict=True)]
+        g["base"] = g["cohort"].map(base)
+        g["share"] = [ratio(int(v), int(b)) for v, b in zip(g["value"], g["base"], strict=True)]
+        table = g[cols].sort_values(["cohort", "k"]).reset_index(drop=True)
+        one = table[table["k"] == 1]
+        value = ratio(int(one["value"].sum()), int(one["base"].sum())) if not one.empty else None
+        month_buckets = [p for p in periods(first, query.end, "month", tz) if query.now and p.start < query.now]
+        size = {co: base[co] for co in base}
+        series = attach(month_buckets, {b.label: ratio(int(table[(table["cohort"] == b.label) & (table["k"] == 1)]
+                                                            ["value"].sum()), size.get(b.label, 0)) if
+                                        not table[(table["cohort"] == b.label) & (table["k"] == 1)].empty else None
+                                        for b in month_buckets}, None)
+        return result(f"cohort_{'mrr_' if money else ''}retention", "percent", value, query, series,
+                      breakdown=table, note="value = month-1 retention across the cohorts of the range; the "
+                                            "breakdown is the cohort table (k = months after the first).")
+    return compute
+
+
+_FILTER_SQL = {"tier_id": "s.tier_id", "interval": "pr.interval", "currency": "s.currency", "country": "m.country"}
+
+
+def _trials_sql(engine: Engine, query: Query) -> tuple[str, dict]:
+    f = source.filter_values(engine, query)
+    where = "".join(f" AND {_FILTER_SQL[c]} = :f_{c}" for c in f)
+    sql = f"""
+SELECT s.id AS subscription_id, s.member_id, m.email, s.currency, t.code AS tier, pr.interval, m.country,
+       s.trial_start, s.trial_end,
+       (SELECT i.status FROM invoices i WHERE i.subscription_id = s.id AND i.total > 0
+          AND i.created_at >= COALESCE(s.trial_start, s.trial_end)
+        ORDER BY i.created_at, i.id LIMIT 1) AS first_invoice_status
+FROM subscriptions s
+JOIN members m ON m.id = s.member_id
+LEFT JOIN prices pr ON pr.id = s.price_id
+LEFT JOIN tiers t ON t.id = s.tier_id
+WHERE s.trial_end >= :start AND s.trial_end < :end AND s.trial_end <= :now{where}
+ORDER BY s.trial_end"""
+    return sql, {f"f_{c}": v for c, v in f.items()}
+
+
+def trials(engine: Engine, query: Query, period: date | None = None) -> pd.DataFrame:
+    from core.metrics.common import range_bounds
+
+    start, end = range_bounds(query, period)
+    sql, params = _trials_sql(engine, query)
+    stmt = text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in ("start", "end", "now")])
+    with engine.connect() as conn:
+        res = conn.execute(stmt, {"start": start, "end": end, "now": query.now, **params})
+        df = pd.DataFrame(res.all(), columns=list(res.keys()))
+    if not df.empty:
+        df["trial_end"] = pd.to_datetime(df["trial_end"], utc=True)
+        df["trial_start"] = pd.to_datetime(df["trial_start"], utc=True)
+    df["converted"] = (df["first_invoice_status"] == "paid") if not df.empty else pd.Series(dtype=bool)
+    return df
+
+
+def _trial_conversion(engine: Engine, query: Query) -> MetricResult:
+    buckets = buckets_before_now(query) or query.buckets()[:1]
+    df = trials(engine, query)
+    values: dict[date, float | None] = {}
+    if not df.empty:
+        tz = zone(query.tz)
+        df["period"] = label_of(df["trial_end"].map(lambda t: t.astimezone(tz).date()), buckets)
+        for p, part in df.groupby("period"):
+            values[p] = ratio(int(part["converted"].sum()), len(part))
+    value = ratio(int(df["converted"].sum()), len(df)) if not df.empty else None
+    out = result("trial_conversion", "percent", value, query, attach(buckets, values, None))
+    out.breakdown = pd.DataFrame({"key": ["converted", "not_converted"],
+                                  "value": [int(df["converted"].sum()) if not df.empty else 0,
+                                            int((~df["converted"]).sum()) if not df.empty else 0]})
+    return out
+
+
+def _drill_trials(engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
+                  limit: int | None = 10_000) -> pd.DataFrame:
+    df = trials(engine, query, period)
+    if key in ("converted", "not_converted") and not df.empty:
+        df = df[df["converted"] == (key == "converted")]
+    return df.head(limit).reset_index(drop=True) if limit else df.reset_index(drop=True)
+
+
+def _cancellations(engine: Engine, query: Query) -> MetricResult:
+    """Members who stopped paying in each period, by the reason of the change that ended it."""
+    buckets = buckets_before_now(query) or query.buckets()[:1]
+    df = unit_rows(engine, query, None)
+    df = df[df["movement"] == "churn"] if not df.empty else df
+    values = {p: len(part) for p, part in df.groupby("period")} if not df.empty else {}
+    reasons = _reasons(engine, df)
+    return result("cancellations", "count", len(df), query, attach(buckets, values), breakdown=reasons)
+
+
+def _reasons(engine: Engine, churned: pd.DataFrame) -> pd.DataFrame:
+    if churned.empty:
+        return pd.DataFrame(columns=["key", "churn_kind", "value"])
+    ids = [int(m) for m in churned["member_id"].unique()]
+    rows = []
+    with engine.connect() as conn:
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ", ".join(f":m{j}" for j in range(len(chunk)))
+            rows += conn.execute(text(
+                f"SELECT s.member_id, COALESCE(s.cancellation_feedback, s.cancellation_reason, 'unknown') "
+                f"FROM subscriptions s WHERE s.member_id IN ({marks}) AND s.mrr_minor = 0"),
+                {f"m{j}": m for j, m in enumerate(chunk)}).all()
+    reason = dict((int(m), r) for m, r in rows)
+    c = churned.assign(key=churned["member_id"].map(lambda m: reason.get(int(m), "unknown")))
+    return (c.groupby(["key", "churn_kind"], as_index=False).size().rename(columns={"size": "value"})
+            .sort_values("value", ascending=False).reset_index(drop=True))
+
+
+def _n(col: str):  # type: ignore[no-untyped-def]
+    return lambda r: int(r[col])
+
+
+register(Metric("member_churn_rate", "Member churn rate", "percent",
+                "Members paying at the start of the period and not paying at its end, divided by members paying "
+                "at its start. " + GRACE + WEIGHTED,
+                _rate("member_churn_rate", False, _n("members_churned"), _n("members_start")),
+                _drill(("churn",)), GROUP))
+register(Metric("voluntary_churn_rate", "Voluntary churn rate", "percent",
+                "Members who stopped paying because they or staff cancelled, divided by members paying at the "
+                "start of the period." + WEIGHTED,
+                _rate("voluntary_churn_rate", False, _n("members_churned_voluntary"), _n("members_start")),
+                _drill(("voluntary",)), GROUP))
+register(Metric("involuntary_churn_rate", "Involuntary churn rate", "percent",
+                "Members who stopped paying because payment failed (canceled or unpaid after dunning, or past "
+                "the grace days), divided by members paying at the start of the period." + WEIGHTED,
+                _rate("involuntary_churn_rate", False, _n("members_churned_involuntary"), _n("members_start")),
+                _drill(("involuntary",)), GROUP))
+register(Metric("gross_mrr_churn", "Gross MRR churn", "percent",
+                "(Churned MRR + contraction) / MRR at period start, in the reporting currency." + WEIGHTED,
+                _rate("gross_mrr_churn", True, lambda r: int(r["churn"]) + int(r["contraction"]), _n("mrr_start")),
+                _drill(("churn", "contraction")), GROUP))
+register(Metric("net_mrr_churn", "Net MRR churn", "percent",
+                "(Churned MRR + contraction - expansion - reactivation) / MRR at period start; below zero when "
+                "growth from existing and returning members outweighs losses." + WEIGHTED,
+                _rate("net_mrr_churn", True, lambda r: int(r["churn"]) + int(r["contraction"]) - int(r["expansion"])
+                      - int(r["reactivation"]), _n("mrr_start")),
+                _drill(("churn", "contraction", "expansion", "reactivation")), GROUP))
+register(Metric("nrr", "Net revenue retention", "percent",
+                "(MRR at start + expansion - contraction - churn) / MRR at start, members paying at the start "
+                "only." + WEIGHTED,
+                _rate("nrr", True, lambda r: int(r["mrr_start"]) + int(r["expansion"]) - int(r["contraction"])
+                      - int(r["churn"]), _n("mrr_start")),
+                _drill(("churn", "contraction", "expansion", "unchanged")), GROUP))
+register(Metric("grr", "Gross revenue retention", "percent",
+                "(MRR at start - contraction - churn) / MRR at start, members paying at the start only."
+                + WEIGHTED,
+                _rate("grr", True, lambda r: int(r["mrr_start"]) - int(r["contraction"]) - int(r["churn"]),
+                      _n("mrr_start")),
+                _drill(("churn", "contraction", "expansion", "unchanged")), GROUP))
+register(Metric("cohort_retention", "Cohort retention (members)", "percent",
+                "Cohort = month of a member's first MRR > 0 (a returning member stays in it); cell k = share of "
+                "the cohort paying at the end of month k.", _cohorts(False), _drill(None, True), GROUP,
+                granularities=("month",)))
+register(Metric("cohort_mrr_retention", "Cohort net MRR retention", "percent",
+                "Cohort MRR at the end of month k / cohort MRR at the end of its first month, each cohort "
+                "converted at its first month's rate.", _cohorts(True), _drill(None, True), GROUP,
+                granularities=("month",)))
+register(Metric("trial_conversion", "Trial conversion", "percent",
+                "Trials that ended in the period whose first invoice after the trial was paid, divided by all "
+                "trials that ended in the period.", _trial_conversion, _drill_trials, GROUP))
+register(Metric("cancellations", "Members lost", "count",
+                "Members paying at the start of a period and not at its end, by the cancellation reason or "
+                "feedback recorded on their subscription.", _cancellations, _drill(("churn",)), GROUP))

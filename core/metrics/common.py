@@ -1,0 +1,158 @@
+"""Shared steps of the metric computations: buckets, conversion, result assembly, drill rows.
+
+Conversion rule (see ``core.metrics.fx``): flows (payments, refunds, disputes) convert each
+(currency, local month) subtotal at that month's rate; stocks and movements of a bucket convert
+at the rate of the month the bucket ends in. Per-currency subtotals are converted once and then
+added, so the reporting figure equals the per-currency figures converted and summed.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import pandas as pd
+from sqlalchemy import Engine, text
+
+from core.metrics.fx import RateTable
+from core.metrics.types import MetricResult, Query, Unit
+from core.timeutil import Period, zone
+
+SERIES_COLUMNS = ["period", "period_start", "period_end", "value"]
+
+
+def buckets_before_now(query: Query) -> list[Period]:
+    assert query.now is not None
+    return [b for b in query.buckets() if b.start < query.now]
+
+
+def label_of(days: pd.Series, buckets: list[Period]) -> pd.Series:
+    """Map local dates to the label of the bucket containing them (None outside)."""
+    labels = [b.label for b in buckets]
+    ends = [b.end for b in buckets]
+    del ends
+    import bisect
+
+    def find(d: date) -> date | None:
+        i = bisect.bisect_right(labels, d) - 1
+        return labels[i] if i >= 0 else None
+
+    return days.map(find)
+
+
+def end_month(b: Period, tz_name: str) -> date:
+    """The local month a bucket ends in (its last instant), for stock conversion."""
+    return (b.end - timedelta(microseconds=1)).astimezone(zone(tz_name)).date().replace(day=1)
+
+
+def empty_series(buckets: list[Period], fill: object = 0) -> pd.DataFrame:
+    return pd.DataFrame({"period": [b.label for b in buckets], "period_start": [b.start for b in buckets],
+                         "period_end": [b.end for b in buckets], "value": [fill] * len(buckets)})
+
+
+def attach(buckets: list[Period], values: dict[date, object], fill: object = 0) -> pd.DataFrame:
+    df = empty_series(buckets, fill)
+    df["value"] = [values.get(b.label, fill) for b in buckets]
+    return df
+
+
+def attach_per_currency(buckets: list[Period], values: dict[tuple[date, str], object],
+                        currencies: list[str], fill: object = 0) -> pd.DataFrame:
+    rows = []
+    for cur in currencies:
+        for b in buckets:
+            rows.append({"period": b.label, "period_start": b.start, "period_end": b.end, "currency": cur,
+                         "value": values.get((b.label, cur), fill)})
+    return pd.DataFrame(rows, columns=["period", "period_start", "period_end", "currency", "value"])
+
+
+def flow_result(engine: Engine, query: Query, slug: str, daily: pd.DataFrame, measure: str,
+                rates: RateTable | None = None) -> MetricResult:
+    """A money flow from a daily frame (``day``, ``currency``, measure)."""
+    buckets = buckets_before_now(query) or query.buckets()[:1]
+    df = daily[["day", "currency", measure]].copy() if not daily.empty else pd.DataFrame(
+        columns=["day", "currency", measure])
+    if not df.empty:
+        df["period"] = label_of(df["day"], buckets)
+        df = df[df["period"].notna()]
+        df["month"] = df["day"].map(lambda d: d.replace(day=1))
+    by_cur = {c: int(v) for c, v in df.groupby("currency")[measure].sum().items()} if not df.empty else {}
+    if query.currency is None:
+        grouped = df.groupby(["period", "currency"])[measure].sum() if not df.empty else {}
+        series = attach_per_currency(buckets, {k: int(v) for k, v in dict(grouped).items()}, sorted(by_cur))
+        return MetricResult(slug, "money", None, None, series, by_currency=by_cur,
+                            settings_used=query.settings_used())
+    rates = rates or RateTable.load(engine)
+    per: dict[date, int] = {}
+    if not df.empty:
+        sub = df.groupby(["period", "month", "currency"], as_index=False)[measure].sum()
+        for period, month, cur, amount in sub.itertuples(index=False):
+            per[period] = per.get(period, 0) + rates.convert(int(amount), cur, query.currency, month)
+    series = attach(buckets, per)
+    return MetricResult(slug, "money", sum(per.values()), query.currency, series, by_currency=by_cur,
+                        settings_used=query.settings_used())
+
+
+def convert_movements(engine: Engine, query: Query, mv: pd.DataFrame, rates: RateTable | None = None) -> pd.DataFrame:
+    """Movement frame in the reporting currency, one row per period (mrr_end derived from the
+    converted start and movements so the identity holds exactly)."""
+    from core.metrics.movements import MOVEMENT_COLUMNS
+
+    money = ["mrr_start", "new", "reactivation", "expansion", "contraction", "churn", "churn_voluntary",
+             "churn_involuntary"]
+    if mv.empty:
+        return mv.drop(columns=["currency"], errors="ignore")
+    rates = rates or RateTable.load(engine)
+    out = mv.copy()
+    months = [(e - timedelta(microseconds=1)).astimezone(zone(query.tz)).date().replace(day=1)
+              for e in out["period_end"]]
+    for col in money:
+        out[col] = [rates.convert(int(v), c, query.currency, m)  # type: ignore[arg-type]
+                    for v, c, m in zip(out[col], out["currency"], months, strict=True)]
+    out["mrr_end"] = (out["mrr_start"] + out["new"] + out["reactivation"] + out["expansion"] - out["contraction"]
+                      - out["churn"])
+    keep = ["period", "period_start", "period_end", "end_instant"]
+    return out.groupby(keep, as_index=False)[list(MOVEMENT_COLUMNS)].sum()
+
+
+def ratio(num: int | float, den: int | float) -> float | None:
+    return None if not den else float(num) / float(den)
+
+
+def div_money(num: int, den: int) -> int | None:
+    """Money divided by a count, rounded half to even (ARPU)."""
+    if not den:
+        return None
+    return int((Decimal(num) / Decimal(den)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def result(slug: str, unit: Unit, value: int | float | None, query: Query, series: pd.DataFrame, **kw) -> MetricResult:  # type: ignore[no-untyped-def]
+    return MetricResult(slug, unit, value, query.currency if unit == "money" else None, series,
+                        settings_used=query.settings_used(), **kw)
+
+
+def range_bounds(query: Query, period: date | None) -> tuple[datetime, datetime]:
+    """UTC bounds of one bucket (by label) or of all buckets of the query."""
+    buckets = query.buckets()
+    if period is not None:
+        for b in buckets:
+            if b.label == period:
+                return b.start, b.end
+        from core.metrics.types import MetricError
+
+        raise MetricError(f"{period} is not the start of a {query.granularity} in this range.")
+    return buckets[0].start, buckets[-1].end
+
+
+def emails(engine: Engine, member_ids: list[int]) -> dict[int, str]:
+    if not member_ids:
+        return {}
+    out: dict[int, str] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(member_ids), 500):
+            chunk = member_ids[i:i + 500]
+            marks = ", ".join(f":m{j}" for j in range(len(chunk)))
+            rows = conn.execute(text(f"SELECT id, email FROM members WHERE id IN ({marks})"),
+                                {f"m{j}": m for j, m in enumerate(chunk)}).all()
+            out.update({int(r[0]): r[1] for r in rows})
+    return out

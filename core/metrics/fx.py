@@ -1,0 +1,53 @@
+"""Conversion into the reporting currency through ``fx_rates`` (USD per unit, per month).
+
+Rule: an amount belonging to month M is converted at the rate of M; a month without a rate uses
+the latest earlier month of that currency, and before the first rate the earliest one. Each
+(currency, month) subtotal is converted once and rounded half to even, then the converted
+subtotals are added: so per-currency figures converted and summed equal the reporting figure.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from core.metrics.types import MetricError
+from core.models import FxRate
+from core.money import convert
+
+
+@dataclass(frozen=True)
+class RateTable:
+    months: dict[str, list[date]]
+    rates: dict[str, list[Decimal]]
+
+    @classmethod
+    def load(cls, engine: Engine) -> RateTable:
+        months: dict[str, list[date]] = {}
+        rates: dict[str, list[Decimal]] = {}
+        with Session(engine) as s:
+            for cur, month, rate in s.execute(
+                    select(FxRate.currency, FxRate.month, FxRate.usd_per_unit).order_by(FxRate.currency, FxRate.month)):
+                months.setdefault(cur, []).append(month)
+                rates.setdefault(cur, []).append(Decimal(rate))
+        return cls(months, rates)
+
+    def usd_per_unit(self, currency: str, month: date) -> Decimal:
+        if currency == "USD":
+            return Decimal(1)
+        months = self.months.get(currency)
+        if not months:
+            raise MetricError(f"There is no {currency} exchange rate; add one on the admin page.")
+        i = bisect.bisect_right(months, month.replace(day=1)) - 1
+        return self.rates[currency][max(i, 0)]
+
+    def convert(self, amount_minor: int, currency: str, to_currency: str, month: date) -> int:
+        if currency == to_currency:
+            return int(amount_minor)
+        return convert(int(amount_minor), currency, to_currency, self.usd_per_unit(currency, month),
+                       self.usd_per_unit(to_currency, month))

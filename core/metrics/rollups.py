@@ -1,0 +1,227 @@
+"""Keep the metric rollup tables up to date.
+
+``refresh(engine, since=None, now=None)`` recomputes every rollup row for local days (and the
+months/weeks containing them) at or after ``since``; ``since=None`` rebuilds everything. It is
+idempotent (delete the affected days, insert them again, one transaction) and cheap for a recent
+``since``. It rebuilds everything by itself when a definition setting (time zone, grace days,
+week start) differs from the one the rollups were built with, or when ``mark_stale`` was called:
+a settings change takes effect everywhere at the next refresh, and until then queries answer
+from the raw rows (``usable`` says so).
+
+Recovery looks 30 days past a first failure, so a refresh from ``since`` also recomputes the
+recovery columns of the 31 days before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy.orm import Session
+
+from core.business_settings import BusinessSettings, load
+from core.metrics import segments
+from core.metrics.daily import (
+    GROUP_OUT,
+    RECOVERY_WINDOW_DAYS,
+    attempts_select,
+    cash_selects,
+    declines_select,
+    recovery_select,
+)
+from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, run
+from core.models import MembershipChange, Payment
+from core.models.rollups import RollupState
+from core.timeutil import ensure_aware, local_midnight, periods, utc_now, zone
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "built"
+STALE_KEY = "stale"
+
+
+@dataclass(frozen=True)
+class State:
+    tz: str
+    grace_days: int | None
+    week_start: str
+    now: datetime
+    refreshed_at: datetime
+    first_day: date | None
+
+    def matches(self, tz: str, bs: BusinessSettings) -> bool:
+        return (self.tz == tz and self.grace_days == bs.past_due_grace_days and self.week_start == bs.week_start)
+
+
+def mark_stale(session: Session) -> None:
+    """Called by a settings change: queries use raw rows until the next refresh rebuilds."""
+    row = session.get(RollupState, STALE_KEY)
+    if row is None:
+        session.add(RollupState(key=STALE_KEY, value=True, updated_at=utc_now()))
+    else:
+        row.value, row.updated_at = True, utc_now()
+
+
+def state(source: Engine | Connection) -> State | None:
+    """The rollups' build state, or None when they are missing or stale."""
+    conn_ctx = source.connect() if isinstance(source, Engine) else None
+    conn = conn_ctx if conn_ctx is not None else source
+    try:
+        rows = dict(conn.execute(select(RollupState.key, RollupState.value)).all())
+    finally:
+        if conn_ctx is not None:
+            conn_ctx.close()
+    built = rows.get(STATE_KEY)
+    if not built or rows.get(STALE_KEY):
+        return None
+    return State(built["tz"], built["grace_days"], built["week_start"], datetime.fromisoformat(built["now"]),
+                 datetime.fromisoformat(built["refreshed_at"]),
+                 date.fromisoformat(built["first_day"]) if built.get("first_day") else None)
+
+
+def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | None = None) -> dict[str, Any]:
+    """Bring every rollup up to date for days >= ``since`` (None = full rebuild). Returns a summary."""
+    now = ensure_aware(now) if now is not None else utc_now()
+    bs = load(engine)
+    tz_name = bs.business_timezone
+    tz = zone(tz_name)
+    started = utc_now()
+    with engine.begin() as conn:
+        old = state(conn)
+        full = since is None or old is None or not old.matches(tz_name, bs)
+        if not full:
+            since = ensure_aware(since)  # type: ignore[arg-type]
+            late = conn.execute(select(func.min(MembershipChange.effective_at))
+                                .where(MembershipChange.recorded_at >= since)).scalar()
+            if late is not None and late < since:
+                since = late
+        first = _first_instant(conn)
+        if first is None:
+            first_day = now.astimezone(tz).date()
+        else:
+            first_day = min(first, now).astimezone(tz).date() - timedelta(days=1)
+        last_day = now.astimezone(tz).date() + timedelta(days=2)
+        since_day = first_day if full else max(since.astimezone(tz).date(), first_day)  # type: ignore[union-attr]
+        _calendar(conn, tz, first_day, last_day, full)
+        segments.build(conn, grace_days=bs.past_due_grace_days, since=None if full else since)
+        _cash(conn, since_day)
+        _payments(conn, since_day)
+        _periods(conn, bs, tz_name, first_day, now, since_day)
+        _save_state(conn, tz_name, bs, now, first_day)
+    took = (utc_now() - started).total_seconds()
+    log.info("metrics rollups refreshed full=%s since=%s took=%.2fs", full, since_day, took)
+    return {"full": full, "since_day": since_day.isoformat(), "seconds": took}
+
+
+def _first_instant(conn: Connection) -> datetime | None:
+    candidates = [conn.execute(select(func.min(MembershipChange.effective_at))).scalar(),
+                  conn.execute(select(func.min(Payment.created_at))).scalar()]
+    found = [c for c in candidates if c is not None]
+    return min(found) if found else None
+
+
+def _save_state(conn: Connection, tz_name: str, bs: BusinessSettings, now: datetime, first_day: date) -> None:
+    value = {"tz": tz_name, "grace_days": bs.past_due_grace_days, "week_start": bs.week_start,
+             "now": now.isoformat(), "refreshed_at": utc_now().isoformat(), "first_day": first_day.isoformat()}
+    table = RollupState.__table__
+    conn.execute(table.delete().where(table.c.key.in_([STATE_KEY, STALE_KEY])))
+    conn.execute(table.insert().values(key=STATE_KEY, value=value, updated_at=utc_now()))
+
+
+def _calendar(conn: Connection, tz, first_day: date, last_day: date, full: bool) -> None:  # type: ignore[no-untyped-def]
+    from core.models.rollups import MetricsCalendar
+
+    table = MetricsCalendar.__table__
+    if full:
+        conn.execute(table.delete())
+        have: set[date] = set()
+    else:
+        have = set(conn.execute(select(table.c.day).where(table.c.day >= first_day)).scalars())
+    rows = []
+    day = first_day
+    while day <= last_day:
+        if day not in have:
+            rows.append({"day": day, "start_utc": local_midnight(day, tz),
+                         "end_utc": local_midnight(day + timedelta(days=1), tz)})
+        day += timedelta(days=1)
+    if rows:
+        conn.execute(table.insert(), rows)
+
+
+def _insert(conn: Connection, table: str, measures: tuple[str, ...], select_sql: str, params: dict) -> None:
+    cols = ", ".join(GROUP_OUT + measures)
+    conn.execute(text(f"INSERT INTO {table} ({cols}) {select_sql}"), params)
+
+
+def _cash(conn: Connection, since_day: date) -> None:
+    params = {"since_day": since_day}
+    conn.execute(text("DELETE FROM metrics_daily_cash WHERE day >= :since_day"), params)
+    for measures, sql in cash_selects("metrics_calendar"):
+        _insert(conn, "metrics_daily_cash", measures, sql, params)
+
+
+def _payments(conn: Connection, since_day: date) -> None:
+    dialect = conn.dialect.name
+    params = {"since_day": since_day}
+    conn.execute(text("DELETE FROM metrics_daily_payments WHERE day >= :since_day"), params)
+    conn.execute(text("DELETE FROM metrics_daily_declines WHERE day >= :since_day"), params)
+    _insert(conn, "metrics_daily_payments", *attempts_select("metrics_calendar"), params)
+    # Recovery belongs to the day of the first failure and looks 30 days ahead: redo that window.
+    rec = {"since_day": since_day - timedelta(days=RECOVERY_WINDOW_DAYS + 1)}
+    conn.execute(text("UPDATE metrics_daily_payments SET failed_invoices = 0, recovered_invoices = 0, recovered = 0 "
+                      "WHERE day >= :since_day"), rec)
+    _insert(conn, "metrics_daily_payments", *recovery_select("metrics_calendar", dialect), rec)
+    conn.execute(text("DELETE FROM metrics_daily_payments WHERE day >= :since_day AND attempts = 0 "
+                      "AND failed_invoices = 0"), rec)
+    _insert(conn, "metrics_daily_declines", *declines_select("metrics_calendar"), params)
+
+
+def period_bounds(first_day: date, now: datetime, granularity: str, tz, week_start: int) -> list[tuple[date, datetime]]:  # type: ignore[no-untyped-def]
+    """(label, start instant) of each period from ``first_day`` through the one containing ``now``,
+    plus the closing boundary ``now`` itself."""
+    last_day = now.astimezone(tz).date() + timedelta(days=1)
+    found = periods(first_day, last_day, granularity, tz, week_start)
+    out = [(p.label, p.start) for p in found if p.start < now]
+    out.append((date.max, now))
+    return out
+
+
+def _periods(conn: Connection, bs: BusinessSettings, tz_name: str, first_day: date, now: datetime,
+             since_day: date) -> None:
+    tz = zone(tz_name)
+    dialect = conn.dialect.name
+    for granularity in ("month", "week"):
+        bounds = period_bounds(first_day, now, granularity, tz, bs.week_start_index)
+        labels = [b[0] for b in bounds]
+        # First period touched: the one containing since_day.
+        k = max((i for i, label in enumerate(labels[:-1]) if label <= since_day), default=0)
+        conn.execute(text("DELETE FROM metrics_mrr_periods WHERE granularity = :g AND period >= :p"),
+                     {"g": granularity, "p": labels[k]})
+        sub = bounds[k:]
+        if len(sub) < 2:
+            continue
+        sql, params = movements_sql(dialect, [b[1] for b in sub])
+        rows = run(conn, sql, params)
+        if rows:
+            conn.execute(text(
+                f"INSERT INTO metrics_mrr_periods (granularity, period, currency, tier_id, interval, country, "
+                f"{', '.join(MOVEMENT_COLUMNS)}) VALUES (:granularity, :period, :currency, :tier_id, :interval, "
+                f":country, {', '.join(':' + c for c in MOVEMENT_COLUMNS)})"),
+                [{**r, "granularity": granularity, "period": sub[r["p"]][0]} for r in rows])
+        if granularity == "month":
+            _cohorts(conn, bounds, k)
+
+
+def _cohorts(conn: Connection, bounds: list[tuple[date, datetime]], k: int) -> None:
+    labels = [b[0] for b in bounds]
+    conn.execute(text("DELETE FROM metrics_cohorts WHERE month >= :m"), {"m": labels[k]})
+    sql, params = cohort_sql(conn.dialect.name, [b[1] for b in bounds], k)
+    rows = run(conn, sql, params)
+    if rows:
+        conn.execute(text(
+            "INSERT INTO metrics_cohorts (cohort, month, currency, tier_id, interval, country, members, mrr, size) "
+            "VALUES (:cohort, :month, :currency, :tier_id, :interval, :country, :members, :mrr, :size)"),
+            [{**r, "cohort": labels[r["cohort"]], "month": labels[r["p"]]} for r in rows])

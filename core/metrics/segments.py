@@ -1,0 +1,144 @@
+"""Build ``metrics_mrr_segments`` from ``membership_changes``.
+
+A segment is a stretch ``[valid_from, valid_to)`` during which one subscription's MRR is
+constant: the MRR of a subscription at instant t is ``mrr_after_minor`` of its last change with
+``effective_at <= t`` (zero before its first). Past-due grace days are applied here: a run of
+``past_due`` segments that lasts longer than the grace days is cut at ``since + N days`` and
+continues with MRR 0 and churn kind ``involuntary``. A change of the grace days rebuilds the
+table (see ``core.metrics.rollups``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, bindparam, text
+
+from core.db.types import UTCDateTime
+
+_INVOLUNTARY_STATUSES = "('unpaid', 'incomplete_expired')"
+
+_INSERT = f"""
+INSERT INTO metrics_mrr_segments (subscription_id, member_id, currency, tier_id, interval, country,
+                                  valid_from, valid_to, mrr_minor, status, churn_kind)
+SELECT c.subscription_id, c.member_id, c.currency,
+       COALESCE(c.to_tier_id, s.tier_id),
+       COALESCE(pc.interval, ps.interval),
+       m.country,
+       c.effective_at,
+       LEAD(c.effective_at) OVER (PARTITION BY c.subscription_id ORDER BY c.effective_at, c.id),
+       c.mrr_after_minor,
+       c.to_status,
+       CASE WHEN c.mrr_after_minor = 0 THEN
+            COALESCE(c.churn_kind,
+                     CASE WHEN c.to_status IN {_INVOLUNTARY_STATUSES} OR c.reason = 'payment_failed'
+                          THEN 'involuntary' ELSE 'voluntary' END)
+       END
+FROM membership_changes c
+JOIN subscriptions s ON s.id = c.subscription_id
+JOIN members m ON m.id = c.member_id
+LEFT JOIN prices pc ON pc.id = c.to_price_id
+LEFT JOIN prices ps ON ps.id = s.price_id
+WHERE c.subscription_id IS NOT NULL {{where}}
+"""
+
+
+def affected_subscriptions_sql() -> str:
+    """Subscriptions whose segments may change when data at or after :since arrives."""
+    return ("SELECT DISTINCT subscription_id FROM membership_changes "
+            "WHERE subscription_id IS NOT NULL AND (effective_at >= :since OR recorded_at >= :since)")
+
+
+def earliest_change_recorded_since(conn: Connection, since: datetime) -> datetime | None:
+    """A change recorded late can take effect before ``since``: movements must go back to it."""
+    stmt = text("SELECT MIN(effective_at) FROM membership_changes WHERE recorded_at >= :since").bindparams(
+        bindparam("since", type_=UTCDateTime())).columns()
+    value = conn.execute(stmt, {"since": since}).scalar()
+    return UTCDateTime().process_result_value(value, conn.dialect) if isinstance(value, datetime) else _parse(value)
+
+
+def _parse(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return UTCDateTime().process_result_value(datetime.fromisoformat(value), None)
+    return None
+
+
+def build(conn: Connection, *, grace_days: int | None, since: datetime | None = None) -> None:
+    """(Re)build the segments of every subscription (``since`` None) or of those touched since."""
+    ts = UTCDateTime()
+    if since is None:
+        conn.execute(text("DELETE FROM metrics_mrr_segments"))
+        conn.execute(text(_INSERT.format(where="")))
+        scope = ""
+        params: dict[str, object] = {}
+    else:
+        sub = affected_subscriptions_sql()
+        scope = f" AND subscription_id IN ({sub})"
+        params = {"since": since}
+        conn.execute(text(f"DELETE FROM metrics_mrr_segments WHERE subscription_id IN ({sub})")
+                     .bindparams(bindparam("since", type_=ts)), params)
+        conn.execute(text(_INSERT.format(where=f"AND c.subscription_id IN ({sub})"))
+                     .bindparams(bindparam("since", type_=ts)), params)
+    if grace_days is not None:
+        _apply_grace(conn, grace_days, scope, params)
+
+
+def _apply_grace(conn: Connection, grace_days: int, scope: str, params: dict[str, object]) -> None:
+    ts = UTCDateTime()
+    stmt = text(
+        "SELECT id, subscription_id, member_id, currency, tier_id, interval, country, valid_from, valid_to, "
+        "mrr_minor, status FROM metrics_mrr_segments WHERE subscription_id IN "
+        f"(SELECT subscription_id FROM metrics_mrr_segments WHERE status = 'past_due'{scope}) "
+        "ORDER BY subscription_id, valid_from, id")
+    if "since" in params:
+        stmt = stmt.bindparams(bindparam("since", type_=ts))
+    rows = conn.execute(stmt, params).all()
+    grace = timedelta(days=grace_days)
+    zero_ids: list[dict[str, object]] = []
+    cuts: list[dict[str, object]] = []
+    inserts: list[dict[str, object]] = []
+    run_since: datetime | None = None
+    prev_sub = None
+    for row in rows:
+        valid_from = _aware(row.valid_from, conn)
+        valid_to = _aware(row.valid_to, conn)
+        if row.subscription_id != prev_sub:
+            run_since, prev_sub = None, row.subscription_id
+        if row.status != "past_due":
+            run_since = None
+            continue
+        if run_since is None:
+            run_since = valid_from
+        cutoff = run_since + grace
+        if valid_to is not None and valid_to <= cutoff:
+            continue  # ends inside the grace days: counts in full
+        if cutoff <= valid_from:
+            zero_ids.append({"id": row.id})
+        else:
+            cuts.append({"id": row.id, "cutoff": cutoff})
+            inserts.append({"subscription_id": row.subscription_id, "member_id": row.member_id,
+                            "currency": row.currency, "tier_id": row.tier_id, "interval": row.interval,
+                            "country": row.country, "valid_from": cutoff, "valid_to": valid_to})
+    if zero_ids:
+        conn.execute(text("UPDATE metrics_mrr_segments SET mrr_minor = 0, churn_kind = 'involuntary' WHERE id = :id"),
+                     zero_ids)
+    if cuts:
+        conn.execute(text("UPDATE metrics_mrr_segments SET valid_to = :cutoff WHERE id = :id")
+                     .bindparams(bindparam("cutoff", type_=ts)), cuts)
+    if inserts:
+        conn.execute(text(
+            "INSERT INTO metrics_mrr_segments (subscription_id, member_id, currency, tier_id, interval, country, "
+            "valid_from, valid_to, mrr_minor, status, churn_kind) VALUES (:subscription_id, :member_id, :currency, "
+            ":tier_id, :interval, :country, :valid_from, :valid_to, 0, 'past_due', 'involuntary')")
+            .bindparams(bindparam("valid_from", type_=ts), bindparam("valid_to", type_=ts)), inserts)
+
+
+def _aware(value: object, conn: Connection) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return UTCDateTime().process_result_value(value, conn.dialect)

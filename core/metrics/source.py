@@ -1,0 +1,296 @@
+"""Where the numbers come from: the rollup tables when they match the question (business time
+zone, grace days and week start they were built with), otherwise the same computation over the
+raw rows. Every function returns a small aggregated DataFrame; raw payments never reach pandas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import Engine, select, text
+
+from core.metrics import rollups
+from core.metrics.daily import (
+    attempts_select,
+    calendar_cte,
+    cash_selects,
+    declines_select,
+    recovery_select,
+)
+from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, run
+from core.metrics.types import Query
+from core.models import Tier
+from core.timeutil import Period, periods, zone
+
+FILTER_COLUMNS = ("tier_id", "interval", "currency", "country")
+DAILY_TABLES = {"cash": "metrics_daily_cash", "payments": "metrics_daily_payments",
+                "declines": "metrics_daily_declines"}
+CASH_MEASURES = ("gross", "payments", "refunds", "refund_count", "disputes_lost", "dispute_count", "fees",
+                 "fee_payments")
+PAYMENT_MEASURES = ("attempts", "failed_attempts", "renewal_invoices", "renewal_first_failed", "failed_invoices",
+                    "recovered_invoices", "recovered")
+DECLINE_KEYS = ("decline_code", "brand", "card_country")
+DECLINE_MEASURES = ("failures", "amount")
+
+
+_memo: ContextVar[dict | None] = ContextVar("metrics_memo", default=None)
+
+
+@contextlib.contextmanager
+def shared() -> Iterator[None]:
+    """Within the block, identical aggregate queries run once (a page bundle asks the same
+    movement and daily questions for several metrics)."""
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
+def _memoised(key: tuple, fn):  # type: ignore[no-untyped-def]
+    memo = _memo.get()
+    if memo is None:
+        return fn()
+    if key not in memo:
+        memo[key] = fn()
+    return memo[key].copy()
+
+
+def filter_values(engine: Engine, query: Query) -> dict[str, object]:
+    """Filter column -> value (tier code resolved to its id; an unknown tier matches nothing)."""
+    f = query.filters
+    out: dict[str, object] = {}
+    if f.tier:
+        with engine.connect() as conn:
+            tid = conn.execute(select(Tier.id).where(Tier.code == f.tier)).scalar()
+        out["tier_id"] = tid if tid is not None else -1
+    if f.interval:
+        out["interval"] = f.interval
+    if f.currency:
+        out["currency"] = f.currency.upper()
+    if f.country:
+        out["country"] = f.country.upper()
+    return out
+
+
+def _where(filters: dict[str, object], alias: str = "") -> str:
+    return "".join(f" AND {alias}{col} = :f_{col}" for col in filters)
+
+
+def _params(filters: dict[str, object]) -> dict[str, object]:
+    return {f"f_{col}": v for col, v in filters.items()}
+
+
+def _pandas_filter(df: pd.DataFrame, filters: dict[str, object]) -> pd.DataFrame:
+    for col, value in filters.items():
+        df = df[df[col] == value]
+    return df
+
+
+def ensure_built(engine: Engine, query: Query) -> rollups.State:
+    """The MRR segments must reflect the grace days in force: build the rollups when they were
+    never built or a settings change marked them stale (the first answer after it pays the
+    rebuild)."""
+    st = rollups.state(engine)
+    if st is None or st.grace_days != query.settings.past_due_grace_days:
+        rollups.refresh(engine, now=query.now)
+        st = rollups.state(engine)
+        assert st is not None
+    return st
+
+
+def usable_state(engine: Engine, query: Query) -> rollups.State | None:
+    st = rollups.state(engine)
+    if st is None or not st.matches(query.tz, query.settings):
+        return None
+    return st
+
+
+def span(query: Query) -> tuple[list[Period], date, date]:
+    """The buckets of the query and the local days they cover (the range widened to whole buckets)."""
+    buckets = query.buckets()
+    return buckets, buckets[0].label, buckets[-1].end.astimezone(zone(query.tz)).date()
+
+
+# ------------------------------------------------------------------------------------- daily
+
+def daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date,
+          keys: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Daily sums (``day``, ``currency``, keys..., measures...) of ``kind`` (cash, payments,
+    declines) over local days ``[first, last_exclusive)``, filters applied."""
+    return _memoised(("daily", engine.url, query, kind, first, last_exclusive, keys),
+                     lambda: _daily(engine, query, kind, first, last_exclusive, keys))
+
+
+def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date,
+           keys: tuple[str, ...] = ()) -> pd.DataFrame:
+    measures = {"cash": CASH_MEASURES, "payments": PAYMENT_MEASURES, "declines": DECLINE_MEASURES}[kind]
+    filters = filter_values(engine, query)
+    group = ("day", "currency", *keys)
+    if usable_state(engine, query) is not None:
+        sums = ", ".join(f"SUM({m}) AS {m}" for m in measures)
+        sql = (f"SELECT {', '.join(group)}, {sums} FROM {DAILY_TABLES[kind]} "
+               f"WHERE day >= :first AND day < :last{_where(filters)} GROUP BY {', '.join(group)}")
+        with engine.connect() as conn:
+            rows = conn.execute(text(sql), {"first": first, "last": last_exclusive, **_params(filters)}).all()
+        df = pd.DataFrame(rows, columns=[*group, *measures])
+    else:
+        df = _raw_daily(engine, query, kind, first, last_exclusive)
+        df = _pandas_filter(df, filters)
+        if df.empty:
+            df = pd.DataFrame(columns=[*group, *measures])
+        else:
+            df = df.groupby(list(group), dropna=False, as_index=False)[list(measures)].sum()
+    if not df.empty:
+        df["day"] = pd.to_datetime(df["day"]).dt.date
+        for m in measures:
+            df[m] = df[m].fillna(0).astype("int64")
+    return df
+
+
+def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
+    dialect = engine.dialect.name
+    cte, params = calendar_cte(dialect, first, last_exclusive, zone(query.tz))
+    if kind == "cash":
+        selects = cash_selects("qcal")
+    elif kind == "payments":
+        selects = [attempts_select("qcal"), recovery_select("qcal", dialect)]
+    else:
+        selects = [declines_select("qcal")]
+    frames = []
+    with engine.connect() as conn:
+        for measures, sql in selects:
+            stmt = text(f"WITH qcal AS ({cte}) {sql}").bindparams(*params)
+            rows = conn.execute(stmt, {"since_day": first}).all()
+            frames.append(pd.DataFrame(rows, columns=["day", "currency", "tier_id", "interval", "country", *measures]))
+    measures = [c for f in frames for c in f.columns[5:]]
+    nonempty = [f for f in frames if not f.empty]
+    df = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(columns=[*frames[0].columns[:5]])
+    for c in measures:
+        df[c] = df[c].fillna(0) if c in df.columns else 0
+    return df
+
+
+# --------------------------------------------------------------------------------- movements
+
+def movements(engine: Engine, query: Query, granularity: str | None = None,
+              first: date | None = None, last_exclusive: date | None = None) -> pd.DataFrame:
+    """MRR movements per bucket and original currency: ``period``, ``period_start``,
+    ``period_end``, ``end_instant`` (the boundary used: period end or ``now``), ``currency`` and
+    MOVEMENT_COLUMNS. Buckets starting at or after ``now`` are left out."""
+    return _memoised(("movements", engine.url, query, granularity, first, last_exclusive),
+                     lambda: _movements(engine, query, granularity, first, last_exclusive))
+
+
+def _movements(engine: Engine, query: Query, granularity: str | None = None,
+               first: date | None = None, last_exclusive: date | None = None) -> pd.DataFrame:
+    gran = granularity or query.granularity
+    buckets = periods(first or query.start, last_exclusive or query.end, gran, zone(query.tz),
+                      query.settings.week_start_index)
+    now = query.now
+    assert now is not None
+    buckets = [b for b in buckets if b.start < now]
+    cols = ["period", "period_start", "period_end", "end_instant", "currency", *MOVEMENT_COLUMNS]
+    if not buckets:
+        return pd.DataFrame(columns=cols)
+    filters = filter_values(engine, query)
+    ensure_built(engine, query)
+    st = usable_state(engine, query) if gran in ("month", "week") else None
+    from_rollup: list[Period] = []
+    raw: list[Period] = []
+    for b in buckets:
+        if st is not None and (min(b.end, now) == min(b.end, st.now) or now > st.now):
+            from_rollup.append(b)
+        else:
+            raw.append(b)
+    frames = []
+    if from_rollup:
+        sums = ", ".join(f"SUM({c}) AS {c}" for c in MOVEMENT_COLUMNS)
+        labels = [b.label for b in from_rollup]
+        sql = (f"SELECT period, currency, {sums} FROM metrics_mrr_periods WHERE granularity = :g "
+               f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, currency")
+        with engine.connect() as conn:
+            rows = conn.execute(text(sql), {"g": gran, "a": labels[0], "b": labels[-1], **_params(filters)}).all()
+        df = pd.DataFrame(rows, columns=["period", "currency", *MOVEMENT_COLUMNS])
+        df["period"] = pd.to_datetime(df["period"]).dt.date if not df.empty else df["period"]
+        df = df[df["period"].isin(set(labels))]
+        frames.append(df)
+    for run_ in _contiguous(raw):
+        bounds = [min(b.start, now) for b in run_] + [min(run_[-1].end, now)]
+        sql, params = movements_sql(engine.dialect.name, bounds)
+        with engine.connect() as conn:
+            rows = run(conn, sql, params)
+        df = pd.DataFrame(rows, columns=["p", "currency", "tier_id", "interval", "country", *MOVEMENT_COLUMNS])
+        df = _pandas_filter(df, filters)
+        df["period"] = [run_[int(p)].label for p in df["p"]]
+        frames.append(df.groupby(["period", "currency"], as_index=False)[list(MOVEMENT_COLUMNS)].sum()
+                      if not df.empty else pd.DataFrame(columns=["period", "currency", *MOVEMENT_COLUMNS]))
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    df = pd.concat(frames, ignore_index=True)
+    meta = {b.label: b for b in buckets}
+    df["period_start"] = [meta[p].start for p in df["period"]]
+    df["period_end"] = [meta[p].end for p in df["period"]]
+    df["end_instant"] = [min(meta[p].end, now) for p in df["period"]]
+    for c in MOVEMENT_COLUMNS:
+        df[c] = df[c].astype("int64")
+    return df[cols].sort_values(["period", "currency"]).reset_index(drop=True)
+
+
+def _contiguous(buckets: list[Period]) -> list[list[Period]]:
+    runs: list[list[Period]] = []
+    for b in buckets:
+        if runs and runs[-1][-1].end == b.start:
+            runs[-1].append(b)
+        else:
+            runs.append([b])
+    return runs
+
+
+def bucket_labels(query: Query) -> list[Period]:
+    return [b for b in query.buckets() if query.now is None or b.start < query.now]
+
+
+# ----------------------------------------------------------------------------------- cohorts
+
+def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> pd.DataFrame:
+    """Cohort cells for cohorts whose month is in ``[first, last_exclusive)``, observed through
+    ``now``: ``cohort``, ``month``, ``currency``, ``members``, ``mrr``, ``size``."""
+    filters = filter_values(engine, query)
+    cols = ["cohort", "month", "currency", "members", "mrr", "size"]
+    now = query.now
+    assert now is not None
+    ensure_built(engine, query)
+    if usable_state(engine, query) is not None:
+        sql = ("SELECT cohort, month, currency, SUM(members), SUM(mrr), SUM(size) FROM metrics_cohorts "
+               f"WHERE cohort >= :a AND cohort < :b{_where(filters)} GROUP BY cohort, month, currency")
+        with engine.connect() as conn:
+            rows = conn.execute(text(sql), {"a": first, "b": last_exclusive, **_params(filters)}).all()
+        df = pd.DataFrame(rows, columns=cols)
+    else:
+        tz = zone(query.tz)
+        last_day = now.astimezone(tz).date() + timedelta(days=1)
+        months = [p for p in periods(first, max(last_day, first + timedelta(days=1)), "month", tz) if p.start < now]
+        bounds: list[datetime] = [p.start for p in months] + [min(months[-1].end, now)]
+        sql, params = cohort_sql(engine.dialect.name, bounds)
+        with engine.connect() as conn:
+            rows = run(conn, sql, params)
+        df = pd.DataFrame(rows, columns=["cohort", "p", "currency", "tier_id", "interval", "country", "members",
+                                         "mrr", "size"])
+        df = _pandas_filter(df, filters)
+        df["month"] = [months[int(p)].label for p in df["p"]]
+        df["cohort"] = [months[int(c)].label for c in df["cohort"]]
+        df = df[df["cohort"] < last_exclusive]
+        df = df.groupby(["cohort", "month", "currency"], as_index=False)[["members", "mrr", "size"]].sum() \
+            if not df.empty else pd.DataFrame(columns=cols)
+    if not df.empty:
+        df["cohort"] = pd.to_datetime(df["cohort"]).dt.date
+        df["month"] = pd.to_datetime(df["month"]).dt.date
+        for c in ("members", "mrr", "size"):
+            df[c] = df[c].astype("int64")
+    return df[cols]

@@ -1,0 +1,165 @@
+"""Metric rollups: derived tables the metrics read instead of the raw rows.
+
+All of them are rebuilt from ``membership_changes``, ``payments``, ``invoices``, ``refunds`` and
+``disputes`` by ``core.metrics.rollups.refresh``; deleting every row loses nothing. Days, weeks
+and months are local to the business time zone recorded in ``metrics_rollup_state``; a query in
+another zone is answered from the raw rows instead.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Date, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models.base import Base, BigIntPK, created_column
+
+
+class RollupState(Base):
+    __tablename__ = "metrics_rollup_state"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = created_column()
+
+
+class MetricsCalendar(Base):
+    """Local days of the business time zone with their UTC bounds ``[start_utc, end_utc)``."""
+
+    __tablename__ = "metrics_calendar"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    start_utc: Mapped[datetime]
+    end_utc: Mapped[datetime]
+
+
+class MrrSegment(Base):
+    """A stretch of constant MRR of one subscription, with past-due grace days applied:
+    ``[valid_from, valid_to)`` (``valid_to`` None = still in force)."""
+
+    __tablename__ = "metrics_mrr_segments"
+    __table_args__ = (
+        Index("ix_metrics_mrr_segments_valid_from", "valid_from"),
+        Index("ix_metrics_mrr_segments_subscription", "subscription_id"),
+        Index("ix_metrics_mrr_segments_member", "member_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column()
+    member_id: Mapped[int] = mapped_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    country: Mapped[str | None] = mapped_column(String(2))
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime | None]
+    mrr_minor: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str | None] = mapped_column(String(24))
+    churn_kind: Mapped[str | None] = mapped_column(String(16))
+
+
+class MrrPeriod(Base):
+    """MRR movements per month or week (``granularity``) and group, per member comparison."""
+
+    __tablename__ = "metrics_mrr_periods"
+    __table_args__ = (Index("ix_metrics_mrr_periods_gran_period", "granularity", "period"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    granularity: Mapped[str] = mapped_column(String(8))
+    period: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    country: Mapped[str | None] = mapped_column(String(2))
+    mrr_start: Mapped[int] = mapped_column(default=0)
+    mrr_end: Mapped[int] = mapped_column(default=0)
+    new: Mapped[int] = mapped_column(default=0)
+    reactivation: Mapped[int] = mapped_column(default=0)
+    expansion: Mapped[int] = mapped_column(default=0)
+    contraction: Mapped[int] = mapped_column(default=0)
+    churn: Mapped[int] = mapped_column(default=0)
+    churn_voluntary: Mapped[int] = mapped_column(default=0)
+    churn_involuntary: Mapped[int] = mapped_column(default=0)
+    members_start: Mapped[int] = mapped_column(default=0)
+    members_end: Mapped[int] = mapped_column(default=0)
+    members_new: Mapped[int] = mapped_column(default=0)
+    members_reactivated: Mapped[int] = mapped_column(default=0)
+    members_churned: Mapped[int] = mapped_column(default=0)
+    members_churned_voluntary: Mapped[int] = mapped_column(default=0)
+    members_churned_involuntary: Mapped[int] = mapped_column(default=0)
+
+
+class CohortCell(Base):
+    """Members of a cohort (month of first MRR > 0) still paying at the end of ``month``."""
+
+    __tablename__ = "metrics_cohorts"
+    __table_args__ = (Index("ix_metrics_cohorts_cohort", "cohort", "month"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    cohort: Mapped[date] = mapped_column(Date)
+    month: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    country: Mapped[str | None] = mapped_column(String(2))
+    members: Mapped[int] = mapped_column(default=0)
+    mrr: Mapped[int] = mapped_column(default=0)
+    size: Mapped[int] = mapped_column(default=0)  # members whose first paid month is ``cohort`` (rows with month = cohort)
+
+
+class DailyCash(Base):
+    __tablename__ = "metrics_daily_cash"
+    __table_args__ = (Index("ix_metrics_daily_cash_day", "day"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    country: Mapped[str | None] = mapped_column(String(2))
+    gross: Mapped[int] = mapped_column(default=0)
+    payments: Mapped[int] = mapped_column(default=0)
+    refunds: Mapped[int] = mapped_column(default=0)
+    refund_count: Mapped[int] = mapped_column(default=0)
+    disputes_lost: Mapped[int] = mapped_column(default=0)
+    dispute_count: Mapped[int] = mapped_column(default=0)
+    fees: Mapped[int] = mapped_column(default=0)
+    fee_payments: Mapped[int] = mapped_column(default=0)
+
+
+class DailyPayments(Base):
+    __tablename__ = "metrics_daily_payments"
+    __table_args__ = (Index("ix_metrics_daily_payments_day", "day"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    country: Mapped[str | None] = mapped_column(String(2))
+    attempts: Mapped[int] = mapped_column(default=0)
+    failed_attempts: Mapped[int] = mapped_column(default=0)
+    renewal_invoices: Mapped[int] = mapped_column(default=0)
+    renewal_first_failed: Mapped[int] = mapped_column(default=0)
+    failed_invoices: Mapped[int] = mapped_column(default=0)
+    recovered_invoices: Mapped[int] = mapped_column(default=0)
+    recovered: Mapped[int] = mapped_column(default=0)
+
+
+class DailyDeclines(Base):
+    __tablename__ = "metrics_daily_declines"
+    __table_args__ = (Index("ix_metrics_daily_declines_day", "day"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    country: Mapped[str | None] = mapped_column(String(2))
+    decline_code: Mapped[str | None] = mapped_column(String(64))
+    brand: Mapped[str | None] = mapped_column(String(24))
+    card_country: Mapped[str | None] = mapped_column(String(2))
+    failures: Mapped[int] = mapped_column(default=0)
+    amount: Mapped[int] = mapped_column(default=0)
