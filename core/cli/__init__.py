@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "core.cli.sync",
     "core.cli.reconcile",
     "core.cli.alerts",
+    "core.cli.metrics",
 ]
 
 
