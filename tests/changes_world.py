@@ -3,52 +3,39 @@ client, then mirrored into our database through the shared store (as the sync wo
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from sqlalchemy import Engine, select
 
 from core import stripe_store
 from core.db import session_scope
 from core.models import Member, Payment, Price
-from core.sandbox.server import make_server
-from core.sandbox.store import SandboxStore
 from core.stripe_gateway import ClientOptions, make_client
 from core.timeutil import utc_now
-
-API_KEY = "sk_test_changes"
+from tests.sandbox_helpers import SandboxProcess, sandbox  # noqa: F401  (fixture re-exported)
 
 
 @dataclass
-class Sandbox:
-    url: str
+class Stripe:
+    """The shared sandbox process (``tests.sandbox_helpers``) seen through our own gateway."""
+
+    proc: SandboxProcess
     client: Any  # retries like production
     bare: Any  # no network retries: lets a test see a fault once
 
     def fault(self, **spec: Any) -> None:
-        r = requests.post(f"{self.url}/_sandbox/faults", json=spec,
-                          headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5)
-        r.raise_for_status()
-
-    def clear_faults(self) -> None:
-        requests.delete(f"{self.url}/_sandbox/faults", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5)
+        self.proc.fault(**spec)
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    server, _ = make_server(SandboxStore(tmp_path / "sandbox.db"), API_KEY, 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield Sandbox(url, make_client(API_KEY, api_base=url, options=ClientOptions(read_timeout=10)),
-                  make_client(API_KEY, api_base=url, options=ClientOptions(read_timeout=3, max_network_retries=0)))
-    server.shutdown()
-    server.server_close()
+def stripe_env(sandbox: SandboxProcess) -> Iterator[Stripe]:  # noqa: F811
+    yield Stripe(sandbox,
+                 make_client(sandbox.api_key, api_base=sandbox.url, options=ClientOptions(read_timeout=10)),
+                 make_client(sandbox.api_key, api_base=sandbox.url,
+                             options=ClientOptions(read_timeout=3, max_network_retries=0)))
 
 
 def d(obj: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from core.changes import REASONS, Actor, ChangeInput, ChangeRefused, decide, sub
 from core.changes import preview as preview_change
 from core.db import session_scope
 from core.models import AuditEntry, ChangeRequest, MembershipChange, Payment, Refund, Subscription
-from tests.changes_world import build, mirror, sandbox, version  # noqa: F401  (fixture)
+from tests.changes_world import build, mirror, sandbox, stripe_env, version  # noqa: F401  (fixtures)
 
 SUPPORT = Actor.of("sam", ["support"])
 MANAGER = Actor.of("mia", ["manager"])
@@ -28,16 +28,16 @@ def _sub(engine, world) -> Subscription:
 
 
 @pytest.fixture
-def world(engine, sandbox):  # noqa: F811
-    return build(engine, sandbox.client)
+def world(engine, stripe_env):  # noqa: F811
+    return build(engine, stripe_env.client)
 
 
 class TestRefund:
-    def test_partial_then_rest(self, engine, sandbox, world):  # noqa: F811
+    def test_partial_then_rest(self, engine, stripe_env, world):  # noqa: F811
         out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "2.50"}),
-                     SUPPORT, stripe=sandbox.client)
+                     SUPPORT, stripe=stripe_env.client)
         assert out.status == "applied"
-        charge = sandbox.client.v1.charges.retrieve(world.charge)
+        charge = stripe_env.client.v1.charges.retrieve(world.charge)
         assert charge.amount_refunded == 250
         with session_scope(engine) as s:
             assert s.get(Payment, world.payment_id).amount_refunded == 250
@@ -46,7 +46,7 @@ class TestRefund:
             entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "change.refund")).one()
             assert entry.stripe_ids["refund"] == refund.stripe_refund_id
         p = preview_change(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "full": True}),
-                           SUPPORT, stripe=sandbox.client)
+                           SUPPORT, stripe=stripe_env.client)
         assert p.amount_minor == 750 and p.amount_kind == "refund"
 
     @pytest.mark.parametrize("params, sentence", [
@@ -56,15 +56,15 @@ class TestRefund:
         ({"amount": "1", "currency": "EUR"}, "made in USD"),
         ({"amount": "lots"}, "not an amount"),
     ])
-    def test_bad_amounts_write_nothing(self, engine, sandbox, world, params, sentence):  # noqa: F811
+    def test_bad_amounts_write_nothing(self, engine, stripe_env, world, params, sentence):  # noqa: F811
         with pytest.raises(ChangeRefused, match=sentence):
             submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id} | params), SUPPORT,
-                   stripe=sandbox.client)
-        assert sandbox.client.v1.charges.retrieve(world.charge).amount_refunded == 0
+                   stripe=stripe_env.client)
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 0
         with session_scope(engine) as s:
             assert s.scalar(select(func.count()).select_from(ChangeRequest)) == 0
 
-    def test_large_refund_waits_for_a_second_person(self, engine, sandbox, world):  # noqa: F811
+    def test_large_refund_waits_for_a_second_person(self, engine, stripe_env, world):  # noqa: F811
         from core.changes import load_limits, save_limits
 
         with session_scope(engine) as s:
@@ -73,23 +73,23 @@ class TestRefund:
             save_limits(s, actor="root", roles=["admin"], limits=limits)
         # support may refund up to $50 by default, but above $5 a second person must approve
         out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "full": True}),
-                     SUPPORT, stripe=sandbox.client)
+                     SUPPORT, stripe=stripe_env.client)
         assert out.status == "pending_approval"
-        assert sandbox.client.v1.charges.retrieve(world.charge).amount_refunded == 0
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 0
         with pytest.raises(ChangeRefused, match="role"):
-            decide(engine, out.request_id, SUPPORT, approve=True, note="ok", stripe=sandbox.client)
+            decide(engine, out.request_id, SUPPORT, approve=True, note="ok", stripe=stripe_env.client)
         with pytest.raises(ChangeRefused, match="second person"):
             decide(engine, out.request_id, Actor.of("sam", ["support", "manager"]), approve=True, note="ok",
-                   stripe=sandbox.client)
+                   stripe=stripe_env.client)
         done = decide(engine, out.request_id, MANAGER, approve=True, note="checked the invoice",
-                      stripe=sandbox.client)
+                      stripe=stripe_env.client)
         assert done.status == "applied"
-        assert sandbox.client.v1.charges.retrieve(world.charge).amount_refunded == 1000
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 1000
         with session_scope(engine) as s:
             entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "change.refund")).one()
             assert entry.approved_by == "mia" and entry.actor == "sam"
 
-    def test_rejected_request_changes_nothing(self, engine, sandbox, world):  # noqa: F811
+    def test_rejected_request_changes_nothing(self, engine, stripe_env, world):  # noqa: F811
         from core.changes import load_limits, save_limits
 
         with session_scope(engine) as s:
@@ -97,12 +97,12 @@ class TestRefund:
             limits.approval_refund_above["USD"] = 100
             save_limits(s, actor="root", roles=["admin"], limits=limits)
         out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": 500}),
-                     SUPPORT, stripe=sandbox.client)
+                     SUPPORT, stripe=stripe_env.client)
         rejected = decide(engine, out.request_id, FINANCE, approve=False, note="not our fault")
         assert rejected.status == "rejected"
-        assert sandbox.client.v1.charges.retrieve(world.charge).amount_refunded == 0
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 0
 
-    def test_support_cannot_refund_above_their_limit(self, engine, sandbox, world):  # noqa: F811
+    def test_support_cannot_refund_above_their_limit(self, engine, stripe_env, world):  # noqa: F811
         from core.changes import load_limits, save_limits
 
         with session_scope(engine) as s:
@@ -111,78 +111,78 @@ class TestRefund:
             save_limits(s, actor="root", roles=["admin"], limits=limits)
         with pytest.raises(ChangeRefused, match="manager or finance"):
             submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "5"}),
-                   SUPPORT, stripe=sandbox.client)
+                   SUPPORT, stripe=stripe_env.client)
         assert submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "5"}),
-                      FINANCE, stripe=sandbox.client).status == "applied"
+                      FINANCE, stripe=stripe_env.client).status == "applied"
 
 
 class TestLifecycle:
-    def test_pause_then_resume(self, engine, sandbox, world):  # noqa: F811
+    def test_pause_then_resume(self, engine, stripe_env, world):  # noqa: F811
         p = preview_change(engine, _change(engine, world, "pause", {"behavior": "void"}), SUPPORT,
-                           stripe=sandbox.client)
+                           stripe=stripe_env.client)
         assert (p.mrr_before_minor, p.mrr_after_minor) == (1000, 0)
-        submit(engine, _change(engine, world, "pause", {"behavior": "void"}), SUPPORT, stripe=sandbox.client)
-        assert sandbox.client.v1.subscriptions.retrieve(world.subscription).pause_collection.behavior == "void"
+        submit(engine, _change(engine, world, "pause", {"behavior": "void"}), SUPPORT, stripe=stripe_env.client)
+        assert stripe_env.client.v1.subscriptions.retrieve(world.subscription).pause_collection.behavior == "void"
         sub = _sub(engine, world)
         assert sub.pause_behavior == "void" and sub.mrr_minor == 0
         with pytest.raises(ChangeRefused, match="already paused"):
-            submit(engine, _change(engine, world, "pause", {"behavior": "void"}), SUPPORT, stripe=sandbox.client)
-        submit(engine, _change(engine, world, "resume", {}), SUPPORT, stripe=sandbox.client)
-        assert not sandbox.client.v1.subscriptions.retrieve(world.subscription).pause_collection
+            submit(engine, _change(engine, world, "pause", {"behavior": "void"}), SUPPORT, stripe=stripe_env.client)
+        submit(engine, _change(engine, world, "resume", {}), SUPPORT, stripe=stripe_env.client)
+        assert not stripe_env.client.v1.subscriptions.retrieve(world.subscription).pause_collection
         assert _sub(engine, world).mrr_minor == 1000
         with session_scope(engine) as s:
             kinds = [(c.kind, c.actor) for c in s.scalars(select(MembershipChange).where(
                 MembershipChange.source == "staff").order_by(MembershipChange.id))]
         assert kinds == [("paused", "sam"), ("resumed", "sam")]
 
-    def test_cancel_at_period_end_then_undo(self, engine, sandbox, world):  # noqa: F811
-        submit(engine, _change(engine, world, "cancel", {"when": "period_end"}), SUPPORT, stripe=sandbox.client)
-        assert sandbox.client.v1.subscriptions.retrieve(world.subscription).cancel_at_period_end is True
+    def test_cancel_at_period_end_then_undo(self, engine, stripe_env, world):  # noqa: F811
+        submit(engine, _change(engine, world, "cancel", {"when": "period_end"}), SUPPORT, stripe=stripe_env.client)
+        assert stripe_env.client.v1.subscriptions.retrieve(world.subscription).cancel_at_period_end is True
         assert _sub(engine, world).cancel_at_period_end
-        submit(engine, _change(engine, world, "uncancel", {}), SUPPORT, stripe=sandbox.client)
-        assert sandbox.client.v1.subscriptions.retrieve(world.subscription).cancel_at_period_end is False
+        submit(engine, _change(engine, world, "uncancel", {}), SUPPORT, stripe=stripe_env.client)
+        assert stripe_env.client.v1.subscriptions.retrieve(world.subscription).cancel_at_period_end is False
         assert not _sub(engine, world).cancel_at_period_end
 
-    def test_cancel_now_then_reactivate(self, engine, sandbox, world):  # noqa: F811
+    def test_cancel_now_then_reactivate(self, engine, stripe_env, world):  # noqa: F811
         submit(engine, _change(engine, world, "cancel", {"when": "now"}, reason="too_expensive"), SUPPORT,
-               stripe=sandbox.client)
-        remote = sandbox.client.v1.subscriptions.retrieve(world.subscription)
+               stripe=stripe_env.client)
+        remote = stripe_env.client.v1.subscriptions.retrieve(world.subscription)
         assert remote.status == "canceled"
         sub = _sub(engine, world)
         assert sub.status == "canceled" and sub.mrr_minor == 0
         with pytest.raises(ChangeRefused, match="nothing to pause|canceled"):
-            submit(engine, _change(engine, world, "pause", {}), SUPPORT, stripe=sandbox.client)
+            submit(engine, _change(engine, world, "pause", {}), SUPPORT, stripe=stripe_env.client)
         out = submit(engine, _change(engine, world, "reactivate", {"price_id": world.prices["platinum_monthly"]}),
-                     SUPPORT, stripe=sandbox.client)
+                     SUPPORT, stripe=stripe_env.client)
         assert out.status == "applied"
-        subs = sandbox.client.v1.subscriptions.list({"customer": world.customer, "status": "active"}).data
+        subs = stripe_env.client.v1.subscriptions.list({"customer": world.customer, "status": "active"}).data
         assert len(subs) == 1 and subs[0].items.data[0].price.id == world.stripe_prices["platinum_monthly"]
         with session_scope(engine) as s:
             live = s.scalars(select(Subscription).where(Subscription.status == "active")).one()
             assert live.stripe_subscription_id == subs[0].id and live.mrr_minor == 3000
 
-    def test_extend_active_period(self, engine, sandbox, world):  # noqa: F811
+    def test_extend_active_period(self, engine, stripe_env, world):  # noqa: F811
         before = _sub(engine, world).current_period_end
-        p = preview_change(engine, _change(engine, world, "extend", {"days": 10}), SUPPORT, stripe=sandbox.client)
+        p = preview_change(engine, _change(engine, world, "extend", {"days": 10}), SUPPORT, stripe=stripe_env.client)
         assert (p.new_period_end - before).days == 10
-        submit(engine, _change(engine, world, "extend", {"days": 10}), SUPPORT, stripe=sandbox.client)
-        remote = sandbox.client.v1.subscriptions.retrieve(world.subscription)
+        submit(engine, _change(engine, world, "extend", {"days": 10}), SUPPORT, stripe=stripe_env.client)
+        remote = stripe_env.client.v1.subscriptions.retrieve(world.subscription)
         assert remote.trial_end == int(p.new_period_end.timestamp())
         sub = _sub(engine, world)
         assert sub.status == "trialing" and sub.trial_end == p.new_period_end
         with pytest.raises(ChangeRefused, match="at most 30"):
-            submit(engine, _change(engine, world, "extend", {"days": 31}), SUPPORT, stripe=sandbox.client)
+            submit(engine, _change(engine, world, "extend", {"days": 31}), SUPPORT, stripe=stripe_env.client)
 
 
 class TestTierChange:
-    def test_upgrade_now_charges_the_previewed_proration(self, engine, sandbox, world):  # noqa: F811
+    def test_upgrade_now_charges_the_previewed_proration(self, engine, stripe_env, world):  # noqa: F811
         params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
-        p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=sandbox.client)
+        p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
         assert p.amount_kind == "charge" and 0 < p.amount_minor <= 2000
         assert (p.mrr_before_minor, p.mrr_after_minor) == (1000, 3000)
-        out = submit(engine, _change(engine, world, "change_price", params), FINANCE, stripe=sandbox.client)
+        out = submit(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
         assert out.status == "applied"
-        remote = sandbox.client.v1.subscriptions.retrieve(world.subscription)
+        remote = stripe_env.client.v1.subscriptions.retrieve(world.subscription)
         assert remote["items"].data[0].price.id == world.stripe_prices["platinum_monthly"]
         sub = _sub(engine, world)
         assert sub.price_id == world.prices["platinum_monthly"] and sub.mrr_minor == 3000
@@ -190,26 +190,26 @@ class TestTierChange:
             mc = s.scalars(select(MembershipChange).where(MembershipChange.source == "staff")).one()
             assert (mc.kind, mc.mrr_before_minor, mc.mrr_after_minor, mc.actor) == ("upgraded", 1000, 3000, "fin")
 
-    def test_at_period_end_charges_nothing_now(self, engine, sandbox, world):  # noqa: F811
+    def test_at_period_end_charges_nothing_now(self, engine, stripe_env, world):  # noqa: F811
         params = {"price_id": world.prices["platinum_monthly"], "when": "period_end"}
-        p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=sandbox.client)
+        p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
         assert p.amount_minor == 0
-        submit(engine, _change(engine, world, "change_price", params), FINANCE, stripe=sandbox.client)
-        invoices = sandbox.client.v1.invoices.list({"customer": world.customer}).data
+        submit(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+        invoices = stripe_env.client.v1.invoices.list({"customer": world.customer}).data
         assert len(invoices) == 1  # only the first one
 
-    def test_support_may_not_change_tier_and_wrong_currency_is_refused(self, engine, sandbox, world):  # noqa: F811
+    def test_support_may_not_change_tier_and_wrong_currency_is_refused(self, engine, stripe_env, world):  # noqa: F811
         params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
         with pytest.raises(ChangeRefused, match="role"):
-            submit(engine, _change(engine, world, "change_price", params), SUPPORT, stripe=sandbox.client)
+            submit(engine, _change(engine, world, "change_price", params), SUPPORT, stripe=stripe_env.client)
         with pytest.raises(ChangeRefused, match="billed in USD"):
             submit(engine, _change(engine, world, "change_price", {"price_id": world.prices["premium_eur"],
-                                                                   "when": "now"}), FINANCE, stripe=sandbox.client)
+                                                                   "when": "now"}), FINANCE, stripe=stripe_env.client)
 
 
 class TestRetryAndContact:
-    def test_retry_a_failed_invoice_declined_then_paid(self, engine, sandbox):  # noqa: F811
-        client = sandbox.client
+    def test_retry_a_failed_invoice_declined_then_paid(self, engine, stripe_env):  # noqa: F811
+        client = stripe_env.client
         w = build(engine, client, card="pm_card_chargeCustomerFail", email="bob@example.com")
         from core.models import Invoice
 
@@ -235,23 +235,23 @@ class TestRetryAndContact:
         with pytest.raises(ChangeRefused, match="already paid"):
             submit(engine, _change(engine, w, "retry_invoice", {"invoice_id": invoice_id}), SUPPORT, stripe=client)
 
-    def test_contact_details_go_to_stripe_first(self, engine, sandbox, world):  # noqa: F811
+    def test_contact_details_go_to_stripe_first(self, engine, stripe_env, world):  # noqa: F811
         params = {"email": "ann.lee@example.com", "phone": "+44 20 7946 0000",
                   "address": {"line1": "1 Baker St", "city": "London", "country": "GB"}}
-        submit(engine, _change(engine, world, "edit_contact", params), SUPPORT, stripe=sandbox.client)
-        remote = sandbox.client.v1.customers.retrieve(world.customer)
+        submit(engine, _change(engine, world, "edit_contact", params), SUPPORT, stripe=stripe_env.client)
+        remote = stripe_env.client.v1.customers.retrieve(world.customer)
         assert remote.email == "ann.lee@example.com" and remote.address.city == "London"
-        mirror(engine, sandbox.client, world.customer)  # the next sync agrees with what we wrote
+        mirror(engine, stripe_env.client, world.customer)  # the next sync agrees with what we wrote
         from core.models import Member
 
         with session_scope(engine) as s:
             m = s.get(Member, world.member_id)
             assert m.email == "ann.lee@example.com" and m.phone == "+44 20 7946 0000"
 
-    def test_member_deleted_in_stripe_is_refused(self, engine, sandbox, world):  # noqa: F811
-        sandbox.client.v1.customers.delete(world.customer)
+    def test_member_deleted_in_stripe_is_refused(self, engine, stripe_env, world):  # noqa: F811
+        stripe_env.client.v1.customers.delete(world.customer)
         with pytest.raises(ChangeRefused):
-            submit(engine, _change(engine, world, "cancel", {"when": "now"}), SUPPORT, stripe=sandbox.client)
+            submit(engine, _change(engine, world, "cancel", {"when": "now"}), SUPPORT, stripe=stripe_env.client)
         with session_scope(engine) as s:
             req = s.scalars(select(ChangeRequest)).one()
             assert req.status == "failed"
