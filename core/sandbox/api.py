@@ -109,6 +109,8 @@ class Api:
             if kept is not None:
                 return kept.status, kept.payload()
             expand = [str(p) for p in as_list(params.get("expand"))]
+            if isinstance(result, dict):
+                result = self.render(result)
             result = self.expand(public(result), expand) if expand else public(result)
             return 200, result
         if path_known:
