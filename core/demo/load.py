@@ -1,0 +1,210 @@
+"""Bulk loading of the demo world into our database.
+
+``load_demo(engine, members=..., seed=..., now=...)`` generates members in chunks, maps every
+Stripe object through ``core.stripe_mapping`` (``core.demo.rows``), and inserts each chunk in one
+transaction: ``executemany`` on SQLite, ``COPY`` on PostgreSQL. Column types still apply (times
+as UTC, phone/address/billing details encrypted with the active key ring) because every value
+goes through its column type's bind processor. Ids continue after the highest id already in each
+table; PostgreSQL sequences are moved past them at the end.
+
+Memory stays flat: only one chunk (and, with ``workers=2``, the chunk being built) is in memory.
+Events are not written to the ``stripe_events`` ledger (an encrypted payload per event would
+double the load time); they go to the sandbox (``sandbox=``), whose event list is the one the
+sync reads.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, Table, func, select, text
+
+from core.db import session_scope
+from core.db.types import UTCDateTime
+from core.demo import objects
+from core.demo.catalogue import TIERS
+from core.demo.rows import LOCAL_IDS, TABLES, Catalogue, chunk_rows
+from core.demo.simulate import Story, simulate_member
+from core.demo.world import World, default_now
+from core.models import Base, Tier
+from core.stripe_store import apply
+
+CHUNK = 2000
+
+
+@dataclass
+class LoadStats:
+    members: int
+    seconds: float
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The generator builds millions of small acyclic dicts; the cycle collector only slows it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def setup_catalogue(engine: Engine, now: datetime) -> Catalogue:
+    """Tiers and prices through the Stripe store (the same path as a sync), plus the free tier."""
+    with session_scope(engine) as session:
+        for code, name, rank, product in TIERS:
+            if product is None and session.scalar(select(Tier).where(Tier.code == code)) is None:
+                session.add(Tier(code=code, name=name, rank=rank, created_at=now))
+        session.flush()
+        for obj in objects.products() + objects.prices():
+            apply(session, obj, state_at=now, source="demo")
+    tiers, prices = Base.metadata.tables["tiers"], Base.metadata.tables["prices"]
+    with engine.connect() as conn:
+        tier_rows = conn.execute(select(tiers.c.id, tiers.c.stripe_product_id, tiers.c.rank)).all()
+        price_rows = conn.execute(select(prices.c.id, prices.c.stripe_price_id)).all()
+    return Catalogue(price_ids={r.stripe_price_id: r.id for r in price_rows if r.stripe_price_id},
+                     tier_ids={r.stripe_product_id: r.id for r in tier_rows if r.stripe_product_id},
+                     ranks={r.id: r.rank for r in tier_rows}, now=now)
+
+
+def _fast_sqlite_time(value: datetime) -> str:
+    """UTCDateTime's SQLite storage (naive UTC, SQLAlchemy's text format) without two layers of
+    processors: the bulk loader writes millions of these. tests/test_demo.py reads them back."""
+    value = value.astimezone(UTC)
+    return f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:" \
+           f"{value.second:02d}.{value.microsecond:06d}"
+
+
+class _Encoder:
+    """Turns row dicts into tuples of database-ready values (bind processors applied)."""
+
+    def __init__(self, dialect: Any):
+        self.columns: dict[str, list[str]] = {}
+        self.procs: dict[str, list[Any]] = {}
+        self.defaults: dict[str, list[Any]] = {}
+        for name in TABLES:
+            table: Table = Base.metadata.tables[name]
+            cols = list(table.columns)
+            self.columns[name] = [c.name for c in cols]
+            self.procs[name] = [_fast_sqlite_time if dialect.name == "sqlite" and isinstance(c.type, UTCDateTime)
+                                else c.type._cached_bind_processor(dialect) for c in cols]
+            self.defaults[name] = [c.default.arg if c.default is not None and c.default.is_scalar else None
+                                   for c in cols]
+
+    def encode(self, table: str, rows: list[dict[str, Any]]) -> list[tuple]:
+        names, procs, defaults = self.columns[table], self.procs[table], self.defaults[table]
+        spec = list(zip(names, procs, defaults, strict=True))
+        out = []
+        for row in rows:
+            values = []
+            for name, proc, default in spec:
+                value = row.get(name, default)
+                values.append(proc(value) if proc is not None and value is not None else value)
+            out.append(tuple(values))
+        return out
+
+
+def _build(args: tuple[World, int, int, Catalogue, Any]) -> tuple[dict[str, list[tuple]], list[Story] | None]:
+    world, start, stop, cat, (dialect_cls, keep) = args
+    dialect = dialect_cls()
+    with gc_paused():
+        stories = [simulate_member(world, i) for i in range(start, stop)]
+        rows = chunk_rows(stories, cat)
+        enc = _Encoder(dialect)
+        return {t: enc.encode(t, rows[t]) for t in TABLES}, (stories if keep else None)
+
+
+def _next_ids(engine: Engine) -> dict[str, int]:
+    out = {}
+    with engine.connect() as conn:
+        for name in TABLES:
+            t = Base.metadata.tables[name]
+            out[name] = (conn.execute(select(func.max(t.c.id))).scalar() or 0) + 1
+    return out
+
+
+def _offset(table: str, tuples: list[tuple], columns: list[str], base: dict[str, int]) -> list[tuple]:
+    shifts = [(columns.index(col), base[ref]) for col, ref in LOCAL_IDS[table].items()]
+    out = []
+    for tup in tuples:
+        values = list(tup)
+        for pos, add in shifts:
+            if values[pos] is not None:
+                values[pos] += add
+        out.append(tuple(values))
+    return out
+
+
+def _insert(conn: Any, dialect: str, table: str, columns: list[str], tuples: list[tuple]) -> None:
+    if not tuples:
+        return
+    raw = conn.connection.driver_connection
+    names = ", ".join(columns)
+    if dialect == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for tup in tuples:
+                copy.write_row(tup)
+    else:
+        cur = raw.cursor()
+        cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", tuples)
+        cur.close()
+
+
+def load_demo(engine: Engine, *, members: int = 5000, seed: int = 1, now: datetime | None = None,
+              progress: Callable[[str], None] | None = None, chunk: int = CHUNK, workers: int = 1,
+              on_chunk: Callable[[list[Story]], None] | None = None) -> LoadStats:
+    """Generate and load ``members`` members (three years up to ``now``); returns row counts.
+
+    ``on_chunk`` receives each chunk's stories after it is committed (the CLI feeds the sandbox
+    with it). ``workers=2`` builds chunks in a second process while the first inserts."""
+    if members < 0:
+        raise ValueError("the number of members cannot be negative")
+    started = time.perf_counter()
+    now = now or default_now()
+    world = World(seed=seed, members=members, now=now)
+    cat = setup_catalogue(engine, world.now)
+    base = _next_ids(engine)
+    enc = _Encoder(engine.dialect)
+    dialect = engine.dialect.name
+    stats = LoadStats(members=members, seconds=0.0, rows=dict.fromkeys(TABLES, 0))
+    jobs = [(world, a, min(a + chunk, members), cat, (type(engine.dialect), on_chunk is not None))
+            for a in range(0, members, chunk)]
+
+    def consume(results: Iterator[tuple[dict[str, list[tuple]], list[Story] | None]]) -> None:
+        done = 0
+        for (tables, stories), job in zip(results, jobs, strict=True):
+            with engine.begin() as conn:
+                for name in TABLES:
+                    _insert(conn, dialect, name, enc.columns[name],
+                            _offset(name, tables[name], enc.columns[name], base))
+            for name in TABLES:
+                base[name] += len(tables[name])
+                stats.rows[name] += len(tables[name])
+            done = job[2]
+            if on_chunk is not None and stories is not None:
+                on_chunk(stories)
+            if progress is not None:
+                progress(f"  {done:,}/{members:,} members loaded ({time.perf_counter() - started:.1f} s)")
+
+    if workers > 1 and len(jobs) > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(workers) as pool:
+            consume(pool.imap(_build, jobs))
+    else:
+        consume(_build(job) for job in jobs)
+    if dialect == "postgresql":
+        with engine.begin() as conn:
+            for name in TABLES + ("tiers", "prices"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                                  f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"))
+    stats.seconds = time.perf_counter() - started
+    return stats

@@ -1,0 +1,522 @@
+"""One member's three years, drawn from that member's own random stream.
+
+``simulate_member(world, index)`` returns a ``Story``: the Stripe objects this member leaves
+behind (final states, today's API shape), the history of each subscription's states (for the
+membership changes and the ``customer.subscription.*`` events), and the other events. A free
+member (about a third) is only an app user: Stripe never sees them.
+
+Rules of the business (rates are per member and drawn, so members differ):
+- trials of 14 days on about a third of first subscriptions; about 30% are canceled;
+- renewals are attempted about an hour after the period ends; a first attempt fails for about
+  5.5% of renewals times the member's risk, or because the card expired and was not replaced;
+- a failed renewal is retried on days 3, 7 and 14 (4 tries), never automatically after a hard
+  decline; a member may add a new card, which is charged at once; after the last try the
+  subscription is canceled with ``cancellation_details.reason = payment_failed``;
+- voluntary cancellation at period end with Stripe's feedback reasons; some are undone;
+- upgrades/downgrades (no proration), rare collection pauses, some come back later;
+- refunds (full and partial) and disputes (won, lost, open) on successful charges;
+- the planted incidents of ``core.demo.world.incidents``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from core.demo import objects as o
+from core.demo.catalogue import (
+    BRANDS,
+    CANCEL_FEEDBACK,
+    CITIES,
+    COMMENTS,
+    COUNTRIES,
+    CURRENCY_MIX,
+    DECLINE_MESSAGES,
+    DECLINES,
+    DISPUTE_REASONS,
+    FIRST_NAMES,
+    FUNDING,
+    HARD_DECLINES,
+    LAST_NAMES,
+    OWN_FAILURE_CODES,
+    REFUND_REASONS,
+    RETRY_DAYS,
+    WALLETS,
+    price_id,
+)
+from core.demo.world import World
+from core.timeutil import add_months
+
+DAY = 86400
+HOUR = 3600
+PAYING_SHARE = 0.66
+FIRST_ATTEMPT_FAIL = 0.055
+Obj = dict[str, Any]
+
+
+@dataclass(slots=True)
+class SubState:
+    at: int  # epoch seconds
+    event_id: str
+    event_type: str
+    obj: Obj  # the subscription as it was from ``at`` on (shallow copy; nested values are never mutated)
+    previous: Obj  # Stripe's data.previous_attributes
+    relevant: bool  # False for a plain renewal (period moved, nothing else)
+
+
+@dataclass(slots=True)
+class Story:
+    index: int
+    member: Obj | None = None  # a free member's row (our columns); None when Stripe knows them
+    customer: Obj | None = None
+    payment_methods: list[Obj] = field(default_factory=list)
+    subscriptions: list[list[SubState]] = field(default_factory=list)
+    invoices: list[Obj] = field(default_factory=list)
+    payment_intents: list[Obj] = field(default_factory=list)
+    charges: list[Obj] = field(default_factory=list)
+    refunds: list[Obj] = field(default_factory=list)
+    disputes: list[Obj] = field(default_factory=list)
+    dispute_closed: dict[str, int] = field(default_factory=dict)  # dispute id -> when it was won/lost
+    # (epoch, event id, type, object, previous_attributes) for everything but subscriptions
+    events: list[tuple[int, str, str, Obj, Obj | None]] = field(default_factory=list)
+
+
+def _pick(rng: random.Random, table: tuple[tuple[Any, float], ...]) -> Any:
+    r = rng.random()
+    for value, weight in table:
+        r -= weight
+        if r < 0:
+            return value
+    return table[-1][0]
+
+
+def _ascii(text: str) -> str:
+    return text.lower().replace(" ", "").encode("ascii", "ignore").decode()
+
+
+def _add_interval(ts: int, interval: str) -> int:
+    moment = datetime.fromtimestamp(ts, UTC)
+    return int(add_months(moment, 12 if interval == "year" else 1).timestamp())
+
+
+def _card_expired(pm: Obj, ts: int) -> bool:
+    card = pm["card"]
+    year, month = card["exp_year"], card["exp_month"]
+    first_after = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return ts >= int(first_after.timestamp())
+
+
+def _fee(amount: int, currency: str) -> int:
+    if currency == "JPY":
+        return round(amount * 0.036)
+    return round(amount * 0.029) + 30
+
+
+class _Member:
+    """The mutable state of one member's simulation."""
+
+    def __init__(self, world: World, index: int):
+        self.world = world
+        self.rng = world.rng(index)
+        self.now = int(world.now.timestamp())
+        self.base = f"demo{index:08d}"
+        self.n = 0
+        self.story = Story(index)
+        self.invoice_no = 0
+        self.pis: dict[str, Obj] = {}
+
+    def id(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}_{self.base}{self.n:04d}"
+
+    def event(self, ts: int, kind: str, obj: Obj, previous: Obj | None = None) -> str:
+        evt = self.id("evt")
+        self.story.events.append((ts, evt, kind, obj, previous))
+        return evt
+
+    # ------------------------------------------------------------ people and cards
+
+    def person(self) -> None:
+        rng = self.rng
+        self.signup = int(self.world.signup_at(rng).timestamp())
+        self.currency = _pick(rng, CURRENCY_MIX)
+        self.country = _pick(rng, COUNTRIES[self.currency])
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        self.name = f"{first} {last}"
+        self.email = f"{_ascii(first)}.{_ascii(last)}.{self.story.index}@example.com"
+        self.risk = rng.lognormvariate(0, 0.6) / 1.2
+        self.churniness = rng.uniform(0.4, 1.6)
+
+    def new_card(self, ts: int) -> Obj:
+        rng = self.rng
+        brands = BRANDS["JP"] if self.country == "JP" else BRANDS["default"]
+        brand = _pick(rng, brands)
+        if brand == "discover" and self.country != "US":
+            brand = "visa"
+        moment = datetime.fromtimestamp(ts, UTC)
+        exp = add_months(moment, rng.randint(8, 60))
+        pm = o.payment_method(
+            self.id("pm"), customer_id=self.customer_id, created=ts, name=self.name, email=self.email,
+            country=self.country, postal_code=f"{rng.randint(10000, 99999)}", brand=brand,
+            last4=f"{rng.randint(0, 9999):04d}", exp_month=exp.month, exp_year=exp.year,
+            card_country=self.country if rng.random() < 0.95 else rng.choice(("US", "GB", "DE", "FR")),
+            funding=_pick(rng, FUNDING), wallet=_pick(rng, WALLETS))
+        self.story.payment_methods.append(pm)
+        self.event(ts, "payment_method.attached", pm)
+        self.pm = pm
+        if self.story.customer is not None:
+            self.story.customer["invoice_settings"]["default_payment_method"] = pm["id"]
+            self.event(ts, "customer.updated", self.story.customer)
+        return pm
+
+    # ------------------------------------------------------------ the life
+
+    def live(self) -> Story:
+        rng = self.rng
+        self.person()
+        delay = 0 if rng.random() < 0.55 else int(rng.expovariate(1 / (60 * DAY)))
+        start = self.signup + delay
+        if rng.random() >= PAYING_SHARE or start >= self.now - HOUR:
+            self.story.member = {"email": self.email, "name": self.name, "country": self.country,
+                                 "created_at": datetime.fromtimestamp(self.signup, UTC)}
+            return self.story
+        self.customer_id = self.id("cus")
+        self.number_prefix = f"D{self.story.index:07d}"
+        city = CITIES[self.country]
+        address = {"line1": f"{rng.randint(1, 240)} {rng.choice(LAST_NAMES)} Street", "line2": None,
+                   "city": city, "postal_code": f"{rng.randint(10000, 99999)}", "state": None,
+                   "country": self.country}
+        phone = f"+{rng.randint(1, 81)} {rng.randint(100, 999)} {rng.randint(1000000, 9999999)}" \
+            if rng.random() < 0.5 else None
+        cust = o.customer(self.customer_id, created=self.signup, email=self.email, name=self.name, phone=phone,
+                          address=address, currency=self.currency, default_pm=None)
+        self.story.customer = cust
+        self.event(self.signup, "customer.created", cust)
+        self.new_card(max(start - 120, self.signup))
+        t, first = start, True
+        for _ in range(3):
+            ended = self.subscription(t, trial_allowed=first)
+            first = False
+            if ended is None or rng.random() >= 0.12:
+                break
+            t = ended + int(rng.uniform(30, 200) * DAY)
+            if t >= self.now:
+                break
+            if _card_expired(self.pm, t) or rng.random() < 0.5:
+                self.new_card(t - 60)
+        return self.story
+
+    def subscription(self, t: int, *, trial_allowed: bool) -> int | None:
+        """Run one subscription from ``t``; return when it ended, or None if it is still live."""
+        rng = self.rng
+        tier = "platinum" if rng.random() < 0.25 else "premium"
+        interval = "year" if rng.random() < 0.22 else "month"
+        price = o.PRICE_OBJECTS[price_id(tier, interval, self.currency)]
+        sid, item_id = self.id("sub"), self.id("si")
+        trial = trial_allowed and rng.random() < 0.35
+        discounts = ([o.discount(self.id("di"), sid=sid, customer_id=self.customer_id, start=t, percent_off=20)]
+                     if rng.random() < 0.06 else [])
+        end = t + 14 * DAY if trial else _add_interval(t, interval)
+        sub = o.subscription(sid, customer_id=self.customer_id, created=t, status="trialing" if trial else "active",
+                             items=o.sub_items(sid, item_id, price, 1, t, end, t), currency=self.currency,
+                             default_pm=self.pm["id"], trial_start=t if trial else None,
+                             trial_end=end if trial else None, anchor=end if trial else t, discounts=discounts)
+        self.sub, self.item_id, self.price, self.interval = sub, item_id, price, interval
+        self.states: list[SubState] = []
+        self.story.subscriptions.append(self.states)
+        if trial:
+            self.record(t, "customer.subscription.created", {}, relevant=True)
+            self.invoice(t, "subscription_create", t, end, amount=0)
+        else:
+            inv = self.invoice(t, "subscription_create", t, end)
+            if self.attempt(inv, t + 20, first_payment=True) is True:
+                self.settle(inv, t + 20)
+                self.record(t, "customer.subscription.created", {}, relevant=True)
+                return self.periods(t, end)
+            self.sub = dict(sub, status="incomplete")
+            self.record(t, "customer.subscription.created", {}, relevant=True)
+            fix = t + int(rng.uniform(0.1, 20) * HOUR)
+            if rng.random() < 0.4 and fix < self.now:
+                self.new_card(fix)
+                self.change(fix, "customer.subscription.updated", relevant=False, default_payment_method=self.pm["id"])
+                if self.attempt(inv, fix + 30) is True:
+                    self.settle(inv, fix + 30)
+                    self.change(fix + 30, "customer.subscription.updated", status="active")
+                    return self.periods(t, end)
+            expire = t + 23 * HOUR
+            if expire >= self.now:
+                return None
+            self.void(inv, expire)
+            self.change(expire, "customer.subscription.updated", status="incomplete_expired", ended_at=expire)
+            return expire
+        return self.periods(t, end)
+
+    def periods(self, start: int, end: int) -> int | None:
+        rng = self.rng
+        canceling = False
+        while True:
+            length = end - start
+            status = self.sub["status"]
+            if not canceling:
+                if status == "trialing":
+                    p_cancel = 0.30
+                elif self.interval == "month":
+                    p_cancel = 0.028 * self.churniness
+                else:
+                    p_cancel = 0.25 * self.churniness
+                if rng.random() < p_cancel:
+                    at = start + int(rng.random() * length)
+                    if at < self.now:
+                        feedback = _pick(rng, CANCEL_FEEDBACK)
+                        details = {"reason": "cancellation_requested", "feedback": feedback,
+                                   "comment": COMMENTS.get(feedback) if rng.random() < 0.3 else None}
+                        if status == "active" and rng.random() < 0.08:
+                            self.change(at, "customer.subscription.deleted", status="canceled", canceled_at=at,
+                                        ended_at=at, cancellation_details=details)
+                            return at
+                        self.change(at, "customer.subscription.updated", cancel_at_period_end=True, cancel_at=end,
+                                    canceled_at=at, cancellation_details=details)
+                        canceling = True
+                        undo = at + int(rng.random() * (end - at))
+                        if rng.random() < 0.12 and undo < self.now:
+                            self.change(undo, "customer.subscription.updated", cancel_at_period_end=False,
+                                        cancel_at=None, canceled_at=None, cancellation_details=o.NO_CANCELLATION)
+                            canceling = False
+            if status == "active" and not canceling and rng.random() < 0.02:
+                at = start + int(rng.random() * length)
+                tier = self.price["product"].removeprefix("prod_demo_")
+                target = "platinum" if tier == "premium" else ("premium" if rng.random() < 0.6 else None)
+                if target and at < self.now:
+                    self.price = o.PRICE_OBJECTS[price_id(target, self.interval, self.currency)]
+                    self.change(at, "customer.subscription.updated",
+                                items=o.sub_items(self.sub["id"], self.item_id, self.price, 1, start, end,
+                                                  self.sub["created"]))
+            if (status == "active" and not canceling and self.interval == "month" and not self.sub["pause_collection"]
+                    and rng.random() < 0.004):
+                at = start + int(rng.random() * length)
+                if at < self.now:
+                    resumes = _add_interval(at, "month") if rng.random() < 0.6 else _add_interval(
+                        _add_interval(at, "month"), "month")
+                    self.change(at, "customer.subscription.updated",
+                                pause_collection={"behavior": "void", "resumes_at": resumes})
+            if end >= self.now:
+                return None
+            if canceling:
+                self.change(end, "customer.subscription.deleted", status="canceled", ended_at=end)
+                return end
+            pause = self.sub["pause_collection"]
+            if pause and pause["resumes_at"] <= end:
+                self.change(pause["resumes_at"], "customer.subscription.updated", pause_collection=None)
+                pause = None
+            new_end = _add_interval(end, self.interval)
+            inv = self.invoice(end, "subscription_cycle", end, new_end)
+            if pause:
+                self.void(inv, end + HOUR)
+            else:
+                ended = self.renew(inv, end)
+                if ended is not False:
+                    return ended  # type: ignore[return-value]
+            start, end = end, new_end
+            self.change(start, "customer.subscription.updated", relevant=False,
+                        items=o.sub_items(self.sub["id"], self.item_id, self.price, 1, start, end, self.sub["created"]))
+
+    def renew(self, inv: Obj, due: int) -> int | None | bool:
+        """Collect a renewal: False when paid (go on), an end time when canceled, None when the
+        story reaches ``now`` while collection is still under way."""
+        rng = self.rng
+        first = due + rng.randint(600, HOUR)
+        if first >= self.now:
+            return None
+        if _card_expired(self.pm, first) and rng.random() < 0.65:
+            self.new_card(max(first - rng.randint(HOUR, 15 * DAY), self.states[-1].at))
+            self.change(self.pm["created"], "customer.subscription.updated", relevant=False,
+                        default_payment_method=self.pm["id"])
+        trialing = self.sub["status"] == "trialing"
+        code = self.attempt(inv, first, renewal=True)
+        if code is True:
+            self.settle(inv, first)
+            if trialing:
+                self.change(first, "customer.subscription.updated", status="active")
+            return False
+        self.change(first, "customer.subscription.updated", status="past_due")
+        hard = code in HARD_DECLINES
+        for days in RETRY_DAYS:
+            at = due + days * DAY + rng.randint(0, 4 * HOUR)
+            fixed = rng.random() < (0.30 if hard else 0.14)
+            if fixed:
+                at = first + int(rng.random() * (at - first))
+            if at >= self.now:
+                inv["next_payment_attempt"] = None if hard else at
+                return None
+            if fixed:
+                self.new_card(at - 60)
+                self.change(at - 60, "customer.subscription.updated", relevant=False,
+                            default_payment_method=self.pm["id"])
+            elif hard:
+                continue
+            if self.attempt(inv, at, renewal=True, retry=not fixed) is True:
+                self.settle(inv, at)
+                self.change(at, "customer.subscription.updated", status="active")
+                return False
+        end = due + RETRY_DAYS[-1] * DAY + 5 * HOUR
+        if end >= self.now:
+            return None
+        inv["status"] = "uncollectible"
+        inv["next_payment_attempt"] = None
+        inv["status_transitions"] = dict(inv["status_transitions"], marked_uncollectible_at=end)
+        self.event(end, "invoice.marked_uncollectible", inv)
+        self.change(end, "customer.subscription.deleted", status="canceled", canceled_at=end, ended_at=end,
+                    cancellation_details={"reason": "payment_failed", "feedback": None, "comment": None})
+        return end
+
+    # ------------------------------------------------------------ objects
+
+    def record(self, ts: int, kind: str, previous: Obj, *, relevant: bool = True) -> None:
+        evt = self.id("evt")
+        if self.states and ts < self.states[-1].at:
+            ts = self.states[-1].at  # a subscription's history is in time order
+        self.states.append(SubState(ts, evt, kind, self.sub, previous, relevant))
+
+    def change(self, ts: int, kind: str, *, relevant: bool = True, **fields: Any) -> None:
+        previous = {k: self.sub.get(k) for k in fields}
+        self.sub = {**self.sub, **fields}
+        self.record(ts, kind, previous, relevant=relevant)
+
+    def invoice(self, ts: int, reason: str, start: int, end: int, amount: int | None = None) -> Obj:
+        self.invoice_no += 1
+        unit = self.price["unit_amount"]
+        subtotal = unit if amount is None else amount
+        total = subtotal
+        if self.sub["discounts"] and subtotal:
+            total = subtotal - round(subtotal * 0.20)
+        inv = o.invoice(self.id("in"), customer_id=self.customer_id, sid=self.sub["id"],
+                        number=f"{self.number_prefix}-{self.invoice_no:04d}", created=ts, billing_reason=reason,
+                        currency=self.currency, subtotal=subtotal, total=total, line_id=self.id("il"),
+                        price=self.price, item_id=self.item_id, quantity=1, period_start=start, period_end=end,
+                        description=f"1 × {self.price['nickname']}")
+        inv["status"] = "open"
+        inv["status_transitions"]["finalized_at"] = ts
+        self.story.invoices.append(inv)
+        self.event(ts, "invoice.created", inv)
+        self.event(ts, "invoice.finalized", inv)
+        if total == 0:
+            self.settle(inv, ts)
+        return inv
+
+    def attempt(self, inv: Obj, ts: int, *, renewal: bool = False, retry: bool = False,
+                first_payment: bool = False) -> str | bool:
+        """One charge on the invoice's payment intent: True when it succeeded, else the decline code."""
+        rng, pm = self.rng, self.pm
+        code: str | None = None
+        if _card_expired(pm, ts):
+            code = "expired_card"
+        elif (renewal and not retry and pm["card"]["brand"] == "mastercard"
+              and datetime.fromtimestamp(ts, UTC).date() == self.world.spike_day and rng.random() < 0.6):
+            code = "insufficient_funds"  # the planted decline spike
+        else:
+            p_fail = 0.03 if first_payment else FIRST_ATTEMPT_FAIL * self.risk
+            if retry:
+                p_fail = 0.72
+            if rng.random() < p_fail:
+                code = _pick(rng, DECLINES)
+        if not inv["payments"]["data"]:
+            pi = o.payment_intent(self.id("pi"), customer_id=self.customer_id, amount=inv["total"],
+                                  currency=self.currency, created=ts, pm=pm["id"])
+            self.story.payment_intents.append(pi)
+            inv["payments"]["data"].append({"id": self.id("inpay"), "object": "invoice_payment", "amount_paid": None,
+                                            "amount_requested": inv["total"], "currency": pi["currency"],
+                                            "invoice": inv["id"], "is_default": True, "status": "open",
+                                            "created": ts, "livemode": False,
+                                            "payment": {"type": "payment_intent", "payment_intent": pi["id"]},
+                                            "status_transitions": {"paid_at": None, "canceled_at": None}})
+            self.pis[inv["id"]] = pi
+        pi = self.pis[inv["id"]]
+        pi["payment_method"] = pm["id"]
+        ok = code is None
+        failure = None if ok else (code if code in OWN_FAILURE_CODES else "card_declined")
+        ch = o.charge(self.id("ch"), pi=pi, created=ts, pm=pm, status="succeeded" if ok else "failed",
+                      code=code, failure_code=failure,
+                      message=None if ok else DECLINE_MESSAGES.get(code or "", "Your card was declined."),
+                      fee=_fee(pi["amount"], self.currency) if ok else None)
+        self.story.charges.append(ch)
+        pi["latest_charge"] = ch["id"]
+        inv["attempt_count"] += 1
+        inv["attempted"] = True
+        if ok:
+            pi["status"], pi["amount_received"], pi["last_payment_error"] = "succeeded", pi["amount"], None
+            self.event(ts, "charge.succeeded", ch)
+            self.event(ts, "payment_intent.succeeded", pi)
+            self.after_success(ch, ts)
+            return True
+        pi["status"] = "requires_payment_method"
+        pi["last_payment_error"] = {"type": "card_error", "code": failure, "decline_code": code,
+                                    "message": ch["failure_message"], "charge": ch["id"]}
+        self.event(ts, "charge.failed", ch)
+        self.event(ts, "payment_intent.payment_failed", pi)
+        self.event(ts, "invoice.payment_failed", inv)
+        return code  # type: ignore[return-value]
+
+    def settle(self, inv: Obj, ts: int) -> None:
+        inv["status"] = "paid"
+        inv["amount_paid"], inv["amount_remaining"] = inv["total"], 0
+        inv["next_payment_attempt"] = None
+        inv["status_transitions"] = dict(inv["status_transitions"], paid_at=ts)
+        for entry in inv["payments"]["data"]:
+            entry["status"], entry["amount_paid"] = "paid", inv["total"]
+            entry["status_transitions"] = {"paid_at": ts, "canceled_at": None}
+        self.event(ts, "invoice.paid", inv)
+
+    def void(self, inv: Obj, ts: int) -> None:
+        inv["status"] = "void"
+        inv["next_payment_attempt"] = None
+        inv["status_transitions"] = dict(inv["status_transitions"], voided_at=ts)
+        pi = self.pis.get(inv["id"])
+        if pi is not None:
+            pi["status"] = "canceled"
+        self.event(ts, "invoice.voided", inv)
+
+    def after_success(self, ch: Obj, ts: int) -> None:
+        rng, world = self.rng, self.world
+        amount = ch["amount"]
+        refund_at, refund_amount, reason = None, 0, ""
+        day = datetime.fromtimestamp(ts, UTC).date()
+        if rng.random() < 0.012:
+            refund_at = ts + int(rng.uniform(0.5, 20) * DAY)
+            full = rng.random() < 0.65
+            refund_amount = amount if full else max(1, round(amount * rng.uniform(0.2, 0.7)))
+            reason = _pick(rng, REFUND_REASONS)
+        elif 0 < (world.burst_day - day).days <= 30 and rng.random() < 0.02:
+            burst = int(datetime(world.burst_day.year, world.burst_day.month, world.burst_day.day,
+                                 tzinfo=UTC).timestamp())
+            refund_at, refund_amount, reason = burst + rng.randrange(9 * HOUR, 20 * HOUR), amount, "duplicate"
+        if refund_at is not None and refund_at < self.now:
+            re = o.refund(self.id("re"), ch=ch, amount=refund_amount, created=refund_at, reason=reason)
+            self.story.refunds.append(re)
+            ch["amount_refunded"] = refund_amount
+            ch["refunded"] = refund_amount == amount
+            self.event(refund_at, "charge.refunded", ch)
+            self.event(refund_at, "refund.created", re)
+            return
+        if rng.random() < 0.0025:
+            opened = ts + int(rng.uniform(3, 40) * DAY)
+            if opened >= self.now:
+                return
+            closes = opened + int(rng.uniform(20, 70) * DAY)
+            if closes <= self.now:
+                status = "won" if rng.random() < 0.4 else "lost"
+            else:
+                status = "needs_response" if self.now - opened < 7 * DAY else "under_review"
+            dp = o.dispute(self.id("dp"), ch=ch, created=opened, reason=_pick(rng, DISPUTE_REASONS), status=status)
+            self.story.disputes.append(dp)
+            ch["disputed"] = True
+            self.event(opened, "charge.dispute.created", dp)
+            if status in ("won", "lost"):
+                self.story.dispute_closed[dp["id"]] = closes
+                self.event(closes, "charge.dispute.closed", dp)
+
+
+def simulate_member(world: World, index: int) -> Story:
+    """The deterministic story of member ``index`` (0-based) in ``world``."""
+    return _Member(world, index).live()

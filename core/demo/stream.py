@@ -1,0 +1,80 @@
+"""The demo world as a stream of Stripe-shaped dicts, for the sandbox.
+
+``iter_stripe_objects(world)`` yields every object Stripe would hold (catalogue first, then each
+paying member's customer, cards, subscriptions, invoices, payment intents, charges, refunds and
+disputes, in final state); ``iter_events(world)`` yields the events that led there, each with
+``data.object`` and, for subscription updates, ``data.previous_attributes``. Subscription events
+carry the subscription as it was at that moment; other events carry the object's final state.
+Ids are the ones the database gets from ``load_demo`` with the same seed and ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from core.demo import objects
+from core.demo.catalogue import CATALOGUE_CREATED
+from core.demo.simulate import Story, simulate_member
+from core.demo.world import World
+
+API_VERSION = "2026-10-28.endive"  # the version the installed stripe library pins
+Obj = dict[str, Any]
+
+
+def iter_stories(world: World, start: int = 0, stop: int | None = None) -> Iterator[Story]:
+    for index in range(start, world.members if stop is None else stop):
+        yield simulate_member(world, index)
+
+
+def catalogue_objects() -> list[Obj]:
+    return objects.products() + objects.prices()
+
+
+def objects_of(story: Story) -> Iterator[Obj]:
+    """The Stripe objects of one member (none for a free member)."""
+    if story.customer is None:
+        return
+    yield story.customer
+    yield from story.payment_methods
+    for states in story.subscriptions:
+        yield states[-1].obj
+    yield from story.invoices
+    yield from story.payment_intents
+    yield from story.charges
+    yield from story.refunds
+    yield from story.disputes
+
+
+def _event(event_id: str, created: int, kind: str, obj: Obj, previous: Obj | None) -> Obj:
+    data: Obj = {"object": obj}
+    if previous:
+        data["previous_attributes"] = previous
+    return {"id": event_id, "object": "event", "api_version": API_VERSION, "created": created, "type": kind,
+            "data": data, "livemode": False, "pending_webhooks": 0, "request": {"id": None, "idempotency_key": None}}
+
+
+def events_of(story: Story) -> Iterator[Obj]:
+    """One member's events; a subscription's carry its state at that moment."""
+    for states in story.subscriptions:
+        for state in states:
+            yield _event(state.event_id, state.at, state.event_type, state.obj, state.previous or None)
+    for created, event_id, kind, obj, previous in story.events:
+        yield _event(event_id, created, kind, obj, previous)
+
+
+def catalogue_events() -> list[Obj]:
+    return [_event(f"evt_demo_{obj['id']}", CATALOGUE_CREATED, f"{obj['object']}.created", obj, None)
+            for obj in catalogue_objects()]
+
+
+def iter_stripe_objects(world: World, stories: Iterable[Story] | None = None) -> Iterator[Obj]:
+    yield from catalogue_objects()
+    for story in stories if stories is not None else iter_stories(world):
+        yield from objects_of(story)
+
+
+def iter_events(world: World, stories: Iterable[Story] | None = None) -> Iterator[Obj]:
+    yield from catalogue_events()
+    for story in stories if stories is not None else iter_stories(world):
+        yield from events_of(story)
