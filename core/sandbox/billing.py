@@ -118,7 +118,7 @@ def item_line(api: Api, inv: dict[str, Any], sub: dict[str, Any], item: dict[str
         "period": {"end": period[1], "start": period[0]}, "pretax_credit_amounts": [],
         "pricing": {"price_details": {"price": price["id"], "product": id_of(price["product"])},
                     "type": "price_details", "unit_amount_decimal": str(price["unit_amount"])},
-        "quantity": qty, "subtotal": amount, "taxes": [],
+        "quantity": qty, "subscription": sub["id"], "subtotal": amount, "taxes": [],
     }
 
 
@@ -148,8 +148,9 @@ def proration_items(api: Api, sub: dict[str, Any], old_items: list[dict[str, Any
             "period": {"start": at, "end": end},
             "pricing": {"price_details": {"price": item["price"]["id"], "product": id_of(item["price"]["product"])},
                         "type": "price_details", "unit_amount_decimal": str(item["price"]["unit_amount"])},
-            "proration": True, "quantity": int(item.get("quantity") or 1), "subscription": sub["id"],
-            "subscription_item": item["id"], "test_clock": sub.get("test_clock"), "created": at,
+            "proration": True, "proration_details": {"discount_amounts": []}, "net_amount": amount,
+            "quantity": int(item.get("quantity") or 1), "tax_rates": [], "test_clock": sub.get("test_clock"),
+            "_sandbox": {"created": at},
         }
 
     for iid, old in old_by_id.items():
@@ -171,10 +172,14 @@ def ii_line(inv: dict[str, Any], ii: dict[str, Any]) -> dict[str, Any]:
         "parent": {"type": "invoice_item_details", "subscription_item_details": None,
                    "invoice_item_details": {"invoice_item": ii["id"], "proration": bool(ii.get("proration")),
                                             "proration_details": {"credited_items": None},
-                                            "subscription": ii.get("subscription")}},
+                                            "subscription": sub_of_ii(ii)}},
         "period": dict(ii["period"]), "pretax_credit_amounts": [], "pricing": ii["pricing"],
-        "quantity": ii["quantity"], "subtotal": ii["amount"], "taxes": [],
+        "quantity": ii["quantity"], "subscription": sub_of_ii(ii), "subtotal": ii["amount"], "taxes": [],
     }
+
+
+def sub_of_ii(ii: dict[str, Any]) -> str | None:
+    return ((ii.get("parent") or {}).get("subscription_details") or {}).get("subscription")
 
 
 def pending_items(api: Api, sub: dict[str, Any]) -> list[dict[str, Any]]:
@@ -212,8 +217,8 @@ def finalize(api: Api, inv: dict[str, Any], at: int) -> None:
 
 
 def mark_paid(api: Api, inv: dict[str, Any], at: int, *, out_of_band: bool = False) -> None:
-    inv.update(status="paid", amount_paid=inv["amount_due"], amount_remaining=0, next_payment_attempt=None,
-               paid_out_of_band=out_of_band)
+    inv.update(status="paid", amount_paid=inv["amount_due"], amount_remaining=0, next_payment_attempt=None)
+    inv["_sandbox"]["paid_out_of_band"] = out_of_band
     inv["status_transitions"]["paid_at"] = at
     for pay in inv["payments"]["data"]:
         if pay["status"] == "open":

@@ -88,7 +88,8 @@ def _ref_of(obj: dict[str, Any]) -> str | None:
     if kind == "invoice_payment":
         return _id_of(obj.get("invoice"))
     if kind == "invoiceitem":
-        return _id_of(obj.get("subscription")) or _id_of(obj.get("invoice"))
+        details = (obj.get("parent") or {}).get("subscription_details") or {}
+        return _id_of(details.get("subscription")) or _id_of(obj.get("subscription"))
     if kind == "event":
         inner = (obj.get("data") or {}).get("object") or {}
         return inner.get("id")
@@ -102,10 +103,15 @@ def _status_of(obj: dict[str, Any]) -> str | None:
     return status if isinstance(status, str) else None
 
 
+def _created_of(obj: dict[str, Any]) -> int:
+    # invoice items carry ``date`` instead of ``created``
+    return int(obj.get("created") or obj.get("date") or 0)
+
+
 def row_values(obj: dict[str, Any]) -> tuple[Any, ...]:
     """The column values of one object (without seq)."""
     return (
-        obj["id"], obj.get("object") or "unknown", _customer_of(obj), int(obj.get("created") or 0),
+        obj["id"], obj.get("object") or "unknown", _customer_of(obj), _created_of(obj),
         _status_of(obj), _ref_of(obj), 1 if obj.get("deleted") else 0,
         json.dumps(obj, separators=(",", ":")),
     )
