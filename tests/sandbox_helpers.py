@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -56,11 +57,13 @@ class SandboxProcess:
 
     def start(self, timeout: float = 30.0) -> SandboxProcess:
         cmd = [sys.executable, "-m", "core", "sandbox", "--port", str(self.port), "--state", str(self.state_path),
-               "--api-key", self.api_key]
+               "--api-key", self.api_key, "--exit-with-stdin"]
         if self.webhook_url:
             cmd += ["--webhook-url", self.webhook_url, "--webhook-secret", self.webhook_secret or ""]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
+        # stdin is a pipe only we hold: if this process dies, the server sees EOF and stops.
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=log, stderr=log,
+                                     start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -85,6 +88,8 @@ class SandboxProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
+        if self.proc.stdin:
+            self.proc.stdin.close()
         self.proc = None
 
     def restart(self) -> None:
@@ -139,6 +144,7 @@ def _shared_sandbox(config: pytest.Config) -> SandboxProcess:
         _shared = SandboxProcess(state).start()
         proc = _shared
         config.add_cleanup(proc.stop)
+        atexit.register(proc.stop)
     return _shared
 
 

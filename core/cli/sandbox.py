@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"secret key clients must send (default: STRIPE_API_KEY if it is a test key, else {DEFAULT_KEY})")
     p.add_argument("--webhook-url", default=None, help="POST every event, signed, to this URL")
     p.add_argument("--webhook-secret", default=None, help="signing secret for --webhook-url (whsec_...)")
+    p.add_argument("--exit-with-stdin", action="store_true",
+                   help="stop when standard input closes (test fixtures: the server never outlives its parent)")
     p.set_defaults(func=run)
 
 
@@ -52,6 +54,15 @@ def run(args: argparse.Namespace) -> int:
                                 webhook_secret=args.webhook_secret)
     except OSError as exc:
         raise CommandError(f"Cannot listen on 127.0.0.1:{args.port} ({exc.strerror}); pick another --port.") from None
+    if args.exit_with_stdin:
+        import sys
+        import threading
+
+        def watch() -> None:
+            sys.stdin.buffer.read()  # returns at EOF: the parent is gone
+            server.shutdown()
+
+        threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
     logging.getLogger("core.sandbox").info("sandbox ready")
     progress(f"Stripe sandbox listening on http://127.0.0.1:{server.server_address[1]} (state: {args.state})")
     try:
