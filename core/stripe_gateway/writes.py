@@ -107,8 +107,9 @@ def refund(client: Any, *, charge_id: str, amount: int, reason: str | None, key:
 def find_refund(client: Any, *, charge_id: str, key: str) -> dict[str, Any] | None:
     with translate_errors():
         for r in client.v1.refunds.list({"charge": charge_id, "limit": 100}).auto_paging_iter():
-            if (r.get("metadata") or {}).get(META_KEY) == key:
-                return _dict(r)
+            refund = _dict(r)
+            if (refund.get("metadata") or {}).get(META_KEY) == key:
+                return refund
     return None
 
 
@@ -139,8 +140,9 @@ def find_subscription(client: Any, *, customer_id: str, key: str) -> dict[str, A
     with translate_errors():
         subs = client.v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": 100})
         for s in subs.auto_paging_iter():
-            if (s.get("metadata") or {}).get(META_KEY) == key:
-                return _dict(s)
+            sub = _dict(s)
+            if (sub.get("metadata") or {}).get(META_KEY) == key:
+                return sub
     return None
 
 
