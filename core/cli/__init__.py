@@ -17,6 +17,7 @@ from core.settings import SettingsError
 
 COMMAND_MODULES = [
     "core.cli.migrate",
+    "core.cli.demo",
     "core.cli.staff",
     "core.cli.keys",
     "core.cli.sandbox",
