@@ -36,6 +36,18 @@ KEYS = ("business_timezone", "reporting_currency", "past_due_grace_days", "week_
 DEFINITION_KEYS = ("business_timezone", "past_due_grace_days", "week_start")
 
 
+# The default FX rates (USD per unit, yearly averages, rounded) that migration 0002 seeds. A
+# currency with no row at all in ``fx_rates`` (e.g. an emptied table) falls back to these, so
+# conversion always works; any row an admin sets wins.
+DEFAULT_RATES: dict[int, dict[str, str]] = {
+    2023: {"EUR": "1.08", "GBP": "1.24", "JPY": "0.0071"},
+    2024: {"EUR": "1.08", "GBP": "1.28", "JPY": "0.0066"},
+    2025: {"EUR": "1.13", "GBP": "1.32", "JPY": "0.0067"},
+    2026: {"EUR": "1.16", "GBP": "1.34", "JPY": "0.0065"},
+    2027: {"EUR": "1.16", "GBP": "1.34", "JPY": "0.0065"},
+}
+
+
 class BusinessSettingsError(ValueError):
     """A setting or rate we cannot accept; str(error) is the sentence to show."""
 

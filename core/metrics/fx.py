@@ -1,5 +1,7 @@
 """Conversion into the reporting currency through ``fx_rates`` (USD per unit, per month).
 
+A currency with no row at all in ``fx_rates`` uses ``core.business_settings.DEFAULT_RATES``.
+
 Rule: an amount belonging to month M is converted at the rate of M; a month without a rate uses
 the latest earlier month of that currency, and before the first rate the earliest one. Each
 (currency, month) subtotal is converted once and rounded half to even, then the converted
@@ -16,6 +18,7 @@ from decimal import Decimal
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from core.business_settings import DEFAULT_RATES
 from core.metrics.types import MetricError
 from core.models import FxRate
 from core.money import convert
@@ -30,11 +33,20 @@ class RateTable:
     def load(cls, engine: Engine) -> RateTable:
         months: dict[str, list[date]] = {}
         rates: dict[str, list[Decimal]] = {}
+        defaults: dict[str, bool] = {}  # currencies with no row at all use the built-in defaults
         with Session(engine) as s:
             for cur, month, rate in s.execute(
                     select(FxRate.currency, FxRate.month, FxRate.usd_per_unit).order_by(FxRate.currency, FxRate.month)):
                 months.setdefault(cur, []).append(month)
                 rates.setdefault(cur, []).append(Decimal(rate))
+        for year, per in sorted(DEFAULT_RATES.items()):
+            for cur, rate in per.items():
+                if cur in months and not defaults.get(cur):
+                    continue
+                defaults[cur] = True
+                for m in range(1, 13):
+                    months.setdefault(cur, []).append(date(year, m, 1))
+                    rates.setdefault(cur, []).append(Decimal(rate))
         return cls(months, rates)
 
     def usd_per_unit(self, currency: str, month: date) -> Decimal:

@@ -51,10 +51,25 @@ def shared() -> Iterator[None]:
         _memo.reset(token)
 
 
+_raw_only: ContextVar[bool] = ContextVar("metrics_raw_only", default=False)
+
+
+@contextlib.contextmanager
+def raw_rows() -> Iterator[None]:
+    """Within the block, answer from the raw rows even when the rollups match (tests compare the
+    two paths; the benchmark measures both)."""
+    token = _raw_only.set(True)
+    try:
+        yield
+    finally:
+        _raw_only.reset(token)
+
+
 def _memoised(key: tuple, fn):  # type: ignore[no-untyped-def]
     memo = _memo.get()
     if memo is None:
         return fn()
+    key = (*key, _raw_only.get())
     if key not in memo:
         memo[key] = fn()
     return memo[key].copy()
@@ -104,6 +119,8 @@ def ensure_built(engine: Engine, query: Query) -> rollups.State:
 
 
 def usable_state(engine: Engine, query: Query) -> rollups.State | None:
+    if _raw_only.get():
+        return None
     st = rollups.state(engine)
     if st is None or not st.matches(query.tz, query.settings):
         return None
