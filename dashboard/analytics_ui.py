@@ -34,16 +34,27 @@ NONE = "—"
 
 @dataclass(frozen=True)
 class DrillTarget:
-    """One drillable thing: shown as ``label``, answered by ``drill(slug, period=, key=)``."""
+    """One drillable thing: shown as ``label``, answered by ``drill(slug, period=, key=)`` on the
+    page's question, narrowed to ``dim = value`` when set (one bar of a "by segment" chart)."""
 
     slug: str
     label: str
     period: date | None = None
     key: str | None = None
+    dim: str | None = None
+    value: str | None = None
 
     @property
     def id(self) -> str:
-        return f"{self.slug}|{self.period.isoformat() if self.period else ''}|{self.key or ''}"
+        narrowed = f"{self.dim}={self.value}" if self.dim else ""
+        return f"{self.slug}|{self.period.isoformat() if self.period else ''}|{self.key or ''}|{narrowed}"
+
+    @classmethod
+    def parse(cls, ident: str, label: str) -> DrillTarget:
+        slug, period, key, narrowed = (ident.split("|") + ["", "", ""])[:4]
+        dim, _, value = narrowed.partition("=")
+        return cls(slug, label, period=date.fromisoformat(period) if period else None, key=key or None,
+                   dim=dim or None, value=value or None)
 
 
 def value_text(result: MetricResult | None, currency: str | None = None) -> str:
@@ -87,14 +98,28 @@ def series_points(result: MetricResult | None, slug: str, *, series: str = "") -
     return out
 
 
-def breakdown_points(result: MetricResult | None, slug: str, *, label_column: str = "key") -> list[charts.Point]:
+def breakdown_points(result: MetricResult | None, slug: str, *, label_column: str = "key",
+                     value_column: str = "value", series_column: str | None = None) -> list[charts.Point]:
     if result is None or result.breakdown is None or result.breakdown.empty:
         return []
     frame = result.breakdown
     col = label_column if label_column in frame.columns else "key"
+    series = frame[series_column].fillna("unknown").astype(str) if series_column in frame.columns else [""] * len(frame)
     return [charts.Point(key=DrillTarget(slug, "", key=str(k)).id, label=str(lbl) if lbl is not None else "unknown",
-                         value=None if pd.isna(v) else v)
-            for k, lbl, v in zip(frame["key"], frame[col], frame["value"], strict=True)]
+                         value=None if pd.isna(v) else v, series=sr)
+            for k, lbl, v, sr in zip(frame["key"], frame[col], frame[value_column], series, strict=True)]
+
+
+def segment_points(frame: pd.DataFrame | None, dim: str, measures: Sequence[tuple[str, str, str]]) -> list[charts.Point]:
+    """Bars of a ``revenue_by_<dim>`` table: one series per (column, series name, drill slug)."""
+    if frame is None or frame.empty:
+        return []
+    out = []
+    for column, name, slug in measures:
+        for k, v in zip(frame["key"], frame[column], strict=True):
+            out.append(charts.Point(key=DrillTarget(slug, "", dim=dim, value=str(k)).id, label=str(k),
+                                    value=None if pd.isna(v) else int(v), series=name))
+    return out
 
 
 def _as_date(value: Any) -> date | None:
@@ -122,9 +147,8 @@ def targets_from_points(points: Sequence[charts.Point], title: str) -> list[Dril
         if p.key in seen:
             continue
         seen.add(p.key)
-        slug, period, key = (p.key.split("|") + ["", ""])[:3]
         label = f"{title}: {p.label}" + (f" ({p.series})" if p.series else "")
-        out.append(DrillTarget(slug, label, period=date.fromisoformat(period) if period else None, key=key or None))
+        out.append(DrillTarget.parse(p.key, label))
     return out
 
 
@@ -156,7 +180,8 @@ def drill_picker(engine: Engine, q: metrics_data.Question, targets: Sequence[Dri
     target = by_id[chosen]
     with st.spinner(f"Loading the rows behind {target.label} …"):
         try:
-            rows = metrics_data.drill_rows(engine, q, target.slug, target.period, target.key)
+            asked = metrics_data.with_filter(q, target.dim, target.value) if target.dim and target.value else q
+            rows = metrics_data.drill_rows(engine, asked, target.slug, target.period, target.key)
         except MetricError as exc:
             st.warning(str(exc))
             return
@@ -259,7 +284,7 @@ def movements(b: Any) -> Movements | None:
                 values[str(k)] = int(v)
     slugs: dict[str, str] = {}
     for kind, candidates in metrics_data.MOVEMENT_SLUGS.items():
-        if kind in values:
+        if kind in values and slug:
             slugs[kind] = slug
             continue
         one = metrics_data.find(b, *candidates)
@@ -270,7 +295,9 @@ def movements(b: Any) -> Movements | None:
     kinds = [k for k in charts.MOVEMENT_ORDER if k in values]
     if start is None or end is None or not kinds:
         return None
-    targets = [DrillTarget(slugs[k], f"Movement: {charts.MOVEMENT_LABELS[k]}", key=k) for k in kinds]
+    # The exchange-rate effect has no member rows behind it.
+    targets = [DrillTarget(slugs.get(k, slug), f"Movement: {charts.MOVEMENT_LABELS[k]}", key=k)
+               for k in kinds if k != "fx"]
     return Movements(result, slug or slugs[kinds[0]], start, end, {k: values[k] for k in kinds}, targets)
 
 
@@ -285,12 +312,6 @@ def chain(b: Any, steps: Sequence[tuple[str, Sequence[str]]]) -> list[charts.Poi
     return out
 
 
-def segment(b: Any, dim: str) -> tuple[MetricResult | None, str]:
-    candidates = metrics_data.SEGMENT_SLUGS[dim]
-    result = metrics_data.find(b, *candidates)
-    return result, slug_of(result, candidates[0])
-
-
 @dataclass
 class CohortGrid:
     rows: list[str]
@@ -301,7 +322,7 @@ class CohortGrid:
 
 
 COHORT_COLUMNS = ("cohort", "cohort_month", "period")
-OFFSET_COLUMNS = ("k", "month", "months_since", "age", "offset")
+OFFSET_COLUMNS = ("k", "months_since", "age", "offset")
 
 
 def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
@@ -319,7 +340,9 @@ def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
     cells: dict[tuple[str, str], Any] = {}
     keys: dict[tuple[str, str], str] = {}
     targets: list[DrillTarget] = []
-    for cohort, k, value in zip(frame[cohort_col], frame[offset_col], frame["value"], strict=True):
+    shares = frame["share"] if "share" in frame.columns else frame["value"]
+    months = frame["month"] if "month" in frame.columns and offset_col != "month" else frame[cohort_col]
+    for cohort, k, value, month in zip(frame[cohort_col], frame[offset_col], shares, months, strict=True):
         period = _as_date(cohort)
         r = f"{period:%Y-%m}" if period else str(cohort)
         c = f"M{int(k)}" if not pd.isna(k) else "?"
@@ -328,9 +351,13 @@ def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
         if c not in cols:
             cols.append(c)
         cells[(r, c)] = None if value is None or pd.isna(value) else value
-        target = DrillTarget(slug, f"Cohort {r}, month {c[1:]}", period=period, key=str(int(k)))
+        # The registry's drill behind a cohort cell: the members paying at the end of that calendar
+        # month (all cohorts), so cells of one calendar month share their rows.
+        at = _as_date(month)
+        target = DrillTarget(slug, f"Members paying at the end of {at:%Y-%m}" if at else f"Cohort {r}", period=at)
         keys[(r, c)] = target.id
-        targets.append(target)
+        if all(t.id != target.id for t in targets):
+            targets.append(target)
     cols.sort(key=lambda c: int(c[1:]) if c[1:].isdigit() else 10**6)
     return CohortGrid(rows, cols, cells, keys, targets)
 

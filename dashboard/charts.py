@@ -55,10 +55,11 @@ MOVEMENT_LABELS = {
     "reactivation": "Reactivation",
     "contraction": "Contraction",
     "churn": "Churn",
+    "fx": "Exchange rates",
     "end": "Ending MRR",
 }
 # Stripe's order is not fixed; finance reads gains first, then losses.
-MOVEMENT_ORDER = ("new", "expansion", "reactivation", "contraction", "churn")
+MOVEMENT_ORDER = ("new", "expansion", "reactivation", "contraction", "churn", "fx")
 NEGATIVE_MOVEMENTS = frozenset({"contraction", "churn"})
 
 
@@ -171,7 +172,8 @@ def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: s
     """Starting MRR, the movements (losses drawn downwards), ending MRR.
 
     ``movements`` holds each movement as a positive amount in minor units; contraction and churn
-    are subtracted. The figure draws what it is given: the identity is the registry's to keep.
+    are subtracted. ``fx`` (the effect of different exchange rates between the months of a
+    converted range) is drawn with its own sign. The figure draws what it is given: the identity is the registry's to keep.
     """
     keys = ["start", *[k for k in MOVEMENT_ORDER if k in movements], "end"]
     labels = [start_label, *[MOVEMENT_LABELS[k] for k in keys[1:-1]], end_label]

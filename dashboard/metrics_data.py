@@ -14,7 +14,7 @@ Guarantees:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -108,6 +108,13 @@ def drill_rows(_engine: Engine, q: Question, slug: str, period: date | None, key
     return drill(_engine, slug, q.query(), period=period, key=key, limit=DRILL_LIMIT)
 
 
+def with_filter(q: Question, dim: str, value: str) -> Question:
+    """The same question narrowed to one tier, interval, original currency or country (for the
+    rows behind one bar of a "by segment" chart)."""
+    field_name = {"tier": "tier", "interval": "interval", "currency": "money_filter", "country": "country"}[dim]
+    return replace(q, **{field_name: value})
+
+
 def definition(slug: str) -> str:
     try:
         return get(slug).definition
@@ -157,13 +164,12 @@ __all__ = ["INTERVALS", "REPORTING", "TIERS", "Question", "bundle", "currencies"
 REVENUE: dict[str, tuple[str, ...]] = {
     "mrr": ("mrr",), "arr": ("arr",), "paying_members": ("paying_members",), "arpu": ("arpu",), "ltv": ("ltv",),
     "net_revenue": ("net_revenue",), "gross_revenue": ("gross_revenue", "collected"),
-    "billed": ("billed", "invoiced", "billed_revenue"), "refunds": ("refunds",),
+    "billed": ("billed", "invoiced"), "refunds": ("refunds",), "stripe_fees": ("stripe_fees",),
     "disputes_lost": ("disputes_lost", "disputes"),
     "movements": ("mrr_movements", "movements"),
 }
 MOVEMENT_SLUGS = {k: (f"mrr_{k}", f"{k}_mrr") for k in ("new", "expansion", "contraction", "churn", "reactivation")}
-SEGMENT_SLUGS = {dim: (f"mrr_by_{dim}", f"revenue_by_{dim}", f"net_revenue_by_{dim}") for dim in
-                 ("tier", "interval", "currency", "country")}
+SEGMENTS = ("tier", "interval", "currency", "country")  # page bundle tables ``revenue_by_<dim>``
 CHURN: dict[str, tuple[str, ...]] = {
     "member_churn": ("member_churn_rate", "member_churn"),
     "voluntary": ("voluntary_churn_rate", "member_churn_voluntary", "churn_voluntary"),
@@ -171,18 +177,19 @@ CHURN: dict[str, tuple[str, ...]] = {
     "gross_mrr_churn": ("gross_mrr_churn", "gross_mrr_churn_rate"),
     "net_mrr_churn": ("net_mrr_churn", "net_mrr_churn_rate"),
     "nrr": ("nrr",), "grr": ("grr",),
-    "cohort_members": ("cohort_retention_members", "cohort_members", "cohort_retention"),
-    "cohort_mrr": ("cohort_retention_mrr", "cohort_net_mrr", "cohort_mrr"),
+    "cohort_members": ("cohort_retention", "cohort_retention_members"),
+    "cohort_mrr": ("cohort_mrr_retention", "cohort_retention_mrr"),
     "trial_conversion": ("trial_conversion", "trial_conversion_rate"),
-    "cancellation_reasons": ("cancellation_reasons", "churn_reasons"),
+    "cancellation_reasons": ("cancellations", "cancellation_reasons"),
 }
 FAILED: dict[str, tuple[str, ...]] = {
     "failure_rate": ("failure_rate", "first_attempt_failure_rate"),
     "recovery_rate": ("recovery_rate",),
     "revenue_at_risk": ("revenue_at_risk",),
     "decline_codes": ("decline_codes", "failures_by_decline_code"),
-    "brands": ("failures_by_brand", "decline_brands", "card_brands"),
-    "countries": ("failures_by_country", "decline_countries", "card_countries"),
+    "failed_payments": ("failed_payments",),
+    "brands": ("card_brands", "failures_by_brand"),
+    "countries": ("card_countries", "failures_by_country"),
 }
 
 

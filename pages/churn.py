@@ -98,10 +98,10 @@ with left:
 with right:
     st.subheader("Cancellation reasons")
     res = found["cancellation_reasons"]
-    pts = ui.breakdown_points(res, ui.slug_of(res, C["cancellation_reasons"][0]), label_column="label")
+    pts = ui.breakdown_points(res, ui.slug_of(res, C["cancellation_reasons"][0]), series_column="churn_kind")
     if pts:
-        clicked = ui.chart(charts.bars(pts, unit=res.unit if res else "count", horizontal=True,
-                                       title="Why members cancelled"), key="churn_reasons_chart")
+        clicked = ui.chart(charts.bars(pts, unit=res.unit if res else "count", horizontal=True, stacked=True,
+                                       title="Members lost, by reason"), key="churn_reasons_chart")
         ui.caption_definition(res, C["cancellation_reasons"][0])
         ui.drill_picker(eng, q, ui.targets_from_points(pts, "Reason"), clicked, key="churn_reasons", noun="members")
     else:

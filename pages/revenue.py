@@ -69,27 +69,33 @@ with right:
 
 st.subheader("From MRR to cash")
 chain = ui.chain(b, [("MRR", S["mrr"]), ("Billed", S["billed"]), ("Collected", S["gross_revenue"]),
-                     ("Refunded", S["refunds"]), ("Disputed (lost)", S["disputes_lost"])])
+                     ("Refunded", S["refunds"]), ("Disputed (lost)", S["disputes_lost"]),
+                     ("Net revenue", S["net_revenue"]), ("Stripe fees", S["stripe_fees"])])
 if chain:
-    clicked = ui.chart(charts.bars(chain, unit="money", currency=q.currency, title="MRR → billed → collected → refunded → disputed"),
+    clicked = ui.chart(charts.bars(chain, unit="money", currency=q.currency,
+                                   title="MRR → collected → refunded → disputed → net revenue"),
                        key="revenue_cash_chart")
-    st.caption("MRR is the recurring run rate at the end of the range; billed, collected, refunded and disputed are "
-               "amounts dated inside the range (invoices finalised, payments succeeded, refunds made, disputes lost). "
-               "Stripe fees are not deducted.")
+    st.caption("MRR is the recurring run rate at the end of the range; the other bars are amounts dated inside the "
+               "range: payments that succeeded (collected), refunds made, disputes lost, what is left (net revenue), "
+               "and Stripe's fees where Stripe reported them.")
     ui.drill_picker(eng, q, ui.targets_from_points(chain, "Cash"), clicked, key="revenue_cash", noun="rows")
 else:
     ui.missing(None, "The cash chain")
 
 st.subheader("Revenue by segment")
+st.caption("Gross and net revenue dated inside the range, by the member's tier, billing interval, original currency "
+           "and country.")
 tabs = st.tabs(["By tier", "By interval", "By currency", "By country"])
-for tab, dim in zip(tabs, ("tier", "interval", "currency", "country"), strict=True):
+for tab, dim in zip(tabs, md.SEGMENTS, strict=True):
     with tab:
-        result, slug = ui.segment(b, dim)
-        pts = ui.breakdown_points(result, slug, label_column="label")
+        frame = md.table(b, f"revenue_by_{dim}")
+        pts = ui.segment_points(frame, dim, [("gross", "Gross revenue", S["gross_revenue"][0]),
+                                             ("net", "Net revenue", S["net_revenue"][0])])
         if pts:
             clicked = ui.chart(charts.bars(pts, unit="money", currency=q.currency, horizontal=dim == "country",
-                                           title=f"{md.title(slug)} by {dim}"), key=f"revenue_by_{dim}_chart")
-            ui.caption_definition(result, slug)
-            ui.drill_picker(eng, q, ui.targets_from_points(pts, f"By {dim}"), clicked, key=f"revenue_by_{dim}")
+                                           title=f"Revenue by {dim}"), key=f"revenue_by_{dim}_chart")
+            ui.drill_picker(eng, q, ui.targets_from_points(pts, f"By {dim}"), clicked, key=f"revenue_by_{dim}",
+                            noun="payments")
         else:
-            ui.missing(result, f"Revenue by {dim}")
+            st.info(f"No revenue by {dim} in the chosen range and filters." if frame is not None
+                    else f"Revenue by {dim} is not available from the metrics registry yet.")
