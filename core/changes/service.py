@@ -143,10 +143,15 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
             if _blocking(s, member.id, key) is not None:
                 raise ChangeRefused("An earlier change for this member is still being applied; finish it on the "
                                     "Membership changes page (Resume) before making another.", code="busy")
-            ctx = Ctx(s, member, actor, now, load_limits(s), stripe, reason, comment)
-            plan = action.plan(ctx, dict(change.params))
             if member.version != change.member_version:
-                raise StaleMember(member_snapshot(s, member), member.version)
+                # The same request may have been claimed a moment ago (a double click): replay it.
+                existing = s.scalar(select(ChangeRequest).where(ChangeRequest.idempotency_key == key))
+                if existing is None:
+                    raise StaleMember(member_snapshot(s, member), member.version)
+                request_id = existing.id
+            else:
+                ctx = Ctx(s, member, actor, now, load_limits(s), stripe, reason, comment)
+                plan = action.plan(ctx, dict(change.params))
     if request_id is not None:
         return _replay(engine, request_id, stripe=stripe, now=now)
 
