@@ -8,7 +8,7 @@ member (about a third) is only an app user: Stripe never sees them.
 Rules of the business (rates are per member and drawn, so members differ):
 - trials of 14 days on about a third of first subscriptions; about 30% are canceled;
 - renewals are attempted about an hour after the period ends; a first attempt fails for about
-  5.5% of renewals times the member's risk, or because the card expired and was not replaced;
+  6.8% of renewals times the member's risk, or because the card expired and was not replaced;
 - a failed renewal is retried on days 3, 7 and 14 (4 tries), never automatically after a hard
   decline; a member may add a new card, which is charged at once; after the last try the
   subscription is canceled with ``cancellation_details.reason = payment_failed``;
@@ -52,7 +52,7 @@ from core.timeutil import add_months
 DAY = 86400
 HOUR = 3600
 PAYING_SHARE = 0.66
-FIRST_ATTEMPT_FAIL = 0.055
+FIRST_ATTEMPT_FAIL = 0.068
 Obj = dict[str, Any]
 
 
@@ -356,10 +356,12 @@ class _Member:
                             default_payment_method=self.pm["id"])
             elif hard:
                 continue
-            if self.attempt(inv, at, renewal=True, retry=not fixed) is True:
+            result = self.attempt(inv, at, renewal=True, retry=not fixed)
+            if result is True:
                 self.settle(inv, at)
                 self.change(at, "customer.subscription.updated", status="active")
                 return False
+            hard = result in HARD_DECLINES
         end = due + RETRY_DAYS[-1] * DAY + 5 * HOUR
         if end >= self.now:
             return None
