@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from core.sandbox.complete import complete
 from core.sandbox.errors import StripeError, invalid, no_such
 from core.sandbox.forms import as_list, to_int
 from core.sandbox.store import SandboxStore
@@ -134,8 +135,15 @@ class Api:
         return int(time.time())
 
     # -- objects ------------------------------------------------------------------------------
+    def get(self, obj_id: str | None) -> dict[str, Any] | None:
+        """A stored object with its missing standard fields filled in, or None."""
+        return complete(self.store.get(obj_id)) if obj_id else None
+
+    def select(self, kind: str, where: list[tuple[str, list[Any]]] | None = None) -> list[dict[str, Any]]:
+        return [complete(o) or o for o in self.store.select(kind, where)]
+
     def load(self, obj_id: Any, kind: str, param: str = "id", *, allow_deleted: bool = False) -> dict[str, Any]:
-        obj = self.store.get(obj_id) if isinstance(obj_id, str) and obj_id else None
+        obj = self.get(obj_id) if isinstance(obj_id, str) and obj_id else None
         if obj is None or obj.get("object") != kind or (obj.get("deleted") and not allow_deleted):
             noun = next((n for t, n in PREFIXES.values() if t == kind), kind)
             raise no_such(noun, str(obj_id), param)
@@ -164,6 +172,7 @@ class Api:
 
     def render(self, obj: dict[str, Any]) -> dict[str, Any]:
         """The answer shape of a stored object (invoices embed only their first 10 lines)."""
+        complete(obj)
         if obj.get("object") == "invoice":
             from core.sandbox.resources.invoices import render_invoice
             return render_invoice(obj)
@@ -212,11 +221,11 @@ class Api:
             return node
         value = node[head]
         if isinstance(value, str):
-            target = self.store.get(value)
+            target = self.get(value)
             if target is not None:
                 value = public(self.render(target))
         elif isinstance(value, list):
-            value = [public(self.render(self.store.get(v) or {"id": v})) if isinstance(v, str) else v for v in value]
+            value = [public(self.render(self.get(v) or {"id": v})) if isinstance(v, str) else v for v in value]
         node = dict(node)
         node[head] = self._expand_one(value, rest)
         return node

@@ -52,7 +52,7 @@ def set_period(sub: dict[str, Any], start: int, end: int) -> None:
 # -- invoices ---------------------------------------------------------------------------------
 def new_invoice(api: Api, sub: dict[str, Any], *, billing_reason: str, at: int,
                 period: tuple[int, int]) -> dict[str, Any]:
-    cus = api.store.get(sub["customer"]) or {}
+    cus = api.get(sub["customer"]) or {}
     seq = int(cus.get("next_invoice_sequence") or 1)
     if cus and not api.dry_run:
         cus["next_invoice_sequence"] = seq + 1
@@ -96,7 +96,7 @@ def new_invoice(api: Api, sub: dict[str, Any], *, billing_reason: str, at: int,
 
 
 def product_name(api: Api, price: dict[str, Any]) -> str:
-    prod = api.store.get(id_of(price["product"]) or "")
+    prod = api.get(id_of(price["product"]) or "")
     return (prod or {}).get("name") or price.get("nickname") or str(id_of(price["product"]))
 
 
@@ -183,7 +183,7 @@ def sub_of_ii(ii: dict[str, Any]) -> str | None:
 
 
 def pending_items(api: Api, sub: dict[str, Any]) -> list[dict[str, Any]]:
-    return [ii for ii in api.store.select("invoiceitem", [("ref = ?", [sub["id"]])]) if not ii.get("invoice")]
+    return [ii for ii in api.select("invoiceitem", [("ref = ?", [sub["id"]])]) if not ii.get("invoice")]
 
 
 def add_lines(api: Api, inv: dict[str, Any], sub: dict[str, Any], invoice_items: list[dict[str, Any]],
@@ -236,10 +236,10 @@ def attempt(api: Api, inv: dict[str, Any], sub: dict[str, Any] | None, *, at: in
     if inv["amount_due"] == 0:
         mark_paid(api, inv, at)
         return None
-    cus = api.store.get(inv["customer"]) or {}
+    cus = api.get(inv["customer"]) or {}
     pm = (payment_method or (sub or {}).get("default_payment_method")
           or (cus.get("invoice_settings") or {}).get("default_payment_method"))
-    intent = api.store.get(inv["_sandbox"]["intent"]) if inv["_sandbox"].get("intent") else None
+    intent = api.get(inv["_sandbox"]["intent"]) if inv["_sandbox"].get("intent") else None
     if intent is None:
         intent = new_intent(api, amount=inv["amount_due"], currency=inv["currency"], customer=inv["customer"],
                             pm=pm, description=_describe(inv["billing_reason"]))

@@ -108,12 +108,15 @@ def _created_of(obj: dict[str, Any]) -> int:
     return int(obj.get("created") or obj.get("date") or 0)
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False, ensure_ascii=False).encode
+
+
 def row_values(obj: dict[str, Any]) -> tuple[Any, ...]:
     """The column values of one object (without seq)."""
     return (
         obj["id"], obj.get("object") or "unknown", _customer_of(obj), _created_of(obj),
         _status_of(obj), _ref_of(obj), 1 if obj.get("deleted") else 0,
-        json.dumps(obj, separators=(",", ":")),
+        _encode(obj),
     )
 
 
@@ -174,8 +177,14 @@ class SandboxStore:
                 count += 1
                 yield row_values(obj)
 
-        with self.lock, self.transaction():
-            self._conn.executemany(sql, rows())
+        with self.lock:
+            # A bulk load is redone if the process dies mid-way, so skip the fsyncs.
+            self._conn.execute("PRAGMA synchronous=OFF")
+            try:
+                with self.transaction():
+                    self._conn.executemany(sql, rows())
+            finally:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
         return count
 
     # -- single objects -----------------------------------------------------------------------

@@ -125,7 +125,7 @@ class Catalog:
         api = self.api
         cus = api.load(id, "customer")
         from core.sandbox.resources.subscriptions import end_subscription
-        for sub in api.store.select("subscription", [("customer = ?", [id]),
+        for sub in api.select("subscription", [("customer = ?", [id]),
                                                      ("status NOT IN ('canceled', 'incomplete_expired')", [])]):
             end_subscription(api, sub, reason="cancellation_requested")
         cus["deleted"] = True
@@ -145,7 +145,7 @@ class Catalog:
             "name": p["name"], "package_dimensions": None, "shippable": None, "statement_descriptor": None,
             "tax_code": None, "type": "service", "unit_label": None, "updated": now, "url": None,
         }
-        if self.api.store.get(prod["id"]):
+        if self.api.get(prod["id"]):
             raise invalid(f"Product already exists: {prod['id']}", param="id", code="resource_already_exists")
         self.api.save(prod)
         self.api.emit("product.created", prod)
@@ -347,7 +347,7 @@ class Catalog:
         pm = self.api.load(id, "payment_method")
         if not pm.get("customer"):
             raise invalid(f"The payment method {id} is not attached to a customer.", param="payment_method")
-        cus = self.api.store.get(pm["customer"])
+        cus = self.api.get(pm["customer"])
         if cus and cus["invoice_settings"].get("default_payment_method") == id:
             cus["invoice_settings"]["default_payment_method"] = None
             self.api.save(cus)

@@ -45,7 +45,7 @@ def create(api: Api, p: dict[str, Any]) -> dict[str, Any]:
 
 def delete(api: Api, clock_id: str) -> dict[str, Any]:
     clock = api.load(clock_id, "test_helpers.test_clock")
-    for cus in api.store.select("customer", [("json_extract(data, '$.test_clock') = ?", [clock_id])]):
+    for cus in api.select("customer", [("json_extract(data, '$.test_clock') = ?", [clock_id])]):
         cus["deleted"] = True
         api.save(cus)
     clock["deleted"] = True
@@ -84,11 +84,11 @@ def advance(api: Api, clock_id: str, p: dict[str, Any]) -> dict[str, Any]:
 
 def _next_step(api: Api, clock_id: str, target: int) -> tuple[int, int, str, str] | None:
     steps: list[tuple[int, int, str, str]] = []
-    customers = [c["id"] for c in api.store.select("customer", [("json_extract(data, '$.test_clock') = ?", [clock_id])])]
+    customers = [c["id"] for c in api.select("customer", [("json_extract(data, '$.test_clock') = ?", [clock_id])])]
     if not customers:
         return None
     marks = ",".join("?" * len(customers))
-    for sub in api.store.select("subscription", [(f"customer IN ({marks})", customers)]):
+    for sub in api.select("subscription", [(f"customer IN ({marks})", customers)]):
         if sub["status"] in ENDED:
             continue
         start, end = billing.period_of(sub)
@@ -104,7 +104,7 @@ def _next_step(api: Api, clock_id: str, target: int) -> tuple[int, int, str, str
             steps.append((sub["trial_end"], 3, "trial_end", sub["id"]))
         elif sub["status"] in ("active", "past_due", "unpaid"):
             steps.append((end, 3, "renew", sub["id"]))
-    for inv in api.store.select("invoice", [(f"customer IN ({marks})", customers), ("status = 'open'", [])]):
+    for inv in api.select("invoice", [(f"customer IN ({marks})", customers), ("status = 'open'", [])]):
         if inv.get("next_payment_attempt") and inv.get("auto_advance"):
             steps.append((inv["next_payment_attempt"], 4, "retry", inv["id"]))
         elif (inv.get("_sandbox") or {}).get("dunning_ends_at") and inv.get("auto_advance"):
@@ -115,10 +115,10 @@ def _next_step(api: Api, clock_id: str, target: int) -> tuple[int, int, str, str
 
 def _run(api: Api, kind: str, obj_id: str, at: int) -> None:
     if kind in ("retry", "dunning_end"):
-        inv = api.store.get(obj_id)
+        inv = api.get(obj_id)
         assert inv is not None
         sub_id = ((inv.get("parent") or {}).get("subscription_details") or {}).get("subscription")
-        sub = api.store.get(sub_id) if sub_id else None
+        sub = api.get(sub_id) if sub_id else None
         if kind == "retry":
             inv["next_payment_attempt"] = None
             result = billing.attempt(api, inv, sub, at=at)
@@ -134,10 +134,10 @@ def _run(api: Api, kind: str, obj_id: str, at: int) -> None:
         if sub is not None and sub["status"] not in ENDED:
             end_subscription(api, sub, reason="payment_failed")
         return
-    sub = api.store.get(obj_id)
+    sub = api.get(obj_id)
     assert sub is not None
     if kind == "expire":
-        for inv in api.store.select("invoice", [("ref = ?", [sub["id"]]), ("status = 'open'", [])]):
+        for inv in api.select("invoice", [("ref = ?", [sub["id"]]), ("status = 'open'", [])]):
             inv.update(status="void", next_payment_attempt=None)
             inv["status_transitions"]["voided_at"] = at
             api.save(inv)

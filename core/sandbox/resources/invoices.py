@@ -105,7 +105,7 @@ class Invoices:
 
     def _sub(self, inv: dict[str, Any]) -> dict[str, Any] | None:
         sub_id = ((inv.get("parent") or {}).get("subscription_details") or {}).get("subscription")
-        return self.api.store.get(sub_id) if sub_id else None
+        return self.api.get(sub_id) if sub_id else None
 
     def pay(self, p: dict[str, Any], id: str) -> dict[str, Any]:
         api = self.api

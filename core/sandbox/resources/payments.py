@@ -84,7 +84,7 @@ def new_intent(api: Api, *, amount: int, currency: str, customer: str | None, pm
 def charge_card(api: Api, intent: dict[str, Any], pm_id: str | None) -> Attempt:
     """Confirm ``intent`` with the payment method: one charge, its events, maybe a dispute."""
     customer = intent.get("customer")
-    pm = api.store.get(pm_id) if pm_id else None
+    pm = api.get(pm_id) if pm_id else None
     if pm is None:
         intent.update(status="requires_payment_method", payment_method=None)
         intent["last_payment_error"] = {"type": "invalid_request_error", "code": "payment_method_missing",

@@ -38,7 +38,7 @@ def end_subscription(api: Api, sub: dict[str, Any], *, reason: str, comment: str
     if feedback is not None:
         details["feedback"] = feedback or None
     api.save(sub)
-    for inv in api.store.select("invoice", [("ref = ?", [sub["id"]]), ("status = 'open'", [])]):
+    for inv in api.select("invoice", [("ref = ?", [sub["id"]]), ("status = 'open'", [])]):
         inv.update(auto_advance=False, next_payment_attempt=None)
         inv["_sandbox"]["dunning_ends_at"] = None
         api.save(inv)
