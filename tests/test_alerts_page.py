@@ -35,7 +35,7 @@ def test_manager_sees_the_alert_and_resolves_it(database_url, engine, session):
     assert not at.exception, at.exception
     shown = texts(at)
     assert "Payment failure rate, last 24 hours" in " ".join(e.label for e in at.expander)
-    assert "40 of 150 payment attempts failed" in shown and "26.7%" in shown and "5.0%" in shown
+    assert "40 of 150 first payment attempts failed" in shown and "26.7%" in shown and "5.0%" in shown
     assert at.get("plotly_chart"), "a small chart of the recent history"
     links = [df.value for df in at.dataframe if "Member page" in df.value.columns]
     assert links and links[0]["Member page"].iloc[0].startswith("members?member=")

@@ -47,26 +47,34 @@ def weekly_windows(now: datetime, hours: float, weeks: int) -> list[tuple[dateti
     return [(now - timedelta(weeks=w) - span, now - timedelta(weeks=w)) for w in range(1, weeks + 1)]
 
 
-def attempts(conn: Connection, start: datetime, end: datetime) -> tuple[int, int]:
+def _first(first_only: bool) -> list[Any]:
+    # Retries of earlier failures fail far more often (and a day after an incident they echo it for
+    # two weeks), so by default the payment rules look at first attempts only.
+    return [P.attempt_number == 1] if first_only else []
+
+
+def attempts(conn: Connection, start: datetime, end: datetime, first_only: bool = False) -> tuple[int, int]:
     """(failed, attempted) payment attempts created in [start, end)."""
     row = conn.execute(
         select(func.coalesce(func.sum(case((P.status == FAILED, 1), else_=0)), 0), func.count())
-        .where(P.created_at >= start, P.created_at < end, P.status.in_((FAILED, SUCCEEDED)))
+        .where(P.created_at >= start, P.created_at < end, P.status.in_((FAILED, SUCCEEDED)), *_first(first_only))
     ).one()
     return int(row[0]), int(row[1])
 
 
-def failure_counts(conn: Connection, dimension: str, start: datetime, end: datetime) -> dict[str, int]:
+def failure_counts(conn: Connection, dimension: str, start: datetime, end: datetime,
+                   first_only: bool = False) -> dict[str, int]:
     col = DIMENSIONS[dimension]
     rows = conn.execute(
-        select(col, func.count()).where(P.created_at >= start, P.created_at < end, P.status == FAILED)
+        select(col, func.count()).where(P.created_at >= start, P.created_at < end, P.status == FAILED,
+                                        *_first(first_only))
         .group_by(col)
     ).all()
     return {str(k): int(n) for k, n in rows}
 
 
-def top_failure_reason(conn: Connection, start: datetime, end: datetime) -> str:
-    counts = failure_counts(conn, "decline_code", start, end)
+def top_failure_reason(conn: Connection, start: datetime, end: datetime, first_only: bool = False) -> str:
+    counts = failure_counts(conn, "decline_code", start, end, first_only)
     total = sum(counts.values())
     if not total:
         return ""
@@ -79,12 +87,13 @@ def top_failure_reason(conn: Connection, start: datetime, end: datetime) -> str:
 def _failure_rate_check(conn: Connection, now: datetime, params: dict[str, Any]) -> list[Finding]:
     hours = float(params["window_hours"])
     start = now - timedelta(hours=hours)
-    failed, tried = attempts(conn, start, now)
+    first = bool(params["first_attempts_only"])
+    failed, tried = attempts(conn, start, now, first)
     if tried < params["min_attempts"] or failed < params["min_failures"]:
         return []
     base_failed = base_tried = 0
     for ws, we in weekly_windows(now, hours, int(params["baseline_weeks"])):
-        f, t = attempts(conn, ws, we)
+        f, t = attempts(conn, ws, we, first)
         base_failed, base_tried = base_failed + f, base_tried + t
     if base_tried < params["min_baseline_attempts"]:
         return []  # not enough history to say what is normal
@@ -94,21 +103,22 @@ def _failure_rate_check(conn: Connection, now: datetime, params: dict[str, Any])
     if (distance < params["min_ratio"] or rate - base < params["min_increase"]
             or stats.rate_z(failed, tried, floor) < params["z_min"]):
         return []
-    hint = (f"{failed} of {tried} payment attempts failed in {window_text(hours)} ({rate:.1%}), against "
+    what = "first payment attempts" if first else "payment attempts"
+    hint = (f"{failed} of {tried} {what} failed in {window_text(hours)} ({rate:.1%}), against "
             f"{base:.1%} in the same hours of the previous {int(params['baseline_weeks'])} weeks"
-            f"{top_failure_reason(conn, start, now)}.")
+            f"{top_failure_reason(conn, start, now, first)}.")
+    drill = {"table": "payments", "status": FAILED, **({"attempt_number": 1} if first else {})}
     return [Finding("all", rate, base, stats.severity(distance, params["severity_steps"]), hint, start, now,
-                    {"unit": "percent", "failed": failed, "attempts": tried,
-                     "drill": {"table": "payments", "status": FAILED}})]
+                    {"unit": "percent", "failed": failed, "attempts": tried, "drill": drill})]
 
 
 def _failure_rate_measure(conn: Connection, scope: str, start: datetime, end: datetime,
                           params: dict[str, Any]) -> float | None:
-    failed, tried = attempts(conn, start, end)
+    failed, tried = attempts(conn, start, end, bool(params["first_attempts_only"]))
     return failed / tried if tried else None
 
 
-_RATE_COMMON = {"baseline_weeks": 4, "min_ratio": 1.5, "z_min": 4.0, "baseline_floor": 0.02,
+_RATE_COMMON = {"first_attempts_only": True, "baseline_weeks": 4, "min_ratio": 1.5, "z_min": 4.0, "baseline_floor": 0.02,
                 "severity_steps": dict(stats.DEFAULT_STEPS)}
 
 register(Rule(
@@ -125,7 +135,7 @@ register(Rule(
     "Share of payment attempts that failed in the last 24 hours, against the same 24 hours of the previous "
     "weeks.",
     "percent",
-    {"window_hours": 24, "min_attempts": 100, "min_failures": 15, "min_baseline_attempts": 200,
+    {"window_hours": 24, "min_attempts": 40, "min_failures": 8, "min_baseline_attempts": 120,
      "min_increase": 0.05, "auto_resolve_hours": 6, **_RATE_COMMON},
     _failure_rate_check, _failure_rate_measure,
 ))
@@ -137,15 +147,17 @@ def _concentration_check(conn: Connection, now: datetime, params: dict[str, Any]
     hours = float(params["window_hours"])
     start = now - timedelta(hours=hours)
     base_start = start - timedelta(days=float(params["baseline_days"]))
+    first = bool(params["first_attempts_only"])
+    what = "failed first attempts" if first else "failed attempts"
     findings: list[Finding] = []
     for dim in DIMENSIONS:
         if not params["dimensions"].get(dim, 0):
             continue
-        now_counts = failure_counts(conn, dim, start, now)
+        now_counts = failure_counts(conn, dim, start, now, first)
         total = sum(now_counts.values())
         if total < params["min_failures"]:
             return findings  # the same total for every dimension
-        base_counts = failure_counts(conn, dim, base_start, start)
+        base_counts = failure_counts(conn, dim, base_start, start, first)
         base_total = sum(base_counts.values())
         if base_total < params["min_baseline_failures"]:
             return findings
@@ -159,13 +171,14 @@ def _concentration_check(conn: Connection, now: datetime, params: dict[str, Any]
                     or stats.rate_z(n, total, floor) < params["z_min"]):
                 continue
             words = DIMENSION_WORDS[dim]
-            hint = (f"Failures concentrated on {words} {value}: {n} of {total} failed attempts in "
+            hint = (f"Failures concentrated on {words} {value}: {n} of {total} {what} in "
                     f"{window_text(hours)} ({share:.0%}), against {base_share:.0%} of failures over the "
                     f"previous {float(params['baseline_days']):g} days.")
             findings.append(Finding(
                 f"{dim}={value}", share, base_share, stats.severity(distance, params["severity_steps"]), hint,
                 start, now, {"unit": "percent", "dimension": dim, "dimension_value": value, "count": n,
-                             "failures": total, "drill": {"table": "payments", "status": FAILED, dim: value}},
+                             "failures": total, "drill": {"table": "payments", "status": FAILED, dim: value,
+                                                       **({"attempt_number": 1} if first else {})}},
             ))
     return findings
 
@@ -175,7 +188,7 @@ def _concentration_measure(conn: Connection, scope: str, start: datetime, end: d
     dim, _, value = scope.partition("=")
     if dim not in DIMENSIONS:
         return None
-    counts = failure_counts(conn, dim, start, end)
+    counts = failure_counts(conn, dim, start, end, bool(params["first_attempts_only"]))
     total = sum(counts.values())
     return counts.get(value, 0) / total if total else None
 
@@ -185,8 +198,8 @@ register(Rule(
     "One decline code, card brand, card country or currency suddenly takes a much larger share of failed "
     "attempts than over the previous weeks; the alert names it.",
     "percent",
-    {"window_hours": 24, "baseline_days": 28, "min_failures": 20, "min_baseline_failures": 50,
-     "min_count": 12, "min_share_increase": 0.20, "min_ratio": 1.8, "z_min": 4.0, "baseline_floor": 0.02,
+    {"first_attempts_only": True, "window_hours": 24, "baseline_days": 28, "min_failures": 10, "min_baseline_failures": 40,
+     "min_count": 8, "min_share_increase": 0.20, "min_ratio": 1.5, "z_min": 4.0, "baseline_floor": 0.02,
      "auto_resolve_hours": 6, "severity_steps": dict(stats.DEFAULT_STEPS),
      "dimensions": {"decline_code": 1, "card_brand": 1, "card_country": 1, "currency": 1}},
     _concentration_check, _concentration_measure,

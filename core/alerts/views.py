@@ -144,7 +144,8 @@ def affected_rows(engine: Engine, alert_id: int) -> dict[str, list[dict[str, Any
             where = [p.created_at >= start, p.created_at < end]
             from core.alerts.checks_payments import DIMENSIONS
             for key, value in drill.items():
-                where.append(p.status == value if key == "status" else DIMENSIONS[key] == value)
+                column = p[key] if key in ("status", "attempt_number") else DIMENSIONS[key]
+                where.append(column == value)
             rows = conn.execute(select(p.id, p.created_at, p.member_id, p.amount, p.currency, p.status,
                                        p.decline_code, p.failure_code, p.card_brand, p.card_country,
                                        p.attempt_number, p.stripe_charge_id)

@@ -1,0 +1,54 @@
+"""The incidents planted in the demo world fire on their day, with the hint that names the cause,
+and not the day before. One test per database: it loads the default demo world (5,000 members,
+seed 1, a fixed today) once and checks every planted incident against it."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete
+
+from core.alerts import evaluate, list_alerts
+from core.demo import default_now, incidents, load_demo
+from core.models import Alert, AlertTransition, Notification
+
+TODAY = date(2026, 11, 27)
+NOW = default_now(TODAY)
+
+
+def alerts_at(engine, moment: datetime) -> dict[tuple[str, str], dict]:
+    with engine.begin() as conn:  # each check starts from no alerts
+        for model in (AlertTransition, Notification, Alert):
+            conn.execute(delete(model))
+    evaluate(engine, moment, deliver=False)
+    return {(a["rule"], a["scope"]): a for a in list_alerts(engine)}
+
+
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@pytest.mark.slow
+def test_planted_incidents_fire_on_their_day_with_the_right_hint(engine):
+    load_demo(engine, members=5000, seed=1, now=NOW)
+    planted = {i.kind: i for i in incidents(NOW)}
+
+    # The decline spike: evaluated at the end of its day (the 24-hour window is exactly that day).
+    day = planted["decline_spike"].day
+    fired = alerts_at(engine, midnight(day) + timedelta(days=1))
+    code = fired[("failure_concentration", "decline_code=insufficient_funds")]
+    assert code["hint"].startswith("Failures concentrated on decline code insufficient_funds")
+    brand = fired[("failure_concentration", "card_brand=mastercard")]
+    assert brand["hint"].startswith("Failures concentrated on card brand mastercard")
+    rate = fired[("failure_rate_day", "all")]
+    assert "most failures: decline code insufficient_funds" in rate["hint"]
+    assert rate["window_start"] == midnight(day)
+    before = alerts_at(engine, midnight(day))  # the day before: nothing about payments
+    assert [k for k in before if k[0].startswith("failure")] == []
+
+    # The refund burst.
+    day = planted["refund_burst"].day
+    fired = alerts_at(engine, midnight(day) + timedelta(days=1))
+    assert "most given reason: duplicate" in fired[("refund_spike", "all")]["hint"]
+    assert ("refund_spike", "all") not in alerts_at(engine, midnight(day))
