@@ -47,6 +47,8 @@ class TestNote:
         assert out.status == "applied"
         session.expire_all()
         note = session.scalars(select(StaffNote)).one()
+        stored = session.connection().exec_driver_sql("SELECT params, comment FROM change_requests").one()
+        assert "family" not in str(stored[0]) + str(stored[1])
         assert note.body == "Asked about family plans" and note.author == "sam"
         entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "change.add_note")).one()
         assert entry.actor == "sam" and entry.reason == "call_summary" and entry.request_id == out.idempotency_key
@@ -85,6 +87,8 @@ class TestContact:
         assert json.loads(m.address)["country"] == "US"
         raw = session.connection().exec_driver_sql("SELECT phone, address FROM members").one()
         assert "555" not in raw[0] and "Main" not in raw[1]  # encrypted at rest
+        stored = session.connection().exec_driver_sql("SELECT params, comment FROM change_requests").one()
+        assert "555" not in str(stored[0]) and "Main" not in str(stored[0])  # the queue too
 
     @pytest.mark.parametrize("params, sentence", [
         ({"email": "not-an-email"}, "not an email"),

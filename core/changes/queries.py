@@ -100,7 +100,7 @@ def requests_frame(session: Session, *, statuses: tuple[str, ...] | None = None,
             "request_id": req.id, "requested_at": req.requested_at, "action": ACTIONS[req.action].title
             if req.action in ACTIONS else req.action, "member_id": req.member_id, "member_email": email,
             "status": req.status, "requested_by": req.requested_by, "reason": label(req.reason),
-            "comment": req.comment if req.action != "add_note" else "(note)",
+            "comment": req.comment,
             "summary": " ".join(preview.get("summary") or []),
             "amount_minor": preview.get("amount_minor"), "currency": preview.get("currency"),
             "decided_by": req.decided_by, "decided_at": req.decided_at, "decision_note": req.decision_note,

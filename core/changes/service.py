@@ -35,7 +35,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, crypto
 from core.changes import parse
 from core.changes.actions import ACTIONS, Action, Ctx, Plan
 from core.changes.errors import ChangeRefused, StaleMember
@@ -52,6 +52,25 @@ log = logging.getLogger(__name__)
 
 PENDING, APPROVED, REJECTED, APPLYING, APPLIED, FAILED = (
     "pending_approval", "approved", "rejected", "applying", "applied", "failed")
+
+
+SEALED_COMMENT = "(kept encrypted with the request)"
+
+
+def _seal(action: Action, params: dict[str, Any], comment: str) -> tuple[dict[str, Any], str]:
+    """Contact details and note bodies are encrypted at rest everywhere, the queue included."""
+    if not action.sensitive:
+        return params, comment
+    token = crypto.keyring().encrypt(json.dumps({"params": params, "comment": comment}, sort_keys=True))
+    return {"sealed": token}, SEALED_COMMENT
+
+
+def _unseal(req: ChangeRequest) -> tuple[dict[str, Any], str]:
+    params = dict(req.params or {})
+    if "sealed" in params and len(params) == 1:
+        data = json.loads(crypto.keyring().decrypt(params["sealed"]))
+        return dict(data["params"]), str(data["comment"])
+    return params, req.comment
 
 
 def derive_key(change: ChangeInput) -> str:
@@ -164,20 +183,25 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
             ).rowcount
             if not claimed:
                 raise _Lost()
+            stored_params, stored_comment = _seal(action, plan.params, comment)
             req = ChangeRequest(
-                idempotency_key=key, action=action.name, member_id=change.member_id, params=plan.params,
-                reason=reason, comment=comment, member_version=change.member_version, status=status,
+                idempotency_key=key, action=action.name, member_id=change.member_id, params=stored_params,
+                reason=reason, comment=stored_comment, member_version=change.member_version, status=status,
                 requested_by=actor.username, requested_at=now, stripe_ids=plan.stripe_ids or None,
                 result={"preview": _preview_json(plan.preview)},
             )
             s.add(req)
             s.flush()
             request_id = req.id
+            if status == APPLYING and not action.needs_stripe(ctx, plan):
+                # Nothing to ask Stripe: claim, rows, audit and status in this one transaction.
+                req.status, req.applied_at = APPLIED, now
+                return _finish(s, req, action, plan, comment, {}, now, stripe, None, resuming=False)
             if status == PENDING:
                 audit.record(s, actor=actor.username, action=f"change.{action.name}.requested",
-                             member_id=change.member_id, reason=reason, comment=comment,
+                             member_id=change.member_id, reason=reason, comment=stored_comment,
                              before=member_snapshot(s, _load(s, change.member_id)),
-                             after={"params": plan.params, "approval_reason": plan.preview.approval_reason},
+                             after={"params": stored_params, "approval_reason": plan.preview.approval_reason},
                              request_id=key, outcome="pending")
     except (_Lost, IntegrityError):
         # Either the same request was claimed a moment ago (a double click) or another change won.
@@ -245,9 +269,9 @@ def execute(engine: Engine, request_id: int, *, stripe: Any = None, now: datetim
         action = _action(req.action)
         member = _load(s, req.member_id)
         actor = Actor(req.requested_by, frozenset())
-        ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, req.comment)
-        plan = Plan(params=dict(req.params or {}), preview=Preview(action.name, []),
-                    stripe_ids=dict(req.stripe_ids or {}))
+        params, comment = _unseal(req)
+        ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, comment)
+        plan = Plan(params=params, preview=Preview(action.name, []), stripe_ids=dict(req.stripe_ids or {}))
         key = req.idempotency_key
         uses_stripe = action.needs_stripe(ctx, plan)
         stripe_result: dict[str, Any] = {}
@@ -291,26 +315,33 @@ def execute(engine: Engine, request_id: int, *, stripe: Any = None, now: datetim
             return _outcome_of(req, replayed=True)
         req = s.get(ChangeRequest, request_id)
         assert req is not None
-        member = _load(s, req.member_id)
-        before = member_snapshot(s, member)
-        ctx = Ctx(s, member, Actor(req.requested_by, frozenset()), now, load_limits(s), stripe, req.reason,
-                  req.comment)
-        after_detail = action.write(ctx, plan, stripe_result)
-        s.flush()
-        s.execute(update(Member).where(Member.id == member.id).values(version=Member.version + 1))
-        s.refresh(member)
-        ids = _stripe_ids(stripe_result) | dict(req.stripe_ids or {})
-        result = dict(req.result or {}) | {"detail": after_detail}
-        req.result, req.stripe_ids, req.error = result, ids or None, None
-        audit.record(s, actor=req.requested_by, action=f"change.{action.name}", member_id=member.id,
-                     reason=req.reason, comment=req.comment if action.name != "add_note" else "(note added)",
-                     before=before, after=member_snapshot(s, member) | {"detail": after_detail},
-                     stripe_ids=ids or None, request_id=req.idempotency_key,
-                     approved_by=approved_by or req.decided_by)
-        log.info("change applied: action=%s member=%s request=%s", action.name, member.id, request_id)
-        return _outcome_of(req, replayed=False) if not resuming else Outcome(
-            APPLIED, req.id, "Done (an interrupted attempt was finished; nothing was done twice).",
-            req.idempotency_key, result=req.result)
+        return _finish(s, req, action, plan, comment, stripe_result, now, stripe, approved_by, resuming=resuming)
+
+
+def _finish(s: Session, req: ChangeRequest, action: Action, plan: Plan, comment: str,
+            stripe_result: dict[str, Any], now: datetime, stripe: Any, approved_by: str | None, *,
+            resuming: bool) -> Outcome:
+    """Our rows, the member's version, the request's result and the audit entry (caller commits)."""
+    member = _load(s, req.member_id)
+    before = member_snapshot(s, member)
+    ctx = Ctx(s, member, Actor(req.requested_by, frozenset()), now, load_limits(s), stripe, req.reason, comment)
+    after_detail = action.write(ctx, plan, stripe_result)
+    s.flush()
+    s.execute(update(Member).where(Member.id == member.id).values(version=Member.version + 1))
+    s.refresh(member)
+    ids = _stripe_ids(stripe_result) | dict(req.stripe_ids or {})
+    result = dict(req.result or {}) | {"detail": after_detail}
+    req.result, req.stripe_ids, req.error = result, ids or None, None
+    audit.record(s, actor=req.requested_by, action=f"change.{action.name}", member_id=member.id,
+                 reason=req.reason, comment=req.comment, before=before,
+                 after=member_snapshot(s, member) | {"detail": after_detail},
+                 stripe_ids=ids or None, request_id=req.idempotency_key,
+                 approved_by=approved_by or req.decided_by)
+    log.info("change applied: action=%s member=%s request=%s", action.name, member.id, req.id)
+    if resuming:
+        return Outcome(APPLIED, req.id, "Done (an interrupted attempt was finished; nothing was done twice).",
+                       req.idempotency_key, result=req.result)
+    return _outcome_of(req, replayed=False)
 
 
 def _safe_find(action: Action, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
@@ -376,8 +407,10 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
                 raise ChangeRefused("Your role may not make this change, so it cannot approve it either.")
             member = _load(s, req.member_id)
             ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, req.comment)
-            plan = action.plan(ctx, dict(req.params or {}))
-            params = plan.params
+            raw, comment = _unseal(req)
+            ctx.comment = comment
+            plan = action.plan(ctx, raw)
+            params, _ = _seal(action, plan.params, comment)
             ids = plan.stripe_ids or None
     with session_scope(engine) as s:
         values: dict[str, Any] = {"status": APPLYING if approve else REJECTED, "decided_by": actor.username,

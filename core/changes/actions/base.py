@@ -50,6 +50,7 @@ class Action:
     title: ClassVar[str]
     permission: ClassVar[Permission]
     uses_stripe: ClassVar[bool] = True
+    sensitive: ClassVar[bool] = False  # params/comment hold personal data: stored encrypted
 
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         raise NotImplementedError

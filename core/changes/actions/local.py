@@ -30,6 +30,7 @@ class AddNote(Action):
     title = "Add a staff note"
     permission = Permission.ADD_NOTE
     uses_stripe = False
+    sensitive = True  # the comment is the note's body
 
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         # The note's text is the comment the agent writes; nothing else to validate.
@@ -75,6 +76,7 @@ class EditContact(Action):
     name = "edit_contact"
     title = "Edit contact details"
     permission = Permission.CHANGE_MEMBERSHIP
+    sensitive = True
 
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         m = ctx.member
