@@ -52,9 +52,13 @@ def new_id(prefix: str) -> str:
 
 
 def public(obj: Any) -> Any:
-    """A deep copy without internal ``_sandbox`` fields."""
+    """``obj`` without internal ``_sandbox`` fields (kept only at the top level of stored objects and
+    of list items, so a shallow pass is enough)."""
     if isinstance(obj, dict):
-        return {k: public(v) for k, v in obj.items() if k != "_sandbox"}
+        out = {k: v for k, v in obj.items() if k != "_sandbox"}
+        if out.get("object") == "list" and isinstance(out.get("data"), list):
+            out["data"] = [public(v) for v in out["data"]]
+        return out
     if isinstance(obj, list):
         return [public(v) for v in obj]
     return obj
@@ -167,7 +171,8 @@ class Api:
         if previous is not None:
             event["data"]["previous_attributes"] = public(previous)
         self.store.put(event)
-        self.pending_events.append(event)  # delivered to webhooks after the request commits
+        # delivered to webhooks after the request commits; a copy, since the object may change again
+        self.pending_events.append(copy.deepcopy(event))
         return event
 
     def render(self, obj: dict[str, Any]) -> dict[str, Any]:

@@ -114,6 +114,11 @@ _TEMPLATES: dict[str, dict[str, Any]] = {
 }
 
 
+def _clone(value: Any) -> Any:
+    return copy.deepcopy(value) if isinstance(value, dict | list) and value else (
+        {} if isinstance(value, dict) else [] if isinstance(value, list) else value)
+
+
 def complete(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     """``obj`` with every missing standard field filled in (in place; also returned)."""
     if not obj or obj.get("deleted"):
@@ -123,10 +128,11 @@ def complete(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     if template is not None:
         for key, value in template.items():
             if key not in obj:
-                obj[key] = copy.deepcopy(value)
+                obj[key] = _clone(value)
             elif isinstance(value, dict) and isinstance(obj[key], dict):
                 for k2, v2 in value.items():
-                    obj[key].setdefault(k2, copy.deepcopy(v2))
+                    if k2 not in obj[key]:
+                        obj[key][k2] = _clone(v2)
     if kind == "customer":
         obj.setdefault("invoice_prefix", obj["id"][4:12].upper())
     elif kind == "product":
