@@ -117,6 +117,10 @@ class SandboxProcess:
     def clear_faults(self) -> None:
         self.control("DELETE", "/_sandbox/faults")
 
+    def after_retries(self, outcome: str) -> None:
+        """What happens when the retries of a renewal are used up: cancel (default), unpaid or past_due."""
+        self.control("POST", "/_sandbox/settings", {"after_retries": outcome})
+
     def reset(self) -> None:
         self.control("POST", "/_sandbox/reset")
 

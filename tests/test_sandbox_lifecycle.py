@@ -213,3 +213,49 @@ def test_invoice_lines_page_beyond_ten(sandbox):
     assert len(got.lines.data) == 10 and got.lines.has_more
     all_lines = list(client.v1.invoices.line_items.list("in_many", params={"limit": 10}).auto_paging_iter())
     assert [line.id for line in all_lines] == [line["id"] for line in lines]
+
+
+def test_after_retries_unpaid_keeps_invoicing_without_charging(sandbox):
+    client = sandbox.client()
+    sandbox.after_retries("unpaid")
+    clock, cus, price, sub = _setup(client)
+    _switch_card(client, cus, "pm_card_chargeDeclinedInsufficientFunds")
+    end = sub["items"].data[0].current_period_end
+    _advance(client, clock, end + 8 * DAY)
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    assert sub.status == "unpaid"
+    next_end = sub["items"].data[0].current_period_end
+    _advance(client, clock, next_end + 60)
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    latest = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert sub.status == "unpaid" and latest.status == "open" and latest.attempt_count == 0
+
+
+def test_incomplete_then_paid_or_expired(sandbox):
+    client = sandbox.client()
+    clock, cus, price, sub = _setup(client, card="pm_card_chargeDeclined")
+    assert sub.status == "incomplete"
+    inv = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert inv.status == "open" and inv.attempt_count == 1
+    _switch_card(client, cus, "pm_card_visa")
+    client.v1.invoices.pay(inv.id)
+    assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+
+    clock2, cus2, _, sub2 = _setup(client, card="pm_card_chargeDeclined")
+    with pytest.raises(stripe.CardError):
+        client.v1.subscriptions.create(params={"customer": cus2.id, "items": [{"price": price.id}],
+                                               "payment_behavior": "error_if_incomplete"})
+    assert [s.id for s in client.v1.subscriptions.list(params={"customer": cus2.id, "status": "all"}).data] == [sub2.id]
+    _advance(client, clock2, T0 + DAY)
+    sub2 = client.v1.subscriptions.retrieve(sub2.id)
+    assert sub2.status == "incomplete_expired"
+    assert client.v1.invoices.retrieve(sub2.latest_invoice).status == "void"
+
+
+def test_trial_will_end_three_days_before(sandbox):
+    client = sandbox.client()
+    clock, cus, price, sub = _setup(client, trial_period_days=10)
+    _advance(client, clock, T0 + 8 * DAY)
+    warned = _events(client, types=["customer.subscription.trial_will_end"])
+    assert [(e.data.object.id, e.created) for e in warned] == [(sub.id, T0 + 7 * DAY)]
+    assert client.v1.subscriptions.retrieve(sub.id).status == "trialing"

@@ -245,6 +245,16 @@ class Handler(BaseHTTPRequestHandler):
                 with sb.fault_lock:
                     data = [f.public() for f in sb.faults]
                 self._send(200, {"object": "sandbox.faults", "data": data})
+            elif path == "/_sandbox/settings" and method == "POST":
+                after = spec.get("after_retries", "cancel")
+                if after not in ("cancel", "unpaid", "past_due"):
+                    raise ValueError("after_retries must be cancel, unpaid or past_due")
+                with sb.lock:
+                    sb.store.meta_set("after_retries", after)
+                self._send(200, {"object": "sandbox.settings", "after_retries": after})
+            elif path == "/_sandbox/settings" and method == "GET":
+                self._send(200, {"object": "sandbox.settings",
+                                 "after_retries": sb.store.meta_get("after_retries", "cancel")})
             elif path == "/_sandbox/reset" and method == "POST":
                 with sb.lock:
                     sb.store.reset()

@@ -18,6 +18,7 @@ from core.sandbox.forms import to_int
 from core.sandbox.resources.subscriptions import ENDED, after_payment, end_subscription
 
 INCOMPLETE_EXPIRES = 23 * 3600
+TRIAL_WARNING = 3 * 86400  # customer.subscription.trial_will_end, three days before the end
 _MAX_STEPS = 100_000
 
 
@@ -102,6 +103,9 @@ def _next_step(api: Api, clock_id: str, target: int) -> tuple[int, int, str, str
             steps.append((pc["resumes_at"], 2, "resume", sub["id"]))
         if sub["status"] == "trialing" and sub.get("trial_end"):
             steps.append((sub["trial_end"], 3, "trial_end", sub["id"]))
+            warn = sub["trial_end"] - TRIAL_WARNING
+            if warn > (sub.get("trial_start") or 0) and not (sub.get("_sandbox") or {}).get("trial_warned"):
+                steps.append((warn, 2, "trial_will_end", sub["id"]))
         elif sub["status"] in ("active", "past_due", "unpaid"):
             steps.append((end, 3, "renew", sub["id"]))
     for inv in api.select("invoice", [(f"customer IN ({marks})", customers), ("status = 'open'", [])]):
@@ -132,7 +136,11 @@ def _run(api: Api, kind: str, obj_id: str, at: int) -> None:
         inv["_sandbox"]["dunning_ends_at"] = None
         api.save(inv)
         if sub is not None and sub["status"] not in ENDED:
-            end_subscription(api, sub, reason="payment_failed")
+            outcome = api.store.meta_get("after_retries", "cancel")
+            if outcome == "unpaid":
+                billing.set_status(api, sub, "unpaid")
+            elif outcome == "cancel":
+                end_subscription(api, sub, reason="payment_failed")
         return
     sub = api.get(obj_id)
     assert sub is not None
@@ -147,6 +155,10 @@ def _run(api: Api, kind: str, obj_id: str, at: int) -> None:
     elif kind == "cancel_at":
         sub["canceled_at"] = sub.get("canceled_at") or at
         end_subscription(api, sub, reason=sub["cancellation_details"].get("reason") or "cancellation_requested")
+    elif kind == "trial_will_end":
+        sub.setdefault("_sandbox", {})["trial_warned"] = True
+        api.save(sub)
+        api.emit("customer.subscription.trial_will_end", sub)
     elif kind == "resume":
         previous = {"pause_collection": sub["pause_collection"]}
         sub["pause_collection"] = None
@@ -186,6 +198,10 @@ def _renew(api: Api, sub: dict[str, Any], at: int, *, trial_end: bool) -> None:
         inv["status_transitions"]["marked_uncollectible_at"] = at
         api.save(inv)
         api.emit("invoice.marked_uncollectible", inv)
+    elif sub["status"] == "unpaid":
+        # Stripe keeps invoicing an unpaid subscription but does not try to collect.
+        inv["auto_advance"] = False
+        billing.finalize(api, inv, at)
     else:
         billing.finalize(api, inv, at)
         result = billing.attempt(api, inv, sub, at=at)

@@ -7,7 +7,7 @@ from typing import Any
 
 from core.sandbox import billing
 from core.sandbox.api import Api, id_of, new_id
-from core.sandbox.errors import StripeError, invalid, missing_param
+from core.sandbox.errors import StripeError, invalid, missing_param, no_such
 from core.sandbox.forms import as_list, metadata_update, to_bool, to_int
 from core.sandbox.resources.payments import card_error
 
@@ -24,6 +24,8 @@ def register(api: Api) -> None:
     api.route("POST", "/v1/subscriptions/{id}", s.update)
     api.route("DELETE", "/v1/subscriptions/{id}", s.cancel)
     api.route("POST", "/v1/subscriptions/{id}/cancel", s.cancel)
+    api.route("GET", "/v1/subscription_items", s.list_items)
+    api.route("GET", "/v1/subscription_items/{id}", s.get_item)
 
 
 def end_subscription(api: Api, sub: dict[str, Any], *, reason: str, comment: str | None = None,
@@ -217,6 +219,27 @@ class Subscriptions:
         if p.get("test_clock"):
             where.append(("json_extract(data, '$.test_clock') = ?", [p["test_clock"]]))
         return self.api.list("subscription", p, "/v1/subscriptions", where)
+
+    def list_items(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("subscription"):
+            raise missing_param("subscription")
+        sub = self.api.load(p["subscription"], "subscription", "subscription")
+        items = sub["items"]["data"]
+        limit = to_int(p.get("limit", 10), "limit")
+        ids = [i["id"] for i in items]
+        start = ids.index(p["starting_after"]) + 1 if p.get("starting_after") in ids else 0
+        page = items[start:start + limit]
+        return {"object": "list", "data": page, "has_more": start + limit < len(items),
+                "url": "/v1/subscription_items"}
+
+    def get_item(self, p: dict[str, Any], id: str) -> dict[str, Any]:
+        rows = self.api.select("subscription", [
+            ("EXISTS (SELECT 1 FROM json_each(data, '$.items.data') WHERE json_extract(value, '$.id') = ?)", [id])])
+        for sub in rows:
+            for item in sub["items"]["data"]:
+                if item["id"] == id:
+                    return item
+        raise no_such("subscription item", id)
 
     # -- update -------------------------------------------------------------------------------
     def update(self, p: dict[str, Any], id: str) -> dict[str, Any]:
