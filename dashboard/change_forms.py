@@ -254,6 +254,40 @@ def render_changes_page(ctx: StaffContext) -> None:
     with st.expander("Limits per role (set by admins)"):
         for line in limits:
             st.write(f"- {line}")
+        if ctx.can(Permission.EDIT_SETTINGS):
+            _limits_form(ctx)
+
+
+def _limits_form(ctx: StaffContext) -> None:
+    from core.changes.limits import from_form
+    from core.money import SUPPORTED_CURRENCIES, to_major
+
+    with session_scope(engine()) as s:
+        current = changes.load_limits(s)
+    with st.form("chg-limits"):
+        st.markdown("**Change the limits** (amounts in major units, e.g. 50 or 50.00)")
+        cols = st.columns(2)
+        days = {"support": cols[0].number_input("Support: most free days", 0, 3650,
+                                                int(current.extend_max_days.get("support") or 0)),
+                "manager": cols[1].number_input("Manager: most free days", 0, 3650,
+                                                int(current.extend_max_days.get("manager") or 0))}
+        caps, approval = {}, {}
+        support_caps = current.refund_max.get("support") or {}
+        for cur in SUPPORTED_CURRENCIES:
+            c1, c2 = st.columns(2)
+            caps[cur] = c1.text_input(f"Support: largest refund ({cur})", str(to_major(support_caps.get(cur, 0), cur)))
+            approval[cur] = c2.text_input(f"Approval needed above ({cur})",
+                                          str(to_major(current.approval_refund_above.get(cur, 0), cur)))
+        saved = st.form_submit_button("Save limits")
+    if saved:
+        try:
+            new = from_form(current, extend_days=days, support_refund_major=caps, approval_major=approval)
+            with session_scope(engine()) as s:
+                changes.save_limits(s, actor=ctx.username, roles=ctx.roles, limits=new)
+        except (changes.ChangeRefused, PermissionError) as exc:
+            error_box(str(exc))
+            return
+        st.success("Limits saved; they apply to the next change.")
 
 
 def _display(frame: Any) -> Any:

@@ -90,20 +90,17 @@ class TestContact:
         stored = session.connection().exec_driver_sql("SELECT params, comment FROM change_requests").one()
         assert "555" not in str(stored[0]) and "Main" not in str(stored[0])  # the queue too
 
-    @pytest.mark.parametrize("params, sentence", [
-        ({"email": "not-an-email"}, "not an email"),
-        ({"phone": "call me maybe"}, "not a phone"),
-        ({"address": {"city": "Paris"}}, "first line"),
-        ({"address": {"line1": "x", "country": "FRA"}}, "two-letter"),
-        ({"email": "ann@example.com"}, "Nothing to change"),
-        ({"email": "bob@example.com"}, "already uses"),
-    ])
-    def test_bad_contact_details_change_nothing(self, engine, session, member, params, sentence):
+    def test_bad_contact_details_change_nothing(self, engine, session, member):
         make_member(session, email="bob@example.com")
         session.commit()
         version = session.get(Member, member.id).version
-        with pytest.raises(ChangeRefused, match=sentence):
-            submit(engine, change(member, "edit_contact", params), SUPPORT, now=NOW)
+        cases = [({"email": "not-an-email"}, "not an email"), ({"phone": "call me maybe"}, "not a phone"),
+                 ({"address": {"city": "Paris"}}, "first line"), ({"address": {"line1": "x", "country": "FRA"}},
+                                                                  "two-letter"),
+                 ({"email": "ann@example.com"}, "Nothing to change"), ({"email": "bob@example.com"}, "already uses")]
+        for params, sentence in cases:
+            with pytest.raises(ChangeRefused, match=sentence):
+                submit(engine, change(member, "edit_contact", params, version=version), SUPPORT, now=NOW)
         session.expire_all()
         assert session.get(Member, member.id).version == version and _count(session, ChangeRequest) == 0
 

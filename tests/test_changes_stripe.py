@@ -49,17 +49,14 @@ class TestRefund:
                            SUPPORT, stripe=stripe_env.client)
         assert p.amount_minor == 750 and p.amount_kind == "refund"
 
-    @pytest.mark.parametrize("params, sentence", [
-        ({"amount": "20.00"}, "At most \\$10.00"),
-        ({"amount": "-1"}, "more than zero"),
-        ({"amount": "1.234"}, "2 decimal places"),
-        ({"amount": "1", "currency": "EUR"}, "made in USD"),
-        ({"amount": "lots"}, "not an amount"),
-    ])
-    def test_bad_amounts_write_nothing(self, engine, stripe_env, world, params, sentence):  # noqa: F811
-        with pytest.raises(ChangeRefused, match=sentence):
-            submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id} | params), SUPPORT,
-                   stripe=stripe_env.client)
+    def test_bad_amounts_write_nothing(self, engine, stripe_env, world):  # noqa: F811
+        cases = [({"amount": "20.00"}, "At most \\$10.00"), ({"amount": "-1"}, "more than zero"),
+                 ({"amount": "1.234"}, "2 decimal places"), ({"amount": "1", "currency": "EUR"}, "made in USD"),
+                 ({"amount": "lots"}, "not an amount"), ({"amount": 0}, "more than zero")]
+        for params, sentence in cases:
+            with pytest.raises(ChangeRefused, match=sentence):
+                submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id} | params), SUPPORT,
+                       stripe=stripe_env.client)
         assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 0
         with session_scope(engine) as s:
             assert s.scalar(select(func.count()).select_from(ChangeRequest)) == 0

@@ -91,3 +91,33 @@ def test_member_form_refuses_bad_input_with_a_sentence(database_url, session, wo
     assert not at.exception
     assert any("at most 30 days" in e.value for e in at.error)
     assert session.scalars(select(Subscription)).all() == []
+
+
+def test_admin_sets_limits_on_the_changes_page(database_url, session, world, monkeypatch):
+    from core.changes import load_limits
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "root",
+              ["admin"])
+    at.run()
+    at.number_input[0].set_value(14)
+    at.text_input[0].set_value("25.00")  # support's largest USD refund
+    at.text_input[1].set_value("abc")  # a bad approval amount: nothing saved
+    at.button(key="FormSubmitter:chg-limits-Save limits").click().run()
+    assert any("not an amount" in e.value for e in at.error)
+    assert load_limits(session).extend_max_days["support"] == 30
+    at.text_input[1].set_value("150")
+    at.button(key="FormSubmitter:chg-limits-Save limits").click().run()
+    assert not at.exception
+    session.expire_all()
+    limits = load_limits(session)
+    assert limits.extend_max_days["support"] == 14
+    assert limits.refund_max["support"]["USD"] == 2500 and limits.approval_refund_above["USD"] == 15000
+
+
+def test_support_sees_no_limits_form(database_url, world, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "sam",
+              ["support"])
+    at.run()
+    assert not at.exception and len(at.text_input) == 0

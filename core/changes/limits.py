@@ -144,3 +144,33 @@ def save_limits(session: Session, *, actor: str, roles: Iterable[str], limits: L
         row.value, row.updated_at, row.updated_by = limits.to_value(), now, actor
     audit.record(session, actor=actor, action="settings.change_limits", target_type="setting",
                  target_id=SETTING_KEY, before=before, after=limits.to_value())
+
+
+def from_form(current: Limits, *, extend_days: dict[str, Any], support_refund_major: dict[str, Any],
+              approval_major: dict[str, Any]) -> Limits:
+    """Build new limits from what an admin typed (days as numbers, amounts in major units)."""
+    from core.changes import parse
+
+    updated = Limits.from_value(current.to_value())
+    for role, days in extend_days.items():
+        updated.extend_max_days[role] = parse.whole_number(days, f"day limit for {role}", low=0, high=3650)
+    caps = dict(updated.refund_max.get("support") or {})
+    for currency, text in support_refund_major.items():
+        caps[currency] = _major(text, currency)
+    updated.refund_max["support"] = caps
+    for currency, text in approval_major.items():
+        updated.approval_refund_above[currency] = _major(text, currency)
+    _check(updated)
+    return updated
+
+
+def _major(text: Any, currency: str) -> int:
+    from core.money import MoneyError, parse_major
+
+    try:
+        value = parse_major(str(text), currency)
+    except MoneyError as exc:
+        raise ChangeRefused(str(exc)) from None
+    if value < 0:
+        raise ChangeRefused("Amount limits are zero or more.")
+    return value
