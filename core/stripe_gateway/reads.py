@@ -24,14 +24,17 @@ from core.stripe_gateway.errors import translate_errors
 PAGE_SIZE = 100
 
 # Object types we mirror, parents first: a row can only point at a parent already stored.
+# Charges before invoices: today's charge names no invoice, the invoice names its payments
+# (``invoice.payments``), so the store links them when the invoice arrives after its charges.
+# (An older-shape charge naming its invoice makes the sync fetch that invoice first.)
 BACKFILL_ORDER: tuple[str, ...] = (
     "product",
     "price",
     "customer",
     "payment_method",
     "subscription",
-    "invoice",
     "charge",
+    "invoice",
     "refund",
     "dispute",
 )

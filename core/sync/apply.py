@@ -3,8 +3,8 @@
 The rows themselves are written by ``core.stripe_store.apply`` (upsert keyed by Stripe id, refusing
 a state older than the one stored); this module adds what only the sync can do: when the store
 raises ``MissingParent`` (a subscription whose customer we have not seen yet, say), fetch that
-parent from Stripe with the pinned client, apply it, and retry. Each attempt runs in a savepoint,
-so a failure leaves nothing half-written.
+parent from Stripe with the pinned client, apply it, and retry. The store runs each attempt in a
+savepoint, so a failure leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ class Applier:
     applied: int = 0
     parents_fetched: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
+    refreshed: set[str] = field(default_factory=set)  # objects re-read from Stripe in this run
+    # (object id, created) pairs with more than one event in the ledger; None: not precomputed.
+    twin_candidates: set[tuple[str, datetime]] | None = None
 
     def apply(
         self,
@@ -60,8 +63,9 @@ class Applier:
         seen: set[str] = set()
         while True:
             try:
-                with session.begin_nested():
-                    result = store.apply(session, obj, state_at=state_at, event_id=event_id)
+                # The store runs each apply in its own savepoint and raises MissingParent before
+                # writing anything, so a retry starts from a clean slate.
+                result = store.apply(session, obj, state_at=state_at, event_id=event_id)
                 self.applied += 1
                 kind = str(obj.get("object") or "object")
                 self.by_type[kind] = self.by_type.get(kind, 0) + 1

@@ -64,16 +64,29 @@ def record(session: Session, events: Iterable[dict[str, Any]], *, source: str = 
     return new
 
 
+# Within one second Stripe's event order is lost (``created`` has one-second resolution and ids
+# carry no order). Handle parents first, and an invoice after the charges of that second: the
+# invoice names its payments (``invoice.payments``), so applying it last links them.
+_TYPE_RANK: tuple[tuple[str, int], ...] = (
+    ("product.", 0), ("price.", 1), ("customer.subscription.", 4), ("customer.", 2), ("payment_method.", 3),
+    ("charge.dispute.", 7), ("charge.refund.", 6), ("refund.", 6), ("charge.", 5), ("payment_intent.", 5),
+    ("invoice.", 8),
+)
+
+
+def type_rank(event_type: str) -> int:
+    for prefix, rank in _TYPE_RANK:
+        if event_type.startswith(prefix):
+            return rank
+    return 9
+
+
 def pending_ids(session: Session, *, limit: int | None = None) -> list[str]:
-    """Unprocessed event ids, oldest first (by the event's own time, then id)."""
-    stmt = (
-        select(StripeEvent.id)
-        .where(StripeEvent.processed_at.is_(None))
-        .order_by(StripeEvent.created_at, StripeEvent.id)
-    )
-    if limit:
-        stmt = stmt.limit(limit)
-    return list(session.scalars(stmt))
+    """Unprocessed event ids, oldest first (by the event's own time, then type rank, then id)."""
+    stmt = select(StripeEvent.id, StripeEvent.created_at, StripeEvent.type).where(StripeEvent.processed_at.is_(None))
+    rows = sorted(session.execute(stmt), key=lambda r: (r.created_at, type_rank(r.type), r.id))
+    ids = [r.id for r in rows]
+    return ids[:limit] if limit else ids
 
 
 def load(session: Session, ids: Sequence[str]) -> list[StripeEvent]:

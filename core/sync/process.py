@@ -1,7 +1,9 @@
 """Processing the ledger: each unprocessed event through its handler, oldest first.
 
-- Each event runs in its own savepoint: it either writes its rows *and* sets ``processed_at``,
-  or writes nothing and records ``last_error`` (``attempts`` counts every try).
+- Each event runs in its own savepoint: a failing handler leaves none of its rows behind.
+- Events are handled in batches; a batch's rows and its ledger updates (``processed_at`` for the
+  events handled, ``last_error`` for the others, ``attempts`` for all) commit in one transaction,
+  so an event is marked processed exactly when its rows are committed.
 - A retryable gateway failure (rate limit, outage, timeout while fetching a missing parent) stops
   processing: what was done is committed, the failing event keeps its error, and the exception
   goes up so the run is recorded as failed. The next run starts again with that event.
@@ -13,10 +15,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from core.models.stripe_sync import StripeEvent
 from core.stripe_gateway import GatewayError
 from core.sync import ledger
 from core.sync.apply import Applier
@@ -25,7 +30,7 @@ from core.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
-BATCH = 200
+BATCH = 500
 
 
 @dataclass
@@ -42,6 +47,43 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
+def _load(session: Session, ids: list[str]) -> list[Any]:
+    rows = session.execute(
+        select(StripeEvent.id, StripeEvent.type, StripeEvent.payload, StripeEvent.attempts,
+               StripeEvent.object_id, StripeEvent.created_at)
+        .where(StripeEvent.id.in_(ids), StripeEvent.processed_at.is_(None))
+    ).all()
+    by_id = {r.id: r for r in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _twins(session: Session, rows: list[Any]) -> set[tuple[str, datetime]]:
+    """(object id, created) pairs of this batch that have more than one event in the ledger."""
+    object_ids = sorted({r.object_id for r in rows if r.object_id})
+    found: set[tuple[str, datetime]] = set()
+    for start in range(0, len(object_ids), 500):
+        chunk = object_ids[start : start + 500]
+        stmt = (
+            select(StripeEvent.object_id, StripeEvent.created_at)
+            .where(StripeEvent.object_id.in_(chunk))
+            .group_by(StripeEvent.object_id, StripeEvent.created_at)
+            .having(func.count() > 1)
+        )
+        found.update((str(o), c) for o, c in session.execute(stmt))
+    return found
+
+
+def _write_outcomes(session: Session, outcomes: list[dict[str, Any]]) -> None:
+    if not outcomes:
+        return
+    stmt = (
+        update(StripeEvent.__table__)
+        .where(StripeEvent.__table__.c.id == bindparam("event_id"))
+        .values(processed_at=bindparam("done_at"), attempts=bindparam("tries"), last_error=bindparam("error"))
+    )
+    session.connection().execute(stmt, outcomes)
+
+
 def process_pending(
     engine: Engine,
     applier: Applier,
@@ -55,36 +97,38 @@ def process_pending(
     total = len(ids)
     for start in range(0, total, BATCH):
         chunk = ids[start : start + BATCH]
+        abort: GatewayError | None = None
         with Session(engine, expire_on_commit=False) as s:
-            abort: GatewayError | None = None
-            for event in ledger.load(s, chunk):
-                if event.processed_at is not None:  # another path handled it meanwhile
-                    continue
-                event.attempts = (event.attempts or 0) + 1
+            rows = _load(s, chunk)
+            applier.twin_candidates = _twins(s, rows)
+            outcomes: list[dict[str, Any]] = []
+            for row in rows:
+                tries = (row.attempts or 0) + 1
                 try:
                     with s.begin_nested():
-                        outcome = handler_for(event.type)(applier, s, event.payload)
+                        outcome = handler_for(row.type)(applier, s, row.payload)
                 except GatewayError as exc:
-                    event.last_error = _error_text(exc)
+                    outcomes.append({"event_id": row.id, "done_at": None, "tries": tries, "error": _error_text(exc)})
                     result.failed += 1
                     if exc.retryable:
                         abort = exc
                         break
-                    result.errors.append(f"{event.id}: {event.last_error}")
+                    result.errors.append(f"{row.id}: {exc.sentence}")
                     continue
                 except Exception as exc:  # the event's own failure: record it, go on
-                    log.warning("event %s (%s) failed: %s", event.id, event.type, _error_text(exc))
-                    event.last_error = _error_text(exc)
+                    log.warning("event %s (%s) failed: %s", row.id, row.type, _error_text(exc))
+                    outcomes.append({"event_id": row.id, "done_at": None, "tries": tries, "error": _error_text(exc)})
                     result.failed += 1
-                    result.errors.append(f"{event.id}: {event.last_error}")
+                    result.errors.append(f"{row.id}: {_error_text(exc)}")
                     continue
-                event.processed_at = utc_now()
-                event.last_error = None
+                outcomes.append({"event_id": row.id, "done_at": utc_now(), "tries": tries, "error": None})
                 if outcome == IGNORED:
                     result.ignored += 1
                 else:
                     result.handled += 1
+            _write_outcomes(s, outcomes)
             s.commit()
+        applier.twin_candidates = None
         if abort is not None:
             raise abort
         if on_batch:
