@@ -253,3 +253,43 @@ class TestRetryAndContact:
             req = s.scalars(select(ChangeRequest)).one()
             assert req.status == "failed"
         assert _sub(engine, world).status == "active"
+
+
+class TestSyncAgrees:
+    def test_a_member_resync_after_changes_changes_nothing(self, engine, stripe_env, world):  # noqa: F811
+        from core.sync.reconcile import resync_member
+
+        submit(engine, _change(engine, world, "change_price", {"price_id": world.prices["platinum_monthly"],
+                                                               "when": "now"}), FINANCE, stripe=stripe_env.client)
+        submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": 100}), SUPPORT,
+               stripe=stripe_env.client)
+        submit(engine, _change(engine, world, "cancel", {"when": "period_end"}), SUPPORT, stripe=stripe_env.client)
+
+        def state():
+            with session_scope(engine) as s:
+                sub = s.scalar(select(Subscription).where(Subscription.stripe_subscription_id == world.subscription))
+                return ((sub.status, sub.price_id, sub.tier_id, sub.mrr_minor, sub.cancel_at_period_end,
+                         sub.current_period_end), s.get(Payment, world.payment_id).amount_refunded,
+                        s.scalar(select(func.count()).select_from(MembershipChange)),
+                        s.scalar(select(func.count()).select_from(Refund)))
+
+        before = state()
+        result = resync_member(engine, stripe_env.client, world.member_id)
+        assert result.status == "succeeded", result.message
+        assert state() == before
+
+    def test_dates_in_the_past_and_failed_payments_are_refused(self, engine, stripe_env):  # noqa: F811
+        client = stripe_env.client
+        w = build(engine, client, card="pm_card_chargeCustomerFail", email="cy@example.com")
+        with session_scope(engine) as s:
+            failed = s.scalar(select(Payment).where(Payment.member_id == w.member_id))
+            assert failed.status == "failed"
+        with pytest.raises(ChangeRefused, match="payment failed"):
+            submit(engine, _change(engine, w, "refund", {"payment_id": failed.id, "full": True}), SUPPORT,
+                   stripe=client)
+        w2 = build(engine, client, email="dee@example.com")
+        with pytest.raises(ChangeRefused, match="in the past"):
+            submit(engine, _change(engine, w2, "pause", {"behavior": "void", "resumes_at": "2020-01-01"}), SUPPORT,
+                   stripe=client)
+        with session_scope(engine) as s:
+            assert s.scalar(select(func.count()).select_from(ChangeRequest)) == 0
