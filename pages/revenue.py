@@ -35,10 +35,11 @@ if b is None:
 
 S = md.REVENUE
 mrr, arr = md.find(b, *S["mrr"]), md.find(b, *S["arr"])
-cols = st.columns(6)
-for col, role, title in zip(cols, ("mrr", "arr", "paying_members", "arpu", "ltv", "net_revenue"),
-                            ("MRR", "ARR", "Paying members", "ARPU", "LTV", "Net revenue"), strict=True):
-    ui.card(col, md.find(b, *S[role]), S[role][0], title, md.settings_line(bs, q))
+# Two rows of three: six cards in one row truncate money values on a 1280-pixel screen.
+for row in ((("mrr", "MRR"), ("arr", "ARR"), ("paying_members", "Paying members")),
+            (("arpu", "ARPU"), ("ltv", "LTV"), ("net_revenue", "Net revenue"))):
+    for col, (role, title) in zip(st.columns(3), row, strict=True):
+        ui.card(col, md.find(b, *S[role]), S[role][0], title, md.settings_line(bs, q))
 ui.by_currency_table(b, [S[r] for r in ("mrr", "arr", "arpu", "net_revenue")], key="revenue_by_currency")
 
 left, right = st.columns(2)
