@@ -80,7 +80,7 @@ class TestSamePathAsTheSync:
     def test_store_apply_of_the_stream_gives_the_same_rows(self, engine: Engine) -> None:
         """Apply the demo's Stripe objects one by one through the sync's store and compare with
         the bulk loader: the shapes can never differ."""
-        world = World(seed=5, members=40, now=NOW)
+        world = World(seed=5, members=25, now=NOW)
         stories = [simulate_member(world, i) for i in range(world.members)]
         load_demo(engine, members=0, seed=5, now=NOW)  # the catalogue only
         with session_scope(engine) as s:
@@ -101,7 +101,7 @@ class TestSamePathAsTheSync:
         with Session(engine) as s:
             synced = _summary(s)
         clear_demo_tables(engine)
-        load_demo(engine, members=40, seed=5, now=NOW)
+        load_demo(engine, members=25, seed=5, now=NOW)
         with Session(engine) as s:
             assert _summary(s) == synced
 

@@ -255,7 +255,10 @@ def _sync_items(session: Session, sub_id: int, items: list[dict[str, Any]], obj:
 def _record_change(session: Session, before: dict[str, Any] | None, after: dict[str, Any], sub_id: int,
                    at: datetime, event_id: str | None, source: str) -> None:
     tiers = _t("tiers")
-    ranks = {r.id: r.rank for r in session.execute(select(tiers.c.id, tiers.c.rank))}
+    ranks = session.info.get("memberdesk_tier_ranks")
+    if ranks is None or after.get("tier_id") not in ranks or (before or {}).get("tier_id", after["tier_id"]) not in ranks:
+        ranks = {r.id: r.rank for r in session.execute(select(tiers.c.id, tiers.c.rank))}
+        session.info["memberdesk_tier_ranks"] = ranks  # tiers rarely change: one read per session
     change = derive_changes(before, after, at, ranks)
     if change is None:
         return
@@ -376,8 +379,9 @@ def apply(session: Session, obj: dict, *, state_at: datetime, event_id: str | No
     handler = HANDLERS.get(kind)
     if handler is None:
         return "ignored"
-    with session.begin_nested():
-        outcome = handler(session, obj, state_at, event_id=event_id, source=source)
+    # Parents are resolved before the first write, so MissingParent leaves nothing behind; any
+    # other failure is rolled back with the caller's transaction.
+    outcome = handler(session, obj, state_at, event_id=event_id, source=source)
     log.debug("applied %s %s: %s", kind, obj.get("id"), outcome)
     return outcome
 
