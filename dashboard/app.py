@@ -17,37 +17,9 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 
 import streamlit as st  # noqa: E402
 
-from core.permissions import Permission, allowed  # noqa: E402
 from dashboard import signin  # noqa: E402
 from dashboard.auth import current  # noqa: E402
-
-PAGES_DIR = ROOT / "pages"
-
-# file, title, icon, permission, default page
-PAGE_SPECS: tuple[tuple[str, str, str, Permission], ...] = (
-    ("overview.py", "Overview", "🏠", Permission.VIEW_OVERVIEW),
-    ("members.py", "Members", "👤", Permission.VIEW_MEMBERS),
-    ("revenue.py", "Revenue", "💰", Permission.VIEW_REVENUE),
-    ("churn.py", "Churn and retention", "📉", Permission.VIEW_CHURN),
-    ("failed_payments.py", "Failed payments", "⚠️", Permission.VIEW_FAILED_PAYMENTS),
-    ("alerts.py", "Alerts", "🔔", Permission.VIEW_ALERTS),
-    ("changes.py", "Changes", "📝", Permission.VIEW_CHANGES),
-    ("audit.py", "Audit log", "📜", Permission.VIEW_AUDIT),
-    ("admin.py", "Admin", "🛠️", Permission.ADMIN),
-    ("stripe_sync.py", "Stripe sync", "🔄", Permission.RUN_SYNC),
-)
-
-
-def build_pages(roles: tuple[str, ...] | None) -> list[st.Page]:
-    """The pages whose file exists; with ``roles``, only those the roles may open."""
-    pages = []
-    for file, title, icon, permission in PAGE_SPECS:
-        if not (PAGES_DIR / file).exists():
-            continue
-        if roles is not None and not allowed(roles, permission):
-            continue
-        pages.append(st.Page(f"../pages/{file}", title=title, icon=icon, default=file == "overview.py"))
-    return pages
+from dashboard.navigation import build_pages  # noqa: E402
 
 
 def main() -> None:

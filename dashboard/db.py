@@ -53,4 +53,5 @@ def engine() -> Engine:
     except EncryptionKeyError as exc:
         st.error(str(exc))
         st.stop()
+        raise  # st.stop() raises inside a running app; outside one, keep the error
     return eng

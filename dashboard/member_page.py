@@ -110,7 +110,7 @@ def _notes(ctx: StaffContext, view: core_members.MemberView) -> None:
         st.caption("Your role can read notes but not add them.")
         return
     with st.form("add_note", clear_on_submit=True):
-        body = st.text_area("Add a note", max_chars=core_members.NOTE_MAX_CHARS,
+        body = st.text_area("Add a note", key="note_body", max_chars=core_members.NOTE_MAX_CHARS,
                             help="Visible to staff only, stored encrypted, recorded in the audit log.")
         submitted = st.form_submit_button("Save note")
     if submitted and check(ctx, Permission.ADD_NOTE, where=f"member {view.member_id}: add note"):

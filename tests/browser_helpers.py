@@ -166,14 +166,15 @@ def secrets_for(database_url: str) -> dict[str, dict[str, Any]]:
 
 
 def app_test(database_url: str, *, role: str | None = None, username: str | None = None,
-             roles: list[str] | None = None) -> Any:
+             roles: list[str] | None = None, clear_cache: bool = True) -> Any:
     """An AppTest of the entrypoint; signed in as ``username`` (default: the demo account of
-    ``role``) when a role or username is given. Caches are cleared so each test reads its own
-    database (PostgreSQL tests share one URL per worker)."""
+    ``role``) when a role or username is given. Caches are cleared unless ``clear_cache=False``
+    (the function-scoped PostgreSQL databases of one worker share one URL)."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    st.cache_data.clear()
+    if clear_cache:
+        st.cache_data.clear()
     at = AppTest.from_file(APP, default_timeout=15)
     for section, values in secrets_for(database_url).items():
         at.secrets[section] = values
@@ -187,13 +188,14 @@ def app_test(database_url: str, *, role: str | None = None, username: str | None
     return at
 
 
-def page_app_test(database_url: str, page_file: str, *, role: str) -> Any:
+def page_app_test(database_url: str, page_file: str, *, role: str, clear_cache: bool = True) -> Any:
     """An AppTest of one page module run directly (without the entrypoint): what a bypass would
     reach, so the page's own guard must refuse."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    st.cache_data.clear()
+    if clear_cache:
+        st.cache_data.clear()
     at = AppTest.from_file(str(ROOT / "pages" / page_file), default_timeout=15)
     for section, values in secrets_for(database_url).items():
         at.secrets[section] = values
