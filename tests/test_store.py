@@ -189,3 +189,19 @@ class TestDeriveChanges:
         assert (change["kind"], change["churn_kind"], change["reason"], change["mrr_before_minor"]) == (
             "canceled", "involuntary", "payment_failed", 899)
         assert derive_changes(active, dict(active), WHEN) is None
+
+
+class TestDeleted:
+    def test_deleted_customer_keeps_its_member(self, session: Session) -> None:
+        apply_all(session, [CUSTOMER])
+        version = session.scalar(select(Member.version))
+        assert apply(session, {"id": "cus_1", "object": "customer", "deleted": True}, state_at=WHEN) == "deleted"
+        assert apply(session, {"id": "cus_1", "object": "customer", "deleted": True}, state_at=WHEN) == "unchanged"
+        member = session.scalar(select(Member))
+        assert member.deleted_in_stripe_at == WHEN and member.version == version + 1
+
+    def test_detached_card_and_unknown_objects(self, session: Session) -> None:
+        apply_all(session, [CUSTOMER, PM])
+        assert apply(session, dict(PM, customer=None), state_at=WHEN) == "updated"
+        assert session.scalar(select(PaymentMethod.detached_at)) == WHEN
+        assert apply(session, {"id": "cs_1", "object": "checkout.session"}, state_at=WHEN) == "ignored"
