@@ -379,9 +379,11 @@ def apply(session: Session, obj: dict, *, state_at: datetime, event_id: str | No
     handler = HANDLERS.get(kind)
     if handler is None:
         return "ignored"
-    # Parents are resolved before the first write, so MissingParent leaves nothing behind; any
-    # other failure is rolled back with the caller's transaction.
-    outcome = handler(session, obj, state_at, event_id=event_id, source=source)
+    # Parents are resolved before the first write, so MissingParent leaves nothing behind; the
+    # savepoint also undoes a handler that fails half-way, so the caller (the sync) can record the
+    # failure and go on with the next object in the same transaction.
+    with session.begin_nested():
+        outcome = handler(session, obj, state_at, event_id=event_id, source=source)
     log.debug("applied %s %s: %s", kind, obj.get("id"), outcome)
     return outcome
 
