@@ -57,10 +57,14 @@ def _record_start(engine: Engine, kind: str, holder: str, status: str = "running
         return run.id
 
 
-def _record_end(engine: Engine, run_id: int, status: str, error: str | None, counts: dict[str, Any]) -> None:
+def _record_end(
+    engine: Engine, run_id: int, status: str, error: str | None, counts: dict[str, Any], kind: str | None = None
+) -> None:
     with Session(engine) as s:
         run = s.get(SyncRun, run_id)
         assert run is not None
+        if kind:
+            run.kind = kind
         run.status = status
         run.error = error
         run.counts = counts
@@ -154,23 +158,23 @@ def run_sync(
         if errors:
             message = f"{len(errors)} object(s) or event(s) failed; first: {errors[0]}"
             counts["errors"] = errors[:20]
-            _record_end(engine, run_id, "failed", message, counts)
+            _record_end(engine, run_id, "failed", message, counts, kind)
             say(f"Sync finished with failures: {message}")
             return RunResult(run_id, kind, "failed", message, counts)
         message = _summary(counts)
-        _record_end(engine, run_id, "succeeded", None, counts)
+        _record_end(engine, run_id, "succeeded", None, counts, kind)
         say(message)
         refresh_rollups(engine, since=fr.since if kind == "incremental" else None)
         return RunResult(run_id, kind, "succeeded", message, counts)
     except GatewayError as exc:
         message = f"Sync stopped: {exc.sentence} The next run resumes where this one stopped."
-        _record_end(engine, run_id, "failed", message, counts)
+        _record_end(engine, run_id, "failed", message, counts, kind)
         say(message)
         return RunResult(run_id, kind, "failed", message, counts)
     except Exception as exc:
         log.exception("sync run %s failed", run_id)
         message = f"Sync failed unexpectedly: {type(exc).__name__}: {exc}"[:1000]
-        _record_end(engine, run_id, "failed", message, counts)
+        _record_end(engine, run_id, "failed", message, counts, kind)
         say(message)
         return RunResult(run_id, kind, "failed", message, counts)
     finally:
