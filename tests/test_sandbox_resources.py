@@ -141,3 +141,11 @@ def test_errors_have_stripes_shape(sandbox):
     with pytest.raises(stripe.AuthenticationError) as err:
         wrong.v1.customers.list()
     assert err.value.http_status == 401
+
+
+def test_unknown_parameters_are_refused_like_stripe(sandbox):
+    client = sandbox.client()
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.customers.create(params={"emial": "typo@example.com"})
+    assert err.value.code == "parameter_unknown" and err.value.param == "emial"
+    assert client.v1.customers.list().data == []

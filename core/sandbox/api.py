@@ -11,11 +11,13 @@ everything else at the real time.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import secrets
 import string
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from core.sandbox.complete import complete
@@ -24,6 +26,10 @@ from core.sandbox.forms import as_list, to_int
 from core.sandbox.store import SandboxStore
 
 API_VERSION = "2026-10-28.endive"
+# Top-level parameters each endpoint accepts (from Stripe's OpenAPI description): anything else is
+# refused like Stripe refuses it, so a caller's typo fails here and not first in production.
+ACCEPTED: dict[str, list[str] | None] = {
+    k: v for k, v in json.loads((Path(__file__).parent / "params.json").read_text()).items() if not k.startswith("_")}
 _ALPHABET = string.ascii_letters + string.digits
 
 Handler = Callable[..., Any]
@@ -71,7 +77,7 @@ def id_of(value: Any) -> str | None:
 class Api:
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         self.forced_now: int | None = None  # set while a test clock advances
         self.listeners: list[Callable[[dict[str, Any]], None]] = []  # webhook delivery
         self.request_ctx: dict[str, Any] = {}
@@ -83,19 +89,24 @@ class Api:
     # -- routing ------------------------------------------------------------------------------
     def route(self, method: str, pattern: str, handler: Handler) -> None:
         rx = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$")
-        self._routes.append((method, rx, handler))
+        self._routes.append((method, rx, handler, f"{method} {pattern}"))
 
     def handle(self, method: str, path: str, params: dict[str, Any],
                idempotency_key: str | None = None) -> tuple[int, Any]:
         self.request_ctx = {"id": new_id("req"), "idempotency_key": idempotency_key}
         path_known = False
-        for m, rx, handler in self._routes:
+        for m, rx, handler, key in self._routes:
             match = rx.match(path)
             if not match:
                 continue
             path_known = True
             if m != method:
                 continue
+            allowed = ACCEPTED.get(key)
+            unknown = sorted(set(params) - set(allowed)) if allowed is not None else []
+            if unknown:
+                return 400, StripeError(400, "invalid_request_error", f"Received unknown parameter: {unknown[0]}",
+                                        code="parameter_unknown", param=unknown[0]).payload()
             self.pending_events = []
             kept: StripeError | None = None
             try:

@@ -23,7 +23,6 @@ def register(api: Api) -> None:
     api.route("GET", "/v1/subscriptions/{id}", lambda p, id: api.load(id, "subscription"))
     api.route("POST", "/v1/subscriptions/{id}", s.update)
     api.route("DELETE", "/v1/subscriptions/{id}", s.cancel)
-    api.route("POST", "/v1/subscriptions/{id}/cancel", s.cancel)
     api.route("GET", "/v1/subscription_items", s.list_items)
     api.route("GET", "/v1/subscription_items/{id}", s.get_item)
 
