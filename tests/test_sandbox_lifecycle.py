@@ -259,3 +259,24 @@ def test_trial_will_end_three_days_before(sandbox):
     warned = _events(client, types=["customer.subscription.trial_will_end"])
     assert [(e.data.object.id, e.created) for e in warned] == [(sub.id, T0 + 7 * DAY)]
     assert client.v1.subscriptions.retrieve(sub.id).status == "trialing"
+
+
+def test_downgrade_credit_goes_to_the_balance_and_lowers_the_next_invoice(sandbox):
+    client = sandbox.client()
+    clock, cus, price, sub = _setup(client)
+    basic = client.v1.prices.create(params={"product": price.product, "currency": "usd", "unit_amount": 400,
+                                            "recurring": {"interval": "month"}})
+    item = sub["items"].data[0]
+    half = (item.current_period_start + item.current_period_end) // 2
+    _advance(client, clock, half)
+    updated = client.v1.subscriptions.update(sub.id, params={
+        "items": [{"id": item.id, "price": basic.id}], "proration_behavior": "always_invoice", "proration_date": half})
+    now_inv = client.v1.invoices.retrieve(updated.latest_invoice)
+    assert now_inv.total == -300 and now_inv.amount_due == 0 and now_inv.status == "paid"
+    assert client.v1.customers.retrieve(cus.id).balance == -300
+    preview = client.v1.invoices.create_preview(params={"subscription": sub.id})
+    assert preview.total == 400 and preview.amount_due == 100
+    _advance(client, clock, item.current_period_end + 60)
+    renewal = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    assert (renewal.amount_paid, renewal.starting_balance, renewal.ending_balance) == (100, -300, 0)
+    assert client.v1.customers.retrieve(cus.id).balance == 0

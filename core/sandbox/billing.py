@@ -207,11 +207,26 @@ def add_lines(api: Api, inv: dict[str, Any], sub: dict[str, Any], invoice_items:
     inv.update(amount_due=due, amount_remaining=due)
 
 
+def apply_balance(api: Api, inv: dict[str, Any]) -> None:
+    """Settle the invoice against the customer's balance (negative = credit), as Stripe does: a
+    credit lowers the amount due, a negative total (a downgrade's proration) becomes credit."""
+    cus = api.get(inv["customer"])
+    balance = int((cus or {}).get("balance") or 0)
+    net = inv["total"] + balance
+    due = max(0, net)
+    inv.update(starting_balance=balance, ending_balance=min(0, net), amount_due=due, amount_remaining=due)
+    if cus is not None and cus.get("balance") != min(0, net):
+        previous = {"balance": cus.get("balance")}
+        cus["balance"] = min(0, net)
+        api.save(cus)
+        api.emit("customer.updated", cus, previous)
+
+
 def finalize(api: Api, inv: dict[str, Any], at: int) -> None:
     inv["status"] = "open"
     inv["status_transitions"]["finalized_at"] = at
     inv["effective_at"] = at
-    inv["ending_balance"] = 0
+    apply_balance(api, inv)
     api.save(inv)
     api.emit("invoice.finalized", inv)
 

@@ -198,6 +198,7 @@ class Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         with sb.lock:
             status, body = self._answer(method, url.path, params, idem, key, headers)
+            headers.setdefault("Request-Id", str(sb.api.request_ctx.get("id") or "req_sandbox"))
         if fault is not None and fault.mode == "apply_then_500":
             log.info("fault: %s %s applied, answered 500", method, url.path)
             status, body = 500, fault_body(500)

@@ -227,6 +227,7 @@ class Invoices:
         nxt = billing.next_period_end(end, sub["items"]["data"][0]["price"]["recurring"], sub["billing_cycle_anchor"])
         inv = billing.new_invoice(api, sub, billing_reason="subscription_cycle", at=end, period=(start, end))
         billing.add_lines(api, inv, sub, billing.pending_items(api, sub), (end, nxt))
+        billing.apply_balance(api, inv)  # inside the preview's rolled-back savepoint
         inv["next_payment_attempt"] = end
         return inv
 
