@@ -119,8 +119,9 @@ def main() -> int:
         caught = [r for r in expected if covers(r, inc.day)]
         found = "; ".join(f"`{r.rule}` `{r.scope}` (opened {r.opened_at:%Y-%m-%d %H:%M})" for r in caught) or "none"
         lines.append(f"- {inc.kind} on {inc.day} ({', '.join(f'{k}={v}' for k, v in inc.scope.items())}): {found}")
-    lines += ["", "False alarms on normal days, by day:", ""]
-    for row in sorted((r for r in rows if r not in expected), key=lambda r: r.opened_at):
+    alarms = sorted((r for r in rows if r not in expected), key=lambda r: r.opened_at)
+    lines += ["", "False alarms on normal days, by day:" + ("" if alarms else " none."), ""]
+    for row in alarms:
         lines.append(f"- {row.opened_at:%Y-%m-%d} `{row.rule}` `{row.scope}`: {row.hint}")
     text = "\n".join(lines)
     print(text)

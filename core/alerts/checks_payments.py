@@ -135,7 +135,7 @@ register(Rule(
     "Share of payment attempts that failed in the last 24 hours, against the same 24 hours of the previous "
     "weeks.",
     "percent",
-    {"window_hours": 24, "min_attempts": 40, "min_failures": 8, "min_baseline_attempts": 120,
+    {"window_hours": 24, "min_attempts": 30, "min_failures": 8, "min_baseline_attempts": 120,
      "min_increase": 0.05, "auto_resolve_hours": 6, **_RATE_COMMON},
     _failure_rate_check, _failure_rate_measure,
 ))
@@ -199,7 +199,7 @@ register(Rule(
     "attempts than over the previous weeks; the alert names it.",
     "percent",
     {"first_attempts_only": True, "window_hours": 24, "baseline_days": 28, "min_failures": 10, "min_baseline_failures": 40,
-     "min_count": 8, "min_share_increase": 0.20, "min_ratio": 1.5, "z_min": 4.0, "baseline_floor": 0.02,
+     "min_count": 8, "min_share_increase": 0.20, "min_ratio": 1.5, "z_min": 3.0, "baseline_floor": 0.02,
      "auto_resolve_hours": 6, "severity_steps": dict(stats.DEFAULT_STEPS),
      "dimensions": {"decline_code": 1, "card_brand": 1, "card_country": 1, "currency": 1}},
     _concentration_check, _concentration_measure,
@@ -261,7 +261,7 @@ register(Rule(
     "Money collected (succeeded payments) in one currency over the last 24 hours, against the same 24 hours "
     "of the previous weeks.",
     "money",
-    {"window_hours": 24, "baseline_weeks": 4, "min_baseline_payments": 20, "min_drop": 0.5, "z_min": 3.0,
+    {"window_hours": 24, "baseline_weeks": 4, "min_baseline_payments": 20, "min_drop": 0.5, "z_min": 4.0,
      "auto_resolve_hours": 6, "severity_steps": dict(stats.DEFAULT_STEPS)},
     _revenue_check, _revenue_measure,
 ))
