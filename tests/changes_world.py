@@ -71,7 +71,7 @@ def mirror(engine: Engine, client: Any, customer: str) -> None:
 
 
 def build(engine: Engine, client: Any, *, card: str = "pm_card_visa", currency: str = "usd",
-          email: str = "ann@example.com") -> World:
+          email: str = "ann@example.com", trial_days: int | None = None) -> World:
     premium = client.v1.products.create({"name": "Premium", "metadata": {"tier": "premium"}})
     platinum = client.v1.products.create({"name": "Platinum", "metadata": {"tier": "platinum"}})
     stripe_prices = {
@@ -84,14 +84,18 @@ def build(engine: Engine, client: Any, *, card: str = "pm_card_visa", currency: 
     }
     cus = client.v1.customers.create({"email": email, "name": "Ann Lee", "payment_method": card,
                                       "invoice_settings": {"default_payment_method": card}})
-    sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": stripe_prices["premium_monthly"]}]})
+    params: dict[str, Any] = {"customer": cus.id, "items": [{"price": stripe_prices["premium_monthly"]}]}
+    if trial_days:
+        params["trial_period_days"] = trial_days
+    sub = client.v1.subscriptions.create(params)
     mirror(engine, client, cus.id)
     with session_scope(engine) as s:
         member = s.scalar(select(Member).where(Member.stripe_customer_id == cus.id))
         prices = {name: s.scalar(select(Price.id).where(Price.stripe_price_id == sid))
                   for name, sid in stripe_prices.items()}
         payment = s.scalar(select(Payment).where(Payment.member_id == member.id))
-        return World(member.id, cus.id, sub.id, prices, stripe_prices, payment.id, payment.stripe_charge_id)
+        return World(member.id, cus.id, sub.id, prices, stripe_prices, payment.id if payment else 0,
+                     payment.stripe_charge_id if payment else "")
 
 
 def version(engine: Engine, member_id: int) -> int:

@@ -171,6 +171,29 @@ class TestLifecycle:
             submit(engine, _change(engine, world, "extend", {"days": 31}), SUPPORT, stripe=stripe_env.client)
 
 
+class TestTrialsAndYen:
+    def test_extend_a_trial(self, engine, stripe_env):  # noqa: F811
+        w = build(engine, stripe_env.client, trial_days=7, email="tia@example.com")
+        before = stripe_env.client.v1.subscriptions.retrieve(w.subscription).trial_end
+        out = submit(engine, _change(engine, w, "extend", {"days": 5}), SUPPORT, stripe=stripe_env.client)
+        assert out.status == "applied"
+        assert stripe_env.client.v1.subscriptions.retrieve(w.subscription).trial_end == before + 5 * 86400
+        sub = _sub(engine, w)
+        assert sub.status == "trialing" and int(sub.trial_end.timestamp()) == before + 5 * 86400
+
+    def test_refund_in_yen_takes_whole_units(self, engine, stripe_env):  # noqa: F811
+        w = build(engine, stripe_env.client, currency="jpy", email="yui@example.com")
+        with pytest.raises(ChangeRefused, match="whole units"):
+            submit(engine, _change(engine, w, "refund", {"payment_id": w.payment_id, "amount": "12.5"}), SUPPORT,
+                   stripe=stripe_env.client)
+        out = submit(engine, _change(engine, w, "refund", {"payment_id": w.payment_id, "amount": "¥300"}), SUPPORT,
+                     stripe=stripe_env.client)
+        assert out.status == "applied"
+        assert stripe_env.client.v1.charges.retrieve(w.charge).amount_refunded == 300
+        with session_scope(engine) as s:
+            assert s.get(Payment, w.payment_id).amount_refunded == 300
+
+
 class TestTierChange:
     def test_upgrade_now_charges_the_previewed_proration(self, engine, stripe_env, world):  # noqa: F811
         params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
