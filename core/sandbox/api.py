@@ -171,7 +171,12 @@ class Api:
     # -- events -------------------------------------------------------------------------------
     def emit(self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None = None,
              customer: Any = None) -> dict[str, Any]:
-        cus = customer if customer is not None else (obj["id"] if obj.get("object") == "customer" else obj.get("customer"))
+        if customer is not None:
+            cus = customer
+        elif obj.get("object") == "customer":
+            cus = obj["id"]
+        else:
+            cus = obj.get("customer") or (obj.get("_sandbox") or {}).get("customer")
         event = {
             "id": new_id("evt"), "object": "event", "api_version": API_VERSION,
             "created": self.now(cus), "livemode": False, "pending_webhooks": 0, "type": type_,

@@ -36,9 +36,17 @@ def register(api: Api) -> None:
     api.route("POST", "/v1/payment_methods/{id}/attach", c.attach_pm)
     api.route("POST", "/v1/payment_methods/{id}/detach", c.detach_pm)
     api.route("POST", "/v1/webhook_endpoints", c.create_we)
-    api.route("GET", "/v1/webhook_endpoints", lambda p: api.list("webhook_endpoint", p, "/v1/webhook_endpoints"))
-    api.route("GET", "/v1/webhook_endpoints/{id}", lambda p, id: api.load(id, "webhook_endpoint"))
+    api.route("GET", "/v1/webhook_endpoints", lambda p: _no_secret(api.list("webhook_endpoint", p,
+                                                                           "/v1/webhook_endpoints")))
+    api.route("GET", "/v1/webhook_endpoints/{id}", lambda p, id: _no_secret(api.load(id, "webhook_endpoint")))
     api.route("DELETE", "/v1/webhook_endpoints/{id}", c.delete_we)
+
+
+def _no_secret(obj: dict[str, Any]) -> dict[str, Any]:
+    """Stripe shows an endpoint's signing secret only in the answer that creates it."""
+    if obj.get("object") == "list":
+        return {**obj, "data": [_no_secret(o) for o in obj["data"]]}
+    return {k: v for k, v in obj.items() if k != "secret"}
 
 
 class Catalog:
