@@ -32,6 +32,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WIDTH, HEIGHT = 1280, 900
+MAX_HEIGHT = 6000
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 ADMIN = ("admin", "admin-demo-pass")
 
@@ -100,9 +101,10 @@ def wait_idle(page, timeout: float = 60_000) -> None:  # type: ignore[no-untyped
 def sign_in(page, base: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(base)
     page.wait_for_selector("input[type=password]", timeout=60_000)
-    page.get_by_label("Username").fill(ADMIN[0])
-    page.get_by_label("Password").fill(ADMIN[1])
-    page.get_by_role("button", name="Login").or_(page.get_by_role("button", name="Sign in")).first.click()
+    wait_idle(page)
+    page.get_by_role("textbox", name="Username").fill(ADMIN[0])
+    page.get_by_role("textbox", name="Password").fill(ADMIN[1])
+    page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("[data-testid=stSidebarNav] a", timeout=60_000)
     wait_idle(page)
 
@@ -132,7 +134,13 @@ def shoot(base: str, out: Path) -> list[Path]:
         page = context.new_page()
         sign_in(page, base)
         for slug, url in page_links(page, base):
+            page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
             page.goto(url)
+            wait_idle(page)
+            # Streamlit scrolls inside its main container, not the document: grow the window to
+            # the content's height so one picture shows the whole page.
+            tall = page.evaluate("() => (document.querySelector('[data-testid=stMain]') || document.body).scrollHeight")
+            page.set_viewport_size({"width": WIDTH, "height": max(HEIGHT, min(int(tall) + 40, MAX_HEIGHT))})
             wait_idle(page)
             path = out / f"{slug}.png"
             page.screenshot(path=str(path), full_page=True)

@@ -30,6 +30,11 @@ from dashboard.widgets import csv_download, empty
 
 log = logging.getLogger(__name__)
 NONE = "—"
+# Column headers the generic "words from snake_case" rule gets wrong.
+RENAME = {"mrr_minor": "MRR", "mrr_start_minor": "MRR at start", "mrr_end_minor": "MRR at end",
+          "amount_due_minor": "Amount due", "fee_minor": "Stripe fee", "next_retry_at": "Next retry (UTC)",
+          "past_due_since": "Past due since (UTC)", "created_at": "Created (UTC)", "closed_at": "Closed (UTC)",
+          "trial_end": "Trial end (UTC)", "trial_start": "Trial start (UTC)"}
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,7 @@ def show_rows(rows: pd.DataFrame | None, name: str, *, key: str, empty_sentence:
     if rows is None or rows.empty:
         empty(empty_sentence)
         return
-    shown = fmt.display_frame(rows)
+    shown = fmt.display_frame(rows, rename=RENAME)
     config: dict[str, Any] = {}
     if "member_id" in rows.columns:
         shown.insert(0, "Member page", [f"members?member={m}" for m in rows["member_id"]])
@@ -377,8 +382,8 @@ def worklist(rows: pd.DataFrame | None, *, key: str) -> None:
         return
     codes = rows[code_col].fillna("unknown").astype(str)
     order = codes.value_counts(sort=True).index.tolist()  # group order only; no figure is shown from it
-    for code in order:
+    for i, code in enumerate(order):
         group = rows[codes == code]
-        with st.expander(f"{code} — {len(group):,} member(s)", expanded=len(order) <= 3):
+        with st.expander(f"{code} — {len(group):,} member(s)", expanded=i == 0 or len(order) <= 2):
             show_rows(group, f"past-due {code}", key=f"{key}_{code}", empty_sentence="Nobody in this group.")
     csv_download(rows, "past-due worklist", key=f"{key}_all", label="Download the whole worklist (CSV)")

@@ -41,7 +41,7 @@ THEME: dict[str, Any] = {
     "plot_bgcolor": "white",
     "margin": {"l": 8, "r": 8, "t": 40, "b": 8},
     "hoverlabel": {"font": {"family": FONT, "size": 13}, "bgcolor": "white"},
-    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+    "legend": {"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0},
     "xaxis": {"showgrid": False, "linecolor": GRID, "tickfont": {"color": MUTED}},
     "yaxis": {"gridcolor": GRID, "zerolinecolor": GRID, "tickfont": {"color": MUTED}},
     "clickmode": "event+select",
@@ -58,6 +58,9 @@ MOVEMENT_LABELS = {
     "fx": "Exchange rates",
     "end": "Ending MRR",
 }
+# Axis labels broken over two lines so eight steps fit half a 1280-pixel screen unrotated.
+MOVEMENT_TICKS = {"start": "Starting<br>MRR", "reactivation": "Reacti-<br>vation", "contraction": "Contrac-<br>tion",
+                  "expansion": "Expan-<br>sion", "fx": "Exchange<br>rates", "end": "Ending<br>MRR"}
 # Stripe's order is not fixed; finance reads gains first, then losses.
 MOVEMENT_ORDER = ("new", "expansion", "reactivation", "contraction", "churn", "fx")
 NEGATIVE_MOVEMENTS = frozenset({"contraction", "churn"})
@@ -168,7 +171,7 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
 
 
 def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: str, title: str | None = None,
-              start_label: str = "Starting MRR", end_label: str = "Ending MRR", height: int = HEIGHT) -> go.Figure:
+              height: int = HEIGHT) -> go.Figure:
     """Starting MRR, the movements (losses drawn downwards), ending MRR.
 
     ``movements`` holds each movement as a positive amount in minor units; contraction and churn
@@ -176,7 +179,7 @@ def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: s
     converted range) is drawn with its own sign. The figure draws what it is given: the identity is the registry's to keep.
     """
     keys = ["start", *[k for k in MOVEMENT_ORDER if k in movements], "end"]
-    labels = [start_label, *[MOVEMENT_LABELS[k] for k in keys[1:-1]], end_label]
+    labels = [MOVEMENT_TICKS.get(k, MOVEMENT_LABELS[k]) for k in keys]
     signed: list[int] = [start]
     for k in keys[1:-1]:
         amount = int(movements[k])
@@ -189,12 +192,13 @@ def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: s
         # A "total" bar is drawn at the running sum; its own y is ignored by plotly.
         y=[to_float(v, "money", currency) for v in signed[:-1]] + [0.0],
         customdata=[[k, t] for k, t in zip(keys, texts, strict=True)],
-        hovertemplate="%{x}<br><b>%{customdata[1]}</b><extra></extra>",
+        hovertemplate="<b>%{customdata[1]}</b><extra></extra>",
         increasing={"marker": {"color": POSITIVE}}, decreasing={"marker": {"color": NEGATIVE}},
         totals={"marker": {"color": TOTAL}}, connector={"line": {"color": GRID}},
-        text=texts, textposition="outside", cliponaxis=False,
+        text=texts, textposition="outside", cliponaxis=False, textfont={"size": 11},
     ))
     fig.update_layout(showlegend=False)
+    fig.update_xaxes(tickangle=0)
     return value_axis(themed(fig, title=title, height=height), "money", currency)
 
 

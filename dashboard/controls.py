@@ -74,14 +74,6 @@ def _parse_date(text: str | None) -> date | None:
         return None
 
 
-def _init(key: str, value: object) -> None:
-    # Seed a widget's state once (first run of this page in this session); afterwards the widget
-    # owns it. Seeding through session_state instead of `value=` avoids Streamlit's warning about
-    # setting both.
-    if key not in st.session_state:
-        st.session_state[key] = value
-
-
 def render(page: str, *, today: date, default_start: date, options: FilterOptions,
            reporting_currency: str, with_granularity: bool = True, with_money: bool = True,
            with_filters: Sequence[str] = FILTERS) -> Controls:
@@ -110,12 +102,11 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
         money = REPORTING
 
     k = f"{page}_ctl_"
-    _init(k + "range", (start, end))
-    _init(k + "grain", grain)
-    _init(k + "money", money)
+    # The link's values are the widgets' *initial* values (``value=`` / ``index=``); afterwards each
+    # widget keeps the person's choice in its own state.
     cols = st.columns([2.2, 1.6, 1.8] if with_granularity and with_money else [2.2, 1.8, 1.6])
     with cols[0]:
-        picked = st.date_input("Date range", key=k + "range", format="YYYY-MM-DD",
+        picked = st.date_input("Date range", value=(start, end), key=k + "range", format="YYYY-MM-DD",
                                help="Local calendar days in the business time zone, both ends included.")
     if isinstance(picked, tuple | list) and len(picked) == 2:
         start, end = picked[0], picked[1]
@@ -125,14 +116,15 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
     i = 1
     if with_granularity:
         with cols[i]:
-            grain = st.radio("Granularity", list(GRANULARITIES), key=k + "grain", horizontal=True,
-                             format_func=GRANULARITY_LABELS.__getitem__,
+            grain = st.radio("Granularity", list(GRANULARITIES), index=GRANULARITIES.index(grain), key=k + "grain",
+                             horizontal=True, format_func=GRANULARITY_LABELS.__getitem__,
                              help="Size of each bucket on the charts over time.")
         i += 1
     if with_money:
+        money_options = [REPORTING, *currencies]
         with cols[i]:
             money = st.selectbox(
-                "Money", [REPORTING, *currencies], key=k + "money",
+                "Money", money_options, index=money_options.index(money), key=k + "money",
                 format_func=lambda v: f"Converted to {reporting_currency}" if v == REPORTING else f"{v} only",
                 help=("Converted: every amount in the reporting currency at that month's rate. "
                       "A single currency: only amounts charged in it, unconverted."),
@@ -141,15 +133,18 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
     chosen: dict[str, tuple[str, ...]] = {}
     active = [f for f in with_filters if getattr(options, f)]
     if active:
+        initial: dict[str, str] = {}
         for f in active:
             wanted = [v for v in st.query_params.get_all(f) if v in getattr(options, f)]
-            _init(k + f, wanted[0] if wanted else ALL)
-        count = sum(1 for f in active if st.session_state.get(k + f) not in (None, ALL))
+            initial[f] = wanted[0] if wanted else ALL
+        current = {f: st.session_state.get(k + f, initial[f]) for f in active}
+        count = sum(1 for v in current.values() if v not in (None, ALL))
         with st.expander(f"Filters ({count} active)" if count else "Filters", expanded=bool(count)):
             fcols = st.columns(len(active))
             for col, f in zip(fcols, active, strict=True):
+                choices = [ALL, *getattr(options, f)]
                 with col:
-                    picked_value = st.selectbox(FILTER_LABELS[f], [ALL, *getattr(options, f)], key=k + f,
+                    picked_value = st.selectbox(FILTER_LABELS[f], choices, index=choices.index(initial[f]), key=k + f,
                                                 format_func=lambda v, f=f: f"All {FILTER_PLURALS[f]}" if v == ALL else v)
                     chosen[f] = () if picked_value in (None, ALL) else (str(picked_value),)
 
