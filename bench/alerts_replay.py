@@ -1,7 +1,7 @@
 """Replay alert evaluation day by day over the demo world and count what the default rules open.
 
     python bench/alerts_replay.py [--database-url URL] [--members 5000] [--seed 1] [--today 2026-11-27]
-                                  [--reuse] [--write-docs]
+                                  [--reuse] [--days N] [--write-docs]
 
 Loads the demo world (three years up to ``--today`` 00:00 UTC) into a fresh database (a temporary
 SQLite file by default), then runs ``core.alerts.evaluate`` once per day at 00:00 UTC, so each
@@ -58,6 +58,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--today", default="2026-11-27", help="the demo world's today (UTC date)")
     ap.add_argument("--reuse", action="store_true", help="keep the demo data already in the database")
+    ap.add_argument("--days", type=int, default=0, help="replay only the last N days (for timing a large world)")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
 
@@ -79,6 +80,8 @@ def main() -> int:
         conn.execute(delete(Setting).where(Setting.key == "alerts.last_evaluated_at"))
 
     first = now - timedelta(days=365 * 3) + timedelta(days=BASELINE_DAYS)
+    if args.days:
+        first = max(first, now - timedelta(days=args.days))
     days = (now - first).days
     t = time.perf_counter()
     for d in range(days + 1):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +70,7 @@ def webhook() -> Iterator[ThreadingHTTPServer]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(self.server.delay)  # type: ignore[attr-defined]
             code = self.server.codes.pop(0) if self.server.codes else 200  # type: ignore[attr-defined]
             if code == 200:
                 self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
@@ -79,7 +81,7 @@ def webhook() -> Iterator[ThreadingHTTPServer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.received, server.codes = [], []  # type: ignore[attr-defined]
+    server.received, server.codes, server.delay = [], [], 0.0  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -152,3 +154,14 @@ def test_a_refused_connection_is_recorded(engine, session):
     evaluate(engine, NOW, smtp_url=f"smtp://127.0.0.1:{port}")
     [n] = notes(session)
     assert n.status == "pending" and n.last_error.startswith("ConnectionRefusedError")
+
+
+def test_a_slow_receiver_does_not_hold_the_evaluation(engine, session, webhook):
+    webhook.delay = 0.6
+    url = f"http://127.0.0.1:{webhook.server_port}/hook"
+    firing_world(session, engine, webhook=[f"{url}/a", f"{url}/b", f"{url}/c"])
+    result = evaluate(engine, NOW, delivery_budget_seconds=0.3)
+    assert len(result.opened) == 1 and result.notifications["sent"] == 1  # then the budget was spent
+    assert [n.status for n in notes(session)] == ["sent", "pending", "pending"]
+    evaluate(engine, NOW + MINUTE)  # the rest go out on the next run
+    assert [n.status for n in notes(session)] == ["sent", "sent", "sent"]

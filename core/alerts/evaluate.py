@@ -121,7 +121,7 @@ def configure_rule(engine: Engine, slug: str, *, actor: str, roles: Any, enabled
 # --- evaluation ----------------------------------------------------------------------------------
 
 def evaluate(engine: Engine, now: datetime | None = None, *, smtp_url: str = "", deliver: bool = True,
-             only: list[str] | None = None) -> EvaluationResult:
+             only: list[str] | None = None, delivery_budget_seconds: float = 30.0) -> EvaluationResult:
     """Run the rules at ``now`` (default: the clock) and open, update or resolve alerts."""
     now = ensure_aware(now or utc_now())
     result = EvaluationResult(now)
@@ -144,7 +144,8 @@ def evaluate(engine: Engine, now: datetime | None = None, *, smtp_url: str = "",
     _set_last_evaluated(engine, now)
     if deliver:
         try:
-            result.notifications = notify.deliver_pending(engine, now, smtp_url)
+            result.notifications = notify.deliver_pending(engine, now, smtp_url,
+                                                          budget_seconds=delivery_budget_seconds)
         except Exception:  # the database hiccuped mid-delivery: the rows stay pending for next time
             log.exception("alert notification delivery stopped early")
     log.info("alerts %s", result.summary())
@@ -225,10 +226,10 @@ def last_evaluated_at(engine: Engine) -> datetime | None:
 
 
 def evaluate_if_stale(engine: Engine, now: datetime | None = None, *, max_age_minutes: float = 5,
-                      smtp_url: str = "") -> EvaluationResult | None:
+                      smtp_url: str = "", delivery_budget_seconds: float = 5.0) -> EvaluationResult | None:
     """Evaluate when the last run is older than ``max_age_minutes`` (the alerts page calls this)."""
     now = ensure_aware(now or utc_now())
     last = last_evaluated_at(engine)
     if last is not None and now - last < timedelta(minutes=max_age_minutes):
         return None
-    return evaluate(engine, now, smtp_url=smtp_url)
+    return evaluate(engine, now, smtp_url=smtp_url, delivery_budget_seconds=delivery_budget_seconds)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -127,9 +128,14 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}"[:500]
 
 
-def deliver_pending(engine: Engine, now: datetime, smtp_url: str = "") -> dict[str, int]:
-    """Send what is due; returns counts {"sent": n, "retry": n, "failed": n}. Never raises for a send."""
+def deliver_pending(engine: Engine, now: datetime, smtp_url: str = "", *,
+                    budget_seconds: float = 30.0) -> dict[str, int]:
+    """Send what is due; returns counts {"sent": n, "retry": n, "failed": n}. Never raises for a send.
+
+    Stops starting new sends after ``budget_seconds`` (a hanging mail server must not hold cron or
+    a page for minutes); whatever is left stays pending for the next evaluation."""
     counts = {"sent": 0, "retry": 0, "failed": 0}
+    deadline = time.monotonic() + budget_seconds
     with session_scope(engine) as session:
         due = session.execute(
             select(Notification.id).where(Notification.status == "pending",
@@ -137,6 +143,8 @@ def deliver_pending(engine: Engine, now: datetime, smtp_url: str = "") -> dict[s
                                               Notification.next_attempt_at <= now))
             .order_by(Notification.id).limit(BATCH)).scalars().all()
     for nid in due:
+        if time.monotonic() > deadline:
+            break
         with session_scope(engine) as session:
             claimed = session.execute(
                 update(Notification).where(Notification.id == nid, Notification.status == "pending",
