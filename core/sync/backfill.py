@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -157,18 +158,50 @@ def _walk_list(
     progress: Progress,
     heartbeat: Callable[[], None],
 ) -> int:
+    """Page through one type; the next page is fetched while this one is written (the cursor of the
+    next request is known as soon as a page arrives), so waiting on Stripe and on the database overlap."""
     count = 0
-    while True:
-        fetched_at = utc_now()
-        page = reads.list_page(applier.client, object_type, starting_after=cursor)
-        if page.objects:
-            cursor = page.last_id
-            _apply_page(engine, applier, object_type, page.objects, cursor, fetched_at, result)
-            count += len(page.objects)
-            heartbeat()
-            progress(f"Backfill: {count} {object_type}s ...")
-        if not page.has_more or not page.objects:
-            return count
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-fetch") as pool:
+
+        def fetch(after: str | None) -> Future:
+            return pool.submit(lambda: (utc_now(), reads.list_page(applier.client, object_type, starting_after=after)))
+
+        pending = fetch(cursor)
+        while True:
+            fetched_at, page = pending.result()
+            pending = None if not page.has_more or not page.objects else fetch(page.last_id)
+            try:
+                if page.objects:
+                    _apply_page(engine, applier, object_type, page.objects, page.last_id, fetched_at, result)
+                    count += len(page.objects)
+                    heartbeat()
+                    progress(f"Backfill: {count} {object_type}s ...")
+            except BaseException:
+                if pending is not None:
+                    pending.cancel()
+                raise
+            if pending is None:
+                return count
+
+
+def _customer_batch(engine: Engine, after: str | None) -> list[str]:
+    with Session(engine) as s:
+        stmt = select(Member.stripe_customer_id).where(Member.stripe_customer_id.is_not(None))
+        if after:
+            stmt = stmt.where(Member.stripe_customer_id > after)
+        return [c for c in s.scalars(stmt.order_by(Member.stripe_customer_id).limit(CUSTOMERS_PER_BATCH)) if c]
+
+
+def _fetch_payment_methods(applier: Applier, customers: list[str], errors: list[str]) -> list[dict]:
+    objects: list[dict] = []
+    for customer_id in customers:
+        try:
+            objects.extend(reads.customer_payment_methods(applier.client, customer_id))
+        except GatewayError as exc:
+            if exc.retryable:
+                raise
+            errors.append(f"{customer_id}: {exc.sentence}")
+    return objects
 
 
 def _walk_payment_methods(
@@ -180,27 +213,24 @@ def _walk_payment_methods(
     progress: Progress,
     heartbeat: Callable[[], None],
 ) -> int:
-    """Stripe lists card payment methods per customer; walk our customers in id order."""
+    """Stripe lists card payment methods per customer; walk our customers in id order (the next
+    batch of customers is fetched while this one is written)."""
     count = 0
-    while True:
-        with Session(engine) as s:
-            stmt = select(Member.stripe_customer_id).where(Member.stripe_customer_id.is_not(None))
-            if cursor:
-                stmt = stmt.where(Member.stripe_customer_id > cursor)
-            customers = [c for c in s.scalars(stmt.order_by(Member.stripe_customer_id).limit(CUSTOMERS_PER_BATCH)) if c]
-        if not customers:
-            return count
-        fetched_at = utc_now()
-        objects: list[dict] = []
-        for customer_id in customers:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-fetch") as pool:
+        customers = _customer_batch(engine, cursor)
+        pending = pool.submit(lambda c=customers: (utc_now(), _fetch_payment_methods(applier, c, result.errors)))
+        while customers:
+            fetched_at, objects = pending.result()
+            following = _customer_batch(engine, customers[-1])
+            if following:
+                pending = pool.submit(lambda c=following: (utc_now(), _fetch_payment_methods(applier, c, result.errors)))
             try:
-                objects.extend(reads.customer_payment_methods(applier.client, customer_id))
-            except GatewayError as exc:
-                if exc.retryable:
-                    raise
-                result.errors.append(f"{customer_id}: {exc.sentence}")
-        cursor = customers[-1]
-        _apply_page(engine, applier, object_type, objects, cursor, fetched_at, result)
-        count += len(objects)
-        heartbeat()
-        progress(f"Backfill: {count} payment methods ...")
+                _apply_page(engine, applier, object_type, objects, customers[-1], fetched_at, result)
+            except BaseException:
+                pending.cancel()
+                raise
+            count += len(objects)
+            heartbeat()
+            progress(f"Backfill: {count} payment methods ...")
+            customers = following
+    return count
