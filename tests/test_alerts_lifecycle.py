@@ -230,3 +230,12 @@ def test_unknown_status_filter_is_a_sentence(engine):
         list_alerts(engine, status="bogus")
 
 
+
+
+def test_migration_adds_the_time_indexes_the_rules_read_by(engine):
+    from sqlalchemy import inspect
+
+    names = {table: {i["name"] for i in inspect(engine).get_indexes(table)}
+             for table in ("refunds", "disputes", "subscriptions", "alerts")}
+    assert "ix_refunds_created_at" in names["refunds"] and "ix_disputes_created_at" in names["disputes"]
+    assert "ix_subscriptions_canceled_at" in names["subscriptions"] and "ix_alerts_rule_opened" in names["alerts"]
