@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 import secrets
 import string
@@ -25,6 +26,7 @@ from core.sandbox.errors import StripeError, invalid, no_such
 from core.sandbox.forms import as_list, to_int
 from core.sandbox.store import SandboxStore
 
+log = logging.getLogger("core.sandbox")
 API_VERSION = "2026-10-28.endive"
 # Top-level parameters each endpoint accepts (from Stripe's OpenAPI description): anything else is
 # refused like Stripe refuses it, so a caller's typo fails here and not first in production.
@@ -118,6 +120,13 @@ class Api:
             except StripeError as exc:
                 self.pending_events = []
                 return exc.status, exc.payload()
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                # A bug or an object the sandbox cannot handle: Stripe's 500, nothing written.
+                self.pending_events = []
+                self.dry_run = False
+                log.exception("sandbox failed on %s %s", method, path)
+                return 500, StripeError(500, "api_error", f"The sandbox could not handle this request ({exc!r})."
+                                        ).payload()
             events, self.pending_events = self.pending_events, []
             for event in events:
                 for listener in self.listeners:
