@@ -27,6 +27,7 @@ from core.alerts.lifecycle import ACTIVE, OPEN, RESOLVED, SNOOZED, SYSTEM
 from core.alerts.rules import Finding, Rule
 from core.db import session_scope
 from core.models import Alert, AlertRule, Setting
+from core.permissions import Permission, require
 from core.timeutil import ensure_aware, utc_now
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,6 @@ def configure_rule(engine: Engine, slug: str, *, actor: str, roles: Any, enabled
                    params: dict[str, Any] | None = None, notify_to: dict[str, Any] | None = None,
                    reset: bool = False) -> RuleConfig:
     """Change a rule's switch, thresholds or notification targets (admins and managers); audited."""
-    from core.permissions import Permission, require
-
     require(roles, Permission.MANAGE_ALERTS)
     rule = rules.get(slug)
     clean = rules.validate_params(rule, params or {})

@@ -11,8 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, case, exists, func, or_, select
+from sqlalchemy.orm import Session
 
 from core.alerts import rules
+from core.alerts.checks_payments import DIMENSIONS
+from core.alerts.evaluate import rule_configs
 from core.alerts.lifecycle import ACTIVE, OPEN, STATUSES
 from core.alerts.stats import SEVERITY_RANK
 from core.models import Alert, AlertTransition, Dispute, Member, Notification, Payment, Refund, Subscription
@@ -57,8 +60,6 @@ def list_alerts(engine: Engine, *, status: list[str] | str | None = None, rule: 
                 search: str | None = None, since: datetime | None = None, until: datetime | None = None,
                 limit: int = 200) -> list[dict[str, Any]]:
     """Alerts matching the filters; ``search`` looks in rule, scope, hint and transition notes."""
-    from sqlalchemy.orm import Session
-
     statuses = [status] if isinstance(status, str) else list(status or [])
     bad = [s for s in statuses if s not in STATUSES]
     if bad:
@@ -88,8 +89,6 @@ def list_alerts(engine: Engine, *, status: list[str] | str | None = None, rule: 
 
 def alert_detail(engine: Engine, alert_id: int) -> dict[str, Any] | None:
     """One alert with its transitions (oldest first) and notifications."""
-    from sqlalchemy.orm import Session
-
     with Session(engine) as session:
         alert = session.get(Alert, alert_id)
         if alert is None:
@@ -110,8 +109,6 @@ def alert_detail(engine: Engine, alert_id: int) -> dict[str, Any] | None:
 
 def history_series(engine: Engine, alert_id: int, points: int = 14) -> list[dict[str, Any]]:
     """The rule's value over the ``points`` windows ending where the alert last fired (for the chart)."""
-    from core.alerts.evaluate import rule_configs
-
     detail = alert_detail(engine, alert_id)
     if detail is None:
         return []
@@ -142,7 +139,6 @@ def affected_rows(engine: Engine, alert_id: int) -> dict[str, list[dict[str, Any
         if table == "payments":
             p = Payment.__table__.c
             where = [p.created_at >= start, p.created_at < end]
-            from core.alerts.checks_payments import DIMENSIONS
             for key, value in drill.items():
                 column = p[key] if key in ("status", "attempt_number") else DIMENSIONS[key]
                 where.append(column == value)
@@ -177,8 +173,6 @@ def affected_rows(engine: Engine, alert_id: int) -> dict[str, list[dict[str, Any
 
 def rule_table(engine: Engine) -> list[dict[str, Any]]:
     """Every rule with its switch, effective thresholds and notification targets."""
-    from core.alerts.evaluate import rule_configs
-
     return [{"slug": c.rule.slug, "title": c.rule.title, "description": c.rule.description, "enabled": c.enabled,
              "params": c.params, "notify": c.notify, "updated_at": c.updated_at, "updated_by": c.updated_by}
             for c in rule_configs(engine).values()]
