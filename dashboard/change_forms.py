@@ -211,15 +211,29 @@ def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> 
         _stale(member_id, exc)
         return
     except changes.ChangeRefused as exc:
+        if exc.code == "stripe_refused":
+            # Stripe said no after the request was claimed: the next attempt is a new request.
+            state.pop("pending", None)
+            state["version"] = _fresh_version(ctx, member_id, change.member_version)
+            reads.clear_member(member_id)
         error_box(str(exc))
         return
+    state.pop("pending", None)
+    state["version"] = _fresh_version(ctx, member_id, change.member_version)
+    reads.clear_member(member_id)
+    if outcome.status in ("failed", "rejected"):
+        error_box(outcome.message)
+        return
+    state["message"] = outcome.message
+    st.rerun()
+
+
+def _fresh_version(ctx: StaffContext, member_id: int, fallback: int) -> int:
     with session_scope(engine()) as s:
         data = queries.form_data(s, member_id, ctx.roles)
-    state.pop("pending", None)
-    state["version"] = data["version"] if data else change.member_version
-    state["message"] = outcome.message
-    reads.clear_member(member_id)
-    st.rerun()
+    return int(data["version"]) if data else fallback
+
+
 
 
 # ----------------------------------------------------------------------------- the changes page

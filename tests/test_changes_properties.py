@@ -106,7 +106,7 @@ def _run(engine: Any, spec: dict[str, Any], member_id: int, stripe: Any) -> Outc
         return exc
 
 
-PROPERTY = settings(max_examples=60, deadline=None, derandomize=True,
+PROPERTY = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -130,7 +130,7 @@ def test_random_input_without_stripe(engine, session):
 def test_random_input_against_stripe(engine, stripe_env):  # noqa: F811
     world = build(engine, stripe_env.client)
 
-    @settings(PROPERTY, max_examples=20)
+    @settings(PROPERTY, max_examples=15)
     @given(spec=changes(world.member_id, {"payment_id": [world.payment_id], "price_id": list(world.prices.values())}))
     def check(spec: dict[str, Any]) -> None:
         before = _fingerprint(engine, stripe_env.client, world)

@@ -132,10 +132,10 @@ def preview(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = 
         raise ChangeRefused(str(exc), code="permission") from None
     with session_scope(engine) as s:
         member = _load(s, change.member_id)
-        ctx = Ctx(s, member, actor, now, load_limits(s), stripe, reason, comment)
-        plan = action.plan(ctx, dict(change.params))
         if member.version != change.member_version:
             raise StaleMember(member_snapshot(s, member), member.version)
+        ctx = Ctx(s, member, actor, now, load_limits(s), stripe, reason, comment)
+        plan = action.plan(ctx, dict(change.params))
         s.rollback()
         return plan.preview
 
