@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.changes import Actor, ChangeInput, submit
 from core.models import ChangeRequest, Subscription
+from tests.changes_world import sandbox, stripe_env  # noqa: F401  (fixtures)
 from tests.conftest import TEST_KEY
 from tests.factories import make_member, make_tier
 
@@ -121,3 +122,31 @@ def test_support_sees_no_limits_form(database_url, world, monkeypatch):
               ["support"])
     at.run()
     assert not at.exception and len(at.text_input) == 0
+
+
+def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engine, stripe_env,  # noqa: F811
+                                                              monkeypatch):
+    from core.changes import load_limits, save_limits
+    from core.db import session_scope
+    from tests.changes_world import build, version
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    world = build(engine, stripe_env.client)
+    with session_scope(engine) as s:
+        limits = load_limits(s)
+        limits.approval_refund_above["USD"] = 100
+        save_limits(s, actor="root", roles=["admin"], limits=limits)
+    queued = submit(engine, ChangeInput("refund", world.member_id, version(engine, world.member_id), "duplicate",
+                                        "charged twice", {"payment_id": world.payment_id, "amount": 400}),
+                    Actor.of("sam", ["support"]), stripe=stripe_env.client)
+    assert queued.status == "pending_approval"
+    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "mia",
+              ["manager"])
+    at.secrets["stripe"] = {"api_key": stripe_env.proc.api_key, "api_base": stripe_env.proc.url}
+    at.run()
+    assert not at.exception
+    at.text_area(key="chg-decide-note").input("Checked: the member was charged twice.")
+    at.button(key="FormSubmitter:chg-decide-Approve and apply").click().run()
+    assert not at.exception
+    assert any("Done" in s.value for s in at.success), [e.value for e in at.error]
+    assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 400
