@@ -18,6 +18,11 @@ ctx = guard(Permission.RUN_SYNC)
 eng = engine()
 st.title("Stripe sync")
 
+FLASH = "stripe_sync_flash"
+flash = st.session_state.pop(FLASH, None)
+if flash:
+    (st.success if flash[0] else st.error)(flash[1])
+
 snapshot = status(eng, now=utc_now())
 st.caption(actions.data_through_sentence(snapshot, utc_now()))
 
@@ -50,7 +55,9 @@ if start and (client := _client()) is not None:
     with st.status("Syncing with Stripe ...", expanded=True) as box:
         result = actions.sync_now(eng, client, actor=ctx.username, full=full, progress=box.write)
         box.update(label=result.message, state="complete" if result.ok else "error")
-    (st.success if result.ok else st.error)(result.message)
+    # Show the outcome above a page redrawn with the new status.
+    st.session_state[FLASH] = (result.ok, result.message)
+    st.rerun()
 
 st.subheader("Freshness by object type")
 st.dataframe(pd.DataFrame(actions.freshness_table(snapshot)), hide_index=True, width="stretch")
