@@ -1,0 +1,95 @@
+"""Four-eyes approval of queued changes, and resuming interrupted ones.
+
+A request above the approval amount waits as ``pending_approval``. A second person with
+``APPROVE_CHANGES`` (never the requester) approves it, which re-checks it against the member's
+current state with the approver's own role and limits and then applies it through
+``service.execute``, or rejects it with a note. Both decisions are audited; the status moves
+with a conditional UPDATE, so two approvers at once cannot both decide.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, update
+
+from core import audit
+from core.changes import parse
+from core.changes.actions import Ctx
+from core.changes.errors import ChangeRefused
+from core.changes.limits import load_limits
+from core.changes.model import Actor, Outcome
+from core.changes.service import (
+    APPLYING,
+    PENDING,
+    REJECTED,
+    _action,
+    _load,
+    _outcome_of,
+    _seal,
+    _unseal,
+    execute,
+)
+from core.db import session_scope
+from core.models import ChangeRequest
+from core.permissions import Permission, PermissionDenied, allowed, require
+from core.timeutil import utc_now
+
+
+def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note: str, stripe: Any = None,
+           now: datetime | None = None) -> Outcome:
+    """Approve (and apply) or reject a pending request. The requester cannot decide their own."""
+    now = now or utc_now()
+    try:
+        require(actor.roles, Permission.APPROVE_CHANGES)
+    except PermissionDenied as exc:
+        raise ChangeRefused(str(exc), code="permission") from None
+    note = parse.text(note, "note for your decision", max_len=2000)
+    with session_scope(engine) as s:
+        req = s.get(ChangeRequest, request_id) if isinstance(request_id, int) else None
+        if req is None:
+            raise ChangeRefused("This change request does not exist.")
+        if req.status != PENDING:
+            raise ChangeRefused(f"This request is no longer waiting (it is {req.status.replace('_', ' ')}).")
+        if req.requested_by == actor.username:
+            raise ChangeRefused("You asked for this change; a second person must approve or reject it.")
+        action = _action(req.action)
+        if approve:
+            if not allowed(actor.roles, action.permission):
+                raise ChangeRefused("Your role may not make this change, so it cannot approve it either.")
+            member = _load(s, req.member_id)
+            ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, req.comment)
+            raw, comment = _unseal(req)
+            ctx.comment = comment
+            plan = action.plan(ctx, raw)
+            params, _ = _seal(action, plan.params, comment)
+            ids = plan.stripe_ids or None
+    with session_scope(engine) as s:
+        values: dict[str, Any] = {"status": APPLYING if approve else REJECTED, "decided_by": actor.username,
+                                  "decided_at": now, "decision_note": note}
+        if approve:
+            values |= {"params": params, "stripe_ids": ids}
+        moved = s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id,
+                                                      ChangeRequest.status == PENDING).values(**values)).rowcount
+        if not moved:
+            raise ChangeRefused("Someone else decided this request a moment ago.")
+        req = s.get(ChangeRequest, request_id)
+        assert req is not None
+        audit.record(s, actor=actor.username, action=f"change.{req.action}.{'approved' if approve else 'rejected'}",
+                     member_id=req.member_id, reason=req.reason, comment=note,
+                     after={"params": req.params, "requested_by": req.requested_by},
+                     request_id=req.idempotency_key, approved_by=actor.username if approve else None)
+        if not approve:
+            return _outcome_of(req, replayed=False)
+    return execute(engine, request_id, stripe=stripe, now=now, approved_by=actor.username)
+
+
+def resume(engine: Engine, request_id: int, actor: Actor, *, stripe: Any = None,
+           now: datetime | None = None) -> Outcome:
+    """Finish a request left ``applying`` by a crash or an outage (exactly once)."""
+    try:
+        require(actor.roles, Permission.CHANGE_MEMBERSHIP)
+    except PermissionDenied as exc:
+        raise ChangeRefused(str(exc), code="permission") from None
+    return execute(engine, request_id, stripe=stripe, now=now or utc_now(), resuming=True)
