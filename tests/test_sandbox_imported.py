@@ -70,3 +70,23 @@ def test_imported_partial_objects_work_through_actions(sandbox):
 
     canceled = client.v1.subscriptions.cancel("sub_imp")
     assert canceled.status == "canceled"
+
+
+def test_imported_card_charges_like_the_test_card_with_its_last_four(sandbox):
+    now = int(time.time())
+    world = _partial_world(now)
+    for obj in world:
+        if obj["id"] == "pm_imp":
+            obj["card"]["last4"] = "9995"
+    store = SandboxStore(sandbox.state_path)
+    store.import_objects(world)
+    store.close()
+    client = sandbox.client()
+    try:
+        client.v1.invoices.pay("in_imp_open")
+    except stripe.CardError as exc:
+        assert exc.error.decline_code == "insufficient_funds"
+    else:
+        raise AssertionError("expected a decline")
+    inv = client.v1.invoices.retrieve("in_imp_open")
+    assert inv.status == "open" and inv.attempt_count == 3

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.sandbox.api import Api, KeepAndFail, new_id
-from core.sandbox.cards import DECLINES, Decline
+from core.sandbox.cards import DECLINES, Decline, outcome_of_imported
 from core.sandbox.errors import StripeError, invalid, missing_param
 from core.sandbox.forms import metadata_update, to_bool, to_int
 
@@ -92,7 +92,7 @@ def charge_card(api: Api, intent: dict[str, Any], pm_id: str | None) -> Attempt:
         api.save(intent)
         api.emit("payment_intent.payment_failed", intent)
         return Attempt(intent, None, NO_PAYMENT_METHOD)
-    outcome = (pm.get("_sandbox") or {}).get("outcome", "succeeded")
+    outcome = (pm.get("_sandbox") or {}).get("outcome") or outcome_of_imported(pm.get("card") or {})
     decline = DECLINES.get(outcome)
     now = api.now(customer)
     ch_id = new_id("ch")
