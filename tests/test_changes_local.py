@@ -126,6 +126,23 @@ class TestComplimentary:
         assert submit(engine, change(member, "grant_comp", {"days": 45, "tier": "premium"}), SUPPORT,
                       now=NOW).status == "applied"
 
+    def test_extend_then_cancel_a_complimentary_membership_without_stripe(self, engine, session, member):
+        submit(engine, change(member, "grant_comp", {"days": 10, "tier": "premium"}), SUPPORT, now=NOW)
+        session.expire_all()
+        v = session.get(Member, member.id).version
+        submit(engine, change(member, "extend", {"days": 5}, version=v), SUPPORT, now=NOW)
+        session.expire_all()
+        sub = session.scalars(select(Subscription)).one()
+        assert sub.current_period_end == at("2026-03-16 12:00")
+        v = session.get(Member, member.id).version
+        with pytest.raises(ChangeRefused, match="complimentary"):
+            submit(engine, change(member, "pause", {}, version=v), SUPPORT, now=NOW)
+        submit(engine, change(member, "cancel", {"when": "now"}, version=v), SUPPORT, now=NOW)
+        session.expire_all()
+        assert session.scalars(select(Subscription)).one().status == "canceled"
+        kinds = [c.kind for c in session.scalars(select(MembershipChange).order_by(MembershipChange.id))]
+        assert kinds == ["comp_granted", "extended", "canceled"]
+
     def test_only_admins_edit_limits(self, session):
         with pytest.raises(PermissionError):
             save_limits(session, actor="sam", roles=["support", "manager"], limits=Limits.from_value(None))

@@ -363,6 +363,7 @@ def _stripe_ids(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _note_error(engine: Engine, request_id: int, sentence: str) -> None:
+    log.warning("change left applying after an ambiguous Stripe failure: request=%s", request_id)
     with session_scope(engine) as s:
         s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id, ChangeRequest.status == APPLYING)
                   .values(error=sentence))
@@ -370,6 +371,7 @@ def _note_error(engine: Engine, request_id: int, sentence: str) -> None:
 
 def _fail(engine: Engine, request_id: int, sentence: str, approved_by: str | None) -> None:
     """Stripe said no (or the state no longer allows it): nothing changed; record why."""
+    log.info("change failed: request=%s", request_id)
     with session_scope(engine) as s:
         req = s.get(ChangeRequest, request_id)
         assert req is not None
