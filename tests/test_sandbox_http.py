@@ -59,7 +59,7 @@ def test_faults_rate_limit_server_error_drop_and_delay(sandbox):
     assert client.v1.customers.list().data == []
 
 
-def test_apply_then_500_keeps_the_write_and_a_retry_with_the_key_gets_it(sandbox):
+def test_apply_then_fail_keeps_the_write_and_a_retry_with_the_key_gets_it(sandbox):
     client = sandbox.client()
     cus = client.v1.customers.create()
     sandbox.fault("/v1/customers", method="POST", mode="apply_then_500")
@@ -71,6 +71,13 @@ def test_apply_then_500_keeps_the_write_and_a_retry_with_the_key_gets_it(sandbox
     assert again.metadata["tier"] == "platinum"
     updates = client.v1.events.list(params={"type": "customer.updated"}).data
     assert len(updates) == 1
+    sandbox.fault("/v1/refunds", mode="apply_then_drop")
+    pi = client.v1.payment_intents.create(params={"amount": 900, "currency": "usd", "customer": cus.id,
+                                                  "payment_method": "pm_card_visa", "confirm": True})
+    with pytest.raises(stripe.APIConnectionError):
+        client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 300}, options={"idempotency_key": "r-1"})
+    again = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 300}, options={"idempotency_key": "r-1"})
+    assert [r.id for r in client.v1.refunds.list(params={"payment_intent": pi.id}).data] == [again.id]
 
 
 def test_restart_keeps_state(tmp_path):

@@ -35,7 +35,7 @@ IDEMPOTENCY_TTL = 24 * 3600
 class Fault:
     path_prefix: str = "/"
     method: str | None = None
-    mode: str = "status"  # status | drop | delay | apply_then_500
+    mode: str = "status"  # status | drop | delay | apply_then_500 | apply_then_drop
     status: int = 500
     times: int | None = 1  # None: every matching request
     skip: int = 0  # let this many matching requests through first
@@ -78,7 +78,7 @@ class Sandbox:
 
     def add_fault(self, spec: dict[str, Any]) -> Fault:
         mode = str(spec.get("mode") or "status")
-        if mode not in ("status", "drop", "delay", "apply_then_500"):
+        if mode not in ("status", "drop", "delay", "apply_then_500", "apply_then_drop"):
             raise StripeError(400, "invalid_request_error", f"Unknown fault mode: {mode}.", param="mode")
         times = spec.get("times", 1)
         fault = Fault(
@@ -202,6 +202,10 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.mode == "apply_then_500":
             log.info("fault: %s %s applied, answered 500", method, url.path)
             status, body = 500, fault_body(500)
+        elif fault is not None and fault.mode == "apply_then_drop":
+            log.info("fault: %s %s applied, connection dropped", method, url.path)
+            self._drop()
+            return
         log.debug("%s %s -> %s in %.1f ms", method, url.path, status, (time.monotonic() - started) * 1000)
         self._send(status, body, headers)
 
