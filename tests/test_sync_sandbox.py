@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -29,12 +30,13 @@ from core.models import (
     SubscriptionItem,
     Tier,
 )
-from core.models.stripe_sync import StripeEvent, SyncRun
+from core.models.stripe_sync import StripeEvent, SyncRun, SyncState
 from core.sandbox.store import SandboxStore
 from core.stripe_gateway import ClientOptions, StripeClient, make_client
 from core.sync import ledger, reconcile_member, reconcile_totals, resync_member, run_sync, status
 from core.sync.apply import Applier
 from core.sync.process import process_pending
+from core.timeutil import utc_now
 from tests.sandbox_helpers import SandboxProcess, sandbox
 
 __all__ = ["sandbox"]  # the fixture, re-exported for pytest
@@ -187,6 +189,27 @@ class TestBackfillAndEvents:
         assert reconcile_member(engine, c, member_id) == []
         with Session(engine) as s:
             assert s.scalars(select(SyncRun.kind).order_by(SyncRun.id.desc())).first() == "member"
+
+
+    def test_cursor_older_than_stripes_30_days_falls_back_to_a_backfill(
+        self, engine: Engine, sandbox: SandboxProcess
+    ) -> None:
+        c = gateway_client(sandbox)
+        build_world(c, 2)
+        assert run_sync(engine, c).ok
+        with Session(engine) as s:
+            s.get(SyncState, "events").last_synced_at = utc_now() - timedelta(days=31)
+            # A run that died without finishing (killed process) is left "running".
+            s.add(SyncRun(kind="incremental", status="running", started_at=utc_now() - timedelta(hours=2)))
+            s.commit()
+        result = run_sync(engine, c)
+        assert result.ok and result.kind == "full"
+        assert "older than the 30 days Stripe keeps events" in result.counts["notice"]
+        assert "older than the 30 days" in result.message  # said on the outcome line too
+        with Session(engine) as s:
+            statuses = [r.status for r in s.scalars(select(SyncRun).order_by(SyncRun.id))]
+            assert statuses == ["succeeded", "failed", "succeeded"]  # the dead run is marked failed
+            assert s.get(SyncState, "events").last_synced_at > utc_now() - timedelta(minutes=10)
 
 
 class TestTestClock:

@@ -187,7 +187,8 @@ def _summary(counts: dict[str, Any]) -> str:
         parts.append(f"{counts['backfilled']} objects backfilled")
     parts.append(f"{counts.get('events_new', 0)} new events")
     parts.append(f"{counts.get('events_handled', 0)} handled")
-    return "Sync succeeded: " + ", ".join(parts) + "."
+    message = "Sync succeeded: " + ", ".join(parts) + "."
+    return f"{counts['notice']} {message}" if counts.get("notice") else message
 
 
 def refresh_rollups(engine: Engine, *, since: datetime | None) -> None:
