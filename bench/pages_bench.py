@@ -34,7 +34,7 @@ SIZES = {"S": 5_000, "M": 100_000, "L": 1_000_000}
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Dashboard pages"
 DATA = ROOT / "data" / "bench"
-KEY = "YmVuY2gta2V5LWZvci1tZW1iZXJkZXNrLWJlbmNobWFyaw=="  # Fernet key for the throwaway bench worlds
+KEY = "YmVuY2gta2V5LWZvci1tZW1iZXJkZXNrLWJlbmNoMDA="  # Fernet key for the throwaway bench worlds
 
 
 def machine() -> str:

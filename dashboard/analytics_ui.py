@@ -387,3 +387,14 @@ def worklist(rows: pd.DataFrame | None, *, key: str) -> None:
         with st.expander(f"{code} — {len(group):,} member(s)", expanded=i == 0 or len(order) <= 2):
             show_rows(group, f"past-due {code}", key=f"{key}_{code}", empty_sentence="Nobody in this group.")
     csv_download(rows, "past-due worklist", key=f"{key}_all", label="Download the whole worklist (CSV)")
+
+
+def freshness(b: Any) -> None:
+    """Where the page's numbers come from: the rollups (and when they were last refreshed) or the
+    raw rows (when the rollups do not match the settings yet)."""
+    through = getattr(b, "data_through", None)
+    if through is not None:
+        st.caption(f"Numbers from the metric rollups refreshed {fmt.when(through)} UTC; the Stripe sync and the "
+                   "demo loader refresh them as data arrives.")
+    else:
+        st.caption("Numbers computed from the raw rows (the metric rollups are being rebuilt for the current settings).")

@@ -32,6 +32,7 @@ with st.spinner("Computing churn and retention …"):
     b = ui.load_bundle(eng, q, "churn")
 if b is None:
     st.stop()
+ui.freshness(b)
 
 C = md.CHURN
 found = {role: md.find(b, *slugs) for role, slugs in C.items()}

@@ -35,6 +35,7 @@ with st.spinner("Computing payment health …"):
     b = ui.load_bundle(eng, q, "failed_payments")
 if b is None:
     st.stop()
+ui.freshness(b)
 
 F = md.FAILED
 found = {role: md.find(b, *slugs) for role, slugs in F.items()}

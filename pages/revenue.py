@@ -32,6 +32,7 @@ with st.spinner("Computing revenue …"):
     b = ui.load_bundle(eng, q, "revenue")
 if b is None:
     st.stop()
+ui.freshness(b)
 
 S = md.REVENUE
 mrr, arr = md.find(b, *S["mrr"]), md.find(b, *S["arr"])
