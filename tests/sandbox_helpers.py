@@ -121,6 +121,10 @@ class SandboxProcess:
         """What happens when the retries of a renewal are used up: cancel (default), unpaid or past_due."""
         self.control("POST", "/_sandbox/settings", {"after_retries": outcome})
 
+    def event_retention(self, days: int) -> None:
+        """List only events created in the last ``days`` days (Stripe: 30); 0 keeps all (default)."""
+        self.control("POST", "/_sandbox/settings", {"event_retention_days": days})
+
     def reset(self) -> None:
         self.control("POST", "/_sandbox/reset")
 

@@ -102,6 +102,8 @@ def test_bulk_import_is_served(sandbox):
     got = list(client.v1.customers.list(params={"limit": 100}).auto_paging_iter())
     assert len(got) == 2000 and got[0].id == "cus_imp01999"
     assert client.v1.events.list(params={"created": {"lte": 1_700_000_100}}).data[0].id == "evt_imp1"
+    sandbox.event_retention(30)  # like Stripe: the old imported event is no longer listed
+    assert client.v1.events.list(params={"created": {"lte": 1_700_000_100}}).data == []
 
 
 class _Receiver(BaseHTTPRequestHandler):

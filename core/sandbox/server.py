@@ -234,6 +234,11 @@ class Handler(BaseHTTPRequestHandler):
         headers["Idempotency-Key"] = idem
         return status, body
 
+    def _settings(self) -> dict[str, Any]:
+        store = self.sandbox.store
+        return {"object": "sandbox.settings", "after_retries": store.meta_get("after_retries", "cancel"),
+                "event_retention_days": int(store.meta_get("event_retention_days", "0") or 0)}
+
     def _control(self, method: str, path: str, raw: str) -> None:
         sb = self.sandbox
         try:
@@ -251,15 +256,19 @@ class Handler(BaseHTTPRequestHandler):
                     data = [f.public() for f in sb.faults]
                 self._send(200, {"object": "sandbox.faults", "data": data})
             elif path == "/_sandbox/settings" and method == "POST":
-                after = spec.get("after_retries", "cancel")
-                if after not in ("cancel", "unpaid", "past_due"):
-                    raise ValueError("after_retries must be cancel, unpaid or past_due")
                 with sb.lock:
-                    sb.store.meta_set("after_retries", after)
-                self._send(200, {"object": "sandbox.settings", "after_retries": after})
+                    if "after_retries" in spec:
+                        if spec["after_retries"] not in ("cancel", "unpaid", "past_due"):
+                            raise ValueError("after_retries must be cancel, unpaid or past_due")
+                        sb.store.meta_set("after_retries", spec["after_retries"])
+                    if "event_retention_days" in spec:
+                        days = int(spec["event_retention_days"] or 0)
+                        if days < 0:
+                            raise ValueError("event_retention_days must be 0 (keep all) or more")
+                        sb.store.meta_set("event_retention_days", str(days))
+                self._send(200, self._settings())
             elif path == "/_sandbox/settings" and method == "GET":
-                self._send(200, {"object": "sandbox.settings",
-                                 "after_retries": sb.store.meta_get("after_retries", "cancel")})
+                self._send(200, self._settings())
             elif path == "/_sandbox/reset" and method == "POST":
                 with sb.lock:
                     sb.store.reset()

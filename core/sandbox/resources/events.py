@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from core.sandbox.api import Api
@@ -32,4 +33,8 @@ def list_events(api: Api, p: dict[str, Any]) -> dict[str, Any]:
         parts = [_type_clause(t) for t in types]
         where.append(("(" + " OR ".join(f.replace("LIKE ?", "LIKE ? ESCAPE '\\'") for f, _ in parts) + ")",
                       [a for _, args in parts for a in args]))
+    days = int(api.store.meta_get("event_retention_days", "0") or 0)
+    if days:
+        # Stripe lists only the last 30 days of events; older ones are silently left out.
+        where.append(("created >= ?", [int(time.time()) - days * 86400]))
     return api.list("event", p, "/v1/events", where)
