@@ -210,6 +210,13 @@ class _Member:
 
     def subscription(self, t: int, *, trial_allowed: bool) -> int | None:
         """Run one subscription from ``t``; return when it ended, or None if it is still live."""
+        ended = self._subscription(t, trial_allowed=trial_allowed)
+        last = self.states[-1]
+        if self.last_invoice is not None:
+            last.obj = {**last.obj, "latest_invoice": self.last_invoice}
+        return ended
+
+    def _subscription(self, t: int, *, trial_allowed: bool) -> int | None:
         rng = self.rng
         tier = "platinum" if rng.random() < 0.25 else "premium"
         interval = "year" if rng.random() < 0.22 else "month"
@@ -224,6 +231,7 @@ class _Member:
                              default_pm=self.pm["id"], trial_start=t if trial else None,
                              trial_end=end if trial else None, anchor=end if trial else t, discounts=discounts)
         self.sub, self.item_id, self.price, self.interval = sub, item_id, price, interval
+        self.last_invoice: str | None = None
         self.states: list[SubState] = []
         self.story.subscriptions.append(self.states)
         if trial:
@@ -401,6 +409,7 @@ class _Member:
         inv["status"] = "open"
         inv["status_transitions"]["finalized_at"] = ts
         self.story.invoices.append(inv)
+        self.last_invoice = inv["id"]
         self.event(ts, "invoice.created", inv)
         self.event(ts, "invoice.finalized", inv)
         if total == 0:
