@@ -149,3 +149,32 @@ def test_unknown_parameters_are_refused_like_stripe(sandbox):
         client.v1.customers.create(params={"emial": "typo@example.com"})
     assert err.value.code == "parameter_unknown" and err.value.param == "emial"
     assert client.v1.customers.list().data == []
+
+
+def _stringify(value):
+    if isinstance(value, dict):
+        return {k: _stringify(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stringify(v) for v in value]
+    return str(value)
+
+
+def test_form_decoding_inverts_the_stripe_librarys_encoding():
+    from urllib.parse import urlencode
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from stripe._encode import _api_encode
+
+    keys = st.text(alphabet="abcdefghij_", min_size=1, max_size=6)
+    leaves = st.one_of(st.integers(-5, 10**6), st.text(alphabet="xyz é&=[]", min_size=1, max_size=5))
+    values = st.recursive(leaves, lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3), st.dictionaries(keys, inner, min_size=1, max_size=3)),
+        max_leaves=8)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.dictionaries(keys, values, min_size=1, max_size=4))
+    def check(params):
+        assert parse(urlencode(list(_api_encode(params)))) == _stringify(params)
+
+    check()
