@@ -1,0 +1,58 @@
+"""The chart helpers draw what they are given: exact money labels from integer minor units, the
+waterfall's steps in order with losses downwards, and clicks mapped back to drill keys."""
+
+from __future__ import annotations
+
+from dashboard import charts
+
+
+class TestWaterfall:
+    def test_steps_labels_and_signs(self):
+        fig = charts.waterfall(100_000, {"new": 30_000, "expansion": 5_000, "contraction": 2_000, "churn": 12_000,
+                                         "reactivation": 2_456, "fx": -44}, 123_412, currency="USD")
+        trace = fig.data[0]
+        keys = [c[0] for c in trace.customdata]
+        assert keys == ["start", "new", "expansion", "reactivation", "contraction", "churn", "fx", "end"]
+        assert list(trace.measure) == ["absolute"] + ["relative"] * 6 + ["total"]
+        assert list(trace.text) == ["$1,000.00", "+$300.00", "+$50.00", "+$24.56", "-$20.00", "-$120.00", "-$0.44",
+                                    "$1,234.12"]
+        # Losses are drawn downwards; the floats are only the bar geometry.
+        assert list(trace.y[:7]) == [1000.0, 300.0, 50.0, 24.56, -20.0, -120.0, -0.44]
+
+    def test_zero_decimal_currency(self):
+        fig = charts.waterfall(1_200, {"new": 800}, 2_000, currency="JPY")
+        assert list(fig.data[0].text) == ["¥1,200", "+¥800", "¥2,000"]
+        assert fig.layout.yaxis.tickprefix == "¥"
+
+
+class TestPoints:
+    def test_bars_carry_drill_keys_and_exact_hover_text(self):
+        pts = [charts.Point("gross_revenue|||tier=premium", "premium", 1_999_999),
+               charts.Point("gross_revenue|||tier=platinum", "platinum", 5)]
+        fig = charts.bars(pts, unit="money", currency="EUR")
+        assert [list(c) for c in fig.data[0].customdata] == [["gross_revenue|||tier=premium", "€19,999.99"],
+                                                              ["gross_revenue|||tier=platinum", "€0.05"]]
+
+    def test_percent_line_and_missing_values(self):
+        fig = charts.line([charts.Point("k1", "2026-01-01", 0.031), charts.Point("k2", "2026-02-01", None)],
+                          unit="percent")
+        assert list(fig.data[0].y)[0] == 3.1 and list(fig.data[0].y)[1] is None
+        assert [c[1] for c in fig.data[0].customdata] == ["3.1%", "n/a"]
+
+    def test_heatmap_cells_are_clickable_through_an_overlay(self):
+        cells = {("2026-01", "M0"): 1.0, ("2026-01", "M1"): 0.9, ("2026-02", "M0"): 1.0}
+        fig = charts.heatmap(["2026-01", "2026-02"], ["M0", "M1"], cells, keys={("2026-01", "M1"): "cohort|2026-02-01||"})
+        overlay = fig.data[1]
+        assert len(overlay.x) == 3  # one clickable marker per filled cell, none for the empty one
+        assert "cohort|2026-02-01||" in [c[0] for c in overlay.customdata]
+
+
+class TestSelection:
+    def test_selected_keys_in_click_order_without_repeats(self):
+        event = {"selection": {"points": [{"customdata": ["a|x", "$1"]}, {"customdata": ["b", "$2"]},
+                                          {"customdata": ["a|x", "$1"]}, {"x": 3}]}}
+        assert charts.selected_keys(event) == ["a|x", "b"]
+
+    def test_no_selection(self):
+        assert charts.selected_keys(None) == []
+        assert charts.selected_keys({"selection": {"points": []}}) == []
