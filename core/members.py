@@ -279,9 +279,9 @@ def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberVie
             "card_brand": p.card_brand, "card_last4": p.card_last4, "disputed": p.disputed,
         } for p in s.scalars(select(Payment).where(Payment.member_id == member_id)
                              .order_by(Payment.created_at.desc(), Payment.id.desc()))],
-            ["payment_id", "stripe_charge_id", "invoice_id", "created_at", "status", "currency", "amount_minor",
-             "amount_refunded_minor", "attempt_number", "failure_code", "decline_code", "failure_message",
-             "card_brand", "card_last4", "disputed"])
+            ["created_at", "status", "amount_minor", "currency", "decline_code", "failure_code", "card_brand",
+             "card_last4", "attempt_number", "amount_refunded_minor", "disputed", "failure_message", "invoice_id",
+             "payment_id", "stripe_charge_id"])
         view.refunds = _frame([{
             "refund_id": r.id, "stripe_refund_id": r.stripe_refund_id, "payment_id": r.payment_id,
             "created_at": _local(r.created_at, z), "status": r.status, "currency": r.currency,

@@ -58,18 +58,19 @@ def _header(view: core_members.MemberView) -> None:
     st.title(f"👤 {view.name or view.email}")
     st.caption(f"Member #{view.member_id} · {view.email} · country {view.country or '—'} · phone "
                f"{view.phone or '—'} · member since {fmt.day(view.created_at)} · times in {view.tz}")
-    cols = st.columns(4)
-    cols[0].metric("Status", fmt.status_label(view.status), border=True,
-                   help="The Stripe status of the subscription that describes the member now.")
     plan = view.tier + (f" · {view.interval}ly" if view.interval else "")
-    cols[1].metric("Tier", plan, border=True,
-                   help="Tier and billing interval of the current subscription; free = no paid subscription.")
-    period = (f"{fmt.day(view.period_start)} → {fmt.day(view.period_end)}" if view.period_end else "—")
-    cols[2].metric("Current period", period, border=True,
-                   help="Start and end of the period paid for; the subscription renews at its end.")
-    cols[3].metric("MRR", fmt.money(view.mrr_minor, view.currency), border=True,
-                   help="Monthly recurring revenue of this subscription in its own currency "
-                        "(yearly plans divided by 12, discounts applied; 0 while trialing or paused).")
+    period = f"{fmt.day(view.period_start)} → {fmt.day(view.period_end)}" if view.period_end else "—"
+    facts = [
+        ("Status", fmt.status_label(view.status), "The Stripe status of the subscription that describes the member now."),
+        ("Tier", plan, "Tier and billing interval of the current subscription; free = no paid subscription."),
+        ("Current period", period, "Start and end of the period paid for; the subscription renews at its end."),
+        ("MRR", fmt.money(view.mrr_minor, view.currency),
+         "Monthly recurring revenue of this subscription in its own currency (yearly plans divided by 12, "
+         "discounts applied; 0 while trialing or paused)."),
+    ]
+    for col, (title, value, help_text) in zip(st.columns(4), facts, strict=True):
+        with col.container(border=True):
+            st.markdown(f"<small>{title}</small><br><b>{value}</b>", unsafe_allow_html=True, help=help_text)
     if view.cancel_at_period_end:
         st.warning(f"This membership is set to cancel at the end of the period ({fmt.day(view.period_end)}).")
 
@@ -141,11 +142,13 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
     if view is None:
         empty(f"There is no member #{member_id}. Search for them by email or Stripe id instead.")
         return
+    # Keep the browser's address a deep link to this member (a page link to the same page passes
+    # its query parameters to the script but does not always write them into the address bar).
+    st.query_params.from_dict({"member": str(member_id)})
     if st.session_state.pop("_md_note_saved", False):
         st.success("Note saved.")
     _header(view)
     _stripe_link(view)
-    _actions(ctx, member_id)
     tabs = st.tabs(["Payments", "Invoices", "Timeline", "Payment methods", "Refunds and disputes", "Notes",
                     "Audit", "Subscriptions"])
     prefix = f"member-{member_id}"
@@ -179,3 +182,4 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
     with tabs[7]:
         table(fmt.display_frame(view.subscriptions), f"{prefix}-subscriptions", key="csv-subs",
               empty_sentence="No subscriptions: a free member.")
+    _actions(ctx, member_id)

@@ -361,10 +361,10 @@ def wait_idle(page: Any, timeout: float = 20_000) -> None:
 
 
 def sign_in(page: Any, username: str, password: str) -> None:
-    page.get_by_label("Username").wait_for()
+    page.get_by_role("textbox", name="Username").wait_for()
     wait_idle(page)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_timeout(300)
     wait_idle(page)

@@ -1,0 +1,157 @@
+# ruff: noqa: F811  (pytest fixtures imported from browser_helpers are redefined as arguments)
+"""Main flows in a real browser: Debian's Chromium (Playwright) against `streamlit run
+dashboard/app.py` on a small world. One server per worker; each test has a fresh browser context
+(no cookies), so each starts signed out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.browser_helpers import (  # noqa: F401  (fixtures)
+    ROLE_ACCOUNTS,
+    browser,
+    dashboard_server,
+    page,
+    prepare_database,
+    sign_in,
+    sign_in_as,
+    start_server,
+    stop_server,
+    wait_idle,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+
+def grid_text(page) -> str:
+    """The dataframes' cells (the grid is a canvas; its accessible table carries the text)."""
+    return " ".join(page.locator("[role=gridcell]").all_inner_texts())
+
+
+def heading(page) -> str:
+    return " ".join(page.locator("h1").all_inner_texts())
+
+
+def sign_in_form_visible(page) -> bool:
+    return page.get_by_role("button", name="Sign in").is_visible()
+
+
+@pytest.mark.parametrize("role", ["support", "finance", "manager", "admin"])
+def test_each_role_signs_in_and_sees_the_overview_numbers(dashboard_server, page, role):
+    page.goto(dashboard_server.url)
+    sign_in_as(page, role)
+    page.get_by_text("Members by tier and status").wait_for()
+    wait_idle(page)
+    assert "Overview" in heading(page)
+    body = page.inner_text("body")
+    assert "Data through" in body
+    cells = grid_text(page)
+    assert "platinum" in cells and "premium" in cells
+    if role == "support":
+        assert "Paying subscriptions by currency" in body
+        assert "$9.99" not in cells and "€16.58" not in cells
+    else:
+        assert "MRR by currency" in body
+        assert "$9.99" in cells and "€16.58" in cells
+
+
+def test_deep_link_survives_the_sign_in(dashboard_server, page):
+    ann = dashboard_server.world.ann_id
+    page.goto(f"{dashboard_server.url}/members?member={ann}")
+    sign_in_as(page, "support")
+    page.get_by_role("heading", name=re.compile("Ann Lee")).wait_for()
+    assert f"member={ann}" in page.url
+    assert "ann.lee@example.com" in page.inner_text("body")
+
+
+def test_forbidden_url_does_not_show_the_page(dashboard_server, page):
+    page.goto(f"{dashboard_server.url}/admin")
+    sign_in_as(page, "support")
+    page.wait_for_timeout(500)
+    wait_idle(page)
+    body = page.inner_text("body")
+    assert "Staff accounts" not in body and "Business settings" not in body
+    nav = " ".join(page.locator("[data-testid=stSidebarNav]").all_inner_texts())
+    assert "Admin" not in nav and "Audit log" not in nav and "Members" in nav
+
+
+def test_member_search_to_member_page_and_csv_download(dashboard_server, page):
+    page.goto(f"{dashboard_server.url}/members")
+    sign_in_as(page, "support")
+    box = page.get_by_role("textbox", name="Find a member")
+    box.wait_for()
+    box.fill("bob.stone")
+    box.press("Enter")
+    link = page.get_by_role("link", name=re.compile("Bob Stone"))
+    link.first.wait_for()
+    wait_idle(page)
+    link.first.click()
+    page.get_by_role("heading", name=re.compile("Bob Stone")).wait_for()
+    wait_idle(page)
+    assert f"member={dashboard_server.world.bob_id}" in page.url
+    assert "insufficient_funds" in grid_text(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").first.click()
+    path = Path(download.value.path())
+    content = path.read_text(encoding="utf-8")
+    assert download.value.suggested_filename.endswith("-payments.csv")
+    assert content.splitlines()[0].startswith("Created at,Status,Amount,Currency,Decline code")
+    assert "insufficient_funds" in content
+
+
+def test_sign_out_clears_the_cookie(dashboard_server, page):
+    page.goto(dashboard_server.url)
+    sign_in_as(page, "manager")
+    page.get_by_role("button", name="Sign out").wait_for()
+    page.wait_for_function("document.cookie.includes('memberdesk_test')", timeout=15_000)
+    wait_idle(page)
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in").wait_for()
+    page.wait_for_function("!document.cookie.includes('memberdesk_test')", timeout=15_000)
+    assert "memberdesk_test" not in [c["name"] for c in page.context.cookies()]
+    page.reload()
+    page.get_by_role("button", name="Sign in").wait_for()
+    wait_idle(page)
+    assert "Overview" not in heading(page)
+
+
+def test_cookie_keeps_the_session_across_a_reload(dashboard_server, page):
+    page.goto(dashboard_server.url)
+    sign_in_as(page, "finance")
+    page.wait_for_function("document.cookie.includes('memberdesk_test')", timeout=15_000)
+    page.goto(f"{dashboard_server.url}/members")  # a new session: the cookie signs it in
+    page.wait_for_timeout(500)
+    wait_idle(page)
+    assert not sign_in_form_visible(page)
+    assert "Overview" in heading(page)  # finance may not open Members: the default page instead
+
+
+def test_lockout_after_repeated_failures(dashboard_server, page):
+    page.goto(dashboard_server.url)
+    for _ in range(5):
+        sign_in(page, "lockme", "wrong-password-x")
+    page.get_by_text("This account is locked").wait_for()
+    sign_in(page, "lockme", "lockme-demo-pass")
+    page.get_by_text("This account is locked").wait_for()
+    assert sign_in_form_visible(page)
+
+
+def test_fresh_server_first_request_deep_link_shows_the_sign_in(tmp_path, browser):  # noqa: F811
+    url, world = prepare_database(tmp_path / "fresh.db")
+    server = start_server(tmp_path, database_url=url)
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()  # noqa: F811
+        for path in (f"/members?member={world.ann_id}", "/admin", "/audit"):
+            page.goto(server.url + path)
+            page.get_by_role("button", name="Sign in").wait_for(timeout=20_000)
+            wait_idle(page)
+            body = page.inner_text("body")
+            assert "Ann Lee" not in body and "Staff accounts" not in body
+        context.close()
+    finally:
+        stop_server(server.proc)
+        server.engine.dispose()
