@@ -55,12 +55,16 @@ def _bundle(_engine: Any, url: str, start: date, end: date, granularity: str, no
 
 
 def _delta(card: Any) -> str | None:
+    """The change against the previous period: percentage points for rates, otherwise the
+    difference in the card's unit with the relative change beside it when it is defined."""
     change = getattr(card, "change", None)
     if change is None:
         return None
     if card.unit == "percent":
         return f"{change * 100:+.1f} pts"
-    return fmt.percent(change, signed=True)
+    absolute = fmt.money(change, card.currency, signed=True) if card.unit == "money" else f"{int(change):+,}"
+    ratio = getattr(card, "change_ratio", None)
+    return absolute if ratio is None else f"{absolute} ({fmt.percent(ratio, signed=True)})"
 
 
 def _value(card: Any) -> str:
@@ -72,8 +76,7 @@ def _value(card: Any) -> str:
 
 
 # For these a rise is bad news: the delta is drawn red when it goes up.
-_INVERSE = {"member_churn", "churn", "member_churn_rate", "failure_rate", "payment_failure_rate", "open_alerts",
-            "mrr_churn", "revenue_churn"}
+_INVERSE = {"member_churn_rate", "failure_rate", "open_alerts", "mrr_churn_rate"}
 
 
 def _fallback_cards(ctx: StaffContext) -> None:

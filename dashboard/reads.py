@@ -72,6 +72,14 @@ def payments_this_month(now: datetime | None = None) -> tuple[date, pd.DataFrame
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _data_through(_engine: Any, url: str) -> tuple[datetime | None, str]:
+    try:  # the Stripe sync's own answer when it is installed and has completed a run
+        from core.sync import status as sync_status
+
+        through = sync_status(_engine, recent=1).data_through
+        if through is not None:
+            return through, "everything in Stripe before this moment is in Memberdesk"
+    except ImportError:
+        pass
     return overview_counts.data_through(_engine)
 
 
@@ -81,7 +89,11 @@ def data_through() -> tuple[datetime | None, str]:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _open_alerts(_engine: Any, url: str) -> int:
-    return overview_counts.open_alerts(_engine)
+    try:  # the alerts service's definition when it is installed
+        from core.alerts.views import open_alert_count
+    except ImportError:
+        return overview_counts.open_alerts(_engine)
+    return open_alert_count(_engine)
 
 
 def open_alerts() -> int:
