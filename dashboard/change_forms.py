@@ -148,6 +148,13 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
     data = _form_data(member_id, ctx.roles)
     if data is None:
         return
+    last = st.session_state.get("_chg_last_member")
+    if last != member_id:
+        # Opening a member (again) loads the form afresh: the version is the one on screen now.
+        if last is not None:
+            st.session_state.pop(_state_key(last), None)
+        st.session_state.pop(_state_key(member_id), None)
+        st.session_state["_chg_last_member"] = member_id
     state = st.session_state.setdefault(_state_key(member_id), {"version": data["version"]})
     st.subheader("Make a change")
     if not data["actions"]:

@@ -93,7 +93,7 @@ class Pause(_SubscriptionAction):
         resumes_at = parse.future(resumes, "resume date", ctx.now) if resumes not in (None, "") else None
         before = mrr_of(ctx.session, sub, at=ctx.now)
         after = mrr_of(ctx.session, sub, pause_behavior=behavior, at=ctx.now)
-        summary = [f"Stops charging the member ({behavior.replace('_', ' ')} invoices while paused)",
+        summary = [f"Stops charging the member ({behavior.replace('_', ' ')} invoices while paused).",
                    f"Collection resumes {'on ' + _date(resumes_at) if resumes_at else 'when an agent resumes it'}."]
         return Plan(params={"behavior": behavior, "resumes_at": resumes_at.isoformat() if resumes_at else None},
                     preview=Preview(self.name, summary, mrr_before_minor=before, mrr_after_minor=after,
