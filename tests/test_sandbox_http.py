@@ -30,6 +30,11 @@ def test_same_idempotency_key_replays_the_first_answer(sandbox):
         with pytest.raises(stripe.CardError):
             client.v1.payment_intents.create(params=pay, options={"idempotency_key": "pay-1"})
     assert len(client.v1.charges.list().data) == 1
+    # a request refused by parameter validation never started: its key stays free
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.customers.create(params={"emial": "x@example.com"}, options={"idempotency_key": "fix-me"})
+    fixed = client.v1.customers.create(params={"email": "x@example.com"}, options={"idempotency_key": "fix-me"})
+    assert fixed.email == "x@example.com"
 
 
 def test_faults_rate_limit_server_error_drop_and_delay(sandbox):

@@ -29,6 +29,7 @@ from core.sandbox.webhooks import WebhookDispatcher
 
 log = logging.getLogger("core.sandbox")
 IDEMPOTENCY_TTL = 24 * 3600
+_NOT_STARTED = ("parameter_unknown", "parameter_missing", "parameter_invalid")
 
 
 @dataclass
@@ -229,7 +230,9 @@ class Handler(BaseHTTPRequestHandler):
             headers["Idempotency-Key"] = idem
             return h_status, json.loads(h_body)
         status, body = sb.api.handle(method, path, params, idempotency_key=idem)
-        if status != 429 and status < 500:
+        code = (body.get("error") or {}).get("code") if isinstance(body, dict) else None
+        # Like Stripe: a request that failed parameter validation never started, so nothing is saved.
+        if status != 429 and status < 500 and code not in _NOT_STARTED:
             sb.store.idem_put(key, idem, method, path, digest, status, json.dumps(body), now)
         headers["Idempotency-Key"] = idem
         return status, body
