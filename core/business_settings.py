@@ -139,8 +139,9 @@ def update(session: Session, *, actor: str, reason: str | None = None, **changes
         else:
             row.value, row.updated_at, row.updated_by = value, now, actor
     changed = {k: v for k, v in clean.items() if getattr(before, k) != v}
+    # The keys changed are in before/after; target_id is short by schema (64 characters).
     audit.record(session, actor=actor, action="settings.update", target_type="settings",
-                 target_id=",".join(sorted(clean)), reason=reason,
+                 target_id="business", reason=reason,
                  before={k: getattr(before, k) for k in clean}, after=clean)
     if any(k in DEFINITION_KEYS for k in changed):
         _mark_rollups_stale(session)

@@ -100,9 +100,11 @@ def _run(args: argparse.Namespace) -> int:
             _write_rows(rows, args.format)
             return 0
         from core.metrics import get
+        from core.metrics.source import shared
 
         metrics = [get(s) for s in args.metric] if args.metric else list_metrics()
-        results = [m.compute(eng, query) for m in metrics]
+        with shared():
+            results = [m.compute(eng, query) for m in metrics]
     except MetricError as exc:
         raise CommandError(str(exc)) from None
     if args.format == "json":

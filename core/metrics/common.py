@@ -94,23 +94,46 @@ def flow_result(engine: Engine, query: Query, slug: str, daily: pd.DataFrame, me
 
 
 def convert_movements(engine: Engine, query: Query, mv: pd.DataFrame, rates: RateTable | None = None) -> pd.DataFrame:
-    """Movement frame in the reporting currency, one row per period (mrr_end derived from the
-    converted start and movements so the identity holds exactly)."""
+    """Movement frame in the reporting currency, one row per period.
+
+    Start and end convert directly (so a converted MRR equals the per-currency MRRs converted and
+    summed); each movement is the difference of the converted running totals start, +new,
+    +reactivation, +expansion, -contraction, -churn (= end), so the identity holds to the minor
+    unit and each movement is within one minor unit of converting it alone.
+    """
     from core.metrics.movements import MOVEMENT_COLUMNS
 
-    money = ["mrr_start", "new", "reactivation", "expansion", "contraction", "churn", "churn_voluntary",
-             "churn_involuntary"]
     if mv.empty:
         return mv.drop(columns=["currency"], errors="ignore")
     rates = rates or RateTable.load(engine)
+    target = query.currency
+    assert target is not None
     out = mv.copy()
     months = [(e - timedelta(microseconds=1)).astimezone(zone(query.tz)).date().replace(day=1)
               for e in out["period_end"]]
-    for col in money:
-        out[col] = [rates.convert(int(v), c, query.currency, m)  # type: ignore[arg-type]
-                    for v, c, m in zip(out[col], out["currency"], months, strict=True)]
-    out["mrr_end"] = (out["mrr_start"] + out["new"] + out["reactivation"] + out["expansion"] - out["contraction"]
-                      - out["churn"])
+    steps = (("new", 1), ("reactivation", 1), ("expansion", 1), ("contraction", -1), ("churn", -1))
+    converted: dict[str, list[int]] = {c: [] for c in ("mrr_start", "mrr_end", "churn_voluntary",
+                                                       "churn_involuntary", *(k for k, _ in steps))}
+    for i, row in enumerate(out.itertuples(index=False)):
+        cur, month = row.currency, months[i]
+
+        def c(amount: int, cur: str = cur, month: date = month) -> int:
+            return rates.convert(int(amount), cur, target, month)
+
+        running = int(row.mrr_start)
+        prev = c(running)
+        converted["mrr_start"].append(prev)
+        for name, sign in steps:
+            running += sign * int(getattr(row, name))
+            now_c = c(running)
+            converted[name].append(sign * (now_c - prev))
+            prev = now_c
+        converted["mrr_end"].append(prev)
+        vol = c(int(row.churn_voluntary))
+        converted["churn_voluntary"].append(vol)
+        converted["churn_involuntary"].append(converted["churn"][-1] - vol)
+    for col, values in converted.items():
+        out[col] = values
     keep = ["period", "period_start", "period_end", "end_instant"]
     return out.groupby(keep, as_index=False)[list(MOVEMENT_COLUMNS)].sum()
 

@@ -1,0 +1,246 @@
+"""Metrics benchmark: every metric and every page bundle, cold and warm, on a generated world.
+
+    .venv/bin/python -m bench.metrics_bench --size M --db sqlite [--keep] [--write-docs]
+    .venv/bin/python -m bench.metrics_bench --size M --db postgresql [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
+
+Sizes: S = 10,000 members, M = 100,000, L = 1,000,000 (three years of history from the demo
+generator, ``core.demo.load_demo``). The world is generated once per size and database and kept
+(SQLite: /tmp/memberdesk_metrics_<size>.db; PostgreSQL: database memberdesk_metrics_<size>);
+``--regenerate`` starts over.
+
+Measured: full and one-day incremental rollup refresh; each metric for the last complete month
+(granularity month, reporting currency) cold (new engine, first call) and warm (median of 3);
+each page bundle for a 12-month range, cold and warm; the CLI export of a year of monthly metrics
+(a separate process, as finance runs it); and the naive way for one ratio (first-attempt failure
+rate for a year read into pandas from the payments table) with its memory. "Cold" means a new
+engine and connection and nothing cached in the process; the operating system's file cache is
+not dropped (that needs root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from core import crypto
+from core.db import make_engine
+from core.db.migrate import upgrade
+
+SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
+KEY = "fEhmDxvhCpEu4b16boUlf95HY5t4RM5suyOSd3CeyC8="  # a throwaway Fernet key for generated data
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def database_url(size: str, db: str, pg_url: str, regenerate: bool) -> tuple[str, bool]:
+    """(url, exists already)."""
+    if db == "sqlite":
+        path = Path(f"/tmp/memberdesk_metrics_{size}.db")
+        if regenerate and path.exists():
+            path.unlink()
+        return f"sqlite:///{path}", path.exists()
+    base = make_url(pg_url).set(drivername="postgresql+psycopg")
+    name = f"memberdesk_metrics_{size.lower()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar() is not None
+        if regenerate and exists:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+            exists = False
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False), exists
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    out = fn()
+    return (time.perf_counter() - t) * 1000, out
+
+
+def fresh(url: str) -> Engine:
+    return make_engine(url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.metrics_bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=tuple(SIZES), default="M")
+    p.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--regenerate", action="store_true")
+    p.add_argument("--generate-only", action="store_true")
+    p.add_argument("--write-docs", action="store_true", help="merge the results into docs/benchmarks.md")
+    args = p.parse_args(argv)
+    crypto.set_keyring(crypto.KeyRing([KEY]))
+    url, exists = database_url(args.size, args.db, args.pg_url, args.regenerate)
+    engine = make_engine(url)
+    lines: list[str] = []
+    gen_s = None
+    if not exists:
+        from core.demo import load_demo
+
+        upgrade(engine)
+        t = time.perf_counter()
+        load_demo(engine, members=SIZES[args.size], seed=1, now=NOW, workers=2,
+                  progress=lambda m: print(m, file=sys.stderr, flush=True))
+        gen_s = time.perf_counter() - t
+        print(f"generated in {gen_s:.0f} s", file=sys.stderr, flush=True)
+    else:
+        upgrade(engine)
+    if args.generate_only:
+        return 0
+    results = run(url, engine, args)
+    results["generated_s"] = gen_s
+    table = render(args, results)
+    print(table)
+    if args.write_docs:
+        write_docs(args, table)
+    del lines
+    return 0
+
+
+def run(url: str, engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
+    from core.metrics import Query, list_metrics, page_bundle
+    from core.metrics.rollups import refresh
+
+    out: dict[str, Any] = {}
+    with engine.connect() as conn:
+        out["payments"] = conn.execute(text("SELECT COUNT(*) FROM payments")).scalar()
+        out["changes"] = conn.execute(text("SELECT COUNT(*) FROM membership_changes")).scalar()
+        out["members"] = conn.execute(text("SELECT COUNT(*) FROM members")).scalar()
+    out["refresh_full_ms"], _ = timed(lambda: refresh(engine, now=NOW))
+    out["refresh_day_ms"], _ = timed(lambda: refresh(engine, NOW - timedelta(days=1), now=NOW))
+    engine.dispose()
+
+    month = Query.make(engine, start=date(2026, 10, 1), end=date(2026, 11, 1), now=NOW)
+    year = Query.make(engine, start=date(2025, 11, 1), end=date(2026, 11, 1), now=NOW)
+    rows = []
+    for m in list_metrics():
+        eng = fresh(url)
+        cold, _ = timed(lambda m=m, eng=eng: m.compute(eng, month))
+        warm = statistics.median(timed(lambda m=m, eng=eng: m.compute(eng, month))[0] for _ in range(3))
+        eng.dispose()
+        rows.append((m.slug, cold, warm))
+        print(f"{m.slug}: cold {cold:.0f} ms, warm {warm:.0f} ms", file=sys.stderr, flush=True)
+    out["metrics"] = rows
+    bundles = []
+    for page in ("overview", "revenue", "churn", "failed_payments"):
+        eng = fresh(url)
+        cold, _ = timed(lambda page=page, eng=eng: page_bundle(eng, page, year))
+        warm = statistics.median(timed(lambda page=page, eng=eng: page_bundle(eng, page, year))[0] for _ in range(3))
+        eng.dispose()
+        bundles.append((page, cold, warm))
+        print(f"bundle {page}: cold {cold:.0f} ms, warm {warm:.0f} ms", file=sys.stderr, flush=True)
+    out["bundles"] = bundles
+    env = {**os.environ, "DATABASE_URL": url, "MEMBERDESK_ENCRYPTION_KEYS": KEY}
+    cli = [sys.executable, "-m", "core", "metrics", "--from", "2025-11-01", "--to", "2026-11-01",
+           "--granularity", "month", "--format", "csv", "--now", NOW.isoformat()]
+    t = time.perf_counter()
+    proc = subprocess.run(cli, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    out["cli_ms"] = (time.perf_counter() - t) * 1000
+    out["cli_ok"] = proc.returncode == 0
+    if proc.returncode:
+        print(proc.stderr, file=sys.stderr)
+    out["naive_ms"], out["naive_rss_mib"], out["naive_rate"] = naive_failure_rate(url)
+    eng = fresh(url)
+    out["registry_rate"] = Query and __import__("core.metrics", fromlist=["compute"]).compute(
+        eng, "failure_rate", year).value
+    out["registry_rate_ms"] = statistics.median(
+        timed(lambda: __import__("core.metrics", fromlist=["compute"]).compute(eng, "failure_rate", year))[0]
+        for _ in range(3))
+    eng.dispose()
+    return out
+
+
+def naive_failure_rate(url: str) -> tuple[float, float, float]:
+    """The way we do not do it: read a year of payments into pandas and aggregate there."""
+    import pandas as pd
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    eng = fresh(url)
+    t = time.perf_counter()
+    with eng.connect() as conn:
+        df = pd.read_sql(text("SELECT id, invoice_id, status, created_at, amount, currency, attempt_number, "
+                              "is_renewal, decline_code, card_brand FROM payments"), conn)
+    df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
+    year = df[(df["created_at"] >= pd.Timestamp("2025-11-01", tz="UTC"))
+              & (df["created_at"] < pd.Timestamp("2026-11-01", tz="UTC"))]
+    first = year[(year["is_renewal"].astype(bool)) & (year["attempt_number"] == 1)]
+    rate = float((first["status"] == "failed").sum() / len(first)) if len(first) else 0.0
+    ms = (time.perf_counter() - t) * 1000
+    eng.dispose()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return ms, after - before, rate
+
+
+def render(args: argparse.Namespace, r: dict[str, Any]) -> str:
+    lines = [f"### {args.size} ({r['members']:,} members, {r['payments']:,} payments, "
+             f"{r['changes']:,} membership changes) on {args.db}", ""]
+    if r.get("generated_s"):
+        lines.append(f"World generated in {r['generated_s']:.0f} s.")
+    lines += [f"Rollup refresh: full {r['refresh_full_ms'] / 1000:.1f} s, one day incremental "
+              f"{r['refresh_day_ms'] / 1000:.2f} s. CLI export of 12 monthly periods of every metric (a new "
+              f"process, imports included): {r['cli_ms'] / 1000:.2f} s{'' if r['cli_ok'] else ' (FAILED)'}.",
+              f"Naive pandas first-attempt failure rate for a year: {r['naive_ms']:.0f} ms, "
+              f"+{r['naive_rss_mib']:.0f} MiB peak RSS (rate {r['naive_rate']:.4f}); the registry: "
+              f"{r['registry_rate_ms']:.0f} ms warm (rate {r['registry_rate']:.4f}), "
+              f"{r['naive_ms'] / max(r['registry_rate_ms'], 0.01):.0f}x faster.", "",
+              "| page bundle (12 months) | cold ms | warm ms |", "|---|---:|---:|"]
+    lines += [f"| {p} | {c:.0f} | {w:.0f} |" for p, c, w in r["bundles"]]
+    lines += ["", "| metric (one month) | cold ms | warm ms |", "|---|---:|---:|"]
+    lines += [f"| {s} | {c:.0f} | {w:.0f} |" for s, c, w in r["metrics"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(args: argparse.Namespace, table: str) -> None:
+    """Replace this size/database's block inside the "Metrics" section of docs/benchmarks.md."""
+    path = ROOT / "docs" / "benchmarks.md"
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    header = "## Metrics"
+    machine = (f"Machine: {cpu_model()}, {os.cpu_count()} cores, "
+               f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM. "
+               "Command: `python -m bench.metrics_bench --size M|L --db sqlite|postgresql --write-docs`.")
+    start_mark, end_mark = f"<!-- metrics:{args.size}:{args.db} -->", f"<!-- /metrics:{args.size}:{args.db} -->"
+    block = f"{start_mark}\n{table}{end_mark}\n"
+    if header not in doc:
+        doc = doc.rstrip() + f"\n\n{header}\n\n{machine}\n\n"
+    if start_mark in doc:
+        a, b = doc.index(start_mark), doc.index(end_mark) + len(end_mark) + 1
+        doc = doc[:a] + block + doc[b:]
+    else:
+        # Insert at the end of the Metrics section (before the next "## " heading, if any).
+        i = doc.index(header) + len(header)
+        nxt = doc.find("\n## ", i)
+        pos = len(doc) if nxt < 0 else nxt + 1
+        doc = doc[:pos].rstrip() + "\n\n" + block + ("\n" + doc[pos:] if nxt >= 0 else "")
+    path.write_text(doc)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
