@@ -174,5 +174,28 @@ with tab_rules:
     frame["thresholds"] = frame["thresholds"].astype(str)
     frame["notify"] = frame["notify"].astype(str)
     widgets.table(frame, "alert-rules", empty_sentence="No rules.", key="csv-alert-rules")
-    st.caption("Change a rule with `python -m core alerts configure RULE --set key=value`, `--disable`, "
-               "`--email ADDRESS` or `--webhook URL`; every change is audited.")
+    if can_manage:
+        st.subheader("Change a rule")
+        slug = st.selectbox("Rule", [r["slug"] for r in rules], key="alerts_rule_pick")
+        chosen = next(r for r in rules if r["slug"] == slug)
+        with st.form(key=f"alerts-rule-form-{slug}"):
+            enabled = st.toggle("On", value=chosen["enabled"], key=f"alerts_rule_enabled_{slug}")
+            params_text = st.text_area("Thresholds (JSON; only the keys you change)", value="{}", key=f"alerts_rule_params_{slug}",
+                                       help="For example {\"min_ratio\": 2, \"max_amount\": {\"USD\": 50000}}")
+            emails = st.text_input("E-mail addresses (comma-separated)", key=f"alerts_rule_emails_{slug}",
+                                   value=", ".join(chosen["notify"].get("email", [])))
+            hooks = st.text_input("Webhook URLs (comma-separated)", key=f"alerts_rule_hooks_{slug}",
+                                  value=", ".join(chosen["notify"].get("webhook", [])))
+            reset = st.checkbox("Back to the default thresholds first", key=f"alerts_rule_reset_{slug}")
+            saved = st.form_submit_button("Save rule", type="primary")
+        if saved:
+            try:
+                alerts.configure_rule_from_form(eng, slug, actor=ctx.username, roles=ctx.roles, enabled=enabled,
+                                                params_text=params_text, emails=emails, webhooks=hooks, reset=reset)
+            except (ValueError, PermissionError) as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["alerts_flash"] = f"Rule {slug} saved."
+                st.rerun()
+    st.caption("The same from the command line: `python -m core alerts configure RULE --set key=value`, "
+               "`--disable`, `--email ADDRESS`, `--webhook URL`; every change is audited.")

@@ -59,3 +59,23 @@ def test_empty_state_is_a_sentence(database_url):
     at.run()
     assert not at.exception
     assert "No open alerts: every rule is within its baseline." in texts(at)
+
+
+def test_admin_changes_a_rule_on_the_page(database_url, engine, session):
+    from core.models import AlertRule
+
+    at = page_app_test(database_url, "alerts.py", role="admin")
+    at.run()
+    at.selectbox(key="alerts_rule_pick").select("refund_spike").run()
+    at.text_area(key="alerts_rule_params_refund_spike").input("{min_count: 10}")
+    at.button(key="FormSubmitter:alerts-rule-form-refund_spike-Save rule").click().run()
+    assert "The thresholds are not valid JSON" in texts(at)
+    at.text_area(key="alerts_rule_params_refund_spike").input('{"min_count": 10}')
+    at.toggle(key="alerts_rule_enabled_refund_spike").set_value(False)
+    at.text_input(key="alerts_rule_emails_refund_spike").input("finance@example.com")
+    at.button(key="FormSubmitter:alerts-rule-form-refund_spike-Save rule").click().run()
+    assert not at.exception, at.exception
+    session.expire_all()
+    row = session.get(AlertRule, "refund_spike")
+    assert (row.enabled, row.params, row.notify, row.updated_by) == (
+        False, {"min_count": 10}, {"email": ["finance@example.com"], "webhook": []}, "admin")

@@ -12,6 +12,7 @@ See docs/alerts.md for the rules, their defaults and the measured alert rate.
 from core.alerts.evaluate import (
     EvaluationResult,
     configure_rule,
+    configure_rule_from_form,
     evaluate,
     evaluate_if_stale,
     last_evaluated_at,
@@ -29,6 +30,6 @@ from core.alerts.views import (
 
 __all__ = [
     "STATUSES", "AlertError", "EvaluationResult", "acknowledge", "affected_rows", "alert_detail",
-    "configure_rule", "evaluate", "evaluate_if_stale", "history_series", "last_evaluated_at", "list_alerts",
+    "configure_rule", "configure_rule_from_form", "evaluate", "evaluate_if_stale", "history_series", "last_evaluated_at", "list_alerts",
     "open_alert_count", "resolve", "rule_configs", "rule_table", "snooze",
 ]

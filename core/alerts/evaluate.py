@@ -13,6 +13,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -115,6 +116,20 @@ def configure_rule(engine: Engine, slug: str, *, actor: str, roles: Any, enabled
         audit.record(session, actor=actor, action="alert_rule.update", target_type="alert_rule", target_id=slug,
                      before=before, after={"enabled": row.enabled, "params": row.params, "notify": row.notify})
     return rule_configs(engine)[slug]
+
+
+def configure_rule_from_form(engine: Engine, slug: str, *, actor: str, roles: Any, enabled: bool, params_text: str,
+                             emails: str, webhooks: str, reset: bool = False) -> RuleConfig:
+    """``configure_rule`` from what a person typed: thresholds as a JSON object, comma-separated targets."""
+    try:
+        params = json.loads(params_text.strip() or "{}")
+    except json.JSONDecodeError:
+        raise ValueError("The thresholds are not valid JSON; write them like {\"min_ratio\": 2}.") from None
+    if not isinstance(params, dict):
+        raise ValueError("The thresholds are a JSON object such as {\"min_ratio\": 2}.")
+    split = lambda text: [part.strip() for part in (text or "").split(",") if part.strip()]  # noqa: E731
+    return configure_rule(engine, slug, actor=actor, roles=roles, enabled=enabled, params=params, reset=reset,
+                          notify_to={"email": split(emails), "webhook": split(webhooks)})
 
 
 # --- evaluation ----------------------------------------------------------------------------------
