@@ -104,7 +104,7 @@ def _upsert(session: Session, table: str, key: str, row: dict[str, Any], state_a
     if existing is None:
         if has_state:
             cols["stripe_state_at"] = state_at
-        new_id = session.execute(t.insert().values(**cols).returning(t.c.id)).scalar_one()
+        new_id = session.execute(t.insert().returning(t.c.id), cols).scalar_one()
         return "created", new_id, None
     before = dict(existing)
     if has_state and before.get("stripe_state_at") and state_at and before["stripe_state_at"] > state_at:
@@ -117,7 +117,7 @@ def _upsert(session: Session, table: str, key: str, row: dict[str, Any], state_a
     else:
         changed_state = {}
     if changed or changed_state:
-        session.execute(update(t).where(t.c.id == before["id"]).values(**changed, **changed_state))
+        session.execute(update(t).where(t.c.id == before["id"]), {**changed, **changed_state})
     return ("updated" if changed else "unchanged"), before["id"], before
 
 
@@ -267,7 +267,7 @@ def _record_change(session: Session, before: dict[str, Any] | None, after: dict[
         select(mc.c.id).where(mc.c.stripe_event_id == event_id, mc.c.subscription_id == sub_id)
     ).first() is not None:
         return
-    session.execute(mc.insert().values(member_id=after["member_id"], subscription_id=sub_id, source=source,
+    session.execute(mc.insert(), dict(member_id=after["member_id"], subscription_id=sub_id, source=source,
                                        stripe_event_id=event_id, recorded_at=at, **change))
 
 
@@ -288,10 +288,10 @@ def _invoice(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
         existing = session.execute(select(il).where(il.c.invoice_id == inv_id,
                                                     il.c.stripe_line_id == line["stripe_line_id"])).mappings().first()
         if existing is None:
-            session.execute(il.insert().values(invoice_id=inv_id, **line))
+            session.execute(il.insert(), {"invoice_id": inv_id, **line})
             outcome = "updated" if outcome == "unchanged" else outcome
         elif any(existing[k] != v for k, v in line.items()):
-            session.execute(update(il).where(il.c.id == existing["id"]).values(**line))
+            session.execute(update(il).where(il.c.id == existing["id"]), line)
             outcome = "updated" if outcome == "unchanged" else outcome
     if not (obj.get("lines") or {}).get("has_more"):
         session.execute(il.delete().where(il.c.invoice_id == inv_id, il.c.stripe_line_id.not_in(keep)))
