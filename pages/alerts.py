@@ -38,17 +38,17 @@ st.caption(f"Rules last evaluated {fmt.when(last)} UTC" + (" (just now)." if ran
 
 
 @st.cache_data(ttl=300, show_spinner=False)
-def _series(_engine: Any, alert_id: int, fired: datetime | None) -> list[dict[str, Any]]:
+def _series(_engine: Any, url: str, alert_id: int, fired: datetime | None) -> list[dict[str, Any]]:
     return alerts.history_series(_engine, alert_id)
 
 
 @st.cache_data(ttl=300, show_spinner=False)
-def _rows(_engine: Any, alert_id: int, fired: datetime | None) -> dict[str, list[dict[str, Any]]]:
+def _rows(_engine: Any, url: str, alert_id: int, fired: datetime | None) -> dict[str, list[dict[str, Any]]]:
     return alerts.affected_rows(_engine, alert_id)
 
 
 def _chart(a: dict[str, Any]) -> None:
-    series = _series(eng, a["id"], a["last_fired_at"])
+    series = _series(eng, str(eng.url), a["id"], a["last_fired_at"])
     if not series or a["unit"] not in ("percent", "money", "count"):
         return
     points = [charts.Point(key=p["window_end"].isoformat(), label=fmt.when(p["window_end"]), value=p["value"],
@@ -62,7 +62,7 @@ def _chart(a: dict[str, Any]) -> None:
 
 
 def _affected(a: dict[str, Any]) -> None:
-    rows = _rows(eng, a["id"], a["last_fired_at"])
+    rows = _rows(eng, str(eng.url), a["id"], a["last_fired_at"])
     if not rows:
         return
     tabs = st.tabs([name.capitalize() for name in rows])
