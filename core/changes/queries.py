@@ -67,12 +67,17 @@ def form_data(session: Session, member_id: int, roles: frozenset[str] | tuple[st
         .join(Tier, Tier.id == Price.tier_id).where(Price.active.is_(True), Price.stripe_price_id.is_not(None))
         .order_by(Tier.rank, Price.currency, Price.interval)).all()
     tiers = session.execute(select(Tier.code, Tier.name).where(Tier.code != "free").order_by(Tier.rank)).all()
+    actions = available_actions(session, member, roles)
+    if not payments:
+        actions = [a for a in actions if a != "refund"]
+    if not invoices:
+        actions = [a for a in actions if a != "retry_invoice"]
     return {
         "member_id": member.id,
         "version": member.version,
         "snapshot": member_snapshot(session, member),
         "currency": sub.currency if sub else None,
-        "actions": available_actions(session, member, roles),
+        "actions": actions,
         "payments": [dict(r._mapping) for r in payments],
         "invoices": [dict(r._mapping) for r in invoices],
         "prices": [dict(r._mapping) for r in prices if sub is None or r.currency == sub.currency],

@@ -19,6 +19,8 @@ from core.permissions import Permission
 
 
 def _payment(ctx: Ctx, raw: Any) -> Payment:
+    if raw in (None, ""):
+        raise ChangeRefused("Choose the payment to refund.")
     pid = parse.whole_number(raw, "payment", low=1, high=2**62)
     payment = ctx.session.get(Payment, pid)
     if payment is None or payment.member_id != ctx.member.id:
@@ -127,6 +129,8 @@ class RetryInvoice(Action):
     permission = Permission.CHANGE_MEMBERSHIP
 
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
+        if raw.get("invoice_id") in (None, ""):
+            raise ChangeRefused("Choose the open invoice to charge again.")
         iid = parse.whole_number(raw.get("invoice_id"), "invoice", low=1, high=2**62)
         inv = ctx.session.get(Invoice, iid)
         if inv is None or inv.member_id != ctx.member.id:

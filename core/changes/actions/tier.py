@@ -38,6 +38,8 @@ class ChangePrice(_SubscriptionAction):
         if sub.pause_behavior:
             raise ChangeRefused("Collection is paused; resume it before changing the tier.")
         sid = _stripe_sub(ctx, sub)
+        if raw.get("price_id") in (None, ""):
+            raise ChangeRefused("Choose the new price.")
         price = ctx.session.get(Price, parse.whole_number(raw.get("price_id"), "new price", low=1, high=2**62))
         if price is None or not price.stripe_price_id:
             raise ChangeRefused("This price is not in Stripe.")
