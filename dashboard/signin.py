@@ -101,7 +101,7 @@ def _issue_cookie(username: str) -> None:
     now = time.time()
     token = jwt.encode({"username": username, "exp_date": now + _idle_seconds()},
                        settings().require_cookie_key(), algorithm="HS256")
-    st.session_state[_COOKIE_PENDING] = (token, now + _idle_seconds())
+    st.session_state[_COOKIE_PENDING] = (token, now + _idle_seconds(), f"md_cookie_set_{now:.6f}")
     st.session_state[_COOKIE_ISSUED] = now
 
 
@@ -128,7 +128,7 @@ def _sign_out(auth: stauth.Authenticate, *, reason: str, notice: str | None = No
     auth.authentication_controller.logout()
     for key in (_LAST_SEEN, _COOKIE_PENDING, _COOKIE_ISSUED, _CHECKED):
         st.session_state.pop(key, None)
-    st.session_state[_DELETE_PENDING] = True
+    st.session_state[_DELETE_PENDING] = f"md_cookie_delete_{time.time():.6f}"
     if notice:
         st.session_state[_NOTICE] = notice
     log.info("sign-out user=%s reason=%s", username, reason)
@@ -142,7 +142,7 @@ def _try_cookie_login(auth: stauth.Authenticate) -> None:
     try:
         auth.authentication_controller.login(token=token)
     except LoginError:  # the account is disabled, locked or gone: the cookie no longer signs in
-        st.session_state[_DELETE_PENDING] = True
+        st.session_state[_DELETE_PENDING] = f"md_cookie_delete_{time.time():.6f}"
         return
     st.session_state[_LAST_SEEN] = time.time()
     st.session_state[_COOKIE_ISSUED] = float(token["exp_date"]) - _idle_seconds()
@@ -172,15 +172,16 @@ def run_authentication() -> stauth.Authenticate:
             _issue_cookie(str(state["username"]))
         pending = state.get(_COOKIE_PENDING)
         if pending:
-            token, expires = pending
-            done = _cookie_component(auth, "md_cookie_set", method="set", cookie=auth.cookie_controller
+            # a fresh component key per cookie: a reused key would still hold the last "done"
+            token, expires, key = pending
+            done = _cookie_component(auth, key, method="set", cookie=auth.cookie_controller
                                      .cookie_model.cookie_name, value=token,
                                      options={"path": "/", "sameSite": "strict",
                                               "expires": datetime.fromtimestamp(expires, UTC).isoformat()})
             if done:
                 state.pop(_COOKIE_PENDING, None)
     elif state.get(_DELETE_PENDING):
-        done = _cookie_component(auth, "md_cookie_delete", method="delete",
+        done = _cookie_component(auth, str(state[_DELETE_PENDING]), method="delete",
                                  cookie=auth.cookie_controller.cookie_model.cookie_name)
         if done:
             state.pop(_DELETE_PENDING, None)

@@ -3,8 +3,8 @@ Streamlit server driven by Debian's Chromium through Playwright.
 
 - ``build_small_world(session)``: a hand-built world (tiers, prices, members with subscriptions,
   payments with decline codes, a refund, a dispute, cards, invoices, membership changes) whose
-  numbers tests can state exactly. ``load_world(engine)`` uses the demo loader when it exists
-  (``core.demo.load_demo``) and this world otherwise (``prefer_demo=False`` forces it).
+  numbers tests can state exactly. ``load_world(engine)`` loads a small demo world first
+  (``core.demo.load_demo``, 300 members) when ``prefer_demo`` and adds this world to it.
 - ``create_staff(session)``: the four demo sign-ins (one per role) with cheap bcrypt hashes.
 - ``app_test(database_url, role=...)``: an ``AppTest`` of ``dashboard/app.py`` signed in as that
   demo account (session state seeded; the account must exist in the database).
@@ -64,13 +64,17 @@ class World:
 
 def build_small_world(session: Session, *, now: Any = None) -> World:
     """Insert the small world; ``now`` (aware UTC) places this month's payments (default: now)."""
-    from core.models import Dispute, Invoice, MembershipChange, PaymentMethod, Refund, StaffNote
+    from sqlalchemy import select
+
+    from core.models import Dispute, Invoice, MembershipChange, PaymentMethod, Refund, StaffNote, Tier
     from core.timeutil import utc_now
     from tests.factories import at, make_member, make_payment, make_price, make_subscription, make_tier
 
     now = now or utc_now()
-    premium = make_tier(session, code="premium", rank=1)
-    platinum = make_tier(session, code="platinum", rank=2)
+    # reuse the tiers when the demo catalogue is already loaded
+    premium = session.scalar(select(Tier).where(Tier.code == "premium")) or make_tier(session, code="premium", rank=1)
+    platinum = (session.scalar(select(Tier).where(Tier.code == "platinum"))
+                or make_tier(session, code="platinum", rank=2))
     p_usd = make_price(session, tier=premium, currency="USD", unit_amount=999)
     pl_eur = make_price(session, tier=platinum, currency="EUR", unit_amount=19900, interval="year")
 
@@ -142,14 +146,14 @@ def create_staff(session: Session, *, extra: dict[str, str] | None = None) -> No
                      bcrypt_rounds=4)
 
 
-def load_world(engine: Engine, *, prefer_demo: bool = True) -> World | None:
-    """The demo world if the demo loader exists (returns None), else ``build_small_world``."""
+def load_world(engine: Engine, *, prefer_demo: bool = True, demo_members: int = 300) -> World:
+    """The demo world (when the demo loader exists and ``prefer_demo``) plus, always, the small
+    hand-built world whose members tests name (Ann Lee, Bob Stone, ...)."""
     if prefer_demo:
         with contextlib.suppress(ImportError):
-            from core.demo import load_demo  # type: ignore[attr-defined]
+            from core.demo import load_demo
 
-            load_demo(engine, members=300, seed=7)
-            return None
+            load_demo(engine, members=demo_members, seed=7)
     with Session(engine, expire_on_commit=False) as s:
         world = build_small_world(s)
         s.commit()
@@ -291,7 +295,7 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-def prepare_database(path: Path, *, prefer_demo: bool = False) -> tuple[str, World | None]:
+def prepare_database(path: Path, *, prefer_demo: bool = True) -> tuple[str, World]:
     """A migrated SQLite file with the world and staff (plus ``lockme``, ``gone`` for lockout and
     disabled-account tests)."""
     from core import crypto
@@ -315,7 +319,8 @@ def prepare_database(path: Path, *, prefer_demo: bool = False) -> tuple[str, Wor
 
 @pytest.fixture(scope="session")
 def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server for all browser tests of this worker, on a small hand-built world."""
+    """One real server for all browser tests of this worker, on a small demo world plus the
+    hand-built members the tests name."""
     tmp = tmp_path_factory.mktemp("dashboard_server")
     url, world = prepare_database(tmp / "memberdesk.db")
     server = start_server(tmp, database_url=url)
