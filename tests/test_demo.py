@@ -12,6 +12,7 @@ from core.db import session_scope
 from core.demo import clear_demo_tables, create_demo_staff, iter_events, load_demo
 from core.demo.rows import TABLES
 from core.demo.simulate import simulate_member
+from core.demo.stream import EVENT_RETENTION
 from core.demo.world import World
 from core.models import Base, Member, MembershipChange, Payment, StaffAccount, Subscription
 from core.stripe_store import apply
@@ -114,6 +115,10 @@ class TestSamePathAsTheSync:
         updated = next(e for e in events if e["type"] == "customer.subscription.updated")
         assert "previous_attributes" in updated["data"]
         assert all(e["created"] <= NOW.timestamp() for e in events)
+        since = NOW - EVENT_RETENTION
+        recent = list(iter_events(world, since=since))
+        assert recent and len(recent) < len(events) / 10
+        assert all(e["created"] >= since.timestamp() for e in recent)
 
 
 def _summary(s: Session) -> dict[str, object]:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from core.cli.common import CommandError, engine, progress
 from core.db import session_scope
 from core.demo import clear_demo_tables, create_demo_staff, default_now, load_demo
-from core.demo.stream import catalogue_events, catalogue_objects, events_of, objects_of
+from core.demo.stream import EVENT_RETENTION, catalogue_objects, events_of, objects_of
 from core.models import Member
 
 MAX_MEMBERS = 5_000_000
@@ -74,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
         if args.replace:
             store.reset()
         store.import_objects(catalogue_objects())
-        store.import_events(catalogue_events())
+        # Stripe's Events API keeps 30 days: the sandbox gets the same window, not three years.
+        since = now - EVENT_RETENTION
 
         def on_chunk(stories):  # type: ignore[no-untyped-def]
             store.import_objects(obj for story in stories for obj in objects_of(story))
-            store.import_events(evt for story in stories for evt in events_of(story))
+            store.import_events(evt for story in stories for evt in events_of(story, since))
 
     progress(f"generating {args.members:,} members, seed {args.seed}, three years up to {now:%Y-%m-%d} ...")
     stats = load_demo(eng, members=args.members, seed=args.seed, now=now, progress=progress,

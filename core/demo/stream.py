@@ -11,6 +11,7 @@ Ids are the ones the database gets from ``load_demo`` with the same seed and ``n
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from core.demo import objects
@@ -19,6 +20,7 @@ from core.demo.simulate import Story, simulate_member
 from core.demo.world import World
 
 API_VERSION = "2026-10-28.endive"  # the version the installed stripe library pins
+EVENT_RETENTION = timedelta(days=30)  # what Stripe's Events API returns
 Obj = dict[str, Any]
 
 
@@ -54,13 +56,17 @@ def _event(event_id: str, created: int, kind: str, obj: Obj, previous: Obj | Non
             "data": data, "livemode": False, "pending_webhooks": 0, "request": {"id": None, "idempotency_key": None}}
 
 
-def events_of(story: Story) -> Iterator[Obj]:
-    """One member's events; a subscription's carry its state at that moment."""
+def events_of(story: Story, since: datetime | None = None) -> Iterator[Obj]:
+    """One member's events (only those created at or after ``since``, if given); a
+    subscription's carry its state at that moment."""
+    floor = int(since.timestamp()) if since is not None else None
     for states in story.subscriptions:
         for state in states:
-            yield _event(state.event_id, state.at, state.event_type, state.obj, state.previous or None)
+            if floor is None or state.at >= floor:
+                yield _event(state.event_id, state.at, state.event_type, state.obj, state.previous or None)
     for created, event_id, kind, obj, previous in story.events:
-        yield _event(event_id, created, kind, obj, previous)
+        if floor is None or created >= floor:
+            yield _event(event_id, created, kind, obj, previous)
 
 
 def catalogue_events() -> list[Obj]:
@@ -74,7 +80,11 @@ def iter_stripe_objects(world: World, stories: Iterable[Story] | None = None) ->
         yield from objects_of(story)
 
 
-def iter_events(world: World, stories: Iterable[Story] | None = None) -> Iterator[Obj]:
-    yield from catalogue_events()
+def iter_events(world: World, stories: Iterable[Story] | None = None,
+                since: datetime | None = None) -> Iterator[Obj]:
+    """All events of the world, or only those since ``since`` (Stripe keeps 30 days of events,
+    so a sandbox standing in for it needs no more: ``since=world.now - EVENT_RETENTION``)."""
+    if since is None:
+        yield from catalogue_events()
     for story in stories if stories is not None else iter_stories(world):
-        yield from events_of(story)
+        yield from events_of(story, since)
