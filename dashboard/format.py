@@ -70,6 +70,9 @@ def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = 
             out[col] = out[col].map(lambda v: DASH if pd.isna(v) else f"{v:%Y-%m-%d %H:%M}")
         elif out[col].dtype == object and len(out) and any(isinstance(v, datetime) for v in out[col]):
             out[col] = out[col].map(lambda v: when(v) if isinstance(v, datetime) else (DASH if v is None else v))
+    for col in out.columns:  # blanks instead of "None"/"<NA>" (also in the CSV)
+        if out[col].isna().any():
+            out[col] = out[col].astype(object).where(out[col].notna(), "")
     names = {c: label(c) for c in out.columns}
     names.update(rename or {})
     return out.rename(columns=names)

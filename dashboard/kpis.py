@@ -110,17 +110,16 @@ def render_overview_kpis(ctx: StaffContext) -> None:
     if bundle is None:
         _fallback_cards(ctx)
         return
-    cards = [c for c in getattr(bundle, "kpis", []) if ctx.can(Permission.VIEW_REVENUE_FIGURES) or c.unit != "money"]
-    slugs = {c.slug for c in cards}
-    per_row = 4
-    rows = [cards[i:i + per_row] for i in range(0, len(cards), per_row)]
-    for row in rows:
-        cols = st.columns(per_row)
-        for col, card in zip(cols, row, strict=False):
-            kpi(col, card.title, _value(card), delta=_delta(card), help_text=card.definition,
-                delta_color="inverse" if card.slug in _INVERSE else "normal")
-    if "open_alerts" not in slugs:
-        kpi(st.columns(per_row)[0], "Open alerts", fmt.count(reads.open_alerts()),
-            help_text="Alerts open or acknowledged, not yet resolved (snoozed ones are not counted).")
+    cards = [(c.title, _value(c), _delta(c), c.definition, c.slug) for c in getattr(bundle, "kpis", [])
+             if ctx.can(Permission.VIEW_REVENUE_FIGURES) or c.unit != "money"]
+    if "open_alerts" not in {c[4] for c in cards}:
+        cards.append(("Open alerts", fmt.count(reads.open_alerts()), None,
+                      "Alerts open or acknowledged, not yet resolved (snoozed ones are not counted).", "open_alerts"))
+    per_row = 3  # three cards a row keeps long titles and values whole on a 1280-pixel screen
+    for i in range(0, len(cards), per_row):
+        for col, (title, value, delta, help_text, slug) in zip(st.columns(per_row), cards[i:i + per_row],
+                                                               strict=False):
+            kpi(col, title, value, delta=delta, help_text=help_text,
+                delta_color="inverse" if slug in _INVERSE else "normal")
     definition(f"{fmt.day(start)} to {fmt.day(end - timedelta(days=1))} in {tz}; each change compares with the "
                "same number of days just before. Hover a card for its definition.")
