@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432"))
     p.add_argument("--no-doc", action="store_true", help="print only; do not touch docs/benchmarks.md")
     args = p.parse_args(argv)
+    load_before = os.getloadavg()[0]
 
     crypto.set_keyring(crypto.KeyRing([BENCH_KEY]))
     work = Path(tempfile.mkdtemp(prefix="sync-bench-"))
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         SECTION,
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()} with "
-        f"`python -m bench.sync_bench --members {args.members} --db {args.db}`.",
+        f"`python -m bench.sync_bench --members {args.members} --db {args.db}` "
+        f"(1-minute load average {load_before:.1f} at the start: other work shared the 2 cores).",
         "The demo world is imported into a scratch sandbox and served by `python -m core sandbox` (its own "
         "process, HTTP on 127.0.0.1); the sync uses the real `stripe` client through the gateway and writes "
         f"every object through the store (mapping, upsert, stale check), into {args.db}.",

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.models import Member, Payment, Subscription
 from core.models.stripe_sync import StripeEvent, SyncRun, SyncState
+from core.stripe_gateway import ClientOptions, make_client
 from core.sync import reconcile_totals, run_sync, status
 from tests.conftest import TEST_KEY
 from tests.sandbox_helpers import SandboxProcess, sandbox
@@ -38,7 +39,7 @@ class TestBackfillFaults:
     def test_rate_limit_mid_backfill_fails_the_run_and_the_next_resumes(
         self, engine: Engine, sandbox: SandboxProcess
     ) -> None:
-        build_world(gateway_client(sandbox), 10)
+        build_world(gateway_client(sandbox), 5)
         # Products, prices, customers, cards and subscriptions go through; then Stripe says 429.
         sandbox.fault("/v1/charges", status=429, times=None)
         first = run_sync(engine, gateway_client(sandbox, retries=0))
@@ -47,7 +48,7 @@ class TestBackfillFaults:
             cursor = s.get(SyncState, "backfill")
             assert cursor is not None and cursor.backfill_completed_at is None  # left open, to resume
             assert s.get(SyncState, "subscription").backfill_completed_at is not None
-            assert s.scalar(select(func.count()).select_from(Member)) == 10
+            assert s.scalar(select(func.count()).select_from(Member)) == 5
         assert status(engine).data_through is None  # a failed run never counts as fresh data
         sandbox.clear_faults()
         second = run_sync(engine, gateway_client(sandbox))
@@ -58,7 +59,7 @@ class TestBackfillFaults:
         assert _runs(engine) == [("full", "failed"), ("full", "succeeded")]
 
     def test_server_error_and_dropped_connection_then_recovery(self, engine: Engine, sandbox: SandboxProcess) -> None:
-        build_world(gateway_client(sandbox), 6)
+        build_world(gateway_client(sandbox), 3)
         sandbox.fault("/v1/subscriptions", status=500, times=None)
         assert run_sync(engine, gateway_client(sandbox, retries=0)).status == "failed"
         sandbox.clear_faults()
@@ -113,11 +114,10 @@ class TestEventFaults:
         c = gateway_client(sandbox)
         build_world(c, 2)
         assert run_sync(engine, c).ok
-        sandbox.fault("/v1/events", mode="delay", seconds=3, times=1)
-        slow = run_sync(engine, gateway_client(sandbox, retries=0))  # read timeout 5 s in gateway_client
-        assert slow.ok  # 3 s is within the timeout
-        sandbox.fault("/v1/events", mode="delay", seconds=7, times=1)
-        timed_out = run_sync(engine, gateway_client(sandbox, retries=0))
+        impatient = make_client(sandbox.api_key, api_base=sandbox.url,
+                                options=ClientOptions(max_network_retries=0, read_timeout=1, connect_timeout=1))
+        sandbox.fault("/v1/events", mode="delay", seconds=2.5, times=1)
+        timed_out = run_sync(engine, impatient)
         assert timed_out.status == "failed" and "could not be reached" in timed_out.message
         sandbox.clear_faults()
         assert run_sync(engine, c).ok
@@ -125,9 +125,10 @@ class TestEventFaults:
 
 class TestConcurrentRuns:
     def test_two_processes_exactly_one_writes(self, engine: Engine, database_url: str, sandbox: SandboxProcess) -> None:
-        build_world(gateway_client(sandbox), 4)
-        # Slow the first list call so the first process still holds the lock when the second starts.
-        sandbox.fault("/v1/products", mode="delay", seconds=3, times=1)
+        build_world(gateway_client(sandbox), 2)
+        # Slow the first list call (within the client's 30 s read timeout) so the first process still
+        # holds the lock while the second starts, even on a busy machine.
+        sandbox.fault("/v1/products", mode="delay", seconds=15, times=1)
         env = {**os.environ, "DATABASE_URL": database_url, "STRIPE_API_KEY": sandbox.api_key,
                "STRIPE_API_BASE": sandbox.url, "MEMBERDESK_ENCRYPTION_KEYS": TEST_KEY,
                "MEMBERDESK_SECRETS_FILE": str(ROOT / "tests" / "no-such-secrets.toml")}

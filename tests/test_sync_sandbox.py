@@ -145,12 +145,12 @@ def _counts(engine: Engine) -> dict[str, int]:
 class TestBackfillAndEvents:
     def test_first_run_backfills_then_events_keep_it_current(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
-        world = build_world(c, 12)
+        world = build_world(c, 6)
         first = run_sync(engine, c)
         assert first.status == "succeeded", first.message
         assert first.kind == "full" and "full backfill first" in first.counts["notice"]
         assert all(r.matches for r in reconcile_totals(engine, c)), "backfill must agree with Stripe"
-        assert _counts(engine)["members"] == 12
+        assert _counts(engine)["members"] == 6
         with Session(engine) as s:  # every subscription payment is linked to its invoice
             assert s.scalar(select(func.count()).where(Payment.invoice_id.is_(None))) == 0
 
