@@ -17,6 +17,7 @@ from core.demo.world import World
 from core.models import Base, Member, MembershipChange, Payment, StaffAccount, Subscription
 from core.stripe_store import apply
 from core.timeutil import from_epoch
+from tests.factories import make_member
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -66,6 +67,14 @@ class TestLoaded:
             assert sub.created_at.tzinfo is not None and sub.created_at <= NOW
             free = s.scalar(select(Member).where(Member.stripe_customer_id.is_(None)))
             assert free is not None and free.version == 1
+
+    def test_rows_added_after_the_load_get_fresh_ids(self, engine: Engine) -> None:
+        load_demo(engine, members=30, seed=1, now=NOW)
+        with Session(engine) as s:
+            top = s.scalar(select(Member.id).order_by(Member.id.desc()))
+            member = make_member(s, email="after-the-demo@example.com")
+            s.commit()
+            assert member.id > top
 
     def test_replace_then_load_gives_the_same_ids(self, engine: Engine) -> None:
         load_demo(engine, members=30, seed=1, now=NOW)
