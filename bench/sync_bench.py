@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| incremental sync | {inc.counts['events_new']:,} events | {inc_s:.2f} | "
         f"{inc.counts['events_new'] / inc_s:,.0f} events/s |",
         "",
-        f"Target: at least 1,000 objects per second for the backfill; this run {verdict} it.",
+        f"Target: at least 1,000 objects per second for the backfill; this run {verdict} it. Where the time "
+        "goes: [stripe-sync.md](stripe-sync.md#benchmark).",
         "",
     ])
     print(block)
