@@ -220,7 +220,7 @@ def _attempt_login() -> None:
         if account is not None and account.active:
             try:
                 matched = bool(auth.authentication_controller.login(username, password))
-            except LoginError:
+            except (LoginError, ValueError):  # bcrypt 5 raises on passwords over 72 bytes
                 matched = False
         if matched:
             # after: the account may have been disabled or locked since the form was drawn

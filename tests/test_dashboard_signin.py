@@ -138,3 +138,9 @@ def test_roles_changed_by_an_admin_apply_on_the_next_run(db, engine):
     assert at.session_state["roles"] == ["finance", "manager"]
     at.switch_page("../pages/audit.py").run()
     assert not at.exception and "Audit log" in [t.value for t in at.title]
+
+
+def test_overlong_password_is_a_plain_failure(db):
+    at = _sign_in(app_test(db).run(), "support", "é" * 70)  # 140 bytes: bcrypt refuses it
+    assert not at.exception
+    assert "The username or password is incorrect." in texts(at)
