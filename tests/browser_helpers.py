@@ -350,7 +350,7 @@ def browser() -> Iterator[Any]:
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser context (no cookies) and page, 1280 px wide."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    context.set_default_timeout(20_000)
+    context.set_default_timeout(30_000)  # generous: the suite shares two cores with other work
     pg = context.new_page()
     try:
         yield pg
@@ -358,7 +358,7 @@ def page(browser: Any) -> Iterator[Any]:
         context.close()
 
 
-def wait_idle(page: Any, timeout: float = 20_000) -> None:
+def wait_idle(page: Any, timeout: float = 30_000) -> None:
     """Wait until the script has finished running (a click during a rerun can be dropped)."""
     page.wait_for_selector(IDLE, timeout=timeout)
     page.wait_for_timeout(300)
