@@ -114,11 +114,11 @@ def test_sign_out_clears_the_cookie(dashboard_server, page):
     page.goto(dashboard_server.url)
     sign_in_as(page, "manager")
     page.get_by_role("button", name="Sign out").wait_for()
-    page.wait_for_function("document.cookie.includes('memberdesk_test')", timeout=15_000)
+    page.wait_for_function("document.cookie.includes('memberdesk_test')", timeout=30_000)
     wait_idle(page)
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("button", name="Sign in").wait_for()
-    page.wait_for_function("!document.cookie.includes('memberdesk_test')", timeout=15_000)
+    page.wait_for_function("!document.cookie.includes('memberdesk_test')", timeout=30_000)
     assert "memberdesk_test" not in [c["name"] for c in page.context.cookies()]
     page.reload()
     page.get_by_role("button", name="Sign in").wait_for()
@@ -129,7 +129,7 @@ def test_sign_out_clears_the_cookie(dashboard_server, page):
 def test_cookie_keeps_the_session_across_a_reload(dashboard_server, page):
     page.goto(dashboard_server.url)
     sign_in_as(page, "finance")
-    page.wait_for_function("document.cookie.includes('memberdesk_test')", timeout=15_000)
+    page.wait_for_function("document.cookie.includes('memberdesk_test')", timeout=30_000)
     page.goto(f"{dashboard_server.url}/members")  # a new session: the cookie signs it in
     page.wait_for_timeout(500)
     wait_idle(page)
@@ -155,7 +155,7 @@ def test_fresh_server_first_request_deep_link_shows_the_sign_in(tmp_path, browse
         page = context.new_page()  # noqa: F811
         for path in (f"/members?member={world.ann_id}", "/admin", "/audit"):
             page.goto(server.url + path)
-            page.get_by_role("button", name="Sign in").wait_for(timeout=20_000)
+            page.get_by_role("button", name="Sign in").wait_for(timeout=30_000)
             wait_idle(page)
             body = page.inner_text("body")
             assert "Ann Lee" not in body and "Staff accounts" not in body
