@@ -212,3 +212,20 @@ def test_admin_creates_an_account_and_sees_lockouts(world_url, engine):
     form["Username"].input("x")
     at.button(key="FormSubmitter:staff_create-Create account").click().run()
     assert not at.exception and "A username has 2 to 64 characters" in texts(at)
+
+
+def test_admin_changes_business_settings_and_refuses_a_bad_rate(world_url, engine):
+    from core import business_settings
+
+    database_url, _world = world_url
+    at = _open(database_url, "admin.py", "admin")
+    zone_box = next(s for s in at.selectbox if s.label == "Time zone")
+    zone_box.set_value("Europe/Berlin")
+    at.button(key="FormSubmitter:business_settings-Save settings").click().run()
+    assert not at.exception
+    assert "Business settings saved." in texts(at)
+    assert business_settings.load(engine).business_timezone == "Europe/Berlin"
+    rate = next(w for w in at.text_input if w.label == "USD per unit")
+    rate.input("-3")
+    at.button(key="FormSubmitter:fx_rate-Save rate").click().run()
+    assert not at.exception and "A rate must be a positive number" in texts(at)
