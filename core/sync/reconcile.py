@@ -25,7 +25,7 @@ from core.models.subscriptions import Subscription
 from core.stripe_gateway import GatewayError, StripeClient, reads
 from core.sync import locks
 from core.sync.apply import Applier
-from core.sync.run import LOCK_NAME, RunResult, _record_end, _record_start
+from core.sync.run import LOCK_NAME, RunResult, _record_end, _record_start, refresh_rollups
 from core.timeutil import from_epoch, utc_now
 
 
@@ -243,6 +243,9 @@ def resync_member(
         counts.update(applied=applier.applied, by_type=applier.by_type)
         message = f"Member {member_id} resynced from Stripe: {applier.applied} objects."
         _record_end(engine, run_id, "succeeded", None, counts)
+        # Rebuild the rollups from this member's oldest object on (their history may have moved).
+        created = [o.get("created") for objs in objects.values() for o in objs if o.get("created")]
+        refresh_rollups(engine, since=from_epoch(min(created)) if created else None)
         return RunResult(run_id, "member", "succeeded", message, counts)
     except (GatewayError, ValueError) as exc:
         message = getattr(exc, "sentence", None) or str(exc)
