@@ -367,6 +367,10 @@ def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
     return CohortGrid(rows, cols, cells, keys, targets)
 
 
+WORKLIST_FIRST = ("member_id", "email", "amount_due_minor", "currency", "days_past_due", "decline_code", "next_retry_at",
+                  "attempt_count", "beyond_grace", "tier", "interval", "country", "mrr_minor", "past_due_since")
+
+
 def worklist(rows: pd.DataFrame | None, *, key: str) -> None:
     """The past-due worklist, one expander per decline code (most members first), each with its
     member links and its own CSV; plus one CSV of the whole list."""
@@ -376,6 +380,9 @@ def worklist(rows: pd.DataFrame | None, *, key: str) -> None:
     if rows.empty:
         st.success("No member is past due right now.")
         return
+    # What an agent needs first, then the rest: readable without scrolling sideways at 1280 px.
+    first = [c for c in WORKLIST_FIRST if c in rows.columns]
+    rows = rows[first + [c for c in rows.columns if c not in first]]
     code_col = next((c for c in ("decline_code", "code", "failure_code") if c in rows.columns), None)
     if code_col is None:
         show_rows(rows, "past-due worklist", key=f"{key}_all", empty_sentence="No member is past due right now.")
