@@ -100,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     crypto.set_keyring(crypto.KeyRing([KEY]))
     url, exists = database_url(args.size, args.db, args.pg_url, args.regenerate)
     engine = make_engine(url)
-    lines: list[str] = []
     gen_s = None
     if not exists:
         from core.demo import load_demo
@@ -113,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated in {gen_s:.0f} s", file=sys.stderr, flush=True)
     else:
         upgrade(engine)
+    with engine.begin() as conn:  # worlds generated before migration 0002 gained this index
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_membership_changes_recorded "
+                          "ON membership_changes (recorded_at)"))
     if args.generate_only:
         return 0
     results = run(url, engine, args)
@@ -121,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.write_docs:
         write_docs(args, table)
-    del lines
     return 0
 
 

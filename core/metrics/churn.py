@@ -16,7 +16,7 @@ from core.db.types import UTCDateTime
 from core.metrics import source
 from core.metrics.common import attach, buckets_before_now, convert_movements, label_of, ratio, result
 from core.metrics.fx import RateTable
-from core.metrics.recurring import GRACE, _drill, unit_rows
+from core.metrics.recurring import GRACE, _drill
 from core.metrics.registry import register
 from core.metrics.types import Metric, MetricResult, Query
 from core.timeutil import periods, zone
@@ -161,32 +161,38 @@ def _drill_trials(engine: Engine, query: Query, *, period: date | None = None, k
 
 
 def _cancellations(engine: Engine, query: Query) -> MetricResult:
-    """Members who stopped paying in each period, by the reason of the change that ended it."""
+    """Members who stopped paying in each period (from the movements); the breakdown counts the
+    changes that ended payment in the range by reason and churn kind."""
     buckets = buckets_before_now(query) or query.buckets()[:1]
-    df = unit_rows(engine, query, None)
-    df = df[df["movement"] == "churn"] if not df.empty else df
-    values = {p: len(part) for p, part in df.groupby("period")} if not df.empty else {}
-    reasons = _reasons(engine, df)
-    return result("cancellations", "count", len(df), query, attach(buckets, values), breakdown=reasons)
+    mv = source.movements(engine, query)
+    values = {p: int(v) for p, v in mv.groupby("period")["members_churned"].sum().items()} if not mv.empty else {}
+    return result("cancellations", "count", sum(values.values()), query, attach(buckets, values),
+                  breakdown=_reasons(engine, query))
 
 
-def _reasons(engine: Engine, churned: pd.DataFrame) -> pd.DataFrame:
-    if churned.empty:
-        return pd.DataFrame(columns=["key", "churn_kind", "value"])
-    ids = [int(m) for m in churned["member_id"].unique()]
-    rows = []
+def _reasons(engine: Engine, query: Query) -> pd.DataFrame:
+    from core.metrics.common import range_bounds
+
+    start, end = range_bounds(query, None)
+    end = min(end, query.now)  # type: ignore[type-var]
+    f = source.filter_values(engine, query)
+    cols = {"tier_id": "COALESCE(c.to_tier_id, c.from_tier_id)", "interval": "pr.interval", "currency": "c.currency",
+            "country": "m.country"}
+    where = "".join(f" AND {cols[k]} = :f_{k}" for k in f)
+    sql = f"""
+SELECT COALESCE(c.reason, s.cancellation_feedback, s.cancellation_reason, 'unknown') AS key,
+       COALESCE(c.churn_kind, 'voluntary') AS churn_kind, COUNT(*) AS value
+FROM membership_changes c
+JOIN members m ON m.id = c.member_id
+LEFT JOIN subscriptions s ON s.id = c.subscription_id
+LEFT JOIN prices pr ON pr.id = s.price_id
+WHERE c.effective_at >= :start AND c.effective_at < :end AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0{where}
+GROUP BY 1, 2
+ORDER BY 3 DESC"""
+    stmt = text(sql).bindparams(bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime()))
     with engine.connect() as conn:
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ", ".join(f":m{j}" for j in range(len(chunk)))
-            rows += conn.execute(text(
-                f"SELECT s.member_id, COALESCE(s.cancellation_feedback, s.cancellation_reason, 'unknown') "
-                f"FROM subscriptions s WHERE s.member_id IN ({marks}) AND s.mrr_minor = 0"),
-                {f"m{j}": m for j, m in enumerate(chunk)}).all()
-    reason = dict((int(m), r) for m, r in rows)
-    c = churned.assign(key=churned["member_id"].map(lambda m: reason.get(int(m), "unknown")))
-    return (c.groupby(["key", "churn_kind"], as_index=False).size().rename(columns={"size": "value"})
-            .sort_values("value", ascending=False).reset_index(drop=True))
+        rows = conn.execute(stmt, {"start": start, "end": end, **{f"f_{k}": v for k, v in f.items()}}).all()
+    return pd.DataFrame(rows, columns=["key", "churn_kind", "value"])
 
 
 def _n(col: str):  # type: ignore[no-untyped-def]

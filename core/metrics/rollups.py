@@ -32,7 +32,7 @@ from core.metrics.daily import (
     declines_select,
     recovery_select,
 )
-from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, run
+from core.metrics.movements import MOVEMENT_COLUMNS
 from core.models import MembershipChange, Payment
 from core.models.rollups import RollupState
 from core.timeutil import ensure_aware, local_midnight, periods, utc_now, zone
@@ -191,8 +191,10 @@ def period_bounds(first_day: date, now: datetime, granularity: str, tz, week_sta
 
 def _periods(conn: Connection, bs: BusinessSettings, tz_name: str, first_day: date, now: datetime,
              since_day: date) -> None:
+    """Month and week movements, and month cohorts, from one pass over the segments each."""
+    from core.metrics import sweep
+
     tz = zone(tz_name)
-    dialect = conn.dialect.name
     for granularity in ("month", "week"):
         bounds = period_bounds(first_day, now, granularity, tz, bs.week_start_index)
         labels = [b[0] for b in bounds]
@@ -200,28 +202,19 @@ def _periods(conn: Connection, bs: BusinessSettings, tz_name: str, first_day: da
         k = max((i for i, label in enumerate(labels[:-1]) if label <= since_day), default=0)
         conn.execute(text("DELETE FROM metrics_mrr_periods WHERE granularity = :g AND period >= :p"),
                      {"g": granularity, "p": labels[k]})
-        sub = bounds[k:]
-        if len(sub) < 2:
+        if granularity == "month":
+            conn.execute(text("DELETE FROM metrics_cohorts WHERE month >= :m"), {"m": labels[k]})
+        if len(bounds) < 2:
             continue
-        sql, params = movements_sql(dialect, [b[1] for b in sub])
-        rows = run(conn, sql, params)
+        rows, cells = sweep.run(conn, [b[1] for b in bounds], k)
         if rows:
             conn.execute(text(
                 f"INSERT INTO metrics_mrr_periods (granularity, period, currency, tier_id, interval, country, "
                 f"{', '.join(MOVEMENT_COLUMNS)}) VALUES (:granularity, :period, :currency, :tier_id, :interval, "
                 f":country, {', '.join(':' + c for c in MOVEMENT_COLUMNS)})"),
-                [{**r, "granularity": granularity, "period": sub[r["p"]][0]} for r in rows])
-        if granularity == "month":
-            _cohorts(conn, bounds, k)
-
-
-def _cohorts(conn: Connection, bounds: list[tuple[date, datetime]], k: int) -> None:
-    labels = [b[0] for b in bounds]
-    conn.execute(text("DELETE FROM metrics_cohorts WHERE month >= :m"), {"m": labels[k]})
-    sql, params = cohort_sql(conn.dialect.name, [b[1] for b in bounds], k)
-    rows = run(conn, sql, params)
-    if rows:
-        conn.execute(text(
-            "INSERT INTO metrics_cohorts (cohort, month, currency, tier_id, interval, country, members, mrr, size) "
-            "VALUES (:cohort, :month, :currency, :tier_id, :interval, :country, :members, :mrr, :size)"),
-            [{**r, "cohort": labels[r["cohort"]], "month": labels[r["p"]]} for r in rows])
+                [{**r, "granularity": granularity, "period": labels[r["p"]]} for r in rows])
+        if granularity == "month" and cells:
+            conn.execute(text(
+                "INSERT INTO metrics_cohorts (cohort, month, currency, tier_id, interval, country, members, mrr, size) "
+                "VALUES (:cohort, :month, :currency, :tier_id, :interval, :country, :members, :mrr, :size)"),
+                [{**r, "cohort": labels[r["cohort"]], "month": labels[r["p"]]} for r in cells])

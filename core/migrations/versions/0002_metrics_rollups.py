@@ -126,6 +126,8 @@ def upgrade() -> None:
     # Trial conversion scans trials by their end; recovery looks up attempts per invoice.
     op.create_index("ix_subscriptions_trial_end", "subscriptions", ["trial_end"])
     op.create_index("ix_payments_invoice_attempt", "payments", ["invoice_id", "attempt_number"])
+    # An incremental refresh finds changes recorded late (effective before the refresh window).
+    op.create_index("ix_membership_changes_recorded", "membership_changes", ["recorded_at"])
 
     fx = sa.table("fx_rates", sa.column("currency", sa.String), sa.column("month", sa.Date),
                   sa.column("usd_per_unit", sa.Numeric(20, 10)), sa.column("updated_at", DT),
@@ -139,6 +141,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM fx_rates WHERE updated_by = 'system'")
+    op.drop_index("ix_membership_changes_recorded", "membership_changes")
     op.drop_index("ix_payments_invoice_attempt", "payments")
     op.drop_index("ix_subscriptions_trial_end", "subscriptions")
     for table in ("metrics_daily_declines", "metrics_daily_payments", "metrics_daily_cash", "metrics_cohorts",

@@ -1,0 +1,190 @@
+"""One pass over the MRR segments, member by member, that fills the movement and cohort rollups.
+
+It computes exactly what ``core.metrics.movements`` computes in SQL (the property tests compare
+the two), but in time linear in the number of segments: between two change points a member's MRR
+and tier are constant, so every period entirely inside such a stretch is added to the group's
+totals with a range update; only the periods in which a change point falls are classified one by
+one (new, reactivation, expansion, contraction, churn). A SQL join of every segment with every
+period boundary grows with members x periods instead.
+
+Times are compared as the database returns them (SQLite: the stored text; PostgreSQL: aware
+datetimes); the boundaries are spelled the same way.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from core.metrics.movements import MOVEMENT_COLUMNS
+
+Group = tuple[str, Any, Any, Any]  # currency, tier_id, interval, country
+_IDX = {c: i for i, c in enumerate(MOVEMENT_COLUMNS)}
+
+
+def spell(conn: Connection, moment: datetime) -> Any:
+    """A boundary spelled like the segment times the driver returns."""
+    if conn.dialect.name == "sqlite":
+        return moment.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return moment
+
+
+def _units(conn: Connection) -> Iterator[list[tuple]]:
+    """Segments grouped by unit (member, currency), streamed in order."""
+    raw = conn.connection.driver_connection
+    cur = raw.cursor()
+    cur.execute("SELECT member_id, currency, tier_id, interval, country, valid_from, valid_to, mrr_minor, churn_kind "
+                "FROM metrics_mrr_segments ORDER BY member_id, currency, valid_from, id")
+    unit: list[tuple] = []
+    key = None
+    while True:
+        rows = cur.fetchmany(20000)
+        if not rows:
+            break
+        for r in rows:
+            k = (r[0], r[1])
+            if k != key and unit:
+                yield unit
+                unit = []
+            key = k
+            unit.append(r)
+    if unit:
+        yield unit
+    cur.close()
+
+
+def _state(unit: list[tuple], b: Any) -> tuple[int, Any, Any, Any]:
+    """MRR of the unit at instant b and its tier/interval/country (max over paying segments)."""
+    mrr = 0
+    tier = interval = country = None
+    for r in unit:
+        if r[7] > 0 and r[5] <= b and (r[6] is None or r[6] > b):
+            mrr += r[7]
+            tier = r[2] if tier is None or (r[2] is not None and r[2] > tier) else tier
+            interval = r[3] if interval is None or (r[3] is not None and r[3] > interval) else interval
+            country = r[4] if country is None or (r[4] is not None and r[4] > country) else country
+    return mrr, tier, interval, country
+
+
+def run(conn: Connection, bounds: list[datetime], k: int = 0) -> tuple[list[dict], list[dict]]:
+    """(movement rows for periods >= k, cohort rows for periods >= k); ``p``/``cohort`` are
+    period indexes into ``bounds`` (period p = [bounds[p], bounds[p+1]))."""
+    B = [spell(conn, b) for b in bounds]
+    n = len(B) - 1
+    explicit: dict[tuple[int, Group], list[int]] = defaultdict(lambda: [0] * len(MOVEMENT_COLUMNS))
+    # Range updates of stable stretches: diff[group][p] for mrr (start = end) and members.
+    diff_mrr: dict[Group, list[int]] = defaultdict(lambda: [0] * (n + 1))
+    diff_cnt: dict[Group, list[int]] = defaultdict(lambda: [0] * (n + 1))
+    cohort_cells: dict[tuple[int, int, Group], list[int]] = defaultdict(lambda: [0, 0, 0])  # members, mrr, size
+    cdiff: dict[tuple[int, Group], tuple[list[int], list[int]]] = {}
+
+    for unit in _units(conn):
+        cur = unit[0][1]
+        points = sorted({r[5] for r in unit} | {r[6] for r in unit if r[6] is not None})
+        paying = [r for r in unit if r[7] > 0 and (r[6] is None or r[6] > r[5])]
+        first_paid = min((r[5] for r in paying), default=None)
+        cohort = bisect.bisect_right(B, first_paid) - 1 if first_paid is not None else -1
+        if not 0 <= cohort < n:
+            cohort = -1
+        elif cohort >= k:
+            dims = [r for r in paying if r[5] == first_paid]
+            g = (cur, max((r[2] for r in dims if r[2] is not None), default=None),
+                 max((r[3] for r in dims if r[3] is not None), default=None),
+                 max((r[4] for r in dims if r[4] is not None), default=None))
+            cohort_cells[(cohort, cohort, g)][2] += 1
+        # Stretches between change points: [points[j], points[j+1]) has constant state.
+        edges = [None, *points, None]
+        for j in range(len(edges) - 1):
+            lo = 0 if edges[j] is None else bisect.bisect_left(B, edges[j])
+            hi = n + 1 if edges[j + 1] is None else bisect.bisect_left(B, edges[j + 1])
+            if hi - lo < 1:
+                continue
+            mrr, tier, interval, country = _state(unit, B[lo])
+            if mrr <= 0:
+                continue
+            g = (cur, tier, interval, country)
+            if hi - lo >= 2:  # periods lo .. hi-2 have both ends inside the stretch
+                a = max(lo, k)
+                if a <= hi - 2:
+                    diff_mrr[g][a] += mrr
+                    diff_mrr[g][hi - 1] -= mrr
+                    diff_cnt[g][a] += 1
+                    diff_cnt[g][hi - 1] -= 1
+            if cohort >= 0:
+                # Cohort cells: unit paying at boundary i > cohort is cell p = i - 1.
+                a, z = max(lo, cohort + 1, k + 1), hi - 1
+                if a <= z:
+                    key = (cohort, g)
+                    if key not in cdiff:
+                        cdiff[key] = ([0] * (n + 2), [0] * (n + 2))
+                    dm, dc = cdiff[key]
+                    dm[a - 1] += mrr
+                    dm[z] -= mrr
+                    dc[a - 1] += 1
+                    dc[z] -= 1
+        # Periods in which a change point falls: classify one by one.
+        affected = sorted({bisect.bisect_left(B, c) - 1 for c in points})
+        for p in affected:
+            if p < max(k, 0) or p >= n:
+                continue
+            s, st, si, sc = _state(unit, B[p])
+            e, et, ei, ec = _state(unit, B[p + 1])
+            if s == 0 and e == 0:
+                continue
+            g = (cur, et, ei, ec) if e > 0 else (cur, st, si, sc)
+            row = explicit[(p, g)]
+            row[_IDX["mrr_start"]] += s
+            row[_IDX["mrr_end"]] += e
+            if s > 0:
+                row[_IDX["members_start"]] += 1
+            if e > 0:
+                row[_IDX["members_end"]] += 1
+            if s == 0 and e > 0:
+                returning = any(r[5] < B[p] for r in paying)
+                row[_IDX["reactivation" if returning else "new"]] += e
+                row[_IDX["members_reactivated" if returning else "members_new"]] += 1
+            elif s > 0 and e == 0:
+                kinds = [r[8] for r in unit if r[7] == 0 and B[p] < r[5] <= B[p + 1] and r[8] is not None]
+                kind = max(kinds) if kinds else "voluntary"
+                row[_IDX["churn"]] += s
+                row[_IDX[f"churn_{kind}"]] += s
+                row[_IDX["members_churned"]] += 1
+                row[_IDX[f"members_churned_{kind}"]] += 1
+            elif e > s:
+                row[_IDX["expansion"]] += e - s
+            elif e < s:
+                row[_IDX["contraction"]] += s - e
+
+    for g in set(diff_mrr):
+        run_mrr = run_cnt = 0
+        dm, dc = diff_mrr[g], diff_cnt[g]
+        for p in range(n):
+            run_mrr += dm[p]
+            run_cnt += dc[p]
+            if run_mrr or run_cnt:
+                row = explicit[(p, g)]
+                row[_IDX["mrr_start"]] += run_mrr
+                row[_IDX["mrr_end"]] += run_mrr
+                row[_IDX["members_start"]] += run_cnt
+                row[_IDX["members_end"]] += run_cnt
+    movements = [{"p": p, "currency": g[0], "tier_id": g[1], "interval": g[2], "country": g[3],
+                  **dict(zip(MOVEMENT_COLUMNS, vals, strict=True))}
+                 for (p, g), vals in explicit.items() if p >= k and any(vals)]
+    for (cohort, g), (dm, dc) in cdiff.items():
+        run_mrr = run_cnt = 0
+        for p in range(n):
+            run_mrr += dm[p]
+            run_cnt += dc[p]
+            if run_cnt:
+                cell = cohort_cells[(cohort, p, g)]
+                cell[0] += run_cnt
+                cell[1] += run_mrr
+    cohorts = [{"cohort": c, "p": p, "currency": g[0], "tier_id": g[1], "interval": g[2], "country": g[3],
+                "members": v[0], "mrr": v[1], "size": v[2]}
+               for (c, p, g), v in cohort_cells.items() if p >= k and any(v)]
+    return movements, cohorts
