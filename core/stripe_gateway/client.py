@@ -14,12 +14,17 @@ Guarantees:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import requests
 import stripe
 
 from core.settings import Settings, SettingsError
+
+# The library logs every request and response (with its query string) at INFO; our own log lines
+# say what the sync did, so keep the library to warnings unless someone asks for more.
+logging.getLogger("stripe").setLevel(logging.WARNING)
 
 #: The client type, re-exported so callers can annotate without importing stripe themselves.
 StripeClient = stripe.StripeClient

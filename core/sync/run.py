@@ -109,7 +109,6 @@ def run_sync(
         lock = locks.acquire(engine, LOCK_NAME, holder=holder)
     except locks.LockBusy as busy:
         run_id = _record_start(engine, kind, holder, status="skipped", error=str(busy))
-        say(str(busy))
         return RunResult(run_id, kind, "skipped", str(busy))
 
     run_id = _record_start(engine, kind, holder)
@@ -159,23 +158,19 @@ def run_sync(
             message = f"{len(errors)} object(s) or event(s) failed; first: {errors[0]}"
             counts["errors"] = errors[:20]
             _record_end(engine, run_id, "failed", message, counts, kind)
-            say(f"Sync finished with failures: {message}")
             return RunResult(run_id, kind, "failed", message, counts)
         message = _summary(counts)
         _record_end(engine, run_id, "succeeded", None, counts, kind)
-        say(message)
         refresh_rollups(engine, since=fr.since if kind == "incremental" else None)
         return RunResult(run_id, kind, "succeeded", message, counts)
     except GatewayError as exc:
         message = f"Sync stopped: {exc.sentence} The next run resumes where this one stopped."
         _record_end(engine, run_id, "failed", message, counts, kind)
-        say(message)
         return RunResult(run_id, kind, "failed", message, counts)
     except Exception as exc:
         log.exception("sync run %s failed", run_id)
         message = f"Sync failed unexpectedly: {type(exc).__name__}: {exc}"[:1000]
         _record_end(engine, run_id, "failed", message, counts, kind)
-        say(message)
         return RunResult(run_id, kind, "failed", message, counts)
     finally:
         lock.release()
