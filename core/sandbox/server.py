@@ -115,6 +115,8 @@ def fault_body(status: int) -> dict[str, Any]:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Without TCP_NODELAY, keep-alive requests wait ~40 ms for a delayed ACK (Nagle's algorithm).
+    disable_nagle_algorithm = True
     server_version = "MemberdeskStripeSandbox/1.0"
     sandbox: Sandbox  # set on the subclass made by make_server
 
