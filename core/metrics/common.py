@@ -108,34 +108,40 @@ def convert_movements(engine: Engine, query: Query, mv: pd.DataFrame, rates: Rat
     rates = rates or RateTable.load(engine)
     target = query.currency
     assert target is not None
-    out = mv.copy()
-    months = [(e - timedelta(microseconds=1)).astimezone(zone(query.tz)).date().replace(day=1)
-              for e in out["period_end"]]
+    tz = zone(query.tz)
     steps = (("new", 1), ("reactivation", 1), ("expansion", 1), ("contraction", -1), ("churn", -1))
-    converted: dict[str, list[int]] = {c: [] for c in ("mrr_start", "mrr_end", "churn_voluntary",
-                                                       "churn_involuntary", *(k for k, _ in steps))}
-    for i, row in enumerate(out.itertuples(index=False)):
-        cur, month = row.currency, months[i]
+    counts = [c for c in MOVEMENT_COLUMNS if c.startswith("members_")]
+    # Plain Python over a few rows per period: pandas column updates cost more than the query.
+    out: dict[date, dict] = {}
+    for row in mv.to_dict(orient="records"):
+        month = (row["period_end"] - timedelta(microseconds=1)).astimezone(tz).date().replace(day=1)
+        cur = row["currency"]
 
         def c(amount: int, cur: str = cur, month: date = month) -> int:
             return rates.convert(int(amount), cur, target, month)
 
-        running = int(row.mrr_start)
+        acc = out.setdefault(row["period"], {"period": row["period"], "period_start": row["period_start"],
+                                             "period_end": row["period_end"], "end_instant": row["end_instant"],
+                                             **dict.fromkeys(MOVEMENT_COLUMNS, 0)})
+        running = int(row["mrr_start"])
         prev = c(running)
-        converted["mrr_start"].append(prev)
+        acc["mrr_start"] += prev
+        churn_c = 0
         for name, sign in steps:
-            running += sign * int(getattr(row, name))
+            running += sign * int(row[name])
             now_c = c(running)
-            converted[name].append(sign * (now_c - prev))
+            acc[name] += sign * (now_c - prev)
+            if name == "churn":
+                churn_c = sign * (now_c - prev)
             prev = now_c
-        converted["mrr_end"].append(prev)
-        vol = c(int(row.churn_voluntary))
-        converted["churn_voluntary"].append(vol)
-        converted["churn_involuntary"].append(converted["churn"][-1] - vol)
-    for col, values in converted.items():
-        out[col] = values
+        acc["mrr_end"] += prev
+        vol = c(int(row["churn_voluntary"]))
+        acc["churn_voluntary"] += vol
+        acc["churn_involuntary"] += churn_c - vol
+        for col in counts:
+            acc[col] += int(row[col])
     keep = ["period", "period_start", "period_end", "end_instant"]
-    return out.groupby(keep, as_index=False)[list(MOVEMENT_COLUMNS)].sum()
+    return pd.DataFrame(list(out.values()), columns=[*keep, *MOVEMENT_COLUMNS])
 
 
 def ratio(num: int | float, den: int | float) -> float | None:

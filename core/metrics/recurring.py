@@ -31,8 +31,10 @@ GRACE = ("A past_due subscription counts until Stripe ends it, or until the past
 def movement_frame(engine: Engine, query: Query, rates: RateTable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per original currency, converted to the reporting currency or None)."""
     mv = source.movements(engine, query)
-    conv = convert_movements(engine, query, mv, rates) if query.currency is not None else None
-    return mv, conv  # type: ignore[return-value]
+    if query.currency is None:
+        return mv, None  # type: ignore[return-value]
+    conv = source._memoised(("converted", engine.url, query), lambda: convert_movements(engine, query, mv, rates))
+    return mv, conv
 
 
 def _stock(slug: str, column: str, factor: int = 1, unit: str = "money"):  # type: ignore[no-untyped-def]
