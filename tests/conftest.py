@@ -107,3 +107,9 @@ def session(engine: Engine) -> Iterator[Session]:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, encryption_keys=(TEST_KEY,), cookie_key="k" * 64)
+
+
+# Browser fixtures are registered here, once: a session-scoped fixture imported into several test
+# modules becomes a separate fixture in each (two Chromiums, two servers, and Playwright's sync API
+# refuses a second instance in one thread). Test modules use them without importing them.
+from tests.browser_helpers import browser, dashboard_server, page  # noqa: E402,F401

@@ -14,9 +14,6 @@ from core import overview_counts
 from dashboard import format as fmt
 from tests.browser_helpers import (  # noqa: F401  (fixtures)
     ROLE_ACCOUNTS,
-    browser,
-    dashboard_server,
-    page,
     prepare_database,
     sign_in,
     sign_in_as,

@@ -27,10 +27,8 @@ from tests.browser_helpers import (
     ROLE_ACCOUNTS,
     ROOT,
     TEST_KEY,
-    browser,  # noqa: F401  (fixture)
     create_staff,
     free_port,
-    page,  # noqa: F401  (fixture)
     stop_server,
     wait_idle,
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.timeutil import utc_now
-from tests.browser_helpers import ROLE_ACCOUNTS, browser, dashboard_server, page, wait_idle  # noqa: F401
+from tests.browser_helpers import ROLE_ACCOUNTS, wait_idle
 
 
 @pytest.mark.browser
