@@ -58,22 +58,25 @@ def _failures(slug: str, dim: str):  # type: ignore[no-untyped-def]
 
 
 def _at_risk(engine: Engine, query: Query) -> MetricResult:
-    df = worklists.at_risk(engine, query)
-    by_cur = {c: int(v) for c, v in df.groupby("currency")["mrr_minor"].sum().items()} if not df.empty else {}
+    # Summed in the database over the at-risk subscriptions only (no member rows read).
+    totals = worklists.at_risk_totals(engine, query)
+    by_cur: dict[str, int] = {}
+    for (_, c), v in totals.items():
+        by_cur[c] = by_cur.get(c, 0) + v
     buckets = query.buckets()
     last = buckets[-1]
     month = end_month(last, query.tz)
     if query.currency is None:
         value = None
-        breakdown = (df.groupby(["reason", "currency"], as_index=False)["mrr_minor"].sum()
-                     .rename(columns={"reason": "key", "mrr_minor": "value"}) if not df.empty else None)
+        keys = sorted(totals)
+        breakdown = (pd.DataFrame({"key": [r for r, _ in keys], "currency": [c for _, c in keys],
+                                   "value": [totals[k] for k in keys]}) if totals else None)
     else:
         rates = RateTable.load(engine)
-        conv = {(r, c): rates.convert(int(v), c, query.currency, month)
-                for (r, c), v in df.groupby(["reason", "currency"])["mrr_minor"].sum().items()} if not df.empty else {}
+        conv = {(r, c): rates.convert(v, c, query.currency, month) for (r, c), v in totals.items()}
         value = sum(conv.values())
         per_reason: dict[str, int] = {}
-        for (r, _), v in conv.items():
+        for (r, _), v in sorted(conv.items()):
             per_reason[r] = per_reason.get(r, 0) + v
         breakdown = pd.DataFrame({"key": list(per_reason), "value": list(per_reason.values())})
     series = attach([last], {last.label: value})

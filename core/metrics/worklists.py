@@ -20,11 +20,18 @@ def _filters(engine: Engine, query: Query) -> tuple[str, dict]:
     return "".join(f" AND {_FILTER_SQL[c]} = :f_{c}" for c in f), {f"f_{c}": v for c, v in f.items()}
 
 
+def _stmt(sql: str):  # type: ignore[no-untyped-def]
+    return text(sql).bindparams(*[bindparam(t, type_=UTCDateTime()) for t in ("now", "cutoff") if f":{t}" in sql])
+
+
 def _frame(engine: Engine, sql: str, params: dict, times: tuple[str, ...] = ()) -> pd.DataFrame:
-    stmt = text(sql).bindparams(*[bindparam(t, type_=UTCDateTime()) for t in ("now", "cutoff") if f":{t}" in sql])
     with engine.connect() as conn:
-        result = conn.execute(stmt, params)
-        df = pd.DataFrame(result.all(), columns=list(result.keys()))
+        result = conn.execute(_stmt(sql), params)
+        keys = list(result.keys())
+        rows = result.all()
+    # Column-wise construction: building a frame from Row objects costs more than the query.
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(keys)
+    df = pd.DataFrame({k: list(c) for k, c in zip(keys, cols, strict=True)}, columns=keys)
     for col in times:
         if col in df.columns and not df.empty:
             df[col] = pd.to_datetime(df[col], utc=True)
@@ -35,6 +42,27 @@ def _grace_cutoff(query: Query):  # type: ignore[no-untyped-def]
     days = query.settings.past_due_grace_days
     assert query.now is not None
     return None if days is None else query.now - timedelta(days=days)
+
+
+def _month_index(engine: Engine, col: str) -> str:
+    """SQL for year * 12 + month of a stored UTC time (SQLite keeps 'YYYY-MM-DD ...' text)."""
+    if engine.dialect.name == "sqlite":
+        return f"(CAST(substr({col}, 1, 4) AS INTEGER) * 12 + CAST(substr({col}, 6, 2) AS INTEGER))"
+    return (f"(CAST(EXTRACT(YEAR FROM {col} AT TIME ZONE 'UTC') AS INTEGER) * 12"
+            f" + CAST(EXTRACT(MONTH FROM {col} AT TIME ZONE 'UTC') AS INTEGER))")
+
+
+def _card_expires_before_renewal(engine: Engine) -> str:
+    """A card is valid through the last day of its expiry month, so it fails the renewal when its
+    expiry month comes before the renewal's month (UTC)."""
+    return (f"pm.exp_year IS NOT NULL AND s.current_period_end IS NOT NULL"
+            f" AND pm.exp_year <= :horizon_year AND pm.exp_year * 12 + pm.exp_month"
+            f" < {_month_index(engine, 's.current_period_end')}")
+
+
+def _horizon_year(query: Query) -> int:
+    assert query.now is not None
+    return (query.now + timedelta(days=400)).year  # renewals are at most a year away
 
 
 _BASE = """
@@ -79,50 +107,63 @@ def expiring_cards(engine: Engine, query: Query, limit: int | None = 10_000) -> 
     """Paying subscriptions whose default card expires before the next renewal (a card is valid
     through the last day of its expiry month)."""
     where, params = _filters(engine, query)
-    assert query.now is not None
-    horizon = query.now + timedelta(days=400)  # renewals are at most a year away
-    params["horizon"] = horizon.year * 12 + horizon.month
+    params.update(false=False, horizon_year=_horizon_year(query))
     sql = f"""
 SELECT s.id AS subscription_id, s.member_id, m.email, t.code AS tier, pr.interval, m.country, s.currency,
        s.mrr_minor, s.status, s.current_period_end AS renews_at, pm.brand, pm.last4, pm.exp_month, pm.exp_year
 {_BASE}
 WHERE s.status IN ('active', 'past_due') AND s.mrr_minor > 0 AND s.cancel_at_period_end = :false
-  AND pm.exp_year IS NOT NULL AND pm.exp_year * 12 + pm.exp_month < :horizon{where}
-ORDER BY s.current_period_end"""
-    params["false"] = False
-    df = _frame(engine, sql, params, ("renews_at",))
-    if df.empty:
-        return df
-    keep = [r is not None and pd.notna(r) and (int(y) * 12 + int(mo)) < (r.year * 12 + r.month)
-            for r, y, mo in zip(df["renews_at"], df["exp_year"], df["exp_month"], strict=True)]
-    df = df[keep].reset_index(drop=True)
-    return df.head(limit) if limit else df
+  AND {_card_expires_before_renewal(engine)}{where}
+ORDER BY s.current_period_end, s.id
+{"LIMIT :limit" if limit else ""}"""
+    if limit:
+        params["limit"] = limit
+    return _frame(engine, sql, params, ("renews_at",))
 
 
-def at_risk(engine: Engine, query: Query) -> pd.DataFrame:
-    """Subscriptions behind revenue at risk, each once, with the first reason that applies:
-    past_due (within the grace days), cancel_at_period_end, card_expiring."""
+def _risk_where(engine: Engine, query: Query) -> tuple[str, str, dict]:
+    """(reason CASE, WHERE clause, params) shared by the rows and the totals: past due within the
+    grace days, else set to cancel at period end, else an active subscription whose card expires
+    before its renewal; each subscription once, with the first reason that applies."""
     where, params = _filters(engine, query)
     cutoff = _grace_cutoff(query)
     grace_cond = "" if cutoff is None else " AND (s.past_due_since IS NULL OR s.past_due_since > :cutoff)"
     if cutoff is not None:
         params["cutoff"] = cutoff
-    params["true"] = True
+    params.update(true=True, false=False, horizon_year=_horizon_year(query))
+    reason = ("CASE WHEN s.status = 'past_due' THEN 'past_due' "
+              "WHEN s.cancel_at_period_end = :true THEN 'cancel_at_period_end' ELSE 'card_expiring' END")
+    cond = f"""
+WHERE s.mrr_minor > 0 AND ((s.status = 'past_due'{grace_cond})
+      OR (s.status = 'active' AND s.cancel_at_period_end = :true)
+      OR (s.status = 'active' AND s.cancel_at_period_end = :false AND {_card_expires_before_renewal(engine)})){where}"""
+    return reason, cond, params
+
+
+def at_risk(engine: Engine, query: Query) -> pd.DataFrame:
+    """Subscriptions behind revenue at risk, each once, with the first reason that applies:
+    past_due (within the grace days), cancel_at_period_end, card_expiring."""
+    reason, cond, params = _risk_where(engine, query)
     sql = f"""
 SELECT s.id AS subscription_id, s.member_id, m.email, t.code AS tier, pr.interval, m.country, s.currency,
-       s.mrr_minor, s.status, s.past_due_since, s.current_period_end AS renews_at,
-       CASE WHEN s.status = 'past_due' THEN 'past_due' ELSE 'cancel_at_period_end' END AS reason
-{_BASE}
-WHERE s.mrr_minor > 0 AND ((s.status = 'past_due'{grace_cond})
-      OR (s.status = 'active' AND s.cancel_at_period_end = :true)){where}"""
-    df = _frame(engine, sql, params, ("past_due_since", "renews_at"))
-    cards = expiring_cards(engine, query, limit=None)
-    if not cards.empty:
-        cards = cards[~cards["subscription_id"].isin(set(df["subscription_id"]))]
-        cards = cards[cards["status"] == "active"]
-        cards = cards.assign(reason="card_expiring", past_due_since=pd.NaT)
-        cols = list(df.columns) if not df.empty else [
-            "subscription_id", "member_id", "email", "tier", "interval", "country", "currency", "mrr_minor",
-            "status", "past_due_since", "renews_at", "reason"]
-        df = pd.concat([df, cards[cols]], ignore_index=True) if not df.empty else cards[cols]
-    return df.reset_index(drop=True)
+       s.mrr_minor, s.status, s.past_due_since, s.current_period_end AS renews_at, {reason} AS reason
+{_BASE}{cond}
+ORDER BY s.id"""
+    return _frame(engine, sql, params, ("past_due_since", "renews_at"))
+
+
+def at_risk_totals(engine: Engine, query: Query) -> dict[tuple[str, str], int]:
+    """(reason, currency) -> MRR at risk in minor units, summed in the database (same rows as
+    ``at_risk``)."""
+    reason, cond, params = _risk_where(engine, query)
+    filters = query.filters
+    joins = ("JOIN members m ON m.id = s.member_id\n" if filters.country else "") + (
+        "LEFT JOIN prices pr ON pr.id = s.price_id\n" if filters.interval else "")
+    sql = f"""
+SELECT {reason} AS reason, s.currency, SUM(s.mrr_minor)
+FROM subscriptions s
+{joins}LEFT JOIN payment_methods pm ON pm.id = s.default_payment_method_id{cond}
+GROUP BY 1, 2"""
+    with engine.connect() as conn:
+        rows = conn.execute(_stmt(sql), params).all()
+    return {(r, c): int(v) for r, c, v in rows if v}

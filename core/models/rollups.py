@@ -163,3 +163,16 @@ class DailyDeclines(Base):
     card_country: Mapped[str | None] = mapped_column(String(2))
     failures: Mapped[int] = mapped_column(default=0)
     amount: Mapped[int] = mapped_column(default=0)
+
+
+# Indexes the metrics read on other areas' tables, declared here (the metrics area's file) and
+# created by migration 0007: revenue at risk and the failed-payments worklists read only the
+# subscriptions by status and cancel flag, from the index alone (covering), and look each card's
+# expiry up in a small index instead of the wide payment_methods rows.
+from core.models.billing import PaymentMethod  # noqa: E402
+from core.models.subscriptions import Subscription  # noqa: E402
+
+Index("ix_subscriptions_at_risk", Subscription.status, Subscription.cancel_at_period_end, Subscription.mrr_minor,
+      Subscription.currency, Subscription.default_payment_method_id, Subscription.current_period_end,
+      Subscription.past_due_since)
+Index("ix_payment_methods_expiry", PaymentMethod.id, PaymentMethod.exp_year, PaymentMethod.exp_month)
