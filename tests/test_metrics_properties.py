@@ -246,6 +246,29 @@ class TestRollupsEqualRawRows:
         refresh(engine, now=NOW)
         assert _snapshot(engine) == incremental
 
+    def test_incremental_refresh_within_the_built_periods_equals_full_rebuild(self, engine, session):
+        # Same periods as the last build: only the touched members are swept again (a delta).
+        build_world(session, 23)
+        refresh(engine, now=NOW)
+        since = NOW - timedelta(days=20)
+        build_world(session, 24, members=8, after=since)
+        subs = session.query(MembershipChange.subscription_id).filter(
+            MembershipChange.effective_at < since - timedelta(days=60)).distinct().limit(3).all()
+        from core.models import Subscription
+        for (sid,) in subs:  # existing members change too: one upgrade, one churn, one recorded late
+            sub = session.get(Subscription, sid)
+            make_change(session, subscription=sub, effective_at=NOW - timedelta(days=5), mrr_after=0,
+                        kind="canceled", to_status="canceled")
+        if subs:
+            make_change(session, subscription=session.get(Subscription, subs[0][0]),
+                        effective_at=since - timedelta(days=40), mrr_after=12345, kind="upgraded",
+                        recorded_at=NOW - timedelta(days=1))
+        session.commit()
+        refresh(engine, since, now=NOW)
+        incremental = _snapshot(engine)
+        refresh(engine, now=NOW)
+        assert _snapshot(engine) == incremental
+
 
 def _snapshot(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
     out = {}

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from core.business_settings import BusinessSettings, load
-from core.metrics import segments
+from core.metrics import period_delta, segments
 from core.metrics.daily import (
     GROUP_OUT,
     RECOVERY_WINDOW_DAYS,
@@ -106,12 +106,24 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
             first_day = min(first, now).astimezone(tz).date() - timedelta(days=1)
         last_day = now.astimezone(tz).date() + timedelta(days=2)
         since_day = first_day if full else max(since.astimezone(tz).date(), first_day)  # type: ignore[union-attr]
+
+        def bounds_for(granularity: str, moment: datetime) -> list[tuple[date, datetime]]:
+            return period_bounds(first_day, moment, granularity, tz, bs.week_start_index)
+
+        # Incremental: sweep only the touched members, before and after their segments change.
+        delta = None
+        if not full and old is not None and old.first_day == first_day:
+            t = time.perf_counter()
+            delta = period_delta.prepare(conn, since, since_day, old.now, now, bounds_for)  # type: ignore[arg-type]
+            log.info("metrics rollups: delta prepare took %.2fs (%s)", time.perf_counter() - t,
+                     "full sweep" if delta is None else f"{len(delta.members)} members")
         steps = (("calendar", lambda: _calendar(conn, tz, first_day, last_day, full)),
                  ("segments", lambda: segments.build(conn, grace_days=bs.past_due_grace_days,
                                                      since=None if full else since)),
                  ("cash", lambda: _cash(conn, since_day)),
                  ("payments", lambda: _payments(conn, since_day)),
-                 ("periods", lambda: _periods(conn, bs, tz_name, first_day, now, since_day)))
+                 ("periods", lambda: _periods(conn, bs, tz_name, first_day, now, since_day) if delta is None
+                  else period_delta.apply(conn, delta, bounds_for, now)))
         for name, step in steps:
             t = time.perf_counter()
             step()

@@ -34,12 +34,14 @@ def spell(conn: Connection, moment: datetime) -> Any:
     return moment
 
 
-def _units(conn: Connection) -> Iterator[list[tuple]]:
-    """Segments grouped by unit (member, currency), streamed in order."""
+def _units(conn: Connection, members: list[int] | None = None) -> Iterator[list[tuple]]:
+    """Segments grouped by unit (member, currency), streamed in order; only ``members`` when given."""
     raw = conn.connection.driver_connection
     cur = raw.cursor()
+    # Member ids are integers read from the database, spelled inline (no driver-specific paramstyle).
+    where = "" if members is None else f"WHERE member_id IN ({', '.join(str(int(m)) for m in members) or 'NULL'}) "
     cur.execute("SELECT member_id, currency, tier_id, interval, country, valid_from, valid_to, mrr_minor, churn_kind "
-                "FROM metrics_mrr_segments ORDER BY member_id, currency, valid_from, id")
+                f"FROM metrics_mrr_segments {where}ORDER BY member_id, currency, valid_from, id")
     unit: list[tuple] = []
     key = None
     while True:
@@ -71,9 +73,11 @@ def _state(unit: list[tuple], b: Any) -> tuple[int, Any, Any, Any]:
     return mrr, tier, interval, country
 
 
-def run(conn: Connection, bounds: list[datetime], k: int = 0) -> tuple[list[dict], list[dict]]:
+def run(conn: Connection, bounds: list[datetime], k: int = 0,
+        members: list[int] | None = None) -> tuple[list[dict], list[dict]]:
     """(movement rows for periods >= k, cohort rows for periods >= k); ``p``/``cohort`` are
-    period indexes into ``bounds`` (period p = [bounds[p], bounds[p+1]))."""
+    period indexes into ``bounds`` (period p = [bounds[p], bounds[p+1])). With ``members`` only
+    their units are swept: every figure is a sum over units, so the rows are their contribution."""
     B = [spell(conn, b) for b in bounds]
     n = len(B) - 1
     explicit: dict[tuple[int, Group], list[int]] = defaultdict(lambda: [0] * len(MOVEMENT_COLUMNS))
@@ -83,7 +87,7 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0) -> tuple[list[dict
     cohort_cells: dict[tuple[int, int, Group], list[int]] = defaultdict(lambda: [0, 0, 0])  # members, mrr, size
     cdiff: dict[tuple[int, Group], tuple[list[int], list[int]]] = {}
 
-    for unit in _units(conn):
+    for unit in _units(conn, members):
         cur = unit[0][1]
         points = sorted({r[5] for r in unit} | {r[6] for r in unit if r[6] is not None})
         paying = [r for r in unit if r[7] > 0 and (r[6] is None or r[6] > r[5])]
