@@ -35,10 +35,12 @@ def period_bounds(choice: str, now: datetime, tz: str) -> tuple[date, date, str]
     end = today + timedelta(days=1)
     if choice == "30d":
         return end - timedelta(days=30), end, "day"
+    # Daily buckets for every range: a week or month bucket would stick out past the start of a
+    # rolling range (or of the previous period) and count days the card does not name.
     if choice == "90d":
-        return end - timedelta(days=90), end, "week"
+        return end - timedelta(days=90), end, "day"
     if choice == "ytd":
-        return today.replace(month=1, day=1), end, "month"
+        return today.replace(month=1, day=1), end, "day"
     return today.replace(day=1), end, "day"
 
 

@@ -69,6 +69,11 @@ def previous_query(query: Query) -> Query:
     return replace(query, start=start, end=s)
 
 
+# KPI cards whose rate is defined per month whatever the page's buckets: a month-to-date card
+# shows the month's churn rate (compared with last month's), not the average day's.
+MONTHLY_KPIS = frozenset({"member_churn_rate"})
+
+
 def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
     if page not in PAGES:
         raise MetricError(f"“{page}” is not a dashboard page; use one of {', '.join(PAGES)}.")
@@ -81,8 +86,12 @@ def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
             prev = previous_query(query)
             for slug in KPIS[page]:
                 m = get(slug)
+                q, p = query, prev
+                if slug in MONTHLY_KPIS and query.granularity != "month":
+                    q, p = replace(query, granularity="month"), replace(prev, granularity="month")
+                    metrics[slug] = m.compute(engine, q)
                 cur = metrics[slug]
-                old = m.compute(engine, prev)
+                old = m.compute(engine, p)
                 bundle.kpis.append(_kpi(m.slug, m.title, m.unit, cur, old, m.definition))
         elif page == "revenue":
             for dim in ("tier", "interval", "currency", "country"):
