@@ -8,11 +8,14 @@ Guarantees:
 - invoices come back with *all* their lines: Stripe embeds only the first 10, the rest are paged
   from ``/v1/invoices/{id}/lines`` and merged in (``lines.has_more`` is then false);
 - objects are returned as plain ``dict`` (``StripeObject.to_dict()``), the shape the mapping layer
-  reads and the shape stored in the event ledger.
+  reads and the shape stored in the event ledger. List pages (the bulk of a backfill and of an
+  event sync) are read with the client's ``raw_request`` and parsed straight into dicts: the same
+  request (API version, retries, timeouts, errors) without building a ``StripeObject`` per object.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +82,29 @@ def _service(client: stripe.StripeClient, object_type: str) -> Any:
         raise ValueError(f"Unknown Stripe object type {object_type!r}.") from None
 
 
+# Object type -> the path its list is read from.
+_LIST_PATHS: dict[str, str] = {
+    "product": "/v1/products",
+    "price": "/v1/prices",
+    "customer": "/v1/customers",
+    "subscription": "/v1/subscriptions",
+    "invoice": "/v1/invoices",
+    "charge": "/v1/charges",
+    "refund": "/v1/refunds",
+    "dispute": "/v1/disputes",
+    "payment_method": "/v1/payment_methods",
+    "event": "/v1/events",
+}
+
+
+def _raw_list(client: stripe.StripeClient, object_type: str, query: dict[str, Any]) -> Page:
+    """One list page as plain dicts, through the client's own request path (errors raise the same
+    ``stripe`` exceptions, so ``translate_errors`` still applies)."""
+    response = client.raw_request("get", _LIST_PATHS[object_type], **query)
+    body = json.loads(response.body)
+    return Page(objects=list(body.get("data") or []), has_more=bool(body.get("has_more")))
+
+
 def _plain(obj: Any) -> dict[str, Any]:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
 
@@ -96,11 +122,10 @@ def list_page(
     if starting_after:
         query["starting_after"] = starting_after
     with translate_errors():
-        result = _service(client, object_type).list(params=query)
-        objects = [_plain(o) for o in result.data]
+        page = _raw_list(client, object_type, query)
         if object_type == "invoice":
-            objects = [_complete_lines(client, inv) for inv in objects]
-    return Page(objects=objects, has_more=bool(result.has_more))
+            page = Page(objects=[_complete_lines(client, inv) for inv in page.objects], has_more=page.has_more)
+    return page
 
 
 def iter_all(
@@ -192,9 +217,7 @@ def events_page(
     if starting_after:
         query["starting_after"] = starting_after
     with translate_errors():
-        result = client.v1.events.list(params=query)
-        objects = [_plain(o) for o in result.data]
-    return Page(objects=objects, has_more=bool(result.has_more))
+        return _raw_list(client, "event", query)
 
 
 # The object type a Stripe id belongs to, by its prefix: used to fetch a missing parent.

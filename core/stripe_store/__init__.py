@@ -18,6 +18,10 @@ Invoices and payments: today's charge names no invoice; the invoice lists its pa
 sends ``invoice.paid`` after ``charge.succeeded``), and a retry on the same payment intent inherits
 the link of an earlier attempt. The older shape's ``charge.invoice`` links directly.
 
+``apply_many(session, objects, state_at=..., source=...)`` (``bulk.py``) applies a whole page with
+the same handlers and the same result, reading what they need in a few queries per page and
+writing in one savepoint; if any object raises, nothing of the page is written.
+
 The caller owns the transaction (``session_scope``); this module only flushes.
 """
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Table, func, or_, select, update
@@ -44,9 +49,10 @@ from core.stripe_mapping import (
     map_refund,
     map_subscription,
 )
+from core.stripe_store import cache
 from core.stripe_store.rules import derive_changes, past_due_since
 
-__all__ = ["MissingParent", "apply", "derive_changes", "mark_deleted", "past_due_since", "OBJECT_TABLES"]
+__all__ = ["MissingParent", "apply", "apply_many", "derive_changes", "mark_deleted", "past_due_since", "OBJECT_TABLES"]
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +92,43 @@ def _resolve(session: Session, table: str, row: dict[str, Any]) -> dict[str, Any
         if sid is None:
             out.setdefault(fk, None)
             continue
-        pt = _t(parent)
-        found = session.execute(select(pt.c.id).where(pt.c[parent_key] == sid)).scalar()
+        found = cache.cached_id(session, parent, parent_key, sid)
         if found is None:
-            raise MissingParent(_TABLE_OBJECT[parent], sid)
+            pt = _t(parent)
+            found = session.execute(select(pt.c.id).where(pt.c[parent_key] == sid)).scalar()
+            if found is None:
+                raise MissingParent(_TABLE_OBJECT[parent], sid)
+            cache.remember_id(session, parent, parent_key, sid, found)
         out[fk] = found
     return out
 
 
+def _existing(session: Session, table: str, key: str, value: Any) -> dict[str, Any] | None:
+    """The stored row whose ``key`` is ``value`` (from the page cache when ``apply_many`` has it)."""
+    hit = cache.cached_row(session, table, key, value)
+    if hit is not cache.UNKNOWN:
+        return hit  # type: ignore[no-any-return]
+    t = _t(table)
+    found = session.execute(select(t).where(t.c[key] == value)).mappings().first()
+    return None if found is None else dict(found)
+
+
 def _upsert(session: Session, table: str, key: str, row: dict[str, Any], state_at: datetime | None,
-            ) -> tuple[str, int | None, dict[str, Any] | None]:
-    """Insert or update one row keyed by ``row[key]``: (outcome, id, the row before)."""
+            *, absent: bool = False) -> tuple[str, int | None, dict[str, Any] | None]:
+    """Insert or update one row keyed by ``row[key]``: (outcome, id, the row before). ``absent``:
+    the caller knows no such row exists (a child of a row created just now)."""
     t = _t(table)
     has_state = "stripe_state_at" in t.c
-    existing = session.execute(select(t).where(t.c[key] == row[key])).mappings().first()
+    existing = None if absent else _existing(session, table, key, row[key])
     cols = {k: v for k, v in row.items() if k in t.c}
     if existing is None:
         if has_state:
             cols["stripe_state_at"] = state_at
         new_id = session.execute(t.insert().returning(t.c.id), cols).scalar_one()
+        cache.forget_row(session, table, key, row[key])
+        cache.remember_id(session, table, key, row[key], new_id)
         return "created", new_id, None
+    cache.forget_row(session, table, key, row[key])
     before = dict(existing)
     if has_state and before.get("stripe_state_at") and state_at and before["stripe_state_at"] > state_at:
         return "stale", before["id"], before
@@ -122,7 +145,10 @@ def _upsert(session: Session, table: str, key: str, row: dict[str, Any], state_a
 
 
 def _bump(session: Session, member_id: int | None) -> None:
-    if member_id is not None:
+    page = cache.current(session)
+    if page is not None and member_id is not None:
+        page.bumps[member_id] += 1  # written once per member at the end of the page
+    elif member_id is not None:
         m = _t("members")
         session.execute(update(m).where(m.c.id == member_id).values(version=m.c.version + 1))
 
@@ -139,6 +165,7 @@ def _product(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
     if owner is not None and owner.stripe_product_id is None:
         # A tier created before Stripe knew it (e.g. free): attach the product to it.
         session.execute(update(t).where(t.c.id == owner.id).values(stripe_product_id=row["stripe_product_id"]))
+        cache.forget_row(session, "tiers", "stripe_product_id", row["stripe_product_id"])
     elif owner is not None and owner.stripe_product_id != row["stripe_product_id"]:
         row["code"] = f"{row['code']}-{row['stripe_product_id'][-8:]}"[:32]
     return _upsert(session, "tiers", "stripe_product_id", row, state_at)[0]
@@ -157,11 +184,12 @@ def _customer(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
     if row["created_at"] is None:
         row.pop("created_at")
     m = _t("members")
-    if session.execute(select(m.c.id).where(m.c.stripe_customer_id == row["stripe_customer_id"])).first() is None:
+    if _existing(session, "members", "stripe_customer_id", row["stripe_customer_id"]) is None:
         owner = session.execute(select(m.c.id, m.c.stripe_customer_id).where(m.c.email == row["email"])).first()
         if owner is not None and owner.stripe_customer_id is None:
             # The app user already exists (free member): link the customer to them.
             session.execute(update(m).where(m.c.id == owner.id).values(stripe_customer_id=row["stripe_customer_id"]))
+            cache.forget_row(session, "members", "stripe_customer_id", row["stripe_customer_id"])
         elif owner is not None:
             local, _, domain = row["email"].partition("@")
             row["email"] = f"{local}+{row['stripe_customer_id']}@{domain}"
@@ -220,13 +248,12 @@ def _subscription(session: Session, obj: dict, state_at: datetime, event_id: str
     if row["created_at"] is None:
         row.pop("created_at")
     s = _t("subscriptions")
-    current = session.execute(select(s).where(s.c.stripe_subscription_id == row["stripe_subscription_id"])
-                              ).mappings().first()
+    current = _existing(session, "subscriptions", "stripe_subscription_id", row["stripe_subscription_id"])
     if current is not None and current["stripe_state_at"] and current["stripe_state_at"] > state_at:
         return "stale"
     row["past_due_since"] = past_due_since(current, row, state_at)
     outcome, sub_id, before = _upsert(session, "subscriptions", "stripe_subscription_id", row, state_at)
-    items_changed = _sync_items(session, sub_id, items, obj)  # type: ignore[arg-type]
+    items_changed = _sync_items(session, sub_id, items, obj, fresh=outcome == "created")  # type: ignore[arg-type]
     if outcome == "unchanged" and items_changed:
         outcome = "updated"
     if outcome == "updated":
@@ -237,16 +264,17 @@ def _subscription(session: Session, obj: dict, state_at: datetime, event_id: str
     return outcome
 
 
-def _sync_items(session: Session, sub_id: int, items: list[dict[str, Any]], obj: dict) -> bool:
+def _sync_items(session: Session, sub_id: int, items: list[dict[str, Any]], obj: dict, *, fresh: bool) -> bool:
+    """``fresh``: the subscription row was created just now, so it has no items to look up or remove."""
     it = _t("subscription_items")
     changed = False
     keep = []
     for item in items:
         item["subscription_id"] = sub_id
         keep.append(item["stripe_item_id"])
-        outcome = _upsert(session, "subscription_items", "stripe_item_id", item, None)[0]
+        outcome = _upsert(session, "subscription_items", "stripe_item_id", item, None, absent=fresh)[0]
         changed = changed or outcome != "unchanged"
-    if not (obj.get("items") or {}).get("has_more"):
+    if not fresh and not (obj.get("items") or {}).get("has_more"):
         gone = session.execute(it.delete().where(it.c.subscription_id == sub_id, it.c.stripe_item_id.not_in(keep)))
         changed = changed or bool(gone.rowcount)
     return changed
@@ -282,6 +310,12 @@ def _invoice(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
     if outcome == "stale":
         return outcome
     il = _t("invoice_lines")
+    fresh = outcome == "created"
+    if fresh:
+        # A new invoice has no lines yet: insert them all at once, nothing to compare or remove.
+        if lines:
+            session.execute(il.insert(), [{"invoice_id": inv_id, **line} for line in lines])
+        lines = []
     keep = []
     for line in lines:
         keep.append(line["stripe_line_id"])
@@ -293,9 +327,21 @@ def _invoice(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
         elif any(existing[k] != v for k, v in line.items()):
             session.execute(update(il).where(il.c.id == existing["id"]), line)
             outcome = "updated" if outcome == "unchanged" else outcome
-    if not (obj.get("lines") or {}).get("has_more"):
+    if not fresh and not (obj.get("lines") or {}).get("has_more"):
         session.execute(il.delete().where(il.c.invoice_id == inv_id, il.c.stripe_line_id.not_in(keep)))
-    if refs:
+    page = cache.current(session)
+    if refs and page is not None and page.payments_by_ref is not None:
+        # A page of invoices: the same links as the UPDATE below, decided from the prefetched
+        # payments and written together at the end of the page.
+        renewal = row.get("billing_reason") == "subscription_cycle"
+        targets = {pay["id"]: pay for ref in refs for pay in page.payments_by_ref.get(ref, [])}
+        hits = [pay for pay in targets.values() if pay["invoice_id"] != inv_id]
+        for pay in hits:
+            pay["invoice_id"] = inv_id
+            page.links.append({"pay_id": pay["id"], "inv_id": inv_id, "renewal": renewal})
+        if hits and outcome == "unchanged":
+            outcome = "updated"
+    elif refs:
         p = _t("payments")
         linked = session.execute(
             update(p).where(or_(p.c.stripe_payment_intent_id.in_(refs), p.c.stripe_charge_id.in_(refs)),
@@ -311,26 +357,49 @@ def _invoice(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
 def _charge(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
     row = _resolve(session, "payments", map_charge(obj))
     p, inv = _t("payments"), _t("invoices")
-    existing = session.execute(select(p.c.id, p.c.invoice_id, p.c.attempt_number)
-                               .where(p.c.stripe_charge_id == row["stripe_charge_id"])).first()
-    if row["invoice_id"] is None and row["stripe_payment_intent_id"]:
+    found = _existing(session, "payments", "stripe_charge_id", row["stripe_charge_id"])
+    existing = None if found is None else SimpleNamespace(**found)
+    page = cache.current(session)
+    intent = row["stripe_payment_intent_id"]
+    # A page of charges (apply_many) has every stored attempt of its payment intents at hand.
+    attempts = page.intents.get(intent) if page is not None and intent else None
+    if row["invoice_id"] is None and intent:
         # Today's charge names no invoice: an earlier attempt on the same payment intent may.
-        row["invoice_id"] = session.execute(
-            select(p.c.invoice_id).where(p.c.stripe_payment_intent_id == row["stripe_payment_intent_id"],
-                                         p.c.invoice_id.is_not(None)).limit(1)).scalar()
+        if attempts is not None:
+            row["invoice_id"] = next((a["invoice_id"] for a in attempts if a["invoice_id"] is not None), None)
+        else:
+            row["invoice_id"] = session.execute(
+                select(p.c.invoice_id).where(p.c.stripe_payment_intent_id == intent,
+                                             p.c.invoice_id.is_not(None)).limit(1)).scalar()
     if row["invoice_id"] is None and existing is not None:
         row["invoice_id"] = existing.invoice_id
     if row["invoice_id"] is not None:
-        reason = session.execute(select(inv.c.billing_reason).where(inv.c.id == row["invoice_id"])).scalar()
+        if page is not None and row["invoice_id"] in page.reasons:
+            reason = page.reasons[row["invoice_id"]]
+        else:
+            reason = session.execute(select(inv.c.billing_reason).where(inv.c.id == row["invoice_id"])).scalar()
+            if page is not None:
+                page.reasons[row["invoice_id"]] = reason
         row["is_renewal"] = reason == "subscription_cycle"
-    if existing is None and row["stripe_payment_intent_id"]:
-        earlier = session.execute(select(func.count()).select_from(p).where(
-            p.c.stripe_payment_intent_id == row["stripe_payment_intent_id"],
-            p.c.created_at < row["created_at"])).scalar_one()
+    if existing is None and intent:
+        if attempts is not None:
+            at = row["created_at"]
+            earlier = sum(1 for a in attempts if at is not None and a["created_at"] is not None and a["created_at"] < at)
+        else:
+            earlier = session.execute(select(func.count()).select_from(p).where(
+                p.c.stripe_payment_intent_id == intent, p.c.created_at < row["created_at"])).scalar_one()
         row["attempt_number"] = earlier + 1
     if row["created_at"] is None:
         row.pop("created_at")
-    outcome, _, _ = _upsert(session, "payments", "stripe_charge_id", row, state_at)
+    outcome, pay_id, _ = _upsert(session, "payments", "stripe_charge_id", row, state_at)
+    if attempts is not None and outcome in ("created", "updated"):
+        mine = next((a for a in attempts if a["id"] == pay_id), None)
+        if mine is None:
+            mine = {"id": pay_id, "stripe_charge_id": row["stripe_charge_id"], "stripe_payment_intent_id": intent,
+                    "created_at": None}
+            attempts.append(mine)
+        mine["invoice_id"] = row["invoice_id"]
+        mine["created_at"] = row.get("created_at", mine["created_at"])
     if outcome in ("created", "updated"):
         _bump(session, row["member_id"])
     return outcome
@@ -376,16 +445,30 @@ def apply(session: Session, obj: dict, *, state_at: datetime, event_id: str | No
     kind = obj.get("object", "")
     if obj.get("deleted"):
         return mark_deleted(session, kind, obj["id"], state_at=state_at)
-    handler = HANDLERS.get(kind)
-    if handler is None:
+    if HANDLERS.get(kind) is None:
         return "ignored"
     # Parents are resolved before the first write, so MissingParent leaves nothing behind; the
     # savepoint also undoes a handler that fails half-way, so the caller (the sync) can record the
     # failure and go on with the next object in the same transaction.
     with session.begin_nested():
-        outcome = handler(session, obj, state_at, event_id=event_id, source=source)
+        return apply_one(session, obj, state_at=state_at, event_id=event_id, source=source)
+
+
+def apply_one(session: Session, obj: dict, *, state_at: datetime, event_id: str | None = None,
+              source: str = "stripe") -> str:
+    """``apply`` without its own savepoint: the caller (``apply_many``) holds one for the page."""
+    kind = obj.get("object", "")
+    if obj.get("deleted"):
+        return mark_deleted(session, kind, obj["id"], state_at=state_at)
+    handler = HANDLERS.get(kind)
+    if handler is None:
+        return "ignored"
+    outcome = handler(session, obj, state_at, event_id=event_id, source=source)
     log.debug("applied %s %s: %s", kind, obj.get("id"), outcome)
     return outcome
+
+
+from core.stripe_store.bulk import apply_many  # noqa: E402  (uses apply_one above)
 
 
 def mark_deleted(session: Session, object_type: str, stripe_id: str, *, state_at: datetime) -> str:

@@ -81,6 +81,22 @@ class Applier:
                 self.apply(session, parent, state_at=self.now or utc_now(), depth=depth + 1)
 
 
+    def apply_many(self, session: Session, objects: list[dict[str, Any]], *, state_at: datetime) -> bool:
+        """Apply a page at once through ``stripe_store.apply_many``; False (nothing written) when
+        some object needs the one-by-one path (a missing parent, a failure), which the caller runs."""
+        store = _store()
+        try:
+            store.apply_many(session, objects, state_at=state_at)
+        except Exception as exc:  # the page's savepoint is rolled back: nothing of it remains
+            log.info("page of %d objects goes one by one (%s: %s)", len(objects), type(exc).__name__, exc)
+            return False
+        self.applied += len(objects)
+        for obj in objects:
+            kind = str(obj.get("object") or "object")
+            self.by_type[kind] = self.by_type.get(kind, 0) + 1
+        return True
+
+
 _ID_IN_TEXT = re.compile(r"\b((?:prod|price|cus|pm|card|sub|in|ch|py|re|pyr|dp|du|pi)_[A-Za-z0-9]+)")
 
 

@@ -131,7 +131,12 @@ def _apply_page(
     result: BackfillResult,
 ) -> None:
     with Session(engine) as s:
-        for obj in objects:
+        # The whole page at once; if any object needs more (a parent to fetch, an error to record),
+        # nothing of the page was written and it goes object by object as before.
+        done = bool(objects) and applier.apply_many(s, objects, state_at=fetched_at)
+        if done:
+            result.objects += len(objects)
+        for obj in [] if done else objects:
             try:
                 applier.apply(s, obj, state_at=fetched_at)
                 result.objects += 1
