@@ -16,6 +16,7 @@ import streamlit as st
 
 from core import members as core_members
 from core.db import session_scope
+from core.models.enums import SubscriptionStatus
 from core.permissions import Permission, PermissionDenied
 from dashboard import format as fmt
 from dashboard import reads
@@ -71,7 +72,8 @@ def _header(view: core_members.MemberView) -> None:
     for col, (title, value, help_text) in zip(st.columns(4), facts, strict=True):
         with col.container(border=True):
             st.markdown(f"<small>{title}</small><br><b>{value}</b>", unsafe_allow_html=True, help=help_text)
-    if view.cancel_at_period_end:
+    # Stripe keeps cancel_at_period_end on a subscription that has since ended: only warn while it runs.
+    if view.cancel_at_period_end and view.status not in SubscriptionStatus.ended():
         st.warning(f"This membership is set to cancel at the end of the period ({fmt.day(view.period_end)}).")
 
 
