@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test setup check lint screenshots bench clean
+.PHONY: run test setup check lint screenshots clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Memberdesk needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
