@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from core import crypto
-from core.db import make_engine
+from core.db import dispose_all, make_engine
 from core.db.migrate import upgrade
 from core.models import Base
 from core.settings import Settings
@@ -54,12 +55,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_database_url() -> Iterator[str]:
-    if not PG_URL:
-        pytest.skip("TEST_DATABASE_URL is not set")
+@contextmanager
+def scratch_pg_database(label: str) -> Iterator[str]:
+    """A new PostgreSQL database for this run and worker, migrated to head; dropped afterwards."""
     base = make_url(PG_URL).set(drivername="postgresql+psycopg")
-    name = f"memberdesk_test_{_worker()}"
+    name = f"memberdesk_{label}_{_worker()}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -68,10 +68,21 @@ def pg_database_url() -> Iterator[str]:
     eng = make_engine(url)
     upgrade(eng)
     eng.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield url
+    finally:
+        dispose_all()  # engines the code under test cached with core.db.connect
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    if not PG_URL:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    with scratch_pg_database("test") as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

@@ -4,23 +4,22 @@ refuses (with an audit entry) even when the page module is run directly."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import crypto
 from core.db import make_engine
-from core.db.migrate import upgrade
 from core.models import AuditEntry
 from core.permissions import allowed
 from dashboard.navigation import PAGE_SPECS
 from tests.browser_helpers import app_test as make_app
 from tests.browser_helpers import build_small_world, create_staff, page_app_test, texts
-from tests.conftest import BACKENDS, PG_URL, TEST_KEY, _worker
+from tests.conftest import BACKENDS, PG_URL, TEST_KEY, scratch_pg_database
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ["support", "finance", "manager", "admin"]
@@ -44,23 +43,15 @@ def shared_world(request, tmp_path_factory):
     """One database per backend for the read-only matrix, so the pages' caches stay warm across
     roles (each page's numbers are computed once per backend, not once per role)."""
     crypto.set_keyring(crypto.KeyRing([TEST_KEY]))  # module scope runs before the autouse fixture
+    stack = contextlib.ExitStack()
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("matrix") / "matrix.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        url, admin = f"sqlite:///{path}", None
+        url = f"sqlite:///{path}"
     else:
         if not PG_URL:
             pytest.skip("TEST_DATABASE_URL is not set")
-        base = make_url(PG_URL).set(drivername="postgresql+psycopg")
-        name = f"memberdesk_matrix_{_worker()}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = base.set(database=name).render_as_string(hide_password=False)
-        eng = make_engine(url)
-        upgrade(eng)
-        eng.dispose()
+        url = stack.enter_context(scratch_pg_database("matrix"))
     eng = make_engine(url)
     with Session(eng, expire_on_commit=False) as s:
         world = build_small_world(s)
@@ -71,13 +62,7 @@ def shared_world(request, tmp_path_factory):
     st.cache_data.clear()
     yield url, world, eng
     eng.dispose()
-    if admin is not None:
-        from core.db import dispose_all
-
-        dispose_all()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    stack.close()
 
 
 def _open(database_url: str, page_file: str, role: str, *, clear_cache: bool = True):
