@@ -25,7 +25,10 @@ LEFT JOIN prices pr ON pr.id = s.price_id"""
 
 
 def _in_day(column: str, cal: str) -> str:
-    return f"JOIN {cal} cal ON {column} >= cal.start_utc AND {column} < cal.end_utc AND cal.day >= :since_day"
+    # The redundant lower bound on the row's own time lets the planner use that column's index
+    # (PostgreSQL otherwise reads every payment and joins them to the calendar by hash).
+    return (f"JOIN {cal} cal ON {column} >= cal.start_utc AND {column} < cal.end_utc AND cal.day >= :since_day "
+            f"AND {column} >= (SELECT MIN(c0.start_utc) FROM {cal} c0 WHERE c0.day >= :since_day)")
 
 
 def cash_selects(cal: str) -> list[tuple[tuple[str, ...], str]]:
