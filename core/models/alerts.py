@@ -80,7 +80,7 @@ class Notification(Base):
 
 
 # Indexes the alert rules need on other areas' tables, declared here (the alerts area's file) and
-# created by migration 0006: each rule reads only the last few weeks by time, so a time index
+# created by migration 0003: each rule reads only the last few weeks by time, so a time index
 # keeps evaluation cheap at a million members.
 from core.models.billing import Dispute, Refund  # noqa: E402
 from core.models.subscriptions import Subscription  # noqa: E402

@@ -166,7 +166,7 @@ class DailyDeclines(Base):
 
 
 # Indexes the metrics read on other areas' tables, declared here (the metrics area's file) and
-# created by migration 0007: revenue at risk and the failed-payments worklists read only the
+# created by migration 0004: revenue at risk and the failed-payments worklists read only the
 # subscriptions by status and cancel flag, from the index alone (covering), and look each card's
 # expiry up in a small index instead of the wide payment_methods rows.
 from core.models.billing import PaymentMethod  # noqa: E402

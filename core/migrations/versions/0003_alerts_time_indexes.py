@@ -1,7 +1,7 @@
 """alerts: time indexes the alert rules read by (refunds, disputes, cancellations) and alert history
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0003
+Revises: 0002
 """
 from collections.abc import Sequence
 
@@ -10,8 +10,8 @@ from alembic import op
 
 import core.db.types  # noqa: F401
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

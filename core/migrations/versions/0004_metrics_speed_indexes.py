@@ -1,7 +1,7 @@
 """metrics speed: covering indexes for revenue at risk and the failed-payments worklists
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0004
+Revises: 0003
 """
 from collections.abc import Sequence
 
@@ -10,8 +10,8 @@ from alembic import op
 
 import core.db.types  # noqa: F401
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
