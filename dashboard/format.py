@@ -49,9 +49,13 @@ def day(value: date | datetime | None) -> str:
     return DASH if value is None or value is pd.NaT else f"{value:%Y-%m-%d}"
 
 
+ACRONYMS = {"mrr": "MRR", "arr": "ARR", "arpu": "ARPU", "ltv": "LTV", "fx": "FX"}
+
+
 def label(column: str) -> str:
-    """``amount_paid_minor`` -> ``Amount paid``; ``stripe_charge_id`` -> ``Stripe charge id``."""
-    text = column.removesuffix("_minor").replace("_", " ").strip()
+    """``amount_paid_minor`` -> ``Amount paid``; ``stripe_charge_id`` -> ``Stripe charge id``; ``mrr`` -> ``MRR``."""
+    words = [ACRONYMS.get(w, w) for w in column.removesuffix("_minor").split("_") if w]
+    text = " ".join(words)
     return text[:1].upper() + text[1:]
 
 

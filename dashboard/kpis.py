@@ -124,4 +124,5 @@ def render_overview_kpis(ctx: StaffContext) -> None:
             kpi(col, title, value, delta=delta, help_text=help_text,
                 delta_color="inverse" if slug in _INVERSE else "normal")
     definition(f"{fmt.day(start)} to {fmt.day(end - timedelta(days=1))} in {tz}; each change compares with the "
-               "same number of days just before. Hover a card for its definition.")
+               "same number of days just before (member churn: this month's rate against last month's). Hover a card "
+               "for its definition.")

@@ -123,15 +123,15 @@ def test_overview_numbers_and_support_sees_no_money(world_url):
     shown = texts(finance)
     assert "MRR by currency" in shown and "Data through" in shown
     frames = [df.value for df in finance.dataframe]
-    mrr = next(f for f in frames if "Mrr" in f.columns)
-    assert set(mrr["Mrr"]) == {"$9.99", "€16.58"}
+    mrr = next(f for f in frames if "MRR" in f.columns)
+    assert set(mrr["MRR"]) == {"$9.99", "€16.58"}
     tiers = next(f for f in frames if "Tier" in f.columns)
     assert "platinum" in set(tiers["Tier"])
     support = _open(database_url, "overview.py", "support")
     shown = texts(support)
     assert "MRR by currency" not in shown and "Paying subscriptions by currency" in shown
     for frame in (df.value for df in support.dataframe):
-        assert not any(str(c).startswith(("Mrr", "Collected", "Refunded")) for c in frame.columns)
+        assert not any(str(c).startswith(("MRR", "Collected", "Refunded")) for c in frame.columns)
         assert not frame.astype(str).apply(lambda col: col.str.contains(r"[$€£¥]\d")).any().any()
 
 
