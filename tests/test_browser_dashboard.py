@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from core import overview_counts
 from dashboard import format as fmt
@@ -92,9 +93,18 @@ def test_member_search_to_member_page_and_csv_download(dashboard_server, page):
     box.press("Enter")
     link = page.get_by_role("link", name=re.compile("Bob Stone"))
     link.first.wait_for()
-    wait_idle(page)
-    link.first.click()
-    page.get_by_role("heading", name=re.compile("Bob Stone")).wait_for()
+    heading = page.get_by_role("heading", name=re.compile("Bob Stone"))
+    # A click that lands while the sign-in cookie component triggers a rerun can be dropped
+    # (notes: trap 8); a person clicks again, and so does the test, at most three times.
+    for _ in range(3):
+        wait_idle(page)
+        link.first.click()
+        try:
+            heading.wait_for(timeout=10_000)
+            break
+        except PlaywrightTimeoutError:
+            continue
+    heading.wait_for()
     wait_idle(page)
     assert f"member={dashboard_server.world.bob_id}" in page.url
     assert "insufficient_funds" in grid_text(page)
