@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.demo import iter_events, iter_stripe_objects
@@ -36,7 +36,7 @@ from core.stripe_gateway import ClientOptions, StripeClient, make_client
 from core.sync import ledger, reconcile_member, reconcile_totals, resync_member, run_sync, status
 from core.sync.apply import Applier
 from core.sync.process import process_pending
-from core.timeutil import utc_now
+from core.timeutil import from_epoch, utc_now
 from tests.sandbox_helpers import SandboxProcess, sandbox
 
 __all__ = ["sandbox"]  # the fixture, re-exported for pytest
@@ -143,10 +143,6 @@ def _counts(engine: Engine) -> dict[str, int]:
 
 
 class TestBackfillAndEvents:
-    @pytest.mark.xfail(strict=False, reason=(
-        "Known bug, left open: a change made in the same second as the backfill's read has an event "
-        "`created` (whole seconds) older than the read time (sub-second), so the store refuses it as stale. "
-        "Fix: compare at Stripe's one-second resolution and re-retrieve the object on a tie."))
     def test_first_run_backfills_then_events_keep_it_current(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
         world = build_world(c, 6)
@@ -174,6 +170,23 @@ class TestBackfillAndEvents:
         snap = status(engine)
         assert snap.data_through is not None and snap.last_success is not None
         assert snap.events["pending"] == 0 and snap.newest_event_id
+
+    def test_change_in_the_same_second_as_the_backfill_read_is_kept(self, engine: Engine, sandbox: SandboxProcess) -> None:
+        c = gateway_client(sandbox)
+        world = build_world(c, 2)
+        assert run_sync(engine, c).ok
+        customer = world.customers[0]
+        c.v1.customers.update(customer, params={"name": "Renamed after the read"})
+        created = c.v1.events.list(params={"limit": 1}).data[0].created
+        # Stripe stamps the event to the whole second; make our backfill's read of this customer
+        # fall later in that same second (but before now), as when the read and the change share a second.
+        read_at = min(utc_now() - timedelta(milliseconds=1), from_epoch(created) + timedelta(milliseconds=900))
+        with Session(engine) as s:
+            s.execute(update(Member).where(Member.stripe_customer_id == customer).values(stripe_state_at=read_at))
+            s.commit()
+        assert run_sync(engine, c).ok
+        with Session(engine) as s:
+            assert s.scalar(select(Member.name).where(Member.stripe_customer_id == customer)) == "Renamed after the read"
 
     def test_member_reconcile_finds_drift_and_resync_repairs_it(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)

@@ -13,15 +13,17 @@ reads both shapes. Invoice payloads embed only 10 lines: the rest are fetched be
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.models import Base
 from core.models.stripe_sync import StripeEvent
 from core.stripe_gateway import GatewayError, reads
 from core.stripe_gateway.errors import translate_errors
+from core.stripe_store import OBJECT_TABLES
 from core.sync.apply import Applier
 from core.timeutil import from_epoch, utc_now
 
@@ -41,35 +43,62 @@ def _object(event: dict[str, Any]) -> dict[str, Any]:
 def apply_object(applier: Applier, session: Session, event: dict[str, Any]) -> str:
     """The common case: the event's object is the new state of a row we mirror.
 
-    Two events about one object in the same second cannot be ordered (Stripe's ``created`` has
-    one-second resolution and event ids carry no order), so whichever came last would win. When
-    the ledger holds such a twin, the object is re-read from Stripe instead and applied as of the
-    time it was read: every delivery order then ends with Stripe's current state. Once per object
-    per run.
+    Stripe's ``created`` has one-second resolution, which leaves two ties to settle by re-reading
+    the object from Stripe and applying it as of the time it was read (once per object per run),
+    so every delivery order ends with Stripe's current state:
+
+    - two events about one object in the same second cannot be ordered (event ids carry no order),
+      so whichever came last would win: when the ledger holds such a twin, re-read instead;
+    - a read of ours (backfill, resync) stamped later in the same second than the event is not
+      necessarily newer: the change may have happened after the read. The store refuses the event
+      as stale, and the re-read settles which is newer.
     """
     obj = _object(event)
     state_at = from_epoch(event["created"])
     assert state_at is not None
     object_id = obj.get("id")
+    if object_id and object_id in applier.refreshed:
+        return HANDLED  # already re-read in this run: newer than this event
     candidate = applier.twin_candidates is None or (str(object_id), state_at) in applier.twin_candidates
-    if object_id and candidate and _has_twin(session, event["id"], str(object_id), state_at, obj):
-        if object_id in applier.refreshed:
-            return HANDLED  # already re-read in this run: newer than this event
-        try:
-            fresh = reads.retrieve(applier.client, str(obj.get("object")), str(object_id))
-        except GatewayError as exc:
-            if exc.kind != "not_found":
-                raise
-        else:
-            applier.refreshed.add(str(object_id))
-            # The state read now includes every event already emitted about it, including events
-            # of a test clock whose simulated time runs ahead of ours.
-            newest = session.scalar(select(func.max(StripeEvent.created_at)).where(StripeEvent.object_id == object_id))
-            read_at = max(utc_now(), newest) if newest else utc_now()
-            applier.apply(session, fresh, state_at=read_at, event_id=event["id"])
-            return HANDLED
-    applier.apply(session, obj, state_at=state_at, event_id=event["id"])
+    if object_id and candidate and _has_twin(session, event["id"], str(object_id), state_at, obj) and _reread(
+        applier, session, event, obj
+    ):
+        return HANDLED
+    outcome = applier.apply(session, obj, state_at=state_at, event_id=event["id"])
+    if outcome == "stale" and object_id and _read_in_same_second(session, obj, state_at):
+        _reread(applier, session, event, obj)
     return HANDLED
+
+
+def _reread(applier: Applier, session: Session, event: dict[str, Any], obj: dict[str, Any]) -> bool:
+    """Apply the object as Stripe holds it now; False when Stripe no longer has it."""
+    object_id = str(obj.get("id"))
+    try:
+        fresh = reads.retrieve(applier.client, str(obj.get("object")), object_id)
+    except GatewayError as exc:
+        if exc.kind != "not_found":
+            raise
+        return False
+    applier.refreshed.add(object_id)
+    # The state read now includes every event already emitted about it, including events of a
+    # test clock whose simulated time runs ahead of ours.
+    newest = session.scalar(select(func.max(StripeEvent.created_at)).where(StripeEvent.object_id == object_id))
+    read_at = max(utc_now(), newest) if newest else utc_now()
+    applier.apply(session, fresh, state_at=read_at, event_id=event["id"])
+    return True
+
+
+def _read_in_same_second(session: Session, obj: dict[str, Any], created: datetime) -> bool:
+    """True when the stored row's state time falls in the event's second: stamped by a read of
+    ours, so it cannot be ordered against the event."""
+    table_key = OBJECT_TABLES.get(str(obj.get("object")))
+    if table_key is None:
+        return False
+    table = Base.metadata.tables[table_key[0]]
+    if "stripe_state_at" not in table.c:
+        return False
+    stored = session.scalar(select(table.c.stripe_state_at).where(table.c[table_key[1]] == obj["id"]))
+    return stored is not None and created <= stored < created + timedelta(seconds=1)
 
 
 def _has_twin(session: Session, event_id: str, object_id: str, created: datetime, obj: dict[str, Any]) -> bool:
