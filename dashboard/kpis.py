@@ -69,6 +69,20 @@ def _delta(card: Any) -> str | None:
     return absolute if ratio is None else f"{absolute} ({fmt.percent(ratio, signed=True)})"
 
 
+def _flat(card: Any) -> bool:
+    """True when the change shows as zero: drawn grey without an arrow, not as a rise."""
+    change = getattr(card, "change", None)
+    if change is None:
+        return False
+    return round(change * 100, 1) == 0 if card.unit == "percent" else change == 0
+
+
+def _delta_color(card: Any) -> str:
+    if _flat(card):
+        return "off"
+    return "inverse" if card.slug in _INVERSE else "normal"
+
+
 def _value(card: Any) -> str:
     if card.unit == "money":
         return fmt.money(card.value, card.currency)
@@ -112,17 +126,17 @@ def render_overview_kpis(ctx: StaffContext) -> None:
     if bundle is None:
         _fallback_cards(ctx)
         return
-    cards = [(c.title, _value(c), _delta(c), c.definition, c.slug) for c in getattr(bundle, "kpis", [])
+    cards = [(c.title, _value(c), _delta(c), c.definition, c.slug, _delta_color(c)) for c in getattr(bundle, "kpis", [])
              if ctx.can(Permission.VIEW_REVENUE_FIGURES) or c.unit != "money"]
     if "open_alerts" not in {c[4] for c in cards}:
         cards.append(("Open alerts", fmt.count(reads.open_alerts()), None,
-                      "Alerts open or acknowledged, not yet resolved (snoozed ones are not counted).", "open_alerts"))
+                      "Alerts open or acknowledged, not yet resolved (snoozed ones are not counted).", "open_alerts",
+                      "inverse"))
     per_row = 3  # three cards a row keeps long titles and values whole on a 1280-pixel screen
     for i in range(0, len(cards), per_row):
-        for col, (title, value, delta, help_text, slug) in zip(st.columns(per_row), cards[i:i + per_row],
+        for col, (title, value, delta, help_text, _slug, color) in zip(st.columns(per_row), cards[i:i + per_row],
                                                                strict=False):
-            kpi(col, title, value, delta=delta, help_text=help_text,
-                delta_color="inverse" if slug in _INVERSE else "normal")
+            kpi(col, title, value, delta=delta, help_text=help_text, delta_color=color)
     definition(f"{fmt.day(start)} to {fmt.day(end - timedelta(days=1))} in {tz}; each change compares with the "
                "same number of days just before (member churn: this month's rate against last month's). Hover a card "
                "for its definition.")

@@ -72,4 +72,6 @@ def safely(sentence: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T 
 def kpi(column: Any, title: str, value: str, *, delta: str | None = None, help_text: str | None = None,
         delta_color: str = "normal") -> None:
     """One KPI card: the number, its change against the previous period, its definition on hover."""
-    column.metric(title, value, delta=delta, help=help_text, delta_color=delta_color, border=True)
+    # A change of zero gets no arrow: Streamlit would draw "+0.0" as a rise.
+    column.metric(title, value, delta=delta, help=help_text, delta_color=delta_color, border=True,
+                  delta_arrow="off" if delta_color == "off" else "auto")

@@ -135,6 +135,16 @@ def test_overview_numbers_and_support_sees_no_money(world_url):
         assert not frame.astype(str).apply(lambda col: col.str.contains(r"[$€£¥]\d")).any().any()
 
 
+def test_overview_cards_draw_no_change_without_an_arrow(world_url):
+    from streamlit.proto.Metric_pb2 import Metric
+
+    cards = {m.label: m for m in _open(world_url[0], "overview.py", "finance").metric}
+    churn, net = cards["Member churn rate"], cards["Net revenue"]
+    assert churn.delta == "+0.0 pts"  # nobody churned in either period of the small world
+    assert (churn.proto.color, churn.proto.direction) == (Metric.MetricColor.GRAY, Metric.MetricDirection.NONE)
+    assert (net.proto.color, net.proto.direction) == (Metric.MetricColor.GREEN, Metric.MetricDirection.UP)
+
+
 def test_member_search_and_member_page(world_url):
     database_url, world = world_url
     at = _open(database_url, "members.py", "support")
