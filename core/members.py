@@ -146,6 +146,32 @@ def search(engine: Engine, text: str | None, *, limit: int = SEARCH_LIMIT) -> pd
     return pd.DataFrame(rows, columns=SEARCH_COLUMNS)
 
 
+def recent_changes(engine: Engine, *, limit: int = 15, tz: str = "UTC") -> pd.DataFrame:
+    """The members whose membership changed most recently (newest first, each member once), in the
+    search's columns; ``matched_on`` says what changed and when. What a support agent opens the
+    Members page to see before typing anything: who just signed up, upgraded, churned or failed."""
+    zone_ = zone(tz)
+    with Session(engine) as s:
+        latest: dict[int, tuple[str, datetime]] = {}
+        q = (select(MembershipChange.member_id, MembershipChange.kind, MembershipChange.effective_at)
+             .order_by(MembershipChange.effective_at.desc(), MembershipChange.id.desc()).limit(limit * 8))
+        for mid, kind, at in s.execute(q):
+            if mid not in latest and len(latest) < limit:
+                latest[mid] = (kind, at)
+        if not latest:
+            return pd.DataFrame(columns=SEARCH_COLUMNS)
+        subs = _latest_subscriptions(s, list(latest))
+        members = {m.id: m for m in s.scalars(select(Member).where(Member.id.in_(list(latest))))}
+    rows = []
+    for mid, (kind, at) in latest.items():
+        m, sub = members[mid], subs.get(mid)
+        rows.append({"member_id": mid, "email": m.email, "name": m.name, "country": m.country,
+                     "stripe_customer_id": m.stripe_customer_id,
+                     "status": sub["status"] if sub else "no membership", "tier": sub["tier"] if sub else "free",
+                     "matched_on": f"{kind.replace('_', ' ')} {at.astimezone(zone_):%Y-%m-%d %H:%M}"})
+    return pd.DataFrame(rows, columns=SEARCH_COLUMNS)
+
+
 def _latest_subscriptions(s: Session, member_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Per member, the subscription that describes them now: a live one first, else the newest."""
     live_rank = {"active": 0, "trialing": 0, "past_due": 0, "paused": 1, "unpaid": 2}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+from typing import Any
 
 import streamlit as st
 
@@ -39,7 +40,7 @@ def render_search(ctx: StaffContext) -> None:
                          help=SEARCH_HELP, max_chars=200)
     st.caption(SEARCH_HELP)
     if not text.strip():
-        empty("Type an email, a name or an id above to find a member.")
+        _recent()
         return
     results = safely("The search could not run; try again in a moment.", reads.search_members, text)
     if results is None:
@@ -48,11 +49,29 @@ def render_search(ctx: StaffContext) -> None:
         empty(f"No member matches “{text.strip()}”. Check the spelling, or search by email or Stripe id.")
         return
     st.write(f"{fmt.count(len(results))} member(s) found" + (" (showing the first 50)." if len(results) >= 50 else "."))
-    for row in results.head(15).itertuples(index=False):
-        st.page_link(MEMBERS_PAGE, label=f"{row.name or '(no name)'} · {row.email} · #{row.member_id} · "
-                     f"{row.tier} / {row.status.replace('_', ' ')}", icon="👤",
-                     query_params={"member": str(row.member_id)})
+    _links(results.head(15))
     table(fmt.display_frame(results), "member-search", empty_sentence="No member matches.", key="csv-search")
+
+
+def _links(results: Any, *, what: str | None = None) -> None:
+    """One link a member, to the member page; ``what`` names a column to add (e.g. what changed)."""
+    for row in results.itertuples(index=False):
+        extra = f" · {getattr(row, what)}" if what else ""
+        st.page_link(MEMBERS_PAGE, label=f"{row.name or '(no name)'} · {row.email} · #{row.member_id} · "
+                     f"{row.tier} / {row.status.replace('_', ' ')}{extra}", icon="👤",
+                     query_params={"member": str(row.member_id)})
+
+
+def _recent() -> None:
+    """Before anything is typed: the members whose membership changed last, one click away."""
+    recent = safely("The latest changes could not be read just now.", reads.recent_member_changes)
+    if recent is None or recent.empty:
+        empty("Type an email, a name or an id above to find a member.")
+        return
+    st.subheader("Latest membership changes")
+    definition("The members whose membership changed most recently (sign-up, trial, upgrade, downgrade, "
+               "cancellation, failed renewal), newest first, each member once.")
+    _links(recent, what="matched_on")
 
 
 def _header(view: core_members.MemberView) -> None:

@@ -109,6 +109,15 @@ def search_members(text: str) -> pd.DataFrame:
     return _search(*_key(), (text or "").strip())
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _recent_changes(_engine: Any, url: str, tz: str) -> pd.DataFrame:
+    return core_members.recent_changes(_engine, tz=tz)
+
+
+def recent_member_changes() -> pd.DataFrame:
+    return _recent_changes(*_key(), business_tz())
+
+
 @st.cache_data(ttl=10, show_spinner=False)
 def _member(_engine: Any, url: str, member_id: int, tz: str, version_hint: int) -> core_members.MemberView | None:
     return core_members.member_view(_engine, member_id, tz=tz)

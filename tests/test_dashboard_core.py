@@ -64,6 +64,25 @@ def test_search_shows_status_and_tier(engine, world):
     assert (dan["tier"], dan["status"]) == ("free", "no membership")
 
 
+def test_recent_changes_newest_first_each_member_once(engine, world, session):
+    from core.models import MembershipChange
+
+    assert core_members.recent_changes(engine).empty is False
+    for when, kind in (("2026-11-19 08:00", "upgrade"), ("2026-11-20 09:30", "canceled")):
+        session.add(MembershipChange(member_id=world.bob_id, effective_at=at(when), kind=kind, currency="EUR",
+                                     mrr_before_minor=1658, mrr_after_minor=0, source="stripe"))
+    session.commit()
+    recent = core_members.recent_changes(engine, tz="Europe/Berlin")
+    assert list(recent["member_id"]) == [world.bob_id, world.ann_id]
+    assert recent.iloc[0]["matched_on"] == "canceled 2026-11-20 10:30"  # Berlin time
+    assert recent.iloc[1]["matched_on"] == "created 2025-01-01 01:00"
+    assert recent.iloc[0]["status"] and recent.iloc[0]["tier"]
+
+
+def test_recent_changes_on_empty_database(engine):
+    assert core_members.recent_changes(engine).empty
+
+
 def test_member_view_in_business_time_zone(engine, world):
     view = core_members.member_view(engine, world.ann_id, tz="Asia/Tokyo")
     assert view is not None

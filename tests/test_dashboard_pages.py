@@ -145,6 +145,16 @@ def test_overview_cards_draw_no_change_without_an_arrow(world_url):
     assert (net.proto.color, net.proto.direction) == (Metric.MetricColor.GREEN, Metric.MetricDirection.UP)
 
 
+def test_members_page_lists_the_latest_changes_before_a_search(world_url):
+    database_url, world = world_url
+    at = _open(database_url, "members.py", "support")
+    assert not at.exception
+    assert "Latest membership changes" in texts(at)
+    links = [el for el in at.main if getattr(el, "proto", None) is not None and hasattr(el.proto, "page")
+             and "created 2025-01-01" in str(getattr(el.proto, "label", ""))]
+    assert links, "Ann's sign-up is the latest change in the small world"
+
+
 def test_member_search_and_member_page(world_url):
     database_url, world = world_url
     at = _open(database_url, "members.py", "support")
