@@ -53,6 +53,11 @@ class Question:
     now_minute: datetime
     settings: tuple[tuple[str, Any], ...]
 
+    @property
+    def last_day(self) -> date:
+        """The last day included (the end the person chose)."""
+        return self.end_exclusive - timedelta(days=1)
+
     def query(self) -> Query:
         bs = BusinessSettings(**dict(self.settings))
         return Query(start=self.start, end=self.end_exclusive, granularity=self.granularity, tz=bs.business_timezone,

@@ -11,28 +11,14 @@ import streamlit as st
 
 from core.permissions import Permission
 from dashboard import analytics_ui as ui
-from dashboard import charts, controls
+from dashboard import charts
 from dashboard import metrics_data as md
+from dashboard.analytics_page import open_page
 from dashboard.auth import guard
-from dashboard.db import engine
 
 ctx = guard(Permission.VIEW_CHURN)
 
-st.title("Churn and retention")
-eng = engine()
-bs = md.settings(eng)
-today = md.today(bs)
-chosen = controls.render("churn", today=today, default_start=md.default_start(today), options=md.filter_options(),
-                         reporting_currency=bs.reporting_currency)
-q = md.question(eng, chosen, bs)
-line = md.settings_line(bs, q)
-st.caption(line)
-
-with st.spinner("Computing churn and retention …"):
-    b = ui.load_bundle(eng, q, "churn")
-if b is None:
-    st.stop()
-ui.freshness(b)
+eng, q, line, b = open_page("Churn and retention", "churn", computing="churn and retention")
 
 C = md.CHURN
 found = {role: md.find(b, *slugs) for role, slugs in C.items()}

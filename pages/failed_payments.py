@@ -13,29 +13,16 @@ import streamlit as st
 
 from core.permissions import Permission
 from dashboard import analytics_ui as ui
-from dashboard import charts, controls
+from dashboard import charts
 from dashboard import metrics_data as md
+from dashboard.analytics_page import open_page
 from dashboard.auth import guard
-from dashboard.db import engine
 
 ctx = guard(Permission.VIEW_FAILED_PAYMENTS)
 sees_revenue = ctx.can(Permission.VIEW_REVENUE_FIGURES)
 
-st.title("Failed payments")
-eng = engine()
-bs = md.settings(eng)
-today = md.today(bs)
-chosen = controls.render("failed", today=today, default_start=md.default_start(today), options=md.filter_options(),
-                         reporting_currency=bs.reporting_currency, with_money=sees_revenue)
-q = md.question(eng, chosen, bs)
-line = md.settings_line(bs, q)
-st.caption(line)
-
-with st.spinner("Computing payment health …"):
-    b = ui.load_bundle(eng, q, "failed_payments")
-if b is None:
-    st.stop()
-ui.freshness(b)
+eng, q, line, b = open_page("Failed payments", "failed_payments", computing="payment health", controls_key="failed",
+                            with_money=sees_revenue)
 
 F = md.FAILED
 found = {role: md.find(b, *slugs) for role, slugs in F.items()}

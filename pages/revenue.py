@@ -12,27 +12,14 @@ import streamlit as st
 
 from core.permissions import Permission
 from dashboard import analytics_ui as ui
-from dashboard import charts, controls
+from dashboard import charts
 from dashboard import metrics_data as md
+from dashboard.analytics_page import open_page
 from dashboard.auth import guard
-from dashboard.db import engine
 
 ctx = guard(Permission.VIEW_REVENUE)
 
-st.title("Revenue")
-eng = engine()
-bs = md.settings(eng)
-today = md.today(bs)
-chosen = controls.render("revenue", today=today, default_start=md.default_start(today),
-                         options=md.filter_options(), reporting_currency=bs.reporting_currency)
-q = md.question(eng, chosen, bs)
-st.caption(md.settings_line(bs, q))
-
-with st.spinner("Computing revenue …"):
-    b = ui.load_bundle(eng, q, "revenue")
-if b is None:
-    st.stop()
-ui.freshness(b)
+eng, q, line, b = open_page("Revenue", "revenue", computing="revenue")
 
 S = md.REVENUE
 mrr, arr = md.find(b, *S["mrr"]), md.find(b, *S["arr"])
@@ -40,7 +27,7 @@ mrr, arr = md.find(b, *S["mrr"]), md.find(b, *S["arr"])
 for row in ((("mrr", "MRR"), ("arr", "ARR"), ("paying_members", "Paying members")),
             (("arpu", "ARPU"), ("ltv", "LTV"), ("net_revenue", "Net revenue"))):
     for col, (role, title) in zip(st.columns(3), row, strict=True):
-        ui.card(col, md.find(b, *S[role]), S[role][0], title, md.settings_line(bs, q))
+        ui.card(col, md.find(b, *S[role]), S[role][0], title, line)
 ui.by_currency_table(b, [S[r] for r in ("mrr", "arr", "arpu", "net_revenue")], key="revenue_by_currency")
 
 left, right = st.columns(2)
@@ -62,7 +49,7 @@ with right:
     wf = ui.movements(b)
     if wf is not None:
         clicked = ui.chart(charts.waterfall(wf.start, wf.amounts, wf.end, currency=q.currency,
-                                            title=f"From {chosen.start:%d %b %Y} to {chosen.end:%d %b %Y}"),
+                                            title=f"From {q.start:%d %b %Y} to {q.last_day:%d %b %Y}"),
                            key="revenue_waterfall")
         ui.caption_definition(wf.result, wf.slug)
         ui.drill_picker(eng, q, wf.targets, clicked, key="revenue_movements", noun="members")
