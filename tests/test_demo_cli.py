@@ -52,3 +52,16 @@ def test_demo_command_refuses_then_replaces(cli_env: None, engine: Engine, tmp_p
 def test_bad_now_is_one_sentence(cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--members", "5", "--now", "yesterday"]) == 2
     assert "--now must be a date" in capsys.readouterr().err
+
+
+def test_demo_gives_the_alerts_page_a_past(cli_env: None, engine: Engine) -> None:
+    from core.models import Alert
+    from tests.factories import at
+
+    assert main(["demo", "--members", "2000", "--seed", "1", "--now", "2026-11-27", "--bcrypt-rounds", "4"]) == 0
+    with Session(engine) as s:
+        alerts = {a.rule: a for a in s.scalars(select(Alert))}
+    # The refund burst planted 26 days before now: opened the day after, clear the next day, resolved a day later.
+    refund = alerts["refund_spike"]
+    assert refund.status == "resolved"
+    assert refund.opened_at == at("2026-11-02 00:00") and refund.resolved_at == at("2026-11-04 00:00")

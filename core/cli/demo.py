@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 
@@ -92,18 +92,33 @@ def run(args: argparse.Namespace) -> int:
     if created:
         progress(f"demo staff sign-ins created: {', '.join(created)}")
     _refresh_rollups(eng)
+    _alert_history(eng, now)
     rows = ", ".join(f"{name} {count:,}" for name, count in stats.rows.items() if count)
     progress(f"demo world loaded in {stats.seconds:.1f} s: {rows}")
     return 0
 
 
 def _refresh_rollups(eng) -> None:  # type: ignore[no-untyped-def]
-    """Rebuild the metric rollups from the new rows, when the metrics area provides them."""
-    try:
-        from core.metrics.rollups import refresh
-    except ImportError:
-        return
+    """Rebuild the metric rollups from the new rows."""
+    from core.metrics.rollups import refresh
+
     started = time.perf_counter()
     progress("building the metric rollups ...")
     refresh(eng)
     progress(f"metric rollups built in {time.perf_counter() - started:.1f} s")
+
+
+def _alert_history(eng, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    """Give the Alerts page a past: run the real rules as of the day after each planted incident
+    and the two days after (opened, clear, resolved), as a cron would have. A few evaluations, not a
+    replay of every day, so the first start stays quick; nothing is sent."""
+    from core.alerts import evaluate
+    from core.demo import incidents
+
+    moments = sorted({datetime.combine(i.day, dtime(0), tzinfo=UTC) + timedelta(days=d)
+                      for i in incidents(now) for d in (1, 2, 3)})
+    opened = resolved = 0
+    for moment in (m for m in moments if m <= now):
+        result = evaluate(eng, now=moment, deliver=False)
+        opened, resolved = opened + len(result.opened), resolved + len(result.resolved)
+    progress(f"alert history: {opened} alert(s) opened and {resolved} resolved on the planted incident days")
