@@ -17,33 +17,14 @@ from core import changes
 from core.changes import queries
 from core.db import session_scope
 from core.permissions import Permission
-from core.settings import SettingsError
 from dashboard import format as fmt
 from dashboard import reads
 from dashboard.auth import StaffContext
-from dashboard.db import engine, settings
+from dashboard.db import engine, stripe_client
 from dashboard.widgets import error_box, table
 
 log = logging.getLogger(__name__)
 CONTROL_FLOW = {"StopException", "RerunException"}
-
-
-@st.cache_resource(show_spinner=False)
-def _stripe_client(api_key: str, api_base: str) -> Any:
-    from core.stripe_gateway import make_client
-
-    return make_client(api_key, api_base=api_base)
-
-
-def stripe_client() -> Any:
-    """The injected Stripe client, or None when no key is configured (Stripe actions then refuse)."""
-    s = settings()
-    if not s.stripe_api_key:
-        return None
-    try:
-        return _stripe_client(s.stripe_api_key, s.stripe_api_base)
-    except SettingsError:
-        return None
 
 
 def _actor(ctx: StaffContext) -> changes.Actor:

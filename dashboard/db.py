@@ -55,3 +55,22 @@ def engine() -> Engine:
         st.stop()
         raise  # st.stop() raises inside a running app; outside one, keep the error
     return eng
+
+
+@st.cache_resource(show_spinner=False)
+def _stripe_client(api_key: str, api_base: str) -> Any:
+    from core.stripe_gateway import make_client
+
+    return make_client(api_key, api_base=api_base)
+
+
+def stripe_client() -> Any:
+    """The injected Stripe client (one per process and key), or None when no key is configured:
+    Stripe actions then refuse with a sentence."""
+    s = settings()
+    if not s.stripe_api_key:
+        return None
+    try:
+        return _stripe_client(s.stripe_api_key, s.stripe_api_base)
+    except SettingsError:
+        return None

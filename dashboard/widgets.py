@@ -48,9 +48,12 @@ def csv_download(frame: pd.DataFrame, name: str, *, key: str | None = None, labe
                        key=key or f"csv-{_slug(name)}", on_click="ignore")
 
 
-def table(frame: pd.DataFrame, name: str, *, empty_sentence: str, key: str | None = None,
+def table(frame: pd.DataFrame | list[dict[str, Any]], name: str, *, empty_sentence: str, key: str | None = None,
           height: int | str = "auto", column_config: dict[str, Any] | None = None) -> None:
-    """Show ``frame`` with its CSV download, or the empty-state sentence when it has no rows."""
+    """Show ``frame`` (or a list of row dicts) with its CSV download, or the empty-state sentence
+    when it has no rows."""
+    if isinstance(frame, list):
+        frame = pd.DataFrame(frame)
     if frame is None or frame.empty:
         empty(empty_sentence)
         return

@@ -3,16 +3,15 @@ reconciliation per month or per member, and resyncing one member."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from core.permissions import Permission
-from core.settings import SettingsError
-from core.stripe_gateway import GatewayError, build_client
+from core.stripe_gateway import GatewayError
 from core.sync import actions, status
 from core.timeutil import utc_now
 from dashboard.auth import guard
-from dashboard.db import engine, settings
+from dashboard.db import engine, stripe_client
+from dashboard.widgets import table
 
 ctx = guard(Permission.RUN_SYNC)
 eng = engine()
@@ -40,11 +39,11 @@ if snapshot.last_run and snapshot.last_run.status == "failed" and snapshot.last_
 
 
 def _client():  # type: ignore[no-untyped-def]
-    try:
-        return build_client(settings())
-    except SettingsError as exc:
-        st.error(str(exc))
-        return None
+    client = stripe_client()
+    if client is None:
+        st.error("No Stripe API key is configured: set STRIPE_API_KEY or api_key under [stripe] in "
+                 ".streamlit/secrets.toml.")
+    return client
 
 
 st.subheader("Sync now")
@@ -60,15 +59,17 @@ if start and (client := _client()) is not None:
     st.rerun()
 
 st.subheader("Freshness by object type")
-st.dataframe(pd.DataFrame(actions.freshness_table(snapshot)), hide_index=True, width="stretch")
+table(actions.freshness_table(snapshot), "sync-freshness", key="csv-freshness",
+      empty_sentence="Nothing has been synced yet. Press Sync now: the first run backfills every object type, "
+                     "then follows Stripe's events.")
 
 st.subheader("Recent runs")
-st.dataframe(pd.DataFrame(actions.runs_table(snapshot)), hide_index=True, width="stretch")
+table(actions.runs_table(snapshot), "sync-runs", key="csv-runs", empty_sentence="No sync has run yet.")
 
 failing = actions.failing_events_table(eng)
 if failing:
     st.subheader("Events that failed (retried on the next run)")
-    st.dataframe(pd.DataFrame(failing), hide_index=True, width="stretch")
+    table(failing, "sync-failing-events", key="csv-failing", empty_sentence="No event is failing.")
 
 st.subheader("Reconciliation")
 with st.form("reconcile"):
@@ -84,7 +85,7 @@ if go and (client := _client()) is not None:
         (st.success if not bad else st.warning)(
             f"{len(rows) - bad} of {len(rows)} groups agree with Stripe." if rows else "Nothing to compare."
         )
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        table(rows, "reconciliation", key="csv-reconcile", empty_sentence="Nothing to compare.")
 
 st.subheader("One member")
 with st.form("member"):
@@ -104,6 +105,6 @@ elif (compare or resync) and (client := _client()) is not None:
     else:
         if diffs:
             st.warning(f"{len(diffs)} difference(s) between our rows and Stripe.")
-            st.dataframe(pd.DataFrame(diffs), hide_index=True, width="stretch")
+            table(diffs, "member-differences", key="csv-member-diff", empty_sentence="No difference.")
         else:
             st.success("This member agrees with Stripe.")

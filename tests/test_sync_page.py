@@ -28,6 +28,7 @@ class TestStripeSyncPage:
         at = _page(database_url, sandbox)
         assert not at.exception
         assert "Stripe data has not been synced yet." in texts(at)
+        assert "Nothing has been synced yet. Press Sync now" in texts(at) and "No sync has run yet." in texts(at)
 
         at.button(key="FormSubmitter:sync_now-Sync now").click()
         at.run(timeout=120)
