@@ -18,8 +18,8 @@ from core.stripe_store import MissingParent, apply, apply_many
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 ORDER = ("product", "price", "customer", "payment_method", "subscription", "charge", "invoice", "refund", "dispute")
-MIRROR = ("membership_changes", "refunds", "disputes", "payments", "invoice_lines", "invoices", "subscription_items",
-          "subscriptions", "payment_methods", "members", "prices", "tiers")
+MIRROR = ("membership_changes", "refunds", "disputes", "payments", "invoice_lines", "invoice_payment_refs", "invoices",
+          "subscription_items", "subscriptions", "payment_methods", "members", "prices", "tiers")
 # Each table's own natural key: rows and foreign keys are compared by these, not by our integer ids.
 NATURAL = {"tiers": "code", "prices": "stripe_price_id", "members": "stripe_customer_id",
            "payment_methods": "stripe_payment_method_id", "subscriptions": "stripe_subscription_id",

@@ -76,12 +76,20 @@ def setup_catalogue(engine: Engine, now: datetime) -> Catalogue:
                      ranks={r.id: r.rank for r in tier_rows}, now=now)
 
 
+_TIME_TEXT: dict[datetime, str] = {}
+
+
 def _fast_sqlite_time(value: datetime) -> str:
     """UTCDateTime's SQLite storage (naive UTC, SQLAlchemy's text format) without two layers of
-    processors: the bulk loader writes millions of these. tests/test_demo.py reads them back."""
-    value = value.astimezone(UTC)
-    return f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:" \
-           f"{value.second:02d}.{value.microsecond:06d}"
+    processors: the bulk loader writes millions of these. tests/test_demo.py reads them back.
+    Remembered per value: rows share their times (every row's stripe_state_at, an invoice's period
+    on its lines)."""
+    text = _TIME_TEXT.get(value)
+    if text is None:
+        if len(_TIME_TEXT) >= 100_000:
+            _TIME_TEXT.clear()
+        text = _TIME_TEXT[value] = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return text
 
 
 class _Encoder:
@@ -101,14 +109,15 @@ class _Encoder:
                                    for c in cols]
 
     def encode(self, table: str, rows: list[dict[str, Any]]) -> list[tuple]:
-        names, procs, defaults = self.columns[table], self.procs[table], self.defaults[table]
-        spec = list(zip(names, procs, defaults, strict=True))
+        spec = list(zip(self.columns[table], self.defaults[table], strict=True))
+        # Most columns have no bind processor: read them all, then convert only the few that have one.
+        converted = [(i, proc) for i, proc in enumerate(self.procs[table]) if proc is not None]
         out = []
         for row in rows:
-            values = []
-            for name, proc, default in spec:
-                value = row.get(name, default)
-                values.append(proc(value) if proc is not None and value is not None else value)
+            values = [row.get(name, default) for name, default in spec]
+            for i, proc in converted:
+                if values[i] is not None:
+                    values[i] = proc(values[i])
             out.append(tuple(values))
         return out
 

@@ -17,6 +17,7 @@ from typing import Any
 from core.demo.simulate import Story
 from core.stripe_mapping import map_charge, map_customer, map_dispute, map_invoice, map_payment_method, map_refund
 from core.stripe_mapping import map_subscription as _map_subscription
+from core.stripe_store.derived import RENEWAL, number_attempts
 from core.stripe_store.rules import derive_changes, past_due_since
 from core.timeutil import from_epoch
 
@@ -31,6 +32,7 @@ LOCAL_IDS: dict[str, dict[str, str]] = {
     "membership_changes": {"id": "membership_changes", "member_id": "members", "subscription_id": "subscriptions"},
     "invoices": {"id": "invoices", "member_id": "members", "subscription_id": "subscriptions"},
     "invoice_lines": {"id": "invoice_lines", "invoice_id": "invoices"},
+    "invoice_payment_refs": {"id": "invoice_payment_refs", "invoice_id": "invoices"},
     "payments": {"id": "payments", "member_id": "members", "invoice_id": "invoices",
                  "payment_method_id": "payment_methods"},
     "refunds": {"id": "refunds", "payment_id": "payments", "member_id": "members"},
@@ -78,7 +80,7 @@ class _Chunk:
             self.add("members", dict(story.member, version=1))
             return
         member = map_customer(story.customer)
-        default_pm = member.pop("stripe_default_payment_method_id")
+        default_pm = member["stripe_default_payment_method_id"]
         member_id = self.add("members", dict(member, version=1, stripe_state_at=now))
         pms: dict[str, int] = {}
         for pm in story.payment_methods:
@@ -90,34 +92,36 @@ class _Chunk:
         for states in story.subscriptions:
             subs[states[-1].obj["id"]] = self.subscription(states, member_id, pms)
         invoices: dict[str, int] = {}
-        by_payment: dict[str, tuple[int, bool]] = {}
+        by_payment: dict[str, int] = {}
+        renewals: dict[int, bool] = {}
         for inv in story.invoices:
             row, lines = map_invoice(inv)
             refs = row.pop("payment_refs")
             row.pop("stripe_customer_id")
             row["subscription_id"] = subs.get(row.pop("stripe_subscription_id") or "")
             inv_id = invoices[inv["id"]] = self.add("invoices", dict(row, member_id=member_id, stripe_state_at=now))
-            renewal = row["billing_reason"] == "subscription_cycle"
-            for ref in refs:
-                by_payment[ref] = (inv_id, renewal)
+            renewals[inv_id] = row["billing_reason"] == RENEWAL
+            for ref in dict.fromkeys(refs):
+                by_payment[ref] = inv_id
+                self.add("invoice_payment_refs", {"invoice_id": inv_id, "payment_ref": ref})
             for line in lines:
                 price = line.pop("stripe_price_id")
                 self.add("invoice_lines", dict(line, invoice_id=inv_id, price_id=self.cat.price_ids.get(price or "")))
-        attempts: dict[str, int] = defaultdict(int)
         charges: dict[str, int] = {}
+        payments = []
         for ch in story.charges:
             row = map_charge(ch)
             row.pop("stripe_customer_id")
             pi = row["stripe_payment_intent_id"]
-            inv_id, renewal = by_payment.get(pi or "") or by_payment.get(ch["id"], (None, False))
+            inv_id = by_payment.get(pi or "", by_payment.get(ch["id"]))
             if inv_id is None and row["stripe_invoice_id"]:
                 inv_id = invoices.get(row["stripe_invoice_id"])
             row.pop("stripe_invoice_id")
-            attempts[pi or ch["id"]] += 1
-            row.update(member_id=member_id, invoice_id=inv_id, is_renewal=renewal,
-                       payment_method_id=pms.get(row.pop("stripe_payment_method_id") or ""),
-                       attempt_number=attempts[pi or ch["id"]], stripe_state_at=now)
+            row.update(member_id=member_id, invoice_id=inv_id, is_renewal=renewals.get(inv_id, False),  # type: ignore[arg-type]
+                       payment_method_id=pms.get(row.pop("stripe_payment_method_id") or ""), stripe_state_at=now)
             charges[ch["id"]] = self.add("payments", row)
+            payments.append(row)
+        number_attempts(payments)  # the store's own rule, over the member's attempts
         for re in story.refunds:
             row = map_refund(re)
             row["payment_id"] = charges[row.pop("stripe_charge_id")]

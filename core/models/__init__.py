@@ -2,7 +2,7 @@
 
 from core.models.alerts import Alert, AlertRule, AlertTransition, Notification
 from core.models.base import Base
-from core.models.billing import Dispute, Invoice, InvoiceLine, Payment, PaymentMethod, Refund
+from core.models.billing import Dispute, Invoice, InvoiceLine, InvoicePaymentRef, Payment, PaymentMethod, Refund
 from core.models.catalogue import Price, Tier
 from core.models.changes import ChangeRequest
 from core.models.config import FxRate, Setting
@@ -14,7 +14,7 @@ from core.models.subscriptions import MembershipChange, Subscription, Subscripti
 
 __all__ = [
     "Alert", "AlertRule", "AlertTransition", "AuditEntry", "Base", "ChangeRequest", "Dispute",
-    "FxRate", "Invoice", "InvoiceLine", "LoginAttempt", "MembershipChange", "Member",
+    "FxRate", "Invoice", "InvoiceLine", "InvoicePaymentRef", "LoginAttempt", "MembershipChange", "Member",
     "Notification", "Payment", "PaymentMethod", "Price", "Refund", "RunLock", "Setting",
     "StaffAccount", "StaffNote", "StripeEvent", "Subscription", "SubscriptionItem", "SyncRun",
     "SyncState", "Tier",

@@ -30,6 +30,8 @@ class PaymentMethod(Base):
     country: Mapped[str | None] = mapped_column(String(2))
     funding: Mapped[str | None] = mapped_column(String(16))
     wallet: Mapped[str | None] = mapped_column(String(24))  # apple_pay, google_pay, ...
+    # Derived, whatever order the card and its customer arrive in: this card is the customer's
+    # members.stripe_default_payment_method_id and is still attached.
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     billing_details: Mapped[dict | None] = mapped_column(EncryptedJSON())  # name, address, phone
     created_at: Mapped[datetime] = created_column()
@@ -69,6 +71,21 @@ class Invoice(Base):
     stripe_state_at: Mapped[datetime | None]
 
 
+class InvoicePaymentRef(Base):
+    """A payment intent or charge id the invoice names as paying it (today's ``invoice.payments``,
+    the older ``invoice.payment_intent`` / ``invoice.charge``), as of the invoice's newest state.
+
+    Today's charge does not name its invoice; keeping what the invoice says lets a charge that
+    arrives after its invoice find it (``core.stripe_store`` links both ways)."""
+
+    __tablename__ = "invoice_payment_refs"
+    __table_args__ = (Index("uq_invoice_payment_refs_invoice_ref", "invoice_id", "payment_ref", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"))
+    payment_ref: Mapped[str] = mapped_column(String(64), index=True)  # pi_... or ch_... / py_...
+
+
 class InvoiceLine(Base):
     __tablename__ = "invoice_lines"
     __table_args__ = (Index("uq_invoice_lines_invoice_line", "invoice_id", "stripe_line_id", unique=True),)
@@ -104,8 +121,11 @@ class Payment(Base):
     currency: Mapped[str] = currency_column()
     status: Mapped[str] = mapped_column(String(16))  # PaymentStatus
     created_at: Mapped[datetime] = created_column()
+    # Derived from stored state, not from arrival order (core.stripe_store.derived): the rank of
+    # this attempt among its invoice's (else its payment intent's) by (created_at, charge id), and
+    # whether that invoice's billing_reason is subscription_cycle.
     attempt_number: Mapped[int] = mapped_column(Integer, default=1)  # 1 = first try on its invoice
-    is_renewal: Mapped[bool] = mapped_column(Boolean, default=False)  # invoice billing_reason = subscription_cycle
+    is_renewal: Mapped[bool] = mapped_column(Boolean, default=False)
     failure_code: Mapped[str | None] = mapped_column(String(64))
     decline_code: Mapped[str | None] = mapped_column(String(64))
     failure_message: Mapped[str | None] = mapped_column(Text)

@@ -22,6 +22,9 @@ class Member(Base):
     phone: Mapped[str | None] = mapped_column(EncryptedText())
     address: Mapped[str | None] = mapped_column(EncryptedText())  # JSON text of the postal address
     stripe_customer_id: Mapped[str | None] = stripe_id_column()
+    # The customer's invoice_settings.default_payment_method as Stripe names it (not unique, not a
+    # foreign key: the card may arrive later); payment_methods.is_default is derived from it.
+    stripe_default_payment_method_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime | None]
     deleted_in_stripe_at: Mapped[datetime | None]

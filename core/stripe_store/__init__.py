@@ -13,10 +13,10 @@
   forms), and every subscription move recognised by ``derive_changes`` writes one
   ``membership_changes`` row, unique per (event, subscription) so a replayed event adds nothing.
 
-Invoices and payments: today's charge names no invoice; the invoice lists its payment intents
-(``invoice.payments``), so the link is made when the invoice is applied after its charges (Stripe
-sends ``invoice.paid`` after ``charge.succeeded``), and a retry on the same payment intent inherits
-the link of an earlier attempt. The older shape's ``charge.invoice`` links directly.
+Columns that depend on several objects (a payment's invoice, renewal flag and attempt number; a
+card's default flag) are derived from what each object says, whatever order they arrive in: see
+``derived.py``. Today's charge names no invoice, so the invoice's payment refs are stored
+(``invoice_payment_refs``) and whichever of the two arrives last completes the link.
 
 ``apply_many(session, objects, state_at=..., source=...)`` (``bulk.py``) applies a whole page with
 the same handlers and the same result, reading what they need in a few queries per page and
@@ -30,10 +30,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Base
@@ -49,7 +48,7 @@ from core.stripe_mapping import (
     map_refund,
     map_subscription,
 )
-from core.stripe_store import cache
+from core.stripe_store import cache, derived
 from core.stripe_store.rules import derive_changes, past_due_since
 
 __all__ = ["MissingParent", "apply", "apply_many", "derive_changes", "mark_deleted", "past_due_since", "OBJECT_TABLES"]
@@ -180,7 +179,6 @@ def _price(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
 
 def _customer(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
     row = map_customer(obj)
-    default_pm = row.pop("stripe_default_payment_method_id")
     if row["created_at"] is None:
         row.pop("created_at")
     m = _t("members")
@@ -193,17 +191,11 @@ def _customer(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
         elif owner is not None:
             local, _, domain = row["email"].partition("@")
             row["email"] = f"{local}+{row['stripe_customer_id']}@{domain}"
-    outcome, member_id, _before = _upsert(session, "members", "stripe_customer_id", row, state_at)
+    outcome, member_id, before = _upsert(session, "members", "stripe_customer_id", row, state_at)
     if outcome == "stale":
         return outcome
-    if default_pm:
-        pm = _t("payment_methods")
-        flagged = session.execute(
-            update(pm).where(pm.c.member_id == member_id,
-                             pm.c.is_default != (pm.c.stripe_payment_method_id == default_pm))
-            .values(is_default=pm.c.stripe_payment_method_id == default_pm)).rowcount
-        if flagged and outcome == "unchanged":
-            outcome = "updated"
+    if (before or {}).get("stripe_default_payment_method_id") != row["stripe_default_payment_method_id"]:
+        derived.note_member_default(session, member_id)  # type: ignore[arg-type]
     if outcome in ("updated", "created"):
         session.execute(update(m).where(m.c.id == member_id).values(updated_at=state_at))
         if outcome == "updated":
@@ -232,7 +224,10 @@ def _payment_method(session: Session, obj: dict, state_at: datetime, **_: Any) -
     row["detached_at"] = None
     if row["created_at"] is None:
         row.pop("created_at")
-    outcome, _, _ = _upsert(session, "payment_methods", "stripe_payment_method_id", row, state_at)
+    outcome, pm_id, before = _upsert(session, "payment_methods", "stripe_payment_method_id", row, state_at)
+    if outcome != "stale" and (before is None or before["member_id"] != row["member_id"]
+                               or before["detached_at"] is not None):
+        derived.note_card(session, pm_id)  # type: ignore[arg-type]
     if outcome in ("created", "updated"):
         _bump(session, row["member_id"])
     return outcome
@@ -306,7 +301,7 @@ def _invoice(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
     lines = [_resolve(session, "invoice_lines", ln) for ln in lines]
     if row["created_at"] is None:
         row.pop("created_at")
-    outcome, inv_id, _ = _upsert(session, "invoices", "stripe_invoice_id", row, state_at)
+    outcome, inv_id, before = _upsert(session, "invoices", "stripe_invoice_id", row, state_at)
     if outcome == "stale":
         return outcome
     il = _t("invoice_lines")
@@ -329,77 +324,41 @@ def _invoice(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
             outcome = "updated" if outcome == "unchanged" else outcome
     if not fresh and not (obj.get("lines") or {}).get("has_more"):
         session.execute(il.delete().where(il.c.invoice_id == inv_id, il.c.stripe_line_id.not_in(keep)))
-    page = cache.current(session)
-    if refs and page is not None and page.payments_by_ref is not None:
-        # A page of invoices: the same links as the UPDATE below, decided from the prefetched
-        # payments and written together at the end of the page.
-        renewal = row.get("billing_reason") == "subscription_cycle"
-        targets = {pay["id"]: pay for ref in refs for pay in page.payments_by_ref.get(ref, [])}
-        hits = [pay for pay in targets.values() if pay["invoice_id"] != inv_id]
-        for pay in hits:
-            pay["invoice_id"] = inv_id
-            page.links.append({"pay_id": pay["id"], "inv_id": inv_id, "renewal": renewal})
-        if hits and outcome == "unchanged":
-            outcome = "updated"
-    elif refs:
-        p = _t("payments")
-        linked = session.execute(
-            update(p).where(or_(p.c.stripe_payment_intent_id.in_(refs), p.c.stripe_charge_id.in_(refs)),
-                            or_(p.c.invoice_id.is_(None), p.c.invoice_id != inv_id))
-            .values(invoice_id=inv_id, is_renewal=row.get("billing_reason") == "subscription_cycle")).rowcount
-        if linked and outcome == "unchanged":
-            outcome = "updated"
+    refs_changed = _sync_payment_refs(session, inv_id, refs, obj, fresh=fresh)  # type: ignore[arg-type]
+    if refs_changed and outcome == "unchanged":
+        outcome = "updated"
+    if refs_changed or (before is not None and before["billing_reason"] != row["billing_reason"]):
+        derived.note_invoice(session, inv_id)  # type: ignore[arg-type]
     if outcome in ("created", "updated"):
         _bump(session, row["member_id"])
     return outcome
 
 
+def _sync_payment_refs(session: Session, inv_id: int, refs: list[str], obj: dict, *, fresh: bool) -> bool:
+    """Store the payment intents / charges the invoice names, as of its newest state; True if
+    they changed. ``fresh``: the invoice was created just now and has none stored."""
+    t = _t("invoice_payment_refs")
+    have = set() if fresh else set(session.scalars(select(t.c.payment_ref).where(t.c.invoice_id == inv_id)))
+    new = list(dict.fromkeys(r for r in refs if r not in have))
+    if new:
+        session.execute(t.insert(), [{"invoice_id": inv_id, "payment_ref": r} for r in new])
+    # A partial list (more pages) says nothing about the refs it leaves out.
+    gone = set() if (obj.get("payments") or {}).get("has_more") else have - set(refs)
+    if gone:
+        session.execute(t.delete().where(t.c.invoice_id == inv_id, t.c.payment_ref.in_(sorted(gone))))
+    return bool(new or gone)
+
+
 def _charge(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
     row = _resolve(session, "payments", map_charge(obj))
-    p, inv = _t("payments"), _t("invoices")
-    found = _existing(session, "payments", "stripe_charge_id", row["stripe_charge_id"])
-    existing = None if found is None else SimpleNamespace(**found)
-    page = cache.current(session)
-    intent = row["stripe_payment_intent_id"]
-    # A page of charges (apply_many) has every stored attempt of its payment intents at hand.
-    attempts = page.intents.get(intent) if page is not None and intent else None
-    if row["invoice_id"] is None and intent:
-        # Today's charge names no invoice: an earlier attempt on the same payment intent may.
-        if attempts is not None:
-            row["invoice_id"] = next((a["invoice_id"] for a in attempts if a["invoice_id"] is not None), None)
-        else:
-            row["invoice_id"] = session.execute(
-                select(p.c.invoice_id).where(p.c.stripe_payment_intent_id == intent,
-                                             p.c.invoice_id.is_not(None)).limit(1)).scalar()
-    if row["invoice_id"] is None and existing is not None:
-        row["invoice_id"] = existing.invoice_id
-    if row["invoice_id"] is not None:
-        if page is not None and row["invoice_id"] in page.reasons:
-            reason = page.reasons[row["invoice_id"]]
-        else:
-            reason = session.execute(select(inv.c.billing_reason).where(inv.c.id == row["invoice_id"])).scalar()
-            if page is not None:
-                page.reasons[row["invoice_id"]] = reason
-        row["is_renewal"] = reason == "subscription_cycle"
-    if existing is None and intent:
-        if attempts is not None:
-            at = row["created_at"]
-            earlier = sum(1 for a in attempts if at is not None and a["created_at"] is not None and a["created_at"] < at)
-        else:
-            earlier = session.execute(select(func.count()).select_from(p).where(
-                p.c.stripe_payment_intent_id == intent, p.c.created_at < row["created_at"])).scalar_one()
-        row["attempt_number"] = earlier + 1
+    if row["invoice_id"] is None:
+        row.pop("invoice_id")  # today's charge names no invoice: keep the link its invoice made
     if row["created_at"] is None:
         row.pop("created_at")
-    outcome, pay_id, _ = _upsert(session, "payments", "stripe_charge_id", row, state_at)
-    if attempts is not None and outcome in ("created", "updated"):
-        mine = next((a for a in attempts if a["id"] == pay_id), None)
-        if mine is None:
-            mine = {"id": pay_id, "stripe_charge_id": row["stripe_charge_id"], "stripe_payment_intent_id": intent,
-                    "created_at": None}
-            attempts.append(mine)
-        mine["invoice_id"] = row["invoice_id"]
-        mine["created_at"] = row.get("created_at", mine["created_at"])
+    outcome, _, before = _upsert(session, "payments", "stripe_charge_id", row, state_at)
+    if outcome == "created" or (outcome == "updated" and any(
+            before[k] != row[k] for k in ("created_at", "invoice_id", "stripe_payment_intent_id") if k in row)):  # type: ignore[index]
+        derived.note_payment(session, row["stripe_charge_id"], row["stripe_payment_intent_id"])
     if outcome in ("created", "updated"):
         _bump(session, row["member_id"])
     return outcome
@@ -450,7 +409,7 @@ def apply(session: Session, obj: dict, *, state_at: datetime, event_id: str | No
     # Parents are resolved before the first write, so MissingParent leaves nothing behind; the
     # savepoint also undoes a handler that fails half-way, so the caller (the sync) can record the
     # failure and go on with the next object in the same transaction.
-    with session.begin_nested():
+    with session.begin_nested(), derived.collecting(session):
         return apply_one(session, obj, state_at=state_at, event_id=event_id, source=source)
 
 

@@ -4,7 +4,8 @@ The rows written are exactly those ``apply`` writes one object at a time, becaus
 run in the same order; what changes is where their reads come from and how often the database is
 asked. Before the page, one query per table fetches the page's own rows by Stripe id, and one per
 parent table fetches the parents the page names (``core.stripe_store.cache``). The page runs in one
-savepoint instead of one per object, and the members' ``version`` bumps are written once per member.
+savepoint instead of one per object, the members' ``version`` bumps are written once per member, and
+the columns derived from several objects (``derived.py``) are settled once at the end of the page.
 
 All or nothing per page: if any object raises (a parent not stored yet, a bad object), the
 savepoint is rolled back, nothing of the page remains, and the exception propagates so the caller
@@ -19,12 +20,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.models import Base
-from core.stripe_mapping import REFS, invoice_payment_refs, stripe_id
-from core.stripe_store import cache
+from core.stripe_mapping import REFS
+from core.stripe_store import cache, derived
 
 CHUNK = 500  # ids per IN (...) list
 
@@ -77,30 +78,6 @@ def _prefetch(session: Session, objects: list[dict], page: cache.PageCache) -> N
         for sid, row in rows.items():
             if row is not None:
                 page.ids.setdefault((table, key), {})[sid] = row["id"]
-    intents = sorted({i for obj in objects if obj.get("object") == "charge"
-                      and (i := stripe_id(obj.get("payment_intent")))})
-    if intents:
-        p = tables["payments"]
-        page.intents = {i: [] for i in intents}
-        for chunk in _chunks(intents):
-            for r in session.execute(select(p.c.id, p.c.stripe_charge_id, p.c.stripe_payment_intent_id, p.c.invoice_id,
-                                            p.c.created_at).where(p.c.stripe_payment_intent_id.in_(chunk))
-                                     .order_by(p.c.id)).mappings():
-                page.intents[r["stripe_payment_intent_id"]].append(dict(r))
-    refs = sorted({r for obj in objects if obj.get("object") == "invoice" and not obj.get("deleted")
-                   for r in invoice_payment_refs(obj)})
-    if refs:
-        p = tables["payments"]
-        by_id: dict[int, dict[str, Any]] = {}
-        for column in (p.c.stripe_payment_intent_id, p.c.stripe_charge_id):
-            for chunk in _chunks(refs):
-                for r in session.execute(select(p.c.id, p.c.stripe_payment_intent_id, p.c.stripe_charge_id,
-                                                p.c.invoice_id).where(column.in_(chunk))).mappings():
-                    by_id.setdefault(r["id"], dict(r))
-        page.payments_by_ref = {}
-        for pay in by_id.values():
-            for ref in {pay["stripe_payment_intent_id"], pay["stripe_charge_id"]} - {None}:
-                page.payments_by_ref.setdefault(ref, []).append(pay)
     # Parents: only the tables this page's rows (and their lines/items) point at.
     wanted = {(parent, parent_key) for table, _ in own for t in (table, *_CHILD_TABLES.get(table, ()))
               for _fk, parent, parent_key in REFS.get(t, {}).values()}
@@ -128,16 +105,13 @@ def apply_many(session: Session, objects: list[dict], *, state_at: datetime, sou
     outcomes: list[str] = []
     with session.begin_nested():
         _prefetch(session, objects, page)
-        session.info[cache.KEY] = page
-        try:
-            for obj in objects:
-                outcomes.append(stripe_store.apply_one(session, obj, state_at=state_at, source=source))
-        finally:
-            session.info.pop(cache.KEY, None)
-        if page.links:
-            p = Base.metadata.tables["payments"]
-            session.execute(update(p).where(p.c.id == bindparam("pay_id"))
-                            .values(invoice_id=bindparam("inv_id"), is_renewal=bindparam("renewal")), page.links)
+        with derived.collecting(session):  # links, attempt numbers, default cards: once per page
+            session.info[cache.KEY] = page
+            try:
+                for obj in objects:
+                    outcomes.append(stripe_store.apply_one(session, obj, state_at=state_at, source=source))
+            finally:
+                session.info.pop(cache.KEY, None)
         if page.bumps:
             m = Base.metadata.tables["members"]
             by_count: dict[int, list[int]] = {}

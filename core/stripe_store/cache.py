@@ -9,10 +9,6 @@ lookup is a query exactly as before. What it holds, and why it stays true for th
 - ``rows``: the page's own rows prefetched by Stripe id (``None``: known absent). An entry is
   dropped as soon as the store writes that row (or links a row to that id), so a later lookup
   reads the database again.
-- ``intents``/``reasons``: a charge page's payments per payment intent (updated as the page
-  writes them) and the billing reason of the invoices they link to (invoices are not written by a
-  charge page); ``payments_by_ref``/``links``: the payments an invoice page links (no other
-  handler reads or writes payments during an invoice page), the links written at its end.
 - ``bumps``: member ids whose ``version`` is to be raised, counted and written once at the end of
   the page (nothing in the store reads ``version``, so deferring the increment is invisible).
 """
@@ -33,14 +29,6 @@ class PageCache:
     ids: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     rows: dict[tuple[str, str], dict[str, dict[str, Any] | None]] = field(default_factory=dict)
     bumps: Counter[int] = field(default_factory=Counter)
-    # payment intent -> its stored attempts (id, stripe_charge_id, invoice_id, created_at) in id
-    # order, for a page of charges; kept current as the page writes payments.
-    intents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    reasons: dict[int, str | None] = field(default_factory=dict)  # invoice id -> billing_reason
-    # An invoice page's payments by payment intent id and by charge id (the invoice's refs), and
-    # the invoice links it decided, written with one executemany at the end of the page.
-    payments_by_ref: dict[str, list[dict[str, Any]]] | None = None
-    links: list[dict[str, Any]] = field(default_factory=list)
 
 
 def current(session: Session) -> PageCache | None:
