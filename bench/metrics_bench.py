@@ -5,7 +5,7 @@
 
 Sizes: S = 10,000 members, M = 100,000, L = 1,000,000 (three years of history from the demo
 generator, ``core.demo.load_demo``). The world is generated once per size and database and kept
-(SQLite: /tmp/memberdesk_metrics_<size>.db; PostgreSQL: database memberdesk_metrics_<size>);
+(SQLite: <--data-dir>/memberdesk_metrics_<size>.db, default /tmp; PostgreSQL: database memberdesk_metrics_<size>);
 ``--regenerate`` starts over.
 
 Measured: full and one-day incremental rollup refresh; each metric for the last complete month
@@ -56,10 +56,11 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def database_url(size: str, db: str, pg_url: str, regenerate: bool) -> tuple[str, bool]:
+def database_url(size: str, db: str, pg_url: str, regenerate: bool, data_dir: Path) -> tuple[str, bool]:
     """(url, exists already)."""
     if db == "sqlite":
-        path = Path(f"/tmp/memberdesk_metrics_{size}.db")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / f"memberdesk_metrics_{size}.db"
         if regenerate and path.exists():
             path.unlink()
         return f"sqlite:///{path}", path.exists()
@@ -93,12 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", choices=tuple(SIZES), default="M")
     p.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--data-dir", type=Path, default=Path("/tmp"),
+                   help="folder of the SQLite world files (default /tmp; keep them outside the repository)")
     p.add_argument("--regenerate", action="store_true")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--write-docs", action="store_true", help="merge the results into docs/benchmarks.md")
     args = p.parse_args(argv)
     crypto.set_keyring(crypto.KeyRing([KEY]))
-    url, exists = database_url(args.size, args.db, args.pg_url, args.regenerate)
+    url, exists = database_url(args.size, args.db, args.pg_url, args.regenerate, args.data_dir)
     engine = make_engine(url)
     gen_s = None
     if not exists:
