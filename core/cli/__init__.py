@@ -29,17 +29,28 @@ COMMAND_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Command -> the module that registers it. A command line names one command, so only its module
+# is imported: a finance script's `metrics` export does not pay for the demo generator, the
+# sandbox or the Stripe client (help and unknown commands import them all).
+COMMANDS = {"migrate": "core.cli.migrate", "demo": "core.cli.demo", "staff": "core.cli.staff",
+            "keygen": "core.cli.keys", "rotate-key": "core.cli.keys", "init-local": "core.cli.keys",
+            "sandbox": "core.cli.sandbox", "run": "core.cli.run", "sync": "core.cli.sync",
+            "reconcile": "core.cli.reconcile", "alerts": "core.cli.alerts", "metrics": "core.cli.metrics"}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Memberdesk operations.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in [COMMANDS[command]] if command in COMMANDS else COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
