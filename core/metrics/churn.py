@@ -127,7 +127,7 @@ def trials(engine: Engine, query: Query, period: date | None = None) -> pd.DataF
     stmt = text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in ("start", "end", "now")])
     with engine.connect() as conn:
         res = conn.execute(stmt, {"start": start, "end": end, "now": query.now, **params})
-        df = pd.DataFrame(res.all(), columns=list(res.keys()))
+        df = source.frame(res.all(), list(res.keys()))
     if not df.empty:
         df["trial_end"] = pd.to_datetime(df["trial_end"], utc=True)
         df["trial_start"] = pd.to_datetime(df["trial_start"], utc=True)
@@ -137,18 +137,17 @@ def trials(engine: Engine, query: Query, period: date | None = None) -> pd.DataF
 
 def _trial_conversion(engine: Engine, query: Query) -> MetricResult:
     buckets = buckets_before_now(query) or query.buckets()[:1]
-    df = trials(engine, query)
+    _, first, last = source.span(query)
+    df = source.bounded_daily(engine, query, "trials", first, last)
     values: dict[date, float | None] = {}
+    trials = converted = 0
     if not df.empty:
-        tz = zone(query.tz)
-        df["period"] = label_of(df["trial_end"].map(lambda t: t.astimezone(tz).date()), buckets)
+        df["period"] = label_of(df["day"], buckets)
         for p, part in df.groupby("period"):
-            values[p] = ratio(int(part["converted"].sum()), len(part))
-    value = ratio(int(df["converted"].sum()), len(df)) if not df.empty else None
-    out = result("trial_conversion", "percent", value, query, attach(buckets, values, None))
-    out.breakdown = pd.DataFrame({"key": ["converted", "not_converted"],
-                                  "value": [int(df["converted"].sum()) if not df.empty else 0,
-                                            int((~df["converted"]).sum()) if not df.empty else 0]})
+            values[p] = ratio(int(part["converted"].sum()), int(part["trials"].sum()))
+        trials, converted = int(df["trials"].sum()), int(df["converted"].sum())
+    out = result("trial_conversion", "percent", ratio(converted, trials), query, attach(buckets, values, None))
+    out.breakdown = pd.DataFrame({"key": ["converted", "not_converted"], "value": [converted, trials - converted]})
     return out
 
 
@@ -171,28 +170,13 @@ def _cancellations(engine: Engine, query: Query) -> MetricResult:
 
 
 def _reasons(engine: Engine, query: Query) -> pd.DataFrame:
-    from core.metrics.common import range_bounds
-
-    start, end = range_bounds(query, None)
-    end = min(end, query.now)  # type: ignore[type-var]
-    f = source.filter_values(engine, query)
-    cols = {"tier_id": "COALESCE(c.to_tier_id, c.from_tier_id)", "interval": "pr.interval", "currency": "c.currency",
-            "country": "m.country"}
-    where = "".join(f" AND {cols[k]} = :f_{k}" for k in f)
-    sql = f"""
-SELECT COALESCE(c.reason, s.cancellation_feedback, s.cancellation_reason, 'unknown') AS key,
-       COALESCE(c.churn_kind, 'voluntary') AS churn_kind, COUNT(*) AS value
-FROM membership_changes c
-JOIN members m ON m.id = c.member_id
-LEFT JOIN subscriptions s ON s.id = c.subscription_id
-LEFT JOIN prices pr ON pr.id = s.price_id
-WHERE c.effective_at >= :start AND c.effective_at < :end AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0{where}
-GROUP BY 1, 2
-ORDER BY 3 DESC"""
-    stmt = text(sql).bindparams(bindparam("start", type_=UTCDateTime()), bindparam("end", type_=UTCDateTime()))
-    with engine.connect() as conn:
-        rows = conn.execute(stmt, {"start": start, "end": end, **{f"f_{k}": v for k, v in f.items()}}).all()
-    return pd.DataFrame(rows, columns=["key", "churn_kind", "value"])
+    _, first, last = source.span(query)
+    df = source.bounded_daily(engine, query, "cancellations", first, last)
+    if df.empty:
+        return pd.DataFrame(columns=["key", "churn_kind", "value"])
+    out = df.groupby(["reason", "churn_kind"], as_index=False)["changes"].sum()
+    out = out.rename(columns={"reason": "key", "changes": "value"})
+    return out.sort_values(["value", "key", "churn_kind"], ascending=[False, True, True]).reset_index(drop=True)
 
 
 def _n(col: str):  # type: ignore[no-untyped-def]

@@ -10,8 +10,12 @@ country is the member's country. Payments without an invoice (one-off charges) h
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
+from sqlalchemy import TextClause, bindparam, text
+
+from core.db.types import UTCDateTime
 from core.timeutil import local_midnight
 
 RECOVERY_WINDOW_DAYS = 30
@@ -25,10 +29,23 @@ LEFT JOIN prices pr ON pr.id = s.price_id"""
 
 
 def _in_day(column: str, cal: str) -> str:
-    # The redundant lower bound on the row's own time lets the planner use that column's index
-    # (PostgreSQL otherwise reads every payment and joins them to the calendar by hash).
+    # The redundant lower bound on the row's own time (:since_start, the instant :since_day
+    # starts) lets the planner use that column's index. It is a bound value, not a subquery:
+    # PostgreSQL plans a subquery's bound as "a third of the table" and hashes every payment,
+    # invoice and subscription even for one day.
     return (f"JOIN {cal} cal ON {column} >= cal.start_utc AND {column} < cal.end_utc AND cal.day >= :since_day "
-            f"AND {column} >= (SELECT MIN(c0.start_utc) FROM {cal} c0 WHERE c0.day >= :since_day)")
+            f"AND {column} >= :since_start")
+
+
+def since_params(since_day: date, tz) -> dict:  # type: ignore[no-untyped-def]
+    """The parameters of the SELECTs below: the first local day and the UTC instant it starts."""
+    return {"since_day": since_day, "since_start": local_midnight(since_day, tz)}
+
+
+def statement(sql: str) -> TextClause:
+    """``text(sql)`` with the instants typed, so SQLite compares them spelled as it stores them."""
+    names = [n for n in ("since_start", "until_start", "until") if re.search(rf":{n}\b", sql)]
+    return text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in names])
 
 
 def cash_selects(cal: str) -> list[tuple[tuple[str, ...], str]]:
@@ -105,6 +122,43 @@ SELECT cal.day, {_GROUP}, {keys}, COUNT(*), SUM(p.amount)
 FROM payments p {_in_day('p.created_at', cal)} {_JOINS}
 WHERE p.status = 'failed'
 GROUP BY cal.day, {_GROUP}, {keys}""")
+
+
+# Trials and cancellations count only rows up to ``now`` (a query's ``now`` can fall inside a
+# day): the rollup keeps whole days and the day containing ``now`` is read with ``bounded=True``,
+# which adds the condition on :until.
+FIRST_INVOICE_PAID = """(SELECT i.status FROM invoices i WHERE i.subscription_id = s.id AND i.total > 0
+          AND i.created_at >= COALESCE(s.trial_start, s.trial_end)
+        ORDER BY i.created_at, i.id LIMIT 1) = 'paid'"""
+
+
+def trials_select(cal: str, *, bounded: bool = False) -> tuple[tuple[str, ...], str]:
+    """Trials by the local day they ended: all, and those whose first invoice was paid."""
+    return (("trials", "converted"), f"""
+SELECT cal.day, s.currency, s.tier_id, pr.interval, m.country, COUNT(*),
+       SUM(CASE WHEN {FIRST_INVOICE_PAID} THEN 1 ELSE 0 END)
+FROM subscriptions s {_in_day('s.trial_end', cal)}
+JOIN members m ON m.id = s.member_id
+LEFT JOIN prices pr ON pr.id = s.price_id
+{"WHERE s.trial_end <= :until" if bounded else ""}
+GROUP BY 1, 2, 3, 4, 5""")
+
+
+CANCELLATION_REASON = "COALESCE(c.reason, s.cancellation_feedback, s.cancellation_reason, 'unknown')"
+
+
+def cancellations_select(cal: str, *, bounded: bool = False) -> tuple[tuple[str, ...], str]:
+    """Changes that took MRR to zero, by local day effective, reason and churn kind. Tier is the
+    one left (or, on a plain cancel, held); interval the subscription's current price's."""
+    return (("reason", "churn_kind", "changes"), f"""
+SELECT cal.day, c.currency, COALESCE(c.to_tier_id, c.from_tier_id), pr.interval, m.country,
+       {CANCELLATION_REASON}, COALESCE(c.churn_kind, 'voluntary'), COUNT(*)
+FROM membership_changes c {_in_day('c.effective_at', cal)}
+JOIN members m ON m.id = c.member_id
+LEFT JOIN subscriptions s ON s.id = c.subscription_id
+LEFT JOIN prices pr ON pr.id = s.price_id
+WHERE c.mrr_before_minor > 0 AND c.mrr_after_minor = 0{" AND c.effective_at < :until" if bounded else ""}
+GROUP BY 1, 2, 3, 4, 5, 6, 7""")
 
 
 def _ts_literal(dialect: str, moment) -> str:  # type: ignore[no-untyped-def]

@@ -20,21 +20,27 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, bindparam, case, func, select, text
 from sqlalchemy.orm import Session
 
 from core.business_settings import BusinessSettings, load
+from core.db.types import UTCDateTime
 from core.metrics import period_delta, segments
 from core.metrics.daily import (
     GROUP_OUT,
     RECOVERY_WINDOW_DAYS,
     attempts_select,
+    cancellations_select,
     cash_selects,
     declines_select,
     recovery_select,
+    since_params,
+    statement,
+    trials_select,
 )
 from core.metrics.movements import MOVEMENT_COLUMNS
-from core.models import MembershipChange, Payment
+from core.metrics.segments import affected_subscriptions_sql
+from core.models import MembershipChange, Payment, Subscription
 from core.models.rollups import RollupState
 from core.timeutil import ensure_aware, local_midnight, periods, utc_now, zone
 
@@ -91,12 +97,12 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
     tz = zone(tz_name)
     started = utc_now()
     with engine.begin() as conn:
+        _one_at_a_time(conn)
         old = state(conn)
         full = since is None or old is None or not old.matches(tz_name, bs)
         if not full:
             since = ensure_aware(since)  # type: ignore[arg-type]
-            late = conn.execute(select(func.min(MembershipChange.effective_at))
-                                .where(MembershipChange.recorded_at >= since)).scalar()
+            late = conn.execute(_earliest_recorded_since(since)).scalar()
             if late is not None and late < since:
                 since = late
         first = _first_instant(conn)
@@ -120,8 +126,9 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
         steps = (("calendar", lambda: _calendar(conn, tz, first_day, last_day, full)),
                  ("segments", lambda: segments.build(conn, grace_days=bs.past_due_grace_days,
                                                      since=None if full else since)),
-                 ("cash", lambda: _cash(conn, since_day)),
-                 ("payments", lambda: _payments(conn, since_day)),
+                 ("cash", lambda: _cash(conn, since_day, tz)),
+                 ("payments", lambda: _payments(conn, since_day, tz)),
+                 ("churn", lambda: _churn(conn, since_day, tz, None if full else since)),
                  ("periods", lambda: _periods(conn, bs, tz_name, first_day, now, since_day) if delta is None
                   else period_delta.apply(conn, delta, bounds_for, now)))
         for name, step in steps:
@@ -137,9 +144,46 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
     return {"full": full, "since_day": since_day.isoformat(), "seconds": took}
 
 
+def refresh_after_write(engine: Engine, since: datetime, *, what: str) -> None:
+    """Refresh from ``since`` after someone else's transaction committed (a staff change, a
+    reconcile): the numbers show the write at once. A failure is logged and never undoes the
+    write; the next refresh (each sync run ends with one) catches up. Rollups never built, or
+    marked stale by a settings change, are left to the next full build (not paid for here)."""
+    try:
+        if state(engine) is None:
+            return
+        refresh(engine, since)
+    except Exception:
+        log.exception("metrics rollup refresh after %s failed", what)
+
+
+def _one_at_a_time(conn: Connection) -> None:
+    """Refreshes run one after another: an incremental refresh moves stored rows by a difference
+    it computed from what it read, so two at once would both apply theirs to the same rows.
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: a first statement that writes, which
+    takes the database's write lock before anything is read (a later writer waits for it)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    else:
+        conn.execute(text("UPDATE metrics_rollup_state SET key = key WHERE key = :k"), {"k": STATE_KEY})
+
+
+_LOCK_KEY = 0x6D65747269637331  # "metrics1": any constant shared by every process
+
+
+def _earliest_recorded_since(since: datetime):  # type: ignore[no-untyped-def]
+    """The earliest effective time of the changes recorded since ``since`` (a change recorded
+    late can take effect before it). The CASE keeps both databases off their "MIN of an indexed
+    column" shortcut, which walks the effective_at index from the start of history and filters
+    every change; this reads the few changes recorded since ``since`` through their index."""
+    c = MembershipChange
+    return select(func.min(case((c.recorded_at >= since, c.effective_at)))).where(c.recorded_at >= since)
+
+
 def _first_instant(conn: Connection) -> datetime | None:
     candidates = [conn.execute(select(func.min(MembershipChange.effective_at))).scalar(),
-                  conn.execute(select(func.min(Payment.created_at))).scalar()]
+                  conn.execute(select(func.min(Payment.created_at))).scalar(),
+                  conn.execute(select(func.min(Subscription.trial_end))).scalar()]
     found = [c for c in candidates if c is not None]
     return min(found) if found else None
 
@@ -174,30 +218,101 @@ def _calendar(conn: Connection, tz, first_day: date, last_day: date, full: bool)
 
 def _insert(conn: Connection, table: str, measures: tuple[str, ...], select_sql: str, params: dict) -> None:
     cols = ", ".join(GROUP_OUT + measures)
-    conn.execute(text(f"INSERT INTO {table} ({cols}) {select_sql}"), params)
+    conn.execute(statement(f"INSERT INTO {table} ({cols}) {select_sql}"), params)
 
 
-def _cash(conn: Connection, since_day: date) -> None:
-    params = {"since_day": since_day}
-    conn.execute(text("DELETE FROM metrics_daily_cash WHERE day >= :since_day"), params)
+def _cash(conn: Connection, since_day: date, tz) -> None:  # type: ignore[no-untyped-def]
+    params = since_params(since_day, tz)
+    conn.execute(text("DELETE FROM metrics_daily_cash WHERE day >= :since_day"), {"since_day": since_day})
     for measures, sql in cash_selects("metrics_calendar"):
         _insert(conn, "metrics_daily_cash", measures, sql, params)
 
 
-def _payments(conn: Connection, since_day: date) -> None:
+def _payments(conn: Connection, since_day: date, tz) -> None:  # type: ignore[no-untyped-def]
     dialect = conn.dialect.name
-    params = {"since_day": since_day}
-    conn.execute(text("DELETE FROM metrics_daily_payments WHERE day >= :since_day"), params)
-    conn.execute(text("DELETE FROM metrics_daily_declines WHERE day >= :since_day"), params)
+    params = since_params(since_day, tz)
+    for table in ("metrics_daily_payments", "metrics_daily_declines"):
+        conn.execute(text(f"DELETE FROM {table} WHERE day >= :since_day"), {"since_day": since_day})
     _insert(conn, "metrics_daily_payments", *attempts_select("metrics_calendar"), params)
-    # Recovery belongs to the day of the first failure and looks 30 days ahead: redo that window.
-    rec = {"since_day": since_day - timedelta(days=RECOVERY_WINDOW_DAYS + 1)}
-    conn.execute(text("UPDATE metrics_daily_payments SET failed_invoices = 0, recovered_invoices = 0, recovered = 0 "
-                      "WHERE day >= :since_day"), rec)
-    _insert(conn, "metrics_daily_payments", *recovery_select("metrics_calendar", dialect), rec)
-    conn.execute(text("DELETE FROM metrics_daily_payments WHERE day >= :since_day AND attempts = 0 "
-                      "AND failed_invoices = 0"), rec)
+    _insert(conn, "metrics_daily_payments", *recovery_select("metrics_calendar", dialect), params)
     _insert(conn, "metrics_daily_declines", *declines_select("metrics_calendar"), params)
+    # Recovery belongs to the day of the first failure and looks 30 days ahead, so a payment from
+    # since_day on can recover a failure of the 31 days before: redo those days only, and only
+    # the ones with a failed payment on an invoice that has a payment from since_day on.
+    days = _recovery_days(conn, since_day, tz)
+    if not days:
+        return
+    marks = ", ".join(f":rd{i}" for i in range(len(days)))
+    day_params = {f"rd{i}": d for i, d in enumerate(days)}
+    cal = f"(SELECT day, start_utc, end_utc FROM metrics_calendar WHERE day IN ({marks}))"
+    conn.execute(text(f"UPDATE metrics_daily_payments SET failed_invoices = 0, recovered_invoices = 0, recovered = 0 "
+                      f"WHERE day IN ({marks})"), day_params)
+    _insert(conn, "metrics_daily_payments", *recovery_select(cal, dialect), {**since_params(days[0], tz), **day_params})
+    conn.execute(text(f"DELETE FROM metrics_daily_payments WHERE day IN ({marks}) AND attempts = 0 "
+                      "AND failed_invoices = 0"), day_params)
+
+
+def _churn(conn: Connection, since_day: date, tz, since: datetime | None) -> None:  # type: ignore[no-untyped-def]
+    """Trials by the day they ended and cancellations by the day effective: days from since_day,
+    and the earlier days of subscriptions touched since ``since`` (a trial converts when its
+    invoice is paid, maybe weeks after it ended; a subscription's price or cancellation feedback
+    may change after the change that ended it)."""
+    params = since_params(since_day, tz)
+    for table, select_fn in (("metrics_daily_trials", trials_select),
+                             ("metrics_daily_cancellations", cancellations_select)):
+        conn.execute(text(f"DELETE FROM {table} WHERE day >= :since_day"), {"since_day": since_day})
+        _insert(conn, table, *select_fn("metrics_calendar"), params)
+    if since is None:
+        return
+    touched = (f"SELECT subscription_id FROM ({affected_subscriptions_sql()}) a UNION "
+               "SELECT i.subscription_id FROM payments q JOIN invoices i ON i.id = q.invoice_id "
+               "WHERE q.created_at >= :until_start")
+    for table, select_fn, column, where in (
+            ("metrics_daily_trials", trials_select, "s.trial_end", "s.id IN ({touched})"),
+            ("metrics_daily_cancellations", cancellations_select, "c.effective_at",
+             "c.subscription_id IN ({touched}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
+        source_table = "subscriptions s" if table == "metrics_daily_trials" else "membership_changes c"
+        days = [_as_date(d) for d in conn.execute(statement(f"""
+SELECT DISTINCT cal.day FROM (SELECT DISTINCT {column} AS t FROM {source_table}
+                              WHERE {where.format(touched=touched)} AND {column} < :until_start) f
+JOIN metrics_calendar cal ON f.t >= cal.start_utc AND f.t < cal.end_utc
+ORDER BY cal.day""").bindparams(bindparam("since", type_=UTCDateTime())),
+            {"since": since, "until_start": local_midnight(since_day, tz)}).scalars()]
+        _redo_days(conn, table, select_fn, days, tz)
+
+
+def _redo_days(conn: Connection, table: str, select_fn, days: list[date], tz) -> None:  # type: ignore[no-untyped-def]
+    """Delete and insert again the rows of ``days`` (a handful of scattered days, one statement each)."""
+    if not days:
+        return
+    marks = ", ".join(f":rd{i}" for i in range(len(days)))
+    day_params = {f"rd{i}": d for i, d in enumerate(days)}
+    conn.execute(text(f"DELETE FROM {table} WHERE day IN ({marks})"), day_params)
+    cal = f"(SELECT day, start_utc, end_utc FROM metrics_calendar WHERE day IN ({marks}))"
+    _insert(conn, table, *select_fn(cal), {**since_params(days[0], tz), **day_params})
+
+
+def _as_date(value: Any) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _recovery_days(conn: Connection, since_day: date, tz) -> list[date]:  # type: ignore[no-untyped-def]
+    """Local days before ``since_day`` (within the recovery window) whose recovery figures a
+    payment made from ``since_day`` on can change."""
+    from_day = since_day - timedelta(days=RECOVERY_WINDOW_DAYS + 1)
+    # The failures are found first (through the invoices of the new payments), then their days:
+    # joined the other way round SQLite probes every invoice once per calendar day.
+    rows = conn.execute(statement("""
+SELECT DISTINCT cal.day FROM (
+    SELECT DISTINCT p.created_at FROM payments p
+    WHERE p.status = 'failed' AND p.created_at >= :since_start AND p.created_at < :until_start
+      AND p.invoice_id IN (SELECT q.invoice_id FROM payments q
+                           WHERE q.created_at >= :until_start AND q.invoice_id IS NOT NULL)) f
+JOIN metrics_calendar cal ON f.created_at >= cal.start_utc AND f.created_at < cal.end_utc
+WHERE cal.day >= :since_day AND cal.day < :until_day
+ORDER BY cal.day"""), {**since_params(from_day, tz), "until_day": since_day,
+                        "until_start": local_midnight(since_day, tz)})
+    return [_as_date(d) for d in rows.scalars()]
 
 
 def period_bounds(first_day: date, now: datetime, granularity: str, tz, week_start: int) -> list[tuple[date, datetime]]:  # type: ignore[no-untyped-def]

@@ -44,25 +44,12 @@ WHERE c.subscription_id IS NOT NULL {{where}}
 
 
 def affected_subscriptions_sql() -> str:
-    """Subscriptions whose segments may change when data at or after :since arrives."""
-    return ("SELECT DISTINCT subscription_id FROM membership_changes "
-            "WHERE subscription_id IS NOT NULL AND (effective_at >= :since OR recorded_at >= :since)")
-
-
-def earliest_change_recorded_since(conn: Connection, since: datetime) -> datetime | None:
-    """A change recorded late can take effect before ``since``: movements must go back to it."""
-    stmt = text("SELECT MIN(effective_at) FROM membership_changes WHERE recorded_at >= :since").bindparams(
-        bindparam("since", type_=UTCDateTime())).columns()
-    value = conn.execute(stmt, {"since": since}).scalar()
-    return UTCDateTime().process_result_value(value, conn.dialect) if isinstance(value, datetime) else _parse(value)
-
-
-def _parse(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return UTCDateTime().process_result_value(datetime.fromisoformat(value), None)
-    return None
+    """Subscriptions whose segments may change when data at or after :since arrives.
+    A UNION, not an OR: each half reads its own index (with OR, SQLite walks every change)."""
+    return ("SELECT subscription_id FROM membership_changes WHERE effective_at >= :since "
+            "AND subscription_id IS NOT NULL UNION "
+            "SELECT subscription_id FROM membership_changes WHERE recorded_at >= :since "
+            "AND subscription_id IS NOT NULL")
 
 
 def build(conn: Connection, *, grace_days: int | None, since: datetime | None = None) -> None:

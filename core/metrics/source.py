@@ -17,9 +17,13 @@ from core.metrics import rollups
 from core.metrics.daily import (
     attempts_select,
     calendar_cte,
+    cancellations_select,
     cash_selects,
     declines_select,
     recovery_select,
+    since_params,
+    statement,
+    trials_select,
 )
 from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, run
 from core.metrics.types import Query
@@ -73,6 +77,12 @@ def _memoised(key: tuple, fn):  # type: ignore[no-untyped-def]
     if key not in memo:
         memo[key] = fn()
     return memo[key].copy()
+
+
+def frame(rows, columns: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """A DataFrame of result rows, made from plain tuples: handed SQLAlchemy ``Row`` objects,
+    pandas probes every row for attributes (more time than the query at a year of days)."""
+    return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
 def filter_values(engine: Engine, query: Query) -> dict[str, object]:
@@ -150,11 +160,14 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
     group = ("day", "currency", *keys)
     if usable_state(engine, query) is not None:
         sums = ", ".join(f"SUM({m}) AS {m}" for m in measures)
-        sql = (f"SELECT {', '.join(group)}, {sums} FROM {DAILY_TABLES[kind]} "
-               f"WHERE day >= :first AND day < :last{_where(filters)} GROUP BY {', '.join(group)}")
+        day = "day" if query.granularity == "day" else _slice_sql(engine.dialect.name,
+                                                                  _slices(query, first, last_exclusive))
+        sql = (f"SELECT {day} AS day, {', '.join(group[1:])}, {sums} FROM {DAILY_TABLES[kind]} "
+               f"WHERE day >= :first AND day < :last{_where(filters)} "
+               f"GROUP BY {', '.join(str(i + 1) for i in range(len(group)))}")
         with engine.connect() as conn:
             rows = conn.execute(text(sql), {"first": first, "last": last_exclusive, **_params(filters)}).all()
-        df = pd.DataFrame(rows, columns=[*group, *measures])
+        df = frame(rows, [*group, *measures])
     else:
         df = _raw_daily(engine, query, kind, first, last_exclusive)
         df = _pandas_filter(df, filters)
@@ -169,6 +182,29 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
     return df
 
 
+def _slices(query: Query, first: date, last_exclusive: date) -> list[date]:
+    """Start days of the stretches in which every day has the same bucket and the same month:
+    every reader of the daily frames groups by bucket and converts by month, so the rollup's
+    days are summed up to these stretches in the database (a dozen rows a year instead of 365)."""
+    starts = {first} | {b.label for b in query.buckets() if first <= b.label < last_exclusive}
+    month = first.replace(day=1)
+    while month < last_exclusive:
+        if month >= first:
+            starts.add(month)
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return sorted(starts)
+
+
+def _slice_sql(dialect: str, starts: list[date]) -> str:
+    """SQL mapping ``day`` to the start of its stretch (dates we computed, spelled inline)."""
+    spell = "DATE '{}'" if dialect == "postgresql" else "'{}'"
+    if len(starts) == 1:
+        return spell.format(starts[0].isoformat())
+    whens = " ".join(f"WHEN day < {spell.format(nxt.isoformat())} THEN {spell.format(cur.isoformat())}"
+                     for cur, nxt in zip(starts, starts[1:], strict=False))
+    return f"CASE {whens} ELSE {spell.format(starts[-1].isoformat())} END"
+
+
 def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
     dialect = engine.dialect.name
     cte, params = calendar_cte(dialect, first, last_exclusive, zone(query.tz))
@@ -181,14 +217,71 @@ def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclus
     frames = []
     with engine.connect() as conn:
         for measures, sql in selects:
-            stmt = text(f"WITH qcal AS ({cte}) {sql}").bindparams(*params)
-            rows = conn.execute(stmt, {"since_day": first}).all()
-            frames.append(pd.DataFrame(rows, columns=["day", "currency", "tier_id", "interval", "country", *measures]))
+            stmt = statement(f"WITH qcal AS ({cte}) {sql}").bindparams(*params)
+            rows = conn.execute(stmt, since_params(first, zone(query.tz))).all()
+            frames.append(frame(rows, ["day", "currency", "tier_id", "interval", "country", *measures]))
     measures = [c for f in frames for c in f.columns[5:]]
     nonempty = [f for f in frames if not f.empty]
     df = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(columns=[*frames[0].columns[:5]])
     for c in measures:
         df[c] = df[c].fillna(0) if c in df.columns else 0
+    return df
+
+
+# ------------------------------------------------------------------- trials and cancellations
+
+_BOUNDED = {"trials": ("metrics_daily_trials", (), ("trials", "converted"), trials_select),
+            "cancellations": ("metrics_daily_cancellations", ("reason", "churn_kind"), ("changes",),
+                              cancellations_select)}
+
+
+def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
+    """Daily sums (``day``, ``currency``, keys..., measures...) of trials that ended at or before
+    ``now`` (``trials``, ``converted``) or of cancellations effective before it (``reason``,
+    ``churn_kind``, ``changes``) over local days ``[first, last_exclusive)``, filters applied.
+    Whole days before the one containing ``now`` come from the rollup when it matches the
+    question; that day (and every day of any other question) from the rows."""
+    return _memoised(("bounded", engine.url, query, kind, first, last_exclusive),
+                     lambda: _bounded_daily(engine, query, kind, first, last_exclusive))
+
+
+def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
+    table, keys, measures, select_fn = _BOUNDED[kind]
+    filters = filter_values(engine, query)
+    group = ["day", "currency", *keys]
+    tz = zone(query.tz)
+    assert query.now is not None
+    now_day = query.now.astimezone(tz).date()
+    frames = []
+    raw_from = first
+    if usable_state(engine, query) is not None:
+        upto = min(last_exclusive, now_day)
+        if upto > first:
+            sums = ", ".join(f"SUM({m}) AS {m}" for m in measures)
+            sql = (f"SELECT {', '.join(group)}, {sums} FROM {table} "
+                   f"WHERE day >= :first AND day < :last{_where(filters)} GROUP BY {', '.join(group)}")
+            with engine.connect() as conn:
+                rows = conn.execute(text(sql), {"first": first, "last": upto, **_params(filters)}).all()
+            frames.append(frame(rows, [*group, *measures]))
+        raw_from = max(first, upto)
+    raw_to = min(last_exclusive, now_day + timedelta(days=1))  # nothing counts after now
+    if raw_from < raw_to:
+        cte, params = calendar_cte(engine.dialect.name, raw_from, raw_to, tz)
+        _, sql = select_fn("qcal", bounded=True)
+        with engine.connect() as conn:
+            stmt = statement(f"WITH qcal AS ({cte}) {sql}").bindparams(*params)
+            rows = conn.execute(stmt, {**since_params(raw_from, tz), "until": query.now}).all()
+        df = _pandas_filter(frame(rows, ["day", "currency", "tier_id", "interval", "country", *keys, *measures]),
+                            filters)
+        frames.append(df[[*group, *measures]])
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=[*group, *measures])
+    df = pd.concat(frames, ignore_index=True)
+    df["day"] = pd.to_datetime(df["day"]).dt.date
+    df = df.groupby(group, dropna=False, as_index=False)[list(measures)].sum()
+    for m in measures:
+        df[m] = df[m].astype("int64")
     return df
 
 
@@ -232,7 +325,7 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
                f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, currency")
         with engine.connect() as conn:
             rows = conn.execute(text(sql), {"g": gran, "a": labels[0], "b": labels[-1], **_params(filters)}).all()
-        df = pd.DataFrame(rows, columns=["period", "currency", *MOVEMENT_COLUMNS])
+        df = frame(rows, ["period", "currency", *MOVEMENT_COLUMNS])
         df["period"] = pd.to_datetime(df["period"]).dt.date if not df.empty else df["period"]
         df = df[df["period"].isin(set(labels))]
         frames.append(df)
@@ -288,7 +381,7 @@ def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> 
                f"WHERE cohort >= :a AND cohort < :b{_where(filters)} GROUP BY cohort, month, currency")
         with engine.connect() as conn:
             rows = conn.execute(text(sql), {"a": first, "b": last_exclusive, **_params(filters)}).all()
-        df = pd.DataFrame(rows, columns=cols)
+        df = frame(rows, cols)
     else:
         tz = zone(query.tz)
         last_day = now.astimezone(tz).date() + timedelta(days=1)

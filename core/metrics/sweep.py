@@ -106,8 +106,8 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
         for j in range(len(edges) - 1):
             lo = 0 if edges[j] is None else bisect.bisect_left(B, edges[j])
             hi = n + 1 if edges[j + 1] is None else bisect.bisect_left(B, edges[j + 1])
-            if hi - lo < 1:
-                continue
+            if hi - lo < 1 or hi < k + 2:
+                continue  # (hi < k + 2: every period this stretch could add to is before k)
             mrr, tier, interval, country = _state(unit, B[lo])
             if mrr <= 0:
                 continue
@@ -167,7 +167,7 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
     for g in set(diff_mrr):
         run_mrr = run_cnt = 0
         dm, dc = diff_mrr[g], diff_cnt[g]
-        for p in range(n):
+        for p in range(k, n):  # the range updates above never start before k
             run_mrr += dm[p]
             run_cnt += dc[p]
             if run_mrr or run_cnt:
@@ -181,7 +181,7 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
                  for (p, g), vals in explicit.items() if p >= k and any(vals)]
     for (cohort, g), (dm, dc) in cdiff.items():
         run_mrr = run_cnt = 0
-        for p in range(n):
+        for p in range(k, n):
             run_mrr += dm[p]
             run_cnt += dc[p]
             if run_cnt:

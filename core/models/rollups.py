@@ -165,6 +165,40 @@ class DailyDeclines(Base):
     amount: Mapped[int] = mapped_column(default=0)
 
 
+class DailyTrials(Base):
+    """Trials by the local day they ended (``subscriptions.trial_end``) and whether the first
+    non-zero invoice after the trial started was paid."""
+
+    __tablename__ = "metrics_daily_trials"
+    __table_args__ = (Index("ix_metrics_daily_trials_day", "day"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    country: Mapped[str | None] = mapped_column(String(2))
+    trials: Mapped[int] = mapped_column(default=0)
+    converted: Mapped[int] = mapped_column(default=0)
+
+
+class DailyCancellations(Base):
+    """Membership changes that took MRR to zero, by local day effective, reason and churn kind."""
+
+    __tablename__ = "metrics_daily_cancellations"
+    __table_args__ = (Index("ix_metrics_daily_cancellations_day", "day"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    country: Mapped[str | None] = mapped_column(String(2))
+    reason: Mapped[str] = mapped_column(String(64))
+    churn_kind: Mapped[str] = mapped_column(String(16))
+    changes: Mapped[int] = mapped_column(default=0)
+
+
 # Indexes the metrics read on other areas' tables, declared here (the metrics area's file) and
 # created by migration 0004: revenue at risk and the failed-payments worklists read only the
 # subscriptions by status and cancel flag, from the index alone (covering), and look each card's
