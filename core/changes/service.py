@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
@@ -175,6 +175,7 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
         return _replay(engine, request_id, stripe=stripe, now=now)
 
     status = PENDING if plan.preview.needs_approval else APPLYING
+    done: Outcome | None = None
     try:
         with session_scope(engine) as s:
             claimed = s.execute(
@@ -196,8 +197,8 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
             if status == APPLYING and not action.needs_stripe(ctx, plan):
                 # Nothing to ask Stripe: claim, rows, audit and status in this one transaction.
                 req.status, req.applied_at = APPLIED, now
-                return _finish(s, req, action, plan, comment, {}, now, stripe, None, resuming=False)
-            if status == PENDING:
+                done = _finish(s, req, action, plan, comment, {}, now, stripe, None, resuming=False)
+            elif status == PENDING:
                 audit.record(s, actor=actor.username, action=f"change.{action.name}.requested",
                              member_id=change.member_id, reason=reason, comment=stored_comment,
                              before=member_snapshot(s, _load(s, change.member_id)),
@@ -214,6 +215,9 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
                 raise StaleMember(member_snapshot(s, member), member.version) from None
         return _replay(engine, request_id, stripe=stripe, now=now)
 
+    if done is not None:
+        _refresh_metrics(engine, now)
+        return done
     if status == PENDING:
         return Outcome(PENDING, request_id, "The change waits for a second person's approval "
                        f"({plan.preview.approval_reason}).", key)
@@ -315,7 +319,19 @@ def execute(engine: Engine, request_id: int, *, stripe: Any = None, now: datetim
             return _outcome_of(req, replayed=True)
         req = s.get(ChangeRequest, request_id)
         assert req is not None
-        return _finish(s, req, action, plan, comment, stripe_result, now, stripe, approved_by, resuming=resuming)
+        outcome = _finish(s, req, action, plan, comment, stripe_result, now, stripe, approved_by, resuming=resuming)
+    _refresh_metrics(engine, now)
+    return outcome
+
+
+def _refresh_metrics(engine: Engine, now: datetime) -> None:
+    """After the change committed: bring the metric rollups up to date for the day(s) it wrote
+    (its membership change is effective at ``now``; Stripe dates its refund or invoice by its own
+    clock, which may be a little earlier), so Revenue and Churn show it at once."""
+    from core.metrics.rollups import refresh_after_write
+
+    since = min(now, utc_now()) - timedelta(minutes=5)
+    refresh_after_write(engine, since, what="a membership change")
 
 
 def _finish(s: Session, req: ChangeRequest, action: Action, plan: Plan, comment: str,
