@@ -39,7 +39,6 @@ from core.metrics.daily import (
     trials_select,
 )
 from core.metrics.movements import MOVEMENT_COLUMNS
-from core.metrics.segments import affected_subscriptions_sql
 from core.models import MembershipChange, Payment, Subscription
 from core.models.rollups import RollupState
 from core.timeutil import ensure_aware, local_midnight, periods, utc_now, zone
@@ -253,10 +252,11 @@ def _payments(conn: Connection, since_day: date, tz) -> None:  # type: ignore[no
 
 
 def _churn(conn: Connection, since_day: date, tz, since: datetime | None) -> None:  # type: ignore[no-untyped-def]
-    """Trials by the day they ended and cancellations by the day effective: days from since_day,
-    and the earlier days of subscriptions touched since ``since`` (a trial converts when its
-    invoice is paid, maybe weeks after it ended; a subscription's price or cancellation feedback
-    may change after the change that ended it)."""
+    """Trials by the day they ended and cancellations by the day effective: the days from
+    since_day, and the earlier days whose rows a write since ``since`` can move: a trial whose
+    first invoice got a payment (it converts when that invoice is paid, maybe weeks after the trial
+    ended), and the trials and cancellations of subscriptions whose price changed (their rows are
+    grouped by the subscription's current price)."""
     params = since_params(since_day, tz)
     for table, select_fn in (("metrics_daily_trials", trials_select),
                              ("metrics_daily_cancellations", cancellations_select)):
@@ -264,17 +264,25 @@ def _churn(conn: Connection, since_day: date, tz, since: datetime | None) -> Non
         _insert(conn, table, *select_fn("metrics_calendar"), params)
     if since is None:
         return
-    touched = (f"SELECT subscription_id FROM ({affected_subscriptions_sql()}) a UNION "
-               "SELECT i.subscription_id FROM payments q JOIN invoices i ON i.id = q.invoice_id "
-               "WHERE q.created_at >= :until_start")
-    for table, select_fn, column, where in (
-            ("metrics_daily_trials", trials_select, "s.trial_end", "s.id IN ({touched})"),
-            ("metrics_daily_cancellations", cancellations_select, "c.effective_at",
-             "c.subscription_id IN ({touched}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
-        source_table = "subscriptions s" if table == "metrics_daily_trials" else "membership_changes c"
+    repriced = " UNION ".join(
+        f"SELECT subscription_id FROM membership_changes WHERE {col} >= :since AND subscription_id IS NOT NULL "
+        "AND COALESCE(from_price_id, -1) <> COALESCE(to_price_id, -1)" for col in ("effective_at", "recorded_at"))
+    # The new payments' invoices that are their trial's first invoice. CROSS JOIN keeps SQLite's
+    # join order (the day's payments first), not every trial's subscription.
+    first_invoice_paid = """SELECT s.id FROM payments q CROSS JOIN invoices i CROSS JOIN subscriptions s
+        WHERE i.id = q.invoice_id AND s.id = i.subscription_id AND q.created_at >= :until_start
+          AND s.trial_end < :until_start AND i.total > 0 AND i.created_at >= COALESCE(s.trial_start, s.trial_end)
+          AND NOT EXISTS (SELECT 1 FROM invoices i2 WHERE i2.subscription_id = s.id AND i2.total > 0
+                          AND i2.created_at >= COALESCE(s.trial_start, s.trial_end)
+                          AND (i2.created_at < i.created_at OR (i2.created_at = i.created_at AND i2.id < i.id)))"""
+    for table, select_fn, column, source_table, where in (
+            ("metrics_daily_trials", trials_select, "s.trial_end", "subscriptions s",
+             f"s.id IN ({repriced} UNION {first_invoice_paid})"),
+            ("metrics_daily_cancellations", cancellations_select, "c.effective_at", "membership_changes c",
+             f"c.subscription_id IN ({repriced}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
         days = [_as_date(d) for d in conn.execute(statement(f"""
 SELECT DISTINCT cal.day FROM (SELECT DISTINCT {column} AS t FROM {source_table}
-                              WHERE {where.format(touched=touched)} AND {column} < :until_start) f
+                              WHERE {where} AND {column} < :until_start) f
 JOIN metrics_calendar cal ON f.t >= cal.start_utc AND f.t < cal.end_utc
 ORDER BY cal.day""").bindparams(bindparam("since", type_=UTCDateTime())),
             {"since": since, "until_start": local_midnight(since_day, tz)}).scalars()]
