@@ -5,7 +5,7 @@ membership changes at request time. They start empty: the next rollup refresh re
 rollup (the build state is cleared, which makes the next refresh a full one).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 from collections.abc import Sequence
 
@@ -15,7 +15,7 @@ from alembic import op
 import core.db.types  # noqa: F401
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
