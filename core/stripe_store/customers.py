@@ -1,0 +1,73 @@
+"""Customers become members (or link an existing free member by e-mail); payment methods their cards.
+
+The default card is kept as Stripe names it on the member; ``derived.py`` sets the cards' flags.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.stripe_mapping import map_customer, map_payment_method
+from core.stripe_store import cache, derived
+from core.stripe_store.parents import resolve_parents
+from core.stripe_store.upsert import bump_version, db_table, stored_row, upsert
+
+
+def apply_customer(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
+    row = map_customer(obj)
+    if row["created_at"] is None:
+        row.pop("created_at")
+    m = db_table("members")
+    if stored_row(session, "members", "stripe_customer_id", row["stripe_customer_id"]) is None:
+        owner = session.execute(select(m.c.id, m.c.stripe_customer_id).where(m.c.email == row["email"])).first()
+        if owner is not None and owner.stripe_customer_id is None:
+            # The app user already exists (free member): link the customer to them.
+            session.execute(update(m).where(m.c.id == owner.id).values(stripe_customer_id=row["stripe_customer_id"]))
+            cache.forget_row(session, "members", "stripe_customer_id", row["stripe_customer_id"])
+        elif owner is not None:
+            local, _, domain = row["email"].partition("@")
+            row["email"] = f"{local}+{row['stripe_customer_id']}@{domain}"
+    outcome, member_id, before = upsert(session, "members", "stripe_customer_id", row, state_at)
+    if outcome == "stale":
+        return outcome
+    if (before or {}).get("stripe_default_payment_method_id") != row["stripe_default_payment_method_id"]:
+        derived.note_member_default(session, member_id)  # type: ignore[arg-type]
+    if outcome in ("updated", "created"):
+        session.execute(update(m).where(m.c.id == member_id).values(updated_at=state_at))
+        if outcome == "updated":
+            bump_version(session, member_id)
+    return outcome
+
+
+def apply_payment_method(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
+    row = map_payment_method(obj)
+    pm = db_table("payment_methods")
+    if row["stripe_customer_id"] is None:
+        # Detached: keep the row for history, mark when it left.
+        existing = session.execute(select(pm.c.id, pm.c.member_id, pm.c.detached_at, pm.c.stripe_state_at)
+                                   .where(pm.c.stripe_payment_method_id == row["stripe_payment_method_id"])).first()
+        if existing is None:
+            return "ignored"
+        if existing.stripe_state_at and existing.stripe_state_at > state_at:
+            return "stale"
+        if existing.detached_at is not None:
+            return "unchanged"
+        session.execute(update(pm).where(pm.c.id == existing.id).values(detached_at=state_at, is_default=False,
+                                                                         stripe_state_at=state_at))
+        bump_version(session, existing.member_id)
+        return "updated"
+    row = resolve_parents(session, "payment_methods", row)
+    row["detached_at"] = None
+    if row["created_at"] is None:
+        row.pop("created_at")
+    outcome, pm_id, before = upsert(session, "payment_methods", "stripe_payment_method_id", row, state_at)
+    if outcome != "stale" and (before is None or before["member_id"] != row["member_id"]
+                               or before["detached_at"] is not None):
+        derived.note_card(session, pm_id)  # type: ignore[arg-type]
+    if outcome in ("created", "updated"):
+        bump_version(session, row["member_id"])
+    return outcome
