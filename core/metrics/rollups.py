@@ -149,9 +149,12 @@ def refresh_after_write(engine: Engine, since: datetime, *, what: str) -> None:
     write; the next refresh (each sync run ends with one) catches up. Rollups never built, or
     marked stale by a settings change, are left to the next full build (not paid for here)."""
     try:
-        if state(engine) is None:
+        st = state(engine)
+        if st is None:
             return
-        refresh(engine, since)
+        # From the last refresh's `now` at the latest: the refresh then moves only the touched
+        # members' movement rows (a `since` after it would sweep every member from that period).
+        refresh(engine, min(since, st.now))
     except Exception:
         log.exception("metrics rollup refresh after %s failed", what)
 
