@@ -58,18 +58,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--now", default="2026-11-27", help="pinned 'today' (default 2026-11-27)")
+    p.add_argument("--profile", choices=("benchmark", "default"), default="benchmark",
+                   help="the world's shape (default benchmark: ~20 payment attempts per member)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--chunk", type=int, default=2000)
     p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     p.add_argument("--keep", action="store_true", help="keep the SQLite file / PostgreSQL database")
+    p.add_argument("--sqlite-path", type=Path, help="write the SQLite database here (kept; must not exist yet)")
     args = p.parse_args(argv)
 
-    crypto.set_keyring(crypto.KeyRing([crypto.generate_key()]))
+    # A kept database is only readable with its key: take the app's keys from the environment if set.
+    keys = [k.strip() for k in os.environ.get("MEMBERDESK_ENCRYPTION_KEYS", "").split(",") if k.strip()]
+    crypto.set_keyring(crypto.KeyRing(keys or [crypto.generate_key()]))
     now = datetime.fromisoformat(args.now).replace(tzinfo=UTC)
     scratch = f"memberdesk_demo_bench_{os.getpid()}"
     admin = None
     if args.db == "sqlite":
-        path = Path(tempfile.gettempdir()) / f"{scratch}.db"
+        path = args.sqlite_path or Path(tempfile.gettempdir()) / f"{scratch}.db"
+        if args.sqlite_path is not None:
+            if path.exists():
+                p.error(f"{path} already exists")
+            args.keep = True
         url = f"sqlite:///{path}"
     else:
         base = make_url(args.pg_url).set(drivername="postgresql+psycopg")
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(engine)
         cpu0, t0 = _cpu_seconds(), time.perf_counter()
         stats = load_demo(engine, members=args.members, seed=args.seed, now=now, workers=args.workers,
-                          chunk=args.chunk, progress=lambda m: print(m, flush=True))
+                          chunk=args.chunk, profile=args.profile, progress=lambda m: print(m, flush=True))
         wall, cpu1 = time.perf_counter() - t0, _cpu_seconds()
         cpu_main, cpu_workers = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
         if args.db == "sqlite":
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(stats.rows.values())
     print()
     print(f"Machine: {os.cpu_count()} cores, {_cpu_model()}; {args.db}; {args.members:,} members, seed {args.seed}, "
-          f"now {args.now}, workers {args.workers}")
+          f"now {args.now}, profile {args.profile}, workers {args.workers}")
     print()
     print("| measure | value |")
     print("|---|---|")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
@@ -50,6 +51,41 @@ class TestDeterminism:
         clear_demo_tables(engine)
         load_demo(engine, members=120, seed=3, now=NOW, chunk=40, workers=2)
         assert dump(engine) == single
+
+
+def schema_objects(engine: Engine) -> set[tuple]:
+    """Every index and foreign key the database reports, as it describes them."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            return {tuple(r) for r in conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
+        indexes = conn.exec_driver_sql("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()")
+        fks = conn.exec_driver_sql("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f'")
+        return {tuple(r) for r in indexes} | {tuple(r) for r in fks}
+
+
+class TestFreshBulkLoad:
+    def test_indexes_built_at_the_end_give_the_same_database(self, engine: Engine) -> None:
+        before = schema_objects(engine)
+        load_demo(engine, members=150, seed=4, now=NOW, chunk=50, defer_indexes=False)
+        rows = dump(engine)
+        clear_demo_tables(engine)
+        load_demo(engine, members=150, seed=4, now=NOW, chunk=50, defer_indexes=True, workers=2)
+        assert dump(engine) == rows
+        assert schema_objects(engine) == before
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL again
+
+    def test_a_failed_load_still_gets_its_indexes_back(self, engine: Engine) -> None:
+        before = schema_objects(engine)
+
+        def boom(stories: list) -> None:
+            raise RuntimeError("the sandbox went away")
+
+        with pytest.raises(RuntimeError):
+            load_demo(engine, members=60, seed=4, now=NOW, chunk=20, defer_indexes=True, on_chunk=boom)
+        assert schema_objects(engine) == before
 
 
 class TestLoaded:

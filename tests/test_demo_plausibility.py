@@ -12,7 +12,7 @@ import pytest
 from core.demo import incidents
 from core.demo.catalogue import COUNTRIES, HARD_DECLINES, PRICES
 from core.demo.simulate import Story, simulate_member
-from core.demo.world import World
+from core.demo.world import PROFILES, World
 from core.timeutil import add_months
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
@@ -160,3 +160,27 @@ class TestIncidents:
     def test_incidents_depend_only_on_now(self) -> None:
         assert incidents(NOW) == incidents(NOW)
         assert [i.day for i in incidents(NOW)] == [date(2026, 11, 15), date(2026, 11, 1)]
+
+
+@pytest.fixture(scope="module")
+def dense() -> list[Story]:
+    world = World(seed=11, members=1000, now=NOW, profile=PROFILES["benchmark"])
+    return [simulate_member(world, i, events=False) for i in range(world.members)]
+
+
+class TestBenchmarkProfile:
+    """The benchmark world: the same rules with an older, stickier customer base, dense enough
+    that 1,000,000 members give about 20 million payment attempts."""
+
+    def test_about_twenty_payment_attempts_per_member(self, dense: list[Story]) -> None:
+        per_member = sum(len(s.charges) for s in dense) / len(dense)
+        assert 17 <= per_member <= 23, per_member
+
+    def test_still_plausible(self, dense: list[Story]) -> None:
+        firsts = _first_attempts(dense)
+        assert 0.05 <= sum(ch["status"] == "failed" for ch in firsts) / len(firsts) <= 0.12
+        assert 0.04 <= sum(s.customer is None for s in dense) / len(dense) <= 0.15
+        currencies = Counter(s.customer["currency"] for s in dense if s.customer)
+        assert abs(currencies["usd"] / sum(currencies.values()) - 0.45) <= 0.05, currencies
+        first = min(s.customer["created"] for s in dense if s.customer)
+        assert first < (NOW - timedelta(days=5 * 365)).timestamp()  # six years of history

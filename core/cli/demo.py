@@ -19,6 +19,7 @@ from core.cli.common import CommandError, engine, progress
 from core.db import session_scope
 from core.demo import clear_demo_tables, create_demo_staff, default_now, load_demo
 from core.demo.stream import EVENT_RETENTION, catalogue_objects, events_of, objects_of
+from core.demo.world import PROFILES
 from core.models import Member
 
 MAX_MEMBERS = 5_000_000
@@ -32,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--now", help="the world's 'today' as YYYY-MM-DD (default: today, 00:00 UTC)")
     p.add_argument("--replace", action="store_true", help="empty the member and Stripe tables first")
     p.add_argument("--sandbox-state", type=Path, help="also load the world into this local sandbox state file")
+    p.add_argument("--profile", choices=("default", "benchmark"), default="default",
+                   help="default: the demo (three years, ~5.5 payments per member); benchmark: six years, "
+                        "~20 payments per member (docs/demo-data.md)")
     p.add_argument("--workers", type=int, default=1, help="processes building chunks (default 1)")
     p.add_argument("--bcrypt-rounds", type=int, default=12, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -81,9 +85,11 @@ def run(args: argparse.Namespace) -> int:
             store.import_objects(obj for story in stories for obj in objects_of(story))
             store.import_events(evt for story in stories for evt in events_of(story, since))
 
-    progress(f"generating {args.members:,} members, seed {args.seed}, three years up to {now:%Y-%m-%d} ...")
+    years = PROFILES[args.profile].years
+    progress(f"generating {args.members:,} members ({args.profile} profile), seed {args.seed}, {years} years up to "
+             f"{now:%Y-%m-%d} ...")
     stats = load_demo(eng, members=args.members, seed=args.seed, now=now, progress=progress,
-                      workers=args.workers, on_chunk=on_chunk)
+                      workers=args.workers, on_chunk=on_chunk, profile=args.profile)
     if store is not None:
         store.close()
         progress(f"sandbox state written to {args.sandbox_state}")

@@ -35,11 +35,11 @@ def _pick(rng: random.Random, table: tuple[tuple[Any, float], ...]) -> Any:
     return table[-1][0]
 
 
-def _card_expired(pm: Obj, ts: int) -> bool:
+def card_expires_at(pm: Obj) -> int:
+    """The first second the card no longer works (the month after its expiry month)."""
     card = pm["card"]
     year, month = card["exp_year"], card["exp_month"]
-    first_after = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-    return ts >= int(first_after.timestamp())
+    return int(datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC).timestamp())
 
 
 def _fee(amount: int, currency: str) -> int:
@@ -59,6 +59,7 @@ class Billing:
     sub: Obj
     price: Obj
     pm: Obj
+    pm_expires_at: int  # card_expires_at(pm)
 
     def invoice(self, ts: int, reason: str, start: int, end: int, amount: int | None = None) -> Obj:
         self.invoice_no += 1
@@ -87,10 +88,11 @@ class Billing:
         """One charge on the invoice's payment intent: True when it succeeded, else the decline code."""
         rng, pm = self.rng, self.pm
         code: str | None = None
-        if _card_expired(pm, ts):
+        spike = self.world.spike_at
+        if ts >= self.pm_expires_at:
             code = "expired_card"
         elif (renewal and not retry and pm["card"]["brand"] == "mastercard"
-              and datetime.fromtimestamp(ts, UTC).date() == self.world.spike_day and rng.random() < 0.6):
+              and spike <= ts < spike + DAY and rng.random() < 0.6):
             code = "insufficient_funds"  # the planted decline spike
         else:
             p_fail = 0.03 if first_payment else FIRST_ATTEMPT_FAIL * self.risk
@@ -158,15 +160,13 @@ class Billing:
         rng, world = self.rng, self.world
         amount = ch["amount"]
         refund_at, refund_amount, reason = None, 0, ""
-        day = datetime.fromtimestamp(ts, UTC).date()
+        burst = world.burst_at
         if rng.random() < 0.012:
             refund_at = ts + int(rng.uniform(0.5, 20) * DAY)
             full = rng.random() < 0.65
             refund_amount = amount if full else max(1, round(amount * rng.uniform(0.2, 0.7)))
             reason = _pick(rng, REFUND_REASONS)
-        elif 0 < (world.burst_day - day).days <= 30 and rng.random() < 0.02:
-            burst = int(datetime(world.burst_day.year, world.burst_day.month, world.burst_day.day,
-                                 tzinfo=UTC).timestamp())
+        elif burst - 30 * DAY <= ts < burst and rng.random() < 0.02:  # charged in the 30 days before the burst
             refund_at, refund_amount, reason = burst + rng.randrange(9 * HOUR, 20 * HOUR), amount, "duplicate"
         if refund_at is not None and refund_at < self.now:
             re = o.refund(self.id("re"), ch=ch, amount=refund_amount, created=refund_at, reason=reason)

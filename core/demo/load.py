@@ -21,22 +21,24 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
 from core.db import session_scope
-from core.db.types import UTCDateTime
 from core.demo import objects
 from core.demo.catalogue import TIERS
+from core.demo.encode import Encoder
+from core.demo.fastload import fresh_load, is_fresh
 from core.demo.rows import LOCAL_IDS, TABLES, Catalogue, chunk_rows
 from core.demo.simulate import Story, simulate_member
-from core.demo.world import World, default_now
+from core.demo.world import PROFILES, World, default_now
 from core.models import Base, Tier
 from core.stripe_store import apply
 
 CHUNK = 2000
+DEFER_INDEXES_FROM = 50_000
 
 
 @dataclass
@@ -76,60 +78,23 @@ def setup_catalogue(engine: Engine, now: datetime) -> Catalogue:
                      ranks={r.id: r.rank for r in tier_rows}, now=now)
 
 
-_TIME_TEXT: dict[datetime, str] = {}
-
-
-def _fast_sqlite_time(value: datetime) -> str:
-    """UTCDateTime's SQLite storage (naive UTC, SQLAlchemy's text format) without two layers of
-    processors: the bulk loader writes millions of these. tests/test_demo.py reads them back.
-    Remembered per value: rows share their times (every row's stripe_state_at, an invoice's period
-    on its lines)."""
-    text = _TIME_TEXT.get(value)
-    if text is None:
-        if len(_TIME_TEXT) >= 100_000:
-            _TIME_TEXT.clear()
-        text = _TIME_TEXT[value] = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return text
-
-
-class _Encoder:
-    """Turns row dicts into tuples of database-ready values (bind processors applied)."""
-
-    def __init__(self, dialect: Any):
-        self.columns: dict[str, list[str]] = {}
-        self.procs: dict[str, list[Any]] = {}
-        self.defaults: dict[str, list[Any]] = {}
-        for name in TABLES:
-            table: Table = Base.metadata.tables[name]
-            cols = list(table.columns)
-            self.columns[name] = [c.name for c in cols]
-            self.procs[name] = [_fast_sqlite_time if dialect.name == "sqlite" and isinstance(c.type, UTCDateTime)
-                                else c.type._cached_bind_processor(dialect) for c in cols]
-            self.defaults[name] = [c.default.arg if c.default is not None and c.default.is_scalar else None
-                                   for c in cols]
-
-    def encode(self, table: str, rows: list[dict[str, Any]]) -> list[tuple]:
-        spec = list(zip(self.columns[table], self.defaults[table], strict=True))
-        # Most columns have no bind processor: read them all, then convert only the few that have one.
-        converted = [(i, proc) for i, proc in enumerate(self.procs[table]) if proc is not None]
-        out = []
-        for row in rows:
-            values = [row.get(name, default) for name, default in spec]
-            for i, proc in converted:
-                if values[i] is not None:
-                    values[i] = proc(values[i])
-            out.append(tuple(values))
-        return out
-
-
-def _build(args: tuple[World, int, int, Catalogue, Any]) -> tuple[dict[str, list[tuple]], list[Story] | None]:
+def _build(args: tuple[World, int, int, Catalogue, Any]) -> tuple[dict[str, list[list]], list[Story] | None]:
     world, start, stop, cat, (dialect_cls, keep) = args
-    dialect = dialect_cls()
     with gc_paused():
-        stories = [simulate_member(world, i) for i in range(start, stop)]
+        stories = [simulate_member(world, i, events=keep) for i in range(start, stop)]
         rows = chunk_rows(stories, cat)
-        enc = _Encoder(dialect)
-        return {t: enc.encode(t, rows[t]) for t in TABLES}, (stories if keep else None)
+        enc = _encoder(dialect_cls)
+        return {t: enc.encode(t, rows.pop(t)) for t in TABLES}, (stories if keep else None)
+
+
+_ENCODERS: dict[type, Encoder] = {}
+
+
+def _encoder(dialect_cls: type) -> Encoder:
+    """One encoder per process and dialect (it caches formatted times)."""
+    if dialect_cls not in _ENCODERS:
+        _ENCODERS[dialect_cls] = Encoder(dialect_cls(), TABLES)
+    return _ENCODERS[dialect_cls]
 
 
 def _next_ids(engine: Engine) -> dict[str, int]:
@@ -141,16 +106,14 @@ def _next_ids(engine: Engine) -> dict[str, int]:
     return out
 
 
-def _offset(table: str, tuples: list[tuple], columns: list[str], base: dict[str, int]) -> list[tuple]:
+def _offset(table: str, rows: list[list], columns: list[str], base: dict[str, int]) -> list[list]:
+    """Chunk-local ids -> global ids, in place."""
     shifts = [(columns.index(col), base[ref]) for col, ref in LOCAL_IDS[table].items()]
-    out = []
-    for tup in tuples:
-        values = list(tup)
+    for values in rows:
         for pos, add in shifts:
             if values[pos] is not None:
                 values[pos] += add
-        out.append(tuple(values))
-    return out
+    return rows
 
 
 def _insert(conn: Any, dialect: str, table: str, columns: list[str], tuples: list[tuple]) -> None:
@@ -170,46 +133,57 @@ def _insert(conn: Any, dialect: str, table: str, columns: list[str], tuples: lis
 
 def load_demo(engine: Engine, *, members: int = 5000, seed: int = 1, now: datetime | None = None,
               progress: Callable[[str], None] | None = None, chunk: int = CHUNK, workers: int = 1,
-              on_chunk: Callable[[list[Story]], None] | None = None) -> LoadStats:
-    """Generate and load ``members`` members (three years up to ``now``); returns row counts.
+              on_chunk: Callable[[list[Story]], None] | None = None, profile: str = "default",
+              defer_indexes: bool | None = None) -> LoadStats:
+    """Generate and load ``members`` members (the profile's years up to ``now``); returns row counts.
 
     ``on_chunk`` receives each chunk's stories after it is committed (the CLI feeds the sandbox
-    with it). ``workers=2`` builds chunks in a second process while the first inserts."""
+    with it). ``workers=2`` builds chunks in a second process while the first inserts.
+    ``profile``: ``default`` or ``benchmark`` (``core.demo.world.PROFILES``).
+    ``defer_indexes``: load into empty tables with their secondary indexes built at the end
+    (``core.demo.fastload``); by default only for big loads (``DEFER_INDEXES_FROM`` members), where
+    it pays, so a small load killed half-way never leaves a database without its indexes."""
     if members < 0:
         raise ValueError("the number of members cannot be negative")
     started = time.perf_counter()
     now = now or default_now()
-    world = World(seed=seed, members=members, now=now)
+    world = World(seed=seed, members=members, now=now, profile=PROFILES[profile])
     cat = setup_catalogue(engine, world.now)
     base = _next_ids(engine)
-    enc = _Encoder(engine.dialect)
+    enc = _encoder(type(engine.dialect))
     dialect = engine.dialect.name
     stats = LoadStats(members=members, seconds=0.0, rows=dict.fromkeys(TABLES, 0))
     jobs = [(world, a, min(a + chunk, members), cat, (type(engine.dialect), on_chunk is not None))
             for a in range(0, members, chunk)]
 
-    def consume(results: Iterator[tuple[dict[str, list[tuple]], list[Story] | None]]) -> None:
-        done = 0
+    def consume(conn: Connection, results: Iterator[tuple[dict[str, list[list]], list[Story] | None]]) -> None:
         for (tables, stories), job in zip(results, jobs, strict=True):
-            with engine.begin() as conn:
+            with conn.begin():
                 for name in TABLES:
                     _insert(conn, dialect, name, enc.columns[name],
                             _offset(name, tables[name], enc.columns[name], base))
             for name in TABLES:
                 base[name] += len(tables[name])
                 stats.rows[name] += len(tables[name])
-            done = job[2]
+            del tables
             if on_chunk is not None and stories is not None:
                 on_chunk(stories)
             if progress is not None:
-                progress(f"  {done:,}/{members:,} members loaded ({time.perf_counter() - started:.1f} s)")
+                progress(f"  {job[2]:,}/{members:,} members loaded ({time.perf_counter() - started:.1f} s)")
 
-    if workers > 1 and len(jobs) > 1:
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(workers) as pool:
-            consume(pool.imap(_build, jobs))
-    else:
-        consume(_build(job) for job in jobs)
+    if defer_indexes is None:
+        defer_indexes = members >= DEFER_INDEXES_FROM
+    if defer_indexes:
+        with engine.connect() as conn:
+            defer_indexes = is_fresh(conn, TABLES)
+    with fresh_load(engine, TABLES) if defer_indexes else engine.connect() as conn, gc_paused():
+        if workers > 1 and len(jobs) > 1:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                consume(conn, pool.imap(_build, jobs))
+        else:
+            consume(conn, (_build(job) for job in jobs))
+        if defer_indexes and progress is not None:
+            progress(f"  building indexes ({time.perf_counter() - started:.1f} s)")
     if dialect == "postgresql":
         with engine.begin() as conn:
             for name in TABLES + ("tiers", "prices"):

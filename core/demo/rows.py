@@ -92,6 +92,7 @@ class _Chunk:
         for states in story.subscriptions:
             subs[states[-1].obj["id"]] = self.subscription(states, member_id, pms)
         invoices: dict[str, int] = {}
+        price_ids = self.cat.price_ids
         by_payment: dict[str, int] = {}
         renewals: dict[int, bool] = {}
         for inv in story.invoices:
@@ -99,14 +100,15 @@ class _Chunk:
             refs = row.pop("payment_refs")
             row.pop("stripe_customer_id")
             row["subscription_id"] = subs.get(row.pop("stripe_subscription_id") or "")
-            inv_id = invoices[inv["id"]] = self.add("invoices", dict(row, member_id=member_id, stripe_state_at=now))
+            row.update(member_id=member_id, stripe_state_at=now)
+            inv_id = invoices[inv["id"]] = self.add("invoices", row)
             renewals[inv_id] = row["billing_reason"] == RENEWAL
             for ref in dict.fromkeys(refs):
                 by_payment[ref] = inv_id
                 self.add("invoice_payment_refs", {"invoice_id": inv_id, "payment_ref": ref})
             for line in lines:
-                price = line.pop("stripe_price_id")
-                self.add("invoice_lines", dict(line, invoice_id=inv_id, price_id=self.cat.price_ids.get(price or "")))
+                line.update(invoice_id=inv_id, price_id=price_ids.get(line.pop("stripe_price_id") or ""))
+                self.add("invoice_lines", line)
         charges: dict[str, int] = {}
         payments = []
         for ch in story.charges:

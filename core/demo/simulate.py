@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.demo import objects as o
-from core.demo.billing import DAY, HOUR, Billing, Obj, _card_expired, _pick
+from core.demo.billing import DAY, HOUR, Billing, Obj, _pick, card_expires_at
 from core.demo.catalogue import (
     BRANDS,
     CANCEL_FEEDBACK,
@@ -43,8 +43,6 @@ from core.demo.catalogue import (
 )
 from core.demo.world import World
 from core.timeutil import add_months
-
-PAYING_SHARE = 0.66
 
 
 @dataclass(slots=True)
@@ -86,8 +84,9 @@ def _add_interval(ts: int, interval: str) -> int:
 class _Member(Billing):
     """The mutable state of one member's simulation."""
 
-    def __init__(self, world: World, index: int):
+    def __init__(self, world: World, index: int, events: bool = True):
         self.world = world
+        self.events = events
         self.rng = world.rng(index)
         self.now = int(world.now.timestamp())
         self.base = f"demo{index:08d}"
@@ -100,10 +99,11 @@ class _Member(Billing):
         self.n += 1
         return f"{prefix}_{self.base}{self.n:04d}"
 
-    def event(self, ts: int, kind: str, obj: Obj, previous: Obj | None = None) -> str:
-        evt = self.id("evt")
-        self.story.events.append((ts, evt, kind, obj, previous))
-        return evt
+    def event(self, ts: int, kind: str, obj: Obj, previous: Obj | None = None) -> None:
+        if not self.events:
+            self.n += 1  # the id it would have had: later ids do not depend on ``events``
+            return
+        self.story.events.append((ts, self.id("evt"), kind, obj, previous))
 
     # ------------------------------------------------------------ people and cards
 
@@ -134,7 +134,7 @@ class _Member(Billing):
             funding=_pick(rng, FUNDING), wallet=_pick(rng, WALLETS))
         self.story.payment_methods.append(pm)
         self.event(ts, "payment_method.attached", pm)
-        self.pm = pm
+        self.pm, self.pm_expires_at = pm, card_expires_at(pm)
         if self.story.customer is not None:
             self.story.customer["invoice_settings"]["default_payment_method"] = pm["id"]
             self.event(ts, "customer.updated", self.story.customer)
@@ -147,7 +147,7 @@ class _Member(Billing):
         self.person()
         delay = 0 if rng.random() < 0.55 else int(rng.expovariate(1 / (60 * DAY)))
         start = self.signup + delay
-        if rng.random() >= PAYING_SHARE or start >= self.now - HOUR:
+        if rng.random() >= self.world.profile.paying_share or start >= self.now - HOUR:
             self.story.member = {"email": self.email, "name": self.name, "country": self.country,
                                  "created_at": datetime.fromtimestamp(self.signup, UTC)}
             return self.story
@@ -173,7 +173,7 @@ class _Member(Billing):
             t = ended + int(rng.uniform(30, 200) * DAY)
             if t >= self.now:
                 break
-            if _card_expired(self.pm, t) or rng.random() < 0.5:
+            if t >= self.pm_expires_at or rng.random() < 0.5:
                 self.new_card(t - 60)
         return self.story
 
@@ -188,7 +188,7 @@ class _Member(Billing):
     def _subscription(self, t: int, *, trial_allowed: bool) -> int | None:
         rng = self.rng
         tier = "platinum" if rng.random() < 0.25 else "premium"
-        interval = "year" if rng.random() < 0.22 else "month"
+        interval = "year" if rng.random() < self.world.profile.yearly_share else "month"
         price = o.PRICE_OBJECTS[price_id(tier, interval, self.currency)]
         sid, item_id = self.id("sub"), self.id("si")
         trial = trial_allowed and rng.random() < 0.35
@@ -240,9 +240,9 @@ class _Member(Billing):
                 if status == "trialing":
                     p_cancel = 0.30
                 elif self.interval == "month":
-                    p_cancel = 0.028 * self.churniness
+                    p_cancel = 0.028 * self.churniness * self.world.profile.churn
                 else:
-                    p_cancel = 0.25 * self.churniness
+                    p_cancel = 0.25 * self.churniness * self.world.profile.churn
                 if rng.random() < p_cancel:
                     at = start + int(rng.random() * length)
                     if at < self.now:
@@ -306,7 +306,7 @@ class _Member(Billing):
         first = due + rng.randint(600, HOUR)
         if first >= self.now:
             return None
-        if _card_expired(self.pm, first) and rng.random() < 0.65:
+        if first >= self.pm_expires_at and rng.random() < 0.65:
             self.new_card(max(first - rng.randint(HOUR, 15 * DAY), self.states[-1].at))
             self.change(self.pm["created"], "customer.subscription.updated", relevant=False,
                         default_payment_method=self.pm["id"])
@@ -354,15 +354,22 @@ class _Member(Billing):
 
     def record(self, ts: int, kind: str, previous: Obj, *, relevant: bool = True) -> None:
         evt = self.id("evt")
-        if self.states and ts < self.states[-1].at:
-            ts = self.states[-1].at  # a subscription's history is in time order
-        self.states.append(SubState(ts, evt, kind, self.sub, previous, relevant))
+        states = self.states
+        if states and ts < states[-1].at:
+            ts = states[-1].at  # a subscription's history is in time order
+        state = SubState(ts, evt, kind, self.sub, previous, relevant)
+        if not self.events and not relevant and states and not states[-1].relevant:
+            states[-1] = state  # without events only the relevant states and the last one are read
+        else:
+            states.append(state)
 
     def change(self, ts: int, kind: str, *, relevant: bool = True, **fields: Any) -> None:
         previous = {k: self.sub.get(k) for k in fields}
         self.sub = {**self.sub, **fields}
         self.record(ts, kind, previous, relevant=relevant)
 
-def simulate_member(world: World, index: int) -> Story:
-    """The deterministic story of member ``index`` (0-based) in ``world``."""
-    return _Member(world, index).live()
+def simulate_member(world: World, index: int, *, events: bool = True) -> Story:
+    """The deterministic story of member ``index`` (0-based) in ``world``. ``events=False`` (the
+    bulk loader without a sandbox) skips the events and the subscription states that only events
+    need; every object and id is the same."""
+    return _Member(world, index, events).live()
