@@ -119,13 +119,26 @@ def _clone(value: Any) -> Any:
         {} if isinstance(value, dict) else [] if isinstance(value, list) else value)
 
 
+# Per template, the keys whose default is a dict (their own missing keys are filled in too).
+_NESTED: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    kind: [(k, v) for k, v in template.items() if isinstance(v, dict) and v] for kind, template in _TEMPLATES.items()}
+
+
+def _has_all(obj: dict[str, Any], kind: str, template: dict[str, Any]) -> bool:
+    """Whether ``obj`` already has every template field (a stored object usually has: ``import_objects``
+    completes objects once, so a list of them is not completed again key by key)."""
+    if not obj.keys() >= template.keys():
+        return False
+    return all(not isinstance(obj[k], dict) or obj[k].keys() >= v.keys() for k, v in _NESTED[kind])
+
+
 def complete(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     """``obj`` with every missing standard field filled in (in place; also returned)."""
     if not obj or obj.get("deleted"):
         return obj
     kind = obj.get("object")
     template = _TEMPLATES.get(kind or "")
-    if template is not None:
+    if template is not None and not _has_all(obj, kind, template):  # type: ignore[arg-type]
         for key, value in template.items():
             if key not in obj:
                 obj[key] = _clone(value)

@@ -7,18 +7,19 @@ Guarantees:
 - subscriptions are listed with ``status="all"`` (Stripe's default silently omits canceled ones);
 - invoices come back with *all* their lines: Stripe embeds only the first 10, the rest are paged
   from ``/v1/invoices/{id}/lines`` and merged in (``lines.has_more`` is then false);
-- objects are returned as plain ``dict`` (``StripeObject.to_dict()``), the shape the mapping layer
-  reads and the shape stored in the event ledger. List pages (the bulk of a backfill and of an
-  event sync) are read with the client's ``raw_request`` and parsed straight into dicts: the same
-  request (API version, retries, timeouts, errors) without building a ``StripeObject`` per object.
+- objects are returned as ``dict``s, the shape the mapping layer reads and the shape stored in the
+  event ledger. Every read (list pages, the bulk of a backfill and of an event sync; a customer's
+  cards; an invoice's extra lines; one object) goes through the client's ``raw_request``: the same
+  request (API version, retries, timeouts, errors) without building a ``StripeObject`` per object,
+  the body parsed once by the client.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import stripe
 
@@ -54,35 +55,14 @@ class Page:
 
     objects: list[dict[str, Any]]
     has_more: bool
+    body: str | None = None  # the response text the objects were parsed from, when read in one piece
 
     @property
     def last_id(self) -> str | None:
         return self.objects[-1]["id"] if self.objects else None
 
 
-def _service(client: stripe.StripeClient, object_type: str) -> Any:
-    v1 = client.v1
-    services = {
-        "product": v1.products,
-        "price": v1.prices,
-        "customer": v1.customers,
-        "subscription": v1.subscriptions,
-        "invoice": v1.invoices,
-        "charge": v1.charges,
-        "refund": v1.refunds,
-        "dispute": v1.disputes,
-        "payment_method": v1.payment_methods,
-        "payment_intent": v1.payment_intents,
-        "event": v1.events,
-        "test_helpers.test_clock": v1.test_helpers.test_clocks,
-    }
-    try:
-        return services[object_type]
-    except KeyError:
-        raise ValueError(f"Unknown Stripe object type {object_type!r}.") from None
-
-
-# Object type -> the path its list is read from.
+# Object type -> the path its list is read from (an object is read at the path + /id).
 _LIST_PATHS: dict[str, str] = {
     "product": "/v1/products",
     "price": "/v1/prices",
@@ -93,20 +73,30 @@ _LIST_PATHS: dict[str, str] = {
     "refund": "/v1/refunds",
     "dispute": "/v1/disputes",
     "payment_method": "/v1/payment_methods",
+    "payment_intent": "/v1/payment_intents",
     "event": "/v1/events",
+    "test_helpers.test_clock": "/v1/test_helpers/test_clocks",
 }
 
 
+def _raw_get(client: stripe.StripeClient, path: str, query: dict[str, Any]) -> Page:
+    """One list page as dicts, through the client's own request path (errors raise the same
+    ``stripe`` exceptions, so ``translate_errors`` still applies). The response is parsed once, by
+    the client (``response.data``: dicts, in the wire's key order)."""
+    response = client.raw_request("get", path, **query)
+    data = response.data
+    return Page(objects=list(data.get("data") or []), has_more=bool(data.get("has_more")), body=response.body)
+
+
 def _raw_list(client: stripe.StripeClient, object_type: str, query: dict[str, Any]) -> Page:
-    """One list page as plain dicts, through the client's own request path (errors raise the same
-    ``stripe`` exceptions, so ``translate_errors`` still applies)."""
-    response = client.raw_request("get", _LIST_PATHS[object_type], **query)
-    body = json.loads(response.body)
-    return Page(objects=list(body.get("data") or []), has_more=bool(body.get("has_more")))
+    return _raw_get(client, _path(object_type), query)
 
 
-def _plain(obj: Any) -> dict[str, Any]:
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+def _path(object_type: str) -> str:
+    try:
+        return _LIST_PATHS[object_type]
+    except KeyError:
+        raise ValueError(f"Unknown Stripe object type {object_type!r}.") from None
 
 
 def list_page(
@@ -124,7 +114,8 @@ def list_page(
     with translate_errors():
         page = _raw_list(client, object_type, query)
         if object_type == "invoice":
-            page = Page(objects=[_complete_lines(client, inv) for inv in page.objects], has_more=page.has_more)
+            page = Page(objects=[_complete_lines(client, inv) for inv in page.objects], has_more=page.has_more,
+                        body=page.body)  # extra lines are not in it: their parents are looked up one by one
     return page
 
 
@@ -143,18 +134,21 @@ def iter_all(
 
 def customer_payment_methods(client: stripe.StripeClient, customer_id: str) -> list[dict[str, Any]]:
     """All payment methods attached to one customer (Stripe lists them per customer)."""
+    return _all_pages(client, f"/v1/customers/{quote(customer_id, safe='')}/payment_methods")
+
+
+def _all_pages(client: stripe.StripeClient, path: str, after: str | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    after: str | None = None
     with translate_errors():
         while True:
             query: dict[str, Any] = {"limit": PAGE_SIZE}
             if after:
                 query["starting_after"] = after
-            result = client.v1.customers.payment_methods.list(customer_id, params=query)
-            out.extend(_plain(o) for o in result.data)
-            if not result.has_more or not result.data:
+            page = _raw_get(client, path, query)
+            out.extend(page.objects)
+            if not page.has_more or not page.objects:
                 return out
-            after = result.data[-1].id
+            after = page.last_id
 
 
 def _complete_lines(client: stripe.StripeClient, invoice: dict[str, Any]) -> dict[str, Any]:
@@ -163,16 +157,8 @@ def _complete_lines(client: stripe.StripeClient, invoice: dict[str, Any]) -> dic
     data = list(lines.get("data") or [])
     if not lines.get("has_more") or not invoice.get("id"):
         return invoice
-    after = data[-1]["id"] if data else None
-    while True:
-        query: dict[str, Any] = {"limit": PAGE_SIZE}
-        if after:
-            query["starting_after"] = after
-        result = client.v1.invoices.line_items.list(invoice["id"], params=query)
-        data.extend(_plain(o) for o in result.data)
-        if not result.has_more or not result.data:
-            break
-        after = result.data[-1].id
+    data.extend(_all_pages(client, f"/v1/invoices/{quote(invoice['id'], safe='')}/lines",
+                           after=data[-1]["id"] if data else None))
     invoice = dict(invoice)
     invoice["lines"] = {**lines, "data": data, "has_more": False, "total_count": len(data)}
     return invoice
@@ -192,8 +178,11 @@ def retrieve(
     wanted = expand if expand is not None else _RETRIEVE_EXPAND.get(object_type, [])
     if wanted:
         params["expand"] = wanted
+    if not object_id:
+        raise ValueError(f"No {object_type} id to retrieve.")
+    path = f"{_path(object_type)}/{quote(object_id, safe='')}"
     with translate_errors():
-        obj = _plain(_service(client, object_type).retrieve(object_id, params=params or None))
+        obj: dict[str, Any] = client.raw_request("get", path, **params).data
         if object_type == "invoice":
             obj = _complete_lines(client, obj)
     return obj

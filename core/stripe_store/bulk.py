@@ -2,10 +2,12 @@
 
 The rows written are exactly those ``apply`` writes one object at a time, because the same handlers
 run in the same order; what changes is where their reads come from and how often the database is
-asked. Before the page, one query per table fetches the page's own rows by Stripe id, and one per
-parent table fetches the parents the page names (``core.stripe_store.cache``). The page runs in one
-savepoint instead of one per object, the members' ``version`` bumps are written once per member, and
-the columns derived from several objects (``derived.py``) are settled once at the end of the page.
+asked. Before the page, one query per table fetches the page's own rows by Stripe id (and a customer
+page's members by e-mail), and one per parent table fetches the parents the page names
+(``core.stripe_store.cache``). The page runs in one savepoint instead of one per object; its new rows
+are queued and written with one executemany per table (``pending.py``); the members' ``version``
+bumps are written in one executemany, and the columns derived from several objects (``derived.py``)
+are settled once at the end of the page.
 
 All or nothing per page: if any object raises (a parent not stored yet, a bad object), the
 savepoint is rolled back, nothing of the page remains, and the exception propagates so the caller
@@ -20,12 +22,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Base
-from core.stripe_mapping import REFS
-from core.stripe_store import cache, derived
+from core.stripe_mapping import REFS, map_customer
+from core.stripe_store import cache, derived, pending
 
 CHUNK = 500  # ids per IN (...) list
 
@@ -45,7 +47,7 @@ _PREFIX_TABLE: dict[str, tuple[str, str]] = {
 _CHILD_TABLES = {"subscriptions": ("subscription_items",), "invoices": ("invoice_lines",)}
 
 
-_NAMED_ID = re.compile(r'"((?:prod|price|cus|pm|card|src|sub|in|ch|py)_[A-Za-z0-9]+)"')
+_NAMED_ID = re.compile(r'"((?:prod|price|cus|pm|card|src|sub|in|ch|py)_[A-Za-z0-9_]+)"')
 
 
 def _named_ids(obj: dict) -> list[str]:
@@ -59,7 +61,7 @@ def _chunks(values: list[Any]) -> Iterable[list[Any]]:
         yield values[i:i + CHUNK]
 
 
-def _prefetch(session: Session, objects: list[dict], page: cache.PageCache) -> None:
+def _prefetch(session: Session, objects: list[dict], page: cache.PageCache, text: str | None) -> None:
     from core.stripe_store import OBJECT_TABLES  # the package imports this module
 
     tables = Base.metadata.tables
@@ -78,16 +80,24 @@ def _prefetch(session: Session, objects: list[dict], page: cache.PageCache) -> N
         for sid, row in rows.items():
             if row is not None:
                 page.ids.setdefault((table, key), {})[sid] = row["id"]
+    emails = {map_customer(obj)["email"] for obj in objects if obj.get("object") == "customer" and not obj.get("deleted")}
+    if emails:
+        # A new customer is matched to an existing member by e-mail.
+        m = tables["members"]
+        by_email: dict[str, dict[str, Any] | None] = dict.fromkeys(emails)
+        for chunk in _chunks(sorted(emails)):
+            for r in session.execute(select(m).where(m.c.email.in_(chunk))).mappings():
+                by_email[r["email"]] = dict(r)
+        page.rows[("members", "email")] = by_email
     # Parents: only the tables this page's rows (and their lines/items) point at.
     wanted = {(parent, parent_key) for table, _ in own for t in (table, *_CHILD_TABLES.get(table, ()))
               for _fk, parent, parent_key in REFS.get(t, {}).values()}
     named: dict[tuple[str, str], set[str]] = {}
-    for obj in objects:
-        for text in _named_ids(obj):
-            prefix = text[:text.find("_") + 1]
-            spec = _PREFIX_TABLE.get(prefix)
-            if spec in wanted:
-                named.setdefault(spec, set()).add(text)  # type: ignore[arg-type]
+    found = _NAMED_ID.findall(text) if text is not None else [i for obj in objects for i in _named_ids(obj)]
+    for sid in set(found):
+        spec = _PREFIX_TABLE.get(sid[:sid.find("_") + 1])
+        if spec in wanted:
+            named.setdefault(spec, set()).add(sid)  # type: ignore[arg-type]
     for (table, key), sids in named.items():
         t = tables[table]
         known = page.ids.setdefault((table, key), {})
@@ -96,28 +106,30 @@ def _prefetch(session: Session, objects: list[dict], page: cache.PageCache) -> N
                 known[sid] = our_id
 
 
-def apply_many(session: Session, objects: list[dict], *, state_at: datetime, source: str = "stripe") -> list[str]:
+def apply_many(session: Session, objects: list[dict], *, state_at: datetime, source: str = "stripe",
+               text: str | None = None) -> list[str]:
     """Apply a page of objects (in order) with the same result as ``apply`` on each; returns their
-    outcomes. On any exception nothing of the page is written and the exception propagates."""
+    outcomes. On any exception nothing of the page is written and the exception propagates.
+    ``text``: the JSON the page was parsed from, if at hand (the parents it names are found in it
+    instead of in each object encoded again; a parent it leaves out is looked up on its own)."""
     from core import stripe_store
 
     page = cache.PageCache()
     outcomes: list[str] = []
     with session.begin_nested():
-        _prefetch(session, objects, page)
+        _prefetch(session, objects, page, text)
         with derived.collecting(session):  # links, attempt numbers, default cards: once per page
             session.info[cache.KEY] = page
             try:
-                for obj in objects:
-                    outcomes.append(stripe_store.apply_one(session, obj, state_at=state_at, source=source))
+                with pending.deferred(session, block=len(objects)) as queue:
+                    for obj in objects:
+                        outcomes.append(stripe_store.apply_one(session, obj, state_at=state_at, source=source))
+                    queue.flush()  # before the derived columns are settled from the stored rows
             finally:
                 session.info.pop(cache.KEY, None)
         if page.bumps:
             m = Base.metadata.tables["members"]
-            by_count: dict[int, list[int]] = {}
-            for member_id, n in page.bumps.items():
-                by_count.setdefault(n, []).append(member_id)
-            for n, member_ids in by_count.items():
-                for chunk in _chunks(sorted(member_ids)):
-                    session.execute(update(m).where(m.c.id.in_(chunk)).values(version=m.c.version + n))
+            session.execute(update(m).where(m.c.id == bindparam("member_id"))
+                            .values(version=m.c.version + bindparam("bumps")),
+                            [{"member_id": k, "bumps": n} for k, n in sorted(page.bumps.items())])
     return outcomes

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.stripe_mapping import map_customer, map_payment_method
-from core.stripe_store import cache, derived
+from core.stripe_store import cache, derived, pending
 from core.stripe_store.parents import resolve_parents
 from core.stripe_store.upsert import bump_version, db_table, stored_row, upsert
 
@@ -23,21 +23,22 @@ def apply_customer(session: Session, obj: dict, state_at: datetime, **_: Any) ->
         row.pop("created_at")
     m = db_table("members")
     if stored_row(session, "members", "stripe_customer_id", row["stripe_customer_id"]) is None:
-        owner = session.execute(select(m.c.id, m.c.stripe_customer_id).where(m.c.email == row["email"])).first()
-        if owner is not None and owner.stripe_customer_id is None:
+        owner = stored_row(session, "members", "email", row["email"])
+        if owner is not None and owner["stripe_customer_id"] is None:
             # The app user already exists (free member): link the customer to them.
-            session.execute(update(m).where(m.c.id == owner.id).values(stripe_customer_id=row["stripe_customer_id"]))
+            session.execute(update(m).where(m.c.id == owner["id"]).values(stripe_customer_id=row["stripe_customer_id"]))
             cache.forget_row(session, "members", "stripe_customer_id", row["stripe_customer_id"])
         elif owner is not None:
             local, _, domain = row["email"].partition("@")
             row["email"] = f"{local}+{row['stripe_customer_id']}@{domain}"
+        cache.forget_row(session, "members", "email", row["email"])  # this customer holds it now
     outcome, member_id, before = upsert(session, "members", "stripe_customer_id", row, state_at)
     if outcome == "stale":
         return outcome
     if (before or {}).get("stripe_default_payment_method_id") != row["stripe_default_payment_method_id"]:
         derived.note_member_default(session, member_id)  # type: ignore[arg-type]
     if outcome in ("updated", "created"):
-        session.execute(update(m).where(m.c.id == member_id).values(updated_at=state_at))
+        pending.update_row(session, "members", member_id, updated_at=state_at)  # type: ignore[arg-type]
         if outcome == "updated":
             bump_version(session, member_id)
     return outcome

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.stripe_mapping import map_invoice
-from core.stripe_store import derived
+from core.stripe_store import derived, pending
 from core.stripe_store.parents import resolve_parents
 from core.stripe_store.upsert import bump_version, db_table, upsert
 
@@ -29,7 +29,7 @@ def apply_invoice(session: Session, obj: dict, state_at: datetime, **_: Any) -> 
     if fresh:
         # A new invoice has no lines yet: insert them all at once, nothing to compare or remove.
         if lines:
-            session.execute(il.insert(), [{"invoice_id": inv_id, **line} for line in lines])
+            pending.insert_many(session, "invoice_lines", [{"invoice_id": inv_id, **line} for line in lines])
         lines = []
     keep = []
     for line in lines:
@@ -61,7 +61,7 @@ def _sync_payment_refs(session: Session, inv_id: int, refs: list[str], obj: dict
     have = set() if fresh else set(session.scalars(select(t.c.payment_ref).where(t.c.invoice_id == inv_id)))
     new = list(dict.fromkeys(r for r in refs if r not in have))
     if new:
-        session.execute(t.insert(), [{"invoice_id": inv_id, "payment_ref": r} for r in new])
+        pending.insert_many(session, "invoice_payment_refs", [{"invoice_id": inv_id, "payment_ref": r} for r in new])
     # A partial list (more pages) says nothing about the refs it leaves out.
     gone = set() if (obj.get("payments") or {}).get("has_more") else have - set(refs)
     if gone:

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.stripe_mapping import map_subscription
+from core.stripe_store import pending
 from core.stripe_store.parents import resolve_parents
 from core.stripe_store.rules import derive_changes, past_due_since
 from core.stripe_store.upsert import bump_version, db_table, stored_row, upsert
@@ -71,5 +72,6 @@ def _record_change(session: Session, before: dict[str, Any] | None, after: dict[
         select(mc.c.id).where(mc.c.stripe_event_id == event_id, mc.c.subscription_id == sub_id)
     ).first() is not None:
         return
-    session.execute(mc.insert(), dict(member_id=after["member_id"], subscription_id=sub_id, source=source,
-                                       stripe_event_id=event_id, recorded_at=at, **change))
+    pending.insert_many(session, "membership_changes", [dict(
+        member_id=after["member_id"], subscription_id=sub_id, source=source, stripe_event_id=event_id,
+        recorded_at=at, **change)])

@@ -1,7 +1,8 @@
 """One row in, keyed by its Stripe id: insert, update only what changed, or refuse an older state.
 
 Reads go through the page cache when ``apply_many`` has one (``cache.py``); member version
-bumps are counted per page there and written once.
+bumps are counted per page there and written once, and a new row is queued with its id drawn in
+advance and written with the page's other new rows (``pending.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Base
-from core.stripe_store import cache
+from core.stripe_store import cache, pending
 
 
 def db_table(name: str) -> Table:
@@ -37,11 +38,12 @@ def upsert(session: Session, table: str, key: str, row: dict[str, Any], state_at
     t = db_table(table)
     has_state = "stripe_state_at" in t.c
     existing = None if absent else stored_row(session, table, key, row[key])
-    cols = {k: v for k, v in row.items() if k in t.c}
+    names = pending.column_names(table)
+    cols = {k: v for k, v in row.items() if k in names}
     if existing is None:
         if has_state:
             cols["stripe_state_at"] = state_at
-        new_id = session.execute(t.insert().returning(t.c.id), cols).scalar_one()
+        new_id = pending.insert_one(session, table, cols)
         cache.forget_row(session, table, key, row[key])
         cache.remember_id(session, table, key, row[key], new_id)
         return "created", new_id, None

@@ -81,12 +81,14 @@ class Applier:
                 self.apply(session, parent, state_at=self.now or utc_now(), depth=depth + 1)
 
 
-    def apply_many(self, session: Session, objects: list[dict[str, Any]], *, state_at: datetime) -> bool:
-        """Apply a page at once through ``stripe_store.apply_many``; False (nothing written) when
-        some object needs the one-by-one path (a missing parent, a failure), which the caller runs."""
+    def apply_many(self, session: Session, objects: list[dict[str, Any]], *, state_at: datetime,
+                   text: str | None = None) -> bool:
+        """Apply a page at once through ``stripe_store.apply_many`` (``text``: the page's JSON, if at
+        hand); False (nothing written) when some object needs the one-by-one path (a missing parent,
+        a failure), which the caller runs."""
         store = _store()
         try:
-            store.apply_many(session, objects, state_at=state_at)
+            store.apply_many(session, objects, state_at=state_at, text=text)
         except Exception as exc:  # the page's savepoint is rolled back: nothing of it remains
             log.info("page of %d objects goes one by one (%s: %s)", len(objects), type(exc).__name__, exc)
             return False
