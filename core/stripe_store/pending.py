@@ -15,6 +15,8 @@ before any statement runs in the session that could see them: any statement othe
 ``SELECT``, and a ``SELECT`` that names a table with queued rows. Every statement therefore sees
 what it would have seen had each insert run at once; the page only saves the round trips. The end
 of the page writes what is left; an exception discards the queue with the page's savepoint.
+(The check hooks ``Session.execute``: code inside a page must not run SQL on ``session.connection()``
+directly, which the hook does not see.)
 """
 
 from __future__ import annotations
