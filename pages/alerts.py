@@ -119,7 +119,10 @@ tab_active, tab_history, tab_rules = st.tabs(["Open alerts", "History", "Rules"]
 with tab_active:
     active = alerts.list_alerts(eng, status=["open", "acknowledged", "snoozed"], limit=50)
     if not active:
-        widgets.empty("No open alerts: every rule is within its baseline.")
+        last = alerts.latest_resolved(eng)
+        widgets.empty("No open alerts: every rule is within its baseline." + (
+            f" The latest, “{last['title']}” ({last['scope']}), fired {fmt.when(last['last_fired_at'])} UTC "
+            f"and was resolved {fmt.when(last['resolved_at'])} UTC: see History." if last else ""))
     for i, a in enumerate(active):
         title = (f"{SEVERITY_BADGE.get(a['severity'], a['severity'])} · {a['title']} · {a['scope']} · "
                  f"{STATUS_BADGE.get(a['status'], a['status'])}")

@@ -52,6 +52,8 @@ def test_manager_sees_the_alert_and_resolves_it(database_url, engine, session):
     note = session.scalar(select(AlertTransition.note).where(AlertTransition.alert_id == alert_id,
                                                              AlertTransition.to_status == "resolved"))
     assert note == "bank outage, over"
+    # The quiet Open tab now points to it.
+    assert "No open alerts" in texts(at) and "The latest, “Payment failure rate, last 24 hours”" in texts(at)
 
 
 def test_empty_state_is_a_sentence(database_url):

@@ -23,6 +23,7 @@ from core.alerts.views import (
     affected_rows,
     alert_detail,
     history_series,
+    latest_resolved,
     list_alerts,
     open_alert_count,
     rule_table,
@@ -30,6 +31,6 @@ from core.alerts.views import (
 
 __all__ = [
     "STATUSES", "AlertError", "EvaluationResult", "acknowledge", "affected_rows", "alert_detail",
-    "configure_rule", "configure_rule_from_form", "evaluate", "evaluate_if_stale", "history_series", "last_evaluated_at", "list_alerts",
+    "configure_rule", "configure_rule_from_form", "evaluate", "evaluate_if_stale", "history_series", "last_evaluated_at", "latest_resolved", "list_alerts",
     "open_alert_count", "resolve", "rule_configs", "rule_table", "snooze",
 ]

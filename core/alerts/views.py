@@ -87,6 +87,15 @@ def list_alerts(engine: Engine, *, status: list[str] | str | None = None, rule: 
         return [_row(a) for a in session.execute(query.limit(max(1, min(int(limit), 5000)))).scalars()]
 
 
+def latest_resolved(engine: Engine) -> dict[str, Any] | None:
+    """The resolved alert that fired last (what a quiet Open tab points to), or None."""
+    query = (select(Alert).where(Alert.status == "resolved")
+             .order_by(Alert.last_fired_at.desc(), Alert.id.desc()).limit(1))
+    with Session(engine) as session:
+        found = session.execute(query).scalars().first()
+        return None if found is None else _row(found)
+
+
 def alert_detail(engine: Engine, alert_id: int) -> dict[str, Any] | None:
     """One alert with its transitions (oldest first) and notifications."""
     with Session(engine) as session:
