@@ -12,9 +12,29 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Date, Index, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from core.models.base import Base, BigIntPK, created_column
+
+
+class _Group:
+    """The dimensions every rollup row is grouped by (the metrics' filters)."""
+
+    currency: Mapped[str] = mapped_column(String(3))
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    interval: Mapped[str | None] = mapped_column(String(8))
+    country: Mapped[str | None] = mapped_column(String(2))
+
+
+class _Daily(_Group):
+    """A daily rollup: one row per local day and group, indexed by day."""
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index, ...]:  # noqa: N805 (SQLAlchemy passes the class)
+        return (Index(f"ix_{cls.__tablename__}_day", "day"),)
 
 
 class RollupState(Base):
@@ -35,7 +55,7 @@ class MetricsCalendar(Base):
     end_utc: Mapped[datetime]
 
 
-class MrrSegment(Base):
+class MrrSegment(_Group, Base):
     """A stretch of constant MRR of one subscription, with past-due grace days applied:
     ``[valid_from, valid_to)`` (``valid_to`` None = still in force)."""
 
@@ -49,10 +69,6 @@ class MrrSegment(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     subscription_id: Mapped[int] = mapped_column()
     member_id: Mapped[int] = mapped_column()
-    currency: Mapped[str] = mapped_column(String(3))
-    tier_id: Mapped[int | None] = mapped_column(Integer)
-    interval: Mapped[str | None] = mapped_column(String(8))
-    country: Mapped[str | None] = mapped_column(String(2))
     valid_from: Mapped[datetime]
     valid_to: Mapped[datetime | None]
     mrr_minor: Mapped[int] = mapped_column(default=0)
@@ -60,7 +76,7 @@ class MrrSegment(Base):
     churn_kind: Mapped[str | None] = mapped_column(String(16))
 
 
-class MrrPeriod(Base):
+class MrrPeriod(_Group, Base):
     """MRR movements per month or week (``granularity``) and group, per member comparison."""
 
     __tablename__ = "metrics_mrr_periods"
@@ -69,10 +85,6 @@ class MrrPeriod(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     granularity: Mapped[str] = mapped_column(String(8))
     period: Mapped[date] = mapped_column(Date)
-    currency: Mapped[str] = mapped_column(String(3))
-    tier_id: Mapped[int | None] = mapped_column(Integer)
-    interval: Mapped[str | None] = mapped_column(String(8))
-    country: Mapped[str | None] = mapped_column(String(2))
     mrr_start: Mapped[int] = mapped_column(default=0)
     mrr_end: Mapped[int] = mapped_column(default=0)
     new: Mapped[int] = mapped_column(default=0)
@@ -91,7 +103,7 @@ class MrrPeriod(Base):
     members_churned_involuntary: Mapped[int] = mapped_column(default=0)
 
 
-class CohortCell(Base):
+class CohortCell(_Group, Base):
     """Members of a cohort (month of first MRR > 0) still paying at the end of ``month``."""
 
     __tablename__ = "metrics_cohorts"
@@ -100,25 +112,14 @@ class CohortCell(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     cohort: Mapped[date] = mapped_column(Date)
     month: Mapped[date] = mapped_column(Date)
-    currency: Mapped[str] = mapped_column(String(3))
-    tier_id: Mapped[int | None] = mapped_column(Integer)
-    interval: Mapped[str | None] = mapped_column(String(8))
-    country: Mapped[str | None] = mapped_column(String(2))
     members: Mapped[int] = mapped_column(default=0)
     mrr: Mapped[int] = mapped_column(default=0)
     size: Mapped[int] = mapped_column(default=0)  # members whose first paid month is ``cohort`` (rows with month = cohort)
 
 
-class DailyCash(Base):
+class DailyCash(_Daily, Base):
     __tablename__ = "metrics_daily_cash"
-    __table_args__ = (Index("ix_metrics_daily_cash_day", "day"),)
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    day: Mapped[date] = mapped_column(Date)
-    currency: Mapped[str] = mapped_column(String(3))
-    tier_id: Mapped[int | None] = mapped_column(Integer)
-    interval: Mapped[str | None] = mapped_column(String(8))
-    country: Mapped[str | None] = mapped_column(String(2))
     gross: Mapped[int] = mapped_column(default=0)
     payments: Mapped[int] = mapped_column(default=0)
     refunds: Mapped[int] = mapped_column(default=0)
@@ -129,16 +130,9 @@ class DailyCash(Base):
     fee_payments: Mapped[int] = mapped_column(default=0)
 
 
-class DailyPayments(Base):
+class DailyPayments(_Daily, Base):
     __tablename__ = "metrics_daily_payments"
-    __table_args__ = (Index("ix_metrics_daily_payments_day", "day"),)
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    day: Mapped[date] = mapped_column(Date)
-    currency: Mapped[str] = mapped_column(String(3))
-    tier_id: Mapped[int | None] = mapped_column(Integer)
-    interval: Mapped[str | None] = mapped_column(String(8))
-    country: Mapped[str | None] = mapped_column(String(2))
     attempts: Mapped[int] = mapped_column(default=0)
     failed_attempts: Mapped[int] = mapped_column(default=0)
     renewal_invoices: Mapped[int] = mapped_column(default=0)
@@ -148,16 +142,9 @@ class DailyPayments(Base):
     recovered: Mapped[int] = mapped_column(default=0)
 
 
-class DailyDeclines(Base):
+class DailyDeclines(_Daily, Base):
     __tablename__ = "metrics_daily_declines"
-    __table_args__ = (Index("ix_metrics_daily_declines_day", "day"),)
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    day: Mapped[date] = mapped_column(Date)
-    currency: Mapped[str] = mapped_column(String(3))
-    tier_id: Mapped[int | None] = mapped_column(Integer)
-    interval: Mapped[str | None] = mapped_column(String(8))
-    country: Mapped[str | None] = mapped_column(String(2))
     decline_code: Mapped[str | None] = mapped_column(String(64))
     brand: Mapped[str | None] = mapped_column(String(24))
     card_country: Mapped[str | None] = mapped_column(String(2))
@@ -165,35 +152,21 @@ class DailyDeclines(Base):
     amount: Mapped[int] = mapped_column(default=0)
 
 
-class DailyTrials(Base):
+class DailyTrials(_Daily, Base):
     """Trials by the local day they ended (``subscriptions.trial_end``) and whether the first
     non-zero invoice after the trial started was paid."""
 
     __tablename__ = "metrics_daily_trials"
-    __table_args__ = (Index("ix_metrics_daily_trials_day", "day"),)
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    day: Mapped[date] = mapped_column(Date)
-    currency: Mapped[str] = mapped_column(String(3))
-    tier_id: Mapped[int | None] = mapped_column(Integer)
-    interval: Mapped[str | None] = mapped_column(String(8))
-    country: Mapped[str | None] = mapped_column(String(2))
     trials: Mapped[int] = mapped_column(default=0)
     converted: Mapped[int] = mapped_column(default=0)
 
 
-class DailyCancellations(Base):
+class DailyCancellations(_Daily, Base):
     """Membership changes that took MRR to zero, by local day effective, reason and churn kind."""
 
     __tablename__ = "metrics_daily_cancellations"
-    __table_args__ = (Index("ix_metrics_daily_cancellations_day", "day"),)
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    day: Mapped[date] = mapped_column(Date)
-    currency: Mapped[str] = mapped_column(String(3))
-    tier_id: Mapped[int | None] = mapped_column(Integer)
-    interval: Mapped[str | None] = mapped_column(String(8))
-    country: Mapped[str | None] = mapped_column(String(2))
     reason: Mapped[str] = mapped_column(String(64))
     churn_kind: Mapped[str] = mapped_column(String(16))
     changes: Mapped[int] = mapped_column(default=0)
