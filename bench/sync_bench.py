@@ -238,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         f"every object through the store (mapping, upsert, stale check), into {args.db}. Each run starts from a "
         "fresh sandbox and database and times `run_sync` as a whole (listing, writing, the metrics rollup refresh "
         "after it; `core.metrics` is imported before the first run, as a running app has it). *CPU* is this "
-        "process's CPU time (the sync's threads, SQLite itself; not the sandbox or a PostgreSQL server).",
+        "process's CPU time (the sync's threads"
+        + (", SQLite itself" if args.db == "sqlite" else "; not the PostgreSQL server")
+        + "; not the sandbox).",
         "",
         "| run | backfill objects | backfill (s) | objects/s | CPU (s) | incremental events | incremental (s) "
         "| CPU (s) | load before / after |",
