@@ -226,7 +226,10 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple[str, 
     ))
     fig.update_yaxes(autorange="reversed", type="category", showgrid=False)
     fig.update_xaxes(type="category", side="top")
-    return themed(fig, title=title, height=height or max(HEIGHT, 60 + 28 * len(rows)))
+    fig = themed(fig, title=title, height=height or max(HEIGHT, 90 + 28 * len(rows)))
+    # The column labels sit on top: leave them room under the title instead of drawing over it.
+    fig.update_layout(margin={"t": 72}, title={"y": 0.99, "yanchor": "top"})
+    return fig
 
 
 def selected_keys(event: Any) -> list[str]:
