@@ -170,7 +170,17 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
                 request_id = existing.id
             else:
                 ctx = Ctx(s, member, actor, now, load_limits(s), stripe, reason, comment)
-                plan = action.plan(ctx, dict(change.params))
+                try:
+                    plan = action.plan(ctx, dict(change.params))
+                except ChangeRefused:
+                    # PostgreSQL reads each statement at its own moment: another agent's change may
+                    # have committed between the version check and the plan's reads. Then the form
+                    # is out of date, which is what the agent needs to hear, not the plan's verdict
+                    # on a state they have not seen.
+                    s.refresh(member, ["version"])
+                    if member.version != change.member_version:
+                        raise StaleMember(member_snapshot(s, member), member.version) from None
+                    raise
     if request_id is not None:
         return _replay(engine, request_id, stripe=stripe, now=now)
 
