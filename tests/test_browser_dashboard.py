@@ -107,7 +107,9 @@ def test_member_search_to_member_page_and_csv_download(dashboard_server, page):
     heading.wait_for()
     wait_idle(page)
     assert f"member={dashboard_server.world.bob_id}" in page.url
-    assert "insufficient_funds" in grid_text(page)
+    # The grid fills its accessible cells after the canvas is drawn, a moment after the
+    # script goes idle; wait for the cell rather than reading the grid at once.
+    page.locator("[role=gridcell]", has_text="insufficient_funds").first.wait_for(state="attached")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").first.click()
     path = Path(download.value.path())
