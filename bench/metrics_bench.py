@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=Path("/tmp"),
                    help="folder of the SQLite world files (default /tmp; keep them outside the repository)")
     p.add_argument("--regenerate", action="store_true")
+    p.add_argument("--profile", choices=("default", "benchmark"), default=None,
+                   help="demo profile of a new world (default: benchmark for L, the issue's 1M-member / "
+                        "20M-payment world; default for S and M)")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--write-docs", action="store_true", help="merge the results into docs/benchmarks.md")
     args = p.parse_args(argv)
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 
         upgrade(engine)
         t = time.perf_counter()
-        load_demo(engine, members=SIZES[args.size], seed=1, now=NOW, workers=2,
+        profile = args.profile or ("benchmark" if args.size == "L" else "default")
+        load_demo(engine, members=SIZES[args.size], seed=1, now=NOW, workers=2, profile=profile,
                   progress=lambda m: print(m, file=sys.stderr, flush=True))
         gen_s = time.perf_counter() - t
         print(f"generated in {gen_s:.0f} s", file=sys.stderr, flush=True)

@@ -1,8 +1,8 @@
 """Daily aggregates of payments, refunds and disputes, by local day and group.
 
-The same SELECT statements fill the rollup tables (joined to ``metrics_calendar``, the business
-zone's days) and answer raw questions in any zone (joined to a calendar built for the query), so
-a rollup answer and a raw answer are the same computation by construction.
+The same SELECT statements fill the rollup tables (the business zone's days) and answer raw
+questions in any zone (``Days`` of the query's zone), so a rollup answer and a raw answer are the
+same computation by construction.
 
 Tier and interval of a payment are those of its invoice's subscription (its current price);
 country is the member's country. Payments without an invoice (one-off charges) have no tier.
@@ -11,7 +11,8 @@ country is the member's country. Payments without an invoice (one-off charges) h
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from sqlalchemy import TextClause, bindparam, text
 
@@ -26,48 +27,116 @@ JOIN members m ON m.id = p.member_id
 LEFT JOIN invoices i ON i.id = p.invoice_id
 LEFT JOIN subscriptions s ON s.id = i.subscription_id
 LEFT JOIN prices pr ON pr.id = s.price_id"""
+# Longer ranges are read by scanning the table on SQLite: following an index to most rows of a
+# long range costs about five times a plain scan (measured on 550,000 payments).
+SCAN_FROM_DAYS = 62
 
 
-def _in_day(column: str, cal: str) -> str:
-    # The redundant lower bound on the row's own time (:since_start, the instant :since_day
-    # starts) lets the planner use that column's index. It is a bound value, not a subquery:
-    # PostgreSQL plans a subquery's bound as "a third of the table" and hashes every payment,
-    # invoice and subscription even for one day.
-    return (f"JOIN {cal} cal ON {column} >= cal.start_utc AND {column} < cal.end_utc AND cal.day >= :since_day "
-            f"AND {column} >= :since_start")
+@dataclass(frozen=True)
+class Days:
+    """The local days ``[first, end)`` of zone ``tz`` (or only the days ``only`` among them), as SQL.
+
+    ``of(column)`` is the local day of a UTC instant: the instant shifted by the zone's offset
+    then, written as a CASE over the offset changes of the range, so each row gets its day from
+    its own value (a join with a table of days costs a range lookup per row). ``where(column)``
+    keeps the rows of the range. Their parameters come from ``params()``."""
+
+    dialect: str
+    tz: tzinfo
+    first: date
+    end: date
+    only: tuple[date, ...] = ()
+
+    @classmethod
+    def listed(cls, dialect: str, tz: tzinfo, days: list[date]) -> Days:
+        return cls(dialect, tz, min(days), max(days) + timedelta(days=1), tuple(sorted(days)))
+
+    def params(self) -> dict:
+        out: dict = {"days_from": local_midnight(self.first, self.tz), "days_to": local_midnight(self.end, self.tz)}
+        out.update({f"only{i}": d for i, d in enumerate(self.only)})
+        return out
+
+    def of(self, column: str) -> str:
+        pieces = _offsets(self.tz, local_midnight(self.first, self.tz), local_midnight(self.end, self.tz))
+        if len(pieces) == 1:
+            return self._shifted(column, pieces[0][1])
+        whens = " ".join(f"WHEN {column} < {_ts_literal(self.dialect, until)} THEN {self._shifted(column, off)}"
+                         for until, off in pieces[:-1])
+        return f"CASE {whens} ELSE {self._shifted(column, pieces[-1][1])} END"
+
+    def source(self, table: str) -> str:
+        """``table`` (with its alias) in a FROM clause: on SQLite, read by a plain scan over a
+        long range (an index on time or status would lead to nearly every row, one by one)."""
+        scan = self.dialect == "sqlite" and (self.end - self.first).days > SCAN_FROM_DAYS
+        return f"{table} NOT INDEXED" if scan else table
+
+    def where(self, column: str) -> str:
+        cond = f"{column} >= :days_from AND {column} < :days_to"
+        if self.only:
+            cond += f" AND {self.of(column)} IN ({', '.join(f':only{i}' for i in range(len(self.only)))})"
+        return cond
+
+    def _shifted(self, column: str, seconds: int) -> str:
+        if self.dialect == "postgresql":
+            shift = f" + INTERVAL '{seconds} seconds'" if seconds else ""
+            return f"CAST(({column} AT TIME ZONE 'UTC'){shift} AS DATE)"
+        # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): the day is its first ten characters.
+        # Shifted, the fraction is cut first: date() rounds to the millisecond, which would move
+        # 23:59:59.9996 to the next day.
+        return f"date(substr({column}, 1, 19), '{seconds:+d} seconds')" if seconds else f"substr({column}, 1, 10)"
 
 
-def since_params(since_day: date, tz) -> dict:  # type: ignore[no-untyped-def]
-    """The parameters of the SELECTs below: the first local day and the UTC instant it starts."""
-    return {"since_day": since_day, "since_start": local_midnight(since_day, tz)}
+def _offsets(tz: tzinfo, start: datetime, stop: datetime) -> list[tuple[datetime | None, int]]:
+    """(until, offset in seconds) for each stretch of constant UTC offset between two instants;
+    the last stretch's ``until`` is None. Found day by day, then to the second by bisection."""
+    def offset(moment: datetime) -> int:
+        return int(moment.astimezone(tz).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+    pieces: list[tuple[datetime | None, int]] = []
+    current = offset(start)
+    probe = start
+    while probe < stop:
+        nxt = min(probe + timedelta(days=1), stop)
+        if offset(nxt) != current:
+            lo, hi = probe, nxt  # offset(lo) == current != offset(hi)
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                lo, hi = (mid, hi) if offset(mid) == current else (lo, mid)
+            pieces.append((hi, current))
+            current = offset(hi)
+            nxt = hi
+        probe = nxt
+    pieces.append((None, current))
+    return pieces
 
 
 def statement(sql: str) -> TextClause:
     """``text(sql)`` with the instants typed, so SQLite compares them spelled as it stores them."""
-    names = [n for n in ("since_start", "until_start", "until") if re.search(rf":{n}\b", sql)]
+    names = [n for n in ("since_start", "until_start", "until", "days_from", "days_to", "since")
+             if re.search(rf":{n}\b", sql)]
     return text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in names])
 
 
-def cash_selects(cal: str) -> list[tuple[tuple[str, ...], str]]:
+def cash_selects(days: Days) -> list[tuple[tuple[str, ...], str]]:
     """(measure columns, SELECT day, currency, tier_id, interval, country, measures...)."""
     g_r, g_d = _GROUP.replace("p.currency", "r.currency"), _GROUP.replace("p.currency", "d.currency")
     return [
         (("gross", "payments", "fees", "fee_payments"), f"""
-SELECT cal.day, {_GROUP}, SUM(p.amount), COUNT(*), SUM(COALESCE(p.fee, 0)),
+SELECT {days.of('p.created_at')}, {_GROUP}, SUM(p.amount), COUNT(*), SUM(COALESCE(p.fee, 0)),
        SUM(CASE WHEN p.fee IS NOT NULL THEN 1 ELSE 0 END)
-FROM payments p {_in_day('p.created_at', cal)} {_JOINS}
-WHERE p.status = 'succeeded'
-GROUP BY cal.day, {_GROUP}"""),
+FROM {days.source('payments p')} {_JOINS}
+WHERE {days.where('p.created_at')} AND p.status = 'succeeded'
+GROUP BY 1, {_GROUP}"""),
         (("refunds", "refund_count"), f"""
-SELECT cal.day, {g_r}, SUM(r.amount), COUNT(*)
-FROM refunds r {_in_day('r.created_at', cal)} JOIN payments p ON p.id = r.payment_id {_JOINS}
-WHERE r.status NOT IN ('failed', 'canceled')
-GROUP BY cal.day, {g_r}"""),
+SELECT {days.of('r.created_at')}, {g_r}, SUM(r.amount), COUNT(*)
+FROM {days.source('refunds r')} JOIN payments p ON p.id = r.payment_id {_JOINS}
+WHERE {days.where('r.created_at')} AND r.status NOT IN ('failed', 'canceled')
+GROUP BY 1, {g_r}"""),
         (("disputes_lost", "dispute_count"), f"""
-SELECT cal.day, {g_d}, SUM(d.amount), COUNT(*)
-FROM disputes d {_in_day('d.closed_at', cal)} JOIN payments p ON p.id = d.payment_id {_JOINS}
-WHERE d.status = 'lost'
-GROUP BY cal.day, {g_d}"""),
+SELECT {days.of('d.closed_at')}, {g_d}, SUM(d.amount), COUNT(*)
+FROM {days.source('disputes d')} JOIN payments p ON p.id = d.payment_id {_JOINS}
+WHERE {days.where('d.closed_at')} AND d.status = 'lost'
+GROUP BY 1, {g_d}"""),
     ]
 
 
@@ -91,37 +160,37 @@ def recovered_sql(dialect: str) -> str:
         AND {plus}w.created_at > p.created_at AND {plus}w.created_at <= {recovery_deadline(dialect, 'p.created_at')})"""
 
 
-def attempts_select(cal: str) -> tuple[tuple[str, ...], str]:
+def attempts_select(days: Days) -> tuple[tuple[str, ...], str]:
     return (("attempts", "failed_attempts", "renewal_invoices", "renewal_first_failed"), f"""
-SELECT cal.day, {_GROUP}, COUNT(*), SUM(CASE WHEN p.status = 'failed' THEN 1 ELSE 0 END),
+SELECT {days.of('p.created_at')}, {_GROUP}, COUNT(*), SUM(CASE WHEN p.status = 'failed' THEN 1 ELSE 0 END),
        SUM(CASE WHEN p.is_renewal AND p.attempt_number = 1 THEN 1 ELSE 0 END),
        SUM(CASE WHEN p.is_renewal AND p.attempt_number = 1 AND p.status = 'failed' THEN 1 ELSE 0 END)
-FROM payments p {_in_day('p.created_at', cal)} {_JOINS}
-WHERE p.status IN ('succeeded', 'failed')
-GROUP BY cal.day, {_GROUP}""")
+FROM {days.source('payments p')} {_JOINS}
+WHERE {days.where('p.created_at')} AND p.status IN ('succeeded', 'failed')
+GROUP BY 1, {_GROUP}""")
 
 
-def recovery_select(cal: str, dialect: str) -> tuple[tuple[str, ...], str]:
-    rec = recovered_sql(dialect)
+def recovery_select(days: Days) -> tuple[tuple[str, ...], str]:
+    rec = recovered_sql(days.dialect)
     return (("failed_invoices", "recovered_invoices", "recovered"), f"""
-SELECT cal.day, {_GROUP}, COUNT(*), SUM(CASE WHEN {rec} THEN 1 ELSE 0 END),
+SELECT {days.of('p.created_at')}, {_GROUP}, COUNT(*), SUM(CASE WHEN {rec} THEN 1 ELSE 0 END),
        SUM(CASE WHEN {rec} THEN p.amount ELSE 0 END)
-FROM payments p {_in_day('p.created_at', cal)} {_JOINS}
-WHERE {FIRST_FAILURE}
-GROUP BY cal.day, {_GROUP}""")
+FROM {days.source('payments p')} {_JOINS}
+WHERE {days.where('p.created_at')} AND {FIRST_FAILURE}
+GROUP BY 1, {_GROUP}""")
 
 
 DECLINE_KEYS = ("COALESCE(p.decline_code, p.failure_code, 'unknown')", "COALESCE(p.card_brand, 'unknown')",
                 "COALESCE(p.card_country, '??')")
 
 
-def declines_select(cal: str) -> tuple[tuple[str, ...], str]:
+def declines_select(days: Days) -> tuple[tuple[str, ...], str]:
     keys = ", ".join(DECLINE_KEYS)
     return (("decline_code", "brand", "card_country", "failures", "amount"), f"""
-SELECT cal.day, {_GROUP}, {keys}, COUNT(*), SUM(p.amount)
-FROM payments p {_in_day('p.created_at', cal)} {_JOINS}
-WHERE p.status = 'failed'
-GROUP BY cal.day, {_GROUP}, {keys}""")
+SELECT {days.of('p.created_at')}, {_GROUP}, {keys}, COUNT(*), SUM(p.amount)
+FROM {days.source('payments p')} {_JOINS}
+WHERE {days.where('p.created_at')} AND p.status = 'failed'
+GROUP BY 1, {_GROUP}, {keys}""")
 
 
 # Trials and cancellations count only rows up to ``now`` (a query's ``now`` can fall inside a
@@ -132,52 +201,39 @@ FIRST_INVOICE_PAID = """(SELECT i.status FROM invoices i WHERE i.subscription_id
         ORDER BY i.created_at, i.id LIMIT 1) = 'paid'"""
 
 
-def trials_select(cal: str, *, bounded: bool = False) -> tuple[tuple[str, ...], str]:
+def trials_select(days: Days, *, bounded: bool = False) -> tuple[tuple[str, ...], str]:
     """Trials by the local day they ended: all, and those whose first invoice was paid."""
     return (("trials", "converted"), f"""
-SELECT cal.day, s.currency, s.tier_id, pr.interval, m.country, COUNT(*),
+SELECT {days.of('s.trial_end')}, s.currency, s.tier_id, pr.interval, m.country, COUNT(*),
        SUM(CASE WHEN {FIRST_INVOICE_PAID} THEN 1 ELSE 0 END)
-FROM subscriptions s {_in_day('s.trial_end', cal)}
+FROM {days.source('subscriptions s')}
 JOIN members m ON m.id = s.member_id
 LEFT JOIN prices pr ON pr.id = s.price_id
-{"WHERE s.trial_end <= :until" if bounded else ""}
+WHERE {days.where('s.trial_end')}{" AND s.trial_end <= :until" if bounded else ""}
 GROUP BY 1, 2, 3, 4, 5""")
 
 
 CANCELLATION_REASON = "COALESCE(c.reason, s.cancellation_feedback, s.cancellation_reason, 'unknown')"
 
 
-def cancellations_select(cal: str, *, bounded: bool = False) -> tuple[tuple[str, ...], str]:
+def cancellations_select(days: Days, *, bounded: bool = False) -> tuple[tuple[str, ...], str]:
     """Changes that took MRR to zero, by local day effective, reason and churn kind. Tier is the
     one left (or, on a plain cancel, held); interval the subscription's current price's."""
     return (("reason", "churn_kind", "changes"), f"""
-SELECT cal.day, c.currency, COALESCE(c.to_tier_id, c.from_tier_id), pr.interval, m.country,
+SELECT {days.of('c.effective_at')}, c.currency, COALESCE(c.to_tier_id, c.from_tier_id), pr.interval, m.country,
        {CANCELLATION_REASON}, COALESCE(c.churn_kind, 'voluntary'), COUNT(*)
-FROM membership_changes c {_in_day('c.effective_at', cal)}
+FROM {days.source('membership_changes c')}
 JOIN members m ON m.id = c.member_id
 LEFT JOIN subscriptions s ON s.id = c.subscription_id
 LEFT JOIN prices pr ON pr.id = s.price_id
-WHERE c.mrr_before_minor > 0 AND c.mrr_after_minor = 0{" AND c.effective_at < :until" if bounded else ""}
+WHERE {days.where('c.effective_at')} AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0
+  {"AND c.effective_at < :until" if bounded else ""}
 GROUP BY 1, 2, 3, 4, 5, 6, 7""")
 
 
-def _ts_literal(dialect: str, moment) -> str:  # type: ignore[no-untyped-def]
+def _ts_literal(dialect: str, moment: datetime) -> str:
     """A UTC instant as SQL text, spelled the way each database stores ``UTCDateTime``.
     Only ever fed with instants we computed (never user text)."""
     if dialect == "postgresql":
         return f"CAST('{moment.isoformat()}' AS TIMESTAMP WITH TIME ZONE)"
-    return f"'{moment.replace(tzinfo=None).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
-
-
-def calendar_cte(dialect: str, first: date, last_exclusive: date, tz) -> tuple[str, list]:  # type: ignore[no-untyped-def]
-    """A ``qcal(day, start_utc, end_utc)`` CTE body for the days of a query in its own zone.
-    Rendered as literals: a year of days as bound parameters costs more to compile than to run."""
-    parts = []
-    day = first
-    as_date = "CAST('{}' AS DATE)" if dialect == "postgresql" else "'{}'"
-    while day < last_exclusive:
-        parts.append(f"SELECT {as_date.format(day.isoformat())} AS day, "
-                     f"{_ts_literal(dialect, local_midnight(day, tz))} AS start_utc, "
-                     f"{_ts_literal(dialect, local_midnight(day + timedelta(days=1), tz))} AS end_utc")
-        day += timedelta(days=1)
-    return " UNION ALL ".join(parts), []
+    return f"'{moment.astimezone(UTC).replace(tzinfo=None).strftime('%Y-%m-%d %H:%M:%S.%f')}'"

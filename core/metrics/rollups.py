@@ -20,28 +20,27 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, select, text
+from sqlalchemy import Connection, Engine, case, func, select, text
 from sqlalchemy.orm import Session
 
 from core.business_settings import BusinessSettings, load
-from core.db.types import UTCDateTime
 from core.metrics import period_delta, segments
 from core.metrics.daily import (
     GROUP_OUT,
     RECOVERY_WINDOW_DAYS,
+    Days,
     attempts_select,
     cancellations_select,
     cash_selects,
     declines_select,
     recovery_select,
-    since_params,
     statement,
     trials_select,
 )
 from core.metrics.movements import MOVEMENT_COLUMNS
 from core.models import MembershipChange, Payment, Subscription
 from core.models.rollups import RollupState
-from core.timeutil import ensure_aware, local_midnight, periods, utc_now, zone
+from core.timeutil import ensure_aware, periods, utc_now, zone
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +110,7 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
             first_day = min(first, now).astimezone(tz).date() - timedelta(days=1)
         last_day = now.astimezone(tz).date() + timedelta(days=2)
         since_day = first_day if full else max(since.astimezone(tz).date(), first_day)  # type: ignore[union-attr]
+        days = Days(conn.dialect.name, tz, since_day, last_day + timedelta(days=1))
 
         def bounds_for(granularity: str, moment: datetime) -> list[tuple[date, datetime]]:
             return period_bounds(first_day, moment, granularity, tz, bs.week_start_index)
@@ -122,20 +122,19 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
             delta = period_delta.prepare(conn, since, since_day, old.now, now, bounds_for)  # type: ignore[arg-type]
             log.info("metrics rollups: delta prepare took %.2fs (%s)", time.perf_counter() - t,
                      "full sweep" if delta is None else f"{len(delta.members)} members")
-        steps = (("calendar", lambda: _calendar(conn, tz, first_day, last_day, full)),
-                 ("segments", lambda: segments.build(conn, grace_days=bs.past_due_grace_days,
+        steps = (("segments", lambda: segments.build(conn, grace_days=bs.past_due_grace_days,
                                                      since=None if full else since)),
-                 ("cash", lambda: _cash(conn, since_day, tz)),
-                 ("payments", lambda: _payments(conn, since_day, tz)),
-                 ("churn", lambda: _churn(conn, since_day, tz, None if full else since)),
+                 ("cash", lambda: _cash(conn, days)),
+                 ("payments", lambda: _payments(conn, days)),
+                 ("churn", lambda: _churn(conn, days, first_day, None if full else since)),
                  ("periods", lambda: _periods(conn, bs, tz_name, first_day, now, since_day) if delta is None
                   else period_delta.apply(conn, delta, bounds_for, now)))
         for name, step in steps:
             t = time.perf_counter()
             step()
-            if full and name in ("calendar", "segments"):
-                # Fresh tables: give the planner their sizes before the joins that use them.
-                conn.execute(text(f"ANALYZE metrics_{'calendar' if name == 'calendar' else 'mrr_segments'}"))
+            if full and name == "segments":
+                # A fresh table: give the planner its size before the joins that use it.
+                conn.execute(text("ANALYZE metrics_mrr_segments"))
             log.info("metrics rollups: %s took %.2fs", name, time.perf_counter() - t)
         _save_state(conn, tz_name, bs, now, first_day)
     took = (utc_now() - started).total_seconds()
@@ -198,83 +197,60 @@ def _save_state(conn: Connection, tz_name: str, bs: BusinessSettings, now: datet
     conn.execute(table.insert().values(key=STATE_KEY, value=value, updated_at=utc_now()))
 
 
-def _calendar(conn: Connection, tz, first_day: date, last_day: date, full: bool) -> None:  # type: ignore[no-untyped-def]
-    from core.models.rollups import MetricsCalendar
-
-    table = MetricsCalendar.__table__
-    if full:
-        conn.execute(table.delete())
-        have: set[date] = set()
-    else:
-        have = set(conn.execute(select(table.c.day).where(table.c.day >= first_day)).scalars())
-    rows = []
-    day = first_day
-    while day <= last_day:
-        if day not in have:
-            rows.append({"day": day, "start_utc": local_midnight(day, tz),
-                         "end_utc": local_midnight(day + timedelta(days=1), tz)})
-        day += timedelta(days=1)
-    if rows:
-        conn.execute(table.insert(), rows)
-
-
 def _insert(conn: Connection, table: str, measures: tuple[str, ...], select_sql: str, params: dict) -> None:
     cols = ", ".join(GROUP_OUT + measures)
     conn.execute(statement(f"INSERT INTO {table} ({cols}) {select_sql}"), params)
 
 
-def _cash(conn: Connection, since_day: date, tz) -> None:  # type: ignore[no-untyped-def]
-    params = since_params(since_day, tz)
-    conn.execute(text("DELETE FROM metrics_daily_cash WHERE day >= :since_day"), {"since_day": since_day})
-    for measures, sql in cash_selects("metrics_calendar"):
-        _insert(conn, "metrics_daily_cash", measures, sql, params)
+def _cash(conn: Connection, days: Days) -> None:
+    conn.execute(text("DELETE FROM metrics_daily_cash WHERE day >= :first"), {"first": days.first})
+    for measures, sql in cash_selects(days):
+        _insert(conn, "metrics_daily_cash", measures, sql, days.params())
 
 
-def _payments(conn: Connection, since_day: date, tz) -> None:  # type: ignore[no-untyped-def]
-    dialect = conn.dialect.name
-    params = since_params(since_day, tz)
+def _payments(conn: Connection, days: Days) -> None:
     for table in ("metrics_daily_payments", "metrics_daily_declines"):
-        conn.execute(text(f"DELETE FROM {table} WHERE day >= :since_day"), {"since_day": since_day})
-    _insert(conn, "metrics_daily_payments", *attempts_select("metrics_calendar"), params)
-    _insert(conn, "metrics_daily_payments", *recovery_select("metrics_calendar", dialect), params)
-    _insert(conn, "metrics_daily_declines", *declines_select("metrics_calendar"), params)
+        conn.execute(text(f"DELETE FROM {table} WHERE day >= :first"), {"first": days.first})
+    _insert(conn, "metrics_daily_payments", *attempts_select(days), days.params())
+    _insert(conn, "metrics_daily_payments", *recovery_select(days), days.params())
+    _insert(conn, "metrics_daily_declines", *declines_select(days), days.params())
     # Recovery belongs to the day of the first failure and looks 30 days ahead, so a payment from
-    # since_day on can recover a failure of the 31 days before: redo those days only, and only
-    # the ones with a failed payment on an invoice that has a payment from since_day on.
-    days = _recovery_days(conn, since_day, tz)
-    if not days:
+    # the first day on can recover a failure of the 31 days before: redo those days only, and only
+    # the ones with a failed payment on an invoice that has a payment from the first day on.
+    earlier = _recovery_days(conn, days)
+    if not earlier:
         return
-    marks = ", ".join(f":rd{i}" for i in range(len(days)))
-    day_params = {f"rd{i}": d for i, d in enumerate(days)}
-    cal = f"(SELECT day, start_utc, end_utc FROM metrics_calendar WHERE day IN ({marks}))"
+    marks = ", ".join(f":rd{i}" for i in range(len(earlier)))
+    day_params = {f"rd{i}": d for i, d in enumerate(earlier)}
     conn.execute(text(f"UPDATE metrics_daily_payments SET failed_invoices = 0, recovered_invoices = 0, recovered = 0 "
                       f"WHERE day IN ({marks})"), day_params)
-    _insert(conn, "metrics_daily_payments", *recovery_select(cal, dialect), {**since_params(days[0], tz), **day_params})
+    redo = Days.listed(days.dialect, days.tz, earlier)
+    _insert(conn, "metrics_daily_payments", *recovery_select(redo), redo.params())
     conn.execute(text(f"DELETE FROM metrics_daily_payments WHERE day IN ({marks}) AND attempts = 0 "
                       "AND failed_invoices = 0"), day_params)
 
 
-def _churn(conn: Connection, since_day: date, tz, since: datetime | None) -> None:  # type: ignore[no-untyped-def]
+def _churn(conn: Connection, days: Days, first_day: date, since: datetime | None) -> None:
     """Trials by the day they ended and cancellations by the day effective: the days from
-    since_day, and the earlier days whose rows a write since ``since`` can move: a trial whose
+    ``days.first``, and the earlier days whose rows a write since ``since`` can move: a trial whose
     first invoice got a payment (it converts when that invoice is paid, maybe weeks after the trial
     ended), and the trials and cancellations of subscriptions whose price changed (their rows are
     grouped by the subscription's current price)."""
-    params = since_params(since_day, tz)
     for table, select_fn in (("metrics_daily_trials", trials_select),
                              ("metrics_daily_cancellations", cancellations_select)):
-        conn.execute(text(f"DELETE FROM {table} WHERE day >= :since_day"), {"since_day": since_day})
-        _insert(conn, table, *select_fn("metrics_calendar"), params)
-    if since is None:
+        conn.execute(text(f"DELETE FROM {table} WHERE day >= :first"), {"first": days.first})
+        _insert(conn, table, *select_fn(days), days.params())
+    if since is None or first_day >= days.first:
         return
+    before = Days(days.dialect, days.tz, first_day, days.first)
     repriced = " UNION ".join(
         f"SELECT subscription_id FROM membership_changes WHERE {col} >= :since AND subscription_id IS NOT NULL "
         "AND COALESCE(from_price_id, -1) <> COALESCE(to_price_id, -1)" for col in ("effective_at", "recorded_at"))
     # The new payments' invoices that are their trial's first invoice. CROSS JOIN keeps SQLite's
     # join order (the day's payments first), not every trial's subscription.
     first_invoice_paid = """SELECT s.id FROM payments q CROSS JOIN invoices i CROSS JOIN subscriptions s
-        WHERE i.id = q.invoice_id AND s.id = i.subscription_id AND q.created_at >= :until_start
-          AND s.trial_end < :until_start AND i.total > 0 AND i.created_at >= COALESCE(s.trial_start, s.trial_end)
+        WHERE i.id = q.invoice_id AND s.id = i.subscription_id AND q.created_at >= :days_to
+          AND s.trial_end < :days_to AND i.total > 0 AND i.created_at >= COALESCE(s.trial_start, s.trial_end)
           AND NOT EXISTS (SELECT 1 FROM invoices i2 WHERE i2.subscription_id = s.id AND i2.total > 0
                           AND i2.created_at >= COALESCE(s.trial_start, s.trial_end)
                           AND (i2.created_at < i.created_at OR (i2.created_at = i.created_at AND i2.id < i.id)))"""
@@ -283,46 +259,37 @@ def _churn(conn: Connection, since_day: date, tz, since: datetime | None) -> Non
              f"s.id IN ({repriced} UNION {first_invoice_paid})"),
             ("metrics_daily_cancellations", cancellations_select, "c.effective_at", "membership_changes c",
              f"c.subscription_id IN ({repriced}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
-        days = [_as_date(d) for d in conn.execute(statement(f"""
-SELECT DISTINCT cal.day FROM (SELECT DISTINCT {column} AS t FROM {source_table}
-                              WHERE {where} AND {column} < :until_start) f
-JOIN metrics_calendar cal ON f.t >= cal.start_utc AND f.t < cal.end_utc
-ORDER BY cal.day""").bindparams(bindparam("since", type_=UTCDateTime())),
-            {"since": since, "until_start": local_midnight(since_day, tz)}).scalars()]
-        _redo_days(conn, table, select_fn, days, tz)
+        moved = [_as_date(d) for d in conn.execute(statement(
+            f"SELECT DISTINCT {before.of(column)} FROM {source_table} WHERE {where} AND {before.where(column)} "
+            "ORDER BY 1"), {**before.params(), "since": since}).scalars()]
+        _redo_days(conn, table, select_fn, Days.listed(days.dialect, days.tz, moved) if moved else None)
 
 
-def _redo_days(conn: Connection, table: str, select_fn, days: list[date], tz) -> None:  # type: ignore[no-untyped-def]
-    """Delete and insert again the rows of ``days`` (a handful of scattered days, one statement each)."""
-    if not days:
+def _redo_days(conn: Connection, table: str, select_fn, days: Days | None) -> None:  # type: ignore[no-untyped-def]
+    """Delete and insert again the rows of a handful of scattered days."""
+    if days is None:
         return
-    marks = ", ".join(f":rd{i}" for i in range(len(days)))
-    day_params = {f"rd{i}": d for i, d in enumerate(days)}
-    conn.execute(text(f"DELETE FROM {table} WHERE day IN ({marks})"), day_params)
-    cal = f"(SELECT day, start_utc, end_utc FROM metrics_calendar WHERE day IN ({marks}))"
-    _insert(conn, table, *select_fn(cal), {**since_params(days[0], tz), **day_params})
+    marks = ", ".join(f":rd{i}" for i in range(len(days.only)))
+    conn.execute(text(f"DELETE FROM {table} WHERE day IN ({marks})"), {f"rd{i}": d for i, d in enumerate(days.only)})
+    _insert(conn, table, *select_fn(days), days.params())
 
 
 def _as_date(value: Any) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 
-def _recovery_days(conn: Connection, since_day: date, tz) -> list[date]:  # type: ignore[no-untyped-def]
-    """Local days before ``since_day`` (within the recovery window) whose recovery figures a
-    payment made from ``since_day`` on can change."""
-    from_day = since_day - timedelta(days=RECOVERY_WINDOW_DAYS + 1)
-    # The failures are found first (through the invoices of the new payments), then their days:
-    # joined the other way round SQLite probes every invoice once per calendar day.
-    rows = conn.execute(statement("""
-SELECT DISTINCT cal.day FROM (
+def _recovery_days(conn: Connection, days: Days) -> list[date]:
+    """Local days before ``days.first`` (within the recovery window) whose recovery figures a
+    payment made from ``days.first`` on can change."""
+    window = Days(days.dialect, days.tz, days.first - timedelta(days=RECOVERY_WINDOW_DAYS + 1), days.first)
+    # The failures are found first (through the invoices of the new payments), then their days.
+    rows = conn.execute(statement(f"""
+SELECT DISTINCT {window.of('f.created_at')} FROM (
     SELECT DISTINCT p.created_at FROM payments p
-    WHERE p.status = 'failed' AND p.created_at >= :since_start AND p.created_at < :until_start
+    WHERE p.status = 'failed' AND {window.where('p.created_at')}
       AND p.invoice_id IN (SELECT q.invoice_id FROM payments q
-                           WHERE q.created_at >= :until_start AND q.invoice_id IS NOT NULL)) f
-JOIN metrics_calendar cal ON f.created_at >= cal.start_utc AND f.created_at < cal.end_utc
-WHERE cal.day >= :since_day AND cal.day < :until_day
-ORDER BY cal.day"""), {**since_params(from_day, tz), "until_day": since_day,
-                        "until_start": local_midnight(since_day, tz)})
+                           WHERE q.created_at >= :days_to AND q.invoice_id IS NOT NULL)) f
+ORDER BY 1"""), window.params())
     return [_as_date(d) for d in rows.scalars()]
 
 

@@ -15,13 +15,12 @@ from sqlalchemy import Engine, select, text
 
 from core.metrics import rollups
 from core.metrics.daily import (
+    Days,
     attempts_select,
-    calendar_cte,
     cancellations_select,
     cash_selects,
     declines_select,
     recovery_select,
-    since_params,
     statement,
     trials_select,
 )
@@ -206,19 +205,17 @@ def _slice_sql(dialect: str, starts: list[date]) -> str:
 
 
 def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
-    dialect = engine.dialect.name
-    cte, params = calendar_cte(dialect, first, last_exclusive, zone(query.tz))
+    days = Days(engine.dialect.name, zone(query.tz), first, last_exclusive)
     if kind == "cash":
-        selects = cash_selects("qcal")
+        selects = cash_selects(days)
     elif kind == "payments":
-        selects = [attempts_select("qcal"), recovery_select("qcal", dialect)]
+        selects = [attempts_select(days), recovery_select(days)]
     else:
-        selects = [declines_select("qcal")]
+        selects = [declines_select(days)]
     frames = []
     with engine.connect() as conn:
         for measures, sql in selects:
-            stmt = statement(f"WITH qcal AS ({cte}) {sql}").bindparams(*params)
-            rows = conn.execute(stmt, since_params(first, zone(query.tz))).all()
+            rows = conn.execute(statement(sql), days.params()).all()
             frames.append(frame(rows, ["day", "currency", "tier_id", "interval", "country", *measures]))
     measures = [c for f in frames for c in f.columns[5:]]
     nonempty = [f for f in frames if not f.empty]
@@ -266,11 +263,10 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
         raw_from = max(first, upto)
     raw_to = min(last_exclusive, now_day + timedelta(days=1))  # nothing counts after now
     if raw_from < raw_to:
-        cte, params = calendar_cte(engine.dialect.name, raw_from, raw_to, tz)
-        _, sql = select_fn("qcal", bounded=True)
+        days = Days(engine.dialect.name, tz, raw_from, raw_to)
+        _, sql = select_fn(days, bounded=True)
         with engine.connect() as conn:
-            stmt = statement(f"WITH qcal AS ({cte}) {sql}").bindparams(*params)
-            rows = conn.execute(stmt, {**since_params(raw_from, tz), "until": query.now}).all()
+            rows = conn.execute(statement(sql), {**days.params(), "until": query.now}).all()
         df = _pandas_filter(frame(rows, ["day", "currency", "tier_id", "interval", "country", *keys, *measures]),
                             filters)
         frames.append(df[[*group, *measures]])

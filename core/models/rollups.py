@@ -45,16 +45,6 @@ class RollupState(Base):
     updated_at: Mapped[datetime] = created_column()
 
 
-class MetricsCalendar(Base):
-    """Local days of the business time zone with their UTC bounds ``[start_utc, end_utc)``."""
-
-    __tablename__ = "metrics_calendar"
-
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    start_utc: Mapped[datetime]
-    end_utc: Mapped[datetime]
-
-
 class MrrSegment(_Group, Base):
     """A stretch of constant MRR of one subscription, with past-due grace days applied:
     ``[valid_from, valid_to)`` (``valid_to`` None = still in force)."""
