@@ -279,6 +279,13 @@ def _snapshot(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
                                                        "failed_attempts, renewal_invoices, renewal_first_failed, "
                                                        "failed_invoices, recovered_invoices, recovered"),
                             ("metrics_daily_declines", "day, currency, decline_code, brand, card_country, failures"),
+                            ("metrics_monthly_cash", "month, currency, tier_id, interval, country, gross, refunds, "
+                                                     "disputes_lost, fees"),
+                            ("metrics_monthly_payments", "month, currency, tier_id, interval, country, attempts, "
+                                                         "failed_attempts, renewal_invoices, renewal_first_failed, "
+                                                         "failed_invoices, recovered_invoices, recovered"),
+                            ("metrics_monthly_declines", "month, currency, decline_code, brand, card_country, "
+                                                         "failures"),
                             ("metrics_mrr_periods", "granularity, period, currency, tier_id, interval, country, "
                                                     "mrr_start, mrr_end, new, reactivation, expansion, contraction, "
                                                     "churn, members_start, members_end"),

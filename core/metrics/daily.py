@@ -117,6 +117,35 @@ def statement(sql: str) -> TextClause:
     return text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in names])
 
 
+# The daily rollup tables by kind: (table, the monthly table with the same sums, key columns
+# beyond the group, measure columns). Readers and the refresh share this one description.
+@dataclass(frozen=True)
+class Kind:
+    daily: str
+    monthly: str
+    keys: tuple[str, ...]
+    measures: tuple[str, ...]
+
+
+KINDS = {
+    "cash": Kind("metrics_daily_cash", "metrics_monthly_cash", (),
+                 ("gross", "payments", "refunds", "refund_count", "disputes_lost", "dispute_count", "fees",
+                  "fee_payments")),
+    "payments": Kind("metrics_daily_payments", "metrics_monthly_payments", (),
+                     ("attempts", "failed_attempts", "renewal_invoices", "renewal_first_failed", "failed_invoices",
+                      "recovered_invoices", "recovered")),
+    "declines": Kind("metrics_daily_declines", "metrics_monthly_declines", ("decline_code", "brand", "card_country"),
+                     ("failures", "amount")),
+}
+
+
+def month_of(dialect: str, column: str) -> str:
+    """SQL: the first day of the month of a date column."""
+    if dialect == "postgresql":
+        return f"CAST(date_trunc('month', {column}) AS DATE)"
+    return f"substr({column}, 1, 8) || '01'"
+
+
 def cash_selects(days: Days) -> list[tuple[tuple[str, ...], str]]:
     """(measure columns, SELECT day, currency, tier_id, interval, country, measures...)."""
     g_r, g_d = _GROUP.replace("p.currency", "r.currency"), _GROUP.replace("p.currency", "d.currency")

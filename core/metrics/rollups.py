@@ -27,12 +27,14 @@ from core.business_settings import BusinessSettings, load
 from core.metrics import period_delta, segments
 from core.metrics.daily import (
     GROUP_OUT,
+    KINDS,
     RECOVERY_WINDOW_DAYS,
     Days,
     attempts_select,
     cancellations_select,
     cash_selects,
     declines_select,
+    month_of,
     recovery_select,
     statement,
     trials_select,
@@ -206,6 +208,19 @@ def _cash(conn: Connection, days: Days) -> None:
     conn.execute(text("DELETE FROM metrics_daily_cash WHERE day >= :first"), {"first": days.first})
     for measures, sql in cash_selects(days):
         _insert(conn, "metrics_daily_cash", measures, sql, days.params())
+    _monthly(conn, "cash", days.first)
+
+
+def _monthly(conn: Connection, kind: str, first: date) -> None:
+    """Sum the daily rows of ``kind`` again into the months from the one containing ``first``."""
+    k = KINDS[kind]
+    month = first.replace(day=1)
+    group = ", ".join(GROUP_OUT[1:] + k.keys)
+    sums = ", ".join(f"SUM({m})" for m in k.measures)
+    conn.execute(text(f"DELETE FROM {k.monthly} WHERE month >= :m"), {"m": month})
+    conn.execute(text(f"INSERT INTO {k.monthly} (month, {group}, {', '.join(k.measures)}) "
+                      f"SELECT {month_of(conn.dialect.name, 'day')}, {group}, {sums} FROM {k.daily} "
+                      f"WHERE day >= :m GROUP BY 1, {group}"), {"m": month})
 
 
 def _payments(conn: Connection, days: Days) -> None:
@@ -218,16 +233,17 @@ def _payments(conn: Connection, days: Days) -> None:
     # the first day on can recover a failure of the 31 days before: redo those days only, and only
     # the ones with a failed payment on an invoice that has a payment from the first day on.
     earlier = _recovery_days(conn, days)
-    if not earlier:
-        return
-    marks = ", ".join(f":rd{i}" for i in range(len(earlier)))
-    day_params = {f"rd{i}": d for i, d in enumerate(earlier)}
-    conn.execute(text(f"UPDATE metrics_daily_payments SET failed_invoices = 0, recovered_invoices = 0, recovered = 0 "
-                      f"WHERE day IN ({marks})"), day_params)
-    redo = Days.listed(days.dialect, days.tz, earlier)
-    _insert(conn, "metrics_daily_payments", *recovery_select(redo), redo.params())
-    conn.execute(text(f"DELETE FROM metrics_daily_payments WHERE day IN ({marks}) AND attempts = 0 "
-                      "AND failed_invoices = 0"), day_params)
+    if earlier:
+        marks = ", ".join(f":rd{i}" for i in range(len(earlier)))
+        day_params = {f"rd{i}": d for i, d in enumerate(earlier)}
+        conn.execute(text(f"UPDATE metrics_daily_payments SET failed_invoices = 0, recovered_invoices = 0, "
+                          f"recovered = 0 WHERE day IN ({marks})"), day_params)
+        redo = Days.listed(days.dialect, days.tz, earlier)
+        _insert(conn, "metrics_daily_payments", *recovery_select(redo), redo.params())
+        conn.execute(text(f"DELETE FROM metrics_daily_payments WHERE day IN ({marks}) AND attempts = 0 "
+                          "AND failed_invoices = 0"), day_params)
+    _monthly(conn, "payments", min([days.first, *earlier]))
+    _monthly(conn, "declines", days.first)
 
 
 def _churn(conn: Connection, days: Days, first_day: date, since: datetime | None) -> None:

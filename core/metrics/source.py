@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select, text
 
 from core.metrics import rollups
 from core.metrics.daily import (
+    KINDS,
     Days,
     attempts_select,
     cancellations_select,
@@ -30,14 +31,7 @@ from core.models import Tier
 from core.timeutil import Period, periods, zone
 
 FILTER_COLUMNS = ("tier_id", "interval", "currency", "country")
-DAILY_TABLES = {"cash": "metrics_daily_cash", "payments": "metrics_daily_payments",
-                "declines": "metrics_daily_declines"}
-CASH_MEASURES = ("gross", "payments", "refunds", "refund_count", "disputes_lost", "dispute_count", "fees",
-                 "fee_payments")
-PAYMENT_MEASURES = ("attempts", "failed_attempts", "renewal_invoices", "renewal_first_failed", "failed_invoices",
-                    "recovered_invoices", "recovered")
-DECLINE_KEYS = ("decline_code", "brand", "card_country")
-DECLINE_MEASURES = ("failures", "amount")
+DECLINE_KEYS = KINDS["declines"].keys
 
 
 _memo: ContextVar[dict | None] = ContextVar("metrics_memo", default=None)
@@ -154,18 +148,13 @@ def daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: 
 
 def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date,
            keys: tuple[str, ...] = ()) -> pd.DataFrame:
-    measures = {"cash": CASH_MEASURES, "payments": PAYMENT_MEASURES, "declines": DECLINE_MEASURES}[kind]
+    measures = KINDS[kind].measures
     filters = filter_values(engine, query)
     group = ("day", "currency", *keys)
     if usable_state(engine, query) is not None:
-        sums = ", ".join(f"SUM({m}) AS {m}" for m in measures)
-        day = "day" if query.granularity == "day" else _slice_sql(engine.dialect.name,
-                                                                  _slices(query, first, last_exclusive))
-        sql = (f"SELECT {day} AS day, {', '.join(group[1:])}, {sums} FROM {DAILY_TABLES[kind]} "
-               f"WHERE day >= :first AND day < :last{_where(filters)} "
-               f"GROUP BY {', '.join(str(i + 1) for i in range(len(group)))}")
+        sql, params = _rollup_sql(engine.dialect.name, query, kind, first, last_exclusive, keys, filters)
         with engine.connect() as conn:
-            rows = conn.execute(text(sql), {"first": first, "last": last_exclusive, **_params(filters)}).all()
+            rows = conn.execute(text(sql), params).all()
         df = frame(rows, [*group, *measures])
     else:
         df = _raw_daily(engine, query, kind, first, last_exclusive)
@@ -181,6 +170,42 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
     return df
 
 
+def _rollup_sql(dialect: str, query: Query, kind: str, first: date, last_exclusive: date,
+                keys: tuple[str, ...], filters: dict[str, object]) -> tuple[str, dict]:
+    """The rollup read of ``_daily``: whole months from the monthly sums, the other stretches
+    (the days of a partial month, week buckets) summed from the daily rows."""
+    k = KINDS[kind]
+    cols = ", ".join(("currency", *keys))
+    sums = ", ".join(f"SUM({m}) AS {m}" for m in k.measures)
+    by = ", ".join(str(i + 1) for i in range(2 + len(keys)))
+    params: dict = _params(filters)
+    if query.granularity == "day":
+        params.update(first=first, last=last_exclusive)
+        return (f"SELECT day, {cols}, {sums} FROM {k.daily} WHERE day >= :first AND day < :last"
+                f"{_where(filters)} GROUP BY {by}"), params
+    starts = _slices(query, first, last_exclusive)
+    stretches = list(zip(starts, [*starts[1:], last_exclusive], strict=True))
+    whole = [a for a, b in stretches if a.day == 1 and b == _next_month(a)]
+    partial = [(a, b) for a, b in stretches if a not in whole]
+    parts = []
+    if whole:
+        params.update({f"w{i}": m for i, m in enumerate(whole)})
+        marks = ", ".join(f":w{i}" for i in range(len(whole)))
+        parts.append(f"SELECT month AS day, {cols}, {sums} FROM {k.monthly} WHERE month IN ({marks})"
+                     f"{_where(filters)} GROUP BY {by}")
+    if partial:
+        params.update({f"p{i}": a for i, (a, _) in enumerate(partial)})
+        params.update({f"q{i}": b for i, (_, b) in enumerate(partial)})
+        days = " OR ".join(f"(day >= :p{i} AND day < :q{i})" for i in range(len(partial)))
+        parts.append(f"SELECT {_slice_sql(dialect, starts)} AS day, {cols}, {sums} FROM {k.daily} "
+                     f"WHERE ({days}){_where(filters)} GROUP BY {by}")
+    return " UNION ALL ".join(parts), params
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
 def _slices(query: Query, first: date, last_exclusive: date) -> list[date]:
     """Start days of the stretches in which every day has the same bucket and the same month:
     every reader of the daily frames groups by bucket and converts by month, so the rollup's
@@ -190,7 +215,7 @@ def _slices(query: Query, first: date, last_exclusive: date) -> list[date]:
     while month < last_exclusive:
         if month >= first:
             starts.add(month)
-        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        month = _next_month(month)
     return sorted(starts)
 
 

@@ -107,9 +107,19 @@ class CohortCell(_Group, Base):
     size: Mapped[int] = mapped_column(default=0)  # members whose first paid month is ``cohort`` (rows with month = cohort)
 
 
-class DailyCash(_Daily, Base):
-    __tablename__ = "metrics_daily_cash"
+class _Monthly(_Group):
+    """The same sums per local month (``month`` = its first day): the readers take whole months
+    from here and only the days of a partial month from the daily table."""
 
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    month: Mapped[date] = mapped_column(Date)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index, ...]:  # noqa: N805 (SQLAlchemy passes the class)
+        return (Index(f"ix_{cls.__tablename__}_month", "month"),)
+
+
+class _CashSums:
     gross: Mapped[int] = mapped_column(default=0)
     payments: Mapped[int] = mapped_column(default=0)
     refunds: Mapped[int] = mapped_column(default=0)
@@ -120,9 +130,7 @@ class DailyCash(_Daily, Base):
     fee_payments: Mapped[int] = mapped_column(default=0)
 
 
-class DailyPayments(_Daily, Base):
-    __tablename__ = "metrics_daily_payments"
-
+class _PaymentSums:
     attempts: Mapped[int] = mapped_column(default=0)
     failed_attempts: Mapped[int] = mapped_column(default=0)
     renewal_invoices: Mapped[int] = mapped_column(default=0)
@@ -132,14 +140,36 @@ class DailyPayments(_Daily, Base):
     recovered: Mapped[int] = mapped_column(default=0)
 
 
-class DailyDeclines(_Daily, Base):
-    __tablename__ = "metrics_daily_declines"
-
+class _DeclineSums:
     decline_code: Mapped[str | None] = mapped_column(String(64))
     brand: Mapped[str | None] = mapped_column(String(24))
     card_country: Mapped[str | None] = mapped_column(String(2))
     failures: Mapped[int] = mapped_column(default=0)
     amount: Mapped[int] = mapped_column(default=0)
+
+
+class DailyCash(_Daily, _CashSums, Base):
+    __tablename__ = "metrics_daily_cash"
+
+
+class DailyPayments(_Daily, _PaymentSums, Base):
+    __tablename__ = "metrics_daily_payments"
+
+
+class DailyDeclines(_Daily, _DeclineSums, Base):
+    __tablename__ = "metrics_daily_declines"
+
+
+class MonthlyCash(_Monthly, _CashSums, Base):
+    __tablename__ = "metrics_monthly_cash"
+
+
+class MonthlyPayments(_Monthly, _PaymentSums, Base):
+    __tablename__ = "metrics_monthly_payments"
+
+
+class MonthlyDeclines(_Monthly, _DeclineSums, Base):
+    __tablename__ = "metrics_monthly_declines"
 
 
 class DailyTrials(_Daily, Base):
