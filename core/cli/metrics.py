@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
             _write_rows(rows, args.format)
             return 0
         from core.metrics import get
-        from core.metrics.source import shared
+        from core.metrics.memo import shared
 
         metrics = [get(s) for s in args.metric] if args.metric else list_metrics()
         with shared():

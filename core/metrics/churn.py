@@ -14,7 +14,7 @@ from sqlalchemy import Engine, bindparam, text
 
 from core.db.types import UTCDateTime
 from core.metrics import source
-from core.metrics.common import attach, buckets_before_now, convert_movements, label_of, ratio, result
+from core.metrics.common import attach, buckets_before_now, converted_movements, label_of, ratio, result
 from core.metrics.fx import RateTable
 from core.metrics.recurring import GRACE, _drill
 from core.metrics.registry import register
@@ -33,7 +33,7 @@ def _frame(engine: Engine, query: Query, money: bool) -> pd.DataFrame:
     target = query.currency or query.settings.reporting_currency
     from dataclasses import replace
 
-    return convert_movements(engine, replace(query, currency=target), mv)
+    return converted_movements(engine, replace(query, currency=target))
 
 
 def _rate(slug: str, money: bool, num, den):  # type: ignore[no-untyped-def]

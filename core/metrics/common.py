@@ -93,6 +93,15 @@ def flow_result(engine: Engine, query: Query, slug: str, daily: pd.DataFrame, me
                         settings_used=query.settings_used())
 
 
+def converted_movements(engine: Engine, query: Query, rates: RateTable | None = None) -> pd.DataFrame:
+    """The query's movements in its reporting currency (``convert_movements``), worked out once
+    per page: several metrics of a page read the same converted frame."""
+    from core.metrics import source
+
+    return source.memoised(("converted", engine.url, query),
+                           lambda: convert_movements(engine, query, source.movements(engine, query), rates))
+
+
 def convert_movements(engine: Engine, query: Query, mv: pd.DataFrame, rates: RateTable | None = None) -> pd.DataFrame:
     """Movement frame in the reporting currency, one row per period.
 

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core.business_settings import DEFAULT_RATES
+from core.metrics.memo import memoised
 from core.metrics.types import MetricError
 from core.models import FxRate
 from core.money import convert
@@ -31,6 +32,10 @@ class RateTable:
 
     @classmethod
     def load(cls, engine: Engine) -> RateTable:
+        return memoised(("rate table", engine.url), lambda: cls._read(engine))
+
+    @classmethod
+    def _read(cls, engine: Engine) -> RateTable:
         months: dict[str, list[date]] = {}
         rates: dict[str, list[Decimal]] = {}
         defaults: dict[str, bool] = {}  # currencies with no row at all use the built-in defaults

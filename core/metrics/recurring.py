@@ -12,7 +12,7 @@ from core.metrics.common import (
     attach,
     attach_per_currency,
     buckets_before_now,
-    convert_movements,
+    converted_movements,
     div_money,
     emails,
     result,
@@ -33,8 +33,7 @@ def movement_frame(engine: Engine, query: Query, rates: RateTable | None = None)
     mv = source.movements(engine, query)
     if query.currency is None:
         return mv, None  # type: ignore[return-value]
-    conv = source._memoised(("converted", engine.url, query), lambda: convert_movements(engine, query, mv, rates))
-    return mv, conv
+    return mv, converted_movements(engine, query, rates)
 
 
 def _stock(slug: str, column: str, factor: int = 1, unit: str = "money"):  # type: ignore[no-untyped-def]

@@ -8,12 +8,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pandas as pd
 from sqlalchemy import Engine, select, text
 
-from core.metrics import rollups
+from core.metrics import memo, rollups
 from core.metrics.daily import (
     KINDS,
     Days,
@@ -34,20 +35,6 @@ FILTER_COLUMNS = ("tier_id", "interval", "currency", "country")
 DECLINE_KEYS = KINDS["declines"].keys
 
 
-_memo: ContextVar[dict | None] = ContextVar("metrics_memo", default=None)
-
-
-@contextlib.contextmanager
-def shared() -> Iterator[None]:
-    """Within the block, identical aggregate queries run once (a page bundle asks the same
-    movement and daily questions for several metrics)."""
-    token = _memo.set({})
-    try:
-        yield
-    finally:
-        _memo.reset(token)
-
-
 _raw_only: ContextVar[bool] = ContextVar("metrics_raw_only", default=False)
 
 
@@ -62,14 +49,13 @@ def raw_rows() -> Iterator[None]:
         _raw_only.reset(token)
 
 
-def _memoised(key: tuple, fn):  # type: ignore[no-untyped-def]
-    memo = _memo.get()
-    if memo is None:
-        return fn()
-    key = (*key, _raw_only.get())
-    if key not in memo:
-        memo[key] = fn()
-    return memo[key].copy()
+def memoised(key: tuple, fn):  # type: ignore[no-untyped-def]
+    """``memo.memoised`` apart for the raw-rows path (the same question, answered from other rows)."""
+    return memo.memoised((*key, _raw_only.get()), fn)
+
+
+def _state(engine: Engine) -> rollups.State | None:
+    return memo.memoised(("rollup state", engine.url), lambda: rollups.state(engine))
 
 
 def frame(rows, columns: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
@@ -113,10 +99,11 @@ def ensure_built(engine: Engine, query: Query) -> rollups.State:
     """The MRR segments must reflect the grace days in force: build the rollups when they were
     never built or a settings change marked them stale (the first answer after it pays the
     rebuild)."""
-    st = rollups.state(engine)
+    st = _state(engine)
     if st is None or st.grace_days != query.settings.past_due_grace_days:
         rollups.refresh(engine, now=query.now)
-        st = rollups.state(engine)
+        memo.forget(("rollup state", engine.url))
+        st = _state(engine)
         assert st is not None
     return st
 
@@ -124,7 +111,7 @@ def ensure_built(engine: Engine, query: Query) -> rollups.State:
 def usable_state(engine: Engine, query: Query) -> rollups.State | None:
     if _raw_only.get():
         return None
-    st = rollups.state(engine)
+    st = _state(engine)
     if st is None or not st.matches(query.tz, query.settings):
         return None
     return st
@@ -142,7 +129,7 @@ def daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: 
           keys: tuple[str, ...] = ()) -> pd.DataFrame:
     """Daily sums (``day``, ``currency``, keys..., measures...) of ``kind`` (cash, payments,
     declines) over local days ``[first, last_exclusive)``, filters applied."""
-    return _memoised(("daily", engine.url, query, kind, first, last_exclusive, keys),
+    return memoised(("daily", engine.url, query, kind, first, last_exclusive, keys),
                      lambda: _daily(engine, query, kind, first, last_exclusive, keys))
 
 
@@ -263,7 +250,7 @@ def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exc
     ``churn_kind``, ``changes``) over local days ``[first, last_exclusive)``, filters applied.
     Whole days before the one containing ``now`` come from the rollup when it matches the
     question; that day (and every day of any other question) from the rows."""
-    return _memoised(("bounded", engine.url, query, kind, first, last_exclusive),
+    return memoised(("bounded", engine.url, query, kind, first, last_exclusive),
                      lambda: _bounded_daily(engine, query, kind, first, last_exclusive))
 
 
@@ -280,8 +267,12 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
         upto = min(last_exclusive, now_day)
         if upto > first:
             sums = ", ".join(f"SUM({m}) AS {m}" for m in measures)
-            sql = (f"SELECT {', '.join(group)}, {sums} FROM {table} "
-                   f"WHERE day >= :first AND day < :last{_where(filters)} GROUP BY {', '.join(group)}")
+            # Days summed up to stretches of one bucket and month, as in ``_daily``.
+            day = "day" if query.granularity == "day" else _slice_sql(engine.dialect.name,
+                                                                      _slices(query, first, upto))
+            by = ", ".join(str(i + 1) for i in range(len(group)))
+            sql = (f"SELECT {day} AS day, {', '.join(group[1:])}, {sums} FROM {table} "
+                   f"WHERE day >= :first AND day < :last{_where(filters)} GROUP BY {by}")
             with engine.connect() as conn:
                 rows = conn.execute(text(sql), {"first": first, "last": upto, **_params(filters)}).all()
             frames.append(frame(rows, [*group, *measures]))
@@ -313,7 +304,8 @@ def movements(engine: Engine, query: Query, granularity: str | None = None,
     """MRR movements per bucket and original currency: ``period``, ``period_start``,
     ``period_end``, ``end_instant`` (the boundary used: period end or ``now``), ``currency`` and
     MOVEMENT_COLUMNS. Buckets starting at or after ``now`` are left out."""
-    return _memoised(("movements", engine.url, query, granularity, first, last_exclusive),
+    # Keyed without the reporting currency: the frame is per original currency.
+    return memoised(("movements", engine.url, replace(query, currency=None), granularity, first, last_exclusive),
                      lambda: _movements(engine, query, granularity, first, last_exclusive))
 
 

@@ -1,0 +1,42 @@
+"""One page's questions answered once: inside ``shared()``, a value asked for again under the
+same key (an aggregate query, the rate table, the rollups' state) is reused instead of read again.
+Outside the block nothing is kept, so a later call always sees the database as it is then."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Hashable, Iterator
+from contextvars import ContextVar
+from typing import TypeVar
+
+import pandas as pd
+
+T = TypeVar("T")
+_memo: ContextVar[dict | None] = ContextVar("metrics_memo", default=None)
+
+
+@contextlib.contextmanager
+def shared() -> Iterator[None]:
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
+def memoised(key: Hashable, fn: Callable[[], T]) -> T:
+    """``fn()``, or the value it gave for ``key`` earlier in this block. A DataFrame is handed out
+    as a copy (callers add columns); other values must not be changed by callers."""
+    memo = _memo.get()
+    if memo is None:
+        return fn()
+    if key not in memo:
+        memo[key] = fn()
+    value = memo[key]
+    return value.copy() if isinstance(value, pd.DataFrame) else value
+
+
+def forget(key: Hashable) -> None:
+    memo = _memo.get()
+    if memo is not None:
+        memo.pop(key, None)
