@@ -53,7 +53,9 @@ class Days:
 
     def params(self) -> dict:
         out: dict = {"days_from": local_midnight(self.first, self.tz), "days_to": local_midnight(self.end, self.tz)}
-        out.update({f"only{i}": d for i, d in enumerate(self.only)})
+        for i, d in enumerate(self.only):
+            out[f"only_from{i}"] = local_midnight(d, self.tz)
+            out[f"only_to{i}"] = local_midnight(d + timedelta(days=1), self.tz)
         return out
 
     def of(self, column: str) -> str:
@@ -67,14 +69,14 @@ class Days:
     def source(self, table: str) -> str:
         """``table`` (with its alias) in a FROM clause: on SQLite, read by a plain scan over a
         long range (an index on time or status would lead to nearly every row, one by one)."""
-        scan = self.dialect == "sqlite" and (self.end - self.first).days > SCAN_FROM_DAYS
+        scan = self.dialect == "sqlite" and not self.only and (self.end - self.first).days > SCAN_FROM_DAYS
         return f"{table} NOT INDEXED" if scan else table
 
     def where(self, column: str) -> str:
-        cond = f"{column} >= :days_from AND {column} < :days_to"
-        if self.only:
-            cond += f" AND {self.of(column)} IN ({', '.join(f':only{i}' for i in range(len(self.only)))})"
-        return cond
+        if self.only:  # one range per day: each read through the column's index
+            return "(" + " OR ".join(f"({column} >= :only_from{i} AND {column} < :only_to{i})"
+                                     for i in range(len(self.only))) + ")"
+        return f"{column} >= :days_from AND {column} < :days_to"
 
     def _shifted(self, column: str, seconds: int) -> str:
         if self.dialect == "postgresql":
@@ -114,6 +116,7 @@ def statement(sql: str) -> TextClause:
     """``text(sql)`` with the instants typed, so SQLite compares them spelled as it stores them."""
     names = [n for n in ("since_start", "until_start", "until", "days_from", "days_to", "since")
              if re.search(rf":{n}\b", sql)]
+    names += re.findall(r":(only_(?:from|to)\d+)\b", sql)
     return text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in names])
 
 
