@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 
 from core import crypto
@@ -215,15 +215,20 @@ def run(url: str, engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def naive_failure_rate(url: str) -> tuple[float, float, float]:
-    """The way we do not do it: read a year of payments into pandas and aggregate there."""
+    """The way we do not do it: read a year of payments into pandas and aggregate there (the
+    year is picked in SQL, so the naive way is not charged for the other years)."""
     import pandas as pd
+
+    from core.db.types import UTCDateTime
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     eng = fresh(url)
     t = time.perf_counter()
+    sql = text("SELECT id, invoice_id, status, created_at, amount, currency, attempt_number, is_renewal, "
+               "decline_code, card_brand FROM payments WHERE created_at >= :a AND created_at < :b").bindparams(
+        bindparam("a", type_=UTCDateTime()), bindparam("b", type_=UTCDateTime()))
     with eng.connect() as conn:
-        df = pd.read_sql(text("SELECT id, invoice_id, status, created_at, amount, currency, attempt_number, "
-                              "is_renewal, decline_code, card_brand FROM payments"), conn)
+        df = pd.read_sql(sql, conn, params={"a": datetime(2025, 11, 1, tzinfo=UTC), "b": datetime(2026, 11, 1, tzinfo=UTC)})
     df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
     year = df[(df["created_at"] >= pd.Timestamp("2025-11-01", tz="UTC"))
               & (df["created_at"] < pd.Timestamp("2026-11-01", tz="UTC"))]

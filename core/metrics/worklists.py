@@ -108,12 +108,21 @@ def expiring_cards(engine: Engine, query: Query, limit: int | None = 10_000) -> 
     through the last day of its expiry month)."""
     where, params = _filters(engine, query)
     params.update(false=False, horizon_year=_horizon_year(query))
+    # The subscriptions are found from the two covering indexes alone (every paying subscription
+    # is checked), then only those found read their wide rows (member, card brand and last four).
     sql = f"""
+WITH hit AS MATERIALIZED (
+    SELECT s.id FROM subscriptions s JOIN payment_methods pm ON pm.id = s.default_payment_method_id
+    WHERE s.status IN ('active', 'past_due') AND s.mrr_minor > 0 AND s.cancel_at_period_end = :false
+      AND {_card_expires_before_renewal(engine)})
 SELECT s.id AS subscription_id, s.member_id, m.email, t.code AS tier, pr.interval, m.country, s.currency,
        s.mrr_minor, s.status, s.current_period_end AS renews_at, pm.brand, pm.last4, pm.exp_month, pm.exp_year
-{_BASE}
-WHERE s.status IN ('active', 'past_due') AND s.mrr_minor > 0 AND s.cancel_at_period_end = :false
-  AND {_card_expires_before_renewal(engine)}{where}
+FROM hit JOIN subscriptions s ON s.id = hit.id
+JOIN members m ON m.id = s.member_id
+LEFT JOIN prices pr ON pr.id = s.price_id
+LEFT JOIN tiers t ON t.id = s.tier_id
+LEFT JOIN payment_methods pm ON pm.id = s.default_payment_method_id
+WHERE 1 = 1{where}
 ORDER BY s.current_period_end, s.id
 {"LIMIT :limit" if limit else ""}"""
     if limit:
