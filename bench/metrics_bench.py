@@ -245,7 +245,9 @@ def render(args: argparse.Namespace, r: dict[str, Any]) -> str:
              f"{r['changes']:,} membership changes) on {args.db}", ""]
     if r.get("generated_s"):
         lines.append(f"World generated in {r['generated_s']:.0f} s.")
-    lines += [f"Run {r['started']} (at the end: {r['ended']}).",
+    lines += [f"Machine: {cpu_model()}, {os.cpu_count()} cores, "
+              f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM. "
+              f"Run {r['started']} (at the end: {r['ended']}).",
               f"Rollup refresh: full {r['refresh_full_ms'] / 1000:.1f} s, one day incremental "
               f"{r['refresh_day_ms']:.0f} ms (CPU of this process {r['refresh_day_cpu']:.0f} ms; median of 5). "
               f"CLI export of 12 monthly periods of every metric as JSON (a new process, imports included): "
