@@ -330,39 +330,41 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
             from_rollup.append(b)
         else:
             raw.append(b)
-    frames = []
+    # Plain tuples, one frame at the end: a dozen rows per currency, where pandas column steps
+    # would cost more than the query.
+    meta = {b.label: b for b in buckets}
+    sums: dict[tuple[date, str], list[int]] = {}
+
+    def add(period: date, currency: str, values) -> None:  # type: ignore[no-untyped-def]
+        acc = sums.setdefault((period, currency), [0] * len(MOVEMENT_COLUMNS))
+        for i, v in enumerate(values):
+            acc[i] += int(v or 0)
+
     if from_rollup:
-        sums = ", ".join(f"SUM({c}) AS {c}" for c in MOVEMENT_COLUMNS)
-        labels = [b.label for b in from_rollup]
-        sql = (f"SELECT period, currency, {sums} FROM metrics_mrr_periods WHERE granularity = :g "
+        cols_sql = ", ".join(f"SUM({c}) AS {c}" for c in MOVEMENT_COLUMNS)
+        labels = {b.label.isoformat(): b.label for b in from_rollup}
+        sql = (f"SELECT period, currency, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
                f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, currency")
         with engine.connect() as conn:
-            rows = conn.execute(text(sql), {"g": gran, "a": labels[0], "b": labels[-1], **_params(filters)}).all()
-        df = frame(rows, ["period", "currency", *MOVEMENT_COLUMNS])
-        df["period"] = pd.to_datetime(df["period"]).dt.date if not df.empty else df["period"]
-        df = df[df["period"].isin(set(labels))]
-        frames.append(df)
+            rows = conn.execute(text(sql), {"g": gran, "a": from_rollup[0].label, "b": from_rollup[-1].label,
+                                            **_params(filters)}).all()
+        for period, currency, *values in rows:
+            label = labels.get(str(period)[:10])
+            if label is not None:
+                add(label, currency, values)
     for run_ in _contiguous(raw):
         bounds = [min(b.start, now) for b in run_] + [min(run_[-1].end, now)]
         sql, params = movements_sql(engine.dialect.name, bounds)
         with engine.connect() as conn:
             rows = run(conn, sql, params)
-        df = pd.DataFrame(rows, columns=["p", "currency", "tier_id", "interval", "country", *MOVEMENT_COLUMNS])
-        df = _pandas_filter(df, filters)
-        df["period"] = [run_[int(p)].label for p in df["p"]]
-        frames.append(df.groupby(["period", "currency"], as_index=False)[list(MOVEMENT_COLUMNS)].sum()
-                      if not df.empty else pd.DataFrame(columns=["period", "currency", *MOVEMENT_COLUMNS]))
-    frames = [f for f in frames if not f.empty]
-    if not frames:
+        for row in rows:  # mappings: p, currency, tier_id, interval, country, movements
+            if all(row[col] == value for col, value in filters.items()):
+                add(run_[int(row["p"])].label, row["currency"], [row[c] for c in MOVEMENT_COLUMNS])
+    if not sums:
         return pd.DataFrame(columns=cols)
-    df = pd.concat(frames, ignore_index=True)
-    meta = {b.label: b for b in buckets}
-    df["period_start"] = [meta[p].start for p in df["period"]]
-    df["period_end"] = [meta[p].end for p in df["period"]]
-    df["end_instant"] = [min(meta[p].end, now) for p in df["period"]]
-    for c in MOVEMENT_COLUMNS:
-        df[c] = df[c].astype("int64")
-    return df[cols].sort_values(["period", "currency"]).reset_index(drop=True)
+    out = [(period, meta[period].start, meta[period].end, min(meta[period].end, now), currency, *values)
+           for (period, currency), values in sorted(sums.items())]
+    return pd.DataFrame(out, columns=cols)
 
 
 def _contiguous(buckets: list[Period]) -> list[list[Period]]:
