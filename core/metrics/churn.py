@@ -36,18 +36,29 @@ def _frame(engine: Engine, query: Query, money: bool) -> pd.DataFrame:
     return converted_movements(engine, replace(query, currency=target))
 
 
+def _period_sums(engine: Engine, query: Query, money: bool) -> dict[date, dict[str, int]]:
+    """Movement columns summed per period (over currencies), once per page for all the rates."""
+    def build() -> dict[date, dict[str, int]]:
+        from core.metrics.movements import MOVEMENT_COLUMNS
+
+        out: dict[date, dict[str, int]] = {}
+        for row in _frame(engine, query, money).to_dict(orient="records"):
+            acc = out.setdefault(row["period"], dict.fromkeys(MOVEMENT_COLUMNS, 0))
+            for c in MOVEMENT_COLUMNS:
+                acc[c] += int(row[c])
+        return out
+    return source.memoised(("period sums", engine.url, query, money), build)
+
+
 def _rate(slug: str, money: bool, num, den):  # type: ignore[no-untyped-def]
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
-        mv = _frame(engine, query, money)
         values: dict[date, float | None] = {}
         tn = td = 0
-        if not mv.empty:
-            g = mv.groupby("period").sum(numeric_only=True)
-            for p, r in g.iterrows():
-                n, d = num(r), den(r)
-                values[p] = ratio(n, d)
-                tn, td = tn + n, td + d
+        for p, r in sorted(_period_sums(engine, query, money).items()):
+            n, d = num(r), den(r)
+            values[p] = ratio(n, d)
+            tn, td = tn + n, td + d
         out = result(slug, "percent", ratio(tn, td), query, attach(buckets, values, None))
         out.breakdown = pd.DataFrame({"key": ["numerator", "denominator"], "value": [int(tn), int(td)]})
         return out
@@ -87,11 +98,9 @@ def _cohorts(money: bool):  # type: ignore[no-untyped-def]
         one = table[table["k"] == 1]
         value = ratio(int(one["value"].sum()), int(one["base"].sum())) if not one.empty else None
         month_buckets = [p for p in periods(first, query.end, "month", tz) if query.now and p.start < query.now]
-        size = {co: base[co] for co in base}
-        series = attach(month_buckets, {b.label: ratio(int(table[(table["cohort"] == b.label) & (table["k"] == 1)]
-                                                            ["value"].sum()), size.get(b.label, 0)) if
-                                        not table[(table["cohort"] == b.label) & (table["k"] == 1)].empty else None
-                                        for b in month_buckets}, None)
+        month_one = {co: int(v) for co, v in one.groupby("cohort")["value"].sum().items()} if not one.empty else {}
+        series = attach(month_buckets, {b.label: ratio(month_one[b.label], base.get(b.label, 0))
+                                        if b.label in month_one else None for b in month_buckets}, None)
         return result(f"cohort_{'mrr_' if money else ''}retention", "percent", value, query, series,
                       breakdown=table, note="value = month-1 retention across the cohorts of the range; the "
                                             "breakdown is the cohort table (k = months after the first).")
