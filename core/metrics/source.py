@@ -32,7 +32,6 @@ from core.models import Tier
 from core.timeutil import Period, periods, zone
 
 FILTER_COLUMNS = ("tier_id", "interval", "currency", "country")
-DECLINE_KEYS = KINDS["declines"].keys
 
 
 _raw_only: ContextVar[bool] = ContextVar("metrics_raw_only", default=False)
