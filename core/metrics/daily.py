@@ -10,6 +10,7 @@ country is the member's country. Payments without an invoice (one-off charges) h
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -88,7 +89,8 @@ class Days:
         return f"date(substr({column}, 1, 19), '{seconds:+d} seconds')" if seconds else f"substr({column}, 1, 10)"
 
 
-def _offsets(tz: tzinfo, start: datetime, stop: datetime) -> list[tuple[datetime | None, int]]:
+@functools.lru_cache(maxsize=128)
+def _offsets(tz: tzinfo, start: datetime, stop: datetime) -> tuple[tuple[datetime | None, int], ...]:
     """(until, offset in seconds) for each stretch of constant UTC offset between two instants;
     the last stretch's ``until`` is None. Found day by day, then to the second by bisection."""
     def offset(moment: datetime) -> int:
@@ -109,7 +111,7 @@ def _offsets(tz: tzinfo, start: datetime, stop: datetime) -> list[tuple[datetime
             nxt = hi
         probe = nxt
     pieces.append((None, current))
-    return pieces
+    return tuple(pieces)
 
 
 def statement(sql: str) -> TextClause:
