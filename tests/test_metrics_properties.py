@@ -210,7 +210,7 @@ class TestCurrencies:
 class TestRollupsEqualRawRows:
     @pytest.mark.parametrize(("granularity", "start", "end"), [
         ("month", date(2026, 1, 1), END), ("week", date(2026, 1, 1), END),
-        # Partial months at both ends: the rollup read mixes monthly sums and daily rows.
+        # A range cut mid-month at both ends (month buckets widen it to whole months).
         ("month", date(2026, 1, 15), date(2026, 6, 10))])
     def test_every_metric(self, engine, world, granularity, start, end):
         refresh(engine, now=NOW)
