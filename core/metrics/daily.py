@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from sqlalchemy import TextClause, bindparam, text
 
 from core.db.types import UTCDateTime
+from core.models.rollups import DailyCash, DailyDeclines, DailyPayments, MonthlyCash, MonthlyDeclines, MonthlyPayments
 from core.timeutil import local_midnight
 
 RECOVERY_WINDOW_DAYS = 30
@@ -122,25 +123,27 @@ def statement(sql: str) -> TextClause:
     return text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in names])
 
 
-# The daily rollup tables by kind: (table, the monthly table with the same sums, key columns
-# beyond the group, measure columns). Readers and the refresh share this one description.
 @dataclass(frozen=True)
 class Kind:
+    """A daily rollup table, the monthly table with the same sums, the key columns beyond the
+    group and the measure columns (read off the models). Readers and the refresh share it."""
+
     daily: str
     monthly: str
     keys: tuple[str, ...]
     measures: tuple[str, ...]
 
+    @classmethod
+    def of(cls, daily: type, monthly: type, keys: tuple[str, ...] = ()) -> Kind:
+        skip = {"id", *GROUP_OUT, *keys}
+        return cls(daily.__tablename__, monthly.__tablename__, keys,
+                   tuple(c.name for c in daily.__table__.columns if c.name not in skip))  # type: ignore[attr-defined]
+
 
 KINDS = {
-    "cash": Kind("metrics_daily_cash", "metrics_monthly_cash", (),
-                 ("gross", "payments", "refunds", "refund_count", "disputes_lost", "dispute_count", "fees",
-                  "fee_payments")),
-    "payments": Kind("metrics_daily_payments", "metrics_monthly_payments", (),
-                     ("attempts", "failed_attempts", "renewal_invoices", "renewal_first_failed", "failed_invoices",
-                      "recovered_invoices", "recovered")),
-    "declines": Kind("metrics_daily_declines", "metrics_monthly_declines", ("decline_code", "brand", "card_country"),
-                     ("failures", "amount")),
+    "cash": Kind.of(DailyCash, MonthlyCash),
+    "payments": Kind.of(DailyPayments, MonthlyPayments),
+    "declines": Kind.of(DailyDeclines, MonthlyDeclines, ("decline_code", "brand", "card_country")),
 }
 
 
