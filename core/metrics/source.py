@@ -158,34 +158,53 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
 
 def _rollup_sql(dialect: str, query: Query, kind: str, first: date, last_exclusive: date,
                 keys: tuple[str, ...], filters: dict[str, object]) -> tuple[str, dict]:
-    """The rollup read of ``_daily``: whole months from the monthly sums, the other stretches
-    (the days of a partial month, week buckets) summed from the daily rows."""
+    """The rollup read of ``_daily``: whole months from the monthly sums, the other days (a
+    partial month, week buckets, day granularity) from the daily rows."""
     k = KINDS[kind]
-    cols = ", ".join(("currency", *keys))
-    sums = ", ".join(f"SUM({m}) AS {m}" for m in k.measures)
-    by = ", ".join(str(i + 1) for i in range(2 + len(keys)))
+    cols = ("currency", *keys)
     params: dict = _params(filters)
     if query.granularity == "day":
-        params.update(first=first, last=last_exclusive)
-        return (f"SELECT day, {cols}, {sums} FROM {k.daily} WHERE day >= :first AND day < :last"
-                f"{_where(filters)} GROUP BY {by}"), params
+        return _days_sql(dialect, query, k.daily, cols, k.measures, [(first, last_exclusive)], [], filters,
+                         params), params
     starts = _slices(query, first, last_exclusive)
     stretches = list(zip(starts, [*starts[1:], last_exclusive], strict=True))
     whole = [a for a, b in stretches if a.day == 1 and b == _next_month(a)]
-    partial = [(a, b) for a, b in stretches if a not in whole]
+    rest: list[tuple[date, date]] = []
+    for a, b in stretches:
+        if a in whole:
+            continue
+        if rest and rest[-1][1] == a:  # adjacent stretches read as one range
+            rest[-1] = (rest[-1][0], b)
+        else:
+            rest.append((a, b))
     parts = []
     if whole:
         params.update({f"w{i}": m for i, m in enumerate(whole)})
         marks = ", ".join(f":w{i}" for i in range(len(whole)))
-        parts.append(f"SELECT month AS day, {cols}, {sums} FROM {k.monthly} WHERE month IN ({marks})"
-                     f"{_where(filters)} GROUP BY {by}")
-    if partial:
-        params.update({f"p{i}": a for i, (a, _) in enumerate(partial)})
-        params.update({f"q{i}": b for i, (_, b) in enumerate(partial)})
-        days = " OR ".join(f"(day >= :p{i} AND day < :q{i})" for i in range(len(partial)))
-        parts.append(f"SELECT {_slice_sql(dialect, starts)} AS day, {cols}, {sums} FROM {k.daily} "
-                     f"WHERE ({days}){_where(filters)} GROUP BY {by}")
+        sums = ", ".join(f"SUM({m}) AS {m}" for m in k.measures)
+        parts.append(f"SELECT month AS day, {', '.join(cols)}, {sums} FROM {k.monthly} WHERE month IN ({marks})"
+                     f"{_where(filters)} GROUP BY {', '.join(str(i + 1) for i in range(1 + len(cols)))}")
+    if rest:
+        parts.append(_days_sql(dialect, query, k.daily, cols, k.measures, rest, starts, filters, params))
     return " UNION ALL ".join(parts), params
+
+
+def _days_sql(dialect: str, query: Query, table: str, cols: tuple[str, ...], measures: tuple[str, ...],
+              ranges: list[tuple[date, date]], starts: list[date], filters: dict[str, object],
+              params: dict) -> str:
+    """SELECT day, cols..., SUM(measures)... of a daily rollup over day ranges ``[a, b)``, each day
+    summed up to the stretch of ``starts`` it falls in (one bucket and one month: every reader
+    groups by bucket and converts by month), or kept per day at day granularity. Adds its
+    parameters to ``params``."""
+    day = "day" if query.granularity == "day" else _slice_sql(dialect, starts)
+    conds = []
+    for a, b in ranges:
+        n = len(params)
+        params[f"d{n}"], params[f"d{n + 1}"] = a, b
+        conds.append(f"(day >= :d{n} AND day < :d{n + 1})")
+    sums = ", ".join(f"SUM({m}) AS {m}" for m in measures)
+    return (f"SELECT {day} AS day, {', '.join(cols)}, {sums} FROM {table} WHERE ({' OR '.join(conds)})"
+            f"{_where(filters)} GROUP BY {', '.join(str(i + 1) for i in range(1 + len(cols)))}")
 
 
 def _next_month(day: date) -> date:
@@ -265,15 +284,11 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
     if usable_state(engine, query) is not None:
         upto = min(last_exclusive, now_day)
         if upto > first:
-            sums = ", ".join(f"SUM({m}) AS {m}" for m in measures)
-            # Days summed up to stretches of one bucket and month, as in ``_daily``.
-            day = "day" if query.granularity == "day" else _slice_sql(engine.dialect.name,
-                                                                      _slices(query, first, upto))
-            by = ", ".join(str(i + 1) for i in range(len(group)))
-            sql = (f"SELECT {day} AS day, {', '.join(group[1:])}, {sums} FROM {table} "
-                   f"WHERE day >= :first AND day < :last{_where(filters)} GROUP BY {by}")
+            params = _params(filters)
+            sql = _days_sql(engine.dialect.name, query, table, tuple(group[1:]), measures, [(first, upto)],
+                            _slices(query, first, upto), filters, params)
             with engine.connect() as conn:
-                rows = conn.execute(text(sql), {"first": first, "last": upto, **_params(filters)}).all()
+                rows = conn.execute(text(sql), params).all()
             frames.append(frame(rows, [*group, *measures]))
         raw_from = max(first, upto)
     raw_to = min(last_exclusive, now_day + timedelta(days=1))  # nothing counts after now
