@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
         progress(f"database has {members:,} members; keeping them")
 
     children: list[subprocess.Popen[bytes]] = []
+    # A plain `kill` (SIGTERM) ends this process like Ctrl-C does, through the `finally` below,
+    # so the sandbox and the dashboard are stopped too instead of left holding their ports.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if cfg.uses_sandbox:
             children.append(_start_sandbox(cfg.stripe_api_base, cfg.stripe_api_key, sandbox_state))
@@ -100,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
                     child.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     child.kill()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _start_sandbox(base: str, api_key: str, state: Path) -> subprocess.Popen[bytes]:
