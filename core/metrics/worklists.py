@@ -44,33 +44,31 @@ def _grace_cutoff(query: Query):  # type: ignore[no-untyped-def]
     return None if days is None else query.now - timedelta(days=days)
 
 
-def _month_index(engine: Engine, col: str) -> str:
-    """SQL for year * 12 + month of a stored UTC time (SQLite keeps 'YYYY-MM-DD ...' text)."""
-    if engine.dialect.name == "sqlite":
-        return f"(CAST(substr({col}, 1, 4) AS INTEGER) * 12 + CAST(substr({col}, 6, 2) AS INTEGER))"
-    return (f"(CAST(EXTRACT(YEAR FROM {col} AT TIME ZONE 'UTC') AS INTEGER) * 12"
-            f" + CAST(EXTRACT(MONTH FROM {col} AT TIME ZONE 'UTC') AS INTEGER))")
+# A card is valid through the last day of its expiry month, so it fails the renewal when the
+# renewal comes at or after the first instant of the next month (``card_valid_until``, kept by the
+# database). The same words as the partial index ix_subscriptions_card_lapses, so both databases
+# answer from that index (SQLite matches a partial index by the query's own terms).
+_CARD_LAPSES = "s.card_valid_until <= s.current_period_end"
 
 
-def _card_expires_before_renewal(engine: Engine) -> str:
-    """A card is valid through the last day of its expiry month, so it fails the renewal when its
-    expiry month comes before the renewal's month (UTC)."""
-    return (f"pm.exp_year IS NOT NULL AND s.current_period_end IS NOT NULL"
-            f" AND pm.exp_year <= :horizon_year AND pm.exp_year * 12 + pm.exp_month"
-            f" < {_month_index(engine, 's.current_period_end')}")
+def _subscriptions(engine: Engine, *, lapses: bool = False) -> str:
+    """``subscriptions s``; for the card question on SQLite, through the partial index by name:
+    its planner prefers the wider status index, which reads every paying subscription's row."""
+    if lapses and engine.dialect.name == "sqlite":
+        return "subscriptions s INDEXED BY ix_subscriptions_card_lapses"
+    return "subscriptions s"
 
 
-def _horizon_year(query: Query) -> int:
-    assert query.now is not None
-    return (query.now + timedelta(days=400)).year  # renewals are at most a year away
-
-
-_BASE = """
-FROM subscriptions s
+# The card a renewal charges: the subscription's own (if still attached), else the member's default.
+_CHARGED_CARD = """
+LEFT JOIN payment_methods pm ON pm.id = COALESCE(
+    (SELECT c.id FROM payment_methods c WHERE c.id = s.default_payment_method_id AND c.detached_at IS NULL),
+    (SELECT c.id FROM payment_methods c WHERE c.member_id = s.member_id AND c.is_default = :true
+       AND c.detached_at IS NULL ORDER BY c.id LIMIT 1))"""
+_JOINS = """
 JOIN members m ON m.id = s.member_id
 LEFT JOIN prices pr ON pr.id = s.price_id
-LEFT JOIN tiers t ON t.id = s.tier_id
-LEFT JOIN payment_methods pm ON pm.id = s.default_payment_method_id"""
+LEFT JOIN tiers t ON t.id = s.tier_id"""
 
 
 def past_due(engine: Engine, query: Query, limit: int | None = 10_000) -> pd.DataFrame:
@@ -84,7 +82,7 @@ SELECT s.id AS subscription_id, s.member_id, m.email, t.code AS tier, pr.interva
        (SELECT COALESCE(p.decline_code, p.failure_code) FROM payments p
          WHERE p.invoice_id = i.id AND p.status = 'failed' ORDER BY p.created_at DESC, p.id DESC LIMIT 1)
          AS decline_code
-{_BASE}
+FROM {_subscriptions(engine)}{_JOINS}
 LEFT JOIN invoices i ON i.id = (SELECT MAX(i2.id) FROM invoices i2 WHERE i2.subscription_id = s.id
                                 AND i2.status = 'open')
 WHERE s.status = 'past_due'{where}
@@ -107,22 +105,13 @@ def expiring_cards(engine: Engine, query: Query, limit: int | None = 10_000) -> 
     """Paying subscriptions whose default card expires before the next renewal (a card is valid
     through the last day of its expiry month)."""
     where, params = _filters(engine, query)
-    params.update(false=False, horizon_year=_horizon_year(query))
-    # The subscriptions are found from the two covering indexes alone (every paying subscription
-    # is checked), then only those found read their wide rows (member, card brand and last four).
+    params.update(true=True, false=False)
     sql = f"""
-WITH hit AS MATERIALIZED (
-    SELECT s.id FROM subscriptions s JOIN payment_methods pm ON pm.id = s.default_payment_method_id
-    WHERE s.status IN ('active', 'past_due') AND s.mrr_minor > 0 AND s.cancel_at_period_end = :false
-      AND {_card_expires_before_renewal(engine)})
 SELECT s.id AS subscription_id, s.member_id, m.email, t.code AS tier, pr.interval, m.country, s.currency,
        s.mrr_minor, s.status, s.current_period_end AS renews_at, pm.brand, pm.last4, pm.exp_month, pm.exp_year
-FROM hit JOIN subscriptions s ON s.id = hit.id
-JOIN members m ON m.id = s.member_id
-LEFT JOIN prices pr ON pr.id = s.price_id
-LEFT JOIN tiers t ON t.id = s.tier_id
-LEFT JOIN payment_methods pm ON pm.id = s.default_payment_method_id
-WHERE 1 = 1{where}
+FROM {_subscriptions(engine, lapses=True)}{_JOINS}{_CHARGED_CARD}
+WHERE {_CARD_LAPSES} AND s.status IN ('active', 'past_due') AND s.mrr_minor > 0
+  AND s.cancel_at_period_end = :false{where}
 ORDER BY s.current_period_end, s.id
 {"LIMIT :limit" if limit else ""}"""
     if limit:
@@ -130,49 +119,51 @@ ORDER BY s.current_period_end, s.id
     return _frame(engine, sql, params, ("renews_at",))
 
 
-def _risk_where(engine: Engine, query: Query) -> tuple[str, str, dict]:
-    """(reason CASE, WHERE clause, params) shared by the rows and the totals: past due within the
+def _risk_parts(engine: Engine, query: Query) -> tuple[list[tuple[str, str]], dict]:
+    """([(reason, WHERE clause)], params) shared by the rows and the totals: past due within the
     grace days, else set to cancel at period end, else an active subscription whose card expires
-    before its renewal; each subscription once, with the first reason that applies."""
+    before its renewal. The parts exclude each other (each subscription once, with the first reason
+    that applies), and each is read through its own index rather than one scan for an OR."""
     where, params = _filters(engine, query)
     cutoff = _grace_cutoff(query)
     grace_cond = "" if cutoff is None else " AND (s.past_due_since IS NULL OR s.past_due_since > :cutoff)"
     if cutoff is not None:
         params["cutoff"] = cutoff
-    params.update(true=True, false=False, horizon_year=_horizon_year(query))
-    reason = ("CASE WHEN s.status = 'past_due' THEN 'past_due' "
-              "WHEN s.cancel_at_period_end = :true THEN 'cancel_at_period_end' ELSE 'card_expiring' END")
-    cond = f"""
-WHERE s.mrr_minor > 0 AND ((s.status = 'past_due'{grace_cond})
-      OR (s.status = 'active' AND s.cancel_at_period_end = :true)
-      OR (s.status = 'active' AND s.cancel_at_period_end = :false AND {_card_expires_before_renewal(engine)})){where}"""
-    return reason, cond, params
+    params.update(true=True, false=False)
+    paying = " AND s.mrr_minor > 0"
+    parts = [
+        ("past_due", f"WHERE s.status = 'past_due'{grace_cond}{paying}{where}"),
+        ("cancel_at_period_end", f"WHERE s.status = 'active' AND s.cancel_at_period_end = :true{paying}{where}"),
+        ("card_expiring", f"WHERE {_CARD_LAPSES} AND s.status = 'active' AND s.cancel_at_period_end = :false"
+                          f"{paying}{where}"),
+    ]
+    return parts, params
 
 
 def at_risk(engine: Engine, query: Query) -> pd.DataFrame:
     """Subscriptions behind revenue at risk, each once, with the first reason that applies:
     past_due (within the grace days), cancel_at_period_end, card_expiring."""
-    reason, cond, params = _risk_where(engine, query)
-    sql = f"""
+    parts, params = _risk_parts(engine, query)
+    sql = "\nUNION ALL\n".join(f"""
 SELECT s.id AS subscription_id, s.member_id, m.email, t.code AS tier, pr.interval, m.country, s.currency,
-       s.mrr_minor, s.status, s.past_due_since, s.current_period_end AS renews_at, {reason} AS reason
-{_BASE}{cond}
-ORDER BY s.id"""
+       s.mrr_minor, s.status, s.past_due_since, s.current_period_end AS renews_at, '{reason}' AS reason
+FROM {_subscriptions(engine, lapses=reason == "card_expiring")}{_JOINS}
+{cond}""" for reason, cond in parts) + "\nORDER BY subscription_id"
     return _frame(engine, sql, params, ("past_due_since", "renews_at"))
 
 
 def at_risk_totals(engine: Engine, query: Query) -> dict[tuple[str, str], int]:
     """(reason, currency) -> MRR at risk in minor units, summed in the database (same rows as
     ``at_risk``)."""
-    reason, cond, params = _risk_where(engine, query)
+    parts, params = _risk_parts(engine, query)
     filters = query.filters
     joins = ("JOIN members m ON m.id = s.member_id\n" if filters.country else "") + (
         "LEFT JOIN prices pr ON pr.id = s.price_id\n" if filters.interval else "")
-    sql = f"""
-SELECT {reason} AS reason, s.currency, SUM(s.mrr_minor)
-FROM subscriptions s
-{joins}LEFT JOIN payment_methods pm ON pm.id = s.default_payment_method_id{cond}
-GROUP BY 1, 2"""
+    sql = "\nUNION ALL\n".join(f"""
+SELECT '{reason}' AS reason, s.currency, SUM(s.mrr_minor)
+FROM {_subscriptions(engine, lapses=reason == "card_expiring")}
+{joins}{cond}
+GROUP BY s.currency""" for reason, cond in parts)
     with engine.connect() as conn:
         rows = conn.execute(_stmt(sql), params).all()
     return {(r, c): int(v) for r, c, v in rows if v}

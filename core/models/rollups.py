@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, Index, Integer, String
+from sqlalchemy import JSON, Date, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from core.models.base import Base, BigIntPK, created_column
@@ -192,14 +192,15 @@ class DailyCancellations(_Daily, Base):
     changes: Mapped[int] = mapped_column(default=0)
 
 
-# Indexes the metrics read on other areas' tables, declared here (the metrics area's file) and
-# created by migration 0004: revenue at risk and the failed-payments worklists read only the
-# subscriptions by status and cancel flag, from the index alone (covering), and look each card's
-# expiry up in a small index instead of the wide payment_methods rows.
-from core.models.billing import PaymentMethod  # noqa: E402
+# Indexes the metrics read on other areas' tables, declared here (the metrics area's file): revenue
+# at risk and the past-due worklist read the subscriptions by status and cancel flag from the index
+# alone (covering, migration 0004); cards expiring before their renewal are the few subscriptions
+# of a partial index (migration 0009, which also keeps ``card_valid_until``).
 from core.models.subscriptions import Subscription  # noqa: E402
 
 Index("ix_subscriptions_at_risk", Subscription.status, Subscription.cancel_at_period_end, Subscription.mrr_minor,
       Subscription.currency, Subscription.default_payment_method_id, Subscription.current_period_end,
       Subscription.past_due_since)
-Index("ix_payment_methods_expiry", PaymentMethod.id, PaymentMethod.exp_year, PaymentMethod.exp_month)
+CARD_LAPSES = "card_valid_until <= current_period_end"
+Index("ix_subscriptions_card_lapses", Subscription.status, Subscription.current_period_end, Subscription.id,
+      sqlite_where=text(CARD_LAPSES), postgresql_where=text(CARD_LAPSES))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base, BigIntPK, created_column, currency_column, stripe_id_column
@@ -60,6 +60,11 @@ class Subscription(Base):
     discount_end: Mapped[datetime | None]
 
     default_payment_method_id: Mapped[int | None] = mapped_column(ForeignKey("payment_methods.id"))
+    # The first instant (UTC) after the expiry month of the card a renewal charges (this
+    # subscription's default card, else the member's); a renewal at or after it fails on that
+    # card. Kept by database triggers (migration 0009), whoever writes the rows: never set it.
+    card_valid_until: Mapped[datetime | None] = mapped_column(server_default=FetchedValue(),
+                                                              server_onupdate=FetchedValue())
     updated_at: Mapped[datetime | None]
     stripe_state_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
