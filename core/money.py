@@ -7,6 +7,7 @@ have no minor unit: 1200 JPY is stored as 1200, not 120000. The list follows Str
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
@@ -79,10 +80,23 @@ def convert(amount_minor: int, from_currency: str, to_currency: str, usd_per_fro
     Rounds half to even once, at the end, so summing converted amounts stays within one minor unit
     per row of converting the sum.
     """
+    return converter(from_currency, to_currency, usd_per_from, usd_per_to)(amount_minor)
+
+
+def converter(from_currency: str, to_currency: str, usd_per_from: Decimal,
+              usd_per_to: Decimal) -> Callable[[int], int]:
+    """``convert`` for one pair of currencies and rates, with the checks done once (a report
+    converts thousands of subtotals at a few dozen rates)."""
     if normalise_currency(from_currency) == normalise_currency(to_currency):
-        return int(amount_minor)
-    major = to_major(amount_minor, from_currency) * Decimal(usd_per_from) / Decimal(usd_per_to)
-    return int(major.scaleb(decimals(to_currency)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+        return int
+    places_from, places_to = decimals(from_currency), decimals(to_currency)
+    usd_from, usd_to = Decimal(usd_per_from), Decimal(usd_per_to)
+
+    def run(amount_minor: int) -> int:
+        major = Decimal(int(amount_minor)).scaleb(-places_from) * usd_from / usd_to
+        return int(major.scaleb(places_to).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+    return run
 
 
 @dataclass(frozen=True, slots=True)

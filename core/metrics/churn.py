@@ -42,7 +42,7 @@ def _period_sums(engine: Engine, query: Query, money: bool) -> dict[date, dict[s
         from core.metrics.movements import MOVEMENT_COLUMNS
 
         out: dict[date, dict[str, int]] = {}
-        for row in _frame(engine, query, money).to_dict(orient="records"):
+        for row in source.records(_frame(engine, query, money)):
             acc = out.setdefault(row["period"], dict.fromkeys(MOVEMENT_COLUMNS, 0))
             for c in MOVEMENT_COLUMNS:
                 acc[c] += int(row[c])

@@ -8,6 +8,8 @@ added, so the reporting figure equals the per-currency figures converted and sum
 
 from __future__ import annotations
 
+import bisect
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -29,9 +31,6 @@ def buckets_before_now(query: Query) -> list[Period]:
 def label_of(days: pd.Series, buckets: list[Period]) -> pd.Series:
     """Map local dates to the label of the bucket containing them (None outside)."""
     labels = [b.label for b in buckets]
-    ends = [b.end for b in buckets]
-    del ends
-    import bisect
 
     def find(d: date) -> date | None:
         i = bisect.bisect_right(labels, d) - 1
@@ -46,51 +45,88 @@ def end_month(b: Period, tz_name: str) -> date:
 
 
 def empty_series(buckets: list[Period], fill: object = 0) -> pd.DataFrame:
-    return pd.DataFrame({"period": [b.label for b in buckets], "period_start": [b.start for b in buckets],
-                         "period_end": [b.end for b in buckets], "value": [fill] * len(buckets)})
+    return attach(buckets, {}, fill)
 
 
 def attach(buckets: list[Period], values: dict[date, object], fill: object = 0) -> pd.DataFrame:
-    df = empty_series(buckets, fill)
-    df["value"] = [values.get(b.label, fill) for b in buckets]
-    return df
+    return pd.DataFrame({"period": [b.label for b in buckets], "period_start": [b.start for b in buckets],
+                         "period_end": [b.end for b in buckets],
+                         "value": [values.get(b.label, fill) for b in buckets]})
 
 
 def attach_per_currency(buckets: list[Period], values: dict[tuple[date, str], object],
                         currencies: list[str], fill: object = 0) -> pd.DataFrame:
-    rows = []
-    for cur in currencies:
-        for b in buckets:
-            rows.append({"period": b.label, "period_start": b.start, "period_end": b.end, "currency": cur,
-                         "value": values.get((b.label, cur), fill)})
-    return pd.DataFrame(rows, columns=["period", "period_start", "period_end", "currency", "value"])
+    pairs = [(b, cur) for cur in currencies for b in buckets]
+    return pd.DataFrame({"period": [b.label for b, _ in pairs], "period_start": [b.start for b, _ in pairs],
+                         "period_end": [b.end for b, _ in pairs], "currency": [cur for _, cur in pairs],
+                         "value": [values.get((b.label, cur), fill) for b, cur in pairs]},
+                        columns=["period", "period_start", "period_end", "currency", "value"])
 
 
 def flow_result(engine: Engine, query: Query, slug: str, daily: pd.DataFrame, measure: str,
                 rates: RateTable | None = None) -> MetricResult:
-    """A money flow from a daily frame (``day``, ``currency``, measure)."""
+    """A money flow from a daily frame (``day``, ``currency``, measure). Plain Python over the
+    frame's columns: a few hundred rows, where each pandas grouping costs more than the query."""
     buckets = buckets_before_now(query) or query.buckets()[:1]
-    df = daily[["day", "currency", measure]].copy() if not daily.empty else pd.DataFrame(
-        columns=["day", "currency", measure])
-    if not df.empty:
-        df["period"] = label_of(df["day"], buckets)
-        df = df[df["period"].notna()]
-        df["month"] = df["day"].map(lambda d: d.replace(day=1))
-    by_cur = {c: int(v) for c, v in df.groupby("currency")[measure].sum().items()} if not df.empty else {}
+    labels = [b.label for b in buckets]
+    by_cur: dict[str, int] = {}
+    # (period, local month, currency) -> amount: a flow converts each month's subtotal at its rate.
+    sums: dict[tuple[date, date, str], int] = {}
+    if not daily.empty:
+        for day, cur, amount in zip(daily["day"].tolist(), daily["currency"].tolist(), daily[measure].tolist(),
+                                    strict=True):
+            i = bisect.bisect_right(labels, day) - 1
+            if i < 0:
+                continue
+            amount = int(amount)
+            by_cur[cur] = by_cur.get(cur, 0) + amount
+            key = (labels[i], day.replace(day=1), cur)
+            sums[key] = sums.get(key, 0) + amount
+    by_cur = dict(sorted(by_cur.items()))
     if query.currency is None:
-        grouped = df.groupby(["period", "currency"])[measure].sum() if not df.empty else {}
-        series = attach_per_currency(buckets, {k: int(v) for k, v in dict(grouped).items()}, sorted(by_cur))
+        per_cur: dict[tuple[date, str], int] = {}
+        for (period, _, cur), amount in sums.items():
+            per_cur[(period, cur)] = per_cur.get((period, cur), 0) + amount
+        series = attach_per_currency(buckets, per_cur, list(by_cur))
         return MetricResult(slug, "money", None, None, series, by_currency=by_cur,
                             settings_used=query.settings_used())
     rates = rates or RateTable.load(engine)
     per: dict[date, int] = {}
-    if not df.empty:
-        sub = df.groupby(["period", "month", "currency"], as_index=False)[measure].sum()
-        for period, month, cur, amount in sub.itertuples(index=False):
-            per[period] = per.get(period, 0) + rates.convert(int(amount), cur, query.currency, month)
+    for (period, month, cur), amount in sums.items():
+        per[period] = per.get(period, 0) + rates.convert(amount, cur, query.currency, month)
     series = attach(buckets, per)
     return MetricResult(slug, "money", sum(per.values()), query.currency, series, by_currency=by_cur,
                         settings_used=query.settings_used())
+
+
+def sums_by(rows: list[dict], keys: tuple[str, ...], columns: tuple[str, ...]) -> dict[tuple, dict[str, int]]:
+    """``columns`` summed per value of ``keys``, in key order."""
+    out: dict[tuple, dict[str, int]] = {}
+    for row in rows:
+        k = tuple(row[x] for x in keys)
+        acc = out.get(k)
+        if acc is None:
+            acc = out[k] = dict.fromkeys(columns, 0)
+        for c in columns:
+            acc[c] += int(row[c])
+    return dict(sorted(out.items()))
+
+
+def movement_sums(engine: Engine, query: Query, keys: tuple[str, ...],
+                  converted: bool = False) -> dict[tuple, dict[str, int]]:
+    """The movement columns summed per ``keys`` (of ``period``, ``currency``): per original
+    currency, or ``converted`` to the reporting currency. Worked out once per page: a dozen
+    metrics read the same sums, and plain Python over a few dozen rows costs less than pandas
+    grouping each time."""
+    from core.metrics import source
+    from core.metrics.movements import MOVEMENT_COLUMNS
+
+    def build() -> dict[tuple, dict[str, int]]:
+        frame = converted_movements(engine, query) if converted else source.movements(engine, query)
+        return sums_by(source.records(frame), keys, MOVEMENT_COLUMNS)
+
+    q = query if converted else replace(query, currency=None)
+    return source.memoised(("movement sums", engine.url, q, keys, converted), build)
 
 
 def converted_movements(engine: Engine, query: Query, rates: RateTable | None = None) -> pd.DataFrame:
@@ -110,6 +146,7 @@ def convert_movements(engine: Engine, query: Query, mv: pd.DataFrame, rates: Rat
     +reactivation, +expansion, -contraction, -churn (= end), so the identity holds to the minor
     unit and each movement is within one minor unit of converting it alone.
     """
+    from core.metrics import source
     from core.metrics.movements import MOVEMENT_COLUMNS
 
     if mv.empty:
@@ -122,7 +159,7 @@ def convert_movements(engine: Engine, query: Query, mv: pd.DataFrame, rates: Rat
     counts = [c for c in MOVEMENT_COLUMNS if c.startswith("members_")]
     # Plain Python over a few rows per period: pandas column updates cost more than the query.
     out: dict[date, dict] = {}
-    for row in mv.to_dict(orient="records"):
+    for row in source.records(mv):
         month = (row["period_end"] - timedelta(microseconds=1)).astimezone(tz).date().replace(day=1)
         cur = row["currency"]
 

@@ -11,7 +11,8 @@ subtotals are added: so per-currency figures converted and summed equal the repo
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
@@ -22,13 +23,16 @@ from core.business_settings import DEFAULT_RATES
 from core.metrics.memo import memoised
 from core.metrics.types import MetricError
 from core.models import FxRate
-from core.money import convert
+from core.money import converter
 
 
 @dataclass(frozen=True)
 class RateTable:
     months: dict[str, list[date]]
     rates: dict[str, list[Decimal]]
+    # (from, to, month) -> converter: a page converts thousands of subtotals at a few dozen rates.
+    _converters: dict[tuple[str, str, date], Callable[[int], int]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def load(cls, engine: Engine) -> RateTable:
@@ -66,5 +70,9 @@ class RateTable:
     def convert(self, amount_minor: int, currency: str, to_currency: str, month: date) -> int:
         if currency == to_currency:
             return int(amount_minor)
-        return convert(int(amount_minor), currency, to_currency, self.usd_per_unit(currency, month),
-                       self.usd_per_unit(to_currency, month))
+        key = (currency, to_currency, month.replace(day=1))
+        run = self._converters.get(key)
+        if run is None:
+            run = self._converters[key] = converter(currency, to_currency, self.usd_per_unit(currency, month),
+                                                    self.usd_per_unit(to_currency, month))
+        return run(amount_minor)

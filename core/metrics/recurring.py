@@ -12,12 +12,12 @@ from core.metrics.common import (
     attach,
     attach_per_currency,
     buckets_before_now,
-    converted_movements,
     div_money,
     emails,
+    movement_sums,
     result,
+    sums_by,
 )
-from core.metrics.fx import RateTable
 from core.metrics.movements import unit_rows_sql
 from core.metrics.registry import register
 from core.metrics.types import Metric, MetricResult, Query
@@ -28,29 +28,21 @@ GRACE = ("A past_due subscription counts until Stripe ends it, or until the past
          "expires, after which it counts as churned (involuntary).")
 
 
-def movement_frame(engine: Engine, query: Query, rates: RateTable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per original currency, converted to the reporting currency or None)."""
-    mv = source.movements(engine, query)
-    if query.currency is None:
-        return mv, None  # type: ignore[return-value]
-    return mv, converted_movements(engine, query, rates)
+PERIOD_CURRENCY = ("period", "currency")
 
 
 def _stock(slug: str, column: str, factor: int = 1, unit: str = "money"):  # type: ignore[no-untyped-def]
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
-        mv, conv = movement_frame(engine, query)
         last = buckets[-1].label
-        by_cur = ({c: int(v) * factor for c, v in mv[mv["period"] == last].groupby("currency")[column].sum().items()}
-                  if not mv.empty else {})
+        per_cur = movement_sums(engine, query, PERIOD_CURRENCY)
+        by_cur = {c: v[column] * factor for (p, c), v in per_cur.items() if p == last}
         if unit == "count" or query.currency is not None:
-            frame = conv if (unit == "money" and conv is not None) else mv
-            values = ({p: int(v) * factor for p, v in frame.groupby("period")[column].sum().items()}
-                      if not frame.empty else {})
-            series = attach(buckets, values)
-            return result(slug, unit, values.get(last, 0), query, series, by_currency=by_cur)  # type: ignore[arg-type]
-        values2 = {(p, c): int(v) * factor for (p, c), v in mv.groupby(["period", "currency"])[column].sum().items()} \
-            if not mv.empty else {}
+            per = movement_sums(engine, query, ("period",), converted=unit == "money")
+            values = {p: v[column] * factor for (p,), v in per.items()}
+            return result(slug, unit, values.get(last, 0), query, attach(buckets, values),  # type: ignore[arg-type]
+                          by_currency=by_cur)
+        values2 = {(p, c): v[column] * factor for (p, c), v in per_cur.items()}
         series = attach_per_currency(buckets, values2, sorted(by_cur))
         return result(slug, unit, None, query, series, by_currency=by_cur)  # type: ignore[arg-type]
     return compute
@@ -58,23 +50,16 @@ def _stock(slug: str, column: str, factor: int = 1, unit: str = "money"):  # typ
 
 def _arpu(engine: Engine, query: Query) -> MetricResult:
     buckets = buckets_before_now(query) or query.buckets()[:1]
-    mv, conv = movement_frame(engine, query)
     last = buckets[-1].label
-    by_cur: dict[str, int | float | None] = {}
-    if not mv.empty:
-        g = mv.groupby(["period", "currency"])[["mrr_end", "members_end"]].sum()
-        for (p, c), row in g.iterrows():
-            if p == last:
-                by_cur[c] = div_money(int(row["mrr_end"]), int(row["members_end"]))
+    per_cur = movement_sums(engine, query, PERIOD_CURRENCY)
+    by_cur: dict[str, int | float | None] = {
+        c: div_money(v["mrr_end"], v["members_end"]) for (p, c), v in per_cur.items() if p == last}
     if query.currency is None:
-        vals = {(p, c): div_money(int(r["mrr_end"]), int(r["members_end"])) for (p, c), r in g.iterrows()} \
-            if not mv.empty else {}
+        vals = {(p, c): div_money(v["mrr_end"], v["members_end"]) for (p, c), v in per_cur.items()}
         return result("arpu", "money", None, query, attach_per_currency(buckets, vals, sorted(by_cur), None),
                       by_currency=by_cur)
-    values: dict[date, int | None] = {}
-    if conv is not None and not conv.empty:
-        for _, r in conv.iterrows():
-            values[r["period"]] = div_money(int(r["mrr_end"]), int(r["members_end"]))
+    per = movement_sums(engine, query, ("period",), converted=True)
+    values = {p: div_money(v["mrr_end"], v["members_end"]) for (p,), v in per.items()}
     return result("arpu", "money", values.get(last), query, attach(buckets, values, None), by_currency=by_cur)
 
 
@@ -82,11 +67,8 @@ def _ltv(engine: Engine, query: Query) -> MetricResult:
     arpu = _arpu(engine, query)
     first_month = query.buckets()[0].label.replace(day=1)
     history = source.movements(engine, query, "month", _months_back(first_month, 6), first_month)
-    rates: list[float] = []
-    if not history.empty:
-        g = history.groupby("period")[["members_churned", "members_start"]].sum()
-        rates = [int(r["members_churned"]) / int(r["members_start"]) for _, r in g.iterrows()
-                 if int(r["members_start"]) > 0]
+    sums = sums_by(source.records(history), ("period",), ("members_churned", "members_start"))
+    rates = [v["members_churned"] / v["members_start"] for v in sums.values() if v["members_start"] > 0]
     mean_churn = sum(rates) / 6
 
     def ltv(v: object) -> int | None:
@@ -108,62 +90,65 @@ def _months_back(month: date, n: int) -> date:
     return date(idx // 12, idx % 12 + 1, 1)
 
 
+def _by_currency(per_cur: dict[tuple, dict[str, int]], value) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    out: dict[str, int] = {}
+    for (_, c), v in per_cur.items():
+        out[c] = out.get(c, 0) + value(v)
+    return dict(sorted(out.items()))
+
+
 def _movement(slug: str, column: str):  # type: ignore[no-untyped-def]
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
-        mv, conv = movement_frame(engine, query)
-        by_cur = {c: int(v) for c, v in mv.groupby("currency")[column].sum().items()} if not mv.empty else {}
+        per_cur = movement_sums(engine, query, PERIOD_CURRENCY)
+        by_cur = _by_currency(per_cur, lambda v: v[column])
         if query.currency is None:
-            vals = {(p, c): int(v) for (p, c), v in mv.groupby(["period", "currency"])[column].sum().items()} \
-                if not mv.empty else {}
+            vals = {(p, c): v[column] for (p, c), v in per_cur.items()}
             return result(slug, "money", None, query, attach_per_currency(buckets, vals, sorted(by_cur)),
                           by_currency=by_cur)
-        values = {p: int(v) for p, v in conv.groupby("period")[column].sum().items()} if not conv.empty else {}
+        per = movement_sums(engine, query, ("period",), converted=True)
+        values = {p: v[column] for (p,), v in per.items()}
         return result(slug, "money", sum(values.values()), query, attach(buckets, values), by_currency=by_cur)
     return compute
+
+
+def _net(v: dict[str, int]) -> int:
+    return v["new"] + v["reactivation"] + v["expansion"] - v["contraction"] - v["churn"]
 
 
 def _waterfall(engine: Engine, query: Query) -> MetricResult:
     """Net MRR change; the breakdown is the waterfall start, movements, (fx), end."""
     buckets = buckets_before_now(query) or query.buckets()[:1]
-    mv, conv = movement_frame(engine, query)
-    frame = conv if query.currency is not None else mv
     keys = ["start", *KINDS, "end"]
+    per_cur = movement_sums(engine, query, PERIOD_CURRENCY)
+    by_cur: dict[str, int | float | None] = dict(_by_currency(per_cur, _net))
     if query.currency is None:
+        periods: dict[str, list[dict[str, int]]] = {}
+        for (_, c), v in per_cur.items():  # in period order
+            periods.setdefault(c, []).append(v)
         rows = []
-        for cur, part in (mv.groupby("currency") if not mv.empty else []):
-            part = part.sort_values("period")
-            vals = [int(part["mrr_start"].iloc[0]), *(int(part[k].sum()) for k in KINDS), int(part["mrr_end"].iloc[-1])]
+        for cur, parts in sorted(periods.items()):
+            vals = [parts[0]["mrr_start"], *(sum(v[k] for v in parts) for k in KINDS), parts[-1]["mrr_end"]]
             rows += [{"key": k, "currency": cur, "value": v} for k, v in zip(keys, vals, strict=True)]
         breakdown = pd.DataFrame(rows, columns=["key", "currency", "value"])
-        by_cur: dict[str, int | float | None] = {}
-        vals2 = {}
-        if not mv.empty:
-            net = mv.assign(net=mv["new"] + mv["reactivation"] + mv["expansion"] - mv["contraction"] - mv["churn"])
-            vals2 = {(p, c): int(v) for (p, c), v in net.groupby(["period", "currency"])["net"].sum().items()}
-            by_cur = {c: int(v) for c, v in net.groupby("currency")["net"].sum().items()}
+        vals2 = {(p, c): _net(v) for (p, c), v in per_cur.items()}
         return result("mrr_movements", "money", None, query, attach_per_currency(buckets, vals2, sorted(by_cur)),
                       by_currency=by_cur, breakdown=breakdown)
-    if frame is None or frame.empty:
+    per = movement_sums(engine, query, ("period",), converted=True)
+    if not per:
         breakdown = pd.DataFrame({"key": keys, "value": [0] * len(keys)})
         return result("mrr_movements", "money", 0, query, attach(buckets, {}), breakdown=breakdown)
-    frame = frame.sort_values("period")
-    start, end = int(frame["mrr_start"].iloc[0]), int(frame["mrr_end"].iloc[-1])
-    moves = {k: int(frame[k].sum()) for k in KINDS}
-    net = moves["new"] + moves["reactivation"] + moves["expansion"] - moves["contraction"] - moves["churn"]
-    rows = [("start", start), *moves.items()]
+    ordered = list(per.values())
+    start, end = ordered[0]["mrr_start"], ordered[-1]["mrr_end"]
+    moves = {k: sum(v[k] for v in ordered) for k in KINDS}
+    net = _net(moves)
+    rows2: list[tuple[str, int]] = [("start", start), *moves.items()]
     fx = end - start - net
     if fx:
-        rows.append(("fx", fx))  # rates differ between the months of the range
-    rows.append(("end", end))
-    breakdown = pd.DataFrame(rows, columns=["key", "value"])
-    per = frame.assign(net=frame["new"] + frame["reactivation"] + frame["expansion"] - frame["contraction"]
-                       - frame["churn"])
-    values = {p: int(v) for p, v in per.groupby("period")["net"].sum().items()}
-    by_cur = {}
-    if not mv.empty:
-        n2 = mv.assign(net=mv["new"] + mv["reactivation"] + mv["expansion"] - mv["contraction"] - mv["churn"])
-        by_cur = {c: int(v) for c, v in n2.groupby("currency")["net"].sum().items()}
+        rows2.append(("fx", fx))  # rates differ between the months of the range
+    rows2.append(("end", end))
+    breakdown = pd.DataFrame(rows2, columns=["key", "value"])
+    values = {p: _net(v) for (p,), v in per.items()}
     return result("mrr_movements", "money", net, query, attach(buckets, values), breakdown=breakdown,
                   by_currency=by_cur)
 

@@ -63,6 +63,18 @@ def frame(rows, columns: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
+def records(df: pd.DataFrame) -> list[dict]:
+    """The frame's rows as dicts, built from its columns (``to_dict("records")`` walks the rows
+    through pandas, which costs more than the query for a frame of a few dozen rows)."""
+    cols = list(df.columns)
+    return [dict(zip(cols, row, strict=True)) for row in zip(*(df[c].tolist() for c in cols), strict=True)]
+
+
+def _as_date(value: object) -> date:
+    """A day as the driver hands it back: PostgreSQL a date, SQLite text."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
 def filter_values(engine: Engine, query: Query) -> dict[str, object]:
     """Filter column -> value (tier code resolved to its id; an unknown tier matches nothing)."""
     f = query.filters
@@ -141,18 +153,21 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
         sql, params = _rollup_sql(engine.dialect.name, query, kind, first, last_exclusive, keys, filters)
         with engine.connect() as conn:
             rows = conn.execute(text(sql), params).all()
-        df = frame(rows, [*group, *measures])
-    else:
-        df = _raw_daily(engine, query, kind, first, last_exclusive)
-        df = _pandas_filter(df, filters)
-        if df.empty:
-            df = pd.DataFrame(columns=[*group, *measures])
-        else:
-            df = df.groupby(list(group), dropna=False, as_index=False)[list(measures)].sum()
-    if not df.empty:
-        df["day"] = pd.to_datetime(df["day"]).dt.date
-        for m in measures:
-            df[m] = df[m].fillna(0).astype("int64")
+        # Columns made in plain Python, one frame at the end: pandas steps per column cost more
+        # than the query for the few hundred rows a page reads.
+        cols = list(zip(*rows, strict=True)) if rows else [()] * (len(group) + len(measures))
+        data = {"day": [_as_date(d) for d in cols[0]]}
+        data.update({c: list(v) for c, v in zip(group[1:], cols[1:len(group)], strict=True)})
+        data.update({m: [int(x or 0) for x in v] for m, v in zip(measures, cols[len(group):], strict=True)})
+        return pd.DataFrame(data, columns=[*group, *measures])
+    df = _raw_daily(engine, query, kind, first, last_exclusive)
+    df = _pandas_filter(df, filters)
+    if df.empty:
+        return pd.DataFrame(columns=[*group, *measures])
+    df = df.groupby(list(group), dropna=False, as_index=False)[list(measures)].sum()
+    df["day"] = pd.to_datetime(df["day"]).dt.date
+    for m in measures:
+        df[m] = df[m].fillna(0).astype("int64")
     return df
 
 
