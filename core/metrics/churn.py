@@ -7,6 +7,7 @@ Rates over a range of several periods are the base-weighted average of the per-p
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pandas as pd
@@ -14,7 +15,15 @@ from sqlalchemy import Engine, bindparam, text
 
 from core.db.types import UTCDateTime
 from core.metrics import source
-from core.metrics.common import attach, buckets_before_now, converted_movements, label_of, ratio, result
+from core.metrics.common import (
+    attach,
+    buckets_before_now,
+    labeler,
+    movement_sums,
+    ratio,
+    result,
+    sums_by,
+)
 from core.metrics.fx import RateTable
 from core.metrics.recurring import GRACE, _drill
 from core.metrics.registry import register
@@ -25,29 +34,15 @@ GROUP = "churn"
 WEIGHTED = " Over several periods: the sum of numerators over the sum of denominators."
 
 
-def _frame(engine: Engine, query: Query, money: bool) -> pd.DataFrame:
-    mv = source.movements(engine, query)
-    if not money:
-        return mv
-    # MRR-weighted rates need one currency: the reporting one (or the setting when per currency).
-    target = query.currency or query.settings.reporting_currency
-    from dataclasses import replace
-
-    return converted_movements(engine, replace(query, currency=target))
-
-
 def _period_sums(engine: Engine, query: Query, money: bool) -> dict[date, dict[str, int]]:
-    """Movement columns summed per period (over currencies), once per page for all the rates."""
-    def build() -> dict[date, dict[str, int]]:
-        from core.metrics.movements import MOVEMENT_COLUMNS
-
-        out: dict[date, dict[str, int]] = {}
-        for row in source.records(_frame(engine, query, money)):
-            acc = out.setdefault(row["period"], dict.fromkeys(MOVEMENT_COLUMNS, 0))
-            for c in MOVEMENT_COLUMNS:
-                acc[c] += int(row[c])
-        return out
-    return source.memoised(("period sums", engine.url, query, money), build)
+    """Movement columns summed per period (over currencies), once per page for all the rates.
+    MRR-weighted rates need one currency: the reporting one (or the setting when per currency)."""
+    if money:
+        target = query.currency or query.settings.reporting_currency
+        sums = movement_sums(engine, replace(query, currency=target), ("period",), converted=True)
+    else:
+        sums = movement_sums(engine, query, ("period",))
+    return {p: v for (p,), v in sums.items()}
 
 
 def _rate(slug: str, money: bool, num, den):  # type: ignore[no-untyped-def]
@@ -69,41 +64,41 @@ def _cohorts(money: bool):  # type: ignore[no-untyped-def]
     def compute(engine: Engine, query: Query) -> MetricResult:
         tz = zone(query.tz)
         first = query.start.replace(day=1)
-        cells = source.cohorts(engine, query, first, query.end)
+        cells = source.records(source.cohorts(engine, query, first, query.end))
         cols = ["cohort", "month", "k", "base", "value", "share"]
-        if cells.empty:
-            return result(f"cohort_{'mrr_' if money else ''}retention", "percent", None, query,
-                          attach([], {}), breakdown=pd.DataFrame(columns=cols))
-        if money:
-            rates = RateTable.load(engine)
-            target = query.currency or query.settings.reporting_currency
-            # One rate per cohort (its first month), so exchange rates never look like retention.
-            cells["value"] = [rates.convert(int(v), c, target, co) for v, c, co in
-                              zip(cells["mrr"], cells["currency"], cells["cohort"], strict=True)]
-        else:
-            cells["value"] = cells["members"]
-        g = cells.groupby(["cohort", "month"], as_index=False)[["value", "size", "members"]].sum()
-        base = {}
-        for co, part in g.groupby("cohort"):
+        slug = f"cohort_{'mrr_' if money else ''}retention"
+        if not cells:
+            return result(slug, "percent", None, query, attach([], {}), breakdown=pd.DataFrame(columns=cols))
+        rates = RateTable.load(engine) if money else None
+        target = query.currency or query.settings.reporting_currency
+        # (cohort, month) -> [value, size]; in money, one rate per cohort (its first month), so
+        # exchange rates never look like retention.
+        g: dict[tuple[date, date], list[int]] = {}
+        for c in cells:
+            value = rates.convert(c["mrr"], c["currency"], target, c["cohort"]) if rates else c["members"]
+            acc = g.setdefault((c["cohort"], c["month"]), [0, 0])
+            acc[0] += value
+            acc[1] += c["size"]
+        base: dict[date, int] = {}
+        for (co, month), (value, size) in g.items():
             if money:
-                first_month = part[part["month"] == co]
-                base[co] = int(first_month["value"].sum())
+                base[co] = base.get(co, 0) + (value if month == co else 0)
             else:
-                base[co] = int(part["size"].sum())
-        g = g[g["month"] >= g["cohort"]]
-        g["k"] = [(m.year - c.year) * 12 + m.month - c.month for c, m in zip(g["cohort"], g["month"], strict=True)]
-        g["base"] = g["cohort"].map(base)
-        g["share"] = [ratio(int(v), int(b)) for v, b in zip(g["value"], g["base"], strict=True)]
-        table = g[cols].sort_values(["cohort", "k"]).reset_index(drop=True)
-        one = table[table["k"] == 1]
-        value = ratio(int(one["value"].sum()), int(one["base"].sum())) if not one.empty else None
+                base[co] = base.get(co, 0) + size
+        table = sorted(((co, m, (m.year - co.year) * 12 + m.month - co.month, base[co], value)
+                        for (co, m), (value, _) in g.items() if m >= co), key=lambda r: (r[0], r[2]))
+        rows = [(*r, ratio(r[4], r[3])) for r in table]
+        one = [r for r in table if r[2] == 1]
+        value = ratio(sum(r[4] for r in one), sum(r[3] for r in one)) if one else None
         month_buckets = [p for p in periods(first, query.end, "month", tz) if query.now and p.start < query.now]
-        month_one = {co: int(v) for co, v in one.groupby("cohort")["value"].sum().items()} if not one.empty else {}
+        month_one: dict[date, int] = {}
+        for r in one:
+            month_one[r[0]] = month_one.get(r[0], 0) + r[4]
         series = attach(month_buckets, {b.label: ratio(month_one[b.label], base.get(b.label, 0))
                                         if b.label in month_one else None for b in month_buckets}, None)
-        return result(f"cohort_{'mrr_' if money else ''}retention", "percent", value, query, series,
-                      breakdown=table, note="value = month-1 retention across the cohorts of the range; the "
-                                            "breakdown is the cohort table (k = months after the first).")
+        return result(slug, "percent", value, query, series, breakdown=pd.DataFrame(rows, columns=cols),
+                      note="value = month-1 retention across the cohorts of the range; the "
+                           "breakdown is the cohort table (k = months after the first).")
     return compute
 
 
@@ -147,14 +142,13 @@ def trials(engine: Engine, query: Query, period: date | None = None) -> pd.DataF
 def _trial_conversion(engine: Engine, query: Query) -> MetricResult:
     buckets = buckets_before_now(query) or query.buckets()[:1]
     _, first, last = source.span(query)
-    df = source.bounded_daily(engine, query, "trials", first, last)
-    values: dict[date, float | None] = {}
-    trials = converted = 0
-    if not df.empty:
-        df["period"] = label_of(df["day"], buckets)
-        for p, part in df.groupby("period"):
-            values[p] = ratio(int(part["converted"].sum()), int(part["trials"].sum()))
-        trials, converted = int(df["trials"].sum()), int(df["converted"].sum())
+    rows = source.records(source.bounded_daily(engine, query, "trials", first, last))
+    label = labeler(buckets)
+    per = sums_by([{**r, "period": p} for r in rows if (p := label(r["day"])) is not None],
+                  ("period",), ("trials", "converted"))
+    values: dict[date, float | None] = {p: ratio(v["converted"], v["trials"]) for (p,), v in per.items()}
+    trials = sum(int(r["trials"]) for r in rows)
+    converted = sum(int(r["converted"]) for r in rows)
     out = result("trial_conversion", "percent", ratio(converted, trials), query, attach(buckets, values, None))
     out.breakdown = pd.DataFrame({"key": ["converted", "not_converted"], "value": [converted, trials - converted]})
     return out
@@ -172,20 +166,18 @@ def _cancellations(engine: Engine, query: Query) -> MetricResult:
     """Members who stopped paying in each period (from the movements); the breakdown counts the
     changes that ended payment in the range by reason and churn kind."""
     buckets = buckets_before_now(query) or query.buckets()[:1]
-    mv = source.movements(engine, query)
-    values = {p: int(v) for p, v in mv.groupby("period")["members_churned"].sum().items()} if not mv.empty else {}
+    values = {p: v["members_churned"] for (p,), v in movement_sums(engine, query, ("period",)).items()}
     return result("cancellations", "count", sum(values.values()), query, attach(buckets, values),
                   breakdown=_reasons(engine, query))
 
 
 def _reasons(engine: Engine, query: Query) -> pd.DataFrame:
     _, first, last = source.span(query)
-    df = source.bounded_daily(engine, query, "cancellations", first, last)
-    if df.empty:
-        return pd.DataFrame(columns=["key", "churn_kind", "value"])
-    out = df.groupby(["reason", "churn_kind"], as_index=False)["changes"].sum()
-    out = out.rename(columns={"reason": "key", "changes": "value"})
-    return out.sort_values(["value", "key", "churn_kind"], ascending=[False, True, True]).reset_index(drop=True)
+    rows = source.records(source.bounded_daily(engine, query, "cancellations", first, last))
+    sums = sums_by(rows, ("reason", "churn_kind"), ("changes",))
+    out = sorted(((k[0], k[1], v["changes"]) for k, v in sums.items()),
+                 key=lambda r: (-r[2], str(r[0]), str(r[1])))
+    return pd.DataFrame(out, columns=["key", "churn_kind", "value"])
 
 
 def _n(col: str):  # type: ignore[no-untyped-def]

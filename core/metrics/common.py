@@ -9,6 +9,7 @@ added, so the reporting figure equals the per-currency figures converted and sum
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -28,15 +29,21 @@ def buckets_before_now(query: Query) -> list[Period]:
     return [b for b in query.buckets() if b.start < query.now]
 
 
-def label_of(days: pd.Series, buckets: list[Period]) -> pd.Series:
-    """Map local dates to the label of the bucket containing them (None outside)."""
+def labeler(buckets: list[Period]) -> Callable[[date], date | None]:
+    """A function mapping a local date to the label of the bucket containing it (None before the
+    first)."""
     labels = [b.label for b in buckets]
 
     def find(d: date) -> date | None:
         i = bisect.bisect_right(labels, d) - 1
         return labels[i] if i >= 0 else None
 
-    return days.map(find)
+    return find
+
+
+def label_of(days: pd.Series, buckets: list[Period]) -> pd.Series:
+    """Map local dates to the label of the bucket containing them (None outside)."""
+    return days.map(labeler(buckets))
 
 
 def end_month(b: Period, tz_name: str) -> date:
@@ -68,19 +75,19 @@ def flow_result(engine: Engine, query: Query, slug: str, daily: pd.DataFrame, me
     """A money flow from a daily frame (``day``, ``currency``, measure). Plain Python over the
     frame's columns: a few hundred rows, where each pandas grouping costs more than the query."""
     buckets = buckets_before_now(query) or query.buckets()[:1]
-    labels = [b.label for b in buckets]
+    label = labeler(buckets)
     by_cur: dict[str, int] = {}
     # (period, local month, currency) -> amount: a flow converts each month's subtotal at its rate.
     sums: dict[tuple[date, date, str], int] = {}
     if not daily.empty:
         for day, cur, amount in zip(daily["day"].tolist(), daily["currency"].tolist(), daily[measure].tolist(),
                                     strict=True):
-            i = bisect.bisect_right(labels, day) - 1
-            if i < 0:
+            period = label(day)
+            if period is None:
                 continue
             amount = int(amount)
             by_cur[cur] = by_cur.get(cur, 0) + amount
-            key = (labels[i], day.replace(day=1), cur)
+            key = (period, day.replace(day=1), cur)
             sums[key] = sums.get(key, 0) + amount
     by_cur = dict(sorted(by_cur.items()))
     if query.currency is None:
@@ -109,7 +116,7 @@ def sums_by(rows: list[dict], keys: tuple[str, ...], columns: tuple[str, ...]) -
             acc = out[k] = dict.fromkeys(columns, 0)
         for c in columns:
             acc[c] += int(row[c])
-    return dict(sorted(out.items()))
+    return dict(sorted(out.items(), key=lambda kv: tuple((x is None, x) for x in kv[0])))  # None last
 
 
 def movement_sums(engine: Engine, query: Query, keys: tuple[str, ...],

@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from core.metrics import drills, source, worklists
-from core.metrics.common import attach, buckets_before_now, end_month, label_of, ratio, result
+from core.metrics.common import attach, buckets_before_now, end_month, labeler, ratio, result, sums_by
 from core.metrics.daily import RECOVERY_WINDOW_DAYS
 from core.metrics.fx import RateTable
 from core.metrics.registry import register
@@ -22,15 +22,13 @@ def _rate(slug: str, num: str, den: str, note: str | None = None):  # type: igno
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
         _, first, last = source.span(query)
-        df = source.daily(engine, query, "payments", first, last)
-        values: dict[date, float | None] = {}
-        total_n = total_d = 0
-        if not df.empty:
-            df["period"] = label_of(df["day"], buckets)
-            sums = df.groupby("period")[[num, den]].sum()
-            for period, row in sums.iterrows():
-                values[period] = ratio(int(row[num]), int(row[den]))
-            total_n, total_d = int(df[num].sum()), int(df[den].sum())
+        rows = source.records(source.daily(engine, query, "payments", first, last))
+        label = labeler(buckets)
+        per = sums_by([{**r, "period": p} for r in rows if (p := label(r["day"])) is not None],
+                      ("period",), (num, den))
+        values: dict[date, float | None] = {p: ratio(v[num], v[den]) for (p,), v in per.items()}
+        total_n = sum(int(r[num]) for r in rows)
+        total_d = sum(int(r[den]) for r in rows)
         series = attach(buckets, values, fill=None)
         out = result(slug, "percent", ratio(total_n, total_d), query, series, note=note)
         out.breakdown = pd.DataFrame({"key": ["numerator", "denominator"], "value": [total_n, total_d]})
@@ -44,17 +42,22 @@ def _failures(slug: str, dim: str):  # type: ignore[no-untyped-def]
         _, first, last = source.span(query)
         # Grouped by this metric's key in the database: the rows by every key at once (code x
         # brand x card country x group) run to hundreds of thousands a year at a million members.
-        df = source.daily(engine, query, "declines", first, last, keys=(dim,))
+        rows = source.records(source.daily(engine, query, "declines", first, last, keys=(dim,)))
+        label = labeler(buckets)
         values: dict[date, int] = {}
-        breakdown = pd.DataFrame(columns=["key", "value", "share"])
+        by_key: dict[object, int] = {}
         total = 0
-        if not df.empty:
-            df["period"] = label_of(df["day"], buckets)
-            values = {k: int(v) for k, v in df.groupby("period")["failures"].sum().items()}
-            total = int(df["failures"].sum())
-            b = df.groupby(dim, as_index=False)["failures"].sum().sort_values("failures", ascending=False)
-            breakdown = pd.DataFrame({"key": b[dim].astype(str), "value": b["failures"].astype("int64"),
-                                      "share": [ratio(int(v), total) for v in b["failures"]]}).reset_index(drop=True)
+        for r in rows:
+            n = int(r["failures"])
+            total += n
+            p = label(r["day"])
+            if p is not None:
+                values[p] = values.get(p, 0) + n
+            if r[dim] is not None and r[dim] == r[dim]:  # not a missing key (None or NaN)
+                by_key[r[dim]] = by_key.get(r[dim], 0) + n
+        ranked = sorted(by_key.items(), key=lambda kv: (-kv[1], str(kv[0])))
+        breakdown = pd.DataFrame({"key": [str(k) for k, _ in ranked], "value": [v for _, v in ranked],
+                                  "share": [ratio(v, total) for _, v in ranked]}, columns=["key", "value", "share"])
         return result(slug, "count", total, query, attach(buckets, values), breakdown=breakdown)
     return compute
 

@@ -75,6 +75,19 @@ def _as_date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
+def _sums_frame(rows, days: tuple[str, ...], keys: tuple[str, ...],  # type: ignore[no-untyped-def]
+                measures: tuple[str, ...]) -> pd.DataFrame:
+    """A frame of aggregate rows (day columns, keys, measures), each made in plain Python and one
+    frame at the end: pandas steps per column cost more than the query for the few hundred rows
+    a page reads. Days become dates and measures ints (a SUM over no rows is 0)."""
+    n = len(days) + len(keys)
+    cols = list(zip(*rows, strict=True)) if rows else [()] * (n + len(measures))
+    data: dict[str, list] = {d: [_as_date(x) for x in v] for d, v in zip(days, cols, strict=False)}
+    data.update({k: list(v) for k, v in zip(keys, cols[len(days):n], strict=True)})
+    data.update({m: [int(x or 0) for x in v] for m, v in zip(measures, cols[n:], strict=True)})
+    return pd.DataFrame(data, columns=[*days, *keys, *measures])
+
+
 def filter_values(engine: Engine, query: Query) -> dict[str, object]:
     """Filter column -> value (tier code resolved to its id; an unknown tier matches nothing)."""
     f = query.filters
@@ -153,13 +166,7 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
         sql, params = _rollup_sql(engine.dialect.name, query, kind, first, last_exclusive, keys, filters)
         with engine.connect() as conn:
             rows = conn.execute(text(sql), params).all()
-        # Columns made in plain Python, one frame at the end: pandas steps per column cost more
-        # than the query for the few hundred rows a page reads.
-        cols = list(zip(*rows, strict=True)) if rows else [()] * (len(group) + len(measures))
-        data = {"day": [_as_date(d) for d in cols[0]]}
-        data.update({c: list(v) for c, v in zip(group[1:], cols[1:len(group)], strict=True)})
-        data.update({m: [int(x or 0) for x in v] for m, v in zip(measures, cols[len(group):], strict=True)})
-        return pd.DataFrame(data, columns=[*group, *measures])
+        return _sums_frame(rows, ("day",), group[1:], measures)
     df = _raw_daily(engine, query, kind, first, last_exclusive)
     df = _pandas_filter(df, filters)
     if df.empty:
@@ -294,7 +301,7 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
     tz = zone(query.tz)
     assert query.now is not None
     now_day = query.now.astimezone(tz).date()
-    frames = []
+    rows: list[tuple] = []
     raw_from = first
     if usable_state(engine, query) is not None:
         upto = min(last_exclusive, now_day)
@@ -303,27 +310,28 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
             sql = _days_sql(engine.dialect.name, query, table, tuple(group[1:]), measures, [(first, upto)],
                             _slices(query, first, upto), filters, params)
             with engine.connect() as conn:
-                rows = conn.execute(text(sql), params).all()
-            frames.append(frame(rows, [*group, *measures]))
+                rows += [tuple(r) for r in conn.execute(text(sql), params)]
         raw_from = max(first, upto)
     raw_to = min(last_exclusive, now_day + timedelta(days=1))  # nothing counts after now
     if raw_from < raw_to:
         days = Days(engine.dialect.name, tz, raw_from, raw_to)
         _, sql = select_fn(days, bounded=True)
+        names = ["day", "currency", "tier_id", "interval", "country", *keys, *measures]
+        pick = [names.index(c) for c in (*group, *measures)]
+        wanted = [(names.index(c), v) for c, v in filters.items()]
         with engine.connect() as conn:
-            rows = conn.execute(statement(sql), {**days.params(), "until": query.now}).all()
-        df = _pandas_filter(frame(rows, ["day", "currency", "tier_id", "interval", "country", *keys, *measures]),
-                            filters)
-        frames.append(df[[*group, *measures]])
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return pd.DataFrame(columns=[*group, *measures])
-    df = pd.concat(frames, ignore_index=True)
-    df["day"] = pd.to_datetime(df["day"]).dt.date
-    df = df.groupby(group, dropna=False, as_index=False)[list(measures)].sum()
-    for m in measures:
-        df[m] = df[m].astype("int64")
-    return df
+            for r in conn.execute(statement(sql), {**days.params(), "until": query.now}):
+                if all(r[i] == v for i, v in wanted):
+                    rows.append(tuple(r[i] for i in pick))
+    # The rollup's days and today's rows summed per (day, group) in plain Python.
+    sums: dict[tuple, list[int]] = {}
+    for r in rows:
+        k = (_as_date(r[0]), *r[1:len(group)])
+        acc = sums.setdefault(k, [0] * len(measures))
+        for i, v in enumerate(r[len(group):]):
+            acc[i] += int(v or 0)
+    return _sums_frame([(*k, *v) for k, v in sorted(sums.items(), key=lambda kv: tuple(map(str, kv[0])))],
+                       ("day",), tuple(group[1:]), measures)
 
 
 # --------------------------------------------------------------------------------- movements
@@ -425,23 +433,22 @@ def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> 
                f"WHERE cohort >= :a AND cohort < :b{_where(filters)} GROUP BY cohort, month, currency")
         with engine.connect() as conn:
             rows = conn.execute(text(sql), {"a": first, "b": last_exclusive, **_params(filters)}).all()
-        df = frame(rows, cols)
-    else:
-        tz = zone(query.tz)
-        last_day = now.astimezone(tz).date() + timedelta(days=1)
-        months = [p for p in periods(first, max(last_day, first + timedelta(days=1)), "month", tz) if p.start < now]
-        bounds: list[datetime] = [p.start for p in months] + [min(months[-1].end, now)]
-        sql, params = cohort_sql(engine.dialect.name, bounds)
-        with engine.connect() as conn:
-            rows = run(conn, sql, params)
-        df = pd.DataFrame(rows, columns=["cohort", "p", "currency", "tier_id", "interval", "country", "members",
-                                         "mrr", "size"])
-        df = _pandas_filter(df, filters)
-        df["month"] = [months[int(p)].label for p in df["p"]]
-        df["cohort"] = [months[int(c)].label for c in df["cohort"]]
-        df = df[df["cohort"] < last_exclusive]
-        df = df.groupby(["cohort", "month", "currency"], as_index=False)[["members", "mrr", "size"]].sum() \
-            if not df.empty else pd.DataFrame(columns=cols)
+        return _sums_frame(rows, ("cohort", "month"), ("currency",), ("members", "mrr", "size"))
+    tz = zone(query.tz)
+    last_day = now.astimezone(tz).date() + timedelta(days=1)
+    months = [p for p in periods(first, max(last_day, first + timedelta(days=1)), "month", tz) if p.start < now]
+    bounds: list[datetime] = [p.start for p in months] + [min(months[-1].end, now)]
+    sql, params = cohort_sql(engine.dialect.name, bounds)
+    with engine.connect() as conn:
+        rows = run(conn, sql, params)
+    df = pd.DataFrame(rows, columns=["cohort", "p", "currency", "tier_id", "interval", "country", "members",
+                                     "mrr", "size"])
+    df = _pandas_filter(df, filters)
+    df["month"] = [months[int(p)].label for p in df["p"]]
+    df["cohort"] = [months[int(c)].label for c in df["cohort"]]
+    df = df[df["cohort"] < last_exclusive]
+    df = df.groupby(["cohort", "month", "currency"], as_index=False)[["members", "mrr", "size"]].sum() \
+        if not df.empty else pd.DataFrame(columns=cols)
     if not df.empty:
         df["cohort"] = pd.to_datetime(df["cohort"]).dt.date
         df["month"] = pd.to_datetime(df["month"]).dt.date
