@@ -141,7 +141,7 @@ class TestIdentity:
         refresh(engine, now=NOW)
         for path in (nullcontext(), raw_rows()):
             with path:
-                mv = movements(engine, query(engine, granularity))
+                mv = pd.DataFrame(movements(engine, query(engine, granularity)))
             assert not mv.empty
             lhs = mv["mrr_end"]
             rhs = mv["mrr_start"] + mv["new"] + mv["reactivation"] + mv["expansion"] - mv["contraction"] - mv["churn"]

@@ -121,13 +121,14 @@ def revenue_tables(engine: Engine, query: Query) -> dict[str, pd.DataFrame]:
     One read of the daily cash by every group column serves the four tables; plain Python over
     its few thousand rows (months x groups) costs less than pandas grouping four times."""
     _, first, last = source.span(query)
-    df = source.daily(engine, query, "cash", first, last, keys=("tier_id", "interval", "country"))
+    rows = source.daily(engine, query, "cash", first, last, keys=("tier_id", "interval", "country"))
     sums: dict[str, dict[tuple, list[int]]] = {dim: {} for dim in REVENUE_DIMENSIONS}
-    if not df.empty:
+    if rows:
         with engine.connect() as conn:
             codes = dict(conn.execute(text("SELECT id, code FROM tiers")).all())
-        rows = df[["day", "currency", "tier_id", "interval", "country", "gross", "refunds", "disputes_lost"]]
-        for day, cur, tier, interval, country, gross, refunds, disputes in rows.itertuples(index=False, name=None):
+        for r in rows:
+            day, cur, tier, interval, country = r["day"], r["currency"], r["tier_id"], r["interval"], r["country"]
+            gross, refunds, disputes = r["gross"], r["refunds"], r["disputes_lost"]
             month = day.replace(day=1)
             amounts = (int(gross), int(refunds), int(disputes), int(gross) - int(refunds) - int(disputes))
             keys = (codes.get(tier, "none") if pd.notna(tier) else "none", _label(interval), cur, _label(country))
@@ -135,7 +136,7 @@ def revenue_tables(engine: Engine, query: Query) -> dict[str, pd.DataFrame]:
                 acc = sums[dim].setdefault((key, month, cur), [0, 0, 0, 0])
                 for i, v in enumerate(amounts):
                     acc[i] += v
-    rates = RateTable.load(engine) if query.currency is not None and not df.empty else None
+    rates = RateTable.load(engine) if query.currency is not None and rows else None
     return {f"revenue_by_{dim}": _revenue_table(sums[dim], query.currency, rates) for dim in REVENUE_DIMENSIONS}
 
 

@@ -15,7 +15,7 @@ from core.metrics.types import Metric, MetricResult, Query
 GROUP = "cash"
 
 
-def _daily(engine: Engine, query: Query) -> pd.DataFrame:
+def _daily(engine: Engine, query: Query) -> list[dict]:
     _, first, last = source.span(query)
     return source.daily(engine, query, "cash", first, last)
 
@@ -27,12 +27,9 @@ def _flow(slug: str, measure: str):  # type: ignore[no-untyped-def]
 
 
 def _net(engine: Engine, query: Query) -> MetricResult:
-    df = _daily(engine, query)
-    if not df.empty:
-        df = df.assign(net=df["gross"] - df["refunds"] - df["disputes_lost"])
-    else:
-        df = pd.DataFrame(columns=["day", "currency", "net"])
-    return flow_result(engine, query, "net_revenue", df, "net")
+    rows = [{"day": r["day"], "currency": r["currency"], "net": r["gross"] - r["refunds"] - r["disputes_lost"]}
+            for r in _daily(engine, query)]
+    return flow_result(engine, query, "net_revenue", rows, "net")
 
 
 def _drill(kind: str):  # type: ignore[no-untyped-def]

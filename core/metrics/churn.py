@@ -64,7 +64,7 @@ def _cohorts(money: bool):  # type: ignore[no-untyped-def]
     def compute(engine: Engine, query: Query) -> MetricResult:
         tz = zone(query.tz)
         first = query.start.replace(day=1)
-        cells = source.records(source.cohorts(engine, query, first, query.end))
+        cells = source.cohorts(engine, query, first, query.end)
         cols = ["cohort", "month", "k", "base", "value", "share"]
         slug = f"cohort_{'mrr_' if money else ''}retention"
         if not cells:
@@ -142,7 +142,7 @@ def trials(engine: Engine, query: Query, period: date | None = None) -> pd.DataF
 def _trial_conversion(engine: Engine, query: Query) -> MetricResult:
     buckets = buckets_before_now(query) or query.buckets()[:1]
     _, first, last = source.span(query)
-    rows = source.records(source.bounded_daily(engine, query, "trials", first, last))
+    rows = source.bounded_daily(engine, query, "trials", first, last)
     label = labeler(buckets)
     per = sums_by([{**r, "period": p} for r in rows if (p := label(r["day"])) is not None],
                   ("period",), ("trials", "converted"))
@@ -173,7 +173,7 @@ def _cancellations(engine: Engine, query: Query) -> MetricResult:
 
 def _reasons(engine: Engine, query: Query) -> pd.DataFrame:
     _, first, last = source.span(query)
-    rows = source.records(source.bounded_daily(engine, query, "cancellations", first, last))
+    rows = source.bounded_daily(engine, query, "cancellations", first, last)
     sums = sums_by(rows, ("reason", "churn_kind"), ("changes",))
     out = sorted(((k[0], k[1], v["changes"]) for k, v in sums.items()),
                  key=lambda r: (-r[2], str(r[0]), str(r[1])))

@@ -70,25 +70,22 @@ def attach_per_currency(buckets: list[Period], values: dict[tuple[date, str], ob
                         columns=["period", "period_start", "period_end", "currency", "value"])
 
 
-def flow_result(engine: Engine, query: Query, slug: str, daily: pd.DataFrame, measure: str,
+def flow_result(engine: Engine, query: Query, slug: str, daily: list[dict], measure: str,
                 rates: RateTable | None = None) -> MetricResult:
-    """A money flow from a daily frame (``day``, ``currency``, measure). Plain Python over the
-    frame's columns: a few hundred rows, where each pandas grouping costs more than the query."""
+    """A money flow from daily rows (``day``, ``currency``, measure)."""
     buckets = buckets_before_now(query) or query.buckets()[:1]
     label = labeler(buckets)
     by_cur: dict[str, int] = {}
     # (period, local month, currency) -> amount: a flow converts each month's subtotal at its rate.
     sums: dict[tuple[date, date, str], int] = {}
-    if not daily.empty:
-        for day, cur, amount in zip(daily["day"].tolist(), daily["currency"].tolist(), daily[measure].tolist(),
-                                    strict=True):
-            period = label(day)
-            if period is None:
-                continue
-            amount = int(amount)
-            by_cur[cur] = by_cur.get(cur, 0) + amount
-            key = (period, day.replace(day=1), cur)
-            sums[key] = sums.get(key, 0) + amount
+    for row in daily:
+        day, cur, amount = row["day"], row["currency"], int(row[measure])
+        period = label(day)
+        if period is None:
+            continue
+        by_cur[cur] = by_cur.get(cur, 0) + amount
+        key = (period, day.replace(day=1), cur)
+        sums[key] = sums.get(key, 0) + amount
     by_cur = dict(sorted(by_cur.items()))
     if query.currency is None:
         per_cur: dict[tuple[date, str], int] = {}
@@ -129,14 +126,14 @@ def movement_sums(engine: Engine, query: Query, keys: tuple[str, ...],
     from core.metrics.movements import MOVEMENT_COLUMNS
 
     def build() -> dict[tuple, dict[str, int]]:
-        frame = converted_movements(engine, query) if converted else source.movements(engine, query)
-        return sums_by(source.records(frame), keys, MOVEMENT_COLUMNS)
+        rows = converted_movements(engine, query) if converted else source.movements(engine, query)
+        return sums_by(rows, keys, MOVEMENT_COLUMNS)
 
     q = query if converted else replace(query, currency=None)
     return source.memoised(("movement sums", engine.url, q, keys, converted), build)
 
 
-def converted_movements(engine: Engine, query: Query, rates: RateTable | None = None) -> pd.DataFrame:
+def converted_movements(engine: Engine, query: Query, rates: RateTable | None = None) -> list[dict]:
     """The query's movements in its reporting currency (``convert_movements``), worked out once
     per page: several metrics of a page read the same converted frame."""
     from core.metrics import source
@@ -145,19 +142,18 @@ def converted_movements(engine: Engine, query: Query, rates: RateTable | None = 
                            lambda: convert_movements(engine, query, source.movements(engine, query), rates))
 
 
-def convert_movements(engine: Engine, query: Query, mv: pd.DataFrame, rates: RateTable | None = None) -> pd.DataFrame:
-    """Movement frame in the reporting currency, one row per period.
+def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateTable | None = None) -> list[dict]:
+    """Movement rows in the reporting currency, one per period.
 
     Start and end convert directly (so a converted MRR equals the per-currency MRRs converted and
     summed); each movement is the difference of the converted running totals start, +new,
     +reactivation, +expansion, -contraction, -churn (= end), so the identity holds to the minor
     unit and each movement is within one minor unit of converting it alone.
     """
-    from core.metrics import source
     from core.metrics.movements import MOVEMENT_COLUMNS
 
-    if mv.empty:
-        return mv.drop(columns=["currency"], errors="ignore")
+    if not mv:
+        return []
     rates = rates or RateTable.load(engine)
     target = query.currency
     assert target is not None
@@ -166,7 +162,7 @@ def convert_movements(engine: Engine, query: Query, mv: pd.DataFrame, rates: Rat
     counts = [c for c in MOVEMENT_COLUMNS if c.startswith("members_")]
     # Plain Python over a few rows per period: pandas column updates cost more than the query.
     out: dict[date, dict] = {}
-    for row in source.records(mv):
+    for row in mv:
         month = (row["period_end"] - timedelta(microseconds=1)).astimezone(tz).date().replace(day=1)
         cur = row["currency"]
 
@@ -193,8 +189,7 @@ def convert_movements(engine: Engine, query: Query, mv: pd.DataFrame, rates: Rat
         acc["churn_involuntary"] += churn_c - vol
         for col in counts:
             acc[col] += int(row[col])
-    keep = ["period", "period_start", "period_end", "end_instant"]
-    return pd.DataFrame(list(out.values()), columns=[*keep, *MOVEMENT_COLUMNS])
+    return list(out.values())
 
 
 def ratio(num: int | float, den: int | float) -> float | None:

@@ -22,7 +22,7 @@ def _rate(slug: str, num: str, den: str, note: str | None = None):  # type: igno
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
         _, first, last = source.span(query)
-        rows = source.records(source.daily(engine, query, "payments", first, last))
+        rows = source.daily(engine, query, "payments", first, last)
         label = labeler(buckets)
         per = sums_by([{**r, "period": p} for r in rows if (p := label(r["day"])) is not None],
                       ("period",), (num, den))
@@ -42,7 +42,7 @@ def _failures(slug: str, dim: str):  # type: ignore[no-untyped-def]
         _, first, last = source.span(query)
         # Grouped by this metric's key in the database: the rows by every key at once (code x
         # brand x card country x group) run to hundreds of thousands a year at a million members.
-        rows = source.records(source.daily(engine, query, "declines", first, last, keys=(dim,)))
+        rows = source.daily(engine, query, "declines", first, last, keys=(dim,))
         label = labeler(buckets)
         values: dict[date, int] = {}
         by_key: dict[object, int] = {}

@@ -67,7 +67,7 @@ def _ltv(engine: Engine, query: Query) -> MetricResult:
     arpu = _arpu(engine, query)
     first_month = query.buckets()[0].label.replace(day=1)
     history = source.movements(engine, query, "month", _months_back(first_month, 6), first_month)
-    sums = sums_by(source.records(history), ("period",), ("members_churned", "members_start"))
+    sums = sums_by(history, ("period",), ("members_churned", "members_start"))
     rates = [v["members_churned"] / v["members_start"] for v in sums.values() if v["members_start"] > 0]
     mean_churn = sum(rates) / 6
 

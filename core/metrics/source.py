@@ -63,29 +63,22 @@ def frame(rows, columns: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
-def records(df: pd.DataFrame) -> list[dict]:
-    """The frame's rows as dicts, built from its columns (``to_dict("records")`` walks the rows
-    through pandas, which costs more than the query for a frame of a few dozen rows)."""
-    cols = list(df.columns)
-    return [dict(zip(cols, row, strict=True)) for row in zip(*(df[c].tolist() for c in cols), strict=True)]
-
-
 def _as_date(value: object) -> date:
-    """A day as the driver hands it back: PostgreSQL a date, SQLite text."""
+    """A day as the driver hands it back: PostgreSQL a date, SQLite text (pandas a Timestamp)."""
+    if isinstance(value, datetime):
+        return value.date()
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def _sums_frame(rows, days: tuple[str, ...], keys: tuple[str, ...],  # type: ignore[no-untyped-def]
-                measures: tuple[str, ...]) -> pd.DataFrame:
-    """A frame of aggregate rows (day columns, keys, measures), each made in plain Python and one
-    frame at the end: pandas steps per column cost more than the query for the few hundred rows
-    a page reads. Days become dates and measures ints (a SUM over no rows is 0)."""
+def _sum_rows(rows, days: tuple[str, ...], keys: tuple[str, ...],  # type: ignore[no-untyped-def]
+              measures: tuple[str, ...]) -> list[dict]:
+    """Aggregate result rows (day columns, keys, measures) as dicts: days become dates and
+    measures ints (a SUM over no rows is 0). Readers sum these few hundred rows in plain Python,
+    where each pandas step would cost more than the query."""
     n = len(days) + len(keys)
-    cols = list(zip(*rows, strict=True)) if rows else [()] * (n + len(measures))
-    data: dict[str, list] = {d: [_as_date(x) for x in v] for d, v in zip(days, cols, strict=False)}
-    data.update({k: list(v) for k, v in zip(keys, cols[len(days):n], strict=True)})
-    data.update({m: [int(x or 0) for x in v] for m, v in zip(measures, cols[n:], strict=True)})
-    return pd.DataFrame(data, columns=[*days, *keys, *measures])
+    names = (*days, *keys, *measures)
+    return [dict(zip(names, (*(_as_date(x) for x in r[:len(days)]), *r[len(days):n],
+                             *(int(x or 0) for x in r[n:])), strict=True)) for r in rows]
 
 
 def filter_values(engine: Engine, query: Query) -> dict[str, object]:
@@ -150,15 +143,16 @@ def span(query: Query) -> tuple[list[Period], date, date]:
 # ------------------------------------------------------------------------------------- daily
 
 def daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date,
-          keys: tuple[str, ...] = ()) -> pd.DataFrame:
+          keys: tuple[str, ...] = ()) -> list[dict]:
     """Daily sums (``day``, ``currency``, keys..., measures...) of ``kind`` (cash, payments,
-    declines) over local days ``[first, last_exclusive)``, filters applied."""
+    declines) over local days ``[first, last_exclusive)``, filters applied. Rows as dicts, shared
+    by the metrics of a page: read them, never change them."""
     return memoised(("daily", engine.url, query, kind, first, last_exclusive, keys),
                      lambda: _daily(engine, query, kind, first, last_exclusive, keys))
 
 
 def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date,
-           keys: tuple[str, ...] = ()) -> pd.DataFrame:
+           keys: tuple[str, ...] = ()) -> list[dict]:
     measures = KINDS[kind].measures
     filters = filter_values(engine, query)
     group = ("day", "currency", *keys)
@@ -166,16 +160,13 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
         sql, params = _rollup_sql(engine.dialect.name, query, kind, first, last_exclusive, keys, filters)
         with engine.connect() as conn:
             rows = conn.execute(text(sql), params).all()
-        return _sums_frame(rows, ("day",), group[1:], measures)
+        return _sum_rows(rows, ("day",), group[1:], measures)
     df = _raw_daily(engine, query, kind, first, last_exclusive)
     df = _pandas_filter(df, filters)
     if df.empty:
-        return pd.DataFrame(columns=[*group, *measures])
+        return []
     df = df.groupby(list(group), dropna=False, as_index=False)[list(measures)].sum()
-    df["day"] = pd.to_datetime(df["day"]).dt.date
-    for m in measures:
-        df[m] = df[m].fillna(0).astype("int64")
-    return df
+    return _sum_rows(df[[*group, *measures]].itertuples(index=False, name=None), ("day",), group[1:], measures)
 
 
 def _rollup_sql(dialect: str, query: Query, kind: str, first: date, last_exclusive: date,
@@ -284,7 +275,7 @@ _BOUNDED = {"trials": ("metrics_daily_trials", (), ("trials", "converted"), tria
                               cancellations_select)}
 
 
-def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
+def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> list[dict]:
     """Daily sums (``day``, ``currency``, keys..., measures...) of trials that ended at or before
     ``now`` (``trials``, ``converted``) or of cancellations effective before it (``reason``,
     ``churn_kind``, ``changes``) over local days ``[first, last_exclusive)``, filters applied.
@@ -294,7 +285,7 @@ def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exc
                      lambda: _bounded_daily(engine, query, kind, first, last_exclusive))
 
 
-def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
+def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> list[dict]:
     table, keys, measures, select_fn = _BOUNDED[kind]
     filters = filter_values(engine, query)
     group = ["day", "currency", *keys]
@@ -330,24 +321,25 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
         acc = sums.setdefault(k, [0] * len(measures))
         for i, v in enumerate(r[len(group):]):
             acc[i] += int(v or 0)
-    return _sums_frame([(*k, *v) for k, v in sorted(sums.items(), key=lambda kv: tuple(map(str, kv[0])))],
-                       ("day",), tuple(group[1:]), measures)
+    return _sum_rows([(*k, *v) for k, v in sorted(sums.items(), key=lambda kv: tuple(map(str, kv[0])))],
+                     ("day",), tuple(group[1:]), measures)
 
 
 # --------------------------------------------------------------------------------- movements
 
 def movements(engine: Engine, query: Query, granularity: str | None = None,
-              first: date | None = None, last_exclusive: date | None = None) -> pd.DataFrame:
+              first: date | None = None, last_exclusive: date | None = None) -> list[dict]:
     """MRR movements per bucket and original currency: ``period``, ``period_start``,
     ``period_end``, ``end_instant`` (the boundary used: period end or ``now``), ``currency`` and
-    MOVEMENT_COLUMNS. Buckets starting at or after ``now`` are left out."""
+    MOVEMENT_COLUMNS, as dicts shared by the metrics of a page (never change them). Buckets
+    starting at or after ``now`` are left out."""
     # Keyed without the reporting currency: the frame is per original currency.
     return memoised(("movements", engine.url, replace(query, currency=None), granularity, first, last_exclusive),
                      lambda: _movements(engine, query, granularity, first, last_exclusive))
 
 
 def _movements(engine: Engine, query: Query, granularity: str | None = None,
-               first: date | None = None, last_exclusive: date | None = None) -> pd.DataFrame:
+               first: date | None = None, last_exclusive: date | None = None) -> list[dict]:
     gran = granularity or query.granularity
     buckets = periods(first or query.start, last_exclusive or query.end, gran, zone(query.tz),
                       query.settings.week_start_index)
@@ -356,7 +348,7 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
     buckets = [b for b in buckets if b.start < now]
     cols = ["period", "period_start", "period_end", "end_instant", "currency", *MOVEMENT_COLUMNS]
     if not buckets:
-        return pd.DataFrame(columns=cols)
+        return []
     filters = filter_values(engine, query)
     ensure_built(engine, query)
     st = usable_state(engine, query) if gran in ("month", "week") else None
@@ -397,11 +389,9 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
         for row in rows:  # mappings: p, currency, tier_id, interval, country, movements
             if all(row[col] == value for col, value in filters.items()):
                 add(run_[int(row["p"])].label, row["currency"], [row[c] for c in MOVEMENT_COLUMNS])
-    if not sums:
-        return pd.DataFrame(columns=cols)
-    out = [(period, meta[period].start, meta[period].end, min(meta[period].end, now), currency, *values)
-           for (period, currency), values in sorted(sums.items())]
-    return pd.DataFrame(out, columns=cols)
+    return [dict(zip(cols, (period, meta[period].start, meta[period].end, min(meta[period].end, now), currency,
+                            *values), strict=True))
+            for (period, currency), values in sorted(sums.items())]
 
 
 def _contiguous(buckets: list[Period]) -> list[list[Period]]:
@@ -420,7 +410,7 @@ def bucket_labels(query: Query) -> list[Period]:
 
 # ----------------------------------------------------------------------------------- cohorts
 
-def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> pd.DataFrame:
+def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> list[dict]:
     """Cohort cells for cohorts whose month is in ``[first, last_exclusive)``, observed through
     ``now``: ``cohort``, ``month``, ``currency``, ``members``, ``mrr``, ``size``."""
     filters = filter_values(engine, query)
@@ -433,7 +423,7 @@ def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> 
                f"WHERE cohort >= :a AND cohort < :b{_where(filters)} GROUP BY cohort, month, currency")
         with engine.connect() as conn:
             rows = conn.execute(text(sql), {"a": first, "b": last_exclusive, **_params(filters)}).all()
-        return _sums_frame(rows, ("cohort", "month"), ("currency",), ("members", "mrr", "size"))
+        return _sum_rows(rows, ("cohort", "month"), ("currency",), ("members", "mrr", "size"))
     tz = zone(query.tz)
     last_day = now.astimezone(tz).date() + timedelta(days=1)
     months = [p for p in periods(first, max(last_day, first + timedelta(days=1)), "month", tz) if p.start < now]
@@ -447,11 +437,8 @@ def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> 
     df["month"] = [months[int(p)].label for p in df["p"]]
     df["cohort"] = [months[int(c)].label for c in df["cohort"]]
     df = df[df["cohort"] < last_exclusive]
-    df = df.groupby(["cohort", "month", "currency"], as_index=False)[["members", "mrr", "size"]].sum() \
-        if not df.empty else pd.DataFrame(columns=cols)
-    if not df.empty:
-        df["cohort"] = pd.to_datetime(df["cohort"]).dt.date
-        df["month"] = pd.to_datetime(df["month"]).dt.date
-        for c in ("members", "mrr", "size"):
-            df[c] = df[c].astype("int64")
-    return df[cols]
+    if df.empty:
+        return []
+    df = df.groupby(["cohort", "month", "currency"], as_index=False)[["members", "mrr", "size"]].sum()
+    return _sum_rows(df[cols].itertuples(index=False, name=None), ("cohort", "month"), ("currency",),
+                     ("members", "mrr", "size"))
