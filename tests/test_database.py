@@ -20,6 +20,19 @@ def test_migrations_reach_head(engine):
     assert current_revision(engine) == head_revision()
 
 
+def test_the_quick_schema_check_agrees_with_alembic(engine):
+    """``is_up_to_date`` reads revisions without Alembic; Alembic must see the same head and
+    current revision (a migration file breaking the numbering would fail here)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from core.db.migrate import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engine.connect() as conn:
+        assert current_revision(engine) == MigrationContext.configure(conn).get_current_revision()
+
+
 def test_times_come_back_aware_utc(session):
     member = make_member(session, created_at=at("2026-03-29 01:30"))
     session.commit()
