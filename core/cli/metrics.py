@@ -145,9 +145,13 @@ def _json_default(value: Any) -> Any:
 
 
 def _records(df: pd.DataFrame | None) -> list[dict[str, Any]] | None:
+    """Rows as plain dicts, read column by column (pandas' row-wise ``to_dict`` costs more than
+    the metrics for a year of a few dozen results)."""
     if df is None:
         return None
-    return [{k: _plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+    cols = [str(c) for c in df.columns]
+    values = [[_plain(v) for v in df[c].tolist()] for c in df.columns]
+    return [dict(zip(cols, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def export(metric, result) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -170,8 +174,8 @@ def to_csv(metrics, results) -> str:  # type: ignore[no-untyped-def]
         else:
             for cur, v in sorted(r.by_currency.items()):
                 w.writerow([m.slug, m.unit, "total", cur, _csv(v)])
-        for row in r.series.to_dict(orient="records"):
-            w.writerow([m.slug, m.unit, _plain(row["period"]), row.get("currency") or r.currency or "",
+        for row in _records(r.series) or []:
+            w.writerow([m.slug, m.unit, row["period"], row.get("currency") or r.currency or "",
                         _csv(row["value"])])
     return out.getvalue()
 
