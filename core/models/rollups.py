@@ -195,7 +195,9 @@ class DailyCancellations(_Daily, Base):
 # Indexes the metrics read on other areas' tables, declared here (the metrics area's file): revenue
 # at risk and the past-due worklist read the subscriptions by status and cancel flag from the index
 # alone (covering, migration 0004); cards expiring before their renewal are the few subscriptions
-# of a partial index (migration 0009, which also keeps ``card_valid_until``).
+# of a partial index (migration 0009, which also keeps ``card_valid_until``); the worklist finds
+# each subscription's latest open invoice among the open ones only (migration 0010).
+from core.models.billing import Invoice  # noqa: E402
 from core.models.subscriptions import Subscription  # noqa: E402
 
 Index("ix_subscriptions_at_risk", Subscription.status, Subscription.cancel_at_period_end, Subscription.mrr_minor,
@@ -204,3 +206,5 @@ Index("ix_subscriptions_at_risk", Subscription.status, Subscription.cancel_at_pe
 CARD_LAPSES = "card_valid_until <= current_period_end"
 Index("ix_subscriptions_card_lapses", Subscription.status, Subscription.current_period_end, Subscription.id,
       sqlite_where=text(CARD_LAPSES), postgresql_where=text(CARD_LAPSES))
+Index("ix_invoices_open", Invoice.subscription_id, Invoice.id,
+      sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'"))
