@@ -41,18 +41,9 @@ def labeler(buckets: list[Period]) -> Callable[[date], date | None]:
     return find
 
 
-def label_of(days: pd.Series, buckets: list[Period]) -> pd.Series:
-    """Map local dates to the label of the bucket containing them (None outside)."""
-    return days.map(labeler(buckets))
-
-
 def end_month(b: Period, tz_name: str) -> date:
     """The local month a bucket ends in (its last instant), for stock conversion."""
     return (b.end - timedelta(microseconds=1)).astimezone(zone(tz_name)).date().replace(day=1)
-
-
-def empty_series(buckets: list[Period], fill: object = 0) -> pd.DataFrame:
-    return attach(buckets, {}, fill)
 
 
 def attach(buckets: list[Period], values: dict[date, object], fill: object = 0) -> pd.DataFrame:
