@@ -54,13 +54,16 @@ class TestDeterminism:
 
 
 def schema_objects(engine: Engine) -> set[tuple]:
-    """Every index and foreign key the database reports, as it describes them."""
+    """Every index, foreign key and trigger the database reports, as it describes them (with
+    PostgreSQL's enabled flag: a load disables them)."""
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            return {tuple(r) for r in conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
+            return {tuple(r) for r in conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')")}
         indexes = conn.exec_driver_sql("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()")
         fks = conn.exec_driver_sql("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f'")
-        return {tuple(r) for r in indexes} | {tuple(r) for r in fks}
+        triggers = conn.exec_driver_sql("SELECT tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal")
+        return {tuple(r) for r in indexes} | {tuple(r) for r in fks} | {tuple(r) for r in triggers}
 
 
 class TestFreshBulkLoad:
@@ -70,8 +73,10 @@ class TestFreshBulkLoad:
         rows = dump(engine)
         clear_demo_tables(engine)
         load_demo(engine, members=150, seed=4, now=NOW, chunk=50, defer_indexes=True, workers=2)
-        assert dump(engine) == rows
+        assert dump(engine) == rows  # card_valid_until too: worked out at the end as the triggers would
         assert schema_objects(engine) == before
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT COUNT(card_valid_until) FROM subscriptions").scalar() > 0
         if engine.dialect.name == "sqlite":
             with engine.connect() as conn:
                 assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
