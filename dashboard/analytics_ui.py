@@ -13,7 +13,7 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -200,12 +200,25 @@ def drill_picker(engine: Engine, q: metrics_data.Question, targets: Sequence[Dri
 
 
 def show_rows(rows: pd.DataFrame | None, name: str, *, key: str, empty_sentence: str,
-              height: int | str = "auto") -> None:
+              height: int | str = "auto", total: int | None = None,
+              whole: Callable[[], pd.DataFrame] | None = None) -> None:
     """A table in words (money formatted, member ids linked to the member page) with a CSV
-    download of the same rows as the command line gives them (minor units beside the currency)."""
+    download of the same rows as the command line gives them (minor units beside the currency).
+    ``total``/``whole``: the rows are the first ``len(rows)`` of ``total``; the download reads
+    the whole list (``whole()``) when pressed."""
     if rows is None or rows.empty:
         empty(empty_sentence)
         return
+    if total is not None and whole is not None and total > len(rows):
+        st.caption(f"The first {len(rows):,} of {total:,} are listed; the download holds all {total:,}.")
+        _table(rows, height)
+        csv_download(whole, name, key=key, label=f"Download all {total:,} (CSV)")
+        return
+    _table(rows, height)
+    csv_download(rows, name, key=key)
+
+
+def _table(rows: pd.DataFrame, height: int | str) -> None:
     shown = fmt.display_frame(rows, rename=RENAME)
     config: dict[str, Any] = {}
     if "member_id" in rows.columns:
@@ -213,7 +226,6 @@ def show_rows(rows: pd.DataFrame | None, name: str, *, key: str, empty_sentence:
         config["Member page"] = st.column_config.LinkColumn("Member page", display_text=r"members\?member=(\d+)",
                                                             help="Opens the member page")
     st.dataframe(shown, hide_index=True, width="stretch", height=height, column_config=config or None)
-    csv_download(rows, name, key=key)
 
 
 def load_bundle(engine: Engine, q: metrics_data.Question, page: str) -> Any:
@@ -371,9 +383,11 @@ WORKLIST_FIRST = ("member_id", "email", "amount_due_minor", "currency", "days_pa
                   "attempt_count", "beyond_grace", "tier", "interval", "country", "mrr_minor", "past_due_since")
 
 
-def worklist(rows: pd.DataFrame | None, *, key: str) -> None:
+def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
+             whole: Callable[[], pd.DataFrame] | None = None) -> None:
     """The past-due worklist, one expander per decline code (most members first), each with its
-    member links and its own CSV; plus one CSV of the whole list."""
+    member links and its own CSV; plus one CSV of the whole list. ``total``/``whole``: the rows
+    are the longest past due of ``total``; the whole list is read when its download is pressed."""
     if rows is None:
         st.info("The past-due worklist is not available from the metrics registry yet.")
         return
@@ -387,13 +401,21 @@ def worklist(rows: pd.DataFrame | None, *, key: str) -> None:
     if code_col is None:
         show_rows(rows, "past-due worklist", key=f"{key}_all", empty_sentence="No member is past due right now.")
         return
+    partial = total is not None and whole is not None and total > len(rows)
+    if partial:
+        st.caption(f"The {len(rows):,} members longest past due of {total:,} are listed, by decline code; "
+                   f"the download holds all {total:,}.")
     codes = rows[code_col].fillna("unknown").astype(str)
     order = codes.value_counts(sort=True).index.tolist()  # group order only; no figure is shown from it
     for i, code in enumerate(order):
         group = rows[codes == code]
-        with st.expander(f"{code} — {len(group):,} member(s)", expanded=i == 0 or len(order) <= 2):
+        count = f"{len(group):,} of those listed" if partial else f"{len(group):,} member(s)"
+        with st.expander(f"{code} — {count}", expanded=i == 0 or len(order) <= 2):
             show_rows(group, f"past-due {code}", key=f"{key}_{code}", empty_sentence="Nobody in this group.")
-    csv_download(rows, "past-due worklist", key=f"{key}_all", label="Download the whole worklist (CSV)")
+    if partial:
+        csv_download(whole, "past-due worklist", key=f"{key}_all", label=f"Download the whole worklist: {total:,} (CSV)")
+    else:
+        csv_download(rows, "past-due worklist", key=f"{key}_all", label="Download the whole worklist (CSV)")
 
 
 def freshness(b: Any) -> None:

@@ -113,6 +113,20 @@ def drill_rows(_engine: Engine, q: Question, slug: str, period: date | None, key
     return drill(_engine, slug, q.query(), period=period, key=key, limit=DRILL_LIMIT)
 
 
+def whole_worklist(engine: Engine, q: Question, name: str) -> pd.DataFrame:
+    """Every row of a failed-payments worklist (``past_due`` or ``expiring_cards``), for its
+    download: the page bundle holds only the first rows. Read when the download is asked for."""
+    from core.metrics import worklists
+
+    read = {"past_due": worklists.past_due, "expiring_cards": worklists.expiring_cards}[name]
+    return read(engine, q.query(), limit=None)
+
+
+def row_count(b: Any, name: str) -> int | None:
+    """Rows in the whole of a bundle table the page shows the first rows of (None: all shown)."""
+    return (getattr(b, "row_counts", None) or {}).get(name)
+
+
 def with_filter(q: Question, dim: str, value: str) -> Question:
     """The same question narrowed to one tier, interval, original currency or country (for the
     rows behind one bar of a "by segment" chart)."""

@@ -39,12 +39,15 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode("utf-8")
 
 
-def csv_download(frame: pd.DataFrame, name: str, *, key: str | None = None, label: str = "Download CSV") -> None:
-    """A download button for ``frame`` as ``<name>.csv`` (only for roles that may export)."""
+def csv_download(frame: pd.DataFrame | Callable[[], pd.DataFrame], name: str, *, key: str | None = None,
+                 label: str = "Download CSV") -> None:
+    """A download button for ``frame`` as ``<name>.csv`` (only for roles that may export). A
+    callable is read only when the button is pressed (a whole list the page shows the start of)."""
     ctx = current()
     if ctx is None or not allowed(ctx.roles, Permission.EXPORT):
         return
-    st.download_button(label, data=csv_bytes(frame), file_name=f"{_slug(name)}.csv", mime="text/csv",
+    data = (lambda: csv_bytes(frame())) if callable(frame) else csv_bytes(frame)
+    st.download_button(label, data=data, file_name=f"{_slug(name)}.csv", mime="text/csv",
                        key=key or f"csv-{_slug(name)}", on_click="ignore")
 
 

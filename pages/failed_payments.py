@@ -35,7 +35,8 @@ for col, (role, title) in zip(st.columns(len(cards) + (1 if not sees_revenue els
 st.subheader("Past-due worklist")
 st.caption("Members whose subscription is past due, grouped by the decline code of their latest failed attempt. "
            "Open the member page to retry the payment or contact the member.")
-ui.worklist(md.table(b, "past_due"), key="failed_worklist")
+ui.worklist(md.table(b, "past_due"), key="failed_worklist", total=md.row_count(b, "past_due"),
+            whole=lambda: md.whole_worklist(eng, q, "past_due"))
 
 left, right = st.columns(2)
 with left:
@@ -72,4 +73,5 @@ with right:
 st.subheader("Cards expiring before their renewal")
 st.caption("Subscriptions whose default card expires before the next renewal date: ask the member to update it.")
 ui.show_rows(md.table(b, "expiring_cards"), "cards expiring before renewal", key="failed_expiring_csv",
+             total=md.row_count(b, "expiring_cards"), whole=lambda: md.whole_worklist(eng, q, "expiring_cards"),
              empty_sentence="No default card expires before its subscription renews.")

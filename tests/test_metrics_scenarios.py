@@ -257,3 +257,26 @@ class TestDaylightSaving:
         assert q.tz == "Europe/Berlin"
         refresh(engine, now=NOW)
         assert series(compute(engine, "gross_revenue", q)) == {date(2026, 3, 1): 0, date(2026, 4, 1): 100}
+
+
+class TestLongWorklists:
+    def test_a_page_lists_the_longest_past_due_and_counts_the_rest(self, engine, session, premium):
+        from datetime import timedelta
+
+        from core.metrics import worklists
+        from core.metrics.bundles import WORKLIST_ROWS
+
+        n = WORKLIST_ROWS + 3
+        for i in range(n):
+            member = make_member(session)
+            make_subscription(session, member=member, price=premium["month"], status="past_due", mrr_minor=1000,
+                              past_due_since=at("2026-06-01 00:00") + timedelta(minutes=i))
+        session.commit()
+        q = Query.make(engine, start=date(2026, 6, 1), end=date(2026, 7, 1), now=NOW)
+        b = page_bundle(engine, "failed_payments", q)
+        listed = b.tables["past_due"]
+        assert len(listed) == WORKLIST_ROWS
+        assert b.row_counts == {"past_due": n, "expiring_cards": 0}
+        assert listed["past_due_since"].is_monotonic_increasing  # the longest past due first
+        assert listed["past_due_since"].iloc[0] == at("2026-06-01 00:00")
+        assert len(worklists.past_due(engine, q, limit=None)) == n  # what the download holds

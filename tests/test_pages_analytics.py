@@ -190,6 +190,25 @@ class TestFailedPayments:
         assert f"members?member={world.bob_id}" in set(worklist["Member page"])
         assert not any(s.label == "Money" for s in at.selectbox), "support gets no money view switch"
 
+    def test_a_long_worklist_lists_its_start_and_offers_the_whole(self, database_url, engine, world):
+        from core.metrics.bundles import WORKLIST_ROWS
+        from core.models import Tier
+        from tests.factories import make_member, make_price, make_subscription
+
+        with Session(engine, expire_on_commit=False) as s:
+            price = make_price(s, tier=s.query(Tier).first(), unit_amount=900)
+            for _ in range(WORKLIST_ROWS + 2):
+                make_subscription(s, member=make_member(s), price=price, status="past_due", mrr_minor=900,
+                                  past_due_since=utc_now() - timedelta(days=2))
+            s.commit()
+        first, today = this_month()
+        at = run_page(database_url, "failed_payments.py", "manager",
+                      {"from": first.isoformat(), "to": today.isoformat()})
+        total = WORKLIST_ROWS + 3  # and Bob
+        assert (f"The {WORKLIST_ROWS:,} members longest past due of {total:,} are listed, by decline code; "
+                f"the download holds all {total:,}.") in [c.value for c in at.caption]
+        assert any("of those listed" in e.label for e in at.expander)
+
     def test_manager_sees_revenue_at_risk_from_the_registry(self, database_url, engine, world):
         first, today = this_month()
         at = run_page(database_url, "failed_payments.py", "manager",

@@ -31,6 +31,11 @@ PAGES: dict[str, tuple[str, ...]] = {
                         "card_countries", "revenue_at_risk"),
 }
 KPIS = {"overview": PAGES["overview"]}
+# A page lists the first rows of each worklist (longest past due, soonest renewal); the whole list
+# is a download (``worklists.past_due`` / ``expiring_cards`` without a limit). At a million
+# members the lists run to thousands of rows, each a few row reads in large tables: more time
+# than every number on the page, for rows nobody reads on screen.
+WORKLIST_ROWS = 500
 
 
 @dataclass
@@ -55,6 +60,8 @@ class PageBundle:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     settings_used: dict[str, Any] = field(default_factory=dict)
     data_through: datetime | None = None  # when the rollups were last refreshed (None: raw rows)
+    # Rows in the whole of each table when the page holds only the first WORKLIST_ROWS of it.
+    row_counts: dict[str, int] = field(default_factory=dict)
 
 
 def previous_query(query: Query) -> Query:
@@ -96,8 +103,9 @@ def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
         elif page == "revenue":
             bundle.tables.update(revenue_tables(engine, query))
         elif page == "failed_payments":
-            bundle.tables["past_due"] = worklists.past_due(engine, query)
-            bundle.tables["expiring_cards"] = worklists.expiring_cards(engine, query)
+            bundle.tables["past_due"] = worklists.past_due(engine, query, limit=WORKLIST_ROWS)
+            bundle.tables["expiring_cards"] = worklists.expiring_cards(engine, query, limit=WORKLIST_ROWS)
+            bundle.row_counts = worklists.counts(engine, query)
     return bundle
 
 

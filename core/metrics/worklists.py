@@ -124,6 +124,28 @@ ORDER BY s.current_period_end, s.id
     return _frame(engine, sql, params, ("renews_at",))
 
 
+def counts(engine: Engine, query: Query) -> dict[str, int]:
+    """How many rows the whole ``past_due`` and ``expiring_cards`` lists hold (a page shows the
+    first of them; these counts come from the same indexes without reading the wide rows)."""
+    where, params = _filters(engine, query)
+    params.update(false=False)
+    joins = _filter_joins(query)
+    sql = f"""
+SELECT (SELECT COUNT(*) FROM subscriptions s {joins}WHERE s.status = 'past_due'{where}),
+       (SELECT COUNT(*) FROM {_subscriptions(engine, lapses=True)} {joins}WHERE {_CARD_LAPSES}
+          AND s.status IN ('active', 'past_due') AND s.mrr_minor > 0 AND s.cancel_at_period_end = :false{where})"""
+    with engine.connect() as conn:
+        past_due_n, expiring_n = conn.execute(_stmt(sql), params).one()
+    return {"past_due": int(past_due_n), "expiring_cards": int(expiring_n)}
+
+
+def _filter_joins(query: Query) -> str:
+    """The joins the filters need beyond the subscription itself."""
+    filters = query.filters
+    return ("JOIN members m ON m.id = s.member_id\n" if filters.country else "") + (
+        "LEFT JOIN prices pr ON pr.id = s.price_id\n" if filters.interval else "")
+
+
 def _risk_parts(engine: Engine, query: Query) -> tuple[list[tuple[str, str]], dict]:
     """([(reason, WHERE clause)], params) shared by the rows and the totals: past due within the
     grace days, else set to cancel at period end, else an active subscription whose card expires
@@ -161,9 +183,7 @@ def at_risk_totals(engine: Engine, query: Query) -> dict[tuple[str, str], int]:
     """(reason, currency) -> MRR at risk in minor units, summed in the database (same rows as
     ``at_risk``)."""
     parts, params = _risk_parts(engine, query)
-    filters = query.filters
-    joins = ("JOIN members m ON m.id = s.member_id\n" if filters.country else "") + (
-        "LEFT JOIN prices pr ON pr.id = s.price_id\n" if filters.interval else "")
+    joins = _filter_joins(query)
     sql = "\nUNION ALL\n".join(f"""
 SELECT '{reason}' AS reason, s.currency, SUM(s.mrr_minor)
 FROM {_subscriptions(engine, lapses=reason == "card_expiring")}
