@@ -35,7 +35,7 @@ KPIS = {"overview": PAGES["overview"]}
 # is a download (``worklists.past_due`` / ``expiring_cards`` without a limit). At a million
 # members the lists run to thousands of rows, each a few row reads in large tables: more time
 # than every number on the page, for rows nobody reads on screen.
-WORKLIST_ROWS = 500
+WORKLIST_ROWS = 100
 
 
 @dataclass

@@ -195,8 +195,9 @@ class DailyCancellations(_Daily, Base):
 # Indexes the metrics read on other areas' tables, declared here (the metrics area's file): revenue
 # at risk and the past-due worklist read the subscriptions by status and cancel flag from the index
 # alone (covering, migration 0004); cards expiring before their renewal are the few subscriptions
-# of a partial index (migration 0009, which also keeps ``card_valid_until``); the worklist finds
-# each subscription's latest open invoice among the open ones only (migration 0010).
+# of a partial index (migration 0009, which also keeps ``card_valid_until``); the past-due
+# worklist reads the past-due subscriptions in order and each one's latest open invoice from two
+# partial indexes (migration 0010).
 from core.models.billing import Invoice  # noqa: E402
 from core.models.subscriptions import Subscription  # noqa: E402
 
@@ -204,7 +205,11 @@ Index("ix_subscriptions_at_risk", Subscription.status, Subscription.cancel_at_pe
       Subscription.currency, Subscription.default_payment_method_id, Subscription.current_period_end,
       Subscription.past_due_since)
 CARD_LAPSES = "card_valid_until <= current_period_end"
+# Covering: the worklist's order and the counts and sums read nothing else of the row.
 Index("ix_subscriptions_card_lapses", Subscription.status, Subscription.current_period_end, Subscription.id,
+      Subscription.cancel_at_period_end, Subscription.mrr_minor, Subscription.currency,
       sqlite_where=text(CARD_LAPSES), postgresql_where=text(CARD_LAPSES))
+Index("ix_subscriptions_past_due", Subscription.past_due_since, Subscription.id,
+      sqlite_where=text("status = 'past_due'"), postgresql_where=text("status = 'past_due'"))
 Index("ix_invoices_open", Invoice.subscription_id, Invoice.id,
       sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'"))

@@ -103,7 +103,9 @@ def upgrade() -> None:
     # Every existing row once: naming the card column fires the subscription trigger.
     op.execute("UPDATE subscriptions SET default_payment_method_id = default_payment_method_id")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
-        batch_op.create_index("ix_subscriptions_card_lapses", ["status", "current_period_end", "id"], unique=False,
+        batch_op.create_index("ix_subscriptions_card_lapses",
+                              ["status", "current_period_end", "id", "cancel_at_period_end", "mrr_minor", "currency"],
+                              unique=False,
                               sqlite_where=sa.text(_LAPSES_WHERE), postgresql_where=sa.text(_LAPSES_WHERE))
 
 
