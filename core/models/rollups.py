@@ -209,7 +209,8 @@ CARD_LAPSES = "card_valid_until <= current_period_end"
 Index("ix_subscriptions_card_lapses", Subscription.status, Subscription.current_period_end, Subscription.id,
       Subscription.cancel_at_period_end, Subscription.mrr_minor, Subscription.currency,
       sqlite_where=text(CARD_LAPSES), postgresql_where=text(CARD_LAPSES))
-Index("ix_subscriptions_past_due", Subscription.past_due_since, Subscription.id,
+Index("ix_subscriptions_past_due", Subscription.past_due_since, Subscription.id, Subscription.mrr_minor,
+      Subscription.currency,
       sqlite_where=text("status = 'past_due'"), postgresql_where=text("status = 'past_due'"))
 Index("ix_invoices_open", Invoice.subscription_id, Invoice.id,
       sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'"))

@@ -25,7 +25,7 @@ _PAST_DUE = "status = 'past_due'"
 
 def upgrade() -> None:
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
-        batch_op.create_index("ix_subscriptions_past_due", ["past_due_since", "id"], unique=False,
+        batch_op.create_index("ix_subscriptions_past_due", ["past_due_since", "id", "mrr_minor", "currency"], unique=False,
                               sqlite_where=sa.text(_PAST_DUE), postgresql_where=sa.text(_PAST_DUE))
     with op.batch_alter_table("invoices", schema=None) as batch_op:
         batch_op.create_index("ix_invoices_open", ["subscription_id", "id"], unique=False,
