@@ -49,3 +49,48 @@ def test_chart_click_drills_to_rows_and_downloads_csv(dashboard_server, page, tm
     text = saved.read_text(encoding="utf-8")
     assert text.splitlines()[0].startswith("payment_id,member_id,email")
     assert "ann.lee@example.com" in text
+
+
+@pytest.mark.browser
+@pytest.mark.xdist_group("browser")
+def test_a_long_worklist_lists_its_start_and_downloads_the_whole(tmp_path_factory, page, tmp_path: Path):  # noqa: F811
+    """A manager sees the first rows of a long past-due worklist with how many there are in all,
+    and the download button hands over every row (read only when pressed)."""
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from core.db import make_engine
+    from core.metrics.bundles import WORKLIST_ROWS
+    from tests.browser_helpers import prepare_database, sign_in_as, start_server, stop_server
+
+    tmp = tmp_path_factory.mktemp("long_worklist")
+    url, _ = prepare_database(tmp / "memberdesk.db")
+    engine = make_engine(url)
+    since = utc_now() - timedelta(days=3)
+    with engine.begin() as conn:  # paying members fall past due (their own server: no other test sees it)
+        conn.execute(text("UPDATE subscriptions SET status = 'past_due', past_due_since = :t WHERE id IN "
+                          "(SELECT id FROM subscriptions WHERE status = 'active' AND mrr_minor > 0 LIMIT :n)"),
+                     {"t": since.replace(tzinfo=None), "n": WORKLIST_ROWS + 20})
+        total = conn.execute(text("SELECT COUNT(*) FROM subscriptions WHERE status = 'past_due'")).scalar()
+    engine.dispose()
+    assert total > WORKLIST_ROWS
+    server = start_server(tmp, database_url=url)
+    try:
+        today = utc_now().date()
+        page.goto(f"{server.url}/failed_payments?from={today.replace(day=1)}&to={today}")
+        sign_in_as(page, "manager")
+        caption = (f"The {WORKLIST_ROWS:,} members longest past due of {total:,} are listed, by decline code; "
+                   f"the download holds all {total:,}.")
+        page.get_by_text(caption).wait_for(timeout=90_000)
+        wait_idle(page)
+        with page.expect_download(timeout=60_000) as info:
+            page.get_by_role("button", name=f"Download the whole worklist: {total:,} (CSV)").click()
+        saved = tmp_path / "worklist.csv"
+        info.value.save_as(saved)
+        lines = saved.read_text(encoding="utf-8").splitlines()
+        assert lines[0].startswith("subscription_id,member_id,email")
+        assert len(lines) - 1 == total
+    finally:
+        stop_server(server.proc)
+        server.engine.dispose()
