@@ -79,7 +79,7 @@ LEFT JOIN tiers t ON t.id = s.tier_id"""
 def _chosen(query: Query, table: str, where: str, order: str, limit: int | None, params: dict) -> str:
     """SELECT of the ids of a worklist's rows in order, the first ``limit`` of them: chosen from
     the subscriptions (and the tables the filters need) before the wide rows are joined, so a
-    page of 500 reads 500 members, invoices and cards, not one for each of thousands."""
+    page of 100 reads 100 members, invoices and cards, not one for each of thousands."""
     if limit:
         params["limit"] = limit
     return (f"SELECT s.id FROM {table} {_filter_joins(query)}{where}\n"
