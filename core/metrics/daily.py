@@ -18,7 +18,18 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from sqlalchemy import TextClause, bindparam, text
 
 from core.db.types import UTCDateTime
-from core.models.rollups import DailyCash, DailyDeclines, DailyPayments, MonthlyCash, MonthlyDeclines, MonthlyPayments
+from core.models.rollups import (
+    DailyCancellations,
+    DailyCash,
+    DailyDeclines,
+    DailyPayments,
+    DailyTrials,
+    MonthlyCancellations,
+    MonthlyCash,
+    MonthlyDeclines,
+    MonthlyPayments,
+    MonthlyTrials,
+)
 from core.timeutil import local_midnight
 
 RECOVERY_WINDOW_DAYS = 30
@@ -144,6 +155,8 @@ KINDS = {
     "cash": Kind.of(DailyCash, MonthlyCash),
     "payments": Kind.of(DailyPayments, MonthlyPayments),
     "declines": Kind.of(DailyDeclines, MonthlyDeclines, ("decline_code", "brand", "card_country")),
+    "trials": Kind.of(DailyTrials, MonthlyTrials),
+    "cancellations": Kind.of(DailyCancellations, MonthlyCancellations, ("reason", "churn_kind")),
 }
 
 

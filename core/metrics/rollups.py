@@ -42,7 +42,7 @@ from core.metrics.daily import (
 from core.metrics.movements import MOVEMENT_COLUMNS
 from core.models import Base, MembershipChange, Payment, Subscription
 from core.models.rollups import RollupState
-from core.timeutil import ensure_aware, periods, utc_now, zone
+from core.timeutil import ensure_aware, next_period_start, periods, utc_now, zone
 
 log = logging.getLogger(__name__)
 
@@ -220,16 +220,22 @@ def _cash(conn: Connection, days: Days) -> None:
     _monthly(conn, "cash", days.first)
 
 
-def _monthly(conn: Connection, kind: str, first: date) -> None:
-    """Sum the daily rows of ``kind`` again into the months from the one containing ``first``."""
+def _monthly(conn: Connection, kind: str, first: date, earlier: list[date] | tuple[date, ...] = ()) -> None:
+    """Sum the daily rows of ``kind`` again into the months from the one containing ``first``,
+    and into the months of the ``earlier`` days (days redone before ``first``)."""
     k = KINDS[kind]
-    month = first.replace(day=1)
+    months = sorted({first.replace(day=1), *(d.replace(day=1) for d in earlier)})
+    params = {f"m{i}": m for i, m in enumerate(months)} | {f"n{i}": next_period_start(m, "month") for i, m in enumerate(months)}
+    last = len(months) - 1
+    # The last month is open-ended (every month from it on); the others are single months.
+    month_cond = " OR ".join([*(f"month = :m{i}" for i in range(last)), f"month >= :m{last}"])
+    day_cond = " OR ".join([*(f"(day >= :m{i} AND day < :n{i})" for i in range(last)), f"day >= :m{last}"])
     group = ", ".join(GROUP_OUT[1:] + k.keys)
     sums = ", ".join(f"SUM({m})" for m in k.measures)
-    conn.execute(text(f"DELETE FROM {k.monthly} WHERE month >= :m"), {"m": month})
+    conn.execute(text(f"DELETE FROM {k.monthly} WHERE {month_cond}"), params)
     conn.execute(text(f"INSERT INTO {k.monthly} (month, {group}, {', '.join(k.measures)}) "
                       f"SELECT {month_of(conn.dialect.name, 'day')}, {group}, {sums} FROM {k.daily} "
-                      f"WHERE day >= :m GROUP BY 1, {group}"), {"m": month})
+                      f"WHERE {day_cond} GROUP BY 1, {group}"), params)
 
 
 def _payments(conn: Connection, days: Days) -> None:
@@ -251,7 +257,7 @@ def _payments(conn: Connection, days: Days) -> None:
         _insert(conn, "metrics_daily_payments", *recovery_select(redo), redo.params())
         conn.execute(text(f"DELETE FROM metrics_daily_payments WHERE day IN ({marks}) AND attempts = 0 "
                           "AND failed_invoices = 0"), day_params)
-    _monthly(conn, "payments", min([days.first, *earlier]))
+    _monthly(conn, "payments", days.first, earlier)
     _monthly(conn, "declines", days.first)
 
 
@@ -265,8 +271,17 @@ def _churn(conn: Connection, days: Days, first_day: date, since: datetime | None
                              ("metrics_daily_cancellations", cancellations_select)):
         conn.execute(text(f"DELETE FROM {table} WHERE day >= :first"), {"first": days.first})
         _insert(conn, table, *select_fn(days), days.params())
+    moved = _moved_churn_days(conn, days, first_day, since)
+    for kind in ("trials", "cancellations"):
+        _monthly(conn, kind, days.first, moved[kind])
+
+
+def _moved_churn_days(conn: Connection, days: Days, first_day: date, since: datetime | None) -> dict[str, list[date]]:
+    """Redo the daily trial and cancellation rows before ``days.first`` that a write since
+    ``since`` can move (see ``_churn``); the days redone, per kind."""
+    out: dict[str, list[date]] = {"trials": [], "cancellations": []}
     if since is None or first_day >= days.first:
-        return
+        return out
     before = Days(days.dialect, days.tz, first_day, days.first)
     repriced = " UNION ".join(
         f"SELECT subscription_id FROM membership_changes WHERE {col} >= :since AND subscription_id IS NOT NULL "
@@ -279,15 +294,17 @@ def _churn(conn: Connection, days: Days, first_day: date, since: datetime | None
           AND NOT EXISTS (SELECT 1 FROM invoices i2 WHERE i2.subscription_id = s.id AND i2.total > 0
                           AND i2.created_at >= COALESCE(s.trial_start, s.trial_end)
                           AND (i2.created_at < i.created_at OR (i2.created_at = i.created_at AND i2.id < i.id)))"""
-    for table, select_fn, column, source_table, where in (
-            ("metrics_daily_trials", trials_select, "s.trial_end", "subscriptions s",
+    for kind, select_fn, column, source_table, where in (
+            ("trials", trials_select, "s.trial_end", "subscriptions s",
              f"s.id IN ({repriced} UNION {first_invoice_paid})"),
-            ("metrics_daily_cancellations", cancellations_select, "c.effective_at", "membership_changes c",
+            ("cancellations", cancellations_select, "c.effective_at", "membership_changes c",
              f"c.subscription_id IN ({repriced}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
         moved = [_as_date(d) for d in conn.execute(statement(
             f"SELECT DISTINCT {before.of(column)} FROM {source_table} WHERE {where} AND {before.where(column)} "
             "ORDER BY 1"), {**before.params(), "since": since}).scalars()]
-        _redo_days(conn, table, select_fn, Days.listed(days.dialect, days.tz, moved) if moved else None)
+        _redo_days(conn, KINDS[kind].daily, select_fn, Days.listed(days.dialect, days.tz, moved) if moved else None)
+        out[kind] = moved
+    return out
 
 
 def _redo_days(conn: Connection, table: str, select_fn, days: Days | None) -> None:  # type: ignore[no-untyped-def]

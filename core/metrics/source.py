@@ -29,7 +29,7 @@ from core.metrics.daily import (
 from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, run
 from core.metrics.types import Query
 from core.models import Tier
-from core.timeutil import Period, periods, zone
+from core.timeutil import Period, next_period_start, periods, zone
 
 FILTER_COLUMNS = ("tier_id", "interval", "currency", "country")
 
@@ -171,8 +171,8 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
 
 def _rollup_sql(dialect: str, query: Query, kind: str, first: date, last_exclusive: date,
                 keys: tuple[str, ...], filters: dict[str, object]) -> tuple[str, dict]:
-    """The rollup read of ``_daily``: whole months from the monthly sums, the other days (a
-    partial month, week buckets, day granularity) from the daily rows."""
+    """The rollup read of ``_daily`` and ``_bounded_daily``: whole months from the monthly sums,
+    the other days (a partial month, week buckets, day granularity) from the daily rows."""
     k = KINDS[kind]
     cols = ("currency", *keys)
     params: dict = _params(filters)
@@ -181,7 +181,7 @@ def _rollup_sql(dialect: str, query: Query, kind: str, first: date, last_exclusi
                          params), params
     starts = _slices(query, first, last_exclusive)
     stretches = list(zip(starts, [*starts[1:], last_exclusive], strict=True))
-    whole = [a for a, b in stretches if a.day == 1 and b == _next_month(a)]
+    whole = [a for a, b in stretches if a.day == 1 and b == next_period_start(a, "month")]
     rest: list[tuple[date, date]] = []
     for a, b in stretches:
         if a in whole:
@@ -220,10 +220,6 @@ def _days_sql(dialect: str, query: Query, table: str, cols: tuple[str, ...], mea
             f"{_where(filters)} GROUP BY {', '.join(str(i + 1) for i in range(1 + len(cols)))}")
 
 
-def _next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
 def _slices(query: Query, first: date, last_exclusive: date) -> list[date]:
     """Start days of the stretches in which every day has the same bucket and the same month:
     every reader of the daily frames groups by bucket and converts by month, so the rollup's
@@ -233,7 +229,7 @@ def _slices(query: Query, first: date, last_exclusive: date) -> list[date]:
     while month < last_exclusive:
         if month >= first:
             starts.add(month)
-        month = _next_month(month)
+        month = next_period_start(month, "month")
     return sorted(starts)
 
 
@@ -270,9 +266,7 @@ def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclus
 
 # ------------------------------------------------------------------- trials and cancellations
 
-_BOUNDED = {"trials": ("metrics_daily_trials", (), ("trials", "converted"), trials_select),
-            "cancellations": ("metrics_daily_cancellations", ("reason", "churn_kind"), ("changes",),
-                              cancellations_select)}
+_BOUNDED = {"trials": trials_select, "cancellations": cancellations_select}
 
 
 def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> list[dict]:
@@ -286,7 +280,7 @@ def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exc
 
 
 def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> list[dict]:
-    table, keys, measures, select_fn = _BOUNDED[kind]
+    keys, measures, select_fn = KINDS[kind].keys, KINDS[kind].measures, _BOUNDED[kind]
     filters = filter_values(engine, query)
     group = ["day", "currency", *keys]
     tz = zone(query.tz)
@@ -297,9 +291,7 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
     if usable_state(engine, query) is not None:
         upto = min(last_exclusive, now_day)
         if upto > first:
-            params = _params(filters)
-            sql = _days_sql(engine.dialect.name, query, table, tuple(group[1:]), measures, [(first, upto)],
-                            _slices(query, first, upto), filters, params)
+            sql, params = _rollup_sql(engine.dialect.name, query, kind, first, upto, keys, filters)
             with engine.connect() as conn:
                 rows += [tuple(r) for r in conn.execute(text(sql), params)]
         raw_from = max(first, upto)

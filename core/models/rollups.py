@@ -172,24 +172,36 @@ class MonthlyDeclines(_Monthly, _DeclineSums, Base):
     __tablename__ = "metrics_monthly_declines"
 
 
-class DailyTrials(_Daily, Base):
+class _TrialSums:
     """Trials by the local day they ended (``subscriptions.trial_end``) and whether the first
     non-zero invoice after the trial started was paid."""
-
-    __tablename__ = "metrics_daily_trials"
 
     trials: Mapped[int] = mapped_column(default=0)
     converted: Mapped[int] = mapped_column(default=0)
 
 
-class DailyCancellations(_Daily, Base):
+class _CancellationSums:
     """Membership changes that took MRR to zero, by local day effective, reason and churn kind."""
-
-    __tablename__ = "metrics_daily_cancellations"
 
     reason: Mapped[str] = mapped_column(String(64))
     churn_kind: Mapped[str] = mapped_column(String(16))
     changes: Mapped[int] = mapped_column(default=0)
+
+
+class DailyTrials(_Daily, _TrialSums, Base):
+    __tablename__ = "metrics_daily_trials"
+
+
+class DailyCancellations(_Daily, _CancellationSums, Base):
+    __tablename__ = "metrics_daily_cancellations"
+
+
+class MonthlyTrials(_Monthly, _TrialSums, Base):
+    __tablename__ = "metrics_monthly_trials"
+
+
+class MonthlyCancellations(_Monthly, _CancellationSums, Base):
+    __tablename__ = "metrics_monthly_cancellations"
 
 
 # Indexes the metrics read on other areas' tables, declared here (the metrics area's file): revenue
