@@ -6,7 +6,10 @@ rebuild, and the command line prints the registry's numbers."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from contextlib import nullcontext
 from datetime import date, datetime, timedelta
 
@@ -341,6 +344,20 @@ class TestCommandLine:
         for got, want in zip(printed["metrics"], expected, strict=True):
             assert got["value"] == want["value"], got["slug"]
             assert [r["value"] for r in got["series"]] == [r["value"] for r in want["series"]], got["slug"]
+
+    def test_export_never_imports_pandas(self, engine, settings, world):
+        """The export as finance runs it (a new process): importing pandas alone would spend a fifth
+        to half of its two-second budget, so results stay plain columns on this path."""
+        refresh(engine, now=NOW)
+        env = {**os.environ, "DATABASE_URL": settings.database_url,
+               "MEMBERDESK_ENCRYPTION_KEYS": settings.encryption_keys[0]}
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "core", "metrics", "--from", "2026-01-01",
+                               "--to", "2026-07-01", "--format", "csv", "--now", NOW.isoformat()],
+                              env=env, capture_output=True, text=True, check=False, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.startswith("metric,unit,period,currency,value\nmrr,money,total,USD,")
+        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line}
+        assert "pandas" not in imported
 
     def test_csv_and_drill(self, engine, settings, world, monkeypatch, capsys):
         refresh(engine, now=NOW)

@@ -18,11 +18,16 @@ import json
 import sys
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core.cli.common import CommandError, engine, progress
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The export never imports pandas (a metric's result is columns until a page reads it as a frame):
+# its import alone is a fifth to a half of the command's two-second budget. Drill-down rows are
+# frames.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -127,11 +132,9 @@ def _query(eng, args: argparse.Namespace, now: datetime, currency):  # type: ign
 
 
 def _plain(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if value is None or (isinstance(value, float) and value != value):  # NaN
         return None
-    if isinstance(value, (pd.Timestamp, datetime)):
-        return value.isoformat()
-    if isinstance(value, date):
+    if isinstance(value, (datetime, date)):  # a pandas Timestamp is a datetime
         return value.isoformat()
     if hasattr(value, "item"):
         return value.item()
@@ -144,23 +147,27 @@ def _json_default(value: Any) -> Any:
     return _plain(value)
 
 
-def _records(df: pd.DataFrame | None) -> list[dict[str, Any]] | None:
-    """Rows as plain dicts, read column by column (pandas' row-wise ``to_dict`` costs more than
-    the metrics for a year of a few dozen results)."""
-    if df is None:
+def _records(columns: dict[str, list] | None, only: tuple[str, ...] | None = None) -> list[dict[str, Any]] | None:
+    """Rows as plain dicts from a table of columns (``only`` these, when given)."""
+    if columns is None:
         return None
-    cols = [str(c) for c in df.columns]
-    values = [[_plain(v) for v in df[c].tolist()] for c in df.columns]
-    return [dict(zip(cols, row, strict=True)) for row in zip(*values, strict=True)]
+    names = [c for c in columns if only is None or c in only]
+    values = [[_plain(v) for v in columns[c]] for c in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def _frame_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    # Read column by column: pandas' row-wise ``to_dict`` costs more than the query.
+    return _records({str(c): df[c].tolist() for c in df.columns}) or []
 
 
 def export(metric, result) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """One metric as plain data (what the JSON export holds; tests compare it with the registry)."""
-    series = result.series[[c for c in ("period", "currency", "value") if c in result.series.columns]]
     return {"slug": metric.slug, "title": metric.title, "unit": metric.unit, "currency": result.currency,
             "value": _plain(result.value), "by_currency": {k: _plain(v) for k, v in result.by_currency.items()},
             "definition": metric.definition, "note": result.note, "settings_used": result.settings_used,
-            "series": _records(series), "breakdown": _records(result.breakdown)}
+            "series": _records(result.columns("series"), ("period", "currency", "value")),
+            "breakdown": _records(result.columns("breakdown"))}
 
 
 def to_csv(metrics, results) -> str:  # type: ignore[no-untyped-def]
@@ -174,7 +181,7 @@ def to_csv(metrics, results) -> str:  # type: ignore[no-untyped-def]
         else:
             for cur, v in sorted(r.by_currency.items()):
                 w.writerow([m.slug, m.unit, "total", cur, _csv(v)])
-        for row in _records(r.series) or []:
+        for row in _records(r.columns("series")) or []:
             w.writerow([m.slug, m.unit, row["period"], row.get("currency") or r.currency or "",
                         _csv(row["value"])])
     return out.getvalue()
@@ -189,5 +196,5 @@ def _write_rows(rows: pd.DataFrame, fmt: str) -> None:
     if fmt == "csv":
         rows.to_csv(sys.stdout, index=False)
     else:
-        json.dump(_records(rows), sys.stdout, default=_json_default, indent=1)
+        json.dump(_frame_records(rows), sys.stdout, default=_json_default, indent=1)
         sys.stdout.write("\n")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Engine
 
 from core.metrics import drills, source
 from core.metrics.common import flow_result
 from core.metrics.registry import register
 from core.metrics.types import Metric, MetricResult, Query
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GROUP = "cash"
 
@@ -35,6 +38,8 @@ def _net(engine: Engine, query: Query) -> MetricResult:
 def _drill(kind: str):  # type: ignore[no-untyped-def]
     def drill(engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
               limit: int | None = 10_000) -> pd.DataFrame:
+        import pandas as pd
+
         if kind == "gross":
             return drills.rows(engine, query, period=period, limit=limit, source="payments",
                                where="AND p.status = 'succeeded'")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Engine, bindparam, text
 
 from core.db.types import UTCDateTime
@@ -23,12 +23,16 @@ from core.metrics.common import (
     ratio,
     result,
     sums_by,
+    table,
 )
 from core.metrics.fx import RateTable
 from core.metrics.recurring import GRACE, _drill
 from core.metrics.registry import register
-from core.metrics.types import Metric, MetricResult, Query
+from core.metrics.types import Columns, Metric, MetricResult, Query
 from core.timeutil import periods, zone
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GROUP = "churn"
 WEIGHTED = " Over several periods: the sum of numerators over the sum of denominators."
@@ -55,7 +59,7 @@ def _rate(slug: str, money: bool, num, den):  # type: ignore[no-untyped-def]
             values[p] = ratio(n, d)
             tn, td = tn + n, td + d
         out = result(slug, "percent", ratio(tn, td), query, attach(buckets, values, None))
-        out.breakdown = pd.DataFrame({"key": ["numerator", "denominator"], "value": [int(tn), int(td)]})
+        out.breakdown = {"key": ["numerator", "denominator"], "value": [int(tn), int(td)]}
         return out
     return compute
 
@@ -68,7 +72,7 @@ def _cohorts(money: bool):  # type: ignore[no-untyped-def]
         cols = ["cohort", "month", "k", "base", "value", "share"]
         slug = f"cohort_{'mrr_' if money else ''}retention"
         if not cells:
-            return result(slug, "percent", None, query, attach([], {}), breakdown=pd.DataFrame(columns=cols))
+            return result(slug, "percent", None, query, attach([], {}), breakdown=table([], cols))
         rates = RateTable.load(engine) if money else None
         target = query.currency or query.settings.reporting_currency
         # (cohort, month) -> [value, size]; in money, one rate per cohort (its first month), so
@@ -85,10 +89,10 @@ def _cohorts(money: bool):  # type: ignore[no-untyped-def]
                 base[co] = base.get(co, 0) + (value if month == co else 0)
             else:
                 base[co] = base.get(co, 0) + size
-        table = sorted(((co, m, (m.year - co.year) * 12 + m.month - co.month, base[co], value)
-                        for (co, m), (value, _) in g.items() if m >= co), key=lambda r: (r[0], r[2]))
-        rows = [(*r, ratio(r[4], r[3])) for r in table]
-        one = [r for r in table if r[2] == 1]
+        grid = sorted(((co, m, (m.year - co.year) * 12 + m.month - co.month, base[co], value)
+                       for (co, m), (value, _) in g.items() if m >= co), key=lambda r: (r[0], r[2]))
+        rows = [(*r, ratio(r[4], r[3])) for r in grid]
+        one = [r for r in grid if r[2] == 1]
         value = ratio(sum(r[4] for r in one), sum(r[3] for r in one)) if one else None
         month_buckets = [p for p in periods(first, query.end, "month", tz) if query.now and p.start < query.now]
         month_one: dict[date, int] = {}
@@ -96,7 +100,7 @@ def _cohorts(money: bool):  # type: ignore[no-untyped-def]
             month_one[r[0]] = month_one.get(r[0], 0) + r[4]
         series = attach(month_buckets, {b.label: ratio(month_one[b.label], base.get(b.label, 0))
                                         if b.label in month_one else None for b in month_buckets}, None)
-        return result(slug, "percent", value, query, series, breakdown=pd.DataFrame(rows, columns=cols),
+        return result(slug, "percent", value, query, series, breakdown=table(rows, cols),
                       note="value = month-1 retention across the cohorts of the range; the "
                            "breakdown is the cohort table (k = months after the first).")
     return compute
@@ -124,6 +128,8 @@ ORDER BY s.trial_end"""
 
 
 def trials(engine: Engine, query: Query, period: date | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     from core.metrics.common import range_bounds
 
     start, end = range_bounds(query, period)
@@ -150,7 +156,7 @@ def _trial_conversion(engine: Engine, query: Query) -> MetricResult:
     trials = sum(int(r["trials"]) for r in rows)
     converted = sum(int(r["converted"]) for r in rows)
     out = result("trial_conversion", "percent", ratio(converted, trials), query, attach(buckets, values, None))
-    out.breakdown = pd.DataFrame({"key": ["converted", "not_converted"], "value": [converted, trials - converted]})
+    out.breakdown = {"key": ["converted", "not_converted"], "value": [converted, trials - converted]}
     return out
 
 
@@ -171,13 +177,13 @@ def _cancellations(engine: Engine, query: Query) -> MetricResult:
                   breakdown=_reasons(engine, query))
 
 
-def _reasons(engine: Engine, query: Query) -> pd.DataFrame:
+def _reasons(engine: Engine, query: Query) -> Columns:
     _, first, last = source.span(query)
     rows = source.bounded_daily(engine, query, "cancellations", first, last)
     sums = sums_by(rows, ("reason", "churn_kind"), ("changes",))
     out = sorted(((k[0], k[1], v["changes"]) for k, v in sums.items()),
                  key=lambda r: (-r[2], str(r[0]), str(r[1])))
-    return pd.DataFrame(out, columns=["key", "churn_kind", "value"])
+    return table(out, ["key", "churn_kind", "value"])
 
 
 def _n(col: str):  # type: ignore[no-untyped-def]

@@ -14,11 +14,10 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
-import pandas as pd
 from sqlalchemy import Engine, text
 
 from core.metrics.fx import RateTable
-from core.metrics.types import MetricResult, Query, Unit
+from core.metrics.types import Columns, MetricResult, Query, Unit
 from core.timeutil import Period, zone
 
 SERIES_COLUMNS = ["period", "period_start", "period_end", "value"]
@@ -46,19 +45,26 @@ def end_month(b: Period, tz_name: str) -> date:
     return (b.end - timedelta(microseconds=1)).astimezone(zone(tz_name)).date().replace(day=1)
 
 
-def attach(buckets: list[Period], values: dict[date, object], fill: object = 0) -> pd.DataFrame:
-    return pd.DataFrame({"period": [b.label for b in buckets], "period_start": [b.start for b in buckets],
-                         "period_end": [b.end for b in buckets],
-                         "value": [values.get(b.label, fill) for b in buckets]})
+def attach(buckets: list[Period], values: dict[date, object], fill: object = 0) -> Columns:
+    """A series: one row per bucket (``fill`` where ``values`` has none)."""
+    return {"period": [b.label for b in buckets], "period_start": [b.start for b in buckets],
+            "period_end": [b.end for b in buckets], "value": [values.get(b.label, fill) for b in buckets]}
 
 
 def attach_per_currency(buckets: list[Period], values: dict[tuple[date, str], object],
-                        currencies: list[str], fill: object = 0) -> pd.DataFrame:
+                        currencies: list[str], fill: object = 0) -> Columns:
+    """A series per original currency: one row per currency and bucket."""
     pairs = [(b, cur) for cur in currencies for b in buckets]
-    return pd.DataFrame({"period": [b.label for b, _ in pairs], "period_start": [b.start for b, _ in pairs],
-                         "period_end": [b.end for b, _ in pairs], "currency": [cur for _, cur in pairs],
-                         "value": [values.get((b.label, cur), fill) for b, cur in pairs]},
-                        columns=["period", "period_start", "period_end", "currency", "value"])
+    return {"period": [b.label for b, _ in pairs], "period_start": [b.start for b, _ in pairs],
+            "period_end": [b.end for b, _ in pairs], "currency": [cur for _, cur in pairs],
+            "value": [values.get((b.label, cur), fill) for b, cur in pairs]}
+
+
+def table(rows: list[tuple] | list[dict], names: list[str]) -> Columns:
+    """Rows (tuples in ``names`` order, or dicts) as a small table of columns."""
+    if rows and isinstance(rows[0], dict):
+        return {n: [r[n] for r in rows] for n in names}  # type: ignore[call-overload]
+    return {n: [r[i] for r in rows] for i, n in enumerate(names)}  # type: ignore[index]
 
 
 def flow_result(engine: Engine, query: Query, slug: str, daily: list[dict], measure: str,
@@ -194,7 +200,7 @@ def div_money(num: int, den: int) -> int | None:
     return int((Decimal(num) / Decimal(den)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-def result(slug: str, unit: Unit, value: int | float | None, query: Query, series: pd.DataFrame, **kw) -> MetricResult:  # type: ignore[no-untyped-def]
+def result(slug: str, unit: Unit, value: int | float | None, query: Query, series: Columns, **kw) -> MetricResult:  # type: ignore[no-untyped-def]
     return MetricResult(slug, unit, value, query.currency if unit == "money" else None, series,
                         settings_used=query.settings_used(), **kw)
 

@@ -4,8 +4,8 @@ the member's id and email, amounts in minor units beside their currency, and UTC
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Engine, bindparam, text
 
 from core.db.types import UTCDateTime
@@ -13,12 +13,17 @@ from core.metrics.common import range_bounds
 from core.metrics.source import filter_values
 from core.metrics.types import Query
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 _FILTER_SQL = {"tier_id": "s.tier_id", "interval": "pr.interval", "currency": "{cur}", "country": "m.country"}
 
 
 def rows(engine: Engine, query: Query, *, period: date | None, limit: int | None, source: str,
          where: str = "", params: dict | None = None) -> pd.DataFrame:
     """``source``: payments (by created_at), refunds (by created_at), disputes (by closed_at)."""
+    import pandas as pd
+
     start, end = range_bounds(query, period)
     if source == "payments":
         select = ("p.id AS payment_id, p.member_id, m.email, p.amount AS amount_minor, p.currency, p.status, "

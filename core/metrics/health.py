@@ -4,8 +4,8 @@ card brand and card country, revenue at risk."""
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Engine
 
 from core.metrics import drills, source, worklists
@@ -14,6 +14,9 @@ from core.metrics.daily import RECOVERY_WINDOW_DAYS
 from core.metrics.fx import RateTable
 from core.metrics.registry import register
 from core.metrics.types import Metric, MetricResult, Query
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GROUP = "health"
 
@@ -31,7 +34,7 @@ def _rate(slug: str, num: str, den: str, note: str | None = None):  # type: igno
         total_d = sum(int(r[den]) for r in rows)
         series = attach(buckets, values, fill=None)
         out = result(slug, "percent", ratio(total_n, total_d), query, series, note=note)
-        out.breakdown = pd.DataFrame({"key": ["numerator", "denominator"], "value": [total_n, total_d]})
+        out.breakdown = {"key": ["numerator", "denominator"], "value": [total_n, total_d]}
         return out
     return compute
 
@@ -56,8 +59,8 @@ def _failures(slug: str, dim: str):  # type: ignore[no-untyped-def]
             if r[dim] is not None and r[dim] == r[dim]:  # not a missing key (None or NaN)
                 by_key[r[dim]] = by_key.get(r[dim], 0) + n
         ranked = sorted(by_key.items(), key=lambda kv: (-kv[1], str(kv[0])))
-        breakdown = pd.DataFrame({"key": [str(k) for k, _ in ranked], "value": [v for _, v in ranked],
-                                  "share": [ratio(v, total) for _, v in ranked]}, columns=["key", "value", "share"])
+        breakdown = {"key": [str(k) for k, _ in ranked], "value": [v for _, v in ranked],
+                     "share": [ratio(v, total) for _, v in ranked]}
         return result(slug, "count", total, query, attach(buckets, values), breakdown=breakdown)
     return compute
 
@@ -74,8 +77,8 @@ def _at_risk(engine: Engine, query: Query) -> MetricResult:
     if query.currency is None:
         value = None
         keys = sorted(totals)
-        breakdown = (pd.DataFrame({"key": [r for r, _ in keys], "currency": [c for _, c in keys],
-                                   "value": [totals[k] for k in keys]}) if totals else None)
+        breakdown = ({"key": [r for r, _ in keys], "currency": [c for _, c in keys],
+                      "value": [totals[k] for k in keys]} if totals else None)
     else:
         rates = RateTable.load(engine)
         conv = {(r, c): rates.convert(v, c, query.currency, month) for (r, c), v in totals.items()}
@@ -83,7 +86,7 @@ def _at_risk(engine: Engine, query: Query) -> MetricResult:
         per_reason: dict[str, int] = {}
         for (r, _), v in sorted(conv.items()):
             per_reason[r] = per_reason.get(r, 0) + v
-        breakdown = pd.DataFrame({"key": list(per_reason), "value": list(per_reason.values())})
+        breakdown = {"key": list(per_reason), "value": list(per_reason.values())}
     series = attach([last], {last.label: value})
     out = result("revenue_at_risk", "money", value, query, series, breakdown=breakdown, by_currency=by_cur,
                  note="As of now; not a time series.")

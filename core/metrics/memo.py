@@ -5,11 +5,10 @@ Outside the block nothing is kept, so a later call always sees the database as i
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Hashable, Iterator
 from contextvars import ContextVar
 from typing import TypeVar
-
-import pandas as pd
 
 T = TypeVar("T")
 _memo: ContextVar[dict | None] = ContextVar("metrics_memo", default=None)
@@ -33,7 +32,8 @@ def memoised(key: Hashable, fn: Callable[[], T]) -> T:
     if key not in memo:
         memo[key] = fn()
     value = memo[key]
-    return value.copy() if isinstance(value, pd.DataFrame) else value
+    pd = sys.modules.get("pandas")  # not imported: nothing here is a DataFrame (the CLI never imports it)
+    return value.copy() if pd is not None and isinstance(value, pd.DataFrame) else value
 
 
 def forget(key: Hashable) -> None:

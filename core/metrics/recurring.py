@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Engine
 
 from core.metrics import source
@@ -17,10 +17,14 @@ from core.metrics.common import (
     movement_sums,
     result,
     sums_by,
+    table,
 )
 from core.metrics.movements import unit_rows_sql
 from core.metrics.registry import register
 from core.metrics.types import Metric, MetricResult, Query
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GROUP = "recurring"
 KINDS = ("new", "reactivation", "expansion", "contraction", "churn")
@@ -72,16 +76,16 @@ def _ltv(engine: Engine, query: Query) -> MetricResult:
     mean_churn = sum(rates) / 6
 
     def ltv(v: object) -> int | None:
-        if v is None or mean_churn == 0 or pd.isna(v):  # type: ignore[call-overload]
+        if v is None or mean_churn == 0 or v != v:  # no ARPU (None, or NaN)
             return None
         return int(round(int(v) / mean_churn))  # type: ignore[call-overload]
 
     note = "LTV is n/a: no member churn in the 6 complete months before the period." if mean_churn == 0 else None
-    series = arpu.series.copy()
+    series = dict(arpu.columns("series") or {})
     series["value"] = [ltv(v) for v in series["value"]]
     out = result("ltv", "money", ltv(arpu.value), query, series,
                  by_currency={c: ltv(v) for c, v in arpu.by_currency.items()}, note=note)
-    out.breakdown = pd.DataFrame({"key": ["arpu", "mean_monthly_churn"], "value": [arpu.value, mean_churn]})
+    out.breakdown = {"key": ["arpu", "mean_monthly_churn"], "value": [arpu.value, mean_churn]}
     return out
 
 
@@ -130,13 +134,13 @@ def _waterfall(engine: Engine, query: Query) -> MetricResult:
         for cur, parts in sorted(periods.items()):
             vals = [parts[0]["mrr_start"], *(sum(v[k] for v in parts) for k in KINDS), parts[-1]["mrr_end"]]
             rows += [{"key": k, "currency": cur, "value": v} for k, v in zip(keys, vals, strict=True)]
-        breakdown = pd.DataFrame(rows, columns=["key", "currency", "value"])
+        breakdown = table(rows, ["key", "currency", "value"])
         vals2 = {(p, c): _net(v) for (p, c), v in per_cur.items()}
         return result("mrr_movements", "money", None, query, attach_per_currency(buckets, vals2, sorted(by_cur)),
                       by_currency=by_cur, breakdown=breakdown)
     per = movement_sums(engine, query, ("period",), converted=True)
     if not per:
-        breakdown = pd.DataFrame({"key": keys, "value": [0] * len(keys)})
+        breakdown = {"key": keys, "value": [0] * len(keys)}
         return result("mrr_movements", "money", 0, query, attach(buckets, {}), breakdown=breakdown)
     ordered = list(per.values())
     start, end = ordered[0]["mrr_start"], ordered[-1]["mrr_end"]
@@ -147,7 +151,7 @@ def _waterfall(engine: Engine, query: Query) -> MetricResult:
     if fx:
         rows2.append(("fx", fx))  # rates differ between the months of the range
     rows2.append(("end", end))
-    breakdown = pd.DataFrame(rows2, columns=["key", "value"])
+    breakdown = table(rows2, ["key", "value"])
     values = {p: _net(v) for (p,), v in per.items()}
     return result("mrr_movements", "money", net, query, attach(buckets, values), breakdown=breakdown,
                   by_currency=by_cur)
@@ -157,6 +161,8 @@ def _waterfall(engine: Engine, query: Query) -> MetricResult:
 
 def unit_rows(engine: Engine, query: Query, period: date | None) -> pd.DataFrame:
     """Per member and currency, per bucket: MRR at start and end and the movement."""
+    import pandas as pd
+
     buckets = buckets_before_now(query)
     if period is not None:
         buckets = [b for b in buckets if b.label == period]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 from datetime import date
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Engine
 
 from core.metrics.types import Metric, MetricError, MetricResult, Query
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _REGISTRY: dict[str, Metric] = {}
 _MODULES = ("core.metrics.recurring", "core.metrics.churn", "core.metrics.cash", "core.metrics.health")

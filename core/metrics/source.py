@@ -1,6 +1,8 @@
 """Where the numbers come from: the rollup tables when they match the question (business time
 zone, grace days and week start they were built with), otherwise the same computation over the
-raw rows. Every function returns a small aggregated DataFrame; raw payments never reach pandas.
+raw rows. The readers return small aggregated rows as dicts; raw payments never reach pandas.
+pandas is imported only on the raw-rows path (a question the rollups cannot answer): the rollup
+path, and so the command line's export, never loads it.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import replace
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Engine, select, text
 
 from core.metrics import memo, rollups
@@ -30,6 +32,9 @@ from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, 
 from core.metrics.types import Query
 from core.models import Tier
 from core.timeutil import Period, next_period_start, periods, zone
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILTER_COLUMNS = ("tier_id", "interval", "currency", "country")
 
@@ -60,6 +65,8 @@ def _state(engine: Engine) -> rollups.State | None:
 def frame(rows, columns: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     """A DataFrame of result rows, made from plain tuples: handed SQLAlchemy ``Row`` objects,
     pandas probes every row for attributes (more time than the query at a year of days)."""
+    import pandas as pd
+
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
@@ -244,6 +251,8 @@ def _slice_sql(dialect: str, starts: list[date]) -> str:
 
 
 def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
+    import pandas as pd
+
     days = Days(engine.dialect.name, zone(query.tz), first, last_exclusive)
     if kind == "cash":
         selects = cash_selects(days)
@@ -421,6 +430,8 @@ def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> 
     months = [p for p in periods(first, max(last_day, first + timedelta(days=1)), "month", tz) if p.start < now]
     bounds: list[datetime] = [p.start for p in months] + [min(months[-1].end, now)]
     sql, params = cohort_sql(engine.dialect.name, bounds)
+    import pandas as pd
+
     with engine.connect() as conn:
         rows = run(conn, sql, params)
     df = pd.DataFrame(rows, columns=["cohort", "p", "currency", "tier_id", "interval", "country", "members",

@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from sqlalchemy import Engine
 
 from core.business_settings import BusinessSettings
 from core.money import SUPPORTED_CURRENCIES, normalise_currency
 from core.timeutil import GRANULARITIES, Period, ensure_aware, periods, zone
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Unit = Literal["money", "count", "percent"]
 
@@ -95,7 +97,11 @@ class Query:
                 "filters": self.filters.as_dict(), "now": self.now.isoformat() if self.now else None}
 
 
-@dataclass(slots=True)
+Columns = dict[str, list]
+"""A small table as column name -> values: what a metric builds, so answering from the command
+line never imports pandas (its import alone is a fifth to half of the CLI's time budget)."""
+
+
 class MetricResult:
     """The answer for one metric.
 
@@ -103,24 +109,67 @@ class MetricResult:
     fraction 0..1 as float, or None when undefined, e.g. a zero denominator).
     ``series``: one row per bucket: ``period`` (local label date), ``period_start``/``period_end``
     (UTC), ``value``, plus ``currency`` when per original currency.
-    ``breakdown``: optional DataFrame (e.g. by decline code) with a ``value`` column.
+    ``breakdown``: optional table (e.g. by decline code) with a ``value`` column.
     ``by_currency``: money figures per original currency (always filled for money metrics).
+
+    ``series`` and ``breakdown`` are DataFrames to read; a computation may hand in ``Columns``
+    instead, which become a DataFrame at the first read. ``columns(name)`` reads either as
+    ``Columns`` without making one.
     """
 
-    slug: str
-    unit: Unit
-    value: int | float | None
-    currency: str | None
-    series: pd.DataFrame
-    breakdown: pd.DataFrame | None = None
-    by_currency: dict[str, int | float | None] = field(default_factory=dict)
-    settings_used: dict[str, Any] = field(default_factory=dict)
-    definition: str = ""
-    note: str | None = None  # e.g. "LTV is undefined: no churn in the 6 months before"
+    __slots__ = ("slug", "unit", "value", "currency", "_series", "_breakdown", "by_currency", "settings_used",
+                 "definition", "note")
+
+    def __init__(self, slug: str, unit: Unit, value: int | float | None, currency: str | None,
+                 series: pd.DataFrame | Columns, breakdown: pd.DataFrame | Columns | None = None, *,
+                 by_currency: dict[str, int | float | None] | None = None,
+                 settings_used: dict[str, Any] | None = None, definition: str = "", note: str | None = None) -> None:
+        self.slug, self.unit, self.value, self.currency = slug, unit, value, currency
+        self._series, self._breakdown = series, breakdown
+        self.by_currency = by_currency if by_currency is not None else {}
+        self.settings_used = settings_used if settings_used is not None else {}
+        self.definition = definition
+        self.note = note  # e.g. "LTV is undefined: no churn in the 6 months before"
+
+    @property
+    def series(self) -> pd.DataFrame:
+        self._series = _frame(self._series)
+        return self._series
+
+    @series.setter
+    def series(self, value: pd.DataFrame | Columns) -> None:
+        self._series = value
+
+    @property
+    def breakdown(self) -> pd.DataFrame | None:
+        self._breakdown = None if self._breakdown is None else _frame(self._breakdown)
+        return self._breakdown
+
+    @breakdown.setter
+    def breakdown(self, value: pd.DataFrame | Columns | None) -> None:
+        self._breakdown = value
+
+    def columns(self, name: Literal["series", "breakdown"]) -> Columns | None:
+        """``series`` or ``breakdown`` as column name -> values (no pandas unless it is a frame already)."""
+        table = self._series if name == "series" else self._breakdown
+        if table is None or isinstance(table, dict):
+            return table
+        return {str(c): table[c].tolist() for c in table.columns}
+
+    def __repr__(self) -> str:
+        return f"MetricResult({self.slug!r}, value={self.value!r}, currency={self.currency!r})"
+
+
+def _frame(table: pd.DataFrame | Columns) -> pd.DataFrame:
+    if not isinstance(table, dict):
+        return table
+    import pandas as pd
+
+    return pd.DataFrame(table)
 
 
 ComputeFn = Callable[[Engine, Query], MetricResult]
-DrillFn = Callable[..., pd.DataFrame]
+DrillFn = Callable[..., "pd.DataFrame"]
 
 
 @dataclass(frozen=True, slots=True)

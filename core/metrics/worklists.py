@@ -4,13 +4,16 @@ and the subscriptions behind revenue at risk. All as of ``query.now``, from curr
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Engine, bindparam, text
 
 from core.db.types import UTCDateTime
 from core.metrics.source import filter_values
 from core.metrics.types import Query
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _FILTER_SQL = {"tier_id": "s.tier_id", "interval": "pr.interval", "currency": "s.currency", "country": "m.country"}
 
@@ -25,6 +28,8 @@ def _stmt(sql: str):  # type: ignore[no-untyped-def]
 
 
 def _frame(engine: Engine, sql: str, params: dict, times: tuple[str, ...] = ()) -> pd.DataFrame:
+    import pandas as pd
+
     with engine.connect() as conn:
         result = conn.execute(_stmt(sql), params)
         keys = list(result.keys())
@@ -89,6 +94,8 @@ def _chosen(query: Query, table: str, where: str, order: str, limit: int | None,
 def past_due(engine: Engine, query: Query, limit: int | None = 10_000) -> pd.DataFrame:
     """Past-due subscriptions: amount owed, days past due, last decline code, next retry.
     Those beyond the grace days (counted as churned) are included and flagged."""
+    import pandas as pd
+
     where, params = _filters(engine, query)
     chosen = _chosen(query, _through(engine, "subscriptions s", "ix_subscriptions_past_due"),
                      f"WHERE s.status = 'past_due'{where}",
