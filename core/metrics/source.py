@@ -413,7 +413,14 @@ def bucket_labels(query: Query) -> list[Period]:
 
 def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> list[dict]:
     """Cohort cells for cohorts whose month is in ``[first, last_exclusive)``, observed through
-    ``now``: ``cohort``, ``month``, ``currency``, ``members``, ``mrr``, ``size``."""
+    ``now``: ``cohort``, ``month``, ``currency``, ``members``, ``mrr``, ``size``, as dicts shared
+    by the metrics of a page (both cohort metrics read them; never change them)."""
+    # Keyed without the reporting currency: the cells are per original currency.
+    return memoised(("cohorts", engine.url, replace(query, currency=None), first, last_exclusive),
+                    lambda: _cohorts(engine, query, first, last_exclusive))
+
+
+def _cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> list[dict]:
     filters = filter_values(engine, query)
     cols = ["cohort", "month", "currency", "members", "mrr", "size"]
     now = query.now
