@@ -14,7 +14,7 @@ from sqlalchemy import text
 from test_metrics_properties import NOW, build_world
 
 from core.metrics import Query, compute
-from core.metrics.rollups import refresh
+from core.metrics.rollups import refresh, state
 from core.metrics.source import raw_rows
 
 _GROUP = ("currency", "tier_id", "interval", "country")
@@ -80,3 +80,26 @@ def _snapshot_rates(engine, raw: bool = False) -> list:  # type: ignore[no-untyp
             series = [None if pd.isna(v) else v for v in r.series["value"]]
             out.append((slug, r.value, series, r.breakdown.to_dict(orient="records")))
     return out
+
+
+def test_migration_0011_fills_the_monthly_sums_from_the_daily_rows(engine, session):
+    """Built rollups stay usable across migration 0011: it sums the daily rows into the new
+    monthly tables itself, so a database migrated with rollups in place needs no rebuild."""
+    from alembic import command
+
+    from core.db.migrate import alembic_config, upgrade
+
+    build_world(session, 31)
+    refresh(engine, now=NOW)
+    built = _rows(engine)
+    assert built["metrics_monthly_trials"] and built["metrics_monthly_cancellations"]
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0010")
+    finally:
+        upgrade(engine)
+    assert state(engine) is not None  # still built: nothing to rebuild
+    assert _rows(engine) == built
+    assert _snapshot_rates(engine) == _snapshot_rates(engine, raw=True)
