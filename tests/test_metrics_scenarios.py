@@ -165,6 +165,24 @@ class TestCash:
         assert series(net) == {date(2026, 2, 1): 2500, date(2026, 3, 1): -1000, date(2026, 4, 1): -400}
         assert net.value == 1100
 
+    def test_this_month_so_far(self, engine, session, path):
+        """The dashboard's default range runs through today: this month's bucket holds the month
+        so far."""
+        member = make_member(session)
+        make_payment(session, member=member, amount=1000, created_at=at("2026-05-20 10:00"))
+        make_payment(session, member=member, amount=1500, created_at=at("2026-06-03 10:00"))
+        make_payment(session, member=member, amount=800, created_at=at("2026-06-12 18:00"))
+        make_payment(session, member=member, amount=800, status="failed", decline_code="expired_card",
+                     card_brand="visa", created_at=at("2026-06-12 09:00"))
+        session.commit()
+        now = at("2026-06-14 08:00")
+        start, end = date(2026, 5, 1), date(2026, 6, 15)  # through today, as the dashboard asks
+        gross = ask(engine, "gross_revenue", start, end, path=path, now=now)
+        assert series(gross) == {date(2026, 5, 1): 1000, date(2026, 6, 1): 2300}
+        assert gross.value == 3300
+        codes = ask(engine, "decline_codes", start, end, path=path, now=now)
+        assert codes.value == 1 and codes.breakdown["key"].tolist() == ["expired_card"]
+
 
 class TestPastDueGrace:
     def _world(self, session, premium):  # type: ignore[no-untyped-def]

@@ -64,9 +64,8 @@ def _through(engine: Engine, table: str, index: str) -> str:
     return f"{table} INDEXED BY {index}" if engine.dialect.name == "sqlite" else table
 
 
-def _subscriptions(engine: Engine, *, lapses: bool = False) -> str:
-    """``subscriptions s``; for the card question through the partial index of lapsing cards."""
-    return _through(engine, "subscriptions s", "ix_subscriptions_card_lapses") if lapses else "subscriptions s"
+_LAPSES = "ix_subscriptions_card_lapses"
+_PAST_DUE = "ix_subscriptions_past_due"
 
 
 # The card a renewal charges: the subscription's own (if still attached), else the member's default.
@@ -97,7 +96,7 @@ def past_due(engine: Engine, query: Query, limit: int | None = 10_000) -> pd.Dat
     import pandas as pd
 
     where, params = _filters(engine, query)
-    chosen = _chosen(query, _through(engine, "subscriptions s", "ix_subscriptions_past_due"),
+    chosen = _chosen(query, _through(engine, "subscriptions s", _PAST_DUE),
                      f"WHERE s.status = 'past_due'{where}",
                      "s.past_due_since, s.id", limit, params)
     sql = f"""
@@ -127,7 +126,7 @@ def expiring_cards(engine: Engine, query: Query, limit: int | None = 10_000) -> 
     through the last day of its expiry month)."""
     where, params = _filters(engine, query)
     params.update(true=True, false=False)
-    chosen = _chosen(query, _subscriptions(engine, lapses=True),
+    chosen = _chosen(query, _through(engine, "subscriptions s", _LAPSES),
                      f"WHERE {_CARD_LAPSES} AND s.status IN ('active', 'past_due') AND s.mrr_minor > 0\n"
                      f"  AND s.cancel_at_period_end = :false{where}", "s.current_period_end, s.id", limit, params)
     sql = f"""
@@ -146,7 +145,7 @@ def counts(engine: Engine, query: Query) -> dict[str, int]:
     joins = _filter_joins(query)
     sql = f"""
 SELECT (SELECT COUNT(*) FROM subscriptions s {joins}WHERE s.status = 'past_due'{where}),
-       (SELECT COUNT(*) FROM {_subscriptions(engine, lapses=True)} {joins}WHERE {_CARD_LAPSES}
+       (SELECT COUNT(*) FROM {_through(engine, "subscriptions s", _LAPSES)} {joins}WHERE {_CARD_LAPSES}
           AND s.status IN ('active', 'past_due') AND s.mrr_minor > 0 AND s.cancel_at_period_end = :false{where})"""
     with engine.connect() as conn:
         past_due_n, expiring_n = conn.execute(_stmt(sql), params).one()
@@ -160,11 +159,12 @@ def _filter_joins(query: Query) -> str:
         "LEFT JOIN prices pr ON pr.id = s.price_id\n" if filters.interval else "")
 
 
-def _risk_parts(engine: Engine, query: Query) -> tuple[list[tuple[str, str]], dict]:
-    """([(reason, WHERE clause)], params) shared by the rows and the totals: past due within the
-    grace days, else set to cancel at period end, else an active subscription whose card expires
-    before its renewal. The parts exclude each other (each subscription once, with the first reason
-    that applies), and each is read through its own index rather than one scan for an OR."""
+def _risk_parts(engine: Engine, query: Query) -> tuple[list[tuple[str, str, str]], dict]:
+    """([(reason, FROM clause, WHERE clause)], params) shared by the rows and the totals: past due
+    within the grace days, else set to cancel at period end, else an active subscription whose
+    card expires before its renewal. The parts exclude each other (each subscription once, with the
+    first reason that applies), and each is read through its own index rather than one scan for an
+    OR (on SQLite named: its planner read every past-due row through the wide status index)."""
     where, params = _filters(engine, query)
     cutoff = _grace_cutoff(query)
     grace_cond = "" if cutoff is None else " AND (s.past_due_since IS NULL OR s.past_due_since > :cutoff)"
@@ -173,10 +173,12 @@ def _risk_parts(engine: Engine, query: Query) -> tuple[list[tuple[str, str]], di
     params.update(true=True, false=False)
     paying = " AND s.mrr_minor > 0"
     parts = [
-        ("past_due", f"WHERE s.status = 'past_due'{grace_cond}{paying}{where}"),
-        ("cancel_at_period_end", f"WHERE s.status = 'active' AND s.cancel_at_period_end = :true{paying}{where}"),
-        ("card_expiring", f"WHERE {_CARD_LAPSES} AND s.status = 'active' AND s.cancel_at_period_end = :false"
-                          f"{paying}{where}"),
+        ("past_due", _through(engine, "subscriptions s", _PAST_DUE),
+         f"WHERE s.status = 'past_due'{grace_cond}{paying}{where}"),
+        ("cancel_at_period_end", "subscriptions s",
+         f"WHERE s.status = 'active' AND s.cancel_at_period_end = :true{paying}{where}"),
+        ("card_expiring", _through(engine, "subscriptions s", _LAPSES),
+         f"WHERE {_CARD_LAPSES} AND s.status = 'active' AND s.cancel_at_period_end = :false{paying}{where}"),
     ]
     return parts, params
 
@@ -188,8 +190,8 @@ def at_risk(engine: Engine, query: Query) -> pd.DataFrame:
     sql = "\nUNION ALL\n".join(f"""
 SELECT s.id AS subscription_id, s.member_id, m.email, t.code AS tier, pr.interval, m.country, s.currency,
        s.mrr_minor, s.status, s.past_due_since, s.current_period_end AS renews_at, '{reason}' AS reason
-FROM {_subscriptions(engine, lapses=reason == "card_expiring")}{_JOINS}
-{cond}""" for reason, cond in parts) + "\nORDER BY subscription_id"
+FROM {subscriptions}{_JOINS}
+{cond}""" for reason, subscriptions, cond in parts) + "\nORDER BY subscription_id"
     return _frame(engine, sql, params, ("past_due_since", "renews_at"))
 
 
@@ -200,9 +202,9 @@ def at_risk_totals(engine: Engine, query: Query) -> dict[tuple[str, str], int]:
     joins = _filter_joins(query)
     sql = "\nUNION ALL\n".join(f"""
 SELECT '{reason}' AS reason, s.currency, SUM(s.mrr_minor)
-FROM {_subscriptions(engine, lapses=reason == "card_expiring")}
+FROM {subscriptions}
 {joins}{cond}
-GROUP BY s.currency""" for reason, cond in parts)
+GROUP BY s.currency""" for reason, subscriptions, cond in parts)
     with engine.connect() as conn:
         rows = conn.execute(_stmt(sql), params).all()
     return {(r, c): int(v) for r, c, v in rows if v}

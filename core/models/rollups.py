@@ -169,7 +169,15 @@ class MonthlyPayments(_Monthly, _PaymentSums, Base):
 
 
 class MonthlyDeclines(_Monthly, _DeclineSums, Base):
+    """Read by one key at a time (decline code, brand or card country), a year of months at once:
+    one covering index per key answers each breakdown from the index alone (migration 0012)."""
+
     __tablename__ = "metrics_monthly_declines"
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index, ...]:  # noqa: N805 (SQLAlchemy passes the class)
+        return tuple(Index(f"ix_metrics_monthly_declines_{key}", "month", "currency", key, "failures", "amount")
+                     for key in ("decline_code", "brand", "card_country"))
 
 
 class _TrialSums:
