@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(url: str, engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
+    import core.metrics.bundles  # noqa: F401 (with pandas: a running dashboard has both loaded before any page)
     from core.metrics import Query, list_metrics, page_bundle
     from core.metrics.rollups import refresh
 
