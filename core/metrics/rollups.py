@@ -144,6 +144,8 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
             for table in _rollup_tables():
                 conn.execute(text(f"ANALYZE {table}"))
         _save_state(conn, tz_name, bs, now, first_day)
+    if full and engine.dialect.name == "postgresql":
+        _vacuum(engine)
     took = (utc_now() - started).total_seconds()
     log.info("metrics rollups refreshed full=%s since=%s took=%.2fs", full, since_day, took)
     return {"full": full, "since_day": since_day.isoformat(), "seconds": took}
@@ -167,6 +169,19 @@ def refresh_after_write(engine: Engine, since: datetime, *, what: str) -> None:
 
 def _rollup_tables() -> list[str]:
     return sorted(name for name in Base.metadata.tables if name.startswith("metrics_") and name != "metrics_rollup_state")
+
+
+def _vacuum(engine: Engine) -> None:
+    """After a full build commits, VACUUM the rebuilt tables on PostgreSQL (seconds at a million
+    members). Until their pages are marked all-visible (autovacuum does it within minutes), an
+    index-only scan, such as the failure breakdowns' covering indexes, reads the table for every
+    row: at a million members a page's three failure breakdowns took 33 ms instead of 16. A failure is
+    logged; autovacuum catches up."""
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"VACUUM {', '.join(_rollup_tables())}"))
+    except Exception:
+        log.exception("metrics rollups: VACUUM after the full build failed (autovacuum will catch up)")
 
 
 def _one_at_a_time(conn: Connection) -> None:
