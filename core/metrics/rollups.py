@@ -144,7 +144,7 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
             for table in _rollup_tables():
                 conn.execute(text(f"ANALYZE {table}"))
         _save_state(conn, tz_name, bs, now, first_day)
-    if full and engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
         _vacuum(engine)
     took = (utc_now() - started).total_seconds()
     log.info("metrics rollups refreshed full=%s since=%s took=%.2fs", full, since_day, took)
@@ -172,11 +172,12 @@ def _rollup_tables() -> list[str]:
 
 
 def _vacuum(engine: Engine) -> None:
-    """After a full build commits, VACUUM the rebuilt tables on PostgreSQL (seconds at a million
-    members). Until their pages are marked all-visible (autovacuum does it within minutes), an
-    index-only scan, such as the failure breakdowns' covering indexes, reads the table for every
-    row: at a million members a page's three failure breakdowns took 33 ms instead of 16. A failure is
-    logged; autovacuum catches up."""
+    """After a refresh commits, VACUUM the rollup tables on PostgreSQL: a few seconds after a full
+    build at a million members, 0.2 s after a one-day refresh (it visits only the changed pages).
+    An index-only scan, such as the failure breakdowns' covering indexes, reads the table for every
+    row on a page not marked all-visible, and each refresh rewrites this month's rows: at a million
+    members, after five one-day refreshes, the three failure breakdowns took 47 ms instead of 16
+    (autovacuum waits for a fifth of a table to change). A failure is logged; autovacuum catches up."""
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f"VACUUM {', '.join(_rollup_tables())}"))
