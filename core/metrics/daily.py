@@ -281,6 +281,12 @@ WHERE {days.where('c.effective_at')} AND c.mrr_before_minor > 0 AND c.mrr_after_
 GROUP BY 1, 2, 3, 4, 5, 6, 7""")
 
 
+
+# The SELECTs of the trial and cancellation rollups, by kind (the refresh fills them; the readers
+# answer the day containing ``now`` with them, bounded by it).
+CHURN_SELECTS = {"trials": trials_select, "cancellations": cancellations_select}
+
+
 def _ts_literal(dialect: str, moment: datetime) -> str:
     """A UTC instant as SQL text, spelled the way each database stores ``UTCDateTime``.
     Only ever fed with instants we computed (never user text)."""

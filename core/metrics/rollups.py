@@ -26,18 +26,17 @@ from sqlalchemy.orm import Session
 from core.business_settings import BusinessSettings, load
 from core.metrics import period_delta, segments
 from core.metrics.daily import (
+    CHURN_SELECTS,
     GROUP_OUT,
     KINDS,
     RECOVERY_WINDOW_DAYS,
     Days,
     attempts_select,
-    cancellations_select,
     cash_selects,
     declines_select,
     month_of,
     recovery_select,
     statement,
-    trials_select,
 )
 from core.metrics.movements import MOVEMENT_COLUMNS
 from core.models import Base, MembershipChange, Payment, Subscription
@@ -182,7 +181,7 @@ def _vacuum(engine: Engine) -> None:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f"VACUUM {', '.join(_rollup_tables())}"))
     except Exception:
-        log.exception("metrics rollups: VACUUM after the full build failed (autovacuum will catch up)")
+        log.exception("metrics rollups: VACUUM after the refresh failed (autovacuum will catch up)")
 
 
 def _one_at_a_time(conn: Connection) -> None:
@@ -283,8 +282,8 @@ def _churn(conn: Connection, days: Days, first_day: date, since: datetime | None
     first invoice got a payment (it converts when that invoice is paid, maybe weeks after the trial
     ended), and the trials and cancellations of subscriptions whose price changed (their rows are
     grouped by the subscription's current price)."""
-    for table, select_fn in (("metrics_daily_trials", trials_select),
-                             ("metrics_daily_cancellations", cancellations_select)):
+    for kind, select_fn in CHURN_SELECTS.items():
+        table = KINDS[kind].daily
         conn.execute(text(f"DELETE FROM {table} WHERE day >= :first"), {"first": days.first})
         _insert(conn, table, *select_fn(days), days.params())
     moved = _moved_churn_days(conn, days, first_day, since)
@@ -310,15 +309,16 @@ def _moved_churn_days(conn: Connection, days: Days, first_day: date, since: date
           AND NOT EXISTS (SELECT 1 FROM invoices i2 WHERE i2.subscription_id = s.id AND i2.total > 0
                           AND i2.created_at >= COALESCE(s.trial_start, s.trial_end)
                           AND (i2.created_at < i.created_at OR (i2.created_at = i.created_at AND i2.id < i.id)))"""
-    for kind, select_fn, column, source_table, where in (
-            ("trials", trials_select, "s.trial_end", "subscriptions s",
+    for kind, column, source_table, where in (
+            ("trials", "s.trial_end", "subscriptions s",
              f"s.id IN ({repriced} UNION {first_invoice_paid})"),
-            ("cancellations", cancellations_select, "c.effective_at", "membership_changes c",
+            ("cancellations", "c.effective_at", "membership_changes c",
              f"c.subscription_id IN ({repriced}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
         moved = [_as_date(d) for d in conn.execute(statement(
             f"SELECT DISTINCT {before.of(column)} FROM {source_table} WHERE {where} AND {before.where(column)} "
             "ORDER BY 1"), {**before.params(), "since": since}).scalars()]
-        _redo_days(conn, KINDS[kind].daily, select_fn, Days.listed(days.dialect, days.tz, moved) if moved else None)
+        _redo_days(conn, KINDS[kind].daily, CHURN_SELECTS[kind],
+                   Days.listed(days.dialect, days.tz, moved) if moved else None)
         out[kind] = moved
     return out
 

@@ -18,15 +18,14 @@ from sqlalchemy import Engine, select, text
 
 from core.metrics import memo, rollups
 from core.metrics.daily import (
+    CHURN_SELECTS,
     KINDS,
     Days,
     attempts_select,
-    cancellations_select,
     cash_selects,
     declines_select,
     recovery_select,
     statement,
-    trials_select,
 )
 from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, run
 from core.metrics.types import Query
@@ -275,9 +274,6 @@ def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclus
 
 # ------------------------------------------------------------------- trials and cancellations
 
-_BOUNDED = {"trials": trials_select, "cancellations": cancellations_select}
-
-
 def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> list[dict]:
     """Daily sums (``day``, ``currency``, keys..., measures...) of trials that ended at or before
     ``now`` (``trials``, ``converted``) or of cancellations effective before it (``reason``,
@@ -289,7 +285,7 @@ def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exc
 
 
 def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> list[dict]:
-    keys, measures, select_fn = KINDS[kind].keys, KINDS[kind].measures, _BOUNDED[kind]
+    keys, measures, select_fn = KINDS[kind].keys, KINDS[kind].measures, CHURN_SELECTS[kind]
     filters = filter_values(engine, query)
     group = ["day", "currency", *keys]
     tz = zone(query.tz)
