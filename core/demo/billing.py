@@ -188,7 +188,8 @@ class Billing:
             dp = o.dispute(self.id("dp"), ch=ch, created=opened, reason=_pick(rng, DISPUTE_REASONS), status=status)
             self.story.disputes.append(dp)
             ch["disputed"] = True
-            self.event(opened, "charge.dispute.created", dp)
+            # The opening event carries the dispute as it was then, as Stripe's does; the closing one, as closed.
+            self.event(opened, "charge.dispute.created", dict(dp, status="needs_response") if status in ("won", "lost") else dp)
             if status in ("won", "lost"):
                 self.story.dispute_closed[dp["id"]] = closes
                 self.event(closes, "charge.dispute.closed", dp)

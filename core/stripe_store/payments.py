@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.stripe_mapping import map_charge, map_dispute, map_refund
@@ -37,12 +37,18 @@ def _child_of_payment(table: str, mapper: Callable[..., dict[str, Any]], key: st
         row["member_id"] = session.execute(select(p.c.member_id).where(p.c.id == row["payment_id"])).scalar_one()
         if row["created_at"] is None:
             row.pop("created_at")
+        earlier_close = None
         if table == "disputes":
             t = db_table(table)
             closed = session.execute(select(t.c.closed_at).where(t.c[key] == row[key])).scalar()
             if closed is not None:
-                row["closed_at"] = closed  # the first time we saw it closed
-        outcome, _, _ = upsert(session, table, key, row, state_at)
+                # Closed at the earliest event time that showed it won or lost, whatever order the
+                # events arrive in: a later delivery never moves the date, an earlier one does.
+                row["closed_at"] = min(closed, row["closed_at"]) if row["closed_at"] else closed
+                earlier_close = row["closed_at"] if row["closed_at"] < closed else None
+        outcome, row_id, _ = upsert(session, table, key, row, state_at)
+        if outcome == "stale" and earlier_close is not None:
+            session.execute(update(db_table(table)).where(db_table(table).c.id == row_id).values(closed_at=earlier_close))
         if outcome in ("created", "updated"):
             bump_version(session, row["member_id"])
         return outcome
