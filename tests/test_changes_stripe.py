@@ -49,6 +49,18 @@ class TestRefund:
                            SUPPORT, stripe=stripe_env.client)
         assert p.amount_minor == 750 and p.amount_kind == "refund"
 
+    def test_reasons_reach_stripe_as_its_own_enum(self, engine, stripe_env, world):  # noqa: F811
+        # Stripe's three reasons pass through; ours (goodwill, an outage...) are the member's request.
+        for reason, expected in (("duplicate", "duplicate"), ("goodwill", "requested_by_customer"),
+                                 ("fraudulent", "fraudulent"), ("service_outage", "requested_by_customer")):
+            out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00"},
+                                         reason=reason), SUPPORT, stripe=stripe_env.client)
+            assert out.status == "applied"
+            refund_id = out.result["detail"]["stripe_refund_id"]
+            assert stripe_env.client.v1.refunds.retrieve(refund_id).reason == expected
+            with session_scope(engine) as s:
+                assert s.scalar(select(Refund.reason).where(Refund.stripe_refund_id == refund_id)) == expected
+
     def test_bad_amounts_write_nothing(self, engine, stripe_env, world):  # noqa: F811
         cases = [({"amount": "20.00"}, "At most \\$10.00"), ({"amount": "-1"}, "more than zero"),
                  ({"amount": "1.234"}, "2 decimal places"), ({"amount": "1", "currency": "EUR"}, "made in USD"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
 import pytest
 import stripe
 
@@ -73,6 +76,39 @@ class TestTranslation:
             client.v1.customers.list()
         assert info.value.kind == "unreachable" and info.value.retryable
         assert isinstance(info.value.__cause__, stripe.APIConnectionError)
+
+    @pytest.mark.parametrize(("status", "body", "ctype", "words", "retryable"), [
+        (404, b"404 page not found", "text/plain; charset=utf-8", '(HTTP 404, text/plain, server BaseHTTP', False),
+        (502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html", '"502 Bad Gateway"', True),
+    ])
+    def test_an_answer_that_is_not_json_says_what_answered(self, status, body, ctype, words, retryable) -> None:
+        # A real HTTP server that is not Stripe (a wrong STRIPE_API_BASE, a proxy), through the real client.
+        class NotStripe(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server hook
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = HTTPServer(("127.0.0.1", 0), NotStripe)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            client = make_client("sk_test_x", api_base=f"http://127.0.0.1:{server.server_port}",
+                                 options=ClientOptions(max_network_retries=0, connect_timeout=2))
+            with pytest.raises(GatewayError) as info, translate_errors():
+                client.v1.customers.list()
+        finally:
+            server.shutdown()
+            server.server_close()
+        sentence = info.value.sentence
+        assert words in sentence and "STRIPE_API_BASE" in sentence, sentence
+        assert "internal error" not in sentence
+        assert info.value.retryable is retryable
 
 
 class TestClient:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -60,6 +62,43 @@ class TestLock:
         assert old.holder == "dead:1"
         fresh = locks.acquire(engine, "t", holder="alive:2")
         fresh.release()
+
+    def test_lock_of_a_killed_process_on_this_host_is_taken_over_at_once(self, engine: Engine,
+                                                                        database_url: str) -> None:
+        # A real process takes the lock with its default holder (this host, its pid) and is killed
+        # with SIGKILL: it never releases. Its row is still unexpired, yet the next run takes over.
+        code = (
+            "import sys\n"
+            "from core.db import make_engine\n"
+            "from core.sync import locks\n"
+            f"e = make_engine({database_url!r})\n"
+            "l = locks.acquire(e, 't')\n"
+            "print(l.holder, flush=True)\n"
+            "sys.stdin.readline()\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        holder = proc.stdout.readline().strip()
+        assert holder == f"{socket.gethostname()}:{proc.pid}"
+        with pytest.raises(locks.LockBusy, match=holder):  # alive: refused
+            locks.acquire(engine, "t", holder="me:1")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=20)
+        taken = locks.acquire(engine, "t", holder="me:1")
+        try:
+            assert locks.current_holder(engine, "t")[0] == "me:1"
+        finally:
+            taken.release()
+
+    def test_unexpired_lock_of_another_host_is_not_taken_over(self, engine: Engine) -> None:
+        if engine.dialect.name != "sqlite":
+            pytest.skip("PostgreSQL's advisory lock dies with its session instead of expiring")
+        other = locks.acquire(engine, "t", holder="other-host.example:1")
+        try:
+            with pytest.raises(locks.LockBusy, match="other-host.example:1"):
+                locks.acquire(engine, "t", holder="me:1")
+        finally:
+            other.release()
 
 
 class TestSkippedRun:

@@ -155,6 +155,9 @@ def from_stripe_error(exc: stripe.StripeError) -> GatewayError:
         return GatewayError(
             f"Stripe refused the request: {message}", kind="invalid_request", **common,
         )
+    if isinstance(exc, stripe.APIError) and _not_json(exc):
+        return GatewayError(_not_stripe_sentence(exc), kind="unreachable",
+                            retryable=status is None or status >= 500 or status == 429, **common)
     if isinstance(exc, stripe.APIError) or (status is not None and status >= 500):
         return GatewayError(
             "Stripe had an internal error; nothing was confirmed, try again shortly.",
@@ -175,6 +178,40 @@ def _safe_message(exc: stripe.StripeError) -> str:
     if not msg.endswith("."):
         msg += "."
     return msg[:300]
+
+
+def _not_json(exc: stripe.StripeError) -> bool:
+    """The answer was not JSON: stripe-python then raises ``APIError("Invalid response body ...")``
+    with the raw body; whatever answered (a proxy, a web server at a wrong STRIPE_API_BASE) is not
+    Stripe's API, whose every answer, errors included, is JSON."""
+    return str(getattr(exc, "_message", "") or "").startswith("Invalid response body from API")
+
+
+_TAGS = re.compile(r"<[^>]*>")
+
+
+def _not_stripe_sentence(exc: stripe.StripeError) -> str:
+    """What answered instead of Stripe: status, content type, server and the start of the body."""
+    status = getattr(exc, "http_status", None)
+    headers = getattr(exc, "headers", None) or {}
+    if not headers and hasattr(getattr(exc, "json_body", None), "items"):
+        # stripe-python passes the response headers in the json_body slot for an unparsable body.
+        headers = exc.json_body  # type: ignore[assignment]
+    lower = {str(k).lower(): str(v) for k, v in dict(headers).items()}
+    body = getattr(exc, "http_body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    text = " ".join(_TAGS.sub(" ", str(body or "")).split())
+    text = _CARD_NUMBER.sub("[number removed]", text)
+    text = (text[:120] + "...") if len(text) > 120 else text
+    what = [f"HTTP {status}" if status else "an answer"]
+    if lower.get("content-type"):
+        what.append(lower["content-type"].split(";")[0])
+    if lower.get("server"):
+        what.append(f"server {lower['server']}")
+    quoted = f': "{text}"' if text else " with an empty body"
+    return (f"The Stripe address answered with something that is not Stripe's API ({', '.join(what)}){quoted}. "
+            "Check STRIPE_API_BASE (or the proxy in between); nothing was changed on our side.")
 
 
 def _missing_object(exc: stripe.StripeError) -> str:

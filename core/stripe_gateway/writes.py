@@ -20,6 +20,12 @@ META_KEY = "memberdesk_request"
 STRIPE_REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 
 
+def stripe_refund_reason(reason: str | None) -> str:
+    """Our refund reason as Stripe's enum: its own three pass through, every other reason (goodwill,
+    a service outage, a billing error, none) is the member's request as far as Stripe is concerned."""
+    return reason if reason in STRIPE_REFUND_REASONS else "requested_by_customer"
+
+
 def _opts(key: str) -> dict[str, Any]:
     return {"idempotency_key": idempotency_key(key)}
 
@@ -97,9 +103,8 @@ def customer_matches(customer: dict[str, Any], fields: dict[str, Any]) -> bool:
 
 
 def refund(client: Any, *, charge_id: str, amount: int, reason: str | None, key: str) -> dict[str, Any]:
-    params: dict[str, Any] = {"charge": charge_id, "amount": amount, "metadata": {META_KEY: key}}
-    if reason in STRIPE_REFUND_REASONS:
-        params["reason"] = reason
+    params: dict[str, Any] = {"charge": charge_id, "amount": amount, "reason": stripe_refund_reason(reason),
+                              "metadata": {META_KEY: key}}
     with translate_errors():
         return _dict(client.v1.refunds.create(params, options=_opts(key)))
 

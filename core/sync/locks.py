@@ -6,7 +6,8 @@
 - SQLite: a ``run_locks`` row with holder and expiry, taken inside ``BEGIN IMMEDIATE`` (which
   takes SQLite's write lock up front, so two processes cannot both see "free" and both insert).
   The holder extends the expiry while it works (``heartbeat``); a row whose holder died is taken
-  over once expired.
+  over once expired, or at once when the holder ran on this host and its process is gone (a
+  ``kill -9`` no longer blocks syncs for the ten minutes of the expiry).
 
 ``acquire()`` never waits: it returns a held ``Lock`` or raises ``LockBusy`` whose sentence names
 the holder.
@@ -40,6 +41,23 @@ class LockBusy(RuntimeError):
 
 def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_is_dead(holder: str | None) -> bool:
+    """True when ``holder`` ("host:pid") names a process on this host that no longer exists. A holder
+    on another host, or one we may not signal, is presumed alive (only its expiry frees the lock)."""
+    host, _, pid = (holder or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, under another user
+        return False
+    return False
 
 
 def _advisory_key(name: str) -> int:
@@ -170,7 +188,8 @@ def _acquire_sqlite(engine: Engine, name: str, holder: str, ttl: timedelta, now:
             row = cur.execute(
                 "SELECT holder, acquired_at, expires_at FROM run_locks WHERE name = ?", (name,)
             ).fetchone()
-            if row is not None and _parse(row[2]) is not None and _parse(row[2]) > now:  # type: ignore[operator]
+            if (row is not None and _parse(row[2]) is not None and _parse(row[2]) > now  # type: ignore[operator]
+                    and not holder_is_dead(row[0])):
                 cur.execute("ROLLBACK")
                 raise LockBusy(name, row[0], _parse(row[1]))
             cur.execute("DELETE FROM run_locks WHERE name = ?", (name,))
