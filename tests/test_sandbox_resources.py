@@ -66,7 +66,7 @@ def test_subscription_invoice_charge_and_refunds(sandbox):
     client = sandbox.client()
     cus, _, price, _ = _world(client)
     sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price.id}],
-                                                 "expand": ["latest_invoice"]})
+                                                 "expand": ["latest_invoice.payments"]})
     assert isinstance(sub, stripe.Subscription) and sub.status == "active"
     item = sub["items"].data[0]
     assert item.current_period_end > item.current_period_start
@@ -77,6 +77,18 @@ def test_subscription_invoice_charge_and_refunds(sandbox):
     assert isinstance(pay, stripe.InvoicePayment) and pay.status == "paid"
     charge = client.v1.charges.list(params={"payment_intent": pay.payment.payment_intent}).data[0]
     assert isinstance(charge, stripe.Charge) and charge.payment_method_details.card.last4 == "4242"
+    # Stripe's default shapes: payments only when asked for, the balance transaction as an id.
+    assert "payments" not in client.v1.invoices.retrieve(inv.id)
+    assert client.v1.invoices.retrieve(inv.id, params={"include": ["payments"]}).payments.data[0].id == pay.id
+    listed = client.v1.invoices.list(params={"customer": cus.id, "expand": ["data.payments"]}).data[0]
+    assert listed.payments.data[0].id == pay.id
+    assert isinstance(charge.balance_transaction, str) and charge.balance_transaction.startswith("txn_")
+    txn = client.v1.charges.retrieve(charge.id, params={"expand": ["balance_transaction"]}).balance_transaction
+    assert isinstance(txn, stripe.BalanceTransaction) and (txn.amount, txn.fee, txn.net) == (999, 59, 940)
+    assert txn.source == charge.id
+    assert client.v1.balance_transactions.retrieve(txn.id).fee == 59
+    page = client.v1.charges.list(params={"customer": cus.id, "expand": ["data.balance_transaction"]})
+    assert page.data[0].balance_transaction.fee == 59
     part = client.v1.refunds.create(params={"charge": charge.id, "amount": 400, "reason": "requested_by_customer"})
     assert isinstance(part, stripe.Refund) and part.amount == 400
     with pytest.raises(stripe.InvalidRequestError) as err:

@@ -36,6 +36,13 @@ _ALPHABET = string.ascii_letters + string.digits
 
 Handler = Callable[..., Any]
 
+# Includable fields (Stripe: "not included by default; expand it to include it"): absent from an
+# answer unless ``expand[]`` or ``include[]`` names them (``data.<field>`` on a list page).
+INCLUDABLE: dict[str, tuple[str, ...]] = {"invoice": ("payments",)}
+# Expandable fields some stored objects hold expanded (the demo world embeds the charge's balance
+# transaction): always answered as the id unless the request expands them.
+COLLAPSED: dict[str, tuple[str, ...]] = {"charge": ("balance_transaction",), "refund": ("balance_transaction",)}
+
 # id prefix -> (object type, the noun Stripe uses in "No such ..." messages)
 PREFIXES: dict[str, tuple[str, str]] = {
     "cus": ("customer", "customer"), "prod": ("product", "product"), "price": ("price", "price"),
@@ -44,6 +51,7 @@ PREFIXES: dict[str, tuple[str, str]] = {
     "re": ("refund", "refund"), "dp": ("dispute", "dispute"), "evt": ("event", "event"),
     "clock": ("test_helpers.test_clock", "test clock"), "we": ("webhook_endpoint", "webhook endpoint"),
     "ii": ("invoiceitem", "invoiceitem"), "inpay": ("invoice_payment", "invoice payment"),
+    "txn": ("balance_transaction", "balance transaction"),
 }
 
 
@@ -111,11 +119,17 @@ class Api:
             if m != method:
                 continue
             allowed = ACCEPTED.get(key)
-            unknown = sorted(set(params) - set(allowed)) if allowed is not None else []
+            # ``include[]`` asks for includable fields on any read, like ``expand[]``.
+            unknown = sorted(set(params) - set(allowed) - {"include"}) if allowed is not None else []
             if unknown:
                 return 400, StripeError(400, "invalid_request_error", f"Received unknown parameter: {unknown[0]}",
                                         code="parameter_unknown", param=unknown[0]).payload()
             self.pending_events = []
+            asked = [str(x) for x in as_list(params.get("expand")) + as_list(params.get("include"))]
+            # The includable fields asked for: "payments" (or a path through it) for one object,
+            # "data.payments" on a list page.
+            self.request_ctx["include"] = {a.split(".")[0] for a in asked}
+            self.request_ctx["include_items"] = {a.split(".")[1] for a in asked if a.startswith("data.")}
             kept: StripeError | None = None
             try:
                 with self.store.transaction():
@@ -140,8 +154,8 @@ class Api:
             if kept is not None:
                 return kept.status, kept.payload()
             expand = [str(p) for p in as_list(params.get("expand"))]
-            if isinstance(result, dict):
-                result = self.render(result)
+            if isinstance(result, dict) and result.get("object") != "list":
+                result = self.render(result, self.request_ctx.get("include") or ())
             result = self.expand(public(result), expand) if expand else public(result)
             return 200, result
         if path_known:
@@ -195,7 +209,7 @@ class Api:
         event = {
             "id": new_id("evt"), "object": "event", "api_version": API_VERSION,
             "created": self.now(cus), "livemode": False, "pending_webhooks": 0, "type": type_,
-            "data": {"object": public(self.render(obj))},
+            "data": {"object": public(self.render(obj))},  # default shape: an event never expands
             "request": {"id": self.request_ctx.get("id") if self.forced_now is None else None,
                         "idempotency_key": self.request_ctx.get("idempotency_key") if self.forced_now is None else None},
         }
@@ -206,12 +220,28 @@ class Api:
         self.pending_events.append(copy.deepcopy(event))
         return event
 
-    def render(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """The answer shape of a stored object (invoices embed only their first 10 lines)."""
+    def render(self, obj: dict[str, Any], include: Any = ()) -> dict[str, Any]:
+        """The answer shape of a stored object, Stripe's default unless ``include`` names includable
+        fields: invoices embed only their first 10 lines and no ``payments``; expandable fields
+        stored expanded are answered as ids; an event's object is always in the default shape.
+        Never changes ``obj`` itself (it may be saved again)."""
         complete(obj)
-        if obj.get("object") == "invoice":
+        kind = obj.get("object")
+        if kind == "invoice":
             from core.sandbox.resources.invoices import render_invoice
-            return render_invoice(obj)
+            obj = render_invoice(obj)
+        elif kind == "event":
+            data = obj.get("data") or {}
+            inner = data.get("object")
+            if isinstance(inner, dict):
+                return {**obj, "data": {**data, "object": self.render(inner)}}
+            return obj
+        drop = [k for k in INCLUDABLE.get(kind or "", ()) if k in obj and k not in include]
+        collapse = [k for k in COLLAPSED.get(kind or "", ()) if isinstance(obj.get(k), dict)]
+        if drop or collapse:
+            obj = {k: v for k, v in obj.items() if k not in drop}
+            for k in collapse:
+                obj[k] = obj[k].get("id")
         return obj
 
     # -- lists --------------------------------------------------------------------------------
@@ -237,7 +267,8 @@ class Api:
         except KeyError as exc:
             param = "starting_after" if params.get("starting_after") else "ending_before"
             raise no_such("object", str(exc.args[0]), param) from None
-        return {"object": "list", "data": [self.render(o) for o in data], "has_more": more, "url": url}
+        include = self.request_ctx.get("include_items") or ()
+        return {"object": "list", "data": [self.render(o, include) for o in data], "has_more": more, "url": url}
 
     # -- expansion ----------------------------------------------------------------------------
     def expand(self, obj: Any, paths: list[str]) -> Any:
@@ -254,14 +285,23 @@ class Api:
             return node
         head, rest = parts[0], parts[1:]
         if head not in node:
-            return node
+            if head in INCLUDABLE.get(node.get("object") or "", ()) and node.get("id"):
+                # An includable field of an object already rendered without it (a nested expansion).
+                stored = self.get(node["id"])
+                if stored is not None and head in stored:
+                    node = {**node, head: public(stored[head])}
+            if head not in node:
+                return node
         value = node[head]
+        # An expanded object carries the includable field the rest of the path names.
+        include = rest[:1]
         if isinstance(value, str):
             target = self.get(value)
             if target is not None:
-                value = public(self.render(target))
+                value = public(self.render(target, include))
         elif isinstance(value, list):
-            value = [public(self.render(self.get(v) or {"id": v})) if isinstance(v, str) else v for v in value]
+            value = [public(self.render(self.get(v) or {"id": v}, include)) if isinstance(v, str) else v
+                     for v in value]
         node = dict(node)
         node[head] = self._expand_one(value, rest)
         return node

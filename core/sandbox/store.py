@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from core.sandbox.balance import full_shape
 from core.sandbox.complete import complete
 
 _SCHEMA = """
@@ -99,6 +100,8 @@ def _ref_of(obj: dict[str, Any]) -> str | None:
     if kind == "event":
         inner = (obj.get("data") or {}).get("object") or {}
         return inner.get("id")
+    if kind == "balance_transaction":
+        return _id_of(obj.get("source"))
     return None
 
 
@@ -183,6 +186,18 @@ class SandboxStore:
                 if expect and obj["object"] != expect:
                     raise ValueError(f"Expected {expect} objects, got {obj['object']} ({obj['id']}).")
                 count += 1
+                if not expect and obj["object"] in ("charge", "refund") and isinstance(
+                        obj.get("balance_transaction"), dict):
+                    # Stored like Stripe holds it: its own object, the charge naming its id.
+                    txn = full_shape(obj["balance_transaction"], source=obj["id"], created=int(obj.get("created") or 0),
+                                     kind=obj["object"])
+                    yield row_values(txn)
+                    obj = {**obj, "balance_transaction": txn["id"]}
+                if not expect and obj["object"] == "invoice":
+                    # Its payments are objects of their own too (the invoice payments API lists them).
+                    for pay in (obj.get("payments") or {}).get("data") or []:
+                        if isinstance(pay, dict) and pay.get("id"):
+                            yield row_values({**pay, "invoice": pay.get("invoice") or obj["id"]})
                 yield row_values(obj if expect else complete(obj))  # type: ignore[arg-type]
 
         with self.lock:

@@ -7,6 +7,9 @@ Guarantees:
 - subscriptions are listed with ``status="all"`` (Stripe's default silently omits canceled ones);
 - invoices come back with *all* their lines: Stripe embeds only the first 10, the rest are paged
   from ``/v1/invoices/{id}/lines`` and merged in (``lines.has_more`` is then false);
+- Stripe answers its default shape unless asked, so every read asks for what the mapping needs:
+  invoices with ``payments`` (an includable field, expanded, all pages), charges with their
+  ``balance_transaction`` expanded (the fee);
 - objects are returned as ``dict``s, the shape the mapping layer reads and the shape stored in the
   event ledger. Every read (list pages, the bulk of a backfill and of an event sync; a customer's
   cards; an invoice's extra lines; one object) goes through the client's ``raw_request``: the same
@@ -43,9 +46,14 @@ BACKFILL_ORDER: tuple[str, ...] = (
     "dispute",
 )
 
-# Extra list parameters per type.
+# Extra list parameters per type. Stripe answers the default shape unless asked: an invoice's
+# payments are includable (absent unless expanded) and a charge's balance transaction, which holds
+# Stripe's fee, is an id unless expanded. Without these a real account gives payments without
+# their invoice (so no renewal flags, no attempt numbers per invoice) and no fees.
 _LIST_PARAMS: dict[str, dict[str, Any]] = {
     "subscription": {"status": "all"},
+    "invoice": {"expand": ["data.payments"]},
+    "charge": {"expand": ["data.balance_transaction"]},
 }
 
 
@@ -114,8 +122,8 @@ def list_page(
     with translate_errors():
         page = _raw_list(client, object_type, query)
         if object_type == "invoice":
-            page = Page(objects=[_complete_lines(client, inv) for inv in page.objects], has_more=page.has_more,
-                        body=page.body)  # extra lines are not in it: their parents are looked up one by one
+            page = Page(objects=[_complete_payments(client, _complete_lines(client, inv)) for inv in page.objects],
+                        has_more=page.has_more, body=page.body)  # extra lines/payments are not in the text
     return page
 
 
@@ -137,11 +145,13 @@ def customer_payment_methods(client: stripe.StripeClient, customer_id: str) -> l
     return _all_pages(client, f"/v1/customers/{quote(customer_id, safe='')}/payment_methods")
 
 
-def _all_pages(client: stripe.StripeClient, path: str, after: str | None = None) -> list[dict[str, Any]]:
+def _all_pages(client: stripe.StripeClient, path: str, after: str | None = None,
+               query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    base = dict(query or {})
     with translate_errors():
         while True:
-            query: dict[str, Any] = {"limit": PAGE_SIZE}
+            query = {"limit": PAGE_SIZE, **base}
             if after:
                 query["starting_after"] = after
             page = _raw_get(client, path, query)
@@ -164,9 +174,37 @@ def _complete_lines(client: stripe.StripeClient, invoice: dict[str, Any]) -> dic
     return invoice
 
 
+def _complete_payments(client: stripe.StripeClient, invoice: dict[str, Any]) -> dict[str, Any]:
+    """An invoice with every one of its payments: the expanded ``payments`` embeds the first 10 (like
+    ``lines``), the rest are paged from the invoice payments API and merged in."""
+    payments = invoice.get("payments")
+    if not isinstance(payments, dict) or not payments.get("has_more") or not invoice.get("id"):
+        return invoice
+    data = list(payments.get("data") or [])
+    data.extend(_all_pages(client, "/v1/invoice_payments", after=data[-1]["id"] if data else None,
+                           query={"invoice": invoice["id"]}))
+    return {**invoice, "payments": {**payments, "data": data, "has_more": False}}
+
+
+def invoice_payments(client: stripe.StripeClient, invoice_id: str) -> dict[str, Any]:
+    """Every payment of one invoice, as the ``payments`` list an expanded invoice would carry (an
+    event's invoice never has it: Stripe does not expand anything in an event payload)."""
+    with translate_errors():
+        data = _all_pages(client, "/v1/invoice_payments", query={"invoice": invoice_id})
+    return {"object": "list", "data": data, "has_more": False,
+            "url": f"/v1/invoice_payments?invoice={invoice_id}"}
+
+
+def balance_transaction(client: stripe.StripeClient, txn_id: str) -> dict[str, Any]:
+    """One balance transaction (a charge's fee); immutable once created."""
+    with translate_errors():
+        return client.raw_request("get", f"/v1/balance_transactions/{quote(txn_id, safe='')}").data  # type: ignore[no-any-return]
+
+
 # Which expands make a retrieved object self-contained enough for the mapping layer.
 _RETRIEVE_EXPAND: dict[str, list[str]] = {
     "charge": ["balance_transaction"],
+    "invoice": ["payments"],
 }
 
 
@@ -184,7 +222,7 @@ def retrieve(
     with translate_errors():
         obj: dict[str, Any] = client.raw_request("get", path, **params).data
         if object_type == "invoice":
-            obj = _complete_lines(client, obj)
+            obj = _complete_payments(client, _complete_lines(client, obj))
     return obj
 
 

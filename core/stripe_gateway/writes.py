@@ -48,12 +48,14 @@ def retrieve_subscription(client: Any, subscription_id: str) -> dict[str, Any]:
 
 def retrieve_charge(client: Any, charge_id: str) -> dict[str, Any]:
     with translate_errors():
-        return _dict(client.v1.charges.retrieve(charge_id))
+        # The fee is on the balance transaction, an id unless expanded.
+        return _dict(client.v1.charges.retrieve(charge_id, {"expand": ["balance_transaction"]}))
 
 
 def retrieve_invoice(client: Any, invoice_id: str) -> dict[str, Any]:
     with translate_errors():
-        return _dict(client.v1.invoices.retrieve(invoice_id))
+        # ``payments`` is includable: absent unless expanded, and the mirror links payments through it.
+        return _dict(client.v1.invoices.retrieve(invoice_id, {"expand": ["payments"]}))
 
 
 def preview_price_change(client: Any, *, customer_id: str, subscription_id: str, item_id: str, price_id: str,
@@ -153,4 +155,4 @@ def find_subscription(client: Any, *, customer_id: str, key: str) -> dict[str, A
 
 def pay_invoice(client: Any, invoice_id: str, *, key: str) -> dict[str, Any]:
     with translate_errors():
-        return _dict(client.v1.invoices.pay(invoice_id, options=_opts(key)))
+        return _dict(client.v1.invoices.pay(invoice_id, {"expand": ["payments"]}, options=_opts(key)))

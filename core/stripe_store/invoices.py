@@ -62,8 +62,11 @@ def _sync_payment_refs(session: Session, inv_id: int, refs: list[str], obj: dict
     new = list(dict.fromkeys(r for r in refs if r not in have))
     if new:
         pending.insert_many(session, "invoice_payment_refs", [{"invoice_id": inv_id, "payment_ref": r} for r in new])
-    # A partial list (more pages) says nothing about the refs it leaves out.
-    gone = set() if (obj.get("payments") or {}).get("has_more") else have - set(refs)
+    # A partial list (more pages) says nothing about the refs it leaves out, and an invoice in
+    # today's default shape (``payments`` is includable: absent unless asked for, as in every event
+    # payload) says nothing about any.
+    says_all = "payments" in obj or "charge" in obj or "payment_intent" in obj
+    gone = set() if not says_all or (obj.get("payments") or {}).get("has_more") else have - set(refs)
     if gone:
         session.execute(t.delete().where(t.c.invoice_id == inv_id, t.c.payment_ref.in_(sorted(gone))))
     return bool(new or gone)

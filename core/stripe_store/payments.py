@@ -21,6 +21,8 @@ def apply_charge(session: Session, obj: dict, state_at: datetime, **_: Any) -> s
         row.pop("invoice_id")  # today's charge names no invoice: keep the link its invoice made
     if row["created_at"] is None:
         row.pop("created_at")
+    if isinstance(obj.get("balance_transaction"), str):
+        row.pop("fee")  # not expanded (an event's payload): says nothing about the fee we hold
     outcome, _, before = upsert(session, "payments", "stripe_charge_id", row, state_at)
     if outcome == "created" or (outcome == "updated" and any(
             before[k] != row[k] for k in ("created_at", "invoice_id", "stripe_payment_intent_id") if k in row)):  # type: ignore[index]

@@ -48,6 +48,10 @@ class Applier:
     refreshed: set[str] = field(default_factory=set)  # objects re-read from Stripe in this run
     # (object id, created) pairs with more than one event in the ledger; None: not precomputed.
     twin_candidates: set[tuple[str, datetime]] | None = None
+    # What event payloads lack, read once per run: invoice id -> its payments list (None: gone),
+    # balance transaction id -> the balance transaction (None: gone).
+    invoice_payments: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    balance_transactions: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def apply(
         self,

@@ -8,6 +8,8 @@ do not pile up.
 
 Payloads may be rendered in an older API version than our client's; the store's mapping layer
 reads both shapes. Invoice payloads embed only 10 lines: the rest are fetched before applying.
+Payloads are never expanded: what the mapping needs beyond them (an invoice's payments, a charge's
+balance transaction) is read from Stripe before applying.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def _object(event: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def apply_object(applier: Applier, session: Session, event: dict[str, Any]) -> str:
+def apply_object(applier: Applier, session: Session, event: dict[str, Any],
+                 complete: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> str:
     """The common case: the event's object is the new state of a row we mirror.
 
     Stripe's ``created`` has one-second resolution, which leaves two ties to settle by re-reading
@@ -64,7 +67,8 @@ def apply_object(applier: Applier, session: Session, event: dict[str, Any]) -> s
         applier, session, event, obj
     ):
         return HANDLED
-    outcome = applier.apply(session, obj, state_at=state_at, event_id=event["id"])
+    # What the payload lacks is asked for only now: the twin check above compares payloads as delivered.
+    outcome = applier.apply(session, complete(obj) if complete else obj, state_at=state_at, event_id=event["id"])
     if outcome == "stale" and object_id and _read_in_same_second(session, obj, state_at):
         _reread(applier, session, event, obj)
     return HANDLED
@@ -110,12 +114,55 @@ def _has_twin(session: Session, event_id: str, object_id: str, created: datetime
 
 
 def apply_invoice(applier: Applier, session: Session, event: dict[str, Any]) -> str:
-    obj = _object(event)
-    if (obj.get("lines") or {}).get("has_more") and obj.get("id"):
-        with translate_errors():
-            obj = reads._complete_lines(applier.client, obj)
-        event = {**event, "data": {**event["data"], "object": obj}}
-    return apply_object(applier, session, event)
+    """An invoice event: its lines completed, and its payments asked for. Stripe never expands an
+    event's payload, so today's invoice arrives without ``payments`` (includable); they are read from
+    the invoice payments API, once per invoice per run. A payment never leaves its invoice, so the
+    list read now is a superset of the one at the event's time and links nothing wrongly."""
+
+    def complete(obj: dict[str, Any]) -> dict[str, Any]:
+        if (obj.get("lines") or {}).get("has_more") and obj.get("id"):
+            with translate_errors():
+                obj = reads._complete_lines(applier.client, obj)
+        if "payments" in obj or not obj.get("id") or not _pays_through_payments(obj):
+            return obj
+        invoice_id = str(obj["id"])
+        if invoice_id not in applier.invoice_payments:
+            try:
+                applier.invoice_payments[invoice_id] = reads.invoice_payments(applier.client, invoice_id)
+            except GatewayError as exc:
+                if exc.kind != "not_found":
+                    raise
+                applier.invoice_payments[invoice_id] = None  # deleted draft: nothing to link
+        found = applier.invoice_payments[invoice_id]
+        return obj if found is None else {**obj, "payments": found}
+
+    return apply_object(applier, session, event, complete)
+
+
+def _pays_through_payments(obj: dict[str, Any]) -> bool:
+    """Today's shape (payments, not the older ``charge`` / ``payment_intent``), past the draft."""
+    return "charge" not in obj and "payment_intent" not in obj and obj.get("status") not in (None, "draft")
+
+
+def apply_charge(applier: Applier, session: Session, event: dict[str, Any]) -> str:
+    """A charge event: its balance transaction (Stripe's fee) is an id in the payload, never
+    expanded; it is read once (it never changes) and put in place of the id."""
+
+    def complete(obj: dict[str, Any]) -> dict[str, Any]:
+        txn = obj.get("balance_transaction")
+        if not isinstance(txn, str) or not txn:
+            return obj
+        if txn not in applier.balance_transactions:
+            try:
+                applier.balance_transactions[txn] = reads.balance_transaction(applier.client, txn)
+            except GatewayError as exc:
+                if exc.kind != "not_found":
+                    raise
+                applier.balance_transactions[txn] = None
+        found = applier.balance_transactions[txn]
+        return obj if found is None else {**obj, "balance_transaction": found}
+
+    return apply_object(applier, session, event, complete)
 
 
 def ignore(applier: Applier, session: Session, event: dict[str, Any]) -> str:
@@ -151,7 +198,7 @@ HANDLERS: dict[str, Handler] = {
     ),
     **dict.fromkeys(
         _types("charge", "succeeded", "failed", "pending", "captured", "refunded", "updated", "expired"),
-        apply_object,
+        apply_charge,
     ),
     **dict.fromkeys(_types("charge.refund", "updated"), apply_object),
     **dict.fromkeys(_types("refund", "created", "updated", "failed"), apply_object),

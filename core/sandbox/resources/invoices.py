@@ -208,7 +208,7 @@ class Invoices:
                             body[k] = details[k]
                     sub = subs.create(body)
                     inv = api.load(sub["latest_invoice"], "invoice")
-                inv = public(api.render(inv))
+                inv = public(api.render(inv, ("payments",)))
         finally:
             api.dry_run = False
             del api.pending_events[mark:]
@@ -216,7 +216,7 @@ class Invoices:
         inv.update(status="draft", number=None, hosted_invoice_url=None, attempt_count=0, attempted=False)
         inv["status_transitions"] = {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None,
                                      "voided_at": None}
-        inv["payments"]["data"] = []
+        inv["payments"] = {**inv["payments"], "data": []}
         return inv
 
     def _next_renewal(self, sub: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.sandbox.api import Api, KeepAndFail, new_id
+from core.sandbox.balance import fee_of, full_shape
 from core.sandbox.cards import DECLINES, Decline, outcome_of_imported
 from core.sandbox.errors import StripeError, invalid, missing_param
 from core.sandbox.forms import metadata_update, to_bool, to_int
@@ -44,10 +45,21 @@ def register(api: Api) -> None:
     api.route("POST", "/v1/refunds", pay.create_refund)
     api.route("GET", "/v1/refunds", pay.list_refunds)
     api.route("GET", "/v1/refunds/{id}", lambda p, id: api.load(id, "refund"))
+    api.route("GET", "/v1/balance_transactions", pay.list_balance_transactions)
+    api.route("GET", "/v1/balance_transactions/{id}", lambda p, id: api.load(id, "balance_transaction"))
     api.route("GET", "/v1/disputes", pay.list_disputes)
     api.route("GET", "/v1/disputes/{id}", lambda p, id: api.load(id, "dispute"))
     api.route("POST", "/v1/disputes/{id}", pay.update_dispute)
     api.route("POST", "/v1/disputes/{id}/close", pay.close_dispute)
+
+
+def balance_transaction(api: Api, *, source: str, amount: int, currency: str, created: int, kind: str,
+                        description: str | None) -> dict[str, Any]:
+    """Store the balance transaction of a succeeded charge (Stripe's fee taken) or of a refund."""
+    fee = fee_of(amount, currency) if kind == "charge" else 0
+    txn = full_shape({"id": new_id("txn"), "amount": amount, "fee": fee, "currency": currency,
+                      "description": description}, source=source, created=created, kind=kind)
+    return api.save(txn)
 
 
 def _cus(p: dict[str, Any], ref: str | None = None) -> list[tuple[str, list[Any]]]:
@@ -100,7 +112,9 @@ def charge_card(api: Api, intent: dict[str, Any], pm_id: str | None) -> Attempt:
     charge = {
         "id": ch_id, "object": "charge", "amount": intent["amount"], "amount_captured": 0 if decline else intent["amount"],
         "amount_refunded": 0, "application": None, "application_fee": None, "application_fee_amount": None,
-        "balance_transaction": None if decline else new_id("txn"),
+        "balance_transaction": None if decline else balance_transaction(
+            api, source=ch_id, amount=intent["amount"], currency=intent["currency"], created=now,
+            kind="charge", description=intent.get("description"))["id"],
         "billing_details": pm["billing_details"], "calculated_statement_descriptor": "MEMBERDESK",
         "captured": decline is None, "created": now, "currency": intent["currency"], "customer": customer,
         "description": intent.get("description"), "disputed": False,
@@ -300,7 +314,10 @@ class Payments:
                           param="reason")
         customer = charge.get("customer")
         refund = {
-            "id": new_id("re"), "object": "refund", "amount": amount, "balance_transaction": new_id("txn"),
+            "id": (re_id := new_id("re")), "object": "refund", "amount": amount,
+            "balance_transaction": balance_transaction(api, source=re_id, amount=-amount, currency=charge["currency"],
+                                                       created=api.now(charge.get("customer")), kind="refund",
+                                                       description="REFUND FOR CHARGE")["id"],
             "charge": charge["id"], "created": api.now(customer), "currency": charge["currency"],
             "destination_details": {"type": "card", "card": {"reference_status": "available", "type": "refund"}},
             "metadata": metadata_update({}, p.get("metadata") or {}), "payment_intent": charge["payment_intent"],
@@ -323,6 +340,14 @@ class Payments:
         if p.get("payment_intent"):
             where.append(("json_extract(data, '$.payment_intent') = ?", [p["payment_intent"]]))
         return self.api.list("refund", p, "/v1/refunds", where)
+
+    def list_balance_transactions(self, p: dict[str, Any]) -> dict[str, Any]:
+        where: list[tuple[str, list[Any]]] = []
+        if p.get("source"):
+            where.append(("ref = ?", [p["source"]]))
+        if p.get("type"):
+            where.append(("json_extract(data, '$.type') = ?", [p["type"]]))
+        return self.api.list("balance_transaction", p, "/v1/balance_transactions", where)
 
     # -- disputes -----------------------------------------------------------------------------
     def list_disputes(self, p: dict[str, Any]) -> dict[str, Any]:
