@@ -1,6 +1,6 @@
 """Columns derived from what several Stripe objects say, the same whatever order they arrive in.
 
-Four columns depend on more than the one object that writes their row:
+Five columns depend on more than the one object that writes their row:
 
 - ``payments.invoice_id``. The older charge names its invoice (``charge.invoice``: the invoice is its
   parent, so the charge handler links it). Today's charge names none; its invoice names its payment
@@ -10,6 +10,8 @@ Four columns depend on more than the one object that writes their row:
 - ``payments.is_renewal``: its invoice's ``billing_reason`` is ``subscription_cycle``.
 - ``payments.attempt_number``: its rank among the attempts on the same invoice (else on the same
   payment intent) ordered by (created, charge id); ``number_attempts`` is the one definition.
+- ``subscriptions.past_due_since``: the first failed attempt on the past-due subscription's oldest
+  open invoice (``_settle_past_due``).
 - ``payment_methods.is_default``: the card is its member's ``stripe_default_payment_method_id``
   (the customer's ``invoice_settings.default_payment_method``) and is still attached.
 
@@ -27,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, case, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Base
@@ -42,6 +44,7 @@ class Pending:
     refs: set[str] = field(default_factory=set)  # payment intent / charge ids of payments written
     members: set[int] = field(default_factory=set)  # members whose default card changed
     cards: set[int] = field(default_factory=set)  # payment methods attached, moved or re-attached
+    subscriptions: set[int] = field(default_factory=set)  # whose past-due start may have moved
 
 
 def _t(name: str) -> Table:
@@ -87,11 +90,18 @@ def note_card(session: Session, payment_method_id: int) -> None:
     _pending(session).cards.add(payment_method_id)
 
 
+def note_subscription(session: Session, subscription_id: int | None) -> None:
+    if subscription_id is not None:
+        _pending(session).subscriptions.add(subscription_id)
+
+
 def settle(session: Session, pending: Pending) -> None:
     if pending.invoices or pending.refs:
-        _settle_payments(session, pending.invoices, pending.refs)
+        pending.subscriptions |= _settle_payments(session, pending.invoices, pending.refs)
     if pending.members or pending.cards:
         _settle_defaults(session, pending.members, pending.cards)
+    if pending.subscriptions:
+        _settle_past_due(session, pending.subscriptions)
 
 
 def number_attempts(payments: Iterable[dict[str, Any]]) -> None:
@@ -113,7 +123,8 @@ def number_attempts(payments: Iterable[dict[str, Any]]) -> None:
             pay["attempt_number"] = n
 
 
-def _settle_payments(session: Session, invoice_ids: set[int], refs: set[str]) -> None:
+def _settle_payments(session: Session, invoice_ids: set[int], refs: set[str]) -> set[int]:
+    """Link, flag and number the attempts; returns the subscriptions of the invoices involved."""
     ipr, p, inv = _t("invoice_payment_refs"), _t("payments"), _t("invoices")
     # What the invoices say: payment ref -> invoice, for the noted invoices and the noted payments.
     # Should two invoices name one ref (Stripe never does), the lowest Stripe invoice id wins.
@@ -164,6 +175,31 @@ def _settle_payments(session: Session, invoice_ids: set[int], refs: set[str]) ->
         session.execute(update(p).where(p.c.id == bindparam("pay_id"))
                         .values(invoice_id=bindparam("inv_id"), attempt_number=bindparam("n"),
                                 is_renewal=bindparam("renewal")), changes)
+    touched = sorted(invoice_ids | {r["invoice_id"] for r in rows.values() if r["invoice_id"] is not None})
+    if not touched:
+        return set()
+    return {i for i in session.scalars(select(inv.c.subscription_id).where(inv.c.id.in_(touched))) if i is not None}
+
+
+def _settle_past_due(session: Session, subscription_ids: set[int]) -> None:
+    """``subscriptions.past_due_since`` of a past-due subscription: when the first automatic attempt
+    on its oldest unpaid (``open``) invoice failed, the moment Stripe turns a subscription
+    past_due. Read from Stripe's charges, not from the time we saw the status change, so an ordered
+    pass, any shuffled or repeated delivery and a backfill all give the same date. Until the failed
+    charge is stored, the event's time stays (``rules.past_due_since``)."""
+    sub, inv, p = _t("subscriptions"), _t("invoices"), _t("payments")
+    first_failure = (select(func.min(p.c.created_at)).select_from(p.join(inv, inv.c.id == p.c.invoice_id))
+                     .where(inv.c.subscription_id == sub.c.id, inv.c.status == "open", p.c.status == "failed")
+                     .scalar_subquery())
+    ids = sorted(subscription_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        found = session.execute(select(sub.c.id, sub.c.past_due_since, first_failure.label("since"))
+                                .where(sub.c.id.in_(chunk), sub.c.status == "past_due")).all()
+        changes = [{"sub_id": i, "since": since} for i, current, since in found if since is not None and since != current]
+        if changes:
+            session.execute(update(sub).where(sub.c.id == bindparam("sub_id"))
+                            .values(past_due_since=bindparam("since")), changes)
 
 
 def _settle_defaults(session: Session, member_ids: set[int], card_ids: set[int]) -> None:

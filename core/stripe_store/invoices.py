@@ -50,6 +50,7 @@ def apply_invoice(session: Session, obj: dict, state_at: datetime, **_: Any) -> 
     if refs_changed or (before is not None and before["billing_reason"] != row["billing_reason"]):
         derived.note_invoice(session, inv_id)  # type: ignore[arg-type]
     if outcome in ("created", "updated"):
+        derived.note_subscription(session, row.get("subscription_id"))  # an invoice opened or settled
         bump_version(session, row["member_id"])
     return outcome
 

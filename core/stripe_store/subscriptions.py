@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.stripe_mapping import map_subscription
-from core.stripe_store import pending
+from core.stripe_store import derived, pending
 from core.stripe_store.parents import resolve_parents
 from core.stripe_store.rules import derive_changes, past_due_since
 from core.stripe_store.upsert import bump_version, db_table, stored_row, upsert
@@ -36,6 +36,7 @@ def apply_subscription(session: Session, obj: dict, state_at: datetime, event_id
     if outcome == "updated":
         session.execute(update(s).where(s.c.id == sub_id).values(updated_at=state_at, version=s.c.version + 1))
     if outcome in ("created", "updated"):
+        derived.note_subscription(session, sub_id)
         bump_version(session, row["member_id"])
         _record_change(session, before, row, sub_id, state_at, event_id, source)  # type: ignore[arg-type]
     return outcome
