@@ -419,9 +419,50 @@ def map_refund(obj: dict) -> Row:
 DISPUTE_CLOSED = frozenset({"won", "lost"})
 
 
+# Not a Stripe field: the close time a backfill found for a dispute (the time of its
+# ``charge.dispute.closed`` event), set on the dict before it is applied.
+CLOSED_AT_HINT = "memberdesk_closed_at"
+
+
+def dispute_closed_at(obj: dict, at: datetime | None) -> datetime | None:
+    """When a won or lost dispute closed, from Stripe's data (None while open). Stripe's dispute has
+    no close timestamp; in order of preference:
+
+    1. a won dispute's reinstatement: the balance transaction giving the amount back is created when
+       the dispute closes (the newest positive one in ``balance_transactions``);
+    2. the time of the ``charge.dispute.closed`` event a backfill found (``CLOSED_AT_HINT``);
+    3. ``at``: the time of the event carrying the closed state (the store keeps the earliest seen);
+       a backfill with no event (older than Stripe's 30 days of events) passes the evidence due
+       date (``evidence_details.due_by``) instead: the decision came after it, how long after
+       Stripe does not say.
+    """
+    if (obj.get("status") or "") not in DISPUTE_CLOSED:
+        return None
+    if obj.get("status") == "won":
+        back = [t.get("created") for t in obj.get("balance_transactions") or []
+                if isinstance(t, dict) and int(t.get("amount") or 0) > 0 and t.get("created")]
+        if back:
+            return from_epoch(max(back))
+    hint = obj.get(CLOSED_AT_HINT)
+    if hint is not None:
+        return from_epoch(hint)
+    return at
+
+
+def with_close_time(dispute: dict, close_times: dict[str, int]) -> dict:
+    """A dispute read outside an event (a backfill, a member resync) with the close time such a read
+    can know (see ``dispute_closed_at``): its closed event's time (``close_times``, from the events
+    API), else its evidence due date; never the time of our read."""
+    if dispute.get("status") not in DISPUTE_CLOSED:
+        return dispute
+    at = close_times.get(str(dispute.get("id")))
+    if at is None:
+        at = (dispute.get("evidence_details") or {}).get("due_by") or dispute.get("created")
+    return {**dispute, CLOSED_AT_HINT: at}
+
+
 def map_dispute(obj: dict, at: datetime | None = None) -> Row:
-    """dispute -> disputes row. Stripe has no close timestamp: a won/lost dispute is closed at
-    ``at`` (the event time), and the store keeps the first such time it saw."""
+    """dispute -> disputes row; ``closed_at`` by ``dispute_closed_at`` (``at``: the event time)."""
     status = obj.get("status") or "needs_response"
     return {
         "stripe_dispute_id": obj["id"],
@@ -431,5 +472,5 @@ def map_dispute(obj: dict, at: datetime | None = None) -> Row:
         "status": status,
         "reason": obj.get("reason"),
         "created_at": from_epoch(obj.get("created")),
-        "closed_at": at if status in DISPUTE_CLOSED else None,
+        "closed_at": dispute_closed_at(obj, at),
     }

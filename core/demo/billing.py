@@ -185,11 +185,14 @@ class Billing:
                 status = "won" if rng.random() < 0.4 else "lost"
             else:
                 status = "needs_response" if self.now - opened < 7 * DAY else "under_review"
-            dp = o.dispute(self.id("dp"), ch=ch, created=opened, reason=_pick(rng, DISPUTE_REASONS), status=status)
+            dp = o.dispute(self.id("dp"), ch=ch, created=opened, reason=_pick(rng, DISPUTE_REASONS), status=status,
+                           closed=closes if status in ("won", "lost") else None)
             self.story.disputes.append(dp)
             ch["disputed"] = True
             # The opening event carries the dispute as it was then, as Stripe's does; the closing one, as closed.
-            self.event(opened, "charge.dispute.created", dict(dp, status="needs_response") if status in ("won", "lost") else dp)
+            self.event(opened, "charge.dispute.created",
+                       dict(dp, status="needs_response", balance_transactions=dp["balance_transactions"][:1])
+                       if status in ("won", "lost") else dp)
             if status in ("won", "lost"):
                 self.story.dispute_closed[dp["id"]] = closes
                 self.event(closes, "charge.dispute.closed", dp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.demo.catalogue import CATALOGUE_CREATED, PRICES, TIERS, price_id
+from core.sandbox.balance import dispute_reinstatement, dispute_withdrawal
 
 Obj = dict[str, Any]
 
@@ -163,8 +164,15 @@ def refund(re_id: str, *, ch: Obj, amount: int, created: int, reason: str) -> Ob
             "metadata": {}, "balance_transaction": None}
 
 
-def dispute(dp_id: str, *, ch: Obj, created: int, reason: str, status: str) -> Obj:
+def dispute(dp_id: str, *, ch: Obj, created: int, reason: str, status: str, closed: int | None = None) -> Obj:
+    """A dispute with Stripe's balance transactions: the withdrawal when it opened and, once won, the
+    reinstatement dated its close (the only close time Stripe's dispute object carries)."""
+    base = {"id": dp_id, "amount": ch["amount"], "currency": ch["currency"], "charge": ch["id"]}
+    txns = [dispute_withdrawal("txn_" + dp_id[3:] + "w", base, created)]
+    if status == "won" and closed is not None:
+        txns.append(dispute_reinstatement("txn_" + dp_id[3:] + "r", base, closed))
     return {"id": dp_id, "object": "dispute", "amount": ch["amount"], "charge": ch["id"], "currency": ch["currency"],
+            "balance_transactions": txns,
             "created": created, "payment_intent": ch["payment_intent"], "reason": reason, "status": status,
             "is_charge_refundable": False, "livemode": False, "metadata": {},
             "evidence_details": {"due_by": created + 14 * 86400, "has_evidence": status != "needs_response",

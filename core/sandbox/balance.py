@@ -42,3 +42,24 @@ def full_shape(txn: dict[str, Any], *, source: str, created: int, kind: str = "c
         "status": txn.get("status", "available"), "type": txn.get("type", kind),
     }
     return out
+
+
+DISPUTE_FEE = 1500  # Stripe's dispute fee in the account's currency (minor units), kept on a won dispute too
+
+
+def dispute_withdrawal(txn_id: str, dispute: dict[str, Any], at: int) -> dict[str, Any]:
+    """The balance transaction taking a disputed amount (and the dispute fee) out of the balance."""
+    return full_shape({"id": txn_id, "amount": -int(dispute["amount"]), "fee": DISPUTE_FEE,
+                       "currency": dispute["currency"], "description": f"Chargeback withdrawal for {dispute['charge']}",
+                       "fee_details": [{"amount": DISPUTE_FEE, "application": None, "currency": dispute["currency"],
+                                        "description": "Dispute fee", "type": "stripe_fee"}],
+                       "type": "adjustment", "reporting_category": "dispute"},
+                      source=dispute["id"], created=at)
+
+
+def dispute_reinstatement(txn_id: str, dispute: dict[str, Any], at: int) -> dict[str, Any]:
+    """The balance transaction giving a won dispute's amount back: created when the dispute closes."""
+    return full_shape({"id": txn_id, "amount": int(dispute["amount"]), "fee": 0, "fee_details": [],
+                       "currency": dispute["currency"], "description": f"Chargeback reversal for {dispute['charge']}",
+                       "type": "adjustment", "reporting_category": "dispute_reversal"},
+                      source=dispute["id"], created=at)

@@ -193,6 +193,10 @@ class SandboxStore:
                                      kind=obj["object"])
                     yield row_values(txn)
                     obj = {**obj, "balance_transaction": txn["id"]}
+                if not expect and obj["object"] == "dispute":
+                    for txn in obj.get("balance_transactions") or []:
+                        if isinstance(txn, dict) and txn.get("id"):
+                            yield row_values(txn)
                 if not expect and obj["object"] == "invoice":
                     # Its payments are objects of their own too (the invoice payments API lists them).
                     for pay in (obj.get("payments") or {}).get("data") or []:

@@ -226,6 +226,17 @@ def retrieve(
     return obj
 
 
+def dispute_close_times(client: stripe.StripeClient) -> dict[str, int]:
+    """Dispute id -> the time of its earliest ``charge.dispute.closed`` event, for every such event
+    Stripe still keeps (30 days): a backfill's only close time for a lost dispute."""
+    out: dict[str, int] = {}
+    for event in _all_pages(client, "/v1/events", query={"type": "charge.dispute.closed"}):
+        dispute_id = ((event.get("data") or {}).get("object") or {}).get("id")
+        if dispute_id and event.get("created") is not None:
+            out[dispute_id] = min(int(event["created"]), out.get(dispute_id, int(event["created"])))
+    return out
+
+
 def events_page(
     client: stripe.StripeClient,
     *,

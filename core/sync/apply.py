@@ -52,6 +52,7 @@ class Applier:
     # balance transaction id -> the balance transaction (None: gone).
     invoice_payments: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     balance_transactions: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    dispute_close_times: dict[str, int] = field(default_factory=dict)  # a backfill's closed-event times
 
     def apply(
         self,

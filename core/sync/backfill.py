@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from core.models.members import Member
 from core.models.stripe_sync import SyncState
 from core.stripe_gateway import GatewayError, reads
+from core.stripe_mapping import with_close_time
 from core.sync.apply import Applier
 from core.timeutil import utc_now
 
@@ -104,6 +105,9 @@ def run_backfill(
         if done:
             continue
         walk = _walk_payment_methods if object_type == "payment_method" else _walk_list
+        if object_type == "dispute":
+            # A lost dispute's close time is only in its closed event: read them before the list.
+            applier.dispute_close_times = reads.dispute_close_times(applier.client)
         count = walk(engine, applier, object_type, cursor, result, progress, heartbeat)
         result.by_type[object_type] = count
         with Session(engine) as s:
@@ -134,6 +138,8 @@ def _apply_page(
     result: BackfillResult,
     text: str | None = None,
 ) -> None:
+    if object_type == "dispute":
+        objects = [with_close_time(o, applier.dispute_close_times) for o in objects]
     with Session(engine) as s:
         # The whole page at once; if any object needs more (a parent to fetch, an error to record),
         # nothing of the page was written and it goes object by object as before.

@@ -25,6 +25,7 @@ from core.models import Base
 from core.models.stripe_sync import StripeEvent
 from core.stripe_gateway import GatewayError, reads
 from core.stripe_gateway.errors import translate_errors
+from core.stripe_mapping import CLOSED_AT_HINT, DISPUTE_CLOSED
 from core.stripe_store import OBJECT_TABLES
 from core.sync.apply import Applier
 from core.timeutil import from_epoch, utc_now
@@ -84,6 +85,9 @@ def _reread(applier: Applier, session: Session, event: dict[str, Any], obj: dict
             raise
         return False
     applier.refreshed.add(object_id)
+    if fresh.get("object") == "dispute" and obj.get("status") in DISPUTE_CLOSED:
+        # Closed at this event's time at the latest, never at the time of this read.
+        fresh = {**fresh, CLOSED_AT_HINT: event["created"]}
     # The state read now includes every event already emitted about it, including events of a
     # test clock whose simulated time runs ahead of ours.
     newest = session.scalar(select(func.max(StripeEvent.created_at)).where(StripeEvent.object_id == object_id))

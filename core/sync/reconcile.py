@@ -23,6 +23,7 @@ from core.models.catalogue import Price, Tier
 from core.models.members import Member
 from core.models.subscriptions import Subscription
 from core.stripe_gateway import GatewayError, StripeClient, reads
+from core.stripe_mapping import DISPUTE_CLOSED, with_close_time
 from core.sync import locks
 from core.sync.apply import Applier
 from core.sync.run import LOCK_NAME, RunResult, _record_end, _record_start, refresh_rollups
@@ -180,6 +181,9 @@ def fetch_member_objects(client: StripeClient, customer_id: str) -> dict[str, li
             out["refund"].extend(reads.iter_all(client, "refund", params={"charge": charge["id"]}))
         if charge.get("disputed"):
             out["dispute"].extend(reads.iter_all(client, "dispute", params={"charge": charge["id"]}))
+    if any(d.get("status") in DISPUTE_CLOSED for d in out["dispute"]):
+        closes = reads.dispute_close_times(client)  # a closed dispute's date is its event's, not this read's
+        out["dispute"] = [with_close_time(d, closes) for d in out["dispute"]]
     return out
 
 

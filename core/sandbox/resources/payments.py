@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.sandbox.api import Api, KeepAndFail, new_id
-from core.sandbox.balance import fee_of, full_shape
+from core.sandbox.balance import dispute_reinstatement, dispute_withdrawal, fee_of, full_shape
 from core.sandbox.cards import DECLINES, Decline, outcome_of_imported
 from core.sandbox.errors import StripeError, invalid, missing_param
 from core.sandbox.forms import metadata_update, to_bool, to_int
@@ -183,6 +183,13 @@ def _outcome(decline: Decline | None) -> dict[str, Any]:
             "type": "issuer_declined"}
 
 
+def _reinstate(api: Api, dispute: dict[str, Any]) -> None:
+    """A won dispute gets its amount back: a second balance transaction, dated the close."""
+    txn = dispute_reinstatement(new_id("txn"), dispute, api.now(dispute.get("_sandbox", {}).get("customer")))
+    api.save(txn)
+    dispute["balance_transactions"] = [*dispute.get("balance_transactions", []), txn]
+
+
 def _open_dispute(api: Api, charge: dict[str, Any]) -> None:
     now = api.now(charge.get("customer"))
     card = charge["payment_method_details"]["card"]
@@ -199,6 +206,9 @@ def _open_dispute(api: Api, charge: dict[str, Any]) -> None:
         "reason": "fraudulent", "status": "needs_response",
         "_sandbox": {"customer": charge.get("customer")},
     }
+    withdrawal = dispute_withdrawal(new_id("txn"), dispute, now)
+    api.save(withdrawal)
+    dispute["balance_transactions"] = [withdrawal]
     api.save(dispute)
     charge["disputed"] = True
     api.save(charge)
@@ -373,6 +383,8 @@ class Payments:
             # Stripe's test evidence strings decide the result at once.
             dispute["status"] = ("won" if text == "winning_evidence" else
                                  "lost" if text == "losing_evidence" else "under_review")
+        if dispute["status"] == "won":
+            _reinstate(api, dispute)
         api.save(dispute)
         api.emit("charge.dispute.updated", dispute, previous)
         if dispute["status"] in ("won", "lost"):
