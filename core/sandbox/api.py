@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.sandbox.complete import complete
+from core.sandbox.complete import complete, plan_of
 from core.sandbox.errors import StripeError, invalid, no_such
 from core.sandbox.forms import as_list, to_int
 from core.sandbox.store import SandboxStore
@@ -38,7 +38,7 @@ Handler = Callable[..., Any]
 
 # Includable fields (Stripe: "not included by default; expand it to include it"): absent from an
 # answer unless ``expand[]`` or ``include[]`` names them (``data.<field>`` on a list page).
-INCLUDABLE: dict[str, tuple[str, ...]] = {"invoice": ("payments",)}
+INCLUDABLE: dict[str, tuple[str, ...]] = {"invoice": ("payments", "confirmation_secret")}
 # Expandable fields some stored objects hold expanded (the demo world embeds the charge's balance
 # transaction): always answered as the id unless the request expands them.
 COLLAPSED: dict[str, tuple[str, ...]] = {"charge": ("balance_transaction",), "refund": ("balance_transaction",)}
@@ -84,6 +84,11 @@ def public(obj: Any) -> Any:
     if isinstance(obj, list):
         return [public(v) for v in obj]
     return obj
+
+
+def _with_plan(item: dict[str, Any]) -> dict[str, Any]:
+    price = item.get("price")
+    return {**item, "plan": plan_of(price)} if isinstance(price, dict) else item
 
 
 def id_of(value: Any) -> str | None:
@@ -234,8 +239,14 @@ class Api:
             data = obj.get("data") or {}
             inner = data.get("object")
             if isinstance(inner, dict):
-                return {**obj, "data": {**data, "object": self.render(inner)}}
+                return {**obj, "data": {**data, "object": public(self.render(inner))}}
             return obj
+        elif kind == "subscription" and (obj.get("items") or {}).get("data"):
+            # The legacy ``plan`` of each item, always the item's current price (never stored).
+            items = obj["items"]
+            obj = {**obj, "items": {**items, "data": [_with_plan(i) for i in items["data"]]}}
+        elif kind == "subscription_item":
+            obj = _with_plan(obj)
         drop = [k for k in INCLUDABLE.get(kind or "", ()) if k in obj and k not in include]
         collapse = [k for k in COLLAPSED.get(kind or "", ()) if isinstance(obj.get(k), dict)]
         if drop or collapse:

@@ -118,7 +118,7 @@ def item_line(api: Api, inv: dict[str, Any], sub: dict[str, Any], item: dict[str
         "period": {"end": period[1], "start": period[0]}, "pretax_credit_amounts": [],
         "pricing": {"price_details": {"price": price["id"], "product": id_of(price["product"])},
                     "type": "price_details", "unit_amount_decimal": str(price["unit_amount"])},
-        "quantity": qty, "subscription": sub["id"], "subtotal": amount, "taxes": [],
+        "quantity": qty, "quantity_decimal": str(qty), "subscription": sub["id"], "subtotal": amount, "taxes": [],
     }
 
 

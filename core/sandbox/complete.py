@@ -32,13 +32,14 @@ _TEMPLATES: dict[str, dict[str, Any]] = {
         "tiers_mode": None, "transform_quantity": None, "type": "one_time",
     },
     "payment_method": {
-        "allow_redisplay": "unspecified", "customer": None, "livemode": False, "metadata": {}, "type": "card",
+        "allow_redisplay": "unspecified", "customer": None, "customer_account": None, "livemode": False, "metadata": {}, "type": "card",
         "billing_details": {"address": _NULL_ADDRESS, "email": None, "name": None, "phone": None},
     },
     "subscription": {
         "application": None, "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
-        "billing_cycle_anchor_config": None, "billing_mode": {"flexible": None, "type": "classic", "updated_at": None},
+        "billing_cycle_anchor_config": None, "billing_schedules": [], "customer_account": None,
+        "managed_payments": None, "billing_mode": {"flexible": None, "type": "classic", "updated_at": None},
         "billing_thresholds": None, "cancel_at": None, "cancel_at_period_end": False, "canceled_at": None,
         "cancellation_details": {"comment": None, "feedback": None, "reason": None},
         "collection_method": "charge_automatically", "days_until_due": None, "default_payment_method": None,
@@ -58,7 +59,7 @@ _TEMPLATES: dict[str, dict[str, Any]] = {
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "provider": None,
                           "status": None},
         "automatically_finalizes_at": None, "collection_method": "charge_automatically", "confirmation_secret": None,
-        "custom_fields": None, "customer_address": None, "customer_email": None, "customer_name": None,
+        "custom_fields": None, "customer_account": None, "customer_address": None, "customer_email": None, "customer_name": None,
         "customer_phone": None, "customer_shipping": None, "customer_tax_exempt": "none", "customer_tax_ids": [],
         "default_payment_method": None, "default_source": None, "default_tax_rates": [], "description": None,
         "discounts": [], "due_date": None, "effective_at": None, "ending_balance": None, "footer": None,
@@ -78,6 +79,8 @@ _TEMPLATES: dict[str, dict[str, Any]] = {
         "amount_capturable": 0, "amount_details": {"tip": {}}, "amount_received": 0, "application": None,
         "application_fee_amount": None, "automatic_payment_methods": None, "canceled_at": None,
         "cancellation_reason": None, "capture_method": "automatic_async", "client_secret": None,
+        "customer_account": None, "excluded_payment_method_types": None, "managed_payments": None,
+        "payment_method_configuration_details": None, "source": None,
         "confirmation_method": "automatic", "customer": None, "description": None, "last_payment_error": None,
         "latest_charge": None, "livemode": False, "metadata": {}, "next_action": None, "on_behalf_of": None,
         "payment_method": None, "payment_method_options": None, "payment_method_types": ["card"], "processing": None,
@@ -93,14 +96,14 @@ _TEMPLATES: dict[str, dict[str, Any]] = {
         "livemode": False, "metadata": {}, "on_behalf_of": None, "outcome": None,
         "payment_intent": None, "payment_method": None, "payment_method_details": None, "receipt_email": None,
         "receipt_number": None, "receipt_url": None, "refunded": False, "review": None, "shipping": None,
-        "source_transfer": None, "statement_descriptor": None, "statement_descriptor_suffix": None,
+        "source": None, "source_transfer": None, "statement_descriptor": None, "statement_descriptor_suffix": None,
         "transfer_data": None, "transfer_group": None,
     },
     "refund": {
-        "balance_transaction": None, "customer": None, "description": None, "destination_details": None,
-        "failure_balance_transaction": None, "failure_reason": None, "instructions_email": None, "metadata": {},
-        "next_action": None, "payment_intent": None, "payment_method": None, "pending_reason": None,
-        "reason": None, "receipt_number": None, "source_transfer_reversal": None, "status": "succeeded",
+        # Stripe leaves description, failure_*, instructions_email, next_action and pending_reason out
+        # of a refund that has none (its published example has none of them).
+        "balance_transaction": None, "customer": None, "customer_account": None, "destination_details": None,
+        "metadata": {}, "payment_intent": None, "payment_method": None, "reason": None, "receipt_number": None, "source_transfer_reversal": None, "status": "succeeded",
         "transfer_reversal": None,
     },
     "dispute": {
@@ -130,6 +133,21 @@ def _has_all(obj: dict[str, Any], kind: str, template: dict[str, Any]) -> bool:
     if not obj.keys() >= template.keys():
         return False
     return all(not isinstance(obj[k], dict) or obj[k].keys() >= v.keys() for k, v in _NESTED[kind])
+
+
+def plan_of(price: dict[str, Any]) -> dict[str, Any]:
+    """The legacy ``plan`` Stripe still answers on a subscription item: the recurring price, as a plan."""
+    recurring = price.get("recurring") or {}
+    amount = price.get("unit_amount")
+    return {
+        "id": price.get("id"), "object": "plan", "active": price.get("active", True), "amount": amount,
+        "amount_decimal": None if amount is None else str(amount), "billing_scheme": price.get("billing_scheme", "per_unit"),
+        "created": price.get("created"), "currency": price.get("currency"), "interval": recurring.get("interval"),
+        "interval_count": recurring.get("interval_count", 1), "livemode": False, "metadata": price.get("metadata") or {},
+        "meter": recurring.get("meter"), "nickname": price.get("nickname"), "product": price.get("product"),
+        "tiers_mode": price.get("tiers_mode"), "transform_usage": None,
+        "trial_period_days": recurring.get("trial_period_days"), "usage_type": recurring.get("usage_type", "licensed"),
+    }
 
 
 def complete(obj: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -177,6 +195,14 @@ def complete(obj: dict[str, Any] | None) -> dict[str, Any] | None:
                                     "url": f"/v1/invoice_payments?invoice={obj['id']}"})
         obj.setdefault("lines", {"object": "list", "data": [], "has_more": False,
                                  "url": f"/v1/invoices/{obj['id']}/lines"})
+        sub_id = ((obj.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+        for line in obj["lines"].get("data") or []:
+            if "quantity_decimal" not in line and "quantity" in line:
+                line["quantity_decimal"] = None if line["quantity"] is None else str(line["quantity"])
+            if "taxes" not in line:  # an imported line: the fields every line has
+                for k, v in (("discount_amounts", []), ("discountable", True), ("pretax_credit_amounts", []),
+                             ("subscription", sub_id), ("taxes", [])):
+                    line.setdefault(k, v)
         for k in ("amount_due", "amount_paid", "amount_remaining", "subtotal", "total"):
             obj.setdefault(k, 0)
         if obj.get("subtotal_excluding_tax") is None:

@@ -332,8 +332,7 @@ class Payments:
             "destination_details": {"type": "card", "card": {"reference_status": "available", "type": "refund"}},
             "metadata": metadata_update({}, p.get("metadata") or {}), "payment_intent": charge["payment_intent"],
             "reason": reason, "receipt_number": None, "source_transfer_reversal": None, "status": "succeeded",
-            "transfer_reversal": None, "customer": customer, "description": None, "failure_balance_transaction": None,
-            "failure_reason": None, "instructions_email": None, "next_action": None, "pending_reason": None,
+            "transfer_reversal": None, "customer": customer, "customer_account": None,
             "payment_method": charge.get("payment_method"),
         }
         api.save(refund)

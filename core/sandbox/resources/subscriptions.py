@@ -225,7 +225,7 @@ class Subscriptions(SubscriptionUpdates):
         ids = [i["id"] for i in items]
         start = ids.index(p["starting_after"]) + 1 if p.get("starting_after") in ids else 0
         page = items[start:start + limit]
-        return {"object": "list", "data": page, "has_more": start + limit < len(items),
+        return {"object": "list", "data": [self.api.render(i) for i in page], "has_more": start + limit < len(items),
                 "url": "/v1/subscription_items"}
 
     def get_item(self, p: dict[str, Any], id: str) -> dict[str, Any]:
