@@ -53,8 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=None,
                    help=f"dashboard port (default: PORT, else {DEFAULT_PORT} or the next free one)")
     p.add_argument("--address", default="127.0.0.1")
-    p.add_argument("--demo-members", type=int, default=int(os.environ.get("DEMO_MEMBERS", DEMO_MEMBERS)),
-                   help="size of the demo world generated on first start (default: DEMO_MEMBERS, else %(default)s)")
+    p.add_argument("--demo-members", type=int, default=None,
+                   help=f"size of the demo world generated on first start (default: DEMO_MEMBERS, else {DEMO_MEMBERS})")
     p.set_defaults(func=run)
 
 
@@ -131,11 +131,16 @@ def run(args: argparse.Namespace) -> int:
         port = _pick_port(_port_setting("PORT", os.environ["PORT"]), args.address, "the dashboard", pinned="PORT")
     else:
         port = _pick_port(DEFAULT_PORT, args.address, "the dashboard", pinned=None)
+    if args.demo_members is None:
+        raw = os.environ.get("DEMO_MEMBERS") or str(DEMO_MEMBERS)
+        args.demo_members = int(raw) if raw.isdigit() else 0
     if args.demo_members < 1:
-        raise CommandError(f"The demo world needs at least 1 member, not {args.demo_members}.")
+        raise CommandError("The demo world needs a whole number of members, 1 or more (DEMO_MEMBERS, --demo-members).")
     if _embedded_default() and not DEFAULT_SECRETS_FILE.exists():
         subprocess.run(_python("core", "init-local"), check=True, cwd=ROOT)
     cfg = load_settings()
+    # Ports first: a pinned port that is taken stops the run before any work is done.
+    sandbox_base = _sandbox_base(cfg.stripe_api_base) if cfg.uses_sandbox else ""
     eng = engine(cfg, require_schema=False)
     with steps.step("migrate", "migrating the database"):
         upgrade(eng)
@@ -155,9 +160,7 @@ def run(args: argparse.Namespace) -> int:
     # What the children see: the sandbox's actual address and the signing secret they share.
     env = dict(os.environ)
     webhook_url = f"http://{_local(args.address)}:{port}/stripe/webhook"
-    sandbox_base = ""
-    if cfg.uses_sandbox:
-        sandbox_base = _sandbox_base(cfg.stripe_api_base)
+    if sandbox_base:
         env["STRIPE_API_BASE"] = sandbox_base
         if not cfg.stripe_webhook_secret:  # a secrets file from before webhooks: one for this run
             env["STRIPE_WEBHOOK_SECRET"] = "whsec_" + pysecrets.token_hex(16)
