@@ -2,24 +2,26 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+UV_PIN := uv==0.13.9
 
 .PHONY: run test setup check lint screenshots clean
 
-# uv installs the same pinned requirements several times faster than pip; pip when uv is absent.
+# uv installs the same pinned requirements in a fraction of pip's time (docs/benchmarks.md): the uv
+# on PATH, else one installed into the venv by pip (a single wheel); pip itself when neither works.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Memberdesk needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
 	@t0=$$(date +%s); \
-	if command -v uv >/dev/null 2>&1; then \
-		echo "installing the requirements with uv ..."; \
-		uv venv --quiet --allow-existing --python $(PYTHON) $(VENV) && \
-		uv pip install --quiet --python $(PY) -r requirements-dev.txt; \
+	echo "installing the requirements into $(VENV) ..."; \
+	$(PYTHON) -m venv $(VENV) || exit 1; \
+	uv=$$(command -v uv || true); \
+	if [ -z "$$uv" ] && $(PY) -m pip install --quiet $(UV_PIN) >/dev/null 2>&1; then uv=$(VENV)/bin/uv; fi; \
+	if [ -n "$$uv" ] && "$$uv" pip install --quiet --python $(PY) -r requirements-dev.txt; then \
+		how=uv; \
 	else \
-		echo "installing the requirements with pip ..."; \
-		$(PYTHON) -m venv $(VENV) && \
-		$(PY) -m pip install --quiet --upgrade pip && \
-		$(PY) -m pip install --quiet -r requirements-dev.txt; \
-	fi || exit 1; \
-	echo "installing the requirements: done in $$(( $$(date +%s) - t0 )) s"
+		how=pip; \
+		$(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip install --quiet -r requirements-dev.txt || exit 1; \
+	fi; \
+	echo "installing the requirements: done in $$(( $$(date +%s) - t0 )) s (with $$how)"
 	@touch $@
 
 setup: $(VENV)/.installed
