@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 UV_PIN := uv==0.13.9
+# INSTALLER=pip installs with pip even when uv could be used (for comparisons).
+INSTALLER ?= auto
 
 .PHONY: run test setup check lint screenshots clean
 
@@ -14,7 +16,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	echo "installing the requirements into $(VENV) ..."; \
 	$(PYTHON) -m venv $(VENV) || exit 1; \
 	uv=$$(command -v uv || true); \
-	if [ -z "$$uv" ] && $(PY) -m pip install --quiet $(UV_PIN) >/dev/null 2>&1; then uv=$(VENV)/bin/uv; fi; \
+	if [ "$(INSTALLER)" = pip ]; then uv=""; \
+	elif [ -z "$$uv" ] && $(PY) -m pip install --quiet $(UV_PIN) >/dev/null 2>&1; then uv=$(VENV)/bin/uv; fi; \
 	if [ -n "$$uv" ] && "$$uv" pip install --quiet --python $(PY) -r requirements-dev.txt; then \
 		how=uv; \
 	else \
