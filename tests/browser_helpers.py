@@ -241,9 +241,12 @@ class Server:
     log_path: Path
 
 
-def start_server(tmp: Path, *, database_url: str, port: int | None = None) -> Server:
-    """``streamlit run dashboard/app.py`` on a free port with a test secrets file, in its own
-    process group; returns when ``/_stcore/health`` answers."""
+def start_server(tmp: Path, *, database_url: str, port: int | None = None,
+                 stripe_settings: dict[str, str] | None = None) -> Server:
+    """The dashboard served as ``make run`` serves it (``streamlit run dashboard/serve.py``: the
+    ``st.App`` under uvicorn, with ``/stripe/webhook`` and ``/healthz``) on a free port with a test
+    secrets file, in its own process group; returns when ``/_stcore/health`` answers.
+    ``stripe_settings`` replaces the ``[stripe]`` section (api_key, api_base, webhook_secret)."""
     from core.db import make_engine
 
     port = port or free_port()
@@ -258,7 +261,8 @@ def start_server(tmp: Path, *, database_url: str, port: int | None = None) -> Se
         f'cookie_name = "{s["authenticator"]["cookie_name"]}"\n'
         "session_idle_minutes = 30\n"
         "[stripe]\n"
-        'api_key = "sk_test_dummy"\n', encoding="utf-8")
+        + "".join(f'{k} = "{v}"\n' for k, v in (stripe_settings or {"api_key": "sk_test_dummy"}).items()),
+        encoding="utf-8")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MEMBERDESK_", "STRIPE_", "DATABASE_URL", "STREAMLIT_"))}
     env["MEMBERDESK_SECRETS_FILE"] = str(secrets)
@@ -266,7 +270,7 @@ def start_server(tmp: Path, *, database_url: str, port: int | None = None) -> Se
     log_path = tmp / "streamlit.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", "dashboard/serve.py", "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port), "--secrets.files", str(secrets),
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -19,6 +19,7 @@ class StripeEvent(Base):
     __table_args__ = (
         Index("ix_stripe_events_unprocessed", "processed_at", "created_at"),
         Index("ix_stripe_events_created", "created_at"),
+        Index("ix_stripe_events_source_received", "source", "received_at"),  # /healthz: last webhook
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # evt_...

@@ -1,0 +1,25 @@
+"""Memberdesk's server: the dashboard plus its HTTP endpoints, in one process.
+
+``streamlit run dashboard/serve.py`` (what ``make run`` does) finds the ``st.App`` below and serves
+it with uvicorn: the dashboard (``dashboard/app.py``, Streamlit's own routes) and, beside it,
+``POST /stripe/webhook`` and ``GET /healthz`` (``core.stripe_webhooks.routes``). The same module
+serves under any ASGI server: ``uvicorn serve:app`` from ``dashboard/``.
+
+Like ``app.py``, this file lives in ``dashboard/`` with no ``pages/`` folder beside it: Streamlit
+auto-serves such a folder without the sign-in (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the launcher's folder is on the path, the project root is not
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from core.stripe_webhooks.routes import ROUTES, lifespan  # noqa: E402
+
+app = st.App(Path(__file__).resolve().parent / "app.py", routes=ROUTES, lifespan=lifespan)
