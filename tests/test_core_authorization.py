@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from core.changes.errors import ChangeRefused
 from core.models import AuditEntry, Base
-from core.permissions import GRANTS, GUARDED, Actor, Permission, PermissionDenied
 from core.models.enums import Role
+from core.permissions import GRANTS, GUARDED, Actor, Permission, PermissionDenied
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "core"
