@@ -1,4 +1,5 @@
-"""audit log: a hash chain over the entries, and TRUNCATE refused on PostgreSQL
+"""audit log: a hash chain over the entries, and TRUNCATE refused on PostgreSQL; member names of
+Stripe's full 256 characters
 
 Each new entry stores its position (``seq``), the hash of the entry before it (``prev_hash``) and
 the hash of its own content and that link (``entry_hash``); ``audit_chain_head`` holds the last
@@ -42,6 +43,10 @@ def upgrade() -> None:
     )
     op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": GENESIS}])
     if op.get_bind().dialect.name == "postgresql":
+        # Stripe allows customer names of 256 characters; the mirror cut them to 200 in silence.
+        # (SQLite does not enforce VARCHAR lengths, and altering would rebuild the table.)
+        op.alter_column("members", "name", type_=sa.String(length=256), existing_type=sa.String(length=200),
+                        existing_nullable=False)
         op.execute(
             "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
             "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()"
@@ -51,6 +56,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log")
+        op.alter_column("members", "name", type_=sa.String(length=200), existing_type=sa.String(length=256),
+                        existing_nullable=False)
     op.drop_table("audit_chain_head")
     op.drop_index("uq_audit_log_prev_hash", table_name="audit_log")
     op.drop_index("uq_audit_log_seq", table_name="audit_log")
