@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import AuditChainHead, AuditEntry
@@ -117,59 +117,96 @@ def _describe(e: AuditEntry) -> str:
 
 
 def verify(engine: Engine) -> Verdict:
-    """Walk the chain in order; the first problem found is named in one sentence."""
+    """Walk the chain in order; the first problem found is named in one sentence.
+
+    Streams the log (constant memory); on a broken link it looks up where the link points. Safe while
+    others append: it checks the chain up to the head it read first (an append commits its entry
+    and the head together), then that nothing beyond the head as read afterwards exists."""
     with Session(engine) as s:
         head = s.get(AuditChainHead, 1)
-        legacy = 0
+        head_seq, head_hash = (head.seq, head.hash) if head is not None else (None, None)
+        s.expunge_all()
+        legacy = checked = 0
         chained_started = False
-        previous: AuditEntry | None = None
-        seen: dict[str, AuditEntry] = {}
-        after_entry: dict[int, AuditEntry] = {}  # entry id -> the entry that followed it in the walk
-        checked = 0
-        rows = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.is_(None).desc(), AuditEntry.seq,
-                                                     AuditEntry.id).execution_options(yield_per=2000))
+        previous: tuple[int, int, str] | None = None  # (id, seq, entry_hash) of the last good entry
+        broken: tuple[str, int] | None = None  # (what, entry id)
+        walk = select(AuditEntry).order_by(AuditEntry.seq.is_(None).desc(), AuditEntry.seq, AuditEntry.id)
+        if head_seq is not None:
+            walk = walk.where(or_(AuditEntry.seq.is_(None), AuditEntry.seq <= head_seq))
+        rows = s.scalars(walk.execution_options(yield_per=2000))
         for e in rows:
             if e.seq is None or e.entry_hash is None or e.prev_hash is None:
                 if chained_started or e.seq is not None or e.entry_hash is not None or e.prev_hash is not None:
-                    return Verdict(False, f"The audit log was changed: {_describe(e)} lost its place in the chain.",
-                                   checked, legacy, e.id)
+                    broken = ("unchained", e.id)
+                    break
                 legacy += 1
-                continue
-            chained_started = True
-            if digest(e) != e.entry_hash:
-                return Verdict(False, f"The audit log was changed: {_describe(e)} does not match its hash.",
-                               checked, legacy, e.id)
-            expected = previous.entry_hash if previous is not None else GENESIS
-            if e.prev_hash != expected:
-                earlier = seen.get(e.prev_hash)
-                if earlier is not None:
-                    inserted = after_entry[earlier.id]
-                    return Verdict(False, f"An entry was inserted into the audit log: {_describe(inserted)}; the "
-                                          f"entry after it (#{e.id}) links to #{earlier.id}.", checked, legacy,
-                                   inserted.id)
-                where = f"after entry #{previous.id} and " if previous is not None else ""
-                return Verdict(False, f"Entries were removed from the audit log {where}before {_describe(e)}, "
-                                      "which links to an entry that is no longer there.", checked, legacy, e.id)
-            if previous is not None:
-                after_entry[previous.id] = e
-            seen[e.entry_hash] = e
-            previous = e
-            checked += 1
+            elif digest(e) != e.entry_hash:
+                broken = ("changed", e.id)
+                break
+            elif e.prev_hash != (previous[2] if previous is not None else GENESIS):
+                broken = ("link", e.id)
+                break
+            else:
+                chained_started = True
+                previous = (e.id, e.seq, e.entry_hash)
+                checked += 1
             s.expunge(e)
-        last_hash = previous.entry_hash if previous is not None else GENESIS
-        last_seq = previous.seq if previous is not None else 0
-        if head is not None and (head.hash != last_hash or head.seq != last_seq):
-            if head.seq > (last_seq or 0):
-                where = f"after entry #{previous.id}" if previous is not None else "from the start of the chain"
-                return Verdict(False, f"Entries were removed from the end of the audit log ({where}): the chain "
-                                      f"recorded {head.seq} entries, {last_seq} are there.", checked, legacy,
-                               previous.id if previous is not None else None, head.hash)
-            return Verdict(False, f"An entry was added to the end of the audit log without its chain: "
-                                  f"{_describe(previous)}." if previous is not None else
-                                  "The audit log's chain head was changed.", checked, legacy,
-                           previous.id if previous is not None else None, head.hash)
+        rows.close()
+        if broken is not None:
+            return _broken(s, broken, previous, checked, legacy)
+        last_id, last_seq, last_hash = previous if previous is not None else (None, 0, GENESIS)
+        if head_seq is not None and head_seq > last_seq:
+            where = f"after entry #{last_id}" if last_id is not None else "from the start of the chain"
+            return Verdict(False, f"Entries were removed from the end of the audit log ({where}): the chain "
+                                  f"recorded {head_seq} entries, {last_seq} are there.", checked, legacy,
+                           last_id, head_hash or GENESIS)
+        if head_seq is not None and head_hash != last_hash:
+            return Verdict(False, "The audit log's chain head does not match its last entry "
+                                  f"(#{last_id}): one of them was changed.", checked, legacy, last_id, head_hash)
+        # Entries beyond the head read first: appended since (then the head has moved past them by
+        # now), or added behind the chain's back.
+        beyond = s.scalars(select(AuditEntry).where(AuditEntry.seq > (head_seq or 0))
+                           .order_by(AuditEntry.seq.desc()).limit(1)).first()
+        if beyond is not None:
+            now_head = s.scalar(select(AuditChainHead.seq).where(AuditChainHead.id == 1)
+                                .execution_options(populate_existing=True))
+            if now_head is None or beyond.seq > now_head:
+                first = s.scalars(select(AuditEntry).where(AuditEntry.seq > (now_head or 0))
+                                  .order_by(AuditEntry.seq, AuditEntry.id).limit(1)).first()
+                assert first is not None
+                return Verdict(False, "An entry was added to the end of the audit log without its chain: "
+                                      f"{_describe(first)}.", checked, legacy, first.id, head_hash or GENESIS)
     sentence = f"The audit log is intact: {checked} chained entries"
     if legacy:
         sentence += f" (and {legacy} from before the chain existed, not covered)"
     sentence += f"; head {last_hash}."
     return Verdict(True, sentence, checked, legacy, None, last_hash)
+
+
+def _broken(s: Session, broken: tuple[str, int], previous: tuple[int, int, str] | None, checked: int,
+            legacy: int) -> Verdict:
+    what, entry_id = broken
+    e = s.get(AuditEntry, entry_id)
+    assert e is not None
+    if what == "unchained":
+        return Verdict(False, f"The audit log was changed: {_describe(e)} lost its place in the chain.",
+                       checked, legacy, e.id)
+    if what == "changed":
+        return Verdict(False, f"The audit log was changed: {_describe(e)} does not match its hash.",
+                       checked, legacy, e.id)
+    # A broken link: it points either to an earlier entry (the ones after that were inserted) or
+    # to an entry that is gone (removed).
+    earlier = s.scalars(select(AuditEntry).where(AuditEntry.entry_hash == e.prev_hash, AuditEntry.id != e.id)
+                        .limit(1)).first()
+    if earlier is not None and earlier.seq is not None:
+        inserted = s.scalars(
+            select(AuditEntry).where(AuditEntry.seq.is_not(None), AuditEntry.id != earlier.id,
+                                     or_(AuditEntry.seq > earlier.seq,
+                                         and_(AuditEntry.seq == earlier.seq, AuditEntry.id > earlier.id)))
+            .order_by(AuditEntry.seq, AuditEntry.id).limit(1)).first()
+        if inserted is not None and inserted.id != e.id:
+            return Verdict(False, f"An entry was inserted into the audit log: {_describe(inserted)}; the entry "
+                                  f"after it (#{e.id}) links to #{earlier.id}.", checked, legacy, inserted.id)
+    where = f"after entry #{previous[0]} and " if previous is not None else ""
+    return Verdict(False, f"Entries were removed from the audit log {where}before {_describe(e)}, which links "
+                          "to an entry that is no longer there.", checked, legacy, e.id)

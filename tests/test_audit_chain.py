@@ -169,3 +169,28 @@ def test_two_writers_at_once_never_fork_the_chain(engine):
         actors = {a for (a,) in s.execute(select(AuditEntry.actor).distinct())}
     assert seqs == list(range(1, 41)) and actors == {"ann", "bob"}
     assert audit.verify(engine).ok
+
+
+def test_verify_while_others_append_reports_no_false_alarm(engine):
+    _write(engine, 3)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            _write(engine, 30, "busy")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    verdicts = []
+    while not done.is_set():
+        verdicts.append(audit.verify(engine))
+    t.join(timeout=120)
+    verdicts.append(audit.verify(engine))
+    assert not errors
+    assert all(v.ok for v in verdicts), [v.sentence for v in verdicts if not v.ok][:1]
+    assert verdicts[-1].checked == 33
