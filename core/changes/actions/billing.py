@@ -143,7 +143,7 @@ def _counted(ctx: Ctx, payment: Payment, refunded_on_payment: int, amount: int) 
     member_recent = ctx.session.scalar(
         select(func.coalesce(func.sum(Refund.amount), 0)).where(
             Refund.member_id == ctx.member.id, Refund.currency == payment.currency,
-            Refund.status.in_(("succeeded", "pending")), Refund.created_at > since, Refund.created_at <= ctx.now)
+            Refund.status.in_(("succeeded", "pending")), Refund.created_at > since)
     ) or 0
     if refunded_on_payment >= member_recent:
         return refunded_on_payment + amount, refunded_on_payment, "on this payment"
