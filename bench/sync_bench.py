@@ -37,9 +37,12 @@ from core.db import make_engine
 from core.db.migrate import upgrade
 from core.demo import iter_stripe_objects
 from core.demo.world import World, default_now
+from core.permissions import Actor
 from core.sandbox.store import SandboxStore
 from core.stripe_gateway import ClientOptions, make_client
 from core.sync import run_sync
+
+OPERATOR = Actor.operator("test")  # syncs act as a named operator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -179,7 +182,7 @@ def one_run(args: argparse.Namespace, objects: list[dict]) -> Run:
         client = make_client(API_KEY, api_base=f"http://127.0.0.1:{port}",
                              options=ClientOptions(read_timeout=60, max_network_retries=2))
         t0, c0 = time.perf_counter(), time.process_time()
-        full = run_sync(engine, client, full=True)
+        full = run_sync(engine, client, full=True, actor=OPERATOR)
         backfill_s, backfill_cpu = time.perf_counter() - t0, time.process_time() - c0
         if not full.ok:
             raise SystemExit(f"backfill failed: {full.message}")
@@ -189,7 +192,7 @@ def one_run(args: argparse.Namespace, objects: list[dict]) -> Run:
 
         made = make_events(client, args.events)
         t0, c0 = time.perf_counter(), time.process_time()
-        inc = run_sync(engine, client)
+        inc = run_sync(engine, client, actor=OPERATOR)
         inc_s, inc_cpu = time.perf_counter() - t0, time.process_time() - c0
         if not inc.ok:
             raise SystemExit(f"incremental sync failed: {inc.message}")

@@ -4,7 +4,8 @@ start, and the FX table behind the reporting currency.
 Guarantees:
 - ``load(session_or_engine)`` always answers: keys missing from the ``settings`` table take their
   defaults (UTC, USD, no grace days, Monday).
-- ``update`` and ``set_rate`` validate first (a refusal is a ``BusinessSettingsError`` whose text
+- ``update`` and ``set_rate`` take the acting staff member and need EDIT_SETTINGS (admins); they
+  validate first (a refusal is a ``BusinessSettingsError`` whose text
   is one sentence), then write the row and an audit entry (before/after) in the caller's session:
   both commit together or not at all.
 - Default FX rates for USD, EUR, GBP and JPY (36 months back from the migration date plus the
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.models import FxRate, Setting
 from core.money import SUPPORTED_CURRENCIES, MoneyError, normalise_currency
+from core.permissions import Actor, Permission, guarded
 from core.timeutil import WEEKDAYS, utc_now, zone
 
 KEYS = ("business_timezone", "reporting_currency", "past_due_grace_days", "week_start")
@@ -124,7 +126,8 @@ def load(source: Session | Engine) -> BusinessSettings:
     return BusinessSettings(**values)
 
 
-def update(session: Session, *, actor: str, reason: str | None = None, **changes: Any) -> BusinessSettings:
+@guarded(Permission.EDIT_SETTINGS)
+def update(session: Session, *, actor: Actor, reason: str | None = None, **changes: Any) -> BusinessSettings:
     """Validate and write ``changes``; one audit entry with before/after. The caller commits."""
     if not changes:
         raise BusinessSettingsError("Nothing to change.")
@@ -135,12 +138,12 @@ def update(session: Session, *, actor: str, reason: str | None = None, **changes
     for key, value in clean.items():
         row = session.get(Setting, key)
         if row is None:
-            session.add(Setting(key=key, value=value, updated_at=now, updated_by=actor))
+            session.add(Setting(key=key, value=value, updated_at=now, updated_by=actor.username))
         else:
-            row.value, row.updated_at, row.updated_by = value, now, actor
+            row.value, row.updated_at, row.updated_by = value, now, actor.username
     changed = {k: v for k, v in clean.items() if getattr(before, k) != v}
     # The keys changed are in before/after; target_id is short by schema (64 characters).
-    audit.record(session, actor=actor, action="settings.update", target_type="settings",
+    audit.record(session, actor=actor.username, action="settings.update", target_type="settings",
                  target_id="business", reason=reason,
                  before={k: getattr(before, k) for k in clean}, after=clean)
     if any(k in DEFINITION_KEYS for k in changed):
@@ -189,7 +192,8 @@ def _month(value: date | str) -> date:
     return value.replace(day=1)
 
 
-def set_rate(session: Session, *, actor: str, currency: str, month: date | str,
+@guarded(Permission.EDIT_SETTINGS)
+def set_rate(session: Session, *, actor: Actor, currency: str, month: date | str,
              usd_per_unit: Decimal | str | float, reason: str | None = None) -> Rate:
     """Insert or replace the rate of ``currency`` for ``month``; audited. The caller commits."""
     try:
@@ -211,13 +215,13 @@ def set_rate(session: Session, *, actor: str, currency: str, month: date | str,
     before = None if row is None else str(row.usd_per_unit)
     now = utc_now()
     if row is None:
-        row = FxRate(currency=code, month=first, usd_per_unit=rate, updated_at=now, updated_by=actor)
+        row = FxRate(currency=code, month=first, usd_per_unit=rate, updated_at=now, updated_by=actor.username)
         session.add(row)
     else:
-        row.usd_per_unit, row.updated_at, row.updated_by = rate, now, actor
-    audit.record(session, actor=actor, action="settings.fx_rate", target_type="fx_rate",
+        row.usd_per_unit, row.updated_at, row.updated_by = rate, now, actor.username
+    audit.record(session, actor=actor.username, action="settings.fx_rate", target_type="fx_rate",
                  target_id=f"{code}:{first:%Y-%m}", reason=reason,
                  before=None if before is None else {"usd_per_unit": before},
                  after={"usd_per_unit": str(rate)})
     session.flush()
-    return Rate(code, first, rate, actor)
+    return Rate(code, first, rate, actor.username)

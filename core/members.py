@@ -38,7 +38,7 @@ from core.models import (
     Subscription,
     Tier,
 )
-from core.permissions import Permission, require
+from core.permissions import Actor, Permission, guarded
 from core.timeutil import utc_now, zone
 
 SEARCH_LIMIT = 50
@@ -336,13 +336,17 @@ def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberVie
         return view
 
 
-def add_note(session: Session, *, actor: str, roles: Any, member_id: int, body: str,
+@guarded(Permission.ADD_NOTE)
+def add_note(session: Session, *, actor: Actor, member_id: int, body: str,
              expected_version: int | None = None) -> StaffNote:
     """Add a staff note (encrypted at rest), bump the member's version, audit it."""
-    require(roles, Permission.ADD_NOTE)
     text = (body or "").strip()
     if not text:
         raise MemberError("Write the note before saving it.")
+    if "\x00" in text:
+        # PostgreSQL cannot store a NUL in text, and the membership-change service refuses it:
+        # refused the same way on both databases, before anything is written.
+        raise MemberError("The note contains a NUL character, which cannot be stored; remove it and save again.")
     if len(text) > NOTE_MAX_CHARS:
         raise MemberError(f"A note can have at most {NOTE_MAX_CHARS} characters; this one has {len(text)}.")
     member = session.get(Member, member_id, with_for_update=True)
@@ -351,13 +355,13 @@ def add_note(session: Session, *, actor: str, roles: Any, member_id: int, body: 
     if expected_version is not None and member.version != expected_version:
         raise MemberError("This member changed while you were writing; reload the page and add the note again.")
     now = utc_now()
-    note = StaffNote(member_id=member_id, author=actor, body=text, created_at=now)
+    note = StaffNote(member_id=member_id, author=actor.username, body=text, created_at=now)
     session.add(note)
     before = member.version
     member.version = before + 1
     member.updated_at = now
     session.flush()
-    audit.record(session, actor=actor, action="member.note_added", member_id=member_id, target_type="note",
+    audit.record(session, actor=actor.username, action="member.note_added", member_id=member_id, target_type="note",
                  target_id=note.id, before={"version": before}, after={"version": member.version, "note": text})
     return note
 

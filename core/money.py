@@ -7,6 +7,7 @@ have no minor unit: 1200 JPY is stored as 1200, not 120000. The list follows Str
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -38,18 +39,27 @@ def to_major(amount_minor: int, currency: str) -> Decimal:
     return Decimal(amount_minor).scaleb(-decimals(currency))
 
 
+# Plain amounts only: ASCII digits, optional thousands commas, an optional decimal point. Python's
+# Decimal would also take "1e3", full-width "１２", "1_000" and "  Infinity": none of them is how a
+# person writes money, and "1e3" silently meant 1,000.00.
+_PLAIN_AMOUNT = re.compile(r"-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]*)?|-?\.[0-9]+")
+
+
 def parse_major(text: str | int | float | Decimal, currency: str) -> int:
-    """Turn what a person typed ("12.50", "1,200") into minor units, refusing extra decimals."""
+    """Turn what a person typed ("12.50", "1,200", "$5") into minor units, refusing extra decimals
+    and anything but plain digits (no exponents, no full-width digits, no underscores)."""
     currency = normalise_currency(currency)
-    raw = str(text).strip().replace(",", "").replace("_", "")
+    raw = str(text).strip()
     for symbol in SYMBOLS.values():
         raw = raw.removeprefix(symbol)
+    raw = raw.strip()
+    if not _PLAIN_AMOUNT.fullmatch(raw):
+        raise MoneyError(f"“{text}” is not an amount: write plain digits with an optional decimal point, "
+                         "such as 12.50 or 1,200.")
     try:
-        value = Decimal(raw)
+        value = Decimal(raw.replace(",", ""))
     except InvalidOperation:
         raise MoneyError(f"“{text}” is not an amount.") from None
-    if not value.is_finite():
-        raise MoneyError(f"“{text}” is not an amount.")
     places = decimals(currency)
     minor = value.scaleb(places)
     if minor != minor.to_integral_value():

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.models import LoginAttempt, StaffAccount
 from core.models.enums import Role
-from core.permissions import parse_roles
+from core.permissions import Actor, Permission, guarded, parse_roles
 from core.timeutil import utc_now
 
 MAX_FAILURES = 5
@@ -28,6 +28,8 @@ LOCK_DURATION = timedelta(minutes=15)
 MIN_PASSWORD = 10
 MAX_PASSWORD_BYTES = 72
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+MAX_NAME = 120  # staff_accounts.name
+MAX_EMAIL = 320
 
 
 class StaffError(ValueError):
@@ -101,63 +103,79 @@ def _require(session: Session, username: str) -> StaffAccount:
     return account
 
 
-def create(session: Session, *, actor: str, username: str, name: str, email: str, roles: Iterable[str] | str,
+def _clean(value: str, what: str, max_len: int) -> str:
+    text = (value or "").strip()
+    if "\x00" in text or any(ord(c) < 32 for c in text):
+        raise StaffError(f"The {what} contains a control character (such as a NUL byte); type it again.")
+    if len(text) > max_len:
+        raise StaffError(f"The {what} can have at most {max_len} characters; this one has {len(text)}.")
+    return text
+
+
+@guarded(Permission.MANAGE_STAFF)
+def create(session: Session, *, actor: Actor, username: str, name: str, email: str, roles: Iterable[str] | str,
            password: str, bcrypt_rounds: int = 12) -> StaffAccount:
     username = normalise_username(username)
     if get(session, username) is not None:
         raise StaffError(f"A staff account “{username}” already exists.")
-    if not name.strip():
+    name = _clean(name, "name", MAX_NAME)
+    if not name:
         raise StaffError("Give the person's name.")
+    email = _clean(email, "e-mail address", MAX_EMAIL)
     if "@" not in email:
         raise StaffError(f"“{email}” is not an e-mail address.")
     now = utc_now()
     account = StaffAccount(
-        username=username, name=name.strip(), email=email.strip().lower(), roles=normalise_roles(roles),
+        username=username, name=name, email=email.lower(), roles=normalise_roles(roles),
         password_hash=hash_password(password, rounds=bcrypt_rounds), active=True, created_at=now,
         password_changed_at=now,
     )
     session.add(account)
-    audit.record(session, actor=actor, action="staff.create", target_type="staff", target_id=username,
+    audit.record(session, actor=actor.username, action="staff.create", target_type="staff", target_id=username,
                  after={"username": username, "roles": account.roles, "active": True})
     return account
 
 
-def set_roles(session: Session, *, actor: str, username: str, roles: Iterable[str] | str) -> StaffAccount:
+@guarded(Permission.MANAGE_STAFF)
+def set_roles(session: Session, *, actor: Actor, username: str, roles: Iterable[str] | str) -> StaffAccount:
     account = _require(session, username)
     before = account.roles
     account.roles = normalise_roles(roles)
     account.updated_at = utc_now()
-    audit.record(session, actor=actor, action="staff.set_roles", target_type="staff", target_id=account.username,
+    audit.record(session, actor=actor.username, action="staff.set_roles", target_type="staff", target_id=account.username,
                  before={"roles": before}, after={"roles": account.roles})
     return account
 
 
-def set_active(session: Session, *, actor: str, username: str, active: bool) -> StaffAccount:
+@guarded(Permission.MANAGE_STAFF)
+def set_active(session: Session, *, actor: Actor, username: str, active: bool) -> StaffAccount:
     account = _require(session, username)
-    if not active and account.username == actor:
+    if not active and actor.is_same_person(account.username, account.id):
         raise StaffError("You cannot disable your own account.")
     before = account.active
     account.active = active
     account.updated_at = utc_now()
-    audit.record(session, actor=actor, action="staff.enable" if active else "staff.disable", target_type="staff",
+    audit.record(session, actor=actor.username, action="staff.enable" if active else "staff.disable", target_type="staff",
                  target_id=account.username, before={"active": before}, after={"active": active})
     return account
 
 
-def reset_password(session: Session, *, actor: str, username: str, password: str,
+@guarded(Permission.MANAGE_STAFF)
+def reset_password(session: Session, *, actor: Actor, username: str, password: str,
                    bcrypt_rounds: int = 12) -> StaffAccount:
     account = _require(session, username)
     account.password_hash = hash_password(password, rounds=bcrypt_rounds)
     account.password_changed_at = account.updated_at = utc_now()
     account.locked_until = None
-    audit.record(session, actor=actor, action="staff.reset_password", target_type="staff", target_id=account.username)
+    audit.record(session, actor=actor.username, action="staff.reset_password", target_type="staff", target_id=account.username)
     return account
 
 
-def unlock(session: Session, *, actor: str, username: str) -> StaffAccount:
+@guarded(Permission.MANAGE_STAFF)
+def unlock(session: Session, *, actor: Actor, username: str) -> StaffAccount:
     account = _require(session, username)
     account.locked_until = None
-    audit.record(session, actor=actor, action="staff.unlock", target_type="staff", target_id=account.username)
+    audit.record(session, actor=actor.username, action="staff.unlock", target_type="staff", target_id=account.username)
     return account
 
 

@@ -21,6 +21,7 @@ Guarantees:
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -28,6 +29,8 @@ from typing import Any
 from core.models.enums import ChurnKind
 from core.mrr import Discount, Item, subscription_mrr
 from core.timeutil import from_epoch
+
+log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
@@ -118,6 +121,18 @@ def map_price(obj: dict) -> Row:
 # ---------------------------------------------------------------- customers
 
 
+MAX_CUSTOMER_NAME = 256  # Stripe refuses longer names; members.name holds exactly that
+
+
+def _customer_name(obj: dict) -> str:
+    name = obj.get("name") or ""
+    if len(name) > MAX_CUSTOMER_NAME:  # not from Stripe as documented: say so rather than cut in silence
+        log.warning("customer %s: name of %d characters kept to the first %d", obj.get("id"), len(name),
+                    MAX_CUSTOMER_NAME)
+        return name[:MAX_CUSTOMER_NAME]
+    return name
+
+
 def map_customer(obj: dict) -> Row:
     """customer -> members row. Phone and address land in encrypted columns (address as JSON)."""
     address = obj.get("address") or None
@@ -125,7 +140,7 @@ def map_customer(obj: dict) -> Row:
     return {
         "stripe_customer_id": obj["id"],
         "email": (obj.get("email") or f"{obj['id']}@customers.invalid").strip().lower(),
-        "name": (obj.get("name") or "")[:200],
+        "name": _customer_name(obj),
         "country": (address or {}).get("country"),
         "phone": obj.get("phone") or None,
         "address": json.dumps(address, sort_keys=True) if address else None,

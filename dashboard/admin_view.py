@@ -22,7 +22,7 @@ from core.business_settings import BusinessSettingsError
 from core.db import session_scope
 from core.models.enums import Role
 from core.money import SUPPORTED_CURRENCIES
-from core.permissions import Permission, PermissionDenied
+from core.permissions import Actor, Permission, PermissionDenied
 from core.timeutil import WEEKDAYS
 from dashboard import format as fmt
 from dashboard import reads, signin
@@ -77,7 +77,7 @@ def _staff_section(ctx: StaffContext) -> None:
                                  help=f"At least {staff.MIN_PASSWORD} characters; the person should change it.")
         if st.form_submit_button("Create account"):
             _run(ctx, Permission.MANAGE_STAFF, "admin: create staff", f"Account {username.strip().lower()} created.",
-                 lambda s: staff.create(s, actor=ctx.username, username=username, name=name, email=email,
+                 lambda s: staff.create(s, actor=Actor.of(ctx.username, ctx.roles), username=username, name=name, email=email,
                                         roles=roles, password=password))
     with change:
         if not usernames:
@@ -89,23 +89,23 @@ def _staff_section(ctx: StaffContext) -> None:
             new_roles = st.multiselect("Roles", ROLES, default=[r for r in current if r in ROLES])
             if st.form_submit_button("Save roles"):
                 _run(ctx, Permission.MANAGE_STAFF, f"admin: roles of {who}", f"Roles of {who} saved.",
-                     lambda s: staff.set_roles(s, actor=ctx.username, username=who, roles=new_roles))
+                     lambda s: staff.set_roles(s, actor=Actor.of(ctx.username, ctx.roles), username=who, roles=new_roles))
         with st.form("staff_password", clear_on_submit=True):
             new_password = st.text_input("New password", type="password", max_chars=staff.MAX_PASSWORD_BYTES)
             if st.form_submit_button("Reset password (also unlocks)"):
                 _run(ctx, Permission.MANAGE_STAFF, f"admin: reset password of {who}", f"Password of {who} reset.",
-                     lambda s: staff.reset_password(s, actor=ctx.username, username=who, password=new_password))
+                     lambda s: staff.reset_password(s, actor=Actor.of(ctx.username, ctx.roles), username=who, password=new_password))
         b1, b2 = st.columns(2)
         if bool(row["active"]):
             if b1.button("Disable account", key="staff_disable"):
                 _run(ctx, Permission.MANAGE_STAFF, f"admin: disable {who}", f"{who} is disabled.",
-                     lambda s: staff.set_active(s, actor=ctx.username, username=who, active=False))
+                     lambda s: staff.set_active(s, actor=Actor.of(ctx.username, ctx.roles), username=who, active=False))
         elif b1.button("Enable account", key="staff_enable"):
             _run(ctx, Permission.MANAGE_STAFF, f"admin: enable {who}", f"{who} is enabled.",
-                 lambda s: staff.set_active(s, actor=ctx.username, username=who, active=True))
+                 lambda s: staff.set_active(s, actor=Actor.of(ctx.username, ctx.roles), username=who, active=True))
         if row["locked_until"] is not None and b2.button("Unlock", key="staff_unlock"):
             _run(ctx, Permission.MANAGE_STAFF, f"admin: unlock {who}", f"{who} is unlocked.",
-                 lambda s: staff.unlock(s, actor=ctx.username, username=who))
+                 lambda s: staff.unlock(s, actor=Actor.of(ctx.username, ctx.roles), username=who))
 
 
 def _settings_section(ctx: StaffContext) -> None:
@@ -131,7 +131,7 @@ def _settings_section(ctx: StaffContext) -> None:
             changes = {"business_timezone": tz, "reporting_currency": currency,
                        "past_due_grace_days": int(grace) or None, "week_start": week}
             _run(ctx, Permission.EDIT_SETTINGS, "admin: business settings", "Business settings saved.",
-                 lambda s: business_settings.update(s, actor=ctx.username, reason=reason.strip() or None, **changes))
+                 lambda s: business_settings.update(s, actor=Actor.of(ctx.username, ctx.roles), reason=reason.strip() or None, **changes))
     st.markdown("**FX rates** (US dollars per one unit, per month)")
     rates = safely("The FX rates could not be read.", reads.fx_rates)
     if rates is not None:
@@ -145,7 +145,7 @@ def _settings_section(ctx: StaffContext) -> None:
         rate = c3.text_input("USD per unit", placeholder="1.0850")
         if st.form_submit_button("Save rate"):
             _run(ctx, Permission.EDIT_SETTINGS, "admin: FX rate", f"Rate for {code} saved.",
-                 lambda s: business_settings.set_rate(s, actor=ctx.username, currency=code, month=month,
+                 lambda s: business_settings.set_rate(s, actor=Actor.of(ctx.username, ctx.roles), currency=code, month=month,
                                                       usd_per_unit=rate))
 
 

@@ -277,15 +277,19 @@ def _limits_form(ctx: StaffContext) -> None:
         support_caps = current.refund_max.get("support") or {}
         for cur in SUPPORTED_CURRENCIES:
             c1, c2 = st.columns(2)
-            caps[cur] = c1.text_input(f"Support: largest refund ({cur})", str(to_major(support_caps.get(cur, 0), cur)))
+            caps[cur] = c1.text_input(f"Support: most refunded per payment and per member a day ({cur})",
+                                      str(to_major(support_caps.get(cur, 0), cur)))
             approval[cur] = c2.text_input(f"Approval needed above ({cur})",
                                           str(to_major(current.approval_refund_above.get(cur, 0), cur)))
+        window = st.number_input("Refund window: hours of a member's earlier refunds that count", 0, 24 * 31,
+                                 int(current.refund_window_hours))
         saved = st.form_submit_button("Save limits")
     if saved:
         try:
-            new = from_form(current, extend_days=days, support_refund_major=caps, approval_major=approval)
+            new = from_form(current, extend_days=days, support_refund_major=caps, approval_major=approval,
+                            refund_window_hours=window)
             with session_scope(engine()) as s:
-                changes.save_limits(s, actor=ctx.username, roles=ctx.roles, limits=new)
+                changes.save_limits(s, actor=_actor(ctx), limits=new)
         except (changes.ChangeRefused, PermissionError) as exc:
             error_box(str(exc))
             return

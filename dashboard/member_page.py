@@ -18,7 +18,7 @@ import streamlit as st
 from core import members as core_members
 from core.db import session_scope
 from core.models.enums import SubscriptionStatus
-from core.permissions import Permission, PermissionDenied
+from core.permissions import Actor, Permission, PermissionDenied
 from dashboard import format as fmt
 from dashboard import reads
 from dashboard.auth import StaffContext, check
@@ -138,7 +138,7 @@ def _notes(ctx: StaffContext, view: core_members.MemberView) -> None:
     if submitted and check(ctx, Permission.ADD_NOTE, where=f"member {view.member_id}: add note"):
         try:
             with session_scope(engine()) as s:
-                core_members.add_note(s, actor=ctx.username, roles=ctx.roles, member_id=view.member_id, body=body)
+                core_members.add_note(s, actor=Actor.of(ctx.username, ctx.roles), member_id=view.member_id, body=body)
         except (core_members.MemberError, PermissionDenied) as exc:
             error_box(str(exc))
             return

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from core import alerts
-from core.permissions import Permission
+from core.permissions import Actor, Permission
 from dashboard import charts, widgets
 from dashboard import format as fmt
 from dashboard.auth import guard
@@ -99,11 +99,11 @@ def _actions(a: dict[str, Any]) -> None:
         return
     try:
         if ack:
-            alerts.acknowledge(eng, a["id"], actor=ctx.username, roles=ctx.roles, note=note)
+            alerts.acknowledge(eng, a["id"], actor=Actor.of(ctx.username, ctx.roles), note=note)
         elif snz:
-            alerts.snooze(eng, a["id"], actor=ctx.username, roles=ctx.roles, hours=hours, note=note)
+            alerts.snooze(eng, a["id"], actor=Actor.of(ctx.username, ctx.roles), hours=hours, note=note)
         else:
-            alerts.resolve(eng, a["id"], actor=ctx.username, roles=ctx.roles, note=note)
+            alerts.resolve(eng, a["id"], actor=Actor.of(ctx.username, ctx.roles), note=note)
     except (alerts.AlertError, PermissionError) as exc:
         st.error(str(exc))
         return
@@ -193,7 +193,7 @@ with tab_rules:
             saved = st.form_submit_button("Save rule", type="primary")
         if saved:
             try:
-                alerts.configure_rule_from_form(eng, slug, actor=ctx.username, roles=ctx.roles, enabled=enabled,
+                alerts.configure_rule_from_form(eng, slug, actor=Actor.of(ctx.username, ctx.roles), enabled=enabled,
                                                 params_text=params_text, emails=emails, webhooks=hooks, reset=reset)
             except (ValueError, PermissionError) as exc:
                 st.error(str(exc))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.permissions import Permission
+from core.permissions import Actor, Permission
 from core.stripe_gateway import GatewayError
 from core.sync import actions, status
 from core.timeutil import utc_now
@@ -52,7 +52,7 @@ with st.form("sync_now"):
     start = st.form_submit_button("Sync now")
 if start and (client := _client()) is not None:
     with st.status("Syncing with Stripe ...", expanded=True) as box:
-        result = actions.sync_now(eng, client, actor=ctx.username, full=full, progress=box.write)
+        result = actions.sync_now(eng, client, actor=Actor.of(ctx.username, ctx.roles), full=full, progress=box.write)
         box.update(label=result.message, state="complete" if result.ok else "error")
     # Show the outcome above a page redrawn with the new status.
     st.session_state[FLASH] = (result.ok, result.message)
@@ -97,7 +97,7 @@ if (compare or resync) and member_id is None:
 elif (compare or resync) and (client := _client()) is not None:
     try:
         if resync:
-            result = actions.resync_member_now(eng, client, actor=ctx.username, member_id=int(member_id))
+            result = actions.resync_member_now(eng, client, actor=Actor.of(ctx.username, ctx.roles), member_id=int(member_id))
             (st.success if result.ok else st.error)(result.message)
         diffs = actions.member_diff_table(eng, client, int(member_id))
     except (ValueError, GatewayError) as exc:

@@ -136,12 +136,13 @@ def create_staff(session: Session, *, extra: dict[str, str] | None = None) -> No
     ``<username>-demo-pass``; bcrypt cost 4 keeps tests fast."""
     from core import staff
     from core.demo_accounts import DEMO_ACCOUNTS
+    from core.permissions import Actor
 
     for username, name, roles, password in DEMO_ACCOUNTS:
-        staff.create(session, actor="test", username=username, name=name, email=f"{username}@example.com",
+        staff.create(session, actor=Actor.of("test", "admin"), username=username, name=name, email=f"{username}@example.com",
                      roles=roles, password=password, bcrypt_rounds=4)
     for username, roles in (extra or {}).items():
-        staff.create(session, actor="test", username=username, name=username.title(),
+        staff.create(session, actor=Actor.of("test", "admin"), username=username, name=username.title(),
                      email=f"{username}@example.com", roles=roles, password=f"{username}-demo-pass",
                      bcrypt_rounds=4)
 
@@ -315,8 +316,9 @@ def prepare_database(path: Path, *, prefer_demo: bool = True) -> tuple[str, Worl
         create_staff(s, extra={"lockme": "support", "gone": "support"})
     with session_scope(eng) as s:
         from core import staff
+        from core.permissions import Actor
 
-        staff.set_active(s, actor="test", username="gone", active=False)
+        staff.set_active(s, actor=Actor.of("test", "admin"), username="gone", active=False)
     eng.dispose()
     return url, world
 

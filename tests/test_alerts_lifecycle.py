@@ -25,7 +25,7 @@ from core.alerts import (
 )
 from core.db import make_engine
 from core.models import Alert, AlertTransition, AuditEntry
-from core.permissions import PermissionDenied
+from core.permissions import Actor, PermissionDenied
 from tests.factories import at, make_sync_run
 
 NOW = at("2026-03-10 23:00")
@@ -84,10 +84,10 @@ class TestPeopleActing:
         stale_world(session)
         evaluate(engine, NOW, deliver=False)
         aid = the_alert(engine)["id"]
-        acknowledge(engine, aid, actor="maria", roles=MANAGER, note="looking", now=NOW + HOUR)
-        snooze(engine, aid, actor="maria", roles=MANAGER, hours=2, note="sync job restarting", now=NOW + 2 * HOUR)
+        acknowledge(engine, aid, actor=Actor.of("maria", MANAGER), note="looking", now=NOW + HOUR)
+        snooze(engine, aid, actor=Actor.of("maria", MANAGER), hours=2, note="sync job restarting", now=NOW + 2 * HOUR)
         assert open_alert_count(engine) == 0  # snoozed on purpose
-        resolve(engine, aid, actor="maria", roles=MANAGER, note="fixed the API key", now=NOW + 3 * HOUR)
+        resolve(engine, aid, actor=Actor.of("maria", MANAGER), note="fixed the API key", now=NOW + 3 * HOUR)
         assert transitions(session, aid)[1:] == [
             ("open", "acknowledged", "maria", "looking"),
             ("acknowledged", "snoozed", "maria", "sync job restarting"),
@@ -107,23 +107,23 @@ class TestPeopleActing:
         evaluate(engine, NOW, deliver=False)
         aid = the_alert(engine)["id"]
         with pytest.raises(PermissionDenied):
-            resolve(engine, aid, actor="sam", roles=["support"], note="x")
+            resolve(engine, aid, actor=Actor.of("sam", ["support"]), note="x")
         with pytest.raises(AlertError, match="note"):
-            resolve(engine, aid, actor="maria", roles=MANAGER, note="  ")
+            resolve(engine, aid, actor=Actor.of("maria", MANAGER), note="  ")
         with pytest.raises(AlertError, match="Snooze for"):
-            snooze(engine, aid, actor="maria", roles=MANAGER, hours=0, note="x")
+            snooze(engine, aid, actor=Actor.of("maria", MANAGER), hours=0, note="x")
         with pytest.raises(AlertError, match="no alert number 999"):
-            acknowledge(engine, 999, actor="maria", roles=MANAGER)
-        resolve(engine, aid, actor="maria", roles=MANAGER, note="done")
+            acknowledge(engine, 999, actor=Actor.of("maria", MANAGER))
+        resolve(engine, aid, actor=Actor.of("maria", MANAGER), note="done")
         with pytest.raises(AlertError, match="is resolved"):
-            acknowledge(engine, aid, actor="maria", roles=MANAGER)
+            acknowledge(engine, aid, actor=Actor.of("maria", MANAGER))
         assert session.scalar(select(func.count()).select_from(AlertTransition)) == 2  # open, resolved
 
     def test_snooze_ends_and_the_alert_reopens_if_still_firing(self, engine, session):
         stale_world(session)
         evaluate(engine, NOW, deliver=False)
         aid = the_alert(engine)["id"]
-        snooze(engine, aid, actor="maria", roles=MANAGER, hours=2, note="later", now=NOW)
+        snooze(engine, aid, actor=Actor.of("maria", MANAGER), hours=2, note="later", now=NOW)
         evaluate(engine, NOW + HOUR, deliver=False)
         assert the_alert(engine)["status"] == "snoozed"
         evaluate(engine, NOW + 3 * HOUR, deliver=False)
@@ -134,7 +134,7 @@ class TestPeopleActing:
 class TestAutoResolve:
     def test_resolves_after_clear_for_the_set_time(self, engine, session):
         stale_world(session)
-        configure_rule(engine, "stripe_stale", actor="ann", roles=["admin"], params={"auto_resolve_hours": 2})
+        configure_rule(engine, "stripe_stale", actor=Actor.of("ann", ["admin"]), params={"auto_resolve_hours": 2})
         evaluate(engine, NOW, deliver=False)
         make_sync_run(session, started_at=NOW + HOUR, finished_at=NOW + HOUR)  # the sync works again
         session.commit()
@@ -149,7 +149,7 @@ class TestAutoResolve:
     def test_switching_a_rule_off_resolves_its_alerts(self, engine, session):
         stale_world(session)
         evaluate(engine, NOW, deliver=False)
-        configure_rule(engine, "stripe_stale", actor="ann", roles=["admin"], enabled=False)
+        configure_rule(engine, "stripe_stale", actor=Actor.of("ann", ["admin"]), enabled=False)
         result = evaluate(engine, NOW + HOUR, deliver=False)
         assert len(result.resolved) == 1 and the_alert(engine)["status"] == "resolved"
         evaluate(engine, NOW + 2 * HOUR, deliver=False)
@@ -157,14 +157,14 @@ class TestAutoResolve:
 
     def test_configure_validates_and_audits(self, engine, session):
         with pytest.raises(ValueError, match="is not a setting of stripe_stale"):
-            configure_rule(engine, "stripe_stale", actor="ann", roles=["admin"], params={"bogus": 1})
+            configure_rule(engine, "stripe_stale", actor=Actor.of("ann", ["admin"]), params={"bogus": 1})
         with pytest.raises(ValueError, match="takes a number"):
-            configure_rule(engine, "stripe_stale", actor="ann", roles=["admin"], params={"max_hours_without_sync": "x"})
+            configure_rule(engine, "stripe_stale", actor=Actor.of("ann", ["admin"]), params={"max_hours_without_sync": "x"})
         with pytest.raises(ValueError, match="not an e-mail address"):
-            configure_rule(engine, "stripe_stale", actor="ann", roles=["admin"], notify_to={"email": ["nope"]})
+            configure_rule(engine, "stripe_stale", actor=Actor.of("ann", ["admin"]), notify_to={"email": ["nope"]})
         with pytest.raises(PermissionDenied):
-            configure_rule(engine, "stripe_stale", actor="sam", roles=["support"], enabled=False)
-        cfg = configure_rule(engine, "large_refund", actor="ann", roles=["admin"], params={"max_amount": {"USD": 100}})
+            configure_rule(engine, "stripe_stale", actor=Actor.of("sam", ["support"]), enabled=False)
+        cfg = configure_rule(engine, "large_refund", actor=Actor.of("ann", ["admin"]), params={"max_amount": {"USD": 100}})
         assert cfg.params["max_amount"]["USD"] == 100 and cfg.params["max_amount"]["EUR"] == 25000
         assert session.scalar(select(func.count()).select_from(AuditEntry)
                               .where(AuditEntry.action == "alert_rule.update")) == 1

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from core.alerts import configure_rule, evaluate, list_alerts
 from core.alerts.notify import MAX_ATTEMPTS
 from core.models import Notification
+from core.permissions import Actor
 from tests.factories import at, make_sync_run
 
 NOW = at("2026-03-10 23:00")
@@ -91,7 +92,7 @@ def webhook() -> Iterator[ThreadingHTTPServer]:
 def firing_world(session, engine, **notify) -> None:
     make_sync_run(session, started_at=NOW - timedelta(hours=10), finished_at=NOW - timedelta(hours=10))
     session.commit()
-    configure_rule(engine, "stripe_stale", actor="ann", roles=["admin"], notify_to=notify)
+    configure_rule(engine, "stripe_stale", actor=Actor.of("ann", ["admin"]), notify_to=notify)
 
 
 def notes(session) -> list[Notification]:

@@ -121,7 +121,7 @@ class TestComplimentary:
         assert _count(session, Subscription) == 0
         limits = load_limits(session)
         limits.extend_max_days["support"] = 60
-        save_limits(session, actor="root", roles=["admin"], limits=limits)
+        save_limits(session, actor=Actor.of("root", ["admin"]), limits=limits)
         session.commit()
         assert submit(engine, change(member, "grant_comp", {"days": 45, "tier": "premium"}), SUPPORT,
                       now=NOW).status == "applied"
@@ -145,7 +145,7 @@ class TestComplimentary:
 
     def test_only_admins_edit_limits(self, session):
         with pytest.raises(PermissionError):
-            save_limits(session, actor="sam", roles=["support", "manager"], limits=Limits.from_value(None))
+            save_limits(session, actor=Actor.of("sam", ["support", "manager"]), limits=Limits.from_value(None))
 
     def test_refused_for_a_paying_member(self, engine, session, member):
         price = make_price(session, tier=make_tier(session, code="platinum", rank=2))

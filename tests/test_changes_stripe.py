@@ -12,6 +12,8 @@ from core.db import session_scope
 from core.models import AuditEntry, ChangeRequest, MembershipChange, Payment, Refund, Subscription
 from tests.changes_world import build, mirror, sandbox, stripe_env, version  # noqa: F401  (fixtures)
 
+OPERATOR = Actor.operator("test")  # syncs act as a named operator
+
 SUPPORT = Actor.of("sam", ["support"])
 MANAGER = Actor.of("mia", ["manager"])
 FINANCE = Actor.of("fin", ["finance"])
@@ -79,7 +81,7 @@ class TestRefund:
         with session_scope(engine) as s:
             limits = load_limits(s)
             limits.approval_refund_above["USD"] = 500
-            save_limits(s, actor="root", roles=["admin"], limits=limits)
+            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
         # support may refund up to $50 by default, but above $5 a second person must approve
         out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "full": True}),
                      SUPPORT, stripe=stripe_env.client)
@@ -104,7 +106,7 @@ class TestRefund:
         with session_scope(engine) as s:
             limits = load_limits(s)
             limits.approval_refund_above["USD"] = 100
-            save_limits(s, actor="root", roles=["admin"], limits=limits)
+            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
         out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": 500}),
                      SUPPORT, stripe=stripe_env.client)
         rejected = decide(engine, out.request_id, FINANCE, approve=False, note="not our fault")
@@ -117,7 +119,7 @@ class TestRefund:
         with session_scope(engine) as s:
             limits = load_limits(s)
             limits.refund_max["support"] = {"USD": 300}
-            save_limits(s, actor="root", roles=["admin"], limits=limits)
+            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
         with pytest.raises(ChangeRefused, match="manager or finance"):
             submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "5"}),
                    SUPPORT, stripe=stripe_env.client)
@@ -309,7 +311,7 @@ class TestSyncAgrees:
                         s.scalar(select(func.count()).select_from(Refund)))
 
         before = state()
-        result = resync_member(engine, stripe_env.client, world.member_id)
+        result = resync_member(engine, stripe_env.client, world.member_id, actor=OPERATOR)
         assert result.status == "succeeded", result.message
         assert state() == before
 

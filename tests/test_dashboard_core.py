@@ -11,7 +11,7 @@ from sqlalchemy import select
 from core import audit, audit_query, overview_counts
 from core import members as core_members
 from core.models import AuditEntry, Member, StaffNote
-from core.permissions import PermissionDenied
+from core.permissions import Actor, PermissionDenied
 from tests.browser_helpers import build_small_world
 from tests.factories import at
 
@@ -101,7 +101,7 @@ def test_member_view_in_business_time_zone(engine, world):
 
 def test_add_note_is_encrypted_audited_and_bumps_version(engine, world, session):
     before = session.get(Member, world.bob_id).version
-    core_members.add_note(session, actor="sam", roles=["support"], member_id=world.bob_id, body="  Asked for a refund ")
+    core_members.add_note(session, actor=Actor.of("sam", ["support"]), member_id=world.bob_id, body="  Asked for a refund ")
     session.commit()
     session.expire_all()
     assert session.get(Member, world.bob_id).version == before + 1
@@ -120,14 +120,14 @@ def test_add_note_is_encrypted_audited_and_bumps_version(engine, world, session)
 ])
 def test_add_note_refuses_bad_input_and_writes_nothing(engine, world, session, roles, body, error):
     with pytest.raises(error):
-        core_members.add_note(session, actor="x", roles=roles, member_id=world.bob_id, body=body)
+        core_members.add_note(session, actor=Actor.of("x", roles), member_id=world.bob_id, body=body)
     session.rollback()
     assert session.scalar(select(StaffNote).where(StaffNote.member_id == world.bob_id)) is None
 
 
 def test_add_note_refuses_stale_version(engine, world, session):
     with pytest.raises(core_members.MemberError, match="changed while you were writing"):
-        core_members.add_note(session, actor="x", roles=["admin"], member_id=world.bob_id, body="hi",
+        core_members.add_note(session, actor=Actor.of("x", ["admin"]), member_id=world.bob_id, body="hi",
                               expected_version=-1)
 
 

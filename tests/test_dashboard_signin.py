@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from core import staff
 from core.db import session_scope
 from core.models import AuditEntry, LoginAttempt
+from core.permissions import Actor
 from tests.browser_helpers import app_test, create_staff, texts
 
 SUBMIT = "FormSubmitter:login_form-Sign in"
@@ -82,7 +83,7 @@ def test_lockout_after_five_failures_refuses_the_right_password(db, engine):
     assert not other.session_state["authentication_status"] and "locked" in texts(other)
     # an admin unlocks: the right password works again
     with session_scope(engine) as s:
-        staff.unlock(s, actor="admin", username="lockme")
+        staff.unlock(s, actor=Actor.of("admin", "admin"), username="lockme")
     again = _sign_in(app_test(db).run(), "lockme", "lockme-demo-pass")
     assert again.session_state["authentication_status"] is True
 
@@ -91,7 +92,7 @@ def test_disabled_account_cannot_sign_in_and_is_signed_out(db, engine):
     at = _sign_in(app_test(db).run(), "support", "support-demo-pass")
     assert at.session_state["authentication_status"] is True
     with session_scope(engine) as s:
-        staff.set_active(s, actor="admin", username="support", active=False)
+        staff.set_active(s, actor=Actor.of("admin", "admin"), username="support", active=False)
     import streamlit as st
 
     st.cache_data.clear()  # the account check is cached for seconds; skip the wait
@@ -130,7 +131,7 @@ def test_sign_out_clears_the_session_and_queues_the_cookie_delete(db, engine):
 def test_roles_changed_by_an_admin_apply_on_the_next_run(db, engine):
     at = _sign_in(app_test(db).run(), "finance", "finance-demo-pass")
     with session_scope(engine) as s:
-        staff.set_roles(s, actor="admin", username="finance", roles="finance,manager")
+        staff.set_roles(s, actor=Actor.of("admin", "admin"), username="finance", roles="finance,manager")
     import streamlit as st
 
     st.cache_data.clear()

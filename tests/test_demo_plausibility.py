@@ -184,3 +184,19 @@ class TestBenchmarkProfile:
         assert abs(currencies["usd"] / sum(currencies.values()) - 0.45) <= 0.05, currencies
         first = min(s.customer["created"] for s in dense if s.customer)
         assert first < (NOW - timedelta(days=5 * 365)).timestamp()  # six years of history
+
+
+class TestApprovalReachable:
+    def test_every_currency_has_payments_that_need_a_second_person(self, stories: list[Story]) -> None:
+        """With the default limits, a support agent can refund some demo payments only with approval:
+        above the approval amount, within support's own limit (issue: approval could never happen)."""
+        from core.changes.limits import Limits
+
+        limits = Limits.from_value(None)
+        for currency in ("USD", "EUR", "GBP", "JPY"):
+            threshold = limits.approval_refund_above[currency]
+            cap = limits.max_refund(["support"], currency)
+            reachable = [ch["amount"] for s in stories for ch in s.charges
+                         if ch["currency"] == currency.lower() and ch["status"] == "succeeded"
+                         and threshold < ch["amount"] <= cap]
+            assert len(reachable) >= 10, (currency, threshold, cap, len(reachable))

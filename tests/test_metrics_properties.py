@@ -37,6 +37,7 @@ from core.metrics.fx import RateTable
 from core.metrics.rollups import refresh
 from core.metrics.source import movements, raw_rows
 from core.models import MembershipChange
+from core.permissions import Actor
 
 NOW = at("2026-07-01 00:00")
 START, END = date(2025, 7, 1), date(2026, 7, 1)
@@ -319,7 +320,7 @@ class TestGraceDaysSetting:
     def test_changing_grace_days_changes_every_number_at_once(self, engine, session, world):
         refresh(engine, now=NOW)
         before = compute(engine, "mrr", query(engine)).value
-        business_settings.update(session, actor="admin", past_due_grace_days=0)
+        business_settings.update(session, actor=Actor.of("admin", "admin"), past_due_grace_days=0)
         session.commit()
         after = compute(engine, "mrr", query(engine))
         assert after.settings_used["past_due_grace_days"] == 0

@@ -27,6 +27,7 @@ from core.metrics.rollups import refresh
 from core.metrics.source import raw_rows
 from core.models import Member
 from core.mrr import Item, subscription_mrr
+from core.permissions import Actor
 
 NOW = at("2026-07-01 00:00")
 
@@ -203,7 +204,7 @@ class TestPastDueGrace:
 
     def test_beyond_grace_days_is_involuntary_churn(self, engine, session, premium, path):
         self._world(session, premium)
-        business_settings.update(session, actor="admin", past_due_grace_days=14)
+        business_settings.update(session, actor=Actor.of("admin", "admin"), past_due_grace_days=14)
         session.commit()
         mrr = ask(engine, "mrr", date(2026, 6, 1), date(2026, 7, 1), path=path)
         assert mrr.value == 1000  # the member 30 days past due stopped counting on 15 June
@@ -269,7 +270,7 @@ class TestDaylightSaving:
         member = make_member(session)
         make_payment(session, member=member, amount=100, created_at=at("2026-03-31 22:30"))
         session.commit()
-        business_settings.update(session, actor="admin", business_timezone="Europe/Berlin")
+        business_settings.update(session, actor=Actor.of("admin", "admin"), business_timezone="Europe/Berlin")
         session.commit()
         q = Query.make(engine, start=date(2026, 3, 1), end=date(2026, 5, 1), now=NOW)
         assert q.tz == "Europe/Berlin"

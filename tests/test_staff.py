@@ -5,11 +5,12 @@ from sqlalchemy import select
 
 from core import staff
 from core.models import AuditEntry
+from core.permissions import Actor
 from tests.factories import at
 
 
 def _create(session, username="sam", roles="support"):
-    return staff.create(session, actor="test", username=username, name="Sam", email="sam@example.com",
+    return staff.create(session, actor=Actor.of("test", "admin"), username=username, name="Sam", email="sam@example.com",
                         roles=roles, password="long-enough-pw", bcrypt_rounds=4)
 
 
@@ -32,7 +33,7 @@ class TestAccounts:
         ],
     )
     def test_bad_input_is_a_sentence(self, session, field, value, message):
-        kwargs = dict(actor="t", username="sam", name="Sam", email="s@example.com", roles="support",
+        kwargs = dict(actor=Actor.of("t", "admin"), username="sam", name="Sam", email="s@example.com", roles="support",
                       password="long-enough-pw", bcrypt_rounds=4)
         kwargs[field] = value
         with pytest.raises(staff.StaffError, match=message):
@@ -46,7 +47,7 @@ class TestAccounts:
     def test_cannot_disable_yourself(self, session):
         _create(session, roles="admin")
         with pytest.raises(staff.StaffError, match="your own account"):
-            staff.set_active(session, actor="sam", username="sam", active=False)
+            staff.set_active(session, actor=Actor.of("sam", "admin"), username="sam", active=False)
 
 
 class TestLockout:

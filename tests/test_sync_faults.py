@@ -15,11 +15,14 @@ from sqlalchemy.orm import Session
 
 from core.models import Member, Payment, Subscription
 from core.models.stripe_sync import StripeEvent, SyncRun, SyncState
+from core.permissions import Actor
 from core.stripe_gateway import ClientOptions, make_client
 from core.sync import reconcile_totals, run_sync, status
 from tests.conftest import TEST_KEY
 from tests.sandbox_helpers import SandboxProcess, sandbox
 from tests.test_sync_sandbox import build_world, gateway_client
+
+OPERATOR = Actor.operator("test")  # syncs act as a named operator
 
 __all__ = ["sandbox"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +45,7 @@ class TestBackfillFaults:
         build_world(gateway_client(sandbox), 5)
         # Products, prices, customers, cards and subscriptions go through; then Stripe says 429.
         sandbox.fault("/v1/charges", status=429, times=None)
-        first = run_sync(engine, gateway_client(sandbox, retries=0))
+        first = run_sync(engine, gateway_client(sandbox, retries=0), actor=OPERATOR)
         assert first.status == "failed" and "rate limited" in first.message
         with Session(engine) as s:
             cursor = s.get(SyncState, "backfill")
@@ -51,7 +54,7 @@ class TestBackfillFaults:
             assert s.scalar(select(func.count()).select_from(Member)) == 5
         assert status(engine).data_through is None  # a failed run never counts as fresh data
         sandbox.clear_faults()
-        second = run_sync(engine, gateway_client(sandbox))
+        second = run_sync(engine, gateway_client(sandbox), actor=OPERATOR)
         assert second.status == "succeeded", second.message
         assert second.counts.get("resumed_backfill") is True
         assert "charge" in second.counts["backfilled_by_type"] and "customer" not in second.counts["backfilled_by_type"]
@@ -61,13 +64,13 @@ class TestBackfillFaults:
     def test_server_error_and_dropped_connection_then_recovery(self, engine: Engine, sandbox: SandboxProcess) -> None:
         build_world(gateway_client(sandbox), 3)
         sandbox.fault("/v1/subscriptions", status=500, times=None)
-        assert run_sync(engine, gateway_client(sandbox, retries=0)).status == "failed"
+        assert run_sync(engine, gateway_client(sandbox, retries=0), actor=OPERATOR).status == "failed"
         sandbox.clear_faults()
         sandbox.fault("/v1/invoices", mode="drop", times=None)
-        dropped = run_sync(engine, gateway_client(sandbox, retries=0))
+        dropped = run_sync(engine, gateway_client(sandbox, retries=0), actor=OPERATOR)
         assert dropped.status == "failed" and "could not be reached" in dropped.message
         sandbox.clear_faults()
-        assert run_sync(engine, gateway_client(sandbox)).ok
+        assert run_sync(engine, gateway_client(sandbox), actor=OPERATOR).ok
         assert _agrees(engine, sandbox)
 
     def test_one_transient_error_is_absorbed_by_the_clients_retries(
@@ -75,7 +78,7 @@ class TestBackfillFaults:
     ) -> None:
         build_world(gateway_client(sandbox), 3)
         sandbox.fault("/v1/customers", status=500, times=1, should_retry=True)
-        result = run_sync(engine, gateway_client(sandbox, retries=2))
+        result = run_sync(engine, gateway_client(sandbox, retries=2), actor=OPERATOR)
         assert result.ok, result.message
         assert _agrees(engine, sandbox)
 
@@ -84,7 +87,7 @@ class TestEventFaults:
     def test_outage_mid_fetch_keeps_the_cursor_and_loses_nothing(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
         world = build_world(c, 3)
-        assert run_sync(engine, c).ok
+        assert run_sync(engine, c, actor=OPERATOR).ok
         with Session(engine) as s:
             cursor_before = s.get(SyncState, "events").last_synced_at
         # Enough new activity for several pages of events.
@@ -93,13 +96,13 @@ class TestEventFaults:
                                                 "invoice_settings": {"default_payment_method": "pm_card_visa"}})
             c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": world.prices["premium_usd"]}]})
         sandbox.fault("/v1/events", status=500, skip=1, times=None)  # the first page arrives, then 500s
-        failed = run_sync(engine, gateway_client(sandbox, retries=0))
+        failed = run_sync(engine, gateway_client(sandbox, retries=0), actor=OPERATOR)
         assert failed.status == "failed" and failed.kind == "incremental"
         with Session(engine) as s:
             assert s.get(SyncState, "events").last_synced_at == cursor_before  # not moved
             stored = s.scalar(select(func.count()).select_from(StripeEvent))
         sandbox.clear_faults()
-        fetched_again = run_sync(engine, c)
+        fetched_again = run_sync(engine, c, actor=OPERATOR)
         assert fetched_again.ok, fetched_again.message
         with Session(engine) as s:
             ledger_ids = s.scalars(select(StripeEvent.id)).all()
@@ -113,14 +116,14 @@ class TestEventFaults:
     def test_timeout_is_a_failed_run(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
         build_world(c, 2)
-        assert run_sync(engine, c).ok
+        assert run_sync(engine, c, actor=OPERATOR).ok
         impatient = make_client(sandbox.api_key, api_base=sandbox.url,
                                 options=ClientOptions(max_network_retries=0, read_timeout=1, connect_timeout=1))
         sandbox.fault("/v1/events", mode="delay", seconds=2.5, times=1)
-        timed_out = run_sync(engine, impatient)
+        timed_out = run_sync(engine, impatient, actor=OPERATOR)
         assert timed_out.status == "failed" and "could not be reached" in timed_out.message
         sandbox.clear_faults()
-        assert run_sync(engine, c).ok
+        assert run_sync(engine, c, actor=OPERATOR).ok
 
 
 class TestConcurrentRuns:

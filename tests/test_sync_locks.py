@@ -13,9 +13,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core.models.stripe_sync import RunLock, SyncRun
+from core.permissions import Actor
 from core.stripe_gateway import ClientOptions, make_client
 from core.sync import locks, run_sync, status
 from core.timeutil import utc_now
+
+OPERATOR = Actor.operator("test")  # syncs act as a named operator
 
 
 class TestLock:
@@ -106,7 +109,7 @@ class TestSkippedRun:
         client = make_client("sk_test_x", api_base="http://127.0.0.1:1", options=ClientOptions(max_network_retries=0))
         held = locks.acquire(engine, "stripe_sync", holder="cron:42")
         try:
-            result = run_sync(engine, client, holder="web:7")
+            result = run_sync(engine, client, holder="web:7", actor=OPERATOR)
         finally:
             held.release()
         assert result.status == "skipped"
@@ -118,7 +121,7 @@ class TestSkippedRun:
     def test_unreachable_stripe_is_a_failed_run(self, engine: Engine) -> None:
         client = make_client("sk_test_x", api_base="http://127.0.0.1:1",
                              options=ClientOptions(max_network_retries=0, connect_timeout=0.5))
-        result = run_sync(engine, client)
+        result = run_sync(engine, client, actor=OPERATOR)
         assert result.status == "failed" and "could not be reached" in result.message
         snap = status(engine)
         assert snap.last_run is not None and snap.last_run.status == "failed"

@@ -31,6 +31,7 @@ from core.models import (
     Tier,
 )
 from core.models.stripe_sync import StripeEvent, SyncRun, SyncState
+from core.permissions import Actor
 from core.sandbox.store import SandboxStore
 from core.stripe_gateway import ClientOptions, StripeClient, make_client
 from core.sync import ledger, reconcile_member, reconcile_totals, resync_member, run_sync, status
@@ -38,6 +39,8 @@ from core.sync.apply import Applier
 from core.sync.process import process_pending
 from core.timeutil import from_epoch, utc_now
 from tests.sandbox_helpers import SandboxProcess, sandbox
+
+OPERATOR = Actor.operator("test")  # syncs act as a named operator
 
 __all__ = ["sandbox"]  # the fixture, re-exported for pytest
 
@@ -148,7 +151,7 @@ class TestBackfillAndEvents:
     def test_first_run_backfills_then_events_keep_it_current(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
         world = build_world(c, 6)
-        first = run_sync(engine, c)
+        first = run_sync(engine, c, actor=OPERATOR)
         assert first.status == "succeeded", first.message
         assert first.kind == "full" and "full backfill first" in first.counts["notice"]
         assert all(r.matches for r in reconcile_totals(engine, c)), "backfill must agree with Stripe"
@@ -162,7 +165,7 @@ class TestBackfillAndEvents:
         new = c.v1.customers.create(params={"email": "late@example.com", "payment_method": "pm_card_visa",
                                             "invoice_settings": {"default_payment_method": "pm_card_visa"}})
         c.v1.subscriptions.create(params={"customer": new.id, "items": [{"price": world.prices["premium_usd"]}]})
-        second = run_sync(engine, c)
+        second = run_sync(engine, c, actor=OPERATOR)
         assert second.status == "succeeded" and second.kind == "incremental", second.message
         assert second.counts["events_new"] > 0
         with Session(engine) as s:
@@ -176,7 +179,7 @@ class TestBackfillAndEvents:
     def test_change_in_the_same_second_as_the_backfill_read_is_kept(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
         world = build_world(c, 2)
-        assert run_sync(engine, c).ok
+        assert run_sync(engine, c, actor=OPERATOR).ok
         customer = world.customers[0]
         c.v1.customers.update(customer, params={"name": "Renamed after the read"})
         created = c.v1.events.list(params={"limit": 1}).data[0].created
@@ -186,14 +189,14 @@ class TestBackfillAndEvents:
         with Session(engine) as s:
             s.execute(update(Member).where(Member.stripe_customer_id == customer).values(stripe_state_at=read_at))
             s.commit()
-        assert run_sync(engine, c).ok
+        assert run_sync(engine, c, actor=OPERATOR).ok
         with Session(engine) as s:
             assert s.scalar(select(Member.name).where(Member.stripe_customer_id == customer)) == "Renamed after the read"
 
     def test_member_reconcile_finds_drift_and_resync_repairs_it(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
         build_world(c, 4)
-        assert run_sync(engine, c).ok
+        assert run_sync(engine, c, actor=OPERATOR).ok
         with Session(engine) as s:
             member = s.scalars(select(Member).join(Subscription, Subscription.member_id == Member.id)).first()
             member_id = member.id
@@ -203,7 +206,7 @@ class TestBackfillAndEvents:
             s.commit()
         diffs = reconcile_member(engine, c, member_id)
         assert [(d.object_type, d.problem) for d in diffs] == [("subscription", "status differs")]
-        result = resync_member(engine, c, member_id)
+        result = resync_member(engine, c, member_id, actor=OPERATOR)
         assert result.ok, result.message
         assert reconcile_member(engine, c, member_id) == []
         with Session(engine) as s:
@@ -215,13 +218,13 @@ class TestBackfillAndEvents:
     ) -> None:
         c = gateway_client(sandbox)
         build_world(c, 2)
-        assert run_sync(engine, c).ok
+        assert run_sync(engine, c, actor=OPERATOR).ok
         with Session(engine) as s:
             s.get(SyncState, "events").last_synced_at = utc_now() - timedelta(days=31)
             # A run that died without finishing (killed process) is left "running".
             s.add(SyncRun(kind="incremental", status="running", started_at=utc_now() - timedelta(hours=2)))
             s.commit()
-        result = run_sync(engine, c)
+        result = run_sync(engine, c, actor=OPERATOR)
         assert result.ok and result.kind == "full"
         assert "older than the 30 days Stripe keeps events" in result.counts["notice"]
         assert "older than the 30 days" in result.message  # said on the outcome line too
@@ -241,20 +244,20 @@ class TestTestClock:
                                             "invoice_settings": {"default_payment_method": "pm_card_visa"}})
         sub = c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": world.prices["premium_usd"]}]})
         assert sub.status == "active"
-        assert run_sync(engine, c).ok
+        assert run_sync(engine, c, actor=OPERATOR).ok
         # The card starts failing: insufficient funds on every renewal attempt.
         pm = c.v1.payment_methods.attach("pm_card_chargeDeclinedInsufficientFunds", params={"customer": cus.id})
         c.v1.customers.update(cus.id, params={"invoice_settings": {"default_payment_method": pm.id}})
         c.v1.subscriptions.update(sub.id, params={"default_payment_method": pm.id})
         day = 86400
         c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": 1798761600 + 32 * day})
-        assert run_sync(engine, c).ok
+        assert run_sync(engine, c, actor=OPERATOR).ok
         with Session(engine) as s:
             assert s.scalar(select(Subscription.status).where(Subscription.stripe_subscription_id == sub.id)) == "past_due"
         # Through the retries (3, 5, 7 days after the first failure) to the end of dunning.
         for days in (36, 38, 41):
             c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": 1798761600 + days * day})
-        result = run_sync(engine, c)
+        result = run_sync(engine, c, actor=OPERATOR)
         assert result.ok, result.message
         with Session(engine) as s:
             row = s.scalar(select(Subscription).where(Subscription.stripe_subscription_id == sub.id))

@@ -28,7 +28,7 @@ from core.alerts.lifecycle import ACTIVE, OPEN, RESOLVED, SNOOZED, SYSTEM
 from core.alerts.rules import Finding, Rule
 from core.db import session_scope
 from core.models import Alert, AlertRule, Setting
-from core.permissions import Permission, require
+from core.permissions import Actor, Permission, guarded
 from core.timeutil import ensure_aware, utc_now
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,11 @@ def rule_configs(engine: Engine) -> dict[str, RuleConfig]:
         return out
 
 
-def configure_rule(engine: Engine, slug: str, *, actor: str, roles: Any, enabled: bool | None = None,
+@guarded(Permission.MANAGE_ALERTS)
+def configure_rule(engine: Engine, slug: str, *, actor: Actor, enabled: bool | None = None,
                    params: dict[str, Any] | None = None, notify_to: dict[str, Any] | None = None,
                    reset: bool = False) -> RuleConfig:
     """Change a rule's switch, thresholds or notification targets (admins and managers); audited."""
-    require(roles, Permission.MANAGE_ALERTS)
     rule = rules.get(slug)
     clean = rules.validate_params(rule, params or {})
     targets = notify.validate_notify(notify_to) if notify_to is not None else None
@@ -112,13 +112,14 @@ def configure_rule(engine: Engine, slug: str, *, actor: str, roles: Any, enabled
             row.params = {**(row.params or {}), **clean}
         if targets is not None:
             row.notify = targets
-        row.updated_at, row.updated_by = utc_now(), actor
-        audit.record(session, actor=actor, action="alert_rule.update", target_type="alert_rule", target_id=slug,
+        row.updated_at, row.updated_by = utc_now(), actor.username
+        audit.record(session, actor=actor.username, action="alert_rule.update", target_type="alert_rule", target_id=slug,
                      before=before, after={"enabled": row.enabled, "params": row.params, "notify": row.notify})
     return rule_configs(engine)[slug]
 
 
-def configure_rule_from_form(engine: Engine, slug: str, *, actor: str, roles: Any, enabled: bool, params_text: str,
+@guarded(Permission.MANAGE_ALERTS)
+def configure_rule_from_form(engine: Engine, slug: str, *, actor: Actor, enabled: bool, params_text: str,
                              emails: str, webhooks: str, reset: bool = False) -> RuleConfig:
     """``configure_rule`` from what a person typed: thresholds as a JSON object, comma-separated targets."""
     try:
@@ -128,7 +129,7 @@ def configure_rule_from_form(engine: Engine, slug: str, *, actor: str, roles: An
     if not isinstance(params, dict):
         raise ValueError("The thresholds are a JSON object such as {\"min_ratio\": 2}.")
     split = lambda text: [part.strip() for part in (text or "").split(",") if part.strip()]  # noqa: E731
-    return configure_rule(engine, slug, actor=actor, roles=roles, enabled=enabled, params=params, reset=reset,
+    return configure_rule(engine, slug, actor=actor, enabled=enabled, params=params, reset=reset,
                           notify_to={"email": split(emails), "webhook": split(webhooks)})
 
 

@@ -9,7 +9,6 @@ MANAGE_ALERTS permission here in core.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import session_scope
 from core.models import Alert, AlertTransition
-from core.permissions import Permission, require
+from core.permissions import Actor, Permission, guarded
 from core.timeutil import ensure_aware, utc_now
 
 OPEN, ACKNOWLEDGED, SNOOZED, RESOLVED = "open", "acknowledged", "snoozed", "resolved"
@@ -74,9 +73,8 @@ def _clean_note(note: str | None, *, required: bool) -> str | None:
     return note or None
 
 
-def _act(engine: Engine, alert_id: int, *, actor: str, roles: Iterable[str] | str | None, allowed_from: tuple[str, ...],
+def _act(engine: Engine, alert_id: int, *, actor: Actor, allowed_from: tuple[str, ...],
          to_status: str, note: str | None, now: datetime | None, values: dict[str, Any] | None = None) -> Alert:
-    require(roles, Permission.MANAGE_ALERTS)
     now = ensure_aware(now or utc_now())
     with session_scope(engine) as session:
         alert = session.execute(select(Alert).where(Alert.id == alert_id).with_for_update()).scalar_one_or_none()
@@ -84,28 +82,31 @@ def _act(engine: Engine, alert_id: int, *, actor: str, roles: Iterable[str] | st
             raise AlertError(f"There is no alert number {alert_id}.")
         if alert.status not in allowed_from:
             raise AlertError(f"Alert {alert_id} is {alert.status}; it cannot be marked {to_status} from there.")
-        if not transition(session, alert, to_status, actor=actor, note=note, at=now, values=values):
+        if not transition(session, alert, to_status, actor=actor.username, note=note, at=now, values=values):
             raise AlertError(f"Alert {alert_id} changed meanwhile; reload it and try again.")
         return alert
 
 
-def acknowledge(engine: Engine, alert_id: int, *, actor: str, roles: Iterable[str] | str | None,
+@guarded(Permission.MANAGE_ALERTS)
+def acknowledge(engine: Engine, alert_id: int, *, actor: Actor,
                 note: str | None = None, now: datetime | None = None) -> Alert:
     """Someone is looking at it: the alert stays until its condition clears or it is resolved."""
-    return _act(engine, alert_id, actor=actor, roles=roles, allowed_from=(OPEN, SNOOZED), to_status=ACKNOWLEDGED,
+    return _act(engine, alert_id, actor=actor, allowed_from=(OPEN, SNOOZED), to_status=ACKNOWLEDGED,
                 note=_clean_note(note, required=False), now=now, values={"snoozed_until": None})
 
 
-def resolve(engine: Engine, alert_id: int, *, actor: str, roles: Iterable[str] | str | None, note: str,
+@guarded(Permission.MANAGE_ALERTS)
+def resolve(engine: Engine, alert_id: int, *, actor: Actor, note: str,
             now: datetime | None = None) -> Alert:
     """Close the alert by hand; if its condition still holds, the next evaluation opens a new one."""
     clean = _clean_note(note, required=True)
     when = ensure_aware(now or utc_now())
-    return _act(engine, alert_id, actor=actor, roles=roles, allowed_from=ACTIVE, to_status=RESOLVED, note=clean,
+    return _act(engine, alert_id, actor=actor, allowed_from=ACTIVE, to_status=RESOLVED, note=clean,
                 now=when, values={"resolved_at": when, "snoozed_until": None})
 
 
-def snooze(engine: Engine, alert_id: int, *, actor: str, roles: Iterable[str] | str | None, hours: float,
+@guarded(Permission.MANAGE_ALERTS)
+def snooze(engine: Engine, alert_id: int, *, actor: Actor, hours: float,
            note: str, now: datetime | None = None) -> Alert:
     """Silence the alert for ``hours``; it comes back open if its condition still holds then."""
     clean = _clean_note(note, required=True)
@@ -116,5 +117,5 @@ def snooze(engine: Engine, alert_id: int, *, actor: str, roles: Iterable[str] | 
     if not 0 < hours <= MAX_SNOOZE_HOURS:
         raise AlertError(f"Snooze for between a few minutes and {MAX_SNOOZE_HOURS // 24} days.")
     when = ensure_aware(now or utc_now())
-    return _act(engine, alert_id, actor=actor, roles=roles, allowed_from=(OPEN, ACKNOWLEDGED, SNOOZED),
+    return _act(engine, alert_id, actor=actor, allowed_from=(OPEN, ACKNOWLEDGED, SNOOZED),
                 to_status=SNOOZED, note=clean, now=when, values={"snoozed_until": when + timedelta(hours=hours)})

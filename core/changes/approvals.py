@@ -33,16 +33,17 @@ from core.changes.service import (
 )
 from core.db import session_scope
 from core.models import ChangeRequest
-from core.permissions import Permission, PermissionDenied, allowed, require
+from core.permissions import Permission, PermissionDenied, allowed, check, guarded
 from core.timeutil import utc_now
 
 
+@guarded(None)  # checks APPROVE_CHANGES itself: a refusal is a ChangeRefused sentence for the form
 def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note: str, stripe: Any = None,
            now: datetime | None = None) -> Outcome:
     """Approve (and apply) or reject a pending request. The requester cannot decide their own."""
     now = now or utc_now()
     try:
-        require(actor.roles, Permission.APPROVE_CHANGES)
+        check(actor, Permission.APPROVE_CHANGES, bind=engine, where="core.changes.approvals.decide")
     except PermissionDenied as exc:
         raise ChangeRefused(str(exc), code="permission") from None
     note = parse.text(note, "note for your decision", max_len=2000)
@@ -52,7 +53,7 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
             raise ChangeRefused("This change request does not exist.")
         if req.status != PENDING:
             raise ChangeRefused(f"This request is no longer waiting (it is {req.status.replace('_', ' ')}).")
-        if req.requested_by == actor.username:
+        if actor.is_same_person(req.requested_by):
             raise ChangeRefused("You asked for this change; a second person must approve or reject it.")
         action = _action(req.action)
         if approve:
@@ -85,11 +86,12 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
     return execute(engine, request_id, stripe=stripe, now=now, approved_by=actor.username)
 
 
+@guarded(None)  # checks CHANGE_MEMBERSHIP itself, refusing with a ChangeRefused sentence
 def resume(engine: Engine, request_id: int, actor: Actor, *, stripe: Any = None,
            now: datetime | None = None) -> Outcome:
     """Finish a request left ``applying`` by a crash or an outage (exactly once)."""
     try:
-        require(actor.roles, Permission.CHANGE_MEMBERSHIP)
+        check(actor, Permission.CHANGE_MEMBERSHIP, bind=engine, where="core.changes.approvals.resume")
     except PermissionDenied as exc:
         raise ChangeRefused(str(exc), code="permission") from None
     return execute(engine, request_id, stripe=stripe, now=now or utc_now(), resuming=True)

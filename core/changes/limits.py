@@ -4,6 +4,15 @@ The effective limit of a person is the most generous of their roles. A role miss
 limit may not do that action beyond zero (for amounts) or at all (for days). ``None`` means
 "no limit". Refunds above ``approval_refund_above`` (per currency) always wait for a second
 person, whoever asks.
+
+Refund limits cannot be split: the amount a limit and the approval threshold compare is the
+larger of (what the payment has had refunded, plus this refund) and (what the member has had
+refunded in the payment's currency over the last ``refund_window_hours``, plus this refund).
+Four refunds of $49.99 are one refund of $199.96 to the limits.
+
+The defaults make every documented flow reachable: support may refund up to $250 (so a support
+refund of an annual Platinum payment, $199.99, is possible) and anything above $100 waits for a
+second person (so that refund asks for approval).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from core import audit
 from core.changes.errors import ChangeRefused
 from core.models import Setting
 from core.money import SUPPORTED_CURRENCIES, format_money
-from core.permissions import Permission, require
+from core.permissions import Actor, Permission, guarded
 from core.timeutil import utc_now
 
 SETTING_KEY = "changes.limits"
@@ -29,15 +38,20 @@ SETTING_KEY = "changes.limits"
 DEFAULTS: dict[str, Any] = {
     # days of free time one person may add in one change (extend and complimentary grants)
     "extend_max_days": {"support": 30, "manager": 365, "admin": 365},
-    # largest single refund per role and currency (minor units); None = no limit
+    # most a role may refund per payment, and per member within the window, per currency (minor
+    # units); None = no limit. Above the approval amount, so support's large refunds reach approval.
     "refund_max": {
-        "support": {"USD": 5000, "EUR": 5000, "GBP": 4000, "JPY": 7500},
+        "support": {"USD": 25000, "EUR": 25000, "GBP": 20000, "JPY": 37500},
         "finance": None,
         "manager": None,
         "admin": None,
     },
-    # refunds above this amount wait for a second person (four-eyes), whoever asks
-    "approval_refund_above": {"USD": 20000, "EUR": 20000, "GBP": 16000, "JPY": 30000},
+    # refunds above this amount (counted like the limit) wait for a second person, whoever asks;
+    # below the demo's annual Platinum price (199.99 / 179.99 / 159.99 / 24,000), above its annual
+    # Premium price (99.99 / 89.99 / 79.99 / 12,000)
+    "approval_refund_above": {"USD": 10000, "EUR": 10000, "GBP": 8000, "JPY": 15000},
+    # the member's refunds over this many hours count toward the limits with the payment's own
+    "refund_window_hours": 24,
 }
 
 
@@ -46,6 +60,7 @@ class Limits:
     extend_max_days: dict[str, int | None] = field(default_factory=dict)
     refund_max: dict[str, dict[str, int] | None] = field(default_factory=dict)
     approval_refund_above: dict[str, int] = field(default_factory=dict)
+    refund_window_hours: int = 24
 
     @classmethod
     def from_value(cls, value: dict[str, Any] | None) -> Limits:
@@ -56,7 +71,8 @@ class Limits:
 
     def to_value(self) -> dict[str, Any]:
         return {"extend_max_days": self.extend_max_days, "refund_max": self.refund_max,
-                "approval_refund_above": self.approval_refund_above}
+                "approval_refund_above": self.approval_refund_above,
+                "refund_window_hours": self.refund_window_hours}
 
     def max_extend_days(self, roles: Iterable[str]) -> int | None:
         """Most days any of ``roles`` may add; None = unlimited, 0 = not allowed."""
@@ -99,6 +115,8 @@ class Limits:
                 lines.append(f"{role}: refund up to {amounts}")
         amounts = ", ".join(format_money(v, c) for c, v in sorted(self.approval_refund_above.items()))
         lines.append(f"refunds above {amounts} need a second person's approval")
+        lines.append(f"refund limits count what was already refunded on the payment, and on the member "
+                     f"in the last {self.refund_window_hours} hours")
         return lines
 
 
@@ -121,6 +139,9 @@ def _check(limits: Limits) -> None:
             _check_amount(currency, amount)
     for currency, amount in limits.approval_refund_above.items():
         _check_amount(currency, amount)
+    hours = limits.refund_window_hours
+    if not isinstance(hours, int) or isinstance(hours, bool) or not 0 <= hours <= 24 * 31:
+        raise ChangeRefused("The refund window is a whole number of hours between 0 and 744 (31 days).")
 
 
 def _check_amount(currency: str, amount: Any) -> None:
@@ -130,24 +151,23 @@ def _check_amount(currency: str, amount: Any) -> None:
         raise ChangeRefused("Amount limits are zero or more, in minor units.")
 
 
-def save_limits(session: Session, *, actor: str, roles: Iterable[str], limits: Limits,
-                now: datetime | None = None) -> None:
+@guarded(Permission.EDIT_SETTINGS)
+def save_limits(session: Session, *, actor: Actor, limits: Limits, now: datetime | None = None) -> None:
     """Replace the limits (admins only); audited with before and after. Caller commits."""
-    require(roles, Permission.EDIT_SETTINGS)
     _check(limits)
     before = load_limits(session).to_value()
     row = session.get(Setting, SETTING_KEY)
     now = now or utc_now()
     if row is None:
-        session.add(Setting(key=SETTING_KEY, value=limits.to_value(), updated_at=now, updated_by=actor))
+        session.add(Setting(key=SETTING_KEY, value=limits.to_value(), updated_at=now, updated_by=actor.username))
     else:
-        row.value, row.updated_at, row.updated_by = limits.to_value(), now, actor
-    audit.record(session, actor=actor, action="settings.change_limits", target_type="setting",
+        row.value, row.updated_at, row.updated_by = limits.to_value(), now, actor.username
+    audit.record(session, actor=actor.username, action="settings.change_limits", target_type="setting",
                  target_id=SETTING_KEY, before=before, after=limits.to_value())
 
 
 def from_form(current: Limits, *, extend_days: dict[str, Any], support_refund_major: dict[str, Any],
-              approval_major: dict[str, Any]) -> Limits:
+              approval_major: dict[str, Any], refund_window_hours: Any = None) -> Limits:
     """Build new limits from what an admin typed (days as numbers, amounts in major units)."""
     from core.changes import parse
 
@@ -160,6 +180,9 @@ def from_form(current: Limits, *, extend_days: dict[str, Any], support_refund_ma
     updated.refund_max["support"] = caps
     for currency, text in approval_major.items():
         updated.approval_refund_above[currency] = _major(text, currency)
+    if refund_window_hours not in (None, ""):
+        updated.refund_window_hours = parse.whole_number(refund_window_hours, "refund window in hours", low=0,
+                                                         high=24 * 31)
     _check(updated)
     return updated
 

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.permissions import parse_roles
+# The acting staff member is core's one type for "who does this" (kept importable from here).
+from core.permissions import Actor
 
-
-@dataclass(frozen=True)
-class Actor:
-    """The signed-in staff member: username for the audit log, roles for the permission check."""
-
-    username: str
-    roles: frozenset[str]
-
-    @classmethod
-    def of(cls, username: str, roles: Iterable[str] | str) -> Actor:
-        return cls(username=username, roles=frozenset(r.value for r in parse_roles(roles)))
+__all__ = ["Actor", "ChangeInput", "Outcome", "Preview"]
 
 
 @dataclass(frozen=True)

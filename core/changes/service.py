@@ -45,7 +45,7 @@ from core.changes.reasons import REASONS
 from core.changes.state import member_snapshot
 from core.db import session_scope
 from core.models import ChangeRequest, Member
-from core.permissions import PermissionDenied, require
+from core.permissions import PermissionDenied, guarded, require
 from core.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ def _action(name: Any) -> Action:
 
 
 def _check_basics(change: ChangeInput, actor: Actor, action: Action) -> tuple[str, str]:
+    if not isinstance(actor, Actor):
+        raise TypeError("A membership change takes the acting staff member as core.permissions.Actor.")
     require(actor.roles, action.permission)
     reason = parse.choice(change.reason, REASONS[action.name], "reason")
     comment = parse.text(change.comment, "comment", max_len=2000)
@@ -140,6 +142,7 @@ def preview(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = 
         return plan.preview
 
 
+@guarded(None)  # the permission is the action's: checked in _check_basics, the refusal audited below
 def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = None,
            now: datetime | None = None) -> Outcome:
     """Validate, claim, and apply (or queue for approval) one change. Raises ``ChangeRefused``."""

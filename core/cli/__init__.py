@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "core.cli.reconcile",
     "core.cli.alerts",
     "core.cli.metrics",
+    "core.cli.audit",
 ]
 
 
@@ -35,7 +36,8 @@ COMMAND_MODULES = [
 COMMANDS = {"migrate": "core.cli.migrate", "demo": "core.cli.demo", "staff": "core.cli.staff",
             "keygen": "core.cli.keys", "rotate-key": "core.cli.keys", "init-local": "core.cli.keys",
             "sandbox": "core.cli.sandbox", "run": "core.cli.run", "sync": "core.cli.sync",
-            "reconcile": "core.cli.reconcile", "alerts": "core.cli.alerts", "metrics": "core.cli.metrics"}
+            "reconcile": "core.cli.reconcile", "alerts": "core.cli.alerts", "metrics": "core.cli.metrics",
+            "audit": "core.cli.audit"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -7,14 +7,13 @@ exits 2 with one sentence. ``list --format json`` prints one JSON array on stdou
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 from core import alerts
 from core.cli.common import CommandError, engine, settings
-from core.models.enums import Role
+from core.permissions import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,12 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_configure)
 
 
-def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
-
-
-# Whoever can reach the database with its settings is an operator: act with the admin role.
-_ROLES = [Role.ADMIN.value]
+def _actor() -> Actor:
+    # The named operator (MEMBERDESK_OPERATOR or the login name), acting with admin rights.
+    return Actor.operator()
 
 
 def _parse_now(text: str | None) -> datetime | None:
@@ -115,11 +111,11 @@ def _act(args: argparse.Namespace) -> int:
     eng = engine()
     try:
         if args.action == "ack":
-            alert = alerts.acknowledge(eng, args.id, actor=_actor(), roles=_ROLES, note=args.note)
+            alert = alerts.acknowledge(eng, args.id, actor=_actor(), note=args.note)
         elif args.action == "resolve":
-            alert = alerts.resolve(eng, args.id, actor=_actor(), roles=_ROLES, note=args.note)
+            alert = alerts.resolve(eng, args.id, actor=_actor(), note=args.note)
         else:
-            alert = alerts.snooze(eng, args.id, actor=_actor(), roles=_ROLES, hours=args.hours, note=args.note)
+            alert = alerts.snooze(eng, args.id, actor=_actor(), hours=args.hours, note=args.note)
     except alerts.AlertError as exc:
         raise CommandError(str(exc)) from None
     until = f" until {alert.snoozed_until:%Y-%m-%d %H:%M} UTC" if alert.status == "snoozed" else ""
@@ -163,7 +159,7 @@ def _configure(args: argparse.Namespace) -> int:
     elif args.email is not None or args.webhook is not None:
         notify_to = {"email": args.email or [], "webhook": args.webhook or []}
     try:
-        cfg = alerts.configure_rule(engine(), args.slug, actor=_actor(), roles=_ROLES, enabled=args.enabled,
+        cfg = alerts.configure_rule(engine(), args.slug, actor=_actor(), enabled=args.enabled,
                                     params=_parse_set(args.set), notify_to=notify_to, reset=args.reset)
     except ValueError as exc:
         raise CommandError(str(exc)) from None

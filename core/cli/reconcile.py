@@ -13,6 +13,7 @@ import argparse
 
 from core.cli.common import CommandError, engine, progress, settings
 from core.money import format_money
+from core.permissions import Actor
 from core.stripe_gateway import GatewayError, build_client
 from core.sync import parse_month, reconcile_member, reconcile_totals, resync_member
 
@@ -76,7 +77,7 @@ def _totals(eng, client, args: argparse.Namespace) -> int:  # type: ignore[no-un
 
 def _member(eng, client, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     if args.resync:
-        result = resync_member(eng, client, args.member)
+        result = resync_member(eng, client, args.member, actor=Actor.operator())
         print(result.message)
         if not result.ok:
             return 1

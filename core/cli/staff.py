@@ -10,6 +10,7 @@ import sys
 from core import staff
 from core.cli.common import CommandError, engine
 from core.db import session_scope
+from core.permissions import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,8 +67,9 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
+def _actor() -> Actor:
+    # The named operator (MEMBERDESK_OPERATOR or the login name), acting with admin rights.
+    return Actor.operator()
 
 
 def _do(fn) -> int:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from core.cli.common import CommandError, engine, progress, settings
+from core.permissions import Actor
 from core.stripe_gateway import build_client
 from core.sync import resync_member, run_sync
 
@@ -38,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     eng = engine(cfg)
     say = (lambda _m: None) if args.quiet else progress
     if args.member is not None:
-        result = resync_member(eng, client, args.member)
+        result = resync_member(eng, client, args.member, actor=Actor.operator())
     else:
-        result = run_sync(eng, client, full=args.full, progress=say)
+        result = run_sync(eng, client, actor=Actor.operator(), full=args.full, progress=say)
     print(result.message, file=sys.stdout, flush=True)
     return 0 if result.ok else 1

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from core import staff
 from core.demo_accounts import DEMO_ACCOUNTS
+from core.permissions import Actor
 
 
 def create_demo_staff(session: Session, *, bcrypt_rounds: int = 12) -> list[str]:
@@ -14,7 +15,7 @@ def create_demo_staff(session: Session, *, bcrypt_rounds: int = 12) -> list[str]
     for username, name, roles, password in DEMO_ACCOUNTS:
         if staff.get(session, username) is not None:
             continue
-        staff.create(session, actor="demo", username=username, name=name, email=f"{username}@memberdesk.example",
+        staff.create(session, actor=Actor.system("demo"), username=username, name=name, email=f"{username}@memberdesk.example",
                      roles=roles, password=password, bcrypt_rounds=bcrypt_rounds)
         created.append(username)
     return created

@@ -16,7 +16,7 @@ class Member(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-case
-    name: Mapped[str] = mapped_column(String(200), default="", index=True)
+    name: Mapped[str] = mapped_column(String(256), default="", index=True)  # Stripe's maximum
     country: Mapped[str | None] = mapped_column(String(2))  # ISO 3166-1 alpha-2
     # Encrypted at rest: search never needs them.
     phone: Mapped[str | None] = mapped_column(EncryptedText())

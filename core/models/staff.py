@@ -1,7 +1,10 @@
 """Staff accounts, sign-in attempts, and the append-only audit log.
 
 The audit log is append-only twice over: no code path updates or deletes it, and database
-triggers (created in the migrations) refuse UPDATE and DELETE on both SQLite and PostgreSQL.
+triggers (created in the migrations) refuse UPDATE and DELETE on both SQLite and PostgreSQL, and
+TRUNCATE on PostgreSQL. Each entry is chained to the one before it (``seq``, ``prev_hash``,
+``entry_hash``; see ``core.audit``), so a change made behind the triggers' back is found by
+``python -m core audit verify``.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.types import EncryptedJSON
@@ -56,6 +59,9 @@ class AuditEntry(Base):
         Index("ix_audit_log_member_at", "member_id", "at"),
         Index("ix_audit_log_actor_at", "actor", "at"),
         Index("ix_audit_log_action_at", "action", "at"),
+        # One entry per chain position and one successor per entry: two writers cannot fork it.
+        Index("uq_audit_log_seq", "seq", unique=True),
+        Index("uq_audit_log_prev_hash", "prev_hash", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -74,3 +80,18 @@ class AuditEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(80))  # the action id / idempotency key
     approved_by: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16), default="ok")  # ok, refused, failed
+    # The hash chain (NULL for entries written before it existed, migration 0013).
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    entry_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The chain's last position and hash: one row, updated in every appending transaction, so
+    appends queue behind its row lock (PostgreSQL) or the write lock (SQLite)."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

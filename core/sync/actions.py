@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from core import audit
 from core.db import session_scope
+from core.permissions import Actor, Permission, guarded
 from core.stripe_gateway import StripeClient
 from core.sync import ledger
 from core.sync.reconcile import MemberDiff, ReconRow, reconcile_member, reconcile_totals, resync_member
@@ -21,31 +22,33 @@ from core.sync.run import RunResult, run_sync
 from core.sync.status import SyncStatus
 
 
-def _audit(engine: Engine, actor: str, action: str, result: RunResult, member_id: int | None = None) -> None:
+def _audit(engine: Engine, actor: Actor, action: str, result: RunResult, member_id: int | None = None) -> None:
     with session_scope(engine) as s:
         audit.record(
-            s, actor=actor, action=action, member_id=member_id, target_type="sync_run",
+            s, actor=actor.username, action=action, member_id=member_id, target_type="sync_run",
             target_id=result.run_id, comment=result.message[:500],
             outcome="ok" if result.ok else result.status,
         )
 
 
+@guarded(Permission.RUN_SYNC)
 def sync_now(
     engine: Engine,
     client: StripeClient,
     *,
-    actor: str,
+    actor: Actor,
     full: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """"Sync now" from the admin page: the same run as the cron command, audited."""
-    result = run_sync(engine, client, full=full, progress=progress, holder=f"dashboard:{actor}")
+    result = run_sync(engine, client, actor=actor, full=full, progress=progress, holder=f"dashboard:{actor.username}")
     _audit(engine, actor, "stripe.sync_full" if full else "stripe.sync", result)
     return result
 
 
-def resync_member_now(engine: Engine, client: StripeClient, *, actor: str, member_id: int) -> RunResult:
-    result = resync_member(engine, client, member_id, holder=f"dashboard:{actor}")
+@guarded(Permission.RUN_SYNC)
+def resync_member_now(engine: Engine, client: StripeClient, *, actor: Actor, member_id: int) -> RunResult:
+    result = resync_member(engine, client, member_id, actor=actor, holder=f"dashboard:{actor.username}")
     _audit(engine, actor, "stripe.resync_member", result, member_id=member_id)
     return result
 

@@ -22,6 +22,7 @@ from core.models.billing import Dispute, Invoice, Payment, PaymentMethod, Refund
 from core.models.catalogue import Price, Tier
 from core.models.members import Member
 from core.models.subscriptions import Subscription
+from core.permissions import Actor, Permission, guarded
 from core.stripe_gateway import GatewayError, StripeClient, reads
 from core.stripe_mapping import DISPUTE_CLOSED, with_close_time
 from core.sync import locks
@@ -217,11 +218,13 @@ def reconcile_member(engine: Engine, client: StripeClient, member_id: int) -> li
     return diffs
 
 
+@guarded(Permission.RUN_SYNC)
 def resync_member(
     engine: Engine,
     client: StripeClient,
     member_id: int,
     *,
+    actor: Actor,
     holder: str | None = None,
     now: datetime | None = None,
 ) -> RunResult:

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from core.models.stripe_sync import SyncRun, SyncState
+from core.permissions import Actor, Permission, guarded
 from core.stripe_gateway import GatewayError, StripeClient, reads
 from core.sync import backfill, events, locks
 from core.sync.apply import Applier
@@ -92,10 +93,12 @@ def _touch_types(engine: Engine, at: datetime) -> None:
         s.commit()
 
 
+@guarded(Permission.RUN_SYNC)
 def run_sync(
     engine: Engine,
     client: StripeClient,
     *,
+    actor: Actor,
     full: bool = False,
     progress: Callable[[str], None] | None = None,
     holder: str | None = None,

@@ -2,17 +2,25 @@
 
 The refundable rest comes from Stripe (the charge's ``amount_refunded``) when Stripe can be
 asked, so a refund made in Stripe's dashboard a minute ago is counted.
+
+A refund's limit and its approval threshold compare what it adds up to, not the refund alone:
+the payment's refunds so far plus this one, or the member's refunds in the payment's currency
+within the limits' window plus this one, whichever is larger. Splitting a refund into pieces
+therefore reaches the same limit and the same approval as making it at once.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+from sqlalchemy import func, select
 
 from core.changes import mirror, parse
 from core.changes.actions.base import Action, Ctx, Plan, register, require_customer
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
-from core.models import Invoice, Payment
+from core.models import Invoice, Payment, Refund
 from core.models.enums import InvoiceStatus, PaymentStatus
 from core.money import format_money
 from core.permissions import Permission
@@ -70,11 +78,18 @@ class RefundPayment(Action):
         if amount > remaining:
             raise ChangeRefused(f"At most {format_money(remaining, payment.currency)} of this payment can still be "
                                 f"refunded; {format_money(amount, payment.currency)} is too much.")
+        counted, earlier, why = _counted(ctx, payment, refunded, amount)
+        money = lambda v: format_money(v, payment.currency)  # noqa: E731
         cap = ctx.limits.max_refund(ctx.actor.roles, payment.currency)
-        if cap is not None and amount > cap:
-            raise ChangeRefused(f"Your role may refund at most {format_money(cap, payment.currency)} at once; "
+        if cap is not None and counted > cap:
+            if earlier:
+                raise ChangeRefused(
+                    f"Your role may refund at most {money(cap)} per payment and per member in "
+                    f"{ctx.limits.refund_window_hours} hours; {money(earlier)} was already refunded {why}, so "
+                    f"{money(max(cap - earlier, 0))} more at most. A manager or finance must make larger refunds.")
+            raise ChangeRefused(f"Your role may refund at most {money(cap)} at once; "
                                 "a manager or finance must make larger refunds.")
-        needs = ctx.limits.needs_approval(amount, payment.currency)
+        needs = ctx.limits.needs_approval(counted, payment.currency)
         threshold = ctx.limits.approval_refund_above.get(payment.currency)
         full = amount == remaining
         preview = Preview(
@@ -84,7 +99,7 @@ class RefundPayment(Action):
              "The membership itself does not change."],
             amount_minor=amount, amount_kind="refund", currency=payment.currency,
             mrr_before_minor=None, mrr_after_minor=None, needs_approval=needs,
-            approval_reason=(f"refunds above {format_money(threshold, payment.currency)} need a second person"
+            approval_reason=(_approval_reason(money, threshold, counted, earlier, why)
                              if needs and threshold is not None else None))
         return Plan(params={"payment_id": payment.id, "amount": amount, "currency": payment.currency},
                     preview=preview, stripe_ids={"charge": payment.stripe_charge_id})
@@ -120,6 +135,27 @@ class RefundPayment(Action):
         refund = stripe_result["refund"]
         return {"stripe_refund_id": refund["id"], "amount": refund["amount"],
                 "currency": str(refund["currency"]).upper(), "payment_amount_refunded": payment.amount_refunded}
+
+
+def _counted(ctx: Ctx, payment: Payment, refunded_on_payment: int, amount: int) -> tuple[int, int, str]:
+    """(what the limits compare, what was refunded before this, where) for a refund of ``amount``."""
+    since = ctx.now - timedelta(hours=ctx.limits.refund_window_hours)
+    member_recent = ctx.session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.member_id == ctx.member.id, Refund.currency == payment.currency,
+            Refund.status.in_(("succeeded", "pending")), Refund.created_at > since)
+    ) or 0
+    if refunded_on_payment >= member_recent:
+        return refunded_on_payment + amount, refunded_on_payment, "on this payment"
+    return (int(member_recent) + amount, int(member_recent),
+            f"to this member in the last {ctx.limits.refund_window_hours} hours")
+
+
+def _approval_reason(money: Any, threshold: int, counted: int, earlier: int, why: str) -> str:
+    if earlier:
+        return (f"refunds above {money(threshold)} need a second person; with the {money(earlier)} already "
+                f"refunded {why} this makes {money(counted)}")
+    return f"refunds above {money(threshold)} need a second person"
 
 
 @register

@@ -84,7 +84,7 @@ class EditContact(Action):
         if "email" in raw:
             new["email"] = parse.email(raw["email"])
         if "name" in raw:
-            new["name"] = parse.text(raw["name"], "name", max_len=200)
+            new["name"] = parse.text(raw["name"], "name", max_len=256)  # Stripe's maximum
         if "phone" in raw:
             new["phone"] = parse.phone(raw["phone"])
         if "address" in raw:

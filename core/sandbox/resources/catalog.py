@@ -11,6 +11,15 @@ from core.sandbox.errors import StripeError, invalid, missing_param
 from core.sandbox.forms import metadata_update, to_bool, to_int
 
 _CUSTOMER_FIELDS = ("name", "email", "phone", "description")
+# Stripe's published maximum lengths (OpenAPI spec, POST /v1/customers): a longer value is refused.
+_CUSTOMER_MAX_LENGTH = {"name": 256, "email": 512, "phone": 20, "description": 5000}
+
+
+def _check_lengths(p: dict[str, Any]) -> None:
+    for field, most in _CUSTOMER_MAX_LENGTH.items():
+        value = p.get(field)
+        if isinstance(value, str) and len(value) > most:
+            raise invalid(f"Invalid string: {value[:20]}...; must be at most {most} characters", param=field)
 
 
 def register(api: Api) -> None:
@@ -57,6 +66,7 @@ class Catalog:
     def create_customer(self, p: dict[str, Any]) -> dict[str, Any]:
         api = self.api
         clock = p.get("test_clock") or None
+        _check_lengths(p)
         created = api.now()
         if clock:
             created = int(api.load(clock, "test_helpers.test_clock", "test_clock")["frozen_time"])
@@ -104,6 +114,7 @@ class Catalog:
 
     def update_customer(self, p: dict[str, Any], id: str) -> dict[str, Any]:
         api = self.api
+        _check_lengths(p)
         cus = api.load(id, "customer")
         before = api.deep(cus)
         for f in (*_CUSTOMER_FIELDS, "address", "preferred_locales"):
