@@ -183,13 +183,30 @@ def app_test(database_url: str, *, role: str | None = None, username: str | None
     for section, values in secrets_for(database_url).items():
         at.secrets[section] = values
     if role or username:
-        user = username or role
+        user = str(username or role)
         at.session_state["authentication_status"] = True
         at.session_state["username"] = user
-        at.session_state["name"] = str(user).title()
+        at.session_state["name"] = user.title()
         at.session_state["roles"] = roles or [role]
         at.session_state["logout"] = None
+        at.session_state["_md_session"] = open_session(database_url, user)
     return at
+
+
+def open_session(database_url: str, username: str) -> str:
+    """A live server-side session for ``username`` (what a sign-in opens); returns its token.
+    The entrypoint signs out any session whose token is not live, seeded ones included."""
+    from datetime import timedelta
+
+    from core import staff_sessions
+    from core.db import make_engine, session_scope
+
+    eng = make_engine(database_url)
+    try:
+        with session_scope(eng) as s:
+            return staff_sessions.start(s, username, lifetime=timedelta(minutes=30))
+    finally:
+        eng.dispose()
 
 
 def page_app_test(database_url: str, page_file: str, *, role: str, clear_cache: bool = True) -> Any:
