@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
+from core import csv_export
 from core.permissions import Permission, allowed
 from dashboard.auth import current
 
@@ -36,7 +37,8 @@ def _slug(text: str) -> str:
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode("utf-8")
+    # the only way a CSV leaves the app: formula-leading cells neutralised, NUL removed
+    return csv_export.frame_csv_bytes(frame)
 
 
 def csv_download(frame: pd.DataFrame | Callable[[], pd.DataFrame], name: str, *, key: str | None = None,
