@@ -45,6 +45,7 @@ from core.settings import SettingsError
 from core.timeutil import utc_now
 from dashboard.auth import StaffContext
 from dashboard.db import engine, settings
+from dashboard.text import md
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _authenticator() -> stauth.Authenticate:
     try:
         cookie_key = s.require_cookie_key()
     except SettingsError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         st.stop()
     eng = engine()
     credentials = {"usernames": copy.deepcopy(_signable_accounts(eng, s.database_url))}
@@ -119,7 +120,7 @@ def _issue_cookie(username: str, *, slide: bool = True) -> None:
 def _cookie_component(auth: stauth.Authenticate, key: str, **args: Any) -> Any:
     # The raw cookie component: its value turns True once the browser has run the operation,
     # which is how we know when it is safe to stop rendering it.
-    st.markdown(_HIDE_EMPTY_FRAMES, unsafe_allow_html=True)
+    st.markdown(_HIDE_EMPTY_FRAMES, unsafe_allow_html=True)  # text-safe: a constant style rule
     manager = auth.cookie_controller.cookie_model.cookie_manager
     return manager.cookie_manager(key=key, default=False, **args)
 
@@ -349,7 +350,7 @@ def render_login() -> None:
         st.title("🗂️ Memberdesk")
         notice = state.get(_NOTICE)
         if notice:
-            st.warning(notice)
+            st.warning(md(notice))
         with st.form("login_form"):
             st.subheader("Sign in")
             st.text_input("Username", key="login_username", max_chars=64, autocomplete="username")
@@ -366,5 +367,5 @@ def _logout_clicked() -> None:
 def render_sidebar(ctx: StaffContext) -> None:
     """Who is signed in, and the sign-out button."""
     with st.sidebar:
-        st.caption(f"Signed in as **{ctx.name}** ({ctx.username}) · {', '.join(ctx.roles) or 'no role'}")
+        st.caption(f"Signed in as **{md(ctx.name)}** ({md(ctx.username)}) · {md(', '.join(ctx.roles) or 'no role')}")
         st.button("Sign out", key="logout_button", on_click=_logout_clicked)

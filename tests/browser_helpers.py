@@ -228,15 +228,18 @@ def page_app_test(database_url: str, page_file: str, *, role: str, clear_cache: 
 
 
 def texts(at: Any) -> str:
-    """Everything a person reads on an AppTest page, as one string (for `in` assertions)."""
+    """Everything a person reads on an AppTest page, as one string (for `in` assertions): the
+    markdown with the escapes of ``dashboard.text.md`` taken out, as a browser shows it."""
+    from dashboard.text import shown
+
     parts: list[str] = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success",
-                 "metric"):
+    for kind in ("title", "header", "subheader", "markdown", "caption", "text", "info", "warning", "error",
+                 "success", "metric"):
         for el in getattr(at, kind, []):
             value = getattr(el, "value", "")
-            parts.append(str(value))
+            parts.append(shown(str(value)))
             if kind == "metric":
-                parts.append(str(getattr(el, "label", "")))
+                parts.append(shown(str(getattr(el, "label", ""))))
     return "\n".join(parts)
 
 
