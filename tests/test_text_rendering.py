@@ -13,6 +13,11 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import StaffAccount
 from dashboard.text import WORD_JOINER, chart, md
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,3 +117,118 @@ def test_md_breaks_the_autolink_patterns_without_visible_change():
 
 def test_chart_labels_are_entities_not_markup():
     assert chart('<a href="http://evil">x</a> & <b>') == '&lt;a href="http://evil"&gt;x&lt;/a&gt; &amp; &lt;b&gt;'
+
+
+# ------------------------------------------------------------------ hostile data on real pages
+
+NAME = '**Mal** [x](http://evil.example) <b>x</b> `t` $m$ :red[r]'
+CODE = "**card** [declined](http://evil.example)"
+NOTE = '=HYPERLINK("http://evil.example","x") **n**'
+STAFF = "**Eve** [admin](http://evil.example)"
+TYPED = "[x](http://e.io)"  # typed into the audit log's member filter (max 18 characters)
+
+
+INPUTS = {"TextInput", "TextArea", "NumberInput", "DateInput", "Selectbox", "Multiselect", "SelectSlider"}
+
+
+def _raw(at) -> str:
+    """The markdown source of everything on the page that Streamlit renders as markdown."""
+    parts: list[str] = []
+    for block in (at.main, at.sidebar):
+        for el in block:
+            if type(el).__name__ in INPUTS:  # what a person typed is a value, not markdown
+                continue
+            for attr in ("value", "label"):
+                v = getattr(el, attr, None)
+                if isinstance(v, str):
+                    parts.append(v)
+            proto = getattr(el, "proto", None)
+            for attr in ("label", "body"):
+                v = getattr(proto, attr, None) if proto is not None else None
+                if isinstance(v, str):
+                    parts.append(v)
+    return "\n".join(parts)
+
+
+def _assert_literal(at, *hostile: str) -> None:
+    from dashboard.text import shown
+
+    raw = _raw(at)
+    for h in hostile:
+        assert h not in raw, f"rendered as markdown: {h!r}"  # never reaches markdown verbatim ...
+        assert " ".join(h.split()) in shown(raw), f"not on the page as text: {h!r}"  # ... but shows as itself
+
+
+@pytest.fixture
+def hostile(database_url, engine):
+    from core.models import Invoice, Member, StaffNote, Subscription
+    from tests.browser_helpers import build_small_world, create_staff
+    from tests.factories import at, make_payment
+
+    with Session(engine, expire_on_commit=False) as s:
+        world = build_small_world(s)
+        create_staff(s, extra={"eve": "manager"})
+        bob = s.get(Member, world.bob_id)
+        bob.name = NAME
+        # Bob's open renewal invoice, declined with a code a card network never sends
+        sub = s.scalar(select(Subscription).where(Subscription.member_id == bob.id))
+        inv = Invoice(stripe_invoice_id="in_BOBOPEN", member_id=bob.id, subscription_id=sub.id, status="open",
+                      currency="EUR", total=19900, amount_due=19900, amount_remaining=19900, attempt_count=1,
+                      created_at=at("2026-11-10 00:00"))
+        s.add(inv)
+        s.flush()
+        make_payment(s, member=bob, amount=19900, currency="EUR", status="failed", created_at=at("2026-11-10 00:00"),
+                     invoice_id=inv.id, decline_code=CODE)
+        s.add(StaffNote(member_id=world.bob_id, author="support", body=NOTE))
+        s.get(StaffAccount, s.scalar(select(StaffAccount.id).where(StaffAccount.username == "eve"))).name = STAFF
+        s.commit()
+    return database_url, world
+
+
+def test_hostile_member_name_on_the_member_page_and_in_search_results(hostile):
+    from tests.browser_helpers import app_test
+
+    database_url, world = hostile
+    at = app_test(database_url, username="eve", roles=["manager"])
+    at.session_state["name"] = STAFF
+    at.run()
+    at.switch_page("../pages/members.py").run()
+    at.text_input(key="member_search").input("bob.stone").run()
+    assert not at.exception
+    _assert_literal(at, NAME, STAFF)  # the result's page link, and who is signed in
+    at.query_params["member"] = str(world.bob_id)
+    at.run()
+    assert not at.exception
+    _assert_literal(at, NAME)
+    assert at.title[0].value.startswith("👤 \\*\\*Mal\\*\\*")
+    notes = [df.value for df in at.dataframe if "Body" in df.value.columns or "Note" in df.value.columns]
+    assert any(NOTE in frame.to_string() for frame in notes) or any(NOTE in str(df.value.values) for df in at.dataframe)
+
+
+def test_hostile_decline_code_on_the_past_due_worklist(hostile):
+    from tests.browser_helpers import page_app_test
+
+    database_url, _ = hostile
+    at = page_app_test(database_url, "failed_payments.py", role="manager")
+    at.default_timeout = 60
+    at.run()
+    assert not at.exception
+    from dashboard.text import shown
+
+    assert any(shown(e.label).startswith(CODE) for e in at.expander)  # the worklist's group
+    _assert_literal(at, CODE)
+
+
+def test_hostile_filter_text_and_staff_name_on_the_audit_log(hostile):
+    from tests.browser_helpers import app_test
+
+    database_url, _ = hostile
+    at = app_test(database_url, username="eve", roles=["manager"])
+    at.session_state["name"] = STAFF
+    at.run()
+    at.switch_page("../pages/audit.py").run()
+    at.text_input(key="audit_member").input(TYPED)
+    at.button(key="FormSubmitter:audit_filters-Apply filters").click().run()
+    assert not at.exception
+    _assert_literal(at, TYPED, STAFF)
+    assert "is not a member id" in at.error[0].value
