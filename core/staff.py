@@ -16,7 +16,7 @@ import bcrypt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, staff_sessions
 from core.models import LoginAttempt, StaffAccount
 from core.models.enums import Role
 from core.permissions import Actor, Permission, guarded, parse_roles
@@ -144,6 +144,8 @@ def set_roles(session: Session, *, actor: Actor, username: str, roles: Iterable[
     account.updated_at = utc_now()
     audit.record(session, actor=actor.username, action="staff.set_roles", target_type="staff", target_id=account.username,
                  before={"roles": before}, after={"roles": account.roles})
+    if account.roles != before:  # a session keeps no roles the person has lost: sign in again
+        staff_sessions.revoke_all(session, account.username, staff_sessions.ROLES_CHANGED)
     return account
 
 
@@ -157,6 +159,8 @@ def set_active(session: Session, *, actor: Actor, username: str, active: bool) -
     account.updated_at = utc_now()
     audit.record(session, actor=actor.username, action="staff.enable" if active else "staff.disable", target_type="staff",
                  target_id=account.username, before={"active": before}, after={"active": active})
+    if not active:
+        staff_sessions.revoke_all(session, account.username, staff_sessions.DISABLED)
     return account
 
 
@@ -168,6 +172,7 @@ def reset_password(session: Session, *, actor: Actor, username: str, password: s
     account.password_changed_at = account.updated_at = utc_now()
     account.locked_until = None
     audit.record(session, actor=actor.username, action="staff.reset_password", target_type="staff", target_id=account.username)
+    staff_sessions.revoke_all(session, account.username, staff_sessions.PASSWORD_RESET)
     return account
 
 

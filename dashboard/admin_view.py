@@ -28,7 +28,7 @@ from dashboard import format as fmt
 from dashboard import reads, signin
 from dashboard.auth import StaffContext, check
 from dashboard.db import engine
-from dashboard.widgets import definition, error_box, safely, table
+from dashboard.widgets import definition, error_box, safely, success_box, table
 
 log = logging.getLogger(__name__)
 ROLES = [r.value for r in Role]
@@ -153,7 +153,7 @@ def render(ctx: StaffContext) -> None:
     st.title("Admin")
     flash = st.session_state.pop(_FLASH, None)
     if flash:
-        st.success(flash)
+        success_box(flash)
     if (Path(__file__).resolve().parent.parent / "pages" / "stripe_sync.py").exists():
         st.page_link("../pages/stripe_sync.py", label="Stripe sync: status and Sync now", icon="🔄")
     else:

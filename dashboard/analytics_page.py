@@ -13,7 +13,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from dashboard import analytics_ui as ui
-from dashboard import controls
+from dashboard import controls, text
 from dashboard import metrics_data as md
 from dashboard.db import engine
 
@@ -29,7 +29,7 @@ def open_page(title: str, page: str, *, computing: str, controls_key: str | None
               with_money: bool = True) -> AnalyticsPage:
     """Draw the top of an analytics page and return what its sections need. ``page`` names the
     metrics bundle; ``controls_key`` (default ``page``) prefixes the controls' widget keys."""
-    st.title(title)
+    st.title(text.md(title))
     eng = engine()
     bs = md.settings(eng)
     today = md.today(bs)
@@ -37,7 +37,7 @@ def open_page(title: str, page: str, *, computing: str, controls_key: str | None
                              reporting_currency=bs.reporting_currency, with_money=with_money)
     q = md.question(eng, chosen, bs)
     line = md.settings_line(bs, q)
-    st.caption(line)
+    st.caption(text.md(line))
     with st.spinner(f"Computing {computing} …"):
         b = ui.load_bundle(eng, q, page)
     if b is None:

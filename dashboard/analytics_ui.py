@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from core.metrics import MetricError, MetricResult
 from dashboard import charts, metrics_data
 from dashboard import format as fmt
+from dashboard.text import md
 from dashboard.widgets import csv_download, empty
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def help_text(result: MetricResult | None, slug: str, settings_line: str) -> str
 
 
 def card(column: Any, result: MetricResult | None, slug: str, title: str, settings_line: str) -> None:
-    column.metric(title, value_text(result), help=help_text(result, slug, settings_line), border=True)
+    column.metric(md(title), value_text(result), help=help_text(result, slug, settings_line), border=True)
 
 
 def series_points(result: MetricResult | None, slug: str, *, series: str = "") -> list[charts.Point]:
@@ -188,13 +189,13 @@ def drill_picker(engine: Engine, q: metrics_data.Question, targets: Sequence[Dri
             asked = metrics_data.with_filter(q, target.dim, target.value) if target.dim and target.value else q
             rows = metrics_data.drill_rows(engine, asked, target.slug, target.period, target.key)
         except MetricError as exc:
-            st.warning(str(exc))
+            st.warning(md(exc))
             return
         except Exception:
             log.exception("drill failed for %s", target.id)
-            st.error(f"The rows behind {target.label} could not be loaded; try again, and tell an admin if it persists.")
+            st.error(f"The rows behind {md(target.label)} could not be loaded; try again, and tell an admin if it persists.")
             return
-    st.caption(f"{len(rows):,} row(s) behind {target.label}"
+    st.caption(f"{len(rows):,} row(s) behind {md(target.label)}"
                + (f" (the first {metrics_data.DRILL_LIMIT:,})" if len(rows) >= metrics_data.DRILL_LIMIT else ""))
     show_rows(rows, f"{target.label} rows", key=f"{key}_csv", empty_sentence=f"No rows sit behind {target.label}.")
 
@@ -233,7 +234,7 @@ def load_bundle(engine: Engine, q: metrics_data.Question, page: str) -> Any:
     try:
         return metrics_data.bundle(engine, q, page)
     except MetricError as exc:
-        st.warning(str(exc))
+        st.warning(md(exc))
     except Exception:
         log.exception("page bundle failed for %s", page)
         st.error("The numbers for this page could not be computed; try again in a minute, and tell an admin "
@@ -248,17 +249,17 @@ def slug_of(result: MetricResult | None, fallback: str) -> str:
 def caption_definition(result: MetricResult | None, slug: str) -> None:
     text = (result.definition if result is not None else "") or metrics_data.definition(slug)
     if text:
-        st.caption(f"ℹ️ {text}" + (f" {result.note}" if result is not None and result.note else ""))
+        st.caption(f"ℹ️ {md(text)}" + (f" {md(result.note)}" if result is not None and result.note else ""))
 
 
 def missing(result: MetricResult | None, what: str) -> None:
     """The empty state of a chart: why there is nothing to draw, in one sentence."""
     if result is None:
-        st.info(f"{what} is not available from the metrics registry yet.")
+        st.info(f"{md(what)} is not available from the metrics registry yet.")
     elif result.note:
-        st.info(result.note)
+        st.info(md(result.note))
     else:
-        st.info(f"{what}: no data in the chosen range and filters.")
+        st.info(f"{md(what)}: no data in the chosen range and filters.")
 
 
 def by_currency_table(b: Any, roles: Sequence[Sequence[str]], *, key: str) -> None:
@@ -410,7 +411,7 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
     for i, code in enumerate(order):
         group = rows[codes == code]
         count = f"{len(group):,} of those listed" if partial else f"{len(group):,} member(s)"
-        with st.expander(f"{code} — {count}", expanded=i == 0 or len(order) <= 2):
+        with st.expander(f"{md(code)} — {md(count)}", expanded=i == 0 or len(order) <= 2):
             show_rows(group, f"past-due {code}", key=f"{key}_{code}", empty_sentence="Nobody in this group.")
     if partial:
         csv_download(whole, "past-due worklist", key=f"{key}_all", label=f"Download the whole worklist: {total:,} (CSV)")

@@ -12,6 +12,7 @@ from core.timeutil import utc_now, zone
 from dashboard import format as fmt
 from dashboard import reads
 from dashboard.auth import StaffContext
+from dashboard.text import md
 from dashboard.widgets import definition, error_box, safely, table
 
 ALL = "(everyone)"
@@ -52,7 +53,7 @@ def render(ctx: StaffContext) -> None:
     except Exception:
         error_box("The audit log could not be read; try again in a moment.")
         return
-    st.caption(f"{fmt.count(len(page.rows))} entr{'y' if len(page.rows) == 1 else 'ies'} · times in {tz}"
+    st.caption(f"{fmt.count(len(page.rows))} entr{'y' if len(page.rows) == 1 else 'ies'} · times in {md(tz)}"
                + (" · only the newest shown: narrow the filters to see older ones." if page.truncated else ""))
     table(fmt.display_frame(page.rows), "audit-log", key="csv-audit",
           empty_sentence="No audit entries match these filters.")

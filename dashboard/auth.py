@@ -19,6 +19,7 @@ import streamlit as st
 from core import audit
 from core.db import session_scope
 from core.permissions import Permission, PermissionDenied, allowed, parse_roles, require
+from dashboard.text import md
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def guard(permission: Permission, *, where: str | None = None) -> StaffContext:
         require(ctx.roles, permission)
     except PermissionDenied as exc:
         record_refusal(ctx, permission, where or permission.value)
-        st.error(str(exc))
+        st.error(md(exc))
         st.stop()
     return ctx
 
@@ -86,5 +87,5 @@ def check(ctx: StaffContext, permission: Permission, *, where: str) -> bool:
         return True
     except PermissionDenied as exc:
         record_refusal(ctx, permission, where)
-        st.error(str(exc))
+        st.error(md(exc))
         return False

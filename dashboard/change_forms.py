@@ -21,6 +21,7 @@ from dashboard import format as fmt
 from dashboard import reads
 from dashboard.auth import StaffContext
 from dashboard.db import engine, stripe_client
+from dashboard.text import md
 from dashboard.widgets import error_box, table
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ def _state_key(member_id: int) -> str:
 def _show_state(snapshot: dict[str, Any]) -> None:
     sub = snapshot.get("subscription") or {}
     st.markdown(
-        f"**Current state** · version {snapshot.get('version')} · status **{fmt.status_label(sub.get('status'))}**"
-        f" · tier {sub.get('tier') or 'free'} · period end {str(sub.get('current_period_end') or '—')[:10]}"
+        f"**Current state** · version {md(snapshot.get('version'))} · status **{md(fmt.status_label(sub.get('status')))}**"
+        f" · tier {md(sub.get('tier') or 'free')} · period end {md(str(sub.get('current_period_end') or '—')[:10])}"
         f" · cancel at period end {'yes' if sub.get('cancel_at_period_end') else 'no'}"
         f" · collection {'paused' if sub.get('pause_behavior') else 'on'}")
 
@@ -121,7 +122,7 @@ def _show_preview(preview: changes.Preview) -> None:
                      f"({fmt.money(preview.mrr_change_minor, preview.currency, signed=True)})")
     if preview.needs_approval:
         lines.append(f"⚠️ Needs a second person's approval: {preview.approval_reason}.")
-    st.info("\n\n".join(lines))
+    st.info("\n\n".join(lines))  # text-safe: each line escapes its strings where it is built
 
 
 def render_member_actions(ctx: StaffContext, member_id: int) -> None:
@@ -142,9 +143,9 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         st.caption("Your role cannot change this membership.")
         return
     if state.get("message"):
-        st.success(state.pop("message"))
+        st.success(md(state.pop("message")))
     if state.get("stale"):
-        st.warning(state.pop("stale"))
+        st.warning(md(state.pop("stale")))
         _show_state(data["snapshot"])
     titles = {a: changes.ACTIONS[a].title for a in data["actions"]}
     action = st.selectbox("Action", list(titles), format_func=titles.get, key=f"chg-{member_id}-action")
@@ -255,7 +256,7 @@ def render_changes_page(ctx: StaffContext) -> None:
           key="csv-history")
     with st.expander("Limits per role (set by admins)"):
         for line in limits:
-            st.write(f"- {line}")
+            st.write(f"- {md(line)}")
         if ctx.can(Permission.EDIT_SETTINGS):
             _limits_form(ctx)
 
@@ -327,4 +328,4 @@ def _run(fn: Any) -> None:
         error_box(str(exc))
         return
     reads.clear_all()
-    st.success(outcome.message)
+    st.success(md(outcome.message))

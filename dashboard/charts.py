@@ -6,6 +6,8 @@ Guarantees:
 - Money arrives in integer minor units with its currency; it becomes a float only here, at the
   last step, for the bar heights and line positions. Hover labels show the exact amount, formatted
   from the integer by ``core.money.format_money`` (never a rounded float).
+- Category, series and cohort labels come from data (tier names are Stripe product names): they
+  pass through ``dashboard.text.chart`` so plotly shows them as text, never as its HTML subset.
 - Every point carries a drill key in ``customdata[0]``; ``selected_keys(event)`` turns a plotly
   selection event from ``st.plotly_chart(..., on_select="rerun")`` back into those keys, so a
   click on a bar, a waterfall step, a line point or a heat-map cell opens the rows behind it.
@@ -21,6 +23,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from core.money import SYMBOLS, decimals, format_money, to_major
+from dashboard.text import chart as as_text
 
 FONT = "Inter, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 INK = "#1f2937"
@@ -138,11 +141,11 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
     fig = go.Figure()
     for i, (series, pts) in enumerate(_group(points).items()):
         fig.add_trace(go.Scatter(
-            x=[p.label for p in pts], y=[to_float(p.value, unit, currency) for p in pts],
-            name=series or (title or ""), mode="lines+markers",
+            x=[as_text(p.label) for p in pts], y=[to_float(p.value, unit, currency) for p in pts],
+            name=as_text(series) or (title or ""), mode="lines+markers",
             line={"color": _colour(i), "width": 2.5}, marker={"size": 8},
             customdata=[[p.key, label(p.value, unit, currency)] for p in pts],
-            hovertemplate="%{x}<br><b>%{customdata[1]}</b><extra>" + (series or "") + "</extra>",
+            hovertemplate="%{x}<br><b>%{customdata[1]}</b><extra>" + as_text(series) + "</extra>",
             showlegend=bool(series),
         ))
     return value_axis(themed(fig, title=title, height=height), unit, currency)
@@ -153,15 +156,15 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
     """Bars per category (grouped or stacked by series)."""
     fig = go.Figure()
     for i, (series, pts) in enumerate(_group(points).items()):
-        cats = [p.label for p in pts]
+        cats = [as_text(p.label) for p in pts]
         vals = [to_float(p.value, unit, currency) for p in pts]
         fig.add_trace(go.Bar(
             x=vals if horizontal else cats, y=cats if horizontal else vals,
-            orientation="h" if horizontal else "v", name=series or (title or ""),
+            orientation="h" if horizontal else "v", name=as_text(series) or (title or ""),
             marker={"color": _colour(i)},
             customdata=[[p.key, label(p.value, unit, currency)] for p in pts],
             hovertemplate=("%{y}" if horizontal else "%{x}") + "<br><b>%{customdata[1]}</b><extra>"
-            + (series or "") + "</extra>",
+            + as_text(series) + "</extra>",
             showlegend=bool(series),
         ))
     fig.update_layout(barmode="stack" if stacked else "group")
@@ -214,12 +217,12 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple[str, 
     text = [[label(cells[(r, c)], unit, currency) if cells.get((r, c)) is not None else "" for c in cols]
             for r in rows]
     fig = go.Figure(go.Heatmap(
-        x=list(cols), y=list(rows), z=z, text=text, texttemplate="%{text}", textfont={"size": 11},
+        x=[as_text(c) for c in cols], y=[as_text(r) for r in rows], z=z, text=text, texttemplate="%{text}", textfont={"size": 11},
         colorscale=HEAT_SCALE, showscale=False, hoverinfo="skip", xgap=2, ygap=2,
     ))
     filled = [(r, c) for r in rows for c in cols if cells.get((r, c)) is not None]
     fig.add_trace(go.Scatter(
-        x=[c for _, c in filled], y=[r for r, _ in filled], mode="markers",
+        x=[as_text(c) for _, c in filled], y=[as_text(r) for r, _ in filled], mode="markers",
         marker={"size": 22, "color": "rgba(0,0,0,0)", "symbol": "square"},
         customdata=[[(keys or {}).get(rc, f"{rc[0]}|{rc[1]}"), label(cells[rc], unit, currency)] for rc in filled],
         hovertemplate="%{y} · %{x}<br><b>%{customdata[1]}</b><extra></extra>", showlegend=False,

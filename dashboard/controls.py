@@ -19,6 +19,7 @@ from datetime import date
 import streamlit as st
 
 from core.timeutil import GRANULARITIES
+from dashboard.text import md
 
 REPORTING = "reporting"  # the money-view value meaning "convert to the reporting currency"
 GRANULARITY_LABELS = {"day": "Day", "week": "Week", "month": "Month"}
@@ -139,7 +140,7 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
             initial[f] = wanted[0] if wanted else ALL
         current = {f: st.session_state.get(k + f, initial[f]) for f in active}
         count = sum(1 for v in current.values() if v not in (None, ALL))
-        with st.expander(f"Filters ({count} active)" if count else "Filters", expanded=bool(count)):
+        with st.expander(f"Filters ({count:,} active)" if count else "Filters", expanded=bool(count)):
             fcols = st.columns(len(active))
             for col, f in zip(fcols, active, strict=True):
                 choices = [ALL, *getattr(options, f)]
@@ -150,7 +151,7 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
 
     _write_params(start, end, grain if with_granularity else None, money if with_money else None, chosen)
     for p in problems:
-        st.warning(p)
+        st.warning(md(p))
     return Controls(start=start, end=end, granularity=grain, money=money,
                     filters={f: v for f, v in chosen.items() if v}, problems=tuple(problems))
 

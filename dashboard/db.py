@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from core.crypto import EncryptionKeyError
 from core.db import connect
 from core.settings import Settings, SettingsError, load_settings, read_secrets_file
+from dashboard.text import md
 
 
 def _secrets() -> dict[str, Any]:
@@ -32,7 +33,7 @@ def settings() -> Settings:
     try:
         return load_settings(secrets=_secrets())
     except SettingsError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         st.stop()
         raise  # unreachable: st.stop() raises
 
@@ -51,7 +52,7 @@ def engine() -> Engine:
         # so encrypted columns always read with this deployment's keys.
         connect(s)
     except EncryptionKeyError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         st.stop()
         raise  # st.stop() raises inside a running app; outside one, keep the error
     return eng

@@ -22,6 +22,7 @@ from dashboard import format as fmt
 from dashboard import reads
 from dashboard.auth import StaffContext
 from dashboard.db import engine, settings
+from dashboard.text import md
 from dashboard.widgets import definition, kpi
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def render_overview_kpis(ctx: StaffContext) -> None:
                              now - timedelta(minutes=now.minute % 5))
         except Exception as exc:  # the counts below still render; the sentence says why no trend
             log.exception("overview bundle failed")
-            st.warning(str(exc) if str(exc).endswith(".") else "The trend numbers could not be computed just now.")
+            st.warning(md(exc) if str(exc).endswith(".") else "The trend numbers could not be computed just now.")
     if bundle is None:
         _fallback_cards(ctx)
         return

@@ -23,6 +23,7 @@ from dashboard import format as fmt
 from dashboard import reads
 from dashboard.auth import StaffContext, check
 from dashboard.db import engine
+from dashboard.text import md
 from dashboard.widgets import definition, empty, error_box, safely, table
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def render_search(ctx: StaffContext) -> None:
         st.session_state["member_search"] = initial
     text = st.text_input("Find a member", key="member_search", placeholder="email, name, id, cus_…, last four, in_…",
                          help=SEARCH_HELP, max_chars=200)
-    st.caption(SEARCH_HELP)
+    st.caption(SEARCH_HELP)  # text-safe: a constant
     if not text.strip():
         _recent()
         return
@@ -56,9 +57,9 @@ def render_search(ctx: StaffContext) -> None:
 def _links(results: Any, *, what: str | None = None) -> None:
     """One link a member, to the member page; ``what`` names a column to add (e.g. what changed)."""
     for row in results.itertuples(index=False):
-        extra = f" · {getattr(row, what)}" if what else ""
-        st.page_link(MEMBERS_PAGE, label=f"{row.name or '(no name)'} · {row.email} · #{row.member_id} · "
-                     f"{row.tier} / {row.status.replace('_', ' ')}{extra}", icon="👤",
+        extra = f" · {md(getattr(row, what))}" if what else ""
+        st.page_link(MEMBERS_PAGE, label=f"{md(row.name or '(no name)')} · {md(row.email)} · #{row.member_id:d} · "
+                     f"{md(row.tier)} / {md(row.status.replace('_', ' '))}" + extra, icon="👤",  # text-safe: md()
                      query_params={"member": str(row.member_id)})
 
 
@@ -75,9 +76,10 @@ def _recent() -> None:
 
 
 def _header(view: core_members.MemberView) -> None:
-    st.title(f"👤 {view.name or view.email}")
-    st.caption(f"Member #{view.member_id} · {view.email} · country {view.country or '—'} · phone "
-               f"{view.phone or '—'} · member since {fmt.day(view.created_at)} · times in {view.tz}")
+    st.title(f"👤 {md(view.name or view.email)}")
+    # st.text renders no markdown at all: the e-mail and phone copy as they are (no word joiners)
+    st.text(f"Member #{view.member_id} · {view.email} · country {view.country or '—'} · phone "
+            f"{view.phone or '—'} · member since {fmt.day(view.created_at)} · times in {view.tz}")
     plan = view.tier + (f" · {view.interval}ly" if view.interval else "")
     period = f"{fmt.day(view.period_start)} → {fmt.day(view.period_end)}" if view.period_end else "—"
     facts = [
@@ -90,7 +92,7 @@ def _header(view: core_members.MemberView) -> None:
     ]
     for col, (title, value, help_text) in zip(st.columns(4), facts, strict=True):
         with col.container(border=True):
-            st.markdown(f"<small>{title}</small><br><b>{value}</b>", unsafe_allow_html=True, help=help_text)
+            st.markdown(f"<small>{md(title)}</small><br><b>{md(value)}</b>", unsafe_allow_html=True, help=help_text)
     # Stripe keeps cancel_at_period_end on a subscription that has since ended: only warn while it runs.
     if view.cancel_at_period_end and view.status not in SubscriptionStatus.ended():
         st.warning(f"This membership is set to cancel at the end of the period ({fmt.day(view.period_end)}).")

@@ -17,6 +17,7 @@ from core.permissions import Permission
 from dashboard import format as fmt
 from dashboard import kpis, reads
 from dashboard.auth import StaffContext
+from dashboard.text import md
 from dashboard.widgets import definition, empty, safely, table
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def render_data_through() -> None:
     if moment is None:
         st.caption("No data yet: the database has no payments and no Stripe sync has run.")
     else:
-        st.caption(f"🕒 Data through **{fmt.when_in(moment, reads.business_tz())}** ({source}).")
+        st.caption(f"🕒 Data through **{fmt.when_in(moment, reads.business_tz())}** ({md(source)}).")
 
 
 def _tier_status_pivot(frame: pd.DataFrame) -> pd.DataFrame:

@@ -12,15 +12,24 @@ What this module guarantees (each point is a trap verified on this stack, see do
   while the person keeps working), and an open session idle that long is signed out.
 - After a sign-out the cookie delete keeps rendering under one stable key until the browser
   confirms it ran, so a quick click cannot leave the cookie behind.
-- Sign-ins, failures, lockouts, sign-outs and idle expiries go to the audit log.
+- Sessions end on the server: every sign-in opens a row in ``staff_sessions`` (``core.staff_sessions``)
+  and the cookie carries its random token. A cookie signs in, and an open session keeps running,
+  only while that row is live; sign-out and idle expiry revoke it, and disabling an account,
+  changing its roles or resetting its password revoke all of the person's sessions. A copy of the
+  cookie taken before any of these signs nobody in afterwards, on any replica.
+- The cookie is as tight as a cookie written by JavaScript can be: SameSite=Strict, path /, the
+  idle expiry, and Secure whenever the browser reached the app over HTTPS. It cannot be HttpOnly
+  (the browser-side component writes it; docs/security.md says what that leaves open).
+- Sign-ins, failures, lockouts, sign-outs, idle expiries and refused cookies go to the audit log.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -29,13 +38,14 @@ import streamlit_authenticator as stauth
 from sqlalchemy import select
 from streamlit_authenticator.utilities import LoginError
 
-from core import audit, staff
+from core import audit, staff, staff_sessions
 from core.db import session_scope
 from core.models import StaffAccount
 from core.settings import SettingsError
 from core.timeutil import utc_now
 from dashboard.auth import StaffContext
 from dashboard.db import engine, settings
+from dashboard.text import md
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +56,8 @@ _COOKIE_ISSUED = "_md_cookie_issued"  # epoch seconds the current token was issu
 _DELETE_PENDING = "_md_cookie_delete_pending"
 _NOTICE = "_md_signin_notice"
 _CHECKED = "_md_account_checked"
+_SESSION = "_md_session"  # the token of this sign-in's row in staff_sessions
+_REFUSED = "_md_cookie_refused"  # the last refused cookie, so a refusal is audited once
 _HIDE_EMPTY_FRAMES = "<style>.element-container:has(iframe[height='0']){display:none;}</style>"
 
 
@@ -64,18 +76,9 @@ def _signable_accounts(_engine: Any, url: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-@st.cache_data(ttl=10, show_spinner=False)
-def _account_state(_engine: Any, url: str, username: str) -> tuple[bool, tuple[str, ...], str] | None:
-    """(active, roles, name) of one account, or None when it no longer exists."""
-    with session_scope(_engine) as s:
-        a = staff.get(s, username)
-        return None if a is None else (a.active, tuple(sorted(a.role_set)), a.name)
-
-
 def clear_account_cache() -> None:
     """Call after changing staff accounts so sign-in sees the change at once in this process."""
     _signable_accounts.clear()
-    _account_state.clear()
 
 
 def _idle_seconds() -> int:
@@ -87,7 +90,7 @@ def _authenticator() -> stauth.Authenticate:
     try:
         cookie_key = s.require_cookie_key()
     except SettingsError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         st.stop()
     eng = engine()
     credentials = {"usernames": copy.deepcopy(_signable_accounts(eng, s.database_url))}
@@ -96,11 +99,20 @@ def _authenticator() -> stauth.Authenticate:
                                login_sleep_time=0)
 
 
-def _issue_cookie(username: str) -> None:
-    """Queue a fresh sign-in cookie (same JWT shape streamlit-authenticator reads back)."""
+def _lifetime() -> timedelta:
+    return timedelta(seconds=_idle_seconds())
+
+
+def _issue_cookie(username: str, *, slide: bool = True) -> None:
+    """Queue a fresh sign-in cookie naming this session (streamlit-authenticator's JWT shape plus
+    ``sid``) and slide the session's expiry on the server to match."""
     now = time.time()
-    token = jwt.encode({"username": username, "exp_date": now + _idle_seconds()},
+    sid = str(st.session_state.get(_SESSION) or "")
+    token = jwt.encode({"username": username, "exp_date": now + _idle_seconds(), "sid": sid},
                        settings().require_cookie_key(), algorithm="HS256")
+    if sid and slide:  # (a sign-in has just set the expiry, in its own still open transaction)
+        with session_scope(engine()) as s:
+            staff_sessions.extend(s, sid, lifetime=_lifetime())
     st.session_state[_COOKIE_PENDING] = (token, now + _idle_seconds(), f"md_cookie_set_{now:.6f}")
     st.session_state[_COOKIE_ISSUED] = now
 
@@ -108,7 +120,7 @@ def _issue_cookie(username: str) -> None:
 def _cookie_component(auth: stauth.Authenticate, key: str, **args: Any) -> Any:
     # The raw cookie component: its value turns True once the browser has run the operation,
     # which is how we know when it is safe to stop rendering it.
-    st.markdown(_HIDE_EMPTY_FRAMES, unsafe_allow_html=True)
+    st.markdown(_HIDE_EMPTY_FRAMES, unsafe_allow_html=True)  # text-safe: a constant style rule
     manager = auth.cookie_controller.cookie_model.cookie_manager
     return manager.cookie_manager(key=key, default=False, **args)
 
@@ -124,9 +136,14 @@ def _audit(actor: str, action: str, *, outcome: str = "ok", comment: str | None 
 
 def _sign_out(auth: stauth.Authenticate, *, reason: str, notice: str | None = None) -> None:
     username = st.session_state.get("username") or "?"
+    try:  # end it on the server first: the cookie copy in any other browser dies with it
+        with session_scope(engine()) as s:
+            staff_sessions.revoke(s, st.session_state.get(_SESSION), reason)
+    except Exception:  # the sign-out in this browser must still happen
+        log.exception("could not revoke the session of %s", username)
     _audit(str(username), "auth.logout", comment=reason)
     auth.authentication_controller.logout()
-    for key in (_LAST_SEEN, _COOKIE_PENDING, _COOKIE_ISSUED, _CHECKED):
+    for key in (_LAST_SEEN, _COOKIE_PENDING, _COOKIE_ISSUED, _CHECKED, _SESSION):
         st.session_state.pop(key, None)
     st.session_state[_DELETE_PENDING] = f"md_cookie_delete_{time.time():.6f}"
     if notice:
@@ -134,16 +151,53 @@ def _sign_out(auth: stauth.Authenticate, *, reason: str, notice: str | None = No
     log.info("sign-out user=%s reason=%s", username, reason)
 
 
+def _read_cookie(auth: stauth.Authenticate) -> tuple[str, dict[str, Any] | None]:
+    """The raw sign-in cookie this browser sent, and its claims when the signature, the expiry
+    and the shape are right (None otherwise)."""
+    name = auth.cookie_controller.cookie_model.cookie_name
+    raw = st.context.cookies.get(name) if name in st.context.cookies else None
+    if not raw:
+        return "", None
+    try:
+        claims = jwt.decode(raw, settings().require_cookie_key(), algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return str(raw), None
+    ok = (isinstance(claims, dict) and isinstance(claims.get("username"), str)
+          and isinstance(claims.get("sid"), str) and isinstance(claims.get("exp_date"), int | float)
+          and claims["exp_date"] > time.time())
+    return str(raw), claims if ok else None
+
+
+def _refuse_cookie(raw: str, username: str, why: str) -> None:
+    """Delete a cookie that no longer signs in; audit the refusal once per cookie."""
+    state = st.session_state
+    state[_DELETE_PENDING] = state.get(_DELETE_PENDING) or f"md_cookie_delete_{time.time():.6f}"
+    fingerprint = hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    if state.get(_REFUSED) != fingerprint:
+        state[_REFUSED] = fingerprint
+        _audit(username or "?", "auth.cookie_refused", outcome="refused", comment=why)
+        log.info("sign-in cookie refused user=%s reason=%s", username or "?", why)
+
+
 def _try_cookie_login(auth: stauth.Authenticate) -> None:
-    token = auth.cookie_controller.get_cookie()
-    if not token:
+    raw, token = _read_cookie(auth)
+    if not raw:
         return
-    username = str(token.get("username", ""))
+    if token is None:  # forged, expired, or from before sessions were kept on the server
+        _refuse_cookie(raw, "", "invalid or expired cookie")
+        return
+    username = str(token["username"])
+    with session_scope(engine()) as s:
+        live = staff_sessions.check(s, token["sid"], username)
+    if not live.live:  # signed out, revoked by an admin, or idle: the copy is worthless
+        _refuse_cookie(raw, username, f"session ended: {live.reason}")
+        return
     try:
         auth.authentication_controller.login(token=token)
     except LoginError:  # the account is disabled, locked or gone: the cookie no longer signs in
-        st.session_state[_DELETE_PENDING] = f"md_cookie_delete_{time.time():.6f}"
+        _refuse_cookie(raw, username, "account cannot sign in")
         return
+    st.session_state[_SESSION] = token["sid"]
     st.session_state[_LAST_SEEN] = time.time()
     st.session_state[_COOKIE_ISSUED] = float(token["exp_date"]) - _idle_seconds()
     log.info("sign-in from cookie user=%s", username)
@@ -175,9 +229,7 @@ def run_authentication() -> stauth.Authenticate:
             # a fresh component key per cookie: a reused key would still hold the last "done"
             token, expires, key = pending
             done = _cookie_component(auth, key, method="set", cookie=auth.cookie_controller
-                                     .cookie_model.cookie_name, value=token,
-                                     options={"path": "/", "sameSite": "strict",
-                                              "expires": datetime.fromtimestamp(expires, UTC).isoformat()})
+                                     .cookie_model.cookie_name, value=token, options=cookie_options(expires))
             if done:
                 state.pop(_COOKIE_PENDING, None)
     elif state.get(_DELETE_PENDING):
@@ -188,15 +240,51 @@ def run_authentication() -> stauth.Authenticate:
     return auth
 
 
+def cookie_options(expires: float) -> dict[str, Any]:
+    """The sign-in cookie's attributes: as tight as a cookie written from JavaScript allows.
+    Secure only when the browser reached us over HTTPS (a browser drops a Secure cookie set on
+    plain HTTP, which would make signing in impossible on a local run)."""
+    options: dict[str, Any] = {"path": "/", "sameSite": "strict",
+                               "expires": datetime.fromtimestamp(expires, UTC).isoformat()}
+    if served_over_https():
+        options["secure"] = True
+    return options
+
+
+def served_over_https() -> bool:
+    """True when the page in the browser is an https:// URL (behind a TLS proxy as well)."""
+    url = st.context.url or ""
+    return url.lower().startswith("https://")
+
+
+# What a person reads when the server ended the session they were using.
+_ENDED = {
+    staff_sessions.SIGN_OUT: "You were signed out.",
+    staff_sessions.DISABLED: "Your account is disabled; ask an admin.",
+    staff_sessions.ROLES_CHANGED: "Your roles were changed; sign in again to use the new ones.",
+    staff_sessions.PASSWORD_RESET: "Your password was reset; sign in with the new one.",
+}
+
+
 def _recheck_account(auth: stauth.Authenticate) -> None:
-    """A disabled or deleted account is signed out; changed roles apply on the next run."""
+    """Every run: the session must still be live on the server (not signed out elsewhere, not
+    revoked by an admin), and the account active; otherwise the person is signed out here too."""
     state = st.session_state
     s = settings()
-    found = _account_state(engine(), s.database_url, str(state["username"]))
+    username = str(state["username"])
+    with session_scope(engine()) as db:  # not cached: a revocation applies on the very next run
+        live = staff_sessions.check(db, state.get(_SESSION), username)
+        account = staff.get(db, username) if live.live else None
+        found = None if account is None else (account.active, sorted(account.role_set), account.name)
+    if not live.live:
+        idle = f"You were signed out after {s.session_idle_minutes} minutes without activity."
+        notice = idle if live.reason == staff_sessions.IDLE else _ENDED.get(str(live.reason), "You were signed out.")
+        _sign_out(auth, reason=f"session ended: {live.reason}", notice=notice)
+        return
     if found is None or not found[0]:
         _sign_out(auth, reason="account disabled", notice="Your account is disabled; ask an admin.")
         return
-    state["roles"] = list(found[1])
+    state["roles"] = found[1]
 
 
 def _attempt_login() -> None:
@@ -227,13 +315,15 @@ def _attempt_login() -> None:
             s.refresh(account)
             if account.active and not staff.is_locked(account, now):
                 staff.record_login_attempt(s, username, True, now)
+                state[_SESSION] = staff_sessions.start(s, username, lifetime=_lifetime(), now=now)
                 state["roles"] = sorted(account.role_set)
                 state["name"] = account.name
                 state[_LAST_SEEN] = time.time()
                 state.pop(_DELETE_PENDING, None)
                 state.pop(_NOTICE, None)
+                state.pop(_REFUSED, None)
                 state["logout"] = None
-                _issue_cookie(username)
+                _issue_cookie(username, slide=False)
                 log.info("sign-in user=%s", username)
                 return
             auth.authentication_controller.logout()
@@ -260,7 +350,7 @@ def render_login() -> None:
         st.title("🗂️ Memberdesk")
         notice = state.get(_NOTICE)
         if notice:
-            st.warning(notice)
+            st.warning(md(notice))
         with st.form("login_form"):
             st.subheader("Sign in")
             st.text_input("Username", key="login_username", max_chars=64, autocomplete="username")
@@ -277,5 +367,5 @@ def _logout_clicked() -> None:
 def render_sidebar(ctx: StaffContext) -> None:
     """Who is signed in, and the sign-out button."""
     with st.sidebar:
-        st.caption(f"Signed in as **{ctx.name}** ({ctx.username}) · {', '.join(ctx.roles) or 'no role'}")
+        st.caption(f"Signed in as **{md(ctx.name)}** ({md(ctx.username)}) · {md(', '.join(ctx.roles) or 'no role')}")
         st.button("Sign out", key="logout_button", on_click=_logout_clicked)

@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
+from core import csv_export
 from core.permissions import Permission, allowed
 from dashboard.auth import current
+from dashboard.text import md
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -20,15 +22,23 @@ T = TypeVar("T")
 
 def definition(text: str) -> None:
     """The definition of the number(s) just above, in small type."""
-    st.caption(f"ℹ️ {text}")
+    st.caption(f"ℹ️ {md(text)}")
 
 
 def empty(sentence: str) -> None:
-    st.info(sentence)
+    st.info(md(sentence))
 
 
 def error_box(sentence: str) -> None:
-    st.error(sentence)
+    st.error(md(sentence))
+
+
+def warning_box(sentence: str) -> None:
+    st.warning(md(sentence))
+
+
+def success_box(sentence: str) -> None:
+    st.success(md(sentence))
 
 
 def _slug(text: str) -> str:
@@ -36,7 +46,8 @@ def _slug(text: str) -> str:
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode("utf-8")
+    # the only way a CSV leaves the app: formula-leading cells neutralised, NUL removed
+    return csv_export.frame_csv_bytes(frame)
 
 
 def csv_download(frame: pd.DataFrame | Callable[[], pd.DataFrame], name: str, *, key: str | None = None,
@@ -79,5 +90,5 @@ def kpi(column: Any, title: str, value: str, *, delta: str | None = None, help_t
         delta_color: str = "normal") -> None:
     """One KPI card: the number, its change against the previous period, its definition on hover."""
     # A change of zero gets no arrow: Streamlit would draw "+0.0" as a rise.
-    column.metric(title, value, delta=delta, help=help_text, delta_color=delta_color, border=True,
+    column.metric(md(title), value, delta=delta, help=help_text, delta_color=delta_color, border=True,
                   delta_arrow="off" if delta_color == "off" else "auto")

@@ -20,6 +20,7 @@ from dashboard import charts, widgets
 from dashboard import format as fmt
 from dashboard.auth import guard
 from dashboard.db import engine, settings
+from dashboard.text import md
 
 ctx = guard(Permission.VIEW_ALERTS)
 can_manage = ctx.can(Permission.MANAGE_ALERTS)
@@ -65,7 +66,7 @@ def _affected(a: dict[str, Any]) -> None:
     rows = _rows(eng, str(eng.url), a["id"], a["last_fired_at"])
     if not rows:
         return
-    tabs = st.tabs([name.capitalize() for name in rows])
+    tabs = st.tabs([md(name.capitalize()) for name in rows])
     for tab, (name, items) in zip(tabs, rows.items(), strict=True):
         with tab:
             if not items:
@@ -105,14 +106,14 @@ def _actions(a: dict[str, Any]) -> None:
         else:
             alerts.resolve(eng, a["id"], actor=Actor.of(ctx.username, ctx.roles), note=note)
     except (alerts.AlertError, PermissionError) as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     st.session_state["alerts_flash"] = f"Alert {a['id']} {'acknowledged' if ack else 'snoozed' if snz else 'resolved'}."
     st.rerun()
 
 
 if flash := st.session_state.pop("alerts_flash", None):
-    st.success(flash)
+    st.success(md(flash))
 
 tab_active, tab_history, tab_rules = st.tabs(["Open alerts", "History", "Rules"])
 
@@ -124,15 +125,15 @@ with tab_active:
             f" The latest, “{last['title']}” ({last['scope']}), fired {fmt.when(last['last_fired_at'])} UTC "
             f"and was resolved {fmt.when(last['resolved_at'])} UTC: see History." if last else ""))
     for i, a in enumerate(active):
-        title = (f"{SEVERITY_BADGE.get(a['severity'], a['severity'])} · {a['title']} · {a['scope']} · "
-                 f"{STATUS_BADGE.get(a['status'], a['status'])}")
-        with st.expander(title, expanded=i < 3):
+        title = (f"{md(SEVERITY_BADGE.get(a['severity'], a['severity']))} · {md(a['title'])} · {md(a['scope'])} · "
+                 f"{md(STATUS_BADGE.get(a['status'], a['status']))}")
+        with st.expander(title, expanded=i < 3):  # text-safe: built from md() just above
             c1, c2, c3, c4 = st.columns(4)
-            c1.metric("Value", a["value_text"])
-            c2.metric("Baseline", a["baseline_text"])
+            c1.metric("Value", md(a["value_text"]))
+            c2.metric("Baseline", md(a["baseline_text"]))
             c3.metric("Opened", fmt.when(a["opened_at"]))
             c4.metric("Last fired", fmt.when(a["last_fired_at"]))
-            st.markdown(f"**Why:** {a['hint']}")
+            st.markdown(f"**Why:** {md(a['hint'])}")
             if a["status"] == "snoozed":
                 st.caption(f"Snoozed until {fmt.when(a['snoozed_until'])} UTC.")
             if a["cleared_since"]:
@@ -141,7 +142,7 @@ with tab_active:
                 _chart(a)
                 _affected(a)
             else:
-                st.caption(f"Chart and rows are drawn for the first {DETAILED} alerts; resolve or snooze those first.")
+                st.caption(f"Chart and rows are drawn for the first {DETAILED:,} alerts; resolve or snooze those first.")
             _actions(a)
 
 with tab_history:
@@ -161,7 +162,7 @@ with tab_history:
         if detail is None:
             widgets.empty(f"There is no alert number {int(picked)}.")
         else:
-            st.markdown(f"**{detail['title']} · {detail['scope']}** — {detail['hint']}")
+            st.markdown(f"**{md(detail['title'])} · {md(detail['scope'])}** — {md(detail['hint'])}")
             widgets.table(fmt.display_frame(pd.DataFrame(detail["transitions"])), f"alert-{int(picked)}-transitions",
                           empty_sentence="No transitions recorded.", key="csv-alert-transitions")
             if detail["notifications"]:
@@ -196,7 +197,7 @@ with tab_rules:
                 alerts.configure_rule_from_form(eng, slug, actor=Actor.of(ctx.username, ctx.roles), enabled=enabled,
                                                 params_text=params_text, emails=emails, webhooks=hooks, reset=reset)
             except (ValueError, PermissionError) as exc:
-                st.error(str(exc))
+                st.error(md(exc))
             else:
                 st.session_state["alerts_flash"] = f"Rule {slug} saved."
                 st.rerun()

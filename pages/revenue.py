@@ -86,5 +86,5 @@ for tab, dim in zip(tabs, md.SEGMENTS, strict=True):
             ui.drill_picker(eng, q, ui.targets_from_points(pts, f"By {dim}"), clicked, key=f"revenue_by_{dim}",
                             noun="payments")
         else:
-            st.info(f"No revenue by {dim} in the chosen range and filters." if frame is not None
+            st.info(f"No revenue by {dim} in the chosen range and filters." if frame is not None  # text-safe: dim is ours
                     else f"Revenue by {dim} is not available from the metrics registry yet.")

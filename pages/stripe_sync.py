@@ -11,6 +11,7 @@ from core.sync import actions, status
 from core.timeutil import utc_now
 from dashboard.auth import guard
 from dashboard.db import engine, stripe_client
+from dashboard.text import md
 from dashboard.widgets import table
 
 ctx = guard(Permission.RUN_SYNC)
@@ -20,22 +21,22 @@ st.title("Stripe sync")
 FLASH = "stripe_sync_flash"
 flash = st.session_state.pop(FLASH, None)
 if flash:
-    (st.success if flash[0] else st.error)(flash[1])
+    (st.success if flash[0] else st.error)(md(flash[1]))
 
 snapshot = status(eng, now=utc_now())
-st.caption(actions.data_through_sentence(snapshot, utc_now()))
+st.caption(md(actions.data_through_sentence(snapshot, utc_now())))
 
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Last run", snapshot.last_run.status if snapshot.last_run else "never")
+c1.metric("Last run", md(snapshot.last_run.status) if snapshot.last_run else "never")
 c2.metric("Newest event", f"{snapshot.newest_event_at:%Y-%m-%d %H:%M}" if snapshot.newest_event_at else "none")
 c3.metric("Events waiting", snapshot.events.get("pending", 0))
 c4.metric("Events failing", snapshot.events.get("failing", 0))
 if snapshot.running_holder:
-    st.info(f"A sync is running now ({snapshot.running_holder}).")
+    st.info(f"A sync is running now ({md(snapshot.running_holder)}).")
 if snapshot.backfill_in_progress:
     st.warning("A backfill was interrupted; the next run resumes it.")
 if snapshot.last_run and snapshot.last_run.status == "failed" and snapshot.last_run.error:
-    st.error(snapshot.last_run.error)
+    st.error(md(snapshot.last_run.error))
 
 
 def _client():  # type: ignore[no-untyped-def]
@@ -79,7 +80,7 @@ if go and (client := _client()) is not None:
     try:
         rows = actions.reconcile_table(eng, client, month=month.strip() or None)
     except (ValueError, GatewayError) as exc:
-        st.error(getattr(exc, "sentence", None) or str(exc))
+        st.error(md(getattr(exc, "sentence", None) or str(exc)))
     else:
         bad = sum(1 for r in rows if not r["agrees"])
         (st.success if not bad else st.warning)(
@@ -98,10 +99,10 @@ elif (compare or resync) and (client := _client()) is not None:
     try:
         if resync:
             result = actions.resync_member_now(eng, client, actor=Actor.of(ctx.username, ctx.roles), member_id=int(member_id))
-            (st.success if result.ok else st.error)(result.message)
+            (st.success if result.ok else st.error)(md(result.message))
         diffs = actions.member_diff_table(eng, client, int(member_id))
     except (ValueError, GatewayError) as exc:
-        st.error(getattr(exc, "sentence", None) or str(exc))
+        st.error(md(getattr(exc, "sentence", None) or str(exc)))
     else:
         if diffs:
             st.warning(f"{len(diffs)} difference(s) between our rows and Stripe.")

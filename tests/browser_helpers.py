@@ -184,13 +184,30 @@ def app_test(database_url: str, *, role: str | None = None, username: str | None
     for section, values in secrets_for(database_url).items():
         at.secrets[section] = values
     if role or username:
-        user = username or role
+        user = str(username or role)
         at.session_state["authentication_status"] = True
         at.session_state["username"] = user
-        at.session_state["name"] = str(user).title()
+        at.session_state["name"] = user.title()
         at.session_state["roles"] = roles or [role]
         at.session_state["logout"] = None
+        at.session_state["_md_session"] = open_session(database_url, user)
     return at
+
+
+def open_session(database_url: str, username: str) -> str:
+    """A live server-side session for ``username`` (what a sign-in opens); returns its token.
+    The entrypoint signs out any session whose token is not live, seeded ones included."""
+    from datetime import timedelta
+
+    from core import staff_sessions
+    from core.db import make_engine, session_scope
+
+    eng = make_engine(database_url)
+    try:
+        with session_scope(eng) as s:
+            return staff_sessions.start(s, username, lifetime=timedelta(minutes=30))
+    finally:
+        eng.dispose()
 
 
 def page_app_test(database_url: str, page_file: str, *, role: str, clear_cache: bool = True) -> Any:
@@ -212,15 +229,18 @@ def page_app_test(database_url: str, page_file: str, *, role: str, clear_cache: 
 
 
 def texts(at: Any) -> str:
-    """Everything a person reads on an AppTest page, as one string (for `in` assertions)."""
+    """Everything a person reads on an AppTest page, as one string (for `in` assertions): the
+    markdown with the escapes of ``dashboard.text.md`` taken out, as a browser shows it."""
+    from dashboard.text import shown
+
     parts: list[str] = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success",
-                 "metric"):
+    for kind in ("title", "header", "subheader", "markdown", "caption", "text", "info", "warning", "error",
+                 "success", "metric"):
         for el in getattr(at, kind, []):
             value = getattr(el, "value", "")
-            parts.append(str(value))
+            parts.append(shown(str(value)))
             if kind == "metric":
-                parts.append(str(getattr(el, "label", "")))
+                parts.append(shown(str(getattr(el, "label", ""))))
     return "\n".join(parts)
 
 

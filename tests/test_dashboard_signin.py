@@ -128,14 +128,14 @@ def test_sign_out_clears_the_session_and_queues_the_cookie_delete(db, engine):
     assert [e.actor for e in _actions(engine, "auth.logout")] == ["admin"]
 
 
-def test_roles_changed_by_an_admin_apply_on_the_next_run(db, engine):
+def test_changed_roles_end_the_session_and_apply_after_signing_in_again(db, engine):
     at = _sign_in(app_test(db).run(), "finance", "finance-demo-pass")
     with session_scope(engine) as s:
         staff.set_roles(s, actor=Actor.of("admin", "admin"), username="finance", roles="finance,manager")
-    import streamlit as st
-
-    st.cache_data.clear()
-    at.run()
+    at.run()  # no cache to clear: the session check asks the database on every run
+    assert not at.session_state["authentication_status"]
+    assert "Your roles were changed; sign in again to use the new ones." in texts(at)
+    _sign_in(at, "finance", "finance-demo-pass")
     assert at.session_state["roles"] == ["finance", "manager"]
     at.switch_page("../pages/audit.py").run()
     assert not at.exception and "Audit log" in [t.value for t in at.title]
@@ -145,3 +145,23 @@ def test_overlong_password_is_a_plain_failure(db):
     at = _sign_in(app_test(db).run(), "support", "é" * 70)  # 140 bytes: bcrypt refuses it
     assert not at.exception
     assert "The username or password is incorrect." in texts(at)
+
+
+def test_password_reset_ends_the_open_session_at_its_next_run(db, engine):
+    at = _sign_in(app_test(db).run(), "support", "support-demo-pass")
+    assert at.session_state["authentication_status"] is True
+    with session_scope(engine) as s:
+        staff.reset_password(s, actor=Actor.of("admin", "admin"), username="support", password="brand-new-pass-1", bcrypt_rounds=4)
+    at.run()
+    assert not at.session_state["authentication_status"]
+    assert "Your password was reset; sign in with the new one." in texts(at)
+    assert "session ended: password reset" in [e.comment for e in _actions(engine, "auth.logout")]
+
+
+def test_a_seeded_session_without_a_live_server_session_is_signed_out(db):
+    at = app_test(db, role="admin")
+    at.session_state["_md_session"] = "not-a-session-the-server-knows"
+    at.run()
+    assert not at.exception
+    assert not at.session_state["authentication_status"]
+    assert [w.label for w in at.text_input] == ["Username", "Password"]

@@ -12,14 +12,13 @@ Numbers go to stdout (JSON or CSV); progress and errors to stderr.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from core import csv_export
 from core.cli.common import CommandError, engine, progress
 
 if TYPE_CHECKING:
@@ -118,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         json.dump(doc, sys.stdout, default=_json_default, indent=1)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(to_csv(metrics, results))
+        sys.stdout.write(metrics_csv(metrics, results))
     return 0
 
 
@@ -170,21 +169,19 @@ def export(metric, result) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             "breakdown": _records(result.columns("breakdown"))}
 
 
-def to_csv(metrics, results) -> str:  # type: ignore[no-untyped-def]
+def metrics_csv(metrics, results) -> str:  # type: ignore[no-untyped-def]
     """Long format: one line per metric and period (``total`` = the whole range)."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["metric", "unit", "period", "currency", "value"])
+    rows: list[list[str]] = []
     for m, r in zip(metrics, results, strict=True):
         if r.value is not None or not r.by_currency:
-            w.writerow([m.slug, m.unit, "total", r.currency or "", _csv(r.value)])
+            rows.append([m.slug, m.unit, "total", r.currency or "", _csv(r.value)])
         else:
             for cur, v in sorted(r.by_currency.items()):
-                w.writerow([m.slug, m.unit, "total", cur, _csv(v)])
+                rows.append([m.slug, m.unit, "total", cur, _csv(v)])
         for row in _records(r.columns("series")) or []:
-            w.writerow([m.slug, m.unit, row["period"], row.get("currency") or r.currency or "",
-                        _csv(row["value"])])
-    return out.getvalue()
+            rows.append([m.slug, m.unit, str(row["period"]), row.get("currency") or r.currency or "",
+                         _csv(row["value"])])
+    return csv_export.rows_csv(["metric", "unit", "period", "currency", "value"], rows)
 
 
 def _csv(value: Any) -> str:
@@ -194,7 +191,7 @@ def _csv(value: Any) -> str:
 
 def _write_rows(rows: pd.DataFrame, fmt: str) -> None:
     if fmt == "csv":
-        rows.to_csv(sys.stdout, index=False)
+        sys.stdout.write(csv_export.frame_csv(rows))
     else:
         json.dump(_frame_records(rows), sys.stdout, default=_json_default, indent=1)
         sys.stdout.write("\n")
