@@ -15,7 +15,8 @@ import pandas as pd
 from sqlalchemy import Engine, text
 
 from core.metrics import memo, source, worklists
-from core.metrics.fx import RateTable
+from core.metrics.cash import net_amount
+from core.metrics.common import GROUP_KEYS, converted_daily
 from core.metrics.registry import get
 from core.metrics.types import MetricError, MetricResult, Query, Unit
 
@@ -125,45 +126,36 @@ _REVENUE_MEASURES = ("gross", "refunds", "disputes_lost", "net")
 def revenue_tables(engine: Engine, query: Query) -> dict[str, pd.DataFrame]:
     """Gross, refunds, disputes lost and net revenue of the range by tier, interval, currency and
     country (``revenue_by_<dim>``): in the reporting currency, or per original currency with a
-    ``currency`` column. Each (key, month, currency) subtotal is converted once, as every flow.
-    One read of the daily cash by every group column serves the four tables; plain Python over
-    its few thousand rows (months x groups) costs less than pandas grouping four times."""
-    _, first, last = source.span(query)
-    rows = source.daily(engine, query, "cash", first, last, keys=("tier_id", "interval", "country"))
+    ``currency`` column. In a reporting currency they add up the same converted daily rows as
+    the cash metrics (``common.converted_daily``), so each table's rows sum to the metric's value
+    to the minor unit. One read serves the four tables, in plain Python."""
+    if query.currency is None:
+        _, first, last = source.span(query)
+        rows = source.daily(engine, query, "cash", first, last, keys=GROUP_KEYS)
+    else:
+        rows = converted_daily(engine, query, "cash")
     sums: dict[str, dict[tuple, list[int]]] = {dim: {} for dim in REVENUE_DIMENSIONS}
     if rows:
         with engine.connect() as conn:
             codes = dict(conn.execute(text("SELECT id, code FROM tiers")).all())
         for r in rows:
-            day, cur, tier, interval, country = r["day"], r["currency"], r["tier_id"], r["interval"], r["country"]
-            gross, refunds, disputes = r["gross"], r["refunds"], r["disputes_lost"]
-            month = day.replace(day=1)
-            amounts = (int(gross), int(refunds), int(disputes), int(gross) - int(refunds) - int(disputes))
-            keys = (codes.get(tier, "none") if pd.notna(tier) else "none", _label(interval), cur, _label(country))
+            tier, cur = r["tier_id"], r["currency"]
+            amounts = (int(r["gross"]), int(r["refunds"]), int(r["disputes_lost"]), net_amount(r))
+            keys = (codes.get(tier, "none") if pd.notna(tier) else "none", _label(r["interval"]), cur,
+                    _label(r["country"]))
             for dim, key in zip(REVENUE_DIMENSIONS, keys, strict=True):
-                acc = sums[dim].setdefault((key, month, cur), [0, 0, 0, 0])
+                row_key = (key,) if query.currency is not None else (key, cur)
+                acc = sums[dim].setdefault(row_key, [0, 0, 0, 0])
                 for i, v in enumerate(amounts):
                     acc[i] += v
-    rates = RateTable.load(engine) if query.currency is not None and rows else None
-    return {f"revenue_by_{dim}": _revenue_table(sums[dim], query.currency, rates) for dim in REVENUE_DIMENSIONS}
+    return {f"revenue_by_{dim}": _revenue_table(sums[dim], query.currency) for dim in REVENUE_DIMENSIONS}
 
 
 def _label(value: Any) -> str:
     return "none" if value is None or pd.isna(value) else str(value)
 
 
-def _revenue_table(sums: dict[tuple, list[int]], currency: str | None, rates: RateTable | None) -> pd.DataFrame:
-    out: dict[tuple, list[int]] = {}
-    for (key, month, cur), amounts in sums.items():
-        if currency is None or rates is None:
-            row_key: tuple = (key, cur)
-            values = amounts
-        else:
-            row_key = (key,)
-            values = [rates.convert(v, cur, currency, month) for v in amounts]
-        acc = out.setdefault(row_key, [0, 0, 0, 0])
-        for i, v in enumerate(values):
-            acc[i] += v
+def _revenue_table(sums: dict[tuple, list[int]], currency: str | None) -> pd.DataFrame:
     columns = ["key", *([] if currency is not None else ["currency"]), *_REVENUE_MEASURES]
-    rows = sorted((list(k) + v for k, v in out.items()), key=lambda r: (-r[len(r) - 4], *r[:len(r) - 4]))
+    rows = sorted((list(k) + v for k, v in sums.items()), key=lambda r: (-r[len(r) - 4], *r[:len(r) - 4]))
     return pd.DataFrame(rows, columns=columns)

@@ -18,21 +18,20 @@ if TYPE_CHECKING:
 GROUP = "cash"
 
 
-def _daily(engine: Engine, query: Query) -> list[dict]:
-    _, first, last = source.span(query)
-    return source.daily(engine, query, "cash", first, last)
-
-
 def _flow(slug: str, measure: str):  # type: ignore[no-untyped-def]
     def compute(engine: Engine, query: Query) -> MetricResult:
-        return flow_result(engine, query, slug, _daily(engine, query), measure)
+        return flow_result(engine, query, slug, "cash", lambda r: int(r[measure]))
     return compute
 
 
+def net_amount(row: dict) -> int:
+    """Net revenue of a daily cash row (original or converted: each measure converted alone, so
+    net = gross - refunds - disputes lost in every currency)."""
+    return int(row["gross"]) - int(row["refunds"]) - int(row["disputes_lost"])
+
+
 def _net(engine: Engine, query: Query) -> MetricResult:
-    rows = [{"day": r["day"], "currency": r["currency"], "net": r["gross"] - r["refunds"] - r["disputes_lost"]}
-            for r in _daily(engine, query)]
-    return flow_result(engine, query, "net_revenue", rows, "net")
+    return flow_result(engine, query, "net_revenue", "cash", net_amount)
 
 
 def _drill(kind: str):  # type: ignore[no-untyped-def]

@@ -68,24 +68,33 @@ def _arpu(engine: Engine, query: Query) -> MetricResult:
 
 
 def _ltv(engine: Engine, query: Query) -> MetricResult:
+    """Each bucket's ARPU over the mean member churn of the 6 complete months before that bucket
+    (the months before the one it starts in); the range's value: ARPU at its end over the churn
+    of the 6 months before the range."""
     arpu = _arpu(engine, query)
-    first_month = query.buckets()[0].label.replace(day=1)
-    history = source.movements(engine, query, "month", _months_back(first_month, 6), first_month)
-    sums = sums_by(history, ("period",), ("members_churned", "members_start"))
-    rates = [v["members_churned"] / v["members_start"] for v in sums.values() if v["members_start"] > 0]
-    mean_churn = sum(rates) / 6
-
-    def ltv(v: object) -> int | None:
-        if v is None or mean_churn == 0 or v != v:  # no ARPU (None, or NaN)
-            return None
-        return int(round(int(v) / mean_churn))  # type: ignore[call-overload]
-
-    note = "LTV is n/a: no member churn in the 6 complete months before the period." if mean_churn == 0 else None
     series = dict(arpu.columns("series") or {})
-    series["value"] = [ltv(v) for v in series["value"]]
-    out = result("ltv", "money", ltv(arpu.value), query, series,
-                 by_currency={c: ltv(v) for c, v in arpu.by_currency.items()}, note=note)
-    out.breakdown = {"key": ["arpu", "mean_monthly_churn"], "value": [arpu.value, mean_churn]}
+    months = sorted({p.replace(day=1) for p in series["period"]} | {query.buckets()[0].label.replace(day=1)})
+    history = source.movements(engine, query, "month", _months_back(months[0], 6), months[-1])
+    sums = sums_by(history, ("period",), ("members_churned", "members_start"))
+    # A month without paying members counts as 0.
+    rate = {p: v["members_churned"] / v["members_start"] for (p,), v in sums.items() if v["members_start"] > 0}
+
+    def mean_churn(month: date) -> float:
+        return sum(rate.get(_months_back(month, k), 0.0) for k in range(1, 7)) / 6
+
+    def ltv(v: object, churn: float) -> int | None:
+        if v is None or churn == 0 or v != v:  # no ARPU (None, or NaN)
+            return None
+        return int(round(int(v) / churn))  # type: ignore[call-overload]
+
+    range_churn = mean_churn(query.buckets()[0].label.replace(day=1))
+    note = ("LTV is n/a: no member churn in the 6 complete months before the period." if range_churn == 0
+            else None)
+    series["value"] = [ltv(v, mean_churn(p.replace(day=1)))
+                       for p, v in zip(series["period"], series["value"], strict=True)]
+    out = result("ltv", "money", ltv(arpu.value, range_churn), query, series,
+                 by_currency={c: ltv(v, range_churn) for c, v in arpu.by_currency.items()}, note=note)
+    out.breakdown = {"key": ["arpu", "mean_monthly_churn"], "value": [arpu.value, range_churn]}
     return out
 
 
