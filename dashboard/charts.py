@@ -55,15 +55,18 @@ MOVEMENT_LABELS = {
     "reactivation": "Reactivation",
     "contraction": "Contraction",
     "churn": "Churn",
+    "transfer_in": "Transfer in",
+    "transfer_out": "Transfer out",
     "fx": "Exchange rates",
     "end": "Ending MRR",
 }
 # Axis labels broken over two lines so eight steps fit half a 1280-pixel screen unrotated.
 MOVEMENT_TICKS = {"start": "Starting<br>MRR", "reactivation": "Reacti-<br>vation", "contraction": "Contrac-<br>tion",
-                  "expansion": "Expan-<br>sion", "fx": "Exchange<br>rates", "end": "Ending<br>MRR"}
+                  "expansion": "Expan-<br>sion", "transfer_in": "Transfer<br>in", "transfer_out": "Transfer<br>out",
+                  "fx": "Exchange<br>rates", "end": "Ending<br>MRR"}
 # Stripe's order is not fixed; finance reads gains first, then losses.
-MOVEMENT_ORDER = ("new", "expansion", "reactivation", "contraction", "churn", "fx")
-NEGATIVE_MOVEMENTS = frozenset({"contraction", "churn"})
+MOVEMENT_ORDER = ("new", "expansion", "reactivation", "transfer_in", "contraction", "churn", "transfer_out", "fx")
+NEGATIVE_MOVEMENTS = frozenset({"contraction", "churn", "transfer_out"})
 
 
 @dataclass(frozen=True, slots=True)

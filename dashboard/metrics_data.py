@@ -187,7 +187,8 @@ REVENUE: dict[str, tuple[str, ...]] = {
     "disputes_lost": ("disputes_lost", "disputes"),
     "movements": ("mrr_movements", "movements"),
 }
-MOVEMENT_SLUGS = {k: (f"mrr_{k}", f"{k}_mrr") for k in ("new", "expansion", "contraction", "churn", "reactivation")}
+MOVEMENT_SLUGS = {k: (f"mrr_{k}", f"{k}_mrr") for k in ("new", "expansion", "contraction", "churn", "reactivation",
+                                                                "transfer_in", "transfer_out")}
 SEGMENTS = ("tier", "interval", "currency", "country")  # page bundle tables ``revenue_by_<dim>``
 CHURN: dict[str, tuple[str, ...]] = {
     "member_churn": ("member_churn_rate", "member_churn"),

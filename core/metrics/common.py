@@ -177,8 +177,9 @@ def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateT
 
     Start and end convert directly (so a converted MRR equals the per-currency MRRs converted and
     summed); each movement is the difference of the converted running totals start, +new,
-    +reactivation, +expansion, -contraction, -churn (= end), so the identity holds to the minor
-    unit and each movement is within one minor unit of converting it alone.
+    +reactivation, +expansion, -contraction, -churn, +transfer in, -transfer out (= end), so the
+    identity holds to the minor unit, each movement is within one minor unit of converting it
+    alone, and equal transfers in and out (every group together) cancel exactly.
     """
     from core.metrics.movements import MOVEMENT_COLUMNS
 
@@ -188,7 +189,8 @@ def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateT
     target = query.currency
     assert target is not None
     tz = zone(query.tz)
-    steps = (("new", 1), ("reactivation", 1), ("expansion", 1), ("contraction", -1), ("churn", -1))
+    steps = (("new", 1), ("reactivation", 1), ("expansion", 1), ("contraction", -1), ("churn", -1),
+             ("transfer_in", 1), ("transfer_out", -1))
     counts = [c for c in MOVEMENT_COLUMNS if c.startswith("members_")]
     # Plain Python over a few rows per period: pandas column updates cost more than the query.
     out: dict[date, dict] = {}

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 GROUP = "recurring"
-KINDS = ("new", "reactivation", "expansion", "contraction", "churn")
+KINDS = ("new", "reactivation", "expansion", "contraction", "churn", "transfer_in", "transfer_out")
 GRACE = ("A past_due subscription counts until Stripe ends it, or until the past-due grace days setting "
          "expires, after which it counts as churned (involuntary).")
 
@@ -126,7 +126,8 @@ def _movement(slug: str, column: str):  # type: ignore[no-untyped-def]
 
 
 def _net(v: dict[str, int]) -> int:
-    return v["new"] + v["reactivation"] + v["expansion"] - v["contraction"] - v["churn"]
+    return (v["new"] + v["reactivation"] + v["expansion"] - v["contraction"] - v["churn"]
+            + v["transfer_in"] - v["transfer_out"])
 
 
 def _waterfall(engine: Engine, query: Query) -> MetricResult:
@@ -142,7 +143,8 @@ def _waterfall(engine: Engine, query: Query) -> MetricResult:
         rows = []
         for cur, parts in sorted(periods.items()):
             vals = [parts[0]["mrr_start"], *(sum(v[k] for v in parts) for k in KINDS), parts[-1]["mrr_end"]]
-            rows += [{"key": k, "currency": cur, "value": v} for k, v in zip(keys, vals, strict=True)]
+            rows += [{"key": k, "currency": cur, "value": v} for k, v in zip(keys, vals, strict=True)
+                     if v or not k.startswith("transfer")]
         breakdown = table(rows, ["key", "currency", "value"])
         vals2 = {(p, c): _net(v) for (p, c), v in per_cur.items()}
         return result("mrr_movements", "money", None, query, attach_per_currency(buckets, vals2, sorted(by_cur)),
@@ -155,7 +157,9 @@ def _waterfall(engine: Engine, query: Query) -> MetricResult:
     start, end = ordered[0]["mrr_start"], ordered[-1]["mrr_end"]
     moves = {k: sum(v[k] for v in ordered) for k in KINDS}
     net = _net(moves)
-    rows2: list[tuple[str, int]] = [("start", start), *moves.items()]
+    # Transfers between groups show only when a filter makes them differ from zero.
+    rows2: list[tuple[str, int]] = [("start", start), *((k, v) for k, v in moves.items()
+                                                         if v or not k.startswith("transfer"))]
     fx = end - start - net
     if fx:
         rows2.append(("fx", fx))  # rates differ between the months of the range
@@ -176,7 +180,7 @@ def unit_rows(engine: Engine, query: Query, period: date | None) -> pd.DataFrame
     if period is not None:
         buckets = [b for b in buckets if b.label == period]
     cols = ["period", "member_id", "email", "currency", "tier", "interval", "country", "mrr_start_minor",
-            "mrr_end_minor", "movement", "churn_kind"]
+            "mrr_end_minor", "transfer_minor", "movement", "change", "churn_kind"]
     if not buckets:
         return pd.DataFrame(columns=cols)
     now = query.now
@@ -216,7 +220,9 @@ def _drill(movements: tuple[str, ...] | None, paying_end: bool = False):  # type
             df = df[df["mrr_end_minor"] > 0]
         wanted = (key,) if key else movements
         if wanted:
-            df = df[df["movement"].isin(wanted) | df["churn_kind"].isin(wanted)]
+            # A member who moved between groups and changed price is a transfer in and an
+            # expansion or contraction (``change``).
+            df = df[df["movement"].isin(wanted) | df["churn_kind"].isin(wanted) | df["change"].isin(wanted)]
         df = df.reset_index(drop=True)
         return df.head(limit) if limit else df
     return drill
@@ -239,8 +245,10 @@ register(Metric("ltv", "LTV", "money",
                 "period (months without paying members count as 0); n/a when that churn is 0.", _ltv,
                 _drill(None, True), GROUP))
 register(Metric("mrr_movements", "Net MRR movement", "money",
-                "MRR end - MRR start = new + reactivation + expansion - contraction - churn, per member comparing "
-                "MRR at the start and end of each period; a range's movements are the sum of its periods'. In a "
+                "MRR end - MRR start = new + reactivation + expansion - contraction - churn + transfer in - "
+                "transfer out, per member comparing MRR at the start and end of each period (a transfer: a member "
+                "moving between the tiers, intervals or countries a filter selects); a range's movements are the "
+                "sum of its periods'. In a "
                 "reporting currency each period converts at its last month's rate (an 'fx' step closes the "
                 "waterfall when rates differ).", _waterfall, _drill(KINDS), GROUP))
 for _kind, _title, _text in (
@@ -249,6 +257,12 @@ for _kind, _title, _text in (
         ("expansion", "Expansion MRR", "MRR increase of members paying at both ends of the period."),
         ("contraction", "Contraction MRR", "MRR decrease of members still paying at the end of the period."),
         ("churn", "Churned MRR", "MRR at period start of members paying nothing at its end (voluntary and "
-                                 "involuntary). " + GRACE)):
+                                 "involuntary). " + GRACE),
+        ("transfer_in", "Transferred-in MRR", "Start MRR of members paying at both ends of the period who entered "
+                                              "the selected tier, interval or country from another (their price "
+                                              "change after it is expansion or contraction); zero without a filter."),
+        ("transfer_out", "Transferred-out MRR", "Start MRR of members paying at both ends of the period who left "
+                                                "the selected tier, interval or country for another; zero without "
+                                                "a filter.")):
     register(Metric(f"mrr_{_kind}", _title, "money", _text + " Summed over the periods of the range.",
                     _movement(f"mrr_{_kind}", _kind), _drill((_kind,)), GROUP))

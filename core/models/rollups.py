@@ -91,6 +91,11 @@ class MrrPeriod(_Group, Base):
     members_churned: Mapped[int] = mapped_column(default=0)
     members_churned_voluntary: Mapped[int] = mapped_column(default=0)
     members_churned_involuntary: Mapped[int] = mapped_column(default=0)
+    # A member moving from one group (tier, interval, country) to another within the period.
+    transfer_in: Mapped[int] = mapped_column(default=0)
+    transfer_out: Mapped[int] = mapped_column(default=0)
+    members_transferred_in: Mapped[int] = mapped_column(default=0)
+    members_transferred_out: Mapped[int] = mapped_column(default=0)
 
 
 class CohortCell(_Group, Base):
