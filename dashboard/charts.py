@@ -152,8 +152,9 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
 
 
 def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, title: str | None = None,
-         horizontal: bool = False, stacked: bool = False, height: int = HEIGHT) -> go.Figure:
-    """Bars per category (grouped or stacked by series)."""
+         horizontal: bool = False, stacked: bool = False, height: int = HEIGHT,
+         show_values: bool = False) -> go.Figure:
+    """Bars per category (grouped or stacked by series); ``show_values`` writes each bar's value on it."""
     fig = go.Figure()
     for i, (series, pts) in enumerate(_group(points).items()):
         cats = [p.label for p in pts]
@@ -166,6 +167,8 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
             hovertemplate=("%{y}" if horizontal else "%{x}") + "<br><b>%{customdata[1]}</b><extra>"
             + (series or "") + "</extra>",
             showlegend=bool(series),
+            **({"text": [label(p.value, unit, currency) for p in pts], "textposition": "outside",
+                "cliponaxis": False} if show_values else {}),
         ))
     fig.update_layout(barmode="stack" if stacked else "group")
     if horizontal:

@@ -127,6 +127,14 @@ def row_count(b: Any, name: str) -> int | None:
     return (getattr(b, "row_counts", None) or {}).get(name)
 
 
+def chain_question(q: Question, b: Any) -> Question:
+    """The page's question narrowed to the month the bundle's cash chain covers (its drills)."""
+    cq = getattr(b, "chain_query", None)
+    if cq is None:
+        return q
+    return replace(q, start=cq.start, end_exclusive=cq.end, granularity="month")
+
+
 def with_filter(q: Question, dim: str, value: str) -> Question:
     """The same question narrowed to one tier, interval, original currency or country (for the
     rows behind one bar of a "by segment" chart)."""

@@ -8,7 +8,7 @@ aggregate queries inside one bundle run once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -19,11 +19,12 @@ from core.metrics.cash import net_amount
 from core.metrics.common import GROUP_KEYS, converted_daily
 from core.metrics.registry import get
 from core.metrics.types import MetricError, MetricResult, Query, Unit
+from core.timeutil import next_period_start, zone
 
 PAGES: dict[str, tuple[str, ...]] = {
     "overview": ("mrr", "paying_members", "member_churn_rate", "failure_rate", "net_revenue"),
     "revenue": ("mrr", "arr", "paying_members", "arpu", "ltv", "mrr_movements", "mrr_new", "mrr_reactivation",
-                "mrr_expansion", "mrr_contraction", "mrr_churn", "gross_revenue", "refunds", "disputes_lost",
+                "mrr_expansion", "mrr_contraction", "mrr_churn", "billed", "gross_revenue", "refunds", "disputes_lost",
                 "net_revenue", "stripe_fees"),
     "churn": ("member_churn_rate", "voluntary_churn_rate", "involuntary_churn_rate", "gross_mrr_churn",
               "net_mrr_churn", "nrr", "grr", "cohort_retention", "cohort_mrr_retention", "trial_conversion",
@@ -63,6 +64,26 @@ class PageBundle:
     data_through: datetime | None = None  # when the rollups were last refreshed (None: raw rows)
     # Rows in the whole of each table when the page holds only the first WORKLIST_ROWS of it.
     row_counts: dict[str, int] = field(default_factory=dict)
+    # Revenue: the chain MRR -> billed -> collected -> refunded -> disputed -> net of one month
+    # (``chain_query``: the range's last month), so MRR stands beside one month of cash.
+    chain: dict[str, MetricResult] = field(default_factory=dict)
+    chain_query: Query | None = None
+
+
+CHAIN = ("mrr", "billed", "gross_revenue", "refunds", "disputes_lost", "net_revenue", "stripe_fees")
+
+
+def chain_query(query: Query) -> Query:
+    """The last month of the range that has begun by ``now``, cut to the range, as a one-month
+    question: MRR is a monthly rate, so the cash beside it is one month's."""
+    assert query.now is not None
+    tz = zone(query.tz)
+    last_day = min(query.end - timedelta(days=1), query.now.astimezone(tz).date())
+    last_day = max(last_day, query.start)
+    month = last_day.replace(day=1)
+    start = max(month, query.start)
+    end = min(next_period_start(month, "month"), query.end)
+    return replace(query, start=start, end=end, granularity="month")
 
 
 def previous_query(query: Query) -> Query:
@@ -96,18 +117,26 @@ def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
                 m = get(slug)
                 q, p = query, prev
                 if slug in MONTHLY_KPIS and query.granularity != "month":
-                    q, p = replace(query, granularity="month"), replace(prev, granularity="month")
+                    q, p = _whole_months(query), _whole_months(prev)
                     metrics[slug] = m.compute(engine, q)
                 cur = metrics[slug]
                 old = m.compute(engine, p)
                 bundle.kpis.append(_kpi(m.slug, m.title, m.unit, cur, old, m.definition))
         elif page == "revenue":
             bundle.tables.update(revenue_tables(engine, query))
+            bundle.chain_query = chain_query(query)
+            bundle.chain = {slug: get(slug).compute(engine, bundle.chain_query) for slug in CHAIN}
         elif page == "failed_payments":
             bundle.tables["past_due"] = worklists.past_due(engine, query, limit=WORKLIST_ROWS)
             bundle.tables["expiring_cards"] = worklists.expiring_cards(engine, query, limit=WORKLIST_ROWS)
             bundle.row_counts = worklists.counts(engine, query)
     return bundle
+
+
+def _whole_months(query: Query) -> Query:
+    """The query widened to whole months at month granularity (a monthly rate's card)."""
+    end = query.end if query.end.day == 1 else next_period_start(query.end.replace(day=1), "month")
+    return replace(query, granularity="month", start=query.start.replace(day=1), end=end)
 
 
 def _kpi(slug: str, title: str, unit: Unit, cur: MetricResult, old: MetricResult, definition: str) -> Kpi:

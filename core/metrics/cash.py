@@ -1,4 +1,4 @@
-"""Cash metrics: gross revenue, refunds, disputes lost, net revenue, Stripe fees."""
+"""Cash metrics: gross billed, gross revenue, refunds, disputes lost, net revenue, Stripe fees."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def _drill(kind: str):  # type: ignore[no-untyped-def]
         if kind == "gross":
             return drills.rows(engine, query, period=period, limit=limit, source="payments",
                                where="AND p.status = 'succeeded'")
+        if kind == "billed":
+            return drills.rows(engine, query, period=period, limit=limit, source="invoices")
         if kind == "fees":
             return drills.rows(engine, query, period=period, limit=limit, source="payments",
                                where="AND p.status = 'succeeded' AND p.fee IS NOT NULL")
@@ -61,6 +63,10 @@ def _drill(kind: str):  # type: ignore[no-untyped-def]
     return drill
 
 
+register(Metric("billed", "Gross billed", "money",
+                "Totals of the invoices finalized in the period (tax included; drafts and voided invoices left out), "
+                "counted at the time each was finalized, whether paid yet or not.",
+                _flow("billed", "billed"), _drill("billed"), GROUP))
 register(Metric("gross_revenue", "Gross revenue", "money",
                 "Succeeded payments, counted at the time of payment, tax included, before refunds, disputes "
                 "and Stripe fees.", _flow("gross_revenue", "gross"), _drill("gross"), GROUP))

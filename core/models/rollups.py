@@ -133,6 +133,9 @@ class _CashSums:
     dispute_count: Mapped[int] = mapped_column(default=0)
     fees: Mapped[int] = mapped_column(default=0)
     fee_payments: Mapped[int] = mapped_column(default=0)
+    # Gross billed: totals of invoices finalized that day (void invoices left out).
+    billed: Mapped[int] = mapped_column(default=0)
+    invoices: Mapped[int] = mapped_column(default=0)
 
 
 class _PaymentSums:
