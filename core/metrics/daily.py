@@ -301,7 +301,8 @@ def cancellations_select(days: Days, *, bounded: bool = False) -> tuple[tuple[st
     """Changes that took MRR to zero, by local day effective, reason and churn kind. Tier is the
     one left (or, on a plain cancel, held); interval the subscription's current price's."""
     return (("reason", "churn_kind", "changes"), f"""
-SELECT {days.of('c.effective_at')}, c.currency, COALESCE(c.to_tier_id, c.from_tier_id), pr.interval, m.country,
+SELECT {days.of('c.effective_at')}, c.currency, COALESCE(c.to_tier_id, c.from_tier_id), pr.interval,
+       COALESCE(c.country, m.country),
        {CANCELLATION_REASON}, COALESCE(c.churn_kind, 'voluntary'), COUNT(*)
 FROM {days.source('membership_changes c')}
 JOIN members m ON m.id = c.member_id
