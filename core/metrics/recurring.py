@@ -130,6 +130,13 @@ def _net(v: dict[str, int]) -> int:
             + v["transfer_in"] - v["transfer_out"])
 
 
+def _shown(kind: str, query: Query) -> bool:
+    """Transfers are waterfall steps only under a tier, interval or country filter: without one,
+    every transfer out of a group is a transfer in to another, and the two cancel."""
+    f = query.filters
+    return not kind.startswith("transfer") or bool(f.tier or f.interval or f.country)
+
+
 def _waterfall(engine: Engine, query: Query) -> MetricResult:
     """Net MRR change; the breakdown is the waterfall start, movements, (fx), end."""
     buckets = buckets_before_now(query) or query.buckets()[:1]
@@ -144,7 +151,7 @@ def _waterfall(engine: Engine, query: Query) -> MetricResult:
         for cur, parts in sorted(periods.items()):
             vals = [parts[0]["mrr_start"], *(sum(v[k] for v in parts) for k in KINDS), parts[-1]["mrr_end"]]
             rows += [{"key": k, "currency": cur, "value": v} for k, v in zip(keys, vals, strict=True)
-                     if v or not k.startswith("transfer")]
+                     if _shown(k, query)]
         breakdown = table(rows, ["key", "currency", "value"])
         vals2 = {(p, c): _net(v) for (p, c), v in per_cur.items()}
         return result("mrr_movements", "money", None, query, attach_per_currency(buckets, vals2, sorted(by_cur)),
@@ -157,9 +164,8 @@ def _waterfall(engine: Engine, query: Query) -> MetricResult:
     start, end = ordered[0]["mrr_start"], ordered[-1]["mrr_end"]
     moves = {k: sum(v[k] for v in ordered) for k in KINDS}
     net = _net(moves)
-    # Transfers between groups show only when a filter makes them differ from zero.
     rows2: list[tuple[str, int]] = [("start", start), *((k, v) for k, v in moves.items()
-                                                         if v or not k.startswith("transfer"))]
+                                                         if _shown(k, query))]
     fx = end - start - net
     if fx:
         rows2.append(("fx", fx))  # rates differ between the months of the range
@@ -260,9 +266,10 @@ for _kind, _title, _text in (
                                  "involuntary). " + GRACE),
         ("transfer_in", "Transferred-in MRR", "Start MRR of members paying at both ends of the period who entered "
                                               "the selected tier, interval or country from another (their price "
-                                              "change after it is expansion or contraction); zero without a filter."),
+                                              "change after it is expansion or contraction). Without a tier, "
+                                              "interval or country filter it equals transferred-out MRR."),
         ("transfer_out", "Transferred-out MRR", "Start MRR of members paying at both ends of the period who left "
-                                                "the selected tier, interval or country for another; zero without "
-                                                "a filter.")):
+                                                "the selected tier, interval or country for another. Without a tier, "
+                                                "interval or country filter it equals transferred-in MRR.")):
     register(Metric(f"mrr_{_kind}", _title, "money", _text + " Summed over the periods of the range.",
                     _movement(f"mrr_{_kind}", _kind), _drill((_kind,)), GROUP))
