@@ -92,6 +92,26 @@ def periods(first: date, last_exclusive: date, granularity: str, tz: ZoneInfo,
     return out
 
 
+def clipped_periods(first: date, last_exclusive: date, granularity: str, tz: ZoneInfo,
+                    week_start: int = 0) -> list[Period]:
+    """``periods`` cut to ``[first, last_exclusive)``: a first or last bucket that sticks out of
+    the range keeps only its days inside it (its label is the first of those days), so no figure
+    of a range counts a day outside it, whatever the bucket size."""
+    out = periods(first, last_exclusive, granularity, tz, week_start)
+    if out and out[0].label < first:
+        out[0] = Period(first, local_midnight(first, tz), out[0].end)
+    if out and out[-1].end > local_midnight(last_exclusive, tz):
+        last = out[-1]
+        out[-1] = Period(last.label, last.start, local_midnight(last_exclusive, tz))
+    return out
+
+
+def is_whole(bucket: Period, granularity: str, tz: ZoneInfo, week_start: int = 0) -> bool:
+    """Whether ``bucket`` is a whole, aligned bucket of ``granularity`` (not cut by a range end)."""
+    return (period_start(bucket.start, granularity, tz, week_start) == bucket.label
+            and bucket.end == local_midnight(next_period_start(bucket.label, granularity), tz))
+
+
 def add_months(moment: datetime, months: int) -> datetime:
     """Calendar month arithmetic the way Stripe bills (Jan 31 + 1 month = Feb 28/29)."""
     month_index = moment.month - 1 + months

@@ -58,15 +58,18 @@ MOVEMENT_LABELS = {
     "reactivation": "Reactivation",
     "contraction": "Contraction",
     "churn": "Churn",
+    "transfer_in": "Transfer in",
+    "transfer_out": "Transfer out",
     "fx": "Exchange rates",
     "end": "Ending MRR",
 }
 # Axis labels broken over two lines so eight steps fit half a 1280-pixel screen unrotated.
 MOVEMENT_TICKS = {"start": "Starting<br>MRR", "reactivation": "Reacti-<br>vation", "contraction": "Contrac-<br>tion",
-                  "expansion": "Expan-<br>sion", "fx": "Exchange<br>rates", "end": "Ending<br>MRR"}
+                  "expansion": "Expan-<br>sion", "transfer_in": "Transfer<br>in", "transfer_out": "Transfer<br>out",
+                  "fx": "Exchange<br>rates", "end": "Ending<br>MRR"}
 # Stripe's order is not fixed; finance reads gains first, then losses.
-MOVEMENT_ORDER = ("new", "expansion", "reactivation", "contraction", "churn", "fx")
-NEGATIVE_MOVEMENTS = frozenset({"contraction", "churn"})
+MOVEMENT_ORDER = ("new", "expansion", "reactivation", "transfer_in", "contraction", "churn", "transfer_out", "fx")
+NEGATIVE_MOVEMENTS = frozenset({"contraction", "churn", "transfer_out"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +155,9 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
 
 
 def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, title: str | None = None,
-         horizontal: bool = False, stacked: bool = False, height: int = HEIGHT) -> go.Figure:
-    """Bars per category (grouped or stacked by series)."""
+         horizontal: bool = False, stacked: bool = False, height: int = HEIGHT,
+         show_values: bool = False) -> go.Figure:
+    """Bars per category (grouped or stacked by series); ``show_values`` writes each bar's value on it."""
     fig = go.Figure()
     for i, (series, pts) in enumerate(_group(points).items()):
         cats = [as_text(p.label) for p in pts]
@@ -166,6 +170,8 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
             hovertemplate=("%{y}" if horizontal else "%{x}") + "<br><b>%{customdata[1]}</b><extra>"
             + as_text(series) + "</extra>",
             showlegend=bool(series),
+            **({"text": [label(p.value, unit, currency) for p in pts], "textposition": "outside",
+                "cliponaxis": False} if show_values else {}),
         ))
     fig.update_layout(barmode="stack" if stacked else "group")
     if horizontal:

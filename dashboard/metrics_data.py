@@ -127,6 +127,14 @@ def row_count(b: Any, name: str) -> int | None:
     return (getattr(b, "row_counts", None) or {}).get(name)
 
 
+def chain_question(q: Question, b: Any) -> Question:
+    """The page's question narrowed to the month the bundle's cash chain covers (its drills)."""
+    cq = getattr(b, "chain_query", None)
+    if cq is None:
+        return q
+    return replace(q, start=cq.start, end_exclusive=cq.end, granularity="month")
+
+
 def with_filter(q: Question, dim: str, value: str) -> Question:
     """The same question narrowed to one tier, interval, original currency or country (for the
     rows behind one bar of a "by segment" chart)."""
@@ -187,7 +195,8 @@ REVENUE: dict[str, tuple[str, ...]] = {
     "disputes_lost": ("disputes_lost", "disputes"),
     "movements": ("mrr_movements", "movements"),
 }
-MOVEMENT_SLUGS = {k: (f"mrr_{k}", f"{k}_mrr") for k in ("new", "expansion", "contraction", "churn", "reactivation")}
+MOVEMENT_SLUGS = {k: (f"mrr_{k}", f"{k}_mrr") for k in ("new", "expansion", "contraction", "churn", "reactivation",
+                                                                "transfer_in", "transfer_out")}
 SEGMENTS = ("tier", "interval", "currency", "country")  # page bundle tables ``revenue_by_<dim>``
 CHURN: dict[str, tuple[str, ...]] = {
     "member_churn": ("member_churn_rate", "member_churn"),

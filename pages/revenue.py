@@ -57,17 +57,20 @@ with right:
         ui.missing(None, "The MRR movements")
 
 st.subheader("From MRR to cash")
-chain = ui.chain(b, [("MRR", S["mrr"]), ("Billed", S["billed"]), ("Collected", S["gross_revenue"]),
-                     ("Refunded", S["refunds"]), ("Disputed (lost)", S["disputes_lost"]),
-                     ("Net revenue", S["net_revenue"]), ("Stripe fees", S["stripe_fees"])])
+cq = md.chain_question(q, b)
+chain = ui.chain(getattr(b, "chain", None) or b, [
+    ("MRR", S["mrr"]), ("Billed", S["billed"]), ("Collected", S["gross_revenue"]), ("Refunded", S["refunds"]),
+    ("Disputed (lost)", S["disputes_lost"]), ("Net revenue", S["net_revenue"]), ("Stripe fees", S["stripe_fees"])])
 if chain:
-    clicked = ui.chart(charts.bars(chain, unit="money", currency=q.currency,
-                                   title="MRR → collected → refunded → disputed → net revenue"),
+    clicked = ui.chart(charts.bars(chain, unit="money", currency=q.currency, show_values=True,
+                                   title=f"MRR → billed → collected → refunded → disputed → net revenue, "
+                                         f"{cq.start:%d %b} to {cq.last_day:%d %b %Y}"),
                        key="revenue_cash_chart")
-    st.caption("MRR is the recurring run rate at the end of the range; the other bars are amounts dated inside the "
-               "range: payments that succeeded (collected), refunds made, disputes lost, what is left (net revenue), "
-               "and Stripe's fees where Stripe reported them.")
-    ui.drill_picker(eng, q, ui.targets_from_points(chain, "Cash"), clicked, key="revenue_cash", noun="rows")
+    st.caption("One month beside one month's MRR: the range's last month (up to today). MRR is the recurring run "
+               "rate at its end; billed is the invoices finalized in it; the other bars are amounts dated inside it: "
+               "payments that succeeded (collected), refunds made, disputes lost, what is left (net revenue), and "
+               "Stripe's fees where Stripe reported them.")
+    ui.drill_picker(eng, cq, ui.targets_from_points(chain, "Cash"), clicked, key="revenue_cash", noun="rows")
 else:
     ui.missing(None, "The cash chain")
 

@@ -10,7 +10,7 @@ row by row, and there is nothing in these tables a crash could lose.
 - PostgreSQL: the foreign keys of the loaded tables are dropped too and added again at the end
   (which checks every row once, by a join, instead of a trigger per row).
 - Both databases: the triggers of the loaded tables (``subscriptions.card_valid_until``, migration
-  0009) are off during the load (SQLite: dropped and created again; PostgreSQL: disabled), and at
+  0009; ``invoices.billing_country`` and ``membership_changes.country``, migration 0016) are off during the load (SQLite: dropped and created again; PostgreSQL: disabled), and at
   the end one statement per kept column makes them do, once over every row, what they skipped.
 - SQLite: ``synchronous=OFF`` on the load's connection (no fsync per chunk), restored to
   ``NORMAL`` (``core.db.make_engine``) afterwards. The journal stays WAL: leaving it needs the
@@ -67,7 +67,12 @@ def _sqlite_triggers(conn: Connection, tables: tuple[str, ...]) -> list[tuple[st
 
 
 # Naming the card column fires the subscription trigger, which works card_valid_until out again.
-_REPLAY = {"subscriptions": "UPDATE subscriptions SET default_payment_method_id = default_payment_method_id"}
+# The country triggers (migration 0016) fire on insert only: their columns are filled directly
+# (a bulk load writes members before their invoices and changes, so today's country is then's).
+_COUNTRY = "UPDATE {t} SET {c} = (SELECT country FROM members m WHERE m.id = {t}.member_id) WHERE {c} IS NULL"
+_REPLAY = {"subscriptions": "UPDATE subscriptions SET default_payment_method_id = default_payment_method_id",
+           "invoices": _COUNTRY.format(t="invoices", c="billing_country"),
+           "membership_changes": _COUNTRY.format(t="membership_changes", c="country")}
 
 
 @contextmanager

@@ -8,21 +8,23 @@ aggregate queries inside one bundle run once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, text
 
 from core.metrics import memo, source, worklists
-from core.metrics.fx import RateTable
+from core.metrics.cash import net_amount
+from core.metrics.common import GROUP_KEYS, converted_daily
 from core.metrics.registry import get
 from core.metrics.types import MetricError, MetricResult, Query, Unit
+from core.timeutil import next_period_start, zone
 
 PAGES: dict[str, tuple[str, ...]] = {
     "overview": ("mrr", "paying_members", "member_churn_rate", "failure_rate", "net_revenue"),
     "revenue": ("mrr", "arr", "paying_members", "arpu", "ltv", "mrr_movements", "mrr_new", "mrr_reactivation",
-                "mrr_expansion", "mrr_contraction", "mrr_churn", "gross_revenue", "refunds", "disputes_lost",
+                "mrr_expansion", "mrr_contraction", "mrr_churn", "billed", "gross_revenue", "refunds", "disputes_lost",
                 "net_revenue", "stripe_fees"),
     "churn": ("member_churn_rate", "voluntary_churn_rate", "involuntary_churn_rate", "gross_mrr_churn",
               "net_mrr_churn", "nrr", "grr", "cohort_retention", "cohort_mrr_retention", "trial_conversion",
@@ -62,6 +64,26 @@ class PageBundle:
     data_through: datetime | None = None  # when the rollups were last refreshed (None: raw rows)
     # Rows in the whole of each table when the page holds only the first WORKLIST_ROWS of it.
     row_counts: dict[str, int] = field(default_factory=dict)
+    # Revenue: the chain MRR -> billed -> collected -> refunded -> disputed -> net of one month
+    # (``chain_query``: the range's last month), so MRR stands beside one month of cash.
+    chain: dict[str, MetricResult] = field(default_factory=dict)
+    chain_query: Query | None = None
+
+
+CHAIN = ("mrr", "billed", "gross_revenue", "refunds", "disputes_lost", "net_revenue", "stripe_fees")
+
+
+def chain_query(query: Query) -> Query:
+    """The last month of the range that has begun by ``now``, cut to the range, as a one-month
+    question: MRR is a monthly rate, so the cash beside it is one month's."""
+    assert query.now is not None
+    tz = zone(query.tz)
+    last_day = min(query.end - timedelta(days=1), query.now.astimezone(tz).date())
+    last_day = max(last_day, query.start)
+    month = last_day.replace(day=1)
+    start = max(month, query.start)
+    end = min(next_period_start(month, "month"), query.end)
+    return replace(query, start=start, end=end, granularity="month")
 
 
 def previous_query(query: Query) -> Query:
@@ -95,18 +117,26 @@ def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
                 m = get(slug)
                 q, p = query, prev
                 if slug in MONTHLY_KPIS and query.granularity != "month":
-                    q, p = replace(query, granularity="month"), replace(prev, granularity="month")
+                    q, p = _whole_months(query), _whole_months(prev)
                     metrics[slug] = m.compute(engine, q)
                 cur = metrics[slug]
                 old = m.compute(engine, p)
                 bundle.kpis.append(_kpi(m.slug, m.title, m.unit, cur, old, m.definition))
         elif page == "revenue":
             bundle.tables.update(revenue_tables(engine, query))
+            bundle.chain_query = chain_query(query)
+            bundle.chain = {slug: get(slug).compute(engine, bundle.chain_query) for slug in CHAIN}
         elif page == "failed_payments":
             bundle.tables["past_due"] = worklists.past_due(engine, query, limit=WORKLIST_ROWS)
             bundle.tables["expiring_cards"] = worklists.expiring_cards(engine, query, limit=WORKLIST_ROWS)
             bundle.row_counts = worklists.counts(engine, query)
     return bundle
+
+
+def _whole_months(query: Query) -> Query:
+    """The query widened to whole months at month granularity (a monthly rate's card)."""
+    end = query.end if query.end.day == 1 else next_period_start(query.end.replace(day=1), "month")
+    return replace(query, granularity="month", start=query.start.replace(day=1), end=end)
 
 
 def _kpi(slug: str, title: str, unit: Unit, cur: MetricResult, old: MetricResult, definition: str) -> Kpi:
@@ -125,45 +155,36 @@ _REVENUE_MEASURES = ("gross", "refunds", "disputes_lost", "net")
 def revenue_tables(engine: Engine, query: Query) -> dict[str, pd.DataFrame]:
     """Gross, refunds, disputes lost and net revenue of the range by tier, interval, currency and
     country (``revenue_by_<dim>``): in the reporting currency, or per original currency with a
-    ``currency`` column. Each (key, month, currency) subtotal is converted once, as every flow.
-    One read of the daily cash by every group column serves the four tables; plain Python over
-    its few thousand rows (months x groups) costs less than pandas grouping four times."""
-    _, first, last = source.span(query)
-    rows = source.daily(engine, query, "cash", first, last, keys=("tier_id", "interval", "country"))
+    ``currency`` column. In a reporting currency they add up the same converted daily rows as
+    the cash metrics (``common.converted_daily``), so each table's rows sum to the metric's value
+    to the minor unit. One read serves the four tables, in plain Python."""
+    if query.currency is None:
+        _, first, last = source.span(query)
+        rows = source.daily(engine, query, "cash", first, last, keys=GROUP_KEYS)
+    else:
+        rows = converted_daily(engine, query, "cash")
     sums: dict[str, dict[tuple, list[int]]] = {dim: {} for dim in REVENUE_DIMENSIONS}
     if rows:
         with engine.connect() as conn:
             codes = dict(conn.execute(text("SELECT id, code FROM tiers")).all())
         for r in rows:
-            day, cur, tier, interval, country = r["day"], r["currency"], r["tier_id"], r["interval"], r["country"]
-            gross, refunds, disputes = r["gross"], r["refunds"], r["disputes_lost"]
-            month = day.replace(day=1)
-            amounts = (int(gross), int(refunds), int(disputes), int(gross) - int(refunds) - int(disputes))
-            keys = (codes.get(tier, "none") if pd.notna(tier) else "none", _label(interval), cur, _label(country))
+            tier, cur = r["tier_id"], r["currency"]
+            amounts = (int(r["gross"]), int(r["refunds"]), int(r["disputes_lost"]), net_amount(r))
+            keys = (codes.get(tier, "none") if pd.notna(tier) else "none", _label(r["interval"]), cur,
+                    _label(r["country"]))
             for dim, key in zip(REVENUE_DIMENSIONS, keys, strict=True):
-                acc = sums[dim].setdefault((key, month, cur), [0, 0, 0, 0])
+                row_key = (key,) if query.currency is not None else (key, cur)
+                acc = sums[dim].setdefault(row_key, [0, 0, 0, 0])
                 for i, v in enumerate(amounts):
                     acc[i] += v
-    rates = RateTable.load(engine) if query.currency is not None and rows else None
-    return {f"revenue_by_{dim}": _revenue_table(sums[dim], query.currency, rates) for dim in REVENUE_DIMENSIONS}
+    return {f"revenue_by_{dim}": _revenue_table(sums[dim], query.currency) for dim in REVENUE_DIMENSIONS}
 
 
 def _label(value: Any) -> str:
     return "none" if value is None or pd.isna(value) else str(value)
 
 
-def _revenue_table(sums: dict[tuple, list[int]], currency: str | None, rates: RateTable | None) -> pd.DataFrame:
-    out: dict[tuple, list[int]] = {}
-    for (key, month, cur), amounts in sums.items():
-        if currency is None or rates is None:
-            row_key: tuple = (key, cur)
-            values = amounts
-        else:
-            row_key = (key,)
-            values = [rates.convert(v, cur, currency, month) for v in amounts]
-        acc = out.setdefault(row_key, [0, 0, 0, 0])
-        for i, v in enumerate(values):
-            acc[i] += v
+def _revenue_table(sums: dict[tuple, list[int]], currency: str | None) -> pd.DataFrame:
     columns = ["key", *([] if currency is not None else ["currency"]), *_REVENUE_MEASURES]
-    rows = sorted((list(k) + v for k, v in out.items()), key=lambda r: (-r[len(r) - 4], *r[:len(r) - 4]))
+    rows = sorted((list(k) + v for k, v in sums.items()), key=lambda r: (-r[len(r) - 4], *r[:len(r) - 4]))
     return pd.DataFrame(rows, columns=columns)

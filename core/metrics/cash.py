@@ -1,4 +1,4 @@
-"""Cash metrics: gross revenue, refunds, disputes lost, net revenue, Stripe fees."""
+"""Cash metrics: gross billed, gross revenue, refunds, disputes lost, net revenue, Stripe fees."""
 
 from __future__ import annotations
 
@@ -18,21 +18,20 @@ if TYPE_CHECKING:
 GROUP = "cash"
 
 
-def _daily(engine: Engine, query: Query) -> list[dict]:
-    _, first, last = source.span(query)
-    return source.daily(engine, query, "cash", first, last)
-
-
 def _flow(slug: str, measure: str):  # type: ignore[no-untyped-def]
     def compute(engine: Engine, query: Query) -> MetricResult:
-        return flow_result(engine, query, slug, _daily(engine, query), measure)
+        return flow_result(engine, query, slug, "cash", lambda r: int(r[measure]))
     return compute
 
 
+def net_amount(row: dict) -> int:
+    """Net revenue of a daily cash row (original or converted: each measure converted alone, so
+    net = gross - refunds - disputes lost in every currency)."""
+    return int(row["gross"]) - int(row["refunds"]) - int(row["disputes_lost"])
+
+
 def _net(engine: Engine, query: Query) -> MetricResult:
-    rows = [{"day": r["day"], "currency": r["currency"], "net": r["gross"] - r["refunds"] - r["disputes_lost"]}
-            for r in _daily(engine, query)]
-    return flow_result(engine, query, "net_revenue", rows, "net")
+    return flow_result(engine, query, "net_revenue", "cash", net_amount)
 
 
 def _drill(kind: str):  # type: ignore[no-untyped-def]
@@ -43,6 +42,8 @@ def _drill(kind: str):  # type: ignore[no-untyped-def]
         if kind == "gross":
             return drills.rows(engine, query, period=period, limit=limit, source="payments",
                                where="AND p.status = 'succeeded'")
+        if kind == "billed":
+            return drills.rows(engine, query, period=period, limit=limit, source="invoices")
         if kind == "fees":
             return drills.rows(engine, query, period=period, limit=limit, source="payments",
                                where="AND p.status = 'succeeded' AND p.fee IS NOT NULL")
@@ -62,6 +63,10 @@ def _drill(kind: str):  # type: ignore[no-untyped-def]
     return drill
 
 
+register(Metric("billed", "Gross billed", "money",
+                "Totals of the invoices finalized in the period (tax included; drafts and voided invoices left out), "
+                "counted at the time each was finalized, whether paid yet or not.",
+                _flow("billed", "billed"), _drill("billed"), GROUP))
 register(Metric("gross_revenue", "Gross revenue", "money",
                 "Succeeded payments, counted at the time of payment, tax included, before refunds, disputes "
                 "and Stripe fees.", _flow("gross_revenue", "gross"), _drill("gross"), GROUP))

@@ -1,9 +1,9 @@
 """Shared steps of the metric computations: buckets, conversion, result assembly, drill rows.
 
 Conversion rule (see ``core.metrics.fx``): flows (payments, refunds, disputes) convert each
-(currency, local month) subtotal at that month's rate; stocks and movements of a bucket convert
-at the rate of the month the bucket ends in. Per-currency subtotals are converted once and then
-added, so the reporting figure equals the per-currency figures converted and summed.
+daily row (day x currency x tier x interval x country) at its month's rate and then add
+(``converted_daily``); stocks and movements of a bucket convert at the rate of the month the
+bucket ends in.
 """
 
 from __future__ import annotations
@@ -67,34 +67,67 @@ def table(rows: list[tuple] | list[dict], names: list[str]) -> Columns:
     return {n: [r[i] for r in rows] for i, n in enumerate(names)}  # type: ignore[index]
 
 
-def flow_result(engine: Engine, query: Query, slug: str, daily: list[dict], measure: str,
-                rates: RateTable | None = None) -> MetricResult:
-    """A money flow from daily rows (``day``, ``currency``, measure)."""
+GROUP_KEYS = ("tier_id", "interval", "country")
+
+
+def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict]:
+    """The rounding rule of every money flow in a reporting currency, in one place: each daily
+    row (local day x original currency x tier x interval x country) converts each measure at its
+    month's rate, rounded half to even, and every figure is a sum of those converted rows. A
+    range, a bucket of any size, a segment (tier, interval, currency, country) and a filtered
+    figure are all sums of the same converted rows: so day, week and month buckets give the same
+    range figure, segments add up to the total to the minor unit, and every page and the command
+    line agree. Rows as dicts (``day``, ``currency``, group keys, measures), never changed."""
+    from core.metrics import source
+    from core.metrics.daily import KINDS
+
+    assert query.currency is not None
+
+    def build() -> list[dict]:
+        _, first, last = source.span(query)
+        day_q = replace(query, granularity="day")
+        rows = source.daily(engine, day_q, kind, first, last, keys=GROUP_KEYS)
+        rates = RateTable.load(engine)
+        target = query.currency
+        measures = KINDS[kind].measures
+        out = []
+        for r in rows:
+            month, cur = r["day"].replace(day=1), r["currency"]
+            conv = {m: rates.convert(int(r[m]), cur, target, month) for m in measures}  # type: ignore[arg-type]
+            out.append({"day": r["day"], "currency": cur, **{k: r[k] for k in GROUP_KEYS}, **conv})
+        return out
+
+    return source.memoised(("converted daily", engine.url, replace(query, granularity="day"), kind), build)
+
+
+def flow_result(engine: Engine, query: Query, slug: str, kind: str,
+                amount: Callable[[dict], int]) -> MetricResult:
+    """A money flow: ``amount`` of each daily row of ``kind`` summed per bucket (per original
+    currency, or converted by ``converted_daily``'s rule)."""
+    from core.metrics import source
+
     buckets = buckets_before_now(query) or query.buckets()[:1]
     label = labeler(buckets)
+    _, first, last = source.span(query)
     by_cur: dict[str, int] = {}
-    # (period, local month, currency) -> amount: a flow converts each month's subtotal at its rate.
-    sums: dict[tuple[date, date, str], int] = {}
-    for row in daily:
-        day, cur, amount = row["day"], row["currency"], int(row[measure])
-        period = label(day)
+    per_cur: dict[tuple[date, str], int] = {}
+    for row in source.daily(engine, query, kind, first, last):
+        period = label(row["day"])
         if period is None:
             continue
-        by_cur[cur] = by_cur.get(cur, 0) + amount
-        key = (period, day.replace(day=1), cur)
-        sums[key] = sums.get(key, 0) + amount
+        cur, value = row["currency"], amount(row)
+        by_cur[cur] = by_cur.get(cur, 0) + value
+        per_cur[(period, cur)] = per_cur.get((period, cur), 0) + value
     by_cur = dict(sorted(by_cur.items()))
     if query.currency is None:
-        per_cur: dict[tuple[date, str], int] = {}
-        for (period, _, cur), amount in sums.items():
-            per_cur[(period, cur)] = per_cur.get((period, cur), 0) + amount
         series = attach_per_currency(buckets, per_cur, list(by_cur))
         return MetricResult(slug, "money", None, None, series, by_currency=by_cur,
                             settings_used=query.settings_used())
-    rates = rates or RateTable.load(engine)
     per: dict[date, int] = {}
-    for (period, month, cur), amount in sums.items():
-        per[period] = per.get(period, 0) + rates.convert(amount, cur, query.currency, month)
+    for row in converted_daily(engine, query, kind):
+        period = label(row["day"])
+        if period is not None:
+            per[period] = per.get(period, 0) + amount(row)
     series = attach(buckets, per)
     return MetricResult(slug, "money", sum(per.values()), query.currency, series, by_currency=by_cur,
                         settings_used=query.settings_used())
@@ -144,8 +177,9 @@ def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateT
 
     Start and end convert directly (so a converted MRR equals the per-currency MRRs converted and
     summed); each movement is the difference of the converted running totals start, +new,
-    +reactivation, +expansion, -contraction, -churn (= end), so the identity holds to the minor
-    unit and each movement is within one minor unit of converting it alone.
+    +reactivation, +expansion, -contraction, -churn, +transfer in, -transfer out (= end), so the
+    identity holds to the minor unit, each movement is within one minor unit of converting it
+    alone, and equal transfers in and out (every group together) cancel exactly.
     """
     from core.metrics.movements import MOVEMENT_COLUMNS
 
@@ -155,7 +189,8 @@ def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateT
     target = query.currency
     assert target is not None
     tz = zone(query.tz)
-    steps = (("new", 1), ("reactivation", 1), ("expansion", 1), ("contraction", -1), ("churn", -1))
+    steps = (("new", 1), ("reactivation", 1), ("expansion", 1), ("contraction", -1), ("churn", -1),
+             ("transfer_in", 1), ("transfer_out", -1))
     counts = [c for c in MOVEMENT_COLUMNS if c.startswith("members_")]
     # Plain Python over a few rows per period: pandas column updates cost more than the query.
     out: dict[date, dict] = {}

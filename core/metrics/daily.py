@@ -4,8 +4,10 @@ The same SELECT statements fill the rollup tables (the business zone's days) and
 questions in any zone (``Days`` of the query's zone), so a rollup answer and a raw answer are the
 same computation by construction.
 
-Tier and interval of a payment are those of its invoice's subscription (its current price);
-country is the member's country. Payments without an invoice (one-off charges) have no tier.
+Tier and interval of a payment are those of the price its invoice billed (``PRICE_AT_BILLING``),
+country the member's country when the invoice was billed (``COUNTRY_AT_BILLING``): what a
+payment is filed under never changes afterwards, so an incremental refresh equals a full rebuild.
+Payments without an invoice (one-off charges) have no tier.
 """
 
 from __future__ import annotations
@@ -34,12 +36,29 @@ from core.timeutil import local_midnight
 
 RECOVERY_WINDOW_DAYS = 30
 GROUP_OUT = ("day", "currency", "tier_id", "interval", "country")
-_GROUP = "p.currency, s.tier_id, pr.interval, m.country"
-_JOINS = """
+# The price an invoice billed (so its payments, refunds and disputes are filed under it for
+# good, whatever the subscription's price later): its first non-proration line's price; for an
+# invoice without priced lines, the price its subscription's changes had put in force when the
+# invoice was created; lastly the subscription's current price.
+PRICE_AT_BILLING = """COALESCE(
+    (SELECT il.price_id FROM invoice_lines il WHERE il.invoice_id = i.id AND il.price_id IS NOT NULL
+     ORDER BY il.proration, il.id LIMIT 1),
+    (SELECT c.to_price_id FROM membership_changes c WHERE c.subscription_id = i.subscription_id
+       AND c.to_price_id IS NOT NULL AND c.effective_at <= i.created_at
+     ORDER BY c.effective_at DESC, c.id DESC LIMIT 1),
+    s.price_id)"""
+# The member's country when the invoice was billed (kept on the invoice), else today's.
+COUNTRY_AT_BILLING = "COALESCE(i.billing_country, m.country)"
+_GROUP = f"p.currency, pr.tier_id, pr.interval, {COUNTRY_AT_BILLING}"
+_JOINS = f"""
 JOIN members m ON m.id = p.member_id
 LEFT JOIN invoices i ON i.id = p.invoice_id
 LEFT JOIN subscriptions s ON s.id = i.subscription_id
-LEFT JOIN prices pr ON pr.id = s.price_id"""
+LEFT JOIN prices pr ON pr.id = {PRICE_AT_BILLING}"""
+BILLED_GROUP = f"pr.tier_id, pr.interval, {COUNTRY_AT_BILLING}"
+BILLED_JOINS = f"""
+LEFT JOIN subscriptions s ON s.id = i.subscription_id
+LEFT JOIN prices pr ON pr.id = {PRICE_AT_BILLING}"""
 # Longer ranges are read by scanning the table on SQLite: following an index to most rows of a
 # long range costs about five times a plain scan (measured on 550,000 payments).
 SCAN_FROM_DAYS = 62
@@ -167,6 +186,13 @@ def month_of(dialect: str, column: str) -> str:
     return f"substr({column}, 1, 8) || '01'"
 
 
+# Gross billed: an invoice counts when it is finalized (Stripe's ``status_transitions.finalized_at``;
+# the creation time when we never saw it finalized), at its total (tax included), unless it is a
+# draft or was voided (Stripe's void cancels an invoice as if never issued).
+BILLED_AT = "COALESCE(i.finalized_at, i.created_at)"
+BILLED = "i.status NOT IN ('draft', 'void')"
+
+
 def cash_selects(days: Days) -> list[tuple[tuple[str, ...], str]]:
     """(measure columns, SELECT day, currency, tier_id, interval, country, measures...)."""
     g_r, g_d = _GROUP.replace("p.currency", "r.currency"), _GROUP.replace("p.currency", "d.currency")
@@ -187,6 +213,11 @@ SELECT {days.of('d.closed_at')}, {g_d}, SUM(d.amount), COUNT(*)
 FROM {days.source('disputes d')} JOIN payments p ON p.id = d.payment_id {_JOINS}
 WHERE {days.where('d.closed_at')} AND d.status = 'lost'
 GROUP BY 1, {g_d}"""),
+        (("billed", "invoices"), f"""
+SELECT {days.of(BILLED_AT)}, i.currency, {BILLED_GROUP}, SUM(i.total), COUNT(*)
+FROM {days.source('invoices i')} JOIN members m ON m.id = i.member_id {BILLED_JOINS}
+WHERE {days.where(BILLED_AT)} AND {BILLED}
+GROUP BY 1, i.currency, {BILLED_GROUP}"""),
     ]
 
 
@@ -270,7 +301,8 @@ def cancellations_select(days: Days, *, bounded: bool = False) -> tuple[tuple[st
     """Changes that took MRR to zero, by local day effective, reason and churn kind. Tier is the
     one left (or, on a plain cancel, held); interval the subscription's current price's."""
     return (("reason", "churn_kind", "changes"), f"""
-SELECT {days.of('c.effective_at')}, c.currency, COALESCE(c.to_tier_id, c.from_tier_id), pr.interval, m.country,
+SELECT {days.of('c.effective_at')}, c.currency, COALESCE(c.to_tier_id, c.from_tier_id), pr.interval,
+       COALESCE(c.country, m.country),
        {CANCELLATION_REASON}, COALESCE(c.churn_kind, 'voluntary'), COUNT(*)
 FROM {days.source('membership_changes c')}
 JOIN members m ON m.id = c.member_id

@@ -4,8 +4,11 @@ For boundaries ``b_0 < b_1 < ... < b_n`` the MRR of each unit (a member in one c
 at every boundary; period i compares ``b_i`` with ``b_{i+1}``: new (0 -> >0, never paid before),
 reactivation (0 -> >0, paid before), expansion (increase), contraction (decrease, still > 0),
 churn (>0 -> 0, voluntary or involuntary by the change that ended it). A unit is counted in the
-tier, interval and country it ends the period in (or started it in, if it churned). So for every
-group and period: ``mrr_end = mrr_start + new + reactivation + expansion - contraction - churn``.
+tier, interval and country it ends the period in (or started it in, if it churned); a unit paying
+at both ends in different groups is a transfer out of its start group (its start MRR) and a
+transfer in to its end group (the same amount, then its expansion or contraction there). So for
+every group and period: ``mrr_end = mrr_start + new + reactivation + expansion - contraction -
+churn + transfer_in - transfer_out``, and over all groups the transfers cancel.
 
 The same SQL fills the rollup table ``metrics_mrr_periods`` (business-zone months and weeks) and
 answers any other question (days, another time zone) from the segments directly.
@@ -23,7 +26,8 @@ GROUP_COLUMNS = ("currency", "tier_id", "interval", "country")
 MOVEMENT_COLUMNS = ("mrr_start", "mrr_end", "new", "reactivation", "expansion", "contraction", "churn",
                     "churn_voluntary", "churn_involuntary", "members_start", "members_end", "members_new",
                     "members_reactivated", "members_churned", "members_churned_voluntary",
-                    "members_churned_involuntary")
+                    "members_churned_involuntary", "transfer_in", "transfer_out", "members_transferred_in",
+                    "members_transferred_out")
 
 
 def bounds_cte(dialect: str, bounds: list[datetime]) -> tuple[str, list]:
@@ -65,9 +69,8 @@ pairs AS (
 ),
 units AS (
     SELECT member_id, currency, p, SUM(s_mrr) AS s, SUM(e_mrr) AS e,
-           CASE WHEN SUM(e_mrr) > 0 THEN MAX(e_tier) ELSE MAX(s_tier) END AS tier_id,
-           CASE WHEN SUM(e_mrr) > 0 THEN MAX(e_interval) ELSE MAX(s_interval) END AS interval,
-           CASE WHEN SUM(e_mrr) > 0 THEN MAX(e_country) ELSE MAX(s_country) END AS country
+           MAX(s_tier) AS s_tier, MAX(s_interval) AS s_interval, MAX(s_country) AS s_country,
+           MAX(e_tier) AS e_tier, MAX(e_interval) AS e_interval, MAX(e_country) AS e_country
     FROM pairs GROUP BY member_id, currency, p
 ),
 classified AS (
@@ -83,26 +86,49 @@ classified AS (
                           WHERE z.member_id = u.member_id AND z.currency = u.currency AND z.mrr_minor = 0
                             AND z.valid_from > (SELECT b FROM bounds WHERE i = u.p)
                             AND z.valid_from <= (SELECT b FROM bounds WHERE i = u.p + 1)), 'voluntary')
-           END AS kind
+           END AS kind,
+           CASE WHEN u.s > 0 AND u.e > 0 AND (COALESCE(u.s_tier, -1) <> COALESCE(u.e_tier, -1)
+                     OR COALESCE(u.s_interval, '') <> COALESCE(u.e_interval, '')
+                     OR COALESCE(u.s_country, '') <> COALESCE(u.e_country, '')) THEN 1 ELSE 0 END AS moved
     FROM units u
+),
+legs AS (
+    -- One row per unit and period in the group it ends in (or started in, if it churned); a unit
+    -- that moved between groups instead leaves its start group (transfer out of its start MRR)
+    -- and enters its end group (transfer in of that MRR, then its expansion or contraction).
+    SELECT member_id, currency, p, s, e, kind,
+           CASE WHEN e > 0 THEN e_tier ELSE s_tier END AS tier_id,
+           CASE WHEN e > 0 THEN e_interval ELSE s_interval END AS interval,
+           CASE WHEN e > 0 THEN e_country ELSE s_country END AS country,
+           s AS ls, e AS le, 0 AS tin, 0 AS tout
+    FROM classified WHERE moved = 0
+    UNION ALL
+    SELECT member_id, currency, p, s, e, 'transfer_out', s_tier, s_interval, s_country, s, 0, 0, s
+    FROM classified WHERE moved = 1
+    UNION ALL
+    SELECT member_id, currency, p, s, e, 'transfer_in', e_tier, e_interval, e_country, 0, e, s, 0
+    FROM classified WHERE moved = 1
 )
 SELECT p, currency, tier_id, interval, country,
-       SUM(s) AS mrr_start, SUM(e) AS mrr_end,
+       SUM(ls) AS mrr_start, SUM(le) AS mrr_end,
        SUM(CASE WHEN kind = 'new' THEN e ELSE 0 END) AS new,
        SUM(CASE WHEN kind = 'reactivation' THEN e ELSE 0 END) AS reactivation,
-       SUM(CASE WHEN s > 0 AND e > s THEN e - s ELSE 0 END) AS expansion,
-       SUM(CASE WHEN s > 0 AND e > 0 AND e < s THEN s - e ELSE 0 END) AS contraction,
+       SUM(CASE WHEN s > 0 AND le > 0 AND e > s THEN e - s ELSE 0 END) AS expansion,
+       SUM(CASE WHEN s > 0 AND le > 0 AND e < s THEN s - e ELSE 0 END) AS contraction,
        SUM(CASE WHEN s > 0 AND e = 0 THEN s ELSE 0 END) AS churn,
        SUM(CASE WHEN s > 0 AND e = 0 AND kind = 'voluntary' THEN s ELSE 0 END) AS churn_voluntary,
        SUM(CASE WHEN s > 0 AND e = 0 AND kind = 'involuntary' THEN s ELSE 0 END) AS churn_involuntary,
-       SUM(CASE WHEN s > 0 THEN 1 ELSE 0 END) AS members_start,
-       SUM(CASE WHEN e > 0 THEN 1 ELSE 0 END) AS members_end,
+       SUM(CASE WHEN ls > 0 THEN 1 ELSE 0 END) AS members_start,
+       SUM(CASE WHEN le > 0 THEN 1 ELSE 0 END) AS members_end,
        SUM(CASE WHEN kind = 'new' THEN 1 ELSE 0 END) AS members_new,
        SUM(CASE WHEN kind = 'reactivation' THEN 1 ELSE 0 END) AS members_reactivated,
        SUM(CASE WHEN s > 0 AND e = 0 THEN 1 ELSE 0 END) AS members_churned,
        SUM(CASE WHEN s > 0 AND e = 0 AND kind = 'voluntary' THEN 1 ELSE 0 END) AS members_churned_voluntary,
-       SUM(CASE WHEN s > 0 AND e = 0 AND kind = 'involuntary' THEN 1 ELSE 0 END) AS members_churned_involuntary
-FROM classified
+       SUM(CASE WHEN s > 0 AND e = 0 AND kind = 'involuntary' THEN 1 ELSE 0 END) AS members_churned_involuntary,
+       SUM(tin) AS transfer_in, SUM(tout) AS transfer_out,
+       SUM(CASE WHEN tin > 0 THEN 1 ELSE 0 END) AS members_transferred_in,
+       SUM(CASE WHEN tout > 0 THEN 1 ELSE 0 END) AS members_transferred_out
+FROM legs
 GROUP BY p, currency, tier_id, interval, country
 """
     return sql, params
@@ -111,15 +137,18 @@ GROUP BY p, currency, tier_id, interval, country
 def unit_rows_sql(dialect: str, bounds: list[datetime]) -> tuple[str, list]:
     """Per-unit rows of every period (index ``p``) with the movement kind: the drill-down."""
     full, params = movements_sql(dialect, bounds)
-    body = full.split("SELECT p, currency, tier_id, interval, country,", 1)[0]
+    body = full.split("SELECT p, currency, tier_id, interval, country,\n       SUM(ls)", 1)[0]
     return body + """
-SELECT c.p, c.member_id, c.currency, c.tier_id, c.interval, c.country, c.s AS mrr_start_minor, c.e AS mrr_end_minor,
-       CASE WHEN c.kind IN ('new', 'reactivation') THEN c.kind
+SELECT c.p, c.member_id, c.currency, c.tier_id, c.interval, c.country, c.ls AS mrr_start_minor,
+       c.le AS mrr_end_minor, c.tin - c.tout AS transfer_minor,
+       CASE WHEN c.kind IN ('new', 'reactivation', 'transfer_in', 'transfer_out') THEN c.kind
             WHEN c.s > 0 AND c.e = 0 THEN 'churn'
             WHEN c.e > c.s THEN 'expansion'
             WHEN c.e < c.s THEN 'contraction' ELSE 'unchanged' END AS movement,
+       CASE WHEN c.kind = 'transfer_in' AND c.e > c.s THEN 'expansion'
+            WHEN c.kind = 'transfer_in' AND c.e < c.s THEN 'contraction' END AS change,
        CASE WHEN c.s > 0 AND c.e = 0 THEN c.kind END AS churn_kind
-FROM classified c
+FROM legs c
 """, params
 
 

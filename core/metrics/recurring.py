@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 GROUP = "recurring"
-KINDS = ("new", "reactivation", "expansion", "contraction", "churn")
+KINDS = ("new", "reactivation", "expansion", "contraction", "churn", "transfer_in", "transfer_out")
 GRACE = ("A past_due subscription counts until Stripe ends it, or until the past-due grace days setting "
          "expires, after which it counts as churned (involuntary).")
 
@@ -68,24 +68,33 @@ def _arpu(engine: Engine, query: Query) -> MetricResult:
 
 
 def _ltv(engine: Engine, query: Query) -> MetricResult:
+    """Each bucket's ARPU over the mean member churn of the 6 complete months before that bucket
+    (the months before the one it starts in); the range's value: ARPU at its end over the churn
+    of the 6 months before the range."""
     arpu = _arpu(engine, query)
-    first_month = query.buckets()[0].label.replace(day=1)
-    history = source.movements(engine, query, "month", _months_back(first_month, 6), first_month)
-    sums = sums_by(history, ("period",), ("members_churned", "members_start"))
-    rates = [v["members_churned"] / v["members_start"] for v in sums.values() if v["members_start"] > 0]
-    mean_churn = sum(rates) / 6
-
-    def ltv(v: object) -> int | None:
-        if v is None or mean_churn == 0 or v != v:  # no ARPU (None, or NaN)
-            return None
-        return int(round(int(v) / mean_churn))  # type: ignore[call-overload]
-
-    note = "LTV is n/a: no member churn in the 6 complete months before the period." if mean_churn == 0 else None
     series = dict(arpu.columns("series") or {})
-    series["value"] = [ltv(v) for v in series["value"]]
-    out = result("ltv", "money", ltv(arpu.value), query, series,
-                 by_currency={c: ltv(v) for c, v in arpu.by_currency.items()}, note=note)
-    out.breakdown = {"key": ["arpu", "mean_monthly_churn"], "value": [arpu.value, mean_churn]}
+    months = sorted({p.replace(day=1) for p in series["period"]} | {query.buckets()[0].label.replace(day=1)})
+    history = source.movements(engine, query, "month", _months_back(months[0], 6), months[-1])
+    sums = sums_by(history, ("period",), ("members_churned", "members_start"))
+    # A month without paying members counts as 0.
+    rate = {p: v["members_churned"] / v["members_start"] for (p,), v in sums.items() if v["members_start"] > 0}
+
+    def mean_churn(month: date) -> float:
+        return sum(rate.get(_months_back(month, k), 0.0) for k in range(1, 7)) / 6
+
+    def ltv(v: object, churn: float) -> int | None:
+        if v is None or churn == 0 or v != v:  # no ARPU (None, or NaN)
+            return None
+        return int(round(int(v) / churn))  # type: ignore[call-overload]
+
+    range_churn = mean_churn(query.buckets()[0].label.replace(day=1))
+    note = ("LTV is n/a: no member churn in the 6 complete months before the period." if range_churn == 0
+            else None)
+    series["value"] = [ltv(v, mean_churn(p.replace(day=1)))
+                       for p, v in zip(series["period"], series["value"], strict=True)]
+    out = result("ltv", "money", ltv(arpu.value, range_churn), query, series,
+                 by_currency={c: ltv(v, range_churn) for c, v in arpu.by_currency.items()}, note=note)
+    out.breakdown = {"key": ["arpu", "mean_monthly_churn"], "value": [arpu.value, range_churn]}
     return out
 
 
@@ -117,7 +126,15 @@ def _movement(slug: str, column: str):  # type: ignore[no-untyped-def]
 
 
 def _net(v: dict[str, int]) -> int:
-    return v["new"] + v["reactivation"] + v["expansion"] - v["contraction"] - v["churn"]
+    return (v["new"] + v["reactivation"] + v["expansion"] - v["contraction"] - v["churn"]
+            + v["transfer_in"] - v["transfer_out"])
+
+
+def _shown(kind: str, query: Query) -> bool:
+    """Transfers are waterfall steps only under a tier, interval or country filter: without one,
+    every transfer out of a group is a transfer in to another, and the two cancel."""
+    f = query.filters
+    return not kind.startswith("transfer") or bool(f.tier or f.interval or f.country)
 
 
 def _waterfall(engine: Engine, query: Query) -> MetricResult:
@@ -133,7 +150,8 @@ def _waterfall(engine: Engine, query: Query) -> MetricResult:
         rows = []
         for cur, parts in sorted(periods.items()):
             vals = [parts[0]["mrr_start"], *(sum(v[k] for v in parts) for k in KINDS), parts[-1]["mrr_end"]]
-            rows += [{"key": k, "currency": cur, "value": v} for k, v in zip(keys, vals, strict=True)]
+            rows += [{"key": k, "currency": cur, "value": v} for k, v in zip(keys, vals, strict=True)
+                     if _shown(k, query)]
         breakdown = table(rows, ["key", "currency", "value"])
         vals2 = {(p, c): _net(v) for (p, c), v in per_cur.items()}
         return result("mrr_movements", "money", None, query, attach_per_currency(buckets, vals2, sorted(by_cur)),
@@ -146,7 +164,8 @@ def _waterfall(engine: Engine, query: Query) -> MetricResult:
     start, end = ordered[0]["mrr_start"], ordered[-1]["mrr_end"]
     moves = {k: sum(v[k] for v in ordered) for k in KINDS}
     net = _net(moves)
-    rows2: list[tuple[str, int]] = [("start", start), *moves.items()]
+    rows2: list[tuple[str, int]] = [("start", start), *((k, v) for k, v in moves.items()
+                                                         if _shown(k, query))]
     fx = end - start - net
     if fx:
         rows2.append(("fx", fx))  # rates differ between the months of the range
@@ -167,7 +186,7 @@ def unit_rows(engine: Engine, query: Query, period: date | None) -> pd.DataFrame
     if period is not None:
         buckets = [b for b in buckets if b.label == period]
     cols = ["period", "member_id", "email", "currency", "tier", "interval", "country", "mrr_start_minor",
-            "mrr_end_minor", "movement", "churn_kind"]
+            "mrr_end_minor", "transfer_minor", "movement", "change", "churn_kind"]
     if not buckets:
         return pd.DataFrame(columns=cols)
     now = query.now
@@ -207,7 +226,9 @@ def _drill(movements: tuple[str, ...] | None, paying_end: bool = False):  # type
             df = df[df["mrr_end_minor"] > 0]
         wanted = (key,) if key else movements
         if wanted:
-            df = df[df["movement"].isin(wanted) | df["churn_kind"].isin(wanted)]
+            # A member who moved between groups and changed price is a transfer in and an
+            # expansion or contraction (``change``).
+            df = df[df["movement"].isin(wanted) | df["churn_kind"].isin(wanted) | df["change"].isin(wanted)]
         df = df.reset_index(drop=True)
         return df.head(limit) if limit else df
     return drill
@@ -230,8 +251,10 @@ register(Metric("ltv", "LTV", "money",
                 "period (months without paying members count as 0); n/a when that churn is 0.", _ltv,
                 _drill(None, True), GROUP))
 register(Metric("mrr_movements", "Net MRR movement", "money",
-                "MRR end - MRR start = new + reactivation + expansion - contraction - churn, per member comparing "
-                "MRR at the start and end of each period; a range's movements are the sum of its periods'. In a "
+                "MRR end - MRR start = new + reactivation + expansion - contraction - churn + transfer in - "
+                "transfer out, per member comparing MRR at the start and end of each period (a transfer: a member "
+                "moving between the tiers, intervals or countries a filter selects); a range's movements are the "
+                "sum of its periods'. In a "
                 "reporting currency each period converts at its last month's rate (an 'fx' step closes the "
                 "waterfall when rates differ).", _waterfall, _drill(KINDS), GROUP))
 for _kind, _title, _text in (
@@ -240,6 +263,13 @@ for _kind, _title, _text in (
         ("expansion", "Expansion MRR", "MRR increase of members paying at both ends of the period."),
         ("contraction", "Contraction MRR", "MRR decrease of members still paying at the end of the period."),
         ("churn", "Churned MRR", "MRR at period start of members paying nothing at its end (voluntary and "
-                                 "involuntary). " + GRACE)):
+                                 "involuntary). " + GRACE),
+        ("transfer_in", "Transferred-in MRR", "Start MRR of members paying at both ends of the period who entered "
+                                              "the selected tier, interval or country from another (their price "
+                                              "change after it is expansion or contraction). Without a tier, "
+                                              "interval or country filter it equals transferred-out MRR."),
+        ("transfer_out", "Transferred-out MRR", "Start MRR of members paying at both ends of the period who left "
+                                                "the selected tier, interval or country for another. Without a tier, "
+                                                "interval or country filter it equals transferred-in MRR.")):
     register(Metric(f"mrr_{_kind}", _title, "money", _text + " Summed over the periods of the range.",
                     _movement(f"mrr_{_kind}", _kind), _drill((_kind,)), GROUP))

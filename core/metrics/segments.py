@@ -5,7 +5,8 @@ constant: the MRR of a subscription at instant t is ``mrr_after_minor`` of its l
 ``effective_at <= t`` (zero before its first). Past-due grace days are applied here: a run of
 ``past_due`` segments that lasts longer than the grace days is cut at ``since + N days`` and
 continues with MRR 0 and churn kind ``involuntary``. A change of the grace days rebuilds the
-table (see ``core.metrics.rollups``).
+table (see ``core.metrics.rollups``). A segment's country is the member's country when its change
+was recorded (``membership_changes.country``), so a member who moves never moves their history.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ INSERT INTO metrics_mrr_segments (subscription_id, member_id, currency, tier_id,
 SELECT c.subscription_id, c.member_id, c.currency,
        COALESCE(c.to_tier_id, s.tier_id),
        COALESCE(pc.interval, ps.interval),
-       m.country,
+       COALESCE(c.country, m.country),
        c.effective_at,
        LEAD(c.effective_at) OVER (PARTITION BY c.subscription_id ORDER BY c.effective_at, c.id),
        c.mrr_after_minor,

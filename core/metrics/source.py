@@ -30,7 +30,7 @@ from core.metrics.daily import (
 from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, run
 from core.metrics.types import Query
 from core.models import Tier
-from core.timeutil import Period, next_period_start, periods, zone
+from core.timeutil import Period, clipped_periods, is_whole, next_period_start, periods, zone
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -338,8 +338,8 @@ def movements(engine: Engine, query: Query, granularity: str | None = None,
 def _movements(engine: Engine, query: Query, granularity: str | None = None,
                first: date | None = None, last_exclusive: date | None = None) -> list[dict]:
     gran = granularity or query.granularity
-    buckets = periods(first or query.start, last_exclusive or query.end, gran, zone(query.tz),
-                      query.settings.week_start_index)
+    buckets = clipped_periods(first or query.start, last_exclusive or query.end, gran, zone(query.tz),
+                              query.settings.week_start_index)
     now = query.now
     assert now is not None
     buckets = [b for b in buckets if b.start < now]
@@ -352,7 +352,9 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
     from_rollup: list[Period] = []
     raw: list[Period] = []
     for b in buckets:
-        if st is not None and (min(b.end, now) == min(b.end, st.now) or now > st.now):
+        # A bucket cut by the range ends is not a row of the rollup: it is read from the segments.
+        if st is not None and is_whole(b, gran, zone(query.tz), query.settings.week_start_index) and (
+                min(b.end, now) == min(b.end, st.now) or now > st.now):
             from_rollup.append(b)
         else:
             raw.append(b)

@@ -141,6 +141,24 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
             if s == 0 and e == 0:
                 continue
             g = (cur, et, ei, ec) if e > 0 else (cur, st, si, sc)
+            if s > 0 and e > 0 and (st, si, sc) != (et, ei, ec):
+                # Moved between groups: out of the start group with its start MRR, into the end
+                # group with the same amount (then its expansion or contraction there).
+                out = explicit[(p, (cur, st, si, sc))]
+                out[_IDX["mrr_start"]] += s
+                out[_IDX["members_start"]] += 1
+                out[_IDX["transfer_out"]] += s
+                out[_IDX["members_transferred_out"]] += 1
+                row = explicit[(p, g)]
+                row[_IDX["mrr_end"]] += e
+                row[_IDX["members_end"]] += 1
+                row[_IDX["transfer_in"]] += s
+                row[_IDX["members_transferred_in"]] += 1
+                if e > s:
+                    row[_IDX["expansion"]] += e - s
+                elif e < s:
+                    row[_IDX["contraction"]] += s - e
+                continue
             row = explicit[(p, g)]
             row[_IDX["mrr_start"]] += s
             row[_IDX["mrr_end"]] += e

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from core.business_settings import BusinessSettings
 from core.money import SUPPORTED_CURRENCIES, normalise_currency
-from core.timeutil import GRANULARITIES, Period, ensure_aware, periods, zone
+from core.timeutil import GRANULARITIES, Period, clipped_periods, ensure_aware, zone
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,8 +87,8 @@ class Query:
                    currency=bs.reporting_currency if currency == "reporting" else currency, settings=bs)
 
     def buckets(self) -> list[Period]:
-        """The granularity buckets covering ``[start, end)`` (the first/last may stick out)."""
-        return periods(self.start, self.end, self.granularity, zone(self.tz), self.settings.week_start_index)
+        """The granularity buckets of ``[start, end)``, the first and last cut to the range."""
+        return clipped_periods(self.start, self.end, self.granularity, zone(self.tz), self.settings.week_start_index)
 
     def settings_used(self) -> dict[str, Any]:
         return {"business_timezone": self.tz, "reporting_currency": self.currency or "per original currency",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.types import EncryptedJSON
@@ -69,6 +69,9 @@ class Invoice(Base):
     next_payment_attempt_at: Mapped[datetime | None]
     hosted_invoice_url: Mapped[str | None] = mapped_column(String(500))
     stripe_state_at: Mapped[datetime | None]
+    # The member's country when the invoice was first written (a database trigger copies it, so
+    # the metrics file the invoice's payments under the country it was billed in, for good).
+    billing_country: Mapped[str | None] = mapped_column(String(2), server_default=FetchedValue())
 
 
 class InvoicePaymentRef(Base):

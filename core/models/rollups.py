@@ -91,6 +91,11 @@ class MrrPeriod(_Group, Base):
     members_churned: Mapped[int] = mapped_column(default=0)
     members_churned_voluntary: Mapped[int] = mapped_column(default=0)
     members_churned_involuntary: Mapped[int] = mapped_column(default=0)
+    # A member moving from one group (tier, interval, country) to another within the period.
+    transfer_in: Mapped[int] = mapped_column(default=0)
+    transfer_out: Mapped[int] = mapped_column(default=0)
+    members_transferred_in: Mapped[int] = mapped_column(default=0)
+    members_transferred_out: Mapped[int] = mapped_column(default=0)
 
 
 class CohortCell(_Group, Base):
@@ -128,6 +133,9 @@ class _CashSums:
     dispute_count: Mapped[int] = mapped_column(default=0)
     fees: Mapped[int] = mapped_column(default=0)
     fee_payments: Mapped[int] = mapped_column(default=0)
+    # Gross billed: totals of invoices finalized that day (void invoices left out).
+    billed: Mapped[int] = mapped_column(default=0)
+    invoices: Mapped[int] = mapped_column(default=0)
 
 
 class _PaymentSums:

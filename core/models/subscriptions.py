@@ -107,6 +107,9 @@ class MembershipChange(Base):
     from_tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id"))
     to_tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id"))
     currency: Mapped[str] = currency_column()
+    # The member's country when the change was recorded (a database trigger copies it): the
+    # metrics file MRR from this change on under it, so a later move never rewrites history.
+    country: Mapped[str | None] = mapped_column(String(2), server_default=FetchedValue())
     mrr_before_minor: Mapped[int] = mapped_column(default=0)
     mrr_after_minor: Mapped[int] = mapped_column(default=0)
     churn_kind: Mapped[str | None] = mapped_column(String(16))
