@@ -536,12 +536,9 @@ def _cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) ->
     cols = ["cohort", "month", "currency", "members", "mrr", "size"]
     now = query.now
     assert now is not None
-    if usable_state(engine, query) is not None:
-        sql = ("SELECT cohort, month, currency, SUM(members), SUM(mrr), SUM(size) FROM metrics_cohorts "
-               f"WHERE cohort >= :a AND cohort < :b{_where(filters)} GROUP BY cohort, month, currency")
-        with engine.connect() as conn:
-            rows = conn.execute(text(sql), {"a": first, "b": last_exclusive, **_params(filters)}).all()
-        return _sum_rows(rows, ("cohort", "month"), ("currency",), ("members", "mrr", "size"))
+    st = usable_state(engine, query)
+    if st is not None and st.first_day is not None:
+        return _rollup_cohorts(engine, query, st, filters, first, last_exclusive)
     tz = zone(query.tz)
     last_day = now.astimezone(tz).date() + timedelta(days=1)
     months = [p for p in periods(first, max(last_day, first + timedelta(days=1)), "month", tz) if p.start < now]
@@ -562,3 +559,46 @@ def _cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) ->
     df = df.groupby(["cohort", "month", "currency"], as_index=False)[["members", "mrr", "size"]].sum()
     return _sum_rows(df[cols].itertuples(index=False, name=None), ("cohort", "month"), ("currency",),
                      ("members", "mrr", "size"))
+
+
+def _rollup_cohorts(engine: Engine, query: Query, st: rollups.State, filters: dict[str, object], first: date,
+                    last_exclusive: date) -> list[dict]:
+    """Cohort cells from ``metrics_cohorts`` (built up to ``st.now``), moved to the question's
+    ``now`` as the movements are (``_rollup_movements``)."""
+    now = query.now
+    assert now is not None and st.first_day is not None
+    tz, week_start = zone(query.tz), query.settings.week_start_index
+    old_b = rollups.period_bounds(st.first_day, st.now, "month", tz, week_start)
+    new_b = rollups.period_bounds(st.first_day, now, "month", tz, week_start)
+    old_labels, new_labels = period_delta.labels_of(old_b), period_delta.labels_of(new_b)
+    if not new_labels:
+        return []
+    last_month = new_labels[-1]  # no cell after the month containing ``now``
+    sums: dict[tuple, list[int]] = {}
+    sql = ("SELECT cohort, month, currency, SUM(members), SUM(mrr), SUM(size) FROM metrics_cohorts "
+           f"WHERE cohort >= :a AND cohort < :b AND month <= :m{_where(filters)} GROUP BY cohort, month, currency")
+    with engine.connect() as conn:
+        for r in _sum_rows(conn.execute(text(sql), {"a": first, "b": last_exclusive, "m": last_month,
+                                                    **_params(filters)}).all(),
+                           ("cohort", "month"), ("currency",), ("members", "mrr", "size")):
+            sums[(r["cohort"], r["month"], r["currency"])] = [r["members"], r["mrr"], r["size"]]
+        if now != st.now and old_labels:
+            moving = sorted(period_delta.members_moving(conn, st.now, now))
+            k_label = old_labels[-1] if now > st.now else last_month
+            k = period_delta.first_index(old_b, k_label)
+            old = period_delta.sweep_members(conn, old_b, k, moving)
+            new = period_delta.sweep_members(conn, new_b, k, moving)
+            later = len(new_b) > len(old_b)
+            cells = [dict(r) | {"cohort": _as_date(r["cohort"])} for r in conn.execute(text(
+                "SELECT * FROM metrics_cohorts WHERE month = :p"), {"p": old_labels[-1]}).mappings()] if later else []
+            _, moves = period_delta.shift(old_b, old, new_b, new, [], cells)
+            for (cohort, month, currency, tier_id, interval, country), vec in moves.items():
+                row = {"tier_id": tier_id, "interval": interval, "country": country, "currency": currency}
+                if first <= cohort < last_exclusive and month <= last_month and all(
+                        row[col] == value for col, value in filters.items()):
+                    acc = sums.setdefault((cohort, month, currency), [0, 0, 0])
+                    for i, v in enumerate(vec):
+                        acc[i] += v
+    return [{"cohort": c, "month": m, "currency": cur, "members": v[0], "mrr": v[1], "size": v[2]}
+            for (c, m, cur), v in sorted(sums.items()) if any(v)]
+
