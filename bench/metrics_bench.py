@@ -1,6 +1,7 @@
 """Metrics benchmark: every metric and every page bundle, cold and warm, on a generated world.
 
     .venv/bin/python -m bench.metrics_bench --size M --db sqlite [--keep] [--write-docs]
+    .venv/bin/python -m bench.metrics_bench --opening DATABASE_URL [--old-src OLD_CHECKOUT] [--write-docs]
     .venv/bin/python -m bench.metrics_bench --size M --db postgresql [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Sizes: S = 10,000 members, M = 100,000, L = 1,000,000 (three years of history from the demo
@@ -16,6 +17,9 @@ cold and warm; the CLI export of a year of monthly metrics
 rate for a year read into pandas from the payments table) with its memory. "Cold" means a new
 engine and connection and nothing cached in the process; the operating system's file cache is
 not dropped (that needs root).
+
+``--opening``: the pages with the parameters they open with, at the wall-clock minute, on an
+existing database (``OPENING_DOC`` below).
 """
 
 from __future__ import annotations
@@ -120,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                         "20M-payment world; default for S and M)")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--write-docs", action="store_true", help="merge the results into docs/benchmarks.md")
+    p.add_argument("--opening", metavar="URL",
+                   help="time the pages as they open now on this existing database (see OPENING_DOC)")
+    p.add_argument("--old-src", type=Path, help="with --opening: also time an older checkout's code side by side")
+    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.opening:
+        return opening_main(args)
     crypto.set_keyring(crypto.KeyRing([KEY]))
     url, exists = database_url(args.size, args.db, args.pg_url, args.regenerate, args.data_dir)
     engine = make_engine(url)
@@ -293,6 +303,130 @@ def write_docs(args: argparse.Namespace, table: str) -> None:
         pos = len(doc) if nxt < 0 else nxt + 1
         doc = doc[:pos].rstrip() + "\n\n" + block + ("\n" + doc[pos:] if nxt >= 0 else "")
     path.write_text(doc)
+
+
+# ------------------------------------------------------------------ the pages as they open, now
+
+OPENING_DOC = """Pages as they open, at the wall-clock minute: each page's data with the parameters the
+dashboard passes when a person opens it now (the Overview: "Month to date", day buckets up to the
+present minute in the business time zone, with the previous period; Revenue, Churn and Failed
+payments: twelve months and this one by month, through the present minute), plus the Overview's
+direct counts. *cold* = a new engine in a new process, nothing cached; *warm* = the median of 3
+more calls. ``--old-src`` runs the same calls in a second process importing ``core`` from an
+older checkout (its own code, the same database), side by side (one warm call, and not the
+Overview's longer periods: each of its day buckets costs tens of seconds there)."""
+
+OVERVIEW_PERIODS = ("mtd", "30d", "90d", "ytd")
+
+
+def opening_timings(url: str, refresh_too: bool, side: bool = False) -> dict[str, Any]:
+    """Time the opening reads (and, with ``refresh_too``, the one-day and five-minute refresh)
+    with whatever ``core`` is importable: called in this process and, for the old code, in a
+    subprocess whose ``core`` is the old checkout's."""
+    t0 = time.perf_counter()
+    import core.metrics.bundles  # noqa: F401 (imports paid once, as in a running server)
+    from core import overview_counts
+    from core.business_settings import load
+    from core.metrics import Query, page_bundle
+    from core.timeutil import utc_now, zone
+
+    out: dict[str, Any] = {"import_ms": (time.perf_counter() - t0) * 1000}
+    engine = make_engine(url)
+    bs = load(engine)
+    tz = bs.business_timezone
+    now = utc_now().replace(second=0, microsecond=0)
+    now5 = now - timedelta(minutes=now.minute % 5)  # the Overview's cache key
+    today = now.astimezone(zone(tz)).date()
+    out["now"] = f"{now:%Y-%m-%d %H:%M} UTC ({now.astimezone(zone(tz)):%H:%M} in {tz})"
+
+    def overview_query(code: str) -> Any:
+        end = today + timedelta(days=1)
+        start = {"30d": end - timedelta(days=30), "90d": end - timedelta(days=90),
+                 "ytd": today.replace(month=1, day=1)}.get(code, today.replace(day=1))
+        return Query.make(engine, start=start, end=end, now=now5, granularity="day")
+
+    analytics = Query.make(engine, start=date(today.year - 1, today.month, 1), end=today + timedelta(days=1),
+                           now=now, granularity="month")
+    rows: list[tuple[str, float, float]] = []
+
+    def measure(name: str, fn: Callable[[], Any]) -> None:
+        cold, _ = timed(fn)
+        # The older code's side run: one warm call (its day buckets take tens of seconds each).
+        warm = statistics.median(timed(fn)[0] for _ in range(1 if side else 3))
+        rows.append((name, cold, warm))
+        print(f"{name}: cold {cold:.0f} ms, warm {warm:.0f} ms", file=sys.stderr, flush=True)
+
+    measure("overview, month to date (as it opens)", lambda: page_bundle(engine, "overview", overview_query("mtd")))
+    for code in OVERVIEW_PERIODS[1:] if not side else ():
+        measure(f"overview, {code}", lambda code=code: page_bundle(engine, "overview", overview_query(code)))
+    for page in ("revenue", "churn", "failed_payments"):
+        measure(page, lambda page=page: page_bundle(engine, page, analytics))
+    measure("overview counts", lambda: (overview_counts.members_by_tier_status(engine),
+                                        overview_counts.mrr_by_currency(engine),
+                                        overview_counts.payments_in_month(engine, now=now, tz=tz),
+                                        overview_counts.data_through(engine), overview_counts.open_alerts(engine)))
+    out["rows"] = rows
+    if refresh_too:
+        from core.metrics.rollups import refresh
+
+        refresh(engine, now - timedelta(days=1))  # the first after the pages: pays for today's new periods
+        out["refresh_day"] = timed_cpu(lambda: refresh(engine, utc_now() - timedelta(days=1)), 3)
+        out["refresh_5min"] = timed_cpu(lambda: refresh(engine, utc_now() - timedelta(minutes=5)), 3)
+    engine.dispose()
+    return out
+
+
+def opening_main(args: argparse.Namespace) -> int:
+    import json
+
+    url = args.opening
+    keys = [k.strip() for k in os.environ.get("MEMBERDESK_ENCRYPTION_KEYS", KEY).split(",") if k.strip()]
+    crypto.set_keyring(crypto.KeyRing(keys))
+    if args.json:  # the side run: print the timings for the parent
+        print(json.dumps(opening_timings(url, refresh_too=False, side=True)))
+        return 0
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        counts = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar()
+                  for t in ("members", "payments", "membership_changes")}
+    engine.dispose()
+    started = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load_average()}"
+    old = None
+    if args.old_src:
+        env = {**os.environ, "PYTHONPATH": str(args.old_src)}
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--opening", url, "--json"],
+                              cwd=args.old_src, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode:
+            print(proc.stderr, file=sys.stderr)
+        else:
+            old = json.loads(proc.stdout.strip().splitlines()[-1])
+        old_load = load_average()
+    new = opening_timings(url, refresh_too=True)
+    ended = f"{datetime.now(UTC):%H:%M} UTC, load average {load_average()}"
+    dialect = make_url(url).get_backend_name()
+    lines = [f"### Pages as they open: {counts['members']:,} members, {counts['payments']:,} payments, "
+             f"{counts['membership_changes']:,} membership changes, {dialect}", "",
+             f"Machine: {cpu_model()}, {os.cpu_count()} cores, "
+             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM. Run {started} "
+             f"(at the end: {ended}); asked at {new['now']}."
+             + (f" Old code: {args.old_src} (load average {old_load} when it ended)." if old else ""), ""]
+    head = "| page data | " + ("old cold ms | old warm ms | " if old else "") + "new cold ms | new warm ms |"
+    lines += [head, "|---|" + ("---:|---:|" if old else "") + "---:|---:|"]
+    old_rows = {r[0]: r for r in old["rows"]} if old else {}
+    for name, cold, warm in new["rows"]:
+        o = old_rows.get(name)
+        mid = (f"{o[1]:,.0f} | {o[2]:,.0f} | " if o else "n/a | n/a | ") if old else ""
+        lines.append(f"| {name} | {mid}{cold:,.0f} | {warm:,.0f} |")
+    wall, cpu = new["refresh_day"]
+    wall5, cpu5 = new["refresh_5min"]
+    lines += ["", f"Rollup refresh (new code, median of 3): from a day back {wall:,.0f} ms (CPU of this process "
+              f"{cpu:,.0f} ms); from five minutes back, as after a staff change, {wall5:,.0f} ms (CPU {cpu5:,.0f} ms)."]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.write_docs:
+        args.size, args.db = "opening", dialect
+        write_docs(args, table)
+    return 0
 
 
 if __name__ == "__main__":

@@ -154,9 +154,17 @@ def update(session: Session, *, actor: Actor, reason: str | None = None, **chang
 
 def _mark_rollups_stale(session: Session) -> None:
     # Imported here: the metrics package imports this module.
+    from sqlalchemy import event
+
+    from core.metrics import refresher
     from core.metrics.rollups import mark_stale
 
     mark_stale(session)
+    engine = session.get_bind()
+    # Rebuilt in the background once the change is committed; pages read the raw rows meanwhile.
+    event.listen(session, "after_commit",
+                 lambda _s: refresher.request(engine, None, what="a settings change"),  # type: ignore[arg-type]
+                 once=True)
 
 
 # ---------------------------------------------------------------- FX rates

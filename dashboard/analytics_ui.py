@@ -422,6 +422,10 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
 def freshness(b: Any) -> None:
     """Where the page's numbers come from: the rollups (and when they were last refreshed) or the
     raw rows (when the rollups do not match the settings yet)."""
+    status = getattr(b, "freshness", None)
+    if status is not None:
+        st.caption(status.sentence())
+        return
     through = getattr(b, "data_through", None)
     if through is not None:
         st.caption(f"Numbers from the metric rollups refreshed {fmt.when(through)} UTC; the Stripe sync and the "

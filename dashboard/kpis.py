@@ -141,3 +141,8 @@ def render_overview_kpis(ctx: StaffContext) -> None:
     definition(f"{fmt.day(start)} to {fmt.day(end - timedelta(days=1))} in {tz}; each change compares with the "
                "same number of days just before (member churn: this month's rate against last month's). Hover a card "
                "for its definition.")
+    status = getattr(bundle, "freshness", None)
+    # Said only when it matters: the numbers come from the raw rows, or the rollups' background
+    # refresh is more than a quarter of an hour behind (the rows since then are still counted).
+    if status is not None and (not status.from_rollups or status.behind > timedelta(minutes=15)):
+        st.caption(status.sentence())

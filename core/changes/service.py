@@ -338,13 +338,14 @@ def execute(engine: Engine, request_id: int, *, stripe: Any = None, now: datetim
 
 
 def _refresh_metrics(engine: Engine, now: datetime) -> None:
-    """After the change committed: bring the metric rollups up to date for the day(s) it wrote
-    (its membership change is effective at ``now``; Stripe dates its refund or invoice by its own
-    clock, which may be a little earlier), so Revenue and Churn show it at once."""
-    from core.metrics.rollups import refresh_after_write
+    """After the change committed: ask for the metric rollups to be brought up to date for the
+    day(s) it wrote (its membership change is effective at ``now``; Stripe dates its refund or
+    invoice by its own clock, which may be a little earlier). The refresh runs in the background
+    (seconds): the change answers without waiting for it, and the member page reads the rows."""
+    from core.metrics import refresher
 
     since = min(now, utc_now()) - timedelta(minutes=5)
-    refresh_after_write(engine, since, what="a membership change")
+    refresher.request(engine, since, what="a membership change")
 
 
 def _finish(s: Session, req: ChangeRequest, action: Action, plan: Plan, comment: str,

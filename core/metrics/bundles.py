@@ -62,6 +62,7 @@ class PageBundle:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     settings_used: dict[str, Any] = field(default_factory=dict)
     data_through: datetime | None = None  # when the rollups were last refreshed (None: raw rows)
+    freshness: source.Freshness | None = None  # how far behind the rollups are, as a sentence
     # Rows in the whole of each table when the page holds only the first WORKLIST_ROWS of it.
     row_counts: dict[str, int] = field(default_factory=dict)
     # Revenue: the chain MRR -> billed -> collected -> refunded -> disputed -> net of one month
@@ -111,6 +112,7 @@ def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
         bundle = PageBundle(page, query, metrics, settings_used=query.settings_used())
         st = source.usable_state(engine, query)
         bundle.data_through = st.now if st is not None else None
+        bundle.freshness = source.status(engine, query)
         if page == "overview":
             prev = previous_query(query)
             for slug in KPIS[page]:

@@ -71,13 +71,19 @@ class Days:
     ``of(column)`` is the local day of a UTC instant: the instant shifted by the zone's offset
     then, written as a CASE over the offset changes of the range, so each row gets its day from
     its own value (a join with a table of days costs a range lookup per row). ``where(column)``
-    keeps the rows of the range. Their parameters come from ``params()``."""
+    keeps the rows of the range. Their parameters come from ``params()``.
+
+    ``before`` / ``from_`` cut the range at an instant: the rollup refresh keeps the rows before
+    its ``now`` (``before``), and a reader adds the rows written since then (``from_``, the tail),
+    so a rollup plus its tail counts every row once, whatever the time of day."""
 
     dialect: str
     tz: tzinfo
     first: date
     end: date
     only: tuple[date, ...] = ()
+    before: datetime | None = None
+    from_: datetime | None = None
 
     @classmethod
     def listed(cls, dialect: str, tz: tzinfo, days: list[date]) -> Days:
@@ -88,6 +94,10 @@ class Days:
         for i, d in enumerate(self.only):
             out[f"only_from{i}"] = local_midnight(d, self.tz)
             out[f"only_to{i}"] = local_midnight(d + timedelta(days=1), self.tz)
+        if self.before is not None:
+            out["cut_before"] = self.before
+        if self.from_ is not None:
+            out["cut_from"] = self.from_
         return out
 
     def of(self, column: str) -> str:
@@ -101,14 +111,17 @@ class Days:
     def source(self, table: str) -> str:
         """``table`` (with its alias) in a FROM clause: on SQLite, read by a plain scan over a
         long range (an index on time or status would lead to nearly every row, one by one)."""
-        scan = self.dialect == "sqlite" and not self.only and (self.end - self.first).days > SCAN_FROM_DAYS
+        scan = (self.dialect == "sqlite" and not self.only and self.from_ is None
+                and (self.end - self.first).days > SCAN_FROM_DAYS)
         return f"{table} NOT INDEXED" if scan else table
 
     def where(self, column: str) -> str:
+        cut = (f" AND {column} < :cut_before" if self.before is not None else "") + (
+            f" AND {column} >= :cut_from" if self.from_ is not None else "")
         if self.only:  # one range per day: each read through the column's index
             return "(" + " OR ".join(f"({column} >= :only_from{i} AND {column} < :only_to{i})"
-                                     for i in range(len(self.only))) + ")"
-        return f"{column} >= :days_from AND {column} < :days_to"
+                                     for i in range(len(self.only))) + ")" + cut
+        return f"{column} >= :days_from AND {column} < :days_to" + cut
 
     def _shifted(self, column: str, seconds: int) -> str:
         if self.dialect == "postgresql":
@@ -147,7 +160,8 @@ def _offsets(tz: tzinfo, start: datetime, stop: datetime) -> tuple[tuple[datetim
 
 def statement(sql: str) -> TextClause:
     """``text(sql)`` with the instants typed, so SQLite compares them spelled as it stores them."""
-    names = [n for n in ("since_start", "until_start", "until", "days_from", "days_to", "since")
+    names = [n for n in ("since_start", "until_start", "until", "days_from", "days_to", "since", "cut_before",
+                         "cut_from")
              if re.search(rf":{n}\b", sql)]
     names += re.findall(r":(only_(?:from|to)\d+)\b", sql)
     return text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in names])

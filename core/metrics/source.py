@@ -3,20 +3,29 @@ zone, grace days and week start they were built with), otherwise the same comput
 raw rows. The readers return small aggregated rows as dicts; raw payments never reach pandas.
 pandas is imported only on the raw-rows path (a question the rollups cannot answer): the rollup
 path, and so the command line's export, never loads it.
+
+Reads never write. The rollups hold everything up to their last refresh's ``now``; a question
+asked at any other instant (the present minute, a pinned past) adds the tail: the payments,
+refunds and disputes since that instant, read through their time indexes, and the MRR movements
+of the few members whose segments start or end in between (``core.metrics.period_delta``). The
+sync, the change service and the command line bring the rollups up to date (the background
+``core.metrics.refresher``); a reader that finds them behind or missing says so (``status``) and
+answers from what is there, or from the raw rows when they were never built for its question.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select, text
 
-from core.metrics import memo, rollups
+from core.metrics import memo, period_delta, rollups
 from core.metrics.daily import (
     CHURN_SELECTS,
     KINDS,
@@ -30,7 +39,7 @@ from core.metrics.daily import (
 from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, run
 from core.metrics.types import Query
 from core.models import Tier
-from core.timeutil import Period, clipped_periods, is_whole, next_period_start, periods, zone
+from core.timeutil import Period, clipped_periods, is_whole, next_period_start, period_start, periods, zone
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,17 +127,48 @@ def _pandas_filter(df: pd.DataFrame, filters: dict[str, object]) -> pd.DataFrame
     return df
 
 
-def ensure_built(engine: Engine, query: Query) -> rollups.State:
-    """The MRR segments must reflect the grace days in force: build the rollups when they were
-    never built or a settings change marked them stale (the first answer after it pays the
-    rebuild)."""
+@dataclass(frozen=True)
+class Freshness:
+    """What a page can say about the numbers it shows: from the rollups refreshed up to
+    ``through`` (``behind`` before the question's ``now``; the tail since then is read from the
+    rows), or from the raw rows because the rollups are missing, stale after a settings change,
+    or built for another time zone (``reason``)."""
+
+    from_rollups: bool
+    through: datetime | None
+    behind: timedelta | None
+    reason: str | None = None
+
+    def sentence(self) -> str:
+        if self.from_rollups:
+            assert self.through is not None and self.behind is not None
+            minutes = max(0, int(self.behind.total_seconds() // 60))
+            lag = "up to date" if minutes < 1 else f"refreshed {_span(minutes)} before"
+            return (f"Numbers from the metric rollups ({lag} the time asked), plus the rows written since "
+                    f"{self.through:%Y-%m-%d %H:%M} UTC.")
+        return f"Numbers computed from the raw rows: {self.reason}"
+
+
+def _span(minutes: int) -> str:
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} days"
+
+
+def status(engine: Engine, query: Query) -> Freshness:
+    """How the numbers of ``query`` are answered and how far behind the rollups are (a read)."""
     st = _state(engine)
-    if st is None or st.grace_days != query.settings.past_due_grace_days:
-        rollups.refresh(engine, now=query.now)
-        memo.forget(("rollup state", engine.url))
-        st = _state(engine)
-        assert st is not None
-    return st
+    assert query.now is not None
+    if st is None:
+        return Freshness(False, None, None, "the metric rollups are not built yet, or a settings change is being "
+                                            "applied; they are rebuilt in the background.")
+    if not st.matches(query.tz, query.settings):
+        why = ("they are being rebuilt in the background." if st.tz == query.tz and st.version == rollups.VERSION
+               else f"they are kept for {st.tz}.")
+        return Freshness(False, st.now, None, f"the metric rollups do not match this question ({why})")
+    return Freshness(True, st.now, query.now - st.now)
 
 
 def usable_state(engine: Engine, query: Query) -> rollups.State | None:
@@ -162,17 +202,65 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
     measures = KINDS[kind].measures
     filters = filter_values(engine, query)
     group = ("day", "currency", *keys)
-    if usable_state(engine, query) is not None:
+    st = usable_state(engine, query)
+    if st is not None:
         sql, params = _rollup_sql(engine.dialect.name, query, kind, first, last_exclusive, keys, filters)
         with engine.connect() as conn:
             rows = conn.execute(text(sql), params).all()
-        return _sum_rows(rows, ("day",), group[1:], measures)
+            tail = _tail_daily(conn, query, kind, first, last_exclusive, keys, filters, st.now)
+        if not tail:
+            return _sum_rows(rows, ("day",), group[1:], measures)
+        # Rollup rows and the tail summed per (day or stretch, group) in plain Python.
+        sums: dict[tuple, list[int]] = {}
+        for r in _sum_rows(rows, ("day",), group[1:], measures):
+            sums[tuple(r[c] for c in group)] = [r[m] for m in measures]
+        for k, vec in tail.items():
+            acc = sums.setdefault(k, [0] * len(measures))
+            for i, v in enumerate(vec):
+                acc[i] += v
+        return _sum_rows([(*k, *v) for k, v in sorted(sums.items(), key=lambda kv: tuple(map(str, kv[0])))],
+                         ("day",), group[1:], measures)
     df = _raw_daily(engine, query, kind, first, last_exclusive)
     df = _pandas_filter(df, filters)
     if df.empty:
         return []
     df = df.groupby(list(group), dropna=False, as_index=False)[list(measures)].sum()
     return _sum_rows(df[[*group, *measures]].itertuples(index=False, name=None), ("day",), group[1:], measures)
+
+
+def _tail_daily(conn, query: Query, kind: str, first: date, last_exclusive: date,  # type: ignore[no-untyped-def]
+                keys: tuple[str, ...], filters: dict[str, object], since: datetime) -> dict[tuple, list[int]]:
+    """The rows of ``kind`` at or after ``since`` (the rollups' ``now``) in local days
+    ``[first, last_exclusive)``, summed per (day, or the stretch the rollup read sums it into,
+    currency, keys...): what happened after the last refresh. Read through the time indexes."""
+    tz = zone(query.tz)
+    tail_first = max(first, since.astimezone(tz).date())
+    if tail_first >= last_exclusive:
+        return {}
+    days = Days(conn.dialect.name, tz, tail_first, last_exclusive, from_=since)
+    if kind == "cash":
+        selects = cash_selects(days)
+    elif kind == "payments":
+        selects = [attempts_select(days), recovery_select(days)]
+    else:
+        selects = [declines_select(days)]
+    measures = KINDS[kind].measures
+    starts = None if query.granularity == "day" else _slices(query, first, last_exclusive)
+    out: dict[tuple, list[int]] = {}
+    for names, sql in selects:
+        cols = ("day", "currency", "tier_id", "interval", "country", *names)
+        for row in conn.execute(statement(sql), days.params()):
+            r = dict(zip(cols, row, strict=True))
+            if any(r[c] != v for c, v in filters.items()):
+                continue
+            day = _as_date(r["day"])
+            if starts is not None:
+                day = starts[max(0, bisect.bisect_right(starts, day) - 1)]
+            acc = out.setdefault((day, r["currency"], *(r[k] for k in keys)), [0] * len(measures))
+            for i, m in enumerate(measures):
+                if m in names:
+                    acc[i] += int(r[m] or 0)
+    return out
 
 
 def _rollup_sql(dialect: str, query: Query, kind: str, first: date, last_exclusive: date,
@@ -347,17 +435,16 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
     if not buckets:
         return []
     filters = filter_values(engine, query)
-    ensure_built(engine, query)
-    st = usable_state(engine, query) if gran in ("month", "week") else None
+    st = usable_state(engine, query)
+    tz, week_start = zone(query.tz), query.settings.week_start_index
     from_rollup: list[Period] = []
     raw: list[Period] = []
     for b in buckets:
-        # A bucket cut by the range ends is not a row of the rollup: it is read from the segments.
-        if st is not None and is_whole(b, gran, zone(query.tz), query.settings.week_start_index) and (
-                min(b.end, now) == min(b.end, st.now) or now > st.now):
-            from_rollup.append(b)
-        else:
-            raw.append(b)
+        # A bucket cut by a range end is not a row of the rollup, unless the cut is still in the
+        # future (this month of a range that ends later): up to now it is the whole bucket.
+        aligned = period_start(b.start, gran, tz, week_start) == b.label
+        whole = is_whole(b, gran, tz, week_start) or (aligned and b.end >= now)
+        (from_rollup if st is not None and st.first_day is not None and whole else raw).append(b)
     # Plain tuples, one frame at the end: a dozen rows per currency, where pandas column steps
     # would cost more than the query.
     meta = {b.label: b for b in buckets}
@@ -369,17 +456,8 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
             acc[i] += int(v or 0)
 
     if from_rollup:
-        cols_sql = ", ".join(f"SUM({c}) AS {c}" for c in MOVEMENT_COLUMNS)
-        labels = {b.label.isoformat(): b.label for b in from_rollup}
-        sql = (f"SELECT period, currency, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
-               f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, currency")
-        with engine.connect() as conn:
-            rows = conn.execute(text(sql), {"g": gran, "a": from_rollup[0].label, "b": from_rollup[-1].label,
-                                            **_params(filters)}).all()
-        for period, currency, *values in rows:
-            label = labels.get(str(period)[:10])
-            if label is not None:
-                add(label, currency, values)
+        assert st is not None
+        _rollup_movements(engine, query, gran, from_rollup, st, filters, add)
     for run_ in _contiguous(raw):
         bounds = [min(b.start, now) for b in run_] + [min(run_[-1].end, now)]
         sql, params = movements_sql(engine.dialect.name, bounds)
@@ -391,6 +469,50 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
     return [dict(zip(cols, (period, meta[period].start, meta[period].end, min(meta[period].end, now), currency,
                             *values), strict=True))
             for (period, currency), values in sorted(sums.items())]
+
+
+def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Period], st: rollups.State,
+                      filters: dict[str, object], add) -> None:  # type: ignore[no-untyped-def]
+    """The buckets' movements from ``metrics_mrr_periods`` (built up to ``st.now``), moved to the
+    question's ``now`` by sweeping the members whose segments start or end in between."""
+    now = query.now
+    assert now is not None and st.first_day is not None
+    tz, week_start = zone(query.tz), query.settings.week_start_index
+    old_b = rollups.period_bounds(st.first_day, st.now, gran, tz, week_start)
+    new_b = rollups.period_bounds(st.first_day, now, gran, tz, week_start)
+    old_labels = period_delta.labels_of(old_b)
+    wanted = {b.label for b in buckets}
+    last_stored = min(buckets[-1].label, old_labels[-1]) if old_labels else None
+    cols_sql = ", ".join(f"SUM({c}) AS {c}" for c in MOVEMENT_COLUMNS)
+    with engine.connect() as conn:
+        if last_stored is not None and last_stored >= buckets[0].label:
+            sql = (f"SELECT period, currency, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
+                   f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, currency")
+            for period, currency, *values in conn.execute(text(sql), {"g": gran, "a": buckets[0].label,
+                                                                      "b": last_stored, **_params(filters)}):
+                label = _as_date(period)
+                if label in wanted:
+                    add(label, currency, values)
+        if now == st.now or not old_labels:
+            return
+        moving = sorted(period_delta.members_moving(conn, st.now, now))
+        # From the last stored period when time moved on; from the period containing ``now``
+        # when the question is about an earlier moment.
+        k_label = old_labels[-1] if now > st.now else period_delta.labels_of(new_b)[-1]
+        k = period_delta.first_index(old_b, k_label)
+        old = period_delta.sweep_members(conn, old_b, k, moving, cohorts=False)
+        new = period_delta.sweep_members(conn, new_b, k, moving, cohorts=False)
+        later = len(new_b) > len(old_b)
+        stored = [dict(r) for r in conn.execute(text(
+            "SELECT * FROM metrics_mrr_periods WHERE granularity = :g AND period = :p"),
+            {"g": gran, "p": old_labels[-1]}).mappings()] if later else []
+    moves, _ = period_delta.shift(old_b, old, new_b, new, stored, [])
+    for (label, currency, tier_id, interval, country), vec in moves.items():
+        if label not in wanted:
+            continue
+        row = {"tier_id": tier_id, "interval": interval, "country": country, "currency": currency}
+        if all(row[col] == value for col, value in filters.items()):
+            add(label, currency, vec)
 
 
 def _contiguous(buckets: list[Period]) -> list[list[Period]]:
@@ -423,13 +545,9 @@ def _cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) ->
     cols = ["cohort", "month", "currency", "members", "mrr", "size"]
     now = query.now
     assert now is not None
-    ensure_built(engine, query)
-    if usable_state(engine, query) is not None:
-        sql = ("SELECT cohort, month, currency, SUM(members), SUM(mrr), SUM(size) FROM metrics_cohorts "
-               f"WHERE cohort >= :a AND cohort < :b{_where(filters)} GROUP BY cohort, month, currency")
-        with engine.connect() as conn:
-            rows = conn.execute(text(sql), {"a": first, "b": last_exclusive, **_params(filters)}).all()
-        return _sum_rows(rows, ("cohort", "month"), ("currency",), ("members", "mrr", "size"))
+    st = usable_state(engine, query)
+    if st is not None and st.first_day is not None:
+        return _rollup_cohorts(engine, query, st, filters, first, last_exclusive)
     tz = zone(query.tz)
     last_day = now.astimezone(tz).date() + timedelta(days=1)
     months = [p for p in periods(first, max(last_day, first + timedelta(days=1)), "month", tz) if p.start < now]
@@ -450,3 +568,46 @@ def _cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) ->
     df = df.groupby(["cohort", "month", "currency"], as_index=False)[["members", "mrr", "size"]].sum()
     return _sum_rows(df[cols].itertuples(index=False, name=None), ("cohort", "month"), ("currency",),
                      ("members", "mrr", "size"))
+
+
+def _rollup_cohorts(engine: Engine, query: Query, st: rollups.State, filters: dict[str, object], first: date,
+                    last_exclusive: date) -> list[dict]:
+    """Cohort cells from ``metrics_cohorts`` (built up to ``st.now``), moved to the question's
+    ``now`` as the movements are (``_rollup_movements``)."""
+    now = query.now
+    assert now is not None and st.first_day is not None
+    tz, week_start = zone(query.tz), query.settings.week_start_index
+    old_b = rollups.period_bounds(st.first_day, st.now, "month", tz, week_start)
+    new_b = rollups.period_bounds(st.first_day, now, "month", tz, week_start)
+    old_labels, new_labels = period_delta.labels_of(old_b), period_delta.labels_of(new_b)
+    if not new_labels:
+        return []
+    last_month = new_labels[-1]  # no cell after the month containing ``now``
+    sums: dict[tuple, list[int]] = {}
+    sql = ("SELECT cohort, month, currency, SUM(members), SUM(mrr), SUM(size) FROM metrics_cohorts "
+           f"WHERE cohort >= :a AND cohort < :b AND month <= :m{_where(filters)} GROUP BY cohort, month, currency")
+    with engine.connect() as conn:
+        for r in _sum_rows(conn.execute(text(sql), {"a": first, "b": last_exclusive, "m": last_month,
+                                                    **_params(filters)}).all(),
+                           ("cohort", "month"), ("currency",), ("members", "mrr", "size")):
+            sums[(r["cohort"], r["month"], r["currency"])] = [r["members"], r["mrr"], r["size"]]
+        if now != st.now and old_labels:
+            moving = sorted(period_delta.members_moving(conn, st.now, now))
+            k_label = old_labels[-1] if now > st.now else last_month
+            k = period_delta.first_index(old_b, k_label)
+            old = period_delta.sweep_members(conn, old_b, k, moving)
+            new = period_delta.sweep_members(conn, new_b, k, moving)
+            later = len(new_b) > len(old_b)
+            cells = [dict(r) | {"cohort": _as_date(r["cohort"])} for r in conn.execute(text(
+                "SELECT * FROM metrics_cohorts WHERE month = :p"), {"p": old_labels[-1]}).mappings()] if later else []
+            _, moves = period_delta.shift(old_b, old, new_b, new, [], cells)
+            for (cohort, month, currency, tier_id, interval, country), vec in moves.items():
+                row = {"tier_id": tier_id, "interval": interval, "country": country, "currency": currency}
+                if first <= cohort < last_exclusive and month <= last_month and all(
+                        row[col] == value for col, value in filters.items()):
+                    acc = sums.setdefault((cohort, month, currency), [0, 0, 0])
+                    for i, v in enumerate(vec):
+                        acc[i] += v
+    return [{"cohort": c, "month": m, "currency": cur, "members": v[0], "mrr": v[1], "size": v[2]}
+            for (c, m, cur), v in sorted(sums.items()) if any(v)]
+

@@ -74,10 +74,12 @@ def _state(unit: list[tuple], b: Any) -> tuple[int, Any, Any, Any]:
 
 
 def run(conn: Connection, bounds: list[datetime], k: int = 0,
-        members: list[int] | None = None) -> tuple[list[dict], list[dict]]:
+        members: list[int] | None = None, *, cohorts: bool = True) -> tuple[list[dict], list[dict]]:
     """(movement rows for periods >= k, cohort rows for periods >= k); ``p``/``cohort`` are
     period indexes into ``bounds`` (period p = [bounds[p], bounds[p+1])). With ``members`` only
-    their units are swept: every figure is a sum over units, so the rows are their contribution."""
+    their units are swept: every figure is a sum over units, so the rows are their contribution.
+    ``cohorts=False`` skips the cohort cells (kept by month only: by day they would be a table of
+    first days x days)."""
     B = [spell(conn, b) for b in bounds]
     n = len(B) - 1
     explicit: dict[tuple[int, Group], list[int]] = defaultdict(lambda: [0] * len(MOVEMENT_COLUMNS))
@@ -92,7 +94,7 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
         points = sorted({r[5] for r in unit} | {r[6] for r in unit if r[6] is not None})
         paying = [r for r in unit if r[7] > 0 and (r[6] is None or r[6] > r[5])]
         first_paid = min((r[5] for r in paying), default=None)
-        cohort = bisect.bisect_right(B, first_paid) - 1 if first_paid is not None else -1
+        cohort = bisect.bisect_right(B, first_paid) - 1 if first_paid is not None and cohorts else -1
         if not 0 <= cohort < n:
             cohort = -1
         elif cohort >= k:

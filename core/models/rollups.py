@@ -52,6 +52,7 @@ class MrrSegment(_Group, Base):
     __tablename__ = "metrics_mrr_segments"
     __table_args__ = (
         Index("ix_metrics_mrr_segments_valid_from", "valid_from"),
+        Index("ix_metrics_mrr_segments_valid_to", "valid_to"),
         Index("ix_metrics_mrr_segments_subscription", "subscription_id"),
         Index("ix_metrics_mrr_segments_member", "member_id"),
     )

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from core.db.maintenance import analyze
 from core.models.stripe_sync import SyncRun, SyncState
 from core.permissions import Actor, Permission, guarded
 from core.stripe_gateway import GatewayError, StripeClient, reads
@@ -142,6 +143,8 @@ def run_sync(
             counts["backfilled"] = bf.objects
             counts["backfilled_by_type"] = bf.by_type
             errors.extend(bf.errors)
+            # A bulk write: the planner's statistics are of the tables before it.
+            analyze(engine, why="a full Stripe backfill")
         fetch_started = utc_now()
         fr = events.fetch_events(engine, applier, progress=say, heartbeat=lock.heartbeat)
         counts["events_fetched"] = fr.fetched
