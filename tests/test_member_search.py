@@ -167,3 +167,26 @@ class TestIndexKeptOnEveryWrite:
             assert mid in set(page.rows["member_id"]), name
         clear_demo_tables(engine)
         assert search_page(engine, members[0][1].split()[-1]).total == 0
+
+
+class TestMembersPage:
+    def test_the_page_says_the_true_total_and_pages(self, database_url, engine, session):
+        from tests.browser_helpers import app_test, create_staff, texts
+
+        for i in range(60):
+            make_member(session, name=f"Person{i:02d} Moreau", email=f"p{i}@example.com")
+        create_staff(session)
+        session.commit()
+        at = app_test(database_url, role="support")
+        at.run()
+        at.switch_page("../pages/members.py").run()
+        at.text_input(key="member_search").input("MOREAU").run()
+        assert not at.exception
+        shown = texts(at)
+        assert "60 members match “MOREAU”: showing 1–50, best matches first." in shown
+        assert len(at.dataframe[0].value) == 50
+        at.button(key="search_next").click().run()
+        assert "showing 51–60" in texts(at) and len(at.dataframe[0].value) == 10
+        assert at.dataframe[0].value["Name"].tolist()[-1] == "Person59 Moreau"
+        at.text_input(key="member_search").input("person07 moreau").run()
+        assert "1 member match “person07 moreau”." in texts(at)
