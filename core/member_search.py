@@ -6,17 +6,20 @@ the best rule that finds them):
 1. ids, exactly: our member / invoice / payment id ("member 12", "invoice #7", bare digits), card
    last four (bare four digits), Stripe ids (cus_, in_, ch_, pi_, sub_, re_, dp_, pm_) and
    invoice numbers;
-2. "email": the whole e-mail address;
-3. "email starts with": the start of the address;
-4. "name starts with": the name's first word starts with the first word typed, and every other
+2. "email": the whole address (a query with an @ is an address: rules 2-3 only);
+3. "email starts with": the address starts with the query;
+4. "name starts with": the name's first word starts with the first word typed, and each other
    word typed starts a word of the name;
-5. "name": every word typed starts a word of the name ("fernandez" finds "Léa Fernández",
+5. "name": each word typed starts a word of the name ("fernandez" finds "Léa Fernández",
    "brien" finds "Ann O'Brien");
-6. "email contains": every word typed starts a word of the address ("stone" finds
+6. "name or email": each word typed starts a word of the name or of the address ("stone" finds
    bob.stone@example.org).
 
-Words are compared with case and accents folded. Within a rule, names sort alphabetically. The
-total counts every member found (up to ``COUNT_CAP``; beyond it the page says "more than") and
+Words are runs of letters and digits (anything else separates them), compared with case and
+accents folded; a one-letter word before the last must be a whole word ("o brien"), the last is
+always a start. When at most ``SORT_LIMIT`` members are found, each rule's members sort by name;
+beyond, by member id (sorting tens of thousands of names costs more than the search). The total
+counts every member found (up to ``COUNT_CAP``; beyond it the page says "more than") and
 ``offset`` pages through them.
 
 The word rules read an index the database keeps on every write (migration 0015): SQLite's FTS5
@@ -26,7 +29,7 @@ accents that Unicode decomposes (á, é, ñ, ç, ü...) but keeps ø, ł, æ, ß
 PostgreSQL's ``unaccent`` folds those too (ø → o, ß → ss).
 
 Never raises on any text: hostile input (LIKE wildcards, quotes, FTS5 syntax, control characters,
-very long strings) is quoted or dropped, and an empty query finds nothing.
+very long strings) is split into words of letters and digits, and an empty query finds nothing.
 """
 
 from __future__ import annotations
@@ -44,10 +47,11 @@ from core.models import Dispute, Invoice, Member, Payment, PaymentMethod, Refund
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
+SORT_LIMIT = 500   # up to this many found, each rule's members sort by name; beyond, by member id
 MAX_CHARS = 200
 MAX_WORDS = 8
 SEARCH_COLUMNS = ["member_id", "email", "name", "country", "stripe_customer_id", "status", "tier", "matched_on"]
-TIERS = {1: "email", 2: "email starts with", 3: "name starts with", 4: "name", 5: "email contains"}
+TIERS = {1: "email", 2: "email starts with", 3: "name starts with", 4: "name", 5: "name or email"}
 
 _DIGITS = re.compile(r"^\d{1,18}$")
 _OUR_ID = re.compile(r"^(member|mem|m|invoice|inv|payment|pay)\s*[#:]?\s*(\d{1,18})$", re.I)
@@ -129,78 +133,140 @@ def _id_hits(s: Session, query: str) -> tuple[list[tuple[int, str]], bool]:
     return hits, False
 
 
-# --- words: one SQL statement per database ------------------------------------------------------
+# --- words and e-mail: the rules, cheapest first, each read in id order with a LIMIT -------------
 
-def _fts_phrase(word: str) -> str:
-    """An FTS5 prefix phrase: the word quoted (so no FTS5 syntax survives), any word starting so."""
-    return '"' + word.replace('"', '""') + '"*'
+def tokens(query: str) -> list[str]:
+    """The words the word rules look for, split as SQLite's tokenizer splits (letters and digits;
+    anything else separates), at most MAX_WORDS."""
+    return [t for t in _SEPARATORS.split(unicodedata.normalize("NFC", query)) if t][:MAX_WORDS]
 
 
-def _sqlite_hits(email: str, words: list[str]) -> tuple[str, dict[str, Any]]:
-    parts = ["SELECT id, 1 AS tier FROM members WHERE email = :email",
-             # The unique index on email, read as a range: every address that starts so.
-             "SELECT id, 2 FROM members WHERE email >= :lo AND email < :hi"]
-    params: dict[str, Any] = {"email": email, "lo": email, "hi": email + "\U0010ffff"}
-    if words:
-        phrases = [_fts_phrase(w) for w in words]
-        params["name_start"] = "name : (^" + " AND ".join(phrases) + ")"
-        params["name_any"] = "name : (" + " AND ".join(phrases) + ")"
-        params["email_any"] = "email : (" + " AND ".join(phrases) + ")"
-        parts += ["SELECT rowid, 3 FROM members_search WHERE members_search MATCH :name_start",
-                  "SELECT rowid, 4 FROM members_search WHERE members_search MATCH :name_any",
-                  "SELECT rowid, 5 FROM members_search WHERE members_search MATCH :email_any"]
-    return " UNION ALL ".join(parts), params
+_SEPARATORS = re.compile(r"[\W_]+")
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """One query's rules for one database: ``fetch(tier, n)`` gives up to n member ids of a rule,
+    ``count(cap)`` how many members all rules find together (at most cap)."""
+
+    session: Session
+    tiers: list[tuple[int, str, dict[str, Any]]]   # (tier, SELECT id ... LIMIT :n, params)
+    found: str                                     # "<id column> FROM <table> WHERE <any rule finds it>"
+    params: dict[str, Any]
+
+    def fetch(self, sql: str, params: dict[str, Any], n: int) -> list[int]:
+        return [r[0] for r in self.session.execute(text(sql), {**params, "n": n})]
+
+    def count(self, cap: int) -> int:
+        sql = f"SELECT COUNT(*) FROM (SELECT {self.found} LIMIT :cap) c"
+        return self.session.execute(text(sql), {**self.params, "cap": cap}).scalar_one()
+
+    def among(self, ids: list[int]) -> int:
+        """How many of ``ids`` (a short list of whole numbers) the rules find."""
+        if not ids:
+            return 0
+        column = self.found.split(" ", 1)[0]
+        sql = f"SELECT COUNT(*) FROM (SELECT {self.found} AND {column} IN ({', '.join(str(int(i)) for i in ids)})) c"
+        return self.session.execute(text(sql), self.params).scalar_one()
+
+
+def _email_rules(s: Session, email: str, *, pattern_sql: str, pattern: dict[str, Any]) -> _Rules:
+    """Rules 1-2 for a query with an @ in it: the address, then the addresses that start so."""
+    exact = (1, "SELECT id FROM members WHERE email = :email LIMIT :n", {"email": email})
+    start = (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern)
+    return _Rules(s, [exact, start], f"id FROM members WHERE {pattern_sql}", pattern)
+
+
+def _fts_term(token: str, *, last: bool) -> str:
+    # A one-letter word before the last is a whole word ("o" of "o'brien"): as a prefix it would
+    # read every word starting with that letter. The last word is always a prefix (still typing).
+    quoted = '"' + token.replace('"', '""') + '"'
+    return quoted + "*" if last or len(token) > 1 else quoted
+
+
+def _sqlite_rules(s: Session, query: str) -> _Rules | None:
+    email = query.lower()
+    pattern_sql = "email >= :lo AND email < :hi"   # the unique index on email, read as a range
+    pattern = {"lo": email, "hi": email + "\U0010ffff"}
+    if "@" in query:
+        return _email_rules(s, email, pattern_sql=pattern_sql, pattern=pattern)
+    words = tokens(query)
+    if not words:
+        return None
+    terms = [_fts_term(t, last=i == len(words) - 1) for i, t in enumerate(words)]
+    every = " AND ".join(terms)
+    first = "first_word : " + terms[0] + (" AND name : (" + " AND ".join(terms[1:]) + ")" if terms[1:] else "")
+    fts = "SELECT rowid FROM members_search WHERE members_search MATCH :q ORDER BY rowid LIMIT :n"
+    tiers = [(3, fts, {"q": first}), (4, fts, {"q": f"name : ({every})"}), (5, fts, {"q": every})]
+    if " " not in query:
+        tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
+    # Every address that starts with the query also has each of its words (rule 5): one count.
+    return _Rules(s, tiers, "rowid FROM members_search WHERE members_search MATCH :q", {"q": every})
 
 
 def _pg_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _pg_regex(word: str) -> str:
-    # In PostgreSQL's regular expressions a backslash before a non-alphanumeric is that character.
-    return "".join(ch if ch.isalnum() else "\\" + ch for ch in word)
+def _pg_word(column: str, i: int, params: dict[str, Any], token: str, *, last: bool) -> str:
+    """``column`` has a word starting with ``token`` (or equal to it: see ``_fts_term``). LIKE
+    '%token%' is what the trigram index answers; the regular expression then keeps word starts."""
+    params[f"c{i}"] = f"%{_pg_like(token)}%"
+    params[f"w{i}"] = "(^|[^[:alnum:]])" + token + ("" if last or len(token) > 1 else "($|[^[:alnum:]])")
+    return f"{column} LIKE :c{i} AND {column} ~ :w{i}"
 
 
-def _postgres_hits(email: str, words: list[str]) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {"email": email, "prefix": _pg_like(email) + "%"}
-    parts = ["SELECT id, 1 AS tier FROM members WHERE email = :email",
-             "SELECT id, 2 FROM members WHERE email LIKE :prefix"]
-    if words:
-        name_any, email_any = [], []
-        for i, w in enumerate(words):
-            # LIKE '%w%' is what the trigram index answers; the expression then keeps word starts.
-            params[f"c{i}"], params[f"w{i}"] = f"%{_pg_like(w)}%", f"(^|[^[:alnum:]]){_pg_regex(w)}"
-            name_any.append(f"memberdesk_fold(name) LIKE :c{i} AND memberdesk_fold(name) ~ :w{i}")
-            email_any.append(f"email LIKE :c{i} AND email ~ :w{i}")
-        params["start"] = _pg_like(words[0]) + "%"
-        parts += [f"SELECT id, 3 FROM members WHERE memberdesk_fold(name) LIKE :start AND {' AND '.join(name_any)}",
-                  f"SELECT id, 4 FROM members WHERE {' AND '.join(name_any)}",
-                  f"SELECT id, 5 FROM members WHERE {' AND '.join(email_any)}"]
-    return " UNION ALL ".join(parts), params
-
-
-def _word_query(s: Session, query: str) -> tuple[str, dict[str, Any]]:
+def _postgres_rules(s: Session, query: str) -> _Rules | None:
     email = query.lower()
-    if s.get_bind().dialect.name == "sqlite":
-        return _sqlite_hits(email, _words(query))
-    folded = s.execute(text("SELECT memberdesk_fold(:q)"), {"q": query}).scalar_one()
-    return _postgres_hits(email, _words(folded))
+    pattern_sql = "email LIKE :prefix"   # ix_members_email_pattern (text_pattern_ops): a range scan
+    pattern = {"prefix": _pg_like(email) + "%"}
+    if "@" in query:
+        return _email_rules(s, email, pattern_sql=pattern_sql, pattern=pattern)
+    folded = s.execute(text("SELECT memberdesk_fold(:q)"), {"q": unicodedata.normalize("NFC", query)}).scalar_one()
+    words = tokens(folded)
+    if not words:
+        return None
+    params: dict[str, Any] = {}
+    name = "memberdesk_fold(name)"
+    last = len(words) - 1
+    in_name = [_pg_word(name, i, params, t, last=i == last) for i, t in enumerate(words)]
+    in_email = [_pg_word("email", i, params, t, last=i == last) for i, t in enumerate(words)]
+    params["first"] = _pg_like(words[0]) + "%"
+    every_name = " AND ".join(f"({c})" for c in in_name)
+    every = " AND ".join(f"(({a}) OR ({b}))" for a, b in zip(in_name, in_email, strict=True))
+    first = f"{every_name} AND {name} LIKE :first"
+    select_ = "SELECT id FROM members WHERE {} ORDER BY id LIMIT :n"
+    tiers = [(3, select_.format(first), params), (4, select_.format(every_name), params),
+             (5, select_.format(every), params)]
+    if " " not in query:
+        tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
+    return _Rules(s, tiers, f"id FROM members WHERE {every}", params)
 
 
 def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: int) -> tuple[list[tuple[int, int]],
                                                                                                 int, bool]:
-    hits, params = _word_query(s, query)
-    best = f"SELECT id, MIN(tier) AS tier FROM ({hits}) hits GROUP BY id"
-    if exclude:
-        best += f" HAVING id NOT IN ({', '.join(str(int(i)) for i in exclude)})"
-    page = s.execute(text(f"SELECT b.id, b.tier FROM ({best}) b JOIN members m ON m.id = b.id "
-                          "ORDER BY b.tier, m.name, m.id LIMIT :limit OFFSET :offset"),
-                     {**params, "limit": limit, "offset": offset}).all()
-    if offset == 0 and len(page) < limit:
-        return [(r[0], r[1]) for r in page], len(page), False
-    total = s.execute(text(f"SELECT COUNT(*) FROM (SELECT id FROM ({best}) b LIMIT :cap) counted"),
-                      {**params, "cap": COUNT_CAP + 1}).scalar_one()
-    return [(r[0], r[1]) for r in page], min(total, COUNT_CAP), total > COUNT_CAP
+    """(member id, rule) of the page's rows from the e-mail and word rules, their total, and
+    whether the total stopped at COUNT_CAP."""
+    rules = _sqlite_rules(s, query) if s.get_bind().dialect.name == "sqlite" else _postgres_rules(s, query)
+    if rules is None:
+        return [], 0, False
+    counted = rules.count(COUNT_CAP + 1)
+    total = min(counted, COUNT_CAP) - rules.among(exclude)  # members the id rules listed already
+    sort_by_name = counted <= SORT_LIMIT
+    need = counted if sort_by_name else min(offset + limit, COUNT_CAP)
+    seen, found = set(exclude), []
+    for tier, sql, params in rules.tiers:
+        if len(found) >= need:
+            break
+        for mid in rules.fetch(sql, params, need - len(found) + len(seen)):
+            if mid not in seen:
+                seen.add(mid)
+                found.append((mid, tier))
+    if sort_by_name and found:
+        names = dict(s.execute(select(Member.id, Member.name).where(Member.id.in_([m for m, _ in found]))).all())
+        found.sort(key=lambda hit: (hit[1], names.get(hit[0], ""), hit[0]))
+        total = len(found)
+    return found[offset:offset + limit], total, counted > COUNT_CAP
 
 
 # --- the page ------------------------------------------------------------------------------------

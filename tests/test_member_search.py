@@ -73,7 +73,7 @@ class TestRanking:
         assert list(page.rows["member_id"]) == [email_exact.id, email_start.id, name_start.id, name_word_a.id,
                                                 name_word_b.id, email_word.id]
         assert list(page.rows["matched_on"]) == ["email starts with", "email starts with", "name starts with",
-                                                 "name", "name", "email contains"]
+                                                 "name", "name", "name or email"]
         assert page.total == 6 and not page.more_than
 
 

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, text
 
+from core.db.search_index import SQLITE_FILL
+
 log = logging.getLogger(__name__)
 
 
@@ -60,6 +62,10 @@ def _postgres_foreign_keys(conn: Connection, tables: tuple[str, ...]) -> list[tu
     return [(r[0], r[1], r[2]) for r in rows]
 
 
+def _has_table(conn: Connection, name: str) -> bool:
+    return conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).first() is not None
+
+
 def _sqlite_triggers(conn: Connection, tables: tuple[str, ...]) -> list[tuple[str, str]]:
     names = ", ".join(f"'{t}'" for t in tables)
     rows = conn.exec_driver_sql(f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
@@ -69,9 +75,9 @@ def _sqlite_triggers(conn: Connection, tables: tuple[str, ...]) -> list[tuple[st
 
 # Naming the card column fires the subscription trigger, which works card_valid_until out again.
 _REPLAY = {"subscriptions": "UPDATE subscriptions SET default_payment_method_id = default_payment_method_id"}
-# SQLite's member search index (migration 0015) is an FTS5 table its triggers keep: rebuilt once
+# SQLite's member search index (migration 0015) is an FTS5 table its triggers keep: filled once
 # from members at the end (PostgreSQL's trigram indexes are ordinary indexes, built again above).
-_SQLITE_REPLAY = {"members": "INSERT INTO members_search(members_search) VALUES ('rebuild')"}
+_SQLITE_REPLAY = {"members": SQLITE_FILL}
 
 
 @contextmanager
@@ -115,6 +121,10 @@ def fresh_load(engine: Engine, tables: tuple[str, ...]) -> Iterator[Connection]:
                 if not sqlite:
                     for table in tables:
                         conn.exec_driver_sql(f"ALTER TABLE {table} ENABLE TRIGGER USER")
-                for table, statement in (_REPLAY | _SQLITE_REPLAY if sqlite else _REPLAY).items():
+                for table, statement in _REPLAY.items():
                     if table in tables:
                         conn.exec_driver_sql(statement)
+                for table, statements in (_SQLITE_REPLAY if sqlite else {}).items():
+                    if table in tables and _has_table(conn, "members_search"):
+                        for statement in statements:
+                            conn.exec_driver_sql(statement)
