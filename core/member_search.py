@@ -18,13 +18,16 @@ the best rule that finds them):
 Words are runs of letters and digits (anything else separates them), compared with case and
 accents folded; a one-letter word before the last must be a whole word ("o brien"), the last is
 always a start. When at most ``SORT_LIMIT`` members are found, each rule's members sort by name;
-beyond, by member id (sorting tens of thousands of names costs more than the search). The total
+beyond, in the order the index gives them (SQLite: member id; PostgreSQL: where the rows are
+stored, which is mostly the order they were added), as sorting tens of thousands of names costs
+more than the search. The total
 counts every member found (up to ``COUNT_CAP``; beyond it the page says "more than") and
 ``offset`` pages through them.
 
 The word rules read an index the database keeps on every write (migration 0015): SQLite's FTS5
-table ``members_search`` (tokenizer ``unicode61 remove_diacritics 2``) and PostgreSQL's trigram
-indexes over ``memberdesk_fold(name)`` and ``email``. Folding differs at the edges: SQLite removes
+table ``members_search`` (tokenizer ``unicode61 remove_diacritics 2``) and PostgreSQL's GIN index
+over the generated column ``members.search_words`` (words of ``memberdesk_fold(name)`` and of the
+e-mail). Folding differs at the edges: SQLite removes
 accents that Unicode decomposes (á, é, ñ, ç, ü...) but keeps ø, ł, æ, ß as letters of their own,
 PostgreSQL's ``unaccent`` folds those too (ø → o, ß → ss).
 
@@ -208,39 +211,36 @@ def _pg_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _pg_word(column: str, i: int, params: dict[str, Any], token: str, *, last: bool) -> str:
-    """``column`` has a word starting with ``token`` (or equal to it: see ``_fts_term``). LIKE
-    '%token%' is what the trigram index answers; the regular expression then keeps word starts."""
-    params[f"c{i}"] = f"%{_pg_like(token)}%"
-    params[f"w{i}"] = "(^|[^[:alnum:]])" + token + ("" if last or len(token) > 1 else "($|[^[:alnum:]])")
-    return f"{column} LIKE :c{i} AND {column} ~ :w{i}"
+def _tsquery(words: list[str], weights: list[str]) -> str:
+    """``to_tsquery`` text: each word (letters and digits only, so no query syntax) a prefix, or a
+    whole word as in ``_fts_term``, standing where ``weights`` say (see migration 0015)."""
+    last = len(words) - 1
+    marks = [("*" if i == last or len(w) > 1 else "") + weight for i, (w, weight) in enumerate(zip(words, weights,
+                                                                                                     strict=True))]
+    return " & ".join(f"{w}:{m}" if m else w for w, m in zip(words, marks, strict=True))
 
 
 def _postgres_rules(s: Session, query: str) -> _Rules | None:
     email = query.lower()
     pattern_sql = "email LIKE :prefix"   # ix_members_email_pattern (text_pattern_ops): a range scan
     pattern = {"prefix": _pg_like(email) + "%"}
+    # The planner guesses a fixed share of rows for a prefix word and then prefers reading the
+    # whole table, which is what a rule that finds nobody costs: the GIN index always answers.
+    s.execute(text("SET LOCAL enable_seqscan = off"))
     if "@" in query:
         return _email_rules(s, email, pattern_sql=pattern_sql, pattern=pattern)
     folded = s.execute(text("SELECT memberdesk_fold(:q)"), {"q": unicodedata.normalize("NFC", query)}).scalar_one()
     words = tokens(folded)
     if not words:
         return None
-    params: dict[str, Any] = {}
-    name = "memberdesk_fold(name)"
-    last = len(words) - 1
-    in_name = [_pg_word(name, i, params, t, last=i == last) for i, t in enumerate(words)]
-    in_email = [_pg_word("email", i, params, t, last=i == last) for i, t in enumerate(words)]
-    params["first"] = _pg_like(words[0]) + "%"
-    every_name = " AND ".join(f"({c})" for c in in_name)
-    every = " AND ".join(f"(({a}) OR ({b}))" for a, b in zip(in_name, in_email, strict=True))
-    first = f"{every_name} AND {name} LIKE :first"
-    select_ = "SELECT id FROM members WHERE {} ORDER BY id LIMIT :n"
-    tiers = [(3, select_.format(first), params), (4, select_.format(every_name), params),
-             (5, select_.format(every), params)]
+    n = len(words)
+    rule = "SELECT id FROM members WHERE search_words @@ to_tsquery('simple', :q) LIMIT :n"
+    tiers = [(3, rule, {"q": _tsquery(words, ["A"] + ["B"] * (n - 1))}),
+             (4, rule, {"q": _tsquery(words, ["B"] * n)}),
+             (5, rule, {"q": _tsquery(words, [""] * n)})]
     if " " not in query:
         tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
-    return _Rules(s, tiers, f"id FROM members WHERE {every}", params)
+    return _Rules(s, tiers, "id FROM members WHERE search_words @@ to_tsquery('simple', :q)", tiers[-1][2])
 
 
 def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: int) -> tuple[list[tuple[int, int]],
