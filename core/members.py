@@ -1,10 +1,10 @@
 """Members for staff: one search box, the member page's read model, and staff notes.
 
 Guarantees:
-- ``search`` never raises on any text: an empty or odd query returns an empty frame. It finds by
-  email (prefix, then contains), name (contains), our member / invoice / payment id, Stripe ids
-  (customer, invoice, charge, payment intent, subscription, refund, dispute, payment method),
-  invoice number and card last four; each row says what matched (``matched_on``).
+- ``search`` never raises on any text: an empty or odd query returns an empty frame. It is the
+  first page of ``core.member_search.search_page`` (ids, e-mail, words of the name and e-mail with
+  case and accents folded, from indexes; best match first; the page knows the true total); each
+  row says what matched (``matched_on``).
 - ``member_view`` returns plain data (a dataclass of values and DataFrames, never ORM objects),
   every timestamp converted to the business time zone; money stays integer minor units beside
   its currency.
@@ -14,16 +14,16 @@ Guarantees:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, aliased
 
 from core import audit
+from core.member_search import PAGE_SIZE, SEARCH_COLUMNS, search_page
 from core.models import (
     AuditEntry,
     Dispute,
@@ -41,109 +41,17 @@ from core.models import (
 from core.permissions import Actor, Permission, guarded
 from core.timeutil import utc_now, zone
 
-SEARCH_LIMIT = 50
+SEARCH_LIMIT = PAGE_SIZE
 NOTE_MAX_CHARS = 4000
-_DIGITS = re.compile(r"^\d{1,18}$")
-_OUR_ID = re.compile(r"^(member|mem|m|invoice|inv|payment|pay)\s*[#:]?\s*(\d{1,18})$", re.I)
-
-SEARCH_COLUMNS = ["member_id", "email", "name", "country", "stripe_customer_id", "status", "tier", "matched_on"]
 
 
 class MemberError(ValueError):
     """Bad input for a member operation; str(error) is the sentence to show."""
 
 
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _stripe_id_hits(s: Session, text: str) -> list[tuple[int, str]]:
-    """(member_id, what matched) for an exact Stripe id in any table that carries one."""
-    probes: list[tuple[Any, Any, str]] = [
-        (Member.id, Member.stripe_customer_id, "Stripe customer id"),
-        (Invoice.member_id, Invoice.stripe_invoice_id, "Stripe invoice id"),
-        (Payment.member_id, Payment.stripe_charge_id, "Stripe charge id"),
-        (Payment.member_id, Payment.stripe_payment_intent_id, "Stripe payment intent id"),
-        (Subscription.member_id, Subscription.stripe_subscription_id, "Stripe subscription id"),
-        (Refund.member_id, Refund.stripe_refund_id, "Stripe refund id"),
-        (Dispute.member_id, Dispute.stripe_dispute_id, "Stripe dispute id"),
-        (PaymentMethod.member_id, PaymentMethod.stripe_payment_method_id, "Stripe payment method id"),
-    ]
-    hits: list[tuple[int, str]] = []
-    for member_col, id_col, label in probes:
-        for (mid,) in s.execute(select(member_col).where(id_col == text).limit(SEARCH_LIMIT)):
-            hits.append((mid, label))
-    return hits
-
-
-def _candidates(s: Session, raw: str) -> list[tuple[int, str]]:
-    text = raw.strip()
-    hits: list[tuple[int, str]] = []
-    ours = _OUR_ID.match(text)
-    if ours:
-        kind, number = ours.group(1).lower(), int(ours.group(2))
-        if kind.startswith("m"):
-            hits += [(mid, "member id") for (mid,) in s.execute(select(Member.id).where(Member.id == number))]
-        elif kind.startswith("i"):
-            hits += [(mid, "invoice id") for (mid,) in s.execute(select(Invoice.member_id).where(Invoice.id == number))]
-        else:
-            hits += [(mid, "payment id") for (mid,) in s.execute(select(Payment.member_id).where(Payment.id == number))]
-        return hits
-    if _DIGITS.match(text):
-        number = int(text)
-        hits += [(mid, "member id") for (mid,) in s.execute(select(Member.id).where(Member.id == number))]
-        if len(text) == 4:
-            hits += [(mid, "card last four") for (mid,) in s.execute(
-                select(PaymentMethod.member_id).where(PaymentMethod.last4 == text).distinct().limit(SEARCH_LIMIT))]
-            hits += [(mid, "card last four (payment)") for (mid,) in s.execute(
-                select(Payment.member_id).where(Payment.card_last4 == text).distinct().limit(SEARCH_LIMIT))]
-        hits += [(mid, "invoice id") for (mid,) in s.execute(select(Invoice.member_id).where(Invoice.id == number))]
-        hits += [(mid, "payment id") for (mid,) in s.execute(select(Payment.member_id).where(Payment.id == number))]
-        return hits
-    if "_" in text and " " not in text:
-        hits += _stripe_id_hits(s, text)
-    hits += [(mid, "invoice number") for (mid,) in s.execute(
-        select(Invoice.member_id).where(Invoice.number == text).limit(SEARCH_LIMIT))]
-    lowered = text.lower()
-    pattern = _like_escape(lowered)
-    hits += [(mid, "email") for (mid,) in s.execute(select(Member.id).where(Member.email == lowered))]
-    hits += [(mid, "email starts with") for (mid,) in s.execute(
-        select(Member.id).where(Member.email.like(f"{pattern}%", escape="\\")).order_by(Member.email)
-        .limit(SEARCH_LIMIT))]
-    if len(lowered) >= 2:
-        hits += [(mid, "email contains") for (mid,) in s.execute(
-            select(Member.id).where(Member.email.like(f"%{pattern}%", escape="\\")).order_by(Member.email)
-            .limit(SEARCH_LIMIT))]
-        hits += [(mid, "name") for (mid,) in s.execute(
-            select(Member.id).where(func.lower(Member.name).like(f"%{pattern}%", escape="\\"))
-            .order_by(Member.name).limit(SEARCH_LIMIT))]
-    return hits
-
-
 def search(engine: Engine, text: str | None, *, limit: int = SEARCH_LIMIT) -> pd.DataFrame:
-    """Members matching ``text`` (best matches first, at most ``limit``)."""
-    text = (text or "").strip()[:200]
-    if not text:
-        return pd.DataFrame(columns=SEARCH_COLUMNS)
-    with Session(engine) as s:
-        order: dict[int, str] = {}
-        for mid, label in _candidates(s, text):
-            order.setdefault(mid, label)
-            if len(order) >= limit:
-                break
-        if not order:
-            return pd.DataFrame(columns=SEARCH_COLUMNS)
-        latest = _latest_subscriptions(s, list(order))
-        rows = []
-        for m in s.scalars(select(Member).where(Member.id.in_(list(order)))):
-            sub = latest.get(m.id)
-            rows.append({"member_id": m.id, "email": m.email, "name": m.name, "country": m.country,
-                         "stripe_customer_id": m.stripe_customer_id,
-                         "status": sub["status"] if sub else "no membership",
-                         "tier": sub["tier"] if sub else "free", "matched_on": order[m.id]})
-    rank = {mid: i for i, mid in enumerate(order)}
-    rows.sort(key=lambda r: rank[r["member_id"]])
-    return pd.DataFrame(rows, columns=SEARCH_COLUMNS)
+    """The first ``limit`` members matching ``text``, best first (``core.member_search``)."""
+    return search_page(engine, text, limit=limit).rows
 
 
 def recent_changes(engine: Engine, *, limit: int = 15, tz: str = "UTC") -> pd.DataFrame:
@@ -160,7 +68,7 @@ def recent_changes(engine: Engine, *, limit: int = 15, tz: str = "UTC") -> pd.Da
                 latest[mid] = (kind, at)
         if not latest:
             return pd.DataFrame(columns=SEARCH_COLUMNS)
-        subs = _latest_subscriptions(s, list(latest))
+        subs = latest_subscriptions(s, list(latest))
         members = {m.id: m for m in s.scalars(select(Member).where(Member.id.in_(list(latest))))}
     rows = []
     for mid, (kind, at) in latest.items():
@@ -172,7 +80,7 @@ def recent_changes(engine: Engine, *, limit: int = 15, tz: str = "UTC") -> pd.Da
     return pd.DataFrame(rows, columns=SEARCH_COLUMNS)
 
 
-def _latest_subscriptions(s: Session, member_ids: list[int]) -> dict[int, dict[str, Any]]:
+def latest_subscriptions(s: Session, member_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Per member, the subscription that describes them now: a live one first, else the newest."""
     live_rank = {"active": 0, "trialing": 0, "past_due": 0, "paused": 1, "unpaid": 2}
     out: dict[int, tuple[tuple[int, float], dict[str, Any]]] = {}
@@ -239,7 +147,7 @@ def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberVie
                               .order_by(Subscription.created_at.desc())))
         prices = {p.id: p for p in s.scalars(select(Price).where(
             Price.id.in_([x.price_id for x in subs if x.price_id] or [0])))}
-        current = _latest_subscriptions(s, [member_id]).get(member_id)
+        current = latest_subscriptions(s, [member_id]).get(member_id)
         cur = next((x for x in subs if current and x.id == current["subscription_id"]), None)
         price = prices.get(cur.price_id) if cur and cur.price_id else None
         view = MemberView(
@@ -384,4 +292,5 @@ def is_test_mode(api_key: str, api_base: str) -> bool:
     return not api_key.startswith(("sk_live_", "rk_live_")) or api_base.startswith(("http://127.0.0.1", "http://localhost"))
 
 
-__all__ = ["MemberError", "MemberView", "add_note", "is_test_mode", "member_view", "search", "stripe_dashboard_url"]
+__all__ = ["MemberError", "MemberView", "add_note", "is_test_mode", "latest_subscriptions", "member_view", "search",
+           "stripe_dashboard_url"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import streamlit as st
 
+from core import member_search as core_member_search
 from core import members as core_members
 from core.db import session_scope
 from core.models.enums import SubscriptionStatus
@@ -28,8 +29,10 @@ from dashboard.widgets import definition, empty, error_box, safely, table
 
 log = logging.getLogger(__name__)
 MEMBERS_PAGE = "../pages/members.py"
-SEARCH_HELP = ("Email (start or any part), name, member id, Stripe customer id (cus_…), card last four, "
-               "invoice or payment id (ours, or Stripe's in_… / ch_… / pi_…), invoice number.")
+SEARCH_HELP = ("Email (whole or its start), any word of the name or email (start of the word; case and accents "
+               "do not matter: “fernandez” finds “Fernández”), member id, Stripe id (cus_…, sub_…, in_…, ch_…, "
+               "pi_…, re_…), card last four, invoice or payment id (ours), invoice number. Best matches first.")
+OFFSET_KEY = "member_search_offset"
 
 
 def render_search(ctx: StaffContext) -> None:
@@ -38,20 +41,53 @@ def render_search(ctx: StaffContext) -> None:
     if "member_search" not in st.session_state and initial:
         st.session_state["member_search"] = initial
     text = st.text_input("Find a member", key="member_search", placeholder="email, name, id, cus_…, last four, in_…",
-                         help=SEARCH_HELP, max_chars=200)
+                         help=SEARCH_HELP, max_chars=200, on_change=_first_page)
     st.caption(SEARCH_HELP)  # text-safe: a constant
     if not text.strip():
         _recent()
         return
-    results = safely("The search could not run; try again in a moment.", reads.search_members, text)
-    if results is None:
+    page = safely("The search could not run; try again in a moment.", reads.search_members, text,
+                  st.session_state.get(OFFSET_KEY, 0))
+    if page is None:
         return
-    if results.empty:
-        empty(f"No member matches “{text.strip()}”. Check the spelling, or search by email or Stripe id.")
+    if page.total == 0:
+        empty(f"No member matches “{page.query}”. Check the spelling, or search by email or Stripe id.")
         return
-    st.write(f"{fmt.count(len(results))} member(s) found" + (" (showing the first 50)." if len(results) >= 50 else "."))
-    _links(results.head(15))
-    table(fmt.display_frame(results), "member-search", empty_sentence="No member matches.", key="csv-search")
+    if page.rows.empty:  # paged past the end (the data changed meanwhile): back to the first page
+        _first_page()
+        st.rerun()
+    st.write(_summary(page))
+    _pager(page)
+    _links(page.rows.head(15))
+    table(fmt.display_frame(page.rows), "member-search", empty_sentence="No member matches.", key="csv-search")
+
+
+def _summary(page: core_member_search.SearchPage) -> str:
+    """The true total, where this page sits in it, and how to narrow a long list."""
+    total = ("more than " if page.more_than else "") + fmt.count(page.total)
+    said = f"{total} member{'s' if page.total != 1 or page.more_than else ''} match “{page.query}”"
+    if page.total <= len(page.rows) and not page.more_than:
+        return said + "."
+    return (f"{said}: showing {fmt.count(page.first)}–{fmt.count(page.last)}, best matches first. "
+            "Add a first name or more of the email to narrow it, or page through.")
+
+
+def _first_page() -> None:
+    st.session_state[OFFSET_KEY] = 0
+
+
+def _move(step: int) -> None:
+    st.session_state[OFFSET_KEY] = max(0, st.session_state.get(OFFSET_KEY, 0) + step)
+
+
+def _pager(page: core_member_search.SearchPage) -> None:
+    if page.total <= page.limit and not page.more_than:
+        return
+    back, forward, _ = st.columns([1, 1, 4])
+    back.button(f"← Previous {page.limit}", key="search_prev", disabled=page.offset == 0,
+                on_click=_move, args=(-page.limit,))
+    forward.button(f"Next {page.limit} →", key="search_next", disabled=page.last >= page.total,
+                   on_click=_move, args=(page.limit,))
 
 
 def _links(results: Any, *, what: str | None = None) -> None:

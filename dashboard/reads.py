@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import audit_query, business_settings, overview_counts
+from core import audit_query, business_settings, member_search, overview_counts
 from core import members as core_members
 from core.timeutil import utc_now
 from dashboard.db import engine, settings
@@ -101,12 +101,13 @@ def open_alerts() -> int:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def _search(_engine: Any, url: str, text: str) -> pd.DataFrame:
-    return core_members.search(_engine, text)
+def _search(_engine: Any, url: str, text: str, offset: int) -> member_search.SearchPage:
+    return member_search.search_page(_engine, text, offset=offset)
 
 
-def search_members(text: str) -> pd.DataFrame:
-    return _search(*_key(), (text or "").strip())
+def search_members(text: str, offset: int = 0) -> member_search.SearchPage:
+    """One page of the member search (``core.member_search``): rows, true total, position."""
+    return _search(*_key(), member_search.clean_query(text), max(0, int(offset)))
 
 
 @st.cache_data(ttl=30, show_spinner=False)

@@ -10,8 +10,10 @@ row by row, and there is nothing in these tables a crash could lose.
 - PostgreSQL: the foreign keys of the loaded tables are dropped too and added again at the end
   (which checks every row once, by a join, instead of a trigger per row).
 - Both databases: the triggers of the loaded tables (``subscriptions.card_valid_until``, migration
-  0009; ``invoices.billing_country`` and ``membership_changes.country``, migration 0016) are off during the load (SQLite: dropped and created again; PostgreSQL: disabled), and at
-  the end one statement per kept column makes them do, once over every row, what they skipped.
+  0009; ``invoices.billing_country`` and ``membership_changes.country``, migration 0016; SQLite's member
+  search index, 0015) are off during the load (SQLite: dropped and created again; PostgreSQL:
+  disabled), and at the end one statement per kept column or index makes them do, once over
+  every row, what they skipped.
 - SQLite: ``synchronous=OFF`` on the load's connection (no fsync per chunk), restored to
   ``NORMAL`` (``core.db.make_engine``) afterwards. The journal stays WAL: leaving it needs the
   only open connection, and measured no faster; a failed chunk still rolls back. Foreign keys
@@ -25,6 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, text
+
+from core.db.search_index import SQLITE_FILL
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,10 @@ def _postgres_foreign_keys(conn: Connection, tables: tuple[str, ...]) -> list[tu
     return [(r[0], r[1], r[2]) for r in rows]
 
 
+def _has_table(conn: Connection, name: str) -> bool:
+    return conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).first() is not None
+
+
 def _sqlite_triggers(conn: Connection, tables: tuple[str, ...]) -> list[tuple[str, str]]:
     names = ", ".join(f"'{t}'" for t in tables)
     rows = conn.exec_driver_sql(f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
@@ -73,6 +81,9 @@ _COUNTRY = "UPDATE {t} SET {c} = (SELECT country FROM members m WHERE m.id = {t}
 _REPLAY = {"subscriptions": "UPDATE subscriptions SET default_payment_method_id = default_payment_method_id",
            "invoices": _COUNTRY.format(t="invoices", c="billing_country"),
            "membership_changes": _COUNTRY.format(t="membership_changes", c="country")}
+# SQLite's member search index (migration 0015) is an FTS5 table its triggers keep: filled once
+# from members at the end (PostgreSQL's trigram indexes are ordinary indexes, built again above).
+_SQLITE_REPLAY = {"members": SQLITE_FILL}
 
 
 @contextmanager
@@ -119,3 +130,7 @@ def fresh_load(engine: Engine, tables: tuple[str, ...]) -> Iterator[Connection]:
                 for table, statement in _REPLAY.items():
                     if table in tables:
                         conn.exec_driver_sql(statement)
+                for table, statements in (_SQLITE_REPLAY if sqlite else {}).items():
+                    if table in tables and _has_table(conn, "members_search"):
+                        for statement in statements:
+                            conn.exec_driver_sql(statement)

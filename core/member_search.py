@@ -1,0 +1,309 @@
+"""Member search: one box, answered from indexes, best match first, with the true total.
+
+What a query finds, in this order (``matched_on`` names the rule; a member appears once, under
+the best rule that finds them):
+
+1. ids, exactly: our member / invoice / payment id ("member 12", "invoice #7", bare digits), card
+   last four (bare four digits), Stripe ids (cus_, in_, ch_, pi_, sub_, re_, dp_, pm_) and
+   invoice numbers;
+2. "email": the whole address (a query with an @ is an address: rules 2-3 only);
+3. "email starts with": the address starts with the query;
+4. "name starts with": the name's first word starts with the first word typed, and each other
+   word typed starts a word of the name;
+5. "name": each word typed starts a word of the name ("fernandez" finds "Léa Fernández",
+   "brien" finds "Ann O'Brien");
+6. "name or email": each word typed starts a word of the name or of the address ("stone" finds
+   bob.stone@example.org).
+
+Words are runs of letters and digits (anything else separates them), compared with case and
+accents folded; a one-letter word before the last must be a whole word ("o brien"), the last is
+always a start. When at most ``SORT_LIMIT`` members are found, each rule's members sort by name;
+beyond, in the order the index gives them (SQLite: member id; PostgreSQL: where the rows are
+stored, which is mostly the order they were added), as sorting tens of thousands of names costs
+more than the search. The total
+counts every member found (up to ``COUNT_CAP``; beyond it the page says "more than") and
+``offset`` pages through them.
+
+The word rules read an index the database keeps on every write (migration 0015): SQLite's FTS5
+table ``members_search`` (tokenizer ``unicode61 remove_diacritics 2``) and PostgreSQL's GIN index
+over the generated column ``members.search_words`` (words of ``memberdesk_fold(name)`` and of the
+e-mail). Folding differs at the edges: SQLite removes
+accents that Unicode decomposes (á, é, ñ, ç, ü...) but keeps ø, ł, æ, ß as letters of their own,
+PostgreSQL's ``unaccent`` folds those too (ø → o, ß → ss).
+
+Never raises on any text: hostile input (LIKE wildcards, quotes, FTS5 syntax, control characters,
+very long strings) is split into words of letters and digits, and an empty query finds nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from core.models import Dispute, Invoice, Member, Payment, PaymentMethod, Refund, Subscription
+
+PAGE_SIZE = 50
+COUNT_CAP = 10_000
+SORT_LIMIT = 500   # up to this many found, each rule's members sort by name; beyond, by member id
+MAX_CHARS = 200
+MAX_WORDS = 8
+SEARCH_COLUMNS = ["member_id", "email", "name", "country", "stripe_customer_id", "status", "tier", "matched_on"]
+TIERS = {1: "email", 2: "email starts with", 3: "name starts with", 4: "name", 5: "name or email"}
+
+_DIGITS = re.compile(r"^\d{1,18}$")
+_OUR_ID = re.compile(r"^(member|mem|m|invoice|inv|payment|pay)\s*[#:]?\s*(\d{1,18})$", re.I)
+_STRIPE_ID = re.compile(r"^[A-Za-z]{2,5}_[A-Za-z0-9_]{1,250}$")
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of a search: the rows, and how many members the query finds in all."""
+
+    query: str
+    rows: pd.DataFrame
+    total: int          # members found; a lower bound when ``more_than``
+    more_than: bool     # the count stopped at COUNT_CAP
+    offset: int
+    limit: int
+
+    @property
+    def first(self) -> int:
+        return self.offset + 1 if len(self.rows) else 0
+
+    @property
+    def last(self) -> int:
+        return self.offset + len(self.rows)
+
+
+def clean_query(raw: str | None) -> str:
+    """The query as searched: control characters dropped, spaces collapsed, at most MAX_CHARS."""
+    kept = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in (raw or "")[: MAX_CHARS * 4])
+    return " ".join(kept.split())[:MAX_CHARS]
+
+
+def _words(query: str) -> list[str]:
+    """The words the word rules look for: those with a letter or digit, at most MAX_WORDS."""
+    return [w for w in query.split() if any(ch.isalnum() for ch in w)][:MAX_WORDS]
+
+
+# --- ids ---------------------------------------------------------------------------------------
+
+def _stripe_id_hits(s: Session, value: str) -> list[tuple[int, str]]:
+    """(member_id, what matched) for an exact Stripe id in any table that carries one."""
+    probes: list[tuple[Any, Any, str]] = [
+        (Member.id, Member.stripe_customer_id, "Stripe customer id"),
+        (Invoice.member_id, Invoice.stripe_invoice_id, "Stripe invoice id"),
+        (Payment.member_id, Payment.stripe_charge_id, "Stripe charge id"),
+        (Payment.member_id, Payment.stripe_payment_intent_id, "Stripe payment intent id"),
+        (Subscription.member_id, Subscription.stripe_subscription_id, "Stripe subscription id"),
+        (Refund.member_id, Refund.stripe_refund_id, "Stripe refund id"),
+        (Dispute.member_id, Dispute.stripe_dispute_id, "Stripe dispute id"),
+        (PaymentMethod.member_id, PaymentMethod.stripe_payment_method_id, "Stripe payment method id"),
+    ]
+    hits: list[tuple[int, str]] = []
+    for member_col, id_col, label in probes:
+        hits += [(mid, label) for (mid,) in s.execute(select(member_col).where(id_col == value).limit(PAGE_SIZE))]
+    return hits
+
+
+def _id_hits(s: Session, query: str) -> tuple[list[tuple[int, str]], bool]:
+    """Exact id matches, and whether the query is an id only (then no text search follows)."""
+    ours = _OUR_ID.match(query)
+    if ours:
+        kind, number = ours.group(1).lower(), int(ours.group(2))
+        table = {"m": (Member.id, Member.id, "member id"), "i": (Invoice.member_id, Invoice.id, "invoice id"),
+                 "p": (Payment.member_id, Payment.id, "payment id")}[kind[0]]
+        return [(mid, table[2]) for (mid,) in s.execute(select(table[0]).where(table[1] == number))], True
+    if _DIGITS.match(query):
+        number = int(query)
+        hits = [(mid, "member id") for (mid,) in s.execute(select(Member.id).where(Member.id == number))]
+        if len(query) == 4:  # payment_methods keeps every card a member had, detached ones too
+            hits += [(mid, "card last four") for (mid,) in s.execute(
+                select(PaymentMethod.member_id).where(PaymentMethod.last4 == query).distinct()
+                .order_by(PaymentMethod.member_id).limit(COUNT_CAP))]
+        hits += [(mid, "invoice id") for (mid,) in s.execute(select(Invoice.member_id).where(Invoice.id == number))]
+        hits += [(mid, "payment id") for (mid,) in s.execute(select(Payment.member_id).where(Payment.id == number))]
+        return hits, True
+    hits = _stripe_id_hits(s, query) if _STRIPE_ID.match(query) else []
+    hits += [(mid, "invoice number") for (mid,) in s.execute(
+        select(Invoice.member_id).where(Invoice.number == query).limit(PAGE_SIZE))]
+    return hits, False
+
+
+# --- words and e-mail: the rules, cheapest first, each read in id order with a LIMIT -------------
+
+def tokens(query: str) -> list[str]:
+    """The words the word rules look for, split as SQLite's tokenizer splits (letters and digits;
+    anything else separates), at most MAX_WORDS."""
+    return [t for t in _SEPARATORS.split(unicodedata.normalize("NFC", query)) if t][:MAX_WORDS]
+
+
+_SEPARATORS = re.compile(r"[\W_]+")
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """One query's rules for one database: ``fetch(tier, n)`` gives up to n member ids of a rule,
+    ``count(cap)`` how many members all rules find together (at most cap)."""
+
+    session: Session
+    tiers: list[tuple[int, str, dict[str, Any]]]   # (tier, SELECT id ... LIMIT :n, params)
+    found: str                                     # "<id column> FROM <table> WHERE <any rule finds it>"
+    params: dict[str, Any]
+
+    def fetch(self, sql: str, params: dict[str, Any], n: int) -> list[int]:
+        return [r[0] for r in self.session.execute(text(sql), {**params, "n": n})]
+
+    def count(self, cap: int) -> int:
+        sql = f"SELECT COUNT(*) FROM (SELECT {self.found} LIMIT :cap) c"
+        return self.session.execute(text(sql), {**self.params, "cap": cap}).scalar_one()
+
+    def among(self, ids: list[int]) -> int:
+        """How many of ``ids`` (a short list of whole numbers) the rules find."""
+        if not ids:
+            return 0
+        column = self.found.split(" ", 1)[0]
+        sql = f"SELECT COUNT(*) FROM (SELECT {self.found} AND {column} IN ({', '.join(str(int(i)) for i in ids)})) c"
+        return self.session.execute(text(sql), self.params).scalar_one()
+
+
+def _email_rules(s: Session, email: str, *, pattern_sql: str, pattern: dict[str, Any]) -> _Rules:
+    """Rules 1-2 for a query with an @ in it: the address, then the addresses that start so."""
+    exact = (1, "SELECT id FROM members WHERE email = :email LIMIT :n", {"email": email})
+    start = (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern)
+    return _Rules(s, [exact, start], f"id FROM members WHERE {pattern_sql}", pattern)
+
+
+def _fts_term(token: str, *, last: bool) -> str:
+    # A one-letter word before the last is a whole word ("o" of "o'brien"): as a prefix it would
+    # read every word starting with that letter. The last word is always a prefix (still typing).
+    quoted = '"' + token.replace('"', '""') + '"'
+    return quoted + "*" if last or len(token) > 1 else quoted
+
+
+def _sqlite_rules(s: Session, query: str) -> _Rules | None:
+    email = query.lower()
+    pattern_sql = "email >= :lo AND email < :hi"   # the unique index on email, read as a range
+    pattern = {"lo": email, "hi": email + "\U0010ffff"}
+    if "@" in query:
+        return _email_rules(s, email, pattern_sql=pattern_sql, pattern=pattern)
+    words = tokens(query)
+    if not words:
+        return None
+    terms = [_fts_term(t, last=i == len(words) - 1) for i, t in enumerate(words)]
+    every = " AND ".join(terms)
+    first = "first_word : " + terms[0] + (" AND name : (" + " AND ".join(terms[1:]) + ")" if terms[1:] else "")
+    fts = "SELECT rowid FROM members_search WHERE members_search MATCH :q ORDER BY rowid LIMIT :n"
+    tiers = [(3, fts, {"q": first}), (4, fts, {"q": f"name : ({every})"}), (5, fts, {"q": every})]
+    if " " not in query:
+        tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
+    # Every address that starts with the query also has each of its words (rule 5): one count.
+    return _Rules(s, tiers, "rowid FROM members_search WHERE members_search MATCH :q", {"q": every})
+
+
+def _pg_like(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _tsquery(words: list[str], weights: list[str]) -> str:
+    """``to_tsquery`` text: each word (letters and digits only, so no query syntax) a prefix, or a
+    whole word as in ``_fts_term``, standing where ``weights`` say (see migration 0015)."""
+    last = len(words) - 1
+    marks = [("*" if i == last or len(w) > 1 else "") + weight for i, (w, weight) in enumerate(zip(words, weights,
+                                                                                                     strict=True))]
+    return " & ".join(f"{w}:{m}" if m else w for w, m in zip(words, marks, strict=True))
+
+
+def _postgres_rules(s: Session, query: str) -> _Rules | None:
+    email = query.lower()
+    pattern_sql = "email LIKE :prefix"   # ix_members_email_pattern (text_pattern_ops): a range scan
+    pattern = {"prefix": _pg_like(email) + "%"}
+    # The planner guesses a fixed share of rows for a prefix word and then prefers reading the
+    # whole table, which is what a rule that finds nobody costs: the GIN index always answers.
+    s.execute(text("SET LOCAL enable_seqscan = off"))
+    if "@" in query:
+        return _email_rules(s, email, pattern_sql=pattern_sql, pattern=pattern)
+    folded = s.execute(text("SELECT memberdesk_fold(:q)"), {"q": unicodedata.normalize("NFC", query)}).scalar_one()
+    words = tokens(folded)
+    if not words:
+        return None
+    n = len(words)
+    rule = "SELECT id FROM members WHERE search_words @@ to_tsquery('simple', :q) LIMIT :n"
+    tiers = [(3, rule, {"q": _tsquery(words, ["A"] + ["B"] * (n - 1))}),
+             (4, rule, {"q": _tsquery(words, ["B"] * n)}),
+             (5, rule, {"q": _tsquery(words, [""] * n)})]
+    if " " not in query:
+        tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
+    return _Rules(s, tiers, "id FROM members WHERE search_words @@ to_tsquery('simple', :q)", tiers[-1][2])
+
+
+def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: int) -> tuple[list[tuple[int, int]],
+                                                                                                int, bool]:
+    """(member id, rule) of the page's rows from the e-mail and word rules, their total, and
+    whether the total stopped at COUNT_CAP."""
+    rules = _sqlite_rules(s, query) if s.get_bind().dialect.name == "sqlite" else _postgres_rules(s, query)
+    if rules is None:
+        return [], 0, False
+    counted = rules.count(COUNT_CAP + 1)
+    total = min(counted, COUNT_CAP) - rules.among(exclude)  # members the id rules listed already
+    sort_by_name = counted <= SORT_LIMIT
+    need = counted if sort_by_name else min(offset + limit, COUNT_CAP)
+    seen, found = set(exclude), []
+    for tier, sql, params in rules.tiers:
+        if len(found) >= need:
+            break
+        for mid in rules.fetch(sql, params, need - len(found) + len(seen)):
+            if mid not in seen:
+                seen.add(mid)
+                found.append((mid, tier))
+    if sort_by_name and found:
+        names = dict(s.execute(select(Member.id, Member.name).where(Member.id.in_([m for m, _ in found]))).all())
+        found.sort(key=lambda hit: (hit[1], names.get(hit[0], ""), hit[0]))
+        total = len(found)
+    return found[offset:offset + limit], total, counted > COUNT_CAP
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+def search_page(engine: Engine, raw: str | None, *, offset: int = 0, limit: int = PAGE_SIZE) -> SearchPage:
+    """The members ``raw`` finds: ``limit`` of them from ``offset``, best first, and the total."""
+    from core.members import latest_subscriptions  # the member read model's "status now"
+
+    query = clean_query(raw)
+    offset, limit = max(0, int(offset)), max(1, min(int(limit), 500))
+    if not query:
+        return SearchPage(query, pd.DataFrame(columns=SEARCH_COLUMNS), 0, False, offset, limit)
+    with Session(engine) as s:
+        found: dict[int, str] = {}
+        hits, id_only = _id_hits(s, query)
+        for mid, label in hits:
+            found.setdefault(mid, label)
+        ids = list(found)
+        chosen = [(mid, found[mid]) for mid in ids[offset:offset + limit]]
+        total, more = len(ids), False
+        if not id_only:
+            word_offset = max(0, offset - len(ids))
+            word_rows, word_total, more = _word_page(s, query, ids, word_offset, limit - len(chosen))
+            chosen += [(mid, TIERS[tier]) for mid, tier in word_rows]
+            total += word_total
+        if not chosen:
+            return SearchPage(query, pd.DataFrame(columns=SEARCH_COLUMNS), total, more, offset, limit)
+        members = {m.id: m for m in s.scalars(select(Member).where(Member.id.in_([mid for mid, _ in chosen])))}
+        latest = latest_subscriptions(s, list(members))
+    rows = []
+    for mid, label in chosen:
+        m, sub = members[mid], latest.get(mid)
+        rows.append({"member_id": m.id, "email": m.email, "name": m.name, "country": m.country,
+                     "stripe_customer_id": m.stripe_customer_id,
+                     "status": sub["status"] if sub else "no membership",
+                     "tier": sub["tier"] if sub else "free", "matched_on": label})
+    return SearchPage(query, pd.DataFrame(rows, columns=SEARCH_COLUMNS), total, more, offset, limit)
+
+
+__all__ = ["COUNT_CAP", "PAGE_SIZE", "SEARCH_COLUMNS", "SearchPage", "clean_query", "search_page"]
