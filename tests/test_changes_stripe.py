@@ -49,6 +49,33 @@ class TestRefund:
                            SUPPORT, stripe=stripe_env.client)
         assert p.amount_minor == 750 and p.amount_kind == "refund"
 
+    def test_a_second_like_refund_asks_and_names_the_first(self, engine, stripe_env, world):  # noqa: F811
+        from core.changes import RepeatSuspected
+
+        first = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00"}),
+                       SUPPORT, stripe=stripe_env.client)
+        assert first.status == "applied" and first.message == "Done."
+        # The form filled in again at the member's new version: not a replay, a second refund.
+        again = _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00"})
+        for attempt in (preview_change, submit):
+            with pytest.raises(RepeatSuspected) as caught:
+                attempt(engine, again, Actor.of("tom", ["support"]), stripe=stripe_env.client)
+            sentence = str(caught.value)
+            assert "$1.00" in sentence and "by sam" in sentence and "UTC" in sentence, sentence
+            assert caught.value.earlier["request_id"] == first.request_id
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 100
+        # A different amount is not "like" the first; the same amount goes ahead once confirmed.
+        preview_change(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "2"}),
+                       SUPPORT, stripe=stripe_env.client)
+        confirmed = _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00",
+                                                      "repeat_of": first.request_id})
+        assert submit(engine, confirmed, SUPPORT, stripe=stripe_env.client).status == "applied"
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 200
+        # The same confirmed form submitted twice (a double click) is answered, not made again.
+        replay = submit(engine, confirmed, SUPPORT, stripe=stripe_env.client)
+        assert replay.message == "This change was already made; it was not made twice."
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 200
+
     def test_bad_amounts_write_nothing(self, engine, stripe_env, world):  # noqa: F811
         cases = [({"amount": "20.00"}, "At most \\$10.00"), ({"amount": "-1"}, "more than zero"),
                  ({"amount": "1.234"}, "2 decimal places"), ({"amount": "1", "currency": "EUR"}, "made in USD"),
