@@ -89,11 +89,11 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
         if chosen:
             p["currency"] = chosen["currency"]
         repeat = (state or {}).get("repeat")
-        if repeat and chosen and repeat.get("payment_id") == chosen["id"]:
-            # The service refused a refund like a recent one; going ahead needs this explicit tick.
-            if st.checkbox(f"Yes, refund again: this is a second refund besides request #{repeat['request_id']}",
-                           key=f"{key}-repeat-{repeat['request_id']}"):
-                p["repeat_of"] = repeat["request_id"]
+        # The service refused a refund like a recent one; going ahead needs this explicit tick.
+        if repeat and chosen and repeat.get("payment_id") == chosen["id"] and st.checkbox(
+                f"Yes, refund again: this is a second refund besides request #{repeat['request_id']}",
+                key=f"{key}-repeat-{repeat['request_id']}"):
+            p["repeat_of"] = repeat["request_id"]
     elif action == "retry_invoice":
         options = {f"#{r['id']} · {fmt.money(r['amount_remaining'], r['currency'])} due since "
                    f"{fmt.day(r['created_at'])}": r["id"] for r in data["invoices"]}
