@@ -52,3 +52,14 @@ def test_planted_incidents_fire_on_their_day_with_the_right_hint(engine):
     fired = alerts_at(engine, midnight(day) + timedelta(days=1))
     assert "most given reason: duplicate" in fired[("refund_spike", "all")]["hint"]
     assert ("refund_spike", "all") not in alerts_at(engine, midnight(day))
+
+
+@pytest.mark.slow
+def test_a_fresh_demo_opens_nothing_new_at_any_hour_of_its_last_day(engine):
+    # The demo's data ends at today 00:00 UTC; a person opens it any time today. Whatever the
+    # hour, the rules compare like with like, so nothing opens that midnight did not open.
+    load_demo(engine, members=5000, seed=1, now=NOW)
+    at_start = set(alerts_at(engine, NOW))
+    for hour in (1, 6, 12, 15, 18, 23):
+        later = alerts_at(engine, NOW + timedelta(hours=hour, minutes=30 if hour == 23 else 0))
+        assert set(later) <= at_start, (hour, {k: later[k]["hint"] for k in set(later) - at_start})
