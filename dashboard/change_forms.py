@@ -113,6 +113,17 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
     return p
 
 
+def _show_guide(action: str) -> None:
+    """Training in place: what this does in Stripe and for the member, and where to read more."""
+    from core.changes.guide import GUIDES, runbook_link
+
+    guide = GUIDES.get(action)
+    if guide is None:
+        return
+    st.caption(f"**In Stripe:** {guide.stripe}  \n**The member:** {guide.member}  \n"
+               f"[Runbook: {guide.section}]({runbook_link(action)})")
+
+
 def _show_preview(preview: changes.Preview) -> None:
     lines = list(preview.summary)
     if preview.amount_minor is not None and preview.currency:
@@ -159,6 +170,7 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
     # The form's generation is part of every widget key: after "Done." it moves on and the browser
     # draws new, empty widgets (deleting the old keys alone leaves the typed values on screen).
     key = f"chg-{member_id}-{action}" + (f"-g{state['generation']}" if state.get("generation") else "")
+    _show_guide(action)
     with st.form(key):
         params = _inputs(action, data, key, state)
         reasons = queries.reasons_for(action)
@@ -341,8 +353,14 @@ def _display(frame: Any) -> Any:
 
 
 def _decide_form(ctx: StaffContext, pending: Any) -> None:
+    labels = {int(r["request_id"]): queries.request_label(r) for r in pending.to_dict("records")}
+    summaries = {int(r["request_id"]): r["summary"] for r in pending.to_dict("records")}
+    rid = st.selectbox("Request to decide", list(labels), format_func=labels.get, key="chg-decide-id")
+    st.info(f"**{labels[int(rid)]}**\n\n{summaries.get(int(rid)) or ''}\n\nApprove and apply re-checks the request "
+            "against the member's current state and then makes it in Stripe at once (for a refund: the money goes "
+            "back to the member's card and Stripe e-mails them a receipt if receipts are on). Reject changes "
+            "nothing. [Runbook: limits and approvals](/runbook#limits-and-approvals)")
     with st.form("chg-decide"):
-        rid = st.selectbox("Request", pending["request_id"].tolist(), key="chg-decide-id")
         note = st.text_area("Note for your decision (required)", key="chg-decide-note", max_chars=2000)
         cols = st.columns(2)
         approve = cols[0].form_submit_button("Approve and apply", type="primary")
