@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from sqlalchemy import Engine
 
+from core.labels import code_label
 from core.metrics import MetricError, MetricResult
 from dashboard import charts, metrics_data
 from dashboard import format as fmt
@@ -109,8 +110,11 @@ def breakdown_points(result: MetricResult | None, slug: str, *, label_column: st
         return []
     frame = result.breakdown
     col = label_column if label_column in frame.columns else "key"
-    series = frame[series_column].fillna("unknown").astype(str) if series_column in frame.columns else [""] * len(frame)
-    return [charts.Point(key=DrillTarget(slug, "", key=str(k)).id, label=str(lbl) if lbl is not None else "unknown",
+    series = ([code_label(v, series_column) for v in frame[series_column].fillna("unknown").astype(str)]
+              if series_column in frame.columns else [""] * len(frame))
+    # Bars are labelled in words (core.labels), never with the stored code.
+    return [charts.Point(key=DrillTarget(slug, "", key=str(k)).id,
+                         label=code_label(lbl) if lbl is not None else "Unknown",
                          value=None if pd.isna(v) else v, series=sr)
             for k, lbl, v, sr in zip(frame["key"], frame[col], frame[value_column], series, strict=True)]
 
@@ -410,7 +414,7 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
     for i, code in enumerate(order):
         group = rows[codes == code]
         count = f"{len(group):,} of those listed" if partial else f"{len(group):,} member(s)"
-        with st.expander(f"{code} — {count}", expanded=i == 0 or len(order) <= 2):
+        with st.expander(f"{code_label(code, code_col)} — {count}", expanded=i == 0 or len(order) <= 2):
             show_rows(group, f"past-due {code}", key=f"{key}_{code}", empty_sentence="Nobody in this group.")
     if partial:
         csv_download(whole, "past-due worklist", key=f"{key}_all", label=f"Download the whole worklist: {total:,} (CSV)")

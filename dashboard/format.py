@@ -12,6 +12,7 @@ from datetime import date, datetime
 
 import pandas as pd
 
+from core.labels import CODE_COLUMNS, code_label
 from core.money import format_money
 
 DASH = "—"
@@ -74,6 +75,9 @@ def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = 
             out[col] = out[col].map(lambda v: DASH if pd.isna(v) else f"{v:%Y-%m-%d %H:%M}")
         elif out[col].dtype == object and len(out) and any(isinstance(v, datetime) for v in out[col]):
             out[col] = out[col].map(lambda v: when(v) if isinstance(v, datetime) else (DASH if v is None else v))
+    for col in out.columns:  # stored codes in words (payment_failed -> Payment failed)
+        if col in CODE_COLUMNS and not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = [code_label(v, col) if isinstance(v, str) else v for v in out[col]]
     for col in out.columns:  # blanks instead of "None"/"<NA>" (also in the CSV)
         if out[col].isna().any():
             out[col] = out[col].astype(object).where(out[col].notna(), "")

@@ -38,11 +38,11 @@ def test_planted_incidents_fire_on_their_day_with_the_right_hint(engine):
     day = planted["decline_spike"].day
     fired = alerts_at(engine, midnight(day) + timedelta(days=1))
     code = fired[("failure_concentration", "decline_code=insufficient_funds")]
-    assert code["hint"].startswith("Failures concentrated on decline code insufficient_funds")
+    assert code["hint"].startswith("Failures concentrated on decline code “Insufficient funds”")
     brand = fired[("failure_concentration", "card_brand=mastercard")]
-    assert brand["hint"].startswith("Failures concentrated on card brand mastercard")
+    assert brand["hint"].startswith("Failures concentrated on card brand “Mastercard”")
     rate = fired[("failure_rate_day", "all")]
-    assert "most failures: decline code insufficient_funds" in rate["hint"]
+    assert "most failures: decline code “Insufficient funds”" in rate["hint"]
     assert rate["window_start"] == midnight(day)
     before = alerts_at(engine, midnight(day))  # the day before: nothing about payments
     assert [k for k in before if k[0].startswith("failure")] == []
@@ -50,7 +50,7 @@ def test_planted_incidents_fire_on_their_day_with_the_right_hint(engine):
     # The refund burst.
     day = planted["refund_burst"].day
     fired = alerts_at(engine, midnight(day) + timedelta(days=1))
-    assert "most given reason: duplicate" in fired[("refund_spike", "all")]["hint"]
+    assert "most given reason: Duplicate charge" in fired[("refund_spike", "all")]["hint"]
     assert ("refund_spike", "all") not in alerts_at(engine, midnight(day))
 
 

@@ -52,7 +52,7 @@ class TestFailureRateDay:
         assert list(alerts) == ["all"]
         a = alerts["all"]
         assert a["value"] == pytest.approx(36 / 150) and a["baseline"] == pytest.approx(0.05)
-        assert "36 of 150" in a["hint"] and "insufficient_funds" in a["hint"]
+        assert "36 of 150" in a["hint"] and "“Insufficient funds”" in a["hint"] and "insufficient_funds" not in a["hint"]
         assert a["severity"] == "high"  # 24% against 5% is 4.8 times: high (critical from 5 times)
 
     def test_quiet_on_an_ordinary_day(self, engine, session):
@@ -102,7 +102,7 @@ class TestFailureConcentration:
         alerts = fired(engine, "failure_concentration")
         assert list(alerts) == ["decline_code=card_velocity_exceeded"]
         hint = alerts["decline_code=card_velocity_exceeded"]["hint"]
-        assert hint.startswith("Failures concentrated on decline code card_velocity_exceeded: 30 of 40")
+        assert hint.startswith("Failures concentrated on decline code “Spending limit reached”: 30 of 40")
 
     def test_names_the_card_brand(self, engine, session):
         m = make_member(session)
@@ -117,7 +117,7 @@ class TestFailureConcentration:
         session.commit()
         alerts = fired(engine, "failure_concentration")
         assert "card_brand=amex" in alerts
-        assert "card brand amex" in alerts["card_brand=amex"]["hint"]
+        assert "card brand “American Express”" in alerts["card_brand=amex"]["hint"]
 
     def test_quiet_when_the_mix_is_usual(self, engine, session):
         m = make_member(session)

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, case, func, literal, select
 
 from core.alerts import stats
 from core.alerts.rules import Finding, Rule, register
+from core.labels import code_label
 from core.models import Payment
 from core.money import format_money
 
@@ -79,7 +80,7 @@ def top_failure_reason(conn: Connection, start: datetime, end: datetime, first_o
     if not total:
         return ""
     code, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
-    return f"; most failures: decline code {code} ({n / total:.0%} of {total})"
+    return f"; most failures: decline code “{code_label(code, 'decline_code')}” ({n / total:.0%} of {total})"
 
 
 # --- failure rate -----------------------------------------------------------------------------
@@ -188,7 +189,8 @@ def _concentration_check(conn: Connection, now: datetime, params: dict[str, Any]
                     or stats.rate_z(n, total, floor) < params["z_min"]):
                 continue
             words = DIMENSION_WORDS[dim]
-            hint = (f"Failures concentrated on {words} {value}: {n} of {total} {what} in "
+            shown = value if dim in ("currency", "card_country") else code_label(value, dim)
+            hint = (f"Failures concentrated on {words} “{shown}”: {n} of {total} {what} in "
                     f"{window_text(hours)} ({share:.0%}), against {base_share:.0%} of failures over the "
                     f"previous {float(params['baseline_days']):g} days.")
             findings.append(Finding(
