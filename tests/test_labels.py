@@ -32,3 +32,21 @@ def test_scopes_and_tables_in_words():
     assert shown["Decline code"].tolist() == ["Insufficient funds", ""]
     assert shown["Reason"].tolist() == ["Payment failed", "Duplicate charge"]
     assert shown["Email"].tolist() == ["a_b@example.com", "c@example.com"]
+
+
+def test_a_tiny_change_is_not_minus_zero_percent():
+    from dashboard.format import money, percent
+
+    assert f"{money(-581, 'USD', signed=True)} ({percent(-581 / 11_399_901, signed=True)})" == "-$5.81 (-<0.1%)"
+    assert percent(0.0, signed=True) == "+0.0%" and percent(-0.00001) == "0.0%"
+    assert percent(-0.023, signed=True) == "-2.3%"
+
+
+def test_times_in_tables_carry_their_zone():
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    moment = datetime(2026, 11, 27, 14, 5, tzinfo=UTC)
+    frame = pd.DataFrame({"created_at": [moment.astimezone(ZoneInfo("Europe/Paris"))], "at": [moment]})
+    shown = display_frame(frame)
+    assert shown["Created at"].tolist() == ["2026-11-27 15:05 CET"] and shown["At"].tolist() == ["2026-11-27 14:05 UTC"]
