@@ -169,8 +169,10 @@ def chart(fig: go.Figure, key: str) -> list[str]:
 
 
 def drill_picker(engine: Engine, q: metrics_data.Question, targets: Sequence[DrillTarget], clicked: Sequence[str],
-                 *, key: str, noun: str = "rows") -> None:
-    """A select box of the chart's cells; the chosen cell's rows below it, with CSV download."""
+                 *, key: str, noun: str = "rows", later: list[Callable[[], None]] | None = None) -> None:
+    """A select box of the chart's cells; the chosen cell's rows below it, with CSV download.
+    ``later``: the picker sits in a half-width column; its rows are drawn when the caller runs
+    ``draw_later(later)`` below the columns, at full width, so every money column shows."""
     if not targets:
         return
     ids = [NONE, *[t.id for t in targets]]
@@ -187,6 +189,21 @@ def drill_picker(engine: Engine, q: metrics_data.Question, targets: Sequence[Dri
     if chosen in (None, NONE):
         return
     target = by_id[chosen]
+    if later is not None:
+        st.caption(f"The rows behind {target.label} are below the charts.")
+        later.append(lambda: _drill_rows(engine, q, target, key))
+        return
+    _drill_rows(engine, q, target, key)
+
+
+def draw_later(later: list[Callable[[], None]]) -> None:
+    """The drill tables of a row of half-width charts, each at full width, in order."""
+    for draw in later:
+        draw()
+    later.clear()
+
+
+def _drill_rows(engine: Engine, q: metrics_data.Question, target: DrillTarget, key: str) -> None:
     with st.spinner(f"Loading the rows behind {target.label} …"):
         try:
             asked = metrics_data.with_filter(q, target.dim, target.value) if target.dim and target.value else q

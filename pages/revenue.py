@@ -30,6 +30,7 @@ for row in ((("mrr", "MRR"), ("arr", "ARR"), ("paying_members", "Paying members"
         ui.card(col, md.find(b, *S[role]), S[role][0], title, line)
 ui.by_currency_table(b, [S[r] for r in ("mrr", "arr", "arpu", "net_revenue")], key="revenue_by_currency")
 
+LATER: list = []  # drill tables of half-width charts, drawn below them
 left, right = st.columns(2)
 with left:
     st.subheader("MRR over time")
@@ -41,7 +42,7 @@ with left:
         clicked = ui.chart(charts.line(pts, unit="money", currency=q.currency, title=f"{which} at the end of each {q.granularity}"),
                            key="revenue_mrr_chart")
         ui.caption_definition(shown, slug)
-        ui.drill_picker(eng, q, ui.targets_from_points(pts, which), clicked, key="revenue_mrr", noun="subscriptions")
+        ui.drill_picker(eng, q, ui.targets_from_points(pts, which), clicked, key="revenue_mrr", noun="subscriptions", later=LATER)
     else:
         ui.missing(shown, f"{which} over time")
 with right:
@@ -52,9 +53,11 @@ with right:
                                             title=f"From {q.start:%d %b %Y} to {q.last_day:%d %b %Y}"),
                            key="revenue_waterfall")
         ui.caption_definition(wf.result, wf.slug)
-        ui.drill_picker(eng, q, wf.targets, clicked, key="revenue_movements", noun="members")
+        ui.drill_picker(eng, q, wf.targets, clicked, key="revenue_movements", noun="members", later=LATER)
     else:
         ui.missing(None, "The MRR movements")
+
+ui.draw_later(LATER)  # the drill tables of the two charts above, full width
 
 st.subheader("From MRR to cash")
 chain = ui.chain(b, [("MRR", S["mrr"]), ("Billed", S["billed"]), ("Collected", S["gross_revenue"]),

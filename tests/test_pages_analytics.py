@@ -120,6 +120,8 @@ class TestRevenue:
         frame = at.dataframe[-1].value
         assert list(frame["Email"]) == ["ann.lee@example.com"]
         assert list(frame["MRR at end"]) == ["$9.99"]
+        # Drawn at full width below the two charts (in a half-width column the money columns were cut off).
+        assert all(len(c.dataframe) == 0 for c in at.columns)
 
     def test_bad_link_parameters_are_explained(self, database_url, world):
         at = run_page(database_url, "revenue.py", "finance", {"from": "yesterday", "grain": "hour"})
@@ -184,7 +186,7 @@ class TestFailedPayments:
         assert cards["Failure rate (first attempt)"] == fmt.percent(r.value)
         # Bob is past due (the small world has no open invoice for him, so his decline code is
         # "unknown"): his group, and his row links to his member page.
-        assert [e.label for e in at.expander if "member(s)" in e.label] == ["unknown — 1 member(s)"]
+        assert [e.label for e in at.expander if "member(s)" in e.label] == ["Unknown — 1 member(s)"]
         worklist = next(d.value for d in at.dataframe if "Email" in d.value.columns
                         and "bob.stone@example.org" in set(d.value["Email"]))
         assert f"members?member={world.bob_id}" in set(worklist["Member page"])
@@ -221,7 +223,8 @@ class TestFailedPayments:
         first, today = this_month()
         at = run_page(database_url, "failed_payments.py", "admin",
                       {"from": first.isoformat(), "to": today.isoformat()})
-        pick(at, "Decline code: insufficient_funds")
+        pick(at, "Decline code: Insufficient funds")
         frame = at.dataframe[-1].value
         assert {"ann.lee@example.com", "bob.stone@example.org"} <= set(frame["Email"])
-        assert set(frame["Decline code"]) == {"insufficient_funds"}
+        assert set(frame["Decline code"]) == {"Insufficient funds"}
+        assert all(len(c.dataframe) == 0 for c in at.columns), "drill rows are drawn full width, below the charts"
