@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -89,8 +89,24 @@ def card(column: Any, result: MetricResult | None, slug: str, title: str, settin
     column.metric(title, value_text(result), help=help_text(result, slug, settings_line), border=True)
 
 
-def series_points(result: MetricResult | None, slug: str, *, series: str = "") -> list[charts.Point]:
-    """One point per bucket; per original currency gives one series per currency."""
+SO_FAR = " (so far)"
+
+
+def unfinished(period: date | None, q: metrics_data.Question | None, granularity: str | None = None) -> bool:
+    """True when the bucket starting at ``period`` has not ended at the question's ``now``."""
+    if period is None or q is None:
+        return False
+    from core.business_settings import BusinessSettings
+    from core.timeutil import local_midnight, next_period_start, zone
+
+    tz = zone(BusinessSettings(**dict(q.settings)).business_timezone)
+    return local_midnight(next_period_start(period, granularity or q.granularity), tz) > q.now_minute
+
+
+def series_points(result: MetricResult | None, slug: str, *, series: str = "",
+                  q: metrics_data.Question | None = None) -> list[charts.Point]:
+    """One point per bucket; per original currency gives one series per currency. With ``q``, a
+    bucket that has not ended yet is marked partial and labelled "so far"."""
     if result is None or result.series is None or result.series.empty:
         return []
     frame = result.series
@@ -99,8 +115,10 @@ def series_points(result: MetricResult | None, slug: str, *, series: str = "") -
         period = row.period
         name = series or (str(row.currency) if "currency" in frame.columns else "")
         value = row.value
-        out.append(charts.Point(key=DrillTarget(slug, "", period=_as_date(period)).id, label=_label(period),
-                                value=None if pd.isna(value) else value, series=name))
+        partial = unfinished(_as_date(period), q)
+        out.append(charts.Point(key=DrillTarget(slug, "", period=_as_date(period)).id,
+                                label=_label(period) + (SO_FAR if partial else ""),
+                                value=None if pd.isna(value) else value, series=name, partial=partial))
     return out
 
 
@@ -357,15 +375,17 @@ class CohortGrid:
     cells: dict[tuple[str, str], Any]
     keys: dict[tuple[str, str], str]
     targets: list[DrillTarget]
+    partial: set[tuple[str, str]] = field(default_factory=set)  # cells of a month not ended yet
 
 
 COHORT_COLUMNS = ("cohort", "cohort_month", "period")
 OFFSET_COLUMNS = ("k", "months_since", "age", "offset")
 
 
-def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
+def cohort_grid(result: MetricResult | None, slug: str, q: metrics_data.Question | None = None) -> CohortGrid | None:
     """Rows = cohorts (first paid month), columns = months since (0, 1, 2 ...), from the
-    registry's cohort breakdown (one row per cohort and month)."""
+    registry's cohort breakdown (one row per cohort and month). With ``q``, cells of a calendar
+    month that has not ended are listed in ``partial`` (drawn as "so far", not coloured)."""
     if result is None or result.breakdown is None or result.breakdown.empty:
         return None
     frame = result.breakdown
@@ -378,6 +398,7 @@ def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
     cells: dict[tuple[str, str], Any] = {}
     keys: dict[tuple[str, str], str] = {}
     targets: list[DrillTarget] = []
+    partial: set[tuple[str, str]] = set()
     shares = frame["share"] if "share" in frame.columns else frame["value"]
     months = frame["month"] if "month" in frame.columns and offset_col != "month" else frame[cohort_col]
     for cohort, k, value, month in zip(frame[cohort_col], frame[offset_col], shares, months, strict=True):
@@ -389,6 +410,8 @@ def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
         if c not in cols:
             cols.append(c)
         cells[(r, c)] = None if value is None or pd.isna(value) else value
+        if unfinished(_as_date(month), q, "month"):
+            partial.add((r, c))
         # The registry's drill behind a cohort cell: the members paying at the end of that calendar
         # month (all cohorts), so cells of one calendar month share their rows.
         at = _as_date(month)
@@ -397,7 +420,7 @@ def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
         if all(t.id != target.id for t in targets):
             targets.append(target)
     cols.sort(key=lambda c: int(c[1:]) if c[1:].isdigit() else 10**6)
-    return CohortGrid(rows, cols, cells, keys, targets)
+    return CohortGrid(rows, cols, cells, keys, targets, partial)
 
 
 WORKLIST_FIRST = ("member_id", "email", "amount_due_minor", "currency", "days_past_due", "decline_code", "next_retry_at",

@@ -34,7 +34,7 @@ left, right = st.columns(2)
 with left:
     st.subheader("Member churn")
     pts = [p for role, name in (("member_churn", "All"), ("voluntary", "Voluntary"), ("involuntary", "Involuntary"))
-           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role][0]), series=name)]
+           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role][0]), series=name, q=q)]
     if pts:
         clicked = ui.chart(charts.line(pts, unit="percent", title=f"Share of paying members lost, by {q.granularity}"),
                            key="churn_members_chart")
@@ -46,7 +46,7 @@ with right:
     st.subheader("MRR retention")
     pts = [p for role, name in (("gross_mrr_churn", "Gross MRR churn"), ("net_mrr_churn", "Net MRR churn"),
                                 ("nrr", "NRR"), ("grr", "GRR"))
-           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role][0]), series=name)]
+           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role][0]), series=name, q=q)]
     if pts:
         clicked = ui.chart(charts.line(pts, unit="percent", title=f"MRR churn and retention, by {q.granularity}"),
                            key="churn_mrr_chart")
@@ -63,9 +63,10 @@ st.caption("Cohort = month of a member's first paid month; a member who comes ba
 tab_members, tab_mrr = st.tabs(["Members retained", "Net MRR retained"])
 for tab, role, what in ((tab_members, "cohort_members", "members"), (tab_mrr, "cohort_mrr", "net MRR")):
     with tab:
-        grid = ui.cohort_grid(found[role], ui.slug_of(found[role], C[role][0]))
+        grid = ui.cohort_grid(found[role], ui.slug_of(found[role], C[role][0]), q)
         if grid is not None:
             clicked = ui.chart(charts.heatmap(grid.rows, grid.cols, grid.cells, unit="percent", keys=grid.keys,
+                                              partial=grid.partial,
                                               title=f"Share of each cohort's {what} at the end of month k"),
                                key=f"churn_{role}_chart")
             ui.caption_definition(found[role], C[role][0])
@@ -77,7 +78,7 @@ left, right = st.columns(2)
 with left:
     st.subheader("Trial conversion")
     res = found["trial_conversion"]
-    pts = ui.series_points(res, ui.slug_of(res, C["trial_conversion"][0]))
+    pts = ui.series_points(res, ui.slug_of(res, C["trial_conversion"][0]), q=q)
     if pts:
         clicked = ui.chart(charts.bars(pts, unit="percent", title="Trials ending in each period that converted"),
                            key="churn_trials_chart")

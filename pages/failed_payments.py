@@ -43,9 +43,9 @@ left, right = st.columns(2)
 with left:
     st.subheader("First-attempt failure rate")
     res = found["failure_rate"]
-    pts = ui.series_points(res, ui.slug_of(res, F["failure_rate"][0]), series="Failure rate")
+    pts = ui.series_points(res, ui.slug_of(res, F["failure_rate"][0]), series="Failure rate", q=q)
     pts += ui.series_points(found["recovery_rate"], ui.slug_of(found["recovery_rate"], F["recovery_rate"][0]),
-                            series="Recovery rate")
+                            series="Recovery rate", q=q)
     if pts:
         clicked = ui.chart(charts.line(pts, unit="percent", title=f"Renewal payments, by {q.granularity}"),
                            key="failed_rate_chart")

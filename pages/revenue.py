@@ -37,7 +37,7 @@ with left:
     which = st.radio("Show", ["MRR", "ARR"], horizontal=True, key="revenue_mrr_or_arr", label_visibility="collapsed")
     shown = arr if which == "ARR" else mrr
     slug = S["arr"][0] if which == "ARR" else S["mrr"][0]
-    pts = ui.series_points(shown, ui.slug_of(shown, slug))
+    pts = ui.series_points(shown, ui.slug_of(shown, slug), q=q)
     if pts:
         clicked = ui.chart(charts.line(pts, unit="money", currency=q.currency, title=f"{which} at the end of each {q.granularity}"),
                            key="revenue_mrr_chart")

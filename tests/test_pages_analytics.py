@@ -158,6 +158,22 @@ def pick(at: Any, label: str) -> None:
 
 
 class TestChurn:
+    def test_this_month_is_drawn_as_so_far_not_as_a_dip(self, database_url, world):
+        import json
+
+        first, today = this_month()
+        start = (first - timedelta(days=95)).replace(day=1)
+        at = run_page(database_url, "churn.py", "finance", {"from": start.isoformat(), "to": today.isoformat()})
+        specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        lines = [sp for sp in specs if "lost" in json.dumps(sp.get("layout", {}).get("title", ""))]
+        assert lines, "the member churn chart"
+        traces = lines[0]["data"]
+        solid = [t for t in traces if not t["name"].endswith("(so far)")]
+        dotted = [t for t in traces if t["name"].endswith("(so far)")]
+        assert dotted and all(t["line"]["dash"] == "dot" and "so far" in t["text"] for t in dotted)
+        assert all(not str(x).endswith("(so far)") for t in solid for x in t["x"]), "this month is not on the solid line"
+        assert all(str(t["x"][-1]).endswith("(so far)") for t in dotted)
+
     def test_cards_match_the_registry(self, database_url, engine, world):
         at = run_page(database_url, "churn.py", "finance", {"from": "2026-01-01", "to": "2026-06-30"})
         cards = {m.label: m.value for m in at.metric}
