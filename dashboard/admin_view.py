@@ -96,7 +96,10 @@ def _staff_section(ctx: StaffContext) -> None:
                 _run(ctx, Permission.MANAGE_STAFF, f"admin: reset password of {who}", f"Password of {who} reset.",
                      lambda s: staff.reset_password(s, actor=Actor.of(ctx.username, ctx.roles), username=who, password=new_password))
         b1, b2 = st.columns(2)
-        if bool(row["active"]):
+        if who == ctx.username:
+            # Refused in core as well (core.staff.set_active): an admin cannot lock themselves out.
+            b1.caption("This is your own account: another admin can disable it.")
+        elif bool(row["active"]):
             if b1.button("Disable account", key="staff_disable"):
                 _run(ctx, Permission.MANAGE_STAFF, f"admin: disable {who}", f"{who} is disabled.",
                      lambda s: staff.set_active(s, actor=Actor.of(ctx.username, ctx.roles), username=who, active=False))

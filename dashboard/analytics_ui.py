@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from sqlalchemy import Engine
 
+from core.labels import code_label
 from core.metrics import MetricError, MetricResult
 from dashboard import charts, metrics_data
 from dashboard import format as fmt
@@ -89,8 +90,24 @@ def card(column: Any, result: MetricResult | None, slug: str, title: str, settin
     column.metric(md(title), value_text(result), help=help_text(result, slug, settings_line), border=True)
 
 
-def series_points(result: MetricResult | None, slug: str, *, series: str = "") -> list[charts.Point]:
-    """One point per bucket; per original currency gives one series per currency."""
+SO_FAR = " (so far)"
+
+
+def unfinished(period: date | None, q: metrics_data.Question | None, granularity: str | None = None) -> bool:
+    """True when the bucket starting at ``period`` has not ended at the question's ``now``."""
+    if period is None or q is None:
+        return False
+    from core.business_settings import BusinessSettings
+    from core.timeutil import local_midnight, next_period_start, zone
+
+    tz = zone(BusinessSettings(**dict(q.settings)).business_timezone)
+    return local_midnight(next_period_start(period, granularity or q.granularity), tz) > q.now_minute
+
+
+def series_points(result: MetricResult | None, slug: str, *, series: str = "",
+                  q: metrics_data.Question | None = None) -> list[charts.Point]:
+    """One point per bucket; per original currency gives one series per currency. With ``q``, a
+    bucket that has not ended yet is marked partial and labelled "so far"."""
     if result is None or result.series is None or result.series.empty:
         return []
     frame = result.series
@@ -99,8 +116,10 @@ def series_points(result: MetricResult | None, slug: str, *, series: str = "") -
         period = row.period
         name = series or (str(row.currency) if "currency" in frame.columns else "")
         value = row.value
-        out.append(charts.Point(key=DrillTarget(slug, "", period=_as_date(period)).id, label=_label(period),
-                                value=None if pd.isna(value) else value, series=name))
+        partial = unfinished(_as_date(period), q)
+        out.append(charts.Point(key=DrillTarget(slug, "", period=_as_date(period)).id,
+                                label=_label(period) + (SO_FAR if partial else ""),
+                                value=None if pd.isna(value) else value, series=name, partial=partial))
     return out
 
 
@@ -110,8 +129,11 @@ def breakdown_points(result: MetricResult | None, slug: str, *, label_column: st
         return []
     frame = result.breakdown
     col = label_column if label_column in frame.columns else "key"
-    series = frame[series_column].fillna("unknown").astype(str) if series_column in frame.columns else [""] * len(frame)
-    return [charts.Point(key=DrillTarget(slug, "", key=str(k)).id, label=str(lbl) if lbl is not None else "unknown",
+    series = ([code_label(v, series_column) for v in frame[series_column].fillna("unknown").astype(str)]
+              if series_column in frame.columns else [""] * len(frame))
+    # Bars are labelled in words (core.labels), never with the stored code.
+    return [charts.Point(key=DrillTarget(slug, "", key=str(k)).id,
+                         label=code_label(lbl) if lbl is not None else "Unknown",
                          value=None if pd.isna(v) else v, series=sr)
             for k, lbl, v, sr in zip(frame["key"], frame[col], frame[value_column], series, strict=True)]
 
@@ -166,8 +188,10 @@ def chart(fig: go.Figure, key: str) -> list[str]:
 
 
 def drill_picker(engine: Engine, q: metrics_data.Question, targets: Sequence[DrillTarget], clicked: Sequence[str],
-                 *, key: str, noun: str = "rows") -> None:
-    """A select box of the chart's cells; the chosen cell's rows below it, with CSV download."""
+                 *, key: str, noun: str = "rows", later: list[Callable[[], None]] | None = None) -> None:
+    """A select box of the chart's cells; the chosen cell's rows below it, with CSV download.
+    ``later``: the picker sits in a half-width column; its rows are drawn when the caller runs
+    ``draw_later(later)`` below the columns, at full width, so every money column shows."""
     if not targets:
         return
     ids = [NONE, *[t.id for t in targets]]
@@ -184,6 +208,21 @@ def drill_picker(engine: Engine, q: metrics_data.Question, targets: Sequence[Dri
     if chosen in (None, NONE):
         return
     target = by_id[chosen]
+    if later is not None:
+        st.caption(f"The rows behind {target.label} are below the charts.")
+        later.append(lambda: _drill_rows(engine, q, target, key))
+        return
+    _drill_rows(engine, q, target, key)
+
+
+def draw_later(later: list[Callable[[], None]]) -> None:
+    """The drill tables of a row of half-width charts, each at full width, in order."""
+    for draw in later:
+        draw()
+    later.clear()
+
+
+def _drill_rows(engine: Engine, q: metrics_data.Question, target: DrillTarget, key: str) -> None:
     with st.spinner(f"Loading the rows behind {target.label} …"):
         try:
             asked = metrics_data.with_filter(q, target.dim, target.value) if target.dim and target.value else q
@@ -337,15 +376,17 @@ class CohortGrid:
     cells: dict[tuple[str, str], Any]
     keys: dict[tuple[str, str], str]
     targets: list[DrillTarget]
+    partial: set[tuple[str, str]] = field(default_factory=set)  # cells of a month not ended yet
 
 
 COHORT_COLUMNS = ("cohort", "cohort_month", "period")
 OFFSET_COLUMNS = ("k", "months_since", "age", "offset")
 
 
-def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
+def cohort_grid(result: MetricResult | None, slug: str, q: metrics_data.Question | None = None) -> CohortGrid | None:
     """Rows = cohorts (first paid month), columns = months since (0, 1, 2 ...), from the
-    registry's cohort breakdown (one row per cohort and month)."""
+    registry's cohort breakdown (one row per cohort and month). With ``q``, cells of a calendar
+    month that has not ended are listed in ``partial`` (drawn as "so far", not coloured)."""
     if result is None or result.breakdown is None or result.breakdown.empty:
         return None
     frame = result.breakdown
@@ -358,6 +399,7 @@ def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
     cells: dict[tuple[str, str], Any] = {}
     keys: dict[tuple[str, str], str] = {}
     targets: list[DrillTarget] = []
+    partial: set[tuple[str, str]] = set()
     shares = frame["share"] if "share" in frame.columns else frame["value"]
     months = frame["month"] if "month" in frame.columns and offset_col != "month" else frame[cohort_col]
     for cohort, k, value, month in zip(frame[cohort_col], frame[offset_col], shares, months, strict=True):
@@ -369,6 +411,8 @@ def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
         if c not in cols:
             cols.append(c)
         cells[(r, c)] = None if value is None or pd.isna(value) else value
+        if unfinished(_as_date(month), q, "month"):
+            partial.add((r, c))
         # The registry's drill behind a cohort cell: the members paying at the end of that calendar
         # month (all cohorts), so cells of one calendar month share their rows.
         at = _as_date(month)
@@ -377,7 +421,7 @@ def cohort_grid(result: MetricResult | None, slug: str) -> CohortGrid | None:
         if all(t.id != target.id for t in targets):
             targets.append(target)
     cols.sort(key=lambda c: int(c[1:]) if c[1:].isdigit() else 10**6)
-    return CohortGrid(rows, cols, cells, keys, targets)
+    return CohortGrid(rows, cols, cells, keys, targets, partial)
 
 
 WORKLIST_FIRST = ("member_id", "email", "amount_due_minor", "currency", "days_past_due", "decline_code", "next_retry_at",
@@ -411,7 +455,7 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
     for i, code in enumerate(order):
         group = rows[codes == code]
         count = f"{len(group):,} of those listed" if partial else f"{len(group):,} member(s)"
-        with st.expander(f"{md(code)} — {md(count)}", expanded=i == 0 or len(order) <= 2):
+        with st.expander(f"{md(code_label(code, code_col))} — {md(count)}", expanded=i == 0 or len(order) <= 2):
             show_rows(group, f"past-due {code}", key=f"{key}_{code}", empty_sentence="Nobody in this group.")
     if partial:
         csv_download(whole, "past-due worklist", key=f"{key}_all", label=f"Download the whole worklist: {total:,} (CSV)")

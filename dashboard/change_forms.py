@@ -50,7 +50,7 @@ def _show_state(snapshot: dict[str, Any]) -> None:
         f" · collection {'paused' if sub.get('pause_behavior') else 'on'}")
 
 
-def _inputs(action: str, data: dict[str, Any], key: str) -> dict[str, Any]:
+def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] | None = None) -> dict[str, Any]:
     """The widgets of one action; returns the raw values (the service validates them)."""
     p: dict[str, Any] = {}
     if action == "change_price":
@@ -89,6 +89,12 @@ def _inputs(action: str, data: dict[str, Any], key: str) -> dict[str, Any]:
                                         placeholder="e.g. 4.99")
         if chosen:
             p["currency"] = chosen["currency"]
+        repeat = (state or {}).get("repeat")
+        # The service refused a refund like a recent one; going ahead needs this explicit tick.
+        if repeat and chosen and repeat.get("payment_id") == chosen["id"] and st.checkbox(
+                f"Yes, refund again: this is a second refund besides request #{repeat['request_id']}",
+                key=f"{key}-repeat-{repeat['request_id']}"):
+            p["repeat_of"] = repeat["request_id"]
     elif action == "retry_invoice":
         options = {f"#{r['id']} · {fmt.money(r['amount_remaining'], r['currency'])} due since "
                    f"{fmt.day(r['created_at'])}": r["id"] for r in data["invoices"]}
@@ -106,6 +112,17 @@ def _inputs(action: str, data: dict[str, Any], key: str) -> dict[str, Any]:
                             "postal_code": cols[1].text_input("Postal code", key=f"{key}-zip"),
                             "country": cols[2].text_input("Country (2 letters)", key=f"{key}-country")}
     return p
+
+
+def _show_guide(action: str) -> None:
+    """Training in place: what this does in Stripe and for the member, and where to read more."""
+    from core.changes.guide import GUIDES, runbook_link
+
+    guide = GUIDES.get(action)
+    if guide is None:
+        return
+    st.caption(f"**In Stripe:** {guide.stripe}  \n**The member:** {guide.member}  \n"
+               f"[Runbook: {guide.section}]({runbook_link(action)})")
 
 
 def _show_preview(preview: changes.Preview) -> None:
@@ -147,11 +164,16 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
     if state.get("stale"):
         st.warning(md(state.pop("stale")))
         _show_state(data["snapshot"])
+    if state.get("repeat"):
+        st.warning("⚠️ " + state["repeat"]["sentence"])
     titles = {a: changes.ACTIONS[a].title for a in data["actions"]}
     action = st.selectbox("Action", list(titles), format_func=titles.get, key=f"chg-{member_id}-action")
-    key = f"chg-{member_id}-{action}"
+    # The form's generation is part of every widget key: after "Done." it moves on and the browser
+    # draws new, empty widgets (deleting the old keys alone leaves the typed values on screen).
+    key = f"chg-{member_id}-{action}" + (f"-g{state['generation']}" if state.get("generation") else "")
+    _show_guide(action)
     with st.form(key):
-        params = _inputs(action, data, key)
+        params = _inputs(action, data, key, state)
         reasons = queries.reasons_for(action)
         reason = st.selectbox("Reason", [r for r, _ in reasons], format_func=dict(reasons).get, key=f"{key}-reason")
         comment = st.text_area("Comment (required)", key=f"{key}-comment", max_chars=2000)
@@ -163,6 +185,9 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
             preview = changes.preview(engine(), change, _actor(ctx), stripe=stripe_client())
         except changes.StaleMember as exc:
             _stale(member_id, exc)
+            return
+        except changes.RepeatSuspected as exc:
+            _repeat(member_id, change, exc)
             return
         except changes.ChangeRefused as exc:
             error_box(str(exc))
@@ -182,6 +207,25 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         _confirm(ctx, member_id, pending)
 
 
+def _repeat(member_id: int, change: changes.ChangeInput, exc: changes.RepeatSuspected) -> None:
+    """Show which earlier refund this one looks like, and offer the tick that confirms it."""
+    state = st.session_state[_state_key(member_id)]
+    state.pop("pending", None)
+    state["repeat"] = {"request_id": exc.earlier["request_id"], "sentence": str(exc),
+                       "payment_id": change.params.get("payment_id")}
+    st.rerun()
+
+
+def _reset_form(member_id: int, action: str) -> None:
+    """After "Done." the form starts empty, so a second Preview + Confirm cannot repeat it by accident."""
+    prefix = f"chg-{member_id}-{action}-"
+    for name in [k for k in st.session_state if isinstance(k, str) and k.startswith(prefix)]:
+        del st.session_state[name]
+    state = st.session_state[_state_key(member_id)]
+    state.pop("repeat", None)
+    state["generation"] = int(state.get("generation") or 0) + 1
+
+
 def _stale(member_id: int, exc: changes.StaleMember) -> None:
     state = st.session_state[_state_key(member_id)]
     state["version"] = exc.fresh_version
@@ -199,6 +243,9 @@ def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> 
     except changes.StaleMember as exc:
         _stale(member_id, exc)
         return
+    except changes.RepeatSuspected as exc:
+        _repeat(member_id, change, exc)
+        return
     except changes.ChangeRefused as exc:
         if exc.code == "stripe_refused":
             # Stripe said no after the request was claimed: the next attempt is a new request.
@@ -214,6 +261,7 @@ def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> 
         error_box(outcome.message)
         return
     state["message"] = outcome.message
+    _reset_form(member_id, change.action)
     st.rerun()
 
 
@@ -310,8 +358,14 @@ def _display(frame: Any) -> Any:
 
 
 def _decide_form(ctx: StaffContext, pending: Any) -> None:
+    labels = {int(r["request_id"]): queries.request_label(r) for r in pending.to_dict("records")}
+    summaries = {int(r["request_id"]): r["summary"] for r in pending.to_dict("records")}
+    rid = st.selectbox("Request to decide", list(labels), format_func=labels.get, key="chg-decide-id")
+    st.info(f"**{labels[int(rid)]}**\n\n{summaries.get(int(rid)) or ''}\n\nApprove and apply re-checks the request "
+            "against the member's current state and then makes it in Stripe at once (for a refund: the money goes "
+            "back to the member's card and Stripe e-mails them a receipt if receipts are on). Reject changes "
+            "nothing. [Runbook: limits and approvals](/runbook#limits-and-approvals)")
     with st.form("chg-decide"):
-        rid = st.selectbox("Request", pending["request_id"].tolist(), key="chg-decide-id")
         note = st.text_area("Note for your decision (required)", key="chg-decide-note", max_chars=2000)
         cols = st.columns(2)
         approve = cols[0].form_submit_button("Approve and apply", type="primary")

@@ -15,7 +15,7 @@ Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -80,6 +80,7 @@ class Point:
     label: str
     value: int | Decimal | float | None
     series: str = ""
+    partial: bool = False  # a period that has not ended: drawn dotted or hatched, labelled "so far"
 
 
 def to_float(value: int | Decimal | float | None, unit: str, currency: str | None = None) -> float | None:
@@ -143,14 +144,33 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
     """A line per series (one when ``series`` is empty), markers clickable."""
     fig = go.Figure()
     for i, (series, pts) in enumerate(_group(points).items()):
+        done = [p for p in pts if not p.partial]
         fig.add_trace(go.Scatter(
-            x=[as_text(p.label) for p in pts], y=[to_float(p.value, unit, currency) for p in pts],
+            x=[as_text(p.label) for p in done], y=[to_float(p.value, unit, currency) for p in done],
             name=as_text(series) or (title or ""), mode="lines+markers",
             line={"color": _colour(i), "width": 2.5}, marker={"size": 8},
-            customdata=[[p.key, label(p.value, unit, currency)] for p in pts],
+            customdata=[[p.key, label(p.value, unit, currency)] for p in done],
             hovertemplate="%{x}<br><b>%{customdata[1]}</b><extra>" + as_text(series) + "</extra>",
             showlegend=bool(series),
         ))
+        so_far = [p for p in pts if p.partial]
+        if so_far:
+            # A period that has not ended is not comparable with whole ones: a dotted line to an open
+            # marker, labelled "so far", instead of a solid dip.
+            lead = done[-1:] if done else []
+            xs = [as_text(p.label) for p in lead + so_far]
+            fig.add_trace(go.Scatter(
+                x=xs, y=[to_float(p.value, unit, currency) for p in lead + so_far],
+                name=f"{as_text(series) or title or ''} (so far)", mode="lines+markers+text",
+                line={"color": _colour(i), "width": 2, "dash": "dot"},
+                marker={"size": [0] * len(lead) + [9] * len(so_far), "symbol": "circle-open", "color": _colour(i)},
+                text=[""] * len(lead) + ["so far"] * len(so_far), textposition="top center",
+                textfont={"color": _colour(i), "size": 11},
+                customdata=[[p.key, label(p.value, unit, currency) + (" so far" if p.partial else "")]
+                            for p in lead + so_far],
+                hovertemplate="%{x}<br><b>%{customdata[1]}</b><extra>" + as_text(series) + "</extra>",
+                showlegend=False,
+            ))
     return value_axis(themed(fig, title=title, height=height), unit, currency)
 
 
@@ -165,7 +185,8 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
         fig.add_trace(go.Bar(
             x=vals if horizontal else cats, y=cats if horizontal else vals,
             orientation="h" if horizontal else "v", name=as_text(series) or (title or ""),
-            marker={"color": _colour(i)},
+            # A period that has not ended is hatched (and its label says "so far").
+            marker={"color": _colour(i), "pattern": {"shape": ["/" if p.partial else "" for p in pts]}},
             customdata=[[p.key, label(p.value, unit, currency)] for p in pts],
             hovertemplate=("%{y}" if horizontal else "%{x}") + "<br><b>%{customdata[1]}</b><extra>"
             + as_text(series) + "</extra>",
@@ -213,15 +234,17 @@ def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: s
 
 def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple[str, str], int | Decimal | float | None],
             *, unit: str = "percent", currency: str | None = None, title: str | None = None,
-            keys: Mapping[tuple[str, str], str] | None = None, height: int | None = None) -> go.Figure:
-    """A cohort-style grid: ``cells[(row, col)]`` -> value (missing cells stay blank).
+            keys: Mapping[tuple[str, str], str] | None = None, height: int | None = None,
+            partial: Collection[tuple[str, str]] = ()) -> go.Figure:
+    """A cohort-style grid: ``cells[(row, col)]`` -> value (missing cells stay blank). Cells in
+    ``partial`` (a month not ended yet) are left uncoloured and labelled "so far".
 
     An invisible marker sits on every filled cell so a click selects it (heat-map traces are not
     selectable in plotly); its ``customdata[0]`` is the drill key.
     """
-    z = [[to_float(cells.get((r, c)), unit, currency) for c in cols] for r in rows]
-    text = [[label(cells[(r, c)], unit, currency) if cells.get((r, c)) is not None else "" for c in cols]
-            for r in rows]
+    z = [[None if (r, c) in partial else to_float(cells.get((r, c)), unit, currency) for c in cols] for r in rows]
+    text = [[(label(cells[(r, c)], unit, currency) + ("<br>so far" if (r, c) in partial else ""))
+             if cells.get((r, c)) is not None else "" for c in cols] for r in rows]
     fig = go.Figure(go.Heatmap(
         x=[as_text(c) for c in cols], y=[as_text(r) for r in rows], z=z, text=text, texttemplate="%{text}", textfont={"size": 11},
         colorscale=HEAT_SCALE, showscale=False, hoverinfo="skip", xgap=2, ygap=2,
@@ -230,7 +253,9 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple[str, 
     fig.add_trace(go.Scatter(
         x=[as_text(c) for _, c in filled], y=[as_text(r) for r, _ in filled], mode="markers",
         marker={"size": 22, "color": "rgba(0,0,0,0)", "symbol": "square"},
-        customdata=[[(keys or {}).get(rc, f"{rc[0]}|{rc[1]}"), label(cells[rc], unit, currency)] for rc in filled],
+        customdata=[[(keys or {}).get(rc, f"{rc[0]}|{rc[1]}"),
+                     label(cells[rc], unit, currency) + (" so far (the month has not ended)" if rc in partial else "")]
+                    for rc in filled],
         hovertemplate="%{y} · %{x}<br><b>%{customdata[1]}</b><extra></extra>", showlegend=False,
     ))
     fig.update_yaxes(autorange="reversed", type="category", showgrid=False)

@@ -12,6 +12,7 @@ from datetime import date, datetime
 
 import pandas as pd
 
+from core.labels import CODE_COLUMNS, code_label
 from core.money import format_money
 
 DASH = "—"
@@ -26,7 +27,14 @@ def money(amount_minor: int | float | None, currency: str | None, *, signed: boo
 def percent(fraction: float | None, *, digits: int = 1, signed: bool = False) -> str:
     if fraction is None or pd.isna(fraction):
         return DASH
-    text = f"{fraction * 100:+.{digits}f}%" if signed else f"{fraction * 100:.{digits}f}%"
+    value = fraction * 100
+    step = 10 ** -digits
+    if signed and value != 0 and abs(value) < step / 2:
+        # "-0.0%" beside "-$5.81" reads as a contradiction: say how small it is instead.
+        return f"{'-' if value < 0 else '+'}<{step:.{digits}f}%"
+    if round(value, digits) == 0:
+        value = 0.0  # never "-0.0%"
+    text = f"{value:+.{digits}f}%" if signed else f"{value:.{digits}f}%"
     return text
 
 
@@ -63,17 +71,23 @@ def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = 
                   currency_column: str = "currency", drop: Iterable[str] = (),
                   rename: Mapping[str, str] | None = None) -> pd.DataFrame:
     """A copy ready to show and export: ``*_minor`` money columns formatted in their row's
-    currency, timestamps as ``YYYY-MM-DD HH:MM``, headers in words."""
+    currency, timestamps as ``YYYY-MM-DD HH:MM ZONE``, stored codes and headers in words."""
     out = frame.drop(columns=[c for c in drop if c in frame.columns]).copy()
     minor = list(money_columns) if money_columns is not None else [c for c in out.columns if c.endswith("_minor")]
     if minor and currency_column in out.columns:
         for col in minor:
             out[col] = [money(v, c) for v, c in zip(out[col], out[currency_column], strict=True)]
     for col in out.columns:
+        # Times always carry their zone ("2026-11-27 14:05 CET", "… UTC"): a table of member times in
+        # the business zone beside alert times in UTC must never leave a person guessing.
         if pd.api.types.is_datetime64_any_dtype(out[col]):
-            out[col] = out[col].map(lambda v: DASH if pd.isna(v) else f"{v:%Y-%m-%d %H:%M}")
+            out[col] = out[col].map(lambda v: DASH if pd.isna(v) else when(v, with_zone=True))
         elif out[col].dtype == object and len(out) and any(isinstance(v, datetime) for v in out[col]):
-            out[col] = out[col].map(lambda v: when(v) if isinstance(v, datetime) else (DASH if v is None else v))
+            out[col] = out[col].map(lambda v: when(v, with_zone=True) if isinstance(v, datetime)
+                                    else (DASH if v is None else v))
+    for col in out.columns:  # stored codes in words (payment_failed -> Payment failed)
+        if col in CODE_COLUMNS and not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = [code_label(v, col) if isinstance(v, str) else v for v in out[col]]
     for col in out.columns:  # blanks instead of "None"/"<NA>" (also in the CSV)
         if out[col].isna().any():
             out[col] = out[col].astype(object).where(out[col].notna(), "")

@@ -169,6 +169,11 @@ def _notes(ctx: StaffContext, view: core_members.MemberView) -> None:
     if not ctx.can(Permission.ADD_NOTE):
         st.caption("Your role can read notes but not add them.")
         return
+    from core.changes.guide import GUIDES, runbook_link
+
+    guide = GUIDES["add_note"]
+    st.caption(f"**In Stripe:** {guide.stripe}  \n**The member:** {guide.member}  \n"
+               f"[Runbook: {guide.section}]({runbook_link('add_note')})")
     with st.form("add_note", clear_on_submit=True):
         body = st.text_area("Add a note", key="note_body", max_chars=core_members.NOTE_MAX_CHARS,
                             help="Visible to staff only, stored encrypted, recorded in the audit log.")

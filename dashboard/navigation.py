@@ -25,6 +25,7 @@ PAGE_SPECS: tuple[tuple[str, str, str, Permission], ...] = (
     ("audit.py", "Audit log", "📜", Permission.VIEW_AUDIT),
     ("admin.py", "Admin", "🛠️", Permission.ADMIN),
     ("stripe_sync.py", "Stripe sync", "🔄", Permission.RUN_SYNC),
+    ("runbook.py", "Runbook", "📖", Permission.VIEW_OVERVIEW),
 )
 
 

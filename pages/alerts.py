@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from core import alerts
+from core.labels import scope_label
 from core.permissions import Actor, Permission
 from dashboard import charts, widgets
 from dashboard import format as fmt
@@ -93,7 +94,8 @@ def _actions(a: dict[str, Any]) -> None:
         hours = st.number_input("Snooze for hours", min_value=1, max_value=720, value=4, step=1,
                                 key=f"alert-hours-{a['id']}")
         left, mid, right = st.columns(3)
-        ack = left.form_submit_button("Acknowledge", disabled=a["status"] == "acknowledged")
+        # A snoozed alert is silenced on purpose: it is not acknowledged again, only snoozed longer or resolved.
+        ack = left.form_submit_button("Acknowledge", disabled=a["status"] in ("acknowledged", "snoozed"))
         snz = mid.form_submit_button("Snooze")
         res = right.form_submit_button("Resolve", type="primary")
     if not (ack or snz or res):
@@ -115,35 +117,48 @@ def _actions(a: dict[str, Any]) -> None:
 if flash := st.session_state.pop("alerts_flash", None):
     st.success(md(flash))
 
-tab_active, tab_history, tab_rules = st.tabs(["Open alerts", "History", "Rules"])
+tab_active, tab_snoozed, tab_history, tab_rules = st.tabs(["Open alerts", "Snoozed", "History", "Rules"])
+
+
+def _card(a: dict[str, Any], i: int) -> None:
+    title = (f"{md(SEVERITY_BADGE.get(a['severity'], a['severity']))} · {md(a['title'])} · "
+             f"{md(scope_label(a['scope']))} · {md(STATUS_BADGE.get(a['status'], a['status']))}")
+    with st.expander(title, expanded=i < 3):  # text-safe: built from md() just above
+        c1, c2 = st.columns(2)
+        c1.metric("Value", md(a["value_text"]))
+        c2.metric("Baseline", md(a["baseline_text"]))
+        # Times as a line, not metric cards: a card cuts "2026-11-27 15:00" off at a quarter width.
+        st.caption(f"Opened {fmt.when(a['opened_at'])} UTC · last fired {fmt.when(a['last_fired_at'])} UTC")
+        st.markdown(f"**Why:** {md(a['hint'])}")
+        if a["status"] == "snoozed":
+            st.caption(f"Snoozed until {fmt.when(a['snoozed_until'])} UTC: it comes back under Open alerts then "
+                       "if its condition still holds.")
+        if a["cleared_since"]:
+            st.caption(f"Clear since {fmt.when(a['cleared_since'])} UTC; it resolves itself if it stays clear.")
+        if i < DETAILED:
+            _chart(a)
+            _affected(a)
+        else:
+            st.caption(f"Chart and rows are drawn for the first {DETAILED:,} alerts; resolve or snooze those first.")
+        _actions(a)
+
 
 with tab_active:
-    active = alerts.list_alerts(eng, status=["open", "acknowledged", "snoozed"], limit=50)
+    active = alerts.list_alerts(eng, status=["open", "acknowledged"], limit=50)
     if not active:
         last = alerts.latest_resolved(eng)
         widgets.empty("No open alerts: every rule is within its baseline." + (
-            f" The latest, “{last['title']}” ({last['scope']}), fired {fmt.when(last['last_fired_at'])} UTC "
-            f"and was resolved {fmt.when(last['resolved_at'])} UTC: see History." if last else ""))
+            f" The latest, “{last['title']}” ({scope_label(last['scope'])}), fired {fmt.when(last['last_fired_at'])} "
+            f"UTC and was resolved {fmt.when(last['resolved_at'])} UTC: see History." if last else ""))
     for i, a in enumerate(active):
-        title = (f"{md(SEVERITY_BADGE.get(a['severity'], a['severity']))} · {md(a['title'])} · {md(a['scope'])} · "
-                 f"{md(STATUS_BADGE.get(a['status'], a['status']))}")
-        with st.expander(title, expanded=i < 3):  # text-safe: built from md() just above
-            c1, c2, c3, c4 = st.columns(4)
-            c1.metric("Value", md(a["value_text"]))
-            c2.metric("Baseline", md(a["baseline_text"]))
-            c3.metric("Opened", fmt.when(a["opened_at"]))
-            c4.metric("Last fired", fmt.when(a["last_fired_at"]))
-            st.markdown(f"**Why:** {md(a['hint'])}")
-            if a["status"] == "snoozed":
-                st.caption(f"Snoozed until {fmt.when(a['snoozed_until'])} UTC.")
-            if a["cleared_since"]:
-                st.caption(f"Clear since {fmt.when(a['cleared_since'])} UTC; it resolves itself if it stays clear.")
-            if i < DETAILED:
-                _chart(a)
-                _affected(a)
-            else:
-                st.caption(f"Chart and rows are drawn for the first {DETAILED:,} alerts; resolve or snooze those first.")
-            _actions(a)
+        _card(a, i)
+
+with tab_snoozed:
+    snoozed = alerts.list_alerts(eng, status=["snoozed"], limit=50)
+    if not snoozed:
+        widgets.empty("No alert is snoozed.")
+    for i, a in enumerate(snoozed):
+        _card(a, i)
 
 with tab_history:
     left, right = st.columns([3, 1])
@@ -162,7 +177,7 @@ with tab_history:
         if detail is None:
             widgets.empty(f"There is no alert number {int(picked)}.")
         else:
-            st.markdown(f"**{md(detail['title'])} · {md(detail['scope'])}** — {md(detail['hint'])}")
+            st.markdown(f"**{md(detail['title'])} · {md(scope_label(detail['scope']))}** — {md(detail['hint'])}")
             widgets.table(fmt.display_frame(pd.DataFrame(detail["transitions"])), f"alert-{int(picked)}-transitions",
                           empty_sentence="No transitions recorded.", key="csv-alert-transitions")
             if detail["notifications"]:

@@ -29,30 +29,33 @@ for row in (cards[:4], cards[4:]):
     for col, (role, title) in zip(st.columns(4), row, strict=True):
         ui.card(col, found[role], C[role][0], title, line)
 
+LATER: list = []  # drill tables of half-width charts, drawn below them
 left, right = st.columns(2)
 with left:
     st.subheader("Member churn")
     pts = [p for role, name in (("member_churn", "All"), ("voluntary", "Voluntary"), ("involuntary", "Involuntary"))
-           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role][0]), series=name)]
+           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role][0]), series=name, q=q)]
     if pts:
         clicked = ui.chart(charts.line(pts, unit="percent", title=f"Share of paying members lost, by {q.granularity}"),
                            key="churn_members_chart")
         ui.caption_definition(found["member_churn"], C["member_churn"][0])
-        ui.drill_picker(eng, q, ui.targets_from_points(pts, "Churn"), clicked, key="churn_members", noun="members")
+        ui.drill_picker(eng, q, ui.targets_from_points(pts, "Churn"), clicked, key="churn_members", noun="members", later=LATER)
     else:
         ui.missing(found["member_churn"], "Member churn over time")
 with right:
     st.subheader("MRR retention")
     pts = [p for role, name in (("gross_mrr_churn", "Gross MRR churn"), ("net_mrr_churn", "Net MRR churn"),
                                 ("nrr", "NRR"), ("grr", "GRR"))
-           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role][0]), series=name)]
+           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role][0]), series=name, q=q)]
     if pts:
         clicked = ui.chart(charts.line(pts, unit="percent", title=f"MRR churn and retention, by {q.granularity}"),
                            key="churn_mrr_chart")
         ui.caption_definition(found["nrr"], C["nrr"][0])
-        ui.drill_picker(eng, q, ui.targets_from_points(pts, "MRR"), clicked, key="churn_mrr", noun="members")
+        ui.drill_picker(eng, q, ui.targets_from_points(pts, "MRR"), clicked, key="churn_mrr", noun="members", later=LATER)
     else:
         ui.missing(found["nrr"], "MRR churn over time")
+
+ui.draw_later(LATER)  # the drill tables of the two charts above, full width
 
 st.subheader("Cohort retention")
 st.caption("Cohort = month of a member's first paid month; a member who comes back stays in that cohort. "
@@ -60,9 +63,10 @@ st.caption("Cohort = month of a member's first paid month; a member who comes ba
 tab_members, tab_mrr = st.tabs(["Members retained", "Net MRR retained"])
 for tab, role, what in ((tab_members, "cohort_members", "members"), (tab_mrr, "cohort_mrr", "net MRR")):
     with tab:
-        grid = ui.cohort_grid(found[role], ui.slug_of(found[role], C[role][0]))
+        grid = ui.cohort_grid(found[role], ui.slug_of(found[role], C[role][0]), q)
         if grid is not None:
             clicked = ui.chart(charts.heatmap(grid.rows, grid.cols, grid.cells, unit="percent", keys=grid.keys,
+                                              partial=grid.partial,
                                               title=f"Share of each cohort's {what} at the end of month k"),
                                key=f"churn_{role}_chart")
             ui.caption_definition(found[role], C[role][0])
@@ -74,12 +78,12 @@ left, right = st.columns(2)
 with left:
     st.subheader("Trial conversion")
     res = found["trial_conversion"]
-    pts = ui.series_points(res, ui.slug_of(res, C["trial_conversion"][0]))
+    pts = ui.series_points(res, ui.slug_of(res, C["trial_conversion"][0]), q=q)
     if pts:
         clicked = ui.chart(charts.bars(pts, unit="percent", title="Trials ending in each period that converted"),
                            key="churn_trials_chart")
         ui.caption_definition(res, C["trial_conversion"][0])
-        ui.drill_picker(eng, q, ui.targets_from_points(pts, "Trials"), clicked, key="churn_trials", noun="trials")
+        ui.drill_picker(eng, q, ui.targets_from_points(pts, "Trials"), clicked, key="churn_trials", noun="trials", later=LATER)
     else:
         ui.missing(res, "Trial conversion")
 with right:
@@ -90,6 +94,7 @@ with right:
         clicked = ui.chart(charts.bars(pts, unit=res.unit if res else "count", horizontal=True, stacked=True,
                                        title="Members lost, by reason"), key="churn_reasons_chart")
         ui.caption_definition(res, C["cancellation_reasons"][0])
-        ui.drill_picker(eng, q, ui.targets_from_points(pts, "Reason"), clicked, key="churn_reasons", noun="members")
+        ui.drill_picker(eng, q, ui.targets_from_points(pts, "Reason"), clicked, key="churn_reasons", noun="members", later=LATER)
     else:
         ui.missing(res, "Cancellation reasons")
+ui.draw_later(LATER)

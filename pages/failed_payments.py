@@ -38,19 +38,20 @@ st.caption("Members whose subscription is past due, grouped by the decline code 
 ui.worklist(md.table(b, "past_due"), key="failed_worklist", total=md.row_count(b, "past_due"),
             whole=lambda: md.whole_worklist(eng, q, "past_due"))
 
+LATER: list = []  # drill tables of half-width charts, drawn below them
 left, right = st.columns(2)
 with left:
     st.subheader("First-attempt failure rate")
     res = found["failure_rate"]
-    pts = ui.series_points(res, ui.slug_of(res, F["failure_rate"][0]), series="Failure rate")
+    pts = ui.series_points(res, ui.slug_of(res, F["failure_rate"][0]), series="Failure rate", q=q)
     pts += ui.series_points(found["recovery_rate"], ui.slug_of(found["recovery_rate"], F["recovery_rate"][0]),
-                            series="Recovery rate")
+                            series="Recovery rate", q=q)
     if pts:
         clicked = ui.chart(charts.line(pts, unit="percent", title=f"Renewal payments, by {q.granularity}"),
                            key="failed_rate_chart")
         ui.caption_definition(res, F["failure_rate"][0])
         ui.caption_definition(found["recovery_rate"], F["recovery_rate"][0])
-        ui.drill_picker(eng, q, ui.targets_from_points(pts, "Rate"), clicked, key="failed_rate", noun="payments")
+        ui.drill_picker(eng, q, ui.targets_from_points(pts, "Rate"), clicked, key="failed_rate", noun="payments", later=LATER)
     else:
         ui.missing(res, "The failure rate over time")
 with right:
@@ -66,9 +67,11 @@ with right:
                                                title=f"Failed attempts by {what}"), key=f"failed_{role}_chart")
                 ui.caption_definition(res, F[role][0])
                 ui.drill_picker(eng, q, ui.targets_from_points(pts, what.capitalize()), clicked,
-                                key=f"failed_{role}", noun="payments")
+                                key=f"failed_{role}", noun="payments", later=LATER)
             else:
                 ui.missing(res, f"Failures by {what}")
+
+ui.draw_later(LATER)  # the drill tables of the two charts above, full width
 
 st.subheader("Cards expiring before their renewal")
 st.caption("Subscriptions whose default card expires before the next renewal date: ask the member to update it.")

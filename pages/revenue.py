@@ -30,18 +30,19 @@ for row in ((("mrr", "MRR"), ("arr", "ARR"), ("paying_members", "Paying members"
         ui.card(col, md.find(b, *S[role]), S[role][0], title, line)
 ui.by_currency_table(b, [S[r] for r in ("mrr", "arr", "arpu", "net_revenue")], key="revenue_by_currency")
 
+LATER: list = []  # drill tables of half-width charts, drawn below them
 left, right = st.columns(2)
 with left:
     st.subheader("MRR over time")
     which = st.radio("Show", ["MRR", "ARR"], horizontal=True, key="revenue_mrr_or_arr", label_visibility="collapsed")
     shown = arr if which == "ARR" else mrr
     slug = S["arr"][0] if which == "ARR" else S["mrr"][0]
-    pts = ui.series_points(shown, ui.slug_of(shown, slug))
+    pts = ui.series_points(shown, ui.slug_of(shown, slug), q=q)
     if pts:
         clicked = ui.chart(charts.line(pts, unit="money", currency=q.currency, title=f"{which} at the end of each {q.granularity}"),
                            key="revenue_mrr_chart")
         ui.caption_definition(shown, slug)
-        ui.drill_picker(eng, q, ui.targets_from_points(pts, which), clicked, key="revenue_mrr", noun="subscriptions")
+        ui.drill_picker(eng, q, ui.targets_from_points(pts, which), clicked, key="revenue_mrr", noun="subscriptions", later=LATER)
     else:
         ui.missing(shown, f"{which} over time")
 with right:
@@ -52,9 +53,11 @@ with right:
                                             title=f"From {q.start:%d %b %Y} to {q.last_day:%d %b %Y}"),
                            key="revenue_waterfall")
         ui.caption_definition(wf.result, wf.slug)
-        ui.drill_picker(eng, q, wf.targets, clicked, key="revenue_movements", noun="members")
+        ui.drill_picker(eng, q, wf.targets, clicked, key="revenue_movements", noun="members", later=LATER)
     else:
         ui.missing(None, "The MRR movements")
+
+ui.draw_later(LATER)  # the drill tables of the two charts above, full width
 
 st.subheader("From MRR to cash")
 cq = md.chain_question(q, b)

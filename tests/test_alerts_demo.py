@@ -38,11 +38,11 @@ def test_planted_incidents_fire_on_their_day_with_the_right_hint(engine):
     day = planted["decline_spike"].day
     fired = alerts_at(engine, midnight(day) + timedelta(days=1))
     code = fired[("failure_concentration", "decline_code=insufficient_funds")]
-    assert code["hint"].startswith("Failures concentrated on decline code insufficient_funds")
+    assert code["hint"].startswith("Failures concentrated on decline code “Insufficient funds”")
     brand = fired[("failure_concentration", "card_brand=mastercard")]
-    assert brand["hint"].startswith("Failures concentrated on card brand mastercard")
+    assert brand["hint"].startswith("Failures concentrated on card brand “Mastercard”")
     rate = fired[("failure_rate_day", "all")]
-    assert "most failures: decline code insufficient_funds" in rate["hint"]
+    assert "most failures: decline code “Insufficient funds”" in rate["hint"]
     assert rate["window_start"] == midnight(day)
     before = alerts_at(engine, midnight(day))  # the day before: nothing about payments
     assert [k for k in before if k[0].startswith("failure")] == []
@@ -50,5 +50,16 @@ def test_planted_incidents_fire_on_their_day_with_the_right_hint(engine):
     # The refund burst.
     day = planted["refund_burst"].day
     fired = alerts_at(engine, midnight(day) + timedelta(days=1))
-    assert "most given reason: duplicate" in fired[("refund_spike", "all")]["hint"]
+    assert "most given reason: Duplicate charge" in fired[("refund_spike", "all")]["hint"]
     assert ("refund_spike", "all") not in alerts_at(engine, midnight(day))
+
+
+@pytest.mark.slow
+def test_a_fresh_demo_opens_nothing_new_at_any_hour_of_its_last_day(engine):
+    # The demo's data ends at today 00:00 UTC; a person opens it any time today. Whatever the
+    # hour, the rules compare like with like, so nothing opens that midnight did not open.
+    load_demo(engine, members=5000, seed=1, now=NOW)
+    at_start = set(alerts_at(engine, NOW))
+    for hour in (1, 6, 12, 15, 18, 23):
+        later = alerts_at(engine, NOW + timedelta(hours=hour, minutes=30 if hour == 23 else 0))
+        assert set(later) <= at_start, (hour, {k: later[k]["hint"] for k in set(later) - at_start})

@@ -30,6 +30,7 @@ from tests.factories import at, make_sync_run
 
 NOW = at("2026-03-10 23:00")
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 MANAGER = ["manager"]
 
 
@@ -118,6 +119,17 @@ class TestPeopleActing:
         with pytest.raises(AlertError, match="is resolved"):
             acknowledge(engine, aid, actor=Actor.of("maria", MANAGER))
         assert session.scalar(select(func.count()).select_from(AlertTransition)) == 2  # open, resolved
+
+    def test_a_resolved_alert_stays_quiet_for_an_hour(self, engine, session):
+        stale_world(session)
+        evaluate(engine, NOW, deliver=False)
+        aid = the_alert(engine)["id"]
+        resolve(engine, aid, actor="maria", roles=MANAGER, note="restarted the sync", now=NOW + 10 * MINUTE)
+        for later in (15, 40, 69):  # the condition still holds, at the same severity: nothing new opens
+            assert evaluate(engine, NOW + later * MINUTE, deliver=False).opened == []
+        assert open_alert_count(engine) == 0
+        reopened = evaluate(engine, NOW + 71 * MINUTE, deliver=False).opened
+        assert len(reopened) == 1 and reopened != [aid]
 
     def test_snooze_ends_and_the_alert_reopens_if_still_firing(self, engine, session):
         stale_world(session)

@@ -81,3 +81,23 @@ def test_admin_changes_a_rule_on_the_page(database_url, engine, session):
     row = session.get(AlertRule, "refund_spike")
     assert (row.enabled, row.params, row.notify, row.updated_by) == (
         False, {"min_count": 10}, {"email": ["finance@example.com"], "webhook": []}, "admin")
+
+
+def test_a_snoozed_alert_waits_apart_without_acknowledge(database_url, engine, session):
+    from core.alerts import evaluate, list_alerts, snooze
+
+    spike_world(session)
+    evaluate(engine, deliver=False)
+    (alert,) = list_alerts(engine)
+    snooze(engine, alert["id"], actor="maria", roles=["manager"], hours=4, note="bank outage, known")
+    at = page_app_test(database_url, "alerts.py", role="manager")
+    at.run()
+    assert not at.exception, at.exception
+    open_tab, snoozed_tab = at.tabs[0], at.tabs[1]
+    assert len(open_tab.expander) == 0 and "No open alerts" in " ".join(m.value for m in open_tab.info)
+    assert len(snoozed_tab.expander) == 1
+    acknowledge = [b for b in snoozed_tab.button if b.label == "Acknowledge"]
+    assert acknowledge and all(b.disabled for b in acknowledge)
+    shown = texts(at)
+    assert "Snoozed until" in shown and "Opened " in shown and " UTC · last fired " in shown
+    assert "insufficient_funds" not in shown and "Insufficient funds" in shown

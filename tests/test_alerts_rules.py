@@ -52,7 +52,7 @@ class TestFailureRateDay:
         assert list(alerts) == ["all"]
         a = alerts["all"]
         assert a["value"] == pytest.approx(36 / 150) and a["baseline"] == pytest.approx(0.05)
-        assert "36 of 150" in a["hint"] and "insufficient_funds" in a["hint"]
+        assert "36 of 150" in a["hint"] and "“Insufficient funds”" in a["hint"] and "insufficient_funds" not in a["hint"]
         assert a["severity"] == "high"  # 24% against 5% is 4.8 times: high (critical from 5 times)
 
     def test_quiet_on_an_ordinary_day(self, engine, session):
@@ -102,7 +102,7 @@ class TestFailureConcentration:
         alerts = fired(engine, "failure_concentration")
         assert list(alerts) == ["decline_code=card_velocity_exceeded"]
         hint = alerts["decline_code=card_velocity_exceeded"]["hint"]
-        assert hint.startswith("Failures concentrated on decline code card_velocity_exceeded: 30 of 40")
+        assert hint.startswith("Failures concentrated on decline code “Spending limit reached”: 30 of 40")
 
     def test_names_the_card_brand(self, engine, session):
         m = make_member(session)
@@ -117,7 +117,7 @@ class TestFailureConcentration:
         session.commit()
         alerts = fired(engine, "failure_concentration")
         assert "card_brand=amex" in alerts
-        assert "card brand amex" in alerts["card_brand=amex"]["hint"]
+        assert "card brand “American Express”" in alerts["card_brand=amex"]["hint"]
 
     def test_quiet_when_the_mix_is_usual(self, engine, session):
         m = make_member(session)
@@ -129,22 +129,41 @@ class TestFailureConcentration:
 
 
 class TestRevenueDrop:
+    """Money collected is compared over complete UTC days: at 23:00 on Tuesday, Monday."""
+
+    MONDAY_END = at("2026-03-10 00:00")
+
+    def days(self, session, member, *, today: int, usual: int = 50, **fields) -> None:
+        for w in range(0, 5):
+            end = self.MONDAY_END - WEEK * w
+            make_payment_batch(session, member=member, start=end - DAY, end=end, count=usual if w else today,
+                               failed=0, **fields)
+
     def test_fires_per_currency(self, engine, session):
         m = make_member(session)
-        weekly_baseline(session, m, hours=24, count=50, failed=0, currency="EUR")
-        weekly_baseline(session, m, hours=24, count=50, failed=0, currency="USD")
-        make_payment_batch(session, member=m, start=NOW - DAY, end=NOW, count=10, currency="EUR")
-        make_payment_batch(session, member=m, start=NOW - DAY, end=NOW, count=48, currency="USD")
+        self.days(session, m, today=10, currency="EUR")
+        self.days(session, m, today=48, currency="USD")
         session.commit()
         alerts = fired(engine, "revenue_drop")
         assert list(alerts) == ["currency=EUR"]
         assert alerts["currency=EUR"]["value"] == 9990 and alerts["currency=EUR"]["baseline"] == 49950
-        assert "€99.90 collected in EUR" in alerts["currency=EUR"]["hint"]
+        assert "€99.90 collected in EUR on Mon 09 Mar (UTC)" in alerts["currency=EUR"]["hint"]
+        assert alerts["currency=EUR"]["window_end"] == self.MONDAY_END
 
     def test_quiet(self, engine, session):
         m = make_member(session)
-        weekly_baseline(session, m, hours=24, count=50, failed=0)
-        make_payment_batch(session, member=m, start=NOW - DAY, end=NOW, count=40)
+        self.days(session, m, today=40)
+        session.commit()
+        assert fired(engine, "revenue_drop") == {}
+
+    def test_a_quiet_day_so_far_is_not_a_drop(self, engine, session):
+        # A normal Monday, and Tuesday until 23:00 with only 5 payments: today is not complete yet.
+        m = make_member(session)
+        self.days(session, m, today=50)
+        for w in range(1, 5):  # earlier Tuesdays were whole days
+            make_payment_batch(session, member=m, start=self.MONDAY_END - WEEK * w,
+                               end=self.MONDAY_END - WEEK * w + DAY, count=50, failed=0)
+        make_payment_batch(session, member=m, start=self.MONDAY_END, end=NOW, count=5)
         session.commit()
         assert fired(engine, "revenue_drop") == {}
 

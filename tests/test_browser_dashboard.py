@@ -109,14 +109,14 @@ def test_member_search_to_member_page_and_csv_download(dashboard_server, page):
     assert f"member={dashboard_server.world.bob_id}" in page.url
     # The grid fills its accessible cells after the canvas is drawn, a moment after the
     # script goes idle; wait for the cell rather than reading the grid at once.
-    page.locator("[role=gridcell]", has_text="insufficient_funds").first.wait_for(state="attached")
+    page.locator("[role=gridcell]", has_text="Insufficient funds").first.wait_for(state="attached")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").first.click()
     path = Path(download.value.path())
     content = path.read_text(encoding="utf-8")
     assert download.value.suggested_filename.endswith("-payments.csv")
     assert content.splitlines()[0].startswith("Created at,Status,Amount,Currency,Decline code")
-    assert "insufficient_funds" in content
+    assert "Insufficient funds" in content and "insufficient_funds" not in content
 
 
 def test_sign_out_clears_the_cookie(dashboard_server, page):

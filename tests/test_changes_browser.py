@@ -130,6 +130,25 @@ def test_support_cancels_refunds_and_meets_a_stale_form(page, served, stripe_env
     assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 200
     with session_scope(engine) as s:
         assert s.get(Payment, world.payment_id).amount_refunded == 200
+
+    # After "Done." the form starts empty; the same refund typed again asks first, naming the earlier one.
+    assert page.get_by_label("Amount (USD)").input_value() == ""
+    assert page.get_by_label("Comment (required)").input_value() == ""
+    page.get_by_label("Amount (USD)").fill("2.00")
+    page.get_by_label("Comment (required)").fill("Goodwill for the app outage.")
+    page.get_by_role("button", name="Preview").click()
+    wait_idle(page)
+    page.get_by_text("A refund of $2.00 on this payment was made by support").wait_for()
+    assert page.get_by_role("button", name="Confirm change").count() == 0
+    assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 200
+    page.get_by_text("Yes, refund again").click()
+    page.get_by_role("button", name="Preview").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Confirm change").click()
+    wait_idle(page)
+    page.get_by_text("Done.").wait_for()
+    assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 400
+    with session_scope(engine) as s:
         v = s.get(Member, world.member_id).version
 
     # another agent pauses collection after this form was loaded: the form is refused, fresh state shown

@@ -53,15 +53,44 @@ class TestRefund:
 
     def test_reasons_reach_stripe_as_its_own_enum(self, engine, stripe_env, world):  # noqa: F811
         # Stripe's three reasons pass through; ours (goodwill, an outage...) are the member's request.
-        for reason, expected in (("duplicate", "duplicate"), ("goodwill", "requested_by_customer"),
-                                 ("fraudulent", "fraudulent"), ("service_outage", "requested_by_customer")):
-            out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00"},
+        # Each a different amount: the same amount again would be asked about as a repeat.
+        for amount, reason, expected in (("1.00", "duplicate", "duplicate"), ("1.01", "goodwill", "requested_by_customer"),
+                                         ("1.02", "fraudulent", "fraudulent"),
+                                         ("1.03", "service_outage", "requested_by_customer")):
+            out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": amount},
                                          reason=reason), SUPPORT, stripe=stripe_env.client)
             assert out.status == "applied"
             refund_id = out.result["detail"]["stripe_refund_id"]
             assert stripe_env.client.v1.refunds.retrieve(refund_id).reason == expected
             with session_scope(engine) as s:
                 assert s.scalar(select(Refund.reason).where(Refund.stripe_refund_id == refund_id)) == expected
+
+    def test_a_second_like_refund_asks_and_names_the_first(self, engine, stripe_env, world):  # noqa: F811
+        from core.changes import RepeatSuspected
+
+        first = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00"}),
+                       SUPPORT, stripe=stripe_env.client)
+        assert first.status == "applied" and first.message == "Done."
+        # The form filled in again at the member's new version: not a replay, a second refund.
+        again = _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00"})
+        for attempt in (preview_change, submit):
+            with pytest.raises(RepeatSuspected) as caught:
+                attempt(engine, again, Actor.of("tom", ["support"]), stripe=stripe_env.client)
+            sentence = str(caught.value)
+            assert "$1.00" in sentence and "by sam" in sentence and "UTC" in sentence, sentence
+            assert caught.value.earlier["request_id"] == first.request_id
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 100
+        # A different amount is not "like" the first; the same amount goes ahead once confirmed.
+        preview_change(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "2"}),
+                       SUPPORT, stripe=stripe_env.client)
+        confirmed = _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00",
+                                                      "repeat_of": first.request_id})
+        assert submit(engine, confirmed, SUPPORT, stripe=stripe_env.client).status == "applied"
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 200
+        # The same confirmed form submitted twice (a double click) is answered, not made again.
+        replay = submit(engine, confirmed, SUPPORT, stripe=stripe_env.client)
+        assert replay.message == "This change was already made; it was not made twice."
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 200
 
     def test_bad_amounts_write_nothing(self, engine, stripe_env, world):  # noqa: F811
         cases = [({"amount": "20.00"}, "At most \\$10.00"), ({"amount": "-1"}, "more than zero"),

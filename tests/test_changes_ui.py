@@ -64,6 +64,8 @@ def test_member_form_previews_then_grants(database_url, engine, session, world, 
     assert not at.exception
     key = f"chg-{world.id}"
     at.selectbox(key=f"{key}-action").set_value("grant_comp").run()
+    guide = " ".join(c.value for c in at.caption)
+    assert "In Stripe:** Nothing happens in Stripe" in guide and "(/runbook#grant-a-complimentary-membership)" in guide
     at.number_input(key=f"{key}-grant_comp-days").set_value(10)
     at.text_area(key=f"{key}-grant_comp-comment").input("Apology for the outage")
     at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
@@ -77,6 +79,9 @@ def test_member_form_previews_then_grants(database_url, engine, session, world, 
     assert sub.complimentary
     assert session.scalars(select(ChangeRequest)).one().requested_by == "sam"
     assert any("Done" in s.value for s in at.success)
+    # After "Done." the form starts afresh (new, empty widgets), so nothing is confirmed twice by accident.
+    assert not [
+        b for b in at.button if b.key == f"{key}-grant_comp-confirm"]
 
 
 def test_member_form_refuses_bad_input_with_a_sentence(database_url, session, world, monkeypatch):
@@ -86,6 +91,8 @@ def test_member_form_refuses_bad_input_with_a_sentence(database_url, session, wo
     at.run()
     key = f"chg-{world.id}"
     at.selectbox(key=f"{key}-action").set_value("grant_comp").run()
+    guide = " ".join(c.value for c in at.caption)
+    assert "In Stripe:** Nothing happens in Stripe" in guide and "(/runbook#grant-a-complimentary-membership)" in guide
     at.number_input(key=f"{key}-grant_comp-days").set_value(90)
     at.text_area(key=f"{key}-grant_comp-comment").input("long one")
     at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
@@ -145,6 +152,10 @@ def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engi
     at.secrets["stripe"] = {"api_key": stripe_env.proc.api_key, "api_base": stripe_env.proc.url}
     at.run()
     assert not at.exception
+    # The approver sees who asks, for what, how much and why, not a bare request number.
+    option = at.selectbox(key="chg-decide-id").options[0]
+    for part in ("Refund a payment of $4.00", "ann@example.com", "asked by sam", "Duplicate", "charged twice"):
+        assert part in option, option
     at.text_area(key="chg-decide-note").input("Checked: the member was charged twice.")
     at.button(key="FormSubmitter:chg-decide-Approve and apply").click().run()
     assert not at.exception

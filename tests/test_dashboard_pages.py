@@ -165,7 +165,7 @@ def test_member_search_and_member_page(world_url):
     at.run()
     assert not at.exception
     shown = texts(at)
-    assert "Ann Lee" in shown and "premium" in shown and "insufficient_funds" in " ".join(
+    assert "Ann Lee" in shown and "premium" in shown and "Insufficient funds" in " ".join(
         df.value.to_csv() for df in at.dataframe)
     assert any("dashboard.stripe.com/test/customers/cus_ANN0001" in str(b.proto) for b in at.get("link_button"))
 
@@ -217,6 +217,17 @@ def test_admin_creates_an_account_and_sees_lockouts(world_url, engine):
     form["Username"].input("x")
     at.button(key="FormSubmitter:staff_create-Create account").click().run()
     assert not at.exception and "A username has 2 to 64 characters" in texts(at)
+
+
+def test_admin_is_not_offered_to_disable_their_own_account(world_url, engine):
+    database_url, _world = world_url
+    at = _open(database_url, "admin.py", "admin")
+    at.selectbox(key="staff_pick").set_value("admin").run()
+    assert not at.exception
+    assert "Disable account" not in [b.label for b in at.button]
+    assert "This is your own account" in texts(at)
+    at.selectbox(key="staff_pick").set_value("support").run()
+    assert "Disable account" in [b.label for b in at.button]
 
 
 def test_admin_changes_business_settings_and_refuses_a_bad_rate(world_url, engine):

@@ -75,6 +75,15 @@ class TestRanges:
         for currency, target in (("USD", 0.45), ("EUR", 0.25), ("GBP", 0.15), ("JPY", 0.15)):
             assert abs(mix[currency] / len(stories) - target) <= 0.04, (currency, mix)
 
+    def test_phone_numbers_carry_the_country_calling_code(self, stories: list[Story]) -> None:
+        codes = {"US": "+1 ", "CA": "+1 ", "MX": "+52 ", "AU": "+61 ", "DE": "+49 ", "FR": "+33 ", "ES": "+34 ",
+                 "IT": "+39 ", "NL": "+31 ", "IE": "+353 ", "GB": "+44 ", "JP": "+81 "}
+        phones = [(s.customer["address"]["country"], s.customer["phone"]) for s in stories
+                  if s.customer and s.customer.get("phone")]
+        assert len(phones) > 100
+        wrong = [(c, p) for c, p in phones if not p.startswith(codes[c])]
+        assert wrong == []
+
     def test_free_members_and_zero_decimal_yen(self, stories: list[Story]) -> None:
         free = sum(s.customer is None for s in stories) / len(stories)
         assert 0.25 <= free <= 0.45

@@ -120,6 +120,8 @@ class TestRevenue:
         frame = at.dataframe[-1].value
         assert list(frame["Email"]) == ["ann.lee@example.com"]
         assert list(frame["MRR at end"]) == ["$9.99"]
+        # Drawn at full width below the two charts (in a half-width column the money columns were cut off).
+        assert all(len(c.dataframe) == 0 for c in at.columns)
 
     def test_bad_link_parameters_are_explained(self, database_url, world):
         at = run_page(database_url, "revenue.py", "finance", {"from": "yesterday", "grain": "hour"})
@@ -156,6 +158,22 @@ def pick(at: Any, label: str) -> None:
 
 
 class TestChurn:
+    def test_this_month_is_drawn_as_so_far_not_as_a_dip(self, database_url, world):
+        import json
+
+        first, today = this_month()
+        start = (first - timedelta(days=95)).replace(day=1)
+        at = run_page(database_url, "churn.py", "finance", {"from": start.isoformat(), "to": today.isoformat()})
+        specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        lines = [sp for sp in specs if "lost" in json.dumps(sp.get("layout", {}).get("title", ""))]
+        assert lines, "the member churn chart"
+        traces = lines[0]["data"]
+        solid = [t for t in traces if not t["name"].endswith("(so far)")]
+        dotted = [t for t in traces if t["name"].endswith("(so far)")]
+        assert dotted and all(t["line"]["dash"] == "dot" and "so far" in t["text"] for t in dotted)
+        assert all(not str(x).endswith("(so far)") for t in solid for x in t["x"]), "this month is not on the solid line"
+        assert all(str(t["x"][-1]).endswith("(so far)") for t in dotted)
+
     def test_cards_match_the_registry(self, database_url, engine, world):
         at = run_page(database_url, "churn.py", "finance", {"from": "2026-01-01", "to": "2026-06-30"})
         cards = {m.label: m.value for m in at.metric}
@@ -184,7 +202,7 @@ class TestFailedPayments:
         assert cards["Failure rate (first attempt)"] == fmt.percent(r.value)
         # Bob is past due (the small world has no open invoice for him, so his decline code is
         # "unknown"): his group, and his row links to his member page.
-        assert [e.label for e in at.expander if "member(s)" in e.label] == ["unknown — 1 member(s)"]
+        assert [e.label for e in at.expander if "member(s)" in e.label] == ["Unknown — 1 member(s)"]
         worklist = next(d.value for d in at.dataframe if "Email" in d.value.columns
                         and "bob.stone@example.org" in set(d.value["Email"]))
         assert f"members?member={world.bob_id}" in set(worklist["Member page"])
@@ -221,7 +239,8 @@ class TestFailedPayments:
         first, today = this_month()
         at = run_page(database_url, "failed_payments.py", "admin",
                       {"from": first.isoformat(), "to": today.isoformat()})
-        pick(at, "Decline code: insufficient_funds")
+        pick(at, "Decline code: Insufficient funds")
         frame = at.dataframe[-1].value
         assert {"ann.lee@example.com", "bob.stone@example.org"} <= set(frame["Email"])
-        assert set(frame["Decline code"]) == {"insufficient_funds"}
+        assert set(frame["Decline code"]) == {"Insufficient funds"}
+        assert all(len(c.dataframe) == 0 for c in at.columns), "drill rows are drawn full width, below the charts"

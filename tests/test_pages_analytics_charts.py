@@ -56,3 +56,26 @@ class TestSelection:
     def test_no_selection(self):
         assert charts.selected_keys(None) == []
         assert charts.selected_keys({"selection": {"points": []}}) == []
+
+
+class TestSoFar:
+    def test_a_cohort_month_not_ended_is_labelled_and_not_coloured(self):
+        fig = charts.heatmap(["2026-10", "2026-11"], ["M0", "M1"],
+                             {("2026-10", "M0"): 1.0, ("2026-10", "M1"): 0.993, ("2026-11", "M0"): 1.0},
+                             partial={("2026-10", "M1"), ("2026-11", "M0")})
+        heat = fig.data[0]
+        assert heat.z[0][1] is None and heat.z[1][0] is None and heat.z[0][0] == 100.0
+        assert heat.text[0][1].endswith("so far") and not heat.text[0][0].endswith("so far")
+
+    def test_unfinished_buckets(self):
+        from datetime import UTC, date, datetime
+
+        from dashboard.analytics_ui import unfinished
+        from dashboard.metrics_data import Question
+
+        q = Question(db="x", start=date(2026, 1, 1), end_exclusive=date(2026, 11, 28), granularity="month",
+                     currency="USD", tier=None, interval=None, money_filter=None, country=None,
+                     now_minute=datetime(2026, 11, 27, 15, 0, tzinfo=UTC),
+                     settings=(("business_timezone", "Europe/Paris"),))
+        assert unfinished(date(2026, 11, 1), q) and not unfinished(date(2026, 10, 1), q)
+        assert unfinished(date(2026, 11, 27), q, "day") and not unfinished(date(2026, 11, 26), q, "day")

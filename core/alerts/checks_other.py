@@ -15,6 +15,7 @@ from sqlalchemy import Connection, func, select
 from core.alerts import stats
 from core.alerts.checks_payments import window_text
 from core.alerts.rules import Finding, Rule, register
+from core.labels import code_label
 from core.models import Dispute, Refund, StripeEvent, Subscription, SyncRun
 from core.money import format_money
 
@@ -63,7 +64,7 @@ def _refund_spike(conn: Connection, now: datetime, params: dict[str, Any]) -> li
         R.created_at >= start, R.created_at < end, counted).group_by(R.reason)).all()
     reason, top = max(((str(r), int(c)) for r, c in reasons), key=lambda rc: (rc[1], rc[0]))
     hint = (f"{n} refunds in {window_text(params['window_hours'])} ({_amounts(amounts)}), against "
-            f"{expected:.1f} usually; most given reason: {reason} ({top}).")
+            f"{expected:.1f} usually; most given reason: {code_label(reason)} ({top}).")
     return [Finding("all", float(n), expected, stats.severity(distance, params["severity_steps"]), hint,
                     start, end, {"unit": "count", "drill": {"table": "refunds"}})]
 

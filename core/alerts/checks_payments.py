@@ -14,6 +14,7 @@ from sqlalchemy import Connection, case, func, literal, select
 
 from core.alerts import stats
 from core.alerts.rules import Finding, Rule, register
+from core.labels import code_label
 from core.models import Payment
 from core.money import format_money
 
@@ -79,7 +80,7 @@ def top_failure_reason(conn: Connection, start: datetime, end: datetime, first_o
     if not total:
         return ""
     code, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
-    return f"; most failures: decline code {code} ({n / total:.0%} of {total})"
+    return f"; most failures: decline code “{code_label(code, 'decline_code')}” ({n / total:.0%} of {total})"
 
 
 # --- failure rate -----------------------------------------------------------------------------
@@ -188,7 +189,8 @@ def _concentration_check(conn: Connection, now: datetime, params: dict[str, Any]
                     or stats.rate_z(n, total, floor) < params["z_min"]):
                 continue
             words = DIMENSION_WORDS[dim]
-            hint = (f"Failures concentrated on {words} {value}: {n} of {total} {what} in "
+            shown = value if dim in ("currency", "card_country") else code_label(value, dim)
+            hint = (f"Failures concentrated on {words} “{shown}”: {n} of {total} {what} in "
                     f"{window_text(hours)} ({share:.0%}), against {base_share:.0%} of failures over the "
                     f"previous {float(params['baseline_days']):g} days.")
             findings.append(Finding(
@@ -233,13 +235,26 @@ def _collected(conn: Connection, start: datetime, end: datetime) -> dict[str, tu
     return {str(c): (int(a or 0), int(n)) for c, a, n in rows}
 
 
+def complete_window_end(now: datetime, hours: float) -> datetime:
+    """The end of the last complete window before ``now``: the last UTC midnight for windows of
+    whole days, else the last whole hour.
+
+    Money collected is compared over complete windows only: a day in progress (or a demo whose data
+    stops at midnight) holds part of a day's payments, and set against whole days it reads as a
+    drop. Evaluated at any hour of a day, the rule therefore sees the same window, yesterday."""
+    if hours % 24 == 0:
+        return now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return now.replace(minute=0, second=0, microsecond=0)
+
+
 def _revenue_check(conn: Connection, now: datetime, params: dict[str, Any]) -> list[Finding]:
     hours = float(params["window_hours"])
     weeks = int(params["baseline_weeks"])
-    start = now - timedelta(hours=hours)
-    current = _collected(conn, start, now)
+    end = complete_window_end(now, hours)
+    start = end - timedelta(hours=hours)
+    current = _collected(conn, start, end)
     base: dict[str, list[int]] = {}
-    for ws, we in weekly_windows(now, hours, weeks):
+    for ws, we in weekly_windows(end, hours, weeks):
         for cur, (amount, n) in _collected(conn, ws, we).items():
             acc = base.setdefault(cur, [0, 0])
             acc[0] += amount
@@ -254,13 +269,15 @@ def _revenue_check(conn: Connection, now: datetime, params: dict[str, Any]) -> l
         if drop < params["min_drop"] or -stats.count_z(n, mean_n) < params["z_min"]:
             continue
         distance = stats.ratio(mean_amount, max(amount, 1))
-        hint = (f"{format_money(amount, cur)} collected in {cur} in {window_text(hours)} from {n} payments, "
+        span = (f"on {start:%a %d %b} (UTC)" if hours == 24 else
+                f"from {start:%d %b %H:%M} to {end:%d %b %H:%M} UTC")
+        hint = (f"{format_money(amount, cur)} collected in {cur} {span} from {n} payments, "
                 f"against {format_money(round(mean_amount), cur)} ({mean_n:.0f} payments) in the same hours "
                 f"of the previous {weeks} weeks: {drop:.0%} lower"
-                f"{top_failure_reason(conn, start, now)}.")
+                f"{top_failure_reason(conn, start, end)}.")
         findings.append(Finding(
             f"currency={cur}", float(amount), float(round(mean_amount)),
-            stats.severity(distance, params["severity_steps"]), hint, start, now,
+            stats.severity(distance, params["severity_steps"]), hint, start, end,
             {"unit": "money", "currency": cur, "payments": n, "baseline_payments": mean_n,
              "drill": {"table": "payments", "currency": cur}},
         ))
@@ -275,8 +292,8 @@ def _revenue_measure(conn: Connection, scope: str, start: datetime, end: datetim
 
 register(Rule(
     "revenue_drop", "Revenue collected below baseline",
-    "Money collected (succeeded payments) in one currency over the last 24 hours, against the same 24 hours "
-    "of the previous weeks.",
+    "Money collected (succeeded payments) in one currency over the last complete day (UTC), against the same "
+    "weekday of the previous weeks.",
     "money",
     {"window_hours": 24, "baseline_weeks": 4, "min_baseline_payments": 20, "min_drop": 0.5, "z_min": 4.0,
      "auto_resolve_hours": 6, "severity_steps": dict(stats.DEFAULT_STEPS)},

@@ -33,6 +33,9 @@ from core.timeutil import ensure_aware, utc_now
 
 log = logging.getLogger(__name__)
 LAST_EVALUATED_KEY = "alerts.last_evaluated_at"
+# A person who resolved an alert has seen its condition: the same rule and scope stay quiet this
+# long afterwards unless it gets worse (a higher severity), instead of opening again at once.
+REOPEN_QUIET = timedelta(hours=1)
 
 
 @dataclass
@@ -185,6 +188,8 @@ def _fire(engine: Engine, cfg: RuleConfig, f: Finding, now: datetime, result: Ev
                                              note="The snooze ended and the condition still holds.")
                     result.updated.append(alert.id)
                     return
+                if _recently_resolved(session, cfg.rule.slug, f, now):
+                    return
                 alert = Alert(rule=cfg.rule.slug, scope=f.scope, status=OPEN, opened_at=now, **fields)
                 session.add(alert)
                 session.flush()  # the unique index refuses a second open alert for this rule and scope
@@ -195,6 +200,18 @@ def _fire(engine: Engine, cfg: RuleConfig, f: Finding, now: datetime, result: Ev
         except IntegrityError:
             continue  # a concurrent evaluator opened it first: go round again and update theirs
     raise RuntimeError(f"could not record alert {cfg.rule.slug} {f.scope}")  # pragma: no cover
+
+
+def _recently_resolved(session: Any, slug: str, f: Finding, now: datetime) -> bool:
+    """True when an alert of this rule and scope was resolved within ``REOPEN_QUIET`` before
+    ``now`` at the same or a higher severity (so the new one would say nothing new)."""
+    from core.alerts.stats import SEVERITY_RANK
+
+    last = session.execute(
+        select(Alert).where(Alert.rule == slug, Alert.scope == f.scope, Alert.status == RESOLVED,
+                            Alert.resolved_at > now - REOPEN_QUIET, Alert.resolved_at <= now)
+        .order_by(Alert.resolved_at.desc()).limit(1)).scalar_one_or_none()
+    return last is not None and SEVERITY_RANK.get(f.severity, 0) <= SEVERITY_RANK.get(last.severity, 0)
 
 
 def _clear(engine: Engine, cfg: RuleConfig, firing: set[str], now: datetime, result: EvaluationResult,

@@ -8,13 +8,14 @@ guarantees.
 
 from core.changes.actions import ACTIONS
 from core.changes.approvals import decide, resume
-from core.changes.errors import ChangeRefused, StaleMember
+from core.changes.errors import ChangeRefused, RepeatSuspected, StaleMember
 from core.changes.limits import Limits, load_limits, save_limits
 from core.changes.model import Actor, ChangeInput, Outcome, Preview
 from core.changes.reasons import REASONS, label
 from core.changes.service import derive_key, execute, preview, submit
 
 __all__ = [
-    "ACTIONS", "REASONS", "Actor", "ChangeInput", "ChangeRefused", "Limits", "Outcome", "Preview", "StaleMember",
+    "ACTIONS", "REASONS", "Actor", "ChangeInput", "ChangeRefused", "Limits", "Outcome", "Preview", "RepeatSuspected",
+    "StaleMember",
     "decide", "derive_key", "execute", "label", "load_limits", "preview", "resume", "save_limits", "submit",
 ]

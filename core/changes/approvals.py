@@ -60,7 +60,7 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
             if not allowed(actor.roles, action.permission):
                 raise ChangeRefused("Your role may not make this change, so it cannot approve it either.")
             member = _load(s, req.member_id)
-            ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, req.comment)
+            ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, req.comment, request_id=req.id)
             raw, comment = _unseal(req)
             ctx.comment = comment
             plan = action.plan(ctx, raw)

@@ -31,3 +31,12 @@ class StaleMember(ChangeRefused):
         )
         self.fresh_state = fresh_state
         self.fresh_version = fresh_version
+
+
+class RepeatSuspected(ChangeRefused):
+    """A change like one made on the same object a few minutes ago: it goes ahead only when the
+    form sends back ``repeat_of`` = the earlier request's id, i.e. the agent has read which one."""
+
+    def __init__(self, sentence: str, earlier: dict[str, Any]):
+        super().__init__(sentence, code="repeat")
+        self.earlier = earlier

@@ -115,3 +115,20 @@ def requests_frame(session: Session, *, statuses: tuple[str, ...] | None = None,
                "reason", "comment", "summary", "amount_minor", "currency", "decided_by", "decided_at",
                "decision_note", "applied_at", "error"]
     return pd.DataFrame(data, columns=columns)
+
+
+def request_label(row: dict[str, Any]) -> str:
+    """One line an approver can decide on: who asks, for what, how much, and why."""
+    from core.money import format_money
+
+    amount = (f" of {format_money(int(row['amount_minor']), row['currency'])}"
+              if row.get("amount_minor") is not None and row.get("currency") and not pd.isna(row["amount_minor"])
+              else "")
+    asked = row.get("requested_at")
+    when = f" on {asked:%Y-%m-%d %H:%M} UTC" if asked is not None and not pd.isna(asked) else ""
+    comment = str(row.get("comment") or "").strip()
+    if len(comment) > 120:
+        comment = comment[:119] + "…"
+    why = f"{row.get('reason')}" + (f": “{comment}”" if comment else "")
+    return (f"#{row['request_id']} · {row['action']}{amount} for {row['member_email']} (member "
+            f"{row['member_id']}) · asked by {row['requested_by']}{when} · why: {why}")

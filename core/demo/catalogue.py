@@ -36,6 +36,9 @@ COUNTRIES = {
 }
 CITIES = {"US": "Austin", "CA": "Toronto", "MX": "Monterrey", "AU": "Sydney", "DE": "Berlin", "FR": "Lyon",
           "ES": "Valencia", "IT": "Milan", "NL": "Utrecht", "IE": "Cork", "GB": "Leeds", "JP": "Osaka"}
+# ITU country calling codes of the demo's countries (E.164), so a US member's phone starts with +1.
+CALLING_CODES = {"US": 1, "CA": 1, "MX": 52, "AU": 61, "DE": 49, "FR": 33, "ES": 34, "IT": 39, "NL": 31, "IE": 353,
+                 "GB": 44, "JP": 81}
 FIRST_NAMES = ("Ava", "Ben", "Chloe", "Daniel", "Elena", "Felix", "Grace", "Hugo", "Isla", "Jonas", "Kenji", "Lea",
                "Mateo", "Nora", "Oscar", "Priya", "Quinn", "Rosa", "Sota", "Tara", "Umar", "Vera", "Will", "Yuki",
                "Zoe", "Aiko", "Bruno", "Clara", "Diego", "Emma", "Finn", "Hana", "Liam", "Mia", "Noah", "Sofia")

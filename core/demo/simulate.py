@@ -28,6 +28,7 @@ from core.demo import objects as o
 from core.demo.billing import DAY, HOUR, Billing, Obj, _pick, card_expires_at
 from core.demo.catalogue import (
     BRANDS,
+    CALLING_CODES,
     CANCEL_FEEDBACK,
     CITIES,
     COMMENTS,
@@ -157,8 +158,10 @@ class _Member(Billing):
         address = {"line1": f"{rng.randint(1, 240)} {rng.choice(LAST_NAMES)} Street", "line2": None,
                    "city": city, "postal_code": f"{rng.randint(10000, 99999)}", "state": None,
                    "country": self.country}
-        phone = f"+{rng.randint(1, 81)} {rng.randint(100, 999)} {rng.randint(1000000, 9999999)}" \
-            if rng.random() < 0.5 else None
+        phone = None
+        if rng.random() < 0.5:
+            rng.randint(1, 81)  # was a random calling code; still drawn so a seed's world stays the same
+            phone = f"+{CALLING_CODES[self.country]} {rng.randint(100, 999)} {rng.randint(1000000, 9999999)}"
         cust = o.customer(self.customer_id, created=self.signup, email=self.email, name=self.name, phone=phone,
                           address=address, currency=self.currency, default_pm=None)
         self.story.customer = cust

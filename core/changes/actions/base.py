@@ -36,6 +36,7 @@ class Ctx:
     stripe: Any = None  # a stripe.StripeClient built by core.stripe_gateway, or None
     reason: str = ""
     comment: str = ""
+    request_id: int | None = None  # set when an existing request is re-planned (approval)
 
 
 @dataclass

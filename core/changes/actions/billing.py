@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from core.changes import mirror, parse
+from core.changes import mirror, parse, repeats
 from core.changes.actions.base import Action, Ctx, Plan, register, require_customer
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
@@ -78,6 +78,9 @@ class RefundPayment(Action):
         if amount > remaining:
             raise ChangeRefused(f"At most {format_money(remaining, payment.currency)} of this payment can still be "
                                 f"refunded; {format_money(amount, payment.currency)} is too much.")
+        repeat_of = raw.get("repeat_of")
+        repeats.check_refund(ctx.session, member_id=ctx.member.id, payment_id=payment.id, amount=amount,
+                             now=ctx.now, confirmed=repeat_of, exclude=ctx.request_id)
         counted, earlier, why = _counted(ctx, payment, refunded, amount)
         money = lambda v: format_money(v, payment.currency)  # noqa: E731
         cap = ctx.limits.max_refund(ctx.actor.roles, payment.currency)
@@ -101,7 +104,10 @@ class RefundPayment(Action):
             mrr_before_minor=None, mrr_after_minor=None, needs_approval=needs,
             approval_reason=(_approval_reason(money, threshold, counted, earlier, why)
                              if needs and threshold is not None else None))
-        return Plan(params={"payment_id": payment.id, "amount": amount, "currency": payment.currency},
+        params = {"payment_id": payment.id, "amount": amount, "currency": payment.currency}
+        if repeat_of not in (None, ""):
+            params["repeat_of"] = parse.whole_number(repeat_of, "earlier request", low=1, high=2**62)
+        return Plan(params=params,
                     preview=preview, stripe_ids={"charge": payment.stripe_charge_id})
 
     def _charge(self, ctx: Ctx, plan: Plan) -> str:

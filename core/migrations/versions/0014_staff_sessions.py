@@ -6,7 +6,7 @@ SHA-256 of a random token the cookie carries); a sign-out, a disabled account, c
 a reset password mark the rows revoked, and every replica refuses a revoked token.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 from collections.abc import Sequence
 
@@ -16,7 +16,7 @@ from alembic import op
 import core.db.types
 
 revision: str = "0014"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -23,14 +23,14 @@ Also indexes ``invoices.number``: every text search looks the text up as an invo
 read the whole invoices table (18 million rows at a million members).
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 """
 from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0012"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

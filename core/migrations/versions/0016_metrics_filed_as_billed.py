@@ -14,7 +14,7 @@ rows were written under the old rules: the rollups are marked stale, and the nex
 rebuilds them (until then questions are answered from the raw rows).
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0015
 """
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,7 +25,7 @@ from alembic import op
 from core.db.types import UTCDateTime
 
 revision: str = "0016"
-down_revision: str | None = "0012"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -4,14 +4,14 @@ The health check asks when the newest webhook delivery arrived; without this ind
 of the whole event ledger on every probe.
 
 Revision ID: 0018
-Revises: 0012
+Revises: 0016
 """
 from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0018"
-down_revision: str | None = "0012"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -6,14 +6,14 @@ start has an index; their end (a cancellation taking effect, a past-due grace ru
 one, so that lookup reads a handful of index entries instead of the whole table.
 
 Revision ID: 0019
-Revises: 0012
+Revises: 0018
 """
 from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0019"
-down_revision: str | None = "0012"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,52 @@
+"""Every stored code people read has words: one mapping (core.labels) for tables, charts and alerts."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from core.changes.reasons import LABELS
+from core.labels import code_label, scope_label
+from core.stripe_gateway.errors import DECLINE_SENTENCES
+from dashboard.format import display_frame
+
+
+def test_codes_from_the_issue_read_as_words():
+    assert code_label("payment_failed", "cancellation_reason") == "Payment failed"
+    assert code_label("too_expensive", "cancellation_feedback") == "Too expensive"
+    assert code_label("requested_by_customer", "reason") == "Customer asked for a refund"
+    assert code_label("insufficient_funds", "decline_code") == "Insufficient funds"
+    assert code_label("something_new_from_stripe") == "Something new from stripe"
+
+
+def test_every_known_code_has_a_label():
+    for code in list(DECLINE_SENTENCES) + list(LABELS):
+        assert "_" not in code_label(code, "decline_code" if code in DECLINE_SENTENCES else "reason"), code
+
+
+def test_scopes_and_tables_in_words():
+    assert scope_label("decline_code=do_not_honor") == "Decline code: Bank declined (do not honor)"
+    assert scope_label("currency=EUR") == "Currency: EUR" and scope_label("all") == "All"
+    frame = pd.DataFrame({"decline_code": ["insufficient_funds", None], "reason": ["payment_failed", "duplicate"],
+                          "email": ["a_b@example.com", "c@example.com"]})
+    shown = display_frame(frame)
+    assert shown["Decline code"].tolist() == ["Insufficient funds", ""]
+    assert shown["Reason"].tolist() == ["Payment failed", "Duplicate charge"]
+    assert shown["Email"].tolist() == ["a_b@example.com", "c@example.com"]
+
+
+def test_a_tiny_change_is_not_minus_zero_percent():
+    from dashboard.format import money, percent
+
+    assert f"{money(-581, 'USD', signed=True)} ({percent(-581 / 11_399_901, signed=True)})" == "-$5.81 (-<0.1%)"
+    assert percent(0.0, signed=True) == "+0.0%" and percent(-0.00001) == "0.0%"
+    assert percent(-0.023, signed=True) == "-2.3%"
+
+
+def test_times_in_tables_carry_their_zone():
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    moment = datetime(2026, 11, 27, 14, 5, tzinfo=UTC)
+    frame = pd.DataFrame({"created_at": [moment.astimezone(ZoneInfo("Europe/Paris"))], "at": [moment]})
+    shown = display_frame(frame)
+    assert shown["Created at"].tolist() == ["2026-11-27 15:05 CET"] and shown["At"].tolist() == ["2026-11-27 14:05 UTC"]
