@@ -301,11 +301,11 @@ def missing(result: MetricResult | None, what: str) -> None:
         st.info(f"{md(what)}: no data in the chosen range and filters.")
 
 
-def by_currency_table(b: Any, roles: Sequence[Sequence[str]], *, key: str) -> None:
+def by_currency_table(b: Any, slugs: Sequence[str], *, key: str) -> None:
     """Money figures per original currency (unconverted), one row per currency."""
     rows: dict[str, dict[str, str]] = {}
-    for slugs in roles:
-        result = metrics_data.find(b, *slugs)
+    for slug in slugs:
+        result = metrics_data.find(b, slug)
         if result is None or result.unit != "money" or not result.by_currency:
             continue
         name = metrics_data.title(result.slug)
@@ -332,7 +332,7 @@ class Movements:
 def movements(b: Any) -> Movements | None:
     """Starting MRR, the five movements and ending MRR from the registry's movements metric
     (its breakdown has one row per ``key``), or from one metric per movement."""
-    result = metrics_data.find(b, *metrics_data.REVENUE["movements"])
+    result = metrics_data.find(b, metrics_data.REVENUE["movements"])
     values: dict[str, int] = {}
     slug = result.slug if result is not None else ""
     if result is not None and result.breakdown is not None and not result.breakdown.empty:
@@ -340,11 +340,11 @@ def movements(b: Any) -> Movements | None:
             if v is not None and not pd.isna(v):
                 values[str(k)] = int(v)
     slugs: dict[str, str] = {}
-    for kind, candidates in metrics_data.MOVEMENT_SLUGS.items():
+    for kind, one_slug in metrics_data.MOVEMENT_SLUGS.items():
         if kind in values and slug:
             slugs[kind] = slug
             continue
-        one = metrics_data.find(b, *candidates)
+        one = metrics_data.find(b, one_slug)
         if one is not None and one.value is not None:
             values[kind], slugs[kind] = int(one.value), one.slug
     start = values.get("start", values.get("mrr_start"))
@@ -358,11 +358,11 @@ def movements(b: Any) -> Movements | None:
     return Movements(result, slug or slugs[kinds[0]], start, end, {k: values[k] for k in kinds}, targets)
 
 
-def chain(b: Any, steps: Sequence[tuple[str, Sequence[str]]]) -> list[charts.Point]:
+def chain(b: Any, steps: Sequence[tuple[str, str]]) -> list[charts.Point]:
     """One bar per step whose metric the bundle carries (money, whole range)."""
     out = []
-    for title, slugs in steps:
-        result = metrics_data.find(b, *slugs)
+    for title, slug in steps:
+        result = metrics_data.find(b, slug)
         if result is None:
             continue
         out.append(charts.Point(key=DrillTarget(result.slug, "").id, label=title, value=result.value))

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from core import business_settings
 from core.business_settings import BusinessSettings
-from core.metrics import Filters, MetricError, MetricResult, Query, compute, drill, get, page_bundle
+from core.metrics import Filters, MetricResult, Query, drill, get, page_bundle
 from core.money import SUPPORTED_CURRENCIES
 from core.timeutil import utc_now, zone
 from dashboard.controls import REPORTING, Controls, FilterOptions
@@ -100,12 +100,6 @@ def bundle(_engine: Engine, q: Question, page: str) -> Any:
     return page_bundle(_engine, page, q.query())
 
 
-@st.cache_data(ttl=TTL, show_spinner=False, max_entries=256)
-def metric(_engine: Engine, q: Question, slug: str) -> MetricResult:
-    """One metric, when a page needs one the page bundle does not carry."""
-    return compute(_engine, slug, q.query())
-
-
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=128)
 def drill_rows(_engine: Engine, q: Question, slug: str, period: date | None, key: str | None) -> pd.DataFrame:
     """The rows behind one number, one chart bucket (``period``) and/or one key (movement kind,
@@ -143,26 +137,17 @@ def with_filter(q: Question, dim: str, value: str) -> Question:
 
 
 def definition(slug: str) -> str:
-    try:
-        return get(slug).definition
-    except (MetricError, ImportError):  # unknown slug, or the registry's modules not all there
-        return ""
+    return get(slug).definition
 
 
 def title(slug: str) -> str:
-    try:
-        return get(slug).title
-    except (MetricError, ImportError):
-        return slug.replace("_", " ").capitalize()
+    return get(slug).title
 
 
-def find(b: Any, *slugs: str) -> MetricResult | None:
-    """The first of ``slugs`` present in the bundle (the registry's names may be any of them)."""
+def find(b: Any, slug: str) -> MetricResult | None:
+    """The bundle's result for the registered metric ``slug`` (None: this bundle does not carry it)."""
     metrics = getattr(b, "metrics", b) or {}
-    for slug in slugs:
-        if slug in metrics:
-            return metrics[slug]
-    return None
+    return metrics.get(slug)
 
 
 def table(b: Any, name: str) -> pd.DataFrame | None:
@@ -183,42 +168,32 @@ def settings_line(bs: BusinessSettings, q: Question) -> str:
 
 
 __all__ = ["INTERVALS", "REPORTING", "TIERS", "Question", "bundle", "currencies", "definition", "drill_rows",
-           "find", "metric", "question", "settings", "settings_line", "table", "title", "today"]
+           "find", "question", "settings", "settings_line", "table", "title", "today"]
 
 
-# Candidate registry slugs for each number a page shows, first choice first. The pages name
-# roles ("mrr", "billed"); ``find`` takes the first slug the page bundle carries.
-REVENUE: dict[str, tuple[str, ...]] = {
-    "mrr": ("mrr",), "arr": ("arr",), "paying_members": ("paying_members",), "arpu": ("arpu",), "ltv": ("ltv",),
-    "net_revenue": ("net_revenue",), "gross_revenue": ("gross_revenue", "collected"),
-    "billed": ("billed", "invoiced"), "refunds": ("refunds",), "stripe_fees": ("stripe_fees",),
-    "disputes_lost": ("disputes_lost", "disputes"),
-    "movements": ("mrr_movements", "movements"),
+# The registered metric behind each number a page shows (role -> slug). Every slug here must be
+# registered in ``core.metrics`` (tests/test_architecture.py checks), so a renamed metric fails a
+# test instead of a page silently showing nothing.
+REVENUE: dict[str, str] = {
+    "mrr": "mrr", "arr": "arr", "paying_members": "paying_members", "arpu": "arpu", "ltv": "ltv",
+    "net_revenue": "net_revenue", "gross_revenue": "gross_revenue", "billed": "billed", "refunds": "refunds",
+    "stripe_fees": "stripe_fees", "disputes_lost": "disputes_lost", "movements": "mrr_movements",
 }
-MOVEMENT_SLUGS = {k: (f"mrr_{k}", f"{k}_mrr") for k in ("new", "expansion", "contraction", "churn", "reactivation",
-                                                                "transfer_in", "transfer_out")}
+MOVEMENT_SLUGS: dict[str, str] = {k: f"mrr_{k}" for k in ("new", "expansion", "contraction", "churn", "reactivation",
+                                                         "transfer_in", "transfer_out")}
 SEGMENTS = ("tier", "interval", "currency", "country")  # page bundle tables ``revenue_by_<dim>``
-CHURN: dict[str, tuple[str, ...]] = {
-    "member_churn": ("member_churn_rate", "member_churn"),
-    "voluntary": ("voluntary_churn_rate", "member_churn_voluntary", "churn_voluntary"),
-    "involuntary": ("involuntary_churn_rate", "member_churn_involuntary", "churn_involuntary"),
-    "gross_mrr_churn": ("gross_mrr_churn", "gross_mrr_churn_rate"),
-    "net_mrr_churn": ("net_mrr_churn", "net_mrr_churn_rate"),
-    "nrr": ("nrr",), "grr": ("grr",),
-    "cohort_members": ("cohort_retention", "cohort_retention_members"),
-    "cohort_mrr": ("cohort_mrr_retention", "cohort_retention_mrr"),
-    "trial_conversion": ("trial_conversion", "trial_conversion_rate"),
-    "cancellation_reasons": ("cancellations", "cancellation_reasons"),
+CHURN: dict[str, str] = {
+    "member_churn": "member_churn_rate", "voluntary": "voluntary_churn_rate",
+    "involuntary": "involuntary_churn_rate", "gross_mrr_churn": "gross_mrr_churn", "net_mrr_churn": "net_mrr_churn",
+    "nrr": "nrr", "grr": "grr", "cohort_members": "cohort_retention", "cohort_mrr": "cohort_mrr_retention",
+    "trial_conversion": "trial_conversion", "cancellation_reasons": "cancellations",
 }
-FAILED: dict[str, tuple[str, ...]] = {
-    "failure_rate": ("failure_rate", "first_attempt_failure_rate"),
-    "recovery_rate": ("recovery_rate",),
-    "revenue_at_risk": ("revenue_at_risk",),
-    "decline_codes": ("decline_codes", "failures_by_decline_code"),
-    "failed_payments": ("failed_payments",),
-    "brands": ("card_brands", "failures_by_brand"),
-    "countries": ("card_countries", "failures_by_country"),
+FAILED: dict[str, str] = {
+    "failure_rate": "failure_rate", "recovery_rate": "recovery_rate", "revenue_at_risk": "revenue_at_risk",
+    "decline_codes": "decline_codes", "failed_payments": "failed_payments", "brands": "card_brands",
+    "countries": "card_countries",
 }
+PAGE_SLUGS = (*REVENUE.values(), *MOVEMENT_SLUGS.values(), *CHURN.values(), *FAILED.values())
 
 
 def default_start(today_: date) -> date:

@@ -21,24 +21,24 @@ ctx = guard(Permission.VIEW_CHURN)
 eng, q, line, b = open_page("Churn and retention", "churn", computing="churn and retention")
 
 C = md.CHURN
-found = {role: md.find(b, *slugs) for role, slugs in C.items()}
+found = {role: md.find(b, slug) for role, slug in C.items()}
 cards = [("member_churn", "Member churn"), ("voluntary", "Voluntary churn"), ("involuntary", "Involuntary churn"),
          ("trial_conversion", "Trial conversion"), ("gross_mrr_churn", "Gross MRR churn"),
          ("net_mrr_churn", "Net MRR churn"), ("nrr", "NRR"), ("grr", "GRR")]
 for row in (cards[:4], cards[4:]):
     for col, (role, title) in zip(st.columns(4), row, strict=True):
-        ui.card(col, found[role], C[role][0], title, line)
+        ui.card(col, found[role], C[role], title, line)
 
 LATER: list = []  # drill tables of half-width charts, drawn below them
 left, right = st.columns(2)
 with left:
     st.subheader("Member churn")
     pts = [p for role, name in (("member_churn", "All"), ("voluntary", "Voluntary"), ("involuntary", "Involuntary"))
-           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role][0]), series=name, q=q)]
+           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role]), series=name, q=q)]
     if pts:
         clicked = ui.chart(charts.line(pts, unit="percent", title=f"Share of paying members lost, by {q.granularity}"),
                            key="churn_members_chart")
-        ui.caption_definition(found["member_churn"], C["member_churn"][0])
+        ui.caption_definition(found["member_churn"], C["member_churn"])
         ui.drill_picker(eng, q, ui.targets_from_points(pts, "Churn"), clicked, key="churn_members", noun="members", later=LATER)
     else:
         ui.missing(found["member_churn"], "Member churn over time")
@@ -46,11 +46,11 @@ with right:
     st.subheader("MRR retention")
     pts = [p for role, name in (("gross_mrr_churn", "Gross MRR churn"), ("net_mrr_churn", "Net MRR churn"),
                                 ("nrr", "NRR"), ("grr", "GRR"))
-           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role][0]), series=name, q=q)]
+           for p in ui.series_points(found[role], ui.slug_of(found[role], C[role]), series=name, q=q)]
     if pts:
         clicked = ui.chart(charts.line(pts, unit="percent", title=f"MRR churn and retention, by {q.granularity}"),
                            key="churn_mrr_chart")
-        ui.caption_definition(found["nrr"], C["nrr"][0])
+        ui.caption_definition(found["nrr"], C["nrr"])
         ui.drill_picker(eng, q, ui.targets_from_points(pts, "MRR"), clicked, key="churn_mrr", noun="members", later=LATER)
     else:
         ui.missing(found["nrr"], "MRR churn over time")
@@ -63,13 +63,13 @@ st.caption("Cohort = month of a member's first paid month; a member who comes ba
 tab_members, tab_mrr = st.tabs(["Members retained", "Net MRR retained"])
 for tab, role, what in ((tab_members, "cohort_members", "members"), (tab_mrr, "cohort_mrr", "net MRR")):
     with tab:
-        grid = ui.cohort_grid(found[role], ui.slug_of(found[role], C[role][0]), q)
+        grid = ui.cohort_grid(found[role], ui.slug_of(found[role], C[role]), q)
         if grid is not None:
             clicked = ui.chart(charts.heatmap(grid.rows, grid.cols, grid.cells, unit="percent", keys=grid.keys,
                                               partial=grid.partial,
                                               title=f"Share of each cohort's {what} at the end of month k"),
                                key=f"churn_{role}_chart")
-            ui.caption_definition(found[role], C[role][0])
+            ui.caption_definition(found[role], C[role])
             ui.drill_picker(eng, q, grid.targets, clicked, key=f"churn_{role}", noun="members")
         else:
             ui.missing(found[role], f"Cohort retention ({what})")
@@ -78,22 +78,22 @@ left, right = st.columns(2)
 with left:
     st.subheader("Trial conversion")
     res = found["trial_conversion"]
-    pts = ui.series_points(res, ui.slug_of(res, C["trial_conversion"][0]), q=q)
+    pts = ui.series_points(res, ui.slug_of(res, C["trial_conversion"]), q=q)
     if pts:
         clicked = ui.chart(charts.bars(pts, unit="percent", title="Trials ending in each period that converted"),
                            key="churn_trials_chart")
-        ui.caption_definition(res, C["trial_conversion"][0])
+        ui.caption_definition(res, C["trial_conversion"])
         ui.drill_picker(eng, q, ui.targets_from_points(pts, "Trials"), clicked, key="churn_trials", noun="trials", later=LATER)
     else:
         ui.missing(res, "Trial conversion")
 with right:
     st.subheader("Cancellation reasons")
     res = found["cancellation_reasons"]
-    pts = ui.breakdown_points(res, ui.slug_of(res, C["cancellation_reasons"][0]), series_column="churn_kind")
+    pts = ui.breakdown_points(res, ui.slug_of(res, C["cancellation_reasons"]), series_column="churn_kind")
     if pts:
         clicked = ui.chart(charts.bars(pts, unit=res.unit if res else "count", horizontal=True, stacked=True,
                                        title="Members lost, by reason"), key="churn_reasons_chart")
-        ui.caption_definition(res, C["cancellation_reasons"][0])
+        ui.caption_definition(res, C["cancellation_reasons"])
         ui.drill_picker(eng, q, ui.targets_from_points(pts, "Reason"), clicked, key="churn_reasons", noun="members", later=LATER)
     else:
         ui.missing(res, "Cancellation reasons")

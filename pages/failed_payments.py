@@ -25,12 +25,12 @@ eng, q, line, b = open_page("Failed payments", "failed_payments", computing="pay
                             with_money=sees_revenue)
 
 F = md.FAILED
-found = {role: md.find(b, *slugs) for role, slugs in F.items()}
+found = {role: md.find(b, slug) for role, slug in F.items()}
 cards = [("failure_rate", "Failure rate (first attempt)"), ("recovery_rate", "Recovery rate")]
 if sees_revenue:
     cards.append(("revenue_at_risk", "Revenue at risk (MRR)"))
 for col, (role, title) in zip(st.columns(len(cards) + (1 if not sees_revenue else 0)), cards, strict=False):
-    ui.card(col, found[role], F[role][0], title, line)
+    ui.card(col, found[role], F[role], title, line)
 
 st.subheader("Past-due worklist")
 st.caption("Members whose subscription is past due, grouped by the decline code of their latest failed attempt. "
@@ -43,14 +43,14 @@ left, right = st.columns(2)
 with left:
     st.subheader("First-attempt failure rate")
     res = found["failure_rate"]
-    pts = ui.series_points(res, ui.slug_of(res, F["failure_rate"][0]), series="Failure rate", q=q)
-    pts += ui.series_points(found["recovery_rate"], ui.slug_of(found["recovery_rate"], F["recovery_rate"][0]),
+    pts = ui.series_points(res, ui.slug_of(res, F["failure_rate"]), series="Failure rate", q=q)
+    pts += ui.series_points(found["recovery_rate"], ui.slug_of(found["recovery_rate"], F["recovery_rate"]),
                             series="Recovery rate", q=q)
     if pts:
         clicked = ui.chart(charts.line(pts, unit="percent", title=f"Renewal payments, by {q.granularity}"),
                            key="failed_rate_chart")
-        ui.caption_definition(res, F["failure_rate"][0])
-        ui.caption_definition(found["recovery_rate"], F["recovery_rate"][0])
+        ui.caption_definition(res, F["failure_rate"])
+        ui.caption_definition(found["recovery_rate"], F["recovery_rate"])
         ui.drill_picker(eng, q, ui.targets_from_points(pts, "Rate"), clicked, key="failed_rate", noun="payments", later=LATER)
     else:
         ui.missing(res, "The failure rate over time")
@@ -61,11 +61,11 @@ with right:
                                ("decline code", "card brand", "card country"), strict=True):
         with tab:
             res = found[role]
-            pts = ui.breakdown_points(res, ui.slug_of(res, F[role][0]), label_column="label")
+            pts = ui.breakdown_points(res, ui.slug_of(res, F[role]), label_column="label")
             if pts:
                 clicked = ui.chart(charts.bars(pts, unit=res.unit if res else "count", horizontal=True,
                                                title=f"Failed attempts by {what}"), key=f"failed_{role}_chart")
-                ui.caption_definition(res, F[role][0])
+                ui.caption_definition(res, F[role])
                 ui.drill_picker(eng, q, ui.targets_from_points(pts, what.capitalize()), clicked,
                                 key=f"failed_{role}", noun="payments", later=LATER)
             else:

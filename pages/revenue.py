@@ -22,12 +22,12 @@ ctx = guard(Permission.VIEW_REVENUE)
 eng, q, line, b = open_page("Revenue", "revenue", computing="revenue")
 
 S = md.REVENUE
-mrr, arr = md.find(b, *S["mrr"]), md.find(b, *S["arr"])
+mrr, arr = md.find(b, S["mrr"]), md.find(b, S["arr"])
 # Two rows of three: six cards in one row truncate money values on a 1280-pixel screen.
 for row in ((("mrr", "MRR"), ("arr", "ARR"), ("paying_members", "Paying members")),
             (("arpu", "ARPU"), ("ltv", "LTV"), ("net_revenue", "Net revenue"))):
     for col, (role, title) in zip(st.columns(3), row, strict=True):
-        ui.card(col, md.find(b, *S[role]), S[role][0], title, line)
+        ui.card(col, md.find(b, S[role]), S[role], title, line)
 ui.by_currency_table(b, [S[r] for r in ("mrr", "arr", "arpu", "net_revenue")], key="revenue_by_currency")
 
 LATER: list = []  # drill tables of half-width charts, drawn below them
@@ -36,7 +36,7 @@ with left:
     st.subheader("MRR over time")
     which = st.radio("Show", ["MRR", "ARR"], horizontal=True, key="revenue_mrr_or_arr", label_visibility="collapsed")
     shown = arr if which == "ARR" else mrr
-    slug = S["arr"][0] if which == "ARR" else S["mrr"][0]
+    slug = S["arr"] if which == "ARR" else S["mrr"]
     pts = ui.series_points(shown, ui.slug_of(shown, slug), q=q)
     if pts:
         clicked = ui.chart(charts.line(pts, unit="money", currency=q.currency, title=f"{which} at the end of each {q.granularity}"),
@@ -84,8 +84,8 @@ tabs = st.tabs(["By tier", "By interval", "By currency", "By country"])
 for tab, dim in zip(tabs, md.SEGMENTS, strict=True):
     with tab:
         frame = md.table(b, f"revenue_by_{dim}")
-        pts = ui.segment_points(frame, dim, [("gross", "Gross revenue", S["gross_revenue"][0]),
-                                             ("net", "Net revenue", S["net_revenue"][0])])
+        pts = ui.segment_points(frame, dim, [("gross", "Gross revenue", S["gross_revenue"]),
+                                             ("net", "Net revenue", S["net_revenue"])])
         if pts:
             clicked = ui.chart(charts.bars(pts, unit="money", currency=q.currency, horizontal=dim == "country",
                                            title=f"Revenue by {dim}"), key=f"revenue_by_{dim}_chart")

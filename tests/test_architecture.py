@@ -48,3 +48,13 @@ def test_only_the_gateway_calls_stripe():
         if any(n == "stripe" or n.startswith("stripe.") for n in _imports(p)):
             offenders.append(rel)
     assert offenders == []
+
+
+def test_pages_name_registered_metrics_only():
+    # The typed contract between the pages and the metrics: each number a page shows names one
+    # registered metric; an unknown slug would leave a card or chart silently empty.
+    from core.metrics import list_metrics
+    from dashboard.metrics_data import PAGE_SLUGS
+
+    registered = {m.slug for m in list_metrics()}
+    assert sorted(set(PAGE_SLUGS) - registered) == []
