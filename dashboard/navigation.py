@@ -13,6 +13,8 @@ from pathlib import Path
 import streamlit as st
 
 from core.permissions import GRANTS, Permission, allowed
+from dashboard.auth import current, record_refusal
+from dashboard.text import md
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES_DIR = ROOT / "pages"
@@ -62,13 +64,10 @@ def needed_roles(permission: Permission) -> str:
 
 def refuse(title: str, permission: Permission) -> None:
     """What a forbidden URL shows: which role the page needs; the refusal goes to the audit log."""
-    from dashboard.auth import current, record_refusal
-    from dashboard.text import md
-
     ctx = current()
     if ctx is None:
         return
-    st.title(f"{md(title)}")
+    st.title(md(title))
     mine = ", ".join(ctx.roles) or "no role"
     st.error(f"The {md(title)} page needs the {md(needed_roles(permission))} role; you are signed in as "
              f"{md(ctx.username)} ({md(mine)}). Ask an admin if you need it.")

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from browser_helpers are redefined as arguments)
 """Security flows in a real browser (Chromium through Playwright against `streamlit run`):
 a sign-in cookie copied before sign-out signs nobody in afterwards, and the cookie's flags."""
 
@@ -11,12 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import AuditEntry
-from tests.browser_helpers import (  # noqa: F401  (fixtures)
-    browser,
-    dashboard_server,
-    sign_in_as,
-    wait_idle,
-)
+from tests.browser_helpers import sign_in_as, wait_idle  # the fixtures come from conftest
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 COOKIE = "memberdesk_test"
