@@ -19,7 +19,7 @@ import streamlit as st  # noqa: E402
 
 from dashboard import signin  # noqa: E402
 from dashboard.auth import current  # noqa: E402
-from dashboard.navigation import build_pages  # noqa: E402
+from dashboard.navigation import build_pages, visited  # noqa: E402
 
 
 def main() -> None:
@@ -38,6 +38,7 @@ def main() -> None:
         signin.render_sidebar(ctx)
         return
     nav = st.navigation(pages)
+    visited(nav)
     signin.render_sidebar(ctx)
     nav.run()
 

@@ -90,10 +90,21 @@ def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = 
             out[col] = [code_label(v, col) if isinstance(v, str) else v for v in out[col]]
     for col in out.columns:  # blanks instead of "None"/"<NA>" (also in the CSV)
         if out[col].isna().any():
-            out[col] = out[col].astype(object).where(out[col].notna(), "")
+            # One type per column: a column of numbers and blanks becomes text ("12", ""), else
+            # Arrow cannot serialise it and Streamlit logs a traceback on every run.
+            out[col] = [_cell_text(v) for v in out[col]]
     names = {c: label(c) for c in out.columns}
     names.update(rename or {})
     return out.rename(columns=names)
+
+
+def _cell_text(value: object) -> str:
+    """A cell of a column that has blanks: the value as text, whole numbers without ``.0``."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def when_in(value: datetime | None, tz: str) -> str:

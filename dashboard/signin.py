@@ -57,6 +57,7 @@ _DELETE_PENDING = "_md_cookie_delete_pending"
 _NOTICE = "_md_signin_notice"
 _CHECKED = "_md_account_checked"
 _SESSION = "_md_session"  # the token of this sign-in's row in staff_sessions
+_TOUCHED = "_md_session_touched"  # epoch seconds the server-side expiry was last slid
 _REFUSED = "_md_cookie_refused"  # the last refused cookie, so a refusal is audited once
 _HIDE_EMPTY_FRAMES = "<style>.element-container:has(iframe[height='0']){display:none;}</style>"
 
@@ -99,20 +100,32 @@ def _authenticator() -> stauth.Authenticate:
                                login_sleep_time=0)
 
 
+_TOUCH_EVERY = 60  # seconds between two slides of the server-side expiry (one write a minute at most)
+
+
 def _lifetime() -> timedelta:
-    return timedelta(seconds=_idle_seconds())
+    # The open tab signs out at exactly the idle time (_LAST_SEEN); the server's expiry, slid at
+    # most once a minute, is the backstop for a copied cookie, so it gets that minute and one more.
+    return timedelta(seconds=_idle_seconds() + 2 * _TOUCH_EVERY)
 
 
-def _issue_cookie(username: str, *, slide: bool = True) -> None:
+def _touch_session(now: float) -> None:
+    """Slide this session's expiry on the server while the person keeps working."""
+    state = st.session_state
+    if now - float(state.get(_TOUCHED) or 0) < _TOUCH_EVERY or not state.get(_SESSION):
+        return
+    with session_scope(engine()) as s:
+        staff_sessions.extend(s, str(state[_SESSION]), lifetime=_lifetime())
+    state[_TOUCHED] = now
+
+
+def _issue_cookie(username: str) -> None:
     """Queue a fresh sign-in cookie naming this session (streamlit-authenticator's JWT shape plus
-    ``sid``) and slide the session's expiry on the server to match."""
+    ``sid``)."""
     now = time.time()
     sid = str(st.session_state.get(_SESSION) or "")
     token = jwt.encode({"username": username, "exp_date": now + _idle_seconds(), "sid": sid},
                        settings().require_cookie_key(), algorithm="HS256")
-    if sid and slide:  # (a sign-in has just set the expiry, in its own still open transaction)
-        with session_scope(engine()) as s:
-            staff_sessions.extend(s, sid, lifetime=_lifetime())
     st.session_state[_COOKIE_PENDING] = (token, now + _idle_seconds(), f"md_cookie_set_{now:.6f}")
     st.session_state[_COOKIE_ISSUED] = now
 
@@ -143,7 +156,7 @@ def _sign_out(auth: stauth.Authenticate, *, reason: str, notice: str | None = No
         log.exception("could not revoke the session of %s", username)
     _audit(str(username), "auth.logout", comment=reason)
     auth.authentication_controller.logout()
-    for key in (_LAST_SEEN, _COOKIE_PENDING, _COOKIE_ISSUED, _CHECKED, _SESSION):
+    for key in (_LAST_SEEN, _COOKIE_PENDING, _COOKIE_ISSUED, _CHECKED, _SESSION, _TOUCHED):
         st.session_state.pop(key, None)
     st.session_state[_DELETE_PENDING] = f"md_cookie_delete_{time.time():.6f}"
     if notice:
@@ -220,6 +233,8 @@ def run_authentication() -> stauth.Authenticate:
         else:
             state[_LAST_SEEN] = now
             _recheck_account(auth)
+            if state.get("authentication_status"):
+                _touch_session(now)
     if state.get("authentication_status"):
         issued = state.get(_COOKIE_ISSUED)
         if issued is None or now - issued > _idle_seconds() / 2:  # keep the cookie sliding
@@ -323,7 +338,8 @@ def _attempt_login() -> None:
                 state.pop(_NOTICE, None)
                 state.pop(_REFUSED, None)
                 state["logout"] = None
-                _issue_cookie(username, slide=False)
+                state[_TOUCHED] = time.time()  # start() has just set the expiry
+                _issue_cookie(username)
                 log.info("sign-in user=%s", username)
                 return
             auth.authentication_controller.logout()

@@ -73,15 +73,30 @@ def test_deep_link_survives_the_sign_in(dashboard_server, page):
     assert "ann.lee@example.com" in page.inner_text("body")
 
 
-def test_forbidden_url_does_not_show_the_page(dashboard_server, page):
+def test_forbidden_url_says_which_role_it_needs_and_is_audited(dashboard_server, page):
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from core.models import AuditEntry
+
+    def refusals() -> list[AuditEntry]:
+        with Session(dashboard_server.engine) as s:
+            return list(s.scalars(select(AuditEntry).where(AuditEntry.action == "auth.permission_refused",
+                                                           AuditEntry.actor == "support",
+                                                           AuditEntry.target_id == "admin")))
+
+    before = len(refusals())
     page.goto(f"{dashboard_server.url}/admin")
     sign_in_as(page, "support")
-    page.wait_for_timeout(500)
+    page.get_by_text("The Admin page needs the admin role; you are signed in as support (support).").wait_for()
     wait_idle(page)
     body = page.inner_text("body")
     assert "Staff accounts" not in body and "Business settings" not in body
+    assert "Page not found" not in body
+    assert "/admin" in page.url  # the address stays what was asked for
     nav = " ".join(page.locator("[data-testid=stSidebarNav]").all_inner_texts())
     assert "Admin" not in nav and "Audit log" not in nav and "Members" in nav
+    assert len(refusals()) == before + 1  # once per visit, whatever the reruns
 
 
 def test_member_search_to_member_page_and_csv_download(dashboard_server, page):
@@ -143,7 +158,9 @@ def test_cookie_keeps_the_session_across_a_reload(dashboard_server, page):
     page.wait_for_timeout(500)
     wait_idle(page)
     assert not sign_in_form_visible(page)
-    assert "Overview" in heading(page)  # finance may not open Members: the default page instead
+    # signed in by the cookie; finance may not open Members, and the page says who may
+    page.get_by_text("The Members page needs the admin, manager or support role").wait_for()
+    assert "Signed in as" in page.locator("[data-testid=stSidebar]").inner_text()
 
 
 def test_lockout_after_repeated_failures(dashboard_server, page):

@@ -165,3 +165,19 @@ def test_a_seeded_session_without_a_live_server_session_is_signed_out(db):
     assert not at.exception
     assert not at.session_state["authentication_status"]
     assert [w.label for w in at.text_input] == ["Username", "Password"]
+
+
+def test_working_slides_the_server_side_expiry_at_most_once_a_minute(db, engine):
+    from core.models import StaffSession
+
+    def expiry():
+        with Session(engine) as s:
+            return s.scalar(select(StaffSession.expires_at).where(StaffSession.username == "support"))
+
+    at = _sign_in(app_test(db).run(), "support", "support-demo-pass")
+    first = expiry()
+    at.run()
+    assert expiry() == first  # within the minute: no write
+    at.session_state["_md_session_touched"] = time.time() - 61
+    at.run()
+    assert expiry() > first
