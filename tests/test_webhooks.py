@@ -178,6 +178,26 @@ def test_a_delivery_that_is_not_genuine_gets_400_and_records_nothing(stack: Stac
     assert _ledger_row(stack.engine, event["id"]) == []
 
 
+def test_an_oversized_body_gets_400_before_it_is_read(stack: Stack) -> None:
+    """A declared body over 1 MB is refused from the headers alone (the client here sends only
+    the headers and then waits for the answer, as the server does not read the body)."""
+    import http.client
+
+    host, port = stack.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.putrequest("POST", "/stripe/webhook")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", "2000000")
+        conn.putheader("Stripe-Signature", "t=1,v1=00")
+        conn.endheaders()
+        response = conn.getresponse()
+        assert response.status == 400
+        assert "larger than any Stripe event" in json.loads(response.read())["error"]
+    finally:
+        conn.close()
+
+
 def test_a_signature_within_the_tolerance_is_accepted(stack: Stack) -> None:
     event = _event("cus_recent_enough")
     payload = json.dumps(event)
