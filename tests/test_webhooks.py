@@ -238,18 +238,34 @@ def test_healthz_reports_the_database_the_sync_and_the_last_webhook(stack: Stack
 
 
 def test_healthz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
-    server = start_server(tmp_path, database_url=f"sqlite:///{tmp_path / 'no-such-folder' / 'memberdesk.db'}",
-                          stripe_settings={"api_key": API_KEY, "webhook_secret": SECRET})
+    """PostgreSQL down (nothing listens on its port): /healthz says so without naming the host,
+    and a webhook is not acknowledged, so Stripe delivers it again later."""
+    down = f"postgresql+psycopg://memberdesk:pw-not-shown@127.0.0.1:{free_port()}/memberdesk"
+    server = start_server(tmp_path, database_url=down, stripe_settings={"api_key": API_KEY, "webhook_secret": SECRET})
     try:
         status, text = _get(server.url + "/healthz")
         assert status == 503
         report = json.loads(text)
         assert report["status"] == "unavailable" and report["database"]["reachable"] is False
-        assert "no-such-folder" not in text and SECRET not in text
-        # A delivery that cannot be recorded is not acknowledged, so Stripe delivers it again.
+        for secret in ("pw-not-shown", "127.0.0.1", "memberdesk:", SECRET):
+            assert secret not in text
         event = _event("cus_db_down")
         payload = json.dumps(event)
         assert _post(server.url, payload, _sign(payload, SECRET, int(time.time())))[0] == 503
+    finally:
+        stop_server(server.proc)
+        server.engine.dispose()
+
+
+def test_healthz_is_503_when_the_database_has_no_schema(tmp_path: Path) -> None:
+    server = start_server(tmp_path, database_url=f"sqlite:///{tmp_path / 'never-migrated.db'}",
+                          stripe_settings={"api_key": API_KEY, "webhook_secret": SECRET})
+    try:
+        status, text = _get(server.url + "/healthz")
+        assert status == 503
+        report = json.loads(text)
+        assert report["database"]["reachable"] is True and report["database"]["readable"] is False
+        assert "never-migrated" not in text
     finally:
         stop_server(server.proc)
         server.engine.dispose()

@@ -52,6 +52,10 @@ class _Service:
             self.problem = str(exc)
             log.error("webhooks and health check disabled: %s", exc)
             return
+        except Exception as exc:  # e.g. a SQLite folder that cannot be created: the pages say more
+            self.problem = "The database cannot be opened."
+            log.error("webhooks and health check disabled: the database cannot be opened (%s)", type(exc).__name__)
+            return
         self.secret = cfg.stripe_webhook_secret
         if not self.secret:
             log.warning("STRIPE_WEBHOOK_SECRET is not set: %s refuses every delivery", WEBHOOK_PATH)
@@ -113,8 +117,9 @@ async def _body(request: Request) -> bytes | None:
 
 
 async def healthz(_request: Request) -> JSONResponse:
-    if SERVICE.engine is None:
-        return JSONResponse({"status": "unavailable", "error": SERVICE.problem}, status_code=503)
+    if SERVICE.engine is None:  # settings or database unusable; the sentence names no secret
+        return JSONResponse({"status": "unavailable", "database": {"reachable": False}, "error": SERVICE.problem},
+                            status_code=503, headers={"Cache-Control": "no-store"})
     ok, report = await run_in_threadpool(health.check, SERVICE.engine)
     return JSONResponse(report, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
 
