@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from core.db import make_engine
 from core.db.migrate import upgrade
 from core.models import Member
-from core.models.stripe_sync import StripeEvent
+from core.models.stripe_sync import StripeEvent, SyncRun
 from tests.browser_helpers import free_port, start_server, stop_server
 from tests.conftest import BACKENDS, scratch_pg_database
 from tests.sandbox_helpers import API_KEY, SandboxProcess
@@ -269,3 +269,44 @@ def test_healthz_is_503_when_the_database_has_no_schema(tmp_path: Path) -> None:
     finally:
         stop_server(server.proc)
         server.engine.dispose()
+
+
+@pytest.mark.browser
+def test_a_change_in_the_sandbox_shows_on_the_member_page_without_a_sync(stack: Stack, page: Any) -> None:
+    """What staff see: a member renamed in Stripe (the sandbox) is renamed on the open member page
+    after a reload, with no sync run: the webhook brought it (the member page caches its data
+    for at most 10 s)."""
+    import re
+
+    from core.db import session_scope
+    from tests.browser_helpers import create_staff, sign_in_as, wait_idle
+
+    with session_scope(stack.engine) as s:
+        if not _has_staff(s):
+            create_staff(s)
+    customer = stack.client.v1.customers.create(params={"email": f"bea-{secrets.token_hex(4)}@example.com",
+                                                        "name": "Bea Browser"})
+    _wait_for(lambda: _member(stack.engine, customer.id) is not None)
+    with Session(stack.engine) as s:
+        member_id = s.scalar(select(Member.id).where(Member.stripe_customer_id == customer.id))
+    page.goto(f"{stack.url}/members?member={member_id}")
+    sign_in_as(page, "support")
+    page.get_by_role("heading", name=re.compile("Bea Browser")).wait_for()
+
+    stack.client.v1.customers.update(customer.id, params={"name": "Bea Renamed"})
+    t0 = time.monotonic()
+    while True:
+        page.reload()
+        wait_idle(page)
+        if page.get_by_role("heading", name=re.compile("Bea Renamed")).count():
+            break
+        assert time.monotonic() - t0 < 30, "the rename did not reach the member page"
+        page.wait_for_timeout(1000)
+    with Session(stack.engine) as s:
+        assert s.scalar(select(SyncRun.id)) is None  # no sync ran: the webhook brought it
+
+
+def _has_staff(session: Session) -> bool:
+    from core.models.staff import StaffAccount
+
+    return session.scalar(select(StaffAccount.id).limit(1)) is not None
