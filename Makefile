@@ -10,6 +10,8 @@ INSTALLER ?= auto
 
 # uv installs the same pinned requirements in a fraction of pip's time (docs/benchmarks.md): the uv
 # on PATH, else one installed into the venv by pip (a single wheel); pip itself when neither works.
+# --compile-bytecode: pip compiles at install, uv only when asked; without it every process
+# compiles what it imports (and never keeps it where PYTHONDONTWRITEBYTECODE is set).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Memberdesk needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
 	@t0=$$(date +%s); \
@@ -18,7 +20,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	uv=$$(command -v uv || true); \
 	if [ "$(INSTALLER)" = pip ]; then uv=""; \
 	elif [ -z "$$uv" ] && $(PY) -m pip install --quiet $(UV_PIN) >/dev/null 2>&1; then uv=$(VENV)/bin/uv; fi; \
-	if [ -n "$$uv" ] && "$$uv" pip install --quiet --python $(PY) -r requirements-dev.txt; then \
+	if [ -n "$$uv" ] && "$$uv" pip install --quiet --compile-bytecode --python $(PY) -r requirements-dev.txt; then \
 		how=uv; \
 	else \
 		how=pip; \

@@ -52,7 +52,7 @@ def _free_port() -> int:
 
 
 def _load() -> str:
-    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def _cpu_children() -> float:
@@ -119,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nMachine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python "
           f"{platform.python_version()}; demo members: {args.demo_members or 'default'}; "
           f"caches: {'cold' if args.cold_cache else 'as found'}\n")
-    print("| installer | install | ready after install (steps) | fresh clone to ready | CPU, whole tree | load before / after |")
+    print("| installer | install | ready after install (steps) | fresh clone to ready | CPU, whole tree | load average before → after |")
     print("|---|---|---|---|---|---|")
     for r in results:
         install = f"{r.install_s:.0f} s ({r.install_with})" if r.install_s is not None else "?"
         total = f"{r.ready_s:.1f} s" if r.ready_s is not None else "not ready"
-        print(f"| {r.installer} | {install} | {r.steps or '?'} | {total} | {r.cpu_s:.1f} s | {r.load_before} / {r.load_after} |")
+        print(f"| {r.installer} | {install} | {r.steps or '?'} | {total} | {r.cpu_s:.1f} s | {r.load_before} → {r.load_after} |")
     if args.log:
         args.log.write_text("\n\n".join("\n".join(r.lines) for r in results) + "\n", encoding="utf-8")
     return 0 if all(r.ready_s is not None for r in results) else 1

@@ -2,8 +2,7 @@
 
 ``streamlit run dashboard/serve.py`` (what ``make run`` does) finds the ``st.App`` below and serves
 it with uvicorn: the dashboard (``dashboard/app.py``, Streamlit's own routes) and, beside it,
-``POST /stripe/webhook`` and ``GET /healthz`` (``core.stripe_webhooks.routes``). The same module
-serves under any ASGI server: ``uvicorn serve:app`` from ``dashboard/``.
+``POST /stripe/webhook`` and ``GET /healthz`` (``core.stripe_webhooks.routes``).
 
 Like ``app.py``, this file lives in ``dashboard/`` with no ``pages/`` folder beside it: Streamlit
 auto-serves such a folder without the sign-in (docs/security.md).

@@ -1,6 +1,6 @@
 # ruff: noqa: F811  (pytest fixtures imported from browser_helpers are redefined as arguments)
-"""Main flows in a real browser: Debian's Chromium (Playwright) against `streamlit run
-dashboard/app.py` on a small world. One server per worker; each test has a fresh browser context
+"""Main flows in a real browser: Debian's Chromium (Playwright) against the server `make run`
+starts (`streamlit run dashboard/serve.py`) on a small world. One server per worker; each test has a fresh browser context
 (no cookies), so each starts signed out."""
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from core.db import make_engine
 from core.db.migrate import upgrade
 from core.models import Member
-from core.models.stripe_sync import StripeEvent
+from core.models.stripe_sync import StripeEvent, SyncRun
 from tests.browser_helpers import free_port, start_server, stop_server
 from tests.conftest import BACKENDS, scratch_pg_database
 from tests.sandbox_helpers import API_KEY, SandboxProcess
@@ -178,6 +178,26 @@ def test_a_delivery_that_is_not_genuine_gets_400_and_records_nothing(stack: Stac
     assert _ledger_row(stack.engine, event["id"]) == []
 
 
+def test_an_oversized_body_gets_400_before_it_is_read(stack: Stack) -> None:
+    """A declared body over 1 MB is refused from the headers alone (the client here sends only
+    the headers and then waits for the answer, as the server does not read the body)."""
+    import http.client
+
+    host, port = stack.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.putrequest("POST", "/stripe/webhook")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", "2000000")
+        conn.putheader("Stripe-Signature", "t=1,v1=00")
+        conn.endheaders()
+        response = conn.getresponse()
+        assert response.status == 400
+        assert "larger than any Stripe event" in json.loads(response.read())["error"]
+    finally:
+        conn.close()
+
+
 def test_a_signature_within_the_tolerance_is_accepted(stack: Stack) -> None:
     event = _event("cus_recent_enough")
     payload = json.dumps(event)
@@ -218,18 +238,75 @@ def test_healthz_reports_the_database_the_sync_and_the_last_webhook(stack: Stack
 
 
 def test_healthz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
-    server = start_server(tmp_path, database_url=f"sqlite:///{tmp_path / 'no-such-folder' / 'memberdesk.db'}",
-                          stripe_settings={"api_key": API_KEY, "webhook_secret": SECRET})
+    """PostgreSQL down (nothing listens on its port): /healthz says so without naming the host,
+    and a webhook is not acknowledged, so Stripe delivers it again later."""
+    down = f"postgresql+psycopg://memberdesk:pw-not-shown@127.0.0.1:{free_port()}/memberdesk"
+    server = start_server(tmp_path, database_url=down, stripe_settings={"api_key": API_KEY, "webhook_secret": SECRET})
     try:
         status, text = _get(server.url + "/healthz")
         assert status == 503
         report = json.loads(text)
         assert report["status"] == "unavailable" and report["database"]["reachable"] is False
-        assert "no-such-folder" not in text and SECRET not in text
-        # A delivery that cannot be recorded is not acknowledged, so Stripe delivers it again.
+        for secret in ("pw-not-shown", "127.0.0.1", "memberdesk:", SECRET):
+            assert secret not in text
         event = _event("cus_db_down")
         payload = json.dumps(event)
         assert _post(server.url, payload, _sign(payload, SECRET, int(time.time())))[0] == 503
     finally:
         stop_server(server.proc)
         server.engine.dispose()
+
+
+def test_healthz_is_503_when_the_database_has_no_schema(tmp_path: Path) -> None:
+    server = start_server(tmp_path, database_url=f"sqlite:///{tmp_path / 'never-migrated.db'}",
+                          stripe_settings={"api_key": API_KEY, "webhook_secret": SECRET})
+    try:
+        status, text = _get(server.url + "/healthz")
+        assert status == 503
+        report = json.loads(text)
+        assert report["database"]["reachable"] is True and report["database"]["readable"] is False
+        assert "never-migrated" not in text
+    finally:
+        stop_server(server.proc)
+        server.engine.dispose()
+
+
+@pytest.mark.browser
+def test_a_change_in_the_sandbox_shows_on_the_member_page_without_a_sync(stack: Stack, page: Any) -> None:
+    """What staff see: a member renamed in Stripe (the sandbox) is renamed on the open member page
+    after a reload, with no sync run: the webhook brought it (the member page caches its data
+    for at most 10 s)."""
+    import re
+
+    from core.db import session_scope
+    from tests.browser_helpers import create_staff, sign_in_as, wait_idle
+
+    with session_scope(stack.engine) as s:
+        if not _has_staff(s):
+            create_staff(s)
+    customer = stack.client.v1.customers.create(params={"email": f"bea-{secrets.token_hex(4)}@example.com",
+                                                        "name": "Bea Browser"})
+    _wait_for(lambda: _member(stack.engine, customer.id) is not None)
+    with Session(stack.engine) as s:
+        member_id = s.scalar(select(Member.id).where(Member.stripe_customer_id == customer.id))
+    page.goto(f"{stack.url}/members?member={member_id}")
+    sign_in_as(page, "support")
+    page.get_by_role("heading", name=re.compile("Bea Browser")).wait_for()
+
+    stack.client.v1.customers.update(customer.id, params={"name": "Bea Renamed"})
+    t0 = time.monotonic()
+    while True:
+        page.reload()
+        wait_idle(page)
+        if page.get_by_role("heading", name=re.compile("Bea Renamed")).count():
+            break
+        assert time.monotonic() - t0 < 30, "the rename did not reach the member page"
+        page.wait_for_timeout(1000)
+    with Session(stack.engine) as s:
+        assert s.scalar(select(SyncRun.id)) is None  # no sync ran: the webhook brought it
+
+
+def _has_staff(session: Session) -> bool:
+    from core.models.staff import StaffAccount
+
+    return session.scalar(select(StaffAccount.id).limit(1)) is not None

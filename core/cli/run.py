@@ -204,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
             if sandbox is not None:
                 _wait_healthy(f"{sandbox_base}/v1/customers?limit=1", sandbox, "the Stripe sandbox",
                               api_key=cfg.stripe_api_key)
-            _wait_healthy(f"http://{_local(args.address)}:{port}/healthz", dashboard, "the dashboard")
+            # /healthz answers once the server has imported everything its pages need; on a busy
+            # machine that has taken 30 s, hence the generous limit.
+            _wait_healthy(f"http://{_local(args.address)}:{port}/healthz", dashboard, "the dashboard", seconds=120)
         _print_welcome(args.address, port, steps.summary(), sandbox_base)
         return dashboard.wait()
     except KeyboardInterrupt:

@@ -27,7 +27,9 @@ def verify_event(payload: bytes, signature_header: str | None, secret: str, *, t
         stripe.Webhook.construct_event(payload, signature_header, secret, tolerance=tolerance)
     except stripe.SignatureVerificationError as exc:
         raise WebhookRejected(_sentence(str(exc), signature_header, tolerance)) from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
+        # The signature held (it is checked first) but the body is not a JSON object the library
+        # can build an event from (invalid JSON, a list, a number...).
         raise WebhookRejected("The body is not a JSON Stripe event.") from None
     event = json.loads(payload)
     if not isinstance(event, dict) or event.get("object") != "event":

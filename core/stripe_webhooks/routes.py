@@ -27,7 +27,7 @@ from core.db import connect
 from core.settings import SettingsError, load_settings
 from core.stripe_gateway import build_client
 from core.stripe_webhooks.apply_loop import ApplyLoop
-from core.stripe_webhooks.receive import WebhookRejected, receive
+from core.stripe_webhooks.receive import MAX_BODY, WebhookRejected, receive
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ class _Service:
         except SettingsError as exc:
             self.problem = str(exc)
             log.error("webhooks and health check disabled: %s", exc)
+            return
+        except Exception as exc:  # e.g. a SQLite folder that cannot be created: the pages say more
+            self.problem = "The database cannot be opened."
+            log.error("webhooks and health check disabled: the database cannot be opened (%s)", type(exc).__name__)
             return
         self.secret = cfg.stripe_webhook_secret
         if not self.secret:
@@ -80,7 +84,9 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
 async def stripe_webhook(request: Request) -> JSONResponse:
     if SERVICE.engine is None:
         return JSONResponse({"error": SERVICE.problem}, status_code=503)
-    payload = await request.body()
+    payload = await _body(request)
+    if payload is None:
+        return JSONResponse({"error": "The body is larger than any Stripe event."}, status_code=400)
     try:
         got = await run_in_threadpool(receive, SERVICE.engine, payload, request.headers.get("stripe-signature"),
                                       SERVICE.secret)
@@ -95,9 +101,25 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     return JSONResponse({"received": got.event_id, "duplicate": not got.new})
 
 
+async def _body(request: Request) -> bytes | None:
+    """The request body, or None once it passes ``MAX_BODY`` (read no further: not Stripe)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def healthz(_request: Request) -> JSONResponse:
-    if SERVICE.engine is None:
-        return JSONResponse({"status": "unavailable", "error": SERVICE.problem}, status_code=503)
+    if SERVICE.engine is None:  # settings or database unusable; the sentence names no secret
+        return JSONResponse({"status": "unavailable", "database": {"reachable": False}, "error": SERVICE.problem},
+                            status_code=503, headers={"Cache-Control": "no-store"})
     ok, report = await run_in_threadpool(health.check, SERVICE.engine)
     return JSONResponse(report, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
 
