@@ -124,7 +124,7 @@ class TestPeopleActing:
         stale_world(session)
         evaluate(engine, NOW, deliver=False)
         aid = the_alert(engine)["id"]
-        resolve(engine, aid, actor="maria", roles=MANAGER, note="restarted the sync", now=NOW + 10 * MINUTE)
+        resolve(engine, aid, actor=Actor.of("maria", MANAGER), note="restarted the sync", now=NOW + 10 * MINUTE)
         for later in (15, 40, 69):  # the condition still holds, at the same severity: nothing new opens
             assert evaluate(engine, NOW + later * MINUTE, deliver=False).opened == []
         assert open_alert_count(engine) == 0

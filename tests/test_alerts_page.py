@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from core.models import Alert, AlertTransition
+from core.permissions import Actor
 from core.timeutil import utc_now
 from tests.browser_helpers import page_app_test, texts
 from tests.factories import make_member, make_payment_batch
@@ -89,7 +90,7 @@ def test_a_snoozed_alert_waits_apart_without_acknowledge(database_url, engine, s
     spike_world(session)
     evaluate(engine, deliver=False)
     (alert,) = list_alerts(engine)
-    snooze(engine, alert["id"], actor="maria", roles=["manager"], hours=4, note="bank outage, known")
+    snooze(engine, alert["id"], actor=Actor.of("maria", ["manager"]), hours=4, note="bank outage, known")
     at = page_app_test(database_url, "alerts.py", role="manager")
     at.run()
     assert not at.exception, at.exception

@@ -42,9 +42,11 @@ def _annual_platinum(engine: Any, client: Any) -> tuple[int, int, str]:
         return member.id, payment.id, payment.stripe_charge_id
 
 
-def _refund(engine: Any, member_id: int, payment_id: int, amount: str) -> ChangeInput:
-    return ChangeInput("refund", member_id, version(engine, member_id), REASONS["refund"][0],
-                       "customer asked", {"payment_id": payment_id, "amount": amount})
+def _refund(engine: Any, member_id: int, payment_id: int, amount: str, repeat_of: int | None = None) -> ChangeInput:
+    params: dict[str, Any] = {"payment_id": payment_id, "amount": amount}
+    if repeat_of is not None:  # the person confirmed a second refund like an earlier one
+        params["repeat_of"] = repeat_of
+    return ChangeInput("refund", member_id, version(engine, member_id), REASONS["refund"][0], "customer asked", params)
 
 
 def _set(engine: Any, **changes: Any) -> None:
@@ -77,7 +79,9 @@ def test_a_manager_cannot_stay_under_the_approval_amount_with_two_refunds_of_99_
     # the default approval amount: $100.00
     first = submit(engine, _refund(engine, member_id, payment_id, "99.99"), MANAGER, stripe=stripe_env.client)
     assert first.status == "applied"
-    second = submit(engine, _refund(engine, member_id, payment_id, "99.99"), MANAGER, stripe=stripe_env.client)
+    # The same amount again minutes later is asked about first; confirmed, it needs a second person.
+    second = submit(engine, _refund(engine, member_id, payment_id, "99.99", repeat_of=first.request_id), MANAGER,
+                    stripe=stripe_env.client)
     assert second.status == "pending_approval"
     assert "with the $99.99 already refunded on this payment this makes $199.98" in second.message
     assert stripe_env.client.v1.charges.retrieve(charge).amount_refunded == 9999

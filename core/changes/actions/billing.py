@@ -78,9 +78,6 @@ class RefundPayment(Action):
         if amount > remaining:
             raise ChangeRefused(f"At most {format_money(remaining, payment.currency)} of this payment can still be "
                                 f"refunded; {format_money(amount, payment.currency)} is too much.")
-        repeat_of = raw.get("repeat_of")
-        repeats.check_refund(ctx.session, member_id=ctx.member.id, payment_id=payment.id, amount=amount,
-                             now=ctx.now, confirmed=repeat_of, exclude=ctx.request_id)
         counted, earlier, why = _counted(ctx, payment, refunded, amount)
         money = lambda v: format_money(v, payment.currency)  # noqa: E731
         cap = ctx.limits.max_refund(ctx.actor.roles, payment.currency)
@@ -92,6 +89,10 @@ class RefundPayment(Action):
                     f"{money(max(cap - earlier, 0))} more at most. A manager or finance must make larger refunds.")
             raise ChangeRefused(f"Your role may refund at most {money(cap)} at once; "
                                 "a manager or finance must make larger refunds.")
+        # After the limits: a refund the role may not make is refused outright, not asked about.
+        repeat_of = raw.get("repeat_of")
+        repeats.check_refund(ctx.session, member_id=ctx.member.id, payment_id=payment.id, amount=amount,
+                             now=ctx.now, confirmed=repeat_of, exclude=ctx.request_id)
         needs = ctx.limits.needs_approval(counted, payment.currency)
         threshold = ctx.limits.approval_refund_above.get(payment.currency)
         full = amount == remaining
