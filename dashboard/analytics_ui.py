@@ -209,7 +209,7 @@ def drill_picker(engine: Engine, q: metrics_data.Question, targets: Sequence[Dri
         return
     target = by_id[chosen]
     if later is not None:
-        st.caption(f"The rows behind {target.label} are below the charts.")
+        st.caption(f"The rows behind {md(target.label)} are below the charts.")
         later.append(lambda: _drill_rows(engine, q, target, key))
         return
     _drill_rows(engine, q, target, key)
@@ -468,7 +468,7 @@ def freshness(b: Any) -> None:
     raw rows (when the rollups do not match the settings yet)."""
     status = getattr(b, "freshness", None)
     if status is not None:
-        st.caption(status.sentence())
+        st.caption(md(status.sentence()))
         return
     through = getattr(b, "data_through", None)
     if through is not None:

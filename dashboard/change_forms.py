@@ -93,7 +93,7 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
         # The service refused a refund like a recent one; going ahead needs this explicit tick.
         if repeat and chosen and repeat.get("payment_id") == chosen["id"] and st.checkbox(
                 f"Yes, refund again: this is a second refund besides request #{repeat['request_id']}",
-                key=f"{key}-repeat-{repeat['request_id']}"):
+                key=f"{key}-repeat-{repeat['request_id']}"):  # text-safe: a request number
             p["repeat_of"] = repeat["request_id"]
     elif action == "retry_invoice":
         options = {f"#{r['id']} · {fmt.money(r['amount_remaining'], r['currency'])} due since "
@@ -122,7 +122,7 @@ def _show_guide(action: str) -> None:
     if guide is None:
         return
     st.caption(f"**In Stripe:** {guide.stripe}  \n**The member:** {guide.member}  \n"
-               f"[Runbook: {guide.section}]({runbook_link(action)})")
+               f"[Runbook: {guide.section}]({runbook_link(action)})")  # text-safe: our own guide text
 
 
 def _show_preview(preview: changes.Preview) -> None:
@@ -165,7 +165,7 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         st.warning(md(state.pop("stale")))
         _show_state(data["snapshot"])
     if state.get("repeat"):
-        st.warning("⚠️ " + state["repeat"]["sentence"])
+        st.warning("⚠️ " + md(state["repeat"]["sentence"]))
     titles = {a: changes.ACTIONS[a].title for a in data["actions"]}
     action = st.selectbox("Action", list(titles), format_func=titles.get, key=f"chg-{member_id}-action")
     # The form's generation is part of every widget key: after "Done." it moves on and the browser
@@ -361,7 +361,7 @@ def _decide_form(ctx: StaffContext, pending: Any) -> None:
     labels = {int(r["request_id"]): queries.request_label(r) for r in pending.to_dict("records")}
     summaries = {int(r["request_id"]): r["summary"] for r in pending.to_dict("records")}
     rid = st.selectbox("Request to decide", list(labels), format_func=labels.get, key="chg-decide-id")
-    st.info(f"**{labels[int(rid)]}**\n\n{summaries.get(int(rid)) or ''}\n\nApprove and apply re-checks the request "
+    st.info(f"**{md(labels[int(rid)])}**\n\n{md(summaries.get(int(rid)) or '')}\n\nApprove and apply re-checks the request "
             "against the member's current state and then makes it in Stripe at once (for a refund: the money goes "
             "back to the member's card and Stripe e-mails them a receipt if receipts are on). Reject changes "
             "nothing. [Runbook: limits and approvals](/runbook#limits-and-approvals)")

@@ -32,10 +32,10 @@ def render() -> None:
         return
     for level, head, body in sections(text):
         if level == 1:
-            st.title(head, anchor=anchor(head))
+            st.title(head, anchor=anchor(head))  # text-safe: our own runbook (docs/runbook.md)
         elif level == 2:
-            st.header(head, anchor=anchor(head))
+            st.header(head, anchor=anchor(head))  # text-safe: our own runbook
         elif level == 3:
-            st.subheader(head, anchor=anchor(head))
+            st.subheader(head, anchor=anchor(head))  # text-safe: our own runbook
         if body:
-            st.markdown(body)
+            st.markdown(body)  # text-safe: our own runbook

@@ -21,6 +21,7 @@ from core.metrics import Query, page_bundle, refresher
 from core.metrics.bundles import PAGES
 from core.metrics.rollups import refresh
 from core.metrics.source import raw_rows, status
+from core.permissions import Actor
 
 TZ = "America/New_York"  # clocks go forward on 2026-03-08 at 02:00 local (07:00 UTC)
 BUILT = at("2026-03-07 13:17")  # the last refresh: 08:17 local, the day before the change of clocks
@@ -32,7 +33,7 @@ ASKED = [at("2026-03-09 18:43"),  # two days later, across the change of clocks
 
 @pytest.fixture
 def zoned_world(engine, session):  # type: ignore[no-untyped-def]
-    business_settings.update(session, actor="admin", business_timezone=TZ)
+    business_settings.update(session, actor=Actor.of("admin", "admin"), business_timezone=TZ)
     session.commit()
     assert refresher.wait(timeout=120)  # the settings change asks for a rebuild in the background
     build_world(session, 31, members=30)

@@ -29,9 +29,14 @@ GENESIS = "0" * 64
 
 
 def upgrade() -> None:
-    op.add_column("audit_log", sa.Column("seq", sa.BigInteger(), nullable=True))
-    op.add_column("audit_log", sa.Column("prev_hash", sa.String(length=64), nullable=True))
-    op.add_column("audit_log", sa.Column("entry_hash", sa.String(length=64), nullable=True))
+    # A SQLite downgrade leaves the chain columns in place (see downgrade): add only what is missing,
+    # and let the head continue the chain those columns still hold.
+    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("audit_log")}
+    for column in (sa.Column("seq", sa.BigInteger(), nullable=True),
+                   sa.Column("prev_hash", sa.String(length=64), nullable=True),
+                   sa.Column("entry_hash", sa.String(length=64), nullable=True)):
+        if column.name not in present:
+            op.add_column("audit_log", column)
     op.create_index("uq_audit_log_seq", "audit_log", ["seq"], unique=True)
     op.create_index("uq_audit_log_prev_hash", "audit_log", ["prev_hash"], unique=True)
     head = op.create_table(
@@ -41,7 +46,9 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_chain_head")),
     )
-    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": GENESIS}])
+    last = op.get_bind().execute(sa.text(
+        "SELECT seq, entry_hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")).first()
+    op.bulk_insert(head, [{"id": 1, "seq": last[0] if last else 0, "hash": last[1] if last else GENESIS}])
     if op.get_bind().dialect.name == "postgresql":
         # Stripe allows customer names of 256 characters; the mirror cut them to 200 in silence.
         # (SQLite does not enforce VARCHAR lengths, and altering would rebuild the table.)
