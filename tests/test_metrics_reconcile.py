@@ -605,3 +605,26 @@ def _snapshot(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
             rows = conn.execute(text(f"SELECT {', '.join(cols)} FROM {table}")).all()
             out[table] = sorted((tuple(str(v) for v in r) for r in rows))
     return out
+
+
+class TestCashChain:
+    def test_one_month_beside_mrr_each_step_drillable(self, engine, world):
+        """The chain MRR -> billed -> collected -> refunded -> disputed -> net covers the range's
+        last month (one month of cash beside MRR), and each step's rows add up to it."""
+        start, end = date(2025, 9, 1), date(2026, 10, 1)
+        bundle = page_bundle(engine, "revenue", q(engine, start, end, "month", {}, currency="GBP"))
+        cq = bundle.chain_query
+        assert (cq.start, cq.end, cq.granularity) == (date(2026, 9, 1), date(2026, 10, 1), "month")
+        tz = ZoneInfo("UTC")
+        for measure in CASH:
+            want = cash_figure(world, measure, cq.start, cq.end, tz, "GBP", {}).get(None, 0)
+            assert bundle.chain[SLUG[measure]].value == want, measure
+            rows = drill(engine, SLUG[measure], cq, limit=None)
+            per_cur = rows.groupby("currency")["amount_minor"].sum().to_dict() if not rows.empty else {}
+            assert {c: int(v) for c, v in per_cur.items()} == {
+                c: v for c, v in bundle.chain[SLUG[measure]].by_currency.items() if v}, measure
+        assert bundle.chain["billed"].value > 0
+        net = bundle.chain["net_revenue"]
+        assert net.value == (bundle.chain["gross_revenue"].value - bundle.chain["refunds"].value
+                             - bundle.chain["disputes_lost"].value)
+        assert bundle.chain["mrr"].value == compute(engine, "mrr", cq).value
