@@ -601,9 +601,9 @@ def _snapshot(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
         for table in sorted(tables):
             if table in ("metrics_rollup_state", "metrics_mrr_segments"):
                 continue
-            cols = [c for c in conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys() if c != "id"]
+            cols = [c for c in conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys() if c != "id"]  # noqa: SIM118
             rows = conn.execute(text(f"SELECT {', '.join(cols)} FROM {table}")).all()
-            out[table] = sorted((tuple(str(v) for v in r) for r in rows))
+            out[table] = sorted(tuple(str(v) for v in r) for r in rows)
     return out
 
 

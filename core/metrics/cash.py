@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from core.metrics import drills, source
+from core.metrics import drills
 from core.metrics.common import flow_result
 from core.metrics.registry import register
 from core.metrics.types import Metric, MetricResult, Query
