@@ -65,7 +65,7 @@ MOVEMENT_LABELS = {
 }
 # Axis labels broken over two lines so eight steps fit half a 1280-pixel screen unrotated.
 MOVEMENT_TICKS = {"start": "Starting<br>MRR", "reactivation": "Reacti-<br>vation", "contraction": "Contrac-<br>tion",
-                  "expansion": "Expan-<br>sion", "transfer_in": "Transfer<br>in", "transfer_out": "Transfer<br>out",
+                  "expansion": "Expan-<br>sion", "transfer_in": "Trans-<br>fer in", "transfer_out": "Trans-<br>fer out",
                   "fx": "Exchange<br>rates", "end": "Ending<br>MRR"}
 # Stripe's order is not fixed; finance reads gains first, then losses.
 MOVEMENT_ORDER = ("new", "expansion", "reactivation", "transfer_in", "contraction", "churn", "transfer_out", "fx")

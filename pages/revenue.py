@@ -78,8 +78,9 @@ else:
     ui.missing(None, "The cash chain")
 
 st.subheader("Revenue by segment")
-st.caption("Gross and net revenue dated inside the range, by the member's tier, billing interval, original currency "
-           "and country.")
+st.caption("Gross and net revenue dated inside the range, by the tier, billing interval and country each payment was "
+           "billed under (a later price change or move never refiles it), and by original currency. The segments add "
+           "up to the totals above.")
 tabs = st.tabs(["By tier", "By interval", "By currency", "By country"])
 for tab, dim in zip(tabs, md.SEGMENTS, strict=True):
     with tab:

@@ -376,19 +376,23 @@ def seeded(flt: dict[str, str], seed: int) -> dict[str, str]:
 
 class TestRangesDoNotDependOnBuckets:
     @HYP
-    @given(span=ranges(), flt=filters(), target=st.sampled_from(["EUR", "JPY", "USD"]))
-    def test_cash_figures_equal_the_record_at_every_granularity(self, engine, world, span, flt, target):
+    @given(span=ranges(), flt=filters(), target=st.sampled_from(["EUR", "JPY", "USD"]),
+           zone_name=st.sampled_from(["UTC", "UTC", "America/New_York", "Asia/Tokyo"]))
+    def test_cash_figures_equal_the_record_at_every_granularity(self, engine, world, span, flt, target, zone_name):
+        """In the business zone (rollups) and in others (raw rows): days and months are local."""
         start, end = span
-        tz = ZoneInfo("UTC")
+        tz = ZoneInfo(zone_name)
         for measure in CASH:
             want = cash_figure(world, measure, start, end, tz, target, seeded(flt, world.seed)).get(None, 0)
             for gran in ("day", "week", "month"):
-                r = compute(engine, SLUG[measure], q(engine, start, end, gran, flt, currency=target, seed=world.seed))
+                r = compute(engine, SLUG[measure], q(engine, start, end, gran, flt, currency=target, seed=world.seed,
+                                                     tz=zone_name))
                 assert r.value == want, (measure, gran, span, flt)
                 assert sum(r.series["value"]) == want, (measure, gran)  # the buckets add up to the range
                 labels = list(r.series["period"])
                 assert labels[0] == start and all(a < b for a, b in zip(labels, labels[1:], strict=False))
-        nets = {g: compute(engine, "net_revenue", q(engine, start, end, g, flt, currency=target, seed=world.seed)).value
+        nets = {g: compute(engine, "net_revenue", q(engine, start, end, g, flt, currency=target, seed=world.seed,
+                                                     tz=zone_name)).value
                 for g in ("day", "week", "month")}
         parts = {m: cash_figure(world, m, start, end, tz, target, seeded(flt, world.seed)).get(None, 0)
                  for m in ("gross", "refunds", "disputes_lost")}
@@ -601,7 +605,30 @@ def _snapshot(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
         for table in sorted(tables):
             if table in ("metrics_rollup_state", "metrics_mrr_segments"):
                 continue
-            cols = [c for c in conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys() if c != "id"]  # noqa: SIM118 (a Result, not a dict)
+            cols = [c for c in conn.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys() if c != "id"]  # noqa: SIM118
             rows = conn.execute(text(f"SELECT {', '.join(cols)} FROM {table}")).all()
             out[table] = sorted(tuple(str(v) for v in r) for r in rows)
     return out
+
+
+class TestCashChain:
+    def test_one_month_beside_mrr_each_step_drillable(self, engine, world):
+        """The chain MRR -> billed -> collected -> refunded -> disputed -> net covers the range's
+        last month (one month of cash beside MRR), and each step's rows add up to it."""
+        start, end = date(2025, 9, 1), date(2026, 10, 1)
+        bundle = page_bundle(engine, "revenue", q(engine, start, end, "month", {}, currency="GBP"))
+        cq = bundle.chain_query
+        assert (cq.start, cq.end, cq.granularity) == (date(2026, 9, 1), date(2026, 10, 1), "month")
+        tz = ZoneInfo("UTC")
+        for measure in CASH:
+            want = cash_figure(world, measure, cq.start, cq.end, tz, "GBP", {}).get(None, 0)
+            assert bundle.chain[SLUG[measure]].value == want, measure
+            rows = drill(engine, SLUG[measure], cq, limit=None)
+            per_cur = rows.groupby("currency")["amount_minor"].sum().to_dict() if not rows.empty else {}
+            assert {c: int(v) for c, v in per_cur.items()} == {
+                c: v for c, v in bundle.chain[SLUG[measure]].by_currency.items() if v}, measure
+        assert bundle.chain["billed"].value > 0
+        net = bundle.chain["net_revenue"]
+        assert net.value == (bundle.chain["gross_revenue"].value - bundle.chain["refunds"].value
+                             - bundle.chain["disputes_lost"].value)
+        assert bundle.chain["mrr"].value == compute(engine, "mrr", cq).value

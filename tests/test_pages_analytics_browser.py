@@ -25,9 +25,13 @@ def test_chart_click_drills_to_rows_and_downloads_csv(dashboard_server, page, tm
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector(".st-key-revenue_cash_chart .point", timeout=90_000)
     wait_idle(page)
-    # The cash chain: MRR, Billed?, Collected, Refunded, Disputed. Click the "Collected" bar.
+    # The cash chain: MRR, Billed, Collected, Refunded, Disputed, Net, fees, each value written on
+    # its bar. Click the "Collected" bar.
     bars = page.locator(".st-key-revenue_cash_chart .point")
     labels = [t.text_content() for t in page.locator(".st-key-revenue_cash_chart .xtick text").all()]
+    assert labels[:3] == ["MRR", "Billed", "Collected"]
+    values = [t.text_content() for t in page.locator(".st-key-revenue_cash_chart text.bartext").all()]
+    assert len(values) == len(labels) and all(v and v[0] in "$-" for v in values), values
     # Click where a person would: the middle of the bar (plotly's drag layer takes the event and
     # finds the bar under the pointer).
     bar = bars.nth(labels.index("Collected"))

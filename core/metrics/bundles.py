@@ -165,15 +165,18 @@ def revenue_tables(engine: Engine, query: Query) -> dict[str, pd.DataFrame]:
         rows = source.daily(engine, query, "cash", first, last, keys=GROUP_KEYS)
     else:
         rows = converted_daily(engine, query, "cash")
+    # The days summed per group first (a few hundred groups instead of a row per day and group).
+    groups: dict[tuple, list[int]] = {}
+    for r in rows:
+        acc = groups.setdefault((r["currency"], r["tier_id"], r["interval"], r["country"]), [0, 0, 0, 0])
+        for i, v in enumerate((int(r["gross"]), int(r["refunds"]), int(r["disputes_lost"]), net_amount(r))):
+            acc[i] += v
     sums: dict[str, dict[tuple, list[int]]] = {dim: {} for dim in REVENUE_DIMENSIONS}
-    if rows:
+    if groups:
         with engine.connect() as conn:
             codes = dict(conn.execute(text("SELECT id, code FROM tiers")).all())
-        for r in rows:
-            tier, cur = r["tier_id"], r["currency"]
-            amounts = (int(r["gross"]), int(r["refunds"]), int(r["disputes_lost"]), net_amount(r))
-            keys = (codes.get(tier, "none") if pd.notna(tier) else "none", _label(r["interval"]), cur,
-                    _label(r["country"]))
+        for (cur, tier, interval, country), amounts in groups.items():
+            keys = (codes.get(tier, "none") if pd.notna(tier) else "none", _label(interval), cur, _label(country))
             for dim, key in zip(REVENUE_DIMENSIONS, keys, strict=True):
                 row_key = (key,) if query.currency is not None else (key, cur)
                 acc = sums[dim].setdefault(row_key, [0, 0, 0, 0])

@@ -68,6 +68,8 @@ def table(rows: list[tuple] | list[dict], names: list[str]) -> Columns:
 
 
 GROUP_KEYS = ("tier_id", "interval", "country")
+# The money measures of the daily rollups (the others are counts, never converted).
+MONEY_MEASURES = frozenset({"gross", "refunds", "disputes_lost", "fees", "billed", "recovered", "amount"})
 
 
 def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict]:
@@ -89,15 +91,37 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict]:
         rows = source.daily(engine, day_q, kind, first, last, keys=GROUP_KEYS)
         rates = RateTable.load(engine)
         target = query.currency
-        measures = KINDS[kind].measures
+        money = [m for m in KINDS[kind].measures if m in MONEY_MEASURES]
         out = []
         for r in rows:
             month, cur = r["day"].replace(day=1), r["currency"]
-            conv = {m: rates.convert(int(r[m]), cur, target, month) for m in measures}  # type: ignore[arg-type]
-            out.append({"day": r["day"], "currency": cur, **{k: r[k] for k in GROUP_KEYS}, **conv})
+            conv = dict(r)  # counts stay as they are; money converts (zero needs no rate)
+            for m in money:
+                if r[m]:
+                    conv[m] = rates.convert(int(r[m]), cur, target, month)  # type: ignore[arg-type]
+            out.append(conv)
         return out
 
     return source.memoised(("converted daily", engine.url, replace(query, granularity="day"), kind), build)
+
+
+def converted_days(engine: Engine, query: Query, kind: str) -> list[dict]:
+    """``converted_daily`` summed per local day over the groups (what a flow's buckets add up)."""
+    from core.metrics import source
+
+    def build() -> list[dict]:
+        days: dict[date, dict] = {}
+        for r in converted_daily(engine, query, kind):
+            acc = days.get(r["day"])
+            if acc is None:
+                days[r["day"]] = dict(r)
+                continue
+            for m, v in r.items():
+                if m not in ("day", "currency", *GROUP_KEYS):
+                    acc[m] += v
+        return list(days.values())
+
+    return source.memoised(("converted days", engine.url, replace(query, granularity="day"), kind), build)
 
 
 def flow_result(engine: Engine, query: Query, slug: str, kind: str,
@@ -124,7 +148,7 @@ def flow_result(engine: Engine, query: Query, slug: str, kind: str,
         return MetricResult(slug, "money", None, None, series, by_currency=by_cur,
                             settings_used=query.settings_used())
     per: dict[date, int] = {}
-    for row in converted_daily(engine, query, kind):
+    for row in converted_days(engine, query, kind):
         period = label(row["day"])
         if period is not None:
             per[period] = per.get(period, 0) + amount(row)

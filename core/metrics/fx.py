@@ -3,18 +3,19 @@
 A currency with no row at all in ``fx_rates`` uses ``core.business_settings.DEFAULT_RATES``.
 
 Rule: an amount belonging to month M is converted at the rate of M; a month without a rate uses
-the latest earlier month of that currency, and before the first rate the earliest one. Each
-(currency, month) subtotal is converted once and rounded half to even, then the converted
-subtotals are added: so per-currency figures converted and summed equal the reporting figure.
+the latest earlier month of that currency, and before the first rate the earliest one. An
+amount converts exactly (rates are exact decimals) and is rounded once, half to even; which
+amounts are converted and then added is the rule in ``core.metrics.common`` (daily rows for
+flows, each currency's total for stocks).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -23,15 +24,15 @@ from core.business_settings import DEFAULT_RATES
 from core.metrics.memo import memoised
 from core.metrics.types import MetricError
 from core.models import FxRate
-from core.money import converter
+from core.money import decimals
 
 
 @dataclass(frozen=True)
 class RateTable:
     months: dict[str, list[date]]
     rates: dict[str, list[Decimal]]
-    # (from, to, month) -> converter: a page converts thousands of subtotals at a few dozen rates.
-    _converters: dict[tuple[str, str, date], Callable[[int], int]] = field(
+    # (from, to, month) -> the exact ratio (numerator, denominator) of minor units.
+    _converters: dict[tuple[str, str, date], tuple[int, int]] = field(
         default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -68,11 +69,18 @@ class RateTable:
         return self.rates[currency][max(i, 0)]
 
     def convert(self, amount_minor: int, currency: str, to_currency: str, month: date) -> int:
+        """``amount_minor`` at the month's rates, exactly, rounded half to even (integer
+        arithmetic: a page converts tens of thousands of daily rows)."""
         if currency == to_currency:
             return int(amount_minor)
         key = (currency, to_currency, month.replace(day=1))
-        run = self._converters.get(key)
-        if run is None:
-            run = self._converters[key] = converter(currency, to_currency, self.usd_per_unit(currency, month),
-                                                    self.usd_per_unit(to_currency, month))
-        return run(amount_minor)
+        ratio = self._converters.get(key)
+        if ratio is None:
+            exact = (Fraction(self.usd_per_unit(currency, month)) * 10 ** decimals(to_currency)
+                     / (Fraction(self.usd_per_unit(to_currency, month)) * 10 ** decimals(currency)))
+            ratio = self._converters[key] = (exact.numerator, exact.denominator)
+        num, den = ratio
+        q, r = divmod(int(amount_minor) * num, den)
+        if 2 * r > den or (2 * r == den and q % 2):
+            q += 1
+        return q

@@ -248,7 +248,8 @@ register(Metric("arpu", "ARPU", "money", "Average revenue per paying member: MRR
                 "each period.", _arpu, _drill(None, True), GROUP))
 register(Metric("ltv", "LTV", "money",
                 "Lifetime value: ARPU / mean monthly member churn rate over the 6 complete months before the "
-                "period (months without paying members count as 0); n/a when that churn is 0.", _ltv,
+                "period: each point uses the months before its own period, the range's figure those before the "
+                "range (months without paying members count as 0); n/a when that churn is 0.", _ltv,
                 _drill(None, True), GROUP))
 register(Metric("mrr_movements", "Net MRR movement", "money",
                 "MRR end - MRR start = new + reactivation + expansion - contraction - churn + transfer in - "

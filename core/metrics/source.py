@@ -181,7 +181,7 @@ def usable_state(engine: Engine, query: Query) -> rollups.State | None:
 
 
 def span(query: Query) -> tuple[list[Period], date, date]:
-    """The buckets of the query and the local days they cover (the range widened to whole buckets)."""
+    """The buckets of the query and the local days they cover (the range: buckets are cut to it)."""
     buckets = query.buckets()
     return buckets, buckets[0].label, buckets[-1].end.astimezone(zone(query.tz)).date()
 
