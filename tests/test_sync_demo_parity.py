@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from core.demo import clear_demo_tables, iter_events, iter_stripe_objects, load_demo
 from core.demo.world import World
 from core.models import Dispute, Invoice, Payment, Subscription
+from core.permissions import Actor
 from core.sandbox.store import SandboxStore
 from core.sync import ledger, run_sync
 from core.sync.apply import Applier
@@ -80,7 +81,7 @@ class TestSameDatabaseAsTheDemo:
     def test_full_backfill(self, engine: Engine, sandbox: SandboxProcess) -> None:
         expected = _demo(engine)
         _import_world(sandbox)
-        result = run_sync(engine, gateway_client(sandbox), full=True, now=NOW)
+        result = run_sync(engine, gateway_client(sandbox), actor=Actor.system("test-sync"), full=True, now=NOW)
         assert result.status == "succeeded", result.message
         assert _differences(expected, facts(engine)) == {}
 

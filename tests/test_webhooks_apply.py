@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.models import Member
 from core.models.stripe_sync import StripeEvent, SyncRun
+from core.permissions import Actor
 from core.stripe_gateway import make_client
 from core.stripe_webhooks.apply_loop import ApplyLoop, apply_pending
 from core.stripe_webhooks.receive import WebhookRejected, receive
@@ -54,7 +55,7 @@ def test_a_pass_applies_recorded_events_like_the_sync(engine: Engine, sandbox: S
     assert _member_name(engine, event["data"]["object"]["id"]) == "Pat Pass"
     assert apply_pending(engine, make_client(sandbox.api_key, api_base=sandbox.url)) == 0  # nothing twice
     # The pull sync later fetches the same event: the ledger keeps one row, handled once.
-    assert run_sync(engine, make_client(sandbox.api_key, api_base=sandbox.url)).ok
+    assert run_sync(engine, make_client(sandbox.api_key, api_base=sandbox.url), actor=Actor.system("test-sync")).ok
     with Session(engine) as s:
         rows = s.execute(select(StripeEvent.source, StripeEvent.attempts).where(StripeEvent.id == event["id"])).all()
     assert [(r.source, r.attempts) for r in rows] == [("webhook", 1)]
@@ -87,7 +88,7 @@ def test_a_sync_started_during_a_pass_is_skipped_not_doubled(engine: Engine) -> 
     # skipped run naming the holder and writes nothing else.
     held = locks.acquire(engine, LOCK_NAME)
     try:
-        result = run_sync(engine, make_client("sk_test_unused", api_base="http://127.0.0.1:9"))
+        result = run_sync(engine, make_client("sk_test_unused", api_base="http://127.0.0.1:9"), actor=Actor.system("test-sync"))
     finally:
         held.release()
     assert result.status == "skipped"
