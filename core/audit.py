@@ -33,6 +33,7 @@ from core.models import AuditChainHead, AuditEntry
 from core.timeutil import utc_now
 
 GENESIS = "0" * 64
+_HEAD = AuditChainHead.__table__
 
 
 def record(
@@ -63,16 +64,16 @@ def record(
     entry.seq, entry.prev_hash = seq, prev
     entry.entry_hash = digest(entry)
     session.add(entry)
-    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(hash=entry.entry_hash)
-                    .execution_options(synchronize_session=False))
+    session.connection().execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=entry.entry_hash))
     return entry
 
 
 def _take_head(session: Session) -> tuple[int, str]:
     """Advance the head by one (the lock that serializes appends); returns (seq, previous hash)."""
-    row = session.execute(
-        update(AuditChainHead).where(AuditChainHead.id == 1).values(seq=AuditChainHead.seq + 1)
-        .returning(AuditChainHead.seq, AuditChainHead.hash).execution_options(synchronize_session=False)
+    # Core statements on the session's connection: the ORM's bulk-update path costs more than the
+    # statement itself, on every audited write.
+    row = session.connection().execute(
+        update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq + 1).returning(_HEAD.c.seq, _HEAD.c.hash)
     ).one_or_none()
     if row is None:  # a schema made without the migration's first row: start the chain here
         session.add(AuditChainHead(id=1, seq=1, hash=GENESIS))

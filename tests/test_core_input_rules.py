@@ -12,7 +12,7 @@ from core import members as core_members
 from core import staff
 from core.changes import Actor, ChangeRefused, decide
 from core.changes import parse as change_parse
-from core.models import ChangeRequest, StaffAccount, StaffNote
+from core.models import AuditEntry, ChangeRequest, StaffAccount, StaffNote
 from core.money import MoneyError, parse_major
 from tests.factories import at, make_member
 
@@ -73,3 +73,33 @@ def test_the_amount_parser_takes_plain_digits_only(typed):
                                               ("7", 700), ("12.", 1200)])
 def test_plain_amounts_still_parse(typed, minor):
     assert parse_major(typed, "USD") == minor
+
+
+def test_an_approver_whose_role_may_not_make_the_change_is_refused_and_audited(engine, session):
+    member = make_member(session)
+    req = ChangeRequest(idempotency_key="chg-test-extend", action="extend", member_id=member.id,
+                        params={"days": 10}, reason="goodwill", comment="outage", member_version=member.version,
+                        status="pending_approval", requested_by="sam", requested_at=at("2026-03-01 10:00"))
+    session.add(req)
+    session.commit()
+    with pytest.raises(ChangeRefused, match="Your role may not make this change") as refused:
+        decide(engine, req.id, Actor.of("fin", ["finance"]), approve=True, note="fine")
+    assert refused.value.code == "permission"
+    session.expire_all()
+    entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "auth.permission_refused")).one()
+    assert (entry.actor, entry.target_id, entry.outcome) == ("fin", "change_membership", "refused")
+    assert session.get(ChangeRequest, req.id).status == "pending_approval"
+
+
+def test_an_alert_note_with_a_nul_byte_is_refused(engine, session):
+    from core.alerts import AlertError, acknowledge
+    from core.models import Alert
+
+    alert = Alert(rule="stripe_stale", scope="all", status="open", severity="high", value=30.0, details={},
+                  opened_at=at("2026-03-01 00:00"))
+    session.add(alert)
+    session.commit()
+    with pytest.raises(AlertError, match="NUL character"):
+        acknowledge(engine, alert.id, actor=Actor.of("mia", "manager"), note="on it\x00")
+    session.expire_all()
+    assert session.get(Alert, alert.id).status == "open"

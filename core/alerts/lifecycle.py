@@ -68,6 +68,8 @@ def _clean_note(note: str | None, *, required: bool) -> str | None:
     note = (note or "").strip()
     if required and not note:
         raise AlertError("Please write a note saying why.")
+    if "\x00" in note:
+        raise AlertError("The note contains a NUL character, which cannot be stored; remove it and try again.")
     if len(note) > MAX_NOTE:
         raise AlertError(f"The note is too long: keep it under {MAX_NOTE} characters.")
     return note or None

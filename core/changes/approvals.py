@@ -33,7 +33,7 @@ from core.changes.service import (
 )
 from core.db import session_scope
 from core.models import ChangeRequest
-from core.permissions import Permission, PermissionDenied, allowed, check, guarded
+from core.permissions import Permission, PermissionDenied, allowed, check, guarded, record_refusal
 from core.timeutil import utc_now
 
 
@@ -58,7 +58,9 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
         action = _action(req.action)
         if approve:
             if not allowed(actor.roles, action.permission):
-                raise ChangeRefused("Your role may not make this change, so it cannot approve it either.")
+                record_refusal(engine, actor, action.permission, "core.changes.approvals.decide")
+                raise ChangeRefused("Your role may not make this change, so it cannot approve it either.",
+                                    code="permission")
             member = _load(s, req.member_id)
             ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, req.comment, request_id=req.id)
             raw, comment = _unseal(req)
