@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core import audit
-from core.db import session_scope
-from core.permissions import Permission, PermissionDenied, allowed, parse_roles, require
+from core import permissions
+from core.permissions import Actor, Permission, PermissionDenied, allowed, parse_roles, require
 from dashboard.text import md
 
 log = logging.getLogger(__name__)
@@ -53,15 +52,15 @@ def current() -> StaffContext | None:
 
 
 def record_refusal(ctx: StaffContext, permission: Permission, where: str) -> None:
-    """Write ``auth.permission_refused`` to the audit log; never lets a logging failure through."""
+    """Write ``auth.permission_refused`` to the audit log (core's one way); never raises."""
     from dashboard.db import engine  # late: keeps this module importable without settings
 
     try:
-        with session_scope(engine()) as s:
-            audit.record(s, actor=ctx.username, action="auth.permission_refused", target_type="permission",
-                         target_id=permission.value, comment=where, outcome="refused")
+        bind = engine()
     except Exception:  # the refusal itself must still stop the page
         log.exception("could not record a permission refusal for %s", ctx.username)
+        return
+    permissions.record_refusal(bind, Actor.of(ctx.username, ctx.roles), permission, where)
 
 
 def guard(permission: Permission, *, where: str | None = None) -> StaffContext:
