@@ -158,7 +158,16 @@ def load_world(engine: Engine, *, prefer_demo: bool = True, demo_members: int = 
     with Session(engine, expire_on_commit=False) as s:
         world = build_small_world(s)
         s.commit()
+    refresh_rollups(engine)
     return world
+
+
+def refresh_rollups(engine: Engine) -> None:
+    """Bring the metric rollups up to date after writing rows directly, as the sync, the demo
+    loader and the change service do after theirs (pages read them and never build them)."""
+    from core.metrics.rollups import refresh
+
+    refresh(engine)
 
 
 # ------------------------------------------------------------------ AppTest

@@ -18,7 +18,7 @@ from core.models import AuditEntry
 from core.permissions import allowed
 from dashboard.navigation import PAGE_SPECS
 from tests.browser_helpers import app_test as make_app
-from tests.browser_helpers import build_small_world, create_staff, page_app_test, texts
+from tests.browser_helpers import build_small_world, create_staff, page_app_test, refresh_rollups, texts
 from tests.conftest import BACKENDS, PG_URL, TEST_KEY, scratch_pg_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,7 @@ def world_url(database_url, engine):
         world = build_small_world(s)
         create_staff(s)
         s.commit()
+    refresh_rollups(engine)
     return database_url, world
 
 
@@ -57,6 +58,7 @@ def shared_world(request, tmp_path_factory):
         world = build_small_world(s)
         create_staff(s)
         s.commit()
+    refresh_rollups(eng)
     import streamlit as st
 
     st.cache_data.clear()

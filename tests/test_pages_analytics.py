@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from core.metrics import Query, compute
 from core.timeutil import utc_now
 from dashboard import format as fmt
-from tests.browser_helpers import World, build_small_world, page_app_test, texts
+from tests.browser_helpers import World, build_small_world, page_app_test, refresh_rollups, texts
 
 PAGES = {"revenue.py": "Revenue", "churn.py": "Churn and retention", "failed_payments.py": "Failed payments"}
 ALLOWED = {
@@ -30,6 +30,7 @@ def world(engine) -> World:  # type: ignore[no-untyped-def]
     with Session(engine, expire_on_commit=False) as s:
         w = build_small_world(s)
         s.commit()
+    refresh_rollups(engine)
     return w
 
 
