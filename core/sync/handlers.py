@@ -129,18 +129,49 @@ def apply_invoice(applier: Applier, session: Session, event: dict[str, Any]) -> 
                 obj = reads._complete_lines(applier.client, obj)
         if "payments" in obj or not obj.get("id") or not _pays_through_payments(obj):
             return obj
-        invoice_id = str(obj["id"])
-        if invoice_id not in applier.invoice_payments:
-            try:
-                applier.invoice_payments[invoice_id] = reads.invoice_payments(applier.client, invoice_id)
-            except GatewayError as exc:
-                if exc.kind != "not_found":
-                    raise
-                applier.invoice_payments[invoice_id] = None  # deleted draft: nothing to link
-        found = applier.invoice_payments[invoice_id]
+        found = fetch_invoice_payments(applier, str(obj["id"]))
         return obj if found is None else {**obj, "payments": found}
 
     return apply_object(applier, session, event, complete)
+
+
+def fetch_invoice_payments(applier: Applier, invoice_id: str) -> dict[str, Any] | None:
+    """An invoice's payments list, read once per run (None: Stripe no longer has the invoice)."""
+    if invoice_id not in applier.invoice_payments:
+        try:
+            applier.invoice_payments[invoice_id] = reads.invoice_payments(applier.client, invoice_id)
+        except GatewayError as exc:
+            if exc.kind != "not_found":
+                raise
+            applier.invoice_payments[invoice_id] = None  # a deleted draft: nothing to link
+    return applier.invoice_payments[invoice_id]
+
+
+def fetch_balance_transaction(applier: Applier, txn_id: str) -> dict[str, Any] | None:
+    """A balance transaction, read once per run (None: not found)."""
+    if txn_id not in applier.balance_transactions:
+        try:
+            applier.balance_transactions[txn_id] = reads.balance_transaction(applier.client, txn_id)
+        except GatewayError as exc:
+            if exc.kind != "not_found":
+                raise
+            applier.balance_transactions[txn_id] = None
+    return applier.balance_transactions[txn_id]
+
+
+def reads_wanted(event: dict[str, Any]) -> tuple[str, str] | None:
+    """("invoice_payments" | "balance_transaction", id) the handler of ``event`` will read, if any."""
+    obj = (event.get("data") or {}).get("object")
+    if not isinstance(obj, dict) or not obj.get("id"):
+        return None
+    kind = str(event.get("type") or "")
+    if kind.startswith("invoice.") and handler_for(kind) is apply_invoice and "payments" not in obj \
+            and _pays_through_payments(obj):
+        return "invoice_payments", str(obj["id"])
+    txn = obj.get("balance_transaction")
+    if kind.startswith("charge.") and handler_for(kind) is apply_charge and isinstance(txn, str) and txn:
+        return "balance_transaction", txn
+    return None
 
 
 def _pays_through_payments(obj: dict[str, Any]) -> bool:
@@ -156,14 +187,7 @@ def apply_charge(applier: Applier, session: Session, event: dict[str, Any]) -> s
         txn = obj.get("balance_transaction")
         if not isinstance(txn, str) or not txn:
             return obj
-        if txn not in applier.balance_transactions:
-            try:
-                applier.balance_transactions[txn] = reads.balance_transaction(applier.client, txn)
-            except GatewayError as exc:
-                if exc.kind != "not_found":
-                    raise
-                applier.balance_transactions[txn] = None
-        found = applier.balance_transactions[txn]
+        found = fetch_balance_transaction(applier, txn)
         return obj if found is None else {**obj, "balance_transaction": found}
 
     return apply_object(applier, session, event, complete)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from core.models.stripe_sync import StripeEvent
 from core.stripe_gateway import GatewayError
 from core.sync import ledger
 from core.sync.apply import Applier
-from core.sync.handlers import IGNORED, handler_for
+from core.sync.handlers import IGNORED, fetch_balance_transaction, fetch_invoice_payments, handler_for, reads_wanted
 from core.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,29 @@ def _write_outcomes(session: Session, outcomes: list[dict[str, Any]]) -> None:
     session.connection().execute(stmt, outcomes)
 
 
+PREFETCHES = 4  # reads in flight at once, as the backfill's card reads
+
+
+def _prefetch(applier: Applier, rows: list[Any]) -> None:
+    """Read ahead, a few at a time, what this batch's handlers would each read one by one (an
+    invoice's payments, a charge's balance transaction), so the round trips overlap. A failure here
+    is left to the handler, which reads again and records it."""
+    wanted = {w for w in (reads_wanted(r.payload or {}) for r in rows) if w is not None}
+    todo = [w for w in wanted if w[1] not in (applier.invoice_payments if w[0] == "invoice_payments"
+                                              else applier.balance_transactions)]
+    if len(todo) < 2:
+        return
+
+    def one(want: tuple[str, str]) -> None:
+        try:
+            (fetch_invoice_payments if want[0] == "invoice_payments" else fetch_balance_transaction)(applier, want[1])
+        except Exception as exc:  # noqa: BLE001 - the handler meets it again and records it
+            log.info("read-ahead of %s %s failed: %s", want[0], want[1], exc)
+
+    with ThreadPoolExecutor(max_workers=PREFETCHES, thread_name_prefix="event-reads") as pool:
+        list(pool.map(one, sorted(todo)))
+
+
 def process_pending(
     engine: Engine,
     applier: Applier,
@@ -101,6 +125,7 @@ def process_pending(
         with Session(engine, expire_on_commit=False) as s:
             rows = _load(s, chunk)
             applier.twin_candidates = _twins(s, rows)
+            _prefetch(applier, rows)
             outcomes: list[dict[str, Any]] = []
             for row in rows:
                 tries = (row.attempts or 0) + 1
