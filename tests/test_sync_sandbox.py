@@ -341,7 +341,7 @@ class TestReplay:
 
         # A backfill of the same account, with no event applied, gives the same rows, dates included.
         _forget(engine, also={"sync_state", "sync_runs", "run_locks"})
-        result = run_sync(engine, c, full=True)
+        result = run_sync(engine, c, actor=OPERATOR, full=True)
         assert result.status == "succeeded", result.message
         got = mirrored(engine)
         assert {t: (sorted(set(expected[t]) - set(got[t]))[:3], sorted(set(got[t]) - set(expected[t]))[:3])
