@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from core import crypto
 from core.db import make_engine
+from core.metrics.rollups import refresh
 from core.models import AuditEntry
 from core.permissions import allowed
 from dashboard.navigation import PAGE_SPECS
@@ -35,6 +36,7 @@ def world_url(database_url, engine):
         world = build_small_world(s)
         create_staff(s)
         s.commit()
+    refresh(engine)  # as the sync or the demo loader does after writing (pages never build them)
     return database_url, world
 
 
@@ -57,6 +59,7 @@ def shared_world(request, tmp_path_factory):
         world = build_small_world(s)
         create_staff(s)
         s.commit()
+    refresh(eng)  # as the sync or the demo loader does after writing (pages never build them)
     import streamlit as st
 
     st.cache_data.clear()

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from core.metrics import Query, compute
+from core.metrics.rollups import refresh
 from core.timeutil import utc_now
 from dashboard import format as fmt
 from tests.browser_helpers import World, build_small_world, page_app_test, texts
@@ -30,6 +31,7 @@ def world(engine) -> World:  # type: ignore[no-untyped-def]
     with Session(engine, expire_on_commit=False) as s:
         w = build_small_world(s)
         s.commit()
+    refresh(engine)  # as the sync or the demo loader does after writing (pages never build them)
     return w
 
 
