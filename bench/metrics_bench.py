@@ -347,14 +347,16 @@ def opening_timings(url: str, refresh_too: bool, side: bool = False) -> dict[str
 
     analytics = Query.make(engine, start=date(today.year - 1, today.month, 1), end=today + timedelta(days=1),
                            now=now, granularity="month")
-    rows: list[tuple[str, float, float]] = []
+    rows: list[tuple[str, float, float, float]] = []
 
     def measure(name: str, fn: Callable[[], Any]) -> None:
         cold, _ = timed(fn)
         # The older code's side run: one warm call (its day buckets take tens of seconds each).
-        warm = statistics.median(timed(fn)[0] for _ in range(1 if side else 3))
-        rows.append((name, cold, warm))
-        print(f"{name}: cold {cold:.0f} ms, warm {warm:.0f} ms", file=sys.stderr, flush=True)
+        # CPU: this process's (SQLite works inside it; PostgreSQL's server time is not counted),
+        # the steadier measure on a shared machine.
+        warm, cpu = timed_cpu(fn, 1 if side else 3)
+        rows.append((name, cold, warm, cpu))
+        print(f"{name}: cold {cold:.0f} ms, warm {warm:.0f} ms, CPU {cpu:.0f} ms", file=sys.stderr, flush=True)
 
     measure("overview, month to date (as it opens)", lambda: page_bundle(engine, "overview", overview_query("mtd")))
     for code in OVERVIEW_PERIODS[1:] if not side else ():
@@ -410,13 +412,14 @@ def opening_main(args: argparse.Namespace) -> int:
              f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM. Run {started} "
              f"(at the end: {ended}); asked at {new['now']}."
              + (f" Old code: {args.old_src} (load average {old_load} when it ended)." if old else ""), ""]
-    head = "| page data | " + ("old cold ms | old warm ms | " if old else "") + "new cold ms | new warm ms |"
-    lines += [head, "|---|" + ("---:|---:|" if old else "") + "---:|---:|"]
+    head = ("| page data | " + ("old cold ms | old warm ms | old warm CPU ms | " if old else "")
+            + "new cold ms | new warm ms | new warm CPU ms |")
+    lines += [head, "|---|" + ("---:|---:|---:|" if old else "") + "---:|---:|---:|"]
     old_rows = {r[0]: r for r in old["rows"]} if old else {}
-    for name, cold, warm in new["rows"]:
+    for name, cold, warm, cpu in new["rows"]:
         o = old_rows.get(name)
-        mid = (f"{o[1]:,.0f} | {o[2]:,.0f} | " if o else "n/a | n/a | ") if old else ""
-        lines.append(f"| {name} | {mid}{cold:,.0f} | {warm:,.0f} |")
+        mid = (f"{o[1]:,.0f} | {o[2]:,.0f} | {o[3]:,.0f} | " if o else "n/a | n/a | n/a | ") if old else ""
+        lines.append(f"| {name} | {mid}{cold:,.0f} | {warm:,.0f} | {cpu:,.0f} |")
     wall, cpu = new["refresh_day"]
     wall5, cpu5 = new["refresh_5min"]
     lines += ["", f"Rollup refresh (new code, median of 3): from a day back {wall:,.0f} ms (CPU of this process "

@@ -19,6 +19,7 @@ Guarantees:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -160,11 +161,18 @@ def _mark_rollups_stale(session: Session) -> None:
     from core.metrics.rollups import mark_stale
 
     mark_stale(session)
-    engine = session.get_bind()
-    # Rebuilt in the background once the change is committed; pages read the raw rows meanwhile.
-    event.listen(session, "after_commit",
-                 lambda _s: refresher.request(engine, None, what="a settings change"),  # type: ignore[arg-type]
-                 once=True)
+    bind = session.get_bind()
+    engine = getattr(bind, "engine", bind)  # a session bound to a connection: its engine
+
+    def rebuild(_session: Session) -> None:
+        # Rebuilt in the background once the change is committed; pages read the raw rows
+        # meanwhile. Never fails the commit that asked for it.
+        try:
+            refresher.request(engine, None, what="a settings change")  # type: ignore[arg-type]
+        except Exception:
+            logging.getLogger(__name__).exception("could not ask for the metric rollups' rebuild")
+
+    event.listen(session, "after_commit", rebuild, once=True)
 
 
 # ---------------------------------------------------------------- FX rates

@@ -149,7 +149,8 @@ def create_staff(session: Session, *, extra: dict[str, str] | None = None) -> No
 
 def load_world(engine: Engine, *, prefer_demo: bool = True, demo_members: int = 300) -> World:
     """The demo world (when the demo loader exists and ``prefer_demo``) plus, always, the small
-    hand-built world whose members tests name (Ann Lee, Bob Stone, ...)."""
+    hand-built world whose members tests name (Ann Lee, Bob Stone, ...), with the metric rollups
+    built."""
     if prefer_demo:
         with contextlib.suppress(ImportError):
             from core.demo import load_demo

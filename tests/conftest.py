@@ -40,6 +40,16 @@ def _keyring() -> Iterator[None]:
     crypto.set_keyring(crypto.KeyRing([TEST_KEY]))
 
 
+@pytest.fixture(autouse=True)
+def _background_refreshes_end() -> Iterator[None]:
+    """A write in a test may have asked the background refresher for a rollup refresh; it ends
+    before the next test starts (a PostgreSQL test database's name is reused by the next test)."""
+    yield
+    from core.metrics import refresher
+
+    refresher.wait(timeout=300)
+
+
 def _worker() -> str:
     # Unique per run and per worker, so several runs at once never drop each other's database.
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"{os.getpid()}")[:10]

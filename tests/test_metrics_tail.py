@@ -63,7 +63,8 @@ def test_rollups_plus_tail_equal_the_raw_rows(zoned_world, asked):  # type: igno
     engine = zoned_world
     for q in _questions(engine, asked):
         assert q.tz == TZ
-        assert status(engine, q).from_rollups
+        said = status(engine, q)
+        assert said.from_rollups and said.through == BUILT and said.behind == asked - BUILT
         for page in PAGES:
             fast = _plain(page_bundle(engine, page, q))
             with raw_rows():

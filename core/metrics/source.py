@@ -143,9 +143,9 @@ class Freshness:
         if self.from_rollups:
             assert self.through is not None and self.behind is not None
             minutes = max(0, int(self.behind.total_seconds() // 60))
-            lag = "up to date" if minutes < 1 else f"refreshed {_span(minutes)} before"
-            return (f"Numbers from the metric rollups ({lag} the time asked), plus the rows written since "
-                    f"{self.through:%Y-%m-%d %H:%M} UTC.")
+            lag = "up to date" if minutes < 1 else f"{_span(minutes)} behind"
+            return (f"Numbers from the metric rollups, refreshed {self.through:%Y-%m-%d %H:%M} UTC ({lag}), plus "
+                    "the rows written since.")
         return f"Numbers computed from the raw rows: {self.reason}"
 
 

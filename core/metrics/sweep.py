@@ -14,6 +14,7 @@ datetimes); the boundaries are spelled the same way.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -32,6 +33,15 @@ def spell(conn: Connection, moment: datetime) -> Any:
     if conn.dialect.name == "sqlite":
         return moment.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
     return moment
+
+
+@functools.lru_cache(maxsize=32)
+def _spelled(dialect: str, bounds: tuple[datetime, ...]) -> list[Any]:
+    """The bounds spelled once: six years of days are 2,200 ``strftime`` calls, asked for again by
+    every tail read and refresh (never changed by callers)."""
+    if dialect == "sqlite":
+        return [b.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f") for b in bounds]
+    return list(bounds)
 
 
 def _units(conn: Connection, members: list[int] | None = None) -> Iterator[list[tuple]]:
@@ -80,7 +90,7 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
     their units are swept: every figure is a sum over units, so the rows are their contribution.
     ``cohorts=False`` skips the cohort cells (kept by month only: by day they would be a table of
     first days x days)."""
-    B = [spell(conn, b) for b in bounds]
+    B = _spelled(conn.dialect.name, tuple(bounds))
     n = len(B) - 1
     explicit: dict[tuple[int, Group], list[int]] = defaultdict(lambda: [0] * len(MOVEMENT_COLUMNS))
     # Range updates of stable stretches: diff[group][p] for mrr (start = end) and members.
