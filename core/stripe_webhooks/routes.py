@@ -75,6 +75,14 @@ SERVICE = _Service()
 @asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[None]:
     await run_in_threadpool(SERVICE.start)
+    if SERVICE.engine is not None:
+        # Pay for imports and the first pages' answers before the server says it is ready, so the
+        # first person after a restart does not (core.warmup).
+        from core.warmup import warm
+
+        took = await run_in_threadpool(warm, SERVICE.engine)
+        log.info("warm-up done in %.1f s (%s)", sum(took.values()),
+                 ", ".join(f"{k} {v:.2f} s" for k, v in took.items()))
     try:
         yield
     finally:
