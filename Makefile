@@ -34,14 +34,14 @@ setup: $(VENV)/.installed
 ## Set up, migrate, create demo data on first start, start the Stripe sandbox and the dashboard.
 ## PORT=... pins the dashboard's port, SANDBOX_PORT=... the sandbox's, DEMO_MEMBERS=... the demo size.
 run: setup
-	$(PY) -m core run $(if $(PORT),--port $(PORT))
+	$(PY) -m cli run $(if $(PORT),--port $(PORT))
 
 ## Set up and run the whole suite (SQLite always; PostgreSQL too when TEST_DATABASE_URL is set).
 test: setup
 	$(PY) -m pytest
 
 lint: setup
-	$(PY) -m ruff check core dashboard pages tests bench
+	$(PY) -m ruff check core cli demo stripe_sandbox dashboard pages tests bench
 
 check: lint test
 

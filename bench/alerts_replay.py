@@ -6,7 +6,7 @@
 Loads the demo world (three years up to ``--today`` 00:00 UTC) into a fresh database (a temporary
 SQLite file by default), then runs ``core.alerts.evaluate`` once per day at 00:00 UTC, so each
 24-hour window is exactly one UTC day, from the day the four-week baselines exist up to today.
-Alerts whose window covers a planted incident day (``core.demo.incidents``) are "expected"; every
+Alerts whose window covers a planted incident day (``demo.incidents``) are "expected"; every
 other opened alert is a false alarm on a normal day. Prints a table per rule (alerts opened on
 normal days, per week) and, with ``--write-docs``, writes it into docs/alerts.md between the
 replay markers, with the machine described.
@@ -35,8 +35,8 @@ from core.alerts import evaluate  # noqa: E402
 from core.alerts.rules import all_rules  # noqa: E402
 from core.db import make_engine  # noqa: E402
 from core.db.migrate import upgrade  # noqa: E402
-from core.demo import default_now, incidents, load_demo  # noqa: E402
 from core.models import Alert, AlertTransition, Notification, Payment, Setting  # noqa: E402
+from demo import default_now, incidents, load_demo  # noqa: E402
 
 DOCS = ROOT / "docs" / "alerts.md"
 START, END = "<!-- replay:start -->", "<!-- replay:end -->"

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from core import crypto
 from core.db import make_engine
 from core.db.migrate import upgrade
-from core.demo import load_demo
+from demo import load_demo
 
 
 def _cpu_model() -> str:

@@ -6,7 +6,7 @@ For each installer (side by side in one run): ``git clone`` this repository into
 folder, run ``make run INSTALLER=...`` there (a free dashboard port; the sandbox finds its own),
 stamp every output line with the seconds since the start, stop when "Memberdesk is running" is
 printed, then stop the run with SIGTERM. Reported: the install step (as ``make`` says it), the
-steps ``python -m core run`` reports, the total wall time to ready, the CPU time of the whole
+steps ``python -m cli run`` reports, the total wall time to ready, the CPU time of the whole
 process tree, and the load average before and after. ``--cold-cache`` empties pip's and uv's
 caches for the run (a machine that never installed these packages); without it they are whatever
 this machine has. The output is a Markdown table for docs/benchmarks.md.

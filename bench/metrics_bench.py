@@ -5,7 +5,7 @@
     .venv/bin/python -m bench.metrics_bench --size M --db postgresql [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Sizes: S = 10,000 members, M = 100,000, L = 1,000,000 (three years of history from the demo
-generator, ``core.demo.load_demo``). The world is generated once per size and database and kept
+generator, ``demo.load_demo``). The world is generated once per size and database and kept
 (SQLite: <--data-dir>/memberdesk_metrics_<size>.db, default /tmp; PostgreSQL: database memberdesk_metrics_<size>);
 ``--regenerate`` starts over.
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = make_engine(url)
     gen_s = None
     if not exists:
-        from core.demo import load_demo
+        from demo import load_demo
 
         upgrade(engine)
         t = time.perf_counter()
@@ -325,9 +325,8 @@ def opening_timings(url: str, refresh_too: bool, side: bool = False) -> dict[str
     subprocess whose ``core`` is the old checkout's."""
     t0 = time.perf_counter()
     import core.metrics.bundles  # noqa: F401 (imports paid once, as in a running server)
-    from core import overview_counts
-    from core.business_settings import load
-    from core.metrics import Query, page_bundle
+    from core.metrics import Query, overview_counts, page_bundle
+    from core.settings.business import load
     from core.timeutil import utc_now, zone
 
     out: dict[str, Any] = {"import_ms": (time.perf_counter() - t0) * 1000}

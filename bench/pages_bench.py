@@ -10,7 +10,7 @@ default controls (the last twelve months and this one, by month, reporting curre
   left it; the first cold run after loading the world is reported separately as "first").
 - **warm**: the same page run again in the same session (the cached registry answers).
 
-The world comes from the demo generator (``python -m core demo --members N``), written once per
+The world comes from the demo generator (``python -m cli demo --members N``), written once per
 size and database and reused on later runs (``--reuse``). Results go into ``docs/benchmarks.md``
 under "Dashboard pages" (the section is replaced, the rest of the file is kept), with the machine.
 """

@@ -2,7 +2,7 @@
 
 What it does, start to end, without touching your own database or secrets:
 1. makes a scratch folder with a fresh SQLite database, migrates it and generates the demo world
-   (``python -m core demo``), which also creates the demo sign-ins;
+   (``python -m cli demo``), which also creates the demo sign-ins;
 2. starts ``streamlit run dashboard/app.py`` on a free local port in its own process group;
 3. drives Debian's Chromium (``/usr/bin/chromium``) with Playwright: signs in as the demo admin
    (who sees every page), reads the page links from the navigation and saves one full-page

@@ -3,8 +3,8 @@ incremental sync of about 1,000 events.
 
     .venv/bin/python -m bench.sync_bench [--members 5000] [--db sqlite|postgresql] [--repeat 3] [--no-doc]
 
-The demo world (``core.demo``) is imported into a scratch sandbox state file, served by
-``python -m core sandbox`` on a free port (a separate process, over HTTP, with the real client);
+The demo world (``demo``) is imported into a scratch sandbox state file, served by
+``python -m cli sandbox`` on a free port (a separate process, over HTTP, with the real client);
 our database is a scratch SQLite file or a scratch PostgreSQL database. Step 1 times ``run_sync
 (full=True)`` (objects written per second). Step 2 drives the sandbox through the API (new members
 subscribing, some upgrades and cancellations) until about 1,000 events exist, then times one
@@ -35,12 +35,12 @@ from sqlalchemy.engine import make_url
 from core import crypto
 from core.db import make_engine
 from core.db.migrate import upgrade
-from core.demo import iter_stripe_objects
-from core.demo.world import World, default_now
 from core.permissions import Actor
-from core.sandbox.store import SandboxStore
 from core.stripe_gateway import ClientOptions, make_client
 from core.sync import run_sync
+from demo import iter_stripe_objects
+from demo.world import World, default_now
+from stripe_sandbox.store import SandboxStore
 
 OPERATOR = Actor.operator("test")  # syncs act as a named operator
 
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()} with "
         f"`python -m bench.sync_bench --members {args.members} --db {args.db} --repeat {len(runs)}` "
         f"(1-minute load average {min(loads):.1f}-{max(loads):.1f} during the runs: other work shared the 2 cores).",
-        "The demo world is imported into a scratch sandbox and served by `python -m core sandbox` (its own "
+        "The demo world is imported into a scratch sandbox and served by `python -m cli sandbox` (its own "
         "process, HTTP on 127.0.0.1); the sync uses the real `stripe` client through the gateway and writes "
         f"every object through the store (mapping, upsert, stale check), into {args.db}. Each run starts from a "
         "fresh sandbox and database and times `run_sync` as a whole (listing, writing, the metrics rollup refresh "

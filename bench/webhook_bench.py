@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.webhook_bench [--changes 30] [--db sqlite|postgresql]
 
-Starts the local sandbox (``python -m core sandbox --webhook-url ...``) and the server as ``make
+Starts the local sandbox (``python -m cli sandbox --webhook-url ...``) and the server as ``make
 run`` does (``streamlit run dashboard/serve.py``), each its own process on a free port, on a
 scratch database (SQLite file, or a scratch PostgreSQL database from TEST_DATABASE_URL). Then,
 one after the other, renames a customer through the real client and polls our ``members`` row

@@ -5,7 +5,7 @@ Phone numbers, postal addresses, staff notes and raw billing details are stored 
 keys: the first encrypts, all of them decrypt. Rotation is therefore:
 
 1. put a new key first in ``MEMBERDESK_ENCRYPTION_KEYS`` (keep the old ones after it);
-2. run ``python -m core rotate-key``, which re-encrypts every encrypted column with the new key;
+2. run ``python -m cli rotate-key``, which re-encrypts every encrypted column with the new key;
 3. remove the old keys.
 
 There is no plaintext fallback: without a key, reading or writing an encrypted field fails with a
@@ -33,7 +33,7 @@ class KeyRing:
         except (ValueError, TypeError):
             raise EncryptionKeyError(
                 "An encryption key is not a valid Fernet key (32 url-safe base64-encoded bytes); "
-                "create one with `python -m core keygen`."
+                "create one with `python -m cli keygen`."
             ) from None
         self._multi = MultiFernet(self._fernets)
 
@@ -46,7 +46,7 @@ class KeyRing:
         except InvalidToken:
             raise EncryptionKeyError(
                 "A stored value cannot be decrypted with the configured keys; was a key removed "
-                "before `python -m core rotate-key` ran?"
+                "before `python -m cli rotate-key` ran?"
             ) from None
 
     def rotate(self, token: str) -> str:

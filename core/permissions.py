@@ -142,7 +142,7 @@ class Actor:
 
     @classmethod
     def operator(cls, name: str | None = None) -> Actor:
-        """The person at the command line. Whoever runs ``python -m core`` holds the database
+        """The person at the command line. Whoever runs ``python -m cli`` holds the database
         credentials and the encryption keys, so the CLI acts with admin rights; what it does is
         recorded as ``cli:<name>``, the name from ``MEMBERDESK_OPERATOR`` or the login name."""
         who = (name or os.environ.get(OPERATOR_ENV) or _login_name()).strip().lower()

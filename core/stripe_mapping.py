@@ -26,8 +26,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from core.metrics.subscription_mrr import Discount, Item, subscription_mrr
 from core.models.enums import ChurnKind
-from core.mrr import Discount, Item, subscription_mrr
 from core.timeutil import from_epoch
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def map_subscription_items(obj: dict) -> list[Row]:
 
 
 def subscription_mrr_of(obj: dict, at: datetime | None = None) -> int:
-    """MRR of a Stripe subscription dict through the one definition in ``core.mrr``."""
+    """MRR of a Stripe subscription dict through the one definition in ``core.metrics.subscription_mrr``."""
     items = []
     for item in _get(obj, "items", "data") or []:
         price = _item_price(item)

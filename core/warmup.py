@@ -9,7 +9,7 @@ page), and answers the Overview as it opens (month to date by day, up to this mi
 finance pages' default question, so their data and indexes are in memory. Nothing is kept:
 the dashboard's own caches fill on the first visit, from warm memory.
 
-The server's start calls it before reporting healthy (``core/cli/run.py``, or whatever serves
+The server's start calls it before reporting healthy (``cli/run.py``, or whatever serves
 the app); a failure is logged and never stops the start.
 """
 
@@ -42,14 +42,14 @@ def warm(engine: Engine, *, now: datetime | None = None) -> dict[str, float]:
         import pandas  # noqa: F401  (the pages' tables)
 
         import core.metrics.bundles  # noqa: F401
-        import core.overview_counts  # noqa: F401
+        import core.metrics.overview_counts  # noqa: F401
         from core.metrics import list_metrics
 
         list_metrics()  # every metric module registered
 
     step("imports", imports)
     step("rollups", lambda: _rollups_ready(engine))
-    from core.business_settings import load
+    from core.settings.business import load
     from core.timeutil import utc_now, zone
 
     at = (now or utc_now()).replace(second=0, microsecond=0)
@@ -71,7 +71,7 @@ def warm(engine: Engine, *, now: datetime | None = None) -> dict[str, float]:
             page_bundle(engine, page, q)
 
     def counts() -> None:
-        from core import overview_counts
+        from core.metrics import overview_counts
 
         overview_counts.members_by_tier_status(engine)
         overview_counts.mrr_by_currency(engine)
@@ -86,9 +86,9 @@ def warm(engine: Engine, *, now: datetime | None = None) -> dict[str, float]:
 
 def _rollups_ready(engine: Engine) -> None:
     """Ask for a rebuild in the background when the rollups cannot answer the business's questions."""
-    from core.business_settings import load
     from core.metrics import refresher
     from core.metrics.rollups import state
+    from core.settings.business import load
 
     current, bs = state(engine), load(engine)
     if current is None or not current.matches(bs.business_timezone, bs):

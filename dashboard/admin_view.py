@@ -17,12 +17,13 @@ from typing import Any
 import streamlit as st
 from sqlalchemy.orm import Session
 
-from core import business_settings, staff
-from core.business_settings import BusinessSettingsError
+from core import staff
 from core.db import session_scope
 from core.models.enums import Role
 from core.money import SUPPORTED_CURRENCIES
 from core.permissions import Actor, Permission, PermissionDenied
+from core.settings import business as business_settings
+from core.settings.business import BusinessSettingsError
 from core.timeutil import WEEKDAYS
 from dashboard import format as fmt
 from dashboard import reads, signin
@@ -160,7 +161,7 @@ def render(ctx: StaffContext) -> None:
     if (Path(__file__).resolve().parent.parent / "pages" / "stripe_sync.py").exists():
         st.page_link("../pages/stripe_sync.py", label="Stripe sync: status and Sync now", icon="🔄")
     else:
-        st.caption("The Stripe sync page is not installed yet; `python -m core sync` runs a sync from the shell.")
+        st.caption("The Stripe sync page is not installed yet; `python -m cli sync` runs a sync from the shell.")
     staff_tab, settings_tab = st.tabs(["Staff accounts", "Business settings"])
     with staff_tab:
         _staff_section(ctx)

@@ -97,7 +97,7 @@ def unfinished(period: date | None, q: metrics_data.Question | None, granularity
     """True when the bucket starting at ``period`` has not ended at the question's ``now``."""
     if period is None or q is None:
         return False
-    from core.business_settings import BusinessSettings
+    from core.settings.business import BusinessSettings
     from core.timeutil import local_midnight, next_period_start, zone
 
     tz = zone(BusinessSettings(**dict(q.settings)).business_timezone)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from core.audit_query import AuditQueryError
+from core.audit.query import AuditQueryError
 from core.timeutil import utc_now, zone
 from dashboard import format as fmt
 from dashboard import reads

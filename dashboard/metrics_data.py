@@ -22,10 +22,10 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
-from core import business_settings
-from core.business_settings import BusinessSettings
 from core.metrics import Filters, MetricResult, Query, drill, get, page_bundle
 from core.money import SUPPORTED_CURRENCIES
+from core.settings import business as business_settings
+from core.settings.business import BusinessSettings
 from core.timeutil import utc_now, zone
 from dashboard.controls import REPORTING, Controls, FilterOptions
 

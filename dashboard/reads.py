@@ -14,8 +14,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import audit_query, business_settings, member_search, overview_counts
+from core import member_search
 from core import members as core_members
+from core.audit import query as audit_query
+from core.metrics import overview_counts
+from core.settings import business as business_settings
 from core.timeutil import utc_now
 from dashboard.db import engine, settings
 

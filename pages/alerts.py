@@ -36,7 +36,7 @@ with st.spinner("Checking the alert rules …"):
                          alerts.evaluate_if_stale, eng, smtp_url=settings().smtp_url)
 last = alerts.last_evaluated_at(eng)
 st.caption(f"Rules last evaluated {fmt.when(last)} UTC" + (" (just now)." if ran else ".")
-           + " Cron runs `python -m core alerts evaluate`; this page re-evaluates when that is over five minutes old.")
+           + " Cron runs `python -m cli alerts evaluate`; this page re-evaluates when that is over five minutes old.")
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -216,5 +216,5 @@ with tab_rules:
             else:
                 st.session_state["alerts_flash"] = f"Rule {slug} saved."
                 st.rerun()
-    st.caption("The same from the command line: `python -m core alerts configure RULE --set key=value`, "
+    st.caption("The same from the command line: `python -m cli alerts configure RULE --set key=value`, "
                "`--disable`, `--email ADDRESS`, `--webhook URL`; every change is audited.")

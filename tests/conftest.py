@@ -139,4 +139,4 @@ def settings(database_url: str) -> Settings:
 # Browser fixtures are registered here, once: a session-scoped fixture imported into several test
 # modules becomes a separate fixture in each (two Chromiums, two servers, and Playwright's sync API
 # refuses a second instance in one thread). Test modules use them without importing them.
-from tests.browser_helpers import browser, dashboard_server, page  # noqa: E402,F401
+from tests.support.browser import browser, dashboard_server, page  # noqa: E402,F401

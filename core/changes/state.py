@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.metrics.subscription_mrr import Discount, Item, subscription_mrr
 from core.models import Member, Payment, Price, Subscription, SubscriptionItem, Tier
 from core.models.enums import SubscriptionStatus
-from core.mrr import Discount, Item, subscription_mrr
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -52,7 +52,7 @@ def mrr_items(session: Session, sub: Subscription, price_override: Price | None 
 def mrr_of(session: Session, sub: Subscription | None, *, status: str | None = None,
            pause_behavior: str | None | bool = False, price: Price | None = None,
            at: datetime | None = None) -> int:
-    """MRR of ``sub`` by core.mrr, optionally as if its status/pause/price were different."""
+    """MRR of ``sub`` by core.metrics.subscription_mrr, optionally as if its status/pause/price were different."""
     if sub is None or sub.complimentary:
         return 0
     discount = None

@@ -1,4 +1,4 @@
-"""Run the Alembic migrations programmatically (``python -m core migrate``, ``make run``, tests).
+"""Run the Alembic migrations programmatically (``python -m cli migrate``, ``make run``, tests).
 
 Alembic itself is imported only to migrate: every command checks that the schema is current
 first, and a finance script's export should not pay for loading the migration machinery. The

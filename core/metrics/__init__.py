@@ -1,6 +1,6 @@
 """Metrics you can reconcile: every number defined once, computed once, shown everywhere.
 
-Public API (the dashboard and ``python -m core metrics`` both call only this):
+Public API (the dashboard and ``python -m cli metrics`` both call only this):
 
 - ``Query``, ``Filters``: the question (local dates ``[start, end)``, granularity, tz, now,
   filters, reporting currency or None for per original currency, business settings).

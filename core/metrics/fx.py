@@ -1,6 +1,6 @@
 """Conversion into the reporting currency through ``fx_rates`` (USD per unit, per month).
 
-A currency with no row at all in ``fx_rates`` uses ``core.business_settings.DEFAULT_RATES``.
+A currency with no row at all in ``fx_rates`` uses ``core.settings.business.DEFAULT_RATES``.
 
 Rule: an amount belonging to month M is converted at the rate of M; a month without a rate uses
 the latest earlier month of that currency, and before the first rate the earliest one. An
@@ -20,11 +20,11 @@ from fractions import Fraction
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from core.business_settings import DEFAULT_RATES
 from core.metrics.memo import memoised
 from core.metrics.types import MetricError
 from core.models import FxRate
 from core.money import decimals
+from core.settings.business import DEFAULT_RATES
 
 
 @dataclass(frozen=True)

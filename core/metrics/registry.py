@@ -44,7 +44,7 @@ def get(slug: str) -> Metric:
     try:
         return _REGISTRY[slug]
     except KeyError:
-        raise MetricError(f"“{slug}” is not a metric; `python -m core metrics --list` shows them.") from None
+        raise MetricError(f"“{slug}” is not a metric; `python -m cli metrics --list` shows them.") from None
 
 
 def compute(engine: Engine, slug: str, query: Query) -> MetricResult:

@@ -25,7 +25,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, case, func, select, text
 from sqlalchemy.orm import Session
 
-from core.business_settings import BusinessSettings, load
 from core.metrics import period_delta, segments
 from core.metrics.daily import (
     CHURN_SELECTS,
@@ -43,6 +42,7 @@ from core.metrics.daily import (
 from core.metrics.movements import MOVEMENT_COLUMNS
 from core.models import Base, MembershipChange, Payment, Subscription
 from core.models.rollups import RollupState
+from core.settings.business import BusinessSettings, load
 from core.timeutil import ensure_aware, next_period_start, periods, utc_now, zone
 
 log = logging.getLogger(__name__)

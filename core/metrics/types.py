@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine
 
-from core.business_settings import BusinessSettings
 from core.money import SUPPORTED_CURRENCIES, normalise_currency
+from core.settings.business import BusinessSettings
 from core.timeutil import GRANULARITIES, Period, clipped_periods, ensure_aware, zone
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class Query:
              granularity: str = "month", tz: str | None = None, currency: str | None | Literal["reporting"] = "reporting",
              filters: Filters | None = None, **filter_values: str | None) -> Query:
         """Build a query with the business settings in force (tz and currency default to them)."""
-        from core.business_settings import load
+        from core.settings.business import load
 
         bs = source if isinstance(source, BusinessSettings) else load(source)
         return cls(start=start, end=end, granularity=granularity, tz=tz or bs.business_timezone, now=now,

@@ -4,7 +4,7 @@ The audit log is append-only twice over: no code path updates or deletes it, and
 triggers (created in the migrations) refuse UPDATE and DELETE on both SQLite and PostgreSQL, and
 TRUNCATE on PostgreSQL. Each entry is chained to the one before it (``seq``, ``prev_hash``,
 ``entry_hash``; see ``core.audit``), so a change made behind the triggers' back is found by
-``python -m core audit verify``.
+``python -m cli audit verify``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Rollup tables the metrics read (core/models/rollups.py), an index for trial conversion, and the
 default FX rates (USD value of one EUR, GBP, JPY per month, 2023-01 to 2027-12) so the reporting
-currency works out of the box; admins edit them on the admin page (core.business_settings).
+currency works out of the box; admins edit them on the admin page (core.settings.business).
 
 Revision ID: 0002
 Revises: 0001

@@ -6,7 +6,7 @@ the hash of its own content and that link (``entry_hash``); ``audit_chain_head``
 position and hash, and every append updates it, so appends are serialized and two writers cannot
 fork the chain (unique ``seq`` and ``prev_hash`` make a fork impossible even so). Entries written
 before this migration keep NULL there and are reported as "from before the chain" by
-``python -m core audit verify``.
+``python -m cli audit verify``.
 
 The columns are added with plain ALTER TABLE (no table rebuild on SQLite), so the append-only
 triggers of 0001 stay in place. PostgreSQL's UPDATE/DELETE trigger fires per row, which TRUNCATE

@@ -1,0 +1,104 @@
+"""The alerts page (AppTest): opening it evaluates the rules, shows the open alert with its value,
+baseline, hint, chart and the payments behind it linked to member pages; a manager resolves it
+with a note; a note is required."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from core.models import Alert, AlertTransition
+from core.permissions import Actor
+from core.timeutil import utc_now
+from tests.support.browser import page_app_test, texts
+from tests.support.factories import make_member, make_payment_batch
+
+HOUR, WEEK = timedelta(hours=1), timedelta(weeks=1)
+
+
+def spike_world(session) -> None:
+    now = utc_now()
+    m = make_member(session)
+    for w in range(1, 5):
+        end = now - WEEK * w
+        make_payment_batch(session, member=m, start=end - 23 * HOUR, end=end - HOUR, count=120, failed=6)
+    # inside the window however long the page takes to open
+    make_payment_batch(session, member=m, start=now - 23 * HOUR, end=now - HOUR, count=150, failed=40,
+                       decline_code="insufficient_funds")
+    session.commit()
+
+
+def test_manager_sees_the_alert_and_resolves_it(database_url, engine, session):
+    spike_world(session)
+    at = page_app_test(database_url, "alerts.py", role="manager")
+    at.run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "Payment failure rate, last 24 hours" in " ".join(e.label for e in at.expander)
+    assert "40 of 150 first payment attempts failed" in shown and "26.7%" in shown and "5.0%" in shown
+    assert at.get("plotly_chart"), "a small chart of the recent history"
+    links = [df.value for df in at.dataframe if "Member page" in df.value.columns]
+    assert links and links[0]["Member page"].iloc[0].startswith("members?member=")
+
+    alert_id = session.scalar(select(Alert.id).where(Alert.rule == "failure_rate_day"))
+    button = f"FormSubmitter:alert-form-{alert_id}-Resolve"
+    at.button(key=button).click().run()
+    assert "Please write a note saying why." in texts(at)
+    at.text_input(key=f"alert-note-{alert_id}").input("bank outage, over")
+    at.button(key=button).click().run()
+    assert not at.exception, at.exception
+    session.expire_all()
+    assert session.scalar(select(Alert.status).where(Alert.id == alert_id)) == "resolved"
+    note = session.scalar(select(AlertTransition.note).where(AlertTransition.alert_id == alert_id,
+                                                             AlertTransition.to_status == "resolved"))
+    assert note == "bank outage, over"
+    # The quiet Open tab now points to it.
+    assert "No open alerts" in texts(at) and "The latest, “Payment failure rate, last 24 hours”" in texts(at)
+
+
+def test_empty_state_is_a_sentence(database_url):
+    at = page_app_test(database_url, "alerts.py", role="admin")
+    at.run()
+    assert not at.exception
+    assert "No open alerts: every rule is within its baseline." in texts(at)
+
+
+def test_admin_changes_a_rule_on_the_page(database_url, engine, session):
+    from core.models import AlertRule
+
+    at = page_app_test(database_url, "alerts.py", role="admin")
+    at.run()
+    at.selectbox(key="alerts_rule_pick").select("refund_spike").run()
+    at.text_area(key="alerts_rule_params_refund_spike").input("{min_count: 10}")
+    at.button(key="FormSubmitter:alerts-rule-form-refund_spike-Save rule").click().run()
+    assert "The thresholds are not valid JSON" in texts(at)
+    at.text_area(key="alerts_rule_params_refund_spike").input('{"min_count": 10}')
+    at.toggle(key="alerts_rule_enabled_refund_spike").set_value(False)
+    at.text_input(key="alerts_rule_emails_refund_spike").input("finance@example.com")
+    at.button(key="FormSubmitter:alerts-rule-form-refund_spike-Save rule").click().run()
+    assert not at.exception, at.exception
+    session.expire_all()
+    row = session.get(AlertRule, "refund_spike")
+    assert (row.enabled, row.params, row.notify, row.updated_by) == (
+        False, {"min_count": 10}, {"email": ["finance@example.com"], "webhook": []}, "admin")
+
+
+def test_a_snoozed_alert_waits_apart_without_acknowledge(database_url, engine, session):
+    from core.alerts import evaluate, list_alerts, snooze
+
+    spike_world(session)
+    evaluate(engine, deliver=False)
+    (alert,) = list_alerts(engine)
+    snooze(engine, alert["id"], actor=Actor.of("maria", ["manager"]), hours=4, note="bank outage, known")
+    at = page_app_test(database_url, "alerts.py", role="manager")
+    at.run()
+    assert not at.exception, at.exception
+    open_tab, snoozed_tab = at.tabs[0], at.tabs[1]
+    assert len(open_tab.expander) == 0 and "No open alerts" in " ".join(m.value for m in open_tab.info)
+    assert len(snoozed_tab.expander) == 1
+    acknowledge = [b for b in snoozed_tab.button if b.label == "Acknowledge"]
+    assert acknowledge and all(b.disabled for b in acknowledge)
+    shown = texts(at)
+    assert "Snoozed until" in shown and "Opened " in shown and " UTC · last fired " in shown
+    assert "insufficient_funds" not in shown and "Insufficient funds" in shown

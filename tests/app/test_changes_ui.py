@@ -1,0 +1,163 @@
+"""The change forms and the Membership changes page, run by Streamlit's AppTest on a real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from core.changes import Actor, ChangeInput, submit
+from core.models import ChangeRequest, Subscription
+from tests.conftest import TEST_KEY
+from tests.support.changes_world import sandbox, stripe_env  # noqa: F401  (fixtures)
+from tests.support.factories import make_member, make_tier
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MEMBER_SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+from dashboard.auth import StaffContext
+from dashboard.change_forms import render_member_actions
+render_member_actions(StaffContext("sam", "Sam", ("support",)), {member_id})
+"""
+
+
+def _app(at: AppTest, database_url: str, username: str, roles: list[str]) -> AppTest:
+    at.secrets["memberdesk"] = {"database_url": database_url, "encryption_keys": TEST_KEY}
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = username
+    at.session_state["name"] = username.title()
+    at.session_state["roles"] = roles
+    return at
+
+
+@pytest.fixture
+def world(session):
+    member = make_member(session, email="ann@example.com", name="Ann")
+    make_tier(session, code="premium", rank=1)
+    session.commit()
+    return member
+
+
+def test_changes_page_shows_queue_and_history(database_url, engine, world, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    submit(engine, ChangeInput("grant_comp", world.id, world.version, "goodwill", "outage last week",
+                               {"days": 3, "tier": "premium"}), Actor.of("sam", ["support"]))
+    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "mia",
+              ["manager"])
+    at.run()
+    assert not at.exception
+    assert any("Membership changes" in t.value for t in at.title)
+    assert "Nothing waits for approval." in [i.value for i in at.info]
+    history = at.dataframe[0].value
+    assert list(history["Status"]) == ["Applied"] or "applied" in str(history["Status"].iloc[0]).lower()
+
+
+def test_member_form_previews_then_grants(database_url, engine, session, world, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    script = MEMBER_SCRIPT.format(root=str(ROOT), member_id=world.id)
+    at = _app(AppTest.from_string(script, default_timeout=30), database_url, "sam", ["support"])
+    at.run()
+    assert not at.exception
+    key = f"chg-{world.id}"
+    at.selectbox(key=f"{key}-action").set_value("grant_comp").run()
+    guide = " ".join(c.value for c in at.caption)
+    assert "In Stripe:** Nothing happens in Stripe" in guide and "(/runbook#grant-a-complimentary-membership)" in guide
+    at.number_input(key=f"{key}-grant_comp-days").set_value(10)
+    at.text_area(key=f"{key}-grant_comp-comment").input("Apology for the outage")
+    at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
+    assert not at.exception
+    assert any("10 days" in i.value for i in at.info), [i.value for i in at.info]
+    assert session.scalars(select(Subscription)).all() == []
+    at.button(key=f"{key}-grant_comp-confirm").click().run()
+    assert not at.exception
+    session.expire_all()
+    sub = session.scalars(select(Subscription)).one()
+    assert sub.complimentary
+    assert session.scalars(select(ChangeRequest)).one().requested_by == "sam"
+    assert any("Done" in s.value for s in at.success)
+    # After "Done." the form starts afresh (new, empty widgets), so nothing is confirmed twice by accident.
+    assert not [
+        b for b in at.button if b.key == f"{key}-grant_comp-confirm"]
+
+
+def test_member_form_refuses_bad_input_with_a_sentence(database_url, session, world, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    script = MEMBER_SCRIPT.format(root=str(ROOT), member_id=world.id)
+    at = _app(AppTest.from_string(script, default_timeout=30), database_url, "sam", ["support"])
+    at.run()
+    key = f"chg-{world.id}"
+    at.selectbox(key=f"{key}-action").set_value("grant_comp").run()
+    guide = " ".join(c.value for c in at.caption)
+    assert "In Stripe:** Nothing happens in Stripe" in guide and "(/runbook#grant-a-complimentary-membership)" in guide
+    at.number_input(key=f"{key}-grant_comp-days").set_value(90)
+    at.text_area(key=f"{key}-grant_comp-comment").input("long one")
+    at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
+    assert not at.exception
+    assert any("at most 30 days" in e.value for e in at.error)
+    assert session.scalars(select(Subscription)).all() == []
+
+
+def test_admin_sets_limits_on_the_changes_page(database_url, session, world, monkeypatch):
+    from core.changes import load_limits
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "root",
+              ["admin"])
+    at.run()
+    at.number_input[0].set_value(14)
+    at.text_input[0].set_value("25.00")  # support's largest USD refund
+    at.text_input[1].set_value("abc")  # a bad approval amount: nothing saved
+    at.button(key="FormSubmitter:chg-limits-Save limits").click().run()
+    assert any("not an amount" in e.value for e in at.error)
+    assert load_limits(session).extend_max_days["support"] == 30
+    at.text_input[1].set_value("150")
+    at.button(key="FormSubmitter:chg-limits-Save limits").click().run()
+    assert not at.exception
+    session.expire_all()
+    limits = load_limits(session)
+    assert limits.extend_max_days["support"] == 14
+    assert limits.refund_max["support"]["USD"] == 2500 and limits.approval_refund_above["USD"] == 15000
+
+
+def test_support_sees_no_limits_form(database_url, world, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "sam",
+              ["support"])
+    at.run()
+    assert not at.exception and len(at.text_input) == 0
+
+
+def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engine, stripe_env,  # noqa: F811
+                                                              monkeypatch):
+    from core.changes import load_limits, save_limits
+    from core.db import session_scope
+    from tests.support.changes_world import build, version
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    world = build(engine, stripe_env.client)
+    with session_scope(engine) as s:
+        limits = load_limits(s)
+        limits.approval_refund_above["USD"] = 100
+        save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+    queued = submit(engine, ChangeInput("refund", world.member_id, version(engine, world.member_id), "duplicate",
+                                        "charged twice", {"payment_id": world.payment_id, "amount": 400}),
+                    Actor.of("sam", ["support"]), stripe=stripe_env.client)
+    assert queued.status == "pending_approval"
+    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "mia",
+              ["manager"])
+    at.secrets["stripe"] = {"api_key": stripe_env.proc.api_key, "api_base": stripe_env.proc.url}
+    at.run()
+    assert not at.exception
+    # The approver sees who asks, for what, how much and why, not a bare request number.
+    option = at.selectbox(key="chg-decide-id").options[0]
+    for part in ("Refund a payment of $4.00", "ann@example.com", "asked by sam", "Duplicate", "charged twice"):
+        assert part in option, option
+    at.text_area(key="chg-decide-note").input("Checked: the member was charged twice.")
+    at.button(key="FormSubmitter:chg-decide-Approve and apply").click().run()
+    assert not at.exception
+    assert any("Done" in s.value for s in at.success), [e.value for e in at.error]
+    assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 400

@@ -1,0 +1,249 @@
+"""The page x role matrix (AppTest): every page renders without an exception for every role that
+may open it, and for every role that may not it is absent from the navigation and its own guard
+refuses (with an audit entry) even when the page module is run directly."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import crypto
+from core.db import make_engine
+from core.models import AuditEntry
+from core.permissions import allowed
+from dashboard.navigation import PAGE_SPECS
+from tests.conftest import BACKENDS, PG_URL, TEST_KEY, scratch_pg_database
+from tests.support.browser import app_test as make_app
+from tests.support.browser import build_small_world, create_staff, page_app_test, refresh_rollups, texts
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = ["support", "finance", "manager", "admin"]
+EXISTING = [spec for spec in PAGE_SPECS if (ROOT / "pages" / spec[0]).exists()]
+ALLOWED = [(spec[0], role) for spec in EXISTING for role in ROLES if allowed([role], spec[3])]
+REFUSED = [(spec[0], role) for spec in EXISTING for role in ROLES if not allowed([role], spec[3])]
+
+
+@pytest.fixture
+def world_url(database_url, engine):
+    """A private database with the small world, for tests that write."""
+    with Session(engine, expire_on_commit=False) as s:
+        world = build_small_world(s)
+        create_staff(s)
+        s.commit()
+    refresh_rollups(engine)
+    return database_url, world
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_world(request, tmp_path_factory):
+    """One database per backend for the read-only matrix, so the pages' caches stay warm across
+    roles (each page's numbers are computed once per backend, not once per role)."""
+    crypto.set_keyring(crypto.KeyRing([TEST_KEY]))  # module scope runs before the autouse fixture
+    stack = contextlib.ExitStack()
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("matrix") / "matrix.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        if not PG_URL:
+            pytest.skip("TEST_DATABASE_URL is not set")
+        url = stack.enter_context(scratch_pg_database("matrix"))
+    eng = make_engine(url)
+    with Session(eng, expire_on_commit=False) as s:
+        world = build_small_world(s)
+        create_staff(s)
+        s.commit()
+    refresh_rollups(eng)
+    import streamlit as st
+
+    st.cache_data.clear()
+    yield url, world, eng
+    eng.dispose()
+    stack.close()
+
+
+def _open(database_url: str, page_file: str, role: str, *, clear_cache: bool = True):
+    at = make_app(database_url, role=role, clear_cache=clear_cache)
+    at.run()
+    if page_file != "overview.py":
+        at.switch_page(f"../pages/{page_file}").run()
+    return at
+
+
+@pytest.mark.parametrize(("page_file", "role"), ALLOWED)
+def test_allowed_role_sees_the_page(shared_world, page_file, role):
+    database_url, _world, _engine = shared_world
+    at = _open(database_url, page_file, role, clear_cache=False)
+    assert not at.exception, at.exception
+    assert at.title, "the page shows a title"
+    shown = texts(at)
+    assert "Traceback" not in shown
+    assert "Your role does not allow" not in shown and "Only admins" not in shown
+
+
+@pytest.mark.parametrize(("page_file", "role"), REFUSED)
+def test_refused_role_is_refused_by_the_page_guard(shared_world, page_file, role):
+    """Run the page module directly, as a bypass of the navigation would: its guard refuses."""
+    database_url, _world, engine = shared_world
+    direct = page_app_test(database_url, page_file, role=role, clear_cache=False)
+    direct.run()
+    assert not direct.exception
+    assert direct.error, "the guard shows a sentence"
+    assert "allow" in direct.error[0].value or "Only admins" in direct.error[0].value
+    with Session(engine) as s:
+        refusal = s.scalar(select(AuditEntry).where(AuditEntry.action == "auth.permission_refused",
+                                                    AuditEntry.actor == role,
+                                                    AuditEntry.target_id == dict(
+                                                        (f, p.value) for f, _t, _i, p in EXISTING)[page_file]))
+    assert refusal is not None and refusal.outcome == "refused"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_navigation_offers_exactly_the_roles_pages(shared_world, role):
+    database_url, _world, _engine = shared_world
+    at = make_app(database_url, role=role, clear_cache=False)
+    at.run()
+    assert not at.exception
+    for file, _title, _icon, permission in EXISTING:
+        if file == "overview.py":
+            continue
+        if allowed([role], permission):
+            at.switch_page(f"../pages/{file}")
+        else:
+            with pytest.raises(ValueError):
+                at.switch_page(f"../pages/{file}")
+
+
+def test_overview_numbers_and_support_sees_no_money(world_url):
+    database_url, _world = world_url
+    finance = _open(database_url, "overview.py", "finance")
+    shown = texts(finance)
+    assert "MRR by currency" in shown and "Data through" in shown
+    frames = [df.value for df in finance.dataframe]
+    mrr = next(f for f in frames if "MRR" in f.columns)
+    assert set(mrr["MRR"]) == {"$9.99", "€16.58"}
+    tiers = next(f for f in frames if "Tier" in f.columns)
+    assert "platinum" in set(tiers["Tier"])
+    support = _open(database_url, "overview.py", "support")
+    shown = texts(support)
+    assert "MRR by currency" not in shown and "Paying subscriptions by currency" in shown
+    for frame in (df.value for df in support.dataframe):
+        assert not any(str(c).startswith(("MRR", "Collected", "Refunded")) for c in frame.columns)
+        assert not frame.astype(str).apply(lambda col: col.str.contains(r"[$€£¥]\d")).any().any()
+
+
+def test_overview_cards_draw_no_change_without_an_arrow(world_url):
+    from streamlit.proto.Metric_pb2 import Metric
+
+    cards = {m.label: m for m in _open(world_url[0], "overview.py", "finance").metric}
+    churn, net = cards["Member churn rate"], cards["Net revenue"]
+    assert churn.delta == "+0.0 pts"  # nobody churned in either period of the small world
+    assert (churn.proto.color, churn.proto.direction) == (Metric.MetricColor.GRAY, Metric.MetricDirection.NONE)
+    assert (net.proto.color, net.proto.direction) == (Metric.MetricColor.GREEN, Metric.MetricDirection.UP)
+
+
+def test_members_page_lists_the_latest_changes_before_a_search(world_url):
+    database_url, world = world_url
+    at = _open(database_url, "members.py", "support")
+    assert not at.exception
+    assert "Latest membership changes" in texts(at)
+    links = [el for el in at.main if getattr(el, "proto", None) is not None and hasattr(el.proto, "page")
+             and "created 2025-01-01" in str(getattr(el.proto, "label", ""))]
+    assert links, "Ann's sign-up is the latest change in the small world"
+
+
+def test_member_search_and_member_page(world_url):
+    database_url, world = world_url
+    at = _open(database_url, "members.py", "support")
+    at.text_input(key="member_search").input("cus_BOB0002").run()
+    assert not at.exception
+    assert "Bob Stone" in at.dataframe[0].value["Name"].tolist()
+    at.query_params["member"] = str(world.ann_id)
+    at.run()
+    assert not at.exception
+    shown = texts(at)
+    assert "Ann Lee" in shown and "premium" in shown and "Insufficient funds" in " ".join(
+        df.value.to_csv() for df in at.dataframe)
+    assert any("dashboard.stripe.com/test/customers/cus_ANN0001" in str(b.proto) for b in at.get("link_button"))
+
+
+def test_member_page_add_note_and_bad_ids(world_url, engine):
+    database_url, world = world_url
+    at = _open(database_url, "members.py", "support")
+    at.query_params["member"] = str(world.bob_id)
+    at.run()
+    at.text_area(key="note_body").input("Promised a call back")
+    at.button(key="FormSubmitter:add_note-Save note").click().run()
+    assert not at.exception
+    assert "Note saved." in texts(at)
+    with Session(engine) as s:
+        assert s.scalar(select(AuditEntry).where(AuditEntry.action == "member.note_added")).member_id == world.bob_id
+    for bad, sentence in (("abc", "is not a member id"), ("999999", "There is no member")):
+        at.query_params["member"] = bad
+        at.run()
+        assert not at.exception and sentence in texts(at)
+
+
+def test_audit_page_filters(world_url):
+    database_url, _world = world_url
+    at = _open(database_url, "audit.py", "manager")
+    assert not at.exception
+    frame = at.dataframe[0].value
+    assert "staff.create" in set(frame["Action"])
+    at.text_input(key="audit_member").input("abc")
+    at.button(key="FormSubmitter:audit_filters-Apply filters").click().run()
+    assert "is not a member id" in texts(at)
+
+
+def test_admin_creates_an_account_and_sees_lockouts(world_url, engine):
+    database_url, _world = world_url
+    at = _open(database_url, "admin.py", "admin")
+    assert not at.exception
+    form = {w.label: w for w in at.text_input}
+    form["Username"].input("newbie")
+    form["Full name"].input("New Bie")
+    form["E-mail"].input("newbie@example.com")
+    form["First password"].input("long-enough-pass")
+    at.multiselect[0].select("support")
+    at.button(key="FormSubmitter:staff_create-Create account").click().run()
+    assert not at.exception
+    assert "Account newbie created." in texts(at)
+    assert "newbie" in set(at.dataframe[0].value["Username"])
+    # a bad input is a sentence, not a traceback
+    form = {w.label: w for w in at.text_input}
+    form["Username"].input("x")
+    at.button(key="FormSubmitter:staff_create-Create account").click().run()
+    assert not at.exception and "A username has 2 to 64 characters" in texts(at)
+
+
+def test_admin_is_not_offered_to_disable_their_own_account(world_url, engine):
+    database_url, _world = world_url
+    at = _open(database_url, "admin.py", "admin")
+    at.selectbox(key="staff_pick").set_value("admin").run()
+    assert not at.exception
+    assert "Disable account" not in [b.label for b in at.button]
+    assert "This is your own account" in texts(at)
+    at.selectbox(key="staff_pick").set_value("support").run()
+    assert "Disable account" in [b.label for b in at.button]
+
+
+def test_admin_changes_business_settings_and_refuses_a_bad_rate(world_url, engine):
+    from core.settings import business as business_settings
+
+    database_url, _world = world_url
+    at = _open(database_url, "admin.py", "admin")
+    zone_box = next(s for s in at.selectbox if s.label == "Time zone")
+    zone_box.set_value("Europe/Berlin")
+    at.button(key="FormSubmitter:business_settings-Save settings").click().run()
+    assert not at.exception
+    assert "Business settings saved." in texts(at)
+    assert business_settings.load(engine).business_timezone == "Europe/Berlin"
+    rate = next(w for w in at.text_input if w.label == "USD per unit")
+    rate.input("-3")
+    at.button(key="FormSubmitter:fx_rate-Save rate").click().run()
+    assert not at.exception and "A rate must be a positive number" in texts(at)

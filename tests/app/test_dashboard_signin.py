@@ -1,0 +1,183 @@
+"""Sign-in through the form (AppTest): success, wrong password, the database-shared lockout,
+locked and disabled accounts refused even with the right password, idle expiry, sign-out, and
+the audit entries each of these leaves."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core import staff
+from core.db import session_scope
+from core.models import AuditEntry, LoginAttempt
+from core.permissions import Actor
+from tests.support.browser import app_test, create_staff, texts
+
+SUBMIT = "FormSubmitter:login_form-Sign in"
+
+
+@pytest.fixture
+def db(database_url, engine):
+    with session_scope(engine) as s:
+        create_staff(s, extra={"lockme": "support"})
+    return database_url
+
+
+def _sign_in(at, username: str, password: str):
+    at.text_input(key="login_username").input(username)
+    at.text_input(key="login_password").input(password)
+    at.button(key=SUBMIT).click().run()
+    return at
+
+
+def _actions(engine, action: str) -> list[AuditEntry]:
+    with Session(engine) as s:
+        return list(s.scalars(select(AuditEntry).where(AuditEntry.action == action)))
+
+
+def test_logged_out_shows_only_the_sign_in(db):
+    at = app_test(db)
+    at.run()
+    assert not at.exception
+    assert [w.label for w in at.text_input] == ["Username", "Password"]
+    assert "Overview" not in [t.value for t in at.title]
+
+
+def test_sign_in_opens_the_overview_and_is_audited(db, engine):
+    at = _sign_in(app_test(db).run(), "  Finance ", "finance-demo-pass")
+    assert not at.exception
+    assert at.session_state["authentication_status"] is True
+    assert at.session_state["roles"] == ["finance"]
+    assert "Overview" in [t.value for t in at.title]
+    assert [e.actor for e in _actions(engine, "auth.login")] == ["finance"]
+
+
+def test_wrong_password_is_a_sentence_and_counted(db, engine):
+    at = _sign_in(app_test(db).run(), "support", "not-the-password")
+    assert not at.exception
+    assert "The username or password is incorrect." in texts(at)
+    assert not at.session_state["authentication_status"]
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(LoginAttempt).where(LoginAttempt.success.is_(False))) == 1
+
+
+def test_empty_form_is_a_sentence(db):
+    at = app_test(db).run()
+    at.button(key=SUBMIT).click().run()
+    assert "Enter your username and password." in texts(at)
+
+
+def test_lockout_after_five_failures_refuses_the_right_password(db, engine):
+    at = app_test(db).run()
+    for _ in range(staff.MAX_FAILURES):
+        _sign_in(at, "lockme", "wrong-password-1")
+    assert "This account is locked" in texts(at)
+    assert len(_actions(engine, "auth.lockout")) == 1
+    # the right password does not sign in while locked, in this session or a fresh one
+    _sign_in(at, "lockme", "lockme-demo-pass")
+    assert not at.session_state["authentication_status"] and "locked" in texts(at)
+    other = _sign_in(app_test(db).run(), "lockme", "lockme-demo-pass")
+    assert not other.session_state["authentication_status"] and "locked" in texts(other)
+    # an admin unlocks: the right password works again
+    with session_scope(engine) as s:
+        staff.unlock(s, actor=Actor.of("admin", "admin"), username="lockme")
+    again = _sign_in(app_test(db).run(), "lockme", "lockme-demo-pass")
+    assert again.session_state["authentication_status"] is True
+
+
+def test_disabled_account_cannot_sign_in_and_is_signed_out(db, engine):
+    at = _sign_in(app_test(db).run(), "support", "support-demo-pass")
+    assert at.session_state["authentication_status"] is True
+    with session_scope(engine) as s:
+        staff.set_active(s, actor=Actor.of("admin", "admin"), username="support", active=False)
+    import streamlit as st
+
+    st.cache_data.clear()  # the account check is cached for seconds; skip the wait
+    at.run()
+    assert not at.session_state["authentication_status"]
+    assert "Your account is disabled" in texts(at)
+    fresh = _sign_in(app_test(db).run(), "support", "support-demo-pass")
+    assert not fresh.session_state["authentication_status"]
+    assert "The username or password is incorrect." in texts(fresh)
+
+
+def test_idle_session_expires(db, engine):
+    at = _sign_in(app_test(db).run(), "manager", "manager-demo-pass")
+    assert at.session_state["authentication_status"] is True
+    at.session_state["_md_last_seen"] = time.time() - 31 * 60  # idle past session_idle_minutes=30
+    at.run()
+    assert not at.session_state["authentication_status"]
+    assert "signed out after 30 minutes without activity" in texts(at)
+    assert [e.comment for e in _actions(engine, "auth.logout")] == ["idle"]
+
+
+def test_sign_out_clears_the_session_and_queues_the_cookie_delete(db, engine):
+    at = _sign_in(app_test(db).run(), "admin", "admin-demo-pass")
+    at.button(key="logout_button").click().run()
+    assert not at.exception
+    assert not at.session_state["authentication_status"]
+    assert "You are signed out." in texts(at)
+    # the delete keeps rendering until the browser confirms it ran (AppTest has no browser)
+    key = at.session_state["_md_cookie_delete_pending"]
+    assert key.startswith("md_cookie_delete_")
+    at.run()
+    assert at.session_state["_md_cookie_delete_pending"] == key
+    assert [e.actor for e in _actions(engine, "auth.logout")] == ["admin"]
+
+
+def test_changed_roles_end_the_session_and_apply_after_signing_in_again(db, engine):
+    at = _sign_in(app_test(db).run(), "finance", "finance-demo-pass")
+    with session_scope(engine) as s:
+        staff.set_roles(s, actor=Actor.of("admin", "admin"), username="finance", roles="finance,manager")
+    at.run()  # no cache to clear: the session check asks the database on every run
+    assert not at.session_state["authentication_status"]
+    assert "Your roles were changed; sign in again to use the new ones." in texts(at)
+    _sign_in(at, "finance", "finance-demo-pass")
+    assert at.session_state["roles"] == ["finance", "manager"]
+    at.switch_page("../pages/audit.py").run()
+    assert not at.exception and "Audit log" in [t.value for t in at.title]
+
+
+def test_overlong_password_is_a_plain_failure(db):
+    at = _sign_in(app_test(db).run(), "support", "é" * 70)  # 140 bytes: bcrypt refuses it
+    assert not at.exception
+    assert "The username or password is incorrect." in texts(at)
+
+
+def test_password_reset_ends_the_open_session_at_its_next_run(db, engine):
+    at = _sign_in(app_test(db).run(), "support", "support-demo-pass")
+    assert at.session_state["authentication_status"] is True
+    with session_scope(engine) as s:
+        staff.reset_password(s, actor=Actor.of("admin", "admin"), username="support", password="brand-new-pass-1", bcrypt_rounds=4)
+    at.run()
+    assert not at.session_state["authentication_status"]
+    assert "Your password was reset; sign in with the new one." in texts(at)
+    assert "session ended: password reset" in [e.comment for e in _actions(engine, "auth.logout")]
+
+
+def test_a_seeded_session_without_a_live_server_session_is_signed_out(db):
+    at = app_test(db, role="admin")
+    at.session_state["_md_session"] = "not-a-session-the-server-knows"
+    at.run()
+    assert not at.exception
+    assert not at.session_state["authentication_status"]
+    assert [w.label for w in at.text_input] == ["Username", "Password"]
+
+
+def test_working_slides_the_server_side_expiry_at_most_once_a_minute(db, engine):
+    from core.models import StaffSession
+
+    def expiry():
+        with Session(engine) as s:
+            return s.scalar(select(StaffSession.expires_at).where(StaffSession.username == "support"))
+
+    at = _sign_in(app_test(db).run(), "support", "support-demo-pass")
+    first = expiry()
+    at.run()
+    assert expiry() == first  # within the minute: no write
+    at.session_state["_md_session_touched"] = time.time() - 61
+    at.run()
+    assert expiry() > first

@@ -1,0 +1,192 @@
+"""Member search on SQLite and PostgreSQL: accents and case folded, prefixes, the best match first,
+the true total with pages, ids, hostile input, and an index kept right by every write path."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from core.member_search import COUNT_CAP, PAGE_SIZE, search_page
+from core.members import search
+from core.models import Member
+from core.stripe_store import apply
+from demo import clear_demo_tables, load_demo
+from tests.support.factories import at, make_member, make_payment, make_price, make_subscription, make_tier
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def ids(engine: Engine, text: str, **kw: int) -> list[int]:
+    return [int(x) for x in search_page(engine, text, **kw).rows["member_id"]]
+
+
+@pytest.fixture
+def people(session: Session) -> dict[str, int]:
+    made = {
+        "lea": make_member(session, name="Léa Fernández", email="lea.f@example.com"),
+        "jose": make_member(session, name="JOSÉ FERNÁNDEZ", email="jf@example.net"),
+        "plain": make_member(session, name="Ana Fernandez", email="ana@example.org"),
+        "obrien": make_member(session, name="Ann O'Brien-Smith", email="ann_ob@example.com"),
+        "francois": make_member(session, name="François Çelik", email="fc@example.com"),
+        "pct": make_member(session, name="Percy 100% Sure", email="percy@example.com"),
+    }
+    session.commit()
+    return {k: m.id for k, m in made.items()}
+
+
+class TestFolding:
+    @pytest.mark.parametrize("text", ["fernandez", "FERNANDEZ", "Fernández", "fernÁndez", "fern", "  fern  "])
+    def test_accents_and_case_fold_both_ways(self, engine, people, text):
+        assert set(ids(engine, text)) == {people["lea"], people["jose"], people["plain"]}
+
+    def test_cedilla_and_several_words(self, engine, people):
+        assert ids(engine, "francois celik") == [people["francois"]]
+        assert ids(engine, "celik franç") == [people["francois"]]
+        assert ids(engine, "lea fernandez") == [people["lea"]]
+
+    def test_a_word_inside_a_hyphenated_or_quoted_name(self, engine, people):
+        assert ids(engine, "brien") == [people["obrien"]]
+        assert ids(engine, "smith") == [people["obrien"]]
+        assert ids(engine, "o'brien") == [people["obrien"]]
+
+    def test_the_middle_of_a_word_is_not_a_match(self, engine, people):
+        assert ids(engine, "nandez") == []
+
+
+class TestRanking:
+    def test_best_match_first(self, engine, session):
+        email_exact = make_member(session, name="Anne Zed", email="moreau@example.com")
+        email_start = make_member(session, name="Xavier Quill", email="moreau.x@example.com")
+        name_start = make_member(session, name="Moreau Alain", email="a1@example.com")
+        name_word_b = make_member(session, name="Zoé Moreau", email="z1@example.com")
+        name_word_a = make_member(session, name="Bea Moreau", email="b1@example.com")
+        email_word = make_member(session, name="Léa Dupont", email="lea.moreau@example.org")
+        make_member(session, name="Unrelated Person", email="nobody@example.com")
+        session.commit()
+        page = search_page(engine, "moreau@example.com")
+        assert list(page.rows["member_id"])[0] == email_exact.id
+        assert page.rows.iloc[0]["matched_on"] == "email"
+        page = search_page(engine, "Moreau")
+        assert list(page.rows["member_id"]) == [email_exact.id, email_start.id, name_start.id, name_word_a.id,
+                                                name_word_b.id, email_word.id]
+        assert list(page.rows["matched_on"]) == ["email starts with", "email starts with", "name starts with",
+                                                 "name", "name", "name or email"]
+        assert page.total == 6 and not page.more_than
+
+
+class TestTotals:
+    def test_the_true_total_and_every_page(self, engine, session):
+        for i in range(150):
+            make_member(session, name=f"Person{i:03d} Moreau", email=f"p{i}@example.com")
+        wanted = make_member(session, name="Zacharie Moreau", email="zach@example.com")
+        make_member(session, name="Someone Else", email="else@example.com")
+        session.commit()
+        first = search_page(engine, "moreau")
+        assert (first.total, first.more_than, len(first.rows), first.first, first.last) == (151, False, 50, 1, 50)
+        seen = []
+        for offset in range(0, 200, PAGE_SIZE):
+            page = search_page(engine, "moreau", offset=offset)
+            assert page.total == 151
+            seen += list(page.rows["member_id"])
+        assert len(seen) == len(set(seen)) == 151
+        assert seen[-1] == wanted.id  # alphabetical within the rule: Zacharie comes last
+        assert ids(engine, "zacharie moreau") == [wanted.id]  # narrowing finds the one wanted
+        assert search_page(engine, "moreau", offset=1000).rows.empty
+
+    def test_count_cap_is_large(self):
+        assert COUNT_CAP >= 10_000
+
+
+class TestIds:
+    def test_every_id_kind(self, engine, session):
+        price = make_price(session, tier=make_tier(session))
+        ann = make_member(session, name="Ann Lee", email="ann@example.com", stripe_customer_id="cus_ANN1")
+        sub = make_subscription(session, member=ann, price=price)
+        pay = make_payment(session, member=ann, created_at=at("2026-01-02 00:00"))
+        other = make_member(session, name="Other One", email="other@example.com")
+        session.commit()
+        for text, label in [(str(ann.id), "member id"), (f"member #{ann.id}", "member id"),
+                            ("cus_ANN1", "Stripe customer id"), (sub.stripe_subscription_id, "Stripe subscription id"),
+                            (pay.stripe_charge_id, "Stripe charge id"), (f"payment {pay.id}", "payment id")]:
+            page = search_page(engine, text)
+            assert page.rows.iloc[0]["member_id"] == ann.id, text
+            assert page.rows.iloc[0]["matched_on"] == label, text
+        assert other.id not in ids(engine, "cus_ANN1")
+
+
+HOSTILE = ["%", "_", "%%", "a%", "%a", "\\", "'", '"', "''", '"a', "a\"b", "*", "^", "-", "+", "(", ")", "NEAR(a b)",
+           "name:", "email : x", "AND", "OR", "NOT", "a OR b", "{name}: x", "\x00", "a\x00b", "\u200b", "\U0001F600",
+           "%' OR 1=1 --", "'; DROP TABLE members; --", "[a-z]", ".*", "(^|x)", "\\m", "a" * 5000, "é" * 300,
+           " ".join(["word"] * 200), "ünïcödé ñ", "🙂 smile", "\t\n\r"]
+
+
+class TestHostileInput:
+    @pytest.mark.parametrize("text", HOSTILE)
+    def test_never_raises_and_wildcards_match_no_more_than_their_letters(self, engine, people, text):
+        page = search_page(engine, text)
+        assert page.total <= 2  # "a%" may find the names with a word starting "a"; never everyone
+        assert len(search(engine, text)) == len(page.rows)
+
+    def test_a_percent_sign_is_a_character(self, engine, people):
+        assert ids(engine, "100%") == [people["pct"]]
+
+
+class TestIndexKeptOnEveryWrite:
+    def test_rename_and_delete(self, engine, session, people):
+        member = session.get(Member, people["plain"])
+        member.name = "Ana Ñúñez"
+        session.commit()
+        assert ids(engine, "nunez") == [people["plain"]]
+        assert people["plain"] not in ids(engine, "fernandez")
+        session.delete(session.get(Member, people["pct"]))
+        session.commit()
+        assert ids(engine, "percy") == []
+
+    def test_the_sync_writes_and_rewrites(self, engine, session):
+        customer = {"id": "cus_SYNC1", "object": "customer", "email": "zoe@example.com", "name": "Zoë Müller",
+                    "created": 1767225600, "metadata": {}, "invoice_settings": {}}
+        apply(session, customer, state_at=at("2026-01-02 00:00"))
+        session.commit()
+        assert search_page(engine, "muller").rows.iloc[0]["stripe_customer_id"] == "cus_SYNC1"
+        apply(session, {**customer, "name": "Zoë Schäfer"}, state_at=at("2026-01-03 00:00"))
+        session.commit()
+        assert search_page(engine, "schafer").total == 1
+        assert search_page(engine, "muller").total == 0
+
+    @pytest.mark.parametrize("defer_indexes", [True, False])
+    def test_the_demo_loader(self, engine, defer_indexes):
+        load_demo(engine, members=40, seed=4, now=NOW, chunk=20, defer_indexes=defer_indexes)
+        with Session(engine) as s:
+            members = s.execute(select(Member.id, Member.name).order_by(Member.id)).all()
+        for mid, name in members[:: max(1, len(members) // 6)]:
+            last = name.split()[-1]
+            page = search_page(engine, last, limit=500)
+            assert mid in set(page.rows["member_id"]), name
+        clear_demo_tables(engine)
+        assert search_page(engine, members[0][1].split()[-1]).total == 0
+
+
+class TestMembersPage:
+    def test_the_page_says_the_true_total_and_pages(self, database_url, engine, session):
+        from tests.support.browser import app_test, create_staff, texts
+
+        for i in range(60):
+            make_member(session, name=f"Person{i:02d} Moreau", email=f"p{i}@example.com")
+        create_staff(session)
+        session.commit()
+        at = app_test(database_url, role="support")
+        at.run()
+        at.switch_page("../pages/members.py").run()
+        at.text_input(key="member_search").input("MOREAU").run()
+        assert not at.exception
+        shown = texts(at)
+        assert "60 members match “MOREAU”: showing 1–50, best matches first." in shown
+        assert len(at.dataframe[0].value) == 50
+        at.button(key="search_next").click().run()
+        assert "showing 51–60" in texts(at) and len(at.dataframe[0].value) == 10
+        assert at.dataframe[0].value["Name"].tolist()[-1] == "Person59 Moreau"
+        at.text_input(key="member_search").input("person07 moreau").run()
+        assert "1 member match “person07 moreau”." in texts(at)

@@ -1,0 +1,247 @@
+"""The finance pages (Revenue, Churn and retention, Failed payments) run by Streamlit's AppTest on
+a real database (SQLite always, PostgreSQL when configured): who may open them, the numbers they
+show (the registry's answer to the same question, and hand-checked figures), drill-down rows, CSV
+downloads, deep links through query parameters, and sentences instead of tracebacks."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from core.metrics import Query, compute
+from core.timeutil import utc_now
+from dashboard import format as fmt
+from tests.support.browser import World, build_small_world, page_app_test, refresh_rollups, texts
+
+PAGES = {"revenue.py": "Revenue", "churn.py": "Churn and retention", "failed_payments.py": "Failed payments"}
+ALLOWED = {
+    "revenue.py": {"finance", "manager", "admin"},
+    "churn.py": {"finance", "manager", "admin"},
+    "failed_payments.py": {"support", "manager", "admin"},
+}
+ROLES = ("support", "finance", "manager", "admin")
+
+
+@pytest.fixture
+def world(engine) -> World:  # type: ignore[no-untyped-def]
+    with Session(engine, expire_on_commit=False) as s:
+        w = build_small_world(s)
+        s.commit()
+    refresh_rollups(engine)
+    return w
+
+
+def this_month() -> tuple[date, date]:
+    """The first day of this month and today (UTC: the world's default business time zone)."""
+    today = utc_now().date()
+    return today.replace(day=1), today
+
+
+def run_page(database_url: str, page: str, role: str, params: dict[str, Any] | None = None) -> Any:
+    at = page_app_test(database_url, page, role=role)
+    at.default_timeout = 60
+    for key, value in (params or {}).items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def drill_boxes(at: Any) -> list[Any]:
+    return [s for s in at.selectbox if s.label.startswith("Show ")]
+
+
+def registry(engine, slug: str, start: date, end: date, currency: str | None = "USD", **filters: Any):  # type: ignore[no-untyped-def]
+    q = Query.make(engine, start=start, end=end + timedelta(days=1), now=utc_now(), currency=currency, **filters)
+    return compute(engine, slug, q)
+
+
+class TestAccess:
+    @pytest.mark.parametrize("page", sorted(PAGES))
+    @pytest.mark.parametrize("role", ROLES)
+    def test_page_by_role(self, database_url, world, page, role):
+        first, today = this_month()  # one month keeps the matrix fast; other tests use longer ranges
+        at = run_page(database_url, page, role, {"from": first.isoformat(), "to": today.isoformat()})
+        shown = texts(at)
+        if role in ALLOWED[page]:
+            assert [t.value for t in at.title] == [PAGES[page]]
+            assert not at.error, [e.value for e in at.error]
+            assert at.metric, "the page shows its numbers"
+        else:
+            assert not at.metric and not at.get("plotly_chart")
+            assert at.error and "role" in shown.lower()
+
+
+class TestRevenue:
+    def test_usd_only_view_shows_the_hand_checked_figures(self, database_url, engine, world):
+        first, today = this_month()
+        at = run_page(database_url, "revenue.py", "finance",
+                      {"from": first.isoformat(), "to": today.isoformat(), "money": "USD"})
+        cards = {m.label: m.value for m in at.metric}
+        # USD amounts only, unconverted: this month Ann's renewal succeeded on its second attempt
+        # (999 cents); nothing was refunded or lost in USD. Her MRR is 999 cents a month.
+        assert cards["Net revenue"] == "$9.99"
+        assert cards["MRR"] == "$9.99"
+        assert cards["ARR"] == "$119.88"
+        assert "USD only" in texts(at)
+
+    def test_converted_view_matches_the_registry(self, database_url, engine, world):
+        first, today = this_month()
+        at = run_page(database_url, "revenue.py", "manager", {"from": first.isoformat(), "to": today.isoformat()})
+        cards = {m.label: m.value for m in at.metric}
+        for slug, label in (("mrr", "MRR"), ("arr", "ARR"), ("net_revenue", "Net revenue"),
+                            ("paying_members", "Paying members")):
+            r = registry(engine, slug, first, today)
+            expected = fmt.count(r.value) if r.unit == "count" else fmt.money(r.value, r.currency)
+            assert cards[label] == expected, slug
+        assert "Time zone UTC" in texts(at)
+
+    def test_every_card_carries_its_definition(self, database_url, world):
+        at = run_page(database_url, "revenue.py", "admin")  # the default range: this month and the 12 before
+        for m in at.metric:
+            assert m.proto.help and "Time zone" in m.proto.help, m.label
+
+    def test_cash_drill_shows_the_payment_rows_with_csv(self, database_url, world):
+        first, today = this_month()
+        at = run_page(database_url, "revenue.py", "finance",
+                      {"from": first.isoformat(), "to": today.isoformat(), "money": "USD"})
+        pick(at, "Cash: Collected")
+        frame = at.dataframe[-1].value
+        assert "ann.lee@example.com" in set(frame["Email"])
+        assert any(b.label.startswith("Download") for b in at.get("download_button"))
+
+    def test_waterfall_drills_to_the_new_member(self, database_url, world):
+        # Ann's premium subscription pays 9.99 USD from 1 January 2025 00:00, the end of December
+        # 2024: December's movements are one "new" of $9.99, from $0.00 to $9.99.
+        at = run_page(database_url, "revenue.py", "finance", {"from": "2024-12-01", "to": "2024-12-31", "money": "USD"})
+        pick(at, "Movement: New")
+        frame = at.dataframe[-1].value
+        assert list(frame["Email"]) == ["ann.lee@example.com"]
+        assert list(frame["MRR at end"]) == ["$9.99"]
+        # Drawn at full width below the two charts (in a half-width column the money columns were cut off).
+        assert all(len(c.dataframe) == 0 for c in at.columns)
+
+    def test_bad_link_parameters_are_explained(self, database_url, world):
+        at = run_page(database_url, "revenue.py", "finance", {"from": "yesterday", "grain": "hour"})
+        shown = texts(at)
+        assert "was not a date" in shown
+        assert "is not a granularity" in shown
+        assert [t.value for t in at.title] == ["Revenue"]
+
+    def test_controls_are_kept_in_the_link(self, database_url, world):
+        at = run_page(database_url, "revenue.py", "finance", {"from": "2026-01-01", "to": "2026-03-31",
+                                                              "grain": "week", "tier": "premium"})
+        assert at.date_input[0].value == (date(2026, 1, 1), date(2026, 3, 31))
+        assert at.radio[0].value == "week"
+        assert param(at, "grain") == ["week"] and param(at, "tier") == ["premium"]
+        at.radio[0].set_value("day").run()
+        assert param(at, "grain") == ["day"]
+
+
+def param(at: Any, name: str) -> list[str]:
+    value = at.query_params.get(name)
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def pick(at: Any, label: str) -> None:
+    """Choose ``label`` in whichever "Show ... behind" select box offers it, and rerun."""
+    for box in drill_boxes(at):
+        options = [str(o) for o in box.options]
+        if label in options:
+            box.select_index(options.index(label)).run()
+            assert not at.exception, [e.value for e in at.exception]
+            return
+    offered = [str(o) for b in drill_boxes(at) for o in b.options]
+    raise AssertionError(f"no drill offers {label!r}; offered: {offered}")
+
+
+class TestChurn:
+    def test_this_month_is_drawn_as_so_far_not_as_a_dip(self, database_url, world):
+        import json
+
+        first, today = this_month()
+        start = (first - timedelta(days=95)).replace(day=1)
+        at = run_page(database_url, "churn.py", "finance", {"from": start.isoformat(), "to": today.isoformat()})
+        specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        lines = [sp for sp in specs if "lost" in json.dumps(sp.get("layout", {}).get("title", ""))]
+        assert lines, "the member churn chart"
+        traces = lines[0]["data"]
+        solid = [t for t in traces if not t["name"].endswith("(so far)")]
+        dotted = [t for t in traces if t["name"].endswith("(so far)")]
+        assert dotted and all(t["line"]["dash"] == "dot" and "so far" in t["text"] for t in dotted)
+        assert all(not str(x).endswith("(so far)") for t in solid for x in t["x"]), "this month is not on the solid line"
+        assert all(str(t["x"][-1]).endswith("(so far)") for t in dotted)
+
+    def test_cards_match_the_registry(self, database_url, engine, world):
+        at = run_page(database_url, "churn.py", "finance", {"from": "2026-01-01", "to": "2026-06-30"})
+        cards = {m.label: m.value for m in at.metric}
+        for slug, label in (("member_churn_rate", "Member churn"), ("nrr", "NRR"), ("grr", "GRR"),
+                            ("trial_conversion", "Trial conversion")):
+            r = registry(engine, slug, date(2026, 1, 1), date(2026, 6, 30))
+            assert cards[label] == fmt.percent(r.value), slug
+        headers = [s.value for s in at.subheader]
+        assert headers[:3] == ["Member churn", "MRR retention", "Cohort retention"]
+        assert not at.error
+
+    def test_member_churn_drill_lists_members(self, database_url, world):
+        at = run_page(database_url, "churn.py", "manager", {"from": "2026-01-01", "to": "2026-03-31"})
+        pick(at, "Churn: 2026-02-01 (All)")
+        assert any(b.label.startswith("Download") for b in at.get("download_button")) or texts(at).count("No rows")
+
+
+class TestFailedPayments:
+    def test_support_sees_rates_and_the_worklist_but_no_revenue_total(self, database_url, engine, world):
+        first, today = this_month()
+        at = run_page(database_url, "failed_payments.py", "support",
+                      {"from": first.isoformat(), "to": today.isoformat()})
+        cards = {m.label: m.value for m in at.metric}
+        assert set(cards) == {"Failure rate (first attempt)", "Recovery rate"}
+        r = registry(engine, "failure_rate", first, today)
+        assert cards["Failure rate (first attempt)"] == fmt.percent(r.value)
+        # Bob is past due (the small world has no open invoice for him, so his decline code is
+        # "unknown"): his group, and his row links to his member page.
+        assert [e.label for e in at.expander if "member(s)" in e.label] == ["Unknown — 1 member(s)"]
+        worklist = next(d.value for d in at.dataframe if "Email" in d.value.columns
+                        and "bob.stone@example.org" in set(d.value["Email"]))
+        assert f"members?member={world.bob_id}" in set(worklist["Member page"])
+        assert not any(s.label == "Money" for s in at.selectbox), "support gets no money view switch"
+
+    def test_a_long_worklist_lists_its_start_and_offers_the_whole(self, database_url, engine, world):
+        from core.metrics.bundles import WORKLIST_ROWS
+        from core.models import Tier
+        from tests.support.factories import make_member, make_price, make_subscription
+
+        with Session(engine, expire_on_commit=False) as s:
+            price = make_price(s, tier=s.query(Tier).first(), unit_amount=900)
+            for _ in range(WORKLIST_ROWS + 2):
+                make_subscription(s, member=make_member(s), price=price, status="past_due", mrr_minor=900,
+                                  past_due_since=utc_now() - timedelta(days=2))
+            s.commit()
+        first, today = this_month()
+        at = run_page(database_url, "failed_payments.py", "manager",
+                      {"from": first.isoformat(), "to": today.isoformat()})
+        total = WORKLIST_ROWS + 3  # and Bob
+        assert (f"The {WORKLIST_ROWS:,} members longest past due of {total:,} are listed, by decline code; "
+                f"the download holds all {total:,}.") in [c.value for c in at.caption]
+        assert any("of those listed" in e.label for e in at.expander)
+
+    def test_manager_sees_revenue_at_risk_from_the_registry(self, database_url, engine, world):
+        first, today = this_month()
+        at = run_page(database_url, "failed_payments.py", "manager",
+                      {"from": first.isoformat(), "to": today.isoformat()})
+        cards = {m.label: m.value for m in at.metric}
+        r = registry(engine, "revenue_at_risk", first, today)
+        assert cards["Revenue at risk (MRR)"] == fmt.money(r.value, r.currency)
+
+    def test_decline_code_drill_lists_the_failed_payments(self, database_url, world):
+        first, today = this_month()
+        at = run_page(database_url, "failed_payments.py", "admin",
+                      {"from": first.isoformat(), "to": today.isoformat()})
+        pick(at, "Decline code: Insufficient funds")
+        frame = at.dataframe[-1].value
+        assert {"ann.lee@example.com", "bob.stone@example.org"} <= set(frame["Email"])
+        assert set(frame["Decline code"]) == {"Insufficient funds"}
+        assert all(len(c.dataframe) == 0 for c in at.columns), "drill rows are drawn full width, below the charts"

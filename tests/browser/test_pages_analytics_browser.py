@@ -1,0 +1,100 @@
+"""A real server and Chromium: a click on a chart bar opens the rows behind it, and the drill
+table downloads as CSV with those rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.timeutil import utc_now
+from tests.support.browser import ROLE_ACCOUNTS, wait_idle
+
+
+@pytest.mark.browser
+@pytest.mark.xdist_group("browser")
+def test_chart_click_drills_to_rows_and_downloads_csv(dashboard_server, page, tmp_path: Path):  # noqa: F811
+    today = utc_now().date()
+    link = f"{dashboard_server.url}/revenue?from={today.replace(day=1)}&to={today}&money=USD"
+    page.goto(link)  # a deep link: the sign-in form first, then this very view
+    username, password = ROLE_ACCOUNTS["finance"]
+    page.get_by_role("textbox", name="Username").wait_for()
+    wait_idle(page)
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_selector(".st-key-revenue_cash_chart .point", timeout=90_000)
+    wait_idle(page)
+    # The cash chain: MRR, Billed, Collected, Refunded, Disputed, Net, fees, each value written on
+    # its bar. Click the "Collected" bar.
+    bars = page.locator(".st-key-revenue_cash_chart .point")
+    labels = [t.text_content() for t in page.locator(".st-key-revenue_cash_chart .xtick text").all()]
+    assert labels[:3] == ["MRR", "Billed", "Collected"]
+    values = [t.text_content() for t in page.locator(".st-key-revenue_cash_chart text.bartext").all()]
+    assert len(values) == len(labels) and all(v and v[0] in "$-" for v in values), values
+    # Click where a person would: the middle of the bar (plotly's drag layer takes the event and
+    # finds the bar under the pointer).
+    bar = bars.nth(labels.index("Collected"))
+    bar.scroll_into_view_if_needed()
+    box = bar.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)  # plotly picks the point under the pointer on hover
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    page.wait_for_function("() => document.body.innerText.includes('row(s) behind Cash: Collected')",
+                           timeout=30_000)
+    wait_idle(page)
+    assert page.get_by_text("row(s) behind Cash: Collected").count() == 1
+    with page.expect_download() as info:
+        page.locator(".st-key-revenue_cash_csv button").click()
+    saved = tmp_path / "rows.csv"
+    info.value.save_as(saved)
+    text = saved.read_text(encoding="utf-8")
+    assert text.splitlines()[0].startswith("payment_id,member_id,email")
+    assert "ann.lee@example.com" in text
+
+
+@pytest.mark.browser
+@pytest.mark.xdist_group("browser")
+def test_a_long_worklist_lists_its_start_and_downloads_the_whole(tmp_path_factory, page, tmp_path: Path):  # noqa: F811
+    """A manager sees the first rows of a long past-due worklist with how many there are in all,
+    and the download button hands over every row (read only when pressed)."""
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from core.db import make_engine
+    from core.metrics.bundles import WORKLIST_ROWS
+    from tests.support.browser import prepare_database, sign_in_as, start_server, stop_server
+
+    tmp = tmp_path_factory.mktemp("long_worklist")
+    url, _ = prepare_database(tmp / "memberdesk.db")
+    engine = make_engine(url)
+    since = utc_now() - timedelta(days=3)
+    with engine.begin() as conn:  # paying members fall past due (their own server: no other test sees it)
+        conn.execute(text("UPDATE subscriptions SET status = 'past_due', past_due_since = :t WHERE id IN "
+                          "(SELECT id FROM subscriptions WHERE status = 'active' AND mrr_minor > 0 LIMIT :n)"),
+                     {"t": since.replace(tzinfo=None), "n": WORKLIST_ROWS + 20})
+        total = conn.execute(text("SELECT COUNT(*) FROM subscriptions WHERE status = 'past_due'")).scalar()
+    engine.dispose()
+    assert total > WORKLIST_ROWS
+    server = start_server(tmp, database_url=url)
+    try:
+        today = utc_now().date()
+        page.goto(f"{server.url}/failed_payments?from={today.replace(day=1)}&to={today}")
+        sign_in_as(page, "manager")
+        caption = (f"The {WORKLIST_ROWS:,} members longest past due of {total:,} are listed, by decline code; "
+                   f"the download holds all {total:,}.")
+        page.get_by_text(caption).wait_for(timeout=90_000)
+        wait_idle(page)
+        with page.expect_download(timeout=60_000) as info:
+            page.get_by_role("button", name=f"Download the whole worklist: {total:,} (CSV)").click()
+        saved = tmp_path / "worklist.csv"
+        info.value.save_as(saved)
+        lines = saved.read_text(encoding="utf-8").splitlines()
+        assert lines[0].startswith("subscription_id,member_id,email")
+        assert len(lines) - 1 == total
+    finally:
+        stop_server(server.proc)
+        server.engine.dispose()

@@ -1,0 +1,168 @@
+"""Notifications against a real local SMTP server and a real local HTTP receiver: delivered once,
+failures recorded and retried with backoff on later evaluations, never lost and never blocking."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import select
+
+from core.alerts import configure_rule, evaluate, list_alerts
+from core.alerts.notify import MAX_ATTEMPTS
+from core.models import Notification
+from core.permissions import Actor
+from tests.support.factories import at, make_sync_run
+
+NOW = at("2026-03-10 23:00")
+MINUTE = timedelta(minutes=1)
+
+
+class _SMTPHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP (RFC 5321) for smtplib: greet, accept every command, collect DATA."""
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 localhost test SMTP\r\n")
+        lines: list[bytes] = []
+        in_data = False
+        while line := self.rfile.readline():
+            if in_data:
+                if line in (b".\r\n", b".\n"):
+                    self.server.messages.append(b"".join(lines).decode())  # type: ignore[attr-defined]
+                    lines, in_data = [], False
+                    self.wfile.write(b"250 queued\r\n")
+                else:
+                    lines.append(line[1:] if line.startswith(b"..") else line)
+                continue
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                self.wfile.write(b"250-localhost\r\n250 OK\r\n")
+            elif verb == b"DATA":
+                in_data = True
+                self.wfile.write(b"354 go ahead\r\n")
+            elif verb == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"250 OK\r\n")
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[socketserver.ThreadingTCPServer]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SMTPHandler)
+    server.daemon_threads = True
+    server.messages = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[ThreadingHTTPServer]:
+    """Records JSON bodies; answers with the next code in ``server.codes`` (200 when empty)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(self.server.delay)  # type: ignore[attr-defined]
+            code = self.server.codes.pop(0) if self.server.codes else 200  # type: ignore[attr-defined]
+            if code == 200:
+                self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.received, server.codes, server.delay = [], [], 0.0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def firing_world(session, engine, **notify) -> None:
+    make_sync_run(session, started_at=NOW - timedelta(hours=10), finished_at=NOW - timedelta(hours=10))
+    session.commit()
+    configure_rule(engine, "stripe_stale", actor=Actor.of("ann", ["admin"]), notify_to=notify)
+
+
+def notes(session) -> list[Notification]:
+    session.expire_all()
+    return session.scalars(select(Notification).order_by(Notification.id)).all()
+
+
+def test_email_and_webhook_are_delivered_once(engine, session, smtp_server, webhook):
+    url = f"http://127.0.0.1:{webhook.server_port}/hook"
+    firing_world(session, engine, email=["ops@example.com"], webhook=[url])
+    smtp = f"smtp://127.0.0.1:{smtp_server.server_address[1]}?from=alerts@memberdesk.test"
+    result = evaluate(engine, NOW, smtp_url=smtp)
+    assert result.notifications == {"sent": 2, "retry": 0, "failed": 0}
+    evaluate(engine, NOW + MINUTE, smtp_url=smtp)  # the alert repeats: no second message
+    assert [(n.channel, n.status, n.attempts) for n in notes(session)] == [("email", "sent", 1), ("webhook", "sent", 1)]
+    assert len(smtp_server.messages) == 1
+    mail = smtp_server.messages[0]
+    assert "To: ops@example.com" in mail and "Subject: [Memberdesk medium] stripe_stale sync" in mail
+    assert "No successful Stripe sync" in mail
+    assert len(webhook.received) == 1
+    body = webhook.received[0]
+    assert body["alert"]["rule"] == "stripe_stale" and body["alert"]["scope"] == "sync"
+    assert body["text"].startswith("[Memberdesk medium] stripe_stale sync: No successful Stripe sync")
+
+
+def test_a_failed_webhook_is_recorded_and_retried_with_backoff(engine, session, webhook):
+    webhook.codes = [500]
+    firing_world(session, engine, webhook=f"http://127.0.0.1:{webhook.server_port}/hook")
+    evaluate(engine, NOW)
+    assert len(list_alerts(engine, status="open")) == 1  # the alert itself is not held back
+    [n] = notes(session)
+    assert (n.status, n.attempts, n.last_error) == ("pending", 1, "the webhook answered HTTP 500")
+    assert n.next_attempt_at == NOW + 5 * MINUTE
+    evaluate(engine, NOW + MINUTE)  # not due yet
+    assert notes(session)[0].attempts == 1
+    evaluate(engine, NOW + 6 * MINUTE)
+    [n] = notes(session)
+    assert (n.status, n.attempts, n.last_error, n.sent_at) == ("sent", 2, None, NOW + 6 * MINUTE)
+    assert len(webhook.received) == 1
+
+
+def test_an_unreachable_mail_server_gives_up_visibly(engine, session):
+    firing_world(session, engine, email="ops@example.com")
+    when = NOW
+    for _ in range(MAX_ATTEMPTS):
+        evaluate(engine, when, only=["stripe_stale"])  # no SMTP server configured at all
+        when += timedelta(hours=7)  # past the longest backoff
+    [n] = notes(session)
+    assert (n.status, n.attempts) == ("failed", MAX_ATTEMPTS)
+    assert n.last_error == "RuntimeError: no SMTP server is configured (set MEMBERDESK_SMTP_URL)"
+    evaluate(engine, when)
+    assert notes(session)[0].attempts == MAX_ATTEMPTS  # given up: no more tries
+
+
+def test_a_refused_connection_is_recorded(engine, session):
+    free = socketserver.TCPServer(("127.0.0.1", 0), socketserver.BaseRequestHandler)
+    port = free.server_address[1]
+    free.server_close()  # nothing listens there now
+    firing_world(session, engine, email="ops@example.com")
+    evaluate(engine, NOW, smtp_url=f"smtp://127.0.0.1:{port}")
+    [n] = notes(session)
+    assert n.status == "pending" and n.last_error.startswith("ConnectionRefusedError")
+
+
+def test_a_slow_receiver_does_not_hold_the_evaluation(engine, session, webhook):
+    webhook.delay = 0.6
+    url = f"http://127.0.0.1:{webhook.server_port}/hook"
+    firing_world(session, engine, webhook=[f"{url}/a", f"{url}/b", f"{url}/c"])
+    result = evaluate(engine, NOW, delivery_budget_seconds=0.3)
+    assert len(result.opened) == 1 and result.notifications["sent"] == 1  # then the budget was spent
+    assert [n.status for n in notes(session)] == ["sent", "pending", "pending"]
+    evaluate(engine, NOW + MINUTE)  # the rest go out on the next run
+    assert [n.status for n in notes(session)] == ["sent", "sent", "sent"]

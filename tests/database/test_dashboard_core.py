@@ -1,0 +1,181 @@
+"""The shell's core read models: member search, the member page's data, staff notes, the audit
+log query and the Overview counts, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+
+from core import audit
+from core import members as core_members
+from core.audit import query as audit_query
+from core.metrics import overview_counts
+from core.models import AuditEntry, Member, StaffNote
+from core.permissions import Actor, PermissionDenied
+from tests.support.browser import build_small_world
+from tests.support.factories import at
+
+
+@pytest.fixture
+def world(session):
+    w = build_small_world(session, now=at("2026-11-20 12:00"))
+    session.commit()
+    return w
+
+
+@pytest.mark.parametrize(("text", "expected", "matched"), [
+    ("ann.lee@example.com", "ann", "email"),
+    ("ann.l", "ann", "email starts with"),
+    ("example.org", "bob", "name or email"),
+    ("DIAZ", "cara", "name"),
+    ("cus_BOB0002", "bob", "Stripe customer id"),
+    ("4242", "ann", "card last four"),
+    ("in_ANN0001", "ann", "Stripe invoice id"),
+    ("ch_ANN_OK", "ann", "Stripe charge id"),
+    ("re_BOB1", "bob", "Stripe refund id"),
+    ("ANN-0001", "ann", "invoice number"),
+])
+def test_search_finds_by_every_key(engine, world, text, expected, matched):
+    found = core_members.search(engine, text)
+    wanted = {"ann": world.ann_id, "bob": world.bob_id, "cara": world.cara_id}[expected]
+    assert found.iloc[0]["member_id"] == wanted
+    assert found.iloc[0]["matched_on"] == matched
+
+
+def test_search_by_our_ids(engine, world, session):
+    assert list(core_members.search(engine, str(world.bob_id))["member_id"])[0] == world.bob_id
+    from core.models import Invoice, Payment
+
+    inv = session.scalar(select(Invoice.id).where(Invoice.stripe_invoice_id == "in_ANN0001"))
+    pay = session.scalar(select(Payment.id).where(Payment.stripe_charge_id == "ch_ANN_OK"))
+    assert core_members.search(engine, f"invoice {inv}").iloc[0]["member_id"] == world.ann_id
+    assert core_members.search(engine, f"payment #{pay}").iloc[0]["member_id"] == world.ann_id
+
+
+@pytest.mark.parametrize("text", ["", "   ", "%", "_", "no-such-person", "cus_nobody", "0000", "'; drop table x"])
+def test_search_odd_text_is_empty_not_an_error(engine, world, text):
+    assert core_members.search(engine, text).empty
+
+
+def test_search_shows_status_and_tier(engine, world):
+    row = core_members.search(engine, "bob.stone@example.org").iloc[0]
+    assert (row["tier"], row["status"]) == ("platinum", "past_due")
+    dan = core_members.search(engine, "dan@example.com").iloc[0]
+    assert (dan["tier"], dan["status"]) == ("free", "no membership")
+
+
+def test_recent_changes_newest_first_each_member_once(engine, world, session):
+    from core.models import MembershipChange
+
+    assert core_members.recent_changes(engine).empty is False
+    for when, kind in (("2026-11-19 08:00", "upgrade"), ("2026-11-20 09:30", "canceled")):
+        session.add(MembershipChange(member_id=world.bob_id, effective_at=at(when), kind=kind, currency="EUR",
+                                     mrr_before_minor=1658, mrr_after_minor=0, source="stripe"))
+    session.commit()
+    recent = core_members.recent_changes(engine, tz="Europe/Berlin")
+    assert list(recent["member_id"]) == [world.bob_id, world.ann_id]
+    assert recent.iloc[0]["matched_on"] == "canceled 2026-11-20 10:30"  # Berlin time
+    assert recent.iloc[1]["matched_on"] == "created 2025-01-01 01:00"
+    assert recent.iloc[0]["status"] and recent.iloc[0]["tier"]
+
+
+def test_recent_changes_on_empty_database(engine):
+    assert core_members.recent_changes(engine).empty
+
+
+def test_member_view_in_business_time_zone(engine, world):
+    view = core_members.member_view(engine, world.ann_id, tz="Asia/Tokyo")
+    assert view is not None
+    assert (view.status, view.tier, view.interval, view.mrr_minor, view.currency) == ("active", "premium", "month",
+                                                                                       999, "USD")
+    assert view.period_end.utcoffset().total_seconds() == 9 * 3600
+    assert view.phone == "+1 555 0100"
+    assert list(view.payment_methods[["brand", "last4", "expiry"]].iloc[0]) == ["visa", "4242", "08/2028"]
+    assert set(view.payments["decline_code"].dropna()) == {"insufficient_funds"}
+    assert list(view.notes["note"]) == ["Called about a double charge."]
+    assert len(view.changes) == 1 and len(view.invoices) == 1
+    bob = core_members.member_view(engine, world.bob_id)
+    assert len(bob.refunds) == 1 and len(bob.disputes) == 1
+    assert core_members.member_view(engine, 999_999) is None
+
+
+def test_add_note_is_encrypted_audited_and_bumps_version(engine, world, session):
+    before = session.get(Member, world.bob_id).version
+    core_members.add_note(session, actor=Actor.of("sam", ["support"]), member_id=world.bob_id, body="  Asked for a refund ")
+    session.commit()
+    session.expire_all()
+    assert session.get(Member, world.bob_id).version == before + 1
+    note = session.scalar(select(StaffNote).where(StaffNote.member_id == world.bob_id))
+    assert note.body == "Asked for a refund"
+    raw = session.connection().exec_driver_sql(f"SELECT body FROM staff_notes WHERE id = {note.id}").scalar()
+    assert "refund" not in raw  # encrypted at rest
+    entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "member.note_added"))
+    assert (entry.actor, entry.member_id) == ("sam", world.bob_id)
+
+
+@pytest.mark.parametrize(("roles", "body", "error"), [
+    (["finance"], "hello", PermissionDenied),
+    (["support"], "   ", core_members.MemberError),
+    (["support"], "x" * (core_members.NOTE_MAX_CHARS + 1), core_members.MemberError),
+])
+def test_add_note_refuses_bad_input_and_writes_nothing(engine, world, session, roles, body, error):
+    with pytest.raises(error):
+        core_members.add_note(session, actor=Actor.of("x", roles), member_id=world.bob_id, body=body)
+    session.rollback()
+    assert session.scalar(select(StaffNote).where(StaffNote.member_id == world.bob_id)) is None
+
+
+def test_add_note_refuses_stale_version(engine, world, session):
+    with pytest.raises(core_members.MemberError, match="changed while you were writing"):
+        core_members.add_note(session, actor=Actor.of("x", ["admin"]), member_id=world.bob_id, body="hi",
+                              expected_version=-1)
+
+
+def test_stripe_links():
+    assert core_members.stripe_dashboard_url("cus_1", test_mode=True) == "https://dashboard.stripe.com/test/customers/cus_1"
+    assert core_members.stripe_dashboard_url("in_1", test_mode=False) == "https://dashboard.stripe.com/invoices/in_1"
+    assert core_members.stripe_dashboard_url(None, test_mode=True) is None
+    assert core_members.is_test_mode("sk_test_x", "") and not core_members.is_test_mode("sk_live_x", "")
+
+
+def test_audit_query_filters(engine, session):
+    for actor, action, member in [("sam", "member.note_added", 1), ("sam", "auth.login", None),
+                                  ("ada", "staff.create", None), ("ada", "member.refund", 2)]:
+        audit.record(session, actor=actor, action=action, member_id=member, after={"k": actor})
+    session.commit()
+    assert len(audit_query.entries(engine).rows) == 4
+    assert set(audit_query.entries(engine, actor="sam").rows["action"]) == {"member.note_added", "auth.login"}
+    assert list(audit_query.entries(engine, member_id=2).rows["actor"]) == ["ada"]
+    assert len(audit_query.entries(engine, action="member.").rows) == 2
+    assert audit_query.entries(engine, start=date(2000, 1, 1), end=date(2000, 1, 2)).rows.empty
+    page = audit_query.entries(engine, limit=3)
+    assert page.truncated and len(page.rows) == 3
+    assert '"k": "ada"' in page.rows.iloc[0]["after"] or '"k": "sam"' in page.rows.iloc[0]["after"]
+    with pytest.raises(audit_query.AuditQueryError):
+        audit_query.entries(engine, start=date(2026, 2, 1), end=date(2026, 1, 1))
+    actors, actions = audit_query.facets(engine)
+    assert actors == ["ada", "sam"] and "staff.create" in actions
+
+
+def test_overview_counts(engine, world):
+    tiers = overview_counts.members_by_tier_status(engine)
+    got = {(r.tier, r.status): r.members for r in tiers.itertuples()}
+    assert got == {("premium", "active"): 1, ("platinum", "past_due"): 1, ("premium", "canceled"): 1,
+                   ("free", "no membership"): 1}
+    mrr = overview_counts.mrr_by_currency(engine).set_index("currency")
+    assert mrr.loc["USD", "mrr_minor"] == world.paying_usd_mrr and mrr.loc["EUR", "mrr_minor"] == world.paying_eur_mrr
+    month = overview_counts.payments_in_month(engine, now=at("2026-11-25 00:00"), tz="UTC").set_index("currency")
+    assert (month.loc["USD", "attempts"], month.loc["USD", "succeeded"], month.loc["USD", "failed"]) == (2, 1, 1)
+    assert month.loc["USD", "collected_minor"] == 999 and month.loc["EUR", "collected_minor"] == 0
+    assert overview_counts.open_alerts(engine) == 0
+    moment, source = overview_counts.data_through(engine)
+    assert moment == at("2026-11-20 12:00") and "newest payment" in source
+
+
+def test_overview_counts_on_empty_database(engine):
+    assert overview_counts.members_by_tier_status(engine).empty
+    assert overview_counts.mrr_by_currency(engine).empty
+    assert overview_counts.payments_in_month(engine, now=at("2026-11-25 00:00")).empty
+    assert overview_counts.data_through(engine)[0] is None

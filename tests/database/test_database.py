@@ -1,0 +1,120 @@
+"""The schema, the column types' promises, encryption at rest, and the append-only audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+
+from cli.keys import rotate_all
+from core import audit, crypto
+from core.db.migrate import current_revision, head_revision
+from core.models import AuditEntry, Member, StaffNote
+from tests.conftest import TEST_KEY
+from tests.support.factories import at, make_member
+
+
+def test_migrations_reach_head(engine):
+    assert current_revision(engine) == head_revision()
+
+
+def test_the_quick_schema_check_agrees_with_alembic(engine):
+    """``is_up_to_date`` reads revisions without Alembic; Alembic must see the same head and
+    current revision (a migration file breaking the numbering would fail here)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from core.db.migrate import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engine.connect() as conn:
+        assert current_revision(engine) == MigrationContext.configure(conn).get_current_revision()
+
+
+def test_times_come_back_aware_utc(session):
+    member = make_member(session, created_at=at("2026-03-29 01:30"))
+    session.commit()
+    session.expire_all()
+    loaded = session.get(Member, member.id)
+    assert loaded.created_at == at("2026-03-29 01:30")
+    assert loaded.created_at.tzinfo is not None
+
+
+def test_naive_times_are_refused(session):
+    session.add(Member(email="naive@example.com", name="N", created_at=datetime(2026, 1, 1)))
+    with pytest.raises(StatementError, match="naive datetime"):
+        session.flush()
+
+
+def test_money_fits_64_bits(session):
+    from tests.support.factories import make_payment
+
+    member = make_member(session)
+    make_payment(session, member=member, amount=5_000_000_000_00, currency="JPY")
+    session.commit()
+    assert session.scalar(text("SELECT amount FROM payments")) == 5_000_000_000_00
+
+
+def test_email_is_unique(session):
+    make_member(session, email="same@example.com")
+    with pytest.raises(IntegrityError):
+        make_member(session, email="same@example.com")
+
+
+class TestEncryptionAtRest:
+    def test_phone_and_notes_are_not_stored_in_clear(self, session):
+        member = make_member(session)
+        member.phone = "+44 20 7946 0000"
+        session.add(StaffNote(member_id=member.id, author="sam", body="Asked about a refund"))
+        session.commit()
+        raw_phone = session.scalar(text("SELECT phone FROM members"))
+        raw_note = session.scalar(text("SELECT body FROM staff_notes"))
+        assert "7946" not in raw_phone and "refund" not in raw_note
+        session.expire_all()
+        assert session.get(Member, member.id).phone == "+44 20 7946 0000"
+
+    def test_missing_key_is_an_error_not_plaintext(self, session):
+        member = make_member(session)
+        crypto.set_keyring(None)
+        member.phone = "+1 555 0100"
+        with pytest.raises(StatementError, match="No encryption key is configured"):
+            session.flush()
+
+    def test_rotation_re_encrypts_everything_and_old_key_can_go(self, engine, session):
+        member = make_member(session)
+        member.phone = "+1 555 0100"
+        session.add(StaffNote(member_id=member.id, author="sam", body="note"))
+        audit.record(session, actor="sam", action="member.contact", member_id=member.id,
+                     before={"phone": None}, after={"phone": "+1 555 0100"})
+        session.commit()
+
+        new_key = crypto.generate_key()
+        crypto.set_keyring(crypto.KeyRing([new_key, TEST_KEY]))
+        assert rotate_all(engine, actor="test") == 4  # phone, note, audit before + after
+
+        crypto.set_keyring(crypto.KeyRing([new_key]))  # old key removed
+        session.expire_all()
+        assert session.get(Member, member.id).phone == "+1 555 0100"
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+        assert entries[0].after == {"phone": "+1 555 0100"}
+        assert entries[-1].action == "crypto.rotate_key"
+        assert audit.verify(engine).ok  # the chain hashes plain before/after: re-encryption keeps it
+
+        # The append-only triggers are back after the rotation.
+        with pytest.raises(DBAPIError, match="append-only"):
+            session.execute(text("DELETE FROM audit_log"))
+
+
+class TestAuditLogIsAppendOnly:
+    def test_update_and_delete_refused_by_the_database(self, session):
+        audit.record(session, actor="sam", action="member.note", member_id=1)
+        session.commit()
+        with pytest.raises(DBAPIError, match="append-only"):
+            session.execute(text("UPDATE audit_log SET actor = 'mallory'"))
+        session.rollback()
+        with pytest.raises(DBAPIError, match="append-only"):
+            session.execute(text("DELETE FROM audit_log"))
+        session.rollback()
+        assert session.scalar(select(AuditEntry.actor)) == "sam"

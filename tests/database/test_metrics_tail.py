@@ -1,0 +1,119 @@
+"""The rollups plus the tail since their last refresh give what the raw rows give, at any minute.
+
+The rollups are refreshed at an odd minute in a business time zone with daylight saving time;
+pages then ask at other odd minutes (later, across the spring-forward night, and earlier than the
+refresh), by day, week and month. Every number of every dashboard page must equal the same
+question answered from the raw rows. And reading never writes: a page read leaves every table as
+it was, even when the rollups are behind, stale or missing.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import inspect, text
+from test_metrics_properties import build_world
+
+from core.metrics import Query, page_bundle, refresher
+from core.metrics.bundles import PAGES
+from core.metrics.rollups import refresh
+from core.metrics.source import raw_rows, status
+from core.permissions import Actor
+from core.settings import business as business_settings
+from tests.support.factories import at
+
+TZ = "America/New_York"  # clocks go forward on 2026-03-08 at 02:00 local (07:00 UTC)
+BUILT = at("2026-03-07 13:17")  # the last refresh: 08:17 local, the day before the change of clocks
+ASKED = [at("2026-03-09 18:43"),  # two days later, across the change of clocks
+         at("2026-03-07 21:59"),  # the same local day, later
+         at("2026-03-05 09:11"),  # before the refresh (a pinned past)
+         at("2026-03-31 23:58")]  # another month's last minutes
+
+
+@pytest.fixture
+def zoned_world(engine, session):  # type: ignore[no-untyped-def]
+    business_settings.update(session, actor=Actor.of("admin", "admin"), business_timezone=TZ)
+    session.commit()
+    assert refresher.wait(timeout=120)  # the settings change asks for a rebuild in the background
+    build_world(session, 31, members=30)
+    refresh(engine, now=BUILT)
+    return engine
+
+
+def _questions(engine, now):  # type: ignore[no-untyped-def]
+    today = now.date()
+    yield Query.make(engine, start=date(2026, 3, 1), end=today.replace(day=28) if today.month != 3 else date(2026, 4, 1),
+                     now=now, granularity="day")
+    yield Query.make(engine, start=date(2026, 2, 1), end=date(2026, 4, 1), now=now, granularity="week")
+    yield Query.make(engine, start=date(2025, 3, 1), end=date(2026, 4, 1), now=now, granularity="month")
+    yield Query.make(engine, start=date(2025, 3, 1), end=date(2026, 4, 1), now=now, granularity="month", currency=None)
+
+
+def _plain(bundle):  # type: ignore[no-untyped-def]
+    out = {}
+    for slug, r in bundle.metrics.items():
+        out[slug] = (r.value, r.by_currency, r.columns("series"), r.columns("breakdown"))
+    out["kpis"] = [(k.slug, k.value, k.previous) for k in bundle.kpis]
+    return out
+
+
+@pytest.mark.parametrize("asked", ASKED, ids=lambda m: m.strftime("%m%d-%H%M"))
+def test_rollups_plus_tail_equal_the_raw_rows(zoned_world, asked):  # type: ignore[no-untyped-def]
+    engine = zoned_world
+    for q in _questions(engine, asked):
+        assert q.tz == TZ
+        said = status(engine, q)
+        assert said.from_rollups and said.through == BUILT and said.behind == asked - BUILT
+        for page in PAGES:
+            fast = _plain(page_bundle(engine, page, q))
+            with raw_rows():
+                slow = _plain(page_bundle(engine, page, q))
+            assert fast == slow, (page, q.granularity, q.currency)
+
+
+def test_the_tail_holds_rows_written_after_the_refresh(zoned_world, session):  # type: ignore[no-untyped-def]
+    """A payment written after the refresh counts at once (no refresh in between)."""
+    from tests.support.factories import make_member, make_payment
+
+    engine = zoned_world
+    q = Query.make(engine, start=date(2026, 3, 1), end=date(2026, 3, 10), now=at("2026-03-09 18:43"),
+                   granularity="day", currency=None)
+    before = page_bundle(engine, "overview", q).metrics["net_revenue"].by_currency.get("USD", 0)
+    make_payment(session, member=make_member(session, country="US"), amount=4321, currency="USD",
+                 created_at=at("2026-03-09 15:02"))
+    session.commit()
+    after = page_bundle(engine, "overview", q).metrics["net_revenue"].by_currency.get("USD", 0)
+    assert after - before == 4321
+    with raw_rows():
+        assert page_bundle(engine, "overview", q).metrics["net_revenue"].by_currency["USD"] == after
+
+
+def _dump(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
+    out = {}
+    with engine.connect() as conn:
+        for table in sorted(inspect(engine).get_table_names()):
+            rows = conn.execute(text(f"SELECT * FROM {table}")).all()
+            out[table] = sorted(map(repr, rows))
+    return out
+
+
+@pytest.mark.parametrize("rollups", ["behind", "stale", "missing"])
+def test_reading_a_page_never_writes(engine, session, rollups):  # type: ignore[no-untyped-def]
+    build_world(session, 32, members=12)
+    if rollups != "missing":
+        refresh(engine, now=at("2026-02-01 10:00"))
+    if rollups == "stale":  # a settings change marked them stale; its rebuild has not run yet
+        from core.metrics.rollups import mark_stale
+
+        mark_stale(session)
+        session.commit()
+    before = _dump(engine)
+    now = at("2026-03-09 18:43")
+    for q in (Query.make(engine, start=date(2026, 3, 1), end=date(2026, 3, 10), now=now, granularity="day"),
+              Query.make(engine, start=date(2025, 3, 1), end=date(2026, 3, 10), now=now)):
+        assert status(engine, q).from_rollups is (rollups == "behind")
+        for page in PAGES:
+            page_bundle(engine, page, q)
+    assert not refresher.busy()
+    assert _dump(engine) == before

@@ -1,0 +1,361 @@
+"""Every Stripe-backed action end to end: the service against the sandbox over HTTP with the real
+client, then both sides checked (our rows and Stripe's object)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from core.changes import REASONS, Actor, ChangeInput, ChangeRefused, decide, submit
+from core.changes import preview as preview_change
+from core.db import session_scope
+from core.models import AuditEntry, ChangeRequest, MembershipChange, Payment, Refund, Subscription
+from tests.support.changes_world import build, mirror, sandbox, stripe_env, version  # noqa: F401  (fixtures)
+
+OPERATOR = Actor.operator("test")  # syncs act as a named operator
+
+SUPPORT = Actor.of("sam", ["support"])
+MANAGER = Actor.of("mia", ["manager"])
+FINANCE = Actor.of("fin", ["finance"])
+
+
+def _change(engine, world, action, params, *, reason=None, comment="customer asked"):
+    return ChangeInput(action, world.member_id, version(engine, world.member_id), reason or REASONS[action][0],
+                       comment, params)
+
+
+def _sub(engine, world) -> Subscription:
+    with session_scope(engine) as s:
+        return s.scalar(select(Subscription).where(Subscription.stripe_subscription_id == world.subscription))
+
+
+@pytest.fixture
+def world(engine, stripe_env):  # noqa: F811
+    return build(engine, stripe_env.client)
+
+
+class TestRefund:
+    def test_partial_then_rest(self, engine, stripe_env, world):  # noqa: F811
+        out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "2.50"}),
+                     SUPPORT, stripe=stripe_env.client)
+        assert out.status == "applied"
+        charge = stripe_env.client.v1.charges.retrieve(world.charge)
+        assert charge.amount_refunded == 250
+        with session_scope(engine) as s:
+            assert s.get(Payment, world.payment_id).amount_refunded == 250
+            refund = s.scalars(select(Refund)).one()
+            assert refund.amount == 250 and refund.stripe_refund_id == out.result["detail"]["stripe_refund_id"]
+            entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "change.refund")).one()
+            assert entry.stripe_ids["refund"] == refund.stripe_refund_id
+        p = preview_change(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "full": True}),
+                           SUPPORT, stripe=stripe_env.client)
+        assert p.amount_minor == 750 and p.amount_kind == "refund"
+
+    def test_reasons_reach_stripe_as_its_own_enum(self, engine, stripe_env, world):  # noqa: F811
+        # Stripe's three reasons pass through; ours (goodwill, an outage...) are the member's request.
+        # Each a different amount: the same amount again would be asked about as a repeat.
+        for amount, reason, expected in (("1.00", "duplicate", "duplicate"), ("1.01", "goodwill", "requested_by_customer"),
+                                         ("1.02", "fraudulent", "fraudulent"),
+                                         ("1.03", "service_outage", "requested_by_customer")):
+            out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": amount},
+                                         reason=reason), SUPPORT, stripe=stripe_env.client)
+            assert out.status == "applied"
+            refund_id = out.result["detail"]["stripe_refund_id"]
+            assert stripe_env.client.v1.refunds.retrieve(refund_id).reason == expected
+            with session_scope(engine) as s:
+                assert s.scalar(select(Refund.reason).where(Refund.stripe_refund_id == refund_id)) == expected
+
+    def test_a_second_like_refund_asks_and_names_the_first(self, engine, stripe_env, world):  # noqa: F811
+        from core.changes import RepeatSuspected
+
+        first = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00"}),
+                       SUPPORT, stripe=stripe_env.client)
+        assert first.status == "applied" and first.message == "Done."
+        # The form filled in again at the member's new version: not a replay, a second refund.
+        again = _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00"})
+        for attempt in (preview_change, submit):
+            with pytest.raises(RepeatSuspected) as caught:
+                attempt(engine, again, Actor.of("tom", ["support"]), stripe=stripe_env.client)
+            sentence = str(caught.value)
+            assert "$1.00" in sentence and "by sam" in sentence and "UTC" in sentence, sentence
+            assert caught.value.earlier["request_id"] == first.request_id
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 100
+        # A different amount is not "like" the first; the same amount goes ahead once confirmed.
+        preview_change(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "2"}),
+                       SUPPORT, stripe=stripe_env.client)
+        confirmed = _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00",
+                                                      "repeat_of": first.request_id})
+        assert submit(engine, confirmed, SUPPORT, stripe=stripe_env.client).status == "applied"
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 200
+        # The same confirmed form submitted twice (a double click) is answered, not made again.
+        replay = submit(engine, confirmed, SUPPORT, stripe=stripe_env.client)
+        assert replay.message == "This change was already made; it was not made twice."
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 200
+
+    def test_bad_amounts_write_nothing(self, engine, stripe_env, world):  # noqa: F811
+        cases = [({"amount": "20.00"}, "At most \\$10.00"), ({"amount": "-1"}, "more than zero"),
+                 ({"amount": "1.234"}, "2 decimal places"), ({"amount": "1", "currency": "EUR"}, "made in USD"),
+                 ({"amount": "lots"}, "not an amount"), ({"amount": 0}, "more than zero")]
+        for params, sentence in cases:
+            with pytest.raises(ChangeRefused, match=sentence):
+                submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id} | params), SUPPORT,
+                       stripe=stripe_env.client)
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 0
+        with session_scope(engine) as s:
+            assert s.scalar(select(func.count()).select_from(ChangeRequest)) == 0
+
+    def test_large_refund_waits_for_a_second_person(self, engine, stripe_env, world):  # noqa: F811
+        from core.changes import load_limits, save_limits
+
+        with session_scope(engine) as s:
+            limits = load_limits(s)
+            limits.approval_refund_above["USD"] = 500
+            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+        # support may refund up to $50 by default, but above $5 a second person must approve
+        out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "full": True}),
+                     SUPPORT, stripe=stripe_env.client)
+        assert out.status == "pending_approval"
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 0
+        with pytest.raises(ChangeRefused, match="role"):
+            decide(engine, out.request_id, SUPPORT, approve=True, note="ok", stripe=stripe_env.client)
+        with pytest.raises(ChangeRefused, match="second person"):
+            decide(engine, out.request_id, Actor.of("sam", ["support", "manager"]), approve=True, note="ok",
+                   stripe=stripe_env.client)
+        done = decide(engine, out.request_id, MANAGER, approve=True, note="checked the invoice",
+                      stripe=stripe_env.client)
+        assert done.status == "applied"
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 1000
+        with session_scope(engine) as s:
+            entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "change.refund")).one()
+            assert entry.approved_by == "mia" and entry.actor == "sam"
+
+    def test_rejected_request_changes_nothing(self, engine, stripe_env, world):  # noqa: F811
+        from core.changes import load_limits, save_limits
+
+        with session_scope(engine) as s:
+            limits = load_limits(s)
+            limits.approval_refund_above["USD"] = 100
+            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+        out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": 500}),
+                     SUPPORT, stripe=stripe_env.client)
+        rejected = decide(engine, out.request_id, FINANCE, approve=False, note="not our fault")
+        assert rejected.status == "rejected"
+        assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 0
+
+    def test_support_cannot_refund_above_their_limit(self, engine, stripe_env, world):  # noqa: F811
+        from core.changes import load_limits, save_limits
+
+        with session_scope(engine) as s:
+            limits = load_limits(s)
+            limits.refund_max["support"] = {"USD": 300}
+            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+        with pytest.raises(ChangeRefused, match="manager or finance"):
+            submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "5"}),
+                   SUPPORT, stripe=stripe_env.client)
+        assert submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "5"}),
+                      FINANCE, stripe=stripe_env.client).status == "applied"
+
+
+class TestLifecycle:
+    def test_pause_then_resume(self, engine, stripe_env, world):  # noqa: F811
+        p = preview_change(engine, _change(engine, world, "pause", {"behavior": "void"}), SUPPORT,
+                           stripe=stripe_env.client)
+        assert (p.mrr_before_minor, p.mrr_after_minor) == (1000, 0)
+        submit(engine, _change(engine, world, "pause", {"behavior": "void"}), SUPPORT, stripe=stripe_env.client)
+        assert stripe_env.client.v1.subscriptions.retrieve(world.subscription).pause_collection.behavior == "void"
+        sub = _sub(engine, world)
+        assert sub.pause_behavior == "void" and sub.mrr_minor == 0
+        with pytest.raises(ChangeRefused, match="already paused"):
+            submit(engine, _change(engine, world, "pause", {"behavior": "void"}), SUPPORT, stripe=stripe_env.client)
+        submit(engine, _change(engine, world, "resume", {}), SUPPORT, stripe=stripe_env.client)
+        assert not stripe_env.client.v1.subscriptions.retrieve(world.subscription).pause_collection
+        assert _sub(engine, world).mrr_minor == 1000
+        with session_scope(engine) as s:
+            kinds = [(c.kind, c.actor) for c in s.scalars(select(MembershipChange).where(
+                MembershipChange.source == "staff").order_by(MembershipChange.id))]
+        assert kinds == [("paused", "sam"), ("resumed", "sam")]
+
+    def test_cancel_at_period_end_then_undo(self, engine, stripe_env, world):  # noqa: F811
+        submit(engine, _change(engine, world, "cancel", {"when": "period_end"}), SUPPORT, stripe=stripe_env.client)
+        assert stripe_env.client.v1.subscriptions.retrieve(world.subscription).cancel_at_period_end is True
+        assert _sub(engine, world).cancel_at_period_end
+        submit(engine, _change(engine, world, "uncancel", {}), SUPPORT, stripe=stripe_env.client)
+        assert stripe_env.client.v1.subscriptions.retrieve(world.subscription).cancel_at_period_end is False
+        assert not _sub(engine, world).cancel_at_period_end
+
+    def test_cancel_now_then_reactivate(self, engine, stripe_env, world):  # noqa: F811
+        submit(engine, _change(engine, world, "cancel", {"when": "now"}, reason="too_expensive"), SUPPORT,
+               stripe=stripe_env.client)
+        remote = stripe_env.client.v1.subscriptions.retrieve(world.subscription)
+        assert remote.status == "canceled"
+        sub = _sub(engine, world)
+        assert sub.status == "canceled" and sub.mrr_minor == 0
+        with pytest.raises(ChangeRefused, match="nothing to pause|canceled"):
+            submit(engine, _change(engine, world, "pause", {}), SUPPORT, stripe=stripe_env.client)
+        out = submit(engine, _change(engine, world, "reactivate", {"price_id": world.prices["platinum_monthly"]}),
+                     SUPPORT, stripe=stripe_env.client)
+        assert out.status == "applied"
+        subs = stripe_env.client.v1.subscriptions.list({"customer": world.customer, "status": "active"}).data
+        assert len(subs) == 1 and subs[0].items.data[0].price.id == world.stripe_prices["platinum_monthly"]
+        with session_scope(engine) as s:
+            live = s.scalars(select(Subscription).where(Subscription.status == "active")).one()
+            assert live.stripe_subscription_id == subs[0].id and live.mrr_minor == 3000
+
+    def test_extend_active_period(self, engine, stripe_env, world):  # noqa: F811
+        before = _sub(engine, world).current_period_end
+        p = preview_change(engine, _change(engine, world, "extend", {"days": 10}), SUPPORT, stripe=stripe_env.client)
+        assert (p.new_period_end - before).days == 10
+        submit(engine, _change(engine, world, "extend", {"days": 10}), SUPPORT, stripe=stripe_env.client)
+        remote = stripe_env.client.v1.subscriptions.retrieve(world.subscription)
+        assert remote.trial_end == int(p.new_period_end.timestamp())
+        sub = _sub(engine, world)
+        assert sub.status == "trialing" and sub.trial_end == p.new_period_end
+        with pytest.raises(ChangeRefused, match="at most 30"):
+            submit(engine, _change(engine, world, "extend", {"days": 31}), SUPPORT, stripe=stripe_env.client)
+
+
+class TestTrialsAndYen:
+    def test_extend_a_trial(self, engine, stripe_env):  # noqa: F811
+        w = build(engine, stripe_env.client, trial_days=7, email="tia@example.com")
+        before = stripe_env.client.v1.subscriptions.retrieve(w.subscription).trial_end
+        out = submit(engine, _change(engine, w, "extend", {"days": 5}), SUPPORT, stripe=stripe_env.client)
+        assert out.status == "applied"
+        assert stripe_env.client.v1.subscriptions.retrieve(w.subscription).trial_end == before + 5 * 86400
+        sub = _sub(engine, w)
+        assert sub.status == "trialing" and int(sub.trial_end.timestamp()) == before + 5 * 86400
+
+    def test_refund_in_yen_takes_whole_units(self, engine, stripe_env):  # noqa: F811
+        w = build(engine, stripe_env.client, currency="jpy", email="yui@example.com")
+        with pytest.raises(ChangeRefused, match="whole units"):
+            submit(engine, _change(engine, w, "refund", {"payment_id": w.payment_id, "amount": "12.5"}), SUPPORT,
+                   stripe=stripe_env.client)
+        out = submit(engine, _change(engine, w, "refund", {"payment_id": w.payment_id, "amount": "¥300"}), SUPPORT,
+                     stripe=stripe_env.client)
+        assert out.status == "applied"
+        assert stripe_env.client.v1.charges.retrieve(w.charge).amount_refunded == 300
+        with session_scope(engine) as s:
+            assert s.get(Payment, w.payment_id).amount_refunded == 300
+
+
+class TestTierChange:
+    def test_upgrade_now_charges_the_previewed_proration(self, engine, stripe_env, world):  # noqa: F811
+        params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
+        p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+        assert p.amount_kind == "charge" and 0 < p.amount_minor <= 2000
+        assert (p.mrr_before_minor, p.mrr_after_minor) == (1000, 3000)
+        out = submit(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+        assert out.status == "applied"
+        remote = stripe_env.client.v1.subscriptions.retrieve(world.subscription)
+        assert remote["items"].data[0].price.id == world.stripe_prices["platinum_monthly"]
+        sub = _sub(engine, world)
+        assert sub.price_id == world.prices["platinum_monthly"] and sub.mrr_minor == 3000
+        with session_scope(engine) as s:
+            mc = s.scalars(select(MembershipChange).where(MembershipChange.source == "staff")).one()
+            assert (mc.kind, mc.mrr_before_minor, mc.mrr_after_minor, mc.actor) == ("upgraded", 1000, 3000, "fin")
+
+    def test_at_period_end_charges_nothing_now(self, engine, stripe_env, world):  # noqa: F811
+        params = {"price_id": world.prices["platinum_monthly"], "when": "period_end"}
+        p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+        assert p.amount_minor == 0
+        submit(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+        invoices = stripe_env.client.v1.invoices.list({"customer": world.customer}).data
+        assert len(invoices) == 1  # only the first one
+
+    def test_support_may_not_change_tier_and_wrong_currency_is_refused(self, engine, stripe_env, world):  # noqa: F811
+        params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
+        with pytest.raises(ChangeRefused, match="role"):
+            submit(engine, _change(engine, world, "change_price", params), SUPPORT, stripe=stripe_env.client)
+        with pytest.raises(ChangeRefused, match="billed in USD"):
+            submit(engine, _change(engine, world, "change_price", {"price_id": world.prices["premium_eur"],
+                                                                   "when": "now"}), FINANCE, stripe=stripe_env.client)
+
+
+class TestRetryAndContact:
+    def test_retry_a_failed_invoice_declined_then_paid(self, engine, stripe_env):  # noqa: F811
+        client = stripe_env.client
+        w = build(engine, client, card="pm_card_chargeCustomerFail", email="bob@example.com")
+        from core.models import Invoice
+
+        with session_scope(engine) as s:
+            ours = s.scalars(select(Invoice)).one()
+            assert ours.status == "open"
+            invoice_id, stripe_invoice = ours.id, ours.stripe_invoice_id
+        with pytest.raises(ChangeRefused, match="declined"):
+            submit(engine, _change(engine, w, "retry_invoice", {"invoice_id": invoice_id}), SUPPORT, stripe=client)
+        with session_scope(engine) as s:
+            assert s.get(Invoice, invoice_id).status == "open"
+            assert s.scalars(select(ChangeRequest)).one().status == "failed"
+        pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": w.customer})
+        client.v1.customers.update(w.customer, {"invoice_settings": {"default_payment_method": pm.id}})
+        mirror(engine, client, w.customer)
+        out = submit(engine, _change(engine, w, "retry_invoice", {"invoice_id": invoice_id},
+                                     reason="customer_updated_card"), SUPPORT, stripe=client)
+        assert out.status == "applied"
+        assert client.v1.invoices.retrieve(stripe_invoice).status == "paid"
+        with session_scope(engine) as s:
+            assert s.get(Invoice, invoice_id).status == "paid"
+            assert s.scalar(select(Subscription.status)) == "active"
+        with pytest.raises(ChangeRefused, match="already paid"):
+            submit(engine, _change(engine, w, "retry_invoice", {"invoice_id": invoice_id}), SUPPORT, stripe=client)
+
+    def test_contact_details_go_to_stripe_first(self, engine, stripe_env, world):  # noqa: F811
+        params = {"email": "ann.lee@example.com", "phone": "+44 20 7946 0000",
+                  "address": {"line1": "1 Baker St", "city": "London", "country": "GB"}}
+        submit(engine, _change(engine, world, "edit_contact", params), SUPPORT, stripe=stripe_env.client)
+        remote = stripe_env.client.v1.customers.retrieve(world.customer)
+        assert remote.email == "ann.lee@example.com" and remote.address.city == "London"
+        mirror(engine, stripe_env.client, world.customer)  # the next sync agrees with what we wrote
+        from core.models import Member
+
+        with session_scope(engine) as s:
+            m = s.get(Member, world.member_id)
+            assert m.email == "ann.lee@example.com" and m.phone == "+44 20 7946 0000"
+
+    def test_member_deleted_in_stripe_is_refused(self, engine, stripe_env, world):  # noqa: F811
+        stripe_env.client.v1.customers.delete(world.customer)
+        with pytest.raises(ChangeRefused):
+            submit(engine, _change(engine, world, "cancel", {"when": "now"}), SUPPORT, stripe=stripe_env.client)
+        with session_scope(engine) as s:
+            req = s.scalars(select(ChangeRequest)).one()
+            assert req.status == "failed"
+        assert _sub(engine, world).status == "active"
+
+
+class TestSyncAgrees:
+    def test_a_member_resync_after_changes_changes_nothing(self, engine, stripe_env, world):  # noqa: F811
+        from core.sync.reconcile import resync_member
+
+        submit(engine, _change(engine, world, "change_price", {"price_id": world.prices["platinum_monthly"],
+                                                               "when": "now"}), FINANCE, stripe=stripe_env.client)
+        submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": 100}), SUPPORT,
+               stripe=stripe_env.client)
+        submit(engine, _change(engine, world, "cancel", {"when": "period_end"}), SUPPORT, stripe=stripe_env.client)
+
+        def state():
+            with session_scope(engine) as s:
+                sub = s.scalar(select(Subscription).where(Subscription.stripe_subscription_id == world.subscription))
+                return ((sub.status, sub.price_id, sub.tier_id, sub.mrr_minor, sub.cancel_at_period_end,
+                         sub.current_period_end), s.get(Payment, world.payment_id).amount_refunded,
+                        s.scalar(select(func.count()).select_from(MembershipChange)),
+                        s.scalar(select(func.count()).select_from(Refund)))
+
+        before = state()
+        result = resync_member(engine, stripe_env.client, world.member_id, actor=OPERATOR)
+        assert result.status == "succeeded", result.message
+        assert state() == before
+
+    def test_dates_in_the_past_and_failed_payments_are_refused(self, engine, stripe_env):  # noqa: F811
+        client = stripe_env.client
+        w = build(engine, client, card="pm_card_chargeCustomerFail", email="cy@example.com")
+        with session_scope(engine) as s:
+            failed = s.scalar(select(Payment).where(Payment.member_id == w.member_id))
+            assert failed.status == "failed"
+        with pytest.raises(ChangeRefused, match="payment failed"):
+            submit(engine, _change(engine, w, "refund", {"payment_id": failed.id, "full": True}), SUPPORT,
+                   stripe=client)
+        w2 = build(engine, client, email="dee@example.com")
+        with pytest.raises(ChangeRefused, match="in the past"):
+            submit(engine, _change(engine, w2, "pause", {"behavior": "void", "resumes_at": "2020-01-01"}), SUPPORT,
+                   stripe=client)
+        with session_scope(engine) as s:
+            assert s.scalar(select(func.count()).select_from(ChangeRequest)) == 0

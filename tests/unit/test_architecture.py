@@ -1,0 +1,87 @@
+"""Layering rules, checked on the source: core/ never imports streamlit; pages hold no SQL or Stripe."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_core_never_imports_streamlit():
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "core").rglob("*.py")
+                 if any(n == "streamlit" or n.startswith("streamlit.") for n in _imports(p))]
+    assert offenders == []
+
+
+def test_pages_hold_no_sql_and_no_stripe():
+    forbidden = ("sqlalchemy", "stripe", "core.db", "core.models")
+    offenders = []
+    for p in (ROOT / "pages").rglob("*.py"):
+        bad = [n for n in _imports(p) if n.startswith(forbidden)]
+        if bad:
+            offenders.append(f"{p.relative_to(ROOT)}: {bad}")
+    assert offenders == []
+
+
+def test_no_pages_folder_beside_the_entrypoint():
+    # Streamlit would serve dashboard/pages/*.py without running the login (docs/security.md).
+    assert not (ROOT / "dashboard" / "pages").exists()
+
+
+def test_only_the_gateway_calls_stripe():
+    allowed = {"core/stripe_gateway/", "stripe_sandbox/"}
+    offenders = []
+    for p in (ROOT / "core").rglob("*.py"):
+        rel = str(p.relative_to(ROOT))
+        if any(rel.startswith(a) for a in allowed):
+            continue
+        if any(n == "stripe" or n.startswith("stripe.") for n in _imports(p)):
+            offenders.append(rel)
+    assert offenders == []
+
+
+def test_pages_name_registered_metrics_only():
+    # The typed contract between the pages and the metrics: each number a page shows names one
+    # registered metric; an unknown slug would leave a card or chart silently empty.
+    from core.metrics import list_metrics
+    from dashboard.metrics_data import PAGE_SLUGS
+
+    registered = {m.slug for m in list_metrics()}
+    assert sorted(set(PAGE_SLUGS) - registered) == []
+
+
+# Tools beside the product: the sandbox and the demo generator serve development and tests, and
+# the command line and the dashboard are edges. The product (core/) depends on none of them.
+EDGES_AND_TOOLS = ("streamlit", "demo", "stripe_sandbox", "cli", "dashboard", "pages", "tests")
+
+
+def _imports_any(path: Path, roots: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in _imports(path) if any(n == r or n.startswith(r + ".") for r in roots))
+
+
+def test_core_holds_the_product_only():
+    offenders = {str(p.relative_to(ROOT)): bad for p in (ROOT / "core").rglob("*.py")
+                 if (bad := _imports_any(p, EDGES_AND_TOOLS))}
+    assert offenders == {}
+
+
+def test_tools_stay_out_of_the_dashboard():
+    offenders = {str(p.relative_to(ROOT)): bad for pkg in ("demo", "stripe_sandbox")
+                 for p in (ROOT / pkg).rglob("*.py")
+                 if (bad := _imports_any(p, ("streamlit", "dashboard", "pages", "cli", "tests")))}
+    assert offenders == {}
+
+
+def test_the_checks_see_the_code():
+    # A wrong ROOT would make every rule above pass on an empty tree.
+    assert (ROOT / "core" / "__init__.py").exists() and len(list((ROOT / "pages").glob("*.py"))) >= 10
