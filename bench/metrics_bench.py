@@ -205,7 +205,7 @@ def run(url: str, engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
         print(f"bundle {page}: cold {cold:.0f} ms, warm {warm:.0f} ms", file=sys.stderr, flush=True)
     out["bundles"] = bundles
     env = {**os.environ, "DATABASE_URL": url, "MEMBERDESK_ENCRYPTION_KEYS": KEY}
-    cli = [sys.executable, "-m", "core", "metrics", "--from", "2025-11-01", "--to", "2026-11-01",
+    cli = [sys.executable, "-m", "cli", "metrics", "--from", "2025-11-01", "--to", "2026-11-01",
            "--granularity", "month", "--format", "json", "--now", NOW.isoformat()]
     walls, cpus, ok = [], [], True
     for _ in range(3):

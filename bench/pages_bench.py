@@ -92,7 +92,7 @@ def ensure_world(url: str, members: int, reuse: bool) -> None:
         return
     print(f"generating {members:,} members into {url.split('@')[-1]} ...", flush=True)
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "core", "demo", "--members", str(members), "--seed", "42"], check=True,
+    subprocess.run([sys.executable, "-m", "cli", "demo", "--members", str(members), "--seed", "42"], check=True,
                    cwd=ROOT, env=_env(url))
     print(f"  generated in {time.monotonic() - started:.0f} s", flush=True)
 

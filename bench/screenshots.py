@@ -59,7 +59,7 @@ def scratch_env(folder: Path, database_url: str | None) -> dict[str, str]:
 
 
 def prepare(env: dict[str, str], members: int) -> None:
-    py = [sys.executable, "-m", "core"]
+    py = [sys.executable, "-m", "cli"]
     subprocess.run([*py, "migrate"], check=True, cwd=ROOT, env=env)
     subprocess.run([*py, "demo", "--members", str(members), "--seed", "42"], check=True, cwd=ROOT, env=env)
 

@@ -71,7 +71,7 @@ def free_port() -> int:
 
 def start_sandbox(state: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core", "sandbox", "--port", str(port), "--state", str(state), "--api-key", API_KEY,
+        [sys.executable, "-m", "cli", "sandbox", "--port", str(port), "--state", str(state), "--api-key", API_KEY,
          "--exit-with-stdin"],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

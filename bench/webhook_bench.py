@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         env["MEMBERDESK_SECRETS_FILE"] = str(secrets)
         try:
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "core", "sandbox", "--port", str(sandbox), "--state", f"{tmp}/sandbox.db",
+                [sys.executable, "-m", "cli", "sandbox", "--port", str(sandbox), "--state", f"{tmp}/sandbox.db",
                  "--api-key", API_KEY, "--webhook-url", f"http://127.0.0.1:{dash}/stripe/webhook",
                  "--webhook-secret", SECRET], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True))

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         members = session.scalar(select(func.count()).select_from(Member)) or 0
     sandbox_state = Path(os.environ.get("MEMBERDESK_SANDBOX_STATE", SANDBOX_STATE))
     if members == 0:
-        demo = _python("core", "demo", "--members", str(args.demo_members), "--seed", str(DEMO_SEED))
+        demo = _python("cli", "demo", "--members", str(args.demo_members), "--seed", str(DEMO_SEED))
         if cfg.uses_sandbox:
             demo += ["--sandbox-state", str(sandbox_state)]
         with steps.step("demo world", f"first start: generating the demo world ({args.demo_members:,} members, three years)"):
@@ -246,7 +246,7 @@ def _start_sandbox(base: str, api_key: str, state: Path, webhook_url: str, secre
                    env: dict[str, str]) -> subprocess.Popen[bytes]:
     port = base.rsplit(":", 1)[-1]
     progress(f"the local Stripe sandbox listens on {base} and delivers its events to {webhook_url}")
-    cmd = _python("core", "sandbox", "--port", port, "--state", str(state), "--api-key", api_key)
+    cmd = _python("cli", "sandbox", "--port", port, "--state", str(state), "--api-key", api_key)
     if secret:
         cmd += ["--webhook-url", webhook_url, "--webhook-secret", secret]
     return subprocess.Popen(cmd, cwd=ROOT, env=env)

@@ -30,7 +30,7 @@ def test_sigterm_stops_the_sandbox_and_the_dashboard(tmp_path: Path) -> None:
            "STRIPE_API_BASE": f"http://127.0.0.1:{sandbox}", "STRIPE_API_KEY": "sk_test_run_command",
            "MEMBERDESK_SANDBOX_STATE": str(tmp_path / "sandbox.db"),
            "MEMBERDESK_SECRETS_FILE": str(tmp_path / "absent.toml")}
-    proc = subprocess.Popen([sys.executable, "-m", "core", "run", "--port", str(dash), "--demo-members", "30"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--port", str(dash), "--demo-members", "30"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
@@ -78,7 +78,7 @@ def test_a_taken_sandbox_port_moves_the_sandbox_and_its_webhooks_still_reach_the
     env.pop("SANDBOX_PORT", None)
     log_path = tmp_path / "run.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "core", "run", "--demo-members", "30"], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--demo-members", "30"], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
@@ -125,7 +125,7 @@ def test_a_pinned_sandbox_port_that_is_taken_stops_with_a_sentence(tmp_path: Pat
            "MEMBERDESK_SANDBOX_STATE": str(tmp_path / "sandbox.db"),
            "MEMBERDESK_SECRETS_FILE": str(tmp_path / "absent.toml")}
     try:
-        done = subprocess.run([sys.executable, "-m", "core", "run", "--demo-members", "5"], cwd=ROOT, env=env,
+        done = subprocess.run([sys.executable, "-m", "cli", "run", "--demo-members", "5"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=180)
     finally:
         squatter.close()

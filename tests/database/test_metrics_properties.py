@@ -366,7 +366,7 @@ class TestCommandLine:
         refresh(engine, now=NOW)
         env = {**os.environ, "DATABASE_URL": settings.database_url,
                "MEMBERDESK_ENCRYPTION_KEYS": settings.encryption_keys[0]}
-        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "core", "metrics", "--from", "2026-01-01",
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli", "metrics", "--from", "2026-01-01",
                                "--to", "2026-07-01", "--format", "csv", "--now", NOW.isoformat()],
                               env=env, capture_output=True, text=True, check=False, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]

@@ -135,7 +135,7 @@ class TestConcurrentRuns:
         env = {**os.environ, "DATABASE_URL": database_url, "STRIPE_API_KEY": sandbox.api_key,
                "STRIPE_API_BASE": sandbox.url, "MEMBERDESK_ENCRYPTION_KEYS": TEST_KEY,
                "MEMBERDESK_SECRETS_FILE": str(ROOT / "tests" / "no-such-secrets.toml")}
-        cmd = [sys.executable, "-m", "core", "sync"]
+        cmd = [sys.executable, "-m", "cli", "sync"]
         first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and _runs(engine) == []:
@@ -158,7 +158,7 @@ class TestCommand:
     def test_missing_api_key_is_a_usage_error(self, database_url: str) -> None:
         env = {**os.environ, "DATABASE_URL": database_url, "STRIPE_API_KEY": "", "MEMBERDESK_ENCRYPTION_KEYS": TEST_KEY,
                "MEMBERDESK_SECRETS_FILE": str(ROOT / "tests" / "no-such-secrets.toml")}
-        done = subprocess.run([sys.executable, "-m", "core", "sync"], cwd=ROOT, env=env, capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "cli", "sync"], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 2 and "STRIPE_API_KEY" in done.stderr
 
@@ -166,6 +166,6 @@ class TestCommand:
         env = {**os.environ, "DATABASE_URL": database_url, "STRIPE_API_KEY": sandbox.api_key,
                "STRIPE_API_BASE": sandbox.url, "MEMBERDESK_ENCRYPTION_KEYS": TEST_KEY,
                "MEMBERDESK_SECRETS_FILE": str(ROOT / "tests" / "no-such-secrets.toml")}
-        done = subprocess.run([sys.executable, "-m", "core", "reconcile", "--month", "2026-13"], cwd=ROOT, env=env,
+        done = subprocess.run([sys.executable, "-m", "cli", "reconcile", "--month", "2026-13"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and "2026-03" in done.stderr

@@ -56,7 +56,7 @@ class SandboxProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> SandboxProcess:
-        cmd = [sys.executable, "-m", "core", "sandbox", "--port", str(self.port), "--state", str(self.state_path),
+        cmd = [sys.executable, "-m", "cli", "sandbox", "--port", str(self.port), "--state", str(self.state_path),
                "--api-key", self.api_key, "--exit-with-stdin"]
         if self.webhook_url:
             cmd += ["--webhook-url", self.webhook_url, "--webhook-secret", self.webhook_secret or ""]
