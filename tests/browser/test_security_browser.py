@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import AuditEntry
+from core.permissions import Actor
 from tests.support.browser import sign_in_as, wait_idle  # the fixtures come from conftest
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -103,7 +104,7 @@ def test_hostile_names_show_as_text_and_leave_the_csv_inert(tmp_path, browser):
             s.flush()
             s.add(StaffNote(member_id=member.id, author="support", body=HOSTILE_NOTE,
                             created_at=datetime(2026, 2, 1, tzinfo=UTC)))
-            staff.create(s, actor="test", username="eve", name=HOSTILE_STAFF, email="eve@example.com",
+            staff.create(s, actor=Actor.system("test"), username="eve", name=HOSTILE_STAFF, email="eve@example.com",
                          roles="manager", password="eve-demo-pass-1", bcrypt_rounds=4)
             member_id = member.id
         context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
