@@ -241,9 +241,11 @@ class Server:
     log_path: Path
 
 
-def start_server(tmp: Path, *, database_url: str, port: int | None = None) -> Server:
+def start_server(tmp: Path, *, database_url: str, port: int | None = None,
+                 stripe: tuple[str, str] | None = None) -> Server:
     """``streamlit run dashboard/app.py`` on a free port with a test secrets file, in its own
-    process group; returns when ``/_stcore/health`` answers."""
+    process group; returns when ``/_stcore/health`` answers. ``stripe``: (api key, api base) of
+    a sandbox, for pages that change memberships."""
     from core.db import make_engine
 
     port = port or free_port()
@@ -258,7 +260,8 @@ def start_server(tmp: Path, *, database_url: str, port: int | None = None) -> Se
         f'cookie_name = "{s["authenticator"]["cookie_name"]}"\n'
         "session_idle_minutes = 30\n"
         "[stripe]\n"
-        'api_key = "sk_test_dummy"\n', encoding="utf-8")
+        + (f'api_key = "{stripe[0]}"\napi_base = "{stripe[1]}"\n' if stripe else 'api_key = "sk_test_dummy"\n'),
+        encoding="utf-8")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MEMBERDESK_", "STRIPE_", "DATABASE_URL", "STREAMLIT_"))}
     env["MEMBERDESK_SECRETS_FILE"] = str(secrets)
