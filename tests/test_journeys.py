@@ -8,7 +8,12 @@ Stripe and in our tables), and no traceback in the server's log.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +28,10 @@ from core.labels import CANCELLATION, DECLINE, REFUND
 from core.models import ChangeRequest, StaffNote
 from tests.browser_helpers import (
     ROLE_ACCOUNTS,
+    ROOT,
+    TEST_KEY,
     Server,
+    build_small_world,
     create_staff,
     sign_in,
     start_server,
@@ -53,6 +61,8 @@ def day(tmp_path: Path, database_url: str, engine: Engine, stripe_env: Any) -> I
     with session_scope(engine) as s:
         create_staff(s, extra={"lockme": "support"})
     world = build(engine, stripe_env.client, email="jo.member@example.com")
+    with session_scope(engine) as s:  # Ann Lee, Bob Stone (past due), ...: members with a history
+        build_small_world(s)
     server = start_server(tmp_path, database_url=database_url,
                           stripe=(stripe_env.proc.api_key, stripe_env.proc.url))
     try:
@@ -224,3 +234,136 @@ def test_admin_day(page: Any, day: Day) -> None:
     sign_in(agent, "newagent", "a-long-first-password")
     agent.get_by_role("button", name=re.compile("Sign out|Log out")).first.wait_for()
     other.close()
+
+
+# ----------------------------------------------------------------------------------------- manager
+
+def test_manager_day(page: Any, day: Day) -> None:
+    from datetime import timedelta
+
+    from core.changes import Actor, ChangeInput, load_limits, save_limits, submit
+    from core.models import AlertTransition
+    from core.timeutil import utc_now
+    from tests.changes_world import version
+    from tests.factories import make_sync_run
+
+    w, client = day.world, day.stripe.client
+    with session_scope(day.engine) as s:
+        limits = load_limits(s)
+        limits.approval_refund_above["USD"] = 300
+        save_limits(s, actor="admin", roles=["admin"], limits=limits)
+        make_sync_run(s, started_at=utc_now() - timedelta(hours=10), finished_at=utc_now() - timedelta(hours=10))
+    asked = submit(day.engine, ChangeInput("refund", w.member_id, version(day.engine, w.member_id), "duplicate",
+                                           "Charged twice on the 3rd.", {"payment_id": w.payment_id, "amount": "4.00"}),
+                   Actor.of("support", ["support"]), stripe=client)
+    assert asked.status == "pending_approval"
+
+    # The failed-payment worklists.
+    page.goto(f"{day.server.url}/failed_payments")
+    sign_in_as(page, "manager")
+    page.get_by_text("Past-due worklist").wait_for()
+    wait_idle(page)
+    page.locator("[data-testid=stExpander]", has_text="1 member(s)").first.wait_for()
+    page.locator("[role=gridcell]", has_text="bob.stone@example.org").first.wait_for(state="attached")
+    no_raw_codes(page)
+
+    # Approve the queued refund: the queue says who asks, for what, how much and why.
+    page.goto(f"{day.server.url}/changes")
+    page.get_by_text("Waiting for approval", exact=True).wait_for()
+    wait_idle(page)
+    page.locator("[data-testid=stSelectbox]").filter(has_text="Request to decide").first.wait_for()
+    shown = seen(page)
+    for part in ("Refund a payment of $4.00", "jo.member@example.com", "asked by support", "Duplicate charge",
+                 "Charged twice"):
+        assert part in shown, shown
+    page.get_by_label("Note for your decision (required)").fill("Checked the two charges: a duplicate.")
+    page.get_by_role("button", name="Approve and apply").click()
+    wait_idle(page)
+    page.get_by_text("Done.").first.wait_for()
+    assert client.v1.charges.retrieve(w.charge).amount_refunded == 400
+    assert requests(day.engine, "refund") == ["applied"]
+    no_raw_codes(page)
+
+    # The stale-sync alert: acknowledge, snooze, resolve.
+    page.goto(f"{day.server.url}/alerts")
+    page.get_by_role("tab", name="Open alerts").wait_for()
+    wait_idle(page)
+    card = page.locator("[data-testid=stExpander]", has_text="Stripe").first
+    card.wait_for()
+    card.get_by_role("button", name="Acknowledge").click()
+    wait_idle(page)
+    page.get_by_text("acknowledged.").first.wait_for()
+    card = page.locator("[data-testid=stExpander]", has_text="Stripe").first
+    card.get_by_label("Note (required to snooze or resolve)").fill("Sync job restarting.")
+    card.get_by_role("button", name="Snooze").click()
+    wait_idle(page)
+    page.get_by_text("snoozed.").first.wait_for()
+    page.get_by_role("tab", name="Snoozed").click()
+    card = page.locator("[data-testid=stExpander]", has_text="Stripe").first
+    card.wait_for()
+    assert card.get_by_role("button", name="Acknowledge").is_disabled()
+    card.get_by_label("Note (required to snooze or resolve)").fill("The sync runs again.")
+    card.get_by_role("button", name="Resolve").click()
+    wait_idle(page)
+    page.get_by_text("resolved.").first.wait_for()
+    no_raw_codes(page)
+    with session_scope(day.engine) as s:
+        steps = [(t.from_status, t.to_status) for t in s.scalars(select(AlertTransition).order_by(AlertTransition.id))]
+    assert steps == [(None, "open"), ("open", "acknowledged"), ("acknowledged", "snoozed"), ("snoozed", "resolved")]
+
+
+# ----------------------------------------------------------------------------------------- finance
+
+def cli(day: Day, *args: str) -> str:
+    env = {"DATABASE_URL": day.server.database_url, "MEMBERDESK_ENCRYPTION_KEYS": TEST_KEY,
+           "PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def card_value(page: Any, label: str) -> str:
+    metric = page.locator("[data-testid=stMetric]", has_text=label).first
+    return metric.locator("[data-testid=stMetricValue]").inner_text().strip()
+
+
+def test_finance_day(page: Any, day: Day, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from core.money import format_money
+    from core.timeutil import utc_now
+
+    today = utc_now().date()
+    start = (today.replace(day=1) - timedelta(days=70)).replace(day=1)
+    page.goto(f"{day.server.url}/revenue?from={start}&to={today}")
+    sign_in_as(page, "finance")
+    page.get_by_text("Net revenue").first.wait_for()
+    wait_idle(page)
+    for grain in ("month", "week", "day"):
+        page.get_by_role("radiogroup", name="Granularity").get_by_text(grain.title(), exact=True).click()
+        wait_idle(page)
+        doc = json.loads(cli(day, "metrics", "--from", str(start), "--to", str(today + timedelta(days=1)),
+                             "--granularity", grain, "--metric", "net_revenue", "--metric", "mrr"))
+        for m in doc["metrics"]:
+            title = {"net_revenue": "Net revenue", "mrr": "MRR"}[m["slug"]]
+            assert card_value(page, title) == format_money(int(m["value"]), m["currency"]), (grain, title)
+        no_raw_codes(page)
+
+    # Drill into the money collected, download the rows and read them back.
+    wait_idle(page)
+    page.locator(".st-key-revenue_cash_drill [data-testid=stSelectbox]").click()
+    page.get_by_role("option", name="Cash: Collected").first.click()
+    wait_idle(page)
+    page.get_by_text("row(s) behind Cash: Collected").wait_for()
+    with page.expect_download() as info:
+        page.locator(".st-key-revenue_cash_csv button").click()
+    saved = tmp_path / "collected.csv"
+    info.value.save_as(saved)
+    rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"))))
+    expected = list(csv.DictReader(io.StringIO(cli(
+        day, "metrics", "--from", str(start), "--to", str(today + timedelta(days=1)), "--granularity", "day",
+        "--drill", "gross_revenue", "--format", "csv"))))
+    assert len(rows) == len(expected) > 0
+    assert sorted(r["payment_id"] for r in rows) == sorted(r["payment_id"] for r in expected)
+    no_raw_codes(page)
