@@ -76,7 +76,7 @@ def recent_changes(engine: Engine, *, limit: int = 15, tz: str = "UTC") -> pd.Da
         rows.append({"member_id": mid, "email": m.email, "name": m.name, "country": m.country,
                      "stripe_customer_id": m.stripe_customer_id,
                      "status": sub["status"] if sub else "no membership", "tier": sub["tier"] if sub else "free",
-                     "matched_on": f"{kind.replace('_', ' ')} {at.astimezone(zone_):%Y-%m-%d %H:%M}"})
+                     "matched_on": f"{kind.replace('_', ' ')} {at.astimezone(zone_):%Y-%m-%d %H:%M %Z}"})
     return pd.DataFrame(rows, columns=SEARCH_COLUMNS)
 
 

@@ -117,8 +117,9 @@ def series_points(result: MetricResult | None, slug: str, *, series: str = "",
         name = series or (str(row.currency) if "currency" in frame.columns else "")
         value = row.value
         partial = unfinished(_as_date(period), q)
+        # The axis keeps the bucket's date (a date axis drops anything else); the chart marks it.
         out.append(charts.Point(key=DrillTarget(slug, "", period=_as_date(period)).id,
-                                label=_label(period) + (SO_FAR if partial else ""),
+                                label=_label(period),
                                 value=None if pd.isna(value) else value, series=name, partial=partial))
     return out
 
@@ -175,7 +176,7 @@ def targets_from_points(points: Sequence[charts.Point], title: str) -> list[Dril
         if p.key in seen:
             continue
         seen.add(p.key)
-        label = f"{title}: {p.label}" + (f" ({p.series})" if p.series else "")
+        label = f"{title}: {p.label}" + (SO_FAR if p.partial else "") + (f" ({p.series})" if p.series else "")
         out.append(DrillTarget.parse(p.key, label))
     return out
 

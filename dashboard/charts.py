@@ -237,14 +237,16 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple[str, 
             keys: Mapping[tuple[str, str], str] | None = None, height: int | None = None,
             partial: Collection[tuple[str, str]] = ()) -> go.Figure:
     """A cohort-style grid: ``cells[(row, col)]`` -> value (missing cells stay blank). Cells in
-    ``partial`` (a month not ended yet) are left uncoloured and labelled "so far".
+    ``partial`` (a month not ended yet) are left uncoloured, in italics, "so far" on hover (the page's
+    caption says so).
 
     An invisible marker sits on every filled cell so a click selects it (heat-map traces are not
     selectable in plotly); its ``customdata[0]`` is the drill key.
     """
     z = [[None if (r, c) in partial else to_float(cells.get((r, c)), unit, currency) for c in cols] for r in rows]
-    text = [[(label(cells[(r, c)], unit, currency) + ("<br>so far" if (r, c) in partial else ""))
-             if cells.get((r, c)) is not None else "" for c in cols] for r in rows]
+    text = [[(f"<i>{label(cells[(r, c)], unit, currency)}</i>" if (r, c) in partial
+              else label(cells[(r, c)], unit, currency)) if cells.get((r, c)) is not None else "" for c in cols]
+            for r in rows]
     fig = go.Figure(go.Heatmap(
         x=[as_text(c) for c in cols], y=[as_text(r) for r in rows], z=z, text=text, texttemplate="%{text}", textfont={"size": 11},
         colorscale=HEAT_SCALE, showscale=False, hoverinfo="skip", xgap=2, ygap=2,

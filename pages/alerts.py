@@ -165,8 +165,9 @@ with tab_history:
     text = left.text_input("Search rule, scope, hint or notes", key="alerts_search")
     status = right.selectbox("Status", ["all", *alerts.STATUSES], key="alerts_status")
     history = alerts.list_alerts(eng, search=text or None, status=None if status == "all" else status, limit=500)
-    frame = pd.DataFrame([{k: r[k] for k in ("id", "status", "severity", "rule", "scope", "value_text",
-                                             "baseline_text", "opened_at", "last_fired_at", "resolved_at", "hint")}
+    frame = pd.DataFrame([{k: (scope_label(r[k]) if k == "scope" else r["title"] if k == "rule" else r[k])
+                           for k in ("id", "status", "severity", "rule", "scope", "value_text", "baseline_text",
+                                     "opened_at", "last_fired_at", "resolved_at", "hint")}
                           for r in history])
     widgets.table(fmt.display_frame(frame, rename={"Value text": "Value", "Baseline text": "Baseline"})
                   if not frame.empty else frame, "alerts-history", empty_sentence="No alert matches.",

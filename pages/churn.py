@@ -70,6 +70,8 @@ for tab, role, what in ((tab_members, "cohort_members", "members"), (tab_mrr, "c
                                               title=f"Share of each cohort's {what} at the end of month k"),
                                key=f"churn_{role}_chart")
             ui.caption_definition(found[role], C[role])
+            if grid.partial:
+                st.caption("Uncoloured cells in italics are the month in progress: so far, not yet comparable.")
             ui.drill_picker(eng, q, grid.targets, clicked, key=f"churn_{role}", noun="members")
         else:
             ui.missing(found[role], f"Cohort retention ({what})")

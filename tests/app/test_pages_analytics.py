@@ -172,8 +172,10 @@ class TestChurn:
         solid = [t for t in traces if not t["name"].endswith("(so far)")]
         dotted = [t for t in traces if t["name"].endswith("(so far)")]
         assert dotted and all(t["line"]["dash"] == "dot" and "so far" in t["text"] for t in dotted)
-        assert all(not str(x).endswith("(so far)") for t in solid for x in t["x"]), "this month is not on the solid line"
-        assert all(str(t["x"][-1]).endswith("(so far)") for t in dotted)
+        this_one = first.isoformat()
+        assert all(this_one not in t["x"] for t in solid), "this month is not on the solid line"
+        assert all(t["x"][-1] == this_one and t["text"][-1] == "so far" for t in dotted)
+        assert any(str(o).endswith("(so far)") for b in drill_boxes(at) for o in b.options)
 
     def test_cards_match_the_registry(self, database_url, engine, world):
         at = run_page(database_url, "churn.py", "finance", {"from": "2026-01-01", "to": "2026-06-30"})

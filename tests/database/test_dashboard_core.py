@@ -76,8 +76,8 @@ def test_recent_changes_newest_first_each_member_once(engine, world, session):
     session.commit()
     recent = core_members.recent_changes(engine, tz="Europe/Berlin")
     assert list(recent["member_id"]) == [world.bob_id, world.ann_id]
-    assert recent.iloc[0]["matched_on"] == "canceled 2026-11-20 10:30"  # Berlin time
-    assert recent.iloc[1]["matched_on"] == "created 2025-01-01 01:00"
+    assert recent.iloc[0]["matched_on"] == "canceled 2026-11-20 10:30 CET"  # Berlin time, zone shown
+    assert recent.iloc[1]["matched_on"] == "created 2025-01-01 01:00 CET"
     assert recent.iloc[0]["status"] and recent.iloc[0]["tier"]
 
 

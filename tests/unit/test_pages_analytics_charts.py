@@ -65,7 +65,8 @@ class TestSoFar:
                              partial={("2026-10", "M1"), ("2026-11", "M0")})
         heat = fig.data[0]
         assert heat.z[0][1] is None and heat.z[1][0] is None and heat.z[0][0] == 100.0
-        assert heat.text[0][1].endswith("so far") and not heat.text[0][0].endswith("so far")
+        assert heat.text[0][1] == "<i>99.3%</i>" and heat.text[0][0] == "100.0%"
+        assert "so far" in fig.data[1].customdata[1][1]
 
     def test_unfinished_buckets(self):
         from datetime import UTC, date, datetime
