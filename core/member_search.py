@@ -211,22 +211,22 @@ def _pg_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _tsquery(words: list[str], weights: list[str]) -> str:
-    """``to_tsquery`` text: each word (letters and digits only, so no query syntax) a prefix, or a
-    whole word as in ``_fts_term``, standing where ``weights`` say (see migration 0015)."""
+def _tsquery(words: list[str], marks: list[str]) -> str:
+    """A ``tsquery``: each word (letters and digits only, so no query syntax) led by the mark of
+    where it must stand (migration 0015: ^ first word, ~ name, @ e-mail; "~@" either), a prefix
+    or a whole word as in ``_fts_term``."""
     last = len(words) - 1
-    marks = [("*" if i == last or len(w) > 1 else "") + weight for i, (w, weight) in enumerate(zip(words, weights,
-                                                                                                     strict=True))]
-    return " & ".join(f"{w}:{m}" if m else w for w, m in zip(words, marks, strict=True))
+    terms = []
+    for i, (word, where) in enumerate(zip(words, marks, strict=True)):
+        star = ":*" if i == last or len(word) > 1 else ""
+        terms.append("(" + " | ".join(f"'{m}{word}'{star}" for m in where) + ")")
+    return " & ".join(terms)
 
 
 def _postgres_rules(s: Session, query: str) -> _Rules | None:
     email = query.lower()
     pattern_sql = "email LIKE :prefix"   # ix_members_email_pattern (text_pattern_ops): a range scan
     pattern = {"prefix": _pg_like(email) + "%"}
-    # The planner guesses a fixed share of rows for a prefix word and then prefers reading the
-    # whole table, which is what a rule that finds nobody costs: the GIN index always answers.
-    s.execute(text("SET LOCAL enable_seqscan = off"))
     if "@" in query:
         return _email_rules(s, email, pattern_sql=pattern_sql, pattern=pattern)
     folded = s.execute(text("SELECT memberdesk_fold(:q)"), {"q": unicodedata.normalize("NFC", query)}).scalar_one()
@@ -234,13 +234,16 @@ def _postgres_rules(s: Session, query: str) -> _Rules | None:
     if not words:
         return None
     n = len(words)
-    rule = "SELECT id FROM members WHERE search_words @@ to_tsquery('simple', :q) LIMIT :n"
-    tiers = [(3, rule, {"q": _tsquery(words, ["A"] + ["B"] * (n - 1))}),
-             (4, rule, {"q": _tsquery(words, ["B"] * n)}),
-             (5, rule, {"q": _tsquery(words, [""] * n)})]
+    # The planner guesses a fixed share of rows for a prefix word and may then read the whole
+    # table, which is what a rule that finds nobody costs: the GIN index always answers these.
+    s.execute(text("SET LOCAL enable_seqscan = off"))
+    rule = "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery) LIMIT :n"
+    tiers = [(3, rule, {"q": _tsquery(words, ["^"] + ["~"] * (n - 1))}),
+             (4, rule, {"q": _tsquery(words, ["~"] * n)}),
+             (5, rule, {"q": _tsquery(words, ["~@"] * n)})]
     if " " not in query:
         tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
-    return _Rules(s, tiers, "id FROM members WHERE search_words @@ to_tsquery('simple', :q)", tiers[-1][2])
+    return _Rules(s, tiers, "id FROM members WHERE search_words @@ CAST(:q AS tsquery)", tiers[-1][2])
 
 
 def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: int) -> tuple[list[tuple[int, int]],
