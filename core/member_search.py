@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session
 from core.models import Dispute, Invoice, Member, Payment, PaymentMethod, Refund, Subscription
 
 PAGE_SIZE = 50
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000   # beyond this many, "more than 1,000": a list to narrow, not to page through
 SORT_LIMIT = 500   # up to this many found, each rule's members sort by name; beyond, by member id
 MAX_CHARS = 200
 MAX_WORDS = 8

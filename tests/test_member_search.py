@@ -96,8 +96,14 @@ class TestTotals:
         assert ids(engine, "zacharie moreau") == [wanted.id]  # narrowing finds the one wanted
         assert search_page(engine, "moreau", offset=1000).rows.empty
 
-    def test_count_cap_is_large(self):
-        assert COUNT_CAP >= 10_000
+    def test_beyond_the_cap_it_says_more_than(self, engine, session):
+        session.add_all([Member(email=f"m{i}@example.com", name=f"Ann{i:04d} Moreau", created_at=at("2025-01-01 00:00"))
+                         for i in range(COUNT_CAP + 10)])
+        session.commit()
+        page = search_page(engine, "moreau")
+        assert (page.total, page.more_than, len(page.rows)) == (COUNT_CAP, True, PAGE_SIZE)
+        last = search_page(engine, "moreau", offset=COUNT_CAP - PAGE_SIZE)
+        assert len(last.rows) == PAGE_SIZE and not set(last.rows["member_id"]) & set(page.rows["member_id"])
 
 
 class TestIds:
