@@ -8,16 +8,16 @@ the best rule that finds them):
    invoice numbers;
 2. "email": the whole address (a query with an @ is an address: rules 2-3 only);
 3. "email starts with": the address starts with the query;
-4. "name starts with": the name's first word starts with the first word typed, and each other
-   word typed starts a word of the name;
-5. "name": each word typed starts a word of the name ("fernandez" finds "Léa Fernández",
-   "brien" finds "Ann O'Brien");
-6. "name or email": each word typed starts a word of the name or of the address ("stone" finds
+4. "name starts with": the name's first word is (or, typed alone, starts with) the first word
+   typed, and the other words typed are words of the name;
+5. "name": the words typed are words of the name ("fernandez" finds "Léa Fernández", "brien"
+   finds "Ann O'Brien");
+6. "name or email": the words typed are words of the name or of the address ("stone" finds
    bob.stone@example.org).
 
 Words are runs of letters and digits (anything else separates them), compared with case and
-accents folded; a one-letter word before the last must be a whole word ("o brien"), the last is
-always a start. When at most ``SORT_LIMIT`` members are found, each rule's members sort by name;
+accents folded; the words before the last are whole words and the last a start ("lea mor" finds
+"Léa Moreau", "le moreau" does not). When at most ``SORT_LIMIT`` members are found, each rule's members sort by name;
 beyond, in the order the index gives them (SQLite: member id; PostgreSQL: where the rows are
 stored, which is mostly the order they were added), as sorting tens of thousands of names costs
 more than the search. The total
@@ -181,10 +181,11 @@ def _email_rules(s: Session, email: str, *, pattern_sql: str, pattern: dict[str,
 
 
 def _fts_term(token: str, *, last: bool) -> str:
-    # A one-letter word before the last is a whole word ("o" of "o'brien"): as a prefix it would
-    # read every word starting with that letter. The last word is always a prefix (still typing).
+    # Words before the last are whole words, the last one a start (still being typed): a prefix
+    # reads every word that starts so (30,000 members for a common name at a million), a whole
+    # word only its own, and the index can then skip through the longer lists.
     quoted = '"' + token.replace('"', '""') + '"'
-    return quoted + "*" if last or len(token) > 1 else quoted
+    return quoted + "*" if last else quoted
 
 
 def _sqlite_rules(s: Session, query: str) -> _Rules | None:
@@ -218,7 +219,7 @@ def _tsquery(words: list[str], marks: list[str]) -> str:
     last = len(words) - 1
     terms = []
     for i, (word, where) in enumerate(zip(words, marks, strict=True)):
-        star = ":*" if i == last or len(word) > 1 else ""
+        star = ":*" if i == last else ""
         terms.append("(" + " | ".join(f"'{m}{word}'{star}" for m in where) + ")")
     return " & ".join(terms)
 

@@ -55,6 +55,10 @@ class TestFolding:
     def test_the_middle_of_a_word_is_not_a_match(self, engine, people):
         assert ids(engine, "nandez") == []
 
+    def test_the_last_word_may_be_a_start_the_others_are_whole_words(self, engine, people):
+        assert ids(engine, "lea fern") == [people["lea"]]
+        assert ids(engine, "le fernandez") == []
+
 
 class TestRanking:
     def test_best_match_first(self, engine, session):
