@@ -56,6 +56,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ROLES = {"support": "support-demo-pass", "finance": "finance-demo-pass", "manager": "manager-demo-pass",
          "admin": "admin-demo-pass"}
 SECTION = "## The user's experience in the browser"
+STEPS = ("pages", "search", "change", "concurrent")
 FAILURES = Path(tempfile.gettempdir()) / "memberdesk-ux-failures"  # a screenshot of a step that failed
 PAGE_TIMEOUT_MS = 180_000  # a page slower than this counts as this long, and as a problem
 SAID = re.compile(r"members? matche?s?|No member matches")
@@ -65,11 +66,10 @@ SEARCHES = ["moreau", "fernandez", "lea moreau", "{email}", "{email_start}", "{c
 WATCH = """
 window.__md = [];
 new MutationObserver((records) => {
-  for (const r of records) {
-    const s = r.target.getAttribute && r.target.getAttribute('data-test-script-state');
-    if (s) window.__md.push({s, t: performance.now()});
-  }
-}).observe(document, {attributes: true, subtree: true, attributeFilter: ['data-test-script-state']});
+  // A record's oldValue is the state it left: a short run may be over before this callback runs.
+  for (const r of records) window.__md.push({s: r.oldValue, t: performance.now()});
+}).observe(document, {attributes: true, attributeOldValue: true, subtree: true,
+                      attributeFilter: ['data-test-script-state']});
 """
 # Done: a run began after t0 and the app is idle again.
 DONE = """(t0) => {
@@ -264,6 +264,8 @@ async def open_page(page: Any, href: str) -> float:
 
 async def new_page(browser: Any) -> tuple[Any, Any]:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    context.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
     await context.add_init_script(WATCH)
     return context, await context.new_page()
 
@@ -386,18 +388,19 @@ async def drive(server: Server, args: argparse.Namespace, env: dict[str, str], r
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            for role in args.roles:
+            for role in args.roles if "pages" in args.steps else []:
                 server.stop()
                 res.starts.append(Figure("restart → healthy", role, server.start() * 1000, load()))
                 with PeakRss(server) as peak:
                     await step(res, f"{role}'s pages", role_pass(browser, server, role, args.warm, res))
                 res.rss.append((f"after {role}'s pages", peak.peak, load()))
             samples = sample_ids(env["DATABASE_URL"])
-            await step(res, "member search", search_pass(browser, server, [q.format(**samples) for q in SEARCHES], res))
-            res.rss.append(("after the searches", server.rss_mib(), load()))
-            if samples.get("subscriber"):
+            if "search" in args.steps:
+                await step(res, "member search", search_pass(browser, server, [q.format(**samples) for q in SEARCHES], res))
+                res.rss.append(("after the searches", server.rss_mib(), load()))
+            if samples.get("subscriber") and "change" in args.steps:
                 await step(res, "staff change", change_pass(browser, server, int(samples["subscriber"]), res))
-            if args.sessions:
+            if args.sessions and "concurrent" in args.steps:
                 await step(res, "concurrent sessions", concurrent_pass(browser, server, args.sessions, args.rounds, res))
                 if res.concurrent:
                     res.rss.append((f"after {args.sessions} concurrent sessions (peak during)",
@@ -523,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm", type=int, default=3, help="warm visits per page (median)")
     p.add_argument("--sessions", type=int, default=10)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="what to measure (default: all)")
     p.add_argument("--write-docs", action="store_true")
     p.add_argument("--keep", action="store_true")
     args = p.parse_args(argv)

@@ -199,4 +199,4 @@ class TestMembersPage:
         assert "showing 51–60" in texts(at) and len(at.dataframe[0].value) == 10
         assert at.dataframe[0].value["Name"].tolist()[-1] == "Person59 Moreau"
         at.text_input(key="member_search").input("person07 moreau").run()
-        assert "1 member match “person07 moreau”." in texts(at)
+        assert "1 member matches “person07 moreau”." in texts(at)
