@@ -8,16 +8,16 @@ the best rule that finds them):
    invoice numbers;
 2. "email": the whole address (a query with an @ is an address: rules 2-3 only);
 3. "email starts with": the address starts with the query;
-4. "name starts with": the name's first word starts with the first word typed, and each other
-   word typed starts a word of the name;
-5. "name": each word typed starts a word of the name ("fernandez" finds "Léa Fernández",
-   "brien" finds "Ann O'Brien");
-6. "name or email": each word typed starts a word of the name or of the address ("stone" finds
+4. "name starts with": the name's first word is (or, typed alone, starts with) the first word
+   typed, and the other words typed are words of the name;
+5. "name": the words typed are words of the name ("fernandez" finds "Léa Fernández", "brien"
+   finds "Ann O'Brien");
+6. "name or email": the words typed are words of the name or of the address ("stone" finds
    bob.stone@example.org).
 
 Words are runs of letters and digits (anything else separates them), compared with case and
-accents folded; a one-letter word before the last must be a whole word ("o brien"), the last is
-always a start. When at most ``SORT_LIMIT`` members are found, each rule's members sort by name;
+accents folded; the words before the last are whole words and the last a start ("lea mor" finds
+"Léa Moreau", "le moreau" does not). When at most ``SORT_LIMIT`` members are found, each rule's members sort by name;
 beyond, in the order the index gives them (SQLite: member id; PostgreSQL: where the rows are
 stored, which is mostly the order they were added), as sorting tens of thousands of names costs
 more than the search. The total
@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session
 from core.models import Dispute, Invoice, Member, Payment, PaymentMethod, Refund, Subscription
 
 PAGE_SIZE = 50
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000   # beyond this many, "more than 1,000": a list to narrow, not to page through
 SORT_LIMIT = 500   # up to this many found, each rule's members sort by name; beyond, by member id
 MAX_CHARS = 200
 MAX_WORDS = 8
@@ -181,10 +181,11 @@ def _email_rules(s: Session, email: str, *, pattern_sql: str, pattern: dict[str,
 
 
 def _fts_term(token: str, *, last: bool) -> str:
-    # A one-letter word before the last is a whole word ("o" of "o'brien"): as a prefix it would
-    # read every word starting with that letter. The last word is always a prefix (still typing).
+    # Words before the last are whole words, the last one a start (still being typed): a prefix
+    # reads every word that starts so (30,000 members for a common name at a million), a whole
+    # word only its own, and the index can then skip through the longer lists.
     quoted = '"' + token.replace('"', '""') + '"'
-    return quoted + "*" if last or len(token) > 1 else quoted
+    return quoted + "*" if last else quoted
 
 
 def _sqlite_rules(s: Session, query: str) -> _Rules | None:
@@ -211,22 +212,22 @@ def _pg_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _tsquery(words: list[str], weights: list[str]) -> str:
-    """``to_tsquery`` text: each word (letters and digits only, so no query syntax) a prefix, or a
-    whole word as in ``_fts_term``, standing where ``weights`` say (see migration 0015)."""
+def _tsquery(words: list[str], marks: list[str]) -> str:
+    """A ``tsquery``: each word (letters and digits only, so no query syntax) led by the mark of
+    where it must stand (migration 0015: ^ first word, ~ name, @ e-mail; "~@" either), a prefix
+    or a whole word as in ``_fts_term``."""
     last = len(words) - 1
-    marks = [("*" if i == last or len(w) > 1 else "") + weight for i, (w, weight) in enumerate(zip(words, weights,
-                                                                                                     strict=True))]
-    return " & ".join(f"{w}:{m}" if m else w for w, m in zip(words, marks, strict=True))
+    terms = []
+    for i, (word, where) in enumerate(zip(words, marks, strict=True)):
+        star = ":*" if i == last else ""
+        terms.append("(" + " | ".join(f"'{m}{word}'{star}" for m in where) + ")")
+    return " & ".join(terms)
 
 
 def _postgres_rules(s: Session, query: str) -> _Rules | None:
     email = query.lower()
     pattern_sql = "email LIKE :prefix"   # ix_members_email_pattern (text_pattern_ops): a range scan
     pattern = {"prefix": _pg_like(email) + "%"}
-    # The planner guesses a fixed share of rows for a prefix word and then prefers reading the
-    # whole table, which is what a rule that finds nobody costs: the GIN index always answers.
-    s.execute(text("SET LOCAL enable_seqscan = off"))
     if "@" in query:
         return _email_rules(s, email, pattern_sql=pattern_sql, pattern=pattern)
     folded = s.execute(text("SELECT memberdesk_fold(:q)"), {"q": unicodedata.normalize("NFC", query)}).scalar_one()
@@ -234,13 +235,16 @@ def _postgres_rules(s: Session, query: str) -> _Rules | None:
     if not words:
         return None
     n = len(words)
-    rule = "SELECT id FROM members WHERE search_words @@ to_tsquery('simple', :q) LIMIT :n"
-    tiers = [(3, rule, {"q": _tsquery(words, ["A"] + ["B"] * (n - 1))}),
-             (4, rule, {"q": _tsquery(words, ["B"] * n)}),
-             (5, rule, {"q": _tsquery(words, [""] * n)})]
+    # The planner guesses a fixed share of rows for a prefix word and may then read the whole
+    # table, which is what a rule that finds nobody costs: the GIN index always answers these.
+    s.execute(text("SET LOCAL enable_seqscan = off"))
+    rule = "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery) LIMIT :n"
+    tiers = [(3, rule, {"q": _tsquery(words, ["^"] + ["~"] * (n - 1))}),
+             (4, rule, {"q": _tsquery(words, ["~"] * n)}),
+             (5, rule, {"q": _tsquery(words, ["~@"] * n)})]
     if " " not in query:
         tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
-    return _Rules(s, tiers, "id FROM members WHERE search_words @@ to_tsquery('simple', :q)", tiers[-1][2])
+    return _Rules(s, tiers, "id FROM members WHERE search_words @@ CAST(:q AS tsquery)", tiers[-1][2])
 
 
 def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: int) -> tuple[list[tuple[int, int]],

@@ -65,7 +65,8 @@ def render_search(ctx: StaffContext) -> None:
 def _summary(page: core_member_search.SearchPage) -> str:
     """The true total, where this page sits in it, and how to narrow a long list."""
     total = ("more than " if page.more_than else "") + fmt.count(page.total)
-    said = f"{total} member{'s' if page.total != 1 or page.more_than else ''} match “{page.query}”"
+    one = page.total == 1 and not page.more_than
+    said = f"{total} member{'' if one else 's'} match{'es' if one else ''} “{page.query}”"
     if page.total <= len(page.rows) and not page.more_than:
         return said + "."
     return (f"{said}: showing {fmt.count(page.first)}–{fmt.count(page.last)}, best matches first. "

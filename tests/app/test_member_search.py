@@ -55,6 +55,10 @@ class TestFolding:
     def test_the_middle_of_a_word_is_not_a_match(self, engine, people):
         assert ids(engine, "nandez") == []
 
+    def test_the_last_word_may_be_a_start_the_others_are_whole_words(self, engine, people):
+        assert ids(engine, "lea fern") == [people["lea"]]
+        assert ids(engine, "le fernandez") == []
+
 
 class TestRanking:
     def test_best_match_first(self, engine, session):
@@ -96,8 +100,14 @@ class TestTotals:
         assert ids(engine, "zacharie moreau") == [wanted.id]  # narrowing finds the one wanted
         assert search_page(engine, "moreau", offset=1000).rows.empty
 
-    def test_count_cap_is_large(self):
-        assert COUNT_CAP >= 10_000
+    def test_beyond_the_cap_it_says_more_than(self, engine, session):
+        session.add_all([Member(email=f"m{i}@example.com", name=f"Ann{i:04d} Moreau", created_at=at("2025-01-01 00:00"))
+                         for i in range(COUNT_CAP + 10)])
+        session.commit()
+        page = search_page(engine, "moreau")
+        assert (page.total, page.more_than, len(page.rows)) == (COUNT_CAP, True, PAGE_SIZE)
+        last = search_page(engine, "moreau", offset=COUNT_CAP - PAGE_SIZE)
+        assert len(last.rows) == PAGE_SIZE and not set(last.rows["member_id"]) & set(page.rows["member_id"])
 
 
 class TestIds:
@@ -189,4 +199,4 @@ class TestMembersPage:
         assert "showing 51–60" in texts(at) and len(at.dataframe[0].value) == 10
         assert at.dataframe[0].value["Name"].tolist()[-1] == "Person59 Moreau"
         at.text_input(key="member_search").input("person07 moreau").run()
-        assert "1 member match “person07 moreau”." in texts(at)
+        assert "1 member matches “person07 moreau”." in texts(at)

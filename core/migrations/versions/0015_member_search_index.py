@@ -11,7 +11,8 @@ the demo loader, staff tools, a hand-run fix):
   tokenizer ``unicode61 remove_diacritics 2`` (Unicode case folding, accents removed), kept by
   three triggers on ``members``.
 - PostgreSQL: a stored generated column ``members.search_words`` (a ``tsvector`` of the folded
-  words: weight A the name's first word, B the name's words, C the e-mail's) with a GIN index, and
+  words, each led by a mark: ^ the name's first word, ~ a word of the name, @ one of the e-mail)
+  with a GIN index, and
   a ``text_pattern_ops`` index for the e-mail's start. ``memberdesk_fold`` is
   ``lower(unaccent(text))`` declared IMMUTABLE (with the dictionary named, which is what makes
   that true) so a generated column may use it. ``unaccent`` is a "trusted" extension since
@@ -61,16 +62,20 @@ _SQLITE = [
 ]
 
 
-# The words of a text as the search splits them: runs of letters and digits.
-_WORDS = "regexp_replace({}, '[^[:alnum:]]+', ' ', 'g')"
-# Weights mark where a word stands: A the name up to its first space (as SQLite's first_word), B any
-# word of the name, C the e-mail's.
-SEARCH_WORDS = (
-    "setweight(to_tsvector('simple', {first}), 'A') || "
-    "setweight(to_tsvector('simple', {folded}), 'B') || "
-    "setweight(to_tsvector('simple', {email}), 'C')"
-).format(first=_WORDS.format("split_part(memberdesk_fold(name), ' ', 1)"),
-         folded=_WORDS.format("memberdesk_fold(name)"), email=_WORDS.format("email"))
+
+
+def _marked(mark: str, value: str) -> str:
+    """The words of ``value`` (runs of letters and digits) as an array, each led by ``mark``."""
+    trimmed = f"regexp_replace({value}, '^[^[:alnum:]]+|[^[:alnum:]]+$', '', 'g')"
+    return f"string_to_array('{mark}' || regexp_replace({trimmed}, '[^[:alnum:]]+', ' {mark}', 'g'), ' ')"
+
+
+# One lexeme per word, led by where it stands: ^ the name up to its first space (as SQLite's
+# first_word), ~ any word of the name, @ a word of the e-mail. A rule is then a plain index
+# lookup ("'~moreau':*"); weights would do the same but make PostgreSQL re-read every candidate row.
+SEARCH_WORDS = "array_to_tsvector({} || {} || {})".format(
+    _marked("^", "split_part(memberdesk_fold(name), ' ', 1)"), _marked("~", "memberdesk_fold(name)"),
+    _marked("@", "memberdesk_fold(email)"))
 
 
 def _postgres_upgrade() -> None:

@@ -1,0 +1,584 @@
+"""The user's experience, measured in a browser: ``python -m bench.ux_bench``.
+
+One command, public tools only (``python -m cli run``, Playwright driving Debian's Chromium), and
+only the product's public surface (its start command, HTTP, what the browser shows), so it keeps
+working while the server's start and the pages' reads change underneath:
+
+1. a scratch folder, database and Stripe sandbox; ``python -m cli run`` (what ``make run`` calls)
+   generates ``make run``'s demo world on first start (``--members``, default 5,000, seed 42) and
+   serves the dashboard and the sandbox; time to healthy is measured (first start and restarts);
+2. per role (support, finance, manager, admin): restart the server, sign in (the first page after
+   a restart: *cold*), open every page the role sees from the navigation (the first visit since
+   the restart: *first*), then each page again (*warm*, median of ``--warm`` visits);
+3. member search on the Members page (each query typed once: nothing cached);
+4. a staff change end to end: a support agent cancels a membership at the period's end and undoes
+   it (Preview, then Confirm until "Done." shows: Stripe's sandbox and our rows);
+5. ``--sessions`` concurrent staff sessions, each its own browser context (cookies, websocket) in
+   one Chromium, signing in together and walking their pages ``--rounds`` times: p50/p95 page time;
+6. the server's RSS (the Streamlit process) after each step and at peak, and the load average
+   beside every figure. Times are of the day they run at (the Overview opens on "Month to date").
+
+A page's time runs from the click (or the sign-in) until the script run it started has ended
+(Streamlit's own ``data-test-script-state`` on the page); charts may still paint after that. A
+staff change's time runs from Confirm until its "Done." shows (after the rerun that shows it). The browser runs on the same 2 cores as the server.
+
+Options: ``--db sqlite|postgresql`` (PostgreSQL: a scratch database, dropped afterwards),
+``--members N``, ``--sessions N``, ``--write-docs`` (replace the browser table in
+docs/benchmarks.md), ``--keep`` (keep the scratch folder and database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ROLES = {"support": "support-demo-pass", "finance": "finance-demo-pass", "manager": "manager-demo-pass",
+         "admin": "admin-demo-pass"}
+SECTION = "## The user's experience in the browser"
+STEPS = ("pages", "search", "change", "concurrent")
+FAILURES = Path(tempfile.gettempdir()) / "memberdesk-ux-failures"  # a screenshot of a step that failed
+PAGE_TIMEOUT_MS = 180_000  # a page slower than this counts as this long, and as a problem
+SAID = re.compile(r"members? matche?s?|No member matches")
+SEARCHES = ["moreau", "fernandez", "lea moreau", "{email}", "{email_start}", "{customer}", "{member_id}"]
+
+# Script-state changes as they happen, from the first byte of every document.
+WATCH = """
+window.__md = [];
+new MutationObserver((records) => {
+  // A record's oldValue is the state it left: a short run may be over before this callback runs.
+  for (const r of records) window.__md.push({s: r.oldValue, t: performance.now()});
+}).observe(document, {attributes: true, attributeOldValue: true, subtree: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
+# Done: a run began after t0 and the app is idle again.
+DONE = """(t0) => {
+  const app = document.querySelector('[data-testid=stApp]');
+  if (!app) return false;
+  const ran = window.__md.some(x => x.t >= t0 && x.s === 'running');
+  if (!ran || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  return performance.now() - t0;
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def cpu_model() -> str:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name:")),
+                platform.processor() or "unknown CPU")
+
+
+# --- the server, through its public start command -------------------------------------------------
+
+class Server:
+    """``python -m cli run`` in its own process group; restartable; RSS of its Streamlit child."""
+
+    def __init__(self, env: dict[str, str], port: int, members: int, log: Path):
+        self.env, self.port, self.members, self.log = env, port, members, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base = f"http://127.0.0.1:{port}"
+
+    def start(self, timeout: float = 1800) -> float:
+        """Start and wait until healthy; seconds from the command to the first healthy answer."""
+        t = time.perf_counter()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cli", "run", "--port", str(self.port), "--demo-members", str(self.members)],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        while time.perf_counter() - t < timeout:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the server stopped while starting; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.base}/_stcore/health", timeout=2):
+                    return time.perf_counter() - t
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit(f"the server was not healthy within {timeout:.0f} s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def _streamlit_pid(self) -> int | None:
+        if self.proc is None:
+            return None
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid == self.proc.pid and b"streamlit" in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except (OSError, ValueError, IndexError):
+                continue
+        return None
+
+    def rss_mib(self) -> float | None:
+        pid = self._streamlit_pid()
+        if pid is None:
+            return None
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+
+class PeakRss:
+    """The server's RSS sampled twice a second in a thread while a step runs."""
+
+    def __init__(self, server: Server):
+        self.server, self.peak, self._stop = server, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.server.rss_mib() or 0.0)
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- the browser ----------------------------------------------------------------------------------
+
+@dataclass
+class Figure:
+    what: str
+    role: str
+    ms: float
+    load: str
+    note: str = ""
+
+
+@dataclass
+class Results:
+    started: str = ""
+    machine: str = ""
+    world: str = ""
+    starts: list[Figure] = field(default_factory=list)
+    pages: list[Figure] = field(default_factory=list)
+    searches: list[Figure] = field(default_factory=list)
+    changes: list[Figure] = field(default_factory=list)
+    concurrent: dict[str, Any] = field(default_factory=dict)
+    rss: list[tuple[str, float | None, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+STARTED = "(t0) => window.__md.some(x => x.t >= t0)"
+
+
+async def timed(page: Any, action: Any, timeout_ms: float = 600_000, tries: int = 3) -> float:
+    """Milliseconds from ``action()`` until the run it starts has ended (see DONE). A click that
+    lands while the sign-in cookie component reruns the page can be dropped (no run starts): as a
+    person would, the action is repeated (at most ``tries`` times, 15 s apart), and the time
+    counts from the first one."""
+    t0 = await page.evaluate("performance.now()")
+    for attempt in range(tries):
+        await action()
+        try:
+            await page.wait_for_function(STARTED, arg=t0, polling="raf", timeout=15_000)
+            break
+        except Exception:
+            if attempt == tries - 1:
+                raise
+    handle = await page.wait_for_function(DONE, arg=t0, polling="raf", timeout=timeout_ms)
+    return float(await handle.json_value())
+
+
+async def timed_goto(page: Any, url: str, timeout_ms: float = 600_000) -> float:
+    """Milliseconds from asking for ``url`` until its first script run has ended (a new document
+    has its own clock, so this is timed here, not in the page)."""
+    t = time.perf_counter()
+    await page.goto(url)
+    await page.wait_for_function(DONE, arg=0, polling="raf", timeout=timeout_ms)
+    return (time.perf_counter() - t) * 1000
+
+
+async def problems_on(page: Any, where: str) -> list[str]:
+    found = []
+    if await page.locator("[data-testid=stException]").count():
+        found.append(f"{where}: a traceback is shown")
+    text = await page.locator("[data-testid=stMain]").inner_text()
+    if "Traceback" in text:
+        found.append(f"{where}: 'Traceback' in the page text")
+    return found
+
+
+async def sign_in(page: Any, base: str, role: str) -> float:
+    await page.goto(base)
+    await page.get_by_label("Username").wait_for(timeout=600_000)
+    await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=600_000)
+    await page.get_by_label("Username").fill(role)
+    await page.get_by_label("Password", exact=True).fill(ROLES[role])
+    # Until the navigation shows and the run that draws the first page has ended: signing in
+    # takes a run of its own (cookie, rerun) before the page's.
+    t = time.perf_counter()
+    t0 = await page.evaluate("performance.now()")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_selector("[data-testid=stSidebarNav] a", timeout=PAGE_TIMEOUT_MS)
+    await page.wait_for_function(DONE, arg=t0, polling="raf", timeout=PAGE_TIMEOUT_MS)
+    return (time.perf_counter() - t) * 1000
+
+
+async def nav_links(page: Any) -> list[tuple[str, str]]:
+    """(title, href) of every page in the navigation, in order."""
+    out = []
+    for a in await page.query_selector_all("[data-testid=stSidebarNav] a"):
+        href = await a.get_attribute("href") or ""
+        title = (await a.inner_text()).strip().splitlines()[-1].strip()
+        if (title, href) not in out:
+            out.append((title, href))
+    return out
+
+
+async def open_page(page: Any, href: str) -> float:
+    link = page.locator(f'[data-testid=stSidebarNav] a[href="{href}"]').first
+    return await timed(page, lambda: link.click())
+
+
+async def new_page(browser: Any) -> tuple[Any, Any]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    context.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
+    await context.add_init_script(WATCH)
+    return context, await context.new_page()
+
+
+async def role_pass(browser: Any, server: Server, role: str, warm: int, res: Results) -> None:
+    context, page = await new_page(browser)
+    try:
+        ms = await sign_in(page, server.base, role)
+        res.pages.append(Figure("sign-in → first page", role, ms, load(), "cold: first after a restart"))
+        links = await nav_links(page)
+        first_title = links[0][0] if links else "?"
+        res.pages[-1].note += f" ({first_title})"
+        for title, href in links[1:]:
+            res.pages.append(Figure(title, role, await open_page(page, href), load(), "first visit"))
+            res.problems += await problems_on(page, f"{role} {title}")
+        for title, href in links[1:] + links[:1]:
+            times = [await open_page(page, href) for _ in range(warm)]
+            res.pages.append(Figure(title, role, statistics.median(times), load(), f"warm, median of {warm}"))
+    finally:
+        await context.close()
+
+
+async def search_pass(browser: Any, server: Server, queries: list[str], res: Results) -> None:
+    context, page = await new_page(browser)
+    try:
+        await sign_in(page, server.base, "support")
+        members = next(h for t, h in await nav_links(page) if t == "Members")
+        await open_page(page, members)
+        box = page.get_by_role("textbox", name="Find a member")
+        for query in queries:
+            await box.fill(query)
+            ms = await timed(page, lambda: box.press("Enter"))
+            main = await page.locator("[data-testid=stMain]").inner_text()
+            said = next((line for line in main.splitlines() if SAID.search(line)), "?")
+            res.searches.append(Figure(query, "support", ms, load(), said.strip()[:90]))
+    finally:
+        await context.close()
+
+
+async def change_pass(browser: Any, server: Server, member_id: int, res: Results) -> None:
+    context, page = await new_page(browser)
+    try:
+        await sign_in(page, server.base, "support")
+        ms = await timed_goto(page, f"{server.base}/members?member={member_id}")
+        await page.get_by_text("Make a change").wait_for(timeout=600_000)
+        res.changes.append(Figure("member page (deep link, signed in by cookie)", "support", ms, load()))
+        for action, what in (("Cancel the membership", "cancel at period end"),
+                             ("Undo a scheduled cancellation", "undo the cancellation")):
+            await page.locator("[data-testid=stSelectbox]").filter(has_text="Action").first.click()
+            await timed(page, lambda a=action: page.get_by_role("option", name=a).first.click())
+            await page.get_by_label("Comment (required)").fill("Benchmark: the member asked for it.")
+            preview = await timed(page, lambda: page.get_by_role("button", name="Preview").click())
+            t = time.perf_counter()
+            await page.get_by_role("button", name="Confirm change").click()
+            outcome = page.get_by_text(re.compile(r"^Done")).or_(page.locator("[data-testid=stAlertContentError]"))
+            await outcome.first.wait_for(timeout=120_000)
+            confirm = (time.perf_counter() - t) * 1000
+            shown = await page.get_by_text(re.compile(r"^Done")).count()
+            await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]")
+            res.changes.append(Figure(f"{what}: Preview", "support", preview, load()))
+            res.changes.append(Figure(f"{what}: Confirm → “Done.”", "support", confirm, load(),
+                                      "" if shown else "“Done.” not shown"))
+            if not shown:
+                res.problems.append(f"staff change '{what}' did not show Done.")
+    except Exception:
+        await page.screenshot(path=str(FAILURES / "staff-change.png"), full_page=True)
+        raise
+    finally:
+        await context.close()
+
+
+async def one_session(browser: Any, server: Server, role: str, rounds: int, problems: list[str]) -> list[float]:
+    context, page = await new_page(browser)
+    times = []
+    try:
+        times.append(await sign_in(page, server.base, role))
+        links = await nav_links(page)
+        for _ in range(rounds):
+            for title, href in links[1:] + links[:1]:
+                try:
+                    times.append(await timed(page, lambda h=href: page.locator(
+                        f'[data-testid=stSidebarNav] a[href="{h}"]').first.click(), timeout_ms=PAGE_TIMEOUT_MS))
+                except Exception as exc:  # one slow page is a figure, not the end of the session
+                    problems.append(f"concurrent {role} {title}: {type(exc).__name__}")
+                    times.append(PAGE_TIMEOUT_MS)
+    finally:
+        await context.close()
+    return times
+
+
+async def concurrent_pass(browser: Any, server: Server, sessions: int, rounds: int, res: Results) -> None:
+    roles = list(ROLES)
+    before = load()
+    with PeakRss(server) as peak:
+        t = time.perf_counter()
+        runs = await asyncio.gather(*[one_session(browser, server, roles[i % len(roles)], rounds, res.problems)
+                                      for i in range(sessions)], return_exceptions=True)
+        wall = time.perf_counter() - t
+    times = sorted(x for r in runs if isinstance(r, list) for x in r)
+    failed = [repr(r)[:200] for r in runs if not isinstance(r, list)]
+    res.problems += [f"concurrent session failed: {f}" for f in failed]
+    q = statistics.quantiles(times, n=20) if len(times) >= 20 else [max(times or [0])] * 19
+    res.concurrent = {"sessions": sessions, "rounds": rounds, "pages": len(times), "p50": statistics.median(times or [0]),
+                      "p95": q[18], "max": max(times or [0]), "wall": wall, "peak_rss": peak.peak,
+                      "load": f"{before} → {load()}", "failed": len(failed)}
+
+
+async def step(res: Results, what: str, work: Any) -> None:
+    """Run one step; a failure is reported beside the figures instead of ending the run."""
+    try:
+        await work
+    except Exception as exc:  # the bench reports what it could not measure and goes on
+        res.problems.append(f"{what} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        print(f"{what} failed: {exc}", file=sys.stderr, flush=True)
+
+
+async def drive(server: Server, args: argparse.Namespace, env: dict[str, str], res: Results) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for role in args.roles if "pages" in args.steps else []:
+                server.stop()
+                res.starts.append(Figure("restart → healthy", role, server.start() * 1000, load()))
+                with PeakRss(server) as peak:
+                    await step(res, f"{role}'s pages", role_pass(browser, server, role, args.warm, res))
+                res.rss.append((f"after {role}'s pages", peak.peak, load()))
+            samples = sample_ids(env["DATABASE_URL"])
+            if "search" in args.steps:
+                await step(res, "member search", search_pass(browser, server, [q.format(**samples) for q in SEARCHES], res))
+                res.rss.append(("after the searches", server.rss_mib(), load()))
+            if samples.get("subscriber") and "change" in args.steps:
+                await step(res, "staff change", change_pass(browser, server, int(samples["subscriber"]), res))
+            if args.sessions and "concurrent" in args.steps:
+                await step(res, "concurrent sessions", concurrent_pass(browser, server, args.sessions, args.rounds, res))
+                if res.concurrent:
+                    res.rss.append((f"after {args.sessions} concurrent sessions (peak during)",
+                                    res.concurrent["peak_rss"], res.concurrent["load"]))
+        finally:
+            await browser.close()
+
+
+def sample_ids(url: str) -> dict[str, str]:
+    """A member to search for and one whose active subscription a support agent may cancel."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT id, email, stripe_customer_id FROM members WHERE stripe_customer_id "
+                                "IS NOT NULL ORDER BY id LIMIT 1 OFFSET 100")).one()
+        sub = conn.execute(text("SELECT member_id FROM subscriptions WHERE status = 'active' AND "
+                                "cancel_at_period_end = :f ORDER BY member_id LIMIT 1"), {"f": False}).scalar()
+    engine.dispose()
+    return {"member_id": str(row[0]), "email": row[1], "email_start": row[1].split("@")[0][:-2],
+            "customer": row[2], "subscriber": str(sub or "")}
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+def ms(value: float) -> str:
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
+
+
+def report(res: Results, args: argparse.Namespace) -> str:
+    lines = [f"### {args.db}, {args.members:,} members (make run's demo world{'' if args.members == 5000 else ', larger'})",
+             "", f"Measured {res.started} on {res.machine} with `python -m bench.ux_bench --db {args.db} --members "
+             f"{args.members} --roles {' '.join(args.roles)} --steps {' '.join(args.steps)} --sessions {args.sessions} "
+             f"--rounds {args.rounds} --warm {args.warm}`; {res.world}. Load = 1/5/15-minute load average when the "
+             "figure was taken (2 cores, shared; the browser runs on them too).", ""]
+    lines += ["| step | role | time | load | note |", "|---|---|---:|---|---|"]
+    for f in res.starts:
+        lines.append(f"| {f.what} | {f.role} | {ms(f.ms)} | {f.load} | {f.note} |")
+    lines += ["", "| page | role | time | load | how |", "|---|---|---:|---|---|"]
+    for f in res.pages:
+        lines.append(f"| {f.what} | {f.role} | {'**' + ms(f.ms) + '**'} | {f.load} | {f.note} |")
+    lines += ["", "| member search (Members page, typed, Enter) | time | load | the page said |", "|---|---:|---|---|"]
+    for f in res.searches:
+        lines.append(f"| `{f.what}` | **{ms(f.ms)}** | {f.load} | {f.note} |")
+    if res.changes:
+        lines += ["", "| staff change, end to end (support, sandbox Stripe) | time | load | note |", "|---|---:|---|---|"]
+        for f in res.changes:
+            lines.append(f"| {f.what} | **{ms(f.ms)}** | {f.load} | {f.note} |")
+    if res.concurrent:
+        c = res.concurrent
+        lines += ["", f"Concurrent sessions: {c['sessions']} browser contexts in one Chromium (each its own cookies "
+                  f"and websocket; roles in turn), signing in together, then every page of the role {c['rounds']} "
+                  f"times: {c['pages']} page times, **p50 {ms(c['p50'])}, p95 {ms(c['p95'])}**, max {ms(c['max'])}; "
+                  f"{c['wall']:.0f} s in all; server RSS peak {c['peak_rss']:.0f} MiB; load {c['load']}"
+                  + (f"; {c['failed']} session(s) failed" if c["failed"] else "") + "."]
+    lines += ["", "| server RSS (Streamlit process) | MiB | load |", "|---|---:|---|"]
+    for what, rss, ld in res.rss:
+        lines.append(f"| {what} | {rss:.0f} | {ld} |" if rss else f"| {what} | ? | {ld} |")
+    lines += ["", "Problems seen: " + ("; ".join(res.problems) if res.problems else "none (no traceback on any page).")]
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(block: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    doc = path.read_text()
+    heading = block.splitlines()[0].split(",")[0]
+    start = doc.index(SECTION)
+    end = doc.find("\n## ", start + len(SECTION))
+    end = len(doc) if end < 0 else end + 1
+    kept, skipping = [], False
+    for line in doc[start:end].split("\n"):
+        if line.startswith("### "):
+            skipping = line.split(",")[0] == heading
+        if not skipping:
+            kept.append(line)
+    path.write_text(doc[:start] + "\n".join(kept).rstrip("\n") + "\n\n" + block + "\n" + doc[end:])
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+def scratch_env(folder: Path, db: str, pg_url: str) -> tuple[dict[str, str], str | None]:
+    from cryptography.fernet import Fernet
+
+    pg_db = None
+    if db == "sqlite":
+        url = f"sqlite:///{folder / 'memberdesk.db'}"
+    else:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        pg_db = f"memberdesk_ux_{os.getpid()}"
+        base = make_url(pg_url).set(drivername="postgresql+psycopg")
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{pg_db}"'))
+        admin.dispose()
+        url = make_url(pg_url).set(database=pg_db).render_as_string(hide_password=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "MEMBERDESK_", "DATABASE_URL"))}
+    env.update({"DATABASE_URL": url, "MEMBERDESK_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+                "MEMBERDESK_COOKIE_KEY": "ux-bench-" + "x" * 60,
+                "MEMBERDESK_SECRETS_FILE": str(folder / "secrets.toml"),
+                "MEMBERDESK_SANDBOX_STATE": str(folder / "sandbox.db"),
+                "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}", "STRIPE_API_KEY": "sk_test_uxbench"})
+    return env, pg_db
+
+
+def drop_pg(pg_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(make_url(pg_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ux_bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--members", type=int, default=5000, help="demo world size (make run's: 5,000)")
+    p.add_argument("--roles", nargs="+", choices=tuple(ROLES), default=list(ROLES))
+    p.add_argument("--warm", type=int, default=3, help="warm visits per page (median)")
+    p.add_argument("--sessions", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="what to measure (default: all)")
+    p.add_argument("--write-docs", action="store_true")
+    p.add_argument("--keep", action="store_true")
+    args = p.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        print(f"error: {CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
+        return 2
+    folder = Path(tempfile.mkdtemp(prefix="memberdesk-ux-"))
+    FAILURES.mkdir(exist_ok=True)
+    env, pg_db = scratch_env(folder, args.db, args.pg_url)
+    server = Server(env, free_port(), args.members, folder / "server.log")
+    res = Results(started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=f"{os.cpu_count()} cores "
+                  f"({cpu_model()}), Python {platform.python_version()}")
+    try:
+        load_before = load()
+        first = server.start()
+        res.starts.append(Figure("first start → healthy (migrate, generate the demo world, start)", "-",
+                                 first * 1000, f"{load_before} → {load()}"))
+        res.world = f"demo world of {args.members:,} members generated by the first start"
+        asyncio.run(drive(server, args, env, res))
+    finally:
+        server.stop()
+        if pg_db and not args.keep:
+            drop_pg(args.pg_url, pg_db)
+        if args.keep:
+            print(f"scratch folder kept: {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    block = report(res, args)
+    print(block)
+    if args.write_docs:
+        write_docs(block)
+    return 1 if res.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
