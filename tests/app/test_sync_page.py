@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 
 from core.models import AuditEntry, Member
 from core.models.stripe_sync import SyncRun
+from tests.sandbox.test_sync_sandbox import build_world, gateway_client
 from tests.support.browser import page_app_test, texts
 from tests.support.sandbox import SandboxProcess, sandbox
-from tests.test_sync_sandbox import build_world, gateway_client
 
 __all__ = ["sandbox"]
 

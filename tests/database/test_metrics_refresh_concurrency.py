@@ -4,11 +4,10 @@ refresh lock two would both apply theirs (this test fails then, on both database
 import threading
 from datetime import timedelta
 
-from test_metrics_properties import NOW, _snapshot, build_world
-
 from core.db import make_engine
 from core.metrics.rollups import refresh
 from core.models import MembershipChange, Subscription
+from tests.database.test_metrics_properties import NOW, _snapshot, build_world
 from tests.support.factories import make_change
 
 

@@ -10,11 +10,11 @@ from datetime import date, timedelta
 
 import pandas as pd
 from sqlalchemy import text
-from test_metrics_properties import NOW, build_world
 
 from core.metrics import Query, compute
 from core.metrics.rollups import refresh, state
 from core.metrics.source import raw_rows
+from tests.database.test_metrics_properties import NOW, build_world
 from tests.support.factories import (
     at,
     make_change,

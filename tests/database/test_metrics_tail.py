@@ -13,7 +13,6 @@ from datetime import date
 
 import pytest
 from sqlalchemy import inspect, text
-from test_metrics_properties import build_world
 
 from core.metrics import Query, page_bundle, refresher
 from core.metrics.bundles import PAGES
@@ -21,6 +20,7 @@ from core.metrics.rollups import refresh
 from core.metrics.source import raw_rows, status
 from core.permissions import Actor
 from core.settings import business as business_settings
+from tests.database.test_metrics_properties import build_world
 from tests.support.factories import at
 
 TZ = "America/New_York"  # clocks go forward on 2026-03-08 at 02:00 local (07:00 UTC)

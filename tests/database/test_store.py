@@ -25,7 +25,7 @@ from core.models import (
 )
 from core.stripe_store import MissingParent, apply, derive_changes
 from tests.support.factories import at
-from tests.test_mapping import CHARGE_FAILED, PRICE, T1, new_invoice, new_subscription, old_invoice
+from tests.unit.test_mapping import CHARGE_FAILED, PRICE, T1, new_invoice, new_subscription, old_invoice
 
 PRODUCT = {"id": "prod_p", "object": "product", "name": "Premium", "metadata": {"tier": "premium"}, "created": 0}
 PLAT_PRODUCT = {"id": "prod_x", "object": "product", "name": "Platinum", "metadata": {"tier": "platinum"}, "created": 0}

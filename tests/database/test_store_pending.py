@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core.db import session_scope
 from core.models import Member, Payment, PaymentMethod, Subscription
 from core.stripe_store import apply, apply_many
-from tests.test_store_bulk import backfill_order, mirrored, pages
+from tests.database.test_store_bulk import backfill_order, mirrored, pages
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 

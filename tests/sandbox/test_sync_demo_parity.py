@@ -24,8 +24,8 @@ from core.sync.process import process_pending
 from demo import clear_demo_tables, iter_events, iter_stripe_objects, load_demo
 from demo.world import World
 from stripe_sandbox.store import SandboxStore
+from tests.sandbox.test_sync_sandbox import gateway_client
 from tests.support.sandbox import SandboxProcess, sandbox  # noqa: F401 - fixture
-from tests.test_sync_sandbox import gateway_client
 
 SEED, MEMBERS, NOW = 11, 150, datetime(2026, 11, 20, 12, tzinfo=UTC)
 

@@ -19,8 +19,8 @@ from core.permissions import Actor
 from core.stripe_gateway import ClientOptions, make_client
 from core.sync import reconcile_totals, run_sync, status
 from tests.conftest import TEST_KEY
+from tests.sandbox.test_sync_sandbox import build_world, gateway_client
 from tests.support.sandbox import SandboxProcess, sandbox
-from tests.test_sync_sandbox import build_world, gateway_client
 
 OPERATOR = Actor.operator("test")  # syncs act as a named operator
 

@@ -22,8 +22,8 @@ from core.stripe_webhooks.apply_loop import ApplyLoop, apply_pending
 from core.stripe_webhooks.receive import WebhookRejected, receive
 from core.sync import locks, run_sync
 from core.sync.run import LOCK_NAME
+from tests.browser.test_webhooks import SECRET, _sign
 from tests.support.sandbox import SandboxProcess, sandbox
-from tests.test_webhooks import SECRET, _sign
 
 __all__ = ["sandbox"]  # the fixture, re-exported for pytest
 
