@@ -288,11 +288,12 @@ def _forget(engine: Engine, also: set[str] = frozenset()) -> None:  # type: igno
         s.commit()
 
 
-# Worlds for the replay: fixed seeds on fixed dates (never today), chosen to include won and lost
-# disputes, past-due renewals and month ends.
-REPLAY_WORLDS = [(5, datetime(2026, 11, 20, tzinfo=UTC)), (17, datetime(2025, 3, 1, tzinfo=UTC)),
-                 (23, datetime(2027, 7, 31, tzinfo=UTC)), (41, datetime(2026, 1, 15, tzinfo=UTC)),
-                 (58, datetime(2024, 10, 27, tzinfo=UTC))]
+# Worlds for the replay: five fixed seeds, each on three fixed dates (never today): a month's
+# first day, a month's middle and a month's last day, across the years the demo spans.
+REPLAY_SEEDS = (5, 17, 23, 41, 58)
+REPLAY_DATES = (datetime(2025, 3, 1, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC),
+                datetime(2027, 7, 31, tzinfo=UTC))
+REPLAY_WORLDS = [(seed, day) for seed in REPLAY_SEEDS for day in REPLAY_DATES]
 
 
 @pytest.mark.slow
@@ -301,14 +302,14 @@ class TestReplay:
     def test_shuffled_double_delivery_gives_the_same_database(self, engine: Engine, sandbox: SandboxProcess,
                                                               seed: int, now: datetime) -> None:
         c = gateway_client(sandbox)
-        # The demo generator's world (three years of 60 members), imported into the sandbox.
-        world = DemoWorld(seed=seed, members=60, now=now)
+        # The demo generator's world (three years of 30 members), imported into the sandbox.
+        world = DemoWorld(seed=seed, members=30, now=now)
         store = SandboxStore(sandbox.state_path)
         store.import_objects(iter_stripe_objects(world))
         store.import_events(iter_events(world))
         store.close()
         events = [e.to_dict() for e in c.v1.events.list(params={"limit": 100}).auto_paging_iter()]
-        assert len(events) >= 1500
+        assert len(events) >= 400
         ordered = sorted(events, key=lambda e: (e["created"], e["id"]))
 
         def deliver(batches: list[list[dict]]) -> None:
@@ -320,7 +321,7 @@ class TestReplay:
 
         deliver([ordered])
         expected = mirrored(engine)
-        assert len(expected["subscriptions"]) > 30
+        assert len(expected["subscriptions"]) > 10
         with Session(engine) as s:
             assert s.scalar(select(func.count()).where(Payment.invoice_id.is_(None))) == 0
 
