@@ -86,7 +86,7 @@ def run_once(installer: str, demo_members: int | None, cold_cache: bool, timeout
                 result.lines.append(f"{at:6.1f} {line.rstrip()}")
                 if m := re.search(r"installing the requirements: done in (\d+) s \(with (\w+)\)", line):
                     result.install_s, result.install_with = float(m.group(1)), m.group(2)
-                if m := re.search(r"ready in [\d.]+ s since the command started: (.*)", line):
+                if m := re.search(r"ready in [\d.]+ s not counting the install: (.*)", line):
                     result.steps = m.group(1)
                 if READY in line:
                     result.ready_s = at

@@ -86,7 +86,7 @@ class _Steps:
         total = time.monotonic() - self.started
         rest = total - sum(seconds for _name, seconds in self.done)
         parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.done)
-        return f"ready in {total:.1f} s since the command started: {parts}, start-up and checks {rest:.1f} s"
+        return f"ready in {total:.1f} s not counting the install: {parts}, start-up and checks {rest:.1f} s"
 
 
 def _seconds_since_process_start() -> float:
