@@ -98,7 +98,10 @@ def state(source: Engine | Connection) -> State | None:
 
 def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | None = None) -> dict[str, Any]:
     """Bring every rollup up to date for days >= ``since`` (None = full rebuild). Returns a summary."""
-    now = ensure_aware(now) if now is not None else utc_now()
+    # Stripe's times are whole seconds, floored: a row written just after this refresh can carry a
+    # time up to a second before it. Counting up to a second before the present second leaves
+    # such a row to the readers' tail instead of to neither.
+    now = ensure_aware(now) if now is not None else utc_now().replace(microsecond=0) - timedelta(seconds=1)
     bs = load(engine)
     tz_name = bs.business_timezone
     tz = zone(tz_name)

@@ -80,9 +80,13 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
         # first person after a restart does not (core.warmup).
         from core.warmup import warm
 
-        took = await run_in_threadpool(warm, SERVICE.engine)
-        log.info("warm-up done in %.1f s (%s)", sum(took.values()),
-                 ", ".join(f"{k} {v:.2f} s" for k, v in took.items()))
+        try:
+            took = await run_in_threadpool(warm, SERVICE.engine)
+        except Exception as exc:  # an unmigrated or unreachable database: the pages and /healthz say so
+            log.warning("warm-up skipped: %s", type(exc).__name__)
+        else:
+            log.info("warm-up done in %.1f s (%s)", sum(took.values()),
+                     ", ".join(f"{k} {v:.2f} s" for k, v in took.items()))
     try:
         yield
     finally:
