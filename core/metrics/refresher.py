@@ -58,8 +58,13 @@ def _work(key: str) -> None:
         engine, since = item
         try:
             current = state(engine)
-            if since is _FULL or current is None:
+            if since is _FULL:
                 refresh(engine)
+            elif current is None:
+                # Never built: a write does not start a full build behind a person's back (it
+                # would hold SQLite's write lock for minutes at size); the loader, the sync, the
+                # command line or the server's warm-up builds them.
+                log.info("metric rollups not built yet: left to the next full build")
             else:
                 # From the last refresh's `now` at the latest: the refresh then moves only the
                 # touched members' movement rows.
