@@ -7,8 +7,8 @@ import streamlit as st
 
 from core.permissions import Actor, Permission
 from core.stripe_gateway import GatewayError
-from core.sync import status
 from core.sync import staff_actions as actions
+from core.sync import status
 from core.timeutil import utc_now
 from dashboard.auth import guard
 from dashboard.db import engine, stripe_client
