@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` and `make test`. Everything else is a helper.
+# The two commands of the README: `make run` and `make check`. Everything else is a helper.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -6,7 +6,7 @@ UV_PIN := uv==0.13.9
 # INSTALLER=pip installs with pip even when uv could be used (for comparisons).
 INSTALLER ?= auto
 
-.PHONY: run test setup check lint screenshots clean
+.PHONY: run test setup check lint types screenshots clean
 
 # uv installs the same pinned requirements in a fraction of pip's time (docs/benchmarks.md): the uv
 # on PATH, else one installed into the venv by pip (a single wheel); pip itself when neither works.
@@ -43,11 +43,16 @@ test: setup
 lint: setup
 	$(PY) -m ruff check core cli demo stripe_sandbox dashboard pages tests bench
 
-check: lint test
+## mypy with the settings in pyproject.toml: strict on core/, default checks on the edges.
+types: setup
+	$(PY) -m mypy
+
+## Set up and run lint, types and the whole suite (what CI runs).
+check: lint types test
 
 ## Refresh the page screenshots under docs/screenshots/ (needs Debian's chromium).
 screenshots: setup
 	$(PY) -m bench.screenshots
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
