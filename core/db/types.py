@@ -1,11 +1,13 @@
-"""Column types that keep two promises on every database: aware UTC times, encrypted secrets."""
+"""Column types that keep their promises on every database: aware UTC times, encrypted secrets,
+statuses read back as their ``StrEnum``."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Text
+from sqlalchemy import DateTime, String, Text
 from sqlalchemy.types import TypeDecorator
 
 from core import crypto
@@ -30,6 +32,32 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class StrEnumString(TypeDecorator[E]):
+    """A status stored as the plain string (a ``VARCHAR(length)``, no database enum, no check), read
+    back as its ``StrEnum`` member. Stripe adds values over time: one we do not know yet is stored
+    as sent and reads back as the plain string, which compares equal to a member the same way."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+        self._members = {m.value: m for m in enum}
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> E | None:
+        if value is None:
+            return None
+        # An unknown value stays the plain string it was stored as (see the docstring).
+        return self._members.get(value, value)  # type: ignore[return-value]  # Stripe may add values
 
 
 class EncryptedText(TypeDecorator[str]):

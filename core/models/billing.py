@@ -8,12 +8,14 @@ last four, expiry, country, funding and wallet.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db.types import EncryptedJSON
+from core.db.types import EncryptedJSON, StrEnumString
 from core.models.base import Base, BigIntPK, created_column, currency_column, stripe_id_column
+from core.models.enums import DisputeStatus, InvoiceStatus, PaymentStatus
 
 
 class PaymentMethod(Base):
@@ -33,7 +35,7 @@ class PaymentMethod(Base):
     # Derived, whatever order the card and its customer arrive in: this card is the customer's
     # members.stripe_default_payment_method_id and is still attached.
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
-    billing_details: Mapped[dict | None] = mapped_column(EncryptedJSON())  # name, address, phone
+    billing_details: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON())  # name, address, phone
     created_at: Mapped[datetime] = created_column()
     detached_at: Mapped[datetime | None]
     stripe_state_at: Mapped[datetime | None]
@@ -48,7 +50,7 @@ class Invoice(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
     number: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # InvoiceStatus
+    status: Mapped[InvoiceStatus] = mapped_column(StrEnumString(InvoiceStatus, 16))
     # subscription_create, subscription_cycle (a renewal), subscription_update, manual
     billing_reason: Mapped[str | None] = mapped_column(String(32))
     currency: Mapped[str] = currency_column()
@@ -122,7 +124,7 @@ class Payment(Base):
     payment_method_id: Mapped[int | None] = mapped_column(ForeignKey("payment_methods.id"))
     amount: Mapped[int]
     currency: Mapped[str] = currency_column()
-    status: Mapped[str] = mapped_column(String(16))  # PaymentStatus
+    status: Mapped[PaymentStatus] = mapped_column(StrEnumString(PaymentStatus, 16))
     created_at: Mapped[datetime] = created_column()
     # Derived from stored state, not from arrival order (core.stripe_store.derived): the rank of
     # this attempt among its invoice's (else its payment intent's) by (created_at, charge id), and
@@ -166,7 +168,7 @@ class Dispute(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     amount: Mapped[int]
     currency: Mapped[str] = currency_column()
-    status: Mapped[str] = mapped_column(String(32))  # DisputeStatus
+    status: Mapped[DisputeStatus] = mapped_column(StrEnumString(DisputeStatus, 32))
     reason: Mapped[str | None] = mapped_column(String(64))  # fraudulent, product_not_received, ...
     created_at: Mapped[datetime] = created_column()
     closed_at: Mapped[datetime | None]  # when it became won or lost

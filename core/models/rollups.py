@@ -9,7 +9,7 @@ another zone is answered from the raw rows instead.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Date, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
@@ -31,6 +31,8 @@ class _Daily(_Group):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     day: Mapped[date] = mapped_column(Date)
+    if TYPE_CHECKING:
+        __tablename__: str  # set by each concrete table below
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Index, ...]:  # noqa: N805 (SQLAlchemy passes the class)
@@ -119,6 +121,8 @@ class _Monthly(_Group):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     month: Mapped[date] = mapped_column(Date)
+    if TYPE_CHECKING:
+        __tablename__: str  # set by each concrete table below
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Index, ...]:  # noqa: N805 (SQLAlchemy passes the class)

@@ -12,7 +12,9 @@ from decimal import Decimal
 from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.db.types import StrEnumString
 from core.models.base import Base, BigIntPK, created_column, currency_column, stripe_id_column
+from core.models.enums import SubscriptionStatus
 
 
 class Subscription(Base):
@@ -23,7 +25,7 @@ class Subscription(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     # Null for a complimentary membership granted by staff without Stripe.
     stripe_subscription_id: Mapped[str | None] = stripe_id_column()
-    status: Mapped[str] = mapped_column(String(24))  # SubscriptionStatus
+    status: Mapped[SubscriptionStatus] = mapped_column(StrEnumString(SubscriptionStatus, 24))
     tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id"))
     price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"))  # the main item's price
     currency: Mapped[str] = currency_column()
@@ -100,8 +102,8 @@ class MembershipChange(Base):
     # cancel_scheduled, cancel_unscheduled, reactivated, paused, resumed, past_due, recovered,
     # extended, comp_granted, discount_changed, status_changed
     kind: Mapped[str] = mapped_column(String(32))
-    from_status: Mapped[str | None] = mapped_column(String(24))
-    to_status: Mapped[str | None] = mapped_column(String(24))
+    from_status: Mapped[SubscriptionStatus | None] = mapped_column(StrEnumString(SubscriptionStatus, 24))
+    to_status: Mapped[SubscriptionStatus | None] = mapped_column(StrEnumString(SubscriptionStatus, 24))
     from_price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"))
     to_price_id: Mapped[int | None] = mapped_column(ForeignKey("prices.id"))
     from_tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id"))
