@@ -11,6 +11,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import NewType
+
+# An amount in a currency's minor units (cents; yen for JPY): the type amounts carry between
+# modules, so a float or a major-unit number cannot be passed where minor units are meant.
+MinorUnits = NewType("MinorUnits", int)
 
 ZERO_DECIMAL = frozenset(
     {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
@@ -45,7 +50,7 @@ def to_major(amount_minor: int, currency: str) -> Decimal:
 _PLAIN_AMOUNT = re.compile(r"-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]*)?|-?\.[0-9]+")
 
 
-def parse_major(text: str | int | float | Decimal, currency: str) -> int:
+def parse_major(text: str | int | float | Decimal, currency: str) -> MinorUnits:
     """Turn what a person typed ("12.50", "1,200", "$5") into minor units, refusing extra decimals
     and anything but plain digits (no exponents, no full-width digits, no underscores)."""
     currency = normalise_currency(currency)
@@ -65,7 +70,7 @@ def parse_major(text: str | int | float | Decimal, currency: str) -> int:
     if minor != minor.to_integral_value():
         unit = "whole units" if places == 0 else f"{places} decimal places"
         raise MoneyError(f"{currency} amounts take {unit}; “{text}” has more.")
-    return int(minor)
+    return MinorUnits(int(minor))
 
 
 def format_money(amount_minor: int | None, currency: str, *, signed: bool = False) -> str:
@@ -84,13 +89,13 @@ def format_money(amount_minor: int | None, currency: str, *, signed: bool = Fals
 
 
 def convert(amount_minor: int, from_currency: str, to_currency: str, usd_per_from: Decimal,
-            usd_per_to: Decimal) -> int:
+            usd_per_to: Decimal) -> MinorUnits:
     """Convert minor units through USD rates (value in USD of one major unit of each currency).
 
     Rounds half to even once, at the end, so summing converted amounts stays within one minor unit
     per row of converting the sum.
     """
-    return converter(from_currency, to_currency, usd_per_from, usd_per_to)(amount_minor)
+    return MinorUnits(converter(from_currency, to_currency, usd_per_from, usd_per_to)(amount_minor))
 
 
 def converter(from_currency: str, to_currency: str, usd_per_from: Decimal,

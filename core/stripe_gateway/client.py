@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import requests
 import stripe
 
 from core.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from stripe._base_address import BaseAddresses  # the client's own type, not re-exported
 
 # The library logs every request and response (with its query string) at INFO; our own log lines
 # say what the sync did, so keep the library to warnings unless someone asks for more.
@@ -76,14 +80,14 @@ def make_client(
         timeout=(opts.connect_timeout, opts.read_timeout),
         session=requests.Session(),
     )
-    base_addresses: dict[str, str] = {}
+    base_addresses: BaseAddresses = {}
     if api_base:
         # The sandbox serves every surface (api, files, connect) from the same address.
         base_addresses = {"api": api_base, "files": api_base, "connect": api_base}
     return stripe.StripeClient(
         api_key,
         stripe_version=API_VERSION,
-        base_addresses=base_addresses,  # type: ignore[arg-type]
+        base_addresses=base_addresses,
         max_network_retries=opts.max_network_retries,
         http_client=http_client,
     )

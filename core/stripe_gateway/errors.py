@@ -196,7 +196,7 @@ def _not_stripe_sentence(exc: stripe.StripeError) -> str:
     headers = getattr(exc, "headers", None) or {}
     if not headers and hasattr(getattr(exc, "json_body", None), "items"):
         # stripe-python passes the response headers in the json_body slot for an unparsable body.
-        headers = exc.json_body  # type: ignore[assignment]
+        headers = exc.json_body
     lower = {str(k).lower(): str(v) for k, v in dict(headers).items()}
     body = getattr(exc, "http_body", None)
     if isinstance(body, bytes):

@@ -198,7 +198,8 @@ def invoice_payments(client: stripe.StripeClient, invoice_id: str) -> dict[str, 
 def balance_transaction(client: stripe.StripeClient, txn_id: str) -> dict[str, Any]:
     """One balance transaction (a charge's fee); immutable once created."""
     with translate_errors():
-        return client.raw_request("get", f"/v1/balance_transactions/{quote(txn_id, safe='')}").data  # type: ignore[no-any-return]
+        txn: dict[str, Any] = client.raw_request("get", f"/v1/balance_transactions/{quote(txn_id, safe='')}").data
+        return txn
 
 
 # Which expands make a retrieved object self-contained enough for the mapping layer.
