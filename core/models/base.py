@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import BigInteger, Integer, MetaData, String
+from sqlalchemy import BigInteger, Integer, MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.db.types import UTCDateTime
@@ -25,6 +26,9 @@ BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime(), int: BigInteger()}
+    if TYPE_CHECKING:
+        # Every model here is a mapped Table (SQLAlchemy types it as the wider FromClause).
+        __table__: ClassVar[Table]
 
 
 def created_column() -> Mapped[datetime]:
