@@ -89,7 +89,7 @@ def _currency(value: str | None) -> str:
 # ---------------------------------------------------------------- catalogue
 
 
-def map_product(obj: dict) -> Row:
+def map_product(obj: dict[str, Any]) -> Row:
     """product -> tiers row. The tier code is ``metadata.tier``, else the lower-cased name."""
     meta = obj.get("metadata") or {}
     code = (meta.get("tier") or obj.get("name") or obj["id"]).strip().lower()
@@ -103,7 +103,7 @@ def map_product(obj: dict) -> Row:
     }
 
 
-def map_price(obj: dict) -> Row:
+def map_price(obj: dict[str, Any]) -> Row:
     recurring = obj.get("recurring") or {}
     return {
         "stripe_price_id": obj["id"],
@@ -124,7 +124,7 @@ def map_price(obj: dict) -> Row:
 MAX_CUSTOMER_NAME = 256  # Stripe refuses longer names; members.name holds exactly that
 
 
-def _customer_name(obj: dict) -> str:
+def _customer_name(obj: dict[str, Any]) -> str:
     name = obj.get("name") or ""
     if len(name) > MAX_CUSTOMER_NAME:  # not from Stripe as documented: say so rather than cut in silence
         log.warning("customer %s: name of %d characters kept to the first %d", obj.get("id"), len(name),
@@ -133,7 +133,7 @@ def _customer_name(obj: dict) -> str:
     return name
 
 
-def map_customer(obj: dict) -> Row:
+def map_customer(obj: dict[str, Any]) -> Row:
     """customer -> members row. Phone and address land in encrypted columns (address as JSON)."""
     address = obj.get("address") or None
     address = {k: v for k, v in address.items() if v not in (None, "")} if address else None
@@ -149,7 +149,7 @@ def map_customer(obj: dict) -> Row:
     }
 
 
-def map_payment_method(obj: dict) -> Row:
+def map_payment_method(obj: dict[str, Any]) -> Row:
     """payment_method -> payment_methods row: brand, last four, expiry, country, funding, wallet.
 
     Only those named fields are read from ``card``: a number or CVC, even if some caller put one
@@ -177,7 +177,7 @@ def map_payment_method(obj: dict) -> Row:
 # ---------------------------------------------------------------- subscriptions
 
 
-def _discount(obj: dict) -> Discount | None:
+def _discount(obj: dict[str, Any]) -> Discount | None:
     """The recurring discount in force: today's ``discounts`` list (expanded objects with
     ``source.coupon``) or the older single ``discount`` with ``coupon``. Unexpanded ids carry no
     coupon, so they map to no discount."""
@@ -201,12 +201,12 @@ def _discount(obj: dict) -> Discount | None:
     return None
 
 
-def _item_price(item: dict) -> dict:
+def _item_price(item: dict[str, Any]) -> dict[str, Any]:
     price = item.get("price") or item.get("plan") or {}
     return price if isinstance(price, dict) else {"id": price}
 
 
-def map_subscription_items(obj: dict) -> list[Row]:
+def map_subscription_items(obj: dict[str, Any]) -> list[Row]:
     rows = []
     for item in _get(obj, "items", "data") or []:
         price = _item_price(item)
@@ -221,7 +221,7 @@ def map_subscription_items(obj: dict) -> list[Row]:
     return rows
 
 
-def subscription_mrr_of(obj: dict, at: datetime | None = None) -> int:
+def subscription_mrr_of(obj: dict[str, Any], at: datetime | None = None) -> int:
     """MRR of a Stripe subscription dict through the one definition in ``core.metrics.subscription_mrr``."""
     items = []
     for item in _get(obj, "items", "data") or []:
@@ -243,7 +243,7 @@ def churn_kind_of(status: str | None, cancellation_reason: str | None, canceling
     return ChurnKind.INVOLUNTARY.value if cancellation_reason == "payment_failed" else ChurnKind.VOLUNTARY.value
 
 
-def map_subscription(obj: dict, at: datetime | None = None) -> tuple[Row, list[Row]]:
+def map_subscription(obj: dict[str, Any], at: datetime | None = None) -> tuple[Row, list[Row]]:
     """subscription -> (subscriptions row, subscription_items rows).
 
     ``at`` is when this state held (the event's ``created``); it decides whether a discount with
@@ -295,11 +295,11 @@ def map_subscription(obj: dict, at: datetime | None = None) -> tuple[Row, list[R
 # ---------------------------------------------------------------- invoices
 
 
-def invoice_subscription_id(obj: dict) -> str | None:
+def invoice_subscription_id(obj: dict[str, Any]) -> str | None:
     return stripe_id(_get(obj, "parent", "subscription_details", "subscription")) or stripe_id(obj.get("subscription"))
 
 
-def invoice_payment_refs(obj: dict) -> list[str]:
+def invoice_payment_refs(obj: dict[str, Any]) -> list[str]:
     """Payment intent / charge ids paying this invoice, in either shape."""
     refs: list[str] = []
     for entry in _get(obj, "payments", "data") or []:
@@ -314,7 +314,7 @@ def invoice_payment_refs(obj: dict) -> list[str]:
     return refs
 
 
-def map_invoice_lines(obj: dict) -> list[Row]:
+def map_invoice_lines(obj: dict[str, Any]) -> list[Row]:
     rows = []
     currency = _currency(obj.get("currency"))
     for line in _get(obj, "lines", "data") or []:
@@ -340,7 +340,7 @@ def map_invoice_lines(obj: dict) -> list[Row]:
     return rows
 
 
-def map_invoice(obj: dict) -> tuple[Row, list[Row]]:
+def map_invoice(obj: dict[str, Any]) -> tuple[Row, list[Row]]:
     """invoice -> (invoices row, invoice_lines rows). The row's ``payment_refs`` (not a column)
     lists the payment intents/charges that pay it, so the store can link payments either way."""
     transitions = obj.get("status_transitions") or {}
@@ -380,19 +380,19 @@ def map_invoice(obj: dict) -> tuple[Row, list[Row]]:
 # ---------------------------------------------------------------- payments
 
 
-def decline_code_of(obj: dict) -> str | None:
+def decline_code_of(obj: dict[str, Any]) -> str | None:
     """Stripe puts an issuer's decline code in ``outcome.reason``; codes such as ``expired_card``
     or ``processing_error`` come as the ``failure_code`` itself."""
     if obj.get("status") != "failed" and not obj.get("failure_code"):
         return None
-    reason = _get(obj, "outcome", "reason")
+    reason: str | None = _get(obj, "outcome", "reason")
     if reason:
         return reason
     code = obj.get("failure_code")
     return code if code and code != "card_declined" else ("generic_decline" if code else None)
 
 
-def map_charge(obj: dict) -> Row:
+def map_charge(obj: dict[str, Any]) -> Row:
     """charge -> payments row (one payment attempt)."""
     card = _get(obj, "payment_method_details", "card") or {}
     balance = obj.get("balance_transaction")
@@ -419,7 +419,7 @@ def map_charge(obj: dict) -> Row:
     }
 
 
-def map_refund(obj: dict) -> Row:
+def map_refund(obj: dict[str, Any]) -> Row:
     return {
         "stripe_refund_id": obj["id"],
         "stripe_charge_id": stripe_id(obj.get("charge")),
@@ -439,7 +439,7 @@ DISPUTE_CLOSED = frozenset({"won", "lost"})
 CLOSED_AT_HINT = "memberdesk_closed_at"
 
 
-def dispute_closed_at(obj: dict, at: datetime | None) -> datetime | None:
+def dispute_closed_at(obj: dict[str, Any], at: datetime | None) -> datetime | None:
     """When a won or lost dispute closed, from Stripe's data (None while open). Stripe's dispute has
     no close timestamp; in order of preference:
 
@@ -454,7 +454,7 @@ def dispute_closed_at(obj: dict, at: datetime | None) -> datetime | None:
     if (obj.get("status") or "") not in DISPUTE_CLOSED:
         return None
     if obj.get("status") == "won":
-        back = [t.get("created") for t in obj.get("balance_transactions") or []
+        back: list[int] = [t["created"] for t in obj.get("balance_transactions") or []
                 if isinstance(t, dict) and int(t.get("amount") or 0) > 0 and t.get("created")]
         if back:
             return from_epoch(max(back))
@@ -464,7 +464,7 @@ def dispute_closed_at(obj: dict, at: datetime | None) -> datetime | None:
     return at
 
 
-def with_close_time(dispute: dict, close_times: dict[str, int]) -> dict:
+def with_close_time(dispute: dict[str, Any], close_times: dict[str, int]) -> dict[str, Any]:
     """A dispute read outside an event (a backfill, a member resync) with the close time such a read
     can know (see ``dispute_closed_at``): its closed event's time (``close_times``, from the events
     API), else its evidence due date; never the time of our read."""
@@ -476,7 +476,7 @@ def with_close_time(dispute: dict, close_times: dict[str, int]) -> dict:
     return {**dispute, CLOSED_AT_HINT: at}
 
 
-def map_dispute(obj: dict, at: datetime | None = None) -> Row:
+def map_dispute(obj: dict[str, Any], at: datetime | None = None) -> Row:
     """dispute -> disputes row; ``closed_at`` by ``dispute_closed_at`` (``at``: the event time)."""
     status = obj.get("status") or "needs_response"
     return {
