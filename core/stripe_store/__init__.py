@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -67,7 +68,7 @@ HANDLERS: dict[str, Callable[..., str]] = {
 }
 
 
-def apply(session: Session, obj: dict, *, state_at: datetime, event_id: str | None = None,
+def apply(session: Session, obj: dict[str, Any], *, state_at: datetime, event_id: str | None = None,
           source: str = "stripe") -> str:
     """Upsert one Stripe object. Returns ``created``, ``updated``, ``unchanged``, ``stale``,
     ``deleted`` or ``ignored`` (an object type we do not mirror). Raises ``MissingParent``."""
@@ -83,7 +84,7 @@ def apply(session: Session, obj: dict, *, state_at: datetime, event_id: str | No
         return apply_one(session, obj, state_at=state_at, event_id=event_id, source=source)
 
 
-def apply_one(session: Session, obj: dict, *, state_at: datetime, event_id: str | None = None,
+def apply_one(session: Session, obj: dict[str, Any], *, state_at: datetime, event_id: str | None = None,
               source: str = "stripe") -> str:
     """``apply`` without its own savepoint: the caller (``apply_many``) holds one for the page."""
     kind = obj.get("object", "")

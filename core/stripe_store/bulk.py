@@ -50,7 +50,7 @@ _CHILD_TABLES = {"subscriptions": ("subscription_items",), "invoices": ("invoice
 _NAMED_ID = re.compile(r'"((?:prod|price|cus|pm|card|src|sub|in|ch|py)_[A-Za-z0-9_]+)"')
 
 
-def _named_ids(obj: dict) -> list[str]:
+def _named_ids(obj: dict[str, Any]) -> list[str]:
     """Every string in ``obj`` shaped like a Stripe id of a parent type (over-inclusive is fine:
     an id that names nothing is simply not found)."""
     return _NAMED_ID.findall(json.dumps(obj, default=str))
@@ -61,7 +61,7 @@ def _chunks(values: list[Any]) -> Iterable[list[Any]]:
         yield values[i:i + CHUNK]
 
 
-def _prefetch(session: Session, objects: list[dict], page: cache.PageCache, text: str | None) -> None:
+def _prefetch(session: Session, objects: list[dict[str, Any]], page: cache.PageCache, text: str | None) -> None:
     from core.stripe_store import OBJECT_TABLES  # the package imports this module
 
     tables = Base.metadata.tables
@@ -97,7 +97,7 @@ def _prefetch(session: Session, objects: list[dict], page: cache.PageCache, text
     for sid in set(found):
         spec = _PREFIX_TABLE.get(sid[:sid.find("_") + 1])
         if spec in wanted:
-            named.setdefault(spec, set()).add(sid)  # type: ignore[arg-type]
+            named.setdefault(spec, set()).add(sid)
     for (table, key), sids in named.items():
         t = tables[table]
         known = page.ids.setdefault((table, key), {})
@@ -106,7 +106,7 @@ def _prefetch(session: Session, objects: list[dict], page: cache.PageCache, text
                 known[sid] = our_id
 
 
-def apply_many(session: Session, objects: list[dict], *, state_at: datetime, source: str = "stripe",
+def apply_many(session: Session, objects: list[dict[str, Any]], *, state_at: datetime, source: str = "stripe",
                text: str | None = None) -> list[str]:
     """Apply a page of objects (in order) with the same result as ``apply`` on each; returns their
     outcomes. On any exception nothing of the page is written and the exception propagates.

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -46,10 +47,15 @@ def remember_id(session: Session, table: str, key: str, sid: str, our_id: int) -
         cache.ids.setdefault((table, key), {})[sid] = our_id
 
 
-_UNKNOWN = object()
+class _Unknown(Enum):
+    UNKNOWN = "unknown"
 
 
-def cached_row(session: Session, table: str, key: str, sid: Any) -> Any:
+_UNKNOWN = _Unknown.UNKNOWN
+
+
+def cached_row(session: Session, table: str, key: str,
+               sid: Any) -> dict[str, Any] | None | Literal[_Unknown.UNKNOWN]:
     """The prefetched row (a dict), ``None`` if known absent, or ``UNKNOWN`` (query it)."""
     cache = current(session)
     if cache is None:

@@ -14,7 +14,7 @@ from core.stripe_store.parents import resolve_parents
 from core.stripe_store.upsert import db_table, upsert
 
 
-def apply_product(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
+def apply_product(session: Session, obj: dict[str, Any], state_at: datetime, **_: Any) -> str:
     row = map_product(obj)
     t = db_table("tiers")
     if row["created_at"] is None:
@@ -29,7 +29,7 @@ def apply_product(session: Session, obj: dict, state_at: datetime, **_: Any) -> 
     return upsert(session, "tiers", "stripe_product_id", row, state_at)[0]
 
 
-def apply_price(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
+def apply_price(session: Session, obj: dict[str, Any], state_at: datetime, **_: Any) -> str:
     row = resolve_parents(session, "prices", map_price(obj))
     if row["created_at"] is None:
         row.pop("created_at")

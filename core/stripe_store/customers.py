@@ -17,7 +17,7 @@ from core.stripe_store.parents import resolve_parents
 from core.stripe_store.upsert import bump_version, db_table, stored_row, upsert
 
 
-def apply_customer(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
+def apply_customer(session: Session, obj: dict[str, Any], state_at: datetime, **_: Any) -> str:
     row = map_customer(obj)
     if row["created_at"] is None:
         row.pop("created_at")
@@ -36,15 +36,15 @@ def apply_customer(session: Session, obj: dict, state_at: datetime, **_: Any) ->
     if outcome == "stale":
         return outcome
     if (before or {}).get("stripe_default_payment_method_id") != row["stripe_default_payment_method_id"]:
-        derived.note_member_default(session, member_id)  # type: ignore[arg-type]
+        derived.note_member_default(session, member_id)
     if outcome in ("updated", "created"):
-        pending.update_row(session, "members", member_id, updated_at=state_at)  # type: ignore[arg-type]
+        pending.update_row(session, "members", member_id, updated_at=state_at)
         if outcome == "updated":
             bump_version(session, member_id)
     return outcome
 
 
-def apply_payment_method(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
+def apply_payment_method(session: Session, obj: dict[str, Any], state_at: datetime, **_: Any) -> str:
     row = map_payment_method(obj)
     pm = db_table("payment_methods")
     if row["stripe_customer_id"] is None:
@@ -68,7 +68,7 @@ def apply_payment_method(session: Session, obj: dict, state_at: datetime, **_: A
     outcome, pm_id, before = upsert(session, "payment_methods", "stripe_payment_method_id", row, state_at)
     if outcome != "stale" and (before is None or before["member_id"] != row["member_id"]
                                or before["detached_at"] is not None):
-        derived.note_card(session, pm_id)  # type: ignore[arg-type]
+        derived.note_card(session, pm_id)
     if outcome in ("created", "updated"):
         bump_version(session, row["member_id"])
     return outcome

@@ -68,10 +68,10 @@ def collecting(session: Session) -> Iterator[Pending]:
 
 
 def _pending(session: Session) -> Pending:
-    pending = session.info.get(KEY)
+    pending: Pending | None = session.info.get(KEY)
     if pending is None:
         raise RuntimeError("stripe_store writes must run inside derived.collecting (apply or apply_many)")
-    return pending  # type: ignore[no-any-return]
+    return pending
 
 
 def note_invoice(session: Session, invoice_id: int) -> None:

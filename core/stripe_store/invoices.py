@@ -14,7 +14,7 @@ from core.stripe_store.parents import resolve_parents
 from core.stripe_store.upsert import bump_version, db_table, upsert
 
 
-def apply_invoice(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
+def apply_invoice(session: Session, obj: dict[str, Any], state_at: datetime, **_: Any) -> str:
     mapped, lines = map_invoice(obj)
     refs = mapped.pop("payment_refs")
     row = resolve_parents(session, "invoices", mapped)
@@ -44,18 +44,18 @@ def apply_invoice(session: Session, obj: dict, state_at: datetime, **_: Any) -> 
             outcome = "updated" if outcome == "unchanged" else outcome
     if not fresh and not (obj.get("lines") or {}).get("has_more"):
         session.execute(il.delete().where(il.c.invoice_id == inv_id, il.c.stripe_line_id.not_in(keep)))
-    refs_changed = _sync_payment_refs(session, inv_id, refs, obj, fresh=fresh)  # type: ignore[arg-type]
+    refs_changed = _sync_payment_refs(session, inv_id, refs, obj, fresh=fresh)
     if refs_changed and outcome == "unchanged":
         outcome = "updated"
     if refs_changed or (before is not None and before["billing_reason"] != row["billing_reason"]):
-        derived.note_invoice(session, inv_id)  # type: ignore[arg-type]
+        derived.note_invoice(session, inv_id)
     if outcome in ("created", "updated"):
         derived.note_subscription(session, row.get("subscription_id"))  # an invoice opened or settled
         bump_version(session, row["member_id"])
     return outcome
 
 
-def _sync_payment_refs(session: Session, inv_id: int, refs: list[str], obj: dict, *, fresh: bool) -> bool:
+def _sync_payment_refs(session: Session, inv_id: int, refs: list[str], obj: dict[str, Any], *, fresh: bool) -> bool:
     """Store the payment intents / charges the invoice names, as of its newest state; True if
     they changed. ``fresh``: the invoice was created just now and has none stored."""
     t = db_table("invoice_payment_refs")

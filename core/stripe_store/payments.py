@@ -15,7 +15,7 @@ from core.stripe_store.parents import resolve_parents
 from core.stripe_store.upsert import bump_version, db_table, upsert
 
 
-def apply_charge(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
+def apply_charge(session: Session, obj: dict[str, Any], state_at: datetime, **_: Any) -> str:
     row = resolve_parents(session, "payments", map_charge(obj))
     if row["invoice_id"] is None:
         row.pop("invoice_id")  # today's charge names no invoice: keep the link its invoice made
@@ -23,9 +23,9 @@ def apply_charge(session: Session, obj: dict, state_at: datetime, **_: Any) -> s
         row.pop("created_at")
     if isinstance(obj.get("balance_transaction"), str):
         row.pop("fee")  # not expanded (an event's payload): says nothing about the fee we hold
-    outcome, _, before = upsert(session, "payments", "stripe_charge_id", row, state_at)
-    if outcome == "created" or (outcome == "updated" and any(
-            before[k] != row[k] for k in ("created_at", "invoice_id", "stripe_payment_intent_id") if k in row)):  # type: ignore[index]
+    outcome, _row_id, before = upsert(session, "payments", "stripe_charge_id", row, state_at)
+    if outcome == "created" or (outcome == "updated" and before is not None and any(
+            before[k] != row[k] for k in ("created_at", "invoice_id", "stripe_payment_intent_id") if k in row)):
         derived.note_payment(session, row["stripe_charge_id"], row["stripe_payment_intent_id"])
     if outcome in ("created", "updated"):
         bump_version(session, row["member_id"])
@@ -33,7 +33,7 @@ def apply_charge(session: Session, obj: dict, state_at: datetime, **_: Any) -> s
 
 
 def _child_of_payment(table: str, mapper: Callable[..., dict[str, Any]], key: str) -> Callable[..., str]:
-    def handler(session: Session, obj: dict, state_at: datetime, **_: Any) -> str:
+    def handler(session: Session, obj: dict[str, Any], state_at: datetime, **_: Any) -> str:
         row = resolve_parents(session, table, mapper(obj, state_at) if table == "disputes" else mapper(obj))
         p = db_table("payments")
         row["member_id"] = session.execute(select(p.c.member_id).where(p.c.id == row["payment_id"])).scalar_one()
@@ -48,7 +48,7 @@ def _child_of_payment(table: str, mapper: Callable[..., dict[str, Any]], key: st
                 # events arrive in: a later delivery never moves the date, an earlier one does.
                 row["closed_at"] = min(closed, row["closed_at"]) if row["closed_at"] else closed
                 earlier_close = row["closed_at"] if row["closed_at"] < closed else None
-        outcome, row_id, _ = upsert(session, table, key, row, state_at)
+        outcome, row_id, _before = upsert(session, table, key, row, state_at)
         if outcome == "stale" and earlier_close is not None:
             session.execute(update(db_table(table)).where(db_table(table).c.id == row_id).values(closed_at=earlier_close))
         if outcome in ("created", "updated"):

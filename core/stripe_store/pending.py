@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, event, func, select, text, update
 from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.util import find_tables
 
 from core.models import Base
@@ -87,7 +88,8 @@ class Pending:
         if not self.rows or self.flushing:
             return
         if state.is_select:
-            named = {t.name for t in find_tables(state.statement, check_columns=True, include_aliases=True,
+            select_stmt = cast(ClauseElement, state.statement)  # a SELECT (is_select): a ClauseElement
+            named = {t.name for t in find_tables(select_stmt, check_columns=True, include_aliases=True,
                                                  include_joins=True, include_selects=True)
                      if isinstance(t, Table)}
             if not named & self.rows.keys():

@@ -26,7 +26,8 @@ def past_due_since(before: Row | None, after: Row, at: datetime) -> datetime | N
     if after.get("status") != "past_due":
         return None
     if before is not None and before.get("status") == "past_due" and before.get("past_due_since"):
-        return before["past_due_since"]
+        since: datetime = before["past_due_since"]
+        return since
     return at
 
 
@@ -48,9 +49,13 @@ def _status_kind(fr: str | None, to: str) -> str:
     return "status_changed"
 
 
+def _rank(tier_rank: Mapping[int, int], tier_id: int | None) -> int:
+    return 0 if tier_id is None else tier_rank.get(tier_id, 0)
+
+
 def _price_kind(before: Row, after: Row, tier_rank: Mapping[int, int] | None) -> str:
     if before.get("tier_id") != after.get("tier_id") and tier_rank:
-        old, new = tier_rank.get(before.get("tier_id"), 0), tier_rank.get(after.get("tier_id"), 0)  # type: ignore[arg-type]
+        old, new = _rank(tier_rank, before.get("tier_id")), _rank(tier_rank, after.get("tier_id"))
         if new != old:
             return "upgraded" if new > old else "downgraded"
     if before.get("tier_id") != after.get("tier_id"):

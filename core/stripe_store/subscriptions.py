@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.db import affected_rows
 from core.stripe_mapping import map_subscription
 from core.stripe_store import derived, pending
 from core.stripe_store.parents import resolve_parents
@@ -15,7 +16,7 @@ from core.stripe_store.rules import derive_changes, past_due_since
 from core.stripe_store.upsert import bump_version, db_table, stored_row, upsert
 
 
-def apply_subscription(session: Session, obj: dict, state_at: datetime, event_id: str | None, source: str) -> str:
+def apply_subscription(session: Session, obj: dict[str, Any], state_at: datetime, event_id: str | None, source: str) -> str:
     mapped, items = map_subscription(obj, at=state_at)
     row = resolve_parents(session, "subscriptions", mapped)
     items = [resolve_parents(session, "subscription_items", i) for i in items]
@@ -30,7 +31,7 @@ def apply_subscription(session: Session, obj: dict, state_at: datetime, event_id
         return "stale"
     row["past_due_since"] = past_due_since(current, row, state_at)
     outcome, sub_id, before = upsert(session, "subscriptions", "stripe_subscription_id", row, state_at)
-    items_changed = _sync_items(session, sub_id, items, obj, fresh=outcome == "created")  # type: ignore[arg-type]
+    items_changed = _sync_items(session, sub_id, items, obj, fresh=outcome == "created")
     if outcome == "unchanged" and items_changed:
         outcome = "updated"
     if outcome == "updated":
@@ -38,11 +39,11 @@ def apply_subscription(session: Session, obj: dict, state_at: datetime, event_id
     if outcome in ("created", "updated"):
         derived.note_subscription(session, sub_id)
         bump_version(session, row["member_id"])
-        _record_change(session, before, row, sub_id, state_at, event_id, source)  # type: ignore[arg-type]
+        _record_change(session, before, row, sub_id, state_at, event_id, source)
     return outcome
 
 
-def _sync_items(session: Session, sub_id: int, items: list[dict[str, Any]], obj: dict, *, fresh: bool) -> bool:
+def _sync_items(session: Session, sub_id: int, items: list[dict[str, Any]], obj: dict[str, Any], *, fresh: bool) -> bool:
     """``fresh``: the subscription row was created just now, so it has no items to look up or remove."""
     it = db_table("subscription_items")
     changed = False
@@ -54,7 +55,7 @@ def _sync_items(session: Session, sub_id: int, items: list[dict[str, Any]], obj:
         changed = changed or outcome != "unchanged"
     if not fresh and not (obj.get("items") or {}).get("has_more"):
         gone = session.execute(it.delete().where(it.c.subscription_id == sub_id, it.c.stripe_item_id.not_in(keep)))
-        changed = changed or bool(gone.rowcount)
+        changed = changed or bool(affected_rows(gone))
     return changed
 
 

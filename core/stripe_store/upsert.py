@@ -25,14 +25,14 @@ def stored_row(session: Session, table: str, key: str, value: Any) -> dict[str, 
     """The stored row whose ``key`` is ``value`` (from the page cache when ``apply_many`` has it)."""
     hit = cache.cached_row(session, table, key, value)
     if hit is not cache.UNKNOWN:
-        return hit  # type: ignore[no-any-return]
+        return hit
     t = db_table(table)
     found = session.execute(select(t).where(t.c[key] == value)).mappings().first()
     return None if found is None else dict(found)
 
 
 def upsert(session: Session, table: str, key: str, row: dict[str, Any], state_at: datetime | None,
-           *, absent: bool = False) -> tuple[str, int | None, dict[str, Any] | None]:
+           *, absent: bool = False) -> tuple[str, int, dict[str, Any] | None]:
     """Insert or update one row keyed by ``row[key]``: (outcome, id, the row before). ``absent``:
     the caller knows no such row exists (a child of a row created just now)."""
     t = db_table(table)
