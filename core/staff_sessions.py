@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from core.db import affected_rows
 from core.models import StaffSession
 from core.timeutil import utc_now
 
@@ -94,7 +95,7 @@ def revoke_all(session: Session, username: str, reason: str, now: datetime | Non
     result = session.execute(update(StaffSession).where(StaffSession.username == username,
                                                         StaffSession.revoked_at.is_(None))
                              .values(revoked_at=now or utc_now(), revoked_reason=reason))
-    return int(result.rowcount or 0)
+    return int(affected_rows(result) or 0)
 
 
 def open_sessions(session: Session, username: str, now: datetime | None = None) -> int:
