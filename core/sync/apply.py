@@ -33,7 +33,9 @@ def _store() -> Any:
 
 
 def missing_parent_class() -> type[BaseException]:
-    return _store().MissingParent  # type: ignore[no-any-return]
+    from core.stripe_store import MissingParent  # imported late, as in _store()
+
+    return MissingParent
 
 
 @dataclass

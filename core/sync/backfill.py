@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -132,7 +133,7 @@ def _apply_page(
     engine: Engine,
     applier: Applier,
     object_type: str,
-    objects: list[dict],
+    objects: list[dict[str, Any]],
     cursor: str | None,
     fetched_at: datetime,
     result: BackfillResult,
@@ -178,11 +179,12 @@ def _walk_list(
     count = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-fetch") as pool:
 
-        def fetch(after: str | None) -> Future:
+        def fetch(after: str | None) -> Future[tuple[datetime, reads.Page]]:
             return pool.submit(lambda: (utc_now(), reads.list_page(applier.client, object_type, starting_after=after)))
 
-        pending = fetch(cursor)
+        pending: Future[tuple[datetime, reads.Page]] | None = fetch(cursor)
         while True:
+            assert pending is not None  # the loop returns once nothing is pending
             fetched_at, page = pending.result()
             pending = None if not page.has_more or not page.objects else fetch(page.last_id)
             try:
@@ -209,11 +211,11 @@ def _customer_batch(engine: Engine, after: str | None) -> list[str]:
 
 
 def _fetch_payment_methods(pool: ThreadPoolExecutor, applier: Applier, customers: list[str],
-                           errors: list[str]) -> list[dict]:
+                           errors: list[str]) -> list[dict[str, Any]]:
     """The cards of a batch of customers, a few requests at a time (one customer per request),
     in customer order; an outage raises, a customer Stripe refuses is recorded."""
 
-    def one(customer_id: str) -> tuple[list[dict], str | None]:
+    def one(customer_id: str) -> tuple[list[dict[str, Any]], str | None]:
         try:
             return reads.customer_payment_methods(applier.client, customer_id), None
         except GatewayError as exc:
@@ -221,7 +223,7 @@ def _fetch_payment_methods(pool: ThreadPoolExecutor, applier: Applier, customers
                 raise
             return [], f"{customer_id}: {exc.sentence}"
 
-    objects: list[dict] = []
+    objects: list[dict[str, Any]] = []
     for found, error in pool.map(one, customers):
         objects.extend(found)
         if error:
@@ -244,7 +246,7 @@ def _walk_payment_methods(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-fetch") as pool, \
             ThreadPoolExecutor(max_workers=CARD_FETCHES, thread_name_prefix="backfill-cards") as requests:
 
-        def fetch(batch: list[str]) -> Future:
+        def fetch(batch: list[str]) -> Future[tuple[datetime, list[dict[str, Any]]]]:
             return pool.submit(lambda: (utc_now(), _fetch_payment_methods(requests, applier, batch, result.errors)))
 
         customers = _customer_batch(engine, cursor)

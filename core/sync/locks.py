@@ -188,7 +188,7 @@ def _acquire_sqlite(engine: Engine, name: str, holder: str, ttl: timedelta, now:
             row = cur.execute(
                 "SELECT holder, acquired_at, expires_at FROM run_locks WHERE name = ?", (name,)
             ).fetchone()
-            if (row is not None and _parse(row[2]) is not None and _parse(row[2]) > now  # type: ignore[operator]
+            if (row is not None and (expires := _parse(row[2])) is not None and expires > now
                     and not holder_is_dead(row[0])):
                 cur.execute("ROLLBACK")
                 raise LockBusy(name, row[0], _parse(row[1]))

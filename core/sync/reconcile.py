@@ -108,7 +108,8 @@ def reconcile_totals(
             theirs[obj["id"]] = (_month(from_epoch(obj.get("created"))), currency, amount)
         buckets: dict[tuple[str, str], ReconRow] = {}
 
-        def bucket(key: tuple[str, str], buckets: dict = buckets, object_type: str = object_type) -> ReconRow:
+        def bucket(key: tuple[str, str], buckets: dict[tuple[str, str], ReconRow] = buckets,
+                   object_type: str = object_type) -> ReconRow:
             return buckets.setdefault(key, ReconRow(object_type, key[0], key[1]))
 
         for m, cur, amount in theirs.values():
@@ -251,7 +252,7 @@ def resync_member(
         message = f"Member {member_id} resynced from Stripe: {applier.applied} objects."
         _record_end(engine, run_id, "succeeded", None, counts)
         # Rebuild the rollups from this member's oldest object on (their history may have moved).
-        created = [o.get("created") for objs in objects.values() for o in objs if o.get("created")]
+        created: list[int] = [o["created"] for objs in objects.values() for o in objs if o.get("created")]
         refresh_rollups(engine, since=from_epoch(min(created)) if created else None)
         return RunResult(run_id, "member", "succeeded", message, counts)
     except (GatewayError, ValueError) as exc:

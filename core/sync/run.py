@@ -199,7 +199,7 @@ def refresh_rollups(engine: Engine, *, since: datetime | None) -> None:
     logged and does not turn a successful sync into a failed one.
     """
     try:
-        from core.metrics import rollups  # type: ignore[import-not-found]
+        from core.metrics import rollups
     except ImportError:
         return
     refresh = getattr(rollups, "refresh", None)
