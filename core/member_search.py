@@ -162,7 +162,8 @@ class _Rules:
 
     def count(self, cap: int) -> int:
         sql = f"SELECT COUNT(*) FROM (SELECT {self.found} LIMIT :cap) c"
-        return self.session.execute(text(sql), {**self.params, "cap": cap}).scalar_one()
+        n: int = self.session.execute(text(sql), {**self.params, "cap": cap}).scalar_one()
+        return n
 
     def among(self, ids: list[int]) -> int:
         """How many of ``ids`` (a short list of whole numbers) the rules find."""
@@ -170,7 +171,8 @@ class _Rules:
             return 0
         column = self.found.split(" ", 1)[0]
         sql = f"SELECT COUNT(*) FROM (SELECT {self.found} AND {column} IN ({', '.join(str(int(i)) for i in ids)})) c"
-        return self.session.execute(text(sql), self.params).scalar_one()
+        n: int = self.session.execute(text(sql), self.params).scalar_one()
+        return n
 
 
 def _email_rules(s: Session, email: str, *, pattern_sql: str, pattern: dict[str, Any]) -> _Rules:
@@ -258,7 +260,8 @@ def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: i
     total = min(counted, COUNT_CAP) - rules.among(exclude)  # members the id rules listed already
     sort_by_name = counted <= SORT_LIMIT
     need = counted if sort_by_name else min(offset + limit, COUNT_CAP)
-    seen, found = set(exclude), []
+    seen: set[int] = set(exclude)
+    found: list[tuple[int, int]] = []
     for tier, sql, params in rules.tiers:
         if len(found) >= need:
             break
