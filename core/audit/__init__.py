@@ -163,7 +163,8 @@ def verify(engine: Engine) -> Verdict:
                            last_id, head_hash or GENESIS)
         if head_seq is not None and head_hash != last_hash:
             return Verdict(False, "The audit log's chain head does not match its last entry "
-                                  f"(#{last_id}): one of them was changed.", checked, legacy, last_id, head_hash)
+                                  f"(#{last_id}): one of them was changed.", checked, legacy, last_id,
+                           head_hash or GENESIS)
         # Entries beyond the head read first: appended since (then the head has moved past them by
         # now), or added behind the chain's back.
         beyond = s.scalars(select(AuditEntry).where(AuditEntry.seq > (head_seq or 0))
@@ -171,7 +172,7 @@ def verify(engine: Engine) -> Verdict:
         if beyond is not None:
             now_head = s.scalar(select(AuditChainHead.seq).where(AuditChainHead.id == 1)
                                 .execution_options(populate_existing=True))
-            if now_head is None or beyond.seq > now_head:
+            if now_head is None or (beyond.seq or 0) > now_head:  # seq is set: it passed seq > head
                 first = s.scalars(select(AuditEntry).where(AuditEntry.seq > (now_head or 0))
                                   .order_by(AuditEntry.seq, AuditEntry.id).limit(1)).first()
                 assert first is not None
