@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from core.models.enums import Role
 
@@ -228,7 +228,7 @@ def guarded(permission: Permission | None) -> Callable[[F], F]:
         name = f"{fn.__module__}.{fn.__name__}"
         GUARDED[name] = permission
         if permission is None:
-            fn.__guarded__ = None  # type: ignore[attr-defined]
+            fn.__dict__["__guarded__"] = None  # a function attribute (mypy does not model those)
             return fn
 
         @functools.wraps(fn)
@@ -238,8 +238,8 @@ def guarded(permission: Permission | None) -> Callable[[F], F]:
             check(bound.arguments.get("actor"), permission, bind=bind, where=name)
             return fn(*args, **kwargs)
 
-        inner.__guarded__ = permission  # type: ignore[attr-defined]
-        return inner  # type: ignore[return-value]
+        inner.__dict__["__guarded__"] = permission
+        return cast(F, inner)  # functools.wraps keeps fn's signature
 
     return wrap
 
