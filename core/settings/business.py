@@ -162,13 +162,13 @@ def _mark_rollups_stale(session: Session) -> None:
 
     mark_stale(session)
     bind = session.get_bind()
-    engine = getattr(bind, "engine", bind)  # a session bound to a connection: its engine
+    engine = bind.engine  # a session bound to a connection: its engine (an Engine's is itself)
 
     def rebuild(_session: Session) -> None:
         # Rebuilt in the background once the change is committed; pages read the raw rows
         # meanwhile. Never fails the commit that asked for it.
         try:
-            refresher.request(engine, None, what="a settings change")  # type: ignore[arg-type]
+            refresher.request(engine, None, what="a settings change")
         except Exception:
             logging.getLogger(__name__).exception("could not ask for the metric rollups' rebuild")
 
