@@ -10,6 +10,7 @@ Revises: 0001
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -36,12 +37,12 @@ DEFAULT_RATES = {
 GROUP = ("currency", "tier_id", "interval", "country")
 
 
-def _group_columns() -> list[sa.Column]:
+def _group_columns() -> list[sa.Column[Any]]:
     return [sa.Column("currency", sa.String(3), nullable=False), sa.Column("tier_id", sa.Integer()),
             sa.Column("interval", sa.String(8)), sa.Column("country", sa.String(2))]
 
 
-def _counts(*names: str) -> list[sa.Column]:
+def _counts(*names: str) -> list[sa.Column[Any]]:
     return [sa.Column(n, sa.BigInteger(), nullable=False, server_default="0") for n in names]
 
 

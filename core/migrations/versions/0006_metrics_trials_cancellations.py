@@ -8,6 +8,7 @@ Revision ID: 0006
 Revises: 0005
 """
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -22,12 +23,12 @@ depends_on: str | Sequence[str] | None = None
 BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-def _group_columns() -> list[sa.Column]:
+def _group_columns() -> list[sa.Column[Any]]:
     return [sa.Column("currency", sa.String(3), nullable=False), sa.Column("tier_id", sa.Integer()),
             sa.Column("interval", sa.String(8)), sa.Column("country", sa.String(2))]
 
 
-def _counts(*names: str) -> list[sa.Column]:
+def _counts(*names: str) -> list[sa.Column[Any]]:
     return [sa.Column(n, sa.BigInteger(), nullable=False, server_default="0") for n in names]
 
 
