@@ -7,10 +7,11 @@ handful of events are too noisy to be a baseline.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Row, func, select
 
 from core.alerts import stats
 from core.alerts.checks_payments import window_text
@@ -40,7 +41,7 @@ def _spike(count: int, base_count: int, scale: float, params: dict[str, Any]) ->
     return firing, expected, distance
 
 
-def _amounts(rows: list[tuple[str, int]]) -> str:
+def _amounts(rows: Sequence[Row[str, int]]) -> str:
     return ", ".join(format_money(int(a or 0), c) for c, a in sorted(rows)) or "nothing"
 
 

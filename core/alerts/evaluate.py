@@ -106,6 +106,7 @@ def configure_rule(engine: Engine, slug: str, *, actor: Actor, enabled: bool | N
     ensure_rules(engine)
     with session_scope(engine) as session:
         row = session.get(AlertRule, slug, with_for_update=True)
+        assert row is not None  # ensure_rules wrote every rule
         before = {"enabled": row.enabled, "params": row.params, "notify": row.notify}
         if enabled is not None:
             row.enabled = enabled
@@ -131,7 +132,9 @@ def configure_rule_from_form(engine: Engine, slug: str, *, actor: Actor, enabled
         raise ValueError("The thresholds are not valid JSON; write them like {\"min_ratio\": 2}.") from None
     if not isinstance(params, dict):
         raise ValueError("The thresholds are a JSON object such as {\"min_ratio\": 2}.")
-    split = lambda text: [part.strip() for part in (text or "").split(",") if part.strip()]  # noqa: E731
+    def split(text: str) -> list[str]:
+        return [part.strip() for part in (text or "").split(",") if part.strip()]
+
     return configure_rule(engine, slug, actor=actor, enabled=enabled, params=params, reset=reset,
                           notify_to={"email": split(emails), "webhook": split(webhooks)})
 
@@ -230,7 +233,7 @@ def _clear(engine: Engine, cfg: RuleConfig, firing: set[str], now: datetime, res
                 if wait > timedelta(0):
                     continue
                 alert.cleared_since = now
-            if immediately or now - alert.cleared_since >= wait:
+            if immediately or now - (alert.cleared_since or now) >= wait:  # cleared_since is set above
                 text = note or f"The condition has been clear since {alert.cleared_since:%Y-%m-%d %H:%M} UTC."
                 if lifecycle.transition(session, alert, RESOLVED, actor=SYSTEM, note=text, at=now,
                                         values={"resolved_at": now, "snoozed_until": None}):

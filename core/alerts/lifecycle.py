@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.db import session_scope
+from core.db import affected_rows, session_scope
 from core.models import Alert, AlertTransition
 from core.permissions import Actor, Permission, guarded
 from core.timeutil import ensure_aware, utc_now
@@ -38,10 +38,10 @@ def transition(session: Session, alert: Alert, to_status: str, *, actor: str, no
     """Move ``alert`` from the status it had when read to ``to_status``; False if someone was faster."""
     seen = alert.status
     changes = {"status": to_status, **(values or {})}
-    done = session.execute(
+    done = affected_rows(session.execute(
         update(Alert).where(Alert.id == alert.id, Alert.status == seen).values(**changes)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if done != 1:
         return False
     for key, value in changes.items():

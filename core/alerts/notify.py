@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.db import session_scope
+from core.db import affected_rows, session_scope
 from core.models import Alert, Notification
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ BATCH = 50
 
 
 def backoff(attempts: int) -> timedelta:
-    return min(timedelta(minutes=5) * (2 ** max(attempts - 1, 0)), timedelta(hours=6))
+    doublings: int = 2 ** max(attempts - 1, 0)
+    return min(timedelta(minutes=5) * doublings, timedelta(hours=6))
 
 
 def targets(notify: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -146,16 +147,18 @@ def deliver_pending(engine: Engine, now: datetime, smtp_url: str = "", *,
         if time.monotonic() > deadline:
             break
         with session_scope(engine) as session:
-            claimed = session.execute(
+            claimed = affected_rows(session.execute(
                 update(Notification).where(Notification.id == nid, Notification.status == "pending",
                                            or_(Notification.next_attempt_at.is_(None),
                                                Notification.next_attempt_at <= now))
                 .values(next_attempt_at=now + LEASE, attempts=Notification.attempts + 1)
-                .execution_options(synchronize_session=False)).rowcount
+                .execution_options(synchronize_session=False)))
             if claimed != 1:
                 continue  # another evaluator is on it
             note = session.get(Notification, nid)
+            assert note is not None  # claimed just now
             alert = session.get(Alert, note.alert_id)
+            assert alert is not None  # a notification's alert is never deleted
             channel, target, attempts = note.channel, note.target, note.attempts
             message = message_for(alert)
         error = None
@@ -168,6 +171,7 @@ def deliver_pending(engine: Engine, now: datetime, smtp_url: str = "", *,
             error = _describe(exc)
         with session_scope(engine) as session:
             note = session.get(Notification, nid)
+            assert note is not None  # claimed above
             if error is None:
                 note.status, note.sent_at, note.last_error, note.next_attempt_at = "sent", now, None, None
                 counts["sent"] += 1
