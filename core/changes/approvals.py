@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, update
+from stripe import StripeClient
 
 from core import audit
 from core.changes import parse
@@ -31,14 +32,14 @@ from core.changes.service import (
     _unseal,
     execute,
 )
-from core.db import session_scope
+from core.db import affected_rows, session_scope
 from core.models import ChangeRequest
 from core.permissions import Permission, PermissionDenied, allowed, check, guarded, record_refusal
 from core.timeutil import utc_now
 
 
 @guarded(None)  # checks APPROVE_CHANGES itself: a refusal is a ChangeRefused sentence for the form
-def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note: str, stripe: Any = None,
+def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note: str, stripe: StripeClient | None = None,
            now: datetime | None = None) -> Outcome:
     """Approve (and apply) or reject a pending request. The requester cannot decide their own."""
     now = now or utc_now()
@@ -73,8 +74,8 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
                                   "decided_at": now, "decision_note": note}
         if approve:
             values |= {"params": params, "stripe_ids": ids}
-        moved = s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id,
-                                                      ChangeRequest.status == PENDING).values(**values)).rowcount
+        moved = affected_rows(s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id,
+                                                      ChangeRequest.status == PENDING).values(**values)))
         if not moved:
             raise ChangeRefused("Someone else decided this request a moment ago.")
         req = s.get(ChangeRequest, request_id)
@@ -89,7 +90,7 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
 
 
 @guarded(None)  # checks CHANGE_MEMBERSHIP itself, refusing with a ChangeRefused sentence
-def resume(engine: Engine, request_id: int, actor: Actor, *, stripe: Any = None,
+def resume(engine: Engine, request_id: int, actor: Actor, *, stripe: StripeClient | None = None,
            now: datetime | None = None) -> Outcome:
     """Finish a request left ``applying`` by a crash or an outage (exactly once)."""
     try:

@@ -25,19 +25,20 @@ def available_actions(session: Session, member: Member, roles: frozenset[str] | 
     stripe_sub = sub is not None and not sub.complimentary and bool(sub.stripe_subscription_id)
     live = sub is not None and sub.status in (S.live() | {S.PAUSED, S.UNPAID})
     out = []
-    if stripe_sub and has_customer and sub.status in {S.ACTIVE, S.TRIALING, S.PAST_DUE} and not sub.pause_behavior:
+    if sub is not None and stripe_sub and has_customer and sub.status in {S.ACTIVE, S.TRIALING, S.PAST_DUE} \
+            and not sub.pause_behavior:
         out.append("change_price")
-    if live and (sub.complimentary or (stripe_sub and sub.status in {S.ACTIVE, S.TRIALING})):
+    if sub is not None and live and (sub.complimentary or (stripe_sub and sub.status in {S.ACTIVE, S.TRIALING})):
         out.append("extend")
     if not live or sub is None:
         out.append("grant_comp")
-    if stripe_sub and has_customer and live and not sub.pause_behavior:
+    if sub is not None and stripe_sub and has_customer and live and not sub.pause_behavior:
         out.append("pause")
-    if stripe_sub and has_customer and sub.pause_behavior and sub.status != S.CANCELED:
+    if sub is not None and stripe_sub and has_customer and sub.pause_behavior and sub.status != S.CANCELED:
         out.append("resume")
     if live:
         out.append("cancel")
-    if stripe_sub and has_customer and sub.cancel_at_period_end and sub.status not in S.ended():
+    if sub is not None and stripe_sub and has_customer and sub.cancel_at_period_end and sub.status not in S.ended():
         out.append("uncancel")
     if has_customer and sub is not None and sub.status in S.ended():
         out.append("reactivate")

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from stripe import StripeClient
 
 from core import audit, crypto
 from core.changes import parse
@@ -43,7 +44,7 @@ from core.changes.limits import load_limits
 from core.changes.model import Actor, ChangeInput, Outcome, Preview
 from core.changes.reasons import REASONS
 from core.changes.state import member_snapshot
-from core.db import session_scope
+from core.db import affected_rows, session_scope
 from core.models import ChangeRequest, Member
 from core.permissions import PermissionDenied, guarded, require
 from core.timeutil import utc_now
@@ -123,7 +124,7 @@ def _blocking(session: Session, member_id: int, key: str) -> ChangeRequest | Non
         ChangeRequest.idempotency_key != key).limit(1))
 
 
-def preview(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = None,
+def preview(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: StripeClient | None = None,
             now: datetime | None = None) -> Preview:
     """What ``submit`` would do, without writing anything. Raises ``ChangeRefused``."""
     now = now or utc_now()
@@ -143,7 +144,7 @@ def preview(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = 
 
 
 @guarded(None)  # the permission is the action's: checked in _check_basics, the refusal audited below
-def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = None,
+def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: StripeClient | None = None,
            now: datetime | None = None) -> Outcome:
     """Validate, claim, and apply (or queue for approval) one change. Raises ``ChangeRefused``."""
     now = now or utc_now()
@@ -191,10 +192,10 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
     done: Outcome | None = None
     try:
         with session_scope(engine) as s:
-            claimed = s.execute(
+            claimed = affected_rows(s.execute(
                 update(Member).where(Member.id == change.member_id, Member.version == change.member_version)
                 .values(version=change.member_version + 1)
-            ).rowcount
+            ))
             if not claimed:
                 raise _Lost()
             stored_params, stored_comment = _seal(action, plan.params, comment)
@@ -259,7 +260,7 @@ def _outcome_of(req: ChangeRequest, *, replayed: bool) -> Outcome:
                    replayed=replayed, result=req.result)
 
 
-def _replay(engine: Engine, request_id: int, *, stripe: Any, now: datetime) -> Outcome:
+def _replay(engine: Engine, request_id: int, *, stripe: StripeClient | None, now: datetime) -> Outcome:
     """The same request again: answer what happened, or finish it if it was interrupted."""
     with session_scope(engine) as s:
         req = s.get(ChangeRequest, request_id)
@@ -271,7 +272,7 @@ def _replay(engine: Engine, request_id: int, *, stripe: Any, now: datetime) -> O
     return outcome
 
 
-def execute(engine: Engine, request_id: int, *, stripe: Any = None, now: datetime | None = None,
+def execute(engine: Engine, request_id: int, *, stripe: StripeClient | None = None, now: datetime | None = None,
             resuming: bool = False, approved_by: str | None = None) -> Outcome:
     """Apply a request in status ``applying``: Stripe first, then our rows, audit and status."""
     from core.stripe_gateway import GatewayError
@@ -321,10 +322,10 @@ def execute(engine: Engine, request_id: int, *, stripe: Any = None, now: datetim
         s.rollback()  # end the read transaction before writing
 
     with session_scope(engine) as s:
-        moved = s.execute(
+        moved = affected_rows(s.execute(
             update(ChangeRequest).where(ChangeRequest.id == request_id, ChangeRequest.status == APPLYING)
             .values(status=APPLIED, applied_at=now)
-        ).rowcount
+        ))
         if not moved:  # someone else finished it a moment ago
             s.rollback()
             req = s.get(ChangeRequest, request_id)
@@ -349,7 +350,7 @@ def _refresh_metrics(engine: Engine, now: datetime) -> None:
 
 
 def _finish(s: Session, req: ChangeRequest, action: Action, plan: Plan, comment: str,
-            stripe_result: dict[str, Any], now: datetime, stripe: Any, approved_by: str | None, *,
+            stripe_result: dict[str, Any], now: datetime, stripe: StripeClient | None, approved_by: str | None, *,
             resuming: bool) -> Outcome:
     """Our rows, the member's version, the request's result and the audit entry (caller commits)."""
     member = _load(s, req.member_id)
@@ -405,9 +406,9 @@ def _fail(engine: Engine, request_id: int, sentence: str, approved_by: str | Non
     with session_scope(engine) as s:
         req = s.get(ChangeRequest, request_id)
         assert req is not None
-        moved = s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id,
+        moved = affected_rows(s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id,
                                                       ChangeRequest.status == APPLYING)
-                          .values(status=FAILED, error=sentence)).rowcount
+                          .values(status=FAILED, error=sentence)))
         if moved:
             audit.record(s, actor=req.requested_by, action=f"change.{req.action}", member_id=req.member_id,
                          reason=req.reason, comment=req.comment, after={"params": req.params, "error": sentence},

@@ -6,8 +6,9 @@ the form as they are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,7 +36,7 @@ def current_subscription(session: Session, member_id: int) -> Subscription | Non
 
 
 def mrr_items(session: Session, sub: Subscription, price_override: Price | None = None) -> list[Item]:
-    rows = session.execute(
+    rows: Sequence[tuple[int, Price]] = session.execute(
         select(SubscriptionItem.quantity, Price).join(Price, Price.id == SubscriptionItem.price_id)
         .where(SubscriptionItem.subscription_id == sub.id).order_by(SubscriptionItem.id)
     ).all()
@@ -50,7 +51,7 @@ def mrr_items(session: Session, sub: Subscription, price_override: Price | None 
 
 
 def mrr_of(session: Session, sub: Subscription | None, *, status: str | None = None,
-           pause_behavior: str | None | bool = False, price: Price | None = None,
+           pause_behavior: str | None | Literal[False] = False, price: Price | None = None,
            at: datetime | None = None) -> int:
     """MRR of ``sub`` by core.metrics.subscription_mrr, optionally as if its status/pause/price were different."""
     if sub is None or sub.complimentary:
@@ -61,7 +62,7 @@ def mrr_of(session: Session, sub: Subscription | None, *, status: str | None = N
                             sub.discount_end)
     return subscription_mrr(
         mrr_items(session, sub, price), status or sub.status,
-        pause_behavior=sub.pause_behavior if pause_behavior is False else pause_behavior,  # type: ignore[arg-type]
+        pause_behavior=sub.pause_behavior if pause_behavior is False else pause_behavior,
         discount=discount, at=at,
     )
 

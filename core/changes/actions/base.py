@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
+from stripe import StripeClient
 
 from core.changes.errors import ChangeRefused
 from core.changes.limits import Limits
@@ -33,10 +34,17 @@ class Ctx:
     actor: Actor
     now: datetime
     limits: Limits
-    stripe: Any = None  # a stripe.StripeClient built by core.stripe_gateway, or None
+    stripe: StripeClient | None = None  # built by core.stripe_gateway; None without Stripe
     reason: str = ""
     comment: str = ""
     request_id: int | None = None  # set when an existing request is re-planned (approval)
+
+    @property
+    def client(self) -> StripeClient:
+        """The Stripe client, for a step that calls Stripe (its plan ran ``require_customer``)."""
+        if self.stripe is None:
+            raise ChangeRefused("Stripe is not configured here, so changes that go through Stripe are unavailable.")
+        return self.stripe
 
 
 @dataclass

@@ -62,7 +62,7 @@ class RefundPayment(Action):
             from core.stripe_gateway import GatewayError, writes
 
             try:
-                charge = writes.retrieve_charge(ctx.stripe, payment.stripe_charge_id)
+                charge = writes.retrieve_charge(ctx.client, payment.stripe_charge_id)
             except GatewayError as exc:
                 raise ChangeRefused(exc.sentence) from None
             refunded = int(charge.get("amount_refunded") or 0)
@@ -79,7 +79,9 @@ class RefundPayment(Action):
             raise ChangeRefused(f"At most {format_money(remaining, payment.currency)} of this payment can still be "
                                 f"refunded; {format_money(amount, payment.currency)} is too much.")
         counted, earlier, why = _counted(ctx, payment, refunded, amount)
-        money = lambda v: format_money(v, payment.currency)  # noqa: E731
+        def money(v: int) -> str:
+            return format_money(v, payment.currency)
+
         cap = ctx.limits.max_refund(ctx.actor.roles, payment.currency)
         if cap is not None and counted > cap:
             if earlier:
@@ -120,18 +122,18 @@ class RefundPayment(Action):
         from core.stripe_gateway import writes
 
         charge_id = self._charge(ctx, plan)
-        refund = writes.refund(ctx.stripe, charge_id=charge_id, amount=plan.params["amount"], reason=ctx.reason,
+        refund = writes.refund(ctx.client, charge_id=charge_id, amount=plan.params["amount"], reason=ctx.reason,
                                key=key)
-        return {"refund": refund, "charge": writes.retrieve_charge(ctx.stripe, charge_id)}
+        return {"refund": refund, "charge": writes.retrieve_charge(ctx.client, charge_id)}
 
     def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
         from core.stripe_gateway import writes
 
         charge_id = self._charge(ctx, plan)
-        refund = writes.find_refund(ctx.stripe, charge_id=charge_id, key=key)
+        refund = writes.find_refund(ctx.client, charge_id=charge_id, key=key)
         if refund is None:
             return None
-        return {"refund": refund, "charge": writes.retrieve_charge(ctx.stripe, charge_id)}
+        return {"refund": refund, "charge": writes.retrieve_charge(ctx.client, charge_id)}
 
     def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:
         payment = ctx.session.get(Payment, plan.params["payment_id"])
@@ -198,7 +200,7 @@ class RetryInvoice(Action):
     def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
         from core.stripe_gateway import writes
 
-        return self._with_subscription(ctx, writes.pay_invoice(ctx.stripe, self._stripe_invoice(ctx, plan), key=key))
+        return self._with_subscription(ctx, writes.pay_invoice(ctx.client, self._stripe_invoice(ctx, plan), key=key))
 
     def _with_subscription(self, ctx: Ctx, inv: dict[str, Any]) -> dict[str, Any]:
         """Paying an invoice can move its subscription (past_due -> active): bring that along."""
@@ -208,13 +210,13 @@ class RetryInvoice(Action):
         out = {"invoice": inv}
         sub_id = invoice_subscription_id(inv)
         if sub_id:
-            out["subscription"] = writes.retrieve_subscription(ctx.stripe, sub_id)
+            out["subscription"] = writes.retrieve_subscription(ctx.client, sub_id)
         return out
 
     def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
         from core.stripe_gateway import writes
 
-        inv = writes.retrieve_invoice(ctx.stripe, self._stripe_invoice(ctx, plan))
+        inv = writes.retrieve_invoice(ctx.client, self._stripe_invoice(ctx, plan))
         return self._with_subscription(ctx, inv) if inv.get("status") == "paid" else None
 
     def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:

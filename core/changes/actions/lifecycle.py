@@ -57,13 +57,13 @@ class _SubscriptionAction(Action):
     def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
         from core.stripe_gateway import writes
 
-        return {"subscription": writes.update_subscription(ctx.stripe, plan.stripe_ids["subscription"],
+        return {"subscription": writes.update_subscription(ctx.client, plan.stripe_ids["subscription"],
                                                            self.target(plan), key=key)}
 
     def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
         from core.stripe_gateway import writes
 
-        obj = writes.retrieve_subscription(ctx.stripe, plan.stripe_ids["subscription"])
+        obj = writes.retrieve_subscription(ctx.client, plan.stripe_ids["subscription"])
         return {"subscription": obj} if self.matches(obj, plan) else None
 
     def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +106,7 @@ class Pause(_SubscriptionAction):
         return {"pause_collection": pause}
 
     def matches(self, obj: dict[str, Any], plan: Plan) -> bool:
-        return ((obj.get("pause_collection") or {}).get("behavior")) == plan.params["behavior"]
+        return bool(((obj.get("pause_collection") or {}).get("behavior")) == plan.params["behavior"])
 
 
 @register
@@ -154,6 +154,7 @@ class Cancel(_SubscriptionAction):
             return Plan(params={"when": "now"}, preview=Preview(self.name, summary, mrr_before_minor=0,
                                                                 mrr_after_minor=0, new_period_end=ctx.now))
         sid = _stripe_sub(ctx, sub)
+        end: datetime | None
         if when == "now":
             summary = ["Ends the membership immediately; no refund is made (refund a payment separately)."]
             after, end = 0, ctx.now
@@ -172,7 +173,7 @@ class Cancel(_SubscriptionAction):
 
         if plan.params["when"] == "now":
             return {"subscription": writes.cancel_subscription(
-                ctx.stripe, plan.stripe_ids["subscription"], comment=ctx.comment,
+                ctx.client, plan.stripe_ids["subscription"], comment=ctx.comment,
                 feedback=FEEDBACK.get(ctx.reason), key=key)}
         return super().call_stripe(ctx, plan, key)
 
@@ -238,6 +239,7 @@ class Extend(_SubscriptionAction):
             raise ChangeRefused(f"Your role may add at most {allowed} days; ask a manager for more.")
         if sub.status in S.ended():
             raise ChangeRefused("This membership is canceled; reactivate it or grant a complimentary one.")
+        base: datetime | None
         if sub.complimentary:
             base = sub.current_period_end or ctx.now
             new_end = base + timedelta(days=days)
@@ -310,7 +312,7 @@ class Reactivate(Action):
         from core.stripe_gateway import GatewayError, writes
 
         try:
-            inv = writes.preview_new_subscription(ctx.stripe, customer_id=customer, price_id=price.stripe_price_id)
+            inv = writes.preview_new_subscription(ctx.client, customer_id=customer, price_id=price.stripe_price_id)
             amount = int(inv.get("amount_due") or 0)
         except GatewayError as exc:
             raise ChangeRefused(exc.sentence) from None
@@ -326,13 +328,13 @@ class Reactivate(Action):
     def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
         from core.stripe_gateway import writes
 
-        return {"subscription": writes.create_subscription(ctx.stripe, customer_id=plan.stripe_ids["customer"],
+        return {"subscription": writes.create_subscription(ctx.client, customer_id=plan.stripe_ids["customer"],
                                                            price_id=plan.stripe_ids["price"], key=key)}
 
     def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
         from core.stripe_gateway import writes
 
-        obj = writes.find_subscription(ctx.stripe, customer_id=plan.stripe_ids["customer"], key=key)
+        obj = writes.find_subscription(ctx.client, customer_id=plan.stripe_ids["customer"], key=key)
         return {"subscription": obj} if obj else None
 
     def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:

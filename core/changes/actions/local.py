@@ -110,13 +110,13 @@ class EditContact(Action):
     def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
         from core.stripe_gateway import writes
 
-        customer = writes.update_customer(ctx.stripe, ctx.member.stripe_customer_id or "", plan.params, key=key)
+        customer = writes.update_customer(ctx.client, ctx.member.stripe_customer_id or "", plan.params, key=key)
         return {"customer": customer}
 
     def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
         from core.stripe_gateway import writes
 
-        customer = writes.retrieve_customer(ctx.stripe, ctx.member.stripe_customer_id or "")
+        customer = writes.retrieve_customer(ctx.client, ctx.member.stripe_customer_id or "")
         return {"customer": customer} if writes.customer_matches(customer, plan.params) else None
 
     def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:

@@ -61,7 +61,7 @@ class ChangePrice(_SubscriptionAction):
 
         try:
             inv = writes.preview_price_change(
-                ctx.stripe, customer_id=ctx.member.stripe_customer_id or "", subscription_id=sid,
+                ctx.client, customer_id=ctx.member.stripe_customer_id or "", subscription_id=sid,
                 item_id=item.stripe_item_id, price_id=price.stripe_price_id, proration_behavior=behavior,
                 proration_date=proration_date)
         except GatewayError as exc:
@@ -100,7 +100,7 @@ class ChangePrice(_SubscriptionAction):
         for item in (obj.get("items") or {}).get("data") or []:
             price = item.get("price") or {}
             if item.get("id") == plan.stripe_ids["item"]:
-                return (price.get("id") if isinstance(price, dict) else price) == plan.stripe_ids["price"]
+                return bool((price.get("id") if isinstance(price, dict) else price) == plan.stripe_ids["price"])
         return False
 
 
