@@ -7,7 +7,7 @@ so a month in Europe/Berlin that crosses a daylight-saving change is still one c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 GRANULARITIES = ("day", "week", "month")
@@ -44,7 +44,7 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"“{name}” is not a time zone; use a name such as Europe/Berlin.") from None
 
 
-def local_midnight(day: date, tz: ZoneInfo) -> datetime:
+def local_midnight(day: date, tz: tzinfo) -> datetime:
     """The UTC instant at which ``day`` starts in ``tz`` (handles DST gaps via fold rules)."""
     return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
