@@ -18,14 +18,21 @@ Definitions live next to each metric (``Metric.definition``) and in docs/metrics
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+
 from core.metrics.registry import compute, drill, get, list_metrics
 from core.metrics.types import Filters, Metric, MetricError, MetricResult, Query
+
+if TYPE_CHECKING:
+    from core.metrics.bundles import PageBundle
 
 __all__ = ["Filters", "Metric", "MetricError", "MetricResult", "Query", "compute", "drill", "get",
            "list_metrics", "page_bundle"]
 
 
-def page_bundle(engine, page: str, query: Query):  # type: ignore[no-untyped-def]
+def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
     """All the numbers one dashboard page needs (see ``core.metrics.bundles``)."""
     from core.metrics.bundles import page_bundle as _bundle
 

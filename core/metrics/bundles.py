@@ -166,15 +166,15 @@ def revenue_tables(engine: Engine, query: Query) -> dict[str, pd.DataFrame]:
     else:
         rows = converted_daily(engine, query, "cash")
     # The days summed per group first (a few hundred groups instead of a row per day and group).
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[Any, ...], list[int]] = {}
     for r in rows:
         acc = groups.setdefault((r["currency"], r["tier_id"], r["interval"], r["country"]), [0, 0, 0, 0])
         for i, v in enumerate((int(r["gross"]), int(r["refunds"]), int(r["disputes_lost"]), net_amount(r))):
             acc[i] += v
-    sums: dict[str, dict[tuple, list[int]]] = {dim: {} for dim in REVENUE_DIMENSIONS}
+    sums: dict[str, dict[tuple[Any, ...], list[int]]] = {dim: {} for dim in REVENUE_DIMENSIONS}
     if groups:
         with engine.connect() as conn:
-            codes = dict(conn.execute(text("SELECT id, code FROM tiers")).all())
+            codes: dict[int, str] = dict(conn.execute(text("SELECT id, code FROM tiers")).all())
         for (cur, tier, interval, country), amounts in groups.items():
             keys = (codes.get(tier, "none") if pd.notna(tier) else "none", _label(interval), cur, _label(country))
             for dim, key in zip(REVENUE_DIMENSIONS, keys, strict=True):
@@ -189,7 +189,7 @@ def _label(value: Any) -> str:
     return "none" if value is None or pd.isna(value) else str(value)
 
 
-def _revenue_table(sums: dict[tuple, list[int]], currency: str | None) -> pd.DataFrame:
+def _revenue_table(sums: dict[tuple[Any, ...], list[int]], currency: str | None) -> pd.DataFrame:
     columns = ["key", *([] if currency is not None else ["currency"]), *_REVENUE_MEASURES]
     rows = sorted((list(k) + v for k, v in sums.items()), key=lambda r: (-r[len(r) - 4], *r[:len(r) - 4]))
     return pd.DataFrame(rows, columns=columns)

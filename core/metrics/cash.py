@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from core.metrics import drills
 from core.metrics.common import flow_result
 from core.metrics.registry import register
-from core.metrics.types import Metric, MetricResult, Query
+from core.metrics.types import ComputeFn, DrillFn, Metric, MetricResult, Query
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,13 +18,13 @@ if TYPE_CHECKING:
 GROUP = "cash"
 
 
-def _flow(slug: str, measure: str):  # type: ignore[no-untyped-def]
+def _flow(slug: str, measure: str) -> ComputeFn:
     def compute(engine: Engine, query: Query) -> MetricResult:
         return flow_result(engine, query, slug, "cash", lambda r: int(r[measure]))
     return compute
 
 
-def net_amount(row: dict) -> int:
+def net_amount(row: dict[str, Any]) -> int:
     """Net revenue of a daily cash row (original or converted: each measure converted alone, so
     net = gross - refunds - disputes lost in every currency)."""
     return int(row["gross"]) - int(row["refunds"]) - int(row["disputes_lost"])
@@ -34,7 +34,7 @@ def _net(engine: Engine, query: Query) -> MetricResult:
     return flow_result(engine, query, "net_revenue", "cash", net_amount)
 
 
-def _drill(kind: str):  # type: ignore[no-untyped-def]
+def _drill(kind: str) -> DrillFn:
     def drill(engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
               limit: int | None = 10_000) -> pd.DataFrame:
         import pandas as pd

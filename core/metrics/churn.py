@@ -7,9 +7,10 @@ Rates over a range of several periods are the base-weighted average of the per-p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, text
 
@@ -28,7 +29,7 @@ from core.metrics.common import (
 from core.metrics.fx import RateTable
 from core.metrics.recurring import GRACE, _drill
 from core.metrics.registry import register
-from core.metrics.types import Columns, Metric, MetricResult, Query
+from core.metrics.types import Columns, ComputeFn, Metric, MetricResult, Query
 from core.timeutil import periods, zone
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ def _period_sums(engine: Engine, query: Query, money: bool) -> dict[date, dict[s
     return {p: v for (p,), v in sums.items()}
 
 
-def _rate(slug: str, money: bool, num, den):  # type: ignore[no-untyped-def]
+def _rate(slug: str, money: bool, num: Callable[[dict[str, Any]], int],
+          den: Callable[[dict[str, Any]], int]) -> ComputeFn:
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
         values: dict[date, float | None] = {}
@@ -64,7 +66,7 @@ def _rate(slug: str, money: bool, num, den):  # type: ignore[no-untyped-def]
     return compute
 
 
-def _cohorts(money: bool):  # type: ignore[no-untyped-def]
+def _cohorts(money: bool) -> ComputeFn:
     def compute(engine: Engine, query: Query) -> MetricResult:
         tz = zone(query.tz)
         first = query.start.replace(day=1)
@@ -109,7 +111,7 @@ def _cohorts(money: bool):  # type: ignore[no-untyped-def]
 _FILTER_SQL = {"tier_id": "s.tier_id", "interval": "pr.interval", "currency": "s.currency", "country": "m.country"}
 
 
-def _trials_sql(engine: Engine, query: Query) -> tuple[str, dict]:
+def _trials_sql(engine: Engine, query: Query) -> tuple[str, dict[str, Any]]:
     f = source.filter_values(engine, query)
     where = "".join(f" AND {_FILTER_SQL[c]} = :f_{c}" for c in f)
     sql = f"""
@@ -186,7 +188,7 @@ def _reasons(engine: Engine, query: Query) -> Columns:
     return table(out, ["key", "churn_kind", "value"])
 
 
-def _n(col: str):  # type: ignore[no-untyped-def]
+def _n(col: str) -> Callable[[dict[str, Any]], int]:
     return lambda r: int(r[col])
 
 

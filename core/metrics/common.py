@@ -9,10 +9,11 @@ bucket ends in.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, cast
 
 from sqlalchemy import Engine, text
 
@@ -45,13 +46,13 @@ def end_month(b: Period, tz_name: str) -> date:
     return (b.end - timedelta(microseconds=1)).astimezone(zone(tz_name)).date().replace(day=1)
 
 
-def attach(buckets: list[Period], values: dict[date, object], fill: object = 0) -> Columns:
+def attach(buckets: list[Period], values: Mapping[date, object], fill: object = 0) -> Columns:
     """A series: one row per bucket (``fill`` where ``values`` has none)."""
     return {"period": [b.label for b in buckets], "period_start": [b.start for b in buckets],
             "period_end": [b.end for b in buckets], "value": [values.get(b.label, fill) for b in buckets]}
 
 
-def attach_per_currency(buckets: list[Period], values: dict[tuple[date, str], object],
+def attach_per_currency(buckets: list[Period], values: Mapping[tuple[date, str], object],
                         currencies: list[str], fill: object = 0) -> Columns:
     """A series per original currency: one row per currency and bucket."""
     pairs = [(b, cur) for cur in currencies for b in buckets]
@@ -60,11 +61,11 @@ def attach_per_currency(buckets: list[Period], values: dict[tuple[date, str], ob
             "value": [values.get((b.label, cur), fill) for b, cur in pairs]}
 
 
-def table(rows: list[tuple] | list[dict], names: list[str]) -> Columns:
+def table(rows: list[tuple[Any, ...]] | list[dict[str, Any]], names: list[str]) -> Columns:
     """Rows (tuples in ``names`` order, or dicts) as a small table of columns."""
     if rows and isinstance(rows[0], dict):
-        return {n: [r[n] for r in rows] for n in names}  # type: ignore[call-overload]
-    return {n: [r[i] for r in rows] for i, n in enumerate(names)}  # type: ignore[index]
+        return {n: [r[n] for r in rows] for n in names}
+    return {n: [r[i] for r in cast("list[tuple[Any, ...]]", rows)] for i, n in enumerate(names)}
 
 
 GROUP_KEYS = ("tier_id", "interval", "country")
@@ -72,7 +73,7 @@ GROUP_KEYS = ("tier_id", "interval", "country")
 MONEY_MEASURES = frozenset({"gross", "refunds", "disputes_lost", "fees", "billed", "recovered", "amount"})
 
 
-def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict]:
+def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict[str, Any]]:
     """The rounding rule of every money flow in a reporting currency, in one place: each daily
     row (local day x original currency x tier x interval x country) converts each measure at its
     month's rate, rounded half to even, and every figure is a sum of those converted rows. A
@@ -83,14 +84,14 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict]:
     from core.metrics import source
     from core.metrics.daily import KINDS
 
-    assert query.currency is not None
+    target = query.currency
+    assert target is not None
 
-    def build() -> list[dict]:
+    def build() -> list[dict[str, Any]]:
         _, first, last = source.span(query)
         day_q = replace(query, granularity="day")
         rows = source.daily(engine, day_q, kind, first, last, keys=GROUP_KEYS)
         rates = RateTable.load(engine)
-        target = query.currency
         money = [m for m in KINDS[kind].measures if m in MONEY_MEASURES]
         out = []
         for r in rows:
@@ -98,19 +99,19 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict]:
             conv = dict(r)  # counts stay as they are; money converts (zero needs no rate)
             for m in money:
                 if r[m]:
-                    conv[m] = rates.convert(int(r[m]), cur, target, month)  # type: ignore[arg-type]
+                    conv[m] = rates.convert(int(r[m]), cur, target, month)
             out.append(conv)
         return out
 
     return source.memoised(("converted daily", engine.url, replace(query, granularity="day"), kind), build)
 
 
-def converted_days(engine: Engine, query: Query, kind: str) -> list[dict]:
+def converted_days(engine: Engine, query: Query, kind: str) -> list[dict[str, Any]]:
     """``converted_daily`` summed per local day over the groups (what a flow's buckets add up)."""
     from core.metrics import source
 
-    def build() -> list[dict]:
-        days: dict[date, dict] = {}
+    def build() -> list[dict[str, Any]]:
+        days: dict[date, dict[str, Any]] = {}
         for r in converted_daily(engine, query, kind):
             acc = days.get(r["day"])
             if acc is None:
@@ -125,7 +126,7 @@ def converted_days(engine: Engine, query: Query, kind: str) -> list[dict]:
 
 
 def flow_result(engine: Engine, query: Query, slug: str, kind: str,
-                amount: Callable[[dict], int]) -> MetricResult:
+                amount: Callable[[dict[str, Any]], int]) -> MetricResult:
     """A money flow: ``amount`` of each daily row of ``kind`` summed per bucket (per original
     currency, or converted by ``converted_daily``'s rule)."""
     from core.metrics import source
@@ -157,9 +158,9 @@ def flow_result(engine: Engine, query: Query, slug: str, kind: str,
                         settings_used=query.settings_used())
 
 
-def sums_by(rows: list[dict], keys: tuple[str, ...], columns: tuple[str, ...]) -> dict[tuple, dict[str, int]]:
+def sums_by(rows: list[dict[str, Any]], keys: tuple[str, ...], columns: tuple[str, ...]) -> dict[tuple[Any, ...], dict[str, int]]:
     """``columns`` summed per value of ``keys``, in key order."""
-    out: dict[tuple, dict[str, int]] = {}
+    out: dict[tuple[Any, ...], dict[str, int]] = {}
     for row in rows:
         k = tuple(row[x] for x in keys)
         acc = out.get(k)
@@ -171,7 +172,7 @@ def sums_by(rows: list[dict], keys: tuple[str, ...], columns: tuple[str, ...]) -
 
 
 def movement_sums(engine: Engine, query: Query, keys: tuple[str, ...],
-                  converted: bool = False) -> dict[tuple, dict[str, int]]:
+                  converted: bool = False) -> dict[tuple[Any, ...], dict[str, int]]:
     """The movement columns summed per ``keys`` (of ``period``, ``currency``): per original
     currency, or ``converted`` to the reporting currency. Worked out once per page: a dozen
     metrics read the same sums, and plain Python over a few dozen rows costs less than pandas
@@ -179,7 +180,7 @@ def movement_sums(engine: Engine, query: Query, keys: tuple[str, ...],
     from core.metrics import source
     from core.metrics.movements import MOVEMENT_COLUMNS
 
-    def build() -> dict[tuple, dict[str, int]]:
+    def build() -> dict[tuple[Any, ...], dict[str, int]]:
         rows = converted_movements(engine, query) if converted else source.movements(engine, query)
         return sums_by(rows, keys, MOVEMENT_COLUMNS)
 
@@ -187,7 +188,7 @@ def movement_sums(engine: Engine, query: Query, keys: tuple[str, ...],
     return source.memoised(("movement sums", engine.url, q, keys, converted), build)
 
 
-def converted_movements(engine: Engine, query: Query, rates: RateTable | None = None) -> list[dict]:
+def converted_movements(engine: Engine, query: Query, rates: RateTable | None = None) -> list[dict[str, Any]]:
     """The query's movements in its reporting currency (``convert_movements``), worked out once
     per page: several metrics of a page read the same converted frame."""
     from core.metrics import source
@@ -196,7 +197,7 @@ def converted_movements(engine: Engine, query: Query, rates: RateTable | None = 
                            lambda: convert_movements(engine, query, source.movements(engine, query), rates))
 
 
-def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateTable | None = None) -> list[dict]:
+def convert_movements(engine: Engine, query: Query, mv: list[dict[str, Any]], rates: RateTable | None = None) -> list[dict[str, Any]]:
     """Movement rows in the reporting currency, one per period.
 
     Start and end convert directly (so a converted MRR equals the per-currency MRRs converted and
@@ -217,7 +218,7 @@ def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateT
              ("transfer_in", 1), ("transfer_out", -1))
     counts = [c for c in MOVEMENT_COLUMNS if c.startswith("members_")]
     # Plain Python over a few rows per period: pandas column updates cost more than the query.
-    out: dict[date, dict] = {}
+    out: dict[date, dict[str, Any]] = {}
     for row in mv:
         month = (row["period_end"] - timedelta(microseconds=1)).astimezone(tz).date().replace(day=1)
         cur = row["currency"]
@@ -259,7 +260,7 @@ def div_money(num: int, den: int) -> int | None:
     return int((Decimal(num) / Decimal(den)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-def result(slug: str, unit: Unit, value: int | float | None, query: Query, series: Columns, **kw) -> MetricResult:  # type: ignore[no-untyped-def]
+def result(slug: str, unit: Unit, value: int | float | None, query: Query, series: Columns, **kw: Any) -> MetricResult:
     return MetricResult(slug, unit, value, query.currency if unit == "money" else None, series,
                         settings_used=query.settings_used(), **kw)
 

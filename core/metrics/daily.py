@@ -16,10 +16,12 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
 
 from sqlalchemy import TextClause, bindparam, text
 
 from core.db.types import UTCDateTime
+from core.models.base import Base
 from core.models.rollups import (
     DailyCancellations,
     DailyCash,
@@ -89,8 +91,8 @@ class Days:
     def listed(cls, dialect: str, tz: tzinfo, days: list[date]) -> Days:
         return cls(dialect, tz, min(days), max(days) + timedelta(days=1), tuple(sorted(days)))
 
-    def params(self) -> dict:
-        out: dict = {"days_from": local_midnight(self.first, self.tz), "days_to": local_midnight(self.end, self.tz)}
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"days_from": local_midnight(self.first, self.tz), "days_to": local_midnight(self.end, self.tz)}
         for i, d in enumerate(self.only):
             out[f"only_from{i}"] = local_midnight(d, self.tz)
             out[f"only_to{i}"] = local_midnight(d + timedelta(days=1), self.tz)
@@ -105,7 +107,7 @@ class Days:
         if len(pieces) == 1:
             return self._shifted(column, pieces[0][1])
         whens = " ".join(f"WHEN {column} < {_ts_literal(self.dialect, until)} THEN {self._shifted(column, off)}"
-                         for until, off in pieces[:-1])
+                         for until, off in pieces[:-1] if until is not None)  # all but the last have one
         return f"CASE {whens} ELSE {self._shifted(column, pieces[-1][1])} END"
 
     def source(self, table: str) -> str:
@@ -138,7 +140,7 @@ def _offsets(tz: tzinfo, start: datetime, stop: datetime) -> tuple[tuple[datetim
     """(until, offset in seconds) for each stretch of constant UTC offset between two instants;
     the last stretch's ``until`` is None. Found day by day, then to the second by bisection."""
     def offset(moment: datetime) -> int:
-        return int(moment.astimezone(tz).utcoffset().total_seconds())  # type: ignore[union-attr]
+        return int((moment.astimezone(tz).utcoffset() or timedelta(0)).total_seconds())  # aware: never None
 
     pieces: list[tuple[datetime | None, int]] = []
     current = offset(start)
@@ -178,10 +180,10 @@ class Kind:
     measures: tuple[str, ...]
 
     @classmethod
-    def of(cls, daily: type, monthly: type, keys: tuple[str, ...] = ()) -> Kind:
+    def of(cls, daily: type[Base], monthly: type[Base], keys: tuple[str, ...] = ()) -> Kind:
         skip = {"id", *GROUP_OUT, *keys}
         return cls(daily.__tablename__, monthly.__tablename__, keys,
-                   tuple(c.name for c in daily.__table__.columns if c.name not in skip))  # type: ignore[attr-defined]
+                   tuple(c.name for c in daily.__table__.columns if c.name not in skip))
 
 
 KINDS = {

@@ -4,7 +4,7 @@ the member's id and email, amounts in minor units beside their currency, and UTC
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, text
 
@@ -22,7 +22,7 @@ _FILTER_SQL = {"tier_id": "pr.tier_id", "interval": "pr.interval", "currency": "
 
 
 def rows(engine: Engine, query: Query, *, period: date | None, limit: int | None, source: str,
-         where: str = "", params: dict | None = None) -> pd.DataFrame:
+         where: str = "", params: dict[str, Any] | None = None) -> pd.DataFrame:
     """``source``: payments (by created_at), refunds (by created_at), disputes (by closed_at),
     invoices billed (by finalized_at); each filed under the price and country it was billed at."""
     import pandas as pd

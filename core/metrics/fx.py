@@ -50,13 +50,13 @@ class RateTable:
                 months.setdefault(cur, []).append(month)
                 rates.setdefault(cur, []).append(Decimal(rate))
         for year, per in sorted(DEFAULT_RATES.items()):
-            for cur, rate in per.items():
+            for cur, default_rate in per.items():
                 if cur in months and not defaults.get(cur):
                     continue
                 defaults[cur] = True
                 for m in range(1, 13):
                     months.setdefault(cur, []).append(date(year, m, 1))
-                    rates.setdefault(cur, []).append(Decimal(rate))
+                    rates.setdefault(cur, []).append(Decimal(default_rate))
         return cls(months, rates)
 
     def usd_per_unit(self, currency: str, month: date) -> Decimal:

@@ -13,7 +13,7 @@ from core.metrics.common import attach, buckets_before_now, end_month, labeler, 
 from core.metrics.daily import RECOVERY_WINDOW_DAYS
 from core.metrics.fx import RateTable
 from core.metrics.registry import register
-from core.metrics.types import Metric, MetricResult, Query
+from core.metrics.types import ComputeFn, DrillFn, Metric, MetricResult, Query
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 GROUP = "health"
 
 
-def _rate(slug: str, num: str, den: str, note: str | None = None):  # type: ignore[no-untyped-def]
+def _rate(slug: str, num: str, den: str, note: str | None = None) -> ComputeFn:
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
         _, first, last = source.span(query)
@@ -39,7 +39,7 @@ def _rate(slug: str, num: str, den: str, note: str | None = None):  # type: igno
     return compute
 
 
-def _failures(slug: str, dim: str):  # type: ignore[no-untyped-def]
+def _failures(slug: str, dim: str) -> ComputeFn:
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
         _, first, last = source.span(query)
@@ -93,14 +93,14 @@ def _at_risk(engine: Engine, query: Query) -> MetricResult:
     return out
 
 
-def _drill_payments(where: str):  # type: ignore[no-untyped-def]
+def _drill_payments(where: str) -> DrillFn:
     def drill(engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
               limit: int | None = 10_000) -> pd.DataFrame:
         return drills.rows(engine, query, period=period, limit=limit, source="payments", where=where)
     return drill
 
 
-def _drill_dim(dim_sql: str):  # type: ignore[no-untyped-def]
+def _drill_dim(dim_sql: str) -> DrillFn:
     def drill(engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
               limit: int | None = 10_000) -> pd.DataFrame:
         where = "AND p.status = 'failed'"

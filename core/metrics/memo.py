@@ -8,10 +8,10 @@ import contextlib
 import sys
 from collections.abc import Callable, Hashable, Iterator
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
-_memo: ContextVar[dict | None] = ContextVar("metrics_memo", default=None)
+_memo: ContextVar[dict[Hashable, Any] | None] = ContextVar("metrics_memo", default=None)
 
 
 @contextlib.contextmanager
@@ -31,7 +31,7 @@ def memoised(key: Hashable, fn: Callable[[], T]) -> T:
         return fn()
     if key not in memo:
         memo[key] = fn()
-    value = memo[key]
+    value: T = memo[key]
     pd = sys.modules.get("pandas")  # not imported: nothing here is a DataFrame (the CLI never imports it)
     return value.copy() if pd is not None and isinstance(value, pd.DataFrame) else value
 

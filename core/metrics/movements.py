@@ -16,9 +16,11 @@ answers any other question (days, another time zone) from the segments directly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, RowMapping, bindparam, text
 
 from core.db.types import UTCDateTime
 
@@ -30,7 +32,7 @@ MOVEMENT_COLUMNS = ("mrr_start", "mrr_end", "new", "reactivation", "expansion", 
                     "members_transferred_out")
 
 
-def bounds_cte(dialect: str, bounds: list[datetime]) -> tuple[str, list]:
+def bounds_cte(dialect: str, bounds: list[datetime]) -> tuple[str, list[Any]]:
     cast = "CAST(:b{i} AS TIMESTAMP WITH TIME ZONE)" if dialect == "postgresql" else ":b{i}"
     parts = [f"SELECT {i} AS i, {cast.format(i=i)} AS b" for i in range(len(bounds))]
     params = [bindparam(f"b{i}", value=b, type_=UTCDateTime()) for i, b in enumerate(bounds)]
@@ -50,7 +52,7 @@ snap AS (
 )"""
 
 
-def movements_sql(dialect: str, bounds: list[datetime], *, member_id: int | None = None) -> tuple[str, list]:
+def movements_sql(dialect: str, bounds: list[datetime], *, member_id: int | None = None) -> tuple[str, list[Any]]:
     """SQL returning one row per (period index p, group) with MOVEMENT_COLUMNS."""
     cte, params = bounds_cte(dialect, bounds)
     n = len(bounds) - 1
@@ -134,7 +136,7 @@ GROUP BY p, currency, tier_id, interval, country
     return sql, params
 
 
-def unit_rows_sql(dialect: str, bounds: list[datetime]) -> tuple[str, list]:
+def unit_rows_sql(dialect: str, bounds: list[datetime]) -> tuple[str, list[Any]]:
     """Per-unit rows of every period (index ``p``) with the movement kind: the drill-down."""
     full, params = movements_sql(dialect, bounds)
     body = full.split("SELECT p, currency, tier_id, interval, country,\n       SUM(ls)", 1)[0]
@@ -152,7 +154,7 @@ FROM legs c
 """, params
 
 
-def cohort_sql(dialect: str, bounds: list[datetime], k: int = 0) -> tuple[str, list]:
+def cohort_sql(dialect: str, bounds: list[datetime], k: int = 0) -> tuple[str, list[Any]]:
     """Cohort cells: cohort index (period of first MRR > 0) x period index p (paying at the end of
     period p), plus size rows (p = cohort, ``size`` = members whose first paid period it is).
     Only periods >= k are produced (incremental refresh)."""
@@ -195,6 +197,6 @@ FROM cells GROUP BY cohort, p, currency, tier_id, interval, country
     return sql, params
 
 
-def run(conn: Connection, sql: str, params: list, extra: dict | None = None) -> list:
+def run(conn: Connection, sql: str, params: list[Any], extra: dict[str, Any] | None = None) -> Sequence[RowMapping]:
     stmt = text(sql).bindparams(*params)
     return conn.execute(stmt, extra or {}).mappings().all()

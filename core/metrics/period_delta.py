@@ -66,15 +66,15 @@ def first_index(bounds: Bounds, label: date) -> int:
 
 
 def sweep_members(conn: Connection, bounds: Bounds, k: int, members: list[int], *,
-                  cohorts: bool = True) -> tuple[list[dict], list[dict]]:
+                  cohorts: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     if not members:
         return [], []
     return sweep.run(conn, [b[1] for b in bounds], k, members, cohorts=cohorts)
 
 
-def shift(old_bounds: Bounds, old: tuple[list[dict], list[dict]], new_bounds: Bounds,
-          new: tuple[list[dict], list[dict]], stored_last: Iterable[dict], stored_cells: Iterable[dict],
-          ) -> tuple[dict[tuple, list[int]], dict[tuple, list[int]]]:
+def shift(old_bounds: Bounds, old: tuple[list[dict[str, Any]], list[dict[str, Any]]], new_bounds: Bounds,
+          new: tuple[list[dict[str, Any]], list[dict[str, Any]]], stored_last: Iterable[dict[str, Any]], stored_cells: Iterable[dict[str, Any]],
+          ) -> tuple[dict[tuple[Any, ...], list[int]], dict[tuple[Any, ...], list[int]]]:
     """What to add to rows built with ``old_bounds`` to get rows built with ``new_bounds``:
     (movements keyed (period, *group), cohort cells keyed (cohort, month, *group)).
 
@@ -111,7 +111,7 @@ def shift(old_bounds: Bounds, old: tuple[list[dict], list[dict]], new_bounds: Bo
             vec[_END] += mrr
             vec[_M_START] += count
             vec[_M_END] += count
-    cbase: dict[tuple, list[int]] = {}
+    cbase: dict[tuple[Any, ...], list[int]] = {}
     for r in stored_cells:
         acc = cbase.setdefault((r["cohort"], *(r[c] for c in _GROUP)), [0, 0])
         acc[0] += int(r["members"])
@@ -121,19 +121,19 @@ def shift(old_bounds: Bounds, old: tuple[list[dict], list[dict]], new_bounds: Bo
             acc = cbase.setdefault((old_labels[r["cohort"]], *(r[c] for c in _GROUP)), [0, 0])
             acc[0] -= int(r["members"])
             acc[1] -= int(r["mrr"])
-    for (cohort, *g), (count, mrr) in cbase.items():
+    for (cohort, *group), (count, mrr) in cbase.items():
         if not (count or mrr):
             continue
         for lab in later:
-            vec = cells.setdefault((cohort, lab, *g), [0] * len(_CELL))
+            vec = cells.setdefault((cohort, lab, *group), [0] * len(_CELL))
             vec[0] += count
             vec[1] += mrr
     return {k: v for k, v in moves.items() if any(v)}, {k: v for k, v in cells.items() if any(v)}
 
 
-def _diff(old: list[dict], new: list[dict], old_key: Callable[[dict], tuple], new_key: Callable[[dict], tuple],
-          cols: tuple[str, ...]) -> dict[tuple, list[int]]:
-    out: dict[tuple, list[int]] = {}
+def _diff(old: list[dict[str, Any]], new: list[dict[str, Any]], old_key: Callable[[dict[str, Any]], tuple[Any, ...]], new_key: Callable[[dict[str, Any]], tuple[Any, ...]],
+          cols: tuple[str, ...]) -> dict[tuple[Any, ...], list[int]]:
+    out: dict[tuple[Any, ...], list[int]] = {}
     for sign, rows, key in ((-1, old, old_key), (1, new, new_key)):
         for r in rows:
             vec = out.setdefault(key(r), [0] * len(cols))
@@ -149,7 +149,7 @@ class Delta:
     members: list[int]
     first: dict[str, int]  # first period touched: earlier periods of these members did not change
     old_bounds: dict[str, Bounds]
-    old: dict[str, tuple[list[dict], list[dict]]]
+    old: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]
 
 
 def prepare(conn: Connection, since: datetime, since_day: date, old_now: datetime, new_now: datetime,
@@ -200,7 +200,7 @@ def apply(conn: Connection, delta: Delta, bounds_for: Any, now: datetime) -> Non
             _write(conn, "metrics_cohorts", ("cohort", "month"), _CELL, cell_moves, {})
 
 
-def _rows(conn: Connection, table: str, where: str, params: dict) -> list[dict]:
+def _rows(conn: Connection, table: str, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for r in conn.execute(text(f"SELECT * FROM {table} WHERE {where}"), params).mappings():
         d = dict(r)
@@ -215,14 +215,14 @@ def _as_date(value: Any) -> date:
 
 
 def _write(conn: Connection, table: str, dates: tuple[str, ...], cols: tuple[str, ...],
-           changes: dict[tuple, list[int]], fixed: dict[str, str]) -> None:
+           changes: dict[tuple[Any, ...], list[int]], fixed: dict[str, str]) -> None:
     if not changes:
         return
     first = sorted({k[0] for k in changes})
     cond = "".join(f" AND {c} = :{c}" for c in fixed)
     stmt = text(f"SELECT id, {', '.join(dates + _GROUP + cols)} FROM {table} "
                 f"WHERE {dates[0]} IN :firsts{cond}").bindparams(bindparam("firsts", expanding=True))
-    existing: dict[tuple, tuple[int, list[int]]] = {}
+    existing: dict[tuple[Any, ...], tuple[int, list[int]]] = {}
     for row in conn.execute(stmt, {"firsts": first, **fixed}):
         nd = len(dates)
         k = (*(_as_date(v) for v in row[1:1 + nd]), *row[1 + nd:1 + nd + len(_GROUP)])

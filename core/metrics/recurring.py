@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -21,7 +22,7 @@ from core.metrics.common import (
 )
 from core.metrics.movements import unit_rows_sql
 from core.metrics.registry import register
-from core.metrics.types import Metric, MetricResult, Query
+from core.metrics.types import ComputeFn, DrillFn, Metric, MetricResult, Query, Unit
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +36,7 @@ GRACE = ("A past_due subscription counts until Stripe ends it, or until the past
 PERIOD_CURRENCY = ("period", "currency")
 
 
-def _stock(slug: str, column: str, factor: int = 1, unit: str = "money"):  # type: ignore[no-untyped-def]
+def _stock(slug: str, column: str, factor: int = 1, unit: Unit = "money") -> ComputeFn:
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
         last = buckets[-1].label
@@ -44,11 +45,11 @@ def _stock(slug: str, column: str, factor: int = 1, unit: str = "money"):  # typ
         if unit == "count" or query.currency is not None:
             per = movement_sums(engine, query, ("period",), converted=unit == "money")
             values = {p: v[column] * factor for (p,), v in per.items()}
-            return result(slug, unit, values.get(last, 0), query, attach(buckets, values),  # type: ignore[arg-type]
+            return result(slug, unit, values.get(last, 0), query, attach(buckets, values),
                           by_currency=by_cur)
         values2 = {(p, c): v[column] * factor for (p, c), v in per_cur.items()}
         series = attach_per_currency(buckets, values2, sorted(by_cur))
-        return result(slug, unit, None, query, series, by_currency=by_cur)  # type: ignore[arg-type]
+        return result(slug, unit, None, query, series, by_currency=by_cur)
     return compute
 
 
@@ -82,10 +83,10 @@ def _ltv(engine: Engine, query: Query) -> MetricResult:
     def mean_churn(month: date) -> float:
         return sum(rate.get(_months_back(month, k), 0.0) for k in range(1, 7)) / 6
 
-    def ltv(v: object, churn: float) -> int | None:
+    def ltv(v: int | float | None, churn: float) -> int | None:
         if v is None or churn == 0 or v != v:  # no ARPU (None, or NaN)
             return None
-        return int(round(int(v) / churn))  # type: ignore[call-overload]
+        return int(round(int(v) / churn))
 
     range_churn = mean_churn(query.buckets()[0].label.replace(day=1))
     note = ("LTV is n/a: no member churn in the 6 complete months before the period." if range_churn == 0
@@ -103,14 +104,14 @@ def _months_back(month: date, n: int) -> date:
     return date(idx // 12, idx % 12 + 1, 1)
 
 
-def _by_currency(per_cur: dict[tuple, dict[str, int]], value) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _by_currency(per_cur: dict[tuple[Any, ...], dict[str, int]], value: Callable[[dict[str, int]], int]) -> dict[str, int]:
     out: dict[str, int] = {}
     for (_, c), v in per_cur.items():
         out[c] = out.get(c, 0) + value(v)
     return dict(sorted(out.items()))
 
 
-def _movement(slug: str, column: str):  # type: ignore[no-untyped-def]
+def _movement(slug: str, column: str) -> ComputeFn:
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
         per_cur = movement_sums(engine, query, PERIOD_CURRENCY)
@@ -210,13 +211,13 @@ def unit_rows(engine: Engine, query: Query, period: date | None) -> pd.DataFrame
     with engine.connect() as conn:
         from sqlalchemy import text
 
-        tiers = dict(conn.execute(text("SELECT id, code FROM tiers")).all())
+        tiers: dict[int, str] = dict(conn.execute(text("SELECT id, code FROM tiers")).all())
     df["tier"] = df["tier_id"].map(tiers)
     df["email"] = df["member_id"].map(emails(engine, [int(m) for m in df["member_id"].unique()]))
     return df[cols].sort_values(["period", "member_id"]).reset_index(drop=True)
 
 
-def _drill(movements: tuple[str, ...] | None, paying_end: bool = False):  # type: ignore[no-untyped-def]
+def _drill(movements: tuple[str, ...] | None, paying_end: bool = False) -> DrillFn:
     def drill(engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
               limit: int | None = 10_000) -> pd.DataFrame:
         df = unit_rows(engine, query, period)

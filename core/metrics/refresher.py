@@ -18,14 +18,20 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
+from enum import Enum
+from typing import Final
 
 from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 
-_FULL = object()  # a full rebuild was asked for (rollups missing, stale or of another version)
+class _Full(Enum):
+    FULL = "full"
+
+
+_FULL: Final = _Full.FULL  # a full rebuild was asked for (rollups missing, stale or of another version)
 _cond = threading.Condition()
-_pending: dict[str, tuple[Engine, object]] = {}  # engine url -> (engine, earliest since or _FULL)
+_pending: dict[str, tuple[Engine, datetime | _Full]] = {}  # engine url -> (engine, earliest since or _FULL)
 _running: set[str] = set()
 
 
@@ -35,9 +41,9 @@ def request(engine: Engine, since: datetime | None, *, what: str) -> None:
     with _cond:
         _, earlier = _pending.get(key, (engine, None))
         if since is None or earlier is _FULL:
-            merged: object = _FULL
+            merged: datetime | _Full = _FULL
         else:
-            merged = since if earlier is None else min(since, earlier)  # type: ignore[type-var]
+            merged = since if earlier is None else min(since, earlier)
         _pending[key] = (engine, merged)
         if key not in _running:
             _running.add(key)
@@ -68,7 +74,7 @@ def _work(key: str) -> None:
             else:
                 # From the last refresh's `now` at the latest: the refresh then moves only the
                 # touched members' movement rows.
-                refresh(engine, min(since, current.now))  # type: ignore[type-var, arg-type]
+                refresh(engine, min(since, current.now))
         except Exception:
             log.exception("metrics rollup refresh in the background failed; the next write or sync retries")
 

@@ -18,11 +18,13 @@ import bisect
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, case, func, select, text
+from sqlalchemy import Connection, Engine, Select, case, func, select, text
 from sqlalchemy.orm import Session
 
 from core.metrics import period_delta, segments
@@ -83,7 +85,8 @@ def state(source: Engine | Connection) -> State | None:
     conn_ctx = source.connect() if isinstance(source, Engine) else None
     conn = conn_ctx if conn_ctx is not None else source
     try:
-        rows = dict(conn.execute(select(RollupState.key, RollupState.value)).all())
+        assert isinstance(conn, Connection)  # the connection given, or the one opened above
+        rows: dict[str, Any] = dict(conn.execute(select(RollupState.key, RollupState.value)).all())
     finally:
         if conn_ctx is not None:
             conn_ctx.close()
@@ -110,9 +113,9 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
         _one_at_a_time(conn)
         old = state(conn)
         full = since is None or old is None or not old.matches(tz_name, bs)
-        if not full:
+        if not full and since is not None and old is not None:  # (both set when not full)
             # Never after the last build's ``now``: what was written since then is what is new.
-            since = min(ensure_aware(since), old.now)  # type: ignore[arg-type, union-attr]
+            since = min(ensure_aware(since), old.now)
             late = conn.execute(_earliest_recorded_since(since)).scalar()
             if late is not None and late < since:
                 since = late
@@ -122,7 +125,7 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
         else:
             first_day = min(first, now).astimezone(tz).date() - timedelta(days=1)
         last_day = now.astimezone(tz).date() + timedelta(days=2)
-        since_day = first_day if full else max(since.astimezone(tz).date(), first_day)  # type: ignore[union-attr]
+        since_day = first_day if full or since is None else max(since.astimezone(tz).date(), first_day)
         days = Days(conn.dialect.name, tz, since_day, last_day + timedelta(days=1))
         # Cash and payments count what happened before ``now``; a reader adds what came after
         # (the tail). Trials and cancellations keep every known row (their readers bound by time).
@@ -133,12 +136,12 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
 
         # Incremental: sweep only the touched members, before and after their segments change.
         delta = None
-        if not full and old is not None and old.first_day == first_day:
+        if not full and since is not None and old is not None and old.first_day == first_day:
             t = time.perf_counter()
-            delta = period_delta.prepare(conn, since, since_day, old.now, now, bounds_for)  # type: ignore[arg-type]
+            delta = period_delta.prepare(conn, since, since_day, old.now, now, bounds_for)
             log.info("metrics rollups: delta prepare took %.2fs (%s)", time.perf_counter() - t,
                      "full sweep" if delta is None else f"{len(delta.members)} members")
-        steps = (("segments", lambda: segments.build(conn, grace_days=bs.past_due_grace_days,
+        steps: tuple[tuple[str, Callable[[], object]], ...] = (("segments", lambda: segments.build(conn, grace_days=bs.past_due_grace_days,
                                                      since=None if full else since)),
                  ("cash", lambda: _cash(conn, flows)),
                  ("payments", lambda: _payments(conn, flows)),
@@ -213,7 +216,7 @@ def _one_at_a_time(conn: Connection) -> None:
 _LOCK_KEY = 0x6D65747269637331  # "metrics1": any constant shared by every process
 
 
-def _earliest_recorded_since(since: datetime):  # type: ignore[no-untyped-def]
+def _earliest_recorded_since(since: datetime) -> Select[datetime | None]:
     """The earliest effective time of the changes recorded since ``since`` (a change recorded
     late can take effect before it). The CASE keeps both databases off their "MIN of an indexed
     column" shortcut, which walks the effective_at index from the start of history and filters
@@ -238,7 +241,7 @@ def _save_state(conn: Connection, tz_name: str, bs: BusinessSettings, now: datet
     conn.execute(table.insert().values(key=STATE_KEY, value=value, updated_at=utc_now()))
 
 
-def _insert(conn: Connection, table: str, measures: tuple[str, ...], select_sql: str, params: dict) -> None:
+def _insert(conn: Connection, table: str, measures: tuple[str, ...], select_sql: str, params: dict[str, Any]) -> None:
     cols = ", ".join(GROUP_OUT + measures)
     conn.execute(statement(f"INSERT INTO {table} ({cols}) {select_sql}"), params)
 
@@ -338,7 +341,8 @@ def _moved_churn_days(conn: Connection, days: Days, first_day: date, since: date
     return out
 
 
-def _redo_days(conn: Connection, table: str, select_fn, days: Days | None) -> None:  # type: ignore[no-untyped-def]
+def _redo_days(conn: Connection, table: str, select_fn: Callable[[Days], tuple[tuple[str, ...], str]],
+               days: Days | None) -> None:
     """Delete and insert again the rows of a handful of scattered days."""
     if days is None:
         return
@@ -366,7 +370,8 @@ ORDER BY 1"""), window.params())
     return [_as_date(d) for d in rows.scalars()]
 
 
-def period_bounds(first_day: date, now: datetime, granularity: str, tz, week_start: int) -> list[tuple[date, datetime]]:  # type: ignore[no-untyped-def]
+def period_bounds(first_day: date, now: datetime, granularity: str, tz: ZoneInfo,
+                  week_start: int) -> list[tuple[date, datetime]]:
     """(label, start instant) of each period from ``first_day`` through the one containing ``now``,
     plus the closing boundary ``now`` itself."""
     last_day = now.astimezone(tz).date() + timedelta(days=1)
@@ -377,7 +382,7 @@ def period_bounds(first_day: date, now: datetime, granularity: str, tz, week_sta
 
 
 @functools.lru_cache(maxsize=64)
-def _period_starts(first_day: date, last_day: date, granularity: str, tz, week_start: int  # type: ignore[no-untyped-def]
+def _period_starts(first_day: date, last_day: date, granularity: str, tz: ZoneInfo, week_start: int
                    ) -> tuple[tuple[date, datetime], ...]:
     """(label, start instant) of the periods, computed once per day: six years of days are 2,200
     time zone conversions (40 ms on a busy machine), asked for by every refresh and tail read."""

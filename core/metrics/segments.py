@@ -91,6 +91,7 @@ def _apply_grace(conn: Connection, grace_days: int, scope: str, params: dict[str
     prev_sub = None
     for row in rows:
         valid_from = _aware(row.valid_from, conn)
+        assert valid_from is not None  # a NOT NULL column
         valid_to = _aware(row.valid_to, conn)
         if row.subscription_id != prev_sub:
             run_since, prev_sub = None, row.subscription_id

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from core.metrics import memo, period_delta, rollups
 from core.metrics.daily import (
@@ -40,6 +40,8 @@ from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, 
 from core.metrics.types import Query
 from core.models import Tier
 from core.timeutil import Period, clipped_periods, is_whole, next_period_start, period_start, periods, zone
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,7 +63,7 @@ def raw_rows() -> Iterator[None]:
         _raw_only.reset(token)
 
 
-def memoised(key: tuple, fn):  # type: ignore[no-untyped-def]
+def memoised(key: tuple[Any, ...], fn: Callable[[], T]) -> T:
     """``memo.memoised`` apart for the raw-rows path (the same question, answered from other rows)."""
     return memo.memoised((*key, _raw_only.get()), fn)
 
@@ -70,7 +72,7 @@ def _state(engine: Engine) -> rollups.State | None:
     return memo.memoised(("rollup state", engine.url), lambda: rollups.state(engine))
 
 
-def frame(rows, columns: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def frame(rows: Iterable[Sequence[Any]], columns: list[str]) -> pd.DataFrame:
     """A DataFrame of result rows, made from plain tuples: handed SQLAlchemy ``Row`` objects,
     pandas probes every row for attributes (more time than the query at a year of days)."""
     import pandas as pd
@@ -85,8 +87,8 @@ def _as_date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def _sum_rows(rows, days: tuple[str, ...], keys: tuple[str, ...],  # type: ignore[no-untyped-def]
-              measures: tuple[str, ...]) -> list[dict]:
+def _sum_rows(rows: Iterable[Sequence[Any]], days: tuple[str, ...], keys: tuple[str, ...],
+              measures: tuple[str, ...]) -> list[dict[str, Any]]:
     """Aggregate result rows (day columns, keys, measures) as dicts: days become dates and
     measures ints (a SUM over no rows is 0). Readers sum these few hundred rows in plain Python,
     where each pandas step would cost more than the query."""
@@ -189,7 +191,7 @@ def span(query: Query) -> tuple[list[Period], date, date]:
 # ------------------------------------------------------------------------------------- daily
 
 def daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date,
-          keys: tuple[str, ...] = ()) -> list[dict]:
+          keys: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Daily sums (``day``, ``currency``, keys..., measures...) of ``kind`` (cash, payments,
     declines) over local days ``[first, last_exclusive)``, filters applied. Rows as dicts, shared
     by the metrics of a page: read them, never change them."""
@@ -198,7 +200,7 @@ def daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: 
 
 
 def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date,
-           keys: tuple[str, ...] = ()) -> list[dict]:
+           keys: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     measures = KINDS[kind].measures
     filters = filter_values(engine, query)
     group = ("day", "currency", *keys)
@@ -211,7 +213,7 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
         if not tail:
             return _sum_rows(rows, ("day",), group[1:], measures)
         # Rollup rows and the tail summed per (day or stretch, group) in plain Python.
-        sums: dict[tuple, list[int]] = {}
+        sums: dict[tuple[Any, ...], list[int]] = {}
         for r in _sum_rows(rows, ("day",), group[1:], measures):
             sums[tuple(r[c] for c in group)] = [r[m] for m in measures]
         for k, vec in tail.items():
@@ -228,8 +230,8 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
     return _sum_rows(df[[*group, *measures]].itertuples(index=False, name=None), ("day",), group[1:], measures)
 
 
-def _tail_daily(conn, query: Query, kind: str, first: date, last_exclusive: date,  # type: ignore[no-untyped-def]
-                keys: tuple[str, ...], filters: dict[str, object], since: datetime) -> dict[tuple, list[int]]:
+def _tail_daily(conn: Connection, query: Query, kind: str, first: date, last_exclusive: date,
+                keys: tuple[str, ...], filters: dict[str, object], since: datetime) -> dict[tuple[Any, ...], list[int]]:
     """The rows of ``kind`` at or after ``since`` (the rollups' ``now``) in local days
     ``[first, last_exclusive)``, summed per (day, or the stretch the rollup read sums it into,
     currency, keys...): what happened after the last refresh. Read through the time indexes."""
@@ -246,7 +248,7 @@ def _tail_daily(conn, query: Query, kind: str, first: date, last_exclusive: date
         selects = [declines_select(days)]
     measures = KINDS[kind].measures
     starts = None if query.granularity == "day" else _slices(query, first, last_exclusive)
-    out: dict[tuple, list[int]] = {}
+    out: dict[tuple[Any, ...], list[int]] = {}
     for names, sql in selects:
         cols = ("day", "currency", "tier_id", "interval", "country", *names)
         for row in conn.execute(statement(sql), days.params()):
@@ -264,12 +266,12 @@ def _tail_daily(conn, query: Query, kind: str, first: date, last_exclusive: date
 
 
 def _rollup_sql(dialect: str, query: Query, kind: str, first: date, last_exclusive: date,
-                keys: tuple[str, ...], filters: dict[str, object]) -> tuple[str, dict]:
+                keys: tuple[str, ...], filters: dict[str, object]) -> tuple[str, dict[str, Any]]:
     """The rollup read of ``_daily`` and ``_bounded_daily``: whole months from the monthly sums,
     the other days (a partial month, week buckets, day granularity) from the daily rows."""
     k = KINDS[kind]
     cols = ("currency", *keys)
-    params: dict = _params(filters)
+    params: dict[str, Any] = _params(filters)
     if query.granularity == "day":
         return _days_sql(dialect, query, k.daily, cols, k.measures, [(first, last_exclusive)], [], filters,
                          params), params
@@ -298,7 +300,7 @@ def _rollup_sql(dialect: str, query: Query, kind: str, first: date, last_exclusi
 
 def _days_sql(dialect: str, query: Query, table: str, cols: tuple[str, ...], measures: tuple[str, ...],
               ranges: list[tuple[date, date]], starts: list[date], filters: dict[str, object],
-              params: dict) -> str:
+              params: dict[str, Any]) -> str:
     """SELECT day, cols..., SUM(measures)... of a daily rollup over day ranges ``[a, b)``, each day
     summed up to the stretch of ``starts`` it falls in (one bucket and one month: every reader
     groups by bucket and converts by month), or kept per day at day granularity. Adds its
@@ -352,17 +354,17 @@ def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclus
         for measures, sql in selects:
             rows = conn.execute(statement(sql), days.params()).all()
             frames.append(frame(rows, ["day", "currency", "tier_id", "interval", "country", *measures]))
-    measures = [c for f in frames for c in f.columns[5:]]
+    measure_cols = [c for f in frames for c in f.columns[5:]]
     nonempty = [f for f in frames if not f.empty]
     df = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(columns=[*frames[0].columns[:5]])
-    for c in measures:
+    for c in measure_cols:
         df[c] = df[c].fillna(0) if c in df.columns else 0
     return df
 
 
 # ------------------------------------------------------------------- trials and cancellations
 
-def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> list[dict]:
+def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> list[dict[str, Any]]:
     """Daily sums (``day``, ``currency``, keys..., measures...) of trials that ended at or before
     ``now`` (``trials``, ``converted``) or of cancellations effective before it (``reason``,
     ``churn_kind``, ``changes``) over local days ``[first, last_exclusive)``, filters applied.
@@ -372,14 +374,14 @@ def bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exc
                      lambda: _bounded_daily(engine, query, kind, first, last_exclusive))
 
 
-def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> list[dict]:
+def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> list[dict[str, Any]]:
     keys, measures, select_fn = KINDS[kind].keys, KINDS[kind].measures, CHURN_SELECTS[kind]
     filters = filter_values(engine, query)
     group = ["day", "currency", *keys]
     tz = zone(query.tz)
     assert query.now is not None
     now_day = query.now.astimezone(tz).date()
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     raw_from = first
     if usable_state(engine, query) is not None:
         upto = min(last_exclusive, now_day)
@@ -396,11 +398,11 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
         pick = [names.index(c) for c in (*group, *measures)]
         wanted = [(names.index(c), v) for c, v in filters.items()]
         with engine.connect() as conn:
-            for r in conn.execute(statement(sql), {**days.params(), "until": query.now}):
-                if all(r[i] == v for i, v in wanted):
-                    rows.append(tuple(r[i] for i in pick))
+            for hit in conn.execute(statement(sql), {**days.params(), "until": query.now}):
+                if all(hit[i] == v for i, v in wanted):
+                    rows.append(tuple(hit[i] for i in pick))
     # The rollup's days and today's rows summed per (day, group) in plain Python.
-    sums: dict[tuple, list[int]] = {}
+    sums: dict[tuple[Any, ...], list[int]] = {}
     for r in rows:
         k = (_as_date(r[0]), *r[1:len(group)])
         acc = sums.setdefault(k, [0] * len(measures))
@@ -413,7 +415,7 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
 # --------------------------------------------------------------------------------- movements
 
 def movements(engine: Engine, query: Query, granularity: str | None = None,
-              first: date | None = None, last_exclusive: date | None = None) -> list[dict]:
+              first: date | None = None, last_exclusive: date | None = None) -> list[dict[str, Any]]:
     """MRR movements per bucket and original currency: ``period``, ``period_start``,
     ``period_end``, ``end_instant`` (the boundary used: period end or ``now``), ``currency`` and
     MOVEMENT_COLUMNS, as dicts shared by the metrics of a page (never change them). Buckets
@@ -424,7 +426,7 @@ def movements(engine: Engine, query: Query, granularity: str | None = None,
 
 
 def _movements(engine: Engine, query: Query, granularity: str | None = None,
-               first: date | None = None, last_exclusive: date | None = None) -> list[dict]:
+               first: date | None = None, last_exclusive: date | None = None) -> list[dict[str, Any]]:
     gran = granularity or query.granularity
     buckets = clipped_periods(first or query.start, last_exclusive or query.end, gran, zone(query.tz),
                               query.settings.week_start_index)
@@ -450,7 +452,7 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
     meta = {b.label: b for b in buckets}
     sums: dict[tuple[date, str], list[int]] = {}
 
-    def add(period: date, currency: str, values) -> None:  # type: ignore[no-untyped-def]
+    def add(period: date, currency: str, values: list[Any]) -> None:
         acc = sums.setdefault((period, currency), [0] * len(MOVEMENT_COLUMNS))
         for i, v in enumerate(values):
             acc[i] += int(v or 0)
@@ -472,7 +474,7 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
 
 
 def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Period], st: rollups.State,
-                      filters: dict[str, object], add) -> None:  # type: ignore[no-untyped-def]
+                      filters: dict[str, object], add: Callable[[date, str, list[Any]], None]) -> None:
     """The buckets' movements from ``metrics_mrr_periods`` (built up to ``st.now``), moved to the
     question's ``now`` by sweeping the members whose segments start or end in between."""
     now = query.now
@@ -531,7 +533,7 @@ def bucket_labels(query: Query) -> list[Period]:
 
 # ----------------------------------------------------------------------------------- cohorts
 
-def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> list[dict]:
+def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> list[dict[str, Any]]:
     """Cohort cells for cohorts whose month is in ``[first, last_exclusive)``, observed through
     ``now``: ``cohort``, ``month``, ``currency``, ``members``, ``mrr``, ``size``, as dicts shared
     by the metrics of a page (both cohort metrics read them; never change them)."""
@@ -540,7 +542,7 @@ def cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> 
                     lambda: _cohorts(engine, query, first, last_exclusive))
 
 
-def _cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> list[dict]:
+def _cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) -> list[dict[str, Any]]:
     filters = filter_values(engine, query)
     cols = ["cohort", "month", "currency", "members", "mrr", "size"]
     now = query.now
@@ -571,7 +573,7 @@ def _cohorts(engine: Engine, query: Query, first: date, last_exclusive: date) ->
 
 
 def _rollup_cohorts(engine: Engine, query: Query, st: rollups.State, filters: dict[str, object], first: date,
-                    last_exclusive: date) -> list[dict]:
+                    last_exclusive: date) -> list[dict[str, Any]]:
     """Cohort cells from ``metrics_cohorts`` (built up to ``st.now``), moved to the question's
     ``now`` as the movements are (``_rollup_movements``)."""
     now = query.now
@@ -583,7 +585,7 @@ def _rollup_cohorts(engine: Engine, query: Query, st: rollups.State, filters: di
     if not new_labels:
         return []
     last_month = new_labels[-1]  # no cell after the month containing ``now``
-    sums: dict[tuple, list[int]] = {}
+    sums: dict[tuple[Any, ...], list[int]] = {}
     sql = ("SELECT cohort, month, currency, SUM(members), SUM(mrr), SUM(size) FROM metrics_cohorts "
            f"WHERE cohort >= :a AND cohort < :b AND month <= :m{_where(filters)} GROUP BY cohort, month, currency")
     with engine.connect() as conn:

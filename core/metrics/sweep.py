@@ -44,15 +44,16 @@ def _spelled(dialect: str, bounds: tuple[datetime, ...]) -> list[Any]:
     return list(bounds)
 
 
-def _units(conn: Connection, members: list[int] | None = None) -> Iterator[list[tuple]]:
+def _units(conn: Connection, members: list[int] | None = None) -> Iterator[list[tuple[Any, ...]]]:
     """Segments grouped by unit (member, currency), streamed in order; only ``members`` when given."""
     raw = conn.connection.driver_connection
+    assert raw is not None  # an open connection has its driver's
     cur = raw.cursor()
     # Member ids are integers read from the database, spelled inline (no driver-specific paramstyle).
     where = "" if members is None else f"WHERE member_id IN ({', '.join(str(int(m)) for m in members) or 'NULL'}) "
     cur.execute("SELECT member_id, currency, tier_id, interval, country, valid_from, valid_to, mrr_minor, churn_kind "
                 f"FROM metrics_mrr_segments {where}ORDER BY member_id, currency, valid_from, id")
-    unit: list[tuple] = []
+    unit: list[tuple[Any, ...]] = []
     key = None
     while True:
         rows = cur.fetchmany(20000)
@@ -70,7 +71,7 @@ def _units(conn: Connection, members: list[int] | None = None) -> Iterator[list[
     cur.close()
 
 
-def _state(unit: list[tuple], b: Any) -> tuple[int, Any, Any, Any]:
+def _state(unit: list[tuple[Any, ...]], b: Any) -> tuple[int, Any, Any, Any]:
     """MRR of the unit at instant b and its tier/interval/country (max over paying segments)."""
     mrr = 0
     tier = interval = country = None
@@ -84,7 +85,7 @@ def _state(unit: list[tuple], b: Any) -> tuple[int, Any, Any, Any]:
 
 
 def run(conn: Connection, bounds: list[datetime], k: int = 0,
-        members: list[int] | None = None, *, cohorts: bool = True) -> tuple[list[dict], list[dict]]:
+        members: list[int] | None = None, *, cohorts: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(movement rows for periods >= k, cohort rows for periods >= k); ``p``/``cohort`` are
     period indexes into ``bounds`` (period p = [bounds[p], bounds[p+1])). With ``members`` only
     their units are swept: every figure is a sum over units, so the rows are their contribution.
@@ -218,7 +219,7 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
                 cell = cohort_cells[(cohort, p, g)]
                 cell[0] += run_cnt
                 cell[1] += run_mrr
-    cohorts = [{"cohort": c, "p": p, "currency": g[0], "tier_id": g[1], "interval": g[2], "country": g[3],
+    cohort_rows = [{"cohort": c, "p": p, "currency": g[0], "tier_id": g[1], "interval": g[2], "country": g[3],
                 "members": v[0], "mrr": v[1], "size": v[2]}
                for (c, p, g), v in cohort_cells.items() if p >= k and any(v)]
-    return movements, cohorts
+    return movements, cohort_rows

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -97,7 +97,7 @@ class Query:
                 "filters": self.filters.as_dict(), "now": self.now.isoformat() if self.now else None}
 
 
-Columns = dict[str, list]
+Columns = dict[str, list[Any]]
 """A small table as column name -> values: what a metric builds, so answering from the command
 line never imports pandas (its import alone is a fifth to half of the CLI's time budget)."""
 
@@ -122,11 +122,11 @@ class MetricResult:
 
     def __init__(self, slug: str, unit: Unit, value: int | float | None, currency: str | None,
                  series: pd.DataFrame | Columns, breakdown: pd.DataFrame | Columns | None = None, *,
-                 by_currency: dict[str, int | float | None] | None = None,
+                 by_currency: Mapping[str, int | float | None] | None = None,
                  settings_used: dict[str, Any] | None = None, definition: str = "", note: str | None = None) -> None:
         self.slug, self.unit, self.value, self.currency = slug, unit, value, currency
         self._series, self._breakdown = series, breakdown
-        self.by_currency = by_currency if by_currency is not None else {}
+        self.by_currency: Mapping[str, int | float | None] = by_currency if by_currency is not None else {}
         self.settings_used = settings_used if settings_used is not None else {}
         self.definition = definition
         self.note = note  # e.g. "LTV is undefined: no churn in the 6 months before"

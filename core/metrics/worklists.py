@@ -3,10 +3,10 @@ and the subscriptions behind revenue at risk. All as of ``query.now``, from curr
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Engine, TextClause, bindparam, text
 
 from core.db.types import UTCDateTime
 from core.metrics.source import filter_values
@@ -18,16 +18,16 @@ if TYPE_CHECKING:
 _FILTER_SQL = {"tier_id": "s.tier_id", "interval": "pr.interval", "currency": "s.currency", "country": "m.country"}
 
 
-def _filters(engine: Engine, query: Query) -> tuple[str, dict]:
+def _filters(engine: Engine, query: Query) -> tuple[str, dict[str, Any]]:
     f = filter_values(engine, query)
     return "".join(f" AND {_FILTER_SQL[c]} = :f_{c}" for c in f), {f"f_{c}": v for c, v in f.items()}
 
 
-def _stmt(sql: str):  # type: ignore[no-untyped-def]
+def _stmt(sql: str) -> TextClause:
     return text(sql).bindparams(*[bindparam(t, type_=UTCDateTime()) for t in ("now", "cutoff") if f":{t}" in sql])
 
 
-def _frame(engine: Engine, sql: str, params: dict, times: tuple[str, ...] = ()) -> pd.DataFrame:
+def _frame(engine: Engine, sql: str, params: dict[str, Any], times: tuple[str, ...] = ()) -> pd.DataFrame:
     import pandas as pd
 
     with engine.connect() as conn:
@@ -43,7 +43,7 @@ def _frame(engine: Engine, sql: str, params: dict, times: tuple[str, ...] = ()) 
     return df
 
 
-def _grace_cutoff(query: Query):  # type: ignore[no-untyped-def]
+def _grace_cutoff(query: Query) -> datetime | None:
     days = query.settings.past_due_grace_days
     assert query.now is not None
     return None if days is None else query.now - timedelta(days=days)
@@ -80,7 +80,7 @@ LEFT JOIN prices pr ON pr.id = s.price_id
 LEFT JOIN tiers t ON t.id = s.tier_id"""
 
 
-def _chosen(query: Query, table: str, where: str, order: str, limit: int | None, params: dict) -> str:
+def _chosen(query: Query, table: str, where: str, order: str, limit: int | None, params: dict[str, Any]) -> str:
     """SELECT of the ids of a worklist's rows in order, the first ``limit`` of them: chosen from
     the subscriptions (and the tables the filters need) before the wide rows are joined, so a
     page of 100 reads 100 members, invoices and cards, not one for each of thousands."""
@@ -113,6 +113,7 @@ ORDER BY s.past_due_since, s.id"""
     df = _frame(engine, sql, params, ("past_due_since", "next_retry_at"))
     if df.empty:
         return df.assign(days_past_due=pd.Series(dtype="int64"), beyond_grace=pd.Series(dtype="bool"))
+    assert query.now is not None  # a Query made by Query.make has its now
     now = pd.Timestamp(query.now)
     df["days_past_due"] = [(now - t).days if pd.notna(t) else None for t in df["past_due_since"]]
     grace = query.settings.past_due_grace_days
@@ -159,7 +160,7 @@ def _filter_joins(query: Query) -> str:
         "LEFT JOIN prices pr ON pr.id = s.price_id\n" if filters.interval else "")
 
 
-def _risk_parts(engine: Engine, query: Query) -> tuple[list[tuple[str, str, str]], dict]:
+def _risk_parts(engine: Engine, query: Query) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
     """([(reason, FROM clause, WHERE clause)], params) shared by the rows and the totals: past due
     within the grace days, else set to cancel at period end, else an active subscription whose
     card expires before its renewal. The parts exclude each other (each subscription once, with the
