@@ -13,12 +13,13 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from cli.common import CommandError, engine, progress
 from core.db import session_scope
 from core.models import Member
 from demo import clear_demo_tables, create_demo_staff, default_now, load_demo
+from demo.simulate import Story
 from demo.stream import EVENT_RETENTION, catalogue_objects, events_of, objects_of
 from demo.world import PROFILES
 
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         # Stripe's Events API keeps 30 days: the sandbox gets the same window, not three years.
         since = now - EVENT_RETENTION
 
-        def on_chunk(stories):  # type: ignore[no-untyped-def]
+        def on_chunk(stories: list[Story]) -> None:
             store.import_objects(obj for story in stories for obj in objects_of(story))
             store.import_events(evt for story in stories for evt in events_of(story, since))
 
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refresh_rollups(eng) -> None:  # type: ignore[no-untyped-def]
+def _refresh_rollups(eng: Engine) -> None:
     """Rebuild the metric rollups from the new rows."""
     from core.metrics.rollups import refresh
 
@@ -114,7 +115,7 @@ def _refresh_rollups(eng) -> None:  # type: ignore[no-untyped-def]
     progress(f"metric rollups built in {time.perf_counter() - started:.1f} s")
 
 
-def _alert_history(eng, now: datetime) -> None:  # type: ignore[no-untyped-def]
+def _alert_history(eng: Engine, now: datetime) -> None:
     """Give the Alerts page a past: run the real rules as of the day after each planted incident
     and the two days after (opened, clear, resolved), as a cron would have. A few evaluations, not a
     replay of every day, so the first start stays quick; nothing is sent."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import secrets as pysecrets
 
-from sqlalchemy import Engine, Table, Text, column, select, table, text, update
+from sqlalchemy import Connection, Engine, Table, Text, column, select, table, text, update
 
 from cli.common import engine, progress, settings
 from core import audit, crypto
@@ -66,7 +66,7 @@ def rotate_all(eng: Engine, actor: str = "cli") -> int:
     return count
 
 
-def _drop_audit_triggers(conn, dialect: str) -> None:  # type: ignore[no-untyped-def]
+def _drop_audit_triggers(conn: Connection, dialect: str) -> None:
     if dialect == "sqlite":
         conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_update"))
         conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
@@ -74,7 +74,7 @@ def _drop_audit_triggers(conn, dialect: str) -> None:  # type: ignore[no-untyped
         conn.execute(text("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log"))
 
 
-def _create_audit_triggers(conn, dialect: str) -> None:  # type: ignore[no-untyped-def]
+def _create_audit_triggers(conn: Connection, dialect: str) -> None:
     if dialect == "sqlite":
         for verb in ("UPDATE", "DELETE"):
             conn.execute(text(

@@ -22,7 +22,12 @@ from cli.common import CommandError, engine, progress
 from core import csv_export
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
+    from sqlalchemy import Engine
+
+    from core.metrics import Metric, MetricResult, Query
 
 # The export never imports pandas (a metric's result is columns until a page reads it as a frame):
 # its import alone is a fifth to a half of the command's two-second budget. Drill-down rows are
@@ -121,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _query(eng, args: argparse.Namespace, now: datetime, currency):  # type: ignore[no-untyped-def]
+def _query(eng: Engine, args: argparse.Namespace, now: datetime, currency: str | None) -> Query:
     from core.metrics import Filters, Query
 
     return Query.make(eng, start=_date(args.start, "--from"), end=_date(args.end, "--to"), now=now,
@@ -160,7 +165,7 @@ def _frame_records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return _records({str(c): df[c].tolist() for c in df.columns}) or []
 
 
-def export(metric, result) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def export(metric: Metric, result: MetricResult) -> dict[str, Any]:
     """One metric as plain data (what the JSON export holds; tests compare it with the registry)."""
     return {"slug": metric.slug, "title": metric.title, "unit": metric.unit, "currency": result.currency,
             "value": _plain(result.value), "by_currency": {k: _plain(v) for k, v in result.by_currency.items()},
@@ -169,7 +174,7 @@ def export(metric, result) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             "breakdown": _records(result.columns("breakdown"))}
 
 
-def metrics_csv(metrics, results) -> str:  # type: ignore[no-untyped-def]
+def metrics_csv(metrics: Sequence[Metric], results: Sequence[MetricResult]) -> str:
     """Long format: one line per metric and period (``total`` = the whole range)."""
     rows: list[list[str]] = []
     for m, r in zip(metrics, results, strict=True):

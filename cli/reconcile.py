@@ -10,12 +10,17 @@ bad usage.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from cli.common import CommandError, engine, progress, settings
 from core.money import format_money
 from core.permissions import Actor
 from core.stripe_gateway import GatewayError, build_client
 from core.sync import parse_month, reconcile_member, reconcile_totals, resync_member
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from stripe import StripeClient
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
 
 
-def _totals(eng, client, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _totals(eng: Engine, client: StripeClient, args: argparse.Namespace) -> int:
     progress("Listing Stripe objects and comparing ...")
     rows = reconcile_totals(eng, client, month=args.month)
     bad = [r for r in rows if not r.matches]
@@ -75,7 +80,7 @@ def _totals(eng, client, args: argparse.Namespace) -> int:  # type: ignore[no-un
     return 1 if bad else 0
 
 
-def _member(eng, client, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _member(eng: Engine, client: StripeClient, args: argparse.Namespace) -> int:
     if args.resync:
         result = resync_member(eng, client, args.member, actor=Actor.operator())
         print(result.message)

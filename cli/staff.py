@@ -6,11 +6,16 @@ import argparse
 import getpass
 import secrets
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cli.common import CommandError, engine
 from core import staff
 from core.db import session_scope
 from core.permissions import Actor
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +77,7 @@ def _actor() -> Actor:
     return Actor.operator()
 
 
-def _do(fn) -> int:  # type: ignore[no-untyped-def]
+def _do(fn: Callable[[Session], object]) -> int:
     try:
         with session_scope(engine()) as session:
             message = fn(session)
@@ -109,7 +114,7 @@ def _unlock(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    def fmt(s):  # type: ignore[no-untyped-def]
+    def fmt(s: Session) -> str:
         rows = staff.list_staff(s)
         lines = [f"{'username':16} {'roles':28} {'active':7} locked_until"]
         for v in rows:
