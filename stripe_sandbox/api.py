@@ -17,7 +17,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +211,7 @@ class Api:
             cus = obj["id"]
         else:
             cus = obj.get("customer") or (obj.get("_sandbox") or {}).get("customer")
-        event = {
+        event: dict[str, Any] = {
             "id": new_id("evt"), "object": "event", "api_version": API_VERSION,
             "created": self.now(cus), "livemode": False, "pending_webhooks": 0, "type": type_,
             "data": {"object": public(self.render(obj))},  # default shape: an event never expands
@@ -282,12 +282,12 @@ class Api:
         return {"object": "list", "data": [self.render(o, include) for o in data], "has_more": more, "url": url}
 
     # -- expansion ----------------------------------------------------------------------------
-    def expand(self, obj: Any, paths: list[str]) -> Any:
+    def expand(self, obj: Any, paths: Sequence[str]) -> Any:
         for path in paths:
             obj = self._expand_one(obj, path.split("."))
         return obj
 
-    def _expand_one(self, node: Any, parts: list[str]) -> Any:
+    def _expand_one(self, node: Any, parts: Sequence[str]) -> Any:
         if not parts or node is None:
             return node
         if isinstance(node, list):

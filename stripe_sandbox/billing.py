@@ -158,8 +158,8 @@ def proration_items(api: Api, sub: dict[str, Any], old_items: list[dict[str, Any
         if new is None or new["price"]["id"] != old["price"]["id"] or new.get("quantity") != old.get("quantity"):
             out.append(ii(old, -1, "Unused"))
     for iid, new in new_by_id.items():
-        old = old_by_id.get(iid)
-        if old is None or new["price"]["id"] != old["price"]["id"] or new.get("quantity") != old.get("quantity"):
+        before = old_by_id.get(iid)
+        if before is None or new["price"]["id"] != before["price"]["id"] or new.get("quantity") != before.get("quantity"):
             out.append(ii(new, 1, "Remaining"))
     return [i for i in out if i["amount"] != 0]
 

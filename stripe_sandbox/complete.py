@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any
+from typing import Any, overload
 
 _NULL_ADDRESS = {"city": None, "country": None, "line1": None, "line2": None, "postal_code": None, "state": None}
 
@@ -150,13 +150,21 @@ def plan_of(price: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@overload
+def complete(obj: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@overload
+def complete(obj: None) -> None: ...
+
+
 def complete(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     """``obj`` with every missing standard field filled in (in place; also returned)."""
     if not obj or obj.get("deleted"):
         return obj
     kind = obj.get("object")
     template = _TEMPLATES.get(kind or "")
-    if template is not None and not _has_all(obj, kind, template):  # type: ignore[arg-type]
+    if template is not None and not _has_all(obj, kind or "", template):
         for key, value in template.items():
             if key not in obj:
                 obj[key] = _clone(value)

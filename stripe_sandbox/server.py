@@ -184,11 +184,11 @@ class Handler(BaseHTTPRequestHandler):
             if fault.mode == "delay":
                 time.sleep(fault.seconds)
             elif fault.mode == "status":
-                headers = {}
+                fault_headers: dict[str, str] = {}
                 if fault.should_retry is not None:
-                    headers["Stripe-Should-Retry"] = "true" if fault.should_retry else "false"
+                    fault_headers["Stripe-Should-Retry"] = "true" if fault.should_retry else "false"
                 log.info("fault: %s %s answered %s", method, url.path, fault.status)
-                self._send(fault.status, fault_body(fault.status), headers)
+                self._send(fault.status, fault_body(fault.status), fault_headers)
                 return
         try:
             params = forms.parse(url.query)

@@ -202,7 +202,7 @@ class SandboxStore:
                     for pay in (obj.get("payments") or {}).get("data") or []:
                         if isinstance(pay, dict) and pay.get("id"):
                             yield row_values({**pay, "invoice": pay.get("invoice") or obj["id"]})
-                yield row_values(obj if expect else complete(obj))  # type: ignore[arg-type]
+                yield row_values(obj if expect else complete(obj))
 
         with self.lock:
             # A bulk load is redone if the process dies mid-way, so skip the fsyncs.

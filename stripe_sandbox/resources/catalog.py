@@ -71,7 +71,7 @@ class Catalog:
         if clock:
             created = int(api.load(clock, "test_helpers.test_clock", "test_clock")["frozen_time"])
         cus_id = p.get("id") or new_id("cus")
-        cus = {
+        cus: dict[str, Any] = {
             "id": cus_id, "object": "customer", "address": p.get("address") or None, "balance": 0,
             "created": created, "currency": None, "default_source": None, "delinquent": False,
             "description": None, "discount": None, "email": None, "invoice_prefix": cus_id[4:12].upper(),

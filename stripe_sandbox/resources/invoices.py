@@ -175,7 +175,8 @@ class Invoices:
     # -- previews -----------------------------------------------------------------------------
     def preview(self, p: dict[str, Any]) -> dict[str, Any]:
         api = self.api
-        details = p.get("subscription_details") if isinstance(p.get("subscription_details"), dict) else {}
+        raw_details = p.get("subscription_details")
+        details = raw_details if isinstance(raw_details, dict) else {}
         sub_id = p.get("subscription")
         if not sub_id and not p.get("customer"):
             raise missing_param("customer")

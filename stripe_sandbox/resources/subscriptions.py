@@ -243,7 +243,8 @@ class Subscriptions(SubscriptionUpdates):
         sub = api.load(id, "subscription")
         if sub["status"] in ENDED:
             raise StripeError(400, "invalid_request_error", f"The subscription {id} is already canceled.")
-        details = p.get("cancellation_details") if isinstance(p.get("cancellation_details"), dict) else {}
+        raw_details = p.get("cancellation_details")
+        details = raw_details if isinstance(raw_details, dict) else {}
         if details.get("feedback") not in (None, "", "customer_service", "low_quality", "missing_features", "other",
                                            "switched_service", "too_complex", "too_expensive", "unused"):
             raise invalid("Invalid cancellation_details[feedback]", param="cancellation_details[feedback]")
