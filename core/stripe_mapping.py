@@ -458,7 +458,7 @@ def dispute_closed_at(obj: dict[str, Any], at: datetime | None) -> datetime | No
                 if isinstance(t, dict) and int(t.get("amount") or 0) > 0 and t.get("created")]
         if back:
             return from_epoch(max(back))
-    hint = obj.get(CLOSED_AT_HINT)
+    hint: int | None = obj.get(CLOSED_AT_HINT)
     if hint is not None:
         return from_epoch(hint)
     return at

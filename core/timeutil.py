@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 GRANULARITIES = ("day", "week", "month")
@@ -16,6 +17,14 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@overload
+def from_epoch(seconds: int | float) -> datetime: ...
+
+
+@overload
+def from_epoch(seconds: None) -> None: ...
 
 
 def from_epoch(seconds: int | float | None) -> datetime | None:
