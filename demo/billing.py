@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from demo import objects as o
 from demo.catalogue import (
@@ -60,6 +60,18 @@ class Billing:
     price: Obj
     pm: Obj
     pm_expires_at: int  # card_expires_at(pm)
+    # Set or defined by demo.simulate._Member, which this class is mixed into.
+    invoice_no: int
+    customer_id: str
+    number_prefix: str
+    currency: str
+    item_id: str
+    risk: float
+
+    if TYPE_CHECKING:
+        def id(self, prefix: str) -> str: ...
+
+        def event(self, ts: int, kind: str, obj: Obj, previous: Obj | None = None) -> None: ...
 
     def invoice(self, ts: int, reason: str, start: int, end: int, amount: int | None = None) -> Obj:
         self.invoice_no += 1
@@ -135,7 +147,8 @@ class Billing:
         self.event(ts, "charge.failed", ch)
         self.event(ts, "payment_intent.payment_failed", pi)
         self.event(ts, "invoice.payment_failed", inv)
-        return code  # type: ignore[return-value]
+        assert code is not None  # not ok: a decline code
+        return code
 
     def settle(self, inv: Obj, ts: int) -> None:
         inv["status"] = "paid"

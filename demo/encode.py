@@ -15,6 +15,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Boolean, Table
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from core.db.types import UTCDateTime
 from core.models import Base
@@ -62,7 +63,7 @@ class Encoder:
             table: Table = Base.metadata.tables[name]
             cols = list(table.columns)
             self.columns[name] = [c.name for c in cols]
-            self._blank[name] = {c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
+            self._blank[name] = {c.name: c.default.arg if isinstance(c.default, ScalarElementColumnDefault) else None
                                  for c in cols}
             self._get[name] = itemgetter(*self.columns[name])
             procs = []

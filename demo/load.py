@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -117,7 +117,7 @@ def _offset(table: str, rows: list[list], columns: list[str], base: dict[str, in
     return rows
 
 
-def _insert(conn: Any, dialect: str, table: str, columns: list[str], tuples: list[tuple]) -> None:
+def _insert(conn: Any, dialect: str, table: str, columns: list[str], tuples: Sequence[Sequence[Any]]) -> None:
     if not tuples:
         return
     raw = conn.connection.driver_connection

@@ -19,7 +19,7 @@ from core.stripe_mapping import map_subscription as _map_subscription
 from core.stripe_store.derived import RENEWAL, number_attempts
 from core.stripe_store.rules import derive_changes, past_due_since
 from core.timeutil import from_epoch
-from demo.simulate import Story
+from demo.simulate import Story, SubState
 
 Row = dict[str, Any]
 
@@ -115,11 +115,12 @@ class _Chunk:
             row = map_charge(ch)
             row.pop("stripe_customer_id")
             pi = row["stripe_payment_intent_id"]
-            inv_id = by_payment.get(pi or "", by_payment.get(ch["id"]))
-            if inv_id is None and row["stripe_invoice_id"]:
-                inv_id = invoices.get(row["stripe_invoice_id"])
+            paid_inv = by_payment.get(pi or "", by_payment.get(ch["id"]))
+            if paid_inv is None and row["stripe_invoice_id"]:
+                paid_inv = invoices.get(row["stripe_invoice_id"])
             row.pop("stripe_invoice_id")
-            row.update(member_id=member_id, invoice_id=inv_id, is_renewal=renewals.get(inv_id, False),  # type: ignore[arg-type]
+            row.update(member_id=member_id, invoice_id=paid_inv,
+                       is_renewal=paid_inv is not None and renewals.get(paid_inv, False),
                        payment_method_id=pms.get(row.pop("stripe_payment_method_id") or ""), stripe_state_at=now)
             charges[ch["id"]] = self.add("payments", row)
             payments.append(row)
@@ -133,7 +134,7 @@ class _Chunk:
             row["payment_id"] = charges[row.pop("stripe_charge_id")]
             self.add("disputes", dict(row, member_id=member_id, stripe_state_at=now))
 
-    def subscription(self, states: list, member_id: int, pms: dict[str, int]) -> int:
+    def subscription(self, states: list[SubState], member_id: int, pms: dict[str, int]) -> int:
         cat = self.cat
         sub_id = self.counters["subscriptions"]
         before: Row | None = None
@@ -141,9 +142,9 @@ class _Chunk:
             if not state.relevant:
                 continue
             at = from_epoch(state.at)
-            row, _ = map_subscription_row(state.obj, at, cat)  # type: ignore[arg-type]
-            row["past_due_since"] = past_due_since(before, row, at)  # type: ignore[arg-type]
-            change = derive_changes(before, row, at, cat.ranks)  # type: ignore[arg-type]
+            row, _ = map_subscription_row(state.obj, at, cat)
+            row["past_due_since"] = past_due_since(before, row, at)
+            change = derive_changes(before, row, at, cat.ranks)
             if change is not None:
                 self.add("membership_changes", dict(change, member_id=member_id, subscription_id=sub_id,
                                                     source="demo", stripe_event_id=state.event_id, recorded_at=at))

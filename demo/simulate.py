@@ -297,7 +297,7 @@ class _Member(Billing):
             else:
                 ended = self.renew(inv, end)
                 if ended is not False:
-                    return ended  # type: ignore[return-value]
+                    return ended
             start, end = end, new_end
             self.change(start, "customer.subscription.updated", relevant=False,
                         items=o.sub_items(self.sub["id"], self.item_id, self.price, 1, start, end, self.sub["created"]))
