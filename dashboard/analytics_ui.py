@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -115,7 +115,7 @@ def series_points(result: MetricResult | None, slug: str, *, series: str = "",
     for row in frame.itertuples(index=False):
         period = row.period
         name = series or (str(row.currency) if "currency" in frame.columns else "")
-        value = row.value
+        value: Any = row.value
         partial = unfinished(_as_date(period), q)
         # The axis keeps the bucket's date (a date axis drops anything else); the chart marks it.
         out.append(charts.Point(key=DrillTarget(slug, "", period=_as_date(period)).id,
@@ -241,7 +241,7 @@ def _drill_rows(engine: Engine, q: metrics_data.Question, target: DrillTarget, k
 
 
 def show_rows(rows: pd.DataFrame | None, name: str, *, key: str, empty_sentence: str,
-              height: int | str = "auto", total: int | None = None,
+              height: int | Literal["auto"] = "auto", total: int | None = None,
               whole: Callable[[], pd.DataFrame] | None = None) -> None:
     """A table in words (money formatted, member ids linked to the member page) with a CSV
     download of the same rows as the command line gives them (minor units beside the currency).
@@ -259,7 +259,7 @@ def show_rows(rows: pd.DataFrame | None, name: str, *, key: str, empty_sentence:
     csv_download(rows, name, key=key)
 
 
-def _table(rows: pd.DataFrame, height: int | str) -> None:
+def _table(rows: pd.DataFrame, height: int | Literal["auto"]) -> None:
     shown = fmt.display_frame(rows, rename=RENAME)
     config: dict[str, Any] = {}
     if "member_id" in rows.columns:
@@ -458,7 +458,7 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
         count = f"{len(group):,} of those listed" if partial else f"{len(group):,} member(s)"
         with st.expander(f"{md(code_label(code, code_col))} — {md(count)}", expanded=i == 0 or len(order) <= 2):
             show_rows(group, f"past-due {code}", key=f"{key}_{code}", empty_sentence="Nobody in this group.")
-    if partial:
+    if partial and whole is not None:  # (partial: whole is given)
         csv_download(whole, "past-due worklist", key=f"{key}_all", label=f"Download the whole worklist: {total:,} (CSV)")
     else:
         csv_download(rows, "past-due worklist", key=f"{key}_all", label="Download the whole worklist (CSV)")

@@ -37,7 +37,7 @@ class StaffContext:
 
 def _roles_from_state(value: object) -> tuple[str, ...]:
     if isinstance(value, str | list | tuple | set | frozenset):
-        return tuple(sorted(r.value for r in parse_roles(value)))  # type: ignore[arg-type]
+        return tuple(sorted(r.value for r in parse_roles(value)))
     return ()
 
 

@@ -167,7 +167,7 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
     if state.get("repeat"):
         st.warning("⚠️ " + md(state["repeat"]["sentence"]))
     titles = {a: changes.ACTIONS[a].title for a in data["actions"]}
-    action = st.selectbox("Action", list(titles), format_func=titles.get, key=f"chg-{member_id}-action")
+    action = st.selectbox("Action", list(titles), format_func=lambda a: titles[a], key=f"chg-{member_id}-action")
     # The form's generation is part of every widget key: after "Done." it moves on and the browser
     # draws new, empty widgets (deleting the old keys alone leaves the typed values on screen).
     key = f"chg-{member_id}-{action}" + (f"-g{state['generation']}" if state.get("generation") else "")
@@ -175,7 +175,9 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
     with st.form(key):
         params = _inputs(action, data, key, state)
         reasons = queries.reasons_for(action)
-        reason = st.selectbox("Reason", [r for r, _ in reasons], format_func=dict(reasons).get, key=f"{key}-reason")
+        reason_labels = dict(reasons)
+        reason = st.selectbox("Reason", [r for r, _ in reasons], format_func=lambda r: reason_labels[r],
+                              key=f"{key}-reason")
         comment = st.text_area("Comment (required)", key=f"{key}-comment", max_chars=2000)
         asked = st.form_submit_button("Preview")
     change = changes.ChangeInput(action=action, member_id=member_id, member_version=int(state["version"]),
@@ -360,7 +362,7 @@ def _display(frame: Any) -> Any:
 def _decide_form(ctx: StaffContext, pending: Any) -> None:
     labels = {int(r["request_id"]): queries.request_label(r) for r in pending.to_dict("records")}
     summaries = {int(r["request_id"]): r["summary"] for r in pending.to_dict("records")}
-    rid = st.selectbox("Request to decide", list(labels), format_func=labels.get, key="chg-decide-id")
+    rid = st.selectbox("Request to decide", list(labels), format_func=lambda r: labels[r], key="chg-decide-id")
     st.info(f"**{md(labels[int(rid)])}**\n\n{md(summaries.get(int(rid)) or '')}\n\nApprove and apply re-checks the request "
             "against the member's current state and then makes it in Stripe at once (for a refund: the money goes "
             "back to the member's card and Stripe e-mails them a receipt if receipts are on). Reject changes "

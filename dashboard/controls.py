@@ -12,9 +12,11 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import streamlit as st
 
@@ -27,6 +29,11 @@ FILTERS = ("tier", "interval", "country")  # the original currency is the "Money
 ALL = "__all__"
 FILTER_PLURALS = {"tier": "tiers", "interval": "intervals", "currency": "currencies", "country": "countries"}
 FILTER_LABELS = {"tier": "Tier", "interval": "Billing interval", "currency": "Currency", "country": "Country"}
+
+
+def _filter_choice(f: str, v: Any) -> str:
+    """A filter's choice as the select box shows it (``ALL`` is "All tiers", ...)."""
+    return f"All {FILTER_PLURALS[f]}" if v == ALL else v
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,7 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
                 choices = [ALL, *getattr(options, f)]
                 with col:
                     picked_value = st.selectbox(FILTER_LABELS[f], choices, index=choices.index(initial[f]), key=k + f,
-                                                format_func=lambda v, f=f: f"All {FILTER_PLURALS[f]}" if v == ALL else v)
+                                                format_func=functools.partial(_filter_choice, f))
                     chosen[f] = () if picked_value in (None, ALL) else (str(picked_value),)
 
     _write_params(start, end, grain if with_granularity else None, money if with_money else None, chosen)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
+from typing import Any
 
 import pandas as pd
 
@@ -98,7 +99,7 @@ def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = 
     return out.rename(columns=names)
 
 
-def _cell_text(value: object) -> str:
+def _cell_text(value: Any) -> str:
     """A cell of a column that has blanks: the value as text, whole numbers without ``.0``."""
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""

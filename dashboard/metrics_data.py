@@ -133,7 +133,8 @@ def with_filter(q: Question, dim: str, value: str) -> Question:
     """The same question narrowed to one tier, interval, original currency or country (for the
     rows behind one bar of a "by segment" chart)."""
     field_name = {"tier": "tier", "interval": "interval", "currency": "money_filter", "country": "country"}[dim]
-    return replace(q, **{field_name: value})
+    narrowed: dict[str, Any] = {field_name: value}
+    return replace(q, **narrowed)
 
 
 def definition(slug: str) -> str:

@@ -327,6 +327,7 @@ def _attempt_login() -> None:
                 matched = False
         if matched:
             # after: the account may have been disabled or locked since the form was drawn
+            assert account is not None  # matched: the account exists
             s.refresh(account)
             if account.active and not staff.is_locked(account, now):
                 staff.record_login_attempt(s, username, True, now)

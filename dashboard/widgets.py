@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -63,7 +63,7 @@ def csv_download(frame: pd.DataFrame | Callable[[], pd.DataFrame], name: str, *,
 
 
 def table(frame: pd.DataFrame | list[dict[str, Any]], name: str, *, empty_sentence: str, key: str | None = None,
-          height: int | str = "auto", column_config: dict[str, Any] | None = None) -> None:
+          height: int | Literal["auto"] = "auto", column_config: dict[str, Any] | None = None) -> None:
     """Show ``frame`` (or a list of row dicts) with its CSV download, or the empty-state sentence
     when it has no rows."""
     if isinstance(frame, list):
