@@ -146,10 +146,10 @@ def _card(a: dict[str, Any], i: int) -> None:
 with tab_active:
     active = alerts.list_alerts(eng, status=["open", "acknowledged"], limit=50)
     if not active:
-        last = alerts.latest_resolved(eng)
+        latest = alerts.latest_resolved(eng)
         widgets.empty("No open alerts: every rule is within its baseline." + (
-            f" The latest, “{last['title']}” ({scope_label(last['scope'])}), fired {fmt.when(last['last_fired_at'])} "
-            f"UTC and was resolved {fmt.when(last['resolved_at'])} UTC: see History." if last else ""))
+            f" The latest, “{latest['title']}” ({scope_label(latest['scope'])}), fired {fmt.when(latest['last_fired_at'])} "
+            f"UTC and was resolved {fmt.when(latest['resolved_at'])} UTC: see History." if latest else ""))
     for i, a in enumerate(active):
         _card(a, i)
 

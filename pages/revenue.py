@@ -48,7 +48,7 @@ with left:
 with right:
     st.subheader("MRR movements")
     wf = ui.movements(b)
-    if wf is not None:
+    if wf is not None and q.currency is not None:  # a reporting currency: the waterfall is in one
         clicked = ui.chart(charts.waterfall(wf.start, wf.amounts, wf.end, currency=q.currency,
                                             title=f"From {q.start:%d %b %Y} to {q.last_day:%d %b %Y}"),
                            key="revenue_waterfall")

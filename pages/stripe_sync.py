@@ -40,7 +40,7 @@ if snapshot.last_run and snapshot.last_run.status == "failed" and snapshot.last_
     st.error(md(snapshot.last_run.error))
 
 
-def _client():  # type: ignore[no-untyped-def]
+def _client():
     client = stripe_client()
     if client is None:
         st.error("No Stripe API key is configured: set STRIPE_API_KEY or api_key under [stripe] in "
@@ -96,7 +96,7 @@ with st.form("member"):
     resync = st.form_submit_button("Resync from Stripe")
 if (compare or resync) and member_id is None:
     st.error("Enter a member id.")
-elif (compare or resync) and (client := _client()) is not None:
+elif (compare or resync) and member_id is not None and (client := _client()) is not None:
     try:
         if resync:
             result = actions.resync_member_now(eng, client, actor=Actor.of(ctx.username, ctx.roles), member_id=int(member_id))
