@@ -118,3 +118,41 @@ class TestAuditLogIsAppendOnly:
             session.execute(text("DELETE FROM audit_log"))
         session.rollback()
         assert session.scalar(select(AuditEntry.actor)) == "sam"
+
+
+def test_statuses_read_back_as_their_enum_and_are_stored_as_the_same_strings(session):
+    """A status column holds Stripe's plain string (no database enum, no migration) and reads back
+    as its ``StrEnum`` member; a value Stripe adds later is stored as sent and reads back as that string."""
+    from core.models import Subscription
+    from core.models.enums import SubscriptionStatus
+    from tests.support.factories import make_price, make_subscription, make_tier
+
+    member = make_member(session)
+    price = make_price(session, tier=make_tier(session))
+    known = make_subscription(session, member=member, price=price, status="past_due")
+    later = make_subscription(session, member=make_member(session, email="later@example.com"), price=price,
+                              status="some_new_status")
+    session.commit()
+    session.expire_all()
+    assert session.get(Subscription, known.id).status is SubscriptionStatus.PAST_DUE
+    assert session.get(Subscription, later.id).status == "some_new_status"
+    stored = dict(session.execute(text("SELECT id, status FROM subscriptions")).all())
+    assert stored == {known.id: "past_due", later.id: "some_new_status"}
+    assert session.scalar(select(Subscription.id).where(Subscription.status == SubscriptionStatus.PAST_DUE)) == known.id
+
+
+def test_status_columns_typed_as_enums_match_the_migrated_schema(engine):
+    """Typing a status column as its enum changes no schema: Alembic finds the migrated column
+    the models' (the same VARCHAR, nullable as before)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from core.models import Base
+
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diffs = compare_metadata(ctx, Base.metadata)
+    typed = {("subscriptions", "status"), ("membership_changes", "from_status"), ("membership_changes", "to_status"),
+             ("invoices", "status"), ("payments", "status"), ("disputes", "status")}
+    changed = [op for d in diffs if isinstance(d, list) for op in d if (op[2], op[3]) in typed]
+    assert changed == []
