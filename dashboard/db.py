@@ -7,7 +7,7 @@ with the sentence from ``SettingsError`` instead of a traceback.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 from sqlalchemy import Engine
@@ -16,6 +16,9 @@ from core.crypto import EncryptionKeyError
 from core.db import connect
 from core.settings import Settings, SettingsError, load_settings, read_secrets_file
 from dashboard.text import md
+
+if TYPE_CHECKING:
+    from stripe import StripeClient
 
 
 def _secrets() -> dict[str, Any]:
@@ -59,13 +62,13 @@ def engine() -> Engine:
 
 
 @st.cache_resource(show_spinner=False)
-def _stripe_client(api_key: str, api_base: str) -> Any:
+def _stripe_client(api_key: str, api_base: str) -> StripeClient:
     from core.stripe_gateway import make_client
 
     return make_client(api_key, api_base=api_base)
 
 
-def stripe_client() -> Any:
+def stripe_client() -> StripeClient | None:
     """The injected Stripe client (one per process and key), or None when no key is configured:
     Stripe actions then refuse with a sentence."""
     s = settings()
