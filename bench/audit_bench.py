@@ -33,13 +33,13 @@ from core.models import AuditEntry  # noqa: E402
 from core.timeutil import utc_now  # noqa: E402
 
 
-def _chained(engine, i: int) -> None:  # type: ignore[no-untyped-def]
+def _chained(engine, i: int) -> None:
     with session_scope(engine) as s:
         audit.record(s, actor="sam", action="member.note_added", member_id=i, comment="bench",
                      before={"version": i}, after={"version": i + 1})
 
 
-def _plain(engine, i: int) -> None:  # type: ignore[no-untyped-def]
+def _plain(engine, i: int) -> None:
     """What ``audit.record`` did before the chain: one insert."""
     with session_scope(engine) as s:
         s.add(AuditEntry(at=utc_now(), actor="sam", action="member.note_added", member_id=i, comment="bench",

@@ -92,13 +92,13 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def wait_idle(page, timeout: float = 60_000) -> None:  # type: ignore[no-untyped-def]
+def wait_idle(page, timeout: float = 60_000) -> None:
     page.wait_for_selector(IDLE, timeout=timeout)
     page.wait_for_timeout(400)  # let charts finish their first paint
     page.wait_for_selector(IDLE, timeout=timeout)
 
 
-def sign_in(page, base: str) -> None:  # type: ignore[no-untyped-def]
+def sign_in(page, base: str) -> None:
     page.goto(base)
     page.wait_for_selector("input[type=password]", timeout=60_000)
     wait_idle(page)
@@ -109,7 +109,7 @@ def sign_in(page, base: str) -> None:  # type: ignore[no-untyped-def]
     wait_idle(page)
 
 
-def page_links(page, base: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def page_links(page, base: str) -> list[tuple[str, str]]:
     """(slug, url) of every page in the navigation, in order."""
     out: list[tuple[str, str]] = []
     for a in page.query_selector_all("[data-testid=stSidebarNav] a"):

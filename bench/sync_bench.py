@@ -107,7 +107,7 @@ def scratch_database(kind: str, pg_url: str) -> tuple[str, callable]:  # type: i
     return base.set(database=name).render_as_string(hide_password=False), drop
 
 
-def make_events(client, target: int) -> int:  # type: ignore[no-untyped-def]
+def make_events(client, target: int) -> int:
     """New members subscribing (and some changing plan or leaving) until ~target events exist."""
     since = int(time.time()) - 1
     premium = client.v1.products.create(params={"name": "Bench premium"})

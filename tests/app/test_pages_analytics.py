@@ -26,7 +26,7 @@ ROLES = ("support", "finance", "manager", "admin")
 
 
 @pytest.fixture
-def world(engine) -> World:  # type: ignore[no-untyped-def]
+def world(engine) -> World:
     with Session(engine, expire_on_commit=False) as s:
         w = build_small_world(s)
         s.commit()
@@ -54,7 +54,7 @@ def drill_boxes(at: Any) -> list[Any]:
     return [s for s in at.selectbox if s.label.startswith("Show ")]
 
 
-def registry(engine, slug: str, start: date, end: date, currency: str | None = "USD", **filters: Any):  # type: ignore[no-untyped-def]
+def registry(engine, slug: str, start: date, end: date, currency: str | None = "USD", **filters: Any):
     q = Query.make(engine, start=start, end=end + timedelta(days=1), now=utc_now(), currency=currency, **filters)
     return compute(engine, slug, q)
 

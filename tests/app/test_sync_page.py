@@ -15,7 +15,7 @@ from tests.support.sandbox import SandboxProcess, sandbox
 __all__ = ["sandbox"]
 
 
-def _page(database_url: str, sb: SandboxProcess):  # type: ignore[no-untyped-def]
+def _page(database_url: str, sb: SandboxProcess):
     at = page_app_test(database_url, "stripe_sync.py", role="admin")
     at.secrets["stripe"] = {"api_key": sb.api_key, "api_base": sb.url}
     return at.run(timeout=60)

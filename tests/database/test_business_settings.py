@@ -14,7 +14,7 @@ from core.permissions import Actor
 from core.settings import business as bs
 
 
-def audits(session, action):  # type: ignore[no-untyped-def]
+def audits(session, action):
     return session.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)).all()
 
 

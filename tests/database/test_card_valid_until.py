@@ -12,20 +12,20 @@ from core.models import PaymentMethod, Subscription
 from tests.support.factories import at, make_card, make_member, make_price, make_subscription, make_tier
 
 
-def valid_until(session, sub):  # type: ignore[no-untyped-def]
+def valid_until(session, sub):
     session.commit()
     return session.execute(text("SELECT card_valid_until FROM subscriptions WHERE id = :i"),
                            {"i": sub.id}).scalar()
 
 
-def same_instant(stored, expected) -> bool:  # type: ignore[no-untyped-def]
+def same_instant(stored, expected) -> bool:
     """SQLite hands the stored text back; PostgreSQL an aware datetime."""
     if isinstance(stored, str):
         return stored == expected.strftime("%Y-%m-%d %H:%M:%S.%f")
     return stored == expected
 
 
-def world(session):  # type: ignore[no-untyped-def]
+def world(session):
     price = make_price(session, tier=make_tier(session, code="premium"), unit_amount=1000)
     member = make_member(session)
     return member, price
@@ -79,7 +79,7 @@ def test_switching_or_detaching_the_card_follows(session):
 
 def test_a_card_without_an_expiry_has_none(session):
     member, price = world(session)
-    card = make_card(session, member=member, exp_month=None, exp_year=None)  # type: ignore[arg-type]
+    card = make_card(session, member=member, exp_month=None, exp_year=None)
     sub = make_subscription(session, member=member, price=price, default_payment_method_id=card.id)
     assert valid_until(session, sub) is None
 

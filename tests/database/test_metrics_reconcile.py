@@ -101,7 +101,7 @@ def _mrr_of(currency: str, tier: int, interval: str) -> int:
     return monthly if interval == "month" else (monthly * 10) // 12  # yearly: two months free
 
 
-def build(session, seed: int, members: int = 28) -> World:  # type: ignore[no-untyped-def]
+def build(session, seed: int, members: int = 28) -> World:
     rng = random.Random(seed)
     w = World()
     session.execute(text("DELETE FROM fx_rates"))  # the seeded yearly defaults: every month gets its own rate
@@ -145,7 +145,7 @@ def _state(w: World, life: Life, seed: int) -> None:
                                      life.interval, life.country))
 
 
-def advance(session, w: World, rng: random.Random, until: datetime, seed: int,  # type: ignore[no-untyped-def]
+def advance(session, w: World, rng: random.Random, until: datetime, seed: int,
             moves: float = 1.0) -> None:
     """Every member's life from where it stands up to ``until`` (events strictly before it)."""
     for life in w.lives:
@@ -196,7 +196,7 @@ def advance(session, w: World, rng: random.Random, until: datetime, seed: int,  
     session.commit()
 
 
-def _renew(session, w: World, rng: random.Random, life: Life, until: datetime, seed: int) -> None:  # type: ignore[no-untyped-def]
+def _renew(session, w: World, rng: random.Random, life: Life, until: datetime, seed: int) -> None:
     price = w.prices[(life.currency, life.tier, life.interval)]
     amount = price.unit_amount
     where = (_code(life.tier, seed), life.interval, life.country)
@@ -337,29 +337,29 @@ def boundaries(start: date, end: date, granularity: str, tz: ZoneInfo) -> list[t
 # ------------------------------------------------------------------------------ fixtures
 
 @pytest.fixture(params=[4711, 90210])
-def world(request, engine, session):  # type: ignore[no-untyped-def]
+def world(request, engine, session):
     w = build(session, request.param)
     advance(session, w, random.Random(request.param + 1), NOW, request.param)
     refresh(engine, now=NOW)
-    w.seed = request.param  # type: ignore[attr-defined]
+    w.seed = request.param
     return w
 
 
-def ranges():  # type: ignore[no-untyped-def]
+def ranges():
     """A range inside the world's life, ending at the latest on the day after ``now``."""
     last = NOW.date() + timedelta(days=1)
     return st.tuples(st.integers(0, 560), st.integers(1, 400)).map(
         lambda p: (last - timedelta(days=p[0] + p[1]), last - timedelta(days=p[0])))
 
 
-def filters():  # type: ignore[no-untyped-def]
+def filters():
     return st.one_of(st.just({}), st.sampled_from(TIERS).map(lambda t: {"tier": t}),
                      st.sampled_from(["month", "year"]).map(lambda i: {"interval": i}),
                      st.sampled_from(list(MONTHLY)).map(lambda c: {"currency": c}),
                      st.sampled_from(COUNTRIES).map(lambda c: {"country": c}))
 
 
-def q(engine, start: date, end: date, granularity: str, flt: dict[str, str], *, currency: str | None = "EUR",  # type: ignore[no-untyped-def]
+def q(engine, start: date, end: date, granularity: str, flt: dict[str, str], *, currency: str | None = "EUR",
       tz: str | None = None, seed: int = 0) -> Query:
     """The question, with a tier filter naming the world's tier (codes carry the world's seed)."""
     f = seeded(flt, seed)
@@ -595,7 +595,7 @@ class TestIncrementalEqualsRebuild:
         assert dict(zip(got["revenue_by_country"]["key"], got["revenue_by_country"]["gross"], strict=True)) == want
 
 
-def _snapshot(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
+def _snapshot(engine) -> dict[str, list]:
     out = {}
     with engine.connect() as conn:
         tables = [r[0] for r in conn.execute(text(

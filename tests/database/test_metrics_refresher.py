@@ -13,7 +13,7 @@ from core.timeutil import utc_now
 from tests.support.factories import at, make_member, make_payment
 
 
-def test_requests_are_merged_and_the_rollups_catch_up(engine, session):  # type: ignore[no-untyped-def]
+def test_requests_are_merged_and_the_rollups_catch_up(engine, session):
     member = make_member(session)
     make_payment(session, member=member, amount=1000, created_at=at("2026-03-02 10:00"))
     session.commit()

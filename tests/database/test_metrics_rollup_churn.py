@@ -33,7 +33,7 @@ TABLES = {"metrics_daily_trials": (("day", *_GROUP), ("trials", "converted")),
           "metrics_monthly_cancellations": (("month", *_GROUP, "reason", "churn_kind"), ("changes",))}
 
 
-def _rows(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
+def _rows(engine) -> dict[str, list]:
     out = {}
     with engine.connect() as conn:
         for table, (keys, measures) in TABLES.items():
@@ -79,7 +79,7 @@ def test_incremental_refresh_equals_full_rebuild(engine, session):
     assert _rows(engine) == incremental
 
 
-def _snapshot_rates(engine, raw: bool = False) -> list:  # type: ignore[no-untyped-def]
+def _snapshot_rates(engine, raw: bool = False) -> list:
     """Trial conversion and members lost by reason for the last months, ``now`` in mid-day."""
     q = Query.make(engine, start=date(2026, 4, 1), end=date(2026, 7, 1), now=NOW - timedelta(hours=7))
     out = []

@@ -33,30 +33,30 @@ NOW = at("2026-07-01 00:00")
 
 
 @pytest.fixture(params=["rollup", "raw"])
-def path(request):  # type: ignore[no-untyped-def]
+def path(request):
     return request.param
 
 
-def ask(engine, slug, start, end, *, path="rollup", **kw):  # type: ignore[no-untyped-def]
+def ask(engine, slug, start, end, *, path="rollup", **kw):
     q = Query.make(engine, start=start, end=end, now=kw.pop("now", NOW), **kw)
     refresh(engine, now=q.now)
     with raw_rows() if path == "raw" else nullcontext():
         return compute(engine, slug, q)
 
 
-def series(result) -> dict:  # type: ignore[no-untyped-def]
+def series(result) -> dict:
     return dict(zip(result.series["period"], result.series["value"], strict=True))
 
 
 @pytest.fixture
-def premium(session):  # type: ignore[no-untyped-def]
+def premium(session):
     tier = make_tier(session, code="premium")
     return {"tier": tier, "month": make_price(session, tier=tier, unit_amount=1000),
             "year": make_price(session, tier=tier, unit_amount=12000, interval="year"),
             "big": make_price(session, tier=tier, unit_amount=2500)}
 
 
-def paid_member(session, price, start, mrr, **kw):  # type: ignore[no-untyped-def]
+def paid_member(session, price, start, mrr, **kw):
     member = make_member(session, **kw)
     sub = make_subscription(session, member=member, price=price, mrr_minor=mrr)
     make_change(session, subscription=sub, effective_at=start, mrr_after=mrr, kind="created")
@@ -186,7 +186,7 @@ class TestCash:
 
 
 class TestPastDueGrace:
-    def _world(self, session, premium):  # type: ignore[no-untyped-def]
+    def _world(self, session, premium):
         subs = []
         for since in ("2026-06-20 00:00", "2026-06-01 00:00"):  # 11 and 30 days before NOW
             _, sub = paid_member(session, premium["month"], at("2026-01-05 00:00"), 1000)

@@ -9,7 +9,7 @@ from core.warmup import warm
 from tests.support.factories import at, make_member, make_payment
 
 
-def test_warm_up_answers_the_first_pages_and_builds_missing_rollups(engine, session):  # type: ignore[no-untyped-def]
+def test_warm_up_answers_the_first_pages_and_builds_missing_rollups(engine, session):
     make_payment(session, member=make_member(session), amount=1200, created_at=at("2026-03-02 10:00"))
     session.commit()
     assert state(engine) is None

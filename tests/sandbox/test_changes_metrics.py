@@ -34,7 +34,7 @@ def world(engine, stripe_env):  # noqa: F811
     return w
 
 
-def _numbers(engine) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _numbers(engine) -> dict[str, object]:
     """This month's figures as the pages ask for them (through the rollups), checked against the
     same figures computed straight from the rows."""
     start = utc_now().date().replace(day=1)
@@ -47,7 +47,7 @@ def _numbers(engine) -> dict[str, object]:  # type: ignore[no-untyped-def]
     return out
 
 
-def _change(engine, world, action, params, reason=None):  # type: ignore[no-untyped-def]
+def _change(engine, world, action, params, reason=None):
     return ChangeInput(action, world.member_id, version(engine, world.member_id), reason or REASONS[action][0],
                        "customer asked", params)
 

@@ -98,7 +98,7 @@ def make_payment_batch(session: Session, *, member: Member, start: datetime, end
 
 
 def make_refund(session: Session, *, payment: Payment, amount: int | None = None, status: str = "succeeded",
-                created_at: datetime | None = None, reason: str | None = "requested_by_customer"):  # type: ignore[no-untyped-def]
+                created_at: datetime | None = None, reason: str | None = "requested_by_customer"):
     from core.models import Refund
 
     refund = Refund(payment_id=payment.id, member_id=payment.member_id, amount=amount or payment.amount,
@@ -110,7 +110,7 @@ def make_refund(session: Session, *, payment: Payment, amount: int | None = None
 
 
 def make_dispute(session: Session, *, payment: Payment, status: str = "needs_response",
-                 created_at: datetime | None = None, reason: str | None = "fraudulent"):  # type: ignore[no-untyped-def]
+                 created_at: datetime | None = None, reason: str | None = "fraudulent"):
     from core.models import Dispute
 
     dispute = Dispute(payment_id=payment.id, member_id=payment.member_id, amount=payment.amount,
@@ -122,7 +122,7 @@ def make_dispute(session: Session, *, payment: Payment, status: str = "needs_res
 
 
 def make_sync_run(session: Session, *, started_at: datetime, finished_at: datetime | None = None,
-                  status: str = "succeeded", error: str | None = None, kind: str = "incremental"):  # type: ignore[no-untyped-def]
+                  status: str = "succeeded", error: str | None = None, kind: str = "incremental"):
     from core.models import SyncRun
 
     run = SyncRun(kind=kind, started_at=started_at, finished_at=finished_at, status=status, error=error, counts={})
@@ -131,7 +131,7 @@ def make_sync_run(session: Session, *, started_at: datetime, finished_at: dateti
     return run
 
 
-def make_stripe_event(session: Session, *, created_at: datetime, type: str = "invoice.paid"):  # type: ignore[no-untyped-def]
+def make_stripe_event(session: Session, *, created_at: datetime, type: str = "invoice.paid"):
     from core.models import StripeEvent
 
     event = StripeEvent(id=f"evt_{next(_seq)}", type=type, created_at=created_at, payload={}, source="pull",
@@ -146,7 +146,7 @@ def make_stripe_event(session: Session, *, created_at: datetime, type: str = "in
 def make_change(session: Session, *, subscription: Subscription, effective_at: datetime, mrr_after: int,
                 mrr_before: int | None = None, kind: str = "status_changed", from_status: str | None = None,
                 to_status: str | None = "active", churn_kind: str | None = None, reason: str | None = None,
-                to_price: Price | None = None, recorded_at: datetime | None = None):  # type: ignore[no-untyped-def]
+                to_price: Price | None = None, recorded_at: datetime | None = None):
     """One membership change of ``subscription``: its MRR becomes ``mrr_after`` at ``effective_at``."""
     from core.models import MembershipChange
 
@@ -164,7 +164,7 @@ def make_change(session: Session, *, subscription: Subscription, effective_at: d
 
 def make_invoice(session: Session, *, member: Member, subscription: Subscription | None = None, amount: int = 999,
                  currency: str = "USD", status: str = "paid", billing_reason: str = "subscription_cycle",
-                 created_at: datetime | None = None, **fields: object):  # type: ignore[no-untyped-def]
+                 created_at: datetime | None = None, **fields: object):
     from core.models import Invoice
 
     invoice = Invoice(member_id=member.id, subscription_id=subscription.id if subscription else None,
@@ -178,7 +178,7 @@ def make_invoice(session: Session, *, member: Member, subscription: Subscription
 
 
 def make_card(session: Session, *, member: Member, brand: str = "visa", exp_month: int = 12, exp_year: int = 2030,
-              last4: str = "4242", country: str | None = "US"):  # type: ignore[no-untyped-def]
+              last4: str = "4242", country: str | None = "US"):
     from core.models import PaymentMethod
 
     card = PaymentMethod(member_id=member.id, stripe_payment_method_id=f"pm_{next(_seq)}", brand=brand, last4=last4,

@@ -51,7 +51,7 @@ class TestMoney:
 
     def test_refuses_floats(self):
         with pytest.raises(MoneyError):
-            Money(1.5, "USD")  # type: ignore[arg-type]
+            Money(1.5, "USD")
 
     def test_convert_to_jpy_rounds_once(self):
         # 10.00 USD at 1 JPY = 0.0067 USD -> 1492.537... -> 1493 JPY
