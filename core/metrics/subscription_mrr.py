@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from core.models.enums import PauseBehavior, SubscriptionStatus
+from core.money import MinorUnits
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ def subscription_mrr(
     pause_behavior: str | None = None,
     discount: Discount | None = None,
     at: datetime | None = None,
-) -> int:
+) -> MinorUnits:
     """MRR in minor units, rounded half-to-even once per subscription.
 
     Zero while trialing, incomplete, incomplete_expired, canceled, unpaid or paused, or when
@@ -61,9 +62,9 @@ def subscription_mrr(
     A recurring discount in force at ``at`` reduces MRR; a ``once`` coupon does not.
     """
     if status not in SubscriptionStatus.mrr_counting():
-        return 0
+        return MinorUnits(0)
     if pause_behavior == PauseBehavior.VOID:
-        return 0
+        return MinorUnits(0)
     gross = sum((monthly_amount(i) for i in items), Decimal(0))
     if discount is not None and discount.duration != "once" and (
         discount.end is None or at is None or discount.end > at
@@ -74,4 +75,4 @@ def subscription_mrr(
             # amount_off applies per invoice: normalise it with the first item's interval.
             first = items[0]
             gross -= monthly_amount(Item(discount.amount_off, 1, first.interval, first.interval_count))
-    return max(int(gross.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)), 0)
+    return MinorUnits(max(int(gross.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)), 0))
