@@ -10,10 +10,9 @@ with a conditional UPDATE, so two approvers at once cannot both decide.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, update
-from stripe import StripeClient
 
 from core import audit
 from core.changes import parse
@@ -36,6 +35,9 @@ from core.db import affected_rows, session_scope
 from core.models import ChangeRequest
 from core.permissions import Permission, PermissionDenied, allowed, check, guarded, record_refusal
 from core.timeutil import utc_now
+
+if TYPE_CHECKING:
+    from core.stripe_gateway import StripeClient
 
 
 @guarded(None)  # checks APPROVE_CHANGES itself: a refusal is a ChangeRefused sentence for the form

@@ -29,12 +29,11 @@ import json
 import logging
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from stripe import StripeClient
 
 from core import audit, crypto
 from core.changes import parse
@@ -48,6 +47,9 @@ from core.db import affected_rows, session_scope
 from core.models import ChangeRequest, Member
 from core.permissions import PermissionDenied, guarded, require
 from core.timeutil import utc_now
+
+if TYPE_CHECKING:
+    from core.stripe_gateway import StripeClient
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy.orm import Session
-from stripe import StripeClient
 
 from core.changes.errors import ChangeRefused
 from core.changes.limits import Limits
 from core.changes.model import Actor, Preview
 from core.models import Member
 from core.permissions import Permission
+
+if TYPE_CHECKING:
+    from core.stripe_gateway import StripeClient
 
 
 @dataclass
