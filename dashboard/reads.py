@@ -1,4 +1,5 @@
-"""Cached read helpers for the shell's pages (Overview, Members, Audit log, Admin).
+"""Cached read helpers for the pages (Overview, Members, Audit log, Admin, Alerts): the one place
+page data is cached, besides the metrics registry's bundles in ``dashboard.metrics_data``.
 
 Each helper takes no engine argument from pages: it uses ``dashboard.db.engine()`` and passes it
 on as ``_engine`` (not hashed) beside the database URL (hashed), so two databases never share a
@@ -14,6 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core import alerts as core_alerts
 from core import member_search
 from core import members as core_members
 from core.audit import query as audit_query
@@ -162,6 +164,26 @@ def _audit_facets(_engine: Any, url: str) -> tuple[list[str], list[str]]:
 
 def audit_facets() -> tuple[list[str], list[str]]:
     return _audit_facets(*_key())
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _alert_series(_engine: Any, url: str, alert_id: int, fired: datetime | None) -> list[dict[str, Any]]:
+    return core_alerts.history_series(_engine, alert_id)
+
+
+def alert_series(alert_id: int, fired: datetime | None) -> list[dict[str, Any]]:
+    """An alert's value over its recent windows (for its chart); read again when it fires again."""
+    return _alert_series(*_key(), alert_id, fired)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _alert_rows(_engine: Any, url: str, alert_id: int, fired: datetime | None) -> dict[str, list[dict[str, Any]]]:
+    return core_alerts.affected_rows(_engine, alert_id)
+
+
+def alert_rows(alert_id: int, fired: datetime | None) -> dict[str, list[dict[str, Any]]]:
+    """The payments, refunds, disputes or subscriptions behind an alert, and their members."""
+    return _alert_rows(*_key(), alert_id, fired)
 
 
 def clear_all() -> None:

@@ -183,7 +183,7 @@ def affected_rows(engine: Engine, alert_id: int) -> dict[str, list[dict[str, Any
 def rule_table(engine: Engine) -> list[dict[str, Any]]:
     """Every rule with its switch, effective thresholds and notification targets."""
     return [{"slug": c.rule.slug, "title": c.rule.title, "description": c.rule.description, "enabled": c.enabled,
-             "params": c.params, "notify": c.notify, "updated_at": c.updated_at, "updated_by": c.updated_by}
+             "params": c.params, "unit": c.rule.unit, "notify": c.notify, "updated_at": c.updated_at, "updated_by": c.updated_by}
             for c in rule_configs(engine).values()]
 
 
