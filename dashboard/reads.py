@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy import select
 
 from core import alerts as core_alerts
 from core import member_search
@@ -184,6 +185,46 @@ def _alert_rows(_engine: Any, url: str, alert_id: int, fired: datetime | None) -
 def alert_rows(alert_id: int, fired: datetime | None) -> dict[str, list[dict[str, Any]]]:
     """The payments, refunds, disputes or subscriptions behind an alert, and their members."""
     return _alert_rows(*_key(), alert_id, fired)
+
+
+@st.cache_data(ttl=60, show_spinner="Computing the overview numbers…")
+def _overview_bundle(_engine: Any, url: str, start: date, end: date, granularity: str, now_key: datetime) -> Any:
+    from core.metrics import Query, page_bundle
+
+    query = Query.make(_engine, start=start, end=end, now=now_key, granularity=granularity)
+    return page_bundle(_engine, "overview", query)
+
+
+def overview_bundle(start: date, end: date, granularity: str, now_key: datetime) -> Any:
+    """The Overview's KPI cards for local dates [start, end) (``core.metrics.page_bundle``)."""
+    return _overview_bundle(*_key(), start, end, granularity, now_key)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _signable_accounts(_engine: Any, url: str) -> dict[str, dict[str, Any]]:
+    from core import staff
+    from core.db import session_scope
+    from core.models import StaffAccount
+
+    now = utc_now()
+    out: dict[str, dict[str, Any]] = {}
+    with session_scope(_engine) as s:
+        for a in s.scalars(select(StaffAccount).where(StaffAccount.active.is_(True))):
+            if staff.is_locked(a, now):
+                continue
+            out[a.username] = {"name": a.name, "email": a.email, "password": a.password_hash,
+                               "roles": sorted(a.role_set)}
+    return out
+
+
+def signable_accounts() -> dict[str, dict[str, Any]]:
+    """Active, unlocked accounts as the plain dict streamlit-authenticator wants (cached briefly:
+    the cookie component adds reruns; the database is asked again at every attempt anyway)."""
+    return _signable_accounts(*_key())
+
+
+def clear_signable_accounts() -> None:
+    _signable_accounts.clear()
 
 
 def clear_all() -> None:
