@@ -10,6 +10,7 @@ Time-to-live is short because the cookie component alone reruns each page two or
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -22,7 +23,7 @@ from core import members as core_members
 from core.audit import query as audit_query
 from core.metrics import overview_counts
 from core.settings import business as business_settings
-from core.timeutil import utc_now
+from core.timeutil import utc_now, zone
 from dashboard.db import engine, settings
 
 TTL = 30
@@ -262,12 +263,28 @@ def staff_accounts() -> pd.DataFrame:
 @st.cache_data(ttl=30, show_spinner=False)
 def _fx_rates(_engine: Any, url: str) -> pd.DataFrame:
     rates = business_settings.list_rates(_engine)
-    return pd.DataFrame([{"currency": r.currency, "month": r.month, "usd_per_unit": str(r.usd_per_unit),
+    return pd.DataFrame([{"currency": r.currency, "month": r.month, "usd_per_unit": r.usd_per_unit,
                           "updated_by": r.updated_by} for r in rates],
                         columns=["currency", "month", "usd_per_unit", "updated_by"])
 
 
-def fx_rates() -> pd.DataFrame:
-    """The FX table behind the reporting currency, newest month first."""
-    frame = _fx_rates(*_key())
-    return frame.sort_values(["month", "currency"], ascending=[False, True], ignore_index=True)
+def rate_text(rate: Decimal) -> str:
+    """A rate as people read it: at most six decimals, at least two (``1.0850000000`` -> ``1.085``)."""
+    text = f"{Decimal(rate):.6f}".rstrip("0")
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
+
+
+def fx_rates(today: date | None = None) -> pd.DataFrame:
+    """The FX table behind the reporting currency, opening on this month and the ones before it
+    (newest first); months already set ahead of today follow, soonest first."""
+    today = today or utc_now().astimezone(zone(business_tz())).date()
+    frame = _fx_rates(*_key()).copy()
+    this_month = today.replace(day=1)
+    ahead = frame["month"] > this_month
+    frame["month_order"] = [m.toordinal() * (1 if later else -1) for m, later in zip(frame["month"], ahead,
+                                                                                     strict=True)]
+    frame = frame.assign(later=ahead).sort_values(["later", "month_order", "currency"], ignore_index=True)
+    frame["month"] = [f"{m:%Y-%m}" for m in frame["month"]]
+    frame["usd_per_unit"] = [rate_text(r) for r in frame["usd_per_unit"]]
+    return frame.drop(columns=["month_order", "later"])
