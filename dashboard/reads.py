@@ -276,15 +276,16 @@ def rate_text(rate: Decimal) -> str:
 
 
 def fx_rates(today: date | None = None) -> pd.DataFrame:
-    """The FX table behind the reporting currency, opening on this month and the ones before it
-    (newest first); months already set ahead of today follow, soonest first."""
-    today = today or utc_now().astimezone(zone(business_tz())).date()
-    frame = _fx_rates(*_key()).copy()
+    """The FX table behind the reporting currency (see ``fx_table``), as of today in the business zone."""
+    return fx_table(_fx_rates(*_key()), today or utc_now().astimezone(zone(business_tz())).date())
+
+
+def fx_table(rates: pd.DataFrame, today: date) -> pd.DataFrame:
+    """Rates opening on ``today``'s month and the ones before it (newest first); months already set
+    ahead follow, soonest first. Months as ``YYYY-MM``, rates with at most six decimals."""
     this_month = today.replace(day=1)
-    ahead = frame["month"] > this_month
-    frame["month_order"] = [m.toordinal() * (1 if later else -1) for m, later in zip(frame["month"], ahead,
-                                                                                     strict=True)]
-    frame = frame.assign(later=ahead).sort_values(["later", "month_order", "currency"], ignore_index=True)
+    order = [(m > this_month, m.toordinal() if m > this_month else -m.toordinal()) for m in rates["month"]]
+    frame = rates.assign(_order=order).sort_values(["_order", "currency"], ignore_index=True).drop(columns="_order")
     frame["month"] = [f"{m:%Y-%m}" for m in frame["month"]]
     frame["usd_per_unit"] = [rate_text(r) for r in frame["usd_per_unit"]]
-    return frame.drop(columns=["month_order", "later"])
+    return frame
