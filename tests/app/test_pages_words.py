@@ -53,15 +53,29 @@ def test_alert_history_story_and_rules_read_as_words(database_url, engine, sessi
 
 
 def test_admin_rates_open_on_recent_months_and_weekdays_are_capitalised(database_url, engine, session):
+    from core.permissions import Actor
+    from core.settings import business
+
     create_staff(session)
+    this_month = utc_now().date().replace(day=1)
+    months = {"ahead": (this_month + timedelta(days=62)).replace(day=1), "now": this_month,
+              "before": (this_month - timedelta(days=1)).replace(day=1)}
+    for month in months.values():
+        business.set_rate(session, actor=Actor.of("admin", ["admin"]), currency="EUR", month=month,
+                          usd_per_unit="1.0850000000")
     session.commit()
     at = app_test(database_url, role="admin")
     at.run()
     at.switch_page("../pages/admin.py").run()
     assert not at.exception, at.exception
     (rates,) = [df.value for df in at.dataframe if "USD per unit" in df.value.columns]
-    this_month = f"{utc_now():%Y-%m}"
-    assert rates["Month"].iloc[0] <= this_month, rates.head()
+    eur = rates[rates["Currency"] == "EUR"]
+    order = list(eur["Month"])
+    now, before, ahead = (f"{months[k]:%Y-%m}" for k in ("now", "before", "ahead"))
+    assert order[:2] == [now, before], eur.head()
+    up_to_now = [m for m in order if m <= now]
+    assert order[:len(up_to_now)] == up_to_now and order.index(ahead) >= len(up_to_now), order
+    assert set(eur[eur["Month"].isin([now, before, ahead])]["USD per unit"]) == {"1.085"}
     assert all(re.fullmatch(r"\d+\.\d{2,6}", r) for r in rates["USD per unit"]), rates["USD per unit"].head()
     week = next(s for s in at.selectbox if s.label == "Week starts on")
     assert week.options[0] == "Monday" and all(o[0].isupper() for o in week.options)
