@@ -112,6 +112,12 @@ def scope_label(scope: str | None) -> str:
     return f"{words}: {code_label(value, 'churn_kind' if dim == 'churn' else dim)}"
 
 
+# The Stripe sync's runs (sync_runs.kind / .status) and backfill state, for the Stripe sync page.
+SYNC_RUN_KIND = {"incremental": "New events", "full": "Full backfill", "member": "One member"}
+SYNC_RUN_STATUS = {"running": "Running", "succeeded": "Succeeded", "failed": "Failed",
+                   "skipped": "Skipped (another run was going)"}
+
+
 # Alerts: statuses and severities as words, a rule's slug as its title, thresholds as sentences.
 ALERT_STATUS = {"open": "Open", "acknowledged": "Acknowledged", "snoozed": "Snoozed", "resolved": "Resolved"}
 SEVERITY = {"low": "Low", "medium": "Medium", "high": "High", "critical": "Critical"}

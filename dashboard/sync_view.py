@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 from sqlalchemy import Engine
 
+from core.labels import SYNC_RUN_KIND, SYNC_RUN_STATUS, code_label
 from core.permissions import Actor
 from core.stripe_gateway import GatewayError
 from core.sync import staff_actions as actions
@@ -40,24 +41,41 @@ def render(ctx: StaffContext) -> None:
     snapshot = _status(eng)
     _sync_now(eng, ctx)
     st.subheader("Freshness by object type")
-    table(actions.freshness_table(snapshot), "sync-freshness", key="csv-freshness",
+    table(in_words(actions.freshness_table(snapshot)), "sync-freshness", key="csv-freshness",
           empty_sentence="Nothing has been synced yet. Press Sync now: the first run backfills every object type, "
                          "then follows Stripe's events.")
     st.subheader("Recent runs")
-    table(actions.runs_table(snapshot), "sync-runs", key="csv-runs", empty_sentence="No sync has run yet.")
+    table(in_words(actions.runs_table(snapshot)), "sync-runs", key="csv-runs", empty_sentence="No sync has run yet.")
     failing = actions.failing_events_table(eng)
     if failing:
         st.subheader("Events that failed (retried on the next run)")
-        table(failing, "sync-failing-events", key="csv-failing", empty_sentence="No event is failing.")
+        table(in_words(failing), "sync-failing-events", key="csv-failing", empty_sentence="No event is failing.")
     _reconcile(eng)
     _member(eng, ctx)
+
+
+def in_words(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sync's tables with stored codes in words and headers capitalised (``kind`` ``full`` ->
+    ``Kind`` ``Full backfill``; ``object type`` ``invoice`` -> ``Object type`` ``Invoice``)."""
+    words = {"kind": SYNC_RUN_KIND.get, "status": SYNC_RUN_STATUS.get,
+             "object type": lambda v: code_label(v) or None, "backfill": lambda v: str(v).capitalize()}
+    out = []
+    for row in rows:
+        shown = {}
+        for key, value in row.items():
+            label = words.get(key)
+            text = label(value) if label and isinstance(value, str) else None
+            shown[key[:1].upper() + key[1:]] = value if text is None else text
+        out.append(shown)
+    return out
 
 
 def _status(eng: Engine) -> SyncStatus:
     snapshot = status(eng, now=utc_now())
     st.caption(md(actions.data_through_sentence(snapshot, utc_now())))
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Last run", md(snapshot.last_run.status) if snapshot.last_run else "never")
+    c1.metric("Last run", md(SYNC_RUN_STATUS.get(snapshot.last_run.status, snapshot.last_run.status))
+              if snapshot.last_run else "Never")
     c2.metric("Newest event", f"{snapshot.newest_event_at:%Y-%m-%d %H:%M}" if snapshot.newest_event_at else "none")
     c3.metric("Events waiting", snapshot.events.get("pending", 0))
     c4.metric("Events failing", snapshot.events.get("failing", 0))
@@ -108,7 +126,7 @@ def _reconcile(eng: Engine) -> None:
     bad = sum(1 for r in rows if not r["agrees"])
     (st.success if not bad else st.warning)(
         f"{len(rows) - bad} of {len(rows)} groups agree with Stripe." if rows else "Nothing to compare.")
-    table(rows, "reconciliation", key="csv-reconcile", empty_sentence="Nothing to compare.")
+    table(in_words(rows), "reconciliation", key="csv-reconcile", empty_sentence="Nothing to compare.")
 
 
 def _member(eng: Engine, ctx: StaffContext) -> None:
@@ -135,6 +153,6 @@ def _member(eng: Engine, ctx: StaffContext) -> None:
         return
     if diffs:
         st.warning(f"{len(diffs)} difference(s) between our rows and Stripe.")
-        table(diffs, "member-differences", key="csv-member-diff", empty_sentence="No difference.")
+        table(in_words(diffs), "member-differences", key="csv-member-diff", empty_sentence="No difference.")
     else:
         st.success("This member agrees with Stripe.")

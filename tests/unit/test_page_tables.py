@@ -12,6 +12,7 @@ from core.alerts import rules
 from core.labels import notify_text, rule_label, thresholds_text
 from dashboard.reads import fx_table
 from dashboard.runbook_view import served_links
+from dashboard.sync_view import in_words
 
 
 def test_fx_rates_open_on_this_month_then_older_then_the_months_set_ahead():
@@ -40,3 +41,9 @@ def test_guides_link_to_the_copies_the_app_serves():
     text = "([stripe-sync.md](stripe-sync.md#webhooks-the-push-path)) and [deploy](deploy.md)"
     assert served_links(text) == ("([stripe-sync.md](/runbook?doc=stripe-sync#webhooks-the-push-path)) "
                                   "and deploy (docs/deploy.md)")
+
+
+def test_sync_tables_show_runs_in_words():
+    rows = [{"run": 3, "kind": "full", "status": "skipped", "object type": "payment_intent", "backfill": "done"}]
+    assert in_words(rows) == [{"Run": 3, "Kind": "Full backfill", "Status": "Skipped (another run was going)",
+                               "Object type": "Payment intent", "Backfill": "Done"}]
