@@ -32,7 +32,7 @@ FLASH = "stripe_sync_flash"
 def render(ctx: StaffContext) -> None:
     eng = engine()
     st.title("Stripe sync")
-    st.caption(f"How the sync works and what each part of this page means: "
+    st.caption(f"How the sync works and what each part of this page means: "  # text-safe: links of our own
                f"[Stripe sync guide]({doc_link('stripe-sync', 'The admin page (Stripe sync)')}); when the data "
                f"looks wrong: [Runbook]({doc_link('runbook', 'When something looks wrong')}).")
     flash = st.session_state.pop(FLASH, None)
