@@ -221,7 +221,9 @@ def _history(eng: Engine) -> None:
 
 def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
     rules = alerts.rule_table(eng)
-    widgets.table(rules_frame(rules), "alert-rules", empty_sentence="No rules.", key="csv-alert-rules")
+    widgets.table(rules_frame(rules), "alert-rules", empty_sentence="No rules.", key="csv-alert-rules",
+                  column_config={"What it checks": st.column_config.TextColumn(width="medium"),
+                                 "Thresholds": st.column_config.TextColumn(width="large")})
     if can_manage:
         st.subheader("Change a rule")
         titles = {r["slug"]: r["title"] for r in rules}
@@ -230,7 +232,7 @@ def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
         with st.form(key=f"alerts-rule-form-{slug}"):
             enabled = st.toggle("On", value=chosen["enabled"], key=f"alerts_rule_enabled_{slug}")
             st.caption("Its thresholds now, under the names the form takes:")
-            st.code(json.dumps(chosen["params"], indent=1), language="json")
+            st.code(json.dumps(chosen["params"]), language="json", wrap_lines=True)
             params_text = st.text_area("Thresholds (JSON; only the keys you change)", value="{}",
                                        key=f"alerts_rule_params_{slug}",
                                        help="For example {\"min_ratio\": 2, \"max_amount\": {\"USD\": 50000}}")

@@ -76,7 +76,7 @@ def _status(eng: Engine) -> SyncStatus:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Last run", md(SYNC_RUN_STATUS.get(snapshot.last_run.status, snapshot.last_run.status))
               if snapshot.last_run else "Never")
-    c2.metric("Newest event", f"{snapshot.newest_event_at:%Y-%m-%d %H:%M}" if snapshot.newest_event_at else "none")
+    c2.metric("Newest event", f"{snapshot.newest_event_at:%Y-%m-%d %H:%M}" if snapshot.newest_event_at else "None yet")
     c3.metric("Events waiting", snapshot.events.get("pending", 0))
     c4.metric("Events failing", snapshot.events.get("failing", 0))
     if snapshot.running_holder:
