@@ -188,19 +188,6 @@ def alert_rows(alert_id: int, fired: datetime | None) -> dict[str, list[dict[str
     return _alert_rows(*_key(), alert_id, fired)
 
 
-@st.cache_data(ttl=60, show_spinner="Computing the overview numbers…")
-def _overview_bundle(_engine: Any, url: str, start: date, end: date, granularity: str, now_key: datetime) -> Any:
-    from core.metrics import Query, page_bundle
-
-    query = Query.make(_engine, start=start, end=end, now=now_key, granularity=granularity)
-    return page_bundle(_engine, "overview", query)
-
-
-def overview_bundle(start: date, end: date, granularity: str, now_key: datetime) -> Any:
-    """The Overview's KPI cards for local dates [start, end) (``core.metrics.page_bundle``)."""
-    return _overview_bundle(*_key(), start, end, granularity, now_key)
-
-
 @st.cache_data(ttl=10, show_spinner=False)
 def _signable_accounts(_engine: Any, url: str) -> dict[str, dict[str, Any]]:
     from core import staff
