@@ -1,5 +1,6 @@
-"""Cached read helpers for the pages (Overview, Members, Audit log, Admin, Alerts): the one place
-page data is cached, besides the metrics registry's bundles in ``dashboard.metrics_data``.
+"""Cached read helpers for the pages (Overview, Members, Audit log, Admin, Alerts) and the sign-in:
+the one place page data is cached, besides the metrics registry's answers (``dashboard.metrics_data``,
+and the Overview's cards in ``dashboard.kpis``).
 
 Each helper takes no engine argument from pages: it uses ``dashboard.db.engine()`` and passes it
 on as ``_engine`` (not hashed) beside the database URL (hashed), so two databases never share a
