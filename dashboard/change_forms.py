@@ -181,8 +181,16 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
     change = changes.ChangeInput(action=action, member_id=member_id, member_version=int(state["version"]),
                                  reason=reason, comment=comment, params=params)
     if asked:
-        preview = _ask(ctx, member_id, change, changes.preview)
-        if preview is None:
+        try:
+            preview = changes.preview(engine(), change, _actor(ctx), stripe=stripe_client())
+        except changes.StaleMember as exc:
+            _stale(member_id, exc)
+            return
+        except changes.RepeatSuspected as exc:
+            _repeat(member_id, change, exc)
+            return
+        except changes.ChangeRefused as exc:
+            error_box(str(exc))
             return
         state["pending"] = change
         state["preview"] = preview
@@ -197,27 +205,6 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         st.rerun()
     if confirm:
         _confirm(ctx, member_id, pending)
-
-
-def _ask(ctx: StaffContext, member_id: int, change: changes.ChangeInput, call: Any) -> Any:
-    """``changes.preview`` or ``changes.submit`` for the form's change; None when it was refused
-    (the sentence is shown), or the member changed meanwhile or the change looks like a repeat
-    (the page reruns to say so)."""
-    try:
-        return call(engine(), change, _actor(ctx), stripe=stripe_client())
-    except changes.StaleMember as exc:
-        _stale(member_id, exc)
-    except changes.RepeatSuspected as exc:
-        _repeat(member_id, change, exc)
-    except changes.ChangeRefused as exc:
-        if exc.code == "stripe_refused":
-            # Stripe said no after the request was claimed: the next attempt is a new request.
-            state = st.session_state[_state_key(member_id)]
-            state.pop("pending", None)
-            state["version"] = _fresh_version(ctx, member_id, change.member_version)
-            reads.clear_member(member_id)
-        error_box(str(exc))
-    return None
 
 
 def _repeat(member_id: int, change: changes.ChangeInput, exc: changes.RepeatSuspected) -> None:
@@ -250,9 +237,22 @@ def _stale(member_id: int, exc: changes.StaleMember) -> None:
 
 def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> None:
     state = st.session_state[_state_key(member_id)]
-    with st.spinner("Applying the change (Stripe first, then our records)…"):
-        outcome = _ask(ctx, member_id, change, changes.submit)
-    if outcome is None:
+    try:
+        with st.spinner("Applying the change (Stripe first, then our records)…"):
+            outcome = changes.submit(engine(), change, _actor(ctx), stripe=stripe_client())
+    except changes.StaleMember as exc:
+        _stale(member_id, exc)
+        return
+    except changes.RepeatSuspected as exc:
+        _repeat(member_id, change, exc)
+        return
+    except changes.ChangeRefused as exc:
+        if exc.code == "stripe_refused":
+            # Stripe said no after the request was claimed: the next attempt is a new request.
+            state.pop("pending", None)
+            state["version"] = _fresh_version(ctx, member_id, change.member_version)
+            reads.clear_member(member_id)
+        error_box(str(exc))
         return
     state.pop("pending", None)
     state["version"] = _fresh_version(ctx, member_id, change.member_version)

@@ -65,7 +65,7 @@ def _movements(page: AnalyticsPage, later: list[Callable[[], None]]) -> None:
     q = page.question
     st.subheader("MRR movements")
     wf = ui.movements(page.bundle)
-    if wf is None:
+    if wf is None or q.currency is None:  # the waterfall is in one currency
         ui.missing(None, "The MRR movements")
         return
     clicked = ui.chart(charts.waterfall(wf.start, wf.amounts, wf.end, currency=q.currency,
