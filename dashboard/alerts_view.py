@@ -227,7 +227,9 @@ def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
     if can_manage:
         st.subheader("Change a rule")
         titles = {r["slug"]: r["title"] for r in rules}
-        slug = st.selectbox("Rule", list(titles), format_func=titles.get, key="alerts_rule_pick")
+        slug = st.selectbox("Rule", list(titles), format_func=lambda s: titles[s], key="alerts_rule_pick")
+        if slug is None:
+            return
         chosen = next(r for r in rules if r["slug"] == slug)
         with st.form(key=f"alerts-rule-form-{slug}"):
             enabled = st.toggle("On", value=chosen["enabled"], key=f"alerts_rule_enabled_{slug}")

@@ -272,8 +272,10 @@ def fx_table(rates: pd.DataFrame, today: date) -> pd.DataFrame:
     """Rates opening on ``today``'s month and the ones before it (newest first); months already set
     ahead follow, soonest first. Months as ``YYYY-MM``, rates with at most six decimals."""
     this_month = today.replace(day=1)
-    order = [(m > this_month, m.toordinal() if m > this_month else -m.toordinal()) for m in rates["month"]]
-    frame = rates.assign(_order=order).sort_values(["_order", "currency"], ignore_index=True).drop(columns="_order")
+    later = [m > this_month for m in rates["month"]]
+    order = [m.toordinal() if ahead else -m.toordinal() for m, ahead in zip(rates["month"], later, strict=True)]
+    frame = (rates.assign(_later=later, _order=order).sort_values(["_later", "_order", "currency"], ignore_index=True)
+             .drop(columns=["_later", "_order"]))
     frame["month"] = [f"{m:%Y-%m}" for m in frame["month"]]
     frame["usd_per_unit"] = [rate_text(r) for r in frame["usd_per_unit"]]
     return frame

@@ -8,6 +8,7 @@ the runbook page (``dashboard.runbook_view``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -57,7 +58,7 @@ def render(ctx: StaffContext) -> None:
 def in_words(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The sync's tables with stored codes in words and headers capitalised (``kind`` ``full`` ->
     ``Kind`` ``Full backfill``; ``object type`` ``invoice`` -> ``Object type`` ``Invoice``)."""
-    words = {"kind": SYNC_RUN_KIND.get, "status": SYNC_RUN_STATUS.get,
+    words: dict[str, Callable[[str], str | None]] = {"kind": SYNC_RUN_KIND.get, "status": SYNC_RUN_STATUS.get,
              "object type": lambda v: code_label(v) or None, "backfill": lambda v: str(v).capitalize()}
     out = []
     for row in rows:
