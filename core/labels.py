@@ -122,6 +122,8 @@ SYNC_RUN_STATUS = {"running": "Running", "succeeded": "Succeeded", "failed": "Fa
 ALERT_STATUS = {"open": "Open", "acknowledged": "Acknowledged", "snoozed": "Snoozed", "resolved": "Resolved"}
 SEVERITY = {"low": "Low", "medium": "Medium", "high": "High", "critical": "Critical"}
 ALERT_ACTOR = {"system:alerts": "Alert rules (automatic)"}
+NOTIFICATION_CHANNEL = {"email": "E-mail", "webhook": "Webhook"}
+NOTIFICATION_STATUS = {"pending": "Waiting to be sent", "sent": "Sent", "failed": "Given up"}
 
 
 def rule_label(slug: str | None) -> str:

@@ -17,7 +17,17 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from core import alerts
-from core.labels import ALERT_ACTOR, ALERT_STATUS, SEVERITY, notify_text, rule_label, scope_label, thresholds_text
+from core.labels import (
+    ALERT_ACTOR,
+    ALERT_STATUS,
+    NOTIFICATION_CHANNEL,
+    NOTIFICATION_STATUS,
+    SEVERITY,
+    notify_text,
+    rule_label,
+    scope_label,
+    thresholds_text,
+)
 from core.permissions import Actor, Permission
 from dashboard import charts, reads, widgets
 from dashboard import format as fmt
@@ -61,6 +71,15 @@ def transitions_frame(transitions: list[dict[str, Any]]) -> pd.DataFrame:
                            "from": ALERT_STATUS.get(t["from"], t["from"]) if t["from"] else "",
                            "to": ALERT_STATUS.get(t["to"], t["to"])} for t in transitions])
     return fmt.display_frame(frame, rename={"at": "When", "actor": "By"}) if not frame.empty else frame
+
+
+def notifications_frame(notifications: list[dict[str, Any]]) -> pd.DataFrame:
+    """Where an alert was sent, and whether it arrived."""
+    frame = pd.DataFrame([{**n, "channel": NOTIFICATION_CHANNEL.get(n["channel"], n["channel"]),
+                           "status": NOTIFICATION_STATUS.get(n["status"], n["status"])} for n in notifications])
+    if frame.empty:
+        return frame
+    return fmt.display_frame(frame, rename={"next_attempt_at": "Next attempt", "sent_at": "Sent"})
 
 
 def rules_frame(rules: list[dict[str, Any]]) -> pd.DataFrame:
@@ -215,7 +234,7 @@ def _history(eng: Engine) -> None:
                   empty_sentence="No transitions recorded.", key="csv-alert-transitions")
     if detail["notifications"]:
         st.caption("Notifications")
-        widgets.table(fmt.display_frame(pd.DataFrame(detail["notifications"])),
+        widgets.table(notifications_frame(detail["notifications"]),
                       f"alert-{int(picked)}-notifications", empty_sentence="", key="csv-alert-notifications")
 
 

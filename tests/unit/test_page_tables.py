@@ -47,3 +47,19 @@ def test_sync_tables_show_runs_in_words():
     rows = [{"run": 3, "kind": "full", "status": "skipped", "object type": "payment_intent", "backfill": "done"}]
     assert in_words(rows) == [{"Run": 3, "Kind": "Full backfill", "Status": "Skipped (another run was going)",
                                "Object type": "Payment intent", "Backfill": "Done"}]
+
+
+def test_an_alerts_story_and_notifications_read_as_words():
+    from datetime import UTC, datetime
+
+    from dashboard.alerts_view import notifications_frame, transitions_frame
+
+    at = datetime(2026, 3, 10, 23, 0, tzinfo=UTC)
+    story = transitions_frame([{"at": at, "actor": "system:alerts", "from": None, "to": "open", "note": "x"},
+                               {"at": at, "actor": "maria", "from": "open", "to": "acknowledged", "note": None}])
+    assert story.to_dict("records") == [
+        {"When": "2026-03-10 23:00 UTC", "By": "Alert rules (automatic)", "From": "", "To": "Open", "Note": "x"},
+        {"When": "2026-03-10 23:00 UTC", "By": "maria", "From": "Open", "To": "Acknowledged", "Note": ""}]
+    sent = notifications_frame([{"channel": "webhook", "target": "https://hooks.example", "status": "failed",
+                                 "attempts": 8, "last_error": "HTTP 500", "next_attempt_at": None, "sent_at": None}])
+    assert (sent["Channel"].iloc[0], sent["Status"].iloc[0]) == ("Webhook", "Given up")
