@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FILTER_COLUMNS = ("tier_id", "interval", "currency", "country")
+# A segment: the finest group every figure is a sum of (and the unit a reporting currency converts).
+SEGMENT = ("currency", "tier_id", "interval", "country")
 
 
 _raw_only: ContextVar[bool] = ContextVar("metrics_raw_only", default=False)
@@ -414,10 +416,12 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
 
 def movements(engine: Engine, query: Query, granularity: str | None = None,
               first: date | None = None, last_exclusive: date | None = None) -> list[dict]:
-    """MRR movements per bucket and original currency: ``period``, ``period_start``,
-    ``period_end``, ``end_instant`` (the boundary used: period end or ``now``), ``currency`` and
-    MOVEMENT_COLUMNS, as dicts shared by the metrics of a page (never change them). Buckets
-    starting at or after ``now`` are left out."""
+    """MRR movements per bucket and segment: ``period``, ``period_start``, ``period_end``,
+    ``end_instant`` (the boundary used: period end or ``now``), ``currency``, ``tier_id``,
+    ``interval``, ``country`` and MOVEMENT_COLUMNS, as dicts shared by the metrics of a page
+    (never change them). One row per segment (original currency x tier x interval x country): a
+    reporting currency converts each segment's row (``common.convert_movements``), so segments
+    add up to the total. Buckets starting at or after ``now`` are left out."""
     # Keyed without the reporting currency: the frame is per original currency.
     return memoised(("movements", engine.url, replace(query, currency=None), granularity, first, last_exclusive),
                      lambda: _movements(engine, query, granularity, first, last_exclusive))
@@ -431,7 +435,8 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
     now = query.now
     assert now is not None
     buckets = [b for b in buckets if b.start < now]
-    cols = ["period", "period_start", "period_end", "end_instant", "currency", *MOVEMENT_COLUMNS]
+    cols = ["period", "period_start", "period_end", "end_instant", "currency", "tier_id", "interval", "country",
+            *MOVEMENT_COLUMNS]
     if not buckets:
         return []
     filters = filter_values(engine, query)
@@ -448,10 +453,10 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
     # Plain tuples, one frame at the end: a dozen rows per currency, where pandas column steps
     # would cost more than the query.
     meta = {b.label: b for b in buckets}
-    sums: dict[tuple[date, str], list[int]] = {}
+    sums: dict[tuple, list[int]] = {}
 
-    def add(period: date, currency: str, values) -> None:  # type: ignore[no-untyped-def]
-        acc = sums.setdefault((period, currency), [0] * len(MOVEMENT_COLUMNS))
+    def add(period: date, segment: tuple, values) -> None:  # type: ignore[no-untyped-def]
+        acc = sums.setdefault((period, *segment), [0] * len(MOVEMENT_COLUMNS))
         for i, v in enumerate(values):
             acc[i] += int(v or 0)
 
@@ -465,10 +470,12 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
             rows = run(conn, sql, params)
         for row in rows:  # mappings: p, currency, tier_id, interval, country, movements
             if all(row[col] == value for col, value in filters.items()):
-                add(run_[int(row["p"])].label, row["currency"], [row[c] for c in MOVEMENT_COLUMNS])
-    return [dict(zip(cols, (period, meta[period].start, meta[period].end, min(meta[period].end, now), currency,
+                add(run_[int(row["p"])].label, tuple(row[c] for c in SEGMENT),
+                    [row[c] for c in MOVEMENT_COLUMNS])
+    return [dict(zip(cols, (period, meta[period].start, meta[period].end, min(meta[period].end, now), *segment,
                             *values), strict=True))
-            for (period, currency), values in sorted(sums.items())]
+            for (period, *segment), values in sorted(sums.items(), key=lambda kv: tuple(map(str, kv[0])))
+            if any(values)]
 
 
 def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Period], st: rollups.State,
@@ -486,13 +493,13 @@ def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Per
     cols_sql = ", ".join(f"SUM({c}) AS {c}" for c in MOVEMENT_COLUMNS)
     with engine.connect() as conn:
         if last_stored is not None and last_stored >= buckets[0].label:
-            sql = (f"SELECT period, currency, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
-                   f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, currency")
-            for period, currency, *values in conn.execute(text(sql), {"g": gran, "a": buckets[0].label,
-                                                                      "b": last_stored, **_params(filters)}):
+            sql = (f"SELECT period, {', '.join(SEGMENT)}, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
+                   f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, {', '.join(SEGMENT)}")
+            for period, *rest in conn.execute(text(sql), {"g": gran, "a": buckets[0].label,
+                                                          "b": last_stored, **_params(filters)}):
                 label = _as_date(period)
                 if label in wanted:
-                    add(label, currency, values)
+                    add(label, tuple(rest[:len(SEGMENT)]), rest[len(SEGMENT):])
         if now == st.now or not old_labels:
             return
         moving = sorted(period_delta.members_moving(conn, st.now, now))
@@ -512,7 +519,7 @@ def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Per
             continue
         row = {"tier_id": tier_id, "interval": interval, "country": country, "currency": currency}
         if all(row[col] == value for col, value in filters.items()):
-            add(label, currency, vec)
+            add(label, (currency, tier_id, interval, country), vec)
 
 
 def _contiguous(buckets: list[Period]) -> list[list[Period]]:
