@@ -49,13 +49,38 @@ def _period_sums(engine: Engine, query: Query, money: bool) -> dict[date, dict[s
     return {p: v for (p,), v in sums.items()}
 
 
-def _rate(slug: str, money: bool, num, den):  # type: ignore[no-untyped-def]
+def _segment_filter(query: Query) -> bool:
+    """A tier, interval or country filter: members can move into and out of what it selects."""
+    f = query.filters
+    return bool(f.tier or f.interval or f.country)
+
+
+def _retained(expansion: bool):  # type: ignore[no-untyped-def]
+    """NRR's (``expansion``) or GRR's numerator: the start MRR kept by the members paying at the
+    start. Under a tier, interval or country filter a member who moves out of the segment is lost
+    to it, as churn is (their start MRR, the transfer out); one who moves in is not counted, like
+    a new member, and their price change after it is the segment's expansion or contraction, as
+    in the movement identity. Without such a filter a move is internal and loses nothing."""
+    def num(r: dict[str, int], query: Query) -> int:
+        out = int(r["mrr_start"]) - int(r["contraction"]) - int(r["churn"])
+        if expansion:
+            out += int(r["expansion"])
+        if _segment_filter(query):
+            out -= int(r["transfer_out"])
+        return out
+    return num
+
+
+def _rate(slug: str, money: bool, num, den, *, asked=None):  # type: ignore[no-untyped-def]
+    """A rate per period: ``num(row) / den(row)``, or ``asked(row, query) / den(row)`` for a
+    numerator that depends on the question's filters."""
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
         values: dict[date, float | None] = {}
         tn = td = 0
         for p, r in sorted(_period_sums(engine, query, money).items()):
-            n, d = num(r), den(r)
+            n = asked(r, query) if asked is not None else num(r)
+            d = den(r)
             values[p] = ratio(n, d)
             tn, td = tn + n, td + d
         out = result(slug, "percent", ratio(tn, td), query, attach(buckets, values, None))
@@ -215,18 +240,18 @@ register(Metric("net_mrr_churn", "Net MRR churn", "percent",
                 _rate("net_mrr_churn", True, lambda r: int(r["churn"]) + int(r["contraction"]) - int(r["expansion"])
                       - int(r["reactivation"]), _n("mrr_start")),
                 _drill(("churn", "contraction", "expansion", "reactivation")), GROUP))
+_MOVED = (" Under a tier, interval or country filter, a member who moves out of the segment is lost to it "
+          "(the transfer out), and one who moves in is not counted, like a new member.")
 register(Metric("nrr", "Net revenue retention", "percent",
                 "(MRR at start + expansion - contraction - churn) / MRR at start, members paying at the start "
-                "only." + WEIGHTED,
-                _rate("nrr", True, lambda r: int(r["mrr_start"]) + int(r["expansion"]) - int(r["contraction"])
-                      - int(r["churn"]), _n("mrr_start")),
-                _drill(("churn", "contraction", "expansion", "unchanged")), GROUP))
+                "only." + _MOVED + WEIGHTED,
+                _rate("nrr", True, None, _n("mrr_start"), asked=_retained(True)),
+                _drill(("churn", "contraction", "expansion", "transfer_out", "unchanged")), GROUP))
 register(Metric("grr", "Gross revenue retention", "percent",
                 "(MRR at start - contraction - churn) / MRR at start, members paying at the start only."
-                + WEIGHTED,
-                _rate("grr", True, lambda r: int(r["mrr_start"]) - int(r["contraction"]) - int(r["churn"]),
-                      _n("mrr_start")),
-                _drill(("churn", "contraction", "expansion", "unchanged")), GROUP))
+                + _MOVED + WEIGHTED,
+                _rate("grr", True, None, _n("mrr_start"), asked=_retained(False)),
+                _drill(("churn", "contraction", "expansion", "transfer_out", "unchanged")), GROUP))
 register(Metric("cohort_retention", "Cohort retention (members)", "percent",
                 "Cohort = month of a member's first MRR > 0 (a returning member stays in it); cell k = share of "
                 "the cohort paying at the end of month k.", _cohorts(False), _drill(None, True), GROUP,

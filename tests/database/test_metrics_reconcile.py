@@ -602,6 +602,34 @@ class TestMovementsCloseInEverySegment:
         assert not any(str(k).startswith("transfer") for k in steps["key"])
 
 
+class TestRetentionUnderFilters:
+    @HYP
+    @given(span=ranges(), gran=st.sampled_from(["week", "month"]),
+           flt=st.one_of(st.sampled_from(TIERS).map(lambda t: {"tier": t}),
+                         st.sampled_from(["month", "year"]).map(lambda i: {"interval": i}),
+                         st.sampled_from(["US", "CA"]).map(lambda c: {"country": c}), st.just({})))
+    def test_nrr_and_grr_lose_the_members_who_move_out(self, engine, world, span, gran, flt):
+        """NRR = (start + expansion - contraction - churn - transfer out) / start and GRR without
+        the expansion, summed over the periods; a move is lost to a filtered segment only (USD
+        members reported in USD: no conversion in the way)."""
+        start, end = span
+        flt = {**flt, "currency": "USD"}
+        num_n = num_g = den = 0
+        for _, a, b in boundaries(start, end, gran, ZoneInfo("UTC")):
+            v = period_movements(world, a, min(b, NOW), seeded(flt, world.seed)).get("USD")
+            if not v:
+                continue
+            lost = v["transfer_out"] if set(flt) != {"currency"} else 0
+            num_g += v["start"] - v["contraction"] - v["churn"] - lost
+            num_n += v["start"] + v["expansion"] - v["contraction"] - v["churn"] - lost
+            den += v["start"]
+        query = q(engine, start, end, gran, flt, currency="USD", seed=world.seed)
+        for slug, num in (("nrr", num_n), ("grr", num_g)):
+            r = compute(engine, slug, query)
+            assert [int(x) for x in r.breakdown["value"]] == [num, den], (slug, flt)
+            assert r.value == (num / den if den else None), (slug, flt)
+
+
 class TestLtvPerBucket:
     @HYP
     @given(span=ranges(), gran=st.sampled_from(["week", "month"]))
