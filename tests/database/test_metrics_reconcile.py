@@ -684,6 +684,48 @@ class TestIncrementalEqualsRebuild:
         assert dict(zip(got["revenue_by_country"]["key"], got["revenue_by_country"]["gross"], strict=True)) == want
 
 
+    @pytest.mark.parametrize("seed", [1618])
+    def test_trials_keep_the_price_and_country_they_ended_under(self, engine, session, seed):
+        """Trials that ended before the split, then repriced and moved: the incremental refresh
+        equals a full rebuild, and each trial stays under its price and country at its end."""
+        w = build(session, seed, members=12)
+        rng = random.Random(seed)
+        trials = []
+        for k in range(8):
+            cur = rng.choice(list(MONTHLY))
+            member = make_member(session, country=HOME[cur][0])
+            price = w.prices[(cur, k % 2, "month")]
+            ended = SPLIT - timedelta(days=rng.randint(2, 120), hours=rng.randint(0, 23))
+            sub = make_subscription(session, member=member, price=price, status="active", mrr_minor=0,
+                                    trial_start=ended - timedelta(days=14), trial_end=ended)
+            make_change(session, subscription=sub, effective_at=ended - timedelta(days=14), mrr_after=0,
+                        kind="trial_started", to_status="trialing", to_price=price)
+            trials.append((member, sub, cur, price, ended))
+        session.commit()
+        refresh(engine, now=SPLIT)
+        for member, sub, cur, _, _ in trials:  # after the split: a new price and a move
+            moved = w.prices[(cur, 2, "year")]
+            member.country = HOME[cur][-1] if len(HOME[cur]) > 1 else "US"
+            sub.price_id, sub.tier_id = moved.id, moved.tier_id
+            make_change(session, subscription=sub, effective_at=SPLIT + timedelta(days=3), mrr_after=0,
+                        kind="price_changed", to_status="active", to_price=moved)
+        session.commit()
+        refresh(engine, SPLIT - timedelta(hours=1), now=NOW)
+        incremental = _snapshot(engine)
+        refresh(engine, now=NOW)
+        full = _snapshot(engine)
+        for table in ("metrics_daily_trials", "metrics_monthly_trials"):
+            assert incremental[table] == full[table], table
+        with engine.connect() as conn:
+            filed = sorted(tuple(str(v) for v in r) for r in conn.execute(text(
+                "SELECT day, currency, tier_id, interval, country, trials FROM metrics_daily_trials")))
+        want: dict[tuple, int] = {}
+        for _, _, cur, price, ended in trials:
+            key = (str(ended.date()), cur, str(price.tier_id), "month", HOME[cur][0])
+            want[key] = want.get(key, 0) + 1
+        assert filed == sorted((*k, str(v)) for k, v in want.items())
+
+
 def _snapshot(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
     out = {}
     with engine.connect() as conn:
