@@ -101,27 +101,31 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict]:
         rates = RateTable.load(engine)
         target = query.currency
         money = [m for m in KINDS[kind].measures if m in MONEY_MEASURES]
-        running: dict[tuple, list[int]] = {}
+        # Per (month, segment): each measure's running total and its converted value.
+        running: dict[tuple, list[list[int]]] = {}
 
         def group(r: dict) -> tuple:
             return (r["day"].replace(day=1), r["currency"], *(r[k] for k in GROUP_KEYS))
 
         for r in before:
-            acc = running.setdefault(group(r), [0] * len(money))
+            acc = running.setdefault(group(r), [[0, 0] for _ in money])
             for i, m in enumerate(money):
-                acc[i] += int(r[m])
+                acc[i][0] += int(r[m])
+        for (month, cur, *_), acc in running.items():
+            for pair in acc:
+                pair[1] = rates.convert(pair[0], cur, target, month) if pair[0] else 0  # type: ignore[arg-type]
         out = []
         for r in sorted(rows, key=lambda r: r["day"]):
             key = group(r)
             month, cur = key[0], key[1]
-            acc = running.setdefault(key, [0] * len(money))
+            acc = running.setdefault(key, [[0, 0] for _ in money])
             conv = dict(r)  # counts stay as they are; money converts (zero needs no rate)
             for i, m in enumerate(money):
                 if r[m]:
-                    was = acc[i]
-                    acc[i] += int(r[m])
-                    conv[m] = (rates.convert(acc[i], cur, target, month)  # type: ignore[arg-type]
-                               - rates.convert(was, cur, target, month))  # type: ignore[arg-type]
+                    pair = acc[i]
+                    pair[0] += int(r[m])
+                    was, pair[1] = pair[1], rates.convert(pair[0], cur, target, month)  # type: ignore[arg-type]
+                    conv[m] = pair[1] - was
             out.append(conv)
         return out
 
@@ -217,7 +221,8 @@ def converted_movements(engine: Engine, query: Query, rates: RateTable | None = 
     from core.metrics import source
 
     return source.memoised(("converted", engine.url, query),
-                           lambda: convert_movements(engine, query, source.movements(engine, query), rates))
+                           lambda: convert_movements(engine, query, source.movements(engine, query, segments=True),
+                                                     rates))
 
 
 def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateTable | None = None) -> list[dict]:
@@ -257,18 +262,21 @@ def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateT
                                              "period_end": row["period_end"], "end_instant": row["end_instant"],
                                              **dict.fromkeys(MOVEMENT_COLUMNS, 0)})
         running = int(row["mrr_start"])
-        prev = c(running)
+        prev = c(running) if running else 0
         acc["mrr_start"] += prev
         churn_c = 0
         for name, sign in steps:
-            running += sign * int(row[name])
+            moved = int(row[name])
+            if not moved:  # no step (most segments on most days): nothing to convert
+                continue
+            running += sign * moved
             now_c = c(running)
             acc[name] += sign * (now_c - prev)
             if name == "churn":
                 churn_c = sign * (now_c - prev)
             prev = now_c
         acc["mrr_end"] += prev
-        vol = c(int(row["churn_voluntary"]))
+        vol = c(int(row["churn_voluntary"])) if row["churn_voluntary"] else 0
         acc["churn_voluntary"] += vol
         acc["churn_involuntary"] += churn_c - vol
         for col in counts:

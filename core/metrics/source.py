@@ -415,28 +415,31 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
 # --------------------------------------------------------------------------------- movements
 
 def movements(engine: Engine, query: Query, granularity: str | None = None,
-              first: date | None = None, last_exclusive: date | None = None) -> list[dict]:
-    """MRR movements per bucket and segment: ``period``, ``period_start``, ``period_end``,
-    ``end_instant`` (the boundary used: period end or ``now``), ``currency``, ``tier_id``,
-    ``interval``, ``country`` and MOVEMENT_COLUMNS, as dicts shared by the metrics of a page
-    (never change them). One row per segment (original currency x tier x interval x country): a
-    reporting currency converts each segment's row (``common.convert_movements``), so segments
-    add up to the total. Buckets starting at or after ``now`` are left out."""
+              first: date | None = None, last_exclusive: date | None = None, *,
+              segments: bool = False) -> list[dict]:
+    """MRR movements per bucket and original currency: ``period``, ``period_start``,
+    ``period_end``, ``end_instant`` (the boundary used: period end or ``now``), ``currency`` and
+    MOVEMENT_COLUMNS, as dicts shared by the metrics of a page (never change them); with
+    ``segments``, one row per segment (original currency x tier x interval x country, with
+    ``tier_id``, ``interval`` and ``country``): a reporting currency converts each segment's row
+    (``common.convert_movements``), so segments add up to the total. Buckets starting at or
+    after ``now`` are left out."""
     # Keyed without the reporting currency: the frame is per original currency.
-    return memoised(("movements", engine.url, replace(query, currency=None), granularity, first, last_exclusive),
-                     lambda: _movements(engine, query, granularity, first, last_exclusive))
+    return memoised(("movements", engine.url, replace(query, currency=None), granularity, first, last_exclusive,
+                     segments),
+                    lambda: _movements(engine, query, granularity, first, last_exclusive, segments))
 
 
 def _movements(engine: Engine, query: Query, granularity: str | None = None,
-               first: date | None = None, last_exclusive: date | None = None) -> list[dict]:
+               first: date | None = None, last_exclusive: date | None = None, segments: bool = False) -> list[dict]:
     gran = granularity or query.granularity
     buckets = clipped_periods(first or query.start, last_exclusive or query.end, gran, zone(query.tz),
                               query.settings.week_start_index)
     now = query.now
     assert now is not None
     buckets = [b for b in buckets if b.start < now]
-    cols = ["period", "period_start", "period_end", "end_instant", "currency", "tier_id", "interval", "country",
-            *MOVEMENT_COLUMNS]
+    group = SEGMENT if segments else SEGMENT[:1]
+    cols = ["period", "period_start", "period_end", "end_instant", *group, *MOVEMENT_COLUMNS]
     if not buckets:
         return []
     filters = filter_values(engine, query)
@@ -456,13 +459,18 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
     sums: dict[tuple, list[int]] = {}
 
     def add(period: date, segment: tuple, values) -> None:  # type: ignore[no-untyped-def]
-        acc = sums.setdefault((period, *segment), [0] * len(MOVEMENT_COLUMNS))
+        key = (period, *segment)
+        acc = sums.get(key)
+        if acc is None:  # the usual case: the database already summed the group
+            sums[key] = [int(v) if v else 0 for v in values]
+            return
         for i, v in enumerate(values):
-            acc[i] += int(v or 0)
+            if v:
+                acc[i] += int(v)
 
     if from_rollup:
         assert st is not None
-        _rollup_movements(engine, query, gran, from_rollup, st, filters, add)
+        _rollup_movements(engine, query, gran, from_rollup, st, filters, add, group)
     for run_ in _contiguous(raw):
         bounds = [min(b.start, now) for b in run_] + [min(run_[-1].end, now)]
         sql, params = movements_sql(engine.dialect.name, bounds)
@@ -470,16 +478,16 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
             rows = run(conn, sql, params)
         for row in rows:  # mappings: p, currency, tier_id, interval, country, movements
             if all(row[col] == value for col, value in filters.items()):
-                add(run_[int(row["p"])].label, tuple(row[c] for c in SEGMENT),
+                add(run_[int(row["p"])].label, tuple(row[c] for c in group),
                     [row[c] for c in MOVEMENT_COLUMNS])
     return [dict(zip(cols, (period, meta[period].start, meta[period].end, min(meta[period].end, now), *segment,
                             *values), strict=True))
-            for (period, *segment), values in sorted(sums.items(), key=lambda kv: tuple(map(str, kv[0])))
+            for (period, *segment), values in sorted(sums.items(), key=lambda kv: (kv[0][:2], tuple(map(str, kv[0]))))
             if any(values)]
 
 
 def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Period], st: rollups.State,
-                      filters: dict[str, object], add) -> None:  # type: ignore[no-untyped-def]
+                      filters: dict[str, object], add, group: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
     """The buckets' movements from ``metrics_mrr_periods`` (built up to ``st.now``), moved to the
     question's ``now`` by sweeping the members whose segments start or end in between."""
     now = query.now
@@ -493,13 +501,13 @@ def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Per
     cols_sql = ", ".join(f"SUM({c}) AS {c}" for c in MOVEMENT_COLUMNS)
     with engine.connect() as conn:
         if last_stored is not None and last_stored >= buckets[0].label:
-            sql = (f"SELECT period, {', '.join(SEGMENT)}, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
-                   f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, {', '.join(SEGMENT)}")
+            sql = (f"SELECT period, {', '.join(group)}, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
+                   f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, {', '.join(group)}")
             for period, *rest in conn.execute(text(sql), {"g": gran, "a": buckets[0].label,
                                                           "b": last_stored, **_params(filters)}):
                 label = _as_date(period)
                 if label in wanted:
-                    add(label, tuple(rest[:len(SEGMENT)]), rest[len(SEGMENT):])
+                    add(label, tuple(rest[:len(group)]), rest[len(group):])
         if now == st.now or not old_labels:
             return
         moving = sorted(period_delta.members_moving(conn, st.now, now))
@@ -519,7 +527,7 @@ def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Per
             continue
         row = {"tier_id": tier_id, "interval": interval, "country": country, "currency": currency}
         if all(row[col] == value for col, value in filters.items()):
-            add(label, (currency, tier_id, interval, country), vec)
+            add(label, tuple(row[c] for c in group), vec)
 
 
 def _contiguous(buckets: list[Period]) -> list[list[Period]]:
