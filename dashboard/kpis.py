@@ -141,9 +141,12 @@ def render_overview_kpis(ctx: StaffContext) -> None:
         for col, (title, value, delta, help_text, _slug, color) in zip(st.columns(per_row), cards[i:i + per_row],
                                                                strict=False):
             kpi(col, title, value, delta=delta, help_text=help_text, delta_color=color)
-    definition(f"{fmt.day(start)} to {fmt.day(end - timedelta(days=1))} in {tz}; each change compares with the "
-               "same number of days just before (member churn: this month's rate against last month's). Hover a card "
-               "for its definition.")
+    compared = next((c.compared for c in getattr(bundle, "kpis", []) if getattr(c, "compared", "")
+                     and c.slug != "member_churn_rate"), "")
+    definition(f"{fmt.day(start)} to {fmt.day(end - timedelta(days=1))} in {tz} (so far); each change compares with "
+               f"the same part of the previous period{f' ({compared})' if compared else ''}: month and year to date "
+               "with the same days and hours of last month or year, the last 30 or 90 days with those just before "
+               "(member churn: this month's rate against last month's whole). Hover a card for its definition.")
     status = getattr(bundle, "freshness", None)
     # Said only when it matters: the numbers come from the raw rows, or the rollups' background
     # refresh is more than a quarter of an hour behind (the rows since then are still counted).

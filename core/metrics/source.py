@@ -39,7 +39,16 @@ from core.metrics.daily import (
 from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, run
 from core.metrics.types import Query
 from core.models import Tier
-from core.timeutil import Period, clipped_periods, is_whole, next_period_start, period_start, periods, zone
+from core.timeutil import (
+    Period,
+    clipped_periods,
+    is_whole,
+    local_midnight,
+    next_period_start,
+    period_start,
+    periods,
+    zone,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -205,11 +214,22 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
     filters = filter_values(engine, query)
     group = ("day", "currency", *keys)
     st = usable_state(engine, query)
+    now = query.now
+    assert now is not None
+    tz = zone(query.tz)
+    # Nothing at or after ``now`` counts: a question pinned in the past (the same part of a
+    # previous period) reads the day containing it from the rows before it.
+    last_exclusive = max(first, min(last_exclusive, now.astimezone(tz).date() + timedelta(days=1)))
     if st is not None:
-        sql, params = _rollup_sql(engine.dialect.name, query, kind, first, last_exclusive, keys, filters)
+        # The rollup's days, up to the one containing the earlier of its ``now`` and the question's.
+        upto = min(last_exclusive, now.astimezone(tz).date()) if now < st.now else last_exclusive
+        since = st.now if now >= st.now else local_midnight(upto, tz)
+        rows: list = []
         with engine.connect() as conn:
-            rows = conn.execute(text(sql), params).all()
-            tail = _tail_daily(conn, query, kind, first, last_exclusive, keys, filters, st.now)
+            if upto > first:
+                sql, params = _rollup_sql(engine.dialect.name, query, kind, first, upto, keys, filters)
+                rows = conn.execute(text(sql), params).all()
+            tail = _tail_daily(conn, query, kind, first, last_exclusive, keys, filters, since)
         if not tail:
             return _sum_rows(rows, ("day",), group[1:], measures)
         # Rollup rows and the tail summed per (day or stretch, group) in plain Python.
@@ -237,9 +257,9 @@ def _tail_daily(conn, query: Query, kind: str, first: date, last_exclusive: date
     currency, keys...): what happened after the last refresh. Read through the time indexes."""
     tz = zone(query.tz)
     tail_first = max(first, since.astimezone(tz).date())
-    if tail_first >= last_exclusive:
+    if tail_first >= last_exclusive or (query.now is not None and query.now <= since):
         return {}
-    days = Days(conn.dialect.name, tz, tail_first, last_exclusive, from_=since)
+    days = Days(conn.dialect.name, tz, tail_first, last_exclusive, from_=since, before=query.now)
     if kind == "cash":
         selects = cash_selects(days)
     elif kind == "payments":
@@ -342,7 +362,7 @@ def _slice_sql(dialect: str, starts: list[date]) -> str:
 def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
     import pandas as pd
 
-    days = Days(engine.dialect.name, zone(query.tz), first, last_exclusive)
+    days = Days(engine.dialect.name, zone(query.tz), first, last_exclusive, before=query.now)
     if kind == "cash":
         selects = cash_selects(days)
     elif kind == "payments":
@@ -508,8 +528,8 @@ def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Per
                 label = _as_date(period)
                 if label in wanted:
                     add(label, tuple(rest[:len(group)]), rest[len(group):])
-        if now == st.now or not old_labels:
-            return
+        if now == st.now or not old_labels or not period_delta.labels_of(new_b):
+            return  # (no period yet at a ``now`` before the first one: nothing moved)
         moving = sorted(period_delta.members_moving(conn, st.now, now))
         # From the last stored period when time moved on; from the period containing ``now``
         # when the question is about an earlier moment.

@@ -249,24 +249,26 @@ def matches(flt: dict[str, str], cur: str, tier: str, interval: str, country: st
     return all(got[k] == v for k, v in flt.items())
 
 
-def cash_rows(w: World, measure: str, start: date, end: date, tz: ZoneInfo, flt: dict[str, str]) -> dict[tuple, int]:
-    """Sums per (local day, currency, tier, interval, country) of one measure inside the range."""
+def cash_rows(w: World, measure: str, start: date, end: date, tz: ZoneInfo, flt: dict[str, str],
+              cut: datetime = NOW) -> dict[tuple, int]:
+    """Sums per (local day, currency, tier, interval, country) of one measure inside the range,
+    before ``cut``."""
     out: dict[tuple, int] = {}
     for t, m, cur, amount, tier, interval, country in w.cash:
         day = t.astimezone(tz).date()
-        if m == measure and start <= day < end and t < NOW and matches(flt, cur, tier, interval, country):
+        if m == measure and start <= day < end and t < cut and matches(flt, cur, tier, interval, country):
             key = (day, cur, tier, interval, country)
             out[key] = out.get(key, 0) + amount
     return out
 
 
 def cash_figure(w: World, measure: str, start: date, end: date, tz: ZoneInfo, target: str,
-                flt: dict[str, str], by: str | None = None) -> dict[str | None, int]:
+                flt: dict[str, str], by: str | None = None, cut: datetime = NOW) -> dict[str | None, int]:
     """The rule: within each local month, each segment's running total converts at the month's
     rate; a day is the step of it (the days of the month before the range start the running
     total). Added per ``by`` key."""
     idx = {"currency": 1, "tier": 2, "interval": 3, "country": 4}
-    rows = cash_rows(w, measure, _month(start), end, tz, flt)
+    rows = cash_rows(w, measure, _month(start), end, tz, flt, cut)
     running: dict[tuple, int] = {}
     out: dict[str | None, int] = {}
     for key in sorted(rows):
@@ -519,6 +521,31 @@ class TestStocksAddUp:
             seg_want = converted_mrr(world, mrr_segments(world, moment, seeded(flt, world.seed)), target, month)
             assert compute(engine, "mrr", one).value == seg_want, (dim, key)
         assert parts == {"mrr": total["mrr"], "arr": total["arr"], "paying_members": total["paying_members"]}
+
+
+class TestCardsCompareLikeWithLike:
+    @pytest.mark.parametrize(("start", "prev_start", "cut"), [
+        (date(2026, 9, 1), date(2026, 8, 1), datetime(2026, 8, 14, 15, 30, tzinfo=UTC)),  # month to date
+        (date(2026, 1, 1), date(2025, 1, 1), datetime(2025, 9, 14, 15, 30, tzinfo=UTC)),  # year to date
+        (date(2026, 8, 16), date(2026, 7, 17), datetime(2026, 8, 15, 15, 30, tzinfo=UTC))])  # last 30 days
+    def test_a_partial_period_against_the_same_part_of_the_previous(self, engine, world, start, prev_start, cut):
+        """Asked on the 14th at 15:30, month to date compares with the 1st to the 14th at 15:30 of
+        last month (not with whole days or a whole month the current period has not had)."""
+        end = date(2026, 9, 15)
+        bundle = page_bundle(engine, "overview", q(engine, start, end, "day", {}, currency="USD"))
+        cards = {k.slug: k for k in bundle.kpis}
+        tz = ZoneInfo("UTC")
+        prev_end = cut.date() + timedelta(days=1)
+        parts = {m: cash_figure(world, m, prev_start, prev_end, tz, "USD", {}, cut=cut).get(None, 0)
+                 for m in ("gross", "refunds", "disputes_lost")}
+        assert cards["net_revenue"].previous == parts["gross"] - parts["refunds"] - parts["disputes_lost"]
+        now_parts = {m: cash_figure(world, m, start, end, tz, "USD", {}).get(None, 0)
+                     for m in ("gross", "refunds", "disputes_lost")}
+        assert cards["net_revenue"].value == now_parts["gross"] - now_parts["refunds"] - now_parts["disputes_lost"]
+        segments = mrr_segments(world, cut, {})
+        assert cards["mrr"].previous == converted_mrr(world, segments, "USD", _month(cut.date()))
+        assert cards["paying_members"].previous == sum(v[1] for v in segments.values())
+        assert cards["mrr"].compared == f"vs {prev_start:%-d %b %Y} - {cut:%-d %b %Y %H:%M}"
 
 
 class TestMovementsCloseInEverySegment:
