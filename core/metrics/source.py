@@ -513,8 +513,15 @@ def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Per
     now = query.now
     assert now is not None and st.first_day is not None
     tz, week_start = zone(query.tz), query.settings.week_start_index
-    old_b = rollups.period_bounds(st.first_day, st.now, gran, tz, week_start)
     new_b = rollups.period_bounds(st.first_day, now, gran, tz, week_start)
+    built = st.now
+    if now < st.now and period_delta.labels_of(new_b):
+        # A question about an earlier moment (the previous period of a card): the stored rows up
+        # to the period containing it are what a build ending with that period would hold, so
+        # only the members moving between ``now`` and that period's end are swept (not every
+        # member moving since).
+        built = min(st.now, local_midnight(next_period_start(period_delta.labels_of(new_b)[-1], gran), tz))
+    old_b = rollups.period_bounds(st.first_day, built, gran, tz, week_start)
     old_labels = period_delta.labels_of(old_b)
     wanted = {b.label for b in buckets}
     last_stored = min(buckets[-1].label, old_labels[-1]) if old_labels else None
@@ -528,12 +535,12 @@ def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Per
                 label = _as_date(period)
                 if label in wanted:
                     add(label, tuple(rest[:len(group)]), rest[len(group):])
-        if now == st.now or not old_labels or not period_delta.labels_of(new_b):
+        if now == built or not old_labels or not period_delta.labels_of(new_b):
             return  # (no period yet at a ``now`` before the first one: nothing moved)
-        moving = sorted(period_delta.members_moving(conn, st.now, now))
+        moving = sorted(period_delta.members_moving(conn, built, now))
         # From the last stored period when time moved on; from the period containing ``now``
         # when the question is about an earlier moment.
-        k_label = old_labels[-1] if now > st.now else period_delta.labels_of(new_b)[-1]
+        k_label = old_labels[-1] if now > built else period_delta.labels_of(new_b)[-1]
         k = period_delta.first_index(old_b, k_label)
         old = period_delta.sweep_members(conn, old_b, k, moving, cohorts=False)
         new = period_delta.sweep_members(conn, new_b, k, moving, cohorts=False)
