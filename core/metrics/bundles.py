@@ -145,7 +145,7 @@ def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
             for slug in KPIS[page]:
                 m = get(slug)
                 q, p = query, prev
-                if slug in MONTHLY_KPIS and query.granularity != "month":
+                if slug in MONTHLY_KPIS:
                     # A monthly rate: this month's against the whole of last month's.
                     q, p = _whole_months(query), _whole_months(replace(prev, now=query.now))
                     metrics[slug] = m.compute(engine, q)

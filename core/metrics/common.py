@@ -251,12 +251,18 @@ def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateT
     counts = [c for c in MOVEMENT_COLUMNS if c.startswith("members_")]
     # Plain Python over a few rows per period: pandas column updates cost more than the query.
     out: dict[date, dict] = {}
+    # A segment's steady MRR is converted again every day of a month: once is enough.
+    seen: dict[tuple[int, str, date], int] = {}
     for row in mv:
         month = (row["period_end"] - timedelta(microseconds=1)).astimezone(tz).date().replace(day=1)
         cur = row["currency"]
 
         def c(amount: int, cur: str = cur, month: date = month) -> int:
-            return rates.convert(int(amount), cur, target, month)
+            key = (amount, cur, month)
+            got = seen.get(key)
+            if got is None:
+                got = seen[key] = rates.convert(int(amount), cur, target, month)
+            return got
 
         acc = out.setdefault(row["period"], {"period": row["period"], "period_start": row["period_start"],
                                              "period_end": row["period_end"], "end_instant": row["end_instant"],

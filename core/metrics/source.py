@@ -502,7 +502,8 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
                     [row[c] for c in MOVEMENT_COLUMNS])
     return [dict(zip(cols, (period, meta[period].start, meta[period].end, min(meta[period].end, now), *segment,
                             *values), strict=True))
-            for (period, *segment), values in sorted(sums.items(), key=lambda kv: (kv[0][:2], tuple(map(str, kv[0]))))
+            # In period and currency order; segments in the order read (every figure is a sum).
+            for (period, *segment), values in sorted(sums.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))
             if any(values)]
 
 
