@@ -186,7 +186,7 @@ _REVENUE_MEASURES = ("gross", "refunds", "disputes_lost", "net")
 def revenue_tables(engine: Engine, query: Query) -> dict[str, pd.DataFrame]:
     """Gross, refunds, disputes lost and net revenue of the range by tier, interval, currency and
     country (``revenue_by_<dim>``): in the reporting currency, or per original currency with a
-    ``currency`` column. In a reporting currency they add up the same converted daily rows as
+    ``currency`` column. In a reporting currency they add up the same converted segment rows as
     the cash metrics (``common.converted_daily``), so each table's rows sum to the metric's value
     to the minor unit. One read serves the four tables, in plain Python."""
     if query.currency is None:

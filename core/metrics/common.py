@@ -154,7 +154,7 @@ def converted_days(engine: Engine, query: Query, kind: str) -> list[dict]:
 
 def flow_result(engine: Engine, query: Query, slug: str, kind: str,
                 amount: Callable[[dict], int]) -> MetricResult:
-    """A money flow: ``amount`` of each daily row of ``kind`` summed per bucket (per original
+    """A money flow: ``amount`` of each rollup row of ``kind`` summed per bucket (per original
     currency, or converted by ``converted_daily``'s rule)."""
     from core.metrics import source
 
