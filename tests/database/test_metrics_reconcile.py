@@ -3,14 +3,18 @@ from the world's own record (what the builder wrote, not the product's tables or
 
 - the figures of a range are the same whatever the bucket size (buckets cut to the range);
 - in a reporting currency, segments (tier, interval, currency, country) add up to the total to
-  the minor unit, a filtered figure equals its segment, and the Overview and the command line
-  agree to the cent;
+  the minor unit for revenue and for MRR, ARR and paying members (ARPU is their quotient), a
+  filtered figure equals its segment, and the Overview and the command line agree to the cent
+  (flows: each segment's monthly running total converted; stocks: each segment's MRR);
+- NRR and GRR under a tier, interval or country filter lose the members who move out;
+- a card's previous period is the same part of the previous one, cut at the same minute;
 - MRR end = MRR start + new + reactivation + expansion - contraction - churn + transfer in -
   transfer out in every period of every segment, transfers are the members who moved, and an
   exchange-rate step is only revaluation;
 - LTV of each bucket uses the churn of the 6 months before that bucket;
-- payments stay filed under the price and country they were billed at, so an incremental
-  refresh after price changes and moves equals a full rebuild.
+- payments stay filed under the price and country they were billed at, and trials under those
+  they ended under, so an incremental refresh after price changes and moves equals a full
+  rebuild.
 
 The record: every membership change as (time, MRR, tier, interval, country then), every cash
 event as (time, measure, currency, amount, tier, interval, country it was billed under), and
