@@ -52,7 +52,7 @@ def metrics_available() -> bool:
 @st.cache_data(ttl=60, show_spinner="Computing the overview numbers…")
 def _bundle(_engine: Any, url: str, start: date, end: date, granularity: str, now_key: datetime,
             _asked_at: datetime | None = None) -> Any:
-    """The Overview's numbers, cached per five minutes (``now_key``) and computed as of the second
+    """The Overview's numbers, cached per five minutes (``now_key``) and computed as of the instant
     they were first asked (``_asked_at``, not part of the key), so what was written before counts."""
     from core.metrics import Query, page_bundle
 
@@ -123,7 +123,7 @@ def render_overview_kpis(ctx: StaffContext) -> None:
     if metrics_available():
         try:
             bundle = _bundle(engine(), settings().database_url, start, end, granularity,
-                             now - timedelta(minutes=now.minute % 5), utc_now().replace(microsecond=0))
+                             now - timedelta(minutes=now.minute % 5), utc_now())
         except Exception as exc:  # the counts below still render; the sentence says why no trend
             log.exception("overview bundle failed")
             st.warning(md(exc) if str(exc).endswith(".") else "The trend numbers could not be computed just now.")

@@ -7,7 +7,7 @@ Guarantees:
 - Results are cached with ``st.cache_data`` for ``TTL`` seconds. The cache key is the database URL,
   the question (dates, granularity, money view, filters), the business settings in force and
   ``now`` rounded down to the minute; the engine itself is passed as ``_engine`` and not hashed.
-  The numbers are computed as of the second they are asked (``asked_at``, not hashed), never as
+  The numbers are computed as of the instant they are asked (``asked_at``, not hashed), never as
   of the minute's start: a subscription or payment written earlier in that minute counts, as it
   does in the command line asked at the same moment (a minute's start left out MRR written
   seconds before while the payments of the same seconds counted).
@@ -100,10 +100,11 @@ def question(engine: Engine, controls: Controls, bs: BusinessSettings, *, now: d
 
 
 def asked_at(q: Question, now: datetime | None = None) -> datetime:
-    """The instant a question's numbers are computed as of: the present second, within the
-    question's minute (a question pinned to an earlier minute: that minute's last second)."""
-    present = (now or utc_now()).replace(microsecond=0)
-    return max(q.now_minute, min(present, q.now_minute + timedelta(seconds=59)))
+    """The instant a question's numbers are computed as of: the present instant, within the
+    question's minute (a question pinned to an earlier minute: that minute's last instant). Not
+    rounded: a row written a fraction of a second before counts."""
+    present = now or utc_now()
+    return max(q.now_minute, min(present, q.now_minute + timedelta(minutes=1, microseconds=-1)))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
