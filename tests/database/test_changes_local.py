@@ -52,7 +52,7 @@ class TestNote:
         assert note.body == "Asked about family plans" and note.author == "sam"
         entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "change.add_note")).one()
         assert entry.actor == "sam" and entry.reason == "call_summary" and entry.request_id == out.idempotency_key
-        assert session.get(Member, member.id).version == v0 + 2  # claimed, then written
+        assert session.get(Member, member.id).version == v0 + 1  # claimed and written in one transaction: one step
 
     def test_double_click_writes_one_note(self, engine, session, member):
         first = submit(engine, change(member, "add_note"), SUPPORT, now=NOW)
@@ -162,7 +162,7 @@ class TestVersion:
         with pytest.raises(StaleMember) as info:
             submit(engine, change(member, "grant_comp", {"days": 3, "tier": "premium"}, version=v0), MANAGER,
                    now=NOW)
-        assert info.value.fresh_version == v0 + 2
+        assert info.value.fresh_version == v0 + 1
         assert info.value.fresh_state["email"] == "ann@example.com"
         assert _count(session, Subscription) == 0
 
