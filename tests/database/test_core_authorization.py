@@ -53,7 +53,6 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.stripe_webhooks.receive.receive": "records a Stripe event whose signature was verified",
     "core.metrics.rollups.mark_stale": "derived metric tables",
     "core.metrics.rollups.refresh": "derived metric tables",
-    "core.metrics.rollups.refresh_after_write": "derived metric tables",
     "core.metrics.period_delta.apply": "derived metric tables",
     "core.metrics.segments.build": "derived metric tables",
     "core.staff.record_login_attempt": "the sign-in itself (before anyone is signed in)",
