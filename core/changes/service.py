@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,6 +110,20 @@ def _check_basics(change: ChangeInput, actor: Actor, action: Action) -> tuple[st
     return reason, comment
 
 
+def _accept(change: ChangeInput, actor: Actor, *,
+            refused: Callable[[str], None] | None = None) -> tuple[Action, str, str]:
+    """The action, reason and comment of a well-formed change the actor may make; a permission
+    refusal is a ``ChangeRefused``, told to ``refused`` first (a submit audits it, a preview not)."""
+    action = _action(change.action)
+    try:
+        reason, comment = _check_basics(change, actor, action)
+    except PermissionDenied as exc:
+        if refused is not None:
+            refused(str(exc))
+        raise ChangeRefused(str(exc), code="permission") from None
+    return action, reason, comment
+
+
 def _audit_refusal(engine: Engine, actor: Actor, change: ChangeInput, sentence: str) -> None:
     member_id = change.member_id if isinstance(change.member_id, int) else None
     with session_scope(engine) as s:
@@ -133,11 +148,7 @@ def preview(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = 
             now: datetime | None = None) -> Preview:
     """What ``submit`` would do, without writing anything. Raises ``ChangeRefused``."""
     now = now or utc_now()
-    action = _action(change.action)
-    try:
-        reason, comment = _check_basics(change, actor, action)
-    except PermissionDenied as exc:
-        raise ChangeRefused(str(exc), code="permission") from None
+    action, reason, comment = _accept(change, actor)
     with session_scope(engine) as s:
         member = _load(s, change.member_id)
         if member.version != change.member_version:
@@ -153,12 +164,8 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
            now: datetime | None = None) -> Outcome:
     """Validate, claim, and apply (or queue for approval) one change. Raises ``ChangeRefused``."""
     now = now or utc_now()
-    action = _action(change.action)
-    try:
-        reason, comment = _check_basics(change, actor, action)
-    except PermissionDenied as exc:
-        _audit_refusal(engine, actor, change, str(exc))
-        raise ChangeRefused(str(exc), code="permission") from None
+    action, reason, comment = _accept(
+        change, actor, refused=lambda sentence: _audit_refusal(engine, actor, change, sentence))
     key = derive_key(change)
 
     with session_scope(engine) as s:

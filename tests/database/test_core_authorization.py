@@ -44,6 +44,7 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.alerts.notify.deliver_pending": "notification delivery (evaluator)",
     "core.alerts.notify.enqueue": "notification queue (evaluator)",
     "core.changes.mirror.subscription": "records Stripe's answer inside a checked change",
+    "core.changes.actions.base.record_staff_change": "records a local change inside a checked change",
     "core.changes.service.execute": "applies a request already authorized by submit or decide",
     "core.db.session_scope": "the unit-of-work helper",
     "core.staff_sessions.start": "opens the session of a person who just proved their password",

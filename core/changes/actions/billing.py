@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core.changes import mirror, parse, repeats
-from core.changes.actions.base import Action, Ctx, Plan, register, require_customer
+from core.changes.actions.base import Action, Ctx, Plan, require_customer
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
 from core.models import Invoice, Payment, Refund
@@ -38,12 +38,7 @@ def _payment(ctx: Ctx, raw: Any) -> Payment:
     return payment
 
 
-@register
-class RefundPayment(Action):
-    name = "refund"
-    title = "Refund a payment"
-    permission = Permission.REFUND
-
+class RefundPayment(Action, name="refund", title="Refund a payment", permission=Permission.REFUND):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         payment = _payment(ctx, raw.get("payment_id"))
         if payment.status == PaymentStatus.FAILED:
@@ -170,12 +165,8 @@ def _approval_reason(money: Any, threshold: int, counted: int, earlier: int, why
     return f"refunds above {money(threshold)} need a second person"
 
 
-@register
-class RetryInvoice(Action):
-    name = "retry_invoice"
-    title = "Retry a failed invoice now"
-    permission = Permission.CHANGE_MEMBERSHIP
-
+class RetryInvoice(Action, name="retry_invoice", title="Retry a failed invoice now",
+                   permission=Permission.CHANGE_MEMBERSHIP):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         if raw.get("invoice_id") in (None, ""):
             raise ChangeRefused("Choose the open invoice to charge again.")
