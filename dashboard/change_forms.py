@@ -15,7 +15,6 @@ import streamlit as st
 
 from core import changes
 from core.changes import queries
-from core.db import session_scope
 from core.permissions import Permission
 from dashboard import format as fmt
 from dashboard import reads
@@ -30,11 +29,6 @@ CONTROL_FLOW = {"StopException", "RerunException"}
 
 def _actor(ctx: StaffContext) -> changes.Actor:
     return changes.Actor.of(ctx.username, ctx.roles)
-
-
-def _form_data(member_id: int, roles: tuple[str, ...]) -> dict[str, Any] | None:
-    with session_scope(engine()) as s:
-        return queries.form_data(s, member_id, roles)
 
 
 def _state_key(member_id: int) -> str:
@@ -144,7 +138,7 @@ def _show_preview(preview: changes.Preview) -> None:
 
 def render_member_actions(ctx: StaffContext, member_id: int) -> None:
     """The "Make a change" section of the member page."""
-    data = _form_data(member_id, ctx.roles)
+    data = queries.form_data(engine(), member_id, ctx.roles)
     if data is None:
         return
     last = st.session_state.get("_chg_last_member")
@@ -266,8 +260,7 @@ def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> 
 
 
 def _fresh_version(ctx: StaffContext, member_id: int, fallback: int) -> int:
-    with session_scope(engine()) as s:
-        data = queries.form_data(s, member_id, ctx.roles)
+    data = queries.form_data(engine(), member_id, ctx.roles)
     return int(data["version"]) if data else fallback
 
 
@@ -279,11 +272,8 @@ def render_changes_page(ctx: StaffContext) -> None:
     st.title("Membership changes")
     st.caption("Every manual change made from a member page: waiting for approval, interrupted, and done. "
                "Refunds above the approval amount wait here until a second person approves or rejects them.")
-    with session_scope(engine()) as s:
-        pending = queries.requests_frame(s, statuses=("pending_approval",))
-        stuck = queries.requests_frame(s, statuses=("applying",))
-        history = queries.requests_frame(s)
-        limits = changes.load_limits(s).describe()
+    seen = queries.overview(engine())
+    pending, stuck, history, limits = seen.pending, seen.interrupted, seen.history, seen.limits.describe()
     st.subheader("Waiting for approval")
     table(_display(pending), "changes-pending", empty_sentence="Nothing waits for approval.", key="csv-pending")
     if not pending.empty and ctx.can(Permission.APPROVE_CHANGES):
@@ -313,8 +303,7 @@ def _limits_form(ctx: StaffContext) -> None:
     from core.changes.limits import from_form
     from core.money import SUPPORTED_CURRENCIES, to_major
 
-    with session_scope(engine()) as s:
-        current = changes.load_limits(s)
+    current = queries.current_limits(engine())
     with st.form("chg-limits"):
         st.markdown("**Change the limits** (amounts in major units, e.g. 50 or 50.00)")
         cols = st.columns(2)
@@ -337,8 +326,7 @@ def _limits_form(ctx: StaffContext) -> None:
         try:
             new = from_form(current, extend_days=days, support_refund_major=caps, approval_major=approval,
                             refund_window_hours=window)
-            with session_scope(engine()) as s:
-                changes.save_limits(s, actor=_actor(ctx), limits=new)
+            changes.save_limits(engine(), actor=_actor(ctx), limits=new)
         except (changes.ChangeRefused, PermissionError) as exc:
             error_box(str(exc))
             return

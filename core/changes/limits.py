@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.changes.errors import ChangeRefused
+from core.db import session_scope
 from core.models import Setting
 from core.money import SUPPORTED_CURRENCIES, format_money
 from core.permissions import Actor, Permission, guarded
@@ -151,12 +152,16 @@ def _check_amount(currency: str, amount: Any) -> None:
 
 
 @guarded(Permission.EDIT_SETTINGS)
-def save_limits(session: Session, *, actor: Actor, limits: Limits, now: datetime | None = None) -> None:
-    """Replace the limits (admins only); audited with before and after. Caller commits."""
+def save_limits(engine: Engine, *, actor: Actor, limits: Limits, now: datetime | None = None) -> None:
+    """Replace the limits (admins only); audited with before and after, in one transaction."""
     _check(limits)
+    with session_scope(engine) as s:
+        _save(s, actor, limits, now or utc_now())
+
+
+def _save(session: Session, actor: Actor, limits: Limits, now: datetime) -> None:
     before = load_limits(session).to_value()
     row = session.get(Setting, SETTING_KEY)
-    now = now or utc_now()
     if row is None:
         session.add(Setting(key=SETTING_KEY, value=limits.to_value(), updated_at=now, updated_by=actor.username))
     else:

@@ -223,7 +223,7 @@ CALLS: dict[str, tuple[Permission, Call]] = {
                                             s, actor=a, currency="EUR", month="2026-03", usd_per_unit="9")),
     "core.changes.limits.save_limits": (Permission.EDIT_SETTINGS,
                                         lambda e, s, w, a: importlib.import_module("core.changes.limits").save_limits(
-                                            s, actor=a, limits=importlib.import_module("core.changes.limits")
+                                            e, actor=a, limits=importlib.import_module("core.changes.limits")
                                             .Limits.from_value({"refund_max": {"support": None}}))),
     "core.members.add_note": (Permission.ADD_NOTE, lambda e, s, w, a: importlib.import_module("core.members").add_note(
         s, actor=a, member_id=w["member_id"], body="hello")),

@@ -125,8 +125,8 @@ class TestRefund:
 
         with session_scope(engine) as s:
             limits = load_limits(s)
-            limits.approval_refund_above["USD"] = 500
-            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+        limits.approval_refund_above["USD"] = 500
+        save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
         # support may refund up to $50 by default, but above $5 a second person must approve
         out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "full": True}),
                      SUPPORT, stripe=stripe_env.client)
@@ -150,8 +150,8 @@ class TestRefund:
 
         with session_scope(engine) as s:
             limits = load_limits(s)
-            limits.approval_refund_above["USD"] = 100
-            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+        limits.approval_refund_above["USD"] = 100
+        save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
         out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": 500}),
                      SUPPORT, stripe=stripe_env.client)
         rejected = decide(engine, out.request_id, FINANCE, approve=False, note="not our fault")
@@ -163,8 +163,8 @@ class TestRefund:
 
         with session_scope(engine) as s:
             limits = load_limits(s)
-            limits.refund_max["support"] = {"USD": 300}
-            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+        limits.refund_max["support"] = {"USD": 300}
+        save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
         with pytest.raises(ChangeRefused, match="manager or finance"):
             submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "5"}),
                    SUPPORT, stripe=stripe_env.client)
