@@ -9,7 +9,8 @@ change refused because the member changed meanwhile shows the fresh state.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import streamlit as st
 
@@ -25,6 +26,7 @@ from dashboard.widgets import error_box, table
 
 log = logging.getLogger(__name__)
 CONTROL_FLOW = {"StopException", "RerunException"}
+T = TypeVar("T")
 
 
 def _actor(ctx: StaffContext) -> changes.Actor:
@@ -176,15 +178,12 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
                                  reason=reason, comment=comment, params=params)
     if asked:
         try:
-            preview = changes.preview(engine(), change, _actor(ctx), stripe=stripe_client())
-        except changes.StaleMember as exc:
-            _stale(member_id, exc)
-            return
-        except changes.RepeatSuspected as exc:
-            _repeat(member_id, change, exc)
-            return
+            preview = _answer(member_id, change,
+                              lambda: changes.preview(engine(), change, _actor(ctx), stripe=stripe_client()))
         except changes.ChangeRefused as exc:
             error_box(str(exc))
+            return
+        if preview is None:
             return
         state["pending"] = change
         state["preview"] = preview
@@ -199,6 +198,18 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         st.rerun()
     if confirm:
         _confirm(ctx, member_id, pending)
+
+
+def _answer(member_id: int, change: changes.ChangeInput, call: Callable[[], T]) -> T | None:
+    """``call()`` (a preview or a submit); a form loaded before the member changed, or a refund like
+    a recent one, is answered here with the fresh state or the question (a rerun; None)."""
+    try:
+        return call()
+    except changes.StaleMember as exc:
+        _stale(member_id, exc)
+    except changes.RepeatSuspected as exc:
+        _repeat(member_id, change, exc)
+    return None
 
 
 def _repeat(member_id: int, change: changes.ChangeInput, exc: changes.RepeatSuspected) -> None:
@@ -231,15 +242,13 @@ def _stale(member_id: int, exc: changes.StaleMember) -> None:
 
 def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> None:
     state = st.session_state[_state_key(member_id)]
-    try:
+
+    def submit() -> changes.Outcome:
         with st.spinner("Applying the change (Stripe first, then our records)…"):
-            outcome = changes.submit(engine(), change, _actor(ctx), stripe=stripe_client())
-    except changes.StaleMember as exc:
-        _stale(member_id, exc)
-        return
-    except changes.RepeatSuspected as exc:
-        _repeat(member_id, change, exc)
-        return
+            return changes.submit(engine(), change, _actor(ctx), stripe=stripe_client())
+
+    try:
+        outcome = _answer(member_id, change, submit)
     except changes.ChangeRefused as exc:
         if exc.code == "stripe_refused":
             # Stripe said no after the request was claimed: the next attempt is a new request.
@@ -247,6 +256,8 @@ def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> 
             state["version"] = _fresh_version(ctx, member_id, change.member_version)
             reads.clear_member(member_id)
         error_box(str(exc))
+        return
+    if outcome is None:
         return
     state.pop("pending", None)
     state["version"] = _fresh_version(ctx, member_id, change.member_version)
