@@ -226,7 +226,7 @@ CALLS: dict[str, tuple[Permission, Call]] = {
                                             e, actor=a, limits=importlib.import_module("core.changes.limits")
                                             .Limits.from_value({"refund_max": {"support": None}}))),
     "core.members.add_note": (Permission.ADD_NOTE, lambda e, s, w, a: importlib.import_module("core.members").add_note(
-        s, actor=a, member_id=w["member_id"], body="hello")),
+        e, actor=a, member_id=w["member_id"], body="hello")),
     "core.changes.service.submit": (Permission.CHANGE_TIER,
                                     lambda e, s, w, a: importlib.import_module("core.changes").submit(
                                         e, _change(w, "change_price", {"price_id": 1}), a)),
