@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import bcrypt
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from core import audit, staff_sessions
@@ -188,6 +188,13 @@ def list_staff(session: Session) -> list[StaffView]:
     rows = session.scalars(select(StaffAccount).order_by(StaffAccount.username))
     return [StaffView(a.username, a.name, a.email, tuple(sorted(a.role_set)), a.active, a.locked_until,
                       a.last_login_at) for a in rows]
+
+
+def accounts(engine: Engine, now: datetime | None = None) -> list[tuple[StaffView, int]]:
+    """Every account with its failed sign-ins in the last ``FAILURE_WINDOW`` (the admin page's list)."""
+    now = now or utc_now()
+    with Session(engine) as session:
+        return [(view, recent_failures(session, view.username, now)) for view in list_staff(session)]
 
 
 def is_locked(account: StaffAccount, now: datetime | None = None) -> bool:

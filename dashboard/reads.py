@@ -173,20 +173,17 @@ def clear_all() -> None:
 
 @st.cache_data(ttl=5, show_spinner=False)
 def _staff(_engine: Any, url: str, tz: str) -> pd.DataFrame:
-    from sqlalchemy.orm import Session
-
     from core import staff
     from core.timeutil import zone
 
     z, now = zone(tz), utc_now()
-    with Session(_engine) as s:
-        rows = [{
-            "username": v.username, "name": v.name, "email": v.email, "roles": ", ".join(v.roles),
-            "active": v.active, "locked_until": v.locked_until.astimezone(z) if v.locked_until and
-            v.locked_until > now else None,
-            "failed_sign_ins_15_min": staff.recent_failures(s, v.username, now),
-            "last_sign_in": v.last_login_at.astimezone(z) if v.last_login_at else None,
-        } for v in staff.list_staff(s)]
+    rows = [{
+        "username": v.username, "name": v.name, "email": v.email, "roles": ", ".join(v.roles),
+        "active": v.active, "locked_until": v.locked_until.astimezone(z) if v.locked_until and
+        v.locked_until > now else None,
+        "failed_sign_ins_15_min": failures,
+        "last_sign_in": v.last_login_at.astimezone(z) if v.last_login_at else None,
+    } for v, failures in staff.accounts(_engine, now)]
     return pd.DataFrame(rows, columns=["username", "name", "email", "roles", "active", "locked_until",
                                        "failed_sign_ins_15_min", "last_sign_in"])
 
