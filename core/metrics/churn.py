@@ -7,9 +7,10 @@ Rates over a range of several periods are the base-weighted average of the per-p
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, text
 
@@ -194,7 +195,7 @@ def _n(col: str):  # type: ignore[no-untyped-def]
     return lambda r: int(r[col])
 
 
-def _signed(*cols: str):  # type: ignore[no-untyped-def]
+def _signed(*cols: str) -> Callable[[Mapping[str, Any]], int]:
     """The sum of ``cols`` of a row, a column named with a leading ``-`` subtracted."""
     return lambda r: sum(-int(r[c[1:]]) if c.startswith("-") else int(r[c]) for c in cols)
 
