@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import bcrypt
 from sqlalchemy import Engine, func, select
@@ -195,6 +196,17 @@ def accounts(engine: Engine, now: datetime | None = None) -> list[tuple[StaffVie
     now = now or utc_now()
     with Session(engine) as session:
         return [(view, recent_failures(session, view.username, now)) for view in list_staff(session)]
+
+
+def signable(engine: Engine, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Active, unlocked accounts as plain data (name, e-mail, password hash, roles) by username:
+    who may sign in at ``now``."""
+    now = now or utc_now()
+    with Session(engine) as session:
+        return {a.username: {"name": a.name, "email": a.email, "password": a.password_hash,
+                             "roles": sorted(a.role_set)}
+                for a in session.scalars(select(StaffAccount).where(StaffAccount.active.is_(True)))
+                if not is_locked(a, now)}
 
 
 def is_locked(account: StaffAccount, now: datetime | None = None) -> bool:

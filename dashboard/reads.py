@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import select
 
 from core import alerts as core_alerts
 from core import member_search
@@ -192,18 +191,8 @@ def alert_rows(alert_id: int, fired: datetime | None) -> dict[str, list[dict[str
 @st.cache_data(ttl=10, show_spinner=False)
 def _signable_accounts(_engine: Any, url: str) -> dict[str, dict[str, Any]]:
     from core import staff
-    from core.db import session_scope
-    from core.models import StaffAccount
 
-    now = utc_now()
-    out: dict[str, dict[str, Any]] = {}
-    with session_scope(_engine) as s:
-        for a in s.scalars(select(StaffAccount).where(StaffAccount.active.is_(True))):
-            if staff.is_locked(a, now):
-                continue
-            out[a.username] = {"name": a.name, "email": a.email, "password": a.password_hash,
-                               "roles": sorted(a.role_set)}
-    return out
+    return staff.signable(_engine, utc_now())
 
 
 def signable_accounts() -> dict[str, dict[str, Any]]:
