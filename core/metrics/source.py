@@ -260,12 +260,7 @@ def _tail_daily(conn, query: Query, kind: str, first: date, last_exclusive: date
     if tail_first >= last_exclusive or (query.now is not None and query.now <= since):
         return {}
     days = Days(conn.dialect.name, tz, tail_first, last_exclusive, from_=since, before=query.now)
-    if kind == "cash":
-        selects = cash_selects(days)
-    elif kind == "payments":
-        selects = [attempts_select(days), recovery_select(days)]
-    else:
-        selects = [declines_select(days)]
+    selects = _selects(kind, days)
     measures = KINDS[kind].measures
     starts = None if query.granularity == "day" else _slices(query, first, last_exclusive)
     out: dict[tuple, list[int]] = {}
@@ -359,16 +354,20 @@ def _slice_sql(dialect: str, starts: list[date]) -> str:
     return f"CASE {whens} ELSE {spell.format(starts[-1].isoformat())} END"
 
 
+def _selects(kind: str, days: Days) -> list[tuple[tuple[str, ...], str]]:
+    """The (measure names, SQL) reads of raw rows behind one rollup kind over ``days``."""
+    if kind == "cash":
+        return cash_selects(days)
+    if kind == "payments":
+        return [attempts_select(days), recovery_select(days)]
+    return [declines_select(days)]
+
+
 def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
     import pandas as pd
 
     days = Days(engine.dialect.name, zone(query.tz), first, last_exclusive, before=query.now)
-    if kind == "cash":
-        selects = cash_selects(days)
-    elif kind == "payments":
-        selects = [attempts_select(days), recovery_select(days)]
-    else:
-        selects = [declines_select(days)]
+    selects = _selects(kind, days)
     frames = []
     with engine.connect() as conn:
         for measures, sql in selects:

@@ -282,8 +282,9 @@ def test_manager_day(page: Any, day: Day) -> None:
     w, client = day.world, day.stripe.client
     with session_scope(day.engine) as s:
         limits = load_limits(s)
-        limits.approval_refund_above["USD"] = 300
-        save_limits(s, actor=Actor.of("admin", ["admin"]), limits=limits)
+    limits.approval_refund_above["USD"] = 300
+    save_limits(day.engine, actor=Actor.of("admin", ["admin"]), limits=limits)
+    with session_scope(day.engine) as s:
         make_sync_run(s, started_at=utc_now() - timedelta(hours=10), finished_at=utc_now() - timedelta(hours=10))
     asked = submit(day.engine, ChangeInput("refund", w.member_id, version(day.engine, w.member_id), "duplicate",
                                            "Charged twice on the 3rd.", {"payment_id": w.payment_id, "amount": "4.00"}),
