@@ -7,48 +7,26 @@ Guarantees:
   be found again (``find_*``);
 - every call runs inside ``translate_errors()``: callers only ever see ``GatewayError``;
 - results are plain dicts (``to_dict()``), ready for the mapping layer.
-
-Parameters the actions compose as plain dicts (a subscription update, a customer's fields) are handed
-to the typed ``StripeClient`` with a ``cast`` to Stripe's own parameter type; those built here are
-written as that type.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any
 
-from stripe import StripeClient
-
-from core.money import MinorUnits
 from core.stripe_gateway.errors import idempotency_key, translate_errors
-
-if TYPE_CHECKING:
-    from stripe import RequestOptions
-    from stripe.params import (
-        CustomerUpdateParams,
-        InvoiceCreatePreviewParams,
-        RefundCreateParams,
-        SubscriptionCancelParams,
-        SubscriptionCreateParams,
-        SubscriptionUpdateParams,
-    )
 
 META_KEY = "memberdesk_request"
 # Stripe's own refund reasons; anything else we record ourselves and send as requested_by_customer.
-StripeRefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
-STRIPE_REFUND_REASONS: tuple[StripeRefundReason, ...] = ("duplicate", "fraudulent", "requested_by_customer")
+STRIPE_REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 
 
-def stripe_refund_reason(reason: str | None) -> StripeRefundReason:
+def stripe_refund_reason(reason: str | None) -> str:
     """Our refund reason as Stripe's enum: its own three pass through, every other reason (goodwill,
     a service outage, a billing error, none) is the member's request as far as Stripe is concerned."""
-    for ours in STRIPE_REFUND_REASONS:
-        if reason == ours:
-            return ours
-    return "requested_by_customer"
+    return reason if reason in STRIPE_REFUND_REASONS else "requested_by_customer"
 
 
-def _opts(key: str) -> RequestOptions:
+def _opts(key: str) -> dict[str, Any]:
     return {"idempotency_key": idempotency_key(key)}
 
 
@@ -58,29 +36,29 @@ def _dict(obj: Any) -> dict[str, Any]:
 
 # ----------------------------------------------------------------- reads used by previews and recovery
 
-def retrieve_customer(client: StripeClient, customer_id: str) -> dict[str, Any]:
+def retrieve_customer(client: Any, customer_id: str) -> dict[str, Any]:
     with translate_errors():
         return _dict(client.v1.customers.retrieve(customer_id))
 
 
-def retrieve_subscription(client: StripeClient, subscription_id: str) -> dict[str, Any]:
+def retrieve_subscription(client: Any, subscription_id: str) -> dict[str, Any]:
     with translate_errors():
         return _dict(client.v1.subscriptions.retrieve(subscription_id))
 
 
-def retrieve_charge(client: StripeClient, charge_id: str) -> dict[str, Any]:
+def retrieve_charge(client: Any, charge_id: str) -> dict[str, Any]:
     with translate_errors():
         # The fee is on the balance transaction, an id unless expanded.
         return _dict(client.v1.charges.retrieve(charge_id, {"expand": ["balance_transaction"]}))
 
 
-def retrieve_invoice(client: StripeClient, invoice_id: str) -> dict[str, Any]:
+def retrieve_invoice(client: Any, invoice_id: str) -> dict[str, Any]:
     with translate_errors():
         # ``payments`` is includable: absent unless expanded, and the mirror links payments through it.
         return _dict(client.v1.invoices.retrieve(invoice_id, {"expand": ["payments"]}))
 
 
-def preview_price_change(client: StripeClient, *, customer_id: str, subscription_id: str, item_id: str, price_id: str,
+def preview_price_change(client: Any, *, customer_id: str, subscription_id: str, item_id: str, price_id: str,
                          proration_behavior: str, proration_date: int) -> dict[str, Any]:
     """Stripe's invoice preview of switching ``item_id`` to ``price_id`` (nothing is changed)."""
     params: dict[str, Any] = {
@@ -93,10 +71,10 @@ def preview_price_change(client: StripeClient, *, customer_id: str, subscription
         },
     }
     with translate_errors():
-        return _dict(client.v1.invoices.create_preview(cast("InvoiceCreatePreviewParams", params)))
+        return _dict(client.v1.invoices.create_preview(params))
 
 
-def preview_new_subscription(client: StripeClient, *, customer_id: str, price_id: str) -> dict[str, Any]:
+def preview_new_subscription(client: Any, *, customer_id: str, price_id: str) -> dict[str, Any]:
     with translate_errors():
         return _dict(client.v1.invoices.create_preview(
             {"customer": customer_id, "subscription_details": {"items": [{"price": price_id}]}}))
@@ -104,7 +82,7 @@ def preview_new_subscription(client: StripeClient, *, customer_id: str, price_id
 
 # ----------------------------------------------------------------- writes
 
-def update_customer(client: StripeClient, customer_id: str, fields: dict[str, Any], *, key: str) -> dict[str, Any]:
+def update_customer(client: Any, customer_id: str, fields: dict[str, Any], *, key: str) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name in ("email", "name", "phone"):
         if name in fields:
@@ -112,7 +90,7 @@ def update_customer(client: StripeClient, customer_id: str, fields: dict[str, An
     if "address" in fields:
         params["address"] = fields["address"] or ""
     with translate_errors():
-        return _dict(client.v1.customers.update(customer_id, cast("CustomerUpdateParams", params), options=_opts(key)))
+        return _dict(client.v1.customers.update(customer_id, params, options=_opts(key)))
 
 
 def customer_matches(customer: dict[str, Any], fields: dict[str, Any]) -> bool:
@@ -126,48 +104,54 @@ def customer_matches(customer: dict[str, Any], fields: dict[str, Any]) -> bool:
     return True
 
 
-def refund(client: StripeClient, *, charge_id: str, amount: MinorUnits, reason: str | None,
-           key: str) -> dict[str, Any]:
-    params: RefundCreateParams = {"charge": charge_id, "amount": amount, "reason": stripe_refund_reason(reason),
-                              "metadata": {META_KEY: key}}
+# A refund comes back with its charge as it is after the refund (and the charge's fee), so the
+# caller records both without reading the charge again.
+REFUND_EXPAND = ["charge", "charge.balance_transaction"]
+
+
+def refund(client: Any, *, charge_id: str, amount: int, reason: str | None, key: str) -> dict[str, Any]:
+    """The refund, its ``charge`` expanded (with the balance transaction)."""
+    params: dict[str, Any] = {"charge": charge_id, "amount": amount, "reason": stripe_refund_reason(reason),
+                              "metadata": {META_KEY: key}, "expand": REFUND_EXPAND}
     with translate_errors():
         return _dict(client.v1.refunds.create(params, options=_opts(key)))
 
 
-def find_refund(client: StripeClient, *, charge_id: str, key: str) -> dict[str, Any] | None:
+def find_refund(client: Any, *, charge_id: str, key: str) -> dict[str, Any] | None:
+    """The refund made with ``key`` on the charge, its ``charge`` expanded like ``refund``'s, or None."""
+    expand = [f"data.{path}" for path in REFUND_EXPAND]
     with translate_errors():
-        for r in client.v1.refunds.list({"charge": charge_id, "limit": 100}).auto_paging_iter():
+        for r in client.v1.refunds.list({"charge": charge_id, "limit": 100, "expand": expand}).auto_paging_iter():
             refund = _dict(r)
             if (refund.get("metadata") or {}).get(META_KEY) == key:
                 return refund
     return None
 
 
-def update_subscription(client: StripeClient, subscription_id: str, params: dict[str, Any], *, key: str) -> dict[str, Any]:
+def update_subscription(client: Any, subscription_id: str, params: dict[str, Any], *, key: str) -> dict[str, Any]:
     with translate_errors():
-        return _dict(client.v1.subscriptions.update(subscription_id, cast("SubscriptionUpdateParams", params),
-                                                    options=_opts(key)))
+        return _dict(client.v1.subscriptions.update(subscription_id, params, options=_opts(key)))
 
 
-def cancel_subscription(client: StripeClient, subscription_id: str, *, comment: str, feedback: str | None,
+def cancel_subscription(client: Any, subscription_id: str, *, comment: str, feedback: str | None,
                         key: str) -> dict[str, Any]:
     details: dict[str, Any] = {"comment": comment[:500]}
     if feedback:
         details["feedback"] = feedback
     with translate_errors():
-        params = cast("SubscriptionCancelParams", {"cancellation_details": details})
-        return _dict(client.v1.subscriptions.cancel(subscription_id, params, options=_opts(key)))
+        return _dict(client.v1.subscriptions.cancel(subscription_id, {"cancellation_details": details},
+                                                    options=_opts(key)))
 
 
-def create_subscription(client: StripeClient, *, customer_id: str, price_id: str, key: str) -> dict[str, Any]:
+def create_subscription(client: Any, *, customer_id: str, price_id: str, key: str) -> dict[str, Any]:
     """A new subscription, paid now or not created at all (``error_if_incomplete``)."""
-    params: SubscriptionCreateParams = {"customer": customer_id, "items": [{"price": price_id}],
-                                        "metadata": {META_KEY: key}, "payment_behavior": "error_if_incomplete"}
+    params = {"customer": customer_id, "items": [{"price": price_id}], "metadata": {META_KEY: key},
+              "payment_behavior": "error_if_incomplete"}
     with translate_errors():
         return _dict(client.v1.subscriptions.create(params, options=_opts(key)))
 
 
-def find_subscription(client: StripeClient, *, customer_id: str, key: str) -> dict[str, Any] | None:
+def find_subscription(client: Any, *, customer_id: str, key: str) -> dict[str, Any] | None:
     with translate_errors():
         subs = client.v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": 100})
         for s in subs.auto_paging_iter():
@@ -177,6 +161,6 @@ def find_subscription(client: StripeClient, *, customer_id: str, key: str) -> di
     return None
 
 
-def pay_invoice(client: StripeClient, invoice_id: str, *, key: str) -> dict[str, Any]:
+def pay_invoice(client: Any, invoice_id: str, *, key: str) -> dict[str, Any]:
     with translate_errors():
         return _dict(client.v1.invoices.pay(invoice_id, {"expand": ["payments"]}, options=_opts(key)))
