@@ -29,7 +29,7 @@ from core.metrics.common import (
 from core.metrics.fx import RateTable
 from core.metrics.recurring import GRACE, _drill
 from core.metrics.registry import register
-from core.metrics.types import Columns, Metric, MetricResult, Query
+from core.metrics.types import Columns, ComputeFn, Metric, MetricResult, Query
 from core.timeutil import Period, periods, zone
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def _segment_filter(query: Query) -> bool:
     return bool(f.tier or f.interval or f.country)
 
 
-def _retained(expansion: bool):  # type: ignore[no-untyped-def]
+def _retained(expansion: bool) -> Callable[[dict[str, int], Query], int]:
     """NRR's (``expansion``) or GRR's numerator: the start MRR kept by the members paying at the
     start. Under a tier, interval or country filter a member who moves out of the segment is lost
     to it, as churn is (their start MRR, the transfer out); one who moves in is not counted, like
@@ -72,7 +72,8 @@ def _retained(expansion: bool):  # type: ignore[no-untyped-def]
     return num
 
 
-def _rate(slug: str, money: bool, num, den, *, asked=None):  # type: ignore[no-untyped-def]
+def _rate(slug: str, money: bool, num: Callable[[dict[str, Any]], int] | None, den: Callable[[dict[str, Any]], int], *,
+          asked: Callable[[dict[str, Any], Query], int] | None = None) -> ComputeFn:
     """A rate per period: ``num(row) / den(row)``, or ``asked(row, query) / den(row)`` for a
     numerator that depends on the question's filters."""
     def compute(engine: Engine, query: Query) -> MetricResult:
@@ -80,7 +81,11 @@ def _rate(slug: str, money: bool, num, den, *, asked=None):  # type: ignore[no-u
         values: dict[date, float | None] = {}
         tn = td = 0
         for p, r in sorted(_period_sums(engine, query, money).items()):
-            n = asked(r, query) if asked is not None else num(r)
+            if asked is not None:
+                n = asked(r, query)
+            else:
+                assert num is not None  # one of the two is given
+                n = num(r)
             d = den(r)
             values[p] = ratio(n, d)
             tn, td = tn + n, td + d
@@ -90,7 +95,7 @@ def _rate(slug: str, money: bool, num, den, *, asked=None):  # type: ignore[no-u
     return compute
 
 
-def _cohorts(money: bool):  # type: ignore[no-untyped-def]
+def _cohorts(money: bool) -> ComputeFn:
     def compute(engine: Engine, query: Query) -> MetricResult:
         tz = zone(query.tz)
         first = query.start.replace(day=1)
@@ -216,7 +221,7 @@ def _reasons(engine: Engine, query: Query) -> Columns:
     return table(out, ["key", "churn_kind", "value"])
 
 
-def _n(col: str):  # type: ignore[no-untyped-def]
+def _n(col: str) -> Callable[[dict[str, Any]], int]:
     return lambda r: int(r[col])
 
 

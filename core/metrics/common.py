@@ -90,7 +90,8 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict[str, A
     from core.metrics import source
     from core.metrics.daily import KINDS
 
-    assert query.currency is not None
+    target = query.currency
+    assert target is not None
 
     def build() -> list[dict[str, Any]]:
         _, first, last = source.span(query)
@@ -100,7 +101,6 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict[str, A
         before = source.daily(engine, replace(query, start=lead, end=first, granularity="month"), kind, lead, first,
                               keys=GROUP_KEYS) if lead < first else []
         rates = RateTable.load(engine)
-        target = query.currency
         money = [m for m in KINDS[kind].measures if m in MONEY_MEASURES]
         # Per (month, segment): each measure's running total and its converted value.
         running: dict[tuple[Any, ...], list[list[int]]] = {}
@@ -114,7 +114,7 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict[str, A
                 acc[i][0] += int(r[m])
         for (month, cur, *_), acc in running.items():
             for pair in acc:
-                pair[1] = rates.convert(pair[0], cur, target, month) if pair[0] else 0  # type: ignore[arg-type]
+                pair[1] = rates.convert(pair[0], cur, target, month) if pair[0] else 0
         out = []
         for r in sorted(rows, key=lambda r: r["day"]):
             key = group(r)
@@ -125,7 +125,7 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict[str, A
                 if r[m]:
                     pair = acc[i]
                     pair[0] += int(r[m])
-                    was, pair[1] = pair[1], rates.convert(pair[0], cur, target, month)  # type: ignore[arg-type]
+                    was, pair[1] = pair[1], rates.convert(pair[0], cur, target, month)
                     conv[m] = pair[1] - was
             out.append(conv)
         return out
@@ -302,7 +302,7 @@ def div_money(num: int, den: int) -> int | None:
     return int((Decimal(num) / Decimal(den)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
-def result(slug: str, unit: Unit, value: int | float | None, query: Query, series: Columns, **kw) -> MetricResult:  # type: ignore[no-untyped-def]
+def result(slug: str, unit: Unit, value: int | float | None, query: Query, series: Columns, **kw: Any) -> MetricResult:
     return MetricResult(slug, unit, value, query.currency if unit == "money" else None, series,
                         settings_used=query.settings_used(), **kw)
 

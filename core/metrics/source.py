@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from core.metrics import memo, period_delta, rollups
 from core.metrics.daily import (
@@ -83,7 +83,7 @@ def _state(engine: Engine) -> rollups.State | None:
     return memo.memoised(("rollup state", engine.url), lambda: rollups.state(engine))
 
 
-def frame(rows, columns: list[str]) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def frame(rows: Iterable[Sequence[Any]], columns: list[str]) -> pd.DataFrame:
     """A DataFrame of result rows, made from plain tuples: handed SQLAlchemy ``Row`` objects,
     pandas probes every row for attributes (more time than the query at a year of days)."""
     import pandas as pd
@@ -98,7 +98,7 @@ def _as_date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def _sum_rows(rows, days: tuple[str, ...], keys: tuple[str, ...],  # type: ignore[no-untyped-def]
+def _sum_rows(rows: Iterable[Sequence[Any]], days: tuple[str, ...], keys: tuple[str, ...],
               measures: tuple[str, ...]) -> list[dict[str, Any]]:
     """Aggregate result rows (day columns, keys, measures) as dicts: days become dates and
     measures ints (a SUM over no rows is 0). Readers sum these few hundred rows in plain Python,
@@ -252,7 +252,7 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
     return _sum_rows(df[[*group, *measures]].itertuples(index=False, name=None), ("day",), group[1:], measures)
 
 
-def _tail_daily(conn, query: Query, kind: str, first: date, last_exclusive: date,  # type: ignore[no-untyped-def]
+def _tail_daily(conn: Connection, query: Query, kind: str, first: date, last_exclusive: date,
                 keys: tuple[str, ...], filters: dict[str, object], since: datetime) -> dict[tuple[Any, ...], list[int]]:
     """The rows of ``kind`` at or after ``since`` (the rollups' ``now``) in local days
     ``[first, last_exclusive)``, summed per (day, or the stretch the rollup read sums it into,
