@@ -10,8 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.changes import Actor, ChangeInput, submit
 from core.models import ChangeRequest, Subscription
-from tests.conftest import TEST_KEY
-from tests.support.changes_world import sandbox, stripe_env  # noqa: F401  (fixtures)
+from tests.support.db import TEST_KEY
 from tests.support.factories import make_member, make_tier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +130,7 @@ def test_support_sees_no_limits_form(database_url, world, monkeypatch):
     assert not at.exception and len(at.text_input) == 0
 
 
-def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engine, stripe_env,  # noqa: F811
+def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engine, stripe_env,
                                                               monkeypatch):
     from core.changes import load_limits, save_limits
     from core.db import session_scope

@@ -3,7 +3,6 @@ by key, with Stripe's published example object (``fixtures3-2026-07-29.json``: w
 holds by default) and with the installed ``stripe`` package's resource class (the pinned API
 version's fields): the same keys, ids where Stripe gives ids, objects where Stripe gives objects.
 Every deliberate difference is listed here with its reason, and in docs/sandbox.md."""
-# ruff: noqa: F811 - the imported sandbox fixture is requested by name
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ from stripe._object_classes import OBJECT_CLASSES
 from demo import iter_events, iter_stripe_objects
 from demo.world import World
 from stripe_sandbox.store import SandboxStore
-from tests.support.sandbox import sandbox  # noqa: F401 - fixture
 
 FIXTURES = json.loads(Path("/work/shared/stripe/fixtures3-2026-07-29.json").read_text())["resources"]
 T0 = 1_780_000_000

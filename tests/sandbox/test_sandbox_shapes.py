@@ -1,6 +1,5 @@
 """What the sandbox stores and answers uses only today's field names (the installed stripe classes)
 and Stripe's published enums and error object (the OpenAPI description)."""
-# ruff: noqa: F811 - the imported sandbox fixture is requested by name
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import stripe
 from stripe._object_classes import OBJECT_CLASSES
 
 from stripe_sandbox.store import SandboxStore
-from tests.support.sandbox import sandbox  # noqa: F401 - fixture
 
 SPEC = Path("/work/shared/stripe/spec3-2023-08-16.json")
 T0 = 1_780_000_000
