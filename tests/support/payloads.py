@@ -5,6 +5,8 @@
   one member's objects, in February 2026 (``T0``, ``T1``: epoch seconds).
 - ``backfill_order(members)``: the demo world's objects, parents first, as a backfill lists them;
   ``pages(objects)``: cut into pages of one type.
+- ``stripe_fields(kind)``: the fields the pinned ``stripe`` library's class for an object kind
+  declares (what a sandbox answer may hold).
 - ``WEBHOOK_SECRET`` and ``sign(payload, secret, timestamp)``: a ``Stripe-Signature`` header
   computed with ``hmac`` as Stripe documents it (not with our own signer).
 """
@@ -13,8 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 from datetime import UTC, datetime
 from typing import Any
+
+from stripe._object_classes import OBJECT_CLASSES
 
 from demo import iter_stripe_objects
 from demo.world import World
@@ -135,3 +140,13 @@ WEBHOOK_SECRET = "whsec_" + "5e" * 16
 def sign(payload: str, secret: str, timestamp: int) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
+
+
+def stripe_fields(kind: str) -> set[str]:
+    """The fields the ``stripe`` library's class for ``kind`` (and its bases) declares."""
+    module, name = OBJECT_CLASSES[kind]
+    cls = getattr(importlib.import_module(module), name)
+    out: set[str] = set()
+    for c in cls.__mro__:
+        out |= set(getattr(c, "__annotations__", {}))
+    return out
