@@ -27,18 +27,7 @@ from sqlalchemy.orm import Session
 
 from core.stripe_gateway import StripeClient
 from tests.support.db import TEST_KEY, migrated_sqlite
-from tests.support.factories import (
-    at,
-    make_change,
-    make_dispute,
-    make_invoice,
-    make_member,
-    make_payment,
-    make_price,
-    make_refund,
-    make_subscription,
-    make_tier,
-)
+from tests.support.factories import at, make_member, make_payment, make_price, make_subscription, make_tier
 
 # ------------------------------------------------------------------ the small hand-built world
 
@@ -193,6 +182,8 @@ _COUNTRY = {"USD": "US", "EUR": "DE", "GBP": "GB", "JPY": "JP"}
 def build_random_world(session, seed: int, members: int = 24, *, after: datetime | None = None) -> None:  # type: ignore[no-untyped-def]
     """Members with random lives: start, upgrades, downgrades, past due (recovered or not),
     cancellations and returns, renewals with failed attempts and retries, refunds, disputes."""
+    from tests.support.factories import make_change, make_dispute, make_invoice, make_refund
+
     rng = random.Random(seed)
     tiers = [make_tier(session, code=f"t{seed}a", rank=1), make_tier(session, code=f"t{seed}b", rank=2)]
     prices = {(cur, k, iv): make_price(session, tier=tiers[k], currency=cur,
