@@ -46,7 +46,6 @@ def secrets_for(database_url: str) -> dict[str, dict[str, Any]]:
             "stripe": {"api_key": "sk_test_dummy", "api_base": ""}}
 
 
-
 @dataclass
 class Server:
     url: str
