@@ -10,7 +10,8 @@ import pytest
 import stripe
 
 from stripe_sandbox.store import SandboxStore
-from tests.support.sandbox import free_port, start_sandbox
+from tests.support.sandbox import start_sandbox
+from tests.support.servers import free_port
 
 
 def test_same_idempotency_key_replays_the_first_answer(sandbox):
