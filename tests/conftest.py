@@ -1,30 +1,28 @@
-"""Shared fixtures: a freshly migrated database per test, on SQLite always and on PostgreSQL
-when TEST_DATABASE_URL is set. The schema always comes from the Alembic migrations, so the
-migrations are exercised by every run."""
+"""Fixtures only (helpers live in tests/support): a freshly migrated database per test, on SQLite
+always and on PostgreSQL when TEST_DATABASE_URL is set. The schema always comes from the Alembic
+migrations, so the migrations are exercised by every run."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from core import crypto
-from core.db import dispose_all, make_engine
-from core.db.migrate import upgrade
+from core.db import make_engine
 from core.models import Base
 from core.settings import Settings
+from tests.support.db import BACKENDS, PG_URL, TEST_KEY, migrated_sqlite, scratch_pg_database
 
-ROOT = Path(__file__).resolve().parent.parent
-TEST_KEY = "dGVzdC1rZXktZm9yLW1lbWJlcmRlc2stdGVzdHMtMDA="  # Fernet key used only by tests
-PG_URL = os.environ.get("TEST_DATABASE_URL", "")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+# Fixtures of tests/support, registered once for every test module (a fixture imported into several
+# modules would be a separate fixture in each: two Chromiums, two servers, and Playwright's sync API
+# refuses a second instance in one thread). Test modules use them without importing them.
+pytest_plugins = ["tests.support.servers", "tests.support.sandbox", "tests.support.changes_world",
+                  "tests.support.browser"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -50,41 +48,11 @@ def _background_refreshes_end() -> Iterator[None]:
     refresher.wait(timeout=300)
 
 
-def _worker() -> str:
-    # Unique per run and per worker, so several runs at once never drop each other's database.
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"{os.getpid()}")[:10]
-    return f"{run}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
-    eng = make_engine(f"sqlite:///{path}")
-    upgrade(eng)
-    eng.dispose()
+    migrated_sqlite(path)
     return path
-
-
-@contextmanager
-def scratch_pg_database(label: str) -> Iterator[str]:
-    """A new PostgreSQL database for this run and worker, migrated to head; dropped afterwards."""
-    base = make_url(PG_URL).set(drivername="postgresql+psycopg")
-    name = f"memberdesk_{label}_{_worker()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    eng = make_engine(url)
-    upgrade(eng)
-    eng.dispose()
-    try:
-        yield url
-    finally:
-        dispose_all()  # engines the code under test cached with core.db.connect
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -134,9 +102,3 @@ def session(engine: Engine) -> Iterator[Session]:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, encryption_keys=(TEST_KEY,), cookie_key="k" * 64)
-
-
-# Browser fixtures are registered here, once: a session-scoped fixture imported into several test
-# modules becomes a separate fixture in each (two Chromiums, two servers, and Playwright's sync API
-# refuses a second instance in one thread). Test modules use them without importing them.
-from tests.support.browser import browser, dashboard_server, page  # noqa: E402,F401

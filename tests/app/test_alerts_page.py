@@ -11,7 +11,7 @@ from sqlalchemy import select
 from core.models import Alert, AlertTransition
 from core.permissions import Actor
 from core.timeutil import utc_now
-from tests.support.browser import page_app_test, texts
+from tests.support.apptest import page_app_test, texts
 from tests.support.factories import make_member, make_payment_batch
 
 HOUR, WEEK = timedelta(hours=1), timedelta(weeks=1)

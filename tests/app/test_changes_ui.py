@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -10,8 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.changes import Actor, ChangeInput, submit
 from core.models import ChangeRequest, Subscription
-from tests.conftest import TEST_KEY
-from tests.support.changes_world import sandbox, stripe_env  # noqa: F401  (fixtures)
+from tests.support.db import TEST_KEY
 from tests.support.factories import make_member, make_tier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,20 @@ def _app(at: AppTest, database_url: str, username: str, roles: list[str]) -> App
     at.session_state["name"] = username.title()
     at.session_state["roles"] = roles
     return at
+
+
+def _grant_comp_form(database_url: str, member: Any) -> tuple[AppTest, str]:
+    """The member's change form as support sees it, with "grant a complimentary membership"
+    chosen and its guide shown; returns the run and the form's key prefix."""
+    script = MEMBER_SCRIPT.format(root=str(ROOT), member_id=member.id)
+    at = _app(AppTest.from_string(script, default_timeout=30), database_url, "sam", ["support"])
+    at.run()
+    assert not at.exception
+    key = f"chg-{member.id}"
+    at.selectbox(key=f"{key}-action").set_value("grant_comp").run()
+    guide = " ".join(c.value for c in at.caption)
+    assert "In Stripe:** Nothing happens in Stripe" in guide and "(/runbook#grant-a-complimentary-membership)" in guide
+    return at, key
 
 
 @pytest.fixture
@@ -58,14 +72,7 @@ def test_changes_page_shows_queue_and_history(database_url, engine, world, monke
 
 def test_member_form_previews_then_grants(database_url, engine, session, world, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    script = MEMBER_SCRIPT.format(root=str(ROOT), member_id=world.id)
-    at = _app(AppTest.from_string(script, default_timeout=30), database_url, "sam", ["support"])
-    at.run()
-    assert not at.exception
-    key = f"chg-{world.id}"
-    at.selectbox(key=f"{key}-action").set_value("grant_comp").run()
-    guide = " ".join(c.value for c in at.caption)
-    assert "In Stripe:** Nothing happens in Stripe" in guide and "(/runbook#grant-a-complimentary-membership)" in guide
+    at, key = _grant_comp_form(database_url, world)
     at.number_input(key=f"{key}-grant_comp-days").set_value(10)
     at.text_area(key=f"{key}-grant_comp-comment").input("Apology for the outage")
     at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
@@ -86,13 +93,7 @@ def test_member_form_previews_then_grants(database_url, engine, session, world, 
 
 def test_member_form_refuses_bad_input_with_a_sentence(database_url, session, world, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    script = MEMBER_SCRIPT.format(root=str(ROOT), member_id=world.id)
-    at = _app(AppTest.from_string(script, default_timeout=30), database_url, "sam", ["support"])
-    at.run()
-    key = f"chg-{world.id}"
-    at.selectbox(key=f"{key}-action").set_value("grant_comp").run()
-    guide = " ".join(c.value for c in at.caption)
-    assert "In Stripe:** Nothing happens in Stripe" in guide and "(/runbook#grant-a-complimentary-membership)" in guide
+    at, key = _grant_comp_form(database_url, world)
     at.number_input(key=f"{key}-grant_comp-days").set_value(90)
     at.text_area(key=f"{key}-grant_comp-comment").input("long one")
     at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
@@ -131,7 +132,7 @@ def test_support_sees_no_limits_form(database_url, world, monkeypatch):
     assert not at.exception and len(at.text_input) == 0
 
 
-def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engine, stripe_env,  # noqa: F811
+def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engine, stripe_env,
                                                               monkeypatch):
     from core.changes import load_limits, save_limits
     from core.db import session_scope

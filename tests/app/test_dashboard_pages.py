@@ -17,9 +17,10 @@ from core.db import make_engine
 from core.models import AuditEntry
 from core.permissions import allowed
 from dashboard.navigation import PAGE_SPECS
-from tests.conftest import BACKENDS, PG_URL, TEST_KEY, scratch_pg_database
-from tests.support.browser import app_test as make_app
-from tests.support.browser import build_small_world, create_staff, page_app_test, refresh_rollups, texts
+from tests.support.apptest import app_test as make_app
+from tests.support.apptest import page_app_test, texts
+from tests.support.db import BACKENDS, PG_URL, TEST_KEY, scratch_pg_database
+from tests.support.worlds import build_small_world, create_staff, refresh_rollups
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ["support", "finance", "manager", "admin"]

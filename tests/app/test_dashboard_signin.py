@@ -14,7 +14,8 @@ from core import staff
 from core.db import session_scope
 from core.models import AuditEntry, LoginAttempt
 from core.permissions import Actor
-from tests.support.browser import app_test, create_staff, texts
+from tests.support.apptest import app_test, texts
+from tests.support.worlds import create_staff
 
 SUBMIT = "FormSubmitter:login_form-Sign in"
 

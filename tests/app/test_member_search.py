@@ -181,7 +181,8 @@ class TestIndexKeptOnEveryWrite:
 
 class TestMembersPage:
     def test_the_page_says_the_true_total_and_pages(self, database_url, engine, session):
-        from tests.support.browser import app_test, create_staff, texts
+        from tests.support.apptest import app_test, texts
+        from tests.support.worlds import create_staff
 
         for i in range(60):
             make_member(session, name=f"Person{i:02d} Moreau", email=f"p{i}@example.com")

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from core.metrics import Query, compute
 from core.timeutil import utc_now
 from dashboard import format as fmt
-from tests.support.browser import World, build_small_world, page_app_test, refresh_rollups, texts
+from tests.support.apptest import page_app_test, texts
+from tests.support.worlds import World, build_small_world, refresh_rollups
 
 PAGES = {"revenue.py": "Revenue", "churn.py": "Churn and retention", "failed_payments.py": "Failed payments"}
 ALLOWED = {

@@ -9,8 +9,9 @@ from datetime import timedelta
 
 from core.alerts import evaluate
 from core.timeutil import utc_now
-from tests.support.browser import app_test, create_staff, page_app_test, texts
+from tests.support.apptest import app_test, page_app_test, texts
 from tests.support.factories import make_sync_run
+from tests.support.worlds import create_staff
 
 RULE_CODES = ("failure_rate_day", "failure_rate_hour", "revenue_drop", "refund_spike", "stripe_stale")
 

@@ -10,12 +10,7 @@ import time
 from pathlib import Path
 
 from core.settings import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.servers import free_port
 
 
 def _listening(port: int) -> bool:
@@ -24,7 +19,7 @@ def _listening(port: int) -> bool:
 
 
 def test_sigterm_stops_the_sandbox_and_the_dashboard(tmp_path: Path) -> None:
-    dash, sandbox = _free_port(), _free_port()
+    dash, sandbox = free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
            "MEMBERDESK_ENCRYPTION_KEYS": "fEhmDxvhCpEu4b16boUlf95HY5t4RM5suyOSd3CeyC8=",
            "STRIPE_API_BASE": f"http://127.0.0.1:{sandbox}", "STRIPE_API_KEY": "sk_test_run_command",
@@ -64,7 +59,7 @@ def test_a_taken_sandbox_port_moves_the_sandbox_and_its_webhooks_still_reach_the
     from core.models import Member
 
     key = "fEhmDxvhCpEu4b16boUlf95HY5t4RM5suyOSd3CeyC8="
-    dash = _free_port()
+    dash = free_port()
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()
@@ -121,7 +116,7 @@ def test_a_pinned_sandbox_port_that_is_taken_stops_with_a_sentence(tmp_path: Pat
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
            "MEMBERDESK_ENCRYPTION_KEYS": "fEhmDxvhCpEu4b16boUlf95HY5t4RM5suyOSd3CeyC8=",
            "STRIPE_API_BASE": "http://127.0.0.1:12111", "STRIPE_API_KEY": "sk_test_run_command",
-           "SANDBOX_PORT": str(taken), "PORT": str(_free_port()),
+           "SANDBOX_PORT": str(taken), "PORT": str(free_port()),
            "MEMBERDESK_SANDBOX_STATE": str(tmp_path / "sandbox.db"),
            "MEMBERDESK_SECRETS_FILE": str(tmp_path / "absent.toml")}
     try:

@@ -8,11 +8,9 @@ from sqlalchemy.orm import Session
 
 from core.models import AuditEntry, Member
 from core.models.stripe_sync import SyncRun
-from tests.sandbox.test_sync_sandbox import build_world, gateway_client
-from tests.support.browser import page_app_test, texts
-from tests.support.sandbox import SandboxProcess, sandbox
-
-__all__ = ["sandbox"]
+from tests.support.apptest import page_app_test, texts
+from tests.support.sandbox import SandboxProcess, gateway_client
+from tests.support.worlds import build_stripe_world
 
 
 def _page(database_url: str, sb: SandboxProcess):
@@ -24,7 +22,7 @@ def _page(database_url: str, sb: SandboxProcess):
 class TestStripeSyncPage:
     def test_sync_now_reconcile_and_resync_member(self, engine: Engine, database_url: str,
                                                   sandbox: SandboxProcess) -> None:
-        build_world(gateway_client(sandbox), 3)
+        build_stripe_world(gateway_client(sandbox), 3)
         at = _page(database_url, sandbox)
         assert not at.exception
         assert "Stripe data has not been synced yet." in texts(at)

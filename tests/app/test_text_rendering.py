@@ -162,8 +162,8 @@ def _assert_literal(at, *hostile: str) -> None:
 @pytest.fixture
 def hostile(database_url, engine):
     from core.models import Invoice, Member, StaffNote, Subscription
-    from tests.support.browser import build_small_world, create_staff
     from tests.support.factories import at, make_payment
+    from tests.support.worlds import build_small_world, create_staff
 
     with Session(engine, expire_on_commit=False) as s:
         world = build_small_world(s)
@@ -186,7 +186,7 @@ def hostile(database_url, engine):
 
 
 def test_hostile_member_name_on_the_member_page_and_in_search_results(hostile):
-    from tests.support.browser import app_test
+    from tests.support.apptest import app_test
 
     database_url, world = hostile
     at = app_test(database_url, username="eve", roles=["manager"])
@@ -206,7 +206,7 @@ def test_hostile_member_name_on_the_member_page_and_in_search_results(hostile):
 
 
 def test_hostile_decline_code_on_the_past_due_worklist(hostile):
-    from tests.support.browser import page_app_test
+    from tests.support.apptest import page_app_test
 
     database_url, _ = hostile
     at = page_app_test(database_url, "failed_payments.py", role="manager")
@@ -220,7 +220,7 @@ def test_hostile_decline_code_on_the_past_due_worklist(hostile):
 
 
 def test_hostile_filter_text_and_staff_name_on_the_audit_log(hostile):
-    from tests.support.browser import app_test
+    from tests.support.apptest import app_test
 
     database_url, _ = hostile
     at = app_test(database_url, username="eve", roles=["manager"])

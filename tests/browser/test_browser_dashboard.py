@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from browser_helpers are redefined as arguments)
 """Main flows in a real browser: Debian's Chromium (Playwright) against the server `make run`
 starts (`streamlit run dashboard/serve.py`) on a small world. One server per worker; each test has a fresh browser context
 (no cookies), so each starts signed out."""
@@ -13,15 +12,9 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from core.metrics import overview_counts
 from dashboard import format as fmt
-from tests.support.browser import (  # noqa: F401  (fixtures)
-    ROLE_ACCOUNTS,
-    prepare_database,
-    sign_in,
-    sign_in_as,
-    start_server,
-    stop_server,
-    wait_idle,
-)
+from tests.support.browser import sign_in, sign_in_as, wait_idle
+from tests.support.servers import start_server, stop_server
+from tests.support.worlds import prepare_database
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -173,12 +166,12 @@ def test_lockout_after_repeated_failures(dashboard_server, page):
     assert sign_in_form_visible(page)
 
 
-def test_fresh_server_first_request_deep_link_shows_the_sign_in(tmp_path, browser):  # noqa: F811
+def test_fresh_server_first_request_deep_link_shows_the_sign_in(tmp_path, browser):
     url, world = prepare_database(tmp_path / "fresh.db")
     server = start_server(tmp_path, database_url=url)
     try:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()  # noqa: F811
+        page = context.new_page()
         for path in (f"/members?member={world.ann_id}", "/admin", "/audit"):
             page.goto(server.url + path)
             page.get_by_role("button", name="Sign in").wait_for(timeout=30_000)

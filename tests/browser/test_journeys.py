@@ -20,27 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import Engine, func, select
 
 from core.changes.reasons import LABELS as CHANGE_REASONS
 from core.db import session_scope
 from core.labels import CANCELLATION, DECLINE, REFUND
 from core.models import ChangeRequest, StaffNote
-from tests.support.browser import (
-    ROLE_ACCOUNTS,
-    ROOT,
-    TEST_KEY,
-    Server,
-    build_small_world,
-    create_staff,
-    refresh_rollups,
-    sign_in,
-    start_server,
-    stop_server,
-    wait_idle,
-)
-from tests.support.changes_world import World, build, sandbox, stripe_env  # noqa: F401  (fixtures)
+from tests.support.browser import choose, make_change, pick_option, refund_again, sign_in, sign_in_as, wait_idle
+from tests.support.changes_world import World, build
+from tests.support.db import TEST_KEY
+from tests.support.servers import ROOT, Server, start_server, stop_server
+from tests.support.worlds import build_small_world, create_staff, refresh_rollups
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -59,15 +49,14 @@ class Day:
 
 
 @pytest.fixture
-def day(tmp_path: Path, database_url: str, engine: Engine, stripe_env: Any) -> Iterator[Day]:  # noqa: F811
+def day(tmp_path: Path, database_url: str, engine: Engine, stripe_env: Any) -> Iterator[Day]:
     with session_scope(engine) as s:
         create_staff(s, extra={"lockme": "support"})
     world = build(engine, stripe_env.client, email="jo.member@example.com")
     with session_scope(engine) as s:  # Ann Lee, Bob Stone (past due), ...: members with a history
         build_small_world(s)
     refresh_rollups(engine)  # as the sync does after writing
-    server = start_server(tmp_path, database_url=database_url,
-                          stripe_settings={"api_key": stripe_env.proc.api_key, "api_base": stripe_env.proc.url})
+    server = start_server(tmp_path, database_url=database_url, stripe_settings=stripe_env.server_settings())
     try:
         yield Day(server, engine, stripe_env, world)
     finally:
@@ -75,10 +64,6 @@ def day(tmp_path: Path, database_url: str, engine: Engine, stripe_env: Any) -> I
         server.engine.dispose()
     log = server.log_path.read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in log, log[-4000:]
-
-
-def sign_in_as(page: Any, role: str) -> None:
-    sign_in(page, *ROLE_ACCOUNTS[role])
 
 
 def as_read(text: str) -> re.Pattern[str]:
@@ -96,39 +81,6 @@ def seen(page: Any) -> str:
 def no_raw_codes(page: Any) -> None:
     found = sorted(set(RAW.findall(seen(page))))
     assert not found, f"stored codes shown raw: {found}"
-
-
-def pick_option(page: Any, box: Any, option: str) -> None:
-    """Open a select box and pick ``option``; a click during a rerun can be dropped, so try again."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    for attempt in range(4):
-        wait_idle(page)
-        box.click()
-        try:
-            page.get_by_role("option", name=option).first.click(timeout=5_000)
-            break
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-            if attempt == 3:
-                raise
-    wait_idle(page)
-
-
-def choose(page: Any, label: str, option: str) -> None:
-    pick_option(page, page.locator("[data-testid=stSelectbox]").filter(has_text=label).first, option)
-
-
-def change(page: Any, action: str, comment: str, fill: dict[str, str] | None = None) -> None:
-    choose(page, "Action", action)
-    for label, value in (fill or {}).items():
-        page.get_by_label(label).fill(value)
-    page.get_by_label("Comment (required)").fill(comment)
-    page.get_by_role("button", name="Preview").click()
-    wait_idle(page)
-    page.get_by_role("button", name="Confirm change").click()
-    wait_idle(page)
-    page.get_by_text("Done.").first.wait_for()
 
 
 def until(check: Any, what: str, seconds: float = 30) -> None:
@@ -176,28 +128,16 @@ def test_support_day(page: Any, day: Day) -> None:
     assert page.get_by_role("link", name="Runbook: Refund a payment").count() == 1
 
     # Refund 1.00; the same refund again is stopped with the first one named; nothing twice.
-    change(page, "Refund a payment", "Charged for a day of outage.", {"Amount (USD)": "1.00"})
+    make_change(page, "Refund a payment", "Charged for a day of outage.", {"Amount (USD)": "1.00"})
     assert client.v1.charges.retrieve(w.charge).amount_refunded == 100
-    page.get_by_label("Amount (USD)").fill("1.00")
-    page.get_by_label("Comment (required)").fill("Charged for a day of outage.")
-    repeat = page.get_by_text("A refund of $1.00 on this payment was made by support")
-    for _ in range(3):  # a click in the rerun after the form reset can be dropped: a person clicks again
-        page.get_by_role("button", name="Preview").click()
-        wait_idle(page)
-        try:
-            repeat.wait_for(timeout=10_000)
-            break
-        except PlaywrightTimeout:
-            continue
-    repeat.wait_for()
-    assert page.get_by_role("button", name="Confirm change").count() == 0
+    refund_again(page, "1.00", "Charged for a day of outage.", earlier_by="support")
     assert client.v1.charges.retrieve(w.charge).amount_refunded == 100
     no_raw_codes(page)
 
     # Cancel at the end of the period, then undo it.
-    change(page, "Cancel the membership", "Moving abroad next month.")
+    make_change(page, "Cancel the membership", "Moving abroad next month.")
     assert client.v1.subscriptions.retrieve(w.subscription).cancel_at_period_end is True
-    change(page, "Undo a scheduled cancellation", "Changed their mind on the phone.")
+    make_change(page, "Undo a scheduled cancellation", "Changed their mind on the phone.")
     assert client.v1.subscriptions.retrieve(w.subscription).cancel_at_period_end is False
 
     # A note, and the refund as the member's record shows it.
@@ -238,6 +178,8 @@ def test_admin_day(page: Any, day: Day) -> None:
     page.get_by_label("First password", exact=True).fill("a-long-first-password")
     page.get_by_role("button", name="Create account").click()
     wait_idle(page)
+    # Awaited in the database, not on screen: "Account newagent created." is taken from the session
+    # before it is drawn, so a rerun by the sign-in cookie component can lose it (an open dashboard bug).
     until(lambda: staff_account(day.engine, "newagent") is not None, "the account is created")
     wait_idle(page)
     # Not offered on their own account.

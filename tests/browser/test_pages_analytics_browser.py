@@ -13,7 +13,7 @@ from tests.support.browser import ROLE_ACCOUNTS, wait_idle
 
 @pytest.mark.browser
 @pytest.mark.xdist_group("browser")
-def test_chart_click_drills_to_rows_and_downloads_csv(dashboard_server, page, tmp_path: Path):  # noqa: F811
+def test_chart_click_drills_to_rows_and_downloads_csv(dashboard_server, page, tmp_path: Path):
     today = utc_now().date()
     link = f"{dashboard_server.url}/revenue?from={today.replace(day=1)}&to={today}&money=USD"
     page.goto(link)  # a deep link: the sign-in form first, then this very view
@@ -57,7 +57,7 @@ def test_chart_click_drills_to_rows_and_downloads_csv(dashboard_server, page, tm
 
 @pytest.mark.browser
 @pytest.mark.xdist_group("browser")
-def test_a_long_worklist_lists_its_start_and_downloads_the_whole(tmp_path_factory, page, tmp_path: Path):  # noqa: F811
+def test_a_long_worklist_lists_its_start_and_downloads_the_whole(tmp_path_factory, page, tmp_path: Path):
     """A manager sees the first rows of a long past-due worklist with how many there are in all,
     and the download button hands over every row (read only when pressed)."""
     from datetime import timedelta
@@ -66,7 +66,9 @@ def test_a_long_worklist_lists_its_start_and_downloads_the_whole(tmp_path_factor
 
     from core.db import make_engine
     from core.metrics.bundles import WORKLIST_ROWS
-    from tests.support.browser import prepare_database, sign_in_as, start_server, stop_server
+    from tests.support.browser import sign_in_as
+    from tests.support.servers import start_server, stop_server
+    from tests.support.worlds import prepare_database
 
     tmp = tmp_path_factory.mktemp("long_worklist")
     url, _ = prepare_database(tmp / "memberdesk.db")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.models import AuditEntry
 from core.permissions import Actor
-from tests.support.browser import sign_in_as, wait_idle  # the fixtures come from conftest
+from tests.support.browser import sign_in_as, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 COOKIE = "memberdesk_test"
@@ -93,7 +93,9 @@ def test_hostile_names_show_as_text_and_leave_the_csv_inert(tmp_path, browser):
     from core import staff
     from core.db import session_scope
     from core.models import Member, StaffNote
-    from tests.support.browser import prepare_database, sign_in, start_server, stop_server
+    from tests.support.browser import sign_in
+    from tests.support.servers import start_server, stop_server
+    from tests.support.worlds import prepare_database
 
     url, _ = prepare_database(tmp_path / "hostile.db", prefer_demo=False)
     server = start_server(tmp_path, database_url=url)

@@ -10,8 +10,6 @@ our own signer.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import secrets
 import time
@@ -27,15 +25,13 @@ import stripe
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from core.db import make_engine
-from core.db.migrate import upgrade
 from core.models import Member
 from core.models.stripe_sync import StripeEvent, SyncRun
-from tests.conftest import BACKENDS, scratch_pg_database
-from tests.support.browser import free_port, start_server, stop_server
+from tests.support.db import BACKENDS, PG_URL, migrated_sqlite, scratch_pg_database
+from tests.support.payloads import WEBHOOK_SECRET, sign
 from tests.support.sandbox import API_KEY, SandboxProcess
+from tests.support.servers import free_port, start_server, stop_server
 
-SECRET = "whsec_" + "5e" * 16
 WEBHOOK_BUDGET = 2.0  # seconds from the stripe client's answer to the row in our database
 
 
@@ -50,15 +46,10 @@ class Stack:
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("webhooks")
     if request.param == "sqlite":
-        database_url = f"sqlite:///{tmp / 'memberdesk.db'}"
-        eng = make_engine(database_url)
-        upgrade(eng)
-        eng.dispose()
+        database_url = migrated_sqlite(tmp / "memberdesk.db")
         with _running(tmp, database_url) as s:
             yield s
     else:
-        from tests.conftest import PG_URL
-
         if not PG_URL:
             pytest.skip("TEST_DATABASE_URL is not set")
         with scratch_pg_database("webhooks") as database_url, _running(tmp, database_url) as s:
@@ -74,9 +65,9 @@ class _running:
     def __enter__(self) -> Stack:
         server_port = free_port()
         self.sandbox = SandboxProcess(self.tmp / "sandbox.db", webhook_url=f"http://127.0.0.1:{server_port}/stripe/webhook",
-                                      webhook_secret=SECRET).start()
+                                      webhook_secret=WEBHOOK_SECRET).start()
         self.server = start_server(self.tmp, database_url=self.database_url, port=server_port, stripe_settings={
-            "api_key": API_KEY, "api_base": self.sandbox.url, "webhook_secret": SECRET})
+            "api_key": API_KEY, "api_base": self.sandbox.url, "webhook_secret": WEBHOOK_SECRET})
         return Stack(self.server.url, self.server.engine, self.sandbox.client())
 
     def __exit__(self, *exc: object) -> None:
@@ -86,11 +77,6 @@ class _running:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-def _sign(payload: str, secret: str, timestamp: int) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
 
 def _post(url: str, payload: str, signature: str | None) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json"}
@@ -166,15 +152,15 @@ def test_a_delivery_that_is_not_genuine_gets_400_and_records_nothing(stack: Stac
     payload = json.dumps(event)
     now = int(time.time())
     signature: str | None = {
-        "other secret": _sign(payload, "whsec_someone_else", now),
-        "stale": _sign(payload, SECRET, now - 301),  # just past Stripe's five-minute tolerance
+        "other secret": sign(payload, "whsec_someone_else", now),
+        "stale": sign(payload, WEBHOOK_SECRET, now - 301),  # just past Stripe's five-minute tolerance
         "unsigned": None,
-        "changed body": _sign(payload.replace("Hook Test", "Hook Tset"), SECRET, now),
+        "changed body": sign(payload.replace("Hook Test", "Hook Tset"), WEBHOOK_SECRET, now),
     }[how]
     status, body = _post(stack.url, payload, signature)
     assert status == 400
     assert body["error"]
-    assert SECRET not in json.dumps(body)
+    assert WEBHOOK_SECRET not in json.dumps(body)
     assert _ledger_row(stack.engine, event["id"]) == []
 
 
@@ -201,7 +187,7 @@ def test_an_oversized_body_gets_400_before_it_is_read(stack: Stack) -> None:
 def test_a_signature_within_the_tolerance_is_accepted(stack: Stack) -> None:
     event = _event("cus_recent_enough")
     payload = json.dumps(event)
-    status, body = _post(stack.url, payload, _sign(payload, SECRET, int(time.time()) - 240))
+    status, body = _post(stack.url, payload, sign(payload, WEBHOOK_SECRET, int(time.time()) - 240))
     assert status == 200 and body == {"received": event["id"], "duplicate": False}
     assert len(_ledger_row(stack.engine, event["id"])) == 1
 
@@ -211,8 +197,8 @@ def test_a_duplicate_delivery_is_recorded_and_applied_once(stack: Stack) -> None
     _wait_for(lambda: _member(stack.engine, customer.id) is not None)
     event = _event(customer.id)
     payload = json.dumps(event)
-    first = _post(stack.url, payload, _sign(payload, SECRET, int(time.time())))
-    second = _post(stack.url, payload, _sign(payload, SECRET, int(time.time())))
+    first = _post(stack.url, payload, sign(payload, WEBHOOK_SECRET, int(time.time())))
+    second = _post(stack.url, payload, sign(payload, WEBHOOK_SECRET, int(time.time())))
     assert first == (200, {"received": event["id"], "duplicate": False})
     assert second == (200, {"received": event["id"], "duplicate": True})
     _wait_for(lambda: _ledger_row(stack.engine, event["id"])[0].processed_at is not None)
@@ -223,7 +209,7 @@ def test_a_duplicate_delivery_is_recorded_and_applied_once(stack: Stack) -> None
 def test_healthz_reports_the_database_the_sync_and_the_last_webhook(stack: Stack) -> None:
     event = _event("cus_health")
     payload = json.dumps(event)
-    assert _post(stack.url, payload, _sign(payload, SECRET, int(time.time())))[0] == 200
+    assert _post(stack.url, payload, sign(payload, WEBHOOK_SECRET, int(time.time())))[0] == 200
     status, text = _get(stack.url + "/healthz")
     assert status == 200
     report = json.loads(text)
@@ -233,7 +219,7 @@ def test_healthz_reports_the_database_the_sync_and_the_last_webhook(stack: Stack
     assert set(report["sync"]) == {"data_through", "last_success", "last_run_status", "events_pending",
                                    "events_failing"}
     assert report["sync"]["last_success"]["at"] is None  # no pull sync ran: the webhook did it all
-    for secret in (SECRET, API_KEY, "sqlite:", "postgresql", "127.0.0.1"):
+    for secret in (WEBHOOK_SECRET, API_KEY, "sqlite:", "postgresql", "127.0.0.1"):
         assert secret not in text
 
 
@@ -241,17 +227,17 @@ def test_healthz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None
     """PostgreSQL down (nothing listens on its port): /healthz says so without naming the host,
     and a webhook is not acknowledged, so Stripe delivers it again later."""
     down = f"postgresql+psycopg://memberdesk:pw-not-shown@127.0.0.1:{free_port()}/memberdesk"
-    server = start_server(tmp_path, database_url=down, stripe_settings={"api_key": API_KEY, "webhook_secret": SECRET})
+    server = start_server(tmp_path, database_url=down, stripe_settings={"api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET})
     try:
         status, text = _get(server.url + "/healthz")
         assert status == 503
         report = json.loads(text)
         assert report["status"] == "unavailable" and report["database"]["reachable"] is False
-        for secret in ("pw-not-shown", "127.0.0.1", "memberdesk:", SECRET):
+        for secret in ("pw-not-shown", "127.0.0.1", "memberdesk:", WEBHOOK_SECRET):
             assert secret not in text
         event = _event("cus_db_down")
         payload = json.dumps(event)
-        assert _post(server.url, payload, _sign(payload, SECRET, int(time.time())))[0] == 503
+        assert _post(server.url, payload, sign(payload, WEBHOOK_SECRET, int(time.time())))[0] == 503
     finally:
         stop_server(server.proc)
         server.engine.dispose()
@@ -259,7 +245,7 @@ def test_healthz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None
 
 def test_healthz_is_503_when_the_database_has_no_schema(tmp_path: Path) -> None:
     server = start_server(tmp_path, database_url=f"sqlite:///{tmp_path / 'never-migrated.db'}",
-                          stripe_settings={"api_key": API_KEY, "webhook_secret": SECRET})
+                          stripe_settings={"api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET})
     try:
         status, text = _get(server.url + "/healthz")
         assert status == 503
@@ -279,7 +265,8 @@ def test_a_change_in_the_sandbox_shows_on_the_member_page_without_a_sync(stack: 
     import re
 
     from core.db import session_scope
-    from tests.support.browser import create_staff, sign_in_as, wait_idle
+    from tests.support.browser import sign_in_as, wait_idle
+    from tests.support.worlds import create_staff
 
     with session_scope(stack.engine) as s:
         if not _has_staff(s):

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from cli import main
-from tests.conftest import TEST_KEY
+from tests.support.db import TEST_KEY
 from tests.support.factories import at, make_sync_run
 
 NOW = at("2026-03-10 23:00")

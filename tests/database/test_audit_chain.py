@@ -17,7 +17,7 @@ from cli import main as cli_main
 from core import audit
 from core.db import session_scope
 from core.models import AuditEntry
-from tests.conftest import TEST_KEY
+from tests.support.db import TEST_KEY
 
 
 def _write(engine: Engine, n: int, who: str = "sam") -> list[int]:

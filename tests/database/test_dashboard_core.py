@@ -14,8 +14,8 @@ from core.audit import query as audit_query
 from core.metrics import overview_counts
 from core.models import AuditEntry, Member, StaffNote
 from core.permissions import Actor, PermissionDenied
-from tests.support.browser import build_small_world
 from tests.support.factories import at
+from tests.support.worlds import build_small_world
 
 
 @pytest.fixture

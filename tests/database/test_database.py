@@ -12,7 +12,7 @@ from cli.keys import rotate_all
 from core import audit, crypto
 from core.db.migrate import current_revision, head_revision
 from core.models import AuditEntry, Member, StaffNote
-from tests.conftest import TEST_KEY
+from tests.support.db import TEST_KEY
 from tests.support.factories import at, make_member
 
 

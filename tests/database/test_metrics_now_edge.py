@@ -20,8 +20,16 @@ from core.metrics.rollups import refresh
 from core.settings import business as business_settings
 from dashboard import metrics_data
 from dashboard.controls import Controls
-from tests.support import factories as f
-from tests.support.factories import at
+from tests.support.factories import (
+    at,
+    make_change,
+    make_invoice,
+    make_member,
+    make_payment,
+    make_price,
+    make_subscription,
+    make_tier,
+)
 
 CREATED = at("2026-05-14 10:20:40") + timedelta(microseconds=769_594)  # the mirror's write time
 ASKED = at("2026-05-14 10:20:55")
@@ -29,16 +37,16 @@ ASKED = at("2026-05-14 10:20:55")
 
 @pytest.fixture
 def world(engine, session):  # type: ignore[no-untyped-def]
-    tier = f.make_tier(session)
-    ann = f.make_member(session)
-    old = f.make_subscription(session, member=ann, price=f.make_price(session, tier=tier, unit_amount=999), mrr_minor=999)
-    f.make_change(session, subscription=old, effective_at=at("2026-02-01 00:00"), mrr_after=999, kind="created")
-    jo = f.make_member(session)
-    new = f.make_subscription(session, member=jo, price=f.make_price(session, tier=tier, unit_amount=1000),
+    tier = make_tier(session)
+    ann = make_member(session)
+    old = make_subscription(session, member=ann, price=make_price(session, tier=tier, unit_amount=999), mrr_minor=999)
+    make_change(session, subscription=old, effective_at=at("2026-02-01 00:00"), mrr_after=999, kind="created")
+    jo = make_member(session)
+    new = make_subscription(session, member=jo, price=make_price(session, tier=tier, unit_amount=1000),
                             mrr_minor=1000)
-    f.make_change(session, subscription=new, effective_at=CREATED, mrr_after=1000, kind="created")
-    invoice = f.make_invoice(session, member=jo, subscription=new, amount=1000, created_at=CREATED.replace(microsecond=0))
-    f.make_payment(session, member=jo, invoice_id=invoice.id, amount=1000, created_at=CREATED.replace(microsecond=0))
+    make_change(session, subscription=new, effective_at=CREATED, mrr_after=1000, kind="created")
+    invoice = make_invoice(session, member=jo, subscription=new, amount=1000, created_at=CREATED.replace(microsecond=0))
+    make_payment(session, member=jo, invoice_id=invoice.id, amount=1000, created_at=CREATED.replace(microsecond=0))
     session.commit()
     return engine
 

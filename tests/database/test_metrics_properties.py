@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from contextlib import nullcontext
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 import pytest
@@ -26,110 +25,20 @@ from core.metrics.source import movements, raw_rows
 from core.models import MembershipChange
 from core.permissions import Actor
 from core.settings import business as business_settings
+from tests.support.db import rollup_snapshot
 from tests.support.factories import (
     at,
     make_change,
-    make_dispute,
-    make_invoice,
-    make_member,
-    make_payment,
-    make_price,
-    make_refund,
-    make_subscription,
-    make_tier,
 )
+from tests.support.worlds import RANDOM_CURRENCIES, RANDOM_NOW, build_random_world
 
-NOW = at("2026-07-01 00:00")
+NOW = RANDOM_NOW
 START, END = date(2025, 7, 1), date(2026, 7, 1)
-CURRENCIES = {"USD": 1000, "EUR": 900, "GBP": 800, "JPY": 1500}
-COUNTRY = {"USD": "US", "EUR": "DE", "GBP": "GB", "JPY": "JP"}
-
-
-def build_world(session, seed: int, members: int = 24, *, after: datetime | None = None) -> None:  # type: ignore[no-untyped-def]
-    """Members with random lives: start, upgrades, downgrades, past due (recovered or not),
-    cancellations and returns, renewals with failed attempts and retries, refunds, disputes."""
-    rng = random.Random(seed)
-    tiers = [make_tier(session, code=f"t{seed}a", rank=1), make_tier(session, code=f"t{seed}b", rank=2)]
-    prices = {(cur, k, iv): make_price(session, tier=tiers[k], currency=cur,
-                                       unit_amount=amount * (k + 1) * (12 if iv == "year" else 1), interval=iv)
-              for cur, amount in CURRENCIES.items() for k in (0, 1) for iv in ("month", "year")}
-    lo = after or at("2025-05-01 00:00")
-    span = (NOW - lo).total_seconds()
-    for _ in range(members):
-        cur = rng.choice(list(CURRENCIES))
-        member = make_member(session, country=COUNTRY[cur])
-        k, iv = rng.randint(0, 1), rng.choice(["month", "month", "year"])
-        price = prices[(cur, k, iv)]
-        mrr = price.unit_amount // (12 if iv == "year" else 1)
-        sub = make_subscription(session, member=member, price=price, mrr_minor=mrr)
-        t = lo + timedelta(seconds=rng.random() * span * 0.5)
-        make_change(session, subscription=sub, effective_at=t, mrr_after=mrr, kind="created")
-        status, current = "active", mrr
-        for _ in range(rng.randint(0, 5)):
-            t += timedelta(days=rng.randint(3, 70))
-            if t >= NOW:
-                break
-            event = rng.choice(["upgrade", "downgrade", "past_due", "cancel", "return", "renew", "renew"])
-            if event == "upgrade" and status == "active" and current:
-                new = current * 2
-                make_change(session, subscription=sub, effective_at=t, mrr_before=current, mrr_after=new, kind="upgraded")
-                current = new
-            elif event == "downgrade" and status == "active" and current > 1:
-                new = current // 2
-                make_change(session, subscription=sub, effective_at=t, mrr_before=current, mrr_after=new,
-                            kind="downgraded")
-                current = new
-            elif event == "past_due" and status == "active":
-                make_change(session, subscription=sub, effective_at=t, mrr_before=current, mrr_after=current,
-                            kind="past_due", from_status="active", to_status="past_due")
-                status = "past_due"
-                later = t + timedelta(days=rng.randint(1, 40))
-                if later < NOW:
-                    end_status = rng.choice(["active", "canceled"])
-                    make_change(session, subscription=sub, effective_at=later, mrr_before=current,
-                                mrr_after=current if end_status == "active" else 0,
-                                kind="recovered" if end_status == "active" else "canceled", from_status="past_due",
-                                to_status=end_status, churn_kind=None if end_status == "active" else "involuntary")
-                    status, t = end_status, later
-            elif event == "cancel" and status == "active":
-                make_change(session, subscription=sub, effective_at=t, mrr_before=current, mrr_after=0,
-                            kind="canceled", to_status="canceled", churn_kind="voluntary")
-                status = "canceled"
-            elif event == "return" and status == "canceled":
-                current = mrr
-                make_change(session, subscription=sub, effective_at=t, mrr_after=current, kind="reactivated",
-                            from_status="canceled", to_status="active")
-                status = "active"
-            elif event == "renew":
-                inv = make_invoice(session, member=member, subscription=sub, amount=price.unit_amount, currency=cur,
-                                   created_at=t)
-                first_ok = rng.random() < 0.7
-                pay = make_payment(session, member=member, amount=price.unit_amount, currency=cur, invoice_id=inv.id,
-                                   status="succeeded" if first_ok else "failed", is_renewal=True, attempt_number=1,
-                                   created_at=t, decline_code=None if first_ok else rng.choice(
-                                       ["insufficient_funds", "expired_card", "do_not_honor"]),
-                                   card_brand=rng.choice(["visa", "mastercard"]), card_country=COUNTRY[cur],
-                                   fee=rng.choice([None, 30]))
-                if not first_ok and rng.random() < 0.6:
-                    pay = make_payment(session, member=member, amount=price.unit_amount, currency=cur,
-                                       invoice_id=inv.id, is_renewal=True, attempt_number=2,
-                                       created_at=t + timedelta(days=rng.randint(1, 40)))
-                if pay.status == "succeeded" and rng.random() < 0.2:
-                    make_refund(session, payment=pay, amount=pay.amount // 2, created_at=t + timedelta(days=3))
-                if pay.status == "succeeded" and rng.random() < 0.1:
-                    d = make_dispute(session, payment=pay, status=rng.choice(["lost", "won"]))
-                    d.closed_at = t + timedelta(days=20)
-        sub.status = status
-        if rng.random() < 0.3:
-            sub.trial_start, sub.trial_end = t - timedelta(days=14), t
-            make_invoice(session, member=member, subscription=sub, amount=price.unit_amount, currency=cur,
-                         created_at=t, status=rng.choice(["paid", "open"]), billing_reason="subscription_create")
-    session.commit()
 
 
 @pytest.fixture(params=[11])
 def world(request, session):  # type: ignore[no-untyped-def]
-    build_world(session, request.param)
+    build_random_world(session, request.param)
     return request.param
 
 
@@ -141,7 +50,7 @@ def query(engine, granularity="month", currency="reporting", **kw) -> Query:  # 
 class TestIdentity:
     @pytest.mark.parametrize(("seed", "granularity"), [(12, "month"), (13, "week")])
     def test_movements_add_up_every_period(self, engine, session, seed, granularity):
-        build_world(session, seed, members=40)
+        build_random_world(session, seed, members=40)
         refresh(engine, now=NOW)
         for path in (nullcontext(), raw_rows()):
             with path:
@@ -206,7 +115,7 @@ class TestCurrencies:
                 expected[period] = expected.get(period, 0) + rates.convert(int(value), cur, target, period)
             got = dict(zip(rep.series["period"], rep.series["value"], strict=True))
             if slug in ("mrr_new", "mrr_churn"):  # running-total conversion: within a minor unit per currency
-                assert all(abs(got[p] - v) <= len(CURRENCIES) for p, v in expected.items()), slug
+                assert all(abs(got[p] - v) <= len(RANDOM_CURRENCIES) for p, v in expected.items()), slug
             elif slug == "mrr":  # each segment converted, then added: within half a minor unit per segment
                 segments: dict[date, int] = {}
                 for row in movements(engine, query(engine, currency=None), segments=True):
@@ -266,20 +175,20 @@ class TestRollupsEqualRawRows:
         assert r.by_currency == {cur: int(total) for cur, total in rows}
 
     def test_incremental_refresh_equals_full_rebuild(self, engine, session):
-        build_world(session, 21)
+        build_random_world(session, 21)
         refresh(engine, now=at("2026-04-01 00:00"))
-        build_world(session, 22, members=10, after=at("2026-04-01 00:00"))
+        build_random_world(session, 22, members=10, after=at("2026-04-01 00:00"))
         refresh(engine, at("2026-04-01 00:00"), now=NOW)
-        incremental = _snapshot(engine)
+        incremental = rollup_snapshot(engine)
         refresh(engine, now=NOW)
-        assert _snapshot(engine) == incremental
+        assert rollup_snapshot(engine) == incremental
 
     def test_incremental_refresh_within_the_built_periods_equals_full_rebuild(self, engine, session):
         # Same periods as the last build: only the touched members are swept again (a delta).
-        build_world(session, 23)
+        build_random_world(session, 23)
         refresh(engine, now=NOW)
         since = NOW - timedelta(days=20)
-        build_world(session, 24, members=8, after=since)
+        build_random_world(session, 24, members=8, after=since)
         subs = session.query(MembershipChange.subscription_id).filter(
             MembershipChange.effective_at < since - timedelta(days=60)).distinct().limit(3).all()
         from core.models import Subscription
@@ -293,44 +202,9 @@ class TestRollupsEqualRawRows:
                         recorded_at=NOW - timedelta(days=1))
         session.commit()
         refresh(engine, since, now=NOW)
-        incremental = _snapshot(engine)
+        incremental = rollup_snapshot(engine)
         refresh(engine, now=NOW)
-        assert _snapshot(engine) == incremental
-
-
-def _snapshot(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
-    out = {}
-    with engine.connect() as conn:
-        for table, cols in (("metrics_daily_cash", "day, currency, tier_id, interval, country, gross, refunds, "
-                                                   "disputes_lost, fees"),
-                            ("metrics_daily_payments", "day, currency, tier_id, interval, country, attempts, "
-                                                       "failed_attempts, renewal_invoices, renewal_first_failed, "
-                                                       "failed_invoices, recovered_invoices, recovered"),
-                            ("metrics_daily_declines", "day, currency, decline_code, brand, card_country, failures"),
-                            ("metrics_monthly_cash", "month, currency, tier_id, interval, country, gross, refunds, "
-                                                     "disputes_lost, fees"),
-                            ("metrics_monthly_payments", "month, currency, tier_id, interval, country, attempts, "
-                                                         "failed_attempts, renewal_invoices, renewal_first_failed, "
-                                                         "failed_invoices, recovered_invoices, recovered"),
-                            ("metrics_monthly_declines", "month, currency, decline_code, brand, card_country, "
-                                                         "failures"),
-                            ("metrics_mrr_periods", "granularity, period, currency, tier_id, interval, country, "
-                                                    "mrr_start, mrr_end, new, reactivation, expansion, contraction, "
-                                                    "churn, members_start, members_end"),
-                            ("metrics_cohorts", "cohort, month, currency, tier_id, members, mrr, size")):
-            rows = conn.execute(text(f"SELECT {cols} FROM {table}")).all()
-            # Sum duplicates (a refresh may leave several partial rows for one group) and drop zeros.
-            agg: dict[tuple, list[int]] = {}
-            n_keys = len([c for c in cols.split(", ") if c in ("day", "currency", "tier_id", "interval", "country",
-                                                              "decline_code", "brand", "card_country", "granularity",
-                                                              "period", "cohort", "month")])
-            for r in rows:
-                key = tuple(str(v) for v in r[:n_keys])
-                vals = agg.setdefault(key, [0] * (len(r) - n_keys))
-                for i, v in enumerate(r[n_keys:]):
-                    vals[i] += int(v or 0)
-            out[table] = sorted((k, tuple(v)) for k, v in agg.items() if any(v))
-    return out
+        assert rollup_snapshot(engine) == incremental
 
 
 class TestGraceDaysSetting:

@@ -7,15 +7,17 @@ from datetime import timedelta
 from core.db import make_engine
 from core.metrics.rollups import refresh
 from core.models import MembershipChange, Subscription
-from tests.database.test_metrics_properties import NOW, _snapshot, build_world
+from tests.support.db import rollup_snapshot
 from tests.support.factories import make_change
+from tests.support.worlds import RANDOM_NOW as NOW
+from tests.support.worlds import build_random_world
 
 
 def test_three_refreshes_at_once_equal_a_full_rebuild(engine, session):
-    build_world(session, 41, members=60)
+    build_random_world(session, 41, members=60)
     refresh(engine, now=NOW)
     since = NOW - timedelta(days=20)
-    build_world(session, 42, members=10, after=since)
+    build_random_world(session, 42, members=10, after=since)
     sids = [r[0] for r in session.query(MembershipChange.subscription_id).distinct().limit(5)]
     for sid in sids:
         make_change(session, subscription=session.get(Subscription, sid), effective_at=NOW - timedelta(days=3),
@@ -39,6 +41,6 @@ def test_three_refreshes_at_once_equal_a_full_rebuild(engine, session):
     for t in threads:
         t.join()
     assert errors == []
-    concurrent = _snapshot(engine)
+    concurrent = rollup_snapshot(engine)
     refresh(engine, now=NOW)
-    assert _snapshot(engine) == concurrent
+    assert rollup_snapshot(engine) == concurrent

@@ -14,7 +14,6 @@ from sqlalchemy import text
 from core.metrics import Query, compute
 from core.metrics.rollups import refresh, state
 from core.metrics.source import raw_rows
-from tests.database.test_metrics_properties import NOW, build_world
 from tests.support.factories import (
     at,
     make_change,
@@ -25,6 +24,8 @@ from tests.support.factories import (
     make_subscription,
     make_tier,
 )
+from tests.support.worlds import RANDOM_NOW as NOW
+from tests.support.worlds import build_random_world
 
 _GROUP = ("currency", "tier_id", "interval", "country")
 TABLES = {"metrics_daily_trials": (("day", *_GROUP), ("trials", "converted")),
@@ -48,7 +49,7 @@ def _rows(engine) -> dict[str, list]:
 
 
 def test_incremental_refresh_equals_full_rebuild(engine, session):
-    build_world(session, 31)
+    build_random_world(session, 31)
     tier = make_tier(session, code="late", rank=3)
     price = make_price(session, tier=tier, unit_amount=2000)
     member = make_member(session, country="DE")
@@ -98,7 +99,7 @@ def test_migration_0011_fills_the_monthly_sums_from_the_daily_rows(engine, sessi
 
     from core.db.migrate import alembic_config, upgrade
 
-    build_world(session, 31)
+    build_random_world(session, 31)
     refresh(engine, now=NOW)
     built = _rows(engine)
     assert built["metrics_monthly_trials"] and built["metrics_monthly_cancellations"]

@@ -20,8 +20,8 @@ from core.metrics.rollups import refresh
 from core.metrics.source import raw_rows, status
 from core.permissions import Actor
 from core.settings import business as business_settings
-from tests.database.test_metrics_properties import build_world
 from tests.support.factories import at
+from tests.support.worlds import build_random_world
 
 TZ = "America/New_York"  # clocks go forward on 2026-03-08 at 02:00 local (07:00 UTC)
 BUILT = at("2026-03-07 13:17")  # the last refresh: 08:17 local, the day before the change of clocks
@@ -36,7 +36,7 @@ def zoned_world(engine, session):  # type: ignore[no-untyped-def]
     business_settings.update(session, actor=Actor.of("admin", "admin"), business_timezone=TZ)
     session.commit()
     assert refresher.wait(timeout=120)  # the settings change asks for a rebuild in the background
-    build_world(session, 31, members=30)
+    build_random_world(session, 31, members=30)
     refresh(engine, now=BUILT)
     return engine
 
@@ -100,7 +100,7 @@ def _dump(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("rollups", ["behind", "stale", "missing"])
 def test_reading_a_page_never_writes(engine, session, rollups):  # type: ignore[no-untyped-def]
-    build_world(session, 32, members=12)
+    build_random_world(session, 32, members=12)
     if rollups != "missing":
         refresh(engine, now=at("2026-02-01 10:00"))
     if rollups == "stale":  # a settings change marked them stale; its rebuild has not run yet

@@ -11,8 +11,8 @@ from core import staff, staff_sessions
 from core.db import session_scope
 from core.models import StaffSession
 from core.permissions import Actor
-from tests.support.browser import create_staff
 from tests.support.factories import at
+from tests.support.worlds import create_staff
 
 NOW = at("2026-11-20 10:00")
 LIFE = timedelta(minutes=30)

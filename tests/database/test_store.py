@@ -25,17 +25,20 @@ from core.models import (
 )
 from core.stripe_store import MissingParent, apply, derive_changes
 from tests.support.factories import at
-from tests.unit.test_mapping import CHARGE_FAILED, PRICE, T1, new_invoice, new_subscription, old_invoice
+from tests.support.payloads import (
+    CHARGE_FAILED,
+    CUSTOMER,
+    PM,
+    PRICE,
+    PRODUCT,
+    T1,
+    new_invoice,
+    new_subscription,
+    old_invoice,
+)
 
-PRODUCT = {"id": "prod_p", "object": "product", "name": "Premium", "metadata": {"tier": "premium"}, "created": 0}
 PLAT_PRODUCT = {"id": "prod_x", "object": "product", "name": "Platinum", "metadata": {"tier": "platinum"}, "created": 0}
 PLAT_PRICE = dict(PRICE, id="price_xm", product="prod_x", unit_amount=1999)
-CUSTOMER = {"id": "cus_1", "object": "customer", "email": "Ann@Example.com", "name": "Ann", "phone": "+1 555",
-            "address": {"country": "US", "city": "Austin"}, "created": 1700000000,
-            "invoice_settings": {"default_payment_method": "pm_1"}}
-PM = {"id": "pm_1", "object": "payment_method", "type": "card", "customer": "cus_1", "created": 1700000000,
-      "billing_details": {"name": "Ann"},
-      "card": {"brand": "visa", "last4": "4242", "exp_month": 1, "exp_year": 2027, "country": "US", "funding": "credit"}}
 CHARGE_OK = dict(CHARGE_FAILED, id="ch_1", status="succeeded", failure_code=None, failure_message=None,
                  outcome={"type": "authorized", "reason": None}, created=T1 + 3 * 86400)
 REFUND = {"id": "re_1", "object": "refund", "charge": "ch_1", "amount": 300, "currency": "usd", "status": "succeeded",

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from core.db import session_scope
 from core.models import Member, Payment, PaymentMethod, Subscription
 from core.stripe_store import apply, apply_many
-from tests.database.test_store_bulk import backfill_order, mirrored, pages
+from tests.support.db import mirrored_rows
+from tests.support.payloads import backfill_order, pages
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -40,14 +41,14 @@ def test_a_page_of_parents_and_children_gives_the_rows_of_one_by_one(engine: Eng
     objects = [o for o in backfill_order(8) if o["object"] != "invoice"]
     with session_scope(engine) as s:
         first = [apply(s, obj, state_at=NOW) for obj in objects]
-    expected = mirrored(engine)
+    expected = mirrored_rows(engine)
     with session_scope(engine) as s:
         for name in ("membership_changes", "refunds", "disputes", "payments", "invoice_lines", "invoices",
                      "subscription_items", "subscriptions", "payment_methods", "members", "prices", "tiers"):
             s.execute(Member.metadata.tables[name].delete())
     with session_scope(engine) as s:
         assert apply_many(s, objects, state_at=NOW) == first
-    assert mirrored(engine) == expected
+    assert mirrored_rows(engine) == expected
 
 
 def test_ids_given_in_a_page_are_kept_and_later_inserts_do_not_collide(engine: Engine) -> None:

@@ -20,8 +20,18 @@ from core.sync import ledger
 from core.sync.apply import Applier
 from core.sync.process import process_pending
 from core.timeutil import from_epoch
-from tests.database.test_store import CUSTOMER, PM, PRODUCT
-from tests.unit.test_mapping import CHARGE_FAILED, PRICE, T0, T1, new_subscription, old_invoice, old_subscription
+from tests.support.payloads import (
+    CHARGE_FAILED,
+    CUSTOMER,
+    PM,
+    PRICE,
+    PRODUCT,
+    T0,
+    T1,
+    new_subscription,
+    old_invoice,
+    old_subscription,
+)
 
 OLD_VERSION = "2024-06-20"
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from core.changes import Actor, ChangeInput, ChangeRefused, StaleMember, submit
 from core.db import make_engine, session_scope
 from core.models import ChangeRequest, StaffNote, Subscription
-from tests.support.changes_world import build, sandbox, stripe_env, version  # noqa: F401  (fixtures)
+from tests.support.changes_world import build, version
 from tests.support.factories import make_member, make_tier
 
 SAM, KIM = Actor.of("sam", ["support"]), Actor.of("kim", ["support", "manager"])
@@ -72,7 +72,7 @@ def test_double_click_from_two_connections_writes_once(database_url, session):
     assert session.scalar(select(func.count()).select_from(StaffNote)) == 1
 
 
-def test_two_refunds_racing_against_stripe_refund_once(engine, database_url, stripe_env):  # noqa: F811
+def test_two_refunds_racing_against_stripe_refund_once(engine, database_url, stripe_env):
     world = build(engine, stripe_env.client)
     v = version(engine, world.member_id)
     a = ChangeInput("refund", world.member_id, v, "duplicate", "charged twice", {"payment_id": world.payment_id,
@@ -90,7 +90,7 @@ def test_two_refunds_racing_against_stripe_refund_once(engine, database_url, str
 
 
 @pytest.mark.parametrize("n", [3])
-def test_same_refund_submitted_three_times_at_once_refunds_once(engine, database_url, stripe_env, n):  # noqa: F811
+def test_same_refund_submitted_three_times_at_once_refunds_once(engine, database_url, stripe_env, n):
     world = build(engine, stripe_env.client)
     change = ChangeInput("refund", world.member_id, version(engine, world.member_id), "duplicate", "charged twice",
                          {"payment_id": world.payment_id, "amount": 500})

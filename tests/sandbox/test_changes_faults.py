@@ -15,15 +15,15 @@ from sqlalchemy import func, select
 from core.changes import Actor, ChangeInput, ChangeRefused, resume, submit
 from core.db import session_scope
 from core.models import AuditEntry, ChangeRequest, Payment, Refund, Subscription
-from tests.conftest import TEST_KEY
-from tests.support.changes_world import build, sandbox, stripe_env, version  # noqa: F401  (fixtures)
+from tests.support.changes_world import build, version
+from tests.support.db import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = Actor.of("sam", ["support"])
 
 
 @pytest.fixture
-def world(engine, stripe_env):  # noqa: F811
+def world(engine, stripe_env):
     return build(engine, stripe_env.client)
 
 
@@ -32,7 +32,7 @@ def _refund(engine, world, amount=300):
                        "asked by phone", {"payment_id": world.payment_id, "amount": amount})
 
 
-def _stripe_refunds(stripe_env, world):  # noqa: F811
+def _stripe_refunds(stripe_env, world):
     return stripe_env.client.v1.refunds.list({"charge": world.charge}).data
 
 
@@ -41,7 +41,7 @@ def _our_refunds(engine):
         return s.scalar(select(func.count()).select_from(Refund))
 
 
-def test_500_after_apply_is_recognised_without_a_second_refund(engine, stripe_env, world):  # noqa: F811
+def test_500_after_apply_is_recognised_without_a_second_refund(engine, stripe_env, world):
     stripe_env.fault(path_prefix="/v1/refunds", method="POST", mode="apply_then_500")
     out = submit(engine, _refund(engine, world), SUPPORT, stripe=stripe_env.bare)  # no library retry
     assert out.status == "applied"
@@ -50,14 +50,14 @@ def test_500_after_apply_is_recognised_without_a_second_refund(engine, stripe_en
         assert s.get(Payment, world.payment_id).amount_refunded == 300
 
 
-def test_library_retry_after_500_replays_the_same_refund(engine, stripe_env, world):  # noqa: F811
+def test_library_retry_after_500_replays_the_same_refund(engine, stripe_env, world):
     stripe_env.fault(path_prefix="/v1/refunds", method="POST", mode="apply_then_500")
     out = submit(engine, _refund(engine, world), SUPPORT, stripe=stripe_env.client)  # retries with the same key
     assert out.status == "applied"
     assert len(_stripe_refunds(stripe_env, world)) == 1 and _our_refunds(engine) == 1
 
 
-def test_dropped_connection_keeps_the_request_then_the_retry_finishes_once(engine, stripe_env, world):  # noqa: F811
+def test_dropped_connection_keeps_the_request_then_the_retry_finishes_once(engine, stripe_env, world):
     change = ChangeInput("pause", world.member_id, version(engine, world.member_id), "customer_request",
                          "travelling", {"behavior": "void"})
     stripe_env.fault(path_prefix="/v1/", mode="drop", times=2)  # the write and the check both lost
@@ -76,7 +76,7 @@ def test_dropped_connection_keeps_the_request_then_the_retry_finishes_once(engin
         assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "change.pause")) == 1
 
 
-def test_stripe_down_before_anything_writes_nothing(engine, stripe_env, world):  # noqa: F811
+def test_stripe_down_before_anything_writes_nothing(engine, stripe_env, world):
     stripe_env.fault(path_prefix="/v1/", status=503, times=None)
     with pytest.raises(ChangeRefused, match="Stripe had an internal error"):
         submit(engine, _refund(engine, world), SUPPORT, stripe=stripe_env.bare)
@@ -84,7 +84,7 @@ def test_stripe_down_before_anything_writes_nothing(engine, stripe_env, world): 
         assert s.scalar(select(func.count()).select_from(ChangeRequest)) == 0
 
 
-def test_stripe_failing_the_write_then_back(engine, stripe_env, world):  # noqa: F811
+def test_stripe_failing_the_write_then_back(engine, stripe_env, world):
     stripe_env.fault(path_prefix="/v1/refunds", method="POST", status=503, times=None)
     with pytest.raises(ChangeRefused, match="Stripe"):
         submit(engine, _refund(engine, world), SUPPORT, stripe=stripe_env.bare)
@@ -123,7 +123,7 @@ os._exit(0)
 """
 
 
-def test_process_dies_between_stripe_and_the_database(engine, database_url, stripe_env, world):  # noqa: F811
+def test_process_dies_between_stripe_and_the_database(engine, database_url, stripe_env, world):
     v = version(engine, world.member_id)
     script = CRASH.format(root=str(ROOT), key=TEST_KEY, url=database_url, api_key=stripe_env.proc.api_key,
                           api_base=stripe_env.proc.url, member_id=world.member_id, version=v,

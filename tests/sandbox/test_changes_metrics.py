@@ -16,13 +16,13 @@ from core.metrics.rollups import refresh, state
 from core.metrics.source import raw_rows
 from core.models import MembershipChange
 from core.timeutil import utc_now
-from tests.support.changes_world import build, sandbox, stripe_env, version  # noqa: F401  (fixtures)
+from tests.support.changes_world import build, version
 
 SUPPORT = Actor.of("sam", ["support"])
 
 
 @pytest.fixture
-def world(engine, stripe_env):  # noqa: F811
+def world(engine, stripe_env):
     w = build(engine, stripe_env.client)
     # The member has paid for 40 days (their MRR history moved back), so a cancellation today is
     # churn of this month (a member who joins and leaves within one month is no movement).
@@ -52,7 +52,7 @@ def _change(engine, world, action, params, reason=None):
                        "customer asked", params)
 
 
-def test_refund_and_cancellation_show_at_once(engine, stripe_env, world):  # noqa: F811
+def test_refund_and_cancellation_show_at_once(engine, stripe_env, world):
     before = state(engine)
     assert _numbers(engine) == {"refunds": 0, "net_revenue": 1000, "mrr": 1000, "member_churn_rate": 0.0,
                                 "cancellations": 0}

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from core.changes import ACTIONS, REASONS, Actor, ChangeInput, ChangeRefused, Outcome, preview, submit
 from core.db import session_scope
 from core.models import Member, MembershipChange, Payment, Refund, StaffNote, Subscription
-from tests.support.changes_world import build, sandbox, stripe_env  # noqa: F401  (fixtures)
+from tests.support.changes_world import build
 from tests.support.factories import make_member, make_tier
 
 PARAM_NAMES = ["days", "tier", "amount", "full", "currency", "payment_id", "invoice_id", "price_id", "when",
@@ -127,7 +127,7 @@ def test_random_input_without_stripe(engine, session):
 
 
 @pytest.mark.slow
-def test_random_input_against_stripe(engine, stripe_env):  # noqa: F811
+def test_random_input_against_stripe(engine, stripe_env):
     world = build(engine, stripe_env.client)
 
     @settings(PROPERTY, max_examples=15)

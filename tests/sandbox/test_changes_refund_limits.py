@@ -18,7 +18,7 @@ from core.db import session_scope
 from core.models import Member, Payment
 from core.money import SUPPORTED_CURRENCIES
 from demo.catalogue import PRICES
-from tests.support.changes_world import mirror, sandbox, stripe_env, version  # noqa: F401  (fixtures)
+from tests.support.changes_world import mirror, version
 
 SUPPORT = Actor.of("sam", ["support"])
 MANAGER = Actor.of("mia", ["manager"])
@@ -57,7 +57,7 @@ def _set(engine: Any, **changes: Any) -> None:
     save_limits(engine, actor=ADMIN, limits=limits)
 
 
-def test_support_with_a_50_limit_cannot_refund_199_99_in_four_refunds(engine, stripe_env):  # noqa: F811
+def test_support_with_a_50_limit_cannot_refund_199_99_in_four_refunds(engine, stripe_env):
     member_id, payment_id, charge = _annual_platinum(engine, stripe_env.client)
     _set(engine, refund_max={"support": {"USD": 5000}}, approval_refund_above={"USD": 1_000_000})
     first = submit(engine, _refund(engine, member_id, payment_id, "50.00"), SUPPORT, stripe=stripe_env.client)
@@ -74,7 +74,7 @@ def test_support_with_a_50_limit_cannot_refund_199_99_in_four_refunds(engine, st
                   stripe=stripe_env.client).status == "applied"
 
 
-def test_a_manager_cannot_stay_under_the_approval_amount_with_two_refunds_of_99_99(engine, stripe_env):  # noqa: F811
+def test_a_manager_cannot_stay_under_the_approval_amount_with_two_refunds_of_99_99(engine, stripe_env):
     member_id, payment_id, charge = _annual_platinum(engine, stripe_env.client)
     # the default approval amount: $100.00
     first = submit(engine, _refund(engine, member_id, payment_id, "99.99"), MANAGER, stripe=stripe_env.client)
@@ -91,7 +91,7 @@ def test_a_manager_cannot_stay_under_the_approval_amount_with_two_refunds_of_99_
     assert stripe_env.client.v1.charges.retrieve(charge).amount_refunded == 19998
 
 
-def test_the_member_s_refunds_within_a_day_count_across_payments(engine, stripe_env):  # noqa: F811
+def test_the_member_s_refunds_within_a_day_count_across_payments(engine, stripe_env):
     member_id, payment_id, _ = _annual_platinum(engine, stripe_env.client)
     _set(engine, refund_max={"support": {"USD": 5000}}, approval_refund_above={"USD": 1_000_000})
     assert submit(engine, _refund(engine, member_id, payment_id, "40.00"), SUPPORT,
@@ -113,7 +113,7 @@ def test_the_member_s_refunds_within_a_day_count_across_payments(engine, stripe_
     assert submit(engine, _refund(engine, member_id, other, "10.00"), SUPPORT, stripe=client).status == "applied"
 
 
-def test_by_default_a_support_refund_of_an_annual_platinum_payment_asks_for_approval(engine, stripe_env):  # noqa: F811
+def test_by_default_a_support_refund_of_an_annual_platinum_payment_asks_for_approval(engine, stripe_env):
     member_id, payment_id, charge = _annual_platinum(engine, stripe_env.client)
     change = ChangeInput("refund", member_id, version(engine, member_id), REASONS["refund"][0], "never used it",
                          {"payment_id": payment_id, "full": True})

@@ -10,7 +10,7 @@ from core.changes import REASONS, Actor, ChangeInput, ChangeRefused, decide, sub
 from core.changes import preview as preview_change
 from core.db import session_scope
 from core.models import AuditEntry, ChangeRequest, MembershipChange, Payment, Refund, Subscription
-from tests.support.changes_world import build, mirror, sandbox, stripe_env, version  # noqa: F401  (fixtures)
+from tests.support.changes_world import build, mirror, version
 
 OPERATOR = Actor.operator("test")  # syncs act as a named operator
 
@@ -30,12 +30,12 @@ def _sub(engine, world) -> Subscription:
 
 
 @pytest.fixture
-def world(engine, stripe_env):  # noqa: F811
+def world(engine, stripe_env):
     return build(engine, stripe_env.client)
 
 
 class TestRefund:
-    def test_partial_then_rest(self, engine, stripe_env, world):  # noqa: F811
+    def test_partial_then_rest(self, engine, stripe_env, world):
         out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "2.50"}),
                      SUPPORT, stripe=stripe_env.client)
         assert out.status == "applied"
@@ -51,7 +51,7 @@ class TestRefund:
                            SUPPORT, stripe=stripe_env.client)
         assert p.amount_minor == 750 and p.amount_kind == "refund"
 
-    def test_a_confirmed_refund_reads_the_charge_once(self, engine, stripe_env, world):  # noqa: F811
+    def test_a_confirmed_refund_reads_the_charge_once(self, engine, stripe_env, world):
         # The plan reads the charge (the refundable rest); the refund comes back with the charge as
         # it is after the refund. Counted on the sandbox's request log, this charge's requests only.
         mine = f"/v1/charges/{world.charge}"
@@ -67,7 +67,7 @@ class TestRefund:
             assert s.get(Payment, world.payment_id).amount_refunded == 300
             assert s.scalar(select(func.count()).select_from(Refund)) == 2
 
-    def test_reasons_reach_stripe_as_its_own_enum(self, engine, stripe_env, world):  # noqa: F811
+    def test_reasons_reach_stripe_as_its_own_enum(self, engine, stripe_env, world):
         # Stripe's three reasons pass through; ours (goodwill, an outage...) are the member's request.
         # Each a different amount: the same amount again would be asked about as a repeat.
         for amount, reason, expected in (("1.00", "duplicate", "duplicate"), ("1.01", "goodwill", "requested_by_customer"),
@@ -81,7 +81,7 @@ class TestRefund:
             with session_scope(engine) as s:
                 assert s.scalar(select(Refund.reason).where(Refund.stripe_refund_id == refund_id)) == expected
 
-    def test_a_second_like_refund_asks_and_names_the_first(self, engine, stripe_env, world):  # noqa: F811
+    def test_a_second_like_refund_asks_and_names_the_first(self, engine, stripe_env, world):
         from core.changes import RepeatSuspected
 
         first = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "1.00"}),
@@ -108,7 +108,7 @@ class TestRefund:
         assert replay.message == "This change was already made; it was not made twice."
         assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 200
 
-    def test_bad_amounts_write_nothing(self, engine, stripe_env, world):  # noqa: F811
+    def test_bad_amounts_write_nothing(self, engine, stripe_env, world):
         cases = [({"amount": "20.00"}, "At most \\$10.00"), ({"amount": "-1"}, "more than zero"),
                  ({"amount": "1.234"}, "2 decimal places"), ({"amount": "1", "currency": "EUR"}, "made in USD"),
                  ({"amount": "lots"}, "not an amount"), ({"amount": 0}, "more than zero")]
@@ -120,7 +120,7 @@ class TestRefund:
         with session_scope(engine) as s:
             assert s.scalar(select(func.count()).select_from(ChangeRequest)) == 0
 
-    def test_large_refund_waits_for_a_second_person(self, engine, stripe_env, world):  # noqa: F811
+    def test_large_refund_waits_for_a_second_person(self, engine, stripe_env, world):
         from core.changes import load_limits, save_limits
 
         with session_scope(engine) as s:
@@ -145,7 +145,7 @@ class TestRefund:
             entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "change.refund")).one()
             assert entry.approved_by == "mia" and entry.actor == "sam"
 
-    def test_rejected_request_changes_nothing(self, engine, stripe_env, world):  # noqa: F811
+    def test_rejected_request_changes_nothing(self, engine, stripe_env, world):
         from core.changes import load_limits, save_limits
 
         with session_scope(engine) as s:
@@ -158,7 +158,7 @@ class TestRefund:
         assert rejected.status == "rejected"
         assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 0
 
-    def test_support_cannot_refund_above_their_limit(self, engine, stripe_env, world):  # noqa: F811
+    def test_support_cannot_refund_above_their_limit(self, engine, stripe_env, world):
         from core.changes import load_limits, save_limits
 
         with session_scope(engine) as s:
@@ -173,7 +173,7 @@ class TestRefund:
 
 
 class TestLifecycle:
-    def test_pause_then_resume(self, engine, stripe_env, world):  # noqa: F811
+    def test_pause_then_resume(self, engine, stripe_env, world):
         p = preview_change(engine, _change(engine, world, "pause", {"behavior": "void"}), SUPPORT,
                            stripe=stripe_env.client)
         assert (p.mrr_before_minor, p.mrr_after_minor) == (1000, 0)
@@ -191,7 +191,7 @@ class TestLifecycle:
                 MembershipChange.source == "staff").order_by(MembershipChange.id))]
         assert kinds == [("paused", "sam"), ("resumed", "sam")]
 
-    def test_cancel_at_period_end_then_undo(self, engine, stripe_env, world):  # noqa: F811
+    def test_cancel_at_period_end_then_undo(self, engine, stripe_env, world):
         submit(engine, _change(engine, world, "cancel", {"when": "period_end"}), SUPPORT, stripe=stripe_env.client)
         assert stripe_env.client.v1.subscriptions.retrieve(world.subscription).cancel_at_period_end is True
         assert _sub(engine, world).cancel_at_period_end
@@ -199,7 +199,7 @@ class TestLifecycle:
         assert stripe_env.client.v1.subscriptions.retrieve(world.subscription).cancel_at_period_end is False
         assert not _sub(engine, world).cancel_at_period_end
 
-    def test_cancel_now_then_reactivate(self, engine, stripe_env, world):  # noqa: F811
+    def test_cancel_now_then_reactivate(self, engine, stripe_env, world):
         submit(engine, _change(engine, world, "cancel", {"when": "now"}, reason="too_expensive"), SUPPORT,
                stripe=stripe_env.client)
         remote = stripe_env.client.v1.subscriptions.retrieve(world.subscription)
@@ -217,7 +217,7 @@ class TestLifecycle:
             live = s.scalars(select(Subscription).where(Subscription.status == "active")).one()
             assert live.stripe_subscription_id == subs[0].id and live.mrr_minor == 3000
 
-    def test_extend_active_period(self, engine, stripe_env, world):  # noqa: F811
+    def test_extend_active_period(self, engine, stripe_env, world):
         before = _sub(engine, world).current_period_end
         p = preview_change(engine, _change(engine, world, "extend", {"days": 10}), SUPPORT, stripe=stripe_env.client)
         assert (p.new_period_end - before).days == 10
@@ -231,7 +231,7 @@ class TestLifecycle:
 
 
 class TestTrialsAndYen:
-    def test_extend_a_trial(self, engine, stripe_env):  # noqa: F811
+    def test_extend_a_trial(self, engine, stripe_env):
         w = build(engine, stripe_env.client, trial_days=7, email="tia@example.com")
         before = stripe_env.client.v1.subscriptions.retrieve(w.subscription).trial_end
         out = submit(engine, _change(engine, w, "extend", {"days": 5}), SUPPORT, stripe=stripe_env.client)
@@ -240,7 +240,7 @@ class TestTrialsAndYen:
         sub = _sub(engine, w)
         assert sub.status == "trialing" and int(sub.trial_end.timestamp()) == before + 5 * 86400
 
-    def test_refund_in_yen_takes_whole_units(self, engine, stripe_env):  # noqa: F811
+    def test_refund_in_yen_takes_whole_units(self, engine, stripe_env):
         w = build(engine, stripe_env.client, currency="jpy", email="yui@example.com")
         with pytest.raises(ChangeRefused, match="whole units"):
             submit(engine, _change(engine, w, "refund", {"payment_id": w.payment_id, "amount": "12.5"}), SUPPORT,
@@ -254,7 +254,7 @@ class TestTrialsAndYen:
 
 
 class TestTierChange:
-    def test_upgrade_now_charges_the_previewed_proration(self, engine, stripe_env, world):  # noqa: F811
+    def test_upgrade_now_charges_the_previewed_proration(self, engine, stripe_env, world):
         params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
         p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
         assert p.amount_kind == "charge" and 0 < p.amount_minor <= 2000
@@ -269,7 +269,7 @@ class TestTierChange:
             mc = s.scalars(select(MembershipChange).where(MembershipChange.source == "staff")).one()
             assert (mc.kind, mc.mrr_before_minor, mc.mrr_after_minor, mc.actor) == ("upgraded", 1000, 3000, "fin")
 
-    def test_at_period_end_charges_nothing_now(self, engine, stripe_env, world):  # noqa: F811
+    def test_at_period_end_charges_nothing_now(self, engine, stripe_env, world):
         params = {"price_id": world.prices["platinum_monthly"], "when": "period_end"}
         p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
         assert p.amount_minor == 0
@@ -277,7 +277,7 @@ class TestTierChange:
         invoices = stripe_env.client.v1.invoices.list({"customer": world.customer}).data
         assert len(invoices) == 1  # only the first one
 
-    def test_support_may_not_change_tier_and_wrong_currency_is_refused(self, engine, stripe_env, world):  # noqa: F811
+    def test_support_may_not_change_tier_and_wrong_currency_is_refused(self, engine, stripe_env, world):
         params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
         with pytest.raises(ChangeRefused, match="role"):
             submit(engine, _change(engine, world, "change_price", params), SUPPORT, stripe=stripe_env.client)
@@ -287,7 +287,7 @@ class TestTierChange:
 
 
 class TestRetryAndContact:
-    def test_retry_a_failed_invoice_declined_then_paid(self, engine, stripe_env):  # noqa: F811
+    def test_retry_a_failed_invoice_declined_then_paid(self, engine, stripe_env):
         client = stripe_env.client
         w = build(engine, client, card="pm_card_chargeCustomerFail", email="bob@example.com")
         from core.models import Invoice
@@ -314,7 +314,7 @@ class TestRetryAndContact:
         with pytest.raises(ChangeRefused, match="already paid"):
             submit(engine, _change(engine, w, "retry_invoice", {"invoice_id": invoice_id}), SUPPORT, stripe=client)
 
-    def test_contact_details_go_to_stripe_first(self, engine, stripe_env, world):  # noqa: F811
+    def test_contact_details_go_to_stripe_first(self, engine, stripe_env, world):
         params = {"email": "ann.lee@example.com", "phone": "+44 20 7946 0000",
                   "address": {"line1": "1 Baker St", "city": "London", "country": "GB"}}
         submit(engine, _change(engine, world, "edit_contact", params), SUPPORT, stripe=stripe_env.client)
@@ -327,7 +327,7 @@ class TestRetryAndContact:
             m = s.get(Member, world.member_id)
             assert m.email == "ann.lee@example.com" and m.phone == "+44 20 7946 0000"
 
-    def test_member_deleted_in_stripe_is_refused(self, engine, stripe_env, world):  # noqa: F811
+    def test_member_deleted_in_stripe_is_refused(self, engine, stripe_env, world):
         stripe_env.client.v1.customers.delete(world.customer)
         with pytest.raises(ChangeRefused):
             submit(engine, _change(engine, world, "cancel", {"when": "now"}), SUPPORT, stripe=stripe_env.client)
@@ -338,7 +338,7 @@ class TestRetryAndContact:
 
 
 class TestSyncAgrees:
-    def test_a_member_resync_after_changes_changes_nothing(self, engine, stripe_env, world):  # noqa: F811
+    def test_a_member_resync_after_changes_changes_nothing(self, engine, stripe_env, world):
         from core.sync.reconcile import resync_member
 
         submit(engine, _change(engine, world, "change_price", {"price_id": world.prices["platinum_monthly"],
@@ -360,7 +360,7 @@ class TestSyncAgrees:
         assert result.status == "succeeded", result.message
         assert state() == before
 
-    def test_dates_in_the_past_and_failed_payments_are_refused(self, engine, stripe_env):  # noqa: F811
+    def test_dates_in_the_past_and_failed_payments_are_refused(self, engine, stripe_env):
         client = stripe_env.client
         w = build(engine, client, card="pm_card_chargeCustomerFail", email="cy@example.com")
         with session_scope(engine) as s:

@@ -14,17 +14,17 @@ from core.changes import REASONS, Actor, ChangeInput, ChangeRefused, submit
 from core.db import session_scope
 from core.models import Member
 from core.stripe_mapping import map_customer
-from tests.support.changes_world import mirror, sandbox, stripe_env  # noqa: F401  (fixtures)
+from tests.support.changes_world import mirror
 from tests.support.factories import make_member
 
 
-def test_a_10000_character_name_is_refused_by_stripe_with_a_sentence(stripe_env):  # noqa: F811
+def test_a_10000_character_name_is_refused_by_stripe_with_a_sentence(stripe_env):
     with pytest.raises(stripe.InvalidRequestError) as refused:
         stripe_env.client.v1.customers.create({"email": "long@example.com", "name": "N" * 10_000})
     assert refused.value.param == "name" and "must be at most 256 characters" in str(refused.value)
 
 
-def test_a_256_character_name_is_mirrored_whole(engine, stripe_env):  # noqa: F811
+def test_a_256_character_name_is_mirrored_whole(engine, stripe_env):
     name = "Ana " + "de la Fuente " * 19 + "y Ortega"
     name = name[:256]
     cus = stripe_env.client.v1.customers.create({"email": "ana@example.com", "name": name})

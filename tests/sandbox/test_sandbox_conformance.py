@@ -3,11 +3,9 @@ by key, with Stripe's published example object (``fixtures3-2026-07-29.json``: w
 holds by default) and with the installed ``stripe`` package's resource class (the pinned API
 version's fields): the same keys, ids where Stripe gives ids, objects where Stripe gives objects.
 Every deliberate difference is listed here with its reason, and in docs/sandbox.md."""
-# ruff: noqa: F811 - the imported sandbox fixture is requested by name
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from datetime import UTC, datetime
@@ -16,12 +14,11 @@ from typing import Any
 
 import pytest
 import stripe
-from stripe._object_classes import OBJECT_CLASSES
 
 from demo import iter_events, iter_stripe_objects
 from demo.world import World
 from stripe_sandbox.store import SandboxStore
-from tests.support.sandbox import sandbox  # noqa: F401 - fixture
+from tests.support.payloads import stripe_fields
 
 FIXTURES = json.loads(Path("/work/shared/stripe/fixtures3-2026-07-29.json").read_text())["resources"]
 T0 = 1_780_000_000
@@ -39,15 +36,6 @@ ALSO_ANSWERED: dict[str, dict[str, str]] = {}
 COVERED = {"customer", "product", "price", "payment_method", "subscription", "subscription_item", "invoice",
            "line_item", "invoice_payment", "payment_intent", "charge", "refund", "dispute", "balance_transaction",
            "event", "test_helpers.test_clock"}
-
-
-def _fields(kind: str) -> set[str]:
-    module, name = OBJECT_CLASSES[kind]
-    cls = getattr(importlib.import_module(module), name)
-    out: set[str] = set()
-    for c in cls.__mro__:
-        out |= set(getattr(c, "__annotations__", {}))
-    return out
 
 
 def _get(client: stripe.StripeClient, path: str, **params: Any) -> dict[str, Any]:
@@ -174,7 +162,7 @@ def test_keys_match_stripes_published_examples(answers):
 
 
 def test_every_key_is_a_field_of_the_stripe_class(answers):
-    extra = {k: sorted(v.keys() - _fields(k)) for k, v in answers.items()}
+    extra = {k: sorted(v.keys() - stripe_fields(k)) for k, v in answers.items()}
     assert {k: v for k, v in extra.items() if v} == {}
 
 

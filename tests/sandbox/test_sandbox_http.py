@@ -1,5 +1,4 @@
 """The sandbox's HTTP behaviour: idempotency keys, injected faults, restarts, signed webhooks."""
-# ruff: noqa: F811 - the imported sandbox fixture is requested by name
 
 from __future__ import annotations
 
@@ -11,7 +10,8 @@ import pytest
 import stripe
 
 from stripe_sandbox.store import SandboxStore
-from tests.support.sandbox import free_port, sandbox, start_sandbox  # noqa: F401 - fixture
+from tests.support.sandbox import start_sandbox
+from tests.support.servers import free_port
 
 
 def test_same_idempotency_key_replays_the_first_answer(sandbox):

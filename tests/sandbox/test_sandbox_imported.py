@@ -1,6 +1,5 @@
 """Objects bulk-imported with only the fields Memberdesk reads are served in full shape and go
 through the dashboard's actions (change price with a preview, refund, retry an invoice, cancel)."""
-# ruff: noqa: F811 - the imported sandbox fixture is requested by name
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import time
 import stripe
 
 from stripe_sandbox.store import SandboxStore
-from tests.support.sandbox import sandbox  # noqa: F401 - fixture
 
 DAY = 86400
 

@@ -1,13 +1,10 @@
 """Subscriptions through test clocks: renewals, failed renewals with retries and the final cancel,
 trials, pauses, cancel at period end, proration previews that match the real change."""
-# ruff: noqa: F811 - the imported sandbox fixture is requested by name
 
 from __future__ import annotations
 
 import pytest
 import stripe
-
-from tests.support.sandbox import sandbox  # noqa: F401 - fixture
 
 T0 = 1_780_000_000  # 2026-05-28 20:26:40 UTC
 DAY = 86400

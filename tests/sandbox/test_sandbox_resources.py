@@ -1,5 +1,4 @@
 """The sandbox over HTTP with the real stripe client: each resource round-trips into stripe objects."""
-# ruff: noqa: F811 - the imported sandbox fixture is requested by name
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ import pytest
 import stripe
 
 from stripe_sandbox.forms import parse
-from tests.support.sandbox import sandbox  # noqa: F401 - fixture
 
 
 def _world(client: stripe.StripeClient, card: str = "pm_card_visa", amount: int = 999):

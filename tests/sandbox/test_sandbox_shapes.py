@@ -1,10 +1,8 @@
 """What the sandbox stores and answers uses only today's field names (the installed stripe classes)
 and Stripe's published enums and error object (the OpenAPI description)."""
-# ruff: noqa: F811 - the imported sandbox fixture is requested by name
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -13,19 +11,14 @@ import stripe
 from stripe._object_classes import OBJECT_CLASSES
 
 from stripe_sandbox.store import SandboxStore
-from tests.support.sandbox import sandbox  # noqa: F401 - fixture
+from tests.support.payloads import stripe_fields
 
 SPEC = Path("/work/shared/stripe/spec3-2023-08-16.json")
 T0 = 1_780_000_000
 
 
 def _fields(kind: str) -> set[str]:
-    module, name = OBJECT_CLASSES[kind]
-    cls = getattr(importlib.import_module(module), name)
-    out: set[str] = set()
-    for c in cls.__mro__:
-        out |= set(getattr(c, "__annotations__", {}))
-    return out | {"deleted"}
+    return stripe_fields(kind) | {"deleted"}
 
 
 def _objects(node, found):

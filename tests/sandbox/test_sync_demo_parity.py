@@ -5,7 +5,6 @@ never expanded), and synced from it over HTTP with the real ``stripe`` client, b
 and by incremental event processing. What depends on asking Stripe for more than its default
 answer must agree: each payment's invoice, renewal flag, attempt number and fee, and the dates
 derived from several objects (a subscription's ``past_due_since``, a dispute's ``closed_at``)."""
-# ruff: noqa: F811 - the imported sandbox fixture is requested by name
 
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ from core.sync.process import process_pending
 from demo import clear_demo_tables, iter_events, iter_stripe_objects, load_demo
 from demo.world import World
 from stripe_sandbox.store import SandboxStore
-from tests.sandbox.test_sync_sandbox import gateway_client
-from tests.support.sandbox import SandboxProcess, sandbox  # noqa: F401 - fixture
+from tests.support.sandbox import SandboxProcess, gateway_client
 
 SEED, MEMBERS, NOW = 11, 150, datetime(2026, 11, 20, 12, tzinfo=UTC)
 

@@ -18,13 +18,12 @@ from core.models.stripe_sync import StripeEvent, SyncRun, SyncState
 from core.permissions import Actor
 from core.stripe_gateway import ClientOptions, make_client
 from core.sync import reconcile_totals, run_sync, status
-from tests.conftest import TEST_KEY
-from tests.sandbox.test_sync_sandbox import build_world, gateway_client
-from tests.support.sandbox import SandboxProcess, sandbox
+from tests.support.db import TEST_KEY
+from tests.support.sandbox import SandboxProcess, gateway_client
+from tests.support.worlds import build_stripe_world
 
 OPERATOR = Actor.operator("test")  # syncs act as a named operator
 
-__all__ = ["sandbox"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -42,7 +41,7 @@ class TestBackfillFaults:
     def test_rate_limit_mid_backfill_fails_the_run_and_the_next_resumes(
         self, engine: Engine, sandbox: SandboxProcess
     ) -> None:
-        build_world(gateway_client(sandbox), 5)
+        build_stripe_world(gateway_client(sandbox), 5)
         # Products, prices, customers, cards and subscriptions go through; then Stripe says 429.
         sandbox.fault("/v1/charges", status=429, times=None)
         first = run_sync(engine, gateway_client(sandbox, retries=0), actor=OPERATOR)
@@ -62,7 +61,7 @@ class TestBackfillFaults:
         assert _runs(engine) == [("full", "failed"), ("full", "succeeded")]
 
     def test_server_error_and_dropped_connection_then_recovery(self, engine: Engine, sandbox: SandboxProcess) -> None:
-        build_world(gateway_client(sandbox), 3)
+        build_stripe_world(gateway_client(sandbox), 3)
         sandbox.fault("/v1/subscriptions", status=500, times=None)
         assert run_sync(engine, gateway_client(sandbox, retries=0), actor=OPERATOR).status == "failed"
         sandbox.clear_faults()
@@ -76,7 +75,7 @@ class TestBackfillFaults:
     def test_one_transient_error_is_absorbed_by_the_clients_retries(
         self, engine: Engine, sandbox: SandboxProcess
     ) -> None:
-        build_world(gateway_client(sandbox), 3)
+        build_stripe_world(gateway_client(sandbox), 3)
         sandbox.fault("/v1/customers", status=500, times=1, should_retry=True)
         result = run_sync(engine, gateway_client(sandbox, retries=2), actor=OPERATOR)
         assert result.ok, result.message
@@ -86,7 +85,7 @@ class TestBackfillFaults:
 class TestEventFaults:
     def test_outage_mid_fetch_keeps_the_cursor_and_loses_nothing(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
-        world = build_world(c, 3)
+        world = build_stripe_world(c, 3)
         assert run_sync(engine, c, actor=OPERATOR).ok
         with Session(engine) as s:
             cursor_before = s.get(SyncState, "events").last_synced_at
@@ -115,7 +114,7 @@ class TestEventFaults:
 
     def test_timeout_is_a_failed_run(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
-        build_world(c, 2)
+        build_stripe_world(c, 2)
         assert run_sync(engine, c, actor=OPERATOR).ok
         impatient = make_client(sandbox.api_key, api_base=sandbox.url,
                                 options=ClientOptions(max_network_retries=0, read_timeout=1, connect_timeout=1))
@@ -128,7 +127,7 @@ class TestEventFaults:
 
 class TestConcurrentRuns:
     def test_two_processes_exactly_one_writes(self, engine: Engine, database_url: str, sandbox: SandboxProcess) -> None:
-        build_world(gateway_client(sandbox), 2)
+        build_stripe_world(gateway_client(sandbox), 2)
         # Slow the first list call (within the client's 30 s read timeout) so the first process still
         # holds the lock while the second starts, even on a busy machine.
         sandbox.fault("/v1/products", mode="delay", seconds=15, times=1)

@@ -5,7 +5,6 @@ replay of thousands of events in shuffled order converging on the same database.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +29,6 @@ from core.models import (
 )
 from core.models.stripe_sync import StripeEvent, SyncRun, SyncState
 from core.permissions import Actor
-from core.stripe_gateway import ClientOptions, StripeClient, make_client
 from core.sync import ledger, reconcile_member, reconcile_totals, resync_member, run_sync, status
 from core.sync.apply import Applier
 from core.sync.process import process_pending
@@ -38,70 +36,10 @@ from core.timeutil import from_epoch, utc_now
 from demo import iter_events, iter_stripe_objects
 from demo.world import World as DemoWorld
 from stripe_sandbox.store import SandboxStore
-from tests.support.sandbox import SandboxProcess, sandbox
+from tests.support.sandbox import SandboxProcess, gateway_client
+from tests.support.worlds import build_stripe_world
 
 OPERATOR = Actor.operator("test")  # syncs act as a named operator
-
-__all__ = ["sandbox"]  # the fixture, re-exported for pytest
-
-
-def gateway_client(sb: SandboxProcess, *, retries: int = 2) -> StripeClient:
-    """Our own client (the gateway's), pointed at the sandbox."""
-    return make_client(sb.api_key, api_base=sb.url,
-                       options=ClientOptions(max_network_retries=retries, read_timeout=5, connect_timeout=2))
-
-
-# -- a small world, built through the API like the app would ---------------------------------
-
-@dataclass
-class World:
-    prices: dict[str, str]
-    customers: list[str]
-    subscriptions: list[str]
-
-
-def build_world(c: StripeClient, customers: int, *, seed: int = 7, clock: str | None = None) -> World:
-    rng = random.Random(seed)
-    premium = c.v1.products.create(params={"name": "Premium", "metadata": {"tier": "premium"}})
-    platinum = c.v1.products.create(params={"name": "Platinum", "metadata": {"tier": "platinum"}})
-    prices = {
-        "premium_usd": c.v1.prices.create(params={"product": premium.id, "currency": "usd", "unit_amount": 999,
-                                                  "recurring": {"interval": "month"}}).id,
-        "premium_eur": c.v1.prices.create(params={"product": premium.id, "currency": "eur", "unit_amount": 899,
-                                                  "recurring": {"interval": "month"}}).id,
-        "platinum_usd": c.v1.prices.create(params={"product": platinum.id, "currency": "usd", "unit_amount": 1999,
-                                                   "recurring": {"interval": "month"}}).id,
-        "premium_jpy_year": c.v1.prices.create(params={"product": premium.id, "currency": "jpy", "unit_amount": 12000,
-                                                       "recurring": {"interval": "year"}}).id,
-    }
-    world = World(prices, [], [])
-    for i in range(customers):
-        card = rng.choice(["pm_card_visa"] * 8 + ["pm_card_mastercard", "pm_card_chargeDeclinedInsufficientFunds"])
-        params: dict[str, Any] = {"email": f"m{i}@example.com", "name": f"Member {i}", "payment_method": card,
-                                  "invoice_settings": {"default_payment_method": card}}
-        if clock:
-            params["test_clock"] = clock
-        cus = c.v1.customers.create(params=params)
-        world.customers.append(cus.id)
-        price = rng.choice(["premium_usd", "premium_usd", "premium_eur", "premium_jpy_year"])
-        sub = c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": prices[price]}]})
-        world.subscriptions.append(sub.id)
-        roll = rng.random()
-        if sub.status != "active":
-            continue
-        if roll < 0.2 and price == "premium_usd":
-            item = sub["items"]["data"][0]["id"]
-            c.v1.subscriptions.update(sub.id, params={"items": [{"id": item, "price": prices["platinum_usd"]}],
-                                                      "proration_behavior": "none"})
-        elif roll < 0.35:
-            c.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
-        elif roll < 0.45:
-            c.v1.subscriptions.cancel(sub.id)
-        elif roll < 0.55:
-            charge = c.v1.charges.list(params={"customer": cus.id, "limit": 1}).data[0]
-            c.v1.refunds.create(params={"charge": charge.id, "amount": 100})
-    return world
-
 
 MIRRORED = (Tier, Price, Member, PaymentMethod, Subscription, SubscriptionItem, Invoice, InvoiceLine,
             InvoicePaymentRef, Payment, Refund, Dispute)
@@ -150,7 +88,7 @@ def _counts(engine: Engine) -> dict[str, int]:
 class TestBackfillAndEvents:
     def test_first_run_backfills_then_events_keep_it_current(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
-        world = build_world(c, 6)
+        world = build_stripe_world(c, 6)
         first = run_sync(engine, c, actor=OPERATOR)
         assert first.status == "succeeded", first.message
         assert first.kind == "full" and "full backfill first" in first.counts["notice"]
@@ -178,7 +116,7 @@ class TestBackfillAndEvents:
 
     def test_change_in_the_same_second_as_the_backfill_read_is_kept(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
-        world = build_world(c, 2)
+        world = build_stripe_world(c, 2)
         assert run_sync(engine, c, actor=OPERATOR).ok
         customer = world.customers[0]
         c.v1.customers.update(customer, params={"name": "Renamed after the read"})
@@ -195,7 +133,7 @@ class TestBackfillAndEvents:
 
     def test_member_reconcile_finds_drift_and_resync_repairs_it(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
-        build_world(c, 4)
+        build_stripe_world(c, 4)
         assert run_sync(engine, c, actor=OPERATOR).ok
         with Session(engine) as s:
             member = s.scalars(select(Member).join(Subscription, Subscription.member_id == Member.id)).first()
@@ -217,7 +155,7 @@ class TestBackfillAndEvents:
         self, engine: Engine, sandbox: SandboxProcess
     ) -> None:
         c = gateway_client(sandbox)
-        build_world(c, 2)
+        build_stripe_world(c, 2)
         assert run_sync(engine, c, actor=OPERATOR).ok
         with Session(engine) as s:
             s.get(SyncState, "events").last_synced_at = utc_now() - timedelta(days=31)
@@ -238,7 +176,7 @@ class TestTestClock:
     def test_failed_renewal_retries_and_cancellation(self, engine: Engine, sandbox: SandboxProcess) -> None:
         c = gateway_client(sandbox)
         clock = c.v1.test_helpers.test_clocks.create(params={"frozen_time": 1798761600})  # 2027-01-01
-        world = build_world(c, 0)
+        world = build_stripe_world(c, 0)
         cus = c.v1.customers.create(params={"email": "clock@example.com", "test_clock": clock.id,
                                             "payment_method": "pm_card_visa",
                                             "invoice_settings": {"default_payment_method": "pm_card_visa"}})

@@ -22,10 +22,8 @@ from core.stripe_webhooks.apply_loop import ApplyLoop, apply_pending
 from core.stripe_webhooks.receive import WebhookRejected, receive
 from core.sync import locks, run_sync
 from core.sync.run import LOCK_NAME
-from tests.browser.test_webhooks import SECRET, _sign
-from tests.support.sandbox import SandboxProcess, sandbox
-
-__all__ = ["sandbox"]  # the fixture, re-exported for pytest
+from tests.support.payloads import WEBHOOK_SECRET, sign
+from tests.support.sandbox import SandboxProcess
 
 
 def _customer_event(sb: SandboxProcess, name: str) -> dict[str, Any]:
@@ -39,7 +37,7 @@ def _customer_event(sb: SandboxProcess, name: str) -> dict[str, Any]:
 
 def _record(engine: Engine, event: dict[str, Any]) -> None:
     payload = json.dumps(event)
-    receive(engine, payload.encode(), _sign(payload, SECRET, int(time.time())), SECRET)
+    receive(engine, payload.encode(), sign(payload, WEBHOOK_SECRET, int(time.time())), WEBHOOK_SECRET)
 
 
 def _member_name(engine: Engine, customer_id: str) -> str | None:
@@ -99,7 +97,7 @@ def test_receive_refuses_without_writing(engine: Engine, header: str | None) -> 
     payload = json.dumps({"id": "evt_refused", "object": "event", "type": "customer.created", "created": 1,
                           "data": {"object": {"id": "cus_x", "object": "customer"}}})
     with pytest.raises(WebhookRejected):
-        receive(engine, payload.encode(), header, SECRET)
+        receive(engine, payload.encode(), header, WEBHOOK_SECRET)
     with Session(engine) as s:
         assert s.scalar(select(StripeEvent.id)) is None
 
@@ -107,6 +105,6 @@ def test_receive_refuses_without_writing(engine: Engine, header: str | None) -> 
 def test_a_signed_body_that_is_not_an_event_is_refused(engine: Engine) -> None:
     for body in ('{"object": "customer", "id": "cus_1"}', "[1, 2]", '{"object": "event", "id": "evt_1"}'):
         with pytest.raises(WebhookRejected):
-            receive(engine, body.encode(), _sign(body, SECRET, int(time.time())), SECRET)
+            receive(engine, body.encode(), sign(body, WEBHOOK_SECRET, int(time.time())), WEBHOOK_SECRET)
     with Session(engine) as s:
         assert s.scalar(select(StripeEvent.id)) is None

@@ -15,7 +15,7 @@ from core.db import session_scope
 from core.models import Member, Payment, Price
 from core.stripe_gateway import ClientOptions, make_client
 from core.timeutil import utc_now
-from tests.support.sandbox import SandboxProcess, sandbox  # noqa: F401  (fixture re-exported)
+from tests.support.sandbox import SandboxProcess
 
 
 @dataclass
@@ -29,9 +29,13 @@ class Stripe:
     def fault(self, **spec: Any) -> None:
         self.proc.fault(**spec)
 
+    def server_settings(self) -> dict[str, str]:
+        """The ``[stripe]`` secrets of a dashboard server whose Stripe is this sandbox."""
+        return {"api_key": self.proc.api_key, "api_base": self.proc.url}
+
 
 @pytest.fixture
-def stripe_env(sandbox: SandboxProcess) -> Iterator[Stripe]:  # noqa: F811
+def stripe_env(sandbox: SandboxProcess) -> Iterator[Stripe]:
     yield Stripe(sandbox,
                  make_client(sandbox.api_key, api_base=sandbox.url, options=ClientOptions(read_timeout=10)),
                  make_client(sandbox.api_key, api_base=sandbox.url,

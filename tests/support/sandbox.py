@@ -1,12 +1,14 @@
-"""The Stripe sandbox as a real subprocess for tests: ``from tests.support.sandbox import sandbox``.
+"""The Stripe sandbox as a real subprocess for tests.
 
 - ``sandbox`` (function fixture): one ``python -m cli sandbox`` process per test worker, started on
   first use on a free port with its own state file and API key, in its own process group (killed
   at the end of the session); every test gets it reset (no objects, no faults, no idempotency keys).
   The handle has ``.url``, ``.api_key``, ``.state_path``, ``.client()`` (a real ``stripe.StripeClient``
   pointed at it), ``.fault(...)``, ``.clear_faults()``, ``.reset()``.
+  The fixture is registered in ``tests/conftest.py``.
 - ``start_sandbox(state_path, ...)``: a private process (context manager) for tests that restart it
   or configure webhooks; ``.restart()`` keeps port and state file.
+- ``gateway_client(sb)``: our own client (the gateway's) pointed at a sandbox.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import atexit
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,14 +31,11 @@ from typing import Any
 import pytest
 import stripe
 
+from core.stripe_gateway import ClientOptions, StripeClient, make_client
+from tests.support.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk_test_sandbox_tests_0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SandboxProcess:
@@ -170,3 +168,9 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxProcess]:
     yield sb
     if sb.alive():
         sb.clear_faults()
+
+
+def gateway_client(sb: SandboxProcess, *, retries: int = 2) -> StripeClient:
+    """Our own client (the gateway's), pointed at the sandbox."""
+    return make_client(sb.api_key, api_base=sb.url,
+                       options=ClientOptions(max_network_retries=retries, read_timeout=5, connect_timeout=2))

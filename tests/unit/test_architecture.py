@@ -129,3 +129,34 @@ def test_tools_stay_out_of_the_dashboard():
 def test_the_checks_see_the_code():
     # A wrong ROOT would make every rule above pass on an empty tree.
     assert (ROOT / "core" / "__init__.py").exists() and len(list((ROOT / "pages").glob("*.py"))) >= 10
+
+
+def _imports_of_other_tests(source: str) -> list[str]:
+    """What a module under tests/ imports from tests/ other than the support package: another test
+    module, ``tests.conftest``, or a relative import (helpers are imported one way only:
+    ``from tests.support.<module> import <name>``; fixtures are registered in tests/conftest.py)."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            bad.append("." * node.level + (node.module or ""))
+            continue
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        for name in names:
+            if name.split(".")[0] in ("tests", "conftest") and not name.startswith("tests.support."):
+                bad.append(name)
+    return bad
+
+
+def test_no_test_module_imports_another_test_module_or_the_conftest():
+    # Shared worlds, servers, payloads and steps live in tests/support; a test module importing
+    # another one drags its tests (and fixtures) along and hides where a helper belongs.
+    offenders = {str(p.relative_to(ROOT)): bad for p in (ROOT / "tests").rglob("*.py")
+                 if (bad := _imports_of_other_tests(p.read_text(encoding="utf-8")))}
+    assert offenders == {}
+    # The rule sees what it forbids (else an empty answer above would prove nothing).
+    assert _imports_of_other_tests("from tests.database.test_store import PM\nimport tests.conftest\n"
+                                   "from .test_mapping import PRICE\nfrom tests.support.db import TEST_KEY\n"
+                                   "from tests.support import factories as f\n"
+                                   "def f():\n    from tests.conftest import PG_URL\n") == [
+        "tests.database.test_store", "tests.conftest", ".test_mapping", "tests.support", "tests.conftest"]

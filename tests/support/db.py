@@ -1,0 +1,131 @@
+"""Databases for tests: the test encryption key, the backends every database test runs on
+(SQLite always, PostgreSQL when ``TEST_DATABASE_URL`` is set) and scratch PostgreSQL databases.
+
+- ``BACKENDS``: parametrize a fixture with it; the PostgreSQL case is marked ``postgresql``.
+- ``scratch_pg_database(label)``: a new PostgreSQL database for this run and worker, migrated to
+  head, dropped afterwards (context manager yielding its URL).
+- ``migrated_sqlite(path)``: a SQLite file migrated to head; returns its URL.
+- ``mirrored_rows(engine)``: every mirrored table's rows, ids replaced by natural keys.
+- ``rollup_snapshot(engine)``: the metric rollups' rows, comparable between two refreshes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from core.db import dispose_all, make_engine
+from core.db.migrate import upgrade
+from core.models import Base
+
+TEST_KEY = "dGVzdC1rZXktZm9yLW1lbWJlcmRlc2stdGVzdHMtMDA="  # Fernet key used only by tests
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+MIRROR = ("membership_changes", "refunds", "disputes", "payments", "invoice_lines", "invoice_payment_refs", "invoices",
+          "subscription_items", "subscriptions", "payment_methods", "members", "prices", "tiers")
+# Each table's own natural key: rows and foreign keys are compared by these, not by our integer ids.
+NATURAL = {"tiers": "code", "prices": "stripe_price_id", "members": "stripe_customer_id",
+           "payment_methods": "stripe_payment_method_id", "subscriptions": "stripe_subscription_id",
+           "subscription_items": "stripe_item_id", "invoices": "stripe_invoice_id", "invoice_lines": "stripe_line_id",
+           "payments": "stripe_charge_id", "refunds": "stripe_refund_id", "disputes": "stripe_dispute_id"}
+
+
+def worker() -> str:
+    """Unique per run and per worker, so several runs at once never drop each other's database."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"{os.getpid()}")[:10]
+    return f"{run}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+
+
+def migrated_sqlite(path: Path) -> str:
+    """A SQLite database file at ``path`` migrated to head; returns its URL."""
+    url = f"sqlite:///{path}"
+    eng = make_engine(url)
+    upgrade(eng)
+    eng.dispose()
+    return url
+
+
+@contextmanager
+def scratch_pg_database(label: str) -> Iterator[str]:
+    """A new PostgreSQL database for this run and worker, migrated to head; dropped afterwards."""
+    base = make_url(PG_URL).set(drivername="postgresql+psycopg")
+    name = f"memberdesk_{label}_{worker()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    eng = make_engine(url)
+    upgrade(eng)
+    eng.dispose()
+    try:
+        yield url
+    finally:
+        dispose_all()  # engines the code under test cached with core.db.connect
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def rollup_snapshot(engine: Engine) -> dict[str, list]:
+    """Every rollup table's rows, groups summed and zeros dropped: equal for equal figures."""
+    out = {}
+    with engine.connect() as conn:
+        for table, cols in (("metrics_daily_cash", "day, currency, tier_id, interval, country, gross, refunds, "
+                                                   "disputes_lost, fees"),
+                            ("metrics_daily_payments", "day, currency, tier_id, interval, country, attempts, "
+                                                       "failed_attempts, renewal_invoices, renewal_first_failed, "
+                                                       "failed_invoices, recovered_invoices, recovered"),
+                            ("metrics_daily_declines", "day, currency, decline_code, brand, card_country, failures"),
+                            ("metrics_monthly_cash", "month, currency, tier_id, interval, country, gross, refunds, "
+                                                     "disputes_lost, fees"),
+                            ("metrics_monthly_payments", "month, currency, tier_id, interval, country, attempts, "
+                                                         "failed_attempts, renewal_invoices, renewal_first_failed, "
+                                                         "failed_invoices, recovered_invoices, recovered"),
+                            ("metrics_monthly_declines", "month, currency, decline_code, brand, card_country, "
+                                                         "failures"),
+                            ("metrics_mrr_periods", "granularity, period, currency, tier_id, interval, country, "
+                                                    "mrr_start, mrr_end, new, reactivation, expansion, contraction, "
+                                                    "churn, members_start, members_end"),
+                            ("metrics_cohorts", "cohort, month, currency, tier_id, members, mrr, size")):
+            rows = conn.execute(text(f"SELECT {cols} FROM {table}")).all()
+            # Sum duplicates (a refresh may leave several partial rows for one group) and drop zeros.
+            agg: dict[tuple, list[int]] = {}
+            n_keys = len([c for c in cols.split(", ") if c in ("day", "currency", "tier_id", "interval", "country",
+                                                              "decline_code", "brand", "card_country", "granularity",
+                                                              "period", "cohort", "month")])
+            for r in rows:
+                key = tuple(str(v) for v in r[:n_keys])
+                vals = agg.setdefault(key, [0] * (len(r) - n_keys))
+                for i, v in enumerate(r[n_keys:]):
+                    vals[i] += int(v or 0)
+            out[table] = sorted((k, tuple(v)) for k, v in agg.items() if any(v))
+    return out
+
+
+def mirrored_rows(engine: Engine) -> dict[str, list[tuple]]:
+    """Every mirrored table's rows with ids replaced by natural keys (ids may differ between passes)."""
+    tables = Base.metadata.tables
+    keys: dict[str, dict[int, Any]] = {}
+    with engine.connect() as conn:
+        for name, col in NATURAL.items():
+            t = tables[name]
+            keys[name] = dict(conn.execute(select(t.c.id, t.c[col])).all())
+        out = {}
+        for name in MIRROR:
+            t = tables[name]
+            fks = {fk.parent.name: fk.column.table.name for fk in t.foreign_keys}
+            rows = []
+            for r in conn.execute(select(t)).mappings():
+                rows.append(tuple(sorted(
+                    (k, keys[fks[k]].get(v) if k in fks and fks[k] in keys else v)
+                    for k, v in r.items() if k != "id")))
+            out[name] = sorted(rows, key=repr)
+    return out
