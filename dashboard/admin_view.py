@@ -29,7 +29,7 @@ from dashboard import format as fmt
 from dashboard import reads, signin
 from dashboard.auth import StaffContext, check
 from dashboard.db import engine
-from dashboard.widgets import definition, error_box, safely, success_box, table
+from dashboard.widgets import definition, error_box, flash, safely, show_flash, table
 
 log = logging.getLogger(__name__)
 ROLES = [r.value for r in Role]
@@ -54,7 +54,7 @@ def _run(ctx: StaffContext, permission: Permission, where: str, done: str, fn: C
         return
     signin.clear_account_cache()
     reads.clear_all()
-    st.session_state[_FLASH] = done
+    flash(_FLASH, done)
     st.rerun()
 
 
@@ -156,9 +156,7 @@ def _settings_section(ctx: StaffContext) -> None:
 
 def render(ctx: StaffContext) -> None:
     st.title("Admin")
-    flash = st.session_state.pop(_FLASH, None)
-    if flash:
-        success_box(flash)
+    show_flash(_FLASH)
     if (Path(__file__).resolve().parent.parent / "pages" / "stripe_sync.py").exists():
         st.page_link("../pages/stripe_sync.py", label="Stripe sync: status and Sync now", icon="🔄")
     else:

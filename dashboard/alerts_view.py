@@ -100,8 +100,7 @@ def render(ctx: StaffContext) -> None:
     last = alerts.last_evaluated_at(eng)
     st.caption(f"Rules last evaluated {fmt.when(last)} UTC" + (" (just now)." if ran else ".")
                + " Cron runs `python -m cli alerts evaluate`; this page re-evaluates when that is over five minutes old.")
-    if flash := st.session_state.pop(FLASH, None):
-        st.success(md(flash))
+    widgets.show_flash(FLASH)
 
     tab_active, tab_snoozed, tab_history, tab_rules = st.tabs(["Open alerts", "Snoozed", "History", "Rules"])
     with tab_active:
@@ -186,7 +185,7 @@ def _actions(eng: Engine, ctx: StaffContext, a: dict[str, Any]) -> None:
     except (alerts.AlertError, PermissionError) as exc:
         st.error(md(exc))
         return
-    st.session_state[FLASH] = f"Alert {a['id']} {'acknowledged' if ack else 'snoozed' if snz else 'resolved'}."
+    widgets.flash(FLASH, f"Alert {a['id']} {'acknowledged' if ack else 'snoozed' if snz else 'resolved'}.")
     st.rerun()
 
 
@@ -270,7 +269,7 @@ def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
             except (ValueError, PermissionError) as exc:
                 st.error(md(exc))
             else:
-                st.session_state[FLASH] = f"Rule “{chosen['title']}” saved."
+                widgets.flash(FLASH, f"Rule “{chosen['title']}” saved.")
                 st.rerun()
     st.caption("The same from the command line: `python -m cli alerts configure RULE --set key=value`, "
                "`--disable`, `--email ADDRESS`, `--webhook URL` (RULE is the rule's name for the command line in "

@@ -25,7 +25,7 @@ from dashboard.auth import StaffContext
 from dashboard.db import engine, stripe_client
 from dashboard.runbook_view import doc_link
 from dashboard.text import md
-from dashboard.widgets import table
+from dashboard.widgets import flash, show_flash, table
 
 FLASH = "stripe_sync_flash"
 
@@ -36,9 +36,7 @@ def render(ctx: StaffContext) -> None:
     st.caption(f"How the sync works and what each part of this page means: "  # text-safe: links of our own
                f"[Stripe sync guide]({doc_link('stripe-sync', 'The admin page (Stripe sync)')}); when the data "
                f"looks wrong: [Runbook]({doc_link('runbook', 'When something looks wrong')}).")
-    flash = st.session_state.pop(FLASH, None)
-    if flash:
-        (st.success if flash[0] else st.error)(md(flash[1]))
+    show_flash(FLASH)
     snapshot = _status(eng)
     _sync_now(eng, ctx)
     st.subheader("Freshness by object type")
@@ -108,7 +106,7 @@ def _sync_now(eng: Engine, ctx: StaffContext) -> None:
                                       progress=box.write)
             box.update(label=result.message, state="complete" if result.ok else "error")
         # Show the outcome above a page redrawn with the new status.
-        st.session_state[FLASH] = (result.ok, result.message)
+        flash(FLASH, result.message, ok=result.ok)
         st.rerun()
 
 

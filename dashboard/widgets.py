@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
@@ -39,6 +40,29 @@ def warning_box(sentence: str) -> None:
 
 def success_box(sentence: str) -> None:
     st.success(md(sentence))
+
+
+# How long an action's outcome stays above the page. The sign-in's cookie component reruns a page two or
+# three times after an action; a message removed on its first showing could be lost when one of those
+# reruns cut the run that drew it, so it stays for a while and the next action replaces it.
+FLASH_SECONDS = 20.0
+
+
+def flash(key: str, sentence: str, *, ok: bool = True) -> None:
+    """Remember an action's outcome to show above the page after the rerun that follows it."""
+    st.session_state[key] = (ok, sentence, time.monotonic())
+
+
+def show_flash(key: str) -> None:
+    """Show the outcome :func:`flash` remembered under ``key``, for :data:`FLASH_SECONDS`."""
+    held = st.session_state.get(key)
+    if not held:
+        return
+    ok, sentence, at = held
+    if time.monotonic() - at > FLASH_SECONDS:
+        del st.session_state[key]
+        return
+    (success_box if ok else error_box)(sentence)
 
 
 def _slug(text: str) -> str:
