@@ -23,8 +23,19 @@ A page's time runs from the click (or the sign-in) until the script run it start
 staff change's time runs from Confirm until its "Done." shows (after the rerun that shows it). The browser runs on the same 2 cores as the server.
 
 Options: ``--db sqlite|postgresql`` (PostgreSQL: a scratch database, dropped afterwards),
-``--members N``, ``--sessions N``, ``--write-docs`` (replace the browser table in
-docs/benchmarks.md), ``--keep`` (keep the scratch folder and database).
+``--members N``, ``--sessions N``, ``--write-docs`` (replace this database and size's browser
+table in docs/benchmarks.md; other sizes' tables stay), ``--keep`` (keep the scratch folder and
+database).
+
+``--database-url URL`` measures an existing, populated database instead (a world too large to
+generate on every run, e.g. the L world of ``python -m bench.demo_bench --keep``): nothing is
+generated, ``python -m cli run`` starts on it as it is (its first start is reported as such),
+its encryption keys come from ``MEMBERDESK_ENCRYPTION_KEYS``. The demo sign-ins are created when
+missing. The sandbox starts on a scratch state holding the catalogue and the one member the staff
+change is made on, simulated again from the demo world that was loaded (``--world-seed``,
+``--world-now``, ``--world-profile``: what the generator was given); when that member's Stripe
+customer does not match the database's, the staff change is not measured and the report says so.
+The database keeps what the benchmark writes (sign-ins, sessions, the change and its undo).
 """
 
 from __future__ import annotations
@@ -416,8 +427,11 @@ async def drive(server: Server, args: argparse.Namespace, env: dict[str, str], r
             if "search" in args.steps:
                 await step(res, "member search", search_pass(browser, server, [q.format(**samples) for q in SEARCHES], res))
                 res.rss.append(("after the searches", server.rss_mib(), load()))
-            if samples.get("subscriber") and "change" in args.steps:
-                await step(res, "staff change", change_pass(browser, server, int(samples["subscriber"]), res))
+            subscriber = samples.get("subscriber") if args.database_url is None else args.subscriber
+            if subscriber and "change" in args.steps:
+                await step(res, "staff change", change_pass(browser, server, int(subscriber), res))
+            elif "change" in args.steps:
+                res.problems.append(f"staff change not measured: {args.no_change or 'no active membership'}")
             if args.sessions and "concurrent" in args.steps:
                 await step(res, "concurrent sessions", concurrent_pass(browser, server, args.sessions, args.rounds, res))
                 if res.concurrent:
@@ -449,9 +463,16 @@ def ms(value: float) -> str:
 
 
 def report(res: Results, args: argparse.Namespace) -> str:
-    lines = [f"### {args.db}, {args.members:,} members (make run's demo world{'' if args.members == 5000 else ', larger'})",
-             "", f"Measured {res.started} on {res.machine} with `python -m bench.ux_bench --db {args.db} --members "
-             f"{args.members} --roles {' '.join(args.roles)} --steps {' '.join(args.steps)} --sessions {args.sessions} "
+    if args.database_url:
+        what = f"{args.existing_members:,} members (an existing database)"
+        source = (f"--database-url URL --world-seed {args.world_seed} --world-now {args.world_now} "
+                  f"--world-profile {args.world_profile}")
+    else:
+        what = f"{args.members:,} members (make run's demo world{'' if args.members == 5000 else ', larger'})"
+        source = f"--members {args.members}"
+    lines = [f"### {args.db}, {what}",
+             "", f"Measured {res.started} on {res.machine} with `python -m bench.ux_bench --db {args.db} {source} "
+             f"--roles {' '.join(args.roles)} --steps {' '.join(args.steps)} --sessions {args.sessions} "
              f"--rounds {args.rounds} --warm {args.warm}`; {res.world}. Load = 1/5/15-minute load average when the "
              "figure was taken (2 cores, shared; the browser runs on them too).", ""]
     lines += ["| step | role | time | load | note |", "|---|---|---:|---|---|"]
@@ -481,17 +502,23 @@ def report(res: Results, args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table_key(heading: str) -> str:
+    """"### postgresql, 5,000 members (...)" -> "### postgresql, 5,000 members": one table per
+    database and size."""
+    return heading.split(" (")[0].strip()
+
+
 def write_docs(block: str) -> None:
     path = ROOT / "docs" / "benchmarks.md"
     doc = path.read_text()
-    heading = block.splitlines()[0].split(",")[0]
+    heading = _table_key(block.splitlines()[0])
     start = doc.index(SECTION)
     end = doc.find("\n## ", start + len(SECTION))
     end = len(doc) if end < 0 else end + 1
     kept, skipping = [], False
     for line in doc[start:end].split("\n"):
         if line.startswith("### "):
-            skipping = line.split(",")[0] == heading
+            skipping = _table_key(line) == heading
         if not skipping:
             kept.append(line)
     path.write_text(doc[:start] + "\n".join(kept).rstrip("\n") + "\n\n" + block + "\n" + doc[end:])
@@ -525,6 +552,72 @@ def scratch_env(folder: Path, db: str, pg_url: str) -> tuple[dict[str, str], str
     return env, pg_db
 
 
+def existing_env(folder: Path, url: str) -> dict[str, str]:
+    """The server's environment on an existing database (its keys from this environment)."""
+    keys = os.environ.get("MEMBERDESK_ENCRYPTION_KEYS", "")
+    if not keys.strip():
+        raise SystemExit("error: --database-url needs the database's MEMBERDESK_ENCRYPTION_KEYS in the environment")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "MEMBERDESK_", "DATABASE_URL"))}
+    env.update({"DATABASE_URL": url, "MEMBERDESK_ENCRYPTION_KEYS": keys,
+                "MEMBERDESK_COOKIE_KEY": "ux-bench-" + "x" * 60,
+                "MEMBERDESK_SECRETS_FILE": str(folder / "secrets.toml"),
+                "MEMBERDESK_SANDBOX_STATE": str(folder / "sandbox.db"),
+                "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}", "STRIPE_API_KEY": "sk_test_uxbench"})
+    return env
+
+
+def prepare_existing(env: dict[str, str], args: argparse.Namespace) -> tuple[str, int, int | None, str]:
+    """Demo sign-ins and a sandbox state for an existing database: (the world as counted, its
+    members, the member the staff change may be made on or None, why not)."""
+    from sqlalchemy import text
+
+    from core import crypto
+    from core.db import make_engine, session_scope
+    from demo import World, create_demo_staff, simulate_member
+    from demo.stream import catalogue_objects, objects_of
+    from demo.world import PROFILES
+    from stripe_sandbox.store import SandboxStore
+
+    crypto.set_keyring(crypto.KeyRing([k.strip() for k in env["MEMBERDESK_ENCRYPTION_KEYS"].split(",") if k.strip()]))
+    engine = make_engine(env["DATABASE_URL"])
+    try:
+        with session_scope(engine) as session:
+            created = create_demo_staff(session)
+        if created:
+            print(f"demo sign-ins created: {', '.join(created)}", file=sys.stderr, flush=True)
+        with engine.connect() as conn:
+            counts = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
+                      for t in ("members", "payments", "membership_changes")}
+            members = counts["members"]
+            row = conn.execute(text(
+                "SELECT m.id, m.stripe_customer_id FROM subscriptions s JOIN members m ON m.id = s.member_id "
+                "WHERE s.status = 'active' AND s.cancel_at_period_end = :f ORDER BY s.member_id LIMIT 1"),
+                {"f": False}).first()
+    finally:
+        engine.dispose()
+    world = (f"an existing database: {counts['members']:,} members, {counts['payments']:,} payments, "
+             f"{counts['membership_changes']:,} membership changes")
+    store = SandboxStore(Path(env["MEMBERDESK_SANDBOX_STATE"]))
+    try:
+        store.import_objects(catalogue_objects())
+        if row is None:
+            return world, members, None, "no active membership to change"
+        if args.world_now is None:
+            return world, members, None, "the demo world's --world-now was not given"
+        now = datetime.fromisoformat(args.world_now)
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        # Ids follow the member's index in a database the demo loaded into empty tables.
+        story = simulate_member(World(seed=args.world_seed, members=members, now=now,
+                                      profile=PROFILES[args.world_profile]), row[0] - 1)
+        if story.customer is None or story.customer.get("id") != row[1]:
+            return world, members, None, (f"member {row[0]} is not the demo world's (seed {args.world_seed}, now "
+                                 f"{args.world_now}, {args.world_profile} profile)")
+        store.import_objects(objects_of(story))
+    finally:
+        store.close()
+    return world, members, row[0], ""
+
+
 def drop_pg(pg_url: str, name: str) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -548,22 +641,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="what to measure (default: all)")
     p.add_argument("--write-docs", action="store_true")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--database-url", help="measure this existing, populated database (nothing generated; keys "
+                   "from MEMBERDESK_ENCRYPTION_KEYS); --db follows it")
+    p.add_argument("--world-seed", type=int, default=1, help="with --database-url: the demo world's seed")
+    p.add_argument("--world-now", help="with --database-url: the demo world's today (as given to the generator)")
+    p.add_argument("--world-profile", choices=("default", "benchmark"), default="benchmark",
+                   help="with --database-url: the demo world's profile")
     args = p.parse_args(argv)
+    if args.database_url:
+        args.db = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
     if not Path(CHROMIUM).exists():
         print(f"error: {CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
         return 2
     folder = Path(tempfile.mkdtemp(prefix="memberdesk-ux-"))
     FAILURES.mkdir(exist_ok=True)
-    env, pg_db = scratch_env(folder, args.db, args.pg_url)
-    server = Server(env, free_port(), args.members, folder / "server.log")
     res = Results(started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=f"{os.cpu_count()} cores "
                   f"({cpu_model()}), Python {platform.python_version()}")
+    if args.database_url:
+        env, pg_db = existing_env(folder, args.database_url), None
+        res.world, args.existing_members, args.subscriber, args.no_change = prepare_existing(env, args)
+    else:
+        env, pg_db = scratch_env(folder, args.db, args.pg_url)
+    server = Server(env, free_port(), args.members, folder / "server.log")
     try:
         load_before = load()
         first = server.start()
-        res.starts.append(Figure("first start → healthy (migrate, generate the demo world, start)", "-",
+        res.starts.append(Figure("first start → healthy (migrate, start)" if args.database_url else
+                                 "first start → healthy (migrate, generate the demo world, start)", "-",
                                  first * 1000, f"{load_before} → {load()}"))
-        res.world = f"demo world of {args.members:,} members generated by the first start"
+        if not args.database_url:
+            res.world = f"demo world of {args.members:,} members generated by the first start"
         asyncio.run(drive(server, args, env, res))
     finally:
         server.stop()
