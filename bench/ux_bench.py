@@ -123,7 +123,8 @@ class Server:
         t = time.perf_counter()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "run", "--port", str(self.port), "--demo-members", str(self.members)],
+                [sys.executable, "-m", "cli", "run", "--port", str(self.port), "--demo-members", str(self.members),
+                 "--healthy-within", f"{timeout:.0f}"],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         while time.perf_counter() - t < timeout:
             if self.proc.poll() is not None:
