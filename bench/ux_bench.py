@@ -15,7 +15,8 @@ working while the server's start and the pages' reads change underneath:
    it (Preview, then Confirm until "Done." shows: Stripe's sandbox and our rows);
 5. ``--sessions`` concurrent staff sessions, each its own browser context (cookies, websocket) in
    one Chromium, signing in together and walking their pages ``--rounds`` times: p50/p95 page time;
-6. the server's RSS (the Streamlit process) after each step and at peak, and the load average
+6. the server's CPU time beside each figure (the Streamlit process; the database server's not), its
+   RSS after each step and at peak, and the load average
    beside every figure. Times are of the day they run at (the Overview opens on "Month to date").
 
 A page's time runs from the click (or the sign-in) until the script run it started has ended
@@ -71,6 +72,7 @@ STEPS = ("pages", "search", "change", "concurrent")
 FAILURES = Path(tempfile.gettempdir()) / "memberdesk-ux-failures"  # a screenshot of a step that failed
 PAGE_TIMEOUT_MS = 180_000  # a page slower than this counts as this long, and as a problem
 SAID = re.compile(r"members? matche?s?|No member matches")
+CHANGED_MEANWHILE = re.compile(r"changed after you opened the form")
 SEARCHES = ["moreau", "fernandez", "lea moreau", "{email}", "{email_start}", "{customer}", "{member_id}"]
 
 # Script-state changes as they happen, from the first byte of every document.
@@ -161,6 +163,18 @@ class Server:
                 continue
         return None
 
+    def cpu_ms(self) -> float | None:
+        """CPU time (user + system, every thread) the Streamlit process has used so far; the
+        database server's own processes are not in it."""
+        pid = self._streamlit_pid()
+        if pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     def rss_mib(self) -> float | None:
         pid = self._streamlit_pid()
         if pid is None:
@@ -204,6 +218,20 @@ class Figure:
     ms: float
     load: str
     note: str = ""
+    cpu: float | None = None  # the server's CPU time in the same span (Streamlit process)
+
+
+async def with_cpu(server: Server, work: Any) -> tuple[Any, float | None]:
+    """(what ``work`` returns, the server's CPU milliseconds while it ran)."""
+    before = server.cpu_ms()
+    out = await work
+    after = server.cpu_ms()
+    return out, (after - before) if before is not None and after is not None else None
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 @dataclass
@@ -261,9 +289,17 @@ async def problems_on(page: Any, where: str) -> list[str]:
 
 
 async def sign_in(page: Any, base: str, role: str) -> float:
+    await open_sign_in(page, base)
+    return await submit_sign_in(page, role)
+
+
+async def open_sign_in(page: Any, base: str) -> None:
     await page.goto(base)
     await page.get_by_label("Username").wait_for(timeout=600_000)
     await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=600_000)
+
+
+async def submit_sign_in(page: Any, role: str) -> float:
     await page.get_by_label("Username").fill(role)
     await page.get_by_label("Password", exact=True).fill(ROLES[role])
     # Until the navigation shows and the run that draws the first page has ended: signing in
@@ -303,17 +339,20 @@ async def new_page(browser: Any) -> tuple[Any, Any]:
 async def role_pass(browser: Any, server: Server, role: str, warm: int, res: Results) -> None:
     context, page = await new_page(browser)
     try:
-        ms = await sign_in(page, server.base, role)
-        res.pages.append(Figure("sign-in → first page", role, ms, load(), "cold: first after a restart"))
+        await open_sign_in(page, server.base)
+        ms, cpu = await with_cpu(server, submit_sign_in(page, role))
+        res.pages.append(Figure("sign-in → first page", role, ms, load(), "cold: first after a restart", cpu))
         links = await nav_links(page)
         first_title = links[0][0] if links else "?"
         res.pages[-1].note += f" ({first_title})"
         for title, href in links[1:]:
-            res.pages.append(Figure(title, role, await open_page(page, href), load(), "first visit"))
+            ms, cpu = await with_cpu(server, open_page(page, href))
+            res.pages.append(Figure(title, role, ms, load(), "first visit", cpu))
             res.problems += await problems_on(page, f"{role} {title}")
         for title, href in links[1:] + links[:1]:
-            times = [await open_page(page, href) for _ in range(warm)]
-            res.pages.append(Figure(title, role, statistics.median(times), load(), f"warm, median of {warm}"))
+            runs = [await with_cpu(server, open_page(page, href)) for _ in range(warm)]
+            res.pages.append(Figure(title, role, statistics.median(r[0] for r in runs), load(),
+                                    f"warm, median of {warm}", median_or_none([r[1] for r in runs])))
     finally:
         await context.close()
 
@@ -327,10 +366,10 @@ async def search_pass(browser: Any, server: Server, queries: list[str], res: Res
         box = page.get_by_role("textbox", name="Find a member")
         for query in queries:
             await box.fill(query)
-            ms = await timed(page, lambda: box.press("Enter"))
+            ms, cpu = await with_cpu(server, timed(page, lambda: box.press("Enter")))
             main = await page.locator("[data-testid=stMain]").inner_text()
             said = next((line for line in main.splitlines() if SAID.search(line)), "?")
-            res.searches.append(Figure(query, "support", ms, load(), said.strip()[:90]))
+            res.searches.append(Figure(query, "support", ms, load(), said.strip()[:90], cpu))
     finally:
         await context.close()
 
@@ -339,25 +378,30 @@ async def change_pass(browser: Any, server: Server, member_id: int, res: Results
     context, page = await new_page(browser)
     try:
         await sign_in(page, server.base, "support")
-        ms = await timed_goto(page, f"{server.base}/members?member={member_id}")
+        ms, cpu = await with_cpu(server, timed_goto(page, f"{server.base}/members?member={member_id}"))
         await page.get_by_text("Make a change").wait_for(timeout=600_000)
-        res.changes.append(Figure("member page (deep link, signed in by cookie)", "support", ms, load()))
+        res.changes.append(Figure("member page (deep link, signed in by cookie)", "support", ms, load(), cpu=cpu))
         for action, what in (("Cancel the membership", "cancel at period end"),
                              ("Undo a scheduled cancellation", "undo the cancellation")):
             await page.locator("[data-testid=stSelectbox]").filter(has_text="Action").first.click()
             await timed(page, lambda a=action: page.get_by_role("option", name=a).first.click())
             await page.get_by_label("Comment (required)").fill("Benchmark: the member asked for it.")
-            preview = await timed(page, lambda: page.get_by_role("button", name="Preview").click())
+            preview, preview_cpu, again = await preview_change(page, server)
+            cpu0 = server.cpu_ms()
             t = time.perf_counter()
             await page.get_by_role("button", name="Confirm change").click()
             outcome = page.get_by_text(re.compile(r"^Done")).or_(page.locator("[data-testid=stAlertContentError]"))
             await outcome.first.wait_for(timeout=120_000)
             confirm = (time.perf_counter() - t) * 1000
+            cpu1 = server.cpu_ms()
+            confirm_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
             shown = await page.get_by_text(re.compile(r"^Done")).count()
             await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]")
-            res.changes.append(Figure(f"{what}: Preview", "support", preview, load()))
+            res.changes.append(Figure(f"{what}: Preview", "support", preview, load(),
+                                      "" if not again else f"Preview pressed {again + 1} times: the member changed "
+                                      "meanwhile (the sandbox's webhook of the previous change)", preview_cpu))
             res.changes.append(Figure(f"{what}: Confirm → “Done.”", "support", confirm, load(),
-                                      "" if shown else "“Done.” not shown"))
+                                      "" if shown else "“Done.” not shown", confirm_cpu))
             if not shown:
                 res.problems.append(f"staff change '{what}' did not show Done.")
     except Exception:
@@ -365,6 +409,27 @@ async def change_pass(browser: Any, server: Server, member_id: int, res: Results
         raise
     finally:
         await context.close()
+
+
+async def preview_change(page: Any, server: Server, tries: int = 6) -> tuple[float, float | None, int]:
+    """Press Preview until the Confirm button shows: (milliseconds, server CPU, extra presses). The
+    form refuses a member that changed after it opened (here: the sandbox's webhook of the
+    previous change arriving, late on a busy machine); a person presses Preview again."""
+    total, cpu_total = 0.0, 0.0
+    confirm, stale = page.get_by_role("button", name="Confirm change"), page.get_by_text(CHANGED_MEANWHILE)
+    for attempt in range(tries):
+        t, before = time.perf_counter(), server.cpu_ms()
+        await page.get_by_role("button", name="Preview").click()
+        # The refusal reruns the page (st.rerun) before it shows: wait for one answer or the other.
+        await confirm.or_(stale).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]")
+        after = server.cpu_ms()
+        total += (time.perf_counter() - t) * 1000
+        cpu_total += (after - before) if before is not None and after is not None else 0.0
+        if await confirm.count():
+            return total, cpu_total, attempt
+        await asyncio.sleep(2)  # a person reads the warning and the state shown before pressing again
+    return total, cpu_total, tries - 1
 
 
 async def one_session(browser: Any, server: Server, role: str, rounds: int, problems: list[str]) -> list[float]:
@@ -463,6 +528,10 @@ def ms(value: float) -> str:
     return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
 
 
+def cpu_ms(value: float | None) -> str:
+    return "?" if value is None else ms(value)
+
+
 def report(res: Results, args: argparse.Namespace) -> str:
     if args.database_url:
         what = f"{args.existing_members:,} members (an existing database)"
@@ -475,20 +544,24 @@ def report(res: Results, args: argparse.Namespace) -> str:
              "", f"Measured {res.started} on {res.machine} with `python -m bench.ux_bench --db {args.db} {source} "
              f"--roles {' '.join(args.roles)} --steps {' '.join(args.steps)} --sessions {args.sessions} "
              f"--rounds {args.rounds} --warm {args.warm}`; {res.world}. Load = 1/5/15-minute load average when the "
-             "figure was taken (2 cores, shared; the browser runs on them too).", ""]
+             "figure was taken (2 cores, shared; the browser runs on them too). *Server CPU* = the Streamlit "
+             "process's CPU time in the same span (every thread, 10 ms steps; the database server's processes "
+             "not counted): the rest of a time is the browser, the database and waiting for a core.", ""]
     lines += ["| step | role | time | load | note |", "|---|---|---:|---|---|"]
     for f in res.starts:
         lines.append(f"| {f.what} | {f.role} | {ms(f.ms)} | {f.load} | {f.note} |")
-    lines += ["", "| page | role | time | load | how |", "|---|---|---:|---|---|"]
+    lines += ["", "| page | role | time | server CPU | load | how |", "|---|---|---:|---:|---|---|"]
     for f in res.pages:
-        lines.append(f"| {f.what} | {f.role} | {'**' + ms(f.ms) + '**'} | {f.load} | {f.note} |")
-    lines += ["", "| member search (Members page, typed, Enter) | time | load | the page said |", "|---|---:|---|---|"]
+        lines.append(f"| {f.what} | {f.role} | {'**' + ms(f.ms) + '**'} | {cpu_ms(f.cpu)} | {f.load} | {f.note} |")
+    lines += ["", "| member search (Members page, typed, Enter) | time | server CPU | load | the page said |",
+              "|---|---:|---:|---|---|"]
     for f in res.searches:
-        lines.append(f"| `{f.what}` | **{ms(f.ms)}** | {f.load} | {f.note} |")
+        lines.append(f"| `{f.what}` | **{ms(f.ms)}** | {cpu_ms(f.cpu)} | {f.load} | {f.note} |")
     if res.changes:
-        lines += ["", "| staff change, end to end (support, sandbox Stripe) | time | load | note |", "|---|---:|---|---|"]
+        lines += ["", "| staff change, end to end (support, sandbox Stripe) | time | server CPU | load | note |",
+                  "|---|---:|---:|---|---|"]
         for f in res.changes:
-            lines.append(f"| {f.what} | **{ms(f.ms)}** | {f.load} | {f.note} |")
+            lines.append(f"| {f.what} | **{ms(f.ms)}** | {cpu_ms(f.cpu)} | {f.load} | {f.note} |")
     if res.concurrent:
         c = res.concurrent
         lines += ["", f"Concurrent sessions: {c['sessions']} browser contexts in one Chromium (each its own cookies "
