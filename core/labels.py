@@ -110,3 +110,93 @@ def scope_label(scope: str | None) -> str:
     if dim in ("currency", "card_country", "refund"):
         return f"{words}: {value}"
     return f"{words}: {code_label(value, 'churn_kind' if dim == 'churn' else dim)}"
+
+
+# The Stripe sync's runs (sync_runs.kind / .status) and backfill state, for the Stripe sync page.
+SYNC_RUN_KIND = {"incremental": "New events", "full": "Full backfill", "member": "One member"}
+SYNC_RUN_STATUS = {"running": "Running", "succeeded": "Succeeded", "failed": "Failed",
+                   "skipped": "Skipped (another run was going)"}
+
+
+# Alerts: statuses and severities as words, a rule's slug as its title, thresholds as sentences.
+ALERT_STATUS = {"open": "Open", "acknowledged": "Acknowledged", "snoozed": "Snoozed", "resolved": "Resolved"}
+SEVERITY = {"low": "Low", "medium": "Medium", "high": "High", "critical": "Critical"}
+ALERT_ACTOR = {"system:alerts": "Alert rules (automatic)"}
+NOTIFICATION_CHANNEL = {"email": "E-mail", "webhook": "Webhook"}
+NOTIFICATION_STATUS = {"pending": "Waiting to be sent", "sent": "Sent", "failed": "Given up"}
+
+
+def rule_label(slug: str | None) -> str:
+    """An alert rule's title (``revenue_drop`` -> ``Revenue collected below baseline``)."""
+    if not slug:
+        return ""
+    from core.alerts import rules  # imported here: the alert checks import this module
+
+    rule = next((r for r in rules.all_rules() if r.slug == slug), None)
+    return rule.title if rule else code_label(slug)
+
+
+# alert_rules.params: each threshold's words and how its value reads ("share" of one, "ratio" x
+# the baseline, "points" of a percentage, "money" per currency in minor units, "steps" by severity).
+THRESHOLDS: dict[str, tuple[str, str]] = {
+    "window_hours": ("Window", "hours"), "lookback_hours": ("Looks back", "hours"),
+    "baseline_days": ("Baseline", "days"), "baseline_weeks": ("Baseline", "weeks"),
+    "min_count": ("Minimum count", "count"), "min_attempts": ("Minimum attempts", "count"),
+    "min_failures": ("Minimum failures", "count"), "min_baseline_attempts": ("Baseline minimum attempts", "count"),
+    "min_baseline_failures": ("Baseline minimum failures", "count"),
+    "min_baseline_payments": ("Baseline minimum payments", "count"),
+    "min_ratio": ("Minimum ratio", "ratio"), "min_increase": ("Minimum rise", "points"),
+    "min_share_increase": ("Minimum rise of the share", "points"), "min_drop": ("Minimum drop", "share"),
+    "z_min": ("Minimum z-score", "number"), "baseline_floor": ("Baseline floor", "floor"),
+    "auto_resolve_hours": ("Resolves itself when clear for", "hours"),
+    "first_attempts_only": ("First attempts only", "switch"), "max_amount": ("Refunds above", "money"),
+    "max_hours_without_sync": ("No successful sync for", "hours"),
+    "max_hours_without_event": ("No new Stripe event for", "hours"),
+    "severity_steps": ("Severity", "steps"), "dimensions": ("Looks at", "dimensions"),
+}
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def threshold_text(key: str, value: object, unit: str = "") -> str:
+    """One threshold as ``words: value`` (``min_ratio`` 1.5 -> ``Minimum ratio: 1.5 × the baseline``)."""
+    from core.money import format_money
+
+    words, kind = THRESHOLDS.get(key, (code_label(key), "number"))
+    if kind == "floor":  # a rate for the rate rules, a daily count for the count rules
+        kind = "share" if unit == "percent" else "count"
+    if isinstance(value, dict):
+        if kind == "money":
+            shown = ", ".join(format_money(int(v), str(c)) for c, v in value.items())
+        elif kind == "steps":
+            shown = ", ".join(f"{SEVERITY.get(str(s), str(s)).lower()} from {_number(float(v))}×"
+                              for s, v in value.items()) + " the baseline"
+        else:  # switches by dimension
+            on = [SCOPE_WORDS.get(str(d), code_label(str(d))).lower() for d, v in value.items() if v]
+            shown = ", ".join(on) or "nothing"
+        return f"{words}: {shown}"
+    if isinstance(value, bool) or kind == "switch":
+        return f"{words}: {'yes' if value else 'no'}"
+    if not isinstance(value, int | float):
+        return f"{words}: {value}"
+    shown = {"hours": "at once" if value == 0 else f"{_number(value)} hour{'' if value == 1 else 's'}", "days": f"{_number(value)} days", "weeks": f"{_number(value)} weeks",
+             "ratio": f"{_number(value)} × the baseline", "share": f"{_number(value * 100)}%",
+             "points": f"{_number(value * 100)} percentage points"}.get(kind, _number(value))
+    return f"{words}: {shown}"
+
+
+def thresholds_text(params: dict[str, object], unit: str = "") -> str:
+    """Every threshold of a rule, one ``words: value`` after another (for a table cell)."""
+    return " · ".join(threshold_text(k, v, unit) for k, v in params.items())
+
+
+def notify_text(notify: dict[str, object]) -> str:
+    """A rule's notification targets in words, or ``Nobody (the page only)``."""
+    parts = []
+    for channel, words in (("email", "E-mail"), ("webhook", "Webhook")):
+        targets = notify.get(channel) or []
+        if isinstance(targets, list | tuple) and targets:
+            parts.append(f"{words}: {', '.join(str(t) for t in targets)}")
+    return " · ".join(parts) or "Nobody (the page only)"

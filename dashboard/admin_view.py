@@ -129,7 +129,8 @@ def _settings_section(ctx: StaffContext) -> None:
         grace = c3.number_input("Past-due grace days", min_value=0, max_value=90,
                                 value=int(bs.past_due_grace_days or 0),
                                 help="0 = a past-due subscription counts in MRR until it is canceled.")
-        week = c4.selectbox("Week starts on", list(WEEKDAYS), index=list(WEEKDAYS).index(bs.week_start))
+        week = c4.selectbox("Week starts on", list(WEEKDAYS), index=list(WEEKDAYS).index(bs.week_start),
+                            format_func=str.capitalize)
         reason = st.text_input("Why (kept in the audit log)", max_chars=200)
         if st.form_submit_button("Save settings"):
             changes = {"business_timezone": tz, "reporting_currency": currency,

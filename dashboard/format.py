@@ -57,7 +57,7 @@ def day(value: date | datetime | None) -> str:
     return DASH if value is None or value is pd.NaT else f"{value:%Y-%m-%d}"
 
 
-ACRONYMS = {"mrr": "MRR", "arr": "ARR", "arpu": "ARPU", "ltv": "LTV", "fx": "FX"}
+ACRONYMS = {"mrr": "MRR", "arr": "ARR", "arpu": "ARPU", "ltv": "LTV", "fx": "FX", "usd": "USD"}
 
 
 def label(column: str) -> str:

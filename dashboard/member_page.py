@@ -248,3 +248,12 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
         table(fmt.display_frame(view.subscriptions), f"{prefix}-subscriptions", key="csv-subs",
               empty_sentence="No subscriptions: a free member.")
     _actions(ctx, member_id)
+
+
+def render(ctx: StaffContext) -> None:
+    """The Members page: the member named by ``?member=<id>`` (a deep link), else the search."""
+    selected = st.query_params.get("member")
+    if selected:
+        render_member(ctx, selected)
+    else:
+        render_search(ctx)

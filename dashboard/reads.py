@@ -1,4 +1,6 @@
-"""Cached read helpers for the shell's pages (Overview, Members, Audit log, Admin).
+"""Cached read helpers for the pages (Overview, Members, Audit log, Admin, Alerts) and the sign-in:
+the one place page data is cached, besides the metrics registry's answers (``dashboard.metrics_data``,
+and the Overview's cards in ``dashboard.kpis``).
 
 Each helper takes no engine argument from pages: it uses ``dashboard.db.engine()`` and passes it
 on as ``_engine`` (not hashed) beside the database URL (hashed), so two databases never share a
@@ -9,17 +11,20 @@ Time-to-live is short because the cookie component alone reruns each page two or
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy import select
 
+from core import alerts as core_alerts
 from core import member_search
 from core import members as core_members
 from core.audit import query as audit_query
 from core.metrics import overview_counts
 from core.settings import business as business_settings
-from core.timeutil import utc_now
+from core.timeutil import utc_now, zone
 from dashboard.db import engine, settings
 
 TTL = 30
@@ -164,6 +169,53 @@ def audit_facets() -> tuple[list[str], list[str]]:
     return _audit_facets(*_key())
 
 
+@st.cache_data(ttl=300, show_spinner=False)
+def _alert_series(_engine: Any, url: str, alert_id: int, fired: datetime | None) -> list[dict[str, Any]]:
+    return core_alerts.history_series(_engine, alert_id)
+
+
+def alert_series(alert_id: int, fired: datetime | None) -> list[dict[str, Any]]:
+    """An alert's value over its recent windows (for its chart); read again when it fires again."""
+    return _alert_series(*_key(), alert_id, fired)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _alert_rows(_engine: Any, url: str, alert_id: int, fired: datetime | None) -> dict[str, list[dict[str, Any]]]:
+    return core_alerts.affected_rows(_engine, alert_id)
+
+
+def alert_rows(alert_id: int, fired: datetime | None) -> dict[str, list[dict[str, Any]]]:
+    """The payments, refunds, disputes or subscriptions behind an alert, and their members."""
+    return _alert_rows(*_key(), alert_id, fired)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _signable_accounts(_engine: Any, url: str) -> dict[str, dict[str, Any]]:
+    from core import staff
+    from core.db import session_scope
+    from core.models import StaffAccount
+
+    now = utc_now()
+    out: dict[str, dict[str, Any]] = {}
+    with session_scope(_engine) as s:
+        for a in s.scalars(select(StaffAccount).where(StaffAccount.active.is_(True))):
+            if staff.is_locked(a, now):
+                continue
+            out[a.username] = {"name": a.name, "email": a.email, "password": a.password_hash,
+                               "roles": sorted(a.role_set)}
+    return out
+
+
+def signable_accounts() -> dict[str, dict[str, Any]]:
+    """Active, unlocked accounts as the plain dict streamlit-authenticator wants (cached briefly:
+    the cookie component adds reruns; the database is asked again at every attempt anyway)."""
+    return _signable_accounts(*_key())
+
+
+def clear_signable_accounts() -> None:
+    _signable_accounts.clear()
+
+
 def clear_all() -> None:
     """After an admin change: every cached read of this module starts fresh."""
     for fn in (_business, _members_by_tier_status, _mrr_by_currency, _payments_in_month, _data_through,
@@ -199,12 +251,31 @@ def staff_accounts() -> pd.DataFrame:
 @st.cache_data(ttl=30, show_spinner=False)
 def _fx_rates(_engine: Any, url: str) -> pd.DataFrame:
     rates = business_settings.list_rates(_engine)
-    return pd.DataFrame([{"currency": r.currency, "month": r.month, "usd_per_unit": str(r.usd_per_unit),
+    return pd.DataFrame([{"currency": r.currency, "month": r.month, "usd_per_unit": r.usd_per_unit,
                           "updated_by": r.updated_by} for r in rates],
                         columns=["currency", "month", "usd_per_unit", "updated_by"])
 
 
-def fx_rates() -> pd.DataFrame:
-    """The FX table behind the reporting currency, newest month first."""
-    frame = _fx_rates(*_key())
-    return frame.sort_values(["month", "currency"], ascending=[False, True], ignore_index=True)
+def rate_text(rate: Decimal) -> str:
+    """A rate as people read it: at most six decimals, at least two (``1.0850000000`` -> ``1.085``)."""
+    text = f"{Decimal(rate):.6f}".rstrip("0")
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
+
+
+def fx_rates(today: date | None = None) -> pd.DataFrame:
+    """The FX table behind the reporting currency (see ``fx_table``), as of today in the business zone."""
+    return fx_table(_fx_rates(*_key()), today or utc_now().astimezone(zone(business_tz())).date())
+
+
+def fx_table(rates: pd.DataFrame, today: date) -> pd.DataFrame:
+    """Rates opening on ``today``'s month and the ones before it (newest first); months already set
+    ahead follow, soonest first. Months as ``YYYY-MM``, rates with at most six decimals."""
+    this_month = today.replace(day=1)
+    later = [m > this_month for m in rates["month"]]
+    order = [m.toordinal() if ahead else -m.toordinal() for m, ahead in zip(rates["month"], later, strict=True)]
+    frame = (rates.assign(_later=later, _order=order).sort_values(["_later", "_order", "currency"], ignore_index=True)
+             .drop(columns=["_later", "_order"]))
+    frame["month"] = [f"{m:%Y-%m}" for m in frame["month"]]
+    frame["usd_per_unit"] = [rate_text(r) for r in frame["usd_per_unit"]]
+    return frame

@@ -35,14 +35,13 @@ from typing import Any
 import jwt
 import streamlit as st
 import streamlit_authenticator as stauth
-from sqlalchemy import select
 from streamlit_authenticator.utilities import LoginError
 
 from core import audit, staff, staff_sessions
 from core.db import session_scope
-from core.models import StaffAccount
 from core.settings import SettingsError
 from core.timeutil import utc_now
+from dashboard import reads
 from dashboard.auth import StaffContext
 from dashboard.db import engine, settings
 from dashboard.text import md
@@ -62,24 +61,9 @@ _REFUSED = "_md_cookie_refused"  # the last refused cookie, so a refusal is audi
 _HIDE_EMPTY_FRAMES = "<style>.element-container:has(iframe[height='0']){display:none;}</style>"
 
 
-@st.cache_data(ttl=10, show_spinner=False)
-def _signable_accounts(_engine: Any, url: str) -> dict[str, dict[str, Any]]:
-    """Active, unlocked accounts as the plain dict streamlit-authenticator wants (cached briefly:
-    the cookie component adds reruns; the database is asked again at every attempt anyway)."""
-    now = utc_now()
-    out: dict[str, dict[str, Any]] = {}
-    with session_scope(_engine) as s:
-        for a in s.scalars(select(StaffAccount).where(StaffAccount.active.is_(True))):
-            if staff.is_locked(a, now):
-                continue
-            out[a.username] = {"name": a.name, "email": a.email, "password": a.password_hash,
-                               "roles": sorted(a.role_set)}
-    return out
-
-
 def clear_account_cache() -> None:
     """Call after changing staff accounts so sign-in sees the change at once in this process."""
-    _signable_accounts.clear()
+    reads.clear_signable_accounts()
 
 
 def _idle_seconds() -> int:
@@ -93,8 +77,7 @@ def _authenticator() -> stauth.Authenticate:
     except SettingsError as exc:
         st.error(md(exc))
         st.stop()
-    eng = engine()
-    credentials = {"usernames": copy.deepcopy(_signable_accounts(eng, s.database_url))}
+    credentials = {"usernames": copy.deepcopy(reads.signable_accounts())}
     return stauth.Authenticate(credentials, cookie_name=s.cookie_name, cookie_key=cookie_key,
                                cookie_expiry_days=s.session_idle_minutes / 1440, auto_hash=False,
                                login_sleep_time=0)

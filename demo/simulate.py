@@ -20,6 +20,7 @@ Rules of the business (rates are per member and drawn, so members differ):
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -74,7 +75,9 @@ class Story:
 
 
 def _ascii(text: str) -> str:
-    return text.lower().replace(" ", "").encode("ascii", "ignore").decode()
+    """A name as an address part: accents folded, not dropped (``Fernández`` -> ``fernandez``)."""
+    folded = unicodedata.normalize("NFKD", text.lower().replace(" ", ""))
+    return "".join(ch for ch in folded if not unicodedata.combining(ch)).encode("ascii", "ignore").decode()
 
 
 def _add_interval(ts: int, interval: str) -> int:

@@ -1,112 +1,11 @@
 """Stripe sync (admins): freshness, recent runs, "Sync now" with progress, failing events,
-reconciliation per month or per member, and resyncing one member."""
+reconciliation per month or per member, and resyncing one member (``dashboard.sync_view``)."""
 
 from __future__ import annotations
 
-import streamlit as st
-
-from core.permissions import Actor, Permission
-from core.stripe_gateway import GatewayError
-from core.sync import staff_actions as actions
-from core.sync import status
-from core.timeutil import utc_now
+from core.permissions import Permission
+from dashboard import sync_view
 from dashboard.auth import guard
-from dashboard.db import engine, stripe_client
-from dashboard.text import md
-from dashboard.widgets import table
 
 ctx = guard(Permission.RUN_SYNC)
-eng = engine()
-st.title("Stripe sync")
-
-FLASH = "stripe_sync_flash"
-flash = st.session_state.pop(FLASH, None)
-if flash:
-    (st.success if flash[0] else st.error)(md(flash[1]))
-
-snapshot = status(eng, now=utc_now())
-st.caption(md(actions.data_through_sentence(snapshot, utc_now())))
-
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("Last run", md(snapshot.last_run.status) if snapshot.last_run else "never")
-c2.metric("Newest event", f"{snapshot.newest_event_at:%Y-%m-%d %H:%M}" if snapshot.newest_event_at else "none")
-c3.metric("Events waiting", snapshot.events.get("pending", 0))
-c4.metric("Events failing", snapshot.events.get("failing", 0))
-if snapshot.running_holder:
-    st.info(f"A sync is running now ({md(snapshot.running_holder)}).")
-if snapshot.backfill_in_progress:
-    st.warning("A backfill was interrupted; the next run resumes it.")
-if snapshot.last_run and snapshot.last_run.status == "failed" and snapshot.last_run.error:
-    st.error(md(snapshot.last_run.error))
-
-
-def _client():  # type: ignore[no-untyped-def]
-    client = stripe_client()
-    if client is None:
-        st.error("No Stripe API key is configured: set STRIPE_API_KEY or api_key under [stripe] in "
-                 ".streamlit/secrets.toml.")
-    return client
-
-
-st.subheader("Sync now")
-with st.form("sync_now"):
-    full = st.checkbox("Full backfill (every object, slower)", value=False)
-    start = st.form_submit_button("Sync now")
-if start and (client := _client()) is not None:
-    with st.status("Syncing with Stripe ...", expanded=True) as box:
-        result = actions.sync_now(eng, client, actor=Actor.of(ctx.username, ctx.roles), full=full, progress=box.write)
-        box.update(label=result.message, state="complete" if result.ok else "error")
-    # Show the outcome above a page redrawn with the new status.
-    st.session_state[FLASH] = (result.ok, result.message)
-    st.rerun()
-
-st.subheader("Freshness by object type")
-table(actions.freshness_table(snapshot), "sync-freshness", key="csv-freshness",
-      empty_sentence="Nothing has been synced yet. Press Sync now: the first run backfills every object type, "
-                     "then follows Stripe's events.")
-
-st.subheader("Recent runs")
-table(actions.runs_table(snapshot), "sync-runs", key="csv-runs", empty_sentence="No sync has run yet.")
-
-failing = actions.failing_events_table(eng)
-if failing:
-    st.subheader("Events that failed (retried on the next run)")
-    table(failing, "sync-failing-events", key="csv-failing", empty_sentence="No event is failing.")
-
-st.subheader("Reconciliation")
-with st.form("reconcile"):
-    month = st.text_input("Month (YYYY-MM, empty for all)", value="")
-    go = st.form_submit_button("Compare with Stripe")
-if go and (client := _client()) is not None:
-    try:
-        rows = actions.reconcile_table(eng, client, month=month.strip() or None)
-    except (ValueError, GatewayError) as exc:
-        st.error(md(getattr(exc, "sentence", None) or str(exc)))
-    else:
-        bad = sum(1 for r in rows if not r["agrees"])
-        (st.success if not bad else st.warning)(
-            f"{len(rows) - bad} of {len(rows)} groups agree with Stripe." if rows else "Nothing to compare."
-        )
-        table(rows, "reconciliation", key="csv-reconcile", empty_sentence="Nothing to compare.")
-
-st.subheader("One member")
-with st.form("member"):
-    member_id = st.number_input("Member id", min_value=1, step=1, value=None)
-    compare = st.form_submit_button("Compare with Stripe")
-    resync = st.form_submit_button("Resync from Stripe")
-if (compare or resync) and member_id is None:
-    st.error("Enter a member id.")
-elif (compare or resync) and (client := _client()) is not None:
-    try:
-        if resync:
-            result = actions.resync_member_now(eng, client, actor=Actor.of(ctx.username, ctx.roles), member_id=int(member_id))
-            (st.success if result.ok else st.error)(md(result.message))
-        diffs = actions.member_diff_table(eng, client, int(member_id))
-    except (ValueError, GatewayError) as exc:
-        st.error(md(getattr(exc, "sentence", None) or str(exc)))
-    else:
-        if diffs:
-            st.warning(f"{len(diffs)} difference(s) between our rows and Stripe.")
-            table(diffs, "member-differences", key="csv-member-diff", empty_sentence="No difference.")
-        else:
-            st.success("This member agrees with Stripe.")
+sync_view.render(ctx)

@@ -50,7 +50,8 @@ def transition(session: Session, alert: Alert, to_status: str, *, actor: str, no
                                 note=note))
     audit.record(session, actor=actor, action=f"alert.{to_status}", target_type="alert", target_id=alert.id,
                  comment=note, before={"status": seen},
-                 after={"status": to_status, "rule": alert.rule, "scope": alert.scope, "severity": alert.severity})
+                 after={"status": to_status, "rule": alert.rule, "scope": alert.scope, "severity": alert.severity},
+                 at=at)
     return True
 
 
@@ -61,7 +62,7 @@ def record_opened(session: Session, alert: Alert, *, at: datetime) -> None:
     audit.record(session, actor=SYSTEM, action="alert.open", target_type="alert", target_id=alert.id,
                  comment=alert.hint, after={"status": OPEN, "rule": alert.rule, "scope": alert.scope,
                                             "severity": alert.severity, "value": alert.value,
-                                            "baseline": alert.baseline})
+                                            "baseline": alert.baseline}, at=at)
 
 
 def _clean_note(note: str | None, *, required: bool) -> str | None:

@@ -59,7 +59,8 @@ def _row(a: Alert) -> dict[str, Any]:
 def list_alerts(engine: Engine, *, status: list[str] | str | None = None, rule: str | None = None,
                 search: str | None = None, since: datetime | None = None, until: datetime | None = None,
                 limit: int = 200) -> list[dict[str, Any]]:
-    """Alerts matching the filters; ``search`` looks in rule, scope, hint and transition notes."""
+    """Alerts matching the filters; ``search`` looks in the rule (its name or title), scope, hint and
+    transition notes."""
     statuses = [status] if isinstance(status, str) else list(status or [])
     bad = [s for s in statuses if s not in STATUSES]
     if bad:
@@ -78,8 +79,9 @@ def list_alerts(engine: Engine, *, status: list[str] | str | None = None, rule: 
         pattern = f"%{text}%"
         noted = exists().where(and_(AlertTransition.alert_id == Alert.id,
                                     func.lower(AlertTransition.note).like(pattern)))
-        query = query.where(or_(func.lower(Alert.rule).like(pattern), func.lower(Alert.scope).like(pattern),
-                                func.lower(Alert.hint).like(pattern), noted))
+        titled = [r.slug for r in rules.all_rules() if text in r.title.lower()]  # the page shows titles
+        query = query.where(or_(func.lower(Alert.rule).like(pattern), Alert.rule.in_(titled),
+                                func.lower(Alert.scope).like(pattern), func.lower(Alert.hint).like(pattern), noted))
     status_order = case({s: i for i, s in enumerate((*ACTIVE, "resolved"))}, value=Alert.status, else_=9)
     severity_order = case(SEVERITY_RANK, value=Alert.severity, else_=-1)
     query = query.order_by(status_order, severity_order.desc(), Alert.last_fired_at.desc(), Alert.id.desc())
@@ -183,7 +185,7 @@ def affected_rows(engine: Engine, alert_id: int) -> dict[str, list[dict[str, Any
 def rule_table(engine: Engine) -> list[dict[str, Any]]:
     """Every rule with its switch, effective thresholds and notification targets."""
     return [{"slug": c.rule.slug, "title": c.rule.title, "description": c.rule.description, "enabled": c.enabled,
-             "params": c.params, "notify": c.notify, "updated_at": c.updated_at, "updated_by": c.updated_by}
+             "params": c.params, "unit": c.rule.unit, "notify": c.notify, "updated_at": c.updated_at, "updated_by": c.updated_by}
             for c in rule_configs(engine).values()]
 
 

@@ -52,10 +52,13 @@ def record(
     request_id: str | None = None,
     approved_by: str | None = None,
     outcome: str = "ok",
+    at: datetime | None = None,
 ) -> AuditEntry:
-    """Add an audit entry to ``session``; it commits with the change it describes."""
+    """Add an audit entry to ``session``; it commits with the change it describes. ``at`` is when
+    the action took effect when that is not now (an alert evaluation run as of an earlier moment,
+    as the demo's history does); the chain's order is the order of recording either way."""
     entry = AuditEntry(
-        at=utc_now(), actor=actor, action=action, member_id=member_id, target_type=target_type,
+        at=at or utc_now(), actor=actor, action=action, member_id=member_id, target_type=target_type,
         target_id=None if target_id is None else str(target_id), reason=reason, comment=comment,
         before=before, after=after, stripe_ids=stripe_ids, request_id=request_id,
         approved_by=approved_by, outcome=outcome,

@@ -33,6 +33,50 @@ def test_pages_hold_no_sql_and_no_stripe():
     assert offenders == []
 
 
+# A page is a few lines over the dashboard: its guard, then one call into a dashboard module.
+PAGE_IMPORTS = ("dashboard", "core.permissions", "__future__")
+
+
+def _page_imports_beyond(path: Path, allowed: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in _imports(path) if not any(n == a or n.startswith(a + ".") for a in allowed))
+
+
+def test_pages_import_only_the_dashboard_and_permissions():
+    offenders = {str(p.relative_to(ROOT)): bad for p in (ROOT / "pages").rglob("*.py")
+                 if (bad := _page_imports_beyond(p, PAGE_IMPORTS))}
+    assert offenders == {}
+
+
+def test_pages_stay_thin():
+    # The guard and one call: anything longer is a page growing its own logic again.
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "pages").rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 20}
+    assert long == {}
+
+
+def _caches(path: Path) -> bool:
+    """True when a function of the module is decorated with ``st.cache_data`` or ``st.cache_resource``."""
+    def cache(d: ast.expr) -> bool:
+        d = d.func if isinstance(d, ast.Call) else d
+        return isinstance(d, ast.Attribute) and d.attr in ("cache_data", "cache_resource")
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return any(cache(d) for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+               for d in node.decorator_list)
+
+
+# One caching layer: the pages' data in dashboard/reads.py, the metrics registry's answers in
+# dashboard/metrics_data.py (and, for now, the Overview's cards in dashboard/kpis.py), the engine
+# and the Stripe client (resources, not data) in dashboard/db.py. No page caches anything.
+CACHING_MODULES = {"dashboard/reads.py", "dashboard/metrics_data.py", "dashboard/kpis.py", "dashboard/db.py"}
+
+
+def test_page_data_is_cached_in_one_layer():
+    cached = {str(p.relative_to(ROOT)) for pkg in ("pages", "dashboard") for p in (ROOT / pkg).rglob("*.py")
+              if _caches(p)}
+    assert cached <= CACHING_MODULES, sorted(cached - CACHING_MODULES)
+
+
 def test_no_pages_folder_beside_the_entrypoint():
     # Streamlit would serve dashboard/pages/*.py without running the login (docs/security.md).
     assert not (ROOT / "dashboard" / "pages").exists()

@@ -1,0 +1,277 @@
+"""The Alerts page (managers, admins): open alerts first, by severity, each with its value against
+the baseline, a small chart of the recent history, the hint, and the payments and members behind
+it; acknowledge, snooze or resolve with a note (MANAGE_ALERTS); the searchable history; the rules.
+
+Opening the page evaluates the rules when the last evaluation is older than five minutes.
+Data and every number come from ``core.alerts``, words for stored codes (rules, scopes, statuses,
+severities, thresholds) from ``core.labels``; the cached reads live in ``dashboard.reads``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from core import alerts
+from core.labels import (
+    ALERT_ACTOR,
+    ALERT_STATUS,
+    NOTIFICATION_CHANNEL,
+    NOTIFICATION_STATUS,
+    SEVERITY,
+    notify_text,
+    rule_label,
+    scope_label,
+    thresholds_text,
+)
+from core.permissions import Actor, Permission
+from dashboard import charts, reads, widgets
+from dashboard import format as fmt
+from dashboard.auth import StaffContext
+from dashboard.db import engine, settings
+from dashboard.text import md
+
+SEVERITY_ICON = {"critical": "🟥", "high": "🟧", "medium": "🟨", "low": "⬜"}
+DETAILED = 10  # Streamlit runs collapsed expanders too: draw charts and rows for the first ten only
+FLASH = "alerts_flash"
+HISTORY_COLUMNS = ("id", "status", "severity", "rule", "scope", "value_text", "baseline_text", "opened_at",
+                   "last_fired_at", "resolved_at", "hint")
+
+
+def severity_badge(severity: str) -> str:
+    return f"{SEVERITY_ICON.get(severity, '')} {SEVERITY.get(severity, severity)}".strip()
+
+
+def _title(a: dict[str, Any]) -> str:
+    """The rule's title as the alert recorded it, else the rule's title now (never its code)."""
+    return a["title"] if a.get("title") and a["title"] != a.get("rule") else rule_label(a.get("rule"))
+
+
+def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The History tab's table: every stored code in words, headers in words."""
+    frame = pd.DataFrame([{
+        **{k: r[k] for k in HISTORY_COLUMNS},
+        "status": ALERT_STATUS.get(r["status"], r["status"]), "severity": SEVERITY.get(r["severity"], r["severity"]),
+        "rule": _title(r), "scope": scope_label(r["scope"]),
+    } for r in rows], columns=list(HISTORY_COLUMNS))
+    if frame.empty:
+        return frame
+    return fmt.display_frame(frame, rename={"id": "Alert", "value_text": "Value", "baseline_text": "Baseline",
+                                            "opened_at": "Opened", "last_fired_at": "Last fired",
+                                            "resolved_at": "Resolved"})
+
+
+def transitions_frame(transitions: list[dict[str, Any]]) -> pd.DataFrame:
+    """One alert's story: who moved it from which status to which, when and why."""
+    frame = pd.DataFrame([{**t, "actor": ALERT_ACTOR.get(t["actor"], t["actor"]),
+                           "from": ALERT_STATUS.get(t["from"], t["from"]) if t["from"] else "",
+                           "to": ALERT_STATUS.get(t["to"], t["to"])} for t in transitions])
+    return fmt.display_frame(frame, rename={"at": "When", "actor": "By"}) if not frame.empty else frame
+
+
+def notifications_frame(notifications: list[dict[str, Any]]) -> pd.DataFrame:
+    """Where an alert was sent, and whether it arrived."""
+    frame = pd.DataFrame([{**n, "channel": NOTIFICATION_CHANNEL.get(n["channel"], n["channel"]),
+                           "status": NOTIFICATION_STATUS.get(n["status"], n["status"])} for n in notifications])
+    if frame.empty:
+        return frame
+    return fmt.display_frame(frame, rename={"next_attempt_at": "Next attempt", "sent_at": "Sent"})
+
+
+def rules_frame(rules: list[dict[str, Any]]) -> pd.DataFrame:
+    """The Rules tab's table: thresholds and targets as labelled values, not Python dicts."""
+    return pd.DataFrame([{"Rule": r["title"], "On": "On" if r["enabled"] else "Off",
+                          "What it checks": r["description"], "Thresholds": thresholds_text(r["params"], r["unit"]),
+                          "Notifies": notify_text(r["notify"]), "Changed by": r["updated_by"],
+                          "Name for the command line": r["slug"]} for r in rules])
+
+
+def render(ctx: StaffContext) -> None:
+    eng = engine()
+    can_manage = ctx.can(Permission.MANAGE_ALERTS)
+    st.title("Alerts")
+    with st.spinner("Checking the alert rules …"):
+        ran = widgets.safely("The alert rules could not be evaluated just now; the list shows the last results.",
+                             alerts.evaluate_if_stale, eng, smtp_url=settings().smtp_url)
+    last = alerts.last_evaluated_at(eng)
+    st.caption(f"Rules last evaluated {fmt.when(last)} UTC" + (" (just now)." if ran else ".")
+               + " Cron runs `python -m cli alerts evaluate`; this page re-evaluates when that is over five minutes old.")
+    if flash := st.session_state.pop(FLASH, None):
+        st.success(md(flash))
+
+    tab_active, tab_snoozed, tab_history, tab_rules = st.tabs(["Open alerts", "Snoozed", "History", "Rules"])
+    with tab_active:
+        active = alerts.list_alerts(eng, status=["open", "acknowledged"], limit=50)
+        if not active:
+            latest = alerts.latest_resolved(eng)
+            widgets.empty("No open alerts: every rule is within its baseline." + (
+                f" The latest, “{_title(latest)}” ({scope_label(latest['scope'])}), fired "
+                f"{fmt.when(latest['last_fired_at'])} UTC and was resolved {fmt.when(latest['resolved_at'])} UTC: "
+                "see History." if latest else ""))
+        for i, a in enumerate(active):
+            _card(eng, ctx, can_manage, a, i)
+    with tab_snoozed:
+        snoozed = alerts.list_alerts(eng, status=["snoozed"], limit=50)
+        if not snoozed:
+            widgets.empty("No alert is snoozed.")
+        for i, a in enumerate(snoozed):
+            _card(eng, ctx, can_manage, a, i)
+    with tab_history:
+        _history(eng)
+    with tab_rules:
+        _rules(eng, ctx, can_manage)
+
+
+def _chart(a: dict[str, Any]) -> None:
+    series = reads.alert_series(a["id"], a["last_fired_at"])
+    if not series or a["unit"] not in ("percent", "money", "count"):
+        return
+    points = [charts.Point(key=p["window_end"].isoformat(), label=fmt.when(p["window_end"]), value=p["value"],
+                           series="Value") for p in series]
+    if a["baseline"] is not None:
+        points += [charts.Point(key=p["window_end"].isoformat(), label=fmt.when(p["window_end"]),
+                                value=a["baseline"], series="Baseline now") for p in series]
+    st.plotly_chart(charts.line(points, unit=a["unit"], currency=a["currency"], height=220,
+                                title="Recent history (one point per window)"), key=f"alert-chart-{a['id']}",
+                    width="stretch")
+
+
+def _affected(a: dict[str, Any]) -> None:
+    rows = reads.alert_rows(a["id"], a["last_fired_at"])
+    if not rows:
+        return
+    tabs = st.tabs([md(name.capitalize()) for name in rows])
+    for tab, (name, items) in zip(tabs, rows.items(), strict=True):
+        with tab:
+            if not items:
+                widgets.empty(f"No {name} behind this alert in its window.")
+                continue
+            raw = pd.DataFrame(items)
+            money = [c for c in ("amount", "mrr_minor") if c in raw.columns]
+            shown = fmt.display_frame(raw, money_columns=money)
+            member_ids = raw["id"] if name == "members" else raw.get("member_id")
+            config: dict[str, Any] = {}
+            if member_ids is not None:
+                shown.insert(0, "Member page", [f"members?member={m}" for m in member_ids])
+                config["Member page"] = st.column_config.LinkColumn(
+                    "Member page", display_text=r"members\?member=(\d+)", help="Opens the member page")
+            st.dataframe(shown, hide_index=True, width="stretch", column_config=config or None, height=220)
+            widgets.csv_download(raw, f"alert-{a['id']}-{name}", key=f"csv-alert-{a['id']}-{name}")
+
+
+def _actions(eng: Engine, ctx: StaffContext, a: dict[str, Any]) -> None:
+    with st.form(key=f"alert-form-{a['id']}", clear_on_submit=True):
+        note = st.text_input("Note (required to snooze or resolve)", key=f"alert-note-{a['id']}", max_chars=2000)
+        hours = st.number_input("Snooze for hours", min_value=1, max_value=720, value=4, step=1,
+                                key=f"alert-hours-{a['id']}")
+        left, mid, right = st.columns(3)
+        # A snoozed alert is silenced on purpose: it is not acknowledged again, only snoozed longer or resolved.
+        ack = left.form_submit_button("Acknowledge", disabled=a["status"] in ("acknowledged", "snoozed"))
+        snz = mid.form_submit_button("Snooze")
+        res = right.form_submit_button("Resolve", type="primary")
+    if not (ack or snz or res):
+        return
+    actor = Actor.of(ctx.username, ctx.roles)
+    try:
+        if ack:
+            alerts.acknowledge(eng, a["id"], actor=actor, note=note)
+        elif snz:
+            alerts.snooze(eng, a["id"], actor=actor, hours=hours, note=note)
+        else:
+            alerts.resolve(eng, a["id"], actor=actor, note=note)
+    except (alerts.AlertError, PermissionError) as exc:
+        st.error(md(exc))
+        return
+    st.session_state[FLASH] = f"Alert {a['id']} {'acknowledged' if ack else 'snoozed' if snz else 'resolved'}."
+    st.rerun()
+
+
+def _card(eng: Engine, ctx: StaffContext, can_manage: bool, a: dict[str, Any], i: int) -> None:
+    title = (f"{md(severity_badge(a['severity']))} · {md(_title(a))} · {md(scope_label(a['scope']))} · "
+             f"{md(ALERT_STATUS.get(a['status'], a['status']))}")
+    with st.expander(title, expanded=i < 3):  # text-safe: built from md() just above
+        c1, c2 = st.columns(2)
+        c1.metric("Value", md(a["value_text"]))
+        c2.metric("Baseline", md(a["baseline_text"]))
+        # Times as a line, not metric cards: a card cuts "2026-11-27 15:00" off at a quarter width.
+        st.caption(f"Opened {fmt.when(a['opened_at'])} UTC · last fired {fmt.when(a['last_fired_at'])} UTC")
+        st.markdown(f"**Why:** {md(a['hint'])}")
+        if a["status"] == "snoozed":
+            st.caption(f"Snoozed until {fmt.when(a['snoozed_until'])} UTC: it comes back under Open alerts then "
+                       "if its condition still holds.")
+        if a["cleared_since"]:
+            st.caption(f"Clear since {fmt.when(a['cleared_since'])} UTC; it resolves itself if it stays clear.")
+        if i < DETAILED:
+            _chart(a)
+            _affected(a)
+        else:
+            st.caption(f"Chart and rows are drawn for the first {DETAILED:,} alerts; resolve or snooze those first.")
+        if can_manage:
+            _actions(eng, ctx, a)
+
+
+def _history(eng: Engine) -> None:
+    left, right = st.columns([3, 1])
+    text = left.text_input("Search rule, scope, hint or notes", key="alerts_search")
+    status = right.selectbox("Status", ["all", *alerts.STATUSES], key="alerts_status",
+                             format_func=lambda s: "All" if s == "all" else ALERT_STATUS.get(s, s))
+    history = alerts.list_alerts(eng, search=text or None, status=None if status == "all" else status, limit=500)
+    widgets.table(history_frame(history), "alerts-history", empty_sentence="No alert matches.",
+                  key="csv-alerts-history")
+    picked = st.number_input("Show the story of alert number", min_value=0, value=0, step=1, key="alerts_story")
+    if not picked:
+        return
+    detail = alerts.alert_detail(eng, int(picked))
+    if detail is None:
+        widgets.empty(f"There is no alert number {int(picked)}.")
+        return
+    st.markdown(f"**{md(_title(detail))} · {md(scope_label(detail['scope']))}** — {md(detail['hint'])}")
+    widgets.table(transitions_frame(detail["transitions"]), f"alert-{int(picked)}-transitions",
+                  empty_sentence="No transitions recorded.", key="csv-alert-transitions")
+    if detail["notifications"]:
+        st.caption("Notifications")
+        widgets.table(notifications_frame(detail["notifications"]),
+                      f"alert-{int(picked)}-notifications", empty_sentence="", key="csv-alert-notifications")
+
+
+def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
+    rules = alerts.rule_table(eng)
+    widgets.table(rules_frame(rules), "alert-rules", empty_sentence="No rules.", key="csv-alert-rules",
+                  column_config={"What it checks": st.column_config.TextColumn(width="medium"),
+                                 "Thresholds": st.column_config.TextColumn(width="large")})
+    if can_manage:
+        st.subheader("Change a rule")
+        titles = {r["slug"]: r["title"] for r in rules}
+        slug = st.selectbox("Rule", list(titles), format_func=lambda s: titles[s], key="alerts_rule_pick")
+        if slug is None:
+            return
+        chosen = next(r for r in rules if r["slug"] == slug)
+        with st.form(key=f"alerts-rule-form-{slug}"):
+            enabled = st.toggle("On", value=chosen["enabled"], key=f"alerts_rule_enabled_{slug}")
+            st.caption("Its thresholds now, under the names the form takes:")
+            st.code(json.dumps(chosen["params"]), language="json", wrap_lines=True)
+            params_text = st.text_area("Thresholds (JSON; only the keys you change)", value="{}",
+                                       key=f"alerts_rule_params_{slug}",
+                                       help="For example {\"min_ratio\": 2, \"max_amount\": {\"USD\": 50000}}")
+            emails = st.text_input("E-mail addresses (comma-separated)", key=f"alerts_rule_emails_{slug}",
+                                   value=", ".join(chosen["notify"].get("email", [])))
+            hooks = st.text_input("Webhook URLs (comma-separated)", key=f"alerts_rule_hooks_{slug}",
+                                  value=", ".join(chosen["notify"].get("webhook", [])))
+            reset = st.checkbox("Back to the default thresholds first", key=f"alerts_rule_reset_{slug}")
+            saved = st.form_submit_button("Save rule", type="primary")
+        if saved:
+            try:
+                alerts.configure_rule_from_form(eng, slug, actor=Actor.of(ctx.username, ctx.roles), enabled=enabled,
+                                                params_text=params_text, emails=emails, webhooks=hooks, reset=reset)
+            except (ValueError, PermissionError) as exc:
+                st.error(md(exc))
+            else:
+                st.session_state[FLASH] = f"Rule “{chosen['title']}” saved."
+                st.rerun()
+    st.caption("The same from the command line: `python -m cli alerts configure RULE --set key=value`, "
+               "`--disable`, `--email ADDRESS`, `--webhook URL` (RULE is the rule's name for the command line in "
+               "the table above); every change is audited.")
