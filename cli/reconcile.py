@@ -11,24 +11,18 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import CommandError, engine, progress, settings
+from cli.common import CommandError, command, progress, stripe_and_engine
 from core.money import format_money
 from core.permissions import Actor
-from core.stripe_gateway import GatewayError, build_client
+from core.stripe_gateway import GatewayError
 from core.sync import parse_month, reconcile_member, reconcile_totals, resync_member
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "reconcile",
-        help="compare our Stripe mirror with Stripe (per month, or one member)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command(sub, "reconcile", __doc__, help="compare our Stripe mirror with Stripe (per month, or one member)", run=run)
     p.add_argument("--month", metavar="YYYY-MM", help="only objects Stripe created in this month")
     p.add_argument("--member", type=int, metavar="ID", help="compare one member (our member id)")
     p.add_argument("--resync", action="store_true", help="with --member: re-read the member from Stripe")
-    p.set_defaults(func=run)
 
 
 def _money(amount: int, currency: str) -> str:
@@ -43,9 +37,7 @@ def run(args: argparse.Namespace) -> int:
             parse_month(args.month)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-    cfg = settings()
-    client = build_client(cfg)
-    eng = engine(cfg)
+    client, eng = stripe_and_engine()
     try:
         if args.member is not None:
             return _member(eng, client, args)

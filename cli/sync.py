@@ -10,23 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli.common import CommandError, engine, progress, settings
+from cli.common import CommandError, command, progress, stripe_and_engine
 from core.permissions import Actor
-from core.stripe_gateway import build_client
 from core.sync import resync_member, run_sync
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "sync",
-        help="sync Stripe into the database (incremental; --full for a backfill)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command(sub, "sync", __doc__, help="sync Stripe into the database (incremental; --full for a backfill)", run=run)
     p.add_argument("--full", action="store_true", help="backfill every object type, then the events")
     p.add_argument("--member", type=int, metavar="ID", help="resync one member (our member id) only")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the outcome")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,9 +27,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("Use either --full or --member, not both.")
     if args.member is not None and args.member < 1:
         raise CommandError("--member takes a member id (a whole number, 1 or more).")
-    cfg = settings()
-    client = build_client(cfg)
-    eng = engine(cfg)
+    client, eng = stripe_and_engine()
     say = (lambda _m: None) if args.quiet else progress
     if args.member is not None:
         result = resync_member(eng, client, args.member, actor=Actor.operator())

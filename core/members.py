@@ -9,7 +9,7 @@ Guarantees:
   every timestamp converted to the business time zone; money stays integer minor units beside
   its currency.
 - ``add_note`` checks the ADD_NOTE permission in core, validates, writes the encrypted note,
-  bumps ``members.version`` and writes the audit entry, all in the caller's one transaction.
+  bumps ``members.version`` and writes the audit entry, all in one transaction of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, aliased
 
-from core import audit
+from core import audit, stripe_store
+from core.db import session_scope
 from core.member_search import PAGE_SIZE, SEARCH_COLUMNS, search_page
 from core.models import (
     AuditEntry,
@@ -245,9 +246,32 @@ def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberVie
 
 
 @guarded(Permission.ADD_NOTE)
-def add_note(session: Session, *, actor: Actor, member_id: int, body: str,
+def add_note(engine: Engine, *, actor: Actor, member_id: int, body: str,
              expected_version: int | None = None) -> StaffNote:
-    """Add a staff note (encrypted at rest), bump the member's version, audit it."""
+    """Add a staff note (encrypted at rest), bump the member's version, audit it: one transaction."""
+    text = _note_text(body)
+    with session_scope(engine) as session:
+        member = session.get(Member, member_id, with_for_update=True)
+        if member is None:
+            raise MemberError(f"There is no member {member_id}.")
+        if expected_version is not None and member.version != expected_version:
+            raise MemberError("This member changed while you were writing; reload the page and add the note again.")
+        now = utc_now()
+        note = StaffNote(member_id=member_id, author=actor.username, body=text, created_at=now)
+        session.add(note)
+        before = member.version
+        stripe_store.bump_version(session, member_id)
+        member.updated_at = now
+        session.flush()
+        session.refresh(member, ["version"])
+        audit.record(session, actor=actor.username, action="member.note_added", member_id=member_id,
+                     target_type="note", target_id=note.id, before={"version": before},
+                     after={"version": member.version, "note": text})
+        return note
+
+
+def _note_text(body: str) -> str:
+    """The note as it is stored, or a ``MemberError`` sentence."""
     text = (body or "").strip()
     if not text:
         raise MemberError("Write the note before saving it.")
@@ -257,21 +281,7 @@ def add_note(session: Session, *, actor: Actor, member_id: int, body: str,
         raise MemberError("The note contains a NUL character, which cannot be stored; remove it and save again.")
     if len(text) > NOTE_MAX_CHARS:
         raise MemberError(f"A note can have at most {NOTE_MAX_CHARS} characters; this one has {len(text)}.")
-    member = session.get(Member, member_id, with_for_update=True)
-    if member is None:
-        raise MemberError(f"There is no member {member_id}.")
-    if expected_version is not None and member.version != expected_version:
-        raise MemberError("This member changed while you were writing; reload the page and add the note again.")
-    now = utc_now()
-    note = StaffNote(member_id=member_id, author=actor.username, body=text, created_at=now)
-    session.add(note)
-    before = member.version
-    member.version = before + 1
-    member.updated_at = now
-    session.flush()
-    audit.record(session, actor=actor.username, action="member.note_added", member_id=member_id, target_type="note",
-                 target_id=note.id, before={"version": before}, after={"version": member.version, "note": text})
-    return note
+    return text
 
 
 def stripe_dashboard_url(object_id: str | None, *, test_mode: bool) -> str | None:

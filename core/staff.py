@@ -11,9 +11,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import bcrypt
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from core import audit, staff_sessions
@@ -188,6 +189,24 @@ def list_staff(session: Session) -> list[StaffView]:
     rows = session.scalars(select(StaffAccount).order_by(StaffAccount.username))
     return [StaffView(a.username, a.name, a.email, tuple(sorted(a.role_set)), a.active, a.locked_until,
                       a.last_login_at) for a in rows]
+
+
+def accounts(engine: Engine, now: datetime | None = None) -> list[tuple[StaffView, int]]:
+    """Every account with its failed sign-ins in the last ``FAILURE_WINDOW`` (the admin page's list)."""
+    now = now or utc_now()
+    with Session(engine) as session:
+        return [(view, recent_failures(session, view.username, now)) for view in list_staff(session)]
+
+
+def signable(engine: Engine, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Active, unlocked accounts as plain data (name, e-mail, password hash, roles) by username:
+    who may sign in at ``now``."""
+    now = now or utc_now()
+    with Session(engine) as session:
+        return {a.username: {"name": a.name, "email": a.email, "password": a.password_hash,
+                             "roles": sorted(a.role_set)}
+                for a in session.scalars(select(StaffAccount).where(StaffAccount.active.is_(True)))
+                if not is_locked(a, now)}
 
 
 def is_locked(account: StaffAccount, now: datetime | None = None) -> bool:

@@ -243,6 +243,11 @@ def churn_kind_of(status: str | None, cancellation_reason: str | None, canceling
     return ChurnKind.INVOLUNTARY.value if cancellation_reason == "payment_failed" else ChurnKind.VOLUNTARY.value
 
 
+def _moments(source: dict, **fields: str) -> Row:
+    """Column -> the moment of ``source``'s epoch field named for it (None when absent)."""
+    return {column: from_epoch(source.get(field)) for column, field in fields.items()}
+
+
 def map_subscription(obj: dict, at: datetime | None = None) -> tuple[Row, list[Row]]:
     """subscription -> (subscriptions row, subscription_items rows).
 
@@ -268,16 +273,11 @@ def map_subscription(obj: dict, at: datetime | None = None) -> tuple[Row, list[R
         "currency": _currency(obj.get("currency") or first_price.get("currency")),
         "quantity": int(first_item.get("quantity") or 1) if first_item else 1,
         "mrr_minor": subscription_mrr_of(obj, at),
-        "created_at": from_epoch(obj.get("created")),
-        "started_at": from_epoch(obj.get("start_date")),
         "current_period_start": from_epoch(period_start),
         "current_period_end": from_epoch(period_end),
-        "trial_start": from_epoch(obj.get("trial_start")),
-        "trial_end": from_epoch(obj.get("trial_end")),
+        **_moments(obj, created_at="created", started_at="start_date", trial_start="trial_start",
+                   trial_end="trial_end", cancel_at="cancel_at", canceled_at="canceled_at", ended_at="ended_at"),
         "cancel_at_period_end": bool(obj.get("cancel_at_period_end")),
-        "cancel_at": from_epoch(obj.get("cancel_at")),
-        "canceled_at": from_epoch(obj.get("canceled_at")),
-        "ended_at": from_epoch(obj.get("ended_at")),
         "cancellation_reason": details.get("reason"),
         "cancellation_feedback": details.get("feedback"),
         "cancellation_comment": details.get("comment"),
@@ -357,20 +357,12 @@ def map_invoice(obj: dict) -> tuple[Row, list[Row]]:
         "status": obj.get("status") or "draft",
         "billing_reason": obj.get("billing_reason"),
         "currency": _currency(obj.get("currency")),
-        "subtotal": int(obj.get("subtotal") or 0),
         "tax": tax,
-        "total": int(obj.get("total") or 0),
-        "amount_due": int(obj.get("amount_due") or 0),
-        "amount_paid": int(obj.get("amount_paid") or 0),
-        "amount_remaining": int(obj.get("amount_remaining") or 0),
-        "period_start": from_epoch(obj.get("period_start")),
-        "period_end": from_epoch(obj.get("period_end")),
-        "created_at": from_epoch(obj.get("created")),
-        "finalized_at": from_epoch(transitions.get("finalized_at")),
-        "due_at": from_epoch(obj.get("due_date")),
-        "paid_at": from_epoch(transitions.get("paid_at")),
-        "voided_at": from_epoch(transitions.get("voided_at")),
-        "attempt_count": int(obj.get("attempt_count") or 0),
+        **{name: int(obj.get(name) or 0)
+           for name in ("subtotal", "total", "amount_due", "amount_paid", "amount_remaining", "attempt_count")},
+        **_moments(obj, period_start="period_start", period_end="period_end", created_at="created",
+                   due_at="due_date"),
+        **_moments(transitions, finalized_at="finalized_at", paid_at="paid_at", voided_at="voided_at"),
         "next_payment_attempt_at": from_epoch(obj.get("next_payment_attempt")),
         "hosted_invoice_url": obj.get("hosted_invoice_url"),
     }

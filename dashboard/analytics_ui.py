@@ -353,9 +353,9 @@ def movements(b: Any) -> Movements | None:
     kinds = [k for k in charts.MOVEMENT_ORDER if k in values]
     if start is None or end is None or not kinds:
         return None
-    # The exchange-rate effect has no member rows behind it.
+    # The exchange-rate effect and the conversion's rounding have no member rows behind them.
     targets = [DrillTarget(slugs.get(k, slug), f"Movement: {charts.MOVEMENT_LABELS[k]}", key=k)
-               for k in kinds if k != "fx"]
+               for k in kinds if k not in ("fx", "rounding")]
     return Movements(result, slug or slugs[kinds[0]], start, end, {k: values[k] for k in kinds}, targets)
 
 

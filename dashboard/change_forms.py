@@ -9,13 +9,13 @@ change refused because the member changed meanwhile shows the fresh state.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import streamlit as st
 
 from core import changes
 from core.changes import queries
-from core.db import session_scope
 from core.permissions import Permission
 from dashboard import format as fmt
 from dashboard import reads
@@ -26,15 +26,11 @@ from dashboard.widgets import error_box, table
 
 log = logging.getLogger(__name__)
 CONTROL_FLOW = {"StopException", "RerunException"}
+T = TypeVar("T")
 
 
 def _actor(ctx: StaffContext) -> changes.Actor:
     return changes.Actor.of(ctx.username, ctx.roles)
-
-
-def _form_data(member_id: int, roles: tuple[str, ...]) -> dict[str, Any] | None:
-    with session_scope(engine()) as s:
-        return queries.form_data(s, member_id, roles)
 
 
 def _state_key(member_id: int) -> str:
@@ -144,7 +140,7 @@ def _show_preview(preview: changes.Preview) -> None:
 
 def render_member_actions(ctx: StaffContext, member_id: int) -> None:
     """The "Make a change" section of the member page."""
-    data = _form_data(member_id, ctx.roles)
+    data = queries.form_data(engine(), member_id, ctx.roles)
     if data is None:
         return
     last = st.session_state.get("_chg_last_member")
@@ -182,15 +178,12 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
                                  reason=reason, comment=comment, params=params)
     if asked:
         try:
-            preview = changes.preview(engine(), change, _actor(ctx), stripe=stripe_client())
-        except changes.StaleMember as exc:
-            _stale(member_id, exc)
-            return
-        except changes.RepeatSuspected as exc:
-            _repeat(member_id, change, exc)
-            return
+            preview = _answer(member_id, change,
+                              lambda: changes.preview(engine(), change, _actor(ctx), stripe=stripe_client()))
         except changes.ChangeRefused as exc:
             error_box(str(exc))
+            return
+        if preview is None:
             return
         state["pending"] = change
         state["preview"] = preview
@@ -205,6 +198,18 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         st.rerun()
     if confirm:
         _confirm(ctx, member_id, pending)
+
+
+def _answer(member_id: int, change: changes.ChangeInput, call: Callable[[], T]) -> T | None:
+    """``call()`` (a preview or a submit); a form loaded before the member changed, or a refund like
+    a recent one, is answered here with the fresh state or the question (a rerun; None)."""
+    try:
+        return call()
+    except changes.StaleMember as exc:
+        _stale(member_id, exc)
+    except changes.RepeatSuspected as exc:
+        _repeat(member_id, change, exc)
+    return None
 
 
 def _repeat(member_id: int, change: changes.ChangeInput, exc: changes.RepeatSuspected) -> None:
@@ -237,15 +242,13 @@ def _stale(member_id: int, exc: changes.StaleMember) -> None:
 
 def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> None:
     state = st.session_state[_state_key(member_id)]
-    try:
+
+    def submit() -> changes.Outcome:
         with st.spinner("Applying the change (Stripe first, then our records)…"):
-            outcome = changes.submit(engine(), change, _actor(ctx), stripe=stripe_client())
-    except changes.StaleMember as exc:
-        _stale(member_id, exc)
-        return
-    except changes.RepeatSuspected as exc:
-        _repeat(member_id, change, exc)
-        return
+            return changes.submit(engine(), change, _actor(ctx), stripe=stripe_client())
+
+    try:
+        outcome = _answer(member_id, change, submit)
     except changes.ChangeRefused as exc:
         if exc.code == "stripe_refused":
             # Stripe said no after the request was claimed: the next attempt is a new request.
@@ -253,6 +256,8 @@ def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> 
             state["version"] = _fresh_version(ctx, member_id, change.member_version)
             reads.clear_member(member_id)
         error_box(str(exc))
+        return
+    if outcome is None:
         return
     state.pop("pending", None)
     state["version"] = _fresh_version(ctx, member_id, change.member_version)
@@ -266,8 +271,7 @@ def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> 
 
 
 def _fresh_version(ctx: StaffContext, member_id: int, fallback: int) -> int:
-    with session_scope(engine()) as s:
-        data = queries.form_data(s, member_id, ctx.roles)
+    data = queries.form_data(engine(), member_id, ctx.roles)
     return int(data["version"]) if data else fallback
 
 
@@ -279,11 +283,8 @@ def render_changes_page(ctx: StaffContext) -> None:
     st.title("Membership changes")
     st.caption("Every manual change made from a member page: waiting for approval, interrupted, and done. "
                "Refunds above the approval amount wait here until a second person approves or rejects them.")
-    with session_scope(engine()) as s:
-        pending = queries.requests_frame(s, statuses=("pending_approval",))
-        stuck = queries.requests_frame(s, statuses=("applying",))
-        history = queries.requests_frame(s)
-        limits = changes.load_limits(s).describe()
+    seen = queries.overview(engine())
+    pending, stuck, history, limits = seen.pending, seen.interrupted, seen.history, seen.limits.describe()
     st.subheader("Waiting for approval")
     table(_display(pending), "changes-pending", empty_sentence="Nothing waits for approval.", key="csv-pending")
     if not pending.empty and ctx.can(Permission.APPROVE_CHANGES):
@@ -313,8 +314,7 @@ def _limits_form(ctx: StaffContext) -> None:
     from core.changes.limits import from_form
     from core.money import SUPPORTED_CURRENCIES, to_major
 
-    with session_scope(engine()) as s:
-        current = changes.load_limits(s)
+    current = queries.current_limits(engine())
     with st.form("chg-limits"):
         st.markdown("**Change the limits** (amounts in major units, e.g. 50 or 50.00)")
         cols = st.columns(2)
@@ -337,8 +337,7 @@ def _limits_form(ctx: StaffContext) -> None:
         try:
             new = from_form(current, extend_days=days, support_refund_major=caps, approval_major=approval,
                             refund_window_hours=window)
-            with session_scope(engine()) as s:
-                changes.save_limits(s, actor=_actor(ctx), limits=new)
+            changes.save_limits(engine(), actor=_actor(ctx), limits=new)
         except (changes.ChangeRefused, PermissionError) as exc:
             error_box(str(exc))
             return

@@ -61,6 +61,7 @@ MOVEMENT_LABELS = {
     "transfer_in": "Transfer in",
     "transfer_out": "Transfer out",
     "fx": "Exchange rates",
+    "rounding": "Rounding",
     "end": "Ending MRR",
 }
 # Axis labels broken over two lines so eight steps fit half a 1280-pixel screen unrotated.
@@ -68,7 +69,7 @@ MOVEMENT_TICKS = {"start": "Starting<br>MRR", "reactivation": "Reacti-<br>vation
                   "expansion": "Expan-<br>sion", "transfer_in": "Trans-<br>fer in", "transfer_out": "Trans-<br>fer out",
                   "fx": "Exchange<br>rates", "end": "Ending<br>MRR"}
 # Stripe's order is not fixed; finance reads gains first, then losses.
-MOVEMENT_ORDER = ("new", "expansion", "reactivation", "transfer_in", "contraction", "churn", "transfer_out", "fx")
+MOVEMENT_ORDER = ("new", "expansion", "reactivation", "transfer_in", "contraction", "churn", "transfer_out", "rounding", "fx")
 NEGATIVE_MOVEMENTS = frozenset({"contraction", "churn", "transfer_out"})
 
 

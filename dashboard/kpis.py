@@ -36,12 +36,12 @@ def period_bounds(choice: str, now: datetime, tz: str) -> tuple[date, date, str]
     end = today + timedelta(days=1)
     if choice == "30d":
         return end - timedelta(days=30), end, "day"
-    # Daily buckets for every range: a week or month bucket would stick out past the start of a
-    # rolling range (or of the previous period) and count days the card does not name.
+    # The cards' figures do not depend on the bucket size (buckets are cut to the range); year to
+    # date reads month rows (a year of day rows per segment costs a second at 5,000 members).
     if choice == "90d":
         return end - timedelta(days=90), end, "day"
     if choice == "ytd":
-        return today.replace(month=1, day=1), end, "day"
+        return today.replace(month=1, day=1), end, "month"
     return today.replace(day=1), end, "day"
 
 
@@ -50,10 +50,13 @@ def metrics_available() -> bool:
 
 
 @st.cache_data(ttl=60, show_spinner="Computing the overview numbers…")
-def _bundle(_engine: Any, url: str, start: date, end: date, granularity: str, now_key: datetime) -> Any:
+def _bundle(_engine: Any, url: str, start: date, end: date, granularity: str, now_key: datetime,
+            _asked_at: datetime | None = None) -> Any:
+    """The Overview's numbers, cached per five minutes (``now_key``) and computed as of the instant
+    they were first asked (``_asked_at``, not part of the key), so what was written before counts."""
     from core.metrics import Query, page_bundle
 
-    query = Query.make(_engine, start=start, end=end, now=now_key, granularity=granularity)
+    query = Query.make(_engine, start=start, end=end, now=_asked_at or now_key, granularity=granularity)
     return page_bundle(_engine, "overview", query)
 
 
@@ -120,7 +123,7 @@ def render_overview_kpis(ctx: StaffContext) -> None:
     if metrics_available():
         try:
             bundle = _bundle(engine(), settings().database_url, start, end, granularity,
-                             now - timedelta(minutes=now.minute % 5))
+                             now - timedelta(minutes=now.minute % 5), utc_now())
         except Exception as exc:  # the counts below still render; the sentence says why no trend
             log.exception("overview bundle failed")
             st.warning(md(exc) if str(exc).endswith(".") else "The trend numbers could not be computed just now.")
@@ -138,9 +141,12 @@ def render_overview_kpis(ctx: StaffContext) -> None:
         for col, (title, value, delta, help_text, _slug, color) in zip(st.columns(per_row), cards[i:i + per_row],
                                                                strict=False):
             kpi(col, title, value, delta=delta, help_text=help_text, delta_color=color)
-    definition(f"{fmt.day(start)} to {fmt.day(end - timedelta(days=1))} in {tz}; each change compares with the "
-               "same number of days just before (member churn: this month's rate against last month's). Hover a card "
-               "for its definition.")
+    compared = next((c.compared for c in getattr(bundle, "kpis", []) if getattr(c, "compared", "")
+                     and c.slug != "member_churn_rate"), "")
+    definition(f"{fmt.day(start)} to {fmt.day(end - timedelta(days=1))} in {tz} (so far); each change compares with "
+               f"the same part of the previous period{f' ({compared})' if compared else ''}: month and year to date "
+               "with the same days and hours of last month or year, the last 30 or 90 days with those just before "
+               "(member churn: this month's rate against last month's whole). Hover a card for its definition.")
     status = getattr(bundle, "freshness", None)
     # Said only when it matters: the numbers come from the raw rows, or the rollups' background
     # refresh is more than a quarter of an hour behind (the rows since then are still counted).

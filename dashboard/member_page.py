@@ -17,7 +17,6 @@ import streamlit as st
 
 from core import member_search as core_member_search
 from core import members as core_members
-from core.db import session_scope
 from core.models.enums import SubscriptionStatus
 from core.permissions import Actor, Permission, PermissionDenied
 from dashboard import format as fmt
@@ -181,8 +180,8 @@ def _notes(ctx: StaffContext, view: core_members.MemberView) -> None:
         submitted = st.form_submit_button("Save note")
     if submitted and check(ctx, Permission.ADD_NOTE, where=f"member {view.member_id}: add note"):
         try:
-            with session_scope(engine()) as s:
-                core_members.add_note(s, actor=Actor.of(ctx.username, ctx.roles), member_id=view.member_id, body=body)
+            core_members.add_note(engine(), actor=Actor.of(ctx.username, ctx.roles), member_id=view.member_id,
+                                  body=body)
         except (core_members.MemberError, PermissionDenied) as exc:
             error_box(str(exc))
             return

@@ -7,6 +7,10 @@ Guarantees:
 - Results are cached with ``st.cache_data`` for ``TTL`` seconds. The cache key is the database URL,
   the question (dates, granularity, money view, filters), the business settings in force and
   ``now`` rounded down to the minute; the engine itself is passed as ``_engine`` and not hashed.
+  The numbers are computed as of the instant they are asked (``asked_at``, not hashed), never as
+  of the minute's start: a subscription or payment written earlier in that minute counts, as it
+  does in the command line asked at the same moment (a minute's start left out MRR written
+  seconds before while the payments of the same seconds counted).
   The business settings are read on every run (one small query), so a changed setting takes
   effect on the next run instead of after the TTL.
 - Errors from the registry reach the page as ``MetricError`` sentences.
@@ -58,10 +62,11 @@ class Question:
         """The last day included (the end the person chose)."""
         return self.end_exclusive - timedelta(days=1)
 
-    def query(self) -> Query:
+    def query(self, now: datetime | None = None) -> Query:
+        """The registry's question, as of ``now`` (default: the minute's start)."""
         bs = BusinessSettings(**dict(self.settings))
         return Query(start=self.start, end=self.end_exclusive, granularity=self.granularity, tz=bs.business_timezone,
-                     now=self.now_minute, currency=self.currency, settings=bs,
+                     now=now or self.now_minute, currency=self.currency, settings=bs,
                      filters=Filters(tier=self.tier, interval=self.interval, currency=self.money_filter,
                                      country=self.country))
 
@@ -94,17 +99,27 @@ def question(engine: Engine, controls: Controls, bs: BusinessSettings, *, now: d
     )
 
 
+def asked_at(q: Question, now: datetime | None = None) -> datetime:
+    """The instant a question's numbers are computed as of: the present instant, within the
+    question's minute (a question pinned to an earlier minute: that minute's last instant). Not
+    rounded: a row written a fraction of a second before counts."""
+    present = now or utc_now()
+    return max(q.now_minute, min(present, q.now_minute + timedelta(minutes=1, microseconds=-1)))
+
+
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
-def bundle(_engine: Engine, q: Question, page: str) -> Any:
-    """Every number of ``page`` for the question (``core.metrics.page_bundle``)."""
-    return page_bundle(_engine, page, q.query())
+def bundle(_engine: Engine, q: Question, page: str, _asked_at: datetime | None = None) -> Any:
+    """Every number of ``page`` for the question (``core.metrics.page_bundle``), as of
+    ``_asked_at`` (``asked_at(q)``; not part of the cache key)."""
+    return page_bundle(_engine, page, q.query(_asked_at or asked_at(q)))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=128)
-def drill_rows(_engine: Engine, q: Question, slug: str, period: date | None, key: str | None) -> pd.DataFrame:
+def drill_rows(_engine: Engine, q: Question, slug: str, period: date | None, key: str | None,
+               _asked_at: datetime | None = None) -> pd.DataFrame:
     """The rows behind one number, one chart bucket (``period``) and/or one key (movement kind,
     decline code, brand, country, tier, ...)."""
-    return drill(_engine, slug, q.query(), period=period, key=key, limit=DRILL_LIMIT)
+    return drill(_engine, slug, q.query(_asked_at or asked_at(q)), period=period, key=key, limit=DRILL_LIMIT)
 
 
 def whole_worklist(engine: Engine, q: Question, name: str) -> pd.DataFrame:
@@ -113,7 +128,7 @@ def whole_worklist(engine: Engine, q: Question, name: str) -> pd.DataFrame:
     from core.metrics import worklists
 
     read = {"past_due": worklists.past_due, "expiring_cards": worklists.expiring_cards}[name]
-    return read(engine, q.query(), limit=None)
+    return read(engine, q.query(asked_at(q)), limit=None)
 
 
 def row_count(b: Any, name: str) -> int | None:

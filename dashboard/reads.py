@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import select
 
 from core import alerts as core_alerts
 from core import member_search
@@ -192,18 +191,8 @@ def alert_rows(alert_id: int, fired: datetime | None) -> dict[str, list[dict[str
 @st.cache_data(ttl=10, show_spinner=False)
 def _signable_accounts(_engine: Any, url: str) -> dict[str, dict[str, Any]]:
     from core import staff
-    from core.db import session_scope
-    from core.models import StaffAccount
 
-    now = utc_now()
-    out: dict[str, dict[str, Any]] = {}
-    with session_scope(_engine) as s:
-        for a in s.scalars(select(StaffAccount).where(StaffAccount.active.is_(True))):
-            if staff.is_locked(a, now):
-                continue
-            out[a.username] = {"name": a.name, "email": a.email, "password": a.password_hash,
-                               "roles": sorted(a.role_set)}
-    return out
+    return staff.signable(_engine, utc_now())
 
 
 def signable_accounts() -> dict[str, dict[str, Any]]:
@@ -225,20 +214,17 @@ def clear_all() -> None:
 
 @st.cache_data(ttl=5, show_spinner=False)
 def _staff(_engine: Any, url: str, tz: str) -> pd.DataFrame:
-    from sqlalchemy.orm import Session
-
     from core import staff
     from core.timeutil import zone
 
     z, now = zone(tz), utc_now()
-    with Session(_engine) as s:
-        rows = [{
-            "username": v.username, "name": v.name, "email": v.email, "roles": ", ".join(v.roles),
-            "active": v.active, "locked_until": v.locked_until.astimezone(z) if v.locked_until and
-            v.locked_until > now else None,
-            "failed_sign_ins_15_min": staff.recent_failures(s, v.username, now),
-            "last_sign_in": v.last_login_at.astimezone(z) if v.last_login_at else None,
-        } for v in staff.list_staff(s)]
+    rows = [{
+        "username": v.username, "name": v.name, "email": v.email, "roles": ", ".join(v.roles),
+        "active": v.active, "locked_until": v.locked_until.astimezone(z) if v.locked_until and
+        v.locked_until > now else None,
+        "failed_sign_ins_15_min": failures,
+        "last_sign_in": v.last_login_at.astimezone(z) if v.last_login_at else None,
+    } for v, failures in staff.accounts(_engine, now)]
     return pd.DataFrame(rows, columns=["username", "name", "email", "roles", "active", "locked_until",
                                        "failed_sign_ins_15_min", "last_sign_in"])
 

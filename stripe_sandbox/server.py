@@ -5,6 +5,9 @@ the store (a lock; delays from faults happen outside it); ``Idempotency-Key`` on
 the first answer for 24 h and refuses the same key with other parameters (400
 ``idempotency_error``); faults from the control API under ``/_sandbox/`` (429/500/any status,
 dropped connections, delays, "apply then 500") are applied before the request reaches the API.
+Every API request is noted in a request log (method, path, status; the last ``REQUEST_LOG_SIZE``)
+that ``GET /_sandbox/requests`` answers and ``DELETE /_sandbox/requests`` empties, so a test can
+count what a flow asked Stripe.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +34,7 @@ from stripe_sandbox.webhooks import WebhookDispatcher
 log = logging.getLogger("stripe_sandbox")
 IDEMPOTENCY_TTL = 24 * 3600
 _NOT_STARTED = ("parameter_unknown", "parameter_missing", "parameter_invalid")
+REQUEST_LOG_SIZE = 10_000
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Sandbox:
         self.lock = threading.Lock()
         self.faults: list[Fault] = []
         self.fault_lock = threading.Lock()
+        self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.webhooks = WebhookDispatcher(store, webhook_url, webhook_secret)
         self.api.listeners.append(self.webhooks.enqueue)
 
@@ -95,6 +101,11 @@ class Sandbox:
     def clear_faults(self) -> None:
         with self.fault_lock:
             self.faults.clear()
+
+    def note_request(self, method: str, path: str, status: int | None) -> None:
+        """One API request in the log (``status`` None: the connection was dropped)."""
+        with self.fault_lock:
+            self.requests.append({"method": method, "path": path, "status": status})
 
 
 def fault_body(status: int) -> dict[str, Any]:
@@ -179,6 +190,7 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None:
             if fault.mode == "drop":
                 log.info("fault: dropped %s %s", method, url.path)
+                sb.note_request(method, url.path, None)
                 self._drop()
                 return
             if fault.mode == "delay":
@@ -188,6 +200,7 @@ class Handler(BaseHTTPRequestHandler):
                 if fault.should_retry is not None:
                     headers["Stripe-Should-Retry"] = "true" if fault.should_retry else "false"
                 log.info("fault: %s %s answered %s", method, url.path, fault.status)
+                sb.note_request(method, url.path, fault.status)
                 self._send(fault.status, fault_body(fault.status), headers)
                 return
         try:
@@ -195,6 +208,7 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST" and raw:
                 params.update(forms.parse(raw))
         except StripeError as exc:
+            sb.note_request(method, url.path, exc.status)
             self._send(exc.status, exc.payload())
             return
         idem = self.headers.get("Idempotency-Key") if method == "POST" else None
@@ -207,9 +221,11 @@ class Handler(BaseHTTPRequestHandler):
             status, body = 500, fault_body(500)
         elif fault is not None and fault.mode == "apply_then_drop":
             log.info("fault: %s %s applied, connection dropped", method, url.path)
+            sb.note_request(method, url.path, None)
             self._drop()
             return
         log.debug("%s %s -> %s in %.1f ms", method, url.path, status, (time.monotonic() - started) * 1000)
+        sb.note_request(method, url.path, status)
         self._send(status, body, headers)
 
     def _answer(self, method: str, path: str, params: dict[str, Any], idem: str | None, key: str,
@@ -260,6 +276,14 @@ class Handler(BaseHTTPRequestHandler):
                 with sb.fault_lock:
                     data = [f.public() for f in sb.faults]
                 self._send(200, {"object": "sandbox.faults", "data": data})
+            elif path == "/_sandbox/requests" and method == "GET":
+                with sb.fault_lock:
+                    data = list(sb.requests)
+                self._send(200, {"object": "sandbox.requests", "data": data})
+            elif path == "/_sandbox/requests" and method == "DELETE":
+                with sb.fault_lock:
+                    sb.requests.clear()
+                self._send(200, {"object": "sandbox.requests", "data": []})
             elif path == "/_sandbox/settings" and method == "POST":
                 with sb.lock:
                     if "after_retries" in spec:
@@ -278,6 +302,8 @@ class Handler(BaseHTTPRequestHandler):
                 with sb.lock:
                     sb.store.reset()
                 sb.clear_faults()
+                with sb.fault_lock:
+                    sb.requests.clear()
                 self._send(200, {"object": "sandbox.reset", "ok": True})
             elif path == "/_sandbox/health" and method == "GET":
                 self._send(200, {"object": "sandbox.health", "ok": True, "objects": sb.store.count()})

@@ -122,24 +122,21 @@ def _failure_rate_measure(conn: Connection, scope: str, start: datetime, end: da
 _RATE_COMMON = {"first_attempts_only": True, "baseline_weeks": 4, "min_ratio": 1.5, "z_min": 4.0, "baseline_floor": 0.02,
                 "severity_steps": dict(stats.DEFAULT_STEPS)}
 
-register(Rule(
-    "failure_rate_hour", "Payment failure rate, last hour",
-    "Share of payment attempts that failed in the last hour, against the same hour of the same weekday "
-    "over the previous weeks.",
-    "percent",
-    {"window_hours": 1, "min_attempts": 40, "min_failures": 10, "min_baseline_attempts": 80,
-     "min_increase": 0.10, "auto_resolve_hours": 2, **_RATE_COMMON},
-    _failure_rate_check, _failure_rate_measure,
-))
-register(Rule(
-    "failure_rate_day", "Payment failure rate, last 24 hours",
-    "Share of payment attempts that failed in the last 24 hours, against the same 24 hours of the previous "
-    "weeks.",
-    "percent",
-    {"window_hours": 24, "min_attempts": 30, "min_failures": 8, "min_baseline_attempts": 120,
-     "min_increase": 0.05, "auto_resolve_hours": 6, **_RATE_COMMON},
-    _failure_rate_check, _failure_rate_measure,
-))
+# The two failure-rate rules differ only in their window and thresholds.
+for _slug, _title, _description, _tuning in (
+    ("failure_rate_hour", "Payment failure rate, last hour",
+     "Share of payment attempts that failed in the last hour, against the same hour of the same weekday "
+     "over the previous weeks.",
+     {"window_hours": 1, "min_attempts": 40, "min_failures": 10, "min_baseline_attempts": 80,
+      "min_increase": 0.10, "auto_resolve_hours": 2}),
+    ("failure_rate_day", "Payment failure rate, last 24 hours",
+     "Share of payment attempts that failed in the last 24 hours, against the same 24 hours of the previous "
+     "weeks.",
+     {"window_hours": 24, "min_attempts": 30, "min_failures": 8, "min_baseline_attempts": 120,
+      "min_increase": 0.05, "auto_resolve_hours": 6}),
+):
+    register(Rule(_slug, _title, _description, "percent", {**_tuning, **_RATE_COMMON},
+                  _failure_rate_check, _failure_rate_measure))
 
 
 # --- failures concentrated on one decline code, brand, country or currency --------------------

@@ -25,6 +25,7 @@ from core.changes.service import (
     PENDING,
     REJECTED,
     _action,
+    _execute,
     _load,
     _outcome_of,
     _seal,
@@ -85,7 +86,7 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
                      request_id=req.idempotency_key, approved_by=actor.username if approve else None)
         if not approve:
             return _outcome_of(req, replayed=False)
-    return execute(engine, request_id, stripe=stripe, now=now, approved_by=actor.username)
+    return _execute(engine, request_id, stripe=stripe, now=now, approved_by=actor.username, planned=plan)
 
 
 @guarded(None)  # checks CHANGE_MEMBERSHIP itself, refusing with a ChangeRefused sentence

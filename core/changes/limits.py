@@ -18,16 +18,17 @@ second person (so that refund asks for approval).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.changes.errors import ChangeRefused
+from core.db import session_scope
 from core.models import Setting
 from core.money import SUPPORTED_CURRENCIES, format_money
 from core.permissions import Actor, Permission, guarded
@@ -76,28 +77,11 @@ class Limits:
 
     def max_extend_days(self, roles: Iterable[str]) -> int | None:
         """Most days any of ``roles`` may add; None = unlimited, 0 = not allowed."""
-        best: int | None = 0
-        for role in roles:
-            if role not in self.extend_max_days:
-                continue
-            days = self.extend_max_days[role]
-            if days is None:
-                return None
-            best = max(best or 0, int(days))
-        return best
+        return _most_generous(roles, self.extend_max_days, lambda days: days)
 
     def max_refund(self, roles: Iterable[str], currency: str) -> int | None:
         """Largest refund any of ``roles`` may make in ``currency``; None = unlimited."""
-        best: int | None = 0
-        for role in roles:
-            if role not in self.refund_max:
-                continue
-            per_currency = self.refund_max[role]
-            if per_currency is None:
-                return None
-            if currency in per_currency:
-                best = max(best or 0, int(per_currency[currency]))
-        return best
+        return _most_generous(roles, self.refund_max, lambda caps: caps.get(currency))
 
     def needs_approval(self, amount_minor: int, currency: str) -> bool:
         threshold = self.approval_refund_above.get(currency)
@@ -123,6 +107,22 @@ class Limits:
 def load_limits(session: Session) -> Limits:
     value = session.scalar(select(Setting.value).where(Setting.key == SETTING_KEY))
     return Limits.from_value(value)
+
+
+def _most_generous(roles: Iterable[str], per_role: Mapping[str, Any], pick: Callable[[Any], Any]) -> int | None:
+    """The largest limit among ``roles`` (``pick`` reads it from a role's entry; None there: that
+    role has none for this); None when a role's entry is None (unlimited); 0 when no role has one."""
+    best = 0
+    for role in roles:
+        if role not in per_role:
+            continue
+        entry = per_role[role]
+        if entry is None:
+            return None
+        value = pick(entry)
+        if value is not None:
+            best = max(best, int(value))
+    return best
 
 
 def _check(limits: Limits) -> None:
@@ -152,12 +152,16 @@ def _check_amount(currency: str, amount: Any) -> None:
 
 
 @guarded(Permission.EDIT_SETTINGS)
-def save_limits(session: Session, *, actor: Actor, limits: Limits, now: datetime | None = None) -> None:
-    """Replace the limits (admins only); audited with before and after. Caller commits."""
+def save_limits(engine: Engine, *, actor: Actor, limits: Limits, now: datetime | None = None) -> None:
+    """Replace the limits (admins only); audited with before and after, in one transaction."""
     _check(limits)
+    with session_scope(engine) as s:
+        _save(s, actor, limits, now or utc_now())
+
+
+def _save(session: Session, actor: Actor, limits: Limits, now: datetime) -> None:
     before = load_limits(session).to_value()
     row = session.get(Setting, SETTING_KEY)
-    now = now or utc_now()
     if row is None:
         session.add(Setting(key=SETTING_KEY, value=limits.to_value(), updated_at=now, updated_by=actor.username))
     else:

@@ -1,16 +1,21 @@
-"""Read side for the change forms and the Membership changes page: plain data, no ORM objects."""
+"""Read side for the change forms and the Membership changes page: plain data, no ORM objects.
+
+The public reads take the engine and read in one transaction of their own."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core.changes.actions import ACTIONS
+from core.changes.limits import Limits, load_limits
 from core.changes.reasons import REASONS, label
 from core.changes.state import current_subscription, member_snapshot
+from core.db import session_scope
 from core.models import ChangeRequest, Invoice, Member, Payment, Price, Tier
 from core.models.enums import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from core.permissions import allowed
@@ -48,7 +53,13 @@ def available_actions(session: Session, member: Member, roles: frozenset[str] | 
     return [a for a in out if allowed(roles, ACTIONS[a].permission)]
 
 
-def form_data(session: Session, member_id: int, roles: frozenset[str] | tuple[str, ...]) -> dict[str, Any] | None:
+def form_data(engine: Engine, member_id: int, roles: frozenset[str] | tuple[str, ...]) -> dict[str, Any] | None:
+    """What the change forms of one member need (None: no such member), read in one transaction."""
+    with session_scope(engine) as s:
+        return _form_data(s, member_id, roles)
+
+
+def _form_data(session: Session, member_id: int, roles: frozenset[str] | tuple[str, ...]) -> dict[str, Any] | None:
     member = session.get(Member, member_id)
     if member is None:
         return None
@@ -90,7 +101,28 @@ def reasons_for(action: str) -> list[tuple[str, str]]:
     return [(r, label(r)) for r in REASONS.get(action, ())]
 
 
-def requests_frame(session: Session, *, statuses: tuple[str, ...] | None = None, member_id: int | None = None,
+@dataclass(frozen=True)
+class Overview:
+    """The Membership changes page: the queue, the interrupted requests, the history, the limits."""
+
+    pending: pd.DataFrame
+    interrupted: pd.DataFrame
+    history: pd.DataFrame
+    limits: Limits
+
+
+def overview(engine: Engine) -> Overview:
+    with session_scope(engine) as s:
+        return Overview(_requests_frame(s, statuses=("pending_approval",)), _requests_frame(s, statuses=("applying",)),
+                        _requests_frame(s), load_limits(s))
+
+
+def current_limits(engine: Engine) -> Limits:
+    with session_scope(engine) as s:
+        return load_limits(s)
+
+
+def _requests_frame(session: Session, *, statuses: tuple[str, ...] | None = None, member_id: int | None = None,
                    limit: int = 500) -> pd.DataFrame:
     q = select(ChangeRequest, Member.email).join(Member, Member.id == ChangeRequest.member_id)
     if statuses:

@@ -18,6 +18,12 @@
   (timeout, 5xx) leaves ``applying``: resubmitting the same form, or ``resume``, first asks
   Stripe whether the write already happened (``find_applied``) and only then writes again with
   the same idempotency key. While a member has an ``applying`` request, new changes wait.
+- **Planned once, Stripe read once**: ``submit`` (and ``decide``) plan the change once and apply
+  that plan; only ``resume`` and a replay apply the stored parameters. What the plan read from
+  Stripe (a refund's charge) is not read again: the write's answer carries the new state.
+- **One version step per transaction**: the member's version is raised only through
+  ``core.stripe_store.bump_version``, once per member and transaction (the claim, or the rows the
+  change wrote), so a change made without Stripe moves it by one and one through Stripe by two.
 - **Four-eyes**: a request that needs approval waits as ``pending_approval``; someone else with
   ``APPROVE_CHANGES`` (and the limits for the amount) approves or rejects it.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +42,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import audit, crypto
+from core import audit, crypto, stripe_store
 from core.changes import parse
 from core.changes.actions import ACTIONS, Action, Ctx, Plan
 from core.changes.errors import ChangeRefused, StaleMember
@@ -103,6 +110,20 @@ def _check_basics(change: ChangeInput, actor: Actor, action: Action) -> tuple[st
     return reason, comment
 
 
+def _accept(change: ChangeInput, actor: Actor, *,
+            refused: Callable[[str], None] | None = None) -> tuple[Action, str, str]:
+    """The action, reason and comment of a well-formed change the actor may make; a permission
+    refusal is a ``ChangeRefused``, told to ``refused`` first (a submit audits it, a preview not)."""
+    action = _action(change.action)
+    try:
+        reason, comment = _check_basics(change, actor, action)
+    except PermissionDenied as exc:
+        if refused is not None:
+            refused(str(exc))
+        raise ChangeRefused(str(exc), code="permission") from None
+    return action, reason, comment
+
+
 def _audit_refusal(engine: Engine, actor: Actor, change: ChangeInput, sentence: str) -> None:
     member_id = change.member_id if isinstance(change.member_id, int) else None
     with session_scope(engine) as s:
@@ -127,11 +148,7 @@ def preview(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = 
             now: datetime | None = None) -> Preview:
     """What ``submit`` would do, without writing anything. Raises ``ChangeRefused``."""
     now = now or utc_now()
-    action = _action(change.action)
-    try:
-        reason, comment = _check_basics(change, actor, action)
-    except PermissionDenied as exc:
-        raise ChangeRefused(str(exc), code="permission") from None
+    action, reason, comment = _accept(change, actor)
     with session_scope(engine) as s:
         member = _load(s, change.member_id)
         if member.version != change.member_version:
@@ -147,12 +164,8 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
            now: datetime | None = None) -> Outcome:
     """Validate, claim, and apply (or queue for approval) one change. Raises ``ChangeRefused``."""
     now = now or utc_now()
-    action = _action(change.action)
-    try:
-        reason, comment = _check_basics(change, actor, action)
-    except PermissionDenied as exc:
-        _audit_refusal(engine, actor, change, str(exc))
-        raise ChangeRefused(str(exc), code="permission") from None
+    action, reason, comment = _accept(
+        change, actor, refused=lambda sentence: _audit_refusal(engine, actor, change, sentence))
     key = derive_key(change)
 
     with session_scope(engine) as s:
@@ -191,11 +204,7 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
     done: Outcome | None = None
     try:
         with session_scope(engine) as s:
-            claimed = s.execute(
-                update(Member).where(Member.id == change.member_id, Member.version == change.member_version)
-                .values(version=change.member_version + 1)
-            ).rowcount
-            if not claimed:
+            if not stripe_store.bump_version(s, change.member_id, expected=change.member_version):
                 raise _Lost()
             stored_params, stored_comment = _seal(action, plan.params, comment)
             req = ChangeRequest(
@@ -234,7 +243,7 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
     if status == PENDING:
         return Outcome(PENDING, request_id, "The change waits for a second person's approval "
                        f"({plan.preview.approval_reason}).", key)
-    return execute(engine, request_id, stripe=stripe, now=now)
+    return _execute(engine, request_id, stripe=stripe, now=now, planned=plan)
 
 
 class _Lost(Exception):
@@ -274,9 +283,16 @@ def _replay(engine: Engine, request_id: int, *, stripe: Any, now: datetime) -> O
 def execute(engine: Engine, request_id: int, *, stripe: Any = None, now: datetime | None = None,
             resuming: bool = False, approved_by: str | None = None) -> Outcome:
     """Apply a request in status ``applying``: Stripe first, then our rows, audit and status."""
+    return _execute(engine, request_id, stripe=stripe, now=now or utc_now(), resuming=resuming,
+                    approved_by=approved_by)
+
+
+def _execute(engine: Engine, request_id: int, *, stripe: Any, now: datetime, resuming: bool = False,
+             approved_by: str | None = None, planned: Plan | None = None) -> Outcome:
+    """``execute`` with the plan the caller made a moment ago (``submit``, ``decide``), so a change
+    is planned once; without one (``resume``, a replay) the stored parameters are the plan."""
     from core.stripe_gateway import GatewayError
 
-    now = now or utc_now()
     with session_scope(engine) as s:
         req = s.get(ChangeRequest, request_id)
         if req is None:
@@ -288,7 +304,8 @@ def execute(engine: Engine, request_id: int, *, stripe: Any = None, now: datetim
         actor = Actor(req.requested_by, frozenset())
         params, comment = _unseal(req)
         ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, comment)
-        plan = Plan(params=params, preview=Preview(action.name, []), stripe_ids=dict(req.stripe_ids or {}))
+        plan = planned or Plan(params=params, preview=Preview(action.name, []),
+                               stripe_ids=dict(req.stripe_ids or {}))
         key = req.idempotency_key
         uses_stripe = action.needs_stripe(ctx, plan)
         stripe_result: dict[str, Any] = {}
@@ -357,7 +374,7 @@ def _finish(s: Session, req: ChangeRequest, action: Action, plan: Plan, comment:
     ctx = Ctx(s, member, Actor(req.requested_by, frozenset()), now, load_limits(s), stripe, req.reason, comment)
     after_detail = action.write(ctx, plan, stripe_result)
     s.flush()
-    s.execute(update(Member).where(Member.id == member.id).values(version=Member.version + 1))
+    stripe_store.bump_version(s, member.id)  # once: not again if the claim or the mirror raised it
     s.refresh(member)
     ids = _stripe_ids(stripe_result) | dict(req.stripe_ids or {})
     result = dict(req.result or {}) | {"detail": after_detail}

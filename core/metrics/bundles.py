@@ -19,7 +19,7 @@ from core.metrics.cash import net_amount
 from core.metrics.common import GROUP_KEYS, converted_daily
 from core.metrics.registry import get
 from core.metrics.types import MetricError, MetricResult, Query, Unit
-from core.timeutil import next_period_start, zone
+from core.timeutil import local_midnight, next_period_start, zone
 
 PAGES: dict[str, tuple[str, ...]] = {
     "overview": ("mrr", "paying_members", "member_churn_rate", "failure_rate", "net_revenue"),
@@ -51,6 +51,7 @@ class Kpi:
     change_ratio: float | None  # change / |previous| (None when previous is 0 or missing)
     currency: str | None
     definition: str
+    compared: str = ""  # what the change compares with, as a phrase ("vs 1 Nov - 14 Nov 15:30")
 
 
 @dataclass
@@ -88,15 +89,41 @@ def chain_query(query: Query) -> Query:
 
 
 def previous_query(query: Query) -> Query:
-    """The same-length range just before the query (whole months when the range is whole months)."""
+    """The period a card's change compares with, like with like: for a range starting on the
+    first of a month, the same days of the previous month, quarter or year when the range fits in
+    one (month, quarter or year to date), else as many months earlier as it spans; otherwise the
+    same number of days just before. When the range has not ended at ``now`` (a partial period), the
+    previous one is cut at the same elapsed time: ``now`` moves back with it, so month to date on
+    the 14th at 15:30 compares with the 1st to the 14th at 15:30 of last month, never with a
+    whole month or whole days the current period has not had yet."""
+    assert query.now is not None
+    tz = zone(query.tz)
     s, e = query.start, query.end
-    if s.day == 1 and e.day == 1:
-        months = (e.year - s.year) * 12 + e.month - s.month
+    if s.day == 1:
+        span = (e.year - s.year) * 12 + e.month - s.month + (1 if e.day > 1 else 0)
+        # Month, quarter or year to date: the same part of the previous month, quarter or year.
+        months = next((n for n, starts in ((1, range(1, 13)), (3, (1, 4, 7, 10)), (12, (1,)))
+                       if span <= n and s.month in starts), span)
         idx = s.year * 12 + s.month - 1 - months
         start = date(idx // 12, idx % 12 + 1, 1)
     else:
         start = s - (e - s)
-    return replace(query, start=start, end=s)
+    end = start + (e - s)
+    begun, ends = local_midnight(s, tz), local_midnight(e, tz)
+    if query.now >= ends:
+        return replace(query, start=start, end=min(end, s), now=min(query.now, local_midnight(min(end, s), tz)))
+    cut = local_midnight(start, tz) + (query.now - begun)
+    return replace(query, start=start, end=min(end, s), now=cut)
+
+
+def compared_phrase(previous: Query) -> str:
+    """``vs 1 Nov 2026 - 14 Nov 2026 15:30`` (a cut period) or ``vs 1 Nov 2026 - 30 Nov 2026``."""
+    assert previous.now is not None
+    tz = zone(previous.tz)
+    last = previous.end - timedelta(days=1)
+    if previous.now < local_midnight(previous.end, tz):
+        return f"vs {previous.start:%-d %b %Y} - {previous.now.astimezone(tz):%-d %b %Y %H:%M}"
+    return f"vs {previous.start:%-d %b %Y} - {last:%-d %b %Y}"
 
 
 # KPI cards whose rate is defined per month whatever the page's buckets: a month-to-date card
@@ -118,12 +145,13 @@ def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
             for slug in KPIS[page]:
                 m = get(slug)
                 q, p = query, prev
-                if slug in MONTHLY_KPIS and query.granularity != "month":
-                    q, p = _whole_months(query), _whole_months(prev)
+                if slug in MONTHLY_KPIS:
+                    # A monthly rate: this month's against the whole of last month's.
+                    q, p = _whole_months(query), _whole_months(replace(prev, now=query.now))
                     metrics[slug] = m.compute(engine, q)
                 cur = metrics[slug]
                 old = m.compute(engine, p)
-                bundle.kpis.append(_kpi(m.slug, m.title, m.unit, cur, old, m.definition))
+                bundle.kpis.append(_kpi(m.slug, m.title, m.unit, cur, old, m.definition, compared_phrase(p)))
         elif page == "revenue":
             bundle.tables.update(revenue_tables(engine, query))
             bundle.chain_query = chain_query(query)
@@ -141,13 +169,14 @@ def _whole_months(query: Query) -> Query:
     return replace(query, granularity="month", start=query.start.replace(day=1), end=end)
 
 
-def _kpi(slug: str, title: str, unit: Unit, cur: MetricResult, old: MetricResult, definition: str) -> Kpi:
+def _kpi(slug: str, title: str, unit: Unit, cur: MetricResult, old: MetricResult, definition: str,
+         compared: str = "") -> Kpi:
     value, previous = cur.value, old.value
     change = None if value is None or previous is None else value - previous
     change_ratio = None if change is None or not previous else change / abs(previous)
     if unit == "percent":
         change_ratio = None
-    return Kpi(slug, title, unit, value, previous, change, change_ratio, cur.currency, definition)
+    return Kpi(slug, title, unit, value, previous, change, change_ratio, cur.currency, definition, compared)
 
 
 REVENUE_DIMENSIONS = ("tier", "interval", "currency", "country")
@@ -157,7 +186,7 @@ _REVENUE_MEASURES = ("gross", "refunds", "disputes_lost", "net")
 def revenue_tables(engine: Engine, query: Query) -> dict[str, pd.DataFrame]:
     """Gross, refunds, disputes lost and net revenue of the range by tier, interval, currency and
     country (``revenue_by_<dim>``): in the reporting currency, or per original currency with a
-    ``currency`` column. In a reporting currency they add up the same converted daily rows as
+    ``currency`` column. In a reporting currency they add up the same converted segment rows as
     the cash metrics (``common.converted_daily``), so each table's rows sum to the metric's value
     to the minor unit. One read serves the four tables, in plain Python."""
     if query.currency is None:

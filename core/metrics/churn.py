@@ -7,9 +7,10 @@ Rates over a range of several periods are the base-weighted average of the per-p
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, text
 
@@ -29,7 +30,7 @@ from core.metrics.fx import RateTable
 from core.metrics.recurring import GRACE, _drill
 from core.metrics.registry import register
 from core.metrics.types import Columns, Metric, MetricResult, Query
-from core.timeutil import periods, zone
+from core.timeutil import Period, periods, zone
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,13 +50,38 @@ def _period_sums(engine: Engine, query: Query, money: bool) -> dict[date, dict[s
     return {p: v for (p,), v in sums.items()}
 
 
-def _rate(slug: str, money: bool, num, den):  # type: ignore[no-untyped-def]
+def _segment_filter(query: Query) -> bool:
+    """A tier, interval or country filter: members can move into and out of what it selects."""
+    f = query.filters
+    return bool(f.tier or f.interval or f.country)
+
+
+def _retained(expansion: bool):  # type: ignore[no-untyped-def]
+    """NRR's (``expansion``) or GRR's numerator: the start MRR kept by the members paying at the
+    start. Under a tier, interval or country filter a member who moves out of the segment is lost
+    to it, as churn is (their start MRR, the transfer out); one who moves in is not counted, like
+    a new member, and their price change after it is the segment's expansion or contraction, as
+    in the movement identity. Without such a filter a move is internal and loses nothing."""
+    def num(r: dict[str, int], query: Query) -> int:
+        out = int(r["mrr_start"]) - int(r["contraction"]) - int(r["churn"])
+        if expansion:
+            out += int(r["expansion"])
+        if _segment_filter(query):
+            out -= int(r["transfer_out"])
+        return out
+    return num
+
+
+def _rate(slug: str, money: bool, num, den, *, asked=None):  # type: ignore[no-untyped-def]
+    """A rate per period: ``num(row) / den(row)``, or ``asked(row, query) / den(row)`` for a
+    numerator that depends on the question's filters."""
     def compute(engine: Engine, query: Query) -> MetricResult:
         buckets = buckets_before_now(query) or query.buckets()[:1]
         values: dict[date, float | None] = {}
         tn = td = 0
         for p, r in sorted(_period_sums(engine, query, money).items()):
-            n, d = num(r), den(r)
+            n = asked(r, query) if asked is not None else num(r)
+            d = den(r)
             values[p] = ratio(n, d)
             tn, td = tn + n, td + d
         out = result(slug, "percent", ratio(tn, td), query, attach(buckets, values, None))
@@ -145,17 +171,21 @@ def trials(engine: Engine, query: Query, period: date | None = None) -> pd.DataF
     return df
 
 
+def ratio_series(rows: list[dict], buckets: list[Period], num: str, den: str) -> tuple[Columns, int, int]:
+    """``num / den`` of daily rows per bucket (None where nothing was counted), and the two totals."""
+    label = labeler(buckets)
+    per = sums_by([{**r, "period": p} for r in rows if (p := label(r["day"])) is not None], ("period",), (num, den))
+    values: dict[date, float | None] = {p: ratio(v[num], v[den]) for (p,), v in per.items()}
+    return (attach(buckets, values, fill=None), sum(int(r[num]) for r in rows),
+            sum(int(r[den]) for r in rows))
+
+
 def _trial_conversion(engine: Engine, query: Query) -> MetricResult:
     buckets = buckets_before_now(query) or query.buckets()[:1]
     _, first, last = source.span(query)
     rows = source.bounded_daily(engine, query, "trials", first, last)
-    label = labeler(buckets)
-    per = sums_by([{**r, "period": p} for r in rows if (p := label(r["day"])) is not None],
-                  ("period",), ("trials", "converted"))
-    values: dict[date, float | None] = {p: ratio(v["converted"], v["trials"]) for (p,), v in per.items()}
-    trials = sum(int(r["trials"]) for r in rows)
-    converted = sum(int(r["converted"]) for r in rows)
-    out = result("trial_conversion", "percent", ratio(converted, trials), query, attach(buckets, values, None))
+    series, converted, trials = ratio_series(rows, buckets, "converted", "trials")
+    out = result("trial_conversion", "percent", ratio(converted, trials), query, series)
     out.breakdown = {"key": ["converted", "not_converted"], "value": [converted, trials - converted]}
     return out
 
@@ -190,43 +220,49 @@ def _n(col: str):  # type: ignore[no-untyped-def]
     return lambda r: int(r[col])
 
 
-register(Metric("member_churn_rate", "Member churn rate", "percent",
-                "Members paying at the start of the period and not paying at its end, divided by members paying "
-                "at its start. " + GRACE + WEIGHTED,
-                _rate("member_churn_rate", False, _n("members_churned"), _n("members_start")),
-                _drill(("churn",)), GROUP))
-register(Metric("voluntary_churn_rate", "Voluntary churn rate", "percent",
-                "Members who stopped paying because they or staff cancelled, divided by members paying at the "
-                "start of the period." + WEIGHTED,
-                _rate("voluntary_churn_rate", False, _n("members_churned_voluntary"), _n("members_start")),
-                _drill(("voluntary",)), GROUP))
-register(Metric("involuntary_churn_rate", "Involuntary churn rate", "percent",
-                "Members who stopped paying because payment failed (canceled or unpaid after dunning, or past "
-                "the grace days), divided by members paying at the start of the period." + WEIGHTED,
-                _rate("involuntary_churn_rate", False, _n("members_churned_involuntary"), _n("members_start")),
-                _drill(("involuntary",)), GROUP))
-register(Metric("gross_mrr_churn", "Gross MRR churn", "percent",
-                "(Churned MRR + contraction) / MRR at period start, in the reporting currency." + WEIGHTED,
-                _rate("gross_mrr_churn", True, lambda r: int(r["churn"]) + int(r["contraction"]), _n("mrr_start")),
-                _drill(("churn", "contraction")), GROUP))
-register(Metric("net_mrr_churn", "Net MRR churn", "percent",
-                "(Churned MRR + contraction - expansion - reactivation) / MRR at period start; below zero when "
-                "growth from existing and returning members outweighs losses." + WEIGHTED,
-                _rate("net_mrr_churn", True, lambda r: int(r["churn"]) + int(r["contraction"]) - int(r["expansion"])
-                      - int(r["reactivation"]), _n("mrr_start")),
-                _drill(("churn", "contraction", "expansion", "reactivation")), GROUP))
-register(Metric("nrr", "Net revenue retention", "percent",
-                "(MRR at start + expansion - contraction - churn) / MRR at start, members paying at the start "
-                "only." + WEIGHTED,
-                _rate("nrr", True, lambda r: int(r["mrr_start"]) + int(r["expansion"]) - int(r["contraction"])
-                      - int(r["churn"]), _n("mrr_start")),
-                _drill(("churn", "contraction", "expansion", "unchanged")), GROUP))
-register(Metric("grr", "Gross revenue retention", "percent",
-                "(MRR at start - contraction - churn) / MRR at start, members paying at the start only."
-                + WEIGHTED,
-                _rate("grr", True, lambda r: int(r["mrr_start"]) - int(r["contraction"]) - int(r["churn"]),
-                      _n("mrr_start")),
-                _drill(("churn", "contraction", "expansion", "unchanged")), GROUP))
+_MOVED = (" Under a tier, interval or country filter, a member who moves out of the segment is lost to it "
+          "(the transfer out), and one who moves in is not counted, like a new member.")
+
+
+def _signed(*cols: str) -> Callable[[Mapping[str, Any]], int]:
+    """The sum of ``cols`` of a row, a column named with a leading ``-`` subtracted."""
+    return lambda r: sum(-int(r[c[1:]]) if c.startswith("-") else int(r[c]) for c in cols)
+
+
+# slug, title, definition, in money (else members), numerator columns, denominator, drill movements
+for _slug, _title, _definition, _money, _num, _den, _kinds in (
+    ("member_churn_rate", "Member churn rate",
+     "Members paying at the start of the period and not paying at its end, divided by members paying "
+     "at its start. " + GRACE, False, ("members_churned",), "members_start", ("churn",)),
+    ("voluntary_churn_rate", "Voluntary churn rate",
+     "Members who stopped paying because they or staff cancelled, divided by members paying at the "
+     "start of the period.", False, ("members_churned_voluntary",), "members_start", ("voluntary",)),
+    ("involuntary_churn_rate", "Involuntary churn rate",
+     "Members who stopped paying because payment failed (canceled or unpaid after dunning, or past "
+     "the grace days), divided by members paying at the start of the period.", False,
+     ("members_churned_involuntary",), "members_start", ("involuntary",)),
+    ("gross_mrr_churn", "Gross MRR churn",
+     "(Churned MRR + contraction) / MRR at period start, in the reporting currency.", True,
+     ("churn", "contraction"), "mrr_start", ("churn", "contraction")),
+    ("net_mrr_churn", "Net MRR churn",
+     "(Churned MRR + contraction - expansion - reactivation) / MRR at period start; below zero when "
+     "growth from existing and returning members outweighs losses.", True,
+     ("churn", "contraction", "-expansion", "-reactivation"), "mrr_start",
+     ("churn", "contraction", "expansion", "reactivation")),
+    ("nrr", "Net revenue retention",
+     "(MRR at start + expansion - contraction - churn) / MRR at start, members paying at the start "
+     "only." + _MOVED, True, _retained(True), "mrr_start",
+     ("churn", "contraction", "expansion", "transfer_out", "unchanged")),
+    ("grr", "Gross revenue retention",
+     "(MRR at start - contraction - churn) / MRR at start, members paying at the start only." + _MOVED, True,
+     _retained(False), "mrr_start", ("churn", "contraction", "expansion", "transfer_out", "unchanged")),
+):
+    # A tuple names the numerator's columns; a function is a numerator that depends on the question.
+    if isinstance(_num, tuple):
+        _compute = _rate(_slug, _money, _signed(*_num), _n(_den))
+    else:
+        _compute = _rate(_slug, _money, None, _n(_den), asked=_num)
+    register(Metric(_slug, _title, "percent", _definition + WEIGHTED, _compute, _drill(_kinds), GROUP))
 register(Metric("cohort_retention", "Cohort retention (members)", "percent",
                 "Cohort = month of a member's first MRR > 0 (a returning member stays in it); cell k = share of "
                 "the cohort paying at the end of month k.", _cohorts(False), _drill(None, True), GROUP,

@@ -1,9 +1,12 @@
 """Shared steps of the metric computations: buckets, conversion, result assembly, drill rows.
 
-Conversion rule (see ``core.metrics.fx``): flows (payments, refunds, disputes) convert each
-daily row (day x currency x tier x interval x country) at its month's rate and then add
-(``converted_daily``); stocks and movements of a bucket convert at the rate of the month the
-bucket ends in.
+Conversion rule (see ``core.metrics.fx`` and docs/metrics.md, rule 2): the unit converted is a
+segment (original currency x tier x interval x country), and every figure is a sum of converted
+segment rows. Flows (payments, refunds, disputes, billed) convert each segment's running total
+within a local month at the month's rate, a stretch of days being the step of it
+(``converted_daily``); stocks (MRR, ARR, ARPU's MRR) convert each segment's MRR at the rate of the
+month the bucket ends in, and movements are the steps of each segment's converted running total
+(``convert_movements``).
 """
 
 from __future__ import annotations
@@ -73,13 +76,16 @@ MONEY_MEASURES = frozenset({"gross", "refunds", "disputes_lost", "fees", "billed
 
 
 def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict]:
-    """The rounding rule of every money flow in a reporting currency, in one place: each daily
-    row (local day x original currency x tier x interval x country) converts each measure at its
-    month's rate, rounded half to even, and every figure is a sum of those converted rows. A
-    range, a bucket of any size, a segment (tier, interval, currency, country) and a filtered
-    figure are all sums of the same converted rows: so day, week and month buckets give the same
-    range figure, segments add up to the total to the minor unit, and every page and the command
-    line agree. Rows as dicts (``day``, ``currency``, group keys, measures), never changed."""
+    """The rounding rule of every money figure in a reporting currency, in one place, for flows:
+    within each local month, each segment's (original currency x tier x interval x country)
+    running total of a measure converts at the month's rate, rounded half to even, and a day or
+    any stretch of days is the step of that converted running total. So a whole month converts
+    its total once (read from the monthly rollup), a day's figure is the same in every range and
+    bucket, the buckets add up to the range, day, week and month buckets give the same range
+    figure, segments add up to the total to the minor unit, a filtered figure equals its
+    segment's row, and every page and the command line agree. Rows as dicts (``day``: the first
+    day of a stretch of one bucket and one month, ``currency``, group keys, measures), never
+    changed; counts are not converted."""
     from core.metrics import source
     from core.metrics.daily import KINDS
 
@@ -87,26 +93,48 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict]:
 
     def build() -> list[dict]:
         _, first, last = source.span(query)
-        day_q = replace(query, granularity="day")
-        rows = source.daily(engine, day_q, kind, first, last, keys=GROUP_KEYS)
+        rows = source.daily(engine, query, kind, first, last, keys=GROUP_KEYS)
+        lead = first.replace(day=1)
+        # A range starting inside a month: the month's days before it start the running totals.
+        before = source.daily(engine, replace(query, start=lead, end=first, granularity="month"), kind, lead, first,
+                              keys=GROUP_KEYS) if lead < first else []
         rates = RateTable.load(engine)
         target = query.currency
         money = [m for m in KINDS[kind].measures if m in MONEY_MEASURES]
+        # Per (month, segment): each measure's running total and its converted value.
+        running: dict[tuple, list[list[int]]] = {}
+
+        def group(r: dict) -> tuple:
+            return (r["day"].replace(day=1), r["currency"], *(r[k] for k in GROUP_KEYS))
+
+        for r in before:
+            acc = running.setdefault(group(r), [[0, 0] for _ in money])
+            for i, m in enumerate(money):
+                acc[i][0] += int(r[m])
+        for (month, cur, *_), acc in running.items():
+            for pair in acc:
+                pair[1] = rates.convert(pair[0], cur, target, month) if pair[0] else 0  # type: ignore[arg-type]
         out = []
-        for r in rows:
-            month, cur = r["day"].replace(day=1), r["currency"]
+        for r in sorted(rows, key=lambda r: r["day"]):
+            key = group(r)
+            month, cur = key[0], key[1]
+            acc = running.setdefault(key, [[0, 0] for _ in money])
             conv = dict(r)  # counts stay as they are; money converts (zero needs no rate)
-            for m in money:
+            for i, m in enumerate(money):
                 if r[m]:
-                    conv[m] = rates.convert(int(r[m]), cur, target, month)  # type: ignore[arg-type]
+                    pair = acc[i]
+                    pair[0] += int(r[m])
+                    was, pair[1] = pair[1], rates.convert(pair[0], cur, target, month)  # type: ignore[arg-type]
+                    conv[m] = pair[1] - was
             out.append(conv)
         return out
 
-    return source.memoised(("converted daily", engine.url, replace(query, granularity="day"), kind), build)
+    return source.memoised(("converted daily", engine.url, query, kind), build)
 
 
 def converted_days(engine: Engine, query: Query, kind: str) -> list[dict]:
-    """``converted_daily`` summed per local day over the groups (what a flow's buckets add up)."""
+    """``converted_daily`` summed per stretch (of one bucket and one month) over the groups: what
+    a flow's buckets add up."""
     from core.metrics import source
 
     def build() -> list[dict]:
@@ -121,12 +149,12 @@ def converted_days(engine: Engine, query: Query, kind: str) -> list[dict]:
                     acc[m] += v
         return list(days.values())
 
-    return source.memoised(("converted days", engine.url, replace(query, granularity="day"), kind), build)
+    return source.memoised(("converted days", engine.url, query, kind), build)
 
 
 def flow_result(engine: Engine, query: Query, slug: str, kind: str,
                 amount: Callable[[dict], int]) -> MetricResult:
-    """A money flow: ``amount`` of each daily row of ``kind`` summed per bucket (per original
+    """A money flow: ``amount`` of each rollup row of ``kind`` summed per bucket (per original
     currency, or converted by ``converted_daily``'s rule)."""
     from core.metrics import source
 
@@ -193,17 +221,22 @@ def converted_movements(engine: Engine, query: Query, rates: RateTable | None = 
     from core.metrics import source
 
     return source.memoised(("converted", engine.url, query),
-                           lambda: convert_movements(engine, query, source.movements(engine, query), rates))
+                           lambda: convert_movements(engine, query, source.movements(engine, query, segments=True),
+                                                     rates))
 
 
 def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateTable | None = None) -> list[dict]:
-    """Movement rows in the reporting currency, one per period.
+    """Movement rows in the reporting currency, one per period, summed over the segment rows of
+    ``mv`` (original currency x tier x interval x country), each converted on its own.
 
-    Start and end convert directly (so a converted MRR equals the per-currency MRRs converted and
-    summed); each movement is the difference of the converted running totals start, +new,
-    +reactivation, +expansion, -contraction, -churn, +transfer in, -transfer out (= end), so the
-    identity holds to the minor unit, each movement is within one minor unit of converting it
-    alone, and equal transfers in and out (every group together) cancel exactly.
+    A segment's start and end convert directly (so a converted MRR is the sum of its segments'
+    converted MRRs, and a filtered MRR equals its segments'); each movement is the difference of
+    the segment's converted running totals start, +new, +reactivation, +expansion, -contraction,
+    -churn, +transfer in, -transfer out (= end), so the identity holds to the minor unit in every
+    segment and each movement is within one minor unit of converting it alone. A transfer leaves
+    one segment and enters another, each converted in its own running total: across every
+    segment the converted transfers in and out can differ by a minor unit (the waterfall without
+    a filter shows that difference as its "rounding" step).
     """
     from core.metrics.movements import MOVEMENT_COLUMNS
 
@@ -218,29 +251,38 @@ def convert_movements(engine: Engine, query: Query, mv: list[dict], rates: RateT
     counts = [c for c in MOVEMENT_COLUMNS if c.startswith("members_")]
     # Plain Python over a few rows per period: pandas column updates cost more than the query.
     out: dict[date, dict] = {}
+    # A segment's steady MRR is converted again every day of a month: once is enough.
+    seen: dict[tuple[int, str, date], int] = {}
     for row in mv:
         month = (row["period_end"] - timedelta(microseconds=1)).astimezone(tz).date().replace(day=1)
         cur = row["currency"]
 
         def c(amount: int, cur: str = cur, month: date = month) -> int:
-            return rates.convert(int(amount), cur, target, month)
+            key = (amount, cur, month)
+            got = seen.get(key)
+            if got is None:
+                got = seen[key] = rates.convert(int(amount), cur, target, month)
+            return got
 
         acc = out.setdefault(row["period"], {"period": row["period"], "period_start": row["period_start"],
                                              "period_end": row["period_end"], "end_instant": row["end_instant"],
                                              **dict.fromkeys(MOVEMENT_COLUMNS, 0)})
         running = int(row["mrr_start"])
-        prev = c(running)
+        prev = c(running) if running else 0
         acc["mrr_start"] += prev
         churn_c = 0
         for name, sign in steps:
-            running += sign * int(row[name])
+            moved = int(row[name])
+            if not moved:  # no step (most segments on most days): nothing to convert
+                continue
+            running += sign * moved
             now_c = c(running)
             acc[name] += sign * (now_c - prev)
             if name == "churn":
                 churn_c = sign * (now_c - prev)
             prev = now_c
         acc["mrr_end"] += prev
-        vol = c(int(row["churn_voluntary"]))
+        vol = c(int(row["churn_voluntary"])) if row["churn_voluntary"] else 0
         acc["churn_voluntary"] += vol
         acc["churn_involuntary"] += churn_c - vol
         for col in counts:

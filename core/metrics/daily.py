@@ -296,14 +296,24 @@ FIRST_INVOICE_PAID = """(SELECT i.status FROM invoices i WHERE i.subscription_id
         ORDER BY i.created_at, i.id LIMIT 1) = 'paid'"""
 
 
+# A trial is filed under what it was when it ended: the price and the member's country of the
+# subscription's last membership change effective by then (the subscription's own price and the
+# member's country without one), so a later price change or move never moves it.
+_LAST_CHANGE = """(SELECT c.{col} FROM membership_changes c WHERE c.subscription_id = s.id
+       AND c.{col} IS NOT NULL AND c.effective_at <= s.trial_end ORDER BY c.effective_at DESC, c.id DESC LIMIT 1)"""
+TRIAL_PRICE = f"COALESCE({_LAST_CHANGE.format(col='to_price_id')}, s.price_id)"
+TRIAL_COUNTRY = _LAST_CHANGE.format(col="country")
+
+
 def trials_select(days: Days, *, bounded: bool = False) -> tuple[tuple[str, ...], str]:
     """Trials by the local day they ended: all, and those whose first invoice was paid."""
     return (("trials", "converted"), f"""
-SELECT {days.of('s.trial_end')}, s.currency, s.tier_id, pr.interval, m.country, COUNT(*),
+SELECT {days.of('s.trial_end')}, s.currency, COALESCE(pr.tier_id, s.tier_id), pr.interval,
+       COALESCE({TRIAL_COUNTRY}, m.country), COUNT(*),
        SUM(CASE WHEN {FIRST_INVOICE_PAID} THEN 1 ELSE 0 END)
 FROM {days.source('subscriptions s')}
 JOIN members m ON m.id = s.member_id
-LEFT JOIN prices pr ON pr.id = s.price_id
+LEFT JOIN prices pr ON pr.id = {TRIAL_PRICE}
 WHERE {days.where('s.trial_end')}{" AND s.trial_end <= :until" if bounded else ""}
 GROUP BY 1, 2, 3, 4, 5""")
 

@@ -5,8 +5,8 @@ A currency with no row at all in ``fx_rates`` uses ``core.settings.business.DEFA
 Rule: an amount belonging to month M is converted at the rate of M; a month without a rate uses
 the latest earlier month of that currency, and before the first rate the earliest one. An
 amount converts exactly (rates are exact decimals) and is rounded once, half to even; which
-amounts are converted and then added is the rule in ``core.metrics.common`` (daily rows for
-flows, each currency's total for stocks).
+amounts are converted and then added is the rule in ``core.metrics.common`` (segments: each
+segment's monthly running total for flows, each segment's MRR for stocks).
 """
 
 from __future__ import annotations

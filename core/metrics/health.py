@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from core.metrics import drills, source, worklists
-from core.metrics.common import attach, buckets_before_now, end_month, labeler, ratio, result, sums_by
+from core.metrics.churn import ratio_series
+from core.metrics.common import attach, buckets_before_now, end_month, labeler, ratio, result
 from core.metrics.daily import RECOVERY_WINDOW_DAYS
 from core.metrics.fx import RateTable
 from core.metrics.registry import register
@@ -26,13 +27,7 @@ def _rate(slug: str, num: str, den: str, note: str | None = None):  # type: igno
         buckets = buckets_before_now(query) or query.buckets()[:1]
         _, first, last = source.span(query)
         rows = source.daily(engine, query, "payments", first, last)
-        label = labeler(buckets)
-        per = sums_by([{**r, "period": p} for r in rows if (p := label(r["day"])) is not None],
-                      ("period",), (num, den))
-        values: dict[date, float | None] = {p: ratio(v[num], v[den]) for (p,), v in per.items()}
-        total_n = sum(int(r[num]) for r in rows)
-        total_d = sum(int(r[den]) for r in rows)
-        series = attach(buckets, values, fill=None)
+        series, total_n, total_d = ratio_series(rows, buckets, num, den)
         out = result(slug, "percent", ratio(total_n, total_d), query, series, note=note)
         out.breakdown = {"key": ["numerator", "denominator"], "value": [total_n, total_d]}
         return out

@@ -166,6 +166,11 @@ def _waterfall(engine: Engine, query: Query) -> MetricResult:
     net = _net(moves)
     rows2: list[tuple[str, int]] = [("start", start), *((k, v) for k, v in moves.items()
                                                          if _shown(k, query))]
+    rounding = moves["transfer_in"] - moves["transfer_out"]
+    if rounding and not _shown("transfer_in", query):
+        # Every segment converts on its own: the transfers between segments, equal in the
+        # original currencies, can differ by a minor unit once converted.
+        rows2.append(("rounding", rounding))
     fx = end - start - net
     if fx:
         rows2.append(("fx", fx))  # rates differ between the months of the range

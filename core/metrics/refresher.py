@@ -1,6 +1,7 @@
 """Bring the metric rollups up to date in the background, one refresh at a time.
 
-A write (a staff change, a settings change) answers as soon as Stripe and our rows are written
+The one way a write asks for fresh rollups: a staff change, a settings change and a pass of the
+webhook apply loop each call ``request``. A write answers as soon as Stripe and our rows are written
 and calls ``request``; a thread of this process then refreshes the rollups from the earliest
 instant asked for. Requests that arrive while a refresh runs are merged into the next one, so a
 burst of changes costs one or two refreshes, not one each. Across processes and replicas the

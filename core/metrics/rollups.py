@@ -165,22 +165,6 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
     return {"full": full, "since_day": since_day.isoformat(), "seconds": took}
 
 
-def refresh_after_write(engine: Engine, since: datetime, *, what: str) -> None:
-    """Refresh from ``since`` after someone else's transaction committed (a staff change, a
-    reconcile): the numbers show the write at once. A failure is logged and never undoes the
-    write; the next refresh (each sync run ends with one) catches up. Rollups never built, or
-    marked stale by a settings change, are left to the next full build (not paid for here)."""
-    try:
-        st = state(engine)
-        if st is None:
-            return
-        # From the last refresh's `now` at the latest: the refresh then moves only the touched
-        # members' movement rows (a `since` after it would sweep every member from that period).
-        refresh(engine, min(since, st.now))
-    except Exception:
-        log.exception("metrics rollup refresh after %s failed", what)
-
-
 def _rollup_tables() -> list[str]:
     return sorted(name for name in Base.metadata.tables if name.startswith("metrics_") and name != "metrics_rollup_state")
 

@@ -39,12 +39,23 @@ from core.metrics.daily import (
 from core.metrics.movements import MOVEMENT_COLUMNS, cohort_sql, movements_sql, run
 from core.metrics.types import Query
 from core.models import Tier
-from core.timeutil import Period, clipped_periods, is_whole, next_period_start, period_start, periods, zone
+from core.timeutil import (
+    Period,
+    clipped_periods,
+    is_whole,
+    local_midnight,
+    next_period_start,
+    period_start,
+    periods,
+    zone,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 FILTER_COLUMNS = ("tier_id", "interval", "currency", "country")
+# A segment: the finest group every figure is a sum of (and the unit a reporting currency converts).
+SEGMENT = ("currency", "tier_id", "interval", "country")
 
 
 _raw_only: ContextVar[bool] = ContextVar("metrics_raw_only", default=False)
@@ -203,11 +214,22 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
     filters = filter_values(engine, query)
     group = ("day", "currency", *keys)
     st = usable_state(engine, query)
+    now = query.now
+    assert now is not None
+    tz = zone(query.tz)
+    # Nothing at or after ``now`` counts: a question pinned in the past (the same part of a
+    # previous period) reads the day containing it from the rows before it.
+    last_exclusive = max(first, min(last_exclusive, now.astimezone(tz).date() + timedelta(days=1)))
     if st is not None:
-        sql, params = _rollup_sql(engine.dialect.name, query, kind, first, last_exclusive, keys, filters)
+        # The rollup's days, up to the one containing the earlier of its ``now`` and the question's.
+        upto = min(last_exclusive, now.astimezone(tz).date()) if now < st.now else last_exclusive
+        since = st.now if now >= st.now else local_midnight(upto, tz)
+        rows: list = []
         with engine.connect() as conn:
-            rows = conn.execute(text(sql), params).all()
-            tail = _tail_daily(conn, query, kind, first, last_exclusive, keys, filters, st.now)
+            if upto > first:
+                sql, params = _rollup_sql(engine.dialect.name, query, kind, first, upto, keys, filters)
+                rows = conn.execute(text(sql), params).all()
+            tail = _tail_daily(conn, query, kind, first, last_exclusive, keys, filters, since)
         if not tail:
             return _sum_rows(rows, ("day",), group[1:], measures)
         # Rollup rows and the tail summed per (day or stretch, group) in plain Python.
@@ -235,15 +257,10 @@ def _tail_daily(conn, query: Query, kind: str, first: date, last_exclusive: date
     currency, keys...): what happened after the last refresh. Read through the time indexes."""
     tz = zone(query.tz)
     tail_first = max(first, since.astimezone(tz).date())
-    if tail_first >= last_exclusive:
+    if tail_first >= last_exclusive or (query.now is not None and query.now <= since):
         return {}
-    days = Days(conn.dialect.name, tz, tail_first, last_exclusive, from_=since)
-    if kind == "cash":
-        selects = cash_selects(days)
-    elif kind == "payments":
-        selects = [attempts_select(days), recovery_select(days)]
-    else:
-        selects = [declines_select(days)]
+    days = Days(conn.dialect.name, tz, tail_first, last_exclusive, from_=since, before=query.now)
+    selects = _selects(kind, days)
     measures = KINDS[kind].measures
     starts = None if query.granularity == "day" else _slices(query, first, last_exclusive)
     out: dict[tuple, list[int]] = {}
@@ -337,16 +354,20 @@ def _slice_sql(dialect: str, starts: list[date]) -> str:
     return f"CASE {whens} ELSE {spell.format(starts[-1].isoformat())} END"
 
 
+def _selects(kind: str, days: Days) -> list[tuple[tuple[str, ...], str]]:
+    """The (measure names, SQL) reads of raw rows behind one rollup kind over ``days``."""
+    if kind == "cash":
+        return cash_selects(days)
+    if kind == "payments":
+        return [attempts_select(days), recovery_select(days)]
+    return [declines_select(days)]
+
+
 def _raw_daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date) -> pd.DataFrame:
     import pandas as pd
 
-    days = Days(engine.dialect.name, zone(query.tz), first, last_exclusive)
-    if kind == "cash":
-        selects = cash_selects(days)
-    elif kind == "payments":
-        selects = [attempts_select(days), recovery_select(days)]
-    else:
-        selects = [declines_select(days)]
+    days = Days(engine.dialect.name, zone(query.tz), first, last_exclusive, before=query.now)
+    selects = _selects(kind, days)
     frames = []
     with engine.connect() as conn:
         for measures, sql in selects:
@@ -413,25 +434,31 @@ def _bounded_daily(engine: Engine, query: Query, kind: str, first: date, last_ex
 # --------------------------------------------------------------------------------- movements
 
 def movements(engine: Engine, query: Query, granularity: str | None = None,
-              first: date | None = None, last_exclusive: date | None = None) -> list[dict]:
+              first: date | None = None, last_exclusive: date | None = None, *,
+              segments: bool = False) -> list[dict]:
     """MRR movements per bucket and original currency: ``period``, ``period_start``,
     ``period_end``, ``end_instant`` (the boundary used: period end or ``now``), ``currency`` and
-    MOVEMENT_COLUMNS, as dicts shared by the metrics of a page (never change them). Buckets
-    starting at or after ``now`` are left out."""
+    MOVEMENT_COLUMNS, as dicts shared by the metrics of a page (never change them); with
+    ``segments``, one row per segment (original currency x tier x interval x country, with
+    ``tier_id``, ``interval`` and ``country``): a reporting currency converts each segment's row
+    (``common.convert_movements``), so segments add up to the total. Buckets starting at or
+    after ``now`` are left out."""
     # Keyed without the reporting currency: the frame is per original currency.
-    return memoised(("movements", engine.url, replace(query, currency=None), granularity, first, last_exclusive),
-                     lambda: _movements(engine, query, granularity, first, last_exclusive))
+    return memoised(("movements", engine.url, replace(query, currency=None), granularity, first, last_exclusive,
+                     segments),
+                    lambda: _movements(engine, query, granularity, first, last_exclusive, segments))
 
 
 def _movements(engine: Engine, query: Query, granularity: str | None = None,
-               first: date | None = None, last_exclusive: date | None = None) -> list[dict]:
+               first: date | None = None, last_exclusive: date | None = None, segments: bool = False) -> list[dict]:
     gran = granularity or query.granularity
     buckets = clipped_periods(first or query.start, last_exclusive or query.end, gran, zone(query.tz),
                               query.settings.week_start_index)
     now = query.now
     assert now is not None
     buckets = [b for b in buckets if b.start < now]
-    cols = ["period", "period_start", "period_end", "end_instant", "currency", *MOVEMENT_COLUMNS]
+    group = SEGMENT if segments else SEGMENT[:1]
+    cols = ["period", "period_start", "period_end", "end_instant", *group, *MOVEMENT_COLUMNS]
     if not buckets:
         return []
     filters = filter_values(engine, query)
@@ -448,16 +475,21 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
     # Plain tuples, one frame at the end: a dozen rows per currency, where pandas column steps
     # would cost more than the query.
     meta = {b.label: b for b in buckets}
-    sums: dict[tuple[date, str], list[int]] = {}
+    sums: dict[tuple, list[int]] = {}
 
-    def add(period: date, currency: str, values) -> None:  # type: ignore[no-untyped-def]
-        acc = sums.setdefault((period, currency), [0] * len(MOVEMENT_COLUMNS))
+    def add(period: date, segment: tuple, values) -> None:  # type: ignore[no-untyped-def]
+        key = (period, *segment)
+        acc = sums.get(key)
+        if acc is None:  # the usual case: the database already summed the group
+            sums[key] = [int(v) if v else 0 for v in values]
+            return
         for i, v in enumerate(values):
-            acc[i] += int(v or 0)
+            if v:
+                acc[i] += int(v)
 
     if from_rollup:
         assert st is not None
-        _rollup_movements(engine, query, gran, from_rollup, st, filters, add)
+        _rollup_movements(engine, query, gran, from_rollup, st, filters, add, group)
     for run_ in _contiguous(raw):
         bounds = [min(b.start, now) for b in run_] + [min(run_[-1].end, now)]
         sql, params = movements_sql(engine.dialect.name, bounds)
@@ -465,40 +497,50 @@ def _movements(engine: Engine, query: Query, granularity: str | None = None,
             rows = run(conn, sql, params)
         for row in rows:  # mappings: p, currency, tier_id, interval, country, movements
             if all(row[col] == value for col, value in filters.items()):
-                add(run_[int(row["p"])].label, row["currency"], [row[c] for c in MOVEMENT_COLUMNS])
-    return [dict(zip(cols, (period, meta[period].start, meta[period].end, min(meta[period].end, now), currency,
+                add(run_[int(row["p"])].label, tuple(row[c] for c in group),
+                    [row[c] for c in MOVEMENT_COLUMNS])
+    return [dict(zip(cols, (period, meta[period].start, meta[period].end, min(meta[period].end, now), *segment,
                             *values), strict=True))
-            for (period, currency), values in sorted(sums.items())]
+            # In period and currency order; segments in the order read (every figure is a sum).
+            for (period, *segment), values in sorted(sums.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))
+            if any(values)]
 
 
 def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Period], st: rollups.State,
-                      filters: dict[str, object], add) -> None:  # type: ignore[no-untyped-def]
+                      filters: dict[str, object], add, group: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
     """The buckets' movements from ``metrics_mrr_periods`` (built up to ``st.now``), moved to the
     question's ``now`` by sweeping the members whose segments start or end in between."""
     now = query.now
     assert now is not None and st.first_day is not None
     tz, week_start = zone(query.tz), query.settings.week_start_index
-    old_b = rollups.period_bounds(st.first_day, st.now, gran, tz, week_start)
     new_b = rollups.period_bounds(st.first_day, now, gran, tz, week_start)
+    built = st.now
+    if now < st.now and period_delta.labels_of(new_b):
+        # A question about an earlier moment (the previous period of a card): the stored rows up
+        # to the period containing it are what a build ending with that period would hold, so
+        # only the members moving between ``now`` and that period's end are swept (not every
+        # member moving since).
+        built = min(st.now, local_midnight(next_period_start(period_delta.labels_of(new_b)[-1], gran), tz))
+    old_b = rollups.period_bounds(st.first_day, built, gran, tz, week_start)
     old_labels = period_delta.labels_of(old_b)
     wanted = {b.label for b in buckets}
     last_stored = min(buckets[-1].label, old_labels[-1]) if old_labels else None
     cols_sql = ", ".join(f"SUM({c}) AS {c}" for c in MOVEMENT_COLUMNS)
     with engine.connect() as conn:
         if last_stored is not None and last_stored >= buckets[0].label:
-            sql = (f"SELECT period, currency, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
-                   f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, currency")
-            for period, currency, *values in conn.execute(text(sql), {"g": gran, "a": buckets[0].label,
-                                                                      "b": last_stored, **_params(filters)}):
+            sql = (f"SELECT period, {', '.join(group)}, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
+                   f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, {', '.join(group)}")
+            for period, *rest in conn.execute(text(sql), {"g": gran, "a": buckets[0].label,
+                                                          "b": last_stored, **_params(filters)}):
                 label = _as_date(period)
                 if label in wanted:
-                    add(label, currency, values)
-        if now == st.now or not old_labels:
-            return
-        moving = sorted(period_delta.members_moving(conn, st.now, now))
+                    add(label, tuple(rest[:len(group)]), rest[len(group):])
+        if now == built or not old_labels or not period_delta.labels_of(new_b):
+            return  # (no period yet at a ``now`` before the first one: nothing moved)
+        moving = sorted(period_delta.members_moving(conn, built, now))
         # From the last stored period when time moved on; from the period containing ``now``
         # when the question is about an earlier moment.
-        k_label = old_labels[-1] if now > st.now else period_delta.labels_of(new_b)[-1]
+        k_label = old_labels[-1] if now > built else period_delta.labels_of(new_b)[-1]
         k = period_delta.first_index(old_b, k_label)
         old = period_delta.sweep_members(conn, old_b, k, moving, cohorts=False)
         new = period_delta.sweep_members(conn, new_b, k, moving, cohorts=False)
@@ -512,7 +554,7 @@ def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Per
             continue
         row = {"tier_id": tier_id, "interval": interval, "country": country, "currency": currency}
         if all(row[col] == value for col, value in filters.items()):
-            add(label, currency, vec)
+            add(label, tuple(row[c] for c in group), vec)
 
 
 def _contiguous(buckets: list[Period]) -> list[list[Period]]:

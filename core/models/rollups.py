@@ -8,8 +8,9 @@ another zone is answered from the raw rows instead.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Date, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
@@ -26,15 +27,27 @@ class _Group:
     country: Mapped[str | None] = mapped_column(String(2))
 
 
-class _Daily(_Group):
-    """A daily rollup: one row per local day and group, indexed by day."""
+class _Period(_Group):
+    """A rollup by local period: the table is ``metrics_`` and the class name in snake case
+    (``DailyCash``: ``metrics_daily_cash``), indexed by its period column."""
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    day: Mapped[date] = mapped_column(Date)
+    period_column: ClassVar[str]
 
     @declared_attr.directive
-    def __table_args__(cls) -> tuple[Index, ...]:  # noqa: N805 (SQLAlchemy passes the class)
-        return (Index(f"ix_{cls.__tablename__}_day", "day"),)
+    def __tablename__(cls) -> str:  # noqa: N805 (SQLAlchemy passes the class)
+        return "metrics_" + re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index, ...]:  # noqa: N805
+        return (Index(f"ix_{cls.__tablename__}_{cls.period_column}", cls.period_column),)
+
+
+class _Daily(_Period):
+    """A daily rollup: one row per local day and group, indexed by day."""
+
+    period_column = "day"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
 
 
 class RollupState(Base):
@@ -113,16 +126,13 @@ class CohortCell(_Group, Base):
     size: Mapped[int] = mapped_column(default=0)  # members whose first paid month is ``cohort`` (rows with month = cohort)
 
 
-class _Monthly(_Group):
+class _Monthly(_Period):
     """The same sums per local month (``month`` = its first day): the readers take whole months
     from here and only the days of a partial month from the daily table."""
 
+    period_column = "month"
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     month: Mapped[date] = mapped_column(Date)
-
-    @declared_attr.directive
-    def __table_args__(cls) -> tuple[Index, ...]:  # noqa: N805 (SQLAlchemy passes the class)
-        return (Index(f"ix_{cls.__tablename__}_month", "month"),)
 
 
 class _CashSums:
@@ -157,31 +167,17 @@ class _DeclineSums:
     amount: Mapped[int] = mapped_column(default=0)
 
 
-class DailyCash(_Daily, _CashSums, Base):
-    __tablename__ = "metrics_daily_cash"
-
-
-class DailyPayments(_Daily, _PaymentSums, Base):
-    __tablename__ = "metrics_daily_payments"
-
-
-class DailyDeclines(_Daily, _DeclineSums, Base):
-    __tablename__ = "metrics_daily_declines"
-
-
-class MonthlyCash(_Monthly, _CashSums, Base):
-    __tablename__ = "metrics_monthly_cash"
-
-
-class MonthlyPayments(_Monthly, _PaymentSums, Base):
-    __tablename__ = "metrics_monthly_payments"
+# One daily and one monthly table per kind of sums.
+class DailyCash(_Daily, _CashSums, Base): ...
+class DailyPayments(_Daily, _PaymentSums, Base): ...
+class DailyDeclines(_Daily, _DeclineSums, Base): ...
+class MonthlyCash(_Monthly, _CashSums, Base): ...
+class MonthlyPayments(_Monthly, _PaymentSums, Base): ...
 
 
 class MonthlyDeclines(_Monthly, _DeclineSums, Base):
     """Read by one key at a time (decline code, brand or card country), a year of months at once:
     one covering index per key answers each breakdown from the index alone (migration 0012)."""
-
-    __tablename__ = "metrics_monthly_declines"
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Index, ...]:  # noqa: N805 (SQLAlchemy passes the class)
@@ -205,20 +201,10 @@ class _CancellationSums:
     changes: Mapped[int] = mapped_column(default=0)
 
 
-class DailyTrials(_Daily, _TrialSums, Base):
-    __tablename__ = "metrics_daily_trials"
-
-
-class DailyCancellations(_Daily, _CancellationSums, Base):
-    __tablename__ = "metrics_daily_cancellations"
-
-
-class MonthlyTrials(_Monthly, _TrialSums, Base):
-    __tablename__ = "metrics_monthly_trials"
-
-
-class MonthlyCancellations(_Monthly, _CancellationSums, Base):
-    __tablename__ = "metrics_monthly_cancellations"
+class DailyTrials(_Daily, _TrialSums, Base): ...
+class DailyCancellations(_Daily, _CancellationSums, Base): ...
+class MonthlyTrials(_Monthly, _TrialSums, Base): ...
+class MonthlyCancellations(_Monthly, _CancellationSums, Base): ...
 
 
 # Indexes the metrics read on other areas' tables, declared here (the metrics area's file): revenue

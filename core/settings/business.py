@@ -2,7 +2,7 @@
 start, and the FX table behind the reporting currency.
 
 Guarantees:
-- ``load(session_or_engine)`` always answers: keys missing from the ``settings`` table take their
+- ``load(engine)`` always answers: keys missing from the ``settings`` table take their
   defaults (UTC, USD, no grace days, Monday).
 - ``update`` and ``set_rate`` take the acting staff member and need EDIT_SETTINGS (admins); they
   validate first (a refusal is a ``BusinessSettingsError`` whose text
@@ -104,20 +104,14 @@ def _validate(key: str, value: Any) -> Any:
     raise BusinessSettingsError(f"“{key}” is not a business setting; use one of {', '.join(KEYS)}.")
 
 
-def _session_of(source: Session | Engine) -> tuple[Session, bool]:
-    if isinstance(source, Session):
-        return source, False
-    return Session(source), True
-
-
-def load(source: Session | Engine) -> BusinessSettings:
+def load(engine: Engine) -> BusinessSettings:
     """The settings in force now (defaults for keys never set)."""
-    session, own = _session_of(source)
-    try:
-        rows = session.execute(select(Setting.key, Setting.value).where(Setting.key.in_(KEYS))).all()
-    finally:
-        if own:
-            session.close()
+    with Session(engine) as session:
+        return _read(session)
+
+
+def _read(session: Session) -> BusinessSettings:
+    rows = session.execute(select(Setting.key, Setting.value).where(Setting.key.in_(KEYS))).all()
     values: dict[str, Any] = {}
     for key, value in rows:
         try:
@@ -133,7 +127,7 @@ def update(session: Session, *, actor: Actor, reason: str | None = None, **chang
     if not changes:
         raise BusinessSettingsError("Nothing to change.")
     clean = {key: _validate(key, value) for key, value in changes.items()}
-    before = load(session)
+    before = _read(session)
     after = dataclasses.replace(before, **clean)
     now = utc_now()
     for key, value in clean.items():
@@ -185,16 +179,12 @@ class Rate:
     updated_by: str
 
 
-def list_rates(source: Session | Engine, currency: str | None = None) -> list[Rate]:
-    session, own = _session_of(source)
-    try:
-        stmt = select(FxRate).order_by(FxRate.currency, FxRate.month)
-        if currency:
-            stmt = stmt.where(FxRate.currency == normalise_currency(currency))
+def list_rates(engine: Engine, currency: str | None = None) -> list[Rate]:
+    stmt = select(FxRate).order_by(FxRate.currency, FxRate.month)
+    if currency:
+        stmt = stmt.where(FxRate.currency == normalise_currency(currency))
+    with Session(engine) as session:
         return [Rate(r.currency, r.month, Decimal(r.usd_per_unit), r.updated_by) for r in session.scalars(stmt)]
-    finally:
-        if own:
-            session.close()
 
 
 def _month(value: date | str) -> date:

@@ -104,16 +104,24 @@ def customer_matches(customer: dict[str, Any], fields: dict[str, Any]) -> bool:
     return True
 
 
+# A refund comes back with its charge as it is after the refund (and the charge's fee), so the
+# caller records both without reading the charge again.
+REFUND_EXPAND = ["charge", "charge.balance_transaction"]
+
+
 def refund(client: Any, *, charge_id: str, amount: int, reason: str | None, key: str) -> dict[str, Any]:
+    """The refund, its ``charge`` expanded (with the balance transaction)."""
     params: dict[str, Any] = {"charge": charge_id, "amount": amount, "reason": stripe_refund_reason(reason),
-                              "metadata": {META_KEY: key}}
+                              "metadata": {META_KEY: key}, "expand": REFUND_EXPAND}
     with translate_errors():
         return _dict(client.v1.refunds.create(params, options=_opts(key)))
 
 
 def find_refund(client: Any, *, charge_id: str, key: str) -> dict[str, Any] | None:
+    """The refund made with ``key`` on the charge, its ``charge`` expanded like ``refund``'s, or None."""
+    expand = [f"data.{path}" for path in REFUND_EXPAND]
     with translate_errors():
-        for r in client.v1.refunds.list({"charge": charge_id, "limit": 100}).auto_paging_iter():
+        for r in client.v1.refunds.list({"charge": charge_id, "limit": 100, "expand": expand}).auto_paging_iter():
             refund = _dict(r)
             if (refund.get("metadata") or {}).get(META_KEY) == key:
                 return refund

@@ -10,7 +10,8 @@
 - Parents first: a parent that is not in our database yet raises ``MissingParent(object_type,
   stripe_id)`` before anything is written, so the caller can fetch it and retry.
 - Every change to a member's data bumps ``members.version`` (optimistic concurrency for staff
-  forms), and every subscription move recognised by ``derive_changes`` writes one
+  forms) once per transaction, through ``bump_version`` (the one place the version is raised,
+  the membership-change service's claim included), and every subscription move recognised by ``derive_changes`` writes one
   ``membership_changes`` row, unique per (event, subscription) so a replayed event adds nothing.
 
 Columns that depend on several objects (a payment's invoice, renewal flag and attempt number; a
@@ -48,8 +49,9 @@ from core.stripe_store.parents import OBJECT_TABLES, MissingParent
 from core.stripe_store.payments import apply_charge, apply_dispute, apply_refund
 from core.stripe_store.rules import derive_changes, past_due_since
 from core.stripe_store.subscriptions import apply_subscription
+from core.stripe_store.upsert import bump_version
 
-__all__ = ["MissingParent", "apply", "apply_many", "derive_changes", "mark_deleted", "past_due_since", "OBJECT_TABLES"]
+__all__ = ["MissingParent", "apply", "apply_many", "bump_version", "derive_changes", "mark_deleted", "past_due_since", "OBJECT_TABLES"]
 
 log = logging.getLogger(__name__)
 

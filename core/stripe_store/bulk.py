@@ -28,22 +28,16 @@ from sqlalchemy.orm import Session
 from core.models import Base
 from core.stripe_mapping import REFS, map_customer
 from core.stripe_store import cache, derived, pending
+from core.stripe_store.parents import OBJECT_TABLES
 
 CHUNK = 500  # ids per IN (...) list
 
-# Stripe id prefix -> (table, Stripe id column): which parent a string in an object may name.
-_PREFIX_TABLE: dict[str, tuple[str, str]] = {
-    "prod_": ("tiers", "stripe_product_id"),
-    "price_": ("prices", "stripe_price_id"),
-    "cus_": ("members", "stripe_customer_id"),
-    "pm_": ("payment_methods", "stripe_payment_method_id"),
-    "card_": ("payment_methods", "stripe_payment_method_id"),
-    "src_": ("payment_methods", "stripe_payment_method_id"),
-    "sub_": ("subscriptions", "stripe_subscription_id"),
-    "in_": ("invoices", "stripe_invoice_id"),
-    "ch_": ("payments", "stripe_charge_id"),
-    "py_": ("payments", "stripe_charge_id"),
-}
+# Stripe id prefix -> the parent object a string in an object may name (its table and Stripe id
+# column from OBJECT_TABLES).
+_PREFIX_OBJECT = {"prod_": "product", "price_": "price", "cus_": "customer", "pm_": "payment_method",
+                  "card_": "payment_method", "src_": "payment_method", "sub_": "subscription", "in_": "invoice",
+                  "ch_": "charge", "py_": "charge"}
+_PREFIX_TABLE: dict[str, tuple[str, str]] = {prefix: OBJECT_TABLES[kind] for prefix, kind in _PREFIX_OBJECT.items()}
 _CHILD_TABLES = {"subscriptions": ("subscription_items",), "invoices": ("invoice_lines",)}
 
 
@@ -62,8 +56,6 @@ def _chunks(values: list[Any]) -> Iterable[list[Any]]:
 
 
 def _prefetch(session: Session, objects: list[dict], page: cache.PageCache, text: str | None) -> None:
-    from core.stripe_store import OBJECT_TABLES  # the package imports this module
-
     tables = Base.metadata.tables
     own: dict[tuple[str, str], list[str]] = {}
     for obj in objects:

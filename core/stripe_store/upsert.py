@@ -63,11 +63,41 @@ def upsert(session: Session, table: str, key: str, row: dict[str, Any], state_at
     return ("updated" if changed else "unchanged"), before["id"], before
 
 
-def bump_version(session: Session, member_id: int | None) -> None:
-    """Raise the member's ``version``: a staff form opened before this change is refused."""
+def bump_version(session: Session, member_id: int | None, *, expected: int | None = None) -> bool:
+    """Raise the member's ``version`` (the one place it is raised): a staff form opened before this
+    transaction's change is refused. Once per member and transaction, however many of its rows the
+    transaction writes, so a reader sees each committed change as one step.
+
+    ``expected``: raise it only from that version (the claim of a staff change,
+    ``UPDATE ... WHERE version = expected``); False when the member is at another version."""
+    if member_id is None:
+        return False
+    bumped = _bumped_in_transaction(session)
+    if expected is None and member_id in bumped:
+        return True
     page = cache.current(session)
-    if page is not None and member_id is not None:
+    if page is not None and expected is None:
         page.bumps[member_id] += 1  # written once per member at the end of the page
-    elif member_id is not None:
-        m = db_table("members")
-        session.execute(update(m).where(m.c.id == member_id).values(version=m.c.version + 1))
+        bumped.add(member_id)
+        return True
+    m = db_table("members")
+    stmt = update(m).where(m.c.id == member_id)
+    if expected is not None:
+        stmt = stmt.where(m.c.version == expected)
+    if not session.execute(stmt.values(version=m.c.version + 1)).rowcount:
+        return False
+    bumped.add(member_id)
+    return True
+
+
+_BUMPED = "memberdesk_versions_bumped"
+
+
+def _bumped_in_transaction(session: Session) -> set[int]:
+    """The members whose version this session's current transaction has raised already."""
+    session.connection()  # begins the transaction if none has begun, so it can be told apart
+    tx = session.get_transaction()
+    held = session.info.get(_BUMPED)
+    if held is None or held[0] is not tx:
+        held = session.info[_BUMPED] = (tx, set())
+    return held[1]  # type: ignore[no-any-return]

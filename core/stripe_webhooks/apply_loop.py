@@ -5,7 +5,8 @@ runs the ledger through ``process_pending`` with an ``Applier`` (the pull sync's
 the sync's lock, so a pass never runs beside a sync run or another replica's pass. When the lock
 is busy the pass waits and tries again: a pull sync that started before the event was recorded
 may not pick it up. After a pass that handled events, the metrics rollups are refreshed from the
-earliest event's time, as after a staff change.
+earliest event's time by the background refresher (``core.metrics.refresher``), as after a staff
+change.
 
 A pass that fails (Stripe unreachable while fetching a missing parent, say) leaves the events in
 the ledger with their error; the next wake-up or the next pull sync retries them.
@@ -58,9 +59,9 @@ def apply_pending(engine: Engine, client: StripeClient) -> int:
     finally:
         lock.release()
     if result.handled:
-        from core.metrics.rollups import refresh_after_write
+        from core.metrics import refresher
 
-        refresh_after_write(engine, since, what="webhook events")
+        refresher.request(engine, since, what="webhook events")
     if result.failed:
         log.warning("webhook pass: %d event(s) failed; the next pass or sync retries them", result.failed)
     return result.handled

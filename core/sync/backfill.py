@@ -108,8 +108,7 @@ def run_backfill(
         if object_type == "dispute":
             # A lost dispute's close time is only in its closed event: read them before the list.
             applier.dispute_close_times = reads.dispute_close_times(applier.client)
-        count = walk(engine, applier, object_type, cursor, result, progress, heartbeat)
-        result.by_type[object_type] = count
+        result.by_type[object_type] = walk(_Walk(engine, applier, object_type, result, progress, heartbeat), cursor)
         with Session(engine) as s:
             row = state(s, object_type)
             row.backfill_cursor = None
@@ -164,22 +163,35 @@ def _apply_page(
         s.commit()
 
 
-def _walk_list(
-    engine: Engine,
-    applier: Applier,
-    object_type: str,
-    cursor: str | None,
-    result: BackfillResult,
-    progress: Progress,
-    heartbeat: Callable[[], None],
-) -> int:
+@dataclass
+class _Walk:
+    """One object type's walk: where its pages are written and who hears about them."""
+
+    engine: Engine
+    applier: Applier
+    object_type: str
+    result: BackfillResult
+    progress: Progress
+    heartbeat: Callable[[], None]
+    count: int = 0
+
+    def write(self, objects: list[dict], last_id: str | None, fetched_at: datetime, noun: str, *,
+              text: str | None = None) -> None:
+        """Apply one page (committing the cursor at ``last_id``) and report the running count."""
+        _apply_page(self.engine, self.applier, self.object_type, objects, last_id, fetched_at, self.result, text=text)
+        self.count += len(objects)
+        self.heartbeat()
+        self.progress(f"Backfill: {self.count} {noun} ...")
+
+
+def _walk_list(w: _Walk, cursor: str | None) -> int:
     """Page through one type; the next page is fetched while this one is written (the cursor of the
     next request is known as soon as a page arrives), so waiting on Stripe and on the database overlap."""
-    count = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-fetch") as pool:
 
         def fetch(after: str | None) -> Future:
-            return pool.submit(lambda: (utc_now(), reads.list_page(applier.client, object_type, starting_after=after)))
+            return pool.submit(lambda: (utc_now(), reads.list_page(w.applier.client, w.object_type,
+                                                                   starting_after=after)))
 
         pending = fetch(cursor)
         while True:
@@ -187,17 +199,13 @@ def _walk_list(
             pending = None if not page.has_more or not page.objects else fetch(page.last_id)
             try:
                 if page.objects:
-                    _apply_page(engine, applier, object_type, page.objects, page.last_id, fetched_at, result,
-                                text=page.body)
-                    count += len(page.objects)
-                    heartbeat()
-                    progress(f"Backfill: {count} {object_type}s ...")
+                    w.write(page.objects, page.last_id, fetched_at, f"{w.object_type}s", text=page.body)
             except BaseException:
                 if pending is not None:
                     pending.cancel()
                 raise
             if pending is None:
-                return count
+                return w.count
 
 
 def _customer_batch(engine: Engine, after: str | None) -> list[str]:
@@ -229,38 +237,27 @@ def _fetch_payment_methods(pool: ThreadPoolExecutor, applier: Applier, customers
     return objects
 
 
-def _walk_payment_methods(
-    engine: Engine,
-    applier: Applier,
-    object_type: str,
-    cursor: str | None,
-    result: BackfillResult,
-    progress: Progress,
-    heartbeat: Callable[[], None],
-) -> int:
+def _walk_payment_methods(w: _Walk, cursor: str | None) -> int:
     """Stripe lists card payment methods per customer; walk our customers in id order (the next
     batch of customers is fetched while this one is written, a few customers at a time)."""
-    count = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-fetch") as pool, \
             ThreadPoolExecutor(max_workers=CARD_FETCHES, thread_name_prefix="backfill-cards") as requests:
 
         def fetch(batch: list[str]) -> Future:
-            return pool.submit(lambda: (utc_now(), _fetch_payment_methods(requests, applier, batch, result.errors)))
+            return pool.submit(lambda: (utc_now(), _fetch_payment_methods(requests, w.applier, batch,
+                                                                          w.result.errors)))
 
-        customers = _customer_batch(engine, cursor)
+        customers = _customer_batch(w.engine, cursor)
         pending = fetch(customers)
         while customers:
             fetched_at, objects = pending.result()
-            following = _customer_batch(engine, customers[-1])
+            following = _customer_batch(w.engine, customers[-1])
             if following:
                 pending = fetch(following)
             try:
-                _apply_page(engine, applier, object_type, objects, customers[-1], fetched_at, result)
+                w.write(objects, customers[-1], fetched_at, "payment methods")
             except BaseException:
                 pending.cancel()
                 raise
-            count += len(objects)
-            heartbeat()
-            progress(f"Backfill: {count} payment methods ...")
             customers = following
-    return count
+    return w.count

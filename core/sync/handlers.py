@@ -136,27 +136,29 @@ def apply_invoice(applier: Applier, session: Session, event: dict[str, Any]) -> 
 
 
 def fetch_invoice_payments(applier: Applier, invoice_id: str) -> dict[str, Any] | None:
-    """An invoice's payments list, read once per run (None: Stripe no longer has the invoice)."""
-    if invoice_id not in applier.invoice_payments:
-        try:
-            applier.invoice_payments[invoice_id] = reads.invoice_payments(applier.client, invoice_id)
-        except GatewayError as exc:
-            if exc.kind != "not_found":
-                raise
-            applier.invoice_payments[invoice_id] = None  # a deleted draft: nothing to link
-    return applier.invoice_payments[invoice_id]
+    """An invoice's payments list, read once per run (None: Stripe no longer has the invoice, a
+    deleted draft: nothing to link)."""
+    return _read_once(applier.invoice_payments, invoice_id, lambda: reads.invoice_payments(applier.client, invoice_id))
 
 
 def fetch_balance_transaction(applier: Applier, txn_id: str) -> dict[str, Any] | None:
     """A balance transaction, read once per run (None: not found)."""
-    if txn_id not in applier.balance_transactions:
+    return _read_once(applier.balance_transactions, txn_id,
+                      lambda: reads.balance_transaction(applier.client, txn_id))
+
+
+def _read_once(memo: dict[str, Any], key: str, read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """``read()`` the first time ``key`` is asked for in this run, remembered in ``memo``; an object
+    Stripe does not have is remembered as None."""
+    if key not in memo:
         try:
-            applier.balance_transactions[txn_id] = reads.balance_transaction(applier.client, txn_id)
+            memo[key] = read()
         except GatewayError as exc:
             if exc.kind != "not_found":
                 raise
-            applier.balance_transactions[txn_id] = None
-    return applier.balance_transactions[txn_id]
+            memo[key] = None
+    found: dict[str, Any] | None = memo[key]
+    return found
 
 
 def reads_wanted(event: dict[str, Any]) -> tuple[str, str] | None:

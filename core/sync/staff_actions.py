@@ -32,14 +32,8 @@ def _audit(engine: Engine, actor: Actor, action: str, result: RunResult, member_
 
 
 @guarded(Permission.RUN_SYNC)
-def sync_now(
-    engine: Engine,
-    client: StripeClient,
-    *,
-    actor: Actor,
-    full: bool = False,
-    progress: Callable[[str], None] | None = None,
-) -> RunResult:
+def sync_now(engine: Engine, client: StripeClient, *, actor: Actor, full: bool = False,
+             progress: Callable[[str], None] | None = None) -> RunResult:
     """"Sync now" from the admin page: the same run as the cron command, audited."""
     result = run_sync(engine, client, actor=actor, full=full, progress=progress, holder=f"dashboard:{actor.username}")
     _audit(engine, actor, "stripe.sync_full" if full else "stripe.sync", result)

@@ -141,8 +141,8 @@ def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engi
     world = build(engine, stripe_env.client)
     with session_scope(engine) as s:
         limits = load_limits(s)
-        limits.approval_refund_above["USD"] = 100
-        save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+    limits.approval_refund_above["USD"] = 100
+    save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
     queued = submit(engine, ChangeInput("refund", world.member_id, version(engine, world.member_id), "duplicate",
                                         "charged twice", {"payment_id": world.payment_id, "amount": 400}),
                     Actor.of("sam", ["support"]), stripe=stripe_env.client)

@@ -19,16 +19,16 @@ def audits(session, action):  # type: ignore[no-untyped-def]
 
 
 class TestSettings:
-    def test_defaults_when_nothing_is_stored(self, session):
-        s = bs.load(session)
+    def test_defaults_when_nothing_is_stored(self, engine, session):
+        s = bs.load(engine)
         assert (s.business_timezone, s.reporting_currency, s.past_due_grace_days, s.week_start) == \
             ("UTC", "USD", None, "monday")
 
-    def test_update_writes_and_audits_before_and_after(self, session):
+    def test_update_writes_and_audits_before_and_after(self, engine, session):
         bs.update(session, actor=Actor.of("alice", "admin"), reason="finance is in Berlin", business_timezone="Europe/Berlin",
                   reporting_currency="eur", past_due_grace_days="7", week_start="Sunday")
         session.commit()
-        s = bs.load(session)
+        s = bs.load(engine)
         assert (s.business_timezone, s.reporting_currency, s.past_due_grace_days, s.week_start) == \
             ("Europe/Berlin", "EUR", 7, "sunday")
         entry = audits(session, "settings.update")[-1]
@@ -45,18 +45,18 @@ class TestSettings:
         ({"week_start": "someday"}, "is not a weekday"),
         ({"colour": "blue"}, "is not a business setting"),
     ])
-    def test_bad_values_are_refused_with_a_sentence_and_nothing_written(self, session, change, sentence):
+    def test_bad_values_are_refused_with_a_sentence_and_nothing_written(self, engine, session, change, sentence):
         with pytest.raises(bs.BusinessSettingsError, match=sentence):
             bs.update(session, actor=Actor.of("alice", "admin"), **{"week_start": "tuesday", **change})
         session.rollback()
-        assert bs.load(session).week_start == "monday"
+        assert bs.load(engine).week_start == "monday"
         assert audits(session, "settings.update") == []
 
-    def test_grace_days_can_be_cleared(self, session):
+    def test_grace_days_can_be_cleared(self, engine, session):
         bs.update(session, actor=Actor.of("alice", "admin"), past_due_grace_days=10)
         bs.update(session, actor=Actor.of("alice", "admin"), past_due_grace_days="")
         session.commit()
-        assert bs.load(session).past_due_grace_days is None
+        assert bs.load(engine).past_due_grace_days is None
 
     def test_definition_change_marks_rollups_stale(self, engine, session):
         refresh(engine)
@@ -72,11 +72,11 @@ class TestSettings:
 
 
 class TestFxRates:
-    def test_set_rate_inserts_then_replaces_and_audits(self, session):
+    def test_set_rate_inserts_then_replaces_and_audits(self, engine, session):
         bs.set_rate(session, actor=Actor.of("alice", "admin"), currency="chf", month="2026-03", usd_per_unit="1.12")
         bs.set_rate(session, actor=Actor.of("bob", "admin"), currency="CHF", month=date(2026, 3, 17), usd_per_unit=Decimal("1.13"))
         session.commit()
-        rows = [r for r in bs.list_rates(session, "CHF")]
+        rows = [r for r in bs.list_rates(engine, "CHF")]
         assert [(r.month, r.usd_per_unit, r.updated_by) for r in rows] == [(date(2026, 3, 1), Decimal("1.13"), "bob")]
         entries = audits(session, "settings.fx_rate")
         assert entries[0].before is None and entries[0].after == {"usd_per_unit": "1.12"}

@@ -44,6 +44,7 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.alerts.notify.deliver_pending": "notification delivery (evaluator)",
     "core.alerts.notify.enqueue": "notification queue (evaluator)",
     "core.changes.mirror.subscription": "records Stripe's answer inside a checked change",
+    "core.changes.actions.base.record_staff_change": "records a local change inside a checked change",
     "core.changes.service.execute": "applies a request already authorized by submit or decide",
     "core.db.session_scope": "the unit-of-work helper",
     "core.staff_sessions.start": "opens the session of a person who just proved their password",
@@ -53,7 +54,6 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.stripe_webhooks.receive.receive": "records a Stripe event whose signature was verified",
     "core.metrics.rollups.mark_stale": "derived metric tables",
     "core.metrics.rollups.refresh": "derived metric tables",
-    "core.metrics.rollups.refresh_after_write": "derived metric tables",
     "core.metrics.period_delta.apply": "derived metric tables",
     "core.metrics.segments.build": "derived metric tables",
     "core.staff.record_login_attempt": "the sign-in itself (before anyone is signed in)",
@@ -223,10 +223,10 @@ CALLS: dict[str, tuple[Permission, Call]] = {
                                             s, actor=a, currency="EUR", month="2026-03", usd_per_unit="9")),
     "core.changes.limits.save_limits": (Permission.EDIT_SETTINGS,
                                         lambda e, s, w, a: importlib.import_module("core.changes.limits").save_limits(
-                                            s, actor=a, limits=importlib.import_module("core.changes.limits")
+                                            e, actor=a, limits=importlib.import_module("core.changes.limits")
                                             .Limits.from_value({"refund_max": {"support": None}}))),
     "core.members.add_note": (Permission.ADD_NOTE, lambda e, s, w, a: importlib.import_module("core.members").add_note(
-        s, actor=a, member_id=w["member_id"], body="hello")),
+        e, actor=a, member_id=w["member_id"], body="hello")),
     "core.changes.service.submit": (Permission.CHANGE_TIER,
                                     lambda e, s, w, a: importlib.import_module("core.changes").submit(
                                         e, _change(w, "change_price", {"price_id": 1}), a)),

@@ -38,11 +38,11 @@ def test_nobody_approves_their_own_request_whatever_the_capitals(engine, session
     assert session.get(ChangeRequest, request_id).status == "pending_approval"
 
 
-def test_a_note_with_a_nul_byte_is_refused_and_not_stored(session):
+def test_a_note_with_a_nul_byte_is_refused_and_not_stored(engine, session):
     member = make_member(session)
     session.commit()
     with pytest.raises(core_members.MemberError) as refused:
-        core_members.add_note(session, actor=Actor.of("sam", "support"), member_id=member.id,
+        core_members.add_note(engine, actor=Actor.of("sam", "support"), member_id=member.id,
                               body="called back\x00 about the refund")
     assert str(refused.value) == ("The note contains a NUL character, which cannot be stored; remove it and "
                                   "save again.")

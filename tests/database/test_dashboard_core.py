@@ -103,7 +103,7 @@ def test_member_view_in_business_time_zone(engine, world):
 
 def test_add_note_is_encrypted_audited_and_bumps_version(engine, world, session):
     before = session.get(Member, world.bob_id).version
-    core_members.add_note(session, actor=Actor.of("sam", ["support"]), member_id=world.bob_id, body="  Asked for a refund ")
+    core_members.add_note(engine, actor=Actor.of("sam", ["support"]), member_id=world.bob_id, body="  Asked for a refund ")
     session.commit()
     session.expire_all()
     assert session.get(Member, world.bob_id).version == before + 1
@@ -122,14 +122,14 @@ def test_add_note_is_encrypted_audited_and_bumps_version(engine, world, session)
 ])
 def test_add_note_refuses_bad_input_and_writes_nothing(engine, world, session, roles, body, error):
     with pytest.raises(error):
-        core_members.add_note(session, actor=Actor.of("x", roles), member_id=world.bob_id, body=body)
+        core_members.add_note(engine, actor=Actor.of("x", roles), member_id=world.bob_id, body=body)
     session.rollback()
     assert session.scalar(select(StaffNote).where(StaffNote.member_id == world.bob_id)) is None
 
 
 def test_add_note_refuses_stale_version(engine, world, session):
     with pytest.raises(core_members.MemberError, match="changed while you were writing"):
-        core_members.add_note(session, actor=Actor.of("x", ["admin"]), member_id=world.bob_id, body="hi",
+        core_members.add_note(engine, actor=Actor.of("x", ["admin"]), member_id=world.bob_id, body="hi",
                               expected_version=-1)
 
 

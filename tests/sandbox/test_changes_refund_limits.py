@@ -52,9 +52,9 @@ def _refund(engine: Any, member_id: int, payment_id: int, amount: str, repeat_of
 def _set(engine: Any, **changes: Any) -> None:
     with session_scope(engine) as s:
         limits = load_limits(s)
-        for key, value in changes.items():
-            getattr(limits, key).update(value)
-        save_limits(s, actor=ADMIN, limits=limits)
+    for key, value in changes.items():
+        getattr(limits, key).update(value)
+    save_limits(engine, actor=ADMIN, limits=limits)
 
 
 def test_support_with_a_50_limit_cannot_refund_199_99_in_four_refunds(engine, stripe_env):  # noqa: F811

@@ -51,6 +51,22 @@ class TestRefund:
                            SUPPORT, stripe=stripe_env.client)
         assert p.amount_minor == 750 and p.amount_kind == "refund"
 
+    def test_a_confirmed_refund_reads_the_charge_once(self, engine, stripe_env, world):  # noqa: F811
+        # The plan reads the charge (the refundable rest); the refund comes back with the charge as
+        # it is after the refund. Counted on the sandbox's request log, this charge's requests only.
+        mine = f"/v1/charges/{world.charge}"
+        for amount in ("1.00", "2.00"):
+            stripe_env.proc.clear_requests()
+            change = _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": amount})
+            out = submit(engine, change, SUPPORT, stripe=stripe_env.client)
+            assert out.status == "applied"
+            asked = [(r["method"], r["path"]) for r in stripe_env.proc.requests()]
+            assert asked.count(("GET", mine)) == 1, asked
+            assert [r for r in asked if r[1] == "/v1/refunds"] == [("POST", "/v1/refunds")], asked
+        with session_scope(engine) as s:
+            assert s.get(Payment, world.payment_id).amount_refunded == 300
+            assert s.scalar(select(func.count()).select_from(Refund)) == 2
+
     def test_reasons_reach_stripe_as_its_own_enum(self, engine, stripe_env, world):  # noqa: F811
         # Stripe's three reasons pass through; ours (goodwill, an outage...) are the member's request.
         # Each a different amount: the same amount again would be asked about as a repeat.
@@ -109,8 +125,8 @@ class TestRefund:
 
         with session_scope(engine) as s:
             limits = load_limits(s)
-            limits.approval_refund_above["USD"] = 500
-            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+        limits.approval_refund_above["USD"] = 500
+        save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
         # support may refund up to $50 by default, but above $5 a second person must approve
         out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "full": True}),
                      SUPPORT, stripe=stripe_env.client)
@@ -134,8 +150,8 @@ class TestRefund:
 
         with session_scope(engine) as s:
             limits = load_limits(s)
-            limits.approval_refund_above["USD"] = 100
-            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+        limits.approval_refund_above["USD"] = 100
+        save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
         out = submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": 500}),
                      SUPPORT, stripe=stripe_env.client)
         rejected = decide(engine, out.request_id, FINANCE, approve=False, note="not our fault")
@@ -147,8 +163,8 @@ class TestRefund:
 
         with session_scope(engine) as s:
             limits = load_limits(s)
-            limits.refund_max["support"] = {"USD": 300}
-            save_limits(s, actor=Actor.of("root", ["admin"]), limits=limits)
+        limits.refund_max["support"] = {"USD": 300}
+        save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
         with pytest.raises(ChangeRefused, match="manager or finance"):
             submit(engine, _change(engine, world, "refund", {"payment_id": world.payment_id, "amount": "5"}),
                    SUPPORT, stripe=stripe_env.client)

@@ -117,6 +117,13 @@ class SandboxProcess:
     def clear_faults(self) -> None:
         self.control("DELETE", "/_sandbox/faults")
 
+    def requests(self) -> list[dict[str, Any]]:
+        """The API requests the sandbox received since the last ``clear_requests`` (method, path, status)."""
+        return list(self.control("GET", "/_sandbox/requests")["data"])
+
+    def clear_requests(self) -> None:
+        self.control("DELETE", "/_sandbox/requests")
+
     def after_retries(self, outcome: str) -> None:
         """What happens when the retries of a renewal are used up: cancel (default), unpaid or past_due."""
         self.control("POST", "/_sandbox/settings", {"after_retries": outcome})

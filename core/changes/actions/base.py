@@ -19,11 +19,14 @@ from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
+from core.changes import parse
 from core.changes.errors import ChangeRefused
 from core.changes.limits import Limits
 from core.changes.model import Actor, Preview
-from core.models import Member
+from core.models import Member, MembershipChange, Subscription
 from core.permissions import Permission
+
+ACTIONS: dict[str, Action] = {}  # filled as the action classes are defined
 
 
 @dataclass
@@ -47,11 +50,24 @@ class Plan:
 
 
 class Action:
+    """One manual action. A concrete action names itself in its class statement, which registers
+    it in ``ACTIONS``: ``class Pause(Action, name="pause", title="...", permission=...)``."""
+
     name: ClassVar[str]
     title: ClassVar[str]
     permission: ClassVar[Permission]
     uses_stripe: ClassVar[bool] = True
     sensitive: ClassVar[bool] = False  # params/comment hold personal data: stored encrypted
+
+    def __init_subclass__(cls, *, name: str | None = None, title: str | None = None,
+                          permission: Permission | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if name is None:
+            return  # a shared base such as the subscription actions'
+        if title is None or permission is None:
+            raise TypeError(f"The action {name!r} needs a title and a permission.")
+        cls.name, cls.title, cls.permission = name, title, permission
+        ACTIONS[name] = cls()
 
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         raise NotImplementedError
@@ -81,9 +97,20 @@ def require_customer(ctx: Ctx) -> str:
     return ctx.member.stripe_customer_id
 
 
-ACTIONS: dict[str, Action] = {}
+def allowed_days(ctx: Ctx, raw: Any, verb: str, ask: str) -> int:
+    """The days typed, within the most generous day limit of the person's roles."""
+    days = parse.whole_number(raw, "number of days", low=1, high=3650)
+    allowed = ctx.limits.max_extend_days(ctx.actor.roles)
+    if allowed is not None and days > allowed:
+        raise ChangeRefused(f"Your role may {verb} at most {allowed} days; {ask}.")
+    return days
 
 
-def register(action_cls: type[Action]) -> type[Action]:
-    ACTIONS[action_cls.name] = action_cls()
-    return action_cls
+def record_staff_change(ctx: Ctx, sub: Subscription, kind: str, *, from_status: str | None,
+                        from_tier_id: int | None, reason: str | None) -> None:
+    """The ``membership_changes`` row of a change made in our database only (no MRR: complimentary)."""
+    ctx.session.add(MembershipChange(
+        member_id=ctx.member.id, subscription_id=sub.id, effective_at=ctx.now, kind=kind,
+        from_status=from_status, to_status=sub.status, from_tier_id=from_tier_id, to_tier_id=sub.tier_id,
+        currency=sub.currency, mrr_before_minor=0, mrr_after_minor=0, reason=reason, source="staff",
+        actor=ctx.actor.username, recorded_at=ctx.now))

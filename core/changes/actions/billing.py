@@ -1,7 +1,9 @@
 """Refund a payment (fully or partly) and retry a failed invoice now.
 
 The refundable rest comes from Stripe (the charge's ``amount_refunded``) when Stripe can be
-asked, so a refund made in Stripe's dashboard a minute ago is counted.
+asked, so a refund made in Stripe's dashboard a minute ago is counted. The charge is read once per
+refund, by the plan: the refund itself (and the search for it after a lost answer) comes back with
+the charge expanded, which is what the mirror records.
 
 A refund's limit and its approval threshold compare what it adds up to, not the refund alone:
 the payment's refunds so far plus this one, or the member's refunds in the payment's currency
@@ -17,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core.changes import mirror, parse, repeats
-from core.changes.actions.base import Action, Ctx, Plan, register, require_customer
+from core.changes.actions.base import Action, Ctx, Plan, require_customer
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
 from core.models import Invoice, Payment, Refund
@@ -36,12 +38,7 @@ def _payment(ctx: Ctx, raw: Any) -> Payment:
     return payment
 
 
-@register
-class RefundPayment(Action):
-    name = "refund"
-    title = "Refund a payment"
-    permission = Permission.REFUND
-
+class RefundPayment(Action, name="refund", title="Refund a payment", permission=Permission.REFUND):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         payment = _payment(ctx, raw.get("payment_id"))
         if payment.status == PaymentStatus.FAILED:
@@ -119,19 +116,15 @@ class RefundPayment(Action):
     def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
         from core.stripe_gateway import writes
 
-        charge_id = self._charge(ctx, plan)
-        refund = writes.refund(ctx.stripe, charge_id=charge_id, amount=plan.params["amount"], reason=ctx.reason,
-                               key=key)
-        return {"refund": refund, "charge": writes.retrieve_charge(ctx.stripe, charge_id)}
+        refund = writes.refund(ctx.stripe, charge_id=self._charge(ctx, plan), amount=plan.params["amount"],
+                               reason=ctx.reason, key=key)
+        return _refund_and_charge(refund)
 
     def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
         from core.stripe_gateway import writes
 
-        charge_id = self._charge(ctx, plan)
-        refund = writes.find_refund(ctx.stripe, charge_id=charge_id, key=key)
-        if refund is None:
-            return None
-        return {"refund": refund, "charge": writes.retrieve_charge(ctx.stripe, charge_id)}
+        refund = writes.find_refund(ctx.stripe, charge_id=self._charge(ctx, plan), key=key)
+        return None if refund is None else _refund_and_charge(refund)
 
     def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:
         payment = ctx.session.get(Payment, plan.params["payment_id"])
@@ -142,6 +135,13 @@ class RefundPayment(Action):
         refund = stripe_result["refund"]
         return {"stripe_refund_id": refund["id"], "amount": refund["amount"],
                 "currency": str(refund["currency"]).upper(), "payment_amount_refunded": payment.amount_refunded}
+
+
+def _refund_and_charge(refund: dict[str, Any]) -> dict[str, Any]:
+    """The refund and its charge as Stripe answered them after the refund (the gateway expands the
+    charge on the refund itself, so the charge is not asked for again)."""
+    charge = refund["charge"]
+    return {"refund": refund | {"charge": charge["id"]}, "charge": charge}
 
 
 def _counted(ctx: Ctx, payment: Payment, refunded_on_payment: int, amount: int) -> tuple[int, int, str]:
@@ -165,12 +165,8 @@ def _approval_reason(money: Any, threshold: int, counted: int, earlier: int, why
     return f"refunds above {money(threshold)} need a second person"
 
 
-@register
-class RetryInvoice(Action):
-    name = "retry_invoice"
-    title = "Retry a failed invoice now"
-    permission = Permission.CHANGE_MEMBERSHIP
-
+class RetryInvoice(Action, name="retry_invoice", title="Retry a failed invoice now",
+                   permission=Permission.CHANGE_MEMBERSHIP):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         if raw.get("invoice_id") in (None, ""):
             raise ChangeRefused("Choose the open invoice to charge again.")

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core.changes import mirror, parse
-from core.changes.actions.base import Action, Ctx, Plan, register, require_customer
+from core.changes.actions.base import Action, Ctx, Plan, allowed_days, record_staff_change, require_customer
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
 from core.changes.state import current_subscription, mrr_of
-from core.models import MembershipChange, Price, Subscription
+from core.models import Price, Subscription
 from core.models.enums import PauseBehavior, SubscriptionStatus
 from core.money import format_money
 from core.permissions import Permission
@@ -27,10 +27,13 @@ S = SubscriptionStatus
 FEEDBACK = {"too_expensive": "too_expensive", "unused": "unused"}
 
 
-def _sub(ctx: Ctx) -> Subscription:
+def _sub(ctx: Ctx, *, if_ended: str | None = None) -> Subscription:
+    """The member's current membership; ``if_ended``: the refusal when it has ended."""
     sub = current_subscription(ctx.session, ctx.member.id)
     if sub is None:
         raise ChangeRefused("This member has no membership to change.")
+    if if_ended is not None and sub.status in S.ended():
+        raise ChangeRefused(if_ended)
     return sub
 
 
@@ -72,12 +75,8 @@ class _SubscriptionAction(Action):
         return {"status": sub.status if sub else None, "mrr_minor": sub.mrr_minor if sub else None}
 
 
-@register
-class Pause(_SubscriptionAction):
-    name = "pause"
-    title = "Pause payment collection"
-    permission = Permission.CHANGE_MEMBERSHIP
-
+class Pause(_SubscriptionAction, name="pause", title="Pause payment collection",
+            permission=Permission.CHANGE_MEMBERSHIP):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         sub = _sub(ctx)
         if sub.status in S.ended() or sub.status == S.CANCELED:
@@ -109,12 +108,8 @@ class Pause(_SubscriptionAction):
         return ((obj.get("pause_collection") or {}).get("behavior")) == plan.params["behavior"]
 
 
-@register
-class Resume(_SubscriptionAction):
-    name = "resume"
-    title = "Resume payment collection"
-    permission = Permission.CHANGE_MEMBERSHIP
-
+class Resume(_SubscriptionAction, name="resume", title="Resume payment collection",
+             permission=Permission.CHANGE_MEMBERSHIP):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         sub = _sub(ctx)
         if sub.status == S.CANCELED:
@@ -134,16 +129,10 @@ class Resume(_SubscriptionAction):
         return not obj.get("pause_collection")
 
 
-@register
-class Cancel(_SubscriptionAction):
-    name = "cancel"
-    title = "Cancel the membership"
-    permission = Permission.CHANGE_MEMBERSHIP
-
+class Cancel(_SubscriptionAction, name="cancel", title="Cancel the membership",
+             permission=Permission.CHANGE_MEMBERSHIP):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
-        sub = _sub(ctx)
-        if sub.status in S.ended():
-            raise ChangeRefused("This membership is already canceled.")
+        sub = _sub(ctx, if_ended="This membership is already canceled.")
         when = parse.choice(raw.get("when"), ["now", "period_end"], "when to cancel")
         if when == "period_end" and sub.cancel_at_period_end:
             raise ChangeRefused(f"This membership is already set to end on {_date(sub.current_period_end)}.")
@@ -191,24 +180,14 @@ class Cancel(_SubscriptionAction):
         before = sub.status
         sub.status, sub.canceled_at, sub.ended_at, sub.current_period_end = S.CANCELED, ctx.now, ctx.now, ctx.now
         sub.cancel_at, sub.updated_at = ctx.now, ctx.now
-        ctx.session.add(MembershipChange(
-            member_id=ctx.member.id, subscription_id=sub.id, effective_at=ctx.now, kind="canceled",
-            from_status=before, to_status=sub.status, from_tier_id=sub.tier_id, to_tier_id=sub.tier_id,
-            currency=sub.currency, mrr_before_minor=0, mrr_after_minor=0, reason=ctx.reason, source="staff",
-            actor=ctx.actor.username, recorded_at=ctx.now))
+        record_staff_change(ctx, sub, "canceled", from_status=before, from_tier_id=sub.tier_id, reason=ctx.reason)
         return {"status": sub.status}
 
 
-@register
-class Uncancel(_SubscriptionAction):
-    name = "uncancel"
-    title = "Undo a scheduled cancellation"
-    permission = Permission.CHANGE_MEMBERSHIP
-
+class Uncancel(_SubscriptionAction, name="uncancel", title="Undo a scheduled cancellation",
+               permission=Permission.CHANGE_MEMBERSHIP):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
-        sub = _sub(ctx)
-        if sub.status in S.ended():
-            raise ChangeRefused("This membership has already ended; reactivate it instead.")
+        sub = _sub(ctx, if_ended="This membership has already ended; reactivate it instead.")
         if not sub.cancel_at_period_end:
             raise ChangeRefused("This membership is not scheduled to end; there is nothing to undo.")
         sid = _stripe_sub(ctx, sub)
@@ -224,18 +203,10 @@ class Uncancel(_SubscriptionAction):
         return not obj.get("cancel_at_period_end") and obj.get("status") != "canceled"
 
 
-@register
-class Extend(_SubscriptionAction):
-    name = "extend"
-    title = "Add free days"
-    permission = Permission.CHANGE_MEMBERSHIP
-
+class Extend(_SubscriptionAction, name="extend", title="Add free days", permission=Permission.CHANGE_MEMBERSHIP):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         sub = _sub(ctx)
-        days = parse.whole_number(raw.get("days"), "number of days", low=1, high=3650)
-        allowed = ctx.limits.max_extend_days(ctx.actor.roles)
-        if allowed is not None and days > allowed:
-            raise ChangeRefused(f"Your role may add at most {allowed} days; ask a manager for more.")
+        days = allowed_days(ctx, raw.get("days"), "add", "ask a manager for more")
         if sub.status in S.ended():
             raise ChangeRefused("This membership is canceled; reactivate it or grant a complimentary one.")
         if sub.complimentary:
@@ -280,20 +251,13 @@ class Extend(_SubscriptionAction):
         sub = _sub(ctx)
         end = datetime.fromisoformat(plan.params["new_end"])
         sub.current_period_end, sub.cancel_at, sub.updated_at = end, end, ctx.now
-        ctx.session.add(MembershipChange(
-            member_id=ctx.member.id, subscription_id=sub.id, effective_at=ctx.now, kind="extended",
-            from_status=sub.status, to_status=sub.status, from_tier_id=sub.tier_id, to_tier_id=sub.tier_id,
-            currency=sub.currency, mrr_before_minor=0, mrr_after_minor=0, reason=ctx.reason, source="staff",
-            actor=ctx.actor.username, recorded_at=ctx.now))
+        record_staff_change(ctx, sub, "extended", from_status=sub.status, from_tier_id=sub.tier_id,
+                            reason=ctx.reason)
         return {"ends_at": end.isoformat()}
 
 
-@register
-class Reactivate(Action):
-    name = "reactivate"
-    title = "Reactivate a canceled member"
-    permission = Permission.CHANGE_MEMBERSHIP
-
+class Reactivate(Action, name="reactivate", title="Reactivate a canceled member",
+                 permission=Permission.CHANGE_MEMBERSHIP):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         sub = current_subscription(ctx.session, ctx.member.id)
         if sub is not None and sub.status not in S.ended():

@@ -13,22 +13,18 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core.changes import parse
-from core.changes.actions.base import Action, Ctx, Plan, register, require_customer
+from core.changes.actions.base import Action, Ctx, Plan, allowed_days, record_staff_change, require_customer
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
 from core.changes.state import current_subscription
-from core.models import Member, MembershipChange, StaffNote, Subscription, Tier
+from core.models import Member, StaffNote, Subscription, Tier
 from core.models.enums import SubscriptionStatus
 from core.permissions import Permission
 
 ADDRESS_FIELDS = ("line1", "line2", "city", "postal_code", "state", "country")
 
 
-@register
-class AddNote(Action):
-    name = "add_note"
-    title = "Add a staff note"
-    permission = Permission.ADD_NOTE
+class AddNote(Action, name="add_note", title="Add a staff note", permission=Permission.ADD_NOTE):
     uses_stripe = False
     sensitive = True  # the comment is the note's body
 
@@ -71,11 +67,7 @@ def _address(raw: Any) -> dict[str, str] | None:
     return address
 
 
-@register
-class EditContact(Action):
-    name = "edit_contact"
-    title = "Edit contact details"
-    permission = Permission.CHANGE_MEMBERSHIP
+class EditContact(Action, name="edit_contact", title="Edit contact details", permission=Permission.CHANGE_MEMBERSHIP):
     sensitive = True
 
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
@@ -127,18 +119,12 @@ class EditContact(Action):
         return {"changed": sorted(plan.params)}
 
 
-@register
-class GrantComp(Action):
-    name = "grant_comp"
-    title = "Grant a complimentary membership"
-    permission = Permission.CHANGE_MEMBERSHIP
+class GrantComp(Action, name="grant_comp", title="Grant a complimentary membership",
+                permission=Permission.CHANGE_MEMBERSHIP):
     uses_stripe = False
 
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
-        days = parse.whole_number(raw.get("days"), "number of days", low=1, high=3650)
-        allowed = ctx.limits.max_extend_days(ctx.actor.roles)
-        if allowed is not None and days > allowed:
-            raise ChangeRefused(f"Your role may grant at most {allowed} days; ask a manager for a longer grant.")
+        days = allowed_days(ctx, raw.get("days"), "grant", "ask a manager for a longer grant")
         tiers = {t.code: t for t in ctx.session.scalars(select(Tier).where(Tier.code != "free"))}
         tier_code = parse.choice(raw.get("tier"), sorted(tiers), "tier")
         sub = current_subscription(ctx.session, ctx.member.id)
@@ -164,9 +150,5 @@ class GrantComp(Action):
                            cancel_at=end, updated_at=ctx.now)
         ctx.session.add(sub)
         ctx.session.flush()
-        ctx.session.add(MembershipChange(
-            member_id=ctx.member.id, subscription_id=sub.id, effective_at=ctx.now, kind="comp_granted",
-            from_status=None, to_status=sub.status, from_tier_id=None, to_tier_id=tier.id, currency=sub.currency,
-            mrr_before_minor=0, mrr_after_minor=0, reason=None, source="staff", actor=ctx.actor.username,
-            recorded_at=ctx.now))
+        record_staff_change(ctx, sub, "comp_granted", from_status=None, from_tier_id=None, reason=None)
         return {"subscription_id": sub.id, "tier": tier.code, "ends_at": end.isoformat()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.changes import parse
-from core.changes.actions.base import Ctx, Plan, register
+from core.changes.actions.base import Ctx, Plan
 from core.changes.actions.lifecycle import _date, _stripe_sub, _sub, _SubscriptionAction
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
@@ -24,12 +24,8 @@ from core.timeutil import to_epoch
 S = SubscriptionStatus
 
 
-@register
-class ChangePrice(_SubscriptionAction):
-    name = "change_price"
-    title = "Change tier or price"
-    permission = Permission.CHANGE_TIER
-
+class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier or price",
+                  permission=Permission.CHANGE_TIER):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         sub = _sub(ctx)
         if sub.status not in {S.ACTIVE, S.TRIALING, S.PAST_DUE}:
