@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ("revenue", "churn", "failed_payments")
+PAGES = ("overview", "revenue", "churn", "failed_payments")
 SIZES = {"S": 3_000, "M": 100_000, "L": 1_000_000}
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Dashboard pages"

@@ -11,6 +11,10 @@ member in 30 and "Moreau" finds ~33,000 at a million), written through the fast 
 then ``ANALYZE``. Only members are generated: the id probes into invoices and payments read empty
 tables here (they are exact lookups by unique or indexed columns either way).
 
+``--database-url URL`` searches an existing, populated database instead (a whole demo world, with
+its invoices and payments; keys from ``MEMBERDESK_ENCRYPTION_KEYS``): nothing is built or
+analysed, and its headings say so. ``--old-repeat 0`` leaves the old search out.
+
 Each query runs through ``core.member_search.search_page`` (new) and through the search as it was
 before (``old_search`` below, kept verbatim for this comparison): the first call, then the median
 of ``--repeat`` calls, wall and this process's CPU time (SQLite works inside this process;
@@ -175,6 +179,8 @@ def queries(engine: Engine) -> list[tuple[str, str]]:
 
 
 def fmt_ms(value: float) -> str:
+    if value != value:  # not measured
+        return "-"
     return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
@@ -182,24 +188,30 @@ def run(engine: Engine, repeat: int, old_repeat: int) -> list[dict[str, Any]]:
     rows = []
     for label, query in queries(engine):
         load_before = load_average()
-        o_first, o_wall, o_cpu, o_out = timed(lambda q=query: old_search(engine, q), old_repeat)
+        if old_repeat:
+            o_first, o_wall, o_cpu, o_out = timed(lambda q=query: old_search(engine, q), old_repeat)
+        else:
+            o_first = o_wall = o_cpu = float("nan")
+            o_out = None
         n_first, n_wall, n_cpu, page = timed(lambda q=query: search_page(engine, q), repeat)
         total = ("more than " if page.more_than else "") + f"{page.total:,}"
-        rows.append({"label": label, "query": query, "old_found": f"{len(o_out)} (first 50)" if len(o_out) >= 50
-                     else str(len(o_out)), "new_total": total, "old_first": o_first, "old_wall": o_wall,
+        rows.append({"label": label, "query": query, "old_found": "not run" if o_out is None else
+                     f"{len(o_out)} (first 50)" if len(o_out) >= 50 else str(len(o_out)), "new_total": total, "old_first": o_first, "old_wall": o_wall,
                      "old_cpu": o_cpu, "new_first": n_first, "new_wall": n_wall, "new_cpu": n_cpu,
                      "load": f"{load_before} → {load_average()}"})
         print(f"{label:32} old {o_wall:8.1f} ms  new {n_wall:7.2f} ms  total {total}", file=sys.stderr, flush=True)
     return rows
 
 
-def report(rows: list[dict[str, Any]], db: str, count: int, repeat: int, old_repeat: int, build_s: float | None) -> str:
+def report(rows: list[dict[str, Any]], db: str, count: int, repeat: int, old_repeat: int, build_s: float | None,
+           existing: str | None = None) -> str:
     import platform
 
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"### {db}, {count:,} members", "",
+    command = (f"--database-url URL --old-repeat {old_repeat}" if existing else f"--members {count} --db {db}")
+    lines = [f"### {db}, {count:,} members" + (f" ({existing})" if existing else ""), "",
              f"Measured {when} on {cpu_model()}, Python {platform.python_version()}, with "
-             f"`python -m bench.search_bench --members {count} --db {db}` (first call, then the median of "
+             f"`python -m bench.search_bench {command}` (first call, then the median of "
              f"{repeat} calls new and {old_repeat} old; CPU = this process's time"
              + (", SQLite works inside it" if db == "sqlite" else ", the PostgreSQL server's not counted") + ")."
              + (f" Building the table took {build_s:.0f} s." if build_s else ""), "",
@@ -227,7 +239,7 @@ def write_docs(block: str, db: str) -> None:
     kept, skipping = [], False
     for line in lines:
         if line.startswith("### "):
-            skipping = line.split(",")[0] == heading.split(",")[0]
+            skipping = line.split(" (")[0] == heading.split(" (")[0]
         if not skipping:
             kept.append(line)
     section = "\n".join(kept).rstrip("\n") + "\n\n" + block + "\n"
@@ -245,14 +257,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--old-repeat", type=int, default=2)
     p.add_argument("--write-docs", action="store_true", help="merge the results into docs/benchmarks.md")
+    p.add_argument("--database-url", help="search this existing, populated database (keys from "
+                   "MEMBERDESK_ENCRYPTION_KEYS); nothing is built")
     args = p.parse_args(argv)
-    crypto.set_keyring(crypto.KeyRing([KEY]))
-    url, exists = database(args.db, args.members, args.pg_url, args.data_dir, args.regenerate)
-    engine = make_engine(url)
-    upgrade(engine)
-    build_s = None if exists else build(engine, args.members)
+    existing = None
+    if args.database_url:
+        import os
+
+        keys = [k.strip() for k in os.environ.get("MEMBERDESK_ENCRYPTION_KEYS", "").split(",") if k.strip()]
+        crypto.set_keyring(crypto.KeyRing(keys or [KEY]))
+        engine = make_engine(args.database_url)
+        with Session(engine) as s:
+            args.members = s.scalar(select(func.count()).select_from(Member)) or 0
+            payments = s.scalar(select(func.count()).select_from(Payment)) or 0
+        args.db = engine.dialect.name
+        existing = f"a whole demo world: {payments:,} payments"
+        build_s = None
+    else:
+        crypto.set_keyring(crypto.KeyRing([KEY]))
+        url, exists = database(args.db, args.members, args.pg_url, args.data_dir, args.regenerate)
+        engine = make_engine(url)
+        upgrade(engine)
+        build_s = None if exists else build(engine, args.members)
     rows = run(engine, args.repeat, args.old_repeat)
-    block = report(rows, args.db, args.members, args.repeat, args.old_repeat, build_s)
+    block = report(rows, args.db, args.members, args.repeat, args.old_repeat, build_s, existing)
     print(block)
     if args.write_docs:
         write_docs(block, args.db)

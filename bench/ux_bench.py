@@ -15,7 +15,8 @@ working while the server's start and the pages' reads change underneath:
    it (Preview, then Confirm until "Done." shows: Stripe's sandbox and our rows);
 5. ``--sessions`` concurrent staff sessions, each its own browser context (cookies, websocket) in
    one Chromium, signing in together and walking their pages ``--rounds`` times: p50/p95 page time;
-6. the server's RSS (the Streamlit process) after each step and at peak, and the load average
+6. the server's CPU time beside each figure (the Streamlit process; the database server's not), its
+   RSS after each step and at peak, and the load average
    beside every figure. Times are of the day they run at (the Overview opens on "Month to date").
 
 A page's time runs from the click (or the sign-in) until the script run it started has ended
@@ -23,8 +24,19 @@ A page's time runs from the click (or the sign-in) until the script run it start
 staff change's time runs from Confirm until its "Done." shows (after the rerun that shows it). The browser runs on the same 2 cores as the server.
 
 Options: ``--db sqlite|postgresql`` (PostgreSQL: a scratch database, dropped afterwards),
-``--members N``, ``--sessions N``, ``--write-docs`` (replace the browser table in
-docs/benchmarks.md), ``--keep`` (keep the scratch folder and database).
+``--members N``, ``--sessions N``, ``--write-docs`` (replace this database and size's browser
+table in docs/benchmarks.md; other sizes' tables stay), ``--keep`` (keep the scratch folder and
+database).
+
+``--database-url URL`` measures an existing, populated database instead (a world too large to
+generate on every run, e.g. the L world of ``python -m bench.demo_bench --keep``): nothing is
+generated, ``python -m cli run`` starts on it as it is (its first start is reported as such),
+its encryption keys come from ``MEMBERDESK_ENCRYPTION_KEYS``. The demo sign-ins are created when
+missing. The sandbox starts on a scratch state holding the catalogue and the one member the staff
+change is made on, simulated again from the demo world that was loaded (``--world-seed``,
+``--world-now``, ``--world-profile``: what the generator was given); when that member's Stripe
+customer does not match the database's, the staff change is not measured and the report says so.
+The database keeps what the benchmark writes (sign-ins, sessions, the change and its undo).
 """
 
 from __future__ import annotations
@@ -60,6 +72,7 @@ STEPS = ("pages", "search", "change", "concurrent")
 FAILURES = Path(tempfile.gettempdir()) / "memberdesk-ux-failures"  # a screenshot of a step that failed
 PAGE_TIMEOUT_MS = 180_000  # a page slower than this counts as this long, and as a problem
 SAID = re.compile(r"members? matche?s?|No member matches")
+CHANGED_MEANWHILE = re.compile(r"changed after you opened the form")
 SEARCHES = ["moreau", "fernandez", "lea moreau", "{email}", "{email_start}", "{customer}", "{member_id}"]
 
 # Script-state changes as they happen, from the first byte of every document.
@@ -112,7 +125,8 @@ class Server:
         t = time.perf_counter()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "run", "--port", str(self.port), "--demo-members", str(self.members)],
+                [sys.executable, "-m", "cli", "run", "--port", str(self.port), "--demo-members", str(self.members),
+                 "--healthy-within", f"{timeout:.0f}"],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         while time.perf_counter() - t < timeout:
             if self.proc.poll() is not None:
@@ -148,6 +162,18 @@ class Server:
             except (OSError, ValueError, IndexError):
                 continue
         return None
+
+    def cpu_ms(self) -> float | None:
+        """CPU time (user + system, every thread) the Streamlit process has used so far; the
+        database server's own processes are not in it."""
+        pid = self._streamlit_pid()
+        if pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
     def rss_mib(self) -> float | None:
         pid = self._streamlit_pid()
@@ -192,6 +218,20 @@ class Figure:
     ms: float
     load: str
     note: str = ""
+    cpu: float | None = None  # the server's CPU time in the same span (Streamlit process)
+
+
+async def with_cpu(server: Server, work: Any) -> tuple[Any, float | None]:
+    """(what ``work`` returns, the server's CPU milliseconds while it ran)."""
+    before = server.cpu_ms()
+    out = await work
+    after = server.cpu_ms()
+    return out, (after - before) if before is not None and after is not None else None
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 @dataclass
@@ -249,9 +289,17 @@ async def problems_on(page: Any, where: str) -> list[str]:
 
 
 async def sign_in(page: Any, base: str, role: str) -> float:
+    await open_sign_in(page, base)
+    return await submit_sign_in(page, role)
+
+
+async def open_sign_in(page: Any, base: str) -> None:
     await page.goto(base)
     await page.get_by_label("Username").wait_for(timeout=600_000)
     await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=600_000)
+
+
+async def submit_sign_in(page: Any, role: str) -> float:
     await page.get_by_label("Username").fill(role)
     await page.get_by_label("Password", exact=True).fill(ROLES[role])
     # Until the navigation shows and the run that draws the first page has ended: signing in
@@ -291,17 +339,20 @@ async def new_page(browser: Any) -> tuple[Any, Any]:
 async def role_pass(browser: Any, server: Server, role: str, warm: int, res: Results) -> None:
     context, page = await new_page(browser)
     try:
-        ms = await sign_in(page, server.base, role)
-        res.pages.append(Figure("sign-in → first page", role, ms, load(), "cold: first after a restart"))
+        await open_sign_in(page, server.base)
+        ms, cpu = await with_cpu(server, submit_sign_in(page, role))
+        res.pages.append(Figure("sign-in → first page", role, ms, load(), "cold: first after a restart", cpu))
         links = await nav_links(page)
         first_title = links[0][0] if links else "?"
         res.pages[-1].note += f" ({first_title})"
         for title, href in links[1:]:
-            res.pages.append(Figure(title, role, await open_page(page, href), load(), "first visit"))
+            ms, cpu = await with_cpu(server, open_page(page, href))
+            res.pages.append(Figure(title, role, ms, load(), "first visit", cpu))
             res.problems += await problems_on(page, f"{role} {title}")
         for title, href in links[1:] + links[:1]:
-            times = [await open_page(page, href) for _ in range(warm)]
-            res.pages.append(Figure(title, role, statistics.median(times), load(), f"warm, median of {warm}"))
+            runs = [await with_cpu(server, open_page(page, href)) for _ in range(warm)]
+            res.pages.append(Figure(title, role, statistics.median(r[0] for r in runs), load(),
+                                    f"warm, median of {warm}", median_or_none([r[1] for r in runs])))
     finally:
         await context.close()
 
@@ -315,10 +366,10 @@ async def search_pass(browser: Any, server: Server, queries: list[str], res: Res
         box = page.get_by_role("textbox", name="Find a member")
         for query in queries:
             await box.fill(query)
-            ms = await timed(page, lambda: box.press("Enter"))
+            ms, cpu = await with_cpu(server, timed(page, lambda: box.press("Enter")))
             main = await page.locator("[data-testid=stMain]").inner_text()
             said = next((line for line in main.splitlines() if SAID.search(line)), "?")
-            res.searches.append(Figure(query, "support", ms, load(), said.strip()[:90]))
+            res.searches.append(Figure(query, "support", ms, load(), said.strip()[:90], cpu))
     finally:
         await context.close()
 
@@ -327,25 +378,30 @@ async def change_pass(browser: Any, server: Server, member_id: int, res: Results
     context, page = await new_page(browser)
     try:
         await sign_in(page, server.base, "support")
-        ms = await timed_goto(page, f"{server.base}/members?member={member_id}")
+        ms, cpu = await with_cpu(server, timed_goto(page, f"{server.base}/members?member={member_id}"))
         await page.get_by_text("Make a change").wait_for(timeout=600_000)
-        res.changes.append(Figure("member page (deep link, signed in by cookie)", "support", ms, load()))
+        res.changes.append(Figure("member page (deep link, signed in by cookie)", "support", ms, load(), cpu=cpu))
         for action, what in (("Cancel the membership", "cancel at period end"),
                              ("Undo a scheduled cancellation", "undo the cancellation")):
             await page.locator("[data-testid=stSelectbox]").filter(has_text="Action").first.click()
             await timed(page, lambda a=action: page.get_by_role("option", name=a).first.click())
             await page.get_by_label("Comment (required)").fill("Benchmark: the member asked for it.")
-            preview = await timed(page, lambda: page.get_by_role("button", name="Preview").click())
+            preview, preview_cpu, again = await preview_change(page, server)
+            cpu0 = server.cpu_ms()
             t = time.perf_counter()
             await page.get_by_role("button", name="Confirm change").click()
             outcome = page.get_by_text(re.compile(r"^Done")).or_(page.locator("[data-testid=stAlertContentError]"))
             await outcome.first.wait_for(timeout=120_000)
             confirm = (time.perf_counter() - t) * 1000
+            cpu1 = server.cpu_ms()
+            confirm_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
             shown = await page.get_by_text(re.compile(r"^Done")).count()
             await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]")
-            res.changes.append(Figure(f"{what}: Preview", "support", preview, load()))
+            res.changes.append(Figure(f"{what}: Preview", "support", preview, load(),
+                                      "" if not again else f"Preview pressed {again + 1} times: the member changed "
+                                      "meanwhile (the sandbox's webhook of the previous change)", preview_cpu))
             res.changes.append(Figure(f"{what}: Confirm → “Done.”", "support", confirm, load(),
-                                      "" if shown else "“Done.” not shown"))
+                                      "" if shown else "“Done.” not shown", confirm_cpu))
             if not shown:
                 res.problems.append(f"staff change '{what}' did not show Done.")
     except Exception:
@@ -353,6 +409,27 @@ async def change_pass(browser: Any, server: Server, member_id: int, res: Results
         raise
     finally:
         await context.close()
+
+
+async def preview_change(page: Any, server: Server, tries: int = 6) -> tuple[float, float | None, int]:
+    """Press Preview until the Confirm button shows: (milliseconds, server CPU, extra presses). The
+    form refuses a member that changed after it opened (here: the sandbox's webhook of the
+    previous change arriving, late on a busy machine); a person presses Preview again."""
+    total, cpu_total = 0.0, 0.0
+    confirm, stale = page.get_by_role("button", name="Confirm change"), page.get_by_text(CHANGED_MEANWHILE)
+    for attempt in range(tries):
+        t, before = time.perf_counter(), server.cpu_ms()
+        await page.get_by_role("button", name="Preview").click()
+        # The refusal reruns the page (st.rerun) before it shows: wait for one answer or the other.
+        await confirm.or_(stale).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+        await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]")
+        after = server.cpu_ms()
+        total += (time.perf_counter() - t) * 1000
+        cpu_total += (after - before) if before is not None and after is not None else 0.0
+        if await confirm.count():
+            return total, cpu_total, attempt
+        await asyncio.sleep(2)  # a person reads the warning and the state shown before pressing again
+    return total, cpu_total, tries - 1
 
 
 async def one_session(browser: Any, server: Server, role: str, rounds: int, problems: list[str]) -> list[float]:
@@ -416,8 +493,11 @@ async def drive(server: Server, args: argparse.Namespace, env: dict[str, str], r
             if "search" in args.steps:
                 await step(res, "member search", search_pass(browser, server, [q.format(**samples) for q in SEARCHES], res))
                 res.rss.append(("after the searches", server.rss_mib(), load()))
-            if samples.get("subscriber") and "change" in args.steps:
-                await step(res, "staff change", change_pass(browser, server, int(samples["subscriber"]), res))
+            subscriber = samples.get("subscriber") if args.database_url is None else args.subscriber
+            if subscriber and "change" in args.steps:
+                await step(res, "staff change", change_pass(browser, server, int(subscriber), res))
+            elif "change" in args.steps:
+                res.problems.append(f"staff change not measured: {args.no_change or 'no active membership'}")
             if args.sessions and "concurrent" in args.steps:
                 await step(res, "concurrent sessions", concurrent_pass(browser, server, args.sessions, args.rounds, res))
                 if res.concurrent:
@@ -448,25 +528,40 @@ def ms(value: float) -> str:
     return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
 
 
+def cpu_ms(value: float | None) -> str:
+    return "?" if value is None else ms(value)
+
+
 def report(res: Results, args: argparse.Namespace) -> str:
-    lines = [f"### {args.db}, {args.members:,} members (make run's demo world{'' if args.members == 5000 else ', larger'})",
-             "", f"Measured {res.started} on {res.machine} with `python -m bench.ux_bench --db {args.db} --members "
-             f"{args.members} --roles {' '.join(args.roles)} --steps {' '.join(args.steps)} --sessions {args.sessions} "
+    if args.database_url:
+        what = f"{args.existing_members:,} members (an existing database)"
+        source = (f"--database-url URL --world-seed {args.world_seed} --world-now {args.world_now} "
+                  f"--world-profile {args.world_profile}")
+    else:
+        what = f"{args.members:,} members (make run's demo world{'' if args.members == 5000 else ', larger'})"
+        source = f"--members {args.members}"
+    lines = [f"### {args.db}, {what}",
+             "", f"Measured {res.started} on {res.machine} with `python -m bench.ux_bench --db {args.db} {source} "
+             f"--roles {' '.join(args.roles)} --steps {' '.join(args.steps)} --sessions {args.sessions} "
              f"--rounds {args.rounds} --warm {args.warm}`; {res.world}. Load = 1/5/15-minute load average when the "
-             "figure was taken (2 cores, shared; the browser runs on them too).", ""]
+             "figure was taken (2 cores, shared; the browser runs on them too). *Server CPU* = the Streamlit "
+             "process's CPU time in the same span (every thread, 10 ms steps; the database server's processes "
+             "not counted): the rest of a time is the browser, the database and waiting for a core.", ""]
     lines += ["| step | role | time | load | note |", "|---|---|---:|---|---|"]
     for f in res.starts:
         lines.append(f"| {f.what} | {f.role} | {ms(f.ms)} | {f.load} | {f.note} |")
-    lines += ["", "| page | role | time | load | how |", "|---|---|---:|---|---|"]
+    lines += ["", "| page | role | time | server CPU | load | how |", "|---|---|---:|---:|---|---|"]
     for f in res.pages:
-        lines.append(f"| {f.what} | {f.role} | {'**' + ms(f.ms) + '**'} | {f.load} | {f.note} |")
-    lines += ["", "| member search (Members page, typed, Enter) | time | load | the page said |", "|---|---:|---|---|"]
+        lines.append(f"| {f.what} | {f.role} | {'**' + ms(f.ms) + '**'} | {cpu_ms(f.cpu)} | {f.load} | {f.note} |")
+    lines += ["", "| member search (Members page, typed, Enter) | time | server CPU | load | the page said |",
+              "|---|---:|---:|---|---|"]
     for f in res.searches:
-        lines.append(f"| `{f.what}` | **{ms(f.ms)}** | {f.load} | {f.note} |")
+        lines.append(f"| `{f.what}` | **{ms(f.ms)}** | {cpu_ms(f.cpu)} | {f.load} | {f.note} |")
     if res.changes:
-        lines += ["", "| staff change, end to end (support, sandbox Stripe) | time | load | note |", "|---|---:|---|---|"]
+        lines += ["", "| staff change, end to end (support, sandbox Stripe) | time | server CPU | load | note |",
+                  "|---|---:|---:|---|---|"]
         for f in res.changes:
-            lines.append(f"| {f.what} | **{ms(f.ms)}** | {f.load} | {f.note} |")
+            lines.append(f"| {f.what} | **{ms(f.ms)}** | {cpu_ms(f.cpu)} | {f.load} | {f.note} |")
     if res.concurrent:
         c = res.concurrent
         lines += ["", f"Concurrent sessions: {c['sessions']} browser contexts in one Chromium (each its own cookies "
@@ -481,17 +576,23 @@ def report(res: Results, args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table_key(heading: str) -> str:
+    """"### postgresql, 5,000 members (...)" -> "### postgresql, 5,000 members": one table per
+    database and size."""
+    return heading.split(" (")[0].strip()
+
+
 def write_docs(block: str) -> None:
     path = ROOT / "docs" / "benchmarks.md"
     doc = path.read_text()
-    heading = block.splitlines()[0].split(",")[0]
+    heading = _table_key(block.splitlines()[0])
     start = doc.index(SECTION)
     end = doc.find("\n## ", start + len(SECTION))
     end = len(doc) if end < 0 else end + 1
     kept, skipping = [], False
     for line in doc[start:end].split("\n"):
         if line.startswith("### "):
-            skipping = line.split(",")[0] == heading
+            skipping = _table_key(line) == heading
         if not skipping:
             kept.append(line)
     path.write_text(doc[:start] + "\n".join(kept).rstrip("\n") + "\n\n" + block + "\n" + doc[end:])
@@ -525,6 +626,72 @@ def scratch_env(folder: Path, db: str, pg_url: str) -> tuple[dict[str, str], str
     return env, pg_db
 
 
+def existing_env(folder: Path, url: str) -> dict[str, str]:
+    """The server's environment on an existing database (its keys from this environment)."""
+    keys = os.environ.get("MEMBERDESK_ENCRYPTION_KEYS", "")
+    if not keys.strip():
+        raise SystemExit("error: --database-url needs the database's MEMBERDESK_ENCRYPTION_KEYS in the environment")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "MEMBERDESK_", "DATABASE_URL"))}
+    env.update({"DATABASE_URL": url, "MEMBERDESK_ENCRYPTION_KEYS": keys,
+                "MEMBERDESK_COOKIE_KEY": "ux-bench-" + "x" * 60,
+                "MEMBERDESK_SECRETS_FILE": str(folder / "secrets.toml"),
+                "MEMBERDESK_SANDBOX_STATE": str(folder / "sandbox.db"),
+                "STRIPE_API_BASE": f"http://127.0.0.1:{free_port()}", "STRIPE_API_KEY": "sk_test_uxbench"})
+    return env
+
+
+def prepare_existing(env: dict[str, str], args: argparse.Namespace) -> tuple[str, int, int | None, str]:
+    """Demo sign-ins and a sandbox state for an existing database: (the world as counted, its
+    members, the member the staff change may be made on or None, why not)."""
+    from sqlalchemy import text
+
+    from core import crypto
+    from core.db import make_engine, session_scope
+    from demo import World, create_demo_staff, simulate_member
+    from demo.stream import catalogue_objects, objects_of
+    from demo.world import PROFILES
+    from stripe_sandbox.store import SandboxStore
+
+    crypto.set_keyring(crypto.KeyRing([k.strip() for k in env["MEMBERDESK_ENCRYPTION_KEYS"].split(",") if k.strip()]))
+    engine = make_engine(env["DATABASE_URL"])
+    try:
+        with session_scope(engine) as session:
+            created = create_demo_staff(session)
+        if created:
+            print(f"demo sign-ins created: {', '.join(created)}", file=sys.stderr, flush=True)
+        with engine.connect() as conn:
+            counts = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
+                      for t in ("members", "payments", "membership_changes")}
+            members = counts["members"]
+            row = conn.execute(text(
+                "SELECT m.id, m.stripe_customer_id FROM subscriptions s JOIN members m ON m.id = s.member_id "
+                "WHERE s.status = 'active' AND s.cancel_at_period_end = :f ORDER BY s.member_id LIMIT 1"),
+                {"f": False}).first()
+    finally:
+        engine.dispose()
+    world = (f"an existing database: {counts['members']:,} members, {counts['payments']:,} payments, "
+             f"{counts['membership_changes']:,} membership changes")
+    store = SandboxStore(Path(env["MEMBERDESK_SANDBOX_STATE"]))
+    try:
+        store.import_objects(catalogue_objects())
+        if row is None:
+            return world, members, None, "no active membership to change"
+        if args.world_now is None:
+            return world, members, None, "the demo world's --world-now was not given"
+        now = datetime.fromisoformat(args.world_now)
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        # Ids follow the member's index in a database the demo loaded into empty tables.
+        story = simulate_member(World(seed=args.world_seed, members=members, now=now,
+                                      profile=PROFILES[args.world_profile]), row[0] - 1)
+        if story.customer is None or story.customer.get("id") != row[1]:
+            return world, members, None, (f"member {row[0]} is not the demo world's (seed {args.world_seed}, now "
+                                 f"{args.world_now}, {args.world_profile} profile)")
+        store.import_objects(objects_of(story))
+    finally:
+        store.close()
+    return world, members, row[0], ""
+
+
 def drop_pg(pg_url: str, name: str) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -548,22 +715,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="what to measure (default: all)")
     p.add_argument("--write-docs", action="store_true")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--database-url", help="measure this existing, populated database (nothing generated; keys "
+                   "from MEMBERDESK_ENCRYPTION_KEYS); --db follows it")
+    p.add_argument("--world-seed", type=int, default=1, help="with --database-url: the demo world's seed")
+    p.add_argument("--world-now", help="with --database-url: the demo world's today (as given to the generator)")
+    p.add_argument("--world-profile", choices=("default", "benchmark"), default="benchmark",
+                   help="with --database-url: the demo world's profile")
     args = p.parse_args(argv)
+    if args.database_url:
+        args.db = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
     if not Path(CHROMIUM).exists():
         print(f"error: {CHROMIUM} is missing (apt-get install -y chromium)", file=sys.stderr)
         return 2
     folder = Path(tempfile.mkdtemp(prefix="memberdesk-ux-"))
     FAILURES.mkdir(exist_ok=True)
-    env, pg_db = scratch_env(folder, args.db, args.pg_url)
-    server = Server(env, free_port(), args.members, folder / "server.log")
     res = Results(started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=f"{os.cpu_count()} cores "
                   f"({cpu_model()}), Python {platform.python_version()}")
+    if args.database_url:
+        env, pg_db = existing_env(folder, args.database_url), None
+        res.world, args.existing_members, args.subscriber, args.no_change = prepare_existing(env, args)
+    else:
+        env, pg_db = scratch_env(folder, args.db, args.pg_url)
+    server = Server(env, free_port(), args.members, folder / "server.log")
     try:
         load_before = load()
         first = server.start()
-        res.starts.append(Figure("first start → healthy (migrate, generate the demo world, start)", "-",
+        res.starts.append(Figure("first start → healthy (migrate, start)" if args.database_url else
+                                 "first start → healthy (migrate, generate the demo world, start)", "-",
                                  first * 1000, f"{load_before} → {load()}"))
-        res.world = f"demo world of {args.members:,} members generated by the first start"
+        if not args.database_url:
+            res.world = f"demo world of {args.members:,} members generated by the first start"
         asyncio.run(drive(server, args, env, res))
     finally:
         server.stop()

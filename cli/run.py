@@ -44,6 +44,7 @@ DEMO_MEMBERS = 5000
 DEMO_SEED = 42
 SANDBOX_STATE = DEFAULT_DATA_DIR / "sandbox.db"
 DEFAULT_PORT = 8501
+HEALTHY_WITHIN = 120.0  # seconds the dashboard has to answer /healthz
 PORT_SEARCH = 50  # ports tried after a taken default
 
 
@@ -55,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default="127.0.0.1")
     p.add_argument("--demo-members", type=int, default=None,
                    help=f"size of the demo world generated on first start (default: DEMO_MEMBERS, else {DEMO_MEMBERS})")
+    p.add_argument("--healthy-within", type=float, default=HEALTHY_WITHIN, metavar="SECONDS",
+                   help=f"stop when the dashboard is not healthy within this long (default {HEALTHY_WITHIN:.0f}; "
+                        "its start-up warms the first pages' answers, longer on a large database)")
     p.set_defaults(func=run)
 
 
@@ -135,6 +139,8 @@ def _port_setting(name: str, value: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.healthy_within >= 1:
+        raise CommandError(f"--healthy-within must be at least 1 second, not {args.healthy_within:g}.")
     steps = _Steps()
     if args.port is not None:
         port = _port_setting("--port", str(args.port))
@@ -204,9 +210,11 @@ def run(args: argparse.Namespace) -> int:
             if sandbox is not None:
                 _wait_healthy(f"{sandbox_base}/v1/customers?limit=1", sandbox, "the Stripe sandbox",
                               api_key=cfg.stripe_api_key)
-            # /healthz answers once the server has imported everything its pages need; on a busy
-            # machine that has taken 30 s, hence the generous limit.
-            _wait_healthy(f"http://{_local(args.address)}:{port}/healthz", dashboard, "the dashboard", seconds=120)
+            # /healthz answers once the server has imported everything its pages need and warmed
+            # the first pages' answers; on a busy machine that has taken 30 s, hence the generous
+            # limit (--healthy-within: longer for a large database on a busy machine).
+            _wait_healthy(f"http://{_local(args.address)}:{port}/healthz", dashboard, "the dashboard",
+                          seconds=args.healthy_within)
         _print_welcome(args.address, port, steps.summary(), sandbox_base)
         return dashboard.wait()
     except KeyboardInterrupt:
