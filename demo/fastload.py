@@ -77,10 +77,13 @@ def _sqlite_triggers(conn: Connection, tables: tuple[str, ...]) -> list[tuple[st
 # Naming the card column fires the subscription trigger, which works card_valid_until out again.
 # The country triggers (migration 0016) fire on insert only: their columns are filled directly
 # (a bulk load writes members before their invoices and changes, so today's country is then's).
+# They run before the secondary indexes are built again: a whole-table UPDATE rewrites every row,
+# and on PostgreSQL each new row version would otherwise also enter every index (the old versions
+# stay until a VACUUM), which at a million members doubled the invoices and their indexes.
 _COUNTRY = "UPDATE {t} SET {c} = (SELECT country FROM members m WHERE m.id = {t}.member_id) WHERE {c} IS NULL"
-_REPLAY = {"subscriptions": "UPDATE subscriptions SET default_payment_method_id = default_payment_method_id",
-           "invoices": _COUNTRY.format(t="invoices", c="billing_country"),
-           "membership_changes": _COUNTRY.format(t="membership_changes", c="country")}
+_FILL = {"invoices": _COUNTRY.format(t="invoices", c="billing_country"),
+         "membership_changes": _COUNTRY.format(t="membership_changes", c="country")}
+_REPLAY = {"subscriptions": "UPDATE subscriptions SET default_payment_method_id = default_payment_method_id"}
 # SQLite's member search index (migration 0015) is an FTS5 table its triggers keep: filled once
 # from members at the end (PostgreSQL's trigram indexes are ordinary indexes, built again above).
 _SQLITE_REPLAY = {"members": SQLITE_FILL}
@@ -118,6 +121,9 @@ def fresh_load(engine: Engine, tables: tuple[str, ...]) -> Iterator[Connection]:
                 conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
                 conn.commit()
             with conn.begin():
+                for table, statement in _FILL.items():
+                    if table in tables:
+                        conn.exec_driver_sql(statement)
                 for _, sql in indexes:
                     conn.exec_driver_sql(sql)
                 for table, name, definition in fks:
