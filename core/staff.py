@@ -8,7 +8,7 @@ replica sees the same count: 5 failures within 15 minutes lock the account for 1
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from core import audit, staff_sessions
+from core.db import session_scope
 from core.models import LoginAttempt, StaffAccount
 from core.models.enums import Role
 from core.permissions import Actor, Permission, guarded, parse_roles
@@ -185,10 +186,57 @@ def unlock(session: Session, *, actor: Actor, username: str) -> StaffAccount:
     return account
 
 
+def _view(a: StaffAccount) -> StaffView:
+    return StaffView(a.username, a.name, a.email, tuple(sorted(a.role_set)), a.active, a.locked_until,
+                     a.last_login_at)
+
+
 def list_staff(session: Session) -> list[StaffView]:
-    rows = session.scalars(select(StaffAccount).order_by(StaffAccount.username))
-    return [StaffView(a.username, a.name, a.email, tuple(sorted(a.role_set)), a.active, a.locked_until,
-                      a.last_login_at) for a in rows]
+    return [_view(a) for a in session.scalars(select(StaffAccount).order_by(StaffAccount.username))]
+
+
+# ------------------------------------------------ account changes that own their transaction
+# The Admin page calls these: each opens one unit of work, makes the change and its audit entry,
+# and commits both or neither. The session-taking functions above are for callers that already
+# hold a unit of work (the CLI, the demo loader, tests' worlds).
+
+@guarded(Permission.MANAGE_STAFF)
+def add_account(engine: Engine, *, actor: Actor, username: str, name: str, email: str, roles: Iterable[str] | str,
+                password: str, bcrypt_rounds: int = 12) -> StaffView:
+    """``create`` in a transaction of its own."""
+    with session_scope(engine) as s:
+        return _view(create(s, actor=actor, username=username, name=name, email=email, roles=roles,
+                            password=password, bcrypt_rounds=bcrypt_rounds))
+
+
+@guarded(Permission.MANAGE_STAFF)
+def change_roles(engine: Engine, *, actor: Actor, username: str, roles: Iterable[str] | str) -> StaffView:
+    """``set_roles`` in a transaction of its own."""
+    with session_scope(engine) as s:
+        return _view(set_roles(s, actor=actor, username=username, roles=roles))
+
+
+@guarded(Permission.MANAGE_STAFF)
+def change_active(engine: Engine, *, actor: Actor, username: str, active: bool) -> StaffView:
+    """``set_active`` in a transaction of its own."""
+    with session_scope(engine) as s:
+        return _view(set_active(s, actor=actor, username=username, active=active))
+
+
+@guarded(Permission.MANAGE_STAFF)
+def change_password(engine: Engine, *, actor: Actor, username: str, password: str,
+                    bcrypt_rounds: int = 12) -> StaffView:
+    """``reset_password`` in a transaction of its own."""
+    with session_scope(engine) as s:
+        return _view(reset_password(s, actor=actor, username=username, password=password,
+                                    bcrypt_rounds=bcrypt_rounds))
+
+
+@guarded(Permission.MANAGE_STAFF)
+def unlock_account(engine: Engine, *, actor: Actor, username: str) -> StaffView:
+    """``unlock`` in a transaction of its own."""
+    with session_scope(engine) as s:
+        return _view(unlock(s, actor=actor, username=username))
 
 
 def accounts(engine: Engine, now: datetime | None = None) -> list[tuple[StaffView, int]]:
@@ -244,3 +292,90 @@ def record_login_attempt(session: Session, username: str, success: bool, now: da
                      after={"locked_until": account.locked_until.isoformat()})
         return True
     return False
+
+
+# ------------------------------------------------ sign-in, session checks and sign-out
+# The dashboard's sign-in calls these; each owns its transaction.
+
+SIGNED_IN = "signed in"
+LOCKED = "locked"  # before this attempt: the password was not looked at
+LOCKED_NOW = "locked now"  # this failure locked the account
+REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What one sign-in attempt came to: ``outcome`` is SIGNED_IN (with the new session's
+    ``token``), LOCKED or LOCKED_NOW (``locked_until``, when known) or REFUSED;
+    ``password_matched`` says whether the caller's password check was asked and said yes."""
+
+    outcome: str
+    password_matched: bool = False
+    locked_until: datetime | None = None
+    token: str | None = None
+    name: str = ""
+    roles: tuple[str, ...] = ()
+
+
+def sign_in(engine: Engine, username: str, password_matches: Callable[[], bool], *, lifetime: timedelta,
+            now: datetime | None = None) -> SignIn:
+    """One sign-in attempt, in one transaction. A locked account is refused before the password is
+    looked at; ``password_matches`` (the caller's check, asked only for an active account) runs
+    next; after a match the account is read again (it may have been disabled or locked since), and
+    only then is the attempt counted as a success and a session opened. Every refusal counts as a
+    failure toward the shared lockout."""
+    now = now or utc_now()
+    username = (username or "").strip().lower()
+    with session_scope(engine) as s:
+        account = get(s, username)
+        if account is not None and is_locked(account, now):  # before: locked never signs in
+            record_login_attempt(s, username, False, now)
+            return SignIn(LOCKED, locked_until=account.locked_until)
+        matched = account is not None and account.active and bool(password_matches())
+        if matched:
+            assert account is not None  # matched: the account exists
+            s.refresh(account)  # after: disabled or locked since the check began?
+            if account.active and not is_locked(account, now):
+                record_login_attempt(s, username, True, now)
+                token = staff_sessions.start(s, username, lifetime=lifetime, now=now)
+                return SignIn(SIGNED_IN, True, token=token, name=account.name, roles=tuple(sorted(account.role_set)))
+        if record_login_attempt(s, username, False, now):
+            return SignIn(LOCKED_NOW, matched, locked_until=account.locked_until if account else None)
+        return SignIn(REFUSED, matched)
+
+
+@dataclass(frozen=True)
+class SessionAccount:
+    """A signed-in session as the server sees it now: whether it is live (``session.reason``
+    says why not) and, when it is, whether the account is active and its roles."""
+
+    session: staff_sessions.SessionState
+    active: bool = False
+    roles: tuple[str, ...] = ()
+
+
+def session_account(engine: Engine, token: str | None, username: str,
+                    now: datetime | None = None) -> SessionAccount:
+    """Is ``token`` a live session of ``username``, and may the account still work?"""
+    with session_scope(engine) as s:
+        live = staff_sessions.check(s, token, username, now)
+        account = get(s, username) if live.live else None
+        if account is None:
+            return SessionAccount(live)
+        return SessionAccount(live, account.active, tuple(sorted(account.role_set)))
+
+
+def sign_out(engine: Engine, token: str | None, username: str, reason: str, now: datetime | None = None) -> None:
+    """End one session (a sign-out, an idle expiry, a revoked session) and audit it, together."""
+    with session_scope(engine) as s:
+        staff_sessions.revoke(s, token, reason, now)
+        audit.record(s, actor=username, action="auth.logout", target_type="staff", target_id=username,
+                     comment=reason)
+
+
+def record_auth_event(engine: Engine, username: str, action: str, *, outcome: str = "ok",
+                      comment: str | None = None) -> None:
+    """An audit entry about a person's own sign-in (a refused cookie, say), committed on its own."""
+    with session_scope(engine) as s:
+        audit.record(s, actor=username, action=action, target_type="staff", target_id=username,
+                     comment=comment, outcome=outcome)

@@ -17,10 +17,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
-from core.db import affected_rows
+from core.db import affected_rows, session_scope
 from core.models import StaffSession
 from core.timeutil import utc_now
 
@@ -104,3 +104,17 @@ def open_sessions(session: Session, username: str, now: datetime | None = None) 
     return len(session.scalars(select(StaffSession.id).where(
         StaffSession.username == username, StaffSession.revoked_at.is_(None),
         StaffSession.expires_at > now)).all())
+
+
+# ------------------------------------------------ for a caller with no unit of work of its own
+
+def is_live(engine: Engine, token: str | None, username: str, now: datetime | None = None) -> SessionState:
+    """``check`` in a transaction of its own (a sign-in cookie being read)."""
+    with session_scope(engine) as s:
+        return check(s, token, username, now)
+
+
+def keep_alive(engine: Engine, token: str, *, lifetime: timedelta, now: datetime | None = None) -> None:
+    """``extend`` in a transaction of its own (the person keeps working)."""
+    with session_scope(engine) as s:
+        extend(s, token, lifetime=lifetime, now=now)

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from core import staff
-from core.db import session_scope
 from core.models.enums import Role
 from core.money import SUPPORTED_CURRENCIES
 from core.permissions import Actor, Permission, PermissionDenied
@@ -38,13 +37,13 @@ COMMON_ZONES = ["UTC", "Europe/London", "Europe/Berlin", "Europe/Paris", "Americ
                 "America/Los_Angeles", "Asia/Tokyo", "Australia/Sydney"]
 
 
-def _run(ctx: StaffContext, permission: Permission, where: str, done: str, fn: Callable[[Session], Any]) -> None:
-    """One admin action: permission in core, one transaction, a sentence either way."""
+def _run(ctx: StaffContext, permission: Permission, where: str, done: str, fn: Callable[[Engine], Any]) -> None:
+    """One admin action: a core call that checks the permission and owns its transaction; a
+    sentence either way."""
     if not check(ctx, permission, where=where):
         return
     try:
-        with session_scope(engine()) as s:
-            fn(s)
+        fn(engine())
     except (staff.StaffError, BusinessSettingsError, PermissionDenied) as exc:
         error_box(str(exc))
         return
@@ -78,7 +77,7 @@ def _staff_section(ctx: StaffContext) -> None:
                                  help=f"At least {staff.MIN_PASSWORD} characters; the person should change it.")
         if st.form_submit_button("Create account"):
             _run(ctx, Permission.MANAGE_STAFF, "admin: create staff", f"Account {username.strip().lower()} created.",
-                 lambda s: staff.create(s, actor=Actor.of(ctx.username, ctx.roles), username=username, name=name, email=email,
+                 lambda e: staff.add_account(e, actor=Actor.of(ctx.username, ctx.roles), username=username, name=name, email=email,
                                         roles=roles, password=password))
     with change:
         if not usernames:
@@ -90,12 +89,12 @@ def _staff_section(ctx: StaffContext) -> None:
             new_roles = st.multiselect("Roles", ROLES, default=[r for r in current if r in ROLES])
             if st.form_submit_button("Save roles"):
                 _run(ctx, Permission.MANAGE_STAFF, f"admin: roles of {who}", f"Roles of {who} saved.",
-                     lambda s: staff.set_roles(s, actor=Actor.of(ctx.username, ctx.roles), username=who, roles=new_roles))
+                     lambda e: staff.change_roles(e, actor=Actor.of(ctx.username, ctx.roles), username=who, roles=new_roles))
         with st.form("staff_password", clear_on_submit=True):
             new_password = st.text_input("New password", type="password", max_chars=staff.MAX_PASSWORD_BYTES)
             if st.form_submit_button("Reset password (also unlocks)"):
                 _run(ctx, Permission.MANAGE_STAFF, f"admin: reset password of {who}", f"Password of {who} reset.",
-                     lambda s: staff.reset_password(s, actor=Actor.of(ctx.username, ctx.roles), username=who, password=new_password))
+                     lambda e: staff.change_password(e, actor=Actor.of(ctx.username, ctx.roles), username=who, password=new_password))
         b1, b2 = st.columns(2)
         if who == ctx.username:
             # Refused in core as well (core.staff.set_active): an admin cannot lock themselves out.
@@ -103,13 +102,13 @@ def _staff_section(ctx: StaffContext) -> None:
         elif bool(row["active"]):
             if b1.button("Disable account", key="staff_disable"):
                 _run(ctx, Permission.MANAGE_STAFF, f"admin: disable {who}", f"{who} is disabled.",
-                     lambda s: staff.set_active(s, actor=Actor.of(ctx.username, ctx.roles), username=who, active=False))
+                     lambda e: staff.change_active(e, actor=Actor.of(ctx.username, ctx.roles), username=who, active=False))
         elif b1.button("Enable account", key="staff_enable"):
             _run(ctx, Permission.MANAGE_STAFF, f"admin: enable {who}", f"{who} is enabled.",
-                 lambda s: staff.set_active(s, actor=Actor.of(ctx.username, ctx.roles), username=who, active=True))
+                 lambda e: staff.change_active(e, actor=Actor.of(ctx.username, ctx.roles), username=who, active=True))
         if row["locked_until"] is not None and b2.button("Unlock", key="staff_unlock"):
             _run(ctx, Permission.MANAGE_STAFF, f"admin: unlock {who}", f"{who} is unlocked.",
-                 lambda s: staff.unlock(s, actor=Actor.of(ctx.username, ctx.roles), username=who))
+                 lambda e: staff.unlock_account(e, actor=Actor.of(ctx.username, ctx.roles), username=who))
 
 
 def _settings_section(ctx: StaffContext) -> None:
@@ -136,7 +135,7 @@ def _settings_section(ctx: StaffContext) -> None:
             changes = {"business_timezone": tz, "reporting_currency": currency,
                        "past_due_grace_days": int(grace) or None, "week_start": week}
             _run(ctx, Permission.EDIT_SETTINGS, "admin: business settings", "Business settings saved.",
-                 lambda s: business_settings.update(s, actor=Actor.of(ctx.username, ctx.roles), reason=reason.strip() or None, **changes))
+                 lambda e: business_settings.save(e, actor=Actor.of(ctx.username, ctx.roles), reason=reason.strip() or None, **changes))
     st.markdown("**FX rates** (US dollars per one unit, per month)")
     rates = safely("The FX rates could not be read.", reads.fx_rates)
     if rates is not None:
@@ -150,7 +149,7 @@ def _settings_section(ctx: StaffContext) -> None:
         rate = c3.text_input("USD per unit", placeholder="1.0850")
         if st.form_submit_button("Save rate"):
             _run(ctx, Permission.EDIT_SETTINGS, "admin: FX rate", f"Rate for {code} saved.",
-                 lambda s: business_settings.set_rate(s, actor=Actor.of(ctx.username, ctx.roles), currency=code, month=month,
+                 lambda e: business_settings.save_rate(e, actor=Actor.of(ctx.username, ctx.roles), currency=code, month=month,
                                                       usd_per_unit=rate))
 
 

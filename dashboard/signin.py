@@ -6,8 +6,10 @@ What this module guarantees (each point is a trap verified on this stack, see do
   survives the cookie component's reruns.
 - Locked or disabled accounts never sign in, even with the right password: the database is asked
   before the password is checked and again after it matched.
-- Failed attempts are counted in the database (``core.staff.record_login_attempt``), so the
+- Failed attempts are counted in the database (``core.staff.sign_in``), so the
   lockout (5 failures in 15 minutes -> 15 minutes) is shared by every session and replica.
+- This module never opens a database session: each step is one call into ``core.staff`` or
+  ``core.staff_sessions`` that owns its transaction.
 - The sign-in cookie expires after ``session_idle_minutes`` without activity (it is re-issued
   while the person keeps working), and an open session idle that long is signed out.
 - After a sign-out the cookie delete keeps rendering under one stable key until the browser
@@ -37,8 +39,7 @@ import streamlit as st
 import streamlit_authenticator as stauth
 from streamlit_authenticator.utilities import LoginError
 
-from core import audit, staff, staff_sessions
-from core.db import session_scope
+from core import staff, staff_sessions
 from core.settings import SettingsError
 from core.timeutil import utc_now
 from dashboard import reads
@@ -97,8 +98,7 @@ def _touch_session(now: float) -> None:
     state = st.session_state
     if now - float(state.get(_TOUCHED) or 0) < _TOUCH_EVERY or not state.get(_SESSION):
         return
-    with session_scope(engine()) as s:
-        staff_sessions.extend(s, str(state[_SESSION]), lifetime=_lifetime())
+    staff_sessions.keep_alive(engine(), str(state[_SESSION]), lifetime=_lifetime())
     state[_TOUCHED] = now
 
 
@@ -123,21 +123,17 @@ def _cookie_component(auth: stauth.Authenticate, key: str, **args: Any) -> Any:
 
 def _audit(actor: str, action: str, *, outcome: str = "ok", comment: str | None = None) -> None:
     try:
-        with session_scope(engine()) as s:
-            audit.record(s, actor=actor, action=action, target_type="staff", target_id=actor,
-                         comment=comment, outcome=outcome)
+        staff.record_auth_event(engine(), actor, action, outcome=outcome, comment=comment)
     except Exception:
         log.exception("could not record %s for %s", action, actor)
 
 
 def _sign_out(auth: stauth.Authenticate, *, reason: str, notice: str | None = None) -> None:
     username = st.session_state.get("username") or "?"
-    try:  # end it on the server first: the cookie copy in any other browser dies with it
-        with session_scope(engine()) as s:
-            staff_sessions.revoke(s, st.session_state.get(_SESSION), reason)
+    try:  # end it on the server first (with its audit entry): the cookie copy in any other browser dies with it
+        staff.sign_out(engine(), st.session_state.get(_SESSION), str(username), reason)
     except Exception:  # the sign-out in this browser must still happen
         log.exception("could not revoke the session of %s", username)
-    _audit(str(username), "auth.logout", comment=reason)
     auth.authentication_controller.logout()
     for key in (_LAST_SEEN, _COOKIE_PENDING, _COOKIE_ISSUED, _CHECKED, _SESSION, _TOUCHED):
         st.session_state.pop(key, None)
@@ -183,8 +179,7 @@ def _try_cookie_login(auth: stauth.Authenticate) -> None:
         _refuse_cookie(raw, "", "invalid or expired cookie")
         return
     username = str(token["username"])
-    with session_scope(engine()) as s:
-        live = staff_sessions.check(s, token["sid"], username)
+    live = staff_sessions.is_live(engine(), token["sid"], username)
     if not live.live:  # signed out, revoked by an admin, or idle: the copy is worthless
         _refuse_cookie(raw, username, f"session ended: {live.reason}")
         return
@@ -270,19 +265,17 @@ def _recheck_account(auth: stauth.Authenticate) -> None:
     state = st.session_state
     s = settings()
     username = str(state["username"])
-    with session_scope(engine()) as db:  # not cached: a revocation applies on the very next run
-        live = staff_sessions.check(db, state.get(_SESSION), username)
-        account = staff.get(db, username) if live.live else None
-        found = None if account is None else (account.active, sorted(account.role_set), account.name)
+    current = staff.session_account(engine(), state.get(_SESSION), username)  # not cached: a revocation
+    live = current.session                                                    # applies on the very next run
     if not live.live:
         idle = f"You were signed out after {s.session_idle_minutes} minutes without activity."
         notice = idle if live.reason == staff_sessions.IDLE else _ENDED.get(str(live.reason), "You were signed out.")
         _sign_out(auth, reason=f"session ended: {live.reason}", notice=notice)
         return
-    if found is None or not found[0]:
+    if not current.active:  # gone or disabled
         _sign_out(auth, reason="account disabled", notice="Your account is disabled; ask an admin.")
         return
-    state["roles"] = found[1]
+    state["roles"] = list(current.roles)
 
 
 def _attempt_login() -> None:
@@ -295,45 +288,38 @@ def _attempt_login() -> None:
     if not username or not password:
         state[_NOTICE] = "Enter your username and password."
         return
-    now = utc_now()
-    with session_scope(engine()) as s:
-        account = staff.get(s, username)
-        if account is not None and staff.is_locked(account, now):  # before: locked never signs in
-            staff.record_login_attempt(s, username, False, now)
-            state[_NOTICE] = _locked_sentence(account.locked_until)
-            return
-        matched = False
-        if account is not None and account.active:
-            try:
-                matched = bool(auth.authentication_controller.login(username, password))
-            except (LoginError, ValueError):  # bcrypt 5 raises on passwords over 72 bytes
-                matched = False
-        if matched:
-            # after: the account may have been disabled or locked since the form was drawn
-            assert account is not None  # matched: the account exists
-            s.refresh(account)
-            if account.active and not staff.is_locked(account, now):
-                staff.record_login_attempt(s, username, True, now)
-                state[_SESSION] = staff_sessions.start(s, username, lifetime=_lifetime(), now=now)
-                state["roles"] = sorted(account.role_set)
-                state["name"] = account.name
-                state[_LAST_SEEN] = time.time()
-                state.pop(_DELETE_PENDING, None)
-                state.pop(_NOTICE, None)
-                state.pop(_REFUSED, None)
-                state["logout"] = None
-                state[_TOUCHED] = time.time()  # start() has just set the expiry
-                _issue_cookie(username)
-                log.info("sign-in user=%s", username)
-                return
-            auth.authentication_controller.logout()
-        locked_now = staff.record_login_attempt(s, username, False, now)
-        if locked_now:
-            state[_NOTICE] = _locked_sentence(account.locked_until if account else None)
-            log.warning("lockout user=%s", username)
-        else:
-            state[_NOTICE] = "The username or password is incorrect."
-        state["authentication_status"] = False
+
+    def password_matches() -> bool:  # asked by core between its two reads of the account
+        try:
+            return bool(auth.authentication_controller.login(username, password))
+        except (LoginError, ValueError):  # bcrypt 5 raises on passwords over 72 bytes
+            return False
+
+    result = staff.sign_in(engine(), username, password_matches, lifetime=_lifetime(), now=utc_now())
+    if result.outcome == staff.SIGNED_IN:
+        state[_SESSION] = result.token
+        state["roles"] = list(result.roles)
+        state["name"] = result.name
+        state[_LAST_SEEN] = time.time()
+        state.pop(_DELETE_PENDING, None)
+        state.pop(_NOTICE, None)
+        state.pop(_REFUSED, None)
+        state["logout"] = None
+        state[_TOUCHED] = time.time()  # sign_in has just set the expiry
+        _issue_cookie(username)
+        log.info("sign-in user=%s", username)
+        return
+    if result.outcome == staff.LOCKED:  # locked before the attempt: the password was not looked at
+        state[_NOTICE] = _locked_sentence(result.locked_until)
+        return
+    if result.password_matched:  # the account was disabled or locked while the password was checked
+        auth.authentication_controller.logout()
+    if result.outcome == staff.LOCKED_NOW:
+        state[_NOTICE] = _locked_sentence(result.locked_until)
+        log.warning("lockout user=%s", username)
+    else:
+        state[_NOTICE] = "The username or password is incorrect."
+    state["authentication_status"] = False
 
 
 def _locked_sentence(until: datetime | None) -> str:

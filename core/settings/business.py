@@ -7,7 +7,8 @@ Guarantees:
 - ``update`` and ``set_rate`` take the acting staff member and need EDIT_SETTINGS (admins); they
   validate first (a refusal is a ``BusinessSettingsError`` whose text
   is one sentence), then write the row and an audit entry (before/after) in the caller's session:
-  both commit together or not at all.
+  both commit together or not at all. ``save`` and ``save_rate`` do the same in a transaction of
+  their own (what the Admin page calls: it never holds a session).
 - Default FX rates for USD, EUR, GBP and JPY (36 months back from the migration date plus the
   current year) are seeded by migration 0002, so conversion works out of the box; an admin edits
   them here. A month without its own rate uses the latest earlier month of that currency.
@@ -29,6 +30,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import session_scope
 from core.models import FxRate, Setting
 from core.money import SUPPORTED_CURRENCIES, MoneyError, normalise_currency
 from core.permissions import Actor, Permission, guarded
@@ -231,3 +233,20 @@ def set_rate(session: Session, *, actor: Actor, currency: str, month: date | str
                  after={"usd_per_unit": str(rate)})
     session.flush()
     return Rate(code, first, rate, actor.username)
+
+
+# ------------------------------------------------ changes that own their transaction
+
+@guarded(Permission.EDIT_SETTINGS)
+def save(engine: Engine, *, actor: Actor, reason: str | None = None, **changes: Any) -> BusinessSettings:
+    """``update`` in a transaction of its own: the settings and their audit entry commit together."""
+    with session_scope(engine) as s:
+        return update(s, actor=actor, reason=reason, **changes)
+
+
+@guarded(Permission.EDIT_SETTINGS)
+def save_rate(engine: Engine, *, actor: Actor, currency: str, month: date | str,
+              usd_per_unit: Decimal | str | float, reason: str | None = None) -> Rate:
+    """``set_rate`` in a transaction of its own: the rate and its audit entry commit together."""
+    with session_scope(engine) as s:
+        return set_rate(s, actor=actor, currency=currency, month=month, usd_per_unit=usd_per_unit, reason=reason)

@@ -57,6 +57,10 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.metrics.period_delta.apply": "derived metric tables",
     "core.metrics.segments.build": "derived metric tables",
     "core.staff.record_login_attempt": "the sign-in itself (before anyone is signed in)",
+    "core.staff.sign_in": "the sign-in itself (before anyone is signed in)",
+    "core.staff.sign_out": "ends the signed-in person's own session (sign-out, idle expiry)",
+    "core.staff.record_auth_event": "audits a person's own sign-in (a refused cookie)",
+    "core.staff_sessions.keep_alive": "slides the signed-in person's own session",
     "core.sync.backfill.run_backfill": "inside run_sync, which is guarded",
     "core.sync.backfill.start_or_resume": "inside run_sync",
     "core.sync.backfill.state": "inside run_sync",
@@ -215,6 +219,24 @@ CALLS: dict[str, tuple[Permission, Call]] = {
                                       s, actor=a, username="target", password="another-long-one", bcrypt_rounds=4)),
     "core.staff.unlock": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.unlock(
         s, actor=a, username="target")),
+    "core.staff.add_account": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.add_account(
+        e, actor=a, username="newadmin", name="New Admin", email="n@example.com", roles="admin",
+        password="a-long-password", bcrypt_rounds=4)),
+    "core.staff.change_roles": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.change_roles(
+        e, actor=a, username="target", roles="admin")),
+    "core.staff.change_active": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.change_active(
+        e, actor=a, username="target", active=False)),
+    "core.staff.change_password": (Permission.MANAGE_STAFF,
+                                   lambda e, s, w, a: __import__("core.staff").staff.change_password(
+                                       e, actor=a, username="target", password="another-long-one", bcrypt_rounds=4)),
+    "core.staff.unlock_account": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.unlock_account(
+        e, actor=a, username="target")),
+    "core.settings.business.save": (Permission.EDIT_SETTINGS,
+                                    lambda e, s, w, a: importlib.import_module("core.settings.business").save(
+                                        e, actor=a, week_start="sunday")),
+    "core.settings.business.save_rate": (Permission.EDIT_SETTINGS,
+                                         lambda e, s, w, a: importlib.import_module("core.settings.business").save_rate(
+                                             e, actor=a, currency="EUR", month="2026-03", usd_per_unit="9")),
     "core.settings.business.update": (Permission.EDIT_SETTINGS,
                                       lambda e, s, w, a: importlib.import_module("core.settings.business").update(
                                           s, actor=a, week_start="sunday")),
