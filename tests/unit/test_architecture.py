@@ -126,6 +126,51 @@ def test_tools_stay_out_of_the_dashboard():
     assert offenders == {}
 
 
+# The UI never holds a unit of work: every read and write is one call into core that owns its
+# transaction. From SQLAlchemy the dashboard and pages may import the Engine type (to pass it on)
+# and nothing else; from core.db only ``connect`` (which builds that engine); and no call may open a
+# session, a connection or a transaction themselves.
+_UI_SQLALCHEMY_NAMES = {"Engine"}
+_UI_CORE_DB_NAMES = {"connect"}
+_UI_OPENERS = {"Session", "sessionmaker", "scoped_session", "session_scope"}  # called by name
+_UI_OPENING_METHODS = {"begin", "begin_nested", "connect", "raw_connection"}  # called as x.method()
+
+
+def _opens_a_transaction(source: str) -> list[str]:
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            bad += [f"import {a.name}" for a in node.names if a.name.split(".")[0] == "sqlalchemy" or a.name == "core.db"]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            allowed = (_UI_SQLALCHEMY_NAMES if node.module == "sqlalchemy" else _UI_CORE_DB_NAMES
+                       if node.module == "core.db" else None)
+            if node.module.startswith(("sqlalchemy", "core.db")):
+                bad += [f"from {node.module} import {a.name}" for a in node.names
+                        if allowed is None or a.name not in allowed]
+        elif isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Name) and f.id in _UI_OPENERS:
+                bad.append(f"{f.id}(...) line {node.lineno}")
+            elif isinstance(f, ast.Attribute) and (f.attr in _UI_OPENERS or f.attr in _UI_OPENING_METHODS):
+                bad.append(f".{f.attr}(...) line {node.lineno}")
+    return bad
+
+
+def test_the_dashboard_never_opens_a_database_session():
+    offenders = {str(p.relative_to(ROOT)): bad for pkg in ("dashboard", "pages") for p in sorted((ROOT / pkg).rglob("*.py"))
+                 if (bad := _opens_a_transaction(p.read_text(encoding="utf-8")))}
+    assert offenders == {}
+
+
+def test_the_session_rule_catches_each_way_in():
+    # The rule above is only as good as what it sees: each of these must be caught, the engine must not.
+    for source in ("from sqlalchemy.orm import Session", "from core.db import session_scope", "import sqlalchemy.orm",
+                   "from sqlalchemy import text", "with engine.begin() as conn: pass", "s = Session(engine)",
+                   "with core.db.session_scope(e) as s: pass", "conn = engine().connect()"):
+        assert _opens_a_transaction(source), source
+    assert _opens_a_transaction("from sqlalchemy import Engine\nfrom core.db import connect\nconnect(s)") == []
+
+
 def test_the_checks_see_the_code():
     # A wrong ROOT would make every rule above pass on an empty tree.
     assert (ROOT / "core" / "__init__.py").exists() and len(list((ROOT / "pages").glob("*.py"))) >= 10
