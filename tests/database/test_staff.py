@@ -2,8 +2,9 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from core import staff
+from core import staff, staff_sessions
 from core.models import AuditEntry
 from core.permissions import Actor
 from tests.support.factories import at
@@ -66,3 +67,74 @@ class TestLockout:
         t0 = at("2026-11-01 10:00")
         assert not any(staff.record_login_attempt(session, "sam", False, now=t0 + timedelta(minutes=5 * i))
                        for i in range(6))
+
+
+class TestSignIn:
+    """``staff.sign_in`` and friends: what the sign-in form calls, each in a transaction of its own."""
+
+    T0 = at("2026-11-01 10:00")
+    LIFE = timedelta(minutes=30)
+
+    def _account(self, engine, active=True):
+        staff.add_account(engine, actor=Actor.system("test"), username="sam", name="Sam", email="sam@example.com",
+                          roles="support,finance", password="long-enough-pw", bcrypt_rounds=4)
+        if not active:
+            staff.change_active(engine, actor=Actor.system("test"), username="sam", active=False)
+
+    def _actions(self, engine):
+        with Session(engine) as s:
+            return s.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
+
+    def test_a_match_opens_a_live_session_and_counts_a_success(self, engine):
+        self._account(engine)
+        result = staff.sign_in(engine, " Sam ", lambda: True, lifetime=self.LIFE, now=self.T0)
+        assert (result.outcome, result.name, result.roles) == (staff.SIGNED_IN, "Sam", ("finance", "support"))
+        assert staff_sessions.is_live(engine, result.token, "sam", self.T0).live
+        with Session(engine) as s:
+            assert staff.get(s, "sam").last_login_at.replace(tzinfo=None) == self.T0.replace(tzinfo=None)
+        assert self._actions(engine)[-1] == "auth.login"
+
+    def test_the_fifth_failure_locks_and_a_locked_account_never_reaches_the_password(self, engine):
+        self._account(engine)
+        outcomes = [staff.sign_in(engine, "sam", lambda: False, lifetime=self.LIFE,
+                                  now=self.T0 + timedelta(minutes=i)).outcome for i in range(5)]
+        assert outcomes == [staff.REFUSED] * 4 + [staff.LOCKED_NOW]
+        asked = []
+        locked = staff.sign_in(engine, "sam", lambda: asked.append(1) or True, lifetime=self.LIFE,
+                               now=self.T0 + timedelta(minutes=6))
+        assert (locked.outcome, locked.token, asked) == (staff.LOCKED, None, [])
+        assert locked.locked_until.replace(tzinfo=None) == (self.T0 + timedelta(minutes=19)).replace(tzinfo=None)
+        actions = self._actions(engine)
+        assert actions.count("auth.login_failed") == 6 and actions.count("auth.lockout") == 1
+        with Session(engine) as s:
+            assert staff.recent_failures(s, "sam", self.T0 + timedelta(minutes=6)) == 6
+
+    def test_disabled_while_the_password_is_checked_is_refused_and_counted(self, engine):
+        self._account(engine)
+
+        def disable_then_match():  # an admin disables the account between the two reads
+            staff.change_active(engine, actor=Actor.system("admin"), username="sam", active=False)
+            return True
+
+        result = staff.sign_in(engine, "sam", disable_then_match, lifetime=self.LIFE, now=self.T0)
+        assert (result.outcome, result.password_matched, result.token) == (staff.REFUSED, True, None)
+        assert self._actions(engine)[-1] == "auth.login_failed"
+        with Session(engine) as s:
+            assert staff_sessions.open_sessions(s, "sam", self.T0) == 0
+
+    def test_a_disabled_account_is_refused_without_asking_for_the_password(self, engine):
+        self._account(engine, active=False)
+        asked = []
+        result = staff.sign_in(engine, "sam", lambda: asked.append(1) or True, lifetime=self.LIFE, now=self.T0)
+        assert (result.outcome, result.password_matched, asked) == (staff.REFUSED, False, [])
+
+    def test_sign_out_ends_the_session_with_its_audit_entry(self, engine):
+        self._account(engine)
+        token = staff.sign_in(engine, "sam", lambda: True, lifetime=self.LIFE, now=self.T0).token
+        assert staff.session_account(engine, token, "sam", self.T0).roles == ("finance", "support")
+        staff.sign_out(engine, token, "sam", staff_sessions.SIGN_OUT, self.T0)
+        current = staff.session_account(engine, token, "sam", self.T0)
+        assert (current.session.live, current.session.reason, current.active) == (False, staff_sessions.SIGN_OUT, False)
+        with Session(engine) as s:
+            entry = s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).one()
+        assert (entry.action, entry.actor, entry.comment) == ("auth.logout", "sam", staff_sessions.SIGN_OUT)
