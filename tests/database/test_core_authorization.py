@@ -207,42 +207,6 @@ def _change(w: dict[str, Any], action: str, params: dict[str, Any]) -> Any:
 # name -> (permission the call needs, call(engine, session, world, actor))
 Call = Callable[[Engine, Session, dict[str, Any], Actor], Any]
 CALLS: dict[str, tuple[Permission, Call]] = {
-    "core.staff.create": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.create(
-        s, actor=a, username="newadmin", name="New Admin", email="n@example.com", roles="admin",
-        password="a-long-password", bcrypt_rounds=4)),
-    "core.staff.set_roles": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.set_roles(
-        s, actor=a, username="target", roles="admin")),
-    "core.staff.set_active": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.set_active(
-        s, actor=a, username="target", active=False)),
-    "core.staff.reset_password": (Permission.MANAGE_STAFF,
-                                  lambda e, s, w, a: __import__("core.staff").staff.reset_password(
-                                      s, actor=a, username="target", password="another-long-one", bcrypt_rounds=4)),
-    "core.staff.unlock": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.unlock(
-        s, actor=a, username="target")),
-    "core.staff.add_account": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.add_account(
-        e, actor=a, username="newadmin", name="New Admin", email="n@example.com", roles="admin",
-        password="a-long-password", bcrypt_rounds=4)),
-    "core.staff.change_roles": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.change_roles(
-        e, actor=a, username="target", roles="admin")),
-    "core.staff.change_active": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.change_active(
-        e, actor=a, username="target", active=False)),
-    "core.staff.change_password": (Permission.MANAGE_STAFF,
-                                   lambda e, s, w, a: __import__("core.staff").staff.change_password(
-                                       e, actor=a, username="target", password="another-long-one", bcrypt_rounds=4)),
-    "core.staff.unlock_account": (Permission.MANAGE_STAFF, lambda e, s, w, a: __import__("core.staff").staff.unlock_account(
-        e, actor=a, username="target")),
-    "core.settings.business.save": (Permission.EDIT_SETTINGS,
-                                    lambda e, s, w, a: importlib.import_module("core.settings.business").save(
-                                        e, actor=a, week_start="sunday")),
-    "core.settings.business.save_rate": (Permission.EDIT_SETTINGS,
-                                         lambda e, s, w, a: importlib.import_module("core.settings.business").save_rate(
-                                             e, actor=a, currency="EUR", month="2026-03", usd_per_unit="9")),
-    "core.settings.business.update": (Permission.EDIT_SETTINGS,
-                                      lambda e, s, w, a: importlib.import_module("core.settings.business").update(
-                                          s, actor=a, week_start="sunday")),
-    "core.settings.business.set_rate": (Permission.EDIT_SETTINGS,
-                                        lambda e, s, w, a: importlib.import_module("core.settings.business").set_rate(
-                                            s, actor=a, currency="EUR", month="2026-03", usd_per_unit="9")),
     "core.changes.limits.save_limits": (Permission.EDIT_SETTINGS,
                                         lambda e, s, w, a: importlib.import_module("core.changes.limits").save_limits(
                                             e, actor=a, limits=importlib.import_module("core.changes.limits")
@@ -284,6 +248,27 @@ CALLS: dict[str, tuple[Permission, Call]] = {
         Permission.RUN_SYNC, lambda e, s, w, a: importlib.import_module("core.sync.staff_actions").resync_member_now(
             e, None, actor=a, member_id=w["member_id"])),
 }
+
+# Each staff and business-settings write comes twice: taking the caller's session (the CLI, the demo
+# loader) and taking the engine with a transaction of its own (the Admin page). Both are checked.
+_TWINS: dict[tuple[str, str, str], tuple[Permission, dict[str, Any]]] = {
+    ("core.staff", "create", "add_account"): (Permission.MANAGE_STAFF, {
+        "username": "newadmin", "name": "New Admin", "email": "n@example.com", "roles": "admin",
+        "password": "a-long-password", "bcrypt_rounds": 4}),
+    ("core.staff", "set_roles", "change_roles"): (Permission.MANAGE_STAFF, {"username": "target", "roles": "admin"}),
+    ("core.staff", "set_active", "change_active"): (Permission.MANAGE_STAFF, {"username": "target", "active": False}),
+    ("core.staff", "reset_password", "change_password"): (Permission.MANAGE_STAFF, {
+        "username": "target", "password": "another-long-one", "bcrypt_rounds": 4}),
+    ("core.staff", "unlock", "unlock_account"): (Permission.MANAGE_STAFF, {"username": "target"}),
+    ("core.settings.business", "update", "save"): (Permission.EDIT_SETTINGS, {"week_start": "sunday"}),
+    ("core.settings.business", "set_rate", "save_rate"): (Permission.EDIT_SETTINGS, {
+        "currency": "EUR", "month": "2026-03", "usd_per_unit": "9"}),
+}
+for (_module, _by_session, _by_engine), (_permission, _kwargs) in _TWINS.items():
+    CALLS[f"{_module}.{_by_session}"] = (_permission, lambda e, s, w, a, m=_module, f=_by_session, kw=_kwargs:
+                                         getattr(importlib.import_module(m), f)(s, actor=a, **kw))
+    CALLS[f"{_module}.{_by_engine}"] = (_permission, lambda e, s, w, a, m=_module, f=_by_engine, kw=_kwargs:
+                                        getattr(importlib.import_module(m), f)(e, actor=a, **kw))
 
 
 def _row_counts(engine: Engine) -> dict[str, int]:
