@@ -190,12 +190,10 @@ class MonthlyDeclines(_Monthly, _DeclineSums, Base):
                      for key in ("decline_code", "brand", "card_country"))
 
 
+@_sums("trials", "converted")
 class _TrialSums:
     """Trials by the local day they ended (``subscriptions.trial_end``) and whether the first
     non-zero invoice after the trial started was paid."""
-
-    trials: Mapped[int] = mapped_column(default=0)
-    converted: Mapped[int] = mapped_column(default=0)
 
 
 class _CancellationSums:
