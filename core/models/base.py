@@ -42,3 +42,15 @@ def stripe_id_column(nullable: bool = True) -> Mapped[str | None]:
 
 def currency_column() -> Mapped[str]:
     return mapped_column(String(3), nullable=False)
+
+
+class StaffEditableMirror:
+    """A Stripe object's mirror that staff also change (a member, a subscription)."""
+
+    updated_at: Mapped[datetime | None]
+    # When the Stripe state this row reflects was produced (event ``created`` or retrieval time);
+    # the sync refuses to apply anything older.
+    stripe_state_at: Mapped[datetime | None]
+    # Bumped by every change to the row: a staff form submitted against an older version is
+    # refused (optimistic concurrency).
+    version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)

@@ -144,30 +144,30 @@ class Payment(Base):
     stripe_state_at: Mapped[datetime | None]
 
 
-class Refund(Base):
-    __tablename__ = "refunds"
+class _TakenBack:
+    """Money taken back from one member's payment: a refund or a dispute."""
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    stripe_refund_id: Mapped[str | None] = stripe_id_column()
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     amount: Mapped[int]
     currency: Mapped[str] = currency_column()
+
+
+class Refund(_TakenBack, Base):
+    __tablename__ = "refunds"
+
+    stripe_refund_id: Mapped[str | None] = stripe_id_column()
     status: Mapped[str] = mapped_column(String(16))  # pending, succeeded, failed, canceled
     reason: Mapped[str | None] = mapped_column(String(64))  # duplicate, fraudulent, requested_by_customer
     created_at: Mapped[datetime] = created_column()
     stripe_state_at: Mapped[datetime | None]
 
 
-class Dispute(Base):
+class Dispute(_TakenBack, Base):
     __tablename__ = "disputes"
 
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     stripe_dispute_id: Mapped[str | None] = stripe_id_column()
-    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
-    amount: Mapped[int]
-    currency: Mapped[str] = currency_column()
     status: Mapped[DisputeStatus] = mapped_column(StrEnumString(DisputeStatus, 32))
     reason: Mapped[str | None] = mapped_column(String(64))  # fraudulent, product_not_received, ...
     created_at: Mapped[datetime] = created_column()

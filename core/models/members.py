@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.types import EncryptedText
-from core.models.base import Base, BigIntPK, created_column, stripe_id_column
+from core.models.base import Base, BigIntPK, StaffEditableMirror, created_column, stripe_id_column
 
 
-class Member(Base):
+class Member(StaffEditableMirror, Base):
     __tablename__ = "members"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -26,14 +26,9 @@ class Member(Base):
     # foreign key: the card may arrive later); payment_methods.is_default is derived from it.
     stripe_default_payment_method_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = created_column()
-    updated_at: Mapped[datetime | None]
     deleted_in_stripe_at: Mapped[datetime | None]
-    # When the Stripe state this row reflects was produced (event ``created`` or retrieval time);
-    # the sync refuses to apply anything older.
-    stripe_state_at: Mapped[datetime | None]
-    # Bumped by every change to the member or their subscriptions, payments and notes: a staff
-    # form submitted against an older version is refused (optimistic concurrency).
-    version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
+    # updated_at, stripe_state_at and version come from StaffEditableMirror; a member's version is
+    # also bumped by every change to their subscriptions, payments and notes.
 
 
 class StaffNote(Base):

@@ -9,10 +9,11 @@ another zone is answered from the raw rows instead.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from sqlalchemy import JSON, Date, Index, Integer, String, text
+from sqlalchemy import JSON, BigInteger, Date, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from core.models.base import Base, BigIntPK, created_column
@@ -137,28 +138,30 @@ class _Monthly(_Period):
     month: Mapped[date] = mapped_column(Date)
 
 
-class _CashSums:
-    gross: Mapped[int] = mapped_column(default=0)
-    payments: Mapped[int] = mapped_column(default=0)
-    refunds: Mapped[int] = mapped_column(default=0)
-    refund_count: Mapped[int] = mapped_column(default=0)
-    disputes_lost: Mapped[int] = mapped_column(default=0)
-    dispute_count: Mapped[int] = mapped_column(default=0)
-    fees: Mapped[int] = mapped_column(default=0)
-    fee_payments: Mapped[int] = mapped_column(default=0)
-    # Gross billed: totals of invoices finalized that day (void invoices left out).
-    billed: Mapped[int] = mapped_column(default=0)
-    invoices: Mapped[int] = mapped_column(default=0)
+_T = TypeVar("_T")
 
 
-class _PaymentSums:
-    attempts: Mapped[int] = mapped_column(default=0)
-    failed_attempts: Mapped[int] = mapped_column(default=0)
-    renewal_invoices: Mapped[int] = mapped_column(default=0)
-    renewal_first_failed: Mapped[int] = mapped_column(default=0)
-    failed_invoices: Mapped[int] = mapped_column(default=0)
-    recovered_invoices: Mapped[int] = mapped_column(default=0)
-    recovered: Mapped[int] = mapped_column(default=0)
+def _sums(*names: str) -> Callable[[type[_T]], type[_T]]:
+    """Adds one integer sum column per name to a mixin, NOT NULL and 0 until counted (the
+    readers and the rollup queries name the columns as strings, never as attributes)."""
+
+    def add(cls: type[_T]) -> type[_T]:
+        for name in names:
+            setattr(cls, name, mapped_column(BigInteger, default=0, nullable=False))
+        return cls
+
+    return add
+
+
+# Gross billed (``billed``, ``invoices``): totals of invoices finalized that day (void invoices left out).
+@_sums("gross", "payments", "refunds", "refund_count", "disputes_lost", "dispute_count", "fees", "fee_payments",
+       "billed", "invoices")
+class _CashSums: ...
+
+
+@_sums("attempts", "failed_attempts", "renewal_invoices", "renewal_first_failed", "failed_invoices",
+       "recovered_invoices", "recovered")
+class _PaymentSums: ...
 
 
 class _DeclineSums:
@@ -187,12 +190,10 @@ class MonthlyDeclines(_Monthly, _DeclineSums, Base):
                      for key in ("decline_code", "brand", "card_country"))
 
 
+@_sums("trials", "converted")
 class _TrialSums:
     """Trials by the local day they ended (``subscriptions.trial_end``) and whether the first
     non-zero invoice after the trial started was paid."""
-
-    trials: Mapped[int] = mapped_column(default=0)
-    converted: Mapped[int] = mapped_column(default=0)
 
 
 class _CancellationSums:

@@ -13,11 +13,11 @@ from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, Numeri
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.types import StrEnumString
-from core.models.base import Base, BigIntPK, created_column, currency_column, stripe_id_column
+from core.models.base import Base, BigIntPK, StaffEditableMirror, created_column, currency_column, stripe_id_column
 from core.models.enums import SubscriptionStatus
 
 
-class Subscription(Base):
+class Subscription(StaffEditableMirror, Base):
     __tablename__ = "subscriptions"
     __table_args__ = (Index("ix_subscriptions_status_tier", "status", "tier_id"),)
 
@@ -67,9 +67,6 @@ class Subscription(Base):
     # card. Kept by database triggers (migration 0009), whoever writes the rows: never set it.
     card_valid_until: Mapped[datetime | None] = mapped_column(server_default=FetchedValue(),
                                                               server_onupdate=FetchedValue())
-    updated_at: Mapped[datetime | None]
-    stripe_state_at: Mapped[datetime | None]
-    version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
 
 
 class SubscriptionItem(Base):

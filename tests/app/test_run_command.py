@@ -132,7 +132,7 @@ def test_a_start_limit_under_a_second_is_refused_before_any_work(tmp_path: Path)
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
            "MEMBERDESK_ENCRYPTION_KEYS": "fEhmDxvhCpEu4b16boUlf95HY5t4RM5suyOSd3CeyC8=",
            "STRIPE_API_BASE": "http://127.0.0.1:12111", "STRIPE_API_KEY": "sk_test_run_command",
-           "PORT": str(_free_port()), "MEMBERDESK_SANDBOX_STATE": str(tmp_path / "sandbox.db"),
+           "PORT": str(free_port()), "MEMBERDESK_SANDBOX_STATE": str(tmp_path / "sandbox.db"),
            "MEMBERDESK_SECRETS_FILE": str(tmp_path / "absent.toml")}
     done = subprocess.run([sys.executable, "-m", "cli", "run", "--demo-members", "5", "--healthy-within", "0"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
