@@ -78,7 +78,7 @@ def _staff_section(ctx: StaffContext) -> None:
         if st.form_submit_button("Create account"):
             _run(ctx, Permission.MANAGE_STAFF, "admin: create staff", f"Account {username.strip().lower()} created.",
                  lambda e: staff.add_account(e, actor=Actor.of(ctx.username, ctx.roles), username=username, name=name, email=email,
-                                        roles=roles, password=password))
+                                             roles=roles, password=password))
     with change:
         if not usernames:
             return
@@ -150,7 +150,7 @@ def _settings_section(ctx: StaffContext) -> None:
         if st.form_submit_button("Save rate"):
             _run(ctx, Permission.EDIT_SETTINGS, "admin: FX rate", f"Rate for {code} saved.",
                  lambda e: business_settings.save_rate(e, actor=Actor.of(ctx.username, ctx.roles), currency=code, month=month,
-                                                      usd_per_unit=rate))
+                                                       usd_per_unit=rate))
 
 
 def render(ctx: StaffContext) -> None:
