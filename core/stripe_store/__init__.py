@@ -4,7 +4,9 @@
 ``core.stripe_mapping`` and upserts it, keyed by its Stripe id. Guarantees:
 
 - Idempotent: applying the same object twice changes nothing the second time (no new rows, no
-  version bump, no second membership change).
+  version bump, no second membership change), even when another transaction wrote the same
+  content between this one's read and its write (the webhook echo of a staff change): the
+  ``UPDATE`` compares again (``upsert.py``).
 - Never stale: if the stored row's ``stripe_state_at`` is newer than ``state_at``, nothing
   changes and the answer is ``"stale"``.
 - Parents first: a parent that is not in our database yet raises ``MissingParent(object_type,

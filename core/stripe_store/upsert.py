@@ -10,12 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.db import affected_rows
+from core.db.types import EncryptedJSON, EncryptedText
 from core.models import Base
 from core.stripe_store import cache, pending
+
+_OPAQUE = (EncryptedJSON, EncryptedText)  # stored encrypted: equal values differ in SQL
 
 
 def db_table(name: str) -> Table:
@@ -53,15 +56,31 @@ def upsert(session: Session, table: str, key: str, row: dict[str, Any], state_at
     if has_state and before.get("stripe_state_at") and state_at and before["stripe_state_at"] > state_at:
         return "stale", before["id"], before
     changed = {k: v for k, v in cols.items() if before.get(k) != v}
-    if has_state and state_at and before.get("stripe_state_at") != state_at and (
-        changed or before.get("stripe_state_at") is None or before["stripe_state_at"] < state_at
-    ):
-        changed_state = {"stripe_state_at": state_at}
-    else:
-        changed_state = {}
-    if changed or changed_state:
-        session.execute(update(t).where(t.c.id == before["id"]), {**changed, **changed_state})
-    return ("updated" if changed else "unchanged"), before["id"], before
+    if changed and _write_if_still_different(session, t, before["id"], changed, state_at if has_state else None):
+        return "updated", before["id"], before
+    if has_state and state_at and (before.get("stripe_state_at") is None or before["stripe_state_at"] < state_at):
+        # Same content, newer state: only the time moves (never back, if another writer was faster).
+        state = t.c.stripe_state_at
+        session.execute(update(t).where(t.c.id == before["id"], or_(state.is_(None), state < state_at))
+                        .values(stripe_state_at=state_at))
+    return "unchanged", before["id"], before
+
+
+def _write_if_still_different(session: Session, t: Table, row_id: int, changed: dict[str, Any],
+                              state_at: datetime | None) -> bool:
+    """Write ``changed`` unless the row holds it already; True when it did not.
+
+    The row was read before this write, and another transaction may have written the same content
+    since: a staff change's mirror and the webhook echoing it, or two deliveries of one event.
+    Compared again in the ``UPDATE`` itself (PostgreSQL re-checks the condition on the row as it
+    is once its lock is free; SQLite has one writer at a time), so an echo finds its content
+    stored and is "unchanged": no member version step for what the staff member already saw.
+    Encrypted columns cannot be compared in SQL: a change to one of them is always written."""
+    values = dict(changed) | ({"stripe_state_at": state_at} if state_at is not None else {})
+    stmt = update(t).where(t.c.id == row_id).values(**values)
+    if not any(isinstance(t.c[k].type, _OPAQUE) for k in changed):
+        stmt = stmt.where(or_(*(t.c[k].is_distinct_from(v) for k, v in changed.items())))
+    return bool(affected_rows(session.execute(stmt)))
 
 
 def bump_version(session: Session, member_id: int | None, *, expected: int | None = None) -> bool:

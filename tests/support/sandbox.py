@@ -9,6 +9,11 @@
 - ``start_sandbox(state_path, ...)``: a private process (context manager) for tests that restart it
   or configure webhooks; ``.restart()`` keeps port and state file.
 - ``gateway_client(sb)``: our own client (the gateway's) pointed at a sandbox.
+- ``webhook_endpoint(engine, client)``: a webhook endpoint registered in the sandbox (context
+  manager): a small HTTP server whose every delivery goes through the real receiver
+  (``core.stripe_webhooks.receive``: verified, recorded in the ledger, not yet applied);
+  ``.settle()`` waits until every event the sandbox emitted since has been delivered; ``on_new``
+  is called after each new event is recorded (the server wakes its background pass there).
 """
 
 from __future__ import annotations
@@ -20,17 +25,22 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import stripe
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
+from core.models.stripe_sync import StripeEvent
 from core.stripe_gateway import ClientOptions, StripeClient, make_client
 from tests.support.servers import free_port
 
@@ -174,3 +184,75 @@ def gateway_client(sb: SandboxProcess, *, retries: int = 2) -> StripeClient:
     """Our own client (the gateway's), pointed at the sandbox."""
     return make_client(sb.api_key, api_base=sb.url,
                        options=ClientOptions(max_network_retries=retries, read_timeout=5, connect_timeout=2))
+
+
+class WebhookEndpoint:
+    """A webhook endpoint the sandbox delivers to; each delivery is received as production
+    receives it (``receive``: verified and recorded, applied later by the background pass)."""
+
+    def __init__(self, engine: Engine, client: stripe.StripeClient,
+                 on_new: Callable[[], None] | None = None) -> None:
+        self.engine, self.client, self.on_new = engine, client, on_new
+        self.rejected: list[str] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                from core.stripe_webhooks.receive import WebhookRejected, receive
+
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    got = receive(sink.engine, body, self.headers.get("Stripe-Signature"), sink.secret)
+                    status = 200
+                    if got.new and sink.on_new is not None:
+                        sink.on_new()  # as the server wakes its background pass
+                except WebhookRejected as exc:
+                    sink.rejected.append(str(exc))
+                    status = 400
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="webhook-endpoint", daemon=True)
+        self.thread.start()
+        url = f"http://127.0.0.1:{self.server.server_address[1]}/stripe/webhook"
+        endpoint = client.v1.webhook_endpoints.create({"url": url, "enabled_events": ["*"]})
+        self.endpoint_id, self.secret = endpoint.id, str(endpoint.secret)
+        self.since = {e.id for e in client.v1.events.list({"limit": 100}).auto_paging_iter()}
+
+    def emitted(self) -> set[str]:
+        """The ids of the events the sandbox emitted since the endpoint was registered."""
+        return {e.id for e in self.client.v1.events.list({"limit": 100}).auto_paging_iter()} - self.since
+
+    def settle(self, timeout: float = 30.0) -> set[str]:
+        """Wait until every event emitted so far is in our ledger; returns their ids."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wanted = self.emitted()
+            with Session(self.engine) as s:
+                have = s.scalar(select(func.count()).select_from(StripeEvent).where(StripeEvent.id.in_(wanted)))
+            if have == len(wanted):
+                return wanted
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(wanted) - (have or 0)} of {len(wanted)} events not delivered "
+                                     f"in {timeout:.0f} s (rejected: {self.rejected})")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.client.v1.webhook_endpoints.delete(self.endpoint_id)
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextmanager
+def webhook_endpoint(engine: Engine, client: stripe.StripeClient,
+                     on_new: Callable[[], None] | None = None) -> Iterator[WebhookEndpoint]:
+    endpoint = WebhookEndpoint(engine, client, on_new)
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()

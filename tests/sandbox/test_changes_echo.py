@@ -1,0 +1,130 @@
+"""The webhook echo of a staff change does not make the agent's next form stale; an outside change does.
+
+Real sandbox over HTTP: its webhook deliveries go through the real receiver into the ledger and
+are applied by the server's background pass (``ApplyLoop``, woken on each new event, as the
+server does), on SQLite and PostgreSQL. The member's version protects what the agent saw: an
+event whose content our rows already hold (the echo of our own write) must not move it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from core import stripe_store
+from core.changes import Actor, ChangeInput, StaleMember, preview, submit
+from core.db import make_engine, session_scope
+from core.models import Subscription
+from core.stripe_gateway import make_client
+from core.stripe_webhooks.apply_loop import ApplyLoop
+from core.timeutil import utc_now
+from tests.support.changes_world import World, build, version
+from tests.support.sandbox import SandboxProcess, WebhookEndpoint, webhook_endpoint
+
+SAM = Actor.of("sam", ["support"])
+
+
+@pytest.fixture
+def hooked(engine: Engine, stripe_env: Any, sandbox: SandboxProcess) -> Iterator[tuple[World, WebhookEndpoint, ApplyLoop]]:
+    world = build(engine, stripe_env.client)
+    loop = ApplyLoop(engine, lambda: make_client(sandbox.api_key, api_base=sandbox.url))
+    loop.start()
+    try:
+        with webhook_endpoint(engine, sandbox.client(), loop.wake) as hook:
+            yield world, hook, loop
+    finally:
+        loop.stop()
+
+
+def _applied(engine: Engine, hook: WebhookEndpoint, seconds: float = 30) -> None:
+    """Every event delivered so far recorded and applied by the background pass."""
+    from core.models.stripe_sync import StripeEvent
+
+    ids = hook.settle()
+    deadline = time.monotonic() + seconds
+    while True:
+        with Session(engine) as s:
+            left = s.scalar(select(StripeEvent.id).where(StripeEvent.id.in_(ids), StripeEvent.processed_at.is_(None)))
+        if left is None:
+            return
+        assert time.monotonic() < deadline, f"event {left} not applied in {seconds:.0f} s"
+        time.sleep(0.1)
+
+
+def test_a_second_change_after_the_first_ones_webhooks_is_accepted(engine, stripe_env, hooked) -> None:
+    world, hook, _loop = hooked
+    cancel = ChangeInput("cancel", world.member_id, version(engine, world.member_id), "customer_request",
+                         "Moving abroad next month.", {"when": "period_end"})
+    assert submit(engine, cancel, SAM, stripe=stripe_env.client).message == "Done."
+    opened = version(engine, world.member_id)  # the form as it opens after "Done."
+    _applied(engine, hook)  # the sandbox's webhook for the cancellation, delivered and applied
+    undo = ChangeInput("uncancel", world.member_id, opened, "customer_request", "Changed their mind.", {})
+    assert preview(engine, undo, SAM, stripe=stripe_env.client).summary
+    assert submit(engine, undo, SAM, stripe=stripe_env.client).message == "Done."
+    # Twice more, as agents do (refund, then refund again): each echo leaves the next form current.
+    for cents in (100, 150):
+        opened = version(engine, world.member_id)
+        refund = ChangeInput("refund", world.member_id, opened, "goodwill", "Outage.",
+                             {"payment_id": world.payment_id, "amount": cents})
+        _applied(engine, hook)
+        assert submit(engine, refund, SAM, stripe=stripe_env.client).message == "Done."
+    _applied(engine, hook)
+    assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 250
+    with session_scope(engine) as s:
+        assert s.scalar(select(Subscription.cancel_at_period_end)) is False
+
+
+def test_an_outside_change_between_opening_and_confirming_still_refuses(engine, stripe_env, hooked) -> None:
+    world, hook, _loop = hooked
+    opened = version(engine, world.member_id)
+    # Someone cancels at period end in Stripe's dashboard while the agent's form is open.
+    stripe_env.client.v1.subscriptions.update(world.subscription, {"cancel_at_period_end": True})
+    _applied(engine, hook)
+    extend = ChangeInput("extend", world.member_id, opened, "goodwill", "Outage.", {"days": 5})
+    with pytest.raises(StaleMember) as refused:
+        preview(engine, extend, SAM, stripe=stripe_env.client)
+    assert refused.value.fresh_state["subscription"]["cancel_at_period_end"] is True
+    with pytest.raises(StaleMember):
+        submit(engine, extend, SAM, stripe=stripe_env.client)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_echo_waiting_on_the_mirrors_row_lock_finds_its_content_stored(database_url, engine, stripe_env) -> None:
+    """PostgreSQL: the webhook pass reads the subscription before the staff change commits, then
+    waits for the row's lock; once the change commits, the same content is already there."""
+    world = build(engine, stripe_env.client)
+    answer = stripe_env.client.v1.subscriptions.update(world.subscription, {"cancel_at_period_end": True})
+    obj = answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
+    before = version(engine, world.member_id)
+    mirror = Session(engine)
+    stripe_store.apply(mirror, obj, state_at=utc_now(), source="staff")  # holds the row's lock
+    other = make_engine(database_url)
+    outcome: list[str] = []
+
+    def echo() -> None:
+        with Session(other) as s:
+            outcome.append(stripe_store.apply(s, obj, state_at=utc_now()))
+            s.commit()
+
+    thread = threading.Thread(target=echo)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        with other.connect() as watch:  # the echo has read the row and waits for its lock
+            while not watch.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                        " AND datname = current_database()")):
+                assert time.monotonic() < deadline, "the echo never waited for the row's lock"
+                time.sleep(0.05)
+        mirror.commit()
+    finally:
+        mirror.close()
+        thread.join(timeout=30)
+        other.dispose()
+    assert outcome == ["unchanged"]
+    assert version(engine, world.member_id) == before + 1  # the staff change's one step, not the echo's
