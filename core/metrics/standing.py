@@ -66,11 +66,19 @@ SELECT m.id, r.tier_id, r.status FROM members m LEFT JOIN (
 {f"WHERE {scope}" if scope else ""}"""
 
 
-def mrr_sql(scope: str) -> str:
+def _paying(dialect: str) -> str:
+    """The MRR-counting condition on ``s``. For a few members, SQLite must read their
+    subscriptions through the member index: the unary ``+`` keeps it off the status index (which
+    leads to every active subscription). PostgreSQL has no ``+`` for text and needs none."""
+    plus = "+" if dialect == "sqlite" else ""
+    return f"{plus}s.status IN ({_mrr_statuses()}) AND {plus}s.mrr_minor > 0"
+
+
+def mrr_sql(dialect: str, scope: str) -> str:
     """SELECT member_id, currency, MRR, subscriptions of the members ``scope`` (as ``standing_sql``)."""
     return f"""
 SELECT s.member_id, s.currency, SUM(s.mrr_minor), COUNT(*) FROM subscriptions s
-WHERE s.status IN ({_mrr_statuses()}) AND s.mrr_minor > 0{f" AND {scope.replace('m.id', 's.member_id')}" if scope else ""}
+WHERE {_paying(dialect)}{f" AND {scope.replace('m.id', 's.member_id')}" if scope else ""}
 GROUP BY s.member_id, s.currency"""
 
 
@@ -113,7 +121,7 @@ SELECT currency, SUM(mrr), SUM(n) FROM (
     SELECT currency, -mrr_minor, -subscriptions FROM metrics_member_mrr WHERE member_id IN ({MARKED})
     UNION ALL
     SELECT currency, mrr_minor, 1 FROM subscriptions s
-    WHERE s.status IN ({_mrr_statuses()}) AND s.mrr_minor > 0 AND s.member_id IN ({MARKED})
+    WHERE {_paying(conn.dialect.name)} AND s.member_id IN ({MARKED})
 ) x GROUP BY currency""")).all()
         else:
             rows = conn.execute(text(f"SELECT currency, SUM(mrr_minor), COUNT(*) FROM subscriptions "
@@ -150,7 +158,7 @@ def _build(conn: Connection) -> None:
     for table in ("metrics_member_standing", "metrics_member_mrr", "metrics_standing_counts", "metrics_mrr_counts"):
         conn.execute(text(f"DELETE FROM {table}"))
     conn.execute(text(f"INSERT INTO metrics_member_standing (member_id, tier_id, status) {standing_sql('')}"))
-    conn.execute(text(f"INSERT INTO metrics_member_mrr (member_id, currency, mrr_minor, subscriptions) {mrr_sql('')}"))
+    conn.execute(text(f"INSERT INTO metrics_member_mrr (member_id, currency, mrr_minor, subscriptions) {mrr_sql(conn.dialect.name, '')}"))
     conn.execute(text("INSERT INTO metrics_standing_counts (tier_id, status, members) "
                       "SELECT tier_id, status, COUNT(*) FROM metrics_member_standing GROUP BY tier_id, status"))
     conn.execute(text("INSERT INTO metrics_mrr_counts (currency, mrr_minor, subscriptions) "
@@ -171,7 +179,7 @@ def _apply(conn: Connection, members: list[int]) -> None:
     new_standing = run(standing_sql(scope))
     old_mrr = run("SELECT member_id, currency, mrr_minor, subscriptions FROM metrics_member_mrr "
                   "WHERE member_id IN :members")
-    new_mrr = run(mrr_sql(scope))
+    new_mrr = run(mrr_sql(conn.dialect.name, scope))
     for table in ("metrics_member_standing", "metrics_member_mrr"):
         conn.execute(text(f"DELETE FROM {table} WHERE member_id IN :members")
                      .bindparams(bindparam("members", expanding=True)), {"members": members})

@@ -7,8 +7,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import tests.support.overview_reference as reference
 from core.models import Subscription
-from tests.support import overview_reference as reference
 from tests.support.apptest import app_test, texts
 from tests.support.factories import make_member, make_price, make_subscription, make_tier
 from tests.support.worlds import build_small_world, create_staff, refresh_rollups

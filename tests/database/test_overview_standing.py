@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
+import tests.support.overview_reference as reference
 from core.metrics import overview_counts
 from core.metrics.rollups import refresh
 from core.models import Member, Price, Subscription
-from tests.support import overview_reference as reference
 from tests.support.factories import at, make_member, make_payment, make_refund, make_subscription
 from tests.support.worlds import build_random_world
 
