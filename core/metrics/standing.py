@@ -52,18 +52,21 @@ def _mrr_statuses() -> str:
 
 def standing_sql(scope: str) -> str:
     """SELECT member_id, tier_id, status of the members ``scope`` (an SQL condition on ``m.id``,
-    or empty for every member), each under the subscription that describes them now."""
+    or empty for every member), each under the subscription that describes them now. Two parts,
+    not a LEFT JOIN of the members to the ranked subscriptions: SQLite scans such a derived table
+    once per member (100 ms for 467 members at 20,000)."""
     sub_scope = f"WHERE {scope.replace('m.id', 's.member_id')}" if scope else ""
     return f"""
-SELECT m.id, r.tier_id, r.status FROM members m LEFT JOIN (
-    SELECT member_id, tier_id, status FROM (
-        SELECT s.member_id, s.tier_id, s.status,
-               ROW_NUMBER() OVER (PARTITION BY s.member_id ORDER BY
-                   CASE WHEN s.status IN ({_quoted(LIVE)}) THEN 0 WHEN s.status IN ({_quoted(HELD)}) THEN 1 ELSE 2 END,
-                   s.created_at DESC, s.id DESC) AS n
-        FROM subscriptions s {sub_scope}) ranked
-    WHERE n = 1) r ON r.member_id = m.id
-{f"WHERE {scope}" if scope else ""}"""
+SELECT member_id, tier_id, status FROM (
+    SELECT s.member_id, s.tier_id, s.status,
+           ROW_NUMBER() OVER (PARTITION BY s.member_id ORDER BY
+               CASE WHEN s.status IN ({_quoted(LIVE)}) THEN 0 WHEN s.status IN ({_quoted(HELD)}) THEN 1 ELSE 2 END,
+               s.created_at DESC, s.id DESC) AS n
+    FROM subscriptions s {sub_scope}) ranked
+WHERE n = 1
+UNION ALL
+SELECT m.id, NULL, NULL FROM members m
+WHERE {f"{scope} AND " if scope else ""}NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.member_id = m.id)"""
 
 
 def _paying(dialect: str) -> str:

@@ -29,7 +29,7 @@ def test_overview_shows_members_and_mrr_written_since_the_last_refresh(database_
         first.status = "canceled"
         s.commit()
     at = app_test(database_url, role="finance")
-    at.run()
+    at.run(timeout=60)  # the page reads a few tables; a loaded machine can take more than the default 15 s
     assert not at.exception
     frames = [df.value for df in at.dataframe]
     tiers = next(f for f in frames if "Tier" in f.columns).set_index("Tier")
