@@ -70,7 +70,8 @@ def render_counts(ctx: StaffContext) -> None:
             first, payments = found
             st.subheader(f"Payments since {fmt.day(first)}")
             definition("Payment attempts this calendar month in the business time zone; a retried renewal counts "
-                       "once per attempt. Collected = succeeded amounts; refunded = refunded on those payments.")
+                       "once per attempt (succeeded or failed; a pending one once it settles). Collected = succeeded "
+                       "amounts; refunded = refunds made this month.")
             if not money_ok:
                 payments = payments.drop(columns=["collected_minor", "refunded_minor"])
             table(fmt.display_frame(payments), "payments-this-month", key="csv-payments-month",

@@ -1,4 +1,6 @@
-"""Plain counts for the Overview page, straight from the tables (no rollups, no conversion).
+"""Plain counts for the Overview page (no conversion): members by tier and status and MRR per
+currency from the standing counts (``core.metrics.standing``), this month's payments from the
+daily rollups, each plus the rows written since the last refresh, so they are exact now.
 
 Guarantees: read-only, answers on an empty database (empty frames, None times), money stays in
 integer minor units per original currency. A member is counted once, under the subscription that
@@ -11,45 +13,26 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pandas as pd
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from core.models import Member, Payment, Subscription, Tier
-from core.models.enums import SubscriptionStatus
+from core.metrics import source, standing
+from core.metrics.types import Query
+from core.models import Payment
 from core.timeutil import ensure_aware, local_midnight, next_period_start, period_start, zone
 
 
 def members_by_tier_status(engine: Engine) -> pd.DataFrame:
-    """Columns tier, status, members."""
-    rank = case((Subscription.status.in_(["active", "trialing", "past_due"]), 0),
-                (Subscription.status.in_(["paused", "unpaid"]), 1), else_=2)
-    numbered = select(
-        Subscription.member_id, Subscription.status, Subscription.tier_id,
-        func.row_number().over(partition_by=Subscription.member_id,
-                               order_by=(rank, Subscription.created_at.desc(), Subscription.id.desc())).label("n"),
-    ).subquery()
-    q = (select(Tier.code, numbered.c.status, func.count())
-         .join(Tier, Tier.id == numbered.c.tier_id).where(numbered.c.n == 1)
-         .group_by(Tier.code, numbered.c.status))
-    with Session(engine) as s:
-        rows = [{"tier": t, "status": st, "members": int(n)} for t, st, n in s.execute(q)]
-        with_sub = s.scalar(select(func.count(func.distinct(Subscription.member_id)))) or 0
-        total = s.scalar(select(func.count()).select_from(Member)) or 0
-    if total - with_sub > 0:
-        rows.append({"tier": "free", "status": "no membership", "members": int(total - with_sub)})
-    frame = pd.DataFrame(rows, columns=["tier", "status", "members"])
-    return frame.sort_values(["tier", "status"], ignore_index=True)
+    """Columns tier, status, members: from the standing counts plus the members changed since
+    their last refresh (``core.metrics.standing``)."""
+    rows = standing.members_by_tier_status(engine)
+    return pd.DataFrame(rows, columns=["tier", "status", "members"])
 
 
 def mrr_by_currency(engine: Engine) -> pd.DataFrame:
-    """Columns currency, mrr_minor, paying_subscriptions (statuses that count for MRR)."""
-    statuses = [str(x) for x in SubscriptionStatus.mrr_counting()]
-    q = (select(Subscription.currency, func.sum(Subscription.mrr_minor), func.count())
-         .where(Subscription.status.in_(statuses), Subscription.mrr_minor > 0)
-         .group_by(Subscription.currency).order_by(Subscription.currency))
-    with Session(engine) as s:
-        rows = [{"currency": c, "mrr_minor": int(m or 0), "paying_subscriptions": int(n)} for c, m, n in s.execute(q)]
-    return pd.DataFrame(rows, columns=["currency", "mrr_minor", "paying_subscriptions"])
+    """Columns currency, mrr_minor, paying_subscriptions (statuses that count for MRR), from the
+    standing counts plus the members changed since their last refresh."""
+    return pd.DataFrame(standing.mrr_by_currency(engine), columns=["currency", "mrr_minor", "paying_subscriptions"])
 
 
 def month_bounds(now: datetime, tz: str) -> tuple[date, datetime, datetime]:
@@ -60,19 +43,23 @@ def month_bounds(now: datetime, tz: str) -> tuple[date, datetime, datetime]:
 
 
 def payments_in_month(engine: Engine, *, now: datetime, tz: str = "UTC") -> pd.DataFrame:
-    """Payment attempts in the month so far, per currency: attempts, succeeded, failed,
-    collected_minor (succeeded amounts), refunded_minor (refunded on those payments)."""
-    _first, start, end = month_bounds(now, tz)
-    ok = Payment.status == "succeeded"
-    q = (select(Payment.currency, func.count(),
-                func.sum(case((ok, 1), else_=0)), func.sum(case((Payment.status == "failed", 1), else_=0)),
-                func.sum(case((ok, Payment.amount), else_=0)), func.sum(Payment.amount_refunded))
-         .where(Payment.created_at >= start, Payment.created_at < end)
-         .group_by(Payment.currency).order_by(Payment.currency))
-    with Session(engine) as s:
-        rows = [{"currency": c, "attempts": int(n), "succeeded": int(ok_n or 0), "failed": int(f or 0),
-                 "collected_minor": int(col or 0), "refunded_minor": int(ref or 0)}
-                for c, n, ok_n, f, col, ref in s.execute(q)]
+    """Payment attempts in the month so far, per currency: attempts (succeeded or failed; a
+    pending payment counts once it settles), succeeded, failed, collected_minor (succeeded
+    amounts) and refunded_minor (refunds made this month, whichever month their payment was in).
+    From the daily payment and cash rollups for the month's days plus the rows written since
+    their last refresh (``core.metrics.source.daily``); from the rows when the rollups are kept
+    for another time zone or not built yet."""
+    first, _start, _end = month_bounds(now, tz)
+    query = Query.make(engine, start=first, end=next_period_start(first, "month"), now=ensure_aware(now), tz=tz,
+                       currency=None)
+    sums: dict[str, list[int]] = {}
+    for kind, picks in (("payments", (("attempts", 0), ("failed_attempts", 2))),
+                        ("cash", (("payments", 1), ("gross", 3), ("refunds", 4)))):
+        for row in source.daily(engine, query, kind, query.start, query.end, wanted=tuple(c for c, _ in picks)):
+            acc = sums.setdefault(row["currency"], [0] * 5)
+            for column, i in picks:
+                acc[i] += row[column]
+    rows = [(c, *v) for c, v in sorted(sums.items()) if any(v)]
     return pd.DataFrame(rows, columns=["currency", "attempts", "succeeded", "failed", "collected_minor",
                                        "refunded_minor"])
 

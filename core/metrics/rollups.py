@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, Select, case, func, select, text
 from sqlalchemy.orm import Session
 
-from core.metrics import period_delta, segments
+from core.metrics import period_delta, segments, standing
 from core.metrics.daily import (
     CHURN_SELECTS,
     GROUP_OUT,
@@ -147,7 +147,9 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
                  ("payments", lambda: _payments(conn, flows)),
                  ("churn", lambda: _churn(conn, days, first_day, None if full else since)),
                  ("periods", lambda: _periods(conn, bs, tz_name, first_day, now, since_day) if delta is None
-                  else period_delta.apply(conn, delta, bounds_for, now)))
+                  else period_delta.apply(conn, delta, bounds_for, now)),
+                 # Who each member is now (the Overview's counts): the members marked since the last refresh.
+                 ("standing", lambda: standing.refresh(conn, full=full)))
         for name, step in steps:
             t = time.perf_counter()
             step()

@@ -202,16 +202,18 @@ def span(query: Query) -> tuple[list[Period], date, date]:
 # ------------------------------------------------------------------------------------- daily
 
 def daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date,
-          keys: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+          keys: tuple[str, ...] = (), *, wanted: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Daily sums (``day``, ``currency``, keys..., measures...) of ``kind`` (cash, payments,
     declines) over local days ``[first, last_exclusive)``, filters applied. Rows as dicts, shared
-    by the metrics of a page: read them, never change them."""
-    return memoised(("daily", engine.url, query, kind, first, last_exclusive, keys),
-                     lambda: _daily(engine, query, kind, first, last_exclusive, keys))
+    by the metrics of a page: read them, never change them. With ``wanted``, only those measures
+    are right (the others may lack the tail): the tail skips the reads that feed none of them
+    (billed, by invoice finalization time, has no index to read a few minutes through)."""
+    return memoised(("daily", engine.url, query, kind, first, last_exclusive, keys, wanted),
+                     lambda: _daily(engine, query, kind, first, last_exclusive, keys, wanted))
 
 
 def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive: date,
-           keys: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+           keys: tuple[str, ...] = (), wanted: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     measures = KINDS[kind].measures
     filters = filter_values(engine, query)
     group = ("day", "currency", *keys)
@@ -231,7 +233,7 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
             if upto > first:
                 sql, params = _rollup_sql(engine.dialect.name, query, kind, first, upto, keys, filters)
                 rows = conn.execute(text(sql), params).all()
-            tail = _tail_daily(conn, query, kind, first, last_exclusive, keys, filters, since)
+            tail = _tail_daily(conn, query, kind, first, last_exclusive, keys, filters, since, wanted)
         if not tail:
             return _sum_rows(rows, ("day",), group[1:], measures)
         # Rollup rows and the tail summed per (day or stretch, group) in plain Python.
@@ -253,7 +255,8 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
 
 
 def _tail_daily(conn: Connection, query: Query, kind: str, first: date, last_exclusive: date,
-                keys: tuple[str, ...], filters: dict[str, object], since: datetime) -> dict[tuple[Any, ...], list[int]]:
+                keys: tuple[str, ...], filters: dict[str, object], since: datetime,
+                wanted: tuple[str, ...] | None = None) -> dict[tuple[Any, ...], list[int]]:
     """The rows of ``kind`` at or after ``since`` (the rollups' ``now``) in local days
     ``[first, last_exclusive)``, summed per (day, or the stretch the rollup read sums it into,
     currency, keys...): what happened after the last refresh. Read through the time indexes."""
@@ -262,7 +265,7 @@ def _tail_daily(conn: Connection, query: Query, kind: str, first: date, last_exc
     if tail_first >= last_exclusive or (query.now is not None and query.now <= since):
         return {}
     days = Days(conn.dialect.name, tz, tail_first, last_exclusive, from_=since, before=query.now)
-    selects = _selects(kind, days)
+    selects = [(names, sql) for names, sql in _selects(kind, days) if wanted is None or set(names) & set(wanted)]
     measures = KINDS[kind].measures
     starts = None if query.granularity == "day" else _slices(query, first, last_exclusive)
     out: dict[tuple[Any, ...], list[int]] = {}

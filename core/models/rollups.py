@@ -210,6 +210,61 @@ class MonthlyTrials(_Monthly, _TrialSums, Base): ...
 class MonthlyCancellations(_Monthly, _CancellationSums, Base): ...
 
 
+
+# The Overview's standing counts (``core.metrics.standing``): who each member is now, kept by the
+# refresh, and the changes written since, marked by database triggers whoever writes the rows.
+class MemberStanding(Base):
+    """Each member's tier and status under the subscription that describes them now (None, None
+    for a member without one), as of the last refresh."""
+
+    __tablename__ = "metrics_member_standing"
+
+    member_id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(24))
+
+
+class MemberMrr(Base):
+    """Each member's MRR-counting subscriptions per currency (MRR above zero), as of the last refresh."""
+
+    __tablename__ = "metrics_member_mrr"
+
+    member_id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    mrr_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    subscriptions: Mapped[int] = mapped_column(default=0)
+
+
+class StandingCount(Base):
+    """Members per (tier, status): the sums of ``metrics_member_standing``, moved by each refresh."""
+
+    __tablename__ = "metrics_standing_counts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tier_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(24))
+    members: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class MrrCount(Base):
+    """MRR and paying subscriptions per currency: the sums of ``metrics_member_mrr``."""
+
+    __tablename__ = "metrics_mrr_counts"
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    mrr_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    subscriptions: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class StandingMark(Base):
+    """A member whose standing may have moved since the last refresh: written by triggers on
+    ``subscriptions`` and ``members`` (migration 0020), taken away by the refresh that applies it."""
+
+    __tablename__ = "metrics_standing_marks"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+
 # Indexes the metrics read on other areas' tables, declared here (the metrics area's file): revenue
 # at risk and the past-due worklist read the subscriptions by status and cancel flag from the index
 # alone (covering, migration 0004); cards expiring before their renewal are the few subscriptions
