@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import multiprocessing.pool
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +49,21 @@ class LoadStats:
     members: int
     seconds: float
     rows: dict[str, int] = field(default_factory=dict)
+
+
+def _in_order(pool: multiprocessing.pool.Pool, jobs: Iterable[Any], *, ahead: int) -> Iterator[Any]:
+    """``pool.imap(_build, jobs)`` with at most ``ahead`` chunks built and not yet inserted.
+
+    ``imap`` hands out every job at once: when the workers build faster than this process and the
+    database insert (a busy machine, a slow disk), finished chunks pile up here without bound; at a
+    million members that took this process to 20 GB and the kernel killed it."""
+    queued: deque[multiprocessing.pool.AsyncResult[Any]] = deque()
+    for job in jobs:
+        queued.append(pool.apply_async(_build, (job,)))
+        if len(queued) >= ahead:
+            yield queued.popleft().get()
+    while queued:
+        yield queued.popleft().get()
 
 
 @contextmanager
@@ -180,7 +197,7 @@ def load_demo(engine: Engine, *, members: int = 5000, seed: int = 1, now: dateti
     with fresh_load(engine, TABLES) if defer_indexes else engine.connect() as conn, gc_paused():
         if workers > 1 and len(jobs) > 1:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                consume(conn, pool.imap(_build, jobs))
+                consume(conn, _in_order(pool, jobs, ahead=2 * workers))
         else:
             consume(conn, (_build(job) for job in jobs))
         if defer_indexes and progress is not None:
