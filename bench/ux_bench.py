@@ -635,7 +635,7 @@ def prepare_existing(env: dict[str, str], args: argparse.Namespace) -> tuple[str
     from sqlalchemy import text
 
     from core import crypto
-    from core.db import make_engine, session_scope
+    from core.db import make_engine
     from demo import World, create_demo_staff, simulate_member
     from demo.stream import catalogue_objects, objects_of
     from demo.world import PROFILES
@@ -644,8 +644,7 @@ def prepare_existing(env: dict[str, str], args: argparse.Namespace) -> tuple[str
     crypto.set_keyring(crypto.KeyRing([k.strip() for k in env["MEMBERDESK_ENCRYPTION_KEYS"].split(",") if k.strip()]))
     engine = make_engine(env["DATABASE_URL"])
     try:
-        with session_scope(engine) as session:
-            created = create_demo_staff(session)
+        created = create_demo_staff(engine)
         if created:
             print(f"demo sign-ins created: {', '.join(created)}", file=sys.stderr, flush=True)
         with engine.connect() as conn:
