@@ -50,12 +50,14 @@ class Alert(Base):
     hint: Mapped[str | None] = mapped_column(Text)
     details: Mapped[Any] = mapped_column(JSON, default=dict)
     opened_at: Mapped[datetime] = created_column()
-    last_fired_at: Mapped[datetime | None]
-    window_start: Mapped[datetime | None]
+    last_fired_at: Mapped[datetime | None]  # the last evaluation that found the condition holding
+    window_start: Mapped[datetime | None]  # the span of data that evaluation measured
     window_end: Mapped[datetime | None]
+    # The first evaluation that found the condition clear (None while it holds); the evaluator
+    # resolves the alert once it has stayed clear for the rule's auto_resolve_hours.
     cleared_since: Mapped[datetime | None]
-    snoozed_until: Mapped[datetime | None]
-    resolved_at: Mapped[datetime | None]
+    snoozed_until: Mapped[datetime | None]  # set by a snooze; the alert is silent until then
+    resolved_at: Mapped[datetime | None]  # resolved by a person or after staying clear
 
     def measured(self) -> dict[str, Any]:
         """What the rule measured, for the audit log, notifications and lists: ``value`` and
