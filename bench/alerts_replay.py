@@ -14,7 +14,6 @@ replay markers, with the machine described.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from cryptography.fernet import Fernet  # noqa: E402
 from sqlalchemy import delete, func, select  # noqa: E402
 
+from bench.machine import memory_gib, replay_parser  # noqa: E402
 from core import crypto  # noqa: E402
 from core.alerts import evaluate  # noqa: E402
 from core.alerts.rules import all_rules  # noqa: E402
@@ -44,22 +44,16 @@ BASELINE_DAYS = 35  # four weeks of baseline plus the window
 
 
 def machine() -> str:
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        mem = 0
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {memory_gib():.0f} GiB, "
+            f"Python {platform.python_version()}")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--database-url", default="")
+    ap = replay_parser(__doc__, "keep the demo data already in the database")
     ap.add_argument("--members", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--today", default="2026-11-27", help="the demo world's today (UTC date)")
-    ap.add_argument("--reuse", action="store_true", help="keep the demo data already in the database")
     ap.add_argument("--days", type=int, default=0, help="replay only the last N days (for timing a large world)")
-    ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
 
     key = os.environ.get("MEMBERDESK_ENCRYPTION_KEYS", "").split(",")[0] or Fernet.generate_key().decode()

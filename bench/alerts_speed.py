@@ -12,7 +12,6 @@ an hour apart (cold first, then warm) and prints the median.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import random
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from cryptography.fernet import Fernet  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
+from bench.machine import replay_parser  # noqa: E402
 from core import crypto  # noqa: E402
 from core.alerts import evaluate  # noqa: E402
 from core.db import make_engine  # noqa: E402
@@ -95,12 +95,9 @@ def fill(engine, per_day: int, days: int) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--database-url", default="")
+    ap = replay_parser(__doc__, "keep the rows already in the database")
     ap.add_argument("--per-day", type=int, default=18000)
     ap.add_argument("--days", type=int, default=35)
-    ap.add_argument("--reuse", action="store_true", help="keep the rows already in the database")
-    ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     crypto.set_keyring(crypto.KeyRing([Fernet.generate_key().decode()]))
     url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='alerts-speed-')}/speed.db"

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -22,21 +20,11 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.machine import cpu_model
 from core import crypto
 from core.db import make_engine
 from core.db.migrate import upgrade
 from demo import load_demo
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _peak_rss_mib() -> tuple[float, float]:
@@ -116,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     total = sum(stats.rows.values())
     print()
-    print(f"Machine: {os.cpu_count()} cores, {_cpu_model()}; {args.db}; {args.members:,} members, seed {args.seed}, "
+    print(f"Machine: {os.cpu_count()} cores, {cpu_model()}; {args.db}; {args.members:,} members, seed {args.seed}, "
           f"now {args.now}, profile {args.profile}, workers {args.workers}")
     print()
     print("| measure | value |")

@@ -20,13 +20,14 @@ import platform
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.machine import free_port, load_average
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "Memberdesk is running"
@@ -45,29 +46,19 @@ class Result:
     lines: list[str] = field(default_factory=list)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _load() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
 def _cpu_children() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
 
 
 def run_once(installer: str, demo_members: int | None, cold_cache: bool, timeout: float) -> Result:
-    result = Result(installer, load_before=_load())
+    result = Result(installer, load_before=load_average(" "))
     with tempfile.TemporaryDirectory(prefix="memberdesk-fresh-") as tmp:
         clone = Path(tmp) / "memberdesk"
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("MEMBERDESK_", "STRIPE_", "DATABASE_URL", "STREAMLIT_", "VIRTUAL_ENV"))}
-        env["PORT"] = str(_free_port())
+        env["PORT"] = str(free_port())
         env.pop("SANDBOX_PORT", None)
         if cold_cache:
             env["PIP_NO_CACHE_DIR"] = "1"
@@ -102,7 +93,7 @@ def run_once(installer: str, demo_members: int | None, cold_cache: bool, timeout
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         result.cpu_s = _cpu_children() - cpu0
-        result.load_after = _load()
+        result.load_after = load_average(" ")
     return result
 
 

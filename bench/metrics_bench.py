@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -40,6 +39,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.machine import cpu_model, load_average
 from core import crypto
 from core.db import make_engine
 from core.db.migrate import upgrade
@@ -48,17 +48,6 @@ SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
 KEY = "fEhmDxvhCpEu4b16boUlf95HY5t4RM5suyOSd3CeyC8="  # a throwaway Fernet key for generated data
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def database_url(size: str, db: str, pg_url: str, regenerate: bool, data_dir: Path) -> tuple[str, bool]:
@@ -100,10 +89,6 @@ def timed_cpu(fn: Callable[[], Any], runs: int) -> tuple[float, float]:
         walls.append((time.perf_counter() - t) * 1000)
         cpus.append((time.process_time() - c) * 1000)
     return statistics.median(walls), statistics.median(cpus)
-
-
-def load_average() -> str:
-    return " / ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def fresh(url: str) -> Engine:

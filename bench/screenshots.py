@@ -19,13 +19,14 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from bench.machine import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -35,12 +36,6 @@ WIDTH, HEIGHT = 1280, 900
 MAX_HEIGHT = 6000
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 ADMIN = ("admin", "admin-demo-pass")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scratch_env(folder: Path, database_url: str | None) -> dict[str, str]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +36,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from bench.metrics_bench import KEY, ROOT, cpu_model, load_average
+from bench.machine import cpu_model, load_average
+from bench.metrics_bench import KEY, ROOT, timed_cpu
+from bench.metrics_bench import timed as timed_once
 from core import crypto
 from core.db import make_engine
 from core.db.migrate import upgrade
@@ -148,16 +149,9 @@ def database(db: str, count: int, pg_url: str, data_dir: Path, regenerate: bool)
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, float, Any]:
     """(first ms, median wall ms, median CPU ms of the repeats, result of the first call)."""
-    t = time.perf_counter()
-    out = fn()
-    first = (time.perf_counter() - t) * 1000
-    walls, cpus = [], []
-    for _ in range(repeat):
-        c, t = time.process_time(), time.perf_counter()
-        fn()
-        walls.append((time.perf_counter() - t) * 1000)
-        cpus.append((time.process_time() - c) * 1000)
-    return first, statistics.median(walls), statistics.median(cpus), out
+    first, out = timed_once(fn)
+    wall, cpu = timed_cpu(fn, repeat)
+    return first, wall, cpu, out
 
 
 def queries(engine: Engine) -> list[tuple[str, str]]:

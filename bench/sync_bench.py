@@ -18,7 +18,6 @@ import argparse
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from statistics import median
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.machine import cpu_model, free_port, memory_gib
 from core import crypto
 from core.db import make_engine
 from core.db.migrate import upgrade
@@ -52,22 +52,7 @@ BENCH_KEY = "dGVzdC1rZXktZm9yLW1lbWJlcmRlc2stdGVzdHMtMDA="  # a scratch key: the
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+    return f"{os.cpu_count()} cores ({cpu_model()}), {memory_gib():.0f} GiB RAM, Python {platform.python_version()}"
 
 def start_sandbox(state: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(

@@ -48,7 +48,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.machine import cpu_model, free_port, load_average
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -94,20 +95,8 @@ DONE = """(t0) => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def load() -> str:
-    return "/".join(f"{v:.1f}" for v in os.getloadavg())
-
-
-def cpu_model() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name:")),
-                platform.processor() or "unknown CPU")
+    return load_average("/")
 
 
 # --- the server, through its public start command -------------------------------------------------
@@ -646,7 +635,7 @@ def prepare_existing(env: dict[str, str], args: argparse.Namespace) -> tuple[str
     from sqlalchemy import text
 
     from core import crypto
-    from core.db import make_engine, session_scope
+    from core.db import make_engine
     from demo import World, create_demo_staff, simulate_member
     from demo.stream import catalogue_objects, objects_of
     from demo.world import PROFILES
@@ -655,8 +644,7 @@ def prepare_existing(env: dict[str, str], args: argparse.Namespace) -> tuple[str
     crypto.set_keyring(crypto.KeyRing([k.strip() for k in env["MEMBERDESK_ENCRYPTION_KEYS"].split(",") if k.strip()]))
     engine = make_engine(env["DATABASE_URL"])
     try:
-        with session_scope(engine) as session:
-            created = create_demo_staff(session)
+        created = create_demo_staff(engine)
         if created:
             print(f"demo sign-ins created: {', '.join(created)}", file=sys.stderr, flush=True)
         with engine.connect() as conn:

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from bench.machine import free_port
 from core import crypto
 from core.db import make_engine
 from core.db.migrate import upgrade
@@ -39,12 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 KEY = "fEhmDxvhCpEu4b16boUlf95HY5t4RM5suyOSd3CeyC8="
 API_KEY = "sk_test_webhook_bench_0123456789"
 SECRET = "whsec_" + "ab" * 16
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(url: str, seconds: float = 120, api_key: str = "") -> None:
@@ -81,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         url = f"sqlite:///{tmp}/bench.db" if args.db == "sqlite" else _pg_admin(create=True)
         eng = make_engine(url)
         upgrade(eng)
-        dash, sandbox = _free_port(), _free_port()
+        dash, sandbox = free_port(), free_port()
         secrets = Path(tmp) / "secrets.toml"
         secrets.write_text(
             f'[memberdesk]\ndatabase_url = "{url}"\nencryption_keys = ["{KEY}"]\n'

@@ -94,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if store is not None:
         store.close()
         progress(f"sandbox state written to {args.sandbox_state}")
-    with session_scope(eng) as session:
-        created = create_demo_staff(session, bcrypt_rounds=args.bcrypt_rounds)
+    created = create_demo_staff(eng, bcrypt_rounds=args.bcrypt_rounds)
     if created:
         progress(f"demo staff sign-ins created: {', '.join(created)}")
     _refresh_rollups(eng)

@@ -7,15 +7,10 @@ import getpass
 import secrets
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from cli.common import CommandError, engine
 from core import staff
-from core.db import session_scope
 from core.permissions import Actor
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,10 +72,9 @@ def _actor() -> Actor:
     return Actor.operator()
 
 
-def _do(fn: Callable[[Session], object]) -> int:
+def _do(fn: Callable[[], object]) -> int:
     try:
-        with session_scope(engine()) as session:
-            message = fn(session)
+        message = fn()
     except staff.StaffError as exc:
         raise CommandError(str(exc)) from None
     print(message)
@@ -89,35 +83,38 @@ def _do(fn: Callable[[Session], object]) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     pw = _password(args)
-    return _do(lambda s: staff.create(s, actor=_actor(), username=args.username, name=args.name,
-                                      email=args.email, roles=args.roles, password=pw)
+    return _do(lambda: staff.add_account(engine(), actor=_actor(), username=args.username, name=args.name,
+                                         email=args.email, roles=args.roles, password=pw)
                and f"created {args.username.lower()}")
 
 
 def _set_active(args: argparse.Namespace, active: bool) -> int:
-    return _do(lambda s: staff.set_active(s, actor=_actor(), username=args.username, active=active)
+    return _do(lambda: staff.change_active(engine(), actor=_actor(), username=args.username, active=active)
                and f"{'enabled' if active else 'disabled'} {args.username.lower()}")
 
 
 def _roles(args: argparse.Namespace) -> int:
-    return _do(lambda s: f"{args.username.lower()}: {staff.set_roles(s, actor=_actor(), username=args.username, roles=args.roles).roles}")
+    def change() -> str:
+        view = staff.change_roles(engine(), actor=_actor(), username=args.username, roles=args.roles)
+        return f"{args.username.lower()}: {','.join(view.roles)}"
+    return _do(change)
 
 
 def _reset(args: argparse.Namespace) -> int:
     pw = _password(args)
-    return _do(lambda s: staff.reset_password(s, actor=_actor(), username=args.username, password=pw)
+    return _do(lambda: staff.change_password(engine(), actor=_actor(), username=args.username, password=pw)
                and f"password reset for {args.username.lower()}")
 
 
 def _unlock(args: argparse.Namespace) -> int:
-    return _do(lambda s: staff.unlock(s, actor=_actor(), username=args.username) and f"unlocked {args.username.lower()}")
+    return _do(lambda: staff.unlock_account(engine(), actor=_actor(), username=args.username)
+               and f"unlocked {args.username.lower()}")
 
 
 def _list(args: argparse.Namespace) -> int:
-    def fmt(s: Session) -> str:
-        rows = staff.list_staff(s)
+    def fmt() -> str:
         lines = [f"{'username':16} {'roles':28} {'active':7} locked_until"]
-        for v in rows:
+        for v, _failures in staff.accounts(engine()):
             lines.append(f"{v.username:16} {','.join(v.roles):28} {'yes' if v.active else 'no':7} "
                          f"{v.locked_until.isoformat() if v.locked_until else ''}")
         return "\n".join(lines)

@@ -114,8 +114,7 @@ def _clean(value: str, what: str, max_len: int) -> str:
     return text
 
 
-@guarded(Permission.MANAGE_STAFF)
-def create(session: Session, *, actor: Actor, username: str, name: str, email: str, roles: Iterable[str] | str,
+def _create(session: Session, *, actor: Actor, username: str, name: str, email: str, roles: Iterable[str] | str,
            password: str, bcrypt_rounds: int = 12) -> StaffAccount:
     username = normalise_username(username)
     if get(session, username) is not None:
@@ -138,8 +137,7 @@ def create(session: Session, *, actor: Actor, username: str, name: str, email: s
     return account
 
 
-@guarded(Permission.MANAGE_STAFF)
-def set_roles(session: Session, *, actor: Actor, username: str, roles: Iterable[str] | str) -> StaffAccount:
+def _set_roles(session: Session, *, actor: Actor, username: str, roles: Iterable[str] | str) -> StaffAccount:
     account = _require(session, username)
     before = account.roles
     account.roles = normalise_roles(roles)
@@ -151,8 +149,7 @@ def set_roles(session: Session, *, actor: Actor, username: str, roles: Iterable[
     return account
 
 
-@guarded(Permission.MANAGE_STAFF)
-def set_active(session: Session, *, actor: Actor, username: str, active: bool) -> StaffAccount:
+def _set_active(session: Session, *, actor: Actor, username: str, active: bool) -> StaffAccount:
     account = _require(session, username)
     if not active and actor.is_same_person(account.username, account.id):
         raise StaffError("You cannot disable your own account.")
@@ -166,8 +163,7 @@ def set_active(session: Session, *, actor: Actor, username: str, active: bool) -
     return account
 
 
-@guarded(Permission.MANAGE_STAFF)
-def reset_password(session: Session, *, actor: Actor, username: str, password: str,
+def _reset_password(session: Session, *, actor: Actor, username: str, password: str,
                    bcrypt_rounds: int = 12) -> StaffAccount:
     account = _require(session, username)
     account.password_hash = hash_password(password, rounds=bcrypt_rounds)
@@ -178,8 +174,7 @@ def reset_password(session: Session, *, actor: Actor, username: str, password: s
     return account
 
 
-@guarded(Permission.MANAGE_STAFF)
-def unlock(session: Session, *, actor: Actor, username: str) -> StaffAccount:
+def _unlock(session: Session, *, actor: Actor, username: str) -> StaffAccount:
     account = _require(session, username)
     account.locked_until = None
     audit.record(session, actor=actor.username, action="staff.unlock", target_type="staff", target_id=account.username)
@@ -191,59 +186,59 @@ def _view(a: StaffAccount) -> StaffView:
                      a.last_login_at)
 
 
-def list_staff(session: Session) -> list[StaffView]:
+def _list_staff(session: Session) -> list[StaffView]:
     return [_view(a) for a in session.scalars(select(StaffAccount).order_by(StaffAccount.username))]
 
 
 # ------------------------------------------------ account changes that own their transaction
-# The Admin page calls these: each opens one unit of work, makes the change and its audit entry,
-# and commits both or neither. The session-taking functions above are for callers that already
-# hold a unit of work (the CLI, the demo loader, tests' worlds).
+# Every caller (the Admin page, the CLI, the demo loader) uses these: each checks the actor's
+# permission, opens one unit of work, makes the change and its audit entry, and commits both or
+# neither. The private functions above do the change inside that unit of work.
 
 @guarded(Permission.MANAGE_STAFF)
 def add_account(engine: Engine, *, actor: Actor, username: str, name: str, email: str, roles: Iterable[str] | str,
                 password: str, bcrypt_rounds: int = 12) -> StaffView:
-    """``create`` in a transaction of its own."""
+    """Create an account (audited) in a transaction of its own."""
     with session_scope(engine) as s:
-        return _view(create(s, actor=actor, username=username, name=name, email=email, roles=roles,
+        return _view(_create(s, actor=actor, username=username, name=name, email=email, roles=roles,
                             password=password, bcrypt_rounds=bcrypt_rounds))
 
 
 @guarded(Permission.MANAGE_STAFF)
 def change_roles(engine: Engine, *, actor: Actor, username: str, roles: Iterable[str] | str) -> StaffView:
-    """``set_roles`` in a transaction of its own."""
+    """Set a person's roles; a change ends their open sessions (they sign in again)."""
     with session_scope(engine) as s:
-        return _view(set_roles(s, actor=actor, username=username, roles=roles))
+        return _view(_set_roles(s, actor=actor, username=username, roles=roles))
 
 
 @guarded(Permission.MANAGE_STAFF)
 def change_active(engine: Engine, *, actor: Actor, username: str, active: bool) -> StaffView:
-    """``set_active`` in a transaction of its own."""
+    """Enable or disable an account; disabling ends its sessions, and nobody disables their own."""
     with session_scope(engine) as s:
-        return _view(set_active(s, actor=actor, username=username, active=active))
+        return _view(_set_active(s, actor=actor, username=username, active=active))
 
 
 @guarded(Permission.MANAGE_STAFF)
 def change_password(engine: Engine, *, actor: Actor, username: str, password: str,
                     bcrypt_rounds: int = 12) -> StaffView:
-    """``reset_password`` in a transaction of its own."""
+    """Set a new password: ends the person's sessions and lifts a lockout."""
     with session_scope(engine) as s:
-        return _view(reset_password(s, actor=actor, username=username, password=password,
+        return _view(_reset_password(s, actor=actor, username=username, password=password,
                                     bcrypt_rounds=bcrypt_rounds))
 
 
 @guarded(Permission.MANAGE_STAFF)
 def unlock_account(engine: Engine, *, actor: Actor, username: str) -> StaffView:
-    """``unlock`` in a transaction of its own."""
+    """Lift a lockout after failed sign-ins."""
     with session_scope(engine) as s:
-        return _view(unlock(s, actor=actor, username=username))
+        return _view(_unlock(s, actor=actor, username=username))
 
 
 def accounts(engine: Engine, now: datetime | None = None) -> list[tuple[StaffView, int]]:
     """Every account with its failed sign-ins in the last ``FAILURE_WINDOW`` (the admin page's list)."""
     now = now or utc_now()
     with Session(engine) as session:
-        return [(view, recent_failures(session, view.username, now)) for view in list_staff(session)]
+        return [(view, _recent_failures(session, view.username, now)) for view in _list_staff(session)]
 
 
 def signable(engine: Engine, now: datetime | None = None) -> dict[str, dict[str, Any]]:
@@ -262,7 +257,7 @@ def is_locked(account: StaffAccount, now: datetime | None = None) -> bool:
     return account.locked_until is not None and account.locked_until > now
 
 
-def recent_failures(session: Session, username: str, now: datetime | None = None) -> int:
+def _recent_failures(session: Session, username: str, now: datetime | None = None) -> int:
     now = now or utc_now()
     return session.scalar(
         select(func.count()).select_from(LoginAttempt).where(
@@ -272,7 +267,7 @@ def recent_failures(session: Session, username: str, now: datetime | None = None
     ) or 0
 
 
-def record_login_attempt(session: Session, username: str, success: bool, now: datetime | None = None) -> bool:
+def _record_login_attempt(session: Session, username: str, success: bool, now: datetime | None = None) -> bool:
     """Count one attempt; returns True when this failure locked the account."""
     now = now or utc_now()
     username = (username or "").strip().lower()[:64]
@@ -286,7 +281,7 @@ def record_login_attempt(session: Session, username: str, success: bool, now: da
     audit.record(session, actor=username or "?", action="auth.login_failed", target_type="staff",
                  target_id=username, outcome="refused")
     session.flush()
-    if account is not None and not is_locked(account, now) and recent_failures(session, username, now) >= MAX_FAILURES:
+    if account is not None and not is_locked(account, now) and _recent_failures(session, username, now) >= MAX_FAILURES:
         account.locked_until = now + LOCK_DURATION
         audit.record(session, actor="system", action="auth.lockout", target_type="staff", target_id=username,
                      after={"locked_until": account.locked_until.isoformat()})
@@ -329,17 +324,17 @@ def sign_in(engine: Engine, username: str, password_matches: Callable[[], bool],
     with session_scope(engine) as s:
         account = get(s, username)
         if account is not None and is_locked(account, now):  # before: locked never signs in
-            record_login_attempt(s, username, False, now)
+            _record_login_attempt(s, username, False, now)
             return SignIn(LOCKED, locked_until=account.locked_until)
         matched = account is not None and account.active and bool(password_matches())
         if matched:
             assert account is not None  # matched: the account exists
             s.refresh(account)  # after: disabled or locked since the check began?
             if account.active and not is_locked(account, now):
-                record_login_attempt(s, username, True, now)
+                _record_login_attempt(s, username, True, now)
                 token = staff_sessions.start(s, username, lifetime=lifetime, now=now)
                 return SignIn(SIGNED_IN, True, token=token, name=account.name, roles=tuple(sorted(account.role_set)))
-        if record_login_attempt(s, username, False, now):
+        if _record_login_attempt(s, username, False, now):
             return SignIn(LOCKED_NOW, matched, locked_until=account.locked_until if account else None)
         return SignIn(REFUSED, matched)
 

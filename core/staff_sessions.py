@@ -74,8 +74,7 @@ def check(session: Session, token: str | None, username: str, now: datetime | No
     return SessionState(True)
 
 
-def extend(session: Session, token: str, *, lifetime: timedelta, now: datetime | None = None) -> None:
-    """Slide a live session's expiry while the person keeps working (never revives a revoked one)."""
+def _extend(session: Session, token: str, *, lifetime: timedelta, now: datetime | None = None) -> None:
     now = now or utc_now()
     session.execute(update(StaffSession).where(StaffSession.id == _key(token), StaffSession.revoked_at.is_(None),
                                                StaffSession.expires_at > now)
@@ -98,14 +97,6 @@ def revoke_all(session: Session, username: str, reason: str, now: datetime | Non
     return int(affected_rows(result) or 0)
 
 
-def open_sessions(session: Session, username: str, now: datetime | None = None) -> int:
-    """How many live sessions ``username`` has (for the admin page and tests)."""
-    now = now or utc_now()
-    return len(session.scalars(select(StaffSession.id).where(
-        StaffSession.username == username, StaffSession.revoked_at.is_(None),
-        StaffSession.expires_at > now)).all())
-
-
 # ------------------------------------------------ for a caller with no unit of work of its own
 
 def is_live(engine: Engine, token: str | None, username: str, now: datetime | None = None) -> SessionState:
@@ -114,7 +105,16 @@ def is_live(engine: Engine, token: str | None, username: str, now: datetime | No
         return check(s, token, username, now)
 
 
-def keep_alive(engine: Engine, token: str, *, lifetime: timedelta, now: datetime | None = None) -> None:
-    """``extend`` in a transaction of its own (the person keeps working)."""
+def open_sessions(engine: Engine, username: str, now: datetime | None = None) -> int:
+    """How many live sessions ``username`` has."""
+    now = now or utc_now()
     with session_scope(engine) as s:
-        extend(s, token, lifetime=lifetime, now=now)
+        return len(s.scalars(select(StaffSession.id).where(
+            StaffSession.username == username, StaffSession.revoked_at.is_(None),
+            StaffSession.expires_at > now)).all())
+
+
+def keep_alive(engine: Engine, token: str, *, lifetime: timedelta, now: datetime | None = None) -> None:
+    """Slide a live session's expiry while the person keeps working (never revives a revoked one)."""
+    with session_scope(engine) as s:
+        _extend(s, token, lifetime=lifetime, now=now)

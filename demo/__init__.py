@@ -5,7 +5,7 @@ Public entry points:
 - ``simulate_member(world, index) -> Story`` (one member's Stripe objects and history);
 - ``iter_stripe_objects(world)`` / ``iter_events(world)`` (the sandbox's import streams);
 - ``load_demo(engine, members=, seed=, now=, progress=, workers=, on_chunk=) -> LoadStats``;
-- ``clear_demo_tables(engine)``; ``create_demo_staff(session)``.
+- ``clear_demo_tables(engine)``; ``create_demo_staff(engine)``.
 """
 
 from demo.load import LoadStats, load_demo

@@ -18,7 +18,7 @@ from core.alerts.checks_payments import window_text
 from core.alerts.rules import Finding, Rule, register
 from core.labels import code_label
 from core.models import Dispute, Refund, StripeEvent, Subscription, SyncRun
-from core.money import format_money
+from core.money import MinorUnits, format_money
 
 R, D, S = Refund.__table__.c, Dispute.__table__.c, Subscription.__table__.c
 EV, RUN = StripeEvent.__table__.c, SyncRun.__table__.c
@@ -121,10 +121,10 @@ def _large_refund(conn: Connection, now: datetime, params: dict[str, Any]) -> li
             continue
         hint = (f"A refund of {format_money(amount, cur)} to member {member_id} "
                 f"(reason: {reason or 'none given'}), above the {format_money(limit, cur)} limit.")
-        findings.append(Finding(
-            f"refund={rid}", float(amount), float(limit), stats.severity(amount / limit, params["severity_steps"]),
-            hint, created, now, {"unit": "money", "currency": cur, "member_id": member_id,
-                                 "payment_id": payment_id, "drill": {"table": "refunds", "id": rid}},
+        findings.append(Finding.money(
+            f"refund={rid}", MinorUnits(amount), MinorUnits(limit), str(cur),
+            stats.severity(amount / limit, params["severity_steps"]), hint, created, now,
+            {"member_id": member_id, "payment_id": payment_id, "drill": {"table": "refunds", "id": rid}},
         ))
     return findings
 

@@ -16,7 +16,7 @@ from core.alerts import stats
 from core.alerts.rules import Finding, Rule, register
 from core.labels import code_label
 from core.models import Payment
-from core.money import format_money
+from core.money import MinorUnits, format_money
 
 P = Payment.__table__.c
 FAILED, SUCCEEDED = "failed", "succeeded"
@@ -272,11 +272,10 @@ def _revenue_check(conn: Connection, now: datetime, params: dict[str, Any]) -> l
                 f"against {format_money(round(mean_amount), cur)} ({mean_n:.0f} payments) in the same hours "
                 f"of the previous {weeks} weeks: {drop:.0%} lower"
                 f"{top_failure_reason(conn, start, end)}.")
-        findings.append(Finding(
-            f"currency={cur}", float(amount), float(round(mean_amount)),
+        findings.append(Finding.money(
+            f"currency={cur}", MinorUnits(amount), MinorUnits(round(mean_amount)), cur,
             stats.severity(distance, params["severity_steps"]), hint, start, end,
-            {"unit": "money", "currency": cur, "payments": n, "baseline_payments": mean_n,
-             "drill": {"table": "payments", "currency": cur}},
+            {"payments": n, "baseline_payments": mean_n, "drill": {"table": "payments", "currency": cur}},
         ))
     return findings
 

@@ -174,7 +174,8 @@ def evaluate(engine: Engine, now: datetime | None = None, *, smtp_url: str = "",
 
 
 def _fire(engine: Engine, cfg: RuleConfig, f: Finding, now: datetime, result: EvaluationResult) -> None:
-    fields = {"severity": f.severity, "value": f.value, "baseline": f.baseline, "hint": f.hint,
+    fields = {"severity": f.severity, "value": f.value, "baseline": f.baseline, "value_minor": f.value_minor,
+              "baseline_minor": f.baseline_minor, "currency": f.currency, "hint": f.hint,
               "details": {**f.details, "rule_title": cfg.rule.title}, "last_fired_at": now,
               "window_start": f.window_start, "window_end": f.window_end, "cleared_since": None}
     for _ in range(3):

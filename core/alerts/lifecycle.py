@@ -61,8 +61,7 @@ def record_opened(session: Session, alert: Alert, *, at: datetime) -> None:
                                 note=alert.hint))
     audit.record(session, actor=SYSTEM, action="alert.open", target_type="alert", target_id=alert.id,
                  comment=alert.hint, after={"status": OPEN, "rule": alert.rule, "scope": alert.scope,
-                                            "severity": alert.severity, "value": alert.value,
-                                            "baseline": alert.baseline}, at=at)
+                                            "severity": alert.severity, **alert.measured()}, at=at)
 
 
 def _clean_note(note: str | None, *, required: bool) -> str | None:

@@ -89,7 +89,7 @@ def message_for(alert: Alert) -> Message:
     body = f"{alert.hint}\n\nAlert {alert.id}, opened {alert.opened_at:%Y-%m-%d %H:%M} UTC, status {alert.status}."
     payload = {"text": f"{subject}: {alert.hint}", "alert": {
         "id": alert.id, "rule": alert.rule, "scope": alert.scope, "severity": alert.severity,
-        "status": alert.status, "value": alert.value, "baseline": alert.baseline, "hint": alert.hint,
+        "status": alert.status, **alert.measured(), "hint": alert.hint,
         "opened_at": alert.opened_at.isoformat()}}
     return Message(subject, body, payload)
 

@@ -16,19 +16,35 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from core.money import MinorUnits
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One firing scope of a rule at one evaluation."""
+    """One firing scope of a rule at one evaluation.
+
+    ``value`` and ``baseline`` hold a ratio, a count or hours; a rule that measures money leaves
+    them None and sets ``value_minor``/``baseline_minor`` (minor units of ``currency``) instead,
+    through ``Finding.money``."""
 
     scope: str
-    value: float
+    value: float | None
     baseline: float | None
     severity: str
     hint: str
     window_start: datetime
     window_end: datetime
     details: dict[str, Any] = field(default_factory=dict)  # unit, currency, drill-down filter, counts
+    value_minor: MinorUnits | None = None
+    baseline_minor: MinorUnits | None = None
+    currency: str | None = None
+
+    @classmethod
+    def money(cls, scope: str, amount: MinorUnits, expected: MinorUnits, currency: str, severity: str, hint: str,
+              window_start: datetime, window_end: datetime, details: dict[str, Any]) -> Finding:
+        return cls(scope, None, None, severity, hint, window_start, window_end,
+                   {"unit": "money", "currency": currency, **details},
+                   value_minor=amount, baseline_minor=expected, currency=currency)
 
 
 Check = Callable[[Connection, datetime, dict[str, Any]], list[Finding]]

@@ -32,7 +32,7 @@ def open_alert_count(engine: Engine) -> int:
 
 
 def value_text(value: float | None, unit: str, currency: str | None = None) -> str:
-    """A rule's value for people, by its unit (money arrives in minor units)."""
+    """A rule's value for people, by its unit (money arrives in minor units of ``currency``)."""
     if value is None:
         return "—"
     if unit == "percent":
@@ -46,11 +46,13 @@ def value_text(value: float | None, unit: str, currency: str | None = None) -> s
 
 def _row(a: Alert) -> dict[str, Any]:
     details = a.details or {}
-    unit, currency = details.get("unit", ""), details.get("currency")
-    return {"value_text": value_text(a.value, unit, currency), "baseline_text": value_text(a.baseline, unit, currency),
+    unit = details.get("unit", "")
+    measured = a.measured()  # value and baseline in the rule's unit; money in minor units
+    value, baseline, currency = measured["value"], measured["baseline"], measured.get("currency")
+    return {"value_text": value_text(value, unit, currency), "baseline_text": value_text(baseline, unit, currency),
             "id": a.id, "rule": a.rule, "title": details.get("rule_title", a.rule), "scope": a.scope,
-            "status": a.status, "severity": a.severity, "value": a.value, "baseline": a.baseline,
-            "unit": details.get("unit", ""), "currency": details.get("currency"), "hint": a.hint,
+            "status": a.status, "severity": a.severity, "value": value, "baseline": baseline,
+            "unit": unit, "currency": currency, "hint": a.hint,
             "opened_at": a.opened_at, "last_fired_at": a.last_fired_at, "window_start": a.window_start,
             "window_end": a.window_end, "cleared_since": a.cleared_since, "snoozed_until": a.snoozed_until,
             "resolved_at": a.resolved_at}

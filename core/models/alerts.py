@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models.base import Base, BigIntPK, created_column
@@ -38,17 +38,33 @@ class Alert(Base):
     scope: Mapped[str] = mapped_column(String(120), default="all")  # e.g. decline_code=insufficient_funds
     status: Mapped[str] = mapped_column(String(16), default="open")  # open, acknowledged, snoozed, resolved
     severity: Mapped[str] = mapped_column(String(16))  # low, medium, high, critical
+    # What the rule measured and what it expected, in the rule's unit (``details["unit"]``). A ratio,
+    # a count or hours go in ``value``/``baseline``; money goes in ``value_minor``/``baseline_minor``,
+    # whole minor units of ``currency``, because a float cannot hold every amount exactly. A money
+    # alert leaves ``value``/``baseline`` empty, any other leaves the minor-unit columns empty.
     value: Mapped[float | None] = mapped_column(Float)
     baseline: Mapped[float | None] = mapped_column(Float)
+    value_minor: Mapped[int | None] = mapped_column(BigInteger)
+    baseline_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
     hint: Mapped[str | None] = mapped_column(Text)
     details: Mapped[Any] = mapped_column(JSON, default=dict)
     opened_at: Mapped[datetime] = created_column()
-    last_fired_at: Mapped[datetime | None]
-    window_start: Mapped[datetime | None]
+    last_fired_at: Mapped[datetime | None]  # the last evaluation that found the condition holding
+    window_start: Mapped[datetime | None]  # the span of data that evaluation measured
     window_end: Mapped[datetime | None]
+    # The first evaluation that found the condition clear (None while it holds); the evaluator
+    # resolves the alert once it has stayed clear for the rule's auto_resolve_hours.
     cleared_since: Mapped[datetime | None]
-    snoozed_until: Mapped[datetime | None]
-    resolved_at: Mapped[datetime | None]
+    snoozed_until: Mapped[datetime | None]  # set by a snooze; the alert is silent until then
+    resolved_at: Mapped[datetime | None]  # resolved by a person or after staying clear
+
+    def measured(self) -> dict[str, Any]:
+        """What the rule measured, for the audit log, notifications and lists: ``value`` and
+        ``baseline`` as numbers in the rule's unit, money as minor units with its ``currency``."""
+        if self.currency is not None:
+            return {"value": self.value_minor, "baseline": self.baseline_minor, "currency": self.currency}
+        return {"value": self.value, "baseline": self.baseline}
 
 
 class AlertTransition(Base):

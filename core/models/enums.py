@@ -7,6 +7,8 @@ from enum import StrEnum
 
 
 class SubscriptionStatus(StrEnum):
+    """Stripe's ``subscription.status``."""
+
     TRIALING = "trialing"
     ACTIVE = "active"
     PAST_DUE = "past_due"
@@ -32,11 +34,16 @@ class SubscriptionStatus(StrEnum):
 
 
 class ChurnKind(StrEnum):
+    """Ours: how a cancellation counts (``core.stripe_mapping.churn_kind_of``): involuntary when
+    Stripe cancelled for failed payment (``cancellation_details.reason``), voluntary otherwise."""
+
     VOLUNTARY = "voluntary"
     INVOLUNTARY = "involuntary"
 
 
 class Interval(StrEnum):
+    """Stripe's ``price.recurring.interval``."""
+
     DAY = "day"
     WEEK = "week"
     MONTH = "month"
@@ -44,6 +51,8 @@ class Interval(StrEnum):
 
 
 class InvoiceStatus(StrEnum):
+    """Stripe's ``invoice.status``."""
+
     DRAFT = "draft"
     OPEN = "open"
     PAID = "paid"
@@ -52,12 +61,16 @@ class InvoiceStatus(StrEnum):
 
 
 class PaymentStatus(StrEnum):
+    """Stripe's ``charge.status`` (a payment row mirrors one charge)."""
+
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     PENDING = "pending"
 
 
 class DisputeStatus(StrEnum):
+    """Stripe's ``dispute.status``."""
+
     WARNING_NEEDS_RESPONSE = "warning_needs_response"
     WARNING_UNDER_REVIEW = "warning_under_review"
     WARNING_CLOSED = "warning_closed"
@@ -68,12 +81,16 @@ class DisputeStatus(StrEnum):
 
 
 class PauseBehavior(StrEnum):
+    """Stripe's ``subscription.pause_collection.behavior``."""
+
     VOID = "void"
     KEEP_AS_DRAFT = "keep_as_draft"
     MARK_UNCOLLECTIBLE = "mark_uncollectible"
 
 
 class Role(StrEnum):
+    """Ours: a staff account's roles (``staff_accounts.roles``); grants in ``core.permissions``."""
+
     SUPPORT = "support"
     FINANCE = "finance"
     MANAGER = "manager"
@@ -81,6 +98,8 @@ class Role(StrEnum):
 
 
 class ChangeSource(StrEnum):
+    """Ours: who wrote a ``membership_changes`` row (its ``source``)."""
+
     STRIPE = "stripe"
     STAFF = "staff"
     DEMO = "demo"

@@ -30,10 +30,12 @@ class StaffAccount(Base):
     roles: Mapped[str] = mapped_column(String(100))  # comma-separated Role values, sorted
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = created_column()
-    updated_at: Mapped[datetime | None]
-    last_login_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]  # the roles, the active switch or the password last changed
+    last_login_at: Mapped[datetime | None]  # the last successful sign-in
+    # Set after MAX_FAILURES failed sign-ins within FAILURE_WINDOW (core.staff); sign-in is refused
+    # until then. A password reset or an unlock clears it.
     locked_until: Mapped[datetime | None]
-    password_changed_at: Mapped[datetime | None]
+    password_changed_at: Mapped[datetime | None]  # the account's creation, then each password reset
 
     @property
     def role_set(self) -> frozenset[str]:
@@ -55,9 +57,13 @@ class LoginAttempt(Base):
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     __table_args__ = (
+        # The audit page, newest first, between two dates (core.audit.query.entries).
         Index("ix_audit_log_at", "at"),
+        # One member's history, newest first: the member page and the audit page's member filter.
         Index("ix_audit_log_member_at", "member_id", "at"),
+        # The audit page filtered by a staff member.
         Index("ix_audit_log_actor_at", "actor", "at"),
+        # The audit page filtered by an action or an action prefix (``member.``).
         Index("ix_audit_log_action_at", "action", "at"),
         # One entry per chain position and one successor per entry: two writers cannot fork it.
         Index("uq_audit_log_seq", "seq", unique=True),

@@ -34,16 +34,19 @@ class Subscription(StaffEditableMirror, Base):
     mrr_minor: Mapped[int] = mapped_column(default=0)
     complimentary: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    # The times below are Stripe's subscription fields, mirrored by the sync (core.stripe_mapping).
     created_at: Mapped[datetime] = created_column()
-    started_at: Mapped[datetime | None]
-    current_period_start: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]  # Stripe's start_date
+    current_period_start: Mapped[datetime | None]  # the billing period paid or being billed now
     current_period_end: Mapped[datetime | None]
-    trial_start: Mapped[datetime | None]
+    trial_start: Mapped[datetime | None]  # None when the subscription never had a trial
     trial_end: Mapped[datetime | None]
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
-    cancel_at: Mapped[datetime | None]
+    cancel_at: Mapped[datetime | None]  # a cancellation scheduled for this time (not yet ended)
+    # When the cancellation was asked for (Stripe's canceled_at), also for one at the period end;
+    # the cancellations alert counts from it.
     canceled_at: Mapped[datetime | None]
-    ended_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]  # when the subscription actually ended
     # Stripe's cancellation_details.reason (cancellation_requested, payment_failed,
     # payment_disputed) and .feedback (too_expensive, unused, ...), plus our own words.
     cancellation_reason: Mapped[str | None] = mapped_column(String(64))

@@ -14,7 +14,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SECRETS_FILE = ROOT / ".streamlit" / "secrets.toml"
@@ -27,17 +27,26 @@ class SettingsError(RuntimeError):
     """A setting is missing or malformed; str(error) is the sentence to show."""
 
 
-# (environment variable, secrets.toml section, key inside the section)
-_SOURCES: dict[str, tuple[str, str, str]] = {
-    "database_url": ("DATABASE_URL", "memberdesk", "database_url"),
-    "encryption_keys": ("MEMBERDESK_ENCRYPTION_KEYS", "memberdesk", "encryption_keys"),
-    "stripe_api_key": ("STRIPE_API_KEY", "stripe", "api_key"),
-    "stripe_api_base": ("STRIPE_API_BASE", "stripe", "api_base"),
-    "stripe_webhook_secret": ("STRIPE_WEBHOOK_SECRET", "stripe", "webhook_secret"),
-    "cookie_key": ("MEMBERDESK_COOKIE_KEY", "authenticator", "cookie_key"),
-    "cookie_name": ("MEMBERDESK_COOKIE_NAME", "authenticator", "cookie_name"),
-    "session_idle_minutes": ("MEMBERDESK_SESSION_IDLE_MINUTES", "authenticator", "session_idle_minutes"),
-    "smtp_url": ("MEMBERDESK_SMTP_URL", "notifications", "smtp_url"),
+class Source(NamedTuple):
+    """Where one setting is read: the environment variable first, else ``[section] key`` in
+    .streamlit/secrets.toml."""
+
+    env: str
+    section: str
+    key: str
+
+
+_SOURCES: dict[str, Source] = {
+    "database_url": Source(env="DATABASE_URL", section="memberdesk", key="database_url"),
+    "encryption_keys": Source(env="MEMBERDESK_ENCRYPTION_KEYS", section="memberdesk", key="encryption_keys"),
+    "stripe_api_key": Source(env="STRIPE_API_KEY", section="stripe", key="api_key"),
+    "stripe_api_base": Source(env="STRIPE_API_BASE", section="stripe", key="api_base"),
+    "stripe_webhook_secret": Source(env="STRIPE_WEBHOOK_SECRET", section="stripe", key="webhook_secret"),
+    "cookie_key": Source(env="MEMBERDESK_COOKIE_KEY", section="authenticator", key="cookie_key"),
+    "cookie_name": Source(env="MEMBERDESK_COOKIE_NAME", section="authenticator", key="cookie_name"),
+    "session_idle_minutes": Source(env="MEMBERDESK_SESSION_IDLE_MINUTES", section="authenticator",
+                                   key="session_idle_minutes"),
+    "smtp_url": Source(env="MEMBERDESK_SMTP_URL", section="notifications", key="smtp_url"),
 }
 
 
@@ -95,11 +104,12 @@ def load_settings(env: dict[str, str] | None = None, secrets: dict[str, Any] | N
     env = dict(os.environ) if env is None else env
     secrets = read_secrets_file() if secrets is None else secrets
     values: dict[str, Any] = {}
-    for name, (var, section, key) in _SOURCES.items():
-        if env.get(var, "") != "":
-            values[name] = env[var]
-        elif isinstance(secrets.get(section), dict) and key in secrets[section]:
-            values[name] = secrets[section][key]
+    for name, source in _SOURCES.items():
+        table = secrets.get(source.section)
+        if env.get(source.env, "") != "":
+            values[name] = env[source.env]
+        elif isinstance(table, dict) and source.key in table:
+            values[name] = table[source.key]
 
     if "encryption_keys" in values:
         raw = values["encryption_keys"]

@@ -4,11 +4,10 @@ start, and the FX table behind the reporting currency.
 Guarantees:
 - ``load(engine)`` always answers: keys missing from the ``settings`` table take their
   defaults (UTC, USD, no grace days, Monday).
-- ``update`` and ``set_rate`` take the acting staff member and need EDIT_SETTINGS (admins); they
-  validate first (a refusal is a ``BusinessSettingsError`` whose text
-  is one sentence), then write the row and an audit entry (before/after) in the caller's session:
-  both commit together or not at all. ``save`` and ``save_rate`` do the same in a transaction of
-  their own (what the Admin page calls: it never holds a session).
+- ``save`` and ``save_rate`` take the acting staff member and need EDIT_SETTINGS (admins); they
+  validate first (a refusal is a ``BusinessSettingsError`` whose text is one sentence), then
+  write the row and an audit entry (before/after) in a transaction of their own: both commit
+  together or not at all. Every caller (the Admin page, the CLI, tests) uses these two.
 - Default FX rates for USD, EUR, GBP and JPY (36 months back from the migration date plus the
   current year) are seeded by migration 0002, so conversion works out of the box; an admin edits
   them here. A month without its own rate uses the latest earlier month of that currency.
@@ -123,9 +122,8 @@ def _read(session: Session) -> BusinessSettings:
     return BusinessSettings(**values)
 
 
-@guarded(Permission.EDIT_SETTINGS)
-def update(session: Session, *, actor: Actor, reason: str | None = None, **changes: Any) -> BusinessSettings:
-    """Validate and write ``changes``; one audit entry with before/after. The caller commits."""
+def _update(session: Session, *, actor: Actor, reason: str | None = None, **changes: Any) -> BusinessSettings:
+    """Validate and write ``changes``; one audit entry with before/after. ``save`` commits."""
     if not changes:
         raise BusinessSettingsError("Nothing to change.")
     clean = {key: _validate(key, value) for key, value in changes.items()}
@@ -200,10 +198,9 @@ def _month(value: date | str) -> date:
     return value.replace(day=1)
 
 
-@guarded(Permission.EDIT_SETTINGS)
-def set_rate(session: Session, *, actor: Actor, currency: str, month: date | str,
+def _set_rate(session: Session, *, actor: Actor, currency: str, month: date | str,
              usd_per_unit: Decimal | str | float, reason: str | None = None) -> Rate:
-    """Insert or replace the rate of ``currency`` for ``month``; audited. The caller commits."""
+    """Insert or replace the rate of ``currency`` for ``month``; audited. ``save_rate`` commits."""
     try:
         code = normalise_currency(currency)
     except MoneyError as exc:
@@ -239,14 +236,16 @@ def set_rate(session: Session, *, actor: Actor, currency: str, month: date | str
 
 @guarded(Permission.EDIT_SETTINGS)
 def save(engine: Engine, *, actor: Actor, reason: str | None = None, **changes: Any) -> BusinessSettings:
-    """``update`` in a transaction of its own: the settings and their audit entry commit together."""
+    """Validate and write ``changes`` in a transaction of its own: the settings and their audit
+    entry commit together."""
     with session_scope(engine) as s:
-        return update(s, actor=actor, reason=reason, **changes)
+        return _update(s, actor=actor, reason=reason, **changes)
 
 
 @guarded(Permission.EDIT_SETTINGS)
 def save_rate(engine: Engine, *, actor: Actor, currency: str, month: date | str,
               usd_per_unit: Decimal | str | float, reason: str | None = None) -> Rate:
-    """``set_rate`` in a transaction of its own: the rate and its audit entry commit together."""
+    """Insert or replace the rate of ``currency`` for ``month`` in a transaction of its own: the
+    rate and its audit entry commit together."""
     with session_scope(engine) as s:
-        return set_rate(s, actor=actor, currency=currency, month=month, usd_per_unit=usd_per_unit, reason=reason)
+        return _set_rate(s, actor=actor, currency=currency, month=month, usd_per_unit=usd_per_unit, reason=reason)

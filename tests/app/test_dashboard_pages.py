@@ -34,8 +34,8 @@ def world_url(database_url, engine):
     """A private database with the small world, for tests that write."""
     with Session(engine, expire_on_commit=False) as s:
         world = build_small_world(s)
-        create_staff(s)
         s.commit()
+    create_staff(engine)
     refresh_rollups(engine)
     return database_url, world
 
@@ -57,8 +57,8 @@ def shared_world(request, tmp_path_factory):
     eng = make_engine(url)
     with Session(eng, expire_on_commit=False) as s:
         world = build_small_world(s)
-        create_staff(s)
         s.commit()
+    create_staff(eng)
     refresh_rollups(eng)
     import streamlit as st
 

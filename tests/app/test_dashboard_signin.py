@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import staff
-from core.db import session_scope
 from core.models import AuditEntry, LoginAttempt
 from core.permissions import Actor
 from tests.support.apptest import app_test, texts
@@ -22,8 +21,7 @@ SUBMIT = "FormSubmitter:login_form-Sign in"
 
 @pytest.fixture
 def db(database_url, engine):
-    with session_scope(engine) as s:
-        create_staff(s, extra={"lockme": "support"})
+    create_staff(engine, extra={"lockme": "support"})
     return database_url
 
 
@@ -83,8 +81,7 @@ def test_lockout_after_five_failures_refuses_the_right_password(db, engine):
     other = _sign_in(app_test(db).run(), "lockme", "lockme-demo-pass")
     assert not other.session_state["authentication_status"] and "locked" in texts(other)
     # an admin unlocks: the right password works again
-    with session_scope(engine) as s:
-        staff.unlock(s, actor=Actor.of("admin", "admin"), username="lockme")
+    staff.unlock_account(engine, actor=Actor.of("admin", "admin"), username="lockme")
     again = _sign_in(app_test(db).run(), "lockme", "lockme-demo-pass")
     assert again.session_state["authentication_status"] is True
 
@@ -92,8 +89,7 @@ def test_lockout_after_five_failures_refuses_the_right_password(db, engine):
 def test_disabled_account_cannot_sign_in_and_is_signed_out(db, engine):
     at = _sign_in(app_test(db).run(), "support", "support-demo-pass")
     assert at.session_state["authentication_status"] is True
-    with session_scope(engine) as s:
-        staff.set_active(s, actor=Actor.of("admin", "admin"), username="support", active=False)
+    staff.change_active(engine, actor=Actor.of("admin", "admin"), username="support", active=False)
     import streamlit as st
 
     st.cache_data.clear()  # the account check is cached for seconds; skip the wait
@@ -131,8 +127,7 @@ def test_sign_out_clears_the_session_and_queues_the_cookie_delete(db, engine):
 
 def test_changed_roles_end_the_session_and_apply_after_signing_in_again(db, engine):
     at = _sign_in(app_test(db).run(), "finance", "finance-demo-pass")
-    with session_scope(engine) as s:
-        staff.set_roles(s, actor=Actor.of("admin", "admin"), username="finance", roles="finance,manager")
+    staff.change_roles(engine, actor=Actor.of("admin", "admin"), username="finance", roles="finance,manager")
     at.run()  # no cache to clear: the session check asks the database on every run
     assert not at.session_state["authentication_status"]
     assert "Your roles were changed; sign in again to use the new ones." in texts(at)
@@ -151,8 +146,7 @@ def test_overlong_password_is_a_plain_failure(db):
 def test_password_reset_ends_the_open_session_at_its_next_run(db, engine):
     at = _sign_in(app_test(db).run(), "support", "support-demo-pass")
     assert at.session_state["authentication_status"] is True
-    with session_scope(engine) as s:
-        staff.reset_password(s, actor=Actor.of("admin", "admin"), username="support", password="brand-new-pass-1", bcrypt_rounds=4)
+    staff.change_password(engine, actor=Actor.of("admin", "admin"), username="support", password="brand-new-pass-1", bcrypt_rounds=4)
     at.run()
     assert not at.session_state["authentication_status"]
     assert "Your password was reset; sign in with the new one." in texts(at)

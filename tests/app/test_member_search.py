@@ -186,8 +186,8 @@ class TestMembersPage:
 
         for i in range(60):
             make_member(session, name=f"Person{i:02d} Moreau", email=f"p{i}@example.com")
-        create_staff(session)
         session.commit()
+        create_staff(engine)
         at = app_test(database_url, role="support")
         at.run()
         at.switch_page("../pages/members.py").run()

@@ -53,18 +53,17 @@ def test_alert_history_story_and_rules_read_as_words(database_url, engine, sessi
     assert "Minimum ratio: 1.5 × the baseline" in cells and "Nobody (the page only)" in cells
 
 
-def test_admin_rates_open_on_recent_months_and_weekdays_are_capitalised(database_url, engine, session):
+def test_admin_rates_open_on_recent_months_and_weekdays_are_capitalised(database_url, engine):
     from core.permissions import Actor
     from core.settings import business
 
-    create_staff(session)
+    create_staff(engine)
     this_month = utc_now().date().replace(day=1)
     months = {"ahead": (this_month + timedelta(days=62)).replace(day=1), "now": this_month,
               "before": (this_month - timedelta(days=1)).replace(day=1)}
     for month in months.values():
-        business.set_rate(session, actor=Actor.of("admin", ["admin"]), currency="EUR", month=month,
-                          usd_per_unit="1.0850000000")
-    session.commit()
+        business.save_rate(engine, actor=Actor.of("admin", ["admin"]), currency="EUR", month=month,
+                           usd_per_unit="1.0850000000")
     at = app_test(database_url, role="admin")
     at.run()
     at.switch_page("../pages/admin.py").run()

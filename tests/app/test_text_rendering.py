@@ -165,9 +165,9 @@ def hostile(database_url, engine):
     from tests.support.factories import at, make_payment
     from tests.support.worlds import build_small_world, create_staff
 
+    create_staff(engine, extra={"eve": "manager"})
     with Session(engine, expire_on_commit=False) as s:
         world = build_small_world(s)
-        create_staff(s, extra={"eve": "manager"})
         bob = s.get(Member, world.bob_id)
         bob.name = NAME
         # Bob's open renewal invoice, declined with a code a card network never sends

@@ -35,8 +35,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 def served(tmp_path: Path, stripe_env: Any) -> Iterator[tuple[str, Any, World]]:
     database_url = migrated_sqlite(tmp_path / "memberdesk.db")
     engine = make_engine(database_url)
-    with session_scope(engine) as s:
-        create_staff(s)
+    create_staff(engine)
     world = build(engine, stripe_env.client)
     server = start_server(tmp_path, database_url=database_url, stripe_settings=stripe_env.server_settings())
     try:

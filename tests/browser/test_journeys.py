@@ -50,8 +50,7 @@ class Day:
 
 @pytest.fixture
 def day(tmp_path: Path, database_url: str, engine: Engine, stripe_env: Any) -> Iterator[Day]:
-    with session_scope(engine) as s:
-        create_staff(s, extra={"lockme": "support"})
+    create_staff(engine, extra={"lockme": "support"})
     world = build(engine, stripe_env.client, email="jo.member@example.com")
     with session_scope(engine) as s:  # Ann Lee, Bob Stone (past due), ...: members with a history
         build_small_world(s)

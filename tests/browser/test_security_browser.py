@@ -100,14 +100,14 @@ def test_hostile_names_show_as_text_and_leave_the_csv_inert(tmp_path, browser):
     url, _ = prepare_database(tmp_path / "hostile.db", prefer_demo=False)
     server = start_server(tmp_path, database_url=url)
     try:
+        staff.add_account(server.engine, actor=Actor.system("test"), username="eve", name=HOSTILE_STAFF,
+                          email="eve@example.com", roles="manager", password="eve-demo-pass-1", bcrypt_rounds=4)
         with session_scope(server.engine) as s:
             member = Member(email="mal@example.com", name=HOSTILE_NAME, created_at=datetime(2026, 1, 5, tzinfo=UTC))
             s.add(member)
             s.flush()
             s.add(StaffNote(member_id=member.id, author="support", body=HOSTILE_NOTE,
                             created_at=datetime(2026, 2, 1, tzinfo=UTC)))
-            staff.create(s, actor=Actor.system("test"), username="eve", name=HOSTILE_STAFF, email="eve@example.com",
-                         roles="manager", password="eve-demo-pass-1", bcrypt_rounds=4)
             member_id = member.id
         context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         context.set_default_timeout(30_000)

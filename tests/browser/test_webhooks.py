@@ -269,8 +269,9 @@ def test_a_change_in_the_sandbox_shows_on_the_member_page_without_a_sync(stack: 
     from tests.support.worlds import create_staff
 
     with session_scope(stack.engine) as s:
-        if not _has_staff(s):
-            create_staff(s)
+        has_staff = _has_staff(s)
+    if not has_staff:
+        create_staff(stack.engine)
     customer = stack.client.v1.customers.create(params={"email": f"bea-{secrets.token_hex(4)}@example.com",
                                                         "name": "Bea Browser"})
     _wait_for(lambda: _member(stack.engine, customer.id) is not None)

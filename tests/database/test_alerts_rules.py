@@ -210,6 +210,9 @@ class TestLargeRefund:
         alerts = fired(engine, "large_refund")
         assert list(alerts) == [f"refund={r.id}"]
         assert "A refund of $400.00" in alerts[f"refund={r.id}"]["hint"]
+        stored = session.execute(select(Alert.value, Alert.baseline, Alert.value_minor, Alert.baseline_minor,
+                                        Alert.currency).where(Alert.rule == "large_refund")).one()
+        assert tuple(stored) == (None, None, 40000, 25000, "USD")  # money in whole cents, not a float
 
     def test_quiet_below_the_limit(self, engine, session):
         m = make_member(session)

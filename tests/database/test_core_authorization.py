@@ -48,7 +48,6 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.changes.service.execute": "applies a request already authorized by submit or decide",
     "core.db.session_scope": "the unit-of-work helper",
     "core.staff_sessions.start": "opens the session of a person who just proved their password",
-    "core.staff_sessions.extend": "slides the signed-in person's own session",
     "core.staff_sessions.revoke": "ends the signed-in person's own session (sign-out, idle expiry)",
     "core.staff_sessions.revoke_all": "called inside guarded staff writes (disable, roles, password reset)",
     "core.stripe_webhooks.receive.receive": "records a Stripe event whose signature was verified",
@@ -56,7 +55,6 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.metrics.rollups.refresh": "derived metric tables",
     "core.metrics.period_delta.apply": "derived metric tables",
     "core.metrics.segments.build": "derived metric tables",
-    "core.staff.record_login_attempt": "the sign-in itself (before anyone is signed in)",
     "core.staff.sign_in": "the sign-in itself (before anyone is signed in)",
     "core.staff.sign_out": "ends the signed-in person's own session (sign-out, idle expiry)",
     "core.staff.record_auth_event": "audits a person's own sign-in (a refused cookie)",
@@ -185,11 +183,11 @@ def _world(engine: Engine) -> dict[str, Any]:
     from core.models import Alert
     from tests.support.factories import at, make_member, make_tier
 
+    staff.add_account(engine, actor=Actor.system("setup"), username="target", name="Tara Get", email="t@example.com",
+                      roles="support", password="a-long-password", bcrypt_rounds=4)
     with Session(engine) as s:
         member = make_member(s, email="ann@example.com", name="Ann Lee")
         make_tier(s, code="premium", rank=1)
-        staff.create(s, actor=Actor.system("setup"), username="target", name="Tara Get", email="t@example.com",
-                     roles="support", password="a-long-password", bcrypt_rounds=4)
         alert = Alert(rule="stripe_stale", scope="all", status="open", severity="high", value=30.0, baseline=None,
                       hint="Stripe data is old", details={}, opened_at=at("2026-03-01 00:00"))
         s.add(alert)
@@ -249,26 +247,24 @@ CALLS: dict[str, tuple[Permission, Call]] = {
             e, None, actor=a, member_id=w["member_id"])),
 }
 
-# Each staff and business-settings write comes twice: taking the caller's session (the CLI, the demo
-# loader) and taking the engine with a transaction of its own (the Admin page). Both are checked.
-_TWINS: dict[tuple[str, str, str], tuple[Permission, dict[str, Any]]] = {
-    ("core.staff", "create", "add_account"): (Permission.MANAGE_STAFF, {
+# The staff and business-settings writes: each takes the engine and owns its transaction (the
+# Admin page, the CLI and the demo loader all call these), so each is called with the engine alone.
+_ENGINE_WRITES: dict[tuple[str, str], tuple[Permission, dict[str, Any]]] = {
+    ("core.staff", "add_account"): (Permission.MANAGE_STAFF, {
         "username": "newadmin", "name": "New Admin", "email": "n@example.com", "roles": "admin",
         "password": "a-long-password", "bcrypt_rounds": 4}),
-    ("core.staff", "set_roles", "change_roles"): (Permission.MANAGE_STAFF, {"username": "target", "roles": "admin"}),
-    ("core.staff", "set_active", "change_active"): (Permission.MANAGE_STAFF, {"username": "target", "active": False}),
-    ("core.staff", "reset_password", "change_password"): (Permission.MANAGE_STAFF, {
+    ("core.staff", "change_roles"): (Permission.MANAGE_STAFF, {"username": "target", "roles": "admin"}),
+    ("core.staff", "change_active"): (Permission.MANAGE_STAFF, {"username": "target", "active": False}),
+    ("core.staff", "change_password"): (Permission.MANAGE_STAFF, {
         "username": "target", "password": "another-long-one", "bcrypt_rounds": 4}),
-    ("core.staff", "unlock", "unlock_account"): (Permission.MANAGE_STAFF, {"username": "target"}),
-    ("core.settings.business", "update", "save"): (Permission.EDIT_SETTINGS, {"week_start": "sunday"}),
-    ("core.settings.business", "set_rate", "save_rate"): (Permission.EDIT_SETTINGS, {
+    ("core.staff", "unlock_account"): (Permission.MANAGE_STAFF, {"username": "target"}),
+    ("core.settings.business", "save"): (Permission.EDIT_SETTINGS, {"week_start": "sunday"}),
+    ("core.settings.business", "save_rate"): (Permission.EDIT_SETTINGS, {
         "currency": "EUR", "month": "2026-03", "usd_per_unit": "9"}),
 }
-for (_module, _by_session, _by_engine), (_permission, _kwargs) in _TWINS.items():
-    CALLS[f"{_module}.{_by_session}"] = (_permission, lambda e, s, w, a, m=_module, f=_by_session, kw=_kwargs:
-                                         getattr(importlib.import_module(m), f)(s, actor=a, **kw))
-    CALLS[f"{_module}.{_by_engine}"] = (_permission, lambda e, s, w, a, m=_module, f=_by_engine, kw=_kwargs:
-                                        getattr(importlib.import_module(m), f)(e, actor=a, **kw))
+for (_module, _name), (_permission, _kwargs) in _ENGINE_WRITES.items():
+    CALLS[f"{_module}.{_name}"] = (_permission, lambda e, s, w, a, m=_module, f=_name, kw=_kwargs:
+                                   getattr(importlib.import_module(m), f)(e, actor=a, **kw))
 
 
 def _row_counts(engine: Engine) -> dict[str, int]:
@@ -312,8 +308,8 @@ def test_each_write_refuses_an_actor_without_the_permission_and_audits_it(engine
 def test_a_write_without_an_actor_object_is_a_programming_error(engine: Engine) -> None:
     from core import staff
 
-    with Session(engine) as s, pytest.raises(TypeError, match="acting staff member"):
-        staff.set_roles(s, actor="admin", username="target", roles="admin")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="acting staff member"):
+        staff.change_roles(engine, actor="admin", username="target", roles="admin")  # type: ignore[arg-type]
 
 
 def test_support_cannot_create_an_admin_nor_promote_itself(engine: Engine) -> None:
@@ -322,26 +318,24 @@ def test_support_cannot_create_an_admin_nor_promote_itself(engine: Engine) -> No
 
     _world(engine)
     sam = Actor.of("target", "support")
-    with Session(engine) as s:
-        with pytest.raises(PermissionDenied, match="Only admins"):
-            staff.create(s, actor=sam, username="evil", name="Evil", email="e@example.com", roles="admin",
-                         password="a-long-password", bcrypt_rounds=4)
-        with pytest.raises(PermissionDenied):
-            staff.set_roles(s, actor=sam, username="target", roles="admin")
-        s.rollback()
+    with pytest.raises(PermissionDenied, match="Only admins"):
+        staff.add_account(engine, actor=sam, username="evil", name="Evil", email="e@example.com", roles="admin",
+                          password="a-long-password", bcrypt_rounds=4)
+    with pytest.raises(PermissionDenied):
+        staff.change_roles(engine, actor=sam, username="target", roles="admin")
     with Session(engine) as s:
         assert staff.get(s, "evil") is None and staff.get(s, "target").roles == "support"
         refusals = s.scalars(select(AuditEntry).where(AuditEntry.action == "auth.permission_refused")).all()
         assert [(r.actor, r.target_id, r.comment) for r in refusals] == [
-            ("target", "manage_staff", "core.staff.create"), ("target", "manage_staff", "core.staff.set_roles")]
+            ("target", "manage_staff", "core.staff.add_account"), ("target", "manage_staff", "core.staff.change_roles")]
 
 
 def test_finance_cannot_reset_the_admins_password(engine: Engine) -> None:
     from core import staff
 
     _world(engine)
-    with Session(engine) as s, pytest.raises(PermissionDenied):
-        staff.reset_password(s, actor=Actor.of("fin", "finance"), username="target", password="pwned-password")
+    with pytest.raises(PermissionDenied):
+        staff.change_password(engine, actor=Actor.of("fin", "finance"), username="target", password="pwned-password")
 
 
 def test_the_cli_acts_as_a_named_operator(monkeypatch: pytest.MonkeyPatch) -> None:

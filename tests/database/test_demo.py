@@ -185,7 +185,7 @@ def _summary(s: Session) -> dict[str, object]:
     return {"subs": subs, "pays": pays, "changes": changes, "members": members}
 
 
-def test_demo_staff_accounts(session: Session) -> None:
-    assert create_demo_staff(session, bcrypt_rounds=4) == ["support", "finance", "manager", "admin"]
-    assert create_demo_staff(session, bcrypt_rounds=4) == []
+def test_demo_staff_accounts(engine, session: Session) -> None:
+    assert create_demo_staff(engine, bcrypt_rounds=4) == ["support", "finance", "manager", "admin"]
+    assert create_demo_staff(engine, bcrypt_rounds=4) == []
     assert session.scalar(select(StaffAccount.roles).where(StaffAccount.username == "finance")) == "finance"

@@ -204,8 +204,7 @@ class TestPastDueGrace:
 
     def test_beyond_grace_days_is_involuntary_churn(self, engine, session, premium, path):
         self._world(session, premium)
-        business_settings.update(session, actor=Actor.of("admin", "admin"), past_due_grace_days=14)
-        session.commit()
+        business_settings.save(engine, actor=Actor.of("admin", "admin"), past_due_grace_days=14)
         mrr = ask(engine, "mrr", date(2026, 6, 1), date(2026, 7, 1), path=path)
         assert mrr.value == 1000  # the member 30 days past due stopped counting on 15 June
         inv = ask(engine, "involuntary_churn_rate", date(2026, 6, 1), date(2026, 7, 1), path=path)
@@ -270,8 +269,7 @@ class TestDaylightSaving:
         member = make_member(session)
         make_payment(session, member=member, amount=100, created_at=at("2026-03-31 22:30"))
         session.commit()
-        business_settings.update(session, actor=Actor.of("admin", "admin"), business_timezone="Europe/Berlin")
-        session.commit()
+        business_settings.save(engine, actor=Actor.of("admin", "admin"), business_timezone="Europe/Berlin")
         q = Query.make(engine, start=date(2026, 3, 1), end=date(2026, 5, 1), now=NOW)
         assert q.tz == "Europe/Berlin"
         refresh(engine, now=NOW)

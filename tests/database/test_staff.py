@@ -10,17 +10,16 @@ from core.permissions import Actor
 from tests.support.factories import at
 
 
-def _create(session, username="sam", roles="support"):
-    return staff.create(session, actor=Actor.of("test", "admin"), username=username, name="Sam", email="sam@example.com",
-                        roles=roles, password="long-enough-pw", bcrypt_rounds=4)
+def _create(engine, username="sam", roles="support"):
+    return staff.add_account(engine, actor=Actor.of("test", "admin"), username=username, name="Sam",
+                             email="sam@example.com", roles=roles, password="long-enough-pw", bcrypt_rounds=4)
 
 
 class TestAccounts:
-    def test_create_normalises_and_audits(self, session):
-        account = _create(session, username="Sam", roles="support, admin")
-        session.commit()
-        assert account.username == "sam" and account.roles == "admin,support"
-        assert staff.verify_password("long-enough-pw", account.password_hash)
+    def test_create_normalises_and_audits(self, engine, session):
+        account = _create(engine, username="Sam", roles="support, admin")
+        assert account.username == "sam" and account.roles == ("admin", "support")
+        assert staff.verify_password("long-enough-pw", staff.get(session, "sam").password_hash)
         assert session.scalar(select(AuditEntry.action)) == "staff.create"
 
     @pytest.mark.parametrize(
@@ -33,40 +32,43 @@ class TestAccounts:
             ("password", "x" * 73, "at most 72 bytes"),
         ],
     )
-    def test_bad_input_is_a_sentence(self, session, field, value, message):
+    def test_bad_input_is_a_sentence(self, engine, field, value, message):
         kwargs = dict(actor=Actor.of("t", "admin"), username="sam", name="Sam", email="s@example.com", roles="support",
                       password="long-enough-pw", bcrypt_rounds=4)
         kwargs[field] = value
         with pytest.raises(staff.StaffError, match=message):
-            staff.create(session, **kwargs)
+            staff.add_account(engine, **kwargs)
 
-    def test_duplicate_refused(self, session):
-        _create(session)
+    def test_duplicate_refused(self, engine):
+        _create(engine)
         with pytest.raises(staff.StaffError, match="already exists"):
-            _create(session)
+            _create(engine)
 
-    def test_cannot_disable_yourself(self, session):
-        _create(session, roles="admin")
+    def test_cannot_disable_yourself(self, engine):
+        _create(engine, roles="admin")
         with pytest.raises(staff.StaffError, match="your own account"):
-            staff.set_active(session, actor=Actor.of("sam", "admin"), username="sam", active=False)
+            staff.change_active(engine, actor=Actor.of("sam", "admin"), username="sam", active=False)
 
 
 class TestLockout:
-    def test_five_failures_in_fifteen_minutes_lock(self, session):
-        account = _create(session)
-        t0 = at("2026-11-01 10:00")
-        locked = [staff.record_login_attempt(session, "sam", False, now=t0 + timedelta(minutes=i)) for i in range(5)]
-        assert locked == [False, False, False, False, True]
-        assert staff.is_locked(account, t0 + timedelta(minutes=10))
-        assert not staff.is_locked(account, t0 + timedelta(minutes=20))
+    T0 = at("2026-11-01 10:00")
+
+    def _fail(self, engine, minutes: float) -> str:
+        return staff.sign_in(engine, "sam", lambda: False, lifetime=timedelta(minutes=30),
+                             now=self.T0 + timedelta(minutes=minutes)).outcome
+
+    def test_five_failures_in_fifteen_minutes_lock(self, engine, session):
+        _create(engine)
+        assert [self._fail(engine, i) for i in range(5)] == [staff.REFUSED] * 4 + [staff.LOCKED_NOW]
+        account = staff.get(session, "sam")
+        assert staff.is_locked(account, self.T0 + timedelta(minutes=10))
+        assert not staff.is_locked(account, self.T0 + timedelta(minutes=20))
         actions = session.scalars(select(AuditEntry.action)).all()
         assert actions.count("auth.login_failed") == 5 and "auth.lockout" in actions
 
-    def test_failures_spread_out_do_not_lock(self, session):
-        _create(session)
-        t0 = at("2026-11-01 10:00")
-        assert not any(staff.record_login_attempt(session, "sam", False, now=t0 + timedelta(minutes=5 * i))
-                       for i in range(6))
+    def test_failures_spread_out_do_not_lock(self, engine):
+        _create(engine)
+        assert {self._fail(engine, 5 * i) for i in range(6)} == {staff.REFUSED}
 
 
 class TestSignIn:
@@ -106,8 +108,8 @@ class TestSignIn:
         assert locked.locked_until.replace(tzinfo=None) == (self.T0 + timedelta(minutes=19)).replace(tzinfo=None)
         actions = self._actions(engine)
         assert actions.count("auth.login_failed") == 6 and actions.count("auth.lockout") == 1
-        with Session(engine) as s:
-            assert staff.recent_failures(s, "sam", self.T0 + timedelta(minutes=6)) == 6
+        failures = {view.username: n for view, n in staff.accounts(engine, self.T0 + timedelta(minutes=6))}
+        assert failures["sam"] == 6
 
     def test_disabled_while_the_password_is_checked_is_refused_and_counted(self, engine):
         self._account(engine)
@@ -119,8 +121,7 @@ class TestSignIn:
         result = staff.sign_in(engine, "sam", disable_then_match, lifetime=self.LIFE, now=self.T0)
         assert (result.outcome, result.password_matched, result.token) == (staff.REFUSED, True, None)
         assert self._actions(engine)[-1] == "auth.login_failed"
-        with Session(engine) as s:
-            assert staff_sessions.open_sessions(s, "sam", self.T0) == 0
+        assert staff_sessions.open_sessions(engine, "sam", self.T0) == 0
 
     def test_a_disabled_account_is_refused_without_asking_for_the_password(self, engine):
         self._account(engine, active=False)

@@ -19,13 +19,11 @@ LIFE = timedelta(minutes=30)
 
 
 def _staff(engine) -> None:
-    with session_scope(engine) as s:
-        create_staff(s)
+    create_staff(engine)
 
 
 def _live(engine, token: str, username: str, now=NOW) -> staff_sessions.SessionState:
-    with session_scope(engine) as s:
-        return staff_sessions.check(s, token, username, now)
+    return staff_sessions.is_live(engine, token, username, now)
 
 
 def test_a_session_lives_until_its_idle_expiry_and_slides(engine):
@@ -33,8 +31,7 @@ def test_a_session_lives_until_its_idle_expiry_and_slides(engine):
         token = staff_sessions.start(s, "support", lifetime=LIFE, now=NOW)
     assert _live(engine, token, "support").live
     assert _live(engine, token, "support", NOW + LIFE).reason == staff_sessions.IDLE
-    with session_scope(engine) as s:
-        staff_sessions.extend(s, token, lifetime=LIFE, now=NOW + timedelta(minutes=20))
+    staff_sessions.keep_alive(engine, token, lifetime=LIFE, now=NOW + timedelta(minutes=20))
     assert _live(engine, token, "support", NOW + timedelta(minutes=49)).live
     assert not _live(engine, token, "support", NOW + timedelta(minutes=50)).live
 
@@ -59,29 +56,28 @@ def test_sign_out_ends_one_session_and_extending_never_revives_it(engine):
     with session_scope(engine) as s:
         here = staff_sessions.start(s, "support", lifetime=LIFE, now=NOW)
         there = staff_sessions.start(s, "support", lifetime=LIFE, now=NOW)
-    with session_scope(engine) as s:
-        staff_sessions.revoke(s, here, staff_sessions.SIGN_OUT, NOW)
-        staff_sessions.extend(s, here, lifetime=LIFE, now=NOW)
+    staff.sign_out(engine, here, "support", staff_sessions.SIGN_OUT, NOW)
+    staff_sessions.keep_alive(engine, here, lifetime=LIFE, now=NOW)
     assert _live(engine, here, "support").reason == staff_sessions.SIGN_OUT
     assert _live(engine, there, "support").live
 
 
 def test_disable_role_change_and_password_reset_end_every_session_of_the_person(engine):
     _staff(engine)
+    admin = Actor.of("admin", "admin")
     cases = [
-        (lambda s: staff.set_active(s, actor=Actor.of("admin", "admin"), username="support", active=False), staff_sessions.DISABLED),
-        (lambda s: staff.set_roles(s, actor=Actor.of("admin", "admin"), username="support", roles="manager"),
+        (lambda: staff.change_active(engine, actor=admin, username="support", active=False), staff_sessions.DISABLED),
+        (lambda: staff.change_roles(engine, actor=admin, username="support", roles="manager"),
          staff_sessions.ROLES_CHANGED),
-        (lambda s: staff.reset_password(s, actor=Actor.of("admin", "admin"), username="support", password="a-new-password-1",
-                                        bcrypt_rounds=4), staff_sessions.PASSWORD_RESET),
+        (lambda: staff.change_password(engine, actor=admin, username="support", password="a-new-password-1",
+                                       bcrypt_rounds=4), staff_sessions.PASSWORD_RESET),
     ]
     for change, reason in cases:
+        staff.change_active(engine, actor=admin, username="support", active=True)
         with session_scope(engine) as s:
-            staff.set_active(s, actor=Actor.of("admin", "admin"), username="support", active=True)
             tokens = [staff_sessions.start(s, "support", lifetime=LIFE) for _ in range(2)]
             other = staff_sessions.start(s, "finance", lifetime=LIFE)
-        with session_scope(engine) as s:
-            change(s)
+        change()
         assert [_live(engine, t, "support", None).reason for t in tokens] == [reason, reason]
         assert _live(engine, other, "finance", None).live  # nobody else is signed out
 
@@ -90,8 +86,7 @@ def test_setting_the_same_roles_again_keeps_the_session(engine):
     _staff(engine)
     with session_scope(engine) as s:
         token = staff_sessions.start(s, "support", lifetime=LIFE)
-    with session_scope(engine) as s:
-        staff.set_roles(s, actor=Actor.of("admin", "admin"), username="support", roles=["support"])
+    staff.change_roles(engine, actor=Actor.of("admin", "admin"), username="support", roles=["support"])
     assert _live(engine, token, "support", None).live
 
 

@@ -5,7 +5,7 @@ rollups, so a world written that way ends with ``refresh_rollups``).
   payments with decline codes, a refund, a dispute, cards, invoices, membership changes) whose
   numbers tests can state exactly. ``load_world(engine)`` loads a small demo world first
   (``demo.load_demo``, 300 members) when ``prefer_demo`` and adds this world to it.
-- ``create_staff(session)``: the four demo sign-ins (one per role) with cheap bcrypt hashes.
+- ``create_staff(engine)``: the four demo sign-ins (one per role) with cheap bcrypt hashes.
 - ``prepare_database(path)``: a migrated SQLite file with the world and the staff.
 - ``build_random_world(session, seed)``: members with seeded random lives, for property tests
   of the metrics (evaluated at ``RANDOM_WORLD_NOW``).
@@ -111,20 +111,21 @@ def build_small_world(session: Session, *, now: Any = None) -> World:
                  paying_eur_mrr=1658)
 
 
-def create_staff(session: Session, *, extra: dict[str, str] | None = None) -> None:
+def create_staff(engine: Engine, *, extra: dict[str, str] | None = None) -> None:
     """The four demo accounts (username = role) and ``extra`` {username: roles} with password
     ``<username>-demo-pass``; bcrypt cost 4 keeps tests fast."""
     from core import staff
     from core.permissions import Actor
     from demo.accounts import DEMO_ACCOUNTS
 
+    admin = Actor.of("test", "admin")
     for username, name, roles, password in DEMO_ACCOUNTS:
-        staff.create(session, actor=Actor.of("test", "admin"), username=username, name=name, email=f"{username}@example.com",
-                     roles=roles, password=password, bcrypt_rounds=4)
+        staff.add_account(engine, actor=admin, username=username, name=name, email=f"{username}@example.com",
+                          roles=roles, password=password, bcrypt_rounds=4)
     for username, roles in (extra or {}).items():
-        staff.create(session, actor=Actor.of("test", "admin"), username=username, name=username.title(),
-                     email=f"{username}@example.com", roles=roles, password=f"{username}-demo-pass",
-                     bcrypt_rounds=4)
+        staff.add_account(engine, actor=admin, username=username, name=username.title(),
+                          email=f"{username}@example.com", roles=roles, password=f"{username}-demo-pass",
+                          bcrypt_rounds=4)
 
 
 def load_world(engine: Engine, *, prefer_demo: bool = True, demo_members: int = 300) -> World:
@@ -155,19 +156,17 @@ def prepare_database(path: Path, *, prefer_demo: bool = True) -> tuple[str, Worl
     """A migrated SQLite file with the world and staff (plus ``lockme``, ``gone`` for lockout and
     disabled-account tests)."""
     from core import crypto
-    from core.db import make_engine, session_scope
+    from core.db import make_engine
 
     crypto.set_keyring(crypto.KeyRing([TEST_KEY]))
     url = migrated_sqlite(path)
     eng = make_engine(url)
     world = load_world(eng, prefer_demo=prefer_demo)
-    with session_scope(eng) as s:
-        create_staff(s, extra={"lockme": "support", "gone": "support"})
-    with session_scope(eng) as s:
-        from core import staff
-        from core.permissions import Actor
+    create_staff(eng, extra={"lockme": "support", "gone": "support"})
+    from core import staff
+    from core.permissions import Actor
 
-        staff.set_active(s, actor=Actor.of("test", "admin"), username="gone", active=False)
+    staff.change_active(eng, actor=Actor.of("test", "admin"), username="gone", active=False)
     eng.dispose()
     return url, world
 
