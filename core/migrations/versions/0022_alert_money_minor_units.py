@@ -10,16 +10,16 @@ currency the pages assumed), and their floats emptied. Downgrading moves them ba
 The rows are converted in Python, not in SQL: JSON is read differently on SQLite and PostgreSQL,
 and the alerts table holds a few thousand rows at most.
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0022
+Revises: 0021
 """
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0020"
-down_revision: str | None = "0019"
+revision: str = "0022"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
