@@ -111,12 +111,9 @@ class InvoiceLine(Base):
 class Payment(Base):
     __tablename__ = "payments"
     __table_args__ = (
-        # Payments in a time window: the overview's month so far, the alert rules' attempt counts.
-        Index("ix_payments_created", "created_at"),
-        # One status in a window: the alert rules' failed (declines) and succeeded (collected) payments.
-        Index("ix_payments_status_created", "status", "created_at"),
-        # One member's payments, newest first: the member page.
-        Index("ix_payments_member_created", "member_id", "created_at"),
+        Index("ix_payments_created", "created_at"),  # a time window: the rollups' tail, alert attempt counts
+        Index("ix_payments_status_created", "status", "created_at"),  # failed or succeeded in a window: alerts
+        Index("ix_payments_member_created", "member_id", "created_at"),  # one member's, newest first
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -53,31 +53,31 @@ class Interval(StrEnum):
 class InvoiceStatus(StrEnum):
     """Stripe's ``invoice.status``."""
 
-    DRAFT = "draft"
-    OPEN = "open"
+    DRAFT = "draft"  # not finalized: still editable, asks nobody to pay
+    OPEN = "open"  # finalized, waiting for its payment
     PAID = "paid"
-    UNCOLLECTIBLE = "uncollectible"
-    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"  # no longer expected to be paid (still counts as billed)
+    VOID = "void"  # cancelled as if never issued
 
 
 class PaymentStatus(StrEnum):
     """Stripe's ``charge.status`` (a payment row mirrors one charge)."""
 
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    PENDING = "pending"
+    SUCCEEDED = "succeeded"  # the money was collected
+    FAILED = "failed"  # declined by the bank or refused by Stripe
+    PENDING = "pending"  # not settled yet (some bank debits take days)
 
 
 class DisputeStatus(StrEnum):
     """Stripe's ``dispute.status``."""
 
-    WARNING_NEEDS_RESPONSE = "warning_needs_response"
-    WARNING_UNDER_REVIEW = "warning_under_review"
-    WARNING_CLOSED = "warning_closed"
-    NEEDS_RESPONSE = "needs_response"
-    UNDER_REVIEW = "under_review"
-    WON = "won"
-    LOST = "lost"
+    WARNING_NEEDS_RESPONSE = "warning_needs_response"  # an inquiry: no money withdrawn yet
+    WARNING_UNDER_REVIEW = "warning_under_review"  # the inquiry's answer is with the bank
+    WARNING_CLOSED = "warning_closed"  # the inquiry ended without becoming a dispute
+    NEEDS_RESPONSE = "needs_response"  # disputed: the amount is withdrawn, evidence is due
+    UNDER_REVIEW = "under_review"  # evidence sent, the bank decides
+    WON = "won"  # the amount comes back
+    LOST = "lost"  # the amount stays with the cardholder
 
 
 class PauseBehavior(StrEnum):
@@ -91,10 +91,10 @@ class PauseBehavior(StrEnum):
 class Role(StrEnum):
     """Ours: a staff account's roles (``staff_accounts.roles``); grants in ``core.permissions``."""
 
-    SUPPORT = "support"
-    FINANCE = "finance"
-    MANAGER = "manager"
-    ADMIN = "admin"
+    SUPPORT = "support"  # finds members and changes their memberships; sees no revenue figures
+    FINANCE = "finance"  # reads and exports revenue, approves changes that need a second person
+    MANAGER = "manager"  # works failed payments, churn and alerts; reads the audit log
+    ADMIN = "admin"  # manages staff accounts and roles, watches the Stripe sync
 
 
 class ChangeSource(StrEnum):
