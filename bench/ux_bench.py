@@ -750,14 +750,16 @@ def report(res: Results, args: argparse.Namespace) -> str:
     lines += ["| step | role | time | load | note |", "|---|---|---:|---|---|"]
     for f in res.starts:
         lines.append(f"| {f.what} | {f.role} | {ms(f.ms)} | {f.load} | {f.note} |")
-    lines += ["", "| page | role | time (median if repeated) | p95 | server CPU | load | how |",
-              "|---|---|---:|---:|---:|---|---|"]
+    if res.pages:  # a table only for a step that ran
+        lines += ["", "| page | role | time (median if repeated) | p95 | server CPU | load | how |",
+                  "|---|---|---:|---:|---:|---|---|"]
     for f in res.pages:
         spread = "" if f.p95 is None else ms(f.p95)
         lines.append(f"| {f.what} | {f.role} | {'**' + ms(f.ms) + '**'} | {spread} | {cpu_ms(f.cpu)} | {f.load} "
                      f"| {f.note} |")
-    lines += ["", "| member search (Members page, typed, Enter) | time | server CPU | load | the page said |",
-              "|---|---:|---:|---|---|"]
+    if res.searches:
+        lines += ["", "| member search (Members page, typed, Enter) | time | server CPU | load | the page said |",
+                  "|---|---:|---:|---|---|"]
     for f in res.searches:
         lines.append(f"| `{f.what}` | **{ms(f.ms)}** | {cpu_ms(f.cpu)} | {f.load} | {f.note} |")
     if res.changes:
@@ -773,7 +775,8 @@ def report(res: Results, args: argparse.Namespace) -> str:
                   f"{c['wall']:.0f} s in all; server RSS peak {c['peak_rss']:.0f} MiB; load {c['load']}"
                   + (f"; {c['failed']} page(s) failed (counted as {ms(PAGE_TIMEOUT_MS)})" if c["failed"] else "")
                   + "."]
-    lines += ["", "| server RSS (Streamlit process) | MiB | load |", "|---|---:|---|"]
+    if res.rss:
+        lines += ["", "| server RSS (Streamlit process) | MiB | load |", "|---|---:|---|"]
     for what, rss, ld in res.rss:
         lines.append(f"| {what} | {rss:.0f} | {ld} |" if rss else f"| {what} | ? | {ld} |")
     lines += ["", "Problems seen: " + ("; ".join(res.problems) if res.problems else "none (no traceback on any page).")]
