@@ -9,7 +9,7 @@ working while the server's start and the pages' reads change underneath:
    serves the dashboard and the sandbox; time to healthy is measured (first start and restarts);
 2. per role (support, finance, manager, admin): restart the server, sign in (the first page after
    a restart: *cold*), open every page the role sees from the navigation (the first visit since
-   the restart: *first*), then each page again (*warm*, median of ``--warm`` visits);
+   the restart: *first*), then each page again (*warm*: median and p95 of ``--warm`` visits, 5);
 3. member search on the Members page (each query typed once: nothing cached);
 4. a staff change end to end: a support agent cancels a membership at the period's end and undoes
    it (Preview, then Confirm until "Done." shows: Stripe's sandbox and our rows);
@@ -18,6 +18,14 @@ working while the server's start and the pages' reads change underneath:
 6. the server's CPU time beside each figure (the Streamlit process; the database server's not), its
    RSS after each step and at peak, and the load average
    beside every figure. Times are of the day they run at (the Overview opens on "Month to date").
+
+Progress goes to stderr as each figure comes (flushed, with the load), the report to stdout at the
+end. Every wait has a timeout: a page after 180 s, a step (one role's pages, the searches, the
+change, the concurrent sessions) after ``--step-timeout`` (1,800 s), closing the browser after
+30 s. A page or step that fails is said at once (with a screenshot in the temporary folder's
+``memberdesk-ux-failures``), listed under "Problems seen", and the run goes on with the rest; a
+concurrent session stops after two failed pages in a row. A "Sign in" press the server lost under
+load (the form back, idle, still asking) is pressed again, as a person would.
 
 A page's time runs from the click (or the sign-in) until the script run it started has ended
 (Streamlit's own ``data-test-script-state`` on the page); charts may still paint after that. A
@@ -69,9 +77,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ROLES = {"support": "support-demo-pass", "finance": "finance-demo-pass", "manager": "manager-demo-pass",
          "admin": "admin-demo-pass"}
 SECTION = "## The user's experience in the browser"
+COOKIE = "memberdesk_auth"  # the sign-in cookie's default name (the server's environment sets no other)
 STEPS = ("pages", "search", "change", "concurrent")
 FAILURES = Path(tempfile.gettempdir()) / "memberdesk-ux-failures"  # a screenshot of a step that failed
-PAGE_TIMEOUT_MS = 180_000  # a page slower than this counts as this long, and as a problem
+PAGE_TIMEOUT_MS = 180_000  # a page slower than this counts as this long, and as a problem (--page-timeout)
+STEP_TIMEOUT_S = 1800.0  # a step still running after this long is ended and reported (--step-timeout)
+CLOSE_TIMEOUT_S = 30.0  # closing a browser context or the browser: a hung one is left behind, not waited on
+GIVE_UP_AFTER = 2  # a concurrent session whose pages fail this many times in a row stops (its server is gone)
 SAID = re.compile(r"members? matche?s?|No member matches")
 CHANGED_MEANWHILE = re.compile(r"changed after you opened the form")
 SEARCHES = ["moreau", "fernandez", "lea moreau", "{email}", "{email_start}", "{customer}", "{member_id}"]
@@ -99,7 +111,16 @@ def load() -> str:
     return load_average("/")
 
 
+def say(message: str) -> None:
+    """Progress on stderr as each figure or failure comes (flushed: a run that waits shows where)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message} (load {load()})", file=sys.stderr, flush=True)
+
+
 # --- the server, through its public start command -------------------------------------------------
+
+class ServerFailed(RuntimeError):
+    """The server stopped while starting, or was not healthy in time."""
+
 
 class Server:
     """``python -m cli run`` in its own process group; restartable; RSS of its Streamlit child."""
@@ -119,13 +140,13 @@ class Server:
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         while time.perf_counter() - t < timeout:
             if self.proc.poll() is not None:
-                raise SystemExit(f"the server stopped while starting; see {self.log}")
+                raise ServerFailed(f"the server stopped while starting; see {self.log}")
             try:
                 with urllib.request.urlopen(f"{self.base}/_stcore/health", timeout=2):
                     return time.perf_counter() - t
             except OSError:
                 time.sleep(0.2)
-        raise SystemExit(f"the server was not healthy within {timeout:.0f} s; see {self.log}")
+        raise ServerFailed(f"the server was not healthy within {timeout:.0f} s; see {self.log}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -136,6 +157,9 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def _streamlit_pid(self) -> int | None:
         if self.proc is None:
@@ -208,6 +232,7 @@ class Figure:
     load: str
     note: str = ""
     cpu: float | None = None  # the server's CPU time in the same span (Streamlit process)
+    p95: float | None = None  # of repeated visits (``ms`` is then their median)
 
 
 async def with_cpu(server: Server, work: Any) -> tuple[Any, float | None]:
@@ -223,6 +248,13 @@ def median_or_none(values: list[float | None]) -> float | None:
     return statistics.median(known) if known else None
 
 
+def p95(values: list[float]) -> float:
+    """The 95th percentile, interpolated between the measured values (5 visits: near the slowest)."""
+    if len(values) < 2:
+        return max(values or [0.0])
+    return statistics.quantiles(values, n=20, method="inclusive")[18]
+
+
 @dataclass
 class Results:
     started: str = ""
@@ -236,11 +268,21 @@ class Results:
     rss: list[tuple[str, float | None, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
+    def add(self, where: list[Figure], figure: Figure) -> None:
+        where.append(figure)
+        spread = f", p95 {ms(figure.p95)}" if figure.p95 is not None else ""
+        cpu = f", server CPU {ms(figure.cpu)}" if figure.cpu is not None else ""
+        say(f"{figure.what} ({figure.role}): {ms(figure.ms)}{spread}{cpu}" + (f"; {figure.note}" if figure.note else ""))
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+        say(f"PROBLEM: {text}")
+
 
 STARTED = "(t0) => window.__md.some(x => x.t >= t0)"
 
 
-async def timed(page: Any, action: Any, timeout_ms: float = 600_000, tries: int = 3) -> float:
+async def timed(page: Any, action: Any, timeout_ms: float = PAGE_TIMEOUT_MS, tries: int = 3) -> float:
     """Milliseconds from ``action()`` until the run it starts has ended (see DONE). A click that
     lands while the sign-in cookie component reruns the page can be dropped (no run starts): as a
     person would, the action is repeated (at most ``tries`` times, 15 s apart), and the time
@@ -258,11 +300,11 @@ async def timed(page: Any, action: Any, timeout_ms: float = 600_000, tries: int 
     return float(await handle.json_value())
 
 
-async def timed_goto(page: Any, url: str, timeout_ms: float = 600_000) -> float:
+async def timed_goto(page: Any, url: str, timeout_ms: float = PAGE_TIMEOUT_MS) -> float:
     """Milliseconds from asking for ``url`` until its first script run has ended (a new document
     has its own clock, so this is timed here, not in the page)."""
     t = time.perf_counter()
-    await page.goto(url)
+    await page.goto(url, timeout=timeout_ms, wait_until="commit")
     await page.wait_for_function(DONE, arg=0, polling="raf", timeout=timeout_ms)
     return (time.perf_counter() - t) * 1000
 
@@ -271,10 +313,21 @@ async def problems_on(page: Any, where: str) -> list[str]:
     found = []
     if await page.locator("[data-testid=stException]").count():
         found.append(f"{where}: a traceback is shown")
-    text = await page.locator("[data-testid=stMain]").inner_text()
+    text = await page.locator("[data-testid=stMain]").inner_text(timeout=PAGE_TIMEOUT_MS)
     if "Traceback" in text:
         found.append(f"{where}: 'Traceback' in the page text")
     return found
+
+
+async def failed(res: Results, page: Any, what: str, exc: BaseException) -> None:
+    """One measurement that failed: said at once, with a screenshot, and the run goes on."""
+    res.problem(f"{what} failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+    shot = FAILURES / (re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-") + ".png")
+    try:
+        await asyncio.wait_for(page.screenshot(path=str(shot), full_page=True, timeout=30_000), 40)
+        say(f"screenshot: {shot}")
+    except Exception:  # a page that cannot be drawn has nothing to show
+        pass
 
 
 async def sign_in(page: Any, base: str, role: str) -> float:
@@ -283,22 +336,63 @@ async def sign_in(page: Any, base: str, role: str) -> float:
 
 
 async def open_sign_in(page: Any, base: str) -> None:
-    await page.goto(base)
-    await page.get_by_label("Username").wait_for(timeout=600_000)
-    await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=600_000)
+    # Not until "load": what counts is the form showing and its run ended (waited for below).
+    await page.goto(base, timeout=PAGE_TIMEOUT_MS, wait_until="commit")
+    await page.get_by_label("Username").wait_for(timeout=PAGE_TIMEOUT_MS)
+    await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=PAGE_TIMEOUT_MS)
 
 
-async def submit_sign_in(page: Any, role: str) -> float:
-    await page.get_by_label("Username").fill(role)
-    await page.get_by_label("Password", exact=True).fill(ROLES[role])
-    # Until the navigation shows and the run that draws the first page has ended: signing in
-    # takes a run of its own (cookie, rerun) before the page's.
+SIGN_IN_AGAIN = """() => {
+  const app = document.querySelector('[data-testid=stApp]');
+  return !document.querySelector('[data-testid=stSidebarNav] a') && !!app
+    && app.getAttribute('data-test-script-state') === 'notRunning'
+    && !!document.querySelector('input[autocomplete=username]');
+}"""
+
+
+async def submit_sign_in(page: Any, role: str, tries: int = 3) -> float:
+    """Milliseconds from pressing "Sign in" until the navigation shows and the run that draws the
+    first page has ended (signing in takes a run of its own, cookie and rerun, before the page's).
+    Under load a press can be lost (the form is back, idle, still asking): as a person would, the
+    form is filled and pressed again, at most ``tries`` times; the time counts from the first."""
     t = time.perf_counter()
     t0 = await page.evaluate("performance.now()")
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_selector("[data-testid=stSidebarNav] a", timeout=PAGE_TIMEOUT_MS)
+    nav = page.locator("[data-testid=stSidebarNav] a").first
+    for attempt in range(tries):
+        await page.get_by_label("Username").fill(role)
+        await page.get_by_label("Password", exact=True).fill(ROLES[role])
+        await page.get_by_role("button", name="Sign in").click()
+        left = PAGE_TIMEOUT_MS - (time.perf_counter() - t) * 1000
+        # Either the navigation shows, or the form is back and idle for 5 s: pressed for nothing.
+        signed_in = asyncio.ensure_future(nav.wait_for(timeout=max(left, 1)))
+        lost = asyncio.ensure_future(wait_lost(page, max(left, 1)))
+        await asyncio.wait({signed_in, lost}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (signed_in, lost):
+            task.cancel()
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: the outcome is read below
+        if signed_in.done() and not signed_in.cancelled() and signed_in.exception() is None:
+            break
+        if attempt == tries - 1 or left <= 0:
+            raise TimeoutError(f"signing in as {role}: no navigation after {attempt + 1} presses of Sign in")
+        say(f"{role}: Sign in pressed again (the form came back without signing in)")
     await page.wait_for_function(DONE, arg=t0, polling="raf", timeout=PAGE_TIMEOUT_MS)
     return (time.perf_counter() - t) * 1000
+
+
+async def wait_lost(page: Any, timeout_ms: float) -> None:
+    """Returns once the sign-in form has stood idle, not signed in, for 5 s in a row."""
+    deadline = time.perf_counter() + timeout_ms / 1000
+    idle_since = None
+    while time.perf_counter() < deadline:
+        if await page.evaluate(SIGN_IN_AGAIN):
+            idle_since = idle_since or time.perf_counter()
+            if time.perf_counter() - idle_since >= 5:
+                return
+        else:
+            idle_since = None
+        await asyncio.sleep(0.5)
+    raise TimeoutError("signing in took too long")
 
 
 async def nav_links(page: Any) -> list[tuple[str, str]]:
@@ -314,7 +408,7 @@ async def nav_links(page: Any) -> list[tuple[str, str]]:
 
 async def open_page(page: Any, href: str) -> float:
     link = page.locator(f'[data-testid=stSidebarNav] a[href="{href}"]').first
-    return await timed(page, lambda: link.click())
+    return await timed(page, lambda: link.click(timeout=PAGE_TIMEOUT_MS))
 
 
 async def new_page(browser: Any) -> tuple[Any, Any]:
@@ -325,25 +419,51 @@ async def new_page(browser: Any) -> tuple[Any, Any]:
     return context, await context.new_page()
 
 
+async def close(what: Any) -> None:
+    """Close a browser context (or the browser) without waiting on one that hangs."""
+    try:
+        await asyncio.wait_for(what.close(), CLOSE_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - a context that will not close is left to the browser's end
+        say(f"closing {type(what).__name__} failed: {type(exc).__name__}")
+
+
 async def role_pass(browser: Any, server: Server, role: str, warm: int, res: Results) -> None:
+    """Sign in (cold), each page's first visit, then each page ``warm`` times: median and p95.
+    A page that fails is reported and the pass goes on with the next one."""
     context, page = await new_page(browser)
     try:
-        await open_sign_in(page, server.base)
-        ms, cpu = await with_cpu(server, submit_sign_in(page, role))
-        res.pages.append(Figure("sign-in → first page", role, ms, load(), "cold: first after a restart", cpu))
-        links = await nav_links(page)
-        first_title = links[0][0] if links else "?"
-        res.pages[-1].note += f" ({first_title})"
+        try:
+            await open_sign_in(page, server.base)
+            ms_, cpu = await with_cpu(server, submit_sign_in(page, role))
+            links = await nav_links(page)
+        except Exception as exc:
+            await failed(res, page, f"{role} sign-in", exc)
+            return
+        res.add(res.pages, Figure("sign-in → first page", role, ms_, load(),
+                                  f"cold: first after a restart ({links[0][0] if links else '?'})", cpu))
         for title, href in links[1:]:
-            ms, cpu = await with_cpu(server, open_page(page, href))
-            res.pages.append(Figure(title, role, ms, load(), "first visit", cpu))
-            res.problems += await problems_on(page, f"{role} {title}")
+            try:
+                ms_, cpu = await with_cpu(server, open_page(page, href))
+                res.add(res.pages, Figure(title, role, ms_, load(), "first visit", cpu))
+                for found in await problems_on(page, f"{role} {title}"):
+                    res.problem(found)
+            except Exception as exc:
+                await failed(res, page, f"{role} {title} first visit", exc)
         for title, href in links[1:] + links[:1]:
-            runs = [await with_cpu(server, open_page(page, href)) for _ in range(warm)]
-            res.pages.append(Figure(title, role, statistics.median(r[0] for r in runs), load(),
-                                    f"warm, median of {warm}", median_or_none([r[1] for r in runs])))
+            runs: list[tuple[float, float | None]] = []
+            for _ in range(warm):
+                try:
+                    runs.append(await with_cpu(server, open_page(page, href)))
+                except Exception as exc:
+                    await failed(res, page, f"{role} {title} warm visit {len(runs) + 1}", exc)
+                    break
+            if runs:
+                times = [r[0] for r in runs]
+                res.add(res.pages, Figure(title, role, statistics.median(times), load(),
+                                          f"warm, median of {len(runs)}", median_or_none([r[1] for r in runs]),
+                                          p95=p95(times) if len(runs) > 1 else None))
     finally:
-        await context.close()
+        await close(context)
 
 
 async def search_pass(browser: Any, server: Server, queries: list[str], res: Results) -> None:
@@ -354,50 +474,83 @@ async def search_pass(browser: Any, server: Server, queries: list[str], res: Res
         await open_page(page, members)
         box = page.get_by_role("textbox", name="Find a member")
         for query in queries:
-            await box.fill(query)
-            ms, cpu = await with_cpu(server, timed(page, lambda: box.press("Enter")))
-            main = await page.locator("[data-testid=stMain]").inner_text()
-            said = next((line for line in main.splitlines() if SAID.search(line)), "?")
-            res.searches.append(Figure(query, "support", ms, load(), said.strip()[:90], cpu))
+            try:
+                await box.fill(query, timeout=PAGE_TIMEOUT_MS)
+                ms_, cpu = await with_cpu(server, timed(page, lambda: box.press("Enter", timeout=PAGE_TIMEOUT_MS)))
+                main = await page.locator("[data-testid=stMain]").inner_text(timeout=PAGE_TIMEOUT_MS)
+                said = next((line for line in main.splitlines() if SAID.search(line)), "?")
+                res.add(res.searches, Figure(query, "support", ms_, load(), said.strip()[:90], cpu))
+            except Exception as exc:
+                await failed(res, page, f"search {query!r}", exc)
+    except Exception as exc:
+        await failed(res, page, "member search", exc)
     finally:
-        await context.close()
+        await close(context)
 
 
 async def change_pass(browser: Any, server: Server, member_id: int, res: Results) -> None:
     context, page = await new_page(browser)
     try:
         await sign_in(page, server.base, "support")
-        ms, cpu = await with_cpu(server, timed_goto(page, f"{server.base}/members?member={member_id}"))
-        await page.get_by_text("Make a change").wait_for(timeout=600_000)
-        res.changes.append(Figure("member page (deep link, signed in by cookie)", "support", ms, load(), cpu=cpu))
+        await signed_in_cookie(context)
+        ms_, cpu = await with_cpu(server, timed_goto(page, f"{server.base}/members?member={member_id}"))
+        await page.get_by_text("Make a change").wait_for(timeout=PAGE_TIMEOUT_MS)
+        res.add(res.changes, Figure("member page (deep link, signed in by cookie)", "support", ms_, load(), cpu=cpu))
         for action, what in (("Cancel the membership", "cancel at period end"),
                              ("Undo a scheduled cancellation", "undo the cancellation")):
-            await page.locator("[data-testid=stSelectbox]").filter(has_text="Action").first.click()
-            await timed(page, lambda a=action: page.get_by_role("option", name=a).first.click())
+            await choose_action(page, action)
             await page.get_by_label("Comment (required)").fill("Benchmark: the member asked for it.")
             preview, preview_cpu, again = await preview_change(page, server)
             cpu0 = server.cpu_ms()
             t = time.perf_counter()
             await page.get_by_role("button", name="Confirm change").click()
             outcome = page.get_by_text(re.compile(r"^Done")).or_(page.locator("[data-testid=stAlertContentError]"))
-            await outcome.first.wait_for(timeout=120_000)
+            await outcome.first.wait_for(timeout=PAGE_TIMEOUT_MS)
             confirm = (time.perf_counter() - t) * 1000
             cpu1 = server.cpu_ms()
             confirm_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
             shown = await page.get_by_text(re.compile(r"^Done")).count()
             await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]")
-            res.changes.append(Figure(f"{what}: Preview", "support", preview, load(),
-                                      "" if not again else f"Preview pressed {again + 1} times: the member changed "
-                                      "meanwhile (the sandbox's webhook of the previous change)", preview_cpu))
-            res.changes.append(Figure(f"{what}: Confirm → “Done.”", "support", confirm, load(),
-                                      "" if shown else "“Done.” not shown", confirm_cpu))
+            res.add(res.changes, Figure(f"{what}: Preview", "support", preview, load(),
+                                        "" if not again else f"Preview pressed {again + 1} times: the member changed "
+                                        "meanwhile (the sandbox's webhook of the previous change)", preview_cpu))
+            res.add(res.changes, Figure(f"{what}: Confirm → “Done.”", "support", confirm, load(),
+                                        "" if shown else "“Done.” not shown", confirm_cpu))
             if not shown:
-                res.problems.append(f"staff change '{what}' did not show Done.")
-    except Exception:
-        await page.screenshot(path=str(FAILURES / "staff-change.png"), full_page=True)
-        raise
+                res.problem(f"staff change '{what}' did not show Done.")
+    except Exception as exc:
+        await failed(res, page, "staff change", exc)
     finally:
-        await context.close()
+        await close(context)
+
+
+async def signed_in_cookie(context: Any, timeout_s: float = PAGE_TIMEOUT_MS / 1000) -> None:
+    """Wait until the browser holds the sign-in cookie. The page's cookie component writes it after
+    the navigation shows, late under load: a deep link opened before that finds no cookie and shows
+    the sign-in form."""
+    deadline = time.perf_counter() + timeout_s
+    while not any(c["name"] == COOKIE for c in await context.cookies()):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"no sign-in cookie ({COOKIE}) after {timeout_s:.0f} s")
+        await asyncio.sleep(0.25)
+
+
+async def choose_action(page: Any, action: str, tries: int = 4) -> None:
+    """Open the Action list and pick ``action``. A rerun landing on the click (the sign-in cookie
+    component's, or the page's own) closes the list again: as a person would, it is opened again."""
+    box = page.locator("[data-testid=stSelectbox]").filter(has_text="Action").first
+    option = page.get_by_role("option", name=action).first
+    for attempt in range(tries):
+        await page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]")
+        await box.click()
+        try:
+            await option.wait_for(timeout=10_000)
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            continue
+        await timed(page, lambda: option.click())
+        return
 
 
 async def preview_change(page: Any, server: Server, tries: int = 6) -> tuple[float, float | None, int]:
@@ -421,79 +574,126 @@ async def preview_change(page: Any, server: Server, tries: int = 6) -> tuple[flo
     return total, cpu_total, tries - 1
 
 
-async def one_session(browser: Any, server: Server, role: str, rounds: int, problems: list[str]) -> list[float]:
+async def one_session(browser: Any, server: Server, number: int, role: str, rounds: int, times: list[float],
+                      res: Results) -> None:
+    """One person's session: sign in, then every page of the role ``rounds`` times. Its page times
+    go into ``times`` as they come (a step that is ended early keeps what was measured). A failed
+    page counts as PAGE_TIMEOUT_MS; after GIVE_UP_AFTER failures in a row the session stops."""
+    name = f"concurrent session {number} ({role})"
     context, page = await new_page(browser)
-    times = []
+    done, in_a_row = 0, 0
     try:
-        times.append(await sign_in(page, server.base, role))
-        links = await nav_links(page)
+        try:
+            times.append(await sign_in(page, server.base, role))
+            links = await nav_links(page)
+            say(f"{name}: signed in, first page in {ms(times[-1])}")
+        except Exception as exc:
+            await failed(res, page, f"{name} sign-in", exc)
+            times.append(PAGE_TIMEOUT_MS)
+            return
         for _ in range(rounds):
             for title, href in links[1:] + links[:1]:
                 try:
-                    times.append(await timed(page, lambda h=href: page.locator(
-                        f'[data-testid=stSidebarNav] a[href="{h}"]').first.click(), timeout_ms=PAGE_TIMEOUT_MS))
+                    times.append(await open_page(page, href))
+                    done, in_a_row = done + 1, 0
                 except Exception as exc:  # one slow page is a figure, not the end of the session
-                    problems.append(f"concurrent {role} {title}: {type(exc).__name__}")
+                    await failed(res, page, f"{name} {title}", exc)
                     times.append(PAGE_TIMEOUT_MS)
+                    in_a_row += 1
+                    if in_a_row >= GIVE_UP_AFTER:
+                        res.problem(f"{name} stopped after {in_a_row} failed pages in a row")
+                        return
+        say(f"{name}: signed in and {done} pages")
     finally:
-        await context.close()
-    return times
+        await close(context)
 
 
 async def concurrent_pass(browser: Any, server: Server, sessions: int, rounds: int, res: Results) -> None:
     roles = list(ROLES)
     before = load()
-    with PeakRss(server) as peak:
-        t = time.perf_counter()
-        runs = await asyncio.gather(*[one_session(browser, server, roles[i % len(roles)], rounds, res.problems)
-                                      for i in range(sessions)], return_exceptions=True)
-        wall = time.perf_counter() - t
-    times = sorted(x for r in runs if isinstance(r, list) for x in r)
-    failed = [repr(r)[:200] for r in runs if not isinstance(r, list)]
-    res.problems += [f"concurrent session failed: {f}" for f in failed]
-    q = statistics.quantiles(times, n=20) if len(times) >= 20 else [max(times or [0])] * 19
-    res.concurrent = {"sessions": sessions, "rounds": rounds, "pages": len(times), "p50": statistics.median(times or [0]),
-                      "p95": q[18], "max": max(times or [0]), "wall": wall, "peak_rss": peak.peak,
-                      "load": f"{before} → {load()}", "failed": len(failed)}
-
-
-async def step(res: Results, what: str, work: Any) -> None:
-    """Run one step; a failure is reported beside the figures instead of ending the run."""
+    times: list[float] = []
+    t = time.perf_counter()
     try:
-        await work
+        with PeakRss(server) as peak:
+            runs = await asyncio.gather(*[one_session(browser, server, i + 1, roles[i % len(roles)], rounds, times, res)
+                                          for i in range(sessions)], return_exceptions=True)
+        failed_ = [repr(r)[:200] for r in runs if isinstance(r, BaseException)]
+        for f in failed_:
+            res.problem(f"concurrent session failed: {f}")
+    finally:  # also when the step's time ran out: what was measured is kept
+        ordered = sorted(times)
+        q = statistics.quantiles(ordered, n=20) if len(ordered) >= 20 else [max(ordered or [0])] * 19
+        res.concurrent = {"sessions": sessions, "rounds": rounds, "pages": len(ordered),
+                          "p50": statistics.median(ordered or [0]), "p95": q[18], "max": max(ordered or [0]),
+                          "wall": time.perf_counter() - t, "peak_rss": peak.peak, "load": f"{before} → {load()}",
+                          "failed": sum(1 for x in ordered if x >= PAGE_TIMEOUT_MS)}
+        c = res.concurrent
+        say(f"{sessions} concurrent sessions: {c['pages']} page times, p50 {ms(c['p50'])}, p95 {ms(c['p95'])}, "
+            f"max {ms(c['max'])}, {c['wall']:.0f} s, RSS peak {c['peak_rss']:.0f} MiB")
+
+
+async def step(res: Results, what: str, work: Any, timeout_s: float) -> None:
+    """Run one step within ``timeout_s``; a failure or a step that runs out of time is reported
+    beside the figures instead of ending the run."""
+    say(f"{what} ...")
+    try:
+        await asyncio.wait_for(work, timeout_s)
+    except TimeoutError:
+        res.problem(f"{what} did not finish within {timeout_s:.0f} s (ended there)")
     except Exception as exc:  # the bench reports what it could not measure and goes on
-        res.problems.append(f"{what} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-        print(f"{what} failed: {exc}", file=sys.stderr, flush=True)
+        res.problem(f"{what} failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+
+
+async def restart(server: Server, role: str, res: Results) -> bool:
+    """Restart the server (in a thread: the browser's connection is served meanwhile)."""
+    server.stop()
+    try:
+        seconds = await asyncio.to_thread(server.start)
+    except ServerFailed as exc:
+        server.stop()
+        res.problem(f"restart before {role}: {exc}")
+        return False
+    res.add(res.starts, Figure("restart → healthy", role, seconds * 1000, load()))
+    return True
 
 
 async def drive(server: Server, args: argparse.Namespace, env: dict[str, str], res: Results) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=120_000)
         try:
             for role in args.roles if "pages" in args.steps else []:
-                server.stop()
-                res.starts.append(Figure("restart → healthy", role, server.start() * 1000, load()))
+                if not await restart(server, role, res):
+                    continue
                 with PeakRss(server) as peak:
-                    await step(res, f"{role}'s pages", role_pass(browser, server, role, args.warm, res))
+                    await step(res, f"{role}'s pages", role_pass(browser, server, role, args.warm, res),
+                               args.step_timeout)
                 res.rss.append((f"after {role}'s pages", peak.peak, load()))
-            samples = sample_ids(env["DATABASE_URL"])
-            if "search" in args.steps:
-                await step(res, "member search", search_pass(browser, server, [q.format(**samples) for q in SEARCHES], res))
+            if not server.running() and not await restart(server, "the other steps", res):
+                return
+            try:
+                samples = await asyncio.to_thread(sample_ids, env["DATABASE_URL"])
+            except Exception as exc:  # noqa: BLE001 - the searches need them; the rest goes on
+                res.problem(f"sample members for the searches: {type(exc).__name__}: {exc}"[:300])
+                samples = {}
+            if "search" in args.steps and samples:
+                await step(res, "member search", search_pass(browser, server, [q.format(**samples) for q in SEARCHES],
+                                                             res), args.step_timeout)
                 res.rss.append(("after the searches", server.rss_mib(), load()))
             subscriber = samples.get("subscriber") if args.database_url is None else args.subscriber
             if subscriber and "change" in args.steps:
-                await step(res, "staff change", change_pass(browser, server, int(subscriber), res))
+                await step(res, "staff change", change_pass(browser, server, int(subscriber), res), args.step_timeout)
             elif "change" in args.steps:
-                res.problems.append(f"staff change not measured: {args.no_change or 'no active membership'}")
+                res.problem(f"staff change not measured: {args.no_change or 'no active membership'}")
             if args.sessions and "concurrent" in args.steps:
-                await step(res, "concurrent sessions", concurrent_pass(browser, server, args.sessions, args.rounds, res))
+                await step(res, f"{args.sessions} concurrent sessions",
+                           concurrent_pass(browser, server, args.sessions, args.rounds, res), args.step_timeout)
                 if res.concurrent:
                     res.rss.append((f"after {args.sessions} concurrent sessions (peak during)",
                                     res.concurrent["peak_rss"], res.concurrent["load"]))
         finally:
-            await browser.close()
+            await close(browser)
 
 
 def sample_ids(url: str) -> dict[str, str]:
@@ -539,11 +739,16 @@ def report(res: Results, args: argparse.Namespace) -> str:
     lines += ["| step | role | time | load | note |", "|---|---|---:|---|---|"]
     for f in res.starts:
         lines.append(f"| {f.what} | {f.role} | {ms(f.ms)} | {f.load} | {f.note} |")
-    lines += ["", "| page | role | time | server CPU | load | how |", "|---|---|---:|---:|---|---|"]
+    if res.pages:  # a table only for a step that ran
+        lines += ["", "| page | role | time (median if repeated) | p95 | server CPU | load | how |",
+                  "|---|---|---:|---:|---:|---|---|"]
     for f in res.pages:
-        lines.append(f"| {f.what} | {f.role} | {'**' + ms(f.ms) + '**'} | {cpu_ms(f.cpu)} | {f.load} | {f.note} |")
-    lines += ["", "| member search (Members page, typed, Enter) | time | server CPU | load | the page said |",
-              "|---|---:|---:|---|---|"]
+        spread = "" if f.p95 is None else ms(f.p95)
+        lines.append(f"| {f.what} | {f.role} | {'**' + ms(f.ms) + '**'} | {spread} | {cpu_ms(f.cpu)} | {f.load} "
+                     f"| {f.note} |")
+    if res.searches:
+        lines += ["", "| member search (Members page, typed, Enter) | time | server CPU | load | the page said |",
+                  "|---|---:|---:|---|---|"]
     for f in res.searches:
         lines.append(f"| `{f.what}` | **{ms(f.ms)}** | {cpu_ms(f.cpu)} | {f.load} | {f.note} |")
     if res.changes:
@@ -557,8 +762,10 @@ def report(res: Results, args: argparse.Namespace) -> str:
                   f"and websocket; roles in turn), signing in together, then every page of the role {c['rounds']} "
                   f"times: {c['pages']} page times, **p50 {ms(c['p50'])}, p95 {ms(c['p95'])}**, max {ms(c['max'])}; "
                   f"{c['wall']:.0f} s in all; server RSS peak {c['peak_rss']:.0f} MiB; load {c['load']}"
-                  + (f"; {c['failed']} session(s) failed" if c["failed"] else "") + "."]
-    lines += ["", "| server RSS (Streamlit process) | MiB | load |", "|---|---:|---|"]
+                  + (f"; {c['failed']} page(s) failed (counted as {ms(PAGE_TIMEOUT_MS)})" if c["failed"] else "")
+                  + "."]
+    if res.rss:
+        lines += ["", "| server RSS (Streamlit process) | MiB | load |", "|---|---:|---|"]
     for what, rss, ld in res.rss:
         lines.append(f"| {what} | {rss:.0f} | {ld} |" if rss else f"| {what} | ? | {ld} |")
     lines += ["", "Problems seen: " + ("; ".join(res.problems) if res.problems else "none (no traceback on any page).")]
@@ -697,9 +904,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--members", type=int, default=5000, help="demo world size (make run's: 5,000)")
     p.add_argument("--roles", nargs="+", choices=tuple(ROLES), default=list(ROLES))
-    p.add_argument("--warm", type=int, default=3, help="warm visits per page (median)")
+    p.add_argument("--warm", type=int, default=5, help="warm visits per page (median and p95)")
     p.add_argument("--sessions", type=int, default=10)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--step-timeout", type=float, default=STEP_TIMEOUT_S, metavar="SECONDS",
+                   help=f"a step (one role's pages, the searches, the change, the concurrent sessions) still "
+                        f"running after this long is ended and reported (default {STEP_TIMEOUT_S:.0f})")
     p.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="what to measure (default: all)")
     p.add_argument("--write-docs", action="store_true")
     p.add_argument("--keep", action="store_true")
@@ -721,19 +931,30 @@ def main(argv: list[str] | None = None) -> int:
                   f"({cpu_model()}), Python {platform.python_version()}")
     if args.database_url:
         env, pg_db = existing_env(folder, args.database_url), None
+        say("counting the existing world and preparing the sandbox ...")
         res.world, args.existing_members, args.subscriber, args.no_change = prepare_existing(env, args)
+        say(res.world + (f"; the staff change is made on member {args.subscriber}" if args.subscriber
+                         else f"; no staff change: {args.no_change}"))
     else:
         env, pg_db = scratch_env(folder, args.db, args.pg_url)
     server = Server(env, free_port(), args.members, folder / "server.log")
     try:
         load_before = load()
-        first = server.start()
-        res.starts.append(Figure("first start → healthy (migrate, start)" if args.database_url else
+        say(f"first start: python -m cli run (server log: {server.log}) ...")
+        try:
+            first = server.start()
+        except ServerFailed as exc:
+            raise SystemExit(f"error: {exc}") from None
+        res.add(res.starts, Figure("first start → healthy (migrate, start)" if args.database_url else
                                  "first start → healthy (migrate, generate the demo world, start)", "-",
                                  first * 1000, f"{load_before} → {load()}"))
         if not args.database_url:
             res.world = f"demo world of {args.members:,} members generated by the first start"
-        asyncio.run(drive(server, args, env, res))
+        try:
+            asyncio.run(drive(server, args, env, res))
+        except KeyboardInterrupt:  # Ctrl-C: the report of what was measured so far still follows
+            res.problem("interrupted (Ctrl-C) before the last step ended")
+        say("done; the report follows")
     finally:
         server.stop()
         if pg_db and not args.keep:
