@@ -1,9 +1,10 @@
 """Sign-in, sign-out and idle expiry on streamlit-authenticator 0.4.2, with accounts in the database.
 
 What this module guarantees (each point is a trap verified on this stack, see docs/dashboard.md):
-- The ``Authenticate`` object is built once per run from a deep copy of a plain dict of the
-  accounts that may sign in now (active and not locked); ``login_sleep_time=0`` so a deep link
-  survives the cookie component's reruns.
+- streamlit-authenticator's ``AuthenticationController`` (the password check and the session
+  keys) is built once per run from a deep copy of a plain dict of the accounts that may sign in now
+  (active and not locked). Its ``Authenticate`` wrapper is not used: that one draws a cookie
+  component on every run whose value reports rerun the script on their own (below).
 - Locked or disabled accounts never sign in, even with the right password: the database is asked
   before the password is checked and again after it matched.
 - Failed attempts are counted in the database (``core.staff.sign_in``), so the
@@ -12,8 +13,14 @@ What this module guarantees (each point is a trap verified on this stack, see do
   ``core.staff_sessions`` that owns its transaction.
 - The sign-in cookie expires after ``session_idle_minutes`` without activity (it is re-issued
   while the person keeps working), and an open session idle that long is signed out.
-- After a sign-out the cookie delete keeps rendering under one stable key until the browser
-  confirms it ran, so a quick click cannot leave the cookie behind.
+- The cookie is written and deleted by one line of JavaScript in ``st.html`` (in the page, no
+  iframe, nothing sent back), never by a component that reports a value: such a report is a rerun
+  the person did not ask for, and with ``runner.fastReruns`` a rerun request stops the run in
+  progress and starts a new one from the browser's widget state, in which a form's submit (or a
+  button's click) is already reset. A form submitted just before such a report was silently
+  dropped (and emptied, with ``clear_on_submit``). docs/dashboard.md has the evidence.
+- After a sign-out the cookie delete keeps rendering on every signed-out run until the next
+  sign-in, so a quick click cannot leave the cookie behind.
 - Sessions end on the server: every sign-in opens a row in ``staff_sessions`` (``core.staff_sessions``)
   and the cookie carries its random token. A cookie signs in, and an open session keeps running,
   only while that row is live; sign-out and idle expiry revoke it, and disabling an account,
@@ -29,14 +36,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import jwt
 import streamlit as st
-import streamlit_authenticator as stauth
+from streamlit_authenticator.controllers import AuthenticationController
 from streamlit_authenticator.utilities import LoginError
 
 from core import staff, staff_sessions
@@ -51,15 +60,14 @@ log = logging.getLogger(__name__)
 
 _AUTH_KEY = "_md_authenticator"
 _LAST_SEEN = "_md_last_seen"
-_COOKIE_PENDING = "_md_cookie_pending"  # a token to write into the browser
+_COOKIE = "_md_cookie"  # (token, expiry in epoch seconds) this session wrote into the browser
 _COOKIE_ISSUED = "_md_cookie_issued"  # epoch seconds the current token was issued
-_DELETE_PENDING = "_md_cookie_delete_pending"
+_DELETE_PENDING = "_md_cookie_delete_pending"  # a fresh mark per sign-out: the browser drops the cookie
 _NOTICE = "_md_signin_notice"
 _CHECKED = "_md_account_checked"
 _SESSION = "_md_session"  # the token of this sign-in's row in staff_sessions
 _TOUCHED = "_md_session_touched"  # epoch seconds the server-side expiry was last slid
 _REFUSED = "_md_cookie_refused"  # the last refused cookie, so a refusal is audited once
-_HIDE_EMPTY_FRAMES = "<style>.element-container:has(iframe[height='0']){display:none;}</style>"
 
 
 def clear_account_cache() -> None:
@@ -71,17 +79,14 @@ def _idle_seconds() -> int:
     return settings().session_idle_minutes * 60
 
 
-def _authenticator() -> stauth.Authenticate:
-    s = settings()
+def _authenticator() -> AuthenticationController:
     try:
-        cookie_key = s.require_cookie_key()
+        cookie_key = settings().require_cookie_key()
     except SettingsError as exc:
         st.error(md(exc))
         st.stop()
     credentials = {"usernames": copy.deepcopy(reads.signable_accounts())}
-    return stauth.Authenticate(credentials, cookie_name=s.cookie_name, cookie_key=cookie_key,
-                               cookie_expiry_days=s.session_idle_minutes / 1440, auto_hash=False,
-                               login_sleep_time=0)
+    return AuthenticationController(credentials, auto_hash=False, secret_key=cookie_key)
 
 
 _TOUCH_EVERY = 60  # seconds between two slides of the server-side expiry (one write a minute at most)
@@ -103,22 +108,35 @@ def _touch_session(now: float) -> None:
 
 
 def _issue_cookie(username: str) -> None:
-    """Queue a fresh sign-in cookie naming this session (streamlit-authenticator's JWT shape plus
-    ``sid``)."""
+    """A fresh sign-in cookie naming this session (streamlit-authenticator's JWT shape plus
+    ``sid``), written into the browser from this run on."""
     now = time.time()
     sid = str(st.session_state.get(_SESSION) or "")
     token = jwt.encode({"username": username, "exp_date": now + _idle_seconds(), "sid": sid},
                        settings().require_cookie_key(), algorithm="HS256")
-    st.session_state[_COOKIE_PENDING] = (token, now + _idle_seconds(), f"md_cookie_set_{now:.6f}")
+    st.session_state[_COOKIE] = (token, now + _idle_seconds())
     st.session_state[_COOKIE_ISSUED] = now
 
 
-def _cookie_component(auth: stauth.Authenticate, key: str, **args: Any) -> Any:
-    # The raw cookie component: its value turns True once the browser has run the operation,
-    # which is how we know when it is safe to stop rendering it.
-    st.markdown(_HIDE_EMPTY_FRAMES, unsafe_allow_html=True)  # text-safe: a constant style rule
-    manager = auth.cookie_controller.cookie_model.cookie_manager
-    return manager.cookie_manager(key=key, default=False, **args)
+def cookie_line(value: str, expires: float) -> str:
+    """The ``document.cookie`` assignment for the sign-in cookie: as tight as a cookie written from
+    JavaScript allows. Secure only when the browser reached us over HTTPS (a browser drops a Secure
+    cookie set on plain HTTP, which would make signing in impossible on a local run)."""
+    when = format_datetime(datetime.fromtimestamp(expires, UTC), usegmt=True)
+    parts = [f"{settings().cookie_name}={value}", f"expires={when}", "path=/", "SameSite=Strict"]
+    if served_over_https():
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+def _run_in_browser(line: str, mark: str = "") -> None:
+    """Set ``document.cookie`` to ``line`` in the page. ``st.html`` runs the script in the page
+    itself when its element first appears (or its text changes) and sends nothing back, so this
+    never reruns the script (the module doc says why that matters). ``mark`` makes the text new,
+    so the line runs again. The JSON string cannot close the script tag (``<`` is escaped)."""
+    literal = json.dumps(line).replace("<", "\\u003c")
+    note = f"/* {mark} */" if mark else ""  # our own "md_cookie_delete_<time>"
+    st.html(f"<script>document.cookie = {literal};{note}</script>", unsafe_allow_javascript=True)
 
 
 def _audit(actor: str, action: str, *, outcome: str = "ok", comment: str | None = None) -> None:
@@ -128,14 +146,14 @@ def _audit(actor: str, action: str, *, outcome: str = "ok", comment: str | None 
         log.exception("could not record %s for %s", action, actor)
 
 
-def _sign_out(auth: stauth.Authenticate, *, reason: str, notice: str | None = None) -> None:
+def _sign_out(auth: AuthenticationController, *, reason: str, notice: str | None = None) -> None:
     username = st.session_state.get("username") or "?"
     try:  # end it on the server first (with its audit entry): the cookie copy in any other browser dies with it
         staff.sign_out(engine(), st.session_state.get(_SESSION), str(username), reason)
     except Exception:  # the sign-out in this browser must still happen
         log.exception("could not revoke the session of %s", username)
-    auth.authentication_controller.logout()
-    for key in (_LAST_SEEN, _COOKIE_PENDING, _COOKIE_ISSUED, _CHECKED, _SESSION, _TOUCHED):
+    auth.logout()
+    for key in (_LAST_SEEN, _COOKIE, _COOKIE_ISSUED, _CHECKED, _SESSION, _TOUCHED):
         st.session_state.pop(key, None)
     st.session_state[_DELETE_PENDING] = f"md_cookie_delete_{time.time():.6f}"
     if notice:
@@ -143,10 +161,10 @@ def _sign_out(auth: stauth.Authenticate, *, reason: str, notice: str | None = No
     log.info("sign-out user=%s reason=%s", username, reason)
 
 
-def _read_cookie(auth: stauth.Authenticate) -> tuple[str, dict[str, Any] | None]:
+def _read_cookie() -> tuple[str, dict[str, Any] | None]:
     """The raw sign-in cookie this browser sent, and its claims when the signature, the expiry
     and the shape are right (None otherwise)."""
-    name = auth.cookie_controller.cookie_model.cookie_name
+    name = settings().cookie_name
     raw = st.context.cookies.get(name) if name in st.context.cookies else None
     if not raw:
         return "", None
@@ -171,8 +189,8 @@ def _refuse_cookie(raw: str, username: str, why: str) -> None:
         log.info("sign-in cookie refused user=%s reason=%s", username or "?", why)
 
 
-def _try_cookie_login(auth: stauth.Authenticate) -> None:
-    raw, token = _read_cookie(auth)
+def _try_cookie_login(auth: AuthenticationController) -> None:
+    raw, token = _read_cookie()
     if not raw:
         return
     if token is None:  # forged, expired, or from before sessions were kept on the server
@@ -184,7 +202,7 @@ def _try_cookie_login(auth: stauth.Authenticate) -> None:
         _refuse_cookie(raw, username, f"session ended: {live.reason}")
         return
     try:
-        auth.authentication_controller.login(token=token)
+        auth.login(token=token)
     except LoginError:  # the account is disabled, locked or gone: the cookie no longer signs in
         _refuse_cookie(raw, username, "account cannot sign in")
         return
@@ -194,7 +212,7 @@ def _try_cookie_login(auth: stauth.Authenticate) -> None:
     log.info("sign-in from cookie user=%s", username)
 
 
-def run_authentication() -> stauth.Authenticate:
+def run_authentication() -> AuthenticationController:
     """Build the authenticator for this run, restore a signed-in session from its cookie, expire
     idle sessions and sign out disabled accounts. Call once at the top of every run."""
     state = st.session_state
@@ -217,31 +235,13 @@ def run_authentication() -> stauth.Authenticate:
         issued = state.get(_COOKIE_ISSUED)
         if issued is None or now - issued > _idle_seconds() / 2:  # keep the cookie sliding
             _issue_cookie(str(state["username"]))
-        pending = state.get(_COOKIE_PENDING)
-        if pending:
-            # a fresh component key per cookie: a reused key would still hold the last "done"
-            token, expires, key = pending
-            done = _cookie_component(auth, key, method="set", cookie=auth.cookie_controller
-                                     .cookie_model.cookie_name, value=token, options=cookie_options(expires))
-            if done:
-                state.pop(_COOKIE_PENDING, None)
-    elif state.get(_DELETE_PENDING):
-        done = _cookie_component(auth, str(state[_DELETE_PENDING]), method="delete",
-                                 cookie=auth.cookie_controller.cookie_model.cookie_name)
-        if done:
-            state.pop(_DELETE_PENDING, None)
+        cookie = state.get(_COOKIE)
+        if cookie:  # drawn on every run, the same text: the browser writes it once per token
+            token, expires = cookie
+            _run_in_browser(cookie_line(str(token), float(expires)))
+    elif state.get(_DELETE_PENDING):  # every signed-out run until the next sign-in
+        _run_in_browser(cookie_line("", 0), mark=str(state[_DELETE_PENDING]))
     return auth
-
-
-def cookie_options(expires: float) -> dict[str, Any]:
-    """The sign-in cookie's attributes: as tight as a cookie written from JavaScript allows.
-    Secure only when the browser reached us over HTTPS (a browser drops a Secure cookie set on
-    plain HTTP, which would make signing in impossible on a local run)."""
-    options: dict[str, Any] = {"path": "/", "sameSite": "strict",
-                               "expires": datetime.fromtimestamp(expires, UTC).isoformat()}
-    if served_over_https():
-        options["secure"] = True
-    return options
 
 
 def served_over_https() -> bool:
@@ -259,7 +259,7 @@ _ENDED = {
 }
 
 
-def _recheck_account(auth: stauth.Authenticate) -> None:
+def _recheck_account(auth: AuthenticationController) -> None:
     """Every run: the session must still be live on the server (not signed out elsewhere, not
     revoked by an admin), and the account active; otherwise the person is signed out here too."""
     state = st.session_state
@@ -281,7 +281,7 @@ def _recheck_account(auth: stauth.Authenticate) -> None:
 def _attempt_login() -> None:
     """Form callback (runs before the script, so the page the URL names renders right after)."""
     state = st.session_state
-    auth: stauth.Authenticate = state[_AUTH_KEY]
+    auth: AuthenticationController = state[_AUTH_KEY]
     username = str(state.get("login_username") or "").strip().lower()
     password = str(state.get("login_password") or "").strip()
     state["login_password"] = ""
@@ -291,7 +291,7 @@ def _attempt_login() -> None:
 
     def password_matches() -> bool:  # asked by core between its two reads of the account
         try:
-            return bool(auth.authentication_controller.login(username, password))
+            return bool(auth.login(username, password))
         except (LoginError, ValueError):  # bcrypt 5 raises on passwords over 72 bytes
             return False
 
@@ -313,7 +313,7 @@ def _attempt_login() -> None:
         state[_NOTICE] = _locked_sentence(result.locked_until)
         return
     if result.password_matched:  # the account was disabled or locked while the password was checked
-        auth.authentication_controller.logout()
+        auth.logout()
     if result.outcome == staff.LOCKED_NOW:
         state[_NOTICE] = _locked_sentence(result.locked_until)
         log.warning("lockout user=%s", username)
@@ -346,7 +346,7 @@ def render_login() -> None:
 
 
 def _logout_clicked() -> None:
-    auth: stauth.Authenticate = st.session_state[_AUTH_KEY]
+    auth: AuthenticationController = st.session_state[_AUTH_KEY]
     _sign_out(auth, reason="sign-out", notice="You are signed out.")
 
 

@@ -18,7 +18,7 @@ from tests.support.browser import (
     choose,
     confirm_change,
     make_change,
-    preview_until,
+    preview,
     refund_again,
     sign_in_as,
     wait_idle,
@@ -72,7 +72,7 @@ def test_support_cancels_refunds_and_meets_a_stale_form(page, served, stripe_env
     refund_again(page, "2.00", "Goodwill for the app outage.", earlier_by="support")
     assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 200
     page.get_by_text("Yes, refund again").click()
-    preview_until(page, page.get_by_role("button", name="Confirm change"))
+    preview(page, page.get_by_role("button", name="Confirm change"))
     confirm_change(page)
     assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 400
     with session_scope(engine) as s:

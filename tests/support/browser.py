@@ -3,11 +3,13 @@
 - Fixtures ``browser`` (session scope: Debian's Chromium) and ``page`` (a fresh context per test),
   registered in ``tests/conftest.py``; browser tests are marked ``@pytest.mark.browser`` and
   ``@pytest.mark.xdist_group("browser")``.
-- ``wait_idle(page)``: wait until the script has finished running (a click during a rerun can be
-  dropped). ``sign_in``/``sign_in_as``, ``choose``/``pick_option`` (select boxes),
-  ``make_change`` (a membership change through its form), ``preview_until`` (Preview, clicked
-  again as a person would when a rerun dropped the click), ``refund_again`` (the same refund
-  typed twice is stopped).
+- ``LateReruns(page)``: reruns the page asks for on its own land right after the next click's
+  run has started (the worst timing a loaded machine can give).
+- ``wait_idle(page)``: wait until the script has finished running (a click on an element the
+  running script is about to redraw can miss it). ``sign_in``/``sign_in_as``,
+  ``choose``/``pick_option`` (select boxes), ``make_change`` (a membership change through its
+  form), ``preview`` (Preview and its answer), ``refund_again`` (the same refund typed twice is
+  stopped).
 """
 
 from __future__ import annotations
@@ -59,6 +61,51 @@ def wait_idle(page: Any, timeout: float = 30_000) -> None:
     page.wait_for_selector(IDLE, timeout=timeout)
 
 
+class LateReruns:
+    """What a loaded machine does at its worst, on purpose: every rerun the page asks for on its own
+    (a message to the server carrying no click or submit, e.g. a component reporting its value) is
+    held back and delivered right behind the person's next click or submit. Streamlit
+    (``runner.fastReruns``) then stops the click's run and starts one from widget state whose click
+    is already reset, so the click is lost. An app that never reruns on its own passes.
+
+    ``LateReruns(page)`` before ``page.goto``; ``arm(skip=n)`` lets the next ``n`` clicks through
+    as usual and holds what comes after them until the click after those."""
+
+    def __init__(self, page: Any) -> None:
+        self.held: list[Any] = []
+        self.delivered = 0
+        self._armed = False
+        self._skip = 0
+        page.route_web_socket("**/_stcore/stream", self._route)
+
+    def arm(self, *, skip: int = 0) -> None:
+        self._armed, self._skip = True, skip
+
+    def _route(self, ws: Any) -> None:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        server = ws.connect_to_server()
+
+        def from_page(message: Any) -> None:
+            msg = BackMsg.FromString(message if isinstance(message, bytes) else message.encode())
+            clicked = any(w.WhichOneof("value") == "trigger_value" and w.trigger_value
+                          for w in msg.rerun_script.widget_states.widgets)
+            if self._armed and msg.WhichOneof("type") == "rerun_script" and not clicked:
+                self.held.append(message)
+                return
+            server.send(message)
+            if self._armed and clicked:
+                if self._skip:
+                    self._skip -= 1
+                    return
+                self._armed = False
+                for held in self.held:
+                    server.send(held)
+                self.delivered += len(self.held)
+
+        ws.on_message(from_page)  # what the server sends goes to the page unchanged
+
+
 def sign_in(page: Any, username: str, password: str) -> None:
     page.get_by_role("textbox", name="Username").wait_for()
     wait_idle(page)
@@ -98,19 +145,11 @@ def choose(page: Any, label: str, option: str) -> None:
     pick_option(page, page.locator("[data-testid=stSelectbox]").filter(has_text=label).first, option)
 
 
-def preview_until(page: Any, answer: Any, tries: int = 3) -> None:
-    """Click Preview until ``answer`` (a locator) shows: a click in the rerun after a form reset
-    can be dropped, and a person clicks again."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    for _ in range(tries):
-        page.get_by_role("button", name="Preview").click()
-        wait_idle(page)
-        try:
-            answer.wait_for(timeout=10_000)
-            return
-        except PlaywrightTimeout:
-            continue
+def preview(page: Any, answer: Any) -> None:
+    """Click Preview and wait for ``answer`` (a locator): one click is enough, the page never
+    reruns on its own (``LateReruns``)."""
+    page.get_by_role("button", name="Preview").click()
+    wait_idle(page)
     answer.wait_for()
 
 
@@ -121,7 +160,7 @@ def make_change(page: Any, action: str, comment: str, fill: dict[str, str] | Non
     for label, value in (fill or {}).items():
         page.get_by_label(label).fill(value)
     page.get_by_label("Comment (required)").fill(comment)
-    preview_until(page, page.get_by_role("button", name="Confirm change"))
+    preview(page, page.get_by_role("button", name="Confirm change"))
     confirm_change(page)
 
 
@@ -138,6 +177,6 @@ def refund_again(page: Any, amount: str, comment: str, *, earlier_by: str) -> An
     page.get_by_label("Amount (USD)").fill(amount)
     page.get_by_label("Comment (required)").fill(comment)
     warning = page.get_by_text(f"A refund of ${amount} on this payment was made by {earlier_by}")
-    preview_until(page, warning)
+    preview(page, warning)
     assert page.get_by_role("button", name="Confirm change").count() == 0
     return warning
