@@ -21,6 +21,9 @@
 - **Planned once, Stripe read once**: ``submit`` (and ``decide``) plan the change once and apply
   that plan; only ``resume`` and a replay apply the stored parameters. What the plan read from
   Stripe (a refund's charge) is not read again: the write's answer carries the new state.
+- **What Stripe creates is stored with the change**: the invoice and charge a write makes Stripe
+  create (a tier change "now", a reactivation, a retried invoice) are written in the change's
+  transaction (``core.changes.created``), so their webhooks find them stored and move nothing.
 - **One version step per transaction**: the member's version is raised only through
   ``core.stripe_store.bump_version``, once per member and transaction (the claim, or the rows the
   change wrote), so a change made without Stripe moves it by one and one through Stripe by two.
@@ -401,12 +404,20 @@ def _safe_find(action: Action, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]
 
 
 def _stripe_ids(result: dict[str, Any]) -> dict[str, Any]:
-    ids = {}
+    """The ids of the Stripe objects a change wrote (a list of them, such as the charges, as a list)."""
+    ids: dict[str, Any] = {}
     for kind, obj in result.items():
-        oid = obj.get("id") if isinstance(obj, dict) else getattr(obj, "id", None)
-        if oid:
+        if isinstance(obj, list):
+            if found := [i for i in (_id_of(o) for o in obj) if i]:
+                ids[kind] = found
+        elif oid := _id_of(obj):
             ids[kind] = oid
     return ids
+
+
+def _id_of(obj: Any) -> str | None:
+    oid = obj.get("id") if isinstance(obj, dict) else getattr(obj, "id", None)
+    return oid if isinstance(oid, str) else None
 
 
 def _note_error(engine: Engine, request_id: int, sentence: str) -> None:
