@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from core import audit, crypto, stripe_store
@@ -65,6 +65,7 @@ PENDING, APPROVED, REJECTED, APPLYING, APPLIED, FAILED = (
 
 
 SEALED_COMMENT = "(kept encrypted with the request)"
+DEADLOCK, DEADLOCK_TRIES = "40P01", 3  # PostgreSQL's deadlock_detected; attempts at the write
 
 
 def _seal(action: Action, params: dict[str, Any], comment: str) -> tuple[dict[str, Any], str]:
@@ -340,19 +341,30 @@ def _execute(engine: Engine, request_id: int, *, stripe: Any, now: datetime, res
                 raise
         s.rollback()  # end the read transaction before writing
 
-    with session_scope(engine) as s:
-        moved = affected_rows(s.execute(
-            update(ChangeRequest).where(ChangeRequest.id == request_id, ChangeRequest.status == APPLYING)
-            .values(status=APPLIED, applied_at=now)
-        ))
-        if not moved:  # someone else finished it a moment ago
-            s.rollback()
-            req = s.get(ChangeRequest, request_id)
-            assert req is not None
-            return _outcome_of(req, replayed=True)
-        req = s.get(ChangeRequest, request_id)
-        assert req is not None
-        outcome = _finish(s, req, action, plan, comment, stripe_result, now, stripe, approved_by, resuming=resuming)
+    for attempt in range(1, DEADLOCK_TRIES + 1):
+        try:
+            with session_scope(engine) as s:
+                moved = affected_rows(s.execute(
+                    update(ChangeRequest).where(ChangeRequest.id == request_id, ChangeRequest.status == APPLYING)
+                    .values(status=APPLIED, applied_at=now)
+                ))
+                if not moved:  # someone else finished it a moment ago
+                    s.rollback()
+                    req = s.get(ChangeRequest, request_id)
+                    assert req is not None
+                    return _outcome_of(req, replayed=True)
+                req = s.get(ChangeRequest, request_id)
+                assert req is not None
+                outcome = _finish(s, req, action, plan, comment, stripe_result, now, stripe, approved_by,
+                                  resuming=resuming)
+            break
+        except OperationalError as exc:
+            # PostgreSQL: the webhook pass storing the same new invoice and charge at this moment
+            # can lock rows in the other order; one of the two is undone. Ours is written again:
+            # nothing of it was kept, and Stripe's answer is still in hand.
+            if attempt == DEADLOCK_TRIES or getattr(exc.orig, "sqlstate", None) != DEADLOCK:
+                raise
+            log.info("change write met a deadlock, writing it again: request=%s", request_id)
     _refresh_metrics(engine, now)
     return outcome
 
