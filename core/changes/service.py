@@ -21,6 +21,9 @@
 - **Planned once, Stripe read once**: ``submit`` (and ``decide``) plan the change once and apply
   that plan; only ``resume`` and a replay apply the stored parameters. What the plan read from
   Stripe (a refund's charge) is not read again: the write's answer carries the new state.
+- **What Stripe creates is stored with the change**: the invoice and charge a write makes Stripe
+  create (a tier change "now", a reactivation, a retried invoice) are written in the change's
+  transaction (``core.changes.created``), so their webhooks find them stored and move nothing.
 - **One version step per transaction**: the member's version is raised only through
   ``core.stripe_store.bump_version``, once per member and transaction (the claim, or the rows the
   change wrote), so a change made without Stripe moves it by one and one through Stripe by two.
@@ -39,7 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from core import audit, crypto, stripe_store
@@ -62,6 +65,7 @@ PENDING, APPROVED, REJECTED, APPLYING, APPLIED, FAILED = (
 
 
 SEALED_COMMENT = "(kept encrypted with the request)"
+DEADLOCK, DEADLOCK_TRIES = "40P01", 3  # PostgreSQL's deadlock_detected; attempts at the write
 
 
 def _seal(action: Action, params: dict[str, Any], comment: str) -> tuple[dict[str, Any], str]:
@@ -337,19 +341,30 @@ def _execute(engine: Engine, request_id: int, *, stripe: Any, now: datetime, res
                 raise
         s.rollback()  # end the read transaction before writing
 
-    with session_scope(engine) as s:
-        moved = affected_rows(s.execute(
-            update(ChangeRequest).where(ChangeRequest.id == request_id, ChangeRequest.status == APPLYING)
-            .values(status=APPLIED, applied_at=now)
-        ))
-        if not moved:  # someone else finished it a moment ago
-            s.rollback()
-            req = s.get(ChangeRequest, request_id)
-            assert req is not None
-            return _outcome_of(req, replayed=True)
-        req = s.get(ChangeRequest, request_id)
-        assert req is not None
-        outcome = _finish(s, req, action, plan, comment, stripe_result, now, stripe, approved_by, resuming=resuming)
+    for attempt in range(1, DEADLOCK_TRIES + 1):
+        try:
+            with session_scope(engine) as s:
+                moved = affected_rows(s.execute(
+                    update(ChangeRequest).where(ChangeRequest.id == request_id, ChangeRequest.status == APPLYING)
+                    .values(status=APPLIED, applied_at=now)
+                ))
+                if not moved:  # someone else finished it a moment ago
+                    s.rollback()
+                    req = s.get(ChangeRequest, request_id)
+                    assert req is not None
+                    return _outcome_of(req, replayed=True)
+                req = s.get(ChangeRequest, request_id)
+                assert req is not None
+                outcome = _finish(s, req, action, plan, comment, stripe_result, now, stripe, approved_by,
+                                  resuming=resuming)
+            break
+        except OperationalError as exc:
+            # PostgreSQL: the webhook pass storing the same new invoice and charge at this moment
+            # can lock rows in the other order; one of the two is undone. Ours is written again:
+            # nothing of it was kept, and Stripe's answer is still in hand.
+            if attempt == DEADLOCK_TRIES or getattr(exc.orig, "sqlstate", None) != DEADLOCK:
+                raise
+            log.info("change write met a deadlock, writing it again: request=%s", request_id)
     _refresh_metrics(engine, now)
     return outcome
 
@@ -401,12 +416,20 @@ def _safe_find(action: Action, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]
 
 
 def _stripe_ids(result: dict[str, Any]) -> dict[str, Any]:
-    ids = {}
+    """The ids of the Stripe objects a change wrote (a list of them, such as the charges, as a list)."""
+    ids: dict[str, Any] = {}
     for kind, obj in result.items():
-        oid = obj.get("id") if isinstance(obj, dict) else getattr(obj, "id", None)
-        if oid:
+        if isinstance(obj, list):
+            if found := [i for i in (_id_of(o) for o in obj) if i]:
+                ids[kind] = found
+        elif oid := _id_of(obj):
             ids[kind] = oid
     return ids
+
+
+def _id_of(obj: Any) -> str | None:
+    oid = obj.get("id") if isinstance(obj, dict) else getattr(obj, "id", None)
+    return oid if isinstance(oid, str) else None
 
 
 def _note_error(engine: Engine, request_id: int, sentence: str) -> None:

@@ -41,9 +41,17 @@ def retrieve_customer(client: Any, customer_id: str) -> dict[str, Any]:
         return _dict(client.v1.customers.retrieve(customer_id))
 
 
+# A subscription write (and the reads that find one) answers with its latest invoice and the
+# invoice's payments (includable: absent unless asked for), in the same request: what Stripe
+# invoiced because of the write (a proration charged now, a new membership's first invoice) is
+# then stored with the change, not first by its webhooks (core/changes/created.py).
+SUBSCRIPTION_EXPAND = ["latest_invoice.payments"]
+
+
 def retrieve_subscription(client: Any, subscription_id: str) -> dict[str, Any]:
+    """The subscription, its ``latest_invoice`` expanded with the invoice's payments."""
     with translate_errors():
-        return _dict(client.v1.subscriptions.retrieve(subscription_id))
+        return _dict(client.v1.subscriptions.retrieve(subscription_id, {"expand": SUBSCRIPTION_EXPAND}))
 
 
 def retrieve_charge(client: Any, charge_id: str) -> dict[str, Any]:
@@ -56,6 +64,22 @@ def retrieve_invoice(client: Any, invoice_id: str) -> dict[str, Any]:
     with translate_errors():
         # ``payments`` is includable: absent unless expanded, and the mirror links payments through it.
         return _dict(client.v1.invoices.retrieve(invoice_id, {"expand": ["payments"]}))
+
+
+def charges_of(client: Any, payment_refs: list[str]) -> list[dict[str, Any]]:
+    """The charges of these payment intents (or these charges), each with its balance transaction
+    (the fee), as the mirror stores them: one read per reference. An invoice names its payments by
+    payment intent; reaching the charge in the write's own answer would take an expansion deeper
+    than Stripe's four levels (``latest_invoice.payments.data.payment.payment_intent.latest_charge``)."""
+    found: list[dict[str, Any]] = []
+    with translate_errors():
+        for ref in payment_refs:
+            if ref.startswith("ch_"):
+                found.append(_dict(client.v1.charges.retrieve(ref, {"expand": ["balance_transaction"]})))
+                continue
+            page = client.v1.charges.list({"payment_intent": ref, "limit": 100, "expand": ["data.balance_transaction"]})
+            found += [_dict(c) for c in page.auto_paging_iter()]
+    return found
 
 
 def preview_price_change(client: Any, *, customer_id: str, subscription_id: str, item_id: str, price_id: str,
@@ -129,8 +153,10 @@ def find_refund(client: Any, *, charge_id: str, key: str) -> dict[str, Any] | No
 
 
 def update_subscription(client: Any, subscription_id: str, params: dict[str, Any], *, key: str) -> dict[str, Any]:
+    """The subscription after the update, its ``latest_invoice`` expanded with its payments."""
     with translate_errors():
-        return _dict(client.v1.subscriptions.update(subscription_id, params, options=_opts(key)))
+        return _dict(client.v1.subscriptions.update(subscription_id, params | {"expand": SUBSCRIPTION_EXPAND},
+                                                    options=_opts(key)))
 
 
 def cancel_subscription(client: Any, subscription_id: str, *, comment: str, feedback: str | None,
@@ -146,14 +172,15 @@ def cancel_subscription(client: Any, subscription_id: str, *, comment: str, feed
 def create_subscription(client: Any, *, customer_id: str, price_id: str, key: str) -> dict[str, Any]:
     """A new subscription, paid now or not created at all (``error_if_incomplete``)."""
     params = {"customer": customer_id, "items": [{"price": price_id}], "metadata": {META_KEY: key},
-              "payment_behavior": "error_if_incomplete"}
+              "payment_behavior": "error_if_incomplete", "expand": SUBSCRIPTION_EXPAND}
     with translate_errors():
         return _dict(client.v1.subscriptions.create(params, options=_opts(key)))
 
 
 def find_subscription(client: Any, *, customer_id: str, key: str) -> dict[str, Any] | None:
     with translate_errors():
-        subs = client.v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": 100})
+        subs = client.v1.subscriptions.list({"customer": customer_id, "status": "all", "limit": 100,
+                                             "expand": [f"data.{path}" for path in SUBSCRIPTION_EXPAND]})
         for s in subs.auto_paging_iter():
             sub = _dict(s)
             if (sub.get("metadata") or {}).get(META_KEY) == key:

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 from core import stripe_store
 from core.changes import Actor, ChangeInput, StaleMember, preview, submit
 from core.db import make_engine, session_scope
-from core.models import Subscription
+from core.models import Invoice, InvoiceLine, Payment, Subscription
 from core.stripe_gateway import make_client
 from core.stripe_webhooks.apply_loop import ApplyLoop
 from core.timeutil import utc_now
-from tests.support.changes_world import World, build, version
+from tests.support.changes_world import World, build, mirror, version
 from tests.support.sandbox import SandboxProcess, WebhookEndpoint, webhook_endpoint
 
 SAM = Actor.of("sam", ["support"])
@@ -128,3 +128,85 @@ def test_an_echo_waiting_on_the_mirrors_row_lock_finds_its_content_stored(databa
         other.dispose()
     assert outcome == ["unchanged"]
     assert version(engine, world.member_id) == before + 1  # the staff change's one step, not the echo's
+
+
+
+MIA = Actor.of("mia", ["manager"])
+
+
+def _change_tier_now(engine: Engine, stripe_env: Any, world: World) -> None:
+    tier = ChangeInput("change_price", world.member_id, version(engine, world.member_id), "customer_request",
+                       "Wants the platinum perks.", {"price_id": world.prices["platinum_monthly"], "when": "now"})
+    assert submit(engine, tier, MIA, stripe=stripe_env.client).message == "Done."
+
+
+def test_a_tier_change_now_stores_the_proration_invoice_and_its_payment(engine, stripe_env) -> None:
+    """Right after "Done." (no webhook endpoint here, so nothing but the change wrote)."""
+    world = build(engine, stripe_env.client)
+    _change_tier_now(engine, stripe_env, world)
+    remote = stripe_env.client.v1.subscriptions.retrieve(world.subscription, {"expand": ["latest_invoice.payments"]})
+    pi = remote.latest_invoice.payments.data[0].payment.payment_intent
+    charge = stripe_env.client.v1.charges.list({"payment_intent": pi}).data[0]
+    with session_scope(engine) as s:
+        inv = s.scalar(select(Invoice).where(Invoice.stripe_invoice_id == remote.latest_invoice.id))
+        assert inv is not None and (inv.billing_reason, inv.status) == ("subscription_update", "paid")
+        assert 0 < inv.amount_paid == remote.latest_invoice.amount_paid <= 2000
+        lines = s.scalars(select(InvoiceLine).where(InvoiceLine.invoice_id == inv.id)).all()
+        assert lines and all(line.proration for line in lines)
+        paid = s.scalars(select(Payment).where(Payment.invoice_id == inv.id)).one()
+        assert (paid.stripe_charge_id, paid.status, paid.amount, paid.member_id) == (
+            charge.id, "succeeded", inv.amount_paid, world.member_id)
+        assert paid.fee is not None  # the balance transaction came with it: its webhook adds nothing
+
+
+def test_change_tier_now_then_extend_after_the_webhooks_is_accepted(engine, stripe_env, hooked) -> None:
+    """The proration invoice's and charge's webhooks are echoes: the form opened after "Done." stays current."""
+    world, hook, _loop = hooked
+    _change_tier_now(engine, stripe_env, world)
+    opened = version(engine, world.member_id)  # the form as it opens after "Done."
+    _applied(engine, hook)  # the sandbox's webhooks for the tier change, delivered and applied
+    assert version(engine, world.member_id) == opened
+    extend = ChangeInput("extend", world.member_id, opened, "goodwill", "Outage.", {"days": 5})
+    assert preview(engine, extend, SAM, stripe=stripe_env.client).summary
+    assert submit(engine, extend, SAM, stripe=stripe_env.client).message == "Done."
+
+
+def _stored_payments_of(engine: Engine, stripe_invoice_id: str) -> set[tuple[str, str]]:
+    with session_scope(engine) as s:
+        return {(p.stripe_charge_id, p.status) for p in s.scalars(
+            select(Payment).join(Invoice, Payment.invoice_id == Invoice.id)
+            .where(Invoice.stripe_invoice_id == stripe_invoice_id))}
+
+
+def _remote_payments_of(client: Any, stripe_invoice_id: str) -> set[tuple[str, str]]:
+    inv = client.v1.invoices.retrieve(stripe_invoice_id, {"expand": ["payments"]})
+    return {(c.id, c.status) for pay in inv.payments.data
+            for c in client.v1.charges.list({"payment_intent": pay.payment.payment_intent}).data}
+
+
+def test_reactivating_stores_the_first_invoice_and_its_charge(engine, stripe_env) -> None:
+    world = build(engine, stripe_env.client)
+    cancel = ChangeInput("cancel", world.member_id, version(engine, world.member_id), "customer_request",
+                         "Moving abroad.", {"when": "now"})
+    assert submit(engine, cancel, SAM, stripe=stripe_env.client).message == "Done."
+    back = ChangeInput("reactivate", world.member_id, version(engine, world.member_id), "customer_request",
+                       "Came back.", {"price_id": world.prices["platinum_monthly"]})
+    assert submit(engine, back, SAM, stripe=stripe_env.client).message == "Done."
+    new = stripe_env.client.v1.subscriptions.list({"customer": world.customer, "status": "active"}).data[0]
+    paid = _stored_payments_of(engine, new.latest_invoice)
+    assert paid == _remote_payments_of(stripe_env.client, new.latest_invoice) and {st for _c, st in paid} == {"succeeded"}
+
+
+def test_retrying_an_invoice_stores_the_charge_it_makes(engine, stripe_env) -> None:
+    client = stripe_env.client
+    world = build(engine, client, card="pm_card_chargeCustomerFail", email="bob@example.com")
+    pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": world.customer})
+    client.v1.customers.update(world.customer, {"invoice_settings": {"default_payment_method": pm.id}})
+    mirror(engine, client, world.customer)
+    with session_scope(engine) as s:
+        invoice_id, stripe_invoice = s.execute(select(Invoice.id, Invoice.stripe_invoice_id)).one()
+    retry = ChangeInput("retry_invoice", world.member_id, version(engine, world.member_id), "customer_updated_card",
+                        "New card on file.", {"invoice_id": invoice_id})
+    assert submit(engine, retry, SAM, stripe=client).message == "Done."
+    paid = _stored_payments_of(engine, stripe_invoice)
+    assert paid == _remote_payments_of(client, stripe_invoice) and {st for _c, st in paid} == {"failed", "succeeded"}

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from core.changes import mirror, parse, repeats
+from core.changes import created, mirror, parse, repeats
 from core.changes.actions.base import Action, Ctx, Plan, require_customer
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
@@ -199,15 +199,16 @@ class RetryInvoice(Action, name="retry_invoice", title="Retry a failed invoice n
         return self._with_subscription(ctx, writes.pay_invoice(ctx.stripe, self._stripe_invoice(ctx, plan), key=key))
 
     def _with_subscription(self, ctx: Ctx, inv: dict[str, Any]) -> dict[str, Any]:
-        """Paying an invoice can move its subscription (past_due -> active): bring that along."""
+        """Paying an invoice can move its subscription (past_due -> active): bring that along, and
+        the charge the payment made (``created``: its webhook then finds it stored)."""
         from core.stripe_gateway import writes
         from core.stripe_mapping import invoice_subscription_id
 
-        out = {"invoice": inv}
+        out: dict[str, Any] = {}
         sub_id = invoice_subscription_id(inv)
         if sub_id:
-            out["subscription"] = writes.retrieve_subscription(ctx.stripe, sub_id)
-        return out
+            out["subscription"] = writes.retrieve_subscription(ctx.client, sub_id)
+        return created.with_invoice(ctx.session, ctx.client, out, inv) | {"invoice": inv}
 
     def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
         from core.stripe_gateway import writes
@@ -219,7 +220,10 @@ class RetryInvoice(Action, name="retry_invoice", title="Retry a failed invoice n
         if "subscription" in stripe_result:
             mirror.subscription(ctx.session, stripe_result["subscription"], state_at=ctx.now,
                                 actor=ctx.actor.username, reason=ctx.reason)
-        mirror.apply(ctx.session, stripe_result["invoice"], state_at=ctx.now)
+        if "charges" in stripe_result:
+            created.store(ctx.session, stripe_result, now=ctx.now)
+        else:  # our rows held it as it is
+            mirror.apply(ctx.session, stripe_result["invoice"], state_at=ctx.now)
         inv = ctx.session.get(Invoice, plan.params["invoice_id"])
         assert inv is not None
         ctx.session.refresh(inv)

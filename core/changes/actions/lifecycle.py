@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.changes import mirror, parse
+from core.changes import created, mirror, parse
 from core.changes.actions.base import Action, Ctx, Plan, allowed_days, record_staff_change, require_customer
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
@@ -60,19 +60,31 @@ class _SubscriptionAction(Action):
     def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
         from core.stripe_gateway import writes
 
-        return {"subscription": writes.update_subscription(ctx.client, plan.stripe_ids["subscription"],
-                                                           self.target(plan), key=key)}
+        return _with_invoice(ctx, writes.update_subscription(ctx.client, plan.stripe_ids["subscription"],
+                                                             self.target(plan), key=key))
 
     def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
         from core.stripe_gateway import writes
 
         obj = writes.retrieve_subscription(ctx.client, plan.stripe_ids["subscription"])
-        return {"subscription": obj} if self.matches(obj, plan) else None
+        return _with_invoice(ctx, obj) if self.matches(obj, plan) else None
 
     def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:
-        sub = mirror.subscription(ctx.session, stripe_result["subscription"], state_at=ctx.now,
-                                  actor=ctx.actor.username, reason=ctx.reason)
+        sub = _mirror(ctx, stripe_result)
         return {"status": sub.status if sub else None, "mrr_minor": sub.mrr_minor if sub else None}
+
+
+def _with_invoice(ctx: Ctx, sub: dict[str, Any]) -> dict[str, Any]:
+    """The subscription Stripe answered, with what it invoiced and charged because of the write."""
+    return created.with_invoice(ctx.session, ctx.client, {"subscription": sub}, sub.get("latest_invoice"))
+
+
+def _mirror(ctx: Ctx, stripe_result: dict[str, Any]) -> Subscription | None:
+    """The subscription (signed with the actor and reason), then its new invoice and charges."""
+    sub = mirror.subscription(ctx.session, stripe_result["subscription"], state_at=ctx.now,
+                              actor=ctx.actor.username, reason=ctx.reason)
+    created.store(ctx.session, stripe_result, now=ctx.now)
+    return sub
 
 
 class Pause(_SubscriptionAction, name="pause", title="Pause payment collection",
@@ -292,18 +304,17 @@ class Reactivate(Action, name="reactivate", title="Reactivate a canceled member"
     def call_stripe(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any]:
         from core.stripe_gateway import writes
 
-        return {"subscription": writes.create_subscription(ctx.client, customer_id=plan.stripe_ids["customer"],
-                                                           price_id=plan.stripe_ids["price"], key=key)}
+        return _with_invoice(ctx, writes.create_subscription(ctx.client, customer_id=plan.stripe_ids["customer"],
+                                                             price_id=plan.stripe_ids["price"], key=key))
 
     def find_applied(self, ctx: Ctx, plan: Plan, key: str) -> dict[str, Any] | None:
         from core.stripe_gateway import writes
 
         obj = writes.find_subscription(ctx.client, customer_id=plan.stripe_ids["customer"], key=key)
-        return {"subscription": obj} if obj else None
+        return _with_invoice(ctx, obj) if obj else None
 
     def write(self, ctx: Ctx, plan: Plan, stripe_result: dict[str, Any]) -> dict[str, Any]:
-        sub = mirror.subscription(ctx.session, stripe_result["subscription"], state_at=ctx.now,
-                                  actor=ctx.actor.username, reason=ctx.reason)
+        sub = _mirror(ctx, stripe_result)
         return {"status": sub.status if sub else None, "subscription_id": sub.id if sub else None}
 
 
