@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,7 +74,7 @@ def start_sandbox(state: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the sandbox did not start")
 
 
-def scratch_database(kind: str, pg_url: str) -> tuple[str, callable]:  # type: ignore[valid-type]
+def scratch_database(kind: str, pg_url: str) -> tuple[str, Callable[[], None]]:
     if kind == "sqlite":
         path = Path(tempfile.mkdtemp(prefix="sync-bench-")) / "memberdesk.db"
         return f"sqlite:///{path}", lambda: None

@@ -16,11 +16,11 @@ from tests.support.worlds import create_staff
 RULE_CODES = ("failure_rate_day", "failure_rate_hour", "revenue_drop", "refund_spike", "stripe_stale")
 
 
-def _cells(frame) -> str:  # type: ignore[no-untyped-def]
+def _cells(frame) -> str:
     return " ".join([*map(str, frame.columns), *(str(v) for v in frame.to_numpy().ravel())])
 
 
-def _tab(at, label: str):  # type: ignore[no-untyped-def]
+def _tab(at, label: str):
     return next(t for t in at.tabs if t.label == label)
 
 

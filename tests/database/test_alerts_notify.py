@@ -34,7 +34,7 @@ class _SMTPHandler(socketserver.StreamRequestHandler):
         while line := self.rfile.readline():
             if in_data:
                 if line in (b".\r\n", b".\n"):
-                    self.server.messages.append(b"".join(lines).decode())  # type: ignore[attr-defined]
+                    self.server.messages.append(b"".join(lines).decode())
                     lines, in_data = [], False
                     self.wfile.write(b"250 queued\r\n")
                 else:
@@ -57,7 +57,7 @@ class _SMTPHandler(socketserver.StreamRequestHandler):
 def smtp_server() -> Iterator[socketserver.ThreadingTCPServer]:
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SMTPHandler)
     server.daemon_threads = True
-    server.messages = []  # type: ignore[attr-defined]
+    server.messages = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -71,10 +71,10 @@ def webhook() -> Iterator[ThreadingHTTPServer]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            time.sleep(self.server.delay)  # type: ignore[attr-defined]
-            code = self.server.codes.pop(0) if self.server.codes else 200  # type: ignore[attr-defined]
+            time.sleep(self.server.delay)
+            code = self.server.codes.pop(0) if self.server.codes else 200
             if code == 200:
-                self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
+                self.server.received.append(json.loads(body))
             self.send_response(code)
             self.end_headers()
 
@@ -82,7 +82,7 @@ def webhook() -> Iterator[ThreadingHTTPServer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.received, server.codes, server.delay = [], [], 0.0  # type: ignore[attr-defined]
+    server.received, server.codes, server.delay = [], [], 0.0
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()

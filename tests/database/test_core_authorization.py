@@ -309,7 +309,7 @@ def test_a_write_without_an_actor_object_is_a_programming_error(engine: Engine) 
     from core import staff
 
     with pytest.raises(TypeError, match="acting staff member"):
-        staff.change_roles(engine, actor="admin", username="target", roles="admin")  # type: ignore[arg-type]
+        staff.change_roles(engine, actor="admin", username="target", roles="admin")
 
 
 def test_support_cannot_create_an_admin_nor_promote_itself(engine: Engine) -> None:

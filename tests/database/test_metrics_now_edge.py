@@ -36,7 +36,7 @@ ASKED = at("2026-05-14 10:20:55")
 
 
 @pytest.fixture
-def world(engine, session):  # type: ignore[no-untyped-def]
+def world(engine, session):
     tier = make_tier(session)
     ann = make_member(session)
     old = make_subscription(session, member=ann, price=make_price(session, tier=tier, unit_amount=999), mrr_minor=999)
@@ -54,7 +54,7 @@ def world(engine, session):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("built", [CREATED - timedelta(seconds=2), CREATED + timedelta(seconds=1)],
                          ids=["refreshed-before", "refreshed-after"])
 @pytest.mark.parametrize("granularity", ["day", "week", "month"])
-def test_the_page_counts_what_the_command_line_counts(world, built, granularity):  # type: ignore[no-untyped-def]
+def test_the_page_counts_what_the_command_line_counts(world, built, granularity):
     engine = world
     refresh(engine, now=built)
     bs = business_settings.load(engine)

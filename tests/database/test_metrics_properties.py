@@ -37,12 +37,12 @@ START, END = date(2025, 7, 1), date(2026, 7, 1)
 
 
 @pytest.fixture(params=[11])
-def world(request, session):  # type: ignore[no-untyped-def]
+def world(request, session):
     build_random_world(session, request.param)
     return request.param
 
 
-def query(engine, granularity="month", currency="reporting", **kw) -> Query:  # type: ignore[no-untyped-def]
+def query(engine, granularity="month", currency="reporting", **kw) -> Query:
     return Query.make(engine, start=kw.pop("start", START), end=kw.pop("end", END), now=NOW,
                       granularity=granularity, currency=currency, **kw)
 
@@ -126,7 +126,7 @@ class TestCurrencies:
                 assert all(abs(got[p] - v) <= rows.get(p, 0) for p, v in expected.items()), (slug, target)
 
 
-def _cash_rows_per_month(engine) -> dict[date, int]:  # type: ignore[no-untyped-def]
+def _cash_rows_per_month(engine) -> dict[date, int]:
     """Payments, refunds and disputes per UTC month: a bound on the daily rows a month converts."""
     out: dict[date, int] = {}
     with engine.connect() as conn:

@@ -107,7 +107,7 @@ def _mrr_of(currency: str, tier: int, interval: str) -> int:
     return monthly if interval == "month" else (monthly * 10) // 12  # yearly: two months free
 
 
-def build(session, seed: int, members: int = 28) -> World:  # type: ignore[no-untyped-def]
+def build(session, seed: int, members: int = 28) -> World:
     rng = random.Random(seed)
     w = World()
     session.execute(text("DELETE FROM fx_rates"))  # the seeded yearly defaults: every month gets its own rate
@@ -147,11 +147,11 @@ def _code(k: int, seed: int) -> str:
 
 
 def _state(w: World, life: Life, seed: int) -> None:
-    w.states[life.member.id].append((life.t, life.mrr if life.active else 0, _code(life.tier, seed),  # type: ignore[attr-defined]
+    w.states[life.member.id].append((life.t, life.mrr if life.active else 0, _code(life.tier, seed),
                                      life.interval, life.country))
 
 
-def advance(session, w: World, rng: random.Random, until: datetime, seed: int,  # type: ignore[no-untyped-def]
+def advance(session, w: World, rng: random.Random, until: datetime, seed: int,
             moves: float = 1.0) -> None:
     """Every member's life from where it stands up to ``until`` (events strictly before it)."""
     for life in w.lives:
@@ -165,7 +165,7 @@ def advance(session, w: World, rng: random.Random, until: datetime, seed: int,  
             if event == "move" or (moves > 1 and rng.random() < moves - 1):
                 # The member moves: rows written from now on carry the new country.
                 life.country = rng.choice([c for c in COUNTRIES if c != life.country])
-                life.member.country = life.country  # type: ignore[attr-defined]
+                life.member.country = life.country
                 session.flush()
                 if event == "move":
                     continue
@@ -184,7 +184,7 @@ def advance(session, w: World, rng: random.Random, until: datetime, seed: int,  
                 price = w.prices[(life.currency, k, iv)]
                 before = life.mrr
                 life.tier, life.interval, life.mrr = k, iv, _mrr_of(life.currency, k, iv)
-                life.sub.price_id, life.sub.tier_id = price.id, price.tier_id  # type: ignore[attr-defined]
+                life.sub.price_id, life.sub.tier_id = price.id, price.tier_id
                 session.flush()
                 make_change(session, subscription=life.sub, effective_at=t, mrr_before=before, mrr_after=life.mrr,
                             kind="upgraded" if life.mrr >= before else "downgraded", to_price=price)
@@ -202,7 +202,7 @@ def advance(session, w: World, rng: random.Random, until: datetime, seed: int,  
     session.commit()
 
 
-def _renew(session, w: World, rng: random.Random, life: Life, until: datetime, seed: int) -> None:  # type: ignore[no-untyped-def]
+def _renew(session, w: World, rng: random.Random, life: Life, until: datetime, seed: int) -> None:
     price = w.prices[(life.currency, life.tier, life.interval)]
     amount = price.unit_amount
     where = (_code(life.tier, seed), life.interval, life.country)
@@ -329,13 +329,13 @@ def period_movements(w: World, a: datetime, b: datetime, flt: dict[str, str]) ->
         in_s = s is not None and matches(flt, cur, *s[1:])
         in_e = e is not None and matches(flt, cur, *e[1:])
         if in_s:
-            acc["start"] += s[0]  # type: ignore[index]
+            acc["start"] += s[0]
         if in_e:
-            acc["end"] += e[0]  # type: ignore[index]
+            acc["end"] += e[0]
         if s is None and in_e:
-            acc["reactivation" if paid_before(w, m, a) else "new"] += e[0]  # type: ignore[index]
+            acc["reactivation" if paid_before(w, m, a) else "new"] += e[0]
         elif e is None and in_s:
-            acc["churn"] += s[0]  # type: ignore[index]
+            acc["churn"] += s[0]
         elif s is not None and e is not None:
             moved = s[1:] != e[1:]
             if moved and in_s:
@@ -372,29 +372,29 @@ def boundaries(start: date, end: date, granularity: str, tz: ZoneInfo) -> list[t
 # ------------------------------------------------------------------------------ fixtures
 
 @pytest.fixture(params=[4711, 90210])
-def world(request, engine, session):  # type: ignore[no-untyped-def]
+def world(request, engine, session):
     w = build(session, request.param)
     advance(session, w, random.Random(request.param + 1), NOW, request.param)
     refresh(engine, now=NOW)
-    w.seed = request.param  # type: ignore[attr-defined]
+    w.seed = request.param
     return w
 
 
-def ranges():  # type: ignore[no-untyped-def]
+def ranges():
     """A range inside the world's life, ending at the latest on the day after ``now``."""
     last = NOW.date() + timedelta(days=1)
     return st.tuples(st.integers(0, 560), st.integers(1, 400)).map(
         lambda p: (last - timedelta(days=p[0] + p[1]), last - timedelta(days=p[0])))
 
 
-def filters():  # type: ignore[no-untyped-def]
+def filters():
     return st.one_of(st.just({}), st.sampled_from(TIERS).map(lambda t: {"tier": t}),
                      st.sampled_from(["month", "year"]).map(lambda i: {"interval": i}),
                      st.sampled_from(list(MONTHLY)).map(lambda c: {"currency": c}),
                      st.sampled_from(COUNTRIES).map(lambda c: {"country": c}))
 
 
-def q(engine, start: date, end: date, granularity: str, flt: dict[str, str], *, currency: str | None = "EUR",  # type: ignore[no-untyped-def]
+def q(engine, start: date, end: date, granularity: str, flt: dict[str, str], *, currency: str | None = "EUR",
       tz: str | None = None, seed: int = 0) -> Query:
     """The question, with a tier filter naming the world's tier (codes carry the world's seed)."""
     f = seeded(flt, seed)
@@ -757,7 +757,7 @@ class TestIncrementalEqualsRebuild:
         assert filed == sorted((*k, str(v)) for k, v in want.items())
 
 
-def _snapshot(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
+def _snapshot(engine) -> dict[str, list]:
     out = {}
     with engine.connect() as conn:
         tables = [r[0] for r in conn.execute(text(

@@ -32,7 +32,7 @@ ASKED = [at("2026-03-09 18:43"),  # two days later, across the change of clocks
 
 
 @pytest.fixture
-def zoned_world(engine, session):  # type: ignore[no-untyped-def]
+def zoned_world(engine, session):
     business_settings.update(session, actor=Actor.of("admin", "admin"), business_timezone=TZ)
     session.commit()
     assert refresher.wait(timeout=120)  # the settings change asks for a rebuild in the background
@@ -41,7 +41,7 @@ def zoned_world(engine, session):  # type: ignore[no-untyped-def]
     return engine
 
 
-def _questions(engine, now):  # type: ignore[no-untyped-def]
+def _questions(engine, now):
     today = now.date()
     yield Query.make(engine, start=date(2026, 3, 1), end=today.replace(day=28) if today.month != 3 else date(2026, 4, 1),
                      now=now, granularity="day")
@@ -50,7 +50,7 @@ def _questions(engine, now):  # type: ignore[no-untyped-def]
     yield Query.make(engine, start=date(2025, 3, 1), end=date(2026, 4, 1), now=now, granularity="month", currency=None)
 
 
-def _plain(bundle):  # type: ignore[no-untyped-def]
+def _plain(bundle):
     out = {}
     for slug, r in bundle.metrics.items():
         out[slug] = (r.value, r.by_currency, r.columns("series"), r.columns("breakdown"))
@@ -59,7 +59,7 @@ def _plain(bundle):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("asked", ASKED, ids=lambda m: m.strftime("%m%d-%H%M"))
-def test_rollups_plus_tail_equal_the_raw_rows(zoned_world, asked):  # type: ignore[no-untyped-def]
+def test_rollups_plus_tail_equal_the_raw_rows(zoned_world, asked):
     engine = zoned_world
     for q in _questions(engine, asked):
         assert q.tz == TZ
@@ -72,7 +72,7 @@ def test_rollups_plus_tail_equal_the_raw_rows(zoned_world, asked):  # type: igno
             assert fast == slow, (page, q.granularity, q.currency)
 
 
-def test_the_tail_holds_rows_written_after_the_refresh(zoned_world, session):  # type: ignore[no-untyped-def]
+def test_the_tail_holds_rows_written_after_the_refresh(zoned_world, session):
     """A payment written after the refresh counts at once (no refresh in between)."""
     from tests.support.factories import make_member, make_payment
 
@@ -89,7 +89,7 @@ def test_the_tail_holds_rows_written_after_the_refresh(zoned_world, session):  #
         assert page_bundle(engine, "overview", q).metrics["net_revenue"].by_currency["USD"] == after
 
 
-def _dump(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
+def _dump(engine) -> dict[str, list]:
     out = {}
     with engine.connect() as conn:
         for table in sorted(inspect(engine).get_table_names()):
@@ -99,7 +99,7 @@ def _dump(engine) -> dict[str, list]:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("rollups", ["behind", "stale", "missing"])
-def test_reading_a_page_never_writes(engine, session, rollups):  # type: ignore[no-untyped-def]
+def test_reading_a_page_never_writes(engine, session, rollups):
     build_random_world(session, 32, members=12)
     if rollups != "missing":
         refresh(engine, now=at("2026-02-01 10:00"))

@@ -25,19 +25,19 @@ ASKED = at("2026-06-27 15:30")  # the question: a week of rows written since
 STATUSES = ("active", "trialing", "past_due", "paused", "unpaid", "canceled", "incomplete", "incomplete_expired")
 
 
-def assert_counts_match(engine) -> None:  # type: ignore[no-untyped-def]
+def assert_counts_match(engine) -> None:
     new, old = overview_counts.members_by_tier_status(engine), reference.members_by_tier_status(engine)
     assert new.to_dict("records") == old.to_dict("records")
     assert (overview_counts.mrr_by_currency(engine).to_dict("records")
             == reference.mrr_by_currency(engine).to_dict("records"))
 
 
-def marks(engine) -> int:  # type: ignore[no-untyped-def]
+def marks(engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT COUNT(*) FROM metrics_standing_marks")).scalar_one())
 
 
-def stored(engine) -> dict[str, list[tuple]]:  # type: ignore[no-untyped-def]
+def stored(engine) -> dict[str, list[tuple]]:
     with engine.connect() as conn:
         return {t: sorted((tuple(r) for r in conn.execute(text(f"SELECT {cols} FROM {t}"))), key=repr)
                 for t, cols in (("metrics_member_standing", "member_id, tier_id, status"),

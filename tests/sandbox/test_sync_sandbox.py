@@ -218,7 +218,7 @@ MIRROR_TABLES = {"stripe_events", "membership_changes", "subscription_items", "i
                  "tiers"}
 
 
-def _forget(engine: Engine, also: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def _forget(engine: Engine, also: set[str] = frozenset()) -> None:
     with Session(engine) as s:
         for table in reversed(Base.metadata.sorted_tables):
             if table.name in MIRROR_TABLES | also:

@@ -178,7 +178,7 @@ RANDOM_CURRENCIES = {"USD": 1000, "EUR": 900, "GBP": 800, "JPY": 1500}
 _COUNTRY = {"USD": "US", "EUR": "DE", "GBP": "GB", "JPY": "JP"}
 
 
-def build_random_world(session, seed: int, members: int = 24, *, after: datetime | None = None) -> None:  # type: ignore[no-untyped-def]
+def build_random_world(session, seed: int, members: int = 24, *, after: datetime | None = None) -> None:
     """Members with random lives: start, upgrades, downgrades, past due (recovered or not),
     cancellations and returns, renewals with failed attempts and retries, refunds, disputes."""
     from tests.support.factories import make_change, make_dispute, make_invoice, make_refund
