@@ -17,8 +17,8 @@ from tests.support.worlds import build_small_world, create_staff, refresh_rollup
 def test_overview_shows_members_and_mrr_written_since_the_last_refresh(database_url, engine):
     with Session(engine, expire_on_commit=False) as s:
         build_small_world(s)
-        create_staff(s)
         s.commit()
+    create_staff(engine)
     refresh_rollups(engine)
     with Session(engine, expire_on_commit=False) as s:  # written after the refresh
         gold = make_price(s, tier=make_tier(s, code="gold", rank=3), currency="GBP", unit_amount=4200)

@@ -25,7 +25,7 @@ class TestSettings:
             ("UTC", "USD", None, "monday")
 
     def test_update_writes_and_audits_before_and_after(self, engine, session):
-        bs.update(session, actor=Actor.of("alice", "admin"), reason="finance is in Berlin", business_timezone="Europe/Berlin",
+        bs.save(engine, actor=Actor.of("alice", "admin"), reason="finance is in Berlin", business_timezone="Europe/Berlin",
                   reporting_currency="eur", past_due_grace_days="7", week_start="Sunday")
         session.commit()
         s = bs.load(engine)
@@ -47,24 +47,24 @@ class TestSettings:
     ])
     def test_bad_values_are_refused_with_a_sentence_and_nothing_written(self, engine, session, change, sentence):
         with pytest.raises(bs.BusinessSettingsError, match=sentence):
-            bs.update(session, actor=Actor.of("alice", "admin"), **{"week_start": "tuesday", **change})
+            bs.save(engine, actor=Actor.of("alice", "admin"), **{"week_start": "tuesday", **change})
         session.rollback()
         assert bs.load(engine).week_start == "monday"
         assert audits(session, "settings.update") == []
 
     def test_grace_days_can_be_cleared(self, engine, session):
-        bs.update(session, actor=Actor.of("alice", "admin"), past_due_grace_days=10)
-        bs.update(session, actor=Actor.of("alice", "admin"), past_due_grace_days="")
+        bs.save(engine, actor=Actor.of("alice", "admin"), past_due_grace_days=10)
+        bs.save(engine, actor=Actor.of("alice", "admin"), past_due_grace_days="")
         session.commit()
         assert bs.load(engine).past_due_grace_days is None
 
     def test_definition_change_marks_rollups_stale(self, engine, session):
         refresh(engine)
         assert state(engine) is not None
-        bs.update(session, actor=Actor.of("alice", "admin"), reporting_currency="EUR")  # not a definition setting
+        bs.save(engine, actor=Actor.of("alice", "admin"), reporting_currency="EUR")  # not a definition setting
         session.commit()
         assert state(engine) is not None
-        bs.update(session, actor=Actor.of("alice", "admin"), past_due_grace_days=3)
+        bs.save(engine, actor=Actor.of("alice", "admin"), past_due_grace_days=3)
         session.commit()
         assert state(engine) is None  # the next answer rebuilds with 3 grace days
         refresh(engine)
@@ -73,8 +73,8 @@ class TestSettings:
 
 class TestFxRates:
     def test_set_rate_inserts_then_replaces_and_audits(self, engine, session):
-        bs.set_rate(session, actor=Actor.of("alice", "admin"), currency="chf", month="2026-03", usd_per_unit="1.12")
-        bs.set_rate(session, actor=Actor.of("bob", "admin"), currency="CHF", month=date(2026, 3, 17), usd_per_unit=Decimal("1.13"))
+        bs.save_rate(engine, actor=Actor.of("alice", "admin"), currency="chf", month="2026-03", usd_per_unit="1.12")
+        bs.save_rate(engine, actor=Actor.of("bob", "admin"), currency="CHF", month=date(2026, 3, 17), usd_per_unit=Decimal("1.13"))
         session.commit()
         rows = [r for r in bs.list_rates(engine, "CHF")]
         assert [(r.month, r.usd_per_unit, r.updated_by) for r in rows] == [(date(2026, 3, 1), Decimal("1.13"), "bob")]
@@ -89,9 +89,9 @@ class TestFxRates:
         ({"currency": "EUR", "month": "2026-01", "usd_per_unit": "abc"}, "is not a number"),
         ({"currency": "EUR", "month": "2026-01", "usd_per_unit": "1e9"}, "implausibly large"),
     ])
-    def test_bad_rates_are_refused(self, session, kw, sentence):
+    def test_bad_rates_are_refused(self, engine, kw, sentence):
         with pytest.raises(bs.BusinessSettingsError, match=sentence):
-            bs.set_rate(session, actor=Actor.of("alice", "admin"), **kw)
+            bs.save_rate(engine, actor=Actor.of("alice", "admin"), **kw)
 
     def test_edited_rate_changes_the_reporting_figure(self, engine, session):
         from core.metrics import Query, compute
@@ -102,7 +102,7 @@ class TestFxRates:
         session.commit()
         q = Query.make(engine, start=date(2026, 3, 1), end=date(2026, 4, 1), now=at("2026-04-01 00:00"))
         before = compute(engine, "gross_revenue", q).value
-        bs.set_rate(session, actor=Actor.of("alice", "admin"), currency="EUR", month="2026-03", usd_per_unit="2")
+        bs.save_rate(engine, actor=Actor.of("alice", "admin"), currency="EUR", month="2026-03", usd_per_unit="2")
         session.commit()
         assert compute(engine, "gross_revenue", q).value == 2000
         assert before != 2000

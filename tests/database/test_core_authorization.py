@@ -53,6 +53,7 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.stripe_webhooks.receive.receive": "records a Stripe event whose signature was verified",
     "core.metrics.rollups.mark_stale": "derived metric tables",
     "core.metrics.rollups.refresh": "derived metric tables",
+    "core.metrics.standing.refresh": "derived metric tables",
     "core.metrics.period_delta.apply": "derived metric tables",
     "core.metrics.segments.build": "derived metric tables",
     "core.staff.sign_in": "the sign-in itself (before anyone is signed in)",

@@ -211,7 +211,7 @@ class TestGraceDaysSetting:
     def test_changing_grace_days_changes_every_number_at_once(self, engine, session, world):
         refresh(engine, now=NOW)
         before = compute(engine, "mrr", query(engine)).value
-        business_settings.update(session, actor=Actor.of("admin", "admin"), past_due_grace_days=0)
+        business_settings.save(engine, actor=Actor.of("admin", "admin"), past_due_grace_days=0)
         session.commit()
         after = compute(engine, "mrr", query(engine))
         assert after.settings_used["past_due_grace_days"] == 0

@@ -33,7 +33,7 @@ ASKED = [at("2026-03-09 18:43"),  # two days later, across the change of clocks
 
 @pytest.fixture
 def zoned_world(engine, session):
-    business_settings.update(session, actor=Actor.of("admin", "admin"), business_timezone=TZ)
+    business_settings.save(engine, actor=Actor.of("admin", "admin"), business_timezone=TZ)
     session.commit()
     assert refresher.wait(timeout=120)  # the settings change asks for a rebuild in the background
     build_random_world(session, 31, members=30)
