@@ -11,7 +11,7 @@ import pytest
 
 from core.metrics import overview_counts
 from dashboard import format as fmt
-from tests.support.browser import LateReruns, sign_in, sign_in_as, wait_idle
+from tests.support.browser import LateReruns, fill_new_account, sign_in, sign_in_as, wait_idle
 from tests.support.servers import start_server, stop_server
 from tests.support.worlds import prepare_database
 
@@ -132,16 +132,7 @@ def test_a_form_submitted_right_after_signing_in_is_neither_lost_nor_emptied(das
     page.get_by_role("button", name="Sign in").click()
     # no waiting for "idle" here: a rerun the page asked for and that is held keeps it "running"
     page.get_by_label("First password", exact=True).wait_for()
-    page.get_by_label("Username", exact=True).fill("latecomer")
-    page.get_by_label("Full name", exact=True).fill("Late Comer")
-    page.get_by_label("E-mail", exact=True).fill("latecomer@example.com")
-    roles = page.locator("[data-testid=stMultiSelect]").first.locator("input")
-    roles.click()
-    roles.fill("support")
-    roles.press("Enter")
-    page.keyboard.press("Escape")
-    page.get_by_label("First password", exact=True).fill("a-long-first-password")
-    page.get_by_role("button", name="Create account").click()
+    fill_new_account(page, "latecomer", "Late Comer", "support", "a-long-first-password")
     page.get_by_text("Account latecomer created.").wait_for(timeout=20_000)
     wait_idle(page)
     page.wait_for_timeout(1_000)  # a rerun delivered late would have wiped the sentence by now

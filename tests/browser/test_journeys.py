@@ -26,7 +26,16 @@ from core.changes.reasons import LABELS as CHANGE_REASONS
 from core.db import session_scope
 from core.labels import CANCELLATION, DECLINE, REFUND
 from core.models import ChangeRequest, StaffNote
-from tests.support.browser import choose, make_change, pick_option, refund_again, sign_in, sign_in_as, wait_idle
+from tests.support.browser import (
+    choose,
+    fill_new_account,
+    make_change,
+    pick_option,
+    refund_again,
+    sign_in,
+    sign_in_as,
+    wait_idle,
+)
 from tests.support.changes_world import World, build
 from tests.support.db import TEST_KEY
 from tests.support.servers import ROOT, Server, start_server, stop_server
@@ -157,16 +166,7 @@ def test_admin_day(page: Any, day: Day) -> None:
     page.get_by_text("Staff accounts").first.wait_for()
     wait_idle(page)
     # Create an account, right after signing in.
-    page.get_by_label("Username", exact=True).fill("newagent")
-    page.get_by_label("Full name", exact=True).fill("New Agent")
-    page.get_by_label("E-mail", exact=True).fill("newagent@example.com")
-    roles = page.locator("[data-testid=stMultiSelect]").first.locator("input")
-    roles.click()
-    roles.fill("support")
-    roles.press("Enter")
-    page.keyboard.press("Escape")
-    page.get_by_label("First password", exact=True).fill("a-long-first-password")
-    page.get_by_role("button", name="Create account").click()
+    fill_new_account(page, "newagent", "New Agent", "support", "a-long-first-password")
     wait_idle(page)
     page.get_by_text("Account newagent created.").wait_for()
     assert staff_account(day.engine, "newagent") is not None

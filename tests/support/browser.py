@@ -123,6 +123,20 @@ def sign_in_as(page: Any, role: str) -> None:
 
 # ------------------------------------------------------------------ steps a person takes
 
+def fill_new_account(page: Any, username: str, name: str, role: str, password: str) -> None:
+    """Fill the Admin page's "Create account" form (e-mail ``<username>@example.com``) and press it."""
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Full name", exact=True).fill(name)
+    page.get_by_label("E-mail", exact=True).fill(f"{username}@example.com")
+    roles = page.locator("[data-testid=stMultiSelect]").first.locator("input")
+    roles.click()
+    roles.fill(role)
+    roles.press("Enter")
+    page.keyboard.press("Escape")
+    page.get_by_label("First password", exact=True).fill(password)
+    page.get_by_role("button", name="Create account").click()
+
+
 def pick_option(page: Any, box: Any, option: str) -> None:
     """Open a select box and pick ``option``; a click during a rerun can be dropped, so try again."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
