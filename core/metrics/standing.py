@@ -33,8 +33,8 @@ from core.models.rollups import RollupState
 from core.timeutil import utc_now
 
 STATE_KEY = "standing"
-LIVE = ("active", "trialing", "past_due")
-HELD = ("paused", "unpaid")
+LIVE = tuple(sorted(SubscriptionStatus.live()))  # the member still has the membership
+HELD = (SubscriptionStatus.PAUSED, SubscriptionStatus.UNPAID)  # kept, not live: ranked next
 MARKED = "SELECT member_id FROM metrics_standing_marks"
 # More marks than this (a bulk load, a refresher stopped for a long time): build everything
 # again, one pass over the subscriptions, rather than member by member.
