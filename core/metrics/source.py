@@ -518,49 +518,74 @@ def _rollup_movements(engine: Engine, query: Query, gran: str, buckets: list[Per
     question's ``now`` by sweeping the members whose segments start or end in between."""
     now = query.now
     assert now is not None and st.first_day is not None
-    tz, week_start = zone(query.tz), query.settings.week_start_index
-    new_b = rollups.period_bounds(st.first_day, now, gran, tz, week_start)
-    built = st.now
-    if now < st.now and period_delta.labels_of(new_b):
-        # A question about an earlier moment (the previous period of a card): the stored rows up
-        # to the period containing it are what a build ending with that period would hold, so
-        # only the members moving between ``now`` and that period's end are swept (not every
-        # member moving since).
-        built = min(st.now, local_midnight(next_period_start(period_delta.labels_of(new_b)[-1], gran), tz))
-    old_b = rollups.period_bounds(st.first_day, built, gran, tz, week_start)
-    old_labels = period_delta.labels_of(old_b)
+    built, moves = _moves_to(engine, query, gran, st)
+    old_labels = period_delta.labels_of(
+        rollups.period_bounds(st.first_day, built, gran, zone(query.tz), query.settings.week_start_index))
     wanted = {b.label for b in buckets}
     last_stored = min(buckets[-1].label, old_labels[-1]) if old_labels else None
     cols_sql = ", ".join(f"SUM({c}) AS {c}" for c in MOVEMENT_COLUMNS)
-    with engine.connect() as conn:
-        if last_stored is not None and last_stored >= buckets[0].label:
-            sql = (f"SELECT period, {', '.join(group)}, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
-                   f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, {', '.join(group)}")
+    if last_stored is not None and last_stored >= buckets[0].label:
+        sql = (f"SELECT period, {', '.join(group)}, {cols_sql} FROM metrics_mrr_periods WHERE granularity = :g "
+               f"AND period >= :a AND period <= :b{_where(filters)} GROUP BY period, {', '.join(group)}")
+        with engine.connect() as conn:
             for period, *rest in conn.execute(text(sql), {"g": gran, "a": buckets[0].label,
                                                           "b": last_stored, **_params(filters)}):
                 label = _as_date(period)
                 if label in wanted:
                     add(label, tuple(rest[:len(group)]), rest[len(group):])
-        if now == built or not old_labels or not period_delta.labels_of(new_b):
-            return  # (no period yet at a ``now`` before the first one: nothing moved)
-        moving = sorted(period_delta.members_moving(conn, built, now))
-        # From the last stored period when time moved on; from the period containing ``now``
-        # when the question is about an earlier moment.
-        k_label = old_labels[-1] if now > built else period_delta.labels_of(new_b)[-1]
-        k = period_delta.first_index(old_b, k_label)
-        old = period_delta.sweep_members(conn, old_b, k, moving, cohorts=False)
-        new = period_delta.sweep_members(conn, new_b, k, moving, cohorts=False)
-        later = len(new_b) > len(old_b)
-        stored = [dict(r) for r in conn.execute(text(
-            "SELECT * FROM metrics_mrr_periods WHERE granularity = :g AND period = :p"),
-            {"g": gran, "p": old_labels[-1]}).mappings()] if later else []
-    moves, _ = period_delta.shift(old_b, old, new_b, new, stored, [])
     for (label, currency, tier_id, interval, country), vec in moves.items():
         if label not in wanted:
             continue
         row = {"tier_id": tier_id, "interval": interval, "country": country, "currency": currency}
         if all(row[col] == value for col, value in filters.items()):
             add(label, tuple(row[c] for c in group), vec)
+
+
+def _moves_to(engine: Engine, query: Query, gran: str, st: rollups.State
+              ) -> tuple[datetime, dict[tuple[Any, ...], list[int]]]:
+    """The stored rows to start from (those of a build ending at the returned instant) and what to
+    add to them, per (period, segment), to answer at the question's ``now``. Worked out once per
+    page and instant: the per-currency and per-segment reads of a page share the sweep."""
+    now = query.now
+    assert now is not None and st.first_day is not None
+    tz, week_start = zone(query.tz), query.settings.week_start_index
+    return memoised(("moves to", engine.url, gran, query.tz, week_start, st.first_day, st.now, now),
+                    lambda: _sweep_to(engine, gran, st, now, tz, week_start))
+
+
+def _sweep_to(engine: Engine, gran: str, st: rollups.State, now: datetime, tz: Any, week_start: int
+              ) -> tuple[datetime, dict[tuple[Any, ...], list[int]]]:
+    assert st.first_day is not None
+    new_b = rollups.period_bounds(st.first_day, now, gran, tz, week_start)
+    new_labels = period_delta.labels_of(new_b)
+    built = st.now
+    if now < st.now and new_labels:
+        # A question about an earlier moment (the previous period of a card). The stored rows of
+        # the periods before the one containing it, or up to its end, are what a build ending
+        # there would hold; start from the nearer of the two edges, so only the members moving
+        # between it and ``now`` are swept (half a day's at most, at day granularity).
+        begins = new_b[-2][1]
+        ends = min(st.now, local_midnight(next_period_start(new_labels[-1], gran), tz))
+        built = begins if len(new_labels) > 1 and now - begins < ends - now else ends
+    if now == built:
+        return built, {}
+    old_b = rollups.period_bounds(st.first_day, built, gran, tz, week_start)
+    old_labels = period_delta.labels_of(old_b)
+    if not old_labels or not new_labels:
+        return built, {}  # (no period yet at a ``now`` before the first one: nothing moved)
+    with engine.connect() as conn:
+        moving = sorted(period_delta.members_moving(conn, built, now))
+        # From the last stored period when time moved on; from the period containing ``now``
+        # when the stored rows run past it.
+        k_label = old_labels[-1] if now > built else new_labels[-1]
+        k = period_delta.first_index(old_b, k_label)
+        old = period_delta.sweep_members(conn, old_b, k, moving, cohorts=False)
+        new = period_delta.sweep_members(conn, new_b, k, moving, cohorts=False)
+        stored = [dict(r) for r in conn.execute(text(
+            "SELECT * FROM metrics_mrr_periods WHERE granularity = :g AND period = :p"),
+            {"g": gran, "p": old_labels[-1]}).mappings()] if len(new_b) > len(old_b) else []
+    moves, _ = period_delta.shift(old_b, old, new_b, new, stored, [])
+    return built, moves
 
 
 def _contiguous(buckets: list[Period]) -> list[list[Period]]:
