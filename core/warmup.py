@@ -6,8 +6,9 @@ migration or a settings change left to be rebuilt. ``warm(engine)`` does those o
 it imports what the pages import, reads the rollups' state (asking the background refresher for
 a rebuild when they are missing, stale or of an older shape: the only writer here, and not a
 page), and answers the Overview as it opens (month to date by day, up to this minute) and the
-finance pages' default question, so their data and indexes are in memory. Nothing is kept:
-the dashboard's own caches fill on the first visit, from warm memory.
+finance pages' default question, so their data and indexes are in memory. The Overview's answer
+is kept for the first visitor (``core.metrics.kept``, which the keeper thread then keeps fresh);
+the other pages' caches fill on the first visit, from warm memory.
 
 The server's start calls it before reporting healthy (``cli/run.py``, or whatever serves
 the app); a failure is logged and never stops the start.
@@ -57,11 +58,9 @@ def warm(engine: Engine, *, now: datetime | None = None) -> dict[str, float]:
     today = at.astimezone(zone(bs.business_timezone)).date()
 
     def overview() -> None:
-        from core.metrics import Query, page_bundle
+        from core.metrics import kept
 
-        q = Query.make(engine, start=today.replace(day=1), end=today + timedelta(days=1),
-                       now=at - timedelta(minutes=at.minute % 5), granularity="day")
-        page_bundle(engine, "overview", q)
+        kept.overview(engine, kept.DEFAULT_PERIOD, now or utc_now())
 
     def pages() -> None:
         from core.metrics import Query, page_bundle

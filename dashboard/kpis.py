@@ -1,27 +1,27 @@
 """KPI cards for the Overview: each number from the metrics registry with its change against the
-same-length period just before, and its definition on hover.
+same part of the previous period, and its definition on hover.
 
-``core.metrics.page_bundle(engine, "overview", query)`` supplies the cards. Until that part of
-the metrics engine is installed (or when it cannot answer) the cards fall back to the plain
-counts this shell reads itself (paying subscriptions, open alerts), without a trend, and say so.
-Money cards are shown only to roles with VIEW_REVENUE_FIGURES.
+The numbers are the Overview bundle the server keeps for every session (``core.metrics.kept``,
+at most a minute old; the page says as of when). When they cannot be computed the cards fall
+back to the plain counts this shell reads itself (paying subscriptions, open alerts), without a
+trend, and say so. Money cards are shown only to roles with VIEW_REVENUE_FIGURES.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import streamlit as st
 
+from core.metrics import kept
 from core.permissions import Permission
 from core.timeutil import utc_now, zone
 from dashboard import format as fmt
 from dashboard import reads
 from dashboard.auth import StaffContext
-from dashboard.db import engine, settings
+from dashboard.db import engine
 from dashboard.text import md
 from dashboard.widgets import definition, kpi
 
@@ -30,34 +30,13 @@ log = logging.getLogger(__name__)
 PERIODS = {"Month to date": "mtd", "Last 30 days": "30d", "Last 90 days": "90d", "Year to date": "ytd"}
 
 
-def period_bounds(choice: str, now: datetime, tz: str) -> tuple[date, date, str]:
-    """Local dates [start, end) and a granularity for one of ``PERIODS``."""
-    today = now.astimezone(zone(tz)).date()
-    end = today + timedelta(days=1)
-    if choice == "30d":
-        return end - timedelta(days=30), end, "day"
-    # The cards' figures do not depend on the bucket size (buckets are cut to the range); year to
-    # date reads month rows (a year of day rows per segment costs a second at 5,000 members).
-    if choice == "90d":
-        return end - timedelta(days=90), end, "day"
-    if choice == "ytd":
-        return today.replace(month=1, day=1), end, "month"
-    return today.replace(day=1), end, "day"
-
-
-def metrics_available() -> bool:
-    return importlib.util.find_spec("core.metrics.bundles") is not None
-
-
-@st.cache_data(ttl=60, show_spinner="Computing the overview numbers…")
-def _bundle(_engine: Any, url: str, start: date, end: date, granularity: str, now_key: datetime,
-            _asked_at: datetime | None = None) -> Any:
-    """The Overview's numbers, cached per five minutes (``now_key``) and computed as of the instant
-    they were first asked (``_asked_at``, not part of the key), so what was written before counts."""
-    from core.metrics import Query, page_bundle
-
-    query = Query.make(_engine, start=start, end=end, now=_asked_at or now_key, granularity=granularity)
-    return page_bundle(_engine, "overview", query)
+def _answer(code: str) -> kept.Answer:
+    """The cards' numbers: kept by the server for every session (``core.metrics.kept``), or
+    computed now when none from the last minute is kept for this period."""
+    now = utc_now()
+    query = kept.overview_query(engine(), code, now)
+    with st.spinner("Computing the overview numbers…", show_time=True):
+        return kept.answer(engine(), query)
 
 
 def _delta(card: Any) -> str | None:
@@ -116,20 +95,15 @@ def _fallback_cards(ctx: StaffContext) -> None:
 def render_overview_kpis(ctx: StaffContext) -> None:
     choice = st.segmented_control("Period", list(PERIODS), default="Month to date", key="overview_period")
     code = PERIODS.get(choice or "Month to date", "mtd")
-    tz = reads.business_tz()
-    now = utc_now().replace(second=0, microsecond=0)
-    start, end, granularity = period_bounds(code, now, tz)
-    bundle = None
-    if metrics_available():
-        try:
-            bundle = _bundle(engine(), settings().database_url, start, end, granularity,
-                             now - timedelta(minutes=now.minute % 5), utc_now())
-        except Exception as exc:  # the counts below still render; the sentence says why no trend
-            log.exception("overview bundle failed")
-            st.warning(md(exc) if str(exc).endswith(".") else "The trend numbers could not be computed just now.")
-    if bundle is None:
+    try:
+        got = _answer(code)
+    except Exception as exc:  # the counts below still render; the sentence says why no trend
+        log.exception("overview bundle failed")
+        st.warning(md(exc) if str(exc).endswith(".") else "The trend numbers could not be computed just now.")
         _fallback_cards(ctx)
         return
+    bundle, query = got.bundle, got.bundle.query
+    tz, start, end = query.tz, query.start, query.end
     cards = [(c.title, _value(c), _delta(c), c.definition, c.slug, _delta_color(c)) for c in getattr(bundle, "kpis", [])
              if ctx.can(Permission.VIEW_REVENUE_FIGURES) or c.unit != "money"]
     if "open_alerts" not in {c[4] for c in cards}:
@@ -146,7 +120,8 @@ def render_overview_kpis(ctx: StaffContext) -> None:
     definition(f"{fmt.day(start)} to {fmt.day(end - timedelta(days=1))} in {tz} (so far); each change compares with "
                f"the same part of the previous period{f' ({compared})' if compared else ''}: month and year to date "
                "with the same days and hours of last month or year, the last 30 or 90 days with those just before "
-               "(member churn: this month's rate against last month's whole). Hover a card for its definition.")
+               "(member churn: this month's rate against last month's whole). Numbers as of "
+               f"{got.as_of.astimezone(zone(tz)):%H:%M} {tz}, updated every minute. Hover a card for its definition.")
     status = getattr(bundle, "freshness", None)
     # Said only when it matters: the numbers come from the raw rows, or the rollups' background
     # refresh is more than a quarter of an hour behind (the rows since then are still counted).

@@ -225,15 +225,28 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
     # previous period) reads the day containing it from the rows before it.
     last_exclusive = max(first, min(last_exclusive, now.astimezone(tz).date() + timedelta(days=1)))
     if st is not None:
-        # The rollup's days, up to the one containing the earlier of its ``now`` and the question's.
-        upto = min(last_exclusive, now.astimezone(tz).date()) if now < st.now else last_exclusive
-        since = st.now if now >= st.now else local_midnight(upto, tz)
+        # The rollup's days, up to the one containing the earlier of its ``now`` and the question's,
+        # plus the rows since then.
+        upto, since, sign = last_exclusive, st.now, 1
+        tail_query = query
+        if now < st.now:
+            # A question about an earlier moment (the previous period of a card): the stored days
+            # before the one containing it, plus that day's rows up to it; or, nearer the day's
+            # end, the stored days through it less its rows from ``now`` on (half a day at most).
+            now_day = now.astimezone(tz).date()
+            upto, since = min(last_exclusive, now_day), local_midnight(min(last_exclusive, now_day), tz)
+            day_end = local_midnight(now_day + timedelta(days=1), tz)
+            if last_exclusive > now_day and day_end <= st.now and day_end - now < now - since:
+                upto, since, sign = last_exclusive, now, -1
+                tail_query = replace(query, now=day_end)
         rows: Sequence[Any] = []
         with engine.connect() as conn:
             if upto > first:
                 sql, params = _rollup_sql(engine.dialect.name, query, kind, first, upto, keys, filters)
                 rows = conn.execute(text(sql), params).all()
-            tail = _tail_daily(conn, query, kind, first, last_exclusive, keys, filters, since, wanted)
+            tail = _tail_daily(conn, tail_query, kind, first, last_exclusive, keys, filters, since, wanted)
+        if sign < 0:
+            tail = {k: [-v for v in vec] for k, vec in tail.items()}
         if not tail:
             return _sum_rows(rows, ("day",), group[1:], measures)
         # Rollup rows and the tail summed per (day or stretch, group) in plain Python.

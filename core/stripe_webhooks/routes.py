@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from core import health
 from core.db import connect
+from core.metrics.kept import Keeper
 from core.settings import SettingsError, load_settings
 from core.stripe_gateway import build_client
 from core.stripe_webhooks.apply_loop import ApplyLoop
@@ -42,6 +43,7 @@ class _Service:
         self.engine: Engine | None = None
         self.secret = ""
         self.loop: ApplyLoop | None = None
+        self.keeper: Keeper | None = None
         self.problem = "The server is starting."
 
     def start(self) -> None:
@@ -64,6 +66,9 @@ class _Service:
         self.problem = ""
 
     def stop(self) -> None:
+        if self.keeper is not None:
+            self.keeper.stop()
+            self.keeper = None
         if self.loop is not None:
             self.loop.stop()
             self.loop = None
@@ -87,6 +92,9 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
         else:
             log.info("warm-up done in %.1f s (%s)", sum(took.values()),
                      ", ".join(f"{k} {v:.2f} s" for k, v in took.items()))
+        # The Overview's cards, answered every minute ahead of whoever opens it next.
+        SERVICE.keeper = Keeper(SERVICE.engine)
+        SERVICE.keeper.start()
     try:
         yield
     finally:

@@ -24,8 +24,11 @@ def app_test(database_url: str, *, role: str | None = None, username: str | None
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
+    from core.metrics import kept
+
     if clear_cache:
         st.cache_data.clear()
+        kept.forget()
     at = AppTest.from_file(APP, default_timeout=15)
     for section, values in secrets_for(database_url).items():
         at.secrets[section] = values
@@ -62,8 +65,11 @@ def page_app_test(database_url: str, page_file: str, *, role: str, clear_cache: 
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
+    from core.metrics import kept
+
     if clear_cache:
         st.cache_data.clear()
+        kept.forget()
     at = AppTest.from_file(str(ROOT / "pages" / page_file), default_timeout=15)
     for section, values in secrets_for(database_url).items():
         at.secrets[section] = values

@@ -66,9 +66,10 @@ def _caches(path: Path) -> bool:
 
 
 # One caching layer: the pages' data in dashboard/reads.py, the metrics registry's answers in
-# dashboard/metrics_data.py (and, for now, the Overview's cards in dashboard/kpis.py), the engine
-# and the Stripe client (resources, not data) in dashboard/db.py. No page caches anything.
-CACHING_MODULES = {"dashboard/reads.py", "dashboard/metrics_data.py", "dashboard/kpis.py", "dashboard/db.py"}
+# dashboard/metrics_data.py, the engine and the Stripe client (resources, not data) in
+# dashboard/db.py. No page caches anything. (The Overview's cards are kept by the server for every
+# session, in core.metrics.kept.)
+CACHING_MODULES = {"dashboard/reads.py", "dashboard/metrics_data.py", "dashboard/db.py"}
 
 
 def test_page_data_is_cached_in_one_layer():

@@ -1,0 +1,180 @@
+"""The Overview's cards, ready before anyone asks.
+
+The Overview is every role's first page. Its cards compare the month so far with the same part
+of last month, to the minute, and that previous part ends inside a day the rollups hold only
+whole: its members are swept one by one (about a second at a million members). Recomputing that
+for each person, each minute, is what made the first page slow.
+
+So this process keeps the answers, shared by every session it serves:
+
+- ``overview(engine, period, now)`` hands out the answer computed at most ``FRESH`` before
+  ``now`` for the same question (period, time zone, business settings), or computes it. Two
+  people asking at once share one computation: the second waits for the first's answer.
+- ``Keeper``, a thread started with the server, answers the default period ("Month to date")
+  every ``FRESH``, so the person who opens the Overview finds it ready, after a restart too
+  (the warm-up's answer is the first one kept).
+
+The numbers are as of the instant they were computed (the page shows it): at most a minute
+old. The counts below the cards, the member page and every list read the rows when asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from core.metrics import page_bundle
+from core.metrics.types import Query
+from core.timeutil import utc_now, zone
+
+if TYPE_CHECKING:
+    from core.metrics.bundles import PageBundle
+
+log = logging.getLogger(__name__)
+
+FRESH = timedelta(seconds=60)
+DEFAULT_PERIOD = "mtd"
+PERIODS = ("mtd", "30d", "90d", "ytd")  # month to date, the last 30 or 90 days, year to date
+_KEEP = 16  # answers kept at most (a few periods x a settings change or two)
+
+
+def period_bounds(period: str, now: datetime, tz: str) -> tuple[date, date, str]:
+    """Local dates [start, end) and a granularity for one of ``PERIODS``."""
+    today = now.astimezone(zone(tz)).date()
+    end = today + timedelta(days=1)
+    if period == "30d":
+        return end - timedelta(days=30), end, "day"
+    # The cards' figures do not depend on the bucket size (buckets are cut to the range); year to
+    # date reads month rows (a year of day rows per segment costs a second at 5,000 members).
+    if period == "90d":
+        return end - timedelta(days=90), end, "day"
+    if period == "ytd":
+        return today.replace(month=1, day=1), end, "month"
+    return today.replace(day=1), end, "day"
+
+
+def overview_query(engine: Engine, period: str, now: datetime) -> Query:
+    """The Overview's question for ``period`` as of ``now``, with the business settings in force."""
+    from core.settings.business import load
+
+    bs = load(engine)
+    start, end, granularity = period_bounds(period, now, bs.business_timezone)
+    return Query.make(bs, start=start, end=end, now=now, granularity=granularity)
+
+
+@dataclass(frozen=True)
+class Answer:
+    bundle: PageBundle
+    as_of: datetime  # the instant the numbers were computed as of
+
+
+_Key = tuple[Any, ...]
+_lock = threading.Lock()
+_answers: dict[_Key, Answer] = {}
+_computing: dict[_Key, threading.Lock] = {}
+
+
+def overview(engine: Engine, period: str, now: datetime | None = None) -> Answer:
+    """The Overview's numbers for ``period``, as of ``now`` or at most ``FRESH`` before it."""
+    return answer(engine, overview_query(engine, period, now or utc_now()))
+
+
+def answer(engine: Engine, query: Query, *, fresh: timedelta = FRESH) -> Answer:
+    """The Overview bundle of ``query`` computed as of ``query.now`` or up to ``fresh`` before."""
+    assert query.now is not None
+    now = query.now
+    key = _key(engine, query)
+    kept = _fresh(key, now, fresh)
+    if kept is not None:
+        return kept
+    with _lock:
+        computing = _computing.setdefault(key, threading.Lock())
+    with computing:  # one computation per question; whoever waited here takes its answer
+        kept = _fresh(key, now, fresh)
+        if kept is not None:
+            return kept
+        got = Answer(page_bundle(engine, "overview", query), now)
+        with _lock:
+            _answers[key] = got
+            for old in sorted(_answers, key=lambda k: _answers[k].as_of)[:max(0, len(_answers) - _KEEP)]:
+                del _answers[old]
+                _computing.pop(old, None)
+        return got
+
+
+def _fresh(key: _Key, now: datetime, fresh: timedelta) -> Answer | None:
+    kept = _latest(key)
+    if kept is not None and now - fresh <= kept.as_of <= now:
+        return kept
+    return None
+
+
+def _latest(key: _Key) -> Answer | None:
+    with _lock:
+        return _answers.get(key)
+
+
+def _key(engine: Engine, query: Query) -> _Key:
+    """The question without its instant."""
+    q = query
+    return (engine.url.render_as_string(hide_password=True), q.start, q.end, q.granularity, q.tz, q.currency,
+            q.filters, q.settings)
+
+
+def forget() -> None:
+    """Drop every kept answer (tests; a settings change needs nothing: it changes the question)."""
+    with _lock:
+        _answers.clear()
+        _computing.clear()
+
+
+class Keeper:
+    """A daemon thread answering the Overview's default period every ``every``, ahead of visitors."""
+
+    def __init__(self, engine: Engine, every: timedelta = FRESH) -> None:
+        self.engine = engine
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="overview-keeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        took = 1.0  # seconds the last answer took (a guess until the first)
+        failing = False
+        while not self._stop.is_set():
+            try:
+                now = utc_now()
+                query = overview_query(self.engine, DEFAULT_PERIOD, now)
+                kept = _latest(_key(self.engine, query))
+                # Due early enough for the next answer to land before this one stops being fresh.
+                due = kept.as_of + self.every - timedelta(seconds=2 * took + 1) if kept else now
+                wait = (due - utc_now()).total_seconds()
+                if wait > 0:
+                    self._stop.wait(wait)
+                    continue  # asked again: the settings (and so the question) may have changed
+                started = utc_now()
+                answer(self.engine, replace(query, now=started), fresh=timedelta(0))
+                took = (utc_now() - started).total_seconds()
+                if failing:
+                    log.info("overview keeper: the cards are computed again")
+                failing = False
+            except Exception as exc:  # a database away for a moment: a visitor computes on their own
+                if not failing:  # said once, not every minute
+                    log.warning("overview keeper: the cards could not be computed (%s); trying every minute",
+                                type(exc).__name__)
+                failing = True
+                self._stop.wait(self.every.total_seconds())

@@ -1,0 +1,83 @@
+"""The Overview's cards kept by the server: the same numbers as asking the registry, shared by
+every session within the minute, computed again after it, and kept ahead by the keeper thread."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from core.metrics import kept, page_bundle
+from core.metrics.rollups import refresh
+from tests.support.factories import at, make_member, make_payment
+
+ASKED = at("2026-03-09 18:43")
+
+
+@pytest.fixture(autouse=True)
+def _nothing_kept():
+    kept.forget()
+    yield
+    kept.forget()
+
+
+def _cards(bundle):
+    return [(k.slug, k.value, k.previous, k.compared) for k in bundle.kpis]
+
+
+@pytest.fixture
+def paid(engine, session):
+    member = make_member(session)
+    make_payment(session, member=member, amount=1200, created_at=at("2026-03-02 10:00"))
+    make_payment(session, member=member, amount=800, created_at=at("2026-02-03 09:00"))
+    session.commit()
+    refresh(engine, now=at("2026-03-09 12:00"))
+    return member
+
+
+def test_the_kept_answer_is_the_registry_answer(engine, paid):
+    got = kept.overview(engine, "mtd", ASKED)
+    query = kept.overview_query(engine, "mtd", ASKED)
+    assert (query.start.isoformat(), query.end.isoformat(), query.granularity) == ("2026-03-01", "2026-03-10", "day")
+    assert got.as_of == ASKED
+    assert _cards(got.bundle) == _cards(page_bundle(engine, "overview", query))
+    assert dict((k.slug, k.value) for k in got.bundle.kpis)["net_revenue"] == 1200
+
+
+def test_shared_within_the_minute_and_computed_again_after(engine, session, paid):
+    first = kept.overview(engine, "mtd", ASKED)
+    make_payment(session, member=paid, amount=500, created_at=ASKED + timedelta(seconds=10))
+    session.commit()
+    # Within the minute: the same answer (as of when it was computed), for every session.
+    assert kept.overview(engine, "mtd", ASKED + timedelta(seconds=40)) is first
+    # After it: computed again, and the payment made meanwhile counts.
+    later = kept.overview(engine, "mtd", ASKED + kept.FRESH + timedelta(seconds=1))
+    assert later is not first
+    assert dict((k.slug, k.value) for k in later.bundle.kpis)["net_revenue"] == 1700
+    # Another period is another question.
+    assert kept.overview(engine, "30d", ASKED + timedelta(seconds=40)) is not first
+
+
+def test_the_keeper_answers_before_anyone_asks(engine, paid):
+    keeper = kept.Keeper(engine, every=timedelta(seconds=3))
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            from core.timeutil import utc_now
+
+            query = kept.overview_query(engine, kept.DEFAULT_PERIOD, utc_now())
+            if kept._latest(kept._key(engine, query)) is not None:
+                break
+            time.sleep(0.1)
+        got = kept._latest(kept._key(engine, query))
+        assert got is not None
+        first = got.as_of
+        # Kept fresh: a newer answer lands before the first is three seconds old.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and kept._latest(kept._key(engine, query)).as_of == first:
+            time.sleep(0.1)
+        assert kept._latest(kept._key(engine, query)).as_of > first
+    finally:
+        keeper.stop()
