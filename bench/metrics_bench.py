@@ -324,10 +324,15 @@ def opening_timings(url: str, refresh_too: bool, side: bool = False) -> dict[str
     out["now"] = f"{now:%Y-%m-%d %H:%M} UTC ({now.astimezone(zone(tz)):%H:%M} in {tz})"
 
     def overview_query(code: str) -> Any:
-        end = today + timedelta(days=1)
-        start = {"30d": end - timedelta(days=30), "90d": end - timedelta(days=90),
-                 "ytd": today.replace(month=1, day=1)}.get(code, today.replace(day=1))
-        return Query.make(engine, start=start, end=end, now=now5, granularity="day")
+        try:  # the product's own question (the cards kept by the server ask it every minute)
+            from core.metrics.kept import overview_query as asked
+
+            return asked(engine, code, now)
+        except ImportError:  # older code: the question its Overview asked (cached per five minutes)
+            end = today + timedelta(days=1)
+            start = {"30d": end - timedelta(days=30), "90d": end - timedelta(days=90),
+                     "ytd": today.replace(month=1, day=1)}.get(code, today.replace(day=1))
+            return Query.make(engine, start=start, end=end, now=now5, granularity="month" if code == "ytd" else "day")
 
     analytics = Query.make(engine, start=date(today.year - 1, today.month, 1), end=today + timedelta(days=1),
                            now=now, granularity="month")
