@@ -259,14 +259,35 @@ def show_rows(rows: pd.DataFrame | None, name: str, *, key: str, empty_sentence:
     csv_download(rows, name, key=key)
 
 
-def _table(rows: pd.DataFrame, height: int | Literal["auto"]) -> None:
-    shown = fmt.display_frame(rows, rename=RENAME)
+def _table(rows: pd.DataFrame, height: int | Literal["auto"], *, shown: pd.DataFrame | None = None) -> None:
+    """``rows`` in words (``shown``: already put in words by ``_in_words``)."""
     config: dict[str, Any] = {}
     if "member_id" in rows.columns:
-        shown.insert(0, "Member page", [f"members?member={m}" for m in rows["member_id"]])
         config["Member page"] = st.column_config.LinkColumn("Member page", display_text=r"members\?member=(\d+)",
                                                             help="Opens the member page")
-    st.dataframe(shown, hide_index=True, width="stretch", height=height, column_config=config or None)
+    st.dataframe(_shown(rows) if shown is None else shown, hide_index=True, width="stretch", height=height, column_config=config or None)
+
+
+# Streamlit keys a cached frame by a hash of its values, index, column names and dtypes, but samples the
+# rows of a frame this long: a longer one is formatted every run instead of risking another's words.
+HASHED_ROWS = 50_000
+
+
+def _shown(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` in words, with the member-page links: kept per content (a warm rerun of the Failed
+    payments page formats a dozen tables, a drill table up to 10,000 rows, and the words come out
+    the same)."""
+    return _shown_cached(rows) if len(rows) < HASHED_ROWS else _in_words(rows)
+
+
+def _in_words(rows: pd.DataFrame) -> pd.DataFrame:
+    shown = fmt.display_frame(rows, rename=RENAME)
+    if "member_id" in rows.columns:
+        shown.insert(0, "Member page", [f"members?member={m}" for m in rows["member_id"]])
+    return shown
+
+
+_shown_cached = st.cache_data(ttl=metrics_data.TTL, max_entries=256, show_spinner=False)(_in_words)
 
 
 def load_bundle(engine: Engine, q: metrics_data.Question, page: str) -> Any:
@@ -451,17 +472,31 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
     if partial:
         st.caption(f"The {len(rows):,} members longest past due of {total:,} are listed, by decline code; "
                    f"the download holds all {total:,}.")
-    codes = rows[code_col].fillna("unknown").astype(str)
-    order = codes.value_counts(sort=True).index.tolist()  # group order only; no figure is shown from it
-    for i, code in enumerate(order):
-        group = rows[codes == code]
+    groups = _groups_cached(rows, code_col) if len(rows) < HASHED_ROWS else _groups(rows, code_col)
+    for i, (code, group, shown) in enumerate(groups):
         count = f"{len(group):,} of those listed" if partial else f"{len(group):,} member(s)"
-        with st.expander(f"{md(code_label(code, code_col))} — {md(count)}", expanded=i == 0 or len(order) <= 2):
-            show_rows(group, f"past-due {code}", key=f"{key}_{code}", empty_sentence="Nobody in this group.")
+        with st.expander(f"{md(code_label(code, code_col))} — {md(count)}", expanded=i == 0 or len(groups) <= 2):
+            _table(group, "auto", shown=shown)
+            csv_download(group, f"past-due {code}", key=f"{key}_{code}")
     if partial and whole is not None:  # (partial: whole is given)
         csv_download(whole, "past-due worklist", key=f"{key}_all", label=f"Download the whole worklist: {total:,} (CSV)")
     else:
         csv_download(rows, "past-due worklist", key=f"{key}_all", label="Download the whole worklist (CSV)")
+
+
+def _groups(rows: pd.DataFrame, code_col: str) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """The worklist's groups, most members first: (code, rows, rows in words). Kept per content as
+    one entry: hashing the list once costs less than hashing each group's table."""
+    codes = rows[code_col].fillna("unknown").astype(str)
+    order = codes.value_counts(sort=True).index.tolist()  # group order only; no figure is shown from it
+    out = []
+    for code in order:
+        group = rows[codes == code]
+        out.append((code, group, _in_words(group)))
+    return out
+
+
+_groups_cached = st.cache_data(ttl=metrics_data.TTL, max_entries=64, show_spinner=False)(_groups)
 
 
 def freshness(b: Any) -> None:
