@@ -25,20 +25,13 @@ from sqlalchemy import Engine
 
 from core.labels import code_label
 from core.metrics import MetricError, MetricResult
-from dashboard import charts, metrics_data
+from dashboard import charts, metrics_data, render_cache
 from dashboard import format as fmt
 from dashboard.text import md
 from dashboard.widgets import csv_download, empty
 
 log = logging.getLogger(__name__)
 NONE = "—"
-# Column headers the generic "words from snake_case" rule gets wrong.
-RENAME = {"mrr_minor": "MRR", "mrr_start_minor": "MRR at start", "mrr_end_minor": "MRR at end",
-          "amount_due_minor": "Amount due", "fee_minor": "Stripe fee", "next_retry_at": "Next retry (UTC)",
-          "past_due_since": "Past due since (UTC)", "created_at": "Created (UTC)", "closed_at": "Closed (UTC)",
-          "trial_end": "Trial end (UTC)", "trial_start": "Trial start (UTC)"}
-
-
 @dataclass(frozen=True)
 class DrillTarget:
     """One drillable thing: shown as ``label``, answered by ``drill(slug, period=, key=)`` on the
@@ -260,34 +253,13 @@ def show_rows(rows: pd.DataFrame | None, name: str, *, key: str, empty_sentence:
 
 
 def _table(rows: pd.DataFrame, height: int | Literal["auto"], *, shown: pd.DataFrame | None = None) -> None:
-    """``rows`` in words (``shown``: already put in words by ``_in_words``)."""
+    """``rows`` in words (``shown``: already put in words by ``render_cache``)."""
     config: dict[str, Any] = {}
     if "member_id" in rows.columns:
         config["Member page"] = st.column_config.LinkColumn("Member page", display_text=r"members\?member=(\d+)",
                                                             help="Opens the member page")
-    st.dataframe(_shown(rows) if shown is None else shown, hide_index=True, width="stretch", height=height, column_config=config or None)
-
-
-# Streamlit keys a cached frame by a hash of its values, index, column names and dtypes, but samples the
-# rows of a frame this long: a longer one is formatted every run instead of risking another's words.
-HASHED_ROWS = 50_000
-
-
-def _shown(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` in words, with the member-page links: kept per content (a warm rerun of the Failed
-    payments page formats a dozen tables, a drill table up to 10,000 rows, and the words come out
-    the same)."""
-    return _shown_cached(rows) if len(rows) < HASHED_ROWS else _in_words(rows)
-
-
-def _in_words(rows: pd.DataFrame) -> pd.DataFrame:
-    shown = fmt.display_frame(rows, rename=RENAME)
-    if "member_id" in rows.columns:
-        shown.insert(0, "Member page", [f"members?member={m}" for m in rows["member_id"]])
-    return shown
-
-
-_shown_cached = st.cache_data(ttl=metrics_data.TTL, max_entries=256, show_spinner=False)(_in_words)
+    st.dataframe(render_cache.in_words(rows) if shown is None else shown, hide_index=True, width="stretch",
+                 height=height, column_config=config or None)
 
 
 def load_bundle(engine: Engine, q: metrics_data.Question, page: str) -> Any:
@@ -472,7 +444,7 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
     if partial:
         st.caption(f"The {len(rows):,} members longest past due of {total:,} are listed, by decline code; "
                    f"the download holds all {total:,}.")
-    groups = _groups_cached(rows, code_col) if len(rows) < HASHED_ROWS else _groups(rows, code_col)
+    groups = render_cache.worklist_groups(rows, code_col)
     for i, (code, group, shown) in enumerate(groups):
         count = f"{len(group):,} of those listed" if partial else f"{len(group):,} member(s)"
         with st.expander(f"{md(code_label(code, code_col))} — {md(count)}", expanded=i == 0 or len(groups) <= 2):
@@ -482,21 +454,6 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
         csv_download(whole, "past-due worklist", key=f"{key}_all", label=f"Download the whole worklist: {total:,} (CSV)")
     else:
         csv_download(rows, "past-due worklist", key=f"{key}_all", label="Download the whole worklist (CSV)")
-
-
-def _groups(rows: pd.DataFrame, code_col: str) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
-    """The worklist's groups, most members first: (code, rows, rows in words). Kept per content as
-    one entry: hashing the list once costs less than hashing each group's table."""
-    codes = rows[code_col].fillna("unknown").astype(str)
-    order = codes.value_counts(sort=True).index.tolist()  # group order only; no figure is shown from it
-    out = []
-    for code in order:
-        group = rows[codes == code]
-        out.append((code, group, _in_words(group)))
-    return out
-
-
-_groups_cached = st.cache_data(ttl=metrics_data.TTL, max_entries=64, show_spinner=False)(_groups)
 
 
 def freshness(b: Any) -> None:

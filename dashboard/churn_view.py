@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.metrics import MetricResult
 from dashboard import analytics_ui as ui
-from dashboard import charts, held_figures as held
+from dashboard import charts, render_cache
 from dashboard import metrics_data as md
 from dashboard.analytics_page import AnalyticsPage, open_page
 
@@ -64,7 +64,7 @@ def _lines(page: AnalyticsPage, found: dict[str, MetricResult | None], lines: tu
     if not pts:
         ui.missing(found[shown_by], missing)
         return
-    clicked = ui.chart(held.figure(charts.line, pts, unit="percent", title=f"{title}, by {q.granularity}"), key=f"{key}_chart")
+    clicked = ui.chart(render_cache.figure(charts.line, pts, unit="percent", title=f"{title}, by {q.granularity}"), key=f"{key}_chart")
     ui.caption_definition(found[shown_by], C[shown_by])
     ui.drill_picker(page.engine, q, ui.targets_from_points(pts, drill), clicked, key=key, noun="members", later=later)
 
@@ -80,7 +80,7 @@ def _cohorts(page: AnalyticsPage, found: dict[str, MetricResult | None]) -> None
             if grid is None:
                 ui.missing(found[role], f"Cohort retention ({what})")
                 continue
-            clicked = ui.chart(held.figure(charts.heatmap, grid.rows, grid.cols, grid.cells, unit="percent", keys=grid.keys,
+            clicked = ui.chart(render_cache.figure(charts.heatmap, grid.rows, grid.cols, grid.cells, unit="percent", keys=grid.keys,
                                               partial=grid.partial,
                                               title=f"Share of each cohort's {what} at the end of month k"),
                                key=f"churn_{role}_chart")
@@ -96,7 +96,7 @@ def _trials(page: AnalyticsPage, res: MetricResult | None, later: list[Callable[
     if not pts:
         ui.missing(res, "Trial conversion")
         return
-    clicked = ui.chart(held.figure(charts.bars, pts, unit="percent", title="Trials ending in each period that converted"),
+    clicked = ui.chart(render_cache.figure(charts.bars, pts, unit="percent", title="Trials ending in each period that converted"),
                        key="churn_trials_chart")
     ui.caption_definition(res, C["trial_conversion"])
     ui.drill_picker(page.engine, page.question, ui.targets_from_points(pts, "Trials"), clicked, key="churn_trials",
@@ -109,7 +109,7 @@ def _reasons(page: AnalyticsPage, res: MetricResult | None, later: list[Callable
     if not pts:
         ui.missing(res, "Cancellation reasons")
         return
-    clicked = ui.chart(held.figure(charts.bars, pts, unit=res.unit if res else "count", horizontal=True, stacked=True,
+    clicked = ui.chart(render_cache.figure(charts.bars, pts, unit=res.unit if res else "count", horizontal=True, stacked=True,
                                    title="Members lost, by reason"), key="churn_reasons_chart")
     ui.caption_definition(res, C["cancellation_reasons"])
     ui.drill_picker(page.engine, page.question, ui.targets_from_points(pts, "Reason"), clicked, key="churn_reasons",

@@ -16,7 +16,7 @@ import streamlit as st
 from core.metrics import MetricResult
 from core.permissions import Permission
 from dashboard import analytics_ui as ui
-from dashboard import charts, held_figures as held
+from dashboard import charts, render_cache
 from dashboard import metrics_data as md
 from dashboard.analytics_page import AnalyticsPage, open_page
 from dashboard.auth import StaffContext
@@ -69,7 +69,7 @@ def _rates(page: AnalyticsPage, found: dict[str, MetricResult | None], later: li
     if not pts:
         ui.missing(res, "The failure rate over time")
         return
-    clicked = ui.chart(held.figure(charts.line, pts, unit="percent", title=f"Renewal payments, by {q.granularity}"),
+    clicked = ui.chart(render_cache.figure(charts.line, pts, unit="percent", title=f"Renewal payments, by {q.granularity}"),
                        key="failed_rate_chart")
     ui.caption_definition(res, F["failure_rate"])
     ui.caption_definition(rec, F["recovery_rate"])
@@ -82,7 +82,7 @@ def _why(page: AnalyticsPage, res: MetricResult | None, role: str, what: str, la
     if not pts:
         ui.missing(res, f"Failures by {what}")
         return
-    clicked = ui.chart(held.figure(charts.bars, pts, unit=res.unit if res else "count", horizontal=True,
+    clicked = ui.chart(render_cache.figure(charts.bars, pts, unit=res.unit if res else "count", horizontal=True,
                                    title=f"Failed attempts by {what}"), key=f"failed_{role}_chart")
     ui.caption_definition(res, F[role])
     ui.drill_picker(page.engine, page.question, ui.targets_from_points(pts, what.capitalize()), clicked,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from dashboard import analytics_ui as ui
-from dashboard import charts, held_figures as held
+from dashboard import charts, render_cache
 from dashboard import metrics_data as md
 from dashboard.analytics_page import AnalyticsPage, open_page
 
@@ -54,7 +54,7 @@ def _mrr(page: AnalyticsPage, later: list[Callable[[], None]]) -> None:
     if not pts:
         ui.missing(shown, f"{which} over time")
         return
-    clicked = ui.chart(held.figure(charts.line, pts, unit="money", currency=q.currency,
+    clicked = ui.chart(render_cache.figure(charts.line, pts, unit="money", currency=q.currency,
                                    title=f"{which} at the end of each {q.granularity}"), key="revenue_mrr_chart")
     ui.caption_definition(shown, slug)
     ui.drill_picker(page.engine, q, ui.targets_from_points(pts, which), clicked, key="revenue_mrr",
@@ -68,7 +68,7 @@ def _movements(page: AnalyticsPage, later: list[Callable[[], None]]) -> None:
     if wf is None or q.currency is None:  # the waterfall is in one currency
         ui.missing(None, "The MRR movements")
         return
-    clicked = ui.chart(held.figure(charts.waterfall, wf.start, wf.amounts, wf.end, currency=q.currency,
+    clicked = ui.chart(render_cache.figure(charts.waterfall, wf.start, wf.amounts, wf.end, currency=q.currency,
                                         title=f"From {q.start:%d %b %Y} to {q.last_day:%d %b %Y}"),
                        key="revenue_waterfall")
     ui.caption_definition(wf.result, wf.slug)
@@ -83,7 +83,7 @@ def _cash(page: AnalyticsPage) -> None:
     if not chain:
         ui.missing(None, "The cash chain")
         return
-    clicked = ui.chart(held.figure(charts.bars, chain, unit="money", currency=q.currency, show_values=True,
+    clicked = ui.chart(render_cache.figure(charts.bars, chain, unit="money", currency=q.currency, show_values=True,
                                    title=f"MRR → billed → collected → refunded → disputed → net revenue, "
                                          f"{cq.start:%d %b} to {cq.last_day:%d %b %Y}"),
                        key="revenue_cash_chart")
@@ -110,7 +110,7 @@ def _segments(page: AnalyticsPage) -> None:
                 st.info(f"No revenue by {dim} in the chosen range and filters." if frame is not None  # text-safe: dim is ours
                         else f"Revenue by {dim} is not available from the metrics registry yet.")
                 continue
-            clicked = ui.chart(held.figure(charts.bars, pts, unit="money", currency=q.currency, horizontal=dim == "country",
+            clicked = ui.chart(render_cache.figure(charts.bars, pts, unit="money", currency=q.currency, horizontal=dim == "country",
                                            title=f"Revenue by {dim}"), key=f"revenue_by_{dim}_chart")
             ui.drill_picker(page.engine, q, ui.targets_from_points(pts, f"By {dim}"), clicked, key=f"revenue_by_{dim}",
                             noun="payments")

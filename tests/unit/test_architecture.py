@@ -67,9 +67,10 @@ def _caches(path: Path) -> bool:
 
 # One caching layer: the pages' data in dashboard/reads.py, the metrics registry's answers in
 # dashboard/metrics_data.py, the engine and the Stripe client (resources, not data) in
-# dashboard/db.py. No page caches anything. (The Overview's cards are kept by the server for every
-# session, in core.metrics.kept.)
-CACHING_MODULES = {"dashboard/reads.py", "dashboard/metrics_data.py", "dashboard/db.py"}
+# dashboard/db.py; what the analytics pages draw from those answers (figures, tables in words: no
+# data of its own) in dashboard/render_cache.py. No page caches anything. (The Overview's cards are
+# kept by the server for every session, in core.metrics.kept.)
+CACHING_MODULES = {"dashboard/reads.py", "dashboard/metrics_data.py", "dashboard/db.py", "dashboard/render_cache.py"}
 
 
 def test_page_data_is_cached_in_one_layer():

@@ -80,3 +80,41 @@ class TestSoFar:
                      settings=(("business_timezone", "Europe/Paris"),))
         assert unfinished(date(2026, 11, 1), q) and not unfinished(date(2026, 10, 1), q)
         assert unfinished(date(2026, 11, 27), q, "day") and not unfinished(date(2026, 11, 26), q, "day")
+
+
+class TestHeldFigures:
+    """A figure kept between reruns is only ever the one drawn from equal arguments of the same types."""
+
+    def test_equal_arguments_give_the_figure_drawn_before(self):
+        from dashboard import render_cache
+
+        pts = [charts.Point("k1", "premium", 1_999), charts.Point("k2", "platinum", 5)]
+        first = render_cache.figure(charts.bars, pts, unit="money", currency="EUR", title="Revenue by tier")
+        again = render_cache.figure(charts.bars, list(pts), unit="money", currency="EUR", title="Revenue by tier")
+        assert again is first
+        assert first.to_dict() == charts.bars(pts, unit="money", currency="EUR", title="Revenue by tier").to_dict()
+
+    def test_other_numbers_types_or_settings_draw_afresh(self):
+        from decimal import Decimal
+
+        from dashboard import render_cache
+
+        def drawn(value, **kw):
+            return render_cache.figure(charts.line, [charts.Point("k", "2026-01-01", value)], unit="percent", **kw)
+
+        base = drawn(Decimal("0.5"))
+        assert drawn(Decimal("0.25")) is not base
+        assert drawn(0.5) is not base  # a float is not a Decimal: its hover text may differ
+        assert drawn(Decimal("0.5"), title="Churn") is not base
+        assert [c[1] for c in drawn(Decimal("0.25")).data[0].customdata] == ["25.0%"]
+
+    def test_arguments_that_are_not_plain_data_draw_every_time(self):
+        from dashboard import render_cache
+
+        class Loose:  # not a frozen dataclass: it could change after being keyed
+            pass
+
+        def draw(_loose):
+            return charts.bars([charts.Point("k", "x", 1)], unit="count")
+
+        assert render_cache.figure(draw, Loose()) is not render_cache.figure(draw, Loose())
