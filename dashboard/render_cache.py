@@ -65,7 +65,8 @@ def _frozen(value: Any) -> Any:
         return ("map", tuple((_frozen(k), _frozen(v)) for k, v in value.items()))
     if isinstance(value, set | frozenset):
         return ("set", frozenset(_frozen(v) for v in value))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type) and value.__dataclass_params__.frozen:
+    params = getattr(value, "__dataclass_params__", None)  # a dataclass's; frozen: it cannot change after keying
+    if params is not None and params.frozen and not isinstance(value, type):
         return (type(value).__qualname__, tuple(_frozen(getattr(value, f.name)) for f in dataclasses.fields(value)))
     raise _Unkeyable(type(value).__name__)
 
@@ -108,7 +109,8 @@ def in_words(rows: pd.DataFrame) -> pd.DataFrame:
     return _words_kept(rows) if len(rows) < HASHED_ROWS else words(rows)
 
 
-@st.cache_data(ttl=TTL, max_entries=256, show_spinner=False)
+# A drill table is up to 10,000 rows (a few MB in words): fewer entries than the figures.
+@st.cache_data(ttl=TTL, max_entries=64, show_spinner=False)
 def _words_kept(rows: pd.DataFrame) -> pd.DataFrame:
     return words(rows)
 
