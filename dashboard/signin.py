@@ -5,8 +5,9 @@ What this module guarantees (each point is a trap verified on this stack, see do
   keys) is built from a deep copy of a plain dict of the accounts that may sign in now (active and
   not locked), only when a run needs it: a signed-out run (the cookie sign-in), the "Sign in" and
   "Sign out" callbacks, and a sign-out that a run decides on. A signed-in run that signs nobody
-  in or out does not build it (the session is checked against the database all the same). Its ``Authenticate`` wrapper is not used: that one draws a cookie
-  component on every run whose value reports rerun the script on their own (below).
+  in or out does not build it (the session is checked against the database all the same). Its
+  ``Authenticate`` wrapper is not used: that one draws a cookie component on every run whose value
+  reports rerun the script on their own (below).
 - Locked or disabled accounts never sign in, even with the right password: the database is asked
   before the password is checked and again after it matched.
 - Failed attempts are counted in the database (``core.staff.sign_in``), so the
