@@ -2,9 +2,12 @@
 
 What this module guarantees (each point is a trap verified on this stack, see docs/dashboard.md):
 - streamlit-authenticator's ``AuthenticationController`` (the password check and the session
-  keys) is built once per run from a deep copy of a plain dict of the accounts that may sign in now
-  (active and not locked). Its ``Authenticate`` wrapper is not used: that one draws a cookie
-  component on every run whose value reports rerun the script on their own (below).
+  keys) is built from a deep copy of a plain dict of the accounts that may sign in now (active and
+  not locked), only when a run needs it: a signed-out run (the cookie sign-in), the "Sign in" and
+  "Sign out" callbacks, and a sign-out that a run decides on. A signed-in run that signs nobody
+  in or out does not build it (the session is checked against the database all the same). Its
+  ``Authenticate`` wrapper is not used: that one draws a cookie component on every run whose value
+  reports rerun the script on their own (below).
 - Locked or disabled accounts never sign in, even with the right password: the database is asked
   before the password is checked and again after it matched.
 - Failed attempts are counted in the database (``core.staff.sign_in``), so the
@@ -38,6 +41,7 @@ import copy
 import hashlib
 import json
 import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -49,7 +53,7 @@ from streamlit_authenticator.controllers import AuthenticationController
 from streamlit_authenticator.utilities import LoginError
 
 from core import staff, staff_sessions
-from core.settings import SettingsError
+from core.settings import Settings, SettingsError
 from core.timeutil import utc_now
 from dashboard import reads
 from dashboard.auth import StaffContext
@@ -58,7 +62,6 @@ from dashboard.text import md
 
 log = logging.getLogger(__name__)
 
-_AUTH_KEY = "_md_authenticator"
 _LAST_SEEN = "_md_last_seen"
 _COOKIE = "_md_cookie"  # (token, expiry in epoch seconds) this session wrote into the browser
 _COOKIE_ISSUED = "_md_cookie_issued"  # epoch seconds the current token was issued
@@ -75,18 +78,32 @@ def clear_account_cache() -> None:
     reads.clear_signable_accounts()
 
 
+_run = threading.local()  # the settings read once by run_authentication, for the rest of it
+
+
+def _settings() -> Settings:
+    """The deployment settings: read once per run_authentication (it needs them a dozen times),
+    read afresh everywhere else, so a changed secrets file still applies on the next run."""
+    return getattr(_run, "settings", None) or settings()
+
+
 def _idle_seconds() -> int:
-    return settings().session_idle_minutes * 60
+    return _settings().session_idle_minutes * 60
 
 
-def _authenticator() -> AuthenticationController:
+def _cookie_key() -> str:
+    """The key that signs the sign-in cookie; without one, the page stops with the sentence."""
     try:
-        cookie_key = settings().require_cookie_key()
+        return _settings().require_cookie_key()
     except SettingsError as exc:
         st.error(md(exc))
         st.stop()
+        raise  # unreachable: st.stop() raises
+
+
+def _authenticator() -> AuthenticationController:
     credentials = {"usernames": copy.deepcopy(reads.signable_accounts())}
-    return AuthenticationController(credentials, auto_hash=False, secret_key=cookie_key)
+    return AuthenticationController(credentials, auto_hash=False, secret_key=_cookie_key())
 
 
 _TOUCH_EVERY = 60  # seconds between two slides of the server-side expiry (one write a minute at most)
@@ -113,7 +130,7 @@ def _issue_cookie(username: str) -> None:
     now = time.time()
     sid = str(st.session_state.get(_SESSION) or "")
     token = jwt.encode({"username": username, "exp_date": now + _idle_seconds(), "sid": sid},
-                       settings().require_cookie_key(), algorithm="HS256")
+                       _cookie_key(), algorithm="HS256")
     st.session_state[_COOKIE] = (token, now + _idle_seconds())
     st.session_state[_COOKIE_ISSUED] = now
 
@@ -123,7 +140,7 @@ def cookie_line(value: str, expires: float) -> str:
     JavaScript allows. Secure only when the browser reached us over HTTPS (a browser drops a Secure
     cookie set on plain HTTP, which would make signing in impossible on a local run)."""
     when = format_datetime(datetime.fromtimestamp(expires, UTC), usegmt=True)
-    parts = [f"{settings().cookie_name}={value}", f"expires={when}", "path=/", "SameSite=Strict"]
+    parts = [f"{_settings().cookie_name}={value}", f"expires={when}", "path=/", "SameSite=Strict"]
     if served_over_https():
         parts.append("Secure")
     return "; ".join(parts)
@@ -146,13 +163,13 @@ def _audit(actor: str, action: str, *, outcome: str = "ok", comment: str | None 
         log.exception("could not record %s for %s", action, actor)
 
 
-def _sign_out(auth: AuthenticationController, *, reason: str, notice: str | None = None) -> None:
+def _sign_out(*, reason: str, notice: str | None = None) -> None:
     username = st.session_state.get("username") or "?"
     try:  # end it on the server first (with its audit entry): the cookie copy in any other browser dies with it
         staff.sign_out(engine(), st.session_state.get(_SESSION), str(username), reason)
     except Exception:  # the sign-out in this browser must still happen
         log.exception("could not revoke the session of %s", username)
-    auth.logout()
+    _authenticator().logout()
     for key in (_LAST_SEEN, _COOKIE, _COOKIE_ISSUED, _CHECKED, _SESSION, _TOUCHED):
         st.session_state.pop(key, None)
     st.session_state[_DELETE_PENDING] = f"md_cookie_delete_{time.time():.6f}"
@@ -164,12 +181,12 @@ def _sign_out(auth: AuthenticationController, *, reason: str, notice: str | None
 def _read_cookie() -> tuple[str, dict[str, Any] | None]:
     """The raw sign-in cookie this browser sent, and its claims when the signature, the expiry
     and the shape are right (None otherwise)."""
-    name = settings().cookie_name
+    name = _settings().cookie_name
     raw = st.context.cookies.get(name) if name in st.context.cookies else None
     if not raw:
         return "", None
     try:
-        claims = jwt.decode(raw, settings().require_cookie_key(), algorithms=["HS256"])
+        claims = jwt.decode(raw, _cookie_key(), algorithms=["HS256"])
     except jwt.PyJWTError:
         return str(raw), None
     ok = (isinstance(claims, dict) and isinstance(claims.get("username"), str)
@@ -212,23 +229,32 @@ def _try_cookie_login(auth: AuthenticationController) -> None:
     log.info("sign-in from cookie user=%s", username)
 
 
-def run_authentication() -> AuthenticationController:
-    """Build the authenticator for this run, restore a signed-in session from its cookie, expire
-    idle sessions and sign out disabled accounts. Call once at the top of every run."""
+def run_authentication() -> None:
+    """Restore a signed-in session from its cookie, expire idle sessions and sign out disabled
+    accounts. Call once at the top of every run."""
+    _run.settings = settings()
+    try:
+        _cookie_key()  # every run stops with the sentence while the key is missing
+        _authenticate()
+    finally:
+        _run.settings = None
+
+
+def _authenticate() -> None:
     state = st.session_state
-    auth = _authenticator()
-    state[_AUTH_KEY] = auth
     now = time.time()
-    if not state.get("authentication_status") and not state.get("logout"):
-        _try_cookie_login(auth)
+    if not state.get("authentication_status"):
+        auth = _authenticator()  # also sets streamlit-authenticator's session keys to their defaults
+        if not state.get("logout"):
+            _try_cookie_login(auth)
     if state.get("authentication_status"):
         last = state.get(_LAST_SEEN)
         if last is not None and now - last > _idle_seconds():
-            _sign_out(auth, reason="idle", notice=(
-                f"You were signed out after {settings().session_idle_minutes} minutes without activity."))
+            _sign_out(reason="idle", notice=(
+                f"You were signed out after {_settings().session_idle_minutes} minutes without activity."))
         else:
             state[_LAST_SEEN] = now
-            _recheck_account(auth)
+            _recheck_account()
             if state.get("authentication_status"):
                 _touch_session(now)
     if state.get("authentication_status"):
@@ -241,7 +267,6 @@ def run_authentication() -> AuthenticationController:
             _run_in_browser(cookie_line(str(token), float(expires)))
     elif state.get(_DELETE_PENDING):  # every signed-out run until the next sign-in
         _run_in_browser(cookie_line("", 0), mark=str(state[_DELETE_PENDING]))
-    return auth
 
 
 def served_over_https() -> bool:
@@ -259,35 +284,37 @@ _ENDED = {
 }
 
 
-def _recheck_account(auth: AuthenticationController) -> None:
+def _recheck_account() -> None:
     """Every run: the session must still be live on the server (not signed out elsewhere, not
     revoked by an admin), and the account active; otherwise the person is signed out here too."""
     state = st.session_state
-    s = settings()
+    s = _settings()
     username = str(state["username"])
     current = staff.session_account(engine(), state.get(_SESSION), username)  # not cached: a revocation
     live = current.session                                                    # applies on the very next run
     if not live.live:
         idle = f"You were signed out after {s.session_idle_minutes} minutes without activity."
         notice = idle if live.reason == staff_sessions.IDLE else _ENDED.get(str(live.reason), "You were signed out.")
-        _sign_out(auth, reason=f"session ended: {live.reason}", notice=notice)
+        _sign_out(reason=f"session ended: {live.reason}", notice=notice)
         return
     if not current.active:  # gone or disabled
-        _sign_out(auth, reason="account disabled", notice="Your account is disabled; ask an admin.")
+        _sign_out(reason="account disabled", notice="Your account is disabled; ask an admin.")
         return
     state["roles"] = list(current.roles)
 
 
 def _attempt_login() -> None:
-    """Form callback (runs before the script, so the page the URL names renders right after)."""
+    """Form callback (runs before the script, so the page the URL names renders right after). The
+    authenticator is built here, from the accounts as they are at the press."""
     state = st.session_state
-    auth: AuthenticationController = state[_AUTH_KEY]
     username = str(state.get("login_username") or "").strip().lower()
     password = str(state.get("login_password") or "").strip()
     state["login_password"] = ""
     if not username or not password:
         state[_NOTICE] = "Enter your username and password."
         return
+
+    auth = _authenticator()
 
     def password_matches() -> bool:  # asked by core between its two reads of the account
         try:
@@ -346,8 +373,7 @@ def render_login() -> None:
 
 
 def _logout_clicked() -> None:
-    auth: AuthenticationController = st.session_state[_AUTH_KEY]
-    _sign_out(auth, reason="sign-out", notice="You are signed out.")
+    _sign_out(reason="sign-out", notice="You are signed out.")
 
 
 def render_sidebar(ctx: StaffContext) -> None:

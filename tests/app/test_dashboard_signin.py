@@ -193,3 +193,17 @@ def test_working_slides_the_server_side_expiry_at_most_once_a_minute(db, engine)
     at.session_state["_md_session_touched"] = time.time() - 61
     at.run()
     assert expiry() > first
+
+
+@pytest.mark.parametrize("role", [None, "finance"])
+def test_a_short_cookie_key_stops_every_run_with_a_sentence(db, role, monkeypatch):
+    """Signed in or not, a run without a usable cookie key says what to set and shows no page
+    (the sign-in no longer builds its authenticator on every run, so this is asked on its own)."""
+    monkeypatch.delenv("MEMBERDESK_COOKIE_KEY", raising=False)
+    at = app_test(db, role=role)
+    at.secrets["authenticator"] = {**at.secrets["authenticator"], "cookie_key": "too-short"}
+    at.run()
+    assert not at.exception
+    assert any("cookie key must be at least 48 characters" in e.value for e in at.error)
+    assert "Overview" not in [t.value for t in at.title]
+    assert [w.label for w in at.text_input] == []
