@@ -20,8 +20,11 @@ GROUP = "cash"
 
 def _flow(slug: str, measure: str) -> ComputeFn:
     def compute(engine: Engine, query: Query) -> MetricResult:
-        return flow_result(engine, query, slug, "cash", lambda r: int(r[measure]))
+        return flow_result(engine, query, slug, "cash", lambda r: int(r[measure]), (measure,))
     return compute
+
+
+NET_MEASURES = ("gross", "refunds", "disputes_lost")
 
 
 def net_amount(row: dict[str, Any]) -> int:
@@ -31,7 +34,7 @@ def net_amount(row: dict[str, Any]) -> int:
 
 
 def _net(engine: Engine, query: Query) -> MetricResult:
-    return flow_result(engine, query, "net_revenue", "cash", net_amount)
+    return flow_result(engine, query, "net_revenue", "cash", net_amount, NET_MEASURES)
 
 
 def _drill(kind: str) -> DrillFn:

@@ -76,7 +76,7 @@ GROUP_KEYS = ("tier_id", "interval", "country")
 MONEY_MEASURES = frozenset({"gross", "refunds", "disputes_lost", "fees", "billed", "recovered", "amount"})
 
 
-def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict[str, Any]]:
+def converted_daily(engine: Engine, query: Query, kind: str, wanted: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """The rounding rule of every money figure in a reporting currency, in one place, for flows:
     within each local month, each segment's (original currency x tier x interval x country)
     running total of a measure converts at the month's rate, rounded half to even, and a day or
@@ -86,7 +86,8 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict[str, A
     figure, segments add up to the total to the minor unit, a filtered figure equals its
     segment's row, and every page and the command line agree. Rows as dicts (``day``: the first
     day of a stretch of one bucket and one month, ``currency``, group keys, measures), never
-    changed; counts are not converted."""
+    changed; counts are not converted. With ``wanted``, only those measures are right (see
+    ``source.daily``)."""
     from core.metrics import source
     from core.metrics.daily import KINDS
 
@@ -95,13 +96,13 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict[str, A
 
     def build() -> list[dict[str, Any]]:
         _, first, last = source.span(query)
-        rows = source.daily(engine, query, kind, first, last, keys=GROUP_KEYS)
+        rows = source.daily(engine, query, kind, first, last, keys=GROUP_KEYS, wanted=wanted)
         lead = first.replace(day=1)
         # A range starting inside a month: the month's days before it start the running totals.
         before = source.daily(engine, replace(query, start=lead, end=first, granularity="month"), kind, lead, first,
-                              keys=GROUP_KEYS) if lead < first else []
+                              keys=GROUP_KEYS, wanted=wanted) if lead < first else []
         rates = RateTable.load(engine)
-        money = [m for m in KINDS[kind].measures if m in MONEY_MEASURES]
+        money = [m for m in KINDS[kind].measures if m in MONEY_MEASURES and (wanted is None or m in wanted)]
         # Per (month, segment): each measure's running total and its converted value.
         running: dict[tuple[Any, ...], list[list[int]]] = {}
 
@@ -130,17 +131,17 @@ def converted_daily(engine: Engine, query: Query, kind: str) -> list[dict[str, A
             out.append(conv)
         return out
 
-    return source.memoised(("converted daily", engine.url, query, kind), build)
+    return source.memoised(("converted daily", engine.url, query, kind, wanted), build)
 
 
-def converted_days(engine: Engine, query: Query, kind: str) -> list[dict[str, Any]]:
+def converted_days(engine: Engine, query: Query, kind: str, wanted: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """``converted_daily`` summed per stretch (of one bucket and one month) over the groups: what
     a flow's buckets add up."""
     from core.metrics import source
 
     def build() -> list[dict[str, Any]]:
         days: dict[date, dict[str, Any]] = {}
-        for r in converted_daily(engine, query, kind):
+        for r in converted_daily(engine, query, kind, wanted):
             acc = days.get(r["day"])
             if acc is None:
                 days[r["day"]] = dict(r)
@@ -150,13 +151,14 @@ def converted_days(engine: Engine, query: Query, kind: str) -> list[dict[str, An
                     acc[m] += v
         return list(days.values())
 
-    return source.memoised(("converted days", engine.url, query, kind), build)
+    return source.memoised(("converted days", engine.url, query, kind, wanted), build)
 
 
 def flow_result(engine: Engine, query: Query, slug: str, kind: str,
-                amount: Callable[[dict[str, Any]], int]) -> MetricResult:
+                amount: Callable[[dict[str, Any]], int], wanted: tuple[str, ...] | None = None) -> MetricResult:
     """A money flow: ``amount`` of each rollup row of ``kind`` summed per bucket (per original
-    currency, or converted by ``converted_daily``'s rule)."""
+    currency, or converted by ``converted_daily``'s rule). ``wanted``: the measures ``amount``
+    reads (the others' reads are skipped where they cost, see ``source.daily``)."""
     from core.metrics import source
 
     buckets = buckets_before_now(query) or query.buckets()[:1]
@@ -164,7 +166,7 @@ def flow_result(engine: Engine, query: Query, slug: str, kind: str,
     _, first, last = source.span(query)
     by_cur: dict[str, int] = {}
     per_cur: dict[tuple[date, str], int] = {}
-    for row in source.daily(engine, query, kind, first, last):
+    for row in source.daily(engine, query, kind, first, last, wanted=wanted):
         period = label(row["day"])
         if period is None:
             continue
@@ -177,7 +179,7 @@ def flow_result(engine: Engine, query: Query, slug: str, kind: str,
         return MetricResult(slug, "money", None, None, series, by_currency=by_cur,
                             settings_used=query.settings_used())
     per: dict[date, int] = {}
-    for row in converted_days(engine, query, kind):
+    for row in converted_days(engine, query, kind, wanted):
         period = label(row["day"])
         if period is not None:
             per[period] = per.get(period, 0) + amount(row)

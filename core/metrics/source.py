@@ -79,6 +79,14 @@ def memoised(key: tuple[Any, ...], fn: Callable[[], T]) -> T:
     return memo.memoised((*key, _raw_only.get()), fn)
 
 
+def fetched(conn: Connection, sql: str, params: dict[str, Any], *, raw: bool = False) -> list[tuple[Any, ...]]:
+    """The rows of one read, read once per page: the same rollup or tail read feeds readers that
+    group or pick its rows differently (a page's per-currency and per-segment figures, a metric
+    asking for some measures only). ``raw``: ``sql`` is a ``daily.statement`` (raw rows' SQL)."""
+    key = ("rows", conn.engine.url, sql, tuple(sorted(params.items())))
+    return memoised(key, lambda: [tuple(r) for r in conn.execute(statement(sql) if raw else text(sql), params)])
+
+
 def _state(engine: Engine) -> rollups.State | None:
     return memo.memoised(("rollup state", engine.url), lambda: rollups.state(engine))
 
@@ -243,7 +251,7 @@ def _daily(engine: Engine, query: Query, kind: str, first: date, last_exclusive:
         with engine.connect() as conn:
             if upto > first:
                 sql, params = _rollup_sql(engine.dialect.name, query, kind, first, upto, keys, filters)
-                rows = conn.execute(text(sql), params).all()
+                rows = fetched(conn, sql, params)
             tail = _tail_daily(conn, tail_query, kind, first, last_exclusive, keys, filters, since, wanted)
         if sign < 0:
             tail = {k: [-v for v in vec] for k, vec in tail.items()}
@@ -284,7 +292,7 @@ def _tail_daily(conn: Connection, query: Query, kind: str, first: date, last_exc
     out: dict[tuple[Any, ...], list[int]] = {}
     for names, sql in selects:
         cols = ("day", "currency", "tier_id", "interval", "country", *names)
-        for row in conn.execute(statement(sql), days.params()):
+        for row in fetched(conn, sql, days.params(), raw=True):
             r = dict(zip(cols, row, strict=True))
             if any(r[c] != v for c, v in filters.items()):
                 continue
