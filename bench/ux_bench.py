@@ -9,7 +9,7 @@ working while the server's start and the pages' reads change underneath:
    serves the dashboard and the sandbox; time to healthy is measured (first start and restarts);
 2. per role (support, finance, manager, admin): restart the server, sign in (the first page after
    a restart: *cold*), open every page the role sees from the navigation (the first visit since
-   the restart: *first*), then each page again (*warm*: median and p95 of ``--warm`` visits, 5);
+   the restart: *first*), then the pages in turn again (*warm*: median and p95 of ``--warm`` rounds, 5; each visit comes from another page);
 3. member search on the Members page (each query typed once: nothing cached);
 4. a staff change end to end: a support agent cancels a membership at the period's end and undoes
    it (Preview, then Confirm until "Done." shows: Stripe's sandbox and our rows);
@@ -280,6 +280,8 @@ class Results:
 
 
 STARTED = "(t0) => window.__md.some(x => x.t >= t0)"
+SLOW_MS = 3_000  # a page slower than this says where it waited
+THINK_S = float(os.environ.get("UX_THINK_S", "0"))  # pause before each navigation click (not timed)
 
 
 async def timed(page: Any, action: Any, timeout_ms: float = PAGE_TIMEOUT_MS, tries: int = 3) -> float:
@@ -290,14 +292,25 @@ async def timed(page: Any, action: Any, timeout_ms: float = PAGE_TIMEOUT_MS, tri
     t0 = await page.evaluate("performance.now()")
     for attempt in range(tries):
         await action()
+        clicked = await page.evaluate("performance.now()")
         try:
             await page.wait_for_function(STARTED, arg=t0, polling="raf", timeout=15_000)
             break
         except Exception:
             if attempt == tries - 1:
                 raise
+            say(f"no run began within 15 s of the click (attempt {attempt + 1}, the page's address now "
+                f"{page.url.split('/')[-1] or '/'}); clicking again")
     handle = await page.wait_for_function(DONE, arg=t0, polling="raf", timeout=timeout_ms)
-    return float(await handle.json_value())
+    took = float(await handle.json_value())
+    if took > SLOW_MS:
+        # Where a slow one waited: for the element to take the click (Playwright waits until it is
+        # visible, stable and not covered), for the run to begin (the request reaching the server
+        # and its first message coming back), or for the run itself.
+        began = await page.evaluate("(t0) => Math.min(...window.__md.filter(x => x.t >= t0).map(x => x.t))", t0)
+        say(f"slow: {took:,.0f} ms = click taken after {clicked - t0:,.0f} ms, the run began "
+            f"{began - clicked:,.0f} ms later and ended {t0 + took - began:,.0f} ms after that")
+    return took
 
 
 async def timed_goto(page: Any, url: str, timeout_ms: float = PAGE_TIMEOUT_MS) -> float:
@@ -408,6 +421,7 @@ async def nav_links(page: Any) -> list[tuple[str, str]]:
 
 async def open_page(page: Any, href: str) -> float:
     link = page.locator(f'[data-testid=stSidebarNav] a[href="{href}"]').first
+    await asyncio.sleep(THINK_S)
     return await timed(page, lambda: link.click(timeout=PAGE_TIMEOUT_MS))
 
 
@@ -449,14 +463,26 @@ async def role_pass(browser: Any, server: Server, role: str, warm: int, res: Res
                     res.problem(found)
             except Exception as exc:
                 await failed(res, page, f"{role} {title} first visit", exc)
-        for title, href in links[1:] + links[:1]:
-            runs: list[tuple[float, float | None]] = []
-            for _ in range(warm):
+        # Warm: the role's pages in turn, ``warm`` rounds, each visit coming from another page as a
+        # person moves between them. (Clicking the link of the page already shown, as this did
+        # before, sometimes starts no run at all: about one click in sixty waited for the 15 s
+        # retry below, a wait no one meets who moves between pages.)
+        order = links[1:] + links[:1]
+        if len(order) > 1 and order[0] == links[-1]:
+            order = order[1:] + order[:1]
+        runs_of: dict[str, list[tuple[float, float | None]]] = {title: [] for title, _ in order}
+        failing: set[str] = set()
+        for _ in range(warm):
+            for title, href in order:
+                if title in failing:
+                    continue
                 try:
-                    runs.append(await with_cpu(server, open_page(page, href)))
+                    runs_of[title].append(await with_cpu(server, open_page(page, href)))
                 except Exception as exc:
-                    await failed(res, page, f"{role} {title} warm visit {len(runs) + 1}", exc)
-                    break
+                    await failed(res, page, f"{role} {title} warm visit {len(runs_of[title]) + 1}", exc)
+                    failing.add(title)
+        for title, _ in order:
+            runs = runs_of[title]
             if runs:
                 times = [r[0] for r in runs]
                 res.add(res.pages, Figure(title, role, statistics.median(times), load(),

@@ -19,11 +19,10 @@ import streamlit as st  # noqa: E402
 
 from dashboard import signin  # noqa: E402
 from dashboard.auth import current  # noqa: E402
-from dashboard.navigation import build_pages, freeze_imports, visited  # noqa: E402
+from dashboard.navigation import build_pages, visited  # noqa: E402
 
 
 def main() -> None:
-    freeze_imports()
     st.set_page_config(page_title="Memberdesk", page_icon="🗂️", layout="wide")
     signin.run_authentication()
     ctx = current()

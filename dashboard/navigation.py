@@ -3,16 +3,10 @@ that opens it. A page is registered only if its file exists (so the app works wh
 still being written). For a signed-in person, the pages their roles grant are listed; every other
 page is registered hidden under its own URL, as a refusal: opening ``/admin`` as support says
 which role the page needs and writes ``auth.permission_refused`` to the audit log, instead of
-Streamlit's "Page not found" and a silent jump to the first page.
-
-``freeze_imports()`` keeps what the pages import out of the collection Streamlit runs after every
-script run (see its doc)."""
+Streamlit's "Page not found" and a silent jump to the first page."""
 
 from __future__ import annotations
 
-import gc
-import sys
-import threading
 from functools import partial
 from pathlib import Path
 
@@ -88,27 +82,3 @@ def visited(page: st.Page) -> None:
     if page.title != st.session_state.get(_REFUSED) or page.visibility != "hidden":
         st.session_state.pop(_REFUSED, None)
 
-
-_frozen_at = 0  # len(sys.modules) when this process last froze its heap
-_freezing = threading.Lock()
-
-
-def freeze_imports() -> None:
-    """Take what the process has imported out of the garbage collector's reach; call at the top of
-    every run.
-
-    Streamlit runs a full ``gc.collect()`` after every script run (``runner.postScriptGC``); with
-    pandas, SQLAlchemy, plotly and our modules loaded that walks ~190,000 objects: 130-200 ms of
-    CPU per page on this machine's cores, more than a light page's own run. Those objects live as
-    long as the process, so ``gc.freeze()`` moves them to the permanent generation and the
-    collection after each run walks only what the runs create. The top of a run comes just after
-    the previous run's collection; the heap is frozen again only when modules were imported since
-    (a page's first visit after a start), so the session objects alive at those few moments are
-    all it can keep from the collector (and only when they end up in a reference cycle)."""
-    global _frozen_at
-    if len(sys.modules) == _frozen_at:
-        return
-    with _freezing:
-        if len(sys.modules) != _frozen_at:
-            gc.freeze()
-            _frozen_at = len(sys.modules)
