@@ -34,7 +34,7 @@ def _answer(code: str) -> kept.Answer:
     """The cards' numbers: kept by the server for every session (``core.metrics.kept``), or
     computed now when none from the last minute is kept for this period."""
     now = utc_now()
-    query = kept.overview_query(engine(), code, now)
+    query = kept.overview_query(reads.business(), code, now)
     with st.spinner("Computing the overview numbers…", show_time=True):
         return kept.answer(engine(), query)
 

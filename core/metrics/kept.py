@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 
 from core.metrics import page_bundle
 from core.metrics.types import Query
+from core.settings.business import BusinessSettings, load
 from core.timeutil import utc_now, zone
 
 if TYPE_CHECKING:
@@ -39,12 +40,12 @@ log = logging.getLogger(__name__)
 
 FRESH = timedelta(seconds=60)
 DEFAULT_PERIOD = "mtd"
-PERIODS = ("mtd", "30d", "90d", "ytd")  # month to date, the last 30 or 90 days, year to date
 _KEEP = 16  # answers kept at most (a few periods x a settings change or two)
 
 
 def period_bounds(period: str, now: datetime, tz: str) -> tuple[date, date, str]:
-    """Local dates [start, end) and a granularity for one of ``PERIODS``."""
+    """Local dates [start, end) and a granularity for a period: "mtd" (month to date), "30d", "90d"
+    (the last 30 or 90 days) or "ytd" (year to date)."""
     today = now.astimezone(zone(tz)).date()
     end = today + timedelta(days=1)
     if period == "30d":
@@ -58,11 +59,10 @@ def period_bounds(period: str, now: datetime, tz: str) -> tuple[date, date, str]
     return today.replace(day=1), end, "day"
 
 
-def overview_query(engine: Engine, period: str, now: datetime) -> Query:
-    """The Overview's question for ``period`` as of ``now``, with the business settings in force."""
-    from core.settings.business import load
-
-    bs = load(engine)
+def overview_query(source: Engine | BusinessSettings, period: str, now: datetime) -> Query:
+    """The Overview's question for ``period`` as of ``now``, with the business settings given or
+    in force (a page passes the settings it already read: no read per rerun)."""
+    bs = source if isinstance(source, BusinessSettings) else load(source)
     start, end, granularity = period_bounds(period, now, bs.business_timezone)
     return Query.make(bs, start=start, end=end, now=now, granularity=granularity)
 
