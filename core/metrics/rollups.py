@@ -3,7 +3,8 @@
 ``refresh(engine, since=None, now=None)`` recomputes every rollup row for local days (and the
 months/weeks containing them) at or after ``since``; ``since=None`` rebuilds everything. It is
 idempotent (delete the affected days, insert them again, one transaction) and cheap for a recent
-``since``. It rebuilds everything by itself when a definition setting (time zone, grace days,
+``since``. The money and payment rollups (cash, attempts, recovery, declines) do not depend on
+``since``: they move by the rows marked since the last refresh (``core.metrics.flow_delta``). It rebuilds everything by itself when a definition setting (time zone, grace days,
 week start) differs from the one the rollups were built with, or when ``mark_stale`` was called:
 a settings change takes effect everywhere at the next refresh, and until then queries answer
 from the raw rows (``usable`` says so).
@@ -17,8 +18,10 @@ from __future__ import annotations
 import bisect
 import functools
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -27,7 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, Select, case, func, select, text
 from sqlalchemy.orm import Session
 
-from core.metrics import period_delta, segments, standing
+from core.metrics import flow_delta, period_delta, segments, standing
 from core.metrics.daily import (
     CHURN_SELECTS,
     GROUP_OUT,
@@ -43,7 +46,7 @@ from core.metrics.daily import (
 )
 from core.metrics.movements import MOVEMENT_COLUMNS
 from core.models import Base, MembershipChange, Payment, Subscription
-from core.models.rollups import RollupState
+from core.models.rollups import FlowMark, RollupState
 from core.settings.business import BusinessSettings, load
 from core.timeutil import ensure_aware, next_period_start, periods, utc_now, zone
 
@@ -65,6 +68,7 @@ class State:
     refreshed_at: datetime
     first_day: date | None
     version: int = VERSION
+    marks: bool = False  # built by a refresh that reads the flow marks (each one since is there)
 
     def matches(self, tz: str, bs: BusinessSettings) -> bool:
         return (self.version == VERSION and self.tz == tz and self.grace_days == bs.past_due_grace_days
@@ -96,7 +100,7 @@ def state(source: Engine | Connection) -> State | None:
     return State(built["tz"], built["grace_days"], built["week_start"], datetime.fromisoformat(built["now"]),
                  datetime.fromisoformat(built["refreshed_at"]),
                  date.fromisoformat(built["first_day"]) if built.get("first_day") else None,
-                 int(built.get("version", 1)))
+                 int(built.get("version", 1)), bool(built.get("marks", False)))
 
 
 def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | None = None) -> dict[str, Any]:
@@ -109,8 +113,7 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
     tz_name = bs.business_timezone
     tz = zone(tz_name)
     started = utc_now()
-    with engine.begin() as conn:
-        _one_at_a_time(conn)
+    with _exclusive(engine) as conn:
         old = state(conn)
         full = since is None or old is None or not old.matches(tz_name, bs)
         if not full and since is not None and old is not None:  # (both set when not full)
@@ -141,10 +144,42 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
             delta = period_delta.prepare(conn, since, since_day, old.now, now, bounds_for)
             log.info("metrics rollups: delta prepare took %.2fs (%s)", time.perf_counter() - t,
                      "full sweep" if delta is None else f"{len(delta.members)} members")
+        # Money and payments: by the rows marked since the last refresh when it read them too;
+        # else every day from ``since`` (and from the earliest marked row).
+        marks = None
+        if not full and old is not None and old.marks and old.first_day == first_day:
+            marks = flow_delta.read(conn, tz, old.now)
+        if marks is None and not full:
+            earliest = conn.execute(select(func.min(FlowMark.at))).scalar()
+            if earliest is not None and earliest.astimezone(tz).date() < flows.first:
+                flows = replace(flows, first=max(first_day, earliest.astimezone(tz).date()))
+
+        def redo_days(listed: list[date]) -> None:
+            redo = Days.listed(days.dialect, tz, listed, before=now)
+            for table in ("metrics_daily_cash", "metrics_daily_payments", "metrics_daily_declines"):
+                conn.execute(text(f"DELETE FROM {table} WHERE day IN ({', '.join(f':rd{i}' for i in range(len(listed)))})"),
+                             {f"rd{i}": d for i, d in enumerate(listed)})
+            for measures, sql in cash_selects(redo):
+                _insert(conn, "metrics_daily_cash", measures, sql, redo.params())
+            for table, (measures, sql) in (("metrics_daily_payments", attempts_select(redo)),
+                                           ("metrics_daily_payments", recovery_select(redo)),
+                                           ("metrics_daily_declines", declines_select(redo))):
+                _insert(conn, table, measures, sql, redo.params())
+
+        def flow_steps() -> None:
+            if marks is not None:
+                assert old is not None
+                moved = flow_delta.apply(conn, marks, tz, first_day, old.now, now, redo_days)
+                flow_delta.forget(conn, marks.ids)
+                log.info("metrics rollups: flows moved by %d marks (%s)", len(marks.ids), moved)
+            else:
+                _cash(conn, flows)
+                _payments(conn, flows)
+                flow_delta.forget(conn, None)
+
         steps: tuple[tuple[str, Callable[[], object]], ...] = (("segments", lambda: segments.build(conn, grace_days=bs.past_due_grace_days,
                                                      since=None if full else since)),
-                 ("cash", lambda: _cash(conn, flows)),
-                 ("payments", lambda: _payments(conn, flows)),
+                 ("flows", flow_steps),
                  ("churn", lambda: _churn(conn, days, first_day, None if full else since)),
                  ("periods", lambda: _periods(conn, bs, tz_name, first_day, now, since_day) if delta is None
                   else period_delta.apply(conn, delta, bounds_for, now)),
@@ -163,7 +198,7 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
             for table in _rollup_tables():
                 conn.execute(text(f"ANALYZE {table}"))
         _save_state(conn, tz_name, bs, now, first_day)
-    if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql" and _vacuum_due(engine, full):
         _vacuum(engine)
     took = (utc_now() - started).total_seconds()
     log.info("metrics rollups refreshed full=%s since=%s took=%.2fs", full, since_day, took)
@@ -188,15 +223,56 @@ def _vacuum(engine: Engine) -> None:
         log.exception("metrics rollups: VACUUM after the refresh failed (autovacuum will catch up)")
 
 
-def _one_at_a_time(conn: Connection) -> None:
-    """Refreshes run one after another: an incremental refresh moves stored rows by a difference
-    it computed from what it read, so two at once would both apply theirs to the same rows.
-    PostgreSQL: a transaction-scoped advisory lock. SQLite: a first statement that writes, which
-    takes the database's write lock before anything is read (a later writer waits for it)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    else:
-        conn.execute(text("UPDATE metrics_rollup_state SET key = key WHERE key = :k"), {"k": STATE_KEY})
+@contextmanager
+def _exclusive(engine: Engine) -> Iterator[Connection]:
+    """One transaction that sees one state of the database, one refresh at a time.
+
+    Refreshes run one after another: an incremental refresh moves stored rows by a difference
+    it computed from what it read, so two at once would both apply theirs to the same rows. And
+    a refresh must read the marks and the rows they mark as of one moment: a row committed
+    between the two reads would be counted now and again by the next refresh, through its mark.
+
+    PostgreSQL: a session advisory lock taken before the transaction, then a REPEATABLE READ
+    transaction (one snapshot, taken after the lock, so it sees the previous refresh's work).
+    SQLite: a first statement that writes, which takes the database's write lock before
+    anything is read (writers wait for the refresh; its reads see one state)."""
+    with engine.connect() as conn:
+        if conn.dialect.name != "postgresql":
+            with conn.begin():
+                conn.execute(text("UPDATE metrics_rollup_state SET key = key WHERE key = :k"), {"k": STATE_KEY})
+                yield conn
+            return
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
+        conn.commit()
+        try:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+            conn.commit()
+
+
+_VACUUM_EVERY_S = 600.0
+_vacuumed: dict[str, float] = {}
+_vacuum_lock = threading.Lock()
+
+
+def _vacuum_due(engine: Engine, full: bool) -> bool:
+    """After a full build, and then at most every ten minutes per process: a refresh that moved
+    a few rows leaves a few pages not all-visible, which costs an index-only scan little, while
+    the VACUUM itself costs 0.1-0.2 s at a million members."""
+    key = engine.url.render_as_string(hide_password=False)
+    with _vacuum_lock:
+        last = _vacuumed.get(key)
+        if full or last is None or time.monotonic() - last >= _VACUUM_EVERY_S:
+            _vacuumed[key] = time.monotonic()
+            return True
+    return False
 
 
 _LOCK_KEY = 0x6D65747269637331  # "metrics1": any constant shared by every process
@@ -221,7 +297,7 @@ def _first_instant(conn: Connection) -> datetime | None:
 
 def _save_state(conn: Connection, tz_name: str, bs: BusinessSettings, now: datetime, first_day: date) -> None:
     value = {"tz": tz_name, "grace_days": bs.past_due_grace_days, "week_start": bs.week_start,
-             "version": VERSION, "now": now.isoformat(), "refreshed_at": utc_now().isoformat(), "first_day": first_day.isoformat()}
+             "version": VERSION, "marks": True, "now": now.isoformat(), "refreshed_at": utc_now().isoformat(), "first_day": first_day.isoformat()}
     table = RollupState.__table__
     conn.execute(table.delete().where(table.c.key.in_([STATE_KEY, STALE_KEY])))
     conn.execute(table.insert().values(key=STATE_KEY, value=value, updated_at=utc_now()))

@@ -265,6 +265,21 @@ class StandingMark(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     member_id: Mapped[int] = mapped_column(BigInteger)
 
+
+class FlowMark(Base):
+    """A payment, refund, dispute or invoice written since the last refresh, as it was (``old``)
+    or as it is (``new``), with the instant it is counted at: written by triggers (migration
+    0023), taken away by the refresh that applies it (``core.metrics.flow_delta``)."""
+
+    __tablename__ = "metrics_flow_marks"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    row_id: Mapped[int] = mapped_column(BigInteger)
+    side: Mapped[str] = mapped_column(String(3))
+    at: Mapped[datetime | None]
+    invoice_id: Mapped[int | None] = mapped_column(BigInteger)
+
 # Indexes the metrics read on other areas' tables, declared here (the metrics area's file): revenue
 # at risk and the past-due worklist read the subscriptions by status and cancel flag from the index
 # alone (covering, migration 0004); cards expiring before their renewal are the few subscriptions

@@ -54,6 +54,8 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.metrics.rollups.mark_stale": "derived metric tables",
     "core.metrics.rollups.refresh": "derived metric tables",
     "core.metrics.standing.refresh": "derived metric tables",
+    "core.metrics.flow_delta.apply": "derived metric tables",
+    "core.metrics.flow_delta.forget": "derived metric tables (marks the refresh applied)",
     "core.metrics.period_delta.apply": "derived metric tables",
     "core.metrics.segments.build": "derived metric tables",
     "core.staff.sign_in": "the sign-in itself (before anyone is signed in)",

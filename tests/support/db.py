@@ -74,23 +74,26 @@ def scratch_pg_database(label: str) -> Iterator[str]:
         admin.dispose()
 
 
+FLOW_TABLES = tuple(f"metrics_{p}_{k}" for p in ("daily", "monthly")
+                     for k in ("cash", "payments", "declines", "trials", "cancellations"))
+
+
+def _every_column(table: str) -> str:
+    """The table's group columns, then every measure (all but the id)."""
+    cols = [c.name for c in Base.metadata.tables[table].columns if c.name != "id"]
+    keys = [c for c in cols if c in _KEY_COLUMNS]
+    return ", ".join(keys + [c for c in cols if c not in _KEY_COLUMNS])
+
+
+_KEY_COLUMNS = ("day", "month", "currency", "tier_id", "interval", "country", "decline_code", "brand", "card_country",
+                "reason", "churn_kind")
+
+
 def rollup_snapshot(engine: Engine) -> dict[str, list]:
     """Every rollup table's rows, groups summed and zeros dropped: equal for equal figures."""
     out = {}
     with engine.connect() as conn:
-        for table, cols in (("metrics_daily_cash", "day, currency, tier_id, interval, country, gross, refunds, "
-                                                   "disputes_lost, fees"),
-                            ("metrics_daily_payments", "day, currency, tier_id, interval, country, attempts, "
-                                                       "failed_attempts, renewal_invoices, renewal_first_failed, "
-                                                       "failed_invoices, recovered_invoices, recovered"),
-                            ("metrics_daily_declines", "day, currency, decline_code, brand, card_country, failures"),
-                            ("metrics_monthly_cash", "month, currency, tier_id, interval, country, gross, refunds, "
-                                                     "disputes_lost, fees"),
-                            ("metrics_monthly_payments", "month, currency, tier_id, interval, country, attempts, "
-                                                         "failed_attempts, renewal_invoices, renewal_first_failed, "
-                                                         "failed_invoices, recovered_invoices, recovered"),
-                            ("metrics_monthly_declines", "month, currency, decline_code, brand, card_country, "
-                                                         "failures"),
+        for table, cols in (*((t, _every_column(t)) for t in FLOW_TABLES),
                             ("metrics_mrr_periods", "granularity, period, currency, tier_id, interval, country, "
                                                     "mrr_start, mrr_end, new, reactivation, expansion, contraction, "
                                                     "churn, members_start, members_end"),
@@ -98,9 +101,7 @@ def rollup_snapshot(engine: Engine) -> dict[str, list]:
             rows = conn.execute(text(f"SELECT {cols} FROM {table}")).all()
             # Sum duplicates (a refresh may leave several partial rows for one group) and drop zeros.
             agg: dict[tuple, list[int]] = {}
-            n_keys = len([c for c in cols.split(", ") if c in ("day", "currency", "tier_id", "interval", "country",
-                                                              "decline_code", "brand", "card_country", "granularity",
-                                                              "period", "cohort", "month")])
+            n_keys = len([c for c in cols.split(", ") if c in (*_KEY_COLUMNS, "granularity", "period", "cohort")])
             for r in rows:
                 key = tuple(str(v) for v in r[:n_keys])
                 vals = agg.setdefault(key, [0] * (len(r) - n_keys))
