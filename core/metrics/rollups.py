@@ -382,16 +382,20 @@ def _moved_churn_days(conn: Connection, days: Days, first_day: date, since: date
         f"SELECT subscription_id FROM membership_changes WHERE {col} >= :since AND subscription_id IS NOT NULL "
         "AND COALESCE(from_price_id, -1) <> COALESCE(to_price_id, -1)" for col in ("effective_at", "recorded_at"))
     # The new payments' invoices that are their trial's first invoice. CROSS JOIN keeps SQLite's
-    # join order (the day's payments first), not every trial's subscription.
+    # join order (the payments since ``since`` first), not every trial's subscription.
     first_invoice_paid = """SELECT s.id FROM payments q CROSS JOIN invoices i CROSS JOIN subscriptions s
-        WHERE i.id = q.invoice_id AND s.id = i.subscription_id AND q.created_at >= :days_to
+        WHERE i.id = q.invoice_id AND s.id = i.subscription_id AND q.created_at >= :since
           AND s.trial_end < :days_to AND i.total > 0 AND i.created_at >= COALESCE(s.trial_start, s.trial_end)
           AND NOT EXISTS (SELECT 1 FROM invoices i2 WHERE i2.subscription_id = s.id AND i2.total > 0
                           AND i2.created_at >= COALESCE(s.trial_start, s.trial_end)
                           AND (i2.created_at < i.created_at OR (i2.created_at = i.created_at AND i2.id < i.id)))"""
     for kind, column, source_table, where in (
+            # A repriced trial moves only when no change had set its price by its end (it is then
+            # filed under the subscription's current price, ``TRIAL_PRICE``).
             ("trials", "s.trial_end", "subscriptions s",
-             f"s.id IN ({repriced} UNION {first_invoice_paid})"),
+             f"((s.id IN ({repriced}) AND NOT EXISTS (SELECT 1 FROM membership_changes c WHERE "
+             "c.subscription_id = s.id AND c.to_price_id IS NOT NULL AND c.effective_at <= s.trial_end)) "
+             f"OR s.id IN ({first_invoice_paid}))"),
             ("cancellations", "c.effective_at", "membership_changes c",
              f"c.subscription_id IN ({repriced}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
         moved = [_as_date(d) for d in conn.execute(statement(

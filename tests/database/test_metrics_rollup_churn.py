@@ -80,6 +80,37 @@ def test_incremental_refresh_equals_full_rebuild(engine, session):
     assert _rows(engine) == incremental
 
 
+def test_a_trial_without_a_price_of_its_own_moves_with_a_price_change(engine, session):
+    """A trial whose subscription had no change setting its price by its end is filed under the
+    subscription's price now: a price change long after it moves its old day (redone), while a
+    trial with a price of its own stays put."""
+    build_random_world(session, 32)
+    tier = make_tier(session, code="plain", rank=3)
+    cheap, dear = make_price(session, tier=tier, unit_amount=1000), make_price(session, tier=tier, unit_amount=3000,
+                                                                            interval="year")
+    ended = NOW - timedelta(days=120)
+    subs = []
+    for own_price in (False, True):
+        member = make_member(session, country="DE")
+        sub = make_subscription(session, member=member, price=cheap, mrr_minor=1000, status="active",
+                                trial_start=ended - timedelta(days=14), trial_end=ended)
+        if own_price:
+            make_change(session, subscription=sub, effective_at=ended - timedelta(days=14), mrr_after=0,
+                        kind="trial_started", to_status="trialing", to_price=cheap)
+        subs.append(sub)
+    session.commit()
+    refresh(engine, now=NOW - timedelta(days=1))
+    for sub in subs:  # both move to the yearly price today
+        make_change(session, subscription=sub, effective_at=NOW - timedelta(hours=3), mrr_before=1000,
+                    mrr_after=250, kind="upgraded", to_price=dear)
+        sub.price_id = dear.id
+    session.commit()
+    refresh(engine, NOW - timedelta(hours=4), now=NOW)
+    incremental = _rows(engine)
+    refresh(engine, now=NOW)
+    assert _rows(engine) == incremental
+
+
 def _snapshot_rates(engine, raw: bool = False) -> list:
     """Trial conversion and members lost by reason for the last months, ``now`` in mid-day."""
     q = Query.make(engine, start=date(2026, 4, 1), end=date(2026, 7, 1), now=NOW - timedelta(hours=7))
