@@ -393,9 +393,9 @@ def _moved_churn_days(conn: Connection, days: Days, first_day: date, since: date
             # A repriced trial moves only when no change had set its price by its end (it is then
             # filed under the subscription's current price, ``TRIAL_PRICE``).
             ("trials", "s.trial_end", "subscriptions s",
-             f"((s.id IN ({repriced}) AND NOT EXISTS (SELECT 1 FROM membership_changes c WHERE "
-             "c.subscription_id = s.id AND c.to_price_id IS NOT NULL AND c.effective_at <= s.trial_end)) "
-             f"OR s.id IN ({first_invoice_paid}))"),
+             f"s.id IN (SELECT s2.id FROM subscriptions s2 WHERE s2.id IN ({repriced}) AND NOT EXISTS ("
+             "SELECT 1 FROM membership_changes c WHERE c.subscription_id = s2.id AND c.to_price_id IS NOT NULL "
+             f"AND c.effective_at <= s2.trial_end) UNION {first_invoice_paid})"),
             ("cancellations", "c.effective_at", "membership_changes c",
              f"c.subscription_id IN ({repriced}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
         moved = [_as_date(d) for d in conn.execute(statement(
