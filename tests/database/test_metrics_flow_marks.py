@@ -162,3 +162,20 @@ def test_a_late_retry_recovers_a_failure_of_an_earlier_month(engine, session):
     refresh(engine, now=START + timedelta(minutes=10))
     assert rollup_snapshot(engine) == moved
     assert paid_by_then is not None
+
+
+def test_a_bulk_write_on_postgresql_leaves_no_marks_and_only_in_its_transaction(engine, session):
+    """A full backfill's page sets ``memberdesk.bulk_write`` for its transaction (its sync ends
+    with a full build): its writes leave no marks; the next transaction's do."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's triggers see no session setting; the backfill leaves marks there")
+    build_random_world(session, 46, members=4)
+    refresh(engine, now=START)
+    member = _member(session, session.scalars(select(Payment.member_id)).first())
+    session.execute(text("SET LOCAL memberdesk.bulk_write = 'on'"))
+    make_payment(session, member=member, created_at=START - timedelta(days=1))
+    session.commit()
+    assert _marks(engine) == 0
+    make_payment(session, member=member, created_at=START - timedelta(days=1))
+    session.commit()
+    assert _marks(engine) == 1

@@ -30,6 +30,10 @@ depends_on: str | Sequence[str] | None = None
 
 BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 MARKS = "metrics_flow_marks"
+# PostgreSQL: a transaction that sets this (``SET LOCAL``) writes no marks. A full Stripe backfill
+# does: its sync ends with a full rollup build, and thousands of marks would only make a refresh
+# meanwhile redo every day from the earliest of them.
+BULK_SETTING = "memberdesk.bulk_write"
 
 # Per table: the instant a row is counted at (``{r}`` is OLD or NEW), its invoice for recovery,
 # and the expressions whose change moves a rollup (plain columns, or whether a status counts).
@@ -75,6 +79,9 @@ def _postgres() -> list[str]:
     for table, (_, _, watched) in SOURCES.items():
         out.append(f"""CREATE FUNCTION metrics_flow_mark_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('{BULK_SETTING}', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP <> 'INSERT' THEN
         {_mark(table, 'old', 'OLD')}
     END IF;
