@@ -13,8 +13,11 @@ working while the server's start and the pages' reads change underneath:
 3. member search on the Members page (each query typed once: nothing cached);
 4. a staff change end to end: a support agent cancels a membership at the period's end and undoes
    it (Preview, then Confirm until "Done." shows: Stripe's sandbox and our rows);
-5. ``--sessions`` concurrent staff sessions, each its own browser context (cookies, websocket) in
-   one Chromium, signing in together and walking their pages ``--rounds`` times: p50/p95 page time;
+5. ``--sessions`` concurrent staff sessions walking their pages ``--rounds`` times: p50/p95 page
+   time. ``--drive websocket`` (default): each session speaks Streamlit's websocket protocol
+   (``bench.ws_session``) with a cookie from a sign-in through the form, as ten people's browsers
+   on their own computers; ``--drive browser``: each its own browser context in this machine's
+   Chromium, signing in together (the renderers then share the server's 2 cores);
 6. the server's CPU time beside each figure (the Streamlit process; the database server's not), its
    RSS after each step and at peak, and the load average
    beside every figure. Times are of the day they run at (the Overview opens on "Month to date").
@@ -27,8 +30,10 @@ change, the concurrent sessions) after ``--step-timeout`` (1,800 s), closing the
 concurrent session stops after two failed pages in a row. A "Sign in" press the server lost under
 load (the form back, idle, still asking) is pressed again, as a person would.
 
-A page's time runs from the click (or the sign-in) until the script run it started has ended
-(Streamlit's own ``data-test-script-state`` on the page); charts may still paint after that. A
+A page's time runs from the click (or the sign-in) until the script run it started has ended, as
+the browser received it on the websocket (Streamlit's ``script_finished``; ``Runs``), and the page
+has drawn that end (Streamlit's ``data-test-script-state`` back to ``notRunning``, seen at the next
+animation frame); charts may still paint after that. A
 staff change's time runs from Confirm until its "Done." shows (after the rerun that shows it). The browser runs on the same 2 cores as the server.
 
 Options: ``--db sqlite|postgresql`` (PostgreSQL: a scratch database, dropped afterwards),
@@ -51,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import re
@@ -63,10 +69,12 @@ import tempfile
 import threading
 import time
 import urllib.request
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from bench.machine import cpu_model, free_port, load_average
 
@@ -88,23 +96,80 @@ SAID = re.compile(r"members? matche?s?|No member matches")
 CHANGED_MEANWHILE = re.compile(r"changed after you opened the form")
 SEARCHES = ["moreau", "fernandez", "lea moreau", "{email}", "{email_start}", "{customer}", "{member_id}"]
 
-# Script-state changes as they happen, from the first byte of every document.
-WATCH = """
-window.__md = [];
-new MutationObserver((records) => {
-  // A record's oldValue is the state it left: a short run may be over before this callback runs.
-  for (const r of records) window.__md.push({s: r.oldValue, t: performance.now()});
-}).observe(document, {attributes: true, attributeOldValue: true, subtree: true,
-                      attributeFilter: ['data-test-script-state']});
-"""
-# Done: a run began after t0 and the app is idle again.
-DONE = """(t0) => {
-  const app = document.querySelector('[data-testid=stApp]');
-  if (!app) return false;
-  const ran = window.__md.some(x => x.t >= t0 && x.s === 'running');
-  if (!ran || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-  return performance.now() - t0;
-}"""
+# The page has drawn the end of a run: Streamlit's own marker on the app, polled once a frame.
+IDLE = "() => document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') === 'notRunning'"
+
+
+class Runs:
+    """The script runs of one browser page, as the browser receives them: Streamlit's own messages
+    on the page's websocket (``new_session`` opens a run, ``script_finished`` closes it), read with
+    Streamlit's protobuf classes, for every document the page loads.
+
+    Why not the page's ``data-test-script-state`` alone: when a run's messages reach the browser in
+    one batch (a short run on a busy server, whose messages wait for the event loop together), the
+    page draws "notRunning" straight after "notRunning" and the attribute never changes. Timed by
+    the attribute, such a click looked lost: the benchmark waited 15 s and clicked again, although
+    the page had changed at once (seen on the websocket: the run's new_session, elements and
+    script_finished within a second of the click, and the address already the new page's)."""
+
+    def __init__(self, page: Any) -> None:
+        self.log: list[tuple[float, str]] = []  # (perf_counter, "started" | "finished" | "rerun")
+        self._news = asyncio.Event()
+        page.on("websocket", lambda ws: ws.on("framereceived", self._received))
+
+    def _received(self, payload: str | bytes) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        if not isinstance(payload, bytes | bytearray):
+            return
+        msg = ForwardMsg()
+        try:
+            msg.ParseFromString(bytes(payload))
+        except Exception:  # noqa: BLE001 - not a message of Streamlit's: not a run's
+            return
+        kind = msg.WhichOneof("type")
+        if kind == "new_session":
+            self.log.append((time.perf_counter(), "started"))
+        elif kind == "script_finished":
+            # A run that ends because st.rerun() asked for another is followed by that one.
+            early = msg.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN
+            self.log.append((time.perf_counter(), "rerun" if early else "finished"))
+        else:
+            return
+        self._news.set()
+
+    def mark(self) -> int:
+        """Where the log is now: the runs after this one are the ones an action starts."""
+        return len(self.log)
+
+    def started(self, mark: int) -> float | None:
+        """When the first run after ``mark`` began (perf_counter), or None."""
+        return next((t for t, what in self.log[mark:] if what == "started"), None)
+
+    def settled(self, mark: int) -> bool:
+        """A run began after ``mark``, and the last one has ended with no other asked for."""
+        since = self.log[mark:]
+        return any(what == "started" for _, what in since) and since[-1][1] == "finished"
+
+    async def wait(self, ready: Any, timeout_ms: float, what: str) -> None:
+        deadline = time.perf_counter() + timeout_ms / 1000
+        while not ready():
+            self._news.clear()
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError(f"{what}: not within {timeout_ms / 1000:,.0f} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._news.wait(), left)
+
+
+RUNS: weakref.WeakKeyDictionary[Any, Runs] = weakref.WeakKeyDictionary()
+
+
+async def settle(page: Any, mark: int, timeout_ms: float = PAGE_TIMEOUT_MS) -> None:
+    """Returns once the runs started after ``mark`` have ended and the page has drawn the end."""
+    runs = RUNS[page]
+    await runs.wait(lambda: runs.settled(mark), timeout_ms, "the script run to end")
+    await page.wait_for_function(IDLE, polling="raf", timeout=timeout_ms)
 
 
 def load() -> str:
@@ -279,46 +344,48 @@ class Results:
         say(f"PROBLEM: {text}")
 
 
-STARTED = "(t0) => window.__md.some(x => x.t >= t0)"
 SLOW_MS = 3_000  # a page slower than this says where it waited
 THINK_S = float(os.environ.get("UX_THINK_S", "0"))  # pause before each navigation click (not timed)
 
 
 async def timed(page: Any, action: Any, timeout_ms: float = PAGE_TIMEOUT_MS, tries: int = 3) -> float:
-    """Milliseconds from ``action()`` until the run it starts has ended (see DONE). A click that
-    lands while the sign-in cookie component reruns the page can be dropped (no run starts): as a
-    person would, the action is repeated (at most ``tries`` times, 15 s apart), and the time
-    counts from the first one."""
-    t0 = await page.evaluate("performance.now()")
+    """Milliseconds from ``action()`` until the run it starts has ended and the page has drawn it
+    (see ``Runs``). When no run begins within 15 s of the action (a click the page did not take),
+    it is repeated as a person would, at most ``tries`` times; the time counts from the first."""
+    runs = RUNS[page]
+    mark = runs.mark()
+    t0 = time.perf_counter()
+    clicked = t0
     for attempt in range(tries):
         await action()
-        clicked = await page.evaluate("performance.now()")
+        clicked = time.perf_counter()
         try:
-            await page.wait_for_function(STARTED, arg=t0, polling="raf", timeout=15_000)
+            await runs.wait(lambda: runs.started(mark) is not None, 15_000, "a run to begin")
             break
-        except Exception:
+        except TimeoutError:
             if attempt == tries - 1:
                 raise
             say(f"no run began within 15 s of the click (attempt {attempt + 1}, the page's address now "
                 f"{page.url.split('/')[-1] or '/'}); clicking again")
-    handle = await page.wait_for_function(DONE, arg=t0, polling="raf", timeout=timeout_ms)
-    took = float(await handle.json_value())
+    await settle(page, mark, timeout_ms)
+    took = (time.perf_counter() - t0) * 1000
     if took > SLOW_MS:
         # Where a slow one waited: for the element to take the click (Playwright waits until it is
         # visible, stable and not covered), for the run to begin (the request reaching the server
-        # and its first message coming back), or for the run itself.
-        began = await page.evaluate("(t0) => Math.min(...window.__md.filter(x => x.t >= t0).map(x => x.t))", t0)
-        say(f"slow: {took:,.0f} ms = click taken after {clicked - t0:,.0f} ms, the run began "
-            f"{began - clicked:,.0f} ms later and ended {t0 + took - began:,.0f} ms after that")
+        # and its first message coming back), or for the run and the drawing.
+        began = runs.started(mark) or clicked
+        say(f"slow: {took:,.0f} ms = click taken after {(clicked - t0) * 1000:,.0f} ms, the run began "
+            f"{(began - clicked) * 1000:,.0f} ms later and was drawn {(t0 + took / 1000 - began) * 1000:,.0f} ms "
+            f"after that")
     return took
 
 
 async def timed_goto(page: Any, url: str, timeout_ms: float = PAGE_TIMEOUT_MS) -> float:
-    """Milliseconds from asking for ``url`` until its first script run has ended (a new document
-    has its own clock, so this is timed here, not in the page)."""
+    """Milliseconds from asking for ``url`` until its first script run has ended and is drawn."""
+    mark = RUNS[page].mark()
     t = time.perf_counter()
     await page.goto(url, timeout=timeout_ms, wait_until="commit")
-    await page.wait_for_function(DONE, arg=0, polling="raf", timeout=timeout_ms)
+    await settle(page, mark, timeout_ms)
     return (time.perf_counter() - t) * 1000
 
 
@@ -369,7 +436,7 @@ async def submit_sign_in(page: Any, role: str, tries: int = 3) -> float:
     Under load a press can be lost (the form is back, idle, still asking): as a person would, the
     form is filled and pressed again, at most ``tries`` times; the time counts from the first."""
     t = time.perf_counter()
-    t0 = await page.evaluate("performance.now()")
+    mark = RUNS[page].mark()
     nav = page.locator("[data-testid=stSidebarNav] a").first
     for attempt in range(tries):
         await page.get_by_label("Username").fill(role)
@@ -389,7 +456,7 @@ async def submit_sign_in(page: Any, role: str, tries: int = 3) -> float:
         if attempt == tries - 1 or left <= 0:
             raise TimeoutError(f"signing in as {role}: no navigation after {attempt + 1} presses of Sign in")
         say(f"{role}: Sign in pressed again (the form came back without signing in)")
-    await page.wait_for_function(DONE, arg=t0, polling="raf", timeout=PAGE_TIMEOUT_MS)
+    await settle(page, mark)
     return (time.perf_counter() - t) * 1000
 
 
@@ -422,15 +489,21 @@ async def nav_links(page: Any) -> list[tuple[str, str]]:
 async def open_page(page: Any, href: str) -> float:
     link = page.locator(f'[data-testid=stSidebarNav] a[href="{href}"]').first
     await asyncio.sleep(THINK_S)
-    return await timed(page, lambda: link.click(timeout=PAGE_TIMEOUT_MS))
+    took = await timed(page, lambda: link.click(timeout=PAGE_TIMEOUT_MS))
+    # The run that ended is the page's: the address is the link's (a click the page took but
+    # answered with another page would otherwise be timed as a visit).
+    if urlsplit(page.url).path.rstrip("/") != urlsplit(urljoin(page.url, href)).path.rstrip("/"):
+        raise RuntimeError(f"the link {href} was clicked, the page's address is {page.url}")
+    return took
 
 
 async def new_page(browser: Any) -> tuple[Any, Any]:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     context.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
-    await context.add_init_script(WATCH)
-    return context, await context.new_page()
+    page = await context.new_page()
+    RUNS[page] = Runs(page)
+    return context, page
 
 
 async def close(what: Any) -> None:
@@ -634,22 +707,79 @@ async def one_session(browser: Any, server: Server, number: int, role: str, roun
         await close(context)
 
 
-async def concurrent_pass(browser: Any, server: Server, sessions: int, rounds: int, res: Results) -> None:
+async def signed_in_cookies(browser: Any, server: Server, role: str) -> dict[str, str]:
+    """The cookies of a browser that signed in as ``role`` through the form."""
+    context, page = await new_page(browser)
+    try:
+        await sign_in(page, server.base, role)
+        await page.wait_for_function(f"document.cookie.includes('{COOKIE}=')", timeout=PAGE_TIMEOUT_MS)
+        return {c["name"]: c["value"] for c in await context.cookies(server.base)}
+    finally:
+        await close(context)
+
+
+async def one_ws_session(server: Server, cookies: dict[str, str], number: int, role: str, rounds: int,
+                         times: list[float], res: Results) -> None:
+    """One person's session over Streamlit's websocket protocol (``bench.ws_session``): a tab
+    opened with the sign-in cookie (its first page), then every page of the role ``rounds``
+    times. Failures count as in ``one_session``."""
+    from bench.ws_session import Session
+
+    name = f"concurrent session {number} ({role}, websocket)"
+    done, in_a_row = 0, 0
+    async with Session(server.base, cookies) as tab:
+        first = await tab.open(None)
+        times.append(first.ms)
+        if not first.pages:
+            raise RuntimeError(f"{name}: the first page shows no navigation (not signed in by the cookie)")
+        for _ in range(rounds):
+            for page in first.pages[1:] + first.pages[:1]:
+                await asyncio.sleep(THINK_S)
+                try:
+                    run = await tab.open(page)
+                except Exception as exc:  # one slow page is a figure, not the end of the session
+                    res.problem(f"{name} {page.title} failed: {type(exc).__name__}: {exc}"[:300])
+                    times.append(PAGE_TIMEOUT_MS)
+                    in_a_row += 1
+                    if in_a_row >= GIVE_UP_AFTER:
+                        res.problem(f"{name} stopped after {in_a_row} failed pages in a row")
+                        return
+                    continue
+                times.append(run.ms)
+                done, in_a_row = done + 1, 0
+                if run.page_hash != page.script_hash:
+                    res.problem(f"{name}: asked for {page.title}, the server ran another page")
+                for shown in run.exceptions:
+                    res.problem(f"{name} {page.title}: a traceback is shown: {shown}")
+    say(f"{name}: first page and {done} pages")
+
+
+async def concurrent_pass(browser: Any, server: Server, sessions: int, rounds: int, drive: str,
+                          res: Results) -> None:
     roles = list(ROLES)
+    cookies: list[dict[str, str]] = []
+    if drive == "websocket":  # signed in one by one through the form first; not timed
+        for i in range(sessions):
+            cookies.append(await signed_in_cookies(browser, server, roles[i % len(roles)]))
     before = load()
     times: list[float] = []
     t = time.perf_counter()
     try:
         with PeakRss(server) as peak:
-            runs = await asyncio.gather(*[one_session(browser, server, i + 1, roles[i % len(roles)], rounds, times, res)
-                                          for i in range(sessions)], return_exceptions=True)
+            if drive == "websocket":
+                work = [one_ws_session(server, cookies[i], i + 1, roles[i % len(roles)], rounds, times, res)
+                        for i in range(sessions)]
+            else:
+                work = [one_session(browser, server, i + 1, roles[i % len(roles)], rounds, times, res)
+                        for i in range(sessions)]
+            runs = await asyncio.gather(*work, return_exceptions=True)
         failed_ = [repr(r)[:200] for r in runs if isinstance(r, BaseException)]
         for f in failed_:
             res.problem(f"concurrent session failed: {f}")
     finally:  # also when the step's time ran out: what was measured is kept
         ordered = sorted(times)
         q = statistics.quantiles(ordered, n=20) if len(ordered) >= 20 else [max(ordered or [0])] * 19
-        res.concurrent = {"sessions": sessions, "rounds": rounds, "pages": len(ordered),
+        res.concurrent = {"sessions": sessions, "rounds": rounds, "drive": drive, "pages": len(ordered),
                           "p50": statistics.median(ordered or [0]), "p95": q[18], "max": max(ordered or [0]),
                           "wall": time.perf_counter() - t, "peak_rss": peak.peak, "load": f"{before} → {load()}",
                           "failed": sum(1 for x in ordered if x >= PAGE_TIMEOUT_MS)}
@@ -714,7 +844,8 @@ async def drive(server: Server, args: argparse.Namespace, env: dict[str, str], r
                 res.problem(f"staff change not measured: {args.no_change or 'no active membership'}")
             if args.sessions and "concurrent" in args.steps:
                 await step(res, f"{args.sessions} concurrent sessions",
-                           concurrent_pass(browser, server, args.sessions, args.rounds, res), args.step_timeout)
+                           concurrent_pass(browser, server, args.sessions, args.rounds, args.drive, res),
+                           args.step_timeout)
                 if res.concurrent:
                     res.rss.append((f"after {args.sessions} concurrent sessions (peak during)",
                                     res.concurrent["peak_rss"], res.concurrent["load"]))
@@ -784,9 +915,14 @@ def report(res: Results, args: argparse.Namespace) -> str:
             lines.append(f"| {f.what} | **{ms(f.ms)}** | {cpu_ms(f.cpu)} | {f.load} | {f.note} |")
     if res.concurrent:
         c = res.concurrent
-        lines += ["", f"Concurrent sessions: {c['sessions']} browser contexts in one Chromium (each its own cookies "
-                  f"and websocket; roles in turn), signing in together, then every page of the role {c['rounds']} "
-                  f"times: {c['pages']} page times, **p50 {ms(c['p50'])}, p95 {ms(c['p95'])}**, max {ms(c['max'])}; "
+        how = (f"{c['sessions']} sessions over Streamlit's websocket protocol (bench/ws_session.py: no browser "
+               f"on this machine; each signed in through the form first, roles in turn), opening the app with "
+               f"the sign-in cookie together, then every page of the role {c['rounds']} times; a page's time runs "
+               f"until its run's last message has arrived (drawing not counted)"
+               if c["drive"] == "websocket" else
+               f"{c['sessions']} browser contexts in one Chromium on this machine (each its own cookies and "
+               f"websocket; roles in turn), signing in together, then every page of the role {c['rounds']} times")
+        lines += ["", f"Concurrent sessions: {how}: {c['pages']} page times, **p50 {ms(c['p50'])}, p95 {ms(c['p95'])}**, max {ms(c['max'])}; "
                   f"{c['wall']:.0f} s in all; server RSS peak {c['peak_rss']:.0f} MiB; load {c['load']}"
                   + (f"; {c['failed']} page(s) failed (counted as {ms(PAGE_TIMEOUT_MS)})" if c["failed"] else "")
                   + "."]
@@ -933,6 +1069,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm", type=int, default=5, help="warm visits per page (median and p95)")
     p.add_argument("--sessions", type=int, default=10)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--drive", choices=("websocket", "browser"), default="websocket",
+                   help="the concurrent sessions: Streamlit's websocket protocol (each person's browser on its own "
+                        "computer; default) or browser contexts in this machine's Chromium")
     p.add_argument("--step-timeout", type=float, default=STEP_TIMEOUT_S, metavar="SECONDS",
                    help=f"a step (one role's pages, the searches, the change, the concurrent sessions) still "
                         f"running after this long is ended and reported (default {STEP_TIMEOUT_S:.0f})")

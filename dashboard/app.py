@@ -19,10 +19,12 @@ import streamlit as st  # noqa: E402
 
 from dashboard import signin  # noqa: E402
 from dashboard.auth import current  # noqa: E402
+from dashboard.heap import freeze_imports  # noqa: E402
 from dashboard.navigation import build_pages, visited  # noqa: E402
 
 
 def main() -> None:
+    freeze_imports()
     st.set_page_config(page_title="Memberdesk", page_icon="🗂️", layout="wide")
     signin.run_authentication()
     ctx = current()
