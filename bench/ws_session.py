@@ -61,14 +61,8 @@ class Session:
         url = self.base.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/_stcore/stream"
         headers = {"Origin": self.base, "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
         # Streamlit's messages can be large (tables, figures): no frame size limit, as in a browser.
-        self._ws = await connect(
-            url,
-            subprotocols=["streamlit"],
-            additional_headers=headers,
-            max_size=None,  # type: ignore[list-item]
-            open_timeout=60,
-            ping_interval=None,
-        )
+        self._ws = await connect(url, subprotocols=["streamlit"], additional_headers=headers,
+                                 max_size=None, open_timeout=60, ping_interval=None)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

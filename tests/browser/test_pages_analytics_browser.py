@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.timeutil import utc_now
-from tests.support.browser import ROLE_ACCOUNTS, wait_idle
+from tests.support.browser import ROLE_ACCOUNTS, sign_in_as, wait_idle
 
 
 @pytest.mark.browser
@@ -100,3 +100,22 @@ def test_a_long_worklist_lists_its_start_and_downloads_the_whole(tmp_path_factor
     finally:
         stop_server(server.proc)
         server.engine.dispose()
+
+
+@pytest.mark.browser
+@pytest.mark.xdist_group("browser")
+def test_segment_tabs_draw_only_the_tab_in_view(dashboard_server, page):
+    """A visit draws the first segment tab's chart only; choosing another tab draws that one
+    (a hidden tab's chart used to be drawn on every visit, at the browser's cost)."""
+    today = utc_now().date()
+    page.goto(f"{dashboard_server.url}/revenue?from={today.replace(day=1)}&to={today}&money=USD")
+    sign_in_as(page, "finance")
+    page.wait_for_selector(".st-key-revenue_by_tier_chart .point", timeout=90_000)
+    wait_idle(page)
+    assert page.locator(".st-key-revenue_by_country_chart").count() == 0
+    page.get_by_role("tab", name="By country").click()
+    page.wait_for_selector(".st-key-revenue_by_country_chart .point", timeout=30_000)
+    wait_idle(page)
+    assert page.locator(".st-key-revenue_by_tier_chart").count() == 0
+    page.get_by_role("tab", name="By tier").click()
+    page.wait_for_selector(".st-key-revenue_by_tier_chart .point", timeout=30_000)
