@@ -96,8 +96,31 @@ SAID = re.compile(r"members? matche?s?|No member matches")
 CHANGED_MEANWHILE = re.compile(r"changed after you opened the form")
 SEARCHES = ["moreau", "fernandez", "lea moreau", "{email}", "{email_start}", "{customer}", "{member_id}"]
 
-# The page has drawn the end of a run: Streamlit's own marker on the app, polled once a frame.
-IDLE = "() => document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') === 'notRunning'"
+# Counts the messages the page's JavaScript has been handed on its current websocket (from the
+# first byte of every document; reset per socket, as ``Runs`` counts them). The listener is added
+# before Streamlit's own, so when the count is reached Streamlit has been handed them too.
+COUNT = """
+(() => {
+  const Native = window.WebSocket;
+  window.__mdReceived = 0;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.__mdReceived = 0;
+      this.addEventListener('message', (e) => { if (typeof e.data !== 'string') window.__mdReceived++; });
+    }
+  };
+})();
+"""
+# The page has been handed the run's last message and shows its outcome: Streamlit's own marker on
+# the app back to notRunning and, when given, the address the page moved to or a text the run
+# writes (the page's word joiners, which keep e-mail addresses from becoming links, left out),
+# polled once an animation frame. (The marker alone cannot tell: it reads notRunning before and
+# after a short run, and React commits the run's elements a moment after the messages came.)
+DRAWN = """({n, path, text}) => window.__mdReceived >= n
+  && document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') === 'notRunning'
+  && (!path || location.pathname.replace(/\\/$/, '') === path)
+  && (!text || (document.querySelector('[data-testid=stMain]')?.innerText || '').replaceAll('\\u2060', '').includes(text))"""
 
 
 class Runs:
@@ -114,14 +137,21 @@ class Runs:
 
     def __init__(self, page: Any) -> None:
         self.log: list[tuple[float, str]] = []  # (perf_counter, "started" | "finished" | "rerun")
+        self.counts: list[int] = []  # beside each log entry: the binary messages on its socket so far
+        self._frames = 0
         self._news = asyncio.Event()
-        page.on("websocket", lambda ws: ws.on("framereceived", self._received))
+        page.on("websocket", self._opened)
+
+    def _opened(self, ws: Any) -> None:
+        self._frames = 0  # a new socket (a new document): the page's count starts again too
+        ws.on("framereceived", self._received)
 
     def _received(self, payload: str | bytes) -> None:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
         if not isinstance(payload, bytes | bytearray):
             return
+        self._frames += 1
         msg = ForwardMsg()
         try:
             msg.ParseFromString(bytes(payload))
@@ -136,6 +166,7 @@ class Runs:
             self.log.append((time.perf_counter(), "rerun" if early else "finished"))
         else:
             return
+        self.counts.append(self._frames)
         self._news.set()
 
     def mark(self) -> int:
@@ -165,11 +196,15 @@ class Runs:
 RUNS: weakref.WeakKeyDictionary[Any, Runs] = weakref.WeakKeyDictionary()
 
 
-async def settle(page: Any, mark: int, timeout_ms: float = PAGE_TIMEOUT_MS) -> None:
-    """Returns once the runs started after ``mark`` have ended and the page has drawn the end."""
+async def settle(page: Any, mark: int, timeout_ms: float = PAGE_TIMEOUT_MS, path: str = "", text: str = "") -> None:
+    """Returns once the runs started after ``mark`` have ended, and the page has been handed their
+    last message and shows the outcome (see DRAWN: ``path``, the address a navigation leads to;
+    ``text``, a text the run writes). The websocket reports a frame when it arrives, before the
+    page's JavaScript has taken it and React has drawn it."""
     runs = RUNS[page]
     await runs.wait(lambda: runs.settled(mark), timeout_ms, "the script run to end")
-    await page.wait_for_function(IDLE, polling="raf", timeout=timeout_ms)
+    await page.wait_for_function(DRAWN, arg={"n": runs.counts[-1], "path": path, "text": text}, polling="raf",
+                                 timeout=timeout_ms)
 
 
 def load() -> str:
@@ -348,9 +383,10 @@ SLOW_MS = 3_000  # a page slower than this says where it waited
 THINK_S = float(os.environ.get("UX_THINK_S", "0"))  # pause before each navigation click (not timed)
 
 
-async def timed(page: Any, action: Any, timeout_ms: float = PAGE_TIMEOUT_MS, tries: int = 3) -> float:
-    """Milliseconds from ``action()`` until the run it starts has ended and the page has drawn it
-    (see ``Runs``). When no run begins within 15 s of the action (a click the page did not take),
+async def timed(page: Any, action: Any, timeout_ms: float = PAGE_TIMEOUT_MS, tries: int = 3, path: str = "",
+                text: str = "") -> float:
+    """Milliseconds from ``action()`` until the run it starts has ended and the page shows it
+    (see ``Runs`` and ``settle``: ``path`` and ``text``, what the page must show). When no run begins within 15 s of the action (a click the page did not take),
     it is repeated as a person would, at most ``tries`` times; the time counts from the first."""
     runs = RUNS[page]
     mark = runs.mark()
@@ -367,7 +403,7 @@ async def timed(page: Any, action: Any, timeout_ms: float = PAGE_TIMEOUT_MS, tri
                 raise
             say(f"no run began within 15 s of the click (attempt {attempt + 1}, the page's address now "
                 f"{page.url.split('/')[-1] or '/'}); clicking again")
-    await settle(page, mark, timeout_ms)
+    await settle(page, mark, timeout_ms, path, text)
     took = (time.perf_counter() - t0) * 1000
     if took > SLOW_MS:
         # Where a slow one waited: for the element to take the click (Playwright waits until it is
@@ -489,18 +525,17 @@ async def nav_links(page: Any) -> list[tuple[str, str]]:
 async def open_page(page: Any, href: str) -> float:
     link = page.locator(f'[data-testid=stSidebarNav] a[href="{href}"]').first
     await asyncio.sleep(THINK_S)
-    took = await timed(page, lambda: link.click(timeout=PAGE_TIMEOUT_MS))
-    # The run that ended is the page's: the address is the link's (a click the page took but
-    # answered with another page would otherwise be timed as a visit).
-    if urlsplit(page.url).path.rstrip("/") != urlsplit(urljoin(page.url, href)).path.rstrip("/"):
-        raise RuntimeError(f"the link {href} was clicked, the page's address is {page.url}")
-    return took
+    # The visit ends when the page shows the link's address (a click answered with another page
+    # is not timed as a visit: it runs out of time and is reported).
+    return await timed(page, lambda: link.click(timeout=PAGE_TIMEOUT_MS),
+                       path=urlsplit(urljoin(page.url, href)).path.rstrip("/"))
 
 
 async def new_page(browser: Any) -> tuple[Any, Any]:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     context.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
+    await context.add_init_script(COUNT)
     page = await context.new_page()
     RUNS[page] = Runs(page)
     return context, page
@@ -575,7 +610,8 @@ async def search_pass(browser: Any, server: Server, queries: list[str], res: Res
         for query in queries:
             try:
                 await box.fill(query, timeout=PAGE_TIMEOUT_MS)
-                ms_, cpu = await with_cpu(server, timed(page, lambda: box.press("Enter", timeout=PAGE_TIMEOUT_MS)))
+                ms_, cpu = await with_cpu(server, timed(page, lambda: box.press("Enter", timeout=PAGE_TIMEOUT_MS),
+                                                         text=f"“{query}”"))
                 main = await page.locator("[data-testid=stMain]").inner_text(timeout=PAGE_TIMEOUT_MS)
                 said = next((line for line in main.splitlines() if SAID.search(line)), "?")
                 res.add(res.searches, Figure(query, "support", ms_, load(), said.strip()[:90], cpu))
