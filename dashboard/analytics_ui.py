@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -175,13 +175,17 @@ def targets_from_points(points: Sequence[charts.Point], title: str) -> list[Dril
     return out
 
 
-def lazy_tabs(labels: Sequence[str], key: str) -> Sequence[Any]:
-    """Tabs that draw only the tab in view (``tab.open``): choosing another tab reruns the page,
-    tens of milliseconds on the server, instead of every visit drawing every tab's chart in the
-    browser, hidden or not (a plotly chart is 50-200 ms of the browser's time on a 2-core
-    machine). A hidden tab's drill picker is not drawn either, so its choice resets when the tab
-    is opened again."""
-    return st.tabs(list(labels), key=key, on_change="rerun")  # text-safe: the callers pass constant labels
+T = TypeVar("T")
+
+
+def open_tab(labels: Sequence[str], items: Sequence[T], key: str) -> list[tuple[Any, T]]:
+    """Tabs that draw only the tab in view: ``[(tab, item)]`` for the open tab alone, to draw
+    ``item`` in. Choosing another tab reruns the page (``on_change="rerun"``), tens of
+    milliseconds on the server, instead of every visit drawing every tab's chart in the browser,
+    hidden or not (a plotly chart is 50-200 ms of the browser's time on a 2-core machine). A hidden
+    tab's drill picker is not drawn either, so its choice resets when the tab is opened again."""
+    tabs = st.tabs(list(labels), key=key, on_change="rerun")  # text-safe: the callers pass constant labels
+    return [(tab, item) for tab, item in zip(tabs, items, strict=True) if tab.open]
 
 
 def chart(fig: go.Figure, key: str) -> list[str]:

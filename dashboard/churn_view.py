@@ -73,10 +73,8 @@ def _cohorts(page: AnalyticsPage, found: dict[str, MetricResult | None]) -> None
     st.subheader("Cohort retention")
     st.caption("Cohort = month of a member's first paid month; a member who comes back stays in that cohort. "
                "Click a cell (or pick it below) to see the cohort's members.")
-    tab_members, tab_mrr = ui.lazy_tabs(["Members retained", "Net MRR retained"], key="churn_cohorts")
-    for tab, role, what in ((tab_members, "cohort_members", "members"), (tab_mrr, "cohort_mrr", "net MRR")):
-        if not tab.open:
-            continue
+    for tab, (role, what) in ui.open_tab(["Members retained", "Net MRR retained"],
+                                         [("cohort_members", "members"), ("cohort_mrr", "net MRR")], key="churn_cohorts"):
         with tab:
             grid = ui.cohort_grid(found[role], ui.slug_of(found[role], C[role]), page.question)
             if grid is None:

@@ -49,10 +49,7 @@ def render(ctx: StaffContext) -> None:
         _rates(page, found, later)
     with right:
         st.subheader("Why payments fail")
-        tabs = ui.lazy_tabs(["Decline code", "Card brand", "Card country"], key="failed_why")
-        for tab, (role, what) in zip(tabs, WHY, strict=True):
-            if not tab.open:
-                continue
+        for tab, (role, what) in ui.open_tab(["Decline code", "Card brand", "Card country"], WHY, key="failed_why"):
             with tab:
                 _why(page, found[role], role, what, later)
     ui.draw_later(later)  # the drill tables of the two charts above, full width

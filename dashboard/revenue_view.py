@@ -100,10 +100,8 @@ def _segments(page: AnalyticsPage) -> None:
     st.caption("Gross and net revenue dated inside the range, by the tier, billing interval and country each payment "
                "was billed under (a later price change or move never refiles it), and by original currency. The "
                "segments add up to the totals above.")
-    tabs = ui.lazy_tabs(["By tier", "By interval", "By currency", "By country"], key="revenue_segments")
-    for tab, dim in zip(tabs, md.SEGMENTS, strict=True):
-        if not tab.open:
-            continue
+    for tab, dim in ui.open_tab(["By tier", "By interval", "By currency", "By country"], md.SEGMENTS,
+                                key="revenue_segments"):
         with tab:
             frame = md.table(page.bundle, f"revenue_by_{dim}")
             pts = ui.segment_points(frame, dim, [("gross", "Gross revenue", S["gross_revenue"]),
