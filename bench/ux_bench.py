@@ -123,6 +123,27 @@ DRAWN = """({n, path, text}) => window.__mdReceived >= n
   && (!text || (document.querySelector('[data-testid=stMain]')?.innerText || '').replaceAll('\\u2060', '').includes(text))"""
 
 
+# The first screen is shown: the page has been handed the run's first message (``new_session``:
+# the previous page's elements are stale from then on) and shows the new address; the new run's
+# elements fill the window (one of them starts below its bottom edge) or the run has ended; and
+# every chart that reaches into the window has drawn (plotly's SVG is there). Elements arrive in
+# the page's order, so what is above the fold is then all drawn; the charts and tables below it
+# may still be coming.
+FIRST_SCREEN = """({n, path}) => {
+  if (window.__mdReceived < n || (path && location.pathname.replace(/\\/$/, '') !== path)) return false;
+  const main = document.querySelector('[data-testid=stMain]');
+  if (!main) return false;
+  const fold = window.innerHeight;
+  const fresh = [...main.querySelectorAll('[data-testid=stElementContainer][data-stale=false]')];
+  const ended = document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') === 'notRunning';
+  if (!ended && !fresh.some((e) => e.getBoundingClientRect().top >= fold)) return false;
+  return fresh.every((e) => {
+    const chart = e.querySelector('[data-testid=stPlotlyChart]');
+    return !chart || chart.getBoundingClientRect().top >= fold || !!chart.querySelector('.main-svg');
+  });
+}"""
+
+
 class Runs:
     """The script runs of one browser page, as the browser receives them: Streamlit's own messages
     on the page's websocket (``new_session`` opens a run, ``script_finished`` closes it), read with
@@ -136,6 +157,7 @@ class Runs:
     script_finished within a second of the click, and the address already the new page's)."""
 
     def __init__(self, page: Any) -> None:
+        self.first_ms: float | None = None  # the last timed action's first screen (``timed``)
         self.log: list[tuple[float, str]] = []  # (perf_counter, "started" | "finished" | "rerun")
         self.counts: list[int] = []  # beside each log entry: the binary messages on its socket so far
         self._frames = 0
@@ -168,6 +190,11 @@ class Runs:
             return
         self.counts.append(self._frames)
         self._news.set()
+
+    def started_count(self, mark: int) -> int | None:
+        """The page's message count at the first run after ``mark`` (its ``new_session``)."""
+        return next((n for (_, what), n in zip(self.log[mark:], self.counts[mark:], strict=True) if what == "started"),
+                    None)
 
     def mark(self) -> int:
         """Where the log is now: the runs after this one are the ones an action starts."""
@@ -333,6 +360,7 @@ class Figure:
     note: str = ""
     cpu: float | None = None  # the server's CPU time in the same span (Streamlit process)
     p95: float | None = None  # of repeated visits (``ms`` is then their median)
+    first: float | None = None  # the first screen shown (median if repeated; see FIRST_SCREEN)
 
 
 async def with_cpu(server: Server, work: Any) -> tuple[Any, float | None]:
@@ -372,7 +400,8 @@ class Results:
         where.append(figure)
         spread = f", p95 {ms(figure.p95)}" if figure.p95 is not None else ""
         cpu = f", server CPU {ms(figure.cpu)}" if figure.cpu is not None else ""
-        say(f"{figure.what} ({figure.role}): {ms(figure.ms)}{spread}{cpu}" + (f"; {figure.note}" if figure.note else ""))
+        first = f", first screen {ms(figure.first)}" if figure.first is not None else ""
+        say(f"{figure.what} ({figure.role}): {ms(figure.ms)}{spread}{first}{cpu}" + (f"; {figure.note}" if figure.note else ""))
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
@@ -403,8 +432,18 @@ async def timed(page: Any, action: Any, timeout_ms: float = PAGE_TIMEOUT_MS, tri
                 raise
             say(f"no run began within 15 s of the click (attempt {attempt + 1}, the page's address now "
                 f"{page.url.split('/')[-1] or '/'}); clicking again")
-    await settle(page, mark, timeout_ms, path, text)
-    took = (time.perf_counter() - t0) * 1000
+    # The first screen, watched beside the whole run (it is usually shown before the run ends).
+    shown: list[float] = []
+    first = asyncio.create_task(page.wait_for_function(
+        FIRST_SCREEN, arg={"n": runs.started_count(mark), "path": path}, polling="raf", timeout=timeout_ms))
+    first.add_done_callback(lambda task: shown.append(time.perf_counter()) if not task.cancelled() else None)
+    try:
+        await settle(page, mark, timeout_ms, path, text)
+        took = (time.perf_counter() - t0) * 1000
+        await first
+        runs.first_ms = (shown[0] - t0) * 1000
+    finally:
+        first.cancel()
     if took > SLOW_MS:
         # Where a slow one waited: for the element to take the click (Playwright waits until it is
         # visible, stable and not covered), for the run to begin (the request reaching the server
@@ -566,7 +605,7 @@ async def role_pass(browser: Any, server: Server, role: str, warm: int, res: Res
         for title, href in links[1:]:
             try:
                 ms_, cpu = await with_cpu(server, open_page(page, href))
-                res.add(res.pages, Figure(title, role, ms_, load(), "first visit", cpu))
+                res.add(res.pages, Figure(title, role, ms_, load(), "first visit", cpu, first=RUNS[page].first_ms))
                 for found in await problems_on(page, f"{role} {title}"):
                     res.problem(found)
             except Exception as exc:
@@ -578,14 +617,15 @@ async def role_pass(browser: Any, server: Server, role: str, warm: int, res: Res
         order = links[1:] + links[:1]
         if len(order) > 1 and order[0] == links[-1]:
             order = order[1:] + order[:1]
-        runs_of: dict[str, list[tuple[float, float | None]]] = {title: [] for title, _ in order}
+        runs_of: dict[str, list[tuple[float, float | None, float | None]]] = {title: [] for title, _ in order}
         failing: set[str] = set()
         for _ in range(warm):
             for title, href in order:
                 if title in failing:
                     continue
                 try:
-                    runs_of[title].append(await with_cpu(server, open_page(page, href)))
+                    took, cpu = await with_cpu(server, open_page(page, href))
+                    runs_of[title].append((took, cpu, RUNS[page].first_ms))
                 except Exception as exc:
                     await failed(res, page, f"{role} {title} warm visit {len(runs_of[title]) + 1}", exc)
                     failing.add(title)
@@ -595,7 +635,8 @@ async def role_pass(browser: Any, server: Server, role: str, warm: int, res: Res
                 times = [r[0] for r in runs]
                 res.add(res.pages, Figure(title, role, statistics.median(times), load(),
                                           f"warm, median of {len(runs)}", median_or_none([r[1] for r in runs]),
-                                          p95=p95(times) if len(runs) > 1 else None))
+                                          p95=p95(times) if len(runs) > 1 else None,
+                                          first=median_or_none([r[2] for r in runs])))
     finally:
         await close(context)
 
@@ -933,12 +974,13 @@ def report(res: Results, args: argparse.Namespace) -> str:
     for f in res.starts:
         lines.append(f"| {f.what} | {f.role} | {ms(f.ms)} | {f.load} | {f.note} |")
     if res.pages:  # a table only for a step that ran
-        lines += ["", "| page | role | time (median if repeated) | p95 | server CPU | load | how |",
-                  "|---|---|---:|---:|---:|---|---|"]
+        lines += ["", "| page | role | whole page (median if repeated) | p95 | first screen | server CPU | load | how |",
+                  "|---|---|---:|---:|---:|---:|---|---|"]
     for f in res.pages:
         spread = "" if f.p95 is None else ms(f.p95)
-        lines.append(f"| {f.what} | {f.role} | {'**' + ms(f.ms) + '**'} | {spread} | {cpu_ms(f.cpu)} | {f.load} "
-                     f"| {f.note} |")
+        first = "" if f.first is None else ms(f.first)
+        lines.append(f"| {f.what} | {f.role} | {'**' + ms(f.ms) + '**'} | {spread} | {first} | {cpu_ms(f.cpu)} "
+                     f"| {f.load} | {f.note} |")
     if res.searches:
         lines += ["", "| member search (Members page, typed, Enter) | time | server CPU | load | the page said |",
                   "|---|---:|---:|---|---|"]

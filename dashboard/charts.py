@@ -15,8 +15,11 @@ Guarantees:
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -129,6 +132,111 @@ def value_axis(fig: go.Figure, unit: str, currency: str | None = None, axis: str
     return fig
 
 
+# Label sizes for fit_margins, measured on the drawn charts (Streamlit's chart font, 12 px tick
+# labels) and rounded up: a character of a number and of a word, the room beside a label, a line
+# of labels below the plot, a legend row, what a legend adds besides its rows, a legend entry's
+# symbol with its padding.
+WIDE_PX = 7.0  # digits, capitals, symbols
+NARROW_PX = 5.8  # lower-case letters, spaces, punctuation
+LABEL_PAD_PX = 24
+LINE_PX = 18
+BELOW_PX = 24
+LEGEND_ROW_PX = 19
+LEGEND_BOX_PX = 28
+LEGEND_ENTRY_PX = 44
+HALF_WIDTH_PX = 400  # a chart in half a 1280-pixel screen; its legend wraps at the plot's width (a
+# full-width chart's legend needs fewer rows than estimated: a little room is left unused)
+LEGEND_GAP = 0.12  # THEME's legend sits this share of the plot's height below it
+DATE_RIGHT_PX = 32  # the last label of a date axis, or of a row of tilted labels, likewise
+DATE_TWO_LINES_DAYS = 150  # a shorter span of periods gets day or week ticks, with a line for the year
+FULL_WIDTH_PX = 1180  # a chart across a 1280-pixel screen's page
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+RIGHT_PX = 20  # the last tick label of a horizontal value axis reaches past the plot
+
+
+def _label_px(text: str) -> float:
+    """The width of the widest line of a label (lines split at "<br>", markup and entities as shown)."""
+    lines = (html.unescape(re.sub(r"<[^>]+>", "", line)) for line in text.split("<br>"))
+    return max((sum(NARROW_PX if c.islower() or c in " .,;:-'()/" else WIDE_PX for c in line) for line in lines),
+               default=0)
+
+
+def _value_label(value: float, unit: str, currency: str | None) -> str:
+    """The widest tick label plotly is likely to write on a value axis reaching ``value``: the next
+    round number above it, as ``value_axis`` formats it."""
+    top = abs(value) * 1.25 + 1
+    sign = "-" if value < 0 else ""
+    if unit == "money":
+        code = currency or "USD"
+        symbol = SYMBOLS.get(code)
+        return f"{sign}{symbol or ''}{top:,.0f}{'' if symbol else ' ' + code}"
+    if unit == "percent":
+        return f"{sign}{top:,.1f}%"
+    return f"{sign}{top:,.0f}"
+
+
+def fit_margins(fig: go.Figure, *, value_axis_on: str | None, unit: str, currency: str | None = None) -> go.Figure:
+    """Margins that already hold the axis labels and the legend.
+
+    Streamlit's chart theme turns plotly's ``automargin`` on: when a label or the legend does not
+    fit the figure's margins, plotly grows them and draws the whole chart a second time. With
+    THEME's 8-pixel margins every chart was drawn twice, about half of a chart's cost in the
+    browser. These margins are an upper estimate from the labels themselves; a label longer than
+    estimated (or tick labels plotly tilts to fit) still gets its room, at the cost of that second
+    drawing, and a shorter one leaves a few pixels unused. ``value_axis_on``: "x", "y" or None (a
+    grid with categories on both axes)."""
+    layout = fig.layout
+    numbers: list[float] = []
+    categories_x: list[str] = []
+    categories_y: list[str] = []
+    for trace in fig.data:
+        for axis, cats in (("x", categories_x), ("y", categories_y)):
+            values = getattr(trace, axis, None)
+            if values is None:
+                continue
+            if axis == value_axis_on:
+                numbers += [float(v) for v in values if isinstance(v, int | float)]
+            else:
+                cats += [str(v) for v in values if v is not None]
+    margin = dict(layout.margin.to_plotly_json())
+    values = [_value_label(v, unit, currency) for v in (max(numbers, default=0), min(numbers, default=0))]
+    left = [_label_px(t) for t in (values if value_axis_on == "y" else categories_y)]
+    margin["l"] = max(margin.get("l") or 0, round(max(left, default=0)) + LABEL_PAD_PX)
+    margin["r"] = max(margin.get("r") or 0, RIGHT_PX)
+    if layout.xaxis.side != "top":  # a grid's column labels sit above it, in its top margin
+        ticks_x = values if value_axis_on == "x" else categories_x
+        lines = max((t.count("<br>") + 1 for t in ticks_x), default=1)
+        bottom = lines * LINE_PX + BELOW_PX
+        days = sorted(date.fromisoformat(t) for t in ticks_x if ISO_DAY.fullmatch(t))
+        if days and len(days) == len(ticks_x):
+            # Periods: plotly makes it a date axis and picks its own ticks. Over a few months they
+            # are days or weeks, the first with its year on a second line; the last label can
+            # reach past the plot.
+            if (days[-1] - days[0]).days <= DATE_TWO_LINES_DAYS:
+                bottom = 2 * LINE_PX + BELOW_PX
+            margin["r"] = max(margin["r"], DATE_RIGHT_PX)
+        elif layout.xaxis.tickangle is None:
+            widest = max((_label_px(t) for t in ticks_x), default=0)
+            if len(set(ticks_x)) * (widest + 8) > FULL_WIDTH_PX - margin["l"] - margin["r"]:
+                # Too many to stand side by side: plotly tilts them, deeper, the last reaching right.
+                bottom = max(bottom, round(widest / 2 + LINE_PX + BELOW_PX))
+                margin["r"] = max(margin["r"], DATE_RIGHT_PX)
+        shown = [t for t in fig.data if t.showlegend] if layout.showlegend is not False else []
+        if len(shown) > 1 or any(t.showlegend is True for t in shown):
+            rows, width = 1, 0.0
+            for t in shown:
+                entry = LEGEND_ENTRY_PX + _label_px(t.name or "")
+                if width and width + entry > HALF_WIDTH_PX - margin["l"] - margin["r"]:
+                    rows, width = rows + 1, 0.0
+                width += entry
+            # The legend's top is LEGEND_GAP of the plot's height below the plot; solve for b.
+            plot = (layout.height or HEIGHT) - (margin.get("t") or 0)
+            bottom = max(bottom, round((LEGEND_GAP * plot + rows * LEGEND_ROW_PX + LEGEND_BOX_PX) / (1 + LEGEND_GAP)))
+        margin["b"] = max(margin.get("b") or 0, bottom)
+    fig.update_layout(margin=margin)
+    return fig
+
+
 def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
@@ -172,7 +280,8 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
                 hovertemplate="%{x}<br><b>%{customdata[1]}</b><extra>" + as_text(series) + "</extra>",
                 showlegend=False,
             ))
-    return value_axis(themed(fig, title=title, height=height), unit, currency)
+    return fit_margins(value_axis(themed(fig, title=title, height=height), unit, currency), value_axis_on="y",
+                       unit=unit, currency=currency)
 
 
 def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, title: str | None = None,
@@ -198,7 +307,9 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
     fig.update_layout(barmode="stack" if stacked else "group")
     if horizontal:
         fig.update_yaxes(autorange="reversed")
-    return value_axis(themed(fig, title=title, height=height), unit, currency, axis="x" if horizontal else "y")
+    axis = "x" if horizontal else "y"
+    return fit_margins(value_axis(themed(fig, title=title, height=height), unit, currency, axis=axis),
+                       value_axis_on=axis, unit=unit, currency=currency)
 
 
 def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: str, title: str | None = None,
@@ -230,7 +341,8 @@ def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: s
     ))
     fig.update_layout(showlegend=False)
     fig.update_xaxes(tickangle=0)
-    return value_axis(themed(fig, title=title, height=height), "money", currency)
+    return fit_margins(value_axis(themed(fig, title=title, height=height), "money", currency), value_axis_on="y",
+                       unit="money", currency=currency)
 
 
 def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple[str, str], int | Decimal | float | None],
@@ -266,7 +378,7 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple[str, 
     fig = themed(fig, title=title, height=height or max(HEIGHT, 90 + 28 * len(rows)))
     # The column labels sit on top: leave them room under the title instead of drawing over it.
     fig.update_layout(margin={"t": 72}, title={"y": 0.99, "yanchor": "top"})
-    return fig
+    return fit_margins(fig, value_axis_on=None, unit=unit, currency=currency)
 
 
 def selected_keys(event: Any) -> list[str]:

@@ -128,3 +128,41 @@ def test_segment_tabs_draw_only_the_tab_in_view(dashboard_server, page):
     assert page.locator(".st-key-revenue_by_tier_chart").count() == 0
     page.get_by_role("tab", name="By tier").click()
     page.wait_for_selector(".st-key-revenue_by_tier_chart .point", timeout=30_000)
+
+
+# Each chart's margins as given and as plotly drew them: a margin that grew means plotly's
+# automargin (on in Streamlit's chart theme) found a label or legend outside it and drew the chart
+# a second time.
+MARGINS = """() => [...document.querySelectorAll('.js-plotly-plot')].map((el) => {
+  const m = el.layout.margin || {}, s = el._fullLayout._size;
+  return {key: el.closest('[class*=st-key-]')?.className.match(/st-key-([\\w-]+)/)?.[1] || '?',
+          given: [m.l, m.r, m.t, m.b], drawn: [s.l, s.r, s.t, s.b]};
+})"""
+
+
+@pytest.mark.browser
+@pytest.mark.xdist_group("browser")
+def test_charts_are_drawn_once_with_room_for_their_labels(dashboard_server, page):
+    """Every chart of the analytics pages, by month and by day, in two currencies, is given margins
+    that hold its axis labels and legend, so plotly draws it once (a chart whose margins had to
+    grow was drawn twice: half of the browser's time on these pages)."""
+    today = utc_now().date()
+    views = [f"revenue?from={today - timedelta(days=365)}&to={today}&money=USD",
+             f"revenue?grain=day&from={today - timedelta(days=35)}&to={today}&money=JPY",
+             f"churn?from={today - timedelta(days=365)}&to={today}",
+             f"failed_payments?grain=week&from={today - timedelta(days=180)}&to={today}&money=EUR"]
+    page.goto(f"{dashboard_server.url}/{views[0]}")
+    sign_in_as(page, "manager")
+    grown: list[str] = []
+    drawn = 0
+    for view in views:
+        page.goto(f"{dashboard_server.url}/{view}")
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=90_000)
+        wait_idle(page)
+        page.wait_for_timeout(500)  # plotly draws after the run's last element
+        for chart in page.evaluate(MARGINS):
+            drawn += 1
+            if any(d > (g or 0) + 0.5 for g, d in zip(chart["given"], chart["drawn"], strict=True)):
+                grown.append(f"{view.split('?')[0]} {chart['key']}: given {chart['given']}, drawn {chart['drawn']}")
+    assert drawn >= 10
+    assert grown == []
