@@ -2,7 +2,8 @@
 
 Guarantees:
 - Every figure has the same fonts, colours, margins and hover style (``THEME``), sized for a
-  1280-pixel laptop screen.
+  1280-pixel laptop screen, and margins that already hold its labels and legend (``fit_margins``):
+  plotly draws it once instead of growing its margins and drawing it again.
 - Money arrives in integer minor units with its currency; it becomes a float only here, at the
   last step, for the bar heights and line positions. Hover labels show the exact amount, formatted
   from the integer by ``core.money.format_money`` (never a rounded float).
