@@ -33,7 +33,10 @@ load (the form back, idle, still asking) is pressed again, as a person would.
 A page's time runs from the click (or the sign-in) until the script run it started has ended, as
 the browser received it on the websocket (Streamlit's ``script_finished``; ``Runs``), and the page
 has drawn that end (Streamlit's ``data-test-script-state`` back to ``notRunning``, seen at the next
-animation frame); charts may still paint after that. A
+animation frame); charts may still paint after that. Beside it, a visit's *first screen*: from the
+click until the window is full of the new page (one of its elements starts below the window's
+bottom edge, or the run has ended) and every chart reaching into the window has drawn
+(``FIRST_SCREEN``): what a person sees before scrolling, while the parts below may still come. A
 staff change's time runs from Confirm until its "Done." shows (after the rerun that shows it). The browser runs on the same 2 cores as the server.
 
 Options: ``--db sqlite|postgresql`` (PostgreSQL: a scratch database, dropped afterwards),

@@ -2,7 +2,9 @@
 the baseline, a small chart of the recent history, the hint, and the payments and members behind
 it; acknowledge, snooze or resolve with a note (MANAGE_ALERTS); the searchable history; the rules.
 
-Opening the page evaluates the rules when the last evaluation is older than five minutes.
+Opening the page evaluates the rules when the last evaluation is older than five minutes, beside
+the page's run (``core.alerts.background``): it waits half a second for the results, then shows
+the last ones and reruns itself when the check is done.
 Data and every number come from ``core.alerts``, words for stored codes (rules, scopes, statuses,
 severities, thresholds) from ``core.labels``; the cached reads live in ``dashboard.reads``.
 """
@@ -10,6 +12,7 @@ severities, thresholds) from ``core.labels``; the cached reads live in ``dashboa
 from __future__ import annotations
 
 import json
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import pandas as pd
@@ -17,6 +20,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from core import alerts
+from core.alerts import background
 from core.labels import (
     ALERT_ACTOR,
     ALERT_STATUS,
@@ -36,6 +40,11 @@ from dashboard.db import engine, settings
 from dashboard.text import md
 
 SEVERITY_ICON = {"critical": "🟥", "high": "🟧", "medium": "🟨", "low": "⬜"}
+# The page waits this long for a check of the rules it started (a small world's check is done by
+# then: the page shows its results at once); a longer one goes on beside the page, polled every
+# CHECK_POLL_S.
+CHECK_WAIT_S = 0.5
+CHECK_POLL_S = 1.0
 DETAILED = 10  # Streamlit runs collapsed expanders too: draw charts and rows for the first ten only
 FLASH = "alerts_flash"
 HISTORY_COLUMNS = ("id", "status", "severity", "rule", "scope", "value_text", "baseline_text", "opened_at",
@@ -94,12 +103,14 @@ def render(ctx: StaffContext) -> None:
     eng = engine()
     can_manage = ctx.can(Permission.MANAGE_ALERTS)
     st.title("Alerts")
-    with st.spinner("Checking the alert rules …"):
-        ran = widgets.safely("The alert rules could not be evaluated just now; the list shows the last results.",
-                             alerts.evaluate_if_stale, eng, smtp_url=settings().smtp_url)
+    checking = _check_rules(eng)
     last = alerts.last_evaluated_at(eng)
-    st.caption(f"Rules last evaluated {fmt.when(last)} UTC" + (" (just now)." if ran else ".")
+    st.caption(f"Rules last evaluated {fmt.when(last)} UTC" + (" (just now)." if checking == "done" else ".")
                + " Cron runs `python -m cli alerts evaluate`; this page re-evaluates when that is over five minutes old.")
+    if checking == "running":
+        st.info("Checking the alert rules now: the list below is from the last check, and this page shows the "
+                "new results by itself when the check is done.")
+        _show_when_checked()
     widgets.show_flash(FLASH)
 
     tab_active, tab_snoozed, tab_history, tab_rules = st.tabs(["Open alerts", "Snoozed", "History", "Rules"])
@@ -123,6 +134,33 @@ def render(ctx: StaffContext) -> None:
         _history(eng)
     with tab_rules:
         _rules(eng, ctx, can_manage)
+
+
+def _check_rules(eng: Engine) -> str:
+    """Evaluate the rules beside this run when the last check is stale (``core.alerts.background``),
+    waiting at most ``CHECK_WAIT_S`` for it: "fresh" (nothing to do), "done" (checked just now),
+    "running" (still checking: the page shows the last results and reruns when it ends) or
+    "failed" (said on the page)."""
+    running = widgets.safely("The alert rules could not be evaluated just now; the list shows the last results.",
+                             background.start_if_stale, eng, smtp_url=settings().smtp_url)
+    if running is None:
+        return "fresh"
+    with st.spinner("Checking the alert rules …"):
+        try:
+            running.result(timeout=CHECK_WAIT_S)
+        except FutureTimeout:
+            return "running"
+        except Exception:  # logged by the evaluation
+            widgets.error_box("The alert rules could not be evaluated just now; the list shows the last results.")
+            return "failed"
+    return "done"
+
+
+@st.fragment(run_every=CHECK_POLL_S)
+def _show_when_checked() -> None:
+    """Reruns the page once the check that was still running has ended (nothing drawn meanwhile)."""
+    if not background.running():
+        st.rerun(scope="app")
 
 
 def _chart(a: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 Public API (everything else is internal):
 - ``evaluate(engine, now)`` runs the rules (idempotent, safe in parallel); ``evaluate_if_stale``
-  runs it when the last evaluation is older than a few minutes; ``last_evaluated_at``.
+  runs it when the last evaluation is older than a few minutes; ``background.start_if_stale``
+  starts that beside the page, without waiting for it; ``last_evaluated_at``.
 - ``open_alert_count(engine)`` for the Overview; ``list_alerts``, ``alert_detail``,
   ``history_series``, ``affected_rows``, ``rule_table`` for the page and the CLI.
 - ``acknowledge``, ``resolve``, ``snooze`` (MANAGE_ALERTS, with a note) and ``configure_rule``.
