@@ -799,7 +799,7 @@ async def signed_in_cookies(browser: Any, server: Server, role: str) -> dict[str
 
 
 async def one_ws_session(server: Server, cookies: dict[str, str], number: int, role: str, rounds: int,
-                         times: list[float], res: Results) -> None:
+                         times: list[float], res: Results, titled: list[tuple[str, float]] | None = None) -> None:
     """One person's session over Streamlit's websocket protocol (``bench.ws_session``): a tab
     opened with the sign-in cookie (its first page), then every page of the role ``rounds``
     times. Failures count as in ``one_session``."""
@@ -810,6 +810,8 @@ async def one_ws_session(server: Server, cookies: dict[str, str], number: int, r
     async with Session(server.base, cookies) as tab:
         first = await tab.open(None)
         times.append(first.ms)
+        if titled is not None:
+            titled.append(("first page (cookie)", first.ms))
         if not first.pages:
             raise RuntimeError(f"{name}: the first page shows no navigation (not signed in by the cookie)")
         for _ in range(rounds):
@@ -826,6 +828,8 @@ async def one_ws_session(server: Server, cookies: dict[str, str], number: int, r
                         return
                     continue
                 times.append(run.ms)
+                if titled is not None:
+                    titled.append((page.title, run.ms))
                 done, in_a_row = done + 1, 0
                 if run.page_hash != page.script_hash:
                     res.problem(f"{name}: asked for {page.title}, the server ran another page")
@@ -843,11 +847,12 @@ async def concurrent_pass(browser: Any, server: Server, sessions: int, rounds: i
             cookies.append(await signed_in_cookies(browser, server, roles[i % len(roles)]))
     before = load()
     times: list[float] = []
+    titled: list[tuple[str, float]] = []  # (page, ms), websocket sessions: which pages the slow tail is
     t = time.perf_counter()
     try:
         with PeakRss(server) as peak:
             if drive == "websocket":
-                work = [one_ws_session(server, cookies[i], i + 1, roles[i % len(roles)], rounds, times, res)
+                work = [one_ws_session(server, cookies[i], i + 1, roles[i % len(roles)], rounds, times, res, titled)
                         for i in range(sessions)]
             else:
                 work = [one_session(browser, server, i + 1, roles[i % len(roles)], rounds, times, res)
@@ -863,9 +868,13 @@ async def concurrent_pass(browser: Any, server: Server, sessions: int, rounds: i
                           "p50": statistics.median(ordered or [0]), "p95": q[18], "max": max(ordered or [0]),
                           "wall": time.perf_counter() - t, "peak_rss": peak.peak, "load": f"{before} → {load()}",
                           "failed": sum(1 for x in ordered if x >= PAGE_TIMEOUT_MS)}
+        tail = [title for title, took in titled if took >= q[18]]
+        res.concurrent["tail"] = ", ".join(f"{title} {tail.count(title)}" for title in sorted(set(tail), key=tail.count,
+                                                                                              reverse=True))
         c = res.concurrent
         say(f"{sessions} concurrent sessions: {c['pages']} page times, p50 {ms(c['p50'])}, p95 {ms(c['p95'])}, "
-            f"max {ms(c['max'])}, {c['wall']:.0f} s, RSS peak {c['peak_rss']:.0f} MiB")
+            f"max {ms(c['max'])}, {c['wall']:.0f} s, RSS peak {c['peak_rss']:.0f} MiB"
+            + (f"; at or above the p95: {c['tail']}" if c["tail"] else ""))
 
 
 async def step(res: Results, what: str, work: Any, timeout_s: float) -> None:
@@ -1006,6 +1015,7 @@ def report(res: Results, args: argparse.Namespace) -> str:
         lines += ["", f"Concurrent sessions: {how}: {c['pages']} page times, **p50 {ms(c['p50'])}, p95 {ms(c['p95'])}**, max {ms(c['max'])}; "
                   f"{c['wall']:.0f} s in all; server RSS peak {c['peak_rss']:.0f} MiB; load {c['load']}"
                   + (f"; {c['failed']} page(s) failed (counted as {ms(PAGE_TIMEOUT_MS)})" if c["failed"] else "")
+                  + (f"; the pages at or above the p95: {c['tail']}" if c.get("tail") else "")
                   + "."]
     if res.rss:
         lines += ["", "| server RSS (Streamlit process) | MiB | load |", "|---|---:|---|"]
