@@ -138,16 +138,19 @@ def render(ctx: StaffContext) -> None:
 
 def _check_rules(eng: Engine) -> str:
     """Evaluate the rules beside this run when the last check is stale (``core.alerts.background``),
-    waiting at most ``CHECK_WAIT_S`` for it: "fresh" (nothing to do), "done" (checked just now),
+    waiting at most ``CHECK_WAIT_S`` for a check this visit started: "fresh" (nothing to do), "done" (checked just now),
     "running" (still checking: the page shows the last results and reruns when it ends) or
     "failed" (said on the page)."""
+    # Only the visit that starts a check waits for it; one that finds a check running (another
+    # person's) shows the last results at once.
+    wait = 0.0 if background.running() else CHECK_WAIT_S
     running = widgets.safely("The alert rules could not be evaluated just now; the list shows the last results.",
                              background.start_if_stale, eng, smtp_url=settings().smtp_url)
     if running is None:
         return "fresh"
     with st.spinner("Checking the alert rules …"):
         try:
-            running.result(timeout=CHECK_WAIT_S)
+            running.result(timeout=wait)
         except FutureTimeout:
             return "running"
         except Exception:  # logged by the evaluation
