@@ -162,6 +162,16 @@ def _label_px(text: str) -> float:
                default=0)
 
 
+def _iso_day(label: str) -> date | None:
+    """The day a period label names ("2026-11-30"), or None (any other label, "2026-13-45" too)."""
+    if not ISO_DAY.fullmatch(label):
+        return None
+    try:
+        return date.fromisoformat(label)
+    except ValueError:
+        return None
+
+
 def _value_label(value: float, unit: str, currency: str | None) -> str:
     """The widest tick label plotly is likely to write on a value axis reaching ``value``: the next
     round number above it, as ``value_axis`` formats it."""
@@ -208,7 +218,7 @@ def fit_margins(fig: go.Figure, *, value_axis_on: str | None, unit: str, currenc
         ticks_x = values if value_axis_on == "x" else categories_x
         lines = max((t.count("<br>") + 1 for t in ticks_x), default=1)
         bottom = lines * LINE_PX + BELOW_PX
-        days = sorted(date.fromisoformat(t) for t in ticks_x if ISO_DAY.fullmatch(t))
+        days = sorted(d for d in map(_iso_day, ticks_x) if d is not None)
         if days and len(days) == len(ticks_x):
             # Periods: plotly makes it a date axis and picks its own ticks. Over a few months they
             # are days or weeks, the first with its year on a second line; the last label can

@@ -118,3 +118,21 @@ class TestHeldFigures:
             return charts.bars([charts.Point("k", "x", 1)], unit="count")
 
         assert render_cache.figure(draw, Loose()) is not render_cache.figure(draw, Loose())
+
+
+class TestMargins:
+    def test_any_label_from_the_data_draws_and_gets_room(self):
+        """Labels come from data (tier names, countries, codes): one shaped like a date that is not
+        one, markup, entities and long words still give a figure, with margins at least as wide as
+        THEME's and a left margin that grows with the longest category label."""
+        labels = ["2026-13-45", "<b>Gold</b> & co", "2026-11-30", "an-unusually-long-tier-name-from-stripe"]
+        fig = charts.bars([charts.Point(f"k{i}", label, 100 * i) for i, label in enumerate(labels)],
+                          unit="money", currency="EUR", horizontal=True)
+        short = charts.bars([charts.Point("k", "x", 100)], unit="money", currency="EUR", horizontal=True)
+        margin = fig.layout.margin
+        assert margin.l > short.layout.margin.l >= charts.THEME["margin"]["l"]
+        assert margin.b >= charts.THEME["margin"]["b"] and margin.r >= charts.THEME["margin"]["r"]
+        # The same labels along the bottom (periods are dates there: these are not all dates).
+        upright = charts.bars([charts.Point(f"k{i}", label, 100 * i) for i, label in enumerate(labels)],
+                              unit="count")
+        assert upright.layout.margin.b >= charts.THEME["margin"]["b"]
