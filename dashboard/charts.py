@@ -202,20 +202,20 @@ def fit_margins(fig: go.Figure, *, value_axis_on: str | None, unit: str, currenc
     categories_y: list[str] = []
     for trace in fig.data:
         for axis, cats in (("x", categories_x), ("y", categories_y)):
-            values = getattr(trace, axis, None)
-            if values is None:
+            drawn = getattr(trace, axis, None)
+            if drawn is None:
                 continue
             if axis == value_axis_on:
-                numbers += [float(v) for v in values if isinstance(v, int | float)]
+                numbers += [float(v) for v in drawn if isinstance(v, int | float)]
             else:
-                cats += [str(v) for v in values if v is not None]
+                cats += [str(v) for v in drawn if v is not None]
     margin = dict(layout.margin.to_plotly_json())
-    values = [_value_label(v, unit, currency) for v in (max(numbers, default=0), min(numbers, default=0))]
-    left = [_label_px(t) for t in (values if value_axis_on == "y" else categories_y)]
+    value_labels = [_value_label(v, unit, currency) for v in (max(numbers, default=0), min(numbers, default=0))]
+    left = [_label_px(t) for t in (value_labels if value_axis_on == "y" else categories_y)]
     margin["l"] = max(margin.get("l") or 0, round(max(left, default=0)) + LABEL_PAD_PX)
     margin["r"] = max(margin.get("r") or 0, RIGHT_PX)
     if layout.xaxis.side != "top":  # a grid's column labels sit above it, in its top margin
-        ticks_x = values if value_axis_on == "x" else categories_x
+        ticks_x = value_labels if value_axis_on == "x" else categories_x
         lines = max((t.count("<br>") + 1 for t in ticks_x), default=1)
         bottom = lines * LINE_PX + BELOW_PX
         days = sorted(d for d in map(_iso_day, ticks_x) if d is not None)
