@@ -139,7 +139,7 @@ def value_axis(fig: go.Figure, unit: str, currency: str | None = None, axis: str
 # symbol with its padding.
 WIDE_PX = 7.0  # digits, capitals, symbols
 NARROW_PX = 5.8  # lower-case letters, spaces, punctuation
-LABEL_PAD_PX = 24
+LABEL_PAD_PX = 26
 LINE_PX = 18
 BELOW_PX = 24
 LEGEND_ROW_PX = 19
@@ -152,7 +152,7 @@ DATE_RIGHT_PX = 32  # the last label of a date axis, or of a row of tilted label
 DATE_TWO_LINES_DAYS = 150  # a shorter span of periods gets day or week ticks, with a line for the year
 FULL_WIDTH_PX = 1180  # a chart across a 1280-pixel screen's page
 ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-RIGHT_PX = 20  # the last tick label of a horizontal value axis reaches past the plot
+RIGHT_PX = 20  # at least: a bar's value or a label may reach a little past the plot
 
 
 def _label_px(text: str) -> float:
@@ -213,7 +213,9 @@ def fit_margins(fig: go.Figure, *, value_axis_on: str | None, unit: str, currenc
     value_labels = [_value_label(v, unit, currency) for v in (max(numbers, default=0), min(numbers, default=0))]
     left = [_label_px(t) for t in (value_labels if value_axis_on == "y" else categories_y)]
     margin["l"] = max(margin.get("l") or 0, round(max(left, default=0)) + LABEL_PAD_PX)
-    margin["r"] = max(margin.get("r") or 0, RIGHT_PX)
+    # A horizontal value axis's last tick label is centred on the plot's right edge.
+    right = max((_label_px(t) for t in value_labels), default=0) / 2 + 4 if value_axis_on == "x" else 0
+    margin["r"] = max(margin.get("r") or 0, RIGHT_PX, round(right))
     if layout.xaxis.side != "top":  # a grid's column labels sit above it, in its top margin
         ticks_x = value_labels if value_axis_on == "x" else categories_x
         lines = max((t.count("<br>") + 1 for t in ticks_x), default=1)
