@@ -113,20 +113,29 @@ def converted_daily(engine: Engine, query: Query, kind: str, wanted: tuple[str, 
             acc = running.setdefault(group(r), [[0, 0] for _ in money])
             for i, m in enumerate(money):
                 acc[i][0] += int(r[m])
+        converters: dict[tuple[date, str], Callable[[int], int]] = {}
+
+        def converter(month: date, cur: str) -> Callable[[int], int]:
+            c = converters.get((month, cur))
+            if c is None:
+                c = converters[(month, cur)] = rates.converter(cur, target, month)
+            return c
+
         for (month, cur, *_), acc in running.items():
             for pair in acc:
-                pair[1] = rates.convert(pair[0], cur, target, month) if pair[0] else 0
+                pair[1] = converter(month, cur)(pair[0]) if pair[0] else 0
         out = []
         for r in sorted(rows, key=lambda r: r["day"]):
             key = group(r)
-            month, cur = key[0], key[1]
             acc = running.setdefault(key, [[0, 0] for _ in money])
             conv = dict(r)  # counts stay as they are; money converts (zero needs no rate)
+            c = None
             for i, m in enumerate(money):
                 if r[m]:
+                    c = c or converter(key[0], key[1])
                     pair = acc[i]
                     pair[0] += int(r[m])
-                    was, pair[1] = pair[1], rates.convert(pair[0], cur, target, month)
+                    was, pair[1] = pair[1], c(pair[0])
                     conv[m] = pair[1] - was
             out.append(conv)
         return out
@@ -140,15 +149,19 @@ def converted_days(engine: Engine, query: Query, kind: str, wanted: tuple[str, .
     from core.metrics import source
 
     def build() -> list[dict[str, Any]]:
+        rows = converted_daily(engine, query, kind, wanted)
+        if not rows:
+            return []
+        keep = ("day", "currency", *GROUP_KEYS)
+        measures = [m for m in rows[0] if m not in keep]
         days: dict[date, dict[str, Any]] = {}
-        for r in converted_daily(engine, query, kind, wanted):
+        for r in rows:
             acc = days.get(r["day"])
             if acc is None:
                 days[r["day"]] = dict(r)
                 continue
-            for m, v in r.items():
-                if m not in ("day", "currency", *GROUP_KEYS):
-                    acc[m] += v
+            for m in measures:
+                acc[m] += r[m]
         return list(days.values())
 
     return source.memoised(("converted days", engine.url, query, kind, wanted), build)
@@ -166,7 +179,10 @@ def flow_result(engine: Engine, query: Query, slug: str, kind: str,
     _, first, last = source.span(query)
     by_cur: dict[str, int] = {}
     per_cur: dict[tuple[date, str], int] = {}
-    for row in source.daily(engine, query, kind, first, last, wanted=wanted):
+    # Converting reads the segments' rows anyway: their sums per currency are the same figures,
+    # without a second read of the rollup grouped by currency alone.
+    keys = GROUP_KEYS if query.currency is not None else ()
+    for row in source.daily(engine, query, kind, first, last, keys=keys, wanted=wanted):
         period = label(row["day"])
         if period is None:
             continue
@@ -211,8 +227,14 @@ def movement_sums(engine: Engine, query: Query, keys: tuple[str, ...],
     from core.metrics.movements import MOVEMENT_COLUMNS
 
     def build() -> dict[tuple[Any, ...], dict[str, int]]:
-        rows = converted_movements(engine, query) if converted else source.movements(engine, query)
-        return sums_by(rows, keys, MOVEMENT_COLUMNS)
+        if converted:
+            return sums_by(converted_movements(engine, query), keys, MOVEMENT_COLUMNS)
+        # A page with a reporting currency reads the segments' rows to convert them: their sums
+        # per currency are the same figures, without a second read grouped by currency alone
+        # (a currency whose segments add up to nothing is left out, as that read leaves it out).
+        segments = query.currency is not None
+        sums = sums_by(source.movements(engine, query, segments=segments), keys, MOVEMENT_COLUMNS)
+        return {k: v for k, v in sums.items() if any(v.values())} if segments else sums
 
     q = query if converted else replace(query, currency=None)
     return source.memoised(("movement sums", engine.url, q, keys, converted), build)
@@ -254,38 +276,35 @@ def convert_movements(engine: Engine, query: Query, mv: list[dict[str, Any]], ra
     counts = [c for c in MOVEMENT_COLUMNS if c.startswith("members_")]
     # Plain Python over a few rows per period: pandas column updates cost more than the query.
     out: dict[date, dict[str, Any]] = {}
-    # A segment's steady MRR is converted again every day of a month: once is enough.
-    seen: dict[tuple[int, str, date], int] = {}
+    # One converter per (currency, period): rows of a period share its end's month.
+    converters: dict[tuple[str, datetime], Callable[[int], int]] = {}
     for row in mv:
-        month = (row["period_end"] - timedelta(microseconds=1)).astimezone(tz).date().replace(day=1)
-        cur = row["currency"]
-
-        def c(amount: int, cur: str = cur, month: date = month) -> int:
-            key = (amount, cur, month)
-            got = seen.get(key)
-            if got is None:
-                got = seen[key] = rates.convert(int(amount), cur, target, month)
-            return got
-
-        acc = out.setdefault(row["period"], {"period": row["period"], "period_start": row["period_start"],
-                                             "period_end": row["period_end"], "end_instant": row["end_instant"],
-                                             **dict.fromkeys(MOVEMENT_COLUMNS, 0)})
+        cur, end = row["currency"], row["period_end"]
+        c = converters.get((cur, end))
+        if c is None:
+            month = (end - timedelta(microseconds=1)).astimezone(tz).date().replace(day=1)
+            c = converters[(cur, end)] = rates.converter(cur, target, month)
+        acc = out.get(row["period"])
+        if acc is None:
+            acc = out[row["period"]] = {"period": row["period"], "period_start": row["period_start"],
+                                        "period_end": end, "end_instant": row["end_instant"],
+                                        **dict.fromkeys(MOVEMENT_COLUMNS, 0)}
         running = int(row["mrr_start"])
         prev = c(running) if running else 0
         acc["mrr_start"] += prev
         churn_c = 0
         for name, sign in steps:
-            moved = int(row[name])
+            moved = row[name]
             if not moved:  # no step (most segments on most days): nothing to convert
                 continue
-            running += sign * moved
+            running += sign * int(moved)
             now_c = c(running)
             acc[name] += sign * (now_c - prev)
             if name == "churn":
                 churn_c = sign * (now_c - prev)
             prev = now_c
         acc["mrr_end"] += prev
-        vol = c(int(row["churn_voluntary"])) if row["churn_voluntary"] else 0
+        vol = c(row["churn_voluntary"]) if row["churn_voluntary"] else 0
         acc["churn_voluntary"] += vol
         acc["churn_involuntary"] += churn_c - vol
         for col in counts:

@@ -12,6 +12,7 @@ segment's monthly running total for flows, each segment's MRR for stocks).
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -73,14 +74,29 @@ class RateTable:
         arithmetic: a page converts tens of thousands of daily rows)."""
         if currency == to_currency:
             return int(amount_minor)
+        return _rounded(int(amount_minor), *self._ratio(currency, to_currency, month))
+
+    def converter(self, currency: str, to_currency: str, month: date) -> Callable[[int], int]:
+        """``convert`` with the currencies and month bound: a loop converting many amounts of one
+        segment's month looks the ratio up once."""
+        if currency == to_currency:
+            return int
+        num, den = self._ratio(currency, to_currency, month)
+        return lambda amount_minor: _rounded(int(amount_minor), num, den)
+
+    def _ratio(self, currency: str, to_currency: str, month: date) -> tuple[int, int]:
         key = (currency, to_currency, month.replace(day=1))
         ratio = self._converters.get(key)
         if ratio is None:
             exact = (Fraction(self.usd_per_unit(currency, month)) * 10 ** decimals(to_currency)
                      / (Fraction(self.usd_per_unit(to_currency, month)) * 10 ** decimals(currency)))
             ratio = self._converters[key] = (exact.numerator, exact.denominator)
-        num, den = ratio
-        q, r = divmod(int(amount_minor) * num, den)
-        if 2 * r > den or (2 * r == den and q % 2):
-            q += 1
-        return q
+        return ratio
+
+
+def _rounded(amount_minor: int, num: int, den: int) -> int:
+    """amount x num / den, rounded half to even."""
+    q, r = divmod(amount_minor * num, den)
+    if 2 * r > den or (2 * r == den and q % 2):
+        q += 1
+    return q
