@@ -18,16 +18,16 @@ the best rule that finds them):
 Words are runs of letters and digits (anything else separates them), compared with case and
 accents folded; the words before the last are whole words and the last a start ("lea mor" finds
 "Léa Moreau", "le moreau" does not). When at most ``SORT_LIMIT`` members are found, each rule's members sort by name;
-beyond, in the order the index gives them (SQLite: member id; PostgreSQL: where the rows are
-stored, which is mostly the order they were added), as sorting tens of thousands of names costs
-more than the search. The total
+beyond, in the order the index gives them (SQLite: member id; PostgreSQL: word, then member
+id), as sorting tens of thousands of names costs more than the search. The total
 counts every member found (up to ``COUNT_CAP``; beyond it the page says "more than") and
 ``offset`` pages through them.
 
-The word rules read an index the database keeps on every write (migration 0015): SQLite's FTS5
-table ``members_search`` (tokenizer ``unicode61 remove_diacritics 2``) and PostgreSQL's GIN index
-over the generated column ``members.search_words`` (words of ``memberdesk_fold(name)`` and of the
-e-mail). Folding differs at the edges: SQLite removes
+The word rules read an index the database keeps on every write: SQLite's FTS5 table
+``members_search`` (migration 0015, tokenizer ``unicode61 remove_diacritics 2``) and PostgreSQL's
+table ``member_words`` (migration 0024: one row per word of ``memberdesk_fold(name)`` and of the
+e-mail, the lexemes of the generated column ``members.search_words``, in a B-tree read from the
+index alone). Folding differs at the edges: SQLite removes
 accents that Unicode decomposes (á, é, ñ, ç, ü...) but keeps ø, ł, æ, ß as letters of their own,
 PostgreSQL's ``unaccent`` folds those too (ø → o, ß → ss).
 
@@ -154,14 +154,22 @@ class _Rules:
 
     session: Session
     tiers: list[tuple[int, str, dict[str, Any]]]   # (tier, SELECT id ... LIMIT :n, params)
-    found: str                                     # "<id column> FROM <table> WHERE <any rule finds it>"
+    found: str                                     # SELECT <the member ids any rule finds, once each>
     params: dict[str, Any]
 
     def fetch(self, sql: str, params: dict[str, Any], n: int) -> list[int]:
-        return [r[0] for r in self.session.execute(text(sql), {**params, "n": n})]
+        """Up to n members of a rule, each once (a rule read from PostgreSQL's word table may
+        give a member again: ``_pg_rule``), reading further while repeats left it short."""
+        want = n
+        while True:
+            ids = [r[0] for r in self.session.execute(text(sql), {**params, "n": want})]
+            once = list(dict.fromkeys(ids))
+            if len(once) >= n or len(ids) < want:
+                return once[:n]
+            want += n
 
     def count(self, cap: int) -> int:
-        sql = f"SELECT COUNT(*) FROM (SELECT {self.found} LIMIT :cap) c"
+        sql = f"SELECT COUNT(*) FROM ({self.found} LIMIT :cap) c"
         n: int = self.session.execute(text(sql), {**self.params, "cap": cap}).scalar_one()
         return n
 
@@ -169,8 +177,7 @@ class _Rules:
         """How many of ``ids`` (a short list of whole numbers) the rules find."""
         if not ids:
             return 0
-        column = self.found.split(" ", 1)[0]
-        sql = f"SELECT COUNT(*) FROM (SELECT {self.found} AND {column} IN ({', '.join(str(int(i)) for i in ids)})) c"
+        sql = f"SELECT COUNT(*) FROM ({self.found}) c WHERE c.id IN ({', '.join(str(int(i)) for i in ids)})"
         n: int = self.session.execute(text(sql), self.params).scalar_one()
         return n
 
@@ -179,7 +186,7 @@ def _email_rules(s: Session, email: str, *, pattern_sql: str, pattern: dict[str,
     """Rules 1-2 for a query with an @ in it: the address, then the addresses that start so."""
     exact = (1, "SELECT id FROM members WHERE email = :email LIMIT :n", {"email": email})
     start = (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern)
-    return _Rules(s, [exact, start], f"id FROM members WHERE {pattern_sql}", pattern)
+    return _Rules(s, [exact, start], f"SELECT id FROM members WHERE {pattern_sql}", pattern)
 
 
 def _fts_term(token: str, *, last: bool) -> str:
@@ -207,23 +214,34 @@ def _sqlite_rules(s: Session, query: str) -> _Rules | None:
     if " " not in query:
         tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
     # Every address that starts with the query also has each of its words (rule 5): one count.
-    return _Rules(s, tiers, "rowid FROM members_search WHERE members_search MATCH :q", {"q": every})
+    return _Rules(s, tiers, "SELECT rowid AS id FROM members_search WHERE members_search MATCH :q", {"q": every})
 
 
 def _pg_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _tsquery(words: list[str], marks: list[str]) -> str:
-    """A ``tsquery``: each word (letters and digits only, so no query syntax) led by the mark of
-    where it must stand (migration 0015: ^ first word, ~ name, @ e-mail; "~@" either), a prefix
-    or a whole word as in ``_fts_term``."""
-    last = len(words) - 1
+def _pg_rule(words: list[str], marks: list[str], name: str) -> tuple[str, dict[str, Any]]:
+    """The members a rule finds, from ``member_words`` (migration 0024): each word (led by the
+    marks of where it may stand: ^ first word, ~ name, @ e-mail; "~@" either) is a range of the
+    index, a whole word or, the last one, a start as in ``_fts_term``; words are intersected.
+    Read from the index alone, in its order, so a LIMIT stops the read of a single word early.
+    A start can find a member twice (two words of theirs start so): ``fetch`` skips repeats."""
+    params: dict[str, Any] = {}
     terms = []
+    last = len(words) - 1
     for i, (word, where) in enumerate(zip(words, marks, strict=True)):
-        star = ":*" if i == last else ""
-        terms.append("(" + " | ".join(f"'{m}{word}'{star}" for m in where) + ")")
-    return " & ".join(terms)
+        parts = []
+        for j, mark in enumerate(where):
+            key = f"{name}{i}{j}"
+            params[key] = mark + word
+            if i == last:
+                params[key + "z"] = mark + word + "\U0010ffff"   # past every word starting so
+                parts.append(f"SELECT member_id AS id FROM member_words WHERE word >= :{key} AND word < :{key}z")
+            else:
+                parts.append(f"SELECT member_id AS id FROM member_words WHERE word = :{key}")
+        terms.append(parts[0] if len(parts) == 1 and len(words) == 1 else "(" + " UNION ".join(parts) + ")")
+    return " INTERSECT ".join(terms), params
 
 
 def _postgres_rules(s: Session, query: str) -> _Rules | None:
@@ -237,16 +255,18 @@ def _postgres_rules(s: Session, query: str) -> _Rules | None:
     if not words:
         return None
     n = len(words)
-    # The planner guesses a fixed share of rows for a prefix word and may then read the whole
-    # table, which is what a rule that finds nobody costs: the GIN index always answers these.
+    # A very short start ("a") finds a large share of the words: the planner may then prefer to
+    # read the whole table, where reading the index in order stops at the LIMIT.
     s.execute(text("SET LOCAL enable_seqscan = off"))
-    rule = "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery) LIMIT :n"
-    tiers = [(3, rule, {"q": _tsquery(words, ["^"] + ["~"] * (n - 1))}),
-             (4, rule, {"q": _tsquery(words, ["~"] * n)}),
-             (5, rule, {"q": _tsquery(words, ["~@"] * n)})]
+    rules = [_pg_rule(words, marks, name) for marks, name in
+             ((["^"] + ["~"] * (n - 1), "f"), (["~"] * n, "n"), (["~@"] * n, "e"))]
+    tiers = [(tier, f"SELECT id FROM ({sql}) r LIMIT :n", params)
+             for tier, (sql, params) in zip((3, 4, 5), rules, strict=True)]
     if " " not in query:
         tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
-    return _Rules(s, tiers, "id FROM members WHERE search_words @@ CAST(:q AS tsquery)", tiers[-1][2])
+    # Rule 5 finds every member the others find, each once (its words' UNION and INTERSECT).
+    every, params = rules[-1]
+    return _Rules(s, tiers, every, params)
 
 
 def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: int) -> tuple[list[tuple[int, int]],

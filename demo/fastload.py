@@ -26,9 +26,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
-from core.db.search_index import SQLITE_FILL
+from core.db.search_index import POSTGRES_FILL, SQLITE_FILL
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _postgres_foreign_keys(conn: Connection, tables: tuple[str, ...]) -> list[tu
 
 
 def _has_table(conn: Connection, name: str) -> bool:
-    return conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).first() is not None
+    return inspect(conn).has_table(name)
 
 
 def _sqlite_triggers(conn: Connection, tables: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -84,9 +84,9 @@ _COUNTRY = "UPDATE {t} SET {c} = (SELECT country FROM members m WHERE m.id = {t}
 _FILL = {"invoices": _COUNTRY.format(t="invoices", c="billing_country"),
          "membership_changes": _COUNTRY.format(t="membership_changes", c="country")}
 _REPLAY = {"subscriptions": "UPDATE subscriptions SET default_payment_method_id = default_payment_method_id"}
-# SQLite's member search index (migration 0015) is an FTS5 table its triggers keep: filled once
-# from members at the end (PostgreSQL's trigram indexes are ordinary indexes, built again above).
-_SQLITE_REPLAY = {"members": SQLITE_FILL}
+# The member search index is kept by triggers on members (SQLite: an FTS5 table, migration 0015;
+# PostgreSQL: the member_words table, 0024): filled once from members at the end.
+_SEARCH_FILL = {"sqlite": ("members_search", SQLITE_FILL), "postgresql": ("member_words", POSTGRES_FILL)}
 
 
 @contextmanager
@@ -136,7 +136,7 @@ def fresh_load(engine: Engine, tables: tuple[str, ...]) -> Iterator[Connection]:
                 for table, statement in _REPLAY.items():
                     if table in tables:
                         conn.exec_driver_sql(statement)
-                for table, statements in (_SQLITE_REPLAY if sqlite else {}).items():
-                    if table in tables and _has_table(conn, "members_search"):
-                        for statement in statements:
-                            conn.exec_driver_sql(statement)
+                index, statements = _SEARCH_FILL[conn.dialect.name]
+                if "members" in tables and _has_table(conn, index):
+                    for statement in statements:
+                        conn.exec_driver_sql(statement)

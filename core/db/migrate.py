@@ -32,10 +32,18 @@ def alembic_config(url: str = "") -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
+    before = current_revision(engine)
     with engine.begin() as connection:
         cfg = alembic_config()
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
+    if engine.dialect.name == "postgresql" and before is not None and current_revision(engine) != before:
+        # A migration may have filled a table in bulk (0024: a row per word of every member): its
+        # rows need statistics, and a VACUUM before any index-only scan of them works. (SQLite's
+        # migrations fill nothing its planner needs figures for; its ANALYZE reads every index.)
+        from core.db.maintenance import analyze
+
+        analyze(engine, why=f"migrating from {before}")
 
 
 def current_revision(engine: Engine) -> str | None:

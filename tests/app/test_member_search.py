@@ -201,3 +201,76 @@ class TestMembersPage:
         assert at.dataframe[0].value["Name"].tolist()[-1] == "Person59 Moreau"
         at.text_input(key="member_search").input("person07 moreau").run()
         assert "1 member matches “person07 moreau”." in texts(at)
+
+
+class TestPostgresWordTable:
+    """PostgreSQL reads ``member_words`` (migration 0024); it must hold exactly the words of
+    ``members.search_words`` after every kind of write, and find what PostgreSQL's own full-text
+    match of those words finds."""
+
+    @pytest.fixture(autouse=True)
+    def _postgres_only(self, engine):
+        if engine.dialect.name != "postgresql":
+            pytest.skip("the word table is PostgreSQL's")
+
+    @staticmethod
+    def _words_of_members(engine) -> tuple[set, set]:
+        from sqlalchemy import text
+
+        with engine.connect() as conn:
+            table = set(conn.execute(text("SELECT word, member_id FROM member_words")).all())
+            lexemes = set(conn.execute(text(
+                "SELECT w, id FROM members, unnest(tsvector_to_array(search_words)) w")).all())
+        return table, lexemes
+
+    def test_the_table_holds_the_words_of_every_member_after_every_write(self, engine, session, people):
+        from sqlalchemy import text
+
+        lea = session.get(Member, people["lea"])
+        lea.email = "lea.moreau@example.fr"
+        lea.name = "Léa Moreau-Fernández"
+        session.delete(session.get(Member, people["pct"]))
+        session.commit()
+        with engine.begin() as conn:  # a hand-run fix, outside the ORM
+            conn.execute(text("UPDATE members SET name = upper(name) WHERE id = :id"), {"id": people["jose"]})
+            conn.execute(text("UPDATE members SET country = 'FR' WHERE id = :id"), {"id": people["plain"]})
+        table, lexemes = self._words_of_members(engine)
+        assert table == lexemes and ("~moreau", people["lea"]) in table
+        assert not {w for w in table if w[1] == people["pct"]}
+        load_demo(engine, members=30, seed=5, now=NOW, chunk=10, defer_indexes=True)
+        table, lexemes = self._words_of_members(engine)
+        assert table == lexemes and len(table) > 30 * 4
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE members CASCADE"))
+        assert self._words_of_members(engine) == (set(), set())
+
+    def test_finds_what_full_text_matching_finds(self, engine, session, people):
+        from sqlalchemy import text
+
+        load_demo(engine, members=60, seed=6, now=NOW, chunk=30, defer_indexes=False)
+        with engine.connect() as conn:
+            names = [n for (n,) in conn.execute(text("SELECT name FROM members ORDER BY id"))]
+        queries = {"fern", "fernandez", "lea fern", "ann", "a", "m", "example", "o brien"}
+        queries |= {n.split()[-1][:3] for n in names[::7]} | {" ".join(n.split()[:2]) for n in names[::11]}
+        for q in sorted(queries):
+            folded = search_page(engine, q, limit=500)
+            with engine.connect() as conn:
+                words = [w for w in conn.execute(text("SELECT memberdesk_fold(:q)"), {"q": q}).scalar_one()
+                         .replace("'", " ").replace("-", " ").split() if w]
+                tsq = " & ".join(f"('~{w}'{':*' if i == len(words) - 1 else ''} | '@{w}'{':*' if i == len(words) - 1 else ''})"
+                                 for i, w in enumerate(words))
+                expected = {i for (i,) in conn.execute(
+                    text("SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery)"), {"q": tsq})}
+            found = [int(x) for x in folded.rows["member_id"]]
+            assert len(found) == len(set(found)), q  # each member once, though two words may start so
+            assert set(found) == expected and folded.total == len(expected), q
+
+    def test_a_member_two_of_whose_words_start_alike_is_listed_once(self, engine, session):
+        # "mo" finds each Anne twice in the word table (~mo, ~moreau0), and Lee Morgan after them.
+        annes = [make_member(session, name=f"Anne Mo Moreau{i}", email=f"a{i}@example.com") for i in range(3)]
+        lee = make_member(session, name="Lee Morgan", email="lm@example.com")
+        session.commit()
+        page = search_page(engine, "mo")
+        assert page.total == 4 and sorted(page.rows["member_id"]) == sorted({m.id for m in [*annes, lee]})
+        assert set(page.rows["matched_on"]) == {"name"}
+        assert len(search_page(engine, "mo", limit=1, offset=3).rows) == 1
