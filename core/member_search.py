@@ -18,16 +18,16 @@ the best rule that finds them):
 Words are runs of letters and digits (anything else separates them), compared with case and
 accents folded; the words before the last are whole words and the last a start ("lea mor" finds
 "Léa Moreau", "le moreau" does not). When at most ``SORT_LIMIT`` members are found, each rule's members sort by name;
-beyond, in the order the index gives them (SQLite: member id; PostgreSQL: word, then member
-id), as sorting tens of thousands of names costs more than the search. The total
+beyond, in the order the index gives them (SQLite: member id; PostgreSQL: for one word, word
+then member id; for several, where the rows are stored), as sorting tens of thousands of names costs more than the search. The total
 counts every member found (up to ``COUNT_CAP``; beyond it the page says "more than") and
 ``offset`` pages through them.
 
-The word rules read an index the database keeps on every write: SQLite's FTS5 table
-``members_search`` (migration 0015, tokenizer ``unicode61 remove_diacritics 2``) and PostgreSQL's
-table ``member_words`` (migration 0024: one row per word of ``memberdesk_fold(name)`` and of the
-e-mail, the lexemes of the generated column ``members.search_words``, in a B-tree read from the
-index alone). Folding differs at the edges: SQLite removes
+The word rules read indexes the database keeps on every write: SQLite's FTS5 table
+``members_search`` (migration 0015, tokenizer ``unicode61 remove_diacritics 2``); PostgreSQL's
+generated column ``members.search_words`` (words of ``memberdesk_fold(name)`` and of the e-mail)
+with a GIN index for several words (0015) and, for one word, the table ``member_words`` of the
+same words in a B-tree read from the index alone (0024). Folding differs at the edges: SQLite removes
 accents that Unicode decomposes (á, é, ñ, ç, ü...) but keeps ø, ł, æ, ß as letters of their own,
 PostgreSQL's ``unaccent`` folds those too (ø → o, ß → ss).
 
@@ -154,12 +154,14 @@ class _Rules:
 
     session: Session
     tiers: list[tuple[int, str, dict[str, Any]]]   # (tier, SELECT id ... LIMIT :n, params)
-    found: str                                     # SELECT <the member ids any rule finds, once each>
+    found: str                                     # SELECT id <of the members any rule finds>
     params: dict[str, Any]
+    # ``found`` may give a member more than once (PostgreSQL's word table: two words of theirs
+    # start as typed); it is then read in index order, a LIMIT at a time, and never all at once.
+    repeats: bool = False
 
     def fetch(self, sql: str, params: dict[str, Any], n: int) -> list[int]:
-        """Up to n members of a rule, each once (a rule read from PostgreSQL's word table may
-        give a member again: ``_pg_rule``), reading further while repeats left it short."""
+        """Up to n members of a rule, each once, reading further while repeats left it short."""
         want = n
         while True:
             ids = [r[0] for r in self.session.execute(text(sql), {**params, "n": want})]
@@ -169,15 +171,23 @@ class _Rules:
             want += n
 
     def count(self, cap: int) -> int:
-        sql = f"SELECT COUNT(*) FROM ({self.found} LIMIT :cap) c"
-        n: int = self.session.execute(text(sql), {**self.params, "cap": cap}).scalar_one()
-        return n
+        if not self.repeats:
+            sql = f"SELECT COUNT(*) FROM ({self.found} LIMIT :cap) c"
+            n: int = self.session.execute(text(sql), {**self.params, "cap": cap}).scalar_one()
+            return n
+        sql = f"SELECT COUNT(*), COUNT(DISTINCT id) FROM ({self.found} LIMIT :k) c"
+        k = cap
+        while True:
+            read, once = self.session.execute(text(sql), {**self.params, "k": k}).one()
+            if read < k or once >= cap:
+                return int(min(once, cap))
+            k += cap
 
     def among(self, ids: list[int]) -> int:
         """How many of ``ids`` (a short list of whole numbers) the rules find."""
         if not ids:
             return 0
-        sql = f"SELECT COUNT(*) FROM ({self.found}) c WHERE c.id IN ({', '.join(str(int(i)) for i in ids)})"
+        sql = f"SELECT COUNT(DISTINCT id) FROM ({self.found}) c WHERE c.id IN ({', '.join(str(int(i)) for i in ids)})"
         n: int = self.session.execute(text(sql), self.params).scalar_one()
         return n
 
@@ -221,27 +231,16 @@ def _pg_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _pg_rule(words: list[str], marks: list[str], name: str) -> tuple[str, dict[str, Any]]:
-    """The members a rule finds, from ``member_words`` (migration 0024): each word (led by the
-    marks of where it may stand: ^ first word, ~ name, @ e-mail; "~@" either) is a range of the
-    index, a whole word or, the last one, a start as in ``_fts_term``; words are intersected.
-    Read from the index alone, in its order, so a LIMIT stops the read of a single word early.
-    A start can find a member twice (two words of theirs start so): ``fetch`` skips repeats."""
-    params: dict[str, Any] = {}
-    terms = []
+def _tsquery(words: list[str], marks: list[str]) -> str:
+    """A ``tsquery``: each word (letters and digits only, so no query syntax) led by the mark of
+    where it must stand (migration 0015: ^ first word, ~ name, @ e-mail; "~@" either), a prefix
+    or a whole word as in ``_fts_term``."""
     last = len(words) - 1
+    terms = []
     for i, (word, where) in enumerate(zip(words, marks, strict=True)):
-        parts = []
-        for j, mark in enumerate(where):
-            key = f"{name}{i}{j}"
-            params[key] = mark + word
-            if i == last:
-                params[key + "z"] = mark + word + "\U0010ffff"   # past every word starting so
-                parts.append(f"SELECT member_id AS id FROM member_words WHERE word >= :{key} AND word < :{key}z")
-            else:
-                parts.append(f"SELECT member_id AS id FROM member_words WHERE word = :{key}")
-        terms.append(parts[0] if len(parts) == 1 and len(words) == 1 else "(" + " UNION ".join(parts) + ")")
-    return " INTERSECT ".join(terms), params
+        star = ":*" if i == last else ""
+        terms.append("(" + " | ".join(f"'{m}{word}'{star}" for m in where) + ")")
+    return " & ".join(terms)
 
 
 def _postgres_rules(s: Session, query: str) -> _Rules | None:
@@ -254,19 +253,39 @@ def _postgres_rules(s: Session, query: str) -> _Rules | None:
     words = tokens(folded)
     if not words:
         return None
-    n = len(words)
-    # A very short start ("a") finds a large share of the words: the planner may then prefer to
-    # read the whole table, where reading the index in order stops at the LIMIT.
+    # The planner guesses a share of rows for a start of a word and may then read the whole
+    # table, which is what a rule that finds nobody costs: the indexes always answer these.
     s.execute(text("SET LOCAL enable_seqscan = off"))
-    rules = [_pg_rule(words, marks, name) for marks, name in
-             ((["^"] + ["~"] * (n - 1), "f"), (["~"] * n, "n"), (["~@"] * n, "e"))]
-    tiers = [(tier, f"SELECT id FROM ({sql}) r LIMIT :n", params)
-             for tier, (sql, params) in zip((3, 4, 5), rules, strict=True)]
+    rules = _one_word_rules(s, words[0]) if len(words) == 1 else _several_words_rules(s, words)
     if " " not in query:
-        tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
-    # Rule 5 finds every member the others find, each once (its words' UNION and INTERSECT).
-    every, params = rules[-1]
-    return _Rules(s, tiers, every, params)
+        rules.tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
+    return rules
+
+
+def _one_word_rules(s: Session, word: str) -> _Rules:
+    """One word (still being typed: a start): every rule is one range of ``member_words``
+    (migration 0024: ^ first word, ~ name, * name or e-mail), read from the index alone and
+    stopped at its LIMIT, where the GIN index would visit every member a common name finds."""
+    def starts(mark: str) -> tuple[str, dict[str, Any]]:
+        # "\U0010ffff" sorts after every character a word may hold: the range is every word starting so.
+        return ("SELECT member_id AS id FROM member_words WHERE word >= :lo AND word < :hi",
+                {"lo": mark + word, "hi": mark + word + "\U0010ffff"})
+
+    tiers = [(tier, f"{sql} LIMIT :n", params) for tier, (sql, params) in ((3, starts("^")), (4, starts("~")))]
+    every, params = starts("*")
+    tiers.append((5, f"{every} LIMIT :n", params))
+    return _Rules(s, tiers, every, params, repeats=True)
+
+
+def _several_words_rules(s: Session, words: list[str]) -> _Rules:
+    """Several words: the GIN index over ``search_words`` (migration 0015), whose bitmaps
+    intersect the words' lists (words before the last are whole words, so the lists are short)."""
+    n = len(words)
+    rule = "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery) LIMIT :n"
+    tiers = [(3, rule, {"q": _tsquery(words, ["^"] + ["~"] * (n - 1))}),
+             (4, rule, {"q": _tsquery(words, ["~"] * n)}),
+             (5, rule, {"q": _tsquery(words, ["~@"] * n)})]
+    return _Rules(s, tiers, "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery)", tiers[-1][2])
 
 
 def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: int) -> tuple[list[tuple[int, int]],

@@ -6,8 +6,8 @@ Contentless with the columns (first_word, name, email); first_word is the name u
 space, worked out by the same expression as the triggers' (a different one would leave words the
 triggers cannot delete).
 
-PostgreSQL: the table ``member_words`` (migration 0024), the lexemes of ``members.search_words``
-one row per (word, member); its primary key is built after the rows, which is several times
+PostgreSQL: the table ``member_words`` (migration 0024), one row per (word, member) from the
+lexemes of ``members.search_words`` (``member_words_of``); its primary key is built after the rows, which is several times
 faster than keeping it row by row.
 """
 
@@ -21,6 +21,6 @@ SQLITE_FILL = (
 POSTGRES_FILL = (
     "TRUNCATE member_words",
     "ALTER TABLE member_words DROP CONSTRAINT pk_member_words",
-    "INSERT INTO member_words (word, member_id) SELECT w, id FROM members, unnest(tsvector_to_array(search_words)) w",
+    "INSERT INTO member_words (word, member_id) SELECT w, id FROM members, member_words_of(search_words) w",
     "ALTER TABLE member_words ADD CONSTRAINT pk_member_words PRIMARY KEY (word, member_id)",
 )

@@ -1,18 +1,21 @@
-"""member search on PostgreSQL: a table of words (word, member) read in index order
+"""member search on PostgreSQL: a table of words (word, member) read in index order, for one word
 
 The word rules read a GIN index over ``members.search_words`` (migration 0015). A GIN index
 answers with a bitmap of every member a word finds, and PostgreSQL then visits each of those
-rows: a LIMIT cannot stop it early. At a million members a common last name finds 33,000, and
-its search took 32-61 ms of data however few rows the page shows.
+rows: a LIMIT cannot stop it early. At a million members a common last name finds 33,000, and a
+search of that one word took 49-61 ms of data however few rows the page shows.
 
-``member_words`` holds one row per (word, member), the words being ``search_words``' lexemes
-(marked ^ first word of the name, ~ word of the name, @ word of the e-mail), in a B-tree on
-(word, member_id) collated "C" so that a word's start is a range of it. A rule reads the range
-from the index alone (no table rows) and stops at its LIMIT; words are intersected by hash.
+``member_words`` holds one row per (word, member) in a B-tree on (word, member_id) collated "C",
+so that a word's start is a range of it, read from the index alone and stopped at a LIMIT. Its
+words are ``search_words``' lexemes ^ (the name's first word) and ~ (a word of the name), and *
+for a word of the name or the e-mail (the ~ and @ lexemes, once each), so that every rule of a
+one-word search is one range (``member_words_of``). Searches of several words keep the GIN index:
+its bitmaps intersect the words' lists, which a B-tree of single words cannot do cheaply.
+
 Triggers on ``members`` keep the table whoever writes a member (sync, demo loader, staff, a
-hand-run fix, a TRUNCATE); the bulk loader fills it in one pass afterwards (``core.db.search_index``). The
-GIN index is dropped: nothing reads it any more. SQLite keeps its FTS5 index (0015), whose
-lists are in member order and already stop at a LIMIT.
+hand-run fix, a TRUNCATE); the bulk loader fills it in one pass afterwards
+(``core.db.search_index``). SQLite keeps its FTS5 index (0015), whose lists are in member order
+and already stop at a LIMIT.
 
 Revision ID: 0024
 Revises: 0023
@@ -28,21 +31,27 @@ down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The words of a member row, the same lexemes the GIN index held.
-_WORDS = "SELECT w, {row}.id FROM unnest(tsvector_to_array({row}.search_words)) w"
 _POSTGRES = [
+    # The rows of one member: ^ and ~ lexemes as they are, ~ and @ once more as * (name or e-mail).
+    """CREATE FUNCTION member_words_of(words tsvector) RETURNS SETOF text
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+        SELECT w FROM unnest(tsvector_to_array(words)) w WHERE left(w, 1) IN ('^', '~')
+        UNION
+        SELECT '*' || substr(w, 2) FROM unnest(tsvector_to_array(words)) w WHERE left(w, 1) IN ('~', '@')
+    $$""",
     'CREATE TABLE member_words (word text COLLATE "C" NOT NULL, member_id bigint NOT NULL, '
     "CONSTRAINT pk_member_words PRIMARY KEY (word, member_id))",
-    f"""CREATE FUNCTION member_words_keep() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE FUNCTION member_words_keep() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP <> 'INSERT' THEN
             IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.search_words IS NOT DISTINCT FROM OLD.search_words THEN
                 RETURN NULL;
             END IF;
-            DELETE FROM member_words WHERE member_id = OLD.id AND word = ANY(tsvector_to_array(OLD.search_words));
+            DELETE FROM member_words
+            WHERE member_id = OLD.id AND word IN (SELECT member_words_of(OLD.search_words));
         END IF;
         IF TG_OP <> 'DELETE' THEN
-            INSERT INTO member_words (word, member_id) {_WORDS.format(row="NEW")};
+            INSERT INTO member_words (word, member_id) SELECT w, NEW.id FROM member_words_of(NEW.search_words) w;
         END IF;
         RETURN NULL;
     END $$""",
@@ -66,15 +75,14 @@ def upgrade() -> None:
         op.execute(statement)
     for statement in POSTGRES_FILL:
         op.execute(statement)
-    op.execute("DROP INDEX IF EXISTS ix_members_search_words")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         return
-    op.execute("CREATE INDEX IF NOT EXISTS ix_members_search_words ON members USING gin (search_words)")
     for trigger, function in (("trg_members_words", "member_words_keep"),
                               ("trg_members_words_truncate", "member_words_clear")):
         op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON members")
         op.execute(f"DROP FUNCTION IF EXISTS {function}()")
     op.execute("DROP TABLE IF EXISTS member_words")
+    op.execute("DROP FUNCTION IF EXISTS member_words_of(tsvector)")
