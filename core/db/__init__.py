@@ -1,7 +1,8 @@
 """Engine and sessions.
 
 ``connect(settings)`` is the one way to get an engine: it installs the encryption key ring, turns
-on SQLite's foreign keys and WAL mode, and caches one engine per URL. Write paths own their
+on SQLite's foreign keys and WAL mode (PostgreSQL: parallel workers only for large reads), and
+caches one engine per URL. Write paths own their
 transaction with ``with session_scope(engine) as s:`` (commit on success, rollback on error).
 """
 
@@ -39,7 +40,24 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+    @event.listens_for(engine, "connect")
+    def _postgres_session(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Parallel workers only for reads large enough to repay starting them. A page's reads go
+        # through indexes and take a few milliseconds, and PostgreSQL's default cost of starting
+        # workers (1,000) let it plan two workers for some of them: 15 ms instead of 6 for the
+        # revenue-at-risk totals at a million members, the time going into starting the workers
+        # (docs/benchmarks.md). A full rollup build's scans cost millions and stay parallel.
+        cur = dbapi_conn.cursor()
+        cur.execute(f"SET parallel_setup_cost = {PARALLEL_SETUP_COST}")
+        cur.close()
+        dbapi_conn.commit()
+
+    return engine
+
+
+PARALLEL_SETUP_COST = 10_000
 
 
 def connect(settings: Settings) -> Engine:
