@@ -267,9 +267,9 @@ def _one_word_rules(s: Session, word: str) -> _Rules:
     (migration 0024: ^ first word, ~ name, * name or e-mail), read from the index alone and
     stopped at its LIMIT, where the GIN index would visit every member a common name finds."""
     def starts(mark: str) -> tuple[str, dict[str, Any]]:
-        # "\U0010ffff" sorts after every character a word may hold: the range is every word starting so.
-        return ("SELECT member_id AS id FROM member_words WHERE word >= :lo AND word < :hi",
-                {"lo": mark + word, "hi": mark + word + "\U0010ffff"})
+        # The column is collated "C": PostgreSQL reads LIKE 'x%' as the range of words starting
+        # so (and estimates it from the statistics), whatever the database's encoding.
+        return ("SELECT member_id AS id FROM member_words WHERE word LIKE :start", {"start": _pg_like(mark + word) + "%"})
 
     tiers = [(tier, f"{sql} LIMIT :n", params) for tier, (sql, params) in ((3, starts("^")), (4, starts("~")))]
     every, params = starts("*")
