@@ -49,10 +49,13 @@ def make_engine(url: str) -> Engine:
         # workers (1,000) let it plan two workers for some of them: 15 ms instead of 6 for the
         # revenue-at-risk totals at a million members, the time going into starting the workers
         # (docs/benchmarks.md). A full rollup build's scans cost millions and stay parallel.
+        # Outside a transaction, so the setting is the session's and no transaction is left open.
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
         cur = dbapi_conn.cursor()
         cur.execute(f"SET parallel_setup_cost = {PARALLEL_SETUP_COST}")
         cur.close()
-        dbapi_conn.commit()
+        dbapi_conn.autocommit = autocommit
 
     return engine
 
