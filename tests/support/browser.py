@@ -117,8 +117,18 @@ def sign_in(page: Any, username: str, password: str) -> None:
 
 
 def sign_in_as(page: Any, role: str) -> None:
+    """Sign in with a role's demo account and wait until the browser holds the sign-in cookie:
+    the page's cookie component writes it a moment after the page shows, late under load, and a
+    link opened before that finds the sign-in form again (as a person's would)."""
+    from tests.support.servers import COOKIE_NAME
+
     username, password = ROLE_ACCOUNTS[role]
     sign_in(page, username, password)
+    for _ in range(300):
+        if any(c["name"] == COOKIE_NAME for c in page.context.cookies()):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"no sign-in cookie ({COOKIE_NAME}) 30 s after signing in as {role}")
 
 
 # ------------------------------------------------------------------ steps a person takes

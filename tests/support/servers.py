@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COOKIE_KEY = "test-cookie-key-" + "x" * 48
 
 
+COOKIE_NAME = "memberdesk_test"  # the test servers' sign-in cookie
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,7 +44,7 @@ def free_port() -> int:
 
 def secrets_for(database_url: str) -> dict[str, dict[str, Any]]:
     return {"memberdesk": {"database_url": database_url, "encryption_keys": [TEST_KEY]},
-            "authenticator": {"cookie_key": COOKIE_KEY, "cookie_name": "memberdesk_test",
+            "authenticator": {"cookie_key": COOKIE_KEY, "cookie_name": COOKIE_NAME,
                               "session_idle_minutes": 30},
             "stripe": {"api_key": "sk_test_dummy", "api_base": ""}}
 
