@@ -19,7 +19,8 @@ Words are runs of letters and digits (anything else separates them), compared wi
 accents folded; the words before the last are whole words and the last a start ("lea mor" finds
 "Léa Moreau", "le moreau" does not). When at most ``SORT_LIMIT`` members are found, each rule's members sort by name;
 beyond, in the order the index gives them (SQLite: member id; PostgreSQL: for one word, word
-then member id; for several, where the rows are stored), as sorting tens of thousands of names costs more than the search. The total
+then member id; for several, where the rows are stored), as sorting tens of thousands of names
+costs more than the search. The total
 counts every member found (up to ``COUNT_CAP``; beyond it the page says "more than") and
 ``offset`` pages through them.
 

@@ -7,8 +7,8 @@ space, worked out by the same expression as the triggers' (a different one would
 triggers cannot delete).
 
 PostgreSQL: the table ``member_words`` (migration 0024), one row per (word, member) from the
-lexemes of ``members.search_words`` (``member_words_of``); its primary key is built after the rows, which is several times
-faster than keeping it row by row.
+lexemes of ``members.search_words`` (``member_words_of``); its primary key is built after the
+rows, which is several times faster than keeping it row by row.
 """
 
 from __future__ import annotations

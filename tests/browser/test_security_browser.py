@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from core.models import AuditEntry
 from core.permissions import Actor
 from tests.support.browser import sign_in_as, wait_idle
+from tests.support.servers import COOKIE_NAME as COOKIE
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
-COOKIE = "memberdesk_test"
 
 
 def _signed_in_cookie(page) -> dict:
