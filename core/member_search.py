@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -151,7 +151,7 @@ _SEPARATORS = re.compile(r"[\W_]+")
 @dataclass(frozen=True)
 class _Rules:
     """One query's rules for one database: ``fetch(tier, n)`` gives up to n member ids of a rule,
-    ``count(cap)`` how many members all rules find together (at most cap)."""
+    ``found_ids(cap)`` the members all rules find together (at most cap)."""
 
     session: Session
     tiers: list[tuple[int, str, dict[str, Any]]]   # (tier, SELECT id ... LIMIT :n, params)
@@ -160,6 +160,12 @@ class _Rules:
     # ``found`` may give a member more than once (PostgreSQL's word table: two words of theirs
     # start as typed); it is then read in index order, a LIMIT at a time, and never all at once.
     repeats: bool = False
+    # PostgreSQL: every rule but the last as a condition on a member's row (``members``), in rule
+    # order, with its parameters. When few members are found, their rules are then read in one
+    # pass over their rows by primary key, instead of each rule's index again: GIN reads every
+    # typed word's whole list for each rule, whatever its LIMIT.
+    conditions: list[tuple[int, str]] = field(default_factory=list)
+    condition_params: dict[str, Any] = field(default_factory=dict)
 
     def fetch(self, sql: str, params: dict[str, Any], n: int) -> list[int]:
         """Up to n members of a rule, each once, reading further while repeats left it short."""
@@ -171,17 +177,15 @@ class _Rules:
                 return once[:n]
             want += n
 
-    def count(self, cap: int) -> int:
-        if not self.repeats:
-            sql = f"SELECT COUNT(*) FROM ({self.found} LIMIT :cap) c"
-            n: int = self.session.execute(text(sql), {**self.params, "cap": cap}).scalar_one()
-            return n
-        sql = f"SELECT COUNT(*), COUNT(DISTINCT id) FROM ({self.found} LIMIT :k) c"
+    def found_ids(self, cap: int) -> list[int]:
+        """Up to ``cap`` of the members the rules find together, each once, in index order."""
+        sql = f"{self.found} LIMIT :k"
         k = cap
         while True:
-            read, once = self.session.execute(text(sql), {**self.params, "k": k}).one()
-            if read < k or once >= cap:
-                return int(min(once, cap))
+            ids = [r[0] for r in self.session.execute(text(sql), {**self.params, "k": k})]
+            once = list(dict.fromkeys(ids))
+            if not self.repeats or len(ids) < k or len(once) >= cap:
+                return once[:cap]
             k += cap
 
     def among(self, ids: list[int]) -> int:
@@ -191,6 +195,16 @@ class _Rules:
         sql = f"SELECT COUNT(DISTINCT id) FROM ({self.found}) c WHERE c.id IN ({', '.join(str(int(i)) for i in ids)})"
         n: int = self.session.execute(text(sql), self.params).scalar_one()
         return n
+
+    def best_rules(self, ids: list[int]) -> dict[int, int]:
+        """The best rule that finds each of ``ids`` (members ``found`` gave), from ``conditions``."""
+        if not ids:
+            return {}
+        last = self.tiers[-1][0]
+        case = " ".join(f"WHEN {cond} THEN {tier}" for tier, cond in self.conditions)
+        sql = (f"SELECT id, CASE {case} ELSE {last} END FROM members "
+               f"WHERE id IN ({', '.join(str(int(i)) for i in ids)})")
+        return {int(i): int(t) for i, t in self.session.execute(text(sql), self.condition_params)}
 
 
 def _email_rules(s: Session, email: str, *, pattern_sql: str, pattern: dict[str, Any]) -> _Rules:
@@ -260,6 +274,15 @@ def _postgres_rules(s: Session, query: str) -> _Rules | None:
     rules = _one_word_rules(s, words[0]) if len(words) == 1 else _several_words_rules(s, words)
     if " " not in query:
         rules.tiers.insert(0, (2, f"SELECT id FROM members WHERE {pattern_sql} ORDER BY email LIMIT :n", pattern))
+        rules.conditions.insert(0, (2, "email LIKE :c2"))
+        rules.condition_params["c2"] = pattern["prefix"]
+    return rules
+
+
+def _word_conditions(rules: _Rules, queries: dict[int, str]) -> _Rules:
+    """``rules`` with the conditions of rules 3 and 4: the member's words match a ``tsquery``."""
+    rules.conditions.extend((tier, f"search_words @@ CAST(:c{tier} AS tsquery)") for tier in queries)
+    rules.condition_params.update({f"c{tier}": q for tier, q in queries.items()})
     return rules
 
 
@@ -275,7 +298,9 @@ def _one_word_rules(s: Session, word: str) -> _Rules:
     tiers = [(tier, f"{sql} LIMIT :n", params) for tier, (sql, params) in ((3, starts("^")), (4, starts("~")))]
     every, params = starts("*")
     tiers.append((5, f"{every} LIMIT :n", params))
-    return _Rules(s, tiers, every, params, repeats=True)
+    # The same rules on a member's own words: the table holds exactly the lexemes (^, ~, and * for ~ and @).
+    return _word_conditions(_Rules(s, tiers, every, params, repeats=True),
+                            {3: _tsquery([word], ["^"]), 4: _tsquery([word], ["~"])})
 
 
 def _several_words_rules(s: Session, words: list[str]) -> _Rules:
@@ -283,10 +308,10 @@ def _several_words_rules(s: Session, words: list[str]) -> _Rules:
     intersect the words' lists (words before the last are whole words, so the lists are short)."""
     n = len(words)
     rule = "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery) LIMIT :n"
-    tiers = [(3, rule, {"q": _tsquery(words, ["^"] + ["~"] * (n - 1))}),
-             (4, rule, {"q": _tsquery(words, ["~"] * n)}),
-             (5, rule, {"q": _tsquery(words, ["~@"] * n)})]
-    return _Rules(s, tiers, "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery)", tiers[-1][2])
+    queries = {3: _tsquery(words, ["^"] + ["~"] * (n - 1)), 4: _tsquery(words, ["~"] * n), 5: _tsquery(words, ["~@"] * n)}
+    tiers = [(tier, rule, {"q": q}) for tier, q in queries.items()]
+    return _word_conditions(_Rules(s, tiers, "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery)",
+                                   tiers[-1][2]), {3: queries[3], 4: queries[4]})
 
 
 def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: int) -> tuple[list[tuple[int, int]],
@@ -296,19 +321,26 @@ def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: i
     rules = _sqlite_rules(s, query) if s.get_bind().dialect.name == "sqlite" else _postgres_rules(s, query)
     if rules is None:
         return [], 0, False
-    counted = rules.count(COUNT_CAP + 1)
-    total = min(counted, COUNT_CAP) - rules.among(exclude)  # members the id rules listed already
+    ids = rules.found_ids(COUNT_CAP + 1)
+    counted = len(ids)
+    # Below the cap ``ids`` is every member found: the ones the id rules listed are known here.
+    listed = len(set(exclude) & set(ids)) if counted <= COUNT_CAP else rules.among(exclude)
+    total = min(counted, COUNT_CAP) - listed
     sort_by_name = counted <= SORT_LIMIT
     need = counted if sort_by_name else min(offset + limit, COUNT_CAP)
     seen: set[int] = set(exclude)
     found: list[tuple[int, int]] = []
-    for tier, sql, params in rules.tiers:
-        if len(found) >= need:
-            break
-        for mid in rules.fetch(sql, params, need - len(found) + len(seen)):
-            if mid not in seen:
-                seen.add(mid)
-                found.append((mid, tier))
+    if sort_by_name and rules.conditions:
+        best = rules.best_rules([m for m in ids if m not in seen])
+        found = [(m, best[m]) for m in ids if m in best]
+    else:
+        for tier, sql, params in rules.tiers:
+            if len(found) >= need:
+                break
+            for mid in rules.fetch(sql, params, need - len(found) + len(seen)):
+                if mid not in seen:
+                    seen.add(mid)
+                    found.append((mid, tier))
     if sort_by_name and found:
         names = dict(s.execute(select(Member.id, Member.name).where(Member.id.in_([m for m, _ in found]))).all())
         found.sort(key=lambda hit: (hit[1], names.get(hit[0], ""), hit[0]))

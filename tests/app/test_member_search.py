@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from core.member_search import COUNT_CAP, PAGE_SIZE, search_page
+from core.member_search import COUNT_CAP, PAGE_SIZE, SORT_LIMIT, search_page
 from core.members import search
 from core.models import Member
 from core.stripe_store import apply
@@ -266,6 +266,33 @@ class TestPostgresWordTable:
             found = [int(x) for x in folded.rows["member_id"]]
             assert len(found) == len(set(found)), q  # each member once, though two words may start so
             assert set(found) == expected and folded.total == len(expected), q
+            assert dict(zip(found, folded.rows["matched_on"], strict=True)) == self._best_rules(engine, q, words, found), q
+
+    @staticmethod
+    def _best_rules(engine, q: str, words: list[str], found: list[int]) -> dict[int, str]:
+        """Each member's best rule, worked out in Python from their e-mail and lexemes (^ first
+        word, ~ name, @ e-mail): the earlier words whole, the last a start."""
+        from sqlalchemy import text
+
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, email, tsvector_to_array(search_words) FROM members WHERE id = ANY(:ids)"),
+                                {"ids": found}).all()
+
+        def has(lexemes: list[str], marks: str, i: int) -> bool:
+            last = i == len(words) - 1
+            return any(x[0] in marks and (x[1:].startswith(words[i]) if last else x[1:] == words[i]) for x in lexemes)
+
+        out = {}
+        for mid, email, lexemes in rows:
+            if " " not in q and email.startswith(q.lower()):
+                out[mid] = "email starts with"
+            elif has(lexemes, "^", 0) and all(has(lexemes, "~", i) for i in range(1, len(words))):
+                out[mid] = "name starts with"
+            elif all(has(lexemes, "~", i) for i in range(len(words))):
+                out[mid] = "name"
+            else:
+                out[mid] = "name or email"
+        return out
 
     def test_a_member_two_of_whose_words_start_alike_is_listed_once(self, engine, session):
         # "mo" finds each Anne twice in the word table (~mo, ~moreau0), and Lee Morgan after them.
@@ -276,3 +303,18 @@ class TestPostgresWordTable:
         assert page.total == 4 and sorted(page.rows["member_id"]) == sorted({m.id for m in [*annes, lee]})
         assert set(page.rows["matched_on"]) == {"name"}
         assert len(search_page(engine, "mo", limit=1, offset=3).rows) == 1
+
+    def test_beyond_the_sort_limit_a_page_is_full_though_a_member_is_read_twice(self, engine, session):
+        # More than SORT_LIMIT found: the page reads each rule's range in index order. "mo" reads
+        # the three Annes under ~mo, again under ~moreau0-2, and the Morgans after them.
+        from sqlalchemy import insert
+
+        annes = [make_member(session, name=f"Anne Mo Moreau{i}", email=f"a{i}@example.com") for i in range(3)]
+        session.commit()
+        session.execute(insert(Member), [{"email": f"lm{i}@example.com", "name": f"Lee Morgan{i:03}", "country": "US",
+                                          "created_at": NOW} for i in range(SORT_LIMIT)])
+        session.commit()
+        page = search_page(engine, "mo", limit=PAGE_SIZE)
+        shown = [int(x) for x in page.rows["member_id"]]
+        assert page.total == SORT_LIMIT + 3 and len(shown) == PAGE_SIZE == len(set(shown))
+        assert shown[:3] == [m.id for m in annes] and set(page.rows["matched_on"]) == {"name"}
