@@ -246,16 +246,45 @@ def _pg_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _tsquery(words: list[str], marks: list[str]) -> str:
+def _tsquery(words: list[str], marks: list[str], last_words: list[str] | None = None) -> str:
     """A ``tsquery``: each word (letters and digits only, so no query syntax) led by the mark of
     where it must stand (migration 0015: ^ first word, ~ name, @ e-mail; "~@" either), a prefix
-    or a whole word as in ``_fts_term``."""
+    or a whole word as in ``_fts_term``. ``last_words``: the whole words the last (a start) is
+    read as, instead of a prefix."""
     last = len(words) - 1
     terms = []
     for i, (word, where) in enumerate(zip(words, marks, strict=True)):
+        if i == last and last_words:
+            terms.append("(" + " | ".join(f"'{m}{w}'" for w in last_words for m in where) + ")")
+            continue
         star = ":*" if i == last else ""
         terms.append("(" + " | ".join(f"'{m}{word}'{star}" for m in where) + ")")
     return " & ".join(terms)
+
+
+# A start typed that begins at most this many distinct words is read as those words. GIN reads a
+# prefix by gathering every matching entry's whole list into a bitmap before it can intersect
+# anything: at a million members "lea moreau" took 17 ms as a prefix and 5.6 ms as whole words.
+_STARTS_AS_WORDS = 16
+_WORDS_STARTING = """
+WITH RECURSIVE w(word) AS (
+    (SELECT word FROM member_words WHERE word LIKE :start ORDER BY word LIMIT 1)
+  UNION ALL
+    SELECT (SELECT m.word FROM member_words m WHERE m.word LIKE :start AND m.word > w.word ORDER BY m.word LIMIT 1)
+    FROM w WHERE w.word IS NOT NULL
+)
+SELECT word FROM w WHERE word IS NOT NULL LIMIT :cap"""
+
+
+def _words_starting(s: Session, start: str) -> list[str] | None:
+    """The distinct words of members' names and e-mails that start with ``start`` (``member_words``'
+    * rows, one index probe per word), or None when there are more than ``_STARTS_AS_WORDS`` or
+    none (a prefix nobody's word has costs GIN nothing)."""
+    rows = s.execute(text(_WORDS_STARTING), {"start": _pg_like("*" + start) + "%", "cap": _STARTS_AS_WORDS + 1})
+    words = [w[1:] for (w,) in rows]
+    if not words or len(words) > _STARTS_AS_WORDS or any("'" in w or "\\" in w for w in words):
+        return None
+    return words
 
 
 def _postgres_rules(s: Session, query: str) -> _Rules | None:
@@ -305,10 +334,13 @@ def _one_word_rules(s: Session, word: str) -> _Rules:
 
 def _several_words_rules(s: Session, words: list[str]) -> _Rules:
     """Several words: the GIN index over ``search_words`` (migration 0015), whose bitmaps
-    intersect the words' lists (words before the last are whole words, so the lists are short)."""
+    intersect the words' lists (words before the last are whole words, so the lists are short;
+    the last, a start, is read as the few whole words it starts when ``member_words`` lists them)."""
     n = len(words)
     rule = "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery) LIMIT :n"
-    queries = {3: _tsquery(words, ["^"] + ["~"] * (n - 1)), 4: _tsquery(words, ["~"] * n), 5: _tsquery(words, ["~@"] * n)}
+    last = _words_starting(s, words[-1])
+    queries = {3: _tsquery(words, ["^"] + ["~"] * (n - 1), last), 4: _tsquery(words, ["~"] * n, last),
+               5: _tsquery(words, ["~@"] * n, last)}
     tiers = [(tier, rule, {"q": q}) for tier, q in queries.items()]
     return _word_conditions(_Rules(s, tiers, "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery)",
                                    tiers[-1][2]), {3: queries[3], 4: queries[4]})

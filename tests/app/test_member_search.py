@@ -255,18 +255,32 @@ class TestPostgresWordTable:
         queries = {"fern", "fernandez", "lea fern", "ann", "a", "m", "example", "o brien"}
         queries |= {n.split()[-1][:3] for n in names[::7]} | {" ".join(n.split()[:2]) for n in names[::11]}
         for q in sorted(queries):
-            folded = search_page(engine, q, limit=500)
-            with engine.connect() as conn:
-                words = [w for w in conn.execute(text("SELECT memberdesk_fold(:q)"), {"q": q}).scalar_one()
-                         .replace("'", " ").replace("-", " ").split() if w]
-                tsq = " & ".join(f"('~{w}'{':*' if i == len(words) - 1 else ''} | '@{w}'{':*' if i == len(words) - 1 else ''})"
-                                 for i, w in enumerate(words))
-                expected = {i for (i,) in conn.execute(
-                    text("SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery)"), {"q": tsq})}
-            found = [int(x) for x in folded.rows["member_id"]]
-            assert len(found) == len(set(found)), q  # each member once, though two words may start so
-            assert set(found) == expected and folded.total == len(expected), q
-            assert dict(zip(found, folded.rows["matched_on"], strict=True)) == self._best_rules(engine, q, words, found), q
+            self._check_against_full_text(engine, q)
+
+    def test_a_last_word_that_starts_many_words_finds_what_full_text_matching_finds(self, engine, session):
+        # "ann zq" starts 20 distinct words (read as a prefix), "ann zqb" a few (read as those words).
+        for i in range(20):
+            make_member(session, name=f"Ann Zq{chr(97 + i)}{chr(97 + i)}", email=f"ann{i}@example.com")
+            make_member(session, name=f"Bob Zq{chr(97 + i)}x", email=f"bob.zq{chr(97 + i)}y@example.com")
+        session.commit()
+        for q in ("ann zq", "ann zqb", "ann zqbb", "zqb ann", "ann zqz", "bob zqc", "ann ann0", "zqcx bob"):
+            self._check_against_full_text(engine, q)
+
+    def _check_against_full_text(self, engine, q: str) -> None:
+        from sqlalchemy import text
+
+        folded = search_page(engine, q, limit=500)
+        with engine.connect() as conn:
+            words = [w for w in conn.execute(text("SELECT memberdesk_fold(:q)"), {"q": q}).scalar_one()
+                     .replace("'", " ").replace("-", " ").split() if w]
+            tsq = " & ".join(f"('~{w}'{':*' if i == len(words) - 1 else ''} | '@{w}'{':*' if i == len(words) - 1 else ''})"
+                             for i, w in enumerate(words))
+            expected = {i for (i,) in conn.execute(
+                text("SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery)"), {"q": tsq})}
+        found = [int(x) for x in folded.rows["member_id"]]
+        assert len(found) == len(set(found)), q  # each member once, though two words may start so
+        assert set(found) == expected and folded.total == len(expected), q
+        assert dict(zip(found, folded.rows["matched_on"], strict=True)) == self._best_rules(engine, q, words, found), q
 
     @staticmethod
     def _best_rules(engine, q: str, words: list[str], found: list[int]) -> dict[int, str]:
