@@ -405,7 +405,9 @@ def search_page(engine: Engine, raw: str | None, *, offset: int = 0, limit: int 
             total += word_total
         if not chosen:
             return SearchPage(query, pd.DataFrame(columns=SEARCH_COLUMNS), total, more, offset, limit)
-        members = {m.id: m for m in s.scalars(select(Member).where(Member.id.in_([mid for mid, _ in chosen])))}
+        # The columns the list shows: a whole member would decrypt their phone and address too.
+        shown = (Member.id, Member.email, Member.name, Member.country, Member.stripe_customer_id)
+        members = {m.id: m for m in s.execute(select(*shown).where(Member.id.in_([mid for mid, _ in chosen])))}
         latest = latest_subscriptions(s, list(members))
     rows = []
     for mid, label in chosen:
