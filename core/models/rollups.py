@@ -175,19 +175,23 @@ class _DeclineSums:
 # One daily and one monthly table per kind of sums.
 class DailyCash(_Daily, _CashSums, Base): ...
 class DailyPayments(_Daily, _PaymentSums, Base): ...
-class DailyDeclines(_Daily, _DeclineSums, Base): ...
 class MonthlyCash(_Monthly, _CashSums, Base): ...
 class MonthlyPayments(_Monthly, _PaymentSums, Base): ...
 
 
-class MonthlyDeclines(_Monthly, _DeclineSums, Base):
-    """Read by one key at a time (decline code, brand or card country), a year of months at once:
-    one covering index per key answers each breakdown from the index alone (migration 0012)."""
+class _DeclinesByKey(_Period, _DeclineSums):
+    """Read by one key at a time (decline code, brand or card country), a year of months and the
+    month's days at once: one covering index per key answers each breakdown from the index alone
+    (migrations 0012 for the months, 0025 for the days), in place of the period's own index."""
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Index, ...]:  # noqa: N805 (SQLAlchemy passes the class)
-        return tuple(Index(f"ix_metrics_monthly_declines_{key}", "month", "currency", key, "failures", "amount")
+        return tuple(Index(f"ix_{cls.__tablename__}_{key}", cls.period_column, "currency", key, "failures", "amount")
                      for key in ("decline_code", "brand", "card_country"))
+
+
+class DailyDeclines(_Daily, _DeclinesByKey, Base): ...
+class MonthlyDeclines(_Monthly, _DeclinesByKey, Base): ...
 
 
 @_sums("trials", "converted")
