@@ -461,9 +461,14 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
     groups = render_cache.worklist_groups(rows, code_col)
     for i, (code, group, shown) in enumerate(groups):
         count = f"{len(group):,} of those listed" if partial else f"{len(group):,} member(s)"
-        with st.expander(f"{md(code_label(code, code_col))} — {md(count)}", expanded=i == 0 or len(groups) <= 2):
-            _table(group, "auto", shown=shown)
-            csv_download(group, f"past-due {code}", key=f"{key}_{code}")
+        # Drawn only while open (opening one reruns the page, as the tabs do): each closed group's
+        # table was sent and drawn on every visit, a dozen grids at a million members.
+        group_box = st.expander(f"{md(code_label(code, code_col))} — {md(count)}", expanded=i == 0 or len(groups) <= 2,
+                                key=f"{key}_open_{code}", on_change="rerun")
+        if group_box.open:
+            with group_box:
+                _table(group, "auto", shown=shown)
+                csv_download(group, f"past-due {code}", key=f"{key}_{code}")
     if partial and whole is not None:  # (partial: whole is given)
         csv_download(whole, "past-due worklist", key=f"{key}_all", label=f"Download the whole worklist: {total:,} (CSV)")
     else:

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
 
 from core.metrics import Query, compute
 from core.timeutil import utc_now
 from dashboard import format as fmt
 from tests.support.apptest import page_app_test, texts
+from tests.support.servers import ROOT
 from tests.support.worlds import World, build_small_world, refresh_rollups
 
 PAGES = {"revenue.py": "Revenue", "churn.py": "Churn and retention", "failed_payments.py": "Failed payments"}
@@ -230,6 +232,28 @@ class TestFailedPayments:
         assert (f"The {WORKLIST_ROWS:,} members longest past due of {total:,} are listed, by decline code; "
                 f"the download holds all {total:,}.") in [c.value for c in at.caption]
         assert any("of those listed" in e.label for e in at.expander)
+
+    def test_a_closed_group_of_the_worklist_sends_its_table_when_opened(self):
+        # Three decline codes: the largest group opens with the page, the others wait to be opened.
+        script = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+import pandas as pd
+from dashboard.analytics_ui import worklist
+codes = ["card_declined"] * 3 + ["expired_card"] * 2 + ["insufficient_funds"]
+worklist(pd.DataFrame({{"member_id": range(1, 7), "email": [f"m{{i}}@example.com" for i in range(1, 7)],
+                        "decline_code": codes}}), key="wl")
+"""
+        at = AppTest.from_string(script, default_timeout=30)
+        at.run()
+        assert not at.exception, at.exception
+        assert [e.label for e in at.expander] == ["Card declined — 3 member(s)", "Card expired — 2 member(s)",
+                                                  "Insufficient funds — 1 member(s)"]
+        assert [len(d.value) for d in at.dataframe] == [3]  # the closed groups' tables are not sent
+        at.session_state["wl_open_expired_card"] = True  # what a click on the group does
+        at.run()
+        assert sorted(len(d.value) for d in at.dataframe) == [2, 3]
+        assert {"m4@example.com", "m5@example.com"} <= set(at.dataframe[1].value["Email"])
 
     def test_manager_sees_revenue_at_risk_from_the_registry(self, database_url, engine, world):
         first, today = this_month()
