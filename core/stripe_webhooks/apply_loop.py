@@ -96,6 +96,7 @@ class ApplyLoop:
 
     def _run(self) -> None:
         delay = FIRST_RETRY
+        unapplied: str | None = None  # the missing setting last said (said once, not every retry)
         while True:
             self._wake.wait()
             if self._stopping.is_set():
@@ -107,13 +108,16 @@ class ApplyLoop:
                 apply_pending(self.engine, self._client)
                 self.passes += 1
                 delay = FIRST_RETRY
+                unapplied = None
                 continue
             except locks.LockBusy:
                 pass  # a sync run or another replica is working; try again shortly
             except GatewayError as exc:
                 log.warning("webhook pass stopped: %s", exc.sentence)
             except SettingsError as exc:  # no Stripe key: events wait in the ledger for the sync
-                log.warning("webhook events recorded but not applied: %s", exc)
+                if str(exc) != unapplied:  # retried every 10 s: one line, not 8,640 a day
+                    log.warning("webhook events recorded but not applied: %s", exc)
+                    unapplied = str(exc)
             except Exception:
                 log.exception("webhook pass failed")
             # Wait, then try again (sooner if a new event arrives and the cause is gone).

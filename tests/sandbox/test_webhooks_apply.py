@@ -108,3 +108,26 @@ def test_a_signed_body_that_is_not_an_event_is_refused(engine: Engine) -> None:
             receive(engine, body.encode(), sign(body, WEBHOOK_SECRET, int(time.time())), WEBHOOK_SECRET)
     with Session(engine) as s:
         assert s.scalar(select(StripeEvent.id)) is None
+
+
+def test_a_missing_stripe_key_is_said_once_not_at_every_retry(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    from core.settings import SettingsError
+
+    asked: list[int] = []
+
+    def no_key() -> Any:  # what the server's client factory does when no key is configured
+        asked.append(1)
+        raise SettingsError("No Stripe API key is configured.")
+
+    loop = ApplyLoop(engine, no_key)
+    with caplog.at_level("WARNING", logger="core.stripe_webhooks.apply_loop"):
+        loop.start()
+        try:
+            deadline = time.monotonic() + 30
+            while len(asked) < 3:  # three tries: at the start, 0.5 s and 1.5 s later
+                assert time.monotonic() < deadline, "the loop stopped retrying"
+                time.sleep(0.05)
+        finally:
+            loop.stop()
+    said = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
+    assert said == ["webhook events recorded but not applied: No Stripe API key is configured."]
