@@ -324,9 +324,13 @@ def _one_word_rules(s: Session, word: str) -> _Rules:
         # so (and estimates it from the statistics), whatever the database's encoding.
         return ("SELECT member_id AS id FROM member_words WHERE word LIKE :start", {"start": _pg_like(mark + word) + "%"})
 
-    tiers = [(tier, f"{sql} LIMIT :n", params) for tier, (sql, params) in ((3, starts("^")), (4, starts("~")))]
+    # In index order, said: read further after a short page (``_Rules.fetch``) and the next page
+    # (``offset``) count on the same order, which a bitmap scan, chosen on other statistics,
+    # would not keep.
+    ordered = " ORDER BY word, member_id LIMIT :n"
+    tiers = [(tier, sql + ordered, params) for tier, (sql, params) in ((3, starts("^")), (4, starts("~")))]
     every, params = starts("*")
-    tiers.append((5, f"{every} LIMIT :n", params))
+    tiers.append((5, every + ordered, params))
     # The same rules on a member's own words: the table holds exactly the lexemes (^, ~, and * for ~ and @).
     return _word_conditions(_Rules(s, tiers, every, params, repeats=True),
                             {3: _tsquery([word], ["^"]), 4: _tsquery([word], ["~"])})

@@ -332,3 +332,30 @@ class TestPostgresWordTable:
         shown = [int(x) for x in page.rows["member_id"]]
         assert page.total == SORT_LIMIT + 3 and len(shown) == PAGE_SIZE == len(set(shown))
         assert shown[:3] == [m.id for m in annes] and set(page.rows["matched_on"]) == {"name"}
+
+    def test_a_long_list_keeps_its_order_whatever_plan_the_database_picks(self, engine, session):
+        # The Morgans are stored before the Annes, and the database is told to read no index in
+        # order (a bitmap scan returns rows as stored): the list still starts with the Annes, whose
+        # word "mo" comes first, and the second page follows the first without a repeat.
+        from sqlalchemy import insert, text
+
+        session.execute(insert(Member), [{"email": f"lm{i}@example.com", "name": f"Lee Morgan{i:03}", "country": "US",
+                                          "created_at": NOW} for i in range(SORT_LIMIT)])
+        annes = [make_member(session, name=f"Anne Mo Moreau{i}", email=f"a{i}@example.com") for i in range(3)]
+        session.commit()
+        with engine.connect() as conn:
+            db = conn.execute(text("SELECT current_database()")).scalar_one()
+            conn.execute(text(f'ALTER DATABASE "{db}" SET enable_indexscan = off'))
+            conn.execute(text(f'ALTER DATABASE "{db}" SET enable_indexonlyscan = off'))
+            conn.commit()
+        try:
+            engine.dispose()  # new connections take the database's settings
+            first = search_page(engine, "mo", limit=PAGE_SIZE)
+            second = search_page(engine, "mo", offset=PAGE_SIZE, limit=PAGE_SIZE)
+        finally:
+            with engine.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{db}" RESET ALL'))
+                conn.commit()
+            engine.dispose()
+        shown = [int(x) for x in first.rows["member_id"]] + [int(x) for x in second.rows["member_id"]]
+        assert shown[:3] == [m.id for m in annes] and len(shown) == len(set(shown)) == 2 * PAGE_SIZE
