@@ -9,14 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core import crypto
 from core.db import make_engine
-from core.models import Base
 from core.settings import Settings
-from tests.support.db import BACKENDS, PG_URL, TEST_KEY, migrated_sqlite, scratch_pg_database
+from tests.support.db import BACKENDS, PG_URL, TEST_KEY, empty_pg_database, migrated_sqlite, scratch_pg_database
 
 # Fixtures of tests/support, registered once for every test module (a fixture imported into several
 # modules would be a separate fixture in each: two Chromiums, two servers, and Playwright's sync API
@@ -72,17 +71,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copyfile(template, path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("pg_database_url")
-    eng = make_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "audit_chain_head")
-    with eng.begin() as conn:
-        # The audit log refuses TRUNCATE (migration 0013). The tests connect as the table's owner,
-        # who may lift the trigger, and do so for this one transaction: exactly what the app's
-        # own database role must not be able to do (docs/security.md).
-        conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_truncate"))
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_truncate"))
-        conn.execute(text("UPDATE audit_chain_head SET seq = 0, hash = :genesis WHERE id = 1"), {"genesis": "0" * 64})
-    eng.dispose()
+    empty_pg_database(url)
     return url
 
 

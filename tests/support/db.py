@@ -3,7 +3,8 @@
 
 - ``BACKENDS``: parametrize a fixture with it; the PostgreSQL case is marked ``postgresql``.
 - ``scratch_pg_database(label)``: a new PostgreSQL database for this run and worker, migrated to
-  head, dropped afterwards (context manager yielding its URL).
+  head, dropped afterwards (context manager yielding its URL); ``empty_pg_database(url)`` empties
+  it again for the next test.
 - ``migrated_sqlite(path)``: a SQLite file migrated to head; returns its URL.
 - ``mirrored_rows(engine)``: every mirrored table's rows, ids replaced by natural keys.
 - ``rollup_snapshot(engine)``: the metric rollups' rows, comparable between two refreshes.
@@ -72,6 +73,51 @@ def scratch_pg_database(label: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def empty_pg_database(url: str) -> None:
+    """Empty every table of the PostgreSQL database at ``url`` (but Alembic's version and the audit
+    chain's head, which is reset) and restart their ids, in one transaction: what ``TRUNCATE ...
+    RESTART IDENTITY`` of them all did, at a fraction of its cost.
+
+    TRUNCATE gives every table and index it names new files: about half a second for all 50
+    tables, before every PostgreSQL test. A test writes to a handful, and few rows: only the tables
+    holding rows are emptied, those with a few rows by DELETE with triggers off (as the superuser
+    the tests connect as; the audit log's append-only triggers, the word and standing triggers and
+    the foreign keys then stay out of it), larger ones by TRUNCATE. Every sequence restarts: an
+    insert rolled back leaves no row but moves its sequence on."""
+    tables = [t.name for t in Base.metadata.sorted_tables if t.name != "audit_chain_head"] + ["member_words"]
+    sizes = " UNION ALL ".join(f"SELECT '{t}', (SELECT COUNT(*) FROM (SELECT 1 FROM \"{t}\" LIMIT {_DELETE_UP_TO + 1}) r)"
+                               for t in tables)
+    owned_sequences = ("SELECT setval(d.objid, s.seqstart, false) FROM pg_depend d "
+                       "JOIN pg_sequence s ON s.seqrelid = d.objid "
+                       "WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass "
+                       "AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(CAST(:tables AS regclass[]))")
+    eng = make_engine(url)
+    try:
+        with eng.begin() as conn:
+            held = {t: n for t, n in conn.execute(text(sizes)) if n}
+            if held:
+                superuser = conn.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar()
+                few = [t for t, n in held.items() if n <= _DELETE_UP_TO] if superuser else []
+                many = [t for t in held if t not in few]
+                # Triggers off for this transaction (TRUNCATE's too: the audit log refuses it).
+                conn.execute(text("SET LOCAL session_replication_role = replica" if superuser else
+                                  "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_truncate"))
+                if many:
+                    conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in many) + " CASCADE"))
+                for t in few:
+                    conn.execute(text(f'DELETE FROM "{t}"'))
+                if not superuser:
+                    conn.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_truncate"))
+            conn.execute(text(owned_sequences), {"tables": [f'"{t}"' for t in tables]})
+            conn.execute(text("UPDATE audit_chain_head SET seq = 0, hash = :genesis WHERE id = 1"),
+                         {"genesis": "0" * 64})
+    finally:
+        eng.dispose()
+
+
+_DELETE_UP_TO = 5_000   # rows; a larger table is truncated (DELETE leaves them dead until a VACUUM)
 
 
 FLOW_TABLES = tuple(f"metrics_{p}_{k}" for p in ("daily", "monthly")
