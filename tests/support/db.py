@@ -77,7 +77,6 @@ def scratch_pg_database(label: str) -> Iterator[str]:
         admin.dispose()
 
 
-# The sequences the tables own (serial and identity columns; the join keeps sequences alone).
 _OWNED_SEQUENCES = ("FROM pg_depend d JOIN pg_sequence s ON s.seqrelid = d.objid "
                     "WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass "
                     "AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(CAST(:tables AS regclass[]))")
@@ -93,7 +92,7 @@ class MigratedState:
     table's rows as JSON, and where every table's sequence stands."""
 
     rows: dict[str, str]
-    sequences: str   # JSON: [{"seq", "v", "called"}], the arguments of each sequence's setval
+    sequences: dict[str, int | None]   # sequence -> its last value (None: never used)
 
 
 def migrated_state(url: str) -> MigratedState:
@@ -102,14 +101,11 @@ def migrated_state(url: str) -> MigratedState:
     try:
         with eng.connect() as conn:
             rows = {t: conn.execute(text(f'SELECT json_agg(t) FROM "{t}" t')).scalar_one() for t in _tables()}
-            sequences = conn.execute(text(
-                "SELECT json_agg(json_build_object('seq', d.objid::regclass::text, "
-                "'v', COALESCE(pg_sequence_last_value(d.objid), s.seqstart), "
-                f"'called', pg_sequence_last_value(d.objid) IS NOT NULL)) {_OWNED_SEQUENCES}"),
-                {"tables": [f'"{t}"' for t in _tables()]}).scalar_one()
+            sequences = dict(conn.execute(text(f"SELECT d.objid::regclass::text, pg_sequence_last_value(d.objid) "
+                                               f"{_OWNED_SEQUENCES}"), {"tables": [f'"{t}"' for t in _tables()]}).all())
     finally:
         eng.dispose()
-    return MigratedState({t: json.dumps(r) for t, r in rows.items() if r}, json.dumps(sequences or []))
+    return MigratedState({t: json.dumps(r) for t, r in rows.items() if r}, sequences)
 
 
 def empty_pg_database(url: str, migrated: MigratedState) -> None:
@@ -145,9 +141,9 @@ def empty_pg_database(url: str, migrated: MigratedState) -> None:
                              {"rows": rows})
             if not superuser:
                 conn.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_truncate"))
-            conn.execute(text("SELECT setval(CAST(x.seq AS regclass), x.v, x.called) "
-                              "FROM json_to_recordset(CAST(:seqs AS json)) AS x(seq text, v bigint, called boolean)"),
-                         {"seqs": migrated.sequences})
+            for seq, last in migrated.sequences.items():
+                conn.execute(text("SELECT setval(CAST(:seq AS regclass), :v, :called)"),
+                             {"seq": seq, "v": last if last is not None else 1, "called": last is not None})
             conn.execute(text("UPDATE audit_chain_head SET seq = 0, hash = :genesis WHERE id = 1"),
                          {"genesis": "0" * 64})
     finally:
