@@ -15,16 +15,7 @@ from sqlalchemy.orm import Session
 from core import crypto
 from core.db import make_engine
 from core.settings import Settings
-from tests.support.db import (
-    BACKENDS,
-    PG_URL,
-    TEST_KEY,
-    MigratedState,
-    empty_pg_database,
-    migrated_sqlite,
-    migrated_state,
-    scratch_pg_database,
-)
+from tests.support.db import BACKENDS, PG_URL, TEST_KEY, empty_pg_database, migrated_sqlite, scratch_pg_database
 
 # Fixtures of tests/support, registered once for every test module (a fixture imported into several
 # modules would be a separate fixture in each: two Chromiums, two servers, and Playwright's sync API
@@ -71,22 +62,16 @@ def pg_database_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
-def pg_migrated_state(pg_database_url: str) -> MigratedState:
-    return migrated_state(pg_database_url)
-
-
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL to a freshly migrated database (what the migrations write, nothing else), private to
-    this test: a copy of a migrated SQLite file, or the PostgreSQL database brought back to that."""
+    """A URL to an empty, fully migrated database, private to this test."""
     if request.param == "sqlite":
         template = request.getfixturevalue("sqlite_template")
         path = tmp_path / "memberdesk.db"
         shutil.copyfile(template, path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("pg_database_url")
-    empty_pg_database(url, request.getfixturevalue("pg_migrated_state"))
+    empty_pg_database(url)
     return url
 
 
