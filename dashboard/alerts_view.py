@@ -177,7 +177,7 @@ def _chart(a: dict[str, Any]) -> None:
                                 value=a["baseline"], series="Baseline now") for p in series]
     st.plotly_chart(charts.line(points, unit=a["unit"], currency=a["currency"], height=220,
                                 title="Recent history (one point per window)"), key=f"alert-chart-{a['id']}",
-                    width="stretch")
+                    theme=None, config=charts.CONFIG, width="stretch")
 
 
 def _affected(a: dict[str, Any]) -> None:

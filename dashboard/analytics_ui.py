@@ -190,7 +190,8 @@ def open_tab(labels: Sequence[str], items: Sequence[T], key: str) -> list[tuple[
 
 def chart(fig: go.Figure, key: str) -> list[str]:
     """Draw a clickable chart; return the drill ids of the selected points."""
-    event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points", config=charts.CONFIG,
+    # theme=None: the figure carries its own (charts.THEME); see charts.finished.
+    event = st.plotly_chart(fig, key=key, theme=None, on_select="rerun", selection_mode="points", config=charts.CONFIG,
                             width="stretch")
     return charts.selected_keys(event)
 

@@ -174,3 +174,43 @@ def test_charts_are_drawn_once_with_room_for_their_labels(dashboard_server, page
             measure(f"{view.split('?')[0]} by country")
     assert drawn >= 10
     assert grown == []
+
+
+# On every plotly chart as it appears: each time plotly finishes drawing it, was its data computed
+# again (``calcdata``, plotly's per-trace computation, replaced) since the last time?
+COMPUTED_AGAIN = """
+window.computedAgain = []; window.drawings = 0;
+new MutationObserver(() => {
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    if (gd.watched || !gd.on) continue;
+    gd.watched = true;
+    gd.lastCalc = gd.calcdata;
+    gd.on('plotly_afterplot', () => {
+      window.drawings++;
+      if (gd.lastCalc && gd.calcdata !== gd.lastCalc)
+        window.computedAgain.push(gd.closest('[class*=st-key-]')?.className.match(/st-key-([\\w-]+)/)?.[1] || '?');
+      gd.lastCalc = gd.calcdata;
+    });
+  }
+}).observe(document, {subtree: true, childList: true});
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.xdist_group("browser")
+def test_going_from_page_to_page_draws_each_chart_once(dashboard_server, page):
+    """A manager goes Revenue → Churn and retention → Failed payments → Revenue by the navigation:
+    plotly computes each chart once. Streamlit's frontend hands plotly a copy of every figure after
+    its first drawing; with a theme template in the figure, or without a ``datarevision``, plotly
+    took the copy for new data and drew every chart a second time (the whole cost again)."""
+    page.add_init_script(COMPUTED_AGAIN)
+    page.goto(dashboard_server.url)
+    sign_in_as(page, "manager")
+    for title in ("Revenue", "Churn and retention", "Failed payments", "Revenue"):
+        page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=90_000)
+        wait_idle(page)
+        page.wait_for_timeout(500)  # plotly draws after the run's last element
+    drawings, again = page.evaluate("[window.drawings, window.computedAgain]")
+    assert drawings >= 10  # the charts of the four visits were watched
+    assert again == []

@@ -136,3 +136,32 @@ class TestMargins:
         upright = charts.bars([charts.Point(f"k{i}", label, 100 * i) for i, label in enumerate(labels)],
                               unit="count")
         assert upright.layout.margin.b >= charts.THEME["margin"]["b"]
+
+
+class TestSentToTheBrowser:
+    """What ``st.plotly_chart`` sends: the figure as plotly.io writes it (its JSON)."""
+
+    @staticmethod
+    def sent(fig):
+        import json
+
+        import plotly.io as pio
+
+        return json.loads(pio.to_json(fig, validate=False))
+
+    def test_no_template_and_a_revision_that_follows_the_data(self):
+        def draw(value):
+            return charts.line([charts.Point("k1", "2026-01-01", 0.031), charts.Point("k2", "2026-02-01", value)],
+                               unit="percent", title="Churn")
+
+        same, again, other = self.sent(draw(0.02)), self.sent(draw(0.02)), self.sent(draw(0.025))
+        assert "template" not in same["layout"]
+        assert same["layout"]["datarevision"] == again["layout"]["datarevision"]
+        assert same["layout"]["datarevision"] != other["layout"]["datarevision"]
+
+    def test_every_kind_of_chart_is_finished(self):
+        figs = [charts.waterfall(1_200, {"new": 800}, 2_000, currency="JPY"),
+                charts.bars([charts.Point("a", "premium", 5)], unit="count"),
+                charts.heatmap(["2026-01"], ["M0"], {("2026-01", "M0"): 1.0})]
+        for layout in (self.sent(f)["layout"] for f in figs):
+            assert "template" not in layout and layout["datarevision"]
