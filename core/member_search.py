@@ -246,18 +246,18 @@ def _pg_like(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _tsquery(words: list[str], marks: list[str], last_words: list[str] | None = None, *, whole: bool = False) -> str:
+def _tsquery(words: list[str], marks: list[str], last_words: list[str] | None = None) -> str:
     """A ``tsquery``: each word (letters and digits only, so no query syntax) led by the mark of
     where it must stand (migration 0015: ^ first word, ~ name, @ e-mail; "~@" either), a prefix
     or a whole word as in ``_fts_term``. ``last_words``: the whole words the last (a start) is
-    read as, instead of a prefix. ``whole``: every word is a whole word, the last one too."""
+    read as, instead of a prefix."""
     last = len(words) - 1
     terms = []
     for i, (word, where) in enumerate(zip(words, marks, strict=True)):
         if i == last and last_words:
             terms.append("(" + " | ".join(f"'{m}{w}'" for w in last_words for m in where) + ")")
             continue
-        star = ":*" if i == last and not whole else ""
+        star = ":*" if i == last else ""
         terms.append("(" + " | ".join(f"'{m}{word}'{star}" for m in where) + ")")
     return " & ".join(terms)
 
@@ -278,10 +278,11 @@ SELECT word FROM w WHERE word IS NOT NULL LIMIT :cap"""
 
 def _words_starting(s: Session, start: str) -> list[str] | None:
     """The distinct words of members' names and e-mails that start with ``start`` (``member_words``'
-    * rows, one index probe per word), or None when there are more than ``_STARTS_AS_WORDS``."""
+    * rows, one index probe per word), or None when there are more than ``_STARTS_AS_WORDS`` or
+    none (a prefix nobody's word has costs GIN nothing)."""
     rows = s.execute(text(_WORDS_STARTING), {"start": _pg_like("*" + start) + "%", "cap": _STARTS_AS_WORDS + 1})
     words = [w[1:] for (w,) in rows]
-    if len(words) > _STARTS_AS_WORDS or any("'" in w or "\\" in w for w in words):
+    if not words or len(words) > _STARTS_AS_WORDS or any("'" in w or "\\" in w for w in words):
         return None
     return words
 
@@ -338,27 +339,15 @@ def _one_word_rules(s: Session, word: str) -> _Rules:
 def _several_words_rules(s: Session, words: list[str]) -> _Rules:
     """Several words: the GIN index over ``search_words`` (migration 0015), whose bitmaps
     intersect the words' lists (words before the last are whole words, so the lists are short;
-    the last, a start, is read as the few whole words it starts when ``member_words`` lists them).
-
-    A start that begins more words than that ("lea m") is not given to the index: GIN would gather
-    the lists of every word it starts (a sixth of all members for "m") before intersecting. The
-    index reads the whole words' short lists, and the start is checked on those members' own words
-    (``ts_match_vq``, the function behind ``@@``, which no index answers)."""
+    the last, a start, is read as the few whole words it starts when ``member_words`` lists them)."""
     n = len(words)
-    starts = _words_starting(s, words[-1])
-    last = starts or None  # none at all: a prefix nobody's word has costs GIN nothing
-    marks = {3: ["^"] + ["~"] * (n - 1), 4: ["~"] * n, 5: ["~@"] * n}
-    queries = {tier: _tsquery(words, m, last) for tier, m in marks.items()}
-    if starts is None:
-        rule = ("SELECT id FROM members WHERE search_words @@ CAST(:w AS tsquery) "
-                "AND ts_match_vq(search_words, CAST(:q AS tsquery))")
-        params = {tier: {"w": _tsquery(words[:-1], m[:-1], None, whole=True), "q": queries[tier]}
-                  for tier, m in marks.items()}
-    else:
-        rule = "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery)"
-        params = {tier: {"q": q} for tier, q in queries.items()}
-    tiers = [(tier, rule + " LIMIT :n", params[tier]) for tier in marks]
-    return _word_conditions(_Rules(s, tiers, rule, params[5]), {3: queries[3], 4: queries[4]})
+    rule = "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery) LIMIT :n"
+    last = _words_starting(s, words[-1])
+    queries = {3: _tsquery(words, ["^"] + ["~"] * (n - 1), last), 4: _tsquery(words, ["~"] * n, last),
+               5: _tsquery(words, ["~@"] * n, last)}
+    tiers = [(tier, rule, {"q": q}) for tier, q in queries.items()]
+    return _word_conditions(_Rules(s, tiers, "SELECT id FROM members WHERE search_words @@ CAST(:q AS tsquery)",
+                                   tiers[-1][2]), {3: queries[3], 4: queries[4]})
 
 
 def _word_page(s: Session, query: str, exclude: list[int], offset: int, limit: int) -> tuple[list[tuple[int, int]],
