@@ -3,7 +3,9 @@
 Guarantees:
 - Every control's state lives in the URL's query parameters (``from``, ``to``, ``grain``,
   ``money``, ``tier``, ``interval``, ``country``), so a view can be bookmarked or
-  pasted to a colleague and opens exactly as it was.
+  pasted to a colleague and opens exactly as it was. A control left at its default adds no
+  parameter (the page's default range is to today, wherever the link is opened): a visit
+  from the sidebar then adds one history entry, and Back leaves the page at the first press.
 - A query parameter that does not parse is ignored (the default is used) and the page says so
   in one sentence; it never raises.
 - The controls hold choices only. They do no arithmetic on amounts and read nothing from the
@@ -156,28 +158,29 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
                                                 format_func=functools.partial(_filter_choice, f))
                     chosen[f] = () if picked_value in (None, ALL) else (str(picked_value),)
 
-    _write_params(start, end, grain if with_granularity else None, money if with_money else None, chosen)
+    _write_params({"from": start.isoformat(), "to": end.isoformat(),
+                   **({"grain": grain} if with_granularity else {}), **({"money": money} if with_money else {})},
+                  {"from": default_start.isoformat(), "to": today.isoformat(), "grain": "month", "money": REPORTING},
+                  chosen)
     for p in problems:
         st.warning(md(p))
     return Controls(start=start, end=end, granularity=grain, money=money,
                     filters={f: v for f, v in chosen.items() if v}, problems=tuple(problems))
 
 
-def _write_params(start: date, end: date, grain: str | None, money: str | None,
-                  chosen: dict[str, tuple[str, ...]]) -> None:
-    wanted: dict[str, str | list[str]] = {"from": start.isoformat(), "to": end.isoformat()}
-    if grain:
-        wanted["grain"] = grain
-    if money and money != REPORTING:
-        wanted["money"] = money
-    for f, values in chosen.items():
-        if values:
-            wanted[f] = list(values)
-    # Keep parameters the controls do not own (e.g. a selected drill) untouched. Each write of
-    # st.query_params is a message the browser answers with a history entry (pushState: about
-    # 4 ms each in Chromium); a visit from another page set from, to and grain one by one.
+def _write_params(values: dict[str, str], defaults: dict[str, str], chosen: dict[str, tuple[str, ...]]) -> None:
+    """Put the choices in the address, leaving out each one at its default that the address does
+    not already carry. Each write of st.query_params is a message the browser answers with a
+    history entry (pushState): a visit from the sidebar that wrote its defaults made a second
+    entry after the navigation's own, so Back had to be pressed twice to leave the page."""
     current = {name: st.query_params.get_all(name) for name in st.query_params}
-    target = {name: values for name, values in current.items() if name not in ("from", "to", "grain", "money", *FILTERS)}
-    target.update({name: value if isinstance(value, list) else [value] for name, value in wanted.items()})
+    # Parameters the controls do not own (e.g. a selected drill) stay untouched.
+    target = {name: v for name, v in current.items() if name not in ("from", "to", "grain", "money", *FILTERS)}
+    for name, value in values.items():
+        if value != defaults[name] or name in current:
+            target[name] = [value]
+    if "from" in target or "to" in target:  # a range is written whole
+        target["from"], target["to"] = [values["from"]], [values["to"]]
+    target.update({f: list(v) for f, v in chosen.items() if v})
     if target != current:
         st.query_params.from_dict(target)

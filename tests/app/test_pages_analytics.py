@@ -143,6 +143,17 @@ class TestRevenue:
         at.radio[0].set_value("day").run()
         assert param(at, "grain") == ["day"]
 
+    def test_a_visit_at_the_defaults_writes_nothing_in_the_link(self, database_url, world):
+        # Each write of the link is a history entry: a plain visit must not add one after the
+        # navigation's own (Back would then stay on the page at its first press).
+        at = run_page(database_url, "churn.py", "manager")
+        assert dict(at.query_params) == {}
+        at.radio[0].set_value("week").run()  # a choice is written; the default range stays out
+        assert dict(at.query_params) == {"grain": "week"}
+        at.date_input[0].set_value((date(2026, 1, 1), date(2026, 3, 31))).run()
+        assert param(at, "from") == ["2026-01-01"] and param(at, "to") == ["2026-03-31"]
+        assert param(at, "grain") == ["week"]
+
 
 def param(at: Any, name: str) -> list[str]:
     value = at.query_params.get(name)

@@ -214,3 +214,23 @@ def test_going_from_page_to_page_draws_each_chart_once(dashboard_server, page):
     drawings, again = page.evaluate("[window.drawings, window.computedAgain]")
     assert drawings >= 10  # the charts of the four visits were watched
     assert again == []
+
+
+@pytest.mark.browser
+@pytest.mark.xdist_group("browser")
+def test_back_leaves_an_analytics_page_at_the_first_press(dashboard_server, page):
+    """A manager opens Revenue, then Churn and retention, by the navigation, and presses Back:
+    Revenue is shown at the first press. The controls used to write their default range into the
+    address after the navigation had pushed it, so the first Back only took the parameters off."""
+    page.goto(dashboard_server.url)
+    sign_in_as(page, "manager")
+    for title in ("Revenue", "Churn and retention"):
+        page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
+        page.get_by_role("heading", name=title).first.wait_for(timeout=90_000)
+        wait_idle(page)
+    assert page.url.endswith("/churn")
+    page.go_back()
+    page.get_by_role("heading", name="Revenue").first.wait_for(timeout=30_000)
+    wait_idle(page)
+    assert page.url.endswith("/revenue")
+    assert page.get_by_role("heading", name="Churn and retention").count() == 0
