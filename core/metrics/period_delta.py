@@ -65,11 +65,12 @@ def first_index(bounds: Bounds, label: date) -> int:
     return max((i for i, lab in enumerate(labels_of(bounds)) if lab <= label), default=0)
 
 
-def sweep_members(conn: Connection, bounds: Bounds, k: int, members: list[int], *,
+def sweep_members(conn: Connection, bounds: Bounds, k: int, units: list[sweep.Unit], *,
                   cohorts: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    if not members:
+    """The rows of the members whose ``units`` (``sweep.units``) are given."""
+    if not units:
         return [], []
-    return sweep.run(conn, [b[1] for b in bounds], k, members, cohorts=cohorts)
+    return sweep.run(conn, [b[1] for b in bounds], k, units, cohorts=cohorts)
 
 
 def shift(old_bounds: Bounds, old: tuple[list[dict[str, Any]], list[dict[str, Any]]], new_bounds: Bounds,
@@ -179,16 +180,18 @@ def prepare(conn: Connection, since: datetime, since_day: date, old_now: datetim
     # only moves the last period on.
     edge = since_day - timedelta(days=1)
     first = {g: min(first_index(old_bounds[g], edge), len(old_bounds[g]) - 2) for g in GRANULARITIES}
-    old = {g: sweep_members(conn, old_bounds[g], first[g], members, cohorts=g == "month") for g in GRANULARITIES}
+    units = sweep.units(conn, members)
+    old = {g: sweep_members(conn, old_bounds[g], first[g], units, cohorts=g == "month") for g in GRANULARITIES}
     return Delta(members, first, old_bounds, old)
 
 
 def apply(conn: Connection, delta: Delta, bounds_for: Any, now: datetime) -> None:
     """Sweep the members again over their rebuilt segments and move the rollup rows by the
     difference (and carry the steady members into periods started since the last build)."""
+    units = sweep.units(conn, delta.members)  # their rebuilt segments
     for g in GRANULARITIES:
         old_bounds, new_bounds = delta.old_bounds[g], bounds_for(g, now)
-        new = sweep_members(conn, new_bounds, delta.first[g], delta.members, cohorts=g == "month")
+        new = sweep_members(conn, new_bounds, delta.first[g], units, cohorts=g == "month")
         last = labels_of(old_bounds)[-1]
         grows = len(new_bounds) > len(old_bounds)
         stored = _rows(conn, "metrics_mrr_periods", "granularity = :g AND period = :p",

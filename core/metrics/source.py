@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, select, text
 
-from core.metrics import memo, period_delta, rollups
+from core.metrics import memo, period_delta, rollups, sweep
 from core.metrics.daily import (
     CHURN_SELECTS,
     KINDS,
@@ -600,8 +600,9 @@ def _sweep_to(engine: Engine, gran: str, st: rollups.State, now: datetime, tz: A
         # when the stored rows run past it.
         k_label = old_labels[-1] if now > built else new_labels[-1]
         k = period_delta.first_index(old_b, k_label)
-        old = period_delta.sweep_members(conn, old_b, k, moving, cohorts=False)
-        new = period_delta.sweep_members(conn, new_b, k, moving, cohorts=False)
+        units = sweep.units(conn, moving)
+        old = period_delta.sweep_members(conn, old_b, k, units, cohorts=False)
+        new = period_delta.sweep_members(conn, new_b, k, units, cohorts=False)
         stored = [dict(r) for r in conn.execute(text(
             "SELECT * FROM metrics_mrr_periods WHERE granularity = :g AND period = :p"),
             {"g": gran, "p": old_labels[-1]}).mappings()] if len(new_b) > len(old_b) else []
@@ -689,8 +690,9 @@ def _rollup_cohorts(engine: Engine, query: Query, st: rollups.State, filters: di
             moving = sorted(period_delta.members_moving(conn, st.now, now))
             k_label = old_labels[-1] if now > st.now else last_month
             k = period_delta.first_index(old_b, k_label)
-            old = period_delta.sweep_members(conn, old_b, k, moving)
-            new = period_delta.sweep_members(conn, new_b, k, moving)
+            units = sweep.units(conn, moving)
+            old = period_delta.sweep_members(conn, old_b, k, units)
+            new = period_delta.sweep_members(conn, new_b, k, units)
             later = len(new_b) > len(old_b)
             cells = [dict(r) | {"cohort": _as_date(r["cohort"])} for r in conn.execute(text(
                 "SELECT * FROM metrics_cohorts WHERE month = :p"), {"p": old_labels[-1]}).mappings()] if later else []
