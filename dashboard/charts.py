@@ -89,10 +89,6 @@ MOVEMENT_LABELS = {
     "rounding": "Rounding",
     "end": "Ending MRR",
 }
-# Axis labels broken over two lines so eight steps fit half a 1280-pixel screen unrotated.
-MOVEMENT_TICKS = {"start": "Starting<br>MRR", "reactivation": "Reacti-<br>vation", "contraction": "Contrac-<br>tion",
-                  "expansion": "Expan-<br>sion", "transfer_in": "Trans-<br>fer in", "transfer_out": "Trans-<br>fer out",
-                  "fx": "Exchange<br>rates", "end": "Ending<br>MRR"}
 # Stripe's order is not fixed; finance reads gains first, then losses.
 MOVEMENT_ORDER = ("new", "expansion", "reactivation", "transfer_in", "contraction", "churn", "transfer_out", "rounding", "fx")
 NEGATIVE_MOVEMENTS = frozenset({"contraction", "churn", "transfer_out"})
@@ -366,14 +362,18 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
 
 def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: str, title: str | None = None,
               height: int = HEIGHT) -> go.Figure:
-    """Starting MRR, the movements (losses drawn downwards), ending MRR.
+    """Starting MRR, the movements (losses drawn leftwards), ending MRR, from top to bottom.
 
     ``movements`` holds each movement as a positive amount in minor units; contraction and churn
     are subtracted. ``fx`` (the effect of different exchange rates between the months of a
     converted range) is drawn with its own sign. The figure draws what it is given: the identity is the registry's to keep.
+
+    Drawn sideways, a row a step, each row labelled with its name and amount: the chart sits in a
+    third of the page, and eleven steps side by side left each about 30 pixels, where "Exchange
+    rates", "Rounding" and "Churn" ran into one another and so did the amounts above the bars; an
+    amount written past a bar's end was cut off at the plot's edge.
     """
     keys = ["start", *[k for k in MOVEMENT_ORDER if k in movements], "end"]
-    labels = [MOVEMENT_TICKS.get(k, MOVEMENT_LABELS[k]) for k in keys]
     signed: list[int] = [start]
     for k in keys[1:-1]:
         amount = int(movements[k])
@@ -381,20 +381,21 @@ def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: s
     signed.append(end)
     measure = ["absolute", *["relative"] * (len(keys) - 2), "total"]
     texts = [format_money(v, currency, signed=k not in ("start", "end")) for k, v in zip(keys, signed, strict=True)]
+    labels = [f"{MOVEMENT_LABELS[k]}  {t}" for k, t in zip(keys, texts, strict=True)]
     fig = go.Figure(go.Waterfall(
-        x=labels, measure=measure,
-        # A "total" bar is drawn at the running sum; its own y is ignored by plotly.
-        y=[to_float(v, "money", currency) for v in signed[:-1]] + [0.0],
+        orientation="h", y=labels, measure=measure,
+        # A "total" bar is drawn at the running sum; its own x is ignored by plotly.
+        x=[to_float(v, "money", currency) for v in signed[:-1]] + [0.0],
         customdata=[[k, t] for k, t in zip(keys, texts, strict=True)],
         hovertemplate="<b>%{customdata[1]}</b><extra></extra>",
         increasing={"marker": {"color": POSITIVE}}, decreasing={"marker": {"color": NEGATIVE}},
         totals={"marker": {"color": TOTAL}}, connector={"line": {"color": GRID}},
-        text=texts, textposition="outside", cliponaxis=False, textfont={"size": 11},
     ))
     fig.update_layout(showlegend=False)
-    fig.update_xaxes(tickangle=0)
-    return finished(fit_margins(value_axis(themed(fig, title=title, height=height), "money", currency),
-                                value_axis_on="y", unit="money", currency=currency))
+    fig.update_yaxes(autorange="reversed", showgrid=False)  # the steps read from the top
+    fig.update_xaxes(showgrid=True)
+    return finished(fit_margins(value_axis(themed(fig, title=title, height=height), "money", currency, axis="x"),
+                                value_axis_on="x", unit="money", currency=currency))
 
 
 def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple[str, str], int | Decimal | float | None],

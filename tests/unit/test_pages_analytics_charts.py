@@ -14,15 +14,18 @@ class TestWaterfall:
         keys = [c[0] for c in trace.customdata]
         assert keys == ["start", "new", "expansion", "reactivation", "contraction", "churn", "fx", "end"]
         assert list(trace.measure) == ["absolute"] + ["relative"] * 6 + ["total"]
-        assert list(trace.text) == ["$1,000.00", "+$300.00", "+$50.00", "+$24.56", "-$20.00", "-$120.00", "-$0.44",
-                                    "$1,234.12"]
-        # Losses are drawn downwards; the floats are only the bar geometry.
-        assert list(trace.y[:7]) == [1000.0, 300.0, 50.0, 24.56, -20.0, -120.0, -0.44]
+        # One row a step, from the top, named with its exact amount; losses drawn leftwards; the
+        # floats are only the bar geometry.
+        assert list(trace.y) == ["Starting MRR  $1,000.00", "New  +$300.00", "Expansion  +$50.00",
+                                 "Reactivation  +$24.56", "Contraction  -$20.00", "Churn  -$120.00",
+                                 "Exchange rates  -$0.44", "Ending MRR  $1,234.12"]
+        assert trace.orientation == "h" and fig.layout.yaxis.autorange == "reversed"
+        assert list(trace.x[:7]) == [1000.0, 300.0, 50.0, 24.56, -20.0, -120.0, -0.44]
 
     def test_zero_decimal_currency(self):
         fig = charts.waterfall(1_200, {"new": 800}, 2_000, currency="JPY")
-        assert list(fig.data[0].text) == ["¥1,200", "+¥800", "¥2,000"]
-        assert fig.layout.yaxis.tickprefix == "¥"
+        assert list(fig.data[0].y) == ["Starting MRR  ¥1,200", "New  +¥800", "Ending MRR  ¥2,000"]
+        assert fig.layout.xaxis.tickprefix == "¥"
 
 
 class TestPoints:
