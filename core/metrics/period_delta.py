@@ -30,7 +30,7 @@ from sqlalchemy import Connection, bindparam, text
 from core.db.types import UTCDateTime
 from core.metrics import sweep
 from core.metrics.movements import MOVEMENT_COLUMNS
-from core.metrics.segments import affected_subscriptions_sql
+from core.metrics.segments import Touched
 
 MAX_MEMBERS = 20_000  # beyond this a full sweep is about as fast
 GRANULARITIES = ("month", "week", "day")
@@ -153,14 +153,14 @@ class Delta:
     old: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]
 
 
-def prepare(conn: Connection, since: datetime, since_day: date, old_now: datetime, new_now: datetime,
+def prepare(conn: Connection, touched: Touched, since_day: date, old_now: datetime, new_now: datetime,
             bounds_for: Any) -> Delta | None:
     """Sweep the members whose figures can move (touched by a write since ``since``, or with a
     segment boundary between the two builds' ``now``) as they are now, before the rebuild; None
     when the incremental update does not apply (time going backwards, a write effective after
     the last build's ``now`` that it could not know of, or very many members).
     ``bounds_for(granularity, now)`` gives the period bounds."""
-    if since > old_now or new_now < old_now:
+    if touched.since > old_now or new_now < old_now:
         return None
     old_bounds: dict[str, Bounds] = {}
     for g in GRANULARITIES:
@@ -168,10 +168,10 @@ def prepare(conn: Connection, since: datetime, since_day: date, old_now: datetim
         if len(before) < 2 or labels_of(after)[:len(before) - 1] != labels_of(before):
             return None
         old_bounds[g] = before
-    stmt = text(f"SELECT DISTINCT member_id FROM membership_changes WHERE subscription_id IN "
-                f"({affected_subscriptions_sql()})").bindparams(bindparam("since", type_=UTCDateTime()))
-    touched = {int(m) for m in conn.execute(stmt, {"since": since}).scalars() if m is not None}
-    members = sorted(touched | members_moving(conn, old_now, new_now))
+    stmt = touched.statement(f"SELECT DISTINCT member_id FROM membership_changes WHERE subscription_id IN "
+                             f"({touched.sql()})")
+    written = {int(m) for m in conn.execute(stmt, touched.params()).scalars() if m is not None}
+    members = sorted(written | members_moving(conn, old_now, new_now))
     if len(members) > MAX_MEMBERS:
         return None
     # Segments before ``since`` are unchanged (a change recorded late moved ``since`` back to it),

@@ -27,9 +27,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Select, case, func, select, text
+from sqlalchemy import Connection, Engine, Select, bindparam, case, func, select, text
 from sqlalchemy.orm import Session
 
+from core.db.types import UTCDateTime
 from core.metrics import flow_delta, period_delta, segments, standing
 from core.metrics.daily import (
     CHURN_SELECTS,
@@ -144,9 +145,10 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
 
         # Incremental: sweep only the touched members, before and after their segments change.
         delta = None
-        if not full and since is not None and old is not None and old.first_day == first_day:
+        touched = None if full or since is None else segments.Touched.read(conn, since)
+        if touched is not None and old is not None and old.first_day == first_day:
             t = time.perf_counter()
-            delta = period_delta.prepare(conn, since, since_day, old.now, now, bounds_for)
+            delta = period_delta.prepare(conn, touched, since_day, old.now, now, bounds_for)
             log.info("metrics rollups: delta prepare took %.2fs (%s)", time.perf_counter() - t,
                      "full sweep" if delta is None else f"{len(delta.members)} members")
         # Money and payments: by the rows marked since the last refresh when it read them too;
@@ -183,7 +185,7 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
                 flow_delta.forget(conn, None)
 
         steps: tuple[tuple[str, Callable[[], object]], ...] = (("segments", lambda: segments.build(conn, grace_days=bs.past_due_grace_days,
-                                                     since=None if full else since)),
+                                                     touched=touched)),
                  ("flows", flow_steps),
                  ("churn", lambda: _churn(conn, days, first_day, None if full else since)),
                  ("periods", lambda: _periods(conn, bs, tz_name, first_day, now, since_day) if delta is None
@@ -378,38 +380,60 @@ def _churn(conn: Connection, days: Days, first_day: date, since: datetime | None
 
 def _moved_churn_days(conn: Connection, days: Days, first_day: date, since: datetime | None) -> dict[str, list[date]]:
     """Redo the daily trial and cancellation rows before ``days.first`` that a write since
-    ``since`` can move (see ``_churn``); the days redone, per kind."""
+    ``since`` can move (see ``_churn``); the days redone, per kind.
+
+    The subscriptions are found first, each kind of them by its own statement, and listed in the
+    statements that find their days: as one statement of subqueries, PostgreSQL planned the
+    trials' half from every trial and every invoice (460 ms for ten days' writes at 100,000
+    members)."""
     out: dict[str, list[date]] = {"trials": [], "cancellations": []}
     if since is None or first_day >= days.first:
         return out
     before = Days(days.dialect, days.tz, first_day, days.first)
-    repriced = " UNION ".join(
+    ts = UTCDateTime()
+    repriced = _ids(conn, text(" UNION ".join(
         f"SELECT subscription_id FROM membership_changes WHERE {col} >= :since AND subscription_id IS NOT NULL "
-        "AND COALESCE(from_price_id, -1) <> COALESCE(to_price_id, -1)" for col in ("effective_at", "recorded_at"))
-    # The new payments' invoices that are their trial's first invoice. CROSS JOIN keeps SQLite's
-    # join order (the payments since ``since`` first), not every trial's subscription.
-    first_invoice_paid = """SELECT s.id FROM payments q CROSS JOIN invoices i CROSS JOIN subscriptions s
+        "AND COALESCE(from_price_id, -1) <> COALESCE(to_price_id, -1)" for col in ("effective_at", "recorded_at")))
+        .bindparams(bindparam("since", type_=ts)), {"since": since})
+    # A repriced trial moves only when no change had set its price by its end (it is then filed
+    # under the subscription's current price, ``TRIAL_PRICE``).
+    trials = _ids(conn, text(f"""SELECT s.id FROM subscriptions s WHERE s.id IN ({_listed(repriced)})
+        AND s.trial_end IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM membership_changes c WHERE c.subscription_id = s.id AND c.to_price_id IS NOT NULL
+               AND c.effective_at <= s.trial_end)"""), {})
+    # The trials whose first invoice got a payment since ``since`` (a trial converts when that
+    # invoice is paid, maybe weeks after it ended). From the new payments, by their invoice: CROSS
+    # JOIN keeps SQLite's join order (the payments first), not every trial's subscription.
+    trials |= _ids(conn, statement("""SELECT s.id FROM payments q CROSS JOIN invoices i CROSS JOIN subscriptions s
         WHERE i.id = q.invoice_id AND s.id = i.subscription_id AND q.created_at >= :since
           AND s.trial_end < :days_to AND i.total > 0 AND i.created_at >= COALESCE(s.trial_start, s.trial_end)
           AND NOT EXISTS (SELECT 1 FROM invoices i2 WHERE i2.subscription_id = s.id AND i2.total > 0
                           AND i2.created_at >= COALESCE(s.trial_start, s.trial_end)
-                          AND (i2.created_at < i.created_at OR (i2.created_at = i.created_at AND i2.id < i.id)))"""
-    for kind, column, source_table, where in (
-            # A repriced trial moves only when no change had set its price by its end (it is then
-            # filed under the subscription's current price, ``TRIAL_PRICE``).
-            ("trials", "s.trial_end", "subscriptions s",
-             f"s.id IN (SELECT s2.id FROM subscriptions s2 WHERE s2.id IN ({repriced}) AND NOT EXISTS ("
-             "SELECT 1 FROM membership_changes c WHERE c.subscription_id = s2.id AND c.to_price_id IS NOT NULL "
-             f"AND c.effective_at <= s2.trial_end) UNION {first_invoice_paid})"),
-            ("cancellations", "c.effective_at", "membership_changes c",
-             f"c.subscription_id IN ({repriced}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
+                          AND (i2.created_at < i.created_at OR (i2.created_at = i.created_at AND i2.id < i.id)))"""),
+                   {**before.params(), "since": since})
+    for kind, column, source_table, ids, where in (
+            ("trials", "s.trial_end", "subscriptions s", trials, "s.id IN ({})"),
+            ("cancellations", "c.effective_at", "membership_changes c", repriced,
+             "c.subscription_id IN ({}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
+        if not ids:
+            continue
+        where = where.format(_listed(ids))
         moved = [_as_date(d) for d in conn.execute(statement(
             f"SELECT DISTINCT {before.of(column)} FROM {source_table} WHERE {where} AND {before.where(column)} "
-            "ORDER BY 1"), {**before.params(), "since": since}).scalars()]
+            "ORDER BY 1"), before.params()).scalars()]
         _redo_days(conn, KINDS[kind].daily, CHURN_SELECTS[kind],
                    Days.listed(days.dialect, days.tz, moved) if moved else None)
         out[kind] = moved
     return out
+
+
+def _ids(conn: Connection, stmt: Any, params: dict[str, Any]) -> set[int]:
+    return {int(i) for i in conn.execute(stmt, params).scalars() if i is not None}
+
+
+def _listed(ids: set[int]) -> str:
+    """Ids read from the database, spelled inline for ``IN (...)``."""
+    return ", ".join(map(str, sorted(ids))) or "NULL"
 
 
 def _redo_days(conn: Connection, table: str, select_fn: Callable[[Days], tuple[tuple[str, ...], str]],

@@ -111,10 +111,12 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
     first days x days)."""
     B = _spelled(conn.dialect.name, tuple(bounds))
     n = len(B) - 1
+    k = max(k, 0)
     explicit: dict[tuple[int, Group], list[int]] = defaultdict(lambda: [0] * len(MOVEMENT_COLUMNS))
-    # Range updates of stable stretches: diff[group][p] for mrr (start = end) and members.
-    diff_mrr: dict[Group, list[int]] = defaultdict(lambda: [0] * (n + 1))
-    diff_cnt: dict[Group, list[int]] = defaultdict(lambda: [0] * (n + 1))
+    # Range updates of stable stretches: diff[group][p - k] for mrr (start = end) and members.
+    # Indexed from k: a refresh sweeps from the last few periods of thousands (six years of days).
+    diff_mrr: dict[Group, list[int]] = defaultdict(lambda: [0] * (n + 1 - k))
+    diff_cnt: dict[Group, list[int]] = defaultdict(lambda: [0] * (n + 1 - k))
     cohort_cells: dict[tuple[int, int, Group], list[int]] = defaultdict(lambda: [0, 0, 0])  # members, mrr, size
     cdiff: dict[tuple[int, Group], tuple[list[int], list[int]]] = {}
 
@@ -132,9 +134,12 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
                  max((r[3] for r in dims if r[3] is not None), default=None),
                  max((r[4] for r in dims if r[4] is not None), default=None))
             cohort_cells[(cohort, cohort, g)][2] += 1
-        # Stretches between change points: [points[j], points[j+1]) has constant state.
+        # Stretches between change points: [points[j], points[j+1]) has constant state. Those
+        # ending at or before B[k + 1] add to no period from k on: skipped without a look (a
+        # member's history is years of stretches; a refresh sweeps the last period or two).
         edges = [None, *points, None]
-        for j in range(len(edges) - 1):
+        from_j = bisect.bisect_right(points, B[k + 1]) if k + 1 <= n else len(edges)
+        for j in range(from_j, len(edges) - 1):
             lo = 0 if edges[j] is None else bisect.bisect_left(B, edges[j])
             hi = n + 1 if edges[j + 1] is None else bisect.bisect_left(B, edges[j + 1])
             if hi - lo < 1 or hi < k + 2:
@@ -146,26 +151,26 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
             if hi - lo >= 2:  # periods lo .. hi-2 have both ends inside the stretch
                 a = max(lo, k)
                 if a <= hi - 2:
-                    diff_mrr[g][a] += mrr
-                    diff_mrr[g][hi - 1] -= mrr
-                    diff_cnt[g][a] += 1
-                    diff_cnt[g][hi - 1] -= 1
+                    diff_mrr[g][a - k] += mrr
+                    diff_mrr[g][hi - 1 - k] -= mrr
+                    diff_cnt[g][a - k] += 1
+                    diff_cnt[g][hi - 1 - k] -= 1
             if cohort >= 0:
                 # Cohort cells: unit paying at boundary i > cohort is cell p = i - 1.
                 a, z = max(lo, cohort + 1, k + 1), hi - 1
                 if a <= z:
                     key = (cohort, g)
                     if key not in cdiff:
-                        cdiff[key] = ([0] * (n + 2), [0] * (n + 2))
+                        cdiff[key] = ([0] * (n + 2 - k), [0] * (n + 2 - k))
                     dm, dc = cdiff[key]
-                    dm[a - 1] += mrr
-                    dm[z] -= mrr
-                    dc[a - 1] += 1
-                    dc[z] -= 1
-        # Periods in which a change point falls: classify one by one.
-        affected = sorted({bisect.bisect_left(B, c) - 1 for c in points})
+                    dm[a - 1 - k] += mrr
+                    dm[z - k] -= mrr
+                    dc[a - 1 - k] += 1
+                    dc[z - k] -= 1
+        # Periods in which a change point falls, from k on (points after B[k]): one by one.
+        affected = sorted({bisect.bisect_left(B, c) - 1 for c in points[bisect.bisect_right(points, B[k]):]}) if k <= n else []
         for p in affected:
-            if p < max(k, 0) or p >= n:
+            if p >= n:
                 continue
             s, st, si, sc = _state(unit, B[p])
             e, et, ei, ec = _state(unit, B[p + 1])
@@ -217,8 +222,8 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
         run_mrr = run_cnt = 0
         dm, dc = diff_mrr[g], diff_cnt[g]
         for p in range(k, n):  # the range updates above never start before k
-            run_mrr += dm[p]
-            run_cnt += dc[p]
+            run_mrr += dm[p - k]
+            run_cnt += dc[p - k]
             if run_mrr or run_cnt:
                 row = explicit[(p, g)]
                 row[_IDX["mrr_start"]] += run_mrr
@@ -231,8 +236,8 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
     for (cohort, g), (dm, dc) in cdiff.items():
         run_mrr = run_cnt = 0
         for p in range(k, n):
-            run_mrr += dm[p]
-            run_cnt += dc[p]
+            run_mrr += dm[p - k]
+            run_cnt += dc[p - k]
             if run_cnt:
                 cell = cohort_cells[(cohort, p, g)]
                 cell[0] += run_cnt
