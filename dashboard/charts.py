@@ -300,6 +300,13 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
          height: int = HEIGHT) -> go.Figure:
     """A line per series (one when ``series`` is empty), markers clickable."""
     fig = go.Figure()
+    # Each period not ended is labelled "so far" once, above its highest point: early in a month
+    # every series is near zero there, and one label per series wrote them over one another.
+    highest: dict[str, Point] = {}
+    for p in points:
+        if p.partial and p.value is not None and (
+                p.label not in highest or float(p.value) > float(highest[p.label].value or 0)):
+            highest[p.label] = p
     for i, (series, pts) in enumerate(_group(points).items()):
         done = [p for p in pts if not p.partial]
         fig.add_trace(go.Scatter(
@@ -321,7 +328,8 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
                 name=f"{as_text(series) or title or ''} (so far)", mode="lines+markers+text",
                 line={"color": _colour(i), "width": 2, "dash": "dot"},
                 marker={"size": [0] * len(lead) + [9] * len(so_far), "symbol": "circle-open", "color": _colour(i)},
-                text=[""] * len(lead) + ["so far"] * len(so_far), textposition="top center",
+                text=[""] * len(lead) + ["so far" if highest.get(p.label) is p else "" for p in so_far],
+                textposition="top center",
                 textfont={"color": _colour(i), "size": 11},
                 customdata=[[p.key, label(p.value, unit, currency) + (" so far" if p.partial else "")]
                             for p in lead + so_far],

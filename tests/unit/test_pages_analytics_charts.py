@@ -71,6 +71,21 @@ class TestSoFar:
         assert heat.text[0][1] == "<i>99.3%</i>" and heat.text[0][0] == "100.0%"
         assert "so far" in fig.data[1].customdata[1][1]
 
+    def test_a_month_not_ended_is_labelled_once_above_its_highest_point(self):
+        # Early in a month the three churn lines are near zero there: one label each ran together.
+        pts = [charts.Point(f"{s}|{m}", m, v, series=s, partial=m == "2026-12")
+               for s, vals in (("Member churn", (0.031, 0.004)), ("Voluntary", (0.02, 0.003)),
+                               ("Involuntary", (0.011, 0.001)))
+               for m, v in zip(("2026-11", "2026-12"), vals, strict=True)]
+        fig = charts.line(pts, unit="percent")
+        labels = [t for trace in fig.data for t in (trace.text or ()) if t]
+        assert labels == ["so far"]
+        labelled = next(trace for trace in fig.data if "so far" in (trace.text or ()))
+        assert labelled.name == "Member churn (so far)"
+        # Every series' point still says so on hover.
+        assert all("so far" in c[1] for trace in fig.data if trace.name.endswith("(so far)")
+                   for c in trace.customdata[1:])
+
     def test_unfinished_buckets(self):
         from datetime import UTC, date, datetime
 
