@@ -185,10 +185,13 @@ class TestChurn:
         traces = lines[0]["data"]
         solid = [t for t in traces if not t["name"].endswith("(so far)")]
         dotted = [t for t in traces if t["name"].endswith("(so far)")]
-        assert dotted and all(t["line"]["dash"] == "dot" and "so far" in t["text"] for t in dotted)
+        assert dotted and all(t["line"]["dash"] == "dot" for t in dotted)
         this_one = first.isoformat()
         assert all(this_one not in t["x"] for t in solid), "this month is not on the solid line"
-        assert all(t["x"][-1] == this_one and t["text"][-1] == "so far" for t in dotted)
+        assert all(t["x"][-1] == this_one and "so far" in t["customdata"][-1][1] for t in dotted)
+        # Written once, above the highest of the lines there (one label each ran together).
+        labelled = [t for t in dotted if t["text"][-1] == "so far"]
+        assert len(labelled) == 1 and labelled[0]["y"][-1] == max(t["y"][-1] for t in dotted)
         assert any(str(o).endswith("(so far)") for b in drill_boxes(at) for o in b.options)
 
     def test_cards_match_the_registry(self, database_url, engine, world):
