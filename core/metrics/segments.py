@@ -101,7 +101,11 @@ def build(conn: Connection, *, grace_days: int | None, touched: Touched | None =
         sub = touched.sql()
         conn.execute(touched.statement(f"DELETE FROM metrics_mrr_segments WHERE subscription_id IN ({sub})"),
                      touched.params())
-        conn.execute(touched.statement(_INSERT.format(where=f"AND c.subscription_id IN ({sub})")), touched.params())
+        # The list said of both tables: PostgreSQL does not carry an IN list across the join, and
+        # scanned every subscription to hash them (40 of a one-day refresh's 56 ms at 100,000).
+        also = f" AND s.id IN ({sub})" if touched.ids is not None else ""
+        conn.execute(touched.statement(_INSERT.format(where=f"AND c.subscription_id IN ({sub}){also}")),
+                     touched.params())
     if grace_days is not None:
         _apply_grace(conn, grace_days, touched)
 
