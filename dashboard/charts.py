@@ -369,12 +369,13 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
 
 
 def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: str, title: str | None = None,
-              height: int = HEIGHT) -> go.Figure:
+              height: int = HEIGHT, drill_keys: Sequence[tuple[str, str]] = ()) -> go.Figure:
     """Starting MRR, the movements (losses drawn leftwards), ending MRR, from top to bottom.
 
     ``movements`` holds each movement as a positive amount in minor units; contraction and churn
     are subtracted. ``fx`` (the effect of different exchange rates between the months of a
     converted range) is drawn with its own sign. The figure draws what it is given: the identity is the registry's to keep.
+    ``drill_keys``: (movement, drill key) pairs; a click on that step's bar selects that key.
 
     Drawn sideways, a row a step, each row labelled with its name and amount: the chart sits in a
     third of the page, and eleven steps side by side left each about 30 pixels, where "Exchange
@@ -394,7 +395,7 @@ def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: s
         orientation="h", y=labels, measure=measure,
         # A "total" bar is drawn at the running sum; its own x is ignored by plotly.
         x=[to_float(v, "money", currency) for v in signed[:-1]] + [0.0],
-        customdata=[[k, t] for k, t in zip(keys, texts, strict=True)],
+        customdata=[[dict(drill_keys).get(k, k), t] for k, t in zip(keys, texts, strict=True)],
         hovertemplate="<b>%{customdata[1]}</b><extra></extra>",
         increasing={"marker": {"color": POSITIVE}}, decreasing={"marker": {"color": NEGATIVE}},
         totals={"marker": {"color": TOTAL}}, connector={"line": {"color": GRID}},

@@ -113,10 +113,21 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
 
     k = f"{page}_ctl_"
     # The link's values are the widgets' *initial* values (``value=`` / ``index=``); afterwards each
-    # widget keeps the person's choice in its own state.
+    # widget keeps the person's choice in its own state, until the address changes under the page
+    # (Back, Forward): then the address wins. Else the page wrote its widgets' state back over the
+    # address it was given, and Back after a change of range or granularity seemed to do nothing.
+    # The address's values are set through the session state, which also redraws the widgets in
+    # the browser (deleting their state reset them here but left the browser showing the old
+    # choice); in that run the widgets get no default of their own (Streamlit warns of both).
+    seen = st.session_state.get(k + "address")
+    moved = seen is not None and seen != _owned()
+    if moved:
+        st.session_state[k + "range"] = (start, end)
+        st.session_state[k + "grain"] = grain
+        st.session_state[k + "money"] = money
     cols = st.columns([2.2, 1.6, 1.8] if with_granularity and with_money else [2.2, 1.8, 1.6])
     with cols[0]:
-        picked = st.date_input("Date range", value=(start, end), key=k + "range", format="YYYY-MM-DD",
+        picked = st.date_input("Date range", value=None if moved else (start, end), key=k + "range", format="YYYY-MM-DD",
                                help="Local calendar days in the business time zone, both ends included.")
     if isinstance(picked, tuple | list) and len(picked) == 2:
         start, end = picked[0], picked[1]
@@ -126,7 +137,8 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
     i = 1
     if with_granularity:
         with cols[i]:
-            grain = st.radio("Granularity", list(GRANULARITIES), index=GRANULARITIES.index(grain), key=k + "grain",
+            grain = st.radio("Granularity", list(GRANULARITIES), index=0 if moved else GRANULARITIES.index(grain),
+                             key=k + "grain",
                              horizontal=True, format_func=GRANULARITY_LABELS.__getitem__,
                              help="Size of each bucket on the charts over time.")
         i += 1
@@ -134,7 +146,7 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
         money_options = [REPORTING, *currencies]
         with cols[i]:
             money = st.selectbox(
-                "Money", money_options, index=money_options.index(money), key=k + "money",
+                "Money", money_options, index=0 if moved else money_options.index(money), key=k + "money",
                 format_func=lambda v: f"Converted to {reporting_currency}" if v == REPORTING else f"{v} only",
                 help=("Converted: every amount in the reporting currency at that month's rate. "
                       "A single currency: only amounts charged in it, unconverted."),
@@ -147,6 +159,8 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
         for f in active:
             wanted = [v for v in st.query_params.get_all(f) if v in getattr(options, f)]
             initial[f] = wanted[0] if wanted else ALL
+            if moved:
+                st.session_state[k + f] = initial[f]
         current = {f: st.session_state.get(k + f, initial[f]) for f in active}
         count = sum(1 for v in current.values() if v not in (None, ALL))
         with st.expander(f"Filters ({count:,} active)" if count else "Filters", expanded=bool(count)):
@@ -154,7 +168,8 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
             for col, f in zip(fcols, active, strict=True):
                 choices = [ALL, *getattr(options, f)]
                 with col:
-                    picked_value = st.selectbox(FILTER_LABELS[f], choices, index=choices.index(initial[f]), key=k + f,
+                    picked_value = st.selectbox(FILTER_LABELS[f], choices, index=0 if moved else choices.index(initial[f]),
+                                                key=k + f,
                                                 format_func=functools.partial(_filter_choice, f))
                     chosen[f] = () if picked_value in (None, ALL) else (str(picked_value),)
 
@@ -162,10 +177,18 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
                    **({"grain": grain} if with_granularity else {}), **({"money": money} if with_money else {})},
                   {"from": default_start.isoformat(), "to": today.isoformat(), "grain": "month", "money": REPORTING},
                   chosen)
+    st.session_state[k + "address"] = _owned()
     for p in problems:
         st.warning(md(p))
     return Controls(start=start, end=end, granularity=grain, money=money,
                     filters={f: v for f, v in chosen.items() if v}, problems=tuple(problems))
+
+
+OWNED = ("from", "to", "grain", "money", *FILTERS)  # the parameters the controls write
+
+
+def _owned() -> dict[str, list[str]]:
+    return {name: st.query_params.get_all(name) for name in OWNED if name in st.query_params}
 
 
 def _write_params(values: dict[str, str], defaults: dict[str, str], chosen: dict[str, tuple[str, ...]]) -> None:
@@ -175,7 +198,7 @@ def _write_params(values: dict[str, str], defaults: dict[str, str], chosen: dict
     entry after the navigation's own, so Back had to be pressed twice to leave the page."""
     current = {name: st.query_params.get_all(name) for name in st.query_params}
     # Parameters the controls do not own (e.g. a selected drill) stay untouched.
-    target = {name: v for name, v in current.items() if name not in ("from", "to", "grain", "money", *FILTERS)}
+    target = {name: v for name, v in current.items() if name not in OWNED}
     for name, value in values.items():
         if value != defaults[name] or name in current:
             target[name] = [value]

@@ -68,8 +68,10 @@ def _movements(page: AnalyticsPage, later: list[Callable[[], None]]) -> None:
     if wf is None or q.currency is None:  # the waterfall is in one currency
         ui.missing(None, "The MRR movements")
         return
+    # A click on a step's bar selects its entry in the picker below (the bars carry the entries' ids).
     clicked = ui.chart(render_cache.figure(charts.waterfall, wf.start, wf.amounts, wf.end, currency=q.currency,
-                                        title=f"From {q.start:%d %b %Y} to {q.last_day:%d %b %Y}"),
+                                        title=f"From {q.start:%d %b %Y} to {q.last_day:%d %b %Y}",
+                                        drill_keys=tuple((t.key or "", t.id) for t in wf.targets)),
                        key="revenue_waterfall")
     ui.caption_definition(wf.result, wf.slug)
     ui.drill_picker(page.engine, q, wf.targets, clicked, key="revenue_movements", noun="members", later=later)

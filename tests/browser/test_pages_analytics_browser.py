@@ -219,9 +219,11 @@ def test_going_from_page_to_page_draws_each_chart_once(dashboard_server, page):
 @pytest.mark.browser
 @pytest.mark.xdist_group("browser")
 def test_back_leaves_an_analytics_page_at_the_first_press(dashboard_server, page):
-    """A manager opens Revenue, then Churn and retention, by the navigation, and presses Back:
-    Revenue is shown at the first press. The controls used to write their default range into the
-    address after the navigation had pushed it, so the first Back only took the parameters off."""
+    """A manager opens Revenue, then Churn and retention, by the navigation, chooses Week, and
+    presses Back twice: the month view, then Revenue. The controls used to write their default
+    range into the address after the navigation had pushed it (the first Back only took the
+    parameters off), and wrote their own state back over the address Back gave them (Back after a
+    choice seemed to do nothing)."""
     page.goto(dashboard_server.url)
     sign_in_as(page, "manager")
     for title in ("Revenue", "Churn and retention"):
@@ -229,6 +231,16 @@ def test_back_leaves_an_analytics_page_at_the_first_press(dashboard_server, page
         page.get_by_role("heading", name=title).first.wait_for(timeout=90_000)
         wait_idle(page)
     assert page.url.endswith("/churn")
+    granularity = page.get_by_role("radiogroup", name="Granularity")
+    granularity.get_by_text("Week").click()
+    page.wait_for_url("**/churn?grain=week")
+    page.get_by_text("Share of paying members lost, by week").wait_for(timeout=30_000)
+    wait_idle(page)
+    page.go_back()
+    page.get_by_text("Share of paying members lost, by month").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert page.url.endswith("/churn")
+    assert granularity.get_by_role("radio", name="Month").is_checked()  # the control shows it too
     page.go_back()
     page.get_by_role("heading", name="Revenue").first.wait_for(timeout=30_000)
     wait_idle(page)

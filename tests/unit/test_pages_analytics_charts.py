@@ -22,6 +22,15 @@ class TestWaterfall:
         assert trace.orientation == "h" and fig.layout.yaxis.autorange == "reversed"
         assert list(trace.x[:7]) == [1000.0, 300.0, 50.0, 24.56, -20.0, -120.0, -0.44]
 
+    def test_a_click_on_a_step_selects_its_drill_entry(self):
+        # The bars carry the picker's ids (a bare step name matched no entry: clicks did nothing).
+        fig = charts.waterfall(1_000, {"new": 300, "churn": 100, "fx": 5}, 1_205, currency="USD",
+                               drill_keys=(("new", "mrr_movements||new|"), ("churn", "mrr_movements||churn|")))
+        keys = [c[0] for c in fig.data[0].customdata]
+        assert keys == ["start", "mrr_movements||new|", "mrr_movements||churn|", "fx", "end"]
+        event = {"selection": {"points": [{"customdata": list(fig.data[0].customdata[2])}]}}
+        assert charts.selected_keys(event) == ["mrr_movements||churn|"]
+
     def test_zero_decimal_currency(self):
         fig = charts.waterfall(1_200, {"new": 800}, 2_000, currency="JPY")
         assert list(fig.data[0].y) == ["Starting MRR  ¥1,200", "New  +¥800", "Ending MRR  ¥2,000"]
