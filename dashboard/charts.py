@@ -336,6 +336,12 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
                 hovertemplate="%{x}<br><b>%{customdata[1]}</b><extra>" + as_text(series) + "</extra>",
                 showlegend=False,
             ))
+    if len({p.label for p in points}) == 1:
+        # One period (a range inside this month): plotly took its date for a time axis of a few
+        # milliseconds ("23:59:59.999") and ranged the values a cent around it ("$23,866" four
+        # times). One category, and values from zero.
+        fig.update_xaxes(type="category")
+        fig.update_yaxes(rangemode="tozero")
     return finished(fit_margins(value_axis(themed(fig, title=title, height=height), unit, currency), value_axis_on="y",
                                 unit=unit, currency=currency))
 
@@ -363,6 +369,8 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
     fig.update_layout(barmode="stack" if stacked else "group")
     if horizontal:
         fig.update_yaxes(autorange="reversed")
+    elif len({p.label for p in points}) == 1:
+        fig.update_xaxes(type="category")  # one period: a bar of its own width, not a time axis
     axis = "x" if horizontal else "y"
     return finished(fit_margins(value_axis(themed(fig, title=title, height=height), unit, currency, axis=axis),
                                 value_axis_on=axis, unit=unit, currency=currency))

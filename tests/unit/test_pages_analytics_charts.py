@@ -95,6 +95,16 @@ class TestSoFar:
         assert all("so far" in c[1] for trace in fig.data if trace.name.endswith("(so far)")
                    for c in trace.customdata[1:])
 
+    def test_a_range_of_one_period_is_one_category_from_zero(self):
+        # A range inside this month: one point per line. As a date, plotly drew a time axis of a
+        # few milliseconds and ranged the values a cent around the point.
+        fig = charts.line([charts.Point("k", "2026-12-01", 2_386_538, partial=True)], unit="money", currency="USD")
+        assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.rangemode == "tozero"
+        bars = charts.bars([charts.Point("k", "2026-12-01", 3, partial=True)], unit="count")
+        assert bars.layout.xaxis.type == "category"
+        two = charts.line([charts.Point("a", "2026-11-01", 1), charts.Point("b", "2026-12-01", 2)], unit="count")
+        assert two.layout.xaxis.type is None and two.layout.yaxis.rangemode is None
+
     def test_unfinished_buckets(self):
         from datetime import UTC, date, datetime
 
