@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
@@ -179,6 +180,12 @@ def statement(sql: str) -> TextClause:
              if re.search(rf":{n}\b", sql)]
     names += re.findall(r":(only_(?:from|to)\d+)\b", sql)
     return text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in names])
+
+
+def listed(ids: Iterable[int]) -> str:
+    """Ids read from the database, spelled inline for ``IN (...)`` ("NULL" for none: matches
+    nothing): integers only, so nothing a person typed reaches the SQL this way."""
+    return ", ".join(str(int(i)) for i in ids) or "NULL"
 
 
 @dataclass(frozen=True)

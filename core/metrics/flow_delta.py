@@ -46,6 +46,7 @@ from core.metrics.daily import (
     attempts_select,
     cash_selects,
     declines_select,
+    listed,
     month_of,
     statement,
 )
@@ -164,7 +165,7 @@ def apply(conn: Connection, marks: Marks, tz: tzinfo, first_day: date, old_now: 
     invoices -= dirty
     for chunk in _chunks(sorted(invoices)):
         by_invoice: dict[int, list[_Attempt]] = defaultdict(list)
-        for r in conn.execute(statement(_RECOVERY_ROWS.format(ids=", ".join(map(str, chunk)))), {}).all():
+        for r in conn.execute(statement(_RECOVERY_ROWS.format(ids=listed(chunk))), {}).all():
             by_invoice[int(r[1])].append(_Attempt(int(r[0]), str(r[2]), _aware(r[3]), int(r[4]), tuple(r[5:])))
         for rows in by_invoice.values():
             before = _recovery([r for r in rows if r.id not in marks.inserted], old_now, tz)
@@ -223,7 +224,7 @@ def _failure_days(conn: Connection, invoices: set[int], tz: tzinfo, new_now: dat
     and after the change): the days whose recovery is redone."""
     out: set[date] = set()
     for chunk in _chunks(sorted(invoices)):
-        rows = conn.execute(statement(f"SELECT created_at FROM payments WHERE invoice_id IN ({', '.join(map(str, chunk))}) "
+        rows = conn.execute(statement(f"SELECT created_at FROM payments WHERE invoice_id IN ({listed(chunk)}) "
                                       "AND status = 'failed' AND created_at < :cut_before"), {"cut_before": new_now})
         out |= {_local_day(_aware(at), tz) for at in rows.scalars()}
     return out

@@ -41,6 +41,7 @@ from core.metrics.daily import (
     attempts_select,
     cash_selects,
     declines_select,
+    listed,
     month_of,
     recovery_select,
     statement,
@@ -161,11 +162,11 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
             if earliest is not None and earliest.astimezone(tz).date() < flows.first:
                 flows = replace(flows, first=max(first_day, earliest.astimezone(tz).date()))
 
-        def redo_days(listed: list[date]) -> None:
-            redo = Days.listed(days.dialect, tz, listed, before=now)
+        def redo_days(redone: list[date]) -> None:
+            redo = Days.listed(days.dialect, tz, redone, before=now)
             for table in ("metrics_daily_cash", "metrics_daily_payments", "metrics_daily_declines"):
-                conn.execute(text(f"DELETE FROM {table} WHERE day IN ({', '.join(f':rd{i}' for i in range(len(listed)))})"),
-                             {f"rd{i}": d for i, d in enumerate(listed)})
+                conn.execute(text(f"DELETE FROM {table} WHERE day IN ({', '.join(f':rd{i}' for i in range(len(redone)))})"),
+                             {f"rd{i}": d for i, d in enumerate(redone)})
             for measures, sql in cash_selects(redo):
                 _insert(conn, "metrics_daily_cash", measures, sql, redo.params())
             for table, (measures, sql) in (("metrics_daily_payments", attempts_select(redo)),
@@ -397,7 +398,7 @@ def _moved_churn_days(conn: Connection, days: Days, first_day: date, since: date
         .bindparams(bindparam("since", type_=ts)), {"since": since})
     # A repriced trial moves only when no change had set its price by its end (it is then filed
     # under the subscription's current price, ``TRIAL_PRICE``).
-    trials = _ids(conn, text(f"""SELECT s.id FROM subscriptions s WHERE s.id IN ({_listed(repriced)})
+    trials = _ids(conn, text(f"""SELECT s.id FROM subscriptions s WHERE s.id IN ({listed(sorted(repriced))})
         AND s.trial_end IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM membership_changes c WHERE c.subscription_id = s.id AND c.to_price_id IS NOT NULL
                AND c.effective_at <= s.trial_end)"""), {})
@@ -417,7 +418,7 @@ def _moved_churn_days(conn: Connection, days: Days, first_day: date, since: date
              "c.subscription_id IN ({}) AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0")):
         if not ids:
             continue
-        where = where.format(_listed(ids))
+        where = where.format(listed(sorted(ids)))
         moved = [_as_date(d) for d in conn.execute(statement(
             f"SELECT DISTINCT {before.of(column)} FROM {source_table} WHERE {where} AND {before.where(column)} "
             "ORDER BY 1"), before.params()).scalars()]
@@ -429,11 +430,6 @@ def _moved_churn_days(conn: Connection, days: Days, first_day: date, since: date
 
 def _ids(conn: Connection, stmt: Any, params: dict[str, Any]) -> set[int]:
     return {int(i) for i in conn.execute(stmt, params).scalars() if i is not None}
-
-
-def _listed(ids: set[int]) -> str:
-    """Ids read from the database, spelled inline for ``IN (...)``."""
-    return ", ".join(map(str, sorted(ids))) or "NULL"
 
 
 def _redo_days(conn: Connection, table: str, select_fn: Callable[[Days], tuple[tuple[str, ...], str]],

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, bindparam, text
 
 from core.db.types import UTCDateTime
+from core.metrics.daily import listed
 
 _INVOLUNTARY_STATUSES = "('unpaid', 'incomplete_expired')"
 
@@ -80,9 +81,7 @@ class Touched:
     def sql(self) -> str:
         """What ``subscription_id IN (...)`` holds: the ids (integers read from the database,
         spelled inline), or the subquery."""
-        if self.ids is None:
-            return affected_subscriptions_sql()
-        return ", ".join(map(str, self.ids)) or "NULL"
+        return affected_subscriptions_sql() if self.ids is None else listed(self.ids)
 
     def statement(self, sql: str) -> TextClause:
         stmt = text(sql)

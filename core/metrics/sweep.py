@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from core.metrics.daily import listed
 from core.metrics.movements import MOVEMENT_COLUMNS
 
 Group = tuple[str, Any, Any, Any]  # currency, tier_id, interval, country
@@ -60,7 +61,7 @@ def _units(conn: Connection, members: list[int] | None = None) -> Iterator[Unit]
     assert raw is not None  # an open connection has its driver's
     cur = raw.cursor()
     # Member ids are integers read from the database, spelled inline (no driver-specific paramstyle).
-    where = "" if members is None else f"WHERE member_id IN ({', '.join(str(int(m)) for m in members) or 'NULL'}) "
+    where = "" if members is None else f"WHERE member_id IN ({listed(members)}) "
     cur.execute("SELECT member_id, currency, tier_id, interval, country, valid_from, valid_to, mrr_minor, churn_kind "
                 f"FROM metrics_mrr_segments {where}ORDER BY member_id, currency, valid_from, id")
     unit: list[tuple[Any, ...]] = []
