@@ -399,11 +399,12 @@ def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: s
     measure = ["absolute", *["relative"] * (len(keys) - 2), "total"]
     texts = [format_money(v, currency, signed=k not in ("start", "end")) for k, v in zip(keys, signed, strict=True)]
     labels = [f"{MOVEMENT_LABELS[k]}  {t}" for k, t in zip(keys, texts, strict=True)]
+    drill = dict(drill_keys)
     fig = go.Figure(go.Waterfall(
         orientation="h", y=labels, measure=measure,
         # A "total" bar is drawn at the running sum; its own x is ignored by plotly.
         x=[to_float(v, "money", currency) for v in signed[:-1]] + [0.0],
-        customdata=[[dict(drill_keys).get(k, k), t] for k, t in zip(keys, texts, strict=True)],
+        customdata=[[drill.get(k, k), t] for k, t in zip(keys, texts, strict=True)],
         hovertemplate="<b>%{customdata[1]}</b><extra></extra>",
         increasing={"marker": {"color": POSITIVE}}, decreasing={"marker": {"color": NEGATIVE}},
         totals={"marker": {"color": TOTAL}}, connector={"line": {"color": GRID}},
