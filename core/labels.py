@@ -21,6 +21,7 @@ CANCELLATION = {
     "too_complex": "Too complex",
     "too_expensive": "Too expensive",
     "unused": "Not using it",
+    "paused": "Collection paused",  # ours: a pause stops MRR (core.metrics.daily.CANCELLATION_REASON)
 }
 # Stripe's refund.reason
 REFUND = {

@@ -296,6 +296,15 @@ def _group(points: Iterable[Point]) -> dict[str, list[Point]]:
     return out
 
 
+def _beside_the_line(ys: Sequence[float | None]) -> str:
+    """Where "so far" goes at the last point so that the dotted line into it does not cross it:
+    above and to the left when the line climbs to it (or is flat), below and to the left when it
+    falls to it. Centred above, the label sat on a line coming down from the left."""
+    if len(ys) < 2 or ys[-1] is None or ys[-2] is None:
+        return "top center"
+    return "bottom left" if ys[-2] > ys[-1] else "top left"
+
+
 def line(points: Sequence[Point], *, unit: str, currency: str | None = None, title: str | None = None,
          height: int = HEIGHT) -> go.Figure:
     """A line per series (one when ``series`` is empty), markers clickable."""
@@ -309,32 +318,36 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
             highest[p.label] = p
     for i, (series, pts) in enumerate(_group(points).items()):
         done = [p for p in pts if not p.partial]
-        fig.add_trace(go.Scatter(
-            x=[as_text(p.label) for p in done], y=[to_float(p.value, unit, currency) for p in done],
-            name=as_text(series) or (title or ""), mode="lines+markers",
-            line={"color": _colour(i), "width": 2.5}, marker={"size": 8},
-            customdata=[[p.key, label(p.value, unit, currency)] for p in done],
-            hovertemplate="%{x}<br><b>%{customdata[1]}</b><extra>" + as_text(series) + "</extra>",
-            showlegend=bool(series),
-        ))
+        group = f"series{i}"  # a click on the legend hides a series' solid and dotted parts together
+        if done:
+            fig.add_trace(go.Scatter(
+                x=[as_text(p.label) for p in done], y=[to_float(p.value, unit, currency) for p in done],
+                name=as_text(series) or (title or ""), mode="lines+markers",
+                line={"color": _colour(i), "width": 2.5}, marker={"size": 8},
+                customdata=[[p.key, label(p.value, unit, currency)] for p in done],
+                hovertemplate="%{x}<br><b>%{customdata[1]}</b><extra>" + as_text(series) + "</extra>",
+                showlegend=bool(series), legendgroup=group,
+            ))
         so_far = [p for p in pts if p.partial]
         if so_far:
             # A period that has not ended is not comparable with whole ones: a dotted line to an open
             # marker, labelled "so far", instead of a solid dip.
             lead = done[-1:] if done else []
             xs = [as_text(p.label) for p in lead + so_far]
+            ys = [to_float(p.value, unit, currency) for p in lead + so_far]
             fig.add_trace(go.Scatter(
-                x=xs, y=[to_float(p.value, unit, currency) for p in lead + so_far],
+                x=xs, y=ys,
                 name=f"{as_text(series) or title or ''} (so far)", mode="lines+markers+text",
                 line={"color": _colour(i), "width": 2, "dash": "dot"},
                 marker={"size": [0] * len(lead) + [9] * len(so_far), "symbol": "circle-open", "color": _colour(i)},
                 text=[""] * len(lead) + ["so far" if highest.get(p.label) is p else "" for p in so_far],
-                textposition="top center",
+                textposition=_beside_the_line(ys),
                 textfont={"color": _colour(i), "size": 11},
                 customdata=[[p.key, label(p.value, unit, currency) + (" so far" if p.partial else "")]
                             for p in lead + so_far],
                 hovertemplate="%{x}<br><b>%{customdata[1]}</b><extra>" + as_text(series) + "</extra>",
-                showlegend=False,
+                # In a range of one period there is no solid part: the dotted one names the series.
+                showlegend=bool(series) and not done, legendgroup=group,
             ))
     if len({p.label for p in points}) == 1:
         # One period (a range inside this month): plotly took its date for a time axis of a few

@@ -23,7 +23,10 @@ CARDS = (("member_churn", "Member churn"), ("voluntary", "Voluntary churn"), ("i
          ("trial_conversion", "Trial conversion"), ("gross_mrr_churn", "Gross MRR churn"),
          ("net_mrr_churn", "Net MRR churn"), ("nrr", "NRR"), ("grr", "GRR"))
 MEMBER_LINES = (("member_churn", "All"), ("voluntary", "Voluntary"), ("involuntary", "Involuntary"))
-MRR_LINES = (("gross_mrr_churn", "Gross MRR churn"), ("net_mrr_churn", "Net MRR churn"), ("nrr", "NRR"), ("grr", "GRR"))
+# Churn (a few per cent) and retention (near 100 %) are two charts: on one axis the churn lines lay
+# flat along its floor, a fortieth of the height the retention lines took.
+MRR_CHURN_LINES = (("gross_mrr_churn", "Gross MRR churn"), ("net_mrr_churn", "Net MRR churn"))
+RETENTION_LINES = (("nrr", "NRR"), ("grr", "GRR"))
 
 
 def render() -> None:
@@ -40,18 +43,22 @@ def render() -> None:
         _lines(page, found, MEMBER_LINES, shown_by="member_churn", key="churn_members", drill="Churn", later=later,
                title="Share of paying members lost", missing="Member churn over time")
     with right:
-        st.subheader("MRR retention")
-        _lines(page, found, MRR_LINES, shown_by="nrr", key="churn_mrr", drill="MRR", later=later,
-               title="MRR churn and retention", missing="MRR churn over time")
+        st.subheader("MRR churn")
+        _lines(page, found, MRR_CHURN_LINES, shown_by="gross_mrr_churn", key="churn_mrr", drill="MRR", later=later,
+               title="Share of MRR lost", missing="MRR churn over time")
     ui.draw_later(later)  # the drill tables of the two charts above, full width
-
-    _cohorts(page, found)
 
     left, right = st.columns(2)
     with left:
-        _trials(page, found["trial_conversion"], later)
+        st.subheader("Revenue retention")
+        _lines(page, found, RETENTION_LINES, shown_by="nrr", key="churn_retention", drill="Retention", later=later,
+               title="Share of MRR kept (NRR, GRR)", missing="Revenue retention over time")
     with right:
-        _reasons(page, found["cancellation_reasons"], later)
+        _trials(page, found["trial_conversion"], later)
+    ui.draw_later(later)
+
+    _cohorts(page, found)
+    _reasons(page, found["cancellation_reasons"], later)
     ui.draw_later(later)
 
 

@@ -157,8 +157,12 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
     if active:
         initial: dict[str, str] = {}
         for f in active:
-            wanted = [v for v in st.query_params.get_all(f) if v in getattr(options, f)]
+            asked = st.query_params.get_all(f)
+            wanted = [v for v in asked if v in getattr(options, f)]
             initial[f] = wanted[0] if wanted else ALL
+            if asked and not wanted:
+                problems.append(f"“{asked[0]}” is not one of the {FILTER_PLURALS[f]} in the data; all "
+                                f"{FILTER_PLURALS[f]} are shown.")
             if moved:
                 st.session_state[k + f] = initial[f]
         current = {f: st.session_state.get(k + f, initial[f]) for f in active}

@@ -339,7 +339,18 @@ WHERE {days.where('s.trial_end')}{" AND s.trial_end <= :until" if bounded else "
 GROUP BY 1, 2, 3, 4, 5""")
 
 
-CANCELLATION_REASON = "COALESCE(c.reason, s.cancellation_feedback, s.cancellation_reason, 'unknown')"
+# How a change that took MRR to zero counts, in one place for the segments and the cancellation
+# rollups (they disagreed: a change to ``unpaid`` without a recorded kind was involuntary churn in
+# the segments and a voluntary cancellation in the reasons).
+INVOLUNTARY_STATUSES = "('unpaid', 'incomplete_expired')"
+CHURN_KIND = (f"COALESCE(c.churn_kind, CASE WHEN c.to_status IN {INVOLUNTARY_STATUSES} OR c.reason = 'payment_failed' "
+              "THEN 'involuntary' ELSE 'voluntary' END)")
+# A change's own reason; a pause is its own reason (the subscription's cancellation fields tell of a
+# later cancellation: 2,051 pauses at 100,000 members were listed as voluntary "Payment failed"),
+# and a change to unpaid is a failed payment.
+CANCELLATION_REASON = (f"CASE WHEN c.kind = 'paused' THEN 'paused' "
+                       f"WHEN c.to_status IN {INVOLUNTARY_STATUSES} THEN COALESCE(c.reason, 'payment_failed') "
+                       "ELSE COALESCE(c.reason, s.cancellation_feedback, s.cancellation_reason, 'unknown') END")
 
 
 def cancellations_select(days: Days, *, bounded: bool = False) -> tuple[tuple[str, ...], str]:
@@ -348,7 +359,7 @@ def cancellations_select(days: Days, *, bounded: bool = False) -> tuple[tuple[st
     return (("reason", "churn_kind", "changes"), f"""
 SELECT {days.of('c.effective_at')}, c.currency, COALESCE(c.to_tier_id, c.from_tier_id), pr.interval,
        COALESCE(c.country, m.country),
-       {CANCELLATION_REASON}, COALESCE(c.churn_kind, 'voluntary'), COUNT(*)
+       {CANCELLATION_REASON}, {CHURN_KIND}, COUNT(*)
 FROM {days.source('membership_changes c')}
 JOIN members m ON m.id = c.member_id
 LEFT JOIN subscriptions s ON s.id = c.subscription_id

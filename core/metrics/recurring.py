@@ -262,8 +262,10 @@ register(Metric("mrr_movements", "Net MRR movement", "money",
                 "transfer out, per member comparing MRR at the start and end of each period (a transfer: a member "
                 "moving between the tiers, intervals or countries a filter selects); a range's movements are the "
                 "sum of its periods'. In a "
-                "reporting currency each period converts at its last month's rate (an 'fx' step closes the "
-                "waterfall when rates differ).", _waterfall, _drill(KINDS), GROUP))
+                "reporting currency each period converts at its last month's rate: an 'Exchange rates' step "
+                "closes the waterfall when rates differ between its months, and a 'Rounding' step of a few "
+                "cents when members' transfers between tiers, intervals or countries, equal in their own "
+                "currencies, differ once each side is converted.", _waterfall, _drill(KINDS), GROUP))
 for _kind, _title, _text in (
         ("new", "New MRR", "MRR of members going from 0 to paying who never paid before."),
         ("reactivation", "Reactivation MRR", "MRR of members going from 0 to paying who had paid before."),

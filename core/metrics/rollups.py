@@ -59,6 +59,10 @@ STALE_KEY = "stale"
 # The shape of the stored rows: a build of another version is rebuilt by the next refresh and
 # not read meanwhile (2: day movements; cash and payment days cut at the build's ``now``).
 VERSION = 2
+# The rules of the trial and cancellation rollups, which a refresh rebuilds whole when they changed
+# (seconds, where a new VERSION rebuilds everything; 2: a pause is its own reason, and a change's
+# churn kind follows the segments' rule).
+CHURN_RULES = 2
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class State:
     first_day: date | None
     version: int = VERSION
     marks: bool = False  # built by a refresh that reads the flow marks (each one since is there)
+    churn_rules: int = CHURN_RULES
 
     def matches(self, tz: str, bs: BusinessSettings) -> bool:
         return (self.version == VERSION and self.tz == tz and self.grace_days == bs.past_due_grace_days
@@ -102,7 +107,7 @@ def state(source: Engine | Connection) -> State | None:
     return State(built["tz"], built["grace_days"], built["week_start"], datetime.fromisoformat(built["now"]),
                  datetime.fromisoformat(built["refreshed_at"]),
                  date.fromisoformat(built["first_day"]) if built.get("first_day") else None,
-                 int(built.get("version", 1)), bool(built.get("marks", False)))
+                 int(built.get("version", 1)), bool(built.get("marks", False)), int(built.get("churn_rules", 1)))
 
 
 def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | None = None) -> dict[str, Any]:
@@ -185,10 +190,12 @@ def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | No
                 _payments(conn, flows)
                 flow_delta.forget(conn, None)
 
+        # Trials and cancellations under older rules: every day again (a GROUP BY of each).
+        churn_days = days if old is None or old.churn_rules == CHURN_RULES else replace(days, first=first_day)
         steps: tuple[tuple[str, Callable[[], object]], ...] = (("segments", lambda: segments.build(conn, grace_days=bs.past_due_grace_days,
                                                      touched=touched)),
                  ("flows", flow_steps),
-                 ("churn", lambda: _churn(conn, days, first_day, None if full else since)),
+                 ("churn", lambda: _churn(conn, churn_days, first_day, None if full else since)),
                  ("periods", lambda: _periods(conn, bs, tz_name, first_day, now, since_day) if delta is None
                   else period_delta.apply(conn, delta, bounds_for, now)),
                  # Who each member is now (the Overview's counts): the members marked since the last refresh.
@@ -305,7 +312,7 @@ def _first_instant(conn: Connection) -> datetime | None:
 
 def _save_state(conn: Connection, tz_name: str, bs: BusinessSettings, now: datetime, first_day: date) -> None:
     value = {"tz": tz_name, "grace_days": bs.past_due_grace_days, "week_start": bs.week_start,
-             "version": VERSION, "marks": True, "now": now.isoformat(), "refreshed_at": utc_now().isoformat(), "first_day": first_day.isoformat()}
+             "version": VERSION, "churn_rules": CHURN_RULES, "marks": True, "now": now.isoformat(), "refreshed_at": utc_now().isoformat(), "first_day": first_day.isoformat()}
     table = RollupState.__table__
     conn.execute(table.delete().where(table.c.key.in_([STATE_KEY, STALE_KEY])))
     conn.execute(table.insert().values(key=STATE_KEY, value=value, updated_at=utc_now()))

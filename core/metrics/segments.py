@@ -18,9 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, bindparam, text
 
 from core.db.types import UTCDateTime
-from core.metrics.daily import listed
-
-_INVOLUNTARY_STATUSES = "('unpaid', 'incomplete_expired')"
+from core.metrics.daily import CHURN_KIND, listed
 
 _INSERT = f"""
 INSERT INTO metrics_mrr_segments (subscription_id, member_id, currency, tier_id, interval, country,
@@ -33,11 +31,7 @@ SELECT c.subscription_id, c.member_id, c.currency,
        LEAD(c.effective_at) OVER (PARTITION BY c.subscription_id ORDER BY c.effective_at, c.id),
        c.mrr_after_minor,
        c.to_status,
-       CASE WHEN c.mrr_after_minor = 0 THEN
-            COALESCE(c.churn_kind,
-                     CASE WHEN c.to_status IN {_INVOLUNTARY_STATUSES} OR c.reason = 'payment_failed'
-                          THEN 'involuntary' ELSE 'voluntary' END)
-       END
+       CASE WHEN c.mrr_after_minor = 0 THEN {CHURN_KIND} END
 FROM membership_changes c
 JOIN subscriptions s ON s.id = c.subscription_id
 JOIN members m ON m.id = c.member_id

@@ -128,10 +128,11 @@ class TestRevenue:
         assert all(len(c.dataframe) == 0 for c in at.columns)
 
     def test_bad_link_parameters_are_explained(self, database_url, world):
-        at = run_page(database_url, "revenue.py", "finance", {"from": "yesterday", "grain": "hour"})
+        at = run_page(database_url, "revenue.py", "finance", {"from": "yesterday", "grain": "hour", "tier": "gold"})
         shown = texts(at)
         assert "was not a date" in shown
         assert "is not a granularity" in shown
+        assert "“gold” is not one of the tiers in the data; all tiers are shown." in shown
         assert [t.value for t in at.title] == ["Revenue"]
 
     def test_controls_are_kept_in_the_link(self, database_url, world):
@@ -219,7 +220,8 @@ class TestChurn:
             r = registry(engine, slug, date(2026, 1, 1), date(2026, 6, 30))
             assert cards[label] == fmt.percent(r.value), slug
         headers = [s.value for s in at.subheader]
-        assert headers[:3] == ["Member churn", "MRR retention", "Cohort retention"]
+        assert headers == ["Member churn", "MRR churn", "Revenue retention", "Trial conversion", "Cohort retention",
+                           "Cancellation reasons"]
         assert not at.error
 
     def test_member_churn_drill_lists_members(self, database_url, world):

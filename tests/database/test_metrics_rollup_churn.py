@@ -5,6 +5,7 @@ answers from the rows, with ``now`` inside a day."""
 
 from __future__ import annotations
 
+import json
 from contextlib import nullcontext
 from datetime import date, timedelta
 
@@ -149,3 +150,43 @@ def test_migration_0011_fills_the_monthly_sums_from_the_daily_rows(engine, sessi
         upgrade(engine)
     refresh(engine, now=NOW)
     assert _snapshot_rates(engine) == _snapshot_rates(engine, raw=True)
+
+
+def test_a_pause_is_its_own_reason_and_unpaid_is_involuntary(engine, session):
+    """Members lost by reason: a pause is listed as one (it was listed under the subscription's later
+    cancellation reason, as voluntary "Payment failed"), and a change to ``unpaid`` is involuntary,
+    as in the segments. A database whose rollups were built under the older rules gets them at the
+    next refresh, however short."""
+    price = make_price(session, tier=make_tier(session, code="gold", rank=3), unit_amount=1500)
+    paused = make_subscription(session, member=make_member(session, country="DE"), price=price,
+                               cancellation_reason="payment_failed")  # a later cancellation's reason
+    unpaid = make_subscription(session, member=make_member(session, country="FR"), price=price, status="unpaid")
+    for sub in (paused, unpaid):
+        make_change(session, subscription=sub, effective_at=at("2026-03-01 00:00"), mrr_after=1500, kind="created")
+    make_change(session, subscription=paused, effective_at=at("2026-05-10 08:00"), mrr_before=1500, mrr_after=0,
+                kind="paused", to_status="active")
+    make_change(session, subscription=unpaid, effective_at=at("2026-05-11 08:00"), mrr_before=1500, mrr_after=0,
+                kind="status_changed", from_status="past_due", to_status="unpaid")
+    session.commit()
+    refresh(engine, now=NOW)
+    with engine.connect() as conn:
+        lost = sorted(conn.execute(text("SELECT reason, churn_kind, SUM(changes) FROM metrics_monthly_cancellations "
+                                        "GROUP BY reason, churn_kind")).all())
+        involuntary = conn.execute(text("SELECT COUNT(*) FROM metrics_mrr_segments WHERE churn_kind = 'involuntary'")).scalar()
+    assert lost == [("paused", "voluntary", 1), ("payment_failed", "involuntary", 1)]
+    assert involuntary == 1
+    rebuilt = _rows(engine)
+
+    # The same rows as the older rules wrote them, and a state that says so.
+    with engine.begin() as conn:
+        for table in ("metrics_daily_cancellations", "metrics_monthly_cancellations"):
+            conn.execute(text(f"UPDATE {table} SET reason = 'payment_failed' WHERE reason = 'paused'"))
+            conn.execute(text(f"UPDATE {table} SET churn_kind = 'voluntary'"))
+        built = conn.execute(text("SELECT value FROM metrics_rollup_state WHERE key = 'built'")).scalar()
+        built = json.loads(built) if isinstance(built, str) else built
+        built.pop("churn_rules")
+        conn.execute(text("UPDATE metrics_rollup_state SET value = :v WHERE key = 'built'"), {"v": json.dumps(built)})
+    assert _rows(engine) != rebuilt
+    refresh(engine, NOW - timedelta(hours=1), now=NOW)
+    assert _rows(engine) == rebuilt
+    assert state(engine).churn_rules == 2

@@ -95,6 +95,22 @@ class TestSoFar:
         assert all("so far" in c[1] for trace in fig.data if trace.name.endswith("(so far)")
                    for c in trace.customdata[1:])
 
+    def test_the_label_sits_on_the_side_the_dotted_line_does_not_come_from(self):
+        # Centred above the point, "so far" was crossed by a line falling into it from the left.
+        def position(values):
+            pts = [charts.Point(m, m, v, partial=m == "2026-12") for m, v in zip(("2026-11", "2026-12"), values,
+                                                                                   strict=True)]
+            return next(t for t in charts.line(pts, unit="count").data if "so far" in (t.text or ())).textposition
+        assert position((10, 4)) == "bottom left"
+        assert position((4, 10)) == position((4, 4)) == "top left"
+
+    def test_a_range_of_one_period_still_names_its_series(self):
+        # Only "so far" points: the dotted traces carry the legend, else the lines had no names.
+        pts = [charts.Point(s, "2026-12-01", v, series=s, partial=True) for s, v in (("All", 0.02), ("Voluntary", 0.01))]
+        fig = charts.line(pts, unit="percent")
+        assert [t.name for t in fig.data if t.showlegend] == ["All (so far)", "Voluntary (so far)"]
+        assert [t.textposition for t in fig.data if "so far" in (t.text or ())] == ["top center"]
+
     def test_a_range_of_one_period_is_one_category_from_zero(self):
         # A range inside this month: one point per line. As a date, plotly drew a time axis of a
         # few milliseconds and ranged the values a cent around the point.
