@@ -23,8 +23,6 @@ CARDS = (("member_churn", "Member churn"), ("voluntary", "Voluntary churn"), ("i
          ("trial_conversion", "Trial conversion"), ("gross_mrr_churn", "Gross MRR churn"),
          ("net_mrr_churn", "Net MRR churn"), ("nrr", "NRR"), ("grr", "GRR"))
 MEMBER_LINES = (("member_churn", "All"), ("voluntary", "Voluntary"), ("involuntary", "Involuntary"))
-# Churn (a few per cent) and retention (near 100 %) are two charts: on one axis the churn lines lay
-# flat along its floor, a fortieth of the height the retention lines took.
 MRR_CHURN_LINES = (("gross_mrr_churn", "Gross MRR churn"), ("net_mrr_churn", "Net MRR churn"))
 RETENTION_LINES = (("nrr", "NRR"), ("grr", "GRR"))
 
@@ -43,22 +41,25 @@ def render() -> None:
         _lines(page, found, MEMBER_LINES, shown_by="member_churn", key="churn_members", drill="Churn", later=later,
                title="Share of paying members lost", missing="Member churn over time")
     with right:
-        st.subheader("MRR churn")
-        _lines(page, found, MRR_CHURN_LINES, shown_by="gross_mrr_churn", key="churn_mrr", drill="MRR", later=later,
-               title="Share of MRR lost", missing="MRR churn over time")
+        st.subheader("MRR churn and retention")
+        # Churn (a few per cent) and retention (near 100 %) on one axis laid the churn lines flat
+        # along its floor; two tabs, drawn one at a time, keep the page at five charts.
+        for tab, (lines, shown_by, key, drill, title) in ui.open_tab(
+                ["MRR churn", "NRR and GRR"],
+                [(MRR_CHURN_LINES, "gross_mrr_churn", "churn_mrr", "MRR", "Share of MRR lost"),
+                 (RETENTION_LINES, "nrr", "churn_retention", "Retention", "Share of MRR kept")], key="churn_mrr_tabs"):
+            with tab:
+                _lines(page, found, lines, shown_by=shown_by, key=key, drill=drill, later=later, title=title,
+                       missing="MRR churn and retention over time")
     ui.draw_later(later)  # the drill tables of the two charts above, full width
+
+    _cohorts(page, found)
 
     left, right = st.columns(2)
     with left:
-        st.subheader("Revenue retention")
-        _lines(page, found, RETENTION_LINES, shown_by="nrr", key="churn_retention", drill="Retention", later=later,
-               title="Share of MRR kept (NRR, GRR)", missing="Revenue retention over time")
-    with right:
         _trials(page, found["trial_conversion"], later)
-    ui.draw_later(later)
-
-    _cohorts(page, found)
-    _reasons(page, found["cancellation_reasons"], later)
+    with right:
+        _reasons(page, found["cancellation_reasons"], later)
     ui.draw_later(later)
 
 

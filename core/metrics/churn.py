@@ -280,5 +280,6 @@ register(Metric("trial_conversion", "Trial conversion", "percent",
                 "Trials that ended in the period whose first invoice after the trial was paid, divided by all "
                 "trials that ended in the period.", _trial_conversion, _drill_trials, GROUP))
 register(Metric("cancellations", "Members lost", "count",
-                "Members paying at the start of a period and not at its end, by the cancellation reason or "
-                "feedback recorded on their subscription.", _cancellations, _drill(("churn",)), GROUP))
+                "Members paying at the start of a period and not at its end, by the reason recorded when their "
+                "payment stopped: the member's cancellation feedback or Stripe's cancellation reason; a pause of "
+                "collection is its own reason, and a subscription left unpaid is a failed payment.", _cancellations, _drill(("churn",)), GROUP))

@@ -5,6 +5,7 @@ downloads, deep links through query parameters, and sentences instead of traceba
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from typing import Any
 
@@ -220,9 +221,26 @@ class TestChurn:
             r = registry(engine, slug, date(2026, 1, 1), date(2026, 6, 30))
             assert cards[label] == fmt.percent(r.value), slug
         headers = [s.value for s in at.subheader]
-        assert headers == ["Member churn", "MRR churn", "Revenue retention", "Trial conversion", "Cohort retention",
+        assert headers == ["Member churn", "MRR churn and retention", "Cohort retention", "Trial conversion",
                            "Cancellation reasons"]
         assert not at.error
+
+    def test_mrr_churn_and_retention_are_drawn_on_axes_of_their_own(self, database_url, world):
+        # On one axis, churn (a few per cent) lay flat under NRR and GRR (near 100 %).
+        at = run_page(database_url, "churn.py", "finance", {"from": "2026-01-01", "to": "2026-06-30"})
+
+        def mrr_chart():
+            titles = {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
+                      for c in at.get("plotly_chart")}
+            found = [t for t in titles if t.startswith(("Share of MRR lost", "Share of MRR kept"))]
+            assert len(found) == 1, titles.keys()  # one tab drawn at a time
+            return found[0], sorted({t["name"] for t in titles[found[0]]["data"] if t.get("showlegend", True)})
+
+        assert mrr_chart() == ("Share of MRR lost, by month", ["Gross MRR churn", "Net MRR churn"])
+        at.session_state["churn_mrr_tabs"] = "NRR and GRR"
+        at.run()
+        assert mrr_chart() == ("Share of MRR kept, by month", ["GRR", "NRR"])
+        assert not at.exception
 
     def test_member_churn_drill_lists_members(self, database_url, world):
         at = run_page(database_url, "churn.py", "manager", {"from": "2026-01-01", "to": "2026-03-31"})
