@@ -8,7 +8,9 @@ the chart), and every table exports to CSV.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Callable
+from datetime import date
 
 import streamlit as st
 
@@ -92,8 +94,18 @@ def _cash(page: AnalyticsPage) -> None:
     st.caption("One month beside one month's MRR: the range's last month (up to today). MRR is the recurring run "
                "rate at its end; billed is the invoices finalized in it; the other bars are amounts dated inside it: "
                "payments that succeeded (collected), refunds made, disputes lost, what is left (net revenue), and "
-               "Stripe's fees where Stripe reported them.")
+               "Stripe's fees where Stripe reported them." + _part_of_a_month(cq.start, cq.last_day))
     ui.drill_picker(page.engine, cq, ui.targets_from_points(chain, "Cash"), clicked, key="revenue_cash", noun="rows")
+
+
+def _part_of_a_month(first: date, last: date) -> str:
+    """A sentence when the chain covers part of a month: MRR is a month's rate, the other bars that
+    part's amounts, so early in a month billed and collected look alarmingly small beside MRR."""
+    days, in_month = (last - first).days + 1, calendar.monthrange(first.year, first.month)[1]
+    if days >= in_month:
+        return ""
+    return (f" These amounts cover {days:,} of the month's {in_month} days, while MRR is a whole month's rate: "
+            "in a month not over, billed and collected stay below MRR.")
 
 
 def _segments(page: AnalyticsPage) -> None:

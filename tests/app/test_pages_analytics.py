@@ -128,6 +128,13 @@ class TestRevenue:
         # Drawn at full width below the two charts (in a half-width column the money columns were cut off).
         assert all(len(c.dataframe) == 0 for c in at.columns)
 
+    def test_a_cash_chain_of_part_of_a_month_says_so(self, database_url, world):
+        # A week into a month, billed and collected are a week's amounts beside a month's MRR.
+        part = texts(run_page(database_url, "revenue.py", "finance", {"from": "2026-04-01", "to": "2026-05-10"}))
+        assert "These amounts cover 10 of the month's 31 days, while MRR is a whole month's rate" in part
+        whole = texts(run_page(database_url, "revenue.py", "finance", {"from": "2026-04-01", "to": "2026-05-31"}))
+        assert "of the month's" not in whole
+
     def test_bad_link_parameters_are_explained(self, database_url, world):
         at = run_page(database_url, "revenue.py", "finance", {"from": "yesterday", "grain": "hour", "tier": "gold"})
         shown = texts(at)
