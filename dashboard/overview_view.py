@@ -54,7 +54,8 @@ def render_counts(ctx: StaffContext) -> None:
             table(_tier_status_pivot(frame), "members-by-tier-and-status", empty_sentence="No members yet.",
                   key="csv-tier-status")
 
-    left, right = st.columns(2)
+    # Payments has six columns to MRR's three: in halves its Refunded column was cut off at 1280 pixels.
+    left, right = st.columns([2, 3])
     with left:
         st.subheader("MRR by currency" if money_ok else "Paying subscriptions by currency")
         definition("Monthly recurring revenue now: the sum of each active or past-due subscription's MRR "

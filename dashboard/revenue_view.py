@@ -94,7 +94,8 @@ def _cash(page: AnalyticsPage) -> None:
     st.caption("One month beside one month's MRR: the range's last month (up to today). MRR is the recurring run "
                "rate at its end; billed is the invoices finalized in it; the other bars are amounts dated inside it: "
                "payments that succeeded (collected), refunds made, disputes lost, what is left (net revenue), and "
-               "Stripe's fees where Stripe reported them." + _part_of_a_month(cq.start, cq.last_day))
+               "Stripe's fees where Stripe reported them."
+               + _part_of_a_month(cq.start, cq.last_day))  # text-safe: constant words and two whole numbers
     ui.drill_picker(page.engine, cq, ui.targets_from_points(chain, "Cash"), clicked, key="revenue_cash", noun="rows")
 
 
