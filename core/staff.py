@@ -140,7 +140,12 @@ def _create(session: Session, *, actor: Actor, username: str, name: str, email: 
 def _set_roles(session: Session, *, actor: Actor, username: str, roles: Iterable[str] | str) -> StaffAccount:
     account = _require(session, username)
     before = account.roles
-    account.roles = normalise_roles(roles)
+    after = normalise_roles(roles)
+    if ADMIN in account.role_set and ADMIN not in _role_names(after):
+        if actor.is_same_person(account.username, account.id):
+            raise StaffError("You cannot remove your own admin role; another admin can.")
+        _keep_an_admin(session, account)
+    account.roles = after
     account.updated_at = utc_now()
     audit.record(session, actor=actor.username, action="staff.set_roles", target_type="staff", target_id=account.username,
                  before={"roles": before}, after={"roles": account.roles})
@@ -149,10 +154,29 @@ def _set_roles(session: Session, *, actor: Actor, username: str, roles: Iterable
     return account
 
 
+ADMIN = Role.ADMIN.value
+
+
+def _role_names(roles: str) -> set[str]:
+    return {r for r in roles.split(",") if r}
+
+
+def _keep_an_admin(session: Session, losing: StaffAccount) -> None:
+    """Refuse a change that would leave no active admin: nobody could then manage staff or the
+    settings from the dashboard (the command line would be the only way back)."""
+    others = [a for a in session.scalars(select(StaffAccount).where(StaffAccount.active.is_(True),
+                                                                     StaffAccount.id != losing.id))
+              if ADMIN in a.role_set]
+    if not others:
+        raise StaffError(f"{losing.username} is the only active admin; make someone else an admin first.")
+
+
 def _set_active(session: Session, *, actor: Actor, username: str, active: bool) -> StaffAccount:
     account = _require(session, username)
     if not active and actor.is_same_person(account.username, account.id):
         raise StaffError("You cannot disable your own account.")
+    if not active and account.active and ADMIN in account.role_set:
+        _keep_an_admin(session, account)
     before = account.active
     account.active = active
     account.updated_at = utc_now()

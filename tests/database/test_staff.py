@@ -49,6 +49,29 @@ class TestAccounts:
         with pytest.raises(staff.StaffError, match="your own account"):
             staff.change_active(engine, actor=Actor.of("sam", "admin"), username="sam", active=False)
 
+    def test_there_is_always_an_active_admin(self, engine, session):
+        # The only admin removed their own admin role from the Admin page; only the command line
+        # could give it back.
+        _create(engine, roles="admin")
+        _create(engine, username="ivy", roles="support")
+        sam, other = Actor.of("sam", "admin"), Actor.of("ops", "admin")  # ops: the command line
+        with pytest.raises(staff.StaffError, match="cannot remove your own admin role"):
+            staff.change_roles(engine, actor=sam, username="sam", roles="support")
+        with pytest.raises(staff.StaffError, match="sam is the only active admin"):
+            staff.change_roles(engine, actor=other, username="sam", roles="support")
+        with pytest.raises(staff.StaffError, match="sam is the only active admin"):
+            staff.change_active(engine, actor=other, username="sam", active=False)
+        assert staff.get(session, "sam").roles == "admin" and staff.get(session, "sam").active
+        # With a second admin both are allowed, and roles other than admin change freely.
+        staff.change_roles(engine, actor=sam, username="sam", roles="admin,finance")
+        staff.change_roles(engine, actor=sam, username="ivy", roles="admin")
+        staff.change_roles(engine, actor=Actor.of("ivy", "admin"), username="sam", roles="support")
+        staff.change_active(engine, actor=sam, username="sam", active=True)
+        with pytest.raises(staff.StaffError, match="ivy is the only active admin"):
+            staff.change_active(engine, actor=other, username="ivy", active=False)
+        session.expire_all()
+        assert [staff.get(session, u).roles for u in ("sam", "ivy")] == ["support", "admin"]
+
 
 class TestLockout:
     T0 = at("2026-11-01 10:00")
