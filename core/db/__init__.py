@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -38,6 +38,17 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
+
+        @event.listens_for(engine, "savepoint")
+        def _write_lock_first(conn: Connection, _name: str) -> None:
+            # A SAVEPOINT outside a transaction opens a deferred one: its first read fixes a
+            # snapshot, and a write after another connection has committed fails at once with
+            # "database is locked", without waiting (SQLite cannot move a stale snapshot forward).
+            # Every Stripe event applied in its savepoint failed so while the staff change that
+            # caused it was being written. Taking the write lock first makes it wait its turn.
+            raw = conn.connection.driver_connection
+            if raw is not None and not raw.in_transaction:
+                raw.execute("BEGIN IMMEDIATE")
 
         return engine
     engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)

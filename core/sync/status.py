@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from core.models.stripe_sync import SyncRun, SyncState
+from core.models.stripe_sync import StripeEvent, SyncRun, SyncState
 from core.sync import ledger
 from core.sync.locks import current_holder
 
@@ -65,6 +65,9 @@ def status(engine: Engine, *, recent: int = 10, now: datetime | None = None) -> 
             select(SyncRun).where(SyncRun.status == "succeeded").order_by(SyncRun.id.desc()).limit(1)
         ).first()
         states = {r.object_type: r for r in s.scalars(select(SyncState))}
+        # Events delivered to the webhook count too: with webhooks and no sync run yet, the page
+        # said "Newest event: None yet" beside events already applied.
+        received = s.scalar(select(func.max(StripeEvent.created_at)))
         summaries = [_summary(r) for r in runs]
         success_summary = _summary(success) if success else None
     ev = states.get("events")
@@ -88,7 +91,7 @@ def status(engine: Engine, *, recent: int = 10, now: datetime | None = None) -> 
         last_success=success_summary,
         recent_runs=summaries,
         types=types,
-        newest_event_at=ev.newest_event_at if ev else None,
+        newest_event_at=max((t for t in (ev.newest_event_at if ev else None, received) if t is not None), default=None),
         newest_event_id=ev.newest_event_id if ev else None,
         events=ledger.counts(engine),
         running_holder=holder,

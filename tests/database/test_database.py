@@ -156,3 +156,42 @@ def test_status_columns_typed_as_enums_match_the_migrated_schema(engine):
              ("invoices", "status"), ("payments", "status"), ("disputes", "status")}
     changed = [op for d in diffs if isinstance(d, list) for op in d if (op[2], op[3]) in typed]
     assert changed == []
+
+
+def test_a_savepoint_waits_for_another_writer_instead_of_failing(engine):
+    """Each Stripe event is applied in a savepoint: it reads, then writes. On SQLite a savepoint
+    opened a deferred transaction, and a write after another connection had committed failed at
+    once with "database is locked" (every event of a staff change did, racing the change's own
+    rows). Now the other writer waits for the savepoint's transaction, and both writes land."""
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    from core.models import Setting
+
+    with Session(engine) as s:
+        s.add(Setting(key="probe", value=0))
+        s.commit()
+    other_done = threading.Event()
+
+    def other_writer() -> None:
+        with Session(engine) as s:
+            s.add(Setting(key="other", value=1))
+            s.commit()
+        other_done.set()
+
+    with Session(engine) as s:
+        with s.begin_nested():
+            assert s.get(Setting, "probe").value == 0
+            thread = threading.Thread(target=other_writer)
+            thread.start()
+            time.sleep(0.3)  # the other connection writes meanwhile (or waits for this one)
+            s.get(Setting, "probe").value = 2
+            s.flush()
+        s.commit()
+    thread.join(timeout=30)
+    assert other_done.is_set()
+    with Session(engine) as s:
+        assert {k: v for k, v in s.execute(select(Setting.key, Setting.value))
+                if k in ("probe", "other")} == {"probe": 2, "other": 1}

@@ -173,3 +173,15 @@ class TestOlderApiShape:
             pay = s.scalar(select(Payment))
             assert (pay.invoice_id, pay.decline_code, pay.status) == (inv.id, "insufficient_funds", "failed")
             assert s.get(StripeEvent, "evt_sub").api_version == OLD_VERSION
+
+
+def test_the_sync_page_names_the_newest_event_a_webhook_delivered(engine: Engine) -> None:
+    # With webhooks and no sync run yet, the page said "Newest event: None yet" beside applied events.
+    from core.sync.status import status
+
+    assert status(engine).newest_event_at is None
+    with Session(engine) as s:
+        ledger.record(s, [event("evt_new", "product.created", PRODUCT, T0), event("evt_old", "price.created", PRICE,
+                                                                                  T0 - 60)], source="webhook")
+        s.commit()
+    assert status(engine).newest_event_at == from_epoch(T0)
