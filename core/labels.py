@@ -69,12 +69,28 @@ CARD_BRAND = {"amex": "American Express", "cartes_bancaires": "Cartes Bancaires"
               "discover": "Discover", "eftpos_au": "eftpos Australia", "interac": "Interac", "jcb": "JCB",
               "link": "Link", "mastercard": "Mastercard", "unionpay": "UnionPay", "visa": "Visa"}
 CHURN_KIND = {"voluntary": "Voluntary", "involuntary": "Involuntary (payment)"}
+# Ours: membership_changes.kind (core.stripe_store.rules.derive_changes and the staff changes)
+CHANGE_KIND = {
+    "created": "Subscribed", "trial_started": "Trial started", "converted": "Trial converted",
+    "upgraded": "Upgraded", "downgraded": "Downgraded", "price_changed": "Price changed",
+    "quantity_changed": "Quantity changed", "canceled": "Canceled", "cancel_scheduled": "Set to cancel at period end",
+    "cancel_unscheduled": "Cancellation undone", "reactivated": "Reactivated", "paused": "Collection paused",
+    "resumed": "Collection resumed", "past_due": "Payment failed (past due)", "recovered": "Recovered from past due",
+    "extended": "Free days added", "comp_granted": "Complimentary period", "discount_changed": "Discount changed",
+    "status_changed": "Status changed",
+}
+# Stripe's subscription statuses
+SUBSCRIPTION_STATUS = {
+    "active": "Active", "trialing": "Trialing", "past_due": "Past due", "unpaid": "Unpaid", "canceled": "Canceled",
+    "paused": "Paused", "incomplete": "Incomplete", "incomplete_expired": "Incomplete, expired",
+}
 
 # Which mapping a column's codes come from; looked up first, then every mapping in this order.
 BY_COLUMN = {
     "decline_code": DECLINE, "failure_code": DECLINE, "code": DECLINE,
     "card_brand": CARD_BRAND, "brand": CARD_BRAND,
     "cancellation_reason": CANCELLATION, "cancellation_feedback": CANCELLATION, "churn_kind": CHURN_KIND,
+    "kind": CHANGE_KIND, "from_status": SUBSCRIPTION_STATUS, "to_status": SUBSCRIPTION_STATUS,
 }
 _ALL = (CHANGE_REASONS, CANCELLATION, REFUND, DECLINE, DISPUTE, CHURN_KIND)
 CODE_COLUMNS = frozenset(BY_COLUMN) | {"reason"}

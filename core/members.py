@@ -15,7 +15,7 @@ Guarantees:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -117,6 +117,8 @@ class MemberView:
     period_end: datetime | None
     cancel_at_period_end: bool
     tz: str
+    pause_behavior: str | None = None  # collection paused (Stripe's pause_collection.behavior)
+    pause_resumes_at: datetime | None = None
     subscriptions: pd.DataFrame = field(default_factory=pd.DataFrame)
     payment_methods: pd.DataFrame = field(default_factory=pd.DataFrame)
     changes: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -160,6 +162,8 @@ def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberVie
             period_start=_local(cur.current_period_start, z) if cur else None,
             period_end=_local(cur.current_period_end, z) if cur else None,
             cancel_at_period_end=bool(cur.cancel_at_period_end) if cur else False, tz=tz,
+            pause_behavior=cur.pause_behavior if cur else None,
+            pause_resumes_at=_local(cur.pause_resumes_at, z) if cur else None,
         )
         view.subscriptions = _frame([{
             "subscription_id": x.id, "stripe_subscription_id": x.stripe_subscription_id, "status": x.status,
@@ -245,6 +249,9 @@ def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberVie
         return view
 
 
+NOTE_REPEAT_WINDOW = timedelta(minutes=1)
+
+
 @guarded(Permission.ADD_NOTE)
 def add_note(engine: Engine, *, actor: Actor, member_id: int, body: str,
              expected_version: int | None = None) -> StaffNote:
@@ -254,9 +261,17 @@ def add_note(engine: Engine, *, actor: Actor, member_id: int, body: str,
         member = session.get(Member, member_id, with_for_update=True)
         if member is None:
             raise MemberError(f"There is no member {member_id}.")
+        now = utc_now()
+        # The same note by the same person a moment ago is this one sent twice (a double click on
+        # "Save note", a reload that submits again): it is saved once. Bodies are encrypted, so
+        # the few notes of the last minute are compared here, not in SQL.
+        for recent in session.scalars(select(StaffNote).where(
+                StaffNote.member_id == member_id, StaffNote.author == actor.username,
+                StaffNote.created_at >= now - NOTE_REPEAT_WINDOW)):
+            if recent.body == text:
+                return recent
         if expected_version is not None and member.version != expected_version:
             raise MemberError("This member changed while you were writing; reload the page and add the note again.")
-        now = utc_now()
         note = StaffNote(member_id=member_id, author=actor.username, body=text, created_at=now)
         session.add(note)
         before = member.version

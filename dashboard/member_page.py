@@ -111,6 +111,13 @@ def _recent() -> None:
     _links(recent, what="matched_on")
 
 
+# Stripe's pause_collection.behavior, said as what happens to the member's invoices meanwhile.
+# Only "void" takes MRR to 0 (docs/metrics.md): the other two still bill, just not now.
+PAUSE_WORDS = {"void": "its invoices are voided, and its MRR counts 0 meanwhile",
+               "keep_as_draft": "its invoices wait as drafts; its MRR still counts",
+               "mark_uncollectible": "its invoices are marked uncollectible; its MRR still counts"}
+
+
 def _header(view: core_members.MemberView) -> None:
     st.title(f"👤 {md(view.name or view.email)}")
     # st.text renders no markdown at all: the e-mail and phone copy as they are (no word joiners)
@@ -132,6 +139,11 @@ def _header(view: core_members.MemberView) -> None:
     # Stripe keeps cancel_at_period_end on a subscription that has since ended: only warn while it runs.
     if view.cancel_at_period_end and view.status not in SubscriptionStatus.ended():
         st.warning(f"This membership is set to cancel at the end of the period ({fmt.day(view.period_end)}).")
+    if view.pause_behavior and view.status not in SubscriptionStatus.ended():
+        until = (f" until {fmt.day(view.pause_resumes_at)}" if view.pause_resumes_at
+                 else " until someone resumes it")
+        st.info(f"Payment collection is paused{until}: "
+                f"{PAUSE_WORDS.get(view.pause_behavior, 'its invoices are not collected')}.")
 
 
 def _stripe_link(view: core_members.MemberView) -> None:
@@ -174,7 +186,10 @@ def _notes(ctx: StaffContext, view: core_members.MemberView) -> None:
     guide = GUIDES["add_note"]
     st.caption(f"**In Stripe:** {guide.stripe}  \n**The member:** {guide.member}  \n"
                f"[Runbook: {guide.section}]({runbook_link('add_note')})")  # text-safe: our own guide text
-    with st.form("add_note", clear_on_submit=True):
+    # Not cleared on submit: a second click while the first run was still drawing the page sent an
+    # empty form, which stopped that run and answered "Write the note before saving it.", the note
+    # lost. The text stays until it is saved (then emptied), and a repeat is saved once (core).
+    with st.form("add_note"):
         body = st.text_area("Add a note", key="note_body", max_chars=core_members.NOTE_MAX_CHARS,
                             help="Visible to staff only, stored encrypted, recorded in the audit log.")
         submitted = st.form_submit_button("Save note")
@@ -211,6 +226,7 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
     st.query_params.from_dict({"member": str(member_id)})
     if st.session_state.pop("_md_note_saved", False):
         st.success("Note saved.")
+        st.session_state["note_body"] = ""  # before the form is drawn: the saved text leaves the box
     _header(view)
     _stripe_link(view)
     tabs = st.tabs(["Payments", "Invoices", "Timeline", "Payment methods", "Refunds and disputes", "Notes",

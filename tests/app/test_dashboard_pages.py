@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core import crypto
 from core.db import make_engine
-from core.models import AuditEntry
+from core.models import AuditEntry, Subscription
 from core.permissions import allowed
 from dashboard.navigation import PAGE_SPECS
 from tests.support.apptest import app_test as make_app
@@ -182,12 +183,28 @@ def test_member_page_add_note_and_bad_ids(world_url, engine):
     at.button(key="FormSubmitter:add_note-Save note").click().run()
     assert not at.exception
     assert "Note saved." in texts(at)
+    assert at.text_area(key="note_body").value == ""  # the saved text leaves the box (kept until then)
     with Session(engine) as s:
         assert s.scalar(select(AuditEntry).where(AuditEntry.action == "member.note_added")).member_id == world.bob_id
     for bad, sentence in (("abc", "is not a member id"), ("999999", "There is no member")):
         at.query_params["member"] = bad
         at.run()
         assert not at.exception and sentence in texts(at)
+
+
+def test_a_paused_membership_says_so_in_the_header(world_url, engine):
+    # Scheduled cancellation had a banner; a pause had none (only "Resume" among the actions told).
+    database_url, world = world_url
+    with Session(engine) as s:
+        sub = s.scalars(select(Subscription).where(Subscription.member_id == world.bob_id)).first()
+        sub.pause_behavior, sub.pause_resumes_at = "void", datetime(2027, 1, 15, 9, tzinfo=UTC)
+        s.commit()
+    at = _open(database_url, "members.py", "support")
+    at.query_params["member"] = str(world.bob_id)
+    at.run()
+    assert not at.exception
+    assert [i.value for i in at.info if "paused" in i.value] == [
+        "Payment collection is paused until 2027-01-15: its invoices are voided, and its MRR counts 0 meanwhile."]
 
 
 def test_audit_page_filters(world_url):

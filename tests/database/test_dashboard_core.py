@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core import audit
 from core import members as core_members
@@ -125,6 +125,24 @@ def test_add_note_refuses_bad_input_and_writes_nothing(engine, world, session, r
         core_members.add_note(engine, actor=Actor.of("x", roles), member_id=world.bob_id, body=body)
     session.rollback()
     assert session.scalar(select(StaffNote).where(StaffNote.member_id == world.bob_id)) is None
+
+
+def test_a_note_sent_twice_is_saved_once(engine, world, session):
+    # A double click on "Save note", or a reload that submits the form again, sends it twice.
+    sam = Actor.of("sam", ["support"])
+    version = session.get(Member, world.bob_id).version
+    first = core_members.add_note(engine, actor=sam, member_id=world.bob_id, body="Called about the app",
+                                  expected_version=version)
+    again = core_members.add_note(engine, actor=sam, member_id=world.bob_id, body=" Called about the app ",
+                                  expected_version=version)
+    core_members.add_note(engine, actor=Actor.of("ivy", ["support"]), member_id=world.bob_id,
+                          body="Called about the app")  # somebody else's note is their own
+    assert again.id == first.id
+    notes = session.execute(select(StaffNote.author, StaffNote.body).where(StaffNote.member_id == world.bob_id)
+                            .order_by(StaffNote.id)).all()
+    assert [tuple(n) for n in notes] == [("sam", "Called about the app"), ("ivy", "Called about the app")]
+    assert session.scalar(select(func.count()).select_from(AuditEntry)
+                          .where(AuditEntry.action == "member.note_added")) == 2
 
 
 def test_add_note_refuses_stale_version(engine, world, session):

@@ -50,3 +50,13 @@ def test_times_in_tables_carry_their_zone():
     frame = pd.DataFrame({"created_at": [moment.astimezone(ZoneInfo("Europe/Paris"))], "at": [moment]})
     shown = display_frame(frame)
     assert shown["Created at"].tolist() == ["2026-11-27 15:05 CET"] and shown["At"].tolist() == ["2026-11-27 14:05 UTC"]
+
+
+def test_the_member_timeline_is_in_words():
+    # The timeline showed "trial_started" and "past_due" as stored.
+    frame = pd.DataFrame({"kind": ["trial_started", "cancel_scheduled", "something_new"],
+                          "from_status": [None, "active", "past_due"], "to_status": ["trialing", "active", "unpaid"]})
+    shown = display_frame(frame)
+    assert shown["Kind"].tolist() == ["Trial started", "Set to cancel at period end", "Something new"]
+    assert shown["From status"].tolist() == ["", "Active", "Past due"]
+    assert shown["To status"].tolist() == ["Trialing", "Active", "Unpaid"]
