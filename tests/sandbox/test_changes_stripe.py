@@ -277,6 +277,21 @@ class TestTierChange:
         invoices = stripe_env.client.v1.invoices.list({"customer": world.customer}).data
         assert len(invoices) == 1  # only the first one
 
+    def test_a_change_of_interval_starts_a_new_period_now(self, engine, stripe_env, world):
+        # Stripe starts a new period at once on a change of interval and bills it then: the preview
+        # said "New period end" of the old monthly period, and "from the next renewal" charged now.
+        later = {"price_id": world.prices["premium_yearly"], "when": "period_end"}
+        with pytest.raises(ChangeRefused, match="from monthly to yearly billing starts a new period at once"):
+            preview_change(engine, _change(engine, world, "change_price", later), FINANCE, stripe=stripe_env.client)
+        params = {"price_id": world.prices["premium_yearly"], "when": "now"}
+        p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+        old_end = _sub(engine, world).current_period_end
+        assert (p.new_period_end - old_end).days > 300
+        assert any(line.startswith("A new yearly period starts now and ends on") for line in p.summary)
+        assert submit(engine, _change(engine, world, "change_price", params), FINANCE,
+                      stripe=stripe_env.client).status == "applied"
+        assert _sub(engine, world).current_period_end == p.new_period_end
+
     def test_support_may_not_change_tier_and_wrong_currency_is_refused(self, engine, stripe_env, world):
         params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
         with pytest.raises(ChangeRefused, match="role"):

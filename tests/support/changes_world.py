@@ -85,6 +85,8 @@ def build(engine: Engine, client: Any, *, card: str = "pm_card_visa", currency: 
                                                      "unit_amount": 3000, "recurring": {"interval": "month"}}).id,
         "premium_eur": client.v1.prices.create({"product": premium.id, "currency": "eur", "unit_amount": 900,
                                                 "recurring": {"interval": "month"}}).id,
+        "premium_yearly": client.v1.prices.create({"product": premium.id, "currency": currency, "unit_amount": 10000,
+                                                   "recurring": {"interval": "year"}}).id,
     }
     cus = client.v1.customers.create({"email": email, "name": "Ann Lee", "payment_method": card,
                                       "invoice_settings": {"default_payment_method": card}})

@@ -7,6 +7,7 @@ the amount shown.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from core.changes import parse
@@ -19,7 +20,7 @@ from core.models import Price, SubscriptionItem, Tier
 from core.models.enums import SubscriptionStatus
 from core.money import format_money
 from core.permissions import Permission
-from core.timeutil import to_epoch
+from core.timeutil import from_epoch, to_epoch
 
 S = SubscriptionStatus
 
@@ -47,6 +48,14 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
             raise ChangeRefused(f"The membership is billed in {sub.currency}; choose a {sub.currency} price "
                                 f"(Stripe cannot switch a subscription to {price.currency}).")
         when = parse.choice(raw.get("when"), ["now", "period_end"], "when the change applies")
+        current = ctx.session.get(Price, sub.price_id) if sub.price_id else None
+        # Stripe starts a new period at once on a change of billing interval, and invoices it then,
+        # whatever the proration setting: "from the next renewal" would charge now, not nothing.
+        new_cycle = current is not None and (current.interval, current.interval_count or 1) != (
+            price.interval, price.interval_count or 1)
+        if current is not None and new_cycle and when == "period_end":
+            raise ChangeRefused(f"A change from {current.interval}ly to {price.interval}ly billing starts a new period "
+                                "at once in Stripe and bills it then; choose Now.")
         item = ctx.session.query(SubscriptionItem).filter_by(subscription_id=sub.id).order_by(SubscriptionItem.id).first()
         if item is None or not item.stripe_item_id:
             raise ChangeRefused("This membership's items are not synced yet; sync the member first.")
@@ -65,11 +74,15 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
         tier = ctx.session.get(Tier, price.tier_id)
         amount = _proration_total(inv) if when == "now" else 0
         label = f"{tier.name if tier else 'tier'} at {format_money(price.unit_amount, price.currency)}/{price.interval}"
+        period_end = sub.current_period_end
         if when == "now":
             kind = "charge" if amount >= 0 else "credit"
             summary = [f"Switches to {label} now.",
                        f"Stripe prorates the rest of this period: {format_money(abs(amount), price.currency)} "
                        f"{'charged now' if amount >= 0 else 'credited to the next invoice'}."]
+            if new_cycle:
+                period_end = _new_period_end(inv) or period_end
+                summary.append(f"A new {price.interval}ly period starts now and ends on {_date(period_end)}.")
         else:
             kind = "charge"
             summary = [f"Switches to {label}; nothing is charged now.",
@@ -78,7 +91,7 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
             params={"price_id": price.id, "when": when, "proration_date": proration_date},
             stripe_ids={"subscription": sid, "item": item.stripe_item_id, "price": price.stripe_price_id},
             preview=Preview(self.name, summary, amount_minor=abs(amount), amount_kind=kind, currency=price.currency,
-                            new_period_end=sub.current_period_end, mrr_before_minor=mrr_of(ctx.session, sub, at=ctx.now),
+                            new_period_end=period_end, mrr_before_minor=mrr_of(ctx.session, sub, at=ctx.now),
                             mrr_after_minor=mrr_of(ctx.session, sub, price=price, at=ctx.now)))
 
     def target(self, plan: Plan) -> dict[str, Any]:
@@ -98,6 +111,13 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
             if item.get("id") == plan.stripe_ids["item"]:
                 return bool((price.get("id") if isinstance(price, dict) else price) == plan.stripe_ids["price"])
         return False
+
+
+def _new_period_end(invoice: dict[str, Any]) -> datetime | None:
+    """The end of the period the preview's subscription line bills (the latest line period end)."""
+    ends = [int(line["period"]["end"]) for line in (invoice.get("lines") or {}).get("data") or []
+            if isinstance(line.get("period"), dict) and line["period"].get("end")]
+    return from_epoch(max(ends)) if ends else None
 
 
 def _proration_total(invoice: dict[str, Any]) -> int:
