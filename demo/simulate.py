@@ -294,6 +294,11 @@ class _Member(Billing):
                 self.change(pause["resumes_at"], "customer.subscription.updated", pause_collection=None)
                 pause = None
             new_end = _add_interval(end, self.interval)
+            # Stripe moves the subscription into its new period at the renewal, before collecting
+            # it: a renewal still being retried is past due in the new period. (Moved after the
+            # payment, a past-due member stayed in a period that had ended days before.)
+            self.change(end, "customer.subscription.updated", relevant=False,
+                        items=o.sub_items(self.sub["id"], self.item_id, self.price, 1, end, new_end, self.sub["created"]))
             inv = self.invoice(end, "subscription_cycle", end, new_end)
             if pause:
                 self.void(inv, end + HOUR)
@@ -302,8 +307,6 @@ class _Member(Billing):
                 if ended is not False:
                     return ended
             start, end = end, new_end
-            self.change(start, "customer.subscription.updated", relevant=False,
-                        items=o.sub_items(self.sub["id"], self.item_id, self.price, 1, start, end, self.sub["created"]))
 
     def renew(self, inv: Obj, due: int) -> int | None | bool:
         """Collect a renewal: False when paid (go on), an end time when canceled, None when the

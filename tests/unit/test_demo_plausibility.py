@@ -143,6 +143,20 @@ class TestLifecycles:
                 expiring += 1
         assert expiring > 0
 
+    def test_a_live_subscription_is_in_a_period_that_holds_now(self, stories: list[Story]) -> None:
+        # Stripe moves a subscription into its new period at the renewal, paid or not: a past-due
+        # member in a period that ended days before made the change previews promise charges and
+        # refused free days ("no current period end"). Trials and cancellations at the period's end
+        # end with it; every other live subscription's period holds the world's now.
+        limit = NOW.timestamp()
+        live = [states[-1].obj for s in stories for states in s.subscriptions
+                if states[-1].obj["status"] in ("active", "past_due", "trialing", "unpaid")]
+        past_due = [sub for sub in live if sub["status"] == "past_due"]
+        assert len(past_due) > 10
+        for sub in live:
+            item = sub["items"]["data"][0]
+            assert item["current_period_start"] <= limit < item["current_period_end"], (sub["id"], sub["status"])
+
     def test_nothing_happens_after_now(self, stories: list[Story]) -> None:
         limit = NOW.timestamp()
         assert all(evt[0] <= limit for s in stories for evt in s.events)
