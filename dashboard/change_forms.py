@@ -162,6 +162,15 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         _show_state(data["snapshot"])
     if state.get("repeat"):
         st.warning("⚠️ " + md(state["repeat"]["sentence"]))
+    gone = state.get("pending")
+    if gone is not None and gone.action not in data["actions"]:
+        # Previewed here, then made impossible elsewhere (another tab paused the member): the
+        # action left the list, and its Confirm only reset the form without a word.
+        state.pop("pending", None)
+        state["version"] = data["version"]
+        st.warning(f"This member changed after you previewed “{md(changes.ACTIONS[gone.action].title)}”: it is no "
+                   "longer possible, and nothing was changed.")
+        _show_state(data["snapshot"])
     titles = {a: changes.ACTIONS[a].title for a in data["actions"]}
     action = st.selectbox("Action", list(titles), format_func=lambda a: titles[a], key=f"chg-{member_id}-action")
     # The form's generation is part of every widget key: after "Done." it moves on and the browser

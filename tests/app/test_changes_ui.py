@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from core.changes import Actor, ChangeInput, submit
@@ -162,3 +163,22 @@ def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engi
     assert not at.exception
     assert any("Done" in s.value for s in at.success), [e.value for e in at.error]
     assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 400
+
+
+def test_a_change_made_impossible_elsewhere_is_said_on_confirm(database_url, engine, world, monkeypatch):
+    # Two tabs: both previewed, the other tab confirmed first. Here the action had left the list, so
+    # Confirm reset the form without a word.
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    at, key = _grant_comp_form(database_url, world)
+    at.number_input(key=f"{key}-grant_comp-days").set_value(10)
+    at.text_area(key=f"{key}-grant_comp-comment").input("Apology for the outage")
+    at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
+    submit(engine, ChangeInput("grant_comp", world.id, world.version, "goodwill", "the other tab",
+                               {"days": 3, "tier": "premium"}), Actor.of("sam", ["support"]))
+    at.button(key=f"{key}-grant_comp-confirm").click().run()
+    assert not at.exception
+    assert [w.value for w in at.warning if "changed after you previewed" in w.value] == [
+        "This member changed after you previewed “Grant a complimentary membership”: it is no longer possible, "
+        "and nothing was changed."]
+    with Session(engine) as s:
+        assert len(s.scalars(select(Subscription)).all()) == 1  # the other tab's, once
