@@ -134,3 +134,28 @@ def test_default_limits_make_approval_reachable_in_every_currency() -> None:
         assert support_cap is not None and support_cap > threshold, currency
         # ... and the demo sells payments above the approval amount that support may refund whole
         assert threshold < largest_demo_payment <= support_cap, currency
+
+
+def test_refunds_waiting_for_approval_count_like_refunds_made(engine, stripe_env):
+    # Three refunds of $99.99 each waited for approval under a $250 support limit, each preview
+    # counting only what had been refunded; two approvals paid more than the person who asked may.
+    member_id, payment_id, charge = _annual_platinum(engine, stripe_env.client)
+    _set(engine, refund_max={"support": {"USD": 25000}})  # approval above $100 (the default)
+    first = submit(engine, _refund(engine, member_id, payment_id, "150.00"), SUPPORT, stripe=stripe_env.client)
+    assert first.status == "pending_approval"
+    with pytest.raises(ChangeRefused) as refused:
+        submit(engine, _refund(engine, member_id, payment_id, "120.00"), SUPPORT, stripe=stripe_env.client)
+    assert str(refused.value) == ("At most $49.99 of this payment can still be refunded (the rest waits for "
+                                  "approval); $120.00 is too much.")
+    second = submit(engine, _refund(engine, member_id, payment_id, "49.99"), SUPPORT, stripe=stripe_env.client)
+    assert second.status == "pending_approval"
+    assert "with the $150.00 already refunded or waiting for approval on this payment this makes $199.99" in (
+        second.message)
+    # The whole payment is now asked for: another request is refused, whoever asks.
+    with pytest.raises(ChangeRefused, match=r"The rest of this payment \(\$199\.99\) is already asked for"):
+        submit(engine, _refund(engine, member_id, payment_id, "1.00"), FINANCE, stripe=stripe_env.client)
+    # Approving one does not count it twice; both together refund the payment once.
+    for request in (first, second):
+        assert decide(engine, request.request_id, MANAGER, approve=True, note="checked",
+                      stripe=stripe_env.client).status == "applied"
+    assert stripe_env.client.v1.charges.retrieve(charge).amount_refunded == 19999

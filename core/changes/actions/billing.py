@@ -22,7 +22,7 @@ from core.changes import created, mirror, parse, repeats
 from core.changes.actions.base import Action, Ctx, Plan, require_customer
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
-from core.models import Invoice, Payment, Refund
+from core.models import ChangeRequest, Invoice, Payment, Refund
 from core.models.enums import InvoiceStatus, PaymentStatus
 from core.money import format_money
 from core.permissions import Permission
@@ -65,8 +65,13 @@ class RefundPayment(Action, name="refund", title="Refund a payment", permission=
             refunded = int(charge.get("amount_refunded") or 0)
             if charge.get("disputed"):
                 raise ChangeRefused("This payment is disputed in Stripe, so it cannot be refunded.")
-        remaining = payment.amount - refunded
+        waiting = _waiting(ctx, payment.currency)
+        asked = sum(amount for pid, amount in waiting if pid == payment.id)
+        remaining = payment.amount - refunded - asked
         if remaining <= 0:
+            if asked:
+                raise ChangeRefused(f"The rest of this payment ({format_money(asked, payment.currency)}) is already "
+                                    "asked for in refunds waiting for approval.")
             raise ChangeRefused("This payment is already fully refunded.")
         if parse.flag(raw.get("full")):
             amount = remaining
@@ -74,8 +79,10 @@ class RefundPayment(Action, name="refund", title="Refund a payment", permission=
             amount = parse.amount(raw.get("amount"), payment.currency, "refund amount")
         if amount > remaining:
             raise ChangeRefused(f"At most {format_money(remaining, payment.currency)} of this payment can still be "
-                                f"refunded; {format_money(amount, payment.currency)} is too much.")
-        counted, earlier, why = _counted(ctx, payment, refunded, amount)
+                                f"refunded{' (the rest waits for approval)' if asked else ''}; "
+                                f"{format_money(amount, payment.currency)} is too much.")
+        counted, earlier, why = _counted(ctx, payment, refunded + asked, amount,
+                                         sum(amount for _, amount in waiting))
         def money(v: int) -> str:
             return format_money(v, payment.currency)
 
@@ -84,7 +91,7 @@ class RefundPayment(Action, name="refund", title="Refund a payment", permission=
             if earlier:
                 raise ChangeRefused(
                     f"Your role may refund at most {money(cap)} per payment and per member in "
-                    f"{ctx.limits.refund_window_hours} hours; {money(earlier)} was already refunded {why}, so "
+                    f"{ctx.limits.refund_window_hours} hours; {money(earlier)} was already {why}, so "
                     f"{money(max(cap - earlier, 0))} more at most. A manager or finance must make larger refunds.")
             raise ChangeRefused(f"Your role may refund at most {money(cap)} at once; "
                                 "a manager or finance must make larger refunds.")
@@ -146,24 +153,43 @@ def _refund_and_charge(refund: dict[str, Any]) -> dict[str, Any]:
     return {"refund": refund | {"charge": charge["id"]}, "charge": charge}
 
 
-def _counted(ctx: Ctx, payment: Payment, refunded_on_payment: int, amount: int) -> tuple[int, int, str]:
-    """(what the limits compare, what was refunded before this, where) for a refund of ``amount``."""
+def _waiting(ctx: Ctx, currency: str) -> list[tuple[int, int]]:
+    """(payment id, amount) of this member's refunds in ``currency`` waiting for approval, the one
+    being decided excepted. They count like refunds made: three requests of $99.99 each waited
+    below a $250 limit, each preview saying only what was refunded, and two approvals paid out
+    more than the limit allowed the person who asked."""
+    from core.changes.service import PENDING
+
+    rows = ctx.session.execute(select(ChangeRequest.id, ChangeRequest.params).where(
+        ChangeRequest.member_id == ctx.member.id, ChangeRequest.action == "refund",
+        ChangeRequest.status == PENDING)).all()
+    return [(int(params["payment_id"]), int(params["amount"])) for rid, params in rows
+            if rid != ctx.request_id and isinstance(params, dict) and params.get("currency") == currency
+            and params.get("payment_id") is not None and params.get("amount") is not None]
+
+
+def _counted(ctx: Ctx, payment: Payment, refunded_on_payment: int, amount: int,
+             waiting: int = 0) -> tuple[int, int, str]:
+    """(what the limits compare, what was refunded or asked for before this, where) for a refund of
+    ``amount``; ``refunded_on_payment`` and ``waiting`` include the refunds waiting for approval."""
     since = ctx.now - timedelta(hours=ctx.limits.refund_window_hours)
     member_recent = ctx.session.scalar(
         select(func.coalesce(func.sum(Refund.amount), 0)).where(
             Refund.member_id == ctx.member.id, Refund.currency == payment.currency,
             Refund.status.in_(("succeeded", "pending")), Refund.created_at > since)
     ) or 0
+    member_recent = int(member_recent) + waiting
+    done = "refunded or waiting for approval" if waiting else "refunded"
     if refunded_on_payment >= member_recent:
-        return refunded_on_payment + amount, refunded_on_payment, "on this payment"
-    return (int(member_recent) + amount, int(member_recent),
-            f"to this member in the last {ctx.limits.refund_window_hours} hours")
+        return refunded_on_payment + amount, refunded_on_payment, f"{done} on this payment"
+    return (member_recent + amount, member_recent,
+            f"{done} to this member in the last {ctx.limits.refund_window_hours} hours")
 
 
 def _approval_reason(money: Any, threshold: int, counted: int, earlier: int, why: str) -> str:
     if earlier:
         return (f"refunds above {money(threshold)} need a second person; with the {money(earlier)} already "
-                f"refunded {why} this makes {money(counted)}")
+                f"{why} this makes {money(counted)}")
     return f"refunds above {money(threshold)} need a second person"
 
 
