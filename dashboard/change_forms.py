@@ -22,7 +22,7 @@ from dashboard import reads
 from dashboard.auth import StaffContext
 from dashboard.db import engine, stripe_client
 from dashboard.text import md
-from dashboard.widgets import error_box, table
+from dashboard.widgets import error_box, flash, show_flash, table
 
 log = logging.getLogger(__name__)
 CONTROL_FLOW = {"StopException", "RerunException"}
@@ -290,10 +290,14 @@ def _fresh_version(ctx: StaffContext, member_id: int, fallback: int) -> int:
 
 # ----------------------------------------------------------------------------- the changes page
 
+CHANGES_FLASH = "changes_page_flash"
+
+
 def render_changes_page(ctx: StaffContext) -> None:
     st.title("Membership changes")
     st.caption("Every manual change made from a member page: waiting for approval, interrupted, and done. "
                "Refunds above the approval amount wait here until a second person approves or rejects them.")
+    show_flash(CHANGES_FLASH)
     seen = queries.overview(engine())
     pending, stuck, history, limits = seen.pending, seen.interrupted, seen.history, seen.limits.describe()
     st.subheader("Waiting for approval")
@@ -386,10 +390,14 @@ def _decide_form(ctx: StaffContext, pending: Any) -> None:
 
 
 def _run(fn: Any) -> None:
+    """Decide or resume a request; the outcome is shown above the page drawn again, so the request
+    leaves the lists at once (they were drawn before the decision, and "Done." sat under a list
+    that still offered it)."""
     try:
         outcome = fn()
     except changes.ChangeRefused as exc:
         error_box(str(exc))
         return
     reads.clear_all()
-    st.success(md(outcome.message))
+    flash(CHANGES_FLASH, outcome.message)
+    st.rerun()

@@ -163,6 +163,9 @@ def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engi
     assert not at.exception
     assert any("Done" in s.value for s in at.success), [e.value for e in at.error]
     assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 400
+    # The page is drawn again under "Done.": the request has left the list and the decision form.
+    assert "Nothing waits for approval." in [i.value for i in at.info]
+    assert not [b for b in at.get("selectbox") if b.key == "chg-decide-id"]
 
 
 def test_a_change_made_impossible_elsewhere_is_said_on_confirm(database_url, engine, world, monkeypatch):
