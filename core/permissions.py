@@ -61,7 +61,7 @@ _S, _F, _M, _A = Role.SUPPORT, Role.FINANCE, Role.MANAGER, Role.ADMIN
 GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.VIEW_OVERVIEW: frozenset({_S, _F, _M, _A}),
     Permission.VIEW_REVENUE_FIGURES: frozenset({_F, _M, _A}),
-    Permission.VIEW_MEMBERS: frozenset({_S, _M, _A}),
+    Permission.VIEW_MEMBERS: frozenset({_S, _F, _M, _A}),  # finance refunds and changes tiers there
     Permission.VIEW_REVENUE: frozenset({_F, _M, _A}),
     Permission.VIEW_CHURN: frozenset({_F, _M, _A}),
     Permission.VIEW_FAILED_PAYMENTS: frozenset({_S, _M, _A}),
