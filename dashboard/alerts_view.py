@@ -206,8 +206,8 @@ def _affected(a: dict[str, Any]) -> None:
 def _actions(eng: Engine, ctx: StaffContext, a: dict[str, Any]) -> None:
     with st.form(key=f"alert-form-{a['id']}", clear_on_submit=True):
         note = st.text_input("Note (required to snooze or resolve)", key=f"alert-note-{a['id']}", max_chars=2000)
-        hours = st.number_input("Snooze for hours", min_value=1, max_value=720, value=4, step=1,
-                                key=f"alert-hours-{a['id']}")
+        # No bounds: 100,000 hours blocked the whole form (Resolve too) with only a tooltip; core says why.
+        hours = st.number_input("Snooze for hours", value=4, step=1, key=f"alert-hours-{a['id']}")
         left, mid, right = st.columns(3)
         # A snoozed alert is silenced on purpose: it is not acknowledged again, only snoozed longer or resolved.
         ack = left.form_submit_button("Acknowledge", disabled=a["status"] in ("acknowledged", "snoozed"))

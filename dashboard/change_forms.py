@@ -57,7 +57,9 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
         p["when"] = st.radio("When", ["now", "period_end"], key=f"{key}-when", horizontal=True,
                              format_func=lambda w: "Now, prorated" if w == "now" else "From the next renewal")
     elif action in ("extend", "grant_comp"):
-        p["days"] = st.number_input("Days", min_value=1, max_value=3650, value=7, step=1, key=f"{key}-days")
+        # No bounds here: a value outside a widget's bounds blocked the form in the browser with only a
+        # tooltip, leaving the last run's message on screen; the service answers in a sentence.
+        p["days"] = st.number_input("Days", value=7, step=1, key=f"{key}-days")
         if action == "grant_comp":
             tiers = {t["name"]: t["code"] for t in data["tiers"]}
             p["tier"] = tiers.get(st.selectbox("Tier", list(tiers) or ["(none)"], key=f"{key}-tier"))
