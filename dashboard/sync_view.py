@@ -80,7 +80,7 @@ def _status(eng: Engine) -> SyncStatus:
     c4.metric("Events failing", snapshot.events.get("failing", 0))
     if snapshot.running_holder:
         st.info(f"A sync is running now ({md(snapshot.running_holder)}).")
-    if snapshot.backfill_in_progress:
+    elif snapshot.backfill_in_progress:  # (while a run goes, the backfill is that run's, not interrupted)
         st.warning("A backfill was interrupted; the next run resumes it.")
     if snapshot.last_run and snapshot.last_run.status == "failed" and snapshot.last_run.error:
         st.error(md(snapshot.last_run.error))

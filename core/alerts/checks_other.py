@@ -120,7 +120,7 @@ def _large_refund(conn: Connection, now: datetime, params: dict[str, Any]) -> li
         if limit is None or amount <= limit:
             continue
         hint = (f"A refund of {format_money(amount, cur)} to member {member_id} "
-                f"(reason: {reason or 'none given'}), above the {format_money(limit, cur)} limit.")
+                f"(reason: {code_label(reason, 'reason') if reason else 'none given'}), above the {format_money(limit, cur)} limit.")
         findings.append(Finding.money(
             f"refund={rid}", MinorUnits(amount), MinorUnits(limit), str(cur),
             stats.severity(amount / limit, params["severity_steps"]), hint, created, now,

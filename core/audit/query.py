@@ -35,7 +35,7 @@ class AuditPage:
     truncated: bool  # True when more entries matched than ``limit``
 
 
-def _json(value: Any) -> str | None:
+def as_json_text(value: Any) -> str | None:
     if value is None:
         return None
     return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
@@ -72,7 +72,7 @@ def entries(engine: Engine, *, actor: str | None = None, member_id: int | None =
         "at": a.at.astimezone(z), "actor": a.actor, "action": a.action, "member_id": a.member_id,
         "target_type": a.target_type, "target_id": a.target_id, "reason": a.reason, "comment": a.comment,
         "outcome": a.outcome, "approved_by": a.approved_by, "request_id": a.request_id,
-        "before": _json(a.before), "after": _json(a.after),
+        "before": as_json_text(a.before), "after": as_json_text(a.after),
     } for a in found[:limit]]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["member_id"] = frame["member_id"].astype("Int64")

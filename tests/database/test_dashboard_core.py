@@ -113,6 +113,10 @@ def test_add_note_is_encrypted_audited_and_bumps_version(engine, world, session)
     assert "refund" not in raw  # encrypted at rest
     entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "member.note_added"))
     assert (entry.actor, entry.member_id) == ("sam", world.bob_id)
+    # The member page's Audit tab says what changed, not only who and why.
+    shown = core_members.member_view(engine, world.bob_id).audit.iloc[0]
+    assert (shown["action"], shown["before"]) == ("member.note_added", f'{{"version": {before}}}')
+    assert '"note": "Asked for a refund"' in shown["after"]
 
 
 @pytest.mark.parametrize(("roles", "body", "error"), [
