@@ -32,15 +32,19 @@ SEARCH_HELP = ("Email (whole or its start), any word of the name or email (start
                "do not matter: “fernandez” finds “Fernández”), member id, Stripe id (cus_…, sub_…, in_…, ch_…, "
                "pi_…, re_…), card last four, invoice or payment id (ours), invoice number. Best matches first.")
 OFFSET_KEY = "member_search_offset"
+LAST_QUERY_KEY = "member_search_last"
 
 
 def render_search(ctx: StaffContext) -> None:
     st.title("Members")
-    initial = st.query_params.get("q", "")
+    # The widget's state is dropped while the member page is shown (it draws no search box), so
+    # Back came to an empty search: the last query is kept under a key of its own and comes back.
+    initial = st.query_params.get("q", "") or st.session_state.get(LAST_QUERY_KEY, "")
     if "member_search" not in st.session_state and initial:
         st.session_state["member_search"] = initial
     text = st.text_input("Find a member", key="member_search", placeholder="email, name, id, cus_…, last four, in_…",
                          help=SEARCH_HELP, max_chars=200, on_change=_first_page)
+    st.session_state[LAST_QUERY_KEY] = text
     st.caption(SEARCH_HELP)  # text-safe: a constant
     if not text.strip():
         _recent()
@@ -206,7 +210,8 @@ def _notes(ctx: StaffContext, view: core_members.MemberView) -> None:
 
 
 def render_member(ctx: StaffContext, raw_id: str) -> None:
-    st.page_link(MEMBERS_PAGE, label="Back to the search", icon="⬅️", query_params={})
+    last = st.session_state.get(LAST_QUERY_KEY, "")
+    st.page_link(MEMBERS_PAGE, label="Back to the search", icon="⬅️", query_params={"q": last} if last else {})
     try:
         member_id = int(str(raw_id).strip())
     except ValueError:

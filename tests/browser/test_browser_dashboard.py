@@ -116,6 +116,16 @@ def test_member_search_to_member_page_and_csv_download(dashboard_server, page):
     assert download.value.suggested_filename.endswith("-payments.csv")
     assert content.splitlines()[0].startswith("Created at,Status,Amount,Currency,Decline code")
     assert "Insufficient funds" in content and "insufficient_funds" not in content
+    # Back (the browser's, then the page's link) comes to the search as it was, not an empty box.
+    page.go_back()
+    link.first.wait_for()
+    assert box.input_value() == "bob.stone"
+    link.first.click()
+    heading.wait_for()
+    wait_idle(page)
+    page.get_by_role("link", name=re.compile("Back to the search")).click()
+    link.first.wait_for()
+    assert box.input_value() == "bob.stone"
 
 
 def test_a_form_submitted_right_after_signing_in_is_neither_lost_nor_emptied(dashboard_server, page):
