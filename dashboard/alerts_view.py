@@ -113,7 +113,9 @@ def render(ctx: StaffContext) -> None:
         _show_when_checked()
     widgets.show_flash(FLASH)
 
-    tab_active, tab_snoozed, tab_history, tab_rules = st.tabs(["Open alerts", "Snoozed", "History", "Rules"])
+    # A key keeps the tab in view across the rerun after an action (saving a rule went back to Open alerts).
+    tab_active, tab_snoozed, tab_history, tab_rules = st.tabs(["Open alerts", "Snoozed", "History", "Rules"],
+                                                              key="alerts_tabs")
     with tab_active:
         active = alerts.list_alerts(eng, status=["open", "acknowledged"], limit=50)
         if not active:
@@ -224,8 +226,10 @@ def _actions(eng: Engine, ctx: StaffContext, a: dict[str, Any]) -> None:
         else:
             alerts.resolve(eng, a["id"], actor=actor, note=note)
     except (alerts.AlertError, PermissionError) as exc:
-        st.error(md(exc))
-        return
+        # Said at the top, where the last action's outcome was: "Alert 4 snoozed." stayed there
+        # above this alert's refusal.
+        widgets.flash(FLASH, f"Alert {a['id']}: {exc}", ok=False)
+        st.rerun()
     widgets.flash(FLASH, f"Alert {a['id']} {'acknowledged' if ack else 'snoozed' if snz else 'resolved'}.")
     st.rerun()
 
