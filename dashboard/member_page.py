@@ -146,7 +146,7 @@ def _header(view: core_members.MemberView) -> None:
     if view.pause_behavior and view.status not in SubscriptionStatus.ended():
         until = (f" until {fmt.day(view.pause_resumes_at)}" if view.pause_resumes_at
                  else " until someone resumes it")
-        st.info(f"Payment collection is paused{until}: "
+        st.info(f"Payment collection is paused{until}: "  # text-safe: constant words and a formatted day
                 f"{PAUSE_WORDS.get(view.pause_behavior, 'its invoices are not collected')}.")
 
 

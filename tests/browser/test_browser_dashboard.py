@@ -170,12 +170,12 @@ def test_sign_out_clears_the_cookie(dashboard_server, page):
 def test_cookie_keeps_the_session_across_a_reload(dashboard_server, page):
     page.goto(dashboard_server.url)
     sign_in_as(page, "finance")  # waits for the cookie
-    page.goto(f"{dashboard_server.url}/members")  # a new session: the cookie signs it in
+    page.goto(f"{dashboard_server.url}/failed_payments")  # a new session: the cookie signs it in
     page.wait_for_timeout(500)
     wait_idle(page)
     assert not sign_in_form_visible(page)
-    # signed in by the cookie; finance may not open Members, and the page says who may
-    page.get_by_text("The Members page needs the admin, manager or support role").wait_for()
+    # signed in by the cookie; finance may not open Failed payments, and the page says who may
+    page.get_by_text("The Failed payments page needs the admin, manager or support role").wait_for()
     assert "Signed in as" in page.locator("[data-testid=stSidebar]").inner_text()
 
 
