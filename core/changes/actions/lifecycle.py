@@ -236,8 +236,12 @@ class Extend(_SubscriptionAction, name="extend", title="Add free days", permissi
             raise ChangeRefused("Collection is paused; resume it before adding free days.")
         sid = _stripe_sub(ctx, sub)
         base = sub.trial_end if sub.status == S.TRIALING and sub.trial_end else sub.current_period_end
-        if base is None or base <= ctx.now:
+        if base is None:
             raise ChangeRefused("This membership has no current period end to extend; sync it first.")
+        if base <= ctx.now:
+            # Stripe renews at the period's end: ours has not heard of the renewal yet.
+            raise ChangeRefused(f"This membership's period ended on {_date(base)} and its renewal has not reached "
+                                "Memberdesk yet; an admin can resync the member (Stripe sync page), then add the days.")
         new_end = base + timedelta(days=days)
         before = mrr_of(ctx.session, sub, at=ctx.now)
         what = "trial" if sub.status == S.TRIALING else "current period"
