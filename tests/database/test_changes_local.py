@@ -175,3 +175,4 @@ class TestVersion:
             submit(engine, ChangeInput("grant_comp", 999, 1, "goodwill", "x", {"days": 1}), SUPPORT, now=NOW)
         with pytest.raises(ChangeRefused, match="does not exist"):
             submit(engine, ChangeInput("explode", member.id, 1, "goodwill", "x", {}), SUPPORT, now=NOW)
+

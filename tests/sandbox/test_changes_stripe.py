@@ -230,6 +230,15 @@ class TestLifecycle:
             submit(engine, _change(engine, world, "extend", {"days": 31}), SUPPORT, stripe=stripe_env.client)
 
 
+    def test_free_days_on_a_period_whose_renewal_has_not_reached_us_say_so(self, engine, stripe_env, world):
+        # The header showed the period's end and the form said there was "no current period end".
+        with session_scope(engine) as s:
+            sub = s.scalar(select(Subscription).where(Subscription.stripe_subscription_id == world.subscription))
+            sub.current_period_end = ended = sub.current_period_start  # the renewal we have not heard of
+        with pytest.raises(ChangeRefused, match=f"period ended on {ended:%Y-%m-%d} and its renewal has not reached"):
+            preview_change(engine, _change(engine, world, "extend", {"days": 3}), SUPPORT, stripe=stripe_env.client)
+
+
 class TestTrialsAndYen:
     def test_extend_a_trial(self, engine, stripe_env):
         w = build(engine, stripe_env.client, trial_days=7, email="tia@example.com")
