@@ -41,7 +41,7 @@ REQUEST_LOG_SIZE = 10_000
 class Fault:
     path_prefix: str = "/"
     method: str | None = None
-    mode: str = "status"  # status | drop | delay | apply_then_500 | apply_then_drop
+    mode: str = "status"  # status | drop | delay | apply_then_500 | apply_then_drop | apply_then_garble
     status: int = 500
     times: int | None = 1  # None: every matching request
     skip: int = 0  # let this many matching requests through first
@@ -85,7 +85,7 @@ class Sandbox:
 
     def add_fault(self, spec: dict[str, Any]) -> Fault:
         mode = str(spec.get("mode") or "status")
-        if mode not in ("status", "drop", "delay", "apply_then_500", "apply_then_drop"):
+        if mode not in ("status", "drop", "delay", "apply_then_500", "apply_then_drop", "apply_then_garble"):
             raise StripeError(400, "invalid_request_error", f"Unknown fault mode: {mode}.", param="mode")
         times = spec.get("times", 1)
         fault = Fault(
@@ -224,6 +224,10 @@ class Handler(BaseHTTPRequestHandler):
             sb.note_request(method, url.path, None)
             self._drop()
             return
+        elif fault is not None and fault.mode == "apply_then_garble":
+            # A 200 whose object lacks its fields: what a client must survive from a proxy or a bug.
+            log.info("fault: %s %s applied, answered an object without its fields", method, url.path)
+            status, body = 200, {"object": body.get("object") if isinstance(body, dict) else None}
         log.debug("%s %s -> %s in %.1f ms", method, url.path, status, (time.monotonic() - started) * 1000)
         sb.note_request(method, url.path, status)
         self._send(status, body, headers)

@@ -339,6 +339,9 @@ def _execute(engine: Engine, request_id: int, *, stripe: Any, now: datetime, res
                 s.rollback()
                 _fail(engine, request_id, exc.sentence, approved_by)
                 raise
+            except Exception as exc:
+                s.rollback()
+                raise _kept_applying(engine, request_id, exc) from exc
         s.rollback()  # end the read transaction before writing
 
     for attempt in range(1, DEADLOCK_TRIES + 1):
@@ -363,8 +366,12 @@ def _execute(engine: Engine, request_id: int, *, stripe: Any, now: datetime, res
             # can lock rows in the other order; one of the two is undone. Ours is written again:
             # nothing of it was kept, and Stripe's answer is still in hand.
             if attempt == DEADLOCK_TRIES or getattr(exc.orig, "sqlstate", None) != DEADLOCK:
-                raise
+                raise _kept_applying(engine, request_id, exc) from exc
             log.info("change write met a deadlock, writing it again: request=%s", request_id)
+        except ChangeRefused:
+            raise
+        except Exception as exc:
+            raise _kept_applying(engine, request_id, exc) from exc
     _refresh_metrics(engine, now)
     return outcome
 
@@ -430,6 +437,21 @@ def _stripe_ids(result: dict[str, Any]) -> dict[str, Any]:
 def _id_of(obj: Any) -> str | None:
     oid = obj.get("id") if isinstance(obj, dict) else getattr(obj, "id", None)
     return oid if isinstance(oid, str) else None
+
+
+def _kept_applying(engine: Engine, request_id: int, exc: Exception) -> ChangeRefused:
+    """An unexpected failure after the request was claimed (Stripe's answer unread, or our rows not
+    written): the request stays "being applied", with the error on it, and the person is told how it
+    is finished. The page said only that the forms "hit an error", and the request sat there with
+    no trace of why."""
+    log.exception("change request %s stopped while being applied", request_id)
+    try:
+        _note_error(engine, request_id, f"{type(exc).__name__}: {exc}"[:500])
+    except Exception:  # the database itself is what failed: the log line above keeps the error
+        log.exception("change request %s: the error could not be recorded", request_id)
+    return ChangeRefused("The change stopped part-way, before our records were written. It is kept as “being "
+                         "applied”: Resume on the Membership changes page finishes it without doing it twice.",
+                         code="stripe_unavailable")
 
 
 def _note_error(engine: Engine, request_id: int, sentence: str) -> None:

@@ -144,3 +144,22 @@ def test_process_dies_between_stripe_and_the_database(engine, database_url, stri
     with session_scope(engine) as s:
         assert s.get(Payment, world.payment_id).amount_refunded == 300
         assert s.scalars(select(ChangeRequest)).one().status == "applied"
+
+
+def test_an_answer_we_cannot_read_keeps_the_request_and_says_how_it_is_finished(engine, stripe_env, world):
+    # Stripe applied the write, and its answer could not be used: the page said only that the forms
+    # "hit an error", and the request sat "being applied" with no trace of why.
+    change = ChangeInput("pause", world.member_id, version(engine, world.member_id), "customer_request",
+                         "travelling", {"behavior": "void"})
+    stripe_env.fault(path_prefix=f"/v1/subscriptions/{world.subscription}", method="POST", mode="apply_then_garble")
+    with pytest.raises(ChangeRefused, match="stopped part-way.*Resume on the Membership changes page"):
+        submit(engine, change, SUPPORT, stripe=stripe_env.client)
+    with session_scope(engine) as s:
+        request = s.scalars(select(ChangeRequest)).one()
+        assert request.status == "applying" and request.error  # why it stopped, for whoever resumes it
+        request_id = request.id
+    assert resume(engine, request_id, SUPPORT, stripe=stripe_env.client).status == "applied"
+    with session_scope(engine) as s:
+        assert s.scalar(select(Subscription.pause_behavior)) == "void"
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "change.pause")) == 1
+        assert s.get(ChangeRequest, request_id).error is None
