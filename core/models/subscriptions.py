@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import Boolean, FetchedValue, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.types import StrEnumString
@@ -86,12 +86,19 @@ class SubscriptionItem(Base):
     current_period_end: Mapped[datetime | None]
 
 
+PAYMENT_STOPS = "mrr_before_minor > 0 AND mrr_after_minor = 0"  # as core.metrics.daily's cancellations say it
+
+
 class MembershipChange(Base):
     __tablename__ = "membership_changes"
     __table_args__ = (
         Index("ix_membership_changes_member_effective", "member_id", "effective_at"),
         Index("ix_membership_changes_effective", "effective_at"),
         Index("uq_membership_changes_event_subscription", "stripe_event_id", "subscription_id", unique=True),
+        # The changes that stopped payment (a tenth of all): the cancellation rollups read a few
+        # days of them, which the plain time index found among every change of those days (0026).
+        Index("ix_membership_changes_payment_stops", "effective_at",
+              postgresql_where=text(PAYMENT_STOPS), sqlite_where=text(PAYMENT_STOPS)),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
