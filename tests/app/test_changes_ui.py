@@ -49,6 +49,13 @@ def _grant_comp_form(database_url: str, member: Any) -> tuple[AppTest, str]:
     return at, key
 
 
+def _preview_grant(at: AppTest, key: str, days: int, comment: str) -> None:
+    """Fill the grant form (days, comment) and press Preview."""
+    at.number_input(key=f"{key}-grant_comp-days").set_value(days)
+    at.text_area(key=f"{key}-grant_comp-comment").input(comment)
+    at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
+
+
 @pytest.fixture
 def world(session):
     member = make_member(session, email="ann@example.com", name="Ann")
@@ -74,9 +81,7 @@ def test_changes_page_shows_queue_and_history(database_url, engine, world, monke
 def test_member_form_previews_then_grants(database_url, engine, session, world, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     at, key = _grant_comp_form(database_url, world)
-    at.number_input(key=f"{key}-grant_comp-days").set_value(10)
-    at.text_area(key=f"{key}-grant_comp-comment").input("Apology for the outage")
-    at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
+    _preview_grant(at, key, 10, "Apology for the outage")
     assert not at.exception
     assert any("10 days" in i.value for i in at.info), [i.value for i in at.info]
     assert session.scalars(select(Subscription)).all() == []
@@ -95,9 +100,7 @@ def test_member_form_previews_then_grants(database_url, engine, session, world, 
 def test_member_form_refuses_bad_input_with_a_sentence(database_url, session, world, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     at, key = _grant_comp_form(database_url, world)
-    at.number_input(key=f"{key}-grant_comp-days").set_value(90)
-    at.text_area(key=f"{key}-grant_comp-comment").input("long one")
-    at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
+    _preview_grant(at, key, 90, "long one")
     assert not at.exception
     assert any("at most 30 days" in e.value for e in at.error)
     # Below the widget's old bounds the browser blocked the form with a tooltip: now a sentence.
@@ -177,9 +180,7 @@ def test_a_change_made_impossible_elsewhere_is_said_on_confirm(database_url, eng
     # Confirm reset the form without a word.
     monkeypatch.delenv("DATABASE_URL", raising=False)
     at, key = _grant_comp_form(database_url, world)
-    at.number_input(key=f"{key}-grant_comp-days").set_value(10)
-    at.text_area(key=f"{key}-grant_comp-comment").input("Apology for the outage")
-    at.button(key=f"FormSubmitter:{key}-grant_comp-Preview").click().run()
+    _preview_grant(at, key, 10, "Apology for the outage")
     submit(engine, ChangeInput("grant_comp", world.id, world.version, "goodwill", "the other tab",
                                {"days": 3, "tier": "premium"}), Actor.of("sam", ["support"]))
     at.button(key=f"{key}-grant_comp-confirm").click().run()
