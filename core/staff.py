@@ -164,8 +164,10 @@ def _role_names(roles: str) -> set[str]:
 def _keep_an_admin(session: Session, losing: StaffAccount) -> None:
     """Refuse a change that would leave no active admin: nobody could then manage staff or the
     settings from the dashboard (the command line would be the only way back)."""
+    # FOR UPDATE: two admins demoting each other at once must not both succeed (each locks the
+    # other's row, so the database undoes one of the two).
     others = [a for a in session.scalars(select(StaffAccount).where(StaffAccount.active.is_(True),
-                                                                     StaffAccount.id != losing.id))
+                                                                     StaffAccount.id != losing.id).with_for_update())
               if ADMIN in a.role_set]
     if not others:
         raise StaffError(f"{losing.username} is the only active admin; make someone else an admin first.")
