@@ -33,6 +33,7 @@ SEARCH_HELP = ("Email (whole or its start), any word of the name or email (start
                "pi_…, re_…), card last four, invoice or payment id (ours), invoice number. Best matches first.")
 OFFSET_KEY = "member_search_offset"
 LAST_QUERY_KEY = "member_search_last"
+FROM_MEMBER_KEY = "member_page_shown"  # the member page ran last: the address may still name its member
 
 
 def render_search(ctx: StaffContext) -> None:
@@ -45,6 +46,11 @@ def render_search(ctx: StaffContext) -> None:
     text = st.text_input("Find a member", key="member_search", placeholder="email, name, id, cus_…, last four, in_…",
                          help=SEARCH_HELP, max_chars=200, on_change=_first_page)
     st.session_state[LAST_QUERY_KEY] = text
+    if st.session_state.pop(FROM_MEMBER_KEY, False):
+        # Arriving from a member page, the address may still name that member: a page link to the
+        # same page runs the script with its own parameters but leaves the address as it was, and
+        # the next search then opened that member again. Written here, the address is the search's.
+        st.query_params.from_dict({"q": text} if text else {})
     st.caption(SEARCH_HELP)  # text-safe: a constant
     if not text.strip():
         _recent()
@@ -229,6 +235,7 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
     # Keep the browser's address a deep link to this member (a page link to the same page passes
     # its query parameters to the script but does not always write them into the address bar).
     st.query_params.from_dict({"member": str(member_id)})
+    st.session_state[FROM_MEMBER_KEY] = True
     if st.session_state.pop("_md_note_saved", False):
         st.success("Note saved.")
         st.session_state["note_body"] = ""  # before the form is drawn: the saved text leaves the box

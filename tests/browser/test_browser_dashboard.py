@@ -126,6 +126,15 @@ def test_member_search_to_member_page_and_csv_download(dashboard_server, page):
     page.get_by_role("link", name=re.compile("Back to the search")).click()
     link.first.wait_for()
     assert box.input_value() == "bob.stone"
+    # ... and a new search from there lists its own members (the address still named Bob, so the
+    # next search opened his page again).
+    wait_idle(page)
+    assert "member=" not in page.url
+    box.fill("ann.lee")
+    box.press("Enter")
+    page.get_by_role("link", name=re.compile("Ann Lee")).first.wait_for()
+    wait_idle(page)
+    assert "member=" not in page.url and not heading.is_visible()
 
 
 def test_a_form_submitted_right_after_signing_in_is_neither_lost_nor_emptied(dashboard_server, page):
