@@ -96,6 +96,15 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
     start, end = _parse_date(q_from), _parse_date(q_to)
     if (q_from and start is None) or (q_to and end is None):
         problems.append("A date in the link was not a date (use YYYY-MM-DD); the default range is shown.")
+    # One end given: the range runs from it to today, or up to it (a link with only ?from= was
+    # dropped without a word, even a future one).
+    if start is not None and end is None:
+        if start > today:
+            problems.append("The link's start date is after today; the default range is shown.")
+            start = default_start
+        end = today
+    elif end is not None and start is None:
+        start = min(default_start, end)
     if start is None or end is None or start > end:
         if start and end and start > end:
             problems.append("The link's start date was after its end date; the default range is shown.")

@@ -92,4 +92,4 @@ def data_through(engine: Engine) -> tuple[datetime | None, str]:
         if state is not None:
             return ensure_aware(state), "last Stripe sync"
     newest = newest_payment_at(engine)
-    return newest, "newest payment in the database (no Stripe sync has run yet)"
+    return newest, "newest payment in the database; no Stripe sync has run yet"

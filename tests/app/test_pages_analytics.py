@@ -141,6 +141,11 @@ class TestRevenue:
         assert "was not a date" in shown
         assert "is not a granularity" in shown
         assert "“gold” is not one of the tiers in the data; all tiers are shown." in shown
+        # A future start alone was dropped without a word; a past one alone runs to today.
+        later = run_page(database_url, "revenue.py", "finance", {"from": "2099-01-01"})
+        assert "The link's start date is after today; the default range is shown." in texts(later)
+        since = run_page(database_url, "revenue.py", "finance", {"from": "2026-01-01"})
+        assert since.date_input[0].value[0] == date(2026, 1, 1) and not since.warning
         assert [t.value for t in at.title] == ["Revenue"]
 
     def test_controls_are_kept_in_the_link(self, database_url, world):
