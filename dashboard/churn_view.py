@@ -33,6 +33,11 @@ def render() -> None:
     for row in (CARDS[:4], CARDS[4:]):
         for col, (role, title) in zip(st.columns(4), row, strict=True):
             ui.card(col, found[role], C[role], title, page.settings_line)
+    grain = page.question.granularity
+    if grain != "month":
+        # The same week read 0.1 % by day and 0.9 % by month, and nothing said which.
+        st.caption(f"Churn and retention rates are per {grain}: over the range, the average {grain}'s rate "
+                   f"(weighted by who was paying at each {grain}'s start). Choose Month for monthly rates.")
 
     later: list[Callable[[], None]] = []  # drill tables of half-width charts, drawn below them
     left, right = st.columns(2)

@@ -237,6 +237,14 @@ class TestChurn:
                            "Cancellation reasons"]
         assert not at.error
 
+    def test_rates_by_day_or_week_say_they_are_per_period(self, database_url, world):
+        # The same range read 0.1 % by day and 0.9 % by month, and nothing said which.
+        by_week = texts(run_page(database_url, "churn.py", "finance", {"from": "2026-01-01", "to": "2026-03-31",
+                                                                       "grain": "week"}))
+        assert "Churn and retention rates are per week" in by_week
+        by_month = texts(run_page(database_url, "churn.py", "finance", {"from": "2026-01-01", "to": "2026-03-31"}))
+        assert "rates are per" not in by_month
+
     def test_mrr_churn_and_retention_are_drawn_on_axes_of_their_own(self, database_url, world):
         # On one axis, churn (a few per cent) lay flat under NRR and GRR (near 100 %).
         at = run_page(database_url, "churn.py", "finance", {"from": "2026-01-01", "to": "2026-06-30"})
