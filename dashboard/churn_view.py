@@ -36,7 +36,7 @@ def render() -> None:
     grain = page.question.granularity
     if grain != "month":
         # The same week read 0.1 % by day and 0.9 % by month, and nothing said which.
-        st.caption(f"Churn and retention rates are per {grain}: over the range, the average {grain}'s rate "
+        st.caption(f"Churn and retention rates are per {grain}: over the range, the average {grain}'s rate "  # text-safe: day or week
                    f"(weighted by who was paying at each {grain}'s start). Choose Month for monthly rates.")
 
     later: list[Callable[[], None]] = []  # drill tables of half-width charts, drawn below them
