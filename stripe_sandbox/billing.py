@@ -148,7 +148,8 @@ def proration_items(api: Api, sub: dict[str, Any], old_items: list[dict[str, Any
             "period": {"start": at, "end": end},
             "pricing": {"price_details": {"price": item["price"]["id"], "product": id_of(item["price"]["product"])},
                         "type": "price_details", "unit_amount_decimal": str(item["price"]["unit_amount"])},
-            "proration": True, "proration_details": {"discount_amounts": []}, "net_amount": amount,
+            "proration": True, "proration_details": {"discount_amounts": discount_amounts(sub, amount, at)},
+            "net_amount": amount,
             "quantity": int(item.get("quantity") or 1), "tax_rates": [], "test_clock": sub.get("test_clock"),
             "_sandbox": {"created": at},
         }
@@ -167,7 +168,9 @@ def proration_items(api: Api, sub: dict[str, Any], old_items: list[dict[str, Any
 def ii_line(inv: dict[str, Any], ii: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": new_id("il"), "object": "line_item", "amount": ii["amount"], "currency": ii["currency"],
-        "description": ii["description"], "discount_amounts": [], "discountable": False, "discounts": [],
+        "description": ii["description"],
+        "discount_amounts": list((ii.get("proration_details") or {}).get("discount_amounts") or []),
+        "discountable": False, "discounts": [],
         "invoice": inv["id"], "livemode": False, "metadata": {},
         "parent": {"type": "invoice_item_details", "subscription_item_details": None,
                    "invoice_item_details": {"invoice_item": ii["id"], "proration": bool(ii.get("proration")),
@@ -200,11 +203,39 @@ def add_lines(api: Api, inv: dict[str, Any], sub: dict[str, Any], invoice_items:
                 line = item_line(api, inv, sub, item, period, amount=0, description=f"Trial period for {name}")
             else:
                 line = item_line(api, inv, sub, item, period)
+            if line["discountable"] and line["amount"]:
+                line["discount_amounts"] = discount_amounts(sub, line["amount"], period[0])
             inv["lines"]["data"].append(line)
-    total = sum(line["amount"] for line in inv["lines"]["data"])
-    inv.update(subtotal=total, subtotal_excluding_tax=total, total=total, total_excluding_tax=total)
+    subtotal = sum(line["amount"] for line in inv["lines"]["data"])
+    by_discount: dict[str, int] = {}
+    for line in inv["lines"]["data"]:
+        for d in line.get("discount_amounts") or []:
+            by_discount[d["discount"]] = by_discount.get(d["discount"], 0) + int(d["amount"])
+        line["pretax_credit_amounts"] = [{"amount": d["amount"], "credit_balance_transaction": None,
+                                          "discount": d["discount"], "type": "discount"}
+                                         for d in line.get("discount_amounts") or []]
+    total = subtotal - sum(by_discount.values())
+    inv.update(subtotal=subtotal, subtotal_excluding_tax=subtotal, total=total, total_excluding_tax=total,
+               total_discount_amounts=[{"amount": a, "discount": d} for d, a in by_discount.items()],
+               total_pretax_credit_amounts=[{"amount": a, "credit_balance_transaction": None, "discount": d,
+                                             "type": "discount"} for d, a in by_discount.items()])
     due = max(total, 0)
     inv.update(amount_due=due, amount_remaining=due)
+
+
+def discount_amounts(sub: dict[str, Any], amount: int, at: int) -> list[dict[str, Any]]:
+    """Stripe's ``discount_amounts`` of an amount billed on ``sub`` at ``at``: each percent-off
+    discount in force then takes its share (a credit for unused time is reduced alike, as the member
+    paid the discounted price). Amount-off coupons are not modelled (the demo sells none)."""
+    out = []
+    for d in sub.get("discounts") or []:
+        if not isinstance(d, dict):
+            continue
+        coupon = (d.get("source") or {}).get("coupon") or d.get("coupon") or {}
+        percent = coupon.get("percent_off")
+        if percent and (d.get("end") is None or d["end"] > at) and (d.get("start") or 0) <= at:
+            out.append({"amount": round(amount * float(percent) / 100), "discount": d["id"]})
+    return out
 
 
 def apply_balance(api: Api, inv: dict[str, Any]) -> None:

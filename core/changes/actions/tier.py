@@ -126,9 +126,12 @@ def _proration_total(invoice: dict[str, Any]) -> int:
     total, seen = 0, False
     for line in lines:
         parent = line.get("parent") or {}
-        proration = ((parent.get("subscription_item_details") or {}).get("proration")
-                     if parent.get("subscription_item_details") else line.get("proration"))
+        details = parent.get("subscription_item_details") or parent.get("invoice_item_details")
+        proration = (details or {}).get("proration") if details else line.get("proration")
         if proration:
-            total += int(line.get("amount") or 0)
+            # A line's amount is before discounts: a member on 20 % off was shown and charged the
+            # full proration (Stripe takes the line's discount_amounts off the invoice).
+            total += int(line.get("amount") or 0) - sum(int(d.get("amount") or 0)
+                                                        for d in line.get("discount_amounts") or [])
             seen = True
     return total if seen else int(invoice.get("amount_due") or invoice.get("total") or 0)

@@ -1,0 +1,59 @@
+"""A member on a discount: what a tier change costs now is the discounted proration, in the
+preview and in what Stripe charges. Line amounts are before discounts (Stripe takes each line's
+``discount_amounts`` off the invoice); the preview summed the amounts, and showed and charged a
+member on 20 % off a quarter more than the price they pay. The member comes from the demo world
+imported into the sandbox (the demo gives 6 % of subscriptions 20 % off, forever)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from core.changes import REASONS, Actor, ChangeInput, submit
+from core.changes import preview as preview_change
+from core.db import session_scope
+from core.models import Member, Price, Subscription
+from demo import iter_events, iter_stripe_objects
+from demo.world import World as DemoWorld
+from stripe_sandbox.store import SandboxStore
+from tests.support.changes_world import mirror, version
+
+FINANCE = Actor.of("fin", ["finance"])
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def test_a_discounted_member_s_tier_change_costs_the_discounted_proration(engine, stripe_env, sandbox):
+    world = DemoWorld(seed=23, members=200, now=NOW)
+    objects = list(iter_stripe_objects(world))
+    store = SandboxStore(sandbox.state_path)
+    store.import_objects(objects)
+    store.import_events(iter_events(world))
+    store.close()
+    discounted = next(o for o in objects if o.get("object") == "subscription" and o.get("discounts")
+                      and o["status"] == "active" and not o.get("cancel_at_period_end"))
+    customer = discounted["customer"]
+    mirror(engine, stripe_env.client, customer)
+    with session_scope(engine) as s:
+        member_id = s.scalar(select(Member.id).where(Member.stripe_customer_id == customer))
+        sub = s.scalar(select(Subscription).where(Subscription.stripe_subscription_id == discounted["id"]))
+        current = s.get(Price, sub.price_id)
+        other = s.scalar(select(Price).where(Price.currency == current.currency, Price.interval == current.interval,
+                                             Price.tier_id != current.tier_id, Price.active.is_(True)))
+    params = {"price_id": other.id, "when": "now"}
+
+    def change() -> ChangeInput:
+        return ChangeInput("change_price", member_id, version(engine, member_id), REASONS["change_price"][0],
+                           "asked to switch", params)
+
+    preview = preview_change(engine, change(), FINANCE, stripe=stripe_env.client, now=NOW)
+    out = submit(engine, change(), FINANCE, stripe=stripe_env.client, now=NOW)
+    assert out.status == "applied"
+    invoice = stripe_env.client.v1.invoices.list({"customer": customer, "limit": 1}).data[0]
+    lines = invoice.lines.data
+    before = sum(line.amount for line in lines)
+    discounts = sum(d.amount for line in lines for d in (line.discount_amounts or []))
+    assert discounts and invoice.total == before - discounts
+    # What the preview said is what Stripe charged, and it is the discounted amount.
+    assert preview.amount_minor == abs(invoice.total)
+    assert abs(preview.amount_minor - round(abs(before) * 0.8)) <= len(lines)
