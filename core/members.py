@@ -28,6 +28,7 @@ from core.db import session_scope
 from core.member_search import PAGE_SIZE, SEARCH_COLUMNS, search_page
 from core.models import (
     AuditEntry,
+    ChangeRequest,
     Dispute,
     Invoice,
     Member,
@@ -222,13 +223,21 @@ def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberVie
             ["created_at", "status", "amount_minor", "currency", "decline_code", "failure_code", "card_brand",
              "card_last4", "attempt_number", "amount_refunded_minor", "disputed", "failure_message", "invoice_id",
              "payment_id", "stripe_charge_id"])
+        # Stripe keeps three refund reasons; a refund staff made here was sent under the nearest one
+        # ("Goodwill gesture" came back as "Customer asked for a refund"). Ours, and who made it,
+        # come from the change request that made the refund.
+        staff = {str(ids.get("refund")): (who, why) for ids, who, why in s.execute(
+            select(ChangeRequest.stripe_ids, ChangeRequest.requested_by, ChangeRequest.reason).where(
+                ChangeRequest.member_id == member_id, ChangeRequest.action == "refund",
+                ChangeRequest.status == "applied")) if isinstance(ids, dict) and ids.get("refund")}
         view.refunds = _frame([{
             "refund_id": r.id, "stripe_refund_id": r.stripe_refund_id, "payment_id": r.payment_id,
             "created_at": _local(r.created_at, z), "status": r.status, "currency": r.currency,
-            "amount_minor": r.amount, "reason": r.reason,
+            "amount_minor": r.amount, "reason": staff[r.stripe_refund_id][1] if r.stripe_refund_id in staff else r.reason,
+            "made_by": staff[r.stripe_refund_id][0] if r.stripe_refund_id in staff else None,
         } for r in s.scalars(select(Refund).where(Refund.member_id == member_id).order_by(Refund.created_at.desc()))],
             ["refund_id", "stripe_refund_id", "payment_id", "created_at", "status", "currency", "amount_minor",
-             "reason"])
+             "reason", "made_by"])
         view.disputes = _frame([{
             "dispute_id": d.id, "stripe_dispute_id": d.stripe_dispute_id, "payment_id": d.payment_id,
             "created_at": _local(d.created_at, z), "status": d.status, "currency": d.currency,

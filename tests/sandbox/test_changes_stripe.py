@@ -80,6 +80,13 @@ class TestRefund:
             assert stripe_env.client.v1.refunds.retrieve(refund_id).reason == expected
             with session_scope(engine) as s:
                 assert s.scalar(select(Refund.reason).where(Refund.stripe_refund_id == refund_id)) == expected
+        # The member page says the reason staff gave, and who ("goodwill" came back from Stripe as
+        # "requested_by_customer" and was shown so).
+        from core.members import member_view
+
+        shown = member_view(engine, world.member_id).refunds
+        assert sorted(zip(shown["reason"], shown["made_by"], strict=True)) == sorted(
+            (r, "sam") for r in ("duplicate", "goodwill", "fraudulent", "service_outage"))
 
     def test_a_second_like_refund_asks_and_names_the_first(self, engine, stripe_env, world):
         from core.changes import RepeatSuspected
