@@ -307,6 +307,9 @@ class TestTierChange:
         assert submit(engine, _change(engine, world, "change_price", params), FINANCE,
                       stripe=stripe_env.client).status == "applied"
         assert _sub(engine, world).current_period_end == p.new_period_end
+        # Charged now: the year, less the unused month's credit, as Stripe's invoice says.
+        charged = stripe_env.client.v1.invoices.list({"customer": world.customer, "limit": 1}).data[0]
+        assert (p.amount_kind, p.amount_minor) == ("charge", charged.total) and 9000 <= charged.total < 10000
 
     def test_support_may_not_change_tier_and_wrong_currency_is_refused(self, engine, stripe_env, world):
         params = {"price_id": world.prices["platinum_monthly"], "when": "now"}

@@ -72,7 +72,9 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
         except GatewayError as exc:
             raise ChangeRefused(exc.sentence) from None
         tier = ctx.session.get(Tier, price.tier_id)
-        amount = _proration_total(inv) if when == "now" else 0
+        # An interval change bills the whole new period at once, less the unused time's credit: the
+        # invoice's total, not its prorations alone (which are only that credit).
+        amount = (_invoice_total(inv) if new_cycle else _proration_total(inv)) if when == "now" else 0
         label = f"{tier.name if tier else 'tier'} at {format_money(price.unit_amount, price.currency)}/{price.interval}"
         period_end = sub.current_period_end
         if when == "now":
@@ -120,6 +122,15 @@ def _new_period_end(invoice: dict[str, Any]) -> datetime | None:
     return from_epoch(max(ends)) if ends else None
 
 
+def _invoice_total(invoice: dict[str, Any]) -> int:
+    """What the invoice charges now (``amount_due``: after the customer's credit), or its negative
+    total when it is a credit."""
+    total, due = invoice.get("total"), invoice.get("amount_due")
+    if total is not None and int(total) < 0:
+        return int(total)
+    return int(due if due is not None else total or 0)
+
+
 def _proration_total(invoice: dict[str, Any]) -> int:
     """What the switch costs now: the preview's proration lines (today's or the older shape)."""
     lines = (invoice.get("lines") or {}).get("data") or []
@@ -134,4 +145,4 @@ def _proration_total(invoice: dict[str, Any]) -> int:
             total += int(line.get("amount") or 0) - sum(int(d.get("amount") or 0)
                                                         for d in line.get("discount_amounts") or [])
             seen = True
-    return total if seen else int(invoice.get("amount_due") or invoice.get("total") or 0)
+    return total if seen else _invoice_total(invoice)
