@@ -302,6 +302,7 @@ def render_changes_page(ctx: StaffContext) -> None:
     show_flash(CHANGES_FLASH)
     seen = queries.overview(engine())
     pending, stuck, history, limits = seen.pending, seen.interrupted, seen.history, seen.limits.describe()
+    _decided_elsewhere(pending, history)
     st.subheader("Waiting for approval")
     table(_display(pending), "changes-pending", empty_sentence="Nothing waits for approval.", key="csv-pending")
     if not pending.empty and ctx.can(Permission.APPROVE_CHANGES):
@@ -373,10 +374,30 @@ def _display(frame: Any) -> Any:
     return out.rename(columns={c: fmt.label(c) for c in out.columns})
 
 
+DECIDING_KEY = "changes_page_deciding"  # the request this session's decision form showed last
+
+
+def _decided_elsewhere(pending: Any, history: Any) -> None:
+    """The request this page offered to decide was decided meanwhile by someone else (another tab,
+    a colleague): say by whom and how. Approve there answered only "Nothing waits for approval."."""
+    rid = st.session_state.get(DECIDING_KEY)
+    if rid is None or int(rid) in {int(r) for r in pending["request_id"]}:
+        return
+    st.session_state.pop(DECIDING_KEY, None)
+    done = history[history["request_id"] == int(rid)]
+    if done.empty:
+        return
+    row = done.iloc[0]
+    who = f" by {md(row['decided_by'])}" if row["decided_by"] else ""
+    st.info(f"Request {int(rid)} was decided{who} a moment ago ({md(fmt.status_label(row['status']))}); "  # text-safe: md()
+            "nothing was done twice.")
+
+
 def _decide_form(ctx: StaffContext, pending: Any) -> None:
     labels = {int(r["request_id"]): queries.request_label(r) for r in pending.to_dict("records")}
     summaries = {int(r["request_id"]): r["summary"] for r in pending.to_dict("records")}
     rid = st.selectbox("Request to decide", list(labels), format_func=lambda r: labels[r], key="chg-decide-id")
+    st.session_state[DECIDING_KEY] = int(rid)
     st.info(f"**{md(labels[int(rid)])}**\n\n{md(summaries.get(int(rid)) or '')}\n\nApprove and apply re-checks the request "
             "against the member's current state and then makes it in Stripe at once (for a refund: the money goes "
             "back to the member's card and Stripe e-mails them a receipt if receipts are on). Reject changes "
@@ -401,5 +422,6 @@ def _run(fn: Any) -> None:
         error_box(str(exc))
         return
     reads.clear_all()
+    st.session_state.pop(DECIDING_KEY, None)  # decided here: the outcome says so
     flash(CHANGES_FLASH, outcome.message)
     st.rerun()

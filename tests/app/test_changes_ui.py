@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from core.changes import Actor, ChangeInput, submit
+from core.changes import Actor, ChangeInput, decide, submit
 from core.models import ChangeRequest, Subscription
 from tests.support.db import TEST_KEY
 from tests.support.factories import make_member, make_tier
@@ -190,3 +190,33 @@ def test_a_change_made_impossible_elsewhere_is_said_on_confirm(database_url, eng
         "and nothing was changed."]
     with Session(engine) as s:
         assert len(s.scalars(select(Subscription)).all()) == 1  # the other tab's, once
+
+
+def test_a_request_decided_in_another_tab_is_said_so(database_url, engine, stripe_env, monkeypatch):
+    # Approve in a second tab answered only "Nothing waits for approval.".
+    from core.changes import load_limits, save_limits
+    from core.db import session_scope
+    from tests.support.changes_world import build, version
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    world = build(engine, stripe_env.client)
+    with session_scope(engine) as s:
+        limits = load_limits(s)
+    limits.approval_refund_above["USD"] = 100
+    save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
+    queued = submit(engine, ChangeInput("refund", world.member_id, version(engine, world.member_id), "duplicate",
+                                        "charged twice", {"payment_id": world.payment_id, "amount": 400}),
+                    Actor.of("sam", ["support"]), stripe=stripe_env.client)
+    assert queued.status == "pending_approval"
+    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "mia",
+              ["manager"])
+    at.secrets["stripe"] = {"api_key": stripe_env.proc.api_key, "api_base": stripe_env.proc.url}
+    at.run()
+    decide(engine, queued.request_id, Actor.of("fin", ["finance"]), approve=True, note="the other tab",
+           stripe=stripe_env.client)
+    at.text_area(key="chg-decide-note").input("me too")
+    at.button(key="FormSubmitter:chg-decide-Approve and apply").click().run()
+    assert not at.exception
+    assert any(f"Request {queued.request_id} was decided by fin a moment ago" in i.value for i in at.info), [
+        i.value for i in at.info]
+    assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 400  # once
