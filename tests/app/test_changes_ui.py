@@ -140,13 +140,13 @@ def test_support_sees_no_limits_form(database_url, world, monkeypatch):
     assert not at.exception and len(at.text_input) == 0
 
 
-def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engine, stripe_env,
-                                                              monkeypatch):
+def _a_refund_waiting_for_mia(database_url: str, engine: Any, stripe_env: Any) -> tuple[Any, Any, AppTest]:
+    """A $4.00 refund support asked for, waiting for approval (above a $1.00 approval amount), and the
+    Membership changes page as the manager mia opens it: (world, the queued outcome, the page)."""
     from core.changes import load_limits, save_limits
     from core.db import session_scope
     from tests.support.changes_world import build, version
 
-    monkeypatch.delenv("DATABASE_URL", raising=False)
     world = build(engine, stripe_env.client)
     with session_scope(engine) as s:
         limits = load_limits(s)
@@ -160,6 +160,13 @@ def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engi
               ["manager"])
     at.secrets["stripe"] = {"api_key": stripe_env.proc.api_key, "api_base": stripe_env.proc.url}
     at.run()
+    return world, queued, at
+
+
+def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engine, stripe_env,
+                                                              monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    world, queued, at = _a_refund_waiting_for_mia(database_url, engine, stripe_env)
     assert not at.exception
     # The approver sees who asks, for what, how much and why, not a bare request number.
     option = at.selectbox(key="chg-decide-id").options[0]
@@ -194,24 +201,8 @@ def test_a_change_made_impossible_elsewhere_is_said_on_confirm(database_url, eng
 
 def test_a_request_decided_in_another_tab_is_said_so(database_url, engine, stripe_env, monkeypatch):
     # Approve in a second tab answered only "Nothing waits for approval.".
-    from core.changes import load_limits, save_limits
-    from core.db import session_scope
-    from tests.support.changes_world import build, version
-
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    world = build(engine, stripe_env.client)
-    with session_scope(engine) as s:
-        limits = load_limits(s)
-    limits.approval_refund_above["USD"] = 100
-    save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
-    queued = submit(engine, ChangeInput("refund", world.member_id, version(engine, world.member_id), "duplicate",
-                                        "charged twice", {"payment_id": world.payment_id, "amount": 400}),
-                    Actor.of("sam", ["support"]), stripe=stripe_env.client)
-    assert queued.status == "pending_approval"
-    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "mia",
-              ["manager"])
-    at.secrets["stripe"] = {"api_key": stripe_env.proc.api_key, "api_base": stripe_env.proc.url}
-    at.run()
+    world, queued, at = _a_refund_waiting_for_mia(database_url, engine, stripe_env)
     decide(engine, queued.request_id, Actor.of("fin", ["finance"]), approve=True, note="the other tab",
            stripe=stripe_env.client)
     at.text_area(key="chg-decide-note").input("me too")
