@@ -40,8 +40,11 @@ PRICE_OBJECTS: dict[str, Obj] = {p["id"]: p for p in prices()}
 
 
 def customer(cid: str, *, created: int, email: str, name: str, phone: str | None, address: Obj,
-             currency: str, default_pm: str | None) -> Obj:
+             currency: str, default_pm: str | None, invoice_prefix: str) -> Obj:
+    # Stripe gives each customer its own invoice prefix, so invoice numbers never repeat across
+    # customers; ``next_invoice_sequence`` is set when the story ends (demo/simulate.py).
     return {"id": cid, "object": "customer", "created": created, "email": email, "name": name, "phone": phone,
+            "invoice_prefix": invoice_prefix,
             "address": address, "currency": currency.lower(), "livemode": False, "metadata": {},
             "invoice_settings": {"default_payment_method": default_pm, "custom_fields": None, "footer": None},
             "delinquent": False, "balance": 0, "description": None}

@@ -166,7 +166,8 @@ class _Member(Billing):
             rng.randint(1, 81)  # was a random calling code; still drawn so a seed's world stays the same
             phone = f"+{CALLING_CODES[self.country]} {rng.randint(100, 999)} {rng.randint(1000000, 9999999)}"
         cust = o.customer(self.customer_id, created=self.signup, email=self.email, name=self.name, phone=phone,
-                          address=address, currency=self.currency, default_pm=None)
+                          address=address, currency=self.currency, default_pm=None,
+                          invoice_prefix=self.number_prefix)
         self.story.customer = cust
         self.event(self.signup, "customer.created", cust)
         self.new_card(max(start - 120, self.signup))
@@ -181,6 +182,8 @@ class _Member(Billing):
                 break
             if t >= self.pm_expires_at or rng.random() < 0.5:
                 self.new_card(t - 60)
+        # The customer as Stripe holds it now: its next invoice continues this story's numbers.
+        cust["next_invoice_sequence"] = self.invoice_no + 1
         return self.story
 
     def subscription(self, t: int, *, trial_allowed: bool) -> int | None:
