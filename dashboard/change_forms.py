@@ -59,7 +59,8 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
     elif action in ("extend", "grant_comp"):
         # No bounds here: a value outside a widget's bounds blocked the form in the browser with only a
         # tooltip, leaving the last run's message on screen; the service answers in a sentence.
-        p["days"] = st.number_input("Days", value=7, step=1, key=f"{key}-days")
+        p["days"] = st.number_input("Days", value=7, step=1, key=f"{key}-days",
+                                    help="Whole days: a fraction typed here is dropped. The preview names the new end.")
         if action == "grant_comp":
             tiers = {t["name"]: t["code"] for t in data["tiers"]}
             p["tier"] = tiers.get(st.selectbox("Tier", list(tiers) or ["(none)"], key=f"{key}-tier"))
@@ -278,9 +279,19 @@ def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> 
     if outcome.status in ("failed", "rejected"):
         error_box(outcome.message)
         return
-    state["message"] = outcome.message
+    state["message"] = _said_done(outcome, change.action, state.get("preview"))
     _reset_form(member_id, change.action)
     st.rerun()
+
+
+def _said_done(outcome: changes.Outcome, action: str, preview: changes.Preview | None) -> str:
+    """"Done." names what was done, so an agent with several forms open (or back after a call)
+    reads which change went through, not only that one did."""
+    if outcome.status != "applied" or not outcome.message.startswith("Done"):
+        return outcome.message
+    title = changes.ACTIONS[action].title
+    what = " ".join(preview.summary) if preview is not None and preview.action == action else ""
+    return f"{outcome.message} {title}" + (f": {what}" if what else ".")
 
 
 def _fresh_version(ctx: StaffContext, member_id: int, fallback: int) -> int:

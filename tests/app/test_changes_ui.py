@@ -91,7 +91,9 @@ def test_member_form_previews_then_grants(database_url, engine, session, world, 
     sub = session.scalars(select(Subscription)).one()
     assert sub.complimentary
     assert session.scalars(select(ChangeRequest)).one().requested_by == "sam"
-    assert any("Done" in s.value for s in at.success)
+    # "Done." names the change that went through, with what it did.
+    done = [s.value for s in at.success if "Done" in s.value]
+    assert done and "Grant a complimentary membership" in done[0] and "10 days" in done[0], done
     # After "Done." the form starts afresh (new, empty widgets), so nothing is confirmed twice by accident.
     assert not [
         b for b in at.button if b.key == f"{key}-grant_comp-confirm"]
