@@ -269,6 +269,9 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
     with tabs[5]:
         _notes(ctx, view)
     with tabs[6]:
+        if not view.audit.empty:
+            st.caption("Before and after are the records as the audit log keeps them: amounts in the currency's "
+                       "smallest unit (cents; yen are whole yen), beside their currency.")
         table(fmt.display_frame(view.audit), f"{prefix}-audit", key="csv-member-audit",
               empty_sentence="No audit entries for this member.")
     with tabs[7]:
