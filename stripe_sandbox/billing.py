@@ -136,7 +136,13 @@ def proration_items(api: Api, sub: dict[str, Any], old_items: list[dict[str, Any
 
     def ii(item: dict[str, Any], sign: int, what: str) -> dict[str, Any]:
         full = int(item["price"]["unit_amount"]) * int(item.get("quantity") or 1)
-        amount = sign * round(full * frac_num / frac_den)
+        gross = sign * round(full * frac_num / frac_den)
+        # A classic-mode subscription (Stripe's default; ``proration_discounts=included``): the
+        # proration's amount is already net of the subscription's discounts, which are named with
+        # an amount of 0 (only flexible mode's ``itemized`` shows the gross and the discount).
+        taken = discount_amounts(sub, gross, at)
+        amount = gross - sum(d["amount"] for d in taken)
+        named = [{"amount": 0, "discount": d["discount"]} for d in taken]
         day = datetime.fromtimestamp(at, UTC).strftime("%d %b %Y")
         return {
             "id": new_id("ii"), "object": "invoiceitem", "amount": amount, "currency": sub["currency"],
@@ -148,7 +154,7 @@ def proration_items(api: Api, sub: dict[str, Any], old_items: list[dict[str, Any
             "period": {"start": at, "end": end},
             "pricing": {"price_details": {"price": item["price"]["id"], "product": id_of(item["price"]["product"])},
                         "type": "price_details", "unit_amount_decimal": str(item["price"]["unit_amount"])},
-            "proration": True, "proration_details": {"discount_amounts": discount_amounts(sub, amount, at)},
+            "proration": True, "proration_details": {"discount_amounts": named},
             "net_amount": amount,
             "quantity": int(item.get("quantity") or 1), "tax_rates": [], "test_clock": sub.get("test_clock"),
             "_sandbox": {"created": at},
@@ -226,7 +232,8 @@ def add_lines(api: Api, inv: dict[str, Any], sub: dict[str, Any], invoice_items:
 def discount_amounts(sub: dict[str, Any], amount: int, at: int) -> list[dict[str, Any]]:
     """Stripe's ``discount_amounts`` of an amount billed on ``sub`` at ``at``: each percent-off
     discount in force then takes its share (a credit for unused time is reduced alike, as the member
-    paid the discounted price). Amount-off coupons are not modelled (the demo sells none)."""
+    paid the discounted price). Amount-off coupons are not modelled (the demo sells none, and
+    Memberdesk makes none)."""
     out = []
     for d in sub.get("discounts") or []:
         if not isinstance(d, dict):
