@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import streamlit as st
@@ -109,6 +109,15 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
         if start and end and start > end:
             problems.append("The link's start date was after its end date; the default range is shown.")
         start, end = default_start, today
+    if start > today:
+        problems.append("The link's dates are after today, and there are no figures yet; the default range is shown.")
+        start, end = default_start, today
+    if end > today + timedelta(days=1):  # a day's grace: a link sent from a zone already in tomorrow
+        problems.append("The link's end date is after today; the range ends today, the last day with figures.")
+        end = today
+    if start < EARLIEST:
+        problems.append(f"Ranges start on {EARLIEST:%d %b %Y} or later; the range starts there.")
+        start, end = (EARLIEST, end) if end >= EARLIEST else (default_start, today)
     grain = _param("grain") or "month"
     if grain not in GRANULARITIES:
         problems.append(f"“{grain}” is not a granularity (use day, week or month); month is shown.")
@@ -137,6 +146,7 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
     cols = st.columns([2.2, 1.6, 1.8] if with_granularity and with_money else [2.2, 1.8, 1.6])
     with cols[0]:
         picked = st.date_input("Date range", value=None if moved else (start, end), key=k + "range", format="YYYY-MM-DD",
+                               min_value=EARLIEST, max_value=max(today, end),
                                help="Local calendar days in the business time zone, both ends included.")
     if isinstance(picked, tuple | list) and len(picked) == 2:
         start, end = picked[0], picked[1]
@@ -160,6 +170,12 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
                 help=("Converted: every amount in the reporting currency at that month's rate. "
                       "A single currency: only amounts charged in it, unconverted."),
             )
+
+    shown_by = _coarsest_needed(start, end, grain) if with_granularity else grain
+    if shown_by != grain:
+        problems.append(f"{(end - start).days + 1:,} days are too many to show by {grain}; the charts show them "
+                        f"by {shown_by}.")
+        grain = shown_by
 
     chosen: dict[str, tuple[str, ...]] = {}
     active = [f for f in with_filters if getattr(options, f)]
@@ -198,6 +214,21 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
 
 
 OWNED = ("from", "to", "grain", "money", *FILTERS)  # the parameters the controls write
+
+# The bounds of what a page is asked to draw. Without them one link (every day since the year 1)
+# held the server at 5 GB for minutes; two years of days or ten of weeks is more than a chart shows.
+EARLIEST = date(2000, 1, 1)
+MOST_BUCKETS = {"day": 731, "week": 530}
+
+
+def _coarsest_needed(start: date, end: date, grain: str) -> str:
+    """``grain``, or the next longer granularity when the range holds too many buckets of it."""
+    days = (end - start).days + 1
+    if grain == "day" and days > MOST_BUCKETS["day"]:
+        grain = "week"
+    if grain == "week" and days / 7 > MOST_BUCKETS["week"]:
+        grain = "month"
+    return grain
 
 
 def _owned() -> dict[str, list[str]]:

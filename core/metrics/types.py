@@ -38,6 +38,11 @@ class Filters:
                                   ("currency", self.currency), ("country", self.country)) if v}
 
 
+EARLIEST_START = date(1970, 1, 1)  # before any card payment system this product reads
+MAX_BUCKETS = 4000  # eleven years by day; pages ask for far fewer (dashboard/controls.py)
+DAYS_PER_BUCKET = {"day": 1.0, "week": 7.0, "month": 28.0}
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     """One question. ``start``/``end`` are local dates in ``tz``, half-open ``[start, end)``.
@@ -61,6 +66,14 @@ class Query:
             raise MetricError(f"“{self.granularity}” is not a granularity; use day, week or month.")
         if not self.end > self.start:
             raise MetricError("The end date must come after the start date.")
+        if self.start < EARLIEST_START:
+            raise MetricError(f"Ranges start on {EARLIEST_START:%d %b %Y} or later.")
+        buckets = (self.end - self.start).days / DAYS_PER_BUCKET[self.granularity]
+        if buckets > MAX_BUCKETS:
+            # One question may not ask for unbounded work: a link asking for every day since the
+            # year 1 held a server's memory at 5 GB for minutes.
+            raise MetricError(f"That range holds about {buckets:,.0f} {self.granularity}s, more than "
+                              f"{MAX_BUCKETS:,} buckets; choose a shorter range or a longer granularity.")
         try:
             zone(self.tz)
         except ValueError as exc:

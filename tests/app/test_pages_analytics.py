@@ -144,6 +144,20 @@ class TestRevenue:
         # A future start alone was dropped without a word; a past one alone runs to today.
         later = run_page(database_url, "revenue.py", "finance", {"from": "2099-01-01"})
         assert "The link's start date is after today; the default range is shown." in texts(later)
+        # A range wholly in the future showed $0.00 and a "so far" period without a word.
+        future = texts(run_page(database_url, "revenue.py", "finance", {"from": "2099-01-01", "to": "2099-03-01"}))
+        assert "The link's dates are after today, and there are no figures yet; the default range is shown." in future
+
+    def test_a_link_cannot_ask_for_unbounded_work(self, database_url, world):
+        # Every day since the year 1 held the server at 5 GB for minutes: a range starts in 2000 at
+        # the earliest, and too many days for a granularity are shown by a longer one.
+        at = run_page(database_url, "revenue.py", "finance", {"from": "0001-01-01", "grain": "day"})
+        shown = texts(at)
+        assert "Ranges start on 01 Jan 2000 or later; the range starts there." in shown
+        assert "days are too many to show by day; the charts show them by month." in shown
+        weeks = texts(run_page(database_url, "revenue.py", "finance", {"from": "2023-01-01", "to": "2025-12-31",
+                                                                         "grain": "day"}))
+        assert "1,096 days are too many to show by day; the charts show them by week." in weeks
         since = run_page(database_url, "revenue.py", "finance", {"from": "2026-01-01"})
         assert since.date_input[0].value[0] == date(2026, 1, 1) and not since.warning
         assert [t.value for t in at.title] == ["Revenue"]
