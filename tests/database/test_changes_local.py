@@ -125,6 +125,21 @@ class TestComplimentary:
         assert submit(engine, change(member, "grant_comp", {"days": 45, "tier": "premium"}), SUPPORT,
                       now=NOW).status == "applied"
 
+    def test_the_days_limit_counts_the_days_given_in_the_window(self, engine, session, member):
+        # Three grants of 30 days within a minute gave 90 days under support's 30-day limit.
+        submit(engine, change(member, "grant_comp", {"days": 20, "tier": "premium"}), SUPPORT, now=NOW)
+        session.expire_all()
+        v = session.get(Member, member.id).version
+        with pytest.raises(ChangeRefused, match="20 days were already given to this member in the last 24 hours, "
+                                                "so at most 10 more"):
+            submit(engine, change(member, "extend", {"days": 15}, version=v), SUPPORT, now=NOW)
+        assert submit(engine, change(member, "extend", {"days": 10}, version=v), SUPPORT, now=NOW).status == "applied"
+        session.expire_all()
+        v = session.get(Member, member.id).version
+        assert submit(engine, change(member, "extend", {"days": 100}, version=v), MANAGER, now=NOW).status == "applied"
+        session.expire_all()
+        assert session.scalars(select(Subscription)).one().current_period_end == at("2026-07-09 12:00")
+
     def test_extend_then_cancel_a_complimentary_membership_without_stripe(self, engine, session, member):
         submit(engine, change(member, "grant_comp", {"days": 10, "tier": "premium"}), SUPPORT, now=NOW)
         session.expire_all()

@@ -14,16 +14,18 @@ An action does three things, each small and testable:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.changes import parse
 from core.changes.errors import ChangeRefused
 from core.changes.limits import Limits
 from core.changes.model import Actor, Preview
-from core.models import Member, MembershipChange, Subscription
+from core.changes.repeats import LIVE
+from core.models import ChangeRequest, Member, MembershipChange, Subscription
 from core.permissions import Permission
 
 if TYPE_CHECKING:
@@ -108,12 +110,33 @@ def require_customer(ctx: Ctx) -> str:
 
 
 def allowed_days(ctx: Ctx, raw: Any, verb: str, ask: str) -> int:
-    """The days typed, within the most generous day limit of the person's roles."""
+    """The days typed, within the most generous day limit of the person's roles, counting the free
+    days already given to this member within the limits' window: three grants of 30 days in a
+    minute gave 90 under a 30-day limit (refunds were counted so; free days were not)."""
     days = parse.whole_number(raw, "number of days", low=1, high=3650)
     allowed = ctx.limits.max_extend_days(ctx.actor.roles)
-    if allowed is not None and days > allowed:
+    if allowed is None:
+        return days
+    if days > allowed:
         raise ChangeRefused(f"Your role may {verb} at most {allowed} days; {ask}.")
+    given = _days_given_recently(ctx)
+    if given + days > allowed:
+        hours = ctx.limits.refund_window_hours
+        raise ChangeRefused(f"Your role may {verb} at most {allowed} days to a member in {hours} hours; {given} "
+                            f"{'day was' if given == 1 else 'days were'} already given to this member in the last "
+                            f"{hours} hours, so at most {max(allowed - given, 0)} more; {ask}.")
     return days
+
+
+def _days_given_recently(ctx: Ctx) -> int:
+    """Free days (added or granted) to this member in requests made, being made or waiting for
+    approval within the limits' window, the request being decided excepted."""
+    since = ctx.now - timedelta(hours=ctx.limits.refund_window_hours)
+    rows = ctx.session.execute(select(ChangeRequest.id, ChangeRequest.params).where(
+        ChangeRequest.member_id == ctx.member.id, ChangeRequest.action.in_(("extend", "grant_comp")),
+        ChangeRequest.status.in_(LIVE), ChangeRequest.requested_at >= since)).all()
+    return sum(int(params.get("days") or 0) for rid, params in rows
+               if rid != ctx.request_id and isinstance(params, dict))
 
 
 def record_staff_change(ctx: Ctx, sub: Subscription, kind: str, *, from_status: str | None,
