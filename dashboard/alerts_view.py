@@ -206,8 +206,15 @@ def _affected(a: dict[str, Any]) -> None:
 
 
 def _actions(eng: Engine, ctx: StaffContext, a: dict[str, Any]) -> None:
-    with st.form(key=f"alert-form-{a['id']}", clear_on_submit=True):
-        note = st.text_input("Note (required to snooze or resolve)", key=f"alert-note-{a['id']}", max_chars=2000)
+    # Not cleared on submit: a double click sent the form a second time empty, and that run stopped
+    # the first one's. The note stays until its action is done (core answers a repeat as the first).
+    note_key = f"alert-note-{a['id']}"
+    if st.session_state.pop(f"{note_key}-done", False):
+        st.session_state.pop(note_key, None)
+    with st.form(key=f"alert-form-{a['id']}"):
+        # No max_chars: the browser dropped a longer paste whole, leaving "0/2000" and no word; core
+        # answers a note that is too long in a sentence, with the text still in the field.
+        note = st.text_input("Note (required to snooze or resolve)", key=note_key, help="Up to 2,000 characters.")
         # No bounds: 100,000 hours blocked the whole form (Resolve too) with only a tooltip; core says why.
         hours = st.number_input("Snooze for hours", value=4, step=1, key=f"alert-hours-{a['id']}")
         left, mid, right = st.columns(3)
@@ -231,6 +238,7 @@ def _actions(eng: Engine, ctx: StaffContext, a: dict[str, Any]) -> None:
         widgets.flash(FLASH, f"Alert {a['id']}: {exc}", ok=False)
         st.rerun()
     widgets.flash(FLASH, f"Alert {a['id']} {'acknowledged' if ack else 'snoozed' if snz else 'resolved'}.")
+    st.session_state[f"{note_key}-done"] = True
     st.rerun()
 
 

@@ -186,7 +186,8 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         reason_labels = dict(reasons)
         reason = st.selectbox("Reason", [r for r, _ in reasons], format_func=lambda r: reason_labels[r],
                               key=f"{key}-reason")
-        comment = st.text_area("Comment (required)", key=f"{key}-comment", max_chars=2000)
+        # No max_chars (a longer paste was dropped whole, without a word); the service says "too long".
+        comment = st.text_area("Comment (required)", key=f"{key}-comment", help="Up to 2,000 characters.")
         asked = st.form_submit_button("Preview")
     change = changes.ChangeInput(action=action, member_id=member_id, member_version=int(state["version"]),
                                  reason=reason, comment=comment, params=params)
@@ -414,7 +415,8 @@ def _decide_form(ctx: StaffContext, pending: Any) -> None:
             "back to the member's card and Stripe e-mails them a receipt if receipts are on). Reject changes "
             "nothing. [Runbook: limits and approvals](/runbook#limits-and-approvals)")
     with st.form("chg-decide"):
-        note = st.text_area("Note for your decision (required)", key="chg-decide-note", max_chars=2000)
+        note = st.text_area("Note for your decision (required)", key="chg-decide-note",
+                            help="Up to 2,000 characters.")
         cols = st.columns(2)
         approve = cols[0].form_submit_button("Approve and apply", type="primary")
         reject = cols[1].form_submit_button("Reject")

@@ -75,6 +75,20 @@ def _clean_note(note: str | None, *, required: bool) -> str | None:
     return note or None
 
 
+REPEAT_WINDOW = timedelta(minutes=1)
+
+
+def _just_done(session: Session, alert: Alert, actor: str, note: str | None, now: datetime) -> bool:
+    """Whether the alert's latest transition is this same action by the same person with the same
+    note within a minute. A double click on Resolve sent the form twice: the second press arrived
+    with the form cleared ("Please write a note saying why.") and stopped the first's run, so
+    the alert stayed snoozed; a repeat is now answered as the first."""
+    last = session.scalars(select(AlertTransition).where(AlertTransition.alert_id == alert.id)
+                           .order_by(AlertTransition.at.desc(), AlertTransition.id.desc()).limit(1)).first()
+    return (last is not None and last.to_status == alert.status and last.actor == actor and last.note == note
+            and abs(ensure_aware(last.at) - now) <= REPEAT_WINDOW)
+
+
 def _act(engine: Engine, alert_id: int, *, actor: Actor, allowed_from: tuple[str, ...],
          to_status: str, note: str | None, now: datetime | None, values: dict[str, Any] | None = None) -> Alert:
     now = ensure_aware(now or utc_now())
@@ -82,6 +96,8 @@ def _act(engine: Engine, alert_id: int, *, actor: Actor, allowed_from: tuple[str
         alert = session.execute(select(Alert).where(Alert.id == alert_id).with_for_update()).scalar_one_or_none()
         if alert is None:
             raise AlertError(f"There is no alert number {alert_id}.")
+        if alert.status == to_status and _just_done(session, alert, actor.username, note, now):
+            return alert  # the same press again (a double click): done once, said once
         if alert.status not in allowed_from:
             raise AlertError(f"Alert {alert_id} is {alert.status}; it cannot be marked {to_status} from there.")
         if not transition(session, alert, to_status, actor=actor.username, note=note, at=now, values=values):

@@ -62,9 +62,16 @@ def test_manager_sees_the_alert_and_resolves_it(database_url, engine, session):
     button = f"FormSubmitter:alert-form-{alert_id}-Resolve"
     at.button(key=button).click().run()
     assert "Please write a note saying why." in texts(at)
+    # A note too long is said, and stays in the field to be shortened (the browser dropped a longer
+    # paste whole under a max_chars).
+    at.text_input(key=f"alert-note-{alert_id}").input("x" * 2001)
+    at.button(key=button).click().run()
+    assert "The note is too long: keep it under 2000 characters." in texts(at)
+    assert at.text_input(key=f"alert-note-{alert_id}").value == "x" * 2001
     at.text_input(key=f"alert-note-{alert_id}").input("bank outage, over")
     at.button(key=button).click().run()
     assert not at.exception, at.exception
+    assert f"Alert {alert_id} resolved." in texts(at)
     session.expire_all()
     assert session.scalar(select(Alert.status).where(Alert.id == alert_id)) == "resolved"
     note = session.scalar(select(AlertTransition.note).where(AlertTransition.alert_id == alert_id,

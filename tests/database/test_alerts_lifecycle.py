@@ -103,6 +103,21 @@ class TestPeopleActing:
         assert [r["id"] for r in list_alerts(engine, search="API KEY")] == [aid]
         assert list_alerts(engine, search="nothing like this") == []
 
+    def test_the_same_press_twice_is_done_once(self, engine, session):
+        # A double click on Resolve sent it twice; the repeat is answered as the first, not refused.
+        stale_world(session)
+        evaluate(engine, NOW, deliver=False)
+        aid = the_alert(engine)["id"]
+        maria = Actor.of("maria", MANAGER)
+        resolve(engine, aid, actor=maria, note="fixed the API key", now=NOW + HOUR)
+        resolve(engine, aid, actor=maria, note="fixed the API key", now=NOW + HOUR + 2 * timedelta(seconds=1))
+        assert transitions(session, aid)[1:] == [("open", "resolved", "maria", "fixed the API key")]
+        # Not a repeat: another note, or a minute later, is refused as before.
+        with pytest.raises(AlertError, match="is resolved"):
+            resolve(engine, aid, actor=maria, note="another reason", now=NOW + HOUR + MINUTE)
+        with pytest.raises(AlertError, match="is resolved"):
+            resolve(engine, aid, actor=maria, note="fixed the API key", now=NOW + HOUR + 2 * MINUTE)
+
     def test_roles_notes_and_states_are_checked(self, engine, session):
         stale_world(session)
         evaluate(engine, NOW, deliver=False)
