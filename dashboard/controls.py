@@ -140,12 +140,15 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
     seen = st.session_state.get(k + "address")
     moved = seen is not None and seen != _owned()
     if moved:
-        st.session_state[k + "range"] = (start, end)
+        # The date range is drawn afresh under a new key instead: set through the session state,
+        # the picker kept showing only the range's start after Back.
+        st.session_state[k + "range_gen"] = int(st.session_state.get(k + "range_gen") or 0) + 1
         st.session_state[k + "grain"] = grain
         st.session_state[k + "money"] = money
     cols = st.columns([2.2, 1.6, 1.8] if with_granularity and with_money else [2.2, 1.8, 1.6])
     with cols[0]:
-        picked = st.date_input("Date range", value=None if moved else (start, end), key=k + "range", format="YYYY-MM-DD",
+        picked = st.date_input("Date range", value=(start, end), key=f"{k}range{st.session_state.get(k + 'range_gen') or ''}",
+                               format="YYYY-MM-DD",
                                min_value=EARLIEST, max_value=max(today, end),
                                help="Local calendar days in the business time zone, both ends included.")
     if isinstance(picked, tuple | list) and len(picked) == 2:

@@ -3,6 +3,7 @@ table downloads as CSV with those rows."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -241,6 +242,9 @@ def test_back_leaves_an_analytics_page_at_the_first_press(dashboard_server, page
     wait_idle(page)
     assert page.url.endswith("/churn")
     assert granularity.get_by_role("radio", name="Month").is_checked()  # the control shows it too
+    # ... and the date range shows both its days (it showed only the start: a single-date widget).
+    shown = " ".join(i.input_value() for i in page.locator("[data-testid=stDateInput] input").all())
+    assert len(re.findall(r"\d{4}", shown)) == 2, shown
     page.go_back()
     page.get_by_role("heading", name="Revenue").first.wait_for(timeout=30_000)
     wait_idle(page)
