@@ -136,7 +136,8 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
     # address it was given, and Back after a change of range or granularity seemed to do nothing.
     # The address's values are set through the session state, which also redraws the widgets in
     # the browser (deleting their state reset them here but left the browser showing the old
-    # choice); in that run the widgets get no default of their own (Streamlit warns of both).
+    # choice); in that run the widgets get no default of their own (Streamlit warns of both). The
+    # date range is the exception: a new key draws it afresh with the address's pair as its value.
     seen = st.session_state.get(k + "address")
     moved = seen is not None and seen != _owned()
     if moved:
