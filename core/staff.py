@@ -7,6 +7,7 @@ replica sees the same count: 5 failures within 15 minutes lock the account for 1
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from core.db import session_scope
 from core.models import LoginAttempt, StaffAccount
 from core.models.enums import Role
 from core.permissions import Actor, Permission, guarded, parse_roles
-from core.timeutil import utc_now
+from core.timeutil import ensure_aware, utc_now
 
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -52,6 +53,18 @@ class StaffView:
 def hash_password(password: str, *, rounds: int = 12) -> str:
     check_password_rules(password)
     return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds)).decode("ascii")
+
+
+@functools.cache
+def _nobody_hash() -> bytes:
+    return bcrypt.hashpw(b"no account has this password", bcrypt.gensalt(12))
+
+
+def check_against_nobody(password: str) -> bool:
+    """A password check for a name with no account, as slow as a real one (always False): an
+    unknown name was answered a bcrypt check sooner, which told that it had no account."""
+    bcrypt.checkpw(password.encode("utf-8")[:MAX_PASSWORD_BYTES], _nobody_hash())
+    return False
 
 
 def verify_password(password: str, password_hash: str) -> bool:
@@ -345,7 +358,9 @@ def sign_in(engine: Engine, username: str, password_matches: Callable[[], bool],
     username = (username or "").strip().lower()
     with session_scope(engine) as s:
         account = get(s, username)
-        if account is not None and is_locked(account, now):  # before: locked never signs in
+        if account is None or not account.active:
+            return _refuse_as_if_it_existed(s, username, password_matches, now)
+        if is_locked(account, now):  # before: locked never signs in
             _record_login_attempt(s, username, False, now)
             return SignIn(LOCKED, locked_until=account.locked_until)
         matched = account is not None and account.active and bool(password_matches())
@@ -359,6 +374,40 @@ def sign_in(engine: Engine, username: str, password_matches: Callable[[], bool],
         if _record_login_attempt(s, username, False, now):
             return SignIn(LOCKED_NOW, matched, locked_until=account.locked_until if account else None)
         return SignIn(REFUSED, matched)
+
+
+def _refuse_as_if_it_existed(s: Session, username: str, password_matches: Callable[[], bool],
+                             now: datetime) -> SignIn:
+    """A name with no active account is answered as an account would be: its password is checked
+    (the caller spends the same time on it), and its fifth failure "locks" it, said the same way
+    for the same time. Only real accounts were locked, so five tries told whether a username
+    existed ("locked" or "incorrect"), and an unknown one answered faster."""
+    until = _lock_of_failures(s, username, now)
+    if until is not None:
+        _record_login_attempt(s, username, False, now)
+        return SignIn(LOCKED, locked_until=until)
+    password_matches()
+    _record_login_attempt(s, username, False, now)
+    until = _lock_of_failures(s, username, now)
+    return SignIn(LOCKED_NOW, locked_until=until) if until is not None else SignIn(REFUSED)
+
+
+def _lock_of_failures(s: Session, username: str, now: datetime) -> datetime | None:
+    """Until when an account with this name's failed sign-ins would be locked now (None: it would
+    not be): the rule of ``_record_login_attempt`` played over the recorded attempts."""
+    times = s.scalars(select(LoginAttempt.at).where(
+        LoginAttempt.username == username, LoginAttempt.success.is_(False),
+        LoginAttempt.at > now - FAILURE_WINDOW - LOCK_DURATION, LoginAttempt.at <= now)
+        .order_by(LoginAttempt.at)).all()
+    until: datetime | None = None
+    seen: list[datetime] = []
+    for at in (ensure_aware(t) for t in times):
+        seen.append(at)
+        if until is not None and at < until:
+            continue
+        if sum(1 for t in seen if t > at - FAILURE_WINDOW) >= MAX_FAILURES:
+            until = at + LOCK_DURATION
+    return until if until is not None and until > now else None
 
 
 @dataclass(frozen=True)

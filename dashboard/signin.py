@@ -317,6 +317,8 @@ def _attempt_login() -> None:
     auth = _authenticator()
 
     def password_matches() -> bool:  # asked by core between its two reads of the account
+        if username not in reads.signable_accounts():
+            return staff.check_against_nobody(password)  # as slow as a real check: the time tells nothing
         try:
             return bool(auth.login(username, password))
         except (LoginError, ValueError):  # bcrypt 5 raises on passwords over 72 bytes

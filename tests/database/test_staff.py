@@ -150,7 +150,25 @@ class TestSignIn:
         self._account(engine, active=False)
         asked = []
         result = staff.sign_in(engine, "sam", lambda: asked.append(1) or True, lifetime=self.LIFE, now=self.T0)
-        assert (result.outcome, result.password_matched, asked) == (staff.REFUSED, False, [])
+        # The check is asked (so the answer takes as long as for an active account; the dashboard's
+        # check compares with no account's hash) and its answer is not used.
+        assert (result.outcome, result.password_matched, result.token, asked) == (staff.REFUSED, False, None, [1])
+
+    def test_an_unknown_name_is_answered_as_an_account_would_be(self, engine):
+        # Only real accounts locked, so five failures told whether a username existed.
+        self._account(engine)
+        for name in ("sam", "nobody"):
+            outcomes = [staff.sign_in(engine, name, lambda: False, lifetime=self.LIFE,
+                                      now=self.T0 + timedelta(minutes=i)) for i in range(5)]
+            assert [o.outcome for o in outcomes] == [staff.REFUSED] * 4 + [staff.LOCKED_NOW]
+            assert outcomes[-1].locked_until.replace(tzinfo=None) == (self.T0 + timedelta(minutes=19)).replace(tzinfo=None)
+            asked = []
+            locked = staff.sign_in(engine, name, lambda: asked.append(1) or True, lifetime=self.LIFE,
+                                   now=self.T0 + timedelta(minutes=6))
+            assert (locked.outcome, locked.token, asked) == (staff.LOCKED, None, [])
+            assert locked.locked_until.replace(tzinfo=None) == (self.T0 + timedelta(minutes=19)).replace(tzinfo=None)
+            later = staff.sign_in(engine, name, lambda: False, lifetime=self.LIFE, now=self.T0 + timedelta(minutes=40))
+            assert later.outcome == staff.REFUSED
 
     def test_sign_out_ends_the_session_with_its_audit_entry(self, engine):
         self._account(engine)
