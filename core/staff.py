@@ -439,6 +439,31 @@ def sign_out(engine: Engine, token: str | None, username: str, reason: str, now:
                      comment=reason)
 
 
+def change_own_password(engine: Engine, *, username: str, token: str | None, current: str, new: str,
+                        now: datetime | None = None) -> None:
+    """The signed-in person changes their own password: their live session, their current password,
+    then the new one by the rules; audited; their other sessions end (a password someone else knew
+    stops working there too). New accounts get a first password from an admin, to be changed."""
+    now = now or utc_now()
+    with session_scope(engine) as s:
+        if not staff_sessions.check(s, token, username, now).live:
+            raise StaffError("Your session has ended; sign in again to change your password.")
+        account = _require(s, username)
+        if not verify_password(current, account.password_hash):
+            audit.record(s, actor=username, action="staff.change_password", target_type="staff", target_id=username,
+                         outcome="refused", comment="current password not right")
+            s.commit()
+            raise StaffError("Your current password is not right; nothing was changed.")
+        check_password_rules(new)
+        if new == current:
+            raise StaffError("The new password is the same as the current one.")
+        account.password_hash = hash_password(new)
+        account.password_changed_at = account.updated_at = now
+        audit.record(s, actor=username, action="staff.change_password", target_type="staff", target_id=username)
+        assert token is not None  # a live session has one
+        staff_sessions.revoke_others(s, username, token, staff_sessions.PASSWORD_CHANGED, now)
+
+
 def record_auth_event(engine: Engine, username: str, action: str, *, outcome: str = "ok",
                       comment: str | None = None) -> None:
     """An audit entry about a person's own sign-in (a refused cookie, say), committed on its own."""

@@ -30,6 +30,7 @@ IDLE = "idle"
 DISABLED = "account disabled"
 ROLES_CHANGED = "roles changed"
 PASSWORD_RESET = "password reset"
+PASSWORD_CHANGED = "password changed"  # by its owner, in another session
 
 # Expired or revoked rows are kept this long (to tell a person why a session ended), then purged.
 KEEP_ENDED = timedelta(days=7)
@@ -87,6 +88,15 @@ def revoke(session: Session, token: str | None, reason: str, now: datetime | Non
         return
     session.execute(update(StaffSession).where(StaffSession.id == _key(token), StaffSession.revoked_at.is_(None))
                     .values(revoked_at=now or utc_now(), revoked_reason=reason))
+
+
+def revoke_others(session: Session, username: str, keep: str, reason: str, now: datetime | None = None) -> int:
+    """End every open session of ``username`` but the one of token ``keep``; returns how many."""
+    result = session.execute(update(StaffSession).where(StaffSession.username == username,
+                                                        StaffSession.id != _key(keep),
+                                                        StaffSession.revoked_at.is_(None))
+                             .values(revoked_at=now or utc_now(), revoked_reason=reason))
+    return int(affected_rows(result) or 0)
 
 
 def revoke_all(session: Session, username: str, reason: str, now: datetime | None = None) -> int:

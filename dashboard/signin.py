@@ -379,7 +379,45 @@ def _logout_clicked() -> None:
 
 
 def render_sidebar(ctx: StaffContext) -> None:
-    """Who is signed in, and the sign-out button."""
+    """Who is signed in, the sign-out button, and a form to change one's own password."""
     with st.sidebar:
         st.caption(f"Signed in as **{md(ctx.name)}** ({md(ctx.username)}) · {md(', '.join(ctx.roles) or 'no role')}")
         st.button("Sign out", key="logout_button", on_click=_logout_clicked)
+        _password_form(ctx)
+
+
+_PW_DONE = "_md_password_changed"
+_PW_GENERATION = "_md_password_form"
+
+
+def _password_form(ctx: StaffContext) -> None:
+    """An admin gives a new account its first password "to be changed": here is where."""
+    state = st.session_state
+    done = state.pop(_PW_DONE, False)
+    # After a change the form is drawn under new keys, so it comes back empty (deleting a widget's
+    # state leaves the browser showing the old value); after a refusal it keeps what was typed.
+    g = int(state.get(_PW_GENERATION) or 0)
+    with st.expander("Change your password", expanded=done):
+        if done:
+            st.success("Your password is changed; your other sessions are signed out.")
+        with st.form(f"pw_form_{g}"):
+            current = st.text_input("Current password", type="password", key=f"pw_current_{g}")
+            new = st.text_input("New password", type="password", key=f"pw_new_{g}",
+                                help=f"At least {staff.MIN_PASSWORD} characters.")
+            repeat = st.text_input("New password again", type="password", key=f"pw_repeat_{g}")
+            if not st.form_submit_button("Change password"):
+                return
+        if new != repeat:
+            st.error("The two new passwords differ; nothing was changed.")
+            return
+        try:
+            staff.change_own_password(engine(), username=ctx.username, token=state.get(_SESSION), current=current,
+                                      new=new, now=utc_now())
+        except staff.StaffError as exc:
+            st.error(md(str(exc)))
+            return
+        reads.clear_signable_accounts()
+        log.info("password changed user=%s", ctx.username)
+        state[_PW_DONE] = True
+        state[_PW_GENERATION] = g + 1
+        st.rerun()

@@ -214,3 +214,31 @@ def test_fresh_server_first_request_deep_link_shows_the_sign_in(tmp_path, browse
     finally:
         stop_server(server.proc)
         server.engine.dispose()
+
+
+def test_a_person_changes_their_own_password(dashboard_server, page):
+    """An admin gives a new account a first password "to be changed"; there was nowhere to change it."""
+    from core import staff
+    from core.permissions import Actor
+
+    staff.add_account(dashboard_server.engine, actor=Actor.of("test", "admin"), username="newbie", name="New Bie",
+                      email="newbie@example.com", roles="support", password="first-password-1", bcrypt_rounds=4)
+    page.goto(dashboard_server.url)
+    sign_in(page, "newbie", "first-password-1")
+    sidebar = page.locator("[data-testid=stSidebar]")
+    sidebar.get_by_text("Change your password").click()
+    sidebar.get_by_label("Current password", exact=True).fill("not-the-password")
+    sidebar.get_by_label("New password", exact=True).fill("my-own-secret-22")
+    sidebar.get_by_label("New password again", exact=True).fill("my-own-secret-22")
+    sidebar.get_by_role("button", name="Change password").click()
+    page.get_by_text("Your current password is not right; nothing was changed.").wait_for()
+    sidebar.get_by_label("Current password", exact=True).fill("first-password-1")
+    sidebar.get_by_role("button", name="Change password").click()
+    page.get_by_text("Your password is changed; your other sessions are signed out.").wait_for()
+    wait_idle(page)
+    assert sidebar.get_by_label("New password", exact=True).input_value() == ""
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, "newbie", "first-password-1")
+    page.get_by_text("The username or password is incorrect.").wait_for()
+    sign_in(page, "newbie", "my-own-secret-22")
+    page.get_by_text("Signed in as").wait_for()

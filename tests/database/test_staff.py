@@ -163,12 +163,36 @@ class TestSignIn:
             assert [o.outcome for o in outcomes] == [staff.REFUSED] * 4 + [staff.LOCKED_NOW]
             assert outcomes[-1].locked_until.replace(tzinfo=None) == (self.T0 + timedelta(minutes=19)).replace(tzinfo=None)
             asked = []
-            locked = staff.sign_in(engine, name, lambda: asked.append(1) or True, lifetime=self.LIFE,
+            locked = staff.sign_in(engine, name, lambda asked=asked: asked.append(1) or True, lifetime=self.LIFE,
                                    now=self.T0 + timedelta(minutes=6))
             assert (locked.outcome, locked.token, asked) == (staff.LOCKED, None, [])
             assert locked.locked_until.replace(tzinfo=None) == (self.T0 + timedelta(minutes=19)).replace(tzinfo=None)
             later = staff.sign_in(engine, name, lambda: False, lifetime=self.LIFE, now=self.T0 + timedelta(minutes=40))
             assert later.outcome == staff.REFUSED
+
+    def test_a_person_changes_their_own_password_and_their_other_sessions_end(self, engine):
+        self._account(engine)
+        here = staff.sign_in(engine, "sam", lambda: True, lifetime=self.LIFE, now=self.T0).token
+        elsewhere = staff.sign_in(engine, "sam", lambda: True, lifetime=self.LIFE, now=self.T0).token
+        with pytest.raises(staff.StaffError, match="current password is not right"):
+            staff.change_own_password(engine, username="sam", token=here, current="wrong-password",
+                                      new="a-new-password-1", now=self.T0)
+        with pytest.raises(staff.StaffError, match="at least 10 characters"):
+            staff.change_own_password(engine, username="sam", token=here, current="long-enough-pw", new="short",
+                                      now=self.T0)
+        with pytest.raises(staff.StaffError, match="session has ended"):
+            staff.change_own_password(engine, username="sam", token="made-up", current="long-enough-pw",
+                                      new="a-new-password-1", now=self.T0)
+        staff.change_own_password(engine, username="sam", token=here, current="long-enough-pw",
+                                  new="a-new-password-1", now=self.T0)
+        with Session(engine) as s:
+            account = staff.get(s, "sam")
+            assert staff.verify_password("a-new-password-1", account.password_hash)
+            assert not staff.verify_password("long-enough-pw", account.password_hash)
+        assert staff.session_account(engine, here, "sam", self.T0).session.live
+        gone = staff.session_account(engine, elsewhere, "sam", self.T0).session
+        assert (gone.live, gone.reason) == (False, staff_sessions.PASSWORD_CHANGED)
+        assert self._actions(engine)[-1] == "staff.change_password"
 
     def test_sign_out_ends_the_session_with_its_audit_entry(self, engine):
         self._account(engine)
