@@ -311,21 +311,32 @@ def missing(result: MetricResult | None, what: str) -> None:
 
 
 def by_currency_table(b: Any, slugs: Sequence[str], *, key: str) -> None:
-    """Money figures per original currency (unconverted), one row per currency."""
-    rows: dict[str, dict[str, str]] = {}
+    """Money figures per original currency (unconverted), one row per currency. The table shows
+    them formatted; its CSV holds plain numbers, each figure in minor units (``<slug>_minor``)
+    beside the ``currency`` column, like every other download (a cell such as "¥5,226,720" is text
+    to a spreadsheet: it cannot add it up)."""
+    shown: dict[str, dict[str, str]] = {}
+    plain: dict[str, dict[str, int | None]] = {}
+    columns: list[str] = []
     for slug in slugs:
         result = metrics_data.find(b, slug)
         if result is None or result.unit != "money" or not result.by_currency:
             continue
-        name = metrics_data.title(result.slug)
+        name, column = metrics_data.title(result.slug), f"{result.slug}_minor"
+        columns.append(column)
         for code, amount in sorted(result.by_currency.items()):
-            rows.setdefault(code, {"Currency": code})[name] = fmt.money(amount, code)
-    if not rows:
+            shown.setdefault(code, {"Currency": code})[name] = fmt.money(amount, code)
+            plain.setdefault(code, {})[column] = None if amount is None else int(amount)
+    if not shown:
         return
     with st.expander("The same figures in each original currency (unconverted)"):
-        frame = pd.DataFrame(list(rows.values()))
-        st.dataframe(frame, hide_index=True, width="stretch")
-        csv_download(frame, "figures by original currency", key=key)
+        st.dataframe(pd.DataFrame(list(shown.values())), hide_index=True, width="stretch")
+        # Built column by column so a figure missing for one currency is a blank, not a float NaN
+        # that would turn the whole column into "5366.0".
+        export = pd.DataFrame({"currency": pd.Series(list(plain), dtype=object),
+                               **{c: pd.Series([plain[code].get(c) for code in plain], dtype=object)
+                                  for c in columns}})
+        csv_download(export, "figures by original currency", key=key)
 
 
 @dataclass

@@ -250,3 +250,37 @@ def test_back_leaves_an_analytics_page_at_the_first_press(dashboard_server, page
     wait_idle(page)
     assert page.url.endswith("/revenue")
     assert page.get_by_role("heading", name="Churn and retention").count() == 0
+
+
+@pytest.mark.browser
+@pytest.mark.xdist_group("browser")
+def test_the_figures_by_original_currency_download_as_plain_numbers(dashboard_server, page, tmp_path: Path):
+    """The Revenue page's "same figures in each original currency" table shows "€5,366.84"; its CSV
+    held those very strings, text a spreadsheet cannot add up. It holds each figure in minor units
+    beside the currency, the same amounts the table shows."""
+    import csv
+    import io
+
+    from dashboard import format as fmt
+
+    page.goto(f"{dashboard_server.url}/revenue")
+    sign_in_as(page, "finance")
+    opener = page.get_by_text("The same figures in each original currency")
+    opener.wait_for(timeout=90_000)
+    wait_idle(page)
+    opener.click()
+    box = page.locator("[data-testid=stExpander]", has_text="The same figures in each original currency")
+    box.locator("[role=gridcell]").first.wait_for(state="attached")
+    shown = " ".join(box.locator("[role=gridcell]").all_inner_texts())
+    with page.expect_download() as info:
+        page.locator(".st-key-revenue_by_currency button").click()
+    saved = tmp_path / "by-currency.csv"
+    info.value.save_as(saved)
+    rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"))))
+    assert rows and list(rows[0]) == ["currency", "mrr_minor", "arr_minor", "arpu_minor", "net_revenue_minor"]
+    for row in rows:
+        for column, cell in row.items():
+            if column == "currency" or cell == "":
+                continue
+            assert re.fullmatch(r"-?\d+", cell), (column, cell)  # a whole number of minor units
+            assert fmt.money(int(cell), row["currency"]) in shown, (column, cell, shown)
