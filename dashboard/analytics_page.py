@@ -42,5 +42,5 @@ def open_page(title: str, page: str, *, computing: str, controls_key: str | None
         b = ui.load_bundle(eng, q, page)
     if b is None:
         st.stop()
-    ui.freshness(b)
+    ui.freshness(b, bs.business_timezone)
     return AnalyticsPage(eng, q, line, b)

@@ -487,16 +487,16 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
         csv_download(rows, "past-due worklist", key=f"{key}_all", label="Download the whole worklist (CSV)")
 
 
-def freshness(b: Any) -> None:
-    """Where the page's numbers come from: the rollups (and when they were last refreshed) or the
-    raw rows (when the rollups do not match the settings yet)."""
+def freshness(b: Any, tz: str) -> None:
+    """Where the page's numbers come from: the rollups (and when they were last refreshed, in the
+    business time zone ``tz``) or the raw rows (when the rollups do not match the settings yet)."""
     status = getattr(b, "freshness", None)
     if status is not None:
-        st.caption(md(status.sentence()))
+        st.caption(md(status.sentence(tz)))
         return
     through = getattr(b, "data_through", None)
     if through is not None:
-        st.caption(f"Numbers from the metric rollups refreshed {fmt.when(through)} UTC; the Stripe sync and the "
-                   "demo loader refresh them as data arrives.")
+        st.caption(f"Numbers from the metric rollups refreshed {md(fmt.when_in(through, tz))}; the Stripe sync and "
+                   "the demo loader refresh them as data arrives.")
     else:
         st.caption("Numbers computed from the raw rows (the metric rollups are being rebuilt for the current settings).")

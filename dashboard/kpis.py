@@ -126,4 +126,4 @@ def render_overview_kpis(ctx: StaffContext) -> None:
     # Said only when it matters: the numbers come from the raw rows, or the rollups' background
     # refresh is more than a quarter of an hour behind (the rows since then are still counted).
     if status is not None and (not status.from_rollups or status.behind > timedelta(minutes=15)):
-        st.caption(md(status.sentence()))
+        st.caption(md(status.sentence(tz)))

@@ -179,8 +179,9 @@ def settings_line(bs: BusinessSettings, q: Question) -> str:
     """The settings that shaped every number on the page, as one caption line."""
     grace = "none (past-due counts until Stripe ends it)" if bs.past_due_grace_days is None else f"{bs.past_due_grace_days} days"
     money = f"converted to {q.currency}" if q.money_filter is None else f"{q.money_filter} only, unconverted"
-    return (f"Time zone {bs.business_timezone} · money {money} · past-due grace {grace} · weeks start "
-            f"{bs.week_start.title()} · data as of {q.now_minute:%Y-%m-%d %H:%M} UTC")
+    tz = bs.business_timezone  # every time on a page is in the business time zone, as on the Overview
+    return (f"Time zone {tz} · money {money} · past-due grace {grace} · weeks start "
+            f"{bs.week_start.title()} · data as of {q.now_minute.astimezone(zone(tz)):%Y-%m-%d %H:%M} {tz}")
 
 
 __all__ = ["INTERVALS", "REPORTING", "TIERS", "Question", "bundle", "currencies", "definition", "drill_rows",

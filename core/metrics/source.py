@@ -160,13 +160,15 @@ class Freshness:
     behind: timedelta | None
     reason: str | None = None
 
-    def sentence(self) -> str:
+    def sentence(self, tz: str = "UTC") -> str:
+        """The sentence a page shows, its time in ``tz`` (the business time zone, as every other
+        time on the page)."""
         if self.from_rollups:
             assert self.through is not None and self.behind is not None
             minutes = max(0, int(self.behind.total_seconds() // 60))
             lag = "up to date" if minutes < 1 else f"{_span(minutes)} behind"
-            return (f"Numbers from the metric rollups, refreshed {self.through:%Y-%m-%d %H:%M} UTC ({lag}), plus "
-                    "the rows written since.")
+            return (f"Numbers from the metric rollups, refreshed {self.through.astimezone(zone(tz)):%Y-%m-%d %H:%M} "
+                    f"{tz} ({lag}), plus the rows written since.")
         return f"Numbers computed from the raw rows: {self.reason}"
 
 

@@ -79,6 +79,39 @@ class TestAccess:
             assert at.error and "role" in shown.lower()
 
 
+class TestTimes:
+    @pytest.mark.parametrize("page", sorted(PAGES))
+    def test_times_are_in_the_business_time_zone(self, database_url, engine, world, page):
+        """The pages said "data as of 08:44 UTC" and "refreshed 08:44 UTC" while the business time
+        zone was Asia/Kolkata and the Overview said "Numbers as of 14:14 Asia/Kolkata"."""
+        import re
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        from core.metrics.rollups import refresh, state
+        from core.permissions import Actor
+        from core.settings import business
+        from dashboard.text import shown
+
+        business.save(engine, actor=Actor.of("admin", ["admin"]), business_timezone="Asia/Kolkata")
+        refresh(engine)  # rebuilt for the new zone, as the background refresher does after the change
+        kolkata = ZoneInfo("Asia/Kolkata")
+        built = state(engine)
+        assert built is not None and built.tz == "Asia/Kolkata"
+        before = utc_now().replace(second=0, microsecond=0)
+        at = run_page(database_url, page, "admin")
+        after = utc_now()
+        captions = [shown(c.value) for c in at.caption]  # as the browser shows them (md's escapes taken out)
+        (line,) = [c for c in captions if c.startswith("Time zone Asia/Kolkata")]
+        as_of = re.search(r"data as of (\d{4}-\d\d-\d\d \d\d:\d\d) Asia/Kolkata$", line)
+        assert as_of, line
+        shown_at = datetime.strptime(as_of.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=kolkata)
+        assert before <= shown_at <= after, (line, before, after)  # the page's minute, in Kolkata's time
+        refreshed = f"refreshed {built.now.astimezone(kolkata):%Y-%m-%d %H:%M} Asia/Kolkata"
+        assert any(refreshed in c for c in captions), captions
+        assert not [c for c in captions if "UTC" in c], captions
+
+
 class TestRevenue:
     def test_usd_only_view_shows_the_hand_checked_figures(self, database_url, engine, world):
         first, today = this_month()
