@@ -19,7 +19,7 @@ from core.metrics import kept
 from core.permissions import Permission
 from core.timeutil import utc_now, zone
 from dashboard import format as fmt
-from dashboard import reads
+from dashboard import metrics_data, reads
 from dashboard.auth import StaffContext
 from dashboard.db import engine
 from dashboard.text import md
@@ -32,9 +32,12 @@ PERIODS = {"Month to date": "mtd", "Last 30 days": "30d", "Last 90 days": "90d",
 
 def _answer(code: str) -> kept.Answer:
     """The cards' numbers: kept by the server for every session (``core.metrics.kept``), or
-    computed now when none from the last minute is kept for this period."""
+    computed now when none from the last minute is kept for this period at these settings and
+    rates. The settings are read on every run, not from the cached ``reads.business()``: a rate
+    saved in another process (or replica) must change the question on the next page load, as it
+    does on the analytics pages."""
     now = utc_now()
-    query = kept.overview_query(reads.business(), code, now)
+    query = kept.overview_query(engine(), code, now)
     with st.spinner("Computing the overview numbers…", show_time=True):
         return kept.answer(engine(), query)
 
@@ -121,7 +124,10 @@ def render_overview_kpis(ctx: StaffContext) -> None:
                f"the same part of the previous period{f' ({compared})' if compared else ''}: month and year to date "
                "with the same days and hours of last month or year, the last 30 or 90 days with those just before "
                "(member churn: this month's rate against last month's whole). Numbers as of "
-               f"{got.as_of.astimezone(zone(tz)):%H:%M} {tz}, updated every minute. Hover a card for its definition.")
+               f"{got.as_of.astimezone(zone(tz)):%H:%M} {tz}, updated every minute"
+               + (f"; money in {query.currency}, {metrics_data.rates_text(query.settings)}"
+                  if ctx.can(Permission.VIEW_REVENUE_FIGURES) and query.currency else "")
+               + ". Hover a card for its definition.")
     status = getattr(bundle, "freshness", None)
     # Said only when it matters: the numbers come from the raw rows, or the rollups' background
     # refresh is more than a quarter of an hour behind (the rows since then are still counted).

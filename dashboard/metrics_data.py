@@ -5,8 +5,10 @@ Guarantees:
   adds, divides or converts. Results are returned as the registry gives them (dataclasses of plain
   values and DataFrames, never ORM objects).
 - Results are cached with ``st.cache_data`` for ``TTL`` seconds. The cache key is the database URL,
-  the question (dates, granularity, money view, filters), the business settings in force and
-  ``now`` rounded down to the minute; the engine itself is passed as ``_engine`` and not hashed.
+  the question (dates, granularity, money view, filters), the business settings in force (with
+  the FX rates' digest: a saved rate is a new key, so the next page load in any session converts
+  at it) and ``now`` rounded down to the minute; the engine itself is passed as ``_engine`` and
+  not hashed.
   The numbers are computed as of the instant they are asked (``asked_at``, not hashed), never as
   of the minute's start: a subscription or payment written earlier in that minute counts, as it
   does in the command line asked at the same moment (a minute's start left out MRR written
@@ -178,10 +180,20 @@ def currencies() -> tuple[str, ...]:
 def settings_line(bs: BusinessSettings, q: Question) -> str:
     """The settings that shaped every number on the page, as one caption line."""
     grace = "none (past-due counts until Stripe ends it)" if bs.past_due_grace_days is None else f"{bs.past_due_grace_days} days"
-    money = f"converted to {q.currency}" if q.money_filter is None else f"{q.money_filter} only, unconverted"
     tz = bs.business_timezone  # every time on a page is in the business time zone, as on the Overview
+    money = (f"converted to {q.currency} ({rates_text(bs)})" if q.money_filter is None
+             else f"{q.money_filter} only, unconverted")
     return (f"Time zone {tz} · money {money} · past-due grace {grace} · weeks start "
             f"{bs.week_start.title()} · data as of {q.now_minute.astimezone(zone(tz)):%Y-%m-%d %H:%M} {tz}")
+
+
+def rates_text(bs: BusinessSettings) -> str:
+    """Which FX rates converted the money: their last change, so a person can tell whether a rate
+    just saved shaped the numbers."""
+    if bs.fx_rates_changed_at is None:
+        return "the built-in default FX rates"
+    tz = bs.business_timezone
+    return f"FX rates as of their last change, {bs.fx_rates_changed_at.astimezone(zone(tz)):%Y-%m-%d %H:%M} {tz}"
 
 
 __all__ = ["INTERVALS", "REPORTING", "TIERS", "Question", "bundle", "currencies", "definition", "drill_rows",

@@ -8,8 +8,10 @@ for each person, each minute, is what made the first page slow.
 So this process keeps the answers, shared by every session it serves:
 
 - ``overview(engine, period, now)`` hands out the answer computed at most ``FRESH`` before
-  ``now`` for the same question (period, time zone, business settings), or computes it. Two
-  people asking at once share one computation: the second waits for the first's answer.
+  ``now`` for the same question (period, time zone, business settings, and with them the FX
+  rates' digest), or computes it. Two people asking at once share one computation: the second
+  waits for the first's answer. A saved rate (or setting) is another question: the next visitor
+  gets numbers at the new rates, not the kept answer of the minute.
 - ``Keeper``, a thread started with the server, answers the default period ("Month to date")
   every ``FRESH``, so the person who opens the Overview finds it ready, after a restart too
   (the warm-up's answer is the first one kept).
@@ -61,7 +63,7 @@ def period_bounds(period: str, now: datetime, tz: str) -> tuple[date, date, str]
 
 def overview_query(source: Engine | BusinessSettings, period: str, now: datetime) -> Query:
     """The Overview's question for ``period`` as of ``now``, with the business settings given or
-    in force (a page passes the settings it already read: no read per rerun)."""
+    in force (read from the engine: two small reads, the settings and the FX rates' state)."""
     bs = source if isinstance(source, BusinessSettings) else load(source)
     start, end, granularity = period_bounds(period, now, bs.business_timezone)
     return Query.make(bs, start=start, end=end, now=now, granularity=granularity)
@@ -120,14 +122,15 @@ def _latest(key: _Key) -> Answer | None:
 
 
 def _key(engine: Engine, query: Query) -> _Key:
-    """The question without its instant."""
+    """The question without its instant. ``q.settings`` carries the FX rates' digest: an answer
+    is never handed out for rates other than those it was converted at."""
     q = query
     return (engine.url.render_as_string(hide_password=True), q.start, q.end, q.granularity, q.tz, q.currency,
             q.filters, q.settings)
 
 
 def forget() -> None:
-    """Drop every kept answer (tests; a settings change needs nothing: it changes the question)."""
+    """Drop every kept answer (tests; a settings or rate change needs nothing: it changes the question)."""
     with _lock:
         _answers.clear()
         _computing.clear()

@@ -107,7 +107,10 @@ class Query:
         return {"business_timezone": self.tz, "reporting_currency": self.currency or "per original currency",
                 "past_due_grace_days": self.settings.past_due_grace_days,
                 "week_start": self.settings.week_start, "granularity": self.granularity,
-                "filters": self.filters.as_dict(), "now": self.now.isoformat() if self.now else None}
+                "filters": self.filters.as_dict(), "now": self.now.isoformat() if self.now else None,
+                # Which rates converted the money: their last change (None: the built-in defaults).
+                "fx_rates_as_of": (self.settings.fx_rates_changed_at.isoformat()
+                                   if self.settings.fx_rates_changed_at else None)}
 
 
 Columns = dict[str, list[Any]]

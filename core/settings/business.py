@@ -14,14 +14,20 @@ Guarantees:
 - A change to a definition setting (time zone, grace days, week start) marks the metric rollups
   stale; ``core.metrics.rollups`` rebuilds them before the next answer, so it takes effect
   everywhere at once.
+- ``load`` also names the FX table's state (``fx_rates_digest``, ``fx_rates_changed_at``), so
+  every answer kept for a question (the Overview's cards, the pages' cached bundles), keyed by
+  the settings, is keyed by the rates it was converted with: a saved rate is a new question on the
+  next page load, in every session. No rollup holds a converted amount (they keep each original
+  currency; conversion happens when a page is answered), so a rate change needs no rebuild.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -62,6 +68,12 @@ class BusinessSettings:
     reporting_currency: str = "USD"
     past_due_grace_days: int | None = None
     week_start: str = "monday"
+    # The FX table the reporting currency converts through, as ``load`` found it: a digest of
+    # every row (any saved rate changes it, so answers kept under these settings are answers at
+    # these rates) and its last change, for people ("FX rates as of ..."). Empty and None: no row
+    # at all, the built-in DEFAULT_RATES.
+    fx_rates_digest: str = ""
+    fx_rates_changed_at: datetime | None = None
 
     @property
     def week_start_index(self) -> int:
@@ -119,7 +131,21 @@ def _read(session: Session) -> BusinessSettings:
             values[key] = _validate(key, value)
         except BusinessSettingsError:
             continue  # a corrupt row falls back to the default rather than breaking every page
-    return BusinessSettings(**values)
+    digest, changed_at = _rates_state(session)
+    return BusinessSettings(**values, fx_rates_digest=digest, fx_rates_changed_at=changed_at)
+
+
+def _rates_state(session: Session) -> tuple[str, datetime | None]:
+    """A digest of every FX row and the last time one was saved. The digest is of the rates
+    themselves, not of the save times: two saves committing out of order leave the latest
+    ``updated_at`` where it was, while the rates (and so the digest) still change. A few hundred
+    rows (a rate per currency and month): read in a millisecond."""
+    rows = session.execute(select(FxRate.currency, FxRate.month, FxRate.usd_per_unit, FxRate.updated_at)
+                           .order_by(FxRate.currency, FxRate.month)).all()
+    if not rows:
+        return "", None
+    text = "\n".join(f"{cur} {month:%Y-%m} {Decimal(rate).normalize()}" for cur, month, rate, _at in rows)
+    return hashlib.sha256(text.encode()).hexdigest()[:16], max(at for *_rest, at in rows)
 
 
 def _update(session: Session, *, actor: Actor, reason: str | None = None, **changes: Any) -> BusinessSettings:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 from core.metrics import Query, compute
+from core.models import Member
 from core.timeutil import utc_now
 from dashboard import format as fmt
 from tests.support.apptest import page_app_test, texts
@@ -110,6 +111,69 @@ class TestTimes:
         refreshed = f"refreshed {built.now.astimezone(kolkata):%Y-%m-%d %H:%M} Asia/Kolkata"
         assert any(refreshed in c for c in captions), captions
         assert not [c for c in captions if "UTC" in c], captions
+
+
+class TestRates:
+    def test_a_saved_rate_shows_on_the_next_load_and_the_line_names_it(self, database_url, engine, world):
+        """After an admin saved a rate, Revenue showed the figures at the old rate for a minute (its
+        cached answer was keyed by the settings without the rates) and nothing on the page said
+        which rates the numbers were converted at."""
+        from datetime import UTC, datetime
+
+        from core.permissions import Actor
+        from core.settings import business
+        from dashboard.text import shown
+        from tests.support.factories import make_payment
+
+        first, today = this_month()
+        with Session(engine) as s:  # 100.00 EUR collected this month (at its first instant: before any `now`)
+            make_payment(s, member=s.get(Member, world.bob_id), amount=10000, currency="EUR",
+                         created_at=datetime.combine(first, datetime.min.time(), tzinfo=UTC))
+            s.commit()
+        refresh_rollups(engine)  # written with a time before the last refresh: counted from the next one
+        link = {"from": first.isoformat(), "to": today.isoformat()}
+        before = {m.label: m.value for m in run_page(database_url, "revenue.py", "finance", link).metric}
+        business.save_rate(engine, actor=Actor.of("admin", ["admin"]), currency="EUR", month=first,
+                           usd_per_unit="1.30")
+        at = page_app_test(database_url, "revenue.py", role="finance", clear_cache=False)  # the caches kept
+        for key, value in link.items():
+            at.query_params[key] = value
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        cards = {m.label: m.value for m in at.metric}
+        net = registry(engine, "net_revenue", first, today)  # the 100.00 EUR now at 1.30
+        assert cards["Net revenue"] == fmt.money(net.value, net.currency) != before["Net revenue"]
+        saved = business.load(engine).fx_rates_changed_at
+        line = next(shown(c.value) for c in at.caption if shown(c.value).startswith("Time zone"))
+        assert f"converted to USD (FX rates as of their last change, {saved.astimezone(UTC):%Y-%m-%d %H:%M} UTC)" in line
+
+    def test_a_cached_answer_is_never_one_at_other_rates(self, engine):
+        """The same question in the same minute, asked again after a rate was saved, is answered at
+        the new rate (the pages' cache keys on the rates' digest with the settings)."""
+        import streamlit as st
+
+        from core.permissions import Actor
+        from core.settings import business
+        from dashboard import metrics_data as md
+        from dashboard.controls import Controls
+        from tests.support.factories import at, make_member, make_payment
+
+        asked = at("2026-03-09 18:43")
+        with Session(engine) as s:
+            make_payment(s, member=make_member(s), amount=1000, currency="EUR", created_at=at("2026-03-03 10:00"))
+            s.commit()
+        refresh_rollups(engine)
+        st.cache_data.clear()
+        chosen = Controls(start=date(2026, 3, 1), end=date(2026, 3, 9))
+
+        def collected() -> int:
+            q = md.question(engine, chosen, md.settings(engine), now=asked)
+            return md.find(md.bundle(engine, q, "revenue", _asked_at=asked), "gross_revenue").value
+
+        assert collected() == 1160  # 10.00 EUR at the seeded 2026 rate
+        business.save_rate(engine, actor=Actor.of("admin", ["admin"]), currency="EUR", month="2026-03",
+                           usd_per_unit="1.30")
+        assert collected() == 1300
 
 
 class TestRevenue:

@@ -81,3 +81,28 @@ def test_the_keeper_answers_before_anyone_asks(engine, paid):
         assert kept._latest(kept._key(engine, query)).as_of > first
     finally:
         keeper.stop()
+
+
+def test_a_saved_rate_is_a_new_question_at_once(engine, session, paid):
+    """An admin saved EUR at 1.30 and the Overview kept showing the minute's answer at the old rate
+    ("Changes apply everywhere at once", said the Admin page). The kept answer is keyed by the FX
+    rates' digest: the next visitor within the same minute gets the numbers at the new rate."""
+    from core.metrics import source
+    from core.permissions import Actor
+    from core.settings.business import save_rate
+
+    make_payment(session, member=paid, amount=1000, currency="EUR", created_at=at("2026-03-03 10:00"))
+    session.commit()
+    refresh(engine, now=at("2026-03-09 12:00"))
+    first = kept.overview(engine, "mtd", ASKED)
+    # 12.00 USD, and 10.00 EUR at the seeded 2026 rate of 1.16
+    assert dict((k.slug, k.value) for k in first.bundle.kpis)["net_revenue"] == 1200 + 1160
+    save_rate(engine, actor=Actor.of("admin", ["admin"]), currency="EUR", month="2026-03", usd_per_unit="1.30")
+    later = kept.overview(engine, "mtd", ASKED + timedelta(seconds=10))
+    assert later is not first
+    assert dict((k.slug, k.value) for k in later.bundle.kpis)["net_revenue"] == 1200 + 1300
+    # The rollups keep each original currency, so they need no rebuild: still read, same as the raw rows.
+    assert later.bundle.freshness.from_rollups
+    with source.raw_rows():
+        raw = page_bundle(engine, "overview", kept.overview_query(engine, "mtd", ASKED + timedelta(seconds=10)))
+    assert _cards(later.bundle) == _cards(raw)
