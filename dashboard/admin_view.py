@@ -37,24 +37,35 @@ COMMON_ZONES = ["UTC", "Europe/London", "Europe/Berlin", "Europe/Paris", "Americ
                 "America/Los_Angeles", "Asia/Tokyo", "Australia/Sydney"]
 
 
-def _run(ctx: StaffContext, permission: Permission, where: str, done: str, fn: Callable[[Engine], Any]) -> None:
+def _run(ctx: StaffContext, permission: Permission, where: str, done: str, fn: Callable[[Engine], Any], *,
+         clear: tuple[str, ...] = ()) -> None:
     """One admin action: a core call that checks the permission and owns its transaction; a
-    sentence either way."""
+    sentence either way. A refusal is shown where the person acted, and the outcome of their
+    previous action goes (a green "Rate for EUR saved." above a red refusal read as if both
+    held). ``clear``: the widget keys of a form emptied once its action is done (a refused form
+    keeps what was typed, to correct)."""
     if not check(ctx, permission, where=where):
         return
     try:
         fn(engine())
     except (staff.StaffError, BusinessSettingsError, PermissionDenied) as exc:
-        error_box(str(exc))
+        _refused(str(exc))
         return
     except Exception:
         log.exception("admin action failed: %s", where)
-        error_box("That change could not be saved; nothing was changed. Try again in a moment.")
+        _refused("That change could not be saved; nothing was changed. Try again in a moment.")
         return
     signin.clear_account_cache()
     reads.clear_all()
+    for key in clear:
+        st.session_state.pop(key, None)
     flash(_FLASH, done)
     st.rerun()
+
+
+def _refused(sentence: str) -> None:
+    st.session_state.pop(_FLASH, None)  # drawn at the end of the run (``render``): it is not shown
+    error_box(sentence)
 
 
 def _staff_section(ctx: StaffContext) -> None:
@@ -141,21 +152,31 @@ def _settings_section(ctx: StaffContext) -> None:
     if rates is not None:
         table(fmt.display_frame(rates), "fx-rates", key="csv-fx", height=240,
               empty_sentence="No FX rates yet: reporting in one currency needs a rate per month.")
-    with st.form("fx_rate", clear_on_submit=True):
+    # Not cleared on submit: a refused rate stays in the form to be corrected (or its move
+    # confirmed); a saved one empties it.
+    with st.form("fx_rate"):
         c1, c2, c3 = st.columns(3)
-        code = c1.selectbox("Currency", [c for c in SUPPORTED_CURRENCIES if c != "USD"])
-        month = c2.date_input("Month", value=date.today().replace(day=1), format="YYYY-MM-DD",
+        code = c1.selectbox("Currency", [c for c in SUPPORTED_CURRENCIES if c != "USD"], key="fx_currency")
+        month = c2.date_input("Month", value=date.today().replace(day=1), format="YYYY-MM-DD", key="fx_month",
                               help="Any day of the month; the rate applies to the whole month.")
-        rate = c3.text_input("USD per unit", placeholder="1.0850")
+        rate = c3.text_input("USD per unit", placeholder="1.0850", key="fx_rate_text",
+                             help="Digits and a decimal point, such as 1.0850.")
+        move = st.checkbox(f"Confirm a move of more than {business_settings.MAX_MOVE:.0%} from the nearest known rate",
+                           key="fx_confirm_move",
+                           help="A rate that far from the one before is most often a typo (116 for 1.16); tick "
+                                "this only when the rate really moved that much.")
         if st.form_submit_button("Save rate"):
             _run(ctx, Permission.EDIT_SETTINGS, "admin: FX rate", f"Rate for {code} saved.",
                  lambda e: business_settings.save_rate(e, actor=Actor.of(ctx.username, ctx.roles), currency=code, month=month,
-                                                       usd_per_unit=rate))
+                                                       usd_per_unit=rate, confirm_move=move),
+                 clear=("fx_month", "fx_rate_text", "fx_confirm_move"))
 
 
 def render(ctx: StaffContext) -> None:
     st.title("Admin")
-    show_flash(_FLASH)
+    # The last action's outcome, above the page; filled at the end of the run, once the forms have
+    # run, so a refusal in this run has already dropped the previous "saved".
+    outcome = st.empty()
     if (Path(__file__).resolve().parent.parent / "pages" / "stripe_sync.py").exists():
         st.page_link("../pages/stripe_sync.py", label="Stripe sync: status and Sync now", icon="🔄")
     else:
@@ -165,3 +186,5 @@ def render(ctx: StaffContext) -> None:
         _staff_section(ctx)
     with settings_tab:
         _settings_section(ctx)
+    with outcome.container():
+        show_flash(_FLASH)

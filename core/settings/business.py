@@ -8,6 +8,10 @@ Guarantees:
   validate first (a refusal is a ``BusinessSettingsError`` whose text is one sentence), then
   write the row and an audit entry (before/after) in a transaction of their own: both commit
   together or not at all. Every caller (the Admin page, the CLI, tests) uses these two.
+- A rate typed as text must be a plain decimal (digits and a decimal point: "1e3" or "1,30" is
+  refused, not read as 1000 or 130), and a rate more than ``MAX_MOVE`` (25 %) from the
+  currency's nearest known rate (a 100x typo: 116 for 1.16) is refused with a sentence naming
+  both, unless the person confirms the move (``confirm_move``; the audit entry says so).
 - Default FX rates for USD, EUR, GBP and JPY (36 months back from the migration date plus the
   current year) are seeded by migration 0002, so conversion works out of the box; an admin edits
   them here. A month without its own rate uses the latest earlier month of that currency.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -60,6 +65,10 @@ DEFAULT_RATES: dict[int, dict[str, str]] = {
 
 class BusinessSettingsError(ValueError):
     """A setting or rate we cannot accept; str(error) is the sentence to show."""
+
+
+class RateMoveError(BusinessSettingsError):
+    """A rate far from the nearest known one: saved only when the move is confirmed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +233,72 @@ def _month(value: date | str) -> date:
     return value.replace(day=1)
 
 
+# A rate as a person types it: digits with at most one decimal point, a sign at most. No exponent
+# ("1e3" was saved as 1000), no thousands separators or underscores, no "Infinity".
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+RATE_DECIMALS = 10  # the column's scale (Numeric(20, 10)): more would be rounded away silently
+MAX_MOVE = Decimal("0.25")  # a rate this far from the nearest known one is most often a typo
+
+
+def _rate(value: Decimal | str | float) -> Decimal:
+    """The rate given, refused unless it is a positive plain decimal the table can hold."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not _PLAIN_DECIMAL.fullmatch(text):
+            raise BusinessSettingsError(f"“{value}” is not a number written plainly: use digits and a decimal "
+                                        "point, such as 1.0850 (no exponent, no thousands separators).")
+        rate = Decimal(text)
+    else:
+        try:
+            rate = value if isinstance(value, Decimal) else Decimal(str(value))
+        except InvalidOperation:
+            raise BusinessSettingsError(f"“{value}” is not a number.") from None
+    if not rate.is_finite() or rate <= 0:
+        raise BusinessSettingsError("A rate must be a positive number (US dollars per one unit).")
+    if rate > Decimal(100000):
+        raise BusinessSettingsError("That rate is implausibly large; enter US dollars per one unit.")
+    if rate != rate.quantize(Decimal(1).scaleb(-RATE_DECIMALS)):
+        raise BusinessSettingsError(f"A rate has at most {RATE_DECIMALS} decimals.")
+    return rate
+
+
+def _plain(rate: Decimal) -> str:
+    """A rate as it was typed, without trailing zeros (``1.1600000000`` -> ``1.16``)."""
+    return f"{rate.normalize():f}"
+
+
+def _nearest_known(session: Session, code: str, month: date) -> tuple[Decimal, str] | None:
+    """The rate of ``code`` in the month nearest to ``month`` (its own when it has one; the earlier
+    of two as near), with words for where it comes from; the built-in default of the nearest year
+    when the table holds none for the currency (what conversion uses then). None: nothing known."""
+    rows = session.execute(select(FxRate.month, FxRate.usd_per_unit).where(FxRate.currency == code)).all()
+    if rows:
+        near, rate = min(rows, key=lambda r: (abs((r[0] - month).days), r[0] > month))
+        return Decimal(rate), f"{near:%Y-%m}"
+    year = min(max(month.year, min(DEFAULT_RATES)), max(DEFAULT_RATES))
+    default = DEFAULT_RATES[year].get(code)
+    return None if default is None else (Decimal(default), f"the built-in default for {year}")
+
+
+def _check_move(session: Session, code: str, month: date, rate: Decimal) -> None:
+    """Refuse a rate more than ``MAX_MOVE`` from the nearest known one: a 100x or 1000x typo (a
+    decimal point in the wrong place) would turn every converted figure."""
+    known = _nearest_known(session, code, month)
+    if known is None:
+        return
+    old, where = known
+    move = rate / old - 1
+    if abs(move) > MAX_MOVE:
+        raise RateMoveError(
+            f"The {code} rate for {month:%Y-%m} would go from {_plain(old)} (the nearest known rate, {where}) to "
+            f"{_plain(rate)}, a move of {move:+,.0%}. A move over {MAX_MOVE:.0%} is most often a typo, such as a "
+            "decimal point in the wrong place; if the rate is right, confirm the move and save it again.")
+
+
 def _set_rate(session: Session, *, actor: Actor, currency: str, month: date | str,
-             usd_per_unit: Decimal | str | float, reason: str | None = None) -> Rate:
-    """Insert or replace the rate of ``currency`` for ``month``; audited. ``save_rate`` commits."""
+              usd_per_unit: Decimal | str | float, reason: str | None = None, confirm_move: bool = False) -> Rate:
+    """Insert or replace the rate of ``currency`` for ``month``; audited. ``save_rate`` commits.
+    ``confirm_move``: the person confirmed a move over ``MAX_MOVE`` (recorded in the audit entry)."""
     try:
         code = normalise_currency(currency)
     except MoneyError as exc:
@@ -234,14 +306,14 @@ def _set_rate(session: Session, *, actor: Actor, currency: str, month: date | st
     if code == "USD":
         raise BusinessSettingsError("USD is the base of the rate table; its rate is always 1.")
     first = _month(month)
+    rate = _rate(usd_per_unit)
+    confirmed = False
     try:
-        rate = Decimal(str(usd_per_unit).strip())
-    except InvalidOperation:
-        raise BusinessSettingsError(f"“{usd_per_unit}” is not a number.") from None
-    if not rate.is_finite() or rate <= 0:
-        raise BusinessSettingsError("A rate must be a positive number (US dollars per one unit).")
-    if rate > Decimal(100000):
-        raise BusinessSettingsError("That rate is implausibly large; enter US dollars per one unit.")
+        _check_move(session, code, first, rate)
+    except RateMoveError:
+        if not confirm_move:
+            raise
+        confirmed = True
     row = session.scalar(select(FxRate).where(FxRate.currency == code, FxRate.month == first))
     before = None if row is None else str(row.usd_per_unit)
     now = utc_now()
@@ -253,7 +325,7 @@ def _set_rate(session: Session, *, actor: Actor, currency: str, month: date | st
     audit.record(session, actor=actor.username, action="settings.fx_rate", target_type="fx_rate",
                  target_id=f"{code}:{first:%Y-%m}", reason=reason,
                  before=None if before is None else {"usd_per_unit": before},
-                 after={"usd_per_unit": str(rate)})
+                 after={"usd_per_unit": str(rate), **({"move_confirmed": True} if confirmed else {})})
     session.flush()
     return Rate(code, first, rate, actor.username)
 
@@ -270,8 +342,11 @@ def save(engine: Engine, *, actor: Actor, reason: str | None = None, **changes: 
 
 @guarded(Permission.EDIT_SETTINGS)
 def save_rate(engine: Engine, *, actor: Actor, currency: str, month: date | str,
-              usd_per_unit: Decimal | str | float, reason: str | None = None) -> Rate:
+              usd_per_unit: Decimal | str | float, reason: str | None = None, confirm_move: bool = False) -> Rate:
     """Insert or replace the rate of ``currency`` for ``month`` in a transaction of its own: the
-    rate and its audit entry commit together."""
+    rate and its audit entry commit together. A rate typed as text must be a plain decimal; one
+    more than ``MAX_MOVE`` from the currency's nearest known rate is refused (``RateMoveError``,
+    naming both) unless ``confirm_move``."""
     with session_scope(engine) as s:
-        return _set_rate(s, actor=actor, currency=currency, month=month, usd_per_unit=usd_per_unit, reason=reason)
+        return _set_rate(s, actor=actor, currency=currency, month=month, usd_per_unit=usd_per_unit, reason=reason,
+                         confirm_move=confirm_move)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from core.db import make_engine
 from core.models import AuditEntry, Subscription
 from core.permissions import allowed
 from dashboard.navigation import PAGE_SPECS
+from dashboard.text import shown
 from tests.support.apptest import app_test as make_app
 from tests.support.apptest import page_app_test, texts
 from tests.support.db import BACKENDS, PG_URL, TEST_KEY, scratch_pg_database
@@ -265,3 +266,49 @@ def test_admin_changes_business_settings_and_refuses_a_bad_rate(world_url, engin
     rate.input("-3")
     at.button(key="FormSubmitter:fx_rate-Save rate").click().run()
     assert not at.exception and "A rate must be a positive number" in texts(at)
+
+
+def test_a_rate_typo_is_refused_in_words_and_the_earlier_saved_goes(world_url, engine):
+    """EUR 116 (1.16 meant) and "1e3" were saved ("Rate for EUR saved."); after a refusal the
+    previous save's green sentence stayed above the red one. A move over 25 % from the nearest
+    known rate needs its tick; a refused rate stays in the form to correct."""
+    from decimal import Decimal
+
+    from core.settings import business as business_settings
+
+    database_url, _world = world_url
+    at = _open(database_url, "admin.py", "admin")
+    at.session_state["admin_tabs"] = "Business settings"
+    at.run()
+
+    def save(rate: str) -> None:
+        next(s for s in at.selectbox if s.label == "Currency").set_value("EUR")
+        next(d for d in at.date_input if d.label == "Month").set_value(date(2026, 12, 1))
+        next(w for w in at.text_input if w.label == "USD per unit").input(rate)
+        at.button(key="FormSubmitter:fx_rate-Save rate").click().run()
+        assert not at.exception, at.exception
+
+    def december() -> Decimal:
+        (rate,) = [r.usd_per_unit for r in business_settings.list_rates(engine, "EUR") if r.month == date(2026, 12, 1)]
+        return rate
+
+    save("1.30")
+    assert [s.value for s in at.success] == ["Rate for EUR saved."]
+    assert december() == Decimal("1.30")
+    save("116")
+    assert [s.value for s in at.success] == []  # the earlier "saved" is gone, not left above the refusal
+    (refusal,) = [e.value for e in at.error]
+    assert ("The EUR rate for 2026-12 would go from 1.3 (the nearest known rate, 2026-12) to 116, a move of +8,823%."
+            in shown(refusal)), refusal
+    assert december() == Decimal("1.30")
+    save("1e3")
+    assert [s.value for s in at.success] == [] and "is not a number written plainly" in shown(at.error[0].value)
+    assert next(w for w in at.text_input if w.label == "USD per unit").value == "1e3"  # kept, to correct
+    assert december() == Decimal("1.30")
+    save("1.80")
+    assert "would go from 1.3" in shown(at.error[0].value)
+    next(c for c in at.checkbox if c.label.startswith("Confirm a move")).check()
+    at.button(key="FormSubmitter:fx_rate-Save rate").click().run()
+    assert [s.value for s in at.success] == ["Rate for EUR saved."] and not at.error
+    assert december() == Decimal("1.80")
+    assert next(w for w in at.text_input if w.label == "USD per unit").value == ""  # saved: the form starts afresh

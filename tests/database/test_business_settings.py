@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from core.metrics.rollups import refresh, state
 from core.models import AuditEntry, FxRate
@@ -87,11 +87,60 @@ class TestFxRates:
         ({"currency": "EUR", "month": "2026-13", "usd_per_unit": "1"}, "is not a month"),
         ({"currency": "EUR", "month": "2026-01", "usd_per_unit": "-1"}, "positive number"),
         ({"currency": "EUR", "month": "2026-01", "usd_per_unit": "abc"}, "is not a number"),
-        ({"currency": "EUR", "month": "2026-01", "usd_per_unit": "1e9"}, "implausibly large"),
+        ({"currency": "EUR", "month": "2026-01", "usd_per_unit": "999999"}, "implausibly large"),
+        # Only plain decimals: "1e3" was saved as 1000 ("Rate for EUR saved.").
+        *(({"currency": "EUR", "month": "2026-01", "usd_per_unit": typed}, "is not a number written plainly")
+          for typed in ("1e3", "1E3", "1.2e0", "1,30", "1_000", "0x1", "Infinity", "NaN", "1.2.3", "")),
+        ({"currency": "EUR", "month": "2026-01", "usd_per_unit": "1.12345678901"}, "at most 10 decimals"),
     ])
-    def test_bad_rates_are_refused(self, engine, kw, sentence):
+    def test_bad_rates_are_refused(self, engine, session, kw, sentence):
         with pytest.raises(bs.BusinessSettingsError, match=sentence):
             bs.save_rate(engine, actor=Actor.of("alice", "admin"), **kw)
+        assert audits(session, "settings.fx_rate") == []
+
+    @pytest.mark.parametrize(("typed", "saved"), [(" 1.30 ", "1.3"), ("1.3", "1.3"), ("+1.2", "1.2"),
+                                                  ("1.", "1"), ("1.0850000000", "1.085")])
+    def test_plain_decimals_are_saved(self, engine, typed, saved):
+        bs.save_rate(engine, actor=Actor.of("alice", "admin"), currency="EUR", month="2026-01", usd_per_unit=typed)
+        (rate,) = [r for r in bs.list_rates(engine, "EUR") if r.month == date(2026, 1, 1)]
+        assert rate.usd_per_unit == Decimal(saved)
+
+    @pytest.mark.parametrize(("typed", "sentence"), [
+        ("116", "would go from 1.16 (the nearest known rate, {near}) to 116, a move of +9,900%"),
+        ("1160", "would go from 1.16 (the nearest known rate, {near}) to 1160, a move of +99,900%"),
+        ("0.0116", "would go from 1.16 (the nearest known rate, {near}) to 0.0116, a move of -99%"),
+    ])
+    def test_a_rate_far_from_the_nearest_known_one_needs_the_move_confirmed(self, engine, session, typed, sentence):
+        """EUR 116 for December 2026 (1.16 meant) was saved: every converted figure a hundred
+        times too large. A move over 25 % from the nearest known rate needs confirming."""
+        seeded = bs.list_rates(engine, "EUR")  # SQLite's template is seeded; PostgreSQL's tables start empty
+        near = "2026-12" if any(r.month == date(2026, 12, 1) for r in seeded) else "the built-in default for 2026"
+        admin = Actor.of("alice", "admin")
+        with pytest.raises(bs.RateMoveError) as refused:
+            bs.save_rate(engine, actor=admin, currency="EUR", month="2026-12", usd_per_unit=typed)
+        assert sentence.format(near=near) in str(refused.value)
+        assert "confirm the move" in str(refused.value)
+        assert audits(session, "settings.fx_rate") == []
+        bs.save_rate(engine, actor=admin, currency="EUR", month="2026-12", usd_per_unit="1.30")  # +12 %: no question
+        bs.save_rate(engine, actor=admin, currency="EUR", month="2026-12", usd_per_unit="1.56", confirm_move=True)
+        (rate,) = [r for r in bs.list_rates(engine, "EUR") if r.month == date(2026, 12, 1)]
+        assert rate.usd_per_unit == Decimal("1.56")  # +20 % from 1.30, the month's own rate now
+        bs.save_rate(engine, actor=admin, currency="EUR", month="2026-12", usd_per_unit=typed, confirm_move=True)
+        session.expire_all()
+        entries = audits(session, "settings.fx_rate")
+        assert [e.after.get("move_confirmed", False) for e in entries] == [False, False, True]
+
+    def test_the_nearest_known_rate_is_the_nearest_month(self, engine, session):
+        admin = Actor.of("alice", "admin")
+        session.execute(delete(FxRate).where(FxRate.currency == "GBP"))
+        session.commit()
+        bs.save_rate(engine, actor=admin, currency="GBP", month="2026-01", usd_per_unit="1.30")
+        bs.save_rate(engine, actor=admin, currency="GBP", month="2026-09", usd_per_unit="2.00", confirm_move=True)
+        bs.save_rate(engine, actor=admin, currency="GBP", month="2026-03", usd_per_unit="1.40")  # near January's
+        with pytest.raises(bs.RateMoveError, match=r"from 2 \(the nearest known rate, 2026-09\) to 1.4,"):
+            bs.save_rate(engine, actor=admin, currency="GBP", month="2026-07", usd_per_unit="1.40")
+        # A currency with no rate and no built-in default has nothing to be far from.
+        bs.save_rate(engine, actor=admin, currency="CHF", month="2026-03", usd_per_unit="1.12")
 
     def test_edited_rate_changes_the_reporting_figure(self, engine, session):
         from core.metrics import Query, compute
@@ -102,7 +151,8 @@ class TestFxRates:
         session.commit()
         q = Query.make(engine, start=date(2026, 3, 1), end=date(2026, 4, 1), now=at("2026-04-01 00:00"))
         before = compute(engine, "gross_revenue", q).value
-        bs.save_rate(engine, actor=Actor.of("alice", "admin"), currency="EUR", month="2026-03", usd_per_unit="2")
+        bs.save_rate(engine, actor=Actor.of("alice", "admin"), currency="EUR", month="2026-03", usd_per_unit="2",
+                     confirm_move=True)
         session.commit()
         assert compute(engine, "gross_revenue", q).value == 2000
         assert before != 2000

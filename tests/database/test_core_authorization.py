@@ -265,7 +265,7 @@ _ENGINE_WRITES: dict[tuple[str, str], tuple[Permission, dict[str, Any]]] = {
     ("core.staff", "unlock_account"): (Permission.MANAGE_STAFF, {"username": "target"}),
     ("core.settings.business", "save"): (Permission.EDIT_SETTINGS, {"week_start": "sunday"}),
     ("core.settings.business", "save_rate"): (Permission.EDIT_SETTINGS, {
-        "currency": "EUR", "month": "2026-03", "usd_per_unit": "9"}),
+        "currency": "EUR", "month": "2026-03", "usd_per_unit": "1.2"}),
 }
 for (_module, _name), (_permission, _kwargs) in _ENGINE_WRITES.items():
     CALLS[f"{_module}.{_name}"] = (_permission, lambda e, s, w, a, m=_module, f=_name, kw=_kwargs:
