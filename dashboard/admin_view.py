@@ -181,10 +181,16 @@ def render(ctx: StaffContext) -> None:
         st.page_link("../pages/stripe_sync.py", label="Stripe sync: status and Sync now", icon="🔄")
     else:
         st.caption("The Stripe sync page is not installed yet; `python -m cli sync` runs a sync from the shell.")
-    staff_tab, settings_tab = st.tabs(["Staff accounts", "Business settings"])
-    with staff_tab:
-        _staff_section(ctx)
-    with settings_tab:
-        _settings_section(ctx)
+    # The open tab is kept in the session (a key, with state tracked): a save reruns the page and
+    # the person stays on the tab they used. Untracked tabs were identified by their place on the
+    # page, and the sentence drawn above them after a save moved them, so the browser took them for
+    # new tabs and opened the first. Only the open tab is drawn, as ``analytics_ui.open_tab`` does.
+    staff_tab, settings_tab = st.tabs(["Staff accounts", "Business settings"], key="admin_tabs", on_change="rerun")
+    if staff_tab.open:
+        with staff_tab:
+            _staff_section(ctx)
+    if settings_tab.open:
+        with settings_tab:
+            _settings_section(ctx)
     with outcome.container():
         show_flash(_FLASH)

@@ -256,12 +256,15 @@ def test_admin_changes_business_settings_and_refuses_a_bad_rate(world_url, engin
 
     database_url, _world = world_url
     at = _open(database_url, "admin.py", "admin")
+    at.session_state["admin_tabs"] = "Business settings"
+    at.run()
     zone_box = next(s for s in at.selectbox if s.label == "Time zone")
     zone_box.set_value("Europe/Berlin")
     at.button(key="FormSubmitter:business_settings-Save settings").click().run()
     assert not at.exception
     assert "Business settings saved." in texts(at)
     assert business_settings.load(engine).business_timezone == "Europe/Berlin"
+    assert at.session_state["admin_tabs"] == "Business settings"  # still the tab the person used
     rate = next(w for w in at.text_input if w.label == "USD per unit")
     rate.input("-3")
     at.button(key="FormSubmitter:fx_rate-Save rate").click().run()

@@ -67,6 +67,8 @@ def test_admin_rates_open_on_recent_months_and_weekdays_are_capitalised(database
     at = app_test(database_url, role="admin")
     at.run()
     at.switch_page("../pages/admin.py").run()
+    at.session_state["admin_tabs"] = "Business settings"
+    at.run()
     assert not at.exception, at.exception
     (rates,) = [df.value for df in at.dataframe if "USD per unit" in df.value.columns]
     eur = rates[rates["Currency"] == "EUR"]

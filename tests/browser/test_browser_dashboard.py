@@ -242,3 +242,20 @@ def test_a_person_changes_their_own_password(dashboard_server, page):
     page.get_by_text("The username or password is incorrect.").wait_for()
     sign_in(page, "newbie", "my-own-secret-22")
     page.get_by_text("Signed in as").wait_for()
+
+
+def test_saving_business_settings_stays_on_their_tab(dashboard_server, page):
+    """Saving the Admin page's business settings sent the person back to the first tab (Staff
+    accounts), away from the sentence and the form they had just used."""
+    page.goto(f"{dashboard_server.url}/admin")
+    sign_in_as(page, "admin")
+    settings_tab = page.get_by_role("tab", name="Business settings")
+    settings_tab.click()
+    page.get_by_role("button", name="Save settings").wait_for()
+    wait_idle(page)
+    page.get_by_role("button", name="Save settings").click()  # the settings as they are: nothing else moves
+    page.get_by_text("Business settings saved.").wait_for(timeout=20_000)
+    wait_idle(page)
+    assert settings_tab.get_attribute("aria-selected") == "true"
+    assert page.get_by_role("button", name="Save settings").is_visible()
+    assert not page.get_by_role("button", name="Create account").is_visible()
