@@ -4,8 +4,8 @@ One command, public tools only (``python -m cli run``, Playwright driving Debian
 only the product's public surface (its start command, HTTP, what the browser shows), so it keeps
 working while the server's start and the pages' reads change underneath:
 
-1. a scratch folder, database and Stripe sandbox; ``python -m cli run`` (what ``make run`` calls)
-   generates ``make run``'s demo world on first start (``--members``, default 5,000, seed 42) and
+1. a scratch folder, database and Stripe sandbox; ``python -m cli run --demo`` (what ``make run`` calls;
+   ``--demo`` because a scratch database is not the embedded default) generates ``make run``'s demo world on first start (``--members``, default 5,000, seed 42) and
    serves the dashboard and the sandbox; time to healthy is measured (first start and restarts);
 2. per role (support, finance, manager, admin): restart the server, sign in (the first page after
    a restart: *cold*), open every page the role sees from the navigation (the first visit since
@@ -255,8 +255,9 @@ class ServerFailed(RuntimeError):
 class Server:
     """``python -m cli run`` in its own process group; restartable; RSS of its Streamlit child."""
 
-    def __init__(self, env: dict[str, str], port: int, members: int, log: Path):
+    def __init__(self, env: dict[str, str], port: int, members: int, log: Path, *, demo: bool):
         self.env, self.port, self.members, self.log = env, port, members, log
+        self.demo = demo  # a scratch database is not the embedded default: ask for the demo world
         self.proc: subprocess.Popen[bytes] | None = None
         self.base = f"http://127.0.0.1:{port}"
 
@@ -266,7 +267,7 @@ class Server:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "cli", "run", "--port", str(self.port), "--demo-members", str(self.members),
-                 "--healthy-within", f"{timeout:.0f}"],
+                 "--healthy-within", f"{timeout:.0f}", *(["--demo"] if self.demo else [])],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         while time.perf_counter() - t < timeout:
             if self.proc.poll() is not None:
@@ -1193,7 +1194,7 @@ def main(argv: list[str] | None = None) -> int:
                          else f"; no staff change: {args.no_change}"))
     else:
         env, pg_db = scratch_env(folder, args.db, args.pg_url)
-    server = Server(env, free_port(), args.members, folder / "server.log")
+    server = Server(env, free_port(), args.members, folder / "server.log", demo=not args.database_url)
     try:
         load_before = load()
         say(f"first start: python -m cli run (server log: {server.log}) ...")

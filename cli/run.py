@@ -4,14 +4,18 @@
    with a fresh encryption key, cookie key, sandbox key and webhook signing secret (git-ignored).
    Anywhere else a missing key stops here with a sentence.
 2. Migrate the database.
-3. On first start (no members yet), generate the demo world into the database and the sandbox.
+3. On first start (no members yet), generate the demo world and its demo sign-ins into the
+   database and the sandbox: only for the embedded default (SQLite under data/ with the local
+   sandbox) or when ``--demo`` asks for it. Anywhere else an empty database stays empty and one
+   line says why: the demo sign-ins have public passwords and must never reach a real deployment.
 4. Start the local Stripe sandbox beside the dashboard when STRIPE_API_BASE points at it; with a
    real Stripe key configured, use Stripe itself. The sandbox delivers every event, signed with
    STRIPE_WEBHOOK_SECRET, to the dashboard's ``POST /stripe/webhook``. When the sandbox's port (or
    the dashboard's, unless PORT was given) is taken, a free one is used and the line says so;
    SANDBOX_PORT pins the sandbox's port.
 5. Serve the dashboard and its endpoints (``dashboard/serve.py``: ``st.App`` under uvicorn), print
-   the address, the demo sign-ins and how long each step took, then run until interrupted.
+   the address, the demo sign-ins (when this is a demo) and how long each step took, then run until
+   interrupted.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from cli.common import CommandError, engine, progress
 from core.db import session_scope
 from core.db.migrate import upgrade
 from core.models import Member
-from core.settings import DEFAULT_DATA_DIR, DEFAULT_SECRETS_FILE, ROOT, load_settings
+from core.settings import DEFAULT_DATA_DIR, DEFAULT_DATABASE_URL, DEFAULT_SECRETS_FILE, ROOT, Settings, load_settings
 from demo.accounts import DEMO_ACCOUNTS
 
 DEMO_MEMBERS = 5000
@@ -56,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default="127.0.0.1")
     p.add_argument("--demo-members", type=int, default=None,
                    help=f"size of the demo world generated on first start (default: DEMO_MEMBERS, else {DEMO_MEMBERS})")
+    p.add_argument("--demo", action="store_true",
+                   help="load the demo world and its sign-ins into an empty database that is not the embedded "
+                        "default (the Stripe sandbox must be the local one)")
     p.add_argument("--healthy-within", type=float, default=HEALTHY_WITHIN, metavar="SECONDS",
                    help=f"stop when the dashboard is not healthy within this long (default {HEALTHY_WITHIN:.0f}; "
                         "its start-up warms the first pages' answers, longer on a large database)")
@@ -68,6 +75,16 @@ def _python(*args: str) -> list[str]:
 
 def _embedded_default() -> bool:
     return not os.environ.get("DATABASE_URL") and not os.environ.get("MEMBERDESK_ENCRYPTION_KEYS")
+
+
+def _is_demo(cfg: Settings, asked: bool) -> bool:
+    """Whether this run may load the demo world (and its public demo sign-ins) into an empty
+    database: the embedded default, or when asked for. Asked for beside real Stripe it stops: the
+    demo's customers exist only in the local sandbox."""
+    if asked and not cfg.uses_sandbox:
+        raise CommandError("--demo needs the local Stripe sandbox (STRIPE_API_BASE at 127.0.0.1 or localhost); "
+                           "the demo world is never loaded beside real Stripe.")
+    return asked or (cfg.database_url == DEFAULT_DATABASE_URL and cfg.uses_sandbox)
 
 
 class _Steps:
@@ -160,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         with steps.step("local secrets", "creating local secrets"):
             run_init_local(args)
     cfg = load_settings()
+    demo_run = _is_demo(cfg, args.demo)
     # Ports first: a pinned port that is taken stops the run before any work is done.
     sandbox_base = _sandbox_base(cfg.stripe_api_base) if cfg.uses_sandbox else ""
     eng = engine(cfg, require_schema=False)
@@ -169,7 +187,10 @@ def run(args: argparse.Namespace) -> int:
     with session_scope(eng) as session:
         members = session.scalar(select(func.count()).select_from(Member)) or 0
     sandbox_state = Path(os.environ.get("MEMBERDESK_SANDBOX_STATE", SANDBOX_STATE))
-    if members == 0:
+    if members == 0 and not demo_run:
+        progress("The database has no members, and no demo world or demo sign-ins were loaded into it: it is not "
+                 "the embedded default (SQLite under data/ with the local Stripe sandbox) and --demo was not given.")
+    elif members == 0:
         demo = _python("cli", "demo", "--members", str(args.demo_members), "--seed", str(DEMO_SEED))
         if cfg.uses_sandbox:
             demo += ["--sandbox-state", str(sandbox_state)]
@@ -215,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
             # limit (--healthy-within: longer for a large database on a busy machine).
             _wait_healthy(f"http://{_local(args.address)}:{port}/healthz", dashboard, "the dashboard",
                           seconds=args.healthy_within)
-        _print_welcome(args.address, port, steps.summary(), sandbox_base)
+        _print_welcome(args.address, port, steps.summary(), sandbox_base, demo_run)
         return dashboard.wait()
     except KeyboardInterrupt:
         return 0
@@ -274,14 +295,16 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], what: str, api_key: s
     raise CommandError(f"{what} did not answer within {seconds:.0f} seconds.")
 
 
-def _print_welcome(address: str, port: int, summary: str, sandbox_base: str) -> None:
+def _print_welcome(address: str, port: int, summary: str, sandbox_base: str, demo_run: bool) -> None:
+    sign_ins = (["Demo sign-ins (one per role):",
+                 *[f"  {username:8} / {password:18} {roles}" for username, _name, roles, password in DEMO_ACCOUNTS]]
+                if demo_run else ["Sign in with a staff account (`python -m cli staff add`; docs/deploy.md)."])
     lines = [
         "",
         f"Memberdesk is running at http://{address}:{port}  (Ctrl-C stops it)",
         f"  {summary}",
         *([f"  Stripe sandbox: {sandbox_base}; its events arrive at /stripe/webhook"] if sandbox_base else []),
-        "Demo sign-ins (one per role):",
-        *[f"  {username:8} / {password:18} {roles}" for username, _name, roles, password in DEMO_ACCOUNTS],
+        *sign_ins,
         "",
     ]
     print("\n".join(lines), flush=True)

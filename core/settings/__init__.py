@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SECRETS_FILE = ROOT / ".streamlit" / "secrets.toml"
@@ -69,7 +70,9 @@ class Settings:
 
     @property
     def uses_sandbox(self) -> bool:
-        return self.stripe_api_base.startswith(("http://127.0.0.1", "http://localhost"))
+        # The host itself, not a prefix: http://localhost.example.com is somebody else's server.
+        parts = urlsplit(self.stripe_api_base)
+        return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
 
     def require_cookie_key(self) -> str:
         if len(self.cookie_key) < 48:

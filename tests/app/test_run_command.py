@@ -1,5 +1,7 @@
 """`python -m cli run` (what `make run` calls) stops the processes it started when it is told to
-stop with a plain `kill`, as with Ctrl-C: a killed run must not leave the sandbox holding its port."""
+stop with a plain `kill`, as with Ctrl-C: a killed run must not leave the sandbox holding its port.
+It loads the demo world (and its public demo sign-ins) only on the embedded default or with
+`--demo`, never into a real deployment's empty database."""
 
 import os
 import signal
@@ -73,7 +75,7 @@ def test_a_taken_sandbox_port_moves_the_sandbox_and_its_webhooks_still_reach_the
     env.pop("SANDBOX_PORT", None)
     log_path = tmp_path / "run.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--demo-members", "30"], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--demo", "--demo-members", "30"], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
@@ -139,3 +141,53 @@ def test_a_start_limit_under_a_second_is_refused_before_any_work(tmp_path: Path)
     assert done.returncode == 2, done.stderr
     assert "--healthy-within must be at least 1 second, not 0." in done.stderr
     assert not (tmp_path / "run.db").exists()
+
+
+def _live_env(tmp_path: Path) -> dict[str, str]:
+    """A real deployment's settings: its own database, real Stripe (a live key, no sandbox)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBERDESK_", "STRIPE_", "DATABASE_URL"))}
+    env.update({"DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}",
+                "MEMBERDESK_ENCRYPTION_KEYS": "fEhmDxvhCpEu4b16boUlf95HY5t4RM5suyOSd3CeyC8=",
+                "MEMBERDESK_COOKIE_KEY": "run-command-" + "k" * 48, "STRIPE_API_KEY": "sk_live_x",
+                "MEMBERDESK_SECRETS_FILE": str(tmp_path / "absent.toml"), "DEMO_MEMBERS": "20",
+                "PORT": str(free_port())})
+    return env
+
+
+def _rows(db: Path) -> dict[str, int]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("members", "staff_accounts")}
+
+
+def test_an_empty_production_database_gets_no_demo_world_and_no_demo_sign_ins(tmp_path: Path) -> None:
+    """The reviewer's repro: a deployment's own empty database beside a live Stripe key. The run
+    migrates and serves it, says in one sentence why no demo was loaded, and prints no demo
+    passwords; the database holds no members and no staff accounts."""
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "run"], cwd=ROOT, env=_live_env(tmp_path),
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "Memberdesk is running" not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the run did not come up"
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    out = log_path.read_text()
+    assert ("The database has no members, and no demo world or demo sign-ins were loaded into it: it is not the "
+            "embedded default (SQLite under data/ with the local Stripe sandbox) and --demo was not given.") in out
+    assert "demo-pass" not in out and "Demo sign-ins" not in out
+    assert _rows(tmp_path / "prod.db") == {"members": 0, "staff_accounts": 0}
+
+
+def test_asking_for_the_demo_beside_real_stripe_stops_before_any_work(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "cli", "run", "--demo"], cwd=ROOT, env=_live_env(tmp_path),
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2, done.stderr
+    assert "--demo needs the local Stripe sandbox" in done.stderr
+    assert not (tmp_path / "prod.db").exists()

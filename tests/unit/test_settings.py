@@ -35,3 +35,12 @@ def test_short_cookie_key_refused():
 def test_repr_hides_password():
     s = load_settings(env={"DATABASE_URL": "postgresql://user:hunter2@db/x"}, secrets={})
     assert "hunter2" not in repr(s)
+
+
+@pytest.mark.parametrize(("base", "sandbox"), [
+    ("http://127.0.0.1:12111", True), ("http://localhost:12111", True), ("", False),
+    ("https://api.stripe.com", False), ("http://localhost.example.com", False), ("http://127.0.0.1.example.com", False),
+])
+def test_only_a_local_address_counts_as_the_sandbox(base, sandbox):
+    # `python -m cli run` loads the demo world beside the sandbox only: a look-alike host is not it.
+    assert load_settings(env={"STRIPE_API_BASE": base}, secrets={}).uses_sandbox is sandbox
