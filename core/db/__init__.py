@@ -4,6 +4,8 @@
 on SQLite's foreign keys and WAL mode (PostgreSQL: parallel workers only for large reads), and
 caches one engine per URL. Write paths own their
 transaction with ``with session_scope(engine) as s:`` (commit on success, rollback on error).
+Engines hide bound values in their error messages (``hide_parameters``): those values are member
+e-mails and names, and an error's text ends up in logs and in ``stripe_events.last_error``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -51,7 +53,7 @@ def make_engine(url: str) -> Engine:
                 raw.execute("BEGIN IMMEDIATE")
 
         return engine
-    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _postgres_session(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

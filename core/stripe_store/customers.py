@@ -1,5 +1,9 @@
 """Customers become members (or link an existing free member by e-mail); payment methods their cards.
 
+An e-mail another member already holds (Stripe allows customers to share one) is kept tagged with
+the customer's id (``ann+cus_123@example.com``), when the customer is created and when it is
+updated, so the rest of the customer always applies.
+
 The default card is kept as Stripe names it on the member; ``derived.py`` sets the cards' flags.
 """
 
@@ -22,16 +26,19 @@ def apply_customer(session: Session, obj: dict[str, Any], state_at: datetime, **
     if row["created_at"] is None:
         row.pop("created_at")
     m = db_table("members")
-    if stored_row(session, "members", "stripe_customer_id", row["stripe_customer_id"]) is None:
-        owner = stored_row(session, "members", "email", row["email"])
-        if owner is not None and owner["stripe_customer_id"] is None:
-            # The app user already exists (free member): link the customer to them.
-            session.execute(update(m).where(m.c.id == owner["id"]).values(stripe_customer_id=row["stripe_customer_id"]))
-            cache.forget_row(session, "members", "stripe_customer_id", row["stripe_customer_id"])
-        elif owner is not None:
-            local, _, domain = row["email"].partition("@")
-            row["email"] = f"{local}+{row['stripe_customer_id']}@{domain}"
-        cache.forget_row(session, "members", "email", row["email"])  # this customer holds it now
+    mine = stored_row(session, "members", "stripe_customer_id", row["stripe_customer_id"])
+    owner = stored_row(session, "members", "email", row["email"])
+    if mine is None and owner is not None and owner["stripe_customer_id"] is None:
+        # The app user already exists (free member): link the customer to them.
+        session.execute(update(m).where(m.c.id == owner["id"]).values(stripe_customer_id=row["stripe_customer_id"]))
+        cache.forget_row(session, "members", "stripe_customer_id", row["stripe_customer_id"])
+    elif owner is not None and (mine is None or owner["id"] != mine["id"]):
+        # Stripe lets customers share an e-mail and our members may not: this customer keeps the
+        # address tagged with its own id, on creation and on every update alike.
+        row["email"] = _tagged(row["email"], row["stripe_customer_id"])
+    cache.forget_row(session, "members", "email", row["email"])  # this customer holds it now
+    if mine is not None:
+        cache.forget_row(session, "members", "email", mine["email"])  # and no longer its old address
     outcome, member_id, before = upsert(session, "members", "stripe_customer_id", row, state_at)
     if outcome == "stale":
         return outcome
@@ -42,6 +49,12 @@ def apply_customer(session: Session, obj: dict[str, Any], state_at: datetime, **
         if outcome == "updated":
             bump_version(session, member_id)
     return outcome
+
+
+def _tagged(email: str, customer_id: str) -> str:
+    """``ann@example.com`` -> ``ann+cus_123@example.com``: unique, and still the person's mailbox."""
+    local, _, domain = email.partition("@")
+    return f"{local}+{customer_id}@{domain}"
 
 
 def apply_payment_method(session: Session, obj: dict[str, Any], state_at: datetime, **_: Any) -> str:

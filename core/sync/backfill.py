@@ -28,6 +28,7 @@ from core.models.stripe_sync import SyncState
 from core.stripe_gateway import GatewayError, reads
 from core.stripe_mapping import with_close_time
 from core.sync.apply import Applier
+from core.sync.failures import failure_text
 from core.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -167,8 +168,8 @@ def _apply_page(
                     raise
                 result.errors.append(f"{obj.get('id')}: {exc.sentence}")
             except Exception as exc:  # one bad object must not stop the others
-                log.warning("backfill of %s %s failed: %s", object_type, obj.get("id"), exc)
-                result.errors.append(f"{obj.get('id')}: {type(exc).__name__}: {exc}"[:500])
+                log.warning("backfill of %s %s failed: %s", object_type, obj.get("id"), failure_text(exc))
+                result.errors.append(f"{obj.get('id')}: {failure_text(exc)}"[:500])
         row = state(s, object_type)
         row.backfill_cursor = cursor
         row.last_synced_at = fetched_at

@@ -26,6 +26,7 @@ from core.models.stripe_sync import StripeEvent
 from core.stripe_gateway import GatewayError
 from core.sync import ledger
 from core.sync.apply import Applier
+from core.sync.failures import failure_text
 from core.sync.handlers import IGNORED, fetch_balance_transaction, fetch_invoice_payments, handler_for, reads_wanted
 from core.timeutil import utc_now
 
@@ -40,12 +41,6 @@ class ProcessResult:
     ignored: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, GatewayError):
-        return exc.sentence
-    return f"{type(exc).__name__}: {exc}"[:2000]
 
 
 def _load(session: Session, ids: list[str]) -> list[Any]:
@@ -133,7 +128,7 @@ def process_pending(
                     with s.begin_nested():
                         outcome = handler_for(row.type)(applier, s, row.payload)
                 except GatewayError as exc:
-                    outcomes.append({"event_id": row.id, "done_at": None, "tries": tries, "error": _error_text(exc)})
+                    outcomes.append({"event_id": row.id, "done_at": None, "tries": tries, "error": failure_text(exc)})
                     result.failed += 1
                     if exc.retryable:
                         abort = exc
@@ -141,10 +136,10 @@ def process_pending(
                     result.errors.append(f"{row.id}: {exc.sentence}")
                     continue
                 except Exception as exc:  # the event's own failure: record it, go on
-                    log.warning("event %s (%s) failed: %s", row.id, row.type, _error_text(exc))
-                    outcomes.append({"event_id": row.id, "done_at": None, "tries": tries, "error": _error_text(exc)})
+                    log.warning("event %s (%s) failed: %s", row.id, row.type, failure_text(exc))
+                    outcomes.append({"event_id": row.id, "done_at": None, "tries": tries, "error": failure_text(exc)})
                     result.failed += 1
-                    result.errors.append(f"{row.id}: {_error_text(exc)}")
+                    result.errors.append(f"{row.id}: {failure_text(exc)}")
                     continue
                 outcomes.append({"event_id": row.id, "done_at": utc_now(), "tries": tries, "error": None})
                 if outcome == IGNORED:

@@ -28,6 +28,7 @@ from core.permissions import Actor, Permission, guarded
 from core.stripe_gateway import GatewayError, StripeClient, reads
 from core.sync import backfill, events, locks
 from core.sync.apply import Applier
+from core.sync.failures import failure_text
 from core.sync.process import process_pending
 from core.timeutil import utc_now
 
@@ -175,7 +176,7 @@ def run_sync(
         return RunResult(run_id, kind, "failed", message, counts)
     except Exception as exc:
         log.exception("sync run %s failed", run_id)
-        message = f"Sync failed unexpectedly: {type(exc).__name__}: {exc}"[:1000]
+        message = f"Sync failed unexpectedly: {failure_text(exc)}"[:1000]
         _record_end(engine, run_id, "failed", message, counts, kind)
         return RunResult(run_id, kind, "failed", message, counts)
     finally:
