@@ -78,7 +78,8 @@ def _parse_now(text: str | None) -> datetime | None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     cfg = settings()
-    result = alerts.evaluate(engine(cfg), _parse_now(args.now), smtp_url=cfg.smtp_url, deliver=not args.no_notify)
+    result = alerts.evaluate(engine(cfg), _parse_now(args.now), smtp_url=cfg.smtp_url, deliver=not args.no_notify,
+                             local_receiver=cfg.alert_webhook_local_receiver)
     print(result.summary())
     return 1 if result.errors else 0
 
@@ -158,9 +159,11 @@ def _configure(args: argparse.Namespace) -> int:
         notify_to = {}
     elif args.email is not None or args.webhook is not None:
         notify_to = {"email": args.email or [], "webhook": args.webhook or []}
+    local_receiver = settings().alert_webhook_local_receiver
     try:
         cfg = alerts.configure_rule(engine(), args.slug, actor=_actor(), enabled=args.enabled,
-                                    params=_parse_set(args.set), notify_to=notify_to, reset=args.reset)
+                                    params=_parse_set(args.set), notify_to=notify_to, reset=args.reset,
+                                    local_receiver=local_receiver)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     print(f"{cfg.rule.slug}: {'on' if cfg.enabled else 'off'} {json.dumps(cfg.params, sort_keys=True)}")

@@ -147,7 +147,8 @@ def _check_rules(eng: Engine) -> str:
     # person's) shows the last results at once.
     wait = 0.0 if background.running() else CHECK_WAIT_S
     running = widgets.safely("The alert rules could not be evaluated just now; the list shows the last results.",
-                             background.start_if_stale, eng, smtp_url=settings().smtp_url)
+                             background.start_if_stale, eng, smtp_url=settings().smtp_url,
+                             local_receiver=settings().alert_webhook_local_receiver)
     if running is None:
         return "fresh"
     with st.spinner("Checking the alert rules …"):
@@ -318,7 +319,8 @@ def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
         if saved:
             try:
                 alerts.configure_rule_from_form(eng, slug, actor=Actor.of(ctx.username, ctx.roles), enabled=enabled,
-                                                params_text=params_text, emails=emails, webhooks=hooks, reset=reset)
+                                                params_text=params_text, emails=emails, webhooks=hooks, reset=reset,
+                                                local_receiver=settings().alert_webhook_local_receiver)
             except (ValueError, PermissionError) as exc:
                 st.error(md(exc))
             else:

@@ -41,7 +41,7 @@ RETRY_AFTER = 60.0  # seconds before a failed evaluation is tried again
 
 
 def start_if_stale(engine: Engine, now: datetime | None = None, *, max_age_minutes: float = 5, smtp_url: str = "",
-                   delivery_budget_seconds: float = 5.0) -> Future[EvaluationResult] | None:
+                   delivery_budget_seconds: float = 5.0, local_receiver: str = "") -> Future[EvaluationResult] | None:
     """The evaluation running in this process, started now if the last one is older than
     ``max_age_minutes``; None when the results are fresh and none is running."""
     global _running
@@ -53,7 +53,7 @@ def start_if_stale(engine: Engine, now: datetime | None = None, *, max_age_minut
         last = last_evaluated_at(engine)
         if last is not None and now - last < timedelta(minutes=max_age_minutes):
             return None
-        _running = _executor.submit(_evaluate, engine, smtp_url, delivery_budget_seconds)
+        _running = _executor.submit(_evaluate, engine, smtp_url, delivery_budget_seconds, local_receiver)
         return _running
 
 
@@ -63,11 +63,12 @@ def running() -> bool:
         return _running is not None and not _running.done()
 
 
-def _evaluate(engine: Engine, smtp_url: str, delivery_budget_seconds: float) -> EvaluationResult:
+def _evaluate(engine: Engine, smtp_url: str, delivery_budget_seconds: float, local_receiver: str) -> EvaluationResult:
     global _ended_at
     try:
         # The clock when it starts, not when it was asked for: the windows end at the present.
-        return evaluate(engine, smtp_url=smtp_url, delivery_budget_seconds=delivery_budget_seconds)
+        return evaluate(engine, smtp_url=smtp_url, delivery_budget_seconds=delivery_budget_seconds,
+                        local_receiver=local_receiver)
     except Exception as exc:
         log.warning("alert rules: the evaluation beside the page failed (%s)", type(exc).__name__)
         raise

@@ -98,11 +98,14 @@ def rule_configs(engine: Engine) -> dict[str, RuleConfig]:
 @guarded(Permission.MANAGE_ALERTS)
 def configure_rule(engine: Engine, slug: str, *, actor: Actor, enabled: bool | None = None,
                    params: dict[str, Any] | None = None, notify_to: dict[str, Any] | None = None,
-                   reset: bool = False) -> RuleConfig:
-    """Change a rule's switch, thresholds or notification targets (admins and managers); audited."""
+                   reset: bool = False, local_receiver: str = "") -> RuleConfig:
+    """Change a rule's switch, thresholds or notification targets (admins and managers); audited.
+    Webhooks must be public https servers (``notify.webhook_target``); ``local_receiver`` is the
+    deployment's one allowed local receiver, if any."""
     rule = rules.get(slug)
     clean = rules.validate_params(rule, params or {})
-    targets = notify.validate_notify(notify_to) if notify_to is not None else None
+    targets = (notify.validate_notify(notify_to, local_receiver=local_receiver)
+               if notify_to is not None else None)
     ensure_rules(engine)
     with session_scope(engine) as session:
         row = session.get(AlertRule, slug, with_for_update=True)
@@ -124,7 +127,8 @@ def configure_rule(engine: Engine, slug: str, *, actor: Actor, enabled: bool | N
 
 @guarded(Permission.MANAGE_ALERTS)
 def configure_rule_from_form(engine: Engine, slug: str, *, actor: Actor, enabled: bool, params_text: str,
-                             emails: str, webhooks: str, reset: bool = False) -> RuleConfig:
+                             emails: str, webhooks: str, reset: bool = False,
+                             local_receiver: str = "") -> RuleConfig:
     """``configure_rule`` from what a person typed: thresholds as a JSON object, comma-separated targets."""
     try:
         params = json.loads(params_text.strip() or "{}")
@@ -136,13 +140,15 @@ def configure_rule_from_form(engine: Engine, slug: str, *, actor: Actor, enabled
         return [part.strip() for part in (text or "").split(",") if part.strip()]
 
     return configure_rule(engine, slug, actor=actor, enabled=enabled, params=params, reset=reset,
-                          notify_to={"email": split(emails), "webhook": split(webhooks)})
+                          notify_to={"email": split(emails), "webhook": split(webhooks)},
+                          local_receiver=local_receiver)
 
 
 # --- evaluation ----------------------------------------------------------------------------------
 
 def evaluate(engine: Engine, now: datetime | None = None, *, smtp_url: str = "", deliver: bool = True,
-             only: list[str] | None = None, delivery_budget_seconds: float = 30.0) -> EvaluationResult:
+             only: list[str] | None = None, delivery_budget_seconds: float = 30.0,
+             local_receiver: str = "") -> EvaluationResult:
     """Run the rules at ``now`` (default: the clock) and open, update or resolve alerts."""
     now = ensure_aware(now or utc_now())
     result = EvaluationResult(now)
@@ -166,7 +172,8 @@ def evaluate(engine: Engine, now: datetime | None = None, *, smtp_url: str = "",
     if deliver:
         try:
             result.notifications = notify.deliver_pending(engine, now, smtp_url,
-                                                          budget_seconds=delivery_budget_seconds)
+                                                          budget_seconds=delivery_budget_seconds,
+                                                          local_receiver=local_receiver)
         except Exception:  # the database hiccuped mid-delivery: the rows stay pending for next time
             log.exception("alert notification delivery stopped early")
     log.info("alerts %s", result.summary())
@@ -262,10 +269,12 @@ def last_evaluated_at(engine: Engine) -> datetime | None:
 
 
 def evaluate_if_stale(engine: Engine, now: datetime | None = None, *, max_age_minutes: float = 5,
-                      smtp_url: str = "", delivery_budget_seconds: float = 5.0) -> EvaluationResult | None:
+                      smtp_url: str = "", delivery_budget_seconds: float = 5.0,
+                      local_receiver: str = "") -> EvaluationResult | None:
     """Evaluate when the last run is older than ``max_age_minutes`` (the alerts page calls this)."""
     now = ensure_aware(now or utc_now())
     last = last_evaluated_at(engine)
     if last is not None and now - last < timedelta(minutes=max_age_minutes):
         return None
-    return evaluate(engine, now, smtp_url=smtp_url, delivery_budget_seconds=delivery_budget_seconds)
+    return evaluate(engine, now, smtp_url=smtp_url, delivery_budget_seconds=delivery_budget_seconds,
+                    local_receiver=local_receiver)

@@ -6,21 +6,33 @@ evaluation. Each attempt is claimed with a compare-and-set on ``next_attempt_at`
 evaluators never send the same message twice at once. A failure stores its error and schedules a
 retry with exponential backoff (5 minutes doubling, at most 6 hours); after ``MAX_ATTEMPTS`` the
 row is marked ``failed`` and logged as an error (it stays visible on the alerts page).
+
+Webhooks go only to public https servers (managers type the URL; the server sends it, from inside
+our network): the host must resolve to public addresses only (no loopback, private, link-local,
+shared, reserved, multicast or unspecified address, IPv4-mapped ones included), checked when a rule
+is saved and again at every send, and the request goes to the address that was checked, so a name
+that changes its answer in between (DNS rebinding) cannot redirect it. Redirects are not followed and
+the receiver's answer is reduced to its status code: nothing it sends back is stored or shown. For
+development and tests one named local receiver (``http://127.0.0.1:8765``: scheme, host and port)
+may be allowed by the deployment setting ``MEMBERDESK_ALERT_WEBHOOK_LOCAL_RECEIVER``; off by default.
 """
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
 import logging
 import smtplib
+import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
@@ -56,14 +68,15 @@ def targets(notify: dict[str, Any] | None) -> list[tuple[str, str]]:
     return out
 
 
-def validate_notify(notify: dict[str, Any]) -> dict[str, Any]:
-    """Raise ValueError (a sentence) unless ``notify`` is a list of addresses and http(s) URLs."""
+def validate_notify(notify: dict[str, Any], *, local_receiver: str = "") -> dict[str, Any]:
+    """Raise ValueError (a sentence) unless ``notify`` is a list of addresses and webhook URLs we
+    may send to (``webhook_target``)."""
     clean: dict[str, Any] = {"email": [], "webhook": []}
     for channel, target in targets(notify):
         if channel == "email" and ("@" not in target or " " in target):
             raise ValueError(f"“{target}” is not an e-mail address.")
-        if channel == "webhook" and urlsplit(target).scheme not in ("http", "https"):
-            raise ValueError(f"“{target}” is not an http(s) address for the webhook.")
+        if channel == "webhook":
+            webhook_target(target, local_receiver)
         clean[channel].append(target)
     unknown = set(notify) - {"email", "webhook"}
     if unknown:
@@ -114,24 +127,138 @@ def send_email(smtp_url: str, to: str, message: Message) -> None:
         smtp.send_message(email)
 
 
-def send_webhook(url: str, message: Message) -> None:
-    request = urllib.request.Request(url, data=json.dumps(message.payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 (admin-set URL)
-        if not 200 <= response.status < 300:
-            raise RuntimeError(f"the webhook answered HTTP {response.status}")
+# --- webhooks: where they may go ------------------------------------------------------------------
+
+class WebhookRefused(ValueError):
+    """A webhook address alerts may not be sent to; str(error) is the sentence to show."""
 
 
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"the webhook answered HTTP {exc.code}"
+class WebhookAnswered(RuntimeError):
+    """The receiver answered with something other than 2xx; str(error) names only the status."""
+
+
+Resolver = Callable[[str, int], list[str]]
+
+
+def _system_resolver(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (empty when it does not resolve)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def is_public_address(text: str) -> bool:
+    """True for an address on the public internet; False for loopback, private, link-local, shared
+    (100.64/10), reserved, multicast and unspecified ones, and for IPv4 ones hidden in IPv6."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved
+                                 or ip.is_multicast or ip.is_unspecified)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """Where one webhook request goes: ``host`` names the server (TLS and the Host header),
+    ``address`` is the checked address the connection is made to (None: the named local receiver)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: str | None
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.address is None:
+            cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            return cls(self.host, self.port, timeout=timeout)
+        return _PinnedHTTPSConnection(self.host, self.port, self.address, timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to ``host`` (its certificate is checked against the name) over a connection to
+    ``address``, the one that was checked, not whatever the name resolves to a moment later."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        self._tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self._tls)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+def _origin(parts: SplitResult) -> str:
+    """``scheme://host:port``, the port spelled out: what the local receiver setting names."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{parts.hostname}:{port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def webhook_target(url: str, local_receiver: str = "", *, resolve: Resolver = _system_resolver) -> WebhookTarget:
+    """Where ``url`` may be sent, or ``WebhookRefused``: https to a host whose every address is
+    public (``resolve`` gives them; the system's resolver unless a caller brings its own), or the
+    one named local receiver."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        raise WebhookRefused(f"“{url}” has a port that is not a number from 1 to 65535.") from None
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.hostname or ""
+    if local_receiver and host and _origin(parts) == _origin(urlsplit(local_receiver.strip())):
+        return WebhookTarget(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path, None)
+    if parts.scheme != "https" or not host:
+        raise WebhookRefused(f"“{url}” is not an https address; alert webhooks go only to https servers.")
+    addresses = resolve(host, port or 443)
+    if not addresses or not all(is_public_address(a) for a in addresses):
+        # One sentence whether the name is unknown or private: the answer tells nobody which.
+        raise WebhookRefused(f"“{host}” is not a public internet server; alert webhooks go only to https "
+                             "servers whose every address is public.")
+    return WebhookTarget("https", host, port or 443, path, addresses[0])
+
+
+def send_webhook(url: str, message: Message, *, local_receiver: str = "") -> None:
+    """POST the message as JSON, checking the address again first (a rule saved earlier, or a name
+    whose addresses changed since). Only the status is read from the answer."""
+    target = webhook_target(url, local_receiver)
+    conn = target.connection(TIMEOUT_SECONDS)
+    try:
+        conn.request("POST", target.path, body=json.dumps(message.payload).encode(),
+                     headers={"Content-Type": "application/json"})
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+    if not 200 <= status < 300:
+        raise WebhookAnswered(f"the webhook answered HTTP {status}")
+
+
+def _describe(channel: str, exc: Exception) -> str:
+    """The error kept on the notification and shown on the Alerts page. For a webhook our own
+    sentence or the kind of failure only: a manager chose the address, and the text of a remote's
+    answer or of its connection error is not theirs to read through us."""
+    if channel == "webhook":
+        if isinstance(exc, WebhookRefused | WebhookAnswered):
+            return str(exc)
+        if isinstance(exc, TimeoutError):
+            return f"the webhook did not answer within {TIMEOUT_SECONDS} seconds"
+        return f"the webhook could not be reached ({type(exc).__name__})"
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:500]
 
 
 def deliver_pending(engine: Engine, now: datetime, smtp_url: str = "", *,
-                    budget_seconds: float = 30.0) -> dict[str, int]:
+                    budget_seconds: float = 30.0, local_receiver: str = "") -> dict[str, int]:
     """Send what is due; returns counts {"sent": n, "retry": n, "failed": n}. Never raises for a send.
+    ``local_receiver``: the one local webhook receiver allowed (development and tests; see above).
 
     Stops starting new sends after ``budget_seconds`` (a hanging mail server must not hold cron or
     a page for minutes); whatever is left stays pending for the next evaluation."""
@@ -166,9 +293,9 @@ def deliver_pending(engine: Engine, now: datetime, smtp_url: str = "", *,
             if channel == "email":
                 send_email(smtp_url, target, message)
             else:
-                send_webhook(target, message)
+                send_webhook(target, message, local_receiver=local_receiver)
         except Exception as exc:  # any failure is recorded and retried, never raised into evaluation
-            error = _describe(exc)
+            error = _describe(channel, exc)
         with session_scope(engine) as session:
             note = session.get(Notification, nid)
             assert note is not None  # claimed above

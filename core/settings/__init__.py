@@ -48,6 +48,8 @@ _SOURCES: dict[str, Source] = {
     "session_idle_minutes": Source(env="MEMBERDESK_SESSION_IDLE_MINUTES", section="authenticator",
                                    key="session_idle_minutes"),
     "smtp_url": Source(env="MEMBERDESK_SMTP_URL", section="notifications", key="smtp_url"),
+    "alert_webhook_local_receiver": Source(env="MEMBERDESK_ALERT_WEBHOOK_LOCAL_RECEIVER", section="notifications",
+                                           key="webhook_local_receiver"),
 }
 
 
@@ -62,6 +64,9 @@ class Settings:
     cookie_name: str = "memberdesk_auth"
     session_idle_minutes: int = 30
     smtp_url: str = ""
+    # Development and tests only: the one local receiver (scheme://host:port) alert webhooks may
+    # reach besides public https servers. Empty (the default): none.
+    alert_webhook_local_receiver: str = ""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -137,4 +142,20 @@ def load_settings(env: dict[str, str] | None = None, secrets: dict[str, Any] | N
     if base and not base.startswith(("http://", "https://")):
         raise SettingsError(f"STRIPE_API_BASE must be an http(s) address, not {base!r}.")
     values["stripe_api_base"] = base
+    if values.get("alert_webhook_local_receiver"):
+        values["alert_webhook_local_receiver"] = _local_receiver(str(values["alert_webhook_local_receiver"]))
     return Settings(**values)
+
+
+def _local_receiver(value: str) -> str:
+    """The local alert webhook receiver as ``scheme://host:port``: one server, named exactly."""
+    parts = urlsplit(value.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if (parts.scheme not in ("http", "https") or not parts.hostname or port is None
+            or parts.path not in ("", "/") or parts.query or parts.username):
+        raise SettingsError("MEMBERDESK_ALERT_WEBHOOK_LOCAL_RECEIVER (webhook_local_receiver under [notifications]) "
+                            f"must be one server such as http://127.0.0.1:8765, scheme, host and port, not {value!r}.")
+    return f"{parts.scheme}://{parts.hostname}:{port}"

@@ -44,3 +44,14 @@ def test_repr_hides_password():
 def test_only_a_local_address_counts_as_the_sandbox(base, sandbox):
     # `python -m cli run` loads the demo world beside the sandbox only: a look-alike host is not it.
     assert load_settings(env={"STRIPE_API_BASE": base}, secrets={}).uses_sandbox is sandbox
+
+
+def test_the_local_alert_webhook_receiver_is_off_by_default_and_names_one_server():
+    assert load_settings(env={}, secrets={}).alert_webhook_local_receiver == ""
+    env = {"MEMBERDESK_ALERT_WEBHOOK_LOCAL_RECEIVER": "http://127.0.0.1:8765/"}
+    assert load_settings(env=env, secrets={}).alert_webhook_local_receiver == "http://127.0.0.1:8765"
+    secrets = {"notifications": {"webhook_local_receiver": "http://localhost:9000"}}
+    assert load_settings(env={}, secrets=secrets).alert_webhook_local_receiver == "http://localhost:9000"
+    for bad in ("http://127.0.0.1", "http://127.0.0.1:8765/hooks", "127.0.0.1:8765", "ftp://127.0.0.1:21"):
+        with pytest.raises(SettingsError, match="must be one server such as http://127.0.0.1:8765"):
+            load_settings(env={"MEMBERDESK_ALERT_WEBHOOK_LOCAL_RECEIVER": bad}, secrets={})
