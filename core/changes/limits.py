@@ -3,7 +3,9 @@
 The effective limit of a person is the most generous of their roles. A role missing from a
 limit may not do that action beyond zero (for amounts) or at all (for days). ``None`` means
 "no limit". Refunds above ``approval_refund_above`` (per currency) always wait for a second
-person, whoever asks.
+person, whoever asks. A refund in a currency without an approval amount of its own (CAD, say) is
+held to the reporting currency's amount, converted at the reports' FX rate for the month; without
+a rate for it, every such refund waits for a second person (``approval_for``).
 
 Refund limits cannot be split: the amount a limit and the approval threshold compare is the
 larger of (what the payment has had refunded, plus this refund) and (what the member has had
@@ -20,7 +22,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -30,8 +32,9 @@ from core import audit
 from core.changes.errors import ChangeRefused
 from core.db import session_scope
 from core.models import Setting
-from core.money import SUPPORTED_CURRENCIES, format_money
+from core.money import SUPPORTED_CURRENCIES, convert, format_money
 from core.permissions import Actor, Permission, guarded
+from core.settings import business
 from core.timeutil import utc_now
 
 SETTING_KEY = "changes.limits"
@@ -98,10 +101,43 @@ class Limits:
                 amounts = ", ".join(format_money(v, c) for c, v in sorted(caps.items()))
                 lines.append(f"{role}: refund up to {amounts}")
         amounts = ", ".join(format_money(v, c) for c, v in sorted(self.approval_refund_above.items()))
-        lines.append(f"refunds above {amounts} need a second person's approval")
+        lines.append(f"refunds above {amounts} need a second person's approval; in another currency, above the "
+                     "reporting currency's amount at our exchange rate, or always when it has no rate")
         lines.append(f"refund limits count what was already refunded on the payment, and on the member "
                      f"in the last {self.refund_window_hours} hours")
         return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """Whether a refund waits for a second person, and the amount it was held to: ``threshold`` in
+    ``currency`` (the refund's own, or the reporting currency's); ``converted``: the counted refund
+    in that currency when it had to be converted, at the rates of ``rate_month``. ``threshold`` is
+    None when no amount could apply (no rate): the refund then always waits."""
+
+    needs: bool
+    threshold: int | None
+    currency: str
+    converted: int | None = None
+    rate_month: date | None = None
+
+
+def approval_for(session: Session, limits: Limits, counted: int, currency: str, when: datetime) -> Approval:
+    """The approval rule for a refund of ``counted`` (minor units of ``currency``, counted like the
+    limits) made at ``when``. A currency without its own approval amount must not escape four eyes:
+    it is converted to the reporting currency's amount, or waits for approval when that cannot be done."""
+    own = limits.approval_refund_above.get(currency)
+    if own is not None:
+        return Approval(limits.needs_approval(counted, currency), int(own), currency)
+    reporting = business.reporting_currency(session)
+    threshold = limits.approval_refund_above.get(reporting)
+    month = when.date().replace(day=1)
+    usd_from = business.usd_per_unit_on(session, currency, month)
+    usd_to = business.usd_per_unit_on(session, reporting, month)
+    if threshold is None or usd_from is None or usd_to is None:
+        return Approval(True, None, reporting)
+    converted = convert(counted, currency, reporting, usd_from, usd_to)
+    return Approval(converted > int(threshold), int(threshold), reporting, converted, month)
 
 
 def load_limits(session: Session) -> Limits:

@@ -7,16 +7,28 @@ and the demo sells payments above it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from core.changes import REASONS, Actor, ChangeInput, ChangeRefused, decide, load_limits, save_limits, submit
-from core.changes.limits import DEFAULTS, Limits
+from core.changes import (
+    REASONS,
+    Actor,
+    ChangeInput,
+    ChangeRefused,
+    decide,
+    load_limits,
+    preview,
+    save_limits,
+    submit,
+)
+from core.changes.limits import DEFAULTS, Approval, Limits, approval_for
 from core.db import session_scope
 from core.models import Member, Payment
 from core.money import SUPPORTED_CURRENCIES
+from core.settings.business import save_rate
 from demo.catalogue import PRICES
 from tests.support.changes_world import mirror, version
 
@@ -159,3 +171,63 @@ def test_refunds_waiting_for_approval_count_like_refunds_made(engine, stripe_env
         assert decide(engine, request.request_id, MANAGER, approve=True, note="checked",
                       stripe=stripe_env.client).status == "applied"
     assert stripe_env.client.v1.charges.retrieve(charge).amount_refunded == 19999
+
+
+# --- currencies without an approval amount of their own -------------------------------------------
+
+NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)  # the refunds' moment: it picks the month's FX rate
+
+
+def _cad_payment(engine: Any, client: Any, amount: int) -> tuple[int, int, str]:
+    """A member who paid ``amount`` Canadian cents (a currency with no approval amount of its
+    own): (member id, payment id, charge id)."""
+    cus = client.v1.customers.create({"email": "cam@example.com", "name": "Cam Doe", "payment_method": "pm_card_visa",
+                                      "invoice_settings": {"default_payment_method": "pm_card_visa"}})
+    card = client.v1.customers.retrieve(cus.id).invoice_settings.default_payment_method
+    intent = client.v1.payment_intents.create({"amount": amount, "currency": "cad", "customer": cus.id,
+                                               "payment_method": card, "confirm": True})
+    mirror(engine, client, cus.id)
+    with session_scope(engine) as s:
+        payment = s.scalar(select(Payment).where(Payment.stripe_payment_intent_id == intent.id))
+        assert (payment.amount, payment.currency) == (amount, "CAD")
+        return payment.member_id, payment.id, payment.stripe_charge_id
+
+
+def test_a_refund_in_a_currency_without_an_approval_amount_or_a_rate_always_waits(engine, stripe_env):
+    member_id, payment_id, charge = _cad_payment(engine, stripe_env.client, 50000)
+    change = _refund(engine, member_id, payment_id, "20.00")
+    shown = preview(engine, change, MANAGER, stripe=stripe_env.client, now=NOW)
+    assert shown.needs_approval and shown.approval_reason == (
+        "CAD has no approval amount of its own and no exchange rate to compare it with the USD one, so every "
+        "CAD refund needs a second person")
+    out = submit(engine, change, MANAGER, stripe=stripe_env.client, now=NOW)
+    assert out.status == "pending_approval"
+    assert stripe_env.client.v1.charges.retrieve(charge).amount_refunded == 0  # nothing left without approval
+    assert decide(engine, out.request_id, FINANCE, approve=True, note="checked", stripe=stripe_env.client,
+                  now=NOW).status == "applied"
+    assert stripe_env.client.v1.charges.retrieve(charge).amount_refunded == 2000
+
+
+def test_a_refund_in_another_currency_is_held_to_the_reporting_amount_at_our_rate(engine, stripe_env):
+    """With CAD rates, a CAD refund is compared with the $100.00 approval amount at the rate of the
+    refund's month (not an earlier month's), counted like every refund."""
+    save_rate(engine, actor=ADMIN, currency="CAD", month="2026-02", usd_per_unit="0.50")
+    save_rate(engine, actor=ADMIN, currency="CAD", month="2026-03", usd_per_unit="0.75")
+    member_id, payment_id, charge = _cad_payment(engine, stripe_env.client, 50000)
+    first = submit(engine, _refund(engine, member_id, payment_id, "130.00"), MANAGER, stripe=stripe_env.client,
+                   now=NOW)
+    assert first.status == "applied"  # CA$130.00 is $97.50: under $100.00
+    second = submit(engine, _refund(engine, member_id, payment_id, "10.00"), MANAGER, stripe=stripe_env.client,
+                    now=NOW)
+    assert second.status == "pending_approval"
+    assert ("refunds above $100.00 need a second person, in CAD too; with the CA$130.00 already refunded on this "
+            "payment this makes CA$140.00, about $105.00 at our March 2026 exchange rate") in second.message
+    assert stripe_env.client.v1.charges.retrieve(charge).amount_refunded == 13000
+
+
+def test_the_four_currencies_keep_their_own_approval_amounts(engine):
+    with session_scope(engine) as s:
+        limits = load_limits(s)
+        for currency, amount in DEFAULTS["approval_refund_above"].items():
+            assert approval_for(s, limits, amount, currency, NOW) == Approval(False, amount, currency)
+            assert approval_for(s, limits, amount + 1, currency, NOW) == Approval(True, amount, currency)

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from core.changes import created, mirror, parse, repeats
 from core.changes.actions.base import Action, Ctx, Plan, require_customer
 from core.changes.errors import ChangeRefused
+from core.changes.limits import Approval, approval_for
 from core.changes.model import Preview
 from core.models import ChangeRequest, Invoice, Payment, Refund
 from core.models.enums import InvoiceStatus, PaymentStatus
@@ -50,7 +51,9 @@ class RefundPayment(Action, name="refund", title="Refund a payment", permission=
         if not payment.stripe_charge_id:
             raise ChangeRefused("This payment has no Stripe charge to refund.")
         if "currency" in raw and raw["currency"] not in (None, ""):
-            currency = parse.currency(raw["currency"])
+            # Only a check that the request is about this payment: the payment's own currency is
+            # accepted even when we do not sell in it (a refund in CAD planned again at approval).
+            currency = str(raw["currency"]).strip().upper()
             if currency != payment.currency:
                 raise ChangeRefused(f"This payment was made in {payment.currency}, not {currency}.")
         require_customer(ctx)
@@ -99,8 +102,7 @@ class RefundPayment(Action, name="refund", title="Refund a payment", permission=
         repeat_of = raw.get("repeat_of")
         repeats.check_refund(ctx.session, member_id=ctx.member.id, payment_id=payment.id, amount=amount,
                              now=ctx.now, confirmed=repeat_of, exclude=ctx.request_id)
-        needs = ctx.limits.needs_approval(counted, payment.currency)
-        threshold = ctx.limits.approval_refund_above.get(payment.currency)
+        approval = approval_for(ctx.session, ctx.limits, counted, payment.currency, ctx.now)
         full = amount == remaining
         preview = Preview(
             self.name,
@@ -108,9 +110,9 @@ class RefundPayment(Action, name="refund", title="Refund a payment", permission=
              f" payment{' (everything left)' if full else ''} to the member's card.",
              "The membership itself does not change."],
             amount_minor=amount, amount_kind="refund", currency=payment.currency,
-            mrr_before_minor=None, mrr_after_minor=None, needs_approval=needs,
-            approval_reason=(_approval_reason(money, threshold, counted, earlier, why)
-                             if needs and threshold is not None else None))
+            mrr_before_minor=None, mrr_after_minor=None, needs_approval=approval.needs,
+            approval_reason=(_approval_reason(approval, payment.currency, counted, earlier, why)
+                             if approval.needs else None))
         params = {"payment_id": payment.id, "amount": amount, "currency": payment.currency}
         if repeat_of not in (None, ""):
             params["repeat_of"] = parse.whole_number(repeat_of, "earlier request", low=1, high=2**62)
@@ -186,11 +188,24 @@ def _counted(ctx: Ctx, payment: Payment, refunded_on_payment: int, amount: int,
             f"{done} to this member in the last {ctx.limits.refund_window_hours} hours")
 
 
-def _approval_reason(money: Any, threshold: int, counted: int, earlier: int, why: str) -> str:
-    if earlier:
-        return (f"refunds above {money(threshold)} need a second person; with the {money(earlier)} already "
-                f"{why} this makes {money(counted)}")
-    return f"refunds above {money(threshold)} need a second person"
+def _approval_reason(approval: Approval, currency: str, counted: int, earlier: int, why: str) -> str:
+    """Why the refund waits, in the preview's words: the amount it passed and, for a currency without
+    an amount of its own, what it came to in the reporting currency (or that it cannot be compared)."""
+    def money(v: int) -> str:
+        return format_money(v, currency)
+
+    if approval.threshold is None:
+        return (f"{currency} has no approval amount of its own and no exchange rate to compare it with the "
+                f"{approval.currency} one, so every {currency} refund needs a second person")
+    limit = format_money(approval.threshold, approval.currency)
+    made = f"with the {money(earlier)} already {why} this makes {money(counted)}" if earlier else ""
+    if approval.converted is None:
+        return f"refunds above {limit} need a second person" + (f"; {made}" if made else "")
+    assert approval.rate_month is not None  # set whenever the amount was converted
+    converted = (f"about {format_money(approval.converted, approval.currency)} at our "
+                 f"{approval.rate_month:%B %Y} exchange rate")
+    return (f"refunds above {limit} need a second person, in {currency} too; "
+            + (f"{made}, {converted}" if made else f"this one is {converted}"))
 
 
 class RetryInvoice(Action, name="retry_invoice", title="Retry a failed invoice now",
