@@ -3,7 +3,8 @@
 ``streamlit run dashboard/serve.py`` (what ``make run`` does) finds the ``st.App`` below and serves
 it with uvicorn: the dashboard (``dashboard/app.py``, Streamlit's own routes) and, beside it,
 ``POST /stripe/webhook`` and ``GET /healthz`` (``core.stripe_webhooks.routes``). Streamlit's
-``/_stcore/metrics`` is not served: it answers anyone, signed in or not (``HiddenPaths``).
+``/_stcore/metrics`` is not served: it answers anyone, signed in or not (``HiddenPaths``); the
+downloads at ``/media/`` need a live sign-in (``dashboard/media_guard.py``).
 
 Like ``app.py``, this file lives in ``dashboard/`` with no ``pages/`` folder beside it: Streamlit
 auto-serves such a folder without the sign-in (docs/security.md).
@@ -28,6 +29,7 @@ from starlette.responses import PlainTextResponse  # noqa: E402
 from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 
 from core.stripe_webhooks import routes  # noqa: E402
+from dashboard.media_guard import SignedInMedia  # noqa: E402
 from dashboard.sockets import nodelay_on_listening_sockets  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -61,4 +63,4 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
 
 
 app = st.App(Path(__file__).resolve().parent / "app.py", routes=routes.ROUTES, lifespan=lifespan,
-             middleware=[Middleware(HiddenPaths)])
+             middleware=[Middleware(HiddenPaths), Middleware(SignedInMedia)])

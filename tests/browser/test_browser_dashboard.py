@@ -259,3 +259,27 @@ def test_saving_business_settings_stays_on_their_tab(dashboard_server, page):
     assert settings_tab.get_attribute("aria-selected") == "true"
     assert page.get_by_role("button", name="Save settings").is_visible()
     assert not page.get_by_role("button", name="Create account").is_visible()
+
+
+def test_a_download_s_address_does_not_work_without_a_sign_in(dashboard_server, page, browser):
+    """Streamlit served an export at /media/<hash>.csv to anyone with the address, after sign-out too."""
+    page.goto(f"{dashboard_server.url}/members?member={dashboard_server.world.bob_id}")
+    sign_in_as(page, "support")
+    page.get_by_role("heading", name=re.compile("Bob Stone")).wait_for()
+    wait_idle(page)
+    page.locator("[role=gridcell]", has_text="Insufficient funds").first.wait_for(state="attached")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").first.click()
+    address = download.value.url
+    assert "/media/" in address
+    assert page.request.get(address).status == 200  # signed in: the file
+    stranger = browser.new_context()
+    try:
+        answer = stranger.request.get(address)
+        assert answer.status == 403 and "Sign in" in answer.text()
+    finally:
+        stranger.close()
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in").wait_for()
+    page.wait_for_function("!document.cookie.includes('memberdesk_test')", timeout=30_000)
+    assert page.request.get(address).status == 403  # signed out: no longer
