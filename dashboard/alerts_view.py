@@ -215,7 +215,7 @@ def _actions(eng: Engine, ctx: StaffContext, a: dict[str, Any]) -> None:
     with st.form(key=f"alert-form-{a['id']}"):
         # No max_chars: the browser dropped a longer paste whole, leaving "0/2000" and no word; core
         # answers a note that is too long in a sentence, with the text still in the field.
-        note = st.text_input("Note (required to snooze or resolve)", key=note_key, help="Up to 2,000 characters.")
+        note = st.text_input("Note (required to snooze or resolve)", key=note_key, placeholder="Up to 2,000 characters")
         # No bounds: 100,000 hours blocked the whole form (Resolve too) with only a tooltip; core says why.
         hours = st.number_input("Snooze for hours", value=4, step=1, key=f"alert-hours-{a['id']}")
         left, mid, right = st.columns(3)

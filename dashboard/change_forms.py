@@ -59,8 +59,9 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
     elif action in ("extend", "grant_comp"):
         # No bounds here: a value outside a widget's bounds blocked the form in the browser with only a
         # tooltip, leaving the last run's message on screen; the service answers in a sentence.
-        p["days"] = st.number_input("Days", value=7, step=1, key=f"{key}-days",
-                                    help="Whole days: a fraction typed here is dropped. The preview names the new end.")
+        # Whole days (the widget drops a fraction); the preview names the days and the new end. No
+        # help icon: its "Help for Days" button would share the field's accessible name.
+        p["days"] = st.number_input("Days", value=7, step=1, key=f"{key}-days")
         if action == "grant_comp":
             tiers = {t["name"]: t["code"] for t in data["tiers"]}
             p["tier"] = tiers.get(st.selectbox("Tier", list(tiers) or ["(none)"], key=f"{key}-tier"))
@@ -187,7 +188,7 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         reason = st.selectbox("Reason", [r for r, _ in reasons], format_func=lambda r: reason_labels[r],
                               key=f"{key}-reason")
         # No max_chars (a longer paste was dropped whole, without a word); the service says "too long".
-        comment = st.text_area("Comment (required)", key=f"{key}-comment", help="Up to 2,000 characters.")
+        comment = st.text_area("Comment (required)", key=f"{key}-comment", placeholder="Up to 2,000 characters")
         asked = st.form_submit_button("Preview")
     change = changes.ChangeInput(action=action, member_id=member_id, member_version=int(state["version"]),
                                  reason=reason, comment=comment, params=params)
@@ -416,7 +417,7 @@ def _decide_form(ctx: StaffContext, pending: Any) -> None:
             "nothing. [Runbook: limits and approvals](/runbook#limits-and-approvals)")
     with st.form("chg-decide"):
         note = st.text_area("Note for your decision (required)", key="chg-decide-note",
-                            help="Up to 2,000 characters.")
+                            placeholder="Up to 2,000 characters")
         cols = st.columns(2)
         approve = cols[0].form_submit_button("Approve and apply", type="primary")
         reject = cols[1].form_submit_button("Reject")

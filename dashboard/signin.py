@@ -403,7 +403,7 @@ def _password_form(ctx: StaffContext) -> None:
         with st.form(f"pw_form_{g}"):
             current = st.text_input("Current password", type="password", key=f"pw_current_{g}")
             new = st.text_input("New password", type="password", key=f"pw_new_{g}",
-                                help=f"At least {staff.MIN_PASSWORD} characters.")
+                                placeholder=f"At least {staff.MIN_PASSWORD} characters")
             repeat = st.text_input("New password again", type="password", key=f"pw_repeat_{g}")
             if not st.form_submit_button("Change password"):
                 return

@@ -212,7 +212,8 @@ def test_a_refund_in_another_currency_is_held_to_the_reporting_amount_at_our_rat
     """With CAD rates, a CAD refund is compared with the $100.00 approval amount at the rate of the
     refund's month (not an earlier month's), counted like every refund."""
     save_rate(engine, actor=ADMIN, currency="CAD", month="2026-02", usd_per_unit="0.50")
-    save_rate(engine, actor=ADMIN, currency="CAD", month="2026-03", usd_per_unit="0.75")
+    save_rate(engine, actor=ADMIN, currency="CAD", month="2026-03", usd_per_unit="0.75",
+              confirm_move=True)  # a test world: the two months differ on purpose
     member_id, payment_id, charge = _cad_payment(engine, stripe_env.client, 50000)
     first = submit(engine, _refund(engine, member_id, payment_id, "130.00"), MANAGER, stripe=stripe_env.client,
                    now=NOW)
