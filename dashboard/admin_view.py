@@ -38,12 +38,12 @@ COMMON_ZONES = ["UTC", "Europe/London", "Europe/Berlin", "Europe/Paris", "Americ
 
 
 def _run(ctx: StaffContext, permission: Permission, where: str, done: str, fn: Callable[[Engine], Any], *,
-         clear: tuple[str, ...] = ()) -> None:
+         afresh: str | None = None) -> None:
     """One admin action: a core call that checks the permission and owns its transaction; a
     sentence either way. A refusal is shown where the person acted, and the outcome of their
     previous action goes (a green "Rate for EUR saved." above a red refusal read as if both
-    held). ``clear``: the widget keys of a form emptied once its action is done (a refused form
-    keeps what was typed, to correct)."""
+    held). ``afresh``: the session key of a form's generation, moved on once its action is done so
+    the form is drawn empty under new keys (a refused form keeps what was typed, to correct)."""
     if not check(ctx, permission, where=where):
         return
     try:
@@ -57,8 +57,8 @@ def _run(ctx: StaffContext, permission: Permission, where: str, done: str, fn: C
         return
     signin.clear_account_cache()
     reads.clear_all()
-    for key in clear:
-        st.session_state.pop(key, None)
+    if afresh is not None:
+        st.session_state[afresh] = int(st.session_state.get(afresh) or 0) + 1
     flash(_FLASH, done)
     st.rerun()
 
@@ -153,23 +153,29 @@ def _settings_section(ctx: StaffContext) -> None:
         table(fmt.display_frame(rates), "fx-rates", key="csv-fx", height=240,
               empty_sentence="No FX rates yet: reporting in one currency needs a rate per month.")
     # Not cleared on submit: a refused rate stays in the form to be corrected (or its move
-    # confirmed); a saved one empties it.
+    # confirmed). A saved one starts the form afresh under new keys: deleting the widgets' state
+    # left the browser showing the rate and the ticked "Confirm a move", so the next typo (12.2
+    # for 1.22) was saved unchecked.
+    g = int(st.session_state.get(_FX_GENERATION) or 0)
     with st.form("fx_rate"):
         c1, c2, c3 = st.columns(3)
-        code = c1.selectbox("Currency", [c for c in SUPPORTED_CURRENCIES if c != "USD"], key="fx_currency")
-        month = c2.date_input("Month", value=date.today().replace(day=1), format="YYYY-MM-DD", key="fx_month",
+        code = c1.selectbox("Currency", [c for c in SUPPORTED_CURRENCIES if c != "USD"], key=f"fx_currency{g}")
+        month = c2.date_input("Month", value=date.today().replace(day=1), format="YYYY-MM-DD", key=f"fx_month{g}",
                               help="Any day of the month; the rate applies to the whole month.")
-        rate = c3.text_input("USD per unit", placeholder="1.0850", key="fx_rate_text",
+        rate = c3.text_input("USD per unit", placeholder="1.0850", key=f"fx_rate_text{g}",
                              help="Digits and a decimal point, such as 1.0850.")
         move = st.checkbox(f"Confirm a move of more than {business_settings.MAX_MOVE:.0%} from the nearest known rate",
-                           key="fx_confirm_move",
+                           key=f"fx_confirm_move{g}",
                            help="A rate that far from the one before is most often a typo (116 for 1.16); tick "
                                 "this only when the rate really moved that much.")
         if st.form_submit_button("Save rate"):
             _run(ctx, Permission.EDIT_SETTINGS, "admin: FX rate", f"Rate for {code} saved.",
                  lambda e: business_settings.save_rate(e, actor=Actor.of(ctx.username, ctx.roles), currency=code, month=month,
                                                        usd_per_unit=rate, confirm_move=move),
-                 clear=("fx_month", "fx_rate_text", "fx_confirm_move"))
+                 afresh=_FX_GENERATION)
+
+
+_FX_GENERATION = "admin_fx_form"
 
 
 def render(ctx: StaffContext) -> None:

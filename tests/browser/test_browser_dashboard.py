@@ -283,3 +283,40 @@ def test_a_download_s_address_does_not_work_without_a_sign_in(dashboard_server, 
     page.get_by_role("button", name="Sign in").wait_for()
     page.wait_for_function("!document.cookie.includes('memberdesk_test')", timeout=30_000)
     assert page.request.get(address).status == 403  # signed out: no longer
+
+
+def test_a_saved_rate_s_confirmation_does_not_carry_over_to_the_next(dashboard_server, page):
+    """After a confirmed big move, the form kept the rate and the ticked box in the browser, so the
+    next typo (95 for 9.5) was saved unchecked. The rate saved here is put back afterwards."""
+    from core.permissions import Actor
+    from core.settings import business as business_settings
+
+    def rates() -> dict[tuple[str, str], float]:
+        return {(r.currency, str(r.month)): float(r.usd_per_unit)
+                for r in business_settings.list_rates(dashboard_server.engine)}
+
+    before = rates()
+    page.goto(f"{dashboard_server.url}/admin")
+    sign_in_as(page, "admin")
+    page.get_by_role("tab", name="Business settings").click()
+    rate = page.get_by_role("textbox", name="USD per unit")
+    rate.wait_for()
+    wait_idle(page)
+    try:
+        rate.fill("9.5")
+        page.get_by_text("Confirm a move of more than").click()
+        page.get_by_role("button", name="Save rate").click()
+        page.get_by_text(re.compile(r"Rate for \w+ saved\.")).wait_for(timeout=20_000)
+        wait_idle(page)
+        assert rate.input_value() == ""
+        assert not page.get_by_role("checkbox", name=re.compile("Confirm a move")).is_checked()
+        rate.fill("95")
+        page.get_by_role("button", name="Save rate").click()
+        page.get_by_text(re.compile("a move of")).first.wait_for(timeout=20_000)
+        changed = {k: v for k, v in rates().items() if before.get(k) != v}
+        assert list(changed.values()) == [9.5], changed
+    finally:
+        for (currency, month), value in before.items():
+            if rates().get((currency, month)) != value:
+                business_settings.save_rate(dashboard_server.engine, actor=Actor.of("test", "admin"), currency=currency,
+                                            month=month, usd_per_unit=str(value), confirm_move=True)
