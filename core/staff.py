@@ -450,8 +450,10 @@ def change_own_password(engine: Engine, *, username: str, token: str | None, cur
             raise StaffError("Your session has ended; sign in again to change your password.")
         account = _require(s, username)
         if not verify_password(current, account.password_hash):
+            # A failed sign-in as well: guessing here at an unattended screen leads to the lockout.
             audit.record(s, actor=username, action="staff.change_password", target_type="staff", target_id=username,
                          outcome="refused", comment="current password not right")
+            _record_login_attempt(s, username, False, now)
             s.commit()
             raise StaffError("Your current password is not right; nothing was changed.")
         check_password_rules(new)

@@ -122,6 +122,12 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
     if grain not in GRANULARITIES:
         problems.append(f"“{grain}” is not a granularity (use day, week or month); month is shown.")
         grain = "month"
+    if with_granularity and _coarsest_needed(start, end, grain) != grain:
+        # Said here, before the radio is drawn, so a link's too-fine granularity shows as the one used.
+        shown_by = _coarsest_needed(start, end, grain)
+        problems.append(f"{(end - start).days + 1:,} days are too many to show by {grain}; the charts show them "
+                        f"by {shown_by}.")
+        grain = shown_by
     currencies = list(options.currency)
     money = (_param("money") or REPORTING).upper()
     money = REPORTING if money == REPORTING.upper() else money

@@ -281,6 +281,7 @@ _ENDED = {
     staff_sessions.DISABLED: "Your account is disabled; ask an admin.",
     staff_sessions.ROLES_CHANGED: "Your roles were changed; sign in again to use the new ones.",
     staff_sessions.PASSWORD_RESET: "Your password was reset; sign in with the new one.",
+    staff_sessions.PASSWORD_CHANGED: "Your password was changed in another session; sign in with the new one.",
 }
 
 

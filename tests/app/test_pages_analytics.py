@@ -252,6 +252,7 @@ class TestRevenue:
         shown = texts(at)
         assert "Ranges start on 01 Jan 2000 or later; the range starts there." in shown
         assert "days are too many to show by day; the charts show them by month." in shown
+        assert next(r for r in at.radio if r.label == "Granularity").value == "month"  # the control says it too
         weeks = texts(run_page(database_url, "revenue.py", "finance", {"from": "2023-01-01", "to": "2025-12-31",
                                                                          "grain": "day"}))
         assert "1,096 days are too many to show by day; the charts show them by week." in weeks

@@ -193,6 +193,13 @@ class TestSignIn:
         gone = staff.session_account(engine, elsewhere, "sam", self.T0).session
         assert (gone.live, gone.reason) == (False, staff_sessions.PASSWORD_CHANGED)
         assert self._actions(engine)[-1] == "staff.change_password"
+        # A wrong current password counts as a failed sign-in (four more lock the account).
+        for _ in range(4):
+            with pytest.raises(staff.StaffError, match="current password is not right"):
+                staff.change_own_password(engine, username="sam", token=here, current="wrong-password",
+                                          new="a-new-password-2", now=self.T0)
+        with Session(engine) as s:
+            assert staff.is_locked(staff.get(s, "sam"), self.T0)
 
     def test_sign_out_ends_the_session_with_its_audit_entry(self, engine):
         self._account(engine)

@@ -124,8 +124,12 @@ def allowed_days(ctx: Ctx, raw: Any, verb: str, ask: str) -> int:
         hours = ctx.limits.refund_window_hours
         raise ChangeRefused(f"Your role may {verb} at most {allowed} days to a member in {hours} hours; {given} "
                             f"{'day was' if given == 1 else 'days were'} already given to this member in the last "
-                            f"{hours} hours, so at most {max(allowed - given, 0)} more; {ask}.")
+                            f"{hours} hours, so {_more(allowed - given)}; {ask}.")
     return days
+
+
+def _more(days: int) -> str:
+    return "no more" if days <= 0 else f"at most {days} more"
 
 
 def _days_given_recently(ctx: Ctx) -> int:
