@@ -112,13 +112,14 @@ def validate_params(rule: Rule, params: dict[str, Any]) -> dict[str, Any]:
         if isinstance(default, dict):
             if not isinstance(value, dict):
                 raise ValueError(f"{rule.slug}.{key} takes a mapping such as {default}.")
-            clean[key] = {str(k): _number(rule.slug, f"{key}.{k}", v) for k, v in value.items()}
+            clean[key] = {str(k): _number(rule.slug, f"{key}.{k}", v, above_zero=key.startswith(ABOVE_ZERO))
+                          for k, v in value.items()}
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ValueError(f"{rule.slug}.{key} takes true or false.")
             clean[key] = value
         else:
-            clean[key] = _number(rule.slug, key, value)
+            clean[key] = _number(rule.slug, key, value, above_zero=key.startswith(ABOVE_ZERO))
             if isinstance(default, int) and not isinstance(default, bool):
                 if clean[key] != int(clean[key]):
                     raise ValueError(f"{rule.slug}.{key} takes a whole number.")
@@ -126,11 +127,18 @@ def validate_params(rule: Rule, params: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def _number(slug: str, key: str, value: Any) -> float:
+# Limits the checks divide by, and the lengths of their windows: zero made a check fail with
+# "ZeroDivisionError" at every evaluation (stripe_stale with max_hours_without_sync=0).
+ABOVE_ZERO = ("max_", "baseline_", "window_", "lookback_")
+
+
+def _number(slug: str, key: str, value: Any, *, above_zero: bool = False) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{slug}.{key} takes a number, not “{value}”.") from None
     if not number >= 0 or number == float("inf"):
         raise ValueError(f"{slug}.{key} takes a number zero or above, not “{value}”.")
+    if above_zero and number == 0:
+        raise ValueError(f"{slug}.{key} takes a number above zero, not “{value}”.")
     return number

@@ -275,3 +275,14 @@ class TestStripeStale:
         make_stripe_event(session, created_at=NOW - 2 * HOUR)
         session.commit()
         assert fired(engine, "stripe_stale") == {}
+
+
+def test_a_limit_a_check_divides_by_is_refused_at_zero(engine):
+    # stripe_stale with max_hours_without_sync=0 was saved, then failed at every evaluation with
+    # "ZeroDivisionError: float division by zero".
+    from core.alerts import configure_rule
+    from core.permissions import Actor
+
+    with pytest.raises(ValueError, match="max_hours_without_sync takes a number above zero"):
+        configure_rule(engine, "stripe_stale", actor=Actor.of("maria", ["manager"]),
+                       params={"max_hours_without_sync": 0})
