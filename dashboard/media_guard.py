@@ -1,11 +1,13 @@
-"""Downloads only for the signed in: an ASGI middleware in front of Streamlit's ``/media/`` route.
+"""Downloads only for whoever made them: an ASGI middleware in front of Streamlit's ``/media/``.
 
 Streamlit serves a download button's file (every CSV export) at ``/media/<hash>.csv`` to anyone
 who has the address, signed in or not, for as long as it keeps the file. An export of member
 data whose address leaked (download history, a proxy's log) stayed readable after its owner
-signed out. Here a ``/media/`` request passes only with the sign-in cookie of a live session of an
-active account, checked as the pages check it (the cookie's signature and expiry, then the
-session row and the account in the database); anything else gets 403 and a sentence.
+signed out, and to a colleague whose role may not open the page it came from. Here a ``/media/``
+request passes only with the sign-in cookie of a live session of an active account (checked as the
+pages check it: the cookie's signature and expiry, then the session row and the account in the
+database), of the person whose press made that file (``claim``, called by the one download path,
+``dashboard.widgets.csv_download``); anything else gets 403 and a sentence.
 
 Plain Starlette: the database read runs in the thread pool, never on the event loop that also
 carries the dashboard's websockets.
@@ -14,7 +16,9 @@ carries the dashboard's websockets.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 import jwt
@@ -30,10 +34,38 @@ from core.settings import SettingsError, load_settings
 log = logging.getLogger(__name__)
 
 MEDIA = "/media/"
+_KEPT = 10_000  # files remembered (Streamlit keeps a file while a session shows its button)
+_owners: OrderedDict[str, set[str]] = OrderedDict()
+_lock = threading.Lock()
 
 
-def signed_in(cookies: dict[str, str]) -> bool:
-    """Whether these cookies hold the sign-in of a live session of an active account."""
+def file_id(data: bytes, mimetype: str, filename: str) -> str:
+    """The id Streamlit gives these bytes in its address (a digest of the data, type and name)."""
+    from streamlit.runtime.memory_media_file_storage import _calculate_file_id  # the id it serves under
+
+    return _calculate_file_id(data, mimetype, filename)
+
+
+def claim(data: bytes, mimetype: str, filename: str, username: str) -> None:
+    """``username`` made this file: its address works for them (two people making the same bytes
+    share the address, and both may fetch it)."""
+    key = file_id(data, mimetype, filename)
+    with _lock:
+        _owners.setdefault(key, set()).add(username)
+        _owners.move_to_end(key)
+        while len(_owners) > _KEPT:
+            _owners.popitem(last=False)
+
+
+def _owns(path: str, username: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    with _lock:
+        return username in _owners.get(name.split(".", 1)[0], ())
+
+
+def signed_in(cookies: dict[str, str], path: str = "") -> bool:
+    """Whether these cookies hold the sign-in of a live session of an active account that made the
+    file at ``path`` (any signed-in person when ``path`` is empty)."""
     try:
         cfg = load_settings()
         key = cfg.require_cookie_key()
@@ -54,18 +86,19 @@ def signed_in(cookies: dict[str, str]) -> bool:
     except Exception as exc:  # a database that cannot answer refuses, as the pages do
         log.warning("media download refused: the session could not be checked (%s)", type(exc).__name__)
         return False
-    return account.session.live and account.active
+    return account.session.live and account.active and (not path or _owns(path, claims["username"]))
 
 
 class SignedInMedia:
-    """403 for ``/media/`` without a live sign-in (a ``server.baseUrlPath`` in front is covered)."""
+    """403 for ``/media/`` without a live sign-in of the file's maker (a ``server.baseUrlPath`` in
+    front is covered)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] == "http" and MEDIA in scope["path"]
-                and not await run_in_threadpool(signed_in, Request(scope).cookies)):
+                and not await run_in_threadpool(signed_in, Request(scope).cookies, scope["path"])):
             await PlainTextResponse("Sign in to Memberdesk to download this file.", status_code=403)(scope, receive, send)
             return
         await self.app(scope, receive, send)

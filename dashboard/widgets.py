@@ -14,6 +14,7 @@ import streamlit as st
 
 from core import csv_export
 from core.permissions import Permission, allowed
+from dashboard import media_guard
 from dashboard.auth import current
 from dashboard.text import md
 
@@ -83,8 +84,14 @@ def csv_download(frame: pd.DataFrame | Callable[[], pd.DataFrame], name: str, *,
         return
     # Made when pressed: a page of tables would otherwise build every CSV on every rerun (the Failed
     # payments page's dozen took a tenth of its warm run) for a download rarely asked for.
-    data = (lambda: csv_bytes(frame())) if callable(frame) else (lambda: csv_bytes(frame))
-    st.download_button(label, data=data, file_name=f"{_slug(name)}.csv", mime="text/csv",
+    file_name = f"{_slug(name)}.csv"
+
+    def data() -> bytes:
+        made = csv_bytes(frame() if callable(frame) else frame)
+        media_guard.claim(made, "text/csv", file_name, ctx.username)  # its address works for this person only
+        return made
+
+    st.download_button(label, data=data, file_name=file_name, mime="text/csv",
                        key=key or f"csv-{_slug(name)}", on_click="ignore")
 
 

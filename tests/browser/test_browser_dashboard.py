@@ -262,7 +262,8 @@ def test_saving_business_settings_stays_on_their_tab(dashboard_server, page):
 
 
 def test_a_download_s_address_does_not_work_without_a_sign_in(dashboard_server, page, browser):
-    """Streamlit served an export at /media/<hash>.csv to anyone with the address, after sign-out too."""
+    """Streamlit served an export at /media/<hash>.csv to anyone with the address: signed out, after
+    its maker's sign-out, to a colleague whose role may not open the page it came from."""
     page.goto(f"{dashboard_server.url}/members?member={dashboard_server.world.bob_id}")
     sign_in_as(page, "support")
     page.get_by_role("heading", name=re.compile("Bob Stone")).wait_for()
@@ -277,6 +278,11 @@ def test_a_download_s_address_does_not_work_without_a_sign_in(dashboard_server, 
     try:
         answer = stranger.request.get(address)
         assert answer.status == 403 and "Sign in" in answer.text()
+        # Nor for a colleague who is signed in: the address works for whoever made the file.
+        colleague = stranger.new_page()
+        colleague.goto(dashboard_server.url)
+        sign_in_as(colleague, "manager")
+        assert colleague.request.get(address).status == 403
     finally:
         stranger.close()
     page.get_by_role("button", name="Sign out").click()
