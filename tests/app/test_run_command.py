@@ -78,11 +78,7 @@ def test_a_taken_sandbox_port_moves_the_sandbox_and_its_webhooks_still_reach_the
         proc = subprocess.Popen([sys.executable, "-m", "cli", "run", "--demo", "--demo-members", "30"], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 180
-        while "Memberdesk is running" not in log_path.read_text():
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the run did not come up"
-            time.sleep(0.5)
+        _wait_until_running(proc, log_path)
         out = log_path.read_text()
         moved = re.search(rf"port {taken} is taken: the Stripe sandbox uses port (\d+) instead", out)
         assert moved, out
@@ -143,6 +139,14 @@ def test_a_start_limit_under_a_second_is_refused_before_any_work(tmp_path: Path)
     assert not (tmp_path / "run.db").exists()
 
 
+def _wait_until_running(proc: subprocess.Popen[str], log_path: Path) -> None:
+    deadline = time.monotonic() + 180
+    while "Memberdesk is running" not in log_path.read_text():
+        assert proc.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, "the run did not come up"
+        time.sleep(0.5)
+
+
 def _live_env(tmp_path: Path) -> dict[str, str]:
     """A real deployment's settings: its own database, real Stripe (a live key, no sandbox)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBERDESK_", "STRIPE_", "DATABASE_URL"))}
@@ -170,11 +174,7 @@ def test_an_empty_production_database_gets_no_demo_world_and_no_demo_sign_ins(tm
         proc = subprocess.Popen([sys.executable, "-m", "cli", "run"], cwd=ROOT, env=_live_env(tmp_path),
                                 stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 180
-        while "Memberdesk is running" not in log_path.read_text():
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the run did not come up"
-            time.sleep(0.5)
+        _wait_until_running(proc, log_path)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

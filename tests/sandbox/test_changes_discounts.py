@@ -15,22 +15,15 @@ from core.changes import REASONS, Actor, ChangeInput, submit
 from core.changes import preview as preview_change
 from core.db import session_scope
 from core.models import Member, Price, Subscription
-from demo import iter_events, iter_stripe_objects
-from demo.world import World as DemoWorld
-from stripe_sandbox.store import SandboxStore
 from tests.support.changes_world import mirror, version
+from tests.support.sandbox import import_demo_world
 
 FINANCE = Actor.of("fin", ["finance"])
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 
 def test_a_discounted_member_s_tier_change_costs_the_discounted_proration(engine, stripe_env, sandbox):
-    world = DemoWorld(seed=23, members=200, now=NOW)
-    objects = list(iter_stripe_objects(world))
-    store = SandboxStore(sandbox.state_path)
-    store.import_objects(objects)
-    store.import_events(iter_events(world))
-    store.close()
+    objects = import_demo_world(sandbox, seed=23, members=200, now=NOW)
     discounted = next(o for o in objects if o.get("object") == "subscription" and o.get("discounts")
                       and o["status"] == "active" and not o.get("cancel_at_period_end"))
     customer = discounted["customer"]

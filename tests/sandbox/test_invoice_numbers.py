@@ -7,20 +7,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from demo import iter_events, iter_stripe_objects
-from demo.world import World as DemoWorld
-from stripe_sandbox.store import SandboxStore
+from tests.support.sandbox import import_demo_world
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 
 def test_new_invoices_of_imported_members_continue_their_own_numbers(stripe_env, sandbox):
-    world = DemoWorld(seed=29, members=120, now=NOW)
-    objects = list(iter_stripe_objects(world))
-    store = SandboxStore(sandbox.state_path)
-    store.import_objects(objects)
-    store.import_events(iter_events(world))
-    store.close()
+    objects = import_demo_world(sandbox, seed=29, members=120, now=NOW)
     client = stripe_env.client
     prices = {o["id"]: o for o in objects if o.get("object") == "price"}
     live = [o for o in objects if o.get("object") == "subscription" and o["status"] == "active"

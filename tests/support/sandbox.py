@@ -256,3 +256,20 @@ def webhook_endpoint(engine: Engine, client: stripe.StripeClient,
         yield endpoint
     finally:
         endpoint.close()
+
+
+def import_demo_world(sb: SandboxProcess, *, seed: int, members: int, now: Any) -> list[dict[str, Any]]:
+    """A demo world's Stripe objects and events loaded into the sandbox's state, as the demo command
+    loads them; returns the objects (to pick a member from)."""
+    from demo import iter_events, iter_stripe_objects
+    from demo.world import World as DemoWorld
+    from stripe_sandbox.store import SandboxStore
+
+    world = DemoWorld(seed=seed, members=members, now=now)
+    objects = list(iter_stripe_objects(world))
+    store = SandboxStore(sb.state_path)
+    store.import_objects(objects)
+    store.import_events(iter_events(world))
+    store.close()
+    return objects
+
