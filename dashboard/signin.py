@@ -315,6 +315,9 @@ def _attempt_login() -> None:
         state[_NOTICE] = "Enter your username and password."
         return
 
+    # The accounts as they are at the press: the brief cache (kept for the cookie's reruns) could
+    # miss an account made or unlocked seconds ago by another process, such as the command line.
+    reads.clear_signable_accounts()
     auth = _authenticator()
 
     def password_matches() -> bool:  # asked by core between its two reads of the account
