@@ -31,8 +31,10 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.changes.errors import ChangeRefused
 from core.db import session_scope
+from core.metrics.fx import RateTable
+from core.metrics.types import MetricError
 from core.models import Setting
-from core.money import SUPPORTED_CURRENCIES, convert, format_money
+from core.money import SUPPORTED_CURRENCIES, format_money
 from core.permissions import Actor, Permission, guarded
 from core.settings import business
 from core.timeutil import utc_now
@@ -132,11 +134,12 @@ def approval_for(session: Session, limits: Limits, counted: int, currency: str, 
     reporting = business.reporting_currency(session)
     threshold = limits.approval_refund_above.get(reporting)
     month = when.date().replace(day=1)
-    usd_from = business.usd_per_unit_on(session, currency, month)
-    usd_to = business.usd_per_unit_on(session, reporting, month)
-    if threshold is None or usd_from is None or usd_to is None:
+    if threshold is None:
         return Approval(True, None, reporting)
-    converted = convert(counted, currency, reporting, usd_from, usd_to)
+    try:  # the reports' own conversion (core.metrics.fx): the month's rate, else the latest earlier
+        converted = RateTable.load(session.get_bind().engine).convert(counted, currency, reporting, month)
+    except MetricError:  # no rate for the currency anywhere
+        return Approval(True, None, reporting)
     return Approval(converted > int(threshold), int(threshold), reporting, converted, month)
 
 

@@ -335,23 +335,6 @@ def reporting_currency(session: Session) -> str:
     return _read(session).reporting_currency
 
 
-def usd_per_unit_on(session: Session, currency: str, month: date) -> Decimal | None:
-    """The rate the reports use for ``currency`` in ``month`` (``core.metrics.fx``'s rule): that
-    month's, else the latest earlier month's, else the earliest; the built-in defaults for a
-    currency with no row at all; None when there is no rate for it anywhere."""
-    code = normalise_currency(currency)
-    if code == "USD":
-        return Decimal(1)
-    rows = [(m, Decimal(r)) for m, r in session.execute(
-        select(FxRate.month, FxRate.usd_per_unit).where(FxRate.currency == code).order_by(FxRate.month))]
-    if not rows:
-        rows = [(date(year, 1, 1), Decimal(per[code])) for year, per in sorted(DEFAULT_RATES.items()) if code in per]
-    if not rows:
-        return None
-    earlier = [rate for first, rate in rows if first <= month.replace(day=1)]
-    return earlier[-1] if earlier else rows[0][1]
-
-
 # ------------------------------------------------ changes that own their transaction
 
 @guarded(Permission.EDIT_SETTINGS)
