@@ -36,6 +36,15 @@ def memoised(key: Hashable, fn: Callable[[], T]) -> T:
     return value.copy() if pd is not None and isinstance(value, pd.DataFrame) else value
 
 
+MISSING: Any = object()
+
+
+def held(key: Hashable) -> Any:
+    """The value kept for ``key`` in this block, or ``MISSING`` (nothing is computed)."""
+    memo = _memo.get()
+    return MISSING if memo is None else memo.get(key, MISSING)
+
+
 def forget(key: Hashable) -> None:
     memo = _memo.get()
     if memo is not None:
