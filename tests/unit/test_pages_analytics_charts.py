@@ -6,6 +6,21 @@ from __future__ import annotations
 from dashboard import charts
 
 
+def rows_from_the_top(fig) -> list[str]:
+    """The category rows of a figure's y axis as drawn, from the top down: plotly places a category
+    axis's categories in the order the traces first name them, upwards, unless its range (or
+    ``autorange="reversed"``) turns it over."""
+    rows = list(dict.fromkeys(str(y) for trace in fig.data for y in (trace.y or ())))
+    axis = fig.layout.yaxis
+    turned = axis.autorange == "reversed" or (axis.range is not None and axis.range[0] > axis.range[1])
+    return rows if turned else rows[::-1]
+
+
+def cell(heat, row: str, col: str, of: str = "z"):
+    """A heat map's value (or text) at a row and column, by their labels."""
+    return getattr(heat, of)[list(heat.y).index(row)][list(heat.x).index(col)]
+
+
 class TestWaterfall:
     def test_steps_labels_and_signs(self):
         fig = charts.waterfall(100_000, {"new": 30_000, "expansion": 5_000, "contraction": 2_000, "churn": 12_000,
@@ -19,7 +34,7 @@ class TestWaterfall:
         assert list(trace.y) == ["Starting MRR  $1,000.00", "New  +$300.00", "Expansion  +$50.00",
                                  "Reactivation  +$24.56", "Contraction  -$20.00", "Churn  -$120.00",
                                  "Exchange rates  -$0.44", "Ending MRR  $1,234.12"]
-        assert trace.orientation == "h" and fig.layout.yaxis.autorange == "reversed"
+        assert trace.orientation == "h" and rows_from_the_top(fig) == list(trace.y)  # Starting MRR on top
         assert list(trace.x[:7]) == [1000.0, 300.0, 50.0, 24.56, -20.0, -120.0, -0.44]
 
     def test_a_click_on_a_step_selects_its_drill_entry(self):
@@ -57,6 +72,35 @@ class TestPoints:
         overlay = fig.data[1]
         assert len(overlay.x) == 3  # one clickable marker per filled cell, none for the empty one
         assert "cohort|2026-02-01||" in [c[0] for c in overlay.customdata]
+        # Each marker sits on its own cell, and says that cell's value on hover.
+        for x, y, data in zip(overlay.x, overlay.y, overlay.customdata, strict=True):
+            assert cell(fig.data[0], y, x, "text") == data[1]
+
+    def test_rows_read_from_the_top_with_their_values_written_in(self):
+        cells = {("2026-01", "M0"): 1.0, ("2026-01", "M1"): 0.9, ("2026-02", "M0"): 1.0, ("2026-03", "M0"): 0.5}
+        fig = charts.heatmap(["2026-01", "2026-02", "2026-03"], ["M0", "M1"], cells)
+        assert rows_from_the_top(fig) == ["2026-01", "2026-02", "2026-03"]
+        heat = fig.data[0]
+        assert [cell(heat, r, "M0", "text") for r in ("2026-01", "2026-02", "2026-03")] == ["100.0%", "100.0%", "50.0%"]
+        assert cell(heat, "2026-01", "M1", "text") == "90.0%" and cell(heat, "2026-02", "M1", "text") == ""
+        assert cell(heat, "2026-03", "M0") == 50.0
+
+    def test_no_chart_turns_an_axis_with_autorange_reversed(self):
+        # Plotly writes autorange="reversed" back as True with the range it found; Streamlit's copy of
+        # the figure then reads as changed and plotly draws the whole chart again (25 ms for the
+        # cohort heat map). Rows read from the top by a range given upside down, or by their order.
+        pts = [charts.Point(f"r|{k}", k, v, series=s) for s, k, v in (("a", "Too expensive", 3), ("b", "Moved", 2),
+                                                                       ("a", "Moved", 1), ("b", "Other", 4))]
+        figs = {
+            "bars": charts.bars(pts, unit="count", horizontal=True, stacked=True),
+            "waterfall": charts.waterfall(1_000, {"new": 300, "churn": 100}, 1_200, currency="USD"),
+            "heatmap": charts.heatmap(["2026-01", "2026-02"], ["M0"], {("2026-01", "M0"): 1.0, ("2026-02", "M0"): 0.9}),
+        }
+        for name, fig in figs.items():
+            assert fig.layout.yaxis.autorange != "reversed", name
+        assert rows_from_the_top(figs["bars"]) == ["Too expensive", "Moved", "Other"]
+        assert rows_from_the_top(figs["waterfall"])[0].startswith("Starting MRR")
+        assert rows_from_the_top(figs["heatmap"]) == ["2026-01", "2026-02"]
 
 
 class TestSelection:
@@ -76,8 +120,9 @@ class TestSoFar:
                              {("2026-10", "M0"): 1.0, ("2026-10", "M1"): 0.993, ("2026-11", "M0"): 1.0},
                              partial={("2026-10", "M1"), ("2026-11", "M0")})
         heat = fig.data[0]
-        assert heat.z[0][1] is None and heat.z[1][0] is None and heat.z[0][0] == 100.0
-        assert heat.text[0][1] == "<i>99.3%</i>" and heat.text[0][0] == "100.0%"
+        assert cell(heat, "2026-10", "M1") is None and cell(heat, "2026-11", "M0") is None
+        assert cell(heat, "2026-10", "M0") == 100.0
+        assert cell(heat, "2026-10", "M1", "text") == "<i>99.3%</i>" and cell(heat, "2026-10", "M0", "text") == "100.0%"
         assert "so far" in fig.data[1].customdata[1][1]
 
     def test_a_month_not_ended_is_labelled_once_above_its_highest_point(self):
