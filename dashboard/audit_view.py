@@ -13,7 +13,7 @@ from dashboard import format as fmt
 from dashboard import reads
 from dashboard.auth import StaffContext
 from dashboard.text import md
-from dashboard.widgets import definition, error_box, safely, table
+from dashboard.widgets import definition, error_box, records, safely
 
 ALL = "(everyone)"
 ANY = "(any action)"
@@ -55,5 +55,5 @@ def render(ctx: StaffContext) -> None:
         return
     st.caption(f"{fmt.count(len(page.rows))} entr{'y' if len(page.rows) == 1 else 'ies'} · times in {md(tz)}"
                + (" · only the newest shown: narrow the filters to see older ones." if page.truncated else ""))
-    table(fmt.display_frame(page.rows), "audit-log", key="csv-audit",
+    records(page.rows, "audit-log", key="csv-audit",
           empty_sentence="No audit entries match these filters.")

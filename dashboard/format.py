@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from core.labels import CODE_COLUMNS, code_label
-from core.money import format_money
+from core.money import decimals, format_money
 
 DASH = "—"
 
@@ -23,6 +23,17 @@ def money(amount_minor: int | float | None, currency: str | None, *, signed: boo
     if amount_minor is None or currency is None or (isinstance(amount_minor, float) and pd.isna(amount_minor)):
         return DASH
     return format_money(int(amount_minor), currency, signed=signed)
+
+
+def plain_money(amount_minor: int | float | None, currency: str | None) -> str:
+    """An amount for a spreadsheet: major units as a plain number ("1234.50", "-9.99", yen "500"),
+    blank when unknown. "$1,234.50" is text to a spreadsheet: it cannot add a column of them."""
+    if amount_minor is None or currency is None or (isinstance(amount_minor, float) and pd.isna(amount_minor)):
+        return ""
+    places = decimals(currency)
+    whole, part = divmod(abs(int(amount_minor)), 10 ** places)
+    sign = "-" if int(amount_minor) < 0 else ""
+    return f"{sign}{whole}.{part:0{places}d}" if places else f"{sign}{whole}"
 
 
 def percent(fraction: float | None, *, digits: int = 1, signed: bool = False) -> str:
@@ -70,14 +81,17 @@ def label(column: str) -> str:
 
 def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = None,
                   currency_column: str = "currency", drop: Iterable[str] = (),
-                  rename: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """A copy ready to show and export: ``*_minor`` money columns formatted in their row's
-    currency, timestamps as ``YYYY-MM-DD HH:MM ZONE``, stored codes and headers in words."""
+                  rename: Mapping[str, str] | None = None, for_export: bool = False) -> pd.DataFrame:
+    """A copy ready to show: ``*_minor`` money columns formatted in their row's currency,
+    timestamps as ``YYYY-MM-DD HH:MM ZONE``, stored codes and headers in words. ``for_export``:
+    the same, but money as plain numbers in major units beside the currency column
+    (``plain_money``), for a CSV."""
     out = frame.drop(columns=[c for c in drop if c in frame.columns]).copy()
     minor = list(money_columns) if money_columns is not None else [c for c in out.columns if c.endswith("_minor")]
     if minor and currency_column in out.columns:
+        shown = plain_money if for_export else money
         for col in minor:
-            out[col] = [money(v, c) for v, c in zip(out[col], out[currency_column], strict=True)]
+            out[col] = [shown(v, c) for v, c in zip(out[col], out[currency_column], strict=True)]
     for col in out.columns:
         # Times always carry their zone ("2026-11-27 14:05 CET", "… UTC"): a table of member times in
         # the business zone beside alert times in UTC must never leave a person guessing.

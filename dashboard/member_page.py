@@ -24,7 +24,7 @@ from dashboard import reads
 from dashboard.auth import StaffContext, check
 from dashboard.db import engine
 from dashboard.text import md
-from dashboard.widgets import definition, empty, error_box, safely, table
+from dashboard.widgets import definition, empty, error_box, records, safely
 
 log = logging.getLogger(__name__)
 MEMBERS_PAGE = "../pages/members.py"
@@ -68,7 +68,7 @@ def render_search(ctx: StaffContext) -> None:
     st.write(md(_summary(page)))
     _pager(page)
     _links(page.rows.head(15))
-    table(fmt.display_frame(page.rows), "member-search", empty_sentence="No member matches.", key="csv-search")
+    records(page.rows, "member-search", empty_sentence="No member matches.", key="csv-search")
 
 
 def _summary(page: core_member_search.SearchPage) -> str:
@@ -186,7 +186,7 @@ def _actions(ctx: StaffContext, member_id: int) -> None:
 
 
 def _notes(ctx: StaffContext, view: core_members.MemberView) -> None:
-    table(fmt.display_frame(view.notes), f"member-{view.member_id}-notes", key="csv-notes",
+    records(view.notes, f"member-{view.member_id}-notes", key="csv-notes",
           empty_sentence="No staff notes yet.")
     if not ctx.can(Permission.ADD_NOTE):
         st.caption("Your role can read notes but not add them.")
@@ -247,24 +247,24 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
     with tabs[0]:
         definition("One row per payment attempt (a Stripe charge); a renewal retried three times shows three rows. "
                    "Decline codes come from the card issuer.")
-        table(fmt.display_frame(view.payments), f"{prefix}-payments", key="csv-payments",
+        records(view.payments, f"{prefix}-payments", key="csv-payments",
               empty_sentence="No payment attempts yet.")
     with tabs[1]:
-        table(fmt.display_frame(view.invoices), f"{prefix}-invoices", key="csv-invoices",
+        records(view.invoices, f"{prefix}-invoices", key="csv-invoices",
               empty_sentence="No invoices yet.")
     with tabs[2]:
         definition("Every membership change, newest first, with the subscription's MRR before and after.")
-        table(fmt.display_frame(view.changes), f"{prefix}-timeline", key="csv-timeline",
+        records(view.changes, f"{prefix}-timeline", key="csv-timeline",
               empty_sentence="No membership changes recorded.")
     with tabs[3]:
         definition("Only brand, last four and expiry are stored; card numbers never reach Memberdesk.")
-        table(fmt.display_frame(view.payment_methods), f"{prefix}-payment-methods", key="csv-pm",
+        records(view.payment_methods, f"{prefix}-payment-methods", key="csv-pm",
               empty_sentence="No payment methods on file.")
     with tabs[4]:
         st.subheader("Refunds")
-        table(fmt.display_frame(view.refunds), f"{prefix}-refunds", key="csv-refunds", empty_sentence="No refunds.")
+        records(view.refunds, f"{prefix}-refunds", key="csv-refunds", empty_sentence="No refunds.")
         st.subheader("Disputes")
-        table(fmt.display_frame(view.disputes), f"{prefix}-disputes", key="csv-disputes",
+        records(view.disputes, f"{prefix}-disputes", key="csv-disputes",
               empty_sentence="No disputes.")
     with tabs[5]:
         _notes(ctx, view)
@@ -272,10 +272,10 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
         if not view.audit.empty:
             st.caption("Before and after are the records as the audit log keeps them: amounts in the currency's "
                        "smallest unit (cents; yen are whole yen), beside their currency.")
-        table(fmt.display_frame(view.audit), f"{prefix}-audit", key="csv-member-audit",
+        records(view.audit, f"{prefix}-audit", key="csv-member-audit",
               empty_sentence="No audit entries for this member.")
     with tabs[7]:
-        table(fmt.display_frame(view.subscriptions), f"{prefix}-subscriptions", key="csv-subs",
+        records(view.subscriptions, f"{prefix}-subscriptions", key="csv-subs",
               empty_sentence="No subscriptions: a free member.")
     _actions(ctx, member_id)
 

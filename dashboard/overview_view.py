@@ -18,7 +18,7 @@ from dashboard import format as fmt
 from dashboard import kpis, reads
 from dashboard.auth import StaffContext
 from dashboard.text import md
-from dashboard.widgets import definition, empty, safely, table
+from dashboard.widgets import definition, empty, records, safely, table
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ def render_counts(ctx: StaffContext) -> None:
                    if money_ok else "Active or past-due subscriptions with a price above zero, per currency.")
         mrr = safely("MRR could not be read.", reads.mrr_by_currency)
         if mrr is not None:
-            shown = fmt.display_frame(mrr) if money_ok else fmt.display_frame(mrr.drop(columns=["mrr_minor"]))
-            table(shown, "mrr-by-currency", empty_sentence="No paying subscriptions yet.", key="csv-mrr")
+            records(mrr if money_ok else mrr.drop(columns=["mrr_minor"]), "mrr-by-currency",
+                    empty_sentence="No paying subscriptions yet.", key="csv-mrr")
     with right:
         found = safely("This month's payments could not be read.", reads.payments_this_month)
         if found is not None:
@@ -75,7 +75,7 @@ def render_counts(ctx: StaffContext) -> None:
                        "amounts; refunded = refunds made this month.")
             if not money_ok:
                 payments = payments.drop(columns=["collected_minor", "refunded_minor"])
-            table(fmt.display_frame(payments), "payments-this-month", key="csv-payments-month",
+            records(payments, "payments-this-month", key="csv-payments-month",
                   empty_sentence="No payment attempts this month yet.")
 
 

@@ -14,6 +14,7 @@ import streamlit as st
 
 from core import csv_export
 from core.permissions import Permission, allowed
+from dashboard import format as fmt
 from dashboard import media_guard
 from dashboard.auth import current
 from dashboard.text import md
@@ -96,16 +97,24 @@ def csv_download(frame: pd.DataFrame | Callable[[], pd.DataFrame], name: str, *,
 
 
 def table(frame: pd.DataFrame | list[dict[str, Any]], name: str, *, empty_sentence: str, key: str | None = None,
-          height: int | Literal["auto"] = "auto", column_config: dict[str, Any] | None = None) -> None:
-    """Show ``frame`` (or a list of row dicts) with its CSV download, or the empty-state sentence
-    when it has no rows."""
+          height: int | Literal["auto"] = "auto", column_config: dict[str, Any] | None = None,
+          export: pd.DataFrame | None = None) -> None:
+    """Show ``frame`` (or a list of row dicts) with its CSV download (of ``export`` when given),
+    or the empty-state sentence when it has no rows."""
     if isinstance(frame, list):
         frame = pd.DataFrame(frame)
     if frame is None or frame.empty:
         empty(empty_sentence)
         return
     st.dataframe(frame, hide_index=True, width="stretch", height=height, column_config=column_config)
-    csv_download(frame, name, key=key)
+    csv_download(frame if export is None else export, name, key=key)
+
+
+def records(rows: pd.DataFrame, name: str, *, empty_sentence: str, key: str | None = None) -> None:
+    """Rows as stored (``*_minor`` money beside a currency, times, codes) shown in words, with a
+    CSV of the same rows whose amounts are plain numbers a spreadsheet can add up."""
+    table(fmt.display_frame(rows), name, empty_sentence=empty_sentence, key=key,
+          export=fmt.display_frame(rows, for_export=True))
 
 
 def safely(sentence: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:

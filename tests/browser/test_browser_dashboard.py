@@ -4,6 +4,8 @@ starts (`streamlit run dashboard/serve.py`) on a small world. One server per wor
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 
@@ -116,6 +118,9 @@ def test_member_search_to_member_page_and_csv_download(dashboard_server, page):
     assert download.value.suggested_filename.endswith("-payments.csv")
     assert content.splitlines()[0].startswith("Created at,Status,Amount,Currency,Decline code")
     assert "Insufficient funds" in content and "insufficient_funds" not in content
+    # Amounts are numbers a spreadsheet can add up ("9.99" beside "USD"), not "$9.99".
+    rows = list(csv.DictReader(io.StringIO(content)))
+    assert rows and all(re.fullmatch(r"-?\d+(\.\d+)?", r["Amount"]) for r in rows), [r["Amount"] for r in rows]
     # Back (the browser's, then the page's link) comes to the search as it was, not an empty box.
     page.go_back()
     link.first.wait_for()

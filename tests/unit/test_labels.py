@@ -60,3 +60,14 @@ def test_the_member_timeline_is_in_words():
     assert shown["Kind"].tolist() == ["Trial started", "Set to cancel at period end", "Something new"]
     assert shown["From status"].tolist() == ["", "Active", "Past due"]
     assert shown["To status"].tolist() == ["Trialing", "Active", "Unpaid"]
+
+
+def test_a_csv_holds_amounts_a_spreadsheet_can_add_up():
+    # The member page's and the audit log's CSVs held "$9.99" and "¥500": text to a spreadsheet.
+    frame = pd.DataFrame({"amount_minor": [999, -5, 500, None, 123456], "currency": ["USD", "EUR", "JPY", "USD", "GBP"],
+                          "decline_code": ["insufficient_funds", None, None, None, None]})
+    shown, export = display_frame(frame), display_frame(frame, for_export=True)
+    assert shown["Amount"].tolist() == ["$9.99", "-€0.05", "¥500", "—", "£1,234.56"]
+    assert export["Amount"].tolist() == ["9.99", "-0.05", "500", "", "1234.56"]
+    assert export["Currency"].tolist() == ["USD", "EUR", "JPY", "USD", "GBP"]
+    assert export["Decline code"].tolist() == shown["Decline code"].tolist()  # words in both
