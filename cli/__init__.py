@@ -13,6 +13,7 @@ import logging
 import sys
 
 from cli.common import CommandError
+from core import log_privacy
 from core.settings import SettingsError
 
 COMMAND_MODULES = [
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    log_privacy.install()
     if not args.verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     if not hasattr(args, "func"):

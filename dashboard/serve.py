@@ -28,6 +28,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from starlette.responses import PlainTextResponse  # noqa: E402
 from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 
+from core import log_privacy  # noqa: E402
 from core.stripe_webhooks import routes  # noqa: E402
 from dashboard.media_guard import SignedInMedia  # noqa: E402
 from dashboard.sockets import nodelay_on_listening_sockets  # noqa: E402
@@ -62,5 +63,6 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
         yield
 
 
+log_privacy.install()  # before the first request: no traceback in this server's log names a member's data
 app = st.App(Path(__file__).resolve().parent / "app.py", routes=routes.ROUTES, lifespan=lifespan,
              middleware=[Middleware(HiddenPaths), Middleware(SignedInMedia)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import StatementError
 
+from core.log_privacy import first_line
 from core.stripe_gateway import GatewayError
 
 LIMIT = 2000
@@ -20,7 +21,5 @@ def failure_text(exc: BaseException) -> str:
     if isinstance(exc, GatewayError):
         return exc.sentence
     if isinstance(exc, StatementError) and exc.orig is not None:
-        cause = exc.orig
-        first = (str(cause).strip().splitlines() or [""])[0]
-        return f"{type(cause).__name__}: {first}"[:LIMIT]
+        return first_line(exc)[:LIMIT]
     return f"{type(exc).__name__}: {exc}"[:LIMIT]
