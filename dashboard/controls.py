@@ -135,6 +135,10 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
         problems.append(f"“{money}” is not one of the currencies in the data; the reporting currency is shown.")
         money = REPORTING
 
+    # What the address asks for, once corrected: a run whose choices are these leaves the address
+    # as it is. Writing the corrected values made a history entry, and Back from a corrected link
+    # (a start before 2000, a granularity too fine) led to the same link, corrected again.
+    meant: tuple[object, ...] = (start, end, grain, money)
     k = f"{page}_ctl_"
     # The link's values are the widgets' *initial* values (``value=`` / ``index=``); afterwards each
     # widget keeps the person's choice in its own state, until the address changes under the page
@@ -189,8 +193,8 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
 
     chosen: dict[str, tuple[str, ...]] = {}
     active = [f for f in with_filters if getattr(options, f)]
+    initial: dict[str, str] = {}
     if active:
-        initial: dict[str, str] = {}
         for f in active:
             asked = st.query_params.get_all(f)
             wanted = [v for v in asked if v in getattr(options, f)]
@@ -212,10 +216,13 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
                                                 format_func=functools.partial(_filter_choice, f))
                     chosen[f] = () if picked_value in (None, ALL) else (str(picked_value),)
 
-    _write_params({"from": start.isoformat(), "to": end.isoformat(),
-                   **({"grain": grain} if with_granularity else {}), **({"money": money} if with_money else {})},
-                  {"from": default_start.isoformat(), "to": today.isoformat(), "grain": "month", "money": REPORTING},
-                  chosen)
+    linked: dict[str, tuple[str, ...]] = {f: () if v in (None, ALL) else (str(v),) for f, v in initial.items()}
+    if (start, end, grain, money) != meant or chosen != linked:
+        _write_params({"from": start.isoformat(), "to": end.isoformat(),
+                       **({"grain": grain} if with_granularity else {}), **({"money": money} if with_money else {})},
+                      {"from": default_start.isoformat(), "to": today.isoformat(), "grain": "month",
+                       "money": REPORTING},
+                      chosen)
     st.session_state[k + "address"] = _owned()
     for p in problems:
         st.warning(md(p))
