@@ -45,17 +45,49 @@ def _spelled(dialect: str, bounds: tuple[datetime, ...]) -> list[Any]:
     return list(bounds)
 
 
-Unit = list[tuple[Any, ...]]  # one (member, currency)'s segment rows, in order
+_NO_STATE = (0, None, None, None)
+
+
+class Unit:
+    """One (member, currency)'s segment rows, in order, with what every sweep of them asks first,
+    worked out once: a refresh or a page's tail sweeps the same units with several bounds (month,
+    week and day), and these were a third of each sweep's CPU."""
+
+    __slots__ = ("rows", "currency", "points", "paying", "first_paid", "first_dims", "_states")
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+        self.currency = rows[0][1]
+        # Change points: every start and end. Between two of them the unit's state is constant.
+        self.points = sorted({r[5] for r in rows} | {r[6] for r in rows if r[6] is not None})
+        self.paying = [r for r in rows if r[7] > 0 and (r[6] is None or r[6] > r[5])]
+        self.first_paid = min((r[5] for r in self.paying), default=None)
+        dims = [r for r in self.paying if r[5] == self.first_paid]
+        self.first_dims = (max((r[2] for r in dims if r[2] is not None), default=None),
+                           max((r[3] for r in dims if r[3] is not None), default=None),
+                           max((r[4] for r in dims if r[4] is not None), default=None))
+        self._states: dict[int, tuple[int, Any, Any, Any]] = {}
+
+    def stretch_state(self, j: int) -> tuple[int, Any, Any, Any]:
+        """The state in stretch ``j``, ``[points[j - 1], points[j])`` (0: before the first point)."""
+        found = self._states.get(j)
+        if found is None:
+            found = self._states[j] = _state(self.rows, self.points[j - 1]) if j > 0 else _NO_STATE
+        return found
+
+    def state_at(self, b: Any) -> tuple[int, Any, Any, Any]:
+        """``_state(rows, b)``: the state of the stretch holding ``b``."""
+        return self.stretch_state(bisect.bisect_right(self.points, b))
 
 
 def units(conn: Connection, members: list[int]) -> list[Unit]:
     """The units of ``members``, read once: a refresh or a page's tail sweeps the same members with
     several bounds (before and after, month, week and day), and reading their segments cost more
     than sweeping them (a hundred milliseconds for two thousand members at a million)."""
-    return list(_units(conn, members)) if members else []
+    return [Unit(rows) for rows in _units(conn, members)] if members else []
 
 
-def _units(conn: Connection, members: list[int] | None = None) -> Iterator[Unit]:
+def _units(conn: Connection, members: list[int] | None = None) -> Iterator[list[tuple[Any, ...]]]:
     """Segments grouped by unit (member, currency), streamed in order; only ``members`` when given."""
     raw = conn.connection.driver_connection
     assert raw is not None  # an open connection has its driver's
@@ -121,20 +153,13 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
     cohort_cells: dict[tuple[int, int, Group], list[int]] = defaultdict(lambda: [0, 0, 0])  # members, mrr, size
     cdiff: dict[tuple[int, Group], tuple[list[int], list[int]]] = {}
 
-    for unit in _units(conn) if swept is None else swept:
-        cur = unit[0][1]
-        points = sorted({r[5] for r in unit} | {r[6] for r in unit if r[6] is not None})
-        paying = [r for r in unit if r[7] > 0 and (r[6] is None or r[6] > r[5])]
-        first_paid = min((r[5] for r in paying), default=None)
+    for u in (Unit(rows) for rows in _units(conn)) if swept is None else swept:
+        unit, cur, points, paying, first_paid = u.rows, u.currency, u.points, u.paying, u.first_paid
         cohort = bisect.bisect_right(B, first_paid) - 1 if first_paid is not None and cohorts else -1
         if not 0 <= cohort < n:
             cohort = -1
         elif cohort >= k:
-            dims = [r for r in paying if r[5] == first_paid]
-            g = (cur, max((r[2] for r in dims if r[2] is not None), default=None),
-                 max((r[3] for r in dims if r[3] is not None), default=None),
-                 max((r[4] for r in dims if r[4] is not None), default=None))
-            cohort_cells[(cohort, cohort, g)][2] += 1
+            cohort_cells[(cohort, cohort, (cur, *u.first_dims))][2] += 1
         # Stretches between change points: [points[j], points[j+1]) has constant state. Those
         # ending at or before B[k + 1] add to no period from k on: skipped without a look (a
         # member's history is years of stretches; a refresh sweeps the last period or two).
@@ -145,7 +170,7 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
             hi = n + 1 if edges[j + 1] is None else bisect.bisect_left(B, edges[j + 1])
             if hi - lo < 1 or hi < k + 2:
                 continue  # (hi < k + 2: every period this stretch could add to is before k)
-            mrr, tier, interval, country = _state(unit, B[lo])
+            mrr, tier, interval, country = u.stretch_state(j)  # B[lo] lies in stretch j
             if mrr <= 0:
                 continue
             g = (cur, tier, interval, country)
@@ -173,8 +198,8 @@ def run(conn: Connection, bounds: list[datetime], k: int = 0,
         for p in affected:
             if p >= n:
                 continue
-            s, st, si, sc = _state(unit, B[p])
-            e, et, ei, ec = _state(unit, B[p + 1])
+            s, st, si, sc = u.state_at(B[p])
+            e, et, ei, ec = u.state_at(B[p + 1])
             if s == 0 and e == 0:
                 continue
             g = (cur, et, ei, ec) if e > 0 else (cur, st, si, sc)
