@@ -89,6 +89,18 @@ def signed_in(cookies: dict[str, str], path: str = "") -> bool:
     return account.session.live and account.active and (not path or _owns(path, claims["username"]))
 
 
+def is_download(path: str) -> bool:
+    """``/media/<file>`` (after a ``server.baseUrlPath``): Streamlit's downloads. Not its own
+    ``/static/media/`` fonts and icons, which every page needs before anyone signs in (a check for
+    "/media/" anywhere in the path refused them, and the icons showed as their names)."""
+    from streamlit import config
+
+    base = "/" + str(config.get_option("server.baseUrlPath") or "").strip("/")
+    if base != "/" and path.startswith(base + "/"):
+        path = path[len(base):]
+    return path.startswith(MEDIA)
+
+
 class SignedInMedia:
     """403 for ``/media/`` without a live sign-in of the file's maker (a ``server.baseUrlPath`` in
     front is covered)."""
@@ -97,7 +109,7 @@ class SignedInMedia:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and MEDIA in scope["path"]
+        if (scope["type"] == "http" and is_download(scope["path"])
                 and not await run_in_threadpool(signed_in, Request(scope).cookies, scope["path"])):
             await PlainTextResponse("Sign in to Memberdesk to download this file.", status_code=403)(scope, receive, send)
             return
