@@ -11,6 +11,7 @@ severities, thresholds) from ``core.labels``; the cached reads live in ``dashboa
 
 from __future__ import annotations
 
+import functools
 import json
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -203,7 +204,8 @@ def _affected(a: dict[str, Any]) -> None:
                 config["Member page"] = st.column_config.LinkColumn(
                     "Member page", display_text=r"members\?member=(\d+)", help="Opens the member page")
             st.dataframe(shown, hide_index=True, width="stretch", column_config=config or None, height=220)
-            widgets.csv_download(raw, f"alert-{a['id']}-{name}", key=f"csv-alert-{a['id']}-{name}")
+            widgets.csv_download(functools.partial(fmt.export_frame, raw, money_columns=money),
+                                 f"alert-{a['id']}-{name}", key=f"csv-alert-{a['id']}-{name}")
 
 
 def _actions(eng: Engine, ctx: StaffContext, a: dict[str, Any]) -> None:

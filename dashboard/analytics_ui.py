@@ -12,6 +12,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -261,10 +262,10 @@ def show_rows(rows: pd.DataFrame | None, name: str, *, key: str, empty_sentence:
     if total is not None and whole is not None and total > len(rows):
         st.caption(f"The first {len(rows):,} of {total:,} are listed; the download holds all {total:,}.")
         _table(rows, height)
-        csv_download(whole, name, key=key, label=f"Download all {total:,} (CSV)")
+        csv_download(lambda: fmt.export_frame(whole()), name, key=key, label=f"Download all {total:,} (CSV)")
         return
     _table(rows, height)
-    csv_download(rows, name, key=key)
+    csv_download(lambda: fmt.export_frame(rows), name, key=key)
 
 
 def _table(rows: pd.DataFrame, height: int | Literal["auto"], *, shown: pd.DataFrame | None = None) -> None:
@@ -312,31 +313,25 @@ def missing(result: MetricResult | None, what: str) -> None:
 
 def by_currency_table(b: Any, slugs: Sequence[str], *, key: str) -> None:
     """Money figures per original currency (unconverted), one row per currency. The table shows
-    them formatted; its CSV holds plain numbers, each figure in minor units (``<slug>_minor``)
-    beside the ``currency`` column, like every other download (a cell such as "¥5,226,720" is text
+    them formatted; its CSV holds the same table with each figure a plain number in major units
+    beside its currency, like every other download (``fmt.export_frame``; a cell such as "¥5,226,720" is text
     to a spreadsheet: it cannot add it up)."""
     shown: dict[str, dict[str, str]] = {}
-    plain: dict[str, dict[str, int | None]] = {}
-    columns: list[str] = []
+    plain: dict[str, dict[str, str]] = {}
     for slug in slugs:
         result = metrics_data.find(b, slug)
         if result is None or result.unit != "money" or not result.by_currency:
             continue
-        name, column = metrics_data.title(result.slug), f"{result.slug}_minor"
-        columns.append(column)
+        name = metrics_data.title(result.slug)
         for code, amount in sorted(result.by_currency.items()):
             shown.setdefault(code, {"Currency": code})[name] = fmt.money(amount, code)
-            plain.setdefault(code, {})[column] = None if amount is None else int(amount)
+            plain.setdefault(code, {"Currency": code})[name] = fmt.plain_money(amount, code)
     if not shown:
         return
     with st.expander("The same figures in each original currency (unconverted)"):
         st.dataframe(pd.DataFrame(list(shown.values())), hide_index=True, width="stretch")
-        # Built column by column so a figure missing for one currency is a blank, not a float NaN
-        # that would turn the whole column into "5366.0".
-        export = pd.DataFrame({"currency": pd.Series(list(plain), dtype=object),
-                               **{c: pd.Series([plain[code].get(c) for code in plain], dtype=object)
-                                  for c in columns}})
-        csv_download(export, "figures by original currency", key=key)
+        # The same table, each figure a plain number ("5366.84"): "€5,366.84" is text to a spreadsheet.
+        csv_download(pd.DataFrame(list(plain.values())).fillna(""), "figures by original currency", key=key)
 
 
 @dataclass
@@ -480,11 +475,13 @@ def worklist(rows: pd.DataFrame | None, *, key: str, total: int | None = None,
         if group_box.open:
             with group_box:
                 _table(group, "auto", shown=shown)
-                csv_download(group, f"past-due {code}", key=f"{key}_{code}")
+                csv_download(functools.partial(fmt.export_frame, group), f"past-due {code}", key=f"{key}_{code}")
     if partial and whole is not None:  # (partial: whole is given)
-        csv_download(whole, "past-due worklist", key=f"{key}_all", label=f"Download the whole worklist: {total:,} (CSV)")
+        csv_download(lambda: fmt.export_frame(whole()), "past-due worklist", key=f"{key}_all",
+                     label=f"Download the whole worklist: {total:,} (CSV)")
     else:
-        csv_download(rows, "past-due worklist", key=f"{key}_all", label="Download the whole worklist (CSV)")
+        csv_download(lambda: fmt.export_frame(rows), "past-due worklist", key=f"{key}_all",
+                     label="Download the whole worklist (CSV)")
 
 
 def freshness(b: Any, tz: str) -> None:

@@ -113,6 +113,13 @@ def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = 
     return out.rename(columns=names)
 
 
+def export_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Stored rows as every CSV of the dashboard holds them: headers and codes in words as on
+    screen, times with their zone, each amount a plain number in major units beside its currency
+    (``plain_money``), so a spreadsheet can add a column up."""
+    return display_frame(frame, money_columns=money_columns, for_export=True)
+
+
 def _cell_text(value: Any) -> str:
     """A cell of a column that has blanks: the value as text, whole numbers without ``.0``."""
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):

@@ -114,7 +114,7 @@ def records(rows: pd.DataFrame, name: str, *, empty_sentence: str, key: str | No
     """Rows as stored (``*_minor`` money beside a currency, times, codes) shown in words, with a
     CSV of the same rows whose amounts are plain numbers a spreadsheet can add up."""
     table(fmt.display_frame(rows), name, empty_sentence=empty_sentence, key=key,
-          export=fmt.display_frame(rows, for_export=True))
+          export=fmt.export_frame(rows))
 
 
 def safely(sentence: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:

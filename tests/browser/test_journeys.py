@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from core.changes.reasons import LABELS as CHANGE_REASONS
 from core.db import session_scope
 from core.labels import CANCELLATION, DECLINE, REFUND
 from core.models import ChangeRequest, StaffNote
+from core.money import decimals
 from tests.support.browser import (
     choose,
     fill_new_account,
@@ -327,5 +329,12 @@ def test_finance_day(page: Any, day: Day, tmp_path: Path) -> None:
         day, "metrics", "--from", str(start), "--to", str(today + timedelta(days=1)), "--granularity", "day",
         "--drill", "gross_revenue", "--format", "csv"))))
     assert len(rows) == len(expected) > 0
-    assert sorted(r["payment_id"] for r in rows) == sorted(r["payment_id"] for r in expected)
+    # The command line's rows for scripts (codes, minor units); the page's for people (words, each
+    # amount a plain number in major units beside its currency): the same payments and amounts.
+    assert sorted(r["Payment id"] for r in rows) == sorted(r["payment_id"] for r in expected)
+    by_id = {r["payment_id"]: r for r in expected}
+    for r in rows:
+        cli_row = by_id[r["Payment id"]]
+        assert r["Currency"] == cli_row["currency"]
+        assert Decimal(r["Amount"]) * 10 ** decimals(r["Currency"]) == int(cli_row["amount_minor"]), (r, cli_row)
     no_raw_codes(page)

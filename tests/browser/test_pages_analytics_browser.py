@@ -59,7 +59,7 @@ def test_chart_click_drills_to_rows_and_downloads_csv(dashboard_server, page, tm
     saved = tmp_path / "rows.csv"
     info.value.save_as(saved)
     text = saved.read_text(encoding="utf-8")
-    assert text.splitlines()[0].startswith("payment_id,member_id,email")
+    assert text.splitlines()[0].startswith("Payment id,Member id,Email")  # headers in words, as on screen
     assert "ann.lee@example.com" in text
 
 
@@ -103,7 +103,7 @@ def test_a_long_worklist_lists_its_start_and_downloads_the_whole(tmp_path_factor
         saved = tmp_path / "worklist.csv"
         info.value.save_as(saved)
         lines = saved.read_text(encoding="utf-8").splitlines()
-        assert lines[0].startswith("subscription_id,member_id,email")
+        assert lines[0].startswith("Subscription id,Member id,Email")
         assert len(lines) - 1 == total
     finally:
         stop_server(server.proc)
@@ -281,11 +281,13 @@ def test_back_from_a_link_the_controls_corrected_leaves_at_the_first_press(dashb
 @pytest.mark.xdist_group("browser")
 def test_the_figures_by_original_currency_download_as_plain_numbers(dashboard_server, page, tmp_path: Path):
     """The Revenue page's "same figures in each original currency" table shows "€5,366.84"; its CSV
-    held those very strings, text a spreadsheet cannot add up. It holds each figure in minor units
-    beside the currency, the same amounts the table shows."""
+    held those very strings, text a spreadsheet cannot add up. It holds each figure as a plain
+    number in major units beside the currency, the same amounts the table shows."""
     import csv
     import io
+    from decimal import Decimal
 
+    from core.money import decimals
     from dashboard import format as fmt
 
     page.goto(f"{dashboard_server.url}/revenue")
@@ -302,13 +304,14 @@ def test_the_figures_by_original_currency_download_as_plain_numbers(dashboard_se
     saved = tmp_path / "by-currency.csv"
     info.value.save_as(saved)
     rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"))))
-    assert rows and list(rows[0]) == ["currency", "mrr_minor", "arr_minor", "arpu_minor", "net_revenue_minor"]
+    assert rows and list(rows[0]) == ["Currency", "MRR", "ARR", "ARPU", "Net revenue"]
     for row in rows:
         for column, cell in row.items():
-            if column == "currency" or cell == "":
+            if column == "Currency" or cell == "":
                 continue
-            assert re.fullmatch(r"-?\d+", cell), (column, cell)  # a whole number of minor units
-            assert fmt.money(int(cell), row["currency"]) in shown, (column, cell, shown)
+            assert re.fullmatch(r"-?\d+(\.\d+)?", cell), (column, cell)  # a plain number
+            minor = int(Decimal(cell) * 10 ** decimals(row["Currency"]))
+            assert fmt.money(minor, row["Currency"]) in shown, (column, cell, shown)
 
 
 @pytest.mark.browser
