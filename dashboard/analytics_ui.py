@@ -428,10 +428,11 @@ def cohort_grid(result: MetricResult | None, slug: str, q: metrics_data.Question
         cells[(r, c)] = None if value is None or pd.isna(value) else value
         if unfinished(_as_date(month), q, "month"):
             partial.add((r, c))
-        # The registry's drill behind a cohort cell: the members paying at the end of that calendar
-        # month (all cohorts), so cells of one calendar month share their rows.
+        # The registry's drill behind a cohort cell: the cohort's members paying at the end of that
+        # calendar month (``key``: the cohort's first month).
         at = _as_date(month)
-        target = DrillTarget(slug, f"Members paying at the end of {at:%Y-%m}" if at else f"Cohort {r}", period=at)
+        target = DrillTarget(slug, f"Cohort {r}, paying at the end of {at:%Y-%m}" if at else f"Cohort {r}",
+                             period=at, key=period.isoformat() if period else None)
         keys[(r, c)] = target.id
         if all(t.id != target.id for t in targets):
             targets.append(target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, text
@@ -195,6 +195,40 @@ def _trial_conversion(engine: Engine, query: Query) -> MetricResult:
     return out
 
 
+def _drill_cohort(engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
+                  limit: int | None = 10_000) -> pd.DataFrame:
+    """A cohort cell's members: those paying at the end of ``period`` whose first paid month is
+    ``key`` (the cohort, ``YYYY-MM-DD``); without ``key``, every member paying then. A cell's
+    click listed every cohort's members of that calendar month (666 rows for a cohort of 40)."""
+    df = _drill(None, True)(engine, query, period=period, limit=None)
+    if key and not df.empty:
+        cohort = date.fromisoformat(key)
+        firsts = first_paid_months(engine, query.tz, [int(m) for m in df["member_id"].unique()])
+        df = df[[firsts.get((int(m), c)) == cohort for m, c in zip(df["member_id"], df["currency"], strict=True)]]
+        df = df.reset_index(drop=True)
+    return df.head(limit) if limit else df
+
+
+def first_paid_months(engine: Engine, tz: str, member_ids: list[int]) -> dict[tuple[int, str], date]:
+    """Each (member, currency)'s cohort: the local month of its first change to a paying MRR, as
+    the cohort rollups define it (a member who comes back stays in that cohort)."""
+    from core.metrics.daily import listed
+
+    if not member_ids:
+        return {}
+    out: dict[tuple[int, str], date] = {}
+    with engine.connect() as conn:
+        for member, currency, first in conn.execute(text(
+                "SELECT member_id, currency, MIN(effective_at) FROM membership_changes "
+                f"WHERE member_id IN ({listed(sorted(member_ids))}) AND mrr_after_minor > 0 "
+                "GROUP BY member_id, currency")).all():
+            moment = first if isinstance(first, datetime) else datetime.fromisoformat(str(first))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            out[(int(member), currency)] = moment.astimezone(zone(tz)).date().replace(day=1)
+    return out
+
+
 def _drill_trials(engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
                   limit: int | None = 10_000) -> pd.DataFrame:
     df = trials(engine, query, period)
@@ -270,11 +304,11 @@ for _slug, _title, _definition, _money, _num, _den, _kinds in (
     register(Metric(_slug, _title, "percent", _definition + WEIGHTED, _compute, _drill(_kinds), GROUP))
 register(Metric("cohort_retention", "Cohort retention (members)", "percent",
                 "Cohort = month of a member's first MRR > 0 (a returning member stays in it); cell k = share of "
-                "the cohort paying at the end of month k.", _cohorts(False), _drill(None, True), GROUP,
+                "the cohort paying at the end of month k.", _cohorts(False), _drill_cohort, GROUP,
                 granularities=("month",)))
 register(Metric("cohort_mrr_retention", "Cohort net MRR retention", "percent",
                 "Cohort MRR at the end of month k / cohort MRR at the end of its first month, each cohort "
-                "converted at its first month's rate.", _cohorts(True), _drill(None, True), GROUP,
+                "converted at its first month's rate.", _cohorts(True), _drill_cohort, GROUP,
                 granularities=("month",)))
 register(Metric("trial_conversion", "Trial conversion", "percent",
                 "Trials that ended in the period whose first invoice after the trial was paid, divided by all "

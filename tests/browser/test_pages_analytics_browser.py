@@ -319,7 +319,7 @@ def test_the_figures_by_original_currency_download_as_plain_numbers(dashboard_se
 def test_a_click_on_a_cohort_cell_opens_its_members(dashboard_server, page):
     """A manager on Churn and retention sees the cohorts from the oldest at the top, each cell
     with its share written in, and clicks the top-left cell: the picker below selects the members
-    behind it (the cohort's own month, month 0)."""
+    behind it (the cohort's own members, in its own month, month 0)."""
     page.goto(dashboard_server.url)
     sign_in_as(page, "manager")
     page.locator("[data-testid=stSidebarNav] a", has_text="Churn and retention").first.click()
@@ -341,7 +341,7 @@ def test_a_click_on_a_cohort_cell_opens_its_members(dashboard_server, page):
     page.mouse.move(x, y)  # plotly picks the point under the pointer on hover
     page.wait_for_timeout(300)
     page.mouse.click(x, y)
-    wanted = f"row(s) behind Members paying at the end of {top}"
+    wanted = f"row(s) behind Cohort {top}, paying at the end of {top}"  # the cohort's own members
     page.wait_for_function(f"() => document.body.innerText.includes({wanted!r})", timeout=30_000)
     wait_idle(page)
     assert page.get_by_text(wanted).count() == 1

@@ -190,3 +190,24 @@ def test_a_pause_is_its_own_reason_and_unpaid_is_involuntary(engine, session):
     refresh(engine, NOW - timedelta(hours=1), now=NOW)
     assert _rows(engine) == rebuilt
     assert state(engine).churn_rules == 2
+
+
+def test_a_cohort_cell_drills_to_that_cohort_s_members(engine, session):
+    """A click on a cohort cell listed every member paying at the end of that calendar month, from
+    every cohort: its rows are now the cohort's own, as many as the cell counts."""
+    from core.metrics import drill
+
+    build_random_world(session, 17, members=60)
+    session.commit()
+    refresh(engine, now=NOW)
+    q = Query.make(engine, start=date(2025, 5, 1), end=date(2026, 7, 1), now=NOW, granularity="month")
+    cells = compute(engine, "cohort_retention", q).breakdown
+    assert len(cells) > 5
+    checked = 0
+    for cell in cells.to_dict(orient="records"):
+        cohort, month = pd.Timestamp(cell["cohort"]).date(), pd.Timestamp(cell["month"]).date()
+        rows = drill(engine, "cohort_retention", q, period=month, key=cohort.isoformat(), limit=None)
+        assert len(rows) == cell["value"], (cohort, month)
+        everyone = drill(engine, "cohort_retention", q, period=month, limit=None)
+        checked += len(everyone) > len(rows)
+    assert checked  # some months hold more than one cohort: the cells differ from the month's list
