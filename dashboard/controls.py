@@ -91,48 +91,53 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
 
     ``page`` prefixes the widget keys so two pages never share widget state.
     """
-    problems: list[str] = []
+    problems: list[str] = []  # about the choices made on the page
+    # About the link, each with the controls it concerns: said only while the person has not
+    # changed those controls (after choosing Week, "“hour” is not a granularity" stayed a run).
+    linked: list[tuple[frozenset[str], str]] = []
+    dates, grains, monies = frozenset({"range"}), frozenset({"grain"}), frozenset({"money"})
     q_from, q_to = _param("from"), _param("to")
     start, end = _parse_date(q_from), _parse_date(q_to)
     if (q_from and start is None) or (q_to and end is None):
-        problems.append("A date in the link was not a date (use YYYY-MM-DD); the default range is shown.")
+        linked.append((dates, "A date in the link was not a date (use YYYY-MM-DD); the default range is shown."))
     # One end given: the range runs from it to today, or up to it (a link with only ?from= was
     # dropped without a word, even a future one).
     if start is not None and end is None:
         if start > today:
-            problems.append("The link's start date is after today; the default range is shown.")
+            linked.append((dates, "The link's start date is after today; the default range is shown."))
             start = default_start
         end = today
     elif end is not None and start is None:
         start = min(default_start, end)
     if start is None or end is None or start > end:
         if start and end and start > end:
-            problems.append("The link's start date was after its end date; the default range is shown.")
+            linked.append((dates, "The link's start date was after its end date; the default range is shown."))
         start, end = default_start, today
     if start > today:
-        problems.append("The link's dates are after today, and there are no figures yet; the default range is shown.")
+        linked.append((dates, "The link's dates are after today, and there are no figures yet; the default range "
+                              "is shown."))
         start, end = default_start, today
     if end > today + timedelta(days=1):  # a day's grace: a link sent from a zone already in tomorrow
-        problems.append("The link's end date is after today; the range ends today, the last day with figures.")
+        linked.append((dates, "The link's end date is after today; the range ends today, the last day with figures."))
         end = today
     if start < EARLIEST:
-        problems.append(f"Ranges start on {EARLIEST:%d %b %Y} or later; the range starts there.")
+        linked.append((dates, f"Ranges start on {EARLIEST:%d %b %Y} or later; the range starts there."))
         start, end = (EARLIEST, end) if end >= EARLIEST else (default_start, today)
     grain = _param("grain") or "month"
     if grain not in GRANULARITIES:
-        problems.append(f"“{grain}” is not a granularity (use day, week or month); month is shown.")
+        linked.append((grains, f"“{grain}” is not a granularity (use day, week or month); month is shown."))
         grain = "month"
     if with_granularity and _coarsest_needed(start, end, grain) != grain:
         # Said here, before the radio is drawn, so a link's too-fine granularity shows as the one used.
         shown_by = _coarsest_needed(start, end, grain)
-        problems.append(f"{(end - start).days + 1:,} days are too many to show by {grain}; the charts show them "
-                        f"by {shown_by}.")
+        linked.append((dates | grains, f"{(end - start).days + 1:,} days are too many to show by {grain}; the charts "
+                                       f"show them by {shown_by}."))
         grain = shown_by
     currencies = list(options.currency)
     money = (_param("money") or REPORTING).upper()
     money = REPORTING if money == REPORTING.upper() else money
     if money != REPORTING and money not in currencies:
-        problems.append(f"“{money}” is not one of the currencies in the data; the reporting currency is shown.")
+        linked.append((monies, f"“{money}” is not one of the currencies in the data; the reporting currency is shown."))
         money = REPORTING
 
     # What the address asks for, once corrected: a run whose choices are these leaves the address
@@ -185,6 +190,7 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
                       "A single currency: only amounts charged in it, unconverted."),
             )
 
+    picked_grain = grain
     shown_by = _coarsest_needed(start, end, grain) if with_granularity else grain
     if shown_by != grain:
         problems.append(f"{(end - start).days + 1:,} days are too many to show by {grain}; the charts show them "
@@ -200,8 +206,8 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
             wanted = [v for v in asked if v in getattr(options, f)]
             initial[f] = wanted[0] if wanted else ALL
             if asked and not wanted:
-                problems.append(f"“{asked[0]}” is not one of the {FILTER_PLURALS[f]} in the data; all "
-                                f"{FILTER_PLURALS[f]} are shown.")
+                linked.append((frozenset({f}), f"“{asked[0]}” is not one of the {FILTER_PLURALS[f]} in the data; "
+                                               f"all {FILTER_PLURALS[f]} are shown."))
             if moved:
                 st.session_state[k + f] = initial[f]
         current = {f: st.session_state.get(k + f, initial[f]) for f in active}
@@ -216,14 +222,19 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
                                                 format_func=functools.partial(_filter_choice, f))
                     chosen[f] = () if picked_value in (None, ALL) else (str(picked_value),)
 
-    linked: dict[str, tuple[str, ...]] = {f: () if v in (None, ALL) else (str(v),) for f, v in initial.items()}
-    if (start, end, grain, money) != meant or chosen != linked:
+    linked_filters: dict[str, tuple[str, ...]] = {f: () if v in (None, ALL) else (str(v),) for f, v in initial.items()}
+    if (start, end, grain, money) != meant or chosen != linked_filters:
         _write_params({"from": start.isoformat(), "to": end.isoformat(),
                        **({"grain": grain} if with_granularity else {}), **({"money": money} if with_money else {})},
                       {"from": default_start.isoformat(), "to": today.isoformat(), "grain": "month",
                        "money": REPORTING},
                       chosen)
     st.session_state[k + "address"] = _owned()
+    changed = {name for name, now, asked in (("range", (start, end), meant[:2]), ("grain", picked_grain, meant[2]),
+                                             ("money", money, meant[3])) if now != asked}
+    changed |= {f for f in active if chosen.get(f, ()) != linked_filters.get(f, ())}
+    said = [sentence for fields, sentence in linked if not fields & changed] + problems
+    problems = list(dict.fromkeys(said))  # once each: the link's and the page's can be the same sentence
     for p in problems:
         st.warning(md(p))
     return Controls(start=start, end=end, granularity=grain, money=money,

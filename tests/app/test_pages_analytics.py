@@ -245,6 +245,19 @@ class TestRevenue:
         future = texts(run_page(database_url, "revenue.py", "finance", {"from": "2099-01-01", "to": "2099-03-01"}))
         assert "The link's dates are after today, and there are no figures yet; the default range is shown." in future
 
+    def test_a_link_s_correction_is_said_until_the_person_changes_that_control(self, database_url, world):
+        # After choosing Week on a link asking for "hour", the page still said "“hour” is not a
+        # granularity" for that run; choosing Day on a 26-year link said its sentence twice.
+        at = run_page(database_url, "revenue.py", "finance", {"grain": "hour"})
+        assert "is not a granularity" in texts(at)
+        next(r for r in at.radio if r.label == "Granularity").set_value("week").run()
+        assert "is not a granularity" not in texts(at)
+        wide = run_page(database_url, "revenue.py", "finance", {"from": "1990-01-01", "grain": "day"})
+        next(r for r in wide.radio if r.label == "Granularity").set_value("day").run()
+        shown = texts(wide)
+        assert shown.count("too many to show by day") == 1, shown
+        assert "Ranges start on 01 Jan 2000 or later" in shown  # the range is still the link's, corrected
+
     def test_a_link_cannot_ask_for_unbounded_work(self, database_url, world):
         # Every day since the year 1 held the server at 5 GB for minutes: a range starts in 2000 at
         # the earliest, and too many days for a granularity are shown by a longer one.
