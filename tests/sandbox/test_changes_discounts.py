@@ -41,6 +41,9 @@ def test_a_discounted_member_s_tier_change_costs_the_discounted_proration(engine
                            "asked to switch", params)
 
     preview = preview_change(engine, change(), FINANCE, stripe=stripe_env.client, now=NOW)
+    # The preview says the discount carries over: "¥1,200/month" beside "MRR ¥960" said nothing of it.
+    assert any("discount" in line and "applies to the new price too" in line for line in preview.summary), \
+        preview.summary
     out = submit(engine, change(), FINANCE, stripe=stripe_env.client, now=NOW)
     assert out.status == "applied"
     invoice = stripe_env.client.v1.invoices.list({"customer": customer, "limit": 1}).data[0]

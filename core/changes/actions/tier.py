@@ -16,11 +16,11 @@ from core.changes.actions.lifecycle import _date, _stripe_sub, _sub, _Subscripti
 from core.changes.errors import ChangeRefused
 from core.changes.model import Preview
 from core.changes.state import mrr_of
-from core.models import Price, SubscriptionItem, Tier
+from core.models import Price, Subscription, SubscriptionItem, Tier
 from core.models.enums import SubscriptionStatus
 from core.money import format_money
 from core.permissions import Permission
-from core.timeutil import from_epoch, to_epoch
+from core.timeutil import ensure_aware, from_epoch, to_epoch
 
 S = SubscriptionStatus
 
@@ -89,6 +89,10 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
             kind = "charge"
             summary = [f"Switches to {label}; nothing is charged now.",
                        f"The new price is billed from the renewal on {_date(sub.current_period_end)}."]
+        discount = _discount_sentence(sub, ctx.now)
+        if discount:
+            # The MRR after the change is net of the discount: "¥1,200/month" beside "MRR ¥960" with no word.
+            summary.append(discount)
         return Plan(
             params={"price_id": price.id, "when": when, "proration_date": proration_date},
             stripe_ids={"subscription": sid, "item": item.stripe_item_id, "price": price.stripe_price_id},
@@ -113,6 +117,21 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
             if item.get("id") == plan.stripe_ids["item"]:
                 return bool((price.get("id") if isinstance(price, dict) else price) == plan.stripe_ids["price"])
         return False
+
+
+def _discount_sentence(sub: Subscription, now: datetime) -> str | None:
+    """The member's recurring discount, when one applies now: it carries over to the new price (a
+    once-only discount is not in MRR)."""
+    if sub.discount_duration == "once" or (sub.discount_end is not None and ensure_aware(sub.discount_end) <= now):
+        return None
+    if sub.discount_percent_off:
+        what = f"{float(sub.discount_percent_off):g}% discount"
+    elif sub.discount_amount_off:
+        what = f"discount of {format_money(int(sub.discount_amount_off), sub.currency)}"
+    else:
+        return None
+    until = f" until {_date(sub.discount_end)}" if sub.discount_end is not None else ""
+    return f"The member's {what} applies to the new price too{until}; the MRR shown is after it."
 
 
 def _new_period_end(invoice: dict[str, Any]) -> datetime | None:
