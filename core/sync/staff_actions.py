@@ -105,6 +105,11 @@ def member_diff_table(engine: Engine, client: StripeClient, member_id: int) -> l
 def data_through_sentence(snapshot: SyncStatus, now: datetime) -> str:
     """One line for the Overview and the admin page: how fresh the Stripe data is."""
     if snapshot.data_through is None:
+        if snapshot.newest_event_at is not None:
+            # A world loaded directly (the demo) with its webhooks live read "not synced yet" alone,
+            # as if nothing from Stripe were here.
+            return (f"No sync from Stripe has run yet; its webhooks have delivered changes up to "
+                    f"{snapshot.newest_event_at:%Y-%m-%d %H:%M} UTC. Sync now reads everything once.")
         return "Stripe data has not been synced yet."
     age = now - snapshot.data_through
     minutes = int(age.total_seconds() // 60)
