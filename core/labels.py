@@ -93,7 +93,9 @@ BY_COLUMN = {
     "kind": CHANGE_KIND, "from_status": SUBSCRIPTION_STATUS, "to_status": SUBSCRIPTION_STATUS,
 }
 _ALL = (CHANGE_REASONS, CANCELLATION, REFUND, DECLINE, DISPUTE, CHURN_KIND)
-CODE_COLUMNS = frozenset(BY_COLUMN) | {"reason"}
+# Columns whose stored codes read as words everywhere else too: a payment's "succeeded", an
+# invoice's "subscription_cycle" and a tier's "platinum" sat beside forms saying "Premium".
+CODE_COLUMNS = frozenset(BY_COLUMN) | {"reason", "status", "billing_reason", "tier"}
 
 
 def code_label(code: object, column: str | None = None) -> str:

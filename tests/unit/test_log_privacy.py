@@ -20,6 +20,8 @@ EMAIL = "ann.private@example.com"
 def _url(backend: str) -> str:
     if backend == "sqlite":
         return "sqlite://"
+    if not PG_URL:
+        pytest.skip("TEST_DATABASE_URL is not set")
     return make_url(PG_URL).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
