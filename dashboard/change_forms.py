@@ -318,7 +318,7 @@ def render_changes_page(ctx: StaffContext) -> None:
     _decided_elsewhere(pending, history)
     st.subheader("Waiting for approval")
     table(_display(pending), "changes-pending", empty_sentence="Nothing waits for approval.", key="csv-pending",
-          export=_display(pending, export=True))
+          export=fmt.export_frame(pending))
     if not pending.empty and ctx.can(Permission.APPROVE_CHANGES):
         _decide_form(ctx, pending)
     elif not pending.empty:
@@ -328,14 +328,14 @@ def render_changes_page(ctx: StaffContext) -> None:
         st.caption("Stripe did not answer or the app stopped between Stripe and our records. Resume asks Stripe "
                    "what happened and finishes the change exactly once.")
         table(_display(stuck), "changes-interrupted", empty_sentence="", key="csv-stuck",
-              export=_display(stuck, export=True))
+              export=fmt.export_frame(stuck))
         if ctx.can(Permission.CHANGE_MEMBERSHIP):
             rid = st.selectbox("Request", stuck["request_id"].tolist(), key="chg-resume-id")
             if st.button("Resume", key="chg-resume"):
                 _run(lambda: changes.resume(engine(), int(rid), _actor(ctx), stripe=stripe_client()))
     st.subheader("History")
     table(_display(history), "membership-changes", empty_sentence="No manual change has been made yet.",
-          key="csv-history", export=_display(history, export=True))
+          key="csv-history", export=fmt.export_frame(history))
     with st.expander("Limits per role (set by admins)"):
         for line in limits:
             st.write(f"- {md(line)}")
@@ -377,23 +377,14 @@ def _limits_form(ctx: StaffContext) -> None:
         st.success("Limits saved; they apply to the next change.")
 
 
-def _display(frame: Any, *, export: bool = False) -> Any:
-    """Change requests in words. ``export``: for the CSV, as every download holds rows
-    (``fmt.export_frame``): the amount a plain number beside its currency, times with their zone,
-    blanks empty (the table's "$5.00" and "—" are text to a spreadsheet)."""
+def _display(frame: Any) -> Any:
     if frame.empty:
         return frame
     out = frame.copy()
-    blank = "" if export else "—"
-    if export:
-        out["amount"] = [fmt.plain_money(a, c) if c else "" for a, c in zip(out["amount_minor"], out["currency"], strict=True)]
-        out = out.drop(columns=["amount_minor", "currency"])
-        out.insert(list(out.columns).index("amount") + 1, "currency", [c or "" for c in frame["currency"]])
-    else:
-        out["amount"] = [fmt.money(a, c) if c else blank for a, c in zip(out["amount_minor"], out["currency"], strict=True)]
-        out = out.drop(columns=["amount_minor", "currency"])
+    out["amount"] = [fmt.money(a, c) if c else "—" for a, c in zip(out["amount_minor"], out["currency"], strict=True)]
+    out = out.drop(columns=["amount_minor", "currency"])
     for col in ("requested_at", "decided_at", "applied_at"):
-        out[col] = [fmt.when(v, with_zone=export) if v is not None else blank for v in out[col]]
+        out[col] = [fmt.when(v) if v is not None else "—" for v in out[col]]
     out["status"] = [fmt.status_label(v) for v in out["status"]]
     return out.rename(columns={c: fmt.label(c) for c in out.columns})
 

@@ -87,6 +87,7 @@ def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = 
     the same, but money as plain numbers in major units beside the currency column
     (``plain_money``), for a CSV."""
     out = frame.drop(columns=[c for c in drop if c in frame.columns]).copy()
+    blank = "" if for_export else DASH  # a missing time: "—" on screen, an empty cell in a CSV
     minor = list(money_columns) if money_columns is not None else [c for c in out.columns if c.endswith("_minor")]
     if minor and currency_column in out.columns:
         shown = plain_money if for_export else money
@@ -96,10 +97,10 @@ def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = 
         # Times always carry their zone ("2026-11-27 14:05 CET", "… UTC"): a table of member times in
         # the business zone beside alert times in UTC must never leave a person guessing.
         if pd.api.types.is_datetime64_any_dtype(out[col]):
-            out[col] = out[col].map(lambda v: DASH if pd.isna(v) else when(v, with_zone=True))
+            out[col] = out[col].map(lambda v: blank if pd.isna(v) else when(v, with_zone=True))
         elif out[col].dtype == object and len(out) and any(isinstance(v, datetime) for v in out[col]):
             out[col] = out[col].map(lambda v: when(v, with_zone=True) if isinstance(v, datetime)
-                                    else (DASH if v is None else v))
+                                    else (blank if v is None else v))
     for col in out.columns:  # stored codes in words (payment_failed -> Payment failed)
         if col in CODE_COLUMNS and not pd.api.types.is_numeric_dtype(out[col]):
             out[col] = [code_label(v, col) if isinstance(v, str) else v for v in out[col]]

@@ -71,3 +71,6 @@ def test_a_csv_holds_amounts_a_spreadsheet_can_add_up():
     assert export["Amount"].tolist() == ["9.99", "-0.05", "500", "", "1234.56"]
     assert export["Currency"].tolist() == ["USD", "EUR", "JPY", "USD", "GBP"]
     assert export["Decline code"].tolist() == shown["Decline code"].tolist()  # words in both
+    times = pd.DataFrame({"decided_at": pd.to_datetime([None, "2026-12-07 13:27"], utc=True)})
+    assert display_frame(times)["Decided at"].tolist() == ["—", "2026-12-07 13:27 UTC"]
+    assert display_frame(times, for_export=True)["Decided at"].tolist() == ["", "2026-12-07 13:27 UTC"]
