@@ -8,6 +8,7 @@ change refused because the member changed meanwhile shows the fresh state.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -318,7 +319,7 @@ def render_changes_page(ctx: StaffContext) -> None:
     _decided_elsewhere(pending, history)
     st.subheader("Waiting for approval")
     table(_display(pending), "changes-pending", empty_sentence="Nothing waits for approval.", key="csv-pending",
-          export=fmt.export_frame(pending))
+          export=functools.partial(fmt.export_frame, pending))
     if not pending.empty and ctx.can(Permission.APPROVE_CHANGES):
         _decide_form(ctx, pending)
     elif not pending.empty:
@@ -328,14 +329,14 @@ def render_changes_page(ctx: StaffContext) -> None:
         st.caption("Stripe did not answer or the app stopped between Stripe and our records. Resume asks Stripe "
                    "what happened and finishes the change exactly once.")
         table(_display(stuck), "changes-interrupted", empty_sentence="", key="csv-stuck",
-              export=fmt.export_frame(stuck))
+              export=functools.partial(fmt.export_frame, stuck))
         if ctx.can(Permission.CHANGE_MEMBERSHIP):
             rid = st.selectbox("Request", stuck["request_id"].tolist(), key="chg-resume-id")
             if st.button("Resume", key="chg-resume"):
                 _run(lambda: changes.resume(engine(), int(rid), _actor(ctx), stripe=stripe_client()))
     st.subheader("History")
     table(_display(history), "membership-changes", empty_sentence="No manual change has been made yet.",
-          key="csv-history", export=fmt.export_frame(history))
+          key="csv-history", export=functools.partial(fmt.export_frame, history))
     with st.expander("Limits per role (set by admins)"):
         for line in limits:
             st.write(f"- {md(line)}")

@@ -3,6 +3,7 @@ error boxes as sentences. Every table on every page goes through ``table`` so ea
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -98,9 +99,9 @@ def csv_download(frame: pd.DataFrame | Callable[[], pd.DataFrame], name: str, *,
 
 def table(frame: pd.DataFrame | list[dict[str, Any]], name: str, *, empty_sentence: str, key: str | None = None,
           height: int | Literal["auto"] = "auto", column_config: dict[str, Any] | None = None,
-          export: pd.DataFrame | None = None) -> None:
-    """Show ``frame`` (or a list of row dicts) with its CSV download (of ``export`` when given),
-    or the empty-state sentence when it has no rows."""
+          export: Callable[[], pd.DataFrame] | None = None) -> None:
+    """Show ``frame`` (or a list of row dicts) with its CSV download (of ``export()`` when given,
+    made only when the button is pressed), or the empty-state sentence when it has no rows."""
     if isinstance(frame, list):
         frame = pd.DataFrame(frame)
     if frame is None or frame.empty:
@@ -114,7 +115,7 @@ def records(rows: pd.DataFrame, name: str, *, empty_sentence: str, key: str | No
     """Rows as stored (``*_minor`` money beside a currency, times, codes) shown in words, with a
     CSV of the same rows whose amounts are plain numbers a spreadsheet can add up."""
     table(fmt.display_frame(rows), name, empty_sentence=empty_sentence, key=key,
-          export=fmt.export_frame(rows))
+          export=functools.partial(fmt.export_frame, rows))
 
 
 def safely(sentence: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
