@@ -8,6 +8,7 @@ change refused because the member changed meanwhile shows the fresh state.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -202,7 +203,8 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
             return
         if preview is None:
             return
-        state["pending"] = change
+        # The confirmation carries what the preview pinned, so Stripe charges what was shown.
+        state["pending"] = dataclasses.replace(change, params={**change.params, **preview.pinned})
         state["preview"] = preview
     pending, preview = state.get("pending"), state.get("preview")
     if pending is None or pending.action != action:

@@ -42,6 +42,9 @@ class Preview:
     mrr_after_minor: int | None = None
     needs_approval: bool = False
     approval_reason: str | None = None
+    # What the preview fixed that the confirmation must reuse, merged into the submitted params:
+    # a tier change's proration moment, so the amount charged is the amount shown.
+    pinned: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mrr_change_minor(self) -> int | None:

@@ -237,6 +237,9 @@ def test_a_person_changes_their_own_password(dashboard_server, page):
     sidebar.get_by_label("New password again", exact=True).fill("my-own-secret-22")
     sidebar.get_by_role("button", name="Change password").click()
     page.get_by_text("Your current password is not right; nothing was changed.").wait_for()
+    # The sidebar's sentence shows while the page below is still drawing; a person types again
+    # once it has settled (on a loaded machine a click during that run was dropped).
+    wait_idle(page)
     sidebar.get_by_label("Current password", exact=True).fill("first-password-1")
     sidebar.get_by_role("button", name="Change password").click()
     page.get_by_text("Your password is changed; your other sessions are signed out.").wait_for()

@@ -3,6 +3,8 @@ client, then both sides checked (our rows and Stripe's object)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import func, select
 
@@ -300,16 +302,31 @@ class TestTierChange:
         with pytest.raises(ChangeRefused, match="from monthly to yearly billing starts a new period at once"):
             preview_change(engine, _change(engine, world, "change_price", later), FINANCE, stripe=stripe_env.client)
         params = {"price_id": world.prices["premium_yearly"], "when": "now"}
+        asked_at = datetime.now(UTC)
         p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
         old_end = _sub(engine, world).current_period_end
         assert (p.new_period_end - old_end).days > 300
         assert any(line.startswith("A new yearly period starts now and ends on") for line in p.summary)
-        assert submit(engine, _change(engine, world, "change_price", params), FINANCE,
+        # Confirmed as the form confirms it: with the moment the preview pinned, so Stripe prorates
+        # at that moment. The new period itself starts when Stripe applies the change, a moment later.
+        assert p.pinned.keys() == {"proration_date"}
+        assert submit(engine, _change(engine, world, "change_price", {**params, **p.pinned}), FINANCE,
                       stripe=stripe_env.client).status == "applied"
-        assert _sub(engine, world).current_period_end == p.new_period_end
+        waited = datetime.now(UTC) - asked_at + timedelta(seconds=2)  # Stripe's times are whole seconds
+        assert timedelta(0) <= _sub(engine, world).current_period_end - p.new_period_end <= waited
         # Charged now: the year, less the unused month's credit, as Stripe's invoice says.
         charged = stripe_env.client.v1.invoices.list({"customer": world.customer, "limit": 1}).data[0]
         assert (p.amount_kind, p.amount_minor) == ("charge", charged.total) and 9000 <= charged.total < 10000
+
+    def test_a_preview_read_long_ago_is_previewed_again(self, engine, stripe_env, world):
+        # The confirmation charges at the preview's moment; an hour on, that amount is no longer
+        # one to stand by (and Stripe refuses a moment before the current period).
+        params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
+        p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+        stale = {**params, "proration_date": p.pinned["proration_date"] - 2 * 3600}
+        with pytest.raises(ChangeRefused, match="more than an hour old; preview the change again"):
+            submit(engine, _change(engine, world, "change_price", stale), FINANCE, stripe=stripe_env.client)
+        assert _sub(engine, world).price_id != world.prices["platinum_monthly"]
 
     def test_support_may_not_change_tier_and_wrong_currency_is_refused(self, engine, stripe_env, world):
         params = {"price_id": world.prices["platinum_monthly"], "when": "now"}

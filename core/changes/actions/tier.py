@@ -20,9 +20,26 @@ from core.models import Price, Subscription, SubscriptionItem, Tier
 from core.models.enums import SubscriptionStatus
 from core.money import format_money
 from core.permissions import Permission
-from core.timeutil import ensure_aware, from_epoch, to_epoch
+from core.timeutil import ensure_aware, from_epoch
 
 S = SubscriptionStatus
+
+# A preview's proration moment is honoured this long: the amount an agent confirms is the amount
+# they read, but not one read long ago (Stripe refuses a moment outside the current period).
+PREVIEW_HOLDS_SECONDS = 3600
+
+
+def _proration_moment(raw: Any, now: datetime) -> int:
+    """The preview's pinned moment when the confirmation carries one, else now."""
+    at = int(ensure_aware(now).timestamp())
+    if raw in (None, ""):
+        return at
+    pinned = parse.whole_number(raw, "proration date", low=0, high=2**40)
+    if pinned < at - PREVIEW_HOLDS_SECONDS:
+        raise ChangeRefused("This preview is more than an hour old; preview the change again.")
+    if pinned > at + 300:
+        raise ChangeRefused("The proration date is in the future; preview the change again.")
+    return pinned
 
 
 class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier or price",
@@ -59,8 +76,7 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
         item = ctx.session.query(SubscriptionItem).filter_by(subscription_id=sub.id).order_by(SubscriptionItem.id).first()
         if item is None or not item.stripe_item_id:
             raise ChangeRefused("This membership's items are not synced yet; sync the member first.")
-        proration_date = raw.get("proration_date") or to_epoch(ctx.now)
-        proration_date = parse.whole_number(proration_date, "proration date", low=0, high=2**40)
+        proration_date = _proration_moment(raw.get("proration_date"), ctx.now)
         behavior = "always_invoice" if when == "now" else "none"
         from core.stripe_gateway import GatewayError, writes
 
@@ -98,7 +114,8 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
             stripe_ids={"subscription": sid, "item": item.stripe_item_id, "price": price.stripe_price_id},
             preview=Preview(self.name, summary, amount_minor=abs(amount), amount_kind=kind, currency=price.currency,
                             new_period_end=period_end, mrr_before_minor=mrr_of(ctx.session, sub, at=ctx.now),
-                            mrr_after_minor=mrr_of(ctx.session, sub, price=price, at=ctx.now)))
+                            mrr_after_minor=mrr_of(ctx.session, sub, price=price, at=ctx.now),
+                            pinned={"proration_date": proration_date}))
 
     def target(self, plan: Plan) -> dict[str, Any]:
         now = plan.params["when"] == "now"
