@@ -14,6 +14,8 @@ sentence that says which setting is missing.
 
 from __future__ import annotations
 
+import hashlib
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
@@ -36,6 +38,12 @@ class KeyRing:
                 "create one with `python -m cli keygen`."
             ) from None
         self._multi = MultiFernet(self._fernets)
+        self._primary = keys[0].strip().encode()
+
+    def digest_key(self) -> bytes:
+        """A key for keyed digests (HMAC), derived from the primary key: a digest is not
+        reversible by trying every input without it. A rotation changes the digests."""
+        return hashlib.sha256(b"memberdesk digest key\x00" + self._primary).digest()
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernets[0].encrypt(plaintext.encode("utf-8")).decode("ascii")

@@ -15,19 +15,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import bcrypt
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from core import audit, staff_sessions
+from core import audit, lockout, staff_sessions
 from core.db import session_scope
-from core.models import LoginAttempt, StaffAccount
+from core.models import StaffAccount
 from core.models.enums import Role
 from core.permissions import Actor, Permission, guarded, parse_roles
-from core.timeutil import ensure_aware, utc_now
+from core.timeutil import utc_now
 
-MAX_FAILURES = 5
-FAILURE_WINDOW = timedelta(minutes=15)
-LOCK_DURATION = timedelta(minutes=15)
+# The lockout's rules live in core.lockout; its numbers are named here too for the forms' sentences.
+MAX_FAILURES, FAILURE_WINDOW, LOCK_DURATION = lockout.MAX_FAILURES, lockout.FAILURE_WINDOW, lockout.LOCK_DURATION
 MIN_PASSWORD = 10
 MAX_PASSWORD_BYTES = 72
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -46,8 +45,9 @@ class StaffView:
     email: str
     roles: tuple[str, ...]
     active: bool
-    locked_until: datetime | None
+    locked_until: datetime | None  # the account's lock, else the latest pause of its sign-ins from one place
     last_login_at: datetime | None
+    locked_everywhere: bool = False  # the account's lock (not a pause from one place)
 
 
 def hash_password(password: str, *, rounds: int = 12) -> str:
@@ -203,26 +203,33 @@ def _reset_password(session: Session, *, actor: Actor, username: str, password: 
     account = _require(session, username)
     account.password_hash = hash_password(password, rounds=bcrypt_rounds)
     account.password_changed_at = account.updated_at = utc_now()
-    account.locked_until = None
+    lockout.forgive(account, account.password_changed_at)
     audit.record(session, actor=actor.username, action="staff.reset_password", target_type="staff", target_id=account.username)
     staff_sessions.revoke_all(session, account.username, staff_sessions.PASSWORD_RESET)
     return account
 
 
-def _unlock(session: Session, *, actor: Actor, username: str) -> StaffAccount:
+def _unlock(session: Session, *, actor: Actor, username: str, now: datetime | None = None) -> StaffAccount:
     account = _require(session, username)
-    account.locked_until = None
+    lockout.forgive(account, now or utc_now())
     audit.record(session, actor=actor.username, action="staff.unlock", target_type="staff", target_id=account.username)
     return account
 
 
-def _view(a: StaffAccount) -> StaffView:
-    return StaffView(a.username, a.name, a.email, tuple(sorted(a.role_set)), a.active, a.locked_until,
-                     a.last_login_at)
+def _view(a: StaffAccount, session: Session | None = None, now: datetime | None = None) -> StaffView:
+    """The account as the Admin page lists it; with ``session``, a pause of its sign-ins from one
+    place shows as its lock too (the admin's Unlock lifts both)."""
+    now = now or utc_now()
+    everywhere = lockout.is_locked(a, now)
+    until = a.locked_until if everywhere else None
+    if until is None and session is not None:
+        until = lockout.place_locks(session, a.username, now, a.failures_forgiven_at)
+    return StaffView(a.username, a.name, a.email, tuple(sorted(a.role_set)), a.active, until, a.last_login_at,
+                     everywhere)
 
 
-def _list_staff(session: Session) -> list[StaffView]:
-    return [_view(a) for a in session.scalars(select(StaffAccount).order_by(StaffAccount.username))]
+def _list_staff(session: Session, now: datetime | None = None) -> list[StaffView]:
+    return [_view(a, session, now) for a in session.scalars(select(StaffAccount).order_by(StaffAccount.username))]
 
 
 # ------------------------------------------------ account changes that own their transaction
@@ -263,17 +270,17 @@ def change_password(engine: Engine, *, actor: Actor, username: str, password: st
 
 
 @guarded(Permission.MANAGE_STAFF)
-def unlock_account(engine: Engine, *, actor: Actor, username: str) -> StaffView:
-    """Lift a lockout after failed sign-ins."""
+def unlock_account(engine: Engine, *, actor: Actor, username: str, now: datetime | None = None) -> StaffView:
+    """Lift a lockout after failed sign-ins (the account's and its pauses from single addresses)."""
     with session_scope(engine) as s:
-        return _view(_unlock(s, actor=actor, username=username))
+        return _view(_unlock(s, actor=actor, username=username, now=now), s, now)
 
 
 def accounts(engine: Engine, now: datetime | None = None) -> list[tuple[StaffView, int]]:
     """Every account with its failed sign-ins in the last ``FAILURE_WINDOW`` (the admin page's list)."""
     now = now or utc_now()
     with Session(engine) as session:
-        return [(view, _recent_failures(session, view.username, now)) for view in _list_staff(session)]
+        return [(view, lockout.recent_failures(session, view.username, now)) for view in _list_staff(session, now)]
 
 
 def signable(engine: Engine, now: datetime | None = None) -> dict[str, dict[str, Any]]:
@@ -288,40 +295,16 @@ def signable(engine: Engine, now: datetime | None = None) -> dict[str, dict[str,
 
 
 def is_locked(account: StaffAccount, now: datetime | None = None) -> bool:
-    now = now or utc_now()
-    return account.locked_until is not None and account.locked_until > now
+    """Locked everywhere (a pause of sign-ins from one place is not a lock of the account)."""
+    return lockout.is_locked(account, now or utc_now())
 
 
-def _recent_failures(session: Session, username: str, now: datetime | None = None) -> int:
-    now = now or utc_now()
-    return session.scalar(
-        select(func.count()).select_from(LoginAttempt).where(
-            LoginAttempt.username == username, LoginAttempt.success.is_(False),
-            LoginAttempt.at > now - FAILURE_WINDOW,
-        )
-    ) or 0
-
-
-def _record_login_attempt(session: Session, username: str, success: bool, now: datetime | None = None) -> bool:
-    """Count one attempt; returns True when this failure locked the account."""
-    now = now or utc_now()
+def _record_login_attempt(session: Session, username: str, success: bool, now: datetime | None = None,
+                          place: str | None = None) -> lockout.Lock | None:
+    """Count one attempt; returns the lock this failure brought, if any."""
     username = (username or "").strip().lower()[:64]
-    session.add(LoginAttempt(username=username, at=now, success=success))
     account = get(session, username) if username else None
-    if success:
-        if account is not None:
-            account.last_login_at = now
-        audit.record(session, actor=username, action="auth.login", target_type="staff", target_id=username)
-        return False
-    audit.record(session, actor=username or "?", action="auth.login_failed", target_type="staff",
-                 target_id=username, outcome="refused")
-    session.flush()
-    if account is not None and not is_locked(account, now) and _recent_failures(session, username, now) >= MAX_FAILURES:
-        account.locked_until = now + LOCK_DURATION
-        audit.record(session, actor="system", action="auth.lockout", target_type="staff", target_id=username,
-                     after={"locked_until": account.locked_until.isoformat()})
-        return True
-    return False
+    return lockout.record(session, username, success, now or utc_now(), place, account)
 
 
 # ------------------------------------------------ sign-in, session checks and sign-out
@@ -343,71 +326,43 @@ class SignIn:
     password_matched: bool = False
     locked_until: datetime | None = None
     token: str | None = None
+    scope: str | None = None  # of a lock: core.lockout's ACCOUNT, PLACE or ADDRESS
     name: str = ""
     roles: tuple[str, ...] = ()
 
 
 def sign_in(engine: Engine, username: str, password_matches: Callable[[], bool], *, lifetime: timedelta,
-            now: datetime | None = None) -> SignIn:
-    """One sign-in attempt, in one transaction. A locked account is refused before the password is
-    looked at; ``password_matches`` (the caller's check, asked only for an active account) runs
-    next; after a match the account is read again (it may have been disabled or locked since), and
-    only then is the attempt counted as a success and a session opened. Every refusal counts as a
-    failure toward the shared lockout."""
+            now: datetime | None = None, address: str | None = None) -> SignIn:
+    """One sign-in attempt, in one transaction, from ``address`` (the connection's; None when not
+    known). A lock in force (``core.lockout``: the account's, this name's from this place, or this
+    place's) is answered before the password is looked at; ``password_matches`` (the caller's
+    check) runs next; after a match the account is read again (it may have been disabled or locked
+    since), and only then is the attempt counted as a success and a session opened. Every refusal
+    counts as a failure. A name with no active account is answered as an account would be: its
+    password is checked too (the caller spends the same time on it) and the same rules lock it,
+    said the same way for the same time."""
     now = now or utc_now()
     username = (username or "").strip().lower()
+    place = lockout.place_of(address)
     with session_scope(engine) as s:
         account = get(s, username)
-        if account is None or not account.active:
-            return _refuse_as_if_it_existed(s, username, password_matches, now)
-        if is_locked(account, now):  # before: locked never signs in
-            _record_login_attempt(s, username, False, now)
-            return SignIn(LOCKED, locked_until=account.locked_until)
-        matched = account is not None and account.active and bool(password_matches())
+        real = account is not None and account.active
+        held = lockout.lock_before(s, username, account, place, now)
+        if held is not None:  # the password is not looked at
+            _record_login_attempt(s, username, False, now, place)
+            return SignIn(LOCKED, locked_until=held.until, scope=held.scope)
+        matched = bool(password_matches()) and real
         if matched:
             assert account is not None  # matched: the account exists
             s.refresh(account)  # after: disabled or locked since the check began?
             if account.active and not is_locked(account, now):
-                _record_login_attempt(s, username, True, now)
+                _record_login_attempt(s, username, True, now, place)
                 token = staff_sessions.start(s, username, lifetime=lifetime, now=now)
                 return SignIn(SIGNED_IN, True, token=token, name=account.name, roles=tuple(sorted(account.role_set)))
-        if _record_login_attempt(s, username, False, now):
-            return SignIn(LOCKED_NOW, matched, locked_until=account.locked_until if account else None)
+        brought = _record_login_attempt(s, username, False, now, place)
+        if brought is not None:
+            return SignIn(LOCKED_NOW, matched, locked_until=brought.until, scope=brought.scope)
         return SignIn(REFUSED, matched)
-
-
-def _refuse_as_if_it_existed(s: Session, username: str, password_matches: Callable[[], bool],
-                             now: datetime) -> SignIn:
-    """A name with no active account is answered as an account would be: its password is checked
-    (the caller spends the same time on it), and its fifth failure "locks" it, said the same way
-    for the same time. Only real accounts were locked, so five tries told whether a username
-    existed ("locked" or "incorrect"), and an unknown one answered faster."""
-    until = _lock_of_failures(s, username, now)
-    if until is not None:
-        _record_login_attempt(s, username, False, now)
-        return SignIn(LOCKED, locked_until=until)
-    password_matches()
-    _record_login_attempt(s, username, False, now)
-    until = _lock_of_failures(s, username, now)
-    return SignIn(LOCKED_NOW, locked_until=until) if until is not None else SignIn(REFUSED)
-
-
-def _lock_of_failures(s: Session, username: str, now: datetime) -> datetime | None:
-    """Until when an account with this name's failed sign-ins would be locked now (None: it would
-    not be): the rule of ``_record_login_attempt`` played over the recorded attempts."""
-    times = s.scalars(select(LoginAttempt.at).where(
-        LoginAttempt.username == username, LoginAttempt.success.is_(False),
-        LoginAttempt.at > now - FAILURE_WINDOW - LOCK_DURATION, LoginAttempt.at <= now)
-        .order_by(LoginAttempt.at)).all()
-    until: datetime | None = None
-    seen: list[datetime] = []
-    for at in (ensure_aware(t) for t in times):
-        seen.append(at)
-        if until is not None and at < until:
-            continue
-        if sum(1 for t in seen if t > at - FAILURE_WINDOW) >= MAX_FAILURES:
-            until = at + LOCK_DURATION
-    return until if until is not None and until > now else None
 
 
 @dataclass(frozen=True)
@@ -440,7 +395,7 @@ def sign_out(engine: Engine, token: str | None, username: str, reason: str, now:
 
 
 def change_own_password(engine: Engine, *, username: str, token: str | None, current: str, new: str,
-                        now: datetime | None = None) -> None:
+                        now: datetime | None = None, address: str | None = None) -> None:
     """The signed-in person changes their own password: their live session, their current password,
     then the new one by the rules; audited; their other sessions end (a password someone else knew
     stops working there too). New accounts get a first password from an admin, to be changed."""
@@ -453,7 +408,7 @@ def change_own_password(engine: Engine, *, username: str, token: str | None, cur
             # A failed sign-in as well: guessing here at an unattended screen leads to the lockout.
             audit.record(s, actor=username, action="staff.change_password", target_type="staff", target_id=username,
                          outcome="refused", comment="current password not right")
-            _record_login_attempt(s, username, False, now)
+            _record_login_attempt(s, username, False, now, lockout.place_of(address))
             s.commit()
             raise StaffError("Your current password is not right; nothing was changed.")
         check_password_rules(new)

@@ -70,8 +70,11 @@ def _refused(sentence: str) -> None:
 
 def _staff_section(ctx: StaffContext) -> None:
     st.subheader("Staff accounts")
-    definition("An account locks for 15 minutes after 5 failed sign-ins within 15 minutes; the count is shared by "
-               "every session. Disabled accounts cannot sign in and are signed out within seconds.")
+    definition("Failed sign-ins are counted by address, shared by every session: 5 within 15 minutes from one "
+               "address pause the account's sign-ins from that address for 15 minutes (its owner can still sign "
+               "in from elsewhere); 20 from any addresses, or 5 from an address the server cannot see, lock the "
+               "account for 15 minutes. Unlock lifts both. Disabled accounts cannot sign in and are signed out "
+               "within seconds.")
     accounts = safely("The staff accounts could not be read.", reads.staff_accounts)
     if accounts is None:
         return

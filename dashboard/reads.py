@@ -222,10 +222,13 @@ def _staff(_engine: Any, url: str, tz: str) -> pd.DataFrame:
         "username": v.username, "name": v.name, "email": v.email, "roles": ", ".join(v.roles),
         "active": v.active, "locked_until": v.locked_until.astimezone(z) if v.locked_until and
         v.locked_until > now else None,
+        # A pause of sign-ins from one address leaves the owner free to sign in from elsewhere.
+        "locked_for": ("everyone" if v.locked_everywhere else "one address")
+        if v.locked_until and v.locked_until > now else None,
         "failed_sign_ins_15_min": failures,
         "last_sign_in": v.last_login_at.astimezone(z) if v.last_login_at else None,
     } for v, failures in staff.accounts(_engine, now)]
-    return pd.DataFrame(rows, columns=["username", "name", "email", "roles", "active", "locked_until",
+    return pd.DataFrame(rows, columns=["username", "name", "email", "roles", "active", "locked_until", "locked_for",
                                        "failed_sign_ins_15_min", "last_sign_in"])
 
 

@@ -52,7 +52,7 @@ import streamlit as st
 from streamlit_authenticator.controllers import AuthenticationController
 from streamlit_authenticator.utilities import LoginError
 
-from core import staff, staff_sessions
+from core import lockout, staff, staff_sessions
 from core.settings import Settings, SettingsError
 from core.timeutil import utc_now
 from dashboard import reads
@@ -328,7 +328,8 @@ def _attempt_login() -> None:
         except (LoginError, ValueError):  # bcrypt 5 raises on passwords over 72 bytes
             return False
 
-    result = staff.sign_in(engine(), username, password_matches, lifetime=_lifetime(), now=utc_now())
+    result = staff.sign_in(engine(), username, password_matches, lifetime=_lifetime(), now=utc_now(),
+                           address=_address())
     if result.outcome == staff.SIGNED_IN:
         state[_SESSION] = result.token
         state["roles"] = list(result.roles)
@@ -343,20 +344,34 @@ def _attempt_login() -> None:
         log.info("sign-in user=%s", username)
         return
     if result.outcome == staff.LOCKED:  # locked before the attempt: the password was not looked at
-        state[_NOTICE] = _locked_sentence(result.locked_until)
+        state[_NOTICE] = _locked_sentence(result.locked_until, result.scope)
         return
     if result.password_matched:  # the account was disabled or locked while the password was checked
         auth.logout()
     if result.outcome == staff.LOCKED_NOW:
-        state[_NOTICE] = _locked_sentence(result.locked_until)
-        log.warning("lockout user=%s", username)
+        state[_NOTICE] = _locked_sentence(result.locked_until, result.scope)
+        log.warning("lockout user=%s scope=%s", username, result.scope)
     else:
         state[_NOTICE] = "The username or password is incorrect."
     state["authentication_status"] = False
 
 
-def _locked_sentence(until: datetime | None) -> str:
+def _address() -> str | None:
+    """The connection's address, for the lockout's count by place (None when local or unknown)."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # no connection (a script run without a browser): counted as an unknown place
+        return None
+    return address if isinstance(address, str) and address else None
+
+
+def _locked_sentence(until: datetime | None, scope: str | None = None) -> str:
     when = f" until {until.astimezone(UTC):%H:%M} UTC" if until else ""
+    if scope == lockout.PLACE:
+        return (f"Sign-ins to this account from this address are paused{when} after too many failed "
+                "attempts; try again later or ask an admin to unlock it.")
+    if scope == lockout.ADDRESS:
+        return f"Too many failed sign-ins from this address; sign-ins from it are refused{when}."
     return (f"This account is locked{when} after too many failed sign-ins; "
             "try again later or ask an admin to unlock it.")
 
@@ -416,7 +431,7 @@ def _password_form(ctx: StaffContext) -> None:
             return
         try:
             staff.change_own_password(engine(), username=ctx.username, token=state.get(_SESSION), current=current,
-                                      new=new, now=utc_now())
+                                      new=new, now=utc_now(), address=_address())
         except staff.StaffError as exc:
             st.error(md(str(exc)))
             return

@@ -32,9 +32,10 @@ class StaffAccount(Base):
     created_at: Mapped[datetime] = created_column()
     updated_at: Mapped[datetime | None]  # the roles, the active switch or the password last changed
     last_login_at: Mapped[datetime | None]  # the last successful sign-in
-    # Set after MAX_FAILURES failed sign-ins within FAILURE_WINDOW (core.staff); sign-in is refused
-    # until then. A password reset or an unlock clears it.
+    # Set when failed sign-ins lock the account everywhere (core.lockout); sign-in is refused until
+    # then. A password reset or an unlock clears it and forgives the failures before it.
     locked_until: Mapped[datetime | None]
+    failures_forgiven_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime | None]  # the account's creation, then each password reset
 
     @property
@@ -46,12 +47,15 @@ class LoginAttempt(Base):
     """Every sign-in attempt, so lockouts are shared by all sessions and replicas."""
 
     __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),)
+    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),
+                      Index("ix_login_attempts_place_at", "place", "at"))
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = created_column()
     success: Mapped[bool] = mapped_column(Boolean)
+    # A keyed digest of the connection's address (core.lockout.place_of); None when not known.
+    place: Mapped[str | None] = mapped_column(String(24))
 
 
 class AuditEntry(Base):

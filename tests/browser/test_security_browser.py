@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import AuditEntry
+from core.models import AuditEntry, LoginAttempt
 from core.permissions import Actor
 from tests.support.browser import sign_in_as, wait_idle
 from tests.support.servers import COOKIE_NAME as COOKIE
@@ -167,3 +167,40 @@ def test_the_audit_log_page_leaves_no_traceback_in_the_server_log(dashboard_serv
     page.locator("[data-testid=stDataFrame]").first.hover()
     page.get_by_role("button", name="Search").first.wait_for()
     assert page.get_by_role("button", name="Download as CSV").count() == 0
+
+
+def _from(browser, url: str, address: str):
+    """A browser whose requests arrive as through a proxy on this host that names the browser's
+    address (``X-Forwarded-For``, trusted from 127.0.0.1 by uvicorn; docs/deploy.md)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  extra_http_headers={"X-Forwarded-For": address})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto(url)
+    return context, page
+
+
+def test_guessing_from_one_address_does_not_keep_the_owner_out(dashboard_server, browser):
+    """Five wrong passwords for a known username, from anywhere, locked the account for everyone:
+    anyone who knew a username could keep its owner out."""
+    from tests.support.browser import ROLE_ACCOUNTS, sign_in
+
+    username, password = ROLE_ACCOUNTS["support"]
+    guesser, guessing = _from(browser, dashboard_server.url, "203.0.113.9")
+    for n in range(5):
+        sign_in(guessing, username, f"a-wrong-guess-{n}")
+    guessing.get_by_text("Sign-ins to this account from this address are paused until").wait_for()
+    sign_in(guessing, username, password)  # the right password from there: still paused
+    guessing.get_by_text("Sign-ins to this account from this address are paused until").wait_for()
+    assert not guessing.get_by_text("Signed in as").is_visible()
+
+    owner, working = _from(browser, dashboard_server.url, "198.51.100.4")
+    sign_in(working, username, password)
+    working.get_by_text("Signed in as").wait_for()
+    with Session(dashboard_server.engine) as s:
+        refused = s.scalars(select(AuditEntry.action).where(AuditEntry.target_id == username)).all()
+        places = set(s.scalars(select(LoginAttempt.place).where(LoginAttempt.username == username)))
+    assert refused.count("auth.login_failed") == 6 and "auth.lockout" not in refused
+    assert len(places) == 2 and None not in places  # the two addresses, told apart
+    guesser.close()
+    owner.close()

@@ -59,7 +59,7 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.metrics.flow_delta.forget": "derived metric tables (marks the refresh applied)",
     "core.metrics.period_delta.apply": "derived metric tables",
     "core.metrics.segments.build": "derived metric tables",
-    "core.staff.sign_in": "the sign-in itself (before anyone is signed in)",
+    "core.lockout.record": "counts a sign-in attempt, for the sign-in itself (before anyone is signed in) and change_own_password",
     "core.staff.sign_out": "ends the signed-in person's own session (sign-out, idle expiry)",
     "core.staff.record_auth_event": "audits a person's own sign-in (a refused cookie)",
     "core.staff.change_own_password": "the signed-in person's own password: their live session and current password are checked",

@@ -4,8 +4,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import staff, staff_sessions
-from core.models import AuditEntry
+from core import lockout, staff, staff_sessions
+from core.models import AuditEntry, LoginAttempt
 from core.permissions import Actor
 from tests.support.factories import at
 
@@ -92,6 +92,75 @@ class TestLockout:
     def test_failures_spread_out_do_not_lock(self, engine):
         _create(engine)
         assert {self._fail(engine, 5 * i) for i in range(6)} == {staff.REFUSED}
+
+
+class TestLockoutByPlace:
+    """Failures counted by address: five wrong guesses from one address kept the account's owner
+    out everywhere, so anyone who knew a username could keep it locked."""
+
+    T0 = at("2026-11-01 10:00")
+    LIFE = timedelta(minutes=30)
+
+    def _try(self, engine, minutes: float, address: str | None, *, right: bool = False, name: str = "sam"):
+        asked: list[int] = []
+        result = staff.sign_in(engine, name, lambda: asked.append(1) or right, lifetime=self.LIFE,
+                               now=self.T0 + timedelta(minutes=minutes), address=address)
+        return result, bool(asked)
+
+    def test_guesses_from_one_address_pause_only_that_address(self, engine, session):
+        _create(engine)
+        outcomes = [self._try(engine, i, "203.0.113.9")[0] for i in range(5)]
+        assert [o.outcome for o in outcomes] == [staff.REFUSED] * 4 + [staff.LOCKED_NOW]
+        assert outcomes[-1].scope == lockout.PLACE
+        assert outcomes[-1].locked_until.replace(tzinfo=None) == (self.T0 + timedelta(minutes=19)).replace(tzinfo=None)
+        paused, asked = self._try(engine, 6, "203.0.113.9", right=True)
+        assert (paused.outcome, paused.scope, paused.token, asked) == (staff.LOCKED, lockout.PLACE, None, False)
+        owner, _ = self._try(engine, 7, "198.51.100.4", right=True)
+        assert owner.outcome == staff.SIGNED_IN
+        assert not staff.is_locked(staff.get(session, "sam"), self.T0 + timedelta(minutes=7))
+        view = {v.username: v for v, _ in staff.accounts(engine, self.T0 + timedelta(minutes=8))}["sam"]
+        assert view.locked_until is not None and not view.locked_everywhere
+        assert self._try(engine, 20, "203.0.113.9", right=True)[0].outcome == staff.SIGNED_IN  # the pause ends
+
+    def test_the_stored_place_is_a_keyed_digest_not_the_address(self, engine, session):
+        _create(engine)
+        for address in ("203.0.113.9", "203.0.113.9", "2001:db8::1"):
+            self._try(engine, 0, address)
+        places = session.scalars(select(LoginAttempt.place).order_by(LoginAttempt.id)).all()
+        assert places[0] == places[1] != places[2] and all("203" not in p and "db8" not in p for p in places)
+
+    def test_guesses_from_many_addresses_lock_the_account_everywhere(self, engine, session):
+        _create(engine)
+        results = [self._try(engine, i / 2, f"203.0.113.{i % 10}")[0] for i in range(20)]
+        assert results[-1].outcome == staff.LOCKED_NOW and results[-1].scope == lockout.ACCOUNT
+        assert staff.is_locked(staff.get(session, "sam"), self.T0 + timedelta(minutes=10))
+        elsewhere, asked = self._try(engine, 11, "198.51.100.4", right=True)
+        assert (elsewhere.outcome, elsewhere.scope, asked) == (staff.LOCKED, lockout.ACCOUNT, False)
+
+    def test_an_address_trying_many_names_is_refused_for_every_name(self, engine):
+        _create(engine)
+        for i in range(30):
+            self._try(engine, i / 3, "203.0.113.9", name=f"guess{i}")
+        refused, asked = self._try(engine, 10.5, "203.0.113.9", right=True)
+        assert (refused.outcome, refused.scope, asked) == (staff.LOCKED, lockout.ADDRESS, False)
+        assert self._try(engine, 10.5, "198.51.100.4", right=True)[0].outcome == staff.SIGNED_IN
+
+    def test_an_unknown_name_is_paused_as_an_account_would_be(self, engine):
+        _create(engine)
+        for name in ("sam", "nobody"):
+            outcomes = [self._try(engine, i, "203.0.113.9", name=name)[0] for i in range(6)]
+            assert [(o.outcome, o.scope, o.locked_until) for o in outcomes[3:]] == [
+                (staff.REFUSED, None, None),
+                (staff.LOCKED_NOW, lockout.PLACE, outcomes[4].locked_until),
+                (staff.LOCKED, lockout.PLACE, outcomes[4].locked_until)]
+
+    def test_an_admin_s_unlock_lifts_the_pause_and_forgives_the_failures(self, engine):
+        _create(engine)
+        for i in range(5):
+            self._try(engine, i, "203.0.113.9")
+        staff.unlock_account(engine, actor=Actor.of("ada", "admin"), username="sam", now=self.T0 + timedelta(minutes=5))
+        assert self._try(engine, 6, "203.0.113.9")[0].outcome == staff.REFUSED  # one failure, not a sixth
+        assert self._try(engine, 7, "203.0.113.9", right=True)[0].outcome == staff.SIGNED_IN
 
 
 class TestSignIn:
