@@ -59,7 +59,7 @@ class Controls:
         money = f"in {reporting_currency} (converted)" if self.money == REPORTING else f"{self.money} amounts only"
         chosen = [f"{FILTER_LABELS[k].lower()} {', '.join(v)}" for k, v in self.filters.items() if v]
         where = f"; {'; '.join(chosen)}" if chosen else ""
-        return f"{self.start:%d %b %Y} – {self.end:%d %b %Y} by {self.granularity}, {money}{where}"
+        return f"{self.start:%Y-%m-%d} – {self.end:%Y-%m-%d} by {self.granularity}, {money}{where}"
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def render(page: str, *, today: date, default_start: date, options: FilterOption
         linked.append((dates, "The link's end date is after today; the range ends today, the last day with figures."))
         end = today
     if start < EARLIEST:
-        linked.append((dates, f"Ranges start on {EARLIEST:%d %b %Y} or later; the range starts there."))
+        linked.append((dates, f"Ranges start on {EARLIEST:%Y-%m-%d} or later; the range starts there."))
         start, end = (EARLIEST, end) if end >= EARLIEST else (default_start, today)
     grain = _param("grain") or "month"
     if grain not in GRANULARITIES:

@@ -72,7 +72,7 @@ def _movements(page: AnalyticsPage, later: list[Callable[[], None]]) -> None:
         return
     # A click on a step's bar selects its entry in the picker below (the bars carry the entries' ids).
     clicked = ui.chart(render_cache.figure(charts.waterfall, wf.start, wf.amounts, wf.end, currency=q.currency,
-                                        title=f"From {q.start:%d %b %Y} to {q.last_day:%d %b %Y}",
+                                        title=f"From {q.start:%Y-%m-%d} to {q.last_day:%Y-%m-%d}",
                                         drill_keys=tuple((t.key or "", t.id) for t in wf.targets)),
                        key="revenue_waterfall")
     ui.caption_definition(wf.result, wf.slug)
@@ -89,7 +89,7 @@ def _cash(page: AnalyticsPage) -> None:
         return
     clicked = ui.chart(render_cache.figure(charts.bars, chain, unit="money", currency=q.currency, show_values=True,
                                    title=f"MRR → billed → collected → refunded → disputed → net revenue, "
-                                         f"{cq.start:%d %b} to {cq.last_day:%d %b %Y}"),
+                                         f"{cq.start:%Y-%m-%d} to {cq.last_day:%Y-%m-%d}"),
                        key="revenue_cash_chart")
     st.caption("One month beside one month's MRR: the range's last month (up to today). MRR is the recurring run "
                "rate at its end; billed is the invoices finalized in it; the other bars are amounts dated inside it: "

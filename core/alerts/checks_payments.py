@@ -266,8 +266,8 @@ def _revenue_check(conn: Connection, now: datetime, params: dict[str, Any]) -> l
         if drop < params["min_drop"] or -stats.count_z(n, mean_n) < params["z_min"]:
             continue
         distance = stats.ratio(mean_amount, max(amount, 1))
-        span = (f"on {start:%a %d %b} (UTC)" if hours == 24 else
-                f"from {start:%d %b %H:%M} to {end:%d %b %H:%M} UTC")
+        span = (f"on {start:%a %Y-%m-%d} (UTC)" if hours == 24 else
+                f"from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
         hint = (f"{format_money(amount, cur)} collected in {cur} {span} from {n} payments, "
                 f"against {format_money(round(mean_amount), cur)} ({mean_n:.0f} payments) in the same hours "
                 f"of the previous {weeks} weeks: {drop:.0%} lower"

@@ -122,8 +122,8 @@ def compared_phrase(previous: Query) -> str:
     tz = zone(previous.tz)
     last = previous.end - timedelta(days=1)
     if previous.now < local_midnight(previous.end, tz):
-        return f"vs {previous.start:%-d %b %Y} - {previous.now.astimezone(tz):%-d %b %Y %H:%M}"
-    return f"vs {previous.start:%-d %b %Y} - {last:%-d %b %Y}"
+        return f"vs {previous.start:%Y-%m-%d} – {previous.now.astimezone(tz):%Y-%m-%d %H:%M}"
+    return f"vs {previous.start:%Y-%m-%d} – {last:%Y-%m-%d}"
 
 
 # KPI cards whose rate is defined per month whatever the page's buckets: a month-to-date card

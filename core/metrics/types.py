@@ -67,7 +67,7 @@ class Query:
         if not self.end > self.start:
             raise MetricError("The end date must come after the start date.")
         if self.start < EARLIEST_START:
-            raise MetricError(f"Ranges start on {EARLIEST_START:%d %b %Y} or later.")
+            raise MetricError(f"Ranges start on {EARLIEST_START:%Y-%m-%d} or later.")
         buckets = (self.end - self.start).days / DAYS_PER_BUCKET[self.granularity]
         if buckets > MAX_BUCKETS:
             # One question may not ask for unbounded work: a link asking for every day since the

@@ -256,14 +256,14 @@ class TestRevenue:
         next(r for r in wide.radio if r.label == "Granularity").set_value("day").run()
         shown = texts(wide)
         assert shown.count("too many to show by day") == 1, shown
-        assert "Ranges start on 01 Jan 2000 or later" in shown  # the range is still the link's, corrected
+        assert "Ranges start on 2000-01-01 or later" in shown  # the range is still the link's, corrected
 
     def test_a_link_cannot_ask_for_unbounded_work(self, database_url, world):
         # Every day since the year 1 held the server at 5 GB for minutes: a range starts in 2000 at
         # the earliest, and too many days for a granularity are shown by a longer one.
         at = run_page(database_url, "revenue.py", "finance", {"from": "0001-01-01", "grain": "day"})
         shown = texts(at)
-        assert "Ranges start on 01 Jan 2000 or later; the range starts there." in shown
+        assert "Ranges start on 2000-01-01 or later; the range starts there." in shown
         assert "days are too many to show by day; the charts show them by month." in shown
         assert next(r for r in at.radio if r.label == "Granularity").value == "month"  # the control says it too
         weeks = texts(run_page(database_url, "revenue.py", "finance", {"from": "2023-01-01", "to": "2025-12-31",

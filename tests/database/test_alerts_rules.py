@@ -147,7 +147,7 @@ class TestRevenueDrop:
         alerts = fired(engine, "revenue_drop")
         assert list(alerts) == ["currency=EUR"]
         assert alerts["currency=EUR"]["value"] == 9990 and alerts["currency=EUR"]["baseline"] == 49950
-        assert "€99.90 collected in EUR on Mon 09 Mar (UTC)" in alerts["currency=EUR"]["hint"]
+        assert "€99.90 collected in EUR on Mon 2026-03-09 (UTC)" in alerts["currency=EUR"]["hint"]
         assert alerts["currency=EUR"]["window_end"] == self.MONDAY_END
 
     def test_quiet(self, engine, session):

@@ -550,7 +550,7 @@ class TestCardsCompareLikeWithLike:
         segments = mrr_segments(world, cut, {})
         assert cards["mrr"].previous == converted_mrr(world, segments, "USD", _month(cut.date()))
         assert cards["paying_members"].previous == sum(v[1] for v in segments.values())
-        assert cards["mrr"].compared == f"vs {prev_start:%-d %b %Y} - {cut:%-d %b %Y %H:%M}"
+        assert cards["mrr"].compared == f"vs {prev_start:%Y-%m-%d} – {cut:%Y-%m-%d %H:%M}"
 
 
 class TestMovementsCloseInEverySegment:
