@@ -213,3 +213,39 @@ def test_a_request_decided_in_another_tab_is_said_so(database_url, engine, strip
     assert any(f"Request {queued.request_id} was decided by fin a moment ago" in i.value for i in at.info), [
         i.value for i in at.info]
     assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 400  # once
+
+
+def test_a_tier_change_confirmed_later_is_prorated_at_its_preview(database_url, engine, stripe_env, monkeypatch):
+    """The preview said what Stripe would charge now; Confirm, pressed a moment later, charged what
+    Stripe worked out at that later moment: the form did not pass on the moment the preview fixed."""
+    import time
+    from datetime import UTC, datetime
+
+    from tests.support.changes_world import build
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    world = build(engine, stripe_env.client)
+    script = MEMBER_SCRIPT.format(root=str(ROOT), member_id=world.member_id).replace('("support",)', '("finance",)')
+    at = _app(AppTest.from_string(script, default_timeout=30), database_url, "fin", ["finance"])
+    at.secrets["stripe"] = {"api_key": stripe_env.proc.api_key, "api_base": stripe_env.proc.url}
+    at.run()
+    key = f"chg-{world.member_id}"
+    at.selectbox(key=f"{key}-action").set_value("change_price").run()
+    form = f"{key}-change_price"
+    price = at.selectbox(key=f"{form}-price")
+    price.set_value(next(o for o in price.options if "Platinum" in o and "/month" in o))
+    at.radio(key=f"{form}-when").set_value("now")
+    at.text_area(key=f"{form}-comment").input("Upgrade asked for by phone")
+    before = int(datetime.now(UTC).timestamp())
+    at.button(key=f"FormSubmitter:{form}-Preview").click().run()
+    after = int(datetime.now(UTC).timestamp())
+    assert not at.exception, at.exception
+    shown = " ".join(m.value for m in at.info)
+    assert "Charged now" in shown, ([e.value for e in at.error], shown)
+    time.sleep(2.5)  # the agent reads the preview, then confirms
+    at.button(key=f"{form}-confirm").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    with Session(engine) as s:
+        request = s.scalars(select(ChangeRequest).where(ChangeRequest.action == "change_price")).one()
+    assert request.status == "applied"
+    assert before <= request.params["proration_date"] <= after  # the preview's moment, not Confirm's

@@ -76,7 +76,8 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
         item = ctx.session.query(SubscriptionItem).filter_by(subscription_id=sub.id).order_by(SubscriptionItem.id).first()
         if item is None or not item.stripe_item_id:
             raise ChangeRefused("This membership's items are not synced yet; sync the member first.")
-        proration_date = _proration_moment(raw.get("proration_date"), ctx.now)
+        # Only a change now is prorated: from the renewal, nothing is, and no moment is pinned.
+        proration_date = _proration_moment(raw.get("proration_date") if when == "now" else None, ctx.now)
         behavior = "always_invoice" if when == "now" else "none"
         from core.stripe_gateway import GatewayError, writes
 
@@ -115,7 +116,7 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
             preview=Preview(self.name, summary, amount_minor=abs(amount), amount_kind=kind, currency=price.currency,
                             new_period_end=period_end, mrr_before_minor=mrr_of(ctx.session, sub, at=ctx.now),
                             mrr_after_minor=mrr_of(ctx.session, sub, price=price, at=ctx.now),
-                            pinned={"proration_date": proration_date}))
+                            pinned={"proration_date": proration_date} if when == "now" else {}))
 
     def target(self, plan: Plan) -> dict[str, Any]:
         now = plan.params["when"] == "now"
