@@ -1,8 +1,9 @@
 """Staff accounts: create, disable, roles, passwords, and the shared sign-in lockout.
 
 Passwords are bcrypt hashes. bcrypt refuses passwords over 72 bytes, so forms cap the length and
-this module says so in a sentence. Lockout is counted in the database so every session and every
-replica sees the same count: 5 failures within 15 minutes lock the account for 15 minutes.
+this module says so in a sentence. Failed sign-ins are counted in the database, by username and
+by address, so every session and every replica sees the same count; ``core.lockout`` holds the
+rules (5 from one address pause that address, 20 from anywhere lock the account).
 """
 
 from __future__ import annotations
@@ -404,11 +405,18 @@ def change_own_password(engine: Engine, *, username: str, token: str | None, cur
         if not staff_sessions.check(s, token, username, now).live:
             raise StaffError("Your session has ended; sign in again to change your password.")
         account = _require(s, username)
+        place = lockout.place_of(address)
+        # A lock holds here too: guessing the current password at an unattended screen must not
+        # go on once guessing has locked the account (or paused this address).
+        held = lockout.lock_before(s, username, account, place, now)
+        if held is not None:
+            raise StaffError(f"Too many wrong passwords: changing it is refused until {held.until:%H:%M} UTC; "
+                             "nothing was changed.")
         if not verify_password(current, account.password_hash):
             # A failed sign-in as well: guessing here at an unattended screen leads to the lockout.
             audit.record(s, actor=username, action="staff.change_password", target_type="staff", target_id=username,
                          outcome="refused", comment="current password not right")
-            _record_login_attempt(s, username, False, now, lockout.place_of(address))
+            _record_login_attempt(s, username, False, now, place)
             s.commit()
             raise StaffError("Your current password is not right; nothing was changed.")
         check_password_rules(new)

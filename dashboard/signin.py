@@ -10,8 +10,8 @@ What this module guarantees (each point is a trap verified on this stack, see do
   reports rerun the script on their own (below).
 - Locked or disabled accounts never sign in, even with the right password: the database is asked
   before the password is checked and again after it matched.
-- Failed attempts are counted in the database (``core.staff.sign_in``), so the
-  lockout (5 failures in 15 minutes -> 15 minutes) is shared by every session and replica.
+- Failed attempts are counted in the database (``core.staff.sign_in``, ``core.lockout``) by
+  username and by the connection's address, so the lockout is shared by every session and replica.
 - This module never opens a database session: each step is one call into ``core.staff`` or
   ``core.staff_sessions`` that owns its transaction.
 - The sign-in cookie expires after ``session_idle_minutes`` without activity (it is re-issued

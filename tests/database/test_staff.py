@@ -269,6 +269,13 @@ class TestSignIn:
                                           new="a-new-password-2", now=self.T0)
         with Session(engine) as s:
             assert staff.is_locked(staff.get(s, "sam"), self.T0)
+        # Locked, the right current password changes nothing: the guessing at that screen stops here.
+        with pytest.raises(staff.StaffError, match="Too many wrong passwords: changing it is refused until"):
+            staff.change_own_password(engine, username="sam", token=here, current="a-new-password-1",
+                                      new="a-new-password-3", now=self.T0)
+        with Session(engine) as s:
+            assert staff.verify_password("a-new-password-1", staff.get(s, "sam").password_hash)
+        assert staff.session_account(engine, here, "sam", self.T0).session.live
 
     def test_sign_out_ends_the_session_with_its_audit_entry(self, engine):
         self._account(engine)

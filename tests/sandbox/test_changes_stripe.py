@@ -318,6 +318,27 @@ class TestTierChange:
         charged = stripe_env.client.v1.invoices.list({"customer": world.customer, "limit": 1}).data[0]
         assert (p.amount_kind, p.amount_minor) == ("charge", charged.total) and 9000 <= charged.total < 10000
 
+    def test_a_member_s_credit_pays_first_and_the_preview_says_so(self, engine, stripe_env, world):
+        # Up, down (the unused time becomes credit), up again: the preview said "$20.00 charged now"
+        # and Stripe, paying the proration from the credit first, charged nothing.
+        def change(price: str):
+            params = {"price_id": world.prices[price], "when": "now"}
+            p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+            out = submit(engine, _change(engine, world, "change_price", {**params, **p.pinned}), FINANCE,
+                         stripe=stripe_env.client)
+            assert out.status == "applied"
+            return p, stripe_env.client.v1.invoices.list({"customer": world.customer, "limit": 1}).data[0]
+
+        change("platinum_monthly")
+        down, _ = change("premium_monthly")
+        assert down.amount_kind == "credit"
+        credit = -stripe_env.client.v1.customers.retrieve(world.customer).balance
+        assert credit > 0
+        up, invoice = change("platinum_monthly")
+        assert (up.amount_kind, up.amount_minor) == ("charge", invoice.amount_due)
+        assert invoice.total > invoice.amount_due  # the credit paid part or all of it
+        assert any("of which the member's credit balance pays" in line for line in up.summary), up.summary
+
     def test_a_preview_read_long_ago_is_previewed_again(self, engine, stripe_env, world):
         # The confirmation charges at the preview's moment; an hour on, that amount is no longer
         # one to stand by (and Stripe refuses a moment before the current period).

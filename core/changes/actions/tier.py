@@ -99,6 +99,14 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
             summary = [f"Switches to {label} now.",
                        f"Stripe prorates the rest of this period: {format_money(abs(amount), price.currency)} "
                        f"{'charged now' if amount >= 0 else 'credited to the next invoice'}."]
+            credit = _credit_used(inv, amount) if not new_cycle else 0
+            if credit:
+                # The proration is invoiced at once and Stripe pays it from the member's credit
+                # first: "$20.00 charged now" was shown where Stripe charged nothing.
+                amount -= credit
+                summary[1] = (f"Stripe prorates the rest of this period: {format_money(amount + credit, price.currency)}, "
+                              f"of which the member's credit balance pays {format_money(credit, price.currency)}; "
+                              f"{format_money(amount, price.currency)} charged now.")
             if new_cycle:
                 period_end = _new_period_end(inv) or period_end
                 summary.append(f"A new {price.interval}ly period starts now and ends on {_date(period_end)}.")
@@ -168,15 +176,31 @@ def _invoice_total(invoice: dict[str, Any]) -> int:
     return int(due if due is not None else total or 0)
 
 
+def _credit_used(invoice: dict[str, Any], charge: int) -> int:
+    """How much of a ``charge`` of prorations the customer's credit balance pays (Stripe applies the
+    balance, ``starting_balance`` < 0, to the invoice it creates at once)."""
+    if charge <= 0 or not _has_prorations(invoice):  # without proration lines the amount is amount_due already
+        return 0
+    balance = int(invoice.get("starting_balance") or 0)
+    return min(charge, -balance) if balance < 0 else 0
+
+
+def _has_prorations(invoice: dict[str, Any]) -> bool:
+    return any(_is_proration(line) for line in (invoice.get("lines") or {}).get("data") or [])
+
+
+def _is_proration(line: dict[str, Any]) -> bool:
+    parent = line.get("parent") or {}
+    details = parent.get("subscription_item_details") or parent.get("invoice_item_details")
+    return bool((details or {}).get("proration") if details else line.get("proration"))
+
+
 def _proration_total(invoice: dict[str, Any]) -> int:
     """What the switch costs now: the preview's proration lines (today's or the older shape)."""
     lines = (invoice.get("lines") or {}).get("data") or []
     total, seen = 0, False
     for line in lines:
-        parent = line.get("parent") or {}
-        details = parent.get("subscription_item_details") or parent.get("invoice_item_details")
-        proration = (details or {}).get("proration") if details else line.get("proration")
-        if proration:
+        if _is_proration(line):
             # A line's amount is before discounts: a member on 20 % off was shown and charged the
             # full proration (Stripe takes the line's discount_amounts off the invoice).
             total += int(line.get("amount") or 0) - sum(int(d.get("amount") or 0)
