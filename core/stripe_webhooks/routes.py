@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core import health
+from core.comp_ends import Ender
 from core.db import connect
 from core.metrics.kept import Keeper
 from core.settings import SettingsError, load_settings
@@ -44,6 +45,7 @@ class _Service:
         self.secret = ""
         self.loop: ApplyLoop | None = None
         self.keeper: Keeper | None = None
+        self.ender: Ender | None = None
         self.problem = "The server is starting."
 
     def start(self) -> None:
@@ -66,6 +68,9 @@ class _Service:
         self.problem = ""
 
     def stop(self) -> None:
+        if self.ender is not None:
+            self.ender.stop()
+            self.ender = None
         if self.keeper is not None:
             self.keeper.stop()
             self.keeper = None
@@ -95,6 +100,9 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
         # The Overview's cards, answered every minute ahead of whoever opens it next.
         SERVICE.keeper = Keeper(SERVICE.engine)
         SERVICE.keeper.start()
+        # Complimentary memberships have no Stripe event to end them: ended here, every minute.
+        SERVICE.ender = Ender(SERVICE.engine)
+        SERVICE.ender.start()
     try:
         yield
     finally:

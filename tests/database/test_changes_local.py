@@ -115,6 +115,42 @@ class TestComplimentary:
         mc = session.scalars(select(MembershipChange)).one()
         assert mc.kind == "comp_granted" and mc.source == "staff" and mc.actor == "sam"
 
+    def test_it_ends_by_itself_when_its_days_are_over(self, engine, session, member):
+        # "No charge; it ends by itself.": nothing ever ended it. Three months on it was still active
+        # at the granted tier, a new grant was refused ("extend it instead") and an extension ended
+        # in the past.
+        from datetime import timedelta
+
+        from core import comp_ends
+
+        submit(engine, change(member, "grant_comp", {"days": 10, "tier": "premium"}), SUPPORT, now=NOW)
+        session.expire_all()
+        v = session.get(Member, member.id).version
+        submit(engine, change(member, "extend", {"days": 5}, version=v), SUPPORT, now=NOW)  # ends 2026-03-16 12:00
+        assert comp_ends.end_due(engine, now=at("2026-03-16 11:59")) == 0
+        session.expire_all()
+        v = session.get(Member, member.id).version  # as a form opened now holds it
+        assert comp_ends.end_due(engine, now=at("2026-06-01 09:00")) == 1
+        assert comp_ends.end_due(engine, now=at("2026-06-01 09:01")) == 0  # once
+        session.expire_all()
+        sub = session.scalars(select(Subscription)).one()
+        assert (sub.status, sub.ended_at) == ("canceled", at("2026-03-16 12:00"))
+        ended = session.scalars(select(MembershipChange).where(MembershipChange.source == "system")).one()
+        assert (ended.kind, ended.from_status, ended.to_status, ended.effective_at) == (
+            "canceled", "active", "canceled", at("2026-03-16 12:00"))
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "membership.comp_ended")).one()
+        assert entry.actor == "system" and entry.member_id == member.id
+        # The member's version moved (a form opened before is out of date), and a new grant is possible.
+        later = at("2026-06-01 09:05")
+        with pytest.raises(StaleMember):
+            submit(engine, change(member, "grant_comp", {"days": 7, "tier": "premium"}, version=v), SUPPORT, now=later)
+        session.expire_all()
+        fresh = session.get(Member, member.id).version
+        assert submit(engine, change(member, "grant_comp", {"days": 7, "tier": "premium"}, version=fresh), SUPPORT,
+                      now=later).status == "applied"
+        assert later + timedelta(days=7) == session.scalars(
+            select(Subscription).where(Subscription.status == "active")).one().current_period_end
+
     def test_support_limit_on_days_and_admin_can_raise_it(self, engine, session, member):
         with pytest.raises(ChangeRefused, match="at most 30 days"):
             submit(engine, change(member, "grant_comp", {"days": 45, "tier": "premium"}), SUPPORT, now=NOW)

@@ -47,6 +47,7 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.changes.actions.base.record_staff_change": "records a local change inside a checked change",
     "core.changes.service.execute": "applies a request already authorized by submit or decide",
     "core.db.session_scope": "the unit-of-work helper",
+    "core.comp_ends.end_due": "ends complimentary memberships whose days are over (the server, every minute)",
     "core.staff_sessions.start": "opens the session of a person who just proved their password",
     "core.staff_sessions.revoke": "ends the signed-in person's own session (sign-out, idle expiry)",
     "core.staff_sessions.revoke_all": "called inside guarded staff writes (disable, roles, password reset)",
