@@ -82,21 +82,24 @@ def amount(value: Any, currency_code: str, what: str = "amount") -> int:
 
 def moment(value: Any, what: str) -> datetime:
     """A date or datetime; a date means midnight UTC at its start."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ChangeRefused(f"The {what} needs a time zone.")
-        return value.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime.combine(value, time(0), tzinfo=UTC)
-    if isinstance(value, str):
-        raw = value.strip()
-        try:
-            parsed = datetime.fromisoformat(raw)
-        except ValueError:
-            raise ChangeRefused(f"“{raw}” is not a date (use YYYY-MM-DD).") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+    try:
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ChangeRefused(f"The {what} needs a time zone.")
+            return value.astimezone(UTC)
+        if isinstance(value, date):
+            return datetime.combine(value, time(0), tzinfo=UTC)
+        if isinstance(value, str):
+            raw = value.strip()
+            try:
+                parsed = datetime.fromisoformat(raw)
+            except ValueError:
+                raise ChangeRefused(f"“{raw}” is not a date (use YYYY-MM-DD).") from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last datetime Python has, in UTC
+        raise ChangeRefused(f"The {what} is too far in the past or the future.") from None
     raise ChangeRefused(f"The {what} must be a date.")
 
 

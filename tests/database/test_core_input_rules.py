@@ -4,6 +4,8 @@ and amounts written as ``1e3`` or in full-width digits."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -102,3 +104,10 @@ def test_an_alert_note_with_a_nul_byte_is_refused(engine, session):
         acknowledge(engine, alert.id, actor=Actor.of("mia", "manager"), note="on it\x00")
     session.expire_all()
     assert session.get(Alert, alert.id).status == "open"
+
+
+@pytest.mark.parametrize("typed", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+01:00"])
+def test_a_moment_past_the_calendar_s_ends_is_a_sentence(typed):
+    # The parsers promise a sentence for any input; these raised OverflowError (a traceback).
+    with pytest.raises(ChangeRefused, match="The resume date is too far in the past or the future"):
+        change_parse.future(typed, "resume date", datetime(2026, 3, 1, tzinfo=UTC))
