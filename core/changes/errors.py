@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+LIMIT = "limit"  # the code of a refusal by the admin-set limits: audited, like a refusal by role
+
 
 class ChangeRefused(Exception):
     """The change was not made; ``str(error)`` is the sentence to show."""

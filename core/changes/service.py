@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 from core import audit, crypto, stripe_store
 from core.changes import parse
 from core.changes.actions import ACTIONS, Action, Ctx, Plan
-from core.changes.errors import ChangeRefused, StaleMember
+from core.changes.errors import LIMIT, ChangeRefused, StaleMember
 from core.changes.limits import load_limits
 from core.changes.model import Actor, ChangeInput, Outcome, Preview
 from core.changes.reasons import REASONS
@@ -150,7 +150,8 @@ def _blocking(session: Session, member_id: int, key: str) -> ChangeRequest | Non
 
 def preview(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = None,
             now: datetime | None = None) -> Preview:
-    """What ``submit`` would do, without writing anything. Raises ``ChangeRefused``."""
+    """What ``submit`` would do, without writing anything but the audit entry of a refusal by the
+    admin-set limits. Raises ``ChangeRefused``."""
     now = now or utc_now()
     action, reason, comment = _accept(change, actor)
     with session_scope(engine) as s:
@@ -158,7 +159,13 @@ def preview(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = 
         if member.version != change.member_version:
             raise StaleMember(member_snapshot(s, member), member.version)
         ctx = Ctx(s, member, actor, now, load_limits(s), stripe, reason, comment)
-        plan = action.plan(ctx, dict(change.params))
+        try:
+            plan = action.plan(ctx, dict(change.params))
+        except ChangeRefused as exc:
+            s.rollback()
+            if exc.code == LIMIT:  # asked beyond the admin-set limits: on record, as a refusal by role is
+                _audit_refusal(engine, actor, change, exc.sentence)
+            raise
         s.rollback()
         return plan.preview
 
@@ -192,7 +199,7 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
                 ctx = Ctx(s, member, actor, now, load_limits(s), stripe, reason, comment)
                 try:
                     plan = action.plan(ctx, dict(change.params))
-                except ChangeRefused:
+                except ChangeRefused as exc:
                     # PostgreSQL reads each statement at its own moment: another agent's change may
                     # have committed between the version check and the plan's reads. Then the form
                     # is out of date, which is what the agent needs to hear, not the plan's verdict
@@ -200,6 +207,9 @@ def submit(engine: Engine, change: ChangeInput, actor: Actor, *, stripe: Any = N
                     s.refresh(member, ["version"])
                     if member.version != change.member_version:
                         raise StaleMember(member_snapshot(s, member), member.version) from None
+                    if exc.code == LIMIT:  # beyond the admin-set limits: on record, as a refusal by role is
+                        s.rollback()  # this read ends before the audit's own transaction writes
+                        _audit_refusal(engine, actor, change, exc.sentence)
                     raise
     if request_id is not None:
         return _replay(engine, request_id, stripe=stripe, now=now)

@@ -151,6 +151,17 @@ class TestComplimentary:
         assert later + timedelta(days=7) == session.scalars(
             select(Subscription).where(Subscription.status == "active")).one().current_period_end
 
+    def test_a_refusal_by_the_limits_is_audited_at_preview_and_at_submit(self, engine, session, member):
+        # The service promised an audited refusal for the limits as for roles; only roles were.
+        for ask in (preview_change, submit):
+            with pytest.raises(ChangeRefused, match="at most 30 days"):
+                ask(engine, change(member, "grant_comp", {"days": 60, "tier": "premium"}), SUPPORT, now=NOW)
+        session.expire_all()
+        refused = session.scalars(select(AuditEntry).where(AuditEntry.outcome == "refused")).all()
+        assert [(e.actor, e.action, e.member_id) for e in refused] == [("sam", "change.grant_comp", member.id)] * 2
+        assert all("at most 30 days" in e.comment for e in refused)
+        assert _count(session, Subscription) == 0 and _count(session, ChangeRequest) == 0
+
     def test_support_limit_on_days_and_admin_can_raise_it(self, engine, session, member):
         with pytest.raises(ChangeRefused, match="at most 30 days"):
             submit(engine, change(member, "grant_comp", {"days": 45, "tier": "premium"}), SUPPORT, now=NOW)

@@ -46,6 +46,7 @@ SYSTEM_WRITERS: dict[str, str] = {
     "core.changes.mirror.subscription": "records Stripe's answer inside a checked change",
     "core.changes.actions.base.record_staff_change": "records a local change inside a checked change",
     "core.changes.service.execute": "applies a request already authorized by submit or decide",
+    "core.changes.service.preview": "writes only the audit entry of a refusal by the admin-set limits",
     "core.db.session_scope": "the unit-of-work helper",
     "core.comp_ends.end_due": "ends complimentary memberships whose days are over (the server, every minute)",
     "core.staff_sessions.start": "opens the session of a person who just proved their password",

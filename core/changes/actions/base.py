@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.changes import parse
-from core.changes.errors import ChangeRefused
+from core.changes.errors import LIMIT, ChangeRefused
 from core.changes.limits import Limits
 from core.changes.model import Actor, Preview
 from core.changes.repeats import LIVE
@@ -118,13 +118,13 @@ def allowed_days(ctx: Ctx, raw: Any, verb: str, ask: str) -> int:
     if allowed is None:
         return days
     if days > allowed:
-        raise ChangeRefused(f"Your role may {verb} at most {allowed} days; {ask}.")
+        raise ChangeRefused(f"Your role may {verb} at most {allowed} days; {ask}.", code=LIMIT)
     given = _days_given_recently(ctx)
     if given + days > allowed:
         hours = ctx.limits.refund_window_hours
         raise ChangeRefused(f"Your role may {verb} at most {allowed} days to a member in {hours} hours; {given} "
                             f"{'day was' if given == 1 else 'days were'} already given to this member in the last "
-                            f"{hours} hours, so {_more(allowed - given)}; {ask}.")
+                            f"{hours} hours, so {_more(allowed - given)}; {ask}.", code=LIMIT)
     return days
 
 

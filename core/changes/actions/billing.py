@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from core.changes import created, mirror, parse, repeats
 from core.changes.actions.base import Action, Ctx, Plan, require_customer
-from core.changes.errors import ChangeRefused
+from core.changes.errors import LIMIT, ChangeRefused
 from core.changes.limits import Approval, approval_for
 from core.changes.model import Preview
 from core.models import ChangeRequest, Invoice, Payment, Refund
@@ -95,9 +95,10 @@ class RefundPayment(Action, name="refund", title="Refund a payment", permission=
                 raise ChangeRefused(
                     f"Your role may refund at most {money(cap)} per payment and per member in "
                     f"{ctx.limits.refund_window_hours} hours; {money(earlier)} was already {why}, so "
-                    f"{money(max(cap - earlier, 0))} more at most. A manager or finance must make larger refunds.")
+                    f"{money(max(cap - earlier, 0))} more at most. A manager or finance must make larger refunds.",
+                    code=LIMIT)
             raise ChangeRefused(f"Your role may refund at most {money(cap)} at once; "
-                                "a manager or finance must make larger refunds.")
+                                "a manager or finance must make larger refunds.", code=LIMIT)
         # After the limits: a refund the role may not make is refused outright, not asked about.
         repeat_of = raw.get("repeat_of")
         repeats.check_refund(ctx.session, member_id=ctx.member.id, payment_id=payment.id, amount=amount,
