@@ -56,6 +56,7 @@ from core.changes.state import member_snapshot
 from core.db import affected_rows, session_scope
 from core.models import ChangeRequest, Member
 from core.permissions import PermissionDenied, guarded, require
+from core.sync.failures import failure_text
 from core.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -456,7 +457,7 @@ def _kept_applying(engine: Engine, request_id: int, exc: Exception) -> ChangeRef
     no trace of why."""
     log.exception("change request %s stopped while being applied", request_id)
     try:
-        _note_error(engine, request_id, f"{type(exc).__name__}: {exc}"[:500])
+        _note_error(engine, request_id, failure_text(exc)[:500])  # shown on the Membership changes page
     except Exception:  # the database itself is what failed: the log line above keeps the error
         log.exception("change request %s: the error could not be recorded", request_id)
     return ChangeRefused("The change stopped part-way, before our records were written. It is kept as “being "

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.stripe_gateway import StripeClient, reads
+from core.sync.failures import failure_text
 from core.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class Applier:
         try:
             store.apply_many(session, objects, state_at=state_at, text=text)
         except Exception as exc:  # the page's savepoint is rolled back: nothing of it remains
-            log.info("page of %d objects goes one by one (%s: %s)", len(objects), type(exc).__name__, exc)
+            log.info("page of %d objects goes one by one (%s)", len(objects), failure_text(exc))
             return False
         self.applied += len(objects)
         for obj in objects:

@@ -27,6 +27,7 @@ from core.stripe_gateway import GatewayError, StripeClient, reads
 from core.stripe_mapping import DISPUTE_CLOSED, with_close_time
 from core.sync import locks
 from core.sync.apply import Applier
+from core.sync.failures import failure_text
 from core.sync.run import LOCK_NAME, RunResult, _record_end, _record_start, refresh_rollups
 from core.timeutil import from_epoch, utc_now
 
@@ -260,7 +261,7 @@ def resync_member(
         _record_end(engine, run_id, "failed", message, counts)
         return RunResult(run_id, "member", "failed", message, counts)
     except Exception as exc:
-        message = f"Resync failed unexpectedly: {type(exc).__name__}: {exc}"[:1000]
+        message = f"Resync failed unexpectedly: {failure_text(exc)}"[:1000]  # no member data from a DB error
         _record_end(engine, run_id, "failed", message, counts)
         return RunResult(run_id, "member", "failed", message, counts)
     finally:
