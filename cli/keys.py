@@ -6,12 +6,13 @@ import argparse
 import secrets as pysecrets
 
 from sqlalchemy import Connection, Engine, Table, Text, column, select, table, text, update
+from sqlalchemy.orm import Session
 
 from cli.common import engine, progress, settings
 from core import audit, crypto
 from core.db import session_scope
 from core.db.types import EncryptedJSON, EncryptedText
-from core.models import Base
+from core.models import Base, ChangeRequest
 from core.settings import DEFAULT_SECRETS_FILE, ROOT
 
 
@@ -61,8 +62,25 @@ def rotate_all(eng: Engine, actor: str = "cli") -> int:
                 if new != token:
                     conn.execute(update(raw).where(raw.c[pk] == key).values({name: new}))
                     count += 1
+        count += _rotate_sealed_requests(session, ring)
         _create_audit_triggers(conn, dialect)
         audit.record(session, actor=actor, action="crypto.rotate_key", after={"re_encrypted": count})
+    return count
+
+
+def _rotate_sealed_requests(session: Session, ring: crypto.KeyRing) -> int:
+    """The sealed change requests (contact details, notes: ``core.changes.service._seal``) hold
+    a token inside a plain JSON column, which the column types above do not reach: without this a
+    request still waiting or being applied could not be read once the old key was removed."""
+    count = 0
+    for req in session.scalars(select(ChangeRequest)):
+        params = req.params
+        if isinstance(params, dict) and set(params) == {"sealed"} and isinstance(params["sealed"], str):
+            new = ring.rotate(params["sealed"])
+            if new != params["sealed"]:
+                req.params = {"sealed": new}
+                count += 1
+    session.flush()
     return count
 
 

@@ -106,6 +106,27 @@ class TestEncryptionAtRest:
         with pytest.raises(DBAPIError, match="append-only"):
             session.execute(text("DELETE FROM audit_log"))
 
+    def test_rotation_reaches_a_sealed_request_kept_in_the_queue(self, engine, session):
+        # A contact edit's params are sealed inside a plain JSON column: rotation passed them by,
+        # and once the old key was gone the request could not be read (Resume crashed).
+        from core.changes import service
+        from core.changes.actions import ACTIONS
+        from core.models import ChangeRequest
+
+        member = make_member(session)
+        params, comment = service._seal(ACTIONS["edit_contact"], {"phone": "+1 555 0199"}, "asked by phone")
+        session.add(ChangeRequest(idempotency_key="k-sealed", action="edit_contact", member_id=member.id,
+                                  params=params, reason="member_request", comment=comment, member_version=member.version, requested_by="sam",
+                                  requested_at=at("2026-03-01 12:00"), status="applying"))
+        session.commit()
+        new_key = crypto.generate_key()
+        crypto.set_keyring(crypto.KeyRing([new_key, TEST_KEY]))
+        rotate_all(engine, actor="test")
+        crypto.set_keyring(crypto.KeyRing([new_key]))  # old key removed
+        session.expire_all()
+        req = session.scalars(select(ChangeRequest)).one()
+        assert service._unseal(req) == ({"phone": "+1 555 0199"}, "asked by phone")
+
 
 class TestAuditLogIsAppendOnly:
     def test_update_and_delete_refused_by_the_database(self, session):
