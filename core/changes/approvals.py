@@ -25,6 +25,7 @@ from core.changes.service import (
     PENDING,
     REJECTED,
     _action,
+    _blocking,
     _execute,
     _load,
     _outcome_of,
@@ -66,6 +67,9 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
                 raise ChangeRefused("Your role may not make this change, so it cannot approve it either.",
                                     code="permission")
             member = _load(s, req.member_id)
+            if _blocking(s, member.id, req.idempotency_key) is not None:  # one change in flight per member
+                raise ChangeRefused("An earlier change for this member is still being applied; finish it on the "
+                                    "Membership changes page (Resume) before approving this one.", code="busy")
             ctx = Ctx(s, member, actor, now, load_limits(s), stripe, req.reason, req.comment, request_id=req.id)
             raw, comment = _unseal(req)
             ctx.comment = comment

@@ -76,6 +76,30 @@ def test_dropped_connection_keeps_the_request_then_the_retry_finishes_once(engin
         assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "change.pause")) == 1
 
 
+def test_an_approval_waits_for_the_member_s_change_in_flight(engine, stripe_env, world):
+    # "While a member has an applying request, new changes wait": an approval went ahead beside it.
+    from core.changes import decide, load_limits, save_limits
+
+    with session_scope(engine) as s:
+        limits = load_limits(s)
+    limits.approval_refund_above["USD"] = 100
+    save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
+    queued = submit(engine, _refund(engine, world, amount=400), SUPPORT, stripe=stripe_env.client)
+    assert queued.status == "pending_approval"
+    pause = ChangeInput("pause", world.member_id, version(engine, world.member_id), "customer_request",
+                        "travelling", {"behavior": "void"})
+    stripe_env.fault(path_prefix="/v1/", mode="drop", times=2)
+    with pytest.raises(ChangeRefused, match="submitting it again"):
+        submit(engine, pause, SUPPORT, stripe=stripe_env.bare)
+    manager = Actor.of("mia", ["manager"])
+    with pytest.raises(ChangeRefused, match="still being applied; finish it on the Membership changes page"):
+        decide(engine, queued.request_id, manager, approve=True, note="checked", stripe=stripe_env.client)
+    assert _our_refunds(engine) == 0 and _stripe_refunds(stripe_env, world) == []
+    assert submit(engine, pause, SUPPORT, stripe=stripe_env.client).status == "applied"  # finished...
+    done = decide(engine, queued.request_id, manager, approve=True, note="checked", stripe=stripe_env.client)
+    assert done.status == "applied" and _our_refunds(engine) == 1  # ...then the approval goes through
+
+
 def test_stripe_down_before_anything_writes_nothing(engine, stripe_env, world):
     stripe_env.fault(path_prefix="/v1/", status=503, times=None)
     with pytest.raises(ChangeRefused, match="Stripe had an internal error"):
