@@ -166,18 +166,21 @@ def forgive(account: StaffAccount, now: datetime) -> None:
     account.failures_forgiven_at = now
 
 
-def place_locks(session: Session, username: str, now: datetime, since: datetime | None) -> datetime | None:
-    """The latest pause of this username's sign-ins from any one place (the Admin page's list)."""
+def place_locks(session: Session, username: str, now: datetime, since: datetime | None) -> list[datetime]:
+    """When each pause of this username's sign-ins from one place ends (the Admin page's list)."""
     places = session.scalars(select(LoginAttempt.place).where(
         LoginAttempt.username == username, LoginAttempt.success.is_(False), LoginAttempt.place.is_not(None),
         LoginAttempt.at > now - FAILURE_WINDOW - LOCK_DURATION).group_by(LoginAttempt.place)
         .having(func.count() >= MAX_FAILURES)).all()
     untils = [u for p in places
               if (u := _replay(_failures(session, now, username=username, place=p, since=since), MAX_FAILURES, now))]
-    return max(untils, default=None)
+    return sorted(untils)
 
 
-def recent_failures(session: Session, username: str, now: datetime) -> int:
+def recent_failures(session: Session, username: str, now: datetime, since: datetime | None = None) -> int:
+    """Failed sign-ins in the window, after an admin last forgave them (``since``)."""
+    start = now - FAILURE_WINDOW
+    if since is not None and ensure_aware(since) > start:
+        start = ensure_aware(since)
     return session.scalar(select(func.count()).select_from(LoginAttempt).where(
-        LoginAttempt.username == username, LoginAttempt.success.is_(False),
-        LoginAttempt.at > now - FAILURE_WINDOW)) or 0
+        LoginAttempt.username == username, LoginAttempt.success.is_(False), LoginAttempt.at > start)) or 0

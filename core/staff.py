@@ -49,6 +49,7 @@ class StaffView:
     locked_until: datetime | None  # the account's lock, else the latest pause of its sign-ins from one place
     last_login_at: datetime | None
     locked_everywhere: bool = False  # the account's lock (not a pause from one place)
+    paused_places: int = 0  # addresses its sign-ins are paused from
 
 
 def hash_password(password: str, *, rounds: int = 12) -> str:
@@ -223,10 +224,11 @@ def _view(a: StaffAccount, session: Session | None = None, now: datetime | None 
     now = now or utc_now()
     everywhere = lockout.is_locked(a, now)
     until = a.locked_until if everywhere else None
-    if until is None and session is not None:
-        until = lockout.place_locks(session, a.username, now, a.failures_forgiven_at)
+    paused = lockout.place_locks(session, a.username, now, a.failures_forgiven_at) if session is not None else []
+    if until is None and paused:
+        until = paused[-1]
     return StaffView(a.username, a.name, a.email, tuple(sorted(a.role_set)), a.active, until, a.last_login_at,
-                     everywhere)
+                     everywhere, len(paused))
 
 
 def _list_staff(session: Session, now: datetime | None = None) -> list[StaffView]:
@@ -281,7 +283,9 @@ def accounts(engine: Engine, now: datetime | None = None) -> list[tuple[StaffVie
     """Every account with its failed sign-ins in the last ``FAILURE_WINDOW`` (the admin page's list)."""
     now = now or utc_now()
     with Session(engine) as session:
-        return [(view, lockout.recent_failures(session, view.username, now)) for view in _list_staff(session, now)]
+        forgiven = dict(session.execute(select(StaffAccount.username, StaffAccount.failures_forgiven_at)).tuples().all())
+        return [(view, lockout.recent_failures(session, view.username, now, forgiven.get(view.username)))
+                for view in _list_staff(session, now)]
 
 
 def signable(engine: Engine, now: datetime | None = None) -> dict[str, dict[str, Any]]:

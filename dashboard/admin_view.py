@@ -81,18 +81,22 @@ def _staff_section(ctx: StaffContext) -> None:
     table(fmt.display_frame(accounts), "staff-accounts", key="csv-staff", empty_sentence="No staff accounts yet.")
     usernames = list(accounts["username"])
     create, change = st.columns(2)
-    with create, st.form("staff_create", clear_on_submit=True):
+    # Not cleared on submit: a refused account (a short password) kept nothing, and pressing again
+    # said "A username has 2 to 64 characters". A created one starts the form afresh under new keys.
+    g = int(st.session_state.get(_CREATE_GENERATION) or 0)
+    with create, st.form("staff_create"):
         st.markdown("**Create an account**")
-        username = st.text_input("Username", max_chars=64)
-        name = st.text_input("Full name", max_chars=120)
-        email = st.text_input("E-mail", max_chars=320)
-        roles = st.multiselect("Roles", ROLES)
+        username = st.text_input("Username", max_chars=64, key=f"staff_new_username{g}")
+        name = st.text_input("Full name", max_chars=120, key=f"staff_new_name{g}")
+        email = st.text_input("E-mail", max_chars=320, key=f"staff_new_email{g}")
+        roles = st.multiselect("Roles", ROLES, key=f"staff_new_roles{g}")
         password = st.text_input("First password", type="password", max_chars=staff.MAX_PASSWORD_BYTES,
-                                 help=f"At least {staff.MIN_PASSWORD} characters; the person should change it.")
+                                 help=f"At least {staff.MIN_PASSWORD} characters; the person should change it.",
+                                 key=f"staff_new_password{g}")
         if st.form_submit_button("Create account"):
             _run(ctx, Permission.MANAGE_STAFF, "admin: create staff", f"Account {username.strip().lower()} created.",
                  lambda e: staff.add_account(e, actor=Actor.of(ctx.username, ctx.roles), username=username, name=name, email=email,
-                                             roles=roles, password=password))
+                                             roles=roles, password=password), afresh=_CREATE_GENERATION)
     with change:
         if not usernames:
             return
@@ -179,6 +183,7 @@ def _settings_section(ctx: StaffContext) -> None:
 
 
 _FX_GENERATION = "admin_fx_form"
+_CREATE_GENERATION = "admin_create_form"
 
 
 def render(ctx: StaffContext) -> None:

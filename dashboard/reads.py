@@ -223,7 +223,8 @@ def _staff(_engine: Any, url: str, tz: str) -> pd.DataFrame:
         "active": v.active, "locked_until": v.locked_until.astimezone(z) if v.locked_until and
         v.locked_until > now else None,
         # A pause of sign-ins from one address leaves the owner free to sign in from elsewhere.
-        "locked_for": ("everyone" if v.locked_everywhere else "one address")
+        "locked_for": ("everyone" if v.locked_everywhere else
+                       "1 address" if v.paused_places == 1 else f"{v.paused_places} addresses")
         if v.locked_until and v.locked_until > now else None,
         "failed_sign_ins_15_min": failures,
         "last_sign_in": v.last_login_at.astimezone(z) if v.last_login_at else None,

@@ -233,6 +233,23 @@ def test_admin_creates_an_account_and_sees_lockouts(world_url, engine):
     assert not at.exception
     assert "Account newbie created." in texts(at)
     assert "newbie" in set(at.dataframe[0].value["Username"])
+    # A created account's form starts empty; a refused one keeps what was typed, to correct (it was
+    # wiped, and pressing again said "A username has 2 to 64 characters").
+    form = {w.label: w for w in at.text_input}
+    assert form["Username"].value == "" and form["First password"].value == ""
+    form["Username"].input("dana")
+    form["Full name"].input("Dana")
+    form["E-mail"].input("dana@example.com")
+    form["First password"].input("short")
+    at.multiselect[0].select("support")
+    at.button(key="FormSubmitter:staff_create-Create account").click().run()
+    assert not at.exception and "The password must have at least 10 characters" in texts(at)
+    form = {w.label: w for w in at.text_input}
+    assert (form["Username"].value, form["E-mail"].value, at.multiselect[0].value) == (
+        "dana", "dana@example.com", ["support"])
+    form["First password"].input("a-long-enough-one")
+    at.button(key="FormSubmitter:staff_create-Create account").click().run()
+    assert "Account dana created." in texts(at)
     # a bad input is a sentence, not a traceback
     form = {w.label: w for w in at.text_input}
     form["Username"].input("x")

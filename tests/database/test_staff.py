@@ -158,7 +158,13 @@ class TestLockoutByPlace:
         _create(engine)
         for i in range(5):
             self._try(engine, i, "203.0.113.9")
+        for i in range(5):
+            self._try(engine, i, "203.0.113.20")
+        view, failures = {v.username: (v, n) for v, n in staff.accounts(engine, self.T0 + timedelta(minutes=5))}["sam"]
+        assert (view.paused_places, view.locked_everywhere, failures) == (2, False, 10)
         staff.unlock_account(engine, actor=Actor.of("ada", "admin"), username="sam", now=self.T0 + timedelta(minutes=5))
+        view, failures = {v.username: (v, n) for v, n in staff.accounts(engine, self.T0 + timedelta(minutes=5))}["sam"]
+        assert (view.locked_until, view.paused_places, failures) == (None, 0, 0)  # the count restarts, and says so
         assert self._try(engine, 6, "203.0.113.9")[0].outcome == staff.REFUSED  # one failure, not a sixth
         assert self._try(engine, 7, "203.0.113.9", right=True)[0].outcome == staff.SIGNED_IN
 
