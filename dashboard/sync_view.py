@@ -9,6 +9,7 @@ the runbook page (``dashboard.runbook_view``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
@@ -21,6 +22,7 @@ from core.sync import staff_actions as actions
 from core.sync import status
 from core.sync.status import SyncStatus
 from core.timeutil import utc_now
+from dashboard import format as fmt
 from dashboard.auth import StaffContext
 from dashboard.db import engine, stripe_client
 from dashboard.runbook_view import doc_link
@@ -62,11 +64,22 @@ def in_words(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         shown = {}
         for key, value in row.items():
+            if isinstance(value, datetime):  # as every table says a time ("+00:00" read as a code)
+                value = fmt.when(value.astimezone(UTC), with_zone=True)
             label = words.get(key)
             text = label(value) if label and isinstance(value, str) else None
             shown[key[:1].upper() + key[1:]] = value if text is None else text
         out.append(shown)
     return out
+
+
+def _short_time(at: datetime | None) -> str:
+    """A quarter-width card's time: today's as its hour, an older one as its day ("2026-12-0..."
+    was all the card showed of a whole time)."""
+    if at is None:
+        return "None yet"
+    at = at.astimezone(UTC)
+    return f"{at:%H:%M} UTC" if at.date() == utc_now().date() else f"{at:%Y-%m-%d}"
 
 
 def _status(eng: Engine) -> SyncStatus:
@@ -75,7 +88,7 @@ def _status(eng: Engine) -> SyncStatus:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Last run", md(SYNC_RUN_STATUS.get(snapshot.last_run.status, snapshot.last_run.status))
               if snapshot.last_run else "Never")
-    c2.metric("Newest event", f"{snapshot.newest_event_at:%Y-%m-%d %H:%M}" if snapshot.newest_event_at else "None yet")
+    c2.metric("Newest event", _short_time(snapshot.newest_event_at))
     c3.metric("Events waiting", snapshot.events.get("pending", 0))
     c4.metric("Events failing", snapshot.events.get("failing", 0))
     if snapshot.running_holder:

@@ -131,8 +131,10 @@ def run_sync(
                 f"The event cursor ({cursor:%Y-%m-%d %H:%M} UTC) is older than the 30 days Stripe keeps "
                 "events: running a full backfill instead."
             )
+            counts["why_full"] = "the last sync was longer ago than the 30 days Stripe keeps events"
         elif cursor is None and not full:
             notice = "No sync has completed yet: running a full backfill first."
+            counts["why_full"] = "no sync had completed before"
         if notice:
             say(notice)
             counts["notice"] = notice
@@ -190,7 +192,9 @@ def _summary(counts: dict[str, Any]) -> str:
     parts.append(f"{counts.get('events_new', 0)} new events")
     parts.append(f"{counts.get('events_handled', 0)} handled")
     message = "Sync succeeded: " + ", ".join(parts) + "."
-    return f"{counts['notice']} {message}" if counts.get("notice") else message
+    # Said after the run, in the past: "No sync has completed yet: running a full backfill first.
+    # Sync succeeded: ..." read as if both held at once.
+    return f"{message} It was a full backfill, because {counts['why_full']}." if counts.get("why_full") else message
 
 
 def refresh_rollups(engine: Engine, *, since: datetime | None) -> None:

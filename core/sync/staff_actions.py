@@ -55,7 +55,7 @@ def runs_table(snapshot: SyncStatus) -> list[dict[str, Any]]:
             "status": r.status,
             "started": r.started_at,
             "finished": r.finished_at,
-            "seconds": (r.finished_at - r.started_at).total_seconds() if r.finished_at else None,
+            "seconds": round((r.finished_at - r.started_at).total_seconds(), 1) if r.finished_at else None,
             "new events": r.counts.get("events_new"),
             "handled": r.counts.get("events_handled"),
             "backfilled": r.counts.get("backfilled"),
