@@ -140,6 +140,13 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def version_of(engine: Engine, member_id: int) -> int | None:
+    """The member's version now (one read by primary key): every committed change raises it, so a
+    view cached under it is never older than the last change, in any session."""
+    with Session(engine) as s:
+        return s.scalar(select(Member.version).where(Member.id == member_id))
+
+
 def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberView | None:
     """The member page's data, or None when there is no such member."""
     z = zone(tz)

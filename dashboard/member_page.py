@@ -240,6 +240,9 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
         st.success("Note saved.")
         st.session_state["note_body"] = ""  # before the form is drawn: the saved text leaves the box
     _header(view)
+    for sentence in safely("The member's changes in progress could not be read.", reads.member_in_flight,
+                           member_id) or []:
+        st.info(md(sentence))
     _stripe_link(view)
     tabs = st.tabs(["Payments", "Invoices", "Timeline", "Payment methods", "Refunds and disputes", "Notes",
                     "Audit", "Subscriptions"])

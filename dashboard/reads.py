@@ -127,13 +127,26 @@ def recent_member_changes() -> pd.DataFrame:
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def _member(_engine: Any, url: str, member_id: int, tz: str, version_hint: int) -> core_members.MemberView | None:
+def _member(_engine: Any, url: str, member_id: int, tz: str, version: int | None,
+            version_hint: int) -> core_members.MemberView | None:
     return core_members.member_view(_engine, member_id, tz=tz)
 
 
 def member(member_id: int) -> core_members.MemberView | None:
-    """The member page's data; pass through ``clear_member`` after a write so it shows at once."""
-    return _member(*_key(), int(member_id), business_tz(), st.session_state.get(f"_md_member_v_{member_id}", 0))
+    """The member page's data, cached under the member's version as the database holds it now (a
+    change made by another session, or by this one's run a reload cut short, shows at once); pass
+    through ``clear_member`` after a write of this session's own for good measure."""
+    engine, url = _key()
+    version = core_members.version_of(engine, int(member_id))
+    return _member(engine, url, int(member_id), business_tz(), version,
+                   st.session_state.get(f"_md_member_v_{member_id}", 0))
+
+
+def member_in_flight(member_id: int) -> list[str]:
+    """This member's requests not finished yet, read at every run (a few rows by index)."""
+    from core.changes import queries
+
+    return queries.in_flight(_key()[0], int(member_id))
 
 
 def clear_member(member_id: int) -> None:

@@ -118,6 +118,23 @@ def overview(engine: Engine) -> Overview:
                         _requests_frame(s), load_limits(s))
 
 
+def in_flight(engine: Engine, member_id: int) -> list[str]:
+    """Sentences for this member's requests not finished yet (being applied, waiting for approval):
+    the member page said nothing of a refund confirmed a moment before a reload, and the agent
+    could think it had not happened."""
+    with session_scope(engine) as s:
+        rows = _requests_frame(s, statuses=("applying", "pending_approval"), member_id=member_id, limit=10)
+    out = []
+    for row in rows.to_dict("records"):
+        what = f"{row['action']}, asked by {row['requested_by']} at {row['requested_at']:%Y-%m-%d %H:%M} UTC"
+        if row["status"] == "applying":
+            out.append(f"Being applied now: {what}. It finishes in a moment (reload to see it); if it stays, "
+                       "Resume it on the Membership changes page. Do not make it again.")
+        else:
+            out.append(f"Waiting for a second person's approval: {what}. It is decided on the Membership changes page.")
+    return out
+
+
 def current_limits(engine: Engine) -> Limits:
     with session_scope(engine) as s:
         return load_limits(s)

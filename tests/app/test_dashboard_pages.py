@@ -193,6 +193,37 @@ def test_member_page_add_note_and_bad_ids(world_url, engine):
         assert not at.exception and sentence in texts(at)
 
 
+def test_a_change_made_elsewhere_or_still_in_flight_shows_on_the_member_page(world_url, engine):
+    """A refund confirmed a moment before a reload looked as if it never happened: the new session
+    read the member from a cache filled before it, and nothing said a change was in progress."""
+    from core.changes import REASONS, Actor, ChangeInput, submit
+    from core.models import ChangeRequest, Member, StaffNote
+
+    database_url, world = world_url
+    at = _open(database_url, "members.py", "support")
+    at.query_params["member"] = str(world.bob_id)
+    at.run()
+    assert "Asked to be called on Fridays" not in texts(at)
+    with Session(engine) as s:
+        version = s.get(Member, world.bob_id).version
+    submit(engine, ChangeInput("add_note", world.bob_id, version, REASONS["add_note"][0],
+                               "Asked to be called on Fridays", {}), Actor.of("sam", ["support"]))
+    at.run()  # within the cache's ten seconds, in a session that did not write
+    assert not at.exception
+    with Session(engine) as s:
+        assert s.scalars(select(StaffNote).where(StaffNote.member_id == world.bob_id)).first() is not None
+    assert "Asked to be called on Fridays" in " ".join(df.value.to_csv() for df in at.dataframe) + texts(at)
+    with Session(engine) as s:  # a refund claimed, Stripe's answer not yet written (a reload cut the run)
+        s.add(ChangeRequest(idempotency_key="k-flight", action="refund", member_id=world.bob_id, params={},
+                            reason="duplicate", comment="charged twice", member_version=version + 1,
+                            requested_by="sam", status="applying"))
+        s.commit()
+    at.run()
+    shown = [i.value.replace("\\", "") for i in at.info]  # as read: the markdown escapes go
+    assert any(t.startswith("Being applied now: Refund a payment, asked by sam at ") and "Do not make it again" in t
+               for t in shown), shown
+
+
 def test_a_paused_membership_says_so_in_the_header(world_url, engine):
     # Scheduled cancellation had a banner; a pause had none (only "Resume" among the actions told).
     database_url, world = world_url
