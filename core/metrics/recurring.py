@@ -212,7 +212,10 @@ def unit_rows(engine: Engine, query: Query, period: date | None) -> pd.DataFrame
     if not frames:
         return pd.DataFrame(columns=cols)
     df = pd.concat(frames, ignore_index=True)
-    df = source._pandas_filter(df, source.filter_values(engine, query))
+    filters = source.filter_values(engine, query)
+    df = source._pandas_filter(df, filters)
+    if not set(filters) & {"tier_id", "interval", "country"}:
+        df = _moves_as_one_row(df)
     with engine.connect() as conn:
         from sqlalchemy import text
 
@@ -220,6 +223,26 @@ def unit_rows(engine: Engine, query: Query, period: date | None) -> pd.DataFrame
     df["tier"] = df["tier_id"].map(tiers)
     df["email"] = df["member_id"].map(emails(engine, [int(m) for m in df["member_id"].unique()]))
     return df[cols].sort_values(["period", "member_id"]).reset_index(drop=True)
+
+
+def _moves_as_one_row(df: pd.DataFrame) -> pd.DataFrame:
+    """Without a tier, interval or country filter a move between groups is internal (its transfers
+    cancel, docs/metrics.md): one row per member, from their start MRR to their end MRR, moved to
+    the group they entered. The drill listed both legs, so an upgrade read "MRR start 0.00,
+    transfer in" beside a chart that counted it as an expansion."""
+    import pandas as pd
+
+    legs = df["movement"].isin(("transfer_in", "transfer_out"))
+    if not legs.any():
+        return df
+    key = ["period", "member_id", "currency"]
+    out_legs = df[df["movement"] == "transfer_out"].set_index(key)
+    merged = df[df["movement"] == "transfer_in"].set_index(key)
+    merged["mrr_start_minor"] = out_legs["mrr_start_minor"].reindex(merged.index)
+    merged["transfer_minor"] = 0
+    merged["movement"] = merged["change"].fillna("unchanged")
+    merged["change"] = None
+    return pd.concat([df[~legs], merged.reset_index()], ignore_index=True)
 
 
 def _drill(movements: tuple[str, ...] | None, paying_end: bool = False) -> DrillFn:

@@ -632,6 +632,16 @@ class TestMovementsCloseInEverySegment:
                 == compute(engine, "mrr_transfer_out", unfiltered).by_currency)
         steps = compute(engine, "mrr_movements", unfiltered).breakdown
         assert not any(str(k).startswith("transfer") for k in steps["key"])
+        # ... and its drill lists each member once, from their start MRR to their end MRR: an
+        # upgrade read "MRR start 0.00, transfer in" beside a chart that counted an expansion.
+        rows = drill(engine, "mrr_movements", unfiltered, limit=None)
+        assert not rows["movement"].isin(["transfer_in", "transfer_out"]).any()
+        assert not rows.duplicated(["period", "member_id", "currency"]).any()
+        for label, a, b in boundaries(start, end, "month", tz):
+            want = {c: v["end"] - v["start"] for c, v in period_movements(world, a, b, {}).items()}
+            got = rows[rows["period"] == label].groupby("currency").apply(
+                lambda g: int((g["mrr_end_minor"] - g["mrr_start_minor"]).sum()), include_groups=False).to_dict()
+            assert {c: v for c, v in got.items() if v} == {c: v for c, v in want.items() if v}, label
 
 
 class TestRetentionUnderFilters:
