@@ -33,8 +33,9 @@ def available_actions(session: Session, member: Member, roles: frozenset[str] | 
     if sub is not None and stripe_sub and has_customer and sub.status in {S.ACTIVE, S.TRIALING, S.PAST_DUE} \
             and not sub.pause_behavior:
         out.append("change_price")
-    if sub is not None and live and (sub.complimentary or (stripe_sub and sub.status in {S.ACTIVE, S.TRIALING})):
-        out.append("extend")
+    if sub is not None and live and (sub.complimentary or (stripe_sub and sub.status in {S.ACTIVE, S.TRIALING}
+                                                           and not sub.pause_behavior)):
+        out.append("extend")  # not while paused: offered, it was refused at Preview ("resume it first")
     if not live or sub is None:
         out.append("grant_comp")
     if sub is not None and stripe_sub and has_customer and live and not sub.pause_behavior:

@@ -237,6 +237,9 @@ def test_a_paused_membership_says_so_in_the_header(world_url, engine):
     assert not at.exception
     assert [i.value for i in at.info if "paused" in i.value] == [
         "Payment collection is paused until 2027-01-15: its invoices are voided, and its MRR counts 0 meanwhile."]
+    # Only what can be done is offered: "Add free days" was listed, then refused at Preview.
+    offered = at.selectbox(key=f"chg-{world.bob_id}-action").options
+    assert any("Resume" in o for o in offered) and not any("free days" in o for o in offered), offered
 
 
 def test_audit_page_filters(world_url):
