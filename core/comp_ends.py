@@ -11,12 +11,12 @@ sync run; two at once end each membership once (the status is checked in the UPD
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select, update
 
 from core import audit
+from core.daemon import Daemon
 from core.db import affected_rows, session_scope
 from core.models import MembershipChange, Subscription
 from core.models.enums import ChangeSource, SubscriptionStatus
@@ -68,23 +68,14 @@ def end_due(engine: Engine, now: datetime | None = None) -> int:
     return len(ended)
 
 
-class Ender:
+class Ender(Daemon):
     """A daemon thread running ``end_due`` every ``EVERY``."""
 
+    name = "complimentary-ends"
+
     def __init__(self, engine: Engine) -> None:
+        super().__init__()
         self.engine = engine
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="complimentary-ends", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
 
     def _run(self) -> None:
         failing = False

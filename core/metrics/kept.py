@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from core.daemon import Daemon
 from core.metrics import page_bundle
 from core.metrics.types import Query
 from core.settings.business import BusinessSettings, load
@@ -136,24 +137,15 @@ def forget() -> None:
         _computing.clear()
 
 
-class Keeper:
+class Keeper(Daemon):
     """A daemon thread answering the Overview's default period every ``every``, ahead of visitors."""
 
+    name = "overview-keeper"
+
     def __init__(self, engine: Engine, every: timedelta = FRESH) -> None:
+        super().__init__()
         self.engine = engine
         self.every = every
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="overview-keeper", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
 
     def _run(self) -> None:
         took = 1.0  # seconds the last answer took (a guess until the first)
