@@ -283,9 +283,8 @@ def accounts(engine: Engine, now: datetime | None = None) -> list[tuple[StaffVie
     """Every account with its failed sign-ins in the last ``FAILURE_WINDOW`` (the admin page's list)."""
     now = now or utc_now()
     with Session(engine) as session:
-        forgiven = dict(session.execute(select(StaffAccount.username, StaffAccount.failures_forgiven_at)).tuples().all())
-        return [(view, lockout.recent_failures(session, view.username, now, forgiven.get(view.username)))
-                for view in _list_staff(session, now)]
+        return [(_view(a, session, now), lockout.recent_failures(session, a.username, now, a.failures_forgiven_at))
+                for a in session.scalars(select(StaffAccount).order_by(StaffAccount.username))]
 
 
 def signable(engine: Engine, now: datetime | None = None) -> dict[str, dict[str, Any]]:
