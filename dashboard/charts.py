@@ -363,6 +363,12 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
                 # In a range of one period there is no solid part: the dotted one names the series.
                 showlegend=bool(series) and not done, legendgroup=group,
             ))
+    labels = {as_text(p.label) for p in points}
+    if len(labels) > 1:
+        # The hover named a month's point by its first day ("Nov 1, 2026" for MRR at the end of
+        # November): months by their name, days and weeks as every table writes a day.
+        months = all(re.fullmatch(r"\d{4}-\d{2}-01", x) for x in labels)
+        fig.update_xaxes(hoverformat="%b %Y" if months else "%Y-%m-%d")
     if len({p.label for p in points}) == 1:
         # One period (a range inside this month): plotly took its date for a time axis of a few
         # milliseconds ("23:59:59.999") and ranged the values a cent around it ("$23,866" four

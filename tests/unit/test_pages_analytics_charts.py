@@ -66,6 +66,12 @@ class TestPoints:
         assert list(fig.data[0].y)[0] == 3.1 and list(fig.data[0].y)[1] is None
         assert [c[1] for c in fig.data[0].customdata] == ["3.1%", "n/a"]
 
+    def test_a_point_s_hover_names_its_month_or_its_day(self):
+        # "Nov 1, 2026 $23,771.38" on a chart of MRR at the end of each month.
+        months = charts.line([charts.Point("a", "2026-10-01", 1), charts.Point("b", "2026-11-01", 2)], unit="count")
+        days = charts.line([charts.Point("a", "2026-11-01", 1), charts.Point("b", "2026-11-02", 2)], unit="count")
+        assert (months.layout.xaxis.hoverformat, days.layout.xaxis.hoverformat) == ("%b %Y", "%Y-%m-%d")
+
     def test_heatmap_cells_are_clickable_through_an_overlay(self):
         cells = {("2026-01", "M0"): 1.0, ("2026-01", "M1"): 0.9, ("2026-02", "M0"): 1.0}
         fig = charts.heatmap(["2026-01", "2026-02"], ["M0", "M1"], cells, keys={("2026-01", "M1"): "cohort|2026-02-01||"})
