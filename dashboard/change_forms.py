@@ -211,7 +211,10 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         return
     _show_preview(preview)
     cols = st.columns(2)
-    confirm = cols[0].button("Confirm change", type="primary", key=f"{key}-confirm")
+    # A change that waits for a second person is sent, not made: "Confirm change" read as if it
+    # would happen now, beside the preview's "Needs a second person's approval".
+    confirm = cols[0].button("Send for approval" if preview.needs_approval else "Confirm change", type="primary",
+                             key=f"{key}-confirm")
     if cols[1].button("Cancel", key=f"{key}-discard"):
         state.pop("pending", None)
         st.rerun()

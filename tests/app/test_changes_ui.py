@@ -249,3 +249,33 @@ def test_a_tier_change_confirmed_later_is_prorated_at_its_preview(database_url, 
         request = s.scalars(select(ChangeRequest).where(ChangeRequest.action == "change_price")).one()
     assert request.status == "applied"
     assert before <= request.params["proration_date"] <= after  # the preview's moment, not Confirm's
+
+
+def test_a_change_that_needs_approval_is_sent_for_it(database_url, engine, stripe_env, monkeypatch):
+    """The button under "Needs a second person's approval" said "Confirm change", as if the refund
+    would be made now."""
+    from core.changes import load_limits, save_limits
+    from core.db import session_scope
+    from tests.support.changes_world import build
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    world = build(engine, stripe_env.client)
+    with session_scope(engine) as s:
+        limits = load_limits(s)
+    limits.approval_refund_above["USD"] = 100
+    save_limits(engine, actor=Actor.of("root", ["admin"]), limits=limits)
+    at = _app(AppTest.from_string(MEMBER_SCRIPT.format(root=str(ROOT), member_id=world.member_id),
+                                  default_timeout=30), database_url, "sam", ["support"])
+    at.secrets["stripe"] = {"api_key": stripe_env.proc.api_key, "api_base": stripe_env.proc.url}
+    at.run()
+    key = f"chg-{world.member_id}"
+    at.selectbox(key=f"{key}-action").set_value("refund").run()
+    form = f"{key}-refund"
+    at.text_input(key=f"{form}-amount").input("4.00")
+    at.text_area(key=f"{form}-comment").input("Charged twice")
+    at.button(key=f"FormSubmitter:{form}-Preview").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.button(key=f"{form}-confirm").label == "Send for approval"
+    at.button(key=f"{form}-confirm").click().run()
+    with Session(engine) as s:
+        assert s.scalars(select(ChangeRequest)).one().status == "pending_approval"
