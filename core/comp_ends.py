@@ -4,8 +4,8 @@ A complimentary membership lives in our database only (no Stripe subscription, s
 ever ends it): its grant sets ``cancel_at`` to the end of the free days. ``end_due`` ends every
 one whose end has passed, as a cancellation at that moment would: status canceled, ended then, a
 ``membership_changes`` row and an audit entry by ``system``, the member's version raised (a form
-opened before it is out of date). Each server runs it every minute (``Ender``), and so does every
-sync run; two at once end each membership once (the status is checked in the UPDATE itself).
+opened before it is out of date). Each server runs it every minute (``Ender``); two servers at
+once end each membership once (the status is checked in the UPDATE itself).
 """
 
 from __future__ import annotations

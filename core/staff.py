@@ -231,10 +231,6 @@ def _view(a: StaffAccount, session: Session | None = None, now: datetime | None 
                      everywhere, len(paused))
 
 
-def _list_staff(session: Session, now: datetime | None = None) -> list[StaffView]:
-    return [_view(a, session, now) for a in session.scalars(select(StaffAccount).order_by(StaffAccount.username))]
-
-
 # ------------------------------------------------ account changes that own their transaction
 # Every caller (the Admin page, the CLI, the demo loader) uses these: each checks the actor's
 # permission, opens one unit of work, makes the change and its audit entry, and commits both or
