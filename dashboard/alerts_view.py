@@ -12,7 +12,6 @@ severities, thresholds) from ``core.labels``; the cached reads live in ``dashboa
 from __future__ import annotations
 
 import functools
-import json
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -21,7 +20,8 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from core import alerts
-from core.alerts import background
+from core.alerts import background, rule_form
+from core.alerts import rules as alert_rules
 from core.labels import (
     ALERT_ACTOR,
     ALERT_STATUS,
@@ -293,6 +293,25 @@ def _history(eng: Engine) -> None:
                       f"alert-{int(picked)}-notifications", empty_sentence="", key="csv-alert-notifications")
 
 
+def _threshold_inputs(fields: list[rule_form.Field], prefix: str) -> dict[str, Any]:
+    """One input per threshold, two to a row, in the units the labels name; returns what each holds."""
+    shown: dict[str, Any] = {}
+    columns = st.columns(2)
+    for i, field in enumerate(fields):
+        with columns[i % 2]:
+            key = f"{prefix}{field.name}"
+            if field.kind == "switch":
+                shown[field.name] = st.toggle(md(field.label), value=bool(field.value), key=key)
+            elif field.decimals == 0:
+                shown[field.name] = st.number_input(md(field.label), min_value=0, value=int(field.value), step=1,
+                                                    key=key, help=field.help or None)
+            else:
+                shown[field.name] = st.number_input(md(field.label), min_value=0.0, value=float(field.value),
+                                                    step=10.0 ** -field.decimals, format=f"%.{field.decimals}f",
+                                                    key=key, help=field.help or None)
+    return shown
+
+
 def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
     rules = alerts.rule_table(eng)
     widgets.table(rules_frame(rules), "alert-rules", empty_sentence="No rules.", key="csv-alert-rules",
@@ -305,27 +324,30 @@ def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
         if slug is None:
             return
         chosen = next(r for r in rules if r["slug"] == slug)
+        prefix = f"alerts_rule_{slug}_"
         with st.form(key=f"alerts-rule-form-{slug}"):
-            enabled = st.toggle("On", value=chosen["enabled"], key=f"alerts_rule_enabled_{slug}")
-            st.caption("Its thresholds now, under the names the form takes:")
-            st.code(json.dumps(chosen["params"]), language="json", wrap_lines=True)
-            params_text = st.text_area("Thresholds (JSON; only the keys you change)", value="{}",
-                                       key=f"alerts_rule_params_{slug}",
-                                       help="For example {\"min_ratio\": 2, \"max_amount\": {\"USD\": 50000}}")
-            emails = st.text_input("E-mail addresses (comma-separated)", key=f"alerts_rule_emails_{slug}",
+            enabled = st.toggle("On", value=chosen["enabled"], key=f"{prefix}enabled")
+            st.caption("Thresholds")
+            shown = _threshold_inputs(rule_form.fields(alert_rules.get(slug), chosen["params"]), prefix)
+            emails = st.text_input("E-mail addresses (comma-separated)", key=f"{prefix}emails",
                                    value=", ".join(chosen["notify"].get("email", [])))
-            hooks = st.text_input("Webhook URLs (comma-separated)", key=f"alerts_rule_hooks_{slug}",
+            hooks = st.text_input("Webhook URLs (comma-separated)", key=f"{prefix}hooks",
                                   value=", ".join(chosen["notify"].get("webhook", [])))
-            reset = st.checkbox("Back to the default thresholds first", key=f"alerts_rule_reset_{slug}")
+            reset = st.checkbox("Back to the default thresholds (what you changed above still applies)",
+                                key=f"{prefix}reset")
             saved = st.form_submit_button("Save rule", type="primary")
         if saved:
             try:
                 alerts.configure_rule_from_form(eng, slug, actor=Actor.of(ctx.username, ctx.roles), enabled=enabled,
-                                                params_text=params_text, emails=emails, webhooks=hooks, reset=reset,
+                                                thresholds=shown, emails=emails, webhooks=hooks, reset=reset,
                                                 local_receiver=settings().alert_webhook_local_receiver)
             except (ValueError, PermissionError) as exc:
                 st.error(md(exc))
             else:
+                # The inputs keep what was typed across reruns: drop them so the form shows what
+                # was stored (after "Back to the default thresholds", the defaults).
+                for name in [k for k in st.session_state if str(k).startswith(prefix)]:
+                    del st.session_state[name]
                 widgets.flash(FLASH, f"Rule “{chosen['title']}” saved.")
                 st.rerun()
     st.caption("The same from the command line: `python -m cli alerts configure RULE --set key=value`, "

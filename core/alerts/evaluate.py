@@ -13,7 +13,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +22,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core import audit
-from core.alerts import lifecycle, notify, rules
+from core.alerts import lifecycle, notify, rule_form, rules
 from core.alerts.lifecycle import ACTIVE, OPEN, RESOLVED, SNOOZED, SYSTEM
 from core.alerts.rules import Finding, Rule
 from core.db import session_scope
@@ -126,16 +125,16 @@ def configure_rule(engine: Engine, slug: str, *, actor: Actor, enabled: bool | N
 
 
 @guarded(Permission.MANAGE_ALERTS)
-def configure_rule_from_form(engine: Engine, slug: str, *, actor: Actor, enabled: bool, params_text: str,
+def configure_rule_from_form(engine: Engine, slug: str, *, actor: Actor, enabled: bool, thresholds: dict[str, Any],
                              emails: str, webhooks: str, reset: bool = False,
                              local_receiver: str = "") -> RuleConfig:
-    """``configure_rule`` from what a person typed: thresholds as a JSON object, comma-separated targets."""
-    try:
-        params = json.loads(params_text.strip() or "{}")
-    except json.JSONDecodeError:
-        raise ValueError("The thresholds are not valid JSON; write them like {\"min_ratio\": 2}.") from None
-    if not isinstance(params, dict):
-        raise ValueError("The thresholds are a JSON object such as {\"min_ratio\": 2}.")
+    """``configure_rule`` from the page's form: ``thresholds`` by field name in the units the form
+    shows (``rule_form.fields``), comma-separated targets. Only the thresholds that differ from
+    the rule's present values are stored, so an untouched one keeps following its default; with
+    ``reset``, every untouched one goes back to its default."""
+    current = rule_configs(engine)[rules.get(slug).slug]
+    params = rule_form.params_from_form(current.rule, current.params, thresholds, reset=reset)
+
     def split(text: str) -> list[str]:
         return [part.strip() for part in (text or "").split(",") if part.strip()]
 

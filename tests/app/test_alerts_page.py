@@ -133,18 +133,55 @@ def test_admin_changes_a_rule_on_the_page(database_url, engine, session):
     at = page_app_test(database_url, "alerts.py", role="admin")
     at.run()
     at.selectbox(key="alerts_rule_pick").select("refund_spike").run()
-    at.text_area(key="alerts_rule_params_refund_spike").input("{min_count: 10}")
-    at.button(key="FormSubmitter:alerts-rule-form-refund_spike-Save rule").click().run()
-    assert "The thresholds are not valid JSON" in texts(at)
-    at.text_area(key="alerts_rule_params_refund_spike").input('{"min_count": 10}')
-    at.toggle(key="alerts_rule_enabled_refund_spike").set_value(False)
-    at.text_input(key="alerts_rule_emails_refund_spike").input("finance@example.com")
+    assert at.number_input(key="alerts_rule_refund_spike_min_count").value == 6
+    at.number_input(key="alerts_rule_refund_spike_min_count").set_value(10)
+    at.toggle(key="alerts_rule_refund_spike_enabled").set_value(False)
+    at.text_input(key="alerts_rule_refund_spike_emails").input("finance@example.com")
     at.button(key="FormSubmitter:alerts-rule-form-refund_spike-Save rule").click().run()
     assert not at.exception, at.exception
     session.expire_all()
     row = session.get(AlertRule, "refund_spike")
+    # Only the threshold that changed is stored: the others keep following their defaults.
     assert (row.enabled, row.params, row.notify, row.updated_by) == (
         False, {"min_count": 10}, {"email": ["finance@example.com"], "webhook": []}, "admin")
+    assert "Minimum count: 10" in " ".join(str(v) for v in at.dataframe[-1].value["Thresholds"])
+
+
+def test_a_manager_sets_a_large_refund_in_each_currencys_own_units(database_url, engine, session):
+    """The amounts are typed as they are written ($500.00, ¥50,000), not in minor units; "Back
+    to the defaults" brings every untouched threshold back, and the form then shows them."""
+    from core.models import AlertRule
+
+    at = page_app_test(database_url, "alerts.py", role="manager")
+    at.run()
+    at.selectbox(key="alerts_rule_pick").select("large_refund").run()
+    usd, jpy = at.number_input(key="alerts_rule_large_refund_max_amount.USD"), \
+        at.number_input(key="alerts_rule_large_refund_max_amount.JPY")
+    assert (usd.label, usd.value, jpy.label, jpy.value) == ("Refunds above (USD)", 250.0, "Refunds above (JPY)", 40000)
+    usd.set_value(500.0)
+    jpy.set_value(50000)
+    at.number_input(key="alerts_rule_large_refund_lookback_hours").set_value(48)
+    at.button(key="FormSubmitter:alerts-rule-form-large_refund-Save rule").click().run()
+    assert not at.exception, at.exception
+    session.expire_all()
+    stored = session.get(AlertRule, "large_refund").params
+    assert stored["lookback_hours"] == 48
+    assert {c: int(v) for c, v in stored["max_amount"].items()} == {"USD": 50000, "EUR": 25000, "GBP": 20000,
+                                                                     "JPY": 50000}
+    assert "Refunds above: $500.00, €250.00, £200.00, ¥50,000" in texts(at) + " ".join(
+        str(v) for v in at.dataframe[-1].value["Thresholds"])
+
+    at.number_input(key="alerts_rule_large_refund_max_amount.GBP").set_value(300.0)
+    at.checkbox(key="alerts_rule_large_refund_reset").check()
+    at.button(key="FormSubmitter:alerts-rule-form-large_refund-Save rule").click().run()
+    assert not at.exception, at.exception
+    session.expire_all()
+    stored = session.get(AlertRule, "large_refund").params
+    assert {c: int(v) for c, v in stored["max_amount"].items()} == {"USD": 25000, "EUR": 25000, "GBP": 30000,
+                                                                     "JPY": 40000}
+    assert "lookback_hours" not in stored
+    assert at.number_input(key="alerts_rule_large_refund_lookback_hours").value == 24
+    assert at.number_input(key="alerts_rule_large_refund_max_amount.USD").value == 250.0
 
 
 def test_a_snoozed_alert_waits_apart_without_acknowledge(database_url, engine, session):

@@ -240,7 +240,7 @@ CALLS: dict[str, tuple[Permission, Call]] = {
                                                 e, "stripe_stale", actor=a, enabled=False)),
     "core.alerts.evaluate.configure_rule_from_form": (
         Permission.MANAGE_ALERTS, lambda e, s, w, a: importlib.import_module("core.alerts").configure_rule_from_form(
-            e, "stripe_stale", actor=a, enabled=False, params_text="{}", emails="", webhooks="")),
+            e, "stripe_stale", actor=a, enabled=False, thresholds={}, emails="", webhooks="")),
     "core.sync.run.run_sync": (Permission.RUN_SYNC, lambda e, s, w, a: importlib.import_module("core.sync").run_sync(
         e, None, actor=a)),
     "core.sync.reconcile.resync_member": (Permission.RUN_SYNC,
