@@ -192,7 +192,12 @@ def sub_of_ii(ii: dict[str, Any]) -> str | None:
 
 
 def pending_items(api: Api, sub: dict[str, Any]) -> list[dict[str, Any]]:
-    return [ii for ii in api.select("invoiceitem", [("ref = ?", [sub["id"]])]) if not ii.get("invoice")]
+    """The invoice items ``sub``'s next invoice takes: those made for it, and the customer's that
+    name no subscription (Stripe adds a customer's pending items to the next invoice made for them)."""
+    mine = api.select("invoiceitem", [("ref = ?", [sub["id"]])])
+    loose = [ii for ii in api.select("invoiceitem", [("customer = ?", [id_of(sub["customer"])]), ("ref IS NULL", [])])
+             if ii["currency"] == sub["currency"]]
+    return [ii for ii in mine + loose if not ii.get("invoice")]
 
 
 def add_lines(api: Api, inv: dict[str, Any], sub: dict[str, Any], invoice_items: list[dict[str, Any]],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from stripe_sandbox import billing
-from stripe_sandbox.api import Api, KeepAndFail, public
+from stripe_sandbox.api import Api, KeepAndFail, new_id, public
 from stripe_sandbox.errors import invalid, missing_param
 from stripe_sandbox.forms import metadata_update, to_bool, to_int
 from stripe_sandbox.resources.payments import card_error
@@ -43,6 +43,7 @@ def register(api: Api) -> None:
     api.route("GET", "/v1/invoice_payments", inv.list_payments)
     api.route("GET", "/v1/invoice_payments/{id}", lambda p, id: api.load(id, "invoice_payment"))
     api.route("GET", "/v1/invoiceitems", inv.list_items)
+    api.route("POST", "/v1/invoiceitems", inv.create_item)
     api.route("GET", "/v1/invoiceitems/{id}", lambda p, id: api.load(id, "invoiceitem"))
 
 
@@ -171,6 +172,45 @@ class Invoices:
             op = "IS NULL" if to_bool(p["pending"], "pending") else "IS NOT NULL"
             where.append((f"json_extract(data, '$.invoice') {op}", []))
         return self.api.list("invoiceitem", p, "/v1/invoiceitems", where)
+
+    def create_item(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A one-off charge (or, negative, a credit) waiting for the customer's next invoice, as
+        someone adds in Stripe's Dashboard: ``customer``, ``amount`` and ``currency``, optionally
+        ``subscription`` (then only that subscription's invoice takes it)."""
+        api = self.api
+        if not p.get("customer"):
+            raise missing_param("customer")
+        cus = api.load(p["customer"], "customer", "customer")
+        if p.get("amount") in (None, ""):
+            raise missing_param("amount")
+        if not p.get("currency"):
+            raise missing_param("currency")
+        amount, currency = to_int(p["amount"], "amount"), str(p["currency"]).lower()
+        parent = None
+        if p.get("subscription"):
+            sub = api.load(p["subscription"], "subscription", "subscription")
+            if sub["customer"] != cus["id"]:
+                raise invalid("The subscription does not belong to this customer.", param="subscription")
+            if sub["currency"] != currency:
+                raise invalid(f"The currency {currency} does not match the subscription's {sub['currency']}.",
+                              param="currency")
+            parent = {"type": "subscription_details",
+                      "subscription_details": {"subscription": sub["id"], "subscription_item": None}}
+        now = api.now(cus)
+        ii = {
+            "id": new_id("ii"), "object": "invoiceitem", "amount": amount, "currency": currency,
+            "customer": cus["id"], "customer_account": None, "date": now,
+            "description": p.get("description") or None, "discountable": amount > 0, "discounts": [],
+            "invoice": None, "livemode": False, "metadata": metadata_update({}, p.get("metadata") or {}),
+            "net_amount": amount, "parent": parent, "period": {"start": now, "end": now},
+            "pricing": {"type": "price_details", "price_details": None, "unit_amount_decimal": str(amount)},
+            "proration": False, "proration_details": {"discount_amounts": []}, "quantity": 1,
+            "quantity_decimal": "1", "tax_rates": [], "test_clock": cus.get("test_clock"),
+            "_sandbox": {"created": now},
+        }
+        api.save(ii)
+        api.emit("invoiceitem.created", ii)
+        return ii
 
     # -- previews -----------------------------------------------------------------------------
     def preview(self, p: dict[str, Any]) -> dict[str, Any]:

@@ -339,6 +339,23 @@ class TestTierChange:
         assert invoice.total > invoice.amount_due  # the credit paid part or all of it
         assert any("of which the member's credit balance pays" in line for line in up.summary), up.summary
 
+    def test_items_waiting_for_the_next_invoice_are_in_the_amount_charged_now(self, engine, stripe_env, world):
+        # A one-off charge added in Stripe waits for the member's next invoice; the switch's invoice
+        # takes it, so "charged now" must too (it showed the prorations alone).
+        waiting = stripe_env.client.v1.invoice_items.create(
+            {"customer": world.customer, "amount": 500, "currency": "usd", "description": "Replacement card"})
+        assert waiting.invoice is None
+        params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
+        p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+        assert any("and adds $5.00 already waiting for the member's next invoice" in line for line in p.summary), \
+            p.summary
+        out = submit(engine, _change(engine, world, "change_price", {**params, **p.pinned}), FINANCE,
+                     stripe=stripe_env.client)
+        assert out.status == "applied"
+        invoice = stripe_env.client.v1.invoices.list({"customer": world.customer, "limit": 1}).data[0]
+        assert stripe_env.client.v1.invoice_items.retrieve(waiting.id).invoice == invoice.id
+        assert (p.amount_kind, p.amount_minor) == ("charge", invoice.amount_due) and invoice.amount_due > 500
+
     def test_a_preview_read_long_ago_is_previewed_again(self, engine, stripe_env, world):
         # The confirmation charges at the preview's moment; an hour on, that amount is no longer
         # one to stand by (and Stripe refuses a moment before the current period).

@@ -52,6 +52,8 @@ def _busy_world(client: stripe.StripeClient) -> None:
     card = client.v1.payment_intents.create(params={"amount": 900, "currency": "gbp", "customer": cus.id,
                                                     "payment_method": "pm_card_visa", "confirm": True})
     client.v1.refunds.create(params={"payment_intent": card.id, "amount": 100})
+    client.v1.invoice_items.create(params={"customer": cus.id, "amount": 300, "currency": "gbp",
+                                           "description": "Replacement card"})  # the renewal takes it
     new_pm = client.v1.payment_methods.attach("pm_card_chargeDeclined", params={"customer": cus.id})
     client.v1.customers.update(cus.id, params={"invoice_settings": {"default_payment_method": new_pm.id}})
     client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 50 * 86400})

@@ -7,6 +7,7 @@ the amount shown.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -92,21 +93,36 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
         # An interval change bills the whole new period at once, less the unused time's credit: the
         # invoice's total, not its prorations alone (which are only that credit).
         amount = (_invoice_total(inv) if new_cycle else _proration_total(inv)) if when == "now" else 0
+        # Items already waiting for the member's next invoice (a one-off charge or credit added in
+        # Stripe) go onto the invoice the switch makes at once, and are charged with it.
+        pending = _pending_items_total(inv) if when == "now" and not new_cycle and _has_prorations(inv) else 0
+        amount += pending
         label = f"{tier.name if tier else 'tier'} at {format_money(price.unit_amount, price.currency)}/{price.interval}"
         period_end = sub.current_period_end
         if when == "now":
-            kind = "charge" if amount >= 0 else "credit"
+            money = functools.partial(format_money, currency=price.currency)
             summary = [f"Switches to {label} now.",
-                       f"Stripe prorates the rest of this period: {format_money(abs(amount), price.currency)} "
+                       f"Stripe prorates the rest of this period: {money(abs(amount))} "
                        f"{'charged now' if amount >= 0 else 'credited to the next invoice'}."]
             credit = _credit_used(inv, amount) if not new_cycle else 0
-            if credit:
+            if pending:
+                def signed(x: int) -> str:
+                    return money(x) if x >= 0 else f"a credit of {money(-x)}"
+
+                due = amount - credit
+                summary[1] = (f"Stripe prorates the rest of this period: {signed(amount - pending)}, and adds "
+                              f"{signed(pending)} already waiting for the member's next invoice" + (
+                                  f"; the member's credit balance pays {money(credit)}, {money(due)} charged now."
+                                  if credit else f": {money(due)} charged now." if due >= 0
+                                  else f": {money(-due)} credited to the next invoice."))
+            elif credit:
                 # The proration is invoiced at once and Stripe pays it from the member's credit
                 # first: "$20.00 charged now" was shown where Stripe charged nothing.
-                amount -= credit
-                summary[1] = (f"Stripe prorates the rest of this period: {format_money(amount + credit, price.currency)}, "
-                              f"of which the member's credit balance pays {format_money(credit, price.currency)}; "
-                              f"{format_money(amount, price.currency)} charged now.")
+                summary[1] = (f"Stripe prorates the rest of this period: {money(amount)}, "
+                              f"of which the member's credit balance pays {money(credit)}; "
+                              f"{money(amount - credit)} charged now.")
+            amount -= credit
+            kind = "charge" if amount >= 0 else "credit"
             if new_cycle:
                 period_end = _new_period_end(inv) or period_end
                 summary.append(f"A new {price.interval}ly period starts now and ends on {_date(period_end)}.")
@@ -193,6 +209,19 @@ def _is_proration(line: dict[str, Any]) -> bool:
     parent = line.get("parent") or {}
     details = parent.get("subscription_item_details") or parent.get("invoice_item_details")
     return bool((details or {}).get("proration") if details else line.get("proration"))
+
+
+def _pending_items_total(invoice: dict[str, Any]) -> int:
+    """The invoice items on the preview that are not prorations: pending items Stripe adds to the
+    invoice (net of their discounts)."""
+    total = 0
+    for line in (invoice.get("lines") or {}).get("data") or []:
+        parent = line.get("parent") or {}
+        item = parent.get("type") == "invoice_item_details" if parent else line.get("type") == "invoiceitem"
+        if item and not _is_proration(line):
+            total += int(line.get("amount") or 0) - sum(int(d.get("amount") or 0)
+                                                        for d in line.get("discount_amounts") or [])
+    return total
 
 
 def _proration_total(invoice: dict[str, Any]) -> int:
