@@ -51,9 +51,12 @@ def _show_state(snapshot: dict[str, Any]) -> None:
 def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] | None = None) -> dict[str, Any]:
     """The widgets of one action; returns the raw values (the service validates them)."""
     p: dict[str, Any] = {}
+    current = data.get("current_price_id")
     if action == "change_price":
+        # The member's own price is not a change: offered first, it was the form's default and
+        # its Preview only answered "already on this price".
         options = {f"{r['name']} · {fmt.money(r['unit_amount'], r['currency'])}/{r['interval']}": r["id"]
-                   for r in data["prices"]}
+                   for r in data["prices"] if r["id"] != current}
         choice = st.selectbox("New price", list(options) or ["(no other price)"], key=f"{key}-price")
         p["price_id"] = options.get(choice)
         p["when"] = st.radio("When", ["now", "period_end"], key=f"{key}-when", horizontal=True,
@@ -76,8 +79,9 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
         p["when"] = st.radio("When", ["period_end", "now"], key=f"{key}-when", horizontal=True,
                              format_func=lambda w: "At the end of the period" if w == "period_end" else "Now")
     elif action == "reactivate":
+        # The price the membership had comes first: coming back on it is the usual case.
         options = {f"{r['name']} · {fmt.money(r['unit_amount'], r['currency'])}/{r['interval']}": r["id"]
-                   for r in data["prices"]}
+                   for r in sorted(data["prices"], key=lambda r: r["id"] != current)}
         p["price_id"] = options.get(st.selectbox("Price", list(options) or ["(none)"], key=f"{key}-price"))
     elif action == "refund":
         options = {f"#{r['id']} · {fmt.money(r['amount'], r['currency'])} on {fmt.day(r['created_at'])}"

@@ -90,6 +90,7 @@ def _form_data(session: Session, member_id: int, roles: frozenset[str] | tuple[s
         "version": member.version,
         "snapshot": member_snapshot(session, member),
         "currency": sub.currency if sub else None,
+        "current_price_id": sub.price_id if sub else None,
         "actions": actions,
         "payments": [dict(r._mapping) for r in payments],
         "invoices": [dict(r._mapping) for r in invoices],

@@ -233,6 +233,9 @@ def test_a_tier_change_confirmed_later_is_prorated_at_its_preview(database_url, 
     at.selectbox(key=f"{key}-action").set_value("change_price").run()
     form = f"{key}-change_price"
     price = at.selectbox(key=f"{form}-price")
+    # The member's own price (Premium, monthly) is not offered as a change: it was the default.
+    assert not any("Premium" in o and "/month" in o for o in price.options), price.options
+    assert any("Premium" in o and "/year" in o for o in price.options), price.options
     price.set_value(next(o for o in price.options if "Platinum" in o and "/month" in o))
     at.radio(key=f"{form}-when").set_value("now")
     at.text_area(key=f"{form}-comment").input("Upgrade asked for by phone")
