@@ -92,7 +92,9 @@ BY_COLUMN = {
     "cancellation_reason": CANCELLATION, "cancellation_feedback": CANCELLATION, "churn_kind": CHURN_KIND,
     "kind": CHANGE_KIND, "from_status": SUBSCRIPTION_STATUS, "to_status": SUBSCRIPTION_STATUS,
 }
-_ALL = (CHANGE_REASONS, CANCELLATION, REFUND, DECLINE, DISPUTE, CHURN_KIND)
+# Outside the change form, "other" is just "Other": the form's "(explain in the comment)" is an
+# instruction to the agent, and read as a chart's bar or a table's cell it looked like a reason.
+_ALL = ({**CHANGE_REASONS, "other": "Other"}, CANCELLATION, REFUND, DECLINE, DISPUTE, CHURN_KIND)
 # Columns whose stored codes read as words everywhere else too: a payment's "succeeded", an
 # invoice's "subscription_cycle" and a tier's "platinum" sat beside forms saying "Premium".
 CODE_COLUMNS = frozenset(BY_COLUMN) | {"reason", "status", "billing_reason", "tier"}

@@ -79,6 +79,11 @@ def label(column: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+# Stored flags a table may hold as 1/0 or true/false (by database): shown and exported as Yes/No.
+YES_NO_COLUMNS = frozenset({"is_renewal", "disputed", "cancel_at_period_end", "is_default", "livemode", "enabled",
+                            "active", "first_attempts_only", "paid_out_of_band"})
+
+
 def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = None,
                   currency_column: str = "currency", drop: Iterable[str] = (),
                   rename: Mapping[str, str] | None = None, for_export: bool = False) -> pd.DataFrame:
@@ -101,6 +106,12 @@ def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = 
         elif out[col].dtype == object and len(out) and any(isinstance(v, datetime) for v in out[col]):
             out[col] = out[col].map(lambda v: when(v, with_zone=True) if isinstance(v, datetime)
                                     else (blank if v is None else v))
+    for col in out.columns:
+        # Yes or No, whatever the database handed back: SQLite gives a flag as 1/0 and PostgreSQL as
+        # true/false, so one CSV said "1" where another said "True" for the same kind of fact.
+        if pd.api.types.is_bool_dtype(out[col]) or col in YES_NO_COLUMNS:
+            out[col] = [blank if v is None or (isinstance(v, float) and pd.isna(v)) else ("Yes" if v else "No")
+                        for v in out[col]]
     for col in out.columns:  # stored codes in words (payment_failed -> Payment failed)
         if col in CODE_COLUMNS and not pd.api.types.is_numeric_dtype(out[col]):
             out[col] = [code_label(v, col) if isinstance(v, str) else v for v in out[col]]

@@ -16,6 +16,8 @@ def test_codes_from_the_issue_read_as_words():
     assert code_label("requested_by_customer", "reason") == "Customer asked for a refund"
     assert code_label("insufficient_funds", "decline_code") == "Insufficient funds"
     assert code_label("something_new_from_stripe") == "Something new from stripe"
+    # The form's instruction is not part of the reason once it is recorded (a chart's bar said it).
+    assert code_label("other", "reason") == "Other"
 
 
 def test_every_known_code_has_a_label():
@@ -74,3 +76,14 @@ def test_a_csv_holds_amounts_a_spreadsheet_can_add_up():
     times = pd.DataFrame({"decided_at": pd.to_datetime([None, "2026-12-07 13:27"], utc=True)})
     assert display_frame(times)["Decided at"].tolist() == ["—", "2026-12-07 13:27 UTC"]
     assert display_frame(times, for_export=True)["Decided at"].tolist() == ["", "2026-12-07 13:27 UTC"]
+
+
+def test_a_flag_reads_yes_or_no_whichever_database_gave_it():
+    # SQLite hands a flag back as 1/0, PostgreSQL as true/false: one CSV said "1", another "True".
+    sqlite = pd.DataFrame({"is_renewal": [1, 0, None], "cancel_at_period_end": [0, 1, 0]})
+    postgres = pd.DataFrame({"is_renewal": [True, False, None], "cancel_at_period_end": [False, True, False]})
+    for frame in (sqlite, postgres):
+        export = display_frame(frame, for_export=True)
+        assert export["Is renewal"].tolist() == ["Yes", "No", ""]
+        assert export["Cancel at period end"].tolist() == ["No", "Yes", "No"]
+    assert display_frame(pd.DataFrame({"paid": [True, False]}))["Paid"].tolist() == ["Yes", "No"]
