@@ -73,7 +73,7 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
     elif action == "pause":
         p["behavior"] = st.selectbox("While paused, invoices are", ["void", "keep_as_draft", "mark_uncollectible"],
                                      key=f"{key}-behavior", format_func=lambda b: b.replace("_", " "))
-        resumes = st.date_input("Resume on (optional)", value=None, key=f"{key}-resumes")
+        resumes = st.date_input("Resume on (optional)", value=None, key=f"{key}-resumes", format="YYYY-MM-DD")
         p["resumes_at"] = resumes.isoformat() if resumes else None
     elif action == "cancel":
         p["when"] = st.radio("When", ["period_end", "now"], key=f"{key}-when", horizontal=True,

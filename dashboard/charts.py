@@ -363,12 +363,7 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
                 # In a range of one period there is no solid part: the dotted one names the series.
                 showlegend=bool(series) and not done, legendgroup=group,
             ))
-    labels = {as_text(p.label) for p in points}
-    if len(labels) > 1:
-        # The hover named a month's point by its first day ("Nov 1, 2026" for MRR at the end of
-        # November): months by their name, days and weeks as every table writes a day.
-        months = all(re.fullmatch(r"\d{4}-\d{2}-01", x) for x in labels)
-        fig.update_xaxes(hoverformat="%b %Y" if months else "%Y-%m-%d")
+    _period_hover(fig, points)
     if len({p.label for p in points}) == 1:
         # One period (a range inside this month): plotly took its date for a time axis of a few
         # milliseconds ("23:59:59.999") and ranged the values a cent around it ("$23,866" four
@@ -377,6 +372,15 @@ def line(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
         fig.update_yaxes(rangemode="tozero")
     return finished(fit_margins(value_axis(themed(fig, title=title, height=height), unit, currency), value_axis_on="y",
                                 unit=unit, currency=currency))
+
+
+def _period_hover(fig: go.Figure, points: Sequence[Point]) -> None:
+    """The hover named a month's point by its first day ("Nov 1, 2026" for MRR at the end of
+    November): on a time axis, months by their name, days and weeks as every table writes a day."""
+    labels = {as_text(p.label) for p in points}
+    if len(labels) > 1 and all(_iso_day(x) for x in labels):
+        months = all(x.endswith("-01") for x in labels)
+        fig.update_xaxes(hoverformat="%b %Y" if months else "%Y-%m-%d")
 
 
 def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, title: str | None = None,
@@ -404,6 +408,8 @@ def bars(points: Sequence[Point], *, unit: str, currency: str | None = None, tit
         _top_down(fig, list(dict.fromkeys(as_text(p.label) for p in points)))
     elif len({p.label for p in points}) == 1:
         fig.update_xaxes(type="category")  # one period: a bar of its own width, not a time axis
+    else:
+        _period_hover(fig, points)
     axis = "x" if horizontal else "y"
     return finished(fit_margins(value_axis(themed(fig, title=title, height=height), unit, currency, axis=axis),
                                 value_axis_on=axis, unit=unit, currency=currency))

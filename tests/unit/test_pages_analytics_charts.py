@@ -71,6 +71,10 @@ class TestPoints:
         months = charts.line([charts.Point("a", "2026-10-01", 1), charts.Point("b", "2026-11-01", 2)], unit="count")
         days = charts.line([charts.Point("a", "2026-11-01", 1), charts.Point("b", "2026-11-02", 2)], unit="count")
         assert (months.layout.xaxis.hoverformat, days.layout.xaxis.hoverformat) == ("%b %Y", "%Y-%m-%d")
+        # Bars over time too ("Nov 1, 2026" for November's revenue); bars by category have no dates.
+        bars = charts.bars([charts.Point("a", "2026-10-01", 1), charts.Point("b", "2026-11-01", 2)], unit="count")
+        tiers = charts.bars([charts.Point("a", "premium", 1), charts.Point("b", "platinum", 2)], unit="count")
+        assert (bars.layout.xaxis.hoverformat, tiers.layout.xaxis.hoverformat) == ("%b %Y", None)
 
     def test_heatmap_cells_are_clickable_through_an_overlay(self):
         cells = {("2026-01", "M0"): 1.0, ("2026-01", "M1"): 0.9, ("2026-02", "M0"): 1.0}
