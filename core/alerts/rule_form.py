@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from core.alerts.rules import Rule
+from core.alerts.rules import Rule, validate_params
 from core.labels import SCOPE_WORDS, SEVERITY, THRESHOLDS, code_label
 from core.money import decimals, parse_major, to_major
 
@@ -120,6 +120,15 @@ def params_from_form(rule: Rule, params: dict[str, Any], shown: dict[str, Any], 
             changed.setdefault(key, dict(rule.defaults[key] if reset else params[key]))[part] = value
         else:
             changed[key] = value
+    try:
+        validate_params(rule, changed)
+    except ValueError as exc:
+        # "large_refund.max_amount.USD takes a number above zero" names the stored key; the person
+        # typed into "Refunds above (USD)".
+        text = str(exc)
+        for field in fields(rule, params):
+            text = text.replace(f"{rule.slug}.{field.name} ", f"“{field.label}” ")
+        raise ValueError(text) from None
     return changed
 
 

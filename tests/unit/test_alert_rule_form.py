@@ -48,3 +48,11 @@ def test_a_count_rule_floor_is_per_day_and_a_step_per_severity():
     assert by_name["baseline_floor"] == "Baseline floor (a day)"
     assert [by_name[f"severity_steps.{s}"] for s in ("medium", "high", "critical")] == [
         "Medium from (× the baseline)", "High from (× the baseline)", "Critical from (× the baseline)"]
+
+
+def test_a_refused_threshold_is_named_as_the_form_names_it():
+    rule = rules.get("large_refund")
+    with pytest.raises(ValueError, match="“Refunds above \\(USD\\)” takes a number above zero"):
+        rule_form.params_from_form(rule, rule.defaults, {"max_amount.USD": 0})
+    with pytest.raises(ValueError, match="“Looks back \\(hours\\)” takes a number above zero"):
+        rule_form.params_from_form(rule, rule.defaults, {"lookback_hours": 0})
