@@ -356,6 +356,19 @@ class TestTierChange:
         assert stripe_env.client.v1.invoice_items.retrieve(waiting.id).invoice == invoice.id
         assert (p.amount_kind, p.amount_minor) == ("charge", invoice.amount_due) and invoice.amount_due > 500
 
+    def test_a_trial_changes_tier_without_a_charge_now(self, engine, stripe_env):
+        # The preview said "$30.00 charged now" (the first invoice after the trial); Stripe charged nothing.
+        w = build(engine, stripe_env.client, trial_days=7, email="tia@example.com")
+        params = {"price_id": w.prices["platinum_monthly"], "when": "now"}
+        p = preview_change(engine, _change(engine, w, "change_price", params), FINANCE, stripe=stripe_env.client)
+        assert p.amount_minor == 0 and "the trial goes on and nothing is charged now" in p.summary[0], p.summary
+        invoices_before = len(stripe_env.client.v1.invoices.list({"customer": w.customer}).data)
+        assert submit(engine, _change(engine, w, "change_price", {**params, **p.pinned}), FINANCE,
+                      stripe=stripe_env.client).status == "applied"
+        assert len(stripe_env.client.v1.invoices.list({"customer": w.customer}).data) == invoices_before
+        remote = stripe_env.client.v1.subscriptions.retrieve(w.subscription)
+        assert remote.status == "trialing" and remote["items"].data[0].price.id == w.stripe_prices["platinum_monthly"]
+
     def test_a_preview_read_long_ago_is_previewed_again(self, engine, stripe_env, world):
         # The confirmation charges at the preview's moment; an hour on, that amount is no longer
         # one to stand by (and Stripe refuses a moment before the current period).

@@ -99,7 +99,15 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
         amount += pending
         label = f"{tier.name if tier else 'tier'} at {format_money(price.unit_amount, price.currency)}/{price.interval}"
         period_end = sub.current_period_end
-        if when == "now":
+        if when == "now" and sub.status == S.TRIALING:
+            # Stripe prorates nothing in a trial and invoices nothing at once: the preview's invoice
+            # is the first one after the trial. The form said "$30.00 charged now" and Stripe
+            # charged nothing.
+            amount, kind = 0, "charge"
+            ends = sub.trial_end or sub.current_period_end
+            summary = [f"Switches to {label} now; the trial goes on and nothing is charged now.",
+                       f"The first invoice, at the new price, is when the trial ends on {_date(ends)}."]
+        elif when == "now":
             money = functools.partial(format_money, currency=price.currency)
             summary = [f"Switches to {label} now.",
                        f"Stripe prorates the rest of this period: {money(abs(amount))} "
