@@ -226,6 +226,26 @@ class TestLifecycle:
             live = s.scalars(select(Subscription).where(Subscription.status == "active")).one()
             assert live.stripe_subscription_id == subs[0].id and live.mrr_minor == 3000
 
+    def test_a_reactivation_paid_partly_by_credit_says_so(self, engine, stripe_env, world):
+        # Up then down leaves the unused time as credit; the new membership's first invoice is paid
+        # from it first, and the preview says how much is charged.
+        for price in ("platinum_monthly", "premium_monthly"):
+            params = {"price_id": world.prices[price], "when": "now"}
+            p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+            submit(engine, _change(engine, world, "change_price", {**params, **p.pinned}), FINANCE,
+                   stripe=stripe_env.client)
+        credit = -stripe_env.client.v1.customers.retrieve(world.customer).balance
+        assert 0 < credit < 3000
+        submit(engine, _change(engine, world, "cancel", {"when": "now"}), SUPPORT, stripe=stripe_env.client)
+        params = {"price_id": world.prices["platinum_monthly"]}
+        p = preview_change(engine, _change(engine, world, "reactivate", params), SUPPORT, stripe=stripe_env.client)
+        assert p.amount_minor == 3000 - credit
+        assert any(line.startswith("The member's credit balance pays") for line in p.summary), p.summary
+        assert submit(engine, _change(engine, world, "reactivate", params), SUPPORT,
+                      stripe=stripe_env.client).status == "applied"
+        first = stripe_env.client.v1.invoices.list({"customer": world.customer, "limit": 1}).data[0]
+        assert (first.billing_reason, first.amount_due) == ("subscription_create", p.amount_minor)
+
     def test_extend_active_period(self, engine, stripe_env, world):
         before = _sub(engine, world).current_period_end
         p = preview_change(engine, _change(engine, world, "extend", {"days": 10}), SUPPORT, stripe=stripe_env.client)

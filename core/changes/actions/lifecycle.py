@@ -301,6 +301,12 @@ class Reactivate(Action, name="reactivate", title="Reactivate a canceled member"
         summary = [f"Starts a new membership on {format_money(price.unit_amount, price.currency)} per "
                    f"{price.interval}, charging the default card now.",
                    "If the card is declined, nothing is created."]
+        total = int(inv.get("total") or 0)
+        if total > amount:
+            # Stripe pays the first invoice from the member's credit balance first: say so beside
+            # an amount charged that is smaller than the price.
+            summary.insert(1, f"The member's credit balance pays {format_money(total - amount, price.currency)} of "
+                              f"the first invoice; {format_money(amount, price.currency)} is charged now.")
         return Plan(params={"price_id": price.id}, stripe_ids={"customer": customer, "price": price.stripe_price_id},
                     preview=Preview(self.name, summary, amount_minor=amount, amount_kind="charge",
                                     currency=price.currency, mrr_before_minor=0, mrr_after_minor=after))
