@@ -17,7 +17,7 @@ import streamlit as st
 
 from core.metrics import kept
 from core.permissions import Permission
-from core.timeutil import utc_now, zone
+from core.timeutil import zone
 from dashboard import format as fmt
 from dashboard import metrics_data, reads
 from dashboard.auth import StaffContext
@@ -36,10 +36,8 @@ def _answer(code: str) -> kept.Answer:
     rates. The settings are read on every run, not from the cached ``reads.business()``: a rate
     saved in another process (or replica) must change the question on the next page load, as it
     does on the analytics pages."""
-    now = utc_now()
-    query = kept.overview_query(engine(), code, now)
     with st.spinner("Computing the overview numbers…", show_time=True):
-        return kept.answer(engine(), query)
+        return kept.overview(engine(), code)  # the server keeps a period asked for fresh a while
 
 
 def _delta(card: Any) -> str | None:

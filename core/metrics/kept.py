@@ -14,7 +14,10 @@ So this process keeps the answers, shared by every session it serves:
   gets numbers at the new rates, not the kept answer of the minute.
 - ``Keeper``, a thread started with the server, answers the default period ("Month to date")
   every ``FRESH``, so the person who opens the Overview finds it ready, after a restart too
-  (the warm-up's answer is the first one kept).
+  (the warm-up's answer is the first one kept). A period someone chose ("Year to date": about a
+  second at a million members, for the same part of last year swept to the minute) is kept
+  fresh the same way for ``WANTED`` after it was last asked for: the first choice waits, going
+  back to it a few minutes later does not.
 
 The numbers are as of the instant they were computed (the page shows it): at most a minute
 old. The counts below the cards, the member page and every list read the rows when asked.
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FRESH = timedelta(seconds=60)
+WANTED = timedelta(minutes=15)
 DEFAULT_PERIOD = "mtd"
 _KEEP = 16  # answers kept at most (a few periods x a settings change or two)
 
@@ -80,11 +84,22 @@ _Key = tuple[Any, ...]
 _lock = threading.Lock()
 _answers: dict[_Key, Answer] = {}
 _computing: dict[_Key, threading.Lock] = {}
+_asked: dict[tuple[str, str], datetime] = {}  # (database, period) -> when someone last asked
 
 
 def overview(engine: Engine, period: str, now: datetime | None = None) -> Answer:
-    """The Overview's numbers for ``period``, as of ``now`` or at most ``FRESH`` before it."""
+    """The Overview's numbers for ``period``, as of ``now`` or at most ``FRESH`` before it; the
+    keeper keeps ``period`` fresh for ``WANTED`` from now."""
+    with _lock:
+        _asked[(_engine_key(engine), period)] = utc_now()
     return answer(engine, overview_query(engine, period, now or utc_now()))
+
+
+def wanted(engine: Engine, at: datetime) -> list[str]:
+    """The periods to keep fresh at ``at``: the default one, and those asked for within ``WANTED``."""
+    with _lock:
+        asked = [p for (e, p), when in _asked.items() if e == _engine_key(engine) and at - when <= WANTED]
+    return [DEFAULT_PERIOD, *sorted(p for p in asked if p != DEFAULT_PERIOD)]
 
 
 def answer(engine: Engine, query: Query, *, fresh: timedelta = FRESH) -> Answer:
@@ -126,8 +141,11 @@ def _key(engine: Engine, query: Query) -> _Key:
     """The question without its instant. ``q.settings`` carries the FX rates' digest: an answer
     is never handed out for rates other than those it was converted at."""
     q = query
-    return (engine.url.render_as_string(hide_password=True), q.start, q.end, q.granularity, q.tz, q.currency,
-            q.filters, q.settings)
+    return (_engine_key(engine), q.start, q.end, q.granularity, q.tz, q.currency, q.filters, q.settings)
+
+
+def _engine_key(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
 
 
 def forget() -> None:
@@ -135,10 +153,12 @@ def forget() -> None:
     with _lock:
         _answers.clear()
         _computing.clear()
+        _asked.clear()
 
 
 class Keeper(Daemon):
-    """A daemon thread answering the Overview's default period every ``every``, ahead of visitors."""
+    """A daemon thread answering the Overview's wanted periods (``wanted``) every ``every``,
+    ahead of visitors: whichever is due first, one at a time."""
 
     name = "overview-keeper"
 
@@ -148,22 +168,21 @@ class Keeper(Daemon):
         self.every = every
 
     def _run(self) -> None:
-        took = 1.0  # seconds the last answer took (a guess until the first)
+        took: dict[str, float] = {}  # seconds each period's last answer took (a guess until the first)
         failing = False
         while not self._stop.is_set():
             try:
                 now = utc_now()
-                query = overview_query(self.engine, DEFAULT_PERIOD, now)
-                kept = _latest(_key(self.engine, query))
-                # Due early enough for the next answer to land before this one stops being fresh.
-                due = kept.as_of + self.every - timedelta(seconds=2 * took + 1) if kept else now
-                wait = (due - utc_now()).total_seconds()
+                queries = {period: overview_query(self.engine, period, now) for period in wanted(self.engine, now)}
+                dues = {period: self._due(query, took.get(period, 1.0), now) for period, query in queries.items()}
+                period = min(dues, key=dues.__getitem__)
+                wait = (dues[period] - utc_now()).total_seconds()
                 if wait > 0:
-                    self._stop.wait(wait)
-                    continue  # asked again: the settings (and so the question) may have changed
+                    self._stop.wait(min(wait, 5.0))  # a period asked for meanwhile may be due sooner
+                    continue  # asked again: the settings (and so the questions) may have changed
                 started = utc_now()
-                answer(self.engine, replace(query, now=started), fresh=timedelta(0))
-                took = (utc_now() - started).total_seconds()
+                answer(self.engine, replace(queries[period], now=started), fresh=timedelta(0))
+                took[period] = (utc_now() - started).total_seconds()
                 if failing:
                     log.info("overview keeper: the cards are computed again")
                 failing = False
@@ -173,3 +192,9 @@ class Keeper(Daemon):
                                 type(exc).__name__)
                 failing = True
                 self._stop.wait(self.every.total_seconds())
+
+    def _due(self, query: Query, took: float, now: datetime) -> datetime:
+        """When ``query`` is next to be answered: early enough for the answer to land before the
+        kept one stops being fresh (at once when none is kept)."""
+        kept = _latest(_key(self.engine, query))
+        return kept.as_of + self.every - timedelta(seconds=2 * took + 1) if kept else now
