@@ -9,6 +9,7 @@ lays them out. Every chart point drills to its rows.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import streamlit as st
 
@@ -125,5 +126,7 @@ def _reasons(page: AnalyticsPage, res: MetricResult | None, later: list[Callable
     clicked = ui.chart(render_cache.figure(charts.bars, pts, unit=res.unit if res else "count", horizontal=True, stacked=True,
                                    title="Members lost, by reason"), key="churn_reasons_chart")
     ui.caption_definition(res, C["cancellation_reasons"])
-    ui.drill_picker(page.engine, page.question, ui.targets_from_points(pts, "Reason"), clicked, key="churn_reasons",
-                    noun="members", later=later)
+    # A reason's rows are every change counted under it, of either kind: the picker names the
+    # reason alone ("Reason: Payment failed (Involuntary (payment))" named one of its bars).
+    ui.drill_picker(page.engine, page.question, ui.targets_from_points([replace(p, series="") for p in pts], "Reason"),
+                    clicked, key="churn_reasons", noun="members", later=later)

@@ -255,6 +255,56 @@ def _reasons(engine: Engine, query: Query) -> Columns:
     return table(out, ["key", "churn_kind", "value"])
 
 
+# The cancellation rollup's dimensions (``daily.cancellations_select``), for a filter on its drill.
+_CANCEL_FILTER_SQL = {"tier_id": "COALESCE(c.to_tier_id, c.from_tier_id)", "interval": "pr.interval",
+                      "currency": "c.currency", "country": "COALESCE(c.country, m.country)"}
+
+
+def cancellation_rows(engine: Engine, query: Query, period: date | None = None,
+                      reason: str | None = None) -> pd.DataFrame:
+    """The changes that took a member's MRR to zero in the range (or one bucket), each with the
+    reason and churn kind the "Members lost, by reason" bars count it under (the rollup's own
+    expressions), optionally of one ``reason``."""
+    from core.metrics.common import range_bounds
+    from core.metrics.daily import CANCELLATION_REASON, CHURN_KIND
+
+    start, end = range_bounds(query, period)
+    f = source.filter_values(engine, query)
+    where = "".join(f" AND {_CANCEL_FILTER_SQL[c]} = :f_{c}" for c in f)
+    sql = f"""
+SELECT * FROM (
+SELECT c.effective_at, c.member_id, m.email, c.subscription_id, c.currency,
+       t.code AS tier, pr.interval, COALESCE(c.country, m.country) AS country, c.mrr_before_minor,
+       {CANCELLATION_REASON} AS reason, {CHURN_KIND} AS churn_kind
+FROM membership_changes c
+JOIN members m ON m.id = c.member_id
+LEFT JOIN subscriptions s ON s.id = c.subscription_id
+LEFT JOIN prices pr ON pr.id = s.price_id
+LEFT JOIN tiers t ON t.id = COALESCE(c.to_tier_id, c.from_tier_id)
+WHERE c.effective_at >= :start AND c.effective_at < :end AND c.effective_at <= :now
+  AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0{where}
+) x {"WHERE reason = :reason" if reason else ""}
+ORDER BY effective_at, member_id"""
+    stmt = text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in ("start", "end", "now")])
+    params: dict[str, Any] = {"start": start, "end": end, "now": query.now, **{f"f_{c}": v for c, v in f.items()}}
+    if reason:
+        params["reason"] = reason
+    with engine.connect() as conn:
+        res = conn.execute(stmt, params)
+        return source.frame(res.all(), list(res.keys()))
+
+
+def _drill_cancellations(engine: Engine, query: Query, *, period: date | None = None, key: str | None = None,
+                         limit: int | None = 10_000) -> pd.DataFrame:
+    """A reason's bar: the changes counted under it. A period or the figure: the members lost
+    (the movements' churn), as the line counts them. The bar listed no one: its reason was
+    looked for among the movement kinds."""
+    if key is None:
+        return _drill(("churn",))(engine, query, period=period, key=None, limit=limit)
+    df = cancellation_rows(engine, query, period, key)
+    return df.head(limit).reset_index(drop=True) if limit else df
+
+
 def _n(col: str) -> Callable[[dict[str, Any]], int]:
     return lambda r: int(r[col])
 
@@ -316,4 +366,5 @@ register(Metric("trial_conversion", "Trial conversion", "percent",
 register(Metric("cancellations", "Members lost", "count",
                 "Members paying at the start of a period and not at its end, by the reason recorded when their "
                 "payment stopped: the member's cancellation feedback or Stripe's cancellation reason; a pause of "
-                "collection is its own reason, and a subscription left unpaid is a failed payment.", _cancellations, _drill(("churn",)), GROUP))
+                "collection is its own reason, and a subscription left unpaid is a failed payment.", _cancellations,
+                _drill_cancellations, GROUP))

@@ -211,3 +211,25 @@ def test_a_cohort_cell_drills_to_that_cohort_s_members(engine, session):
         everyone = drill(engine, "cohort_retention", q, period=month, limit=None)
         checked += len(everyone) > len(rows)
     assert checked  # some months hold more than one cohort: the cells differ from the month's list
+
+
+def test_a_reason_s_bar_drills_to_the_changes_it_counts(engine, session):
+    """"Members lost, by reason": every bar drilled to "0 row(s)" (its reason was looked for among
+    the movement kinds). Each reason now lists as many changes as its bar counts, under filters too."""
+    from core.metrics import drill
+
+    build_random_world(session, 23, members=80)
+    session.commit()
+    refresh(engine, now=NOW)
+    for filters in ({}, {"currency": "EUR"}):
+        q = Query.make(engine, start=date(2025, 5, 1), end=date(2026, 7, 1), now=NOW, granularity="month", **filters)
+        bars = compute(engine, "cancellations", q).breakdown
+        per_reason: dict[str, int] = {}
+        for bar in bars.to_dict(orient="records"):
+            per_reason[bar["key"]] = per_reason.get(bar["key"], 0) + int(bar["value"])
+        assert per_reason and sum(per_reason.values()) > 3, filters
+        for reason, counted in per_reason.items():
+            rows = drill(engine, "cancellations", q, key=reason, limit=None)
+            assert len(rows) == counted and set(rows["reason"]) == {reason}, (filters, reason)
+    # The figure (no bar): the members lost, as before.
+    assert len(drill(engine, "cancellations", q, limit=None)) > 0
