@@ -112,7 +112,7 @@ def render(ctx: StaffContext) -> None:
         st.info("Checking the alert rules now: the list below is from the last check, and this page shows the "
                 "new results by itself when the check is done.")
         _show_when_checked()
-    widgets.show_flash(FLASH)
+    flash = widgets.show_flash(FLASH)
 
     # A key keeps the tab in view across the rerun after an action (saving a rule went back to Open alerts).
     tab_active, tab_snoozed, tab_history, tab_rules = st.tabs(["Open alerts", "Snoozed", "History", "Rules"],
@@ -136,7 +136,7 @@ def render(ctx: StaffContext) -> None:
     with tab_history:
         _history(eng)
     with tab_rules:
-        _rules(eng, ctx, can_manage)
+        _rules(eng, ctx, can_manage, flash)
 
 
 def _check_rules(eng: Engine) -> str:
@@ -312,7 +312,7 @@ def _threshold_inputs(fields: list[rule_form.Field], prefix: str) -> dict[str, A
     return shown
 
 
-def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
+def _rules(eng: Engine, ctx: StaffContext, can_manage: bool, flash: Any) -> None:
     rules = alerts.rule_table(eng)
     widgets.table(rules_frame(rules), "alert-rules", empty_sentence="No rules.", key="csv-alert-rules",
                   column_config={"What it checks": st.column_config.TextColumn(width="medium"),
@@ -324,7 +324,11 @@ def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
         if slug is None:
             return
         chosen = next(r for r in rules if r["slug"] == slug)
-        prefix = f"alerts_rule_{slug}_"
+        # The inputs' keys change with each save: the browser keeps what was typed into an input
+        # whose key stays, so after "Back to the default thresholds" the form showed the old
+        # values, and the next save stored them again.
+        saves = st.session_state.get(f"alerts_rule_saves_{slug}", 0)
+        prefix = f"alerts_rule_{slug}_" + (f"{saves}_" if saves else "")
         with st.form(key=f"alerts-rule-form-{slug}"):
             enabled = st.toggle("On", value=chosen["enabled"], key=f"{prefix}enabled")
             st.caption("Thresholds")
@@ -342,12 +346,10 @@ def _rules(eng: Engine, ctx: StaffContext, can_manage: bool) -> None:
                                                 thresholds=shown, emails=emails, webhooks=hooks, reset=reset,
                                                 local_receiver=settings().alert_webhook_local_receiver)
             except (ValueError, PermissionError) as exc:
+                widgets.drop_flash(FLASH, flash)
                 st.error(md(exc))
             else:
-                # The inputs keep what was typed across reruns: drop them so the form shows what
-                # was stored (after "Back to the default thresholds", the defaults).
-                for name in [k for k in st.session_state if str(k).startswith(prefix)]:
-                    del st.session_state[name]
+                st.session_state[f"alerts_rule_saves_{slug}"] = saves + 1
                 widgets.flash(FLASH, f"Rule “{chosen['title']}” saved.")
                 st.rerun()
     st.caption("The same from the command line: `python -m cli alerts configure RULE --set key=value`, "

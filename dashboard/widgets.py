@@ -56,16 +56,27 @@ def flash(key: str, sentence: str, *, ok: bool = True) -> None:
     st.session_state[key] = (ok, sentence, time.monotonic())
 
 
-def show_flash(key: str) -> None:
-    """Show the outcome :func:`flash` remembered under ``key``, for :data:`FLASH_SECONDS`."""
+def show_flash(key: str) -> Any:
+    """Show the outcome :func:`flash` remembered under ``key``, for :data:`FLASH_SECONDS`; returns
+    its place on the page, for :func:`drop_flash`."""
+    slot = st.empty()
     held = st.session_state.get(key)
     if not held:
-        return
+        return slot
     ok, sentence, at = held
     if time.monotonic() - at > FLASH_SECONDS:
         del st.session_state[key]
-        return
-    (success_box if ok else error_box)(sentence)
+        return slot
+    with slot:
+        (success_box if ok else error_box)(sentence)
+    return slot
+
+
+def drop_flash(key: str, slot: Any) -> None:
+    """Forget and remove the outcome shown by :func:`show_flash`: a refusal below must not stand
+    under an earlier action's "saved"."""
+    st.session_state.pop(key, None)
+    slot.empty()
 
 
 def _slug(text: str) -> str:

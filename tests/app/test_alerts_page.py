@@ -171,8 +171,9 @@ def test_a_manager_sets_a_large_refund_in_each_currencys_own_units(database_url,
     assert "Refunds above: $500.00, €250.00, £200.00, ¥50,000" in texts(at) + " ".join(
         str(v) for v in at.dataframe[-1].value["Thresholds"])
 
-    at.number_input(key="alerts_rule_large_refund_max_amount.GBP").set_value(300.0)
-    at.checkbox(key="alerts_rule_large_refund_reset").check()
+    # Each save gives the inputs new keys (the browser keeps what was typed into a kept key).
+    at.number_input(key="alerts_rule_large_refund_1_max_amount.GBP").set_value(300.0)
+    at.checkbox(key="alerts_rule_large_refund_1_reset").check()
     at.button(key="FormSubmitter:alerts-rule-form-large_refund-Save rule").click().run()
     assert not at.exception, at.exception
     session.expire_all()
@@ -180,8 +181,8 @@ def test_a_manager_sets_a_large_refund_in_each_currencys_own_units(database_url,
     assert {c: int(v) for c, v in stored["max_amount"].items()} == {"USD": 25000, "EUR": 25000, "GBP": 30000,
                                                                      "JPY": 40000}
     assert "lookback_hours" not in stored
-    assert at.number_input(key="alerts_rule_large_refund_lookback_hours").value == 24
-    assert at.number_input(key="alerts_rule_large_refund_max_amount.USD").value == 250.0
+    assert at.number_input(key="alerts_rule_large_refund_2_lookback_hours").value == 24
+    assert at.number_input(key="alerts_rule_large_refund_2_max_amount.USD").value == 250.0
 
 
 def test_a_snoozed_alert_waits_apart_without_acknowledge(database_url, engine, session):

@@ -277,6 +277,42 @@ def test_manager_day(page: Any, day: Day) -> None:
         steps = [(t.from_status, t.to_status) for t in s.scalars(select(AlertTransition).order_by(AlertTransition.id))]
     assert steps == [(None, "open"), ("open", "acknowledged"), ("acknowledged", "snoozed"), ("snoozed", "resolved")]
 
+    # A rule's thresholds, in each currency's own amounts. After "Back to the default thresholds"
+    # the form kept showing the values typed before it, and the next save stored them again.
+    from core.models import AlertRule
+
+    def amount(currency: str) -> Any:
+        return page.locator(f'input[aria-label="Refunds above ({currency})"]')
+
+    def save_rule() -> None:
+        page.get_by_role("button", name="Save rule").click()
+        wait_idle(page)
+
+    page.get_by_role("tab", name="Rules").click()
+    choose(page, "Rule", "A single large refund")
+    amount("USD").wait_for()
+    assert (amount("USD").input_value(), amount("JPY").input_value()) == ("250.00", "40000")
+    amount("USD").fill("333.00")
+    save_rule()
+    page.get_by_text("Rule “A single large refund” saved.").wait_for()
+    amount("EUR").fill("275.00")
+    page.get_by_text("Back to the default thresholds").click()
+    save_rule()
+    assert amount("USD").input_value() == "250.00" and amount("EUR").input_value() == "275.00"
+    page.locator('input[aria-label="Looks back (hours)"]').fill("48")
+    save_rule()
+    with session_scope(day.engine) as s:
+        stored = s.get(AlertRule, "large_refund").params
+    assert stored["lookback_hours"] == 48
+    assert {c: int(v) for c, v in stored["max_amount"].items()} == {"USD": 25000, "EUR": 27500, "GBP": 20000,
+                                                                     "JPY": 40000}
+    # A refusal right after a save: the refusal alone, not under the save's "saved".
+    amount("GBP").fill("0")
+    save_rule()
+    page.get_by_text("“Refunds above (GBP)” takes a number above zero").wait_for()
+    assert "saved." not in seen(page)
+    no_raw_codes(page)
+
 
 # ----------------------------------------------------------------------------------------- finance
 
