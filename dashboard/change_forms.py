@@ -214,6 +214,9 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
     if pending is None or pending.action != action:
         return
     _show_preview(preview)
+    # The form's fields reach the server only with Preview: Confirm makes the change previewed
+    # above, whatever the fields show now (a price chosen after the preview was not the one applied).
+    st.caption("Confirm makes the change previewed above. Changed the form since? Press Preview again first.")
     cols = st.columns(2)
     # A change that waits for a second person is sent, not made: "Confirm change" read as if it
     # would happen now, beside the preview's "Needs a second person's approval".
