@@ -389,6 +389,14 @@ class TestTierChange:
         remote = stripe_env.client.v1.subscriptions.retrieve(w.subscription)
         assert remote.status == "trialing" and remote["items"].data[0].price.id == w.stripe_prices["platinum_monthly"]
 
+    def test_a_member_leaving_at_period_end_is_told_the_change_does_not_keep_them(self, engine, stripe_env, world):
+        submit(engine, _change(engine, world, "cancel", {"when": "period_end"}), SUPPORT, stripe=stripe_env.client)
+        params = {"price_id": world.prices["platinum_monthly"], "when": "now"}
+        p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
+        assert any("still set to cancel on" in line for line in p.summary), p.summary
+        submit(engine, _change(engine, world, "change_price", {**params, **p.pinned}), FINANCE, stripe=stripe_env.client)
+        assert stripe_env.client.v1.subscriptions.retrieve(world.subscription).cancel_at_period_end is True
+
     def test_a_preview_read_long_ago_is_previewed_again(self, engine, stripe_env, world):
         # The confirmation charges at the preview's moment; an hour on, that amount is no longer
         # one to stand by (and Stripe refuses a moment before the current period).

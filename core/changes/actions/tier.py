@@ -138,6 +138,11 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
             kind = "charge"
             summary = [f"Switches to {label}; nothing is charged now.",
                        f"The new price is billed from the renewal on {_date(sub.current_period_end)}."]
+        if sub.cancel_at_period_end:
+            # Stripe keeps the cancellation through a change of price: a member charged for an
+            # upgrade still leaves at the period's end, and the preview did not say so.
+            summary.append(f"The membership is still set to cancel on {_date(sub.current_period_end)}; this change "
+                           "does not undo that (undo the cancellation first if the member is staying).")
         discount = _discount_sentence(sub, ctx.now)
         if discount:
             # The MRR after the change is net of the discount: "¥1,200/month" beside "MRR ¥960" with no word.
