@@ -181,19 +181,25 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
+def severity_measure(unit: str) -> str:
+    """What a rule's severity steps multiply: the amount set for a money rule (a single large
+    refund), the hours allowed for a time rule (stale data), else the baseline."""
+    return {"money": "the amount set", "hours": "the limit"}.get(unit, "the baseline")
+
+
 def threshold_text(key: str, value: object, unit: str = "") -> str:
     """One threshold as ``words: value`` (``min_ratio`` 1.5 -> ``Minimum ratio: 1.5 × the baseline``)."""
     from core.money import format_money
 
     words, kind = THRESHOLDS.get(key, (code_label(key), "number"))
     if kind == "floor":  # a rate for the rate rules, a daily count for the count rules
-        kind = "share" if unit == "percent" else "count"
+        kind = "share" if unit == "percent" else "daily"
     if isinstance(value, dict):
         if kind == "money":
             shown = ", ".join(format_money(int(v), str(c)) for c, v in value.items())
         elif kind == "steps":
             shown = ", ".join(f"{SEVERITY.get(str(s), str(s)).lower()} from {_number(float(v))}×"
-                              for s, v in value.items()) + " the baseline"
+                              for s, v in value.items()) + " " + severity_measure(unit)
         else:  # switches by dimension
             on = [SCOPE_WORDS.get(str(d), code_label(str(d))).lower() for d, v in value.items() if v]
             shown = ", ".join(on) or "nothing"
@@ -204,6 +210,7 @@ def threshold_text(key: str, value: object, unit: str = "") -> str:
         return f"{words}: {value}"
     shown = {"hours": "at once" if value == 0 else f"{_number(value)} hour{'' if value == 1 else 's'}", "days": f"{_number(value)} days", "weeks": f"{_number(value)} weeks",
              "ratio": f"{_number(value)} × the baseline", "share": f"{_number(value * 100)}%",
+             "daily": f"{_number(value)} a day",
              "points": f"{_number(value * 100)} percentage points"}.get(kind, _number(value))
     return f"{words}: {shown}"
 

@@ -294,22 +294,34 @@ def _history(eng: Engine) -> None:
 
 
 def _threshold_inputs(fields: list[rule_form.Field], prefix: str) -> dict[str, Any]:
-    """One input per threshold, two to a row, in the units the labels name; returns what each holds."""
+    """One input per threshold, in the units the labels name; returns what each holds. Plain
+    numbers two to a row, then the switches, then each mapping (an amount per currency, a step per
+    severity, a switch per dimension) on a row of its own: mixed two to a row, the shorter switches
+    pulled the columns out of line and scattered a rule's severity steps."""
     shown: dict[str, Any] = {}
-    columns = st.columns(2)
-    for i, field in enumerate(fields):
-        with columns[i % 2]:
-            key = f"{prefix}{field.name}"
-            if field.kind == "switch":
-                shown[field.name] = st.toggle(md(field.label), value=bool(field.value), key=key)
-            elif field.decimals == 0:
-                shown[field.name] = st.number_input(md(field.label), min_value=0, value=int(field.value), step=1,
-                                                    key=key, help=field.help or None)
-            else:
-                shown[field.name] = st.number_input(md(field.label), min_value=0.0, value=float(field.value),
-                                                    step=10.0 ** -field.decimals, format=f"%.{field.decimals}f",
-                                                    key=key, help=field.help or None)
+    groups: dict[str, list[rule_form.Field]] = {}
+    for field in fields:
+        groups.setdefault(field.name.partition(".")[0], []).append(field)
+    single = [g[0] for g in groups.values() if "." not in g[0].name]
+    numbers = [f for f in single if f.kind != "switch"]
+    rows = [numbers[i:i + 2] for i in range(0, len(numbers), 2)]
+    rows += [[f for f in single if f.kind == "switch"]]
+    rows += [g for g in groups.values() if "." in g[0].name]
+    for row in (r for r in rows if r):
+        for column, field in zip(st.columns(max(len(row), 2)), row, strict=False):
+            with column:
+                shown[field.name] = _threshold_input(field, f"{prefix}{field.name}")
     return shown
+
+
+def _threshold_input(field: rule_form.Field, key: str) -> Any:
+    if field.kind == "switch":
+        return st.toggle(md(field.label), value=bool(field.value), key=key)
+    if field.decimals == 0:
+        return st.number_input(md(field.label), min_value=0, value=int(field.value), step=1, key=key,
+                               help=field.help or None)
+    return st.number_input(md(field.label), min_value=0.0, value=float(field.value), step=10.0 ** -field.decimals,
+                           format=f"%.{field.decimals}f", key=key, help=field.help or None)
 
 
 def _rules(eng: Engine, ctx: StaffContext, can_manage: bool, flash: Any) -> None:

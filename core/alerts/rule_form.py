@@ -14,11 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 from core.alerts.rules import Rule, validate_params
-from core.labels import SCOPE_WORDS, SEVERITY, THRESHOLDS, code_label
+from core.labels import SCOPE_WORDS, SEVERITY, THRESHOLDS, code_label, severity_measure
 from core.money import decimals, parse_major, to_major
 
 # How a stored number reads in a form: the word after its label and the factor from stored to shown.
-_UNITS = {"hours": ("hours", 1), "days": ("days", 1), "weeks": ("weeks", 1), "count": ("", 1), "daily": ("a day", 1),
+_UNITS = {"hours": ("hours", 1), "days": ("days", 1), "weeks": ("weeks", 1), "count": ("", 1), "daily": ("per day", 1),
           "number": ("", 1), "ratio": ("× the baseline", 1), "share": ("%", 100),
           "points": ("percentage points", 100)}
 _SEVERITY_ORDER = ("medium", "high", "critical")
@@ -66,10 +66,11 @@ def fields(rule: Rule, params: dict[str, Any]) -> list[Field]:
                                  f"In {currency}, as an amount is written (not in cents)."))
         elif kind == "steps":
             for severity in sorted(value, key=lambda s: (_SEVERITY_ORDER + (s,)).index(s)):
+                measure = severity_measure(rule.unit)
                 out.append(Field(f"{key}.{severity}",
-                                 f"{SEVERITY.get(severity, code_label(severity))} from (× the baseline)",
+                                 f"{SEVERITY.get(severity, code_label(severity))} from (× {measure})",
                                  "number", float(value[severity]), 2,
-                                 "An alert is at least this severe once its value is this many times the baseline."))
+                                 f"An alert is at least this severe once its value is this many times {measure}."))
         elif kind == "dimensions":
             for dimension, on in value.items():
                 out.append(Field(f"{key}.{dimension}", f"{words}: {SCOPE_WORDS.get(dimension, code_label(dimension))}",

@@ -45,7 +45,7 @@ def test_switches_and_dimensions_round_trip():
 def test_a_count_rule_floor_is_per_day_and_a_step_per_severity():
     rule = rules.get("refund_spike")
     by_name = {f.name: f.label for f in rule_form.fields(rule, rule.defaults)}
-    assert by_name["baseline_floor"] == "Baseline floor (a day)"
+    assert by_name["baseline_floor"] == "Baseline floor (per day)"
     assert [by_name[f"severity_steps.{s}"] for s in ("medium", "high", "critical")] == [
         "Medium from (× the baseline)", "High from (× the baseline)", "Critical from (× the baseline)"]
 
@@ -56,3 +56,18 @@ def test_a_refused_threshold_is_named_as_the_form_names_it():
         rule_form.params_from_form(rule, rule.defaults, {"max_amount.USD": 0})
     with pytest.raises(ValueError, match="“Looks back \\(hours\\)” takes a number above zero"):
         rule_form.params_from_form(rule, rule.defaults, {"lookback_hours": 0})
+
+
+def test_severity_multiplies_what_the_rule_compares_with():
+    # "A single large refund" and "Stripe data stale" have no baseline: their steps multiply the
+    # amount set and the hours allowed.
+    from core.labels import thresholds_text
+
+    labels = {r.slug: {f.name: f.label for f in rule_form.fields(r, r.defaults)} for r in rules.all_rules()}
+    assert labels["large_refund"]["severity_steps.high"] == "High from (× the amount set)"
+    assert labels["stripe_stale"]["severity_steps.high"] == "High from (× the limit)"
+    assert labels["refund_spike"]["severity_steps.high"] == "High from (× the baseline)"
+    stale = rules.get("stripe_stale")
+    assert "critical from 6× the limit" in thresholds_text(stale.defaults, stale.unit)
+    spike = rules.get("refund_spike")
+    assert "Baseline floor: 0.5 a day" in thresholds_text(spike.defaults, spike.unit)
