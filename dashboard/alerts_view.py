@@ -354,15 +354,17 @@ def _rules(eng: Engine, ctx: StaffContext, can_manage: bool, flash: Any) -> None
             saved = st.form_submit_button("Save rule", type="primary")
         if saved:
             try:
-                alerts.configure_rule_from_form(eng, slug, actor=Actor.of(ctx.username, ctx.roles), enabled=enabled,
-                                                thresholds=shown, emails=emails, webhooks=hooks, reset=reset,
-                                                local_receiver=settings().alert_webhook_local_receiver)
+                saved_as = alerts.configure_rule_from_form(
+                    eng, slug, actor=Actor.of(ctx.username, ctx.roles), enabled=enabled, thresholds=shown,
+                    emails=emails, webhooks=hooks, reset=reset, local_receiver=settings().alert_webhook_local_receiver)
             except (ValueError, PermissionError) as exc:
                 widgets.drop_flash(FLASH, flash)
                 st.error(md(exc))
             else:
                 st.session_state[f"alerts_rule_saves_{slug}"] = saves + 1
-                widgets.flash(FLASH, f"Rule “{chosen['title']}” saved.")
+                unchanged = saved_as.updated_at == chosen["updated_at"]
+                widgets.flash(FLASH, f"Rule “{chosen['title']}”: nothing to save, it is as it was." if unchanged
+                              else f"Rule “{chosen['title']}” saved.")
                 st.rerun()
     st.caption("The same from the command line: `python -m cli alerts configure RULE --set key=value`, "
                "`--disable`, `--email ADDRESS`, `--webhook URL` (RULE is the rule's name for the command line in "

@@ -18,6 +18,7 @@ import streamlit as st
 
 from core import changes
 from core.changes import queries
+from core.money import decimals as money_decimals
 from core.permissions import Permission
 from dashboard import format as fmt
 from dashboard import reads
@@ -91,8 +92,11 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
         p["payment_id"] = chosen["id"] if chosen else None
         p["full"] = st.checkbox("Refund everything that is left", key=f"{key}-full")
         if not p["full"]:
+            # An example in the currency's own units: "e.g. 4.99" beside a yen payment asked for decimals
+            # that the refund then refused.
+            whole = chosen is not None and money_decimals(chosen["currency"]) == 0
             p["amount"] = st.text_input(f"Amount ({chosen['currency'] if chosen else ''})", key=f"{key}-amount",
-                                        placeholder="e.g. 4.99")
+                                        placeholder="e.g. 500" if whole else "e.g. 4.99")
         if chosen:
             p["currency"] = chosen["currency"]
         repeat = (state or {}).get("repeat")

@@ -118,9 +118,11 @@ def configure_rule(engine: Engine, slug: str, *, actor: Actor, enabled: bool | N
             row.params = {**(row.params or {}), **clean}
         if targets is not None:
             row.notify = targets
-        row.updated_at, row.updated_by = utc_now(), actor.username
-        audit.record(session, actor=actor.username, action="alert_rule.update", target_type="alert_rule", target_id=slug,
-                     before=before, after={"enabled": row.enabled, "params": row.params, "notify": row.notify})
+        after = {"enabled": row.enabled, "params": row.params, "notify": row.notify}
+        if after != before:  # a save that changes nothing is not a change (it wrote an audit entry of equal halves)
+            row.updated_at, row.updated_by = utc_now(), actor.username
+            audit.record(session, actor=actor.username, action="alert_rule.update", target_type="alert_rule",
+                         target_id=slug, before=before, after=after)
     return rule_configs(engine)[slug]
 
 

@@ -145,6 +145,14 @@ def test_admin_changes_a_rule_on_the_page(database_url, engine, session):
     assert (row.enabled, row.params, row.notify, row.updated_by) == (
         False, {"min_count": 10}, {"email": ["finance@example.com"], "webhook": []}, "admin")
     assert "Minimum count: 10" in " ".join(str(v) for v in at.dataframe[-1].value["Thresholds"])
+    # Saved again unchanged: said, and not a second audit entry of equal halves.
+    from core.models import AuditEntry
+
+    entries = session.query(AuditEntry).filter_by(action="alert_rule.update").count()
+    at.button(key="FormSubmitter:alerts-rule-form-refund_spike-Save rule").click().run()
+    assert "nothing to save, it is as it was" in texts(at)
+    session.expire_all()
+    assert session.query(AuditEntry).filter_by(action="alert_rule.update").count() == entries == 1
 
 
 def test_a_manager_sets_a_large_refund_in_each_currencys_own_units(database_url, engine, session):
