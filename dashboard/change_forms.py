@@ -306,8 +306,10 @@ def _confirm(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> 
 def _said_done(outcome: changes.Outcome, action: str, preview: changes.Preview | None) -> str:
     """"Done." names what was done, so an agent with several forms open (or back after a call)
     reads which change went through, not only that one did."""
-    if outcome.status != "applied" or not outcome.message.startswith("Done"):
+    if outcome.status != "applied":
         return outcome.message
+    # A second press of Confirm finds the change made: it says so, and still what was done (the
+    # amount charged), which the first press's "Done." would have said.
     title = changes.ACTIONS[action].title
     what = " ".join(preview.summary) if preview is not None and preview.action == action else ""
     return f"{outcome.message} {title}" + (f": {what}" if what else ".")
