@@ -315,12 +315,13 @@ def _threshold_inputs(fields: list[rule_form.Field], prefix: str) -> dict[str, A
 
 
 def _threshold_input(field: rule_form.Field, key: str) -> Any:
+    # No bounds: a value below a widget's minimum is put back by the browser with only a red mark,
+    # and Save then did nothing; the service answers a negative value in a sentence.
     if field.kind == "switch":
         return st.toggle(md(field.label), value=bool(field.value), key=key)
     if field.decimals == 0:
-        return st.number_input(md(field.label), min_value=0, value=int(field.value), step=1, key=key,
-                               help=field.help or None)
-    return st.number_input(md(field.label), min_value=0.0, value=float(field.value), step=10.0 ** -field.decimals,
+        return st.number_input(md(field.label), value=int(field.value), step=1, key=key, help=field.help or None)
+    return st.number_input(md(field.label), value=float(field.value), step=10.0 ** -field.decimals,
                            format=f"%.{field.decimals}f", key=key, help=field.help or None)
 
 

@@ -71,3 +71,9 @@ def test_severity_multiplies_what_the_rule_compares_with():
     assert "critical from 6× the limit" in thresholds_text(stale.defaults, stale.unit)
     spike = rules.get("refund_spike")
     assert "Baseline floor: 0.5 a day" in thresholds_text(spike.defaults, spike.unit)
+
+
+def test_a_negative_value_is_answered_in_a_sentence():
+    rule = rules.get("refund_spike")
+    with pytest.raises(ValueError, match="“Minimum count” takes a number zero or above, not “-5”"):
+        rule_form.params_from_form(rule, rule.defaults, {"min_count": -5})
