@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -167,11 +168,14 @@ def _label(period: Any) -> str:
 def targets_from_points(points: Sequence[charts.Point], title: str) -> list[DrillTarget]:
     out: list[DrillTarget] = []
     seen: set[str] = set()
+    # Months by their name, as the chart's hover says ("Rate: 2026-01-01" read as one day).
+    months = bool(points) and all(re.fullmatch(r"\d{4}-\d{2}-01", str(p.label)) for p in points)
     for p in points:
         if p.key in seen:
             continue
         seen.add(p.key)
-        label = f"{title}: {p.label}" + (SO_FAR if p.partial else "") + (f" ({p.series})" if p.series else "")
+        shown = date.fromisoformat(str(p.label)).strftime("%b %Y") if months else p.label
+        label = f"{title}: {shown}" + (SO_FAR if p.partial else "") + (f" ({p.series})" if p.series else "")
         out.append(DrillTarget.parse(p.key, label))
     return out
 
