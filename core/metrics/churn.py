@@ -261,10 +261,11 @@ _CANCEL_FILTER_SQL = {"tier_id": "COALESCE(c.to_tier_id, c.from_tier_id)", "inte
 
 
 def cancellation_rows(engine: Engine, query: Query, period: date | None = None,
-                      reason: str | None = None) -> pd.DataFrame:
+                      reason: str | None = None, limit: int | None = None) -> pd.DataFrame:
     """The changes that took a member's MRR to zero in the range (or one bucket), each with the
     reason and churn kind the "Members lost, by reason" bars count it under (the rollup's own
-    expressions), optionally of one ``reason``."""
+    expressions), optionally of one ``reason``; the first ``limit`` by time (the database stops
+    there: a year of "Payment failed" at a million members is tens of thousands of rows)."""
     from core.metrics.common import range_bounds
     from core.metrics.daily import CANCELLATION_REASON, CHURN_KIND
 
@@ -284,11 +285,13 @@ LEFT JOIN tiers t ON t.id = COALESCE(c.to_tier_id, c.from_tier_id)
 WHERE c.effective_at >= :start AND c.effective_at < :end AND c.effective_at <= :now
   AND c.mrr_before_minor > 0 AND c.mrr_after_minor = 0{where}
 ) x {"WHERE reason = :reason" if reason else ""}
-ORDER BY effective_at, member_id"""
+ORDER BY effective_at, member_id{" LIMIT :limit" if limit else ""}"""
     stmt = text(sql).bindparams(*[bindparam(n, type_=UTCDateTime()) for n in ("start", "end", "now")])
     params: dict[str, Any] = {"start": start, "end": end, "now": query.now, **{f"f_{c}": v for c, v in f.items()}}
     if reason:
         params["reason"] = reason
+    if limit:
+        params["limit"] = limit
     with engine.connect() as conn:
         res = conn.execute(stmt, params)
         return source.frame(res.all(), list(res.keys()))
@@ -301,8 +304,7 @@ def _drill_cancellations(engine: Engine, query: Query, *, period: date | None = 
     looked for among the movement kinds."""
     if key is None:
         return _drill(("churn",))(engine, query, period=period, key=None, limit=limit)
-    df = cancellation_rows(engine, query, period, key)
-    return df.head(limit).reset_index(drop=True) if limit else df
+    return cancellation_rows(engine, query, period, key, limit)
 
 
 def _n(col: str) -> Callable[[dict[str, Any]], int]:
