@@ -85,12 +85,27 @@ SUBSCRIPTION_STATUS = {
     "paused": "Paused", "incomplete": "Incomplete", "incomplete_expired": "Incomplete, expired",
 }
 
+# Ours: an MRR movement (core.metrics.movements) and the Revenue chain's steps around them
+MOVEMENT = {
+    "start": "Starting MRR", "new": "New", "expansion": "Expansion", "reactivation": "Reactivation",
+    "contraction": "Contraction", "churn": "Churn", "transfer_in": "Transfer in", "transfer_out": "Transfer out",
+    "fx": "Exchange rates", "rounding": "Rounding", "end": "Ending MRR", "unchanged": "Unchanged",
+}
+# Ours: which flow a row of the net revenue drill is (core.metrics.cash)
+CASH_ENTRY = {"gross": "Payment", "refunds": "Refund", "disputes": "Dispute lost"}
+# Stripe's price.recurring.interval
+INTERVAL = {"day": "Daily", "week": "Weekly", "month": "Monthly", "year": "Yearly"}
+# Stripe's invoice statuses
+INVOICE_STATUS = {"draft": "Draft", "open": "Open", "paid": "Paid", "uncollectible": "Uncollectible", "void": "Void"}
+
 # Which mapping a column's codes come from; looked up first, then every mapping in this order.
 BY_COLUMN = {
     "decline_code": DECLINE, "failure_code": DECLINE, "code": DECLINE,
     "card_brand": CARD_BRAND, "brand": CARD_BRAND,
     "cancellation_reason": CANCELLATION, "cancellation_feedback": CANCELLATION, "churn_kind": CHURN_KIND,
     "kind": CHANGE_KIND, "from_status": SUBSCRIPTION_STATUS, "to_status": SUBSCRIPTION_STATUS,
+    # A drill's CSV said "churn", "transfer_in", "gross" and "paid" where the screen's charts said words.
+    "interval": INTERVAL, "movement": MOVEMENT, "change": MOVEMENT, "entry": CASH_ENTRY, "first_invoice_status": INVOICE_STATUS,
 }
 # Outside the change form, "other" is just "Other": the form's "(explain in the comment)" is an
 # instruction to the agent, and read as a chart's bar or a table's cell it looked like a reason.

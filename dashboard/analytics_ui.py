@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from sqlalchemy import Engine
 
-from core.labels import code_label
+from core.labels import CODE_COLUMNS, code_label
 from core.metrics import MetricError, MetricResult
 from dashboard import charts, metrics_data, render_cache
 from dashboard import format as fmt
@@ -140,9 +140,13 @@ def segment_points(frame: pd.DataFrame | None, dim: str, measures: Sequence[tupl
     if frame is None or frame.empty:
         return []
     out = []
+    # A tier or an interval by its words ("Premium", "Monthly"), as the tables name it; the drill
+    # keeps the stored code. "none": a payment billed without one.
+    words = {str(k): "None" if str(k) == "none" else code_label(str(k), dim) if dim in CODE_COLUMNS else str(k)
+             for k in frame["key"]}
     for column, name, slug in measures:
         for k, v in zip(frame["key"], frame[column], strict=True):
-            out.append(charts.Point(key=DrillTarget(slug, "", dim=dim, value=str(k)).id, label=str(k),
+            out.append(charts.Point(key=DrillTarget(slug, "", dim=dim, value=str(k)).id, label=words[str(k)],
                                     value=None if pd.isna(v) else int(v), series=name))
     return out
 

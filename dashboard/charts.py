@@ -29,6 +29,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from core.labels import MOVEMENT as MOVEMENT_LABELS
 from core.money import SYMBOLS, decimals, format_money, to_major
 from dashboard.text import chart as as_text
 
@@ -76,19 +77,6 @@ THEME: dict[str, Any] = {
     "hovermode": "closest",
 }
 
-MOVEMENT_LABELS = {
-    "start": "Starting MRR",
-    "new": "New",
-    "expansion": "Expansion",
-    "reactivation": "Reactivation",
-    "contraction": "Contraction",
-    "churn": "Churn",
-    "transfer_in": "Transfer in",
-    "transfer_out": "Transfer out",
-    "fx": "Exchange rates",
-    "rounding": "Rounding",
-    "end": "Ending MRR",
-}
 # Stripe's order is not fixed; finance reads gains first, then losses.
 MOVEMENT_ORDER = ("new", "expansion", "reactivation", "transfer_in", "contraction", "churn", "transfer_out", "rounding", "fx")
 NEGATIVE_MOVEMENTS = frozenset({"contraction", "churn", "transfer_out"})

@@ -36,6 +36,22 @@ def test_scopes_and_tables_in_words():
     assert shown["Email"].tolist() == ["a_b@example.com", "c@example.com"]
 
 
+def test_drill_exports_name_movements_entries_and_invoice_states_in_words():
+    # The MRR movement, net revenue and trial drills' CSVs said "transfer_in", "gross" and "paid"
+    # beside charts that said "Transfer in", "Gross revenue" and "Converted".
+    from dashboard.format import export_frame
+
+    movements = export_frame(pd.DataFrame({"movement": ["churn", "transfer_in", "unchanged"],
+                                           "change": [None, "expansion", None]}))
+    assert movements["Movement"].tolist() == ["Churn", "Transfer in", "Unchanged"]
+    assert movements["Change"].tolist() == ["", "Expansion", ""]
+    cash = export_frame(pd.DataFrame({"entry": ["gross", "refunds", "disputes"], "amount_minor": [500, -500, -500],
+                                      "currency": ["USD", "USD", "JPY"]}))
+    assert cash["Entry"].tolist() == ["Payment", "Refund", "Dispute lost"]
+    trials = export_frame(pd.DataFrame({"first_invoice_status": ["paid", "open", None]}))
+    assert trials["First invoice status"].tolist() == ["Paid", "Open", ""]
+
+
 def test_a_tiny_change_is_not_minus_zero_percent():
     from dashboard.format import money, percent
 
@@ -87,3 +103,16 @@ def test_a_flag_reads_yes_or_no_whichever_database_gave_it():
         assert export["Is renewal"].tolist() == ["Yes", "No", ""]
         assert export["Cancel at period end"].tolist() == ["No", "Yes", "No"]
     assert display_frame(pd.DataFrame({"paid": [True, False]}))["Paid"].tolist() == ["Yes", "No"]
+
+
+def test_revenue_segment_bars_name_tiers_and_intervals_in_words():
+    # The bars said "premium" and "month" where the tables and forms said "Premium" and "Monthly".
+    from dashboard.analytics_ui import DrillTarget, segment_points
+
+    def bars(dim: str, keys: list[str]) -> list[tuple[str, str]]:
+        frame = pd.DataFrame({"key": keys, "gross": [100] * len(keys)})
+        return [(p.label, DrillTarget.parse(p.key, "").value) for p in segment_points(frame, dim, [("gross", "Gross", "gross_revenue")])]
+
+    assert bars("tier", ["premium", "none"]) == [("Premium", "premium"), ("None", "none")]
+    assert bars("interval", ["month", "year"]) == [("Monthly", "month"), ("Yearly", "year")]
+    assert bars("country", ["JP", "none"]) == [("JP", "JP"), ("None", "none")]
