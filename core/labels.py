@@ -112,7 +112,23 @@ BY_COLUMN = {
 _ALL = ({**CHANGE_REASONS, "other": "Other"}, CANCELLATION, REFUND, DECLINE, DISPUTE, CHURN_KIND)
 # Columns whose stored codes read as words everywhere else too: a payment's "succeeded", an
 # invoice's "subscription_cycle" and a tier's "platinum" sat beside forms saying "Premium".
-CODE_COLUMNS = frozenset(BY_COLUMN) | {"reason", "status", "billing_reason", "tier"}
+CODE_COLUMNS = frozenset(BY_COLUMN) | {"reason", "status", "billing_reason", "tier", "action"}
+
+
+# The areas of the audit log's actions (``area.verb``, core.audit.record's callers)
+AUDIT_AREA = {"auth": "Sign-in", "change": "Member change", "staff": "Staff account", "settings": "Settings",
+              "alert": "Alert", "alert_rule": "Alert rule", "member": "Member", "membership": "Membership",
+              "stripe": "Stripe"}
+
+
+def action_label(action: str) -> str:
+    """An audit action in words: ``change.refund.requested`` -> ``Member change: refund, requested``;
+    ``auth.login_failed`` -> ``Sign-in: login failed``."""
+    area, _, rest = action.partition(".")
+    if not rest:
+        return action
+    verbs = ", ".join(part.replace("_", " ") for part in rest.split("."))
+    return f"{AUDIT_AREA.get(area, area.replace('_', ' ').capitalize())}: {verbs}"
 
 
 def code_label(code: object, column: str | None = None) -> str:
@@ -120,6 +136,8 @@ def code_label(code: object, column: str | None = None) -> str:
     if code is None or code == "":
         return ""
     text = str(code)
+    if column == "action":
+        return action_label(text)
     first = BY_COLUMN.get(column or "")
     if first and text in first:
         return first[text]

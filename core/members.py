@@ -23,7 +23,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, aliased
 
 from core import audit, stripe_store
-from core.audit.query import as_json_text
+from core.audit.query import as_json_text, what_changed
 from core.db import session_scope
 from core.member_search import PAGE_SIZE, SEARCH_COLUMNS, search_page
 from core.models import (
@@ -259,12 +259,12 @@ def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberVie
                             ["created_at", "author", "note"])
         # Before and after as on the Audit log page: the member page's tab said who and why, not what.
         view.audit = _frame([{
-            "at": _local(a.at, z), "actor": a.actor, "action": a.action, "reason": a.reason, "comment": a.comment,
-            "outcome": a.outcome, "approved_by": a.approved_by, "before": as_json_text(a.before),
+            "at": _local(a.at, z), "actor": a.actor, "action": a.action, "what_changed": what_changed(a.before, a.after),
+            "reason": a.reason, "comment": a.comment, "outcome": a.outcome, "approved_by": a.approved_by, "before": as_json_text(a.before),
             "after": as_json_text(a.after),
         } for a in s.scalars(select(AuditEntry).where(AuditEntry.member_id == member_id)
                              .order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(500))],
-            ["at", "actor", "action", "reason", "comment", "outcome", "approved_by", "before", "after"])
+            ["at", "actor", "action", "what_changed", "reason", "comment", "outcome", "approved_by", "before", "after"])
         return view
 
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 import streamlit as st
 
 from core.audit.query import AuditQueryError
+from core.labels import action_label
 from core.timeutil import utc_now, zone
 from dashboard import format as fmt
 from dashboard import reads
@@ -21,8 +22,8 @@ ANY = "(any action)"
 
 def render(ctx: StaffContext) -> None:
     st.title("Audit log")
-    definition("Every sign-in, sign-out, refusal and change staff made, who did it, why, and the values before and "
-               "after. The log is append-only: nobody can edit or delete an entry.")
+    definition("Every sign-in, sign-out, refusal and change staff made, who did it, why, what changed, and the whole "
+               "record before and after. The log is append-only: nobody can edit or delete an entry.")
     facets = safely("The filter lists could not be read.", reads.audit_facets) or ([], [])
     actors, actions = facets
     tz = reads.business_tz()
@@ -32,7 +33,9 @@ def render(ctx: StaffContext) -> None:
         c1, c2, c3 = st.columns(3)
         actor = c1.selectbox("Staff", [ALL, *actors], key="audit_actor")
         action = c2.selectbox("Action", [ANY, *actions], key="audit_action",
-                              help="Actions are named area.verb, e.g. member.refund or auth.login_failed.")
+                              format_func=lambda a: a if a == ANY else f"{action_label(a)} ({a})",
+                              help="Each action in words, then as stored (area.verb, e.g. change.refund or "
+                                   "auth.login_failed).")
         member_text = c3.text_input("Member id", value=member_default, key="audit_member", max_chars=18)
         d1, d2 = st.columns(2)
         start = d1.date_input("From", value=today - timedelta(days=30), key="audit_from", format="YYYY-MM-DD")

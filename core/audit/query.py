@@ -3,7 +3,8 @@
 Guarantees: read-only (the log is append-only; ``core.audit`` is the only writer); dates are local
 calendar days in the given time zone, half-open ``[start, end + 1 day)``; results are plain
 DataFrames with timestamps in that zone, newest first, at most ``limit`` rows (the caller is told
-when the limit cut the list); ``before``/``after`` come back decrypted as compact JSON text.
+when the limit cut the list); ``before``/``after`` come back decrypted as compact JSON text, and
+``what_changed`` says in one line which fields differ between them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from core.models import AuditEntry
 from core.timeutil import local_midnight, zone
 
 DEFAULT_LIMIT = 2000
-COLUMNS = ["at", "actor", "action", "member_id", "target_type", "target_id", "reason", "comment", "outcome",
-           "approved_by", "request_id", "before", "after"]
+COLUMNS = ["at", "actor", "action", "member_id", "target_type", "target_id", "what_changed", "reason", "comment",
+           "outcome", "approved_by", "request_id", "before", "after"]
+# A one-line difference stops here: the whole record is in the before and after columns.
+CHANGED_FIELDS = 12
 
 
 class AuditQueryError(ValueError):
@@ -38,6 +41,48 @@ class AuditPage:
 def as_json_text(value: Any) -> str | None:
     if value is None:
         return None
+    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def what_changed(before: Any, after: Any) -> str:
+    """The fields that differ between ``before`` and ``after``, one line: ``subscription.tier:
+    premium → platinum; subscription.status: active → canceled``. Nested objects by their dotted
+    path, a field only on one side shown against "—", an entry with no before (a creation) as its
+    fields' values. A reader saw two blobs of JSON of thirty fields each and had to find the two
+    that moved."""
+    old, new = _flat(before), _flat(after)
+    parts = []
+    for path in [*new, *(p for p in old if p not in new)]:
+        if path in old and path in new and old[path] == new[path]:
+            continue
+        if before is None:
+            parts.append(f"{path}: {_shown(new[path])}" if path else _shown(new[path]))
+        else:
+            change = f"{_shown(old.get(path))} → {_shown(new.get(path))}"
+            parts.append(f"{path}: {change}" if path else change)
+    if len(parts) > CHANGED_FIELDS:
+        parts = [*parts[:CHANGED_FIELDS], f"and {len(parts) - CHANGED_FIELDS} more"]
+    return "; ".join(parts)
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if value is None and not prefix:
+        return {}
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
     return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
 
 
@@ -70,7 +115,8 @@ def entries(engine: Engine, *, actor: str | None = None, member_id: int | None =
     truncated = len(found) > limit
     rows = [{
         "at": a.at.astimezone(z), "actor": a.actor, "action": a.action, "member_id": a.member_id,
-        "target_type": a.target_type, "target_id": a.target_id, "reason": a.reason, "comment": a.comment,
+        "target_type": a.target_type, "target_id": a.target_id, "what_changed": what_changed(a.before, a.after),
+        "reason": a.reason, "comment": a.comment,
         "outcome": a.outcome, "approved_by": a.approved_by, "request_id": a.request_id,
         "before": as_json_text(a.before), "after": as_json_text(a.after),
     } for a in found[:limit]]

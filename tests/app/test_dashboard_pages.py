@@ -247,7 +247,10 @@ def test_audit_page_filters(world_url):
     at = _open(database_url, "audit.py", "manager")
     assert not at.exception
     frame = at.dataframe[0].value
-    assert "staff.create" in set(frame["Action"])
+    # Actions in words; what changed in one line beside the whole record (the demo sign-ins' creation).
+    assert "Staff account: create" in set(frame["Action"])
+    created = frame[frame["Action"] == "Staff account: create"]
+    assert created["What changed"].str.contains("roles: ").all(), created["What changed"].tolist()
     at.text_input(key="audit_member").input("abc")
     at.button(key="FormSubmitter:audit_filters-Apply filters").click().run()
     assert "is not a member id" in texts(at)

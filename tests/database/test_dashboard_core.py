@@ -181,6 +181,27 @@ def test_audit_query_filters(engine, session):
     assert actors == ["ada", "sam"] and "staff.create" in actions
 
 
+def test_audit_entries_say_what_changed(engine, session):
+    # Two snapshots of a dozen fields each: the entry names the two that moved.
+    snapshot = {"member_id": 7, "email": "a@example.com", "version": 3,
+                "subscription": {"tier": "premium", "status": "active", "cancel_at_period_end": False, "discount": None}}
+    after = {**snapshot, "version": 4, "subscription": {**snapshot["subscription"], "tier": "platinum",
+                                                        "cancel_at_period_end": True}}
+    audit.record(session, actor="ada", action="change.change_tier", member_id=7, before=snapshot, after=after)
+    audit.record(session, actor="ada", action="staff.create", target_type="staff", target_id="kim",
+                 after={"roles": ["support"], "active": True})
+    audit.record(session, actor="sam", action="auth.login")
+    session.commit()
+    rows = audit_query.entries(engine).rows.set_index("action")["what_changed"]
+    # (The log stores each snapshot with its keys sorted.)
+    assert rows["change.change_tier"] == ("subscription.cancel_at_period_end: no → yes; "
+                                          "subscription.tier: premium → platinum; version: 3 → 4")
+    assert rows["staff.create"] == 'active: yes; roles: ["support"]'
+    assert rows["auth.login"] == ""
+    many = audit_query.what_changed({f"f{i}": 0 for i in range(20)}, {f"f{i}": 1 for i in range(20)})
+    assert many.endswith("; and 8 more") and many.count("→") == audit_query.CHANGED_FIELDS
+
+
 def test_overview_counts(engine, world):
     tiers = overview_counts.members_by_tier_status(engine)
     got = {(r.tier, r.status): r.members for r in tiers.itertuples()}

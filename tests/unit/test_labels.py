@@ -116,3 +116,14 @@ def test_revenue_segment_bars_name_tiers_and_intervals_in_words():
     assert bars("tier", ["premium", "none"]) == [("Premium", "premium"), ("None", "none")]
     assert bars("interval", ["month", "year"]) == [("Monthly", "month"), ("Yearly", "year")]
     assert bars("country", ["JP", "none"]) == [("JP", "JP"), ("None", "none")]
+
+
+def test_audit_actions_read_as_words():
+    from core.labels import action_label
+
+    assert action_label("change.refund.requested") == "Member change: refund, requested"
+    assert action_label("auth.login_failed") == "Sign-in: login failed"
+    assert action_label("alert_rule.update") == "Alert rule: update"
+    assert action_label("newarea.did_it") == "Newarea: did it" and action_label("Refund a payment") == "Refund a payment"
+    shown = display_frame(pd.DataFrame({"action": ["staff.set_roles"]}))
+    assert shown["Action"].tolist() == ["Staff account: set roles"]
