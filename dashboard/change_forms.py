@@ -171,6 +171,8 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         return
     if state.get("message"):
         st.success(md(state.pop("message")))
+    if state.get("notice"):
+        st.warning(md(state.pop("notice")))
     if state.get("stale"):
         st.warning(md(state.pop("stale")))
         _show_state(data["snapshot"])
@@ -200,37 +202,65 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
         # No max_chars (a longer paste was dropped whole, without a word); the service says "too long".
         comment = st.text_area("Comment (required)", key=f"{key}-comment", placeholder="Up to 2,000 characters")
         asked = st.form_submit_button("Preview")
+        # The preview and the buttons that act on it, inside the form: Confirm sends the fields too,
+        # so it can tell whether they are still the ones previewed.
+        below = st.container()
     change = changes.ChangeInput(action=action, member_id=member_id, member_version=int(state["version"]),
                                  reason=reason, comment=comment, params=params)
     if asked:
-        try:
-            preview = _answer(member_id, change,
-                              lambda: changes.preview(engine(), change, _actor(ctx), stripe=stripe_client()))
-        except changes.ChangeRefused as exc:
-            error_box(str(exc))
+        refused = _preview(ctx, member_id, change)
+        if refused is not None:
+            if refused:
+                error_box(refused)
             return
-        if preview is None:
-            return
-        # The confirmation carries what the preview pinned, so Stripe charges what was shown.
-        state["pending"] = dataclasses.replace(change, params={**change.params, **preview.pinned})
-        state["preview"] = preview
     pending, preview = state.get("pending"), state.get("preview")
     if pending is None or pending.action != action:
         return
-    _show_preview(preview)
-    # The form's fields reach the server only with Preview: Confirm makes the change previewed
-    # above, whatever the fields show now (a price chosen after the preview was not the one applied).
-    st.caption("Confirm makes the change previewed above. Changed the form since? Press Preview again first.")
-    cols = st.columns(2)
-    # A change that waits for a second person is sent, not made: "Confirm change" read as if it
-    # would happen now, beside the preview's "Needs a second person's approval".
-    confirm = cols[0].button("Send for approval" if preview.needs_approval else "Confirm change", type="primary",
-                             key=f"{key}-confirm")
-    if cols[1].button("Cancel", key=f"{key}-discard"):
+    with below:
+        shown = st.container()
+        cols = st.columns(2)
+        # A change that waits for a second person is sent, not made: "Confirm change" read as if it
+        # would happen now, beside the preview's "Needs a second person's approval".
+        confirm = cols[0].form_submit_button("Send for approval" if preview.needs_approval else "Confirm change",
+                                             type="primary", key=f"{key}-confirm")
+        discard = cols[1].form_submit_button("Cancel", key=f"{key}-discard")
+    if discard:
         state.pop("pending", None)
         st.rerun()
+    if confirm and change != state.get("previewed"):
+        # Confirm used to make the change previewed whatever the fields said by then: a price chosen
+        # after the preview was not the one applied. A changed form is previewed again instead.
+        state.pop("pending", None)
+        refused = _preview(ctx, member_id, change)
+        state["notice"] = (CHANGED_SINCE_PREVIEW if refused is None
+                           else f"The form changed after its preview, so nothing was changed. {refused}")
+        st.rerun()
+    with shown:
+        _show_preview(preview)
     if confirm:
         _confirm(ctx, member_id, pending)
+
+
+CHANGED_SINCE_PREVIEW = ("The form changed after its preview, so nothing was changed: below is the preview of what "
+                         "it says now. Confirm makes this one.")
+
+
+def _preview(ctx: StaffContext, member_id: int, change: changes.ChangeInput) -> str | None:
+    """Preview ``change`` and keep it as the one Confirm makes. None when previewed; else why not:
+    the service's sentence, or "" when the page was answered already (a stale member, a repeat)."""
+    state = st.session_state[_state_key(member_id)]
+    try:
+        preview = _answer(member_id, change,
+                          lambda: changes.preview(engine(), change, _actor(ctx), stripe=stripe_client()))
+    except changes.ChangeRefused as exc:
+        return str(exc)
+    if preview is None:
+        return ""
+    # The confirmation carries what the preview pinned, so Stripe charges what was shown.
+    state["pending"] = dataclasses.replace(change, params={**change.params, **preview.pinned})
+    state["preview"] = preview
+    state["previewed"] = change  # the fields as previewed, which Confirm's must match
+    return None
 
 
 def _answer(member_id: int, change: changes.ChangeInput, call: Callable[[], T]) -> T | None:

@@ -75,6 +75,19 @@ def test_support_cancels_refunds_and_meets_a_stale_form(page, served, stripe_env
     preview(page, page.get_by_role("button", name="Confirm change"))
     confirm_change(page)
     assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 400
+
+    # The amount changed after Preview: Confirm makes nothing and previews what the form says now.
+    page.get_by_label("Amount (USD)").fill("1.00")
+    page.get_by_label("Comment (required)").fill("Half the outage week.")
+    preview(page, page.get_by_role("button", name="Confirm change"))
+    page.get_by_label("Amount (USD)").fill("3.00")
+    page.get_by_role("button", name="Confirm change").click()
+    wait_idle(page)
+    page.get_by_text("The form changed after its preview, so nothing was changed").wait_for()
+    assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 400
+    page.get_by_text("$3.00").first.wait_for()
+    confirm_change(page)
+    assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 700
     with session_scope(engine) as s:
         v = s.get(Member, world.member_id).version
 
