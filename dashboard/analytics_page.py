@@ -38,9 +38,13 @@ def open_page(title: str, page: str, *, computing: str, controls_key: str | None
     q = md.question(eng, chosen, bs)
     line = md.settings_line(bs, q)
     st.caption(text.md(line))
-    with st.spinner(f"Computing {computing} …"):
+    if md.loaded_recently(q, page):
         b = ui.load_bundle(eng, q, page)
+    else:
+        with st.spinner(f"Computing {computing} …"):
+            b = ui.load_bundle(eng, q, page)
     if b is None:
         st.stop()
+    md.note_loaded(q, page)
     ui.freshness(b, bs.business_timezone)
     return AnalyticsPage(eng, q, line, b)

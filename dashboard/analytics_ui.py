@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -92,11 +93,18 @@ def unfinished(period: date | None, q: metrics_data.Question | None, granularity
     """True when the bucket starting at ``period`` has not ended at the question's ``now``."""
     if period is None or q is None:
         return False
+    return _bucket_end(period, granularity or q.granularity, q.settings) > q.now_minute
+
+
+@functools.lru_cache(maxsize=4096)
+def _bucket_end(period: date, granularity: str, settings: tuple[tuple[str, Any], ...]) -> datetime:
+    """The instant a bucket ends, kept: asked for every point and cohort cell on every run, it
+    validated the business settings and converted a time zone each time (a tenth of a warm Churn run)."""
     from core.settings.business import BusinessSettings
     from core.timeutil import local_midnight, next_period_start, zone
 
-    tz = zone(BusinessSettings(**dict(q.settings)).business_timezone)
-    return local_midnight(next_period_start(period, granularity or q.granularity), tz) > q.now_minute
+    tz = zone(BusinessSettings(**dict(settings)).business_timezone)
+    return local_midnight(next_period_start(period, granularity), tz)
 
 
 def series_points(result: MetricResult | None, slug: str, *, series: str = "",
@@ -122,17 +130,22 @@ def series_points(result: MetricResult | None, slug: str, *, series: str = "",
 
 def breakdown_points(result: MetricResult | None, slug: str, *, label_column: str = "key",
                      value_column: str = "value", series_column: str | None = None) -> list[charts.Point]:
-    if result is None or result.breakdown is None or result.breakdown.empty:
+    # The plain columns, not ``result.breakdown`` (a DataFrame built on every run; see series_points).
+    frame = result.columns("breakdown") if result is not None else None
+    if not frame or not len(frame.get("key", ())):
         return []
-    frame = result.breakdown
-    col = label_column if label_column in frame.columns else "key"
-    series = ([code_label(v, series_column) for v in frame[series_column].fillna("unknown").astype(str)]
-              if series_column in frame.columns else [""] * len(frame))
+    col = label_column if label_column in frame else "key"
+    series = ([code_label("unknown" if _blank(v) else str(v), series_column) for v in frame[series_column]]
+              if series_column is not None and series_column in frame else [""] * len(frame["key"]))
     # Bars are labelled in words (core.labels), never with the stored code.
     return [charts.Point(key=DrillTarget(slug, "", key=str(k)).id,
                          label=code_label(lbl) if lbl is not None else "Unknown",
-                         value=None if pd.isna(v) else v, series=sr)
+                         value=None if _blank(v) else v, series=sr)
             for k, lbl, v, sr in zip(frame["key"], frame[col], frame[value_column], series, strict=True)]
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT
 
 
 def segment_points(frame: pd.DataFrame | None, dim: str, measures: Sequence[tuple[str, str, str]]) -> list[charts.Point]:
@@ -358,9 +371,10 @@ def movements(b: Any) -> Movements | None:
     result = metrics_data.find(b, metrics_data.REVENUE["movements"])
     values: dict[str, int] = {}
     slug = result.slug if result is not None else ""
-    if result is not None and result.breakdown is not None and not result.breakdown.empty:
-        for k, v in zip(result.breakdown["key"], result.breakdown["value"], strict=True):
-            if v is not None and not pd.isna(v):
+    frame = result.columns("breakdown") if result is not None else None  # (no DataFrame per run)
+    if frame and "key" in frame:
+        for k, v in zip(frame["key"], frame["value"], strict=True):
+            if not _blank(v):
                 values[str(k)] = int(v)
     slugs: dict[str, str] = {}
     for kind, one_slug in metrics_data.MOVEMENT_SLUGS.items():
@@ -410,12 +424,12 @@ def cohort_grid(result: MetricResult | None, slug: str, q: metrics_data.Question
     """Rows = cohorts (first paid month), columns = months since (0, 1, 2 ...), from the
     registry's cohort breakdown (one row per cohort and month). With ``q``, cells of a calendar
     month that has not ended are listed in ``partial`` (drawn as "so far", not coloured)."""
-    if result is None or result.breakdown is None or result.breakdown.empty:
+    frame = result.columns("breakdown") if result is not None else None  # (no DataFrame per run)
+    if not frame:
         return None
-    frame = result.breakdown
-    cohort_col = next((c for c in COHORT_COLUMNS if c in frame.columns), None)
-    offset_col = next((c for c in OFFSET_COLUMNS if c in frame.columns), None)
-    if cohort_col is None or offset_col is None:
+    cohort_col = next((c for c in COHORT_COLUMNS if c in frame), None)
+    offset_col = next((c for c in OFFSET_COLUMNS if c in frame), None)
+    if cohort_col is None or offset_col is None or not len(frame[cohort_col]):
         return None
     rows: list[str] = []
     cols: list[str] = []
@@ -423,17 +437,18 @@ def cohort_grid(result: MetricResult | None, slug: str, q: metrics_data.Question
     keys: dict[tuple[str, str], str] = {}
     targets: list[DrillTarget] = []
     partial: set[tuple[str, str]] = set()
-    shares = frame["share"] if "share" in frame.columns else frame["value"]
-    months = frame["month"] if "month" in frame.columns and offset_col != "month" else frame[cohort_col]
+    seen: set[str] = set()
+    shares = frame["share"] if "share" in frame else frame["value"]
+    months = frame["month"] if "month" in frame and offset_col != "month" else frame[cohort_col]
     for cohort, k, value, month in zip(frame[cohort_col], frame[offset_col], shares, months, strict=True):
         period = _as_date(cohort)
         r = f"{period:%Y-%m}" if period else str(cohort)
-        c = f"M{int(k)}" if not pd.isna(k) else "?"
+        c = f"M{int(k)}" if not _blank(k) else "?"
         if r not in rows:
             rows.append(r)
         if c not in cols:
             cols.append(c)
-        cells[(r, c)] = None if value is None or pd.isna(value) else value
+        cells[(r, c)] = None if _blank(value) else value
         if unfinished(_as_date(month), q, "month"):
             partial.add((r, c))
         # The registry's drill behind a cohort cell: the cohort's members paying at the end of that
@@ -442,7 +457,8 @@ def cohort_grid(result: MetricResult | None, slug: str, q: metrics_data.Question
         target = DrillTarget(slug, f"Cohort {r}, paying at the end of {at:%Y-%m}" if at else f"Cohort {r}",
                              period=at, key=period.isoformat() if period else None)
         keys[(r, c)] = target.id
-        if all(t.id != target.id for t in targets):
+        if target.id not in seen:
+            seen.add(target.id)
             targets.append(target)
     cols.sort(key=lambda c: int(c[1:]) if c[1:].isdigit() else 10**6)
     return CohortGrid(rows, cols, cells, keys, targets, partial)
