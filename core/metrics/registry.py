@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 _REGISTRY: dict[str, Metric] = {}
 _MODULES = ("core.metrics.recurring", "core.metrics.churn", "core.metrics.cash", "core.metrics.health")
 _loaded = False
+_loading = threading.RLock()  # re-entrant: a metric module being imported may ask for the registry
 
 
 def register(metric: Metric) -> Metric:
@@ -26,11 +28,17 @@ def register(metric: Metric) -> Metric:
 
 
 def _load() -> None:
+    """Import the metric modules once. Under a lock, marked loaded only after every import: two
+    threads asking at once (a page's worklists beside its numbers, two sessions after a restart)
+    found the flag set and the registry still half full ("“failure_rate” is not a metric")."""
     global _loaded
-    if not _loaded:
-        _loaded = True
-        for name in _MODULES:
-            importlib.import_module(name)
+    if _loaded:
+        return
+    with _loading:
+        if not _loaded:
+            for name in _MODULES:
+                importlib.import_module(name)
+            _loaded = True
 
 
 def list_metrics() -> list[Metric]:
