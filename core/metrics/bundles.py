@@ -136,18 +136,15 @@ def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
     if page not in PAGES:
         raise MetricError(f"“{page}” is not a dashboard page; use one of {', '.join(PAGES)}.")
     with memo.shared():
-        # Failed payments: the worklists and revenue at risk read the subscriptions, not the
-        # rollups the page's other numbers read, so they are read on a second connection beside
-        # them (55-65 -> 4x ms at a million members on an idle 2-core machine; under load both
-        # wait for the same cores and nothing is gained).
-        lists = _BESIDE.submit(_worklists, engine, query) if page == "failed_payments" else None
-        beside = BESIDE if lists is not None else ()
-        found = {slug: get(slug).compute(engine, query) for slug in PAGES[page] if slug not in beside}
-        listed = lists.result() if lists is not None else None
-        if listed is not None:
-            found.update(listed[0])
+        # Part of some pages is read on a second connection beside the rest (``BESIDE``).
+        side = _SECOND.submit(_beside, engine, page, query) if page in BESIDE else None
+        found = {slug: get(slug).compute(engine, query) for slug in PAGES[page] if slug not in BESIDE.get(page, ())}
+        other = side.result() if side is not None else Beside({}, {}, {})
+        found.update(other.metrics)
         metrics = {slug: found[slug] for slug in PAGES[page]}
         bundle = PageBundle(page, query, metrics, settings_used=query.settings_used())
+        bundle.tables.update(other.tables)
+        bundle.row_counts = other.row_counts
         st = source.usable_state(engine, query)
         bundle.data_through = st.now if st is not None else None
         bundle.freshness = source.status(engine, query)
@@ -167,20 +164,32 @@ def page_bundle(engine: Engine, page: str, query: Query) -> PageBundle:
             bundle.tables.update(revenue_tables(engine, query))
             bundle.chain_query = chain_query(query)
             bundle.chain = {slug: get(slug).compute(engine, bundle.chain_query) for slug in CHAIN}
-        elif listed is not None:
-            _, bundle.tables["past_due"], bundle.tables["expiring_cards"], bundle.row_counts = listed
     return bundle
 
 
-BESIDE = ("revenue_at_risk",)  # the Failed payments numbers read beside the others, with the worklists
-_BESIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="page-worklists")
+# Per page, the numbers read on a second connection beside the others, each half sharing its own
+# reads. Failed payments: revenue at risk and the worklists read the subscriptions, the rest the
+# payment rollups; most of each half is the database's time, so at a million members on an idle
+# 2-core machine the page took 39-43 ms instead of 52-65. (Revenue is mostly Python's time, which
+# a second thread does not share out: tried, 50-56 ms either way.) Under load both halves wait for
+# the same cores, and nothing is gained or lost.
+BESIDE: dict[str, tuple[str, ...]] = {"failed_payments": ("revenue_at_risk",)}
+_SECOND = ThreadPoolExecutor(max_workers=4, thread_name_prefix="page-beside")
 
 
-def _worklists(engine: Engine, query: Query
-               ) -> tuple[dict[str, MetricResult], pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    return ({slug: get(slug).compute(engine, query) for slug in BESIDE},
-            worklists.past_due(engine, query, limit=WORKLIST_ROWS),
-            worklists.expiring_cards(engine, query, limit=WORKLIST_ROWS), worklists.counts(engine, query))
+@dataclass
+class Beside:
+    metrics: dict[str, MetricResult]
+    tables: dict[str, pd.DataFrame]
+    row_counts: dict[str, int]
+
+
+def _beside(engine: Engine, page: str, query: Query) -> Beside:
+    with memo.shared():
+        metrics = {slug: get(slug).compute(engine, query) for slug in BESIDE[page]}
+        return Beside(metrics, {"past_due": worklists.past_due(engine, query, limit=WORKLIST_ROWS),
+                                "expiring_cards": worklists.expiring_cards(engine, query, limit=WORKLIST_ROWS)},
+                      worklists.counts(engine, query))
 
 
 def _whole_months(query: Query) -> Query:
