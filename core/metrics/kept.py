@@ -14,13 +14,13 @@ So this process keeps the answers, shared by every session it serves:
   gets numbers at the new rates, not the kept answer of the minute.
 - ``Keeper``, a thread started with the server, answers the default period ("Month to date")
   every ``FRESH``, so the person who opens the Overview finds it ready, after a restart too
-  (the warm-up's answer is the first one kept). While the Overview is in use (asked for within
-  ``WANTED``), it keeps the other periods fresh too: "Year to date" took 5 s in the browser at a
-  million members when chosen (the same part of last year is swept to the minute), and again on
-  each visit after its minute. At night, with nobody asking, only the default period is kept.
-  The other periods start ``SETTLE`` after the Overview comes into use, not with it: computed at
-  once (about 1.4 s of CPU at a million members), they competed with the first page after a
-  restart, which then took 1.0-1.1 s in the browser instead of 0.7.
+  (the warm-up's answer is the first one kept). Another period someone chose within ``WANTED``
+  is kept fresh too: "Year to date" took 5 s in the browser at a million members each time it was
+  chosen after its minute (the same part of last year is swept to the minute); now only the
+  first choice computes it. Not every period as soon as the Overview is opened: that was about
+  1.4 s of CPU in one go at a million members, which after a restart slowed the first page
+  (1.0-1.7 s in the browser instead of 0.7-1.0) and, with ten people at work, made the slowest
+  pages slower. At night, with nobody asking, only the default period is kept.
 
 The numbers are as of the instant they were computed (the page shows it): at most a minute
 old. The counts below the cards, the member page and every list read the rows when asked.
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 FRESH = timedelta(seconds=60)
 WANTED = timedelta(minutes=15)
-SETTLE = timedelta(seconds=5)
 DEFAULT_PERIOD = "mtd"
 PERIODS = ("mtd", "30d", "90d", "ytd")  # the Overview's choices (``period_bounds``)
 _KEEP = 16  # answers kept at most (a few periods x a settings change or two)
@@ -89,30 +88,24 @@ _Key = tuple[Any, ...]
 _lock = threading.Lock()
 _answers: dict[_Key, Answer] = {}
 _computing: dict[_Key, threading.Lock] = {}
-_asked: dict[str, datetime] = {}  # database -> when someone last asked for the Overview
-_opened: dict[str, datetime] = {}  # database -> when the Overview came into use (no ask in WANTED before)
+_asked: dict[tuple[str, str], datetime] = {}  # (database, period) -> when someone last asked for it
 
 
 def overview(engine: Engine, period: str, now: datetime | None = None) -> Answer:
     """The Overview's numbers for ``period``, as of ``now`` or at most ``FRESH`` before it; the
-    keeper keeps every period fresh for ``WANTED`` from now."""
-    key, asked = _engine_key(engine), utc_now()
+    keeper keeps ``period`` fresh for ``WANTED`` from now."""
     with _lock:
-        last = _asked.get(key)
-        if last is None or asked - last > WANTED:
-            _opened[key] = asked
-        _asked[key] = asked
+        _asked[(_engine_key(engine), period)] = utc_now()
     return answer(engine, overview_query(engine, period, now or utc_now()))
 
 
 def wanted(engine: Engine, at: datetime) -> tuple[str, ...]:
-    """The periods to keep fresh at ``at``: every one while the Overview was asked for within
-    ``WANTED`` and came into use ``SETTLE`` ago or more, else the default one."""
+    """The periods to keep fresh at ``at``: the default one, and each other one asked for within
+    ``WANTED``."""
     key = _engine_key(engine)
     with _lock:
-        when, opened = _asked.get(key), _opened.get(key)
-    in_use = when is not None and opened is not None and at - when <= WANTED and at - opened >= SETTLE
-    return PERIODS if in_use else (DEFAULT_PERIOD,)
+        asked = {period for (db, period), when in _asked.items() if db == key and at - when <= WANTED}
+    return tuple(p for p in PERIODS if p == DEFAULT_PERIOD or p in asked)
 
 
 def answer(engine: Engine, query: Query, *, fresh: timedelta = FRESH) -> Answer:
@@ -167,7 +160,6 @@ def forget() -> None:
         _answers.clear()
         _computing.clear()
         _asked.clear()
-        _opened.clear()
 
 
 class Keeper(Daemon):

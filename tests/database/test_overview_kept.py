@@ -109,30 +109,30 @@ def test_a_saved_rate_is_a_new_question_at_once(engine, session, paid):
     assert _cards(later.bundle) == _cards(raw)
 
 
-def test_every_period_is_kept_fresh_while_the_overview_is_in_use(engine, paid):
+def test_a_chosen_period_is_kept_fresh_while_the_overview_is_in_use(engine, paid):
     """"Year to date" took 5 s in the browser at a million members when chosen, and again on each
-    visit after its minute: while anyone uses the Overview, the keeper keeps every period fresh."""
+    visit after its minute: once chosen, the keeper keeps it fresh. Not every period as soon as the
+    Overview opens: that burst of work slowed the first page after a restart."""
     from core.timeutil import utc_now
 
     assert kept.wanted(engine, utc_now()) == ("mtd",)  # nobody asked: the default only
-    asked = kept.overview(engine, "mtd")
-    # Not with the first page (after a restart they competed with it), but soon after.
-    assert kept.wanted(engine, asked.as_of) == ("mtd",)
-    assert kept.wanted(engine, utc_now() + kept.SETTLE) == ("mtd", "30d", "90d", "ytd")
+    kept.overview(engine, "mtd")
+    assert kept.wanted(engine, utc_now()) == ("mtd",)  # the Overview opened: still the default only
+    asked = kept.overview(engine, "ytd")
+    assert kept.wanted(engine, utc_now()) == ("mtd", "ytd")
     assert kept.wanted(engine, utc_now() + kept.WANTED + timedelta(seconds=1)) == ("mtd",)
-    kept.overview(engine, "30d")  # asked again while in use: the others stay wanted
-    assert kept.wanted(engine, utc_now() + kept.SETTLE) == ("mtd", "30d", "90d", "ytd")
     keeper = kept.Keeper(engine, every=timedelta(seconds=3))
     keeper.start()
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             query = kept.overview_query(engine, "ytd", utc_now())
-            if kept._latest(kept._key(engine, query)) is not None:
+            latest = kept._latest(kept._key(engine, query))
+            if latest is not None and latest.as_of > asked.as_of:
                 break
             time.sleep(0.1)
         ytd = kept._latest(kept._key(engine, query))
-        assert ytd is not None and ytd.as_of > asked.as_of  # nobody asked for it
+        assert ytd is not None and ytd.as_of > asked.as_of  # the keeper's: nobody asked again
         assert _cards(ytd.bundle) == _cards(page_bundle(engine, "overview", replace(query, now=ytd.as_of)))
     finally:
         keeper.stop()
