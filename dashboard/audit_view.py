@@ -17,6 +17,8 @@ from dashboard.text import md
 from dashboard.widgets import definition, error_box, records, safely
 
 ALL = "(everyone)"
+AUDIT_UNITS = ("What changed, before and after are the records as the audit log keeps them: amounts in the "
+               "currency's smallest unit (cents; yen are whole yen), beside their currency.")
 ANY = "(any action)"
 
 
@@ -57,6 +59,7 @@ def render(ctx: StaffContext) -> None:
         error_box("The audit log could not be read; try again in a moment.")
         return
     st.caption(f"{fmt.count(len(page.rows))} entr{'y' if len(page.rows) == 1 else 'ies'} · times in {md(tz)}"
-               + (" · only the newest shown: narrow the filters to see older ones." if page.truncated else ""))
+               + (" · only the newest shown: narrow the filters to see older ones." if page.truncated else "")
+               + f" · {AUDIT_UNITS}")
     records(page.rows, "audit-log", key="csv-audit",
           empty_sentence="No audit entries match these filters.")

@@ -21,6 +21,7 @@ from core.models.enums import SubscriptionStatus
 from core.permissions import Actor, Permission, PermissionDenied
 from dashboard import format as fmt
 from dashboard import reads
+from dashboard.audit_view import AUDIT_UNITS
 from dashboard.auth import StaffContext, check
 from dashboard.db import engine
 from dashboard.text import md
@@ -273,8 +274,7 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
         _notes(ctx, view)
     with tabs[6]:
         if not view.audit.empty:
-            st.caption("Before and after are the records as the audit log keeps them: amounts in the currency's "
-                       "smallest unit (cents; yen are whole yen), beside their currency.")
+            st.caption(AUDIT_UNITS)
         records(view.audit, f"{prefix}-audit", key="csv-member-audit",
               empty_sentence="No audit entries for this member.")
     with tabs[7]:

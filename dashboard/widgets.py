@@ -125,8 +125,13 @@ def table(frame: pd.DataFrame | list[dict[str, Any]], name: str, *, empty_senten
 def records(rows: pd.DataFrame, name: str, *, empty_sentence: str, key: str | None = None) -> None:
     """Rows as stored (``*_minor`` money beside a currency, times, codes) shown in words, with a
     CSV of the same rows whose amounts are plain numbers a spreadsheet can add up."""
-    table(fmt.display_frame(rows), name, empty_sentence=empty_sentence, key=key,
+    # A sentence-long column (an audit entry's "What changed") gets the room to be read.
+    wide = {fmt.label(c): st.column_config.TextColumn(width="large") for c in WIDE_COLUMNS if c in rows.columns}
+    table(fmt.display_frame(rows), name, empty_sentence=empty_sentence, key=key, column_config=wide or None,
           export=functools.partial(fmt.export_frame, rows))
+
+
+WIDE_COLUMNS = ("what_changed",)
 
 
 def safely(sentence: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
