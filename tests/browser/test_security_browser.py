@@ -155,7 +155,7 @@ def test_the_audit_log_page_leaves_no_traceback_in_the_server_log(dashboard_serv
     start = dashboard_server.log_path.stat().st_size
     page.goto(f"{dashboard_server.url}/audit")
     sign_in_as(page, "manager")
-    page.locator("[role=gridcell]", has_text="member.note").first.wait_for(state="attached")
+    page.locator("[role=gridcell]", has_text="Member: note").first.wait_for(state="attached")
     wait_idle(page)
     with dashboard_server.log_path.open("rb") as log:
         log.seek(start)
