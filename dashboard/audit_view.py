@@ -60,6 +60,6 @@ def render(ctx: StaffContext) -> None:
         return
     st.caption(f"{fmt.count(len(page.rows))} entr{'y' if len(page.rows) == 1 else 'ies'} · times in {md(tz)}"
                + (" · only the newest shown: narrow the filters to see older ones." if page.truncated else "")
-               + f" · {AUDIT_UNITS}")
+               + f" · {AUDIT_UNITS}")  # text-safe: a constant sentence of ours
     records(page.rows, "audit-log", key="csv-audit",
           empty_sentence="No audit entries match these filters.")

@@ -274,7 +274,7 @@ def render_member(ctx: StaffContext, raw_id: str) -> None:
         _notes(ctx, view)
     with tabs[6]:
         if not view.audit.empty:
-            st.caption(AUDIT_UNITS)
+            st.caption(AUDIT_UNITS)  # text-safe: a constant sentence of ours
         records(view.audit, f"{prefix}-audit", key="csv-member-audit",
               empty_sentence="No audit entries for this member.")
     with tabs[7]:
