@@ -19,7 +19,7 @@ So this process keeps the answers, shared by every session it serves:
   chosen after its minute (the same part of last year is swept to the minute); now only the
   first choice computes it. Not every period as soon as the Overview is opened: that was about
   1.4 s of CPU in one go at a million members, which after a restart slowed the first page
-  (1.0-1.7 s in the browser instead of 0.7-1.0) and, with ten people at work, made the slowest
+  (1.2-1.9 s in the browser instead of 0.7-1.05) and, with ten people at work, made the slowest
   pages slower. At night, with nobody asking, only the default period is kept.
 
 The numbers are as of the instant they were computed (the page shows it): at most a minute
