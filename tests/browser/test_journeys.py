@@ -1,5 +1,9 @@
-"""A day in the life of each role, in Chromium against a fresh server (SQLite, and PostgreSQL when
-TEST_DATABASE_URL is set) whose Stripe is the sandbox.
+"""A day in the life of each role, in Chromium against a fresh server whose Stripe is the sandbox.
+
+Each day runs once, on one database: support's and finance's (the days that move and read money)
+on PostgreSQL when TEST_DATABASE_URL is set, the manager's and the admin's on SQLite, so both
+databases meet a whole day. (Every day on both took a quarter of the browser tests' time, which
+run one after another; what differs between the databases is what the database tests cover.)
 
 Each journey does that role's real work and asserts what the person sees: the answer of every
 action, numbers equal to the command line's, no stored code shown raw, nothing done twice (in
@@ -39,7 +43,7 @@ from tests.support.browser import (
     wait_idle,
 )
 from tests.support.changes_world import World, build
-from tests.support.db import TEST_KEY
+from tests.support.db import PG_URL, TEST_KEY
 from tests.support.servers import ROOT, Server, start_server, stop_server
 from tests.support.worlds import build_small_world, create_staff, refresh_rollups
 
@@ -49,6 +53,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("br
 # shown as it is stored.
 RAW_CODES = sorted({c for table in (CANCELLATION, REFUND, DECLINE, CHANGE_REASONS) for c in table if "_" in c})
 RAW = re.compile(r"(?<![\w/#=?&.-])(" + "|".join(map(re.escape, RAW_CODES)) + r")(?![\w])")
+
+
+# The database a day runs on (see the docstring): PostgreSQL for the money days when there is one.
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql" if PG_URL else "sqlite"], indirect=True)
+ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @dataclass
@@ -107,6 +116,7 @@ def requests(engine: Engine, action: str) -> list[str]:
 
 # ----------------------------------------------------------------------------------------- support
 
+@ON_POSTGRESQL
 def test_support_day(page: Any, day: Day) -> None:
     w, client = day.world, day.stripe.client
     page.goto(f"{day.server.url}/members")
@@ -162,6 +172,7 @@ def test_support_day(page: Any, day: Day) -> None:
 
 # ------------------------------------------------------------------------------------------- admin
 
+@ON_SQLITE
 def test_admin_day(page: Any, day: Day) -> None:
     page.goto(f"{day.server.url}/admin")
     sign_in_as(page, "admin")
@@ -203,6 +214,7 @@ def test_admin_day(page: Any, day: Day) -> None:
 
 # ----------------------------------------------------------------------------------------- manager
 
+@ON_SQLITE
 def test_manager_day(page: Any, day: Day) -> None:
     from datetime import timedelta
 
@@ -330,6 +342,7 @@ def card_value(page: Any, label: str) -> str:
     return metric.locator("[data-testid=stMetricValue]").inner_text().strip()
 
 
+@ON_POSTGRESQL
 def test_finance_day(page: Any, day: Day, tmp_path: Path) -> None:
     from datetime import timedelta
 

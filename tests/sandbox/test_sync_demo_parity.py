@@ -25,7 +25,7 @@ from demo.world import World
 from stripe_sandbox.store import SandboxStore
 from tests.support.sandbox import SandboxProcess, gateway_client
 
-SEED, MEMBERS, NOW = 11, 150, datetime(2026, 11, 20, 12, tzinfo=UTC)
+SEED, MEMBERS, NOW = 16, 60, datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 
 def facts(engine: Engine) -> dict[str, Any]:
