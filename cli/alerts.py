@@ -13,6 +13,7 @@ from typing import Any
 
 from cli.common import CommandError, engine, settings
 from core import alerts
+from core.alerts import rule_form, rules
 from core.permissions import Actor
 
 
@@ -52,8 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = c.add_mutually_exclusive_group()
     g.add_argument("--enable", dest="enabled", action="store_true", default=None)
     g.add_argument("--disable", dest="enabled", action="store_false")
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a threshold, e.g. min_ratio=2 or max_amount.USD=50000 (repeatable)")
+    c.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a threshold in the units the page's form shows (`alerts rules` lists them), "
+                        "e.g. min_ratio=2 or max_amount.USD=500 for $500.00 (repeatable)")
     c.add_argument("--reset", action="store_true", help="back to the default thresholds")
     c.add_argument("--email", action="append", help="notify this address (repeatable; replaces the list)")
     c.add_argument("--webhook", action="append", help="POST to this URL (repeatable; replaces the list)")
@@ -131,26 +133,20 @@ def _rules(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         print(f"{r['slug']:<22} {'on ' if r['enabled'] else 'off'}  {r['title']}")
-        print(f"{'':<27}{json.dumps(r['params'], sort_keys=True)}")
+        _print_fields(rules.get(r["slug"]), r["params"])
         if any(r["notify"].values()):
             print(f"{'':<27}notify: {json.dumps(r['notify'])}")
     return 0
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+def _parse_set(items: list[str]) -> dict[str, str]:
+    typed: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise CommandError(f"“{item}” is not KEY=VALUE.")
-        key, value = key.strip(), value.strip()
-        parsed: Any = value.lower() == "true" if value.lower() in ("true", "false") else value
-        if "." in key:
-            outer, inner = key.split(".", 1)
-            params.setdefault(outer, {})[inner] = parsed
-        else:
-            params[key] = parsed
-    return params
+            raise CommandError(f"“{item}” is not NAME=VALUE.")
+        typed[key.strip()] = value.strip()
+    return typed
 
 
 def _configure(args: argparse.Namespace) -> int:
@@ -160,11 +156,25 @@ def _configure(args: argparse.Namespace) -> int:
     elif args.email is not None or args.webhook is not None:
         notify_to = {"email": args.email or [], "webhook": args.webhook or []}
     local_receiver = settings().alert_webhook_local_receiver
+    typed = _parse_set(args.set)
     try:
+        params = {}
+        if typed:
+            current = alerts.rule_configs(engine())[rules.get(args.slug).slug]
+            params = rule_form.params_from_text(current.rule, current.params, typed, reset=args.reset)
         cfg = alerts.configure_rule(engine(), args.slug, actor=_actor(), enabled=args.enabled,
-                                    params=_parse_set(args.set), notify_to=notify_to, reset=args.reset,
+                                    params=params, notify_to=notify_to, reset=args.reset,
                                     local_receiver=local_receiver)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    print(f"{cfg.rule.slug}: {'on' if cfg.enabled else 'off'} {json.dumps(cfg.params, sort_keys=True)}")
+    print(f"{cfg.rule.slug}: {'on' if cfg.enabled else 'off'}")
+    _print_fields(cfg.rule, cfg.params)
     return 0
+
+
+def _print_fields(rule: Any, params: dict[str, Any]) -> None:
+    """Each threshold as the page's form shows it: its name for ``--set``, its value, its label."""
+    for f in rule_form.fields(rule, params):
+        value = ("yes" if f.value else "no") if f.kind == "switch" else (
+            f"{f.value:.{f.decimals}f}" if f.decimals else str(f.value))
+        print(f"{'':<4}{f.name} = {value}  ({f.label})")

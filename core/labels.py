@@ -119,11 +119,17 @@ CODE_COLUMNS = frozenset(BY_COLUMN) | {"reason", "status", "billing_reason", "ti
 AUDIT_AREA = {"auth": "Sign-in", "change": "Member change", "staff": "Staff account", "settings": "Settings",
               "alert": "Alert", "alert_rule": "Alert rule", "member": "Member", "membership": "Membership",
               "stripe": "Stripe"}
+# Whole actions whose area and verb read twice or in code ("Sign-in: login", "permission refused").
+AUDIT_ACTION = {"auth.login": "Sign-in: signed in", "auth.logout": "Sign-in: signed out",
+                "auth.login_failed": "Sign-in: failed", "auth.lockout": "Sign-in: locked out",
+                "auth.permission_refused": "Access refused: the role lacks the permission"}
 
 
 def action_label(action: str) -> str:
     """An audit action in words: ``change.refund.requested`` -> ``Member change: refund, requested``;
-    ``auth.login_failed`` -> ``Sign-in: login failed``."""
+    ``auth.login`` -> ``Sign-in: signed in``."""
+    if action in AUDIT_ACTION:
+        return AUDIT_ACTION[action]
     area, _, rest = action.partition(".")
     if not rest:
         return action

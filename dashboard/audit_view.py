@@ -17,8 +17,8 @@ from dashboard.text import md
 from dashboard.widgets import definition, error_box, records, safely
 
 ALL = "(everyone)"
-AUDIT_UNITS = ("What changed, before and after are the records as the audit log keeps them: amounts in the "
-               "currency's smallest unit (cents; yen are whole yen), beside their currency.")
+AUDIT_UNITS = ("What changed writes amounts as money; before and after are the records as the audit log keeps "
+               "them: amounts in the currency's smallest unit (cents; yen are whole yen), beside their currency.")
 ANY = "(any action)"
 
 

@@ -133,6 +133,38 @@ def params_from_form(rule: Rule, params: dict[str, Any], shown: dict[str, Any], 
     return changed
 
 
+_YES, _NO = ("yes", "true", "on", "1"), ("no", "false", "off", "0")
+
+
+def params_from_text(rule: Rule, params: dict[str, Any], typed: dict[str, str], *,
+                     reset: bool = False) -> dict[str, Any]:
+    """``params_from_form`` for thresholds typed as text by field name (the command line's
+    ``--set max_amount.USD=500``): the same names and units as the page's form, so 500 is $500.00
+    there too, and a share is typed in per cent. A name that is not a field, or a value that is
+    not a number (a switch: yes or no), is refused with one sentence."""
+    by_name = {f.name: f for f in fields(rule, params)}
+    shown: dict[str, Any] = {}
+    for name, text in typed.items():
+        field = by_name.get(name)
+        if field is None:
+            raise ValueError(f"“{name}” is not a threshold of {rule.slug}; its thresholds are "
+                             f"{', '.join(by_name) or 'none'}.")
+        text = text.strip()
+        if field.kind == "switch":
+            if text.lower() not in _YES + _NO:
+                raise ValueError(f"“{field.label}” ({name}) is yes or no, not “{text}”.")
+            shown[name] = text.lower() in _YES
+            continue
+        try:
+            number = Decimal(text)
+        except ArithmeticError:
+            number = None
+        if number is None or not number.is_finite():
+            raise ValueError(f"“{field.label}” ({name}) takes a number, not “{text}”.") from None
+        shown[name] = number
+    return params_from_form(rule, params, shown, reset=reset)
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return bool(a) == bool(b)

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core.models import AuditEntry
+from core.money import format_money
 from core.timeutil import local_midnight, zone
 
 DEFAULT_LIMIT = 2000
@@ -26,6 +27,11 @@ COLUMNS = ["at", "actor", "action", "member_id", "target_type", "target_id", "wh
            "outcome", "approved_by", "request_id", "before", "after"]
 # A one-line difference stops here: the whole record is in the before and after columns.
 CHANGED_FIELDS = 12
+# Fields the records keep as whole minor units beside a ``currency`` of their own object (a
+# refund's detail, a subscription): "What changed" writes them as money ("€2.00", "¥600"), where
+# the record's 200 read as two hundred euros.
+MONEY_FIELDS = frozenset({"amount", "amount_minor", "amount_refunded", "amount_paid", "amount_due",
+                          "payment_amount_refunded", "price_amount", "mrr_minor", "total"})
 
 
 class AuditQueryError(ValueError):
@@ -55,11 +61,11 @@ def what_changed(before: Any, after: Any) -> str:
     for path in [*new, *(p for p in old if p not in new)]:
         if path in old and path in new and old[path] == new[path]:
             continue
+        was, now = _shown(old.get(path), path, old), _shown(new.get(path), path, new)
         if before is None:
-            parts.append(f"{path}: {_shown(new[path])}" if path else _shown(new[path]))
+            parts.append(f"{path}: {now}" if path else now)
         else:
-            change = f"{_shown(old.get(path))} → {_shown(new.get(path))}"
-            parts.append(f"{path}: {change}" if path else change)
+            parts.append(f"{path}: {was} → {now}" if path else f"{was} → {now}")
     if len(parts) > CHANGED_FIELDS:
         parts = [*parts[:CHANGED_FIELDS], f"and {len(parts) - CHANGED_FIELDS} more"]
     return "; ".join(parts)
@@ -76,14 +82,32 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, path: str = "", record: dict[str, Any] | None = None) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, str):
         return value
+    currency = _currency_of(path, record or {})
+    if currency and isinstance(value, int) and path.rpartition(".")[2] in MONEY_FIELDS:
+        try:
+            return format_money(value, currency)
+        except (KeyError, ValueError):
+            pass  # not a currency we know: the stored number, as the record has it
     return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _currency_of(path: str, record: dict[str, Any]) -> str | None:
+    """The ``currency`` beside ``path`` in its own object, else in the nearest enclosing one."""
+    prefix = path.rpartition(".")[0]
+    while True:
+        found = record.get(f"{prefix}.currency" if prefix else "currency")
+        if isinstance(found, str) and found:
+            return found
+        if not prefix:
+            return None
+        prefix = prefix.rpartition(".")[0]
 
 
 def entries(engine: Engine, *, actor: str | None = None, member_id: int | None = None, action: str | None = None,

@@ -198,6 +198,14 @@ def test_audit_entries_say_what_changed(engine, session):
                                           "subscription.tier: premium → platinum; version: 3 → 4")
     assert rows["staff.create"] == 'active: yes; roles: ["support"]'
     assert rows["auth.login"] == ""
+    # Amounts as money, each in the currency beside it (or of the object around it).
+    refund = audit_query.what_changed(
+        {"subscription": {"currency": "JPY", "mrr_minor": 1200, "price_amount": 1200}},
+        {"subscription": {"currency": "JPY", "mrr_minor": 0, "price_amount": 1200},
+         "detail": {"amount": 250, "currency": "EUR", "payment_amount_refunded": 899, "note_count": 2}})
+    assert refund == ("subscription.mrr_minor: ¥1,200 → ¥0; detail.amount: — → €2.50; "
+                      "detail.currency: — → EUR; detail.payment_amount_refunded: — → €8.99; detail.note_count: — → 2")
+    assert audit_query.what_changed(None, {"amount": 500}) == "amount: 500"  # no currency: the number kept
     many = audit_query.what_changed({f"f{i}": 0 for i in range(20)}, {f"f{i}": 1 for i in range(20)})
     assert many.endswith("; and 8 more") and many.count("→") == audit_query.CHANGED_FIELDS
 

@@ -122,7 +122,8 @@ def test_audit_actions_read_as_words():
     from core.labels import action_label
 
     assert action_label("change.refund.requested") == "Member change: refund, requested"
-    assert action_label("auth.login_failed") == "Sign-in: login failed"
+    assert action_label("auth.login_failed") == "Sign-in: failed"
+    assert action_label("auth.login") == "Sign-in: signed in"  # not "Sign-in: login"
     assert action_label("alert_rule.update") == "Alert rule: update"
     assert action_label("newarea.did_it") == "Newarea: did it" and action_label("Refund a payment") == "Refund a payment"
     shown = display_frame(pd.DataFrame({"action": ["staff.set_roles"]}))
