@@ -64,6 +64,9 @@ class Sandbox:
         self.lock = threading.Lock()
         self.faults: list[Fault] = []
         self.fault_lock = threading.Lock()
+        # Set by clear_faults: a request held by a delay fault goes on at once (a test that holds a
+        # request while something else happens releases it when that is done, not after a timeout).
+        self.cleared = threading.Event()
         self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.webhooks = WebhookDispatcher(store, webhook_url, webhook_secret)
         self.api.listeners.append(self.webhooks.enqueue)
@@ -101,6 +104,8 @@ class Sandbox:
     def clear_faults(self) -> None:
         with self.fault_lock:
             self.faults.clear()
+            self.cleared.set()
+            self.cleared = threading.Event()
 
     def note_request(self, method: str, path: str, status: int | None) -> None:
         """One API request in the log (``status`` None: the connection was dropped)."""
@@ -194,7 +199,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._drop()
                 return
             if fault.mode == "delay":
-                time.sleep(fault.seconds)
+                sb.cleared.wait(fault.seconds)
             elif fault.mode == "status":
                 fault_headers: dict[str, str] = {}
                 if fault.should_retry is not None:

@@ -128,9 +128,9 @@ class TestEventFaults:
 class TestConcurrentRuns:
     def test_two_processes_exactly_one_writes(self, engine: Engine, database_url: str, sandbox: SandboxProcess) -> None:
         build_stripe_world(gateway_client(sandbox), 2)
-        # Slow the first list call (within the client's 30 s read timeout) so the first process still
-        # holds the lock while the second starts, even on a busy machine.
-        sandbox.fault("/v1/products", mode="delay", seconds=15, times=1)
+        # Hold the first list call (within the client's 30 s read timeout) so the first process still
+        # holds the lock while the second starts, even on a busy machine; released once it is done.
+        sandbox.fault("/v1/products", mode="delay", seconds=25, times=1)
         env = {**os.environ, "DATABASE_URL": database_url, "STRIPE_API_KEY": sandbox.api_key,
                "STRIPE_API_BASE": sandbox.url, "MEMBERDESK_ENCRYPTION_KEYS": TEST_KEY,
                "MEMBERDESK_SECRETS_FILE": str(ROOT / "tests" / "no-such-secrets.toml")}
@@ -140,6 +140,7 @@ class TestConcurrentRuns:
         while time.monotonic() < deadline and _runs(engine) == []:
             time.sleep(0.05)
         second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        sandbox.clear_faults()  # the held request goes on
         out, err = first.communicate(timeout=120)
         assert first.returncode == 0, err
         assert second.returncode == 1
