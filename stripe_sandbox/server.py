@@ -41,7 +41,7 @@ REQUEST_LOG_SIZE = 10_000
 class Fault:
     path_prefix: str = "/"
     method: str | None = None
-    mode: str = "status"  # status | drop | delay | apply_then_500 | apply_then_drop | apply_then_garble
+    mode: str = "status"  # status | drop | delay | apply_then_500 | apply_then_drop | apply_then_garble | apply_then_delay
     status: int = 500
     times: int | None = 1  # None: every matching request
     skip: int = 0  # let this many matching requests through first
@@ -88,7 +88,8 @@ class Sandbox:
 
     def add_fault(self, spec: dict[str, Any]) -> Fault:
         mode = str(spec.get("mode") or "status")
-        if mode not in ("status", "drop", "delay", "apply_then_500", "apply_then_drop", "apply_then_garble"):
+        if mode not in ("status", "drop", "delay", "apply_then_500", "apply_then_drop", "apply_then_garble",
+                        "apply_then_delay"):
             raise StripeError(400, "invalid_request_error", f"Unknown fault mode: {mode}.", param="mode")
         times = spec.get("times", 1)
         fault = Fault(
@@ -221,6 +222,11 @@ class Handler(BaseHTTPRequestHandler):
         with sb.lock:
             status, body = self._answer(method, url.path, params, idem, key, headers)
             headers.setdefault("Request-Id", str(sb.api.request_ctx.get("id") or "req_sandbox"))
+        if fault is not None and fault.mode == "apply_then_delay":
+            # Applied, its webhooks on their way, the answer held: what a slow network gives a
+            # client whose webhook endpoint hears of its write first.
+            log.info("fault: %s %s applied, answer held up to %.1f s", method, url.path, fault.seconds)
+            sb.cleared.wait(fault.seconds)
         if fault is not None and fault.mode == "apply_then_500":
             log.info("fault: %s %s applied, answered 500", method, url.path)
             status, body = 500, fault_body(500)

@@ -322,6 +322,10 @@ def _execute(engine: Engine, request_id: int, *, stripe: Any, now: datetime, res
         plan = planned or Plan(params=params, preview=Preview(action.name, []),
                                stripe_ids=dict(req.stripe_ids or {}))
         key = req.idempotency_key
+        # The member as they were before Stripe was asked: the webhook of Stripe's own answer can
+        # reach our rows before they are written below, and a snapshot taken then recorded the
+        # change's result as its "before" (a cancel's audit entry showed no cancel).
+        before = member_snapshot(s, member)
         uses_stripe = action.needs_stripe(ctx, plan)
         stripe_result: dict[str, Any] = {}
         if uses_stripe:
@@ -370,7 +374,7 @@ def _execute(engine: Engine, request_id: int, *, stripe: Any, now: datetime, res
                 req = s.get(ChangeRequest, request_id)
                 assert req is not None
                 outcome = _finish(s, req, action, plan, comment, stripe_result, now, stripe, approved_by,
-                                  resuming=resuming)
+                                  resuming=resuming, before=before)
             break
         except OperationalError as exc:
             # PostgreSQL: the webhook pass storing the same new invoice and charge at this moment
@@ -400,10 +404,12 @@ def _refresh_metrics(engine: Engine, now: datetime) -> None:
 
 def _finish(s: Session, req: ChangeRequest, action: Action, plan: Plan, comment: str,
             stripe_result: dict[str, Any], now: datetime, stripe: Any, approved_by: str | None, *,
-            resuming: bool) -> Outcome:
-    """Our rows, the member's version, the request's result and the audit entry (caller commits)."""
+            resuming: bool, before: dict[str, Any] | None = None) -> Outcome:
+    """Our rows, the member's version, the request's result and the audit entry (caller commits).
+    ``before``: the member as they were before Stripe was asked (else as they are now)."""
     member = _load(s, req.member_id)
-    before = member_snapshot(s, member)
+    if before is None:
+        before = member_snapshot(s, member)
     ctx = Ctx(s, member, Actor(req.requested_by, frozenset()), now, load_limits(s), stripe, req.reason, comment)
     after_detail = action.write(ctx, plan, stripe_result)
     s.flush()

@@ -8,6 +8,7 @@ event whose content our rows already hold (the echo of our own write) must not m
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -210,3 +211,34 @@ def test_retrying_an_invoice_stores_the_charge_it_makes(engine, stripe_env) -> N
     assert submit(engine, retry, SAM, stripe=client).message == "Done."
     paid = _stored_payments_of(engine, stripe_invoice)
     assert paid == _remote_payments_of(client, stripe_invoice) and {st for _c, st in paid} == {"failed", "succeeded"}
+
+
+def test_the_audit_entry_s_before_is_the_member_before_the_change_when_the_webhook_came_first(
+        engine, stripe_env, hooked, sandbox) -> None:
+    """Stripe's answer held until its webhook was applied to our rows: the audit entry still shows
+    the member before the cancel (it recorded the cancelled state on both sides, once in a few
+    changes, when the webhook won the race)."""
+    from core.audit import query as audit_query
+
+    world, hook, _loop = hooked
+    sandbox.fault(f"/v1/subscriptions/{world.subscription}", method="POST", mode="apply_then_delay", seconds=8)
+    cancel = ChangeInput("cancel", world.member_id, version(engine, world.member_id), "customer_request",
+                         "Moving abroad next month.", {"when": "period_end"})
+    answers: list[Any] = []
+    worker = threading.Thread(target=lambda: answers.append(submit(engine, cancel, SAM, stripe=stripe_env.client)))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while True:  # the webhook applied while the answer is held
+        with session_scope(engine) as s:
+            if s.scalar(select(Subscription.cancel_at_period_end)):
+                break
+        assert time.monotonic() < deadline, "the cancellation's webhook was not applied"
+        time.sleep(0.05)
+    sandbox.clear_faults()  # now Stripe answers
+    worker.join(60)
+    assert answers and answers[0].message == "Done."
+    [entry] = audit_query.entries(engine, action="change.cancel").rows.to_dict("records")
+    before, after = json.loads(entry["before"]), json.loads(entry["after"])
+    assert before["subscription"]["cancel_at_period_end"] is False
+    assert after["subscription"]["cancel_at_period_end"] is True
+    assert "subscription.cancel_at_period_end: no → yes" in entry["what_changed"]
