@@ -58,7 +58,8 @@ SEARCH_COLUMNS = ["member_id", "email", "name", "country", "stripe_customer_id",
 TIERS = {1: "email", 2: "email starts with", 3: "name starts with", 4: "name", 5: "name or email"}
 
 _DIGITS = re.compile(r"^\d{1,18}$")
-_OUR_ID = re.compile(r"^(member|mem|m|invoice|inv|payment|pay)\s*[#:]?\s*(\d{1,18})$", re.I)
+# "member 12", "inv:7", and "#1212", as the pages write a member's id.
+_OUR_ID = re.compile(r"^(member|mem|m|invoice|inv|payment|pay|#)\s*[#:]?\s*(\d{1,18})$", re.I)
 _STRIPE_ID = re.compile(r"^[A-Za-z]{2,5}_[A-Za-z0-9_]{1,250}$")
 
 
@@ -83,8 +84,11 @@ class SearchPage:
 
 
 def clean_query(raw: str | None) -> str:
-    """The query as searched: control characters dropped, spaces collapsed, at most MAX_CHARS."""
-    kept = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in (raw or "")[: MAX_CHARS * 4])
+    """The query as searched: control characters as spaces, invisible format characters dropped
+    (the word joiner our pages put into addresses came along when one was copied from a result,
+    and "jo\u2060@example.com" searched as two words), spaces collapsed, at most MAX_CHARS."""
+    kept = "".join(" " if unicodedata.category(ch)[0] == "C" and unicodedata.category(ch) != "Cf" else ch
+                   for ch in (raw or "")[: MAX_CHARS * 4] if unicodedata.category(ch) != "Cf")
     return " ".join(kept.split())[:MAX_CHARS]
 
 
@@ -118,7 +122,8 @@ def _id_hits(s: Session, query: str) -> tuple[list[tuple[int, str]], bool]:
     ours = _OUR_ID.match(query)
     if ours:
         kind, number = ours.group(1).lower(), int(ours.group(2))
-        table = {"m": (Member.id, Member.id, "member id"), "i": (Invoice.member_id, Invoice.id, "invoice id"),
+        table = {"m": (Member.id, Member.id, "member id"), "#": (Member.id, Member.id, "member id"),
+                 "i": (Invoice.member_id, Invoice.id, "invoice id"),
                  "p": (Payment.member_id, Payment.id, "payment id")}[kind[0]]
         return [(mid, table[2]) for (mid,) in s.execute(select(table[0]).where(table[1] == number))], True
     if _DIGITS.match(query):
@@ -132,8 +137,9 @@ def _id_hits(s: Session, query: str) -> tuple[list[tuple[int, str]], bool]:
         hits += [(mid, "payment id") for (mid,) in s.execute(select(Payment.member_id).where(Payment.id == number))]
         return hits, True
     hits = _stripe_id_hits(s, query) if _STRIPE_ID.match(query) else []
+    # Stripe writes invoice numbers in capitals ("D0001211-0032"); a person types them as they come.
     hits += [(mid, "invoice number") for (mid,) in s.execute(
-        select(Invoice.member_id).where(Invoice.number == query).limit(PAGE_SIZE))]
+        select(Invoice.member_id).where(Invoice.number.in_({query, query.upper()})).limit(PAGE_SIZE))]
     return hits, False
 
 

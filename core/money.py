@@ -55,8 +55,15 @@ def parse_major(text: str | int | float | Decimal, currency: str) -> MinorUnits:
     and anything but plain digits (no exponents, no full-width digits, no underscores)."""
     currency = normalise_currency(currency)
     raw = str(text).strip()
-    for symbol in SYMBOLS.values():
-        raw = raw.removeprefix(symbol)
+    own = SYMBOLS.get(currency, "")
+    # The amount's own symbol is dropped ("$" also for another dollar); another currency's is
+    # refused: "€5" for a USD payment was read as $5.00.
+    for symbol in sorted(SYMBOLS.values(), key=len, reverse=True):
+        if raw.startswith(symbol):
+            if symbol != own and not (symbol == "$" and own.endswith("$")):
+                raise MoneyError(f"“{text}” is written in another currency; this amount is in {currency}.")
+            raw = raw[len(symbol):]
+            break
     raw = raw.strip()
     if not _PLAIN_AMOUNT.fullmatch(raw):
         raise MoneyError(f"“{text}” is not an amount: write plain digits with an optional decimal point, "

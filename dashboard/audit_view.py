@@ -44,11 +44,12 @@ def render(ctx: StaffContext) -> None:
         end = d2.date_input("To (inclusive)", value=today, key="audit_to", format="YYYY-MM-DD")
         st.form_submit_button("Apply filters")
     member_id = None
-    if member_text.strip():
-        if not member_text.strip().isdigit():
-            error_box(f"“{member_text.strip()}” is not a member id; member ids are whole numbers.")
+    member_text = member_text.strip().removeprefix("#").strip()  # "#1212", as the pages write an id
+    if member_text:
+        if not member_text.isdigit():
+            error_box(f"“{member_text}” is not a member id; member ids are whole numbers.")
             return
-        member_id = int(member_text.strip())
+        member_id = int(member_text)
     try:
         page = reads.audit_entries(actor=None if actor == ALL else actor, member_id=member_id,
                                    action=None if action == ANY else action, start=start, end=end)

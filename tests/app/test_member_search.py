@@ -118,13 +118,15 @@ class TestIds:
         pay = make_payment(session, member=ann, created_at=at("2026-01-02 00:00"))
         other = make_member(session, name="Other One", email="other@example.com")
         session.commit()
-        for text, label in [(str(ann.id), "member id"), (f"member #{ann.id}", "member id"),
+        for text, label in [(str(ann.id), "member id"), (f"member #{ann.id}", "member id"), (f"#{ann.id}", "member id"),
                             ("cus_ANN1", "Stripe customer id"), (sub.stripe_subscription_id, "Stripe subscription id"),
                             (pay.stripe_charge_id, "Stripe charge id"), (f"payment {pay.id}", "payment id")]:
             page = search_page(engine, text)
             assert page.rows.iloc[0]["member_id"] == ann.id, text
             assert page.rows.iloc[0]["matched_on"] == label, text
         assert other.id not in ids(engine, "cus_ANN1")
+        # An address copied from a result carries the invisible word joiner the page puts in it.
+        assert ids(engine, "ann\u2060@example.com") == [ann.id]
 
 
 HOSTILE = ["%", "_", "%%", "a%", "%a", "\\", "'", '"', "''", '"a', "a\"b", "*", "^", "-", "+", "(", ")", "NEAR(a b)",

@@ -38,6 +38,13 @@ class TestParse:
         with pytest.raises(MoneyError, match="2 decimal places"):
             parse_major("1.005", "USD")
 
+    def test_its_own_symbol_and_never_another_currency_s(self):
+        assert parse_major("$5", "USD") == 500 and parse_major("€2.50", "EUR") == 250 and parse_major("¥300", "JPY") == 300
+        assert parse_major("$5", "CAD") == 500 and parse_major("CA$5", "CAD") == 500  # a dollar is a dollar
+        for typed, currency in (("€5", "USD"), ("£3", "USD"), ("¥3", "USD"), ("$5", "EUR"), ("CA$5", "USD")):
+            with pytest.raises(MoneyError, match=f"another currency; this amount is in {currency}"):
+                parse_major(typed, currency)
+
     @pytest.mark.parametrize("bad", ["", "abc", "NaN", "inf", "1e"])
     def test_garbage(self, bad):
         with pytest.raises(MoneyError):
