@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from core.daemon import Daemon
-from core.metrics import page_bundle
+from core.metrics import page_bundle, source
 from core.metrics.types import Query
 from core.settings.business import BusinessSettings, load
 from core.timeutil import utc_now, zone
@@ -145,9 +145,13 @@ def _latest(key: _Key) -> Answer | None:
 
 def _key(engine: Engine, query: Query) -> _Key:
     """The question without its instant. ``q.settings`` carries the FX rates' digest: an answer
-    is never handed out for rates other than those it was converted at."""
+    is never handed out for rates other than those it was converted at. Whether the rollups
+    answer it too: an answer computed while they were being rebuilt after a settings change (from
+    the raw rows, MRR still by the previous grace days) was handed out for a minute after the
+    rebuild, beside pages that already showed the new figures."""
     q = query
-    return (_engine_key(engine), q.start, q.end, q.granularity, q.tz, q.currency, q.filters, q.settings)
+    usable = source.usable_state(engine, q) is not None
+    return (_engine_key(engine), q.start, q.end, q.granularity, q.tz, q.currency, q.filters, q.settings, usable)
 
 
 def _engine_key(engine: Engine) -> str:

@@ -110,6 +110,20 @@ def state(source: Engine | Connection) -> State | None:
                  int(built.get("version", 1)), bool(built.get("marks", False)), int(built.get("churn_rules", 1)))
 
 
+def segments_grace_days(source: Engine | Connection) -> tuple[bool, int | None]:
+    """(built, grace days) of the subscriptions' segments as they stand, stale or not: MRR and
+    churn read the segments even while a rebuild is pending, with the grace days they were cut by."""
+    conn_ctx = source.connect() if isinstance(source, Engine) else None
+    conn = conn_ctx if conn_ctx is not None else source
+    try:
+        assert isinstance(conn, Connection)
+        built = conn.execute(select(RollupState.value).where(RollupState.key == STATE_KEY)).scalar()
+    finally:
+        if conn_ctx is not None:
+            conn_ctx.close()
+    return (bool(built), built.get("grace_days") if built else None)
+
+
 def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | None = None) -> dict[str, Any]:
     """Bring every rollup up to date for days >= ``since`` (None = full rebuild). Returns a summary."""
     # Stripe's times are whole seconds, floored: a row written just after this refresh can carry a

@@ -206,6 +206,16 @@ def status(engine: Engine, query: Query) -> Freshness:
     st = _state(engine)
     assert query.now is not None
     if st is None:
+        built, grace = rollups.segments_grace_days(engine)
+        if built and grace != query.settings.past_due_grace_days:
+            # The segments MRR and churn read are cut by the grace days they were built with: until
+            # the rebuild, those figures are the previous setting's (a page said "a settings change
+            # is being applied" over the old figures, and nothing said which).
+            was = "until Stripe ends them" if grace is None else f"after {grace} days"
+            return Freshness(False, None, None, "a settings change is being applied; they are rebuilt in the "
+                                                "background (minutes at a million members). Until then MRR, churn "
+                                                f"and retention still count past-due members as the previous grace "
+                                                f"days did (lost {was}).")
         return Freshness(False, None, None, "the metric rollups are not built yet, or a settings change is being "
                                             "applied; they are rebuilt in the background.")
     if not st.matches(query.tz, query.settings):

@@ -136,3 +136,34 @@ def test_a_chosen_period_is_kept_fresh_while_the_overview_is_in_use(engine, paid
         assert _cards(ytd.bundle) == _cards(page_bundle(engine, "overview", replace(query, now=ytd.as_of)))
     finally:
         keeper.stop()
+
+
+def test_a_grace_days_change_is_not_answered_by_the_minute_before_the_rebuild(engine, session):
+    """A past-due member is MRR by "until Stripe ends them", lost after 7 grace days. Saved: until
+    the rebuild the figures are the previous setting's, and the page says so; once rebuilt, the
+    next visitor within the minute gets the new figures, not the answer kept meanwhile."""
+    from core.metrics import source
+    from core.permissions import Actor
+    from core.settings import business
+    from tests.support.factories import make_change, make_price, make_subscription, make_tier
+
+    price = make_price(session, tier=make_tier(session), unit_amount=1000)
+    sub = make_subscription(session, member=make_member(session), price=price, status="past_due")
+    make_change(session, subscription=sub, effective_at=at("2026-01-05 10:00"), mrr_after=1000, kind="started")
+    make_change(session, subscription=sub, effective_at=at("2026-02-20 10:00"), mrr_before=1000, mrr_after=1000,
+                from_status="active", to_status="past_due")
+    session.commit()
+    refresh(engine, now=at("2026-03-09 12:00"))
+
+    def mrr(answer: kept.Answer) -> int:
+        return dict((k.slug, k.value) for k in answer.bundle.kpis)["mrr"]
+
+    assert mrr(kept.overview(engine, "mtd", ASKED)) == 1000
+    business.save(engine, actor=Actor.of("ada", ["admin"]), past_due_grace_days=7)
+    during = kept.overview(engine, "mtd", ASKED + timedelta(seconds=5))
+    assert mrr(during) == 1000  # the segments still cut by the previous setting
+    sentence = source.status(engine, kept.overview_query(engine, "mtd", ASKED)).sentence()
+    assert "still count past-due members as the previous grace days did (lost until Stripe ends them)" in sentence
+    refresh(engine, now=at("2026-03-09 12:00"))  # the rebuild the save asked for
+    after = kept.overview(engine, "mtd", ASKED + timedelta(seconds=10))
+    assert after is not during and mrr(after) == 0
