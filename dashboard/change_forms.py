@@ -61,7 +61,7 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
         choice = st.selectbox("New price", list(options) or ["(no other price)"], key=f"{key}-price")
         p["price_id"] = options.get(choice)
         p["when"] = st.radio("When", ["now", "period_end"], key=f"{key}-when", horizontal=True,
-                             format_func=lambda w: "Now, prorated" if w == "now" else "From the next renewal")
+                             format_func=lambda w: "Now, prorated" if w == "now" else "Now, new price from the next renewal")
     elif action in ("extend", "grant_comp"):
         # No bounds here: a value outside a widget's bounds blocked the form in the browser with only a
         # tooltip, leaving the last run's message on screen; the service answers in a sentence.

@@ -311,9 +311,16 @@ class TestTierChange:
         params = {"price_id": world.prices["platinum_monthly"], "when": "period_end"}
         p = preview_change(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
         assert p.amount_minor == 0
+        # The tier changes now, only the price waits for the renewal: the preview says so.
+        assert p.summary[0].startswith("Switches to Platinum") and "now (the new tier from this moment)" in p.summary[0]
+        assert not any("not credited" in line for line in p.summary)  # an upgrade loses the member nothing
         submit(engine, _change(engine, world, "change_price", params), FINANCE, stripe=stripe_env.client)
         invoices = stripe_env.client.v1.invoices.list({"customer": world.customer}).data
         assert len(invoices) == 1  # only the first one
+        # Back down the same way: the days paid at Platinum are not credited, and the preview says so.
+        down = {"price_id": world.prices["premium_monthly"], "when": "period_end"}
+        p = preview_change(engine, _change(engine, world, "change_price", down), FINANCE, stripe=stripe_env.client)
+        assert "The days left of this period at $30.00/month are not credited (choose Now, prorated to credit them)." in p.summary
 
     def test_a_change_of_interval_starts_a_new_period_now(self, engine, stripe_env, world):
         # Stripe starts a new period at once on a change of interval and bills it then: the preview

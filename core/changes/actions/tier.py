@@ -136,8 +136,14 @@ class ChangePrice(_SubscriptionAction, name="change_price", title="Change tier o
                 summary.append(f"A new {price.interval}ly period starts now and ends on {_date(period_end)}.")
         else:
             kind = "charge"
-            summary = [f"Switches to {label}; nothing is charged now.",
+            # The tier changes now: "from the next renewal" read as if it waited, and a downgraded
+            # member lost the tier they had just paid for without a word.
+            summary = [f"Switches to {label} now (the new tier from this moment); nothing is charged or "
+                       "credited now.",
                        f"The new price is billed from the renewal on {_date(sub.current_period_end)}."]
+            if current is not None and price.unit_amount < current.unit_amount:
+                summary.append(f"The days left of this period at {format_money(current.unit_amount, current.currency)}/"
+                               f"{current.interval} are not credited (choose Now, prorated to credit them).")
         if sub.cancel_at_period_end:
             # Stripe keeps the cancellation through a change of price: a member charged for an
             # upgrade still leaves at the period's end, and the preview did not say so.
