@@ -117,9 +117,14 @@ def render(ctx: StaffContext) -> None:
     # A key keeps the tab in view across the rerun after an action (saving a rule went back to Open alerts).
     tab_active, tab_snoozed, tab_history, tab_rules = st.tabs(["Open alerts", "Snoozed", "History", "Rules"],
                                                               key="alerts_tabs")
+    snoozed = alerts.list_alerts(eng, status=["snoozed"], limit=50)
     with tab_active:
         active = alerts.list_alerts(eng, status=["open", "acknowledged"], limit=50)
-        if not active:
+        if not active and snoozed:
+            # "Every rule is within its baseline" while a snoozed alert's condition still held.
+            widgets.empty(f"No open alerts; {len(snoozed)} snoozed (see Snoozed): they come back here when their "
+                          "snooze ends if their condition still holds.")
+        elif not active:
             latest = alerts.latest_resolved(eng)
             widgets.empty("No open alerts: every rule is within its baseline." + (
                 f" The latest, “{_title(latest)}” ({scope_label(latest['scope'])}), fired "
@@ -128,7 +133,6 @@ def render(ctx: StaffContext) -> None:
         for i, a in enumerate(active):
             _card(eng, ctx, can_manage, a, i)
     with tab_snoozed:
-        snoozed = alerts.list_alerts(eng, status=["snoozed"], limit=50)
         if not snoozed:
             widgets.empty("No alert is snoozed.")
         for i, a in enumerate(snoozed):
@@ -219,7 +223,8 @@ def _actions(eng: Engine, ctx: StaffContext, a: dict[str, Any]) -> None:
         # answers a note that is too long in a sentence, with the text still in the field.
         note = st.text_input("Note (required to snooze or resolve)", key=note_key, placeholder="Up to 2,000 characters")
         # No bounds: 100,000 hours blocked the whole form (Resolve too) with only a tooltip; core says why.
-        hours = st.number_input("Snooze for hours", value=4, step=1, key=f"alert-hours-{a['id']}")
+        # Hours in halves: an int input turned a typed 1.5 into 1 without a word.
+        hours = st.number_input("Snooze for hours", value=4.0, step=0.5, format="%.1f", key=f"alert-hours-{a['id']}")
         left, mid, right = st.columns(3)
         # A snoozed alert is silenced on purpose: it is not acknowledged again, only snoozed longer or resolved.
         ack = left.form_submit_button("Acknowledge", disabled=a["status"] in ("acknowledged", "snoozed"))
@@ -246,7 +251,9 @@ def _actions(eng: Engine, ctx: StaffContext, a: dict[str, Any]) -> None:
 
 
 def _card(eng: Engine, ctx: StaffContext, can_manage: bool, a: dict[str, Any], i: int) -> None:
-    title = (f"{md(severity_badge(a['severity']))} · {md(_title(a))} · {md(scope_label(a['scope']))} · "
+    # The alert's number first: the page's answers say "Alert 4 acknowledged.", and an acted-on alert
+    # moves in the list, so the number tells which card was which.
+    title = (f"#{int(a['id'])} · {md(severity_badge(a['severity']))} · {md(_title(a))} · {md(scope_label(a['scope']))} · "
              f"{md(ALERT_STATUS.get(a['status'], a['status']))}")
     with st.expander(title, expanded=i < 3):  # text-safe: built from md() just above
         c1, c2 = st.columns(2)

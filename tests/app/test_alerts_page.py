@@ -4,6 +4,8 @@ with a note; a note is required."""
 
 from __future__ import annotations
 
+import re
+
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -53,6 +55,8 @@ def test_manager_sees_the_alert_and_resolves_it(database_url, engine, session):
     assert not at.exception, at.exception
     shown = texts(at)
     assert "Payment failure rate, last 24 hours" in " ".join(e.label for e in at.expander)
+    # Each card is numbered, as the answers name it ("Alert 4 acknowledged.").
+    assert all(re.match(r"#\d+ · ", e.label) for e in at.expander), [e.label for e in at.expander]
     assert "40 of 150 first payment attempts failed" in shown and "26.7%" in shown and "5.0%" in shown
     assert at.get("plotly_chart"), "a small chart of the recent history"
     links = [df.value for df in at.dataframe if "Member page" in df.value.columns]
@@ -204,7 +208,9 @@ def test_a_snoozed_alert_waits_apart_without_acknowledge(database_url, engine, s
     at.run()
     assert not at.exception, at.exception
     open_tab, snoozed_tab = at.tabs[0], at.tabs[1]
-    assert len(open_tab.expander) == 0 and "No open alerts" in " ".join(m.value for m in open_tab.info)
+    said = " ".join(m.value for m in open_tab.info)
+    assert len(open_tab.expander) == 0 and said.startswith("No open alerts; 1 snoozed (see Snoozed)")
+    assert "within its baseline" not in said  # its condition still holds
     assert len(snoozed_tab.expander) == 1
     acknowledge = [b for b in snoozed_tab.button if b.label == "Acknowledge"]
     assert acknowledge and all(b.disabled for b in acknowledge)
