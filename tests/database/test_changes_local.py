@@ -163,8 +163,11 @@ class TestComplimentary:
         assert _count(session, Subscription) == 0 and _count(session, ChangeRequest) == 0
 
     def test_support_limit_on_days_and_admin_can_raise_it(self, engine, session, member):
-        with pytest.raises(ChangeRefused, match="at most 30 days"):
+        with pytest.raises(ChangeRefused, match="at most 30 days; ask a manager for a longer grant"):
             submit(engine, change(member, "grant_comp", {"days": 45, "tier": "premium"}), SUPPORT, now=NOW)
+        # A manager's limit is 365 days; the next role up is an admin's (it said "ask a manager").
+        with pytest.raises(ChangeRefused, match="at most 365 days; ask an admin for a longer grant"):
+            preview_change(engine, change(member, "grant_comp", {"days": 366, "tier": "premium"}), MANAGER, now=NOW)
         assert _count(session, Subscription) == 0
         limits = load_limits(session)
         limits.extend_max_days["support"] = 60

@@ -112,9 +112,12 @@ def require_customer(ctx: Ctx) -> str:
 def allowed_days(ctx: Ctx, raw: Any, verb: str, ask: str) -> int:
     """The days typed, within the most generous day limit of the person's roles, counting the free
     days already given to this member within the limits' window: three grants of 30 days in a
-    minute gave 90 under a 30-day limit (refunds were counted so; free days were not)."""
+    minute gave 90 under a 30-day limit (refunds were counted so; free days were not). ``ask``:
+    what a refusal tells the person to ask the next role up for ("for more")."""
     days = parse.whole_number(raw, "number of days", low=1, high=3650)
     allowed = ctx.limits.max_extend_days(ctx.actor.roles)
+    # A manager was told to "ask a manager": the next role up is an admin's.
+    ask = f"ask {'an admin' if 'manager' in ctx.actor.roles else 'a manager'} {ask}"
     if allowed is None:
         return days
     if days > allowed:

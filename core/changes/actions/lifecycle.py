@@ -219,7 +219,7 @@ class Uncancel(_SubscriptionAction, name="uncancel", title="Undo a scheduled can
 class Extend(_SubscriptionAction, name="extend", title="Add free days", permission=Permission.CHANGE_MEMBERSHIP):
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
         sub = _sub(ctx)
-        days = allowed_days(ctx, raw.get("days"), "add", "ask a manager for more")
+        days = allowed_days(ctx, raw.get("days"), "add", "for more")
         if sub.status in S.ended():
             raise ChangeRefused("This membership is canceled; reactivate it or grant a complimentary one.")
         base: datetime | None

@@ -124,7 +124,7 @@ class GrantComp(Action, name="grant_comp", title="Grant a complimentary membersh
     uses_stripe = False
 
     def plan(self, ctx: Ctx, raw: dict[str, Any]) -> Plan:
-        days = allowed_days(ctx, raw.get("days"), "grant", "ask a manager for a longer grant")
+        days = allowed_days(ctx, raw.get("days"), "grant", "for a longer grant")
         tiers = {t.code: t for t in ctx.session.scalars(select(Tier).where(Tier.code != "free"))}
         tier_code = parse.choice(raw.get("tier"), sorted(tiers), "tier")
         sub = current_subscription(ctx.session, ctx.member.id)
