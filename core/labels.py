@@ -105,7 +105,7 @@ BY_COLUMN = {
     "cancellation_reason": CANCELLATION, "cancellation_feedback": CANCELLATION, "churn_kind": CHURN_KIND,
     "kind": CHANGE_KIND, "from_status": SUBSCRIPTION_STATUS, "to_status": SUBSCRIPTION_STATUS,
     # A drill's CSV said "churn", "transfer_in", "gross" and "paid" where the screen's charts said words.
-    "interval": INTERVAL, "movement": MOVEMENT, "change": MOVEMENT, "entry": CASH_ENTRY, "first_invoice_status": INVOICE_STATUS,
+    "interval": INTERVAL, "movement": MOVEMENT, "price_change_with_move": MOVEMENT, "entry": CASH_ENTRY, "first_invoice_status": INVOICE_STATUS,
 }
 # Outside the change form, "other" is just "Other": the form's "(explain in the comment)" is an
 # instruction to the agent, and read as a chart's bar or a table's cell it looked like a reason.

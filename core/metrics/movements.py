@@ -148,7 +148,7 @@ SELECT c.p, c.member_id, c.currency, c.tier_id, c.interval, c.country, c.ls AS m
             WHEN c.e > c.s THEN 'expansion'
             WHEN c.e < c.s THEN 'contraction' ELSE 'unchanged' END AS movement,
        CASE WHEN c.kind = 'transfer_in' AND c.e > c.s THEN 'expansion'
-            WHEN c.kind = 'transfer_in' AND c.e < c.s THEN 'contraction' END AS change,
+            WHEN c.kind = 'transfer_in' AND c.e < c.s THEN 'contraction' END AS price_change_with_move,
        CASE WHEN c.s > 0 AND c.e = 0 THEN c.kind END AS churn_kind
 FROM legs c
 """, params

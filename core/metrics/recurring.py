@@ -192,7 +192,7 @@ def unit_rows(engine: Engine, query: Query, period: date | None) -> pd.DataFrame
     if period is not None:
         buckets = [b for b in buckets if b.label == period]
     cols = ["period", "member_id", "email", "currency", "tier", "interval", "country", "mrr_start_minor",
-            "mrr_end_minor", "transfer_minor", "movement", "change", "churn_kind"]
+            "mrr_end_minor", "transfer_minor", "movement", "price_change_with_move", "churn_kind"]
     if not buckets:
         return pd.DataFrame(columns=cols)
     now = query.now
@@ -240,8 +240,8 @@ def _moves_as_one_row(df: pd.DataFrame) -> pd.DataFrame:
     merged = df[df["movement"] == "transfer_in"].set_index(key)
     merged["mrr_start_minor"] = out_legs["mrr_start_minor"].reindex(merged.index)
     merged["transfer_minor"] = 0
-    merged["movement"] = merged["change"].fillna("unchanged")
-    merged["change"] = None
+    merged["movement"] = merged["price_change_with_move"].fillna("unchanged")
+    merged["price_change_with_move"] = None
     return pd.concat([df[~legs], merged.reset_index()], ignore_index=True)
 
 
@@ -256,9 +256,14 @@ def _drill(movements: tuple[str, ...] | None, paying_end: bool = False) -> Drill
         wanted = (key,) if key else movements
         if wanted:
             # A member who moved between groups and changed price is a transfer in and an
-            # expansion or contraction (``change``).
-            df = df[df["movement"].isin(wanted) | df["churn_kind"].isin(wanted) | df["change"].isin(wanted)]
+            # expansion or contraction (``price_change_with_move``).
+            df = df[df["movement"].isin(wanted) | df["churn_kind"].isin(wanted)
+                    | df["price_change_with_move"].isin(wanted)]
         df = df.reset_index(drop=True)
+        if not df["price_change_with_move"].notna().any():
+            # Filled only for a move into a filtered segment: an empty "Change" column beside every
+            # new member and churn read as a difference of MRR that summed to nothing.
+            df = df.drop(columns="price_change_with_move")
         return df.head(limit) if limit else df
     return drill
 

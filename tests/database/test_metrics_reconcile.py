@@ -636,6 +636,8 @@ class TestMovementsCloseInEverySegment:
         # upgrade read "MRR start 0.00, transfer in" beside a chart that counted an expansion.
         rows = drill(engine, "mrr_movements", unfiltered, limit=None)
         assert not rows["movement"].isin(["transfer_in", "transfer_out"]).any()
+        # No empty "Change" column beside them (it read as an MRR difference that summed to nothing).
+        assert "price_change_with_move" not in rows.columns
         assert not rows.duplicated(["period", "member_id", "currency"]).any()
         for label, a, b in boundaries(start, end, "month", tz):
             want = {c: v["end"] - v["start"] for c, v in period_movements(world, a, b, {}).items()}

@@ -42,9 +42,9 @@ def test_drill_exports_name_movements_entries_and_invoice_states_in_words():
     from dashboard.format import export_frame
 
     movements = export_frame(pd.DataFrame({"movement": ["churn", "transfer_in", "unchanged"],
-                                           "change": [None, "expansion", None]}))
+                                           "price_change_with_move": [None, "expansion", None]}))
     assert movements["Movement"].tolist() == ["Churn", "Transfer in", "Unchanged"]
-    assert movements["Change"].tolist() == ["", "Expansion", ""]
+    assert movements["Price change with move"].tolist() == ["", "Expansion", ""]
     cash = export_frame(pd.DataFrame({"entry": ["gross", "refunds", "disputes"], "amount_minor": [500, -500, -500],
                                       "currency": ["USD", "USD", "JPY"]}))
     assert cash["Entry"].tolist() == ["Payment", "Refund", "Dispute lost"]
