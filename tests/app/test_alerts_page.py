@@ -5,7 +5,6 @@ with a note; a note is required."""
 from __future__ import annotations
 
 import re
-
 from datetime import timedelta
 
 from sqlalchemy import select
