@@ -18,6 +18,7 @@ import streamlit as st
 
 from core import changes
 from core.changes import queries
+from core.changes.result import done_sentence
 from core.money import decimals as money_decimals
 from core.permissions import Permission
 from dashboard import format as fmt
@@ -342,7 +343,8 @@ def _said_done(outcome: changes.Outcome, action: str, preview: changes.Preview |
     # amount charged), which the first press's "Done." would have said.
     title = changes.ACTIONS[action].title
     what = " ".join(preview.summary) if preview is not None and preview.action == action else ""
-    return f"{outcome.message} {title}" + (f": {what}" if what else ".")
+    answered = done_sentence(action, (outcome.result or {}).get("detail"))
+    return f"{outcome.message} {title}" + (f": {what}" if what else ".") + (f" {answered}" if answered else "")
 
 
 def _fresh_version(ctx: StaffContext, member_id: int, fallback: int) -> int:

@@ -71,6 +71,16 @@ def what_changed(before: Any, after: Any) -> str:
     return "; ".join(parts)
 
 
+def _changed_or_refused(entry: AuditEntry) -> str:
+    """What changed; for an attempt that was refused, "Nothing: refused" first: a refused extend
+    read "Member change: extend" with an empty What changed, like the change made a minute later,
+    its Outcome column off the screen's edge."""
+    changed = what_changed(entry.before, entry.after)
+    if entry.outcome in ("refused", "failed"):
+        return f"Nothing: {entry.outcome}" + (f" ({changed})" if changed else "")
+    return changed
+
+
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     if value is None and not prefix:
         return {}
@@ -99,15 +109,18 @@ def _shown(value: Any, path: str = "", record: dict[str, Any] | None = None) -> 
 
 
 def _currency_of(path: str, record: dict[str, Any]) -> str | None:
-    """The ``currency`` beside ``path`` in its own object, else in the nearest enclosing one."""
+    """The ``currency`` beside ``path`` in its own object, else in the nearest enclosing one, else
+    the record's one currency (a retry's ``detail.amount_paid`` beside ``subscription.currency``)."""
     prefix = path.rpartition(".")[0]
     while True:
         found = record.get(f"{prefix}.currency" if prefix else "currency")
         if isinstance(found, str) and found:
             return found
         if not prefix:
-            return None
+            break
         prefix = prefix.rpartition(".")[0]
+    anywhere = {v for k, v in record.items() if k.rpartition(".")[2] == "currency" and isinstance(v, str) and v}
+    return anywhere.pop() if len(anywhere) == 1 else None
 
 
 def entries(engine: Engine, *, actor: str | None = None, member_id: int | None = None, action: str | None = None,
@@ -139,7 +152,7 @@ def entries(engine: Engine, *, actor: str | None = None, member_id: int | None =
     truncated = len(found) > limit
     rows = [{
         "at": a.at.astimezone(z), "actor": a.actor, "action": a.action, "member_id": a.member_id,
-        "target_type": a.target_type, "target_id": a.target_id, "what_changed": what_changed(a.before, a.after),
+        "target_type": a.target_type, "target_id": a.target_id, "what_changed": _changed_or_refused(a),
         "reason": a.reason, "comment": a.comment,
         "outcome": a.outcome, "approved_by": a.approved_by, "request_id": a.request_id,
         "before": as_json_text(a.before), "after": as_json_text(a.after),

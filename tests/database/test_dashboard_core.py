@@ -191,6 +191,8 @@ def test_audit_entries_say_what_changed(engine, session):
     audit.record(session, actor="ada", action="staff.create", target_type="staff", target_id="kim",
                  after={"roles": ["support"], "active": True})
     audit.record(session, actor="sam", action="auth.login")
+    audit.record(session, actor="sam", action="change.extend", member_id=7, outcome="refused",
+                 comment="Your role may add at most 30 days; ask a manager for more.")
     session.commit()
     rows = audit_query.entries(engine).rows.set_index("action")["what_changed"]
     # (The log stores each snapshot with its keys sorted.)
@@ -198,6 +200,7 @@ def test_audit_entries_say_what_changed(engine, session):
                                           "subscription.tier: premium → platinum; version: 3 → 4")
     assert rows["staff.create"] == 'active: yes; roles: ["support"]'
     assert rows["auth.login"] == ""
+    assert rows["change.extend"] == "Nothing: refused"  # not an empty cell beside the changes made
     # Amounts as money, each in the currency beside it (or of the object around it).
     refund = audit_query.what_changed(
         {"subscription": {"currency": "JPY", "mrr_minor": 1200, "price_amount": 1200}},
@@ -206,6 +209,10 @@ def test_audit_entries_say_what_changed(engine, session):
     assert refund == ("subscription.mrr_minor: ¥1,200 → ¥0; detail.amount: — → €2.50; "
                       "detail.currency: — → EUR; detail.payment_amount_refunded: — → €8.99; detail.note_count: — → 2")
     assert audit_query.what_changed(None, {"amount": 500}) == "amount: 500"  # no currency: the number kept
+    # Elsewhere in the record, when it has one currency only.
+    assert audit_query.what_changed({"subscription": {"currency": "USD"}},
+                                    {"subscription": {"currency": "USD"}, "detail": {"amount_paid": 1999}}) == (
+        "detail.amount_paid: — → $19.99")
     many = audit_query.what_changed({f"f{i}": 0 for i in range(20)}, {f"f{i}": 1 for i in range(20)})
     assert many.endswith("; and 8 more") and many.count("→") == audit_query.CHANGED_FIELDS
 

@@ -444,7 +444,14 @@ class TestRetryAndContact:
         out = submit(engine, _change(engine, w, "retry_invoice", {"invoice_id": invoice_id},
                                      reason="customer_updated_card"), SUPPORT, stripe=client)
         assert out.status == "applied"
-        assert client.v1.invoices.retrieve(stripe_invoice).status == "paid"
+        remote = client.v1.invoices.retrieve(stripe_invoice)
+        assert remote.status == "paid"
+        # The agent reads what Stripe answered, not only what was asked.
+        from core.changes.result import done_sentence
+        from core.money import format_money
+
+        assert done_sentence("retry_invoice", out.result["detail"]) == (
+            f"Stripe answered: the invoice is paid, {format_money(remote.amount_paid, remote.currency.upper())} collected.")
         with session_scope(engine) as s:
             assert s.get(Invoice, invoice_id).status == "paid"
             assert s.scalar(select(Subscription.status)) == "active"

@@ -269,4 +269,4 @@ class RetryInvoice(Action, name="retry_invoice", title="Retry a failed invoice n
         inv = ctx.session.get(Invoice, plan.params["invoice_id"])
         assert inv is not None
         ctx.session.refresh(inv)
-        return {"invoice_status": inv.status, "amount_paid": inv.amount_paid}
+        return {"invoice_status": inv.status, "amount_paid": inv.amount_paid, "currency": inv.currency}
