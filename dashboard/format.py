@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.labels import CODE_COLUMNS, code_label
+from core.labels import CODE_COLUMNS, SUBSCRIPTION_STATUS, code_label
 from core.money import decimals, format_money
 
 DASH = "—"
@@ -155,4 +155,6 @@ def status_label(status: str | None) -> str:
              "paused": "⏸️", "incomplete": "🟡", "incomplete_expired": "⚫", "no membership": "⚪"}
     if not status:
         return DASH
-    return f"{icons.get(status, '')} {status.replace('_', ' ')}".strip()
+    # In words, as every table writes them ("Past due", "Pending approval"), not "past due".
+    words = SUBSCRIPTION_STATUS.get(status) or code_label(status)
+    return f"{icons.get(status, '')} {words}".strip()
