@@ -22,6 +22,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.labels import code_label
 from core.timeutil import GRANULARITIES
 from dashboard.text import md
 
@@ -34,8 +35,12 @@ FILTER_LABELS = {"tier": "Tier", "interval": "Billing interval", "currency": "Cu
 
 
 def _filter_choice(f: str, v: Any) -> str:
-    """A filter's choice as the select box shows it (``ALL`` is "All tiers", ...)."""
-    return f"All {FILTER_PLURALS[f]}" if v == ALL else v
+    """A filter's choice as the select box shows it (``ALL`` is "All tiers", ...): tiers and
+    intervals in words ("Premium", "Monthly"), as the tables and charts beside it write them;
+    currencies and countries as their codes."""
+    if v == ALL:
+        return f"All {FILTER_PLURALS[f]}"
+    return code_label(v, f) if f in ("tier", "interval") else v
 
 
 @dataclass(frozen=True)
