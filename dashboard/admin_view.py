@@ -37,6 +37,9 @@ COMMON_ZONES = ["UTC", "Europe/London", "Europe/Berlin", "Europe/Paris", "Americ
                 "America/Los_Angeles", "Asia/Tokyo", "Australia/Sydney"]
 
 
+# How long a past-due subscription counts in MRR (business settings): the first means no grace days.
+UNTIL_OR_GRACE = ["Until Stripe ends them", "For grace days"]
+
 def _run(ctx: StaffContext, permission: Permission, where: str, done: str, fn: Callable[[Engine], Any], *,
          afresh: str | None = None) -> None:
     """One admin action: a core call that checks the permission and owns its transaction; a
@@ -143,15 +146,20 @@ def _settings_section(ctx: StaffContext) -> None:
         currency = c2.selectbox("Reporting currency", list(SUPPORTED_CURRENCIES),
                                 index=list(SUPPORTED_CURRENCIES).index(bs.reporting_currency)
                                 if bs.reporting_currency in SUPPORTED_CURRENCIES else 0)
-        grace = c3.number_input("Past-due grace days", min_value=0, max_value=90,
-                                value=int(bs.past_due_grace_days or 0),
-                                help="0 = a past-due subscription counts in MRR until it is canceled.")
+        # A choice, then the days: the field said 0 for "none", where a person reads 0 as "lost at
+        # once", and no grace at all (0) could not be chosen.
+        until_ended = c3.selectbox("Past-due members count in MRR", UNTIL_OR_GRACE,
+                                   index=0 if bs.past_due_grace_days is None else 1,
+                                   help="Until Stripe ends them (canceled or unpaid), or for a number of grace "
+                                        "days after they fell past due (0: not at all).") == UNTIL_OR_GRACE[0]
+        grace = c3.number_input("Grace days (when counted for grace days)", min_value=0, max_value=365, step=1,
+                                value=7 if bs.past_due_grace_days is None else int(bs.past_due_grace_days))
         week = c4.selectbox("Week starts on", list(WEEKDAYS), index=list(WEEKDAYS).index(bs.week_start),
                             format_func=str.capitalize)
         reason = st.text_input("Why (kept in the audit log)", max_chars=200)
         if st.form_submit_button("Save settings"):
             changes = {"business_timezone": tz, "reporting_currency": currency,
-                       "past_due_grace_days": int(grace) or None, "week_start": week}
+                       "past_due_grace_days": None if until_ended else int(grace), "week_start": week}
             _run(ctx, Permission.EDIT_SETTINGS, "admin: business settings", "Business settings saved.",
                  lambda e: business_settings.save(e, actor=Actor.of(ctx.username, ctx.roles), reason=reason.strip() or None, **changes))
     st.markdown("**FX rates** (US dollars per one unit, per month)")

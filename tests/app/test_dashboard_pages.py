@@ -319,6 +319,16 @@ def test_admin_changes_business_settings_and_refuses_a_bad_rate(world_url, engin
     assert "Business settings saved." in texts(at)
     assert business_settings.load(engine).business_timezone == "Europe/Berlin"
     assert at.session_state["admin_tabs"] == "Business settings"  # still the tab the person used
+    # Grace days: "until Stripe ends them" is none; "for grace days" takes the days typed, 0 too.
+    counted = next(b for b in at.selectbox if b.label == "Past-due members count in MRR")
+    assert counted.value == "Until Stripe ends them" and business_settings.load(engine).past_due_grace_days is None
+    counted.set_value("For grace days")
+    next(n for n in at.number_input if n.label.startswith("Grace days")).set_value(0)
+    at.button(key="FormSubmitter:business_settings-Save settings").click().run()
+    assert not at.exception and business_settings.load(engine).past_due_grace_days == 0
+    next(b for b in at.selectbox if b.label == "Past-due members count in MRR").set_value("Until Stripe ends them")
+    at.button(key="FormSubmitter:business_settings-Save settings").click().run()
+    assert not at.exception and business_settings.load(engine).past_due_grace_days is None
     rate = next(w for w in at.text_input if w.label == "USD per unit")
     rate.input("-3")
     at.button(key="FormSubmitter:fx_rate-Save rate").click().run()
