@@ -116,12 +116,16 @@ def _inputs(action: str, data: dict[str, Any], key: str, state: dict[str, Any] |
         p["email"] = st.text_input("Email", value=c["email"], key=f"{key}-email")
         p["name"] = st.text_input("Name", value=c["name"] or "", key=f"{key}-name")
         p["phone"] = st.text_input("Phone", value=c["phone"] or "", key=f"{key}-phone")
-        line1 = st.text_input("Address line 1 (leave empty to keep the address)", key=f"{key}-line1")
-        if line1.strip():
-            cols = st.columns(3)
-            p["address"] = {"line1": line1, "city": cols[0].text_input("City", key=f"{key}-city"),
-                            "postal_code": cols[1].text_input("Postal code", key=f"{key}-zip"),
-                            "country": cols[2].text_input("Country (2 letters)", key=f"{key}-country")}
+        # Every field of a new address at once (city, postal code and country appeared only after a
+        # Preview, and a first line alone was sent to Stripe as the whole address).
+        st.caption("A new address (leave all four empty to keep the present one):")
+        line1 = st.text_input("Address line 1", key=f"{key}-line1")
+        cols = st.columns(3)
+        address = {"line1": line1, "city": cols[0].text_input("City", key=f"{key}-city"),
+                   "postal_code": cols[1].text_input("Postal code", key=f"{key}-zip"),
+                   "country": cols[2].text_input("Country (2 letters)", key=f"{key}-country")}
+        if any(v.strip() for v in address.values()):
+            p["address"] = address
     return p
 
 

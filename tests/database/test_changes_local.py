@@ -95,7 +95,10 @@ class TestContact:
         session.commit()
         version = session.get(Member, member.id).version
         cases = [({"email": "not-an-email"}, "not an email"), ({"phone": "call me maybe"}, "not a phone"),
-                 ({"address": {"city": "Paris"}}, "first line"), ({"address": {"line1": "x", "country": "FRA"}},
+                 ({"address": {"city": "Paris"}}, "first line"),
+                 # A first line alone was sent to Stripe as the whole address.
+                 ({"address": {"line1": "1 rue de la Paix"}}, "An address needs a city and a country"),
+                 ({"address": {"line1": "x", "country": "FRA"}},
                                                                   "two-letter"),
                  ({"email": "ann@example.com"}, "Nothing to change"), ({"email": "bob@example.com"}, "already uses")]
         for params, sentence in cases:

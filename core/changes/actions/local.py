@@ -62,8 +62,12 @@ def _address(raw: Any) -> dict[str, str] | None:
         if len(country) != 2 or not country.isalpha():
             raise ChangeRefused("The address country is a two-letter code such as US or DE.")
         address["country"] = country
-    if "line1" not in address:
-        raise ChangeRefused("An address needs its first line.")
+    # A first line alone went to Stripe as the member's whole address (the country stayed the old one).
+    missing = [words for field, words in (("line1", "its first line"), ("city", "a city"),
+                                          ("country", "a country (two letters)")) if field not in address]
+    if missing:
+        raise ChangeRefused(f"An address needs {', '.join(missing[:-1]) + ' and ' if len(missing) > 1 else ''}"
+                            f"{missing[-1]}.")
     return address
 
 
