@@ -265,6 +265,7 @@ def _drill_rows(engine: Engine, q: metrics_data.Question, target: DrillTarget, k
             log.exception("drill failed for %s", target.id)
             st.error(f"The rows behind {md(target.label)} could not be loaded; try again, and tell an admin if it persists.")
             return
+    rows = fmt.in_zone(rows, q.query().tz)  # the business time zone, as the buckets they sit under
     st.caption(f"{len(rows):,} row(s) behind {md(target.label)}"
                + (f" (the first {metrics_data.DRILL_LIMIT:,})" if len(rows) >= metrics_data.DRILL_LIMIT else ""))
     show_rows(rows, f"{target.label} rows", key=f"{key}_csv", empty_sentence=f"No rows sit behind {target.label}.")

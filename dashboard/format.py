@@ -15,6 +15,7 @@ import pandas as pd
 
 from core.labels import CODE_COLUMNS, SUBSCRIPTION_STATUS, code_label
 from core.money import decimals, format_money
+from core.timeutil import zone
 
 DASH = "—"
 
@@ -125,6 +126,18 @@ def display_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = 
     return out.rename(columns=names)
 
 
+def in_zone(frame: pd.DataFrame, tz: str) -> pd.DataFrame:
+    """The frame's times (UTC as stored) in ``tz``: a drill's rows said "2026-12-01 01:44 UTC"
+    under a Tokyo day's bucket, a different date from the bucket they were listed under."""
+    out = frame
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
+            if out is frame:
+                out = frame.copy()
+            out[col] = frame[col].dt.tz_convert(zone(tz))
+    return out
+
+
 def export_frame(frame: pd.DataFrame, *, money_columns: Iterable[str] | None = None) -> pd.DataFrame:
     """Stored rows as every CSV of the dashboard holds them: headers and codes in words as on
     screen, times with their zone, each amount a plain number in major units beside its currency
@@ -145,8 +158,6 @@ def when_in(value: datetime | None, tz: str) -> str:
     """A UTC time shown in the business time zone, with the zone's abbreviation."""
     if value is None:
         return DASH
-    from core.timeutil import zone
-
     return when(value.astimezone(zone(tz)), with_zone=True)
 
 

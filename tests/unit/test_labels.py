@@ -128,3 +128,14 @@ def test_audit_actions_read_as_words():
     assert action_label("newarea.did_it") == "Newarea: did it" and action_label("Refund a payment") == "Refund a payment"
     shown = display_frame(pd.DataFrame({"action": ["staff.set_roles"]}))
     assert shown["Action"].tolist() == ["Staff account: set roles"]
+
+
+def test_drill_times_are_shown_in_the_business_time_zone():
+    # A payment at 01:44 UTC on 1 December sits under Tokyo's 1 December 10:44, not a UTC date.
+    from dashboard.format import display_frame, in_zone
+
+    rows = pd.DataFrame({"created_at": pd.to_datetime(["2026-11-30 16:30", "2026-12-01 01:44"], utc=True),
+                         "amount_minor": [500, 700], "currency": ["JPY", "JPY"]})
+    shown = display_frame(in_zone(rows, "Asia/Tokyo"))
+    assert shown["Created at"].tolist() == ["2026-12-01 01:30 JST", "2026-12-01 10:44 JST"]
+    assert str(rows["created_at"].dt.tz) == "UTC"  # the rows themselves are left as stored
