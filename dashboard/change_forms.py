@@ -378,6 +378,9 @@ def render_changes_page(ctx: StaffContext) -> None:
         _decide_form(ctx, pending)
     elif not pending.empty:
         st.caption("Your role cannot approve changes; a finance, manager or admin colleague will.")
+    mine = pending[pending["requested_by"] == ctx.username] if not pending.empty else pending
+    if not mine.empty:
+        _withdraw_form(ctx, mine)
     if not stuck.empty:
         st.subheader("Interrupted (being applied)")
         st.caption("Stripe did not answer or the app stopped between Stripe and our records. Resume asks Stripe "
@@ -481,6 +484,19 @@ def _decide_form(ctx: StaffContext, pending: Any) -> None:
     if approve or reject:
         _run(lambda: changes.decide(engine(), int(rid), _actor(ctx), approve=bool(approve), note=note,
                                     stripe=stripe_client()))
+
+
+def _withdraw_form(ctx: StaffContext, mine: Any) -> None:
+    """The requester takes back a request of their own that waits (it waited for someone else's
+    Reject, and meanwhile blocked another refund of the same payment)."""
+    labels = {int(r["request_id"]): queries.request_label(r) for r in mine.to_dict("records")}
+    with st.form("chg-withdraw"):
+        st.markdown("**Withdraw a request of yours**")
+        rid = st.selectbox("Your request", list(labels), format_func=lambda r: labels[r], key="chg-withdraw-id")
+        note = st.text_input("Why (required)", key="chg-withdraw-note", placeholder="Up to 2,000 characters")
+        withdraw = st.form_submit_button("Withdraw")
+    if withdraw:
+        _run(lambda: changes.withdraw(engine(), int(rid), _actor(ctx), note=note))
 
 
 def _run(fn: Any) -> None:

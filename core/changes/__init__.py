@@ -7,7 +7,7 @@ guarantees.
 """
 
 from core.changes.actions import ACTIONS
-from core.changes.approvals import decide, resume
+from core.changes.approvals import decide, resume, withdraw
 from core.changes.errors import ChangeRefused, RepeatSuspected, StaleMember
 from core.changes.limits import Limits, load_limits, save_limits
 from core.changes.model import Actor, ChangeInput, Outcome, Preview
@@ -18,4 +18,5 @@ __all__ = [
     "ACTIONS", "REASONS", "Actor", "ChangeInput", "ChangeRefused", "Limits", "Outcome", "Preview", "RepeatSuspected",
     "StaleMember",
     "decide", "derive_key", "execute", "label", "load_limits", "preview", "resume", "save_limits", "submit",
+    "withdraw",
 ]

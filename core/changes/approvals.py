@@ -96,6 +96,34 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
     return _execute(engine, request_id, stripe=stripe, now=now, approved_by=actor.username, planned=plan)
 
 
+@guarded(None)  # only the requester: nothing is made, so no permission beyond having asked
+def withdraw(engine: Engine, request_id: int, actor: Actor, *, note: str, now: datetime | None = None) -> Outcome:
+    """The requester takes back their own request while it waits for approval: nothing is made.
+    It waited for a second person's Reject, and meanwhile blocked another refund of the payment."""
+    now = now or utc_now()
+    note = parse.text(note, "note saying why you withdraw it", max_len=2000)
+    with session_scope(engine) as s:
+        req = s.get(ChangeRequest, request_id) if isinstance(request_id, int) else None
+        if req is None:
+            raise ChangeRefused("This change request does not exist.")
+        if not actor.is_same_person(req.requested_by):
+            raise ChangeRefused("Only the person who asked for a change can withdraw it; an approver rejects it.")
+        moved = affected_rows(s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id,
+                                                                    ChangeRequest.status == PENDING).values(
+            status=REJECTED, decided_by=actor.username, decided_at=now, decision_note=f"Withdrawn: {note}")))
+        if not moved:
+            s.rollback()
+            req = s.get(ChangeRequest, request_id)
+            assert req is not None
+            raise ChangeRefused(f"This request is no longer waiting (it is {req.status.replace('_', ' ')}).")
+        s.refresh(req)
+        audit.record(s, actor=actor.username, action=f"change.{req.action}.withdrawn", member_id=req.member_id,
+                     reason=req.reason, comment=note, after={"params": req.params, "requested_by": req.requested_by},
+                     request_id=req.idempotency_key)
+        return Outcome(REJECTED, req.id, "The request was withdrawn; nothing was changed.", req.idempotency_key,
+                       result=req.result)
+
+
 @guarded(None)  # checks CHANGE_MEMBERSHIP itself, refusing with a ChangeRefused sentence
 def resume(engine: Engine, request_id: int, actor: Actor, *, stripe: StripeClient | None = None,
            now: datetime | None = None) -> Outcome:

@@ -184,6 +184,25 @@ def test_manager_approves_a_queued_refund_on_the_changes_page(database_url, engi
     assert not [b for b in at.get("selectbox") if b.key == "chg-decide-id"]
 
 
+def test_the_support_agent_withdraws_their_own_waiting_refund(database_url, engine, stripe_env, monkeypatch):
+    """The requester cannot approve or reject, and waited for someone else's Reject of a request
+    they knew was wrong: their own waiting requests have a Withdraw of their own."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    world, queued, manager_page = _a_refund_waiting_for_mia(database_url, engine, stripe_env)
+    assert not [b for b in manager_page.get("selectbox") if b.key == "chg-withdraw-id"]  # not mia's to withdraw
+    at = _app(AppTest.from_file(str(ROOT / "pages" / "changes.py"), default_timeout=30), database_url, "sam",
+              ["support"])
+    at.run()
+    assert not at.exception
+    assert "Refund a payment of $4.00" in at.selectbox(key="chg-withdraw-id").options[0]
+    at.text_input(key="chg-withdraw-note").input("Wrong payment.")
+    at.button(key="FormSubmitter:chg-withdraw-Withdraw").click().run()
+    assert not at.exception
+    assert any("withdrawn; nothing was changed" in s.value for s in at.success), [e.value for e in at.error]
+    assert "Nothing waits for approval." in [i.value for i in at.info]
+    assert stripe_env.client.v1.charges.retrieve(world.charge).amount_refunded == 0
+
+
 def test_a_change_made_impossible_elsewhere_is_said_on_confirm(database_url, engine, world, monkeypatch):
     # Two tabs: both previewed, the other tab confirmed first. Here the action had left the list, so
     # Confirm reset the form without a word.

@@ -23,6 +23,7 @@ from core.changes import (
     preview,
     save_limits,
     submit,
+    withdraw,
 )
 from core.changes.limits import DEFAULTS, Approval, Limits, approval_for
 from core.db import session_scope
@@ -171,6 +172,33 @@ def test_refunds_waiting_for_approval_count_like_refunds_made(engine, stripe_env
         assert decide(engine, request.request_id, MANAGER, approve=True, note="checked",
                       stripe=stripe_env.client).status == "applied"
     assert stripe_env.client.v1.charges.retrieve(charge).amount_refunded == 19999
+
+
+def test_the_requester_withdraws_a_request_that_waits_and_may_then_refund_the_rest(engine, stripe_env):
+    """Support asked for $150.00 (above the approval amount) and then learned it was the wrong
+    payment: the request waited for someone else's Reject and blocked the payment's other refunds."""
+    from core.models import AuditEntry, ChangeRequest
+
+    member_id, payment_id, charge = _annual_platinum(engine, stripe_env.client)
+    _set(engine, refund_max={"support": {"USD": 25000}})
+    asked = submit(engine, _refund(engine, member_id, payment_id, "150.00"), SUPPORT, stripe=stripe_env.client)
+    assert asked.status == "pending_approval"
+    with pytest.raises(ChangeRefused, match="Only the person who asked for a change can withdraw it"):
+        withdraw(engine, asked.request_id, MANAGER, note="not mine")
+    with pytest.raises(ChangeRefused, match="note"):
+        withdraw(engine, asked.request_id, SUPPORT, note=" ")
+    out = withdraw(engine, asked.request_id, SUPPORT, note="Wrong payment; the member meant March's.")
+    assert (out.status, out.message) == ("rejected", "The request was withdrawn; nothing was changed.")
+    with session_scope(engine) as s:
+        req = s.get(ChangeRequest, asked.request_id)
+        assert (req.status, req.decided_by) == ("rejected", "sam")
+        assert s.scalar(select(AuditEntry.action).where(AuditEntry.action == "change.refund.withdrawn"))
+    with pytest.raises(ChangeRefused, match="no longer waiting"):
+        withdraw(engine, asked.request_id, SUPPORT, note="again")
+    assert stripe_env.client.v1.charges.retrieve(charge).amount_refunded == 0
+    # The payment is free again: a refund within the support limit goes through at once.
+    assert submit(engine, _refund(engine, member_id, payment_id, "50.00"), SUPPORT,
+                  stripe=stripe_env.client).status == "applied"
 
 
 # --- currencies without an approval amount of their own -------------------------------------------
