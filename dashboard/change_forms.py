@@ -193,7 +193,13 @@ def render_member_actions(ctx: StaffContext, member_id: int) -> None:
                    "longer possible, and nothing was changed.")
         _show_state(data["snapshot"])
     titles = {a: changes.ACTIONS[a].title for a in data["actions"]}
-    action = st.selectbox("Action", list(titles), format_func=lambda a: titles[a], key=f"chg-{member_id}-action")
+    # The actions offered change with the member (a cancel offers Reactivate), and a select box
+    # whose choices change starts again at the first: after "Done. Refund a payment…" the box said
+    # "Grant a complimentary membership". The last action chosen stays chosen while it is offered.
+    last = state.get("action")
+    action = st.selectbox("Action", list(titles), format_func=lambda a: titles[a], key=f"chg-{member_id}-action",
+                          index=list(titles).index(last) if last in titles else 0)
+    state["action"] = action
     # The form's generation is part of every widget key: after "Done." it moves on and the browser
     # draws new, empty widgets (deleting the old keys alone leaves the typed values on screen).
     key = f"chg-{member_id}-{action}" + (f"-g{state['generation']}" if state.get("generation") else "")
