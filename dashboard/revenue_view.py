@@ -11,11 +11,12 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import streamlit as st
 
 from dashboard import analytics_ui as ui
-from dashboard import charts, render_cache
+from dashboard import charts, render_cache, widgets
 from dashboard import metrics_data as md
 from dashboard.analytics_page import AnalyticsPage, open_page
 
@@ -129,3 +130,18 @@ def _segments(page: AnalyticsPage) -> None:
                                            title=f"Revenue by {dim}"), key=f"revenue_by_{dim}_chart")
             ui.drill_picker(page.engine, q, ui.targets_from_points(pts, f"By {dim}"), clicked, key=f"revenue_by_{dim}",
                             noun="payments")
+            _segment_table(frame, dim, q.currency)
+
+
+def _segment_table(frame: Any, dim: str, currency: str | None) -> None:
+    """The bars' figures as a table and a CSV: "the segments add up to the totals above" could only
+    be checked by hovering over each bar."""
+    money = {m: f"{m}_minor" for m in ("gross", "refunds", "disputes_lost", "net")}
+    rows = frame.rename(columns=money)
+    if dim == "currency":
+        rows = rows.rename(columns={"key": "original_currency"}) if currency else rows.drop(columns="key")
+    else:
+        rows = rows.rename(columns={"key": dim})
+    if currency:
+        rows = rows.assign(currency=currency)
+    widgets.records(rows, f"revenue by {dim}", empty_sentence="", key=f"revenue_by_{dim}_csv")

@@ -188,6 +188,10 @@ class TestRevenue:
         assert cards["MRR"] == "$9.99"
         assert cards["ARR"] == "$119.88"
         assert "USD only" in texts(at)
+        # The segment bars' figures as a table too (the segments' sum could only be hovered).
+        by_tier = next(df.value for df in at.dataframe if "Tier" in df.value.columns and "Net" in df.value.columns)
+        assert list(by_tier.columns) == ["Tier", "Gross", "Refunds", "Disputes lost", "Net", "Currency"]
+        assert by_tier["Net"].tolist() == ["$9.99"] and by_tier["Tier"].tolist() == ["Premium"]
 
     def test_converted_view_matches_the_registry(self, database_url, engine, world):
         first, today = this_month()
