@@ -77,6 +77,9 @@ def _movements(page: AnalyticsPage, later: list[Callable[[], None]]) -> None:
                                         drill_keys=tuple((t.key or "", t.id) for t in wf.targets)),
                        key="revenue_waterfall")
     ui.caption_definition(wf.result, wf.slug)
+    # Four bars answered a click with nothing, and nothing said why.
+    st.caption("The starting and ending MRR, exchange rates and rounding bars are not members' moves, so they "
+               "have no rows behind them: every member's move is in one of the other bars.")
     ui.drill_picker(page.engine, q, wf.targets, clicked, key="revenue_movements", noun="members", later=later)
 
 
