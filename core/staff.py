@@ -140,6 +140,11 @@ def _create(session: Session, *, actor: Actor, username: str, name: str, email: 
     email = _clean(email, "e-mail address", MAX_EMAIL)
     if "@" not in email:
         raise StaffError(f"“{email}” is not an e-mail address.")
+    # One person, one account: a second account on the same address is a second identity for the
+    # same person (a way round four-eyes approval), or a typo that sends their mail to someone else.
+    taken = session.scalar(select(StaffAccount.username).where(StaffAccount.email == email.lower()))
+    if taken is not None:
+        raise StaffError(f"The account “{taken}” already uses {email.lower()}; give each person one account.")
     now = utc_now()
     account = StaffAccount(
         username=username, name=name, email=email.lower(), roles=normalise_roles(roles),

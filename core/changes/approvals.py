@@ -96,11 +96,15 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
     return _execute(engine, request_id, stripe=stripe, now=now, approved_by=actor.username, planned=plan)
 
 
-@guarded(None)  # only the requester: nothing is made, so no permission beyond having asked
+@guarded(None)  # checks REFUND itself (only refunds wait for approval), refusing with a sentence
 def withdraw(engine: Engine, request_id: int, actor: Actor, *, note: str, now: datetime | None = None) -> Outcome:
     """The requester takes back their own request while it waits for approval: nothing is made.
     It waited for a second person's Reject, and meanwhile blocked another refund of the payment."""
     now = now or utc_now()
+    try:
+        check(actor, Permission.REFUND, bind=engine, where="core.changes.approvals.withdraw")
+    except PermissionDenied as exc:
+        raise ChangeRefused(str(exc), code="permission") from None
     note = parse.text(note, "note saying why you withdraw it", max_len=2000)
     with session_scope(engine) as s:
         req = s.get(ChangeRequest, request_id) if isinstance(request_id, int) else None

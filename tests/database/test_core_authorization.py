@@ -224,6 +224,9 @@ CALLS: dict[str, tuple[Permission, Call]] = {
     "core.changes.approvals.decide": (Permission.APPROVE_CHANGES,
                                       lambda e, s, w, a: importlib.import_module("core.changes").decide(
                                           e, 1, a, approve=True, note="fine")),
+    "core.changes.approvals.withdraw": (Permission.REFUND,
+                                        lambda e, s, w, a: importlib.import_module("core.changes").withdraw(
+                                            e, 1, a, note="wrong payment")),
     "core.changes.approvals.resume": (Permission.CHANGE_MEMBERSHIP,
                                       lambda e, s, w, a: importlib.import_module("core.changes").resume(e, 1, a)),
     "core.alerts.lifecycle.acknowledge": (Permission.MANAGE_ALERTS,

@@ -12,7 +12,8 @@ from tests.support.factories import at
 
 def _create(engine, username="sam", roles="support"):
     return staff.add_account(engine, actor=Actor.of("test", "admin"), username=username, name="Sam",
-                             email="sam@example.com", roles=roles, password="long-enough-pw", bcrypt_rounds=4)
+                             email=f"{username.lower()}@example.com", roles=roles, password="long-enough-pw",
+                             bcrypt_rounds=4)
 
 
 class TestAccounts:
@@ -43,6 +44,14 @@ class TestAccounts:
         _create(engine)
         with pytest.raises(staff.StaffError, match="already exists"):
             _create(engine)
+
+    def test_one_account_per_e_mail_address(self, engine):
+        # jane and jane2 on jane@example.com: one person with two identities (two approvers).
+        staff.add_account(engine, actor=Actor.of("t", "admin"), username="jane", name="Jane", email="Jane@Example.com",
+                          roles="support", password="long-enough-pw", bcrypt_rounds=4)
+        with pytest.raises(staff.StaffError, match="The account “jane” already uses jane@example.com"):
+            staff.add_account(engine, actor=Actor.of("t", "admin"), username="jane2", name="Jane", roles="manager",
+                              email="jane@example.com ", password="long-enough-pw", bcrypt_rounds=4)
 
     def test_cannot_disable_yourself(self, engine):
         _create(engine, roles="admin")
