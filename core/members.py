@@ -121,6 +121,7 @@ class MemberView:
     tz: str
     pause_behavior: str | None = None  # collection paused (Stripe's pause_collection.behavior)
     pause_resumes_at: datetime | None = None
+    ended_at: datetime | None = None  # when the current subscription ended (canceled at once or at its period end)
     subscriptions: pd.DataFrame = field(default_factory=pd.DataFrame)
     payment_methods: pd.DataFrame = field(default_factory=pd.DataFrame)
     changes: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -173,6 +174,7 @@ def member_view(engine: Engine, member_id: int, *, tz: str = "UTC") -> MemberVie
             cancel_at_period_end=bool(cur.cancel_at_period_end) if cur else False, tz=tz,
             pause_behavior=cur.pause_behavior if cur else None,
             pause_resumes_at=_local(cur.pause_resumes_at, z) if cur else None,
+            ended_at=_local(cur.ended_at, z) if cur else None,
         )
         view.subscriptions = _frame([{
             "subscription_id": x.id, "stripe_subscription_id": x.stripe_subscription_id, "status": x.status,

@@ -17,6 +17,7 @@ import streamlit as st
 
 from core import member_search as core_member_search
 from core import members as core_members
+from core.labels import code_label
 from core.models.enums import SubscriptionStatus
 from core.permissions import Actor, Permission, PermissionDenied
 from dashboard import format as fmt
@@ -134,12 +135,17 @@ def _header(view: core_members.MemberView) -> None:
     # st.text renders no markdown at all: the e-mail and phone copy as they are (no word joiners)
     st.text(f"Member #{view.member_id} · {view.email} · country {view.country or '—'} · phone "
             f"{view.phone or '—'} · member since {fmt.day(view.created_at)} · times in {view.tz}")
-    plan = view.tier + (f" · {view.interval}ly" if view.interval else "")
+    plan = code_label(view.tier, "tier") + (f" · {code_label(view.interval, 'interval')}" if view.interval else "")
     period = f"{fmt.day(view.period_start)} → {fmt.day(view.period_end)}" if view.period_end else "—"
+    # A membership canceled at once kept Stripe's period (to next month) under "Current period",
+    # after a preview that said it ended today.
+    ended = view.status == "canceled" and view.ended_at is not None
+    period_fact = (("Ended", fmt.day(view.ended_at), "When the membership ended; it no longer renews.") if ended else
+                   ("Current period", period, "Start and end of the period paid for; the subscription renews at its end."))
     facts = [
         ("Status", fmt.status_label(view.status), "The Stripe status of the subscription that describes the member now."),
         ("Tier", plan, "Tier and billing interval of the current subscription; free = no paid subscription."),
-        ("Current period", period, "Start and end of the period paid for; the subscription renews at its end."),
+        period_fact,
         ("MRR", fmt.money(view.mrr_minor, view.currency),
          "Monthly recurring revenue of this subscription in its own currency (yearly plans divided by 12, "
          "discounts applied; 0 while trialing or paused)."),

@@ -242,6 +242,19 @@ def test_a_paused_membership_says_so_in_the_header(world_url, engine):
     assert any("Resume" in o for o in offered) and not any("free days" in o for o in offered), offered
 
 
+def test_a_canceled_membership_says_when_it_ended_not_a_current_period(world_url):
+    # Canceled at once, the header still said "Current period 2026-12-07 → 2027-01-07" (Stripe's own
+    # period), after a preview that said it ended that day.
+    database_url, world = world_url
+    at = _open(database_url, "members.py", "support")
+    at.query_params["member"] = str(world.cara_id)
+    at.run()
+    assert not at.exception
+    shown = " ".join(m.value for m in at.markdown)
+    assert "<small>Ended</small><br><b>2026-06-01</b>" in shown and "Current period" not in shown
+    assert "<b>Premium · Monthly</b>" in shown  # the tier and interval in words
+
+
 def test_audit_page_filters(world_url):
     database_url, _world = world_url
     at = _open(database_url, "audit.py", "manager")
