@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
 
 from core import audit
 from core.changes import parse
@@ -47,15 +48,10 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
            now: datetime | None = None) -> Outcome:
     """Approve (and apply) or reject a pending request. The requester cannot decide their own."""
     now = now or utc_now()
-    try:
-        check(actor, Permission.APPROVE_CHANGES, bind=engine, where="core.changes.approvals.decide")
-    except PermissionDenied as exc:
-        raise ChangeRefused(str(exc), code="permission") from None
+    _require(engine, actor, Permission.APPROVE_CHANGES, "decide")
     note = parse.text(note, "note for your decision", max_len=2000)
     with session_scope(engine) as s:
-        req = s.get(ChangeRequest, request_id) if isinstance(request_id, int) else None
-        if req is None:
-            raise ChangeRefused("This change request does not exist.")
+        req = _request(s, request_id)
         if req.status != PENDING:
             raise ChangeRefused(f"This request is no longer waiting (it is {req.status.replace('_', ' ')}).")
         if actor.is_same_person(req.requested_by):
@@ -85,8 +81,7 @@ def decide(engine: Engine, request_id: int, actor: Actor, *, approve: bool, note
                                                       ChangeRequest.status == PENDING).values(**values)))
         if not moved:
             raise ChangeRefused("Someone else decided this request a moment ago.")
-        req = s.get(ChangeRequest, request_id)
-        assert req is not None
+        req = _request(s, request_id)
         audit.record(s, actor=actor.username, action=f"change.{req.action}.{'approved' if approve else 'rejected'}",
                      member_id=req.member_id, reason=req.reason, comment=note,
                      after={"params": req.params, "requested_by": req.requested_by},
@@ -101,15 +96,10 @@ def withdraw(engine: Engine, request_id: int, actor: Actor, *, note: str, now: d
     """The requester takes back their own request while it waits for approval: nothing is made.
     It waited for a second person's Reject, and meanwhile blocked another refund of the payment."""
     now = now or utc_now()
-    try:
-        check(actor, Permission.REFUND, bind=engine, where="core.changes.approvals.withdraw")
-    except PermissionDenied as exc:
-        raise ChangeRefused(str(exc), code="permission") from None
+    _require(engine, actor, Permission.REFUND, "withdraw")
     note = parse.text(note, "note saying why you withdraw it", max_len=2000)
     with session_scope(engine) as s:
-        req = s.get(ChangeRequest, request_id) if isinstance(request_id, int) else None
-        if req is None:
-            raise ChangeRefused("This change request does not exist.")
+        req = _request(s, request_id)
         if not actor.is_same_person(req.requested_by):
             raise ChangeRefused("Only the person who asked for a change can withdraw it; an approver rejects it.")
         moved = affected_rows(s.execute(update(ChangeRequest).where(ChangeRequest.id == request_id,
@@ -117,8 +107,7 @@ def withdraw(engine: Engine, request_id: int, actor: Actor, *, note: str, now: d
             status=REJECTED, decided_by=actor.username, decided_at=now, decision_note=f"Withdrawn: {note}")))
         if not moved:
             s.rollback()
-            req = s.get(ChangeRequest, request_id)
-            assert req is not None
+            req = _request(s, request_id)
             raise ChangeRefused(f"This request is no longer waiting (it is {req.status.replace('_', ' ')}).")
         s.refresh(req)
         audit.record(s, actor=actor.username, action=f"change.{req.action}.withdrawn", member_id=req.member_id,
@@ -132,8 +121,20 @@ def withdraw(engine: Engine, request_id: int, actor: Actor, *, note: str, now: d
 def resume(engine: Engine, request_id: int, actor: Actor, *, stripe: StripeClient | None = None,
            now: datetime | None = None) -> Outcome:
     """Finish a request left ``applying`` by a crash or an outage (exactly once)."""
+    _require(engine, actor, Permission.CHANGE_MEMBERSHIP, "resume")
+    return execute(engine, request_id, stripe=stripe, now=now or utc_now(), resuming=True)
+
+
+def _require(engine: Engine, actor: Actor, permission: Permission, function: str) -> None:
+    """The permission check (audited when refused), its refusal as the sentence a form shows."""
     try:
-        check(actor, Permission.CHANGE_MEMBERSHIP, bind=engine, where="core.changes.approvals.resume")
+        check(actor, permission, bind=engine, where=f"core.changes.approvals.{function}")
     except PermissionDenied as exc:
         raise ChangeRefused(str(exc), code="permission") from None
-    return execute(engine, request_id, stripe=stripe, now=now or utc_now(), resuming=True)
+
+
+def _request(s: Session, request_id: int) -> ChangeRequest:
+    req = s.get(ChangeRequest, request_id) if isinstance(request_id, int) else None
+    if req is None:
+        raise ChangeRefused("This change request does not exist.")
+    return req

@@ -93,14 +93,7 @@ def mark_stale(session: Session) -> None:
 
 def state(source: Engine | Connection) -> State | None:
     """The rollups' build state, or None when they are missing or stale."""
-    conn_ctx = source.connect() if isinstance(source, Engine) else None
-    conn = conn_ctx if conn_ctx is not None else source
-    try:
-        assert isinstance(conn, Connection)  # the connection given, or the one opened above
-        rows: dict[str, Any] = dict(conn.execute(select(RollupState.key, RollupState.value)).all())
-    finally:
-        if conn_ctx is not None:
-            conn_ctx.close()
+    rows = _state_rows(source)
     built = rows.get(STATE_KEY)
     if not built or rows.get(STALE_KEY):
         return None
@@ -113,15 +106,20 @@ def state(source: Engine | Connection) -> State | None:
 def segments_grace_days(source: Engine | Connection) -> tuple[bool, int | None]:
     """(built, grace days) of the subscriptions' segments as they stand, stale or not: MRR and
     churn read the segments even while a rebuild is pending, with the grace days they were cut by."""
+    built = _state_rows(source).get(STATE_KEY)
+    return (bool(built), built.get("grace_days") if built else None)
+
+
+def _state_rows(source: Engine | Connection) -> dict[str, Any]:
+    """The rollup state table as {key: value}, on the connection given or a new one."""
     conn_ctx = source.connect() if isinstance(source, Engine) else None
     conn = conn_ctx if conn_ctx is not None else source
     try:
-        assert isinstance(conn, Connection)
-        built = conn.execute(select(RollupState.value).where(RollupState.key == STATE_KEY)).scalar()
+        assert isinstance(conn, Connection)  # the connection given, or the one opened above
+        return dict(conn.execute(select(RollupState.key, RollupState.value)).all())
     finally:
         if conn_ctx is not None:
             conn_ctx.close()
-    return (bool(built), built.get("grace_days") if built else None)
 
 
 def refresh(engine: Engine, since: datetime | None = None, *, now: datetime | None = None) -> dict[str, Any]:
