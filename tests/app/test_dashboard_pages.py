@@ -170,7 +170,7 @@ def test_member_search_and_member_page(world_url):
     at.run()
     assert not at.exception
     shown = texts(at)
-    assert "Ann Lee" in shown and "premium" in shown and "Insufficient funds" in " ".join(
+    assert "Ann Lee" in shown and "<b>Premium · Monthly</b>" in shown and "Insufficient funds" in " ".join(
         df.value.to_csv() for df in at.dataframe)
     assert any("dashboard.stripe.com/test/customers/cus_ANN0001" in str(b.proto) for b in at.get("link_button"))
 
